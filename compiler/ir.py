@@ -1,0 +1,258 @@
+"""The typed intermediate representation: what ``lower`` produces and every later stage reads.
+
+Every node is a frozen dataclass. Nodes that came from a file carry its :class:`Location`, so
+that a later stage (a template, the grammar, the output parser) can still point a user at the
+line of the spec or data file that caused a problem.
+
+Values of output fields are normalised Python values: ``number`` → :class:`decimal.Decimal`,
+``integer`` → ``int``, ``boolean`` → ``bool``, ``enum`` → the canonical choice (``str``),
+``text`` → ``str``. Input values are always ``str``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Union
+
+from promptc.errors import Location
+
+StrategyKind = Literal["single", "few-shot", "batch", "auto-demo"]
+STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+
+OutputType = Literal["text", "number", "integer", "boolean", "enum"]
+OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
+
+InputType = Literal["text"]
+INPUT_TYPES: tuple[InputType, ...] = ("text",)
+
+SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
+SELECTION_METHODS: tuple[SelectionMethod, ...] = (
+    "sequential",
+    "random",
+    "retrieval",
+    "partition",
+    "diverse",
+)
+SIMILARITY_METHODS: tuple[SelectionMethod, ...] = ("retrieval", "partition", "diverse")
+
+Value = Union[str, Decimal, int, bool]
+
+NOWHERE = Location("<unknown>")
+
+
+@dataclass(frozen=True)
+class InputField:
+    """A named input of the task; ``label`` is how templates show it (``Premise``)."""
+
+    name: str
+    type: InputType = "text"
+    label: str = ""
+    description: str = ""
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
+
+    name: str
+    type: OutputType
+    description: str = ""
+    choices: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class Literal_:
+    """Literal text of an answer format, e.g. ``" The answer is "``."""
+
+    text: str
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A ``{field}`` of an answer format."""
+
+    field: str
+    location: Location = NOWHERE
+
+
+Segment = Union[Literal_, Placeholder]
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """A parsed ``answer_format``: literal text and placeholders, in order."""
+
+    source: str
+    segments: tuple[Segment, ...]
+    location: Location = NOWHERE
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(s.field for s in self.segments if isinstance(s, Placeholder))
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A solved example: input values (str) and normalised output values."""
+
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, Value]
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input of the dataset. ``index`` is its 0-based position in the data file."""
+
+    id: str
+    index: int
+    inputs: Mapping[str, str]
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the items came from."""
+
+    path: str  # as written in the spec, relative to the spec's folder
+    resolved: str  # absolute path
+    format: Literal["jsonl", "json", "csv"]
+    fields: Mapping[str, str]  # input name -> column/key in the data file
+    id: str | None  # id column, or a Jinja expression, or None for the 1-based row number
+    sha256: str
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How items are grouped into batches.
+
+    ``model`` and ``cache_dir`` only matter to similarity methods; ``target_position`` only to
+    ``retrieval`` (``-1`` puts the target item last).
+    """
+
+    method: SelectionMethod = "sequential"
+    seed: int = 0
+    target_position: int = -1
+    model: str | None = None
+    cache_dir: str | None = None
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: StrategyKind
+    batch_size: int
+    selection: Selection
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model name and sampling parameters; ``params`` holds everything else, passed through."""
+
+    name: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    params: Mapping[str, object] = field(default_factory=dict)
+    location: Location = NOWHERE
+
+    def request_params(self) -> dict[str, object]:
+        """The parameters as sent in a chat completion request, in a stable key order."""
+        out: dict[str, object] = {"model": self.name}
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
+        for k in sorted(self.params):
+            out[k] = self.params[k]
+        return out
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A strategy's template: a file of the spec's own, or one shipped with promptc."""
+
+    kind: StrategyKind
+    path: str | None  # absolute path of a spec's own template, None for the built-in one
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """The root of the IR: one compiled task spec."""
+
+    name: str
+    description: str
+    instruction: str
+    inputs: tuple[InputField, ...]
+    outputs: tuple[OutputField, ...]
+    answer_format: AnswerFormat
+    demos: tuple[Demo, ...]
+    data: DataSource | None
+    items: tuple[Item, ...]
+    strategy: Strategy
+    model: ModelConfig
+    templates: tuple[TemplateRef, ...]
+    spec: SourceFile
+    spec_dir: str
+    extends: tuple[SourceFile, ...] = ()  # the spec files inherited from, nearest first
+    location: Location = NOWHERE
+
+    def output(self, name: str) -> OutputField:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def template_for(self, kind: StrategyKind) -> TemplateRef:
+        for t in self.templates:
+            if t.kind == kind:
+                return t
+        return TemplateRef(kind, None)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items sent together in one request, in prompt order.
+
+    ``target`` is the index (into ``item_ids``) of the item whose answer this batch is *for*
+    (``retrieval`` builds one batch per item; the others' answers are demonstrations only), or
+    ``None`` when every item's answer counts. ``similarities`` holds, per item, its cosine
+    similarity to the batch's target or centroid, when a similarity method made the batch.
+    """
+
+    index: int
+    item_ids: tuple[str, ...]
+    item_indices: tuple[int, ...]
+    target: int | None = None
+    similarities: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rendered request: the chat messages for one batch."""
+
+    id: str
+    batch: Batch
+    kind: StrategyKind
+    messages: tuple[Message, ...]
+    params: Mapping[str, object]

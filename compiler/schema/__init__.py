@@ -1,0 +1,1 @@
+"""The JSON Schema of task specs, shipped as package data (``promptc.schema``)."""

@@ -1,0 +1,124 @@
+"""Output value types: how each is written canonically and read back, normalised.
+
+=========  ==============================  ==========================================
+type       canonical form (writer)         accepted when reading (normalised to)
+=========  ==============================  ==========================================
+number     ``-1234.5`` (no exponent)       ``1,234``, ``$18``, ``-3.5``, ``18.`` → Decimal
+integer    ``-12``                         ``1,234``, ``$18`` → int
+boolean    ``yes`` / ``no``                yes/no/true/false, any case → bool
+enum       the choice as declared          a choice or alias, any case → the choice
+text       as is                           any text up to the next delimiter → str
+=========  ==============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from promptc.ir import OutputField, Value
+
+TRUE_WORDS = ("yes", "true")
+FALSE_WORDS = ("no", "false")
+CANONICAL_TRUE = "yes"
+CANONICAL_FALSE = "no"
+
+_NUMBER = re.compile(r"^\s*(?P<sign>[-+−]?)\s*[$€£]?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?\.?\s*$")
+
+
+def write_value(field: OutputField, value: Value) -> str:
+    """The canonical text of a normalised value."""
+    if field.type == "boolean":
+        return CANONICAL_TRUE if value else CANONICAL_FALSE
+    if field.type == "number":
+        assert isinstance(value, Decimal)
+        text = format(value, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return str(value)
+
+
+def expected(field: OutputField) -> str:
+    """What a value of this field looks like, for error messages."""
+    if field.type == "number":
+        return "a number such as 18, -3.5 or 1,234"
+    if field.type == "integer":
+        return "an integer such as 18 or -3"
+    if field.type == "boolean":
+        return "yes or no (or true/false)"
+    if field.type == "enum":
+        return "one of " + ", ".join(repr(c) for c in field.choices)
+    return "text"
+
+
+def read_value(field: OutputField, text: str) -> Value:
+    """Normalises a value as written by a model (or a spec's demo).
+
+    Raises:
+        ValueError: The text is not a value of the field's type; the message says what was
+            expected.
+    """
+    t = field.type
+    if t == "text":
+        return text
+    s = text.strip()
+    if t in ("number", "integer"):
+        m = _NUMBER.match(s)
+        if not m or not (m.group("digits") or m.group("frac")):
+            raise ValueError(f"expected {expected(field)}, found {text!r}")
+        sign = "-" if m.group("sign") in ("-", "−") else ""
+        digits = (m.group("digits") or "0").replace(",", "")
+        frac = m.group("frac") or ""
+        try:
+            number = Decimal(sign + digits + frac)
+        except InvalidOperation:  # pragma: no cover - the regex admits only valid literals
+            raise ValueError(f"expected {expected(field)}, found {text!r}") from None
+        if t == "integer":
+            if number != number.to_integral_value():
+                raise ValueError(f"expected {expected(field)}, found {text!r}")
+            return int(number)
+        return number
+    if t == "boolean":
+        low = s.lower()
+        if low in TRUE_WORDS:
+            return True
+        if low in FALSE_WORDS:
+            return False
+        raise ValueError(f"expected {expected(field)}, found {text!r}")
+    if t == "enum":
+        low = s.lower()
+        for c in field.choices:
+            if c.lower() == low:
+                return c
+        for alias, choice in field.aliases:
+            if alias.lower() == low:
+                return choice
+        raise ValueError(f"expected {expected(field)}, found {text!r}")
+    raise ValueError(f"unknown output type {t!r}")
+
+
+def coerce_value(field: OutputField, value: object) -> Value:
+    """Normalises a value given in YAML (a demo's output): native numbers and booleans, or text.
+
+    Raises:
+        ValueError: As :func:`read_value`.
+    """
+    if isinstance(value, bool):
+        if field.type == "boolean":
+            return value
+        if field.type in ("text", "enum"):
+            return read_value(field, CANONICAL_TRUE if value else CANONICAL_FALSE)
+        raise ValueError(f"expected {expected(field)}, found {value!r}")
+    if isinstance(value, (int, float)) and field.type in ("number", "integer"):
+        number = Decimal(str(value))
+        if field.type == "integer":
+            if number != number.to_integral_value():
+                raise ValueError(f"expected {expected(field)}, found {value!r}")
+            return int(number)
+        return number
+    if isinstance(value, (int, float)) and field.type in ("text", "enum"):
+        return read_value(field, str(value))
+    if isinstance(value, str):
+        return read_value(field, value)
+    raise ValueError(f"expected {expected(field)}, found {type(value).__name__} {value!r}")

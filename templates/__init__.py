@@ -1,0 +1,1 @@
+"""Jinja templates of the strategies, shipped as package data (``promptc.templates``)."""
