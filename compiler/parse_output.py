@@ -1,0 +1,1005 @@
+"""Model output → one result per item: ``ok | missing | malformed | duplicate | misaligned | extra``.
+
+This is the last stage of the pipeline: it reads what a model wrote for one request, with the
+answer grammar of that request's shape (:func:`promptc.grammar.build_grammar`), and tells, item
+by item, what the model answered and whether it can be trusted. It never attributes an answer
+to the wrong item and never raises on any output string.
+
+Two modes:
+
+``strict``
+    The whole output must match the grammar. Values are reported only when it does; otherwise
+    the item where the grammar stopped gets the diagnosis (output line:col, expected tokens,
+    what was found) and every other item says that strict mode rejected the output there.
+
+``recover`` (default)
+    Keeps every well-formed item of a partly broken output. A fast path first matches the whole
+    output against the grammar's regular expression; when that fails, a marker scanner finds
+    every ``Q[i]:`` / ``A[i]:`` (tolerating markdown emphasis, headings, fences, chatter,
+    full-width lookalikes) and each answer body is read on its own with
+    :meth:`AnswerGrammar.parse_answer`.
+
+The rules, in full, are in ``docs/parsing.md``; the constants that tune them are below.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import string
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from promptc import formats
+from promptc.errors import OutputParseError
+from promptc.ir import Request, StrategyKind, Task, Value
+
+if TYPE_CHECKING:
+    from promptc.grammar import AnswerGrammar
+
+Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra"]
+STATUSES: tuple[Status, ...] = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
+Mode = Literal["recover", "strict"]
+MODES: tuple[Mode, ...] = ("recover", "strict")
+
+#: A repeated ``Q[i]`` matches item i's question when the similarity (difflib ratio of the
+#: normalised texts: casefolded, NFKC, punctuation stripped, whitespace collapsed) is at least
+#: this. 0.9 tolerates a dropped word or a typo in a sentence, not a different question.
+QUESTION_SIMILARITY = 0.9
+#: Questions are compared on at most this many normalised characters (difflib is quadratic).
+QUESTION_COMPARE_CHARS = 2000
+#: ``found`` shows at most this many characters of what the output had.
+FOUND_CHARS = 40
+#: At most this many occurrences of one index are read; the rest count as repeats unread.
+MAX_OCCURRENCES = 16
+#: At most this many shorter readings (cut at line ends) of one answer body are tried.
+MAX_CUTS = 16
+#: Bodies longer than this are not cut into shorter readings (bounds work on huge outputs).
+MAX_CUT_BODY = 20_000
+#: At most this many leading lines of chatter are skipped for single/few-shot outputs.
+MAX_SINGLE_SKIP = 8
+
+
+class _Mismatch(Protocol):
+    offset: int
+    expected: Sequence[str]
+    found: str
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in the original output: 1-based line and column (code points), 0-based offset."""
+
+    line: int
+    col: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """``start`` is the first character, ``end`` the position just after the last one."""
+
+    start: Position
+    end: Position
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What the output says about one item of a request.
+
+    Attributes:
+        request_id: The request's id.
+        item_id: The item's id; ``None`` for an ``extra`` answer (an index not in the request).
+        index: The item's 1-based position in the request (the ``i`` of ``A[i]``).
+        status: ``ok``, ``missing``, ``malformed``, ``duplicate``, ``misaligned`` or ``extra``.
+        values: Output field → normalised value. Trust them when the status is ``ok``; for
+            ``duplicate``, ``misaligned`` and ``extra`` they are what the first well-formed
+            answer said, for inspection; empty otherwise.
+        span: Where the item is in the output (from its first marker to the end of its
+            answer); ``None`` when missing.
+        expected: For a failure, what would have been accepted, as readable tokens.
+        found: For a failure, the text found instead (abbreviated), or ``"end of output"``.
+        message: One sentence for people.
+    """
+
+    request_id: str
+    item_id: str | None
+    index: int
+    status: Status
+    values: Mapping[str, Value] = field(default_factory=dict)
+    span: Span | None = None
+    expected: tuple[str, ...] = ()
+    found: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data. Numbers stay :class:`~decimal.Decimal`: write them with
+        :func:`dumps` (exact JSON numbers), read them back with ``parse_float=Decimal``."""
+        span = None
+        if self.span is not None:
+            span = {
+                "start": {"line": self.span.start.line, "col": self.span.start.col,
+                          "offset": self.span.start.offset},
+                "end": {"line": self.span.end.line, "col": self.span.end.col,
+                        "offset": self.span.end.offset},
+            }
+        return {
+            "request_id": self.request_id,
+            "item_id": self.item_id,
+            "index": self.index,
+            "status": self.status,
+            "values": dict(self.values),
+            "span": span,
+            "expected": list(self.expected),
+            "found": self.found,
+            "message": self.message,
+        }
+
+    def to_json(self) -> str:
+        """One JSON line (keys in a fixed order, Decimals as exact JSON numbers)."""
+        return dumps(self.to_dict())
+
+
+def dumps(data: object) -> str:
+    """JSON text in which :class:`~decimal.Decimal` values are exact JSON numbers.
+
+    ``Decimal("0.1")`` is written ``0.1`` (never ``0.1000000000000000055…``), in the canonical
+    form of :func:`promptc.values.write_value` (no exponent). Everything else is written as
+    :func:`json.dumps` writes it, with non-ASCII text kept as is.
+    """
+    if isinstance(data, Decimal):
+        return _decimal_text(data)
+    if isinstance(data, Mapping):
+        return "{" + ", ".join(
+            f"{json.dumps(str(k), ensure_ascii=False)}: {dumps(v)}" for k, v in data.items()
+        ) + "}"
+    if isinstance(data, (list, tuple)):
+        return "[" + ", ".join(dumps(v) for v in data) + "]"
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _decimal_text(d: Decimal) -> str:
+    if not d.is_finite():  # cannot come from read_value; JSON has no such numbers
+        return json.dumps(str(d))
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def summarize(results: Iterable[ItemResult]) -> dict[str, int]:
+    """Counts per status, every status present (zeros included), in :data:`STATUSES` order."""
+    counts = {s: 0 for s in STATUSES}
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# The request being parsed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """What parsing needs to know of a request: its id, strategy, items and their questions.
+
+    ``questions[k]`` is the text item k's ``Q[k+1]`` must repeat in ``auto-demo`` (see
+    :func:`promptc.formats.question_text`); empty strings when unknown.
+    """
+
+    id: str
+    kind: StrategyKind
+    item_ids: tuple[str, ...]
+    questions: tuple[str, ...]
+
+
+def request_shape(task: Task, request: object) -> RequestShape:
+    """Reads an :class:`~promptc.ir.Request`, a ``requests.jsonl`` line (a mapping) or any object
+    with ``id``, ``kind`` and ``item_ids`` (and optionally ``questions``).
+
+    Questions not given are looked up among ``task.items`` by item id.
+
+    Raises:
+        OutputParseError: The request lacks an id or item ids, or names an unknown strategy.
+    """
+    def get(name: str) -> Any:
+        if isinstance(request, Mapping):
+            return request.get(name)
+        return getattr(request, name, None)
+
+    rid = get("id") if get("id") is not None else get("request_id")
+    kind = get("kind") or task.strategy.kind
+    if isinstance(request, Request):
+        item_ids: Any = request.batch.item_ids
+    else:
+        item_ids = get("item_ids")
+        batch = get("batch")
+        if item_ids is None and batch is not None:
+            item_ids = getattr(batch, "item_ids", None)
+    if rid is None or item_ids is None or isinstance(item_ids, (str, bytes)):
+        raise OutputParseError(
+            "a request needs an 'id' and a list of 'item_ids'", code="bad-request"
+        )
+    if kind not in ("single", "few-shot", "batch", "auto-demo"):
+        raise OutputParseError(
+            f"unknown strategy kind {kind!r} in request {rid}; expected single, few-shot, "
+            "batch or auto-demo",
+            code="bad-request",
+        )
+    ids = tuple(str(i) for i in item_ids)
+    questions = get("questions")
+    if questions is None:
+        by_id = {it.id: it for it in task.items}
+        qs = []
+        for i in ids:
+            it = by_id.get(i)
+            try:
+                qs.append(formats.question_text(task.inputs, it.inputs) if it else "")
+            except KeyError:
+                qs.append("")
+        questions = qs
+    return RequestShape(str(rid), kind, ids, tuple(str(q) for q in questions))
+
+
+# --------------------------------------------------------------------------------------------
+# Text with lookalikes normalised, positions mapped back
+# --------------------------------------------------------------------------------------------
+
+_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u202f\u205f\u3000"
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+_NEWLINES = "\r\u2028\u2029\u0085"
+_EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
+_LOOKALIKE = re.compile(
+    "[\uff01-\uff5e" + _SPACES + _INVISIBLE + _NEWLINES + "".join(_EXTRA_MAP) + "]"
+)
+
+
+def _normal_char(ch: str) -> str:
+    code = ord(ch)
+    if 0xFF01 <= code <= 0xFF5E:  # full-width ASCII: Ａ［２］：
+        return chr(code - 0xFEE0)
+    if ch in _SPACES:
+        return " "
+    if ch in _INVISIBLE:
+        return ""
+    if ch in _NEWLINES:
+        return "\n"
+    return _EXTRA_MAP.get(ch, ch)
+
+
+def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
+    """Replaces lookalikes by the ASCII they imitate; returns the text and, if it changed, the
+    offset in ``text`` of every character of the result (plus one entry for the end).
+
+    Full-width ASCII (``Ａ［２］：``) → ASCII; non-breaking and other Unicode spaces → space;
+    zero-width characters and soft hyphens → removed; ``\\r\\n``, ``\\r``, U+2028/2029/0085 →
+    ``\\n``; ``【】`` → ``[]``; ``∶`` and ``﹕`` → ``:``; ``−`` (minus sign) → ``-``.
+    """
+    if _LOOKALIKE.search(text) is None:
+        return text, None
+    out: list[str] = []
+    offsets: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\r" and i + 1 < n and text[i + 1] == "\n":
+            out.append("\n")
+            offsets.append(i)
+            i += 2
+            continue
+        rep = _normal_char(ch)
+        if rep:
+            out.append(rep)
+            offsets.append(i)
+        i += 1
+    offsets.append(n)
+    return "".join(out), offsets
+
+
+class _Text:
+    """An output, its normalised form, and positions in the original."""
+
+    def __init__(self, original: str) -> None:
+        self.original = original
+        self.norm, self._offsets = normalise_lookalikes(original)
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", original)]
+        # CR-only line ends count as line ends too: positions are what an editor shows.
+        if "\r" in original:
+            self._line_starts = [0] + [
+                m.end() for m in re.finditer(r"\r\n|\r|\n", original)
+            ]
+
+    def orig(self, norm_offset: int) -> int:
+        if self._offsets is None:
+            return norm_offset
+        return self._offsets[max(0, min(norm_offset, len(self._offsets) - 1))]
+
+    def position(self, orig_offset: int) -> Position:
+        line = bisect_right(self._line_starts, orig_offset)
+        return Position(line, orig_offset - self._line_starts[line - 1] + 1, orig_offset)
+
+    def span(self, norm_start: int, norm_end: int) -> Span:
+        start = self.orig(norm_start)
+        end = self.orig(norm_end) if norm_end > norm_start else start
+        return Span(self.position(start), self.position(end))
+
+
+# --------------------------------------------------------------------------------------------
+# The marker scanner
+# --------------------------------------------------------------------------------------------
+
+
+def _build_marker_regex() -> re.Pattern[str]:
+    # Every part is a bounded repetition, so one attempt costs O(1) and a scan is linear.
+    e = re.escape
+    ws = "[ \\t]{0,3}"
+    em = "[*_]{0,3}"
+    prefixes = "|".join(e(p) for p in (formats.QUESTION_PREFIX, formats.ANSWER_PREFIX))
+    return re.compile(
+        f"(?<![0-9A-Za-z])(?P<open>{em}){ws}(?P<prefix>{prefixes}){ws}{e(formats.INDEX_OPEN)}"
+        f"{ws}(?P<index>[0-9]{{1,9}}){ws}{e(formats.INDEX_CLOSE)}(?P<mid>{em}){ws}"
+        f"{e(formats.MARKER_END)}(?P<close>{em})",
+        re.IGNORECASE,
+    )
+
+
+_MARKER = _build_marker_regex()
+# What may stand between a line start and a marker and still be decoration: a heading, a
+# quote, a list bullet, emphasis.
+_DECORATION = re.compile(r"[ \t#>*_\-+]*")
+_FENCE_LINE = re.compile(r"[ \t]*(```|~~~)[^\n`]*")
+
+
+@dataclass
+class _Marker:
+    kind: str  # formats.QUESTION_PREFIX or formats.ANSWER_PREFIX
+    index: int
+    start: int  # where the marker (with its decoration) starts, normalised text
+    end: int  # just after it
+    cut: int  # where the previous body ends
+    open: str
+    close: str
+
+
+def _scan(norm: str) -> list[_Marker]:
+    line_starts = [0] + [m.end() for m in re.finditer("\n", norm)]
+    markers: list[_Marker] = []
+    q_prefix = formats.QUESTION_PREFIX.casefold()
+    for m in _MARKER.finditer(norm):
+        start = m.start()
+        ls = line_starts[bisect_right(line_starts, start) - 1]
+        cut = start
+        if start - ls <= 16 and _DECORATION.fullmatch(norm, ls, start):
+            cut = ls
+        kind = (
+            formats.QUESTION_PREFIX
+            if m.group("prefix").casefold() == q_prefix
+            else formats.ANSWER_PREFIX
+        )
+        markers.append(
+            _Marker(kind, int(m.group("index")), start, m.end(), cut, m.group("open"),
+                    m.group("close") or m.group("mid"))
+        )
+    return markers
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one answer body
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Reading:
+    """One answer body, read: values if well-formed, else the diagnosis of the full body."""
+
+    values: dict[str, Value] | None
+    start: int  # normalised offsets of the text that was read
+    end: int
+    expected: tuple[str, ...] = ()
+    found: str | None = None
+    error_at: int = 0  # normalised offset of the mismatch
+
+
+def _abbrev(text: str) -> str:
+    if not text:
+        return "end of output"
+    first = text.split("\n", 1)[0]
+    if len(first) > FOUND_CHARS:
+        return first[: FOUND_CHARS - 1] + "…"
+    if len(first) < len(text):
+        return first + "…" if first else "a line break"
+    return first
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start] in " \t\n":
+        start += 1
+    while end > start and text[end - 1] in " \t\n":
+        end -= 1
+    return start, end
+
+
+def _candidates(norm: str, start: int, end: int, marker: _Marker | None) -> Iterator[
+    tuple[int, int]
+]:
+    """Readings of a body, best first: as is; without fences and emphasis; cut at line ends."""
+    s, e = _strip_span(norm, start, end)
+    yield s, e
+    s, e = _strip_fences(norm, s, e)
+    opening = marker.open if marker is not None and not marker.close else ""
+    yield _trim(norm, s, e, opening)
+    if e - s > MAX_CUT_BODY:
+        return
+    # Longest first: the answer proper is a prefix; chatter or a fence follows it.
+    pos, cuts = e, 0
+    while cuts < MAX_CUTS:
+        nl = norm.rfind("\n", s, pos)
+        if nl < 0:
+            break
+        cuts += 1
+        pos = nl
+        cs, ce = _trim(norm, s, nl, opening)
+        if ce > cs:
+            yield cs, ce
+
+
+def _strip_fences(norm: str, s: int, e: int) -> tuple[int, int]:
+    """Without fence lines (```` ``` ````, ``~~~``) at either end."""
+    for _ in range(4):
+        nl = norm.rfind("\n", s, e)
+        last_start = nl + 1 if nl >= 0 else s
+        if not _FENCE_LINE.fullmatch(norm, last_start, e):
+            break
+        s, e = _strip_span(norm, s, last_start)
+    for _ in range(4):
+        nl = norm.find("\n", s, e)
+        first_end = nl if nl >= 0 else e
+        if not _FENCE_LINE.fullmatch(norm, s, first_end):
+            break
+        s, e = _strip_span(norm, first_end, e)
+    return s, e
+
+
+_EMPHASIS = re.compile(r"[*_]{1,3}")
+
+
+def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
+    """Whitespace, the emphasis that closes an opening one before the marker (``**A[2]: x**``),
+    and emphasis wrapping the whole answer (``A[2]: **x**``)."""
+    s, e = _strip_span(norm, s, e)
+    if opening and norm.endswith(opening, s, e):
+        s, e = _strip_span(norm, s, e - len(opening))
+    m = _EMPHASIS.match(norm, s, e)
+    if m is not None and e - s > 2 * len(m.group()) and norm.endswith(m.group(), s, e):
+        s, e = _strip_span(norm, m.end(), e - len(m.group()))
+    return s, e
+
+
+class _Reader:
+    """Reads answer bodies with a grammar, tolerating lookalikes and never raising."""
+
+    def __init__(self, grammar: AnswerGrammar) -> None:
+        self.grammar = grammar
+
+    def parse(self, body: str) -> dict[str, Value]:
+        return dict(self.grammar.parse_answer(body))
+
+    def read(self, text: _Text, start: int, end: int, marker: _Marker | None) -> _Reading:
+        first: _Reading | None = None
+        tried: set[tuple[int, int]] = set()
+        for s, e in _candidates(text.norm, start, end, marker):
+            if (s, e) in tried:
+                continue
+            tried.add((s, e))
+            reading = self._read_one(text, s, e)
+            if reading.values is not None:
+                return reading
+            if first is None:
+                first = reading
+        assert first is not None
+        return first
+
+    def _read_one(self, text: _Text, s: int, e: int) -> _Reading:
+        # As written first (keeps the model's own characters in text values); then, if the
+        # output had lookalikes, normalised.
+        o_s, o_e = text.orig(s), text.orig(e)
+        raw = text.original[o_s:o_e]
+        err = self._try(raw)
+        if not isinstance(err, dict) and raw != text.norm[s:e]:
+            err2 = self._try(text.norm[s:e])
+            if isinstance(err2, dict):
+                return _Reading(err2, s, e)
+            err = err2
+        if isinstance(err, dict):
+            return _Reading(err, s, e)
+        offset, expected, found = err
+        at = min(s + offset, e)
+        return _Reading(None, s, e, expected, found, at)
+
+    def _try(self, body: str) -> dict[str, Value] | tuple[int, tuple[str, ...], str]:
+        try:
+            return self.parse(body)
+        except RecursionError:
+            return 0, ("an answer",), _abbrev(body)
+        except Exception as exc:  # noqa: BLE001 - the parser must never raise on model text
+            offset = getattr(exc, "offset", 0)
+            if not isinstance(offset, int) or offset < 0:
+                offset = 0
+            expected = getattr(exc, "expected", None)
+            exp = tuple(str(x) for x in expected) if expected else ("an answer",)
+            return offset, exp, _abbrev(body[offset:])
+
+
+# --------------------------------------------------------------------------------------------
+# Question alignment (auto-demo)
+# --------------------------------------------------------------------------------------------
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation + "“”‘’«»…–—¿¡"})
+
+
+def normalise_question(text: str) -> str:
+    """The form questions are compared in: NFKC, casefolded, punctuation → space, whitespace
+    collapsed."""
+    t = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCT)
+    return " ".join(t.split())
+
+
+def question_similarity(written: str, expected: str) -> float:
+    """1.0 for the same question; difflib's ratio of the normalised texts otherwise."""
+    if written == expected:
+        return 1.0
+    a = normalise_question(written)[:QUESTION_COMPARE_CHARS]
+    b = normalise_question(expected)[:QUESTION_COMPARE_CHARS]
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if sm.real_quick_ratio() < QUESTION_SIMILARITY or sm.quick_ratio() < QUESTION_SIMILARITY:
+        return sm.quick_ratio() if sm.real_quick_ratio() >= QUESTION_SIMILARITY else \
+            sm.real_quick_ratio()
+    return sm.ratio()
+
+
+# --------------------------------------------------------------------------------------------
+# Grammar
+# --------------------------------------------------------------------------------------------
+
+_GRAMMARS: dict[tuple[int, int, str], tuple[Task, AnswerGrammar]] = {}
+
+
+def grammar_for(task: Task, n_items: int, kind: StrategyKind) -> AnswerGrammar:
+    """The answer grammar of a request shape, built once per (task, size, kind)."""
+    key = (id(task), n_items, kind)
+    hit = _GRAMMARS.get(key)
+    if hit is not None and hit[0] is task:
+        return hit[1]
+    from promptc.grammar import build_grammar
+
+    g = build_grammar(task, n_items, kind)
+    if len(_GRAMMARS) > 256:
+        _GRAMMARS.clear()
+    _GRAMMARS[key] = (task, g)
+    return g
+
+
+# --------------------------------------------------------------------------------------------
+# parse_output
+# --------------------------------------------------------------------------------------------
+
+
+def parse_output(
+    task: Task,
+    request: object,
+    output: str,
+    *,
+    mode: Mode = "recover",
+    grammar: AnswerGrammar | None = None,
+) -> list[ItemResult]:
+    """Parses one request's model output into one result per item (plus ``extra`` results).
+
+    Args:
+        task: The compiled task (its outputs and answer format define the grammar; its items
+            give the questions an Auto-Demo answer must repeat).
+        request: An :class:`~promptc.ir.Request`, a ``requests.jsonl`` line, or any object with
+            ``id``, ``kind`` and ``item_ids`` (see :func:`request_shape`).
+        output: What the model wrote. Any string: this function never raises on it.
+        mode: ``"recover"`` (default) or ``"strict"``.
+        grammar: The request shape's grammar, if the caller has it already.
+
+    Returns:
+        The request's items in order, then ``extra`` answers by index.
+
+    Raises:
+        OutputParseError: ``request`` or ``mode`` is not usable (never for the output text).
+    """
+    if mode not in MODES:
+        raise OutputParseError(
+            f"unknown parse mode {mode!r}; expected recover or strict", code="bad-mode"
+        )
+    shape = request if isinstance(request, RequestShape) else request_shape(task, request)
+    if not isinstance(output, str):
+        raise OutputParseError(
+            f"the output of request {shape.id} is {type(output).__name__}, expected text",
+            code="bad-output",
+        )
+    g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
+    if mode == "strict":
+        return _strict(shape, g, output)
+    fast = _fast(shape, g, output)
+    if fast is not None:
+        return fast
+    return _recover(shape, g, output)
+
+
+def parse_output_recover_slow(
+    task: Task, request: object, output: str, *, grammar: AnswerGrammar | None = None
+) -> list[ItemResult]:
+    """``recover`` mode without the fast path: the marker scanner alone (for tests and bench)."""
+    shape = request if isinstance(request, RequestShape) else request_shape(task, request)
+    g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
+    return _recover(shape, g, output)
+
+
+# --- helpers shared by the paths ------------------------------------------------------------
+
+
+def _is_multi(kind: str) -> bool:
+    return kind in ("batch", "auto-demo")
+
+
+def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, str]:
+    """Whether a repeated question matches item ``index``'s, and why not."""
+    if shape.kind != "auto-demo" or written is None:
+        return True, ""
+    expected = shape.questions[index - 1] if index - 1 < len(shape.questions) else ""
+    if not expected:
+        return True, ""
+    sim = question_similarity(written, expected)
+    if sim >= QUESTION_SIMILARITY:
+        return True, ""
+    msg = (
+        f"{formats.question_marker(index)} does not repeat item {index}'s question "
+        f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
+    )
+    for j, q in enumerate(shape.questions, 1):
+        if j != index and q and question_similarity(written, q) >= QUESTION_SIMILARITY:
+            msg += f"; it is item {j}'s question"
+            break
+    return False, msg
+
+
+def _item_id(shape: RequestShape, index: int) -> str | None:
+    return shape.item_ids[index - 1] if 1 <= index <= len(shape.item_ids) else None
+
+
+# --- fast path ------------------------------------------------------------------------------
+
+
+def _fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult] | None:
+    """Results straight from the whole-output regex, or ``None`` if it does not match."""
+    try:
+        items = g.parse_strict_regex(output) if g.regex is not None else None
+    except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
+        return None
+    if items is None:
+        return None
+    return _from_parsed(shape, output, items)
+
+
+def _from_parsed(shape: RequestShape, output: str, items: Sequence[Any]) -> list[ItemResult]:
+    text = _Text(output)
+    results: list[ItemResult] = []
+    for it in items:
+        idx = int(it.index)
+        span = _parsed_span(text, it)
+        aligned, why = _align(shape, idx, getattr(it, "question", None))
+        results.append(
+            ItemResult(
+                shape.id, _item_id(shape, idx), idx, "ok" if aligned else "misaligned",
+                dict(it.values), span, (), None, why,
+            )
+        )
+    return results
+
+
+def _parsed_span(text: _Text, item: Any) -> Span | None:
+    span = getattr(item, "span", None)
+    if span is None:
+        return None
+    start = getattr(span, "start", None)
+    end = getattr(span, "end", None)
+    if isinstance(start, int) and isinstance(end, int):
+        return Span(text.position(start), text.position(end))
+    return None
+
+
+# --- strict ---------------------------------------------------------------------------------
+
+
+def _strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+    try:
+        items = g.parse_strict(output)
+    except Exception as exc:  # noqa: BLE001 - a mismatch, or any parser failure
+        return _strict_failure(shape, output, exc)
+    return _from_parsed(shape, output, items)
+
+
+def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[ItemResult]:
+    text = _Text(output)
+    offset = getattr(exc, "offset", 0)
+    if not isinstance(offset, int) or not 0 <= offset <= len(output):
+        offset = 0
+    expected_raw = getattr(exc, "expected", None)
+    expected = tuple(str(x) for x in expected_raw) if expected_raw else ("an answer",)
+    found_raw = getattr(exc, "found", None)
+    found = _abbrev(output[offset:]) if found_raw is None else _abbrev(str(found_raw))
+    pos = text.position(offset)
+    n = len(shape.item_ids)
+    # The item where the grammar stopped: the last marker before the error names it.
+    at = 1
+    last_marker_index: int | None = None
+    if _is_multi(shape.kind):
+        for m in _MARKER.finditer(output, 0, offset):
+            last_marker_index = int(m.group("index"))
+        if last_marker_index is not None and 1 <= last_marker_index <= n:
+            at = last_marker_index
+        # Expected a marker for the next item but found a later one, or the end: that item
+        # is missing rather than malformed.
+        nxt = _MARKER.match(output, offset) if offset < len(output) else None
+        exp_markers = [
+            i for i in range(1, n + 1)
+            if formats.answer_marker(i) in expected or formats.question_marker(i) in expected
+        ]
+        if exp_markers:
+            at = exp_markers[0]
+    where = Span(pos, pos)
+    results: list[ItemResult] = []
+    reason = f"expected {' or '.join(expected)}, found {found!r} at {pos}"
+    for i, item_id in enumerate(shape.item_ids, 1):
+        if i == at:
+            status: Status = "malformed"
+            if _is_multi(shape.kind):
+                nxt_index = int(nxt.group("index")) if nxt is not None else None
+                if found == "end of output" or (nxt_index is not None and nxt_index > i):
+                    status = "missing"
+            msg = f"strict: {reason}"
+            results.append(ItemResult(shape.id, item_id, i, status, {}, where, expected,
+                                      found, msg))
+        else:
+            msg = (f"strict: output rejected at {pos} (item {at}); "
+                   "parse with mode recover to keep well-formed items")
+            results.append(ItemResult(shape.id, item_id, i, "malformed", {}, None, (), None,
+                                      msg))
+    return results
+
+
+# --- recover --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Occurrence:
+    answer: _Marker | None
+    question: _Marker | None
+    reading: _Reading | None
+    question_text: str | None
+    aligned: bool = True
+    why: str = ""
+
+
+def _recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+    text = _Text(output)
+    reader = _Reader(g)
+    if not _is_multi(shape.kind):
+        return _recover_single(shape, text, reader)
+    norm = text.norm
+    markers = _scan(norm)
+    occurrences: dict[int, list[_Occurrence]] = {}
+    pending_q: tuple[_Marker, int] | None = None
+    for k, m in enumerate(markers):
+        body_end = markers[k + 1].cut if k + 1 < len(markers) else len(norm)
+        if m.kind == formats.QUESTION_PREFIX:
+            if shape.kind != "auto-demo":
+                continue  # a batch answer has no questions; Q[i] is chatter there
+            if pending_q is not None:
+                _orphan(occurrences, pending_q[0], text, pending_q[1])
+            pending_q = (m, body_end)
+            continue
+        occ_list = occurrences.setdefault(m.index, [])
+        q = pending_q[0] if pending_q is not None else None
+        q_text = None
+        if pending_q is not None:
+            qs, qe = _strip_span(norm, pending_q[0].end, pending_q[1])
+            q_text = text.original[text.orig(qs) : text.orig(qe)]
+        pending_q = None
+        if len(occ_list) >= MAX_OCCURRENCES:
+            occ_list.append(_Occurrence(m, q, None, q_text))
+            continue
+        reading = reader.read(text, m.end, body_end, m)
+        occ = _Occurrence(m, q, reading, q_text)
+        if q is not None and q.index != m.index:
+            occ.aligned = False
+            occ.why = (f"{formats.answer_marker(m.index)} follows "
+                       f"{formats.question_marker(q.index)}")
+        else:
+            occ.aligned, occ.why = _align(shape, m.index, q_text)
+        occ_list.append(occ)
+    if pending_q is not None:
+        _orphan(occurrences, pending_q[0], text, pending_q[1])
+
+    n = len(shape.item_ids)
+    results = [
+        _judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)
+    ]
+    for i in sorted(occurrences):
+        if not 1 <= i <= n:
+            results.append(_extra(shape, text, i, occurrences[i]))
+    return results
+
+
+def _orphan(occ: dict[int, list[_Occurrence]], q: _Marker, text: _Text, body_end: int) -> None:
+    """A question not followed by its answer (e.g. the output ended after it)."""
+    lst = occ.setdefault(q.index, [])
+    if len(lst) < MAX_OCCURRENCES:
+        lst.append(_Occurrence(None, q, None, None, aligned=True))
+
+
+def _occ_span(text: _Text, occ: _Occurrence) -> Span:
+    start_m = occ.question or occ.answer
+    assert start_m is not None
+    start = start_m.start
+    if occ.reading is not None:
+        end = occ.reading.end
+    else:
+        end = start_m.end
+    return text.span(start, max(end, start))
+
+
+def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]) -> ItemResult:
+    item_id = _item_id(shape, index)
+    amark = formats.answer_marker(index)
+    if not occs:
+        return ItemResult(shape.id, item_id, index, "missing", {}, None, (amark,),
+                          None, f"no {amark} in the output")
+    answered = [o for o in occs if o.answer is not None]
+    good = [o for o in answered if o.reading is not None and o.reading.values is not None]
+    good_aligned = [o for o in good if o.aligned]
+    if good_aligned:
+        first = good_aligned[0]
+        assert first.reading is not None and first.reading.values is not None
+        values = first.reading.values
+        differing = [
+            o for o in good_aligned[1:]
+            if o.reading is not None and o.reading.values != values
+        ]
+        span = _occ_span(text, first)
+        note = first.why
+        if differing:
+            other = differing[0]
+            where = _occ_span(text, other).start
+            return ItemResult(
+                shape.id, item_id, index, "duplicate", values, span, (), None,
+                f"{amark} answered {len(good_aligned)} times with different values: "
+                f"{_show(values)} at {span.start}, {_show(other.reading.values or {})} "  # type: ignore[union-attr]
+                f"at {where}",
+            )
+        return ItemResult(shape.id, item_id, index, "ok", values, span, (), None, note)
+    if good:
+        first = good[0]
+        assert first.reading is not None and first.reading.values is not None
+        return ItemResult(shape.id, item_id, index, "misaligned", first.reading.values,
+                          _occ_span(text, first), (), None, first.why)
+    # Nothing well-formed: diagnose the first answer, or the question left without one.
+    if answered:
+        o = answered[0]
+        r = o.reading
+        assert o.answer is not None
+        if r is None:  # beyond MAX_OCCURRENCES: not read
+            return ItemResult(shape.id, item_id, index, "malformed", {}, _occ_span(text, o),
+                              ("an answer",), None, f"{amark} repeated too often to read")
+        pos = text.position(text.orig(r.error_at))
+        return ItemResult(
+            shape.id, item_id, index, "malformed", {}, _occ_span(text, o), r.expected,
+            r.found, f"{amark}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+        )
+    o = occs[0]
+    assert o.question is not None
+    after = o.question.end
+    pos = text.position(text.orig(len(text.norm)))
+    nxt = text.norm[after:].strip()
+    found = "end of output" if not nxt else _abbrev(nxt)
+    return ItemResult(
+        shape.id, item_id, index, "malformed", {}, _occ_span(text, o), (amark,), found,
+        f"{formats.question_marker(index)} is not followed by {amark}"
+        + (" (the output ends)" if found == "end of output" else "") + f" at {pos}",
+    )
+
+
+def _extra(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]) -> ItemResult:
+    n = len(shape.item_ids)
+    values: dict[str, Value] = {}
+    for o in occs:
+        if o.reading is not None and o.reading.values is not None:
+            values = o.reading.values
+            break
+    first = occs[0]
+    kind = formats.answer_marker(index) if first.answer is not None else \
+        formats.question_marker(index)
+    return ItemResult(
+        shape.id, None, index, "extra", values, _occ_span(text, first), (), None,
+        f"{kind} is not an item of this request (it has items 1 to {n})",
+    )
+
+
+def _show(values: Mapping[str, Value]) -> str:
+    return ", ".join(f"{k}={_abbrev(str(v) if not isinstance(v, bool) else str(v).lower())!r}"
+                     for k, v in values.items())
+
+
+def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[ItemResult]:
+    norm = text.norm
+    item_id = shape.item_ids[0] if shape.item_ids else None
+    s, e = _strip_span(norm, 0, len(norm))
+    if s == e:
+        return [ItemResult(shape.id, item_id, 1, "missing", {}, None, ("an answer",),
+                           "end of output", "the output is empty")]
+    # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
+    # the whole output; the output without its first lines of chatter.
+    starts: list[tuple[int, _Marker | None]] = []
+    for m in _scan(norm):
+        if m.kind == formats.ANSWER_PREFIX and m.index == 1:
+            starts.append((m.end, m))
+            break
+    fence = re.search(r"(?m)^[ \t]*(```|~~~)[^\n]*\n", norm)
+    if fence is not None:
+        starts.append((fence.end(), None))
+    starts.append((s, None))
+    pos = s
+    for _ in range(MAX_SINGLE_SKIP):
+        nl = norm.find("\n", pos, e)
+        if nl < 0:
+            break
+        pos = nl + 1
+        starts.append((pos, None))
+    first: _Reading | None = None
+    tried: set[int] = set()
+    for st, m in starts:
+        if st in tried:
+            continue
+        tried.add(st)
+        r = reader.read(text, st, e, m)
+        if r.values is not None:
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
+        if first is None:
+            first = r
+    assert first is not None
+    pos_err = text.position(text.orig(first.error_at))
+    return [
+        ItemResult(
+            shape.id, item_id, 1, "malformed", {}, text.span(first.start, first.end),
+            first.expected, first.found,
+            f"expected {' or '.join(first.expected)}, found {first.found!r} at {pos_err}",
+        )
+    ]

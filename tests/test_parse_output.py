@@ -1,0 +1,357 @@
+"""promptc.parse_output: results, modes, alignment, the fast path, JSON form.
+
+Tasks are built directly from ir dataclasses; canonical outputs are written with the constants
+of promptc.formats and promptc.answer_format.write_answer, as the templates write them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+import pytest
+
+from promptc import formats
+from promptc.answer_format import parse_answer_format, write_answer
+from promptc.errors import OutputParseError
+from promptc.ir import (
+    Batch,
+    InputField,
+    Item,
+    Message,
+    ModelConfig,
+    OutputField,
+    Request,
+    Selection,
+    SourceFile,
+    Strategy,
+    StrategyKind,
+    Task,
+    Value,
+)
+from promptc.parse_output import (
+    QUESTION_SIMILARITY,
+    ItemResult,
+    RequestShape,
+    dumps,
+    normalise_lookalikes,
+    normalise_question,
+    parse_output,
+    parse_output_recover_slow,
+    question_similarity,
+    request_shape,
+    summarize,
+)
+
+# ---------------------------------------------------------------------------- builders
+
+QUESTIONS = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+    "babysitting. How much did she earn?",
+    "Betty is saving money for a new wallet which costs $100. How much more money does she "
+    "need?",
+    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he "
+    "write a year?",
+    "Mark has a garden with flowers. He planted plants of three different colors in it.",
+    "Albert is wondering how much pizza he can eat in one day.",
+    "Ken created a care package to send to his brother, who was away at boarding school.",
+    "Alexis is applying for a new job and bought a new set of business clothes to wear.",
+)
+
+NUMBER = OutputField("answer", "number")
+REASONING = OutputField("reasoning", "text")
+MATH_FORMAT = "{reasoning} The answer is {answer}."
+
+
+def make_task(
+    kind: StrategyKind = "batch",
+    n: int = 4,
+    outputs: Sequence[OutputField] = (NUMBER,),
+    answer_format: str = "{answer}",
+    questions: Sequence[str] = QUESTIONS,
+    inputs: Sequence[InputField] = (InputField("question"),),
+) -> Task:
+    """A task of ``n`` items (question texts cycled from ``questions``)."""
+    items = []
+    for i in range(n):
+        q = questions[i % len(questions)] + ("" if i < len(questions) else f" (#{i + 1})")
+        values = {f.name: q if k == 0 else f"{f.name} of {i + 1}" for k, f in enumerate(inputs)}
+        items.append(Item(f"item-{i + 1}", i, values))
+    return Task(
+        name="t",
+        description="",
+        instruction="Answer.",
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        answer_format=parse_answer_format(answer_format),
+        demos=(),
+        data=None,
+        items=tuple(items),
+        strategy=Strategy(kind, 1 if kind in ("single", "few-shot") else n, Selection()),
+        model=ModelConfig("m"),
+        templates=(),
+        spec=SourceFile("spec.yaml", "0" * 64),
+        spec_dir=".",
+    )
+
+
+def make_request(task: Task, rid: str = "r1", item_ids: Sequence[str] | None = None) -> Request:
+    ids = tuple(item_ids) if item_ids is not None else tuple(i.id for i in task.items)
+    if task.strategy.kind in ("single", "few-shot") and item_ids is None:
+        ids = ids[:1]
+    idx = tuple(int(i.split("-")[1]) - 1 for i in ids)
+    return Request(rid, Batch(0, ids, idx), task.strategy.kind,
+                   (Message("user", "..."),), {"model": "m"})
+
+
+def question_of(task: Task, item_id: str) -> str:
+    item = next(i for i in task.items if i.id == item_id)
+    return formats.question_text(task.inputs, item.inputs)
+
+
+def canonical(task: Task, request: Request, answers: Sequence[Mapping[str, Value]]) -> str:
+    """The output a perfect model writes, with the shared constants."""
+    kind = task.strategy.kind
+    if kind in ("single", "few-shot"):
+        return write_answer(task.answer_format, task.outputs, answers[0])
+    lines = []
+    for i, (item_id, values) in enumerate(zip(request.batch.item_ids, answers), 1):
+        if kind == "auto-demo":
+            lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR
+                         + question_of(task, item_id))
+        lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR
+                     + write_answer(task.answer_format, task.outputs, values))
+    return formats.ITEM_SEPARATOR.join(lines)
+
+
+def math_answers(n: int) -> list[dict[str, Value]]:
+    return [
+        {"reasoning": f"First add {i} and {i * 2}, then check the total.",
+         "answer": Decimal(i * 3) if i % 2 else Decimal(f"{i}.5")}
+        for i in range(1, n + 1)
+    ]
+
+
+def statuses(results: Sequence[ItemResult]) -> list[str]:
+    return [r.status for r in results]
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def test_lookalikes_are_normalised_with_offsets_back_to_the_original() -> None:
+    text = "\ufeffＡ［２］：\u00a0１８\r\nx"
+    norm, offsets = normalise_lookalikes(text)
+    assert norm == "A[2]: 18\nx"
+    assert offsets is not None
+    assert [text[offsets[k]] for k in range(len(norm))] == list("Ａ［２］：\u00a0１８\rx")
+    assert offsets[-1] == len(text)
+
+
+def test_plain_text_is_not_copied() -> None:
+    assert normalise_lookalikes("A[1]: 18\n") == ("A[1]: 18\n", None)
+
+
+@pytest.mark.parametrize(
+    ("written", "similar"),
+    [
+        pytest.param(QUESTIONS[0], True, id="same"),
+        pytest.param(QUESTIONS[0].upper().replace(",", ""), True, id="case-and-punctuation"),
+        pytest.param("  " + QUESTIONS[0].replace(" ", "   "), True, id="whitespace"),
+        pytest.param(QUESTIONS[0].replace("April", "Apirl"), True, id="typo"),
+        pytest.param(QUESTIONS[1], False, id="other-question"),
+        pytest.param(QUESTIONS[0][:40], False, id="truncated"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_question_similarity_threshold(written: str, similar: bool) -> None:
+    assert (question_similarity(written, QUESTIONS[0]) >= QUESTION_SIMILARITY) is similar
+
+
+def test_normalise_question() -> None:
+    assert normalise_question("  What’s 2+2?\n Ｔell me!") == "what s 2 2 tell me"
+
+
+def test_dumps_writes_decimals_exactly() -> None:
+    data = {"a": Decimal("0.1"), "b": Decimal("1234.500"), "c": Decimal("-0"), "d": True,
+            "e": "é\n", "f": [Decimal("1E+3")], "g": None, "h": 3}
+    text = dumps(data)
+    assert text == ('{"a": 0.1, "b": 1234.5, "c": 0, "d": true, "e": "é\\n", "f": [1000], '
+                    '"g": null, "h": 3}')
+    assert json.loads(text, parse_float=Decimal)["a"] == Decimal("0.1")
+
+
+def test_request_shape_reads_requests_mappings_and_objects() -> None:
+    task = make_task("auto-demo", 2)
+    req = make_request(task)
+    shape = request_shape(task, req)
+    assert shape == RequestShape("r1", "auto-demo", ("item-1", "item-2"), QUESTIONS[:2])
+    line = {"id": "r9", "kind": "batch", "item_ids": ["item-2"]}
+    assert request_shape(task, line) == RequestShape("r9", "batch", ("item-2",), (QUESTIONS[1],))
+    with pytest.raises(OutputParseError, match="needs an 'id' and a list of 'item_ids'"):
+        request_shape(task, {"id": "x"})
+    with pytest.raises(OutputParseError, match="unknown strategy kind 'chain'"):
+        request_shape(task, {"id": "x", "item_ids": [], "kind": "chain"})
+
+
+def test_bad_mode_is_an_error_not_a_crash() -> None:
+    task = make_task()
+    with pytest.raises(OutputParseError, match="unknown parse mode 'lenient'; expected recover"):
+        parse_output(task, make_request(task), "", mode="lenient")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def test_canonical_batch_is_ok_with_values_and_spans() -> None:
+    task = make_task("batch", 3)
+    req = make_request(task)
+    answers = [{"answer": Decimal("18")}, {"answer": Decimal("-3.5")}, {"answer": Decimal(0)}]
+    out = canonical(task, req, answers)
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["ok"] * 3
+    assert [r.values for r in results] == answers
+    assert [r.item_id for r in results] == ["item-1", "item-2", "item-3"]
+    assert [r.index for r in results] == [1, 2, 3]
+    assert all(r.request_id == "r1" for r in results)
+    spans = [r.span for r in results]
+    assert all(s is not None for s in spans)
+    assert [(s.start.line, s.start.col) for s in spans if s] == [(1, 1), (2, 1), (3, 1)]
+    assert spans[0] is not None and out[spans[0].start.offset:spans[0].end.offset] == "A[1]: 18"
+
+
+def test_canonical_auto_demo_round_trip() -> None:
+    task = make_task("auto-demo", 4, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    answers = math_answers(4)
+    results = parse_output(task, req, canonical(task, req, answers))
+    assert statuses(results) == ["ok"] * 4
+    assert [dict(r.values) for r in results] == answers
+
+
+@pytest.mark.parametrize("kind", ["single", "few-shot"])
+def test_single_answer_with_chatter_and_fence(kind: StrategyKind) -> None:
+    task = make_task(kind, 1, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    body = "Half of 48 is 24, and 48 + 24 = 72. The answer is 72."
+    for out in (body, f"Sure! Let me solve it.\n\n{body}\n",
+                f"```\n{body}\n```", f"Here you go:\n```text\n{body}\n```\nAnything else?"):
+        [r] = parse_output(task, req, out)
+        assert r.status == "ok", out
+        assert r.values == {"reasoning": "Half of 48 is 24, and 48 + 24 = 72.",
+                            "answer": Decimal(72)}
+    [r] = parse_output(task, req, "I am not sure.")
+    assert r.status == "malformed"
+    assert r.expected
+    [r] = parse_output(task, req, "  \n")
+    assert r.status == "missing"
+
+
+def test_strict_accepts_only_the_whole_grammar() -> None:
+    task = make_task("batch", 3)
+    req = make_request(task)
+    good = "A[1]: 1\nA[2]: 2\nA[3]: 3"
+    assert statuses(parse_output(task, req, good, mode="strict")) == ["ok"] * 3
+    bad = "Sure!\nA[1]: 1\nA[2]: 2\nA[3]: 3"
+    results = parse_output(task, req, bad, mode="strict")
+    assert all(r.status != "ok" for r in results)
+    assert statuses(parse_output(task, req, bad)) == ["ok"] * 3
+    # The diagnosis points at the output line:col and says what was expected.
+    first = results[0]
+    assert first.status == "malformed"
+    assert first.span is not None and (first.span.start.line, first.span.start.col) == (1, 1)
+    assert first.expected and first.found is not None
+    assert first.message.startswith("strict: expected ")
+
+
+def test_strict_diagnoses_the_item_where_the_grammar_stops() -> None:
+    task = make_task("batch", 3)
+    req = make_request(task)
+    results = parse_output(task, req, "A[1]: 1\nA[2]: two\nA[3]: 3", mode="strict")
+    assert results[1].status == "malformed"
+    assert results[1].span is not None and results[1].span.start.line == 2
+    assert "strict: output rejected at 2:" in results[0].message
+    results = parse_output(task, req, "A[1]: 1\nA[3]: 3", mode="strict")
+    assert results[1].status == "missing"
+
+
+def test_strict_and_recover_agree_on_misaligned_questions() -> None:
+    task = make_task("auto-demo", 2, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    out = canonical(task, req, math_answers(2)).replace(QUESTIONS[1], "What is two plus two?")
+    for mode in ("strict", "recover"):
+        results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+        assert statuses(results) == ["ok", "misaligned"], mode
+        assert "Q[2] does not repeat item 2's question (similarity" in results[1].message
+
+
+def test_swapped_questions_name_the_item_they_belong_to() -> None:
+    task = make_task("auto-demo", 2, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    answers = math_answers(2)
+    out = canonical(task, req, answers)
+    out = out.replace(QUESTIONS[0], "@@").replace(QUESTIONS[1], QUESTIONS[0]).replace(
+        "@@", QUESTIONS[1])
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["misaligned", "misaligned"]
+    assert results[0].message.endswith("; it is item 2's question")
+    assert results[0].values == answers[0]  # kept for inspection
+
+
+def test_a_request_as_a_requests_jsonl_line() -> None:
+    task = make_task("batch", 2)
+    line = {"id": "req-7", "kind": "batch", "item_ids": ["item-2", "item-1"],
+            "messages": [], "params": {}}
+    results = parse_output(task, line, "A[1]: 5\nA[2]: 6")
+    assert [(r.request_id, r.item_id, r.values["answer"]) for r in results] == [
+        ("req-7", "item-2", Decimal(5)), ("req-7", "item-1", Decimal(6))]
+
+
+def test_questions_given_with_the_request_win() -> None:
+    task = make_task("auto-demo", 1, (REASONING, NUMBER), MATH_FORMAT)
+    shape = {"id": "r", "kind": "auto-demo", "item_ids": ["x"], "questions": ["What is 1+1?"]}
+    out = "Q[1]: what is 1 + 1\nA[1]: One plus one. The answer is 2."
+    [r] = parse_output(task, shape, out)
+    assert r.status == "ok" and r.item_id == "x"
+
+
+def test_to_dict_and_json_line() -> None:
+    task = make_task("batch", 2)
+    req = make_request(task)
+    results = parse_output(task, req, "A[1]: $1,234.50\nA[2]: lots")
+    d = json.loads(results[0].to_json(), parse_float=Decimal)
+    assert d == {
+        "request_id": "r1", "item_id": "item-1", "index": 1, "status": "ok",
+        "values": {"answer": Decimal("1234.5")},
+        "span": {"start": {"line": 1, "col": 1, "offset": 0},
+                 "end": {"line": 1, "col": 16, "offset": 15}},
+        "expected": [], "found": None, "message": "",
+    }
+    assert list(d) == list(results[0].to_dict())
+    bad = json.loads(results[1].to_json())
+    assert bad["status"] == "malformed"
+    assert bad["found"] == "lots"
+    assert bad["expected"]
+    assert summarize(results) == {"ok": 1, "missing": 0, "malformed": 1, "duplicate": 0,
+                                  "misaligned": 0, "extra": 0}
+
+
+def test_text_values_keep_the_models_characters() -> None:
+    task = make_task("batch", 2, (OutputField("answer", "text"),))
+    req = make_request(task)
+    out = "Ａ［１］： 東京，日本\nA[2]:\u00a0ｆｕｌｌ ｗｉｄｔｈ"
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["ok", "ok"]
+    assert results[0].values == {"answer": "東京，日本"}
+    assert results[1].values == {"answer": "ｆｕｌｌ ｗｉｄｔｈ"}
+    assert results[1].span is not None and results[1].span.start.line == 2
+
+
+def test_slow_path_equals_fast_path_on_canonical_output() -> None:
+    task = make_task("auto-demo", 8, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    out = canonical(task, req, math_answers(8))
+    assert parse_output(task, req, out) == parse_output_recover_slow(task, req, out)
