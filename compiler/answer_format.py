@@ -8,7 +8,7 @@ canonical outputs; the grammar module reads what it writes, from the same segmen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -39,18 +39,28 @@ def _at(base: Location, source: str, offset: int) -> Location:
 
 
 def parse_answer_format(
-    source: str, location: Location = Location("<answer_format>", 1, 1)
+    source: str,
+    location: Location = Location("<answer_format>", 1, 1),
+    *,
+    locate: Callable[[int], Location] | None = None,
 ) -> AnswerFormat:
     """Parses an answer format.
 
     Args:
         source: The format text.
         location: Where the text's first character is in its file (for error positions).
+        locate: Maps an offset into ``source`` to its file position; give it when the text
+            is not written verbatim in its file (a quoted YAML scalar with escapes, a folded
+            block), so that positions still point at the right column. Defaults to counting
+            from ``location``.
 
     Raises:
         GrammarError: At the offending character, for an unmatched brace or a bad field name.
     """
     import lark
+
+    def at(offset: int) -> Location:
+        return locate(offset) if locate is not None else _at(location, source, offset)
 
     if source == "":
         raise GrammarError(
@@ -79,7 +89,7 @@ def parse_answer_format(
                 "letters, digits and '_' followed by '}'"
             )
         raise GrammarError(
-            msg, location=_at(location, source, offset), path=("answer_format",),
+            msg, location=at(offset), path=("answer_format",),
             code="answer-format-syntax",
         ) from None
 
@@ -88,7 +98,7 @@ def parse_answer_format(
         assert isinstance(node, lark.Tree)
         meta = node.meta
         offset = getattr(meta, "start_pos", 0)
-        where = _at(location, source, offset)
+        where = at(offset)
         if node.data == "placeholder":
             segments.append(Placeholder(str(node.children[0]), where))
             continue

@@ -1,0 +1,384 @@
+"""Read a spec's data file into items: JSONL, a JSON array of objects, or CSV with a header.
+
+``read_data`` resolves ``data.path`` relative to the folder of the spec that declares it, refuses
+paths that leave that folder (absolute paths, ``..``, symlinks pointing outside), reads every row,
+maps columns to inputs (``data.fields``), computes item ids (``data.id``) and reports every bad row
+at its file:line:col through the caller's :class:`~promptc.errors.ErrorCollector`.
+
+Values that are not strings are turned into text deterministically: integers and decimals as
+written in the file (``1.50`` stays ``1.50``), booleans as ``true``/``false``, null as an error,
+lists and objects as compact JSON with sorted keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from promptc.errors import DataError, ErrorCollector, Location
+from promptc.ir import DataSource, Item
+from promptc.load import KeyPath, SpecDocument
+
+DataFormat = Literal["jsonl", "json", "csv"]
+
+EXTENSIONS: dict[str, DataFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+}
+
+MESSAGES: dict[str, str] = {
+    "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
+    "folder",
+    "escapes-folder": "data path {path!r} leaves the spec's folder",
+    "not-found": "data file {path!r} not found",
+    "not-a-file": "data path {path!r} is not a file",
+    "unreadable": "cannot read data file {path!r}: {reason}",
+    "unknown-format": "cannot tell the format of {path!r} from its extension; expected .jsonl, "
+    ".json or .csv",
+    "not-utf8": "data file is not UTF-8 text: invalid byte 0x{byte:02x}",
+    "bad-json": "invalid JSON: {problem}",
+    "not-an-object": "expected a JSON object for each row, found {found}",
+    "not-an-array": "expected a JSON array of objects, found {found}",
+    "csv-error": "invalid CSV: {problem}",
+    "csv-no-header": "CSV file has no header row; expected column names on the first line",
+    "csv-duplicate-column": "duplicate column {column!r} in the CSV header",
+    "csv-extra-fields": "row has {found} fields, but the header names {expected}",
+    "missing-field": "row has no field {column!r} (for input {input!r})",
+    "null-field": "field {column!r} (for input {input!r}) is null; expected text",
+    "missing-id": "row has no id field {column!r}",
+    "bad-id": "item id expression failed: {problem}",
+    "bad-id-template": "invalid item id expression: {problem}",
+    "empty-id": "item id is empty",
+    "duplicate-id": "duplicate item id {id!r}; first used at line {line}",
+    "no-rows": "data file has no rows",
+}
+
+HINTS: dict[str, str] = {
+    "escapes-folder": "keep data files inside the spec's folder",
+    "unknown-format": "set data.format to jsonl, json or csv",
+}
+
+
+def data_error(code: str, location: Location, path: KeyPath = (), **kw: object) -> DataError:
+    """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
+    return DataError(MESSAGES[code].format(**kw), location=location, path=path,
+                     hint=HINTS.get(code), code=code)
+
+
+def to_text(value: Any) -> str:
+    """A data value as input text, deterministically (see the module docstring)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a data file: its values and where it starts."""
+
+    values: Mapping[str, Any]
+    location: Location
+
+
+def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> DataError:
+    return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno),
+                      problem=e.msg)
+
+
+def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_float=Decimal)
+        except json.JSONDecodeError as e:
+            c.add(_json_error(display, e, n - 1))
+            continue
+        except RecursionError:
+            c.add(data_error("bad-json", Location(display, n, 1), problem="nested too deeply"))
+            continue
+        if not isinstance(value, dict):
+            c.add(data_error("not-an-object", Location(display, n, 1), found=_kind(value)))
+            continue
+        yield Row(value, Location(display, n, 1))
+
+
+def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
+    decoder = json.JSONDecoder(parse_float=Decimal)
+    starts = _line_starts(text)
+
+    def where(index: int) -> Location:
+        line = _bisect(starts, index)
+        return Location(display, line, index - starts[line - 1] + 1)
+
+    i = _skip_ws(text, 0)
+    if i >= len(text) or text[i] != "[":
+        try:
+            value, _ = decoder.raw_decode(text, i)
+        except (json.JSONDecodeError, RecursionError):
+            value = None
+        c.add(data_error("not-an-array", where(min(i, max(len(text) - 1, 0))),
+                         found=_kind(value) if i < len(text) else "an empty file"))
+        return
+    i = _skip_ws(text, i + 1)
+    if i < len(text) and text[i] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            c.add(_json_error(display, e))
+            return
+        except RecursionError:
+            c.add(data_error("bad-json", where(i), problem="nested too deeply"))
+            return
+        if isinstance(value, dict):
+            yield Row(value, where(i))
+        else:
+            c.add(data_error("not-an-object", where(i), found=_kind(value)))
+        i = _skip_ws(text, end)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+            continue
+        if i < len(text) and text[i] == "]":
+            rest = _skip_ws(text, i + 1)
+            if rest < len(text):
+                c.add(data_error("bad-json", where(rest), problem="extra data after the array"))
+            return
+        problem = "expected ',' or ']'" if i < len(text) else "the array is not closed"
+        c.add(data_error("bad-json", where(min(i, len(text))), problem=problem))
+        return
+
+
+def _csv_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        c.add(data_error("csv-error", Location(display, reader.line_num or 1), problem=str(e)))
+        return
+    if not header or not any(h.strip() for h in header):
+        c.add(data_error("csv-no-header", Location(display, 1, 1)))
+        return
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            c.add(data_error("csv-duplicate-column", Location(display, 1, 1), column=h))
+        seen.add(h)
+    previous_end = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            c.add(data_error("csv-error", Location(display, reader.line_num), problem=str(e)))
+            return
+        start = previous_end + 1
+        previous_end = reader.line_num
+        if not fields or fields == [""] * len(fields) and len(fields) <= 1:
+            continue  # blank line
+        where = Location(display, start, 1)
+        if len(fields) > len(header):
+            c.add(data_error("csv-extra-fields", where, found=len(fields), expected=len(header)))
+            continue
+        yield Row(dict(zip(header, fields)), where)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\n\r":
+        i += 1
+    return i
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    find = text.find
+    i = find("\n")
+    while i >= 0:
+        starts.append(i + 1)
+        i = find("\n", i + 1)
+    return starts
+
+
+def _bisect(starts: Sequence[int], index: int) -> int:
+    from bisect import bisect_right
+
+    return bisect_right(starts, index)
+
+
+def _id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
+    """Compiles a Jinja id expression in a sandbox, or reports it."""
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    try:
+        return env.from_string(expr)
+    except TemplateError as e:
+        c.add(data_error("bad-id-template", where, ("data", "id"), problem=str(e)))
+        return None
+
+
+def read_data(
+    doc: SpecDocument, input_names: Sequence[str], c: ErrorCollector
+) -> tuple[DataSource, tuple[Item, ...]] | None:
+    """Reads the data file named by the spec.
+
+    Args:
+        doc: The loaded spec; ``data`` must be a mapping with a string ``path``.
+        input_names: The declared inputs, in order.
+        c: Receives every problem found.
+
+    Returns:
+        The data source and its items, or ``None`` if the file could not be read at all.
+    """
+    from promptc.validate import resolve_inside
+
+    data = doc.get(("data",))
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+        return None
+    rel: str = data["path"]
+    pp: KeyPath = ("data", "path")
+    where = doc.value_location(pp)
+    if os.path.isabs(rel) or rel.startswith("~"):
+        c.add(data_error("absolute-path", where, pp, path=rel))
+        return None
+    folder = doc.folder_of(pp)
+    target = resolve_inside(folder, rel)
+    if target is None:
+        c.add(data_error("escapes-folder", where, pp, path=rel))
+        return None
+    fmt = data.get("format") or EXTENSIONS.get(os.path.splitext(rel)[1].lower())
+    if fmt not in ("jsonl", "json", "csv"):
+        c.add(data_error("unknown-format", where, pp, path=rel))
+        return None
+    if not target.exists():
+        c.add(data_error("not-found", where, pp, path=rel))
+        return None
+    if not target.is_file():
+        c.add(data_error("not-a-file", where, pp, path=rel))
+        return None
+    try:
+        raw = target.read_bytes()
+    except OSError as e:
+        c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
+        return None
+    display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        good = raw[: e.start].decode("utf-8", errors="replace")
+        line = good.count("\n") + 1
+        col = len(good) - (good.rfind("\n") + 1) + 1
+        c.add(data_error("not-utf8", Location(display, line, col), byte=raw[e.start]))
+        return None
+    if fmt != "csv":
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    rows = {"jsonl": _jsonl_rows, "json": _json_rows, "csv": _csv_rows}[fmt](display, text, c)
+
+    raw_fields = data.get("fields")
+    mapping = dict(raw_fields) if isinstance(raw_fields, dict) else {}
+    columns = {name: mapping.get(name, name) for name in input_names}
+    id_spec = data.get("id") if isinstance(data.get("id"), str) else None
+    id_template = None
+    if id_spec is not None and "{{" in id_spec:
+        id_template = _id_template(id_spec, doc.value_location(("data", "id")), c)
+    items: list[Item] = []
+    first_line: dict[str, int] = {}
+    index = 0
+    for row in rows:
+        ok = True
+        inputs: dict[str, str] = {}
+        for name, column in columns.items():
+            if column not in row.values:
+                c.add(data_error("missing-field", row.location, column=column, input=name))
+                ok = False
+            elif row.values[column] is None:
+                c.add(data_error("null-field", row.location, column=column, input=name))
+                ok = False
+            else:
+                inputs[name] = to_text(row.values[column])
+        item_id = _item_id(row, index, id_spec, id_template, c)
+        index += 1
+        if item_id is None or not ok:
+            continue
+        if item_id in first_line:
+            c.add(data_error("duplicate-id", row.location, id=item_id,
+                             line=first_line[item_id]))
+            continue
+        first_line[item_id] = row.location.line
+        items.append(Item(id=item_id, index=len(items), inputs=inputs, location=row.location))
+    if index == 0 and not c.errors:
+        c.add(data_error("no-rows", Location(display), ))
+    source = DataSource(
+        path=rel, resolved=str(target), format=fmt, fields=columns, id=id_spec, sha256=sha,
+        location=where,
+    )
+    return source, tuple(items)
+
+
+def _item_id(
+    row: Row, index: int, id_spec: str | None, template: Any, c: ErrorCollector
+) -> str | None:
+    if id_spec is None:
+        return str(index + 1)
+    if "{{" in id_spec:
+        if template is None:
+            return None
+        try:
+            value = template.render(row=row.values, index=index, loop_index=index + 1)
+        except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
+            c.add(data_error("bad-id", row.location, ("data", "id"), problem=str(e)))
+            return None
+        value = value.strip()
+    else:
+        if id_spec not in row.values or row.values[id_spec] is None:
+            c.add(data_error("missing-id", row.location, column=id_spec))
+            return None
+        value = to_text(row.values[id_spec]).strip()
+    if not value:
+        c.add(data_error("empty-id", row.location))
+        return None
+    return value

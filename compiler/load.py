@@ -1,0 +1,618 @@
+"""Load a task spec: safe YAML with a position for every key and value, and ``extends`` merged.
+
+``load_spec(path)`` reads the spec file, composes it with PyYAML's *safe* loader into nodes (so
+every key and value keeps its file:line:col), refuses anything that is not plain data (python
+tags, custom tags, merge keys), duplicate keys, runaway aliases and absurd nesting, then follows
+``extends`` and deep-merges the inherited specs under it. The result, a :class:`SpecDocument`,
+holds plain data (dicts, lists, scalars) and, for every key path, where its key and value were
+written. Nothing is validated here beyond well-formedness: that is :mod:`promptc.validate`.
+
+``extends`` confinement rule: an extended file must resolve (symlinks followed) inside the
+*project folder* of the top-level spec, i.e. the nearest folder at or above the spec's folder that
+holds a ``.git`` or a ``pyproject.toml``; when there is none, the top-level spec's own folder.
+Absolute paths are refused outright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+import yaml.nodes
+
+from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
+
+KeyPath = tuple[str | int, ...]
+
+MAX_SPEC_BYTES = 1_000_000
+"""Largest spec file read; specs are small, and this keeps a stray data file from being parsed."""
+MAX_DEPTH = 50
+"""Deepest nesting of mappings and lists; real specs need about six levels."""
+MAX_VALUES = 100_000
+"""Most values one file may expand to (counting each alias use): stops "billion laughs"."""
+MAX_EXTENDS = 32
+"""Longest chain of ``extends``."""
+
+COMMAND_LINE = "<command line>"
+
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:timestamp",  # implicit dates are kept as the text written
+}
+
+MESSAGES: dict[str, str] = {
+    "file-not-found": "cannot read spec file {path!r}: no such file",
+    "not-a-file": "cannot read spec file {path!r}: not a regular file",
+    "unreadable": "cannot read spec file {path!r}: {reason}",
+    "file-too-large": "spec file is larger than {limit} bytes",
+    "not-utf8": "spec file is not UTF-8 text: {reason}",
+    "yaml-syntax": "invalid YAML: {problem}",
+    "yaml-tag": "YAML tag {tag!r} is not allowed; specs hold only mappings, lists, strings, "
+    "numbers, booleans and null",
+    "merge-key": "YAML merge keys ('<<') are not supported",
+    "duplicate-key": "duplicate key {key!r}; first defined at line {line}",
+    "complex-key": "mapping keys must be plain scalars, found a {kind}",
+    "too-deep": "nesting is deeper than {limit} levels",
+    "too-many-values": "the spec expands to more than {limit} values",
+    "recursive-alias": "alias *{anchor} refers to a node that contains it",
+    "number-too-large": "number {text!r} has too many digits",
+    "not-finite": "{text!r} is not a finite number",
+    "empty-spec": "spec is empty; expected a mapping of spec keys (promptc, name, inputs, …)",
+    "not-a-mapping": "expected a mapping of spec keys at the top level, found {found}",
+    "extends-type": "expected the path of a spec file to extend (a string), found {found}",
+    "extends-absolute": "extends path {path!r} is absolute; expected a path relative to this "
+    "spec's folder",
+    "extends-escape": "extends path {path!r} leaves the project folder {root!r}",
+    "extends-missing": "extended spec {path!r} not found",
+    "extends-cycle": "extends cycle: {cycle}",
+    "extends-too-deep": "extends chain is longer than {limit} files",
+}
+
+HINTS: dict[str, str] = {
+    "merge-key": "use extends to share keys between specs",
+    "extends-escape": "a spec may extend files inside the folder that holds the nearest .git or "
+    "pyproject.toml",
+    "too-many-values": "are aliases repeated too often?",
+    "duplicate-key": "remove one of them",
+}
+
+
+def load_error(code: str, location: Location | None, path: KeyPath = (), **kw: object) -> LoadError:
+    """A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`."""
+    return LoadError(
+        MESSAGES[code].format(**kw), location=location, path=path, hint=HINTS.get(code), code=code
+    )
+
+
+@dataclass(frozen=True)
+class ScalarSpan:
+    """Where a scalar's source text is: its file, character offsets and YAML style."""
+
+    file: str
+    start: int
+    end: int
+    style: str | None
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec file that was read: as displayed in messages, resolved, and its sha256."""
+
+    display: str
+    resolved: Path
+    sha256: str
+
+
+@dataclass
+class _Layer:
+    """One file's (or a merge's) data and positions."""
+
+    data: dict[str, Any]
+    keys: dict[KeyPath, Location] = field(default_factory=dict)
+    values: dict[KeyPath, Location] = field(default_factory=dict)
+    spans: dict[KeyPath, ScalarSpan] = field(default_factory=dict)
+
+
+_MISSING: Any = object()
+
+
+@dataclass
+class SpecDocument:
+    """A loaded spec: merged plain data, and where every key and value was written.
+
+    Attributes:
+        path: The top-level spec file as given.
+        data: The merged spec (``extends`` removed), dicts, lists and scalars only.
+        key_locations: For each key path, where the key was written.
+        value_locations: For each key path (and list index), where the value starts.
+        spans: For each scalar value, its source text span (for positions inside a string).
+        files: Every spec file read: the top-level spec first, then those it extends,
+            nearest first.
+        root: The project folder that ``extends`` may not leave.
+        sources: The text of every file read, by display name.
+    """
+
+    path: Path
+    data: dict[str, Any]
+    key_locations: dict[KeyPath, Location]
+    value_locations: dict[KeyPath, Location]
+    spans: dict[KeyPath, ScalarSpan]
+    files: list[SpecFile]
+    root: Path
+    sources: dict[str, str]
+    _folders: dict[str, Path] = field(default_factory=dict)
+
+    def get(self, path: KeyPath, default: Any = None) -> Any:
+        """The value at ``path``, or ``default`` if any step is missing or of the wrong type."""
+        node: Any = self.data
+        for part in path:
+            if isinstance(part, int):
+                if not isinstance(node, list) or not -len(node) <= part < len(node):
+                    return default
+            elif not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def has(self, path: KeyPath) -> bool:
+        return self.get(path, _MISSING) is not _MISSING
+
+    def value_location(self, path: KeyPath) -> Location:
+        """Where the value at ``path`` starts, or its nearest written ancestor."""
+        for i in range(len(path), -1, -1):
+            loc = self.value_locations.get(path[:i])
+            if loc is not None:
+                return loc
+        return Location(self.files[0].display if self.files else str(self.path), 1, 1)
+
+    def key_location(self, path: KeyPath) -> Location:
+        """Where the key of ``path`` is written (its value's position for list items)."""
+        return self.key_locations.get(path) or self.value_location(path)
+
+    def folder_of(self, path: KeyPath) -> Path:
+        """The folder of the spec file that wrote the value at ``path`` (for relative paths)."""
+        loc = self.value_location(path)
+        return self._folders.get(loc.file, self.files[0].resolved.parent)
+
+    def text_locator(self, path: KeyPath) -> Callable[[int], Location]:
+        """Maps an offset into the string at ``path`` to its file position.
+
+        Quotes, escapes, block-scalar indentation and folded lines make the string differ from
+        its source text; the characters are aligned greedily so that every non-space character
+        that appears literally in the source (such as ``{field}`` placeholders) is found.
+        """
+        value = self.get(path)
+        span = self.spans.get(path)
+        base = self.value_location(path)
+        source = self.sources.get(span.file) if span else None
+        if not isinstance(value, str) or span is None or source is None:
+            return lambda offset: base
+        offsets = _align(value, source, span)
+        starts = _line_starts(source)
+
+        def locate(offset: int) -> Location:
+            if not offsets:
+                return base
+            index = offsets[min(max(offset, 0), len(offsets) - 1)]
+            line = bisect_right(starts, index)
+            return Location(span.file, line, index - starts[line - 1] + 1)
+
+        return locate
+
+    def set(self, path: KeyPath, value: Any, location: Location) -> None:
+        """Sets (overrides) a value, creating mappings on the way; used for command-line overrides."""
+        if not path:
+            raise ValueError("empty key path")
+        node: Any = self.data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+                self.value_locations[path[: i + 1]] = location
+                self.key_locations[path[: i + 1]] = location
+            node = child
+        _drop_prefix(self, path)
+        node[path[-1]] = value
+        self.value_locations[path] = location
+        self.key_locations[path] = location
+
+
+def _drop_prefix(layer: _Layer | SpecDocument, prefix: KeyPath) -> None:
+    n = len(prefix)
+    for table in (
+        (layer.keys, layer.values, layer.spans)
+        if isinstance(layer, _Layer)
+        else (layer.key_locations, layer.value_locations, layer.spans)
+    ):
+        for k in [k for k in table if k[:n] == prefix]:
+            del table[k]
+
+
+def _line_starts(text: str) -> list[int]:
+    return [0] + [m.end() for m in re.finditer("\n|\x85|\u2028|\u2029", text)]
+
+
+def _align(value: str, source: str, span: ScalarSpan) -> list[int]:
+    """For each character of ``value``, the index of the source character it came from."""
+    pos, end = span.start, span.end
+    if span.style in ('"', "'"):
+        pos += 1
+    elif span.style in ("|", ">"):
+        newline = source.find("\n", pos, end)
+        pos = newline + 1 if newline >= 0 else pos
+    out: list[int] = []
+    for ch in value:
+        if ch.isspace():
+            out.append(min(pos, end))
+            if pos < end and source[pos].isspace():
+                pos += 1
+            continue
+        j = source.find(ch, pos, end)
+        if j < 0:
+            out.append(min(pos, end))  # an escape sequence: stay put
+        else:
+            out.append(j)
+            pos = j + 1
+    return out
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with a cap on nesting while composing (PyYAML's composer recurses)."""
+
+    def __init__(self, stream: str, display: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._display = display
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise load_error("too-deep", _mark(self._display, mark), limit=MAX_DEPTH)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _mark(display: str, mark: Any) -> Location:
+    return Location(display, mark.line + 1, mark.column + 1)
+
+
+def _location_at(display: str, text: str, index: int) -> Location:
+    starts = _line_starts(text)
+    line = bisect_right(starts, index)
+    return Location(display, line, index - starts[line - 1] + 1)
+
+
+class _Builder:
+    """Turns a composed node graph into plain data, recording positions and refusing tags."""
+
+    def __init__(self, display: str, text: str, loader: _Loader) -> None:
+        self.display = display
+        self.text = text
+        self.loader = loader
+        self.layer = _Layer({})
+        self.count = 0
+        self.errors: list[PromptcError] = []
+        self.stack: set[int] = set()
+
+    def loc(self, node: yaml.nodes.Node) -> Location:
+        return _mark(self.display, node.start_mark)
+
+    def check_tag(self, node: yaml.nodes.Node, path: KeyPath) -> bool:
+        if node.tag in _SAFE_TAGS:
+            return True
+        # The node starts at its first property (anchor or tag); point at the tag itself.
+        start = node.start_mark.index
+        bang = self.text.find("!", start, node.end_mark.index + 1)
+        where = _location_at(self.display, self.text, bang) if bang >= 0 else self.loc(node)
+        tag = node.tag
+        if tag.startswith("tag:yaml.org,2002:"):
+            tag = "!!" + tag[len("tag:yaml.org,2002:") :]
+        self.errors.append(load_error("yaml-tag", where, path, tag=tag))
+        return False
+
+    def build(self, node: yaml.nodes.Node, path: KeyPath) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise load_error("too-many-values", self.loc(node), path, limit=MAX_VALUES)
+        if not self.check_tag(node, path):
+            return None
+        self.layer.values[path] = self.loc(node)
+        if isinstance(node, yaml.nodes.ScalarNode):
+            self.layer.spans[path] = ScalarSpan(
+                self.display, node.start_mark.index, node.end_mark.index, node.style
+            )
+            return self.scalar(node, path)
+        if id(node) in self.stack:
+            raise load_error("recursive-alias", self.loc(node), path, anchor="…")
+        self.stack.add(id(node))
+        try:
+            if isinstance(node, yaml.nodes.SequenceNode):
+                return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
+            assert isinstance(node, yaml.nodes.MappingNode)
+            return self.mapping(node, path)
+        finally:
+            self.stack.discard(id(node))
+
+    def mapping(self, node: yaml.nodes.MappingNode, path: KeyPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.nodes.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.nodes.SequenceNode) else "mapping"
+                self.errors.append(load_error("complex-key", self.loc(key_node), path, kind=kind))
+                continue
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.errors.append(load_error("merge-key", self.loc(key_node), path))
+                continue
+            if not self.check_tag(key_node, path):
+                continue
+            key = str(key_node.value)
+            key_path = path + (key,)
+            if key in first_line:
+                self.errors.append(
+                    load_error(
+                        "duplicate-key", self.loc(key_node), key_path, key=key,
+                        line=first_line[key],
+                    )
+                )
+                continue
+            first_line[key] = key_node.start_mark.line + 1
+            self.layer.keys[key_path] = self.loc(key_node)
+            out[key] = self.build(value_node, key_path)
+        return out
+
+    def scalar(self, node: yaml.nodes.ScalarNode, path: KeyPath) -> Any:
+        if node.tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+            return str(node.value)
+        try:
+            value = self.loader.construct_object(node)
+        except ValueError:  # Python refuses to convert integers of more than ~4300 digits
+            raise load_error(
+                "number-too-large", self.loc(node), path, text=node.value[:20] + "…"
+            ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.errors.append(load_error("not-finite", self.loc(node), path, text=node.value))
+            return None
+        return value
+
+
+def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[str, str]:
+    """The file's text (BOM dropped, newlines normalised) and its sha256."""
+    try:
+        if not resolved.is_file():
+            code = "file-not-found" if not resolved.exists() else "not-a-file"
+            raise load_error(code, where or Location(display), path=display)
+        with open(resolved, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise load_error("unreadable", where or Location(display), path=display,
+                         reason=e.strerror or str(e)) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise load_error("file-too-large", Location(display), limit=MAX_SPEC_BYTES)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        good = raw[: e.start].decode("utf-8", errors="replace")
+        raise load_error(
+            "not-utf8", _location_at(display, good, len(good)), reason=f"invalid byte "
+            f"0x{raw[e.start]:02x}"
+        ) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, hashlib.sha256(raw).hexdigest()
+
+
+def _parse(display: str, text: str) -> _Layer:
+    """One file's YAML → a layer, raising every problem found."""
+    loader = _Loader(text, display)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = _mark(display, mark) if mark is not None else Location(display)
+            hint = None
+            if e.context:
+                hint = e.context
+                if e.context_mark is not None and e.context_mark is not mark:
+                    hint += f" at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
+            problem = e.problem or e.context or "malformed YAML"
+            raise LoadError(
+                MESSAGES["yaml-syntax"].format(problem=problem), location=where, hint=hint,
+                code="yaml-syntax",
+            ) from None
+        except yaml.reader.ReaderError as e:
+            problem = f"special character {chr(e.character)!r} is not allowed"
+            where = _location_at(display, text, e.position)
+            raise LoadError(
+                MESSAGES["yaml-syntax"].format(problem=problem), location=where,
+                code="yaml-syntax",
+            ) from None
+        except yaml.YAMLError as e:  # pragma: no cover - all PyYAML errors above are marked
+            raise LoadError(MESSAGES["yaml-syntax"].format(problem=str(e)),
+                            location=Location(display), code="yaml-syntax") from None
+        if node is None:
+            raise load_error("empty-spec", Location(display, 1, 1))
+        builder = _Builder(display, text, loader)
+        data = builder.build(node, ())
+        if builder.errors:
+            _raise(builder.errors)
+        if not isinstance(data, dict):
+            raise load_error("not-a-mapping", _mark(display, node.start_mark), found=_describe(data))
+        builder.layer.data = data
+        return builder.layer
+    finally:
+        loader.dispose()
+
+
+def _raise(errors: list[PromptcError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    raise PromptcErrors(errors)
+
+
+def _merge(base: _Layer, child: _Layer) -> _Layer:
+    """``child`` over ``base``: mappings merge key by key, anything else replaces; null removes."""
+    out = _Layer(base.data, dict(base.keys), dict(base.values), dict(base.spans))
+
+    def copy_under(prefix: KeyPath) -> None:
+        n = len(prefix)
+        for src, dst in ((child.keys, out.keys), (child.values, out.values),
+                         (child.spans, out.spans)):
+            for k, v in src.items():
+                if k[:n] == prefix:
+                    dst[k] = v  # type: ignore[index]
+
+    def merge(into: dict[str, Any], over: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+        result = dict(into)
+        for key, value in over.items():
+            p = path + (key,)
+            if value is None:
+                result.pop(key, None)
+                _drop_prefix(out, p)
+                continue
+            old = result.get(key)
+            if isinstance(old, dict) and isinstance(value, dict):
+                result[key] = merge(old, value, p)
+                for src, dst in ((child.keys, out.keys), (child.values, out.values)):
+                    if p in src:
+                        dst[p] = src[p]
+            else:
+                _drop_prefix(out, p)
+                result[key] = value
+                copy_under(p)
+        return result
+
+    out.data = merge(base.data, child.data, ())
+    if () in child.values:
+        out.values[()] = child.values[()]
+    return out
+
+
+def project_root(spec_folder: Path) -> Path:
+    """The nearest folder at or above ``spec_folder`` holding ``.git`` or ``pyproject.toml``."""
+    for folder in (spec_folder, *spec_folder.parents):
+        if (folder / ".git").exists() or (folder / "pyproject.toml").exists():
+            return folder
+    return spec_folder
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class _Context:
+    root: Path
+    files: list[SpecFile] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)
+
+
+def _load_chain(display: str, resolved: Path, chain: list[tuple[str, Path]],
+                where: Location | None, ctx: _Context) -> _Layer:
+    text, sha = _read_text(display, resolved, where)
+    ctx.files.append(SpecFile(display, resolved, sha))
+    ctx.sources[display] = text
+    ctx.folders[display] = resolved.parent
+    layer = _parse(display, text)
+    if "extends" not in layer.data:
+        return layer
+    ext = layer.data.pop("extends")
+    ext_loc = layer.values.get(("extends",), Location(display))
+    _drop_prefix(layer, ("extends",))
+    p = ("extends",)
+    if not isinstance(ext, str) or not ext.strip():
+        raise load_error("extends-type", ext_loc, p, found=_describe(ext) if ext != "" else
+                         "an empty string")
+    if os.path.isabs(ext) or ext.startswith("~"):
+        raise load_error("extends-absolute", ext_loc, p, path=ext)
+    target = (resolved.parent / ext).resolve()
+    if not _inside(target, ctx.root):
+        raise load_error("extends-escape", ext_loc, p, path=ext, root=str(ctx.root))
+    target_display = os.path.normpath(os.path.join(os.path.dirname(display), ext))
+    names = [d for d, _ in chain] + [display]
+    if target in [r for _, r in chain] or target == resolved:
+        start = ([r for _, r in chain] + [resolved]).index(target)
+        cycle = " → ".join(names[start:] + [target_display])
+        raise load_error("extends-cycle", ext_loc, p, cycle=cycle)
+    if len(chain) + 1 >= MAX_EXTENDS:
+        raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
+    if not target.is_file():
+        raise load_error("extends-missing", ext_loc, p, path=ext)
+    base = _load_chain(target_display, target, chain + [(display, resolved)], ext_loc, ctx)
+    return _merge(base, layer)
+
+
+def load_spec(path: str | Path) -> SpecDocument:
+    """Loads a spec file and everything it extends.
+
+    Args:
+        path: The spec file; messages name it (and files it extends) as given here.
+
+    Returns:
+        The merged document with positions.
+
+    Raises:
+        LoadError: The first problem, when there is one.
+        PromptcErrors: Several problems in one file (duplicate keys, refused tags …).
+    """
+    display = os.fspath(path)
+    resolved = Path(display).resolve()
+    ctx = _Context(root=project_root(resolved.parent).resolve())
+    try:
+        layer = _load_chain(display, resolved, [], None, ctx)
+    except RecursionError:  # pragma: no cover - nesting is capped well below the stack limit
+        raise load_error("too-deep", Location(display), limit=MAX_DEPTH) from None
+    # ctx.files lists files as they were opened: top first, then each base, nearest first.
+    return SpecDocument(
+        path=Path(display), data=layer.data, key_locations=layer.keys,
+        value_locations=layer.values, spans=layer.spans, files=ctx.files, root=ctx.root,
+        sources=ctx.sources, _folders=ctx.folders,
+    )
+
+
+def iter_paths(value: Any, prefix: KeyPath = ()) -> Iterator[KeyPath]:
+    """Every key path in plain data, parents before children."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_paths(v, prefix + (i,))

@@ -1,0 +1,255 @@
+"""Lower a validated spec to the IR, and ``compile_spec``: the whole front end in one call.
+
+``lower(doc)`` turns a :class:`~promptc.load.SpecDocument` that passed validation into an
+:class:`~promptc.ir.Task`, filling in every default (documented in docs/spec.md) and reading the
+data file. ``compile_spec(path)`` runs load → command-line overrides → validate → lower and raises
+one :class:`~promptc.errors.PromptcErrors` holding every problem found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from promptc import ir
+from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors, flatten
+from promptc.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
+from promptc.validate import (
+    DEFAULT_BATCH_SIZE,
+    batch_size_of,
+    output_field,
+    resolve_inside,
+    validate,
+)
+
+DEFAULT_KIND: ir.StrategyKind = "single"
+DEFAULT_METHOD: ir.SelectionMethod = "sequential"
+DEFAULT_SEED = 0
+DEFAULT_TARGET_POSITION = -1
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "compile_spec",
+    "default_label",
+    "lower",
+    "read_items",
+]
+
+
+def default_label(name: str) -> str:
+    """How a template labels an input without ``label``: ``premise_text`` → ``Premise text``."""
+    text = name.replace("_", " ").strip() or name
+    return text[:1].upper() + text[1:]
+
+
+def _str(value: object, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
+    """A demo's input value as text: strings as they are, other scalars as written in the file."""
+    if isinstance(value, str):
+        return value
+    span = doc.spans.get(path)
+    source = doc.sources.get(span.file) if span else None
+    if span is not None and source is not None and span.style is None:
+        return source[span.start : span.end]
+    from promptc.data import to_text
+
+    return to_text(value)
+
+
+def read_items(
+    doc: SpecDocument, collector: ErrorCollector
+) -> tuple[ir.DataSource | None, tuple[ir.Item, ...]]:
+    """Reads the spec's data file (if it names one) into items, reporting bad rows."""
+    from promptc.data import read_data
+
+    inputs = doc.get(("inputs",))
+    names = list(inputs) if isinstance(inputs, dict) else []
+    result = read_data(doc, names, collector)
+    if result is None:
+        return None, ()
+    return result
+
+
+def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task:
+    """Builds the IR of a validated spec, reading its data.
+
+    Args:
+        doc: A spec that passed :func:`promptc.validate.validate`.
+        collector: Receives data-file problems; without one, they are raised together.
+
+    Raises:
+        PromptcErrors: Problems in the data file (when no collector is given).
+    """
+    own = collector is None
+    c = collector if collector is not None else ErrorCollector()
+    from promptc.answer_format import parse_answer_format
+    from promptc.values import coerce_value
+
+    d = doc.data
+    inputs = tuple(
+        ir.InputField(
+            name=name,
+            type="text",
+            label=_str(decl.get("label"), default_label(name)),
+            description=_str(decl.get("description")),
+            location=doc.key_location(("inputs", name)),
+        )
+        for name, decl in d["inputs"].items()
+    )
+    outputs: list[ir.OutputField] = []
+    for name, decl in d["outputs"].items():
+        f = output_field(name, decl, doc.key_location(("outputs", name)))
+        assert f is not None, "lower() needs a validated spec"
+        outputs.append(f)
+    by_name = {o.name: o for o in outputs}
+
+    af_path: KeyPath = ("answer_format",)
+    af_source = d.get("answer_format")
+    if af_source is None:
+        af_source = "{" + outputs[0].name + "}"
+        answer_format = parse_answer_format(af_source, doc.key_location(("outputs",)))
+    else:
+        answer_format = parse_answer_format(
+            af_source, doc.value_location(af_path), locate=doc.text_locator(af_path)
+        )
+
+    demos: list[ir.Demo] = []
+    for i, demo in enumerate(d.get("demos") or []):
+        demos.append(
+            ir.Demo(
+                inputs={f.name: _input_text(doc, ("demos", i, f.name), demo[f.name])
+                        for f in inputs},
+                outputs={o.name: coerce_value(by_name[o.name], demo[o.name]) for o in outputs},
+                location=doc.value_location(("demos", i)),
+            )
+        )
+
+    strategy = _strategy(doc)
+    model_decl = dict(d["model"])
+    model = ir.ModelConfig(
+        name=model_decl.pop("name"),
+        temperature=model_decl.pop("temperature", None),
+        max_tokens=model_decl.pop("max_tokens", None),
+        params=model_decl,
+        location=doc.key_location(("model",)),
+    )
+
+    templates: list[ir.TemplateRef] = []
+    for kind in ir.STRATEGY_KINDS:
+        rel = (d.get("templates") or {}).get(kind)
+        if rel is None:
+            continue
+        p: KeyPath = ("templates", kind)
+        target = resolve_inside(doc.folder_of(p), rel)
+        assert target is not None, "lower() needs a validated spec"
+        templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
+
+    source, items = read_items(doc, c)
+    top = doc.files[0]
+    task = ir.Task(
+        name=d["name"],
+        description=_str(d.get("description")),
+        instruction=d["instruction"],
+        inputs=inputs,
+        outputs=tuple(outputs),
+        answer_format=answer_format,
+        demos=tuple(demos),
+        data=source,
+        items=items,
+        strategy=strategy,
+        model=model,
+        templates=tuple(templates),
+        spec=ir.SourceFile(str(top.resolved), top.sha256),
+        spec_dir=str(top.resolved.parent),
+        extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
+        location=Location(top.display, 1, 1),
+    )
+    if own:
+        c.raise_if_any()
+    return task
+
+
+def _strategy(doc: SpecDocument) -> ir.Strategy:
+    kind: ir.StrategyKind = doc.get(("strategy", "kind"), DEFAULT_KIND)
+    size = batch_size_of(doc)
+    assert size is not None, "lower() needs a validated spec"
+    sp: KeyPath = ("strategy", "selection")
+    selection = ir.Selection(
+        method=doc.get(sp + ("method",), DEFAULT_METHOD),
+        seed=doc.get(sp + ("seed",), DEFAULT_SEED),
+        target_position=doc.get(sp + ("target_position",), DEFAULT_TARGET_POSITION),
+        model=doc.get(sp + ("model",)),
+        cache_dir=_cache_dir(doc),
+        location=doc.key_location(sp),
+    )
+    return ir.Strategy(kind, size, selection, doc.key_location(("strategy",)))
+
+
+def _cache_dir(doc: SpecDocument) -> str | None:
+    """``cache_dir`` resolved against the folder of the spec that declares it."""
+    p: KeyPath = ("strategy", "selection", "cache_dir")
+    rel = doc.get(p)
+    if not isinstance(rel, str):
+        return None
+    if doc.value_location(p).file == COMMAND_LINE:
+        return str(Path(rel).resolve())
+    return str((doc.folder_of(p) / Path(rel).expanduser()).resolve())
+
+
+def apply_overrides(doc: SpecDocument, overrides: Mapping[tuple[str, ...], object]) -> None:
+    """Sets command-line values over the spec's; their location is ``<command line>``."""
+    for path, value in sorted(overrides.items()):
+        doc.set(tuple(path), value, Location(COMMAND_LINE))
+
+
+def compile_spec(
+    path: str | Path,
+    *,
+    overrides: Mapping[tuple[str, ...], object] | None = None,
+    max_errors: int | None = 50,
+    fail_fast: bool = False,
+) -> ir.Task:
+    """The front end: load, apply overrides, validate, lower (reading the data).
+
+    Args:
+        path: The spec file.
+        overrides: Values set from the command line, by key path, e.g.
+            ``{("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}``.
+        max_errors: Keep at most this many errors (``None``: all); the rest are counted.
+        fail_fast: Stop at the first error.
+
+    Raises:
+        PromptcErrors: Every problem found (at least one).
+    """
+    c = ErrorCollector(max_errors=max_errors, fail_fast=fail_fast)
+    try:
+        doc = load_spec(path)
+        if overrides:
+            apply_overrides(doc, overrides)
+        validate(doc, c)
+        if c:
+            # The spec is invalid, but a missing or broken data file is worth reporting too.
+            if isinstance(doc.get(("inputs",)), dict) and isinstance(doc.get(("data",)), dict):
+                read_items(doc, c)
+            c.raise_if_any()
+        task = lower(doc, c)
+        c.raise_if_any()
+        return task
+    except PromptcErrors:
+        raise
+    except PromptcError as e:
+        # fail_fast raises single errors; the contract is one PromptcErrors.
+        errors = flatten([e]) + ([] if fail_fast else list(c.errors))
+        raise PromptcErrors(_dedupe(errors), c.omitted) from None
+
+
+def _dedupe(errors: list[PromptcError]) -> list[PromptcError]:
+    seen: set[int] = set()
+    out = []
+    for e in errors:
+        if id(e) not in seen:
+            seen.add(id(e))
+            out.append(e)
+    return out

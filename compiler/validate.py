@@ -1,0 +1,498 @@
+"""Validate a loaded spec: the JSON Schema, then semantic checks; report every problem.
+
+``validate(doc, collector)`` adds one :class:`~promptc.errors.ValidationError` per problem to the
+collector, each at the file:line:col of the offending key or value, with its key path and a
+message from :data:`MESSAGES` (one table, so that tests can check every message word for word).
+
+The schema (``compiler/schema/spec.schema.json``, shipped as package data) checks shapes and
+types; the semantic checks here check what a schema cannot: that demos match the declared fields
+and types, that ``answer_format`` names the outputs, that enum aliases point at choices, that
+template files exist inside the spec's folder, and so on. Checks of the data file are
+:mod:`promptc.data`'s; checks of template variables are the render stage's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptc.errors import (
+    ErrorCollector,
+    GrammarError,
+    Location,
+    PromptcError,
+    ValidationError,
+    did_you_mean,
+)
+from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.load import KeyPath, SpecDocument
+from promptc.resources import read_schema
+
+if TYPE_CHECKING:
+    import jsonschema
+
+MESSAGES: dict[str, str] = {
+    # JSON Schema violations
+    "unknown-key": "unknown key {key!r}",
+    "missing-key": "missing required key {key!r}",
+    "wrong-type": "expected {expected}, found {found}",
+    "not-one-of": "expected one of {choices}, found {found}",
+    "bad-version": "unsupported spec format version {found}; expected promptc: 1",
+    "too-small": "expected {expected} of at least {limit}, found {found}",
+    "too-large": "expected {expected} of at most {limit}, found {found}",
+    "empty": "expected {expected}, found an empty {kind}",
+    "bad-name": "{name!r} is not a valid field name; expected letters, digits and '_', "
+    "not starting with a digit",
+    "schema": "{message}",
+    # semantic checks
+    "input-output-clash": "{name!r} is declared both as an input and as an output",
+    "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
+    "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
+    "duplicate-choice": "duplicate choice {choice!r} (choices are compared case-insensitively)",
+    "alias-not-choice": "alias {alias!r} points to {target!r}, which is not one of the choices "
+    "{choices}",
+    "alias-is-choice": "alias {alias!r} is also a choice",
+    "answer-format-required": "answer_format is required when there are several outputs",
+    "unknown-placeholder": "{{{field}}} in answer_format is not an output; expected one of "
+    "{outputs}",
+    "missing-placeholder": "output {field!r} does not appear in answer_format; expected a "
+    "{{{field}}} placeholder",
+    "repeated-placeholder": "{{{field}}} appears more than once in answer_format",
+    "adjacent-placeholders": "{{{first}}} and {{{second}}} have no literal text between them, "
+    "so answers could not be split",
+    "demo-missing-field": "demo is missing field {field!r}",
+    "demo-unknown-field": "demo field {field!r} is not an input or output",
+    "demo-bad-value": "demo value for {type} output {field!r}: {problem}",
+    "few-shot-no-demos": "strategy few-shot needs at least one demo",
+    "target-position": "target_position {position} is outside a batch of {size}; expected "
+    "{low}..{high}",
+    "unknown-data-field": "data.fields maps {field!r}, which is not an input",
+    "template-absolute": "template path {path!r} is absolute; expected a path relative to the "
+    "spec's folder",
+    "template-escape": "template path {path!r} leaves the spec's folder",
+    "template-missing": "template file {path!r} not found",
+    "unknown-model-param": "unknown model parameter {key!r}",
+}
+
+HINTS: dict[str, str] = {
+    "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
+    "adjacent-placeholders": "put text such as ' | ' between them",
+    "answer-format-required": "e.g. \"{reasoning} The answer is {answer}.\"",
+}
+
+KNOWN_MODEL_PARAMS = (
+    "name", "temperature", "max_tokens", "max_completion_tokens", "top_p", "top_k", "min_p",
+    "frequency_penalty", "presence_penalty", "repeat_penalty", "stop", "seed", "n", "logprobs",
+    "top_logprobs", "logit_bias", "response_format", "user", "stream", "timeout",
+)
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def error(
+    code: str, location: Location, path: KeyPath, hint: str | None = None, **kw: object
+) -> ValidationError:
+    """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
+    return ValidationError(
+        MESSAGES[code].format(**kw), location=location, path=path,
+        hint=hint if hint is not None else HINTS.get(code), code=code,
+    )
+
+
+def describe(value: object) -> str:
+    """A value as messages show it: ``a string 'abc'``, ``an integer 5``, ``a mapping``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"an integer {value}"
+    if isinstance(value, float):
+        return f"a number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "…"
+        return f"a string {shown!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _quote_all(words: Iterable[object]) -> str:
+    return ", ".join(repr(w) for w in words)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The spec JSON Schema as shipped (``promptc schema`` prints it)."""
+    loaded: dict[str, Any] = json.loads(read_schema("spec.schema.json"))
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema())
+
+
+def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
+    """Checks a loaded spec against the schema and the semantic rules.
+
+    Args:
+        doc: The loaded (and possibly overridden) spec.
+        collector: Receives one error per problem; with ``fail_fast`` it raises at the first.
+    """
+    for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
+        collector.extend(_from_schema(doc, err))
+    _check_semantics(doc, collector)
+
+
+def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[PromptcError]:
+    """Turns one JSON Schema violation into promptc errors with positions and plain messages."""
+    path: KeyPath = tuple(err.absolute_path)
+    kind = err.validator
+    inst = err.instance
+    schema_path = tuple(err.absolute_schema_path)
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        known = list(err.schema.get("properties", {}))
+        return [
+            error("unknown-key", doc.key_location(path + (k,)), path + (k,),
+                  hint=did_you_mean(k, known), key=k)
+            for k in inst
+            if k not in known
+        ]
+    if "propertyNames" in schema_path:
+        name = str(inst)
+        return [error("bad-name", doc.key_location(path + (name,)), path + (name,), name=name)]
+    if kind == "required" and isinstance(inst, dict):
+        where = doc.key_location(path) if path else doc.value_location(path)
+        return [
+            error("missing-key", where, path, key=k)
+            for k in err.validator_value
+            if k not in inst
+        ]
+    where = doc.value_location(path)
+    expected = _expected(err)
+    if kind == "const" and path == ("promptc",):
+        return [error("bad-version", where, path, found=_show(inst))]
+    if kind == "type":
+        hint = None
+        if isinstance(inst, bool) and "string" in _as_list(err.validator_value):
+            hint = "quote it: YAML reads yes, no, true and false as booleans"
+        return [error("wrong-type", where, path, hint=hint, expected=expected,
+                      found=describe(inst))]
+    if kind == "enum":
+        choices = [str(c) for c in err.validator_value]
+        hint = did_you_mean(inst, choices) if isinstance(inst, str) else None
+        return [error("not-one-of", where, path, hint=hint, choices=_quote_all(choices),
+                      found=describe(inst))]
+    if kind in ("minimum", "exclusiveMinimum"):
+        return [error("too-small", where, path, expected=expected, limit=err.validator_value,
+                      found=_show(inst))]
+    if kind in ("maximum", "exclusiveMaximum"):
+        return [error("too-large", where, path, expected=expected, limit=err.validator_value,
+                      found=_show(inst))]
+    if kind in ("minLength", "minItems", "minProperties"):
+        noun = {"minLength": "string", "minItems": "list", "minProperties": "mapping"}[kind]
+        need = {
+            "minLength": "a non-empty string",
+            "minItems": "at least one item",
+            "minProperties": "at least one entry",
+        }[kind]
+        return [error("empty", where, path, expected=need, kind=noun)]
+    return [error("schema", where, path, message=err.message)]
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _expected(err: jsonschema.ValidationError) -> str:
+    types = _as_list(err.schema.get("type", []))
+    words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
+    if not words:
+        return "a value"
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    return describe(value)
+
+
+
+
+# --- semantic checks ------------------------------------------------------------------------
+
+def output_field(name: str, decl: object, location: Location) -> OutputField | None:
+    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid.
+
+    Enum choices are kept as declared; aliases are mapped to the choice they name
+    (case-insensitively), and aliases to unknown choices are dropped (validation reports them).
+    """
+    if not isinstance(decl, Mapping) or decl.get("type") not in OUTPUT_TYPES:
+        return None
+    typ = decl["type"]
+    choices: tuple[str, ...] = ()
+    aliases: list[tuple[str, str]] = []
+    if typ == "enum":
+        raw = decl.get("choices")
+        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+            return None
+        choices = tuple(raw)
+        by_lower = {c.lower(): c for c in choices}
+        raw_aliases = decl.get("aliases")
+        if isinstance(raw_aliases, Mapping):
+            for alias, target in raw_aliases.items():
+                if isinstance(target, str) and target.lower() in by_lower:
+                    aliases.append((str(alias), by_lower[target.lower()]))
+    description = decl.get("description")
+    return OutputField(
+        name=name, type=typ, description=description if isinstance(description, str) else "",
+        choices=choices, aliases=tuple(aliases), location=location,
+    )
+
+
+def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
+    raw_inputs = doc.get(("inputs",))
+    raw_outputs = doc.get(("outputs",))
+    inputs = list(raw_inputs) if isinstance(raw_inputs, dict) else None
+    output_names = list(raw_outputs) if isinstance(raw_outputs, dict) else None
+    outputs: dict[str, OutputField] = {}
+    if isinstance(raw_outputs, dict):
+        for name, decl in raw_outputs.items():
+            f = output_field(name, decl, doc.key_location(("outputs", name)))
+            if f is not None:
+                outputs[name] = f
+        _check_outputs(doc, c, raw_outputs)
+    if inputs is not None and output_names is not None:
+        for name in output_names:
+            if name in inputs:
+                c.add(error("input-output-clash", doc.key_location(("outputs", name)),
+                            ("outputs", name), name=name))
+    _check_answer_format(doc, c, output_names)
+    _check_demos(doc, c, inputs, output_names, outputs)
+    _check_strategy(doc, c)
+    _check_data_fields(doc, c, inputs)
+    _check_templates(doc, c)
+    _check_model(doc, c)
+
+
+def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, Any]) -> None:
+    for name, decl in raw_outputs.items():
+        if not isinstance(decl, dict):
+            continue
+        p: KeyPath = ("outputs", name)
+        typ = decl.get("type")
+        if typ not in OUTPUT_TYPES:
+            continue
+        if typ != "enum":
+            for key, code in (("choices", "choices-not-enum"), ("aliases", "aliases-not-enum")):
+                if key in decl:
+                    c.add(error(code, doc.key_location(p + (key,)), p + (key,), type=typ))
+            continue
+        choices = decl.get("choices")
+        if not isinstance(choices, list):
+            continue
+        seen: set[str] = set()
+        names = [ch for ch in choices if isinstance(ch, str)]
+        for i, ch in enumerate(choices):
+            if isinstance(ch, str):
+                if ch.lower() in seen:
+                    c.add(error("duplicate-choice", doc.value_location(p + ("choices", i)),
+                                p + ("choices", i), choice=ch))
+                seen.add(ch.lower())
+        aliases = decl.get("aliases")
+        if not isinstance(aliases, dict):
+            continue
+        for alias, target in aliases.items():
+            ap = p + ("aliases", alias)
+            if alias.lower() in seen:
+                c.add(error("alias-is-choice", doc.key_location(ap), ap, alias=alias))
+            if isinstance(target, str) and target.lower() not in seen:
+                c.add(error("alias-not-choice", doc.value_location(ap), ap,
+                            hint=did_you_mean(target, names), alias=alias, target=target,
+                            choices=_quote_all(names)))
+
+
+def _check_answer_format(
+    doc: SpecDocument, c: ErrorCollector, output_names: list[str] | None
+) -> None:
+    from promptc.answer_format import parse_answer_format
+    from promptc.ir import Placeholder
+
+    p: KeyPath = ("answer_format",)
+    source = doc.get(p)
+    if source is None:
+        if output_names is not None and len(output_names) > 1:
+            c.add(error("answer-format-required", doc.key_location(("outputs",)), ("outputs",)))
+        return
+    if not isinstance(source, str) or not source:
+        return  # the schema reported it
+    try:
+        fmt = parse_answer_format(source, doc.value_location(p), locate=doc.text_locator(p))
+    except GrammarError as e:
+        c.add(ValidationError(e.message, location=e.location, path=p, hint=e.hint, code=e.code))
+        return
+    if output_names is None:
+        return
+    seen: set[str] = set()
+    previous: Placeholder | None = None
+    for seg in fmt.segments:
+        if not isinstance(seg, Placeholder):
+            previous = None
+            continue
+        if seg.field not in output_names:
+            c.add(error("unknown-placeholder", seg.location, p,
+                        hint=did_you_mean(seg.field, output_names), field=seg.field,
+                        outputs=_quote_all(output_names)))
+        elif seg.field in seen:
+            c.add(error("repeated-placeholder", seg.location, p, field=seg.field))
+        if previous is not None:
+            c.add(error("adjacent-placeholders", seg.location, p, first=previous.field,
+                        second=seg.field))
+        seen.add(seg.field)
+        previous = seg
+    for name in output_names:
+        if name not in seen:
+            c.add(error("missing-placeholder", doc.value_location(p), p, field=name))
+
+
+def _check_demos(
+    doc: SpecDocument,
+    c: ErrorCollector,
+    inputs: list[str] | None,
+    output_names: list[str] | None,
+    outputs: Mapping[str, OutputField],
+) -> None:
+    from promptc.values import coerce_value
+
+    demos = doc.get(("demos",))
+    if not isinstance(demos, list) or inputs is None or output_names is None:
+        return
+    fields = inputs + output_names
+    for i, demo in enumerate(demos):
+        if not isinstance(demo, dict):
+            continue
+        p: KeyPath = ("demos", i)
+        for name in fields:
+            if name not in demo:
+                c.add(error("demo-missing-field", doc.value_location(p), p, field=name))
+        for key, value in demo.items():
+            vp = p + (key,)
+            if key not in fields:
+                c.add(error("demo-unknown-field", doc.key_location(vp), vp,
+                            hint=did_you_mean(key, fields), field=key))
+                continue
+            field = outputs.get(key)
+            if field is None or not isinstance(value, (str, int, float)):
+                continue
+            try:
+                coerce_value(field, value)
+            except ValueError as e:
+                c.add(error("demo-bad-value", doc.value_location(vp), vp, type=field.type,
+                            field=key, problem=str(e)))
+
+
+def batch_size_of(doc: SpecDocument) -> int | None:
+    """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
+    kind = doc.get(("strategy", "kind"), "single")
+    if kind in ("single", "few-shot"):
+        return 1
+    size = doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
+    kind = doc.get(("strategy", "kind"), "single")
+    demos = doc.get(("demos",))
+    if kind == "few-shot" and (demos is None or demos == []):
+        p: KeyPath = ("strategy", "kind")
+        c.add(error("few-shot-no-demos", doc.value_location(p), p))
+    tp: KeyPath = ("strategy", "selection", "target_position")
+    position = doc.get(tp)
+    size = batch_size_of(doc)
+    method = doc.get(("strategy", "selection", "method"))
+    if (
+        method == "retrieval" and kind in ("batch", "auto-demo") and size is not None
+        and isinstance(position, int) and not isinstance(position, bool)
+        and not -size <= position < size
+    ):
+        c.add(error("target-position", doc.value_location(tp), tp, position=position, size=size,
+                    low=-size, high=size - 1))
+
+
+def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
+    fields = doc.get(("data", "fields"))
+    if not isinstance(fields, dict) or inputs is None:
+        return
+    for name in fields:
+        if name not in inputs:
+            p: KeyPath = ("data", "fields", name)
+            c.add(error("unknown-data-field", doc.key_location(p), p,
+                        hint=did_you_mean(name, inputs), field=name))
+
+
+def resolve_inside(folder: Path, relative: str) -> Path | None:
+    """``folder/relative`` resolved (symlinks followed), or ``None`` if it leaves ``folder``."""
+    root = folder.resolve()
+    target = (root / relative).resolve()
+    try:
+        target.relative_to(root)
+    except ValueError:
+        return None
+    return target
+
+
+def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
+    templates = doc.get(("templates",))
+    if not isinstance(templates, dict):
+        return
+    for kind, rel in templates.items():
+        if kind not in STRATEGY_KINDS or not isinstance(rel, str) or not rel:
+            continue  # the schema reported it
+        p: KeyPath = ("templates", kind)
+        where = doc.value_location(p)
+        if os.path.isabs(rel) or rel.startswith("~"):
+            c.add(error("template-absolute", where, p, path=rel))
+            continue
+        target = resolve_inside(doc.folder_of(p), rel)
+        if target is None:
+            c.add(error("template-escape", where, p, path=rel))
+        elif not target.is_file():
+            c.add(error("template-missing", where, p, path=rel))
+
+
+def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
+    model = doc.get(("model",))
+    if not isinstance(model, dict):
+        return
+    for key in model:
+        if key in KNOWN_MODEL_PARAMS:
+            continue
+        hint = did_you_mean(key, KNOWN_MODEL_PARAMS)
+        if hint is not None:  # unknown parameters pass through; near-misses are typos
+            p: KeyPath = ("model", key)
+            c.add(error("unknown-model-param", doc.key_location(p), p, hint=hint, key=key))
