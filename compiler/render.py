@@ -1,0 +1,712 @@
+"""Rendering: batches → requests (chat messages), through the strategies' Jinja templates.
+
+A template is one file per strategy (``templates/single.j2``, ``few-shot.j2``, ``batch.j2``,
+``auto-demo.j2``). It defines two blocks, each one chat message::
+
+    {% block system %} … {% endblock %}   → the system message (omitted when empty)
+    {% block user %} … {% endblock %}     → the user message (required)
+
+The blocks are rendered separately (``Template.blocks``), so a template reads as the two
+messages it produces. A spec's own template may ``{% extends "promptc/batch.j2" %}`` and
+override only the blocks it changes; shipped templates and partials are named
+``promptc/<file>``, a spec's own files by their path inside the spec's folder. Text outside
+the blocks belongs to no message and is refused by :func:`check_templates`.
+
+Templates run in Jinja's immutable sandbox with ``StrictUndefined``: they can read the
+documented context (see ``docs/templates.md``) and nothing else, cannot mutate it, and cannot
+read files outside the spec's folder. Every Jinja failure becomes a
+:class:`~promptc.errors.TemplateError` at the template's file:line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from promptc import formats, ir
+from promptc.errors import Location, PromptcError, PromptcErrors, TemplateError, did_you_mean
+from promptc.resources import read_template, template_names
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2 import nodes
+
+    from promptc.select import SelectionResult
+
+Role = Literal["system", "user", "assistant"]
+
+#: Shipped templates and partials are named with this prefix in ``include`` and ``extends``.
+BUILTIN_PREFIX = "promptc/"
+#: How shipped templates are shown in error locations.
+BUILTIN_DISPLAY = "<promptc>/"
+#: The message blocks of a template, in message order, with their chat roles.
+MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "user"))
+
+#: Variables every template receives (see docs/templates.md).
+CONTEXT_VARIABLES: frozenset[str] = frozenset(
+    {
+        "task",
+        "kind",
+        "batch_size",
+        "inputs",
+        "outputs",
+        "answer_format",
+        "demos",
+        "items",
+        "markers",
+    }
+)
+#: Only ``single`` and ``few-shot`` requests hold exactly one item, also given as ``item``.
+ONE_ITEM_VARIABLES: frozenset[str] = frozenset({"item"})
+
+TYPE_MEANINGS: Mapping[str, str] = {
+    "text": "free text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "yes or no",
+}
+
+
+def context_variables(kind: ir.StrategyKind) -> frozenset[str]:
+    """The names a template of this strategy may use."""
+    if kind in ("single", "few-shot"):
+        return CONTEXT_VARIABLES | ONE_ITEM_VARIABLES
+    return CONTEXT_VARIABLES
+
+
+def template_name(task: ir.Task, kind: ir.StrategyKind) -> str:
+    """The loader name of the template a task uses for a strategy."""
+    ref = task.template_for(kind)
+    if ref.path is None:
+        return f"{BUILTIN_PREFIX}{kind}.j2"
+    rel = os.path.relpath(ref.path, task.spec_dir)
+    return rel.replace(os.sep, "/")
+
+
+def display_path(path: str) -> str:
+    """A file path as error messages show it: relative to the working folder when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A template file the renderer loaded: its loader name, where it came from, its hash."""
+
+    name: str
+    origin: str  # "shipped" or "spec"
+    path: str  # shown in errors: <promptc>/batch.j2, or the spec's file
+    sha256: str
+
+
+def _escape_error(name: str, why: str) -> TemplateError:
+    return TemplateError(
+        f"template {name!r} {why}; a spec's templates and includes must be files inside the "
+        "spec's folder",
+        code="template-outside-spec",
+    )
+
+
+class SpecLoader:
+    """Serves shipped templates as ``promptc/<name>`` and a spec's own files from its folder.
+
+    Implements Jinja's loader protocol (``load`` via :class:`jinja2.BaseLoader`). Every file
+    served is recorded in :attr:`used`, for the build manifest.
+    """
+
+    def __init__(self, spec_dir: str | None) -> None:
+        self.spec_dir = os.path.realpath(spec_dir) if spec_dir else None
+        self.used: dict[str, TemplateSource] = {}
+        self.paths: dict[str, str] = {}  # display path -> loader name
+
+    def resolve(self, name: str) -> str:
+        """The absolute path of a spec's own template ``name``.
+
+        Raises:
+            TemplateError: ``name`` is absolute or leaves the spec's folder (``..`` or a
+                symbolic link pointing outside).
+        """
+        import jinja2
+
+        posix = name.replace("\\", "/")
+        if os.path.isabs(name) or posix.startswith("/") or os.path.splitdrive(name)[0]:
+            raise _escape_error(name, "is an absolute path")
+        if ".." in posix.split("/"):
+            raise _escape_error(name, "leaves the spec's folder with '..'")
+        if self.spec_dir is None:
+            raise jinja2.TemplateNotFound(name)
+        path = os.path.realpath(os.path.join(self.spec_dir, *posix.split("/")))
+        if os.path.commonpath([path, self.spec_dir]) != self.spec_dir:
+            raise _escape_error(name, "resolves (through a link) outside the spec's folder")
+        if not os.path.isfile(path):
+            raise jinja2.TemplateNotFound(name)
+        return path
+
+    def get_source(
+        self, environment: jinja2.Environment, name: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        import jinja2
+
+        if name.startswith(BUILTIN_PREFIX):
+            rel = name[len(BUILTIN_PREFIX) :]
+            if rel not in _shipped_names():
+                raise jinja2.TemplateNotFound(name)
+            text = read_template(rel)
+            shown = BUILTIN_DISPLAY + rel
+            origin = "shipped"
+        else:
+            path = self.resolve(name)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            shown = display_path(path)
+            origin = "spec"
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.used[name] = TemplateSource(name, origin, shown, digest)
+        self.paths[shown] = name
+        return text, shown, lambda: True
+
+
+def _shipped_names() -> frozenset[str]:
+    global _SHIPPED
+    if _SHIPPED is None:
+        _SHIPPED = frozenset(template_names())
+    return _SHIPPED
+
+
+_SHIPPED: frozenset[str] | None = None
+
+
+def make_environment(loader: SpecLoader) -> jinja2.Environment:
+    """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Loader(jinja2.BaseLoader):
+        def get_source(
+            self, environment: jinja2.Environment, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
+            return loader.get_source(environment, template)
+
+    return ImmutableSandboxedEnvironment(
+        loader=_Loader(),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        cache_size=-1,
+    )
+
+
+# ---------------------------------------------------------------- the context templates see
+
+
+def _output_meaning(field: ir.OutputField) -> str:
+    if field.type == "enum":
+        return "one of: " + ", ".join(field.choices)
+    return TYPE_MEANINGS[field.type]
+
+
+def _answer_format_context(task: ir.Task) -> dict[str, object]:
+    by_name = {o.name: o for o in task.outputs}
+    form = []
+    fields: list[dict[str, object]] = []
+    for seg in task.answer_format.segments:
+        if isinstance(seg, ir.Placeholder):
+            form.append(f"<{seg.field}>")
+            o = by_name[seg.field]
+            meaning = _output_meaning(o)
+            fields.append(
+                {"name": o.name, "type": o.type, "meaning": meaning, "text": f"<{o.name}> is {meaning}"}
+            )
+        else:
+            form.append(seg.text)
+    return {
+        "text": task.answer_format.source,
+        "form": "".join(form),
+        "fields": fields,
+        "types": [f"{f['name']}: {f['meaning']}" for f in fields],
+        "description": " and ".join(str(f["text"]) for f in fields),
+    }
+
+
+def _demo_context(task: ir.Task) -> list[dict[str, object]]:
+    from promptc.answer_format import write_answer
+    from promptc.values import write_value
+
+    out = []
+    by_name = {o.name: o for o in task.outputs}
+    for i, d in enumerate(task.demos, 1):
+        out.append(
+            {
+                "index": i,
+                "fields": dict(d.inputs),
+                "outputs": {k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name},
+                "question": formats.question_text(task.inputs, d.inputs),
+                "answer": write_answer(task.answer_format, task.outputs, d.outputs),
+            }
+        )
+    return out
+
+
+def _ref(prefix: str) -> Callable[[object], str]:
+    def ref(index: object) -> str:
+        return f"{prefix}{formats.INDEX_OPEN}{index}{formats.INDEX_CLOSE}"
+
+    return ref
+
+
+def _markers() -> dict[str, object]:
+    return {
+        "question_ref": _ref(formats.QUESTION_PREFIX),
+        "answer_ref": _ref(formats.ANSWER_PREFIX),
+        "question_prefix": formats.QUESTION_PREFIX,
+        "answer_prefix": formats.ANSWER_PREFIX,
+        "separator": formats.MARKER_SEPARATOR,
+        "question": formats.question_marker,
+        "answer": formats.answer_marker,
+        "question_marker": formats.question_marker,
+        "answer_marker": formats.answer_marker,
+    }
+
+
+def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str, object]:
+    """The part of the template context shared by every request of a task."""
+    from promptc.select import batch_size
+
+    kind = kind or task.strategy.kind
+    return {
+        "task": {
+            "name": task.name,
+            "description": task.description,
+            "instruction": task.instruction,
+        },
+        "kind": kind,
+        "batch_size": batch_size(task),
+        "inputs": [
+            {
+                "name": f.name,
+                "type": f.type,
+                "label": formats.field_label(f),
+                "description": f.description,
+            }
+            for f in task.inputs
+        ],
+        "outputs": [
+            {
+                "name": o.name,
+                "type": o.type,
+                "description": o.description,
+                "choices": list(o.choices),
+                "meaning": _output_meaning(o),
+            }
+            for o in task.outputs
+        ],
+        "answer_format": _answer_format_context(task),
+        "demos": _demo_context(task),
+        "markers": _markers(),
+    }
+
+
+def item_context(task: ir.Task, item: ir.Item, index: int) -> dict[str, object]:
+    """An item as templates see it, ``index`` 1-based within its request."""
+    return {
+        "index": index,
+        "id": item.id,
+        "fields": dict(item.inputs),
+        "question": formats.question_text(task.inputs, item.inputs),
+    }
+
+
+# ---------------------------------------------------------------- rendering
+
+
+class Renderer:
+    """Compiles a task's template once and renders every batch with it.
+
+    Attributes:
+        loader: Records every template file loaded (``loader.used``), for the manifest.
+    """
+
+    def __init__(self, task: ir.Task, kind: ir.StrategyKind | None = None) -> None:
+        self.task = task
+        self.kind: ir.StrategyKind = kind or task.strategy.kind
+        self.loader = SpecLoader(task.spec_dir)
+        self.env = make_environment(self.loader)
+        self.name = template_name(task, self.kind)
+        self.location = task.template_for(self.kind).location
+        self._chain: list[jinja2.Template] | None = None
+        self._shared: dict[str, object] | None = None
+        self._questions: dict[str, str] = {}
+
+    # -- compilation
+
+    def chain(self) -> list[jinja2.Template]:
+        """The template and the templates it extends, most derived first (compiled once)."""
+        if self._chain is None:
+            with self._errors():
+                chain = [self.env.get_template(self.name)]
+                while True:
+                    parent = _parent_name(self.env, chain[-1])
+                    if parent is None:
+                        break
+                    if any(t.name == parent for t in chain):
+                        raise TemplateError(
+                            f"template {parent!r} extends itself", code="template-extends-cycle"
+                        )
+                    chain.append(self.env.get_template(parent))
+                roots = {n for t in chain for n in t.blocks}
+                if "user" not in roots:
+                    raise TemplateError(
+                        f"template {self.name!r} has no {{% block user %}}; a template must "
+                        "define the user message (and may define {% block system %})",
+                        location=Location(self.display(chain[0])),
+                        code="template-no-user-block",
+                    )
+            self._chain = chain
+        return self._chain
+
+    def display(self, template: jinja2.Template) -> str:
+        return template.filename or template.name or self.name
+
+    # -- rendering
+
+    def shared(self) -> dict[str, object]:
+        if self._shared is None:
+            self._shared = task_context(self.task, self.kind)
+        return self._shared
+
+    def context(self, batch: ir.Batch, items: Mapping[str, ir.Item]) -> dict[str, object]:
+        """The full template context of one request."""
+        ctx = dict(self.shared())
+        entries = []
+        for i, item_id in enumerate(batch.item_ids, 1):
+            item = items[item_id]
+            q = self._questions.get(item_id)
+            if q is None:
+                q = self._questions[item_id] = formats.question_text(self.task.inputs, item.inputs)
+            entries.append({"index": i, "id": item.id, "fields": item.inputs, "question": q})
+        ctx["items"] = entries
+        if self.kind in ("single", "few-shot") and entries:
+            ctx["item"] = entries[0]
+        return ctx
+
+    def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
+        """Renders the message blocks of the template with a context."""
+        chain = self.chain()
+        top = chain[0]
+        with self._errors():
+            jctx = top.new_context(dict(ctx))
+            for parent in chain[1:]:
+                for name, fn in parent.blocks.items():
+                    jctx.blocks.setdefault(name, []).append(fn)
+            out = []
+            for block, role in MESSAGE_BLOCKS:
+                fns = jctx.blocks.get(block)
+                if not fns:
+                    continue
+                text = "".join(fns[0](jctx)).strip()
+                if text:
+                    out.append(ir.Message(role, text))
+        if not any(m.role == "user" for m in out):
+            raise TemplateError(
+                f"template {self.name!r} rendered an empty user message",
+                location=Location(self.display(top)),
+                code="template-empty-user",
+            )
+        return tuple(out)
+
+    def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
+        items = {it.id: it for it in self.task.items}
+        params = self.task.model.request_params()
+        width = max(4, len(str(len(selection.batches))))
+        out = []
+        for batch in selection.batches:
+            ctx = self.context(batch, items)
+            out.append(
+                ir.Request(
+                    id=f"r{batch.index + 1:0{width}d}",
+                    batch=batch,
+                    kind=self.kind,
+                    messages=self.messages(ctx),
+                    params=params,
+                )
+            )
+        return tuple(out)
+
+    # -- errors
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turns any Jinja failure inside the block into a TemplateError at file:line."""
+        import jinja2
+        from jinja2.sandbox import SecurityError
+
+        try:
+            yield
+        except PromptcError as e:
+            if e.location is None:
+                e.location = self._where(e.__traceback__) or self.location
+            raise
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(
+                f"template syntax error: {e.message}",
+                location=Location(e.filename or self.name, e.lineno or 0),
+                code="template-syntax",
+            ) from None
+        except jinja2.TemplateNotFound as e:
+            raise TemplateError(
+                f"template {e.name!r} not found; shipped templates are named "
+                f"'promptc/<file>' ({', '.join(BUILTIN_PREFIX + n for n in sorted(_shipped_names()))}), "
+                "a spec's own by their path inside the spec's folder",
+                location=self._where(e.__traceback__) or self.location,
+                code="template-not-found",
+            ) from None
+        except SecurityError as e:
+            raise TemplateError(
+                f"template tried to leave its sandbox ({e}); templates may only read the "
+                "documented variables, not Python internals",
+                location=self._where(e.__traceback__) or self.location,
+                code="template-sandbox",
+            ) from None
+        except jinja2.UndefinedError as e:
+            raise TemplateError(
+                f"template uses an undefined value: {e.message}",
+                location=self._where(e.__traceback__) or self.location,
+                code="template-undefined",
+            ) from None
+        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
+            raise TemplateError(
+                f"template failed: {type(e).__name__}: {e}",
+                location=self._where(e.__traceback__) or self.location,
+                code="template-runtime",
+            ) from None
+
+    def _where(self, tb: TracebackType | None) -> Location | None:
+        """The innermost template line in a traceback (Jinja rewrites frames to template lines)."""
+        found = None
+        for frame, lineno in traceback.walk_tb(tb):
+            name = frame.f_code.co_filename
+            if name in self.loader.paths:
+                found = Location(name, lineno)
+        return found
+
+
+def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | None:
+    """The name a template ``{% extends %}``, read from its source (static names only)."""
+    from jinja2 import nodes
+
+    ast = _parse(env, template)
+    for node in ast.find_all(nodes.Extends):
+        if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
+            return node.template.value
+        raise TemplateError(
+            "{% extends %} needs a quoted template name",
+            location=Location(template.filename or "", node.lineno),
+            code="template-dynamic-extends",
+        )
+    return None
+
+
+def _parse(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
+    source, _, _ = env.loader.get_source(env, template.name or "")  # type: ignore[union-attr]
+    return env.parse(source, template.name, template.filename)
+
+
+def render(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
+    """Renders every batch of a selection into a request (chat messages + model parameters).
+
+    Raises:
+        TemplateError: At the template's file:line, for any template failure.
+    """
+    return Renderer(task).render(selection)
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def check_templates(task: ir.Task) -> list[PromptcError]:
+    """Finds every problem in the templates a task would use, without raising.
+
+    Checks the strategy's template, the templates it extends, includes and imports, and the
+    spec's own templates for the other strategies: syntax, files outside the spec's folder,
+    variables that are not part of the documented context (at the line of their first use),
+    attributes the sandbox refuses (``__class__``), text outside the message blocks, and
+    finally a trial render of the first request.
+    """
+    errors: list[PromptcError] = []
+    kinds: list[ir.StrategyKind] = [task.strategy.kind]
+    kinds += [t.kind for t in task.templates if t.path is not None and t.kind not in kinds]
+    for kind in kinds:
+        errors.extend(_check_kind(task, kind))
+    return errors
+
+
+def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
+    import jinja2
+
+    r = Renderer(task, kind)
+    allowed = context_variables(kind)
+    errors: list[PromptcError] = []
+    seen: set[str] = set()
+
+    def visit(name: str, extra: frozenset[str], parent: Location, main: bool) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        try:
+            with r._errors():
+                source, filename, _ = r.loader.get_source(r.env, name)
+        except PromptcError as e:
+            e.location = parent if parent.line else (e.location or parent)
+            errors.append(e)
+            return
+        try:
+            ast = r.env.parse(source, name, filename)
+        except jinja2.TemplateSyntaxError as e:
+            errors.append(
+                TemplateError(
+                    f"template syntax error: {e.message}",
+                    location=Location(filename, e.lineno or 0),
+                    code="template-syntax",
+                )
+            )
+            return
+        errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
+        stored = frozenset(n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param"))
+        for node in ast.find_all((jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)):
+            target = node.template
+            if isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str):
+                child_main = main and isinstance(node, jinja2.nodes.Extends)
+                visit(target.value, extra | stored, Location(filename, node.lineno), child_main)
+
+    visit(r.name, frozenset(), r.location, True)
+    if errors:
+        return errors
+    # The static checks passed: a trial render finds what only running can (a missing key).
+    try:
+        from promptc.select import select
+
+        batches = select(task).batches if task.items else ()
+    except PromptcError as e:
+        return [e]
+    sample = batches[0] if batches else ir.Batch(0, (), ())
+    try:
+        r.chain()
+        r.messages(r.context(sample, {it.id: it for it in task.items}))
+    except PromptcError as e:
+        errors.append(e)
+    return errors
+
+
+def _check_ast(
+    env: jinja2.Environment,
+    ast: nodes.Template,
+    filename: str,
+    allowed: frozenset[str],
+    main: bool,
+) -> list[PromptcError]:
+    from jinja2 import meta, nodes
+
+    errors: list[PromptcError] = []
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except Exception as e:  # TemplateAssertionError from the code generator
+        return [TemplateError(f"template error: {e}", location=Location(filename), code="template-syntax")]
+    for var in sorted(undeclared - allowed):
+        line = min(
+            (n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"),
+            default=0,
+        )
+        hint = did_you_mean(var, allowed)
+        errors.append(
+            TemplateError(
+                f"template uses undeclared variable {var!r}; templates can use "
+                + ", ".join(sorted(allowed)),
+                location=Location(filename, line),
+                hint=hint,
+                code="template-undeclared-variable",
+            )
+        )
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        attr = node.attr if isinstance(node, nodes.Getattr) else (
+            node.arg.value if isinstance(node.arg, nodes.Const) else None
+        )
+        if isinstance(attr, str) and attr.startswith("_"):
+            errors.append(
+                TemplateError(
+                    f"template reads {attr!r}, which the sandbox refuses; templates may only "
+                    "read the documented variables, not Python internals",
+                    location=Location(filename, node.lineno),
+                    code="template-sandbox",
+                )
+            )
+    if main:
+        errors.extend(_check_top_level(ast, filename))
+    return errors
+
+
+def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
+    """Only blocks (and ``extends``) may stand at a main template's top level."""
+    from jinja2 import nodes
+
+    errors: list[PromptcError] = []
+    extends = any(isinstance(n, nodes.Extends) for n in ast.body)
+    names = [b for b, _ in MESSAGE_BLOCKS]
+    for node in ast.body:
+        if isinstance(node, nodes.Extends):
+            continue
+        if isinstance(node, nodes.Block):
+            if not extends and node.name not in names:
+                errors.append(
+                    TemplateError(
+                        f"unknown message block {node.name!r}; expected "
+                        + " or ".join(repr(n) for n in names),
+                        location=Location(filename, node.lineno),
+                        hint=did_you_mean(node.name, names),
+                        code="template-unknown-block",
+                    )
+                )
+            continue
+        if isinstance(node, nodes.Output) and all(
+            isinstance(c, nodes.TemplateData) and not c.data.strip() for c in node.nodes
+        ):
+            continue
+        errors.append(
+            TemplateError(
+                "text or statements outside {% block system %} and {% block user %} belong to "
+                "no message; move them inside a block",
+                location=Location(filename, node.lineno),
+                code="template-outside-block",
+            )
+        )
+    return errors
+
+
+def raise_template_errors(task: ir.Task) -> None:
+    """Raises :func:`check_templates`' findings together, if there are any."""
+    errors = check_templates(task)
+    if errors:
+        raise PromptcErrors(errors)
+
+
+__all__ = [
+    "BUILTIN_PREFIX",
+    "CONTEXT_VARIABLES",
+    "Renderer",
+    "SpecLoader",
+    "TemplateSource",
+    "check_templates",
+    "render",
+    "task_context",
+]

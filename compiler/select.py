@@ -1,0 +1,173 @@
+"""Batch selection: which items share a request, in which order.
+
+``select(task)`` looks up the task's ``strategy.selection.method`` in a registry of selection
+functions and returns a :class:`SelectionResult`: the batches, in request order, and a small
+``info`` mapping that goes into the build manifest (method, seed, batch size, request count,
+and whatever else a method wants recorded, such as an embedding model).
+
+``sequential`` and ``random`` live here. The similarity methods (``retrieval``, ``partition``,
+``diverse``) live in :mod:`promptc.similarity`, which needs the optional ``embed`` extra; it is
+imported only when a spec asks for one of them, and it registers its methods itself with
+:func:`register`.
+
+``single`` and ``few-shot`` send one item per request, whatever ``batch_size`` says.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from promptc import ir
+from promptc.errors import SelectionError
+
+#: Strategies that send exactly one item per request.
+ONE_ITEM_KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot")
+
+INSTALL_EMBED = "pip install 'promptc[embed]'"
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """The batches of a task, in request order, and what the manifest should say about them.
+
+    Attributes:
+        batches: Every batch; ``batches[i].index == i``.
+        info: JSON-ready facts about the selection (``method``, ``seed``, ``batch_size``,
+            ``requests`` …), recorded verbatim in ``manifest.json``.
+    """
+
+    batches: tuple[ir.Batch, ...]
+    info: Mapping[str, object] = field(default_factory=dict)
+
+
+SelectionFn = Callable[[ir.Task], SelectionResult]
+
+_REGISTRY: dict[str, SelectionFn] = {}
+
+
+def register(method: str) -> Callable[[SelectionFn], SelectionFn]:
+    """Registers ``fn(task) -> SelectionResult`` as the selection method called ``method``.
+
+    A later registration under the same name replaces the earlier one, so a plugin may
+    override a built-in method.
+    """
+
+    def decorator(fn: SelectionFn) -> SelectionFn:
+        _REGISTRY[method] = fn
+        return fn
+
+    return decorator
+
+
+def methods() -> tuple[str, ...]:
+    """The names of the methods registered so far, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def batch_size(task: ir.Task) -> int:
+    """Items per request: 1 for ``single`` and ``few-shot``, else ``strategy.batch_size``."""
+    if task.strategy.kind in ONE_ITEM_KINDS:
+        return 1
+    return max(1, task.strategy.batch_size)
+
+
+def select(task: ir.Task) -> SelectionResult:
+    """Groups the task's items into batches with the spec's selection method.
+
+    Raises:
+        SelectionError: At ``strategy.selection.method`` when the method is unknown or its
+            optional dependency is not installed.
+    """
+    sel = task.strategy.selection
+    method = sel.method
+    fn = _REGISTRY.get(method)
+    if fn is None and method in ir.SIMILARITY_METHODS:
+        _load_similarity(sel)
+        fn = _REGISTRY.get(method)
+    if fn is None:
+        raise SelectionError(
+            f"unknown selection method {method!r}; expected one of "
+            + ", ".join(repr(m) for m in ir.SELECTION_METHODS),
+            location=sel.location,
+            path=("strategy", "selection", "method"),
+            code="unknown-selection-method",
+        )
+    result = fn(task)
+    info = {**base_info(task, len(result.batches)), **dict(result.info)}
+    return SelectionResult(result.batches, info)
+
+
+def _load_similarity(sel: ir.Selection) -> None:
+    try:
+        import promptc.similarity  # noqa: F401  (registers retrieval/partition/diverse)
+    except ImportError as e:
+        raise SelectionError(
+            f"selection method {sel.method!r} needs sentence-transformers, which is not "
+            f"installed ({e})",
+            location=sel.location,
+            path=("strategy", "selection", "method"),
+            hint=f"install it with: {INSTALL_EMBED}",
+            code="missing-embed-extra",
+        ) from None
+
+
+def base_info(task: ir.Task, n_requests: int) -> dict[str, object]:
+    """The facts every selection records: method, seed, batch size, items, requests, cost."""
+    n_items = len(task.items)
+    size = batch_size(task)
+    sel = task.strategy.selection
+    info: dict[str, object] = {"method": sel.method}
+    if sel.method != "sequential":  # the seed changes nothing in sequential order
+        info["seed"] = sel.seed
+    info.update({
+        "batch_size": size,
+        "items": n_items,
+        "requests": n_requests,
+        "cost": cost_statement(n_items, n_requests, size),
+    })
+    return info
+
+
+def cost_statement(n_items: int, n_requests: int, size: int) -> str:
+    """A plain sentence saying what a build costs, for the manifest and the CLI summary."""
+    req = "request" if n_requests == 1 else "requests"
+    itm = "item" if n_items == 1 else "items"
+    per = "1 item per request" if size == 1 else f"up to {size} items per request"
+    return f"{n_requests} {req} for {n_items} {itm} ({per})"
+
+
+def chunk(task: ir.Task, order: Sequence[int]) -> tuple[ir.Batch, ...]:
+    """Cuts item positions (into ``task.items``), in the given order, into batches."""
+    size = batch_size(task)
+    items = task.items
+    batches = []
+    for b, start in enumerate(range(0, len(order), size)):
+        positions = order[start : start + size]
+        batches.append(
+            ir.Batch(
+                index=b,
+                item_ids=tuple(items[p].id for p in positions),
+                item_indices=tuple(items[p].index for p in positions),
+            )
+        )
+    return tuple(batches)
+
+
+@register("sequential")
+def sequential(task: ir.Task) -> SelectionResult:
+    """Items in data-file order, cut into consecutive batches."""
+    return SelectionResult(chunk(task, range(len(task.items))))
+
+
+@register("random")
+def random(task: ir.Task) -> SelectionResult:
+    """Items shuffled with ``random.Random(seed)``, then cut into consecutive batches.
+
+    ``Random.shuffle`` of a list of indices draws with ``randbelow``, which gives the same
+    order for the same seed on every Python 3 version and platform.
+    """
+    order = list(range(len(task.items)))
+    _random.Random(task.strategy.selection.seed).shuffle(order)
+    return SelectionResult(chunk(task, order))

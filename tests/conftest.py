@@ -1,0 +1,75 @@
+"""Shared fixtures: hand-built IR tasks, so that back-end stages are tested on their own."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from promptc import ir
+from promptc.answer_format import parse_answer_format
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+
+
+def make_task(
+    *,
+    kind: ir.StrategyKind = "batch",
+    batch_size: int = 3,
+    n_items: int = 5,
+    method: ir.SelectionMethod = "sequential",
+    seed: int = 0,
+    multi_field: bool = False,
+    demos: int = 2,
+    spec_dir: str | os.PathLike[str] = "/nonexistent-spec-dir",
+    templates: Sequence[ir.TemplateRef] = (),
+) -> ir.Task:
+    """A small sentiment (or NLI, with ``multi_field``) task built directly as IR."""
+    if multi_field:
+        inputs = (ir.InputField("premise"), ir.InputField("hypothesis"))
+        outputs = (ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction")),)
+        fmt = parse_answer_format("{label}")
+        items = tuple(
+            ir.Item(f"p{i}", i, {"premise": f"Premise number {i}.", "hypothesis": f"Claim {i}."})
+            for i in range(n_items)
+        )
+        demo_list = [
+            ir.Demo({"premise": "A dog runs.", "hypothesis": "An animal moves."}, {"label": "entailment"}),
+            ir.Demo({"premise": "A cat sleeps.", "hypothesis": "The cat is running."}, {"label": "contradiction"}),
+        ]
+    else:
+        inputs = (ir.InputField("question"),)
+        outputs = (ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number"))
+        fmt = parse_answer_format("{reasoning} The answer is {answer}.")
+        items = tuple(ir.Item(f"q{i}", i, {"question": f"What is {i} plus {i}?"}) for i in range(n_items))
+        demo_list = [
+            ir.Demo({"question": "What is 2 plus 3?"}, {"reasoning": "2 + 3 = 5.", "answer": Decimal(5)}),
+            ir.Demo({"question": "Half of 9?"}, {"reasoning": "9 / 2 = 4.5.", "answer": Decimal("4.5")}),
+        ]
+    spec = ir.SourceFile(str(Path(spec_dir) / "task.yaml"), hashlib.sha256(b"x").hexdigest())
+    return ir.Task(
+        name="demo-task",
+        description="A task built in a test.",
+        instruction="Solve the task.",
+        inputs=inputs,
+        outputs=outputs,
+        answer_format=fmt,
+        demos=tuple(demo_list[:demos]),
+        data=None,
+        items=items,
+        strategy=ir.Strategy(kind, batch_size, ir.Selection(method, seed)),
+        model=ir.ModelConfig("test-model", temperature=0.0, max_tokens=256),
+        templates=tuple(templates),
+        spec=spec,
+        spec_dir=str(spec_dir),
+    )
+
+
+@pytest.fixture
+def task_factory() -> Callable[..., ir.Task]:
+    return make_task
