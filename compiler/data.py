@@ -69,9 +69,9 @@ HINTS: dict[str, str] = {
 }
 
 
-def data_error(code: str, location: Location, path: KeyPath = (), **kw: object) -> DataError:
+def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: object) -> DataError:
     """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
-    return DataError(MESSAGES[code].format(**kw), location=location, path=path,
+    return DataError(MESSAGES[code].format(**kw), location=location, path=key_path,
                      hint=HINTS.get(code), code=code)
 
 

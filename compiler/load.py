@@ -68,7 +68,7 @@ MESSAGES: dict[str, str] = {
     "complex-key": "mapping keys must be plain scalars, found a {kind}",
     "too-deep": "nesting is deeper than {limit} levels",
     "too-many-values": "the spec expands to more than {limit} values",
-    "recursive-alias": "alias *{anchor} refers to a node that contains it",
+    "recursive-alias": "an alias refers to a node that contains it",
     "number-too-large": "number {text!r} has too many digits",
     "not-finite": "{text!r} is not a finite number",
     "empty-spec": "spec is empty; expected a mapping of spec keys (promptc, name, inputs, …)",
@@ -76,7 +76,7 @@ MESSAGES: dict[str, str] = {
     "extends-type": "expected the path of a spec file to extend (a string), found {found}",
     "extends-absolute": "extends path {path!r} is absolute; expected a path relative to this "
     "spec's folder",
-    "extends-escape": "extends path {path!r} leaves the project folder {root!r}",
+    "extends-escape": "extends path {path!r} leaves the project folder",
     "extends-missing": "extended spec {path!r} not found",
     "extends-cycle": "extends cycle: {cycle}",
     "extends-too-deep": "extends chain is longer than {limit} files",
@@ -91,10 +91,13 @@ HINTS: dict[str, str] = {
 }
 
 
-def load_error(code: str, location: Location | None, path: KeyPath = (), **kw: object) -> LoadError:
+def load_error(
+    code: str, location: Location | None, key_path: KeyPath = (), **kw: object
+) -> LoadError:
     """A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`."""
     return LoadError(
-        MESSAGES[code].format(**kw), location=location, path=path, hint=HINTS.get(code), code=code
+        MESSAGES[code].format(**kw), location=location, path=key_path, hint=HINTS.get(code),
+        code=code,
     )
 
 
@@ -345,7 +348,9 @@ class _Builder:
     def build(self, node: yaml.nodes.Node, path: KeyPath) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise load_error("too-many-values", self.loc(node), path, limit=MAX_VALUES)
+            # The node itself may be deep inside a shared anchor; name the top-level key.
+            where = self.layer.keys.get(path[:1]) or self.loc(node)
+            raise load_error("too-many-values", where, path[:1], limit=MAX_VALUES)
         if not self.check_tag(node, path):
             return None
         self.layer.values[path] = self.loc(node)
@@ -355,7 +360,7 @@ class _Builder:
             )
             return self.scalar(node, path)
         if id(node) in self.stack:
-            raise load_error("recursive-alias", self.loc(node), path, anchor="…")
+            raise load_error("recursive-alias", self.loc(node), path)
         self.stack.add(id(node))
         try:
             if isinstance(node, yaml.nodes.SequenceNode):
@@ -443,11 +448,14 @@ def _parse(display: str, text: str) -> _Layer:
             mark = e.problem_mark or e.context_mark
             where = _mark(display, mark) if mark is not None else Location(display)
             hint = None
+            problem = e.problem or e.context or "malformed YAML"
+            if e.context and problem.startswith("but "):
+                # "expected a single document in the stream" + "but found another document"
+                problem, e.context = f"{e.context}, {problem}", None
             if e.context:
                 hint = e.context
                 if e.context_mark is not None and e.context_mark is not mark:
                     hint += f" at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
-            problem = e.problem or e.context or "malformed YAML"
             raise LoadError(
                 MESSAGES["yaml-syntax"].format(problem=problem), location=where, hint=hint,
                 code="yaml-syntax",

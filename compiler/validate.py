@@ -102,11 +102,11 @@ _TYPE_WORDS = {
 
 
 def error(
-    code: str, location: Location, path: KeyPath, hint: str | None = None, **kw: object
+    code: str, location: Location, key_path: KeyPath, hint: str | None = None, **kw: object
 ) -> ValidationError:
     """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
     return ValidationError(
-        MESSAGES[code].format(**kw), location=location, path=path,
+        MESSAGES[code].format(**kw), location=location, path=key_path,
         hint=hint if hint is not None else HINTS.get(code), code=code,
     )
 
@@ -178,10 +178,13 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         return [error("bad-name", doc.key_location(path + (name,)), path + (name,), name=name)]
     if kind == "required" and isinstance(inst, dict):
         where = doc.key_location(path) if path else doc.value_location(path)
+        known = list(err.schema.get("properties", {}))
+        # A misspelt key is reported as unknown, with the right name as a hint: enough.
+        suggested = {did_you_mean(k, known) for k in inst if k not in known}
         return [
             error("missing-key", where, path, key=k)
             for k in err.validator_value
-            if k not in inst
+            if k not in inst and f"did you mean '{k}'?" not in suggested
         ]
     where = doc.value_location(path)
     expected = _expected(err)
