@@ -9,6 +9,13 @@ boolean    ``yes`` / ``no``                yes/no/true/false, any case → bool
 enum       the choice as declared          a choice or alias, any case → the choice
 text       as is                           any text up to the next delimiter → str
 =========  ==============================  ==========================================
+
+What a *grammar* accepts as each type is defined by the fragments in ``grammars/``
+(``number.lark`` …); :func:`read_value` normalises any text those fragments accept, and a
+little more (surrounding spaces, a space after a sign or currency), for demos written by hand.
+The JSON form of a value (:func:`json_value`, :func:`json_schema`) is what structured-output
+APIs return: numbers as JSON numbers, booleans as JSON booleans, enum choices and text as
+strings.
 """
 
 from __future__ import annotations
@@ -122,3 +129,31 @@ def coerce_value(field: OutputField, value: object) -> Value:
     if isinstance(value, str):
         return read_value(field, value)
     raise ValueError(f"expected {expected(field)}, found {type(value).__name__} {value!r}")
+
+
+def json_value(field: OutputField, value: Value) -> object:
+    """The JSON form of a normalised value (a Decimal becomes an int or a float)."""
+    if field.type == "number":
+        assert isinstance(value, Decimal)
+        if value == value.to_integral_value() and abs(value) < 10**15:
+            return int(value)
+        return float(value)
+    return value
+
+
+def json_schema(field: OutputField) -> dict[str, object]:
+    """The JSON Schema (Draft 2020-12) of one value of ``field`` in its JSON form."""
+    schema: dict[str, object]
+    if field.type == "number":
+        schema = {"type": "number"}
+    elif field.type == "integer":
+        schema = {"type": "integer"}
+    elif field.type == "boolean":
+        schema = {"type": "boolean"}
+    elif field.type == "enum":
+        schema = {"type": "string", "enum": list(field.choices)}
+    else:
+        schema = {"type": "string", "minLength": 1}
+    if field.description:
+        schema["description"] = field.description
+    return schema

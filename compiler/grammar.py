@@ -1,0 +1,562 @@
+"""The answer grammar of a task: generate it, export it, and parse model output strictly with it.
+
+:func:`build_grammar` turns a task's ``outputs`` and ``answer_format`` into an
+:class:`AnswerGrammar` for one request shape:
+
+- ``single`` / ``few-shot``: the whole output is one answer in the answer_format; text fields
+  may span lines.
+- ``batch`` of N: exactly N lines ``A[1]: <answer>`` … ``A[N]: <answer>``, in order.
+- ``auto-demo`` of N: for each item the repeated question ``Q[i]: <question>`` (one or more
+  lines; it ends where a line starts with ``A[``), then ``A[i]: <answer>`` on one line.
+
+In ``batch`` and ``auto-demo`` every answer is on one line (as the templates ask): text fields
+stop at the end of the line. A literal of the answer_format that itself holds a line break is
+the one exception: the answer then spans exactly as many lines as the format does.
+
+Slack the parsing grammar allows (the GBNF export, used to *constrain* a model, writes only the
+canonical layout): white space before and after the output, blank lines between lines, spaces
+after a marker and at the end of a line, literal text of the format in any case and with any
+run of spaces for each space (any white space in ``single``/``few-shot``).
+
+The targets, all generated from the same terminals (:mod:`promptc.grammar_lark`):
+
+- :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
+- :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
+- :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding (:mod:`promptc.grammar_gbnf`);
+- :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs (:mod:`promptc.grammar_schema`).
+
+:meth:`AnswerGrammar.parse_strict` tries the regex and, when it does not match, runs the lark
+parser to say where and why, as an :class:`~promptc.errors.OutputParseError` at the output's
+line:col with the expected tokens by name. :meth:`AnswerGrammar.parse_answer` reads one answer
+body (what follows ``A[i]:``), for the recovering parser built on top of this module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from promptc import formats
+from promptc.errors import Location, OutputParseError
+from promptc.grammar_lark import Plan, lark_source, make_plan, marker_regex
+from promptc.ir import OutputField, StrategyKind, Task, Value
+from promptc.values import expected as expected_value
+from promptc.values import json_value, read_value
+
+if TYPE_CHECKING:
+    import lark
+
+__all__ = [
+    "AnswerGrammar",
+    "AnswerMismatch",
+    "ParsedItem",
+    "Span",
+    "build_grammar",
+]
+
+#: Where in an output a parse error is reported when it has no better name.
+OUTPUT_FILE = "<output>"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a model's output: offsets (``end`` exclusive) and 1-based line:col."""
+
+    start: int
+    end: int
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "line": self.line,
+            "col": self.col,
+            "end_line": self.end_line,
+            "end_col": self.end_col,
+        }
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    """One parsed answer of an output.
+
+    Attributes:
+        index: Its 1-based position in the request (the ``i`` of ``A[i]``; 1 for ``single``).
+        values: The normalised value of each field of the answer format, in format order.
+        span: The whole item: from its first marker (or the answer's first character) to the
+            end of its answer.
+        field_spans: Where each field's value is.
+        question: The repeated question of an ``auto-demo`` item (trailing spaces removed).
+        question_span: Where it is.
+    """
+
+    index: int
+    values: Mapping[str, Value]
+    span: Span
+    field_spans: Mapping[str, Span]
+    question: str | None = None
+    question_span: Span | None = None
+
+
+class AnswerMismatch(ValueError):
+    """An answer body does not match the answer format.
+
+    Attributes:
+        offset: Where in the body it stops matching (0-based).
+        expected: What could have come there, by name (``"' The answer is '"``, ``"answer:
+            a number such as 18, -3.5 or 1,234"``, ``"end of the answer"``).
+        found: What is there instead (a short excerpt, or ``"end of the answer"``).
+    """
+
+    def __init__(self, offset: int, expected: Sequence[str], found: str) -> None:
+        self.offset = offset
+        self.expected = list(expected)
+        self.found = found
+        super().__init__(f"at offset {offset}: expected {_one_of(self.expected)}, found {found}")
+
+
+def _one_of(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    return "one of " + ", ".join(names)
+
+
+class _Lines:
+    """Offset → 1-based line:col for one text."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def at(self, offset: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return i + 1, offset - self.starts[i] + 1
+
+    def span(self, start: int, end: int) -> Span:
+        line, col = self.at(start)
+        end_line, end_col = self.at(end)
+        return Span(start, end, line, col, end_line, end_col)
+
+
+def _excerpt(text: str, offset: int, limit: int = 24) -> str:
+    """What is found at ``offset``, for error messages."""
+    if offset >= len(text) or text[offset:].strip() == "" and "\n" not in text[offset:]:
+        return "end of the answer" if offset >= len(text) else repr(text[offset:])
+    rest = text[offset:]
+    line = rest.split("\n", 1)[0]
+    if line == "":
+        return "a line break"
+    return repr(line if len(line) <= limit else line[:limit] + "…")
+
+
+@dataclass(frozen=True, eq=False)
+class AnswerGrammar:
+    """The answer grammar of one request shape of a task, with its exports and parsers.
+
+    Build it with :func:`build_grammar`. The exports (:attr:`lark`, :attr:`gbnf`,
+    :attr:`json_schema`, :attr:`regex`) are deterministic text; :meth:`files` names them.
+    """
+
+    kind: StrategyKind
+    n_items: int
+    task_name: str
+    plan: Plan = field(repr=False)
+
+    # ------------------------------------------------------------------ exports
+
+    @property
+    def fields(self) -> tuple[OutputField, ...]:
+        """The output fields of the answer format, in format order."""
+        return self.plan.fields
+
+    @cached_property
+    def lark(self) -> str:
+        """The lark grammar source (``answer.lark``)."""
+        return lark_source(self.plan, self.task_name)
+
+    @cached_property
+    def gbnf(self) -> str:
+        """The GBNF grammar (``answer.gbnf``) that constrains a llama.cpp model to this shape."""
+        from promptc.grammar_gbnf import gbnf_source
+
+        return gbnf_source(self.plan, self.task_name)
+
+    @cached_property
+    def json_schema(self) -> dict[str, object]:
+        """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
+        from promptc.grammar_schema import json_schema
+
+        return json_schema(self.plan, self.task_name)
+
+    @cached_property
+    def regex(self) -> str | None:
+        """One Python regex for the whole output (every supported format is regular)."""
+        return self._full_regex[0]
+
+    @cached_property
+    def answer_regex(self) -> str:
+        """A regex of one answer body, with a named group per output field."""
+        return "".join(
+            f"(?P<{p.field.name}>{p.bare})" if p.field is not None else p.bare
+            for p in self.plan.parts
+        )
+
+    def files(self, stem: str = "answer") -> dict[str, str]:
+        """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``."""
+        out = {
+            f"{stem}.lark": self.lark,
+            f"{stem}.gbnf": self.gbnf,
+            f"{stem}.schema.json": json.dumps(self.json_schema, indent=2, sort_keys=True) + "\n",
+        }
+        if self.regex is not None:
+            out[f"{stem}.regex"] = self.regex + "\n"
+        return out
+
+    def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
+        """The JSON form of parsed items, as :attr:`json_schema` describes it."""
+        by_name = {f.name: f for f in self.fields}
+
+        def values(item: ParsedItem) -> dict[str, object]:
+            return {k: json_value(by_name[k], v) for k, v in item.values.items()}
+
+        if self.kind in ("single", "few-shot"):
+            return values(items[0])
+        answers: list[dict[str, object]] = []
+        for item in items:
+            entry: dict[str, object] = {"index": item.index}
+            if self.kind == "auto-demo":
+                entry["question"] = item.question
+            entry.update(values(item))
+            answers.append(entry)
+        return {"answers": answers}
+
+    # ------------------------------------------------------------------ one answer
+
+    @cached_property
+    def _answer_re(self) -> re.Pattern[str]:
+        space = "[ \\t\\n\\r\\f\\v]*" if self.plan.multiline else "[ \\t]*"
+        return re.compile(space + self.answer_regex + space)
+
+    def parse_answer(self, text: str) -> dict[str, Value]:
+        """Reads one answer body (what follows ``A[i]:``), each field normalised.
+
+        Raises:
+            AnswerMismatch: The body does not match the answer format; says where and why.
+        """
+        m = self._answer_re.fullmatch(text)
+        if m is None:
+            raise self.diagnose_answer(text)
+        return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+
+    def diagnose_answer(self, text: str) -> AnswerMismatch:
+        """Why ``text`` is not an answer body: the deepest point any reading of it reached.
+
+        Reading is tried part by part, every possible length of each field; among the failed
+        readings the one that got furthest *through the format* wins, then the one that got
+        furthest in the text. (Lark's own Earley report is the furthest character, where a
+        text field that can swallow everything makes the message useless.)
+        """
+        from promptc.grammar_diagnose import diagnose
+
+        offset, expected, found = diagnose(self.plan, text)
+        return AnswerMismatch(offset, expected, found)
+
+    # ------------------------------------------------------------------ whole outputs
+
+    @cached_property
+    def _full_regex(self) -> tuple[str, list[tuple[int, str | None, str]]]:
+        """The whole-output regex and its groups: (item, field name or None for question, group)."""
+        from promptc.grammar_lark import layout
+
+        plan = self.plan
+        groups: list[tuple[int, str | None, str]] = []
+
+        def body(i: int) -> str:
+            out = []
+            for k, p in enumerate(plan.parts):
+                if p.field is None:
+                    out.append(p.bare)
+                else:
+                    name = f"g{i}_{k}"
+                    groups.append((i, p.field.name, name))
+                    out.append(f"(?P<{name}>{p.bare})")
+            return "".join(out)
+
+        lead = f"(?:{layout('_LEAD')})?"
+        trail = f"(?:{layout('_TRAIL')})?"
+        if plan.kind in ("single", "few-shot"):
+            return lead + f"(?P<i1>{body(1)})" + trail, groups
+        items = []
+        for i in range(1, plan.n_items + 1):
+            answer = f"(?P<a{i}>{marker_regex(formats.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
+            if plan.kind == "auto-demo":
+                assert plan.question is not None
+                q = f"(?P<q{i}>{marker_regex(formats.QUESTION_PREFIX, i)})(?P<qt{i}>{plan.question})"
+                groups.append((i, None, f"qt{i}"))
+                answer = q + layout("_NL") + answer
+            # Atomic: once an item has matched up to its line end, never re-split it.
+            items.append(f"(?>{answer}(?={plan.end}))")
+        return lead + layout("_NL").join(items) + trail, groups
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        assert self.regex is not None
+        return re.compile(self.regex)
+
+    @cached_property
+    def _by_name(self) -> dict[str, OutputField]:
+        return {f.name: f for f in self.fields}
+
+    def parse_strict(self, output: str) -> list[ParsedItem]:
+        """Parses a whole output that must match the grammar exactly.
+
+        The regex fast path first; when it fails, the lark parser, for the diagnosis.
+
+        Raises:
+            OutputParseError: At the output's line:col, with the expected tokens and what was
+                found there.
+        """
+        try:
+            return self.parse_strict_regex(output)
+        except OutputParseError:
+            return self.parse_strict_lark(output)
+
+    def parse_strict_regex(self, output: str) -> list[ParsedItem]:
+        """The fast path alone: one regex match. Its error says only that the output differs.
+
+        Raises:
+            OutputParseError: The output does not match (no position: use :meth:`parse_strict`).
+        """
+        m = self._compiled.fullmatch(output)
+        if m is None:
+            raise OutputParseError(
+                f"the output is not a {self._shape()}",
+                location=Location(OUTPUT_FILE),
+                code="output-mismatch",
+            )
+        lines = _Lines(output)
+        spans: dict[int, dict[str, Span]] = {}
+        values: dict[int, dict[str, Value]] = {}
+        questions: dict[int, tuple[str, Span]] = {}
+        for i, name, group in self._full_regex[1]:
+            start, end = m.span(group)
+            raw = m.group(group)
+            if name is None:
+                q = raw.rstrip()
+                questions[i] = (q, lines.span(start, start + len(q)))
+                continue
+            values.setdefault(i, {})[name] = self._read(name, raw, output, start)
+            spans.setdefault(i, {})[name] = lines.span(start, end)
+        items = []
+        for i in range(1, self.n_items + 1):
+            if self.kind in ("single", "few-shot"):
+                start = m.start("i1")
+            else:
+                start = m.start(f"q{i}" if self.kind == "auto-demo" else f"a{i}")
+            q_and_span = questions.get(i)
+            items.append(
+                ParsedItem(
+                    index=i,
+                    values=values.get(i, {}),
+                    span=lines.span(start, m.end(f"i{i}")),
+                    field_spans=spans.get(i, {}),
+                    question=q_and_span[0] if q_and_span else None,
+                    question_span=q_and_span[1] if q_and_span else None,
+                )
+            )
+        return items
+
+    def _read(self, name: str, raw: str, output: str, start: int) -> Value:
+        try:
+            return read_value(self._by_name[name], raw)
+        except ValueError as e:  # the fragments and read_value disagree: a promptc bug
+            line, col = _Lines(output).at(start)
+            raise OutputParseError(
+                f"cannot read {name}: {e}", location=Location(OUTPUT_FILE, line, col),
+                code="value-unreadable",
+            ) from None
+
+    def _shape(self) -> str:
+        if self.kind in ("single", "few-shot"):
+            return "single answer in the answer format"
+        return f"{self.kind} answer of {self.n_items} item(s)"
+
+    @cached_property
+    def _lark_parser(self) -> lark.Lark:
+        import lark
+
+        return lark.Lark(self.lark, parser="lalr", lexer="contextual")
+
+    def parse_strict_lark(self, output: str) -> list[ParsedItem]:
+        """The lark path alone (LALR with a contextual lexer), with full diagnostics.
+
+        Raises:
+            OutputParseError: As :meth:`parse_strict`.
+        """
+        import lark
+
+        try:
+            tree = self._lark_parser.parse(output)
+        except lark.UnexpectedInput as e:
+            raise self._lark_error(output, e) from None
+        lines = _Lines(output)
+        items: list[ParsedItem] = []
+        item_trees = (
+            [tree] if self.kind in ("single", "few-shot") else
+            [c for c in tree.children if isinstance(c, lark.Tree)]
+        )
+        for i, item_tree in enumerate(item_trees, start=1):
+            question: tuple[str, Span] | None = None
+            answer = item_tree
+            start_pos: int | None = None
+            for child in item_tree.children:
+                if isinstance(child, lark.Token):
+                    if start_pos is None:
+                        start_pos = child.start_pos
+                    if child.type == "QUESTION":
+                        q = str(child).rstrip()
+                        question = (q, lines.span(child.start_pos, child.start_pos + len(q)))
+                elif child.data == "answer":
+                    answer = child
+            values: dict[str, Value] = {}
+            spans: dict[str, Span] = {}
+            end_pos = 0
+            for tok, part in zip(answer.children, self.plan.parts):
+                assert isinstance(tok, lark.Token)
+                if start_pos is None:
+                    start_pos = tok.start_pos
+                end_pos = tok.end_pos
+                if part.field is not None:
+                    values[part.field.name] = self._read(
+                        part.field.name, str(tok), output, tok.start_pos
+                    )
+                    spans[part.field.name] = lines.span(tok.start_pos, tok.end_pos)
+            assert start_pos is not None
+            items.append(
+                ParsedItem(
+                    index=i,
+                    values=values,
+                    span=lines.span(start_pos, end_pos),
+                    field_spans=spans,
+                    question=question[0] if question else None,
+                    question_span=question[1] if question else None,
+                )
+            )
+        return items
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def _terminal_names(self) -> dict[str, str]:
+        names: dict[str, str] = {
+            "_NL": "a new line",
+            "_TRAIL": "end of output",
+            "$END": "end of output",
+            "_LEAD": "white space",
+            "QUESTION": "the question text",
+        }
+        for i in range(1, self.n_items + 1):
+            names[f"ANSWER_MARKER_{i}"] = repr(formats.answer_marker(i))
+            names[f"QUESTION_MARKER_{i}"] = repr(formats.question_marker(i))
+        for p in self.plan.parts:
+            if p.field is not None:
+                names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
+            else:
+                names[p.terminal] = repr(p.text)
+        return names
+
+    def _lark_error(self, output: str, e: lark.UnexpectedInput) -> OutputParseError:
+        import lark
+
+        names = self._terminal_names()
+        if isinstance(e, lark.UnexpectedCharacters):
+            offset = e.pos_in_stream
+            expected = set(e.allowed or ())
+        elif isinstance(e, lark.UnexpectedToken):
+            offset = e.token.start_pos if e.token.type != "$END" else len(output)
+            offset = offset if offset is not None else len(output)
+            expected = set(e.expected)
+        else:
+            assert isinstance(e, lark.UnexpectedEOF)
+            offset = len(output)
+            expected = set(e.expected)
+        body_terms = {p.terminal for p in self.plan.parts}
+        if expected & body_terms:
+            refined = self._refine_in_body(output, offset)
+            if refined is not None:
+                return refined
+        lines = _Lines(output)
+        line, col = lines.at(min(offset, len(output)))
+        want = sorted({names.get(t, t) for t in expected})
+        found = _found(output, offset)
+        return OutputParseError(
+            f"expected {_one_of(want)}, found {found}",
+            location=Location(OUTPUT_FILE, line, col),
+            code="unexpected-output",
+        )
+
+    def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
+        """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
+        if self.plan.multiline:
+            start = len(output) - len(output.lstrip())
+            end = len(output.rstrip())
+        else:
+            line_start = output.rfind("\n", 0, offset) + 1
+            m = re.compile(
+                "[ \\t]*"
+                + re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+                + "[0-9]+"
+                + re.escape(formats.INDEX_CLOSE + formats.MARKER_END)
+                + "[ \\t]*"
+            ).match(output, line_start)
+            start = m.end() if m else offset
+            nl = output.find("\n", start)
+            end = len(output) if nl < 0 else nl
+        body = output[start:end]
+        mismatch = self.diagnose_answer(body)
+        line, col = _Lines(output).at(start + mismatch.offset)
+        return OutputParseError(
+            f"expected {_one_of(mismatch.expected)}, found {mismatch.found}",
+            location=Location(OUTPUT_FILE, line, col),
+            code="answer-mismatch",
+        )
+
+
+def _found(output: str, offset: int) -> str:
+    if offset >= len(output):
+        return "end of output"
+    return _excerpt(output, offset)
+
+
+def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:
+    """The answer grammar of ``task`` for a request of ``n_items`` items.
+
+    Args:
+        task: The compiled task (its ``outputs`` and ``answer_format`` are used).
+        n_items: Items in the request: 1 for ``single`` and ``few-shot``, 1–N for the others.
+        kind: The strategy; defaults to the task's.
+
+    Raises:
+        GrammarError: The answer format names an unknown output, uses one twice, has none, or
+            ``n_items`` does not fit the strategy.
+    """
+    from promptc.errors import GrammarError
+
+    kind = kind or task.strategy.kind
+    if n_items < 1 or (kind in ("single", "few-shot") and n_items != 1):
+        raise GrammarError(
+            f"a {kind} answer grammar needs "
+            + ("exactly 1 item" if kind in ("single", "few-shot") else "at least 1 item")
+            + f", not {n_items}",
+            location=task.strategy.location,
+            code="grammar-item-count",
+        )
+    plan = make_plan(task.answer_format, task.outputs, kind, n_items, task.inputs)
+    return AnswerGrammar(kind=kind, n_items=n_items, task_name=task.name, plan=plan)

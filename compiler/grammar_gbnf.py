@@ -1,0 +1,263 @@
+"""The GBNF export of an answer grammar (``answer.gbnf``), for llama.cpp constrained decoding.
+
+GBNF constrains what a model may *write*, so it spells the canonical layout only: one space
+after each marker, one line break between lines, no white space before or after the output,
+the literals of the answer format exactly as written. Every output it admits is accepted by the
+lark grammar and the regex with the same values. The value types are converted from the very
+regexes of ``grammars/*.lark`` (:func:`regex_to_gbnf`), so they admit what the parser reads.
+
+GBNF has no lookahead, so a text field is "characters other than a line break" and the model
+stops it by writing the literal that follows (``" The answer is "``): llama.cpp's grammar
+engine keeps every reading alive, so a text that contains the literal is still fine. To keep a
+constrained model from running on forever, text is bounded here (and only here):
+:data:`TEXT_MAX_CHARS` characters in a one-line answer, :data:`MULTILINE_TEXT_MAX_CHARS` in a
+``single``/``few-shot`` answer, :data:`QUESTION_MAX_CHARS` per line of a repeated question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from promptc import formats
+from promptc.errors import GrammarError
+from promptc.grammar_lark import Plan
+
+try:  # Python 3.11+
+    import re._constants as _c
+    import re._parser as _p
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants as _c  # type: ignore[no-redef]
+    import sre_parse as _p  # type: ignore[no-redef]
+
+#: Longest text value a constrained model may write in a one-line answer.
+TEXT_MAX_CHARS = 400
+#: Longest text value in a ``single``/``few-shot`` answer (which may span lines).
+MULTILINE_TEXT_MAX_CHARS = 2000
+#: Longest line of a repeated Auto-Demo question.
+QUESTION_MAX_CHARS = 1000
+
+_WS_CLASS = "[ \\t\\n\\r\\x0B\\x0C]"
+_NOT_WS_CLASS = "[^ \\t\\n\\r\\x0B\\x0C]"
+
+
+def gbnf_string(text: str) -> str:
+    """A GBNF string literal."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _class_char(ch: str) -> str:
+    if ch in "\\]^[-":
+        return "\\" + ch if ch != "-" else "\\x2D"
+    if ch == "\n":
+        return "\\n"
+    if ch == "\r":
+        return "\\r"
+    if ch == "\t":
+        return "\\t"
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\x{ord(ch):02X}"
+    return ch
+
+
+def _class(items: Iterable[tuple[int, int]], negate: bool) -> str:
+    """A GBNF character class from (low, high) code point ranges."""
+    spans = sorted(set(items))
+    body = []
+    for lo, hi in spans:
+        if lo == hi:
+            body.append(_class_char(chr(lo)))
+        else:
+            body.append(_class_char(chr(lo)) + "-" + _class_char(chr(hi)))
+    return "[" + ("^" if negate else "") + "".join(body) + "]"
+
+
+_CATEGORIES = {
+    _c.CATEGORY_DIGIT: [(ord("0"), ord("9"))],
+    _c.CATEGORY_SPACE: [(ord(c), ord(c)) for c in " \t\n\r\x0b\x0c"],
+    _c.CATEGORY_WORD: [(ord("a"), ord("z")), (ord("A"), ord("Z")), (ord("0"), ord("9")),
+                       (ord("_"), ord("_"))],
+}
+
+
+def _cases(lo: int, hi: int) -> list[tuple[int, int]]:
+    out = [(lo, hi)]
+    for a, b, shift in ((ord("a"), ord("z"), -32), (ord("A"), ord("Z"), 32)):
+        x, y = max(lo, a), min(hi, b)
+        if x <= y:
+            out.append((x + shift, y + shift))
+    return out
+
+
+def regex_to_gbnf(regex: str) -> str:
+    """Converts a regex without anchors or lookarounds to one GBNF expression.
+
+    Handles what the value fragments use: literals, classes, ``\\d``, alternation, groups,
+    inline ``(?i:…)``, repetition. ``\\d`` becomes ``[0-9]`` (GBNF is ASCII here).
+
+    Raises:
+        GrammarError: The regex uses a construct GBNF cannot express (anchors, lookarounds,
+            back-references).
+    """
+    return _seq(_p.parse(regex), False)
+
+
+def _seq(items: object, icase: bool) -> str:
+    out: list[str] = []
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            out.append(gbnf_string("".join(buf)))
+            buf.clear()
+
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.LITERAL:
+            ch = chr(av)
+            if icase and ch.lower() != ch.upper():
+                flush()
+                out.append(_class(_cases(av, av), False))
+            else:
+                buf.append(ch)
+            continue
+        flush()
+        out.append(_atom(op, av, icase))
+    flush()
+    return " ".join(out) if out else '""'
+
+
+def _atom(op: object, av: object, icase: bool) -> str:
+    if op is _c.NOT_LITERAL:
+        return _class(_cases(av, av) if icase else [(av, av)], True)  # type: ignore[arg-type]
+    if op is _c.ANY:
+        return "[^\\n]"
+    if op is _c.IN:
+        negate = False
+        spans: list[tuple[int, int]] = []
+        for iop, iav in av:  # type: ignore[attr-defined]
+            if iop is _c.NEGATE:
+                negate = True
+            elif iop is _c.LITERAL:
+                spans.extend(_cases(iav, iav) if icase else [(iav, iav)])
+            elif iop is _c.RANGE:
+                spans.extend(_cases(*iav) if icase else [iav])
+            elif iop is _c.CATEGORY and iav in _CATEGORIES:
+                spans.extend(_CATEGORIES[iav])
+            else:
+                raise GrammarError(f"cannot express the character class item {iop} in GBNF")
+        return _class(spans, negate)
+    if op is _c.BRANCH:
+        return "(" + " | ".join(_seq(b, icase) for b in av[1]) + ")"  # type: ignore[index]
+    if op is _c.SUBPATTERN:
+        _, add, _, sub = av  # type: ignore[misc]
+        return "(" + _seq(sub, icase or bool(add & re.IGNORECASE)) + ")"
+    if op is _c.ATOMIC_GROUP:
+        return "(" + _seq(av, icase) + ")"
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+        lo, hi, sub = av  # type: ignore[misc]
+        inner = _seq(sub, icase)
+        if " " in inner and not (inner.startswith("(") and inner.endswith(")")):
+            inner = "(" + inner + ")"
+        if (lo, hi) == (0, 1):
+            return inner + "?"
+        if (lo, hi) == (0, _c.MAXREPEAT):
+            return inner + "*"
+        if (lo, hi) == (1, _c.MAXREPEAT):
+            return inner + "+"
+        if hi == _c.MAXREPEAT:
+            return f"{inner}{{{lo},}}"
+        if lo == hi:
+            return f"{inner}{{{lo}}}"
+        return f"{inner}{{{lo},{hi}}}"
+    raise GrammarError(f"cannot express the regex construct {op} in GBNF")
+
+
+def _rule_name(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower() or "x"
+
+
+def _text(max_chars: int, multiline: bool) -> str:
+    char = "[^\\x00]" if multiline else "[^\\n]"
+    return f"{_NOT_WS_CLASS} ({char}{{0,{max_chars - 2}}} {_NOT_WS_CLASS})?"
+
+
+def gbnf_source(
+    plan: Plan,
+    task_name: str,
+    text_max_chars: int | None = None,
+    question_max_chars: int = QUESTION_MAX_CHARS,
+) -> str:
+    """The GBNF grammar of a plan, rule ``root`` first."""
+    from promptc.grammar_lark import value_regex
+
+    if text_max_chars is None:
+        text_max_chars = MULTILINE_TEXT_MAX_CHARS if plan.multiline else TEXT_MAX_CHARS
+    rules: list[tuple[str, str]] = []
+    type_rules: dict[str, str] = {}
+    sep = gbnf_string(formats.ITEM_SEPARATOR)
+    if plan.kind in ("single", "few-shot"):
+        rules.append(("root", "answer"))
+    else:
+        rules.append(("root", f" {sep} ".join(f"item-{i}" for i in range(1, plan.n_items + 1))))
+        for i in range(1, plan.n_items + 1):
+            answer = gbnf_string(formats.answer_marker(i) + formats.MARKER_SEPARATOR) + " answer"
+            if plan.kind == "auto-demo":
+                question = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
+                answer = f"{question} question {sep} {answer}"
+            rules.append((f"item-{i}", answer))
+    parts: list[str] = []
+    taken = {"root", "answer", "question", "question-line", "text"}
+    for p in plan.parts:
+        if p.field is None:
+            parts.append(gbnf_string(p.text))
+            continue
+        f = p.field
+        name = "field-" + _rule_name(f.name)
+        while name in taken:
+            name += "-x"
+        taken.add(name)
+        parts.append(name)
+        if f.type == "text":
+            type_rules["text"] = _text(text_max_chars, plan.multiline)
+            rules.append((name, "text"))
+        elif f.type == "enum":
+            rules.append((name, regex_to_gbnf(value_regex(f, plan.multiline))))
+        else:
+            type_rules[f.type] = regex_to_gbnf(value_regex(f, plan.multiline))
+            rules.append((name, f.type))
+    rules.insert(1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items,
+                 ("answer", " ".join(parts)))
+    if plan.kind == "auto-demo":
+        labels = plan.question_labels
+        line = "question-line"
+        if len(labels) <= 1:
+            rules.append(("question", line))
+        else:
+            fsep = gbnf_string(formats.FIELD_SEPARATOR)
+            rules.append(("question", f" {fsep} ".join(
+                gbnf_string(lab + formats.LABEL_SEPARATOR) + " " + line for lab in labels
+            )))
+        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+    for name in sorted(type_rules):
+        rules.append((name, type_rules[name]))
+    head = (
+        f"# Answer grammar of task '{task_name}': {plan.kind}, {plan.n_items} item(s).\n"
+        "# Generated by promptc; canonical layout only (see promptc.grammar_gbnf).\n"
+    )
+    return head + "".join(f"{n} ::= {body}\n" for n, body in rules)

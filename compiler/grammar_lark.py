@@ -1,0 +1,328 @@
+"""The lark answer grammar of a task: its terminals (from ``grammars/*.lark``) and its source.
+
+This module is the single source of every answer grammar target. It reads the value-type
+fragments (``number.lark``, ``integer.lark``, ``boolean.lark``, ``enum.lark``, ``text.lark``), the
+layout fragment (``layout.lark``) and the strategy skeletons (``single.lark``, ``batch.lark``,
+``auto_demo.lark``), lets lark compile each fragment's terminals to regular expressions, and
+composes them into a :class:`Plan`: the ordered terminals of one answer body and of the
+markers. :func:`lark_source` writes the plan as a self-contained lark grammar (LALR, contextual
+lexer); :mod:`promptc.grammar` builds the one-regex fast path from the *same* terminal regexes,
+and :mod:`promptc.grammar_gbnf` the GBNF export from the same bare value regexes.
+
+Why text terminals carry a lookahead: in ``"{reasoning} The answer is {answer}."`` the reasoning
+may itself contain "the answer is". A text (or any) field is therefore the longest match,
+in regex backtracking order, after which the rest of the answer still matches — exactly what
+one regular expression ``reasoning-regex literal answer-regex literal`` would choose. Writing
+that rest as a lookahead into the field's terminal lets a deterministic LALR lexer make the
+same choice, so the lark path and the regex path agree by construction (and the tests check it).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from promptc import formats
+from promptc.errors import GrammarError
+from promptc.ir import AnswerFormat, InputField, Literal_, OutputField, StrategyKind
+from promptc.resources import read_grammar
+
+#: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
+WS_CLASS = "[ \\t\\n\\r\\f\\v]"
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\f": "\\f", "\v": "\\v"}
+
+
+def _escape_controls(regex: str) -> str:
+    """Lark evaluates ``\\n`` in its regex literals; spell such characters as escapes again."""
+    return "".join(_CONTROL_ESCAPES.get(c, c) for c in regex)
+
+
+@lru_cache(maxsize=None)
+def fragment_terminals(name: str) -> dict[str, str]:
+    """The terminals of ``grammars/<name>``, each compiled by lark to one Python regex.
+
+    Args:
+        name: A fragment file name such as ``"number.lark"``.
+    """
+    from lark.load_grammar import GrammarBuilder
+
+    builder = GrammarBuilder()
+    builder.load_grammar(read_grammar(name), name)
+    names = {n for n in builder._definitions if n.isupper() or n.lstrip("_").isupper()}
+    terminals, _, _ = builder.build().compile([], names)
+    return {t.name: _escape_controls(t.pattern.to_regexp()) for t in terminals}
+
+
+def layout(name: str) -> str:
+    """The regex of a terminal of ``layout.lark`` (``LINE_END``, ``_NL`` …)."""
+    return fragment_terminals("layout.lark")[name]
+
+
+_TYPE_FRAGMENTS = {
+    "number": ("number.lark", "NUMBER"),
+    "integer": ("integer.lark", "INTEGER"),
+    "boolean": ("boolean.lark", "BOOLEAN"),
+}
+
+
+def _enum_regex(field: OutputField) -> str:
+    """The enum terminal of ``enum.lark``'s shape for one field, compiled by lark."""
+    from lark.load_grammar import GrammarBuilder
+
+    words = {c for c in field.choices} | {a for a, _ in field.aliases}
+    ordered = sorted(words, key=lambda w: (-len(w), w.lower(), w))
+    alternatives = " | ".join(_lark_string(w) + "i" for w in ordered)
+    builder = GrammarBuilder()
+    builder.load_grammar(f"ENUM: {alternatives}\n", "enum.lark")
+    terminals, _, _ = builder.build().compile([], {"ENUM"})
+    return _escape_controls(terminals[0].pattern.to_regexp())
+
+
+def _lark_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def value_regex(field: OutputField, multiline: bool) -> str:
+    """The bare regex of one value of ``field`` (no lookahead), from its fragment."""
+    if field.type == "text":
+        return fragment_terminals("text.lark")["TEXT_MULTILINE" if multiline else "TEXT"]
+    if field.type == "enum":
+        if not field.choices:
+            raise GrammarError(
+                f"enum output '{field.name}' has no choices; expected a list of choices",
+                location=field.location,
+                code="enum-without-choices",
+            )
+        return _enum_regex(field)
+    try:
+        file, name = _TYPE_FRAGMENTS[field.type]
+    except KeyError:
+        raise GrammarError(
+            f"output '{field.name}' has unknown type {field.type!r}; expected one of "
+            "text, number, integer, boolean, enum",
+            location=field.location,
+            code="unknown-output-type",
+        ) from None
+    return fragment_terminals(file)[name]
+
+
+def literal_regex(text: str, multiline: bool) -> str:
+    """A literal of the answer format: any case, each white-space run as white space."""
+    out: list[str] = []
+    for run in re.findall(r"\s+|\S+", text):
+        if run.isspace():
+            if multiline:
+                out.append(layout("LITERAL_SPACE_MULTILINE"))
+            elif "\n" in run:
+                out.append(layout("LITERAL_NEWLINE"))
+            else:
+                out.append(layout("LITERAL_SPACE"))
+        else:
+            out.append("(?i:" + re.escape(run) + ")")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One terminal of an answer body: a typed field or a literal of the format.
+
+    Attributes:
+        kind: ``"field"`` or ``"literal"``.
+        terminal: Its lark terminal name.
+        bare: The regex of the part alone.
+        regex: The terminal's regex as the lark lexer uses it: for a field, ``bare`` followed by
+            a lookahead for the rest of the answer.
+        field: The output field (fields only).
+        text: The literal's text as written in the format, outer white space kept (literals).
+    """
+
+    kind: Literal["field", "literal"]
+    terminal: str
+    bare: str
+    regex: str
+    field: OutputField | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the targets of one answer grammar are generated from."""
+
+    kind: StrategyKind
+    n_items: int
+    multiline: bool
+    parts: tuple[Part, ...]
+    fields: tuple[OutputField, ...]
+    #: Regex matching where an answer body ends (``LINE_END`` or ``OUTPUT_END``).
+    end: str
+    question: str | None
+    #: How a repeated Auto-Demo question labels its fields (empty for a one-field input).
+    question_labels: tuple[str, ...] = ()
+
+    @property
+    def body_regex(self) -> str:
+        """The regex of one answer body: the bare parts in sequence."""
+        return "".join(p.bare for p in self.parts)
+
+
+def normalised_segments(fmt: AnswerFormat) -> list[Literal_ | OutputField | str]:
+    """The format's segments with leading and trailing white space of the answer removed."""
+    segs: list[Literal_ | OutputField | str] = []
+    for seg in fmt.segments:
+        if isinstance(seg, Literal_):
+            segs.append(seg)
+        else:
+            segs.append(seg.field)
+    if segs and isinstance(segs[0], Literal_):
+        segs[0] = Literal_(segs[0].text.lstrip(), segs[0].location)
+    if segs and isinstance(segs[-1], Literal_):
+        segs[-1] = Literal_(segs[-1].text.rstrip(), segs[-1].location)
+    return [s for s in segs if not (isinstance(s, Literal_) and s.text == "")]
+
+
+def _terminal_name(field: str, taken: set[str]) -> str:
+    base = "F_" + re.sub(r"[^A-Z0-9_]", "_", field.upper())
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def make_plan(
+    fmt: AnswerFormat,
+    outputs: Sequence[OutputField],
+    kind: StrategyKind,
+    n_items: int,
+    inputs: Sequence[InputField] = (),
+) -> Plan:
+    """Resolves the format's placeholders to typed fields and composes the body terminals.
+
+    Raises:
+        GrammarError: A placeholder names no output, a field appears twice, or the format has
+            no placeholder.
+    """
+    by_name = {o.name: o for o in outputs}
+    multiline = kind in ("single", "few-shot")
+    seen: set[str] = set()
+    raw: list[tuple[str, str, OutputField | None, str]] = []  # (kind, bare, field, text)
+    for seg in fmt.segments:
+        if isinstance(seg, Literal_):
+            continue
+        if seg.field not in by_name:
+            raise GrammarError(
+                f"answer_format names '{{{seg.field}}}', which is not an output; expected one of "
+                + ", ".join(sorted(by_name)),
+                location=seg.location,
+                path=("answer_format",),
+                code="unknown-answer-field",
+            )
+        if seg.field in seen:
+            raise GrammarError(
+                f"answer_format uses '{{{seg.field}}}' twice; expected each output at most once",
+                location=seg.location,
+                path=("answer_format",),
+                code="duplicate-answer-field",
+            )
+        seen.add(seg.field)
+    for seg2 in normalised_segments(fmt):
+        if isinstance(seg2, Literal_):
+            raw.append(("literal", literal_regex(seg2.text, multiline), None, seg2.text))
+        else:
+            assert isinstance(seg2, str)
+            field = by_name[seg2]
+            raw.append(("field", value_regex(field, multiline), field, ""))
+    if not seen:
+        raise GrammarError(
+            "answer_format has no {field} placeholder; expected at least one output in it",
+            location=fmt.location,
+            path=("answer_format",),
+            code="answer-format-without-field",
+        )
+    end = layout("OUTPUT_END" if multiline else "LINE_END")
+    taken: set[str] = set()
+    parts: list[Part] = []
+    n_literals = 0
+    for k, (pkind, bare, field, text) in enumerate(raw):
+        if pkind == "literal":
+            n_literals += 1
+            parts.append(Part("literal", f"LIT_{n_literals}", bare, bare, text=text))
+            continue
+        assert field is not None
+        tail = "".join(r[1] for r in raw[k + 1 :]) + end
+        regex = f"(?:{bare})(?={tail})"
+        parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
+    question = None
+    if kind == "auto-demo":
+        stop = re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+        question = (
+            layout("QUESTION_LINE")
+            + f"(?:{layout('QUESTION_BREAK')}(?!{WS_CLASS}*{stop}){layout('QUESTION_CONTINUATION')})*"
+        )
+    fields = tuple(p.field for p in parts if p.field is not None)
+    labels = tuple(formats.field_label(f) for f in inputs) if len(inputs) > 1 else ()
+    return Plan(kind, n_items, multiline, tuple(parts), fields, end, question, labels)
+
+
+def marker_regex(prefix: str, index: int) -> str:
+    """``A[3]:`` and the spaces after it, from the constants of :mod:`promptc.formats`."""
+    return re.escape(formats.marker(prefix, index)) + layout("MARKER_SPACE")
+
+
+def _skeleton(kind: StrategyKind, n_items: int) -> str:
+    """The strategy skeleton with its per-item lines expanded."""
+    file = {"single": "single.lark", "few-shot": "single.lark", "batch": "batch.lark"}.get(
+        kind, "auto_demo.lark"
+    )
+    lines = [ln for ln in read_grammar(file).splitlines() if not ln.startswith("//")]
+    items = " _NL ".join(f"item_{i}" for i in range(1, n_items + 1))
+    out: list[str] = []
+    for line in lines:
+        if re.search(r"\$i\b", line):
+            for i in range(1, n_items + 1):
+                out.append(string.Template(line).substitute(i=i, items=items))
+        else:
+            out.append(string.Template(line).substitute(items=items))
+    return "\n".join(out).strip() + "\n"
+
+
+def _regex_literal(regex: str) -> str:
+    return "/" + regex.replace("/", "\\/") + "/"
+
+
+def lark_source(plan: Plan, task_name: str) -> str:
+    """The self-contained lark grammar (``answer.lark``) of a plan; parse it with LALR."""
+    head = [
+        f"// Answer grammar of task '{task_name}': {plan.kind}, {plan.n_items} item(s).",
+        "// Generated by promptc from the task's outputs and answer_format and the fragments",
+        "// in promptc's grammars/ folder. Parse with lark.Lark(source, parser=\"lalr\").",
+        "",
+    ]
+    body = [_skeleton(plan.kind, plan.n_items).rstrip("\n"), ""]
+    body.append("answer: " + " ".join(p.terminal for p in plan.parts))
+    body.append("")
+    if plan.kind in ("batch", "auto-demo"):
+        for i in range(1, plan.n_items + 1):
+            if plan.kind == "auto-demo":
+                body.append(
+                    f"QUESTION_MARKER_{i}: "
+                    + _regex_literal(marker_regex(formats.QUESTION_PREFIX, i))
+                )
+            body.append(
+                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(formats.ANSWER_PREFIX, i))
+            )
+        body.append("")
+    if plan.question is not None:
+        body.append("QUESTION: " + _regex_literal(plan.question))
+    for p in plan.parts:
+        note = f"  // {p.field.name}: {p.field.type}" if p.field else f"  // {p.text!r}"
+        body.append(f"{p.terminal}: {_regex_literal(p.regex)}{note}")
+    body.append("")
+    for name in ("_NL", "_LEAD", "_TRAIL"):
+        body.append(f"{name}: {_regex_literal(layout(name))}")
+    return "\n".join(head + body) + "\n"

@@ -1,0 +1,60 @@
+"""The JSON Schema export of an answer grammar (``answer.schema.json``), Draft 2020-12.
+
+For ``single`` and ``few-shot`` it describes one answer: an object with the answer format's
+fields, all required. For ``batch`` and ``auto-demo`` of N items: an object whose ``answers``
+holds exactly N answers in order, each with its 1-based ``index`` (fixed by position), for
+``auto-demo`` the repeated ``question``, and the typed fields. It is the shape of
+:meth:`promptc.grammar.AnswerGrammar.to_json`, and what a structured-output API is asked for.
+"""
+
+from __future__ import annotations
+
+from promptc.grammar_lark import Plan
+from promptc.values import json_schema as value_schema
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _answer(plan: Plan, index: int | None) -> dict[str, object]:
+    props: dict[str, object] = {}
+    required: list[str] = []
+    if index is not None:
+        props["index"] = {"type": "integer", "const": index}
+        required.append("index")
+        if plan.kind == "auto-demo":
+            props["question"] = {"type": "string", "minLength": 1}
+            required.append("question")
+    for f in plan.fields:
+        props[f.name] = value_schema(f)
+        required.append(f.name)
+    return {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def json_schema(plan: Plan, task_name: str) -> dict[str, object]:
+    """The schema of the JSON form of an answer of ``plan``'s shape."""
+    head: dict[str, object] = {
+        "$schema": DRAFT,
+        "title": f"{task_name} answer ({plan.kind}, {plan.n_items} item(s))",
+    }
+    if plan.kind in ("single", "few-shot"):
+        return {**head, **_answer(plan, None)}
+    return {
+        **head,
+        "type": "object",
+        "properties": {
+            "answers": {
+                "type": "array",
+                "prefixItems": [_answer(plan, i) for i in range(1, plan.n_items + 1)],
+                "items": False,
+                "minItems": plan.n_items,
+                "maxItems": plan.n_items,
+            }
+        },
+        "required": ["answers"],
+        "additionalProperties": False,
+    }
