@@ -1,0 +1,353 @@
+"""The build: a compiled task → files on disk, byte-identical on every rebuild.
+
+``build(task, out_dir)`` chains the back-end stages — :func:`promptc.select.select`,
+:func:`promptc.render.render` and, when :mod:`promptc.grammar` is available,
+:func:`promptc.grammar.build_grammar` — and writes:
+
+=====================  ===================================================================
+file                   content
+=====================  ===================================================================
+requests.jsonl         one request a line: ``id``, ``item_ids``, ``kind``, ``messages``,
+                       ``params`` (model parameters), ``grammar`` (the stem of its grammar
+                       files); with ``target="openai-batch"``, the OpenAI Batch API form
+                       ``{"custom_id", "method", "url", "body"}`` instead
+batches.jsonl          one batch a line: ``index``, ``request``, ``item_ids``, ``target``,
+                       ``similarities``
+answer.lark …          the answer grammar of the nominal request shape and its exports
+                       (``.gbnf``, ``.schema.json``, ``.regex``); ``answer-K.*`` for a
+                       request holding K items instead
+manifest.json          promptc version; sha256 of the spec, the specs it extends, each
+                       template used, the data and every file written; the selection; each
+                       request's prompt hash; counts and a plain statement of the cost
+=====================  ===================================================================
+
+Everything is JSON with sorted keys, UTF-8, ``\\n`` line ends and a final newline; paths
+are relative (to the spec's folder), and nothing depends on time, the machine or the
+environment, so that a build can live in git and its diffs show real changes only.
+API keys and environment values are never read, let alone written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from promptc import __version__, ir
+from promptc.errors import Location, UsageError
+from promptc.select import SelectionResult, batch_size, select
+
+Target = Literal["chat", "openai-batch"]
+TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
+OPENAI_BATCH_URL = "/v1/chat/completions"
+GRAMMAR_STEM = "answer"
+
+#: Files a build owns in its output folder; stale ones from an earlier build are removed.
+_OWNED = re.compile(
+    r"^(requests\.jsonl|batches\.jsonl|manifest\.json|"
+    + re.escape(GRAMMAR_STEM)
+    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
+)
+
+
+def dumps(value: object) -> str:
+    """The one JSON spelling of build files: sorted keys, real UTF-8, no trailing spaces."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays from similarity methods
+        return value.tolist()
+    return str(value)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prompt_hash(request: ir.Request) -> str:
+    """sha256 of the canonical JSON of a request's messages: equal prompts, equal hashes."""
+    messages = [{"content": m.content, "role": m.role} for m in request.messages]
+    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return sha256_text(canonical)
+
+
+def relative(path: str, start: str) -> str:
+    """``path`` relative to ``start`` with ``/`` separators, so manifests match on every machine."""
+    try:
+        rel = os.path.relpath(path, start)
+    except ValueError:  # another drive on Windows: nothing relative to say
+        rel = os.path.basename(path)
+    return rel.replace(os.sep, "/")
+
+
+# ---------------------------------------------------------------- the stages, in memory
+
+
+@dataclass(frozen=True)
+class Grammars:
+    """The grammar files of a build: stem per item count, and file name → text."""
+
+    stems: Mapping[int, str]
+    files: Mapping[str, str]
+
+
+def grammar_stem(n_items: int, nominal: int) -> str:
+    """``answer`` for the nominal item count, ``answer-K`` for a request of K items."""
+    return GRAMMAR_STEM if n_items == nominal else f"{GRAMMAR_STEM}-{n_items}"
+
+
+def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
+    """The grammar files for the nominal batch size and every other item count in ``counts``.
+
+    Returns ``None`` when :mod:`promptc.grammar` is not part of this installation.
+    """
+    try:
+        from promptc.grammar import build_grammar
+    except ImportError:
+        return None
+    nominal = batch_size(task)
+    stems: dict[int, str] = {}
+    files: dict[str, str] = {}
+    for n in sorted({nominal, *counts}):
+        stem = grammar_stem(n, nominal)
+        stems[n] = stem
+        files.update(build_grammar(task, n, task.strategy.kind).files(stem))
+    return Grammars(stems, files)
+
+
+def request_record(request: ir.Request, stem: str | None, target: Target = "chat") -> dict[str, object]:
+    """One line of ``requests.jsonl``, as data."""
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    if target == "openai-batch":
+        return {
+            "custom_id": request.id,
+            "method": "POST",
+            "url": OPENAI_BATCH_URL,
+            "body": {**dict(request.params), "messages": messages},
+        }
+    record: dict[str, object] = {
+        "id": request.id,
+        "item_ids": list(request.batch.item_ids),
+        "kind": request.kind,
+        "messages": messages,
+        "params": dict(request.params),
+        "grammar": stem,
+    }
+    if request.batch.target is not None:
+        record["target_item"] = request.batch.item_ids[request.batch.target]
+    return record
+
+
+def batch_record(batch: ir.Batch, request_id: str) -> dict[str, object]:
+    """One line of ``batches.jsonl``, as data."""
+    return {
+        "index": batch.index,
+        "request": request_id,
+        "item_ids": list(batch.item_ids),
+        "target": batch.target,
+        "similarities": list(batch.similarities) if batch.similarities is not None else None,
+    }
+
+
+def jsonl(records: Sequence[Mapping[str, object]]) -> str:
+    return "".join(dumps(r) + "\n" for r in records)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced.
+
+    Attributes:
+        out_dir: The folder written (``None`` for :func:`plan`, which writes nothing).
+        files: File name → text, every file of the build (manifest included).
+        requests: The rendered requests, in order.
+        selection: The batches and selection info.
+        manifest: The manifest, as data.
+    """
+
+    out_dir: Path | None
+    files: Mapping[str, str]
+    requests: tuple[ir.Request, ...]
+    selection: SelectionResult
+    manifest: Mapping[str, object]
+
+    @property
+    def summary(self) -> str:
+        """One line for people: what was built, and what it costs."""
+        cost = self.manifest.get("cost")
+        kind = self.manifest.get("strategy", {}).get("kind")  # type: ignore[union-attr]
+        where = f" → {self.out_dir}" if self.out_dir is not None else ""
+        return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
+
+
+def plan(
+    task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
+) -> BuildResult:
+    """Every file of a build, in memory: select → render → grammar → manifest.
+
+    Raises:
+        PromptcError: A stage failed (a template error at its file:line, a selection error…).
+    """
+    from promptc.render import Renderer
+
+    if target not in TARGETS:
+        raise UsageError(
+            f"unknown build target {target!r}; expected " + " or ".join(map(repr, TARGETS)),
+            code="unknown-target",
+        )
+    selection = select(task)
+    renderer = Renderer(task)
+    requests = renderer.render(selection)
+    nominal = batch_size(task)
+    counts = sorted({len(r.batch.item_ids) for r in requests})
+    gram = grammars(task, counts)
+
+    def stem(r: ir.Request) -> str | None:
+        return gram.stems[len(r.batch.item_ids)] if gram is not None else None
+
+    files: dict[str, str] = {
+        "requests.jsonl": jsonl([request_record(r, stem(r), target) for r in requests]),
+        "batches.jsonl": jsonl([batch_record(r.batch, r.id) for r in requests]),
+    }
+    if gram is not None:
+        files.update(gram.files)
+
+    spec_dir = task.spec_dir
+    templates = [
+        {
+            "name": t.name,
+            "origin": t.origin,
+            **({"path": relative(os.path.join(spec_dir, t.name), spec_dir)} if t.origin == "spec" else {}),
+            "sha256": t.sha256,
+        }
+        for t in sorted(renderer.loader.used.values(), key=lambda t: t.name)
+    ]
+    data = task.data
+    manifest: dict[str, object] = {
+        "promptc": __version__,
+        "name": task.name,
+        "target": target,
+        "strategy": {"kind": task.strategy.kind, "batch_size": nominal},
+        "selection": dict(selection.info),
+        "model": task.model.request_params(),
+        "spec": {
+            "path": relative(task.spec.path, spec_dir),
+            "sha256": task.spec.sha256,
+            **(
+                {"path_from_build": relative(task.spec.path, os.path.abspath(out_dir))}
+                if out_dir is not None
+                else {}
+            ),
+        },
+        "extends": [
+            {"path": relative(s.path, spec_dir), "sha256": s.sha256} for s in task.extends
+        ],
+        "data": None
+        if data is None
+        else {"path": data.path, "format": data.format, "sha256": data.sha256},
+        "templates": templates,
+        "grammar": None
+        if gram is None
+        else {
+            "stems": {str(n): s for n, s in sorted(gram.stems.items())},
+            "files": {name: sha256_text(text) for name, text in sorted(gram.files.items())},
+        },
+        "requests": [
+            {
+                "id": r.id,
+                "item_ids": list(r.batch.item_ids),
+                "prompt_sha256": prompt_hash(r),
+                "grammar": stem(r),
+            }
+            for r in requests
+        ],
+        "counts": {
+            "items": len(task.items),
+            "requests": len(requests),
+            "demos": len(task.demos),
+            "messages": sum(len(r.messages) for r in requests),
+        },
+        "cost": selection.info.get("cost"),
+        "files": {
+            name: sha256_text(text)
+            for name, text in sorted(files.items())
+            if gram is None or name not in gram.files
+        },
+    }
+    files["manifest.json"] = json.dumps(
+        manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default
+    ) + "\n"
+    return BuildResult(None, files, requests, selection, manifest)
+
+
+def build(task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "chat") -> BuildResult:
+    """Builds a task into ``out_dir``: requests, batches, grammar files and the manifest.
+
+    Files an earlier build wrote that this one does not (``answer-3.lark`` when the last
+    batch is now full) are removed, so the folder always holds exactly one build.
+
+    Raises:
+        PromptcError: A stage failed; nothing is written then.
+        UsageError: ``out_dir`` exists and is not a folder, or cannot be written.
+    """
+    result = plan(task, target=target, out_dir=out_dir)
+    out = Path(out_dir)
+    where = Location(str(out))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output path {str(out)!r} exists and is not a folder", location=where,
+                         code="out-not-dir")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():
+            if _OWNED.match(old.name) and old.name not in result.files and old.is_file():
+                old.unlink()
+        for name, text in sorted(result.files.items()):
+            path = out / name
+            tmp = out / f".{name}.tmp"
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"cannot write the build to {str(out)!r}: {e.strerror or e}",
+                         location=where, code="out-not-writable") from None
+    return BuildResult(out, result.files, result.requests, result.selection, result.manifest)
+
+
+# ---------------------------------------------------------------- the IR as JSON (--emit ir)
+
+
+def to_data(value: object) -> object:
+    """A deterministic JSON-ready form of IR values: dataclasses become objects with a
+    ``"node"`` key naming their class, in field order; mappings are sorted by key."""
+    if is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, Location):
+            return str(value)
+        out: dict[str, object] = {"node": type(value).__name__.rstrip("_")}
+        for f in fields(value):
+            out[f.name] = to_data(getattr(value, f.name))
+        return out
+    if isinstance(value, Mapping):
+        return {str(k): to_data(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [to_data(v) for v in value]
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def ir_json(task: ir.Task) -> str:
+    """The IR of a task as indented JSON (``promptc build --emit ir``)."""
+    return json.dumps(to_data(task), ensure_ascii=False, indent=2, default=_json_default) + "\n"
