@@ -250,6 +250,9 @@ def _line_starts(text: str) -> list[int]:
     return [0] + [m.end() for m in re.finditer("\n|\x85|\u2028|\u2029", text)]
 
 
+_ALIGN_WINDOW = 256
+
+
 def _align(value: str, source: str, span: ScalarSpan) -> list[int]:
     """For each character of ``value``, the index of the source character it came from."""
     pos, end = span.start, span.end
@@ -265,7 +268,9 @@ def _align(value: str, source: str, span: ScalarSpan) -> list[int]:
             if pos < end and source[pos].isspace():
                 pos += 1
             continue
-        j = source.find(ch, pos, end)
+        # A bounded window: an escape or a folded line break spans a few dozen characters at
+        # most, and an unbounded search would make long escaped strings quadratic.
+        j = source.find(ch, pos, min(end, pos + _ALIGN_WINDOW))
         if j < 0:
             out.append(min(pos, end))  # an escape sequence: stay put
         else:
@@ -351,6 +356,8 @@ class _Builder:
             # The node itself may be deep inside a shared anchor; name the top-level key.
             where = self.layer.keys.get(path[:1]) or self.loc(node)
             raise load_error("too-many-values", where, path[:1], limit=MAX_VALUES)
+        if len(path) > MAX_DEPTH:  # aliases can nest anchors deeper than the text does
+            raise load_error("too-deep", self.loc(node), path[:1], limit=MAX_DEPTH)
         if not self.check_tag(node, path):
             return None
         self.layer.values[path] = self.loc(node)
@@ -491,40 +498,36 @@ def _raise(errors: list[PromptcError]) -> None:
 
 
 def _merge(base: _Layer, child: _Layer) -> _Layer:
-    """``child`` over ``base``: mappings merge key by key, anything else replaces; null removes."""
-    out = _Layer(base.data, dict(base.keys), dict(base.values), dict(base.spans))
+    """``child`` over ``base``: mappings merge key by key, anything else replaces; null removes.
 
-    def copy_under(prefix: KeyPath) -> None:
-        n = len(prefix)
-        for src, dst in ((child.keys, out.keys), (child.values, out.values),
-                         (child.spans, out.spans)):
-            for k, v in src.items():
-                if k[:n] == prefix:
-                    dst[k] = v  # type: ignore[index]
+    Positions follow the values: a key path keeps the position from the file whose value won.
+    """
+    taken: set[KeyPath] = set()  # subtrees taken whole from the child
+    merged: set[KeyPath] = {()}  # mappings present in both: their own position is the child's
 
     def merge(into: dict[str, Any], over: dict[str, Any], path: KeyPath) -> dict[str, Any]:
         result = dict(into)
         for key, value in over.items():
             p = path + (key,)
+            old = result.get(key)
             if value is None:
                 result.pop(key, None)
-                _drop_prefix(out, p)
-                continue
-            old = result.get(key)
-            if isinstance(old, dict) and isinstance(value, dict):
+            elif isinstance(old, dict) and isinstance(value, dict):
+                merged.add(p)
                 result[key] = merge(old, value, p)
-                for src, dst in ((child.keys, out.keys), (child.values, out.values)):
-                    if p in src:
-                        dst[p] = src[p]
             else:
-                _drop_prefix(out, p)
+                taken.add(p)
                 result[key] = value
-                copy_under(p)
         return result
 
-    out.data = merge(base.data, child.data, ())
-    if () in child.values:
-        out.values[()] = child.values[()]
+    out = _Layer(merge(base.data, child.data, ()))
+    for p in iter_paths(out.data):
+        from_child = p in merged or any(p[:i] in taken for i in range(1, len(p) + 1))
+        src = child if from_child else base
+        for table, dst in ((src.keys, out.keys), (src.values, out.values),
+                           (src.spans, out.spans)):
+            if p in table:
+                dst[p] = table[p]  # type: ignore[index]
     return out
 
 
