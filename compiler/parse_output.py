@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from promptc import formats
 from promptc.errors import OutputParseError
-from promptc.ir import Request, StrategyKind, Task, Value
+from promptc.ir import Literal_, Request, StrategyKind, Task, Value
 
 if TYPE_CHECKING:
     from promptc.grammar import AnswerGrammar
@@ -483,6 +483,7 @@ def _strip_fences(norm: str, s: int, e: int) -> tuple[int, int]:
 
 
 _EMPHASIS = re.compile(r"[*_]{1,3}")
+_STRONG = re.compile(r"\*\*|__")
 
 
 def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
@@ -500,8 +501,18 @@ def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
 class _Reader:
     """Reads answer bodies with a grammar, tolerating lookalikes and never raising."""
 
-    def __init__(self, grammar: AnswerGrammar) -> None:
+    def __init__(self, grammar: AnswerGrammar, prefix_ok: bool = False) -> None:
         self.grammar = grammar
+        # When the format ends with literal text ("… The answer is {answer}."), an answer
+        # followed by chatter on its own line can still be told apart: read the longest
+        # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
+        # is not the number 7.)
+        self.prefix: re.Pattern[str] | None = None
+        if prefix_ok:
+            try:
+                self.prefix = re.compile(grammar.answer_regex)
+            except (re.error, AttributeError, TypeError):
+                self.prefix = None
 
     def parse(self, body: str) -> dict[str, Value]:
         return dict(self.grammar.parse_answer(body))
@@ -519,6 +530,16 @@ class _Reader:
             if first is None:
                 first = reading
         assert first is not None
+        if self.prefix is not None:
+            s0, e0 = _strip_span(text.norm, start, end)
+            if not self.grammar.plan.multiline:
+                nl = text.norm.find("\n", s0, e0)
+                e0 = nl if nl >= 0 else e0
+            m = self.prefix.match(text.norm, s0, e0)
+            if m is not None and m.end() > s0:
+                reading = self._read_one(text, s0, m.end())
+                if reading.values is not None:
+                    return reading
         return first
 
     def _read_one(self, text: _Text, s: int, e: int) -> _Reading:
@@ -526,30 +547,38 @@ class _Reader:
         # output had lookalikes, normalised.
         o_s, o_e = text.orig(s), text.orig(e)
         raw = text.original[o_s:o_e]
-        err = self._try(raw)
-        if not isinstance(err, dict) and raw != text.norm[s:e]:
-            err2 = self._try(text.norm[s:e])
-            if isinstance(err2, dict):
-                return _Reading(err2, s, e)
-            err = err2
-        if isinstance(err, dict):
-            return _Reading(err, s, e)
-        offset, expected, found = err
+        got = self._try(raw)
+        if not isinstance(got, dict) and raw != text.norm[s:e]:
+            got = self._try(text.norm[s:e])
+        if not isinstance(got, dict) and ("**" in raw or "__" in raw):
+            # Emphasis inside the answer ("The answer is **18**."): read it without.
+            plain = _STRONG.sub("", text.norm[s:e])
+            again = self._try(plain)
+            if isinstance(again, dict):
+                got = again
+        if isinstance(got, dict):
+            return _Reading(got, s, e)
+        offset, expected = got
         at = min(s + offset, e)
+        if text.norm[at:e].strip():
+            found = _found_at(text.norm[:e], at)
+        elif text.norm[e:].strip():
+            found = "end of the answer"
+        else:
+            found = "end of output"
         return _Reading(None, s, e, expected, found, at)
 
-    def _try(self, body: str) -> dict[str, Value] | tuple[int, tuple[str, ...], str]:
+    def _try(self, body: str) -> dict[str, Value] | tuple[int, tuple[str, ...]]:
         try:
             return self.parse(body)
         except RecursionError:
-            return 0, ("an answer",), _abbrev(body)
+            return 0, ("an answer",)
         except Exception as exc:  # noqa: BLE001 - the parser must never raise on model text
             offset = getattr(exc, "offset", 0)
-            if not isinstance(offset, int) or offset < 0:
+            if not isinstance(offset, int) or not 0 <= offset <= len(body):
                 offset = 0
             expected = getattr(exc, "expected", None)
-            exp = tuple(str(x) for x in expected) if expected else ("an answer",)
-            return offset, exp, _abbrev(body[offset:])
+            return offset, tuple(str(x) for x in expected) if expected else ("an answer",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,7 +680,7 @@ def parse_output(
     fast = _fast(shape, g, output)
     if fast is not None:
         return fast
-    return _recover(shape, g, output)
+    return _recover(shape, g, output, _ends_with_literal(task))
 
 
 def parse_output_recover_slow(
@@ -660,7 +689,12 @@ def parse_output_recover_slow(
     """``recover`` mode without the fast path: the marker scanner alone (for tests and bench)."""
     shape = request if isinstance(request, RequestShape) else request_shape(task, request)
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    return _recover(shape, g, output)
+    return _recover(shape, g, output, _ends_with_literal(task))
+
+
+def _ends_with_literal(task: Task) -> bool:
+    segs = task.answer_format.segments
+    return bool(segs) and isinstance(segs[-1], Literal_) and bool(segs[-1].text.strip())
 
 
 # --- helpers shared by the paths ------------------------------------------------------------
@@ -681,7 +715,7 @@ def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, 
     if sim >= QUESTION_SIMILARITY:
         return True, ""
     msg = (
-        f"{formats.question_marker(index)} does not repeat item {index}'s question "
+        f"{_label(formats.QUESTION_PREFIX, index)} does not repeat item {index}'s question "
         f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
     )
     for j, q in enumerate(shape.questions, 1):
@@ -689,6 +723,11 @@ def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, 
             msg += f"; it is item {j}'s question"
             break
     return False, msg
+
+
+def _label(prefix: str, index: int) -> str:
+    """``A[3]`` (the marker without its colon), as messages name an answer or question."""
+    return formats.marker(prefix, index)[: -len(formats.MARKER_END)]
 
 
 def _item_id(shape: RequestShape, index: int) -> str | None:
@@ -747,53 +786,92 @@ def _strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResu
     return _from_parsed(shape, output, items)
 
 
+_EXPECTED_FOUND = re.compile(r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.S)
+
+
+_TOKEN_START = re.compile(r"['\"]|a new line|end of|white space|the question|an? |[A-Za-z_]\w*: ")
+
+
+def _error_parts(output: str, exc: Exception) -> tuple[int, tuple[str, ...]]:
+    """Offset and expected tokens of a grammar error, from its attributes or its message."""
+    offset = getattr(exc, "offset", None)
+    if not isinstance(offset, int):
+        offset = 0
+        loc = getattr(exc, "location", None)
+        if loc is not None and getattr(loc, "line", 0) > 0:
+            starts = [0] + [m.end() for m in re.finditer("\n", output)]
+            line = min(loc.line, len(starts))
+            offset = starts[line - 1] + max(loc.col, 1) - 1
+    offset = max(0, min(offset, len(output)))
+    raw_expected = getattr(exc, "expected", None)
+    if raw_expected:
+        return offset, tuple(str(x) for x in raw_expected)
+    m = _EXPECTED_FOUND.search(getattr(exc, "message", str(exc)))
+    if m is None:
+        return offset, ("an answer",)
+    # "expected one of 'A[1]:', answer: a number such as 18, -3.5 or 1,234, found …": token
+    # names may hold ", " themselves, so a piece starts a new token only if it looks like one.
+    tokens: list[str] = []
+    for piece in m.group("expected").split(", "):
+        if tokens and not _TOKEN_START.match(piece):
+            tokens[-1] += ", " + piece
+        else:
+            tokens.append(piece)
+    return offset, tuple(tokens)
+
+
 def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[ItemResult]:
     text = _Text(output)
-    offset = getattr(exc, "offset", 0)
-    if not isinstance(offset, int) or not 0 <= offset <= len(output):
-        offset = 0
-    expected_raw = getattr(exc, "expected", None)
-    expected = tuple(str(x) for x in expected_raw) if expected_raw else ("an answer",)
-    found_raw = getattr(exc, "found", None)
-    found = _abbrev(output[offset:]) if found_raw is None else _abbrev(str(found_raw))
+    offset, expected = _error_parts(output, exc)
+    found = _found_at(output, offset)
     pos = text.position(offset)
     n = len(shape.item_ids)
-    # The item where the grammar stopped: the last marker before the error names it.
-    at = 1
-    last_marker_index: int | None = None
+    at, status = 1, "malformed"
     if _is_multi(shape.kind):
-        for m in _MARKER.finditer(output, 0, offset):
-            last_marker_index = int(m.group("index"))
-        if last_marker_index is not None and 1 <= last_marker_index <= n:
-            at = last_marker_index
-        # Expected a marker for the next item but found a later one, or the end: that item
-        # is missing rather than malformed.
-        nxt = _MARKER.match(output, offset) if offset < len(output) else None
-        exp_markers = [
-            i for i in range(1, n + 1)
-            if formats.answer_marker(i) in expected or formats.question_marker(i) in expected
-        ]
-        if exp_markers:
-            at = exp_markers[0]
-    where = Span(pos, pos)
-    results: list[ItemResult] = []
+        last: re.Match[str] | None = None
+        for m in _MARKER.finditer(output, 0, offset + 1):
+            if 1 <= int(m.group("index")) <= n and m.start() <= offset:
+                last = m
+        if last is not None:
+            at = int(last.group("index"))
+            is_answer = last.group("prefix").casefold() == formats.ANSWER_PREFIX.casefold()
+            if is_answer and "\n" in output[last.end() : offset] and at < n:
+                at += 1  # the item's line ended well: the grammar stopped before the next one
+        wanted = [j for j in range(at + 1, n + 1)
+                  if any(formats.answer_marker(j) in t or formats.question_marker(j) in t
+                         for t in expected)]
+        if wanted:
+            at = wanted[0]  # the item's answer is complete; the next marker was due
+        # Nothing for this item where it was due, only later items or the end: missing.
+        rest = output[offset:].lstrip()
+        nxt = _MARKER.match(rest)
+        if last is None or at != int(last.group("index")):
+            if not rest or (nxt is not None and int(nxt.group("index")) > at):
+                status = "missing"
     reason = f"expected {' or '.join(expected)}, found {found!r} at {pos}"
+    results: list[ItemResult] = []
     for i, item_id in enumerate(shape.item_ids, 1):
         if i == at:
-            status: Status = "malformed"
-            if _is_multi(shape.kind):
-                nxt_index = int(nxt.group("index")) if nxt is not None else None
-                if found == "end of output" or (nxt_index is not None and nxt_index > i):
-                    status = "missing"
-            msg = f"strict: {reason}"
-            results.append(ItemResult(shape.id, item_id, i, status, {}, where, expected,
-                                      found, msg))
+            results.append(ItemResult(shape.id, item_id, i, status, {},  # type: ignore[arg-type]
+                                      Span(pos, pos), expected, found, f"strict: {reason}"))
         else:
-            msg = (f"strict: output rejected at {pos} (item {at}); "
-                   "parse with mode recover to keep well-formed items")
-            results.append(ItemResult(shape.id, item_id, i, "malformed", {}, None, (), None,
-                                      msg))
+            results.append(ItemResult(
+                shape.id, item_id, i, "malformed", {}, None, (), None,
+                f"strict: output rejected at {pos} (item {at}); parse with mode recover to "
+                "keep well-formed items",
+            ))
     return results
+
+
+def _found_at(text: str, offset: int) -> str:
+    """What stands at ``offset``: the rest of its line (abbreviated), or a line end."""
+    rest = text[offset:]
+    if not rest.strip():
+        return "end of output"
+    line = rest.split("\n", 1)[0]
+    if not line.strip():
+        return "a line break"
+    return line if len(line) <= FOUND_CHARS else line[: FOUND_CHARS - 1] + "…"
 
 
 # --- recover --------------------------------------------------------------------------------
@@ -807,11 +885,14 @@ class _Occurrence:
     question_text: str | None
     aligned: bool = True
     why: str = ""
+    q_end: int = 0  # normalised offset where a question's text ends
 
 
-def _recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+def _recover(
+    shape: RequestShape, g: AnswerGrammar, output: str, prefix_ok: bool = False
+) -> list[ItemResult]:
     text = _Text(output)
-    reader = _Reader(g)
+    reader = _Reader(g, prefix_ok)
     if not _is_multi(shape.kind):
         return _recover_single(shape, text, reader)
     norm = text.norm
@@ -841,8 +922,8 @@ def _recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemRes
         occ = _Occurrence(m, q, reading, q_text)
         if q is not None and q.index != m.index:
             occ.aligned = False
-            occ.why = (f"{formats.answer_marker(m.index)} follows "
-                       f"{formats.question_marker(q.index)}")
+            occ.why = (f"{_label(formats.ANSWER_PREFIX, m.index)} follows "
+                       f"{_label(formats.QUESTION_PREFIX, q.index)}")
         else:
             occ.aligned, occ.why = _align(shape, m.index, q_text)
         occ_list.append(occ)
@@ -863,7 +944,7 @@ def _orphan(occ: dict[int, list[_Occurrence]], q: _Marker, text: _Text, body_end
     """A question not followed by its answer (e.g. the output ended after it)."""
     lst = occ.setdefault(q.index, [])
     if len(lst) < MAX_OCCURRENCES:
-        lst.append(_Occurrence(None, q, None, None, aligned=True))
+        lst.append(_Occurrence(None, q, None, None, aligned=True, q_end=body_end))
 
 
 def _occ_span(text: _Text, occ: _Occurrence) -> Span:
@@ -880,9 +961,10 @@ def _occ_span(text: _Text, occ: _Occurrence) -> Span:
 def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]) -> ItemResult:
     item_id = _item_id(shape, index)
     amark = formats.answer_marker(index)
+    aname = _label(formats.ANSWER_PREFIX, index)
     if not occs:
         return ItemResult(shape.id, item_id, index, "missing", {}, None, (amark,),
-                          None, f"no {amark} in the output")
+                          None, f"no {aname} in the output")
     answered = [o for o in occs if o.answer is not None]
     good = [o for o in answered if o.reading is not None and o.reading.values is not None]
     good_aligned = [o for o in good if o.aligned]
@@ -901,7 +983,7 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
             where = _occ_span(text, other).start
             return ItemResult(
                 shape.id, item_id, index, "duplicate", values, span, (), None,
-                f"{amark} answered {len(good_aligned)} times with different values: "
+                f"{aname} answered {len(good_aligned)} times with different values: "
                 f"{_show(values)} at {span.start}, {_show(other.reading.values or {})} "  # type: ignore[union-attr]
                 f"at {where}",
             )
@@ -918,22 +1000,23 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
         assert o.answer is not None
         if r is None:  # beyond MAX_OCCURRENCES: not read
             return ItemResult(shape.id, item_id, index, "malformed", {}, _occ_span(text, o),
-                              ("an answer",), None, f"{amark} repeated too often to read")
+                              ("an answer",), None, f"{aname} repeated too often to read")
         pos = text.position(text.orig(r.error_at))
         return ItemResult(
             shape.id, item_id, index, "malformed", {}, _occ_span(text, o), r.expected,
-            r.found, f"{amark}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+            r.found, f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
         )
     o = occs[0]
     assert o.question is not None
-    after = o.question.end
-    pos = text.position(text.orig(len(text.norm)))
-    nxt = text.norm[after:].strip()
-    found = "end of output" if not nxt else _abbrev(nxt)
+    rest = text.norm[o.q_end:].strip()
+    found = _found_at(rest, 0)
+    where = _strip_span(text.norm, o.question.end, o.q_end)[1]
+    pos = text.position(text.orig(where))
     return ItemResult(
-        shape.id, item_id, index, "malformed", {}, _occ_span(text, o), (amark,), found,
-        f"{formats.question_marker(index)} is not followed by {amark}"
-        + (" (the output ends)" if found == "end of output" else "") + f" at {pos}",
+        shape.id, item_id, index, "malformed", {}, text.span(o.question.start, where),
+        (amark,), found,
+        f"{_label(formats.QUESTION_PREFIX, index)} is not followed by {aname}"
+        + (" (the output ends)" if not rest else f" (found {found!r})") + f" at {pos}",
     )
 
 
@@ -945,8 +1028,8 @@ def _extra(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
             values = o.reading.values
             break
     first = occs[0]
-    kind = formats.answer_marker(index) if first.answer is not None else \
-        formats.question_marker(index)
+    kind = _label(formats.ANSWER_PREFIX if first.answer is not None else
+                  formats.QUESTION_PREFIX, index)
     return ItemResult(
         shape.id, None, index, "extra", values, _occ_span(text, first), (), None,
         f"{kind} is not an item of this request (it has items 1 to {n})",

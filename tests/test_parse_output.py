@@ -237,17 +237,30 @@ def test_single_answer_with_chatter_and_fence(kind: StrategyKind) -> None:
     task = make_task(kind, 1, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
     body = "Half of 48 is 24, and 48 + 24 = 72. The answer is 72."
-    for out in (body, f"Sure! Let me solve it.\n\n{body}\n",
-                f"```\n{body}\n```", f"Here you go:\n```text\n{body}\n```\nAnything else?"):
+    for out in (body, f"{body}\n\nDoes that help?", f"```\n{body}\n```",
+                f"Here you go:\n```text\n{body}\n```\nAnything else?"):
         [r] = parse_output(task, req, out)
         assert r.status == "ok", out
         assert r.values == {"reasoning": "Half of 48 is 24, and 48 + 24 = 72.",
                             "answer": Decimal(72)}
+    # Chatter before a text field that may span lines is, by the grammar, part of that text.
+    [r] = parse_output(task, req, f"Sure! Let me solve it.\n\n{body}")
+    assert r.status == "ok"
+    assert r.values["reasoning"] == "Sure! Let me solve it.\n\nHalf of 48 is 24, and 48 + 24 = 72."
     [r] = parse_output(task, req, "I am not sure.")
     assert r.status == "malformed"
     assert r.expected
     [r] = parse_output(task, req, "  \n")
     assert r.status == "missing"
+
+
+def test_single_answer_skips_leading_chatter_before_a_typed_field() -> None:
+    task = make_task("single", 1, (NUMBER, REASONING), "{answer} because {reasoning}")
+    req = make_request(task)
+    [r] = parse_output(task, req, "Let me think.\nOkay:\n72 because 48 + 24 = 72")
+    assert r.status == "ok"
+    assert r.values == {"answer": Decimal(72), "reasoning": "48 + 24 = 72"}
+    assert r.span is not None and (r.span.start.line, r.span.start.col) == (3, 1)
 
 
 def test_strict_accepts_only_the_whole_grammar() -> None:
