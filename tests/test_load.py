@@ -1,0 +1,386 @@
+"""Happy paths of the front end: positions, extends, defaults, overrides, data formats."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from promptc.errors import Location, PromptcErrors
+from promptc.load import load_spec
+from promptc.lower import compile_spec, default_label, lower
+from promptc.validate import validate
+from promptc.errors import ErrorCollector
+
+SPECS = Path(__file__).parent / "fixtures" / "specs"
+
+MINIMAL = """\
+promptc: 1
+name: math
+instruction: Solve the problem.
+inputs:
+  question: {type: text}
+outputs:
+  answer: {type: number}
+data: {path: data.jsonl}
+model: {name: test-model}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with a minimal valid spec and its data, made the current folder."""
+    write(tmp_path, "spec.yaml", MINIMAL)
+    write(tmp_path, "data.jsonl", '{"question": "1 + 1?"}\n{"question": "2 + 2?"}\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# --- positions ---------------------------------------------------------------------------------
+
+def test_every_key_and_value_has_its_position(spec_dir: Path) -> None:
+    doc = load_spec("spec.yaml")
+    assert doc.key_locations[("inputs", "question")] == Location("spec.yaml", 5, 3)
+    assert doc.value_locations[("inputs", "question")] == Location("spec.yaml", 5, 13)
+    assert doc.value_locations[("inputs", "question", "type")] == Location("spec.yaml", 5, 20)
+    assert doc.key_locations[("model",)] == Location("spec.yaml", 9, 1)
+    assert doc.value_locations[()] == Location("spec.yaml", 1, 1)
+
+
+def test_missing_paths_fall_back_to_the_nearest_written_ancestor(spec_dir: Path) -> None:
+    doc = load_spec("spec.yaml")
+    assert doc.value_location(("model", "temperature")) == Location("spec.yaml", 9, 8)
+    assert doc.key_location(("strategy", "kind")) == Location("spec.yaml", 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("written", "col"),
+    [
+        ('"{reasoning} so {answr}"', 32),  # double-quoted: text starts after the quote
+        ("'{reasoning} so {answr}'", 32),  # single-quoted
+        ("Since {reasoning} so {answr}", 37),  # plain
+        ('"\\u00e9{reasoning} so {answr}"', 38),  # an escape is longer in the file than in text
+        ("'It''s {reasoning} so {answr}'", 38),  # '' is one quote in the text
+    ],
+    ids=["double", "single", "plain", "escape", "quote-doubling"],
+)
+def test_placeholder_positions_follow_the_scalar_style(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, col: int
+) -> None:
+    text = MINIMAL.replace("  answer: {type: number}", "  reasoning: {type: text}\n"
+                           "  answer: {type: number}")
+    write(tmp_path, "spec.yaml", text + f"answer_format: {written}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    unknown = [e for e in info.value if e.code == "unknown-placeholder"]
+    assert [str(e.location) for e in unknown] == [f"spec.yaml:11:{col}"]
+
+
+def test_placeholder_position_in_a_folded_block(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "spec.yaml", MINIMAL + "answer_format: >\n  Think first,\n  then say {answr}.\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    unknown = [e for e in info.value if e.code == "unknown-placeholder"]
+    assert [str(e.location) for e in unknown] == ["spec.yaml:12:12"]
+
+
+# --- defaults ----------------------------------------------------------------------------------
+
+def test_defaults(spec_dir: Path) -> None:
+    task = compile_spec("spec.yaml")
+    assert task.description == ""
+    assert task.demos == ()
+    assert task.templates == ()
+    assert task.strategy.kind == "single" and task.strategy.batch_size == 1
+    sel = task.strategy.selection
+    assert (sel.method, sel.seed, sel.target_position, sel.model, sel.cache_dir) == (
+        "sequential", 0, -1, None, None
+    )
+    assert task.answer_format.source == "{answer}"
+    assert task.inputs[0].label == "Question"
+    assert task.model.request_params() == {"model": "test-model"}
+    assert [i.id for i in task.items] == ["1", "2"]
+    assert task.extends == ()
+    assert task.spec.path == str(spec_dir / "spec.yaml")
+    assert task.spec_dir == str(spec_dir)
+
+
+@pytest.mark.parametrize(("kind", "size"), [("single", 1), ("few-shot", 1), ("batch", 8),
+                                            ("auto-demo", 8)])
+def test_default_batch_size_by_kind(spec_dir: Path, kind: str, size: int) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL + f"strategy: {{kind: {kind}}}\n"
+          "demos: [{question: '1 + 2?', answer: 3}]\n")
+    assert compile_spec("spec.yaml").strategy.batch_size == size
+
+
+def test_single_and_few_shot_ignore_batch_size(spec_dir: Path) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL + "strategy: {kind: single, batch_size: 5}\n")
+    assert compile_spec("spec.yaml").strategy.batch_size == 1
+
+
+@pytest.mark.parametrize(("name", "label"), [("premise", "Premise"),
+                                             ("hypothesis_text", "Hypothesis text"),
+                                             ("_x", "X")])
+def test_default_label(name: str, label: str) -> None:
+    assert default_label(name) == label
+
+
+# --- extends -----------------------------------------------------------------------------------
+
+def test_extends_overrides_and_deep_merges() -> None:
+    base = compile_spec(SPECS / "base.yaml")
+    variant = compile_spec(SPECS / "variant_batch.yaml")
+    assert variant.name == "nli-batch"
+    assert variant.instruction == base.instruction  # inherited
+    assert variant.strategy.kind == "batch" and variant.strategy.batch_size == 8
+    assert variant.strategy.selection.method == "random"
+    assert variant.strategy.selection.seed == 7
+    # mappings merge key by key; null removes an inherited key
+    assert variant.model.request_params() == {
+        "model": "test-model", "max_tokens": 64, "stop": ["\n\n"], "top_p": 0.5,
+    }
+    # lists replace
+    assert len(base.demos) == 2 and len(variant.demos) == 1
+    assert variant.demos[0].inputs["premise"] == "It rains."
+    assert [Path(f.path).name for f in variant.extends] == ["base.yaml"]
+    assert variant.spec.path.endswith("variant_batch.yaml")
+
+
+def test_extended_positions_name_the_file_that_wrote_each_value() -> None:
+    doc = load_spec(SPECS / "variant_batch.yaml")
+    assert Path(doc.value_location(("name",)).file).name == "variant_batch.yaml"
+    assert Path(doc.value_location(("instruction",)).file).name == "base.yaml"
+    assert Path(doc.value_location(("model", "max_tokens")).file).name == "base.yaml"
+    assert Path(doc.value_location(("model", "stop")).file).name == "variant_batch.yaml"
+    assert Path(doc.value_location(("model",)).file).name == "variant_batch.yaml"
+    assert [f.display for f in doc.files] == [str(SPECS / "variant_batch.yaml"),
+                                             str(SPECS / "base.yaml")]
+    assert "extends" not in doc.data
+
+
+def test_relative_paths_resolve_against_the_file_that_declares_them() -> None:
+    task = compile_spec(SPECS / "nested" / "variant.yaml")
+    # data.path is the nested spec's own; the batch template is inherited from the base
+    assert task.data is not None and task.data.resolved == str(SPECS / "nested" / "rows.jsonl")
+    assert task.template_for("batch").path == str(SPECS / "templates" / "my_batch.j2")
+    assert task.template_for("single").path is None
+    assert [i.id for i in task.items] == ["a-1", "b-2", "c-3"]
+
+
+def test_extends_chain_of_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "a.yaml", MINIMAL)
+    write(tmp_path, "b.yaml", "extends: a.yaml\nname: b\nmodel: {temperature: 0.5}\n")
+    write(tmp_path, "c.yaml", "extends: b.yaml\nmodel: {max_tokens: 9}\n")
+    write(tmp_path, "data.jsonl", '{"question": "q"}\n')
+    monkeypatch.chdir(tmp_path)
+    task = compile_spec("c.yaml")
+    assert task.name == "b"
+    assert task.model.request_params() == {"model": "test-model", "temperature": 0.5,
+                                           "max_tokens": 9}
+    assert [Path(f.path).name for f in task.extends] == ["b.yaml", "a.yaml"]
+
+
+def test_extends_may_climb_inside_the_project_folder(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "pyproject.toml", "")
+    write(tmp_path, "base.yaml", MINIMAL.replace("data.jsonl", "sub/data.jsonl"))
+    write(tmp_path, "sub/spec.yaml", "extends: ../base.yaml\nname: sub\n")
+    write(tmp_path, "sub/data.jsonl", '{"question": "q"}\n')
+    monkeypatch.chdir(tmp_path)
+    assert compile_spec("sub/spec.yaml").name == "sub"
+
+
+# --- overrides ---------------------------------------------------------------------------------
+
+def test_command_line_overrides(spec_dir: Path) -> None:
+    task = compile_spec("spec.yaml", overrides={("strategy", "kind"): "batch",
+                                                ("strategy", "batch_size"): 4})
+    assert (task.strategy.kind, task.strategy.batch_size) == ("batch", 4)
+
+
+def test_bad_override_is_reported_at_the_command_line(spec_dir: Path) -> None:
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml", overrides={("strategy", "kind"): "batch",
+                                             ("strategy", "batch_size"): 0})
+    assert info.value.format() == (
+        "<command line>: strategy.batch_size: expected an integer of at least 1, found 0"
+    )
+
+
+# --- collecting errors -------------------------------------------------------------------------
+
+def test_max_errors_and_fail_fast(spec_dir: Path) -> None:
+    demos = "".join(f"  - {{question: q{i}, answer: x{i}}}\n" for i in range(5))
+    write(spec_dir, "spec.yaml", MINIMAL + "demos:\n" + demos)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml", max_errors=2)
+    assert len(info.value) == 2 and info.value.omitted == 3
+    assert info.value.format().endswith("\n… and 3 more")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml", fail_fast=True)
+    assert len(info.value) == 1
+
+
+def test_spec_errors_and_data_errors_are_reported_together(spec_dir: Path) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "nope.jsonl")
+          + "strategy: {kind: batch, batch_size: 0}\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format().splitlines() == [
+        "spec.yaml:8:14: data.path: data file 'nope.jsonl' not found",
+        "spec.yaml:10:37: strategy.batch_size: expected an integer of at least 1, found 0",
+    ]
+
+
+# --- demos, values -----------------------------------------------------------------------------
+
+def test_demo_values_are_normalised() -> None:
+    task = compile_spec(SPECS / "base.yaml")
+    assert task.demos[1].outputs == {"label": "contradiction"}  # alias, any case
+    assert task.demos[1].inputs["hypothesis_text"] == "12"  # a YAML number, as written
+    assert task.output("label").aliases == (("entails", "entailment"),
+                                            ("contradicts", "contradiction"))
+
+
+def test_number_demo_keeps_decimal_text(spec_dir: Path) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL + "demos:\n  - {question: '0.1 + 0.2?', answer: 0.30}\n"
+          "  - {question: big, answer: '1,234'}\n")
+    task = compile_spec("spec.yaml")
+    assert [d.outputs["answer"] for d in task.demos] == [Decimal("0.3"), Decimal("1234")]
+
+
+def test_lower_without_collector_raises_data_errors(spec_dir: Path) -> None:
+    write(spec_dir, "data.jsonl", '{"q": 1}\n')
+    doc = load_spec("spec.yaml")
+    c = ErrorCollector()
+    validate(doc, c)
+    assert not c
+    with pytest.raises(PromptcErrors) as info:
+        lower(doc)
+    assert info.value.format() == (
+        "data.jsonl:1:1: row has no field 'question' (for input 'question')"
+    )
+
+
+# --- data formats ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["nli.csv", "nli.json", "nli.jsonl"])
+def test_data_formats_give_the_same_items(tmp_path: Path, name: str) -> None:
+    import shutil
+
+    shutil.copytree(SPECS, tmp_path / "specs")
+    spec = tmp_path / "specs" / "base.yaml"
+    spec.write_text(spec.read_text().replace("data/nli.csv", f"data/{name}"))
+    task = compile_spec(spec)
+    assert [(i.id, dict(i.inputs)) for i in task.items] == [
+        ("p1", {"premise": "A man plays a guitar.", "hypothesis_text": "A person makes music."}),
+        ("p2", {"premise": "Two kids play\nin the snow.", "hypothesis_text": "It is summer."}),
+        ("p3", {"premise": "The cafe is closed.", "hypothesis_text": "The cafe may open later."}),
+    ]
+    lines = {"nli.csv": [2, 3, 5], "nli.json": [2, 3, 8], "nli.jsonl": [1, 2, 3]}[name]
+    assert [i.location.line for i in task.items] == lines
+    assert task.data is not None and task.data.format == name.rsplit(".", 1)[1]
+    assert [i.index for i in task.items] == [0, 1, 2]
+
+
+def test_non_string_values_become_text_deterministically() -> None:
+    task = compile_spec(SPECS / "nested" / "variant.yaml")
+    assert task.items[1].inputs["hypothesis_text"] == "1.50"
+    assert task.items[2].inputs == {"premise": "true",
+                                    "hypothesis_text": '{"a":"x","b":[1,null]}'}
+
+
+def test_data_sha256_is_of_the_file_bytes() -> None:
+    import hashlib
+
+    task = compile_spec(SPECS / "base.yaml")
+    raw = (SPECS / "data" / "nli.csv").read_bytes()
+    assert task.data is not None and task.data.sha256 == hashlib.sha256(raw).hexdigest()
+    assert task.spec.sha256 == hashlib.sha256((SPECS / "base.yaml").read_bytes()).hexdigest()
+
+
+def test_data_format_key_overrides_the_extension(spec_dir: Path) -> None:
+    write(spec_dir, "rows.txt", "question\nq1\nq2\n")
+    write(spec_dir, "spec.yaml", MINIMAL.replace("{path: data.jsonl}",
+                                                 "{path: rows.txt, format: csv}"))
+    assert [i.inputs["question"] for i in compile_spec("spec.yaml").items] == ["q1", "q2"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('[{"question": "a"}, 3]', ["rows.json:1:21: expected a JSON object for each row, "
+                                    "found a number"]),
+        ('{"question": "a"}', ["rows.json:1:1: expected a JSON array of objects, found an "
+                               "object"]),
+        ('[{"question": "a"},\n {"question": }]', ["rows.json:2:15: invalid JSON: Expecting "
+                                                   "value"]),
+        ('[{"question": "a"}', ["rows.json:1:19: invalid JSON: the array is not closed"]),
+        ("[]", ["rows.json: data file has no rows"]),
+        ('[{"question": null}]', ["rows.json:1:2: field 'question' (for input 'question') is "
+                                  "null; expected text"]),
+    ],
+    ids=["not-object", "not-array", "bad-json", "unclosed", "empty", "null"],
+)
+def test_json_array_errors(spec_dir: Path, content: str, expected: list[str]) -> None:
+    write(spec_dir, "rows.json", content)
+    write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "rows.json"))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format().splitlines() == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("question,question\na,b\n", ["rows.csv:1:1: duplicate column 'question' in the CSV "
+                                      "header"]),
+        ("question\na,b\n", ["rows.csv:2:1: row has 2 fields, but the header names 1"]),
+        ("", ["rows.csv:1:1: CSV file has no header row; expected column names on the first "
+              "line"]),
+        ('question\n"unclosed\n', ["rows.csv:2: invalid CSV: unexpected end of data"]),
+    ],
+    ids=["duplicate-column", "extra-fields", "no-header", "unclosed-quote"],
+)
+def test_csv_errors(spec_dir: Path, content: str, expected: list[str]) -> None:
+    write(spec_dir, "rows.csv", content)
+    write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "rows.csv"))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format().splitlines() == expected
+
+
+def test_id_expression_errors(spec_dir: Path) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL.replace("{path: data.jsonl}",
+                                                 "{path: data.jsonl, id: '{{ row.qid }}'}"))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format().splitlines() == [
+        "data.jsonl:1:1: data.id: item id expression failed: 'dict object' has no attribute "
+        "'qid'",
+        "data.jsonl:2:1: data.id: item id expression failed: 'dict object' has no attribute "
+        "'qid'",
+    ]
+
+
+def test_bad_data_rows_are_all_reported(spec_dir: Path) -> None:
+    write(spec_dir, "data.jsonl", '{"question": "a"}\n{"q": 1}\nnot json\n[1]\n{"question": "b"}\n')
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format().splitlines() == [
+        "data.jsonl:2:1: row has no field 'question' (for input 'question')",
+        "data.jsonl:3:1: invalid JSON: Expecting value",
+        "data.jsonl:4:1: expected a JSON object for each row, found a list",
+    ]
