@@ -594,12 +594,11 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     if errors:
         return errors
     # The static checks passed: a trial render finds what only running can (a missing key).
-    try:
-        from promptc.select import select
+    # The first items in file order stand in for the first batch, whatever the selection
+    # method (a similarity method would have to compute embeddings to say more).
+    from promptc.select import chunk
 
-        batches = select(task).batches if task.items else ()
-    except PromptcError as e:
-        return [e]
+    batches = chunk(task, range(len(task.items)))
     sample = batches[0] if batches else ir.Batch(0, (), ())
     try:
         r.chain()
