@@ -1,0 +1,102 @@
+"""Golden files: the rendered requests and grammars of every example spec × strategy.
+
+Regenerate with ``python scripts/regen_goldens.py`` after an intended change, and review the
+diff. Also: builds are byte-identical on rebuild, and every example spec builds in all four
+strategies.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from promptc.build import build
+from promptc.lower import compile_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _regen() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("regen_goldens", REPO / "scripts" / "regen_goldens.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["regen_goldens"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+regen = _regen()
+CASES = [(s, k) for s in regen.example_specs() for k in regen.STRATEGIES]
+
+
+def test_there_are_example_specs_for_every_required_task() -> None:
+    names = {p.stem for p in regen.example_specs()}
+    assert {"sentiment", "math", "reading", "nli"} <= names
+    assert any("extends" in p.read_text(encoding="utf-8") for p in regen.example_specs())
+
+
+@pytest.mark.parametrize(("spec", "strategy"), CASES, ids=[f"{s.stem}-{k}" for s, k in CASES])
+def test_goldens_on_disk_are_current(spec: Path, strategy: str) -> None:
+    folder = regen.GOLDEN / spec.stem / strategy
+    built = regen.build_files(spec, strategy)
+    on_disk = {p.name for p in folder.glob("*")} if folder.is_dir() else set()
+    hint = f"golden files are stale; regenerate them with: {regen.COMMAND} (then review git diff)"
+    assert set(built) == on_disk, hint
+    for name, text in built.items():
+        assert (folder / name).read_text(encoding="utf-8") == text, f"{name}: {hint}"
+
+
+def test_no_stray_golden_folders() -> None:
+    expected = {f"{s.stem}/{k}" for s, k in CASES}
+    found = {f"{p.parent.name}/{p.name}" for p in regen.GOLDEN.glob("*/*") if p.is_dir()}
+    assert found == expected, f"regenerate with: {regen.COMMAND}"
+
+
+def test_goldens_hold_clean_prompts() -> None:
+    """No stray blank lines or trailing spaces in any rendered message."""
+    import json
+
+    for path in regen.GOLDEN.glob("*/*/requests.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            for m in json.loads(line)["messages"]:
+                text = m["content"]
+                assert text == text.strip(), path
+                assert "\n\n\n" not in text, path
+                assert not any(l != l.rstrip() for l in text.split("\n")), path
+
+
+@pytest.mark.parametrize("spec", regen.example_specs(), ids=lambda p: p.stem)
+def test_rebuild_is_byte_identical(spec: Path, tmp_path: Path) -> None:
+    task = compile_spec(spec)
+    first = build(task, tmp_path / "a")
+    build(compile_spec(spec), tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(first.files)
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names, shallow=False)
+    assert (mismatch, errors) == ([], [])
+    before = {n: (tmp_path / "a" / n).read_bytes() for n in names}
+    build(compile_spec(spec), tmp_path / "a")  # into the same folder
+    assert {n: (tmp_path / "a" / n).read_bytes() for n in names} == before
+
+
+def test_manifest_is_the_same_on_every_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of the project in different places, built from different working folders,
+    give byte-identical builds: every path in them is relative."""
+    import shutil
+
+    outputs = []
+    for root in (tmp_path / "machine-a" / "deep" / "project", tmp_path / "machine-b"):
+        shutil.copytree(regen.SPECS, root / "specs")
+        (root / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
+        monkeypatch.chdir(root.parent)
+        build(compile_spec(root / "specs" / "math-batch.yaml"), root / "build")
+        outputs.append({p.name: p.read_bytes() for p in (root / "build").iterdir()})
+    assert outputs[0] == outputs[1]
+    assert str(tmp_path).encode() not in outputs[0]["manifest.json"]
