@@ -381,14 +381,14 @@ class _Builder:
         out: dict[str, Any] = {}
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.nodes.ScalarNode):
-                kind = "list" if isinstance(key_node, yaml.nodes.SequenceNode) else "mapping"
-                self.errors.append(load_error("complex-key", self.loc(key_node), path, kind=kind))
-                continue
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.errors.append(load_error("merge-key", self.loc(key_node), path))
                 continue
             if not self.check_tag(key_node, path):
+                continue
+            if not isinstance(key_node, yaml.nodes.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.nodes.SequenceNode) else "mapping"
+                self.errors.append(load_error("complex-key", self.loc(key_node), path, kind=kind))
                 continue
             key = str(key_node.value)
             key_path = path + (key,)
@@ -447,9 +447,10 @@ def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[st
 
 def _parse(display: str, text: str) -> _Layer:
     """One file's YAML → a layer, raising every problem found."""
-    loader = _Loader(text, display)
+    loader: _Loader | None = None
     try:
         try:
+            loader = _Loader(text, display)
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
@@ -488,7 +489,8 @@ def _parse(display: str, text: str) -> _Layer:
         builder.layer.data = data
         return builder.layer
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _raise(errors: list[PromptcError]) -> None:

@@ -1,0 +1,274 @@
+"""Security of the front end: no code from YAML, no files from outside the spec's folder,
+no hang or blow-up from hostile YAML."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from promptc.errors import LoadError, PromptcError, PromptcErrors
+from promptc.load import MAX_SPEC_BYTES, load_spec
+from promptc.lower import compile_spec
+
+SPEC = """\
+promptc: 1
+name: math
+instruction: Solve the problem.
+inputs:
+  question: {type: text}
+outputs:
+  answer: {type: number}
+data: {path: data.jsonl}
+model: {name: test-model}
+"""
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path/project/specs`` as the current folder (no .git above: the project folder is
+    the spec's own), with a valid spec and data, and a secret file outside it."""
+    specs = tmp_path / "project" / "specs"
+    specs.mkdir(parents=True)
+    (specs / "spec.yaml").write_text(SPEC)
+    (specs / "data.jsonl").write_text('{"question": "1 + 1?"}\n')
+    (tmp_path / "secret.jsonl").write_text('{"question": "the secret"}\n')
+    (tmp_path / "secret.yaml").write_text(SPEC)
+    monkeypatch.chdir(specs)
+    return specs
+
+
+def codes(e: PromptcError) -> list[str]:
+    return [x.code for x in (e.errors if isinstance(e, PromptcErrors) else [e])]
+
+
+# --- YAML tags ---------------------------------------------------------------------------------
+
+DANGEROUS = [
+    "!!python/object/apply:os.system ['touch PWNED']",
+    "!!python/object/new:os.system ['touch PWNED']",
+    "!!python/object:os._wrap_close {}",
+    "!!python/name:os.system ''",
+    "!!python/module:os ''",
+    "!!python/tuple [1, 2]",
+    "!!python/str x",
+    "!!binary aGVsbG8=",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "!<tag:yaml.org,2002:python/object/apply:os.system> ['touch PWNED']",
+    "!custom value",
+]
+
+
+@pytest.mark.parametrize("tagged", DANGEROUS)
+@pytest.mark.parametrize("where", ["value", "list-item", "key", "nested"])
+def test_yaml_tags_are_refused(folder: Path, tagged: str, where: str) -> None:
+    line = {
+        "value": f"description: {tagged}\n",
+        "list-item": f"demos:\n  - {tagged}\n",
+        "key": f"? {tagged}\n: 1\n",
+        "nested": f"strategy:\n  selection:\n    method: {tagged}\n",
+    }[where]
+    (folder / "spec.yaml").write_text(SPEC + line)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == ["yaml-tag"]
+    assert info.value.errors[0].location is not None
+    assert info.value.errors[0].location.line >= 10
+    assert not (folder / "PWNED").exists()
+
+
+def test_tag_error_points_at_the_tag(folder: Path) -> None:
+    (folder / "spec.yaml").write_text(SPEC + "description: &x !!python/object/apply:os.system [ls]\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert str(info.value).startswith("spec.yaml:10:17: description: YAML tag "
+                                      "'!!python/object/apply:os.system' is not allowed")
+
+
+def test_tags_in_an_extended_file_are_refused(folder: Path) -> None:
+    (folder / "base.yaml").write_text(SPEC + "description: !!python/name:os.system ''\n")
+    (folder / "spec.yaml").write_text("extends: base.yaml\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert [str(e.location) for e in info.value] == ["base.yaml:10:14"]
+
+
+# --- data paths --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("../../etc/passwd", "escapes-folder"),
+        ("../../secret.jsonl", "escapes-folder"),
+        ("sub/../../../secret.jsonl", "escapes-folder"),
+        ("/etc/passwd", "absolute-path"),
+        ("~/secret.jsonl", "absolute-path"),
+    ],
+)
+def test_data_paths_may_not_leave_the_spec_folder(folder: Path, path: str, code: str) -> None:
+    (folder / "spec.yaml").write_text(SPEC.replace("data.jsonl", path))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == [code]
+    assert str(info.value.errors[0].location) == "spec.yaml:8:14"
+
+
+def test_data_symlink_pointing_outside_is_refused(folder: Path) -> None:
+    os.symlink(folder.parent.parent / "secret.jsonl", folder / "link.jsonl")
+    (folder / "spec.yaml").write_text(SPEC.replace("data.jsonl", "link.jsonl"))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format() == ("spec.yaml:8:14: data.path: data path 'link.jsonl' leaves the "
+                                   "spec's folder (keep data files inside the spec's folder)")
+
+
+def test_data_symlink_inside_the_folder_is_fine(folder: Path) -> None:
+    (folder / "sub").mkdir()
+    os.symlink(folder / "data.jsonl", folder / "sub" / "link.jsonl")
+    (folder / "spec.yaml").write_text(SPEC.replace("data.jsonl", "sub/link.jsonl"))
+    assert [i.inputs["question"] for i in compile_spec("spec.yaml").items] == ["1 + 1?"]
+
+
+# --- extends -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [
+        ("../../secret.yaml", "extends-escape"),
+        ("../specs/../../secret.yaml", "extends-escape"),
+        ("/etc/passwd", "extends-absolute"),
+        ("~/secret.yaml", "extends-absolute"),
+    ],
+)
+def test_extends_may_not_leave_the_project(folder: Path, target: str, code: str) -> None:
+    (folder / "spec.yaml").write_text(f"extends: {target}\nname: x\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == [code]
+    assert str(info.value.errors[0].location) == "spec.yaml:1:10"
+
+
+def test_extends_symlink_pointing_outside_is_refused(folder: Path) -> None:
+    os.symlink(folder.parent.parent / "secret.yaml", folder / "base.yaml")
+    (folder / "spec.yaml").write_text("extends: base.yaml\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == ["extends-escape"]
+
+
+def test_project_folder_is_the_nearest_with_git_or_pyproject(folder: Path) -> None:
+    (folder.parent / ".git").mkdir()
+    (folder.parent / "base.yaml").write_text(SPEC.replace("data.jsonl", "specs/data.jsonl"))
+    (folder / "spec.yaml").write_text("extends: ../base.yaml\n")
+    assert compile_spec("spec.yaml").name == "math"
+    (folder / "spec.yaml").write_text("extends: ../../secret.yaml\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == ["extends-escape"]
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+def test_template_paths_may_not_leave_the_spec_folder(folder: Path) -> None:
+    os.symlink(folder.parent.parent / "secret.yaml", folder / "t.j2")
+    (folder / "spec.yaml").write_text(
+        SPEC + "templates:\n  single: ../../secret.yaml\n  batch: /etc/passwd\n  few-shot: t.j2\n"
+    )
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == ["template-escape", "template-absolute", "template-escape"]
+
+
+# --- hostile YAML ------------------------------------------------------------------------------
+
+def test_billion_laughs_is_stopped_quickly(folder: Path) -> None:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    (folder / "spec.yaml").write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert time.perf_counter() - start < 5
+    assert info.value.code == "too-many-values"
+
+
+def test_anchors_nested_through_aliases_are_capped(folder: Path) -> None:
+    lines = ["a0: &a0 [[[[[[[[[[x]]]]]]]]]]"]
+    for i in range(1, 30):
+        lines.append(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]")
+    (folder / "spec.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "too-deep"
+
+
+@pytest.mark.parametrize("style", ["flow-list", "flow-map", "block-list", "block-map"])
+def test_deep_nesting_is_an_error_not_a_crash(folder: Path, style: str) -> None:
+    n = 5000
+    text = {
+        "flow-list": "x: " + "[" * n + "]" * n,
+        "flow-map": "x: " + "{a: " * n + "1" + "}" * n,
+        "block-list": "x:\n" + "".join("  " * i + "-\n" for i in range(300)),
+        "block-map": "".join("  " * i + "k:\n" for i in range(300)),
+    }[style]
+    (folder / "spec.yaml").write_text(text + "\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "too-deep"
+    assert info.value.message == "nesting is deeper than 50 levels"
+
+
+def test_recursive_alias(folder: Path) -> None:
+    (folder / "spec.yaml").write_text("a: &a {b: *a}\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "recursive-alias"
+
+
+def test_huge_file_is_refused_unread(folder: Path) -> None:
+    (folder / "spec.yaml").write_text("# " + "x" * MAX_SPEC_BYTES + "\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.format() == f"spec.yaml: spec file is larger than {MAX_SPEC_BYTES} bytes"
+
+
+def test_huge_integer_is_an_error(folder: Path) -> None:
+    (folder / "spec.yaml").write_text("promptc: " + "1" * 10000 + "\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "number-too-large"
+
+
+def test_not_utf8(folder: Path) -> None:
+    (folder / "spec.yaml").write_bytes(b"promptc: 1\nname: caf\xe9\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.format() == "spec.yaml:2:10: spec file is not UTF-8 text: invalid byte 0xe9"
+
+
+def test_control_characters(folder: Path) -> None:
+    (folder / "spec.yaml").write_text("promptc: 1\nname: a\x07b\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.format() == (
+        "spec.yaml:2:8: invalid YAML: special character '\\x07' is not allowed"
+    )
+
+
+def test_a_folder_is_not_a_spec(folder: Path) -> None:
+    with pytest.raises(LoadError) as info:
+        load_spec(".")
+    assert info.value.format() == ". : cannot read spec file '.': not a regular file".replace(
+        ". :", ".:"
+    )
+
+
+def test_missing_spec_file(folder: Path) -> None:
+    with pytest.raises(LoadError) as info:
+        load_spec("nope.yaml")
+    assert info.value.format() == "nope.yaml: cannot read spec file 'nope.yaml': no such file"
