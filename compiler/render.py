@@ -496,9 +496,15 @@ class Renderer:
         """The innermost template line in a traceback (Jinja rewrites frames to template lines)."""
         found = None
         for frame, lineno in traceback.walk_tb(tb):
-            name = frame.f_code.co_filename
-            if name in self.loader.paths:
-                found = Location(name, lineno)
+            shown = frame.f_code.co_filename
+            name = self.loader.paths.get(shown)
+            if name is None:
+                continue
+            template = frame.f_globals.get("__jinja_template__")
+            # Compiled template code: map its Python line to the template's (as jinja2.debug
+            # does); other frames of that file are ones Jinja already rewrote.
+            line = template.get_corresponding_lineno(lineno) if template is not None else lineno
+            found = Location(shown, line)
         return found
 
 

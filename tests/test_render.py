@@ -1,0 +1,257 @@
+"""Selection and rendering on hand-built IR tasks: batches, prompts, template checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from promptc import ir, select
+from promptc.errors import SelectionError, TemplateError
+from promptc.lower import compile_spec
+from promptc.render import Renderer, check_templates, render
+
+TaskFactory = Callable[..., ir.Task]
+
+
+# ---------------------------------------------------------------- selection
+
+
+def ids(result: select.SelectionResult) -> list[list[str]]:
+    return [list(b.item_ids) for b in result.batches]
+
+
+def test_sequential_cuts_items_in_file_order(task_factory: TaskFactory) -> None:
+    result = select.select(task_factory(kind="batch", batch_size=2, n_items=5))
+    assert ids(result) == [["q0", "q1"], ["q2", "q3"], ["q4"]]
+    assert [b.index for b in result.batches] == [0, 1, 2]
+    assert result.info == {
+        "method": "sequential",
+        "batch_size": 2,
+        "items": 5,
+        "requests": 3,
+        "cost": "3 requests for 5 items (up to 2 items per request)",
+    }
+
+
+@pytest.mark.parametrize("kind", ["single", "few-shot"])
+def test_one_item_strategies_send_one_item_per_request(task_factory: TaskFactory, kind: str) -> None:
+    result = select.select(task_factory(kind=kind, batch_size=8, n_items=3))
+    assert ids(result) == [["q0"], ["q1"], ["q2"]]
+    assert result.info["batch_size"] == 1
+
+
+def test_random_is_seeded_and_the_same_on_every_python(task_factory: TaskFactory) -> None:
+    task = task_factory(kind="batch", batch_size=4, n_items=10, method="random", seed=0)
+    # random.Random(0).shuffle(list(range(10))), fixed by Python's documented algorithm.
+    assert ids(select.select(task)) == [["q7", "q8", "q1", "q5"], ["q3", "q4", "q2", "q0"], ["q9", "q6"]]
+    assert select.select(task) == select.select(task)
+    other = task_factory(kind="batch", batch_size=4, n_items=10, method="random", seed=7)
+    assert ids(select.select(other))[0] == ["q8", "q3", "q1", "q4"]
+    assert select.select(task).info["seed"] == 0
+
+
+def test_random_covers_every_item_once(task_factory: TaskFactory) -> None:
+    task = task_factory(kind="auto-demo", batch_size=3, n_items=50, method="random", seed=11)
+    flat = [i for b in ids(select.select(task)) for i in b]
+    assert sorted(flat) == sorted(it.id for it in task.items)
+
+
+def test_registry_accepts_new_methods(task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(select, "_REGISTRY", dict(select._REGISTRY))
+
+    @select.register("sequential")
+    def reversed_order(task: ir.Task) -> select.SelectionResult:
+        order = list(range(len(task.items)))[::-1]
+        return select.SelectionResult(select.chunk(task, order), {"note": "reversed"})
+
+    result = select.select(task_factory(kind="batch", batch_size=2, n_items=3))
+    assert ids(result) == [["q2", "q1"], ["q0"]]
+    assert result.info["note"] == "reversed"
+    assert result.info["requests"] == 2
+
+
+def test_similarity_method_without_the_extra_says_what_to_install(
+    task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(select, "_REGISTRY", {k: v for k, v in select._REGISTRY.items()
+                                               if k not in ir.SIMILARITY_METHODS})
+    monkeypatch.setitem(sys.modules, "promptc.similarity", None)  # import fails
+    with pytest.raises(SelectionError) as e:
+        select.select(task_factory(method="partition"))
+    assert e.value.message.startswith(
+        "selection method 'partition' needs sentence-transformers, which is not installed"
+    )
+    assert e.value.hint == "install it with: pip install 'promptc[embed]'"
+    assert e.value.key_path == "strategy.selection.method"
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def request_texts(task: ir.Task) -> list[dict[str, str]]:
+    return [{m.role: m.content for m in r.messages} for r in render(task, select.select(task))]
+
+
+def test_batch_prompt_lists_questions_and_asks_for_answer_lines(task_factory: TaskFactory) -> None:
+    task = task_factory(kind="batch", batch_size=3, n_items=4)
+    requests = render(task, select.select(task))
+    assert [r.id for r in requests] == ["r0001", "r0002"]
+    assert requests[0].params == {"model": "test-model", "temperature": 0.0, "max_tokens": 256}
+    first = {m.role: m.content for m in requests[0].messages}
+    assert first["user"] == "Q[1]: What is 0 plus 0?\nQ[2]: What is 1 plus 1?\nQ[3]: What is 2 plus 2?"
+    assert "A[i]: <reasoning> The answer is <answer>." in first["system"]
+    assert "where <reasoning> is free text and <answer> is a number." in first["system"]
+    # demos as one solved batch: questions first, then answers written by write_answer
+    assert (
+        "Q[1]: What is 2 plus 3?\nQ[2]: Half of 9?\n"
+        "A[1]: 2 + 3 = 5. The answer is 5.\nA[2]: 9 / 2 = 4.5. The answer is 4.5."
+    ) in first["system"]
+    assert {m.role: m.content for m in requests[1].messages}["user"] == "Q[1]: What is 3 plus 3?"
+
+
+def test_auto_demo_asks_to_repeat_each_question(task_factory: TaskFactory) -> None:
+    system = request_texts(task_factory(kind="auto-demo", n_items=2))[0]["system"]
+    assert "first repeat it exactly as it was given, on a line starting with its marker Q[i]:" in system
+    assert "Q[i]: <the question, repeated exactly>\nA[i]: <reasoning> The answer is <answer>." in system
+    assert "Q[1]: What is 2 plus 3?\nA[1]: 2 + 3 = 5. The answer is 5.\nQ[2]: Half of 9?" in system
+
+
+def test_single_and_few_shot(task_factory: TaskFactory) -> None:
+    single = request_texts(task_factory(kind="single", n_items=2))
+    assert single[1]["user"] == "What is 1 plus 1?"
+    assert "Solved examples" not in single[0]["system"]
+    few = request_texts(task_factory(kind="few-shot", n_items=2))[0]["system"]
+    assert "Example 2:\nHalf of 9?\nAnswer: 9 / 2 = 4.5. The answer is 4.5." in few
+
+
+def test_multi_field_inputs_render_with_labels(task_factory: TaskFactory) -> None:
+    texts = request_texts(task_factory(kind="batch", multi_field=True, n_items=2))[0]
+    assert texts["user"] == (
+        "Q[1]: Premise: Premise number 0.\nHypothesis: Claim 0.\n"
+        "Q[2]: Premise: Premise number 1.\nHypothesis: Claim 1."
+    )
+    assert "where <label> is one of: entailment, neutral, contradiction." in texts["system"]
+
+
+def test_no_demos_means_no_examples_section(task_factory: TaskFactory) -> None:
+    for kind in ir.STRATEGY_KINDS:
+        texts = request_texts(task_factory(kind=kind, demos=0))[0]
+        assert "Solved examples" not in texts["system"]
+        assert "\n\n\n" not in texts["system"]
+
+
+# ---------------------------------------------------------------- a spec's own templates
+
+
+SPEC = """\
+promptc: 1
+name: own
+instruction: Label the text.
+inputs: {{text: {{}}}}
+outputs: {{label: {{type: enum, choices: [a, b]}}}}
+data: {{path: data.jsonl}}
+strategy: {{kind: batch, batch_size: 2}}
+templates: {{batch: {template}}}
+model: {{name: m}}
+"""
+
+
+def own_spec(tmp_path: Path, template: str, name: str = "mine.j2", extra: dict[str, str] | None = None) -> Path:
+    (tmp_path / "data.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in ["one", "two", "three"]), encoding="utf-8"
+    )
+    (tmp_path / name).write_text(template, encoding="utf-8")
+    for rel, text in (extra or {}).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(template=name), encoding="utf-8")
+    return spec
+
+
+def test_own_template_may_extend_a_shipped_one(tmp_path: Path) -> None:
+    spec = own_spec(tmp_path, '{% extends "promptc/batch.j2" %}\n'
+                    "{% block system %}Be brief. {{ super() }}{% endblock %}\n")
+    task = compile_spec(spec)
+    assert check_templates(task) == []
+    r = Renderer(task)
+    requests = r.render(select.select(task))
+    system = requests[0].messages[0].content
+    assert system.startswith("Be brief. Label the text.\n\nYou will be given several questions")
+    assert requests[0].messages[1].content == "Q[1]: one\nQ[2]: two"
+    assert sorted(r.loader.used) == ["mine.j2", "promptc/batch.j2", "promptc/partials/questions.j2"]
+
+
+def test_own_template_with_includes_inside_the_spec_folder(tmp_path: Path) -> None:
+    spec = own_spec(
+        tmp_path,
+        '{% block user %}{% for item in items %}{% include "parts/q.j2" %}{% endfor %}{% endblock %}',
+        extra={"parts/q.j2": "<{{ item.index }}|{{ item.question }}>"},
+    )
+    task = compile_spec(spec)
+    assert check_templates(task) == []
+    messages = render(task, select.select(task))[0].messages
+    assert messages == (ir.Message("user", "<1|one><2|two>"),)
+
+
+CHECK_CASES = [
+    (
+        "{% block user %}\n{{ item.question }}\n{% endblock %}",
+        "mine.j2:2: template uses undeclared variable 'item'; templates can use answer_format, "
+        "batch_size, demos, inputs, items, kind, markers, outputs, task (did you mean 'items'?)",
+    ),
+    (
+        "{% block user %}\n\n{% for x in items %}{{ x.question }\n{% endblock %}",
+        "mine.j2:3: template syntax error: unexpected '}'",
+    ),
+    (
+        "Hello\n{% block user %}{{ items|length }}{% endblock %}",
+        "mine.j2:1: text or statements outside {% block system %} and {% block user %} belong to "
+        "no message; move them inside a block",
+    ),
+    (
+        "{% block sytem %}x{% endblock %}{% block user %}y{% endblock %}",
+        "mine.j2:1: unknown message block 'sytem'; expected 'system' or 'user' (did you mean 'system'?)",
+    ),
+    (
+        "{% block system %}x{% endblock %}",
+        "mine.j2: template 'mine.j2' has no {% block user %}; a template must define the user "
+        "message (and may define {% block system %})",
+    ),
+    (
+        "{% block user %}\n{{ items[0].nope }}\n{% endblock %}",
+        "mine.j2:2: template uses an undefined value: 'dict object' has no attribute 'nope'",
+    ),
+    (
+        '{% block user %}\n{% include "missing.j2" %}\n{% endblock %}',
+        "mine.j2:2: template 'missing.j2' not found; shipped templates are named 'promptc/<file>' "
+        "(promptc/auto-demo.j2, promptc/batch.j2, promptc/few-shot.j2, "
+        "promptc/partials/answer-form.j2, promptc/partials/questions.j2, promptc/single.j2), "
+        "a spec's own by their path inside the spec's folder",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "message"), CHECK_CASES, ids=range(len(CHECK_CASES)))
+def test_check_templates_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # locations are shown relative to the working folder
+    task = compile_spec(own_spec(tmp_path, template))
+    errors = check_templates(task)
+    assert [e.format() for e in errors] == [message]
+    assert all(isinstance(e, TemplateError) for e in errors)
+
+
+def test_render_reports_runtime_errors_at_the_template_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    task = compile_spec(own_spec(tmp_path, "{% block user %}\n\n{{ 1 / 0 }}\n{% endblock %}"))
+    with pytest.raises(TemplateError) as e:
+        render(task, select.select(task))
+    assert e.value.format() == "mine.j2:3: template failed: ZeroDivisionError: division by zero"
