@@ -643,7 +643,10 @@ def _check_ast(
                 code="template-undeclared-variable",
             )
         )
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    # find_all walks a chain a.b.c outside-in; reversed and stably sorted by line, the
+    # attributes of a line come in the order they are written.
+    reads = sorted(reversed(list(ast.find_all((nodes.Getattr, nodes.Getitem)))), key=lambda n: n.lineno)
+    for node in reads:
         attr = node.attr if isinstance(node, nodes.Getattr) else (
             node.arg.value if isinstance(node.arg, nodes.Const) else None
         )
