@@ -269,7 +269,7 @@ def request_shape(task: Task, request: object) -> RequestShape:
 _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
     "\u202f\u205f\u3000"
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
-_NEWLINES = "\r\u2028\u2029\u0085"
+_NEWLINES = "\r"
 _EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
 _LOOKALIKE = re.compile(
     "[\uff01-\uff5e" + _SPACES + _INVISIBLE + _NEWLINES + "".join(_EXTRA_MAP) + "]"
@@ -294,8 +294,7 @@ def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
     offset in ``text`` of every character of the result (plus one entry for the end).
 
     Full-width ASCII (``Ａ［２］：``) → ASCII; non-breaking and other Unicode spaces → space;
-    zero-width characters and soft hyphens → removed; ``\\r\\n``, ``\\r``, U+2028/2029/0085 →
-    ``\\n``; ``【】`` → ``[]``; ``∶`` and ``﹕`` → ``:``; ``−`` (minus sign) → ``-``.
+    zero-width characters and soft hyphens → removed; ``\\r\\n`` and ``\\r`` → ``\\n``; ``【】`` → ``[]``; ``∶`` and ``﹕`` → ``:``; ``−`` (minus sign) → ``-``.
     """
     if _LOOKALIKE.search(text) is None:
         return text, None
@@ -441,10 +440,11 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _candidates(norm: str, start: int, end: int, marker: _Marker | None) -> Iterator[
+def _candidates(text: _Text, start: int, end: int, marker: _Marker | None) -> Iterator[
     tuple[int, int]
 ]:
     """Readings of a body, best first: as is; without fences and emphasis; cut at line ends."""
+    norm = text.norm
     s, e = _strip_span(norm, start, end)
     yield s, e
     s, e = _strip_fences(norm, s, e)
@@ -520,7 +520,7 @@ class _Reader:
     def read(self, text: _Text, start: int, end: int, marker: _Marker | None) -> _Reading:
         first: _Reading | None = None
         tried: set[tuple[int, int]] = set()
-        for s, e in _candidates(text.norm, start, end, marker):
+        for s, e in _candidates(text, start, end, marker):
             if (s, e) in tried:
                 continue
             tried.add((s, e))
@@ -738,7 +738,13 @@ def _item_id(shape: RequestShape, index: int) -> str | None:
 
 
 def _fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult] | None:
-    """Results straight from the whole-output regex, or ``None`` if it does not match."""
+    """Results straight from the whole-output regex, or ``None`` if it does not match.
+
+    Outputs with lookalike characters take the slow path, which normalises them (the grammar
+    itself would read a non-breaking space after ``A[1]:`` as part of a text value).
+    """
+    if _LOOKALIKE.search(output) is not None:
+        return None
     try:
         items = g.parse_strict_regex(output) if g.regex is not None else None
     except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
@@ -912,7 +918,7 @@ def _recover(
         q = pending_q[0] if pending_q is not None else None
         q_text = None
         if pending_q is not None:
-            qs, qe = _strip_span(norm, pending_q[0].end, pending_q[1])
+            qs, qe = _strip_span(text.norm, pending_q[0].end, pending_q[1])
             q_text = text.original[text.orig(qs) : text.orig(qe)]
         pending_q = None
         if len(occ_list) >= MAX_OCCURRENCES:
@@ -1044,7 +1050,7 @@ def _show(values: Mapping[str, Value]) -> str:
 def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[ItemResult]:
     norm = text.norm
     item_id = shape.item_ids[0] if shape.item_ids else None
-    s, e = _strip_span(norm, 0, len(norm))
+    s, e = _strip_span(text.norm, 0, len(norm))
     if s == e:
         return [ItemResult(shape.id, item_id, 1, "missing", {}, None, ("an answer",),
                            "end of output", "the output is empty")]

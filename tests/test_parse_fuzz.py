@@ -1,0 +1,287 @@
+"""Properties of parse_output: round trips, fast path = lark path = slow path, no input raises
+or hangs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from test_parse_output import QUESTIONS, canonical, make_request, make_task
+
+from promptc.ir import OutputField, Request, StrategyKind, Task, Value
+from promptc.parse_output import (
+    _MARKER,
+    STATUSES,
+    ItemResult,
+    _from_parsed,
+    normalise_lookalikes,
+    parse_output,
+    parse_output_recover_slow,
+    request_shape,
+)
+
+KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+SENTIMENT = OutputField("label", "enum", choices=("positive", "negative", "very positive"),
+                        aliases=(("pos", "positive"),))
+
+# One output shape per value type, and formats mixing literals with several fields.
+SHAPES: dict[str, tuple[tuple[OutputField, ...], str]] = {
+    "number": ((OutputField("answer", "number"),), "{answer}"),
+    "integer": ((OutputField("answer", "integer"),), "{answer}"),
+    "boolean": ((OutputField("answer", "boolean"),), "{answer}"),
+    "enum": ((SENTIMENT,), "{label}"),
+    "text": ((OutputField("answer", "text"),), "{answer}"),
+    "math": ((OutputField("reasoning", "text"), OutputField("answer", "number")),
+             "{reasoning} The answer is {answer}."),
+    "label-confidence": ((SENTIMENT, OutputField("confidence", "integer"),
+                          OutputField("why", "text")),
+                         "Label: {label}; confidence {confidence}% because {why}"),
+}
+
+_TASKS: dict[tuple[str, str, int], tuple[Task, Request]] = {}
+
+
+def task_for(shape: str, kind: StrategyKind, n: int) -> tuple[Task, Request]:
+    key = (shape, kind, n)
+    if key not in _TASKS:
+        outputs, fmt = SHAPES[shape]
+        n = 1 if kind in ("single", "few-shot") else n
+        task = make_task(kind, n, outputs, fmt)
+        _TASKS[key] = (task, make_request(task))
+    return _TASKS[key]
+
+
+# A text value as a canonical answer holds it: no line breaks in batch/auto-demo, no white
+# space at its ends, nothing that reads as a marker.
+TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r")
+
+
+def one_line_text() -> st.SearchStrategy[str]:
+    return st.text(TEXT_CHARS, min_size=1, max_size=30).map(str.strip).filter(
+        lambda t: t != "" and _MARKER.search(normalise_lookalikes(t)[0]) is None
+        and not t[-1].isspace() and not t[0].isspace()
+    )
+
+
+def value_for(field: OutputField) -> st.SearchStrategy[Value]:
+    if field.type == "number":
+        return st.decimals(allow_nan=False, allow_infinity=False, places=3,
+                           min_value=-10**9, max_value=10**9).map(lambda d: d.normalize())
+    if field.type == "integer":
+        return st.integers(-10**12, 10**12)
+    if field.type == "boolean":
+        return st.booleans()
+    if field.type == "enum":
+        return st.sampled_from(field.choices)
+    return one_line_text()
+
+
+@st.composite
+def answers(draw: st.DrawFn, shape: str, n: int) -> list[dict[str, Value]]:
+    outputs, _ = SHAPES[shape]
+    return [{f.name: draw(value_for(f)) for f in outputs} for _ in range(n)]
+
+
+@st.composite
+def valid_cases(draw: st.DrawFn, max_n: int = 64) -> tuple[Task, Request, list[dict[str, Value]],
+                                                           str]:
+    shape = draw(st.sampled_from(sorted(SHAPES)))
+    kind = draw(st.sampled_from(KINDS))
+    n = 1 if kind in ("single", "few-shot") else draw(st.integers(1, max_n))
+    task, req = task_for(shape, kind, n)
+    values = draw(answers(shape, n))
+    out = canonical(task, req, values)
+    return task, req, values, out
+
+
+def _normal(values: dict[str, Value]) -> dict[str, Value]:
+    # Decimals compare by value; keep types apart (True is not 1).
+    return {k: (type(v).__name__, v) for k, v in values.items()}  # type: ignore[misc]
+
+
+def check_sane(results: Sequence[ItemResult], n: int) -> None:
+    assert len(results) >= n
+    assert [r.index for r in results[:n]] == list(range(1, n + 1))
+    for r in results:
+        assert r.status in STATUSES
+        if r.status == "extra":
+            assert r.item_id is None and not 1 <= r.index <= n
+        assert isinstance(r.to_json(), str)
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_cases())
+def test_round_trip_every_type_strategy_and_size(case: tuple[Task, Request, list[dict[str, Value]],
+                                                             str]) -> None:
+    task, req, values, out = case
+    for mode in ("recover", "strict"):
+        results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+        assert [r.status for r in results] == ["ok"] * len(values), [r.message for r in results]
+        assert [_normal(dict(r.values)) for r in results] == [_normal(v) for v in values]
+
+
+@pytest.mark.parametrize("n", [1, 2, 8, 64])
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_round_trip_sizes(kind: StrategyKind, n: int) -> None:
+    task, req = task_for("math", kind, n)
+    values: list[dict[str, Value]] = [
+        {"reasoning": f"Step {i}: the answer is {i}. Check.", "answer": Decimal(i) / 4}
+        for i in range(n)
+    ]
+    results = parse_output(task, req, canonical(task, req, values))
+    assert [r.values for r in results] == values
+
+
+# ---------------------------------------------------------------------------- fast = lark = slow
+
+
+@st.composite
+def slack(draw: st.DrawFn, out: str, kind: StrategyKind) -> str:
+    """The canonical output with layout the grammar also accepts: spaces after markers and at
+    line ends, blank lines between lines, white space around the output."""
+    if kind in ("batch", "auto-demo"):
+        lines = out.split("\n")
+        new = []
+        for line in lines:
+            m = _MARKER.match(line)
+            if m is not None and draw(st.booleans()):
+                line = line[: m.end()] + " " * draw(st.integers(0, 3)) + line[m.end():]
+            if draw(st.booleans()):
+                line += draw(st.sampled_from([" ", "\t", "  "]))
+            new.append(line)
+        sep = [draw(st.sampled_from(["\n", "\n\n", "\n \n"])) for _ in new]
+        out = "".join(line + s for line, s in zip(new, sep))[: -len(sep[-1])]
+    return draw(st.sampled_from(["", "\n", "  \n"])) + out + draw(st.sampled_from(["", "\n",
+                                                                                   "\n\n"]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
+    task, req, values, out = data.draw(valid_cases(max_n=12))
+    out = data.draw(slack(out, task.strategy.kind))
+    assume(normalise_lookalikes(out)[1] is None)  # lookalikes always take the slow path
+    from promptc.parse_output import grammar_for
+
+    shape = request_shape(task, req)
+    g = grammar_for(task, len(shape.item_ids), shape.kind)
+    fast = _from_parsed(shape, out, g.parse_strict_regex(out))
+    lark = _from_parsed(shape, out, g.parse_strict_lark(out))
+    slow = parse_output_recover_slow(task, req, out)
+    assert fast == lark
+    assert fast == slow, (fast, slow)
+    assert parse_output(task, req, out) == fast
+
+
+# ---------------------------------------------------------------------------- never raise
+
+
+LOOKALIKES = ["Ａ", "［", "］", "：", "\u00a0", "\u200b", "\r\n", "\r", "【", "】", "∶", "−",
+              "\u3000", "\ufeff"]
+NOISE = ["A[", "A[1]:", "Q[1]:", "A[2]: ", "**", "__", "```", "\n", " The answer is ", ".",
+         "#", "-", "$", "1,234", "yes", "positive", "A[0]:", "A[99999999]:", "[", "]", ":"]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[Task, Request, str]:
+    task, req, _, out = draw(valid_cases(max_n=8))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["delete", "insert", "dup-line", "swap-lines", "truncate",
+                                   "lookalike"]))
+        pos = draw(st.integers(0, len(out)))
+        if op == "delete":
+            out = out[:pos] + out[pos + draw(st.integers(1, 20)):]
+        elif op == "insert":
+            piece = draw(st.one_of(st.sampled_from(NOISE), st.text(max_size=10)))
+            out = out[:pos] + piece + out[pos:]
+        elif op == "lookalike":
+            out = out[:pos] + draw(st.sampled_from(LOOKALIKES)) + out[pos + 1:]
+        elif op == "truncate":
+            out = out[:pos]
+        else:
+            lines = out.split("\n")
+            i = draw(st.integers(0, len(lines) - 1))
+            j = draw(st.integers(0, len(lines) - 1))
+            if op == "dup-line":
+                lines.insert(j, lines[i])
+            else:
+                lines[i], lines[j] = lines[j], lines[i]
+            out = "\n".join(lines)
+    return task, req, out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_outputs_never_raise(case: tuple[Task, Request, str]) -> None:
+    task, req, out = case
+    n = len(req.batch.item_ids)
+    for mode in ("recover", "strict"):
+        check_sane(parse_output(task, req, out, mode=mode), n)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(SHAPES)), st.sampled_from(KINDS), st.text(max_size=300))
+def test_random_text_never_raises(shape: str, kind: StrategyKind, out: str) -> None:
+    task, req = task_for(shape, kind, 3)
+    n = len(req.batch.item_ids)
+    for mode in ("recover", "strict"):
+        check_sane(parse_output(task, req, out, mode=mode), n)  # type: ignore[arg-type]
+
+
+ADVERSARIAL = {
+    "answer-marker-100k": "A[1]: " * 17_000,
+    "question-answer-markers": "Q[1]: A[1]: " * 9_000,
+    "long-line": "x" * 200_000,
+    "long-line-spaces": "a " * 100_000,
+    "literal-repeated": " The answer is" * 10_000,
+    "literal-and-numbers": "The answer is 1 " * 10_000,
+    "brackets": "A[" * 60_000,
+    "digits-in-marker": "A[" + "9" * 100_000 + "]: 1",
+    "emphasis": "**" * 60_000,
+    "fences": "```\n" * 30_000,
+    "newlines": "\n" * 200_000,
+    "many-lines-no-marker": "chatter line\n" * 20_000,
+    "markers-then-long-body": "A[1]: " + "y" * 100_000 + "\nA[2]: " + "z " * 50_000,
+    "lookalikes": "Ａ［１］：\u00a0" * 20_000,
+    "many-indices": "".join(f"A[{i}]: {i}\n" for i in range(1, 20_000)),
+    "q-long": "Q[1]: " + "What is it? " * 20_000 + "\nA[1]: ok",
+}
+
+
+@pytest.mark.parametrize("shape", ["math", "number", "text"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(ADVERSARIAL), ids=list(ADVERSARIAL))
+def test_adversarial_inputs_are_parsed_in_bounded_time(name: str, kind: StrategyKind,
+                                                       shape: str) -> None:
+    task, req = task_for(shape, kind, 4)
+    out = ADVERSARIAL[name]
+    for mode in ("recover", "strict"):
+        t0 = time.perf_counter()
+        results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - t0
+        check_sane(results, len(req.batch.item_ids))
+        assert elapsed < 5.0, f"{name} {kind} {shape} {mode}: {elapsed:.2f}s"
+
+
+def test_multi_line_questions_of_multi_field_inputs_align() -> None:
+    from promptc.ir import InputField
+
+    task = make_task("auto-demo", 3, SHAPES["enum"][0], "{label}",
+                     inputs=(InputField("premise"), InputField("hypothesis", label="Claim")))
+    req = make_request(task)
+    out = canonical(task, req, [{"label": "positive"}, {"label": "negative"},
+                                {"label": "very positive"}])
+    assert "\nClaim: hypothesis of 2\n" in out
+    assert [r.status for r in parse_output(task, req, out)] == ["ok"] * 3
+    assert [r.status for r in parse_output_recover_slow(task, req, out)] == ["ok"] * 3
+    swapped = out.replace("hypothesis of 2", "hypothesis of 3")
+    assert [r.status for r in parse_output(task, req, swapped)] == ["ok", "ok", "ok"]
+    other = out.replace(QUESTIONS[1], "A different premise altogether, about cats.")
+    assert [r.status for r in parse_output(task, req, other)] == ["ok", "misaligned", "ok"]
