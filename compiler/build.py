@@ -93,6 +93,22 @@ def relative(path: str, start: str) -> str:
     return rel.replace(os.sep, "/")
 
 
+def _path_from_build(spec: str, out_dir: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Where the spec is seen from the build folder, for tools that start from a build
+    (``promptc parse BUILD_DIR``) — only when both share a folder below the file-system root,
+    so that the path says nothing about the machine."""
+    if out_dir is None:
+        return {}
+    out = os.path.abspath(out_dir)
+    try:
+        common = os.path.commonpath([os.path.abspath(spec), out])
+    except ValueError:
+        return {}
+    if os.path.dirname(common) == common:  # only the root in common
+        return {}
+    return {"path_from_build": relative(spec, out)}
+
+
 # ---------------------------------------------------------------- the stages, in memory
 
 
@@ -246,11 +262,7 @@ def plan(
         "spec": {
             "path": relative(task.spec.path, spec_dir),
             "sha256": task.spec.sha256,
-            **(
-                {"path_from_build": relative(task.spec.path, os.path.abspath(out_dir))}
-                if out_dir is not None
-                else {}
-            ),
+            **_path_from_build(task.spec.path, out_dir),
         },
         "extends": [
             {"path": relative(s.path, spec_dir), "sha256": s.sha256} for s in task.extends

@@ -92,7 +92,7 @@ def cli() -> None:
 
 
 def _err() -> IO[str]:
-    return click.get_text_stream("stderr")
+    return sys.stderr
 
 
 def _overrides(strategy: str | None, batch_size: int | None) -> dict[tuple[str, ...], object]:
@@ -205,7 +205,7 @@ def check_command(spec: str, fmt: str, max_errors: int, strategy: str | None,
     Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
     Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
     """
-    code = run_check(spec, fmt, max_errors, click.get_text_stream("stdout"), _err(),
+    code = run_check(spec, fmt, max_errors, sys.stdout, _err(),
                      strategy, batch_size)
     sys.exit(code)
 
@@ -232,7 +232,7 @@ def build_command(spec: str, out_dir: str | None, strategy: str | None,
     if emit is None and out_dir is None:
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
     task = _compile_checked(spec, strategy, batch_size)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if emit == "ir":
         from promptc.build import ir_json
 
@@ -351,7 +351,7 @@ def show_command(spec: str, request: str | None, batches: bool, strategy: str | 
     if (request is None) == (not batches):
         raise click.UsageError("give exactly one of --request K and --batches")
     task = _compile_checked(spec, strategy, batch_size)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     from promptc.build import plan
 
     result = plan(task)
@@ -375,7 +375,7 @@ def schema_command() -> None:
     from promptc.resources import read_schema
 
     text = read_schema()
-    click.get_text_stream("stdout").write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 # ---------------------------------------------------------------- entry point
