@@ -1,0 +1,59 @@
+"""``import promptc`` and ``promptc build`` stay light: no torch, sentence-transformers,
+openai or numpy unless a spec asks for embeddings. Checked in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "sentence_transformers", "openai", "numpy", "transformers", "faiss")
+
+PROBE = """
+import json, sys
+{body}
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def loaded_after(body: str, cwd: Path = REPO) -> list[str]:
+    code = PROBE.format(body=body, heavy=HEAVY)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_import_promptc_is_light() -> None:
+    assert loaded_after("import promptc") == []
+
+
+def test_import_every_back_end_stage_is_light() -> None:
+    body = "import promptc.select, promptc.render, promptc.build, promptc.cli"
+    assert loaded_after(body) == []
+
+
+@pytest.mark.parametrize("spec", ["math.yaml", "nli.yaml", "reading.yaml"])
+def test_promptc_build_is_light(spec: str, tmp_path: Path) -> None:
+    body = (
+        "from promptc.cli import run\n"
+        f"rc = run(['build', {str(REPO / 'specs' / spec)!r}, '-o', {str(tmp_path)!r}])\n"
+        "assert rc == 0, rc\n"
+    )
+    assert loaded_after(body) == []
+    assert (tmp_path / "requests.jsonl").is_file()
+
+
+def test_help_imports_almost_nothing() -> None:
+    body = (
+        "from promptc.cli import run\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert run(['--help']) == 0\n"
+        "for m in ('jinja2', 'yaml', 'lark', 'jsonschema', 'rich', 'promptc.lower'):\n"
+        "    assert m not in sys.modules, m\n"
+    )
+    assert loaded_after(body) == []
