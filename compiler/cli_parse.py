@@ -88,35 +88,45 @@ def _compile(spec_path: Path) -> Task:
 
 
 def _manifest_spec_path(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
+    """The spec a build was made from: ``spec.path_from_build`` (relative to the build), else
+    ``spec.path`` relative to the build's parent folder or the current one."""
     spec = manifest.get("spec")
-    raw: object = None
+    candidates: list[Path] = []
     if isinstance(spec, Mapping):
-        raw = spec.get("path") or spec.get("resolved")
-    elif isinstance(spec, str):
-        raw = spec
-    if raw is None:
-        raw = manifest.get("spec_path")
-    if not isinstance(raw, str) or not raw:
+        from_build = spec.get("path_from_build")
+        if isinstance(from_build, str) and from_build:
+            candidates.append(build_dir / from_build)
+        raw = spec.get("path")
+        if isinstance(raw, str) and raw:
+            p = Path(raw)
+            candidates += [p] if p.is_absolute() else [build_dir.parent / p, Path.cwd() / p]
+    if not candidates:
         raise UsageError(
             "manifest.json names no spec; expected a 'spec' entry with its path",
             location=Location(str(build_dir / "manifest.json")),
             hint="pass the spec file instead of the build directory",
             code="no-spec-in-manifest",
         )
-    p = Path(raw)
-    candidates = [p] if p.is_absolute() else [build_dir / p, build_dir.parent / p, Path.cwd() / p]
     for c in candidates:
         if c.is_file():
             return c
     raise UsageError(
-        f"the spec {raw!r} named by manifest.json was not found",
+        f"the spec named by manifest.json was not found (looked at "
+        + ", ".join(repr(str(c)) for c in candidates) + ")",
         location=Location(str(build_dir / "manifest.json")),
         hint="pass the spec file instead of the build directory",
         code="spec-not-found",
     )
 
 
-def _read_requests(path: Path, task: Task) -> dict[str, RequestShape]:
+def _read_requests(path: Path, task: Task, manifest: Mapping[str, Any]) -> dict[str, RequestShape]:
+    """Request shapes from ``requests.jsonl`` (chat or OpenAI Batch form) and the manifest."""
+    listed: dict[str, list[str]] = {}
+    for r in manifest.get("requests") or []:
+        if isinstance(r, Mapping) and isinstance(r.get("item_ids"), list):
+            listed[str(r.get("id"))] = [str(i) for i in r["item_ids"]]
+    strategy = manifest.get("strategy")
+    kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
     requests: dict[str, RequestShape] = {}
     errors: list[PromptcError] = []
     with path.open(encoding="utf-8") as f:
@@ -134,11 +144,19 @@ def _read_requests(path: Path, task: Task) -> dict[str, RequestShape]:
                 errors.append(UsageError("expected a JSON object", location=where,
                                          code="bad-requests-line"))
                 continue
-            if "questions" not in data and task.strategy.kind == "auto-demo":
-                data = dict(data)
-                data["questions"] = _questions(task, data)
+            rid = data.get("id", data.get("custom_id"))
+            body = data.get("body")
+            record = {
+                "id": rid,
+                "kind": data.get("kind") or kind or task.strategy.kind,
+                "item_ids": data.get("item_ids", listed.get(str(rid))),
+                "messages": data.get("messages") if "messages" in data else (
+                    body.get("messages") if isinstance(body, Mapping) else None),
+            }
+            if record["kind"] == "auto-demo":
+                record["questions"] = _questions(task, record)
             try:
-                shape = request_shape(task, data)
+                shape = request_shape(task, record)
             except PromptcError as e:
                 errors.append(UsageError(e.message, location=where, code=e.code))
                 continue
@@ -216,7 +234,7 @@ def load_build(source: str | Path) -> Build:
             raise UsageError("manifest.json is not a JSON object",
                              location=Location(str(manifest_path)), code="bad-manifest")
         task = _compile(_manifest_spec_path(path, manifest))
-        return Build(task, _read_requests(requests_path, task), str(path))
+        return Build(task, _read_requests(requests_path, task, manifest), str(path))
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}",
                          code="not-found")
@@ -226,12 +244,11 @@ def load_build(source: str | Path) -> Build:
 
 def _spec_requests(task: Task) -> dict[str, RequestShape]:
     """The requests a build of this spec would write, made in memory."""
-    from promptc import render, select
+    from promptc.render import render
+    from promptc.select import select
 
-    selection = select.select(task)
-    requests = render.render_requests(task, selection)  # type: ignore[attr-defined]
     out: dict[str, RequestShape] = {}
-    for r in requests:
+    for r in render(task, select(task)):
         shape = request_shape(task, r)
         out[shape.id] = shape
     return out
@@ -303,7 +320,7 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             data = json.loads(line)
         except json.JSONDecodeError as e:
             errors.append(OutputParseError(
-                f"not a JSON object: {e.msg}", location=Location(str(path), lineno, e.colno),
+                f"not a JSON line: {e.msg}", location=Location(str(path), lineno, e.colno),
                 code="bad-outputs-line",
             ))
             continue
@@ -445,7 +462,7 @@ def run_parse(
     else:
         for r in results:
             out.write(r.to_json() + "\n")
-    for e in errors:
+    for e in sorted(errors, key=lambda e: (e.location.line if e.location else 0)):
         print(f"error: {e.format()}", file=err)
     unanswered = len(known) - len(seen) if request_id is None and records and \
         records[0].request_id is not None else 0
@@ -478,10 +495,9 @@ def parse_command(build_or_spec: str, outputs: str, request_id: str | None, mode
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     if out_file is None:
-        code = run_parse(build_or_spec, outputs, request_id, mode, fmt,
-                         click.get_text_stream("stdout"), err)
+        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, sys.stdout, err)
     else:
         with open(out_file, "w", encoding="utf-8", newline="\n") as f:
             code = run_parse(build_or_spec, outputs, request_id, mode, fmt, f, err)
