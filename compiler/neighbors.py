@@ -174,8 +174,10 @@ def _merge(
     entries do: they are gathered sparsely instead of partitioning the whole tile again.
     """
     rows = tile.shape[0]
+    tile_i = np.broadcast_to(np.arange(c0, c0 + tile.shape[1], dtype=np.int64), tile.shape)
+    if best_s.shape[1] == 0:
+        return top_k(tile, tile_i, k)
     if best_s.shape[1] < k:
-        tile_i = np.broadcast_to(np.arange(c0, c0 + tile.shape[1], dtype=np.int64), tile.shape)
         # The running best (sorted, ties by index) come first, so among equal scores the
         # columns are in index order, as top_k needs.
         return top_k(
