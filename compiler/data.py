@@ -289,7 +289,10 @@ def read_data(
     if target is None:
         c.add(data_error("escapes-folder", where, pp, path=rel))
         return None
-    fmt = data.get("format") or EXTENSIONS.get(os.path.splitext(rel)[1].lower())
+    fmt = data.get("format")
+    if fmt is not None and fmt not in ("jsonl", "json", "csv"):
+        return None  # validation reported it
+    fmt = fmt or EXTENSIONS.get(os.path.splitext(rel)[1].lower())
     if fmt not in ("jsonl", "json", "csv"):
         c.add(data_error("unknown-format", where, pp, path=rel))
         return None
@@ -320,7 +323,12 @@ def read_data(
 
     raw_fields = data.get("fields")
     mapping = dict(raw_fields) if isinstance(raw_fields, dict) else {}
-    columns = {name: mapping.get(name, name) for name in input_names}
+    # An input whose mapping is not a column name was reported by validation: skip it here.
+    columns = {
+        name: mapping.get(name, name)
+        for name in input_names
+        if isinstance(mapping.get(name, name), str)
+    }
     id_spec = data.get("id") if isinstance(data.get("id"), str) else None
     id_template = None
     if id_spec is not None and "{{" in id_spec:
