@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from promptc import formats, ir
 from promptc.errors import Location, PromptcError, PromptcErrors, TemplateError, did_you_mean
@@ -196,7 +196,7 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
         ) -> tuple[str, str, Callable[[], bool]]:
             return loader.get_source(environment, template)
 
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         loader=_Loader(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -206,6 +206,9 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
         auto_reload=False,
         cache_size=-1,
     )
+    # lipsum() draws random words: a prompt must not change from one build to the next.
+    env.globals.pop("lipsum", None)
+    return env
 
 
 # ---------------------------------------------------------------- the context templates see
@@ -348,6 +351,9 @@ class Renderer:
         self._chain: list[jinja2.Template] | None = None
         self._shared: dict[str, object] | None = None
         self._questions: dict[str, str] = {}
+        self._constant: frozenset[str] | None = None
+        self._cache: dict[str, str] = {}
+        self._base: tuple[jinja2.Template, dict[str, object], dict[str, list[Any]]] | None = None
 
     # -- compilation
 
@@ -376,6 +382,23 @@ class Renderer:
             self._chain = chain
         return self._chain
 
+    def constant_blocks(self) -> frozenset[str]:
+        """The message blocks that read nothing that changes from request to request.
+
+        Decided from the templates' source: a block is constant when neither it (in any
+        template of the chain, for ``super()``), nor the blocks nested in it, nor the templates
+        it includes read ``items``, ``item`` or ``self``. Those blocks are rendered once (the
+        system message of the shipped templates, with all its demos, is one of them).
+        """
+        if self._constant is None:
+            constant = []
+            for block, _ in MESSAGE_BLOCKS:
+                reads = _block_reads(self.env, self.chain(), block)
+                if reads is not None and not reads & PER_REQUEST:
+                    constant.append(block)
+            self._constant = frozenset(constant)
+        return self._constant
+
     def display(self, template: jinja2.Template) -> str:
         return template.filename or template.name or self.name
 
@@ -387,8 +410,9 @@ class Renderer:
         return self._shared
 
     def context(self, batch: ir.Batch, items: Mapping[str, ir.Item]) -> dict[str, object]:
-        """The full template context of one request."""
-        ctx = dict(self.shared())
+        """The per-request variables of a batch (``items``, and ``item`` for one-item
+        strategies); :meth:`messages` adds the shared ones."""
+        ctx: dict[str, object] = {}
         entries = []
         for i, item_id in enumerate(batch.item_ids, 1):
             item = items[item_id]
@@ -401,23 +425,46 @@ class Renderer:
             ctx["item"] = entries[0]
         return ctx
 
+    def _prepared(self) -> tuple[jinja2.Template, dict[str, object], dict[str, list[Any]]]:
+        """What every request's Jinja context starts from, computed once: the template's
+        globals with the shared variables, and the block functions of the whole chain."""
+        if self._base is None:
+            chain = self.chain()
+            top = chain[0]
+            base = dict(top.globals)
+            base.update(self.shared())
+            blocks: dict[str, list[Any]] = {}
+            for t in chain:  # most derived first, as Jinja's {% extends %} orders them
+                for name, fn in t.blocks.items():
+                    blocks.setdefault(name, []).append(fn)
+            self._base = (top, base, blocks)
+        return self._base
+
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        chain = self.chain()
-        top = chain[0]
         with self._errors():
-            jctx = top.new_context(dict(ctx))
-            for parent in chain[1:]:
-                for name, fn in parent.blocks.items():
-                    jctx.blocks.setdefault(name, []).append(fn)
-            out = []
-            for block, role in MESSAGE_BLOCKS:
-                fns = jctx.blocks.get(block)
+            return self._messages(ctx)
+
+    def _messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
+        top, base, blocks = self._prepared()
+        constant = self.constant_blocks()
+        parent = base.copy()
+        parent.update(ctx)
+        # shared=True: ``parent`` already holds the globals, so Jinja need not merge them again.
+        jctx = top.new_context(parent, shared=True)
+        jctx.blocks = blocks  # only read while blocks render (no {% extends %} runs here)
+        out = []
+        for block, role in MESSAGE_BLOCKS:
+            text = self._cache.get(block)
+            if text is None:
+                fns = blocks.get(block)
                 if not fns:
                     continue
                 text = "".join(fns[0](jctx)).strip()
-                if text:
-                    out.append(ir.Message(role, text))
+                if block in constant:
+                    self._cache[block] = text
+            if text:
+                out.append(ir.Message(role, text))
         if not any(m.role == "user" for m in out):
             raise TemplateError(
                 f"template {self.name!r} rendered an empty user message",
@@ -427,21 +474,23 @@ class Renderer:
         return tuple(out)
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
+        """Renders every batch of a selection, in order."""
         items = {it.id: it for it in self.task.items}
         params = self.task.model.request_params()
         width = max(4, len(str(len(selection.batches))))
+        kind = self.kind
         out = []
-        for batch in selection.batches:
-            ctx = self.context(batch, items)
-            out.append(
-                ir.Request(
-                    id=f"r{batch.index + 1:0{width}d}",
-                    batch=batch,
-                    kind=self.kind,
-                    messages=self.messages(ctx),
-                    params=params,
+        with self._errors():
+            for batch in selection.batches:
+                out.append(
+                    ir.Request(
+                        id=f"r{batch.index + 1:0{width}d}",
+                        batch=batch,
+                        kind=kind,
+                        messages=self._messages(self.context(batch, items)),
+                        params=params,
+                    )
                 )
-            )
         return tuple(out)
 
     # -- errors
@@ -522,6 +571,53 @@ def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | No
             code="template-dynamic-extends",
         )
     return None
+
+
+#: Variables whose value differs between requests (``self`` reaches any block).
+PER_REQUEST = frozenset({"items", "item", "self"})
+
+
+def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: str) -> set[str] | None:
+    """Every variable a block can read, through nested blocks, ``super()`` and includes;
+    ``None`` when that cannot be known (an include with a computed name)."""
+    from jinja2 import nodes
+
+    asts = [_parse(env, t) for t in chain]
+    names: set[str] = set()
+    todo, done = [block], set()
+    templates_done: set[str] = set()
+
+    def template_reads(name: str) -> bool:
+        if name in templates_done:
+            return True
+        templates_done.add(name)
+        try:
+            ast = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - rendering will report it, at the include's line
+            return False
+        return subtree(ast)
+
+    def subtree(node: nodes.Node) -> bool:
+        names.update(n.name for n in node.find_all(nodes.Name) if n.ctx == "load")
+        todo.extend(b.name for b in node.find_all(nodes.Block))
+        for ref in node.find_all((nodes.Include, nodes.Import, nodes.FromImport)):
+            target = ref.template
+            if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
+                return False
+            if not template_reads(target.value):
+                return False
+        return True
+
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        for ast in asts:
+            for b in ast.find_all(nodes.Block):
+                if b.name == name and not subtree(b):
+                    return None
+    return names
 
 
 def _parse(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:

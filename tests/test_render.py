@@ -255,3 +255,23 @@ def test_render_reports_runtime_errors_at_the_template_line(
     with pytest.raises(TemplateError) as e:
         render(task, select.select(task))
     assert e.value.format() == "mine.j2:3: template failed: ZeroDivisionError: division by zero"
+
+
+def test_blocks_reading_items_are_rendered_per_request(tmp_path: Path) -> None:
+    """The renderer renders a block once only when it reads nothing request-specific."""
+    spec = own_spec(
+        tmp_path,
+        '{% block system %}{% include "parts/count.j2" %}{% endblock %}'
+        "{% block user %}{{ items[0].question }}{% endblock %}",
+        extra={"parts/count.j2": "{{ items|length }} questions"},
+    )
+    task = compile_spec(spec)
+    r = Renderer(task)
+    assert r.constant_blocks() == frozenset()
+    requests = r.render(select.select(task))
+    assert [m.content for m in requests[1].messages] == ["1 questions", "three"]
+
+
+def test_lipsum_is_not_available(tmp_path: Path) -> None:
+    task = compile_spec(own_spec(tmp_path, "{% block user %}{{ lipsum() }}{% endblock %}"))
+    assert [e.code for e in check_templates(task)] == ["template-undeclared-variable"]
