@@ -592,7 +592,8 @@ def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: s
             return True
         templates_done.add(name)
         try:
-            ast = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            ast = parse_cached(env, source, name, filename)
         except Exception:  # noqa: BLE001 - rendering will report it, at the include's line
             return False
         return subtree(ast)
@@ -622,7 +623,29 @@ def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: s
 
 def _parse(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
     source, _, _ = env.loader.get_source(env, template.name or "")  # type: ignore[union-attr]
-    return env.parse(source, template.name, template.filename)
+    return parse_cached(env, source, template.name, template.filename)
+
+
+_ASTS: dict[tuple[str, str | None, str | None], nodes.Template] = {}
+
+
+def parse_cached(
+    env: jinja2.Environment, source: str, name: str | None, filename: str | None
+) -> nodes.Template:
+    """``env.parse``, remembered: the static checks read the same few templates many times.
+    Every promptc environment parses alike (same syntax settings), and nothing mutates ASTs."""
+    key = (source, name, filename)
+    ast = _ASTS.get(key)
+    if ast is None:
+        if len(_ASTS) > 256:
+            _ASTS.clear()
+        ast = _ASTS[key] = env.parse(source, name, filename)
+    return ast
+
+
+def render_requests(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
+    """Another name of :func:`render`, kept for callers that use it."""
+    return render(task, selection)
 
 
 def render(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
@@ -674,7 +697,7 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
             errors.append(e)
             return
         try:
-            ast = r.env.parse(source, name, filename)
+            ast = parse_cached(r.env, source, name, filename)
         except jinja2.TemplateSyntaxError as e:
             errors.append(
                 TemplateError(
