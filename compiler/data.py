@@ -20,7 +20,6 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
@@ -376,7 +375,7 @@ def _item_id(
         if template is None:
             return None
         try:
-            value = template.render(row=row.values, index=index, loop_index=index + 1)
+            value = str(template.render(row=row.values, index=index, loop_index=index + 1))
         except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
             c.add(data_error("bad-id", row.location, ("data", "id"), problem=str(e)))
             return None

@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 import yaml.nodes
-
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
 
 KeyPath = tuple[str | int, ...]
@@ -301,11 +300,11 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self._display = display
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise load_error("too-deep", _mark(self._display, mark), limit=MAX_DEPTH)
             return super().compose_node(parent, index)
         finally:
@@ -526,10 +525,12 @@ def _merge(base: _Layer, child: _Layer) -> _Layer:
     for p in iter_paths(out.data):
         from_child = p in merged or any(p[:i] in taken for i in range(1, len(p) + 1))
         src = child if from_child else base
-        for table, dst in ((src.keys, out.keys), (src.values, out.values),
-                           (src.spans, out.spans)):
-            if p in table:
-                dst[p] = table[p]  # type: ignore[index]
+        if p in src.keys:
+            out.keys[p] = src.keys[p]
+        if p in src.values:
+            out.values[p] = src.values[p]
+        if p in src.spans:
+            out.spans[p] = src.spans[p]
     return out
 
 

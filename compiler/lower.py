@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+
 from promptc import ir
 from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors, flatten
 from promptc.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec

@@ -165,8 +165,10 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
     kind = err.validator
     inst = err.instance
     schema_path = tuple(err.absolute_schema_path)
+    sub = _schema_of(err)
+    wanted = err.validator_value
     if kind == "additionalProperties" and isinstance(inst, dict):
-        known = list(err.schema.get("properties", {}))
+        known = list(sub.get("properties", {}))
         return [
             error("unknown-key", doc.key_location(path + (k,)), path + (k,),
                   hint=did_you_mean(k, known), key=k)
@@ -178,13 +180,13 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         return [error("bad-name", doc.key_location(path + (name,)), path + (name,), name=name)]
     if kind == "required" and isinstance(inst, dict):
         where = doc.key_location(path) if path else doc.value_location(path)
-        known = list(err.schema.get("properties", {}))
+        known = list(sub.get("properties", {}))
         # A misspelt key is reported as unknown, with the right name as a hint: enough.
         suggested = {did_you_mean(k, known) for k in inst if k not in known}
         return [
             error("missing-key", where, path, key=k)
-            for k in err.validator_value
-            if k not in inst and f"did you mean '{k}'?" not in suggested
+            for k in _as_list(wanted)
+            if isinstance(k, str) and k not in inst and f"did you mean '{k}'?" not in suggested
         ]
     where = doc.value_location(path)
     expected = _expected(err)
@@ -192,20 +194,20 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         return [error("bad-version", where, path, found=_show(inst))]
     if kind == "type":
         hint = None
-        if isinstance(inst, bool) and "string" in _as_list(err.validator_value):
+        if isinstance(inst, bool) and "string" in _as_list(wanted):
             hint = "quote it: YAML reads yes, no, true and false as booleans"
         return [error("wrong-type", where, path, hint=hint, expected=expected,
                       found=describe(inst))]
     if kind == "enum":
-        choices = [str(c) for c in err.validator_value]
+        choices = [str(c) for c in _as_list(wanted)]
         hint = did_you_mean(inst, choices) if isinstance(inst, str) else None
         return [error("not-one-of", where, path, hint=hint, choices=_quote_all(choices),
                       found=describe(inst))]
     if kind in ("minimum", "exclusiveMinimum"):
-        return [error("too-small", where, path, expected=expected, limit=err.validator_value,
+        return [error("too-small", where, path, expected=expected, limit=wanted,
                       found=_show(inst))]
     if kind in ("maximum", "exclusiveMaximum"):
-        return [error("too-large", where, path, expected=expected, limit=err.validator_value,
+        return [error("too-large", where, path, expected=expected, limit=wanted,
                       found=_show(inst))]
     if kind in ("minLength", "minItems", "minProperties"):
         noun = {"minLength": "string", "minItems": "list", "minProperties": "mapping"}[kind]
@@ -218,12 +220,16 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
     return [error("schema", where, path, message=err.message)]
 
 
+def _schema_of(err: jsonschema.ValidationError) -> Mapping[str, Any]:
+    return err.schema if isinstance(err.schema, Mapping) else {}
+
+
 def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list) else [value]
 
 
 def _expected(err: jsonschema.ValidationError) -> str:
-    types = _as_list(err.schema.get("type", []))
+    types = _as_list(_schema_of(err).get("type", []))
     words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
     if not words:
         return "a value"

@@ -17,7 +17,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from promptc.errors import PromptcError
 from promptc.ir import Task
 from promptc.load import iter_paths, load_spec
@@ -125,8 +124,7 @@ def test_random_bytes(raw: bytes) -> None:
 @given(st.integers(0, 400), st.sampled_from(["[", "{a: ", "- ", "k:\n"]), st.booleans())
 def test_deep_nesting(depth: int, opener: str, indent: bool) -> None:
     if opener in ("- ", "k:\n") and indent:
-        text = "".join("  " * i + opener.strip() + ("\n" if opener == "- " else "\n")
-                       for i in range(depth))
+        text = "".join("  " * i + opener.strip() + "\n" for i in range(depth))
     else:
         closer = {"[": "]", "{a: ": "}"}.get(opener, "")
         text = "x: " + opener * depth + "1" + closer * depth

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from promptc.errors import LoadError, PromptcError, PromptcErrors
 from promptc.load import MAX_SPEC_BYTES, load_spec
 from promptc.lower import compile_spec

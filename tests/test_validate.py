@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from promptc.errors import PromptcErrors
 from promptc.lower import compile_spec
 from promptc.validate import MESSAGES
