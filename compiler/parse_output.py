@@ -33,11 +33,13 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from promptc import formats
 from promptc.errors import OutputParseError
-from promptc.ir import Literal_, Request, StrategyKind, Task, Value
+from promptc.ir import Literal_, OutputField, Request, StrategyKind, Task, Value
+from promptc.values import read_value
 
 if TYPE_CHECKING:
     from promptc.grammar import AnswerGrammar
@@ -76,8 +78,11 @@ class _Mismatch(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Position:
+# Results are NamedTuples: immutable and typed like frozen dataclasses, and about five times
+# cheaper to create, which matters on the fast path (8 results per output, 10,000s of outputs).
+
+
+class Position(NamedTuple):
     """A place in the original output: 1-based line and column (code points), 0-based offset."""
 
     line: int
@@ -88,8 +93,7 @@ class Position:
         return f"{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """``start`` is the first character, ``end`` the position just after the last one."""
 
     start: Position
@@ -99,8 +103,7 @@ class Span:
         return f"{self.start}-{self.end}"
 
 
-@dataclass(frozen=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """What the output says about one item of a request.
 
     Attributes:
@@ -122,7 +125,7 @@ class ItemResult:
     item_id: str | None
     index: int
     status: Status
-    values: Mapping[str, Value] = field(default_factory=dict)
+    values: Mapping[str, Value] = MappingProxyType({})
     span: Span | None = None
     expected: tuple[str, ...] = ()
     found: str | None = None
@@ -743,15 +746,126 @@ def _fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult
     Outputs with lookalike characters take the slow path, which normalises them (the grammar
     itself would read a non-breaking space after ``A[1]:`` as part of a text value).
     """
-    if _LOOKALIKE.search(output) is not None:
+    if not (output.isascii() and "\r" not in output) and _LOOKALIKE.search(output) is not None:
         return None
+    plan = _fast_plan(g)
+    if plan is None:  # a grammar without the group layout below: its own regex parser
+        try:
+            return _from_parsed(shape, output, g.parse_strict_regex(output))
+        except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
+            return None
+    m = plan.pattern.fullmatch(output)
+    if m is None:
+        return None
+    regs = m.regs
+    questions = shape.questions
+    item_ids = shape.item_ids
+    rid = shape.id
+    results: list[ItemResult] = []
+    line, line_at = 1, 0
+    new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     try:
-        items = g.parse_strict_regex(output) if g.regex is not None else None
-    except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
+        for index, q_group, start_group, end_group, fields in plan.items:
+            values: dict[str, Value] = {}
+            for name, group, kind, f in fields:
+                gs, ge = regs[group]
+                raw = output[gs:ge]
+                # Inline, as this loop runs for every value: Decimal and int read the plain
+                # forms exactly as read_value does (property-tested); the others (1,234 $18
+                # −3) raise and go to read_value.
+                if kind == _TEXT:
+                    values[name] = raw
+                elif kind == _NUMBER:
+                    try:
+                        values[name] = Decimal(raw)
+                    except ArithmeticError:
+                        values[name] = read_value(f, raw)
+                elif kind == _INTEGER:
+                    try:
+                        values[name] = int(raw)
+                    except ValueError:
+                        values[name] = read_value(f, raw)
+                else:
+                    values[name] = read_value(f, raw)
+            status: Status = "ok"
+            why = ""
+            if q_group:
+                qs, qe = regs[q_group]
+                written = output[qs:qe].rstrip(_ASCII_WS)
+                if index - 1 < len(questions) and written != questions[index - 1]:
+                    aligned, why = _align(shape, index, written)
+                    status = "ok" if aligned else "misaligned"
+            start = regs[start_group][0]
+            end = regs[end_group][1]
+            line += output.count("\n", line_at, start)
+            start_pos = new(Position, (line, start - output.rfind("\n", 0, start), start))
+            line += output.count("\n", start, end)
+            line_at = end
+            end_pos = new(Position, (line, end - output.rfind("\n", 0, end), end))
+            results.append(new(ItemResult, (
+                rid, item_ids[index - 1] if index <= len(item_ids) else None, index, status,
+                values, new(Span, (start_pos, end_pos)), (), None, why)))
+    except ValueError:  # a value the fragments accept and read_value refuses: read it slowly
         return None
-    if items is None:
+    return results
+
+
+_ASCII_WS = " \t\n\r\f\v"
+_TEXT, _NUMBER, _INTEGER, _OTHER = range(4)
+_KINDS = {"text": _TEXT, "number": _NUMBER, "integer": _INTEGER}
+
+
+@dataclass(frozen=True)
+class _FastPlan:
+    """The whole-output regex and, per item, the groups to read: (index, question group or 0,
+    group where the item starts, group where it ends, [(field name, group, kind, field)])."""
+
+    pattern: re.Pattern[str]
+    items: tuple[tuple[int, int, int, int, tuple[tuple[str, int, int, OutputField], ...]], ...]
+
+
+_FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastPlan | None]] = {}
+
+
+def _fast_plan(g: AnswerGrammar) -> _FastPlan | None:
+    hit = _FAST_PLANS.get(id(g))
+    if hit is not None and hit[0] is g:
+        return hit[1]
+    plan: _FastPlan | None = None
+    try:
+        plan = _make_fast_plan(g)
+    except (AttributeError, KeyError, TypeError, ValueError, re.error):
+        plan = None
+    if len(_FAST_PLANS) > 256:
+        _FAST_PLANS.clear()
+    _FAST_PLANS[id(g)] = (g, plan)
+    return plan
+
+
+def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
+    # The group layout of AnswerGrammar.regex: per item q{i} (auto-demo) or a{i} (batch) where
+    # it starts, qt{i} its question, i{i} its answer body, and (item, field, group) triples.
+    full = getattr(g, "_full_regex", None)
+    if g.regex is None or not isinstance(full, tuple) or len(full) != 2:
         return None
-    return _from_parsed(shape, output, items)
+    pattern = re.compile(g.regex)
+    gi = pattern.groupindex
+    by_name = {f.name: f for f in g.fields}
+    fields: dict[int, list[tuple[str, int, int, OutputField]]] = {}
+    for i, name, group in full[1]:
+        if name is not None:
+            f = by_name[name]
+            fields.setdefault(i, []).append((name, gi[group], _KINDS.get(f.type, _OTHER), f))
+    items = []
+    for i in range(1, g.n_items + 1):
+        if g.kind == "auto-demo":
+            q, start = gi[f"qt{i}"], gi[f"q{i}"]
+        elif g.kind == "batch":
+            q, start = 0, gi[f"a{i}"]
+        else:
+            q, start = 0, gi[f"i{i}"]
+        items.append((i, q, start, gi[f"i{i}"], tuple(fields.get(i, ()))))
+    return _FastPlan(pattern, tuple(items))
 
 
 def _from_parsed(shape: RequestShape, output: str, items: Sequence[Any]) -> list[ItemResult]:
