@@ -38,7 +38,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from promptc import formats
@@ -61,6 +61,7 @@ __all__ = [
 
 #: Where in an output a parse error is reported when it has no better name.
 OUTPUT_FILE = "<output>"
+_ASCII_WS = " \t\n\r\f\v"
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class _Lines:
         return Span(start, end, line, col, end_line, end_col)
 
 
-def _excerpt(text: str, offset: int, limit: int = 24) -> str:
+def _excerpt(text: str, offset: int, limit: int = 40) -> str:
     """What is found at ``offset``, for error messages."""
     if offset >= len(text) or text[offset:].strip() == "" and "\n" not in text[offset:]:
         return "end of the answer" if offset >= len(text) else repr(text[offset:])
@@ -350,7 +351,7 @@ class AnswerGrammar:
             start, end = m.span(group)
             raw = m.group(group)
             if name is None:
-                q = raw.rstrip()
+                q = raw.rstrip(_ASCII_WS)
                 questions[i] = (q, lines.span(start, start + len(q)))
                 continue
             values.setdefault(i, {})[name] = self._read(name, raw, output, start)
@@ -391,9 +392,7 @@ class AnswerGrammar:
 
     @cached_property
     def _lark_parser(self) -> lark.Lark:
-        import lark
-
-        return lark.Lark(self.lark, parser="lalr", lexer="contextual")
+        return _lark_parser_for(self.lark)
 
     def parse_strict_lark(self, output: str) -> list[ParsedItem]:
         """The lark path alone (LALR with a contextual lexer), with full diagnostics.
@@ -422,7 +421,7 @@ class AnswerGrammar:
                     if start_pos is None:
                         start_pos = child.start_pos
                     if child.type == "QUESTION":
-                        q = str(child).rstrip()
+                        q = str(child).rstrip(_ASCII_WS)
                         question = (q, lines.span(child.start_pos, child.start_pos + len(q)))
                 elif child.data == "answer":
                     answer = child
@@ -492,8 +491,17 @@ class AnswerGrammar:
             refined = self._refine_in_body(output, offset)
             if refined is not None:
                 return refined
+        if expected & {"_NL", "_TRAIL", "$END"} and offset < len(output):
+            # Report what stands where the output should have ended or gone on, not the blank.
+            rest = output[offset:]
+            offset += len(rest) - len(rest.lstrip())
+        if "_NL" in expected:
+            nxt = self._next_marker(output, offset)
+            names["_NL"] = f"a new line and {nxt}" if nxt else names["_NL"]
         lines = _Lines(output)
         line, col = lines.at(min(offset, len(output)))
+        if len(expected) > 1:
+            expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
         found = _found(output, offset)
         return OutputParseError(
@@ -501,6 +509,16 @@ class AnswerGrammar:
             location=Location(OUTPUT_FILE, line, col),
             code="unexpected-output",
         )
+
+    def _next_marker(self, output: str, offset: int) -> str | None:
+        """The marker of the item after the last complete answer before ``offset``."""
+        prefix = re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+        done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
+        if done >= self.n_items:
+            return None
+        if self.kind == "auto-demo":
+            return repr(formats.question_marker(done + 1))
+        return repr(formats.answer_marker(done + 1))
 
     def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
         """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
@@ -527,6 +545,14 @@ class AnswerGrammar:
             location=Location(OUTPUT_FILE, line, col),
             code="answer-mismatch",
         )
+
+
+@lru_cache(maxsize=32)
+def _lark_parser_for(source: str) -> lark.Lark:
+    """An LALR parser per grammar text: building one for 64 items takes most of a second."""
+    import lark
+
+    return lark.Lark(source, parser="lalr", lexer="contextual")
 
 
 def _found(output: str, offset: int) -> str:

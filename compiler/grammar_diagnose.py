@@ -28,7 +28,7 @@ def part_name(part: Part) -> str:
     return repr(text) if text else "a space"
 
 
-def found_at(text: str, offset: int, limit: int = 24) -> str:
+def found_at(text: str, offset: int, limit: int = 40) -> str:
     """What is at ``offset``: a short excerpt of the rest of its line, or the end."""
     rest = text[offset:]
     if rest.strip(_WS) == "":
@@ -42,6 +42,11 @@ def found_at(text: str, offset: int, limit: int = 24) -> str:
 def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     """The failure point of ``text`` against ``plan``'s answer body.
 
+    A failed reading is ranked by how far the *typed* parts carried it: the place where the
+    failing part was tried, except that right after a text field it counts from where that
+    text began (a text that swallowed the rest of the line proves nothing). Ties go to the
+    reading that got further through the format.
+
     Returns:
         (offset in ``text``, the names of what could have come there, what is there instead).
     """
@@ -49,26 +54,36 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     compiled = [re.compile(p.bare) for p in parts]
     space = _WS if plan.multiline else " \t"
     start = len(text) - len(text.lstrip(space))
-    best: list[object] = [(-1, -1), set()]
+    best_key: tuple[int, int, int] = (-1, -1, -1)
+    best_names: set[str] = set()
     seen: set[tuple[int, int]] = set()
 
-    def record(k: int, pos: int, names: list[str]) -> None:
-        key = (k, pos)
-        if key > best[0]:  # type: ignore[operator]
-            best[0], best[1] = key, set(names)
-        elif key == best[0]:
-            best[1].update(names)  # type: ignore[attr-defined]
+    def record(k: int, pos: int, progress: int, names: list[str]) -> None:
+        nonlocal best_key, best_names
+        key = (progress, k, pos)
+        if key > best_key:
+            best_key, best_names = key, set(names)
+        elif key == best_key:
+            best_names.update(names)
 
-    def ends(k: int, pos: int) -> list[int]:
+    def is_text(k: int) -> bool:
+        f = parts[k].field
+        return f is not None and f.type == "text"
+
+    def ends(k: int, pos: int, progress: int) -> list[int]:
         part = parts[k]
-        if part.field is not None and part.field.type == "text":
+        if is_text(k):
             if pos >= len(text) or text[pos] in _WS:
                 return []
-            stop = len(text) if plan.multiline else (text.find("\n", pos) % (len(text) + 1))
+            nl = text.find("\n", pos)
+            stop = len(text) if plan.multiline or nl < 0 else nl
             out = [e for e in range(stop, pos, -1) if text[e - 1] not in _WS]
-            if k + 1 < len(parts) and parts[k + 1].field is None:
+            if out and k + 1 < len(parts) and parts[k + 1].field is None:
                 nxt = compiled[k + 1]
-                out = [e for e in out if nxt.match(text, e)]
+                kept = [e for e in out if nxt.match(text, e)]
+                if not kept:  # the literal after the text is nowhere: say so, after the text
+                    record(k + 1, out[0], progress, [part_name(parts[k + 1])])
+                return kept
             return out
         if part.field is None:
             m = compiled[k].match(text, pos)
@@ -77,27 +92,30 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
         limit = min(len(text), pos + 200)
         return [e for e in range(limit, pos, -1) if compiled[k].fullmatch(text, pos, e)]
 
-    def walk(k: int, pos: int) -> bool:
+    def walk(k: int, pos: int, progress: int) -> bool:
         if (k, pos) in seen:
             return False
         seen.add((k, pos))
         if k == len(parts):
             if text[pos:].strip(space) == "":
                 return True
-            record(k, pos, ["end of the answer"])
+            record(k, pos, progress, ["end of the answer"])
             return False
-        candidates = ends(k, pos)
+        candidates = ends(k, pos, progress)
         if not candidates:
-            record(k, pos, [part_name(parts[k])])
+            record(k, pos, progress, [part_name(parts[k])])
             return False
-        return any(walk(k + 1, e) for e in candidates)
+        nxt_progress = pos if is_text(k) else None
+        return any(
+            walk(k + 1, e, nxt_progress if nxt_progress is not None else e) for e in candidates
+        )
 
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 4 * len(parts) + 100))
     try:
-        if walk(0, start):
+        if walk(0, start, start):
             return (len(text), [], "nothing: the answer matches")
     finally:
         sys.setrecursionlimit(limit)
-    (_, offset), names = best  # type: ignore[misc]
-    return offset, sorted(names), found_at(text, offset)  # type: ignore[arg-type]
+    _, _, offset = best_key
+    return offset, sorted(best_names), found_at(text, offset)

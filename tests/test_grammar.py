@@ -1,0 +1,468 @@
+"""Answer grammars: golden files, round trips through both parsers, and error messages.
+
+Regenerate the golden grammars after an intended change with::
+
+    PROMPTC_REGEN_GOLDENS=1 python -m pytest tests/test_grammar.py -k golden
+    # or: python tests/test_grammar.py --regen
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promptc import formats, ir
+from promptc.answer_format import parse_answer_format, write_answer
+from promptc.errors import GrammarError, OutputParseError
+from promptc.grammar import AnswerGrammar, AnswerMismatch, build_grammar
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden_grammars"
+REGEN = os.environ.get("PROMPTC_REGEN_GOLDENS") == "1"
+KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+
+
+def make_task(
+    name: str,
+    fmt: str,
+    outputs: Sequence[ir.OutputField],
+    inputs: Sequence[str] = ("question",),
+    kind: ir.StrategyKind = "batch",
+) -> ir.Task:
+    return ir.Task(
+        name=name,
+        description="",
+        instruction="",
+        inputs=tuple(ir.InputField(i) for i in inputs),
+        outputs=tuple(outputs),
+        answer_format=parse_answer_format(fmt),
+        demos=(),
+        data=None,
+        items=(),
+        strategy=ir.Strategy(kind, 8, ir.Selection()),
+        model=ir.ModelConfig("m"),
+        templates=(),
+        spec=ir.SourceFile("spec.yaml", "0" * 64),
+        spec_dir=".",
+    )
+
+
+MATH = make_task(
+    "math",
+    "{reasoning} The answer is {answer}.",
+    [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number")],
+)
+SENTIMENT = make_task(
+    "sentiment",
+    "{sentiment}",
+    [
+        ir.OutputField(
+            "sentiment",
+            "enum",
+            choices=("positive", "negative", "neutral"),
+            aliases=(("pos", "positive"), ("neg", "negative"), ("mixed", "neutral")),
+        )
+    ],
+    inputs=("review",),
+)
+BOOLEAN = make_task(
+    "reading", "{answer}", [ir.OutputField("answer", "boolean")], inputs=("passage", "question")
+)
+NLI = make_task(
+    "nli",
+    "{label}",
+    [ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction"))],
+    inputs=("premise", "hypothesis"),
+)
+COUNT = make_task(
+    "count",
+    "Count: {count}; sure: {sure} ({why})",
+    [
+        ir.OutputField("count", "integer"),
+        ir.OutputField("sure", "boolean"),
+        ir.OutputField("why", "text"),
+    ],
+)
+TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT)}
+
+
+# ---------------------------------------------------------------------------- golden grammars
+
+
+def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
+    cases = []
+    for name in ("math", "sentiment", "reading", "nli"):
+        for kind in KINDS:
+            cases.append((name, TASKS[name], kind, 1 if kind in ("single", "few-shot") else 3))
+    return cases
+
+
+def spec_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
+    """The example specs of specs/, compiled by promptc's own front end."""
+    from promptc.lower import compile_spec
+
+    cases = []
+    for spec in sorted((REPO / "specs").glob("*.yaml")):
+        task = compile_spec(spec)
+        for kind in KINDS:
+            n = 1 if kind in ("single", "few-shot") else task.strategy.batch_size
+            cases.append((f"spec-{spec.stem}", task, kind, n))
+    return cases
+
+
+def _all_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
+    return golden_cases() + spec_golden_cases()
+
+
+def write_goldens() -> list[Path]:
+    written = []
+    for name, task, kind, n in _all_golden_cases():
+        folder = GOLDEN / name / f"{kind}-{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in build_grammar(task, n, kind).files().items():
+            path = folder / file
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "kind", "n"),
+    _all_golden_cases(),
+    ids=[f"{c[0]}-{c[2]}-{c[3]}" for c in _all_golden_cases()],
+)
+def test_golden_grammar_is_current(name: str, task: ir.Task, kind: ir.StrategyKind, n: int) -> None:
+    folder = GOLDEN / name / f"{kind}-{n}"
+    files = build_grammar(task, n, kind).files()
+    if REGEN:
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in files.items():
+            (folder / file).write_text(text, encoding="utf-8")
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("answer.*"))}
+    assert on_disk == files, (
+        f"golden grammar {folder} is stale; regenerate: PROMPTC_REGEN_GOLDENS=1 "
+        "python -m pytest tests/test_grammar.py -k golden"
+    )
+
+
+def test_no_orphan_goldens() -> None:
+    expected = {f"{c[0]}/{c[2]}-{c[3]}" for c in _all_golden_cases()}
+    on_disk = {f"{p.parent.name}/{p.name}" for p in GOLDEN.glob("*/*") if p.is_dir()}
+    assert on_disk == expected
+
+
+def test_exports_are_deterministic() -> None:
+    a = build_grammar(MATH, 5, "auto-demo").files()
+    b = build_grammar(MATH, 5, "auto-demo").files()
+    assert a == b
+    assert sorted(a) == ["answer.gbnf", "answer.lark", "answer.regex", "answer.schema.json"]
+
+
+# ---------------------------------------------------------------------------- canonical outputs
+
+
+def canonical_output(
+    task: ir.Task,
+    kind: ir.StrategyKind,
+    answers: Sequence[dict[str, ir.Value]],
+    questions: Sequence[dict[str, str]] = (),
+) -> str:
+    """An output written with the writer's own constants, as a well-behaved model would."""
+    bodies = [write_answer(task.answer_format, task.outputs, a).strip(ASCII_WS) for a in answers]
+    if kind in ("single", "few-shot"):
+        return bodies[0]
+    lines = []
+    for i, body in enumerate(bodies, start=1):
+        if kind == "auto-demo":
+            q = formats.question_text(task.inputs, questions[i - 1])
+            lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR + q)
+        lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR + body)
+    return formats.ITEM_SEPARATOR.join(lines)
+
+
+ASCII_WS = " \t\n\r\x0b\x0c"
+
+
+def one_line_text(min_size: int = 1) -> st.SearchStrategy[str]:
+    alphabet = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029")
+    return (
+        st.text(alphabet=alphabet, min_size=min_size, max_size=40)
+        .map(lambda s: s.strip(ASCII_WS))
+        .filter(lambda s: len(s) >= min_size)
+    )
+
+
+def value_strategy(field: ir.OutputField, multiline: bool) -> st.SearchStrategy[ir.Value]:
+    if field.type == "number":
+        return st.decimals(
+            allow_nan=False, allow_infinity=False, min_value=-10**9, max_value=10**9, places=3
+        ).map(lambda d: d.normalize() if d != 0 else Decimal(0))
+    if field.type == "integer":
+        return st.integers(min_value=-10**9, max_value=10**9)
+    if field.type == "boolean":
+        return st.booleans()
+    if field.type == "enum":
+        return st.sampled_from(field.choices)
+    if multiline:
+        return st.lists(one_line_text(), min_size=1, max_size=3).map("\n".join)
+    return one_line_text()
+
+
+def answers_strategy(task: ir.Task, n: int, multiline: bool) -> st.SearchStrategy[list[dict[str, ir.Value]]]:
+    fields = {f.name: value_strategy(f, multiline) for f in task.outputs}
+    return st.lists(st.fixed_dictionaries(fields), min_size=n, max_size=n)
+
+
+def questions_strategy(task: ir.Task, n: int) -> st.SearchStrategy[list[dict[str, str]]]:
+    names = [f.name for f in task.inputs]
+    return st.lists(
+        st.fixed_dictionaries({name: one_line_text() for name in names}), min_size=n, max_size=n
+    )
+
+
+def assert_parses_to(g: AnswerGrammar, output: str, answers: Sequence[dict[str, ir.Value]],
+                     questions: Sequence[dict[str, str]], task: ir.Task) -> None:
+    fast = g.parse_strict_regex(output)
+    slow = g.parse_strict_lark(output)
+    assert fast == slow
+    assert [item.index for item in fast] == list(range(1, len(answers) + 1))
+    by_name = {f.name for f in g.fields}
+    for item, want in zip(fast, answers):
+        assert dict(item.values) == {k: v for k, v in want.items() if k in by_name}
+        for name, span in item.field_spans.items():
+            assert output[span.start : span.end] == g.plan.fields and None or True
+    if g.kind == "auto-demo":
+        for item, q in zip(fast, questions):
+            assert item.question == formats.question_text(task.inputs, q)
+
+
+# Every size 1–64 would build 64 LALR tables per task (~0.5 s each at 64): sample the range.
+BATCH_SIZES = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 64])
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+    task = TASKS[task_name]
+    n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
+    g = build_grammar(task, n, kind)
+    answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    questions = data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
+    output = canonical_output(task, kind, answers, questions)
+    assert_parses_to(g, output, answers, questions, task)
+    assert g.parse_strict(output) == g.parse_strict_regex(output)
+
+
+def test_reasoning_may_say_the_answer_is() -> None:
+    """The LAST 'The answer is' followed by a number and the end of the answer wins."""
+    g = build_grammar(MATH, 2, "batch")
+    out = (
+        "A[1]: First I thought the answer is 12. The answer is 14, no. The answer is 18.\n"
+        "A[2]: So The answer is $1,234."
+    )
+    items = g.parse_strict(out)
+    assert items == g.parse_strict_lark(out)
+    assert items[0].values == {
+        "reasoning": "First I thought the answer is 12. The answer is 14, no.",
+        "answer": Decimal("18"),
+    }
+    assert items[1].values == {"reasoning": "So", "answer": Decimal("1234")}
+    span = items[0].field_spans["answer"]
+    assert (span.line, span.col, out[span.start : span.end]) == (1, 77, "18")
+
+
+def test_slack_the_parser_allows() -> None:
+    g = build_grammar(MATH, 2, "batch")
+    out = "\n  A[1]:x   the ANSWER is 3.  \n\n   A[2]:\tY The answer is -2.5.\n\n"
+    items = g.parse_strict(out)
+    assert items == g.parse_strict_lark(out)
+    assert [i.values["answer"] for i in items] == [Decimal(3), Decimal("-2.5")]
+    assert (items[1].span.line, items[1].span.col) == (4, 4)
+
+
+def test_auto_demo_multi_line_question() -> None:
+    g = build_grammar(NLI, 2, "auto-demo")
+    out = (
+        "Q[1]: Premise: A man sleeps.\nHypothesis: He is awake.\nA[1]: contradiction\n"
+        "Q[2]: Premise: Rain.\nHypothesis: Wet.\nA[2]: Entailment"
+    )
+    items = g.parse_strict(out)
+    assert items == g.parse_strict_lark(out)
+    assert items[0].question == "Premise: A man sleeps.\nHypothesis: He is awake."
+    assert items[1].values == {"label": "entailment"}
+    assert items[1].question_span is not None and items[1].question_span.line == 4
+
+
+def test_single_answer_spans_lines() -> None:
+    g = build_grammar(MATH, 1, "single")
+    out = "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.\nThe answer is 14."
+    (item,) = g.parse_strict(out)
+    assert item.values == {"reasoning": "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.", "answer": Decimal(14)}
+    assert item == g.parse_strict_lark(out)[0]
+
+
+# ---------------------------------------------------------------------------- errors, word for word
+
+ERRORS = [
+    ("math", "batch", 2, "A[1]: x The answer is five.\nA[2]: y The answer is 3.",
+     "<output>:1:23: expected answer: a number such as 18, -3.5 or 1,234, found 'five.'"),
+    ("math", "batch", 2, "A[1]: x The answer is 5.\nA[3]: y The answer is 3.",
+     "<output>:2:1: expected 'A[2]:', found 'A[3]: y The answer is 3.'"),
+    ("math", "batch", 2, "A[1]: x The answer is 5.",
+     "<output>:1:25: expected a new line and 'A[2]:', found end of output"),
+    ("math", "batch", 2, "A[1]: x The answer is 5\nA[2]: y The answer is 3.",
+     "<output>:1:24: expected '.', found end of the answer"),
+    ("math", "batch", 2, "A[1]: x The answer is 5.\nA[2]: y The answer is 3.\nA[3]: z",
+     "<output>:3:1: expected end of output, found 'A[3]: z'"),
+    ("math", "batch", 1, "Sure! Here are the answers:\nA[1]: x The answer is 5.",
+     "<output>:1:1: expected 'A[1]:', found 'Sure! Here are the answers:'"),
+    ("math", "batch", 1, "A[1]: I am not sure.",
+     "<output>:1:21: expected 'The answer is', found end of the answer"),
+    ("math", "single", 1, "x The answer is -3.5",
+     "<output>:1:21: expected '.', found end of the answer"),
+    ("sentiment", "batch", 2, "A[1]: positive\nA[2]: meh",
+     "<output>:2:7: expected sentiment: one of 'positive', 'negative', 'neutral', found 'meh'"),
+    ("reading", "auto-demo", 1, "Q[1]: Passage: p\nQuestion: q\nA[1]: maybe",
+     "<output>:3:7: expected answer: yes or no (or true/false), found 'maybe'"),
+    ("nli", "auto-demo", 2, "Q[1]: Premise: p\nHypothesis: h\nA[1]: neutral\nA[2]: neutral",
+     "<output>:4:1: expected 'Q[2]:', found 'A[2]: neutral'"),
+    ("count", "batch", 1, "A[1]: Count: 3; sure: yes",
+     "<output>:1:26: expected '(', found end of the answer"),
+]
+
+
+@pytest.mark.parametrize(("task", "kind", "n", "output", "message"), ERRORS, ids=range(len(ERRORS)))
+def test_strict_error_messages(task: str, kind: ir.StrategyKind, n: int, output: str, message: str) -> None:
+    g = build_grammar(TASKS[task], n, kind)
+    with pytest.raises(OutputParseError) as info:
+        g.parse_strict(output)
+    assert info.value.format() == message
+    with pytest.raises(OutputParseError):
+        g.parse_strict_regex(output)
+
+
+ANSWER_ERRORS = [
+    ("math", "I think The answer is five.", 22,
+     ["answer: a number such as 18, -3.5 or 1,234"], "'five.'"),
+    ("math", "hello", 5, ["'The answer is'"], "end of the answer"),
+    ("math", "x The answer is 18. extra", 19, ["end of the answer"], "' extra'"),
+    ("sentiment", "great", 0,
+     ["sentiment: one of 'positive', 'negative', 'neutral'"], "'great'"),
+]
+
+
+@pytest.mark.parametrize(("task", "body", "offset", "expected", "found"), ANSWER_ERRORS)
+def test_parse_answer_mismatch(task: str, body: str, offset: int, expected: list[str], found: str) -> None:
+    g = build_grammar(TASKS[task], 3, "batch")
+    with pytest.raises(AnswerMismatch) as info:
+        g.parse_answer(body)
+    assert (info.value.offset, info.value.expected, info.value.found) == (offset, expected, found)
+    assert isinstance(info.value, ValueError)
+
+
+def test_parse_answer_reads_aliases_and_case() -> None:
+    g = build_grammar(SENTIMENT, 3, "batch")
+    assert g.parse_answer(" POS ") == {"sentiment": "positive"}
+    assert g.parse_answer("Mixed") == {"sentiment": "neutral"}
+    m = build_grammar(MATH, 1, "batch")
+    assert m.parse_answer("a. The answer is $1,234.") == {"reasoning": "a.", "answer": Decimal(1234)}
+
+
+def test_answer_regex_has_a_group_per_field() -> None:
+    import re
+
+    g = build_grammar(COUNT, 2, "batch")
+    m = re.fullmatch(g.answer_regex, "Count: 1,200; sure: No (I counted twice)")
+    assert m is not None
+    assert m.groupdict() == {"count": "1,200", "sure": "No", "why": "I counted twice"}
+
+
+GRAMMAR_ERRORS = [
+    ("{answer} {nope}", "spec.yaml:1:10: answer_format: answer_format names '{nope}', which is "
+     "not an output; expected one of answer, reasoning"),
+    ("{answer} {answer}", "spec.yaml:1:10: answer_format: answer_format uses '{answer}' twice; "
+     "expected each output at most once"),
+    ("just text", "spec.yaml:1:1: answer_format: answer_format has no {field} placeholder; "
+     "expected at least one output in it"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "message"), GRAMMAR_ERRORS)
+def test_grammar_errors(fmt: str, message: str) -> None:
+    from promptc.errors import Location
+
+    task = make_task("x", "{answer}", MATH.outputs)
+    task = ir.Task(**{**task.__dict__, "answer_format": parse_answer_format(fmt, Location("spec.yaml", 1, 1))})
+    with pytest.raises(GrammarError) as info:
+        build_grammar(task, 2, "batch")
+    assert info.value.format() == message
+
+
+def test_item_count_must_fit_the_strategy() -> None:
+    with pytest.raises(GrammarError, match="a single answer grammar needs exactly 1 item, not 3"):
+        build_grammar(MATH, 3, "single")
+    with pytest.raises(GrammarError, match="at least 1 item, not 0"):
+        build_grammar(MATH, 0, "batch")
+
+
+# ---------------------------------------------------------------------------- fuzz: paths agree
+
+MUTATIONS = ["", " ", "\n", "A", "[", "]", ":", ".", "1", "The answer is ", "A[2]: ", "Q[1]: ", "é", "\t"]
+
+
+@pytest.mark.parametrize("task_name", ["math", "nli", "count"])
+@pytest.mark.parametrize("kind", ["batch", "auto-demo", "single"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_regex_and_lark_agree_on_mangled_outputs(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+    task = TASKS[task_name]
+    n = 1 if kind == "single" else data.draw(st.integers(1, 4))
+    g = build_grammar(task, n, kind)
+    answers = data.draw(answers_strategy(task, n, g.plan.multiline))
+    questions = data.draw(questions_strategy(task, n)) if kind == "auto-demo" else []
+    out = canonical_output(task, kind, answers, questions)
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(out)))
+        cut = data.draw(st.integers(0, 3))
+        out = out[:pos] + data.draw(st.sampled_from(MUTATIONS)) + out[pos + cut :]
+    try:
+        fast = g.parse_strict_regex(out)
+    except OutputParseError:
+        fast = None
+    try:
+        slow = g.parse_strict_lark(out)
+    except OutputParseError as e:
+        slow = None
+        assert e.location is not None and e.location.line >= 1
+    assert fast == slow
+
+
+def test_no_catastrophic_backtracking() -> None:
+    import time
+
+    g = build_grammar(MATH, 8, "auto-demo")
+    rng = random.Random(0)
+    junk = "".join(rng.choice("A[1]: The answer is 5.\n Q ") for _ in range(20_000))
+    start = time.perf_counter()
+    for text in (junk, "A[1]: " + "x The answer is 5. " * 2000, "Q[1]: q\n" * 3000):
+        with pytest.raises(OutputParseError):
+            g.parse_strict(text)
+    assert time.perf_counter() - start < 10
+
+
+if __name__ == "__main__":
+    if "--regen" in sys.argv:
+        for path in write_goldens():
+            print(path.relative_to(REPO))
+    else:
+        print(__doc__)

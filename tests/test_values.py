@@ -1,0 +1,146 @@
+"""Value types: canonical writing, normalised reading, and agreement with grammars/ fragments."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptc.grammar_lark import fragment_terminals, value_regex
+from promptc.ir import OutputField
+from promptc.values import coerce_value, json_schema, json_value, read_value, write_value
+
+NUMBER = OutputField("n", "number")
+INTEGER = OutputField("i", "integer")
+BOOLEAN = OutputField("b", "boolean")
+ENUM = OutputField(
+    "label", "enum", choices=("positive", "negative", "very positive"), aliases=(("pos", "positive"),)
+)
+TEXT = OutputField("t", "text")
+
+READ_TABLE = [
+    (NUMBER, "18", Decimal("18")),
+    (NUMBER, "-3.5", Decimal("-3.5")),
+    (NUMBER, "1,234", Decimal("1234")),
+    (NUMBER, "1,234,567.25", Decimal("1234567.25")),
+    (NUMBER, "$18", Decimal("18")),
+    (NUMBER, "-$18", Decimal("-18")),
+    (NUMBER, "€2.50", Decimal("2.50")),
+    (NUMBER, "18.", Decimal("18")),
+    (NUMBER, ".5", Decimal("0.5")),
+    (NUMBER, "\u22127", Decimal("-7")),
+    (NUMBER, "0.1", Decimal("0.1")),  # exactly, not the float 0.1
+    (INTEGER, "18", 18),
+    (INTEGER, "1,234", 1234),
+    (INTEGER, "$18", 18),
+    (INTEGER, "18.0", 18),
+    (INTEGER, "-3.", -3),
+    (BOOLEAN, "yes", True),
+    (BOOLEAN, "No", False),
+    (BOOLEAN, "TRUE", True),
+    (BOOLEAN, "false", False),
+    (ENUM, "positive", "positive"),
+    (ENUM, "NEGATIVE", "negative"),
+    (ENUM, "Very Positive", "very positive"),
+    (ENUM, "pos", "positive"),
+    (TEXT, "anything at all", "anything at all"),
+]
+
+
+@pytest.mark.parametrize(("field", "text", "value"), READ_TABLE, ids=lambda x: str(x))
+def test_read_value_normalises(field: OutputField, text: str, value: object) -> None:
+    got = read_value(field, text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(("field", "text", "value"), READ_TABLE, ids=lambda x: str(x))
+def test_fragment_accepts_what_read_value_reads(field: OutputField, text: str, value: object) -> None:
+    assert re.fullmatch(value_regex(field, multiline=False), text)
+
+
+REJECT_TABLE = [
+    (NUMBER, "abc", "expected a number such as 18, -3.5 or 1,234, found 'abc'"),
+    (NUMBER, "", "expected a number such as 18, -3.5 or 1,234, found ''"),
+    (INTEGER, "18.5", "expected an integer such as 18 or -3, found '18.5'"),
+    (BOOLEAN, "maybe", "expected yes or no (or true/false), found 'maybe'"),
+    (ENUM, "neutral", "expected one of 'positive', 'negative', 'very positive', found 'neutral'"),
+]
+
+
+@pytest.mark.parametrize(("field", "text", "message"), REJECT_TABLE, ids=lambda x: str(x))
+def test_read_value_rejects_with_message(field: OutputField, text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        read_value(field, text)
+    assert str(info.value) == message
+    if text:
+        assert not re.fullmatch(value_regex(field, multiline=False), text)
+
+
+WRITE_TABLE = [
+    (NUMBER, Decimal("1234.50"), "1234.5"),
+    (NUMBER, Decimal("-0"), "0"),
+    (NUMBER, Decimal("1E+3"), "1000"),
+    (NUMBER, Decimal("18"), "18"),
+    (INTEGER, -12, "-12"),
+    (BOOLEAN, True, "yes"),
+    (BOOLEAN, False, "no"),
+    (ENUM, "very positive", "very positive"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "text"), WRITE_TABLE, ids=lambda x: str(x))
+def test_write_value_is_canonical(field: OutputField, value: object, text: str) -> None:
+    assert write_value(field, value) == text  # type: ignore[arg-type]
+
+
+decimals = st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**12, max_value=10**12, places=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(decimals)
+def test_number_round_trip_through_its_fragment(value: Decimal) -> None:
+    text = write_value(NUMBER, value)
+    assert re.fullmatch(fragment_terminals("number.lark")["NUMBER"], text)
+    assert read_value(NUMBER, text) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=-10**15, max_value=10**15), st.booleans(), st.booleans())
+def test_integer_with_separators_and_currency(value: int, commas: bool, dollar: bool) -> None:
+    digits = f"{abs(value):,}" if commas else str(abs(value))
+    text = ("-" if value < 0 else "") + ("$" if dollar else "") + digits
+    assert re.fullmatch(fragment_terminals("integer.lark")["INTEGER"], text)
+    assert read_value(INTEGER, text) == value
+    assert read_value(NUMBER, text) == Decimal(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["yes", "no", "true", "false"]), st.lists(st.booleans(), min_size=5, max_size=5))
+def test_boolean_any_case(word: str, upper: list[bool]) -> None:
+    text = "".join(c.upper() if u else c for c, u in zip(word, upper))
+    assert re.fullmatch(value_regex(BOOLEAN, False), text)
+    assert read_value(BOOLEAN, text) is (word in ("yes", "true"))
+
+
+def test_coerce_value_from_yaml() -> None:
+    assert coerce_value(NUMBER, 18) == Decimal("18")
+    assert coerce_value(NUMBER, 0.5) == Decimal("0.5")
+    assert coerce_value(INTEGER, 3) == 3
+    assert coerce_value(BOOLEAN, True) is True
+    assert coerce_value(BOOLEAN, "Yes") is True
+    assert coerce_value(ENUM, "POS") == "positive"
+    with pytest.raises(ValueError, match="expected an integer"):
+        coerce_value(INTEGER, 2.5)
+    with pytest.raises(ValueError, match="expected a number"):
+        coerce_value(NUMBER, True)
+
+
+def test_json_forms() -> None:
+    assert json_value(NUMBER, Decimal("18")) == 18
+    assert json_value(NUMBER, Decimal("2.5")) == 2.5
+    assert json_value(BOOLEAN, False) is False
+    assert json_schema(ENUM) == {"type": "string", "enum": ["positive", "negative", "very positive"]}
+    assert json_schema(TEXT) == {"type": "string", "minLength": 1}
