@@ -35,6 +35,7 @@ from promptc.resources import read_template, template_names
 
 if TYPE_CHECKING:
     import jinja2
+    import jinja2.runtime
     from jinja2 import nodes
 
     from promptc.select import SelectionResult
@@ -353,7 +354,7 @@ class Renderer:
         self._questions: dict[str, str] = {}
         self._constant: frozenset[str] | None = None
         self._cache: dict[str, str] = {}
-        self._base: tuple[jinja2.Template, dict[str, object], dict[str, list[Any]]] | None = None
+        self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = None
 
     # -- compilation
 
@@ -425,19 +426,22 @@ class Renderer:
             ctx["item"] = entries[0]
         return ctx
 
-    def _prepared(self) -> tuple[jinja2.Template, dict[str, object], dict[str, list[Any]]]:
-        """What every request's Jinja context starts from, computed once: the template's
-        globals with the shared variables, and the block functions of the whole chain."""
+    def _prepared(self) -> tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]]:
+        """The Jinja context every request renders in, made once: the template's globals and
+        the shared variables as its parent, the block functions of the whole chain."""
         if self._base is None:
             chain = self.chain()
             top = chain[0]
-            base = dict(top.globals)
-            base.update(self.shared())
+            parent = dict(top.globals)
+            parent.update(self.shared())
+            # shared=True: ``parent`` already holds the globals; Jinja need not merge them.
+            jctx = top.new_context(parent, shared=True)
             blocks: dict[str, list[Any]] = {}
             for t in chain:  # most derived first, as Jinja's {% extends %} orders them
                 for name, fn in t.blocks.items():
                     blocks.setdefault(name, []).append(fn)
-            self._base = (top, base, blocks)
+            jctx.blocks = blocks  # only read while blocks render (no {% extends %} runs here)
+            self._base = (top, jctx, blocks)
         return self._base
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
@@ -446,13 +450,12 @@ class Renderer:
             return self._messages(ctx)
 
     def _messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
-        top, base, blocks = self._prepared()
+        top, jctx, blocks = self._prepared()
         constant = self.constant_blocks()
-        parent = base.copy()
-        parent.update(ctx)
-        # shared=True: ``parent`` already holds the globals, so Jinja need not merge them again.
-        jctx = top.new_context(parent, shared=True)
-        jctx.blocks = blocks  # only read while blocks render (no {% extends %} runs here)
+        # One Jinja context serves every request: the shared variables are its parent, the
+        # request's own are its ``vars``. Blocks only read ``vars`` (their {% set %} are
+        # local), so swapping the mapping is all a new request needs.
+        jctx.vars = dict(ctx)
         out = []
         for block, role in MESSAGE_BLOCKS:
             text = self._cache.get(block)
