@@ -204,7 +204,8 @@ class BuildResult:
     def summary(self) -> str:
         """One line for people: what was built, and what it costs."""
         cost = self.manifest.get("cost")
-        kind = self.manifest.get("strategy", {}).get("kind")  # type: ignore[union-attr]
+        strategy = self.manifest.get("strategy")
+        kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
         where = f" → {self.out_dir}" if self.out_dir is not None else ""
         return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
 

@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
-
 from promptc import __version__
 
 if TYPE_CHECKING:
@@ -146,7 +145,7 @@ def run_check(spec: str, fmt: str, max_errors: int | None, out: IO[str], err: IO
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
     import json
 
-    from promptc.errors import PromptcError, PromptcErrors, flatten
+    from promptc.errors import PromptcErrors, flatten
     from promptc.render import check_templates
 
     errors: list[PromptcError] = []
@@ -182,8 +181,8 @@ def run_check(spec: str, fmt: str, max_errors: int | None, out: IO[str], err: IO
         }
         out.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
         return status
-    for e in errors:
-        err.write(e.format() + "\n")
+    for error in errors:
+        err.write(error.format() + "\n")
     if omitted:
         err.write(f"… and {omitted} more\n")
     (out if status == EXIT_OK else err).write(summary + "\n")
@@ -421,7 +420,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as e:  # anything else is promptc's bug, said plainly, without a traceback
+    except Exception as e:  # noqa: BLE001 - anything else is a promptc bug: said plainly, no traceback
         err.write(f"promptc: internal error: {type(e).__name__}: {e}\n")
         return EXIT_INTERNAL
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import os
 import traceback
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     import jinja2
     import jinja2.runtime
     from jinja2 import nodes
-
     from promptc.select import SelectionResult
 
 Role = Literal["system", "user", "assistant"]
@@ -502,7 +501,7 @@ class Renderer:
     def _errors(self) -> Iterator[None]:
         """Turns any Jinja failure inside the block into a TemplateError at file:line."""
         import jinja2
-        from jinja2.sandbox import SecurityError
+        from jinja2.exceptions import SecurityError
 
         try:
             yield
@@ -605,7 +604,7 @@ def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: s
         names.update(n.name for n in node.find_all(nodes.Name) if n.ctx == "load")
         todo.extend(b.name for b in node.find_all(nodes.Block))
         for ref in node.find_all((nodes.Include, nodes.Import, nodes.FromImport)):
-            target = ref.template
+            target = getattr(ref, "template", None)
             if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
                 return False
             if not template_reads(target.value):
@@ -713,7 +712,7 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
         errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
         stored = frozenset(n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param"))
         for node in ast.find_all((jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)):
-            target = node.template
+            target = getattr(node, "template", None)
             if isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str):
                 child_main = main and isinstance(node, jinja2.nodes.Extends)
                 visit(target.value, extra | stored, Location(filename, node.lineno), child_main)
@@ -748,7 +747,7 @@ def _check_ast(
     errors: list[PromptcError] = []
     try:
         undeclared = meta.find_undeclared_variables(ast)
-    except Exception as e:  # TemplateAssertionError from the code generator
+    except Exception as e:  # noqa: BLE001 - TemplateAssertionError from the code generator
         return [TemplateError(f"template error: {e}", location=Location(filename), code="template-syntax")]
     for var in sorted(undeclared - allowed):
         line = min(
@@ -767,11 +766,15 @@ def _check_ast(
         )
     # find_all walks a chain a.b.c outside-in; reversed and stably sorted by line, the
     # attributes of a line come in the order they are written.
-    reads = sorted(reversed(list(ast.find_all((nodes.Getattr, nodes.Getitem)))), key=lambda n: n.lineno)
+    reads = list(ast.find_all((nodes.Getattr, nodes.Getitem)))
+    reads.reverse()
+    reads.sort(key=lambda n: n.lineno)
     for node in reads:
-        attr = node.attr if isinstance(node, nodes.Getattr) else (
-            node.arg.value if isinstance(node.arg, nodes.Const) else None
-        )
+        if isinstance(node, nodes.Getattr):
+            attr: object = node.attr
+        else:
+            arg = getattr(node, "arg", None)
+            attr = arg.value if isinstance(arg, nodes.Const) else None
         if isinstance(attr, str) and attr.startswith("_"):
             errors.append(
                 TemplateError(

@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from promptc import ir
 from promptc.answer_format import parse_answer_format
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from promptc import __version__, cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +17,7 @@ SPECS = REPO / "specs"
 
 
 def promptc(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptc", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "promptc", *args], check=False, capture_output=True,
                           text=True, cwd=cwd, env=env)
 
 
@@ -211,9 +210,9 @@ def test_help_lists_parse_without_importing_it() -> None:
         "assert rc == 0, rc\nassert 'promptc.cli_parse' not in sys.modules\n"
         "assert 'promptc.render' not in sys.modules and 'jinja2' not in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^  parse\s+Parse model outputs", proc.stdout, re.M)
+    assert re.search(r"^  parse\s+Parse model outputs", proc.stdout, re.MULTILINE)
 
 
 def test_unexpected_exceptions_are_internal_errors(monkeypatch: pytest.MonkeyPatch,

@@ -14,7 +14,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from promptc.build import build
 from promptc.lower import compile_spec
 
@@ -77,7 +76,7 @@ def test_rebuild_is_byte_identical(spec: Path, tmp_path: Path) -> None:
     build(compile_spec(spec), tmp_path / "b")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(first.files)
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names, shallow=False)
     assert (mismatch, errors) == ([], [])
     before = {n: (tmp_path / "a" / n).read_bytes() for n in names}
     build(compile_spec(spec), tmp_path / "a")  # into the same folder

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from promptc import ir, select
 from promptc.errors import SelectionError, TemplateError
 from promptc.lower import compile_spec
@@ -201,8 +200,8 @@ def test_own_template_with_includes_inside_the_spec_folder(tmp_path: Path) -> No
 CHECK_CASES = [
     (
         "{% block user %}\n{{ item.question }}\n{% endblock %}",
-        "mine.j2:2: template uses undeclared variable 'item'; templates can use answer_format, "
-        "batch_size, demos, inputs, items, kind, markers, outputs, task (did you mean 'items'?)",
+        ("mine.j2:2: template uses undeclared variable 'item'; templates can use answer_format, "
+        "batch_size, demos, inputs, items, kind, markers, outputs, task (did you mean 'items'?)"),
     ),
     (
         "{% block user %}\n\n{% for x in items %}{{ x.question }\n{% endblock %}",
@@ -210,8 +209,8 @@ CHECK_CASES = [
     ),
     (
         "Hello\n{% block user %}{{ items|length }}{% endblock %}",
-        "mine.j2:1: text or statements outside {% block system %} and {% block user %} belong to "
-        "no message; move them inside a block",
+        ("mine.j2:1: text or statements outside {% block system %} and {% block user %} belong to "
+        "no message; move them inside a block"),
     ),
     (
         "{% block sytem %}x{% endblock %}{% block user %}y{% endblock %}",
@@ -219,8 +218,8 @@ CHECK_CASES = [
     ),
     (
         "{% block system %}x{% endblock %}",
-        "mine.j2: template 'mine.j2' has no {% block user %}; a template must define the user "
-        "message (and may define {% block system %})",
+        ("mine.j2: template 'mine.j2' has no {% block user %}; a template must define the user "
+        "message (and may define {% block system %})"),
     ),
     (
         "{% block user %}\n{{ items[0].nope }}\n{% endblock %}",
@@ -228,10 +227,10 @@ CHECK_CASES = [
     ),
     (
         '{% block user %}\n{% include "missing.j2" %}\n{% endblock %}',
-        "mine.j2:2: template 'missing.j2' not found; shipped templates are named 'promptc/<file>' "
+        ("mine.j2:2: template 'missing.j2' not found; shipped templates are named 'promptc/<file>' "
         "(promptc/auto-demo.j2, promptc/batch.j2, promptc/few-shot.j2, "
         "promptc/partials/answer-form.j2, promptc/partials/questions.j2, promptc/single.j2), "
-        "a spec's own by their path inside the spec's folder",
+        "a spec's own by their path inside the spec's folder"),
     ),
 ]
 

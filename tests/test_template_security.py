@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from promptc import select
 from promptc.errors import TemplateError
 from promptc.lower import compile_spec
@@ -115,8 +114,8 @@ def test_include_outside_the_spec_folder_is_refused(
     (tmp_path / "secret.j2").write_text("TOP SECRET", encoding="utf-8")
     spec = make_spec(tmp_path / "s", '{% block user %}\n{% include "' + include + '" %}\n{% endblock %}')
     assert messages(tmp_path, spec, monkeypatch) == [
-        f"s/mine.j2:2: template {include!r} {why}; a spec's templates and includes must be "
-        "files inside the spec's folder"
+        (f"s/mine.j2:2: template {include!r} {why}; a spec's templates and includes must be "
+        "files inside the spec's folder")
     ]
     task = compile_spec(spec)
     with pytest.raises(TemplateError) as e:
@@ -152,7 +151,7 @@ def test_loader_without_a_spec_folder_serves_only_shipped_templates() -> None:
 def test_cli_reports_a_sandbox_escape_without_traceback(tmp_path: Path) -> None:
     spec = make_spec(tmp_path / "s", "{% block user %}\n{{ ''.__class__.__mro__[1].__subclasses__() }}\n{% endblock %}")
     for command in (["check", str(spec)], ["build", str(spec), "-o", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "promptc", *command], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "promptc", *command], check=False, capture_output=True,
                               text=True, cwd=tmp_path)
         assert proc.returncode == 1, proc.stderr
         assert "Traceback" not in proc.stderr

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env)
+    proc = subprocess.run([str(a) for a in args], check=False, capture_output=True, text=True, cwd=cwd, env=env)
     assert proc.returncode == 0, f"{args}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc.stdout
 
