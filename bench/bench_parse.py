@@ -48,10 +48,9 @@ from promptc.ir import (
 from promptc.parse_output import RequestShape, parse_output, parse_output_recover_slow
 
 N_ITEMS = 8
-WORDS = ("apples oranges baskets trays rolls pages days hours dollars friends cookies boxes "
-         "marbles pencils books tickets").split()
-VERBS = ("buys sells reads bakes packs gives loses finds earns spends").split()
-NAMES = ("Mia Sam Ana Leo Ivy Noah Zoe Eli Ada Max").split()
+WORDS = ["apples", "oranges", "baskets", "trays", "rolls", "pages", "days", "hours", "dollars", "friends", "cookies", "boxes", "marbles", "pencils", "books", "tickets"]
+VERBS = ["buys", "sells", "reads", "bakes", "packs", "gives", "loses", "finds", "earns", "spends"]
+NAMES = ["Mia", "Sam", "Ana", "Leo", "Ivy", "Noah", "Zoe", "Eli", "Ada", "Max"]
 
 
 def make_task(n_items: int, rng: random.Random) -> Task:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-
 from promptc import formats
 from promptc.errors import (
     Location,
@@ -111,7 +110,7 @@ def _manifest_spec_path(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
         if c.is_file():
             return c
     raise UsageError(
-        f"the spec named by manifest.json was not found (looked at "
+        "the spec named by manifest.json was not found (looked at "
         + ", ".join(repr(str(c)) for c in candidates) + ")",
         location=Location(str(build_dir / "manifest.json")),
         hint="pass the spec file instead of the build directory",
@@ -462,8 +461,8 @@ def run_parse(
     else:
         for r in results:
             out.write(r.to_json() + "\n")
-    for e in sorted(errors, key=lambda e: (e.location.line if e.location else 0)):
-        print(f"error: {e.format()}", file=err)
+    for problem in sorted(errors, key=lambda x: x.location.line if x.location else 0):
+        print(f"error: {problem.format()}", file=err)
     unanswered = len(known) - len(seen) if request_id is None and records and \
         records[0].request_id is not None else 0
     print(summary_line(results, len(seen)), file=err)

@@ -31,10 +31,10 @@ import string
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from promptc import formats
 from promptc.errors import OutputParseError
@@ -65,12 +65,6 @@ MAX_CUTS = 16
 MAX_CUT_BODY = 20_000
 #: At most this many leading lines of chatter are skipped for single/few-shot outputs.
 MAX_SINGLE_SKIP = 8
-
-
-class _Mismatch(Protocol):
-    offset: int
-    expected: Sequence[str]
-    found: str
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,7 +117,7 @@ class ItemResult(NamedTuple):
 
     request_id: str
     item_id: str | None
-    index: int
+    index: int  # type: ignore[assignment]  # a field, shadowing tuple.index on purpose
     status: Status
     values: Mapping[str, Value] = MappingProxyType({})
     span: Span | None = None
@@ -192,7 +186,7 @@ def _decimal_text(d: Decimal) -> str:
 
 def summarize(results: Iterable[ItemResult]) -> dict[str, int]:
     """Counts per status, every status present (zeros included), in :data:`STATUSES` order."""
-    counts = {s: 0 for s in STATUSES}
+    counts: dict[str, int] = {s: 0 for s in STATUSES}
     for r in results:
         counts[r.status] += 1
     return counts
@@ -906,7 +900,7 @@ def _strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResu
     return _from_parsed(shape, output, items)
 
 
-_EXPECTED_FOUND = re.compile(r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.S)
+_EXPECTED_FOUND = re.compile(r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.DOTALL)
 
 
 _TOKEN_START = re.compile(r"['\"]|a new line|end of|white space|the question|an? |[A-Za-z_]\w*: ")
@@ -965,9 +959,10 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
         # Nothing for this item where it was due, only later items or the end: missing.
         rest = output[offset:].lstrip()
         nxt = _MARKER.match(rest)
-        if last is None or at != int(last.group("index")):
-            if not rest or (nxt is not None and int(nxt.group("index")) > at):
-                status = "missing"
+        if (last is None or at != int(last.group("index"))) and (
+            not rest or (nxt is not None and int(nxt.group("index")) > at)
+        ):
+            status = "missing"
     reason = f"expected {' or '.join(expected)}, found {found!r} at {pos}"
     results: list[ItemResult] = []
     for i, item_id in enumerate(shape.item_ids, 1):
@@ -1130,10 +1125,10 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
     assert o.question is not None
     rest = text.norm[o.q_end:].strip()
     found = _found_at(rest, 0)
-    where = _strip_span(text.norm, o.question.end, o.q_end)[1]
-    pos = text.position(text.orig(where))
+    q_end = _strip_span(text.norm, o.question.end, o.q_end)[1]
+    pos = text.position(text.orig(q_end))
     return ItemResult(
-        shape.id, item_id, index, "malformed", {}, text.span(o.question.start, where),
+        shape.id, item_id, index, "malformed", {}, text.span(o.question.start, q_end),
         (amark,), found,
         f"{_label(formats.QUESTION_PREFIX, index)} is not followed by {aname}"
         + (" (the output ends)" if not rest else f" (found {found!r})") + f" at {pos}",
@@ -1188,11 +1183,11 @@ def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[I
         starts.append((pos, None))
     first: _Reading | None = None
     tried: set[int] = set()
-    for st, m in starts:
+    for st, marker in starts:
         if st in tried:
             continue
         tried.add(st)
-        r = reader.read(text, st, e, m)
+        r = reader.read(text, st, e, marker)
         if r.values is not None:
             return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
         if first is None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from promptc import formats
 from promptc.build import build
 from promptc.cli_parse import parse_command
@@ -130,15 +129,15 @@ def test_malformed_jsonl_lines_are_reported_and_the_rest_parsed(math_build: Path
     err = result.stderr.splitlines()
     assert err[:6] == [
         f"error: {path}:2:37: not a JSON line: Expecting property name enclosed in double quotes",
-        f"error: {path}:3:1: expected a JSON object with one of custom_id, request_id, id and "
-        "the output text, found list",
+        (f"error: {path}:3:1: expected a JSON object with one of custom_id, request_id, id and "
+        "the output text, found list"),
         f"error: {path}:4:1: no request id: expected one of the keys custom_id, request_id, id",
-        f"error: {path}:5:1: unknown request id 'r0009'; expected one of the ids in "
-        f"{math_build} (did you mean 'r0003'?)",
-        f"error: {path}:6:1: a second output for request 'r0001' (the first is at line 1); only "
-        "the first is parsed",
-        f"error: {path}:7:1: no output text: expected 'output' or 'text', or an OpenAI response "
-        "with response.body.choices[0].message.content",
+        (f"error: {path}:5:1: unknown request id 'r0009'; expected one of the ids in "
+        f"{math_build} (did you mean 'r0003'?)"),
+        (f"error: {path}:6:1: a second output for request 'r0001' (the first is at line 1); only "
+        "the first is parsed"),
+        (f"error: {path}:7:1: no output text: expected 'output' or 'text', or an OpenAI response "
+        "with response.body.choices[0].message.content"),
     ]
 
 

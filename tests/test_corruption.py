@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from promptc.parse_output import parse_output
 from test_parse_output import (
     MATH_FORMAT,
     NUMBER,
@@ -24,8 +25,6 @@ from test_parse_output import (
     math_answers,
     statuses,
 )
-
-from promptc.parse_output import parse_output
 
 BATCH = make_task("batch", 4)
 BATCH_REQ = make_request(BATCH)
@@ -88,7 +87,8 @@ BATCH_ROWS: dict[str, Row] = {
     "bold-value": Row(BATCH_OK.replace("A[4]: 0", "A[4]: **0**"), OK4,
                       BATCH_VALUES),  # type: ignore[arg-type]
     "headings-and-bullets": Row(
-        BATCH_OK.replace("A[1]:", "### A[1]:").replace("A[2]:", "- A[2]:"), OK4,
+        BATCH_OK.replace("A[1]:", "### A[1]:").replace("A[2]:", "- A[2]:").replace(
+            "A[3]:", "> A[3]:"), OK4,
         BATCH_VALUES,  # type: ignore[arg-type]
     ),
     "one-line": Row(BATCH_OK.replace("\n", " "), OK4, BATCH_VALUES),  # type: ignore[arg-type]

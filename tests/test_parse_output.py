@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
-
 from promptc import formats
 from promptc.answer_format import parse_answer_format, write_answer
 from promptc.errors import OutputParseError
@@ -47,14 +46,14 @@ from promptc.parse_output import (
 # ---------------------------------------------------------------------------- builders
 
 QUESTIONS = (
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
-    "in May. How many clips did Natalia sell altogether in April and May?",
-    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
-    "babysitting. How much did she earn?",
-    "Betty is saving money for a new wallet which costs $100. How much more money does she "
-    "need?",
-    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he "
-    "write a year?",
+    ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?"),
+    ("Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+    "babysitting. How much did she earn?"),
+    ("Betty is saving money for a new wallet which costs $100. How much more money does she "
+    "need?"),
+    ("James writes a 3-page letter to 2 different friends twice a week. How many pages does he "
+    "write a year?"),
     "Mark has a garden with flowers. He planted plants of three different colors in it.",
     "Albert is wondering how much pizza he can eat in one day.",
     "Ken created a care package to send to his brother, who was away at boarding school.",
@@ -209,7 +208,7 @@ def test_bad_mode_is_an_error_not_a_crash() -> None:
 def test_canonical_batch_is_ok_with_values_and_spans() -> None:
     task = make_task("batch", 3)
     req = make_request(task)
-    answers = [{"answer": Decimal("18")}, {"answer": Decimal("-3.5")}, {"answer": Decimal(0)}]
+    answers = [{"answer": Decimal(18)}, {"answer": Decimal("-3.5")}, {"answer": Decimal(0)}]
     out = canonical(task, req, answers)
     results = parse_output(task, req, out)
     assert statuses(results) == ["ok"] * 3
