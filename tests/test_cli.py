@@ -225,3 +225,14 @@ def test_unexpected_exceptions_are_internal_errors(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(promptc.build, "plan", broken)
     assert cli.run(["build", str(SPECS / "nli.yaml"), "--emit", "requests"]) == 3
     assert capsys.readouterr().err == "promptc: internal error: RuntimeError: something broke\n"
+
+
+def test_extends_is_recorded_in_the_manifest(tmp_path: Path) -> None:
+    assert promptc("build", "specs/math-batch.yaml", "-o", str(tmp_path)).returncode == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["spec"]["path"] == "math-batch.yaml"
+    [base] = manifest["extends"]
+    assert base["path"] == "math.yaml"
+    assert re.fullmatch(r"[0-9a-f]{64}", base["sha256"])
+    assert manifest["selection"]["method"] == "random" and manifest["selection"]["seed"] == 7
+    assert manifest["model"]["max_tokens"] == 1024 and manifest["model"]["temperature"] == 0
