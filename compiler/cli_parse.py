@@ -23,6 +23,7 @@ or some lines of OUTPUTS could not be used (they are reported on stderr, the oth
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -456,6 +457,14 @@ def run_parse(
         seen[rid] = rec.location
         results.extend(parse_output(build.task, known[rid], rec.text, mode=mode))  # type: ignore[arg-type]
 
+    if request_id is not None and request_id not in seen and records:
+        errors.append(OutputParseError(
+            f"no output for request {request_id!r} in {outputs}",
+            location=Location(outputs), code="no-output-for-request",
+        ))
+    if not records and not errors:
+        errors.append(OutputParseError(f"no outputs in {outputs}", location=Location(outputs),
+                                       code="no-outputs"))
     if fmt == "table":
         write_table(results, out)
     else:
@@ -494,10 +503,17 @@ def parse_command(build_or_spec: str, outputs: str, request_id: str | None, mode
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    err = sys.stderr
     if out_file is None:
-        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, sys.stdout, err)
+        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, sys.stdout, sys.stderr)
     else:
-        with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-            code = run_parse(build_or_spec, outputs, request_id, mode, fmt, f, err)
+        # Written only once parsed: a usage error leaves an existing FILE as it was.
+        buffer = io.StringIO()
+        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, buffer, sys.stderr)
+        if code != 2:
+            try:
+                with open(out_file, "w", encoding="utf-8", newline="\n") as f:
+                    f.write(buffer.getvalue())
+            except OSError as e:
+                print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
+                code = 2
     sys.exit(code)

@@ -558,7 +558,7 @@ class _Reader:
         offset, expected = got
         at = min(s + offset, e)
         if text.norm[at:e].strip():
-            found = _found_at(text.norm[:e], at)
+            found = _found_at(text.original[: text.orig(e)], text.orig(at))
         elif text.norm[e:].strip():
             found = "end of the answer"
         else:

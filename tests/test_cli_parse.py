@@ -223,3 +223,29 @@ def test_registered_in_the_promptc_group(math_build: Path, tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["parse", str(math_build), str(outputs)])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 8
+
+
+def test_request_filter_and_empty_outputs(math_build: Path, tmp_path: Path) -> None:
+    reqs = requests_of(math_build)
+    outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[0]["id"], "output": good_output(reqs[0])}])
+    kept = run(math_build, outputs, "--request", reqs[0]["id"])
+    assert kept.exit_code == 0 and len(lines_of(kept)) == 8
+    absent = run(math_build, outputs, "--request", reqs[1]["id"])
+    assert absent.exit_code == 1 and absent.stdout == ""
+    assert absent.stderr.startswith(f"error: {outputs}: no output for request 'r0002' in "
+                                    f"{outputs}\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    result = run(math_build, empty)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {empty}: no outputs in {empty}\n")
+
+
+def test_output_file_is_left_alone_on_usage_errors(math_build: Path, tmp_path: Path) -> None:
+    target = tmp_path / "results.jsonl"
+    target.write_text("previous\n", encoding="utf-8")
+    text = tmp_path / "out.txt"
+    text.write_text("A[1]: 1", encoding="utf-8")
+    result = run(math_build, text, "-o", target)
+    assert result.exit_code == 2
+    assert target.read_text(encoding="utf-8") == "previous\n"
