@@ -29,7 +29,7 @@ from promptc.errors import (
     did_you_mean,
 )
 from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
-from promptc.load import KeyPath, SpecDocument
+from promptc.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.resources import read_schema
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ MESSAGES: dict[str, str] = {
     "demo-unknown-field": "demo field {field!r} is not an input or output",
     "demo-bad-value": "demo value for {type} output {field!r}: {problem}",
     "few-shot-no-demos": "strategy few-shot needs at least one demo",
+    "batch-size-ignored": "batch size {size} has no effect on strategy {kind}, which sends one "
+    "item per request",
     "target-position": "target_position {position} is outside a batch of {size}; expected "
     "{low}..{high}",
     "unknown-data-field": "data.fields maps {field!r}, which is not an input",
@@ -80,6 +82,7 @@ MESSAGES: dict[str, str] = {
 
 HINTS: dict[str, str] = {
     "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
+    "batch-size-ignored": "choose strategy batch or auto-demo",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": "e.g. \"{reasoning} The answer is {answer}.\"",
 }
@@ -440,6 +443,16 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     if kind == "few-shot" and (demos is None or demos == []):
         p: KeyPath = ("strategy", "kind")
         c.add(error("few-shot-no-demos", doc.value_location(p), p))
+    bp: KeyPath = ("strategy", "batch_size")
+    size_given = doc.get(bp)
+    if (
+        kind in ("single", "few-shot") and doc.value_location(bp).file == COMMAND_LINE
+        and isinstance(size_given, int) and size_given > 1
+    ):
+        # In a spec file the key is documented as ignored (variants switch kinds freely); on
+        # the command line the user asked for batches and would silently not get them.
+        c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given,
+                    kind=kind))
     tp: KeyPath = ("strategy", "selection", "target_position")
     position = doc.get(tp)
     size = batch_size_of(doc)

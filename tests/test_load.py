@@ -217,6 +217,15 @@ def test_bad_override_is_reported_at_the_command_line(spec_dir: Path) -> None:
     )
 
 
+def test_batch_size_on_the_command_line_needs_a_batch_strategy(spec_dir: Path) -> None:
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml", overrides={("strategy", "batch_size"): 4})
+    assert info.value.format() == (
+        "<command line>: strategy.batch_size: batch size 4 has no effect on strategy single, "
+        "which sends one item per request (choose strategy batch or auto-demo)"
+    )
+
+
 # --- collecting errors -------------------------------------------------------------------------
 
 def test_max_errors_and_fail_fast(spec_dir: Path) -> None:

@@ -47,3 +47,43 @@ def test_malformed_spec_diagnostics(case: Path, monkeypatch: pytest.MonkeyPatch)
 def test_messages_table_has_no_trailing_periods() -> None:
     for code, message in MESSAGES.items():
         assert not message.endswith("."), code
+
+
+def test_every_diagnostic_code_is_documented() -> None:
+    from promptc import data, load
+
+    doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
+    codes = set(MESSAGES) | set(load.MESSAGES) | set(data.MESSAGES)
+    codes |= {"answer-format-syntax", "empty-answer-format"}  # from promptc.answer_format
+    assert sorted(c for c in codes if f"`{c}`" not in doc) == []
+
+
+def test_schema_is_draft_2020_12_with_a_description_for_every_key() -> None:
+    from jsonschema import Draft202012Validator
+    from promptc.validate import schema
+
+    spec_schema = schema()
+    Draft202012Validator.check_schema(spec_schema)
+    assert spec_schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    undocumented: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                if "description" not in sub and "$ref" not in sub:
+                    undocumented.append(f"{where}.{name}")
+            for key, sub in node.items():
+                walk(sub, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{where}[{i}]")
+
+    walk(spec_schema, "$")
+    assert undocumented == []
+
+
+def test_example_specs_are_valid() -> None:
+    specs = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
+    assert specs
+    for spec in specs:
+        compile_spec(spec)
