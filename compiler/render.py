@@ -198,6 +198,7 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
 
     env = ImmutableSandboxedEnvironment(
         loader=_Loader(),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -209,6 +210,34 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
     # lipsum() draws random words: a prompt must not change from one build to the next.
     env.globals.pop("lipsum", None)
     return env
+
+
+_BYTECODE: jinja2.BytecodeCache | None = None
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache:
+    """Compiled templates shared by every environment of this process (checks and build
+    compile the same templates; all promptc environments compile alike). Jinja keys entries
+    by template name and file and checks the source's hash, so an edited file recompiles."""
+    global _BYTECODE
+    if _BYTECODE is None:
+        import jinja2
+        from jinja2.bccache import Bucket
+
+        class MemoryBytecodeCache(jinja2.BytecodeCache):
+            def __init__(self) -> None:
+                self.store: dict[str, bytes] = {}
+
+            def load_bytecode(self, bucket: Bucket) -> None:
+                data = self.store.get(bucket.key)
+                if data is not None:
+                    bucket.bytecode_from_string(data)
+
+            def dump_bytecode(self, bucket: Bucket) -> None:
+                self.store[bucket.key] = bucket.bytecode_to_string()
+
+        _BYTECODE = MemoryBytecodeCache()
+    return _BYTECODE
 
 
 # ---------------------------------------------------------------- the context templates see
@@ -723,13 +752,13 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     # The static checks passed: a trial render finds what only running can (a missing key).
     # The first items in file order stand in for the first batch, whatever the selection
     # method (a similarity method would have to compute embeddings to say more).
-    from promptc.select import chunk
+    from promptc.select import batch_size, chunk
 
-    batches = chunk(task, range(len(task.items)))
-    sample = batches[0] if batches else ir.Batch(0, (), ())
+    first = task.items[: batch_size(task)]
+    sample = chunk(task, range(len(first)))[0] if first else ir.Batch(0, (), ())
     try:
         r.chain()
-        r.messages(r.context(sample, {it.id: it for it in task.items}))
+        r.messages(r.context(sample, {it.id: it for it in first}))
     except PromptcError as e:
         errors.append(e)
     return errors
