@@ -110,12 +110,17 @@ def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> 
                       problem=e.msg)
 
 
+# One decoder for every line: json.loads(parse_float=…) would build a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
+    decode = _DECODER.decode
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_float=Decimal)
+            value = decode(line)
         except json.JSONDecodeError as e:
             c.add(_json_error(display, e, n - 1))
             continue
@@ -129,7 +134,7 @@ def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
 
 
 def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
-    decoder = json.JSONDecoder(parse_float=Decimal)
+    decoder = _DECODER
     starts = _line_starts(text)
 
     def where(index: int) -> Location:
