@@ -27,6 +27,7 @@ from promptc.errors import (
     PromptcError,
     ValidationError,
     did_you_mean,
+    format_path,
 )
 from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
 from promptc.load import COMMAND_LINE, KeyPath, SpecDocument
@@ -174,7 +175,7 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         known = list(sub.get("properties", {}))
         return [
             error("unknown-key", doc.key_location(path + (k,)), path + (k,),
-                  hint=did_you_mean(k, known), key=k)
+                  hint=_elsewhere(k, path) or did_you_mean(k, known), key=k)
             for k in inst
             if k not in known
         ]
@@ -197,6 +198,8 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         return [error("bad-version", where, path, found=_show(inst))]
     if kind == "type":
         hint = None
+        if len(path) == 2 and path[0] in ("inputs", "outputs") and isinstance(inst, str):
+            hint = f"write {path[1]}: {{type: {inst}}}"
         if isinstance(inst, bool) and "string" in _as_list(wanted):
             hint = "quote it: YAML reads yes, no, true and false as booleans"
         return [error("wrong-type", where, path, hint=hint, expected=expected,
@@ -221,6 +224,33 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
         }[kind]
         return [error("empty", where, path, expected=need, kind=noun)]
     return [error("schema", where, path, message=err.message)]
+
+
+@lru_cache(maxsize=1)
+def _key_homes() -> dict[str, list[KeyPath]]:
+    """Every key the schema declares, with the paths of the mappings that may hold it."""
+    root = schema()
+    homes: dict[str, list[KeyPath]] = {}
+
+    def walk(node: Mapping[str, Any], path: KeyPath, depth: int) -> None:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 6:
+            node = root["$defs"][ref[len("#/$defs/"):]]
+        for key, sub in node.get("properties", {}).items():
+            homes.setdefault(key, []).append(path)
+            if isinstance(sub, Mapping):
+                walk(sub, path + (key,), depth + 1)
+
+    walk(root, (), 0)
+    return homes
+
+
+def _elsewhere(key: str, path: KeyPath) -> str | None:
+    """A hint for a known key written in the wrong mapping: ``did you mean 'strategy.kind'?``."""
+    homes = [h for h in _key_homes().get(key, []) if h != path]
+    if len(homes) != 1:
+        return None  # unknown, or too common (description, type) to guess where it belongs
+    return f"did you mean {format_path(homes[0] + (key,))!r}?"
 
 
 def _schema_of(err: jsonschema.ValidationError) -> Mapping[str, Any]:
