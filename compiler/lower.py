@@ -226,7 +226,12 @@ def compile_spec(
     """
     c = ErrorCollector(max_errors=max_errors, fail_fast=fail_fast)
     try:
-        doc = load_spec(path)
+        try:
+            doc = load_spec(path)
+        except PromptcError as e:
+            c.add(e)  # through the collector, so that max_errors caps load errors too
+            c.raise_if_any()
+            raise
         if overrides:
             apply_overrides(doc, overrides)
         validate(doc, c)

@@ -240,6 +240,24 @@ def test_max_errors_and_fail_fast(spec_dir: Path) -> None:
     assert len(info.value) == 1
 
 
+def test_max_errors_caps_load_errors_too(spec_dir: Path) -> None:
+    write(spec_dir, "spec.yaml", MINIMAL + "".join(f"name: n{i}\n" for i in range(20)))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml", max_errors=3)
+    assert len(info.value) == 3 and info.value.omitted == 17
+    assert info.value.errors[0].format() == (
+        "spec.yaml:10:1: name: duplicate key 'name'; first defined at line 2 (remove one of them)"
+    )
+
+
+def test_windows_line_endings_and_a_byte_order_mark_keep_positions(spec_dir: Path) -> None:
+    text = (MINIMAL + "answer_format: 'So {answr}'\n").replace("\n", "\r\n")
+    (spec_dir / "spec.yaml").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert [str(e.location) for e in info.value] == ["spec.yaml:10:16", "spec.yaml:10:20"]
+
+
 def test_spec_errors_and_data_errors_are_reported_together(spec_dir: Path) -> None:
     write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "nope.jsonl")
           + "strategy: {kind: batch, batch_size: 0}\n")
