@@ -105,10 +105,19 @@ def _overrides(strategy: str | None, batch_size: int | None) -> dict[tuple[str, 
 
 def _compile(spec: str, strategy: str | None = None, batch_size: int | None = None,
              max_errors: int | None = 50) -> ir.Task:
+    import gc
+
     from promptc.lower import compile_spec
 
-    return compile_spec(spec, overrides=_overrides(strategy, batch_size) or None,
-                        max_errors=max_errors)
+    from promptc.render import gc_paused
+
+    # Reading 10,000 items allocates many objects and no garbage cycles worth collecting;
+    # and the task lives until the command ends: keep the collector from rescanning it.
+    with gc_paused():
+        task = compile_spec(spec, overrides=_overrides(strategy, batch_size) or None,
+                            max_errors=max_errors)
+    gc.freeze()
+    return task
 
 
 def _compile_checked(spec: str, strategy: str | None, batch_size: int | None) -> ir.Task:
