@@ -16,19 +16,21 @@ from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
 from promptc.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
 from promptc.validate import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_KIND,
     batch_size_of,
     output_field,
     resolve_inside,
     validate,
 )
 
-DEFAULT_KIND: ir.StrategyKind = "single"
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
 DEFAULT_SEED = 0
 DEFAULT_TARGET_POSITION = -1
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_KIND",
+    "apply_overrides",
     "compile_spec",
     "default_label",
     "lower",

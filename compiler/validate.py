@@ -455,9 +455,12 @@ def _check_demos(
                             field=key, problem=str(e)))
 
 
+DEFAULT_KIND = "single"
+
+
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
-    kind = doc.get(("strategy", "kind"), "single")
+    kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
     if kind in ("single", "few-shot"):
         return 1
     size = doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE)
@@ -468,7 +471,7 @@ DEFAULT_BATCH_SIZE = 8
 
 
 def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
-    kind = doc.get(("strategy", "kind"), "single")
+    kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
     demos = doc.get(("demos",))
     if kind == "few-shot" and (demos is None or demos == []):
         p: KeyPath = ("strategy", "kind")

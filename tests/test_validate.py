@@ -88,3 +88,22 @@ def test_example_specs_are_valid() -> None:
     assert specs
     for spec in specs:
         compile_spec(spec)
+
+
+def test_the_examples_in_the_spec_reference_are_valid(tmp_path: Path) -> None:
+    import re
+
+    from promptc.errors import ErrorCollector
+    from promptc.load import load_spec
+    from promptc.validate import validate
+
+    doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.DOTALL)
+    full = next(b for b in blocks if b.startswith("promptc: 1"))
+    variant = next(b for b in blocks if b.startswith("extends: gsm8k.yaml"))
+    (tmp_path / "gsm8k.yaml").write_text(full, encoding="utf-8")
+    (tmp_path / "variant.yaml").write_text(variant, encoding="utf-8")
+    for name in ("gsm8k.yaml", "variant.yaml"):
+        c = ErrorCollector()
+        validate(load_spec(tmp_path / name), c)
+        assert c.errors == [], name
