@@ -36,17 +36,17 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from promptc import formats
 from promptc.errors import Location, OutputParseError
 from promptc.grammar_lark import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
-from promptc.values import json_value, read_value
+from promptc.values import json_value, read_value, value_reader
 
 if TYPE_CHECKING:
     import lark
@@ -64,30 +64,58 @@ OUTPUT_FILE = "<output>"
 _ASCII_WS = " \t\n\r\f\v"
 
 
-@dataclass(frozen=True)
 class Span:
-    """A stretch of a model's output: offsets (``end`` exclusive) and 1-based line:col."""
+    """A stretch of a model's output: offsets (``end`` exclusive) and 1-based line:col.
 
-    start: int
-    end: int
-    line: int
-    col: int
-    end_line: int
-    end_col: int
+    Line and column are worked out on first access (from a line table shared by every span of
+    the same output), so that the fast path does not pay for positions nobody reads.
+    """
+
+    __slots__ = ("start", "end", "_lines")
+
+    def __init__(self, start: int, end: int, lines: _Lines) -> None:
+        self.start = start
+        self.end = end
+        self._lines = lines
+
+    @property
+    def line(self) -> int:
+        return self._lines.at(self.start)[0]
+
+    @property
+    def col(self) -> int:
+        return self._lines.at(self.start)[1]
+
+    @property
+    def end_line(self) -> int:
+        return self._lines.at(self.end)[0]
+
+    @property
+    def end_col(self) -> int:
+        return self._lines.at(self.end)[1]
+
+    def _key(self) -> tuple[int, int, int, int, int, int]:
+        line, col = self._lines.at(self.start)
+        end_line, end_col = self._lines.at(self.end)
+        return (self.start, self.end, line, col, end_line, end_col)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        s, e, line, col, end_line, end_col = self._key()
+        return f"Span({s}-{e}, {line}:{col}-{end_line}:{end_col})"
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "line": self.line,
-            "col": self.col,
-            "end_line": self.end_line,
-            "end_col": self.end_col,
-        }
+        return dict(zip(("start", "end", "line", "col", "end_line", "end_col"), self._key()))
 
 
-@dataclass(frozen=True)
-class ParsedItem:
+class ParsedItem(NamedTuple):
     """One parsed answer of an output.
 
     Attributes:
@@ -132,19 +160,23 @@ def _one_of(names: Sequence[str]) -> str:
 
 
 class _Lines:
-    """Offset → 1-based line:col for one text."""
+    """Offset → 1-based line:col for one text; the line table is built on first use."""
+
+    __slots__ = ("text", "_starts")
 
     def __init__(self, text: str) -> None:
-        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.text = text
+        self._starts: list[int] | None = None
 
     def at(self, offset: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self.starts, offset) - 1
-        return i + 1, offset - self.starts[i] + 1
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        i = bisect.bisect_right(starts, offset) - 1
+        return i + 1, offset - starts[i] + 1
 
     def span(self, start: int, end: int) -> Span:
-        line, col = self.at(start)
-        end_line, end_col = self.at(end)
-        return Span(start, end, line, col, end_line, end_col)
+        return Span(start, end, self)
 
 
 def _excerpt(text: str, offset: int, limit: int = 40) -> str:
@@ -344,36 +376,56 @@ class AnswerGrammar:
                 code="output-mismatch",
             )
         lines = _Lines(output)
-        spans: dict[int, dict[str, Span]] = {}
-        values: dict[int, dict[str, Value]] = {}
-        questions: dict[int, tuple[str, Span]] = {}
-        for i, name, group in self._full_regex[1]:
-            start, end = m.span(group)
-            raw = m.group(group)
-            if name is None:
-                q = raw.rstrip(_ASCII_WS)
-                questions[i] = (q, lines.span(start, start + len(q)))
-                continue
-            values.setdefault(i, {})[name] = self._read(name, raw, output, start)
-            spans.setdefault(i, {})[name] = lines.span(start, end)
-        items = []
-        for i in range(1, self.n_items + 1):
-            if self.kind in ("single", "few-shot"):
-                start = m.start("i1")
-            else:
-                start = m.start(f"q{i}" if self.kind == "auto-demo" else f"a{i}")
-            q_and_span = questions.get(i)
-            items.append(
-                ParsedItem(
-                    index=i,
-                    values=values.get(i, {}),
-                    span=lines.span(start, m.end(f"i{i}")),
-                    field_spans=spans.get(i, {}),
-                    question=q_and_span[0] if q_and_span else None,
-                    question_span=q_and_span[1] if q_and_span else None,
+        regs = m.regs
+        new = tuple.__new__
+        items: list[ParsedItem] = []
+        try:
+            for i, start_group, end_group, q_group, fields in self._fast_plan:
+                values: dict[str, Value] = {}
+                spans: dict[str, Span] = {}
+                for name, group, read in fields:
+                    gs, ge = regs[group]
+                    values[name] = read(output[gs:ge])
+                    spans[name] = Span(gs, ge, lines)
+                question = question_span = None
+                if q_group:
+                    qs, qe = regs[q_group]
+                    question = output[qs:qe].rstrip(_ASCII_WS)
+                    question_span = Span(qs, qs + len(question), lines)
+                span = Span(regs[start_group][0], regs[end_group][1], lines)
+                items.append(
+                    new(ParsedItem, (i, values, span, spans, question, question_span))
                 )
-            )
+        except ValueError as e:  # the fragments and read_value disagree: a promptc bug
+            raise OutputParseError(
+                f"cannot read a value: {e}", location=Location(OUTPUT_FILE),
+                code="value-unreadable",
+            ) from None
         return items
+
+    @cached_property
+    def _fast_plan(
+        self,
+    ) -> list[tuple[int, int, int, int, list[tuple[str, int, Callable[[str], Value]]]]]:
+        """Per item: index, group where it starts, group where it ends, question group (or 0),
+        and (field, group, reader) for each field — group numbers of :attr:`regex`."""
+        gi = self._compiled.groupindex
+        fields: dict[int, list[tuple[str, int, Callable[[str], Value]]]] = {}
+        for i, name, group in self._full_regex[1]:
+            if name is not None:
+                fields.setdefault(i, []).append(
+                    (name, gi[group], value_reader(self._by_name[name]))
+                )
+        plan = []
+        for i in range(1, self.n_items + 1):
+            if self.kind == "auto-demo":
+                q, start = gi[f"qt{i}"], gi[f"q{i}"]
+            elif self.kind == "batch":
+                q, start = 0, gi[f"a{i}"]
+            else:
+                q, start = 0, gi[f"i{i}"]
+            plan.append((i, start, gi[f"i{i}"], q, fields.get(i, [])))
+        return plan
 
     def _read(self, name: str, raw: str, output: str, start: int) -> Value:
         try:
@@ -498,17 +550,10 @@ class AnswerGrammar:
         if "_NL" in expected:
             nxt = self._next_marker(output, offset)
             names["_NL"] = f"a new line and {nxt}" if nxt else names["_NL"]
-        lines = _Lines(output)
-        line, col = lines.at(min(offset, len(output)))
         if len(expected) > 1:
             expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
-        found = _found(output, offset)
-        return OutputParseError(
-            f"expected {_one_of(want)}, found {found}",
-            location=Location(OUTPUT_FILE, line, col),
-            code="unexpected-output",
-        )
+        return _parse_error(output, offset, want, _found(output, offset), "unexpected-output")
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""
@@ -539,12 +584,26 @@ class AnswerGrammar:
             end = len(output) if nl < 0 else nl
         body = output[start:end]
         mismatch = self.diagnose_answer(body)
-        line, col = _Lines(output).at(start + mismatch.offset)
-        return OutputParseError(
-            f"expected {_one_of(mismatch.expected)}, found {mismatch.found}",
-            location=Location(OUTPUT_FILE, line, col),
-            code="answer-mismatch",
+        return _parse_error(
+            output, start + mismatch.offset, mismatch.expected, mismatch.found, "answer-mismatch"
         )
+
+
+def _parse_error(
+    output: str, offset: int, expected: Sequence[str], found: str, code: str
+) -> OutputParseError:
+    """An error at ``offset`` of the output; also carries ``offset``, ``expected``, ``found``."""
+    offset = min(offset, len(output))
+    line, col = _Lines(output).at(offset)
+    err = OutputParseError(
+        f"expected {_one_of(expected)}, found {found}",
+        location=Location(OUTPUT_FILE, line, col),
+        code=code,
+    )
+    err.offset = offset  # type: ignore[attr-defined]
+    err.expected = list(expected)  # type: ignore[attr-defined]
+    err.found = found  # type: ignore[attr-defined]
+    return err
 
 
 @lru_cache(maxsize=32)

@@ -21,6 +21,7 @@ strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from promptc.ir import OutputField, Value
@@ -157,3 +158,52 @@ def json_schema(field: OutputField) -> dict[str, object]:
     if field.description:
         schema["description"] = field.description
     return schema
+
+
+def value_reader(field: OutputField) -> Callable[[str], Value]:
+    """A reader for one field, equal to ``read_value(field, ·)`` but faster on plain forms.
+
+    The fast forms are those ``Decimal``/``int`` read as :func:`read_value` would (``18``,
+    ``-3.5``, ``18.``), and the exact words of a boolean or enum in any case; anything else
+    (``1,234``, ``$18``, the unicode minus …) goes through :func:`read_value`. The answer
+    parser calls this for every value, so it matters; the tests check it agrees with
+    :func:`read_value` on everything the grammar fragments accept.
+    """
+    t = field.type
+    if t == "text":
+        return str
+    if t == "number":
+
+        def read_number(text: str) -> Value:
+            if text.isascii() and "," not in text and "$" not in text and "_" not in text:
+                try:
+                    value = Decimal(text)
+                except InvalidOperation:
+                    return read_value(field, text)
+                if value.is_finite():
+                    return value
+            return read_value(field, text)
+
+        return read_number
+    if t == "integer":
+
+        def read_integer(text: str) -> Value:
+            if text.isascii() and text.lstrip("+-").isdigit():
+                return int(text)
+            return read_value(field, text)
+
+        return read_integer
+    words: dict[str, Value] = {}
+    if t == "boolean":
+        words = {w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS}
+    elif t == "enum":
+        for alias, choice in reversed(field.aliases):
+            words[alias.lower()] = choice
+        for c in reversed(field.choices):
+            words[c.lower()] = c
+
+    def read_word(text: str) -> Value:
+        hit = words.get(text.lower())
+        return hit if hit is not None else read_value(field, text)
+
+    return read_word

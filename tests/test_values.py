@@ -144,3 +144,17 @@ def test_json_forms() -> None:
     assert json_value(BOOLEAN, False) is False
     assert json_schema(ENUM) == {"type": "string", "enum": ["positive", "negative", "very positive"]}
     assert json_schema(TEXT) == {"type": "string", "minLength": 1}
+
+
+@pytest.mark.parametrize("field", [NUMBER, INTEGER, BOOLEAN, ENUM, TEXT], ids=lambda f: f.type)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_fast_reader_equals_read_value_on_what_the_grammar_admits(field: OutputField, data: st.DataObject) -> None:
+    from promptc.values import value_reader
+
+    text = data.draw(st.from_regex(value_regex(field, multiline=False), fullmatch=True))
+    got = value_reader(field)(text)
+    want = read_value(field, text)
+    assert got == want and type(got) is type(want)
+    if isinstance(got, Decimal):
+        assert str(got) == str(want)  # the same digits, not only the same number
