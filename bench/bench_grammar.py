@@ -99,6 +99,9 @@ def main() -> None:
     n_items = args.outputs * args.items
     results = {
         "baseline (split + 'The answer is (.*)')": timed(baseline, data, args.repeat),
+        "promptc regex check alone (answer.regex match)": timed(
+            re.compile(g.regex).fullmatch, data, args.repeat  # type: ignore[arg-type]
+        ),
         "promptc fast path (parse_strict_regex)": timed(g.parse_strict_regex, data, args.repeat),
         "promptc lark alone (parse_strict_lark)": timed(g.parse_strict_lark, data, args.repeat),
         "promptc parse_strict (regex, lark on failure)": timed(g.parse_strict, data, args.repeat),
