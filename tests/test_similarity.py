@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from promptc import ir
 from promptc.errors import Location, SelectionError
 
@@ -454,3 +456,25 @@ def test_target_position_is_checked_before_embedding(tmp_path):
 
 def test_counter_of_topics_fixture():
     assert Counter(TOPICS) == {"cooking": 12, "football": 12, "astronomy": 12, "programming": 12}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    size=st.integers(1, 9),
+    d=st.integers(1, 5),
+    levels=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_every_method_covers_every_item(n, size, d, levels, seed):
+    # Few distinct values: many exact ties and duplicate vectors (and zero vectors).
+    v = np.random.default_rng(seed).integers(0, levels, size=(n, d)).astype(np.float32)
+    for method in ("partition", "diverse"):
+        groups = sim.similarity_batches(v, size, method)
+        assert sorted(m for g in groups for m in g.members) == list(range(n))
+        assert len(groups) == -(-n // size)
+        assert all(0 < len(g.members) <= size for g in groups)
+        assert groups == sim.similarity_batches(v, size, method)
+    groups = sim.similarity_batches(v, size, "retrieval")
+    assert [g.members[g.target] for g in groups] == list(range(n))
+    assert all(len(set(g.members)) == len(g.members) == min(size, n) for g in groups)
