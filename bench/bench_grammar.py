@@ -26,7 +26,7 @@ from promptc import formats, ir
 from promptc.answer_format import parse_answer_format, write_answer
 from promptc.grammar import build_grammar
 
-WORDS = "so we add the two numbers then subtract 7 which gives the total of apples left".split()
+WORDS = ["so", "we", "add", "the", "two", "numbers", "then", "subtract", "7", "which", "gives", "the", "total", "of", "apples", "left"]
 
 
 def math_task() -> ir.Task:

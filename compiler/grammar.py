@@ -49,7 +49,7 @@ from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
 
 if TYPE_CHECKING:
-    import lark
+    from lark import Lark, UnexpectedInput
 
 __all__ = [
     "AnswerGrammar",
@@ -71,7 +71,7 @@ class Span:
     the same output), so that the fast path does not pay for positions nobody reads.
     """
 
-    __slots__ = ("start", "end", "_lines")
+    __slots__ = ("_lines", "end", "start")
 
     def __init__(self, start: int, end: int, lines: _Lines) -> None:
         self.start = start
@@ -128,7 +128,7 @@ class ParsedItem(NamedTuple):
         question_span: Where it is.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # the contract's name; shadows tuple.index
     values: Mapping[str, Value]
     span: Span
     field_spans: Mapping[str, Span]
@@ -162,7 +162,7 @@ def _one_of(names: Sequence[str]) -> str:
 class _Lines:
     """Offset → 1-based line:col for one text; the line table is built on first use."""
 
-    __slots__ = ("text", "_starts")
+    __slots__ = ("_starts", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -443,7 +443,7 @@ class AnswerGrammar:
         return f"{self.kind} answer of {self.n_items} item(s)"
 
     @cached_property
-    def _lark_parser(self) -> lark.Lark:
+    def _lark_parser(self) -> Lark:
         return _lark_parser_for(self.lark)
 
     def parse_strict_lark(self, output: str) -> list[ParsedItem]:
@@ -470,11 +470,12 @@ class AnswerGrammar:
             start_pos: int | None = None
             for child in item_tree.children:
                 if isinstance(child, lark.Token):
+                    at = _pos(child.start_pos)
                     if start_pos is None:
-                        start_pos = child.start_pos
+                        start_pos = at
                     if child.type == "QUESTION":
                         q = str(child).rstrip(_ASCII_WS)
-                        question = (q, lines.span(child.start_pos, child.start_pos + len(q)))
+                        question = (q, lines.span(at, at + len(q)))
                 elif child.data == "answer":
                     answer = child
             values: dict[str, Value] = {}
@@ -482,14 +483,12 @@ class AnswerGrammar:
             end_pos = 0
             for tok, part in zip(answer.children, self.plan.parts):
                 assert isinstance(tok, lark.Token)
+                at, end_pos = _pos(tok.start_pos), _pos(tok.end_pos)
                 if start_pos is None:
-                    start_pos = tok.start_pos
-                end_pos = tok.end_pos
+                    start_pos = at
                 if part.field is not None:
-                    values[part.field.name] = self._read(
-                        part.field.name, str(tok), output, tok.start_pos
-                    )
-                    spans[part.field.name] = lines.span(tok.start_pos, tok.end_pos)
+                    values[part.field.name] = self._read(part.field.name, str(tok), output, at)
+                    spans[part.field.name] = lines.span(at, end_pos)
             assert start_pos is not None
             items.append(
                 ParsedItem(
@@ -523,16 +522,17 @@ class AnswerGrammar:
                 names[p.terminal] = repr(p.text)
         return names
 
-    def _lark_error(self, output: str, e: lark.UnexpectedInput) -> OutputParseError:
+    def _lark_error(self, output: str, e: UnexpectedInput) -> OutputParseError:
         import lark
 
         names = self._terminal_names()
+        offset: int
         if isinstance(e, lark.UnexpectedCharacters):
-            offset = e.pos_in_stream
+            offset = _pos(e.pos_in_stream)
             expected = set(e.allowed or ())
         elif isinstance(e, lark.UnexpectedToken):
-            offset = e.token.start_pos if e.token.type != "$END" else len(output)
-            offset = offset if offset is not None else len(output)
+            start = e.token.start_pos if e.token.type != "$END" else None
+            offset = start if isinstance(start, int) else len(output)
             expected = set(e.expected)
         else:
             assert isinstance(e, lark.UnexpectedEOF)
@@ -589,6 +589,12 @@ class AnswerGrammar:
         )
 
 
+def _pos(value: int | None) -> int:
+    """A position lark reports (``None`` only for tokens it made up itself)."""
+    assert value is not None
+    return value
+
+
 def _parse_error(
     output: str, offset: int, expected: Sequence[str], found: str, code: str
 ) -> OutputParseError:
@@ -607,7 +613,7 @@ def _parse_error(
 
 
 @lru_cache(maxsize=32)
-def _lark_parser_for(source: str) -> lark.Lark:
+def _lark_parser_for(source: str) -> Lark:
     """An LALR parser per grammar text: building one for 64 items takes most of a second."""
     import lark
 

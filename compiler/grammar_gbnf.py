@@ -16,19 +16,24 @@ constrained model from running on forever, text is bounded here (and only here):
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from promptc import formats
 from promptc.errors import GrammarError
 from promptc.grammar_lark import Plan
 
-try:  # Python 3.11+
-    import re._constants as _c
-    import re._parser as _p
+# The regex parser of the standard library (``re._parser`` since 3.11, ``sre_parse`` before).
+_c: Any
+_p: Any
+try:
+    _c = importlib.import_module("re._constants")
+    _p = importlib.import_module("re._parser")
 except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _p  # type: ignore[no-redef]
+    _c = importlib.import_module("sre_constants")
+    _p = importlib.import_module("sre_parse")
 
 #: Longest text value a constrained model may write in a one-line answer.
 TEXT_MAX_CHARS = 400
@@ -118,7 +123,7 @@ def regex_to_gbnf(regex: str) -> str:
     return _seq(_p.parse(regex), False)
 
 
-def _seq(items: object, icase: bool) -> str:
+def _seq(items: Any, icase: bool) -> str:
     out: list[str] = []
     buf: list[str] = []
 
@@ -127,7 +132,7 @@ def _seq(items: object, icase: bool) -> str:
             out.append(gbnf_string("".join(buf)))
             buf.clear()
 
-    for op, av in items:  # type: ignore[attr-defined]
+    for op, av in items:
         if op is _c.LITERAL:
             ch = chr(av)
             if icase and ch.lower() != ch.upper():
@@ -142,15 +147,15 @@ def _seq(items: object, icase: bool) -> str:
     return " ".join(out) if out else '""'
 
 
-def _atom(op: object, av: object, icase: bool) -> str:
+def _atom(op: Any, av: Any, icase: bool) -> str:
     if op is _c.NOT_LITERAL:
-        return _class(_cases(av, av) if icase else [(av, av)], True)  # type: ignore[arg-type]
+        return _class(_cases(av, av) if icase else [(av, av)], True)
     if op is _c.ANY:
         return "[^\\n]"
     if op is _c.IN:
         negate = False
         spans: list[tuple[int, int]] = []
-        for iop, iav in av:  # type: ignore[attr-defined]
+        for iop, iav in av:
             if iop is _c.NEGATE:
                 negate = True
             elif iop is _c.LITERAL:
@@ -163,14 +168,14 @@ def _atom(op: object, av: object, icase: bool) -> str:
                 raise GrammarError(f"cannot express the character class item {iop} in GBNF")
         return _class(spans, negate)
     if op is _c.BRANCH:
-        return "(" + " | ".join(_seq(b, icase) for b in av[1]) + ")"  # type: ignore[index]
+        return "(" + " | ".join(_seq(b, icase) for b in av[1]) + ")"
     if op is _c.SUBPATTERN:
-        _, add, _, sub = av  # type: ignore[misc]
+        _, add, _, sub = av
         return "(" + _seq(sub, icase or bool(add & re.IGNORECASE)) + ")"
     if op is _c.ATOMIC_GROUP:
         return "(" + _seq(av, icase) + ")"
     if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
-        lo, hi, sub = av  # type: ignore[misc]
+        lo, hi, sub = av
         inner = _seq(sub, icase)
         if " " in inner and not (inner.startswith("(") and inner.endswith(")")):
             inner = "(" + inner + ")"

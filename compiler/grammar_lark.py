@@ -23,7 +23,7 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 from promptc import formats
@@ -42,7 +42,7 @@ def _escape_controls(regex: str) -> str:
     return "".join(_CONTROL_ESCAPES.get(c, c) for c in regex)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fragment_terminals(name: str) -> dict[str, str]:
     """The terminals of ``grammars/<name>``, each compiled by lark to one Python regex.
 
@@ -235,8 +235,8 @@ def make_plan(
             raw.append(("literal", literal_regex(seg2.text, multiline), None, seg2.text))
         else:
             assert isinstance(seg2, str)
-            field = by_name[seg2]
-            raw.append(("field", value_regex(field, multiline), field, ""))
+            out_field = by_name[seg2]
+            raw.append(("field", value_regex(out_field, multiline), out_field, ""))
     if not seen:
         raise GrammarError(
             "answer_format has no {field} placeholder; expected at least one output in it",
@@ -248,12 +248,12 @@ def make_plan(
     taken: set[str] = set()
     parts: list[Part] = []
     n_literals = 0
-    for k, (pkind, bare, field, text) in enumerate(raw):
-        if pkind == "literal":
+    for k, (pkind, bare, maybe_field, text) in enumerate(raw):
+        if pkind == "literal" or maybe_field is None:
             n_literals += 1
             parts.append(Part("literal", f"LIT_{n_literals}", bare, bare, text=text))
             continue
-        assert field is not None
+        field = maybe_field
         tail = "".join(r[1] for r in raw[k + 1 :]) + end
         regex = f"(?:{bare})(?={tail})"
         parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))

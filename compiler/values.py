@@ -195,7 +195,8 @@ def value_reader(field: OutputField) -> Callable[[str], Value]:
         return read_integer
     words: dict[str, Value] = {}
     if t == "boolean":
-        words = {w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS}
+        words.update({w: True for w in TRUE_WORDS})
+        words.update({w: False for w in FALSE_WORDS})
     elif t == "enum":
         for alias, choice in reversed(field.aliases):
             words[alias.lower()] = choice

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from promptc import formats, ir
 from promptc.answer_format import parse_answer_format, write_answer
 from promptc.errors import GrammarError, OutputParseError
@@ -234,11 +233,18 @@ def assert_parses_to(g: AnswerGrammar, output: str, answers: Sequence[dict[str, 
     slow = g.parse_strict_lark(output)
     assert fast == slow
     assert [item.index for item in fast] == list(range(1, len(answers) + 1))
-    by_name = {f.name for f in g.fields}
+    from promptc.values import read_value
+
+    fields = {f.name: f for f in g.fields}
     for item, want in zip(fast, answers):
-        assert dict(item.values) == {k: v for k, v in want.items() if k in by_name}
+        assert dict(item.values) == {k: v for k, v in want.items() if k in fields}
         for name, span in item.field_spans.items():
-            assert output[span.start : span.end] == g.plan.fields and None or True
+            # The span holds exactly the text the value was read from, at its line:col.
+            assert read_value(fields[name], output[span.start : span.end]) == item.values[name]
+            line_start = output.rfind("\n", 0, span.start) + 1
+            assert (span.line, span.col) == (output.count("\n", 0, span.start) + 1, span.start - line_start + 1)
+        text = output[item.span.start : item.span.end]
+        assert text.strip(ASCII_WS) == text
     if g.kind == "auto-demo":
         for item, q in zip(fast, questions):
             assert item.question == formats.question_text(task.inputs, q)
@@ -274,9 +280,9 @@ def test_reasoning_may_say_the_answer_is() -> None:
     assert items == g.parse_strict_lark(out)
     assert items[0].values == {
         "reasoning": "First I thought the answer is 12. The answer is 14, no.",
-        "answer": Decimal("18"),
+        "answer": Decimal(18),
     }
-    assert items[1].values == {"reasoning": "So", "answer": Decimal("1234")}
+    assert items[1].values == {"reasoning": "So", "answer": Decimal(1234)}
     span = items[0].field_spans["answer"]
     assert (span.line, span.col, out[span.start : span.end]) == (1, 77, "18")
 
@@ -388,12 +394,18 @@ def test_answer_regex_has_a_group_per_field() -> None:
 
 
 GRAMMAR_ERRORS = [
-    ("{answer} {nope}", "spec.yaml:1:10: answer_format: answer_format names '{nope}', which is "
-     "not an output; expected one of answer, reasoning"),
-    ("{answer} {answer}", "spec.yaml:1:10: answer_format: answer_format uses '{answer}' twice; "
-     "expected each output at most once"),
-    ("just text", "spec.yaml:1:1: answer_format: answer_format has no {field} placeholder; "
-     "expected at least one output in it"),
+    ("{answer} {nope}", (
+        "spec.yaml:1:10: answer_format: answer_format names '{nope}', which is "
+        "not an output; expected one of answer, reasoning"
+    )),
+    ("{answer} {answer}", (
+        "spec.yaml:1:10: answer_format: answer_format uses '{answer}' twice; "
+        "expected each output at most once"
+    )),
+    ("just text", (
+        "spec.yaml:1:1: answer_format: answer_format has no {field} placeholder; "
+        "expected at least one output in it"
+    )),
 ]
 
 

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from promptc.grammar_lark import fragment_terminals, value_regex
 from promptc.ir import OutputField
 from promptc.values import coerce_value, json_schema, json_value, read_value, write_value
@@ -22,16 +21,16 @@ ENUM = OutputField(
 TEXT = OutputField("t", "text")
 
 READ_TABLE = [
-    (NUMBER, "18", Decimal("18")),
+    (NUMBER, "18", Decimal(18)),
     (NUMBER, "-3.5", Decimal("-3.5")),
-    (NUMBER, "1,234", Decimal("1234")),
+    (NUMBER, "1,234", Decimal(1234)),
     (NUMBER, "1,234,567.25", Decimal("1234567.25")),
-    (NUMBER, "$18", Decimal("18")),
-    (NUMBER, "-$18", Decimal("-18")),
+    (NUMBER, "$18", Decimal(18)),
+    (NUMBER, "-$18", Decimal(-18)),
     (NUMBER, "€2.50", Decimal("2.50")),
-    (NUMBER, "18.", Decimal("18")),
+    (NUMBER, "18.", Decimal(18)),
     (NUMBER, ".5", Decimal("0.5")),
-    (NUMBER, "\u22127", Decimal("-7")),
+    (NUMBER, "\u22127", Decimal(-7)),
     (NUMBER, "0.1", Decimal("0.1")),  # exactly, not the float 0.1
     (INTEGER, "18", 18),
     (INTEGER, "1,234", 1234),
@@ -83,7 +82,7 @@ WRITE_TABLE = [
     (NUMBER, Decimal("1234.50"), "1234.5"),
     (NUMBER, Decimal("-0"), "0"),
     (NUMBER, Decimal("1E+3"), "1000"),
-    (NUMBER, Decimal("18"), "18"),
+    (NUMBER, Decimal(18), "18"),
     (INTEGER, -12, "-12"),
     (BOOLEAN, True, "yes"),
     (BOOLEAN, False, "no"),
@@ -126,7 +125,7 @@ def test_boolean_any_case(word: str, upper: list[bool]) -> None:
 
 
 def test_coerce_value_from_yaml() -> None:
-    assert coerce_value(NUMBER, 18) == Decimal("18")
+    assert coerce_value(NUMBER, 18) == Decimal(18)
     assert coerce_value(NUMBER, 0.5) == Decimal("0.5")
     assert coerce_value(INTEGER, 3) == 3
     assert coerce_value(BOOLEAN, True) is True
@@ -139,7 +138,7 @@ def test_coerce_value_from_yaml() -> None:
 
 
 def test_json_forms() -> None:
-    assert json_value(NUMBER, Decimal("18")) == 18
+    assert json_value(NUMBER, Decimal(18)) == 18
     assert json_value(NUMBER, Decimal("2.5")) == 2.5
     assert json_value(BOOLEAN, False) is False
     assert json_schema(ENUM) == {"type": "string", "enum": ["positive", "negative", "very positive"]}
