@@ -321,7 +321,9 @@ def show_batches(batches: Sequence[ir.Batch], request_ids: Sequence[str],
             parts.append(s)
         return ", ".join(parts)
 
-    header = " · ".join(f"{k}: {v}" for k, v in info.items())
+    # Scalars only: nested records (an embedding model's details) are the manifest's to show.
+    header = " · ".join(f"{k}: {v}" for k, v in info.items()
+                        if isinstance(v, (str, int, float, bool)) or v is None)
     note = "* marks the target item, whose answer the batch is for" if any(
         b.target is not None for b in batches) else ""
     if _use_rich(out):
@@ -330,7 +332,8 @@ def show_batches(batches: Sequence[ir.Batch], request_ids: Sequence[str],
         from rich.text import Text
 
         console = Console(file=out, highlight=False)
-        table = Table(title=Text(header), caption=note or None)
+        console.print(Text(header, style="dim"))
+        table = Table(caption=note or None)
         table.add_column("batch", justify="right")
         table.add_column("request")
         table.add_column("items")
