@@ -236,3 +236,24 @@ def test_extends_is_recorded_in_the_manifest(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", base["sha256"])
     assert manifest["selection"]["method"] == "random" and manifest["selection"]["seed"] == 7
     assert manifest["model"]["max_tokens"] == 1024 and manifest["model"]["temperature"] == 0
+
+
+def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
+    """Prompts are full of brackets (Q[1]:, [bold]): rich must print them, not style them."""
+    import io
+
+    from promptc import ir
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    batch = ir.Batch(0, ("a",), (0,))
+    request = ir.Request("r0001", batch, "batch", (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"})
+    out = Terminal()
+    cli.show_request(request, "answer", out)
+    text = out.getvalue()
+    assert "Q[1]: [bold]x[/bold]" in text and "╭─ user" in text
+    out = Terminal()
+    cli.show_batches([batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out)
+    assert "method: sequential" in out.getvalue() and "embedding" not in out.getvalue()
