@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.composer
+import yaml.constructor
 import yaml.nodes
+import yaml.reader
+import yaml.resolver
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
 
 KeyPath = tuple[str | int, ...]
@@ -41,6 +45,8 @@ MAX_EXTENDS = 32
 """Longest chain of ``extends``."""
 
 COMMAND_LINE = "<command line>"
+
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 
 _SAFE_TAGS = {
     "tag:yaml.org,2002:str",
@@ -292,23 +298,63 @@ def _describe(value: object) -> str:
     return "a mapping"
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader with a cap on nesting while composing (PyYAML's composer recurses)."""
+class _Composing:
+    """Composer guards: a cap on nesting (PyYAML's composer recurses) and on document size."""
 
-    def __init__(self, stream: str, display: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._display = display
+    _depth = 0
+    _nodes = 0
+    _display = ""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise load_error("too-deep", _mark(self._display, mark), limit=MAX_DEPTH)
-            return super().compose_node(parent, index)
+            if self._depth > MAX_DEPTH or self._nodes > MAX_VALUES:
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+                if self._depth > MAX_DEPTH:
+                    raise load_error("too-deep", _mark(self._display, mark), limit=MAX_DEPTH)
+                raise LoadError(  # written out, not expanded: the aliases hint would mislead
+                    MESSAGES["too-many-values"].format(limit=MAX_VALUES),
+                    location=_mark(self._display, mark), code="too-many-values",
+                )
+            return super().compose_node(parent, index)  # type: ignore[misc]
         finally:
             self._depth -= 1
+
+
+class _PyLoader(_Composing, yaml.SafeLoader):
+    """PyYAML's safe loader, pure Python."""
+
+    def __init__(self, stream: str, display: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._display = display
+
+
+def _loader_class() -> Any:
+    """libyaml's parser when PyYAML was built with it (about four times faster), else PyYAML's."""
+    try:
+        from yaml._yaml import CParser
+    except ImportError:  # pragma: no cover - PyYAML's wheels ship libyaml
+        return _PyLoader
+
+    class _CLoader(
+        _Composing, yaml.composer.Composer, yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver, CParser,
+    ):
+        """libyaml's parser (events with character positions) under PyYAML's own composer,
+        so that the guards above apply, and the same safe constructor and resolver."""
+
+        def __init__(self, stream: str, display: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._display = display
+
+    return _CLoader
+
+
+_Loader: Any = _loader_class()
 
 
 def _mark(display: str, mark: Any) -> Location:
@@ -324,7 +370,7 @@ def _location_at(display: str, text: str, index: int) -> Location:
 class _Builder:
     """Turns a composed node graph into plain data, recording positions and refusing tags."""
 
-    def __init__(self, display: str, text: str, loader: _Loader) -> None:
+    def __init__(self, display: str, text: str, loader: Any) -> None:
         self.display = display
         self.text = text
         self.loader = loader
@@ -361,8 +407,8 @@ class _Builder:
             return None
         self.layer.values[path] = self.loc(node)
         if isinstance(node, yaml.nodes.ScalarNode):
-            self.layer.spans[path] = ScalarSpan(
-                self.display, node.start_mark.index, node.end_mark.index, node.style
+            self.layer.spans[path] = ScalarSpan(  # libyaml writes plain style as ''
+                self.display, node.start_mark.index, node.end_mark.index, node.style or None
             )
             return self.scalar(node, path)
         if id(node) in self.stack:
@@ -408,7 +454,9 @@ class _Builder:
         if node.tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
             return str(node.value)
         try:
-            value = self.loader.construct_object(node)
+            # The safe constructor's own function for this (standard, checked) tag; skipping
+            # construct_object's bookkeeping, which only matters for collections.
+            value = self.loader.yaml_constructors[node.tag](self.loader, node)
         except ValueError:  # Python refuses to convert integers of more than ~4300 digits
             raise load_error(
                 "number-too-large", self.loc(node), path, text=node.value[:20] + "…"
@@ -446,7 +494,13 @@ def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[st
 
 def _parse(display: str, text: str) -> _Layer:
     """One file's YAML → a layer, raising every problem found."""
-    loader: _Loader | None = None
+    loader: Any = None
+    # Refuse control characters first, the same way whichever parser runs.
+    bad = _NON_PRINTABLE.search(text)
+    if bad is not None:
+        problem = f"special character {bad.group()!r} is not allowed"
+        raise LoadError(MESSAGES["yaml-syntax"].format(problem=problem),
+                        location=_location_at(display, text, bad.start()), code="yaml-syntax")
     try:
         try:
             loader = _Loader(text, display)
@@ -459,22 +513,21 @@ def _parse(display: str, text: str) -> _Layer:
             if e.context and problem.startswith("but "):
                 # "expected a single document in the stream" + "but found another document"
                 problem, e.context = f"{e.context}, {problem}", None
+            if mark is not None and text[mark.index : mark.index + 1] == "\t":
+                problem, e.context = "found a tab character where a token was expected", None
+                hint = "YAML indents with spaces, not tabs"
             if e.context:
                 hint = e.context
-                if e.context_mark is not None and e.context_mark is not mark:
-                    hint += f" at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
+                cm = e.context_mark
+                if cm is not None and mark is not None and (cm.line, cm.column) != (
+                    mark.line, mark.column
+                ):
+                    hint += f" at line {cm.line + 1}, column {cm.column + 1}"
             raise LoadError(
                 MESSAGES["yaml-syntax"].format(problem=problem), location=where, hint=hint,
                 code="yaml-syntax",
             ) from None
-        except yaml.reader.ReaderError as e:
-            problem = f"special character {chr(e.character)!r} is not allowed"
-            where = _location_at(display, text, e.position)
-            raise LoadError(
-                MESSAGES["yaml-syntax"].format(problem=problem), location=where,
-                code="yaml-syntax",
-            ) from None
-        except yaml.YAMLError as e:  # pragma: no cover - all PyYAML errors above are marked
+        except yaml.YAMLError as e:  # pragma: no cover - other PyYAML errors are marked
             raise LoadError(MESSAGES["yaml-syntax"].format(problem=str(e)),
                             location=Location(display), code="yaml-syntax") from None
         if node is None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from promptc.errors import ErrorCollector, Location, PromptcErrors
+from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
 from promptc.load import load_spec
 from promptc.lower import compile_spec, default_label, lower
 from promptc.validate import validate
@@ -408,3 +408,32 @@ def test_bad_data_rows_are_all_reported(spec_dir: Path) -> None:
         "data.jsonl:3:1: invalid JSON: Expecting value",
         "data.jsonl:4:1: expected a JSON object for each row, found a list",
     ]
+
+
+# --- both YAML parsers -------------------------------------------------------------------------
+
+def test_libyaml_and_pure_python_parsers_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data, key and value positions, and scalar spans are the same whichever parser runs."""
+    from promptc import load
+
+    specs = sorted(SPECS.rglob("*.yaml")) + sorted((SPECS.parent.parent.parent / "specs")
+                                                   .glob("*.yaml"))
+    malformed = Path(__file__).parent / "malformed"
+    specs += [p for p in sorted(malformed.glob("*.yaml"))
+              if not p.name.startswith(("yaml_", "_"))]
+
+    def snapshot(loader: object) -> list[object]:
+        monkeypatch.setattr(load, "_Loader", loader)
+        out: list[object] = []
+        for spec in specs:
+            try:
+                doc = load.load_spec(spec)
+            except PromptcError as e:
+                out.append(e.format())
+                continue
+            out.append((doc.data, doc.key_locations, doc.value_locations, doc.spans))
+        return out
+
+    assert load._Loader is not load._PyLoader, "PyYAML without libyaml: nothing to compare"
+    fast = snapshot(load._Loader)
+    assert snapshot(load._PyLoader) == fast
