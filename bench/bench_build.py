@@ -121,6 +121,41 @@ def promptc_render(folder: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, len(requests)
 
 
+def phases(folder: Path) -> dict[str, float]:
+    """Seconds per stage of the auto-demo build, in this process (one run, warm imports)."""
+    import gc
+
+    from promptc.build import build, grammars
+    from promptc.lower import compile_spec
+    from promptc.render import Renderer, check_templates, gc_paused
+    from promptc.select import select
+
+    compile_spec(folder / "bench.yaml")  # warm the imports
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with gc_paused():
+        task = compile_spec(folder / "bench.yaml")
+    gc.freeze()
+    out["compile_spec (load, validate, read data, lower)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    check_templates(task)
+    out["check_templates"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    selection = select(task)
+    out["select"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    requests = Renderer(task).render(selection)
+    out["render"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grammars(task, sorted({len(r.batch.item_ids) for r in requests}))
+    out["grammar"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    build(task, folder / "phases")
+    out["build() = select + render + grammar + manifest + write"] = time.perf_counter() - t0
+    gc.unfreeze()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=10_000)
@@ -139,6 +174,9 @@ def main() -> None:
         print(f"auto-demo build, {args.items} items, batch 8: {n_req} requests; wall "
               f"{build_s:.3f} s median of {args.runs} (min {min(t):.3f}, max {max(t):.3f}); "
               f"{build_s / n_req * 1e3:.3f} ms per request")
+
+        for name, seconds in phases(folder).items():
+            print(f"  in-process {name}: {seconds:.3f} s")
 
         h = timed([*cmd, "--help"], 15, folder)
         print(f"promptc --help: median {statistics.median(h) * 1e3:.1f} ms of 15 runs "
