@@ -8,6 +8,8 @@ Reports items/s, all in one run, for:
 - ``parse_output``: promptc's default ``recover`` mode, which takes the fast path (one regex
   for the whole output) on these well-formed outputs, then checks every repeated question
   against its item and types every value;
+- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.regex` matched,
+  nothing read — the floor of the fast path;
 - ``regex alone`` and ``lark alone``: :meth:`AnswerGrammar.parse_strict_regex` and
   :meth:`AnswerGrammar.parse_strict_lark` (the grammar's two strict parsers, values typed);
 - ``scanner``: the recover slow path (marker scanner + one answer at a time), which broken
@@ -157,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             r.values["answer"] for r in fast]
 
     n, nl = args.outputs, min(args.lark_outputs, args.outputs)
+    pattern = re.compile(grammar.regex or "")
     rows = [
         ("baseline (split lines on A[i]:, 'The answer is (.*)')", n,
          timed(lambda k: baseline(outputs[k]), n, args.repeat)),
@@ -166,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("parse_output, strict", n,
          timed(lambda k: parse_output(task, shapes[k], outputs[k], mode="strict",
                                       grammar=grammar), n, args.repeat)),
+        ("whole-output regex match only (no values, no results)", n,
+         timed(lambda k: pattern.fullmatch(outputs[k]), n, args.repeat)),
         ("regex alone (AnswerGrammar.parse_strict_regex)", n,
          timed(lambda k: grammar.parse_strict_regex(outputs[k]), n, args.repeat)),
         ("scanner (recover slow path)", n,

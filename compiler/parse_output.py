@@ -268,6 +268,7 @@ _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 _NEWLINES = "\r"
 _EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
+_EDGE_NOISE = " \t\n\r\f\v" + _INVISIBLE
 _LOOKALIKE = re.compile(
     "[\uff01-\uff5e" + _SPACES + _INVISIBLE + _NEWLINES + "".join(_EXTRA_MAP) + "]"
 )
@@ -331,6 +332,17 @@ class _Text:
         if self._offsets is None:
             return norm_offset
         return self._offsets[max(0, min(norm_offset, len(self._offsets) - 1))]
+
+    def orig_start(self, norm_offset: int) -> int:
+        """Where a stretch that starts at ``norm_offset`` starts in the original: just after
+        the previous kept character, so that removed characters (zero-width) before it belong
+        to it, as they do for the grammar."""
+        if self._offsets is None:
+            return norm_offset
+        if norm_offset <= 0:
+            return 0
+        prev = self._offsets[min(norm_offset, len(self._offsets) - 1) - 1]
+        return prev + (2 if self.original.startswith("\r\n", prev) else 1)
 
     def position(self, orig_offset: int) -> Position:
         line = bisect_right(self._line_starts, orig_offset)
@@ -542,8 +554,9 @@ class _Reader:
     def _read_one(self, text: _Text, s: int, e: int) -> _Reading:
         # As written first (keeps the model's own characters in text values); then, if the
         # output had lookalikes, normalised.
-        o_s, o_e = text.orig(s), text.orig(e)
-        raw = text.original[o_s:o_e]
+        o_s, o_e = text.orig_start(s), text.orig(e)
+        # Zero-width characters at the edges of an answer are noise, like white space.
+        raw = text.original[o_s:o_e].strip(_EDGE_NOISE)
         got = self._try(raw)
         if not isinstance(got, dict) and raw != text.norm[s:e]:
             got = self._try(text.norm[s:e])
@@ -893,6 +906,9 @@ def _parsed_span(text: _Text, item: Any) -> Span | None:
 
 
 def _strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+    fast = _fast(shape, g, output)  # the same regex parse_strict tries first, read directly
+    if fast is not None:
+        return fast
     try:
         items = g.parse_strict(output)
     except Exception as exc:  # noqa: BLE001 - a mismatch, or any parser failure
@@ -1028,7 +1044,7 @@ def _recover(
         q_text = None
         if pending_q is not None:
             qs, qe = _strip_span(text.norm, pending_q[0].end, pending_q[1])
-            q_text = text.original[text.orig(qs) : text.orig(qe)]
+            q_text = text.original[text.orig_start(qs) : text.orig(qe)]
         pending_q = None
         if len(occ_list) >= MAX_OCCURRENCES:
             occ_list.append(_Occurrence(m, q, None, q_text))
@@ -1160,7 +1176,7 @@ def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[I
     norm = text.norm
     item_id = shape.item_ids[0] if shape.item_ids else None
     s, e = _strip_span(text.norm, 0, len(norm))
-    if s == e:
+    if not text.original.strip(_EDGE_NOISE):
         return [ItemResult(shape.id, item_id, 1, "missing", {}, None, ("an answer",),
                            "end of output", "the output is empty")]
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;

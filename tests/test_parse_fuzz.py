@@ -24,6 +24,8 @@ from promptc.parse_output import (
 )
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
+# Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
 SENTIMENT = OutputField("label", "enum", choices=("positive", "negative", "very positive"),
                         aliases=(("pos", "positive"),))
@@ -63,7 +65,7 @@ TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\
 def one_line_text() -> st.SearchStrategy[str]:
     return st.text(TEXT_CHARS, min_size=1, max_size=30).map(str.strip).filter(
         lambda t: t != "" and _MARKER.search(normalise_lookalikes(t)[0]) is None
-        and not t[-1].isspace() and not t[0].isspace()
+        and not t[-1].isspace() and not t[0].isspace() and t.strip(INVISIBLE) == t
     )
 
 
