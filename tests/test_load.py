@@ -437,3 +437,71 @@ def test_libyaml_and_pure_python_parsers_agree(monkeypatch: pytest.MonkeyPatch) 
     assert load._Loader is not load._PyLoader, "PyYAML without libyaml: nothing to compare"
     fast = snapshot(load._Loader)
     assert snapshot(load._PyLoader) == fast
+
+
+# --- extends, as a property ---------------------------------------------------------------------
+
+def _reference_merge(base: object, child: object, origin: dict[tuple[object, ...], str],
+                     path: tuple[object, ...] = ()) -> object:
+    """The documented semantics, written plainly; records which file each path comes from."""
+
+    def mark(value: object, who: str, p: tuple[object, ...]) -> None:
+        origin[p] = who
+        if isinstance(value, dict):
+            for k, v in value.items():
+                mark(v, who, p + (k,))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                mark(v, who, p + (i,))
+
+    assert isinstance(base, dict) and isinstance(child, dict)
+    out = {}
+    for k, v in base.items():
+        out[k] = v
+        mark(v, "base", path + (k,))
+    for k, v in child.items():
+        p = path + (k,)
+        if v is None:
+            out.pop(k, None)
+            for q in [q for q in origin if q[: len(p)] == p]:
+                del origin[q]
+        elif isinstance(out.get(k), dict) and isinstance(v, dict):
+            origin[p] = "child"
+            out[k] = _reference_merge(out[k], v, origin, p)
+        else:
+            for q in [q for q in origin if q[: len(p)] == p]:
+                del origin[q]
+            out[k] = v
+            mark(v, "child", p)
+    return out
+
+
+def test_extends_merge_property(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import yaml
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    keys = st.sampled_from(["a", "b", "c", "d"])
+    leaves = st.one_of(st.none(), st.integers(-5, 5), st.text("xyz", max_size=3))
+    tree = st.recursive(
+        leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                        st.dictionaries(keys, inner, max_size=3)),
+        max_leaves=10,
+    )
+    docs = st.dictionaries(keys, tree, max_size=4)
+    folder = tmp_path_factory.mktemp("merge")
+
+    @settings(max_examples=200, deadline=None)
+    @given(docs.map(lambda d: {k: v for k, v in d.items() if v is not None}), docs)
+    def check(base: dict[str, object], child: dict[str, object]) -> None:
+        (folder / "base.yaml").write_text(yaml.safe_dump(base or {"a": 1}))
+        (folder / "child.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", **child}))
+        doc = load_spec(folder / "child.yaml")
+        origin: dict[tuple[object, ...], str] = {}
+        expected = _reference_merge(base or {"a": 1}, child, origin)
+        assert doc.data == expected
+        for path, who in origin.items():
+            assert Path(doc.value_locations[path].file).name == f"{who}.yaml", path
+        assert set(doc.value_locations) - {()} == set(origin)
+
+    check()
