@@ -247,7 +247,7 @@ def plan(
         {
             "name": t.name,
             "origin": t.origin,
-            **({"path": relative(os.path.join(spec_dir, t.name), spec_dir)} if t.origin == "spec" else {}),
+            **({"path": relative(t.file, spec_dir)} if t.file is not None else {}),
             "sha256": t.sha256,
         }
         for t in sorted(renderer.loader.used.values(), key=lambda t: t.name)

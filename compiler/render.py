@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -85,8 +85,22 @@ def template_name(task: ir.Task, kind: ir.StrategyKind) -> str:
     ref = task.template_for(kind)
     if ref.path is None:
         return f"{BUILTIN_PREFIX}{kind}.j2"
-    rel = os.path.relpath(ref.path, task.spec_dir)
-    return rel.replace(os.sep, "/")
+    for root in spec_roots(task):
+        rel = os.path.relpath(ref.path, root)
+        if not rel.startswith(".."):
+            return rel.replace(os.sep, "/")
+    return os.path.relpath(ref.path, task.spec_dir).replace(os.sep, "/")
+
+
+def spec_roots(task: ir.Task) -> list[str]:
+    """The folders a task's own templates may come from: the spec's, then those of the specs
+    it extends (a template named in a base spec is relative to, and inside, the base's folder)."""
+    roots = [task.spec_dir]
+    for inherited in task.extends:
+        folder = os.path.dirname(inherited.path)
+        if folder not in roots:
+            roots.append(folder)
+    return roots
 
 
 def display_path(path: str) -> str:
@@ -106,6 +120,7 @@ class TemplateSource:
     origin: str  # "shipped" or "spec"
     path: str  # shown in errors: <promptc>/batch.j2, or the spec's file
     sha256: str
+    file: str | None = None  # the absolute path of a spec's own file
 
 
 def _escape_error(name: str, why: str) -> TemplateError:
@@ -123,8 +138,13 @@ class SpecLoader:
     served is recorded in :attr:`used`, for the build manifest.
     """
 
-    def __init__(self, spec_dir: str | None) -> None:
+    def __init__(self, spec_dir: str | None, extra_roots: Sequence[str] = ()) -> None:
         self.spec_dir = os.path.realpath(spec_dir) if spec_dir else None
+        self.roots = [self.spec_dir] if self.spec_dir else []
+        for root in extra_roots:
+            real = os.path.realpath(root)
+            if real not in self.roots:
+                self.roots.append(real)
         self.used: dict[str, TemplateSource] = {}
         self.paths: dict[str, str] = {}  # display path -> loader name
 
@@ -142,18 +162,23 @@ class SpecLoader:
             raise _escape_error(name, "is an absolute path")
         if ".." in posix.split("/"):
             raise _escape_error(name, "leaves the spec's folder with '..'")
-        if self.spec_dir is None:
-            raise jinja2.TemplateNotFound(name)
-        path = os.path.realpath(os.path.join(self.spec_dir, *posix.split("/")))
-        if os.path.commonpath([path, self.spec_dir]) != self.spec_dir:
-            raise _escape_error(name, "resolves (through a link) outside the spec's folder")
-        if not os.path.isfile(path):
-            raise jinja2.TemplateNotFound(name)
-        return path
+        for root in self.roots:  # the spec's folder first, then those of the specs it extends
+            candidate = os.path.join(root, *posix.split("/"))
+            if not os.path.isfile(candidate):
+                continue
+            path = os.path.realpath(candidate)
+            if os.path.commonpath([path, root]) != root:
+                raise _escape_error(name, "resolves (through a link) outside the spec's folder")
+            return path
+        raise jinja2.TemplateNotFound(name)
 
     def get_source(
-        self, environment: jinja2.Environment, name: str
+        self, environment: jinja2.Environment | None, name: str, *, record: bool = True
     ) -> tuple[str, str, Callable[[], bool]]:
+        """The text of a template, the path shown for it, and Jinja's up-to-date check.
+
+        ``record=False`` reads without recording the file as used (for static analysis).
+        """
         import jinja2
 
         if name.startswith(BUILTIN_PREFIX):
@@ -163,14 +188,16 @@ class SpecLoader:
             text = read_template(rel)
             shown = BUILTIN_DISPLAY + rel
             origin = "shipped"
+            file = None
         else:
-            path = self.resolve(name)
-            with open(path, encoding="utf-8") as f:
+            file = self.resolve(name)
+            with open(file, encoding="utf-8") as f:
                 text = f.read()
-            shown = display_path(path)
+            shown = display_path(file)
             origin = "spec"
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        self.used[name] = TemplateSource(name, origin, shown, digest)
+        if record:
+            self.used[name] = TemplateSource(name, origin, shown, digest, file)
         self.paths[shown] = name
         return text, shown, lambda: True
 
@@ -373,7 +400,7 @@ class Renderer:
     def __init__(self, task: ir.Task, kind: ir.StrategyKind | None = None) -> None:
         self.task = task
         self.kind: ir.StrategyKind = kind or task.strategy.kind
-        self.loader = SpecLoader(task.spec_dir)
+        self.loader = SpecLoader(task.spec_dir, spec_roots(task)[1:])
         self.env = make_environment(self.loader)
         self.name = template_name(task, self.kind)
         self.location = task.template_for(self.kind).location
@@ -422,7 +449,7 @@ class Renderer:
         if self._constant is None:
             constant = []
             for block, _ in MESSAGE_BLOCKS:
-                reads = _block_reads(self.env, self.chain(), block)
+                reads = _block_reads(self.env, self.loader, self.chain(), block)
                 if reads is not None and not reads & PER_REQUEST:
                     constant.append(block)
             self._constant = frozenset(constant)
@@ -624,7 +651,9 @@ def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | No
 PER_REQUEST = frozenset({"items", "item", "self"})
 
 
-def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: str) -> set[str] | None:
+def _block_reads(
+    env: jinja2.Environment, loader: SpecLoader, chain: list[jinja2.Template], block: str
+) -> set[str] | None:
     """Every variable a block can read, through nested blocks, ``super()`` and includes;
     ``None`` when that cannot be known (an include with a computed name)."""
     from jinja2 import nodes
@@ -639,7 +668,7 @@ def _block_reads(env: jinja2.Environment, chain: list[jinja2.Template], block: s
             return True
         templates_done.add(name)
         try:
-            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            source, filename, _ = loader.get_source(env, name, record=False)
             ast = parse_cached(env, source, name, filename)
         except Exception:  # noqa: BLE001 - rendering will report it, at the include's line
             return False

@@ -274,3 +274,25 @@ def test_blocks_reading_items_are_rendered_per_request(tmp_path: Path) -> None:
 def test_lipsum_is_not_available(tmp_path: Path) -> None:
     task = compile_spec(own_spec(tmp_path, "{% block user %}{{ lipsum() }}{% endblock %}"))
     assert [e.code for e in check_templates(task)] == ["template-undeclared-variable"]
+
+
+def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path) -> None:
+    """``templates`` paths are relative to the spec that declares them, also when inherited."""
+    from promptc.build import build
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n", encoding="utf-8")
+    base = own_spec(tmp_path, '{% extends "promptc/batch.j2" %}{% block user %}'
+                    '{% include "parts/list.j2" %}{% endblock %}',
+                    extra={"parts/list.j2": "{% for i in items %}* {{ i.question }}\n{% endfor %}"})
+    variant = tmp_path / "variants" / "small.yaml"
+    variant.parent.mkdir()
+    variant.write_text(f"promptc: 1\nextends: ../{base.name}\nname: small\n", encoding="utf-8")
+    task = compile_spec(variant)
+    assert check_templates(task) == []
+    result = build(task, tmp_path / "out")
+    assert result.requests[0].messages[-1].content == "* one\n* two"  # the base's data, too
+    assert [(t["name"], t.get("path")) for t in result.manifest["templates"]] == [  # type: ignore[index]
+        ("mine.j2", "../mine.j2"),
+        ("parts/list.j2", "../parts/list.j2"),
+        ("promptc/batch.j2", None),
+    ]
