@@ -268,6 +268,7 @@ _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 _NEWLINES = "\r"
 _EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
+_SPACE = " \t\n\f\v"  # white space of the normalised text (\r is gone)
 _EDGE_NOISE = " \t\n\r\f\v" + _INVISIBLE
 _LOOKALIKE = re.compile(
     "[\uff01-\uff5e" + _SPACES + _INVISIBLE + _NEWLINES + "".join(_EXTRA_MAP) + "]"
@@ -430,23 +431,14 @@ class _Reading:
     error_at: int = 0  # normalised offset of the mismatch
 
 
-def _abbrev(text: str) -> str:
-    if not text:
-        return "end of output"
-    first = text.split("\n", 1)[0]
-    if len(first) > FOUND_CHARS:
-        return first[: FOUND_CHARS - 1] + "…"
-    if len(first) < len(text):
-        return first + "…" if first else "a line break"
-    return first
-
-
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start] in " \t\n":
-        start += 1
-    while end > start and text[end - 1] in " \t\n":
-        end -= 1
-    return start, end
+    """``text[start:end]`` without white space at either end, as offsets."""
+    seg = text[start:end]
+    inner = seg.strip(_SPACE)
+    if not inner:
+        return start, start
+    lead = len(seg) - len(seg.lstrip(_SPACE))
+    return start + lead, start + lead + len(inner)
 
 
 def _candidates(text: _Text, start: int, end: int, marker: _Marker | None) -> Iterator[
@@ -1168,8 +1160,16 @@ def _extra(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
 
 
 def _show(values: Mapping[str, Value]) -> str:
-    return ", ".join(f"{k}={_abbrev(str(v) if not isinstance(v, bool) else str(v).lower())!r}"
-                     for k, v in values.items())
+    """``answer='18', reasoning='First…'`` for messages."""
+    return ", ".join(f"{k}={_found_at(_plain(v), 0)!r}" for k, v in values.items())
+
+
+def _plain(value: Value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    return str(value)
 
 
 def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[ItemResult]:
