@@ -251,14 +251,39 @@ def _bisect(starts: Sequence[int], index: int) -> int:
     return bisect_right(starts, index)
 
 
+MAX_ID_LENGTH = 1000
+"""Longest value an id expression's operators may build (``'x' * 10**9`` would take a gigabyte)."""
+
+
+def _id_environment() -> Any:
+    """An immutable Jinja sandbox whose ``*`` and ``**`` cannot build huge values."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class IdEnvironment(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise SecurityError("exponent too large in an item id expression")
+            if operator == "*":
+                count = right if isinstance(right, int) else left if isinstance(left, int) else 1
+                other = left if isinstance(right, int) else right
+                if isinstance(other, (str, list, tuple)) and count * len(other) > MAX_ID_LENGTH:
+                    raise SecurityError("repetition too long in an item id expression")
+            return super().call_binop(context, operator, left, right)
+
+    from jinja2 import StrictUndefined
+
+    return IdEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
 def _id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
     """Compiles a Jinja id expression in a sandbox, or reports it."""
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateError
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     try:
-        return env.from_string(expr)
+        return _id_environment().from_string(expr)
     except TemplateError as e:
         c.add(data_error("bad-id-template", where, ("data", "id"), problem=str(e)))
         return None

@@ -271,3 +271,27 @@ def test_missing_spec_file(folder: Path) -> None:
     with pytest.raises(LoadError) as info:
         load_spec("nope.yaml")
     assert info.value.format() == "nope.yaml: cannot read spec file 'nope.yaml': no such file"
+
+
+# --- item id expressions -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("expr", "problem"),
+    [
+        ("{{ row.__class__.__mro__ }}", "access to attribute '__class__' of 'dict' object is "
+                                        "unsafe."),
+        ("{{ row.update({'x': 1}) }}", "access to attribute 'update' of 'dict' object is "
+                                       "unsafe."),
+        ("{{ 'x' * 1000000000 }}", "repetition too long in an item id expression"),
+        ("{{ 9 ** 9999999 }}", "exponent too large in an item id expression"),
+    ],
+    ids=["dunder", "mutation", "repeat", "power"],
+)
+def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) -> None:
+    (folder / "spec.yaml").write_text(SPEC.replace("{path: data.jsonl}",
+                                                   f'{{path: data.jsonl, id: "{expr}"}}'))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format() == (
+        f"data.jsonl:1:1: data.id: item id expression failed: {problem}"
+    )
