@@ -278,10 +278,10 @@ def test_missing_spec_file(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("expr", "problem"),
     [
-        ("{{ row.__class__.__mro__ }}", "access to attribute '__class__' of 'dict' object is "
-                                        "unsafe."),
-        ("{{ row.update({'x': 1}) }}", "access to attribute 'update' of 'dict' object is "
-                                       "unsafe."),
+        ("{{ row.__class__.__mro__ }}", ("access to attribute '__class__' of 'dict' object is "
+                                        "unsafe.")),
+        ("{{ row.update({'x': 1}) }}", ("access to attribute 'update' of 'dict' object is "
+                                       "unsafe.")),
         ("{{ 'x' * 1000000000 }}", "repetition too long in an item id expression"),
         ("{{ 9 ** 9999999 }}", "exponent too large in an item id expression"),
     ],
