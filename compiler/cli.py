@@ -268,7 +268,10 @@ def _pick(requests: Sequence[ir.Request], which: str) -> ir.Request:
             return r
     if which.isdigit() and 1 <= int(which) <= len(requests):
         return requests[int(which) - 1]
-    ids = f"{requests[0].id} … {requests[-1].id}" if requests else "none"
+    if not requests:
+        raise UsageError(f"no request {which!r}: this build has no requests (no data items)",
+                         code="unknown-request")
+    ids = f"{requests[0].id} … {requests[-1].id}"
     raise UsageError(
         f"no request {which!r}; give a request id or a number from 1 to {len(requests)} "
         f"(ids: {ids})",

@@ -25,7 +25,7 @@ import os
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -800,7 +800,10 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     from promptc.select import batch_size, chunk
 
     first = task.items[: batch_size(task)]
-    sample = chunk(task, range(len(first)))[0] if first else ir.Batch(0, (), ())
+    if not first:  # a spec without data: try the template on a stand-in item
+        first = (ir.Item("example", 0, {f.name: f"<{f.name}>" for f in task.inputs}),)
+        task = replace(task, items=first)
+    sample = chunk(task, range(len(first)))[0]
     try:
         r.chain()
         r.messages(r.context(sample, {it.id: it for it in first}))

@@ -257,3 +257,23 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
     out = Terminal()
     cli.show_batches([batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out)
     assert "method: sequential" in out.getvalue() and "embedding" not in out.getvalue()
+
+
+def test_spec_without_data_checks_and_builds_empty(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nname: nodata\ninstruction: Label it.\ninputs: {text: {}}\n"
+        "outputs: {label: {type: enum, choices: [a, b]}}\n"
+        "strategy: {kind: auto-demo, batch_size: 4}\nmodel: {name: m}\n",
+        encoding="utf-8",
+    )
+    assert promptc("check", "s.yaml", cwd=tmp_path).stdout == (
+        "s.yaml: valid: 0 items, strategy auto-demo, 4 per request\n"
+    )
+    proc = promptc("build", "s.yaml", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "requests.jsonl").read_text(encoding="utf-8") == ""
+    assert (tmp_path / "out" / "answer.lark").is_file()
+    show = promptc("show", "s.yaml", "--request", "1", cwd=tmp_path)
+    assert (show.returncode, show.stderr) == (
+        2, "no request '1': this build has no requests (no data items)\n")
