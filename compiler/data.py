@@ -206,8 +206,8 @@ def _csv_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             return
         start = previous_end + 1
         previous_end = reader.line_num
-        if not fields or fields == [""] * len(fields) and len(fields) <= 1:
-            continue  # blank line
+        if not fields:
+            continue  # a blank line (a quoted "" is a row with one empty field)
         where = Location(display, start, 1)
         if len(fields) > len(header):
             c.add(data_error("csv-extra-fields", where, found=len(fields), expected=len(header)))
