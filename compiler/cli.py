@@ -122,13 +122,10 @@ def _compile(spec: str, strategy: str | None = None, batch_size: int | None = No
 
 def _compile_checked(spec: str, strategy: str | None, batch_size: int | None) -> ir.Task:
     """The task, after the template checks too: every error found is raised together."""
-    from promptc.errors import PromptcErrors
-    from promptc.render import check_templates
+    from promptc.render import raise_template_errors
 
     task = _compile(spec, strategy, batch_size)
-    errors = check_templates(task)
-    if errors:
-        raise PromptcErrors(errors)
+    raise_template_errors(task)
     return task
 
 

@@ -917,6 +917,8 @@ __all__ = [
     "SpecLoader",
     "TemplateSource",
     "check_templates",
+    "raise_template_errors",
     "render",
+    "render_requests",
     "task_context",
 ]
