@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from promptc import ir, select
 from promptc.errors import SelectionError, TemplateError
 from promptc.lower import compile_spec
@@ -296,3 +298,41 @@ def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path
         ("parts/list.j2", "../parts/list.j2"),
         ("promptc/batch.j2", None),
     ]
+
+
+# ---------------------------------------------------------------- properties
+
+pieces = st.sampled_from(
+    list("ab {}%#[]:\n\t\u00e9\u4e2d\U0001f600\\\"'<>") + ["{{ 7*7 }}", "{% for %}", "Q[1]:", "A[2]: x"]
+)
+texts = st.lists(pieces, min_size=1, max_size=12).map("".join).filter(
+    lambda t: t.strip() == t and t != ""
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(questions=st.lists(texts, min_size=1, max_size=7), kind=st.sampled_from(ir.STRATEGY_KINDS),
+       size=st.integers(1, 4))
+def test_data_is_shown_verbatim_never_run_as_template(questions: list[str], kind: ir.StrategyKind, size: int) -> None:
+    """Item text reaches the prompt unchanged, whatever Jinja or marker syntax it holds, in
+    every strategy; the same input renders the same prompts."""
+    from conftest import make_task
+
+    base = make_task(kind=kind, batch_size=size, n_items=0)
+    items = tuple(ir.Item(f"i{k}", k, {"question": q}) for k, q in enumerate(questions))
+    task = ir.Task(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "items": items})
+    selection = select.select(task)
+    first = render(task, selection)
+    assert first == render(task, selection)
+    users = [r.messages[-1].content for r in first]
+    shown = "\n".join(users)
+    for q in questions:
+        assert q in shown
+    if kind in ("single", "few-shot"):
+        assert users == questions
+    else:
+        expected = [
+            "\n".join(f"Q[{i}]: {q}" for i, q in enumerate(questions[s : s + size], 1))
+            for s in range(0, len(questions), size)
+        ]
+        assert users == expected
