@@ -30,7 +30,7 @@ import re
 import string
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from promptc import formats
 from promptc.errors import OutputParseError
-from promptc.ir import Literal_, OutputField, Request, StrategyKind, Task, Value
-from promptc.values import read_value
+from promptc.ir import Literal_, Request, StrategyKind, Task, Value
+from promptc.values import value_reader
 
 if TYPE_CHECKING:
     from promptc.grammar import AnswerGrammar
@@ -72,8 +72,9 @@ MAX_SINGLE_SKIP = 8
 # --------------------------------------------------------------------------------------------
 
 
-# Results are NamedTuples: immutable and typed like frozen dataclasses, and about five times
-# cheaper to create, which matters on the fast path (8 results per output, 10,000s of outputs).
+# Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
+# cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
+# per output for 10,000s of outputs, and this is most of its cost after the regex match.
 
 
 class Position(NamedTuple):
@@ -87,11 +88,61 @@ class Position(NamedTuple):
         return f"{self.line}:{self.col}"
 
 
-class Span(NamedTuple):
-    """``start`` is the first character, ``end`` the position just after the last one."""
+class Lines:
+    """Offset → :class:`Position` in one output; the line table is built on first use.
 
-    start: Position
-    end: Position
+    A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (what an editor shows).
+    """
+
+    __slots__ = ("_starts", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._starts: list[int] | None = None
+
+    def position(self, offset: int) -> Position:
+        starts = self._starts
+        if starts is None:
+            ends = r"\r\n|\r|\n" if "\r" in self.text else "\n"
+            starts = self._starts = [0] + [m.end() for m in re.finditer(ends, self.text)]
+        line = bisect_right(starts, offset)
+        return Position(line, offset - starts[line - 1] + 1, offset)
+
+
+class Span:
+    """A stretch of the output: ``start`` is its first character, ``end`` the position just
+    after its last one.
+
+    Spans hold offsets; lines and columns are worked out when read (from a line table shared
+    by every span of the output), so that the fast path does not pay for positions per item.
+    Two spans are equal when their offsets are.
+    """
+
+    __slots__ = ("_lines", "end_offset", "start_offset")
+
+    def __init__(self, start_offset: int, end_offset: int, lines: Lines) -> None:
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        self._lines = lines
+
+    @property
+    def start(self) -> Position:
+        return self._lines.position(self.start_offset)
+
+    @property
+    def end(self) -> Position:
+        return self._lines.position(self.end_offset)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return (self.start_offset, self.end_offset) == (other.start_offset, other.end_offset)
+
+    def __hash__(self) -> int:
+        return hash((self.start_offset, self.end_offset))
+
+    def __repr__(self) -> str:
+        return f"Span({self.start_offset}, {self.end_offset}: {self})"
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"
@@ -322,12 +373,7 @@ class _Text:
     def __init__(self, original: str) -> None:
         self.original = original
         self.norm, self._offsets = normalise_lookalikes(original)
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", original)]
-        # CR-only line ends count as line ends too: positions are what an editor shows.
-        if "\r" in original:
-            self._line_starts = [0] + [
-                m.end() for m in re.finditer(r"\r\n|\r|\n", original)
-            ]
+        self.lines = Lines(original)
 
     def orig(self, norm_offset: int) -> int:
         if self._offsets is None:
@@ -346,13 +392,12 @@ class _Text:
         return prev + (2 if self.original.startswith("\r\n", prev) else 1)
 
     def position(self, orig_offset: int) -> Position:
-        line = bisect_right(self._line_starts, orig_offset)
-        return Position(line, orig_offset - self._line_starts[line - 1] + 1, orig_offset)
+        return self.lines.position(orig_offset)
 
     def span(self, norm_start: int, norm_end: int) -> Span:
         start = self.orig(norm_start)
         end = self.orig(norm_end) if norm_end > norm_start else start
-        return Span(self.position(start), self.position(end))
+        return Span(start, end, self.lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -761,31 +806,14 @@ def _fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult
     item_ids = shape.item_ids
     rid = shape.id
     results: list[ItemResult] = []
-    line, line_at = 1, 0
+    lines = Lines(output)
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     try:
         for index, q_group, start_group, end_group, fields in plan.items:
             values: dict[str, Value] = {}
-            for name, group, kind, f in fields:
+            for name, group, read in fields:
                 gs, ge = regs[group]
-                raw = output[gs:ge]
-                # Inline, as this loop runs for every value: Decimal and int read the plain
-                # forms exactly as read_value does (property-tested); the others (1,234 $18
-                # −3) raise and go to read_value.
-                if kind == _TEXT:
-                    values[name] = raw
-                elif kind == _NUMBER:
-                    try:
-                        values[name] = Decimal(raw)
-                    except ArithmeticError:
-                        values[name] = read_value(f, raw)
-                elif kind == _INTEGER:
-                    try:
-                        values[name] = int(raw)
-                    except ValueError:
-                        values[name] = read_value(f, raw)
-                else:
-                    values[name] = read_value(f, raw)
+                values[name] = output[gs:ge] if read is None else read(output[gs:ge])
             status: Status = "ok"
             why = ""
             if q_group:
@@ -794,33 +822,26 @@ def _fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult
                 if index - 1 < len(questions) and written != questions[index - 1]:
                     aligned, why = _align(shape, index, written)
                     status = "ok" if aligned else "misaligned"
-            start = regs[start_group][0]
-            end = regs[end_group][1]
-            line += output.count("\n", line_at, start)
-            start_pos = new(Position, (line, start - output.rfind("\n", 0, start), start))
-            line += output.count("\n", start, end)
-            line_at = end
-            end_pos = new(Position, (line, end - output.rfind("\n", 0, end), end))
             results.append(new(ItemResult, (
                 rid, item_ids[index - 1] if index <= len(item_ids) else None, index, status,
-                values, new(Span, (start_pos, end_pos)), (), None, why)))
+                values, Span(regs[start_group][0], regs[end_group][1], lines), (), None, why)))
     except ValueError:  # a value the fragments accept and read_value refuses: read it slowly
         return None
     return results
 
 
 _ASCII_WS = " \t\n\r\f\v"
-_TEXT, _NUMBER, _INTEGER, _OTHER = range(4)
-_KINDS = {"text": _TEXT, "number": _NUMBER, "integer": _INTEGER}
 
 
 @dataclass(frozen=True)
 class _FastPlan:
     """The whole-output regex and, per item, the groups to read: (index, question group or 0,
-    group where the item starts, group where it ends, [(field name, group, kind, field)])."""
+    group where the item starts, group where it ends, [(field name, group, reader)]); the
+    reader is ``None`` for text, which is read as is."""
 
     pattern: re.Pattern[str]
-    items: tuple[tuple[int, int, int, int, tuple[tuple[str, int, int, OutputField], ...]], ...]
+    items: tuple[tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None],
+                                                 ...]], ...]
 
 
 _FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastPlan | None]] = {}
@@ -850,11 +871,12 @@ def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
     pattern = re.compile(g.regex)
     gi = pattern.groupindex
     by_name = {f.name: f for f in g.fields}
-    fields: dict[int, list[tuple[str, int, int, OutputField]]] = {}
+    fields: dict[int, list[tuple[str, int, Callable[[str], Value] | None]]] = {}
     for i, name, group in full[1]:
         if name is not None:
             f = by_name[name]
-            fields.setdefault(i, []).append((name, gi[group], _KINDS.get(f.type, _OTHER), f))
+            read = None if f.type == "text" else value_reader(f)
+            fields.setdefault(i, []).append((name, gi[group], read))
     items = []
     for i in range(1, g.n_items + 1):
         if g.kind == "auto-demo":
@@ -890,7 +912,7 @@ def _parsed_span(text: _Text, item: Any) -> Span | None:
     start = getattr(span, "start", None)
     end = getattr(span, "end", None)
     if isinstance(start, int) and isinstance(end, int):
-        return Span(text.position(start), text.position(end))
+        return Span(start, end, text.lines)
     return None
 
 
@@ -976,7 +998,8 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
     for i, item_id in enumerate(shape.item_ids, 1):
         if i == at:
             results.append(ItemResult(shape.id, item_id, i, status, {},  # type: ignore[arg-type]
-                                      Span(pos, pos), expected, found, f"strict: {reason}"))
+                                      Span(offset, offset, text.lines), expected, found,
+                                      f"strict: {reason}"))
         else:
             results.append(ItemResult(
                 shape.id, item_id, i, "malformed", {}, None, (), None,
