@@ -3,7 +3,9 @@
 Usage: python bench/bench_frontend.py [N_ITEMS] [REPEATS]
 
 Writes a spec and its data (JSONL, JSON, CSV; ids by row number, column and Jinja expression)
-into a temporary folder and reports the best wall time of ``compile_spec`` for each.
+into a temporary folder and reports the best wall time of ``compile_spec`` for each; then times
+``load_spec`` on a spec near the 1 MB size limit (thousands of demos) with libyaml's parser events
+and with PyYAML's pure-Python parser.
 """
 
 from __future__ import annotations
@@ -64,6 +66,34 @@ def main() -> None:
             best = min(best, time.perf_counter() - start)
         assert len(task.items) == n
         print(f"  {label:<24} {best * 1000:8.1f} ms  ({best / n * 1e6:.1f} µs/item)")
+    large_spec(folder, repeats)
+
+
+def large_spec(folder: Path, repeats: int) -> None:
+    from promptc import load
+
+    head, tail = SPEC.format(path="data.jsonl", id="").split("data:", 1)
+    lines = [head]
+    size, i = len(head) + len(tail) + 5, 0
+    while size < 950_000:
+        demo = (f'  - {{question: "What is {i} plus {i}? Think it through.", '
+                f'reasoning: "It is {i} + {i}, which is {2 * i}.", answer: {2 * i}}}\n')
+        lines.append(demo)
+        size += len(demo)
+        i += 1
+    spec = folder / "large.yaml"
+    spec.write_text("".join(lines) + "data:" + tail)
+    print(f"load_spec on a {size:,}-byte spec with {i + 1:,} demos, best of {repeats}:")
+    fast = load._Loader
+    for label, loader in (("libyaml events", fast), ("pure-Python PyYAML", load._PyLoader)):
+        load._Loader = loader
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            load.load_spec(spec)
+            best = min(best, time.perf_counter() - start)
+        print(f"  {label:<24} {best * 1000:8.1f} ms")
+    load._Loader = fast
 
 
 if __name__ == "__main__":
