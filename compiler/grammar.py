@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from promptc import formats
 from promptc.errors import Location, OutputParseError
 from promptc.grammar_lark import Plan, lark_source, make_plan, marker_regex
-from promptc.ir import OutputField, StrategyKind, Task, Value
+from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
 
@@ -202,6 +202,7 @@ class AnswerGrammar:
     n_items: int
     task_name: str
     plan: Plan = field(repr=False)
+    _format: AnswerFormat = field(repr=False, default=AnswerFormat("", ()))
 
     # ------------------------------------------------------------------ exports
 
@@ -241,6 +242,47 @@ class AnswerGrammar:
             f"(?P<{p.field.name}>{p.bare})" if p.field is not None else p.bare
             for p in self.plan.parts
         )
+
+    @property
+    def regex_groups(self) -> list[tuple[int, str | None, str]]:
+        """The named groups of :attr:`regex`: (item, field name or ``None`` for the question,
+        group name).
+
+        The layout is stable, for readers that use :attr:`regex` directly: per item ``i``,
+        ``a{i}`` is its answer marker (``batch``, ``auto-demo``), ``q{i}`` its question marker
+        and ``qt{i}`` the question text (``auto-demo``), ``i{i}`` its answer body, and the
+        groups listed here hold the field values.
+        """
+        return list(self._full_regex[1])
+
+    def write_output(
+        self,
+        answers: Sequence[Mapping[str, Value]],
+        questions: Sequence[str] = (),
+    ) -> str:
+        """The canonical output of this shape: what the GBNF lets a model write.
+
+        Args:
+            answers: One mapping of field values per item.
+            questions: The question text of each item (``auto-demo`` only), as
+                :func:`promptc.formats.question_text` writes it.
+        """
+        from promptc.answer_format import write_answer
+
+        if len(answers) != self.n_items:
+            raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
+        fmt = self.plan
+        bodies = [
+            write_answer(self._format, self.fields, a).strip(_ASCII_WS) for a in answers
+        ]
+        if fmt.kind in ("single", "few-shot"):
+            return bodies[0]
+        lines: list[str] = []
+        for i, body in enumerate(bodies, start=1):
+            if fmt.kind == "auto-demo":
+                lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR + questions[i - 1])
+            lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR + body)
+        return formats.ITEM_SEPARATOR.join(lines)
 
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``."""
@@ -650,4 +692,6 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
             code="grammar-item-count",
         )
     plan = make_plan(task.answer_format, task.outputs, kind, n_items, task.inputs)
-    return AnswerGrammar(kind=kind, n_items=n_items, task_name=task.name, plan=plan)
+    return AnswerGrammar(
+        kind=kind, n_items=n_items, task_name=task.name, plan=plan, _format=task.answer_format
+    )

@@ -265,6 +265,8 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
     questions = data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
     output = canonical_output(task, kind, answers, questions)
+    written = [formats.question_text(task.inputs, q) for q in questions]
+    assert g.write_output(answers, written) == output  # the grammar's own writer agrees
     assert_parses_to(g, output, answers, questions, task)
     assert g.parse_strict(output) == g.parse_strict_regex(output)
 
