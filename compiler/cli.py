@@ -7,6 +7,7 @@
     promptc build SPEC --emit ir|batches|requests        (print a stage instead of writing)
     promptc show SPEC --request K | --batches
     promptc parse BUILD_DIR_OR_SPEC OUTPUTS …            (see promptc.cli_parse)
+    promptc run BUILD_DIR --base-url URL …               (see promptc.cli_run)
     promptc schema
     promptc --version
 
@@ -15,8 +16,8 @@ Exit status: 0 success, 1 the spec (or a template, or the data) has errors, 2 us
 stderr, never as a traceback.
 
 Start-up matters (``promptc --help`` runs in a few tens of milliseconds): this module imports
-only click; every stage is imported inside the command that needs it, and ``parse`` is a
-lazily loaded subcommand.
+only click; every stage is imported inside the command that needs it, and ``parse`` and
+``run`` are lazily loaded subcommands.
 """
 
 from __future__ import annotations
@@ -52,13 +53,25 @@ class LazyGroup(click.Group):
             "promptc.cli_parse:parse_command",
             "Parse model outputs item by item with a build's answer grammar.",
         ),
+        "run": (
+            "promptc.cli_run:run_command",
+            "Send a build's requests to an OpenAI-compatible API.",
+        ),
     }
 
+    def _available(self) -> list[str]:
+        """The lazy commands whose module is part of this installation (found, not imported)."""
+        from importlib.util import find_spec
+
+        return [n for n, (target, _) in self.lazy.items() if find_spec(target.split(":")[0])]
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        return sorted({*super().list_commands(ctx), *self._available()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
+            if cmd_name not in self._available():
+                return None
             target, _ = self.lazy[cmd_name]
             module, attr = target.split(":")
             command = getattr(importlib.import_module(module), attr)
