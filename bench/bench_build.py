@@ -130,6 +130,8 @@ def phases(folder: Path) -> dict[str, float]:
     from promptc.render import Renderer, check_templates, gc_paused
     from promptc.select import select
 
+    import jinja2.sandbox  # noqa: F401
+
     compile_spec(folder / "bench.yaml")  # warm the imports
     out: dict[str, float] = {}
     t0 = time.perf_counter()
