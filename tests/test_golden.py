@@ -99,3 +99,48 @@ def test_manifest_is_the_same_on_every_machine(
         outputs.append({p.name: p.read_bytes() for p in (root / "build").iterdir()})
     assert outputs[0] == outputs[1]
     assert str(tmp_path).encode() not in outputs[0]["manifest.json"]
+
+
+def _sample_value(field: object) -> object:
+    from decimal import Decimal
+
+    from promptc import ir
+
+    assert isinstance(field, ir.OutputField)
+    return {
+        "text": "Worked it out step by step",
+        "number": Decimal("-1234.5"),
+        "integer": 42,
+        "boolean": True,
+        "enum": field.choices[-1] if field.choices else "",
+    }[field.type]
+
+
+@pytest.mark.parametrize(("spec", "strategy"), CASES, ids=[f"{s.stem}-{k}" for s, k in CASES])
+def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy: str) -> None:
+    """What the shipped templates ask the model to write is exactly what the answer grammar
+    accepts: an answer written as the prompt's solved examples are written parses ``ok`` in
+    strict mode, with the values it was written from."""
+    from promptc import formats
+    from promptc.answer_format import write_answer
+    from promptc.build import plan
+    from promptc.parse_output import parse_output
+
+    task = compile_spec(spec, overrides={("strategy", "kind"): strategy})
+    values = {o.name: _sample_value(o) for o in task.outputs}
+    answer = write_answer(task.answer_format, task.outputs, values)
+    by_id = {it.id: it for it in task.items}
+    for request in plan(task).requests[:2]:
+        if strategy in ("single", "few-shot"):
+            output = answer
+        else:
+            lines = []
+            for i, item_id in enumerate(request.batch.item_ids, 1):
+                if strategy == "auto-demo":
+                    question = formats.question_text(task.inputs, by_id[item_id].inputs)
+                    lines.append(f"{formats.question_marker(i)} {question}")
+                lines.append(f"{formats.answer_marker(i)} {answer}")
+            output = "\n".join(lines)
+        results = parse_output(task, request, output, mode="strict")
+        assert [r.status for r in results] == ["ok"] * len(request.batch.item_ids), output
+        assert all(dict(r.values) == values for r in results)
