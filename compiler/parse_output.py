@@ -553,24 +553,29 @@ class _Reader:
         # followed by chatter on its own line can still be told apart: read the longest
         # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
         # is not the number 7.)
-        self.prefix: re.Pattern[str] | None = None
-        if prefix_ok:
-            try:
-                self.prefix = re.compile(grammar.answer_regex)
-            except (re.error, AttributeError, TypeError):
-                self.prefix = None
+        # The answer regex also screens candidate readings: only the first reading of a body
+        # is diagnosed (the grammar's diagnosis tries every split, which is costly).
+        self.body: re.Pattern[str] | None = None
+        try:
+            self.body = re.compile(grammar.answer_regex)
+        except (re.error, AttributeError, TypeError):
+            self.body = None
+        self.prefix = self.body if prefix_ok else None
 
     def parse(self, body: str) -> dict[str, Value]:
         return dict(self.grammar.parse_answer(body))
 
-    def read(self, text: _Text, start: int, end: int, marker: _Marker | None) -> _Reading:
+    def read(self, text: _Text, start: int, end: int, marker: _Marker | None,
+             diagnose: bool = True) -> _Reading:
+        """The first well-formed reading of a body, else the diagnosis of its first reading
+        (only screened, not diagnosed, when ``diagnose`` is false)."""
         first: _Reading | None = None
         tried: set[tuple[int, int]] = set()
         for s, e in _candidates(text, start, end, marker):
             if (s, e) in tried:
                 continue
             tried.add((s, e))
-            reading = self._read_one(text, s, e)
+            reading = self._read_one(text, s, e, diagnose=diagnose and first is None)
             if reading.values is not None:
                 return reading
             if first is None:
@@ -578,29 +583,29 @@ class _Reader:
         assert first is not None
         if self.prefix is not None:
             s0, e0 = _strip_span(text.norm, start, end)
-            if not self.grammar.plan.multiline:
+            if self.grammar.kind not in ("single", "few-shot"):  # one line per answer
                 nl = text.norm.find("\n", s0, e0)
                 e0 = nl if nl >= 0 else e0
             m = self.prefix.match(text.norm, s0, e0)
             if m is not None and m.end() > s0:
-                reading = self._read_one(text, s0, m.end())
+                reading = self._read_one(text, s0, m.end(), diagnose=False)
                 if reading.values is not None:
                     return reading
         return first
 
-    def _read_one(self, text: _Text, s: int, e: int) -> _Reading:
+    def _read_one(self, text: _Text, s: int, e: int, diagnose: bool = True) -> _Reading:
         # As written first (keeps the model's own characters in text values); then, if the
         # output had lookalikes, normalised.
         o_s, o_e = text.orig_start(s), text.orig(e)
         # Zero-width characters at the edges of an answer are noise, like white space.
         raw = text.original[o_s:o_e].strip(_EDGE_NOISE)
-        got = self._try(raw)
+        got = self._try(raw, diagnose)
         if not isinstance(got, dict) and raw != text.norm[s:e]:
-            got = self._try(text.norm[s:e])
+            got = self._try(text.norm[s:e], diagnose)
         if not isinstance(got, dict) and ("**" in raw or "__" in raw):
             # Emphasis inside the answer ("The answer is **18**."): read it without.
             plain = _STRONG.sub("", text.norm[s:e])
-            again = self._try(plain)
+            again = self._try(plain, diagnose=False)
             if isinstance(again, dict):
                 got = again
         if isinstance(got, dict):
@@ -615,7 +620,10 @@ class _Reader:
             found = "end of output"
         return _Reading(None, s, e, expected, found, at)
 
-    def _try(self, body: str) -> dict[str, Value] | tuple[int, tuple[str, ...]]:
+    def _try(self, body: str, diagnose: bool = True) -> dict[str, Value] | tuple[int,
+                                                                             tuple[str, ...]]:
+        if not diagnose and self.body is not None and self.body.fullmatch(body) is None:
+            return 0, ()
         try:
             return self.parse(body)
         except RecursionError:
@@ -1042,6 +1050,7 @@ def _recover(
     if not _is_multi(shape.kind):
         return _recover_single(shape, text, reader)
     norm = text.norm
+    n = len(shape.item_ids)
     markers = _scan(norm)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[_Marker, int] | None = None
@@ -1064,7 +1073,8 @@ def _recover(
         if len(occ_list) >= MAX_OCCURRENCES:
             occ_list.append(_Occurrence(m, q, None, q_text))
             continue
-        reading = reader.read(text, m.end, body_end, m)
+        # An answer to an index the request does not have is kept only if well-formed.
+        reading = reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n)
         occ = _Occurrence(m, q, reading, q_text)
         if q is not None and q.index != m.index:
             occ.aligned = False
@@ -1076,7 +1086,6 @@ def _recover(
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
-    n = len(shape.item_ids)
     results = [
         _judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)
     ]
