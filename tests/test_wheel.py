@@ -25,9 +25,14 @@ def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
 
 
 def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> None:
+    # Build from a clean copy, so that setuptools' build/ and egg-info stay out of the tree.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
+        ".pytest_cache", ".mypy_cache", ".ruff_cache"))
     wheels = tmp_path / "wheels"
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", wheels, REPO)
+        "-w", wheels, source)
     [wheel] = wheels.glob("promptc-*.whl")
 
     import zipfile
