@@ -24,7 +24,7 @@ Items are embedded (:mod:`promptc.embed`, cached), their nearest neighbours foun
     batch sums small: most central item first, each into the batch (with room) whose sum it is
     least similar to; then, up to :data:`REFINE_LIMIT` items, pairs of items swap batches
     while a swap lowers the sum of ``|S|²``. The greedy part costs O(|D|²/N · d) arithmetic
-    and each swap pass O(|D|² · d), with no neighbour search.
+    and each swap pass O(|D|²), with no neighbour search.
 
 Ties are broken by item order throughout, and the arithmetic is fixed (float32 products in
 fixed tile shapes, float64 for reported similarities, stable sorts), so selection is
@@ -59,9 +59,9 @@ ROUND = 6
 CANDIDATES_PER_SLOT = 4
 MIN_CANDIDATES = 32
 
-#: ``diverse`` improves its greedy batches by swaps up to this many items (a pass costs
-#: O(|D|² · d)); larger datasets keep the greedy batches.
-REFINE_LIMIT = 10_000
+#: ``diverse`` improves its greedy batches by swaps up to this many items (it holds their
+#: |D|×|D| Gram matrix, 32 MiB at the limit); larger datasets keep the greedy batches.
+REFINE_LIMIT = 2048
 REFINE_PASSES = 5
 #: A swap must lower the objective by more than this, so that rounding cannot cycle.
 SWAP_EPSILON = 1e-9
@@ -311,9 +311,10 @@ def _refine_by_swaps(
     """Swaps items between batches while a swap lowers ``Σ|S_b|²``; returns how many were made.
 
     Swapping ``x`` (batch ``a``) with ``y`` (batch ``b``) changes the objective by
-    ``2 (S_a - S_b)·(y - x) + 2 |x - y|²``, computed for every ``y`` at once. Items are visited
-    in item order and each takes its best swap (ties by item order), for at most
-    :data:`REFINE_PASSES` passes or until a pass changes nothing.
+    ``2 (S_a - S_b)·(y - x) + 2 |x - y|²``. With the Gram matrix ``G`` and every item's
+    similarity to every batch sum ``T`` (kept up to date), that is O(|D|) per item for all
+    ``y`` at once. Items are visited in item order and each takes its best swap (ties by item
+    order), for at most :data:`REFINE_PASSES` passes or until a pass changes nothing.
     """
     import numpy as np
 
@@ -321,28 +322,31 @@ def _refine_by_swaps(
     where = np.empty(n, dtype=np.int64)
     for b, members in enumerate(batches):
         where[members] = b
-    sq = np.einsum("ij,ij->i", v64, v64)
-    own = np.einsum("ij,ij->i", v64, sums[where])  # each item's similarity to its batch sum
+    gram = v64 @ v64.T
+    sq = np.diagonal(gram).copy()
+    to_sum = v64 @ sums.T  # to_sum[y, b] = S_b · y
+    rows = np.arange(n)
     swaps = 0
     for _ in range(REFINE_PASSES):
         changed = False
         for x in range(n):
             a = int(where[x])
-            to_a = v64 @ sums[a]  # S_a · y
-            x_to = sums @ v64[x]  # S_b · x, per batch
-            delta = 2 * (to_a - to_a[x] - own + x_to[where]) + 2 * (sq + sq[x] - 2 * (v64 @ v64[x]))
+            own = to_sum[rows, where]
+            delta = 2 * (to_sum[:, a] - to_sum[x, a] - own + to_sum[x, where])
+            delta += 2 * (sq + sq[x] - 2 * gram[x])
             delta[where == a] = np.inf
             y = int(np.argmin(delta))  # the first minimum: ties go to the lower item
             if not delta[y] < -SWAP_EPSILON:
                 continue
             b = int(where[y])
+            step = gram[:, y] - gram[:, x]
+            to_sum[:, a] += step
+            to_sum[:, b] -= step
             sums[a] += v64[y] - v64[x]
             sums[b] += v64[x] - v64[y]
             batches[a][batches[a].index(x)] = y
             batches[b][batches[b].index(y)] = x
             where[x], where[y] = b, a
-            for members, total in ((batches[a], sums[a]), (batches[b], sums[b])):
-                own[members] = v64[members] @ total
             swaps += 1
             changed = True
         if not changed:
