@@ -367,3 +367,47 @@ def test_slow_path_equals_fast_path_on_canonical_output() -> None:
     req = make_request(task)
     out = canonical(task, req, math_answers(8))
     assert parse_output(task, req, out) == parse_output_recover_slow(task, req, out)
+
+
+# ---------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.llm
+def test_real_model_outputs_parse_item_by_item() -> None:
+    """SmolLM2-135M on a built batch of 8: free, it writes what it likes and every item still
+    gets a status; constrained by the exported GBNF, every item is ok, in both modes."""
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("llama_cpp")
+    openai = pytest.importorskip("openai")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from llm_server import gbnf_error, running_server
+
+    from promptc.grammar import build_grammar
+    from promptc.lower import compile_spec
+    from promptc.render import render
+    from promptc.select import select
+
+    root = Path(__file__).resolve().parents[1]
+    task = compile_spec(root / "specs" / "sentiment.yaml")
+    request = next(r for r in render(task, select(task)) if len(r.batch.item_ids) == 8)
+    grammar = build_grammar(task, 8, "batch")
+    assert gbnf_error(grammar.gbnf) is None
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    with running_server() as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+        free = client.chat.completions.create(
+            model="smollm2", messages=messages, temperature=0, max_tokens=400)
+        bound = client.chat.completions.create(
+            model="smollm2", messages=messages, temperature=0, max_tokens=400,
+            extra_body={"grammar": grammar.gbnf})
+    free_text = free.choices[0].message.content or ""
+    bound_text = bound.choices[0].message.content or ""
+    for mode in ("recover", "strict"):
+        results = parse_output(task, request, free_text, mode=mode)  # type: ignore[arg-type]
+        assert [r.index for r in results[:8]] == list(range(1, 9))
+        assert [r.item_id for r in results[:8]] == list(request.batch.item_ids)
+        results = parse_output(task, request, bound_text, mode=mode)  # type: ignore[arg-type]
+        assert statuses(results) == ["ok"] * 8, (bound_text, [r.message for r in results])
+        assert all(r.values["sentiment"] in ("positive", "negative", "neutral") for r in results)
