@@ -157,3 +157,27 @@ def test_fast_reader_equals_read_value_on_what_the_grammar_admits(field: OutputF
     assert got == want and type(got) is type(want)
     if isinstance(got, Decimal):
         assert str(got) == str(want)  # the same digits, not only the same number
+
+
+def test_every_fragment_compiles_with_lark() -> None:
+    expected = {
+        "number.lark": {"NUMBER"},
+        "integer.lark": {"INTEGER"},
+        "boolean.lark": {"BOOLEAN"},
+        "enum.lark": {"ENUM"},
+        "text.lark": {"TEXT", "TEXT_MULTILINE"},
+    }
+    for file, names in expected.items():
+        assert set(fragment_terminals(file)) == names
+    # enum.lark's example has the generated shape: case-insensitive, longest choice first.
+    assert re.fullmatch(fragment_terminals("enum.lark")["ENUM"], "Very Positive")
+    assert value_regex(ENUM, False) == fragment_terminals("enum.lark")["ENUM"]
+
+
+def test_text_fragment_never_takes_outer_white_space() -> None:
+    one_line = fragment_terminals("text.lark")["TEXT"]
+    assert re.fullmatch(one_line, "a b")
+    assert not re.fullmatch(one_line, " a")
+    assert not re.fullmatch(one_line, "a ")
+    assert not re.fullmatch(one_line, "a\nb")
+    assert re.fullmatch(fragment_terminals("text.lark")["TEXT_MULTILINE"], "a\nb")
