@@ -1,0 +1,991 @@
+"""Send a build's requests to an OpenAI-compatible chat API: ``build/`` → ``outputs.jsonl``.
+
+The one stage of promptc that talks to a model. It reads ``requests.jsonl`` (either build
+target), sends every request with :class:`openai.AsyncOpenAI` to any OpenAI-compatible
+``base_url`` (OpenAI, a local llama.cpp server, vLLM, …), optionally constrained by the build's
+answer grammar, and writes one line per answered request to ``outputs.jsonl``::
+
+    {"finish_reason": "stop", "id": "r0001", "output": "A[1]: …", "request_sha256": "…",
+     "usage": {"completion_tokens": 87, "prompt_tokens": 611, "total_tokens": 698}}
+
+Guarantees:
+
+- **Nothing received is lost.** Each answer is appended and flushed as it arrives; a run that
+  is interrupted (Ctrl-C, a crash, a dead server) keeps every answer written so far, and the
+  next run resumes: requests already answered (same request, same ``request_sha256``) are
+  skipped. Answers to requests that have since changed (a rebuild) are dropped and resent.
+- **Nothing is paid twice.** Responses are cached in SQLite, keyed by the sha256 of the
+  canonical JSON of what is sent (endpoint, model, messages, parameters, grammar).
+- **Secrets stay in the environment.** The API key is read from the environment variable
+  named by ``api_key_env`` and sent in the ``Authorization`` header only; it is never part of a
+  cache key, an output, a cache entry or a message (server messages are scrubbed of it).
+- **Failures are reported, not raised.** Connection errors, timeouts, rate limits and 5xx
+  answers are retried with exponential backoff; a request that still fails becomes a
+  :class:`RequestFailure` (request id, what failed, what to check) in the :class:`RunResult`.
+
+Grammar modes (``grammar=``):
+
+==============  ================================================================================
+``none``        plain chat requests
+``gbnf``        the build's ``<stem>.gbnf`` as the request body's ``grammar`` field (llama.cpp's
+                servers: ``llama-server`` and ``python -m llama_cpp.server``)
+``json_schema`` the build's ``<stem>.schema.json`` as ``response_format`` (OpenAI structured
+                outputs; for llama-cpp-python's server, ``{"type": "json_object", "schema": …}``).
+                The model then answers in JSON; :func:`json_answer_text` turns it back into the
+                ``A[i]:`` form for the answer parser.
+``auto``        ``gbnf`` when the server says it is llama.cpp (``GET /models`` lists a model owned
+                by ``llamacpp`` or, for llama-cpp-python, ``me``); ``none`` otherwise
+==============  ================================================================================
+
+The module imports only the standard library and promptc's own light modules; ``openai`` is
+imported when a run starts, and its absence is a :class:`~promptc.errors.BackendError` that says
+what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptc.errors import BackendError, Location, UsageError
+
+if TYPE_CHECKING:
+    from promptc.ir import Task
+    from promptc.parse_output import ItemResult
+
+GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
+GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
+
+OUTPUTS_FILE = "outputs.jsonl"
+RESULTS_FILE = "results.jsonl"
+REQUESTS_FILE = "requests.jsonl"
+MANIFEST_FILE = "manifest.json"
+CACHE_FILE = "responses.sqlite"
+DEFAULT_TIMEOUT = 600.0  # seconds; a small local model on two cores can take minutes per batch
+DEFAULT_MAX_RETRIES = 3
+#: Backoff before retry k (0-based) is BACKOFF_BASE * 2**k seconds, at most BACKOFF_MAX, plus
+#: up to 10 % jitter so that concurrent requests do not retry in lockstep.
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+#: ``owned_by`` values of ``GET /models`` that identify a llama.cpp server (``llama-server``
+#: says ``llamacpp``; llama-cpp-python's ``python -m llama_cpp.server`` says ``me``).
+LLAMA_CPP_OWNERS = frozenset({"llamacpp", "me"})
+#: A placeholder sent when the key's environment variable is unset: local servers ignore it,
+#: and a server that needs a key answers 401, which is reported with the variable's name.
+NO_KEY = "no-key-set"
+
+ServerKind = Literal["llama-cpp-python", "llama.cpp", "other"]
+
+#: What a failure means and what to check, by kind. ``{base_url}``, ``{timeout}``,
+#: ``{api_key_env}``, ``{model}`` and ``{detail}`` are filled in. Tested word for word.
+FAILURES: Mapping[str, tuple[str, str]] = {
+    "connection": (
+        "could not connect to {base_url} ({detail})",
+        "check that the server is running and that --base-url is right",
+    ),
+    "timeout": (
+        "no answer within {timeout:g} s",
+        "raise --timeout, lower the model's max_tokens, or lower --concurrency",
+    ),
+    "auth": (
+        "the server refused the API key (HTTP {status}: {detail})",
+        "check the environment variable {api_key_env}",
+    ),
+    "not-found": (
+        "HTTP 404 from {base_url}/chat/completions ({detail})",
+        "check --base-url (it usually ends in /v1) and the model name {model!r}",
+    ),
+    "rate-limit": (
+        "rate limited (HTTP 429: {detail})",
+        "lower --concurrency, or wait and run again: answers so far are kept",
+    ),
+    "bad-request": (
+        "the server rejected the request (HTTP {status}: {detail})",
+        "check the model parameters in the spec{grammar_hint}",
+    ),
+    "server": (
+        "server error (HTTP {status}: {detail})",
+        "check the server's log; run again to resume",
+    ),
+    "bad-response": (
+        "the server's answer has no choices[0].message ({detail})",
+        "check that --base-url points at an OpenAI-compatible chat API",
+    ),
+}
+RETRYABLE = frozenset({"connection", "timeout", "rate-limit", "server"})
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFailure:
+    """A request that got no answer after every retry.
+
+    Attributes:
+        request_id: The request's id in ``requests.jsonl``.
+        kind: A key of :data:`FAILURES` (``connection``, ``timeout``, ``auth``…).
+        what: What failed, one sentence.
+        check: What to check or do about it.
+        attempts: How many times the request was sent.
+    """
+
+    request_id: str
+    kind: str
+    what: str
+    check: str
+    attempts: int
+
+    def format(self) -> str:
+        """``request r0003: could not connect to … after 4 attempts; check that …``"""
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"request {self.request_id}: {self.what} after {tries}; {self.check}"
+
+
+@dataclass
+class RunResult:
+    """What a run did.
+
+    Attributes:
+        build_dir: The build that was run.
+        outputs_path: Where the answers are (``outputs.jsonl``).
+        total: Requests considered (all of the build's, or the first ``limit``).
+        skipped: Already answered in ``outputs.jsonl`` by an earlier run (resumed).
+        cached: Answered from the response cache.
+        sent: Answered by the API in this run.
+        failed: Requests with no answer, each with what failed and what to check.
+        grammar: The grammar mode used (``auto`` resolved), or ``None`` if nothing was sent.
+        results_path: ``results.jsonl`` when the run parsed the answers, else ``None``.
+        statuses: Items per parse status, when the run parsed the answers.
+        dropped_stale: Answers dropped from ``outputs.jsonl`` because their request changed.
+    """
+
+    build_dir: Path
+    outputs_path: Path
+    total: int = 0
+    skipped: int = 0
+    cached: int = 0
+    sent: int = 0
+    failed: list[RequestFailure] = field(default_factory=list)
+    grammar: str | None = None
+    results_path: Path | None = None
+    statuses: dict[str, int] | None = None
+    dropped_stale: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.skipped + self.cached + self.sent
+
+    @property
+    def ok(self) -> bool:
+        """True when every request considered has an answer."""
+        return not self.failed and self.answered == self.total
+
+    def summary(self) -> str:
+        """One line for people."""
+        parts = [
+            f"{self.answered}/{self.total} requests answered "
+            f"({self.sent} sent, {self.cached} from cache, {self.skipped} already in "
+            f"{self.outputs_path.name})"
+        ]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.statuses is not None:
+            n = sum(self.statuses.values())
+            parts.append(f"{n} items parsed: " + ", ".join(
+                f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok"))
+        return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the build
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One request of ``requests.jsonl``, in either build target's form."""
+
+    id: str
+    item_ids: tuple[str, ...]
+    kind: str | None
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any]
+    grammar: str | None  # stem of the grammar files, e.g. "answer" or "answer-4"
+    line: int
+
+
+def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
+    """The requests of a build, in order.
+
+    Reads the chat form (``id``, ``item_ids``, ``kind``, ``messages``, ``params``, ``grammar``)
+    and the OpenAI Batch form (``custom_id``, ``body``; item ids and grammar stems then come
+    from ``manifest.json``).
+
+    Raises:
+        UsageError: The folder is not a build, or a line of ``requests.jsonl`` is malformed
+            (at its file:line).
+    """
+    build = Path(build_dir)
+    path = build / REQUESTS_FILE
+    if not build.is_dir() or not path.is_file():
+        raise UsageError(
+            f"{str(build)!r} is not a build: it has no {REQUESTS_FILE}",
+            location=Location(str(path)),
+            hint="run promptc build SPEC -o DIR first",
+            code="not-a-build",
+        )
+    listed = _manifest_requests(build)
+    out: list[BuildRequest] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = Location(str(path), lineno, 1)
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"not JSON: {e.msg}", location=Location(str(path), lineno, e.colno),
+                                 code="bad-requests-line") from None
+            if not isinstance(data, dict):
+                raise UsageError("expected a JSON object", location=where, code="bad-requests-line")
+            body = data.get("body")
+            if isinstance(body, dict):  # --target openai-batch
+                rid = data.get("custom_id")
+                params = {k: v for k, v in body.items() if k != "messages"}
+                messages = body.get("messages")
+            else:
+                rid = data.get("id")
+                params = data.get("params") if isinstance(data.get("params"), dict) else {}
+                messages = data.get("messages")
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+                raise UsageError("a request needs an 'id' (or 'custom_id')", location=where,
+                                 code="bad-requests-line")
+            rid = str(rid)
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise UsageError(f"request {rid} has no list of chat 'messages'", location=where,
+                                 code="bad-requests-line")
+            if rid in seen:
+                raise UsageError(f"request id {rid!r} appears twice", location=where,
+                                 code="bad-requests-line")
+            seen.add(rid)
+            known = listed.get(rid, {})
+            item_ids = data.get("item_ids", known.get("item_ids", []))
+            stem = data.get("grammar", known.get("grammar"))
+            out.append(BuildRequest(
+                id=rid,
+                item_ids=tuple(str(i) for i in item_ids or ()),
+                kind=data.get("kind") or known.get("kind"),
+                messages=tuple(messages),
+                params=params,
+                grammar=stem if isinstance(stem, str) else None,
+                line=lineno,
+            ))
+    return out
+
+
+def _manifest_requests(build: Path) -> dict[str, dict[str, Any]]:
+    try:
+        manifest = json.loads((build / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(manifest, dict):
+        return {}
+    strategy = manifest.get("strategy")
+    kind = strategy.get("kind") if isinstance(strategy, dict) else None
+    out: dict[str, dict[str, Any]] = {}
+    for r in manifest.get("requests") or []:
+        if isinstance(r, dict) and "id" in r:
+            out[str(r["id"])] = {"item_ids": r.get("item_ids"), "grammar": r.get("grammar"),
+                                 "kind": kind}
+    return out
+
+
+def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
+    if request.grammar is None:
+        raise UsageError(
+            f"request {request.id} names no grammar, so it cannot be sent with one",
+            location=Location(str(build / REQUESTS_FILE), request.line, 1),
+            hint="rebuild with a promptc that writes answer grammars, or use --grammar none",
+            code="no-grammar",
+        )
+    path = build / f"{request.grammar}{suffix}"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        raise UsageError(
+            f"grammar file {path.name} of request {request.id} is missing from the build",
+            location=Location(str(path)),
+            hint="rebuild, or use --grammar none",
+            code="no-grammar",
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies and their cache keys
+# --------------------------------------------------------------------------------------------
+
+
+def canonical_json(value: object) -> str:
+    """Sorted keys, no spaces, real UTF-8: the one spelling that is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_body(
+    request: BuildRequest,
+    build: Path,
+    mode: Literal["gbnf", "json_schema", "none"],
+    server: ServerKind = "other",
+    model: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body sent to ``POST {base_url}/chat/completions`` for one request."""
+    body: dict[str, Any] = dict(request.params)
+    if model is not None:
+        body["model"] = model
+    body["messages"] = [dict(m) for m in request.messages]
+    if mode == "gbnf":
+        body["grammar"] = _grammar_file(build, request, ".gbnf")
+    elif mode == "json_schema":
+        schema = json.loads(_grammar_file(build, request, ".schema.json"))
+        if server == "llama-cpp-python":
+            # Its server accepts only "text" and "json_object" (with a schema) as the type.
+            body["response_format"] = {"type": "json_object", "schema": schema}
+        else:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+            }
+    return body
+
+
+def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the endpoint and the body: what decides the answer.
+
+    The API key is not part of it (it is in no body), so a key rotation keeps the cache.
+    """
+    endpoint = base_url.rstrip("/") + "/chat/completions"
+    return hashlib.sha256(canonical_json({"body": body, "url": endpoint}).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# The response cache
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_path() -> Path:
+    """``$PROMPTC_CACHE_DIR/responses.sqlite``, else under ``$XDG_CACHE_HOME/promptc`` or
+    ``~/.cache/promptc``: shared by every build, outside the build folders kept in git."""
+    base = os.environ.get("PROMPTC_CACHE_DIR")
+    if base:
+        return Path(base) / CACHE_FILE
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "promptc" / CACHE_FILE
+
+
+class ResponseCache:
+    """Responses by cache key, in one SQLite file: ``{"output", "finish_reason", "usage"}``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path))
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as e:
+            raise UsageError(f"cannot open the response cache {str(self.path)!r}: {e}",
+                             location=Location(str(self.path)),
+                             hint="pass another --cache path, or --no-cache",
+                             code="bad-cache") from None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put(self, key: str, response: Mapping[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
+                         (key, canonical_json(response)))
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# --------------------------------------------------------------------------------------------
+# outputs.jsonl
+# --------------------------------------------------------------------------------------------
+
+
+def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
+    """Answers already in ``outputs.jsonl`` by request id (the first of each id).
+
+    A torn last line (a run killed while writing it) is cut off the file, so appending
+    continues on a clean line; other unreadable lines are ignored (and kept).
+    """
+    if not path.is_file():
+        return {}
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        with path.open("r+b") as f:
+            f.truncate(cut)
+        raw = raw[:cut]
+    out: dict[str, dict[str, Any]] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("id"), str) and \
+                isinstance(data.get("output"), str):
+            out.setdefault(data["id"], data)
+    return out
+
+
+def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "output": response.get("output", ""),
+        "finish_reason": response.get("finish_reason"),
+        "usage": response.get("usage"),
+        "request_sha256": key,
+    }
+
+
+def _write_atomic(path: Path, lines: Iterable[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Talking to the API
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Failure(Exception):
+    kind: str
+    status: int | None
+    detail: str
+    retry_after: float | None = None
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    """A server's message, without the API key (some echo headers) and kept short."""
+    if secret and secret != NO_KEY:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _classify(exc: BaseException, secret: str | None) -> _Failure:
+    """An openai exception as a failure kind (a key of :data:`FAILURES`)."""
+    import openai
+
+    detail = _scrub(str(exc) or type(exc).__name__, secret)
+    if isinstance(exc, openai.APITimeoutError):
+        return _Failure("timeout", None, detail)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause):
+            detail = _scrub(f"{type(cause).__name__}: {cause}", secret)
+        return _Failure("connection", None, detail)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        message = _status_detail(exc, secret)
+        retry_after = None
+        try:
+            retry_after = float(exc.response.headers.get("retry-after", ""))
+        except (TypeError, ValueError):
+            pass
+        if status in (401, 403):
+            return _Failure("auth", status, message)
+        if status == 404:
+            return _Failure("not-found", status, message)
+        if status == 429:
+            return _Failure("rate-limit", status, message, retry_after)
+        if status in (408, 409) or status >= 500:
+            return _Failure("server", status, message, retry_after)
+        return _Failure("bad-request", status, message)
+    return _Failure("bad-response", None, detail)
+
+
+def _status_detail(exc: Any, secret: str | None) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+        if msg:
+            return _scrub(str(msg), secret)
+    return _scrub(getattr(exc, "message", "") or str(exc), secret)
+
+
+def _split_params(create: Callable[..., Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create``: the parameters it knows by name,
+    every other one (``grammar``, ``top_k``, …) passed through in ``extra_body``."""
+    import inspect
+
+    known = set(inspect.signature(create).parameters) - {"extra_body", "extra_headers",
+                                                        "extra_query", "timeout"}
+    kwargs = {k: v for k, v in body.items() if k in known}
+    extra = {k: v for k, v in body.items() if k not in known}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+def _response_data(completion: Any, secret: str | None) -> dict[str, Any]:
+    try:
+        choice = completion.choices[0]
+        content = choice.message.content
+    except (AttributeError, IndexError, TypeError) as e:
+        raise _Failure("bad-response", None, _scrub(f"{type(e).__name__}: {e}", secret)) from None
+    usage = getattr(completion, "usage", None)
+    usage_data = None
+    if usage is not None:
+        usage_data = {k: v for k, v in usage.model_dump().items() if v is not None}
+    return {
+        "output": content if isinstance(content, str) else "",
+        "finish_reason": getattr(choice, "finish_reason", None),
+        "usage": usage_data,
+    }
+
+
+def _server_kind(models: Any) -> ServerKind:
+    owners = {getattr(m, "owned_by", None) for m in getattr(models, "data", []) or []}
+    if "me" in owners:
+        return "llama-cpp-python"
+    if owners & LLAMA_CPP_OWNERS:
+        return "llama.cpp"
+    return "other"
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None and retry_after >= 0:
+        return min(retry_after, BACKOFF_MAX)
+    delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+    return delay * (1 + random.random() / 10)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON answers (grammar="json_schema") back to the A[i]: form
+# --------------------------------------------------------------------------------------------
+
+
+def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: str) -> str:
+    """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of a JSON answer written
+    under the build's JSON Schema, so that :func:`promptc.parse_output.parse_output` reads it
+    like any other output. Output that is not such JSON is returned unchanged (the parser
+    then says what is wrong with it)."""
+    from promptc import formats
+    from promptc.answer_format import write_answer
+    from promptc.values import coerce_value
+
+    try:
+        data = json.loads(output)
+    except ValueError:
+        return output
+
+    def answer(values: Any) -> str | None:
+        if not isinstance(values, dict):
+            return None
+        try:
+            typed = {o.name: coerce_value(o, values[o.name]) for o in task.outputs
+                     if o.name in task.answer_format.fields}
+            return write_answer(task.answer_format, task.outputs, typed)
+        except (KeyError, ValueError):
+            return None
+
+    if kind in ("single", "few-shot"):
+        return answer(data) or output
+    answers = data.get("answers") if isinstance(data, dict) else None
+    if not isinstance(answers, list):
+        return output
+    lines: list[str] = []
+    for k, entry in enumerate(answers, 1):
+        index = entry.get("index", k) if isinstance(entry, dict) else k
+        text = answer(entry)
+        if text is None or not isinstance(index, int):
+            return output
+        if kind == "auto-demo":
+            q = entry.get("question")
+            if not isinstance(q, str):
+                q = questions[index - 1] if 0 < index <= len(questions) else ""
+            lines.append(f"{formats.question_marker(index)}{formats.MARKER_SEPARATOR}{q}")
+        lines.append(f"{formats.answer_marker(index)}{formats.MARKER_SEPARATOR}{text}")
+    return formats.ITEM_SEPARATOR.join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+Progress = Callable[[str], None]
+
+
+def run_build(
+    build_dir: str | os.PathLike[str],
+    *,
+    base_url: str,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 4,
+    grammar: str = "auto",
+    cache_path: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    limit: int | None = None,
+    model: str | None = None,
+    parse: bool = False,
+    spec: str | os.PathLike[str] | None = None,
+    outputs_path: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Sends the requests of a build and writes their answers to ``outputs.jsonl``.
+
+    Args:
+        build_dir: A folder written by ``promptc build``.
+        base_url: The API's base URL, e.g. ``https://api.openai.com/v1`` or
+            ``http://127.0.0.1:8080/v1``.
+        api_key_env: The environment variable holding the API key (read, never written).
+        concurrency: Requests in flight at once.
+        grammar: ``auto``, ``gbnf``, ``json_schema`` (or ``json-schema``) or ``none``.
+        cache_path: The SQLite response cache; default :func:`default_cache_path`.
+        use_cache: False to neither read nor write the cache.
+        timeout: Seconds to wait for one answer.
+        max_retries: Retries of a request after a retryable failure (connection, timeout,
+            rate limit, 5xx), with exponential backoff.
+        limit: Only the first ``limit`` requests of the build.
+        model: Send this model name instead of the build's (e.g. a local server's alias).
+        parse: Also parse every answer (:func:`promptc.parse_output.parse_output`) and write
+            ``results.jsonl`` next to the outputs, in request order.
+        spec: The spec to parse with; default the one named by the build's manifest.
+        outputs_path: Where to write the answers; default ``BUILD_DIR/outputs.jsonl``.
+        progress: Called with one line of progress per event (the CLI prints it on stderr).
+
+    Returns:
+        What was done; failed requests are in :attr:`RunResult.failed`, not raised.
+
+    Raises:
+        UsageError: Bad arguments, not a build, a grammar file missing, an unusable cache.
+        BackendError: The ``openai`` package is not installed.
+        PromptcError: ``parse=True`` and the spec cannot be compiled.
+    """
+    mode = grammar.replace("-", "_")
+    if mode not in GRAMMAR_MODES:
+        raise UsageError(f"unknown grammar mode {grammar!r}; expected auto, gbnf, json-schema "
+                         "or none", code="bad-grammar-mode")
+    if concurrency < 1:
+        raise UsageError(f"concurrency must be at least 1, not {concurrency}",
+                         code="bad-concurrency")
+    if max_retries < 0 or timeout <= 0:
+        raise UsageError("max_retries must be 0 or more and timeout above 0", code="bad-retries")
+    build = Path(build_dir)
+    requests = read_requests(build)
+    if limit is not None:
+        requests = requests[: max(limit, 0)]
+    out_path = Path(outputs_path) if outputs_path is not None else build / OUTPUTS_FILE
+    try:
+        import openai  # noqa: F401 - imported here: promptc itself does not need it
+    except ImportError:
+        raise BackendError(
+            "promptc run needs the openai package, which is not installed",
+            hint="pip install 'promptc[openai]'",
+            code="missing-openai",
+        ) from None
+    parser = _Parser(build, spec) if parse else None
+    cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
+    try:
+        return asyncio.run(_Run(
+            build=build, requests=requests, out_path=out_path, base_url=base_url,
+            api_key_env=api_key_env, concurrency=concurrency, mode=mode, cache=cache,
+            timeout=timeout, max_retries=max_retries, model=model, parser=parser,
+            progress=progress or (lambda _line: None),
+        ).run())
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+class _Parser:
+    """Parses answers with the build's task, for ``parse=True``."""
+
+    def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
+        from promptc.cli_parse import load_build
+
+        loaded = load_build(build if spec is None else spec)
+        self.task = loaded.task
+        self.shapes = loaded.requests
+
+    def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
+        from promptc.parse_output import parse_output, request_shape
+
+        shape = self.shapes.get(request.id)
+        if shape is None:
+            shape = request_shape(self.task, {"id": request.id, "kind": request.kind,
+                                              "item_ids": list(request.item_ids)})
+        if mode == "json_schema":
+            output = json_answer_text(self.task, shape.kind, shape.questions, output)
+        return parse_output(self.task, shape, output)
+
+
+@dataclass
+class _Run:
+    build: Path
+    requests: list[BuildRequest]
+    out_path: Path
+    base_url: str
+    api_key_env: str
+    concurrency: int
+    mode: str
+    cache: ResponseCache | None
+    timeout: float
+    max_retries: int
+    model: str | None
+    parser: _Parser | None
+    progress: Progress
+    result: RunResult = field(init=False)
+    _secret: str | None = field(init=False, default=None)
+    _client: Any = field(init=False, default=None)
+    _server: ServerKind | None = field(init=False, default=None)
+    _done: int = field(init=False, default=0)
+    _parsed: dict[str, list[ItemResult]] = field(init=False, default_factory=dict)
+    _modes: dict[str, str] = field(init=False, default_factory=dict)
+
+    async def run(self) -> RunResult:
+        self.result = RunResult(self.build, self.out_path, total=len(self.requests))
+        self._secret = os.environ.get(self.api_key_env) or None
+        existing = read_outputs(self.out_path)
+        pending: list[BuildRequest] = []
+        keep: dict[str, dict[str, Any]] = {}
+        for r in self.requests:
+            old = existing.get(r.id)
+            if old is not None and old.get("request_sha256") in self._candidate_keys(r):
+                keep[r.id] = old
+                self._modes[r.id] = self._mode_of(r, str(old.get("request_sha256")))
+            else:
+                pending.append(r)
+        considered = {r.id for r in self.requests}
+        stale = [rid for rid in existing if rid in considered and rid not in keep]
+        if stale:  # answers to requests that changed since: drop them, so each id has one line
+            self.result.dropped_stale = len(stale)
+            self.progress(f"dropping {len(stale)} answer(s) to requests that changed since they "
+                          f"were answered: {', '.join(sorted(stale)[:5])}"
+                          + (" …" if len(stale) > 5 else ""))
+            _write_atomic(self.out_path, (canonical_json(v) for k, v in existing.items()
+                                          if k not in stale))
+        self.result.skipped = len(keep)
+        if keep:
+            self.progress(f"resuming: {len(keep)} of {len(self.requests)} request(s) already "
+                          f"answered in {self.out_path}")
+        for r in self.requests:
+            if r.id in keep:
+                self._parse(r, keep[r.id]["output"])
+
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:
+            to_send: list[BuildRequest] = []
+            for r in pending:  # answers cached under any body this run could send
+                hit = self._cached(r)
+                if hit is None:
+                    to_send.append(r)
+                    continue
+                key, response = hit
+                self._record(out, r, key, response)
+                self.result.cached += 1
+                self._tick(r, "from cache")
+            if to_send:
+                await self._send_all(out, to_send)
+        self._finish()
+        return self.result
+
+    # -- bodies -----------------------------------------------------------------------------
+
+    def _modes_to_try(self) -> list[tuple[str, ServerKind]]:
+        if self.mode == "auto":
+            return [("gbnf", "other"), ("none", "other")]
+        if self.mode == "json_schema":
+            return [("json_schema", "other"), ("json_schema", "llama-cpp-python")]
+        return [(self.mode, "other")]
+
+    def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
+        return request_body(r, self.build, mode, server, self.model)  # type: ignore[arg-type]
+
+    def _candidate_keys(self, r: BuildRequest) -> dict[str, str]:
+        """Cache key → grammar mode, for every body this run might send for ``r``."""
+        out: dict[str, str] = {}
+        for mode, server in self._modes_to_try():
+            try:
+                out[cache_key(self.base_url, self._body(r, mode, server))] = mode
+            except UsageError:
+                if self.mode != "auto":
+                    raise  # auto falls back to no grammar when a build has none
+        return out
+
+    def _mode_of(self, r: BuildRequest, key: str) -> str:
+        return self._candidate_keys(r).get(key, self.mode)
+
+    def _cached(self, r: BuildRequest) -> tuple[str, dict[str, Any]] | None:
+        if self.cache is None:
+            return None
+        for key, mode in self._candidate_keys(r).items():
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._modes[r.id] = mode
+                return key, hit
+        return None
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _send_all(self, out: Any, requests: list[BuildRequest]) -> None:
+        import openai
+
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self._secret or NO_KEY, timeout=self.timeout,
+            max_retries=0,  # retried here, to count attempts and say what failed
+        )
+        try:
+            mode, server = await self._resolve(requests)
+            if mode is None:
+                return
+            self.result.grammar = mode
+            self.progress(f"sending {len(requests)} request(s) to {self.base_url} "
+                          f"(grammar: {mode}, concurrency {self.concurrency})")
+            gate = asyncio.Semaphore(self.concurrency)
+
+            async def one(r: BuildRequest) -> None:
+                async with gate:
+                    await self._send_one(out, r, mode, server)
+
+            await asyncio.gather(*(one(r) for r in requests))
+        finally:
+            await self._client.close()
+
+    async def _resolve(self, requests: list[BuildRequest]) -> tuple[str | None, ServerKind]:
+        """The grammar mode and server kind to send with (asks the server when it matters)."""
+        if self.mode not in ("auto", "json_schema"):
+            return self.mode, "other"
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                models = await self._client.models.list()
+                break
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+                failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
+                if failure.kind in RETRYABLE and attempts <= self.max_retries:
+                    await asyncio.sleep(_backoff(attempts - 1, failure.retry_after))
+                    continue
+                for r in requests:
+                    self._fail(r, failure, attempts, during="asking it which grammar it takes (GET /models)")
+                return None, "other"
+        server = _server_kind(models)
+        if self.mode == "json_schema":
+            return "json_schema", server
+        chosen = "gbnf" if server != "other" and all(r.grammar for r in requests) else "none"
+        return chosen, server
+
+    async def _send_one(self, out: Any, r: BuildRequest, mode: str, server: ServerKind) -> None:
+        body = self._body(r, mode, server)
+        key = cache_key(self.base_url, body)
+        kwargs = _split_params(self._client.chat.completions.create, body)
+        attempts = 0
+        started = time.monotonic()
+        while True:
+            attempts += 1
+            try:
+                completion = await self._client.chat.completions.create(**kwargs)
+                response = _response_data(completion, self._secret)
+                break
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+                failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
+                if failure.kind in RETRYABLE and attempts <= self.max_retries:
+                    delay = _backoff(attempts - 1, failure.retry_after)
+                    self.progress(f"request {r.id}: {failure.kind} ({failure.detail}); "
+                                  f"retrying in {delay:.1f} s")
+                    await asyncio.sleep(delay)
+                    continue
+                self._fail(r, failure, attempts)
+                return
+        if self.cache is not None:
+            self.cache.put(key, response)
+        self._modes[r.id] = mode
+        self._record(out, r, key, response)
+        self.result.sent += 1
+        self._tick(r, f"{time.monotonic() - started:.1f} s, finish {response.get('finish_reason')}")
+
+    def _fail(self, r: BuildRequest, failure: _Failure, attempts: int, during: str = "") -> None:
+        model = str(self.model or r.params.get("model", ""))
+        fill = {
+            "base_url": self.base_url, "timeout": self.timeout, "api_key_env": self.api_key_env,
+            "model": model, "detail": failure.detail, "status": failure.status,
+            "grammar_hint": ", or try --grammar none (the server may not accept a grammar)"
+            if self.mode != "none" else "",
+        }
+        what_t, check_t = FAILURES[failure.kind]
+        what = what_t.format(**fill)
+        if during:
+            what = f"{what} while {during}"
+        self.result.failed.append(RequestFailure(r.id, failure.kind, what, check_t.format(**fill),
+                                                 attempts))
+        self._done += 1
+        self.progress(f"[{self._done}/{self.result.total}] {r.id} failed ({failure.kind})")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _record(self, out: Any, r: BuildRequest, key: str, response: Mapping[str, Any]) -> None:
+        out.write(canonical_json(output_record(r.id, key, response)) + "\n")
+        out.flush()  # an interrupted run keeps every answer received
+        self._parse(r, str(response.get("output", "")))
+
+    def _parse(self, r: BuildRequest, output: str) -> None:
+        if self.parser is not None:
+            self._parsed[r.id] = self.parser.parse(r, output, self._modes.get(r.id, self.mode))
+
+    def _tick(self, r: BuildRequest, note: str) -> None:
+        self._done += 1
+        parsed = self._parsed.get(r.id)
+        if parsed is not None:
+            ok = sum(1 for x in parsed if x.status == "ok")
+            note += f", {ok}/{len(parsed)} items ok"
+        self.progress(f"[{self._done}/{self.result.total}] {r.id} answered ({note})")
+
+    def _finish(self) -> None:
+        """Rewrites outputs.jsonl in request order (stable diffs) and writes results.jsonl."""
+        existing = read_outputs(self.out_path)
+        order = {r.id: k for k, r in enumerate(self.requests)}
+        ordered = sorted(existing.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        _write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
+        if self.parser is None:
+            return
+        from promptc.parse_output import summarize
+
+        results = [x for r in self.requests for x in self._parsed.get(r.id, [])]
+        path = self.out_path.with_name(RESULTS_FILE)
+        _write_atomic(path, (x.to_json() for x in results))
+        self.result.results_path = path
+        self.result.statuses = summarize(results)
