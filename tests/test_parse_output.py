@@ -383,7 +383,6 @@ def test_real_model_outputs_parse_item_by_item() -> None:
     openai = pytest.importorskip("openai")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from llm_server import gbnf_error, running_server
-
     from promptc.grammar import build_grammar
     from promptc.lower import compile_spec
     from promptc.render import render
