@@ -363,12 +363,6 @@ def _values_text(r: ItemResult) -> str:
     return ", ".join(parts)
 
 
-def _detail(r: ItemResult) -> str:
-    if r.status == "ok":
-        return r.message
-    return r.message
-
-
 def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
     """A table for people (rich; plain text when ``out`` is not a terminal)."""
     from rich.console import Console
@@ -382,7 +376,7 @@ def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
         table.add_row(
             r.request_id, r.item_id or "-", str(r.index),
             f"[{styles.get(r.status, 'red')}]{r.status}[/]", _values_text(r),
-            str(r.span) if r.span else "", _detail(r),
+            str(r.span) if r.span else "", r.message,
         )
     is_tty = hasattr(out, "isatty") and out.isatty()
     console = Console(file=out, force_terminal=is_tty, no_color=not is_tty,
