@@ -48,6 +48,7 @@ from promptc.parse_output import (
     STATUSES,
     ItemResult,
     RequestShape,
+    items_by_id,
     parse_output,
     request_shape,
     summarize,
@@ -168,7 +169,7 @@ def _read_requests(path: Path, task: Task, manifest: Mapping[str, Any]) -> dict[
 
 def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
     """Each item's question: from the task's items, else as the request's prompt shows it."""
-    by_id = {it.id: it for it in task.items}
+    by_id = items_by_id(task)
     ids = [str(i) for i in request.get("item_ids") or []]
     shown = _questions_in_messages(request.get("messages"))
     out = []

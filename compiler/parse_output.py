@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from promptc import formats
 from promptc.errors import OutputParseError
-from promptc.ir import Literal_, Request, StrategyKind, Task, Value
+from promptc.ir import Item, Literal_, Request, StrategyKind, Task, Value
 from promptc.values import value_reader
 
 if TYPE_CHECKING:
@@ -262,6 +262,18 @@ class RequestShape:
     questions: tuple[str, ...]
 
 
+_ITEMS: list[tuple[Task, dict[str, Item]]] = []
+
+
+def items_by_id(task: Task) -> Mapping[str, Item]:
+    """The task's items by id, made once per task (a build has one task and many requests)."""
+    if _ITEMS and _ITEMS[0][0] is task:
+        return _ITEMS[0][1]
+    by_id = {it.id: it for it in task.items}
+    _ITEMS[:] = [(task, by_id)]
+    return by_id
+
+
 def request_shape(task: Task, request: object) -> RequestShape:
     """Reads an :class:`~promptc.ir.Request`, a ``requests.jsonl`` line (a mapping) or any object
     with ``id``, ``kind`` and ``item_ids`` (and optionally ``questions``).
@@ -298,7 +310,7 @@ def request_shape(task: Task, request: object) -> RequestShape:
     ids = tuple(str(i) for i in item_ids)
     questions = get("questions")
     if questions is None:
-        by_id = {it.id: it for it in task.items}
+        by_id = items_by_id(task)
         qs = []
         for i in ids:
             it = by_id.get(i)
