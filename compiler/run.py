@@ -356,7 +356,10 @@ def request_body(
         body["model"] = model
     body["messages"] = [dict(m) for m in request.messages]
     if mode == "gbnf":
-        body["grammar"] = _grammar_file(build, request, ".gbnf")
+        gbnf = _grammar_file(build, request, ".gbnf")
+        if request.kind == "auto-demo":
+            gbnf = pin_questions(gbnf, prompt_questions(request.messages, len(request.item_ids)))
+        body["grammar"] = gbnf
     elif mode == "json_schema":
         schema = json.loads(_grammar_file(build, request, ".schema.json"))
         if server == "llama-cpp-python":
@@ -368,6 +371,65 @@ def request_body(
                 "json_schema": {"name": "answer", "schema": schema, "strict": True},
             }
     return body
+
+
+def prompt_questions(messages: Sequence[Mapping[str, Any]], n_items: int) -> list[str] | None:
+    """The questions ``Q[1]..Q[n]`` as the request's last user message shows them, or ``None``
+    when that message does not show exactly ``n_items`` of them in order.
+
+    A question runs from its marker to the next marker at the start of a line, or to a blank
+    line or the end of the message (for the last one).
+    """
+    import re
+
+    from promptc import formats
+
+    users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    if not users or n_items < 1:
+        return None
+    text: str = users[-1]["content"]
+    marker = re.compile(
+        r"(?m)^" + re.escape(formats.QUESTION_PREFIX + formats.INDEX_OPEN) + r"(\d+)"
+        + re.escape(formats.INDEX_CLOSE + formats.MARKER_END) + re.escape(formats.MARKER_SEPARATOR)
+    )
+    found = list(marker.finditer(text))
+    if [int(m.group(1)) for m in found] != list(range(1, n_items + 1)):
+        return None
+    out = []
+    for k, m in enumerate(found):
+        end = found[k + 1].start() if k + 1 < len(found) else len(text)
+        body = text[m.end():end]
+        if k + 1 == len(found):
+            body = body.split("\n\n", 1)[0]
+        out.append(body.rstrip("\n"))
+    return out
+
+
+def pin_questions(gbnf: str, questions: Sequence[str] | None) -> str:
+    """An Auto-Demo GBNF grammar in which each ``Q[i]:`` must repeat item i's question exactly.
+
+    The build's ``answer.gbnf`` lets a repeated question be any line (it is shared by every
+    request of that size); a small model constrained by it writes lines of its own, which the
+    parser then rightly calls ``misaligned``. Sending each request the exact text of its own
+    questions makes the repetition right by construction. Unchanged when ``questions`` is
+    ``None`` or the grammar does not have the expected ``item-i`` rules.
+    """
+    import re
+
+    from promptc import formats
+    from promptc.grammar_gbnf import gbnf_string
+
+    if not questions:
+        return gbnf
+    out = gbnf
+    for i, q in enumerate(questions, 1):
+        marker = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
+        rule = re.compile(r"(?m)^(item-" + str(i) + r" ::= " + re.escape(marker) + r") question ")
+        literal = gbnf_string(q)
+        out, n = rule.subn(lambda m: f"{m.group(1)} {literal} ", out, count=1)
+        if n != 1:
+            return gbnf
+    return out
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
