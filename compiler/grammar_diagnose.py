@@ -77,12 +77,14 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
                 return []
             nl = text.find("\n", pos)
             stop = len(text) if plan.multiline or nl < 0 else nl
-            out = [e for e in range(stop, pos, -1) if text[e - 1] not in _WS]
+            out = [e for e in range(pos + 1, stop + 1) if text[e - 1] not in _WS]
+            if not any(is_text(j) for j in range(k + 1, len(parts))):
+                out.reverse()  # the last text field is greedy: longest first
             if out and k + 1 < len(parts) and parts[k + 1].field is None:
                 nxt = compiled[k + 1]
                 kept = [e for e in out if nxt.match(text, e)]
                 if not kept:  # the literal after the text is nowhere: say so, after the text
-                    record(k + 1, out[0], progress, [part_name(parts[k + 1])])
+                    record(k + 1, max(out), progress, [part_name(parts[k + 1])])
                 return kept
             return out
         if part.field is None:

@@ -10,11 +10,14 @@ lexer); :mod:`promptc.grammar` builds the one-regex fast path from the *same* te
 and :mod:`promptc.grammar_gbnf` the GBNF export from the same bare value regexes.
 
 Why text terminals carry a lookahead: in ``"{reasoning} The answer is {answer}."`` the reasoning
-may itself contain "the answer is". A text (or any) field is therefore the longest match,
-in regex backtracking order, after which the rest of the answer still matches — exactly what
-one regular expression ``reasoning-regex literal answer-regex literal`` would choose. Writing
-that rest as a lookahead into the field's terminal lets a deterministic LALR lexer make the
-same choice, so the lark path and the regex path agree by construction (and the tests check it).
+may itself contain "the answer is". A field is therefore the first match, in regex
+backtracking order, after which the rest of the answer still matches up to its end — exactly
+what one regular expression ``reasoning-regex literal answer-regex literal`` would choose. The
+last text field of an answer is greedy (so its end is the LAST "The answer is" followed by a
+valid number and the end of the item); a text field with another text field after it is lazy
+(it ends at the first delimiter). See ``grammars/text.lark``. Writing that rest as a lookahead into the field's terminal lets a
+deterministic LALR lexer make the same choice, so the lark path and the regex path agree by
+construction (and the tests check it).
 """
 
 from __future__ import annotations
@@ -230,13 +233,23 @@ def make_plan(
                 code="duplicate-answer-field",
             )
         seen.add(seg.field)
-    for seg2 in normalised_segments(fmt):
+    segs = normalised_segments(fmt)
+    for k, seg2 in enumerate(segs):
         if isinstance(seg2, Literal_):
             raw.append(("literal", literal_regex(seg2.text, multiline), None, seg2.text))
         else:
             assert isinstance(seg2, str)
             out_field = by_name[seg2]
-            raw.append(("field", value_regex(out_field, multiline), out_field, ""))
+            nxt = segs[k + 1] if k + 1 < len(segs) else None
+            regex = value_regex(out_field, multiline)
+            text_follows = any(
+                isinstance(s, str) and by_name[s].type == "text" for s in segs[k + 1 :]
+            )
+            if out_field.type == "text" and nxt is not None and text_follows:
+                spaced = isinstance(nxt, Literal_) and nxt.text[:1].isspace()
+                name = ("TEXT_MULTILINE" if multiline else "TEXT") + ("_WORDS" if spaced else "_LAZY")
+                regex = fragment_terminals("text.lark")[name]
+            raw.append(("field", regex, out_field, ""))
     if not seen:
         raise GrammarError(
             "answer_format has no {field} placeholder; expected at least one output in it",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from promptc import formats, ir
 from promptc.answer_format import parse_answer_format, write_answer
@@ -90,7 +91,12 @@ COUNT = make_task(
         ir.OutputField("why", "text"),
     ],
 )
-TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT)}
+CLAIM = make_task(
+    "claim",
+    "{claim} because {reason}",
+    [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+)
+TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT, CLAIM)}
 
 
 # ---------------------------------------------------------------------------- golden grammars
@@ -263,6 +269,8 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
     answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    if task is CLAIM:  # a claim that says "because" would end there: the documented rule
+        assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
     output = canonical_output(task, kind, answers, questions)
     written = [formats.question_text(task.inputs, q) for q in questions]
@@ -480,3 +488,22 @@ if __name__ == "__main__":
             print(path.relative_to(REPO))
     else:
         print(__doc__)
+
+
+def test_text_before_text_ends_at_the_first_delimiter() -> None:
+    task = make_task(
+        "summary", "{title}: {summary}",
+        [ir.OutputField("title", "text"), ir.OutputField("summary", "text")],
+    )
+    g = build_grammar(task, 1, "batch")
+    (item,) = g.parse_strict("A[1]: Budget: draft: v2")
+    assert item.values == {"title": "Budget", "summary": "draft: v2"}
+    assert item == g.parse_strict_lark("A[1]: Budget: draft: v2")[0]
+
+
+def test_text_before_text_ends_at_the_first_spaced_delimiter() -> None:
+    g = build_grammar(CLAIM, 1, "batch")
+    out = "A[1]: It rains because clouds because physics"
+    (item,) = g.parse_strict(out)
+    assert item.values == {"claim": "It rains", "reason": "clouds because physics"}
+    assert item == g.parse_strict_lark(out)[0]

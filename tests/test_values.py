@@ -165,7 +165,10 @@ def test_every_fragment_compiles_with_lark() -> None:
         "integer.lark": {"INTEGER"},
         "boolean.lark": {"BOOLEAN"},
         "enum.lark": {"ENUM"},
-        "text.lark": {"TEXT", "TEXT_MULTILINE"},
+        "text.lark": {
+            "TEXT", "TEXT_WORDS", "TEXT_LAZY",
+            "TEXT_MULTILINE", "TEXT_MULTILINE_WORDS", "TEXT_MULTILINE_LAZY",
+        },
     }
     for file, names in expected.items():
         assert set(fragment_terminals(file)) == names
