@@ -95,9 +95,10 @@ def value_regex(field: OutputField, multiline: bool) -> str:
     if field.type == "text":
         return fragment_terminals("text.lark")["TEXT_MULTILINE" if multiline else "TEXT"]
     if field.type == "enum":
-        if not field.choices:
+        if not field.choices or "" in field.choices or any(a == "" for a, _ in field.aliases):
             raise GrammarError(
-                f"enum output '{field.name}' has no choices; expected a list of choices",
+                f"enum output '{field.name}' has no choices or an empty one; expected a list "
+                "of non-empty choices",
                 location=field.location,
                 code="enum-without-choices",
             )

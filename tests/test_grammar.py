@@ -507,3 +507,25 @@ def test_text_before_text_ends_at_the_first_spaced_delimiter() -> None:
     (item,) = g.parse_strict(out)
     assert item.values == {"claim": "It rains", "reason": "clouds because physics"}
     assert item == g.parse_strict_lark(out)[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_line_break_in_the_format(kind: ir.StrategyKind) -> None:
+    task = make_task(
+        "two-lines", "{reasoning}\nAnswer: {answer}",
+        [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "integer")],
+    )
+    n = 1 if kind in ("single", "few-shot") else 2
+    g = build_grammar(task, n, kind)
+    answers = [{"reasoning": "r one", "answer": 5}, {"reasoning": "r two", "answer": -7}][:n]
+    out = g.write_output(answers, ["q1", "q2"][:n])
+    assert out.count("\n") == {1: 1, 2: 3}[n] + (2 if kind == "auto-demo" else 0)
+    items = g.parse_strict(out)
+    assert items == g.parse_strict_lark(out)
+    assert [dict(i.values) for i in items] == answers
+
+
+def test_enum_without_usable_choices() -> None:
+    task = make_task("e", "{x}", [ir.OutputField("x", "enum", choices=("a", ""))])
+    with pytest.raises(GrammarError, match="has no choices or an empty one"):
+        build_grammar(task, 1, "batch")
