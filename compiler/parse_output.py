@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import string
 import unicodedata
@@ -666,17 +667,34 @@ def question_similarity(written: str, expected: str) -> float:
     """1.0 for the same question; difflib's ratio of the normalised texts otherwise."""
     if written == expected:
         return 1.0
-    a = normalise_question(written)[:QUESTION_COMPARE_CHARS]
-    b = normalise_question(expected)[:QUESTION_COMPARE_CHARS]
+    a, b = _compared(written), _compared(expected)
     if a == b:
         return 1.0
     if not a or not b:
         return 0.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def question_matches(written: str, expected: str) -> bool:
+    """Whether ``question_similarity(written, expected) >= QUESTION_SIMILARITY``, skipping the
+    full comparison when difflib's cheap upper bounds already fall short."""
+    if written == expected:
+        return True
+    a, b = _compared(written), _compared(expected)
+    if a == b:
+        return True
+    if not a or not b:
+        return False
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    if sm.real_quick_ratio() < QUESTION_SIMILARITY or sm.quick_ratio() < QUESTION_SIMILARITY:
-        return sm.quick_ratio() if sm.real_quick_ratio() >= QUESTION_SIMILARITY else \
-            sm.real_quick_ratio()
-    return sm.ratio()
+    return (
+        sm.real_quick_ratio() >= QUESTION_SIMILARITY
+        and sm.quick_ratio() >= QUESTION_SIMILARITY
+        and sm.ratio() >= QUESTION_SIMILARITY
+    )
+
+
+def _compared(text: str) -> str:
+    return normalise_question(text)[:QUESTION_COMPARE_CHARS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -778,15 +796,16 @@ def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, 
     expected = shape.questions[index - 1] if index - 1 < len(shape.questions) else ""
     if not expected:
         return True, ""
-    sim = question_similarity(written, expected)
-    if sim >= QUESTION_SIMILARITY:
+    if question_matches(written, expected):
         return True, ""
+    # Rounded down, so that a similarity just below the threshold never reads as equal to it.
+    sim = math.floor(question_similarity(written, expected) * 100) / 100
     msg = (
         f"{_label(formats.QUESTION_PREFIX, index)} does not repeat item {index}'s question "
         f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
     )
     for j, q in enumerate(shape.questions, 1):
-        if j != index and q and question_similarity(written, q) >= QUESTION_SIMILARITY:
+        if j != index and q and question_matches(written, q):
             msg += f"; it is item {j}'s question"
             break
     return False, msg

@@ -222,3 +222,26 @@ def test_extra_message() -> None:
 def test_missing_message() -> None:
     r = parse_output(BATCH, BATCH_REQ, lines(0, 2, 3))[1]
     assert (r.expected, r.found, r.message) == (("A[2]:",), None, "no A[2] in the output")
+
+
+@pytest.mark.parametrize(
+    ("output", "index", "message"),
+    [
+        pytest.param(demo(0, 1, 4, 3, 4, 5), 2, "A[2] follows Q[3]", id="answer-after-other-q"),
+        pytest.param(DEMO_OK.replace(QUESTIONS[1], "What is the capital of France?"), 2,
+                     "Q[2] does not repeat item 2's question (similarity 0.23 < 0.9)",
+                     id="other-question"),
+        pytest.param(DEMO_OK.replace(QUESTIONS[1], "<<2>>").replace(QUESTIONS[2], QUESTIONS[1]),
+                     3, "Q[3] does not repeat item 3's question (similarity 0.34 < 0.9); it is "
+                     "item 2's question", id="shifted"),
+        pytest.param(demo(0, 1, 2, 3, 4) + "\nA[3]: First add 3 and", 3,
+                     "A[3]: expected 'The answer is', found 'end of output' at 6:22",
+                     id="truncated-in-reasoning"),
+        pytest.param(demo(0, 1, 2, 4, 5), 2,
+                     "Q[2] is not followed by A[2] (found 'Q[3]: Betty is saving money for a new w…') "
+                     "at 3:120", id="question-without-answer"),
+    ],
+)
+def test_auto_demo_messages(output: str, index: int, message: str) -> None:
+    r = parse_output(DEMO, DEMO_REQ, output)[index - 1]
+    assert r.message == message

@@ -38,6 +38,7 @@ from promptc.parse_output import (
     normalise_question,
     parse_output,
     parse_output_recover_slow,
+    question_matches,
     question_similarity,
     request_shape,
     summarize,
@@ -168,6 +169,7 @@ def test_plain_text_is_not_copied() -> None:
 )
 def test_question_similarity_threshold(written: str, similar: bool) -> None:
     assert (question_similarity(written, QUESTIONS[0]) >= QUESTION_SIMILARITY) is similar
+    assert question_matches(written, QUESTIONS[0]) is similar
 
 
 def test_normalise_question() -> None:
