@@ -8,9 +8,10 @@ to the wrong item and never raises on any output string.
 Two modes:
 
 ``strict``
-    The whole output must match the grammar. Values are reported only when it does; otherwise
-    the item where the grammar stopped gets the diagnosis (output line:col, expected tokens,
-    what was found) and every other item says that strict mode rejected the output there.
+    The whole output must match the grammar (the fast path's regex, then
+    :meth:`AnswerGrammar.parse_strict`). Values are reported only when it does; otherwise the
+    item where the grammar stopped gets the diagnosis (output line:col, expected tokens, what
+    was found) and every other item says that strict mode rejected the output there.
 
 ``recover`` (default)
     Keeps every well-formed item of a partly broken output. A fast path first matches the whole
