@@ -1041,6 +1041,7 @@ class _Run:
         existing = read_outputs(self.out_path)
         order = {r.id: k for k, r in enumerate(self.requests)}
         ordered = sorted(existing.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        self.result.failed.sort(key=lambda f: order.get(f.request_id, len(order)))
         _write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
         if self.parser is None:
             return

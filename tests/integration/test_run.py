@@ -1,0 +1,371 @@
+"""``promptc run``: resume, cache, failures and secrets, against real servers.
+
+The tests marked ``llm`` talk to the real SmolLM2 model on a local llama.cpp server; the others
+need no model: a server that is not running, and a small scripted OpenAI-compatible endpoint
+(the standard library's HTTP server) for the answers no healthy llama.cpp server gives — a rate
+limit, a server error.
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
+
+from llm_server import running_server  # noqa: E402
+
+from promptc.run import (  # noqa: E402
+    FAILURES,
+    cache_key,
+    json_answer_text,
+    pin_questions,
+    prompt_questions,
+    read_outputs,
+    read_requests,
+    request_body,
+    run_build,
+)
+
+requires_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                    reason="llama_cpp is not installed; run: bash ci/install-llm.sh")
+MODEL = "smollm2"
+TIMEOUT = 1800.0
+#: A fake key, unlike anything a file could hold by chance.
+SECRET = "sk-promptc-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str, env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "promptc.cli_run", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=TIMEOUT)
+
+
+def _files_holding(root: Path, secret: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def sentiment(spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """Builds the sentiment spec (batch, sequential) with a given batch size into a fresh folder
+    next to the specs (so that the manifest finds the spec again)."""
+    counter = iter(range(1000))
+
+    def make(batch_size: int = 2, target: str = "chat") -> Path:
+        out = spec_dir.parent / f"run-{tmp_path.name}-{next(counter)}"
+        build_spec(spec_dir / "sentiment.yaml", out, {
+            ("strategy", "kind"): "batch", ("strategy", "batch_size"): batch_size,
+            ("strategy", "selection", "method"): "sequential", ("model", "max_tokens"): 64,
+        })
+        if target == "openai-batch":
+            from promptc.build import build
+            from promptc.lower import compile_spec
+
+            task = compile_spec(spec_dir / "sentiment.yaml", overrides={
+                ("strategy", "batch_size"): batch_size, ("model", "max_tokens"): 64})
+            build(task, out, target="openai-batch")
+        return out
+
+    return make
+
+
+# --------------------------------------------------------------------------------------------
+# No model needed
+# --------------------------------------------------------------------------------------------
+
+
+def test_server_not_running_is_a_clear_error(sentiment: Callable[..., Path], tmp_path: Path) -> None:
+    build = sentiment(4)
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    env = {**os.environ, "PROMPTC_TEST_KEY": SECRET}
+    proc = _cli(str(build), "--base-url", url, "--grammar", "none", "--limit", "2",
+                "--max-retries", "1", "--api-key-env", "PROMPTC_TEST_KEY",
+                "--cache", str(tmp_path / "c.sqlite"), env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: request {rid}: could not connect to {url} (ConnectError: All connection "
+        "attempts failed) after 2 attempts; check that the server is running and that "
+        "--base-url is right"
+        for rid in ("r0001", "r0002")
+    ]
+    assert "0/2 requests answered (0 sent, 0 from cache, 0 already in outputs.jsonl); 2 failed" \
+        in proc.stderr
+    assert (build / "outputs.jsonl").read_text() == ""
+    assert SECRET not in proc.stderr + proc.stdout
+    assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
+
+
+def test_auto_grammar_probe_failure_names_what_it_was_doing(sentiment: Callable[..., Path],
+                                                            tmp_path: Path) -> None:
+    build = sentiment(8)
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    result = run_build(build, base_url=url, grammar="auto", max_retries=0, limit=1,
+                       cache_path=tmp_path / "c.sqlite")
+    assert not result.ok and result.sent == 0
+    assert [f.format() for f in result.failed] == [
+        f"request r0001: could not connect to {url} (ConnectError: All connection attempts "
+        "failed) while asking it which grammar it takes (GET /models) after 1 attempt; check "
+        "that the server is running and that --base-url is right"
+    ]
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    proc = _cli(str(tmp_path), "--base-url", "http://127.0.0.1:9/v1")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: {tmp_path}/requests.jsonl: {str(tmp_path)!r} is not a build: it has no "
+        "requests.jsonl (run promptc build SPEC -o DIR first)\n"
+    )
+    proc = _cli(str(tmp_path), "--base-url", "http://127.0.0.1:9/v1", "--grammar", "xml")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers from a script: a list of (status, body)."""
+
+    script: list[tuple[int, dict[str, Any]]] = []
+    seen: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            type(self).seen.append({"body": body, "auth": self.headers.get("Authorization")})
+            status, answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _completion(text: str) -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, type[_Scripted]]]:
+    handler = type("Handler", (_Scripted,), {"script": [], "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rate_limit_is_retried_and_server_errors_reported(
+        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, handler = scripted
+    build = sentiment(8)
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    handler.script = [(429, {"error": {"message": "slow down"}}),
+                      (200, _completion("A[1]: positive"))]
+    result = run_build(build, base_url=url, grammar="none", limit=1, max_retries=2,
+                       api_key_env="PROMPTC_TEST_KEY", cache_path=tmp_path / "c.sqlite")
+    assert result.ok and result.sent == 1 and len(handler.seen) == 2
+    assert all(s["auth"] == f"Bearer {SECRET}" for s in handler.seen)  # sent, as a header only
+
+    handler.script = [(500, {"error": {"message": f"boom; your key was {SECRET}"}})]
+    handler.seen = []
+    result = run_build(build, base_url=url, grammar="none", max_retries=1,
+                       api_key_env="PROMPTC_TEST_KEY", cache_path=tmp_path / "c.sqlite")
+    assert result.skipped == 1 and result.sent == 0 and result.cached == 0
+    assert [f.format() for f in result.failed] == [
+        "request r0002: server error (HTTP 500: boom; your key was ***) after 2 attempts; "
+        "check the server's log; run again to resume",
+        "request r0003: server error (HTTP 500: boom; your key was ***) after 2 attempts; "
+        "check the server's log; run again to resume",
+    ]
+    assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
+
+    handler.script = [(400, {"error": {"message": "grammar is not a known field"}})]
+    result = run_build(build, base_url=url, grammar="gbnf", limit=1, max_retries=3,
+                       cache_path=tmp_path / "c.sqlite")
+    assert [f.format() for f in result.failed] == [
+        "request r0001: the server rejected the request (HTTP 400: grammar is not a known "
+        "field) after 1 attempt; check the model parameters in the spec, or try --grammar none "
+        "(the server may not accept a grammar)"
+    ]
+
+
+def test_failure_table_has_a_check_for_every_kind() -> None:
+    assert set(FAILURES) == {"connection", "timeout", "auth", "not-found", "rate-limit",
+                             "bad-request", "server", "bad-response"}
+    assert all(what and check for what, check in FAILURES.values())
+
+
+def test_cache_key_is_canonical_and_holds_no_key(sentiment: Callable[..., Path]) -> None:
+    build = sentiment(8)
+    request = read_requests(build)[0]
+    body = request_body(request, build, "gbnf")
+    reordered = dict(reversed(list(body.items())))
+    assert cache_key("http://h/v1", body) == cache_key("http://h/v1/", reordered)
+    assert cache_key("http://h/v1", body) != cache_key("http://h/v1", request_body(
+        request, build, "none"))
+    assert cache_key("http://h/v1", body) != cache_key("http://other/v1", body)
+
+
+def test_openai_batch_builds_are_read_too(sentiment: Callable[..., Path]) -> None:
+    chat = read_requests(sentiment(4))
+    batch = read_requests(sentiment(4, target="openai-batch"))
+    assert [(r.id, r.item_ids, r.grammar) for r in batch] == \
+        [(r.id, r.item_ids, r.grammar) for r in chat]
+    assert [r.messages for r in batch] == [r.messages for r in chat]
+
+
+def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.jsonl"
+    path.write_text('{"id": "r1", "output": "A[1]: yes"}\n{"id": "r2", "outp')
+    assert list(read_outputs(path)) == ["r1"]
+    assert path.read_text() == '{"id": "r1", "output": "A[1]: yes"}\n'
+
+
+def test_auto_demo_questions_are_pinned_in_the_grammar() -> None:
+    messages = [{"role": "system", "content": "Q[1]: not this one"},
+                {"role": "user", "content": 'Q[1]: Is "2" > 1?\nQ[2]: Premise: a\\b\nHypothesis: c'}]
+    questions = prompt_questions(messages, 2)
+    assert questions == ['Is "2" > 1?', "Premise: a\\b\nHypothesis: c"]
+    assert prompt_questions(messages, 3) is None
+    gbnf = ('root ::= item-1 "\\n" item-2\n'
+            'item-1 ::= "Q[1]: " question "\\n" "A[1]: " answer\n'
+            'item-2 ::= "Q[2]: " question "\\n" "A[2]: " answer\n')
+    assert pin_questions(gbnf, questions) == (
+        'root ::= item-1 "\\n" item-2\n'
+        'item-1 ::= "Q[1]: " "Is \\"2\\" > 1?" "\\n" "A[1]: " answer\n'
+        'item-2 ::= "Q[2]: " "Premise: a\\\\b\\nHypothesis: c" "\\n" "A[2]: " answer\n')
+    assert pin_questions(gbnf, None) == gbnf
+
+
+def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
+    from promptc.lower import compile_spec
+
+    task = compile_spec(spec_dir / "math.yaml")
+    out = json.dumps({"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.",
+                                   "answer": 4}]})
+    assert json_answer_text(task, "auto-demo", ["Q one"], out) == \
+        "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
+    assert json_answer_text(task, "batch", [], "not json") == "not json"
+
+
+# --------------------------------------------------------------------------------------------
+# The real model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.llm
+@requires_llama
+def test_resume_after_the_process_is_killed(llm_base_url: str, sentiment: Callable[..., Path],
+                                            tmp_path: Path) -> None:
+    build = sentiment(2)  # 10 requests of 2 reviews
+    outputs = build / "outputs.jsonl"
+    env = {**os.environ, "PROMPTC_TEST_KEY": SECRET}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc.cli_run", str(build), "--base-url", llm_base_url,
+         "--grammar", "gbnf", "--concurrency", "1", "--no-cache", "--model", MODEL,
+         "--api-key-env", "PROMPTC_TEST_KEY"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + TIMEOUT
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 1):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
+    proc.communicate()
+    before = read_outputs(outputs)
+    assert 1 <= len(before) < 10
+
+    result = run_build(build, base_url=llm_base_url, grammar="gbnf", concurrency=1,
+                       use_cache=False, model=MODEL, parse=True, timeout=TIMEOUT)
+
+    assert result.ok, [f.format() for f in result.failed]
+    assert result.skipped == len(before) and result.sent == 10 - len(before)
+    after = _lines(outputs)
+    assert [o["id"] for o in after] == [f"r{k:04d}" for k in range(1, 11)]  # once each, in order
+    assert all(o == before[o["id"]] for o in after if o["id"] in before)  # kept as received
+    assert result.statuses is not None and sum(result.statuses.values()) == 20
+    print(f"\nresume: {len(before)} answered before the kill, {result.sent} after; "
+          f"statuses {result.statuses}")
+    assert _files_holding(build, SECRET) == []
+
+
+@pytest.mark.llm
+@requires_llama
+def test_cache_answers_when_the_server_is_gone_and_keys_stay_secret(
+        sentiment: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = sentiment(4)
+    cache = tmp_path / "cache.sqlite"
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    monkeypatch.setenv("PROMPTC_WRONG_KEY", "sk-wrong")
+    with running_server(extra_args=["--api_key", SECRET]) as url:
+        # The server demands the key: a wrong one is refused, with the variable to check.
+        refused = _cli(str(build), "--base-url", url, "--grammar", "gbnf", "--limit", "1",
+                       "--api-key-env", "PROMPTC_WRONG_KEY", "--cache", str(cache),
+                       "--model", MODEL)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "error: request r0001: the server refused the API key (HTTP 401" in refused.stderr
+        assert "after 1 attempt; check the environment variable PROMPTC_WRONG_KEY" \
+            in refused.stderr
+        # The right key: answered by the server.
+        first = run_build(build, base_url=url, grammar="auto", limit=2, concurrency=2,
+                          api_key_env="PROMPTC_TEST_KEY", cache_path=cache, model=MODEL,
+                          parse=True, timeout=TIMEOUT)
+        assert first.ok and first.sent == 2 and first.grammar == "gbnf"
+    answers = (build / "outputs.jsonl").read_text()
+    (build / "outputs.jsonl").unlink()
+
+    # The server is stopped: every answer must come from the cache, none from the network.
+    again = _cli(str(build), "--base-url", url, "--grammar", "auto", "--limit", "2",
+                 "--api-key-env", "PROMPTC_TEST_KEY", "--cache", str(cache), "--model", MODEL,
+                 "--parse")
+    assert again.returncode == 0, again.stderr
+    assert "2/2 requests answered (0 sent, 2 from cache, 0 already in outputs.jsonl)" \
+        in again.stderr
+    assert (build / "outputs.jsonl").read_text() == answers
+    no_cache = run_build(build, base_url=url, grammar="gbnf", limit=3, max_retries=0,
+                         use_cache=False, model=MODEL)
+    assert no_cache.skipped == 2 and [f.kind for f in no_cache.failed] == ["connection"]
+
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (2,)
+    for text in (refused.stdout, refused.stderr, again.stdout, again.stderr):
+        assert SECRET not in text
+    assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
