@@ -59,6 +59,11 @@ __all__ = [
     "build_grammar",
 ]
 
+#: The longest answer (line, or whole ``single`` output) read in a format with two text
+#: fields: telling where one free text ends and the next begins costs time quadratic in its
+#: length, so longer answers are refused rather than left to run for minutes.
+MAX_SPLIT_CHARS = 20_000
+
 #: Where in an output a parse error is reported when it has no better name.
 OUTPUT_FILE = "<output>"
 _ASCII_WS = " \t\n\r\f\v"
@@ -326,6 +331,11 @@ class AnswerGrammar:
         Raises:
             AnswerMismatch: The body does not match the answer format; says where and why.
         """
+        if self._guarded and len(text) > MAX_SPLIT_CHARS:
+            raise AnswerMismatch(
+                MAX_SPLIT_CHARS, [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
+                f"{len(text):,} characters",
+            )
         m = self._answer_re.fullmatch(text)
         if m is None:
             raise self.diagnose_answer(text)
@@ -390,6 +400,28 @@ class AnswerGrammar:
     def _by_name(self) -> dict[str, OutputField]:
         return {f.name: f for f in self.fields}
 
+    @cached_property
+    def _guarded(self) -> bool:
+        """Whether a text field is split from a later one (lazy), where matching is quadratic."""
+        return sum(1 for f in self.fields if f.type == "text") >= 2
+
+    def _check_length(self, output: str) -> None:
+        """Refuses an over-long answer in a format with two text fields, before matching it."""
+        if not self._guarded:
+            return
+        start, size = 0, len(output)
+        if not self.plan.multiline:
+            size = offset = 0
+            for line in output.split("\n"):
+                if len(line) > size:
+                    start, size = offset, len(line)
+                offset += len(line) + 1
+        if size > MAX_SPLIT_CHARS:
+            raise _parse_error(
+                output, start, [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
+                f"{size:,} characters", "output-too-long",
+            )
+
     def parse_strict(self, output: str) -> list[ParsedItem]:
         """Parses a whole output that must match the grammar exactly.
 
@@ -410,6 +442,7 @@ class AnswerGrammar:
         Raises:
             OutputParseError: The output does not match (no position: use :meth:`parse_strict`).
         """
+        self._check_length(output)
         m = self._compiled.fullmatch(output)
         if m is None:
             raise OutputParseError(
@@ -497,6 +530,7 @@ class AnswerGrammar:
         import lark
 
         try:
+            self._check_length(output)
             tree = self._lark_parser.parse(output)
         except lark.UnexpectedInput as e:
             raise self._lark_error(output, e) from None

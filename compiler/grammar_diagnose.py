@@ -11,6 +11,7 @@ which is what the writer of a prompt needs to hear.
 
 from __future__ import annotations
 
+import bisect
 import re
 import sys
 
@@ -18,6 +19,9 @@ from promptc.grammar_lark import Part, Plan
 from promptc.values import expected
 
 _WS = " \t\n\r\f\v"
+#: Readings tried before the diagnosis settles for the best failure found so far, so that an
+#: adversarial answer (many delimiters between two text fields) cannot make it hang.
+_MAX_READINGS = 20_000
 
 
 def part_name(part: Part) -> str:
@@ -70,6 +74,16 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
         f = parts[k].field
         return f is not None and f.type == "text"
 
+    # For each text part followed by a literal: every place the literal matches after a
+    # non-space character, computed once (a text's candidate ends are then a bisect away).
+    literal_ends: dict[int, list[int]] = {}
+    for k in range(len(parts) - 1):
+        if is_text(k) and parts[k + 1].field is None:
+            nxt = compiled[k + 1]
+            literal_ends[k] = [
+                e for e in range(1, len(text) + 1) if text[e - 1] not in _WS and nxt.match(text, e)
+            ]
+
     def ends(k: int, pos: int, progress: int) -> list[int]:
         part = parts[k]
         if is_text(k):
@@ -77,16 +91,16 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
                 return []
             nl = text.find("\n", pos)
             stop = len(text) if plan.multiline or nl < 0 else nl
-            out = [e for e in range(pos + 1, stop + 1) if text[e - 1] not in _WS]
-            if not any(is_text(j) for j in range(k + 1, len(parts))):
-                out.reverse()  # the last text field is greedy: longest first
-            if out and k + 1 < len(parts) and parts[k + 1].field is None:
-                nxt = compiled[k + 1]
-                kept = [e for e in out if nxt.match(text, e)]
-                if not kept:  # the literal after the text is nowhere: say so, after the text
-                    record(k + 1, max(out), progress, [part_name(parts[k + 1])])
-                return kept
-            return out
+            greedy = not any(is_text(j) for j in range(k + 1, len(parts)))
+            if k in literal_ends:
+                table = literal_ends[k]
+                out = table[bisect.bisect_right(table, pos) : bisect.bisect_right(table, stop)]
+                if not out:  # the literal after the text is nowhere: say so, after the text
+                    last = len(text[:stop].rstrip(_WS))
+                    record(k + 1, max(last, pos + 1), progress, [part_name(parts[k + 1])])
+            else:
+                out = [e for e in range(pos + 1, stop + 1) if text[e - 1] not in _WS]
+            return out[::-1] if greedy else out  # the last text field is greedy: longest first
         if part.field is None:
             m = compiled[k].match(text, pos)
             return [m.end()] if m else []
@@ -95,7 +109,7 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
         return [e for e in range(limit, pos, -1) if compiled[k].fullmatch(text, pos, e)]
 
     def walk(k: int, pos: int, progress: int) -> bool:
-        if (k, pos) in seen:
+        if (k, pos) in seen or len(seen) > _MAX_READINGS:
             return False
         seen.add((k, pos))
         if k == len(parts):

@@ -529,3 +529,67 @@ def test_enum_without_usable_choices() -> None:
     task = make_task("e", "{x}", [ir.OutputField("x", "enum", choices=("a", ""))])
     with pytest.raises(GrammarError, match="has no choices or an empty one"):
         build_grammar(task, 1, "batch")
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("AQ[]1:2 .\n\tyesnoThe answer is$,-é")), max_size=300))
+def test_any_text_gives_items_or_a_parse_error(task_name: str, kind: ir.StrategyKind, text: str) -> None:
+    g = build_grammar(TASKS[task_name], 1 if kind == "single" else 2, kind)
+    try:
+        g.parse_strict(text)
+    except OutputParseError as e:
+        assert e.location is not None and e.location.line >= 1 and e.location.col >= 1
+    try:
+        g.parse_answer(text)
+    except AnswerMismatch as e:
+        assert 0 <= e.offset <= len(text) and e.expected
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+@pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
+def test_long_garbage_is_refused_quickly(task_name: str, kind: ir.StrategyKind) -> None:
+    import time
+
+    g = build_grammar(TASKS[task_name], 1 if kind == "single" else 8, kind)
+    rng = random.Random(1)
+    pieces = ["A[1]: ", "Q[1]: ", "The answer is ", "5", ". ", "yes", " because ", "x", "\n", ": "]
+    junk = "".join(rng.choice(pieces) for _ in range(10_000))
+    start = time.perf_counter()
+    for text in (junk, junk.replace("\n", " "), "A[1]: " + "word " * 20_000):
+        # Free text swallows a lot (claim/reason is two text fields): what matters is that
+        # every call ends soon, with items or promptc's own error.
+        try:
+            g.parse_strict(text)
+        except OutputParseError:
+            pass
+        try:
+            g.parse_answer(text + "\x00")
+        except AnswerMismatch:
+            pass
+    assert time.perf_counter() - start < 20
+
+
+def test_two_text_fields_refuse_an_endless_line() -> None:
+    """Where one free text ends and the next begins costs time quadratic in the line."""
+    import time
+
+    task = make_task(
+        "claim2", "{claim} because {reason}.",
+        [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+    )
+    g = build_grammar(task, 2, "batch")
+    line = "A[2]: x" + " because y" * 8000
+    start = time.perf_counter()
+    with pytest.raises(OutputParseError) as info:
+        g.parse_strict("A[1]: a because b.\n" + line)
+    assert info.value.format() == (
+        "<output>:2:1: expected an answer of at most 20,000 characters, found 80,007 characters"
+    )
+    with pytest.raises(AnswerMismatch):
+        g.parse_answer(line)
+    assert time.perf_counter() - start < 1
+    assert g.parse_strict("A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
+        "claim": "c", "reason": "d because e",
+    }
