@@ -18,12 +18,22 @@ canonical layout): white space before and after the output, blank lines between 
 after a marker and at the end of a line, literal text of the format in any case and with any
 run of spaces for each space (any white space in ``single``/``few-shot``).
 
+Values (``grammars/*.lark``, normalised by :mod:`promptc.values`): a text value is never empty
+and never starts or ends with white space. The last text field of an answer extends to the LAST
+place where the rest of the answer still matches to the end of the item, so in
+``"{reasoning} The answer is {answer}."`` the answer is the number after the last "The answer
+is" that is followed by a valid number and the end; a text field followed by another text
+field ends at the first delimiter. Regex, lark and GBNF agree on this (GBNF by keeping every
+reading alive). With two text fields, answers longer than :data:`MAX_SPLIT_CHARS` are refused.
+
 The targets, all generated from the same terminals (:mod:`promptc.grammar_lark`):
 
 - :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
 - :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
-- :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding (:mod:`promptc.grammar_gbnf`);
-- :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs (:mod:`promptc.grammar_schema`).
+- :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
+  (:mod:`promptc.grammar_gbnf`; text bounded in length there);
+- :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs
+  (:mod:`promptc.grammar_schema`).
 
 :meth:`AnswerGrammar.parse_strict` tries the regex and, when it does not match, runs the lark
 parser to say where and why, as an :class:`~promptc.errors.OutputParseError` at the output's
