@@ -194,11 +194,11 @@ class RunResult:
 
     def summary(self) -> str:
         """One line for people."""
-        parts = [
+        parts = [(
             f"{self.answered}/{self.total} requests answered "
             f"({self.sent} sent, {self.cached} from cache, {self.skipped} already in "
             f"{self.outputs_path.name})"
-        ]
+        )]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         if self.statuses is not None:
@@ -268,7 +268,8 @@ def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
                 messages = body.get("messages")
             else:
                 rid = data.get("id")
-                params = data.get("params") if isinstance(data.get("params"), dict) else {}
+                raw_params = data.get("params")
+                params = raw_params if isinstance(raw_params, dict) else {}
                 messages = data.get("messages")
             if not isinstance(rid, (str, int)) or isinstance(rid, bool):
                 raise UsageError("a request needs an 'id' (or 'custom_id')", location=where,
@@ -426,7 +427,7 @@ def pin_questions(gbnf: str, questions: Sequence[str] | None) -> str:
         marker = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
         rule = re.compile(r"(?m)^(item-" + str(i) + r" ::= " + re.escape(marker) + r") question ")
         literal = gbnf_string(q)
-        out, n = rule.subn(lambda m: f"{m.group(1)} {literal} ", out, count=1)
+        out, n = rule.subn(lambda m, lit=literal: f"{m.group(1)} {lit} ", out, count=1)
         if n != 1:
             return gbnf
     return out
@@ -537,8 +538,7 @@ def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dic
 def _write_atomic(path: Path, lines: Iterable[str]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line + "\n")
+        f.writelines(line + "\n" for line in lines)
     os.replace(tmp, path)
 
 
@@ -647,7 +647,7 @@ def _server_kind(models: Any) -> ServerKind:
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None and retry_after >= 0:
-        return min(retry_after, BACKOFF_MAX)
+        return float(min(retry_after, BACKOFF_MAX))
     delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
     return delay * (1 + random.random() / 10)
 
@@ -869,7 +869,9 @@ class _Run:
                 self._parse(r, keep[r.id]["output"])
 
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:
+        # Blocking file writes are fine here: one short line per answer, and they must be
+        # flushed before the next answer is awaited.
+        with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:  # noqa: ASYNC230
             to_send: list[BuildRequest] = []
             for r in pending:  # answers cached under any body this run could send
                 hit = self._cached(r)

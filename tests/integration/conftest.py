@@ -21,7 +21,7 @@ REPO = TESTS.parent
 SPECS = REPO / "specs"
 sys.path.insert(0, str(TESTS))  # for llm_server
 
-from llm_server import running_server  # noqa: E402
+from llm_server import running_server
 
 try:
     import llama_cpp  # noqa: F401

@@ -21,9 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
 
-from llm_server import gbnf_error  # noqa: E402
-
-from promptc.run import read_requests, request_body, run_build  # noqa: E402
+from llm_server import gbnf_error
+from promptc.run import read_requests, request_body, run_build
 
 pytestmark = [
     pytest.mark.llm,
