@@ -158,8 +158,15 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
         doc: The loaded (and possibly overridden) spec.
         collector: Receives one error per problem; with ``fail_fast`` it raises at the first.
     """
+    # One schema violation can map onto the same diagnostic as another (jsonschema reports
+    # each missing required key separately, each carrying the whole list): report it once.
+    seen: set[tuple[object, ...]] = set()
     for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
-        collector.extend(_from_schema(doc, err))
+        for e in _from_schema(doc, err):
+            key = (e.code, e.location, e.path, e.message, e.hint)
+            if key not in seen:
+                seen.add(key)
+                collector.add(e)
     _check_semantics(doc, collector)
 
 
