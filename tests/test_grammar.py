@@ -593,3 +593,44 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     assert g.parse_strict("A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
         "claim": "c", "reason": "d because e",
     }
+
+
+def _with_slack(output: str, kind: ir.StrategyKind, rng: random.Random) -> str:
+    """What a careless but well-meaning model adds: spaces, blank lines, another case."""
+    lines = output.split("\n")
+    out = []
+    for line in lines:
+        for marker in ("A[", "Q["):
+            if line.startswith(marker):
+                head, _, rest = line.partition(": ")
+                line = head + ":" + rng.choice(["", " ", "  ", "\t"]) + rest
+        line = line.replace(" The answer is ", rng.choice([" the answer is ", "  The ANSWER  is "]))
+        out.append(rng.choice(["", "  "]) + line + rng.choice(["", " ", "\t"]))
+        if kind != "single" and rng.random() < 0.3:
+            out.append("")
+    return rng.choice(["", "\n", "  \n"]) + "\n".join(out) + rng.choice(["", "\n", "\n\n  "])
+
+
+@pytest.mark.parametrize("task_name", ["math", "sentiment", "count"])
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_slack_keeps_the_values(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+    task = TASKS[task_name]
+    n = data.draw(st.integers(1, 6))
+    g = build_grammar(task, n, kind)
+    alphabet = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+    words = st.text(alphabet=alphabet, min_size=1, max_size=8)
+    text = st.lists(words, min_size=1, max_size=5).map(" ".join)
+    fields = {
+        f.name: (text if f.type == "text" else value_strategy(f, False)) for f in task.outputs
+    }
+    answers = data.draw(st.lists(st.fixed_dictionaries(fields), min_size=n, max_size=n))
+    inputs = {f.name: text for f in task.inputs}
+    questions = data.draw(st.lists(st.fixed_dictionaries(inputs), min_size=n, max_size=n))
+    clean = canonical_output(task, kind, answers, questions)
+    messy = _with_slack(clean, kind, random.Random(data.draw(st.integers(0, 2**32))))
+    got = g.parse_strict(messy)
+    assert got == g.parse_strict_lark(messy)
+    want = g.parse_strict(clean)
+    assert [dict(i.values) for i in got] == [dict(i.values) for i in want]
