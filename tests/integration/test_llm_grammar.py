@@ -126,3 +126,21 @@ def test_unconstrained_batch_reports_a_status_per_item(llm_base_url: str,
     ok = result.statuses["ok"]
     print(f"\nmath batch of 8, no grammar: {ok}/8 ok ({ok / 8:.0%}); {result.statuses} "
           f"(finish {output['finish_reason']}, usage {output['usage']})\n{output['output']}")
+
+
+def test_json_schema_constrained_batch_parses_ok(llm_base_url: str, build: Callable[..., Path],
+                                                 tmp_path: Path) -> None:
+    """``--grammar json-schema``: llama-cpp-python's server gets the build's JSON Schema as
+    ``response_format`` (its ``json_object`` form); the JSON answers are read back as text."""
+    out = build("sentiment.yaml", "batch", 8, 256)
+
+    result = run_build(out, base_url=llm_base_url, grammar="json_schema", concurrency=1,
+                       limit=1, model=MODEL, parse=True, cache_path=tmp_path / "cache.sqlite",
+                       timeout=TIMEOUT, max_retries=1)
+
+    assert result.ok, [f.format() for f in result.failed]
+    output = _item_lines(result.outputs_path)[0]
+    print(f"\nsentiment batch of 8, JSON Schema: {result.statuses}\n{output['output']}")
+    answers = json.loads(output["output"])["answers"]
+    assert [a["index"] for a in answers] == list(range(1, 9))
+    assert result.statuses is not None and result.statuses["ok"] == 8
