@@ -58,8 +58,10 @@ def make_dataset(folder: Path, n: int) -> None:
         for i in range(n):
             a, b, c = 3 + i % 17, 2 + i % 9, 1 + i % 5
             name, thing = NAMES[i % len(NAMES)], THINGS[i % len(THINGS)]
-            q = (f"{name} has {a} boxes with {b} {thing} in each box and gives away {c} {thing}. "
-                 f"How many {thing} does {name} have left?")
+            q = (
+                f"{name} has {a} boxes with {b} {thing} in each box and gives away {c} {thing}. "
+                f"How many {thing} does {name} have left?"
+            )
             f.write(json.dumps({"qid": f"q{i:05d}", "question": q}) + "\n")
     (folder / "bench.yaml").write_text(SPEC, encoding="utf-8")
 
@@ -84,13 +86,18 @@ def langchain_render(folder: Path) -> tuple[float, float, int]:
     """(import seconds, render seconds, prompts) for LangChain's FewShotPromptTemplate."""
     t0 = time.perf_counter()
     from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
+
     t_import = time.perf_counter() - t0
 
     demos = [
-        {"question": "A baker fills 6 trays with 12 rolls each and sells 50 rolls. How many rolls are left?",
-         "answer": "6 * 12 = 72 rolls; 72 - 50 = 22. The answer is 22."},
-        {"question": "Mia reads 15 pages a day. How many days does she need for a 105-page book?",
-         "answer": "105 / 15 = 7. The answer is 7."},
+        {
+            "question": "A baker fills 6 trays with 12 rolls each and sells 50 rolls. How many rolls are left?",
+            "answer": "6 * 12 = 72 rolls; 72 - 50 = 22. The answer is 22.",
+        },
+        {
+            "question": "Mia reads 15 pages a day. How many days does she need for a 105-page book?",
+            "answer": "105 / 15 = 7. The answer is 7.",
+        },
     ]
     rows = [json.loads(l) for l in (folder / "data.jsonl").read_text(encoding="utf-8").splitlines()]
     t0 = time.perf_counter()
@@ -125,12 +132,11 @@ def phases(folder: Path) -> dict[str, float]:
     """Seconds per stage of the auto-demo build, in this process (one run, warm imports)."""
     import gc
 
+    import jinja2.sandbox  # noqa: F401
     from promptc.build import build, grammars
     from promptc.lower import compile_spec
     from promptc.render import Renderer, check_templates, gc_paused
     from promptc.select import select
-
-    import jinja2.sandbox  # noqa: F401
 
     compile_spec(folder / "bench.yaml")  # warm the imports
     out: dict[str, float] = {}
@@ -164,7 +170,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     cmd = promptc_command()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, promptc command: {' '.join(cmd)}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, promptc command: {' '.join(cmd)}"
+    )
     print("load average at start (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -173,28 +181,36 @@ def main() -> None:
         t = timed([*cmd, "build", "bench.yaml", "-o", "out"], args.runs, folder)
         n_req = len((folder / "out" / "requests.jsonl").read_text(encoding="utf-8").splitlines())
         build_s = statistics.median(t)
-        print(f"auto-demo build, {args.items} items, batch 8: {n_req} requests; wall "
-              f"{build_s:.3f} s median of {args.runs} (min {min(t):.3f}, max {max(t):.3f}); "
-              f"{build_s / n_req * 1e3:.3f} ms per request")
+        print(
+            f"auto-demo build, {args.items} items, batch 8: {n_req} requests; wall "
+            f"{build_s:.3f} s median of {args.runs} (min {min(t):.3f}, max {max(t):.3f}); "
+            f"{build_s / n_req * 1e3:.3f} ms per request"
+        )
 
         for name, seconds in phases(folder).items():
             print(f"  in-process {name}: {seconds:.3f} s")
 
         h = timed([*cmd, "--help"], 15, folder)
-        print(f"promptc --help: median {statistics.median(h) * 1e3:.1f} ms of 15 runs "
-              f"(min {min(h) * 1e3:.1f}, max {max(h) * 1e3:.1f})")
+        print(
+            f"promptc --help: median {statistics.median(h) * 1e3:.1f} ms of 15 runs "
+            f"(min {min(h) * 1e3:.1f}, max {max(h) * 1e3:.1f})"
+        )
         py = timed([sys.executable, "-c", "pass"], 15, folder)
         print(f"  (bare python -c pass: median {statistics.median(py) * 1e3:.1f} ms)")
 
-        f = timed([*cmd, "build", "bench.yaml", "--strategy", "few-shot", "-o", "fs"], args.runs, folder)
+        f = timed(
+            [*cmd, "build", "bench.yaml", "--strategy", "few-shot", "-o", "fs"], args.runs, folder
+        )
         fs_cmd = statistics.median(f)
         n_fs = len((folder / "fs" / "requests.jsonl").read_text(encoding="utf-8").splitlines())
         print(f"few-shot build command: {n_fs} requests, wall {fs_cmd:.3f} s median of {args.runs}")
 
         renders = [promptc_render(folder) for _ in range(args.runs)]
         pc_render = statistics.median(r[0] for r in renders)
-        print(f"promptc few-shot select+render in-process: {pc_render:.3f} s for {renders[0][1]} "
-              f"prompts ({pc_render / renders[0][1] * 1e6:.1f} µs per prompt)")
+        print(
+            f"promptc few-shot select+render in-process: {pc_render:.3f} s for {renders[0][1]} "
+            f"prompts ({pc_render / renders[0][1] * 1e6:.1f} µs per prompt)"
+        )
         try:
             lc = [langchain_render(folder) for _ in range(args.runs)]
         except ImportError:
@@ -204,14 +220,20 @@ def main() -> None:
 
         lc_render = statistics.median(r[1] for r in lc)
         lc_import = lc[0][0]
-        print(f"langchain-core {langchain_core.__version__} FewShotPromptTemplate: {lc_render:.3f} s "
-              f"for {lc[0][2]} prompts ({lc_render / lc[0][2] * 1e6:.1f} µs per prompt); "
-              f"import {lc_import:.3f} s")
-        print(f"ratio, rendering in-process: LangChain / promptc = {lc_render / pc_render:.2f} "
-              "(above 1: promptc is faster)")
-        print(f"ratio, LangChain import+render vs the whole promptc few-shot build command "
-              f"(which also validates, reads data, writes files and grammars): "
-              f"{(lc_import + lc_render) / fs_cmd:.2f}")
+        print(
+            f"langchain-core {langchain_core.__version__} FewShotPromptTemplate: {lc_render:.3f} s "
+            f"for {lc[0][2]} prompts ({lc_render / lc[0][2] * 1e6:.1f} µs per prompt); "
+            f"import {lc_import:.3f} s"
+        )
+        print(
+            f"ratio, rendering in-process: LangChain / promptc = {lc_render / pc_render:.2f} "
+            "(above 1: promptc is faster)"
+        )
+        print(
+            f"ratio, LangChain import+render vs the whole promptc few-shot build command "
+            f"(which also validates, reads data, writes files and grammars): "
+            f"{(lc_import + lc_render) / fs_cmd:.2f}"
+        )
     print("load average at end (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

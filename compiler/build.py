@@ -144,7 +144,9 @@ def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
     return Grammars(stems, files)
 
 
-def request_record(request: ir.Request, stem: str | None, target: Target = "chat") -> dict[str, object]:
+def request_record(
+    request: ir.Request, stem: str | None, target: Target = "chat"
+) -> dict[str, object]:
     """One line of ``requests.jsonl``, as data."""
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
     if target == "openai-batch":
@@ -265,9 +267,7 @@ def plan(
             "sha256": task.spec.sha256,
             **_path_from_build(task.spec.path, out_dir),
         },
-        "extends": [
-            {"path": relative(s.path, spec_dir), "sha256": s.sha256} for s in task.extends
-        ],
+        "extends": [{"path": relative(s.path, spec_dir), "sha256": s.sha256} for s in task.extends],
         "data": None
         if data is None
         else {"path": data.path, "format": data.format, "sha256": data.sha256},
@@ -300,13 +300,16 @@ def plan(
             if gram is None or name not in gram.files
         },
     }
-    files["manifest.json"] = json.dumps(
-        manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default
-    ) + "\n"
+    files["manifest.json"] = (
+        json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default)
+        + "\n"
+    )
     return BuildResult(None, files, requests, selection, manifest)
 
 
-def build(task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "chat") -> BuildResult:
+def build(
+    task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "chat"
+) -> BuildResult:
     """Builds a task into ``out_dir``: requests, batches, grammar files and the manifest.
 
     Files an earlier build wrote that this one does not (``answer-3.lark`` when the last
@@ -320,8 +323,11 @@ def build(task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "c
     out = Path(out_dir)
     where = Location(str(out))
     if out.exists() and not out.is_dir():
-        raise UsageError(f"output path {str(out)!r} exists and is not a folder", location=where,
-                         code="out-not-dir")
+        raise UsageError(
+            f"output path {str(out)!r} exists and is not a folder",
+            location=where,
+            code="out-not-dir",
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         for old in out.iterdir():
@@ -334,8 +340,11 @@ def build(task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "c
                 f.write(text)
             os.replace(tmp, path)
     except OSError as e:
-        raise UsageError(f"cannot write the build to {str(out)!r}: {e.strerror or e}",
-                         location=where, code="out-not-writable") from None
+        raise UsageError(
+            f"cannot write the build to {str(out)!r}: {e.strerror or e}",
+            location=where,
+            code="out-not-writable",
+        ) from None
     return BuildResult(out, result.files, result.requests, result.selection, result.manifest)
 
 

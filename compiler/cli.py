@@ -93,8 +93,9 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="promptc",
-                      message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", "-V", prog_name="promptc", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """promptc: compile YAML prompt specs into single, few-shot, batch and Auto-Demo requests,
     with answer grammars that parse model output item by item."""
@@ -116,19 +117,23 @@ def _overrides(strategy: str | None, batch_size: int | None) -> dict[tuple[str, 
     return out
 
 
-def _compile(spec: str, strategy: str | None = None, batch_size: int | None = None,
-             max_errors: int | None = 50) -> ir.Task:
+def _compile(
+    spec: str,
+    strategy: str | None = None,
+    batch_size: int | None = None,
+    max_errors: int | None = 50,
+) -> ir.Task:
     import gc
 
     from promptc.lower import compile_spec
-
     from promptc.render import gc_paused
 
     # Reading 10,000 items allocates many objects and no garbage cycles worth collecting;
     # and the task lives until the command ends: keep the collector from rescanning it.
     with gc_paused():
-        task = compile_spec(spec, overrides=_overrides(strategy, batch_size) or None,
-                            max_errors=max_errors)
+        task = compile_spec(
+            spec, overrides=_overrides(strategy, batch_size) or None, max_errors=max_errors
+        )
     gc.freeze()
     return task
 
@@ -147,20 +152,33 @@ def _plural(n: int, word: str) -> str:
 
 
 strategy_option = click.option(
-    "--strategy", type=click.Choice(STRATEGIES), default=None,
-    help="Override strategy.kind of the spec.")
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    help="Override strategy.kind of the spec.",
+)
 batch_size_option = click.option(
-    "--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
-    help="Override strategy.batch_size of the spec.")
-spec_argument = click.argument(
-    "spec", type=click.Path(exists=True, dir_okay=False, readable=True))
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Override strategy.batch_size of the spec.",
+)
+spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=False, readable=True))
 
 
 # ---------------------------------------------------------------- check
 
 
-def run_check(spec: str, fmt: str, max_errors: int | None, out: IO[str], err: IO[str],
-              strategy: str | None = None, batch_size: int | None = None) -> int:
+def run_check(
+    spec: str,
+    fmt: str,
+    max_errors: int | None,
+    out: IO[str],
+    err: IO[str],
+    strategy: str | None = None,
+    batch_size: int | None = None,
+) -> int:
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
     import json
 
@@ -186,8 +204,10 @@ def run_check(spec: str, fmt: str, max_errors: int | None, out: IO[str], err: IO
     if status == EXIT_OK and task is not None:
         from promptc.select import batch_size as size_of
 
-        summary = (f"{spec}: valid: {_plural(len(task.items), 'item')}, strategy "
-                   f"{task.strategy.kind}, {size_of(task)} per request")
+        summary = (
+            f"{spec}: valid: {_plural(len(task.items), 'item')}, strategy "
+            f"{task.strategy.kind}, {size_of(task)} per request"
+        )
     else:
         summary = f"{spec}: {_plural(total, 'error')}"
     if fmt == "json":
@@ -210,21 +230,33 @@ def run_check(spec: str, fmt: str, max_errors: int | None, out: IO[str], err: IO
 
 @cli.command("check")
 @spec_argument
-@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text",
-              show_default=True, help="Diagnostics as lines for people or JSON for tools.")
-@click.option("--max-errors", type=click.IntRange(min=1), default=50, show_default=True,
-              metavar="N", help="Report at most N errors (then '… and M more').")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="Diagnostics as lines for people or JSON for tools.",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="Report at most N errors (then '… and M more').",
+)
 @strategy_option
 @batch_size_option
-def check_command(spec: str, fmt: str, max_errors: int, strategy: str | None,
-                  batch_size: int | None) -> None:
+def check_command(
+    spec: str, fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+) -> None:
     """Validate SPEC: schema, semantic checks, data and templates.
 
     Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
     Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
     """
-    code = run_check(spec, fmt, max_errors, sys.stdout, _err(),
-                     strategy, batch_size)
+    code = run_check(spec, fmt, max_errors, sys.stdout, _err(), strategy, batch_size)
     sys.exit(code)
 
 
@@ -233,16 +265,38 @@ def check_command(spec: str, fmt: str, max_errors: int, strategy: str | None,
 
 @cli.command("build")
 @spec_argument
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, writable=True),
-              default=None, metavar="DIR", help="The build folder to write.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, writable=True),
+    default=None,
+    metavar="DIR",
+    help="The build folder to write.",
+)
 @strategy_option
 @batch_size_option
-@click.option("--target", type=click.Choice(TARGETS), default="chat", show_default=True,
-              help="requests.jsonl form: promptc's chat records or the OpenAI Batch API's.")
-@click.option("--emit", type=click.Choice(EMITS), default=None,
-              help="Print this stage to stdout (JSON / JSON lines) instead of writing files.")
-def build_command(spec: str, out_dir: str | None, strategy: str | None,
-                  batch_size: int | None, target: str, emit: str | None) -> None:
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="chat",
+    show_default=True,
+    help="requests.jsonl form: promptc's chat records or the OpenAI Batch API's.",
+)
+@click.option(
+    "--emit",
+    type=click.Choice(EMITS),
+    default=None,
+    help="Print this stage to stdout (JSON / JSON lines) instead of writing files.",
+)
+def build_command(
+    spec: str,
+    out_dir: str | None,
+    strategy: str | None,
+    batch_size: int | None,
+    target: str,
+    emit: str | None,
+) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
 
     The build is deterministic: rebuilding the same spec and data gives byte-identical files.
@@ -279,8 +333,10 @@ def _pick(requests: Sequence[ir.Request], which: str) -> ir.Request:
     if which.isdigit() and 1 <= int(which) <= len(requests):
         return requests[int(which) - 1]
     if not requests:
-        raise UsageError(f"no request {which!r}: this build has no requests (no data items)",
-                         code="unknown-request")
+        raise UsageError(
+            f"no request {which!r}: this build has no requests (no data items)",
+            code="unknown-request",
+        )
     ids = f"{requests[0].id} … {requests[-1].id}"
     raise UsageError(
         f"no request {which!r}; give a request id or a number from 1 to {len(requests)} "
@@ -302,8 +358,10 @@ def _use_rich(stream: IO[str]) -> bool:
 def show_request(request: ir.Request, grammar: str | None, out: IO[str]) -> None:
     """One request, readably: a header, then each message under its role."""
     params = ", ".join(f"{k}={v}" for k, v in request.params.items())
-    head = (f"request {request.id} · {request.kind} · {_plural(len(request.batch.item_ids), 'item')}: "
-            + ", ".join(request.batch.item_ids))
+    head = (
+        f"request {request.id} · {request.kind} · {_plural(len(request.batch.item_ids), 'item')}: "
+        + ", ".join(request.batch.item_ids)
+    )
     meta = f"params: {params}" + (f" · grammar: {grammar}" if grammar else "")
     if _use_rich(out):
         from rich.console import Console
@@ -322,9 +380,14 @@ def show_request(request: ir.Request, grammar: str | None, out: IO[str]) -> None
         out.write(m.content + "\n")
 
 
-def show_batches(batches: Sequence[ir.Batch], request_ids: Sequence[str],
-                 info: Mapping[str, object], out: IO[str]) -> None:
+def show_batches(
+    batches: Sequence[ir.Batch],
+    request_ids: Sequence[str],
+    info: Mapping[str, object],
+    out: IO[str],
+) -> None:
     """Every batch with its items (target marked, similarities when a method computed them)."""
+
     def items(b: ir.Batch) -> str:
         parts = []
         for k, item_id in enumerate(b.item_ids):
@@ -335,10 +398,14 @@ def show_batches(batches: Sequence[ir.Batch], request_ids: Sequence[str],
         return ", ".join(parts)
 
     # Scalars only: nested records (an embedding model's details) are the manifest's to show.
-    header = " · ".join(f"{k}: {v}" for k, v in info.items()
-                        if isinstance(v, (str, int, float, bool)) or v is None)
-    note = "* marks the target item, whose answer the batch is for" if any(
-        b.target is not None for b in batches) else ""
+    header = " · ".join(
+        f"{k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None
+    )
+    note = (
+        "* marks the target item, whose answer the batch is for"
+        if any(b.target is not None for b in batches)
+        else ""
+    )
     if _use_rich(out):
         from rich.console import Console
         from rich.table import Table
@@ -364,13 +431,19 @@ def show_batches(batches: Sequence[ir.Batch], request_ids: Sequence[str],
 
 @cli.command("show")
 @spec_argument
-@click.option("--request", "request", metavar="K", default=None,
-              help="Show request K (its id, e.g. r0003, or its number from 1).")
+@click.option(
+    "--request",
+    "request",
+    metavar="K",
+    default=None,
+    help="Show request K (its id, e.g. r0003, or its number from 1).",
+)
 @click.option("--batches", is_flag=True, help="Show every batch and its items.")
 @strategy_option
 @batch_size_option
-def show_command(spec: str, request: str | None, batches: bool, strategy: str | None,
-                 batch_size: int | None) -> None:
+def show_command(
+    spec: str, request: str | None, batches: bool, strategy: str | None, batch_size: int | None
+) -> None:
     """Show one rendered request of SPEC, or its batches, readably."""
     if (request is None) == (not batches):
         raise click.UsageError("give exactly one of --request K and --batches")
@@ -385,8 +458,14 @@ def show_command(spec: str, request: str | None, batches: bool, strategy: str | 
         return
     assert request is not None
     chosen = _pick(result.requests, request)
-    grammar = next((r["grammar"] for r in result.manifest["requests"]  # type: ignore[attr-defined]
-                    if r["id"] == chosen.id), None)
+    grammar = next(
+        (
+            r["grammar"]
+            for r in result.manifest["requests"]  # type: ignore[attr-defined]
+            if r["id"] == chosen.id
+        ),
+        None,
+    )
     show_request(chosen, grammar, out)
 
 
@@ -425,8 +504,11 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     err = _err()
     try:
-        rv: Any = cli.main(args=list(argv) if argv is not None else None, prog_name="promptc",
-                           standalone_mode=False)
+        rv: Any = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="promptc",
+            standalone_mode=False,
+        )
         return rv if isinstance(rv, int) else EXIT_OK
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_INVALID)

@@ -123,12 +123,57 @@ class TemplateSource:
     file: str | None = None  # the absolute path of a spec's own file
 
 
+#: Every message of the render stage, by code, word for word as tested (``$name`` fields).
+MESSAGES: Mapping[str, str] = {
+    "template-outside-spec": (
+        "template $name $why; a spec's templates and includes must be files inside the "
+        "spec's folder"
+    ),
+    "template-extends-cycle": "template $name extends itself",
+    "template-dynamic-extends": "{% extends %} needs a quoted template name",
+    "template-no-user-block": (
+        "template $name has no {% block user %}; a template must define the user message "
+        "(and may define {% block system %})"
+    ),
+    "template-empty-user": "template $name rendered an empty user message",
+    "template-syntax": "template syntax error: $error",
+    "template-not-found": (
+        "template $name not found; shipped templates are named 'promptc/<file>' ($shipped), "
+        "a spec's own by their path inside the spec's folder"
+    ),
+    "template-sandbox": (
+        "template tried to leave its sandbox ($error); templates may only read the "
+        "documented variables, not Python internals"
+    ),
+    "template-sandbox-attribute": (
+        "template reads $attr, which the sandbox refuses; templates may only read the "
+        "documented variables, not Python internals"
+    ),
+    "template-undefined": "template uses an undefined value: $error",
+    "template-runtime": "template failed: $error",
+    "template-undeclared-variable": (
+        "template uses undeclared variable $name; templates can use $allowed"
+    ),
+    "template-unknown-block": "unknown message block $name; expected $expected",
+    "template-outside-block": (
+        "text or statements outside {% block system %} and {% block user %} belong to no "
+        "message; move them inside a block"
+    ),
+}
+
+
+def template_error(
+    code: str, location: Location | None = None, hint: str | None = None, **fields: object
+) -> TemplateError:
+    """The :class:`TemplateError` of a code in :data:`MESSAGES`, its fields filled in."""
+    from string import Template
+
+    message = Template(MESSAGES[code]).substitute({k: str(v) for k, v in fields.items()})
+    return TemplateError(message, location=location, hint=hint, code=code)
+
+
 def _escape_error(name: str, why: str) -> TemplateError:
-    return TemplateError(
-        f"template {name!r} {why}; a spec's templates and includes must be files inside the "
-        "spec's folder",
-        code="template-outside-spec",
-    )
+    return template_error("template-outside-spec", name=repr(name), why=why)
 
 
 class SpecLoader:
@@ -286,7 +331,12 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
             o = by_name[seg.field]
             meaning = _output_meaning(o)
             fields.append(
-                {"name": o.name, "type": o.type, "meaning": meaning, "text": f"<{o.name}> is {meaning}"}
+                {
+                    "name": o.name,
+                    "type": o.type,
+                    "meaning": meaning,
+                    "text": f"<{o.name}> is {meaning}",
+                }
             )
         else:
             form.append(seg.text)
@@ -310,7 +360,9 @@ def _demo_context(task: ir.Task) -> list[dict[str, object]]:
             {
                 "index": i,
                 "fields": dict(d.inputs),
-                "outputs": {k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name},
+                "outputs": {
+                    k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name
+                },
                 "question": formats.question_text(task.inputs, d.inputs),
                 "answer": write_answer(task.answer_format, task.outputs, d.outputs),
             }
@@ -409,7 +461,9 @@ class Renderer:
         self._questions: dict[str, str] = {}
         self._constant: frozenset[str] | None = None
         self._cache: dict[str, str] = {}
-        self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = None
+        self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
+            None
+        )
 
     # -- compilation
 
@@ -423,17 +477,14 @@ class Renderer:
                     if parent is None:
                         break
                     if any(t.name == parent for t in chain):
-                        raise TemplateError(
-                            f"template {parent!r} extends itself", code="template-extends-cycle"
-                        )
+                        raise template_error("template-extends-cycle", name=repr(parent))
                     chain.append(self.env.get_template(parent))
                 roots = {n for t in chain for n in t.blocks}
                 if "user" not in roots:
-                    raise TemplateError(
-                        f"template {self.name!r} has no {{% block user %}}; a template must "
-                        "define the user message (and may define {% block system %})",
-                        location=Location(self.display(chain[0])),
-                        code="template-no-user-block",
+                    raise template_error(
+                        "template-no-user-block",
+                        Location(self.display(chain[0])),
+                        name=repr(self.name),
                     )
             self._chain = chain
         return self._chain
@@ -524,10 +575,8 @@ class Renderer:
             if text:
                 out.append(ir.Message(role, text))
         if not any(m.role == "user" for m in out):
-            raise TemplateError(
-                f"template {self.name!r} rendered an empty user message",
-                location=Location(self.display(top)),
-                code="template-empty-user",
+            raise template_error(
+                "template-empty-user", Location(self.display(top)), name=repr(self.name)
             )
         return tuple(out)
 
@@ -566,37 +615,30 @@ class Renderer:
                 e.location = self._where(e.__traceback__) or self.location
             raise
         except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(
-                f"template syntax error: {e.message}",
-                location=Location(e.filename or self.name, e.lineno or 0),
-                code="template-syntax",
+            raise template_error(
+                "template-syntax", Location(e.filename or self.name, e.lineno or 0), error=e.message
             ) from None
         except jinja2.TemplateNotFound as e:
-            raise TemplateError(
-                f"template {e.name!r} not found; shipped templates are named "
-                f"'promptc/<file>' ({', '.join(BUILTIN_PREFIX + n for n in sorted(_shipped_names()))}), "
-                "a spec's own by their path inside the spec's folder",
-                location=self._where(e.__traceback__) or self.location,
-                code="template-not-found",
+            shipped = ", ".join(BUILTIN_PREFIX + n for n in sorted(_shipped_names()))
+            raise template_error(
+                "template-not-found",
+                self._where(e.__traceback__) or self.location,
+                name=repr(e.name),
+                shipped=shipped,
             ) from None
         except SecurityError as e:
-            raise TemplateError(
-                f"template tried to leave its sandbox ({e}); templates may only read the "
-                "documented variables, not Python internals",
-                location=self._where(e.__traceback__) or self.location,
-                code="template-sandbox",
+            raise template_error(
+                "template-sandbox", self._where(e.__traceback__) or self.location, error=e
             ) from None
         except jinja2.UndefinedError as e:
-            raise TemplateError(
-                f"template uses an undefined value: {e.message}",
-                location=self._where(e.__traceback__) or self.location,
-                code="template-undefined",
+            raise template_error(
+                "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
             ) from None
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
-            raise TemplateError(
-                f"template failed: {type(e).__name__}: {e}",
-                location=self._where(e.__traceback__) or self.location,
-                code="template-runtime",
+            raise template_error(
+                "template-runtime",
+                self._where(e.__traceback__) or self.location,
+                error=f"{type(e).__name__}: {e}",
             ) from None
 
     def _where(self, tb: TracebackType | None) -> Location | None:
@@ -639,10 +681,8 @@ def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | No
     for node in ast.find_all(nodes.Extends):
         if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
             return node.template.value
-        raise TemplateError(
-            "{% extends %} needs a quoted template name",
-            location=Location(template.filename or "", node.lineno),
-            code="template-dynamic-extends",
+        raise template_error(
+            "template-dynamic-extends", Location(template.filename or "", node.lineno)
         )
     return None
 
@@ -776,16 +816,23 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
             ast = parse_cached(r.env, source, name, filename)
         except jinja2.TemplateSyntaxError as e:
             errors.append(
-                TemplateError(
-                    f"template syntax error: {e.message}",
-                    location=Location(filename, e.lineno or 0),
-                    code="template-syntax",
+                template_error(
+                    "template-syntax", Location(filename, e.lineno or 0), error=e.message
                 )
             )
             return
         errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
-        stored = frozenset(n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param"))
-        for node in ast.find_all((jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)):
+        stored = frozenset(
+            n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")
+        )
+        for node in ast.find_all(
+            (
+                jinja2.nodes.Extends,
+                jinja2.nodes.Include,
+                jinja2.nodes.Import,
+                jinja2.nodes.FromImport,
+            )
+        ):
             target = getattr(node, "template", None)
             if isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str):
                 child_main = main and isinstance(node, jinja2.nodes.Extends)
@@ -825,7 +872,7 @@ def _check_ast(
     try:
         undeclared = meta.find_undeclared_variables(ast)
     except Exception as e:  # noqa: BLE001 - TemplateAssertionError from the code generator
-        return [TemplateError(f"template error: {e}", location=Location(filename), code="template-syntax")]
+        return [template_error("template-syntax", Location(filename), error=e)]
     for var in sorted(undeclared - allowed):
         line = min(
             (n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"),
@@ -833,12 +880,12 @@ def _check_ast(
         )
         hint = did_you_mean(var, allowed)
         errors.append(
-            TemplateError(
-                f"template uses undeclared variable {var!r}; templates can use "
-                + ", ".join(sorted(allowed)),
-                location=Location(filename, line),
-                hint=hint,
-                code="template-undeclared-variable",
+            template_error(
+                "template-undeclared-variable",
+                Location(filename, line),
+                hint,
+                name=repr(var),
+                allowed=", ".join(sorted(allowed)),
             )
         )
     # find_all walks a chain a.b.c outside-in; reversed and stably sorted by line, the
@@ -854,11 +901,8 @@ def _check_ast(
             attr = arg.value if isinstance(arg, nodes.Const) else None
         if isinstance(attr, str) and attr.startswith("_"):
             errors.append(
-                TemplateError(
-                    f"template reads {attr!r}, which the sandbox refuses; templates may only "
-                    "read the documented variables, not Python internals",
-                    location=Location(filename, node.lineno),
-                    code="template-sandbox",
+                template_error(
+                    "template-sandbox-attribute", Location(filename, node.lineno), attr=repr(attr)
                 )
             )
     if main:
@@ -879,12 +923,12 @@ def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
         if isinstance(node, nodes.Block):
             if not extends and node.name not in names:
                 errors.append(
-                    TemplateError(
-                        f"unknown message block {node.name!r}; expected "
-                        + " or ".join(repr(n) for n in names),
-                        location=Location(filename, node.lineno),
-                        hint=did_you_mean(node.name, names),
-                        code="template-unknown-block",
+                    template_error(
+                        "template-unknown-block",
+                        Location(filename, node.lineno),
+                        did_you_mean(node.name, names),
+                        name=repr(node.name),
+                        expected=" or ".join(repr(n) for n in names),
                     )
                 )
             continue
@@ -892,14 +936,7 @@ def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
             isinstance(c, nodes.TemplateData) and not c.data.strip() for c in node.nodes
         ):
             continue
-        errors.append(
-            TemplateError(
-                "text or statements outside {% block system %} and {% block user %} belong to "
-                "no message; move them inside a block",
-                location=Location(filename, node.lineno),
-                code="template-outside-block",
-            )
-        )
+        errors.append(template_error("template-outside-block", Location(filename, node.lineno)))
     return errors
 
 

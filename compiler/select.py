@@ -121,12 +121,14 @@ def base_info(task: ir.Task, n_requests: int) -> dict[str, object]:
     info: dict[str, object] = {"method": sel.method}
     if sel.method != "sequential":  # the seed changes nothing in sequential order
         info["seed"] = sel.seed
-    info.update({
-        "batch_size": size,
-        "items": n_items,
-        "requests": n_requests,
-        "cost": cost_statement(n_items, n_requests, size),
-    })
+    info.update(
+        {
+            "batch_size": size,
+            "items": n_items,
+            "requests": n_requests,
+            "cost": cost_statement(n_items, n_requests, size),
+        }
+    )
     return info
 
 

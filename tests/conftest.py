@@ -31,24 +31,38 @@ def make_task(
     """A small sentiment (or NLI, with ``multi_field``) task built directly as IR."""
     if multi_field:
         inputs = (ir.InputField("premise"), ir.InputField("hypothesis"))
-        outputs = (ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction")),)
+        outputs = (
+            ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction")),
+        )
         fmt = parse_answer_format("{label}")
         items = tuple(
             ir.Item(f"p{i}", i, {"premise": f"Premise number {i}.", "hypothesis": f"Claim {i}."})
             for i in range(n_items)
         )
         demo_list = [
-            ir.Demo({"premise": "A dog runs.", "hypothesis": "An animal moves."}, {"label": "entailment"}),
-            ir.Demo({"premise": "A cat sleeps.", "hypothesis": "The cat is running."}, {"label": "contradiction"}),
+            ir.Demo(
+                {"premise": "A dog runs.", "hypothesis": "An animal moves."},
+                {"label": "entailment"},
+            ),
+            ir.Demo(
+                {"premise": "A cat sleeps.", "hypothesis": "The cat is running."},
+                {"label": "contradiction"},
+            ),
         ]
     else:
         inputs = (ir.InputField("question"),)
         outputs = (ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number"))
         fmt = parse_answer_format("{reasoning} The answer is {answer}.")
-        items = tuple(ir.Item(f"q{i}", i, {"question": f"What is {i} plus {i}?"}) for i in range(n_items))
+        items = tuple(
+            ir.Item(f"q{i}", i, {"question": f"What is {i} plus {i}?"}) for i in range(n_items)
+        )
         demo_list = [
-            ir.Demo({"question": "What is 2 plus 3?"}, {"reasoning": "2 + 3 = 5.", "answer": Decimal(5)}),
-            ir.Demo({"question": "Half of 9?"}, {"reasoning": "9 / 2 = 4.5.", "answer": Decimal("4.5")}),
+            ir.Demo(
+                {"question": "What is 2 plus 3?"}, {"reasoning": "2 + 3 = 5.", "answer": Decimal(5)}
+            ),
+            ir.Demo(
+                {"question": "Half of 9?"}, {"reasoning": "9 / 2 = 4.5.", "answer": Decimal("4.5")}
+            ),
         ]
     spec = ir.SourceFile(str(Path(spec_dir) / "task.yaml"), hashlib.sha256(b"x").hexdigest())
     return ir.Task(

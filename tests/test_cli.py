@@ -16,9 +16,17 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
 
-def promptc(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptc", *args], check=False, capture_output=True,
-                          text=True, cwd=cwd, env=env)
+def promptc(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptc", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 BAD_SPEC = """\
@@ -57,7 +65,9 @@ def test_check_invalid_spec_prints_every_diagnostic_then_a_summary(bad_spec: Pat
     for line in lines[:-1]:
         assert re.match(r"^bad\.yaml:\d+:\d+: \S+: .+", line), line
     assert any(l.startswith("bad.yaml:8:") and "demos[0].label" in l for l in lines)
-    assert any(l.startswith("bad.yaml:9:") and "batch_sise" in l and "batch_size" in l for l in lines)
+    assert any(
+        l.startswith("bad.yaml:9:") and "batch_sise" in l and "batch_size" in l for l in lines
+    )
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
@@ -87,8 +97,14 @@ def test_check_max_errors(bad_spec: Path) -> None:
     [
         (["check", "no-such-spec.yaml"], "File 'no-such-spec.yaml' does not exist."),
         (["check", "specs/math.yaml", "--format", "xml"], "'xml' is not one of 'text', 'json'."),
-        (["build", "specs/math.yaml"], "give the build folder with -o DIR, or print a stage with --emit"),
-        (["build", "specs/math.yaml", "--batch-size", "0", "--emit", "requests"], "0 is not in the range x>=1."),
+        (
+            ["build", "specs/math.yaml"],
+            "give the build folder with -o DIR, or print a stage with --emit",
+        ),
+        (
+            ["build", "specs/math.yaml", "--batch-size", "0", "--emit", "requests"],
+            "0 is not in the range x>=1.",
+        ),
         (["show", "specs/math.yaml"], "give exactly one of --request K and --batches"),
         (["frobnicate"], "No such command 'frobnicate'."),
     ],
@@ -120,10 +136,16 @@ def test_build_writes_files_and_a_summary(tmp_path: Path) -> None:
     assert manifest["counts"] == {"demos": 3, "items": 20, "messages": 6, "requests": 3}
     assert manifest["spec"]["path"] == "sentiment.yaml"
     assert manifest["data"]["path"] == "data/sentiment.jsonl"
-    assert [t["name"] for t in manifest["templates"]] == ["promptc/batch.j2", "promptc/partials/questions.j2"]
+    assert [t["name"] for t in manifest["templates"]] == [
+        "promptc/batch.j2",
+        "promptc/partials/questions.j2",
+    ]
     for r in manifest["requests"]:
         assert re.fullmatch(r"[0-9a-f]{64}", r["prompt_sha256"])
-    requests = [json.loads(l) for l in (tmp_path / "out" / "requests.jsonl").read_text(encoding="utf-8").splitlines()]
+    requests = [
+        json.loads(l)
+        for l in (tmp_path / "out" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert [r["grammar"] for r in requests] == ["answer", "answer", "answer-4"]
     assert set(requests[0]) == {"id", "item_ids", "kind", "messages", "params", "grammar"}
 
@@ -136,20 +158,33 @@ def test_emit_prints_the_stages(tmp_path: Path) -> None:
     batches = promptc("build", "specs/nli.yaml", "--emit", "batches")
     assert batches.stdout == (tmp_path / "batches.jsonl").read_text(encoding="utf-8")
     first = json.loads(batches.stdout.splitlines()[0])
-    assert first == {"index": 0, "request": "r0001", "item_ids": ["n09", "n04", "n07", "n06", "n16"],
-                     "target": None, "similarities": None}
+    assert first == {
+        "index": 0,
+        "request": "r0001",
+        "item_ids": ["n09", "n04", "n07", "n06", "n16"],
+        "target": None,
+        "similarities": None,
+    }
     ir = promptc("build", "specs/nli.yaml", "--emit", "ir")
     doc = json.loads(ir.stdout)
     assert doc["node"] == "Task" and doc["name"] == "nli" and len(doc["items"]) == 18
-    assert doc["outputs"][0] == {"node": "OutputField", "name": "label", "type": "enum", "description": "",
-                                 "choices": ["entailment", "neutral", "contradiction"], "aliases": [],
-                                 "location": doc["outputs"][0]["location"]}
+    assert doc["outputs"][0] == {
+        "node": "OutputField",
+        "name": "label",
+        "type": "enum",
+        "description": "",
+        "choices": ["entailment", "neutral", "contradiction"],
+        "aliases": [],
+        "location": doc["outputs"][0]["location"],
+    }
     assert promptc("build", "specs/nli.yaml", "--emit", "ir").stdout == ir.stdout
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
 def test_strategy_and_batch_size_overrides() -> None:
-    proc = promptc("build", "specs/math.yaml", "--strategy", "batch", "--batch-size", "3", "--emit", "requests")
+    proc = promptc(
+        "build", "specs/math.yaml", "--strategy", "batch", "--batch-size", "3", "--emit", "requests"
+    )
     requests = [json.loads(l) for l in proc.stdout.splitlines()]
     assert [len(r["item_ids"]) for r in requests] == [3] * 6 + [2]
     assert {r["kind"] for r in requests} == {"batch"}
@@ -160,11 +195,18 @@ def test_strategy_and_batch_size_overrides() -> None:
 def test_openai_batch_target(tmp_path: Path) -> None:
     proc = promptc("build", "specs/reading.yaml", "-o", str(tmp_path), "--target", "openai-batch")
     assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(l) for l in (tmp_path / "requests.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(l)
+        for l in (tmp_path / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert len(lines) == 16
     first = lines[0]
     assert set(first) == {"custom_id", "method", "url", "body"}
-    assert (first["custom_id"], first["method"], first["url"]) == ("r0001", "POST", "/v1/chat/completions")
+    assert (first["custom_id"], first["method"], first["url"]) == (
+        "r0001",
+        "POST",
+        "/v1/chat/completions",
+    )
     assert first["body"]["model"] == "gpt-4o-mini" and first["body"]["max_tokens"] == 64
     assert [m["role"] for m in first["body"]["messages"]] == ["system", "user"]
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
@@ -187,7 +229,9 @@ def test_show_request_and_batches() -> None:
     assert lines[0] == "request r0002 · batch · 5 items: n17, n03, n13, n01, n02"
     assert lines[1] == "params: model=gpt-4o-mini, temperature=0, max_tokens=256 · grammar: answer"
     assert "── system " in by_number.stdout and "── user " in by_number.stdout
-    assert "Q[5]: Premise: A chef is slicing onions in a busy restaurant kitchen." in by_number.stdout
+    assert (
+        "Q[5]: Premise: A chef is slicing onions in a busy restaurant kitchen." in by_number.stdout
+    )
     batches = promptc("show", "specs/nli.yaml", "--batches")
     assert batches.stdout.splitlines()[1:] == [
         "1  r0001  n09, n04, n07, n06, n16",
@@ -215,8 +259,9 @@ def test_help_lists_parse_without_importing_it() -> None:
     assert re.search(r"^  parse\s+Parse model outputs", proc.stdout, re.MULTILINE)
 
 
-def test_unexpected_exceptions_are_internal_errors(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_unexpected_exceptions_are_internal_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import promptc.build
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -249,7 +294,9 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
             return True
 
     batch = ir.Batch(0, ("a",), (0,))
-    request = ir.Request("r0001", batch, "batch", (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"})
+    request = ir.Request(
+        "r0001", batch, "batch", (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"}
+    )
     out = Terminal()
     cli.show_request(request, "answer", out)
     text = out.getvalue()
@@ -276,4 +323,6 @@ def test_spec_without_data_checks_and_builds_empty(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "answer.lark").is_file()
     show = promptc("show", "s.yaml", "--request", "1", cwd=tmp_path)
     assert (show.returncode, show.stderr) == (
-        2, "no request '1': this build has no requests (no data items)\n")
+        2,
+        "no request '1': this build has no requests (no data items)\n",
+    )

@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _regen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("regen_goldens", REPO / "scripts" / "regen_goldens.py")
+    spec = importlib.util.spec_from_file_location(
+        "regen_goldens", REPO / "scripts" / "regen_goldens.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["regen_goldens"] = module

@@ -22,7 +22,9 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 
 def loaded_after(body: str, cwd: Path = REPO) -> list[str]:
     code = PROBE.format(body=body, heavy=HEAVY)
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
 

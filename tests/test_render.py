@@ -39,7 +39,9 @@ def test_sequential_cuts_items_in_file_order(task_factory: TaskFactory) -> None:
 
 
 @pytest.mark.parametrize("kind", ["single", "few-shot"])
-def test_one_item_strategies_send_one_item_per_request(task_factory: TaskFactory, kind: str) -> None:
+def test_one_item_strategies_send_one_item_per_request(
+    task_factory: TaskFactory, kind: str
+) -> None:
     result = select.select(task_factory(kind=kind, batch_size=8, n_items=3))
     assert ids(result) == [["q0"], ["q1"], ["q2"]]
     assert result.info["batch_size"] == 1
@@ -48,7 +50,11 @@ def test_one_item_strategies_send_one_item_per_request(task_factory: TaskFactory
 def test_random_is_seeded_and_the_same_on_every_python(task_factory: TaskFactory) -> None:
     task = task_factory(kind="batch", batch_size=4, n_items=10, method="random", seed=0)
     # random.Random(0).shuffle(list(range(10))), fixed by Python's documented algorithm.
-    assert ids(select.select(task)) == [["q7", "q8", "q1", "q5"], ["q3", "q4", "q2", "q0"], ["q9", "q6"]]
+    assert ids(select.select(task)) == [
+        ["q7", "q8", "q1", "q5"],
+        ["q3", "q4", "q2", "q0"],
+        ["q9", "q6"],
+    ]
     assert select.select(task) == select.select(task)
     other = task_factory(kind="batch", batch_size=4, n_items=10, method="random", seed=7)
     assert ids(select.select(other))[0] == ["q8", "q3", "q1", "q4"]
@@ -61,7 +67,9 @@ def test_random_covers_every_item_once(task_factory: TaskFactory) -> None:
     assert sorted(flat) == sorted(it.id for it in task.items)
 
 
-def test_registry_accepts_new_methods(task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_accepts_new_methods(
+    task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(select, "_REGISTRY", dict(select._REGISTRY))
 
     @select.register("sequential")
@@ -78,8 +86,11 @@ def test_registry_accepts_new_methods(task_factory: TaskFactory, monkeypatch: py
 def test_similarity_method_without_the_extra_says_what_to_install(
     task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select, "_REGISTRY", {k: v for k, v in select._REGISTRY.items()
-                                               if k not in ir.SIMILARITY_METHODS})
+    monkeypatch.setattr(
+        select,
+        "_REGISTRY",
+        {k: v for k, v in select._REGISTRY.items() if k not in ir.SIMILARITY_METHODS},
+    )
     monkeypatch.setitem(sys.modules, "promptc.similarity", None)  # import fails
     with pytest.raises(SelectionError) as e:
         select.select(task_factory(method="partition"))
@@ -103,7 +114,9 @@ def test_batch_prompt_lists_questions_and_asks_for_answer_lines(task_factory: Ta
     assert [r.id for r in requests] == ["r0001", "r0002"]
     assert requests[0].params == {"model": "test-model", "temperature": 0.0, "max_tokens": 256}
     first = {m.role: m.content for m in requests[0].messages}
-    assert first["user"] == "Q[1]: What is 0 plus 0?\nQ[2]: What is 1 plus 1?\nQ[3]: What is 2 plus 2?"
+    assert (
+        first["user"] == "Q[1]: What is 0 plus 0?\nQ[2]: What is 1 plus 1?\nQ[3]: What is 2 plus 2?"
+    )
     assert "A[i]: <reasoning> The answer is <answer>." in first["system"]
     assert "where <reasoning> is free text and <answer> is a number." in first["system"]
     # demos as one solved batch: questions first, then answers written by write_answer
@@ -116,8 +129,14 @@ def test_batch_prompt_lists_questions_and_asks_for_answer_lines(task_factory: Ta
 
 def test_auto_demo_asks_to_repeat_each_question(task_factory: TaskFactory) -> None:
     system = request_texts(task_factory(kind="auto-demo", n_items=2))[0]["system"]
-    assert "first repeat it exactly as it was given, on a line starting with its marker Q[i]:" in system
-    assert "Q[i]: <the question, repeated exactly>\nA[i]: <reasoning> The answer is <answer>." in system
+    assert (
+        "first repeat it exactly as it was given, on a line starting with its marker Q[i]:"
+        in system
+    )
+    assert (
+        "Q[i]: <the question, repeated exactly>\nA[i]: <reasoning> The answer is <answer>."
+        in system
+    )
     assert "Q[1]: What is 2 plus 3?\nA[1]: 2 + 3 = 5. The answer is 5.\nQ[2]: Half of 9?" in system
 
 
@@ -161,7 +180,9 @@ model: {{name: m}}
 """
 
 
-def own_spec(tmp_path: Path, template: str, name: str = "mine.j2", extra: dict[str, str] | None = None) -> Path:
+def own_spec(
+    tmp_path: Path, template: str, name: str = "mine.j2", extra: dict[str, str] | None = None
+) -> Path:
     (tmp_path / "data.jsonl").write_text(
         "".join(json.dumps({"text": t}) + "\n" for t in ["one", "two", "three"]), encoding="utf-8"
     )
@@ -175,8 +196,11 @@ def own_spec(tmp_path: Path, template: str, name: str = "mine.j2", extra: dict[s
 
 
 def test_own_template_may_extend_a_shipped_one(tmp_path: Path) -> None:
-    spec = own_spec(tmp_path, '{% extends "promptc/batch.j2" %}\n'
-                    "{% block system %}Be brief. {{ super() }}{% endblock %}\n")
+    spec = own_spec(
+        tmp_path,
+        '{% extends "promptc/batch.j2" %}\n'
+        "{% block system %}Be brief. {{ super() }}{% endblock %}\n",
+    )
     task = compile_spec(spec)
     assert check_templates(task) == []
     r = Renderer(task)
@@ -202,8 +226,10 @@ def test_own_template_with_includes_inside_the_spec_folder(tmp_path: Path) -> No
 CHECK_CASES = [
     (
         "{% block user %}\n{{ item.question }}\n{% endblock %}",
-        ("mine.j2:2: template uses undeclared variable 'item'; templates can use answer_format, "
-        "batch_size, demos, inputs, items, kind, markers, outputs, task (did you mean 'items'?)"),
+        (
+            "mine.j2:2: template uses undeclared variable 'item'; templates can use answer_format, "
+            "batch_size, demos, inputs, items, kind, markers, outputs, task (did you mean 'items'?)"
+        ),
     ),
     (
         "{% block user %}\n\n{% for x in items %}{{ x.question }\n{% endblock %}",
@@ -211,8 +237,10 @@ CHECK_CASES = [
     ),
     (
         "Hello\n{% block user %}{{ items|length }}{% endblock %}",
-        ("mine.j2:1: text or statements outside {% block system %} and {% block user %} belong to "
-        "no message; move them inside a block"),
+        (
+            "mine.j2:1: text or statements outside {% block system %} and {% block user %} belong to "
+            "no message; move them inside a block"
+        ),
     ),
     (
         "{% block sytem %}x{% endblock %}{% block user %}y{% endblock %}",
@@ -220,8 +248,10 @@ CHECK_CASES = [
     ),
     (
         "{% block system %}x{% endblock %}",
-        ("mine.j2: template 'mine.j2' has no {% block user %}; a template must define the user "
-        "message (and may define {% block system %})"),
+        (
+            "mine.j2: template 'mine.j2' has no {% block user %}; a template must define the user "
+            "message (and may define {% block system %})"
+        ),
     ),
     (
         "{% block user %}\n{{ items[0].nope }}\n{% endblock %}",
@@ -229,10 +259,12 @@ CHECK_CASES = [
     ),
     (
         '{% block user %}\n{% include "missing.j2" %}\n{% endblock %}',
-        ("mine.j2:2: template 'missing.j2' not found; shipped templates are named 'promptc/<file>' "
-        "(promptc/auto-demo.j2, promptc/batch.j2, promptc/few-shot.j2, "
-        "promptc/partials/answer-form.j2, promptc/partials/questions.j2, promptc/single.j2), "
-        "a spec's own by their path inside the spec's folder"),
+        (
+            "mine.j2:2: template 'missing.j2' not found; shipped templates are named 'promptc/<file>' "
+            "(promptc/auto-demo.j2, promptc/batch.j2, promptc/few-shot.j2, "
+            "promptc/partials/answer-form.j2, promptc/partials/questions.j2, promptc/single.j2), "
+            "a spec's own by their path inside the spec's folder"
+        ),
     ),
 ]
 
@@ -283,9 +315,12 @@ def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path
     from promptc.build import build
 
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n", encoding="utf-8")
-    base = own_spec(tmp_path, '{% extends "promptc/batch.j2" %}{% block user %}'
-                    '{% include "parts/list.j2" %}{% endblock %}',
-                    extra={"parts/list.j2": "{% for i in items %}* {{ i.question }}\n{% endfor %}"})
+    base = own_spec(
+        tmp_path,
+        '{% extends "promptc/batch.j2" %}{% block user %}'
+        '{% include "parts/list.j2" %}{% endblock %}',
+        extra={"parts/list.j2": "{% for i in items %}* {{ i.question }}\n{% endfor %}"},
+    )
     variant = tmp_path / "variants" / "small.yaml"
     variant.parent.mkdir()
     variant.write_text(f"promptc: 1\nextends: ../{base.name}\nname: small\n", encoding="utf-8")
@@ -303,17 +338,25 @@ def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path
 # ---------------------------------------------------------------- properties
 
 pieces = st.sampled_from(
-    list("ab {}%#[]:\n\t\u00e9\u4e2d\U0001f600\\\"'<>") + ["{{ 7*7 }}", "{% for %}", "Q[1]:", "A[2]: x"]
+    list("ab {}%#[]:\n\t\u00e9\u4e2d\U0001f600\\\"'<>")
+    + ["{{ 7*7 }}", "{% for %}", "Q[1]:", "A[2]: x"]
 )
-texts = st.lists(pieces, min_size=1, max_size=12).map("".join).filter(
-    lambda t: t.strip() == t and t != ""
+texts = (
+    st.lists(pieces, min_size=1, max_size=12)
+    .map("".join)
+    .filter(lambda t: t.strip() == t and t != "")
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(questions=st.lists(texts, min_size=1, max_size=7), kind=st.sampled_from(ir.STRATEGY_KINDS),
-       size=st.integers(1, 4))
-def test_data_is_shown_verbatim_never_run_as_template(questions: list[str], kind: ir.StrategyKind, size: int) -> None:
+@given(
+    questions=st.lists(texts, min_size=1, max_size=7),
+    kind=st.sampled_from(ir.STRATEGY_KINDS),
+    size=st.integers(1, 4),
+)
+def test_data_is_shown_verbatim_never_run_as_template(
+    questions: list[str], kind: ir.StrategyKind, size: int
+) -> None:
     """Item text reaches the prompt unchanged, whatever Jinja or marker syntax it holds, in
     every strategy; the same input renders the same prompts."""
     from conftest import make_task

@@ -48,7 +48,9 @@ SANDBOX = (
 )
 
 
-def test_class_mro_escape_is_refused_at_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_class_mro_escape_is_refused_at_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = make_spec(tmp_path / "s", "{% block user %}\n{{ ''.__class__.__mro__ }}\n{% endblock %}")
     assert messages(tmp_path, spec, monkeypatch) == [
         "s/mine.j2:2: " + SANDBOX.format(attr="__class__"),
@@ -80,7 +82,9 @@ def test_dynamic_escapes_are_refused_when_rendering(
 
 def test_sandbox_error_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    spec = make_spec(tmp_path / "s", "{% block user %}\n\n{{ (items|attr('__class__'))() }}\n{% endblock %}")
+    spec = make_spec(
+        tmp_path / "s", "{% block user %}\n\n{{ (items|attr('__class__'))() }}\n{% endblock %}"
+    )
     task = compile_spec(spec)
     with pytest.raises(TemplateError) as e:
         render(task, select.select(task))
@@ -93,7 +97,9 @@ def test_sandbox_error_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_context_cannot_be_mutated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    spec = make_spec(tmp_path / "s", "{% block user %}{{ demos.append(1) }}{{ items|length }}{% endblock %}")
+    spec = make_spec(
+        tmp_path / "s", "{% block user %}{{ demos.append(1) }}{{ items|length }}{% endblock %}"
+    )
     task = compile_spec(spec)
     with pytest.raises(TemplateError) as e:
         render(task, select.select(task))
@@ -112,10 +118,14 @@ def test_include_outside_the_spec_folder_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, include: str, why: str
 ) -> None:
     (tmp_path / "secret.j2").write_text("TOP SECRET", encoding="utf-8")
-    spec = make_spec(tmp_path / "s", '{% block user %}\n{% include "' + include + '" %}\n{% endblock %}')
+    spec = make_spec(
+        tmp_path / "s", '{% block user %}\n{% include "' + include + '" %}\n{% endblock %}'
+    )
     assert messages(tmp_path, spec, monkeypatch) == [
-        (f"s/mine.j2:2: template {include!r} {why}; a spec's templates and includes must be "
-        "files inside the spec's folder")
+        (
+            f"s/mine.j2:2: template {include!r} {why}; a spec's templates and includes must be "
+            "files inside the spec's folder"
+        )
     ]
     task = compile_spec(spec)
     with pytest.raises(TemplateError) as e:
@@ -149,10 +159,18 @@ def test_loader_without_a_spec_folder_serves_only_shipped_templates() -> None:
 
 
 def test_cli_reports_a_sandbox_escape_without_traceback(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path / "s", "{% block user %}\n{{ ''.__class__.__mro__[1].__subclasses__() }}\n{% endblock %}")
+    spec = make_spec(
+        tmp_path / "s",
+        "{% block user %}\n{{ ''.__class__.__mro__[1].__subclasses__() }}\n{% endblock %}",
+    )
     for command in (["check", str(spec)], ["build", str(spec), "-o", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "promptc", *command], check=False, capture_output=True,
-                              text=True, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "promptc", *command],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 1, proc.stderr
         assert "Traceback" not in proc.stderr
         assert "s/mine.j2:2: template reads '__class__', which the sandbox refuses" in proc.stderr

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run([str(a) for a in args], check=False, capture_output=True, text=True, cwd=cwd, env=env)
+    proc = subprocess.run(
+        [str(a) for a in args], check=False, capture_output=True, text=True, cwd=cwd, env=env
+    )
     assert proc.returncode == 0, f"{args}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc.stdout
 
@@ -27,20 +29,47 @@ def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
 def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> None:
     # Build from a clean copy, so that setuptools' build/ and egg-info stay out of the tree.
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
-        ".pytest_cache", ".mypy_cache", ".ruff_cache"))
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".hypothesis",
+            ".pytest_cache",
+            ".mypy_cache",
+            ".ruff_cache",
+        ),
+    )
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", wheels, source)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        wheels,
+        source,
+    )
     [wheel] = wheels.glob("promptc-*.whl")
 
     import zipfile
 
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("promptc/templates/batch.j2", "promptc/templates/auto-demo.j2",
-                    "promptc/templates/partials/questions.j2", "promptc/grammars/answer_format.lark",
-                    "promptc/schema/spec.schema.json"):
+    for shipped in (
+        "promptc/templates/batch.j2",
+        "promptc/templates/auto-demo.j2",
+        "promptc/templates/partials/questions.j2",
+        "promptc/grammars/answer_format.lark",
+        "promptc/schema/spec.schema.json",
+    ):
         assert shipped in names, shipped
 
     venv = tmp_path / "venv"
@@ -56,8 +85,13 @@ def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
 
-    where = run(python, "-c", "import promptc, sys; print(promptc.__file__); print(sys.prefix)",
-                cwd=project, env=env)
+    where = run(
+        python,
+        "-c",
+        "import promptc, sys; print(promptc.__file__); print(sys.prefix)",
+        cwd=project,
+        env=env,
+    )
     assert str(REPO) not in where and str(venv) in where
 
     out = run(bindir / "promptc", "build", "nli.yaml", "-o", "build", cwd=project, env=env)
@@ -66,7 +100,9 @@ def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> No
     assert {"requests.jsonl", "batches.jsonl", "manifest.json"} <= {p.name for p in built.iterdir()}
     # The installed promptc renders exactly what the source tree renders.
     golden = REPO / "tests" / "golden" / "nli" / "batch" / "requests.jsonl"
-    assert (built / "requests.jsonl").read_text(encoding="utf-8") == golden.read_text(encoding="utf-8")
+    assert (built / "requests.jsonl").read_text(encoding="utf-8") == golden.read_text(
+        encoding="utf-8"
+    )
     manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["templates"][0]["name"] == "promptc/batch.j2"
 
