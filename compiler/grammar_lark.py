@@ -273,10 +273,14 @@ def make_plan(
         parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
     question = None
     if kind == "auto-demo":
-        stop = re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+        stop = "|".join(
+            re.escape(prefix + formats.INDEX_OPEN)
+            for prefix in (formats.ANSWER_PREFIX, formats.QUESTION_PREFIX)
+        )
+        lead = layout("MARKER_LEAD")
         question = (
             layout("QUESTION_LINE")
-            + f"(?:{layout('QUESTION_BREAK')}(?!{WS_CLASS}*{stop}){layout('QUESTION_CONTINUATION')})*"
+            + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop})){layout('QUESTION_CONTINUATION')})*"
         )
     fields = tuple(p.field for p in parts if p.field is not None)
     labels = tuple(formats.field_label(f) for f in inputs) if len(inputs) > 1 else ()

@@ -39,6 +39,8 @@ def write_value(field: OutputField, value: Value) -> str:
     if field.type == "boolean":
         return CANONICAL_TRUE if value else CANONICAL_FALSE
     if field.type == "number":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)  # an int is a number too (a demo's 18)
         assert isinstance(value, Decimal)
         text = format(value, "f")
         if "." in text:

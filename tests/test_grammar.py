@@ -634,3 +634,20 @@ def test_slack_keeps_the_values(task_name: str, kind: ir.StrategyKind, data: st.
     assert got == g.parse_strict_lark(messy)
     want = g.parse_strict(clean)
     assert [dict(i.values) for i in got] == [dict(i.values) for i in want]
+
+
+def test_a_decorated_marker_is_not_question_text() -> None:
+    """'**A[2]:**' ends the question (and is then reported), it is not swallowed by it."""
+    g = build_grammar(MATH, 2, "auto-demo")
+    out = (
+        "Q[1]: q1\nA[1]: a The answer is 1.\nQ[2]: q2\n**A[2]:** b The answer is 2."
+    )
+    with pytest.raises(OutputParseError) as info:
+        g.parse_strict(out)
+    assert info.value.format() == (
+        "<output>:4:1: expected 'A[2]:', found '**A[2]:** b The answer is 2.'"
+    )
+    missing = "Q[1]: q1\nQ[2]: q2\nA[2]: b The answer is 2."
+    with pytest.raises(OutputParseError) as info:
+        g.parse_strict(missing)
+    assert info.value.format() == "<output>:2:1: expected 'A[1]:', found 'Q[2]: q2'"
