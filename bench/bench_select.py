@@ -225,8 +225,8 @@ def search_report(rows: list[str]) -> None:
         ),
         "",
         (
-            "| vectors | search | time | peak traced (tracemalloc) | peak RSS | recall@8 vs exact | "
-            "parameters |"
+            "| vectors | search | time | peak traced (tracemalloc) | RSS with the vectors loaded "
+            "| peak RSS | recall@8 vs exact | parameters |"
         ),
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
