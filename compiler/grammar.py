@@ -43,16 +43,23 @@ body (what follows ``A[i]:``), for the recovering parser built on top of this mo
 
 from __future__ import annotations
 
-import bisect
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from promptc import formats
 from promptc.errors import Location, OutputParseError
+from promptc.grammar_items import (
+    AnswerMismatch,
+    LineTable,
+    ParsedItem,
+    Span,
+    found_in_output,
+    one_of,
+)
 from promptc.grammar_lark import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
@@ -77,132 +84,6 @@ MAX_SPLIT_CHARS = 20_000
 #: Where in an output a parse error is reported when it has no better name.
 OUTPUT_FILE = "<output>"
 _ASCII_WS = " \t\n\r\f\v"
-
-
-class Span:
-    """A stretch of a model's output: offsets (``end`` exclusive) and 1-based line:col.
-
-    Line and column are worked out on first access (from a line table shared by every span of
-    the same output), so that the fast path does not pay for positions nobody reads.
-    """
-
-    __slots__ = ("_lines", "end", "start")
-
-    def __init__(self, start: int, end: int, lines: _Lines) -> None:
-        self.start = start
-        self.end = end
-        self._lines = lines
-
-    @property
-    def line(self) -> int:
-        return self._lines.at(self.start)[0]
-
-    @property
-    def col(self) -> int:
-        return self._lines.at(self.start)[1]
-
-    @property
-    def end_line(self) -> int:
-        return self._lines.at(self.end)[0]
-
-    @property
-    def end_col(self) -> int:
-        return self._lines.at(self.end)[1]
-
-    def _key(self) -> tuple[int, int, int, int, int, int]:
-        line, col = self._lines.at(self.start)
-        end_line, end_col = self._lines.at(self.end)
-        return (self.start, self.end, line, col, end_line, end_col)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Span):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        s, e, line, col, end_line, end_col = self._key()
-        return f"Span({s}-{e}, {line}:{col}-{end_line}:{end_col})"
-
-    def to_dict(self) -> dict[str, int]:
-        return dict(zip(("start", "end", "line", "col", "end_line", "end_col"), self._key()))
-
-
-class ParsedItem(NamedTuple):
-    """One parsed answer of an output.
-
-    Attributes:
-        index: Its 1-based position in the request (the ``i`` of ``A[i]``; 1 for ``single``).
-        values: The normalised value of each field of the answer format, in format order.
-        span: The whole item: from its first marker (or the answer's first character) to the
-            end of its answer.
-        field_spans: Where each field's value is.
-        question: The repeated question of an ``auto-demo`` item (trailing spaces removed).
-        question_span: Where it is.
-    """
-
-    index: int  # type: ignore[assignment]  # the contract's name; shadows tuple.index
-    values: Mapping[str, Value]
-    span: Span
-    field_spans: Mapping[str, Span]
-    question: str | None = None
-    question_span: Span | None = None
-
-
-class AnswerMismatch(ValueError):
-    """An answer body does not match the answer format.
-
-    Attributes:
-        offset: Where in the body it stops matching (0-based).
-        expected: What could have come there, by name (``"' The answer is '"``, ``"answer:
-            a number such as 18, -3.5 or 1,234"``, ``"end of the answer"``).
-        found: What is there instead (a short excerpt, or ``"end of the answer"``).
-    """
-
-    def __init__(self, offset: int, expected: Sequence[str], found: str) -> None:
-        self.offset = offset
-        self.expected = list(expected)
-        self.found = found
-        super().__init__(f"at offset {offset}: expected {_one_of(self.expected)}, found {found}")
-
-
-def _one_of(names: Sequence[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    return "one of " + ", ".join(names)
-
-
-class _Lines:
-    """Offset → 1-based line:col for one text; the line table is built on first use."""
-
-    __slots__ = ("_starts", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._starts: list[int] | None = None
-
-    def at(self, offset: int) -> tuple[int, int]:
-        starts = self._starts
-        if starts is None:
-            starts = self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
-        i = bisect.bisect_right(starts, offset) - 1
-        return i + 1, offset - starts[i] + 1
-
-    def span(self, start: int, end: int) -> Span:
-        return Span(start, end, self)
-
-
-def _excerpt(text: str, offset: int, limit: int = 40) -> str:
-    """What is found at ``offset``, for error messages."""
-    if offset >= len(text) or text[offset:].strip() == "" and "\n" not in text[offset:]:
-        return "end of the answer" if offset >= len(text) else repr(text[offset:])
-    rest = text[offset:]
-    line = rest.split("\n", 1)[0]
-    if line == "":
-        return "a line break"
-    return repr(line if len(line) <= limit else line[:limit] + "…")
 
 
 @dataclass(frozen=True, eq=False)
@@ -460,7 +341,7 @@ class AnswerGrammar:
                 location=Location(OUTPUT_FILE),
                 code="output-mismatch",
             )
-        lines = _Lines(output)
+        lines = LineTable(output)
         regs = m.regs
         new = tuple.__new__
         items: list[ParsedItem] = []
@@ -516,7 +397,7 @@ class AnswerGrammar:
         try:
             return read_value(self._by_name[name], raw)
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
-            line, col = _Lines(output).at(start)
+            line, col = LineTable(output).at(start)
             raise OutputParseError(
                 f"cannot read {name}: {e}", location=Location(OUTPUT_FILE, line, col),
                 code="value-unreadable",
@@ -544,7 +425,7 @@ class AnswerGrammar:
             tree = self._lark_parser.parse(output)
         except lark.UnexpectedInput as e:
             raise self._lark_error(output, e) from None
-        lines = _Lines(output)
+        lines = LineTable(output)
         items: list[ParsedItem] = []
         item_trees = (
             [tree] if self.kind in ("single", "few-shot") else
@@ -639,7 +520,7 @@ class AnswerGrammar:
         if len(expected) > 1:
             expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
-        return _parse_error(output, offset, want, _found(output, offset), "unexpected-output")
+        return _parse_error(output, offset, want, found_in_output(output, offset), "unexpected-output")
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""
@@ -686,9 +567,9 @@ def _parse_error(
 ) -> OutputParseError:
     """An error at ``offset`` of the output; also carries ``offset``, ``expected``, ``found``."""
     offset = min(offset, len(output))
-    line, col = _Lines(output).at(offset)
+    line, col = LineTable(output).at(offset)
     err = OutputParseError(
-        f"expected {_one_of(expected)}, found {found}",
+        f"expected {one_of(expected)}, found {found}",
         location=Location(OUTPUT_FILE, line, col),
         code=code,
     )
@@ -704,12 +585,6 @@ def _lark_parser_for(source: str) -> Lark:
     import lark
 
     return lark.Lark(source, parser="lalr", lexer="contextual")
-
-
-def _found(output: str, offset: int) -> str:
-    if offset >= len(output):
-        return "end of output"
-    return _excerpt(output, offset)
 
 
 def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:
