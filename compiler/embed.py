@@ -65,6 +65,7 @@ MESSAGES = {
     "model-load": "embedding model folder {path} could not be loaded: {error}",
     "cache-folder": "cannot use the embedding cache folder {path}: {error}",
     "cache-broken": "the embedding cache {path} is unusable and could not be rebuilt: {error}",
+    "cache-busy": "the embedding cache {path} cannot be used now: {error}",
     "unknown-backend": "unknown embedding backend '{backend}'",
 }
 HINTS = {
@@ -293,12 +294,16 @@ class EmbeddingCache:
 
     WAL mode and a busy timeout let several builds share one cache. A file that is not a
     usable cache (corrupt, or another schema version) is deleted and rebuilt: it only holds
-    what can be computed again.
+    what can be computed again. A cache that is locked past the timeout, or cannot be read
+    or written, is an error, never deleted.
 
     Args:
         folder: The cache folder (created if missing).
         location: Where the spec set it, for errors.
     """
+
+    #: Seconds to wait for another build's write lock before giving up.
+    timeout: ClassVar[float] = 30.0
 
     def __init__(self, folder: Path, location: Location | None = None) -> None:
         self.folder = folder
@@ -312,7 +317,7 @@ class EmbeddingCache:
         self._conn = self._open()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -332,8 +337,14 @@ class EmbeddingCache:
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect()
+        except sqlite3.OperationalError as e:
+            # Locked or unreadable, not corrupt: another build's cache must not be deleted.
+            raise self._busy(e) from None
         except sqlite3.DatabaseError:
             return self._rebuild()
+
+    def _busy(self, error: sqlite3.Error) -> SelectionError:
+        return _error("cache-busy", self.location, "cache_dir", path=self.path, error=error)
 
     def _rebuild(self) -> sqlite3.Connection:
         self.rebuilt = True
@@ -351,6 +362,8 @@ class EmbeddingCache:
         """Turns a corrupt file discovered mid-use into a rebuild (the operation is retried)."""
         try:
             yield
+        except sqlite3.OperationalError as e:
+            raise self._busy(e) from None
         except sqlite3.DatabaseError:
             self._conn.close()
             self._conn = self._rebuild()

@@ -186,6 +186,26 @@ def test_cache_of_another_schema_version_is_rebuilt(tmp_path):
     assert cache.count() == 0
 
 
+def test_a_locked_cache_is_an_error_not_deleted(tmp_path, monkeypatch):
+    cache = embed.EmbeddingCache(tmp_path)
+    cache.put_many("m", [("h", 1, blob(1))])
+    cache.close()
+    holder = sqlite3.connect(tmp_path / embed.CACHE_FILE, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(embed.EmbeddingCache, "timeout", 0.1)
+    try:
+        with pytest.raises(SelectionError) as e:
+            embed.EmbeddingCache(tmp_path, LOC).put_many("m", [("g", 1, blob(2))])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert e.value.format() == (
+        f"spec.yaml:12:3: strategy.selection.cache_dir: the embedding cache "
+        f"{tmp_path / embed.CACHE_FILE} cannot be used now: database is locked"
+    )
+    assert embed.EmbeddingCache(tmp_path).get_many("m", ["h"]) == {"h": blob(1)}
+
+
 def _writer(args: tuple[str, int]) -> None:
     folder, worker = args
     cache = embed.EmbeddingCache(Path(folder))
@@ -265,3 +285,6 @@ def test_real_model_cold_then_warm(tmp_path):
     more = embed.embed_texts(texts + ["Bonds rose."], cache_dir=str(tmp_path))
     assert (more.cached, more.computed) == (4, 1)
     assert embed.EmbeddingCache(tmp_path).count() == 5
+    # The cache holds hashes, never the texts.
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"cat sat" not in stored and b"Bonds" not in stored
