@@ -150,6 +150,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
     script: ClassVar[list[tuple[int, dict[str, Any]]]] = []
     seen: ClassVar[list[dict[str, Any]]] = []
+    delay: ClassVar[float] = 0.0
     lock = threading.Lock()
 
     def do_POST(self) -> None:
@@ -157,6 +158,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         with self.lock:
             type(self).seen.append({"body": body, "auth": self.headers.get("Authorization")})
             status, answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        time.sleep(self.delay)
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -242,6 +244,69 @@ def test_refused_key_names_the_variable_and_is_never_shown(
     assert handler.seen[0]["auth"] == f"Bearer {SECRET}"
     assert SECRET not in proc.stderr + proc.stdout
     assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
+
+
+def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
+        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
+        tmp_path: Path) -> None:
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 0.3
+    outputs = build / "outputs.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc.cli_run", str(build), "--base-url", url, "--grammar",
+         "none", "--concurrency", "1", "--cache", str(tmp_path / "c.sqlite")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == ("interrupted: every answer received so far is in "
+                                    "outputs.jsonl; run the same command again to resume")
+    kept = read_outputs(outputs)
+    assert 2 <= len(kept) < 10
+    handler.delay = 0.0
+    result = run_build(build, base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
+    assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+
+
+def test_answers_to_changed_requests_are_dropped_and_resent(
+        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
+        spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -> None:
+    url, handler = scripted
+    handler.script = [(200, _completion("A[1]: positive"))]
+    build = sentiment(8)
+    assert run_build(build, base_url=url, grammar="none", limit=1, use_cache=False).sent == 1
+    build_spec(spec_dir / "sentiment.yaml", build, {  # the same build, another max_tokens
+        ("strategy", "kind"): "batch", ("strategy", "batch_size"): 8,
+        ("strategy", "selection", "method"): "sequential", ("model", "max_tokens"): 32})
+    assert (build / "outputs.jsonl").is_file()  # a rebuild leaves the answers alone
+    again = run_build(build, base_url=url, grammar="none", limit=1, use_cache=False)
+    assert again.dropped_stale == 1 and again.skipped == 0 and again.sent == 1
+    assert handler.seen[-1]["body"]["max_tokens"] == 32
+    assert [o["id"] for o in _lines(build / "outputs.jsonl")] == ["r0001"]
+
+
+def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path]) -> None:
+    build = sentiment(8)
+    code = (
+        "import sys\n"
+        "import promptc.run, promptc.cli_run\n"
+        "assert 'openai' not in sys.modules, 'openai imported too early'\n"
+        "sys.modules['openai'] = None  # as if it were not installed\n"
+        "from promptc.cli_run import run_command\n"
+        "run_command([sys.argv[1], '--base-url', 'http://127.0.0.1:9/v1'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(build)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("error: promptc run needs the openai package, which is not "
+                           "installed (pip install 'promptc[openai]')\n")
 
 
 def test_failure_table_has_a_check_for_every_kind() -> None:
