@@ -426,10 +426,10 @@ def pin_questions(gbnf: str, questions: Sequence[str] | None) -> str:
     for i, q in enumerate(questions, 1):
         marker = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
         rule = re.compile(r"(?m)^(item-" + str(i) + r" ::= " + re.escape(marker) + r") question ")
-        literal = gbnf_string(q)
-        out, n = rule.subn(lambda m, lit=literal: f"{m.group(1)} {lit} ", out, count=1)
-        if n != 1:
+        pinned = rule.sub(r"\g<1> " + gbnf_string(q).replace("\\", "\\\\") + " ", out, count=1)
+        if pinned == out:
             return gbnf
+        out = pinned
     return out
 
 
@@ -648,8 +648,8 @@ def _server_kind(models: Any) -> ServerKind:
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None and retry_after >= 0:
         return float(min(retry_after, BACKOFF_MAX))
-    delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
-    return delay * (1 + random.random() / 10)
+    delay = min(BACKOFF_BASE * 2.0**attempt, BACKOFF_MAX)
+    return float(delay * (1 + random.random() / 10))
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,7 +799,7 @@ class _Parser:
     def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
         from promptc.cli_parse import load_build
 
-        loaded = load_build(build if spec is None else spec)
+        loaded = load_build(build if spec is None else Path(spec))
         self.task = loaded.task
         self.shapes = loaded.requests
 
