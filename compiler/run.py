@@ -13,7 +13,8 @@ Guarantees:
 - **Nothing received is lost.** Each answer is appended and flushed as it arrives; a run that
   is interrupted (Ctrl-C, a crash, a dead server) keeps every answer written so far, and the
   next run resumes: requests already answered (same request, same ``request_sha256``) are
-  skipped. Answers to requests that have since changed (a rebuild) are dropped and resent.
+  skipped. Answers to requests that have since changed (a rebuild, another model or grammar
+  mode) are moved to ``outputs.replaced.jsonl`` and the requests sent again.
 - **Nothing is paid twice.** Responses are cached in SQLite, keyed by the sha256 of the
   canonical JSON of what is sent (endpoint, model, messages, parameters, grammar).
 - **Secrets stay in the environment.** The API key is read from the environment variable
@@ -67,6 +68,7 @@ GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
 
 OUTPUTS_FILE = "outputs.jsonl"
 RESULTS_FILE = "results.jsonl"
+REPLACED_FILE = "outputs.replaced.jsonl"
 REQUESTS_FILE = "requests.jsonl"
 MANIFEST_FILE = "manifest.json"
 CACHE_FILE = "responses.sqlite"
@@ -168,7 +170,8 @@ class RunResult:
         grammar: The grammar mode used (``auto`` resolved), or ``None`` if nothing was sent.
         results_path: ``results.jsonl`` when the run parsed the answers, else ``None``.
         statuses: Items per parse status, when the run parsed the answers.
-        dropped_stale: Answers dropped from ``outputs.jsonl`` because their request changed.
+        dropped_stale: Answers moved from ``outputs.jsonl`` to ``outputs.replaced.jsonl``
+            because their request changed.
     """
 
     build_dir: Path
@@ -799,7 +802,14 @@ class _Parser:
     def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
         from promptc.cli_parse import load_build
 
-        loaded = load_build(build if spec is None else Path(spec))
+        try:
+            loaded = load_build(build if spec is None else Path(spec))
+        except UsageError as e:
+            if spec is None and e.code in ("spec-not-found", "no-spec-in-manifest"):
+                # Checked before anything is sent, so that no answer is paid for in vain.
+                raise UsageError(e.message, location=e.location,
+                                 hint="pass the spec with --spec SPEC", code=e.code) from None
+            raise
         self.task = loaded.task
         self.shapes = loaded.requests
 
@@ -853,13 +863,20 @@ class _Run:
                 pending.append(r)
         considered = {r.id for r in self.requests}
         stale = [rid for rid in existing if rid in considered and rid not in keep]
-        if stale:  # answers to requests that changed since: drop them, so each id has one line
+        if stale:
+            # Answers to requests that have changed since (another prompt, model or grammar
+            # mode): moved aside, never deleted, so that outputs.jsonl matches the build and
+            # nothing paid for is lost. Appended there first: a crash in between duplicates.
             self.result.dropped_stale = len(stale)
-            self.progress(f"dropping {len(stale)} answer(s) to requests that changed since they "
-                          f"were answered: {', '.join(sorted(stale)[:5])}"
-                          + (" …" if len(stale) > 5 else ""))
+            replaced = self.out_path.with_name(REPLACED_FILE)
+            with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230 - a few lines, before any request
+                f.writelines(canonical_json(existing[k]) + "\n" for k in stale)
             _write_atomic(self.out_path, (canonical_json(v) for k, v in existing.items()
                                           if k not in stale))
+            self.progress(f"{len(stale)} answer(s) in {self.out_path.name} are for requests "
+                          "that have changed since (prompt, model or grammar mode); moved to "
+                          f"{replaced.name} and sent again: {', '.join(sorted(stale)[:5])}"
+                          + (" …" if len(stale) > 5 else ""))
         self.result.skipped = len(keep)
         if keep:
             self.progress(f"resuming: {len(keep)} of {len(self.requests)} request(s) already "

@@ -290,6 +290,7 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
     assert again.dropped_stale == 1 and again.skipped == 0 and again.sent == 1
     assert handler.seen[-1]["body"]["max_tokens"] == 32
     assert [o["id"] for o in _lines(build / "outputs.jsonl")] == ["r0001"]
+    assert [o["id"] for o in _lines(build / "outputs.replaced.jsonl")] == ["r0001"]  # kept
 
 
 def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path]) -> None:
