@@ -869,7 +869,7 @@ class _Run:
             # nothing paid for is lost. Appended there first: a crash in between duplicates.
             self.result.dropped_stale = len(stale)
             replaced = self.out_path.with_name(REPLACED_FILE)
-            with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230 - a few lines, before any request
+            with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230
                 f.writelines(canonical_json(existing[k]) + "\n" for k in stale)
             _write_atomic(self.out_path, (canonical_json(v) for k, v in existing.items()
                                           if k not in stale))
