@@ -905,14 +905,13 @@ def _fast_plan(g: AnswerGrammar) -> _FastPlan | None:
 def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
     # The group layout of AnswerGrammar.regex: per item q{i} (auto-demo) or a{i} (batch) where
     # it starts, qt{i} its question, i{i} its answer body, and (item, field, group) triples.
-    full = getattr(g, "_full_regex", None)
-    if g.regex is None or not isinstance(full, tuple) or len(full) != 2:
+    if g.regex is None:
         return None
     pattern = re.compile(g.regex)
     gi = pattern.groupindex
     by_name = {f.name: f for f in g.fields}
     fields: dict[int, list[tuple[str, int, Callable[[str], Value] | None]]] = {}
-    for i, name, group in full[1]:
+    for i, name, group in g.regex_groups:
         if name is not None:
             f = by_name[name]
             read = None if f.type == "text" else value_reader(f)
