@@ -9,8 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from promptc import ir
 from promptc.answer_format import parse_answer_format
+
+# In CI, property tests draw the same examples on every run, so that a red run points at a
+# change and not at luck; locally they stay random, to keep finding new cases.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
