@@ -124,6 +124,9 @@ FAILURES: Mapping[str, tuple[str, str]] = {
     ),
 }
 RETRYABLE = frozenset({"connection", "timeout", "rate-limit", "server"})
+#: Answers to ``GET /models`` that mean "this API has no model list": not a llama.cpp server,
+#: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing.
+NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
 
 
 # --------------------------------------------------------------------------------------------
@@ -843,7 +846,6 @@ class _Run:
     result: RunResult = field(init=False)
     _secret: str | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
-    _server: ServerKind | None = field(init=False, default=None)
     _done: int = field(init=False, default=0)
     _parsed: dict[str, list[ItemResult]] = field(init=False, default_factory=dict)
     _modes: dict[str, str] = field(init=False, default_factory=dict)
@@ -978,11 +980,16 @@ class _Run:
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
                 failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
+                if failure.status in NO_MODELS_STATUS or failure.kind == "bad-response":
+                    # An API without GET /models (or an odd one): not llama.cpp, then.
+                    models = None
+                    break
                 if failure.kind in RETRYABLE and attempts <= self.max_retries:
                     await asyncio.sleep(_backoff(attempts - 1, failure.retry_after))
                     continue
                 for r in requests:
-                    self._fail(r, failure, attempts, during="asking it which grammar it takes (GET /models)")
+                    self._fail(r, failure, attempts,
+                               during="asking it which grammar it takes (GET /models)")
                 return None, "other"
         server = _server_kind(models)
         if self.mode == "json_schema":

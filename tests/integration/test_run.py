@@ -310,6 +310,24 @@ def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path
                            "installed (pip install 'promptc[openai]')\n")
 
 
+def test_auto_without_a_model_list_sends_no_grammar(
+        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
+        tmp_path: Path) -> None:
+    url, handler = scripted  # answers GET /models with 501: no model list
+    handler.script = [(200, _completion("A[1]: positive"))]
+    build = sentiment(8)
+    result = run_build(build, base_url=url, grammar="auto", limit=1, use_cache=False)
+    assert result.ok and result.grammar == "none"
+    assert "grammar" not in handler.seen[0]["body"]
+    assert "response_format" not in handler.seen[0]["body"]
+
+    result = run_build(build, base_url=url, grammar="json-schema", limit=1, use_cache=False)
+    assert result.ok and result.grammar == "json_schema" and result.dropped_stale == 1
+    assert handler.seen[1]["body"]["response_format"]["type"] == "json_schema"
+    assert handler.seen[1]["body"]["response_format"]["json_schema"]["schema"] == \
+        json.loads((build / "answer.schema.json").read_text())
+
+
 def test_failure_table_has_a_check_for_every_kind() -> None:
     assert set(FAILURES) == {"connection", "timeout", "auth", "not-found", "rate-limit",
                              "bad-request", "server", "bad-response"}
