@@ -482,7 +482,11 @@ class ResponseCache:
                              code="bad-cache") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?",
+                                   (key,)).fetchone()
+        except sqlite3.Error:  # locked by another run, or damaged: a miss, not a failure
+            return None
         if row is None:
             return None
         try:
@@ -491,10 +495,16 @@ class ResponseCache:
             return None
         return data if isinstance(data, dict) else None
 
-    def put(self, key: str, response: Mapping[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                         (key, canonical_json(response)))
-        self._db.commit()
+    def put(self, key: str, response: Mapping[str, Any]) -> bool:
+        """Stores a response; False if the cache could not be written (the answer is still
+        in outputs.jsonl, so nothing is lost)."""
+        try:
+            self._db.execute("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
+                             (key, canonical_json(response)))
+            self._db.commit()
+        except sqlite3.Error:
+            return False
+        return True
 
     def close(self) -> None:
         self._db.close()
@@ -1019,8 +1029,9 @@ class _Run:
                     continue
                 self._fail(r, failure, attempts)
                 return
-        if self.cache is not None:
-            self.cache.put(key, response)
+        if self.cache is not None and not self.cache.put(key, response):
+            self.progress(f"request {r.id}: could not write the response cache "
+                          f"{self.cache.path}; the answer is kept in {self.out_path.name}")
         self._modes[r.id] = mode
         self._record(out, r, key, response)
         self.result.sent += 1

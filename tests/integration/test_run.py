@@ -328,6 +328,15 @@ def test_auto_without_a_model_list_sends_no_grammar(
         json.loads((build / "answer.schema.json").read_text())
 
 
+def test_a_damaged_cache_is_a_usage_error(sentiment: Callable[..., Path], tmp_path: Path) -> None:
+    cache = tmp_path / "c.sqlite"
+    cache.write_bytes(b"this is not a database" * 100)
+    proc = _cli(str(sentiment(8)), "--base-url", "http://127.0.0.1:9/v1", "--cache", str(cache))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == (f"error: {cache}: cannot open the response cache {str(cache)!r}: "
+                           "file is not a database (pass another --cache path, or --no-cache)\n")
+
+
 def test_failure_table_has_a_check_for_every_kind() -> None:
     assert set(FAILURES) == {"connection", "timeout", "auth", "not-found", "rate-limit",
                              "bad-request", "server", "bad-response"}
