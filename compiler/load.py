@@ -510,6 +510,10 @@ def _parse(display: str, text: str) -> _Layer:
             where = _mark(display, mark) if mark is not None else Location(display)
             hint = None
             problem = e.problem or e.context or "malformed YAML"
+            if "maximum nesting depth" in problem:
+                # Newer libyaml stops runaway nesting itself, scanning ahead of the composer
+                # that enforces promptc's own, lower limit: the same error to the user.
+                raise load_error("too-deep", where, limit=MAX_DEPTH) from None
             if e.context and problem.startswith("but "):
                 # "expected a single document in the stream" + "but found another document"
                 problem, e.context = f"{e.context}, {problem}", None

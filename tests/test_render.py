@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from promptc import ir, select
 from promptc.errors import SelectionError, TemplateError
@@ -348,20 +348,22 @@ texts = (
 )
 
 
-@settings(max_examples=60, deadline=None)
+# task_factory returns a pure function, so sharing it across examples is safe. (Importing it
+# from "conftest" would be ambiguous: tests/integration has a conftest of its own.)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     questions=st.lists(texts, min_size=1, max_size=7),
     kind=st.sampled_from(ir.STRATEGY_KINDS),
     size=st.integers(1, 4),
 )
 def test_data_is_shown_verbatim_never_run_as_template(
-    questions: list[str], kind: ir.StrategyKind, size: int
+    task_factory: Callable[..., ir.Task], questions: list[str], kind: ir.StrategyKind, size: int
 ) -> None:
     """Item text reaches the prompt unchanged, whatever Jinja or marker syntax it holds, in
     every strategy; the same input renders the same prompts."""
-    from conftest import make_task
-
-    base = make_task(kind=kind, batch_size=size, n_items=0)
+    base = task_factory(kind=kind, batch_size=size, n_items=0)
     items = tuple(ir.Item(f"i{k}", k, {"question": q}) for k, q in enumerate(questions))
     task = ir.Task(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "items": items})
     selection = select.select(task)
