@@ -185,7 +185,10 @@ class AnswerGrammar:
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
-            f"{stem}.schema.json": json.dumps(self.json_schema, indent=2, sort_keys=True) + "\n",
+            # Keys stay in the order built (fields as the answer format orders them), not
+            # sorted: constrained decoders generate properties in schema order, and reasoning
+            # must come before the answer it leads to. The order is fixed, so output is stable.
+            f"{stem}.schema.json": json.dumps(self.json_schema, indent=2) + "\n",
         }
         if self.regex is not None:
             out[f"{stem}.regex"] = self.regex + "\n"

@@ -213,7 +213,16 @@ def test_schema_file_text() -> None:
     files = build_grammar(TASKS["sentiment"], 2, "batch").files("req")
     text = files["req.schema.json"]
     assert text.endswith("}\n") and json.loads(text)["properties"]["answers"]["minItems"] == 2
-    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+
+
+def test_schema_lists_fields_in_answer_format_order() -> None:
+    """Constrained decoders emit properties in schema order: reasoning before the answer."""
+    g = build_grammar(TASKS["math"], 2, "batch")
+    first = g.json_schema["properties"]["answers"]["prefixItems"][0]  # type: ignore[index]
+    assert list(first["properties"]) == ["index", "reasoning", "answer"]
+    text = g.files()["answer.schema.json"]
+    assert text.index('"reasoning"') < text.index('"answer": {')
 
 
 def test_regex_file_is_the_fast_path() -> None:
