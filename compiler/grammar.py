@@ -31,7 +31,8 @@ The targets, all generated from the same terminals (:mod:`promptc.grammar_lark`)
 - :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
 - :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
 - :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
-  (:mod:`promptc.grammar_gbnf`; text bounded in length there);
+  (:mod:`promptc.grammar_gbnf`; text bounded in length there); :meth:`AnswerGrammar.gbnf_for`
+  pins an Auto-Demo request's own questions in it;
 - :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs
   (:mod:`promptc.grammar_schema`).
 
@@ -118,6 +119,30 @@ class AnswerGrammar:
         from promptc.grammar_gbnf import gbnf_source
 
         return gbnf_source(self.plan, self.task_name)
+
+    def gbnf_for(self, questions: Sequence[str]) -> str:
+        """The GBNF grammar of one request: :attr:`gbnf` with each item's question pinned.
+
+        In an ``auto-demo`` grammar each ``Q[i]:`` must be followed by exactly
+        ``questions[i - 1]`` (a GBNF string literal, line breaks included); :attr:`gbnf`, shared
+        by every request of this size, admits any question. Other kinds have no questions and
+        get :attr:`gbnf` itself.
+
+        Args:
+            questions: The question text of each item, as
+                :func:`promptc.formats.question_text` writes it (``auto-demo`` only).
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
+        """
+        from promptc.grammar_gbnf import gbnf_source
+
+        if self.kind != "auto-demo":
+            return self.gbnf
+        if isinstance(questions, str) or len(questions) != self.n_items:
+            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
+            raise ValueError(f"expected {self.n_items} question(s), got {got}")
+        return gbnf_source(self.plan, self.task_name, questions=list(questions))
 
     @cached_property
     def json_schema(self) -> dict[str, object]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from promptc import formats
@@ -207,8 +207,20 @@ def gbnf_source(
     task_name: str,
     text_max_chars: int | None = None,
     question_max_chars: int = QUESTION_MAX_CHARS,
+    questions: Sequence[str] | None = None,
 ) -> str:
-    """The GBNF grammar of a plan, rule ``root`` first."""
+    """The GBNF grammar of a plan, rule ``root`` first.
+
+    Args:
+        plan: The answer plan.
+        task_name: Named in the header comment.
+        text_max_chars: Longest text value; default by the plan's layout.
+        question_max_chars: Longest line of a repeated Auto-Demo question.
+        questions: Auto-Demo only: the exact question of each item, as
+            :func:`promptc.formats.question_text` writes it. Each ``Q[i]:`` must then be
+            followed by that literal text (a small model left free writes questions of its
+            own, which the parser rightly calls ``misaligned``); ``None`` admits any question.
+    """
     from promptc.grammar_lark import value_regex
 
     if text_max_chars is None:
@@ -224,7 +236,8 @@ def gbnf_source(
             answer = gbnf_string(formats.answer_marker(i) + formats.MARKER_SEPARATOR) + " answer"
             if plan.kind == "auto-demo":
                 question = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
-                answer = f"{question} question {sep} {answer}"
+                text = "question" if questions is None else gbnf_string(questions[i - 1])
+                answer = f"{question} {text} {sep} {answer}"
             rules.append((f"item-{i}", answer))
     parts: list[str] = []
     taken = {"root", "answer", "question", "question-line", "text"}
@@ -248,7 +261,7 @@ def gbnf_source(
             rules.append((name, f.type))
     rules.insert(1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items,
                  ("answer", " ".join(parts)))
-    if plan.kind == "auto-demo":
+    if plan.kind == "auto-demo" and questions is None:
         labels = plan.question_labels
         line = "question-line"
         if len(labels) <= 1:

@@ -29,7 +29,8 @@ Grammar modes (``grammar=``):
 ==============  ================================================================================
 ``none``        plain chat requests
 ``gbnf``        the build's ``<stem>.gbnf`` as the request body's ``grammar`` field (llama.cpp's
-                servers: ``llama-server`` and ``python -m llama_cpp.server``)
+                servers: ``llama-server`` and ``python -m llama_cpp.server``); an Auto-Demo
+                request's grammar pins its own questions, which needs the build's spec
 ``json_schema`` the build's ``<stem>.schema.json`` as ``response_format`` (OpenAI structured
                 outputs; for llama-cpp-python's server, ``{"type": "json_object", "schema": …}``).
                 The model then answers in JSON; :func:`json_answer_text` turns it back into the
@@ -356,8 +357,17 @@ def request_body(
     mode: Literal["gbnf", "json_schema", "none"],
     server: ServerKind = "other",
     model: str | None = None,
+    task: Task | None = None,
 ) -> dict[str, Any]:
-    """The JSON body sent to ``POST {base_url}/chat/completions`` for one request."""
+    """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
+
+    An Auto-Demo request in ``gbnf`` mode gets its own grammar, in which each ``Q[i]:`` must
+    repeat item i's question exactly (:meth:`promptc.grammar.AnswerGrammar.gbnf_for`): the
+    build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
+    a small model constrained by it writes questions of its own, which the parser then rightly
+    calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
+    build's manifest (:func:`build_task`).
+    """
     body: dict[str, Any] = dict(request.params)
     if model is not None:
         body["model"] = model
@@ -365,7 +375,7 @@ def request_body(
     if mode == "gbnf":
         gbnf = _grammar_file(build, request, ".gbnf")
         if request.kind == "auto-demo":
-            gbnf = pin_questions(gbnf, prompt_questions(request.messages, len(request.item_ids)))
+            gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
         body["grammar"] = gbnf
     elif mode == "json_schema":
         schema = json.loads(_grammar_file(build, request, ".schema.json"))
@@ -380,63 +390,61 @@ def request_body(
     return body
 
 
-def prompt_questions(messages: Sequence[Mapping[str, Any]], n_items: int) -> list[str] | None:
-    """The questions ``Q[1]..Q[n]`` as the request's last user message shows them, or ``None``
-    when that message does not show exactly ``n_items`` of them in order.
+def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
+    """The task of a build: compiled from ``spec``, else from the spec its manifest names.
 
-    A question runs from its marker to the next marker at the start of a line, or to a blank
-    line or the end of the message (for the last one).
+    Raises:
+        UsageError: The spec cannot be found (with a hint to pass it).
+        PromptcError: The spec does not compile.
     """
-    import re
+    from promptc.cli_parse import load_build
+    from promptc.lower import compile_spec
 
-    from promptc import formats
-
-    users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
-    if not users or n_items < 1:
-        return None
-    text: str = users[-1]["content"]
-    marker = re.compile(
-        r"(?m)^" + re.escape(formats.QUESTION_PREFIX + formats.INDEX_OPEN) + r"(\d+)"
-        + re.escape(formats.INDEX_CLOSE + formats.MARKER_END) + re.escape(formats.MARKER_SEPARATOR)
-    )
-    found = list(marker.finditer(text))
-    if [int(m.group(1)) for m in found] != list(range(1, n_items + 1)):
-        return None
-    out = []
-    for k, m in enumerate(found):
-        end = found[k + 1].start() if k + 1 < len(found) else len(text)
-        body = text[m.end():end]
-        if k + 1 == len(found):
-            body = body.split("\n\n", 1)[0]
-        out.append(body.rstrip("\n"))
-    return out
+    if spec is not None:
+        return compile_spec(Path(spec))
+    try:
+        return load_build(build).task
+    except UsageError as e:
+        if e.code in ("spec-not-found", "no-spec-in-manifest"):
+            raise UsageError(e.message, location=e.location,
+                             hint="pass the spec with --spec SPEC, or use --grammar none",
+                             code=e.code) from None
+        raise
 
 
-def pin_questions(gbnf: str, questions: Sequence[str] | None) -> str:
-    """An Auto-Demo GBNF grammar in which each ``Q[i]:`` must repeat item i's question exactly.
+def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
+    """The GBNF of an Auto-Demo request with its own questions pinned.
 
-    The build's ``answer.gbnf`` lets a repeated question be any line (it is shared by every
-    request of that size); a small model constrained by it writes lines of its own, which the
-    parser then rightly calls ``misaligned``. Sending each request the exact text of its own
-    questions makes the repetition right by construction. Unchanged when ``questions`` is
-    ``None`` or the grammar does not have the expected ``item-i`` rules.
+    Raises:
+        UsageError: The task does not match the build: an item it lacks, or a question other
+            than the request's prompt shows (the spec has changed since the build).
     """
-    import re
-
     from promptc import formats
-    from promptc.grammar_gbnf import gbnf_string
+    from promptc.grammar import build_grammar
+    from promptc.parse_output import items_by_id
 
-    if not questions:
-        return gbnf
-    out = gbnf
-    for i, q in enumerate(questions, 1):
-        marker = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
-        rule = re.compile(r"(?m)^(item-" + str(i) + r" ::= " + re.escape(marker) + r") question ")
-        pinned = rule.sub(r"\g<1> " + gbnf_string(q).replace("\\", "\\\\") + " ", out, count=1)
-        if pinned == out:
-            return gbnf
-        out = pinned
-    return out
+    by_id = items_by_id(task)
+    where = Location(str(build / REQUESTS_FILE), request.line)
+    hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
+    missing = [i for i in request.item_ids if i not in by_id]
+    if missing:
+        raise UsageError(
+            f"request {request.id} names item(s) the spec does not have: "
+            + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""),
+            location=where, hint=hint, code="stale-build",
+        )
+    questions = [formats.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
+    shown = "\n".join(str(m.get("content")) for m in request.messages)
+    for i, (item_id, q) in enumerate(zip(request.item_ids, questions), 1):
+        # The grammar must make the model repeat what the prompt shows, not what the spec
+        # says now.
+        if formats.question_marker(i) + formats.MARKER_SEPARATOR + q not in shown:
+            raise UsageError(
+                f"request {request.id}: the question of item {item_id} in the spec is not the "
+                f"one its prompt shows as {formats.question_marker(i)}",
+                location=where, hint=hint, code="stale-build",
+            )
+    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
@@ -761,7 +769,8 @@ def run_build(
         model: Send this model name instead of the build's (e.g. a local server's alias).
         parse: Also parse every answer (:func:`promptc.parse_output.parse_output`) and write
             ``results.jsonl`` next to the outputs, in request order.
-        spec: The spec to parse with; default the one named by the build's manifest.
+        spec: The spec to parse with, and to pin Auto-Demo questions in GBNF grammars with;
+            default the one named by the build's manifest.
         outputs_path: Where to write the answers; default ``BUILD_DIR/outputs.jsonl``.
         progress: Called with one line of progress per event (the CLI prints it on stderr).
 
@@ -802,7 +811,7 @@ def run_build(
             build=build, requests=requests, out_path=out_path, base_url=base_url,
             api_key_env=api_key_env, concurrency=concurrency, mode=mode, cache=cache,
             timeout=timeout, max_retries=max_retries, model=model, parser=parser,
-            progress=progress or (lambda _line: None),
+            progress=progress or (lambda _line: None), spec=spec,
         ).run())
     finally:
         if cache is not None:
@@ -853,12 +862,14 @@ class _Run:
     model: str | None
     parser: _Parser | None
     progress: Progress
+    spec: str | os.PathLike[str] | None = None
     result: RunResult = field(init=False)
     _secret: str | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
     _done: int = field(init=False, default=0)
     _parsed: dict[str, list[ItemResult]] = field(init=False, default_factory=dict)
     _modes: dict[str, str] = field(init=False, default_factory=dict)
+    _task: Task | None = field(init=False, default=None)
 
     async def run(self) -> RunResult:
         self.result = RunResult(self.build, self.out_path, total=len(self.requests))
@@ -926,7 +937,14 @@ class _Run:
         return [(self.mode, "other")]
 
     def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
-        return request_body(r, self.build, mode, server, self.model)  # type: ignore[arg-type]
+        task = None
+        if mode == "gbnf" and r.kind == "auto-demo":  # its questions are pinned in its grammar
+            if self._task is None:
+                self._task = (self.parser.task if self.parser is not None
+                              else build_task(self.build, self.spec))
+            task = self._task
+        return request_body(r, self.build, mode, server, self.model,  # type: ignore[arg-type]
+                            task)
 
     def _candidate_keys(self, r: BuildRequest) -> dict[str, str]:
         """Cache key → grammar mode, for every body this run might send for ``r``."""

@@ -283,3 +283,97 @@ def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: ir.
             assert [i.index for i in items] == list(range(1, 9))
             if kind == "auto-demo":
                 assert all(i.question for i in items)
+
+
+# ---------------------------------------------------------------------------- pinned questions
+
+#: Questions a pinned Auto-Demo grammar must spell exactly: quotes, backslashes, line breaks
+#: (multi-field questions are joined with "\n"), tabs, other control characters, non-ASCII.
+TRICKY_QUESTIONS = [
+    'Is "2" > 1? She said: "yes"',
+    "C:\\temp\\new \\n is not a line break; \\\" neither",
+    "premise: a\nhypothesis: b\n\nthird line after a blank one",
+    "tab\there, bell \x07, escape \x1b[0m, delete \x7f, carriage\rreturn",
+    "naïve café – 数学 ∑ 🙂 \u00a0no-break",
+    "# not a comment ::= root | [^x] (y)* {2}",
+]
+
+
+def _pinned_cases(name: str, n: int, rng: random.Random) -> tuple[ir.Task, list[str], list[dict[str, ir.Value]]]:
+    from promptc import formats
+
+    task = TASKS[name]
+    pool = [*TRICKY_QUESTIONS, formats.question_text(
+        task.inputs, {f.name: TRICKY_QUESTIONS[k % len(TRICKY_QUESTIONS)]
+                      for k, f in enumerate(task.inputs)})]
+    start = rng.randint(0, 99)
+    questions = [pool[(start + i) % len(pool)] for i in range(n)]  # n >= 7: every one
+    answers = [{f.name: _random_value(f, rng, False) for f in task.outputs} for _ in range(n)]
+    return task, questions, answers
+
+
+def test_gbnf_for_spells_each_question_as_one_literal() -> None:
+    g = build_grammar(TASKS["nli"], 2, "auto-demo")
+    gbnf = g.gbnf_for(['Say "hi" \\ bye', "premise: a\nhypothesis: b\tc \x01 é"])
+    lines = gbnf.splitlines()
+    assert lines[3] == 'item-1 ::= "Q[1]: " "Say \\"hi\\" \\\\ bye" "\\n" "A[1]: " answer'
+    assert lines[4] == ('item-2 ::= "Q[2]: " "premise: a\\nhypothesis: b\\tc \\x01 é" "\\n" '
+                        '"A[2]: " answer')
+    assert "question" not in gbnf.replace("# Answer grammar", "")
+    # Everything else is the shared grammar's.
+    rest = [x for x in g.gbnf.splitlines() if not x.startswith(("item-", "question"))]
+    assert [x for x in lines if not x.startswith("item-")] == rest
+
+
+def test_gbnf_for_other_kinds_and_wrong_counts() -> None:
+    for kind, n in (("single", 1), ("few-shot", 1), ("batch", 3)):
+        g = build_grammar(TASKS["math"], n, kind)  # type: ignore[arg-type]
+        assert g.gbnf_for([]) == g.gbnf
+    g = build_grammar(TASKS["math"], 2, "auto-demo")
+    with pytest.raises(ValueError, match=r"^expected 2 question\(s\), got 1$"):
+        g.gbnf_for(["one"])
+    with pytest.raises(ValueError, match=r"^expected 2 question\(s\), got 3$"):
+        g.gbnf_for(["one", "two", "three"])
+    with pytest.raises(ValueError, match=r"^expected 2 question\(s\), got a string$"):
+        g.gbnf_for("ab")
+    assert g.gbnf == build_grammar(TASKS["math"], 2, "auto-demo").gbnf  # shared one unchanged
+
+
+@requires_llama
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_pinned_gbnf_is_parsed_by_llama_cpp(name: str) -> None:
+    rng = random.Random(len(name))
+    for n in (1, 3, 8):
+        task, questions, _ = _pinned_cases(name, n, rng)
+        gbnf = build_grammar(task, n, "auto-demo").gbnf_for(questions)
+        assert gbnf_error(gbnf) is None, gbnf
+
+
+@requires_llama
+def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
+    from promptc import formats
+
+    rng = random.Random(5)
+    cases, expect = [], []
+    for name in sorted(TASKS):
+        for n in (1, 3, 7):
+            task, questions, answers = _pinned_cases(name, n, rng)
+            g = build_grammar(task, n, "auto-demo")
+            pinned = g.gbnf_for(questions)
+            out = g.write_output(answers, questions)
+            other = list(questions)
+            other[-1] = other[-1] + "?"
+            swapped = list(reversed(questions))
+            own = [formats.question_text(task.inputs, {f.name: "What is 2 + 2?"
+                                                       for f in task.inputs})] * n
+            cases += [
+                (pinned, out),  # the canonical output of its own questions
+                (pinned, g.write_output(answers, other)),  # a question changed
+                (pinned, g.write_output(answers, own)),  # questions of the model's own
+                (g.gbnf, g.write_output(answers, own)),  # which the shared grammar admits
+            ]
+            expect += [True, False, False, True]
+            if swapped != questions:
+                cases.append((pinned, g.write_output(answers, swapped)))
+                expect.append(False)
+    assert llama_accepts(cases) == expect

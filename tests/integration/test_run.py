@@ -28,12 +28,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
 
 from llm_server import running_server
+from promptc.errors import UsageError
 from promptc.run import (
     FAILURES,
+    build_task,
     cache_key,
     json_answer_text,
-    pin_questions,
-    prompt_questions,
     read_outputs,
     read_requests,
     request_body,
@@ -369,20 +369,61 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     assert path.read_text() == '{"id": "r1", "output": "A[1]: yes"}\n'
 
 
-def test_auto_demo_questions_are_pinned_in_the_grammar() -> None:
-    messages = [{"role": "system", "content": "Q[1]: not this one"},
-                {"role": "user", "content": 'Q[1]: Is "2" > 1?\nQ[2]: Premise: a\\b\nHypothesis: c'}]
-    questions = prompt_questions(messages, 2)
-    assert questions == ['Is "2" > 1?', "Premise: a\\b\nHypothesis: c"]
-    assert prompt_questions(messages, 3) is None
-    gbnf = ('root ::= item-1 "\\n" item-2\n'
-            'item-1 ::= "Q[1]: " question "\\n" "A[1]: " answer\n'
-            'item-2 ::= "Q[2]: " question "\\n" "A[2]: " answer\n')
-    assert pin_questions(gbnf, questions) == (
-        'root ::= item-1 "\\n" item-2\n'
-        'item-1 ::= "Q[1]: " "Is \\"2\\" > 1?" "\\n" "A[1]: " answer\n'
-        'item-2 ::= "Q[2]: " "Premise: a\\\\b\\nHypothesis: c" "\\n" "A[2]: " answer\n')
-    assert pin_questions(gbnf, None) == gbnf
+def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
+                                                       build_spec: Callable[..., Path],
+                                                       tmp_path: Path) -> None:
+    from promptc.grammar_gbnf import gbnf_string
+    from promptc.lower import compile_spec
+
+    overrides = {("strategy", "kind"): "auto-demo", ("strategy", "batch_size"): 3,
+                 ("strategy", "selection", "method"): "sequential"}
+    build = build_spec(spec_dir / "math.yaml", spec_dir.parent / f"pin-{tmp_path.name}",
+                       overrides)
+    requests = read_requests(build)
+    assert requests and all(r.kind == "auto-demo" for r in requests)
+    for r in requests:
+        grammar = request_body(r, build, "gbnf")["grammar"]
+        assert '" question ' not in grammar and "question ::=" not in grammar
+        prompt = r.messages[-1]["content"].splitlines()
+        for i in range(1, len(r.item_ids) + 1):
+            # Exactly the question the prompt shows (math questions are one line each).
+            question = next(x for x in prompt if x.startswith(f"Q[{i}]: "))[len(f"Q[{i}]: "):]
+            assert (f'item-{i} ::= "Q[{i}]: " {gbnf_string(question)} "\\n" "A[{i}]: " answer'
+                    in grammar.splitlines()), (i, question)
+    # The build's own .gbnf (any question) is not what is sent.
+    first = requests[0]
+    shared = (build / f"{first.grammar}.gbnf").read_text(encoding="utf-8")
+    assert request_body(first, build, "gbnf")["grammar"] != shared
+    # Other modes do not need the spec.
+    assert "grammar" not in request_body(first, build, "none")
+
+    # A build whose spec cannot be found: a usage error saying what to pass, unless the task
+    # is given.
+    moved = tmp_path / "elsewhere" / "build"
+    moved.parent.mkdir()
+    build.rename(moved)
+    with pytest.raises(UsageError) as e:
+        request_body(first, moved, "gbnf")
+    assert e.value.hint == "pass the spec with --spec SPEC, or use --grammar none"
+    task = compile_spec(spec_dir / "math.yaml", overrides=overrides)
+    assert request_body(first, moved, "gbnf", task=task) == request_body(
+        first, moved, "gbnf", task=build_task(moved, spec_dir / "math.yaml"))
+
+    # A spec changed since the build: the grammar would pin questions the prompt does not show.
+    from dataclasses import replace
+
+    edited = replace(first, messages=tuple(
+        {**m, "content": m["content"].replace("Q[1]: ", "Q[1]: Edited. ")} for m in first.messages))
+    with pytest.raises(UsageError) as e:
+        request_body(edited, moved, "gbnf", task=task)
+    assert e.value.code == "stale-build"
+    assert e.value.message == (f"request {first.id}: the question of item {first.item_ids[0]} "
+                               "in the spec is not the one its prompt shows as Q[1]:")
+    assert str(e.value.location) == f"{moved / 'requests.jsonl'}:{first.line}"
+    unknown = replace(first, item_ids=("no-such-item", *first.item_ids[1:]))
+    with pytest.raises(UsageError) as e:
+        request_body(unknown, moved, "gbnf", task=task)
+    assert e.value.message == f"request {first.id} names item(s) the spec does not have: no-such-item"
 
 
 def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
