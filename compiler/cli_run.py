@@ -50,7 +50,8 @@ def _say(line: str) -> None:
 @click.option("--parse", "parse", is_flag=True,
               help="Parse the answers item by item and write results.jsonl.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The spec to parse with (default: the one named by the build's manifest).")
+              help="The spec of the build: to parse with, and to pin each Auto-Demo question in GBNF "
+                   "mode (default: the one named by the build's manifest).")
 @click.option("--model", default=None, metavar="NAME",
               help="Send this model name instead of the build's.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
