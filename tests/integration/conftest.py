@@ -4,7 +4,7 @@ the example specs built into a scratch folder.
 The server (SmolLM2-135M-Instruct, via tests/llm_server.py) starts on first use only, so that
 a run without ``-m llm`` tests never pays for it. Tests that need it are marked
 ``@pytest.mark.llm`` and skipped only when llama_cpp is not importable (install the stack
-with ``bash ci/install-llm.sh``).
+with ``bash scripts/install-llm.sh``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the same small model cannot follow the batch format; that run only has to report
 every item without raising, and its figures are printed (``pytest -m llm -s``).
 
 Every grammar is checked with llama.cpp's own parser before it is sent: an invalid one would
-kill the server (ci/LLM_NOTES.md).
+kill the server (docs/llm-server.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from promptc.run import read_requests, request_body, run_build
 pytestmark = [
     pytest.mark.llm,
     pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                       reason="llama_cpp is not installed; run: bash ci/install-llm.sh"),
+                       reason="llama_cpp is not installed; run: bash scripts/install-llm.sh"),
 ]
 
 #: The model name sent (the server's alias for SmolLM2; it would take any other name too).

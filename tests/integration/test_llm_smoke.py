@@ -3,7 +3,7 @@
 Proves the pieces promptc's integration tests build on: the server from tests/llm_server.py
 starts, answers the OpenAI chat API through the `openai` client, and honours a GBNF grammar
 passed as the non-standard body field `grammar` (openai: `extra_body={"grammar": ...}`).
-Install the stack with `bash ci/install-llm.sh`. Takes ~5 s on 2 cores.
+Install the stack with `bash scripts/install-llm.sh`. Takes ~5 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ except Exception as exc:  # noqa: BLE001 - ImportError, or OSError if libllama f
 
 requires_llama = pytest.mark.skipif(
     _LLAMA_IMPORT_ERROR is not None,
-    reason=f"llama_cpp is not importable ({_LLAMA_IMPORT_ERROR}); run: bash ci/install-llm.sh",
+    reason=f"llama_cpp is not importable ({_LLAMA_IMPORT_ERROR}); run: bash scripts/install-llm.sh",
 )
 
 GBNF = 'root ::= item item\nitem ::= "A[" [0-9]+ "]: " [a-z ]+ "\\n"\n'
@@ -57,7 +57,7 @@ def llm_base_url():
 @requires_llama
 def test_grammar_is_valid_gbnf():
     assert gbnf_error(GBNF) is None
-    # The server would die with SIGSEGV on these (see ci/LLM_NOTES.md), hence the pre-check.
+    # The server would die with SIGSEGV on these (see docs/llm-server.md), hence the pre-check.
     assert "Undefined rule identifier" in (gbnf_error('root ::= "a" undefined') or "")
     assert gbnf_error('root ::= "a" my_rule\nmy_rule ::= "b"') is not None  # no "_" in names
     assert gbnf_error("") is not None  # llama.cpp would silently not constrain

@@ -41,7 +41,7 @@ from promptc.run import (
 )
 
 requires_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                                    reason="llama_cpp is not installed; run: bash ci/install-llm.sh")
+                                    reason="llama_cpp is not installed; run: bash scripts/install-llm.sh")
 MODEL = "smollm2"
 TIMEOUT = 1800.0
 #: A fake key, unlike anything a file could hold by chance.

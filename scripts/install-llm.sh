@@ -23,7 +23,7 @@
 # the cache key does NOT include CMAKE_ARGS, so a wheel built natively by someone else would be
 # reused; the post-install check below catches that and rebuilds with --no-cache-dir.
 #
-# Usage: bash ci/install-llm.sh            (PYTHON=/path/to/python to choose the interpreter)
+# Usage: bash scripts/install-llm.sh            (PYTHON=/path/to/python to choose the interpreter)
 set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
