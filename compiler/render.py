@@ -759,11 +759,6 @@ def parse_cached(
     return ast
 
 
-def render_requests(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
-    """Another name of :func:`render`, kept for callers that use it."""
-    return render(task, selection)
-
-
 def render(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
     """Renders every batch of a selection into a request (chat messages + model parameters).
 
@@ -956,6 +951,5 @@ __all__ = [
     "check_templates",
     "raise_template_errors",
     "render",
-    "render_requests",
     "task_context",
 ]
