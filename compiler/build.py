@@ -37,16 +37,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from promptc import __version__, ir
-from promptc.errors import Location, UsageError
+from promptc.errors import Location, PromptcError, UsageError
 from promptc.select import SelectionResult, batch_size, select
 
 Target = Literal["chat", "openai-batch"]
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
 OPENAI_BATCH_URL = "/v1/chat/completions"
 GRAMMAR_STEM = "answer"
+REQUESTS_FILE = "requests.jsonl"
+BATCHES_FILE = "batches.jsonl"
+MANIFEST_FILE = "manifest.json"
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
 _OWNED = re.compile(
@@ -238,8 +241,8 @@ def plan(
         return gram.stems[len(r.batch.item_ids)] if gram is not None else None
 
     files: dict[str, str] = {
-        "requests.jsonl": jsonl([request_record(r, stem(r), target) for r in requests]),
-        "batches.jsonl": jsonl([batch_record(r.batch, r.id) for r in requests]),
+        REQUESTS_FILE: jsonl([request_record(r, stem(r), target) for r in requests]),
+        BATCHES_FILE: jsonl([batch_record(r.batch, r.id) for r in requests]),
     }
     if gram is not None:
         files.update(gram.files)
@@ -300,7 +303,7 @@ def plan(
             if gram is None or name not in gram.files
         },
     }
-    files["manifest.json"] = (
+    files[MANIFEST_FILE] = (
         json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default)
         + "\n"
     )
@@ -373,3 +376,151 @@ def to_data(value: object) -> object:
 def ir_json(task: ir.Task) -> str:
     """The IR of a task as indented JSON (``promptc build --emit ir``)."""
     return json.dumps(to_data(task), ensure_ascii=False, indent=2, default=_json_default) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a build back: the one reader of requests.jsonl, beside its writer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltRequest:
+    """One line of a build's ``requests.jsonl``, in either target's form.
+
+    Attributes:
+        id: The request id (``id``, or ``custom_id`` for ``--target openai-batch``).
+        kind: The strategy kind, from the line or else the manifest (``None`` if neither says).
+        item_ids: The items answered, from the line or else the manifest (empty if neither
+            lists them).
+        messages: The chat messages.
+        params: The sampling parameters (``params``, or the batch ``body`` without its messages).
+        grammar: Stem of the request's grammar files, e.g. ``"answer"`` or ``"answer-4"``.
+        location: ``requests.jsonl:line:1`` of the line.
+    """
+
+    id: str
+    kind: str | None
+    item_ids: tuple[str, ...]
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any]
+    grammar: str | None
+    location: Location
+
+    @property
+    def line(self) -> int:
+        """The line of ``requests.jsonl`` the request was read from."""
+        return self.location.line
+
+
+def read_requests(
+    build_dir: str | os.PathLike[str],
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    errors: list[PromptcError] | None = None,
+) -> list[BuiltRequest]:
+    """The requests of a build, in file order, as :func:`build` wrote them for either target.
+
+    Item ids, grammar stems and the strategy kind a line lacks (the OpenAI Batch form keeps
+    them out of the body) come from ``manifest.json``'s ``requests`` and ``strategy``.
+
+    Args:
+        build_dir: The build's output folder.
+        manifest: The build's manifest, if the caller has read it already (else it is read
+            here, and an unreadable one counts as empty).
+        errors: Collect mode: every malformed line's error is appended here and the line is
+            skipped. Without it the first malformed line is raised.
+
+    Raises:
+        UsageError: The folder has no ``requests.jsonl`` (``not-a-build``), or (unless
+            ``errors`` collects them) a line is malformed (``bad-requests-line``, at its
+            file:line:col).
+    """
+    build_path = Path(build_dir)
+    path = build_path / REQUESTS_FILE
+    if not build_path.is_dir() or not path.is_file():
+        raise UsageError(
+            f"{str(build_path)!r} is not a build: it has no {REQUESTS_FILE}",
+            location=Location(str(path)),
+            hint="run promptc build SPEC -o DIR first",
+            code="not-a-build",
+        )
+    listed, kind = _manifest_requests(build_path if manifest is None else manifest)
+    out: list[BuiltRequest] = []
+    seen: set[str] = set()
+
+    def bad(message: str, where: Location) -> None:
+        error = UsageError(message, location=where, code="bad-requests-line")
+        if errors is None:
+            raise error
+        errors.append(error)
+
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = Location(str(path), lineno, 1)
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                bad(f"not JSON: {e.msg}", Location(str(path), lineno, e.colno))
+                continue
+            if not isinstance(data, dict):
+                bad("expected a JSON object", where)
+                continue
+            body = data.get("body")
+            params: Mapping[str, Any]
+            if isinstance(body, dict):  # --target openai-batch
+                rid = data.get("custom_id")
+                params = {k: v for k, v in body.items() if k != "messages"}
+                messages = body.get("messages")
+            else:
+                rid = data.get("id")
+                raw_params = data.get("params")
+                params = raw_params if isinstance(raw_params, dict) else {}
+                messages = data.get("messages")
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+                bad("a request needs an 'id' (or 'custom_id')", where)
+                continue
+            rid = str(rid)
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                bad(f"request {rid} has no list of chat 'messages'", where)
+                continue
+            if rid in seen:
+                bad(f"request id {rid!r} appears twice", where)
+                continue
+            seen.add(rid)
+            known = listed.get(rid, {})
+            item_ids = data.get("item_ids", known.get("item_ids"))
+            stem = data.get("grammar", known.get("grammar"))
+            line_kind = data.get("kind") or kind
+            out.append(BuiltRequest(
+                id=rid,
+                kind=line_kind if isinstance(line_kind, str) else None,
+                item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else (),
+                messages=tuple(messages),
+                params=params,
+                grammar=stem if isinstance(stem, str) else None,
+                location=where,
+            ))
+    return out
+
+
+def _manifest_requests(
+    source: Path | Mapping[str, Any],
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Item ids and grammar stem by request id, and the strategy kind, from a manifest."""
+    manifest: object = source
+    if isinstance(source, Path):
+        try:
+            manifest = json.loads((source / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}, None
+    if not isinstance(manifest, Mapping):
+        return {}, None
+    strategy = manifest.get("strategy")
+    kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
+    out: dict[str, dict[str, Any]] = {}
+    for r in manifest.get("requests") or []:
+        if isinstance(r, Mapping) and "id" in r:
+            out[str(r["id"])] = {"item_ids": r.get("item_ids"), "grammar": r.get("grammar")}
+    return out, kind if isinstance(kind, str) else None

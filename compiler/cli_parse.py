@@ -120,48 +120,33 @@ def _manifest_spec_path(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
     )
 
 
-def _read_requests(path: Path, task: Task, manifest: Mapping[str, Any]) -> dict[str, RequestShape]:
-    """Request shapes from ``requests.jsonl`` (chat or OpenAI Batch form) and the manifest."""
-    listed: dict[str, list[str]] = {}
-    for r in manifest.get("requests") or []:
-        if isinstance(r, Mapping) and isinstance(r.get("item_ids"), list):
-            listed[str(r.get("id"))] = [str(i) for i in r["item_ids"]]
-    strategy = manifest.get("strategy")
-    kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
+def _read_requests(
+    build_dir: Path, task: Task, manifest: Mapping[str, Any]
+) -> dict[str, RequestShape]:
+    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`).
+
+    Raises:
+        PromptcErrors: Every malformed line, at its file:line:col.
+    """
+    from promptc.build import read_requests
+
     requests: dict[str, RequestShape] = {}
     errors: list[PromptcError] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = Location(str(path), lineno, 1)
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                errors.append(UsageError(f"not JSON: {e.msg}", location=Location(
-                    str(path), lineno, e.colno), code="bad-requests-line"))
-                continue
-            if not isinstance(data, dict):
-                errors.append(UsageError("expected a JSON object", location=where,
-                                         code="bad-requests-line"))
-                continue
-            rid = data.get("id", data.get("custom_id"))
-            body = data.get("body")
-            record = {
-                "id": rid,
-                "kind": data.get("kind") or kind or task.strategy.kind,
-                "item_ids": data.get("item_ids", listed.get(str(rid))),
-                "messages": data.get("messages") if "messages" in data else (
-                    body.get("messages") if isinstance(body, Mapping) else None),
-            }
-            if record["kind"] == "auto-demo":
-                record["questions"] = _questions(task, record)
-            try:
-                shape = request_shape(task, record)
-            except PromptcError as e:
-                errors.append(UsageError(e.message, location=where, code=e.code))
-                continue
-            requests[shape.id] = shape
+    for r in read_requests(build_dir, manifest=manifest, errors=errors):
+        record: dict[str, Any] = {
+            "id": r.id,
+            "kind": r.kind or task.strategy.kind,
+            "item_ids": list(r.item_ids) if r.item_ids else None,
+            "messages": [dict(m) for m in r.messages],
+        }
+        if record["kind"] == "auto-demo":
+            record["questions"] = _questions(task, record)
+        try:
+            shape = request_shape(task, record)
+        except PromptcError as e:
+            errors.append(UsageError(e.message, location=r.location, code=e.code))
+            continue
+        requests[shape.id] = shape
     if errors:
         raise PromptcErrors(errors)
     return requests
@@ -214,10 +199,12 @@ def load_build(source: str | Path) -> Build:
         PromptcError: The build or spec cannot be read (a :class:`UsageError` for a missing
             file, the spec's own errors otherwise).
     """
+    from promptc.build import MANIFEST_FILE, REQUESTS_FILE
+
     path = Path(source)
     if path.is_dir():
-        manifest_path = path / "manifest.json"
-        requests_path = path / "requests.jsonl"
+        manifest_path = path / MANIFEST_FILE
+        requests_path = path / REQUESTS_FILE
         for p in (manifest_path, requests_path):
             if not p.is_file():
                 raise UsageError(
@@ -235,7 +222,7 @@ def load_build(source: str | Path) -> Build:
             raise UsageError("manifest.json is not a JSON object",
                              location=Location(str(manifest_path)), code="bad-manifest")
         task = _compile(_manifest_spec_path(path, manifest))
-        return Build(task, _read_requests(requests_path, task, manifest), str(path))
+        return Build(task, _read_requests(path, task, manifest), str(path))
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}",
                          code="not-found")

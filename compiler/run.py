@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from promptc.build import REQUESTS_FILE, BuiltRequest
+from promptc.build import read_requests as read_built_requests
 from promptc.errors import BackendError, Location, UsageError
 
 if TYPE_CHECKING:
@@ -70,8 +72,6 @@ GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
 OUTPUTS_FILE = "outputs.jsonl"
 RESULTS_FILE = "results.jsonl"
 REPLACED_FILE = "outputs.replaced.jsonl"
-REQUESTS_FILE = "requests.jsonl"
-MANIFEST_FILE = "manifest.json"
 CACHE_FILE = "responses.sqlite"
 DEFAULT_TIMEOUT = 600.0  # seconds; a small local model on two cores can take minutes per batch
 DEFAULT_MAX_RETRIES = 3
@@ -220,105 +220,18 @@ class RunResult:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BuildRequest:
-    """One request of ``requests.jsonl``, in either build target's form."""
-
-    id: str
-    item_ids: tuple[str, ...]
-    kind: str | None
-    messages: tuple[Mapping[str, Any], ...]
-    params: Mapping[str, Any]
-    grammar: str | None  # stem of the grammar files, e.g. "answer" or "answer-4"
-    line: int
+#: A request as :func:`promptc.build.read_requests` reads it (the reader lives beside the writer).
+BuildRequest = BuiltRequest
 
 
 def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
-    """The requests of a build, in order.
-
-    Reads the chat form (``id``, ``item_ids``, ``kind``, ``messages``, ``params``, ``grammar``)
-    and the OpenAI Batch form (``custom_id``, ``body``; item ids and grammar stems then come
-    from ``manifest.json``).
+    """The requests of a build, in order (both targets; see :func:`promptc.build.read_requests`).
 
     Raises:
         UsageError: The folder is not a build, or a line of ``requests.jsonl`` is malformed
-            (at its file:line).
+            (the first such line, at its file:line).
     """
-    build = Path(build_dir)
-    path = build / REQUESTS_FILE
-    if not build.is_dir() or not path.is_file():
-        raise UsageError(
-            f"{str(build)!r} is not a build: it has no {REQUESTS_FILE}",
-            location=Location(str(path)),
-            hint="run promptc build SPEC -o DIR first",
-            code="not-a-build",
-        )
-    listed = _manifest_requests(build)
-    out: list[BuildRequest] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = Location(str(path), lineno, 1)
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"not JSON: {e.msg}", location=Location(str(path), lineno, e.colno),
-                                 code="bad-requests-line") from None
-            if not isinstance(data, dict):
-                raise UsageError("expected a JSON object", location=where, code="bad-requests-line")
-            body = data.get("body")
-            if isinstance(body, dict):  # --target openai-batch
-                rid = data.get("custom_id")
-                params = {k: v for k, v in body.items() if k != "messages"}
-                messages = body.get("messages")
-            else:
-                rid = data.get("id")
-                raw_params = data.get("params")
-                params = raw_params if isinstance(raw_params, dict) else {}
-                messages = data.get("messages")
-            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-                raise UsageError("a request needs an 'id' (or 'custom_id')", location=where,
-                                 code="bad-requests-line")
-            rid = str(rid)
-            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-                raise UsageError(f"request {rid} has no list of chat 'messages'", location=where,
-                                 code="bad-requests-line")
-            if rid in seen:
-                raise UsageError(f"request id {rid!r} appears twice", location=where,
-                                 code="bad-requests-line")
-            seen.add(rid)
-            known = listed.get(rid, {})
-            item_ids = data.get("item_ids", known.get("item_ids", []))
-            stem = data.get("grammar", known.get("grammar"))
-            out.append(BuildRequest(
-                id=rid,
-                item_ids=tuple(str(i) for i in item_ids or ()),
-                kind=data.get("kind") or known.get("kind"),
-                messages=tuple(messages),
-                params=params,
-                grammar=stem if isinstance(stem, str) else None,
-                line=lineno,
-            ))
-    return out
-
-
-def _manifest_requests(build: Path) -> dict[str, dict[str, Any]]:
-    try:
-        manifest = json.loads((build / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(manifest, dict):
-        return {}
-    strategy = manifest.get("strategy")
-    kind = strategy.get("kind") if isinstance(strategy, dict) else None
-    out: dict[str, dict[str, Any]] = {}
-    for r in manifest.get("requests") or []:
-        if isinstance(r, dict) and "id" in r:
-            out[str(r["id"])] = {"item_ids": r.get("item_ids"), "grammar": r.get("grammar"),
-                                 "kind": kind}
-    return out
+    return read_built_requests(build_dir)
 
 
 def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
