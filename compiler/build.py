@@ -460,7 +460,9 @@ def read_requests(
                 continue
             where = Location(str(path), lineno, 1)
             try:
-                data = json.loads(line)
+                # Without its line end, so that a truncated line's error points into the line
+                # (JSON would report the position after the newline: the next line, column 1).
+                data = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
                 bad(f"not JSON: {e.msg}", Location(str(path), lineno, e.colno))
                 continue

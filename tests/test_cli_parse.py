@@ -197,6 +197,19 @@ def test_not_a_build(tmp_path: Path) -> None:
     assert result.exit_code == 2  # click: the path does not exist
 
 
+def test_a_truncated_requests_line_is_reported_inside_that_line(specs: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "build"
+    build(compile_spec(specs / "math.yaml"), out)
+    (out / "requests.jsonl").write_text('{"id": "r0001",\n', encoding="utf-8")
+    path = tmp_path / "out.txt"
+    path.write_text("A[1]: x", encoding="utf-8")
+    result = run(out, path, "--request", "r0001")
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {out / 'requests.jsonl'}:1:16: not JSON: Expecting "
+                             "property name enclosed in double quotes\n")
+
+
 def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> None:
     task = compile_spec(specs / "math-batch.yaml")
     out = specs.parent / "openai-build"
