@@ -374,7 +374,7 @@ class AnswerGrammar:
         new = tuple.__new__
         items: list[ParsedItem] = []
         try:
-            for i, start_group, end_group, q_group, fields in self._fast_plan:
+            for i, start_group, end_group, q_group, fields in self.item_groups:
                 values: dict[str, Value] = {}
                 spans: dict[str, Span] = {}
                 for name, group, read in fields:
@@ -398,11 +398,14 @@ class AnswerGrammar:
         return items
 
     @cached_property
-    def _fast_plan(
+    def item_groups(
         self,
     ) -> list[tuple[int, int, int, int, list[tuple[str, int, Callable[[str], Value]]]]]:
-        """Per item: index, group where it starts, group where it ends, question group (or 0),
-        and (field, group, reader) for each field — group numbers of :attr:`regex`."""
+        """How to read each item from a match of :attr:`regex`, for fast readers.
+
+        Per item: index, group where it starts, group where it ends, question group (or 0),
+        and (field, group, reader) for each field — group numbers of :attr:`regex`; the
+        readers are :func:`promptc.values.value_reader`'s."""
         gi = self._compiled.groupindex
         fields: dict[int, list[tuple[str, int, Callable[[str], Value]]]] = {}
         for i, name, group in self._full_regex[1]:

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from promptc import formats
 from promptc.errors import OutputParseError
 from promptc.ir import Item, Literal_, Request, StrategyKind, Task, Value
-from promptc.values import value_reader
 
 if TYPE_CHECKING:
     from promptc.grammar import AnswerGrammar
@@ -1028,28 +1027,17 @@ def _fast_plan(g: AnswerGrammar) -> _FastPlan | None:
 
 
 def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
-    # The group layout of AnswerGrammar.regex: per item q{i} (auto-demo) or a{i} (batch) where
-    # it starts, qt{i} its question, i{i} its answer body, and (item, field, group) triples.
+    # AnswerGrammar.item_groups holds group numbers of this very pattern.
     if g.regex is None:
         return None
     pattern = re.compile(g.regex)
-    gi = pattern.groupindex
-    by_name = {f.name: f for f in g.fields}
-    fields: dict[int, list[tuple[str, int, Callable[[str], Value] | None]]] = {}
-    for i, name, group in g.regex_groups:
-        if name is not None:
-            f = by_name[name]
-            read = None if f.type == "text" else value_reader(f)
-            fields.setdefault(i, []).append((name, gi[group], read))
-    items = []
-    for i in range(1, g.n_items + 1):
-        if g.kind == "auto-demo":
-            q, start = gi[f"qt{i}"], gi[f"q{i}"]
-        elif g.kind == "batch":
-            q, start = 0, gi[f"a{i}"]
-        else:
-            q, start = 0, gi[f"i{i}"]
-        items.append((i, q, start, gi[f"i{i}"], tuple(fields.get(i, ()))))
+    text = {f.name for f in g.fields if f.type == "text"}
+    # The grammar's own reading plan; text is read as is (no reader call on the hot path).
+    items = [
+        (i, q, start, end, tuple((name, group, None if name in text else read)
+                                 for name, group, read in fields))
+        for i, start, end, q, fields in g.item_groups
+    ]
     return _FastPlan(pattern, tuple(items), _fast_columns_of(g, items))
 
 
