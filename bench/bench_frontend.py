@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from promptc.lower import compile_spec
+from promptc.spec.lower import compile_spec
 
 SPEC = """\
 promptc: 1
@@ -70,7 +70,7 @@ def main() -> None:
 
 
 def large_spec(folder: Path, repeats: int) -> None:
-    from promptc import load
+    from promptc.spec import load
 
     head, tail = SPEC.format(path="data.jsonl", id="").split("data:", 1)
     lines = [head]

@@ -22,9 +22,9 @@ import re
 import time
 from decimal import Decimal
 
-from promptc import formats, ir
-from promptc.answer_format import parse_answer_format, write_answer
-from promptc.grammar import build_grammar
+from promptc import markers, ir
+from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.grammar.answer import build_grammar
 
 WORDS = ["so", "we", "add", "the", "two", "numbers", "then", "subtract", "7", "which", "gives", "the", "total", "of", "apples", "left"]
 
@@ -51,8 +51,8 @@ def outputs(task: ir.Task, n_outputs: int, n_items: int, seed: int = 0) -> list[
             reasoning = " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 40))) + "."
             answer = Decimal(rng.randint(-5000, 5000)) / Decimal(rng.choice([1, 1, 10, 100]))
             body = write_answer(task.answer_format, task.outputs, {"reasoning": reasoning, "answer": answer})
-            lines.append(f"{formats.question_marker(i)} {q}")
-            lines.append(f"{formats.answer_marker(i)} {body}")
+            lines.append(f"{markers.question_marker(i)} {q}")
+            lines.append(f"{markers.answer_marker(i)} {body}")
         out.append("\n".join(lines))
     return out
 

@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from promptc import formats
-from promptc.answer_format import parse_answer_format, write_answer
-from promptc.grammar import build_grammar
+from promptc import markers
+from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.grammar.answer import build_grammar
 from promptc.ir import (
     InputField,
     Item,
@@ -47,7 +47,7 @@ from promptc.ir import (
     Task,
     Value,
 )
-from promptc.parse_output import RequestShape, parse_output, parse_output_recover_slow
+from promptc.parse.output import RequestShape, parse_output, parse_output_recover_slow
 
 N_ITEMS = 8
 WORDS = ["apples", "oranges", "baskets", "trays", "rolls", "pages", "days", "hours", "dollars", "friends", "cookies", "boxes", "marbles", "pencils", "books", "tickets"]
@@ -89,7 +89,7 @@ def make_outputs(task: Task, n_outputs: int, rng: random.Random) -> tuple[list[R
     by_id = {i.id: i for i in task.items}
     for r in range(n_outputs):
         ids = rng.sample(sorted(by_id), N_ITEMS)
-        questions = tuple(formats.question_text(task.inputs, by_id[i].inputs) for i in ids)
+        questions = tuple(markers.question_text(task.inputs, by_id[i].inputs) for i in ids)
         shapes.append(RequestShape(f"r{r:05d}", "auto-demo", tuple(ids), questions))
         lines = []
         for i, q in enumerate(questions, 1):
@@ -97,10 +97,10 @@ def make_outputs(task: Task, n_outputs: int, rng: random.Random) -> tuple[list[R
                 "reasoning": reasoning(rng),
                 "answer": Decimal(rng.randint(-2000, 200000)) / (10 if rng.random() < 0.2 else 1),
             }
-            lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR + q)
-            lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR
+            lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR + q)
+            lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR
                          + write_answer(task.answer_format, task.outputs, values))
-        outputs.append(formats.ITEM_SEPARATOR.join(lines))
+        outputs.append(markers.ITEM_SEPARATOR.join(lines))
     return shapes, outputs
 
 

@@ -74,7 +74,7 @@ def child(args: list[str]) -> dict[str, object]:
 def phase_embed(dataset: str, cache: str, data_dir: Path) -> None:
     texts = load_texts(dataset, data_dir)
     t0 = time.perf_counter()
-    from promptc.embed import SentenceTransformerEmbedder, embed_texts
+    from promptc.select.embed import SentenceTransformerEmbedder, embed_texts
 
     emb = embed_texts(texts, cache_dir=cache)
     seconds = time.perf_counter() - t0
@@ -95,7 +95,7 @@ def phase_embed(dataset: str, cache: str, data_dir: Path) -> None:
 
 def synthetic(kind: str, n: int = N_SYNTH, d: int = DIM, seed: int = 0):  # type: ignore[no-untyped-def]
     import numpy as np
-    from promptc.neighbors import normalize
+    from promptc.select.neighbors import normalize
 
     rng = np.random.default_rng(seed)
     centres = normalize(rng.standard_normal((2000, d), dtype=np.float32))
@@ -116,7 +116,7 @@ def phase_search(kind: str, search: str, out: str) -> None:
     import tracemalloc
 
     import numpy as np
-    from promptc import neighbors as nb
+    from promptc.select import neighbors as nb
 
     v = synthetic(kind)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -178,8 +178,8 @@ def embedding_report(data_dir: Path, rows: list[str]) -> dict[str, str]:
 
 def similarity_report(data_dir: Path, caches: dict[str, str], rows: list[str]) -> None:
     import numpy as np
-    from promptc import similarity as sim
-    from promptc.embed import embed_texts
+    from promptc.select import similarity as sim
+    from promptc.select.embed import embed_texts
 
     methods = ["partition", "retrieval", "diverse"]
     rows += [

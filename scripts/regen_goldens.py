@@ -30,7 +30,7 @@ def example_specs() -> list[Path]:
 def build_files(spec: Path, strategy: str) -> dict[str, str]:
     """The golden files of one spec × strategy, by file name."""
     from promptc.build import plan
-    from promptc.lower import compile_spec
+    from promptc.spec.lower import compile_spec
 
     task = compile_spec(spec, overrides={("strategy", "kind"): strategy})
     files = plan(task).files

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from promptc import ir
-from promptc.answer_format import parse_answer_format
+from promptc.spec.answer_format import parse_answer_format
 
 # In CI, property tests draw the same examples on every run, so that a red run points at a
 # change and not at luck; locally they stay random, to keep finding new cases.

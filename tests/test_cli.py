@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from promptc import __version__, cli
+from promptc.cli import show
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
@@ -250,9 +251,9 @@ def test_schema_and_version() -> None:
 
 def test_help_lists_parse_without_importing_it() -> None:
     code = (
-        "import sys\nfrom promptc.cli import run\nrc = run(['--help'])\n"
-        "assert rc == 0, rc\nassert 'promptc.cli_parse' not in sys.modules\n"
-        "assert 'promptc.render' not in sys.modules and 'jinja2' not in sys.modules\n"
+        "import sys\nfrom promptc.cli.main import run\nrc = run(['--help'])\n"
+        "assert rc == 0, rc\nassert 'promptc.cli.parse' not in sys.modules\n"
+        "assert 'promptc.render.renderer' not in sys.modules and 'jinja2' not in sys.modules\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -298,11 +299,11 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
         "r0001", batch, "batch", (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"}
     )
     out = Terminal()
-    cli.show_request(request, "answer", out)
+    show.show_request(request, "answer", out)
     text = out.getvalue()
     assert "Q[1]: [bold]x[/bold]" in text and "╭─ user" in text
     out = Terminal()
-    cli.show_batches([batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out)
+    show.show_batches([batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out)
     assert "method: sequential" in out.getvalue() and "embedding" not in out.getvalue()
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from promptc import formats
+from promptc import markers
 from promptc.build import build
-from promptc.cli_parse import parse_command
-from promptc.lower import compile_spec
+from promptc.cli.parse import parse_command
+from promptc.spec.lower import compile_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +46,9 @@ def good_output(request: dict[str, object], answer_base: int = 0) -> str:
     items = {i.id: i for i in task.items}
     lines = []
     for i, item_id in enumerate(request["item_ids"], 1):  # type: ignore[arg-type]
-        q = formats.question_text(task.inputs, items[item_id].inputs)
-        lines.append(f"{formats.question_marker(i)} {q}")
-        lines.append(f"{formats.answer_marker(i)} Add them up. The answer is {answer_base + i}.")
+        q = markers.question_text(task.inputs, items[item_id].inputs)
+        lines.append(f"{markers.question_marker(i)} {q}")
+        lines.append(f"{markers.answer_marker(i)} Add them up. The answer is {answer_base + i}.")
     return "\n".join(lines)
 
 
@@ -218,7 +218,7 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
     assert "custom_id" in first and "item_ids" not in first
     manifest = json.loads((out / "manifest.json").read_text())
     ids = manifest["requests"][0]["item_ids"]
-    text = "\n".join(f"{formats.answer_marker(i)} So. The answer is 0.1." for i in
+    text = "\n".join(f"{markers.answer_marker(i)} So. The answer is 0.1." for i in
                      range(1, len(ids) + 1))
     outputs = jsonl(tmp_path / "o.jsonl", [{"custom_id": first["custom_id"], "response": {
         "body": {"choices": [{"message": {"content": text}}]}}}])
@@ -229,7 +229,7 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
 
 
 def test_registered_in_the_promptc_group(math_build: Path, tmp_path: Path) -> None:
-    from promptc.cli import cli
+    from promptc.cli.main import cli
 
     reqs = requests_of(math_build)
     outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[0]["id"], "output": good_output(reqs[0])}])

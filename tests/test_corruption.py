@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-from promptc.parse_output import parse_output
+from promptc.parse.output import parse_output
 from test_parse_output import (
     MATH_FORMAT,
     NUMBER,

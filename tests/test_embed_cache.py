@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from promptc import embed
+from promptc.select import embed
 from promptc.errors import Location, SelectionError
 
 np = pytest.importorskip("numpy")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from promptc import ir
 from promptc.errors import OutputParseError
-from promptc.grammar import build_grammar
+from promptc.grammar.answer import build_grammar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -239,9 +239,9 @@ def test_regex_file_is_the_fast_path() -> None:
 
 
 def _rendered_requests(spec: str, kind: ir.StrategyKind, size: int) -> tuple[ir.Task, list[ir.Request]]:
-    from promptc.lower import compile_spec
-    from promptc.render import render
-    from promptc.select import select
+    from promptc.spec.lower import compile_spec
+    from promptc.render.renderer import render
+    from promptc.select.methods import select
 
     root = Path(__file__).resolve().parents[1]
     task = compile_spec(
@@ -300,10 +300,10 @@ TRICKY_QUESTIONS = [
 
 
 def _pinned_cases(name: str, n: int, rng: random.Random) -> tuple[ir.Task, list[str], list[dict[str, ir.Value]]]:
-    from promptc import formats
+    from promptc import markers
 
     task = TASKS[name]
-    pool = [*TRICKY_QUESTIONS, formats.question_text(
+    pool = [*TRICKY_QUESTIONS, markers.question_text(
         task.inputs, {f.name: TRICKY_QUESTIONS[k % len(TRICKY_QUESTIONS)]
                       for k, f in enumerate(task.inputs)})]
     start = rng.randint(0, 99)
@@ -351,7 +351,7 @@ def test_pinned_gbnf_is_parsed_by_llama_cpp(name: str) -> None:
 
 @requires_llama
 def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
-    from promptc import formats
+    from promptc import markers
 
     rng = random.Random(5)
     cases, expect = [], []
@@ -364,7 +364,7 @@ def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
             other = list(questions)
             other[-1] = other[-1] + "?"
             swapped = list(reversed(questions))
-            own = [formats.question_text(task.inputs, {f.name: "What is 2 + 2?"
+            own = [markers.question_text(task.inputs, {f.name: "What is 2 + 2?"
                                                        for f in task.inputs})] * n
             cases += [
                 (pinned, out),  # the canonical output of its own questions

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 from promptc.build import build
-from promptc.lower import compile_spec
+from promptc.spec.lower import compile_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,10 +123,10 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
     """What the shipped templates ask the model to write is exactly what the answer grammar
     accepts: an answer written as the prompt's solved examples are written parses ``ok`` in
     strict mode, with the values it was written from."""
-    from promptc import formats
-    from promptc.answer_format import write_answer
+    from promptc import markers
+    from promptc.spec.answer_format import write_answer
     from promptc.build import plan
-    from promptc.parse_output import parse_output
+    from promptc.parse.output import parse_output
 
     task = compile_spec(spec, overrides={("strategy", "kind"): strategy})
     values = {o.name: _sample_value(o) for o in task.outputs}
@@ -139,9 +139,9 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
             lines = []
             for i, item_id in enumerate(request.batch.item_ids, 1):
                 if strategy == "auto-demo":
-                    question = formats.question_text(task.inputs, by_id[item_id].inputs)
-                    lines.append(f"{formats.question_marker(i)} {question}")
-                lines.append(f"{formats.answer_marker(i)} {answer}")
+                    question = markers.question_text(task.inputs, by_id[item_id].inputs)
+                    lines.append(f"{markers.question_marker(i)} {question}")
+                lines.append(f"{markers.answer_marker(i)} {answer}")
             output = "\n".join(lines)
         results = parse_output(task, request, output, mode="strict")
         assert [r.status for r in results] == ["ok"] * len(request.batch.item_ids), output

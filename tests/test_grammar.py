@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from promptc import formats, ir
-from promptc.answer_format import parse_answer_format, write_answer
+from promptc import markers, ir
+from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.errors import GrammarError, OutputParseError
-from promptc.grammar import AnswerGrammar, AnswerMismatch, build_grammar
+from promptc.grammar.answer import AnswerGrammar, AnswerMismatch, build_grammar
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
@@ -112,7 +112,7 @@ def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
 
 def spec_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
     """The example specs of specs/, compiled by promptc's own front end."""
-    from promptc.lower import compile_spec
+    from promptc.spec.lower import compile_spec
 
     cases = []
     for spec in sorted((REPO / "specs").glob("*.yaml")):
@@ -187,10 +187,10 @@ def canonical_output(
     lines = []
     for i, body in enumerate(bodies, start=1):
         if kind == "auto-demo":
-            q = formats.question_text(task.inputs, questions[i - 1])
-            lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR + q)
-        lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR + body)
-    return formats.ITEM_SEPARATOR.join(lines)
+            q = markers.question_text(task.inputs, questions[i - 1])
+            lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR + q)
+        lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR + body)
+    return markers.ITEM_SEPARATOR.join(lines)
 
 
 ASCII_WS = " \t\n\r\x0b\x0c"
@@ -253,7 +253,7 @@ def assert_parses_to(g: AnswerGrammar, output: str, answers: Sequence[dict[str, 
         assert text.strip(ASCII_WS) == text
     if g.kind == "auto-demo":
         for item, q in zip(fast, questions):
-            assert item.question == formats.question_text(task.inputs, q)
+            assert item.question == markers.question_text(task.inputs, q)
 
 
 # Every size 1–64 would build 64 LALR tables per task (~0.5 s each at 64): sample the range.
@@ -273,7 +273,7 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
     output = canonical_output(task, kind, answers, questions)
-    written = [formats.question_text(task.inputs, q) for q in questions]
+    written = [markers.question_text(task.inputs, q) for q in questions]
     assert g.write_output(answers, written) == output  # the grammar's own writer agrees
     assert_parses_to(g, output, answers, questions, task)
     assert g.parse_strict(output) == g.parse_strict_regex(output)

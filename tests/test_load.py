@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
-from promptc.load import load_spec
-from promptc.lower import compile_spec, default_label, lower
-from promptc.validate import validate
+from promptc.spec.load import load_spec
+from promptc.spec.lower import compile_spec, default_label, lower
+from promptc.spec.validate import validate
 
 SPECS = Path(__file__).parent / "fixtures" / "specs"
 
@@ -414,7 +414,7 @@ def test_bad_data_rows_are_all_reported(spec_dir: Path) -> None:
 
 def test_libyaml_and_pure_python_parsers_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Data, key and value positions, and scalar spans are the same whichever parser runs."""
-    from promptc import load
+    from promptc.spec import load
 
     specs = sorted(SPECS.rglob("*.yaml")) + sorted((SPECS.parent.parent.parent / "specs")
                                                    .glob("*.yaml"))

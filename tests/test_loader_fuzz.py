@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from promptc.errors import PromptcError
 from promptc.ir import Task
-from promptc.load import iter_paths, load_spec
-from promptc.lower import compile_spec
+from promptc.spec.load import iter_paths, load_spec
+from promptc.spec.lower import compile_spec
 
 VALID: dict[str, Any] = {
     "promptc": 1,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 np = pytest.importorskip("numpy")
 
-from promptc import neighbors as nb
+from promptc.select import neighbors as nb
 
 
 def brute_force(queries, corpus, k, self_offset=None):

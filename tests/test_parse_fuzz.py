@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from promptc import formats
+from promptc import markers
 from promptc.ir import OutputField, Request, StrategyKind, Task, Value
-from promptc.parse_output import (
+from promptc.parse.output import (
     _MARKER,
     STATUSES,
     ItemResult,
@@ -213,9 +213,9 @@ def styled_cases(draw: st.DrawFn, max_n: int) -> tuple[Task, Request, str]:
             return task, req, body
         if kind == "auto-demo":
             item = task.items[i - 1]
-            lines.append(formats.question_marker(i) + " "
-                         + formats.question_text(task.inputs, item.inputs))
-        lines.append(formats.answer_marker(i) + " " + body)
+            lines.append(markers.question_marker(i) + " "
+                         + markers.question_text(task.inputs, item.inputs))
+        lines.append(markers.answer_marker(i) + " " + body)
     return task, req, "\n".join(lines)
 
 
@@ -230,7 +230,7 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
         valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12)))
     out = data.draw(slack(out, task.strategy.kind))
     assume(normalise_lookalikes(out)[1] is None)  # lookalikes always take the slow path
-    from promptc.parse_output import grammar_for
+    from promptc.parse.output import grammar_for
 
     shape = request_shape(task, req)
     g = grammar_for(task, len(shape.item_ids), shape.kind)

@@ -1,7 +1,7 @@
-"""promptc.parse_output: results, modes, alignment, the fast path, JSON form.
+"""promptc.parse.output: results, modes, alignment, the fast path, JSON form.
 
 Tasks are built directly from ir dataclasses; canonical outputs are written with the constants
-of promptc.formats and promptc.answer_format.write_answer, as the templates write them.
+of promptc.markers and promptc.spec.answer_format.write_answer, as the templates write them.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
-from promptc import formats
-from promptc.answer_format import parse_answer_format, write_answer
+from promptc import markers
+from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.errors import OutputParseError
 from promptc.ir import (
     Batch,
@@ -29,7 +29,7 @@ from promptc.ir import (
     Task,
     Value,
 )
-from promptc.parse_output import (
+from promptc.parse.output import (
     QUESTION_SIMILARITY,
     ItemResult,
     RequestShape,
@@ -109,7 +109,7 @@ def make_request(task: Task, rid: str = "r1", item_ids: Sequence[str] | None = N
 
 def question_of(task: Task, item_id: str) -> str:
     item = next(i for i in task.items if i.id == item_id)
-    return formats.question_text(task.inputs, item.inputs)
+    return markers.question_text(task.inputs, item.inputs)
 
 
 def canonical(task: Task, request: Request, answers: Sequence[Mapping[str, Value]]) -> str:
@@ -120,11 +120,11 @@ def canonical(task: Task, request: Request, answers: Sequence[Mapping[str, Value
     lines = []
     for i, (item_id, values) in enumerate(zip(request.batch.item_ids, answers), 1):
         if kind == "auto-demo":
-            lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR
+            lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR
                          + question_of(task, item_id))
-        lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR
+        lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR
                      + write_answer(task.answer_format, task.outputs, values))
-    return formats.ITEM_SEPARATOR.join(lines)
+    return markers.ITEM_SEPARATOR.join(lines)
 
 
 def math_answers(n: int) -> list[dict[str, Value]]:
@@ -385,10 +385,10 @@ def test_real_model_outputs_parse_item_by_item() -> None:
     openai = pytest.importorskip("openai")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from llm_server import gbnf_error, running_server
-    from promptc.grammar import build_grammar
-    from promptc.lower import compile_spec
-    from promptc.render import render
-    from promptc.select import select
+    from promptc.grammar.answer import build_grammar
+    from promptc.spec.lower import compile_spec
+    from promptc.render.renderer import render
+    from promptc.select.methods import select
 
     root = Path(__file__).resolve().parents[1]
     task = compile_spec(root / "specs" / "sentiment.yaml")

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from promptc import ir, select
+from promptc import ir
+from promptc.select import methods as select
 from promptc.errors import SelectionError, TemplateError
-from promptc.lower import compile_spec
-from promptc.render import Renderer, check_templates, render
+from promptc.spec.lower import compile_spec
+from promptc.render.renderer import Renderer, check_templates, render
 
 TaskFactory = Callable[..., ir.Task]
 
@@ -67,31 +68,28 @@ def test_random_covers_every_item_once(task_factory: TaskFactory) -> None:
     assert sorted(flat) == sorted(it.id for it in task.items)
 
 
-def test_registry_accepts_new_methods(
+def test_method_table_is_the_one_place_methods_are_found(
     task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select, "_REGISTRY", dict(select._REGISTRY))
-
-    @select.register("sequential")
     def reversed_order(task: ir.Task) -> select.SelectionResult:
         order = list(range(len(task.items)))[::-1]
         return select.SelectionResult(select.chunk(task, order), {"note": "reversed"})
 
+    monkeypatch.setattr(select, "METHODS", {**select.METHODS, "sequential": reversed_order})
     result = select.select(task_factory(kind="batch", batch_size=2, n_items=3))
     assert ids(result) == [["q2", "q1"], ["q0"]]
     assert result.info["note"] == "reversed"
     assert result.info["requests"] == 2
 
 
+def test_every_declared_method_has_an_entry() -> None:
+    assert set(select.METHODS) == set(ir.SELECTION_METHODS)
+
+
 def test_similarity_method_without_the_extra_says_what_to_install(
     task_factory: TaskFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        select,
-        "_REGISTRY",
-        {k: v for k, v in select._REGISTRY.items() if k not in ir.SIMILARITY_METHODS},
-    )
-    monkeypatch.setitem(sys.modules, "promptc.similarity", None)  # import fails
+    monkeypatch.setitem(sys.modules, "promptc.select.similarity", None)  # import fails
     with pytest.raises(SelectionError) as e:
         select.select(task_factory(method="partition"))
     assert e.value.message.startswith(

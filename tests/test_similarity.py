@@ -2,7 +2,7 @@
 
 Two layers: the grouping core on plain vectors (no model needed), and, marked ``embed``, the
 whole method on tests/fixtures/topics.jsonl (48 sentences, four clearly distinct topics) with
-the real bundled all-MiniLM-L6-v2, through ``promptc.select``.
+the real bundled all-MiniLM-L6-v2, through ``promptc.select.methods``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from promptc.errors import Location, SelectionError
 
 np = pytest.importorskip("numpy")
 
-from promptc import similarity as sim
-from promptc.neighbors import normalize
+from promptc.select import similarity as sim
+from promptc.select.neighbors import normalize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "topics.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -232,7 +232,7 @@ def warm_cache(tmp_path_factory):
     """A cache folder filled once for the module (the model loads once)."""
     pytest.importorskip("sentence_transformers")
     folder = tmp_path_factory.mktemp("similarity") / "cache"
-    from promptc.select import select
+    from promptc.select.methods import select
 
     select(topic_task("partition", folder))
     return folder
@@ -245,7 +245,7 @@ def topic_sets(result):
 @pytest.mark.embed
 @pytest.mark.parametrize("size", [3, 4, 6])
 def test_topics_partition_is_pure_and_covers_once(warm_cache, size):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     result = select(topic_task("partition", warm_cache, batch_size=size))
     ids = [i for b in result.batches for i in b.item_ids]
@@ -258,7 +258,7 @@ def test_topics_partition_is_pure_and_covers_once(warm_cache, size):
 @pytest.mark.embed
 @pytest.mark.parametrize("size", [3, 4, 6])
 def test_topics_retrieval_is_pure_one_batch_per_item_target_last(warm_cache, size):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     result = select(topic_task("retrieval", warm_cache, batch_size=size))
     assert len(result.batches) == 48
@@ -282,7 +282,7 @@ def test_topics_retrieval_is_pure_one_batch_per_item_target_last(warm_cache, siz
 @pytest.mark.embed
 @pytest.mark.parametrize("size", [3, 4])
 def test_topics_diverse_mixes_topics_and_covers_once(warm_cache, size):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     result = select(topic_task("diverse", warm_cache, batch_size=size))
     ids = [i for b in result.batches for i in b.item_ids]
@@ -293,7 +293,7 @@ def test_topics_diverse_mixes_topics_and_covers_once(warm_cache, size):
 
 @pytest.mark.embed
 def test_topics_similarity_ranks_partition_over_random_over_diverse(warm_cache):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     means = {
         m: select(topic_task(m, warm_cache)).info["mean_within_batch_similarity"]
@@ -306,7 +306,7 @@ def test_topics_similarity_ranks_partition_over_random_over_diverse(warm_cache):
 @pytest.mark.embed
 @pytest.mark.parametrize("method", ["retrieval", "partition", "diverse"])
 def test_topics_deterministic(warm_cache, method):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     a = select(topic_task(method, warm_cache))
     b = select(topic_task(method, warm_cache))
@@ -316,7 +316,7 @@ def test_topics_deterministic(warm_cache, method):
 
 @pytest.mark.embed
 def test_topics_manifest_info(warm_cache):
-    from promptc.select import select
+    from promptc.select.methods import select
 
     info = select(topic_task("partition", warm_cache)).info
     assert info["method"] == "partition"
@@ -346,14 +346,14 @@ SCRIPT = """
 import sys
 {prelude}
 from promptc.errors import PromptcError
-from promptc.lower import compile_spec
-from promptc.select import select
+from promptc.spec.lower import compile_spec
+from promptc.select.methods import select
 try:
     result = select(compile_spec(sys.argv[1]))
 except PromptcError as e:
     print(e.format())
     sys.exit(3)
-from promptc.embed import SentenceTransformerEmbedder
+from promptc.select.embed import SentenceTransformerEmbedder
 heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
 print(len(result.batches), SentenceTransformerEmbedder.loads, heavy)
 """
@@ -448,7 +448,7 @@ def test_missing_extra_says_what_to_install(tmp_path, module, package):
 
 def test_target_position_is_checked_before_embedding(tmp_path):
     task = topic_task("retrieval", tmp_path / "cache", batch_size=4, target_position=7)
-    from promptc.select import select
+    from promptc.select.methods import select
 
     with pytest.raises(SelectionError) as e:
         select(task)

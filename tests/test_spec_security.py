@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import LoadError, PromptcError, PromptcErrors
-from promptc.load import MAX_SPEC_BYTES, load_spec
-from promptc.lower import compile_spec
+from promptc.spec.load import MAX_SPEC_BYTES, load_spec
+from promptc.spec.lower import compile_spec
 
 SPEC = """\
 promptc: 1

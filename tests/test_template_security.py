@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptc import select
+from promptc.select import methods as select
 from promptc.errors import TemplateError
-from promptc.lower import compile_spec
-from promptc.render import SpecLoader, check_templates, render
+from promptc.spec.lower import compile_spec
+from promptc.render.renderer import SpecLoader, check_templates, render
 
 SPEC = """\
 promptc: 1

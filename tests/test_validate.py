@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import PromptcErrors
-from promptc.lower import compile_spec
-from promptc.validate import MESSAGES
+from promptc.spec.lower import compile_spec
+from promptc.spec.validate import MESSAGES
 
 MALFORMED = Path(__file__).parent / "malformed"
 EXPECT = "# expect: "
@@ -50,17 +50,17 @@ def test_messages_table_has_no_trailing_periods() -> None:
 
 
 def test_every_diagnostic_code_is_documented() -> None:
-    from promptc import data, load
+    from promptc.spec import data, load
 
     doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
     codes = set(MESSAGES) | set(load.MESSAGES) | set(data.MESSAGES)
-    codes |= {"answer-format-syntax", "empty-answer-format"}  # from promptc.answer_format
+    codes |= {"answer-format-syntax", "empty-answer-format"}  # from promptc.spec.answer_format
     assert sorted(c for c in codes if f"`{c}`" not in doc) == []
 
 
 def test_schema_is_draft_2020_12_with_a_description_for_every_key() -> None:
     from jsonschema import Draft202012Validator
-    from promptc.validate import schema
+    from promptc.spec.validate import schema
 
     spec_schema = schema()
     Draft202012Validator.check_schema(spec_schema)
@@ -94,8 +94,8 @@ def test_the_examples_in_the_spec_reference_are_valid(tmp_path: Path) -> None:
     import re
 
     from promptc.errors import ErrorCollector
-    from promptc.load import load_spec
-    from promptc.validate import validate
+    from promptc.spec.load import load_spec
+    from promptc.spec.validate import validate
 
     doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.DOTALL)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from promptc.grammar_lark import fragment_terminals, value_regex
+from promptc.grammar.lark_source import fragment_terminals, value_regex
 from promptc.ir import OutputField
 from promptc.values import coerce_value, json_schema, json_value, read_value, write_value
 

@@ -54,7 +54,7 @@ def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _build_spec(spec: Path, out: Path,
                 overrides: Mapping[tuple[str, ...], object] | None = None) -> Path:
     from promptc.build import build
-    from promptc.lower import compile_spec
+    from promptc.spec.lower import compile_spec
 
     task = compile_spec(spec, overrides=dict(overrides) if overrides else None)
     build(task, out)

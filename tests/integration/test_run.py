@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import running_server
 from promptc.errors import UsageError
-from promptc.run import (
+from promptc.run.orchestrate import (
     FAILURES,
     build_task,
     cache_key,
@@ -56,7 +56,7 @@ def _free_port() -> int:
 
 def _cli(*args: str, env: dict[str, str] | None = None,
          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptc.cli_run", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "promptc.cli.run", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=TIMEOUT, check=False)
 
 
@@ -82,7 +82,7 @@ def sentiment(spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -
         })
         if target == "openai-batch":
             from promptc.build import build
-            from promptc.lower import compile_spec
+            from promptc.spec.lower import compile_spec
 
             task = compile_spec(spec_dir / "sentiment.yaml", overrides={
                 ("strategy", "batch_size"): batch_size, ("model", "max_tokens"): 64})
@@ -255,7 +255,7 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.delay = 0.3
     outputs = build / "outputs.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptc.cli_run", str(build), "--base-url", url, "--grammar",
+        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url, "--grammar",
          "none", "--concurrency", "1", "--cache", str(tmp_path / "c.sqlite")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -297,10 +297,10 @@ def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path
     build = sentiment(8)
     code = (
         "import sys\n"
-        "import promptc.run, promptc.cli_run\n"
+        "import promptc.run.orchestrate, promptc.cli.run\n"
         "assert 'openai' not in sys.modules, 'openai imported too early'\n"
         "sys.modules['openai'] = None  # as if it were not installed\n"
-        "from promptc.cli_run import run_command\n"
+        "from promptc.cli.run import run_command\n"
         "run_command([sys.argv[1], '--base-url', 'http://127.0.0.1:9/v1'])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(build)], capture_output=True,
@@ -372,8 +372,8 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
 def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
                                                        build_spec: Callable[..., Path],
                                                        tmp_path: Path) -> None:
-    from promptc.grammar_gbnf import gbnf_string
-    from promptc.lower import compile_spec
+    from promptc.grammar.gbnf import gbnf_string
+    from promptc.spec.lower import compile_spec
 
     overrides = {("strategy", "kind"): "auto-demo", ("strategy", "batch_size"): 3,
                  ("strategy", "selection", "method"): "sequential"}
@@ -427,7 +427,7 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
 
 
 def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
-    from promptc.lower import compile_spec
+    from promptc.spec.lower import compile_spec
 
     task = compile_spec(spec_dir / "math.yaml")
     out = json.dumps({"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.",
@@ -450,7 +450,7 @@ def test_resume_after_the_process_is_killed(llm_base_url: str, sentiment: Callab
     outputs = build / "outputs.jsonl"
     env = {**os.environ, "PROMPTC_TEST_KEY": SECRET}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptc.cli_run", str(build), "--base-url", llm_base_url,
+        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", llm_base_url,
          "--grammar", "gbnf", "--concurrency", "1", "--no-cache", "--model", MODEL,
          "--api-key-env", "PROMPTC_TEST_KEY"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -1,14 +1,13 @@
 """Batch selection: which items share a request, in which order.
 
-``select(task)`` looks up the task's ``strategy.selection.method`` in a registry of selection
-functions and returns a :class:`SelectionResult`: the batches, in request order, and a small
+``select(task)`` looks up the task's ``strategy.selection.method`` in :data:`METHODS`, a
+static table of selection functions, and returns a :class:`SelectionResult`: the batches, in request order, and a small
 ``info`` mapping that goes into the build manifest (method, seed, batch size, request count,
 and whatever else a method wants recorded, such as an embedding model).
 
 ``sequential`` and ``random`` live here. The similarity methods (``retrieval``, ``partition``,
-``diverse``) live in :mod:`promptc.similarity`, which needs the optional ``embed`` extra; it is
-imported only when a spec asks for one of them, and it registers its methods itself with
-:func:`register`.
+``diverse``) live in :mod:`promptc.select.similarity`, which needs the optional ``embed``
+extra; the table's entry for them imports that module only when a spec asks for one of them.
 
 ``single`` and ``few-shot`` send one item per request, whatever ``batch_size`` says.
 """
@@ -44,28 +43,6 @@ class SelectionResult:
 
 SelectionFn = Callable[[ir.Task], SelectionResult]
 
-_REGISTRY: dict[str, SelectionFn] = {}
-
-
-def register(method: str) -> Callable[[SelectionFn], SelectionFn]:
-    """Registers ``fn(task) -> SelectionResult`` as the selection method called ``method``.
-
-    A later registration under the same name replaces the earlier one, so a plugin may
-    override a built-in method.
-    """
-
-    def decorator(fn: SelectionFn) -> SelectionFn:
-        _REGISTRY[method] = fn
-        return fn
-
-    return decorator
-
-
-def methods() -> tuple[str, ...]:
-    """The names of the methods registered so far, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
 def batch_size(task: ir.Task) -> int:
     """Items per request: 1 for ``single`` and ``few-shot``, else ``strategy.batch_size``."""
     if task.strategy.kind in ONE_ITEM_KINDS:
@@ -82,10 +59,7 @@ def select(task: ir.Task) -> SelectionResult:
     """
     sel = task.strategy.selection
     method = sel.method
-    fn = _REGISTRY.get(method)
-    if fn is None and method in ir.SIMILARITY_METHODS:
-        _load_similarity(sel)
-        fn = _REGISTRY.get(method)
+    fn = METHODS.get(method)
     if fn is None:
         raise SelectionError(
             f"unknown selection method {method!r}; expected one of "
@@ -99,9 +73,15 @@ def select(task: ir.Task) -> SelectionResult:
     return SelectionResult(result.batches, info)
 
 
-def _load_similarity(sel: ir.Selection) -> None:
+def similar(task: ir.Task) -> SelectionResult:
+    """``retrieval``, ``partition`` and ``diverse``: imports the ``embed`` extra's code on use.
+
+    Raises:
+        SelectionError: At ``strategy.selection.method`` when the extra is not installed.
+    """
+    sel = task.strategy.selection
     try:
-        import promptc.similarity  # noqa: F401  (registers retrieval/partition/diverse)
+        from promptc.select.similarity import select_similar
     except ImportError as e:
         raise SelectionError(
             f"selection method {sel.method!r} needs sentence-transformers, which is not "
@@ -111,6 +91,7 @@ def _load_similarity(sel: ir.Selection) -> None:
             hint=f"install it with: {INSTALL_EMBED}",
             code="missing-embed-extra",
         ) from None
+    return select_similar(task)
 
 
 def base_info(task: ir.Task, n_requests: int) -> dict[str, object]:
@@ -157,13 +138,11 @@ def chunk(task: ir.Task, order: Sequence[int]) -> tuple[ir.Batch, ...]:
     return tuple(batches)
 
 
-@register("sequential")
 def sequential(task: ir.Task) -> SelectionResult:
     """Items in data-file order, cut into consecutive batches."""
     return SelectionResult(chunk(task, range(len(task.items))))
 
 
-@register("random")
 def random(task: ir.Task) -> SelectionResult:
     """Items shuffled with ``random.Random(seed)``, then cut into consecutive batches.
 
@@ -173,3 +152,14 @@ def random(task: ir.Task) -> SelectionResult:
     order = list(range(len(task.items)))
     _random.Random(task.strategy.selection.seed).shuffle(order)
     return SelectionResult(chunk(task, order))
+
+
+#: Every selection method by name. A static table: nothing registers itself at import time, so
+#: importing a method's module has no side effects and the module graph has no cycle.
+METHODS: Mapping[str, SelectionFn] = {
+    "sequential": sequential,
+    "random": random,
+    "retrieval": similar,
+    "partition": similar,
+    "diverse": similar,
+}

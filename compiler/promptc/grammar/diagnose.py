@@ -1,6 +1,6 @@
 """Why an answer body does not match its answer format: the deepest failed reading.
 
-Used by :meth:`promptc.grammar.AnswerGrammar.diagnose_answer` once the fast regex has said no.
+Used by :meth:`promptc.grammar.answer.AnswerGrammar.diagnose_answer` once the fast regex has said no.
 Every reading of the body is tried, part by part of the format and every possible length of
 each field (memoised, so a body of n characters costs O(parts × n) readings). Among the
 failures, the one that got furthest through the *format* wins, then the one furthest in the
@@ -15,7 +15,7 @@ import bisect
 import re
 import sys
 
-from promptc.grammar_lark import Part, Plan
+from promptc.grammar.lark_source import Part, Plan
 from promptc.values import expected
 
 _WS = " \t\n\r\f\v"

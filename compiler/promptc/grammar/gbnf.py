@@ -21,9 +21,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from promptc import formats
+from promptc import markers
 from promptc.errors import GrammarError
-from promptc.grammar_lark import Plan
+from promptc.grammar.lark_source import Plan
 
 # The regex parser of the standard library (``re._parser`` since 3.11, ``sre_parse`` before).
 _c: Any
@@ -217,25 +217,25 @@ def gbnf_source(
         text_max_chars: Longest text value; default by the plan's layout.
         question_max_chars: Longest line of a repeated Auto-Demo question.
         questions: Auto-Demo only: the exact question of each item, as
-            :func:`promptc.formats.question_text` writes it. Each ``Q[i]:`` must then be
+            :func:`promptc.markers.question_text` writes it. Each ``Q[i]:`` must then be
             followed by that literal text (a small model left free writes questions of its
             own, which the parser rightly calls ``misaligned``); ``None`` admits any question.
     """
-    from promptc.grammar_lark import value_regex
+    from promptc.grammar.lark_source import value_regex
 
     if text_max_chars is None:
         text_max_chars = MULTILINE_TEXT_MAX_CHARS if plan.multiline else TEXT_MAX_CHARS
     rules: list[tuple[str, str]] = []
     type_rules: dict[str, str] = {}
-    sep = gbnf_string(formats.ITEM_SEPARATOR)
+    sep = gbnf_string(markers.ITEM_SEPARATOR)
     if plan.kind in ("single", "few-shot"):
         rules.append(("root", "answer"))
     else:
         rules.append(("root", f" {sep} ".join(f"item-{i}" for i in range(1, plan.n_items + 1))))
         for i in range(1, plan.n_items + 1):
-            answer = gbnf_string(formats.answer_marker(i) + formats.MARKER_SEPARATOR) + " answer"
+            answer = gbnf_string(markers.answer_marker(i) + markers.MARKER_SEPARATOR) + " answer"
             if plan.kind == "auto-demo":
-                question = gbnf_string(formats.question_marker(i) + formats.MARKER_SEPARATOR)
+                question = gbnf_string(markers.question_marker(i) + markers.MARKER_SEPARATOR)
                 text = "question" if questions is None else gbnf_string(questions[i - 1])
                 answer = f"{question} {text} {sep} {answer}"
             rules.append((f"item-{i}", answer))
@@ -267,9 +267,9 @@ def gbnf_source(
         if len(labels) <= 1:
             rules.append(("question", line))
         else:
-            fsep = gbnf_string(formats.FIELD_SEPARATOR)
+            fsep = gbnf_string(markers.FIELD_SEPARATOR)
             rules.append(("question", f" {fsep} ".join(
-                gbnf_string(lab + formats.LABEL_SEPARATOR) + " " + line for lab in labels
+                gbnf_string(lab + markers.LABEL_SEPARATOR) + " " + line for lab in labels
             )))
         rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
     for name in sorted(type_rules):

@@ -76,7 +76,7 @@ def run_command(build_dir: str, base_url: str, api_key_env: str, concurrency: in
     answered, 1 when some failed, 2 for usage errors.
     """
     from promptc.errors import BackendError, PromptcError, UsageError, flatten
-    from promptc.run import run_build
+    from promptc.run.orchestrate import run_build
 
     try:
         result = run_build(
@@ -107,5 +107,5 @@ def run_command(build_dir: str, base_url: str, api_key_env: str, concurrency: in
     sys.exit(EXIT_OK)
 
 
-if __name__ == "__main__":  # python -m promptc.cli_run BUILD_DIR --base-url …
+if __name__ == "__main__":  # python -m promptc.cli.run BUILD_DIR --base-url …
     run_command()

@@ -11,10 +11,10 @@ model's output item by item::
                                          ok | missing | malformed | duplicate | misaligned | extra
 
 Each stage is a module named after what it produces and a public function taking the previous
-stage's output: :mod:`promptc.load`, :mod:`promptc.validate`, :mod:`promptc.lower`,
-:mod:`promptc.select`, :mod:`promptc.render`, :mod:`promptc.grammar`,
-:mod:`promptc.parse_output`. :mod:`promptc.build` chains them and writes build outputs;
-:mod:`promptc.cli` is the ``promptc`` command. Every error a user can cause is a
+stage's output: :mod:`promptc.spec.load`, :mod:`promptc.spec.validate`, :mod:`promptc.spec.lower`,
+:mod:`promptc.select.methods`, :mod:`promptc.render.renderer`, :mod:`promptc.grammar.answer`,
+:mod:`promptc.parse.output`. :mod:`promptc.build` chains them and writes build outputs;
+:mod:`promptc.cli.main` is the ``promptc`` command. Every error a user can cause is a
 :class:`promptc.errors.PromptcError` naming file:line:col (or item id and output position).
 
 This module imports nothing heavy: ``import promptc`` stays fast, and torch or

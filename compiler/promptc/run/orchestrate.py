@@ -64,7 +64,7 @@ from promptc.errors import BackendError, Location, UsageError
 
 if TYPE_CHECKING:
     from promptc.ir import Task
-    from promptc.parse_output import ItemResult
+    from promptc.parse.output import ItemResult
 
 GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
 GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
@@ -275,7 +275,7 @@ def request_body(
     """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
 
     An Auto-Demo request in ``gbnf`` mode gets its own grammar, in which each ``Q[i]:`` must
-    repeat item i's question exactly (:meth:`promptc.grammar.AnswerGrammar.gbnf_for`): the
+    repeat item i's question exactly (:meth:`promptc.grammar.answer.AnswerGrammar.gbnf_for`): the
     build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
     a small model constrained by it writes questions of its own, which the parser then rightly
     calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
@@ -310,8 +310,8 @@ def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
         UsageError: The spec cannot be found (with a hint to pass it).
         PromptcError: The spec does not compile.
     """
-    from promptc.cli_parse import load_build
-    from promptc.lower import compile_spec
+    from promptc.cli.parse import load_build
+    from promptc.spec.lower import compile_spec
 
     if spec is not None:
         return compile_spec(Path(spec))
@@ -332,9 +332,9 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
         UsageError: The task does not match the build: an item it lacks, or a question other
             than the request's prompt shows (the spec has changed since the build).
     """
-    from promptc import formats
-    from promptc.grammar import build_grammar
-    from promptc.parse_output import items_by_id
+    from promptc import markers
+    from promptc.grammar.answer import build_grammar
+    from promptc.parse.output import items_by_id
 
     by_id = items_by_id(task)
     where = Location(str(build / REQUESTS_FILE), request.line)
@@ -346,15 +346,15 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
             + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""),
             location=where, hint=hint, code="stale-build",
         )
-    questions = [formats.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
+    questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
     shown = "\n".join(str(m.get("content")) for m in request.messages)
     for i, (item_id, q) in enumerate(zip(request.item_ids, questions), 1):
         # The grammar must make the model repeat what the prompt shows, not what the spec
         # says now.
-        if formats.question_marker(i) + formats.MARKER_SEPARATOR + q not in shown:
+        if markers.question_marker(i) + markers.MARKER_SEPARATOR + q not in shown:
             raise UsageError(
                 f"request {request.id}: the question of item {item_id} in the spec is not the "
-                f"one its prompt shows as {formats.question_marker(i)}",
+                f"one its prompt shows as {markers.question_marker(i)}",
                 location=where, hint=hint, code="stale-build",
             )
     return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
@@ -596,11 +596,11 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
 
 def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: str) -> str:
     """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of a JSON answer written
-    under the build's JSON Schema, so that :func:`promptc.parse_output.parse_output` reads it
+    under the build's JSON Schema, so that :func:`promptc.parse.output.parse_output` reads it
     like any other output. Output that is not such JSON is returned unchanged (the parser
     then says what is wrong with it)."""
-    from promptc import formats
-    from promptc.answer_format import write_answer
+    from promptc import markers
+    from promptc.spec.answer_format import write_answer
     from promptc.values import coerce_value
 
     try:
@@ -633,9 +633,9 @@ def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: st
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
-            lines.append(f"{formats.question_marker(index)}{formats.MARKER_SEPARATOR}{q}")
-        lines.append(f"{formats.answer_marker(index)}{formats.MARKER_SEPARATOR}{text}")
-    return formats.ITEM_SEPARATOR.join(lines)
+            lines.append(f"{markers.question_marker(index)}{markers.MARKER_SEPARATOR}{q}")
+        lines.append(f"{markers.answer_marker(index)}{markers.MARKER_SEPARATOR}{text}")
+    return markers.ITEM_SEPARATOR.join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,7 +680,7 @@ def run_build(
             rate limit, 5xx), with exponential backoff.
         limit: Only the first ``limit`` requests of the build.
         model: Send this model name instead of the build's (e.g. a local server's alias).
-        parse: Also parse every answer (:func:`promptc.parse_output.parse_output`) and write
+        parse: Also parse every answer (:func:`promptc.parse.output.parse_output`) and write
             ``results.jsonl`` next to the outputs, in request order.
         spec: The spec to parse with, and to pin Auto-Demo questions in GBNF grammars with;
             default the one named by the build's manifest.
@@ -735,7 +735,7 @@ class _Parser:
     """Parses answers with the build's task, for ``parse=True``."""
 
     def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
-        from promptc.cli_parse import load_build
+        from promptc.cli.parse import load_build
 
         try:
             loaded = load_build(build if spec is None else Path(spec))
@@ -749,7 +749,7 @@ class _Parser:
         self.shapes = loaded.requests
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse_output import parse_output, request_shape
+        from promptc.parse.output import parse_output, request_shape
 
         shape = self.shapes.get(request.id)
         if shape is None:
@@ -1013,7 +1013,7 @@ class _Run:
         _write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
         if self.parser is None:
             return
-        from promptc.parse_output import summarize
+        from promptc.parse.output import summarize
 
         results = [x for r in self.requests for x in self._parsed.get(r.id, [])]
         path = self.out_path.with_name(RESULTS_FILE)

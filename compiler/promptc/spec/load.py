@@ -5,7 +5,7 @@ every key and value keeps its file:line:col), refuses anything that is not plain
 tags, custom tags, merge keys), duplicate keys, runaway aliases and absurd nesting, then follows
 ``extends`` and deep-merges the inherited specs under it. The result, a :class:`SpecDocument`,
 holds plain data (dicts, lists, scalars) and, for every key path, where its key and value were
-written. Nothing is validated here beyond well-formedness: that is :mod:`promptc.validate`.
+written. Nothing is validated here beyond well-formedness: that is :mod:`promptc.spec.validate`.
 
 ``extends`` confinement rule: an extended file must resolve (symlinks followed) inside the
 *project folder* of the top-level spec, i.e. the nearest folder at or above the spec's folder that

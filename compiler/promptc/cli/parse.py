@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from promptc import formats
+from promptc import markers
 from promptc.errors import (
     Location,
     OutputParseError,
@@ -43,7 +43,7 @@ from promptc.errors import (
     flatten,
 )
 from promptc.ir import Task
-from promptc.parse_output import (
+from promptc.parse.output import (
     MODES,
     STATUSES,
     ItemResult,
@@ -83,7 +83,7 @@ class Build:
 
 
 def _compile(spec_path: Path) -> Task:
-    from promptc.lower import compile_spec
+    from promptc.spec.lower import compile_spec
 
     return compile_spec(spec_path)
 
@@ -162,7 +162,7 @@ def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
         it = by_id.get(i)
         if it is not None:
             try:
-                out.append(formats.question_text(task.inputs, it.inputs))
+                out.append(markers.question_text(task.inputs, it.inputs))
                 continue
             except KeyError:
                 pass
@@ -172,7 +172,7 @@ def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
 
 def _questions_in_messages(messages: object) -> dict[int, str]:
     """``Q[i]:`` texts of the last user message (the prompt of a built request)."""
-    from promptc.parse_output import _scan
+    from promptc.parse.output import _scan
 
     if not isinstance(messages, list):
         return {}
@@ -183,7 +183,7 @@ def _questions_in_messages(messages: object) -> dict[int, str]:
     marks = _scan(text)
     out: dict[int, str] = {}
     for k, m in enumerate(marks):
-        if m.kind != formats.QUESTION_PREFIX:
+        if m.kind != markers.QUESTION_PREFIX:
             continue
         end = marks[k + 1].cut if k + 1 < len(marks) else len(text)
         body = text[m.end:end].strip()
@@ -232,8 +232,8 @@ def load_build(source: str | Path) -> Build:
 
 def _spec_requests(task: Task) -> dict[str, RequestShape]:
     """The requests a build of this spec would write, made in memory."""
-    from promptc.render import render
-    from promptc.select import select
+    from promptc.render.renderer import render
+    from promptc.select.methods import select
 
     out: dict[str, RequestShape] = {}
     for r in render(task, select(task)):

@@ -1,7 +1,7 @@
 """Model output → one result per item: ``ok | missing | malformed | duplicate | misaligned | extra``.
 
 This is the last stage of the pipeline: it reads what a model wrote for one request, with the
-answer grammar of that request's shape (:func:`promptc.grammar.build_grammar`), and tells, item
+answer grammar of that request's shape (:func:`promptc.grammar.answer.build_grammar`), and tells, item
 by item, what the model answered and whether it can be trusted. It never attributes an answer
 to the wrong item and never raises on any output string.
 
@@ -39,12 +39,12 @@ from itertools import chain, repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from promptc import formats
+from promptc import markers
 from promptc.errors import OutputParseError
 from promptc.ir import Item, Literal_, Request, StrategyKind, Task, Value
 
 if TYPE_CHECKING:
-    from promptc.grammar import AnswerGrammar
+    from promptc.grammar.answer import AnswerGrammar
 
 Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra"]
 STATUSES: tuple[Status, ...] = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
@@ -255,7 +255,7 @@ class RequestShape:
     """What parsing needs to know of a request: its id, strategy, items and their questions.
 
     ``questions[k]`` is the text item k's ``Q[k+1]`` must repeat in ``auto-demo`` (see
-    :func:`promptc.formats.question_text`); empty strings when unknown.
+    :func:`promptc.markers.question_text`); empty strings when unknown.
     """
 
     id: str
@@ -317,7 +317,7 @@ def request_shape(task: Task, request: object) -> RequestShape:
         for i in ids:
             it = by_id.get(i)
             try:
-                qs.append(formats.question_text(task.inputs, it.inputs) if it else "")
+                qs.append(markers.question_text(task.inputs, it.inputs) if it else "")
             except KeyError:
                 qs.append("")
         questions = qs
@@ -424,11 +424,11 @@ def _build_marker_regex() -> re.Pattern[str]:
     e = re.escape
     ws = "[ \\t]{0,3}"
     em = "[*_]{0,3}"
-    prefixes = "|".join(e(p) for p in (formats.QUESTION_PREFIX, formats.ANSWER_PREFIX))
+    prefixes = "|".join(e(p) for p in (markers.QUESTION_PREFIX, markers.ANSWER_PREFIX))
     return re.compile(
-        f"(?<![0-9A-Za-z])(?P<open>{em}){ws}(?P<prefix>{prefixes}){ws}{e(formats.INDEX_OPEN)}"
-        f"{ws}(?P<index>[0-9]{{1,9}}){ws}{e(formats.INDEX_CLOSE)}(?P<mid>{em}){ws}"
-        f"{e(formats.MARKER_END)}(?P<close>{em})",
+        f"(?<![0-9A-Za-z])(?P<open>{em}){ws}(?P<prefix>{prefixes}){ws}{e(markers.INDEX_OPEN)}"
+        f"{ws}(?P<index>[0-9]{{1,9}}){ws}{e(markers.INDEX_CLOSE)}(?P<mid>{em}){ws}"
+        f"{e(markers.MARKER_END)}(?P<close>{em})",
         re.IGNORECASE,
     )
 
@@ -442,7 +442,7 @@ _FENCE_LINE = re.compile(r"[ \t]*(```|~~~)[^\n`]*")
 
 @dataclass
 class _Marker:
-    kind: str  # formats.QUESTION_PREFIX or formats.ANSWER_PREFIX
+    kind: str  # markers.QUESTION_PREFIX or markers.ANSWER_PREFIX
     index: int
     start: int  # where the marker (with its decoration) starts, normalised text
     end: int  # just after it
@@ -453,8 +453,8 @@ class _Marker:
 
 def _scan(norm: str) -> list[_Marker]:
     line_starts = [0] + [m.end() for m in re.finditer("\n", norm)]
-    markers: list[_Marker] = []
-    q_prefix = formats.QUESTION_PREFIX.casefold()
+    found: list[_Marker] = []
+    q_prefix = markers.QUESTION_PREFIX.casefold()
     for m in _MARKER.finditer(norm):
         start = m.start()
         ls = line_starts[bisect_right(line_starts, start) - 1]
@@ -462,15 +462,15 @@ def _scan(norm: str) -> list[_Marker]:
         if start - ls <= 16 and _DECORATION.fullmatch(norm, ls, start):
             cut = ls
         kind = (
-            formats.QUESTION_PREFIX
+            markers.QUESTION_PREFIX
             if m.group("prefix").casefold() == q_prefix
-            else formats.ANSWER_PREFIX
+            else markers.ANSWER_PREFIX
         )
-        markers.append(
+        found.append(
             _Marker(kind, int(m.group("index")), start, m.end(), cut, m.group("open"),
                     m.group("close") or m.group("mid"))
         )
-    return markers
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -711,7 +711,7 @@ def grammar_for(task: Task, n_items: int, kind: StrategyKind) -> AnswerGrammar:
     hit = _GRAMMARS.get(key)
     if hit is not None and hit[0] is task:
         return hit[1]
-    from promptc.grammar import build_grammar
+    from promptc.grammar.answer import build_grammar
 
     g = build_grammar(task, n_items, kind)
     if len(_GRAMMARS) > 256:
@@ -802,7 +802,7 @@ def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, 
     # Rounded down, so that a similarity just below the threshold never reads as equal to it.
     sim = math.floor(question_similarity(written, expected) * 100) / 100
     msg = (
-        f"{_label(formats.QUESTION_PREFIX, index)} does not repeat item {index}'s question "
+        f"{_label(markers.QUESTION_PREFIX, index)} does not repeat item {index}'s question "
         f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
     )
     for j, q in enumerate(shape.questions, 1):
@@ -814,7 +814,7 @@ def _align(shape: RequestShape, index: int, written: str | None) -> tuple[bool, 
 
 def _label(prefix: str, index: int) -> str:
     """``A[3]`` (the marker without its colon), as messages name an answer or question."""
-    return formats.marker(prefix, index)[: -len(formats.MARKER_END)]
+    return markers.marker(prefix, index)[: -len(markers.MARKER_END)]
 
 
 def _item_id(shape: RequestShape, index: int) -> str | None:
@@ -1161,11 +1161,11 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
                 last = m
         if last is not None:
             at = int(last.group("index"))
-            is_answer = last.group("prefix").casefold() == formats.ANSWER_PREFIX.casefold()
+            is_answer = last.group("prefix").casefold() == markers.ANSWER_PREFIX.casefold()
             if is_answer and "\n" in output[last.end() : offset] and at < n:
                 at += 1  # the item's line ended well: the grammar stopped before the next one
         wanted = [j for j in range(at + 1, n + 1)
-                  if any(formats.answer_marker(j) in t or formats.question_marker(j) in t
+                  if any(markers.answer_marker(j) in t or markers.question_marker(j) in t
                          for t in expected)]
         if wanted:
             at = wanted[0]  # the item's answer is complete; the next marker was due
@@ -1226,12 +1226,12 @@ def _recover(
         return _recover_single(shape, text, reader)
     norm = text.norm
     n = len(shape.item_ids)
-    markers = _scan(norm)
+    found = _scan(norm)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[_Marker, int] | None = None
-    for k, m in enumerate(markers):
-        body_end = markers[k + 1].cut if k + 1 < len(markers) else len(norm)
-        if m.kind == formats.QUESTION_PREFIX:
+    for k, m in enumerate(found):
+        body_end = found[k + 1].cut if k + 1 < len(found) else len(norm)
+        if m.kind == markers.QUESTION_PREFIX:
             if shape.kind != "auto-demo":
                 continue  # a batch answer has no questions; Q[i] is chatter there
             if pending_q is not None:
@@ -1253,8 +1253,8 @@ def _recover(
         occ = _Occurrence(m, q, reading, q_text)
         if q is not None and q.index != m.index:
             occ.aligned = False
-            occ.why = (f"{_label(formats.ANSWER_PREFIX, m.index)} follows "
-                       f"{_label(formats.QUESTION_PREFIX, q.index)}")
+            occ.why = (f"{_label(markers.ANSWER_PREFIX, m.index)} follows "
+                       f"{_label(markers.QUESTION_PREFIX, q.index)}")
         else:
             occ.aligned, occ.why = _align(shape, m.index, q_text)
         occ_list.append(occ)
@@ -1290,8 +1290,8 @@ def _occ_span(text: _Text, occ: _Occurrence) -> Span:
 
 def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]) -> ItemResult:
     item_id = _item_id(shape, index)
-    amark = formats.answer_marker(index)
-    aname = _label(formats.ANSWER_PREFIX, index)
+    amark = markers.answer_marker(index)
+    aname = _label(markers.ANSWER_PREFIX, index)
     if not occs:
         return ItemResult(shape.id, item_id, index, "missing", {}, None, (amark,),
                           None, f"no {aname} in the output")
@@ -1345,7 +1345,7 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
     return ItemResult(
         shape.id, item_id, index, "malformed", {}, text.span(o.question.start, q_end),
         (amark,), found,
-        f"{_label(formats.QUESTION_PREFIX, index)} is not followed by {aname}"
+        f"{_label(markers.QUESTION_PREFIX, index)} is not followed by {aname}"
         + (" (the output ends)" if not rest else f" (found {found!r})") + f" at {pos}",
     )
 
@@ -1358,8 +1358,8 @@ def _extra(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
             values = o.reading.values
             break
     first = occs[0]
-    kind = _label(formats.ANSWER_PREFIX if first.answer is not None else
-                  formats.QUESTION_PREFIX, index)
+    kind = _label(markers.ANSWER_PREFIX if first.answer is not None else
+                  markers.QUESTION_PREFIX, index)
     return ItemResult(
         shape.id, None, index, "extra", values, _occ_span(text, first), (), None,
         f"{kind} is not an item of this request (it has items 1 to {n})",
@@ -1390,7 +1390,7 @@ def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[I
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, _Marker | None]] = []
     for m in _scan(norm):
-        if m.kind == formats.ANSWER_PREFIX and m.index == 1:
+        if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break
     fence = re.search(r"(?m)^[ \t]*(```|~~~)[^\n]*\n", norm)

@@ -1,8 +1,8 @@
 """What strict parsing returns: items with their values and spans, and answer mismatches.
 
-Split from :mod:`promptc.grammar` (which re-exports these names): :class:`ParsedItem` and
-:class:`Span` are what :meth:`~promptc.grammar.AnswerGrammar.parse_strict` returns,
-:class:`AnswerMismatch` what :meth:`~promptc.grammar.AnswerGrammar.parse_answer` raises.
+Split from :mod:`promptc.grammar.answer` (which re-exports these names): :class:`ParsedItem` and
+:class:`Span` are what :meth:`~promptc.grammar.answer.AnswerGrammar.parse_strict` returns,
+:class:`AnswerMismatch` what :meth:`~promptc.grammar.answer.AnswerGrammar.parse_answer` raises.
 """
 
 from __future__ import annotations

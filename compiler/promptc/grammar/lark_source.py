@@ -6,8 +6,8 @@ layout fragment (``layout.lark``) and the strategy skeletons (``single.lark``, `
 ``auto_demo.lark``), lets lark compile each fragment's terminals to regular expressions, and
 composes them into a :class:`Plan`: the ordered terminals of one answer body and of the
 markers. :func:`lark_source` writes the plan as a self-contained lark grammar (LALR, contextual
-lexer); :mod:`promptc.grammar` builds the one-regex fast path from the *same* terminal regexes,
-and :mod:`promptc.grammar_gbnf` the GBNF export from the same bare value regexes.
+lexer); :mod:`promptc.grammar.answer` builds the one-regex fast path from the *same* terminal regexes,
+and :mod:`promptc.grammar.gbnf` the GBNF export from the same bare value regexes.
 
 Why text terminals carry a lookahead: in ``"{reasoning} The answer is {answer}."`` the reasoning
 may itself contain "the answer is". A field is therefore the first match, in regex
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from promptc import formats
+from promptc import markers
 from promptc.errors import GrammarError
 from promptc.ir import AnswerFormat, InputField, Literal_, OutputField, StrategyKind
 from promptc.resources import read_grammar
@@ -274,8 +274,8 @@ def make_plan(
     question = None
     if kind == "auto-demo":
         stop = "|".join(
-            re.escape(prefix + formats.INDEX_OPEN)
-            for prefix in (formats.ANSWER_PREFIX, formats.QUESTION_PREFIX)
+            re.escape(prefix + markers.INDEX_OPEN)
+            for prefix in (markers.ANSWER_PREFIX, markers.QUESTION_PREFIX)
         )
         lead = layout("MARKER_LEAD")
         question = (
@@ -283,13 +283,13 @@ def make_plan(
             + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop})){layout('QUESTION_CONTINUATION')})*"
         )
     fields = tuple(p.field for p in parts if p.field is not None)
-    labels = tuple(formats.field_label(f) for f in inputs) if len(inputs) > 1 else ()
+    labels = tuple(markers.field_label(f) for f in inputs) if len(inputs) > 1 else ()
     return Plan(kind, n_items, multiline, tuple(parts), fields, end, question, labels)
 
 
 def marker_regex(prefix: str, index: int) -> str:
-    """``A[3]:`` and the spaces after it, from the constants of :mod:`promptc.formats`."""
-    return re.escape(formats.marker(prefix, index)) + layout("MARKER_SPACE")
+    """``A[3]:`` and the spaces after it, from the constants of :mod:`promptc.markers`."""
+    return re.escape(markers.marker(prefix, index)) + layout("MARKER_SPACE")
 
 
 def _skeleton(kind: StrategyKind, n_items: int) -> str:
@@ -329,10 +329,10 @@ def lark_source(plan: Plan, task_name: str) -> str:
             if plan.kind == "auto-demo":
                 body.append(
                     f"QUESTION_MARKER_{i}: "
-                    + _regex_literal(marker_regex(formats.QUESTION_PREFIX, i))
+                    + _regex_literal(marker_regex(markers.QUESTION_PREFIX, i))
                 )
             body.append(
-                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(formats.ANSWER_PREFIX, i))
+                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(markers.ANSWER_PREFIX, i))
             )
         body.append("")
     if plan.question is not None:

@@ -1,8 +1,8 @@
 """The build: a compiled task → files on disk, byte-identical on every rebuild.
 
-``build(task, out_dir)`` chains the back-end stages — :func:`promptc.select.select`,
-:func:`promptc.render.render` and, when :mod:`promptc.grammar` is available,
-:func:`promptc.grammar.build_grammar` — and writes:
+``build(task, out_dir)`` chains the back-end stages — :func:`promptc.select.methods.select`,
+:func:`promptc.render.renderer.render` and, when :mod:`promptc.grammar.answer` is available,
+:func:`promptc.grammar.answer.build_grammar` — and writes:
 
 =====================  ===================================================================
 file                   content
@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
-from promptc.select import SelectionResult, batch_size, select
+from promptc.select.methods import SelectionResult, batch_size, select
 
 Target = Literal["chat", "openai-batch"]
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
@@ -131,10 +131,10 @@ def grammar_stem(n_items: int, nominal: int) -> str:
 def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
     """The grammar files for the nominal batch size and every other item count in ``counts``.
 
-    Returns ``None`` when :mod:`promptc.grammar` is not part of this installation.
+    Returns ``None`` when :mod:`promptc.grammar.answer` is not part of this installation.
     """
     try:
-        from promptc.grammar import build_grammar
+        from promptc.grammar.answer import build_grammar
     except ImportError:
         return None
     nominal = batch_size(task)
@@ -223,7 +223,7 @@ def plan(
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
-    from promptc.render import Renderer
+    from promptc.render.renderer import Renderer
 
     if target not in TARGETS:
         raise UsageError(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptc import formats, ir
+from promptc import markers, ir
 from promptc.errors import Location, PromptcError, PromptcErrors, TemplateError, did_you_mean
 from promptc.resources import read_template, template_names
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import jinja2
     import jinja2.runtime
     from jinja2 import nodes
-    from promptc.select import SelectionResult
+    from promptc.select.methods import SelectionResult
 
 Role = Literal["system", "user", "assistant"]
 
@@ -350,7 +350,7 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
 
 
 def _demo_context(task: ir.Task) -> list[dict[str, object]]:
-    from promptc.answer_format import write_answer
+    from promptc.spec.answer_format import write_answer
     from promptc.values import write_value
 
     out = []
@@ -363,7 +363,7 @@ def _demo_context(task: ir.Task) -> list[dict[str, object]]:
                 "outputs": {
                     k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name
                 },
-                "question": formats.question_text(task.inputs, d.inputs),
+                "question": markers.question_text(task.inputs, d.inputs),
                 "answer": write_answer(task.answer_format, task.outputs, d.outputs),
             }
         )
@@ -372,28 +372,28 @@ def _demo_context(task: ir.Task) -> list[dict[str, object]]:
 
 def _ref(prefix: str) -> Callable[[object], str]:
     def ref(index: object) -> str:
-        return f"{prefix}{formats.INDEX_OPEN}{index}{formats.INDEX_CLOSE}"
+        return f"{prefix}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}"
 
     return ref
 
 
 def _markers() -> dict[str, object]:
     return {
-        "question_ref": _ref(formats.QUESTION_PREFIX),
-        "answer_ref": _ref(formats.ANSWER_PREFIX),
-        "question_prefix": formats.QUESTION_PREFIX,
-        "answer_prefix": formats.ANSWER_PREFIX,
-        "separator": formats.MARKER_SEPARATOR,
-        "question": formats.question_marker,
-        "answer": formats.answer_marker,
-        "question_marker": formats.question_marker,
-        "answer_marker": formats.answer_marker,
+        "question_ref": _ref(markers.QUESTION_PREFIX),
+        "answer_ref": _ref(markers.ANSWER_PREFIX),
+        "question_prefix": markers.QUESTION_PREFIX,
+        "answer_prefix": markers.ANSWER_PREFIX,
+        "separator": markers.MARKER_SEPARATOR,
+        "question": markers.question_marker,
+        "answer": markers.answer_marker,
+        "question_marker": markers.question_marker,
+        "answer_marker": markers.answer_marker,
     }
 
 
 def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str, object]:
     """The part of the template context shared by every request of a task."""
-    from promptc.select import batch_size
+    from promptc.select.methods import batch_size
 
     kind = kind or task.strategy.kind
     return {
@@ -408,7 +408,7 @@ def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str
             {
                 "name": f.name,
                 "type": f.type,
-                "label": formats.field_label(f),
+                "label": markers.field_label(f),
                 "description": f.description,
             }
             for f in task.inputs
@@ -435,7 +435,7 @@ def item_context(task: ir.Task, item: ir.Item, index: int) -> dict[str, object]:
         "index": index,
         "id": item.id,
         "fields": dict(item.inputs),
-        "question": formats.question_text(task.inputs, item.inputs),
+        "question": markers.question_text(task.inputs, item.inputs),
     }
 
 
@@ -525,7 +525,7 @@ class Renderer:
             item = items[item_id]
             q = self._questions.get(item_id)
             if q is None:
-                q = self._questions[item_id] = formats.question_text(self.task.inputs, item.inputs)
+                q = self._questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
             entries.append({"index": i, "id": item.id, "fields": item.inputs, "question": q})
         ctx["items"] = entries
         if self.kind in ("single", "few-shot") and entries:
@@ -839,7 +839,7 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     # The static checks passed: a trial render finds what only running can (a missing key).
     # The first items in file order stand in for the first batch, whatever the selection
     # method (a similarity method would have to compute embeddings to say more).
-    from promptc.select import batch_size, chunk
+    from promptc.select.methods import batch_size, chunk
 
     first = task.items[: batch_size(task)]
     if not first:  # a spec without data: try the template on a stand-in item

@@ -4,12 +4,12 @@ For ``single`` and ``few-shot`` it describes one answer: an object with the answ
 fields, all required. For ``batch`` and ``auto-demo`` of N items: an object whose ``answers``
 holds exactly N answers in order, each with its 1-based ``index`` (fixed by position), for
 ``auto-demo`` the repeated ``question``, and the typed fields. It is the shape of
-:meth:`promptc.grammar.AnswerGrammar.to_json`, and what a structured-output API is asked for.
+:meth:`promptc.grammar.answer.AnswerGrammar.to_json`, and what a structured-output API is asked for.
 """
 
 from __future__ import annotations
 
-from promptc.grammar_lark import Plan
+from promptc.grammar.lark_source import Plan
 from promptc.values import json_schema as value_schema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

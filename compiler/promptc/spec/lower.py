@@ -1,6 +1,6 @@
 """Lower a validated spec to the IR, and ``compile_spec``: the whole front end in one call.
 
-``lower(doc)`` turns a :class:`~promptc.load.SpecDocument` that passed validation into an
+``lower(doc)`` turns a :class:`~promptc.spec.load.SpecDocument` that passed validation into an
 :class:`~promptc.ir.Task`, filling in every default (documented in docs/spec.md) and reading the
 data file. ``compile_spec(path)`` runs load → command-line overrides → validate → lower and raises
 one :class:`~promptc.errors.PromptcErrors` holding every problem found.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from promptc import ir
 from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors, flatten
-from promptc.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
-from promptc.validate import (
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
+from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
     batch_size_of,
@@ -56,7 +56,7 @@ def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
     source = doc.sources.get(span.file) if span else None
     if span is not None and source is not None and span.style is None:
         return source[span.start : span.end]
-    from promptc.data import to_text
+    from promptc.spec.data import to_text
 
     return to_text(value)
 
@@ -65,7 +65,7 @@ def read_items(
     doc: SpecDocument, collector: ErrorCollector
 ) -> tuple[ir.DataSource | None, tuple[ir.Item, ...]]:
     """Reads the spec's data file (if it names one) into items, reporting bad rows."""
-    from promptc.data import read_data
+    from promptc.spec.data import read_data
 
     inputs = doc.get(("inputs",))
     names = list(inputs) if isinstance(inputs, dict) else []
@@ -87,7 +87,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     """
     own = collector is None
     c = collector if collector is not None else ErrorCollector()
-    from promptc.answer_format import parse_answer_format
+    from promptc.spec.answer_format import parse_answer_format
     from promptc.values import coerce_value
 
     d = doc.data

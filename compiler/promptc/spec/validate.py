@@ -8,7 +8,7 @@ The schema (``compiler/schema/spec.schema.json``, shipped as package data) check
 types; the semantic checks here check what a schema cannot: that demos match the declared fields
 and types, that ``answer_format`` names the outputs, that enum aliases point at choices, that
 template files exist inside the spec's folder, and so on. Checks of the data file are
-:mod:`promptc.data`'s; checks of template variables are the render stage's.
+:mod:`promptc.spec.data`'s; checks of template variables are the render stage's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from promptc.errors import (
     format_path,
 )
 from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
-from promptc.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.resources import read_schema
 
 if TYPE_CHECKING:
@@ -386,7 +386,7 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
 def _check_answer_format(
     doc: SpecDocument, c: ErrorCollector, output_names: list[str] | None
 ) -> None:
-    from promptc.answer_format import parse_answer_format
+    from promptc.spec.answer_format import parse_answer_format
     from promptc.ir import Placeholder
 
     p: KeyPath = ("answer_format",)

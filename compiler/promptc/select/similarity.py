@@ -1,7 +1,7 @@
 """Similarity-based batch selection: ``retrieval``, ``partition`` and ``diverse``.
 
-Items are embedded (:mod:`promptc.embed`, cached), their nearest neighbours found
-(:mod:`promptc.neighbors`, exact and memory-bounded; faiss above a size), and grouped:
+Items are embedded (:mod:`promptc.select.embed`, cached), their nearest neighbours found
+(:mod:`promptc.select.neighbors`, exact and memory-bounded; faiss above a size), and grouped:
 
 ``retrieval``
     The Auto-Demo paper's Algorithm 4 (Feng, Hong & Zhang, 2024, arXiv 2410.01724): one batch
@@ -33,7 +33,7 @@ the target (``retrieval``) or to the batch centroid (``partition``, ``diverse``)
 :data:`ROUND` decimals so that build outputs are byte-stable.
 
 The core, :func:`similarity_batches`, works on a plain matrix of vectors; :func:`select_similar`
-adapts it to a :class:`promptc.ir.Task` and is registered with :mod:`promptc.select`.
+adapts it to a :class:`promptc.ir.Task`; :data:`promptc.select.methods.METHODS` calls it.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from promptc import ir
-from promptc.embed import require_module
+from promptc.select.embed import require_module
 from promptc.errors import Location, SelectionError
-from promptc.formats import question_text
+from promptc.markers import question_text
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-    from promptc.select import SelectionResult
+    from promptc.select.methods import SelectionResult
 
 #: Decimals of the similarities written into build outputs.
 ROUND = 6
@@ -167,7 +167,7 @@ def retrieval_groups(
 ) -> Plan:
     """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
     import numpy as np
-    from promptc import neighbors as nb
+    from promptc.select import neighbors as nb
 
     n = vectors.shape[0]
     found = nb.all_neighbors(
@@ -186,13 +186,13 @@ def retrieval_groups(
 
 
 def _threshold(ann_threshold: int | None) -> int:
-    from promptc.neighbors import ANN_THRESHOLD
+    from promptc.select.neighbors import ANN_THRESHOLD
 
     return ANN_THRESHOLD if ann_threshold is None else ann_threshold
 
 
 def _neighbor_info(found: object) -> dict[str, object]:
-    from promptc.neighbors import Neighbors
+    from promptc.select.neighbors import Neighbors
 
     assert isinstance(found, Neighbors)
     info: dict[str, object] = {"search": found.search, **found.params}
@@ -206,7 +206,7 @@ def _partition_members(
 ) -> tuple[list[list[int]], dict[str, object]]:
     """Greedy densest-first partition; groups in creation order, members unsorted."""
     import numpy as np
-    from promptc import neighbors as nb
+    from promptc.select import neighbors as nb
 
     n = vectors.shape[0]
     if batch_size <= 1 or n <= batch_size:
@@ -397,7 +397,7 @@ def plan(
     location: Location | None = None,
 ) -> Plan:
     """:func:`similarity_batches` with the neighbour search's details, for a manifest."""
-    from promptc.neighbors import normalize
+    from promptc.select.neighbors import normalize
 
     batch_size = max(1, batch_size)
     v = normalize(vectors)
@@ -425,7 +425,7 @@ def mean_within_batch_similarity(
 ) -> float:
     """The mean, over batches of two or more items, of the mean pairwise cosine similarity."""
     import numpy as np
-    from promptc.neighbors import normalize
+    from promptc.select.neighbors import normalize
 
     v = normalize(vectors).astype(np.float64)
     means = []
@@ -438,7 +438,7 @@ def mean_within_batch_similarity(
     return float(np.mean(means)) if means else 0.0
 
 
-# --- the task-level entry point, registered with promptc.select ----------------------------
+# --- the task-level entry point, called through promptc.select.methods.METHODS ----------------------------
 
 COST_RETRIEVAL = (
     "{n} requests for {n} items: retrieval builds one batch per item (|D| requests, "
@@ -459,8 +459,8 @@ def select_similar(task: ir.Task) -> SelectionResult:
         SelectionError: The ``embed`` extra is missing, the model or cache folder is wrong, or
             ``target_position`` does not fit the batch size.
     """
-    from promptc.embed import embed_texts
-    from promptc.select import SelectionResult, batch_size
+    from promptc.select.embed import embed_texts
+    from promptc.select.methods import SelectionResult, batch_size
 
     sel = task.strategy.selection
     require_module("numpy", "numpy", sel.location)
@@ -512,13 +512,3 @@ def select_similar(task: ir.Task) -> SelectionResult:
         info["target_position"] = sel.target_position
         info["cost"] = COST_RETRIEVAL.format(n=n, disjoint=-(-n // size) if n else 0)
     return SelectionResult(batches, info)
-
-
-def _register() -> None:
-    from promptc.select import register
-
-    for method in ir.SIMILARITY_METHODS:
-        register(method)(select_similar)
-
-
-_register()

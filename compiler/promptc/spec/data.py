@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import DataSource, Item
-from promptc.load import KeyPath, SpecDocument
+from promptc.spec.load import KeyPath, SpecDocument
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -302,7 +302,7 @@ def read_data(
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
     """
-    from promptc.validate import resolve_inside
+    from promptc.spec.validate import resolve_inside
 
     data = doc.get(("data",))
     if not isinstance(data, dict) or not isinstance(data.get("path"), str):

@@ -26,15 +26,15 @@ is" that is followed by a valid number and the end; a text field followed by ano
 field ends at the first delimiter. Regex, lark and GBNF agree on this (GBNF by keeping every
 reading alive). With two text fields, answers longer than :data:`MAX_SPLIT_CHARS` are refused.
 
-The targets, all generated from the same terminals (:mod:`promptc.grammar_lark`):
+The targets, all generated from the same terminals (:mod:`promptc.grammar.lark_source`):
 
 - :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
 - :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
 - :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
-  (:mod:`promptc.grammar_gbnf`; text bounded in length there); :meth:`AnswerGrammar.gbnf_for`
+  (:mod:`promptc.grammar.gbnf`; text bounded in length there); :meth:`AnswerGrammar.gbnf_for`
   pins an Auto-Demo request's own questions in it;
 - :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs
-  (:mod:`promptc.grammar_schema`).
+  (:mod:`promptc.grammar.json_schema`).
 
 :meth:`AnswerGrammar.parse_strict` tries the regex and, when it does not match, runs the lark
 parser to say where and why, as an :class:`~promptc.errors.OutputParseError` at the output's
@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
-from promptc import formats
+from promptc import markers
 from promptc.errors import Location, OutputParseError
-from promptc.grammar_items import (
+from promptc.grammar.items import (
     AnswerMismatch,
     LineTable,
     ParsedItem,
@@ -61,7 +61,7 @@ from promptc.grammar_items import (
     found_in_output,
     one_of,
 )
-from promptc.grammar_lark import Plan, lark_source, make_plan, marker_regex
+from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
@@ -116,7 +116,7 @@ class AnswerGrammar:
     @cached_property
     def gbnf(self) -> str:
         """The GBNF grammar (``answer.gbnf``) that constrains a llama.cpp model to this shape."""
-        from promptc.grammar_gbnf import gbnf_source
+        from promptc.grammar.gbnf import gbnf_source
 
         return gbnf_source(self.plan, self.task_name)
 
@@ -130,12 +130,12 @@ class AnswerGrammar:
 
         Args:
             questions: The question text of each item, as
-                :func:`promptc.formats.question_text` writes it (``auto-demo`` only).
+                :func:`promptc.markers.question_text` writes it (``auto-demo`` only).
 
         Raises:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
         """
-        from promptc.grammar_gbnf import gbnf_source
+        from promptc.grammar.gbnf import gbnf_source
 
         if self.kind != "auto-demo":
             return self.gbnf
@@ -147,7 +147,7 @@ class AnswerGrammar:
     @cached_property
     def json_schema(self) -> dict[str, object]:
         """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
-        from promptc.grammar_schema import json_schema
+        from promptc.grammar.json_schema import json_schema
 
         return json_schema(self.plan, self.task_name)
 
@@ -186,9 +186,9 @@ class AnswerGrammar:
         Args:
             answers: One mapping of field values per item.
             questions: The question text of each item (``auto-demo`` only), as
-                :func:`promptc.formats.question_text` writes it.
+                :func:`promptc.markers.question_text` writes it.
         """
-        from promptc.answer_format import write_answer
+        from promptc.spec.answer_format import write_answer
 
         if len(answers) != self.n_items:
             raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
@@ -201,9 +201,9 @@ class AnswerGrammar:
         lines: list[str] = []
         for i, body in enumerate(bodies, start=1):
             if fmt.kind == "auto-demo":
-                lines.append(formats.question_marker(i) + formats.MARKER_SEPARATOR + questions[i - 1])
-            lines.append(formats.answer_marker(i) + formats.MARKER_SEPARATOR + body)
-        return formats.ITEM_SEPARATOR.join(lines)
+                lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR + questions[i - 1])
+            lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR + body)
+        return markers.ITEM_SEPARATOR.join(lines)
 
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``."""
@@ -268,7 +268,7 @@ class AnswerGrammar:
         furthest in the text. (Lark's own Earley report is the furthest character, where a
         text field that can swallow everything makes the message useless.)
         """
-        from promptc.grammar_diagnose import diagnose
+        from promptc.grammar.diagnose import diagnose
 
         offset, expected, found = diagnose(self.plan, text)
         return AnswerMismatch(offset, expected, found)
@@ -278,7 +278,7 @@ class AnswerGrammar:
     @cached_property
     def _full_regex(self) -> tuple[str, list[tuple[int, str | None, str]]]:
         """The whole-output regex and its groups: (item, field name or None for question, group)."""
-        from promptc.grammar_lark import layout
+        from promptc.grammar.lark_source import layout
 
         plan = self.plan
         groups: list[tuple[int, str | None, str]] = []
@@ -300,10 +300,10 @@ class AnswerGrammar:
             return lead + f"(?P<i1>{body(1)})" + trail, groups
         items = []
         for i in range(1, plan.n_items + 1):
-            answer = f"(?P<a{i}>{marker_regex(formats.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
+            answer = f"(?P<a{i}>{marker_regex(markers.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
             if plan.kind == "auto-demo":
                 assert plan.question is not None
-                q = f"(?P<q{i}>{marker_regex(formats.QUESTION_PREFIX, i)})(?P<qt{i}>{plan.question})"
+                q = f"(?P<q{i}>{marker_regex(markers.QUESTION_PREFIX, i)})(?P<qt{i}>{plan.question})"
                 groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
             # Atomic: once an item has matched up to its line end, never re-split it.
@@ -511,8 +511,8 @@ class AnswerGrammar:
             "QUESTION": "the question text",
         }
         for i in range(1, self.n_items + 1):
-            names[f"ANSWER_MARKER_{i}"] = repr(formats.answer_marker(i))
-            names[f"QUESTION_MARKER_{i}"] = repr(formats.question_marker(i))
+            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i))
+            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i))
         for p in self.plan.parts:
             if p.field is not None:
                 names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
@@ -555,13 +555,13 @@ class AnswerGrammar:
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""
-        prefix = re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+        prefix = re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
         done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
         if done >= self.n_items:
             return None
         if self.kind == "auto-demo":
-            return repr(formats.question_marker(done + 1))
-        return repr(formats.answer_marker(done + 1))
+            return repr(markers.question_marker(done + 1))
+        return repr(markers.answer_marker(done + 1))
 
     def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
         """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
@@ -572,9 +572,9 @@ class AnswerGrammar:
             line_start = output.rfind("\n", 0, offset) + 1
             m = re.compile(
                 "[ \\t]*"
-                + re.escape(formats.ANSWER_PREFIX + formats.INDEX_OPEN)
+                + re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
                 + "[0-9]+"
-                + re.escape(formats.INDEX_CLOSE + formats.MARKER_END)
+                + re.escape(markers.INDEX_CLOSE + markers.MARKER_END)
                 + "[ \\t]*"
             ).match(output, line_start)
             start = m.end() if m else offset

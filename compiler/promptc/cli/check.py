@@ -1,0 +1,114 @@
+"""``promptc check``: every diagnostic of a spec, then a summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TYPE_CHECKING
+
+import click
+from promptc.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    batch_size_option,
+    compile_task,
+    plural,
+    spec_argument,
+    stderr,
+    strategy_option,
+)
+
+if TYPE_CHECKING:
+    from promptc.errors import PromptcError
+
+
+def run_check(
+    spec: str,
+    fmt: str,
+    max_errors: int | None,
+    out: IO[str],
+    err: IO[str],
+    strategy: str | None = None,
+    batch_size: int | None = None,
+) -> int:
+    """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
+    import json
+
+    from promptc.errors import PromptcErrors, flatten
+    from promptc.render.renderer import check_templates
+
+    errors: list[PromptcError] = []
+    omitted = 0
+    task = None
+    try:
+        task = compile_task(spec, strategy, batch_size, max_errors)
+    except PromptcErrors as e:
+        errors, omitted = list(e.errors), e.omitted
+    if task is not None:
+        errors = flatten(check_templates(task))
+        if max_errors is not None and len(errors) > max_errors:
+            omitted, errors = len(errors) - max_errors, errors[:max_errors]
+    if errors:
+        errors = list(PromptcErrors(errors).errors)  # sorted by location
+    usage = bool(errors) and all(e.stage == "usage" for e in errors)
+    status = EXIT_OK if not errors else (EXIT_USAGE if usage else EXIT_INVALID)
+    total = len(errors) + omitted
+    if status == EXIT_OK and task is not None:
+        from promptc.select.methods import batch_size as size_of
+
+        summary = (
+            f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
+            f"{task.strategy.kind}, {size_of(task)} per request"
+        )
+    else:
+        summary = f"{spec}: {plural(total, 'error')}"
+    if fmt == "json":
+        doc = {
+            "spec": spec,
+            "valid": status == EXIT_OK,
+            "errors": [e.to_dict() for e in errors],
+            "omitted": omitted,
+            "summary": summary,
+        }
+        out.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+        return status
+    for error in errors:
+        err.write(error.format() + "\n")
+    if omitted:
+        err.write(f"… and {omitted} more\n")
+    (out if status == EXIT_OK else err).write(summary + "\n")
+    return status
+
+
+@click.command("check")
+@spec_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="Diagnostics as lines for people or JSON for tools.",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="Report at most N errors (then '… and M more').",
+)
+@strategy_option
+@batch_size_option
+def check_command(
+    spec: str, fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+) -> None:
+    """Validate SPEC: schema, semantic checks, data and templates.
+
+    Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
+    Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
+    """
+    code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
+    sys.exit(code)
+
+

@@ -1,0 +1,94 @@
+"""What the commands share: exit statuses, common options, compiling a spec for a command."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from promptc import ir
+
+STRATEGIES = ("single", "few-shot", "batch", "auto-demo")
+TARGETS = ("chat", "openai-batch")
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def stderr() -> IO[str]:
+    """Where diagnostics go (looked up at call time, so that tests can swap it)."""
+    return sys.stderr
+
+
+def overrides(strategy: str | None, batch_size: int | None) -> dict[tuple[str, ...], object]:
+    """The spec overrides that ``--strategy`` and ``--batch-size`` ask for."""
+    out: dict[tuple[str, ...], object] = {}
+    if strategy is not None:
+        out[("strategy", "kind")] = strategy
+    if batch_size is not None:
+        out[("strategy", "batch_size")] = batch_size
+    return out
+
+
+def compile_task(
+    spec: str,
+    strategy: str | None = None,
+    batch_size: int | None = None,
+    max_errors: int | None = 50,
+) -> ir.Task:
+    """Compiles SPEC (with the command line's overrides) into its task, every error raised."""
+    import gc
+
+    from promptc.spec.lower import compile_spec
+    from promptc.render.renderer import gc_paused
+
+    # Reading 10,000 items allocates many objects and no garbage cycles worth collecting;
+    # and the task lives until the command ends: keep the collector from rescanning it.
+    with gc_paused():
+        task = compile_spec(
+            spec, overrides=overrides(strategy, batch_size) or None, max_errors=max_errors
+        )
+    gc.freeze()
+    return task
+
+
+def compile_checked(spec: str, strategy: str | None, batch_size: int | None) -> ir.Task:
+    """The task, after the template checks too: every error found is raised together."""
+    from promptc.render.renderer import raise_template_errors
+
+    task = compile_task(spec, strategy, batch_size)
+    raise_template_errors(task)
+    return task
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "item")`` → ``1 item``; ``plural(3, "item")`` → ``3 items``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+strategy_option = click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    help="Override strategy.kind of the spec.",
+)
+batch_size_option = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Override strategy.batch_size of the spec.",
+)
+spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=False, readable=True))
+
+
+def use_rich(stream: IO[str]) -> bool:
+    """Whether to draw with rich: on a terminal, when rich is installed."""
+    if not stream.isatty():
+        return False
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True

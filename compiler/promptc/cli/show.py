@@ -1,0 +1,157 @@
+"""``promptc show``: one rendered request, or the batches, readably."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING
+
+import click
+from promptc.cli.common import (
+    batch_size_option,
+    compile_checked,
+    plural,
+    spec_argument,
+    strategy_option,
+    use_rich,
+)
+
+if TYPE_CHECKING:
+    from promptc import ir
+
+
+def pick_request(requests: Sequence[ir.Request], which: str) -> ir.Request:
+    from promptc.errors import UsageError
+
+    for r in requests:
+        if r.id == which:
+            return r
+    if which.isdigit() and 1 <= int(which) <= len(requests):
+        return requests[int(which) - 1]
+    if not requests:
+        raise UsageError(
+            f"no request {which!r}: this build has no requests (no data items)",
+            code="unknown-request",
+        )
+    ids = f"{requests[0].id} … {requests[-1].id}"
+    raise UsageError(
+        f"no request {which!r}; give a request id or a number from 1 to {len(requests)} "
+        f"(ids: {ids})",
+        code="unknown-request",
+    )
+
+
+def show_request(request: ir.Request, grammar: str | None, out: IO[str]) -> None:
+    """One request, readably: a header, then each message under its role."""
+    params = ", ".join(f"{k}={v}" for k, v in request.params.items())
+    head = (
+        f"request {request.id} · {request.kind} · {plural(len(request.batch.item_ids), 'item')}: "
+        + ", ".join(request.batch.item_ids)
+    )
+    meta = f"params: {params}" + (f" · grammar: {grammar}" if grammar else "")
+    if use_rich(out):
+        from rich.console import Console
+        from rich.panel import Panel
+        from rich.text import Text
+
+        console = Console(file=out, highlight=False)
+        console.print(Text(head, style="bold"))
+        console.print(Text(meta, style="dim"))
+        for m in request.messages:
+            console.print(Panel(Text(m.content), title=m.role, title_align="left"))
+        return
+    out.write(head + "\n" + meta + "\n")
+    for m in request.messages:
+        out.write(f"\n── {m.role} " + "─" * max(3, 60 - len(m.role)) + "\n")
+        out.write(m.content + "\n")
+
+
+def show_batches(
+    batches: Sequence[ir.Batch],
+    request_ids: Sequence[str],
+    info: Mapping[str, object],
+    out: IO[str],
+) -> None:
+    """Every batch with its items (target marked, similarities when a method computed them)."""
+
+    def items(b: ir.Batch) -> str:
+        parts = []
+        for k, item_id in enumerate(b.item_ids):
+            s = item_id + ("*" if b.target == k else "")
+            if b.similarities is not None:
+                s += f" ({b.similarities[k]:.3f})"
+            parts.append(s)
+        return ", ".join(parts)
+
+    # Scalars only: nested records (an embedding model's details) are the manifest's to show.
+    header = " · ".join(
+        f"{k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None
+    )
+    note = (
+        "* marks the target item, whose answer the batch is for"
+        if any(b.target is not None for b in batches)
+        else ""
+    )
+    if use_rich(out):
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(file=out, highlight=False)
+        console.print(Text(header, style="dim"))
+        table = Table(caption=note or None)
+        table.add_column("batch", justify="right")
+        table.add_column("request")
+        table.add_column("items")
+        for b, rid in zip(batches, request_ids):
+            table.add_row(str(b.index + 1), rid, Text(items(b)))
+        console.print(table)
+        return
+    out.write(header + "\n")
+    if note:
+        out.write(note + "\n")
+    width = len(str(len(batches)))
+    for b, rid in zip(batches, request_ids):
+        out.write(f"{b.index + 1:>{width}}  {rid}  {items(b)}\n")
+
+
+@click.command("show")
+@spec_argument
+@click.option(
+    "--request",
+    "request",
+    metavar="K",
+    default=None,
+    help="Show request K (its id, e.g. r0003, or its number from 1).",
+)
+@click.option("--batches", is_flag=True, help="Show every batch and its items.")
+@strategy_option
+@batch_size_option
+def show_command(
+    spec: str, request: str | None, batches: bool, strategy: str | None, batch_size: int | None
+) -> None:
+    """Show one rendered request of SPEC, or its batches, readably."""
+    if (request is None) == (not batches):
+        raise click.UsageError("give exactly one of --request K and --batches")
+    task = compile_checked(spec, strategy, batch_size)
+    out = sys.stdout
+    from promptc.build import plan
+
+    result = plan(task)
+    ids = [r.id for r in result.requests]
+    if batches:
+        show_batches([r.batch for r in result.requests], ids, result.selection.info, out)
+        return
+    assert request is not None
+    chosen = pick_request(result.requests, request)
+    grammar = next(
+        (
+            r["grammar"]
+            for r in result.manifest["requests"]  # type: ignore[attr-defined]
+            if r["id"] == chosen.id
+        ),
+        None,
+    )
+    show_request(chosen, grammar, out)
+
+

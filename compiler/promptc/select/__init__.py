@@ -1,0 +1,12 @@
+"""Batch selection: which items share a request, in which order.
+
+``methods`` holds :func:`select` and its static table of methods (``sequential``, ``random``,
+and the similarity methods, which ``similarity`` implements over ``embed`` and ``neighbors``
+and which import the optional ``embed`` extra only when used).
+"""
+
+from __future__ import annotations
+
+from promptc.select.methods import METHODS, SelectionResult, batch_size, chunk, select
+
+__all__ = ["METHODS", "SelectionResult", "batch_size", "chunk", "select"]
