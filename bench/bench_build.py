@@ -116,9 +116,9 @@ def promptc_render(folder: Path) -> tuple[float, int]:
     """In-process select + render of the few-shot build (the spec compiled beforehand): the
     timed part compiles the template and renders every request, as LangChain's timed part
     builds its FewShotPromptTemplate and formats every prompt."""
-    from promptc.spec.lower import compile_spec
     from promptc.render.renderer import render
     from promptc.select.methods import select
+    from promptc.spec.lower import compile_spec
 
     task = compile_spec(folder / "bench.yaml", overrides={("strategy", "kind"): "few-shot"})
     import jinja2.sandbox  # noqa: F401  (imports are timed apart, as LangChain's are)
@@ -134,9 +134,9 @@ def phases(folder: Path) -> dict[str, float]:
 
     import jinja2.sandbox  # noqa: F401
     from promptc.build import build, grammars
-    from promptc.spec.lower import compile_spec
     from promptc.render.renderer import Renderer, check_templates, gc_paused
     from promptc.select.methods import select
+    from promptc.spec.lower import compile_spec
 
     compile_spec(folder / "bench.yaml")  # warm the imports
     out: dict[str, float] = {}

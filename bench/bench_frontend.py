@@ -76,8 +76,10 @@ def large_spec(folder: Path, repeats: int) -> None:
     lines = [head]
     size, i = len(head) + len(tail) + 5, 0
     while size < 950_000:
-        demo = (f'  - {{question: "What is {i} plus {i}? Think it through.", '
-                f'reasoning: "It is {i} + {i}, which is {2 * i}.", answer: {2 * i}}}\n')
+        demo = (
+            f'  - {{question: "What is {i} plus {i}? Think it through.", '
+            f'reasoning: "It is {i} + {i}, which is {2 * i}.", answer: {2 * i}}}\n'
+        )
         lines.append(demo)
         size += len(demo)
         i += 1

@@ -22,22 +22,46 @@ import re
 import time
 from decimal import Decimal
 
-from promptc import markers, ir
-from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc import ir, markers
 from promptc.grammar.answer import build_grammar
+from promptc.spec.answer_format import parse_answer_format, write_answer
 
-WORDS = ["so", "we", "add", "the", "two", "numbers", "then", "subtract", "7", "which", "gives", "the", "total", "of", "apples", "left"]
+WORDS = [
+    "so",
+    "we",
+    "add",
+    "the",
+    "two",
+    "numbers",
+    "then",
+    "subtract",
+    "7",
+    "which",
+    "gives",
+    "the",
+    "total",
+    "of",
+    "apples",
+    "left",
+]
 
 
 def math_task() -> ir.Task:
     return ir.Task(
-        name="math", description="", instruction="",
+        name="math",
+        description="",
+        instruction="",
         inputs=(ir.InputField("question"),),
         outputs=(ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number")),
         answer_format=parse_answer_format("{reasoning} The answer is {answer}."),
-        demos=(), data=None, items=(),
-        strategy=ir.Strategy("auto-demo", 8, ir.Selection()), model=ir.ModelConfig("m"),
-        templates=(), spec=ir.SourceFile("spec.yaml", "0" * 64), spec_dir=".",
+        demos=(),
+        data=None,
+        items=(),
+        strategy=ir.Strategy("auto-demo", 8, ir.Selection()),
+        model=ir.ModelConfig("m"),
+        templates=(),
+        spec=ir.SourceFile("spec.yaml", "0" * 64),
+        spec_dir=".",
     )
 
 
@@ -50,7 +74,9 @@ def outputs(task: ir.Task, n_outputs: int, n_items: int, seed: int = 0) -> list[
             q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))) + "?"
             reasoning = " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 40))) + "."
             answer = Decimal(rng.randint(-5000, 5000)) / Decimal(rng.choice([1, 1, 10, 100]))
-            body = write_answer(task.answer_format, task.outputs, {"reasoning": reasoning, "answer": answer})
+            body = write_answer(
+                task.answer_format, task.outputs, {"reasoning": reasoning, "answer": answer}
+            )
             lines.append(f"{markers.question_marker(i)} {q}")
             lines.append(f"{markers.answer_marker(i)} {body}")
         out.append("\n".join(lines))
@@ -94,13 +120,16 @@ def main() -> None:
     for x in data[:200]:
         assert g.parse_strict_regex(x) == g.parse_strict_lark(x)
         assert [str(i.values["answer"]) for i in g.parse_strict_regex(x)] == [
-            str(Decimal(a.rstrip("."))) for a in baseline(x)  # type: ignore[union-attr]
+            str(Decimal(a.rstrip(".")))
+            for a in baseline(x)  # type: ignore[union-attr]
         ]
     n_items = args.outputs * args.items
     results = {
         "baseline (split + 'The answer is (.*)')": timed(baseline, data, args.repeat),
         "promptc regex check alone (answer.regex match)": timed(
-            re.compile(g.regex).fullmatch, data, args.repeat  # type: ignore[arg-type]
+            re.compile(g.regex).fullmatch,
+            data,
+            args.repeat,  # type: ignore[arg-type]
         ),
         "promptc fast path (parse_strict_regex)": timed(g.parse_strict_regex, data, args.repeat),
         "promptc lark alone (parse_strict_lark)": timed(g.parse_strict_lark, data, args.repeat),

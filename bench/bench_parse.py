@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from promptc import markers
-from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.grammar.answer import build_grammar
 from promptc.ir import (
     InputField,
@@ -48,9 +47,27 @@ from promptc.ir import (
     Value,
 )
 from promptc.parse.output import RequestShape, parse_output, parse_output_recover_slow
+from promptc.spec.answer_format import parse_answer_format, write_answer
 
 N_ITEMS = 8
-WORDS = ["apples", "oranges", "baskets", "trays", "rolls", "pages", "days", "hours", "dollars", "friends", "cookies", "boxes", "marbles", "pencils", "books", "tickets"]
+WORDS = [
+    "apples",
+    "oranges",
+    "baskets",
+    "trays",
+    "rolls",
+    "pages",
+    "days",
+    "hours",
+    "dollars",
+    "friends",
+    "cookies",
+    "boxes",
+    "marbles",
+    "pencils",
+    "books",
+    "tickets",
+]
 VERBS = ["buys", "sells", "reads", "bakes", "packs", "gives", "loses", "finds", "earns", "spends"]
 NAMES = ["Mia", "Sam", "Ana", "Leo", "Ivy", "Noah", "Zoe", "Eli", "Ada", "Max"]
 
@@ -59,17 +76,26 @@ def make_task(n_items: int, rng: random.Random) -> Task:
     items = []
     for k in range(n_items):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        q = (f"{rng.choice(NAMES)} {rng.choice(VERBS)} {a} {rng.choice(WORDS)} on Monday and "
-             f"{b} more on Tuesday. How many {rng.choice(WORDS)} is that in total?")
+        q = (
+            f"{rng.choice(NAMES)} {rng.choice(VERBS)} {a} {rng.choice(WORDS)} on Monday and "
+            f"{b} more on Tuesday. How many {rng.choice(WORDS)} is that in total?"
+        )
         items.append(Item(f"q{k + 1:04d}", k, {"question": q}))
     return Task(
-        name="bench-math", description="", instruction="Solve.",
+        name="bench-math",
+        description="",
+        instruction="Solve.",
         inputs=(InputField("question"),),
         outputs=(OutputField("reasoning", "text"), OutputField("answer", "number")),
         answer_format=parse_answer_format("{reasoning} The answer is {answer}."),
-        demos=(), data=None, items=tuple(items),
-        strategy=Strategy("auto-demo", N_ITEMS, Selection()), model=ModelConfig("m"),
-        templates=(), spec=SourceFile("bench.yaml", "0" * 64), spec_dir=".",
+        demos=(),
+        data=None,
+        items=tuple(items),
+        strategy=Strategy("auto-demo", N_ITEMS, Selection()),
+        model=ModelConfig("m"),
+        templates=(),
+        spec=SourceFile("bench.yaml", "0" * 64),
+        spec_dir=".",
     )
 
 
@@ -78,13 +104,16 @@ def reasoning(rng: random.Random) -> str:
     out = []
     for _ in range(rng.randint(1, 4)):
         a, b = rng.randint(1, 500), rng.randint(1, 500)
-        out.append(f"{rng.choice(NAMES)} has {a} {rng.choice(WORDS)} and gets {b} more, so "
-                   f"{a} + {b} = {a + b}.")
+        out.append(
+            f"{rng.choice(NAMES)} has {a} {rng.choice(WORDS)} and gets {b} more, so "
+            f"{a} + {b} = {a + b}."
+        )
     return " ".join(out)
 
 
-def make_outputs(task: Task, n_outputs: int, rng: random.Random) -> tuple[list[RequestShape],
-                                                                             list[str]]:
+def make_outputs(
+    task: Task, n_outputs: int, rng: random.Random
+) -> tuple[list[RequestShape], list[str]]:
     shapes, outputs = [], []
     by_id = {i.id: i for i in task.items}
     for r in range(n_outputs):
@@ -98,8 +127,11 @@ def make_outputs(task: Task, n_outputs: int, rng: random.Random) -> tuple[list[R
                 "answer": Decimal(rng.randint(-2000, 200000)) / (10 if rng.random() < 0.2 else 1),
             }
             lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR + q)
-            lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR
-                         + write_answer(task.answer_format, task.outputs, values))
+            lines.append(
+                markers.answer_marker(i)
+                + markers.MARKER_SEPARATOR
+                + write_answer(task.answer_format, task.outputs, values)
+            )
         outputs.append(markers.ITEM_SEPARATOR.join(lines))
     return shapes, outputs
 
@@ -156,32 +188,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert [dict(i.values) for i in lark_items] == [dict(r.values) for r in fast]
         base = baseline(outputs[k])
         assert [Decimal(base[i].rstrip(".")) for i in range(1, N_ITEMS + 1)] == [  # type: ignore[union-attr]
-            r.values["answer"] for r in fast]
+            r.values["answer"] for r in fast
+        ]
 
     n, nl = args.outputs, min(args.lark_outputs, args.outputs)
     pattern = re.compile(grammar.regex or "")
     rows = [
-        ("baseline (split lines on A[i]:, 'The answer is (.*)')", n,
-         timed(lambda k: baseline(outputs[k]), n, args.repeat)),
-        ("parse_output, recover (fast path)", n,
-         timed(lambda k: parse_output(task, shapes[k], outputs[k], grammar=grammar), n,
-               args.repeat)),
-        ("parse_output, strict", n,
-         timed(lambda k: parse_output(task, shapes[k], outputs[k], mode="strict",
-                                      grammar=grammar), n, args.repeat)),
-        ("whole-output regex match only (no values, no results)", n,
-         timed(lambda k: pattern.fullmatch(outputs[k]), n, args.repeat)),
-        ("regex alone (AnswerGrammar.parse_strict_regex)", n,
-         timed(lambda k: grammar.parse_strict_regex(outputs[k]), n, args.repeat)),
-        ("scanner (recover slow path)", n,
-         timed(lambda k: parse_output_recover_slow(task, shapes[k], outputs[k], grammar=grammar),
-               n, args.repeat)),
-        ("lark alone (AnswerGrammar.parse_strict_lark)", nl,
-         timed(lambda k: grammar.parse_strict_lark(outputs[k]), nl, 1)),
+        (
+            "baseline (split lines on A[i]:, 'The answer is (.*)')",
+            n,
+            timed(lambda k: baseline(outputs[k]), n, args.repeat),
+        ),
+        (
+            "parse_output, recover (fast path)",
+            n,
+            timed(
+                lambda k: parse_output(task, shapes[k], outputs[k], grammar=grammar), n, args.repeat
+            ),
+        ),
+        (
+            "parse_output, strict",
+            n,
+            timed(
+                lambda k: parse_output(task, shapes[k], outputs[k], mode="strict", grammar=grammar),
+                n,
+                args.repeat,
+            ),
+        ),
+        (
+            "whole-output regex match only (no values, no results)",
+            n,
+            timed(lambda k: pattern.fullmatch(outputs[k]), n, args.repeat),
+        ),
+        (
+            "regex alone (AnswerGrammar.parse_strict_regex)",
+            n,
+            timed(lambda k: grammar.parse_strict_regex(outputs[k]), n, args.repeat),
+        ),
+        (
+            "scanner (recover slow path)",
+            n,
+            timed(
+                lambda k: parse_output_recover_slow(task, shapes[k], outputs[k], grammar=grammar),
+                n,
+                args.repeat,
+            ),
+        ),
+        (
+            "lark alone (AnswerGrammar.parse_strict_lark)",
+            nl,
+            timed(lambda k: grammar.parse_strict_lark(outputs[k]), nl, 1),
+        ),
     ]
     base_rate = rows[0][1] * N_ITEMS / rows[0][2]
-    print(f"{args.outputs} Auto-Demo outputs x {N_ITEMS} items, {chars:.0f} characters each "
-          f"on average; Python {sys.version.split()[0]}; best of {args.repeat}")
+    print(
+        f"{args.outputs} Auto-Demo outputs x {N_ITEMS} items, {chars:.0f} characters each "
+        f"on average; Python {sys.version.split()[0]}; best of {args.repeat}"
+    )
     print(f"{'path':58} {'outputs':>8} {'items/s':>10} {'x baseline':>10}")
     for name, count, secs in rows:
         rate = count * N_ITEMS / secs

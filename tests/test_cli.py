@@ -303,7 +303,9 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
     text = out.getvalue()
     assert "Q[1]: [bold]x[/bold]" in text and "╭─ user" in text
     out = Terminal()
-    show.show_batches([batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out)
+    show.show_batches(
+        [batch], ["r0001"], {"method": "sequential", "embedding": {"model": "x"}}, out
+    )
     assert "method: sequential" in out.getvalue() and "embedding" not in out.getvalue()
 
 

@@ -64,14 +64,22 @@ def lines_of(result: Result) -> list[dict[str, object]]:
 def test_jsonl_in_every_accepted_form(math_build: Path, tmp_path: Path) -> None:
     reqs = requests_of(math_build)
     assert len(reqs) == 3
-    outputs = jsonl(tmp_path / "out.jsonl", [
-        {"id": reqs[0]["id"], "output": good_output(reqs[0])},
-        {"request_id": reqs[1]["id"], "text": good_output(reqs[1], 10)},
-        {"id": "batch_req_1", "custom_id": reqs[2]["id"],
-         "response": {"status_code": 200,
-                      "body": {"choices": [{"message": {"content": good_output(reqs[2], 20)}}]}},
-         "error": None},
-    ])
+    outputs = jsonl(
+        tmp_path / "out.jsonl",
+        [
+            {"id": reqs[0]["id"], "output": good_output(reqs[0])},
+            {"request_id": reqs[1]["id"], "text": good_output(reqs[1], 10)},
+            {
+                "id": "batch_req_1",
+                "custom_id": reqs[2]["id"],
+                "response": {
+                    "status_code": 200,
+                    "body": {"choices": [{"message": {"content": good_output(reqs[2], 20)}}]},
+                },
+                "error": None,
+            },
+        ],
+    )
     result = run(math_build, outputs)
     assert result.exit_code == 0, result.output
     rows = lines_of(result)
@@ -80,12 +88,15 @@ def test_jsonl_in_every_accepted_form(math_build: Path, tmp_path: Path) -> None:
     assert rows[0]["request_id"] == reqs[0]["id"] and rows[0]["item_id"] == "m01"
     assert rows[8]["values"] == {"reasoning": "Add them up.", "answer": 11}
     assert rows[-1]["index"] == 4 and rows[-1]["values"]["answer"] == 24  # type: ignore[index]
-    assert result.stderr == ("20 results from 3 request(s): 20 ok, 0 missing, 0 malformed, "
-                             "0 duplicate, 0 misaligned, 0 extra\n")
+    assert result.stderr == (
+        "20 results from 3 request(s): 20 ok, 0 missing, 0 malformed, "
+        "0 duplicate, 0 misaligned, 0 extra\n"
+    )
 
 
-def test_spec_and_build_dir_give_the_same_results(math_build: Path, specs: Path,
-                                                  tmp_path: Path) -> None:
+def test_spec_and_build_dir_give_the_same_results(
+    math_build: Path, specs: Path, tmp_path: Path
+) -> None:
     reqs = requests_of(math_build)
     outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[1]["id"], "output": good_output(reqs[1])}])
     a = run(math_build, outputs)
@@ -103,24 +114,31 @@ def test_a_broken_item_gives_exit_1_and_the_diagnosis(math_build: Path, tmp_path
     bad = [r for r in lines_of(result) if r["status"] != "ok"]
     assert len(bad) == 1 and bad[0]["index"] == 3 and bad[0]["status"] == "malformed"
     assert bad[0]["expected"] and bad[0]["found"]
-    assert result.stderr.endswith("8 results from 1 request(s): 7 ok, 0 missing, 1 malformed, "
-                                  "0 duplicate, 0 misaligned, 0 extra\n"
-                                  "note: 2 request(s) of " + str(math_build)
-                                  + " have no output in " + str(outputs) + "\n")
+    assert result.stderr.endswith(
+        "8 results from 1 request(s): 7 ok, 0 missing, 1 malformed, "
+        "0 duplicate, 0 misaligned, 0 extra\n"
+        "note: 2 request(s) of " + str(math_build) + " have no output in " + str(outputs) + "\n"
+    )
 
 
-def test_malformed_jsonl_lines_are_reported_and_the_rest_parsed(math_build: Path,
-                                                                tmp_path: Path) -> None:
+def test_malformed_jsonl_lines_are_reported_and_the_rest_parsed(
+    math_build: Path, tmp_path: Path
+) -> None:
     reqs = requests_of(math_build)
     path = tmp_path / "out.jsonl"
     path.write_text(
-        json.dumps({"id": reqs[0]["id"], "output": good_output(reqs[0])}) + "\n"
+        json.dumps({"id": reqs[0]["id"], "output": good_output(reqs[0])})
+        + "\n"
         + '{"id": "r0002", "output": "A[1]: 1",}\n'
         + "[1, 2]\n"
-        + json.dumps({"output": "no id"}) + "\n"
-        + json.dumps({"id": "r0009", "output": "x"}) + "\n"
-        + json.dumps({"id": reqs[0]["id"], "output": "again"}) + "\n"
-        + json.dumps({"id": reqs[2]["id"]}) + "\n",
+        + json.dumps({"output": "no id"})
+        + "\n"
+        + json.dumps({"id": "r0009", "output": "x"})
+        + "\n"
+        + json.dumps({"id": reqs[0]["id"], "output": "again"})
+        + "\n"
+        + json.dumps({"id": reqs[2]["id"]})
+        + "\n",
         encoding="utf-8",
     )
     result = run(math_build, path)
@@ -129,32 +147,42 @@ def test_malformed_jsonl_lines_are_reported_and_the_rest_parsed(math_build: Path
     err = result.stderr.splitlines()
     assert err[:6] == [
         f"error: {path}:2:37: not a JSON line: Expecting property name enclosed in double quotes",
-        (f"error: {path}:3:1: expected a JSON object with one of custom_id, request_id, id and "
-        "the output text, found list"),
+        (
+            f"error: {path}:3:1: expected a JSON object with one of custom_id, request_id, id and "
+            "the output text, found list"
+        ),
         f"error: {path}:4:1: no request id: expected one of the keys custom_id, request_id, id",
-        (f"error: {path}:5:1: unknown request id 'r0009'; expected one of the ids in "
-        f"{math_build} (did you mean 'r0003'?)"),
-        (f"error: {path}:6:1: a second output for request 'r0001' (the first is at line 1); only "
-        "the first is parsed"),
-        (f"error: {path}:7:1: no output text: expected 'output' or 'text', or an OpenAI response "
-        "with response.body.choices[0].message.content"),
+        (
+            f"error: {path}:5:1: unknown request id 'r0009'; expected one of the ids in "
+            f"{math_build} (did you mean 'r0003'?)"
+        ),
+        (
+            f"error: {path}:6:1: a second output for request 'r0001' (the first is at line 1); only "
+            "the first is parsed"
+        ),
+        (
+            f"error: {path}:7:1: no output text: expected 'output' or 'text', or an OpenAI response "
+            "with response.body.choices[0].message.content"
+        ),
     ]
 
 
-def test_text_file_needs_request_when_the_build_has_several(math_build: Path,
-                                                            tmp_path: Path) -> None:
+def test_text_file_needs_request_when_the_build_has_several(
+    math_build: Path, tmp_path: Path
+) -> None:
     reqs = requests_of(math_build)
     path = tmp_path / "out.txt"
     path.write_text("Sure!\n" + good_output(reqs[1]) + "\nDone.", encoding="utf-8")
     result = run(math_build, path)
     assert result.exit_code == 2
-    assert result.stderr == (f"error: {path} holds one output, and {math_build} has 3 requests: "
-                             "say which with --request ID\n")
+    assert result.stderr == (
+        f"error: {path} holds one output, and {math_build} has 3 requests: "
+        "say which with --request ID\n"
+    )
     result = run(math_build, path, "--request", reqs[1]["id"])
     assert result.exit_code == 0, result.output
     rows = lines_of(result)
-    assert [r["item_id"] for r in rows] == ["m09", "m10", "m11", "m12", "m13", "m14", "m15",
-                                            "m16"]
+    assert [r["item_id"] for r in rows] == ["m09", "m10", "m11", "m12", "m13", "m14", "m15", "m16"]
     assert rows[0]["span"]["start"]["line"] == 2  # type: ignore[index]
     strict = run(math_build, path, "--request", reqs[1]["id"], "--mode", "strict")
     assert strict.exit_code == 1
@@ -166,13 +194,16 @@ def test_unknown_request_is_a_usage_error(math_build: Path, tmp_path: Path) -> N
     path.write_text("A[1]: 1", encoding="utf-8")
     result = run(math_build, path, "--request", "r001")
     assert result.exit_code == 2
-    assert result.stderr == f"error: unknown request 'r001' in {math_build} (did you mean 'r0001'?)\n"
+    assert (
+        result.stderr == f"error: unknown request 'r001' in {math_build} (did you mean 'r0001'?)\n"
+    )
 
 
 def test_table_and_output_file(math_build: Path, tmp_path: Path) -> None:
     reqs = requests_of(math_build)
-    outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[2]["id"],
-                                               "output": good_output(reqs[2])[:-40]}])
+    outputs = jsonl(
+        tmp_path / "out.jsonl", [{"id": reqs[2]["id"], "output": good_output(reqs[2])[:-40]}]
+    )
     result = run(math_build, outputs, "--format", "table")
     assert result.exit_code == 1
     assert "request" in result.stdout and "status" in result.stdout
@@ -190,15 +221,18 @@ def test_not_a_build(tmp_path: Path) -> None:
     path.write_text("x", encoding="utf-8")
     result = run(tmp_path / "empty", path)
     assert result.exit_code == 2
-    assert result.stderr == (f"error: {tmp_path / 'empty' / 'manifest.json'}: manifest.json not "
-                             f"found in build directory {str(tmp_path / 'empty')!r} (run promptc "
-                             "build first, or pass the spec file)\n")
+    assert result.stderr == (
+        f"error: {tmp_path / 'empty' / 'manifest.json'}: manifest.json not "
+        f"found in build directory {str(tmp_path / 'empty')!r} (run promptc "
+        "build first, or pass the spec file)\n"
+    )
     result = run(tmp_path / "nope", path)
     assert result.exit_code == 2  # click: the path does not exist
 
 
-def test_a_truncated_requests_line_is_reported_inside_that_line(specs: Path,
-                                                               tmp_path: Path) -> None:
+def test_a_truncated_requests_line_is_reported_inside_that_line(
+    specs: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "build"
     build(compile_spec(specs / "math.yaml"), out)
     (out / "requests.jsonl").write_text('{"id": "r0001",\n', encoding="utf-8")
@@ -206,8 +240,10 @@ def test_a_truncated_requests_line_is_reported_inside_that_line(specs: Path,
     path.write_text("A[1]: x", encoding="utf-8")
     result = run(out, path, "--request", "r0001")
     assert result.exit_code == 2
-    assert result.stderr == (f"error: {out / 'requests.jsonl'}:1:16: not JSON: Expecting "
-                             "property name enclosed in double quotes\n")
+    assert result.stderr == (
+        f"error: {out / 'requests.jsonl'}:1:16: not JSON: Expecting "
+        "property name enclosed in double quotes\n"
+    )
 
 
 def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> None:
@@ -218,10 +254,18 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
     assert "custom_id" in first and "item_ids" not in first
     manifest = json.loads((out / "manifest.json").read_text())
     ids = manifest["requests"][0]["item_ids"]
-    text = "\n".join(f"{markers.answer_marker(i)} So. The answer is 0.1." for i in
-                     range(1, len(ids) + 1))
-    outputs = jsonl(tmp_path / "o.jsonl", [{"custom_id": first["custom_id"], "response": {
-        "body": {"choices": [{"message": {"content": text}}]}}}])
+    text = "\n".join(
+        f"{markers.answer_marker(i)} So. The answer is 0.1." for i in range(1, len(ids) + 1)
+    )
+    outputs = jsonl(
+        tmp_path / "o.jsonl",
+        [
+            {
+                "custom_id": first["custom_id"],
+                "response": {"body": {"choices": [{"message": {"content": text}}]}},
+            }
+        ],
+    )
     result = run(out, outputs)
     assert result.exit_code == 0, result.output
     assert '"answer": 0.1}' in result.stdout.splitlines()[0]
@@ -245,8 +289,9 @@ def test_request_filter_and_empty_outputs(math_build: Path, tmp_path: Path) -> N
     assert kept.exit_code == 0 and len(lines_of(kept)) == 8
     absent = run(math_build, outputs, "--request", reqs[1]["id"])
     assert absent.exit_code == 1 and absent.stdout == ""
-    assert absent.stderr.startswith(f"error: {outputs}: no output for request 'r0002' in "
-                                    f"{outputs}\n")
+    assert absent.stderr.startswith(
+        f"error: {outputs}: no output for request 'r0002' in {outputs}\n"
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n", encoding="utf-8")
     result = run(math_build, empty)

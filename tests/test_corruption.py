@@ -62,56 +62,61 @@ BATCH_ROWS: dict[str, Row] = {
     "only-chatter": Row("I cannot answer these questions.", ["missing"] * 4),
     "duplicate-same-value": Row(lines(0, 1, 1, 2, 3), OK4),
     "duplicate-different-value": Row(
-        lines(0, 1, 2, 3) + "\nA[2]: 7", ["ok", "duplicate", "ok", "ok"],
+        lines(0, 1, 2, 3) + "\nA[2]: 7",
+        ["ok", "duplicate", "ok", "ok"],
         [Decimal(18), Decimal("-3.5"), Decimal(1234), Decimal(0)],
     ),
     "duplicate-malformed-repeat-ignored": Row(lines(0, 1, 2, 3) + "\nA[2]: seven", OK4),
     "reordered": Row(lines(3, 1, 0, 2), OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "truncated-marker": Row(lines(0, 1, 2) + "\nA[", ["ok", "ok", "ok", "missing"]),
     "truncated-value": Row(lines(0, 1, 2) + "\nA[4]: $", ["ok", "ok", "ok", "malformed"]),
-    "trailing-words-after-number": Row(lines(0, 1, 2) + "\nA[4]: 0 apples",
-                                       ["ok", "ok", "ok", "malformed"]),
-    "malformed-value": Row(lines(0, 2, 3) + "\nA[2]: minus three", ["ok", "malformed", "ok",
-                                                                     "ok"]),
+    "trailing-words-after-number": Row(
+        lines(0, 1, 2) + "\nA[4]: 0 apples", ["ok", "ok", "ok", "malformed"]
+    ),
+    "malformed-value": Row(lines(0, 2, 3) + "\nA[2]: minus three", ["ok", "malformed", "ok", "ok"]),
     "fenced": Row("```\n" + BATCH_OK + "\n```", OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "fenced-with-language-and-chatter": Row(
-        "Here are the answers:\n```text\n" + BATCH_OK + "\n```\nHope this helps!", OK4),
+        "Here are the answers:\n```text\n" + BATCH_OK + "\n```\nHope this helps!", OK4
+    ),
     "chatter-before-after": Row(
         "Sure! Let me answer each question.\n\n" + BATCH_OK + "\n\nLet me know if you need more.",
-        OK4, BATCH_VALUES,  # type: ignore[arg-type]
+        OK4,
+        BATCH_VALUES,  # type: ignore[arg-type]
     ),
-    "bold-markers": Row(BATCH_OK.replace("A[2]:", "**A[2]:**").replace("A[3]:", "__A[3]:__"),
-                        OK4, BATCH_VALUES),  # type: ignore[arg-type]
-    "bold-whole-line": Row(BATCH_OK.replace("A[2]: -3.5", "**A[2]: -3.5**"), OK4,
-                           BATCH_VALUES),  # type: ignore[arg-type]
-    "bold-value": Row(BATCH_OK.replace("A[4]: 0", "A[4]: **0**"), OK4,
-                      BATCH_VALUES),  # type: ignore[arg-type]
+    "bold-markers": Row(
+        BATCH_OK.replace("A[2]:", "**A[2]:**").replace("A[3]:", "__A[3]:__"), OK4, BATCH_VALUES
+    ),  # type: ignore[arg-type]
+    "bold-whole-line": Row(BATCH_OK.replace("A[2]: -3.5", "**A[2]: -3.5**"), OK4, BATCH_VALUES),  # type: ignore[arg-type]
+    "bold-value": Row(BATCH_OK.replace("A[4]: 0", "A[4]: **0**"), OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "headings-and-bullets": Row(
-        BATCH_OK.replace("A[1]:", "### A[1]:").replace("A[2]:", "- A[2]:").replace(
-            "A[3]:", "> A[3]:"), OK4,
+        BATCH_OK.replace("A[1]:", "### A[1]:")
+        .replace("A[2]:", "- A[2]:")
+        .replace("A[3]:", "> A[3]:"),
+        OK4,
         BATCH_VALUES,  # type: ignore[arg-type]
     ),
     "one-line": Row(BATCH_OK.replace("\n", " "), OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "blank-lines-between": Row(BATCH_OK.replace("\n", "\n\n"), OK4),
     "crlf": Row(BATCH_OK.replace("\n", "\r\n"), OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "full-width-markers": Row(
-        BATCH_OK.replace("A[3]:", "Ａ［３］：").replace("A[1]:", "A[1]："), OK4,
+        BATCH_OK.replace("A[3]:", "Ａ［３］：").replace("A[1]:", "A[1]："),
+        OK4,
         BATCH_VALUES,  # type: ignore[arg-type]
     ),
     "nbsp-and-zero-width": Row(
-        BATCH_OK.replace("A[2]: ", "A[2]:\u00a0").replace("A[4]", "A[\u200b4]"), OK4,
+        BATCH_OK.replace("A[2]: ", "A[2]:\u00a0").replace("A[4]", "A[\u200b4]"),
+        OK4,
         BATCH_VALUES,  # type: ignore[arg-type]
     ),
-    "full-width-digits": Row(BATCH_OK.replace("A[1]: 18", "A[1]: １８"), OK4,
-                             BATCH_VALUES),  # type: ignore[arg-type]
+    "full-width-digits": Row(BATCH_OK.replace("A[1]: 18", "A[1]: １８"), OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "lowercase-marker-and-spaces": Row(BATCH_OK.replace("A[2]:", "a[ 2 ] :"), OK4),
     "extra-index": Row(BATCH_OK + "\nA[5]: 9", OK4 + ["extra"]),
     "index-zero": Row("A[0]: 9\n" + BATCH_OK, OK4 + ["extra"]),
-    "questions-in-batch-are-chatter": Row(
-        "Q[1]: the first one\n" + BATCH_OK, OK4, BATCH_VALUES),  # type: ignore[arg-type]
+    "questions-in-batch-are-chatter": Row("Q[1]: the first one\n" + BATCH_OK, OK4, BATCH_VALUES),  # type: ignore[arg-type]
     "currency-and-separators": Row(
         BATCH_OK.replace("A[3]: 1234", "A[3]: $1,234.").replace("A[2]: -3.5", "A[2]: −3.5"),
-        OK4, BATCH_VALUES,  # type: ignore[arg-type]
+        OK4,
+        BATCH_VALUES,  # type: ignore[arg-type]
     ),
 }
 
@@ -125,37 +130,43 @@ DEMO_ROWS: dict[str, Row] = {
     "dropped-pair-2": Row(demo(0, 1, 4, 5), ["ok", "missing", "ok"]),
     "answer-without-question": Row(demo(0, 1, 3, 4, 5), OK3),
     "question-typo": Row(DEMO_OK.replace("April", "Aprl").replace("clips", "clip"), OK3),
-    "question-case-and-punctuation": Row(DEMO_OK.replace(QUESTIONS[1], QUESTIONS[1].lower()
-                                                         .replace(".", "")), OK3),
-    "wrong-question": Row(DEMO_OK.replace(QUESTIONS[1], "What is the capital of France?"),
-                          ["ok", "misaligned", "ok"]),
+    "question-case-and-punctuation": Row(
+        DEMO_OK.replace(QUESTIONS[1], QUESTIONS[1].lower().replace(".", "")), OK3
+    ),
+    "wrong-question": Row(
+        DEMO_OK.replace(QUESTIONS[1], "What is the capital of France?"), ["ok", "misaligned", "ok"]
+    ),
     "shifted-questions": Row(
         DEMO_OK.replace(QUESTIONS[1], "<<2>>").replace(QUESTIONS[2], QUESTIONS[1]),
         ["ok", "misaligned", "misaligned"],
     ),
     "answer-follows-other-question": Row(demo(0, 1, 4, 3, 4, 5), ["ok", "misaligned", "ok"]),
     "truncated-after-question": Row(demo(0, 1, 2, 3, 4), ["ok", "ok", "malformed"]),
-    "truncated-in-reasoning": Row(demo(0, 1, 2, 3, 4) + "\nA[3]: First add 3 and",
-                                  ["ok", "ok", "malformed"]),
-    "truncated-in-literal": Row(DEMO_OK[: DEMO_OK.rindex("answer is")],
-                                ["ok", "ok", "malformed"]),
+    "truncated-in-reasoning": Row(
+        demo(0, 1, 2, 3, 4) + "\nA[3]: First add 3 and", ["ok", "ok", "malformed"]
+    ),
+    "truncated-in-literal": Row(DEMO_OK[: DEMO_OK.rindex("answer is")], ["ok", "ok", "malformed"]),
     "truncated-before-final-period": Row(DEMO_OK[:-1], ["ok", "ok", "malformed"]),
     "chatter-after-last-answer": Row(DEMO_OK + "\n\nI hope these answers help!", OK3),
     "fenced": Row("```\n" + DEMO_OK + "\n```", OK3),
-    "chatter-after-answer-on-its-line": Row(DEMO_OK + " Hope this helps!", OK3,
-                                            [a["answer"] for a in DEMO_ANSWERS]),  # type: ignore[misc]
-    "bold-inside-answer": Row(DEMO_OK.replace("The answer is 9.", "The answer is **9**."), OK3,
-                              [a["answer"] for a in DEMO_ANSWERS]),  # type: ignore[misc]
-    "bold-markers": Row(DEMO_OK.replace("Q[2]:", "**Q[2]:**").replace("A[2]:", "**A[2]:**"),
-                        OK3),
-    "full-width": Row(DEMO_OK.replace("Q[3]:", "Ｑ［３］：").replace("A[3]:", "Ａ［３］："),
-                      OK3),
+    "chatter-after-answer-on-its-line": Row(
+        DEMO_OK + " Hope this helps!", OK3, [a["answer"] for a in DEMO_ANSWERS]
+    ),  # type: ignore[misc]
+    "bold-inside-answer": Row(
+        DEMO_OK.replace("The answer is 9.", "The answer is **9**."),
+        OK3,
+        [a["answer"] for a in DEMO_ANSWERS],
+    ),  # type: ignore[misc]
+    "bold-markers": Row(DEMO_OK.replace("Q[2]:", "**Q[2]:**").replace("A[2]:", "**A[2]:**"), OK3),
+    "full-width": Row(DEMO_OK.replace("Q[3]:", "Ｑ［３］：").replace("A[3]:", "Ａ［３］："), OK3),
     "nbsp-in-literal": Row(DEMO_OK.replace("The answer is", "The\u00a0answer is"), OK3),
     "reordered-pairs": Row(demo(4, 5, 0, 1, 2, 3), OK3),
-    "duplicate-pair-different": Row(DEMO_OK + "\n" + demo(2) + "\nA[2]: Redo. The answer is 99.",
-                                    ["ok", "duplicate", "ok"]),
-    "extra-pair": Row(DEMO_OK + "\nQ[4]: Another one?\nA[4]: More. The answer is 1.",
-                      OK3 + ["extra"]),
+    "duplicate-pair-different": Row(
+        DEMO_OK + "\n" + demo(2) + "\nA[2]: Redo. The answer is 99.", ["ok", "duplicate", "ok"]
+    ),
+    "extra-pair": Row(
+        DEMO_OK + "\nQ[4]: Another one?\nA[4]: More. The answer is 1.", OK3 + ["extra"]
+    ),
 }
 
 
@@ -209,8 +220,9 @@ def test_truncated_question_reports_the_missing_answer_marker() -> None:
 
 def test_duplicate_message_names_both_places() -> None:
     r = parse_output(BATCH, BATCH_REQ, BATCH_OK + "\nA[2]: 7")[1]
-    assert r.message == ("A[2] answered 2 times with different values: answer='-3.5' at 2:1, "
-                         "answer='7' at 5:1")
+    assert r.message == (
+        "A[2] answered 2 times with different values: answer='-3.5' at 2:1, answer='7' at 5:1"
+    )
 
 
 def test_extra_message() -> None:
@@ -228,18 +240,32 @@ def test_missing_message() -> None:
     ("output", "index", "message"),
     [
         pytest.param(demo(0, 1, 4, 3, 4, 5), 2, "A[2] follows Q[3]", id="answer-after-other-q"),
-        pytest.param(DEMO_OK.replace(QUESTIONS[1], "What is the capital of France?"), 2,
-                     "Q[2] does not repeat item 2's question (similarity 0.23 < 0.9)",
-                     id="other-question"),
-        pytest.param(DEMO_OK.replace(QUESTIONS[1], "<<2>>").replace(QUESTIONS[2], QUESTIONS[1]),
-                     3, "Q[3] does not repeat item 3's question (similarity 0.34 < 0.9); it is "
-                     "item 2's question", id="shifted"),
-        pytest.param(demo(0, 1, 2, 3, 4) + "\nA[3]: First add 3 and", 3,
-                     "A[3]: expected 'The answer is', found 'end of output' at 6:22",
-                     id="truncated-in-reasoning"),
-        pytest.param(demo(0, 1, 2, 4, 5), 2,
-                     "Q[2] is not followed by A[2] (found 'Q[3]: Betty is saving money for a new w…') "
-                     "at 3:120", id="question-without-answer"),
+        pytest.param(
+            DEMO_OK.replace(QUESTIONS[1], "What is the capital of France?"),
+            2,
+            "Q[2] does not repeat item 2's question (similarity 0.23 < 0.9)",
+            id="other-question",
+        ),
+        pytest.param(
+            DEMO_OK.replace(QUESTIONS[1], "<<2>>").replace(QUESTIONS[2], QUESTIONS[1]),
+            3,
+            "Q[3] does not repeat item 3's question (similarity 0.34 < 0.9); it is "
+            "item 2's question",
+            id="shifted",
+        ),
+        pytest.param(
+            demo(0, 1, 2, 3, 4) + "\nA[3]: First add 3 and",
+            3,
+            "A[3]: expected 'The answer is', found 'end of output' at 6:22",
+            id="truncated-in-reasoning",
+        ),
+        pytest.param(
+            demo(0, 1, 2, 4, 5),
+            2,
+            "Q[2] is not followed by A[2] (found 'Q[3]: Betty is saving money for a new w…') "
+            "at 3:120",
+            id="question-without-answer",
+        ),
     ],
 )
 def test_auto_demo_messages(output: str, index: int, message: str) -> None:

@@ -9,8 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from promptc.select import embed
 from promptc.errors import Location, SelectionError
+from promptc.select import embed
 
 np = pytest.importorskip("numpy")
 

@@ -92,8 +92,12 @@ def llama_accepts(cases: list[tuple[str, str]]) -> list[bool]:
     return list(json.loads(proc.stdout))
 
 
-SHAPES = [(name, kind, n) for name in sorted(TASKS) for kind in KINDS
-          for n in ((1,) if kind in ("single", "few-shot") else (1, 3, 8, 64))]
+SHAPES = [
+    (name, kind, n)
+    for name in sorted(TASKS)
+    for kind in KINDS
+    for n in ((1,) if kind in ("single", "few-shot") else (1, 3, 8, 64))
+]
 
 
 @requires_llama
@@ -108,9 +112,9 @@ def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: ir.StrategyKind, n: int) -
 
 def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) -> ir.Value:
     if field.type == "number":
-        return Decimal(rng.randint(-10**6, 10**6)) / Decimal(10 ** rng.randint(0, 3))
+        return Decimal(rng.randint(-(10**6), 10**6)) / Decimal(10 ** rng.randint(0, 3))
     if field.type == "integer":
-        return rng.randint(-10**6, 10**6)
+        return rng.randint(-(10**6), 10**6)
     if field.type == "boolean":
         return rng.random() < 0.5
     if field.type == "enum":
@@ -120,11 +124,17 @@ def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) ->
     return text.replace(" Step", "\nStep") if multiline else text
 
 
-def _random_output(name: str, kind: ir.StrategyKind, n: int, rng: random.Random) -> tuple[str, list[dict[str, ir.Value]]]:
+def _random_output(
+    name: str, kind: ir.StrategyKind, n: int, rng: random.Random
+) -> tuple[str, list[dict[str, ir.Value]]]:
     task = TASKS[name]
     g = build_grammar(task, n, kind)
-    answers = [{f.name: _random_value(f, rng, g.plan.multiline) for f in task.outputs} for _ in range(n)]
-    questions = [{f.name: f"{f.name} {rng.randint(1, 99)} is here?" for f in task.inputs} for _ in range(n)]
+    answers = [
+        {f.name: _random_value(f, rng, g.plan.multiline) for f in task.outputs} for _ in range(n)
+    ]
+    questions = [
+        {f.name: f"{f.name} {rng.randint(1, 99)} is here?" for f in task.inputs} for _ in range(n)
+    ]
     return canonical_output(task, kind, answers, questions), answers
 
 
@@ -161,7 +171,7 @@ def test_what_llama_cpp_accepts_the_parser_reads() -> None:
         for _ in range(6):
             out, _ = _random_output(name, kind, n, rng)
             pos = rng.randint(0, len(out))
-            out = out[:pos] + rng.choice(edits) + out[pos + rng.randint(0, 2):]
+            out = out[:pos] + rng.choice(edits) + out[pos + rng.randint(0, 2) :]
             cases.append((g.gbnf, out))
             grammars.append(g)
     accepted = llama_accepts(cases)
@@ -188,7 +198,9 @@ def test_gbnf_forces_item_count_and_order() -> None:
 
 
 @pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
-def test_json_schema_is_valid_and_accepts_parsed_answers(name: str, kind: ir.StrategyKind, n: int) -> None:
+def test_json_schema_is_valid_and_accepts_parsed_answers(
+    name: str, kind: ir.StrategyKind, n: int
+) -> None:
     from jsonschema import Draft202012Validator
 
     g = build_grammar(TASKS[name], n, kind)
@@ -238,10 +250,12 @@ def test_regex_file_is_the_fast_path() -> None:
 # ---------------------------------------------------------------------------- the real model
 
 
-def _rendered_requests(spec: str, kind: ir.StrategyKind, size: int) -> tuple[ir.Task, list[ir.Request]]:
-    from promptc.spec.lower import compile_spec
+def _rendered_requests(
+    spec: str, kind: ir.StrategyKind, size: int
+) -> tuple[ir.Task, list[ir.Request]]:
     from promptc.render.renderer import render
     from promptc.select.methods import select
+    from promptc.spec.lower import compile_spec
 
     root = Path(__file__).resolve().parents[1]
     task = compile_spec(
@@ -254,10 +268,10 @@ def _rendered_requests(spec: str, kind: ir.StrategyKind, size: int) -> tuple[ir.
 
 @pytest.mark.llm
 @requires_llama
-@pytest.mark.parametrize(
-    ("spec", "kind"), [("sentiment.yaml", "batch"), ("nli.yaml", "auto-demo")]
-)
-def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: ir.StrategyKind) -> None:
+@pytest.mark.parametrize(("spec", "kind"), [("sentiment.yaml", "batch"), ("nli.yaml", "auto-demo")])
+def test_smollm2_constrained_by_the_gbnf_answers_every_item(
+    spec: str, kind: ir.StrategyKind
+) -> None:
     """SmolLM2-135M under the exported GBNF: a batch of 8 and an Auto-Demo of 8 all parse."""
     import openai
 
@@ -291,7 +305,7 @@ def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: ir.
 #: (multi-field questions are joined with "\n"), tabs, other control characters, non-ASCII.
 TRICKY_QUESTIONS = [
     'Is "2" > 1? She said: "yes"',
-    "C:\\temp\\new \\n is not a line break; \\\" neither",
+    'C:\\temp\\new \\n is not a line break; \\" neither',
     "premise: a\nhypothesis: b\n\nthird line after a blank one",
     "tab\there, bell \x07, escape \x1b[0m, delete \x7f, carriage\rreturn",
     "naïve café – 数学 ∑ 🙂 \u00a0no-break",
@@ -299,13 +313,22 @@ TRICKY_QUESTIONS = [
 ]
 
 
-def _pinned_cases(name: str, n: int, rng: random.Random) -> tuple[ir.Task, list[str], list[dict[str, ir.Value]]]:
+def _pinned_cases(
+    name: str, n: int, rng: random.Random
+) -> tuple[ir.Task, list[str], list[dict[str, ir.Value]]]:
     from promptc import markers
 
     task = TASKS[name]
-    pool = [*TRICKY_QUESTIONS, markers.question_text(
-        task.inputs, {f.name: TRICKY_QUESTIONS[k % len(TRICKY_QUESTIONS)]
-                      for k, f in enumerate(task.inputs)})]
+    pool = [
+        *TRICKY_QUESTIONS,
+        markers.question_text(
+            task.inputs,
+            {
+                f.name: TRICKY_QUESTIONS[k % len(TRICKY_QUESTIONS)]
+                for k, f in enumerate(task.inputs)
+            },
+        ),
+    ]
     start = rng.randint(0, 99)
     questions = [pool[(start + i) % len(pool)] for i in range(n)]  # n >= 7: every one
     answers = [{f.name: _random_value(f, rng, False) for f in task.outputs} for _ in range(n)]
@@ -317,8 +340,9 @@ def test_gbnf_for_spells_each_question_as_one_literal() -> None:
     gbnf = g.gbnf_for(['Say "hi" \\ bye', "premise: a\nhypothesis: b\tc \x01 é"])
     lines = gbnf.splitlines()
     assert lines[3] == 'item-1 ::= "Q[1]: " "Say \\"hi\\" \\\\ bye" "\\n" "A[1]: " answer'
-    assert lines[4] == ('item-2 ::= "Q[2]: " "premise: a\\nhypothesis: b\\tc \\x01 é" "\\n" '
-                        '"A[2]: " answer')
+    assert lines[4] == (
+        'item-2 ::= "Q[2]: " "premise: a\\nhypothesis: b\\tc \\x01 é" "\\n" "A[2]: " answer'
+    )
     assert "question" not in gbnf.replace("# Answer grammar", "")
     # Everything else is the shared grammar's.
     rest = [x for x in g.gbnf.splitlines() if not x.startswith(("item-", "question"))]
@@ -364,8 +388,9 @@ def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
             other = list(questions)
             other[-1] = other[-1] + "?"
             swapped = list(reversed(questions))
-            own = [markers.question_text(task.inputs, {f.name: "What is 2 + 2?"
-                                                       for f in task.inputs})] * n
+            own = [
+                markers.question_text(task.inputs, {f.name: "What is 2 + 2?" for f in task.inputs})
+            ] * n
             cases += [
                 (pinned, out),  # the canonical output of its own questions
                 (pinned, g.write_output(answers, other)),  # a question changed

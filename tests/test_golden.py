@@ -124,9 +124,9 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
     accepts: an answer written as the prompt's solved examples are written parses ``ok`` in
     strict mode, with the values it was written from."""
     from promptc import markers
-    from promptc.spec.answer_format import write_answer
     from promptc.build import plan
     from promptc.parse.output import parse_output
+    from promptc.spec.answer_format import write_answer
 
     task = compile_spec(spec, overrides={("strategy", "kind"): strategy})
     values = {o.name: _sample_value(o) for o in task.outputs}

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from promptc import markers, ir
-from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc import ir, markers
 from promptc.errors import GrammarError, OutputParseError
 from promptc.grammar.answer import AnswerGrammar, AnswerMismatch, build_grammar
+from promptc.spec.answer_format import parse_answer_format, write_answer
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
@@ -197,7 +197,9 @@ ASCII_WS = " \t\n\r\x0b\x0c"
 
 
 def one_line_text(min_size: int = 1) -> st.SearchStrategy[str]:
-    alphabet = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029")
+    alphabet = st.characters(
+        blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029"
+    )
     return (
         st.text(alphabet=alphabet, min_size=min_size, max_size=40)
         .map(lambda s: s.strip(ASCII_WS))
@@ -208,10 +210,10 @@ def one_line_text(min_size: int = 1) -> st.SearchStrategy[str]:
 def value_strategy(field: ir.OutputField, multiline: bool) -> st.SearchStrategy[ir.Value]:
     if field.type == "number":
         return st.decimals(
-            allow_nan=False, allow_infinity=False, min_value=-10**9, max_value=10**9, places=3
+            allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9, places=3
         ).map(lambda d: d.normalize() if d != 0 else Decimal(0))
     if field.type == "integer":
-        return st.integers(min_value=-10**9, max_value=10**9)
+        return st.integers(min_value=-(10**9), max_value=10**9)
     if field.type == "boolean":
         return st.booleans()
     if field.type == "enum":
@@ -221,7 +223,9 @@ def value_strategy(field: ir.OutputField, multiline: bool) -> st.SearchStrategy[
     return one_line_text()
 
 
-def answers_strategy(task: ir.Task, n: int, multiline: bool) -> st.SearchStrategy[list[dict[str, ir.Value]]]:
+def answers_strategy(
+    task: ir.Task, n: int, multiline: bool
+) -> st.SearchStrategy[list[dict[str, ir.Value]]]:
     fields = {f.name: value_strategy(f, multiline) for f in task.outputs}
     return st.lists(st.fixed_dictionaries(fields), min_size=n, max_size=n)
 
@@ -233,8 +237,13 @@ def questions_strategy(task: ir.Task, n: int) -> st.SearchStrategy[list[dict[str
     )
 
 
-def assert_parses_to(g: AnswerGrammar, output: str, answers: Sequence[dict[str, ir.Value]],
-                     questions: Sequence[dict[str, str]], task: ir.Task) -> None:
+def assert_parses_to(
+    g: AnswerGrammar,
+    output: str,
+    answers: Sequence[dict[str, ir.Value]],
+    questions: Sequence[dict[str, str]],
+    task: ir.Task,
+) -> None:
     fast = g.parse_strict_regex(output)
     slow = g.parse_strict_lark(output)
     assert fast == slow
@@ -248,7 +257,10 @@ def assert_parses_to(g: AnswerGrammar, output: str, answers: Sequence[dict[str, 
             # The span holds exactly the text the value was read from, at its line:col.
             assert read_value(fields[name], output[span.start : span.end]) == item.values[name]
             line_start = output.rfind("\n", 0, span.start) + 1
-            assert (span.line, span.col) == (output.count("\n", 0, span.start) + 1, span.start - line_start + 1)
+            assert (span.line, span.col) == (
+                output.count("\n", 0, span.start) + 1,
+                span.start - line_start + 1,
+            )
         text = output[item.span.start : item.span.end]
         assert text.strip(ASCII_WS) == text
     if g.kind == "auto-demo":
@@ -271,7 +283,9 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
     if task is CLAIM:  # a claim that says "because" would end there: the documented rule
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
-    questions = data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
+    questions = (
+        data.draw(questions_strategy(task, n), label="questions") if kind == "auto-demo" else []
+    )
     output = canonical_output(task, kind, answers, questions)
     written = [markers.question_text(task.inputs, q) for q in questions]
     assert g.write_output(answers, written) == output  # the grammar's own writer agrees
@@ -323,42 +337,107 @@ def test_single_answer_spans_lines() -> None:
     g = build_grammar(MATH, 1, "single")
     out = "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.\nThe answer is 14."
     (item,) = g.parse_strict(out)
-    assert item.values == {"reasoning": "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.", "answer": Decimal(14)}
+    assert item.values == {
+        "reasoning": "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.",
+        "answer": Decimal(14),
+    }
     assert item == g.parse_strict_lark(out)[0]
 
 
 # ---------------------------------------------------------------------------- errors, word for word
 
 ERRORS = [
-    ("math", "batch", 2, "A[1]: x The answer is five.\nA[2]: y The answer is 3.",
-     "<output>:1:23: expected answer: a number such as 18, -3.5 or 1,234, found 'five.'"),
-    ("math", "batch", 2, "A[1]: x The answer is 5.\nA[3]: y The answer is 3.",
-     "<output>:2:1: expected 'A[2]:', found 'A[3]: y The answer is 3.'"),
-    ("math", "batch", 2, "A[1]: x The answer is 5.",
-     "<output>:1:25: expected a new line and 'A[2]:', found end of output"),
-    ("math", "batch", 2, "A[1]: x The answer is 5\nA[2]: y The answer is 3.",
-     "<output>:1:24: expected '.', found end of the answer"),
-    ("math", "batch", 2, "A[1]: x The answer is 5.\nA[2]: y The answer is 3.\nA[3]: z",
-     "<output>:3:1: expected end of output, found 'A[3]: z'"),
-    ("math", "batch", 1, "Sure! Here are the answers:\nA[1]: x The answer is 5.",
-     "<output>:1:1: expected 'A[1]:', found 'Sure! Here are the answers:'"),
-    ("math", "batch", 1, "A[1]: I am not sure.",
-     "<output>:1:21: expected 'The answer is', found end of the answer"),
-    ("math", "single", 1, "x The answer is -3.5",
-     "<output>:1:21: expected '.', found end of the answer"),
-    ("sentiment", "batch", 2, "A[1]: positive\nA[2]: meh",
-     "<output>:2:7: expected sentiment: one of 'positive', 'negative', 'neutral', found 'meh'"),
-    ("reading", "auto-demo", 1, "Q[1]: Passage: p\nQuestion: q\nA[1]: maybe",
-     "<output>:3:7: expected answer: yes or no (or true/false), found 'maybe'"),
-    ("nli", "auto-demo", 2, "Q[1]: Premise: p\nHypothesis: h\nA[1]: neutral\nA[2]: neutral",
-     "<output>:4:1: expected 'Q[2]:', found 'A[2]: neutral'"),
-    ("count", "batch", 1, "A[1]: Count: 3; sure: yes",
-     "<output>:1:26: expected '(', found end of the answer"),
+    (
+        "math",
+        "batch",
+        2,
+        "A[1]: x The answer is five.\nA[2]: y The answer is 3.",
+        "<output>:1:23: expected answer: a number such as 18, -3.5 or 1,234, found 'five.'",
+    ),
+    (
+        "math",
+        "batch",
+        2,
+        "A[1]: x The answer is 5.\nA[3]: y The answer is 3.",
+        "<output>:2:1: expected 'A[2]:', found 'A[3]: y The answer is 3.'",
+    ),
+    (
+        "math",
+        "batch",
+        2,
+        "A[1]: x The answer is 5.",
+        "<output>:1:25: expected a new line and 'A[2]:', found end of output",
+    ),
+    (
+        "math",
+        "batch",
+        2,
+        "A[1]: x The answer is 5\nA[2]: y The answer is 3.",
+        "<output>:1:24: expected '.', found end of the answer",
+    ),
+    (
+        "math",
+        "batch",
+        2,
+        "A[1]: x The answer is 5.\nA[2]: y The answer is 3.\nA[3]: z",
+        "<output>:3:1: expected end of output, found 'A[3]: z'",
+    ),
+    (
+        "math",
+        "batch",
+        1,
+        "Sure! Here are the answers:\nA[1]: x The answer is 5.",
+        "<output>:1:1: expected 'A[1]:', found 'Sure! Here are the answers:'",
+    ),
+    (
+        "math",
+        "batch",
+        1,
+        "A[1]: I am not sure.",
+        "<output>:1:21: expected 'The answer is', found end of the answer",
+    ),
+    (
+        "math",
+        "single",
+        1,
+        "x The answer is -3.5",
+        "<output>:1:21: expected '.', found end of the answer",
+    ),
+    (
+        "sentiment",
+        "batch",
+        2,
+        "A[1]: positive\nA[2]: meh",
+        "<output>:2:7: expected sentiment: one of 'positive', 'negative', 'neutral', found 'meh'",
+    ),
+    (
+        "reading",
+        "auto-demo",
+        1,
+        "Q[1]: Passage: p\nQuestion: q\nA[1]: maybe",
+        "<output>:3:7: expected answer: yes or no (or true/false), found 'maybe'",
+    ),
+    (
+        "nli",
+        "auto-demo",
+        2,
+        "Q[1]: Premise: p\nHypothesis: h\nA[1]: neutral\nA[2]: neutral",
+        "<output>:4:1: expected 'Q[2]:', found 'A[2]: neutral'",
+    ),
+    (
+        "count",
+        "batch",
+        1,
+        "A[1]: Count: 3; sure: yes",
+        "<output>:1:26: expected '(', found end of the answer",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("task", "kind", "n", "output", "message"), ERRORS, ids=range(len(ERRORS)))
-def test_strict_error_messages(task: str, kind: ir.StrategyKind, n: int, output: str, message: str) -> None:
+def test_strict_error_messages(
+    task: str, kind: ir.StrategyKind, n: int, output: str, message: str
+) -> None:
     g = build_grammar(TASKS[task], n, kind)
     with pytest.raises(OutputParseError) as info:
         g.parse_strict(output)
@@ -368,17 +447,23 @@ def test_strict_error_messages(task: str, kind: ir.StrategyKind, n: int, output:
 
 
 ANSWER_ERRORS = [
-    ("math", "I think The answer is five.", 22,
-     ["answer: a number such as 18, -3.5 or 1,234"], "'five.'"),
+    (
+        "math",
+        "I think The answer is five.",
+        22,
+        ["answer: a number such as 18, -3.5 or 1,234"],
+        "'five.'",
+    ),
     ("math", "hello", 5, ["'The answer is'"], "end of the answer"),
     ("math", "x The answer is 18. extra", 19, ["end of the answer"], "' extra'"),
-    ("sentiment", "great", 0,
-     ["sentiment: one of 'positive', 'negative', 'neutral'"], "'great'"),
+    ("sentiment", "great", 0, ["sentiment: one of 'positive', 'negative', 'neutral'"], "'great'"),
 ]
 
 
 @pytest.mark.parametrize(("task", "body", "offset", "expected", "found"), ANSWER_ERRORS)
-def test_parse_answer_mismatch(task: str, body: str, offset: int, expected: list[str], found: str) -> None:
+def test_parse_answer_mismatch(
+    task: str, body: str, offset: int, expected: list[str], found: str
+) -> None:
     g = build_grammar(TASKS[task], 3, "batch")
     with pytest.raises(AnswerMismatch) as info:
         g.parse_answer(body)
@@ -391,7 +476,10 @@ def test_parse_answer_reads_aliases_and_case() -> None:
     assert g.parse_answer(" POS ") == {"sentiment": "positive"}
     assert g.parse_answer("Mixed") == {"sentiment": "neutral"}
     m = build_grammar(MATH, 1, "batch")
-    assert m.parse_answer("a. The answer is $1,234.") == {"reasoning": "a.", "answer": Decimal(1234)}
+    assert m.parse_answer("a. The answer is $1,234.") == {
+        "reasoning": "a.",
+        "answer": Decimal(1234),
+    }
 
 
 def test_answer_regex_has_a_group_per_field() -> None:
@@ -404,18 +492,27 @@ def test_answer_regex_has_a_group_per_field() -> None:
 
 
 GRAMMAR_ERRORS = [
-    ("{answer} {nope}", (
-        "spec.yaml:1:10: answer_format: answer_format names '{nope}', which is "
-        "not an output; expected one of answer, reasoning"
-    )),
-    ("{answer} {answer}", (
-        "spec.yaml:1:10: answer_format: answer_format uses '{answer}' twice; "
-        "expected each output at most once"
-    )),
-    ("just text", (
-        "spec.yaml:1:1: answer_format: answer_format has no {field} placeholder; "
-        "expected at least one output in it"
-    )),
+    (
+        "{answer} {nope}",
+        (
+            "spec.yaml:1:10: answer_format: answer_format names '{nope}', which is "
+            "not an output; expected one of answer, reasoning"
+        ),
+    ),
+    (
+        "{answer} {answer}",
+        (
+            "spec.yaml:1:10: answer_format: answer_format uses '{answer}' twice; "
+            "expected each output at most once"
+        ),
+    ),
+    (
+        "just text",
+        (
+            "spec.yaml:1:1: answer_format: answer_format has no {field} placeholder; "
+            "expected at least one output in it"
+        ),
+    ),
 ]
 
 
@@ -424,7 +521,9 @@ def test_grammar_errors(fmt: str, message: str) -> None:
     from promptc.errors import Location
 
     task = make_task("x", "{answer}", MATH.outputs)
-    task = ir.Task(**{**task.__dict__, "answer_format": parse_answer_format(fmt, Location("spec.yaml", 1, 1))})
+    task = ir.Task(
+        **{**task.__dict__, "answer_format": parse_answer_format(fmt, Location("spec.yaml", 1, 1))}
+    )
     with pytest.raises(GrammarError) as info:
         build_grammar(task, 2, "batch")
     assert info.value.format() == message
@@ -439,14 +538,31 @@ def test_item_count_must_fit_the_strategy() -> None:
 
 # ---------------------------------------------------------------------------- fuzz: paths agree
 
-MUTATIONS = ["", " ", "\n", "A", "[", "]", ":", ".", "1", "The answer is ", "A[2]: ", "Q[1]: ", "é", "\t"]
+MUTATIONS = [
+    "",
+    " ",
+    "\n",
+    "A",
+    "[",
+    "]",
+    ":",
+    ".",
+    "1",
+    "The answer is ",
+    "A[2]: ",
+    "Q[1]: ",
+    "é",
+    "\t",
+]
 
 
 @pytest.mark.parametrize("task_name", ["math", "nli", "count"])
 @pytest.mark.parametrize("kind", ["batch", "auto-demo", "single"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_regex_and_lark_agree_on_mangled_outputs(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+def test_regex_and_lark_agree_on_mangled_outputs(
+    task_name: str, kind: ir.StrategyKind, data: st.DataObject
+) -> None:
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
     g = build_grammar(task, n, kind)
@@ -492,7 +608,8 @@ if __name__ == "__main__":
 
 def test_text_before_text_ends_at_the_first_delimiter() -> None:
     task = make_task(
-        "summary", "{title}: {summary}",
+        "summary",
+        "{title}: {summary}",
         [ir.OutputField("title", "text"), ir.OutputField("summary", "text")],
     )
     g = build_grammar(task, 1, "batch")
@@ -512,7 +629,8 @@ def test_text_before_text_ends_at_the_first_spaced_delimiter() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_line_break_in_the_format(kind: ir.StrategyKind) -> None:
     task = make_task(
-        "two-lines", "{reasoning}\nAnswer: {answer}",
+        "two-lines",
+        "{reasoning}\nAnswer: {answer}",
         [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "integer")],
     )
     n = 1 if kind in ("single", "few-shot") else 2
@@ -534,8 +652,14 @@ def test_enum_without_usable_choices() -> None:
 @pytest.mark.parametrize("task_name", sorted(TASKS))
 @pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
 @settings(max_examples=40, deadline=None)
-@given(text=st.text(alphabet=st.sampled_from(list("AQ[]1:2 .\n\tyesnoThe answer is$,-é")), max_size=300))
-def test_any_text_gives_items_or_a_parse_error(task_name: str, kind: ir.StrategyKind, text: str) -> None:
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("AQ[]1:2 .\n\tyesnoThe answer is$,-é")), max_size=300
+    )
+)
+def test_any_text_gives_items_or_a_parse_error(
+    task_name: str, kind: ir.StrategyKind, text: str
+) -> None:
     g = build_grammar(TASKS[task_name], 1 if kind == "single" else 2, kind)
     try:
         g.parse_strict(text)
@@ -576,7 +700,8 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     import time
 
     task = make_task(
-        "claim2", "{claim} because {reason}.",
+        "claim2",
+        "{claim} because {reason}.",
         [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
     )
     g = build_grammar(task, 2, "batch")
@@ -591,7 +716,8 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
         g.parse_answer(line)
     assert time.perf_counter() - start < 1
     assert g.parse_strict("A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
-        "claim": "c", "reason": "d because e",
+        "claim": "c",
+        "reason": "d because e",
     }
 
 
@@ -639,9 +765,7 @@ def test_slack_keeps_the_values(task_name: str, kind: ir.StrategyKind, data: st.
 def test_a_decorated_marker_is_not_question_text() -> None:
     """'**A[2]:**' ends the question (and is then reported), it is not swallowed by it."""
     g = build_grammar(MATH, 2, "auto-demo")
-    out = (
-        "Q[1]: q1\nA[1]: a The answer is 1.\nQ[2]: q2\n**A[2]:** b The answer is 2."
-    )
+    out = "Q[1]: q1\nA[1]: a The answer is 1.\nQ[2]: q2\n**A[2]:** b The answer is 2."
     with pytest.raises(OutputParseError) as info:
         g.parse_strict(out)
     assert info.value.format() == (

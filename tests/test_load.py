@@ -45,6 +45,7 @@ def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # --- positions ---------------------------------------------------------------------------------
 
+
 def test_every_key_and_value_has_its_position(spec_dir: Path) -> None:
     doc = load_spec("spec.yaml")
     assert doc.key_locations[("inputs", "question")] == Location("spec.yaml", 5, 3)
@@ -74,8 +75,9 @@ def test_missing_paths_fall_back_to_the_nearest_written_ancestor(spec_dir: Path)
 def test_placeholder_positions_follow_the_scalar_style(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, col: int
 ) -> None:
-    text = MINIMAL.replace("  answer: {type: number}", "  reasoning: {type: text}\n"
-                           "  answer: {type: number}")
+    text = MINIMAL.replace(
+        "  answer: {type: number}", "  reasoning: {type: text}\n  answer: {type: number}"
+    )
     write(tmp_path, "spec.yaml", text + f"answer_format: {written}\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PromptcErrors) as info:
@@ -84,9 +86,12 @@ def test_placeholder_positions_follow_the_scalar_style(
     assert [str(e.location) for e in unknown] == [f"spec.yaml:11:{col}"]
 
 
-def test_placeholder_position_in_a_folded_block(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    write(tmp_path, "spec.yaml", MINIMAL + "answer_format: >\n  Think first,\n  then say {answr}.\n")
+def test_placeholder_position_in_a_folded_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        tmp_path, "spec.yaml", MINIMAL + "answer_format: >\n  Think first,\n  then say {answr}.\n"
+    )
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
@@ -96,6 +101,7 @@ def test_placeholder_position_in_a_folded_block(tmp_path: Path,
 
 # --- defaults ----------------------------------------------------------------------------------
 
+
 def test_defaults(spec_dir: Path) -> None:
     task = compile_spec("spec.yaml")
     assert task.description == ""
@@ -104,7 +110,11 @@ def test_defaults(spec_dir: Path) -> None:
     assert task.strategy.kind == "single" and task.strategy.batch_size == 1
     sel = task.strategy.selection
     assert (sel.method, sel.seed, sel.target_position, sel.model, sel.cache_dir) == (
-        "sequential", 0, -1, None, None
+        "sequential",
+        0,
+        -1,
+        None,
+        None,
     )
     assert task.answer_format.source == "{answer}"
     assert task.inputs[0].label == "Question"
@@ -115,11 +125,15 @@ def test_defaults(spec_dir: Path) -> None:
     assert task.spec_dir == str(spec_dir)
 
 
-@pytest.mark.parametrize(("kind", "size"), [("single", 1), ("few-shot", 1), ("batch", 8),
-                                            ("auto-demo", 8)])
+@pytest.mark.parametrize(
+    ("kind", "size"), [("single", 1), ("few-shot", 1), ("batch", 8), ("auto-demo", 8)]
+)
 def test_default_batch_size_by_kind(spec_dir: Path, kind: str, size: int) -> None:
-    write(spec_dir, "spec.yaml", MINIMAL + f"strategy: {{kind: {kind}}}\n"
-          "demos: [{question: '1 + 2?', answer: 3}]\n")
+    write(
+        spec_dir,
+        "spec.yaml",
+        MINIMAL + f"strategy: {{kind: {kind}}}\ndemos: [{{question: '1 + 2?', answer: 3}}]\n",
+    )
     assert compile_spec("spec.yaml").strategy.batch_size == size
 
 
@@ -128,14 +142,15 @@ def test_single_and_few_shot_ignore_batch_size(spec_dir: Path) -> None:
     assert compile_spec("spec.yaml").strategy.batch_size == 1
 
 
-@pytest.mark.parametrize(("name", "label"), [("premise", "Premise"),
-                                             ("hypothesis_text", "Hypothesis text"),
-                                             ("_x", "X")])
+@pytest.mark.parametrize(
+    ("name", "label"), [("premise", "Premise"), ("hypothesis_text", "Hypothesis text"), ("_x", "X")]
+)
 def test_default_label(name: str, label: str) -> None:
     assert default_label(name) == label
 
 
 # --- extends -----------------------------------------------------------------------------------
+
 
 def test_extends_overrides_and_deep_merges() -> None:
     base = compile_spec(SPECS / "base.yaml")
@@ -147,7 +162,10 @@ def test_extends_overrides_and_deep_merges() -> None:
     assert variant.strategy.selection.seed == 7
     # mappings merge key by key; null removes an inherited key
     assert variant.model.request_params() == {
-        "model": "test-model", "max_tokens": 64, "stop": ["\n\n"], "top_p": 0.5,
+        "model": "test-model",
+        "max_tokens": 64,
+        "stop": ["\n\n"],
+        "top_p": 0.5,
     }
     # lists replace
     assert len(base.demos) == 2 and len(variant.demos) == 1
@@ -163,8 +181,10 @@ def test_extended_positions_name_the_file_that_wrote_each_value() -> None:
     assert Path(doc.value_location(("model", "max_tokens")).file).name == "base.yaml"
     assert Path(doc.value_location(("model", "stop")).file).name == "variant_batch.yaml"
     assert Path(doc.value_location(("model",)).file).name == "variant_batch.yaml"
-    assert [f.display for f in doc.files] == [str(SPECS / "variant_batch.yaml"),
-                                             str(SPECS / "base.yaml")]
+    assert [f.display for f in doc.files] == [
+        str(SPECS / "variant_batch.yaml"),
+        str(SPECS / "base.yaml"),
+    ]
     assert "extends" not in doc.data
 
 
@@ -185,13 +205,17 @@ def test_extends_chain_of_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(tmp_path)
     task = compile_spec("c.yaml")
     assert task.name == "b"
-    assert task.model.request_params() == {"model": "test-model", "temperature": 0.5,
-                                           "max_tokens": 9}
+    assert task.model.request_params() == {
+        "model": "test-model",
+        "temperature": 0.5,
+        "max_tokens": 9,
+    }
     assert [Path(f.path).name for f in task.extends] == ["b.yaml", "a.yaml"]
 
 
-def test_extends_may_climb_inside_the_project_folder(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extends_may_climb_inside_the_project_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, "pyproject.toml", "")
     write(tmp_path, "base.yaml", MINIMAL.replace("data.jsonl", "sub/data.jsonl"))
     write(tmp_path, "sub/spec.yaml", "extends: ../base.yaml\nname: sub\n")
@@ -202,16 +226,19 @@ def test_extends_may_climb_inside_the_project_folder(tmp_path: Path,
 
 # --- overrides ---------------------------------------------------------------------------------
 
+
 def test_command_line_overrides(spec_dir: Path) -> None:
-    task = compile_spec("spec.yaml", overrides={("strategy", "kind"): "batch",
-                                                ("strategy", "batch_size"): 4})
+    task = compile_spec(
+        "spec.yaml", overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}
+    )
     assert (task.strategy.kind, task.strategy.batch_size) == ("batch", 4)
 
 
 def test_bad_override_is_reported_at_the_command_line(spec_dir: Path) -> None:
     with pytest.raises(PromptcErrors) as info:
-        compile_spec("spec.yaml", overrides={("strategy", "kind"): "batch",
-                                             ("strategy", "batch_size"): 0})
+        compile_spec(
+            "spec.yaml", overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 0}
+        )
     assert info.value.format() == (
         "<command line>: strategy.batch_size: expected an integer of at least 1, found 0"
     )
@@ -227,6 +254,7 @@ def test_batch_size_on_the_command_line_needs_a_batch_strategy(spec_dir: Path) -
 
 
 # --- collecting errors -------------------------------------------------------------------------
+
 
 def test_max_errors_and_fail_fast(spec_dir: Path) -> None:
     demos = "".join(f"  - {{question: q{i}, answer: x{i}}}\n" for i in range(5))
@@ -259,8 +287,11 @@ def test_windows_line_endings_and_a_byte_order_mark_keep_positions(spec_dir: Pat
 
 
 def test_spec_errors_and_data_errors_are_reported_together(spec_dir: Path) -> None:
-    write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "nope.jsonl")
-          + "strategy: {kind: batch, batch_size: 0}\n")
+    write(
+        spec_dir,
+        "spec.yaml",
+        MINIMAL.replace("data.jsonl", "nope.jsonl") + "strategy: {kind: batch, batch_size: 0}\n",
+    )
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
     assert info.value.format().splitlines() == [
@@ -271,17 +302,24 @@ def test_spec_errors_and_data_errors_are_reported_together(spec_dir: Path) -> No
 
 # --- demos, values -----------------------------------------------------------------------------
 
+
 def test_demo_values_are_normalised() -> None:
     task = compile_spec(SPECS / "base.yaml")
     assert task.demos[1].outputs == {"label": "contradiction"}  # alias, any case
     assert task.demos[1].inputs["hypothesis_text"] == "12"  # a YAML number, as written
-    assert task.output("label").aliases == (("entails", "entailment"),
-                                            ("contradicts", "contradiction"))
+    assert task.output("label").aliases == (
+        ("entails", "entailment"),
+        ("contradicts", "contradiction"),
+    )
 
 
 def test_number_demo_keeps_decimal_text(spec_dir: Path) -> None:
-    write(spec_dir, "spec.yaml", MINIMAL + "demos:\n  - {question: '0.1 + 0.2?', answer: 0.30}\n"
-          "  - {question: big, answer: '1,234'}\n")
+    write(
+        spec_dir,
+        "spec.yaml",
+        MINIMAL + "demos:\n  - {question: '0.1 + 0.2?', answer: 0.30}\n"
+        "  - {question: big, answer: '1,234'}\n",
+    )
     task = compile_spec("spec.yaml")
     assert [d.outputs["answer"] for d in task.demos] == [Decimal("0.3"), Decimal(1234)]
 
@@ -300,6 +338,7 @@ def test_lower_without_collector_raises_data_errors(spec_dir: Path) -> None:
 
 
 # --- data formats ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["nli.csv", "nli.json", "nli.jsonl"])
 def test_data_formats_give_the_same_items(tmp_path: Path, name: str) -> None:
@@ -323,8 +362,7 @@ def test_data_formats_give_the_same_items(tmp_path: Path, name: str) -> None:
 def test_non_string_values_become_text_deterministically() -> None:
     task = compile_spec(SPECS / "nested" / "variant.yaml")
     assert task.items[1].inputs["hypothesis_text"] == "1.50"
-    assert task.items[2].inputs == {"premise": "true",
-                                    "hypothesis_text": '{"a":"x","b":[1,null]}'}
+    assert task.items[2].inputs == {"premise": "true", "hypothesis_text": '{"a":"x","b":[1,null]}'}
 
 
 def test_data_sha256_is_of_the_file_bytes() -> None:
@@ -338,27 +376,37 @@ def test_data_sha256_is_of_the_file_bytes() -> None:
 
 def test_data_format_key_overrides_the_extension(spec_dir: Path) -> None:
     write(spec_dir, "rows.txt", "question\nq1\nq2\n")
-    write(spec_dir, "spec.yaml", MINIMAL.replace("{path: data.jsonl}",
-                                                 "{path: rows.txt, format: csv}"))
+    write(
+        spec_dir,
+        "spec.yaml",
+        MINIMAL.replace("{path: data.jsonl}", "{path: rows.txt, format: csv}"),
+    )
     assert [i.inputs["question"] for i in compile_spec("spec.yaml").items] == ["q1", "q2"]
 
 
 JSON_ERRORS = {
-    "not-object": ('[{"question": "a"}, 3]',
-                   "rows.json:1:21: expected a JSON object for each row, found a number"),
-    "not-array": ('{"question": "a"}',
-                  "rows.json:1:1: expected a JSON array of objects, found an object"),
-    "bad-json": ('[{"question": "a"},\n {"question": }]',
-                 "rows.json:2:15: invalid JSON: Expecting value"),
+    "not-object": (
+        '[{"question": "a"}, 3]',
+        "rows.json:1:21: expected a JSON object for each row, found a number",
+    ),
+    "not-array": (
+        '{"question": "a"}',
+        "rows.json:1:1: expected a JSON array of objects, found an object",
+    ),
+    "bad-json": (
+        '[{"question": "a"},\n {"question": }]',
+        "rows.json:2:15: invalid JSON: Expecting value",
+    ),
     "unclosed": ('[{"question": "a"}', "rows.json:1:19: invalid JSON: the array is not closed"),
     "empty": ("[]", "rows.json: data file has no rows"),
-    "null": ('[{"question": null}]',
-             "rows.json:1:2: field 'question' (for input 'question') is null; expected text"),
+    "null": (
+        '[{"question": null}]',
+        "rows.json:1:2: field 'question' (for input 'question') is null; expected text",
+    ),
 }
 
 
-@pytest.mark.parametrize(("content", "expected"), list(JSON_ERRORS.values()),
-                         ids=list(JSON_ERRORS))
+@pytest.mark.parametrize(("content", "expected"), list(JSON_ERRORS.values()), ids=list(JSON_ERRORS))
 def test_json_array_errors(spec_dir: Path, content: str, expected: str) -> None:
     write(spec_dir, "rows.json", content)
     write(spec_dir, "spec.yaml", MINIMAL.replace("data.jsonl", "rows.json"))
@@ -368,12 +416,15 @@ def test_json_array_errors(spec_dir: Path, content: str, expected: str) -> None:
 
 
 CSV_ERRORS = {
-    "duplicate-column": ("question,question\na,b\n",
-                         "rows.csv:1:1: duplicate column 'question' in the CSV header"),
-    "extra-fields": ("question\na,b\n",
-                     "rows.csv:2:1: row has 2 fields, but the header names 1"),
-    "no-header": ("", ("rows.csv:1:1: CSV file has no header row; expected column names on the "
-                  "first line")),
+    "duplicate-column": (
+        "question,question\na,b\n",
+        "rows.csv:1:1: duplicate column 'question' in the CSV header",
+    ),
+    "extra-fields": ("question\na,b\n", "rows.csv:2:1: row has 2 fields, but the header names 1"),
+    "no-header": (
+        "",
+        ("rows.csv:1:1: CSV file has no header row; expected column names on the first line"),
+    ),
     "unclosed-quote": ('question\n"unclosed\n', "rows.csv:2: invalid CSV: unexpected end of data"),
 }
 
@@ -388,8 +439,11 @@ def test_csv_errors(spec_dir: Path, content: str, expected: str) -> None:
 
 
 def test_id_expression_errors(spec_dir: Path) -> None:
-    write(spec_dir, "spec.yaml", MINIMAL.replace("{path: data.jsonl}",
-                                                 "{path: data.jsonl, id: '{{ row.qid }}'}"))
+    write(
+        spec_dir,
+        "spec.yaml",
+        MINIMAL.replace("{path: data.jsonl}", "{path: data.jsonl, id: '{{ row.qid }}'}"),
+    )
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
     failed = "data.id: item id expression failed: 'dict object' has no attribute 'qid'"
@@ -412,15 +466,16 @@ def test_bad_data_rows_are_all_reported(spec_dir: Path) -> None:
 
 # --- both YAML parsers -------------------------------------------------------------------------
 
+
 def test_libyaml_and_pure_python_parsers_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Data, key and value positions, and scalar spans are the same whichever parser runs."""
     from promptc.spec import load
 
-    specs = sorted(SPECS.rglob("*.yaml")) + sorted((SPECS.parent.parent.parent / "specs")
-                                                   .glob("*.yaml"))
+    specs = sorted(SPECS.rglob("*.yaml")) + sorted(
+        (SPECS.parent.parent.parent / "specs").glob("*.yaml")
+    )
     malformed = Path(__file__).parent / "malformed"
-    specs += [p for p in sorted(malformed.glob("*.yaml"))
-              if not p.name.startswith(("yaml_", "_"))]
+    specs += [p for p in sorted(malformed.glob("*.yaml")) if not p.name.startswith(("yaml_", "_"))]
 
     def snapshot(loader: object) -> list[object]:
         monkeypatch.setattr(load, "_Loader", loader)
@@ -441,8 +496,13 @@ def test_libyaml_and_pure_python_parsers_agree(monkeypatch: pytest.MonkeyPatch) 
 
 # --- extends, as a property ---------------------------------------------------------------------
 
-def _reference_merge(base: object, child: object, origin: dict[tuple[object, ...], str],
-                     path: tuple[object, ...] = ()) -> object:
+
+def _reference_merge(
+    base: object,
+    child: object,
+    origin: dict[tuple[object, ...], str],
+    path: tuple[object, ...] = (),
+) -> object:
     """The documented semantics, written plainly; records which file each path comes from."""
 
     def mark(value: object, who: str, p: tuple[object, ...]) -> None:
@@ -484,8 +544,10 @@ def test_extends_merge_property(tmp_path_factory: pytest.TempPathFactory) -> Non
     keys = st.sampled_from(["a", "b", "c", "d"])
     leaves = st.one_of(st.none(), st.integers(-5, 5), st.text("xyz", max_size=3))
     tree = st.recursive(
-        leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                        st.dictionaries(keys, inner, max_size=3)),
+        leaves,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)
+        ),
         max_leaves=10,
     )
     docs = st.dictionaries(keys, tree, max_size=4)

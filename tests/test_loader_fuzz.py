@@ -36,8 +36,11 @@ VALID: dict[str, Any] = {
     "answer_format": "{reasoning} So: {answer} ({score})",
     "demos": [{"question": "q", "context": "c", "reasoning": "r", "answer": "yes", "score": 1}],
     "data": {"path": "data.jsonl", "fields": {"question": "q"}, "id": "{{ row.id }}"},
-    "strategy": {"kind": "auto-demo", "batch_size": 2,
-                 "selection": {"method": "random", "seed": 1}},
+    "strategy": {
+        "kind": "auto-demo",
+        "batch_size": 2,
+        "selection": {"method": "random", "seed": 1},
+    },
     "model": {"name": "m", "temperature": 0.5, "max_tokens": 10, "stop": ["\n"]},
     "templates": {"batch": "t.j2"},
 }
@@ -95,7 +98,10 @@ PUNCT = st.sampled_from(list(":-?[]{},&*!|>'\"%@`#\n \t") + ["\n  ", "\n- ", ": 
 yaml_soup = st.lists(st.one_of(PUNCT, st.text(YAML_CHARS, max_size=8)), max_size=60).map("".join)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(YAML_CHARS, max_size=20),
 )
 values = st.recursive(
@@ -165,10 +171,10 @@ def test_missing_keys_anywhere(path: tuple[Any, ...]) -> None:
 
 
 odd_text = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(
-        ["\u200b", "\u202e", "\ufeff", "\u0301", "😀", "\u2028", "ﬁ", "İ", "\x85"]
-    ),
-    min_size=1, max_size=30,
+    st.characters(blacklist_categories=("Cs", "Cc"))
+    | st.sampled_from(["\u200b", "\u202e", "\ufeff", "\u0301", "😀", "\u2028", "ﬁ", "İ", "\x85"]),
+    min_size=1,
+    max_size=30,
 )
 
 

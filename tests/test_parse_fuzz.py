@@ -27,8 +27,12 @@ from test_parse_output import QUESTIONS, canonical, make_request, make_task
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
-SENTIMENT = OutputField("label", "enum", choices=("positive", "negative", "very positive"),
-                        aliases=(("pos", "positive"),))
+SENTIMENT = OutputField(
+    "label",
+    "enum",
+    choices=("positive", "negative", "very positive"),
+    aliases=(("pos", "positive"),),
+)
 
 # One output shape per value type, and formats mixing literals with several fields.
 SHAPES: dict[str, tuple[tuple[OutputField, ...], str]] = {
@@ -37,11 +41,14 @@ SHAPES: dict[str, tuple[tuple[OutputField, ...], str]] = {
     "boolean": ((OutputField("answer", "boolean"),), "{answer}"),
     "enum": ((SENTIMENT,), "{label}"),
     "text": ((OutputField("answer", "text"),), "{answer}"),
-    "math": ((OutputField("reasoning", "text"), OutputField("answer", "number")),
-             "{reasoning} The answer is {answer}."),
-    "label-confidence": ((SENTIMENT, OutputField("confidence", "integer"),
-                          OutputField("why", "text")),
-                         "Label: {label}; confidence {confidence}% because {why}"),
+    "math": (
+        (OutputField("reasoning", "text"), OutputField("answer", "number")),
+        "{reasoning} The answer is {answer}.",
+    ),
+    "label-confidence": (
+        (SENTIMENT, OutputField("confidence", "integer"), OutputField("why", "text")),
+        "Label: {label}; confidence {confidence}% because {why}",
+    ),
 }
 
 _TASKS: dict[tuple[str, str, int], tuple[Task, Request]] = {}
@@ -63,18 +70,28 @@ TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\
 
 
 def one_line_text() -> st.SearchStrategy[str]:
-    return st.text(TEXT_CHARS, min_size=1, max_size=30).map(str.strip).filter(
-        lambda t: t != "" and _MARKER.search(normalise_lookalikes(t)[0]) is None
-        and not t[-1].isspace() and not t[0].isspace() and t.strip(INVISIBLE) == t
+    return (
+        st.text(TEXT_CHARS, min_size=1, max_size=30)
+        .map(str.strip)
+        .filter(
+            lambda t: (
+                t != ""
+                and _MARKER.search(normalise_lookalikes(t)[0]) is None
+                and not t[-1].isspace()
+                and not t[0].isspace()
+                and t.strip(INVISIBLE) == t
+            )
+        )
     )
 
 
 def value_for(field: OutputField) -> st.SearchStrategy[Value]:
     if field.type == "number":
-        return st.decimals(allow_nan=False, allow_infinity=False, places=3,
-                           min_value=-10**9, max_value=10**9).map(lambda d: d.normalize())
+        return st.decimals(
+            allow_nan=False, allow_infinity=False, places=3, min_value=-(10**9), max_value=10**9
+        ).map(lambda d: d.normalize())
     if field.type == "integer":
-        return st.integers(-10**12, 10**12)
+        return st.integers(-(10**12), 10**12)
     if field.type == "boolean":
         return st.booleans()
     if field.type == "enum":
@@ -89,8 +106,9 @@ def answers(draw: st.DrawFn, shape: str, n: int) -> list[dict[str, Value]]:
 
 
 @st.composite
-def valid_cases(draw: st.DrawFn, max_n: int = 64) -> tuple[Task, Request, list[dict[str, Value]],
-                                                           str]:
+def valid_cases(
+    draw: st.DrawFn, max_n: int = 64
+) -> tuple[Task, Request, list[dict[str, Value]], str]:
     shape = draw(st.sampled_from(sorted(SHAPES)))
     kind = draw(st.sampled_from(KINDS))
     n = 1 if kind in ("single", "few-shot") else draw(st.integers(1, max_n))
@@ -120,8 +138,9 @@ def check_sane(results: Sequence[ItemResult], n: int) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_cases())
-def test_round_trip_every_type_strategy_and_size(case: tuple[Task, Request, list[dict[str, Value]],
-                                                             str]) -> None:
+def test_round_trip_every_type_strategy_and_size(
+    case: tuple[Task, Request, list[dict[str, Value]], str],
+) -> None:
     task, req, values, out = case
     for mode in ("recover", "strict"):
         results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
@@ -154,14 +173,15 @@ def slack(draw: st.DrawFn, out: str, kind: StrategyKind) -> str:
         for line in lines:
             m = _MARKER.match(line)
             if m is not None and draw(st.booleans()):
-                line = line[: m.end()] + " " * draw(st.integers(0, 3)) + line[m.end():]
+                line = line[: m.end()] + " " * draw(st.integers(0, 3)) + line[m.end() :]
             if draw(st.booleans()):
                 line += draw(st.sampled_from([" ", "\t", "  "]))
             new.append(line)
         sep = [draw(st.sampled_from(["\n", "\n\n", "\n \n"])) for _ in new]
         out = "".join(line + s for line, s in zip(new, sep))[: -len(sep[-1])]
-    return draw(st.sampled_from(["", "\n", "  \n"])) + out + draw(st.sampled_from(["", "\n",
-                                                                                   "\n\n"]))
+    return (
+        draw(st.sampled_from(["", "\n", "  \n"])) + out + draw(st.sampled_from(["", "\n", "\n\n"]))
+    )
 
 
 def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
@@ -174,12 +194,17 @@ def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
         whole, _, frac = digits.partition(".")
         if draw(st.booleans()) and len(whole) > 3:
             head = len(whole) % 3 or 3
-            whole = ",".join([whole[:head]] + [whole[i:i + 3] for i in range(head, len(whole), 3)])
+            whole = ",".join(
+                [whole[:head]] + [whole[i : i + 3] for i in range(head, len(whole), 3)]
+            )
         sign = draw(st.sampled_from([sign, sign or "+", "−" if sign else ""]))
         money = draw(st.sampled_from(["", "", "$", "€"]))
         tail = draw(st.sampled_from(["", "", "."])) if field.type == "number" or not frac else ""
-        frac = frac + "0" * draw(st.integers(0, 2)) if frac or field.type == "number" and \
-            draw(st.booleans()) else frac
+        frac = (
+            frac + "0" * draw(st.integers(0, 2))
+            if frac or field.type == "number" and draw(st.booleans())
+            else frac
+        )
         return sign + money + whole + ("." + frac if frac else "") + tail
     if field.type in ("boolean", "enum"):
         alias = text
@@ -213,8 +238,9 @@ def styled_cases(draw: st.DrawFn, max_n: int) -> tuple[Task, Request, str]:
             return task, req, body
         if kind == "auto-demo":
             item = task.items[i - 1]
-            lines.append(markers.question_marker(i) + " "
-                         + markers.question_text(task.inputs, item.inputs))
+            lines.append(
+                markers.question_marker(i) + " " + markers.question_text(task.inputs, item.inputs)
+            )
         lines.append(markers.answer_marker(i) + " " + body)
     return task, req, "\n".join(lines)
 
@@ -226,8 +252,9 @@ def typed(results: Sequence[ItemResult]) -> list[object]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
-    task, req, out = data.draw(st.one_of(
-        valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12)))
+    task, req, out = data.draw(
+        st.one_of(valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12))
+    )
     out = data.draw(slack(out, task.strategy.kind))
     assume(normalise_lookalikes(out)[1] is None)  # lookalikes always take the slow path
     from promptc.parse.output import grammar_for
@@ -246,26 +273,62 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
 # ---------------------------------------------------------------------------- never raise
 
 
-LOOKALIKES = ["Ａ", "［", "］", "：", "\u00a0", "\u200b", "\r\n", "\r", "【", "】", "∶", "−",
-              "\u3000", "\ufeff"]
-NOISE = ["A[", "A[1]:", "Q[1]:", "A[2]: ", "**", "__", "```", "\n", " The answer is ", ".",
-         "#", "-", "$", "1,234", "yes", "positive", "A[0]:", "A[99999999]:", "[", "]", ":"]
+LOOKALIKES = [
+    "Ａ",
+    "［",
+    "］",
+    "：",
+    "\u00a0",
+    "\u200b",
+    "\r\n",
+    "\r",
+    "【",
+    "】",
+    "∶",
+    "−",
+    "\u3000",
+    "\ufeff",
+]
+NOISE = [
+    "A[",
+    "A[1]:",
+    "Q[1]:",
+    "A[2]: ",
+    "**",
+    "__",
+    "```",
+    "\n",
+    " The answer is ",
+    ".",
+    "#",
+    "-",
+    "$",
+    "1,234",
+    "yes",
+    "positive",
+    "A[0]:",
+    "A[99999999]:",
+    "[",
+    "]",
+    ":",
+]
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[Task, Request, str]:
     task, req, _, out = draw(valid_cases(max_n=8))
     for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["delete", "insert", "dup-line", "swap-lines", "truncate",
-                                   "lookalike"]))
+        op = draw(
+            st.sampled_from(["delete", "insert", "dup-line", "swap-lines", "truncate", "lookalike"])
+        )
         pos = draw(st.integers(0, len(out)))
         if op == "delete":
-            out = out[:pos] + out[pos + draw(st.integers(1, 20)):]
+            out = out[:pos] + out[pos + draw(st.integers(1, 20)) :]
         elif op == "insert":
             piece = draw(st.one_of(st.sampled_from(NOISE), st.text(max_size=10)))
             out = out[:pos] + piece + out[pos:]
         elif op == "lookalike":
-            out = out[:pos] + draw(st.sampled_from(LOOKALIKES)) + out[pos + 1:]
+            out = out[:pos] + draw(st.sampled_from(LOOKALIKES)) + out[pos + 1 :]
         elif op == "truncate":
             out = out[:pos]
         else:
@@ -321,8 +384,9 @@ ADVERSARIAL = {
 @pytest.mark.parametrize("shape", ["math", "number", "text"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", list(ADVERSARIAL), ids=list(ADVERSARIAL))
-def test_adversarial_inputs_are_parsed_in_bounded_time(name: str, kind: StrategyKind,
-                                                       shape: str) -> None:
+def test_adversarial_inputs_are_parsed_in_bounded_time(
+    name: str, kind: StrategyKind, shape: str
+) -> None:
     task, req = task_for(shape, kind, 4)
     out = ADVERSARIAL[name]
     for mode in ("recover", "strict"):
@@ -336,11 +400,17 @@ def test_adversarial_inputs_are_parsed_in_bounded_time(name: str, kind: Strategy
 def test_multi_line_questions_of_multi_field_inputs_align() -> None:
     from promptc.ir import InputField
 
-    task = make_task("auto-demo", 3, SHAPES["enum"][0], "{label}",
-                     inputs=(InputField("premise"), InputField("hypothesis", label="Claim")))
+    task = make_task(
+        "auto-demo",
+        3,
+        SHAPES["enum"][0],
+        "{label}",
+        inputs=(InputField("premise"), InputField("hypothesis", label="Claim")),
+    )
     req = make_request(task)
-    out = canonical(task, req, [{"label": "positive"}, {"label": "negative"},
-                                {"label": "very positive"}])
+    out = canonical(
+        task, req, [{"label": "positive"}, {"label": "negative"}, {"label": "very positive"}]
+    )
     assert "\nClaim: hypothesis of 2\n" in out
     assert [r.status for r in parse_output(task, req, out)] == ["ok"] * 3
     assert [r.status for r in parse_output_recover_slow(task, req, out)] == ["ok"] * 3

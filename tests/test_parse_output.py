@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 from promptc import markers
-from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.errors import OutputParseError
 from promptc.ir import (
     Batch,
@@ -43,18 +42,24 @@ from promptc.parse.output import (
     request_shape,
     summarize,
 )
+from promptc.spec.answer_format import parse_answer_format, write_answer
 
 # ---------------------------------------------------------------------------- builders
 
 QUESTIONS = (
-    ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
-    "in May. How many clips did Natalia sell altogether in April and May?"),
-    ("Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
-    "babysitting. How much did she earn?"),
-    ("Betty is saving money for a new wallet which costs $100. How much more money does she "
-    "need?"),
-    ("James writes a 3-page letter to 2 different friends twice a week. How many pages does he "
-    "write a year?"),
+    (
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+        "in May. How many clips did Natalia sell altogether in April and May?"
+    ),
+    (
+        "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+        "babysitting. How much did she earn?"
+    ),
+    ("Betty is saving money for a new wallet which costs $100. How much more money does she need?"),
+    (
+        "James writes a 3-page letter to 2 different friends twice a week. How many pages does he "
+        "write a year?"
+    ),
     "Mark has a garden with flowers. He planted plants of three different colors in it.",
     "Albert is wondering how much pizza he can eat in one day.",
     "Ken created a care package to send to his brother, who was away at boarding school.",
@@ -103,8 +108,9 @@ def make_request(task: Task, rid: str = "r1", item_ids: Sequence[str] | None = N
     if task.strategy.kind in ("single", "few-shot") and item_ids is None:
         ids = ids[:1]
     idx = tuple(int(i.split("-")[1]) - 1 for i in ids)
-    return Request(rid, Batch(0, ids, idx), task.strategy.kind,
-                   (Message("user", "..."),), {"model": "m"})
+    return Request(
+        rid, Batch(0, ids, idx), task.strategy.kind, (Message("user", "..."),), {"model": "m"}
+    )
 
 
 def question_of(task: Task, item_id: str) -> str:
@@ -120,17 +126,23 @@ def canonical(task: Task, request: Request, answers: Sequence[Mapping[str, Value
     lines = []
     for i, (item_id, values) in enumerate(zip(request.batch.item_ids, answers), 1):
         if kind == "auto-demo":
-            lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR
-                         + question_of(task, item_id))
-        lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR
-                     + write_answer(task.answer_format, task.outputs, values))
+            lines.append(
+                markers.question_marker(i) + markers.MARKER_SEPARATOR + question_of(task, item_id)
+            )
+        lines.append(
+            markers.answer_marker(i)
+            + markers.MARKER_SEPARATOR
+            + write_answer(task.answer_format, task.outputs, values)
+        )
     return markers.ITEM_SEPARATOR.join(lines)
 
 
 def math_answers(n: int) -> list[dict[str, Value]]:
     return [
-        {"reasoning": f"First add {i} and {i * 2}, then check the total.",
-         "answer": Decimal(i * 3) if i % 2 else Decimal(f"{i}.5")}
+        {
+            "reasoning": f"First add {i} and {i * 2}, then check the total.",
+            "answer": Decimal(i * 3) if i % 2 else Decimal(f"{i}.5"),
+        }
         for i in range(1, n + 1)
     ]
 
@@ -177,11 +189,20 @@ def test_normalise_question() -> None:
 
 
 def test_dumps_writes_decimals_exactly() -> None:
-    data = {"a": Decimal("0.1"), "b": Decimal("1234.500"), "c": Decimal("-0"), "d": True,
-            "e": "é\n", "f": [Decimal("1E+3")], "g": None, "h": 3}
+    data = {
+        "a": Decimal("0.1"),
+        "b": Decimal("1234.500"),
+        "c": Decimal("-0"),
+        "d": True,
+        "e": "é\n",
+        "f": [Decimal("1E+3")],
+        "g": None,
+        "h": 3,
+    }
     text = dumps(data)
-    assert text == ('{"a": 0.1, "b": 1234.5, "c": 0, "d": true, "e": "é\\n", "f": [1000], '
-                    '"g": null, "h": 3}')
+    assert text == (
+        '{"a": 0.1, "b": 1234.5, "c": 0, "d": true, "e": "é\\n", "f": [1000], "g": null, "h": 3}'
+    )
     assert json.loads(text, parse_float=Decimal)["a"] == Decimal("0.1")
 
 
@@ -221,7 +242,7 @@ def test_canonical_batch_is_ok_with_values_and_spans() -> None:
     spans = [r.span for r in results]
     assert all(s is not None for s in spans)
     assert [(s.start.line, s.start.col) for s in spans if s] == [(1, 1), (2, 1), (3, 1)]
-    assert spans[0] is not None and out[spans[0].start.offset:spans[0].end.offset] == "A[1]: 18"
+    assert spans[0] is not None and out[spans[0].start.offset : spans[0].end.offset] == "A[1]: 18"
 
 
 def test_canonical_auto_demo_round_trip() -> None:
@@ -238,12 +259,18 @@ def test_single_answer_with_chatter_and_fence(kind: StrategyKind) -> None:
     task = make_task(kind, 1, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
     body = "Half of 48 is 24, and 48 + 24 = 72. The answer is 72."
-    for out in (body, f"{body}\n\nDoes that help?", f"```\n{body}\n```",
-                f"Here you go:\n```text\n{body}\n```\nAnything else?"):
+    for out in (
+        body,
+        f"{body}\n\nDoes that help?",
+        f"```\n{body}\n```",
+        f"Here you go:\n```text\n{body}\n```\nAnything else?",
+    ):
         [r] = parse_output(task, req, out)
         assert r.status == "ok", out
-        assert r.values == {"reasoning": "Half of 48 is 24, and 48 + 24 = 72.",
-                            "answer": Decimal(72)}
+        assert r.values == {
+            "reasoning": "Half of 48 is 24, and 48 + 24 = 72.",
+            "answer": Decimal(72),
+        }
     # Chatter before a text field that may span lines is, by the grammar, part of that text.
     [r] = parse_output(task, req, f"Sure! Let me solve it.\n\n{body}")
     assert r.status == "ok"
@@ -307,8 +334,11 @@ def test_swapped_questions_name_the_item_they_belong_to() -> None:
     req = make_request(task)
     answers = math_answers(2)
     out = canonical(task, req, answers)
-    out = out.replace(QUESTIONS[0], "@@").replace(QUESTIONS[1], QUESTIONS[0]).replace(
-        "@@", QUESTIONS[1])
+    out = (
+        out.replace(QUESTIONS[0], "@@")
+        .replace(QUESTIONS[1], QUESTIONS[0])
+        .replace("@@", QUESTIONS[1])
+    )
     results = parse_output(task, req, out)
     assert statuses(results) == ["misaligned", "misaligned"]
     assert results[0].message.endswith("; it is item 2's question")
@@ -317,11 +347,18 @@ def test_swapped_questions_name_the_item_they_belong_to() -> None:
 
 def test_a_request_as_a_requests_jsonl_line() -> None:
     task = make_task("batch", 2)
-    line = {"id": "req-7", "kind": "batch", "item_ids": ["item-2", "item-1"],
-            "messages": [], "params": {}}
+    line = {
+        "id": "req-7",
+        "kind": "batch",
+        "item_ids": ["item-2", "item-1"],
+        "messages": [],
+        "params": {},
+    }
     results = parse_output(task, line, "A[1]: 5\nA[2]: 6")
     assert [(r.request_id, r.item_id, r.values["answer"]) for r in results] == [
-        ("req-7", "item-2", Decimal(5)), ("req-7", "item-1", Decimal(6))]
+        ("req-7", "item-2", Decimal(5)),
+        ("req-7", "item-1", Decimal(6)),
+    ]
 
 
 def test_questions_given_with_the_request_win() -> None:
@@ -338,19 +375,32 @@ def test_to_dict_and_json_line() -> None:
     results = parse_output(task, req, "A[1]: $1,234.50\nA[2]: lots")
     d = json.loads(results[0].to_json(), parse_float=Decimal)
     assert d == {
-        "request_id": "r1", "item_id": "item-1", "index": 1, "status": "ok",
+        "request_id": "r1",
+        "item_id": "item-1",
+        "index": 1,
+        "status": "ok",
         "values": {"answer": Decimal("1234.5")},
-        "span": {"start": {"line": 1, "col": 1, "offset": 0},
-                 "end": {"line": 1, "col": 16, "offset": 15}},
-        "expected": [], "found": None, "message": "",
+        "span": {
+            "start": {"line": 1, "col": 1, "offset": 0},
+            "end": {"line": 1, "col": 16, "offset": 15},
+        },
+        "expected": [],
+        "found": None,
+        "message": "",
     }
     assert list(d) == list(results[0].to_dict())
     bad = json.loads(results[1].to_json())
     assert bad["status"] == "malformed"
     assert bad["found"] == "lots"
     assert bad["expected"]
-    assert summarize(results) == {"ok": 1, "missing": 0, "malformed": 1, "duplicate": 0,
-                                  "misaligned": 0, "extra": 0}
+    assert summarize(results) == {
+        "ok": 1,
+        "missing": 0,
+        "malformed": 1,
+        "duplicate": 0,
+        "misaligned": 0,
+        "extra": 0,
+    }
 
 
 def test_text_values_keep_the_models_characters() -> None:
@@ -386,9 +436,9 @@ def test_real_model_outputs_parse_item_by_item() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from llm_server import gbnf_error, running_server
     from promptc.grammar.answer import build_grammar
-    from promptc.spec.lower import compile_spec
     from promptc.render.renderer import render
     from promptc.select.methods import select
+    from promptc.spec.lower import compile_spec
 
     root = Path(__file__).resolve().parents[1]
     task = compile_spec(root / "specs" / "sentiment.yaml")
@@ -399,10 +449,15 @@ def test_real_model_outputs_parse_item_by_item() -> None:
     with running_server() as base_url:
         client = openai.OpenAI(base_url=base_url, api_key="unused")
         free = client.chat.completions.create(
-            model="smollm2", messages=messages, temperature=0, max_tokens=400)
+            model="smollm2", messages=messages, temperature=0, max_tokens=400
+        )
         bound = client.chat.completions.create(
-            model="smollm2", messages=messages, temperature=0, max_tokens=400,
-            extra_body={"grammar": grammar.gbnf})
+            model="smollm2",
+            messages=messages,
+            temperature=0,
+            max_tokens=400,
+            extra_body={"grammar": grammar.gbnf},
+        )
     free_text = free.choices[0].message.content or ""
     bound_text = bound.choices[0].message.content or ""
     for mode in ("recover", "strict"):

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from promptc import ir
-from promptc.select import methods as select
 from promptc.errors import SelectionError, TemplateError
-from promptc.spec.lower import compile_spec
 from promptc.render.renderer import Renderer, check_templates, render
+from promptc.select import methods as select
+from promptc.spec.lower import compile_spec
 
 TaskFactory = Callable[..., ir.Task]
 

@@ -80,11 +80,14 @@ def test_yaml_tags_are_refused(folder: Path, tagged: str, where: str) -> None:
 
 
 def test_tag_error_points_at_the_tag(folder: Path) -> None:
-    (folder / "spec.yaml").write_text(SPEC + "description: &x !!python/object/apply:os.system [ls]\n")
+    (folder / "spec.yaml").write_text(
+        SPEC + "description: &x !!python/object/apply:os.system [ls]\n"
+    )
     with pytest.raises(LoadError) as info:
         load_spec("spec.yaml")
-    assert str(info.value).startswith("spec.yaml:10:17: description: YAML tag "
-                                      "'!!python/object/apply:os.system' is not allowed")
+    assert str(info.value).startswith(
+        "spec.yaml:10:17: description: YAML tag '!!python/object/apply:os.system' is not allowed"
+    )
 
 
 def test_tags_in_an_extended_file_are_refused(folder: Path) -> None:
@@ -96,6 +99,7 @@ def test_tags_in_an_extended_file_are_refused(folder: Path) -> None:
 
 
 # --- data paths --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("path", "code"),
@@ -120,8 +124,10 @@ def test_data_symlink_pointing_outside_is_refused(folder: Path) -> None:
     (folder / "spec.yaml").write_text(SPEC.replace("data.jsonl", "link.jsonl"))
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
-    assert info.value.format() == ("spec.yaml:8:14: data.path: data path 'link.jsonl' leaves the "
-                                   "spec's folder (keep data files inside the spec's folder)")
+    assert info.value.format() == (
+        "spec.yaml:8:14: data.path: data path 'link.jsonl' leaves the "
+        "spec's folder (keep data files inside the spec's folder)"
+    )
 
 
 def test_data_symlink_inside_the_folder_is_fine(folder: Path) -> None:
@@ -132,6 +138,7 @@ def test_data_symlink_inside_the_folder_is_fine(folder: Path) -> None:
 
 
 # --- extends -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("target", "code"),
@@ -171,6 +178,7 @@ def test_project_folder_is_the_nearest_with_git_or_pyproject(folder: Path) -> No
 
 # --- templates ---------------------------------------------------------------------------------
 
+
 def test_template_paths_may_not_leave_the_spec_folder(folder: Path) -> None:
     os.symlink(folder.parent.parent / "secret.yaml", folder / "t.j2")
     (folder / "spec.yaml").write_text(
@@ -182,6 +190,7 @@ def test_template_paths_may_not_leave_the_spec_folder(folder: Path) -> None:
 
 
 # --- hostile YAML ------------------------------------------------------------------------------
+
 
 def test_billion_laughs_is_stopped_quickly(folder: Path) -> None:
     lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
@@ -275,23 +284,27 @@ def test_missing_spec_file(folder: Path) -> None:
 
 # --- item id expressions -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("expr", "problem"),
     [
-        ("{{ row.__class__.__mro__ }}", ("access to attribute '__class__' of 'dict' object is "
-                                        "unsafe.")),
-        ("{{ row.update({'x': 1}) }}", ("access to attribute 'update' of 'dict' object is "
-                                       "unsafe.")),
+        (
+            "{{ row.__class__.__mro__ }}",
+            ("access to attribute '__class__' of 'dict' object is unsafe."),
+        ),
+        (
+            "{{ row.update({'x': 1}) }}",
+            ("access to attribute 'update' of 'dict' object is unsafe."),
+        ),
         ("{{ 'x' * 1000000000 }}", "repetition too long in an item id expression"),
         ("{{ 9 ** 9999999 }}", "exponent too large in an item id expression"),
     ],
     ids=["dunder", "mutation", "repeat", "power"],
 )
 def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) -> None:
-    (folder / "spec.yaml").write_text(SPEC.replace("{path: data.jsonl}",
-                                                   f'{{path: data.jsonl, id: "{expr}"}}'))
+    (folder / "spec.yaml").write_text(
+        SPEC.replace("{path: data.jsonl}", f'{{path: data.jsonl, id: "{expr}"}}')
+    )
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
-    assert info.value.format() == (
-        f"data.jsonl:1:1: data.id: item id expression failed: {problem}"
-    )
+    assert info.value.format() == (f"data.jsonl:1:1: data.id: item id expression failed: {problem}")

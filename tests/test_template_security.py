@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptc.select import methods as select
 from promptc.errors import TemplateError
-from promptc.spec.lower import compile_spec
 from promptc.render.renderer import SpecLoader, check_templates, render
+from promptc.select import methods as select
+from promptc.spec.lower import compile_spec
 
 SPEC = """\
 promptc: 1

@@ -24,7 +24,7 @@ def _cases() -> list[Path]:
 
 def _expected(path: Path) -> list[str]:
     return [
-        line[len(EXPECT):]
+        line[len(EXPECT) :]
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.startswith(EXPECT)
     ]

@@ -16,7 +16,10 @@ NUMBER = OutputField("n", "number")
 INTEGER = OutputField("i", "integer")
 BOOLEAN = OutputField("b", "boolean")
 ENUM = OutputField(
-    "label", "enum", choices=("positive", "negative", "very positive"), aliases=(("pos", "positive"),)
+    "label",
+    "enum",
+    choices=("positive", "negative", "very positive"),
+    aliases=(("pos", "positive"),),
 )
 TEXT = OutputField("t", "text")
 
@@ -56,7 +59,9 @@ def test_read_value_normalises(field: OutputField, text: str, value: object) -> 
 
 
 @pytest.mark.parametrize(("field", "text", "value"), READ_TABLE, ids=lambda x: str(x))
-def test_fragment_accepts_what_read_value_reads(field: OutputField, text: str, value: object) -> None:
+def test_fragment_accepts_what_read_value_reads(
+    field: OutputField, text: str, value: object
+) -> None:
     assert re.fullmatch(value_regex(field, multiline=False), text)
 
 
@@ -95,7 +100,9 @@ def test_write_value_is_canonical(field: OutputField, value: object, text: str) 
     assert write_value(field, value) == text  # type: ignore[arg-type]
 
 
-decimals = st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**12, max_value=10**12, places=4)
+decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, min_value=-(10**12), max_value=10**12, places=4
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -107,7 +114,7 @@ def test_number_round_trip_through_its_fragment(value: Decimal) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-10**15, max_value=10**15), st.booleans(), st.booleans())
+@given(st.integers(min_value=-(10**15), max_value=10**15), st.booleans(), st.booleans())
 def test_integer_with_separators_and_currency(value: int, commas: bool, dollar: bool) -> None:
     digits = f"{abs(value):,}" if commas else str(abs(value))
     text = ("-" if value < 0 else "") + ("$" if dollar else "") + digits
@@ -117,7 +124,9 @@ def test_integer_with_separators_and_currency(value: int, commas: bool, dollar: 
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(["yes", "no", "true", "false"]), st.lists(st.booleans(), min_size=5, max_size=5))
+@given(
+    st.sampled_from(["yes", "no", "true", "false"]), st.lists(st.booleans(), min_size=5, max_size=5)
+)
 def test_boolean_any_case(word: str, upper: list[bool]) -> None:
     text = "".join(c.upper() if u else c for c, u in zip(word, upper))
     assert re.fullmatch(value_regex(BOOLEAN, False), text)
@@ -141,14 +150,19 @@ def test_json_forms() -> None:
     assert json_value(NUMBER, Decimal(18)) == 18
     assert json_value(NUMBER, Decimal("2.5")) == 2.5
     assert json_value(BOOLEAN, False) is False
-    assert json_schema(ENUM) == {"type": "string", "enum": ["positive", "negative", "very positive"]}
+    assert json_schema(ENUM) == {
+        "type": "string",
+        "enum": ["positive", "negative", "very positive"],
+    }
     assert json_schema(TEXT) == {"type": "string", "minLength": 1}
 
 
 @pytest.mark.parametrize("field", [NUMBER, INTEGER, BOOLEAN, ENUM, TEXT], ids=lambda f: f.type)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_fast_reader_equals_read_value_on_what_the_grammar_admits(field: OutputField, data: st.DataObject) -> None:
+def test_fast_reader_equals_read_value_on_what_the_grammar_admits(
+    field: OutputField, data: st.DataObject
+) -> None:
     from promptc.values import value_reader
 
     text = data.draw(st.from_regex(value_regex(field, multiline=False), fullmatch=True))
@@ -166,8 +180,12 @@ def test_every_fragment_compiles_with_lark() -> None:
         "boolean.lark": {"BOOLEAN"},
         "enum.lark": {"ENUM"},
         "text.lark": {
-            "TEXT", "TEXT_WORDS", "TEXT_LAZY",
-            "TEXT_MULTILINE", "TEXT_MULTILINE_WORDS", "TEXT_MULTILINE_LAZY",
+            "TEXT",
+            "TEXT_WORDS",
+            "TEXT_LAZY",
+            "TEXT_MULTILINE",
+            "TEXT_MULTILINE_WORDS",
+            "TEXT_MULTILINE_LAZY",
         },
     }
     for file, names in expected.items():

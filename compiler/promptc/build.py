@@ -495,15 +495,17 @@ def read_requests(
             item_ids = data.get("item_ids", known.get("item_ids"))
             stem = data.get("grammar", known.get("grammar"))
             line_kind = data.get("kind") or kind
-            out.append(BuiltRequest(
-                id=rid,
-                kind=line_kind if isinstance(line_kind, str) else None,
-                item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else (),
-                messages=tuple(messages),
-                params=params,
-                grammar=stem if isinstance(stem, str) else None,
-                location=where,
-            ))
+            out.append(
+                BuiltRequest(
+                    id=rid,
+                    kind=line_kind if isinstance(line_kind, str) else None,
+                    item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else (),
+                    messages=tuple(messages),
+                    params=params,
+                    grammar=stem if isinstance(stem, str) else None,
+                    location=where,
+                )
+            )
     return out
 
 

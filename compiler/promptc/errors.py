@@ -166,7 +166,11 @@ class PromptcErrors(PromptcError):
         self.omitted = omitted
         first = self.errors[0]
         super().__init__(
-            first.message, location=first.location, path=first.path, hint=first.hint, code=first.code
+            first.message,
+            location=first.location,
+            path=first.path,
+            hint=first.hint,
+            code=first.code,
         )
         self.stage = first.stage
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Union
+from typing import Literal
 
 from promptc.errors import Location
 
@@ -37,7 +37,7 @@ SELECTION_METHODS: tuple[SelectionMethod, ...] = (
 )
 SIMILARITY_METHODS: tuple[SelectionMethod, ...] = ("retrieval", "partition", "diverse")
 
-Value = Union[str, Decimal, int, bool]
+Value = str | Decimal | int | bool
 
 NOWHERE = Location("<unknown>")
 
@@ -81,7 +81,7 @@ class Placeholder:
     location: Location = NOWHERE
 
 
-Segment = Union[Literal_, Placeholder]
+Segment = Literal_ | Placeholder
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_grammar(name: str) -> str:
     """The text of ``grammars/<name>`` as installed with promptc."""
     return resources.files("promptc.grammars").joinpath(name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_template(name: str) -> str:
     """The text of ``templates/<name>`` as installed with promptc."""
     return resources.files("promptc.templates").joinpath(name).read_text(encoding="utf-8")
@@ -35,7 +35,7 @@ def template_names() -> list[str]:
     return sorted(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_schema(name: str = "spec.schema.json") -> str:
     """The text of the shipped JSON Schema ``compiler/schema/<name>``."""
     return resources.files("promptc.schema").joinpath(name).read_text(encoding="utf-8")

@@ -31,7 +31,9 @@ FALSE_WORDS = ("no", "false")
 CANONICAL_TRUE = "yes"
 CANONICAL_FALSE = "no"
 
-_NUMBER = re.compile(r"^\s*(?P<sign>[-+−]?)\s*[$€£]?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?\.?\s*$")
+_NUMBER = re.compile(
+    r"^\s*(?P<sign>[-+−]?)\s*[$€£]?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?\.?\s*$"
+)
 
 
 def write_value(field: OutputField, value: Value) -> str:

@@ -51,8 +51,9 @@ def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "specs"
 
 
-def _build_spec(spec: Path, out: Path,
-                overrides: Mapping[tuple[str, ...], object] | None = None) -> Path:
+def _build_spec(
+    spec: Path, out: Path, overrides: Mapping[tuple[str, ...], object] | None = None
+) -> Path:
     from promptc.build import build
     from promptc.spec.lower import compile_spec
 

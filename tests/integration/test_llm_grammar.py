@@ -26,8 +26,10 @@ from promptc.run.orchestrate import read_requests, request_body, run_build
 
 pytestmark = [
     pytest.mark.llm,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                       reason="llama_cpp is not installed; run: bash scripts/install-llm.sh"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None,
+        reason="llama_cpp is not installed; run: bash scripts/install-llm.sh",
+    ),
 ]
 
 #: The model name sent (the server's alias for SmolLM2; it would take any other name too).
@@ -49,17 +51,29 @@ def build(spec_dir: Path, build_spec: Callable[..., Path]) -> Callable[..., Path
     def make(spec: str, kind: str, size: int, max_tokens: int) -> Path:
         out = spec_dir.parent / "builds" / f"{Path(spec).stem}-{kind}-{size}-{max_tokens}"
         return _build(build_spec, spec_dir, spec, kind, size, max_tokens, out)
+
     return make
 
 
-def _build(build_spec: Callable[..., Path], spec_dir: Path, spec: str, kind: str, size: int,
-           max_tokens: int, out: Path) -> Path:
-    return build_spec(spec_dir / spec, out, {
-        ("strategy", "kind"): kind,
-        ("strategy", "batch_size"): size,
-        ("strategy", "selection", "method"): "sequential",
-        ("model", "max_tokens"): max_tokens,
-    })
+def _build(
+    build_spec: Callable[..., Path],
+    spec_dir: Path,
+    spec: str,
+    kind: str,
+    size: int,
+    max_tokens: int,
+    out: Path,
+) -> Path:
+    return build_spec(
+        spec_dir / spec,
+        out,
+        {
+            ("strategy", "kind"): kind,
+            ("strategy", "batch_size"): size,
+            ("strategy", "selection", "method"): "sequential",
+            ("model", "max_tokens"): max_tokens,
+        },
+    )
 
 
 def _item_lines(path: Path) -> list[dict[str, object]]:
@@ -67,8 +81,9 @@ def _item_lines(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize(("spec", "kind", "size", "max_tokens"), CONSTRAINED)
-def test_exported_gbnf_is_accepted_by_llama_cpp(build: Callable[..., Path], spec: str, kind: str,
-                                                size: int, max_tokens: int) -> None:
+def test_exported_gbnf_is_accepted_by_llama_cpp(
+    build: Callable[..., Path], spec: str, kind: str, size: int, max_tokens: int
+) -> None:
     out = build(spec, kind, size, max_tokens)
     for path in sorted(out.glob("*.gbnf")):
         assert gbnf_error(path.read_text(encoding="utf-8")) is None, path.name
@@ -81,40 +96,66 @@ def test_exported_gbnf_is_accepted_by_llama_cpp(build: Callable[..., Path], spec
 
 
 @pytest.mark.parametrize(("spec", "kind", "size", "max_tokens"), CONSTRAINED)
-def test_gbnf_constrained_items_all_parse_ok(llm_base_url: str, build: Callable[..., Path],
-                                            tmp_path: Path, spec: str, kind: str, size: int,
-                                            max_tokens: int) -> None:
+def test_gbnf_constrained_items_all_parse_ok(
+    llm_base_url: str,
+    build: Callable[..., Path],
+    tmp_path: Path,
+    spec: str,
+    kind: str,
+    size: int,
+    max_tokens: int,
+) -> None:
     out = build(spec, kind, size, max_tokens)
     first = read_requests(out)[0]
     assert len(first.item_ids) == size
     assert gbnf_error(request_body(first, out, "gbnf")["grammar"]) is None
 
-    result = run_build(out, base_url=llm_base_url, grammar="gbnf", concurrency=1, limit=1,
-                       model=MODEL, parse=True, cache_path=tmp_path / "cache.sqlite",
-                       timeout=TIMEOUT, max_retries=1)
+    result = run_build(
+        out,
+        base_url=llm_base_url,
+        grammar="gbnf",
+        concurrency=1,
+        limit=1,
+        model=MODEL,
+        parse=True,
+        cache_path=tmp_path / "cache.sqlite",
+        timeout=TIMEOUT,
+        max_retries=1,
+    )
 
     assert result.ok, [f.format() for f in result.failed]
     assert result.grammar == "gbnf" and result.sent == 1
     output = _item_lines(result.outputs_path)[0]
     results = _item_lines(out / "results.jsonl")
-    print(f"\n{spec} {kind} of {size}, GBNF: {result.statuses} "
-          f"(finish {output['finish_reason']}, usage {output['usage']})\n{output['output']}")
+    print(
+        f"\n{spec} {kind} of {size}, GBNF: {result.statuses} "
+        f"(finish {output['finish_reason']}, usage {output['usage']})\n{output['output']}"
+    )
     assert output["finish_reason"] == "stop", output
     assert [r["item_id"] for r in results] == list(first.item_ids)
     assert result.statuses is not None and result.statuses["ok"] == size, results
     assert all(r["status"] == "ok" for r in results)
 
 
-def test_unconstrained_batch_reports_a_status_per_item(llm_base_url: str,
-                                                       build: Callable[..., Path],
-                                                       tmp_path: Path) -> None:
+def test_unconstrained_batch_reports_a_status_per_item(
+    llm_base_url: str, build: Callable[..., Path], tmp_path: Path
+) -> None:
     """Without a grammar SmolLM2 does not follow the batch format; nothing may raise, every
     item gets a status, and the figures are printed, not asserted."""
     out = build("math.yaml", "batch", 8, 256)
 
-    result = run_build(out, base_url=llm_base_url, grammar="none", concurrency=1, limit=1,
-                       model=MODEL, parse=True, cache_path=tmp_path / "cache.sqlite",
-                       timeout=TIMEOUT, max_retries=1)
+    result = run_build(
+        out,
+        base_url=llm_base_url,
+        grammar="none",
+        concurrency=1,
+        limit=1,
+        model=MODEL,
+        parse=True,
+        cache_path=tmp_path / "cache.sqlite",
+        timeout=TIMEOUT,
+        max_retries=1,
+    )
 
     assert result.ok, [f.format() for f in result.failed]
     assert result.grammar == "none"
@@ -124,19 +165,31 @@ def test_unconstrained_batch_reports_a_status_per_item(llm_base_url: str,
     in_request = [r for r in results if r["status"] != "extra"]
     assert sorted(r["index"] for r in in_request) == list(range(1, 9))
     ok = result.statuses["ok"]
-    print(f"\nmath batch of 8, no grammar: {ok}/8 ok ({ok / 8:.0%}); {result.statuses} "
-          f"(finish {output['finish_reason']}, usage {output['usage']})\n{output['output']}")
+    print(
+        f"\nmath batch of 8, no grammar: {ok}/8 ok ({ok / 8:.0%}); {result.statuses} "
+        f"(finish {output['finish_reason']}, usage {output['usage']})\n{output['output']}"
+    )
 
 
-def test_json_schema_constrained_batch_parses_ok(llm_base_url: str, build: Callable[..., Path],
-                                                 tmp_path: Path) -> None:
+def test_json_schema_constrained_batch_parses_ok(
+    llm_base_url: str, build: Callable[..., Path], tmp_path: Path
+) -> None:
     """``--grammar json-schema``: llama-cpp-python's server gets the build's JSON Schema as
     ``response_format`` (its ``json_object`` form); the JSON answers are read back as text."""
     out = build("sentiment.yaml", "batch", 8, 256)
 
-    result = run_build(out, base_url=llm_base_url, grammar="json_schema", concurrency=1,
-                       limit=1, model=MODEL, parse=True, cache_path=tmp_path / "cache.sqlite",
-                       timeout=TIMEOUT, max_retries=1)
+    result = run_build(
+        out,
+        base_url=llm_base_url,
+        grammar="json_schema",
+        concurrency=1,
+        limit=1,
+        model=MODEL,
+        parse=True,
+        cache_path=tmp_path / "cache.sqlite",
+        timeout=TIMEOUT,
+        max_retries=1,
+    )
 
     assert result.ok, [f.format() for f in result.failed]
     output = _item_lines(result.outputs_path)[0]

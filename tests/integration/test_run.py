@@ -40,8 +40,10 @@ from promptc.run.orchestrate import (
     run_build,
 )
 
-requires_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                                    reason="llama_cpp is not installed; run: bash scripts/install-llm.sh")
+requires_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama_cpp is not installed; run: bash scripts/install-llm.sh",
+)
 MODEL = "smollm2"
 TIMEOUT = 1800.0
 #: A fake key, unlike anything a file could hold by chance.
@@ -54,10 +56,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli(*args: str, env: dict[str, str] | None = None,
-         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptc.cli.run", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=TIMEOUT, check=False)
+def _cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptc.cli.run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def _files_holding(root: Path, secret: str) -> list[str]:
@@ -69,23 +79,33 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def sentiment(spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+def sentiment(
+    spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path
+) -> Callable[..., Path]:
     """Builds the sentiment spec (batch, sequential) with a given batch size into a fresh folder
     next to the specs (so that the manifest finds the spec again)."""
     counter = iter(range(1000))
 
     def make(batch_size: int = 2, target: str = "chat") -> Path:
         out = spec_dir.parent / f"run-{tmp_path.name}-{next(counter)}"
-        build_spec(spec_dir / "sentiment.yaml", out, {
-            ("strategy", "kind"): "batch", ("strategy", "batch_size"): batch_size,
-            ("strategy", "selection", "method"): "sequential", ("model", "max_tokens"): 64,
-        })
+        build_spec(
+            spec_dir / "sentiment.yaml",
+            out,
+            {
+                ("strategy", "kind"): "batch",
+                ("strategy", "batch_size"): batch_size,
+                ("strategy", "selection", "method"): "sequential",
+                ("model", "max_tokens"): 64,
+            },
+        )
         if target == "openai-batch":
             from promptc.build import build
             from promptc.spec.lower import compile_spec
 
-            task = compile_spec(spec_dir / "sentiment.yaml", overrides={
-                ("strategy", "batch_size"): batch_size, ("model", "max_tokens"): 64})
+            task = compile_spec(
+                spec_dir / "sentiment.yaml",
+                overrides={("strategy", "batch_size"): batch_size, ("model", "max_tokens"): 64},
+            )
             build(task, out, target="openai-batch")
         return out
 
@@ -97,41 +117,69 @@ def sentiment(spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -
 # --------------------------------------------------------------------------------------------
 
 
-def test_server_not_running_is_a_clear_error(sentiment: Callable[..., Path], tmp_path: Path) -> None:
+def test_server_not_running_is_a_clear_error(
+    sentiment: Callable[..., Path], tmp_path: Path
+) -> None:
     build = sentiment(4)
     url = f"http://127.0.0.1:{_free_port()}/v1"
     env = {**os.environ, "PROMPTC_TEST_KEY": SECRET}
-    proc = _cli(str(build), "--base-url", url, "--grammar", "none", "--limit", "2",
-                "--max-retries", "1", "--api-key-env", "PROMPTC_TEST_KEY",
-                "--cache", str(tmp_path / "c.sqlite"), env=env)
+    proc = _cli(
+        str(build),
+        "--base-url",
+        url,
+        "--grammar",
+        "none",
+        "--limit",
+        "2",
+        "--max-retries",
+        "1",
+        "--api-key-env",
+        "PROMPTC_TEST_KEY",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        (f"error: request {rid}: could not connect to {url} (ConnectError: All connection "
-         "attempts failed) after 2 attempts; check that the server is running and that "
-         "--base-url is right")
+        (
+            f"error: request {rid}: could not connect to {url} (ConnectError: All connection "
+            "attempts failed) after 2 attempts; check that the server is running and that "
+            "--base-url is right"
+        )
         for rid in ("r0001", "r0002")
     ]
-    assert "0/2 requests answered (0 sent, 0 from cache, 0 already in outputs.jsonl); 2 failed" \
+    assert (
+        "0/2 requests answered (0 sent, 0 from cache, 0 already in outputs.jsonl); 2 failed"
         in proc.stderr
+    )
     assert (build / "outputs.jsonl").read_text() == ""
     assert SECRET not in proc.stderr + proc.stdout
     assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
 
 
-def test_auto_grammar_probe_failure_names_what_it_was_doing(sentiment: Callable[..., Path],
-                                                            tmp_path: Path) -> None:
+def test_auto_grammar_probe_failure_names_what_it_was_doing(
+    sentiment: Callable[..., Path], tmp_path: Path
+) -> None:
     build = sentiment(8)
     url = f"http://127.0.0.1:{_free_port()}/v1"
-    result = run_build(build, base_url=url, grammar="auto", max_retries=0, limit=1,
-                       cache_path=tmp_path / "c.sqlite")
+    result = run_build(
+        build,
+        base_url=url,
+        grammar="auto",
+        max_retries=0,
+        limit=1,
+        cache_path=tmp_path / "c.sqlite",
+    )
     assert not result.ok and result.sent == 0
-    assert [f.format() for f in result.failed] == [(
-        f"request r0001: could not connect to {url} (ConnectError: All connection attempts "
-        "failed) while asking it which grammar it takes (GET /models) after 1 attempt; check "
-        "that the server is running and that --base-url is right"
-    )]
+    assert [f.format() for f in result.failed] == [
+        (
+            f"request r0001: could not connect to {url} (ConnectError: All connection attempts "
+            "failed) while asking it which grammar it takes (GET /models) after 1 attempt; check "
+            "that the server is running and that --base-url is right"
+        )
+    ]
 
 
 def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
@@ -173,10 +221,16 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
 
 def _completion(text: str) -> dict[str, Any]:
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
 
 
 @pytest.fixture
@@ -193,71 +247,126 @@ def scripted() -> Iterator[tuple[str, type[_Scripted]]]:
 
 
 def test_rate_limit_is_retried_and_server_errors_reported(
-        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sentiment: Callable[..., Path],
+    scripted: tuple[str, type[_Scripted]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     url, handler = scripted
     build = sentiment(8)
     monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
-    handler.script = [(429, {"error": {"message": "slow down"}}),
-                      (200, _completion("A[1]: positive"))]
-    result = run_build(build, base_url=url, grammar="none", limit=1, max_retries=2,
-                       api_key_env="PROMPTC_TEST_KEY", cache_path=tmp_path / "c.sqlite")
+    handler.script = [
+        (429, {"error": {"message": "slow down"}}),
+        (200, _completion("A[1]: positive")),
+    ]
+    result = run_build(
+        build,
+        base_url=url,
+        grammar="none",
+        limit=1,
+        max_retries=2,
+        api_key_env="PROMPTC_TEST_KEY",
+        cache_path=tmp_path / "c.sqlite",
+    )
     assert result.ok and result.sent == 1 and len(handler.seen) == 2
     assert all(s["auth"] == f"Bearer {SECRET}" for s in handler.seen)  # sent, as a header only
 
     handler.script = [(500, {"error": {"message": f"boom; your key was {SECRET}"}})]
     handler.seen = []
-    result = run_build(build, base_url=url, grammar="none", max_retries=1,
-                       api_key_env="PROMPTC_TEST_KEY", cache_path=tmp_path / "c.sqlite")
+    result = run_build(
+        build,
+        base_url=url,
+        grammar="none",
+        max_retries=1,
+        api_key_env="PROMPTC_TEST_KEY",
+        cache_path=tmp_path / "c.sqlite",
+    )
     assert result.skipped == 1 and result.sent == 0 and result.cached == 0
     assert [f.format() for f in result.failed] == [
-        (f"request {rid}: server error (HTTP 500: boom; your key was ***) after 2 attempts; "
-         "check the server's log; run again to resume")
+        (
+            f"request {rid}: server error (HTTP 500: boom; your key was ***) after 2 attempts; "
+            "check the server's log; run again to resume"
+        )
         for rid in ("r0002", "r0003")
     ]
     assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
 
     handler.script = [(400, {"error": {"message": "grammar is not a known field"}})]
-    result = run_build(build, base_url=url, grammar="gbnf", limit=1, max_retries=3,
-                       cache_path=tmp_path / "c.sqlite")
-    assert [f.format() for f in result.failed] == [(
-        "request r0001: the server rejected the request (HTTP 400: grammar is not a known "
-        "field) after 1 attempt; check the model parameters in the spec, or try --grammar none "
-        "(the server may not accept a grammar)"
-    )]
+    result = run_build(
+        build,
+        base_url=url,
+        grammar="gbnf",
+        limit=1,
+        max_retries=3,
+        cache_path=tmp_path / "c.sqlite",
+    )
+    assert [f.format() for f in result.failed] == [
+        (
+            "request r0001: the server rejected the request (HTTP 400: grammar is not a known "
+            "field) after 1 attempt; check the model parameters in the spec, or try --grammar none "
+            "(the server may not accept a grammar)"
+        )
+    ]
 
 
 def test_refused_key_names_the_variable_and_is_never_shown(
-        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
-        tmp_path: Path) -> None:
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
     url, handler = scripted
     build = sentiment(8)
     handler.script = [(401, {"error": {"message": f"Incorrect API key provided: {SECRET}"}})]
     env = {**os.environ, "PROMPTC_WRONG_KEY": SECRET}
-    proc = _cli(str(build), "--base-url", url, "--grammar", "none", "--limit", "1",
-                "--api-key-env", "PROMPTC_WRONG_KEY", "--cache", str(tmp_path / "c.sqlite"),
-                env=env)
+    proc = _cli(
+        str(build),
+        "--base-url",
+        url,
+        "--grammar",
+        "none",
+        "--limit",
+        "1",
+        "--api-key-env",
+        "PROMPTC_WRONG_KEY",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+        env=env,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-3] == (
         "error: request r0001: the server refused the API key (HTTP 401: Incorrect API key "
-        "provided: ***) after 1 attempt; check the environment variable PROMPTC_WRONG_KEY")
+        "provided: ***) after 1 attempt; check the environment variable PROMPTC_WRONG_KEY"
+    )
     assert handler.seen[0]["auth"] == f"Bearer {SECRET}"
     assert SECRET not in proc.stderr + proc.stdout
     assert _files_holding(tmp_path, SECRET) == [] and _files_holding(build, SECRET) == []
 
 
 def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
-        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
-        tmp_path: Path) -> None:
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
     url, handler = scripted
     build = sentiment(2)  # 10 requests
     handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
     handler.delay = 0.3
     outputs = build / "outputs.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url, "--grammar",
-         "none", "--concurrency", "1", "--cache", str(tmp_path / "c.sqlite")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "promptc.cli.run",
+            str(build),
+            "--base-url",
+            url,
+            "--grammar",
+            "none",
+            "--concurrency",
+            "1",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -266,8 +375,10 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == ("interrupted: every answer received so far is in "
-                                    "outputs.jsonl; run the same command again to resume")
+    assert err.splitlines()[-1] == (
+        "interrupted: every answer received so far is in "
+        "outputs.jsonl; run the same command again to resume"
+    )
     kept = read_outputs(outputs)
     assert 2 <= len(kept) < 10
     handler.delay = 0.0
@@ -276,15 +387,26 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
 
 
 def test_answers_to_changed_requests_are_dropped_and_resent(
-        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
-        spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path) -> None:
+    sentiment: Callable[..., Path],
+    scripted: tuple[str, type[_Scripted]],
+    spec_dir: Path,
+    build_spec: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
     url, handler = scripted
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
     assert run_build(build, base_url=url, grammar="none", limit=1, use_cache=False).sent == 1
-    build_spec(spec_dir / "sentiment.yaml", build, {  # the same build, another max_tokens
-        ("strategy", "kind"): "batch", ("strategy", "batch_size"): 8,
-        ("strategy", "selection", "method"): "sequential", ("model", "max_tokens"): 32})
+    build_spec(
+        spec_dir / "sentiment.yaml",
+        build,
+        {  # the same build, another max_tokens
+            ("strategy", "kind"): "batch",
+            ("strategy", "batch_size"): 8,
+            ("strategy", "selection", "method"): "sequential",
+            ("model", "max_tokens"): 32,
+        },
+    )
     assert (build / "outputs.jsonl").is_file()  # a rebuild leaves the answers alone
     again = run_build(build, base_url=url, grammar="none", limit=1, use_cache=False)
     assert again.dropped_stale == 1 and again.skipped == 0 and again.sent == 1
@@ -303,16 +425,23 @@ def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path
         "from promptc.cli.run import run_command\n"
         "run_command([sys.argv[1], '--base-url', 'http://127.0.0.1:9/v1'])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(build)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(build)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == ("error: promptc run needs the openai package, which is not "
-                           "installed (pip install 'promptc[openai]')\n")
+    assert proc.stderr == (
+        "error: promptc run needs the openai package, which is not "
+        "installed (pip install 'promptc[openai]')\n"
+    )
 
 
 def test_auto_without_a_model_list_sends_no_grammar(
-        sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]],
-        tmp_path: Path) -> None:
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
     url, handler = scripted  # answers GET /models with 501: no model list
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
@@ -324,8 +453,9 @@ def test_auto_without_a_model_list_sends_no_grammar(
     result = run_build(build, base_url=url, grammar="json-schema", limit=1, use_cache=False)
     assert result.ok and result.grammar == "json_schema" and result.dropped_stale == 1
     assert handler.seen[1]["body"]["response_format"]["type"] == "json_schema"
-    assert handler.seen[1]["body"]["response_format"]["json_schema"]["schema"] == \
-        json.loads((build / "answer.schema.json").read_text())
+    assert handler.seen[1]["body"]["response_format"]["json_schema"]["schema"] == json.loads(
+        (build / "answer.schema.json").read_text()
+    )
 
 
 def test_a_damaged_cache_is_a_usage_error(sentiment: Callable[..., Path], tmp_path: Path) -> None:
@@ -333,13 +463,23 @@ def test_a_damaged_cache_is_a_usage_error(sentiment: Callable[..., Path], tmp_pa
     cache.write_bytes(b"this is not a database" * 100)
     proc = _cli(str(sentiment(8)), "--base-url", "http://127.0.0.1:9/v1", "--cache", str(cache))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr == (f"error: {cache}: cannot open the response cache {str(cache)!r}: "
-                           "file is not a database (pass another --cache path, or --no-cache)\n")
+    assert proc.stderr == (
+        f"error: {cache}: cannot open the response cache {str(cache)!r}: "
+        "file is not a database (pass another --cache path, or --no-cache)\n"
+    )
 
 
 def test_failure_table_has_a_check_for_every_kind() -> None:
-    assert set(FAILURES) == {"connection", "timeout", "auth", "not-found", "rate-limit",
-                             "bad-request", "server", "bad-response"}
+    assert set(FAILURES) == {
+        "connection",
+        "timeout",
+        "auth",
+        "not-found",
+        "rate-limit",
+        "bad-request",
+        "server",
+        "bad-response",
+    }
     assert all(what and check for what, check in FAILURES.values())
 
 
@@ -349,16 +489,18 @@ def test_cache_key_is_canonical_and_holds_no_key(sentiment: Callable[..., Path])
     body = request_body(request, build, "gbnf")
     reordered = dict(reversed(list(body.items())))
     assert cache_key("http://h/v1", body) == cache_key("http://h/v1/", reordered)
-    assert cache_key("http://h/v1", body) != cache_key("http://h/v1", request_body(
-        request, build, "none"))
+    assert cache_key("http://h/v1", body) != cache_key(
+        "http://h/v1", request_body(request, build, "none")
+    )
     assert cache_key("http://h/v1", body) != cache_key("http://other/v1", body)
 
 
 def test_openai_batch_builds_are_read_too(sentiment: Callable[..., Path]) -> None:
     chat = read_requests(sentiment(4))
     batch = read_requests(sentiment(4, target="openai-batch"))
-    assert [(r.id, r.item_ids, r.grammar) for r in batch] == \
-        [(r.id, r.item_ids, r.grammar) for r in chat]
+    assert [(r.id, r.item_ids, r.grammar) for r in batch] == [
+        (r.id, r.item_ids, r.grammar) for r in chat
+    ]
     assert [r.messages for r in batch] == [r.messages for r in chat]
 
 
@@ -369,16 +511,18 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     assert path.read_text() == '{"id": "r1", "output": "A[1]: yes"}\n'
 
 
-def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
-                                                       build_spec: Callable[..., Path],
-                                                       tmp_path: Path) -> None:
+def test_auto_demo_questions_are_pinned_in_the_grammar(
+    spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path
+) -> None:
     from promptc.grammar.gbnf import gbnf_string
     from promptc.spec.lower import compile_spec
 
-    overrides = {("strategy", "kind"): "auto-demo", ("strategy", "batch_size"): 3,
-                 ("strategy", "selection", "method"): "sequential"}
-    build = build_spec(spec_dir / "math.yaml", spec_dir.parent / f"pin-{tmp_path.name}",
-                       overrides)
+    overrides = {
+        ("strategy", "kind"): "auto-demo",
+        ("strategy", "batch_size"): 3,
+        ("strategy", "selection", "method"): "sequential",
+    }
+    build = build_spec(spec_dir / "math.yaml", spec_dir.parent / f"pin-{tmp_path.name}", overrides)
     requests = read_requests(build)
     assert requests and all(r.kind == "auto-demo" for r in requests)
     for r in requests:
@@ -387,9 +531,11 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
         prompt = r.messages[-1]["content"].splitlines()
         for i in range(1, len(r.item_ids) + 1):
             # Exactly the question the prompt shows (math questions are one line each).
-            question = next(x for x in prompt if x.startswith(f"Q[{i}]: "))[len(f"Q[{i}]: "):]
-            assert (f'item-{i} ::= "Q[{i}]: " {gbnf_string(question)} "\\n" "A[{i}]: " answer'
-                    in grammar.splitlines()), (i, question)
+            question = next(x for x in prompt if x.startswith(f"Q[{i}]: "))[len(f"Q[{i}]: ") :]
+            assert (
+                f'item-{i} ::= "Q[{i}]: " {gbnf_string(question)} "\\n" "A[{i}]: " answer'
+                in grammar.splitlines()
+            ), (i, question)
     # The build's own .gbnf (any question) is not what is sent.
     first = requests[0]
     shared = (build / f"{first.grammar}.gbnf").read_text(encoding="utf-8")
@@ -407,33 +553,46 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(spec_dir: Path,
     assert e.value.hint == "pass the spec with --spec SPEC, or use --grammar none"
     task = compile_spec(spec_dir / "math.yaml", overrides=overrides)
     assert request_body(first, moved, "gbnf", task=task) == request_body(
-        first, moved, "gbnf", task=build_task(moved, spec_dir / "math.yaml"))
+        first, moved, "gbnf", task=build_task(moved, spec_dir / "math.yaml")
+    )
 
     # A spec changed since the build: the grammar would pin questions the prompt does not show.
     from dataclasses import replace
 
-    edited = replace(first, messages=tuple(
-        {**m, "content": m["content"].replace("Q[1]: ", "Q[1]: Edited. ")} for m in first.messages))
+    edited = replace(
+        first,
+        messages=tuple(
+            {**m, "content": m["content"].replace("Q[1]: ", "Q[1]: Edited. ")}
+            for m in first.messages
+        ),
+    )
     with pytest.raises(UsageError) as e:
         request_body(edited, moved, "gbnf", task=task)
     assert e.value.code == "stale-build"
-    assert e.value.message == (f"request {first.id}: the question of item {first.item_ids[0]} "
-                               "in the spec is not the one its prompt shows as Q[1]:")
+    assert e.value.message == (
+        f"request {first.id}: the question of item {first.item_ids[0]} "
+        "in the spec is not the one its prompt shows as Q[1]:"
+    )
     assert str(e.value.location) == f"{moved / 'requests.jsonl'}:{first.line}"
     unknown = replace(first, item_ids=("no-such-item", *first.item_ids[1:]))
     with pytest.raises(UsageError) as e:
         request_body(unknown, moved, "gbnf", task=task)
-    assert e.value.message == f"request {first.id} names item(s) the spec does not have: no-such-item"
+    assert (
+        e.value.message == f"request {first.id} names item(s) the spec does not have: no-such-item"
+    )
 
 
 def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
     from promptc.spec.lower import compile_spec
 
     task = compile_spec(spec_dir / "math.yaml")
-    out = json.dumps({"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.",
-                                   "answer": 4}]})
-    assert json_answer_text(task, "auto-demo", ["Q one"], out) == \
-        "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
+    out = json.dumps(
+        {"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.", "answer": 4}]}
+    )
+    assert (
+        json_answer_text(task, "auto-demo", ["Q one"], out)
+        == "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
+    )
     assert json_answer_text(task, "batch", [], "not json") == "not json"
 
 
@@ -444,16 +603,34 @@ def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
 
 @pytest.mark.llm
 @requires_llama
-def test_resume_after_the_process_is_killed(llm_base_url: str, sentiment: Callable[..., Path],
-                                            tmp_path: Path) -> None:
+def test_resume_after_the_process_is_killed(
+    llm_base_url: str, sentiment: Callable[..., Path], tmp_path: Path
+) -> None:
     build = sentiment(2)  # 10 requests of 2 reviews
     outputs = build / "outputs.jsonl"
     env = {**os.environ, "PROMPTC_TEST_KEY": SECRET}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", llm_base_url,
-         "--grammar", "gbnf", "--concurrency", "1", "--no-cache", "--model", MODEL,
-         "--api-key-env", "PROMPTC_TEST_KEY"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        [
+            sys.executable,
+            "-m",
+            "promptc.cli.run",
+            str(build),
+            "--base-url",
+            llm_base_url,
+            "--grammar",
+            "gbnf",
+            "--concurrency",
+            "1",
+            "--no-cache",
+            "--model",
+            MODEL,
+            "--api-key-env",
+            "PROMPTC_TEST_KEY",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     deadline = time.monotonic() + TIMEOUT
     while not (outputs.is_file() and outputs.read_text().count("\n") >= 1):
         assert proc.poll() is None, proc.communicate()
@@ -464,8 +641,16 @@ def test_resume_after_the_process_is_killed(llm_base_url: str, sentiment: Callab
     before = read_outputs(outputs)
     assert 1 <= len(before) < 10
 
-    result = run_build(build, base_url=llm_base_url, grammar="gbnf", concurrency=1,
-                       use_cache=False, model=MODEL, parse=True, timeout=TIMEOUT)
+    result = run_build(
+        build,
+        base_url=llm_base_url,
+        grammar="gbnf",
+        concurrency=1,
+        use_cache=False,
+        model=MODEL,
+        parse=True,
+        timeout=TIMEOUT,
+    )
 
     assert result.ok, [f.format() for f in result.failed]
     assert result.skipped == len(before) and result.sent == 10 - len(before)
@@ -473,36 +658,63 @@ def test_resume_after_the_process_is_killed(llm_base_url: str, sentiment: Callab
     assert [o["id"] for o in after] == [f"r{k:04d}" for k in range(1, 11)]  # once each, in order
     assert all(o == before[o["id"]] for o in after if o["id"] in before)  # kept as received
     assert result.statuses is not None and sum(result.statuses.values()) == 20
-    print(f"\nresume: {len(before)} answered before the kill, {result.sent} after; "
-          f"statuses {result.statuses}")
+    print(
+        f"\nresume: {len(before)} answered before the kill, {result.sent} after; "
+        f"statuses {result.statuses}"
+    )
     assert _files_holding(build, SECRET) == []
 
 
 @pytest.mark.llm
 @requires_llama
-def test_cache_answers_when_the_server_is_gone(sentiment: Callable[..., Path], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_answers_when_the_server_is_gone(
+    sentiment: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build = sentiment(4)
     cache = tmp_path / "cache.sqlite"
     monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
     with running_server() as url:
-        first = run_build(build, base_url=url, grammar="auto", limit=2, concurrency=2,
-                          api_key_env="PROMPTC_TEST_KEY", cache_path=cache, model=MODEL,
-                          parse=True, timeout=TIMEOUT)
+        first = run_build(
+            build,
+            base_url=url,
+            grammar="auto",
+            limit=2,
+            concurrency=2,
+            api_key_env="PROMPTC_TEST_KEY",
+            cache_path=cache,
+            model=MODEL,
+            parse=True,
+            timeout=TIMEOUT,
+        )
         assert first.ok and first.sent == 2 and first.grammar == "gbnf"
     answers = (build / "outputs.jsonl").read_text()
     (build / "outputs.jsonl").unlink()
 
     # The server is stopped: every answer must come from the cache, none from the network.
-    again = _cli(str(build), "--base-url", url, "--grammar", "auto", "--limit", "2",
-                 "--api-key-env", "PROMPTC_TEST_KEY", "--cache", str(cache), "--model", MODEL,
-                 "--parse")
+    again = _cli(
+        str(build),
+        "--base-url",
+        url,
+        "--grammar",
+        "auto",
+        "--limit",
+        "2",
+        "--api-key-env",
+        "PROMPTC_TEST_KEY",
+        "--cache",
+        str(cache),
+        "--model",
+        MODEL,
+        "--parse",
+    )
     assert again.returncode == 0, again.stderr
-    assert "2/2 requests answered (0 sent, 2 from cache, 0 already in outputs.jsonl)" \
-        in again.stderr
+    assert (
+        "2/2 requests answered (0 sent, 2 from cache, 0 already in outputs.jsonl)" in again.stderr
+    )
     assert (build / "outputs.jsonl").read_text() == answers
-    no_cache = run_build(build, base_url=url, grammar="gbnf", limit=3, max_retries=0,
-                         use_cache=False, model=MODEL)
+    no_cache = run_build(
+        build, base_url=url, grammar="gbnf", limit=3, max_retries=0, use_cache=False, model=MODEL
+    )
     assert no_cache.skipped == 2 and [f.kind for f in no_cache.failed] == ["connection"]
 
     with sqlite3.connect(cache) as db:

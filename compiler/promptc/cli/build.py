@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from promptc.cli.common import (
     TARGETS,
     batch_size_option,
@@ -72,5 +73,3 @@ def build_command(
     assert out_dir is not None
     result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]
     click.echo(result.summary)
-
-

@@ -6,6 +6,7 @@ import sys
 from typing import IO, TYPE_CHECKING
 
 import click
+
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -110,5 +111,3 @@ def check_command(
     """
     code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
     sys.exit(code)
-
-

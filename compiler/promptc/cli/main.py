@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
+
 from promptc import __version__
 from promptc.cli.build import build_command
 from promptc.cli.check import check_command
@@ -98,8 +99,6 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """promptc: compile YAML prompt specs into single, few-shot, batch and Auto-Demo requests,
     with answer grammars that parse model output item by item."""
-
-
 
 
 for _command in (check_command, build_command, show_command, schema_command):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+
 from promptc import markers
 from promptc.errors import (
     Location,
@@ -113,7 +114,8 @@ def _manifest_spec_path(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
             return c
     raise UsageError(
         "the spec named by manifest.json was not found (looked at "
-        + ", ".join(repr(str(c)) for c in candidates) + ")",
+        + ", ".join(repr(str(c)) for c in candidates)
+        + ")",
         location=Location(str(build_dir / "manifest.json")),
         hint="pass the spec file instead of the build directory",
         code="spec-not-found",
@@ -186,7 +188,7 @@ def _questions_in_messages(messages: object) -> dict[int, str]:
         if m.kind != markers.QUESTION_PREFIX:
             continue
         end = marks[k + 1].cut if k + 1 < len(marks) else len(text)
-        body = text[m.end:end].strip()
+        body = text[m.end : end].strip()
         out[m.index] = body.split("\n\n", 1)[0].strip()
     return out
 
@@ -216,16 +218,21 @@ def load_build(source: str | Path) -> Build:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UsageError(f"cannot read manifest.json: {e}", location=Location(
-                str(manifest_path)), code="bad-manifest") from None
+            raise UsageError(
+                f"cannot read manifest.json: {e}",
+                location=Location(str(manifest_path)),
+                code="bad-manifest",
+            ) from None
         if not isinstance(manifest, dict):
-            raise UsageError("manifest.json is not a JSON object",
-                             location=Location(str(manifest_path)), code="bad-manifest")
+            raise UsageError(
+                "manifest.json is not a JSON object",
+                location=Location(str(manifest_path)),
+                code="bad-manifest",
+            )
         task = _compile(_manifest_spec_path(path, manifest))
         return Build(task, _read_requests(path, task, manifest), str(path))
     if not path.is_file():
-        raise UsageError(f"no such build directory or spec file: {str(path)!r}",
-                         code="not-found")
+        raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     task = _compile(path)
     return Build(task, _spec_requests(task), str(path))
 
@@ -295,8 +302,11 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read outputs file {str(path)!r}: {e}",
-                         location=Location(str(path)), code="unreadable-outputs") from None
+        raise UsageError(
+            f"cannot read outputs file {str(path)!r}: {e}",
+            location=Location(str(path)),
+            code="unreadable-outputs",
+        ) from None
     if not _looks_like_jsonl(path, text):
         yield OutputRecord(None, text, Location(str(path), 1, 1))
         return
@@ -307,31 +317,44 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         try:
             data = json.loads(line)
         except json.JSONDecodeError as e:
-            errors.append(OutputParseError(
-                f"not a JSON line: {e.msg}", location=Location(str(path), lineno, e.colno),
-                code="bad-outputs-line",
-            ))
+            errors.append(
+                OutputParseError(
+                    f"not a JSON line: {e.msg}",
+                    location=Location(str(path), lineno, e.colno),
+                    code="bad-outputs-line",
+                )
+            )
             continue
         if not isinstance(data, dict):
-            errors.append(OutputParseError(
-                f"expected a JSON object with one of {', '.join(ID_KEYS)} and the output text, "
-                f"found {type(data).__name__}", location=where, code="bad-outputs-line",
-            ))
+            errors.append(
+                OutputParseError(
+                    f"expected a JSON object with one of {', '.join(ID_KEYS)} and the output text, "
+                    f"found {type(data).__name__}",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
             continue
         rid = next((data[k] for k in ID_KEYS if isinstance(data.get(k), (str, int))), None)
         if rid is None:
-            errors.append(OutputParseError(
-                f"no request id: expected one of the keys {', '.join(ID_KEYS)}",
-                location=where, code="bad-outputs-line",
-            ))
+            errors.append(
+                OutputParseError(
+                    f"no request id: expected one of the keys {', '.join(ID_KEYS)}",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
             continue
         out = _record_text(data)
         if out is None:
-            errors.append(OutputParseError(
-                "no output text: expected 'output' or 'text', or an OpenAI response with "
-                "response.body.choices[0].message.content", location=where,
-                code="bad-outputs-line",
-            ))
+            errors.append(
+                OutputParseError(
+                    "no output text: expected 'output' or 'text', or an OpenAI response with "
+                    "response.body.choices[0].message.content",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
             continue
         yield OutputRecord(str(rid), out, where)
 
@@ -362,20 +385,26 @@ def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
     styles = {"ok": "green", "missing": "yellow", "extra": "magenta"}
     for r in results:
         table.add_row(
-            r.request_id, r.item_id or "-", str(r.index),
-            f"[{styles.get(r.status, 'red')}]{r.status}[/]", _values_text(r),
-            str(r.span) if r.span else "", r.message,
+            r.request_id,
+            r.item_id or "-",
+            str(r.index),
+            f"[{styles.get(r.status, 'red')}]{r.status}[/]",
+            _values_text(r),
+            str(r.span) if r.span else "",
+            r.message,
         )
     is_tty = hasattr(out, "isatty") and out.isatty()
-    console = Console(file=out, force_terminal=is_tty, no_color=not is_tty,
-                      width=None if is_tty else 160)
+    console = Console(
+        file=out, force_terminal=is_tty, no_color=not is_tty, width=None if is_tty else 160
+    )
     console.print(table)
 
 
 def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
     counts = summarize(results)
-    return (f"{len(results)} results from {n_requests} request(s): "
-            + ", ".join(f"{counts[s]} {s}" for s in STATUSES))
+    return f"{len(results)} results from {n_requests} request(s): " + ", ".join(
+        f"{counts[s]} {s}" for s in STATUSES
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,8 +413,13 @@ def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
 
 
 def run_parse(
-    source: str, outputs: str, request_id: str | None, mode: str, fmt: str,
-    out: IO[str], err: IO[str],
+    source: str,
+    outputs: str,
+    request_id: str | None,
+    mode: str,
+    fmt: str,
+    out: IO[str],
+    err: IO[str],
 ) -> int:
     """The command's work, returning its exit status (see the module docstring)."""
     try:
@@ -404,8 +438,11 @@ def run_parse(
     known = build.requests
     if request_id is not None and request_id not in known:
         hint = did_you_mean(request_id, known)
-        print(f"error: unknown request {request_id!r} in {build.source}"
-              + (f" ({hint})" if hint else ""), file=err)
+        print(
+            f"error: unknown request {request_id!r} in {build.source}"
+            + (f" ({hint})" if hint else ""),
+            file=err,
+        )
         return 2
     results: list[ItemResult] = []
     seen: dict[str, Location] = {}
@@ -414,8 +451,11 @@ def run_parse(
         if rid is None:  # a plain text file: one request's output
             if request_id is None:
                 if len(known) != 1:
-                    print(f"error: {outputs} holds one output, and {build.source} has "
-                          f"{len(known)} requests: say which with --request ID", file=err)
+                    print(
+                        f"error: {outputs} holds one output, and {build.source} has "
+                        f"{len(known)} requests: say which with --request ID",
+                        file=err,
+                    )
                     return 2
                 rid = next(iter(known))
             else:
@@ -424,29 +464,42 @@ def run_parse(
             continue
         if rid not in known:
             hint = did_you_mean(rid, known)
-            errors.append(OutputParseError(
-                f"unknown request id {rid!r}; expected one of the ids in {build.source}",
-                location=rec.location, hint=hint, code="unknown-request",
-            ))
+            errors.append(
+                OutputParseError(
+                    f"unknown request id {rid!r}; expected one of the ids in {build.source}",
+                    location=rec.location,
+                    hint=hint,
+                    code="unknown-request",
+                )
+            )
             continue
         if rid in seen:
-            errors.append(OutputParseError(
-                f"a second output for request {rid!r} (the first is at line "
-                f"{seen[rid].line}); only the first is parsed",
-                location=rec.location, code="duplicate-request",
-            ))
+            errors.append(
+                OutputParseError(
+                    f"a second output for request {rid!r} (the first is at line "
+                    f"{seen[rid].line}); only the first is parsed",
+                    location=rec.location,
+                    code="duplicate-request",
+                )
+            )
             continue
         seen[rid] = rec.location
         results.extend(parse_output(build.task, known[rid], rec.text, mode=mode))  # type: ignore[arg-type]
 
     if request_id is not None and request_id not in seen and records:
-        errors.append(OutputParseError(
-            f"no output for request {request_id!r} in {outputs}",
-            location=Location(outputs), code="no-output-for-request",
-        ))
+        errors.append(
+            OutputParseError(
+                f"no output for request {request_id!r} in {outputs}",
+                location=Location(outputs),
+                code="no-output-for-request",
+            )
+        )
     if not records and not errors:
-        errors.append(OutputParseError(f"no outputs in {outputs}", location=Location(outputs),
-                                       code="no-outputs"))
+        errors.append(
+            OutputParseError(
+                f"no outputs in {outputs}", location=Location(outputs), code="no-outputs"
+            )
+        )
     if fmt == "table":
         write_table(results, out)
     else:
@@ -454,12 +507,16 @@ def run_parse(
             out.write(r.to_json() + "\n")
     for problem in sorted(errors, key=lambda x: x.location.line if x.location else 0):
         print(f"error: {problem.format()}", file=err)
-    unanswered = len(known) - len(seen) if request_id is None and records and \
-        records[0].request_id is not None else 0
+    unanswered = (
+        len(known) - len(seen)
+        if request_id is None and records and records[0].request_id is not None
+        else 0
+    )
     print(summary_line(results, len(seen)), file=err)
     if unanswered > 0:
-        print(f"note: {unanswered} request(s) of {build.source} have no output in {outputs}",
-              file=err)
+        print(
+            f"note: {unanswered} request(s) of {build.source} have no output in {outputs}", file=err
+        )
     if errors or any(r.status != "ok" for r in results):
         return 1
     return 0
@@ -468,17 +525,42 @@ def run_parse(
 @click.command("parse")
 @click.argument("build_or_spec", metavar="BUILD_DIR_OR_SPEC", type=click.Path(exists=True))
 @click.argument("outputs", metavar="OUTPUTS", type=click.Path(exists=True, dir_okay=False))
-@click.option("--request", "request_id", metavar="ID",
-              help="The request OUTPUTS answers (plain text), or the one to keep (JSONL).")
-@click.option("--mode", type=click.Choice(MODES), default="recover", show_default=True,
-              help="strict: the whole output must match the grammar; recover: keep every "
-              "well-formed item.")
-@click.option("--format", "fmt", type=click.Choice(("jsonl", "table")), default="jsonl",
-              show_default=True, help="JSON lines for tools, a table for people.")
-@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, writable=True),
-              help="Write results here instead of stdout.")
-def parse_command(build_or_spec: str, outputs: str, request_id: str | None, mode: str,
-                  fmt: str, out_file: str | None) -> None:
+@click.option(
+    "--request",
+    "request_id",
+    metavar="ID",
+    help="The request OUTPUTS answers (plain text), or the one to keep (JSONL).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="recover",
+    show_default=True,
+    help="strict: the whole output must match the grammar; recover: keep every well-formed item.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("jsonl", "table")),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines for tools, a table for people.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write results here instead of stdout.",
+)
+def parse_command(
+    build_or_spec: str,
+    outputs: str,
+    request_id: str | None,
+    mode: str,
+    fmt: str,
+    out_file: str | None,
+) -> None:
     """Parse model OUTPUTS item by item with the answer grammar of a build or spec.
 
     Writes one result per item (request id, item id, index, status, values, span, expected,

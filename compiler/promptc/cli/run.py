@@ -31,44 +31,109 @@ def _say(line: str) -> None:
 
 
 @click.command("run")
-@click.argument("build_dir", metavar="BUILD_DIR",
-                type=click.Path(exists=True, file_okay=False))
-@click.option("--base-url", required=True, metavar="URL",
-              help="The OpenAI-compatible API, e.g. https://api.openai.com/v1 or "
-              "http://127.0.0.1:8080/v1.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
-              help="Environment variable holding the API key (read only; never written).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-              metavar="N", help="Requests in flight at once.")
-@click.option("--grammar", type=click.Choice(("auto", "gbnf", "json-schema", "none")),
-              default="auto", show_default=True,
-              help="Constrain decoding with the build's grammar: GBNF (llama.cpp servers), "
-              "JSON Schema (structured outputs), none, or auto (GBNF when the server is "
-              "llama.cpp, else none).")
-@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Only the first N requests of the build.")
-@click.option("--parse", "parse", is_flag=True,
-              help="Parse the answers item by item and write results.jsonl.")
-@click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The spec of the build: to parse with, and to pin each Auto-Demo question in GBNF "
-                   "mode (default: the one named by the build's manifest).")
-@click.option("--model", default=None, metavar="NAME",
-              help="Send this model name instead of the build's.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
-              show_default=True, metavar="S", help="Seconds to wait for one answer.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
-              metavar="N", help="Retries of a request after a connection error, timeout, "
-              "rate limit or server error, with exponential backoff.")
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
-              metavar="PATH", help="SQLite response cache (default: "
-              "$PROMPTC_CACHE_DIR or ~/.cache/promptc/responses.sqlite).")
+@click.argument("build_dir", metavar="BUILD_DIR", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--base-url",
+    required=True,
+    metavar="URL",
+    help="The OpenAI-compatible API, e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1.",
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding the API key (read only; never written).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    metavar="N",
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--grammar",
+    type=click.Choice(("auto", "gbnf", "json-schema", "none")),
+    default="auto",
+    show_default=True,
+    help="Constrain decoding with the build's grammar: GBNF (llama.cpp servers), "
+    "JSON Schema (structured outputs), none, or auto (GBNF when the server is "
+    "llama.cpp, else none).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Only the first N requests of the build.",
+)
+@click.option(
+    "--parse", "parse", is_flag=True, help="Parse the answers item by item and write results.jsonl."
+)
+@click.option(
+    "--spec",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The spec of the build: to parse with, and to pin each Auto-Demo question in GBNF "
+    "mode (default: the one named by the build's manifest).",
+)
+@click.option(
+    "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds to wait for one answer.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Retries of a request after a connection error, timeout, "
+    "rate limit or server error, with exponential backoff.",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="SQLite response cache (default: "
+    "$PROMPTC_CACHE_DIR or ~/.cache/promptc/responses.sqlite).",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
-@click.option("-o", "--output", "outputs_path", type=click.Path(dir_okay=False), default=None,
-              metavar="OUTPUTS", help="Write the answers here (default: BUILD_DIR/outputs.jsonl).")
-def run_command(build_dir: str, base_url: str, api_key_env: str, concurrency: int,
-                grammar: str, limit: int | None, parse: bool, spec: str | None,
-                model: str | None, timeout: float, max_retries: int, cache_path: str | None,
-                no_cache: bool, outputs_path: str | None) -> None:
+@click.option(
+    "-o",
+    "--output",
+    "outputs_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="OUTPUTS",
+    help="Write the answers here (default: BUILD_DIR/outputs.jsonl).",
+)
+def run_command(
+    build_dir: str,
+    base_url: str,
+    api_key_env: str,
+    concurrency: int,
+    grammar: str,
+    limit: int | None,
+    parse: bool,
+    spec: str | None,
+    model: str | None,
+    timeout: float,
+    max_retries: int,
+    cache_path: str | None,
+    no_cache: bool,
+    outputs_path: str | None,
+) -> None:
     """Send the requests of BUILD_DIR to an OpenAI-compatible API and write outputs.jsonl.
 
     Answers are appended as they arrive, so an interrupted run loses nothing and the next
@@ -80,14 +145,27 @@ def run_command(build_dir: str, base_url: str, api_key_env: str, concurrency: in
 
     try:
         result = run_build(
-            build_dir, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-            grammar=grammar, cache_path=cache_path, use_cache=not no_cache, timeout=timeout,
-            max_retries=max_retries, limit=limit, model=model, parse=parse, spec=spec,
-            outputs_path=outputs_path, progress=_say,
+            build_dir,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            grammar=grammar,
+            cache_path=cache_path,
+            use_cache=not no_cache,
+            timeout=timeout,
+            max_retries=max_retries,
+            limit=limit,
+            model=model,
+            parse=parse,
+            spec=spec,
+            outputs_path=outputs_path,
+            progress=_say,
         )
     except KeyboardInterrupt:
-        _say("interrupted: every answer received so far is in outputs.jsonl; "
-             "run the same command again to resume")
+        _say(
+            "interrupted: every answer received so far is in outputs.jsonl; "
+            "run the same command again to resume"
+        )
         sys.exit(EXIT_INTERRUPTED)
     except PromptcError as e:
         for x in flatten([e]):
@@ -101,8 +179,10 @@ def run_command(build_dir: str, base_url: str, api_key_env: str, concurrency: in
     if result.results_path is not None:
         _say(f"results: {result.results_path}")
     if result.failed:
-        _say(f"{len(result.failed)} request(s) failed; the {result.answered} answer(s) received "
-             f"are in {result.outputs_path}: fix the cause and run again to resume")
+        _say(
+            f"{len(result.failed)} request(s) failed; the {result.answered} answer(s) received "
+            f"are in {result.outputs_path}: fix the cause and run again to resume"
+        )
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
 

@@ -14,5 +14,3 @@ def schema_command() -> None:
 
     text = read_schema()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING
 
 import click
+
 from promptc.cli.common import (
     batch_size_option,
     compile_checked,
@@ -153,5 +154,3 @@ def show_command(
         None,
     )
     show_request(chosen, grammar, out)
-
-

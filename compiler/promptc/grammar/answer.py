@@ -193,15 +193,15 @@ class AnswerGrammar:
         if len(answers) != self.n_items:
             raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
         fmt = self.plan
-        bodies = [
-            write_answer(self._format, self.fields, a).strip(_ASCII_WS) for a in answers
-        ]
+        bodies = [write_answer(self._format, self.fields, a).strip(_ASCII_WS) for a in answers]
         if fmt.kind in ("single", "few-shot"):
             return bodies[0]
         lines: list[str] = []
         for i, body in enumerate(bodies, start=1):
             if fmt.kind == "auto-demo":
-                lines.append(markers.question_marker(i) + markers.MARKER_SEPARATOR + questions[i - 1])
+                lines.append(
+                    markers.question_marker(i) + markers.MARKER_SEPARATOR + questions[i - 1]
+                )
             lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR + body)
         return markers.ITEM_SEPARATOR.join(lines)
 
@@ -252,7 +252,8 @@ class AnswerGrammar:
         """
         if self._guarded and len(text) > MAX_SPLIT_CHARS:
             raise AnswerMismatch(
-                MAX_SPLIT_CHARS, [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
+                MAX_SPLIT_CHARS,
+                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
                 f"{len(text):,} characters",
             )
         m = self._answer_re.fullmatch(text)
@@ -337,8 +338,11 @@ class AnswerGrammar:
                 offset += len(line) + 1
         if size > MAX_SPLIT_CHARS:
             raise _parse_error(
-                output, start, [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
-                f"{size:,} characters", "output-too-long",
+                output,
+                start,
+                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
+                f"{size:,} characters",
+                "output-too-long",
             )
 
     def parse_strict(self, output: str) -> list[ParsedItem]:
@@ -387,12 +391,11 @@ class AnswerGrammar:
                     question = output[qs:qe].rstrip(_ASCII_WS)
                     question_span = Span(qs, qs + len(question), lines)
                 span = Span(regs[start_group][0], regs[end_group][1], lines)
-                items.append(
-                    new(ParsedItem, (i, values, span, spans, question, question_span))
-                )
+                items.append(new(ParsedItem, (i, values, span, spans, question, question_span)))
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
             raise OutputParseError(
-                f"cannot read a value: {e}", location=Location(OUTPUT_FILE),
+                f"cannot read a value: {e}",
+                location=Location(OUTPUT_FILE),
                 code="value-unreadable",
             ) from None
         return items
@@ -430,7 +433,8 @@ class AnswerGrammar:
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
             line, col = LineTable(output).at(start)
             raise OutputParseError(
-                f"cannot read {name}: {e}", location=Location(OUTPUT_FILE, line, col),
+                f"cannot read {name}: {e}",
+                location=Location(OUTPUT_FILE, line, col),
                 code="value-unreadable",
             ) from None
 
@@ -459,8 +463,9 @@ class AnswerGrammar:
         lines = LineTable(output)
         items: list[ParsedItem] = []
         item_trees = (
-            [tree] if self.kind in ("single", "few-shot") else
-            [c for c in tree.children if isinstance(c, lark.Tree)]
+            [tree]
+            if self.kind in ("single", "few-shot")
+            else [c for c in tree.children if isinstance(c, lark.Tree)]
         )
         for i, item_tree in enumerate(item_trees, start=1):
             question: tuple[str, Span] | None = None
@@ -551,7 +556,9 @@ class AnswerGrammar:
         if len(expected) > 1:
             expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
-        return _parse_error(output, offset, want, found_in_output(output, offset), "unexpected-output")
+        return _parse_error(
+            output, offset, want, found_in_output(output, offset), "unexpected-output"
+        )
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""

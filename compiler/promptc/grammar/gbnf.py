@@ -96,8 +96,12 @@ def _class(items: Iterable[tuple[int, int]], negate: bool) -> str:
 _CATEGORIES = {
     _c.CATEGORY_DIGIT: [(ord("0"), ord("9"))],
     _c.CATEGORY_SPACE: [(ord(c), ord(c)) for c in " \t\n\r\x0b\x0c"],
-    _c.CATEGORY_WORD: [(ord("a"), ord("z")), (ord("A"), ord("Z")), (ord("0"), ord("9")),
-                       (ord("_"), ord("_"))],
+    _c.CATEGORY_WORD: [
+        (ord("a"), ord("z")),
+        (ord("A"), ord("Z")),
+        (ord("0"), ord("9")),
+        (ord("_"), ord("_")),
+    ],
 }
 
 
@@ -259,8 +263,9 @@ def gbnf_source(
         else:
             type_rules[f.type] = regex_to_gbnf(value_regex(f, plan.multiline))
             rules.append((name, f.type))
-    rules.insert(1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items,
-                 ("answer", " ".join(parts)))
+    rules.insert(
+        1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items, ("answer", " ".join(parts))
+    )
     if plan.kind == "auto-demo" and questions is None:
         labels = plan.question_labels
         line = "question-line"
@@ -268,9 +273,14 @@ def gbnf_source(
             rules.append(("question", line))
         else:
             fsep = gbnf_string(markers.FIELD_SEPARATOR)
-            rules.append(("question", f" {fsep} ".join(
-                gbnf_string(lab + markers.LABEL_SEPARATOR) + " " + line for lab in labels
-            )))
+            rules.append(
+                (
+                    "question",
+                    f" {fsep} ".join(
+                        gbnf_string(lab + markers.LABEL_SEPARATOR) + " " + line for lab in labels
+                    ),
+                )
+            )
         rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
     for name in sorted(type_rules):
         rules.append((name, type_rules[name]))

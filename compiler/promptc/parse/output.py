@@ -188,10 +188,16 @@ class ItemResult(NamedTuple):
         span = None
         if self.span is not None:
             span = {
-                "start": {"line": self.span.start.line, "col": self.span.start.col,
-                          "offset": self.span.start.offset},
-                "end": {"line": self.span.end.line, "col": self.span.end.col,
-                        "offset": self.span.end.offset},
+                "start": {
+                    "line": self.span.start.line,
+                    "col": self.span.start.col,
+                    "offset": self.span.start.offset,
+                },
+                "end": {
+                    "line": self.span.end.line,
+                    "col": self.span.end.col,
+                    "offset": self.span.end.offset,
+                },
             }
         return {
             "request_id": self.request_id,
@@ -220,9 +226,13 @@ def dumps(data: object) -> str:
     if isinstance(data, Decimal):
         return _decimal_text(data)
     if isinstance(data, Mapping):
-        return "{" + ", ".join(
-            f"{json.dumps(str(k), ensure_ascii=False)}: {dumps(v)}" for k, v in data.items()
-        ) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{json.dumps(str(k), ensure_ascii=False)}: {dumps(v)}" for k, v in data.items()
+            )
+            + "}"
+        )
     if isinstance(data, (list, tuple)):
         return "[" + ", ".join(dumps(v) for v in data) + "]"
     return json.dumps(data, ensure_ascii=False)
@@ -285,6 +295,7 @@ def request_shape(task: Task, request: object) -> RequestShape:
     Raises:
         OutputParseError: The request lacks an id or item ids, or names an unknown strategy.
     """
+
     def get(name: str) -> Any:
         if isinstance(request, Mapping):
             return request.get(name)
@@ -328,8 +339,10 @@ def request_shape(task: Task, request: object) -> RequestShape:
 # Text with lookalikes normalised, positions mapped back
 # --------------------------------------------------------------------------------------------
 
-_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+_SPACES = (
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u202f\u205f\u3000"
+)
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 _NEWLINES = "\r"
 _EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
@@ -467,8 +480,15 @@ def _scan(norm: str) -> list[_Marker]:
             else markers.ANSWER_PREFIX
         )
         found.append(
-            _Marker(kind, int(m.group("index")), start, m.end(), cut, m.group("open"),
-                    m.group("close") or m.group("mid"))
+            _Marker(
+                kind,
+                int(m.group("index")),
+                start,
+                m.end(),
+                cut,
+                m.group("open"),
+                m.group("close") or m.group("mid"),
+            )
         )
     return found
 
@@ -500,9 +520,9 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start + lead, start + lead + len(inner)
 
 
-def _candidates(text: _Text, start: int, end: int, marker: _Marker | None) -> Iterator[
-    tuple[int, int]
-]:
+def _candidates(
+    text: _Text, start: int, end: int, marker: _Marker | None
+) -> Iterator[tuple[int, int]]:
     """Readings of a body, best first: as is; without fences and emphasis; cut at line ends."""
     norm = text.norm
     s, e = _strip_span(norm, start, end)
@@ -579,8 +599,9 @@ class _Reader:
     def parse(self, body: str) -> dict[str, Value]:
         return dict(self.grammar.parse_answer(body))
 
-    def read(self, text: _Text, start: int, end: int, marker: _Marker | None,
-             diagnose: bool = True) -> _Reading:
+    def read(
+        self, text: _Text, start: int, end: int, marker: _Marker | None, diagnose: bool = True
+    ) -> _Reading:
         """The first well-formed reading of a body, else the diagnosis of its first reading
         (only screened, not diagnosed, when ``diagnose`` is false)."""
         first: _Reading | None = None
@@ -634,8 +655,9 @@ class _Reader:
             found = "end of output"
         return _Reading(None, s, e, expected, found, at)
 
-    def _try(self, body: str, diagnose: bool = True) -> dict[str, Value] | tuple[int,
-                                                                             tuple[str, ...]]:
+    def _try(
+        self, body: str, diagnose: bool = True
+    ) -> dict[str, Value] | tuple[int, tuple[str, ...]]:
         if not diagnose and self.body is not None and self.body.fullmatch(body) is None:
             return 0, ()
         try:
@@ -871,9 +893,22 @@ def _fast_items(
                 if index - 1 < len(questions) and written != questions[index - 1]:
                     aligned, why = _align(shape, index, written)
                     status = "ok" if aligned else "misaligned"
-            results.append(new(ItemResult, (
-                rid, item_ids[index - 1] if index <= len(item_ids) else None, index, status,
-                values, Span(regs[start_group][0], regs[end_group][1], lines), (), None, why)))
+            results.append(
+                new(
+                    ItemResult,
+                    (
+                        rid,
+                        item_ids[index - 1] if index <= len(item_ids) else None,
+                        index,
+                        status,
+                        values,
+                        Span(regs[start_group][0], regs[end_group][1], lines),
+                        (),
+                        None,
+                        why,
+                    ),
+                )
+            )
     except ValueError:  # a value the fragments accept and read_value refuses: read it slowly
         return None
     return results
@@ -909,9 +944,7 @@ def _fast_columns(
     statuses: Iterable[Status] = repeat("ok")
     whys: Iterable[str] = repeat("")
     if cols.questions:
-        raw: tuple[str | None, ...] = (
-            (group(cols.questions[0]),) if one else group(*cols.questions)
-        )
+        raw: tuple[str | None, ...] = (group(cols.questions[0]),) if one else group(*cols.questions)
         if None in raw:
             raw = tuple("" if t is None else t for t in raw)
         written = tuple(map(str.rstrip, raw, repeat(_ASCII_WS)))  # type: ignore[arg-type]
@@ -922,9 +955,23 @@ def _fast_columns(
     spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(Lines(output)))
     item_ids = chain(shape.item_ids[:n], repeat(None))
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
-    return list(map(new, repeat(ItemResult), zip(
-        repeat(shape.id), item_ids, cols.indexes, statuses, values, spans, repeat(()),
-        repeat(None), whys)))
+    return list(
+        map(
+            new,
+            repeat(ItemResult),
+            zip(
+                repeat(shape.id),
+                item_ids,
+                cols.indexes,
+                statuses,
+                values,
+                spans,
+                repeat(()),
+                repeat(None),
+                whys,
+            ),
+        )
+    )
 
 
 def _fast_alignment(
@@ -941,8 +988,9 @@ def _fast_alignment(
     return statuses, whys
 
 
-def _dicts(names: tuple[str, ...], columns: Sequence[Sequence[Value]], n: int
-           ) -> list[dict[str, Value]]:
+def _dicts(
+    names: tuple[str, ...], columns: Sequence[Sequence[Value]], n: int
+) -> list[dict[str, Value]]:
     """Per item, field name → value, from the values by field (a display for one to three
     fields, which builds a dict several times faster than ``dict(zip(…))``)."""
     if len(names) == 1:
@@ -1003,8 +1051,9 @@ class _FastPlan:
     field when every item has the same fields (always, for the grammars promptc builds)."""
 
     pattern: re.Pattern[str]
-    items: tuple[tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None],
-                                                 ...]], ...]
+    items: tuple[
+        tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]], ...
+    ]
     columns: _FastColumns | None = None
 
 
@@ -1034,8 +1083,13 @@ def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
     text = {f.name for f in g.fields if f.type == "text"}
     # The grammar's own reading plan; text is read as is (no reader call on the hot path).
     items = [
-        (i, q, start, end, tuple((name, group, None if name in text else read)
-                                 for name, group, read in fields))
+        (
+            i,
+            q,
+            start,
+            end,
+            tuple((name, group, None if name in text else read) for name, group, read in fields),
+        )
         for i, start, end, q, fields in g.item_groups
     ]
     return _FastPlan(pattern, tuple(items), _fast_columns_of(g, items))
@@ -1043,8 +1097,9 @@ def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
 
 def _fast_columns_of(
     g: AnswerGrammar,
-    items: Sequence[tuple[int, int, int, int, tuple[tuple[str, int,
-                                                          Callable[[str], Value] | None], ...]]],
+    items: Sequence[
+        tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]]
+    ],
 ) -> _FastColumns | None:
     """The plan's groups by column, or ``None`` if its items do not all have the same fields
     (each once) or it has no item."""
@@ -1067,7 +1122,12 @@ def _fast_columns_of(
     starts = tuple(it[2] for it in items)
     ends = tuple(it[3] for it in items)
     return _FastColumns(
-        len(items), names, fields, questions if all(questions) else (), starts, ends,
+        len(items),
+        names,
+        fields,
+        questions if all(questions) else (),
+        starts,
+        ends,
         tuple(it[0] for it in items),
     )
 
@@ -1081,8 +1141,15 @@ def _from_parsed(shape: RequestShape, output: str, items: Sequence[Any]) -> list
         aligned, why = _align(shape, idx, getattr(it, "question", None))
         results.append(
             ItemResult(
-                shape.id, _item_id(shape, idx), idx, "ok" if aligned else "misaligned",
-                dict(it.values), span, (), None, why,
+                shape.id,
+                _item_id(shape, idx),
+                idx,
+                "ok" if aligned else "misaligned",
+                dict(it.values),
+                span,
+                (),
+                None,
+                why,
             )
         )
     return results
@@ -1113,7 +1180,9 @@ def _strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResu
     return _from_parsed(shape, output, items)
 
 
-_EXPECTED_FOUND = re.compile(r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.DOTALL)
+_EXPECTED_FOUND = re.compile(
+    r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.DOTALL
+)
 
 
 _TOKEN_START = re.compile(r"['\"]|a new line|end of|white space|the question|an? |[A-Za-z_]\w*: ")
@@ -1164,9 +1233,13 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
             is_answer = last.group("prefix").casefold() == markers.ANSWER_PREFIX.casefold()
             if is_answer and "\n" in output[last.end() : offset] and at < n:
                 at += 1  # the item's line ended well: the grammar stopped before the next one
-        wanted = [j for j in range(at + 1, n + 1)
-                  if any(markers.answer_marker(j) in t or markers.question_marker(j) in t
-                         for t in expected)]
+        wanted = [
+            j
+            for j in range(at + 1, n + 1)
+            if any(
+                markers.answer_marker(j) in t or markers.question_marker(j) in t for t in expected
+            )
+        ]
         if wanted:
             at = wanted[0]  # the item's answer is complete; the next marker was due
         # Nothing for this item where it was due, only later items or the end: missing.
@@ -1180,15 +1253,34 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
     results: list[ItemResult] = []
     for i, item_id in enumerate(shape.item_ids, 1):
         if i == at:
-            results.append(ItemResult(shape.id, item_id, i, status, {},  # type: ignore[arg-type]
-                                      Span(offset, offset, text.lines), expected, found,
-                                      f"strict: {reason}"))
+            results.append(
+                ItemResult(
+                    shape.id,
+                    item_id,
+                    i,
+                    status,  # type: ignore[arg-type]
+                    {},
+                    Span(offset, offset, text.lines),
+                    expected,
+                    found,
+                    f"strict: {reason}",
+                )
+            )
         else:
-            results.append(ItemResult(
-                shape.id, item_id, i, "malformed", {}, None, (), None,
-                f"strict: output rejected at {pos} (item {at}); parse with mode recover to "
-                "keep well-formed items",
-            ))
+            results.append(
+                ItemResult(
+                    shape.id,
+                    item_id,
+                    i,
+                    "malformed",
+                    {},
+                    None,
+                    (),
+                    None,
+                    f"strict: output rejected at {pos} (item {at}); parse with mode recover to "
+                    "keep well-formed items",
+                )
+            )
     return results
 
 
@@ -1253,17 +1345,17 @@ def _recover(
         occ = _Occurrence(m, q, reading, q_text)
         if q is not None and q.index != m.index:
             occ.aligned = False
-            occ.why = (f"{_label(markers.ANSWER_PREFIX, m.index)} follows "
-                       f"{_label(markers.QUESTION_PREFIX, q.index)}")
+            occ.why = (
+                f"{_label(markers.ANSWER_PREFIX, m.index)} follows "
+                f"{_label(markers.QUESTION_PREFIX, q.index)}"
+            )
         else:
             occ.aligned, occ.why = _align(shape, m.index, q_text)
         occ_list.append(occ)
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
-    results = [
-        _judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)
-    ]
+    results = [_judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)]
     for i in sorted(occurrences):
         if not 1 <= i <= n:
             results.append(_extra(shape, text, i, occurrences[i]))
@@ -1293,8 +1385,17 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
     amark = markers.answer_marker(index)
     aname = _label(markers.ANSWER_PREFIX, index)
     if not occs:
-        return ItemResult(shape.id, item_id, index, "missing", {}, None, (amark,),
-                          None, f"no {aname} in the output")
+        return ItemResult(
+            shape.id,
+            item_id,
+            index,
+            "missing",
+            {},
+            None,
+            (amark,),
+            None,
+            f"no {aname} in the output",
+        )
     answered = [o for o in occs if o.answer is not None]
     good = [o for o in answered if o.reading is not None and o.reading.values is not None]
     good_aligned = [o for o in good if o.aligned]
@@ -1303,8 +1404,7 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
         assert first.reading is not None and first.reading.values is not None
         values = first.reading.values
         differing = [
-            o for o in good_aligned[1:]
-            if o.reading is not None and o.reading.values != values
+            o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
         ]
         span = _occ_span(text, first)
         note = first.why
@@ -1312,7 +1412,14 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
             other = differing[0]
             where = _occ_span(text, other).start
             return ItemResult(
-                shape.id, item_id, index, "duplicate", values, span, (), None,
+                shape.id,
+                item_id,
+                index,
+                "duplicate",
+                values,
+                span,
+                (),
+                None,
                 f"{aname} answered {len(good_aligned)} times with different values: "
                 f"{_show(values)} at {span.start}, {_show(other.reading.values or {})} "  # type: ignore[union-attr]
                 f"at {where}",
@@ -1321,32 +1428,64 @@ def _judge(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
     if good:
         first = good[0]
         assert first.reading is not None and first.reading.values is not None
-        return ItemResult(shape.id, item_id, index, "misaligned", first.reading.values,
-                          _occ_span(text, first), (), None, first.why)
+        return ItemResult(
+            shape.id,
+            item_id,
+            index,
+            "misaligned",
+            first.reading.values,
+            _occ_span(text, first),
+            (),
+            None,
+            first.why,
+        )
     # Nothing well-formed: diagnose the first answer, or the question left without one.
     if answered:
         o = answered[0]
         r = o.reading
         assert o.answer is not None
         if r is None:  # beyond MAX_OCCURRENCES: not read
-            return ItemResult(shape.id, item_id, index, "malformed", {}, _occ_span(text, o),
-                              ("an answer",), None, f"{aname} repeated too often to read")
+            return ItemResult(
+                shape.id,
+                item_id,
+                index,
+                "malformed",
+                {},
+                _occ_span(text, o),
+                ("an answer",),
+                None,
+                f"{aname} repeated too often to read",
+            )
         pos = text.position(text.orig(r.error_at))
         return ItemResult(
-            shape.id, item_id, index, "malformed", {}, _occ_span(text, o), r.expected,
-            r.found, f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+            shape.id,
+            item_id,
+            index,
+            "malformed",
+            {},
+            _occ_span(text, o),
+            r.expected,
+            r.found,
+            f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
         )
     o = occs[0]
     assert o.question is not None
-    rest = text.norm[o.q_end:].strip()
+    rest = text.norm[o.q_end :].strip()
     found = _found_at(rest, 0)
     q_end = _strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
-        shape.id, item_id, index, "malformed", {}, text.span(o.question.start, q_end),
-        (amark,), found,
+        shape.id,
+        item_id,
+        index,
+        "malformed",
+        {},
+        text.span(o.question.start, q_end),
+        (amark,),
+        found,
         f"{_label(markers.QUESTION_PREFIX, index)} is not followed by {aname}"
-        + (" (the output ends)" if not rest else f" (found {found!r})") + f" at {pos}",
+        + (" (the output ends)" if not rest else f" (found {found!r})")
+        + f" at {pos}",
     )
 
 
@@ -1358,10 +1497,18 @@ def _extra(shape: RequestShape, text: _Text, index: int, occs: list[_Occurrence]
             values = o.reading.values
             break
     first = occs[0]
-    kind = _label(markers.ANSWER_PREFIX if first.answer is not None else
-                  markers.QUESTION_PREFIX, index)
+    kind = _label(
+        markers.ANSWER_PREFIX if first.answer is not None else markers.QUESTION_PREFIX, index
+    )
     return ItemResult(
-        shape.id, None, index, "extra", values, _occ_span(text, first), (), None,
+        shape.id,
+        None,
+        index,
+        "extra",
+        values,
+        _occ_span(text, first),
+        (),
+        None,
         f"{kind} is not an item of this request (it has items 1 to {n})",
     )
 
@@ -1384,8 +1531,19 @@ def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[I
     item_id = shape.item_ids[0] if shape.item_ids else None
     s, e = _strip_span(text.norm, 0, len(norm))
     if not text.original.strip(_EDGE_NOISE):
-        return [ItemResult(shape.id, item_id, 1, "missing", {}, None, ("an answer",),
-                           "end of output", "the output is empty")]
+        return [
+            ItemResult(
+                shape.id,
+                item_id,
+                1,
+                "missing",
+                {},
+                None,
+                ("an answer",),
+                "end of output",
+                "the output is empty",
+            )
+        ]
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, _Marker | None]] = []
@@ -1419,8 +1577,14 @@ def _recover_single(shape: RequestShape, text: _Text, reader: _Reader) -> list[I
     pos_err = text.position(text.orig(first.error_at))
     return [
         ItemResult(
-            shape.id, item_id, 1, "malformed", {}, text.span(first.start, first.end),
-            first.expected, first.found,
+            shape.id,
+            item_id,
+            1,
+            "malformed",
+            {},
+            text.span(first.start, first.end),
+            first.expected,
+            first.found,
             f"expected {' or '.join(first.expected)}, found {first.found!r} at {pos_err}",
         )
     ]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptc import markers, ir
+from promptc import ir, markers
 from promptc.errors import Location, PromptcError, PromptcErrors, TemplateError, did_you_mean
 from promptc.resources import read_template, template_names
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import jinja2
     import jinja2.runtime
     from jinja2 import nodes
+
     from promptc.select.methods import SelectionResult
 
 Role = Literal["system", "user", "assistant"]

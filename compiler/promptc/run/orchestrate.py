@@ -201,17 +201,21 @@ class RunResult:
 
     def summary(self) -> str:
         """One line for people."""
-        parts = [(
-            f"{self.answered}/{self.total} requests answered "
-            f"({self.sent} sent, {self.cached} from cache, {self.skipped} already in "
-            f"{self.outputs_path.name})"
-        )]
+        parts = [
+            (
+                f"{self.answered}/{self.total} requests answered "
+                f"({self.sent} sent, {self.cached} from cache, {self.skipped} already in "
+                f"{self.outputs_path.name})"
+            )
+        ]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         if self.statuses is not None:
             n = sum(self.statuses.values())
-            parts.append(f"{n} items parsed: " + ", ".join(
-                f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok"))
+            parts.append(
+                f"{n} items parsed: "
+                + ", ".join(f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok")
+            )
         return "; ".join(parts)
 
 
@@ -319,9 +323,12 @@ def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
         return load_build(build).task
     except UsageError as e:
         if e.code in ("spec-not-found", "no-spec-in-manifest"):
-            raise UsageError(e.message, location=e.location,
-                             hint="pass the spec with --spec SPEC, or use --grammar none",
-                             code=e.code) from None
+            raise UsageError(
+                e.message,
+                location=e.location,
+                hint="pass the spec with --spec SPEC, or use --grammar none",
+                code=e.code,
+            ) from None
         raise
 
 
@@ -343,8 +350,11 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
     if missing:
         raise UsageError(
             f"request {request.id} names item(s) the spec does not have: "
-            + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""),
-            location=where, hint=hint, code="stale-build",
+            + ", ".join(missing[:5])
+            + (" …" if len(missing) > 5 else ""),
+            location=where,
+            hint=hint,
+            code="stale-build",
         )
     questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
     shown = "\n".join(str(m.get("content")) for m in request.messages)
@@ -355,7 +365,9 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
             raise UsageError(
                 f"request {request.id}: the question of item {item_id} in the spec is not the "
                 f"one its prompt shows as {markers.question_marker(i)}",
-                location=where, hint=hint, code="stale-build",
+                location=where,
+                hint=hint,
+                code="stale-build",
             )
     return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
 
@@ -397,15 +409,18 @@ class ResponseCache:
             )
             self._db.commit()
         except (OSError, sqlite3.Error) as e:
-            raise UsageError(f"cannot open the response cache {str(self.path)!r}: {e}",
-                             location=Location(str(self.path)),
-                             hint="pass another --cache path, or --no-cache",
-                             code="bad-cache") from None
+            raise UsageError(
+                f"cannot open the response cache {str(self.path)!r}: {e}",
+                location=Location(str(self.path)),
+                hint="pass another --cache path, or --no-cache",
+                code="bad-cache",
+            ) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:
-            row = self._db.execute("SELECT response FROM responses WHERE key = ?",
-                                   (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT response FROM responses WHERE key = ?", (key,)
+            ).fetchone()
         except sqlite3.Error:  # locked by another run, or damaged: a miss, not a failure
             return None
         if row is None:
@@ -420,8 +435,10 @@ class ResponseCache:
         """Stores a response; False if the cache could not be written (the answer is still
         in outputs.jsonl, so nothing is lost)."""
         try:
-            self._db.execute("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                             (key, canonical_json(response)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
+                (key, canonical_json(response)),
+            )
             self._db.commit()
         except sqlite3.Error:
             return False
@@ -456,8 +473,11 @@ def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
             data = json.loads(line)
         except ValueError:
             continue
-        if isinstance(data, dict) and isinstance(data.get("id"), str) and \
-                isinstance(data.get("output"), str):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("id"), str)
+            and isinstance(data.get("output"), str)
+        ):
             out.setdefault(data["id"], data)
     return out
 
@@ -547,8 +567,12 @@ def _split_params(create: Callable[..., Any], body: Mapping[str, Any]) -> dict[s
     every other one (``grammar``, ``top_k``, …) passed through in ``extra_body``."""
     import inspect
 
-    known = set(inspect.signature(create).parameters) - {"extra_body", "extra_headers",
-                                                        "extra_query", "timeout"}
+    known = set(inspect.signature(create).parameters) - {
+        "extra_body",
+        "extra_headers",
+        "extra_query",
+        "timeout",
+    }
     kwargs = {k: v for k, v in body.items() if k in known}
     extra = {k: v for k, v in body.items() if k not in known}
     if extra:
@@ -612,8 +636,11 @@ def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: st
         if not isinstance(values, dict):
             return None
         try:
-            typed = {o.name: coerce_value(o, values[o.name]) for o in task.outputs
-                     if o.name in task.answer_format.fields}
+            typed = {
+                o.name: coerce_value(o, values[o.name])
+                for o in task.outputs
+                if o.name in task.answer_format.fields
+            }
             return write_answer(task.answer_format, task.outputs, typed)
         except (KeyError, ValueError):
             return None
@@ -697,11 +724,14 @@ def run_build(
     """
     mode = grammar.replace("-", "_")
     if mode not in GRAMMAR_MODES:
-        raise UsageError(f"unknown grammar mode {grammar!r}; expected auto, gbnf, json-schema "
-                         "or none", code="bad-grammar-mode")
+        raise UsageError(
+            f"unknown grammar mode {grammar!r}; expected auto, gbnf, json-schema or none",
+            code="bad-grammar-mode",
+        )
     if concurrency < 1:
-        raise UsageError(f"concurrency must be at least 1, not {concurrency}",
-                         code="bad-concurrency")
+        raise UsageError(
+            f"concurrency must be at least 1, not {concurrency}", code="bad-concurrency"
+        )
     if max_retries < 0 or timeout <= 0:
         raise UsageError("max_retries must be 0 or more and timeout above 0", code="bad-retries")
     build = Path(build_dir)
@@ -720,12 +750,24 @@ def run_build(
     parser = _Parser(build, spec) if parse else None
     cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
     try:
-        return asyncio.run(_Run(
-            build=build, requests=requests, out_path=out_path, base_url=base_url,
-            api_key_env=api_key_env, concurrency=concurrency, mode=mode, cache=cache,
-            timeout=timeout, max_retries=max_retries, model=model, parser=parser,
-            progress=progress or (lambda _line: None), spec=spec,
-        ).run())
+        return asyncio.run(
+            _Run(
+                build=build,
+                requests=requests,
+                out_path=out_path,
+                base_url=base_url,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+                mode=mode,
+                cache=cache,
+                timeout=timeout,
+                max_retries=max_retries,
+                model=model,
+                parser=parser,
+                progress=progress or (lambda _line: None),
+                spec=spec,
+            ).run()
+        )
     finally:
         if cache is not None:
             cache.close()
@@ -742,8 +784,12 @@ class _Parser:
         except UsageError as e:
             if spec is None and e.code in ("spec-not-found", "no-spec-in-manifest"):
                 # Checked before anything is sent, so that no answer is paid for in vain.
-                raise UsageError(e.message, location=e.location,
-                                 hint="pass the spec with --spec SPEC", code=e.code) from None
+                raise UsageError(
+                    e.message,
+                    location=e.location,
+                    hint="pass the spec with --spec SPEC",
+                    code=e.code,
+                ) from None
             raise
         self.task = loaded.task
         self.shapes = loaded.requests
@@ -753,8 +799,10 @@ class _Parser:
 
         shape = self.shapes.get(request.id)
         if shape is None:
-            shape = request_shape(self.task, {"id": request.id, "kind": request.kind,
-                                              "item_ids": list(request.item_ids)})
+            shape = request_shape(
+                self.task,
+                {"id": request.id, "kind": request.kind, "item_ids": list(request.item_ids)},
+            )
         if mode == "json_schema":
             output = json_answer_text(self.task, shape.kind, shape.questions, output)
         return parse_output(self.task, shape, output)
@@ -807,16 +855,21 @@ class _Run:
             replaced = self.out_path.with_name(REPLACED_FILE)
             with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230
                 f.writelines(canonical_json(existing[k]) + "\n" for k in stale)
-            _write_atomic(self.out_path, (canonical_json(v) for k, v in existing.items()
-                                          if k not in stale))
-            self.progress(f"{len(stale)} answer(s) in {self.out_path.name} are for requests "
-                          "that have changed since (prompt, model or grammar mode); moved to "
-                          f"{replaced.name} and sent again: {', '.join(sorted(stale)[:5])}"
-                          + (" …" if len(stale) > 5 else ""))
+            _write_atomic(
+                self.out_path, (canonical_json(v) for k, v in existing.items() if k not in stale)
+            )
+            self.progress(
+                f"{len(stale)} answer(s) in {self.out_path.name} are for requests "
+                "that have changed since (prompt, model or grammar mode); moved to "
+                f"{replaced.name} and sent again: {', '.join(sorted(stale)[:5])}"
+                + (" …" if len(stale) > 5 else "")
+            )
         self.result.skipped = len(keep)
         if keep:
-            self.progress(f"resuming: {len(keep)} of {len(self.requests)} request(s) already "
-                          f"answered in {self.out_path}")
+            self.progress(
+                f"resuming: {len(keep)} of {len(self.requests)} request(s) already "
+                f"answered in {self.out_path}"
+            )
         for r in self.requests:
             if r.id in keep:
                 self._parse(r, keep[r.id]["output"])
@@ -853,11 +906,20 @@ class _Run:
         task = None
         if mode == "gbnf" and r.kind == "auto-demo":  # its questions are pinned in its grammar
             if self._task is None:
-                self._task = (self.parser.task if self.parser is not None
-                              else build_task(self.build, self.spec))
+                self._task = (
+                    self.parser.task
+                    if self.parser is not None
+                    else build_task(self.build, self.spec)
+                )
             task = self._task
-        return request_body(r, self.build, mode, server, self.model,  # type: ignore[arg-type]
-                            task)
+        return request_body(
+            r,
+            self.build,
+            mode,  # type: ignore[arg-type]
+            server,
+            self.model,
+            task,
+        )
 
     def _candidate_keys(self, r: BuildRequest) -> dict[str, str]:
         """Cache key → grammar mode, for every body this run might send for ``r``."""
@@ -889,7 +951,9 @@ class _Run:
         import openai
 
         self._client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self._secret or NO_KEY, timeout=self.timeout,
+            base_url=self.base_url,
+            api_key=self._secret or NO_KEY,
+            timeout=self.timeout,
             max_retries=0,  # retried here, to count attempts and say what failed
         )
         try:
@@ -897,8 +961,10 @@ class _Run:
             if mode is None:
                 return
             self.result.grammar = mode
-            self.progress(f"sending {len(requests)} request(s) to {self.base_url} "
-                          f"(grammar: {mode}, concurrency {self.concurrency})")
+            self.progress(
+                f"sending {len(requests)} request(s) to {self.base_url} "
+                f"(grammar: {mode}, concurrency {self.concurrency})"
+            )
             gate = asyncio.Semaphore(self.concurrency)
 
             async def one(r: BuildRequest) -> None:
@@ -929,8 +995,12 @@ class _Run:
                     await asyncio.sleep(_backoff(attempts - 1, failure.retry_after))
                     continue
                 for r in requests:
-                    self._fail(r, failure, attempts,
-                               during="asking it which grammar it takes (GET /models)")
+                    self._fail(
+                        r,
+                        failure,
+                        attempts,
+                        during="asking it which grammar it takes (GET /models)",
+                    )
                 return None, "other"
         server = _server_kind(models)
         if self.mode == "json_schema":
@@ -954,15 +1024,19 @@ class _Run:
                 failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
                 if failure.kind in RETRYABLE and attempts <= self.max_retries:
                     delay = _backoff(attempts - 1, failure.retry_after)
-                    self.progress(f"request {r.id}: {failure.kind} ({failure.detail}); "
-                                  f"retrying in {delay:.1f} s")
+                    self.progress(
+                        f"request {r.id}: {failure.kind} ({failure.detail}); "
+                        f"retrying in {delay:.1f} s"
+                    )
                     await asyncio.sleep(delay)
                     continue
                 self._fail(r, failure, attempts)
                 return
         if self.cache is not None and not self.cache.put(key, response):
-            self.progress(f"request {r.id}: could not write the response cache "
-                          f"{self.cache.path}; the answer is kept in {self.out_path.name}")
+            self.progress(
+                f"request {r.id}: could not write the response cache "
+                f"{self.cache.path}; the answer is kept in {self.out_path.name}"
+            )
         self._modes[r.id] = mode
         self._record(out, r, key, response)
         self.result.sent += 1
@@ -971,17 +1045,23 @@ class _Run:
     def _fail(self, r: BuildRequest, failure: _Failure, attempts: int, during: str = "") -> None:
         model = str(self.model or r.params.get("model", ""))
         fill = {
-            "base_url": self.base_url, "timeout": self.timeout, "api_key_env": self.api_key_env,
-            "model": model, "detail": failure.detail, "status": failure.status,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "api_key_env": self.api_key_env,
+            "model": model,
+            "detail": failure.detail,
+            "status": failure.status,
             "grammar_hint": ", or try --grammar none (the server may not accept a grammar)"
-            if self.mode != "none" else "",
+            if self.mode != "none"
+            else "",
         }
         what_t, check_t = FAILURES[failure.kind]
         what = what_t.format(**fill)
         if during:
             what = f"{what} while {during}"
-        self.result.failed.append(RequestFailure(r.id, failure.kind, what, check_t.format(**fill),
-                                                 attempts))
+        self.result.failed.append(
+            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), attempts)
+        )
         self._done += 1
         self.progress(f"[{self._done}/{self.result.total}] {r.id} failed ({failure.kind})")
 

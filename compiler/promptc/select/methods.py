@@ -43,6 +43,7 @@ class SelectionResult:
 
 SelectionFn = Callable[[ir.Task], SelectionResult]
 
+
 def batch_size(task: ir.Task) -> int:
     """Items per request: 1 for ``single`` and ``few-shot``, else ``strategy.batch_size``."""
     if task.strategy.kind in ONE_ITEM_KINDS:

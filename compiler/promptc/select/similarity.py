@@ -43,13 +43,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from promptc import ir
-from promptc.select.embed import require_module
 from promptc.errors import Location, SelectionError
 from promptc.markers import question_text
+from promptc.select.embed import require_module
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
     from promptc.select.methods import SelectionResult
 
 #: Decimals of the similarities written into build outputs.
@@ -167,6 +168,7 @@ def retrieval_groups(
 ) -> Plan:
     """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
     import numpy as np
+
     from promptc.select import neighbors as nb
 
     n = vectors.shape[0]
@@ -206,6 +208,7 @@ def _partition_members(
 ) -> tuple[list[list[int]], dict[str, object]]:
     """Greedy densest-first partition; groups in creation order, members unsorted."""
     import numpy as np
+
     from promptc.select import neighbors as nb
 
     n = vectors.shape[0]
@@ -425,6 +428,7 @@ def mean_within_batch_similarity(
 ) -> float:
     """The mean, over batches of two or more items, of the mean pairwise cosine similarity."""
     import numpy as np
+
     from promptc.select.neighbors import normalize
 
     v = normalize(vectors).astype(np.float64)

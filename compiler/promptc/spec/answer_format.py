@@ -38,9 +38,13 @@ def _at(base: Location, source: str, offset: int) -> Location:
     return Location(base.file, base.line + newlines, offset - before.rfind("\n"))
 
 
+#: Where an answer format given without a location starts.
+FORMAT_START = Location("<answer_format>", 1, 1)
+
+
 def parse_answer_format(
     source: str,
-    location: Location = Location("<answer_format>", 1, 1),
+    location: Location = FORMAT_START,
     *,
     locate: Callable[[int], Location] | None = None,
 ) -> AnswerFormat:
@@ -89,7 +93,9 @@ def parse_answer_format(
                 "letters, digits and '_' followed by '}'"
             )
         raise GrammarError(
-            msg, location=at(offset), path=("answer_format",),
+            msg,
+            location=at(offset),
+            path=("answer_format",),
             code="answer-format-syntax",
         ) from None
 

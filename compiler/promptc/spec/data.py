@@ -70,8 +70,13 @@ HINTS: dict[str, str] = {
 
 def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: object) -> DataError:
     """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
-    return DataError(MESSAGES[code].format(**kw), location=location, path=key_path,
-                     hint=HINTS.get(code), code=code)
+    return DataError(
+        MESSAGES[code].format(**kw),
+        location=location,
+        path=key_path,
+        hint=HINTS.get(code),
+        code=code,
+    )
 
 
 def to_text(value: Any) -> str:
@@ -106,8 +111,7 @@ class Row:
 
 
 def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> DataError:
-    return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno),
-                      problem=e.msg)
+    return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno), problem=e.msg)
 
 
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
@@ -147,8 +151,13 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             value, _ = decoder.raw_decode(text, i)
         except (json.JSONDecodeError, RecursionError):
             value = None
-        c.add(data_error("not-an-array", where(min(i, max(len(text) - 1, 0))),
-                         found=_kind(value) if i < len(text) else "an empty file"))
+        c.add(
+            data_error(
+                "not-an-array",
+                where(min(i, max(len(text) - 1, 0))),
+                found=_kind(value) if i < len(text) else "an empty file",
+            )
+        )
         return
     i = _skip_ws(text, i + 1)
     if i < len(text) and text[i] == "]":
@@ -382,15 +391,24 @@ def read_data(
         if item_id is None or not ok:
             continue
         if item_id in first_line:
-            c.add(data_error("duplicate-id", row.location, id=item_id,
-                             line=first_line[item_id]))
+            c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
             continue
         first_line[item_id] = row.location.line
         items.append(Item(id=item_id, index=len(items), inputs=inputs, location=row.location))
     if index == 0 and not c.errors:
-        c.add(data_error("no-rows", Location(display), ))
+        c.add(
+            data_error(
+                "no-rows",
+                Location(display),
+            )
+        )
     source = DataSource(
-        path=rel, resolved=str(target), format=fmt, fields=columns, id=id_spec, sha256=sha,
+        path=rel,
+        resolved=str(target),
+        format=fmt,
+        fields=columns,
+        id=id_spec,
+        sha256=sha,
         location=where,
     )
     return source, tuple(items)

@@ -31,6 +31,7 @@ import yaml.constructor
 import yaml.nodes
 import yaml.reader
 import yaml.resolver
+
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
 
 KeyPath = tuple[str | int, ...]
@@ -101,7 +102,10 @@ def load_error(
 ) -> LoadError:
     """A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`."""
     return LoadError(
-        MESSAGES[code].format(**kw), location=location, path=key_path, hint=HINTS.get(code),
+        MESSAGES[code].format(**kw),
+        location=location,
+        path=key_path,
+        hint=HINTS.get(code),
         code=code,
     )
 
@@ -315,7 +319,8 @@ class _Composing:
                     raise load_error("too-deep", _mark(self._display, mark), limit=MAX_DEPTH)
                 raise LoadError(  # written out, not expanded: the aliases hint would mislead
                     MESSAGES["too-many-values"].format(limit=MAX_VALUES),
-                    location=_mark(self._display, mark), code="too-many-values",
+                    location=_mark(self._display, mark),
+                    code="too-many-values",
                 )
             return super().compose_node(parent, index)  # type: ignore[misc]
         finally:
@@ -338,8 +343,11 @@ def _loader_class() -> Any:
         return _PyLoader
 
     class _CLoader(
-        _Composing, yaml.composer.Composer, yaml.constructor.SafeConstructor,
-        yaml.resolver.Resolver, CParser,
+        _Composing,
+        yaml.composer.Composer,
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+        CParser,
     ):
         """libyaml's parser (events with character positions) under PyYAML's own composer,
         so that the guards above apply, and the same safe constructor and resolver."""
@@ -440,7 +448,10 @@ class _Builder:
             if key in first_line:
                 self.errors.append(
                     load_error(
-                        "duplicate-key", self.loc(key_node), key_path, key=key,
+                        "duplicate-key",
+                        self.loc(key_node),
+                        key_path,
+                        key=key,
                         line=first_line[key],
                     )
                 )
@@ -476,8 +487,9 @@ def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[st
         with open(resolved, "rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)
     except OSError as e:
-        raise load_error("unreadable", where or Location(display), path=display,
-                         reason=e.strerror or str(e)) from None
+        raise load_error(
+            "unreadable", where or Location(display), path=display, reason=e.strerror or str(e)
+        ) from None
     if len(raw) > MAX_SPEC_BYTES:
         raise load_error("file-too-large", Location(display), limit=MAX_SPEC_BYTES)
     try:
@@ -485,8 +497,9 @@ def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[st
     except UnicodeDecodeError as e:
         good = raw[: e.start].decode("utf-8", errors="replace")
         raise load_error(
-            "not-utf8", _location_at(display, good, len(good)), reason=f"invalid byte "
-            f"0x{raw[e.start]:02x}"
+            "not-utf8",
+            _location_at(display, good, len(good)),
+            reason=f"invalid byte 0x{raw[e.start]:02x}",
         ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text, hashlib.sha256(raw).hexdigest()
@@ -499,8 +512,11 @@ def _parse(display: str, text: str) -> _Layer:
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         problem = f"special character {bad.group()!r} is not allowed"
-        raise LoadError(MESSAGES["yaml-syntax"].format(problem=problem),
-                        location=_location_at(display, text, bad.start()), code="yaml-syntax")
+        raise LoadError(
+            MESSAGES["yaml-syntax"].format(problem=problem),
+            location=_location_at(display, text, bad.start()),
+            code="yaml-syntax",
+        )
     try:
         try:
             loader = _Loader(text, display)
@@ -523,17 +539,24 @@ def _parse(display: str, text: str) -> _Layer:
             if e.context:
                 hint = e.context
                 cm = e.context_mark
-                if cm is not None and mark is not None and (cm.line, cm.column) != (
-                    mark.line, mark.column
+                if (
+                    cm is not None
+                    and mark is not None
+                    and (cm.line, cm.column) != (mark.line, mark.column)
                 ):
                     hint += f" at line {cm.line + 1}, column {cm.column + 1}"
             raise LoadError(
-                MESSAGES["yaml-syntax"].format(problem=problem), location=where, hint=hint,
+                MESSAGES["yaml-syntax"].format(problem=problem),
+                location=where,
+                hint=hint,
                 code="yaml-syntax",
             ) from None
         except yaml.YAMLError as e:  # pragma: no cover - other PyYAML errors are marked
-            raise LoadError(MESSAGES["yaml-syntax"].format(problem=str(e)),
-                            location=Location(display), code="yaml-syntax") from None
+            raise LoadError(
+                MESSAGES["yaml-syntax"].format(problem=str(e)),
+                location=Location(display),
+                code="yaml-syntax",
+            ) from None
         if node is None:
             raise load_error("empty-spec", Location(display, 1, 1))
         builder = _Builder(display, text, loader)
@@ -541,7 +564,9 @@ def _parse(display: str, text: str) -> _Layer:
         if builder.errors:
             _raise(builder.errors)
         if not isinstance(data, dict):
-            raise load_error("not-a-mapping", _mark(display, node.start_mark), found=_describe(data))
+            raise load_error(
+                "not-a-mapping", _mark(display, node.start_mark), found=_describe(data)
+            )
         builder.layer.data = data
         return builder.layer
     finally:
@@ -615,8 +640,13 @@ class _Context:
     folders: dict[str, Path] = field(default_factory=dict)
 
 
-def _load_chain(display: str, resolved: Path, chain: list[tuple[str, Path]],
-                where: Location | None, ctx: _Context) -> _Layer:
+def _load_chain(
+    display: str,
+    resolved: Path,
+    chain: list[tuple[str, Path]],
+    where: Location | None,
+    ctx: _Context,
+) -> _Layer:
     text, sha = _read_text(display, resolved, where)
     ctx.files.append(SpecFile(display, resolved, sha))
     ctx.sources[display] = text
@@ -629,8 +659,9 @@ def _load_chain(display: str, resolved: Path, chain: list[tuple[str, Path]],
     _drop_prefix(layer, ("extends",))
     p = ("extends",)
     if not isinstance(ext, str) or not ext.strip():
-        raise load_error("extends-type", ext_loc, p, found=_describe(ext) if ext != "" else
-                         "an empty string")
+        raise load_error(
+            "extends-type", ext_loc, p, found=_describe(ext) if ext != "" else "an empty string"
+        )
     if os.path.isabs(ext) or ext.startswith("~"):
         raise load_error("extends-absolute", ext_loc, p, path=ext)
     target = (resolved.parent / ext).resolve()
@@ -672,9 +703,15 @@ def load_spec(path: str | Path) -> SpecDocument:
         raise load_error("too-deep", Location(display), limit=MAX_DEPTH) from None
     # ctx.files lists files as they were opened: top first, then each base, nearest first.
     return SpecDocument(
-        path=Path(display), data=layer.data, key_locations=layer.keys,
-        value_locations=layer.values, spans=layer.spans, files=ctx.files, root=ctx.root,
-        sources=ctx.sources, _folders=ctx.folders,
+        path=Path(display),
+        data=layer.data,
+        key_locations=layer.keys,
+        value_locations=layer.values,
+        spans=layer.spans,
+        files=ctx.files,
+        root=ctx.root,
+        sources=ctx.sources,
+        _folders=ctx.folders,
     )
 
 

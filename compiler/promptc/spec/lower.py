@@ -122,8 +122,9 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     for i, demo in enumerate(d.get("demos") or []):
         demos.append(
             ir.Demo(
-                inputs={f.name: _input_text(doc, ("demos", i, f.name), demo[f.name])
-                        for f in inputs},
+                inputs={
+                    f.name: _input_text(doc, ("demos", i, f.name), demo[f.name]) for f in inputs
+                },
                 outputs={o.name: coerce_value(by_name[o.name], demo[o.name]) for o in outputs},
                 location=doc.value_location(("demos", i)),
             )

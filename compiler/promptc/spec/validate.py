@@ -30,8 +30,8 @@ from promptc.errors import (
     format_path,
 )
 from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.resources import read_schema
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 
 if TYPE_CHECKING:
     import jsonschema
@@ -85,13 +85,30 @@ HINTS: dict[str, str] = {
     "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "adjacent-placeholders": "put text such as ' | ' between them",
-    "answer-format-required": "e.g. \"{reasoning} The answer is {answer}.\"",
+    "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
 }
 
 KNOWN_MODEL_PARAMS = (
-    "name", "temperature", "max_tokens", "max_completion_tokens", "top_p", "top_k", "min_p",
-    "frequency_penalty", "presence_penalty", "repeat_penalty", "stop", "seed", "n", "logprobs",
-    "top_logprobs", "logit_bias", "response_format", "user", "stream", "timeout",
+    "name",
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "top_k",
+    "min_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "repeat_penalty",
+    "stop",
+    "seed",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "response_format",
+    "user",
+    "stream",
+    "timeout",
 )
 
 _TYPE_WORDS = {
@@ -110,8 +127,11 @@ def error(
 ) -> ValidationError:
     """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
     return ValidationError(
-        MESSAGES[code].format(**kw), location=location, path=key_path,
-        hint=hint if hint is not None else HINTS.get(code), code=code,
+        MESSAGES[code].format(**kw),
+        location=location,
+        path=key_path,
+        hint=hint if hint is not None else HINTS.get(code),
+        code=code,
     )
 
 
@@ -181,8 +201,13 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(sub.get("properties", {}))
         return [
-            error("unknown-key", doc.key_location(path + (k,)), path + (k,),
-                  hint=_elsewhere(k, path) or did_you_mean(k, known), key=k)
+            error(
+                "unknown-key",
+                doc.key_location(path + (k,)),
+                path + (k,),
+                hint=_elsewhere(k, path) or did_you_mean(k, known),
+                key=k,
+            )
             for k in inst
             if k not in known
         ]
@@ -209,19 +234,26 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
             hint = f"write {path[1]}: {{type: {inst}}}"
         if isinstance(inst, bool) and "string" in _as_list(wanted):
             hint = "quote it: YAML reads yes, no, true and false as booleans"
-        return [error("wrong-type", where, path, hint=hint, expected=expected,
-                      found=describe(inst))]
+        return [
+            error("wrong-type", where, path, hint=hint, expected=expected, found=describe(inst))
+        ]
     if kind == "enum":
         choices = [str(c) for c in _as_list(wanted)]
         hint = did_you_mean(inst, choices) if isinstance(inst, str) else None
-        return [error("not-one-of", where, path, hint=hint, choices=_quote_all(choices),
-                      found=describe(inst))]
+        return [
+            error(
+                "not-one-of",
+                where,
+                path,
+                hint=hint,
+                choices=_quote_all(choices),
+                found=describe(inst),
+            )
+        ]
     if kind in ("minimum", "exclusiveMinimum"):
-        return [error("too-small", where, path, expected=expected, limit=wanted,
-                      found=_show(inst))]
+        return [error("too-small", where, path, expected=expected, limit=wanted, found=_show(inst))]
     if kind in ("maximum", "exclusiveMaximum"):
-        return [error("too-large", where, path, expected=expected, limit=wanted,
-                      found=_show(inst))]
+        return [error("too-large", where, path, expected=expected, limit=wanted, found=_show(inst))]
     if kind in ("minLength", "minItems", "minProperties"):
         noun = {"minLength": "string", "minItems": "list", "minProperties": "mapping"}[kind]
         need = {
@@ -242,7 +274,7 @@ def _key_homes() -> dict[str, list[KeyPath]]:
     def walk(node: Mapping[str, Any], path: KeyPath, depth: int) -> None:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 6:
-            node = root["$defs"][ref[len("#/$defs/"):]]
+            node = root["$defs"][ref[len("#/$defs/") :]]
         for key, sub in node.get("properties", {}).items():
             homes.setdefault(key, []).append(path)
             if isinstance(sub, Mapping):
@@ -288,9 +320,8 @@ def _show(value: object) -> str:
     return describe(value)
 
 
-
-
 # --- semantic checks ------------------------------------------------------------------------
+
 
 def output_field(name: str, decl: object, location: Location) -> OutputField | None:
     """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid.
@@ -316,8 +347,12 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
                     aliases.append((str(alias), by_lower[target.lower()]))
     description = decl.get("description")
     return OutputField(
-        name=name, type=typ, description=description if isinstance(description, str) else "",
-        choices=choices, aliases=tuple(aliases), location=location,
+        name=name,
+        type=typ,
+        description=description if isinstance(description, str) else "",
+        choices=choices,
+        aliases=tuple(aliases),
+        location=location,
     )
 
 
@@ -336,8 +371,14 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     if inputs is not None and output_names is not None:
         for name in output_names:
             if name in inputs:
-                c.add(error("input-output-clash", doc.key_location(("outputs", name)),
-                            ("outputs", name), name=name))
+                c.add(
+                    error(
+                        "input-output-clash",
+                        doc.key_location(("outputs", name)),
+                        ("outputs", name),
+                        name=name,
+                    )
+                )
     _check_answer_format(doc, c, output_names)
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
@@ -367,8 +408,14 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
         for i, ch in enumerate(choices):
             if isinstance(ch, str):
                 if ch.lower() in seen:
-                    c.add(error("duplicate-choice", doc.value_location(p + ("choices", i)),
-                                p + ("choices", i), choice=ch))
+                    c.add(
+                        error(
+                            "duplicate-choice",
+                            doc.value_location(p + ("choices", i)),
+                            p + ("choices", i),
+                            choice=ch,
+                        )
+                    )
                 seen.add(ch.lower())
         aliases = decl.get("aliases")
         if not isinstance(aliases, dict):
@@ -378,16 +425,24 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
             if alias.lower() in seen:
                 c.add(error("alias-is-choice", doc.key_location(ap), ap, alias=alias))
             if isinstance(target, str) and target.lower() not in seen:
-                c.add(error("alias-not-choice", doc.value_location(ap), ap,
-                            hint=did_you_mean(target, names), alias=alias, target=target,
-                            choices=_quote_all(names)))
+                c.add(
+                    error(
+                        "alias-not-choice",
+                        doc.value_location(ap),
+                        ap,
+                        hint=did_you_mean(target, names),
+                        alias=alias,
+                        target=target,
+                        choices=_quote_all(names),
+                    )
+                )
 
 
 def _check_answer_format(
     doc: SpecDocument, c: ErrorCollector, output_names: list[str] | None
 ) -> None:
-    from promptc.spec.answer_format import parse_answer_format
     from promptc.ir import Placeholder
+    from promptc.spec.answer_format import parse_answer_format
 
     p: KeyPath = ("answer_format",)
     source = doc.get(p)
@@ -411,14 +466,24 @@ def _check_answer_format(
             previous = None
             continue
         if seg.field not in output_names:
-            c.add(error("unknown-placeholder", seg.location, p,
-                        hint=did_you_mean(seg.field, output_names), field=seg.field,
-                        outputs=_quote_all(output_names)))
+            c.add(
+                error(
+                    "unknown-placeholder",
+                    seg.location,
+                    p,
+                    hint=did_you_mean(seg.field, output_names),
+                    field=seg.field,
+                    outputs=_quote_all(output_names),
+                )
+            )
         elif seg.field in seen:
             c.add(error("repeated-placeholder", seg.location, p, field=seg.field))
         if previous is not None:
-            c.add(error("adjacent-placeholders", seg.location, p, first=previous.field,
-                        second=seg.field))
+            c.add(
+                error(
+                    "adjacent-placeholders", seg.location, p, first=previous.field, second=seg.field
+                )
+            )
         seen.add(seg.field)
         previous = seg
     for name in output_names:
@@ -449,8 +514,15 @@ def _check_demos(
         for key, value in demo.items():
             vp = p + (key,)
             if key not in fields:
-                c.add(error("demo-unknown-field", doc.key_location(vp), vp,
-                            hint=did_you_mean(key, fields), field=key))
+                c.add(
+                    error(
+                        "demo-unknown-field",
+                        doc.key_location(vp),
+                        vp,
+                        hint=did_you_mean(key, fields),
+                        field=key,
+                    )
+                )
                 continue
             field = outputs.get(key)
             if field is None or not isinstance(value, (str, int, float)):
@@ -458,8 +530,16 @@ def _check_demos(
             try:
                 coerce_value(field, value)
             except ValueError as e:
-                c.add(error("demo-bad-value", doc.value_location(vp), vp, type=field.type,
-                            field=key, problem=str(e)))
+                c.add(
+                    error(
+                        "demo-bad-value",
+                        doc.value_location(vp),
+                        vp,
+                        type=field.type,
+                        field=key,
+                        problem=str(e),
+                    )
+                )
 
 
 DEFAULT_KIND = "single"
@@ -486,24 +566,37 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     bp: KeyPath = ("strategy", "batch_size")
     size_given = doc.get(bp)
     if (
-        kind in ("single", "few-shot") and doc.value_location(bp).file == COMMAND_LINE
-        and isinstance(size_given, int) and size_given > 1
+        kind in ("single", "few-shot")
+        and doc.value_location(bp).file == COMMAND_LINE
+        and isinstance(size_given, int)
+        and size_given > 1
     ):
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
         # the command line the user asked for batches and would silently not get them.
-        c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given,
-                    kind=kind))
+        c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given, kind=kind))
     tp: KeyPath = ("strategy", "selection", "target_position")
     position = doc.get(tp)
     size = batch_size_of(doc)
     method = doc.get(("strategy", "selection", "method"))
     if (
-        method == "retrieval" and kind in ("batch", "auto-demo") and size is not None
-        and isinstance(position, int) and not isinstance(position, bool)
+        method == "retrieval"
+        and kind in ("batch", "auto-demo")
+        and size is not None
+        and isinstance(position, int)
+        and not isinstance(position, bool)
         and not -size <= position < size
     ):
-        c.add(error("target-position", doc.value_location(tp), tp, position=position, size=size,
-                    low=-size, high=size - 1))
+        c.add(
+            error(
+                "target-position",
+                doc.value_location(tp),
+                tp,
+                position=position,
+                size=size,
+                low=-size,
+                high=size - 1,
+            )
+        )
 
 
 def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
@@ -513,8 +606,15 @@ def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] |
     for name in fields:
         if name not in inputs:
             p: KeyPath = ("data", "fields", name)
-            c.add(error("unknown-data-field", doc.key_location(p), p,
-                        hint=did_you_mean(name, inputs), field=name))
+            c.add(
+                error(
+                    "unknown-data-field",
+                    doc.key_location(p),
+                    p,
+                    hint=did_you_mean(name, inputs),
+                    field=name,
+                )
+            )
 
 
 def resolve_inside(folder: Path, relative: str) -> Path | None:
