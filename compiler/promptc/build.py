@@ -16,6 +16,10 @@ batches.jsonl          one batch a line: ``index``, ``request``, ``item_ids``, `
 answer.lark …          the answer grammar of the nominal request shape and its exports
                        (``.gbnf``, ``.schema.json``, ``.regex``); ``answer-K.*`` for a
                        request holding K items instead
+task.json              what parse, run, collect and eval read of the task (its inputs,
+                       outputs, answer format, strategy, model): no spec is needed after
+                       building (:mod:`promptc.task_file`)
+items.jsonl            one item a line: ``id``, ``index``, ``inputs``, ``question``, ``location``
 manifest.json          promptc version; sha256 of the spec, the specs it extends, each
                        template used, the data and every file written; the selection; each
                        request's prompt hash; counts and a plain statement of the cost
@@ -53,7 +57,7 @@ MANIFEST_FILE = "manifest.json"
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
 _OWNED = re.compile(
-    r"^(requests\.jsonl|batches\.jsonl|manifest\.json|"
+    r"^(requests\.jsonl|batches\.jsonl|manifest\.json|task\.json|items\.jsonl|"
     + re.escape(GRAMMAR_STEM)
     + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
 )
@@ -113,6 +117,14 @@ def _path_from_build(spec: str, out_dir: str | os.PathLike[str] | None) -> dict[
 
 
 # ---------------------------------------------------------------- the stages, in memory
+
+
+def task_files(task: ir.Task) -> dict[str, str]:
+    """``task.json`` and ``items.jsonl``: what parse, run, collect and eval read of the task,
+    so that a build folder needs no spec (see :mod:`promptc.task_file`)."""
+    from promptc.task_file import ITEMS_FILE, TASK_FILE, items_text, task_text
+
+    return {TASK_FILE: task_text(task), ITEMS_FILE: items_text(task)}
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,7 @@ def plan(
     }
     if gram is not None:
         files.update(gram.files)
+    files.update(task_files(task))
 
     spec_dir = task.spec_dir
     templates = [

@@ -6,6 +6,7 @@ from a spec compiled in memory.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,48 +147,169 @@ def _questions_in_messages(messages: object) -> dict[int, str]:
     return out
 
 
-def load_build(source: str | Path) -> Build:
-    """The task and requests of a build directory (``requests.jsonl`` + the spec named by
-    ``manifest.json``) or of a spec file (compiled and rendered in memory).
+def load_build(source: str | Path, spec: str | os.PathLike[str] | None = None) -> Build:
+    """The task and requests of a build directory or of a spec file.
+
+    A build directory is read on its own: ``task.json`` and ``items.jsonl`` (written by
+    ``promptc build`` and checked against the manifest's hashes) give the task, and
+    ``requests.jsonl`` the request shapes — no spec is needed. A build made by an older promptc,
+    without ``task.json``, falls back to the spec its manifest names. A spec file is compiled
+    and rendered in memory.
+
+    Args:
+        source: A build directory or a spec file.
+        spec: With a build directory: a spec that must compile to this very build (checked by
+            :func:`check_spec`); it is refused, naming what differs, when it does not.
 
     Raises:
         PromptcError: The build or spec cannot be read (a :class:`UsageError` for a missing
-            file, the spec's own errors otherwise).
+            file or a spec that does not match, the spec's own errors otherwise).
     """
-    from promptc.build import MANIFEST_FILE, REQUESTS_FILE
-
     path = Path(source)
     if path.is_dir():
-        manifest_path = path / MANIFEST_FILE
-        requests_path = path / REQUESTS_FILE
-        for p in (manifest_path, requests_path):
-            if not p.is_file():
-                raise UsageError(
-                    f"{p.name} not found in build directory {str(path)!r}",
-                    location=Location(str(p)),
-                    hint="run promptc build first, or pass the spec file",
-                    code="not-a-build",
-                )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UsageError(
-                f"cannot read manifest.json: {e}",
-                location=Location(str(manifest_path)),
-                code="bad-manifest",
-            ) from None
-        if not isinstance(manifest, dict):
-            raise UsageError(
-                "manifest.json is not a JSON object",
-                location=Location(str(manifest_path)),
-                code="bad-manifest",
-            )
-        task = _compile(_manifest_spec_path(path, manifest))
+        manifest = read_manifest(path)
+        if spec is not None:
+            check_spec(path, manifest, Path(spec))
+        from promptc.task_file import TASK_FILE
+
+        if (path / TASK_FILE).is_file():
+            check_hashes(path, manifest)
+            from promptc.task_file import read_task
+
+            task = read_task(path)
+        else:
+            task = _compile(Path(spec) if spec is not None else _manifest_spec_path(path, manifest))
         return Build(task, _read_requests(path, task, manifest), str(path))
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     task = _compile(path)
     return Build(task, _spec_requests(task), str(path))
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A build folder's ``manifest.json``.
+
+    Raises:
+        UsageError: The folder has no manifest or requests (``not-a-build``), or the manifest
+            is not a JSON object (``bad-manifest``).
+    """
+    from promptc.build import MANIFEST_FILE, REQUESTS_FILE
+
+    manifest_path = path / MANIFEST_FILE
+    requests_path = path / REQUESTS_FILE
+    for p in (manifest_path, requests_path):
+        if not p.is_file():
+            raise UsageError(
+                f"{p.name} not found in build directory {str(path)!r}",
+                location=Location(str(p)),
+                hint="run promptc build first, or pass the spec file",
+                code="not-a-build",
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(
+            f"cannot read manifest.json: {e}",
+            location=Location(str(manifest_path)),
+            code="bad-manifest",
+        ) from None
+    if not isinstance(manifest, dict):
+        raise UsageError(
+            "manifest.json is not a JSON object",
+            location=Location(str(manifest_path)),
+            code="bad-manifest",
+        )
+    return manifest
+
+
+def check_hashes(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuses a build whose task files were changed after building.
+
+    Raises:
+        UsageError: ``task.json`` or ``items.jsonl`` does not have the manifest's sha256
+            (``build-modified``).
+    """
+    import hashlib
+
+    from promptc.task_file import ITEMS_FILE, TASK_FILE
+
+    listed = manifest.get("files")
+    listed = listed if isinstance(listed, Mapping) else {}
+    for name in (TASK_FILE, ITEMS_FILE):
+        want = listed.get(name)
+        try:
+            got = hashlib.sha256((path / name).read_bytes()).hexdigest()
+        except OSError:
+            got = None
+        if want != got:
+            raise UsageError(
+                f"{name} does not match the sha256 that manifest.json lists for it"
+                + (" (it is not listed)" if want is None else "")
+                + "; the build folder was changed after promptc build",
+                location=Location(str(path / name)),
+                hint="rebuild it with promptc build SPEC -o DIR",
+                code="build-modified",
+            )
+
+
+def check_spec(path: Path, manifest: Mapping[str, Any], spec: Path) -> None:
+    """Refuses a spec that does not compile to the build in ``path``, naming what differs.
+
+    The spec is compiled and built in memory (:func:`promptc.build.plan`, with the build's own
+    target) and its manifest compared with the build's: the strategy, the model parameters,
+    the items, each request (its items and prompt) and each file's hash.
+
+    Raises:
+        UsageError: ``spec-mismatch``, naming each difference.
+        PromptcError: The spec does not compile.
+    """
+    from promptc.build import plan
+
+    target = manifest.get("target", "chat")
+    planned = plan(_compile(spec), target=target if target in ("chat", "openai-batch") else "chat")
+    other = planned.manifest
+    diffs: list[str] = []
+    for key in ("strategy", "model", "counts"):
+        if manifest.get(key) != other.get(key):
+            diffs.append(
+                f"{key}: the build has {_short(manifest.get(key))}, "
+                f"the spec gives {_short(other.get(key))}"
+            )
+    ours = {r.get("id"): r for r in manifest.get("requests") or [] if isinstance(r, Mapping)}
+    planned_requests: Any = other.get("requests") or []
+    theirs = {r["id"]: r for r in planned_requests if isinstance(r, Mapping)}
+    changed = [
+        str(i) for i in sorted(set(ours) | set(theirs), key=str) if ours.get(i) != theirs.get(i)
+    ]
+    if changed:
+        diffs.append(
+            f"{len(changed)} request(s) differ (items, prompt or grammar): "
+            + ", ".join(changed[:5])
+            + (" …" if len(changed) > 5 else "")
+        )
+    files_a = manifest.get("files") if isinstance(manifest.get("files"), Mapping) else {}
+    files_b = other.get("files") if isinstance(other.get("files"), Mapping) else {}
+    assert isinstance(files_a, Mapping) and isinstance(files_b, Mapping)
+    gram_a, gram_b = manifest.get("grammar"), other.get("grammar")
+    if isinstance(gram_a, Mapping) and isinstance(gram_b, Mapping):
+        files_a = {**files_a, **(gram_a.get("files") or {})}
+        files_b = {**files_b, **(gram_b.get("files") or {})}
+    names = sorted(n for n in set(files_a) | set(files_b) if files_a.get(n) != files_b.get(n))
+    if names:
+        diffs.append("files that differ: " + ", ".join(names))
+    if diffs:
+        raise UsageError(
+            f"the spec {str(spec)!r} does not compile to the build {str(path)!r}: "
+            + "; ".join(diffs),
+            location=Location(str(spec)),
+            hint="leave out --spec (the build folder holds all it needs), or rebuild",
+            code="spec-mismatch",
+        )
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _spec_requests(task: Task) -> dict[str, RequestShape]:

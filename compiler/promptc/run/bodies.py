@@ -119,19 +119,18 @@ def request_body(
 
 
 def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
-    """The task of a build: compiled from ``spec``, else from the spec its manifest names.
+    """The task of a build, read from the build folder (``task.json``, ``items.jsonl``);
+    ``spec``, if given, must compile to this build.
 
     Raises:
-        UsageError: The spec cannot be found (with a hint to pass it).
+        UsageError: An old build without ``task.json`` whose spec cannot be found (with a
+            hint to pass it), or a ``spec`` that does not match the build.
         PromptcError: The spec does not compile.
     """
     from promptc.parse.build_input import load_build
-    from promptc.spec.lower import compile_spec
 
-    if spec is not None:
-        return compile_spec(Path(spec))
     try:
-        return load_build(build).task
+        return load_build(build, spec).task
     except UsageError as e:
         if e.code in ("spec-not-found", "no-spec-in-manifest"):
             raise UsageError(

@@ -298,7 +298,7 @@ class _Parser:
         from promptc.parse.build_input import load_build
 
         try:
-            loaded = load_build(build if spec is None else Path(spec))
+            loaded = load_build(build, spec)
         except UsageError as e:
             if spec is None and e.code in ("spec-not-found", "no-spec-in-manifest"):
                 # Checked before anything is sent, so that no answer is paid for in vain.

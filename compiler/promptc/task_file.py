@@ -1,0 +1,273 @@
+"""What a build folder keeps of its task, so that nothing after ``promptc build`` needs the spec.
+
+``promptc build`` writes two files beside ``requests.jsonl`` (both covered by the manifest's
+``files`` hashes):
+
+``task.json``
+    What parsing, repair and evaluation read of the task: its name, inputs, outputs and their
+    types, the answer format, the strategy (kind, batch size) and the model parameters.
+``items.jsonl``
+    One item a line, in data order: ``id``, ``index``, ``inputs``, ``question`` (the text an
+    Auto-Demo answer must repeat, :func:`promptc.markers.question_text`) and ``location`` (the
+    data file's line, relative to the spec's folder).
+
+:func:`read_task` turns them back into an :class:`~promptc.ir.Task` equal, in everything
+parsing uses, to the one the build was made from; demonstrations, the data source and
+templates (used only to render, which is done) are left out.
+
+Every value is plain JSON, sorted keys, paths relative: a build stays byte-identical across
+machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from promptc import ir, markers
+from promptc.errors import Location, UsageError
+
+TASK_FILE = "task.json"
+ITEMS_FILE = "items.jsonl"
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_plain)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return list(value)
+    return str(value)
+
+
+def _where(loc: Location, spec_dir: str) -> str:
+    from promptc.build import relative
+
+    if loc.file in ("", ir.NOWHERE.file):
+        return ""
+    # Relative to the spec's folder whatever the current folder was: builds are byte-identical.
+    path = relative(os.path.abspath(loc.file), os.path.abspath(spec_dir))
+    return str(Location(path, loc.line, loc.col))
+
+
+# --------------------------------------------------------------------------------------------
+# Writing (called by promptc.build.plan)
+# --------------------------------------------------------------------------------------------
+
+
+def task_text(task: ir.Task) -> str:
+    """``task.json``: the task without its items, demos, data source or templates."""
+    record = {
+        "name": task.name,
+        "description": task.description,
+        "instruction": task.instruction,
+        "inputs": [
+            {"name": f.name, "type": f.type, "label": f.label, "description": f.description}
+            for f in task.inputs
+        ],
+        "outputs": [
+            {
+                "name": o.name,
+                "type": o.type,
+                "description": o.description,
+                "choices": list(o.choices),
+                "aliases": [list(a) for a in o.aliases],
+            }
+            for o in task.outputs
+        ],
+        "answer_format": {
+            "source": task.answer_format.source,
+            "segments": [
+                {"field": s.field} if isinstance(s, ir.Placeholder) else {"text": s.text}
+                for s in task.answer_format.segments
+            ],
+        },
+        "strategy": {
+            "kind": task.strategy.kind,
+            "batch_size": task.strategy.batch_size,
+            "selection": {
+                "method": task.strategy.selection.method,
+                "seed": task.strategy.selection.seed,
+                "target_position": task.strategy.selection.target_position,
+                "model": task.strategy.selection.model,
+            },
+        },
+        "model": {
+            "name": task.model.name,
+            "temperature": task.model.temperature,
+            "max_tokens": task.model.max_tokens,
+            "params": dict(task.model.params),
+        },
+        "spec": {"path": Path(task.spec.path).name, "sha256": task.spec.sha256},
+    }
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, indent=2, default=_plain) + "\n"
+
+
+def item_lines(task: ir.Task) -> Iterator[str]:
+    """``items.jsonl``, one line (with its newline) per item, in data order."""
+    for it in task.items:
+        try:
+            question = markers.question_text(task.inputs, it.inputs)
+        except KeyError:
+            question = ""
+        yield (
+            _dumps(
+                {
+                    "id": it.id,
+                    "index": it.index,
+                    "inputs": dict(it.inputs),
+                    "question": question,
+                    "location": _where(it.location, task.spec_dir),
+                }
+            )
+            + "\n"
+        )
+
+
+def items_text(task: ir.Task) -> str:
+    """``items.jsonl`` as one string."""
+    return "".join(item_lines(task))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _location(text: object, build: Path) -> Location:
+    if not isinstance(text, str) or not text:
+        return ir.NOWHERE
+    parts = text.rsplit(":", 2)
+    try:
+        if len(parts) == 3:
+            return Location(parts[0], int(parts[1]), int(parts[2]))
+        if len(parts) == 2:
+            return Location(parts[0], int(parts[1]))
+    except ValueError:
+        pass
+    return Location(text)
+
+
+def read_task(build_dir: str | Path) -> ir.Task:
+    """The task of a build folder, from its ``task.json`` and ``items.jsonl``.
+
+    Raises:
+        UsageError: A file is missing (``no-task-file``: a build made by an older promptc) or
+            malformed (``bad-task-file``, at its file and line).
+    """
+    build = Path(build_dir)
+    path = build / TASK_FILE
+    if not path.is_file():
+        raise UsageError(
+            f"{str(build)!r} has no {TASK_FILE} (built by an older promptc)",
+            location=Location(str(path)),
+            hint="rebuild it with promptc build SPEC -o DIR",
+            code="no-task-file",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        task = _task(data, build)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UsageError(
+            f"cannot read {TASK_FILE}: {type(e).__name__}: {e}",
+            location=Location(str(path)),
+            hint="rebuild the build folder",
+            code="bad-task-file",
+        ) from None
+    items: list[ir.Item] = []
+    items_path = build / ITEMS_FILE
+    try:
+        with items_path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    items.append(
+                        ir.Item(
+                            id=str(rec["id"]),
+                            index=int(rec["index"]),
+                            inputs={str(k): str(v) for k, v in rec["inputs"].items()},
+                            location=_location(rec.get("location"), build),
+                        )
+                    )
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
+                    raise UsageError(
+                        f"not an item line: {type(e).__name__}: {e}",
+                        location=Location(str(items_path), lineno, 1),
+                        hint="rebuild the build folder",
+                        code="bad-task-file",
+                    ) from None
+    except OSError:
+        raise UsageError(
+            f"{str(build)!r} has no readable {ITEMS_FILE}",
+            location=Location(str(items_path)),
+            hint="rebuild it with promptc build SPEC -o DIR",
+            code="no-task-file",
+        ) from None
+    from dataclasses import replace
+
+    return replace(task, items=tuple(items))
+
+
+def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
+    segments: list[ir.Segment] = []
+    for s in data["answer_format"]["segments"]:
+        segments.append(ir.Placeholder(str(s["field"])) if "field" in s else ir.Literal_(s["text"]))
+    strategy = data["strategy"]
+    sel = strategy["selection"]
+    model = data["model"]
+    spec = data["spec"]
+    return ir.Task(
+        name=str(data["name"]),
+        description=str(data["description"]),
+        instruction=str(data["instruction"]),
+        inputs=tuple(
+            ir.InputField(
+                name=f["name"], type=f["type"], label=f["label"], description=f["description"]
+            )
+            for f in data["inputs"]
+        ),
+        outputs=tuple(
+            ir.OutputField(
+                name=o["name"],
+                type=o["type"],
+                description=o["description"],
+                choices=tuple(o["choices"]),
+                aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),
+            )
+            for o in data["outputs"]
+        ),
+        answer_format=ir.AnswerFormat(
+            source=str(data["answer_format"]["source"]), segments=tuple(segments)
+        ),
+        demos=(),
+        data=None,
+        items=(),
+        strategy=ir.Strategy(
+            kind=strategy["kind"],
+            batch_size=int(strategy["batch_size"]),
+            selection=ir.Selection(
+                method=sel["method"],
+                seed=int(sel["seed"]),
+                target_position=int(sel["target_position"]),
+                model=sel["model"],
+            ),
+        ),
+        model=ir.ModelConfig(
+            name=str(model["name"]),
+            temperature=model["temperature"],
+            max_tokens=model["max_tokens"],
+            params=dict(model["params"]),
+        ),
+        templates=(),
+        spec=ir.SourceFile(str(spec["path"]), str(spec["sha256"])),
+        spec_dir=str(build),
+    )

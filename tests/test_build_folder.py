@@ -1,0 +1,127 @@
+"""A build folder is self-contained: parse and run read everything from it, never the spec.
+
+A build made with a strategy override (``--strategy single``), moved away from its spec, must
+parse as it was built; a ``--spec`` that compiles to something else is refused, naming what
+differs; a build whose task files were edited is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from promptc.build import build
+from promptc.errors import UsageError
+from promptc.ir import NOWHERE
+from promptc.parse.build_input import load_build
+from promptc.parse.output import parse_output
+from promptc.spec.lower import compile_spec
+from promptc.task_file import ITEMS_FILE, TASK_FILE, read_task
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+@pytest.fixture
+def math_single(tmp_path: Path) -> tuple[Path, Path]:
+    """specs/ copied to tmp, math.yaml built with ``single`` into another folder, specs deleted
+    afterwards: the build is all that is left."""
+    specs = tmp_path / "specs"
+    shutil.copytree(SPECS, specs)
+    task = compile_spec(specs / "math.yaml", overrides={("strategy", "kind"): "single"})
+    out = tmp_path / "elsewhere" / "math"
+    build(task, out)
+    return out, specs
+
+
+def test_task_file_round_trips_what_parsing_uses(math_single: tuple[Path, Path]) -> None:
+    out, specs = math_single
+    original = compile_spec(specs / "math.yaml", overrides={("strategy", "kind"): "single"})
+    read = read_task(out)
+    for a, b in [
+        (read.inputs, original.inputs),
+        (read.outputs, original.outputs),
+        (read.answer_format.segments, original.answer_format.segments),
+    ]:
+        assert [replace(x, location=NOWHERE) for x in a] == [
+            replace(x, location=NOWHERE) for x in b
+        ]
+    assert read.strategy.kind == "single" and read.strategy.batch_size == 1
+    assert [(i.id, dict(i.inputs)) for i in read.items] == [
+        (i.id, dict(i.inputs)) for i in original.items
+    ]
+    assert str(read.items[0].location) == "data/math.jsonl:1:1"
+
+
+def test_parse_needs_no_spec(math_single: tuple[Path, Path]) -> None:
+    out, specs = math_single
+    shutil.rmtree(specs)
+    loaded = load_build(out)
+    assert loaded.task.strategy.kind == "single" and len(loaded.requests) == 20
+    shape = loaded.requests["r0001"]
+    assert shape.item_ids == ("m01",)
+    results = parse_output(loaded.task, shape, "A[1]: 72 - 17 = 55. The answer is 55.")
+    assert [(r.item_id, r.status) for r in results] == [("m01", "ok")]
+
+
+def test_cli_parse_of_a_build_without_its_spec(math_single: tuple[Path, Path]) -> None:
+    from promptc.cli.parse import run_parse
+
+    out, specs = math_single
+    shutil.rmtree(specs)
+    outputs = out / "outputs.jsonl"
+    outputs.write_text(
+        "".join(
+            json.dumps({"id": f"r{k:04d}", "output": "A[1]: So. The answer is 1."}) + "\n"
+            for k in range(1, 21)
+        ),
+        encoding="utf-8",
+    )
+    stdout, stderr = io.StringIO(), io.StringIO()
+    status = run_parse(str(out), str(outputs), None, "recover", "jsonl", stdout, stderr)
+    rows = [json.loads(x) for x in stdout.getvalue().splitlines()]
+    assert status == 0, stderr.getvalue()
+    assert len(rows) == 20 and {r["status"] for r in rows} == {"ok"}
+    assert len({r["item_id"] for r in rows}) == 20  # each item once, no spurious missing rows
+
+
+def test_a_spec_that_does_not_match_is_refused_naming_what_differs(
+    math_single: tuple[Path, Path],
+) -> None:
+    out, specs = math_single
+    with pytest.raises(UsageError) as e:
+        load_build(out, specs / "math.yaml")  # its own strategy: auto-demo, 8 per request
+    assert e.value.code == "spec-mismatch"
+    assert '"kind": "single"' in e.value.message and '"kind": "auto-demo"' in e.value.message
+    assert "requests.jsonl" in e.value.message
+
+
+def test_the_matching_spec_is_accepted(tmp_path: Path) -> None:
+    task = compile_spec(SPECS / "sentiment.yaml")
+    build(task, tmp_path / "b")
+    assert load_build(tmp_path / "b", SPECS / "sentiment.yaml").task.name == task.name
+
+
+@pytest.mark.parametrize("name", [TASK_FILE, ITEMS_FILE])
+def test_edited_task_files_are_refused(math_single: tuple[Path, Path], name: str) -> None:
+    out, _ = math_single
+    path = out / name
+    path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(UsageError) as e:
+        load_build(out)
+    assert e.value.code == "build-modified" and name in e.value.message
+
+
+def test_task_files_are_byte_identical_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = []
+    for cwd in (tmp_path, SPECS):
+        monkeypatch.chdir(cwd)
+        out = tmp_path / f"b{len(texts)}"
+        build(compile_spec(SPECS / "math.yaml"), out)
+        texts.append(((out / TASK_FILE).read_bytes(), (out / ITEMS_FILE).read_bytes()))
+    assert texts[0] == texts[1]
