@@ -161,6 +161,8 @@ class ModelConfig:
     max_tokens: int | None = None
     params: Mapping[str, object] = field(default_factory=dict)
     location: Location = NOWHERE
+    provider: Literal["local", "openai"] | None = None  # where promptc run sends; not sent
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None  # not sent
 
     def request_params(self) -> dict[str, object]:
         """The parameters as sent in a chat completion request, in a stable key order."""
@@ -172,6 +174,13 @@ class ModelConfig:
         for k in sorted(self.params):
             out[k] = self.params[k]
         return out
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The spec's ``run`` section: how ``promptc run`` sends the build."""
+
+    repair_max_attempts: int = 2
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,7 @@ class Task:
     spec_dir: str
     extends: tuple[SourceFile, ...] = ()  # the spec files inherited from, nearest first
     location: Location = NOWHERE
+    run: RunConfig = RunConfig()
 
     def output(self, name: str) -> OutputField:
         for o in self.outputs:

@@ -104,7 +104,10 @@ def task_text(task: ir.Task) -> str:
             "temperature": task.model.temperature,
             "max_tokens": task.model.max_tokens,
             "params": dict(task.model.params),
+            "provider": task.model.provider,
+            "max_tokens_field": task.model.max_tokens_field,
         },
+        "run": {"repair": {"max_attempts": task.run.repair_max_attempts}},
         "spec": {"path": Path(task.spec.path).name, "sha256": task.spec.sha256},
     }
     return json.dumps(record, sort_keys=True, ensure_ascii=False, indent=2, default=_plain) + "\n"
@@ -266,8 +269,15 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
             temperature=model["temperature"],
             max_tokens=model["max_tokens"],
             params=dict(model["params"]),
+            provider=model.get("provider"),
+            max_tokens_field=model.get("max_tokens_field"),
         ),
         templates=(),
         spec=ir.SourceFile(str(spec["path"]), str(spec["sha256"])),
         spec_dir=str(build),
+        run=ir.RunConfig(
+            repair_max_attempts=int(
+                (data.get("run") or {}).get("repair", {}).get("max_attempts", 2)
+            )
+        ),
     )

@@ -261,6 +261,7 @@ def test_rate_limit_is_retried_and_server_errors_reported(
         max_retries=2,
         api_key_env="PROMPTC_TEST_KEY",
         cache_path=tmp_path / "c.sqlite",
+        repair=0,
     )
     assert result.ok and result.sent == 1 and len(handler.seen) == 2
     assert all(s["auth"] == f"Bearer {SECRET}" for s in handler.seen)  # sent, as a header only
@@ -274,6 +275,7 @@ def test_rate_limit_is_retried_and_server_errors_reported(
         max_retries=1,
         api_key_env="PROMPTC_TEST_KEY",
         cache_path=tmp_path / "c.sqlite",
+        repair=0,
     )
     assert result.skipped == 1 and result.sent == 0 and result.cached == 0
     assert [f.format() for f in result.failed] == [
@@ -293,6 +295,7 @@ def test_rate_limit_is_retried_and_server_errors_reported(
         limit=1,
         max_retries=3,
         cache_path=tmp_path / "c.sqlite",
+        repair=0,
     )
     assert [f.format() for f in result.failed] == [
         (
@@ -390,7 +393,7 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
     url, handler = scripted
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
-    assert run_build(build, base_url=url, grammar="none", limit=1, use_cache=False).sent == 1
+    assert run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0).sent == 1
     build_spec(
         spec_dir / "sentiment.yaml",
         build,
@@ -402,7 +405,7 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
         },
     )
     assert (build / "outputs.jsonl").is_file()  # a rebuild leaves the answers alone
-    again = run_build(build, base_url=url, grammar="none", limit=1, use_cache=False)
+    again = run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0)
     assert again.dropped_stale == 1 and again.skipped == 0 and again.sent == 1
     assert handler.seen[-1]["body"]["max_tokens"] == 32
     assert [o["id"] for o in _lines(build / "outputs.jsonl")] == ["r0001"]
@@ -439,12 +442,14 @@ def test_auto_without_a_model_list_sends_no_grammar(
     url, handler = scripted  # answers GET /models with 501: no model list
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
-    result = run_build(build, base_url=url, grammar="auto", limit=1, use_cache=False)
+    result = run_build(build, base_url=url, grammar="auto", limit=1, use_cache=False, repair=0)
     assert result.ok and result.grammar == "none"
     assert "grammar" not in handler.seen[0]["body"]
     assert "response_format" not in handler.seen[0]["body"]
 
-    result = run_build(build, base_url=url, grammar="json-schema", limit=1, use_cache=False)
+    result = run_build(
+        build, base_url=url, grammar="json-schema", limit=1, use_cache=False, repair=0
+    )
     assert result.ok and result.grammar == "json_schema" and result.dropped_stale == 1
     assert handler.seen[1]["body"]["response_format"]["type"] == "json_schema"
     assert handler.seen[1]["body"]["response_format"]["json_schema"]["schema"] == json.loads(
@@ -473,6 +478,7 @@ def test_failure_table_has_a_check_for_every_kind() -> None:
         "bad-request",
         "server",
         "bad-response",
+        "too-large",
     }
     assert all(what and check for what, check in FAILURES.values())
 
@@ -537,17 +543,15 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(
     # Other modes do not need the spec.
     assert "grammar" not in request_body(first, build, "none")
 
-    # A build whose spec cannot be found: a usage error saying what to pass, unless the task
-    # is given.
+    # A build moved away from its spec still pins its questions: the build folder holds its
+    # task (task.json, items.jsonl).
     moved = tmp_path / "elsewhere" / "build"
     moved.parent.mkdir()
     build.rename(moved)
-    with pytest.raises(UsageError) as e:
-        request_body(first, moved, "gbnf")
-    assert e.value.hint == "pass the spec with --spec SPEC, or use --grammar none"
     task = compile_spec(spec_dir / "math.yaml", overrides=overrides)
+    assert request_body(first, moved, "gbnf") == request_body(first, moved, "gbnf", task=task)
     assert request_body(first, moved, "gbnf", task=task) == request_body(
-        first, moved, "gbnf", task=build_task(moved, spec_dir / "math.yaml")
+        first, moved, "gbnf", task=build_task(moved)
     )
 
     # A spec changed since the build: the grammar would pin questions the prompt does not show.

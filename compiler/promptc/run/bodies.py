@@ -86,6 +86,7 @@ def request_body(
     server: ServerKind = "other",
     model: str | None = None,
     task: Task | None = None,
+    grammar_files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
 
@@ -95,18 +96,28 @@ def request_body(
     a small model constrained by it writes questions of its own, which the parser then rightly
     calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
     build's manifest (:func:`build_task`).
+
+    ``grammar_files`` (suffix → text: ``.gbnf``, ``.schema.json``) stands in for the build's
+    grammar files, for a request the build does not hold (a repair request).
     """
+
+    def grammar_text(suffix: str) -> str:
+        if grammar_files is not None:
+            return grammar_files[suffix]
+        return _grammar_file(build, request, suffix)
+
     body: dict[str, Any] = dict(request.params)
     if model is not None:
         body["model"] = model
     body["messages"] = [dict(m) for m in request.messages]
     if mode == "gbnf":
-        gbnf = _grammar_file(build, request, ".gbnf")
         if request.kind == "auto-demo":
-            gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
+            gbnf = pinned_gbnf(task if task is not None else build_task(build), request, build)
+        else:
+            gbnf = grammar_text(".gbnf")
         body["grammar"] = gbnf
     elif mode == "json_schema":
-        schema = json.loads(_grammar_file(build, request, ".schema.json"))
+        schema = json.loads(grammar_text(".schema.json"))
         if server == "llama-cpp-python":
             # Its server accepts only "text" and "json_object" (with a schema) as the type.
             body["response_format"] = {"type": "json_object", "schema": schema}
@@ -142,7 +153,7 @@ def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
         raise
 
 
-def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
+def pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
     """The GBNF of an Auto-Demo request with its own questions pinned.
 
     Raises:

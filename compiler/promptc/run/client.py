@@ -68,6 +68,10 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "server error (HTTP {status}: {detail})",
         "check the server's log; run again to resume",
     ),
+    "too-large": (
+        "the answer is {detail}, more than promptc stores for one request",
+        "lower the model's max_tokens in the spec",
+    ),
     "bad-response": (
         "the server's answer has no choices[0].message ({detail})",
         "check that --base-url points at an OpenAI-compatible chat API",
@@ -119,11 +123,7 @@ def classify(exc: BaseException, secret: str | None) -> Failure:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = _status_detail(exc, secret)
-        retry_after = None
-        try:
-            retry_after = float(exc.response.headers.get("retry-after", ""))
-        except (TypeError, ValueError):
-            pass
+        retry_after = retry_after_seconds(getattr(exc.response, "headers", {}) or {})
         if status in (401, 403):
             return Failure("auth", status, message)
         if status == 404:
@@ -134,6 +134,44 @@ def classify(exc: BaseException, secret: str | None) -> Failure:
             return Failure("server", status, message, retry_after)
         return Failure("bad-request", status, message)
     return Failure("bad-response", None, detail)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """How long a server asks to wait, from ``retry-after-ms`` (milliseconds, as OpenAI sends
+    it) or ``Retry-After`` (seconds, or an HTTP date); ``None`` when it says nothing usable.
+
+    Args:
+        headers: The response's headers (looked up case-insensitively).
+        now: The current time (seconds since the epoch), for HTTP dates; default now.
+    """
+    import email.utils
+    import math
+    import time
+
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = lower.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _status_detail(exc: Any, secret: str | None) -> str:

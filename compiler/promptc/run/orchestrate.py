@@ -47,6 +47,7 @@ what to install.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -54,14 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptc.errors import BackendError, UsageError
+from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.bodies import (
     GRAMMAR_MODES,
     BuildRequest,
     ServerKind,
     build_task,
     cache_key,
-    canonical_json,
     json_answer_text,
     read_requests,
     request_body,
@@ -85,14 +85,31 @@ from promptc.run.outputs import (
     OUTPUTS_FILE,
     REPLACED_FILE,
     RESULTS_FILE,
+    output_line,
     output_record,
+    outputs_lock,
     read_outputs,
     write_atomic,
 )
+from promptc.run.progress import Events, events_for
+from promptc.run.repair import RepairRequest, needs_repair, repair_grammar, repair_requests
 
 if TYPE_CHECKING:
     from promptc.ir import Task
     from promptc.parse.results import ItemResult
+
+#: The largest answer stored for one request (characters): a runaway server is refused per
+#: request instead of filling the disk (a 135M model at max_tokens 2048 writes ~10 kB).
+MAX_OUTPUT_CHARS = 8_000_000
+
+#: Repair rounds when neither the spec (``run.repair.max_attempts``) nor the caller says.
+DEFAULT_REPAIR = 2
+
+#: Hosts whose chat API takes ``max_completion_tokens`` (its o-series models refuse
+#: ``max_tokens``); every other server gets ``max_tokens``, which they all know.
+COMPLETION_TOKENS_HOSTS = ("api.openai.com",)
+
+TOKEN_FIELDS = ("auto", "max_tokens", "max_completion_tokens")
 
 # --------------------------------------------------------------------------------------------
 # Results
@@ -104,7 +121,7 @@ class RequestFailure:
     """A request that got no answer after every retry.
 
     Attributes:
-        request_id: The request's id in ``requests.jsonl``.
+        request_id: The request's id in ``requests.jsonl`` (or a repair request's id).
         kind: A key of :data:`FAILURES` (``connection``, ``timeout``, ``auth``…).
         what: What failed, one sentence.
         check: What to check or do about it.
@@ -137,9 +154,20 @@ class RunResult:
         failed: Requests with no answer, each with what failed and what to check.
         grammar: The grammar mode used (``auto`` resolved), or ``None`` if nothing was sent.
         results_path: ``results.jsonl`` when the run parsed the answers, else ``None``.
-        statuses: Items per parse status, when the run parsed the answers.
+        statuses: Result rows per parse status (after repair), when the run parsed.
         dropped_stale: Answers moved from ``outputs.jsonl`` to ``outputs.replaced.jsonl``
             because their request changed.
+        base_url: The API the run talked to (the embedded server's, for a local run).
+        local: True when the run started the embedded model.
+        prompt_tokens: Prompt tokens of every answer of the run (as the server counted).
+        completion_tokens: Completion tokens of every answer of the run.
+        empty: Answers that were empty (recorded, never cached).
+        repair_rounds: Repair rounds that asked something.
+        repair_requests: Repair requests answered.
+        repaired: Items ok only thanks to repair.
+        not_ok: Items still not ok after repair (``None`` when not parsed).
+        items: Items of the requests considered.
+        elapsed: Seconds the run took.
     """
 
     build_dir: Path
@@ -153,15 +181,27 @@ class RunResult:
     results_path: Path | None = None
     statuses: dict[str, int] | None = None
     dropped_stale: int = 0
+    base_url: str | None = None
+    local: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    empty: int = 0
+    repair_rounds: int = 0
+    repair_requests: int = 0
+    repaired: int = 0
+    not_ok: int | None = None
+    items: int = 0
+    elapsed: float = 0.0
 
     @property
     def answered(self) -> int:
+        """Requests of the build with an answer (repair requests not counted)."""
         return self.skipped + self.cached + self.sent
 
     @property
     def ok(self) -> bool:
-        """True when every request considered has an answer."""
-        return not self.failed and self.answered == self.total
+        """True when every request considered has an answer and, if parsed, every item is ok."""
+        return not self.failed and self.answered == self.total and not self.not_ok
 
     def summary(self) -> str:
         """One line for people."""
@@ -174,13 +214,58 @@ class RunResult:
         ]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
+        if self.empty:
+            parts.append(f"{self.empty} empty answer(s)")
+        if self.repair_requests:
+            parts.append(
+                f"repair: {self.repair_requests} request(s) in {self.repair_rounds} round(s), "
+                f"{self.repaired} item(s) repaired"
+            )
         if self.statuses is not None:
             n = sum(self.statuses.values())
             parts.append(
-                f"{n} items parsed: "
+                f"{n} results: "
                 + ", ".join(f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok")
             )
+        if self.not_ok:
+            parts.append(f"{self.not_ok} of {self.items} item(s) not ok")
+        if self.prompt_tokens or self.completion_tokens:
+            parts.append(f"tokens {self.prompt_tokens} in / {self.completion_tokens} out")
         return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as data (``promptc run --format json``)."""
+        return {
+            "build": str(self.build_dir),
+            "outputs": str(self.outputs_path),
+            "results": str(self.results_path) if self.results_path is not None else None,
+            "base_url": self.base_url,
+            "local": self.local,
+            "grammar": self.grammar,
+            "requests": {
+                "total": self.total,
+                "answered": self.answered,
+                "sent": self.sent,
+                "cached": self.cached,
+                "skipped": self.skipped,
+                "failed": len(self.failed),
+                "empty": self.empty,
+                "replaced": self.dropped_stale,
+            },
+            "items": {"total": self.items, "not_ok": self.not_ok, "statuses": self.statuses},
+            "repair": {
+                "rounds": self.repair_rounds,
+                "requests": self.repair_requests,
+                "repaired": self.repaired,
+            },
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "failures": [
+                {"request": f.request_id, "kind": f.kind, "message": f.format()}
+                for f in self.failed
+            ],
+            "elapsed_s": round(self.elapsed, 3),
+            "ok": self.ok,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +279,9 @@ Progress = Callable[[str], None]
 def run_build(
     build_dir: str | os.PathLike[str],
     *,
-    base_url: str,
+    base_url: str | None = None,
+    local: bool | None = None,
+    model_path: str | os.PathLike[str] | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int = 4,
     grammar: str = "auto",
@@ -207,14 +294,26 @@ def run_build(
     parse: bool = False,
     spec: str | os.PathLike[str] | None = None,
     outputs_path: str | os.PathLike[str] | None = None,
-    progress: Progress | None = None,
+    results_path: str | os.PathLike[str] | None = None,
+    repair: int | None = None,
+    max_tokens_field: str = "auto",
+    progress: Events | Progress | None = None,
+    on_server_start: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Sends the requests of a build and writes their answers to ``outputs.jsonl``.
+    """Sends the requests of a build, repairs failed items, and writes ``outputs.jsonl``.
+
+    Where the requests go: ``base_url``, else ``$OPENAI_BASE_URL``, else the embedded model
+    (:mod:`promptc.run.local`) when ``local`` is true, the spec says
+    ``model: {provider: local}``, or the ``local`` extra is installed and ``local`` is not
+    false.
 
     Args:
         build_dir: A folder written by ``promptc build``.
         base_url: The API's base URL, e.g. ``https://api.openai.com/v1`` or
             ``http://127.0.0.1:8080/v1``.
+        local: True to run the embedded llama.cpp server (refused with ``base_url``);
+            False never to.
+        model_path: The GGUF file of the embedded server (default the bundled SmolLM2).
         api_key_env: The environment variable holding the API key (read, never written).
         concurrency: Requests in flight at once.
         grammar: ``auto``, ``gbnf``, ``json_schema`` (or ``json-schema``) or ``none``.
@@ -222,24 +321,34 @@ def run_build(
         use_cache: False to neither read nor write the cache.
         timeout: Seconds to wait for one answer.
         max_retries: Retries of a request after a retryable failure (connection, timeout,
-            rate limit, 5xx), with exponential backoff.
+            rate limit, 5xx), with backoff (the server's ``Retry-After`` when it sends one).
         limit: Only the first ``limit`` requests of the build.
         model: Send this model name instead of the build's (e.g. a local server's alias).
-        parse: Also parse every answer (:func:`promptc.parse.output.parse_output`) and write
-            ``results.jsonl`` next to the outputs, in request order.
-        spec: The spec to parse with, and to pin Auto-Demo questions in GBNF grammars with;
-            default the one named by the build's manifest.
+        parse: Write ``results.jsonl``: one parse result per item, after repair.
+        spec: A spec that must compile to this build (refused, naming what differs, if it
+            does not); only needed for builds made before build folders held their task.
         outputs_path: Where to write the answers; default ``BUILD_DIR/outputs.jsonl``.
-        progress: Called with one line of progress per event (the CLI prints it on stderr).
+        results_path: Where to write the results; default ``results.jsonl`` beside the
+            outputs.
+        repair: Repair rounds (:mod:`promptc.run.repair`); default the spec's
+            ``run.repair.max_attempts`` (2 if it says nothing); 0 for none.
+        max_tokens_field: ``max_tokens``, ``max_completion_tokens`` or ``auto`` (the spec's
+            ``model.max_tokens_field``, else ``max_completion_tokens`` for api.openai.com and
+            ``max_tokens`` elsewhere).
+        progress: An :class:`~promptc.run.progress.Events` (a bar, lines), or a callable
+            given one line per event.
+        on_server_start: Called with the embedded server's process id when it runs.
 
     Returns:
         What was done; failed requests are in :attr:`RunResult.failed`, not raised.
 
     Raises:
-        UsageError: Bad arguments, not a build, a grammar file missing, an unusable cache.
-        BackendError: The ``openai`` package is not installed.
-        PromptcError: ``parse=True`` and the spec cannot be compiled.
+        UsageError: Bad arguments, not a build, no server to send to, a grammar file
+            missing, an unusable cache, another run writing the same outputs.
+        BackendError: ``openai`` (or, for the embedded model, ``llama_cpp``) not installed.
+        PromptcError: A ``spec`` that does not compile or does not match the build.
     """
+    started = time.monotonic()
     mode = grammar.replace("-", "_")
     if mode not in GRAMMAR_MODES:
         raise UsageError(
@@ -252,11 +361,20 @@ def run_build(
         )
     if max_retries < 0 or timeout <= 0:
         raise UsageError("max_retries must be 0 or more and timeout above 0", code="bad-retries")
+    if repair is not None and repair < 0:
+        raise UsageError(f"repair must be 0 or more, not {repair}", code="bad-repair")
+    if max_tokens_field not in TOKEN_FIELDS:
+        raise UsageError(
+            f"unknown max_tokens field {max_tokens_field!r}; expected " + ", ".join(TOKEN_FIELDS),
+            code="bad-token-field",
+        )
     build = Path(build_dir)
     requests = read_requests(build)
     if limit is not None:
         requests = requests[: max(limit, 0)]
     out_path = Path(outputs_path) if outputs_path is not None else build / OUTPUTS_FILE
+    res_path = Path(results_path) if results_path is not None else out_path.with_name(RESULTS_FILE)
+    events = events_for(progress)
     try:
         import openai  # noqa: F401 - imported here: promptc itself does not need it
     except ImportError:
@@ -265,15 +383,51 @@ def run_build(
             hint="pip install 'promptc[openai]'",
             code="missing-openai",
         ) from None
-    parser = _Parser(build, spec) if parse else None
+    task = _task_of(build, spec, required=parse)
+    rounds = repair if repair is not None else (task.run.repair_max_attempts if task else 0)
+    if repair is None and task is None:
+        rounds = 0
+    if rounds and task is None:
+        raise UsageError(
+            "repair needs the build's task (task.json), which this build lacks",
+            hint="rebuild it, pass --spec SPEC, or --repair 0",
+            code="no-task-file",
+        )
+    parser = _Parser(build, task) if (parse or rounds) and task is not None else None
+    provider = task.model.provider if task is not None else None
+    token_field = max_tokens_field
+    if token_field == "auto" and task is not None and task.model.max_tokens_field:
+        token_field = task.model.max_tokens_field
+    url, use_local = _server(base_url, local, provider)
     cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
     try:
-        return asyncio.run(
-            _Run(
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(outputs_lock(out_path))
+            cache_url = url or ""
+            if use_local:
+                from promptc.run.local import LOCAL_ALIAS, context_for, local_server
+
+                n_ctx = context_for(
+                    max(
+                        (sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests),
+                        default=0,
+                    ),
+                    _max_tokens(requests),
+                )
+                url = stack.enter_context(
+                    local_server(model_path, n_ctx=n_ctx, say=events.note, on_start=on_server_start)
+                )
+                # The port changes every run; the cache is keyed by the model file instead.
+                cache_url = "local:" + (Path(model_path).name if model_path else LOCAL_ALIAS)
+                model = model or LOCAL_ALIAS
+            assert url is not None
+            run = _Run(
                 build=build,
                 requests=requests,
                 out_path=out_path,
-                base_url=base_url,
+                results_path=res_path if parse else None,
+                base_url=url,
+                cache_url=cache_url,
                 api_key_env=api_key_env,
                 concurrency=concurrency,
                 mode=mode,
@@ -282,35 +436,88 @@ def run_build(
                 max_retries=max_retries,
                 model=model,
                 parser=parser,
-                progress=progress or (lambda _line: None),
-                spec=spec,
-            ).run()
-        )
+                events=events,
+                task=task,
+                repair=rounds,
+                token_field=token_field,
+            )
+            result = asyncio.run(run.run())
+            result.base_url = url
+            result.local = use_local
+            result.elapsed = time.monotonic() - started
+            return result
     finally:
+        events.close()
         if cache is not None:
             cache.close()
 
 
-class _Parser:
-    """Parses answers with the build's task, for ``parse=True``."""
+def _max_tokens(requests: list[BuildRequest]) -> int | None:
+    values = [r.params.get("max_tokens") for r in requests]
+    ints = [v for v in values if isinstance(v, int)]
+    return max(ints) if ints else None
 
-    def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
+
+def _server(
+    base_url: str | None, local: bool | None, provider: str | None
+) -> tuple[str | None, bool]:
+    """Where to send: (base URL, start the embedded model?)."""
+    from promptc.run.local import local_available
+
+    if local and base_url:
+        raise UsageError(
+            "--local and --base-url exclude each other: the embedded model has its own URL",
+            code="local-and-base-url",
+        )
+    if local:
+        return None, True
+    if base_url:
+        return base_url, False
+    env_url = os.environ.get("OPENAI_BASE_URL")
+    if provider == "local" and local is not False:
+        return None, True
+    if env_url:
+        return env_url, False
+    if local is not False and provider != "openai" and local_available():
+        return None, True
+    if provider == "openai":
+        return "https://api.openai.com/v1", False
+    raise UsageError(
+        "no server to send to: neither --base-url nor OPENAI_BASE_URL is set, and the "
+        "embedded model is not installed",
+        hint="pass --base-url URL, set OPENAI_BASE_URL, or pip install 'promptc[local]' "
+        "and use --local",
+        code="no-server",
+    )
+
+
+def _task_of(build: Path, spec: str | os.PathLike[str] | None, *, required: bool) -> Task | None:
+    """The build's task (from the build folder; an old build's from its spec), or ``None``
+    when it cannot be had and is not ``required``."""
+    try:
+        return build_task(build, spec)
+    except UsageError as e:
+        if not required and e.code in ("spec-not-found", "no-spec-in-manifest", "no-task-file"):
+            return None
+        if e.code in ("spec-not-found", "no-spec-in-manifest"):
+            # Checked before anything is sent, so that no answer is paid for in vain.
+            raise UsageError(
+                e.message, location=e.location, hint="pass the spec with --spec SPEC", code=e.code
+            ) from None
+        raise
+
+
+class _Parser:
+    """Parses answers with the build's task."""
+
+    def __init__(self, build: Path, task: Task) -> None:
         from promptc.parse.build_input import load_build
 
+        self.task = task
         try:
-            loaded = load_build(build, spec)
-        except UsageError as e:
-            if spec is None and e.code in ("spec-not-found", "no-spec-in-manifest"):
-                # Checked before anything is sent, so that no answer is paid for in vain.
-                raise UsageError(
-                    e.message,
-                    location=e.location,
-                    hint="pass the spec with --spec SPEC",
-                    code=e.code,
-                ) from None
-            raise
-        self.task = loaded.task
-        self.shapes = loaded.requests
+            self.shapes = load_build(build).requests
+        except PromptcError:
+            self.shapes = {}
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
         from promptc.parse.output import parse_output
@@ -332,7 +539,9 @@ class _Run:
     build: Path
     requests: list[BuildRequest]
     out_path: Path
+    results_path: Path | None
     base_url: str
+    cache_url: str
     api_key_env: str
     concurrency: int
     mode: str
@@ -341,18 +550,22 @@ class _Run:
     max_retries: int
     model: str | None
     parser: _Parser | None
-    progress: Progress
-    spec: str | os.PathLike[str] | None = None
+    events: Events
+    task: Task | None
+    repair: int
+    token_field: str
     result: RunResult = field(init=False)
     _secret: str | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
-    _done: int = field(init=False, default=0)
     _parsed: dict[str, list[ItemResult]] = field(init=False, default_factory=dict)
     _modes: dict[str, str] = field(init=False, default_factory=dict)
-    _task: Task | None = field(init=False, default=None)
+    _repairs: dict[str, RepairRequest] = field(init=False, default_factory=dict)
+    _resolved: tuple[str, ServerKind] | None = field(init=False, default=None)
+    _asked: set[str] = field(init=False, default_factory=set)
 
     async def run(self) -> RunResult:
         self.result = RunResult(self.build, self.out_path, total=len(self.requests))
+        self.result.items = len({i for r in self.requests for i in r.item_ids})
         self._secret = os.environ.get(self.api_key_env) or None
         existing = read_outputs(self.out_path)
         pending: list[BuildRequest] = []
@@ -373,11 +586,11 @@ class _Run:
             self.result.dropped_stale = len(stale)
             replaced = self.out_path.with_name(REPLACED_FILE)
             with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230
-                f.writelines(canonical_json(existing[k]) + "\n" for k in stale)
+                f.writelines(output_line(existing[k]) + "\n" for k in stale)
             write_atomic(
-                self.out_path, (canonical_json(v) for k, v in existing.items() if k not in stale)
+                self.out_path, (output_line(v) for k, v in existing.items() if k not in stale)
             )
-            self.progress(
+            self.events.note(
                 f"{len(stale)} answer(s) in {self.out_path.name} are for requests "
                 "that have changed since (prompt, model or grammar mode); moved to "
                 f"{replaced.name} and sent again: {', '.join(sorted(stale)[:5])}"
@@ -385,36 +598,113 @@ class _Run:
             )
         self.result.skipped = len(keep)
         if keep:
-            self.progress(
+            self.events.note(
                 f"resuming: {len(keep)} of {len(self.requests)} request(s) already "
                 f"answered in {self.out_path}"
             )
         for r in self.requests:
             if r.id in keep:
+                self._count_usage(keep[r.id])
                 self._parse(r, keep[r.id]["output"])
 
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         # Blocking file writes are fine here: one short line per answer, and they must be
         # flushed before the next answer is awaited.
         with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:  # noqa: ASYNC230
-            to_send: list[BuildRequest] = []
-            for r in pending:  # answers cached under any body this run could send
-                hit = self._cached(r)
-                if hit is None:
-                    to_send.append(r)
-                    continue
-                key, response = hit
-                self._record(out, r, key, response)
-                self.result.cached += 1
-                self._tick(r, "from cache")
-            if to_send:
-                await self._send_all(out, to_send)
+            if pending:
+                items = sum(len(r.item_ids) for r in pending)
+                self.events.start(len(pending), items, "promptc run")
+                answered = await self._answer(out, pending)
+                self.result.cached += answered[0]
+                self.result.sent += answered[1]
+            if self.parser is not None and self.repair > 0 and not self._fatal():
+                await self._repair_rounds(out, existing)
         self._finish()
         return self.result
+
+    def _fatal(self) -> bool:
+        """True when every request failed the same way: repair would only fail again."""
+        return bool(self.result.failed) and self.result.answered == 0
+
+    # -- repair -----------------------------------------------------------------------------
+
+    async def _repair_rounds(self, out: Any, existing: Mapping[str, dict[str, Any]]) -> None:
+        assert self.parser is not None and self.task is not None
+        by_id = {r.id: r for r in self.requests}
+        best: dict[tuple[str, int], ItemResult] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
+        for r in self.requests:
+            for x in self._parsed.get(r.id, []):
+                if x.item_id is not None:
+                    best[(r.id, x.index)] = x
+                    self._attempts[(r.id, x.index)] = 1
+        self._best = best
+        for attempt in range(1, self.repair + 1):
+            failed: dict[str, list[int]] = {}
+            for (rid, pos), x in best.items():
+                if needs_repair(x):
+                    failed.setdefault(rid, []).append(pos)
+            if not failed:
+                return
+            for positions in failed.values():
+                positions.sort()
+            planned, refused = repair_requests(self.task, failed, by_id, attempt)
+            if refused:
+                self.events.note(
+                    "cannot repair request(s) "
+                    + ", ".join(refused[:5])
+                    + ": their prompt does not show its questions as Q[i]: …"
+                )
+            fresh: list[RepairRequest] = []
+            for rr in planned:
+                self._repairs[rr.request.id] = rr
+                keys = self._candidate_keys(rr.request)
+                if keys and all(k in self._asked for k in keys):
+                    continue  # the very prompt was asked already: same answer again
+                fresh.append(rr)
+            if not fresh:
+                return
+            self.result.repair_rounds += 1
+            todo: list[BuildRequest] = []
+            for rr in fresh:
+                old = existing.get(rr.request.id)
+                if old is not None and old.get("request_sha256") in self._candidate_keys(
+                    rr.request
+                ):
+                    self._modes[rr.request.id] = self._mode_of(
+                        rr.request, str(old.get("request_sha256"))
+                    )
+                    self._asked.add(str(old.get("request_sha256")))
+                    self._count_usage(old)
+                    self._parse(rr.request, str(old.get("output", "")))
+                    self.result.repair_requests += 1
+                else:
+                    todo.append(rr.request)
+            if todo:
+                self.events.start(
+                    len(todo), sum(len(r.item_ids) for r in todo), f"repair round {attempt}"
+                )
+                cached, sent = await self._answer(out, todo)
+                self.result.repair_requests += cached + sent
+            for rr in fresh:
+                parsed = self._parsed.get(rr.request.id)
+                for j, pos in enumerate(rr.positions, 1):
+                    self._attempts[(rr.origin, pos)] = self._attempts.get((rr.origin, pos), 1) + 1
+                    if parsed is None:
+                        continue
+                    hit = [x for x in parsed if x.index == j and x.item_id is not None]
+                    if not hit:
+                        continue
+                    if hit[0].status == "ok" or not best[(rr.origin, pos)].ok:
+                        if hit[0].ok and not best[(rr.origin, pos)].ok:
+                            self.result.repaired += 1
+                        best[(rr.origin, pos)] = hit[0]
 
     # -- bodies -----------------------------------------------------------------------------
 
     def _modes_to_try(self) -> list[tuple[str, ServerKind]]:
+        if self._resolved is not None:
+            return [self._resolved]
         if self.mode == "auto":
             return [("gbnf", "other"), ("none", "other")]
         if self.mode == "json_schema":
@@ -424,28 +714,42 @@ class _Run:
     def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
         task = None
         if mode == "gbnf" and r.kind == "auto-demo":  # its questions are pinned in its grammar
-            if self._task is None:
-                self._task = (
-                    self.parser.task
-                    if self.parser is not None
-                    else build_task(self.build, self.spec)
-                )
-            task = self._task
-        return request_body(
+            if self.task is None:
+                self.task = build_task(self.build)
+            task = self.task
+        files = None
+        rr = self._repairs.get(r.id)
+        if rr is not None and mode in ("gbnf", "json_schema"):
+            assert self.task is not None
+            suffix = ".gbnf" if mode == "gbnf" else ".schema.json"
+            files = {suffix: repair_grammar(self.task, r, suffix)}
+        body = request_body(
             r,
             self.build,
             mode,  # type: ignore[arg-type]
             server,
             self.model,
             task,
+            files,
         )
+        if self._token_field() == "max_completion_tokens" and "max_tokens" in body:
+            body["max_completion_tokens"] = body.pop("max_tokens")
+        return body
+
+    def _token_field(self) -> str:
+        if self.token_field != "auto":
+            return self.token_field
+        from urllib.parse import urlparse
+
+        host = urlparse(self.base_url).hostname or ""
+        return "max_completion_tokens" if host in COMPLETION_TOKENS_HOSTS else "max_tokens"
 
     def _candidate_keys(self, r: BuildRequest) -> dict[str, str]:
         """Cache key → grammar mode, for every body this run might send for ``r``."""
         out: dict[str, str] = {}
         for mode, server in self._modes_to_try():
             try:
-                out[cache_key(self.base_url, self._body(r, mode, server))] = mode
+                out[cache_key(self.cache_url, self._body(r, mode, server))] = mode
             except UsageError:
                 if self.mode != "auto":
                     raise  # auto falls back to no grammar when a build has none
@@ -459,14 +763,31 @@ class _Run:
             return None
         for key, mode in self._candidate_keys(r).items():
             hit = self.cache.get(key)
-            if hit is not None:
+            if hit is not None and hit.get("output"):  # an empty answer is never a hit
                 self._modes[r.id] = mode
                 return key, hit
         return None
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def _send_all(self, out: Any, requests: list[BuildRequest]) -> None:
+    async def _answer(self, out: Any, requests: list[BuildRequest]) -> tuple[int, int]:
+        """Answers ``requests`` from the cache, else from the API: (cached, sent)."""
+        to_send: list[BuildRequest] = []
+        cached = 0
+        for r in requests:
+            hit = self._cached(r)
+            if hit is None:
+                to_send.append(r)
+                continue
+            key, response = hit
+            self._asked.add(key)
+            self._record(out, r, key, response)
+            cached += 1
+            self._tick(r, response, "from cache")
+        sent = await self._send_all(out, to_send) if to_send else 0
+        return cached, sent
+
+    async def _send_all(self, out: Any, requests: list[BuildRequest]) -> int:
         import openai
 
         self._client = openai.AsyncOpenAI(
@@ -475,12 +796,16 @@ class _Run:
             timeout=self.timeout,
             max_retries=0,  # retried here, to count attempts and say what failed
         )
+        sent = [0]
         try:
-            mode, server = await self._resolve(requests)
-            if mode is None:
-                return
-            self.result.grammar = mode
-            self.progress(
+            if self._resolved is None:
+                mode, server = await self._resolve(requests)
+                if mode is None:
+                    return 0
+                self._resolved = (mode, server)
+                self.result.grammar = mode
+            mode, server = self._resolved
+            self.events.note(
                 f"sending {len(requests)} request(s) to {self.base_url} "
                 f"(grammar: {mode}, concurrency {self.concurrency})"
             )
@@ -488,11 +813,13 @@ class _Run:
 
             async def one(r: BuildRequest) -> None:
                 async with gate:
-                    await self._send_one(out, r, mode, server)
+                    if await self._send_one(out, r, mode, server):
+                        sent[0] += 1
 
             await asyncio.gather(*(one(r) for r in requests))
         finally:
             await self._client.close()
+        return sent[0]
 
     async def _resolve(self, requests: list[BuildRequest]) -> tuple[str | None, ServerKind]:
         """The grammar mode and server kind to send with (asks the server when it matters)."""
@@ -527,9 +854,10 @@ class _Run:
         chosen = "gbnf" if server != "other" and all(r.grammar for r in requests) else "none"
         return chosen, server
 
-    async def _send_one(self, out: Any, r: BuildRequest, mode: str, server: ServerKind) -> None:
+    async def _send_one(self, out: Any, r: BuildRequest, mode: str, server: ServerKind) -> bool:
         body = self._body(r, mode, server)
-        key = cache_key(self.base_url, body)
+        key = cache_key(self.cache_url, body)
+        self._asked.add(key)
         kwargs = split_params(self._client.chat.completions.create, body)
         attempts = 0
         started = time.monotonic()
@@ -538,28 +866,40 @@ class _Run:
             try:
                 completion = await self._client.chat.completions.create(**kwargs)
                 response = response_data(completion, self._secret)
+                size = len(str(response.get("output", "")))
+                if size > MAX_OUTPUT_CHARS:
+                    raise Failure("too-large", None, f"{size:,} characters")
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
                 failure = exc if isinstance(exc, Failure) else classify(exc, self._secret)
                 if failure.kind in RETRYABLE and attempts <= self.max_retries:
                     delay = backoff(attempts - 1, failure.retry_after)
-                    self.progress(
+                    self.events.note(
                         f"request {r.id}: {failure.kind} ({failure.detail}); "
                         f"retrying in {delay:.1f} s"
                     )
                     await asyncio.sleep(delay)
                     continue
                 self._fail(r, failure, attempts)
-                return
-        if self.cache is not None and not self.cache.put(key, response):
-            self.progress(
+                return False
+        empty = not response.get("output")
+        if empty:
+            # Recorded (it is what the server said) but not cached: the next run asks again.
+            self.result.empty += 1
+            self.events.note(f"request {r.id}: the server's answer is empty")
+        elif self.cache is not None and not self.cache.put(key, response):
+            self.events.note(
                 f"request {r.id}: could not write the response cache "
                 f"{self.cache.path}; the answer is kept in {self.out_path.name}"
             )
         self._modes[r.id] = mode
         self._record(out, r, key, response)
-        self.result.sent += 1
-        self._tick(r, f"{time.monotonic() - started:.1f} s, finish {response.get('finish_reason')}")
+        self._tick(
+            r,
+            response,
+            f"{time.monotonic() - started:.1f} s, finish {response.get('finish_reason')}",
+        )
+        return True
 
     def _fail(self, r: BuildRequest, failure: Failure, attempts: int, during: str = "") -> None:
         model = str(self.model or r.params.get("model", ""))
@@ -581,41 +921,76 @@ class _Run:
         self.result.failed.append(
             RequestFailure(r.id, failure.kind, what, check_t.format(**fill), attempts)
         )
-        self._done += 1
-        self.progress(f"[{self._done}/{self.result.total}] {r.id} failed ({failure.kind})")
+        self.events.failed(r.id, len(r.item_ids), failure.kind)
 
     # -- writing ----------------------------------------------------------------------------
 
     def _record(self, out: Any, r: BuildRequest, key: str, response: Mapping[str, Any]) -> None:
-        out.write(canonical_json(output_record(r.id, key, response)) + "\n")
+        record = output_record(r.id, key, response)
+        rr = self._repairs.get(r.id)
+        if rr is not None:
+            record["repair"] = rr.record()
+        out.write(output_line(record) + "\n")
         out.flush()  # an interrupted run keeps every answer received
+        self._count_usage(record)
         self._parse(r, str(response.get("output", "")))
+
+    def _count_usage(self, record: Mapping[str, Any]) -> None:
+        usage = record.get("usage")
+        if isinstance(usage, Mapping):
+            self.result.prompt_tokens += _int(usage.get("prompt_tokens"))
+            self.result.completion_tokens += _int(usage.get("completion_tokens"))
 
     def _parse(self, r: BuildRequest, output: str) -> None:
         if self.parser is not None:
             self._parsed[r.id] = self.parser.parse(r, output, self._modes.get(r.id, self.mode))
 
-    def _tick(self, r: BuildRequest, note: str) -> None:
-        self._done += 1
+    def _tick(self, r: BuildRequest, response: Mapping[str, Any], note: str) -> None:
         parsed = self._parsed.get(r.id)
+        ok = None
         if parsed is not None:
             ok = sum(1 for x in parsed if x.status == "ok")
-            note += f", {ok}/{len(parsed)} items ok"
-        self.progress(f"[{self._done}/{self.result.total}] {r.id} answered ({note})")
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, Mapping) else {}
+        self.events.done(
+            r.id,
+            items=len(r.item_ids),
+            ok=ok,
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")),
+            note=note,
+        )
 
     def _finish(self) -> None:
-        """Rewrites outputs.jsonl in request order (stable diffs) and writes results.jsonl."""
+        """Rewrites outputs.jsonl in request order (repair answers after, by id) and writes
+        results.jsonl."""
         existing = read_outputs(self.out_path)
         order = {r.id: k for k, r in enumerate(self.requests)}
         ordered = sorted(existing.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
-        self.result.failed.sort(key=lambda f: order.get(f.request_id, len(order)))
-        write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
+        self.result.failed.sort(key=lambda f: (order.get(f.request_id, len(order)), f.request_id))
+        write_atomic(self.out_path, (output_line(v) for _, v in ordered))
         if self.parser is None:
             return
-        from promptc.parse.results import summarize
+        from promptc.parse.results import dumps, summarize
 
-        results = [x for r in self.requests for x in self._parsed.get(r.id, [])]
-        path = self.out_path.with_name(RESULTS_FILE)
-        write_atomic(path, (x.to_json() for x in results))
-        self.result.results_path = path
-        self.result.statuses = summarize(results)
+        best: dict[tuple[str, int], ItemResult] = getattr(self, "_best", {})
+        attempts: dict[tuple[str, int], int] = getattr(self, "_attempts", {})
+        rows: list[tuple[ItemResult, int]] = []
+        for r in self.requests:
+            for x in self._parsed.get(r.id, []):
+                if x.item_id is None:
+                    rows.append((x, 1))
+                    continue
+                rows.append((best.get((r.id, x.index), x), attempts.get((r.id, x.index), 1)))
+        self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
+        self.result.statuses = summarize(x for x, _ in rows)
+        if self.results_path is not None:
+            write_atomic(
+                self.results_path,
+                (dumps({**x.to_dict(), "attempts": n}) for x, n in rows),
+            )
+            self.result.results_path = self.results_path
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -136,8 +136,10 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
         max_tokens=model_decl.pop("max_tokens", None),
-        params=model_decl,
         location=doc.key_location(("model",)),
+        provider=model_decl.pop("provider", None),
+        max_tokens_field=model_decl.pop("max_tokens_field", None),
+        params=model_decl,
     )
 
     templates: list[ir.TemplateRef] = []
@@ -169,6 +171,11 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         spec_dir=str(top.resolved.parent),
         extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
         location=Location(top.display, 1, 1),
+        run=ir.RunConfig(
+            repair_max_attempts=int(
+                ((d.get("run") or {}).get("repair") or {}).get("max_attempts", 2)
+            )
+        ),
     )
     if own:
         c.raise_if_any()

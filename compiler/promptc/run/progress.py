@@ -1,0 +1,177 @@
+"""What a run shows while it runs: a progress bar on a terminal, event lines otherwise.
+
+:class:`Events` is what the run calls; :class:`Lines` writes one plain line per event (logs,
+CI, pipes) and :class:`Bar` draws a rich progress bar (requests and items done, items ok,
+tokens in and out, elapsed, ETA) with the notes printed above it. :func:`events_for` picks one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+
+class Events:
+    """Receives a run's events. The base class ignores them all."""
+
+    def start(self, requests: int, items: int, label: str) -> None:
+        """A pass over ``requests`` requests holding ``items`` items begins."""
+
+    def done(
+        self,
+        request_id: str,
+        *,
+        items: int,
+        ok: int | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        note: str,
+    ) -> None:
+        """A request is answered (``ok``: its items that parsed ok, if parsed)."""
+
+    def failed(self, request_id: str, items: int, kind: str) -> None:
+        """A request got no answer."""
+
+    def note(self, line: str) -> None:
+        """Something people should read (a retry, a resume, a warning)."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+class Lines(Events):
+    """One plain line per event, through ``say`` (the CLI's stderr)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.total = 0
+        self.count = 0
+        self.tokens = [0, 0]
+
+    def start(self, requests: int, items: int, label: str) -> None:
+        self.total, self.count = requests, 0
+        self.say(f"{label}: {requests} request(s), {items} item(s)")
+
+    def done(
+        self,
+        request_id: str,
+        *,
+        items: int,
+        ok: int | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        note: str,
+    ) -> None:
+        self.count += 1
+        self.tokens[0] += prompt_tokens
+        self.tokens[1] += completion_tokens
+        extra = f", {ok}/{items} items ok" if ok is not None else ""
+        tokens = f", tokens {prompt_tokens} in / {completion_tokens} out" if prompt_tokens else ""
+        self.say(f"[{self.count}/{self.total}] {request_id} answered ({note}{extra}{tokens})")
+
+    def failed(self, request_id: str, items: int, kind: str) -> None:
+        self.count += 1
+        self.say(f"[{self.count}/{self.total}] {request_id} failed ({kind})")
+
+    def note(self, line: str) -> None:
+        self.say(line)
+
+
+class Bar(Events):
+    """A rich progress bar on ``file`` (a terminal)."""
+
+    def __init__(self, file: IO[str]) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=file)
+        self._progress: Any = None
+        self._task: Any = None
+        self.items = self.ok = self.tokens_in = self.tokens_out = 0
+        self.started = time.monotonic()
+
+    def start(self, requests: int, items: int, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.close()
+        self.items_total = items
+        self.items = self.ok = 0
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("requests"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=requests, stats=self._stats())
+
+    def _stats(self) -> str:
+        return (
+            f"items {self.items}/{getattr(self, 'items_total', 0)}, {self.ok} ok, "
+            f"tokens {self.tokens_in} in / {self.tokens_out} out"
+        )
+
+    def done(
+        self,
+        request_id: str,
+        *,
+        items: int,
+        ok: int | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        note: str,
+    ) -> None:
+        self.items += items
+        self.ok += ok or 0
+        self.tokens_in += prompt_tokens
+        self.tokens_out += completion_tokens
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, stats=self._stats())
+
+    def failed(self, request_id: str, items: int, kind: str) -> None:
+        self.items += items
+        self.note(f"{request_id} failed ({kind})")
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, stats=self._stats())
+
+    def note(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def events_for(
+    progress: Events | Callable[[str], None] | None, file: IO[str] | None = None
+) -> Events:
+    """The events object for ``run_build``'s ``progress`` argument: an :class:`Events` as it is,
+    a callable wrapped in :class:`Lines`, ``None`` ignoring everything."""
+    if isinstance(progress, Events):
+        return progress
+    if progress is None:
+        return Events()
+    return Lines(progress)
+
+
+def cli_events(file: IO[str] | None = None) -> Events:
+    """A bar when ``file`` (default stderr) is a terminal, plain lines otherwise."""
+    out = file if file is not None else sys.stderr
+    if hasattr(out, "isatty") and out.isatty():
+        return Bar(out)
+    return Lines(lambda line: print(line, file=out, flush=True))
