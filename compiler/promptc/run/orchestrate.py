@@ -968,7 +968,10 @@ class _Run:
         order = {r.id: k for k, r in enumerate(self.requests)}
         ordered = sorted(existing.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
         self.result.failed.sort(key=lambda f: (order.get(f.request_id, len(order)), f.request_id))
-        write_atomic(self.out_path, (output_line(v) for _, v in ordered))
+        if ordered:
+            write_atomic(self.out_path, (output_line(v) for _, v in ordered))
+        else:  # nothing answered: no empty file to mistake for a run's answers
+            self.out_path.unlink(missing_ok=True)
         if self.parser is None:
             return
         from promptc.parse.results import dumps, summarize
