@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.errors import Location, UsageError
-from promptc.run.bodies import canonical_json
+from promptc.run.outputs import output_line
 
 CACHE_FILE = "responses.sqlite"
 
@@ -75,10 +75,10 @@ class ResponseCache:
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                (key, canonical_json(response)),
+                (key, output_line(response)),  # escaped where UTF-8 cannot carry it
             )
             self._db.commit()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):
             return False
         return True
 

@@ -570,15 +570,20 @@ class _Run:
         existing = read_outputs(self.out_path)
         pending: list[BuildRequest] = []
         keep: dict[str, dict[str, Any]] = {}
+        empty: set[str] = set()
         for r in self.requests:
             old = existing.get(r.id)
             if old is not None and old.get("request_sha256") in self._candidate_keys(r):
-                keep[r.id] = old
-                self._modes[r.id] = self._mode_of(r, str(old.get("request_sha256")))
-            else:
-                pending.append(r)
+                if old.get("output"):
+                    keep[r.id] = old
+                    self._modes[r.id] = self._mode_of(r, str(old.get("request_sha256")))
+                    continue
+                empty.add(r.id)  # recorded as it came, and asked again
+            pending.append(r)
         considered = {r.id for r in self.requests}
-        stale = [rid for rid in existing if rid in considered and rid not in keep]
+        stale = [
+            rid for rid in existing if rid in considered and rid not in keep and rid not in empty
+        ]
         if stale:
             # Answers to requests that have changed since (another prompt, model or grammar
             # mode): moved aside, never deleted, so that outputs.jsonl matches the build and
@@ -668,8 +673,10 @@ class _Run:
             todo: list[BuildRequest] = []
             for rr in fresh:
                 old = existing.get(rr.request.id)
-                if old is not None and old.get("request_sha256") in self._candidate_keys(
-                    rr.request
+                if (
+                    old is not None
+                    and old.get("output")
+                    and old.get("request_sha256") in self._candidate_keys(rr.request)
                 ):
                     self._modes[rr.request.id] = self._mode_of(
                         rr.request, str(old.get("request_sha256"))

