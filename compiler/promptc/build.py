@@ -47,9 +47,16 @@ from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.select.methods import SelectionResult, batch_size, select
 
-Target = Literal["chat", "openai-batch"]
-TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
+Target = Literal["chat", "openai-batch", "vllm-batch"]
+TARGETS: tuple[Target, ...] = ("chat", "openai-batch", "vllm-batch")
+#: The targets whose requests.jsonl is a Batch API input file (``custom_id``, ``body``…).
+BATCH_TARGETS: tuple[Target, ...] = ("openai-batch", "vllm-batch")
 OPENAI_BATCH_URL = "/v1/chat/completions"
+#: The Batch API's limits per input file: a bigger build is written in shards
+#: (``requests-0001.jsonl``, …), each within both.
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200 * 1024 * 1024
+SHARD_NAME = "requests-{:04d}.jsonl"
 GRAMMAR_STEM = "answer"
 REQUESTS_FILE = "requests.jsonl"
 BATCHES_FILE = "batches.jsonl"
@@ -57,7 +64,7 @@ MANIFEST_FILE = "manifest.json"
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
 _OWNED = re.compile(
-    r"^(requests\.jsonl|batches\.jsonl|manifest\.json|task\.json|items\.jsonl|"
+    r"^(requests\.jsonl|requests-\d{4}\.jsonl|batches\.jsonl|manifest\.json|task\.json|items\.jsonl|"
     + re.escape(GRAMMAR_STEM)
     + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
 )
@@ -160,16 +167,26 @@ def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
 
 
 def request_record(
-    request: ir.Request, stem: str | None, target: Target = "chat"
+    request: ir.Request,
+    stem: str | None,
+    target: Target = "chat",
+    constraint: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """One line of ``requests.jsonl``, as data."""
+    """One line of ``requests.jsonl``, as data.
+
+    ``constraint`` is a ``vllm-batch`` body's ``structured_outputs`` (see
+    :func:`vllm_constraint`).
+    """
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    if target == "openai-batch":
+    if target in BATCH_TARGETS:
+        body: dict[str, object] = {**dict(request.params), "messages": messages}
+        if target == "vllm-batch" and constraint is not None:
+            body["structured_outputs"] = dict(constraint)
         return {
             "custom_id": request.id,
             "method": "POST",
             "url": OPENAI_BATCH_URL,
-            "body": {**dict(request.params), "messages": messages},
+            "body": body,
         }
     record: dict[str, object] = {
         "id": request.id,
@@ -182,6 +199,51 @@ def request_record(
     if request.batch.target is not None:
         record["target_item"] = request.batch.item_ids[request.batch.target]
     return record
+
+
+def vllm_constraint(
+    task: ir.Task, request: ir.Request, gram: Grammars | None
+) -> dict[str, object] | None:
+    """The ``structured_outputs`` of a ``vllm-batch`` body: vLLM's own field for constrained
+    decoding (``StructuredOutputsParams``), here ``{"grammar": GBNF}`` — the request's answer
+    grammar, with an Auto-Demo request's own questions pinned, as ``promptc run`` sends it to
+    llama.cpp. ``None`` when the build has no grammar."""
+    if gram is None:
+        return None
+    n = len(request.batch.item_ids)
+    gbnf = gram.files[gram.stems[n] + ".gbnf"]
+    if request.kind == "auto-demo":
+        from promptc import markers
+        from promptc.grammar.answer import build_grammar
+
+        by_id = {it.id: it for it in task.items}
+        questions = [
+            markers.question_text(task.inputs, by_id[i].inputs) for i in request.batch.item_ids
+        ]
+        gbnf = build_grammar(task, n, "auto-demo").gbnf_for(questions)
+    return {"grammar": gbnf}
+
+
+def request_files(lines: Sequence[str]) -> dict[str, str]:
+    """``requests.jsonl``, or — past the Batch API's limits (:data:`BATCH_MAX_REQUESTS`
+    lines or :data:`BATCH_MAX_BYTES` bytes per file) — shards ``requests-0001.jsonl``, … each
+    within both, in request order."""
+    total = sum(len(x.encode("utf-8")) for x in lines)
+    if len(lines) <= BATCH_MAX_REQUESTS and total <= BATCH_MAX_BYTES:
+        return {REQUESTS_FILE: "".join(lines)}
+    out: dict[str, str] = {}
+    shard: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line.encode("utf-8"))
+        if shard and (len(shard) >= BATCH_MAX_REQUESTS or size + n > BATCH_MAX_BYTES):
+            out[SHARD_NAME.format(len(out) + 1)] = "".join(shard)
+            shard, size = [], 0
+        shard.append(line)
+        size += n
+    if shard:
+        out[SHARD_NAME.format(len(out) + 1)] = "".join(shard)
+    return out
 
 
 def batch_record(batch: ir.Batch, request_id: str) -> dict[str, object]:
@@ -252,8 +314,20 @@ def plan(
     def stem(r: ir.Request) -> str | None:
         return gram.stems[len(r.batch.item_ids)] if gram is not None else None
 
+    lines = [
+        dumps(
+            request_record(
+                r,
+                stem(r),
+                target,
+                vllm_constraint(task, r, gram) if target == "vllm-batch" else None,
+            )
+        )
+        + "\n"
+        for r in requests
+    ]
     files: dict[str, str] = {
-        REQUESTS_FILE: jsonl([request_record(r, stem(r), target) for r in requests]),
+        **(request_files(lines) if target in BATCH_TARGETS else {REQUESTS_FILE: "".join(lines)}),
         BATCHES_FILE: jsonl([batch_record(r.batch, r.id) for r in requests]),
     }
     if gram is not None:
@@ -449,8 +523,9 @@ def read_requests(
             file:line:col).
     """
     build_path = Path(build_dir)
+    paths = request_paths(build_path)
     path = build_path / REQUESTS_FILE
-    if not build_path.is_dir() or not path.is_file():
+    if not build_path.is_dir() or not paths:
         raise UsageError(
             f"{str(build_path)!r} is not a build: it has no {REQUESTS_FILE}",
             location=Location(str(path)),
@@ -467,6 +542,32 @@ def read_requests(
             raise error
         errors.append(error)
 
+    for path in paths:
+        _read_request_lines(path, listed, kind, out, seen, bad)
+    return out
+
+
+def request_paths(build_path: Path) -> list[Path]:
+    """The request files of a build: ``requests.jsonl``, or its shards in order."""
+    whole = build_path / REQUESTS_FILE
+    if whole.is_file():
+        return [whole]
+    shards = []
+    k = 1
+    while (build_path / SHARD_NAME.format(k)).is_file():
+        shards.append(build_path / SHARD_NAME.format(k))
+        k += 1
+    return shards
+
+
+def _read_request_lines(
+    path: Path,
+    listed: Mapping[str, Mapping[str, Any]],
+    kind: str | None,
+    out: list[BuiltRequest],
+    seen: set[str],
+    bad: Any,
+) -> None:
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -486,7 +587,10 @@ def read_requests(
             params: Mapping[str, Any]
             if isinstance(body, dict):  # --target openai-batch
                 rid = data.get("custom_id")
-                params = {k: v for k, v in body.items() if k != "messages"}
+                # vllm-batch carries its grammar in the body; promptc run sends it its own way.
+                params = {
+                    k: v for k, v in body.items() if k not in ("messages", "structured_outputs")
+                }
                 messages = body.get("messages")
             else:
                 rid = data.get("id")
@@ -519,7 +623,6 @@ def read_requests(
                     location=where,
                 )
             )
-    return out
 
 
 def _manifest_requests(

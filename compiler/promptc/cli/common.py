@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from promptc import ir
 
 STRATEGIES = ("single", "few-shot", "batch", "auto-demo")
-TARGETS = ("chat", "openai-batch")
+TARGETS = ("chat", "openai-batch", "vllm-batch")
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -193,12 +193,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
         UsageError: The folder has no manifest or requests (``not-a-build``), or the manifest
             is not a JSON object (``bad-manifest``).
     """
-    from promptc.build import MANIFEST_FILE, REQUESTS_FILE
+    from promptc.build import MANIFEST_FILE, REQUESTS_FILE, request_paths
 
     manifest_path = path / MANIFEST_FILE
     requests_path = path / REQUESTS_FILE
     for p in (manifest_path, requests_path):
-        if not p.is_file():
+        if not p.is_file() and not (p == requests_path and request_paths(path)):
             raise UsageError(
                 f"{p.name} not found in build directory {str(path)!r}",
                 location=Location(str(p)),
