@@ -134,9 +134,9 @@ def test_vllm_batch_lines_are_vllm_batch_request_inputs(tmp_path: Path, spec: st
 
 
 def test_openai_batch_lines_are_openai_chat_requests(tmp_path: Path) -> None:
-    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
-
     import typing
+
+    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 
     adapter = TypeAdapter(CompletionCreateParamsNonStreaming)
     known = set(typing.get_type_hints(CompletionCreateParamsNonStreaming))

@@ -3,11 +3,13 @@
 ::
 
     promptc check SPEC [--format text|json] [--max-errors N]
-    promptc build SPEC -o DIR [--strategy K] [--batch-size N] [--target chat|openai-batch]
+    promptc build SPEC -o DIR [--strategy K] [--batch-size N]
+                  [--target chat|openai-batch|vllm-batch]
     promptc build SPEC --emit ir|batches|requests        (print a stage instead of writing)
     promptc show SPEC --request K | --batches
     promptc parse BUILD_DIR_OR_SPEC OUTPUTS …            (see promptc.cli.parse)
-    promptc run BUILD_DIR --base-url URL …               (see promptc.cli.run)
+    promptc run BUILD_DIR [--base-url URL | --local] …   (see promptc.cli.run)
+    promptc collect BUILD_DIR OUTPUT.jsonl [ERRORS.jsonl] (see promptc.cli.collect)
     promptc schema
     promptc --version
 
@@ -55,7 +57,11 @@ class LazyGroup(click.Group):
         ),
         "run": (
             "promptc.cli.run:run_command",
-            "Send a build's requests to an OpenAI-compatible API.",
+            "Send a build's requests to a model (embedded or any OpenAI-compatible API).",
+        ),
+        "collect": (
+            "promptc.cli.collect:collect_command",
+            "Read Batch API results into per-item results and a repair build.",
         ),
     }
 

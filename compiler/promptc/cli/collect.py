@@ -1,0 +1,76 @@
+"""``promptc collect``: turn Batch API or vLLM ``run_batch`` results into per-item results.
+
+::
+
+    promptc collect BUILD_DIR OUTPUT.jsonl [ERRORS.jsonl] [-o REPAIR_DIR] [--format text|json]
+
+Writes ``BUILD_DIR/outputs.jsonl`` and ``BUILD_DIR/results.jsonl`` and, when items are not
+ok, a repair build (default ``BUILD_DIR/repair``) of just those items, to run or submit again.
+
+Exit status: 0 every item ok; 4 items not ok (the repair build is written); 2 usage error
+(not a build, a file that cannot be read).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+EXIT_OK, EXIT_USAGE, EXIT_ITEMS = 0, 2, 4
+
+
+@click.command("collect")
+@click.argument("build_dir", metavar="BUILD_DIR", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_file", metavar="OUTPUT.jsonl", type=click.Path(exists=True, dir_okay=False))
+@click.argument(
+    "error_file",
+    metavar="[ERRORS.jsonl]",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False),
+)
+@click.option(
+    "-o",
+    "--repair-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Where to write the repair build of the items not ok (default: BUILD_DIR/repair).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="The summary: a line on stderr, or a JSON object on stdout.",
+)
+def collect_command(
+    build_dir: str, output_file: str, error_file: str | None, repair_dir: str | None, fmt: str
+) -> None:
+    """Read a batch's OUTPUT.jsonl (and ERRORS.jsonl) into BUILD_DIR's results.jsonl, and
+    write a repair build of the items that are not ok."""
+    import json
+
+    from promptc.errors import PromptcError, flatten
+    from promptc.run.collect import collect
+
+    try:
+        result = collect(build_dir, output_file, error_file, repair_dir=repair_dir)
+    except PromptcError as e:
+        for x in flatten([e]):
+            click.echo(f"error: {x.format()}", err=True)
+        sys.exit(EXIT_USAGE)
+    for rid, why in sorted(result.failed.items()):
+        click.echo(f"request {rid}: no answer ({why})", err=True)
+    for where in result.unknown[:20]:
+        click.echo(f"skipped {where}: not a request of this build", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        click.echo(result.summary(), err=True)
+    sys.exit(EXIT_ITEMS if result.not_ok else EXIT_OK)
+
+
+if __name__ == "__main__":
+    collect_command()

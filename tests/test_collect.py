@@ -1,0 +1,154 @@
+"""``promptc collect``: Batch-API-shaped output and error files with known contents → results
+and a repair build of exactly the items that are not ok."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from promptc.build import build, read_requests
+from promptc.parse.build_input import load_build
+from promptc.run.collect import collect
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+def _ok_line(rid: str, text: str) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{rid}",
+        "custom_id": rid,
+        "response": {
+            "status_code": 200,
+            "request_id": f"req_{rid}",
+            "body": {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+            },
+        },
+        "error": None,
+    }
+
+
+def _answers(indices: list[int], label: str = "positive") -> str:
+    return "\n".join(f"A[{i}]: {label}" for i in indices)
+
+
+def _write(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=["openai-batch", "vllm-batch"])
+def submitted(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
+    )
+    out = tmp_path / "build"
+    build(task, out, target=request.param)
+    return out, request.param
+
+
+def test_collect_results_and_a_repair_build_of_the_failed_items(
+    submitted: tuple[Path, str], tmp_path: Path
+) -> None:
+    build_dir, target = submitted
+    output = _write(
+        tmp_path / "output.jsonl",
+        [
+            _ok_line("r0001", _answers([1, 2, 3, 4])),
+            _ok_line("r0002", _answers([1, 3])),  # items 2 and 4 dropped
+            _ok_line("r0003", "A[1]: maybe\n" + _answers([2, 3, 4])),  # item 1 malformed
+            {
+                "id": "batch_req_r0005",
+                "custom_id": "r0005",
+                "response": {"status_code": 500, "body": {"error": {"message": "overloaded"}}},
+                "error": None,
+            },
+            _ok_line("r9999", "A[1]: positive"),  # not a request of this build
+        ],
+    )
+    errors = _write(
+        tmp_path / "errors.jsonl",
+        [
+            {
+                "id": "batch_req_r0004",
+                "custom_id": "r0004",
+                "response": None,
+                "error": {"code": "server_error", "message": "try again"},
+            }
+        ],
+    )
+    result = collect(build_dir, output, errors)
+    assert result.answered == 3
+    assert result.failed == {
+        "r0004": "error server_error: try again",
+        "r0005": "HTTP 500: overloaded",
+    }
+    assert result.unknown == ["output.jsonl:5 ('r9999')"]
+    assert result.not_ok == 2 + 1 + 4 + 4 and result.statuses["ok"] == 9
+    assert result.tokens == [300, 30]
+    rows = [json.loads(x) for x in (build_dir / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and len({r["item_id"] for r in rows}) == 20
+    not_ok = [r["item_id"] for r in rows if r["status"] != "ok"]
+    assert not_ok == ["s06", "s08", "s09", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20"]
+
+    repair = result.repair_dir
+    assert repair == build_dir / "repair" and result.repair_requests == 4
+    lines = [json.loads(x) for x in (repair / "requests.jsonl").read_text().splitlines()]
+    assert [x["custom_id"] for x in lines] == [
+        "r0002.repair1",
+        "r0003.repair1",
+        "r0004.repair1",
+        "r0005.repair1",
+    ]
+    assert all(x["url"] == "/v1/chat/completions" and x["method"] == "POST" for x in lines)
+    assert ("structured_outputs" in lines[0]["body"]) == (target == "vllm-batch")
+    repaired = load_build(repair)  # self-contained: task, items and shapes from the folder
+    assert [len(s.item_ids) for s in repaired.requests.values()] == [2, 1, 4, 4]
+    assert sorted(it.id for it in repaired.task.items) == sorted(not_ok)
+    assert [r.item_ids for r in read_requests(repair)][0] == ("s06", "s08")
+    assert "Q[1]: " in lines[0]["body"]["messages"][-1]["content"]
+    assert "Q[3]: " not in lines[0]["body"]["messages"][-1]["content"]
+
+    # The repair batch comes back right: nothing is left to repair.
+    answers = _write(
+        tmp_path / "repair-output.jsonl",
+        [
+            _ok_line(x["custom_id"], _answers(list(range(1, n + 1))))
+            for x, n in zip(lines, [2, 1, 4, 4])
+        ],
+    )
+    again = collect(repair, answers)
+    assert again.not_ok == 0 and again.repair_dir is None and again.statuses["ok"] == 11
+
+
+def test_collect_cli_exit_status(submitted: tuple[Path, str], tmp_path: Path) -> None:
+    build_dir, _ = submitted
+    output = _write(tmp_path / "out.jsonl", [_ok_line("r0001", _answers([1, 2, 3, 4]))])
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "collect", str(build_dir), str(output)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert "request r0002: no answer (no line in the files)" in proc.stderr
+    assert "16 item(s) not ok: repair build of 4 request(s)" in proc.stderr
+    assert "Traceback" not in proc.stderr
