@@ -122,7 +122,7 @@ def test_collect_results_and_a_repair_build_of_the_failed_items(
     repaired = load_build(repair)  # self-contained: task, items and shapes from the folder
     assert [len(s.item_ids) for s in repaired.requests.values()] == [2, 1, 4, 4]
     assert sorted(it.id for it in repaired.task.items) == sorted(not_ok)
-    assert [r.item_ids for r in read_requests(repair)][0] == ("s06", "s08")
+    assert next(r.item_ids for r in read_requests(repair)) == ("s06", "s08")
     assert "Q[1]: " in lines[0]["body"]["messages"][-1]["content"]
     assert "Q[3]: " not in lines[0]["body"]["messages"][-1]["content"]
 

