@@ -125,3 +125,37 @@ def test_task_files_are_byte_identical_from_any_folder(
         build(compile_spec(SPECS / "math.yaml"), out)
         texts.append(((out / TASK_FILE).read_bytes(), (out / ITEMS_FILE).read_bytes()))
     assert texts[0] == texts[1]
+
+
+def test_the_run_section_and_the_provider_reach_the_build(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nextends: sentiment.yaml\nrun: {repair: {max_attempts: 0}}\n"
+        + "model: {provider: local, max_tokens_field: max_completion_tokens}\n",
+        encoding="utf-8",
+    )
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    shutil.copy(SPECS / "sentiment.yaml", tmp_path / "sentiment.yaml")
+    task = compile_spec(spec)
+    assert task.run.repair_max_attempts == 0 and task.model.provider == "local"
+    result = build(task, tmp_path / "b")
+    params = json.loads(result.files["requests.jsonl"].splitlines()[0])["params"]
+    assert "provider" not in params and "max_tokens_field" not in params  # never sent
+    read = read_task(tmp_path / "b")
+    assert read.run.repair_max_attempts == 0
+    assert (read.model.provider, read.model.max_tokens_field) == ("local", "max_completion_tokens")
+
+
+def test_a_misspelt_run_key_is_an_error(tmp_path: Path) -> None:
+    from promptc.errors import PromptcError
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nextends: sentiment.yaml\nrun: {repair: {tries: 1}}\n",
+        encoding="utf-8",
+    )
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    shutil.copy(SPECS / "sentiment.yaml", tmp_path / "sentiment.yaml")
+    with pytest.raises(PromptcError) as e:
+        compile_spec(spec)
+    assert "tries" in str(e.value.format() if hasattr(e.value, "format") else e.value)

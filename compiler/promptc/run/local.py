@@ -115,6 +115,12 @@ def bundled_model_path() -> Path:
     )
 
 
+def context_need(prompt_chars: int, max_tokens: int | None) -> int:
+    """Tokens the longest request may need: its prompt (over-estimated at 3 characters a
+    token) and its answer (``max_tokens``, 512 when the spec sets none)."""
+    return prompt_chars // 3 + (max_tokens or 512) + 64
+
+
 def context_for(prompt_chars: int, max_tokens: int | None) -> int:
     """A context (tokens) that fits the longest prompt and its answer, rounded up to 512.
 
@@ -122,7 +128,7 @@ def context_for(prompt_chars: int, max_tokens: int | None) -> int:
     ``prompt_chars / 3`` over-estimates the prompt; the answer takes ``max_tokens`` (512 when
     the spec sets none).
     """
-    need = prompt_chars // 3 + (max_tokens or 512) + 64
+    need = context_need(prompt_chars, max_tokens)
     return max(MIN_CONTEXT, min(MAX_CONTEXT, -(-need // 512) * 512))
 
 
@@ -219,9 +225,11 @@ def serve(model: str, port: int, n_ctx: int, threads: int) -> None:  # pragma: n
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.sampling.seed = 1234
-    server = xllamacpp.Server(params)
+    _server = xllamacpp.Server(params)  # serves from its own threads until the process ends
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    del server  # stops the server's threads cleanly
+    # At once, even in the middle of a request: a clean shutdown would wait for the request to
+    # end, and nothing of the server's is worth keeping.
+    os._exit(0)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -405,15 +405,26 @@ def run_build(
             stack.enter_context(outputs_lock(out_path))
             cache_url = url or ""
             if use_local:
-                from promptc.run.local import LOCAL_ALIAS, context_for, local_server
-
-                n_ctx = context_for(
-                    max(
-                        (sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests),
-                        default=0,
-                    ),
-                    _max_tokens(requests),
+                from promptc.run.local import (
+                    LOCAL_ALIAS,
+                    MAX_CONTEXT,
+                    context_for,
+                    context_need,
+                    local_server,
                 )
+
+                longest = max(
+                    (sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests),
+                    default=0,
+                )
+                n_ctx = context_for(longest, _max_tokens(requests))
+                if context_need(longest, _max_tokens(requests)) > MAX_CONTEXT:
+                    events.note(
+                        f"warning: the longest request may need about "
+                        f"{context_need(longest, _max_tokens(requests))} tokens, more than the "
+                        f"embedded model's {MAX_CONTEXT}: its answer may be cut off; lower "
+                        "max_tokens or the batch size"
+                    )
                 url = stack.enter_context(
                     local_server(model_path, n_ctx=n_ctx, say=events.note, on_start=on_server_start)
                 )
