@@ -92,6 +92,8 @@ KNOWN_MODEL_PARAMS = (
     "name",
     "temperature",
     "max_tokens",
+    "provider",  # promptc run's, not sent
+    "max_tokens_field",  # promptc run's, not sent
     "max_completion_tokens",
     "top_p",
     "top_k",
