@@ -255,7 +255,10 @@ def assert_parses_to(
         assert dict(item.values) == {k: v for k, v in want.items() if k in fields}
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
-            assert read_value(fields[name], output[span.start_offset : span.end_offset]) == item.values[name]
+            assert (
+                read_value(fields[name], output[span.start_offset : span.end_offset])
+                == item.values[name]
+            )
             line_start = output.rfind("\n", 0, span.start_offset) + 1
             assert (span.start.line, span.start.col) == (
                 output.count("\n", 0, span.start_offset) + 1,
@@ -280,7 +283,7 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     task = TASKS[task_name]
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline), label="answers")
     if task is CLAIM:  # a claim that says "because" would end there: the documented rule
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = (
@@ -308,7 +311,11 @@ def test_reasoning_may_say_the_answer_is() -> None:
     }
     assert items[1].values == {"reasoning": "So", "answer": Decimal(1234)}
     span = items[0].field_spans["answer"]
-    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (1, 77, "18")
+    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (
+        1,
+        77,
+        "18",
+    )
 
 
 def test_slack_the_parser_allows() -> None:
@@ -566,7 +573,7 @@ def test_regex_and_lark_agree_on_mangled_outputs(
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline))
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline))
     questions = data.draw(questions_strategy(task, n)) if kind == "auto-demo" else []
     out = canonical_output(task, kind, answers, questions)
     for _ in range(data.draw(st.integers(1, 3))):
