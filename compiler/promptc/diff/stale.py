@@ -109,3 +109,45 @@ def _request_id(line: str | None) -> str | None:
         return None
     rid = data.get("id", data.get("custom_id"))
     return str(rid) if rid is not None else None
+
+
+_SAYS: dict[Problem, str] = {
+    "missing": "missing: the build writes it",
+    "stale": "stale: the build writes it otherwise",
+    "extra": "left over: a rebuild removes it",
+}
+
+
+def check_report(
+    result: BuildResult, out_dir: str | os.PathLike[str], spec: str
+) -> tuple[int, list[str]]:
+    """``promptc build --check``: the exit status (0 current, 1 stale) and the lines to print.
+
+    Each stale file is one line, ``DIR/name: stale: …``; then the first request that
+    differs, at its line of ``requests.jsonl``; then what to run.
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return 1, [
+            f"{folder}: missing: no build folder (run promptc build {spec} -o {out_dir})"
+        ]
+    stale = stale_files(result, folder)
+    if not stale:
+        return 0, [f"{folder}: up to date ({len(result.files)} files)"]
+    lines = [f"{folder / s.name}: {_SAYS[s.problem]}" for s in stale]
+    first = first_difference(result, folder)
+    if first is not None:
+        if first.request is None:
+            what = f"request {first.found} is not in the build any more"
+        elif first.found is None:
+            what = f"request {first.request} is missing"
+        elif first.found == first.request:
+            what = f"request {first.request} differs"
+        else:
+            what = f"request {first.found} is where the build writes {first.request}"
+        lines.append(f"{first.location}: first differing request: {what}")
+    lines.append(
+        f"{folder}: {len(stale)} of {len(result.files)} files out of date "
+        f"(rebuild with promptc build {spec} -o {out_dir})"
+    )
+    return 1, lines
