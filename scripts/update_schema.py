@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA = Path(__file__).resolve().parents[1] / "compiler" / "promptc" / "schema" / "spec.schema.json"
+SCHEMA = (
+    Path(__file__).resolve().parents[1] / "compiler" / "promptc" / "schema" / "spec.schema.json"
+)
 PREFIX = "#/$defs/"
 LAYER = "layer"
 #: Keywords that only add requirements: a layer leaves them to the merged spec.

@@ -56,7 +56,7 @@ def build_command(
     target: str,
     emit: str | None,
     check: bool,
-) -> int | None:
+) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
 
     The build is deterministic: rebuilding the same spec and data gives byte-identical files.
@@ -88,6 +88,6 @@ def build_command(
         planned = build_mod.plan(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
         status, lines = check_report(planned, out_dir, spec)
         (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
-        return status
+        sys.exit(status)
     result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]
     click.echo(result.summary)

@@ -44,9 +44,7 @@ def _missing(path: str) -> PromptcError:
     )
 
 
-def _view_now(
-    path: str, strategy: str | None, batch_size: int | None, target: str
-) -> BuildView:
+def _view_now(path: str, strategy: str | None, batch_size: int | None, target: str) -> BuildView:
     """A build folder read back, or a spec compiled and built in memory."""
     from promptc.diff.views import read_view, view_of_result
 

@@ -132,9 +132,15 @@ _ROWS: dict[str, list[dict[str, str]]] = {
         {"id": "q3", "question": "In which continent is Kenya?"},
     ],
     "number": [
-        {"id": "q1", "question": "Leo has 3 boxes of 24 crayons and gives away 17. How many are left?"},
+        {
+            "id": "q1",
+            "question": "Leo has 3 boxes of 24 crayons and gives away 17. How many are left?",
+        },
         {"id": "q2", "question": "A bus ticket costs $2.50. How much do 8 tickets cost?"},
-        {"id": "q3", "question": "A garden has 9 rows of 7 plants. Rabbits eat 5. How many remain?"},
+        {
+            "id": "q3",
+            "question": "A garden has 9 rows of 7 plants. Rabbits eat 5. How many remain?",
+        },
     ],
     "enum": [
         {"id": "r1", "review": "Best pancakes I have had in years."},
@@ -209,7 +215,9 @@ def init_command(folder: str, strategy: str, task: str) -> None:
             code="init-exists",
         )
     if root.exists() and not root.is_dir():
-        raise UsageError(f"{folder!r} is not a folder", location=Location(folder), code="init-not-dir")
+        raise UsageError(
+            f"{folder!r} is not a folder", location=Location(folder), code="init-not-dir"
+        )
     try:
         for name, text in files.items():
             path = root / name

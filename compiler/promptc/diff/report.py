@@ -215,7 +215,9 @@ def to_json(diff: BuildDiff) -> dict[str, object]:
                 "items_added": list(c.items_added),
                 "were_in": list(c.were_in),
                 "params": [{"key": p.key, "old": p.old, "new": p.new} for p in c.params],
-                "grammar": None if c.grammar is None else {"old": c.grammar[0], "new": c.grammar[1]},
+                "grammar": None
+                if c.grammar is None
+                else {"old": c.grammar[0], "new": c.grammar[1]},
                 "messages": [
                     {"index": m.index, "role": m.role, "diff": list(m.lines), "same_as": m.same_as}
                     for m in c.messages

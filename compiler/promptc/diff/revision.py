@@ -117,7 +117,9 @@ def resolve(spec: str, rev: str) -> tuple[Repository, str]:
     try:
         rel = path.resolve().relative_to(top).as_posix()
     except ValueError:
-        raise _usage(f"{spec} is outside the repository at {top}", spec, "outside-repository") from None
+        raise _usage(
+            f"{spec} is outside the repository at {top}", spec, "outside-repository"
+        ) from None
     repo = Repository(top, commit, rev)
     kind = git(["cat-file", "-t", f"{commit}:{rel}"], top)
     if kind.returncode != 0 or kind.stdout.strip() != b"blob":
@@ -221,7 +223,7 @@ def _yaml_extends(text: bytes) -> str | None:
 
 
 def _inside(rel: str) -> bool:
-    return not (rel == ".." or rel.startswith("../") or rel.startswith("/"))
+    return not (rel == ".." or rel.startswith(("../", "/")))
 
 
 @contextmanager
@@ -318,8 +320,8 @@ def _gather(checkout: Checkout, blobs: _Blobs, rel: str) -> None:
     if isinstance(templates, dict):
         for kind, path in templates.items():
             if isinstance(path, str):
-                folder = doc.folder_of(("templates", kind))
-                written = _write_relative(checkout, blobs, folder, path)
+                where = doc.folder_of(("templates", kind))
+                written = _write_relative(checkout, blobs, where, path)
                 if written is not None:
                     pending.append(written)
     # 3. what those templates include, import or extend

@@ -74,7 +74,9 @@ def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[St
     return sorted(out, key=lambda s: s.name)
 
 
-def first_difference(result: BuildResult, out_dir: str | os.PathLike[str]) -> FirstDifference | None:
+def first_difference(
+    result: BuildResult, out_dir: str | os.PathLike[str]
+) -> FirstDifference | None:
     """The first line of the folder's ``requests.jsonl`` that the build would write otherwise."""
     from promptc.build import REQUESTS_FILE
 
@@ -128,9 +130,7 @@ def check_report(
     """
     folder = Path(out_dir)
     if not folder.is_dir():
-        return 1, [
-            f"{folder}: missing: no build folder (run promptc build {spec} -o {out_dir})"
-        ]
+        return 1, [f"{folder}: missing: no build folder (run promptc build {spec} -o {out_dir})"]
     stale = stale_files(result, folder)
     if not stale:
         return 0, [f"{folder}: up to date ({len(result.files)} files)"]

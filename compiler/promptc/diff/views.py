@@ -172,7 +172,9 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
             id=r.id,
             item_ids=r.item_ids,
             target=_str(targets.get(r.id)),
-            messages=tuple((str(m.get("role", "")), _content(m.get("content"))) for m in r.messages),
+            messages=tuple(
+                (str(m.get("role", "")), _content(m.get("content"))) for m in r.messages
+            ),
             params=dict(r.params),
             grammar=r.grammar,
         )
@@ -453,7 +455,7 @@ def _param_changes(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[Pa
 
 def compare(old: BuildView, new: BuildView) -> BuildDiff:
     """Everything that differs between two builds, request by request."""
-    pairs, added, removed = match(old.requests, new.requests)
+    pairs, _added, removed = match(old.requests, new.requests)
     old_holder: dict[str, str] = {}
     for r in old.requests:
         for item in r.item_ids:

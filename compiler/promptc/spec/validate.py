@@ -91,7 +91,6 @@ HINTS: dict[str, str] = {
 }
 
 
-
 def known_model_params() -> tuple[str, ...]:
     """The ``model`` keys promptc knows: those the schema declares (``extra`` among them)."""
     return tuple(schema()["$defs"]["model"]["properties"])
