@@ -13,8 +13,10 @@ and review ``git diff tests/golden_diff``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -464,3 +466,35 @@ def test_build_check_names_leftovers_and_a_missing_folder(
         f"{missing}: missing: no build folder (run promptc build spec.yaml -o {missing})\n",
     )
     assert not os.path.exists(missing)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptc.cli.diff import run_diff
+
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    outputs = []
+    for stream in (_Terminal(), io.StringIO()):
+        code = run_diff(
+            "spec.yaml",
+            None,
+            "HEAD~1",
+            stat=False,
+            fmt="text",
+            strategy=None,
+            batch_size=None,
+            target="chat",
+            out=stream,
+        )
+        assert code == 1
+        outputs.append(stream.getvalue())
+    coloured, plain = outputs
+    assert "\x1b[" not in plain
+    assert "\x1b[" in coloured
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
