@@ -41,7 +41,7 @@ Status = Literal["changed", "added", "removed"]
 
 def estimate_tokens(text: str) -> int:
     """Roughly how many tokens ``text`` is (words and punctuation marks counted)."""
-    return sum(1 for _ in _TOKEN.finditer(text))
+    return len(_TOKEN.findall(text))
 
 
 @dataclass(frozen=True)
@@ -542,7 +542,16 @@ def _grammar_diffs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[Gram
 
 
 def _tokens(view: BuildView) -> int:
-    return sum(estimate_tokens(c) for r in view.requests for _, c in r.messages)
+    # Every request repeats the system message (instruction, demos): count each text once.
+    counts: dict[str, int] = {}
+    total = 0
+    for r in view.requests:
+        for _, content in r.messages:
+            n = counts.get(content)
+            if n is None:
+                n = counts[content] = estimate_tokens(content)
+            total += n
+    return total
 
 
 def _items(view: BuildView) -> int:
