@@ -75,7 +75,9 @@ def make_repo(repo: Path, n: int) -> None:
         for i in range(n):
             a, b = 3 + i % 17, 2 + i % 9
             name, thing = NAMES[i % len(NAMES)], THINGS[i % len(THINGS)]
-            question = f"{name} has {a} boxes of {b} {thing} and gives {i % 5} away. How many are left?"
+            question = (
+                f"{name} has {a} boxes of {b} {thing} and gives {i % 5} away. How many are left?"
+            )
             f.write(json.dumps({"qid": f"q{i:05d}", "question": question}) + "\n")
     git(repo, "init", "-q")
     git(repo, "add", "-A")

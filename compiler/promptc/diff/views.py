@@ -419,9 +419,28 @@ def match(
     return pairs, added, removed
 
 
-def _message_diffs(
-    a: RequestView, b: RequestView, seen: dict[tuple[int, tuple[str, ...]], str]
-) -> tuple[MessageDiff, ...]:
+class _Hunks:
+    """Unified-diff hunks of message pairs, computed once per distinct pair of texts (a system
+    message changed alike in every request is diffed once), and which request showed each
+    distinct change first."""
+
+    def __init__(self) -> None:
+        self.hunks: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.first: dict[tuple[int, str, str, tuple[str, ...]], str] = {}
+
+    def of(self, old: str, new: str) -> tuple[str, ...]:
+        key = (old, new)
+        found = self.hunks.get(key)
+        if found is None:
+            lines = difflib.unified_diff(old.splitlines(), new.splitlines(), n=CONTEXT, lineterm="")
+            found = tuple(lines)[2:]  # without the two header lines
+            if not found:  # equal lines: "a\n" against "a", or "\r\n" against "\n"
+                found = (f"(the texts differ in line ends only: {old[-12:]!r} → {new[-12:]!r})",)
+            self.hunks[key] = found
+        return found
+
+
+def _message_diffs(a: RequestView, b: RequestView, memo: _Hunks) -> tuple[MessageDiff, ...]:
     out = []
     for i in range(max(len(a.messages), len(b.messages))):
         old = a.messages[i] if i < len(a.messages) else None
@@ -430,20 +449,15 @@ def _message_diffs(
             continue
         role = (new or old or ("", ""))[0]
         old_role = old[0] if old else role
-        lines = list(
-            difflib.unified_diff(
-                old[1].splitlines() if old else [],
-                new[1].splitlines() if new else [],
-                fromfile=f"a/{a.id}/{i}:{old_role}" if old else "/dev/null",
-                tofile=f"b/{b.id}/{i}:{role}" if new else "/dev/null",
-                n=CONTEXT,
-                lineterm="",
-            )
-        )
+        hunks = memo.of(old[1] if old else "", new[1] if new else "")
+        lines = [
+            f"--- a/{a.id}/{i}:{old_role}" if old else "--- /dev/null",
+            f"+++ b/{b.id}/{i}:{role}" if new else "+++ /dev/null",
+        ]
         if old is not None and new is not None and old[0] != new[0]:
-            lines.insert(2, f"role: {old[0]} → {new[0]}")
-        hunks = (old_role, role, *lines[2:])
-        first = seen.setdefault((i, hunks), b.id)
+            lines.append(f"role: {old[0]} → {new[0]}")
+        lines.extend(hunks)
+        first = memo.first.setdefault((i, old_role, role, hunks), b.id)
         out.append(MessageDiff(i, role, tuple(lines), first if first != b.id else None))
     return tuple(out)
 
@@ -460,7 +474,7 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
     for r in old.requests:
         for item in r.item_ids:
             old_holder.setdefault(item, r.id)
-    seen: dict[tuple[int, tuple[str, ...]], str] = {}
+    memo = _Hunks()
     changes: list[RequestChange] = []
     unchanged = 0
     # One list in the new build's order: pairs and additions interleaved as they come.
@@ -481,7 +495,7 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
             items_removed=tuple(i for i in a.item_ids if i not in news),
             items_added=tuple(i for i in r.item_ids if i not in olds),
             moved=a.position != r.position,
-            messages=_message_diffs(a, r, seen),
+            messages=_message_diffs(a, r, memo),
             params=_param_changes(a.params, r.params),
             grammar=(a.grammar, r.grammar) if a.grammar != r.grammar else None,
         )
