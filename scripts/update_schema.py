@@ -77,7 +77,13 @@ def layer_defs(schema: dict[str, Any]) -> dict[str, Any]:
             if key == "$ref" and isinstance(value, str) and value.startswith(PREFIX):
                 out[key] = ref(value)
             elif key == "properties":
-                out[key] = {k: _nullable(convert(v), described(v)) for k, v in value.items()}
+                # null removes an inherited key: not one the merged spec must have (nor the
+                # extends itself, which a null would not remove but break)
+                keep = {*node.get("required", ()), "extends"}
+                out[key] = {
+                    k: convert(v) if k in keep else _nullable(convert(v), described(v))
+                    for k, v in value.items()
+                }
             elif key == "additionalProperties" and isinstance(value, dict):
                 out[key] = _nullable(convert(value))
             else:
