@@ -56,7 +56,7 @@ def spec_files() -> list[Path]:
 
 def check_errors(path: Path) -> list[PromptcError]:
     """Every error ``promptc check`` reports for a spec (spec, data and templates)."""
-    from promptc.render.renderer import check_templates
+    from promptc.render.checks import check_templates
 
     try:
         task = compile_spec(path, max_errors=None)

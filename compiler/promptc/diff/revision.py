@@ -402,7 +402,8 @@ def plan_at(
         PromptcError: The old spec does not compile; locations read ``REV:path:line:col``.
     """
     from promptc.build import plan
-    from promptc.render.renderer import gc_paused, raise_template_errors
+    from promptc.render.checks import raise_template_errors
+    from promptc.render.renderer import gc_paused
     from promptc.spec.lower import compile_spec
 
     with checkout_spec(spec, rev) as checkout:
