@@ -62,11 +62,11 @@ class LazyGroup(click.Group):
         ),
         "diff": (
             "promptc.cli.diff:diff_command",
-            "Show what changed between two builds (or since a git revision), request by request.",
+            "Compare two builds, or a spec with itself at a git revision.",
         ),
         "init": (
             "promptc.cli.init:init_command",
-            "Write a commented starter spec, its data and its schema into a folder.",
+            "Write a commented starter spec, its data and its schema.",
         ),
     }
 
