@@ -498,3 +498,46 @@ def test_colour_only_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "\x1b[" not in plain
     assert "\x1b[" in coloured
     assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+
+
+def test_the_extends_chain_and_its_data_are_read_at_the_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The base spec (in another folder, with its own data and template) is read from git too."""
+    git(tmp_path, "init", "-q")
+    base = SPEC.replace("name: reviews", "name: base")
+    commit(
+        tmp_path,
+        {
+            "base/spec.yaml": base,
+            "base/templates/batch.j2": TEMPLATE,
+            "base/templates/answer.j2": PARTIAL,
+            "base/data/reviews.jsonl": _rows(ROWS),
+            "variants/child.yaml": "extends: ../base/spec.yaml\nname: child\nmodel: {temperature: 1}\n",
+        },
+        "base and child",
+    )
+    commit(tmp_path, {"base/data/reviews.jsonl": _rows(ROWS[:4])}, "one row fewer")
+    commit(tmp_path, {"base/templates/answer.j2": PARTIAL.replace("review", "text")}, "wording")
+    code, out, err = promptc(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        "diff",
+        "variants/child.yaml",
+        "--against",
+        "HEAD~2",
+        "--stat",
+    )
+    assert (code, err) == (1, "")
+    assert out == (
+        "3 of 3 requests changed, 0 unchanged (1 removed); grammar changed; "
+        "input tokens -12.8% per question\n"
+    )
+    code, out, _ = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "variants/child.yaml", "--against", "HEAD~1"
+    )
+    assert code == 1
+    assert "-Answer each review on its own line as A[i]: <label>." in out
+    assert "+Answer each text on its own line as A[i]: <label>." in out
+    assert "requests.jsonl" not in out and not (tmp_path / "variants" / "build").exists()
