@@ -327,7 +327,7 @@ def test_diff_of_two_build_folders(
         ),
         (
             ["nowhere.yaml", "--against", "HEAD"],
-            "nowhere.yaml: the spec did not exist at HEAD: git has no file nowhere.yaml there (diff against a revision that has the spec)",
+            "nowhere.yaml: no such spec file or build folder 'nowhere.yaml'",
         ),
     ],
     ids=["unknown-rev", "spec-not-at-rev", "not-a-build", "nothing-to-compare", "no-spec"],

@@ -89,14 +89,15 @@ def run_diff(
                 location=Location(a),
                 code="diff-usage",
             )
-        from promptc.diff.revision import plan_at
+        from promptc.diff.revision import plan_at, resolve
 
+        if not os.path.isfile(a):
+            raise _missing(a)
+        resolve(a, against)  # a bad revision is said before any compiling
+        new = _view_now(a, strategy, batch_size, target)
         wanted = overrides(strategy, batch_size) or None
         old_result, label = plan_at(a, against, overrides=wanted, target=target)  # type: ignore[arg-type]
         old = view_of_result(old_result, label)
-        new = _view_now(a, strategy, batch_size, target) if os.path.exists(a) else None
-        if new is None:
-            raise _missing(a)
     else:
         if b is None:
             raise UsageError(

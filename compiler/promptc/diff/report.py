@@ -134,6 +134,9 @@ def summary(diff: BuildDiff) -> str:
     )
     if regrouped:
         details.append(f"{regrouped} with other items")
+    moved = sum(1 for c in diff.changes if c.status == "changed" and c.moved)
+    if moved:
+        details.append(f"{moved} moved")
     if details:
         parts[0] += f" ({', '.join(details)})"
     if diff.grammar:
