@@ -283,7 +283,7 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     task = TASKS[task_name]
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline), label="answers")
     if task is CLAIM:  # a claim that says "because" would end there: the documented rule
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = (
@@ -573,7 +573,7 @@ def test_regex_and_lark_agree_on_mangled_outputs(
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline))
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline))
     questions = data.draw(questions_strategy(task, n)) if kind == "auto-demo" else []
     out = canonical_output(task, kind, answers, questions)
     for _ in range(data.draw(st.integers(1, 3))):

@@ -54,7 +54,7 @@ def run_check(
     status = EXIT_OK if not errors else (EXIT_USAGE if usage else EXIT_INVALID)
     total = len(errors) + omitted
     if status == EXIT_OK and task is not None:
-        from promptc.select.methods import batch_size as size_of
+        from promptc.select.batches import batch_size as size_of
 
         summary = (
             f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
