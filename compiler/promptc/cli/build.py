@@ -85,8 +85,8 @@ def build_command(
         from promptc.cli.common import stderr
         from promptc.diff.stale import check_report
 
-        planned = build_mod.plan(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
-        status, lines = check_report(planned, out_dir, spec)
+        assembled = build_mod.assemble(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
+        status, lines = check_report(assembled, out_dir, spec)
         (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
         sys.exit(status)
     result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]

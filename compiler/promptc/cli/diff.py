@@ -52,11 +52,11 @@ def _view_now(path: str, strategy: str | None, batch_size: int | None, target: s
         return read_view(path)
     if not os.path.isfile(path):
         raise _missing(path)
-    from promptc.build import plan
+    from promptc.build import assemble
     from promptc.cli.common import compile_checked
 
     task = compile_checked(path, strategy, batch_size)
-    return view_of_result(plan(task, target=target), path)  # type: ignore[arg-type]
+    return view_of_result(assemble(task, target=target), path)  # type: ignore[arg-type]
 
 
 def run_diff(
@@ -89,14 +89,14 @@ def run_diff(
                 location=Location(a),
                 code="diff-usage",
             )
-        from promptc.diff.revision import plan_at, resolve
+        from promptc.diff.revision import assemble_at, resolve
 
         if not os.path.isfile(a):
             raise _missing(a)
         resolve(a, against)  # a bad revision is said before any compiling
         new = _view_now(a, strategy, batch_size, target)
         wanted = overrides(strategy, batch_size) or None
-        old_result, label = plan_at(a, against, overrides=wanted, target=target)  # type: ignore[arg-type]
+        old_result, label = assemble_at(a, against, overrides=wanted, target=target)  # type: ignore[arg-type]
         old = view_of_result(old_result, label)
     else:
         if b is None:

@@ -6,7 +6,7 @@
     spec now ──────────────────────────────────────compile, plan─▶ BuildView ─┴─compare─▶ BuildDiff
     build folder ──read──▶ BuildView                                              └─report─▶ text | JSON
 
-- :mod:`promptc.diff.views`: a build as the diff sees it (from :func:`promptc.build.plan` or
+- :mod:`promptc.diff.views`: a build as the diff sees it (from :func:`promptc.build.assemble` or
   from a build folder), the requests matched by the items they hold, and :class:`BuildDiff`.
 - :mod:`promptc.diff.report`: the diff as lines of text (unified diffs, a summary) or as JSON.
 - :mod:`promptc.diff.revision`: a spec, the specs it extends, its templates and its data as

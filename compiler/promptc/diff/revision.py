@@ -382,7 +382,7 @@ def _write_folders(checkout: Checkout, blobs: _Blobs, folders: list[str]) -> Non
             _write(checkout, blobs, name)
 
 
-def plan_at(
+def assemble_at(
     spec: str,
     rev: str,
     *,
@@ -401,7 +401,7 @@ def plan_at(
         UsageError: See :func:`resolve`.
         PromptcError: The old spec does not compile; locations read ``REV:path:line:col``.
     """
-    from promptc.build import plan
+    from promptc.build import assemble
     from promptc.render.checks import raise_template_errors
     from promptc.render.renderer import gc_paused
     from promptc.spec.lower import compile_spec
@@ -416,7 +416,7 @@ def plan_at(
             with gc_paused():
                 task = compile_spec(str(checkout.spec), overrides=wanted or None)
                 raise_template_errors(task)
-                return plan(task, target=target), label
+                return assemble(task, target=target), label
         except PromptcError as e:
             raise checkout.relabel(e) from None
 
