@@ -263,10 +263,13 @@ def check_spec(path: Path, manifest: Mapping[str, Any], spec: Path) -> None:
         UsageError: ``spec-mismatch``, naming each difference.
         PromptcError: The spec does not compile.
     """
-    from promptc.build import plan
+    from promptc.build import assemble
 
     target = manifest.get("target", "chat")
-    planned = plan(_compile(spec), target=target if target in ("chat", "openai-batch") else "chat")
+    planned = assemble(
+        _compile(spec),
+        target=target if target in ("chat", "openai-batch", "vllm-batch") else "chat",
+    )
     other = planned.manifest
     diffs: list[str] = []
     for key in ("strategy", "model", "counts"):

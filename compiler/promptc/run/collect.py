@@ -174,8 +174,8 @@ def collect(
     from promptc.parse.build_input import load_build
     from promptc.parse.output import parse_output
     from promptc.parse.results import ItemResult, dumps, summarize
-    from promptc.run.bodies import canonical_json
-    from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock, write_atomic
+    from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+    from promptc.text import canonical_json, write_atomic
 
     build = Path(build_dir)
     loaded = load_build(build)
@@ -274,11 +274,11 @@ def write_repair_build(
         dumps,
         grammar_stem,
         request_files,
-        sha256_text,
     )
     from promptc.grammar.answer import build_grammar
     from promptc.run.repair import repair_requests
     from promptc.task_file import ITEMS_FILE, TASK_FILE
+    from promptc.text import sha256_text
 
     manifest = json.loads((build / MANIFEST_FILE).read_text(encoding="utf-8"))
     target = manifest.get("target", "chat")

@@ -89,10 +89,10 @@ from promptc.run.outputs import (
     output_record,
     outputs_lock,
     read_outputs,
-    write_atomic,
 )
 from promptc.run.progress import Events, events_for
 from promptc.run.repair import RepairRequest, needs_repair, repair_grammar, repair_requests
+from promptc.text import write_atomic
 
 if TYPE_CHECKING:
     from promptc.ir import Task

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,15 +120,3 @@ def outputs_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         f.close()  # releases the lock
-
-
-def write_atomic(path: Path, lines: Iterable[str]) -> None:
-    """Writes JSON lines to ``path`` through a temporary file (a crash leaves the old file).
-
-    A lone surrogate in a JSON string (text UTF-8 cannot carry) is written as its JSON escape
-    ``\\udXXX``, which reads back as the same string.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
