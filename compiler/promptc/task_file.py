@@ -48,12 +48,14 @@ def _plain(value: object) -> object:
 
 
 def _where(loc: Location, spec_dir: str) -> str:
-    from promptc.build import relative
-
     if loc.file in ("", ir.NOWHERE.file):
         return ""
     # Relative to the spec's folder whatever the current folder was: builds are byte-identical.
-    path = relative(os.path.abspath(loc.file), os.path.abspath(spec_dir))
+    try:
+        path = os.path.relpath(os.path.abspath(loc.file), os.path.abspath(spec_dir))
+    except ValueError:  # another drive on Windows
+        path = os.path.basename(loc.file)
+    path = path.replace(os.sep, "/")
     return str(Location(path, loc.line, loc.col))
 
 
