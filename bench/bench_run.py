@@ -6,7 +6,8 @@ without repair (questions/s, tokens per question, parse rate), then with repair 
 outputs (only the repair requests are sent: the parse rate after repair and what it cost).
 ``single`` is the baseline of the ratios. Each strategy starts its own embedded server.
 
-Usage: python bench/bench_run.py [--items 32] [--repair 2] [--out bench/RESULTS-run-local.json]
+Usage: python bench/bench_run.py [--items 32] [--repair 2] [--grammar auto|none]
+                                 [--kinds single,batch,auto-demo] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def main() -> None:
     ap.add_argument("--spec", default=str(REPO / "bench" / "sentiment32.yaml"))
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS-run-local.json"))
     ap.add_argument("--kinds", default="single,batch,auto-demo")
+    ap.add_argument(
+        "--grammar",
+        default="auto",
+        help="auto (GBNF on the embedded llama.cpp server) or none: unconstrained, where "
+        "repair has something to do",
+    )
     args = ap.parse_args()
 
     from promptc.build import build
@@ -55,6 +62,7 @@ def main() -> None:
         first = run_build(
             out,
             local=True,
+            grammar=args.grammar,
             parse=True,
             repair=0,
             limit=n_requests,
@@ -70,6 +78,7 @@ def main() -> None:
         second = run_build(
             out,
             local=True,
+            grammar=args.grammar,
             parse=True,
             repair=args.repair,
             limit=n_requests,
@@ -81,6 +90,7 @@ def main() -> None:
         assert second.statuses is not None
         row = {
             "kind": kind,
+            "grammar": args.grammar,
             "batch_size": size,
             "items": items,
             "requests": n_requests,
