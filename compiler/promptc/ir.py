@@ -108,12 +108,17 @@ class Demo:
 
 @dataclass(frozen=True)
 class Item:
-    """One input of the dataset. ``index`` is its 0-based position in the data file."""
+    """One input of the dataset. ``index`` is its 0-based position in the data file.
+
+    ``gold`` holds the item's known answers (``data.gold``), output name → normalised value;
+    empty when the spec declares none. Nothing sent to a model reads it: only ``eval`` does.
+    """
 
     id: str
     index: int
     inputs: Mapping[str, str]
     location: Location = NOWHERE
+    gold: Mapping[str, Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ class DataSource:
     id: str | None  # id column, or a Jinja expression, or None for the 1-based row number
     sha256: str
     location: Location = NOWHERE
+    gold: Mapping[str, str] = field(default_factory=dict)  # output -> column or expression
 
 
 @dataclass(frozen=True)

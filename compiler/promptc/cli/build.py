@@ -10,6 +10,7 @@ from promptc.cli.common import (
     TARGETS,
     batch_size_option,
     compile_checked,
+    data_option,
     spec_argument,
     strategy_option,
 )
@@ -30,6 +31,7 @@ EMITS = ("ir", "batches", "requests")
 )
 @strategy_option
 @batch_size_option
+@data_option
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
@@ -48,6 +50,7 @@ def build_command(
     out_dir: str | None,
     strategy: str | None,
     batch_size: int | None,
+    data: str | None,
     target: str,
     emit: str | None,
 ) -> None:
@@ -57,7 +60,7 @@ def build_command(
     """
     if emit is None and out_dir is None:
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
-    task = compile_checked(spec, strategy, batch_size)
+    task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":
         from promptc.build import ir_json

@@ -13,6 +13,7 @@ from promptc.cli.common import (
     EXIT_USAGE,
     batch_size_option,
     compile_task,
+    data_option,
     plural,
     spec_argument,
     stderr,
@@ -31,6 +32,7 @@ def run_check(
     err: IO[str],
     strategy: str | None = None,
     batch_size: int | None = None,
+    data: str | None = None,
 ) -> int:
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
     import json
@@ -42,7 +44,7 @@ def run_check(
     omitted = 0
     task = None
     try:
-        task = compile_task(spec, strategy, batch_size, max_errors)
+        task = compile_task(spec, strategy, batch_size, max_errors, data)
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:
@@ -57,8 +59,10 @@ def run_check(
     if status == EXIT_OK and task is not None:
         from promptc.select.methods import batch_size as size_of
 
+        gold = task.data.gold if task.data is not None else {}
+        with_gold = f" with gold {', '.join(gold)}" if gold else ""
         summary = (
-            f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
+            f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
             f"{task.strategy.kind}, {size_of(task)} per request"
         )
     else:
@@ -101,13 +105,19 @@ def run_check(
 )
 @strategy_option
 @batch_size_option
+@data_option
 def check_command(
-    spec: str, fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+    spec: str,
+    fmt: str,
+    max_errors: int,
+    strategy: str | None,
+    batch_size: int | None,
+    data: str | None,
 ) -> None:
     """Validate SPEC: schema, semantic checks, data and templates.
 
     Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
     Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
     """
-    code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
+    code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size, data)
     sys.exit(code)

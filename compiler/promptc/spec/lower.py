@@ -69,7 +69,15 @@ def read_items(
 
     inputs = doc.get(("inputs",))
     names = list(inputs) if isinstance(inputs, dict) else []
-    result = read_data(doc, names, collector)
+    outputs: list[ir.OutputField] = []
+    declared = doc.get(("outputs",))
+    if isinstance(declared, dict):
+        for name, decl in declared.items():
+            # Outputs that do not validate are left out: their gold cannot be read anyway.
+            f = output_field(name, decl, doc.key_location(("outputs", name)))
+            if f is not None:
+                outputs.append(f)
+    result = read_data(doc, names, collector, outputs)
     if result is None:
         return None, ()
     return result
