@@ -160,14 +160,26 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What a model costs, in US dollars per million tokens (``model.price``)."""
+
+    input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Model name and sampling parameters; ``params`` holds everything else, passed through."""
+    """Model name and sampling parameters; ``params`` holds everything else, passed through.
+
+    ``price`` is for ``plan`` and ``eval`` only: it is never part of a request.
+    """
 
     name: str
     temperature: float | None = None
     max_tokens: int | None = None
     params: Mapping[str, object] = field(default_factory=dict)
     location: Location = NOWHERE
+    price: Price | None = None
 
     def request_params(self) -> dict[str, object]:
         """The parameters as sent in a chat completion request, in a stable key order."""

@@ -8,6 +8,8 @@
     promptc show SPEC --request K | --batches
     promptc parse BUILD_DIR_OR_SPEC OUTPUTS …            (see promptc.cli.parse)
     promptc run BUILD_DIR --base-url URL …               (see promptc.cli.run)
+    promptc plan SPEC [--strategies …] [--batch-sizes …] (see promptc.cli.plan)
+    promptc eval SPEC [--base-url URL | --results DIR…]  (see promptc.cli.eval)
     promptc schema
     promptc --version
 
@@ -56,6 +58,14 @@ class LazyGroup(click.Group):
         "run": (
             "promptc.cli.run:run_command",
             "Send a build's requests to an OpenAI-compatible API.",
+        ),
+        "plan": (
+            "promptc.cli.plan:plan_command",
+            "Count every strategy's requests, tokens and cost, without a model.",
+        ),
+        "eval": (
+            "promptc.cli.eval:eval_command",
+            "Run every strategy and score it against the gold answers.",
         ),
     }
 

@@ -9,6 +9,7 @@ one :class:`~promptc.errors.PromptcErrors` holding every problem found.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 
 from promptc import ir
@@ -140,10 +141,14 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
 
     strategy = _strategy(doc)
     model_decl = dict(d["model"])
+    price = model_decl.pop("price", None)
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
         max_tokens=model_decl.pop("max_tokens", None),
+        price=None
+        if price is None
+        else ir.Price(Decimal(str(price["input"])), Decimal(str(price["output"]))),
         params=model_decl,
         location=doc.key_location(("model",)),
     )

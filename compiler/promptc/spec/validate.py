@@ -94,6 +94,7 @@ KNOWN_MODEL_PARAMS = (
     "name",
     "temperature",
     "max_tokens",
+    "price",
     "max_completion_tokens",
     "top_p",
     "top_k",

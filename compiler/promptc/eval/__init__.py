@@ -1,0 +1,1 @@
+"""promptc eval (in progress)."""
