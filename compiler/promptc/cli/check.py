@@ -38,7 +38,7 @@ def run_check(
     import json
 
     from promptc.errors import PromptcErrors, flatten
-    from promptc.render.renderer import check_templates
+    from promptc.render.checks import check_templates
 
     errors: list[PromptcError] = []
     omitted = 0
