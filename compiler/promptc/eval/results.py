@@ -53,6 +53,7 @@ class VariantResults:
     completion_tokens: int | None
     seconds: float | None
     statuses: Mapping[str, int] = field(default_factory=dict)
+    item_ids: tuple[str, ...] = ()
 
 
 def variant_name(kind: str, batch_size: int, selection: str, default_selection: str) -> str:
@@ -102,7 +103,9 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UsageError(
-            f"cannot read the manifest: {e}", location=Location(str(manifest_path)), code="bad-manifest"
+            f"cannot read the manifest: {e}",
+            location=Location(str(manifest_path)),
+            code="bad-manifest",
         ) from None
     if not isinstance(manifest, dict) or manifest.get("name") != task.name:
         found = manifest.get("name") if isinstance(manifest, dict) else None
@@ -155,7 +158,11 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         for _, b in _json_lines(batches):
             if isinstance(b, dict) and isinstance(b.get("target"), int):
                 targets[str(b["request"])] = str(b["item_ids"][b["target"]])
-    requests = sum(1 for _ in _json_lines(root / "requests.jsonl")) if (root / "requests.jsonl").is_file() else 0
+    requests = (
+        sum(1 for _ in _json_lines(root / "requests.jsonl"))
+        if (root / "requests.jsonl").is_file()
+        else 0
+    )
     answered, prompt, completion = 0, 0, 0
     usage_known = True
     outputs_path = root / "outputs.jsonl"
@@ -197,4 +204,12 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         completion_tokens=completion if usage_known else None,
         seconds=seconds,
         statuses=statuses,
+        item_ids=tuple(
+            dict.fromkeys(
+                str(i)
+                for r in manifest.get("requests") or []
+                if isinstance(r, dict)
+                for i in r.get("item_ids") or []
+            )
+        ),
     )

@@ -1,0 +1,274 @@
+"""``promptc eval``: every strategy run and scored against the spec's gold answers.
+
+::
+
+    promptc eval SPEC [--strategies …] [--batch-sizes …] [--selection METHOD] [--data PATH]
+                 [--base-url URL] [--grammar MODE] [--limit N] [--baseline VARIANT]
+                 [--tolerance X] [-o REPORT_DIR] [--format table|json] [--no-charts]
+    promptc eval SPEC --results DIR [DIR …]       (score answered variant folders, no model)
+
+Writes ``REPORT_DIR/report.md``, ``report.json``, ``accuracy-vs-tokens.png`` and
+``accuracy-by-position.png``; each variant's build and answers live in
+``REPORT_DIR/variants/NAME``. Exit status: 0 scored; 1 the spec has errors or requests failed;
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import click
+
+from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument, stderr
+from promptc.errors import Location, UsageError
+
+_TICK = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+def _tolerance(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        d = Decimal("NaN")
+    if not d.is_finite() or d < 0:
+        raise UsageError(
+            f"tolerance {text!r} is not a non-negative number",
+            location=Location("<command line>"),
+            path=("--tolerance",),
+            code="bad-tolerance",
+        )
+    return d
+
+
+@click.command("eval")
+@spec_argument
+@click.option("--strategies", default=None, metavar="LIST", help="Default: all four.")
+@click.option(
+    "--batch-sizes", default=None, metavar="LIST", help="For batch and auto-demo (default 4,8,16)."
+)
+@click.option("--selection", default=None, metavar="METHOD", help="For the batched variants.")
+@data_option
+@click.option("--base-url", default=None, metavar="URL", help="The OpenAI-compatible API.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME")
+@click.option(
+    "--grammar",
+    type=click.Choice(("auto", "gbnf", "json-schema", "none")),
+    default="auto",
+    show_default=True,
+)
+@click.option("--model", default=None, help="Send this model name instead of the spec's.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--cache",
+    "cache_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The response cache (default: promptc's).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only the first N items of the data.",
+)
+@click.option(
+    "--results",
+    "results",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Score these answered variant folders instead of running.",
+)
+@click.option("--baseline", default="single", show_default=True, metavar="VARIANT")
+@click.option("--tolerance", default=None, metavar="X", help="Absolute tolerance for numbers.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="eval-report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    metavar="REPORT_DIR",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
+)
+@click.option("--no-charts", is_flag=True, help="Skip the PNG charts (no matplotlib needed).")
+@click.argument("extra_results", nargs=-1, type=click.Path(file_okay=False), metavar="")
+def eval_command(
+    spec: str,
+    strategies: str | None,
+    batch_sizes: str | None,
+    selection: str | None,
+    data: str | None,
+    base_url: str | None,
+    api_key_env: str,
+    grammar: str,
+    model: str | None,
+    concurrency: int,
+    cache_path: str | None,
+    timeout: float,
+    limit: int | None,
+    results: tuple[str, ...],
+    baseline: str,
+    tolerance: str | None,
+    out_dir: str,
+    fmt: str,
+    no_charts: bool,
+    extra_results: tuple[str, ...],
+) -> None:
+    """Run every strategy of SPEC and score its answers against the gold answers.
+
+    Accuracy per output and overall (95% Wilson interval), parse statuses, calls and tokens
+    per question, accuracy by position in the batch, and a paired McNemar comparison with
+    the baseline, in REPORT_DIR/report.md, report.json and two charts.
+    """
+    import json
+
+    from promptc.cli.common import compile_task
+    from promptc.eval.report import build_report, report_json, table_rows, write_report
+    from promptc.eval.results import read_variant
+    from promptc.plan.variants import (
+        parse_batch_sizes,
+        parse_selection,
+        parse_strategies,
+        variants,
+    )
+
+    tol = _tolerance(tolerance)
+    folders = [*results, *extra_results] if results else []
+    if extra_results and not results:
+        raise click.UsageError(f"unexpected argument {extra_results[0]!r}")
+    out = Path(out_dir)
+    failed = 0
+    if folders:
+        task = compile_task(spec, data=data)
+        read = [read_variant(f, task) for f in folders]
+        if baseline not in [r.name for r in read]:
+            baseline = read[0].name if baseline == "single" else baseline
+    else:
+        if base_url is None:
+            raise UsageError(
+                "promptc eval needs a model: give --base-url URL, or score existing answers "
+                "with --results DIR…",
+                location=Location("<command line>"),
+                code="no-model",
+            )
+        chosen = variants(
+            parse_strategies(strategies),
+            parse_batch_sizes(batch_sizes),
+            parse_selection(selection),
+        )
+        names = [v.name for v in chosen]
+        if baseline not in names:
+            raise UsageError(
+                f"baseline {baseline!r} is not among the variants ({', '.join(names)})",
+                location=Location("<command line>"),
+                path=("--baseline",),
+                code="unknown-baseline",
+            )
+        task = compile_task(spec, data=data)  # every error of the spec before anything is sent
+        if not any(i.gold for i in task.items):
+            build_report(task, [], baseline=baseline)  # raises the no-gold error
+        from promptc.eval.runner import run_variants
+
+        options = {
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "grammar": grammar,
+            "model": model,
+            "concurrency": concurrency,
+            "timeout": timeout,
+            "cache_path": cache_path,
+        }
+        ran = _run_with_progress(spec, chosen, out, options, data, limit)
+        for _, _, r in ran:
+            for f in r.failed:
+                stderr().write(f.format() + "\n")
+                failed += 1
+        if limit is not None:
+            import dataclasses
+
+            task = dataclasses.replace(task, items=task.items[:limit])
+        read = [read_variant(folder, task) for _, folder, _ in ran]
+    report = build_report(task, read, baseline=baseline, tolerance=tol)
+    written = write_report(report, out, charts=not no_charts)
+    if fmt == "json":
+        sys.stdout.write(report_json(report))
+    else:
+        _table(table_rows(report), sys.stdout)
+        click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
+    del json
+    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+def _run_with_progress(spec, chosen, out, options, data, limit):  # type: ignore[no-untyped-def]
+    from promptc.cli.common import use_rich
+    from promptc.eval.runner import run_variants
+
+    err = stderr()
+    if not use_rich(err):
+        return run_variants(
+            spec,
+            chosen,
+            out,
+            run_options=options,
+            data=data,
+            limit=limit,
+            on_variant=lambda v, n: err.write(f"eval: {v.name}: {n} request(s)\n"),
+            progress=lambda line: err.write(line + "\n"),
+        )
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(file=err)) as bar:
+        overall = bar.add_task("variants", total=len(chosen))
+        current = {"task": None}
+
+        def on_variant(v, n):  # type: ignore[no-untyped-def]
+            if current["task"] is not None:
+                bar.update(current["task"], visible=False)
+                bar.advance(overall)
+            current["task"] = bar.add_task(v.name, total=n)
+
+        def progress(line: str) -> None:
+            m = _TICK.match(line)
+            if m and current["task"] is not None:
+                bar.update(current["task"], completed=int(m.group(1)))
+
+        done = run_variants(
+            spec,
+            chosen,
+            out,
+            run_options=options,
+            data=data,
+            limit=limit,
+            on_variant=on_variant,
+            progress=progress,
+        )
+        bar.advance(overall)
+    return done
+
+
+def _table(rows: list[list[str]], stream) -> None:  # type: ignore[no-untyped-def]
+    from promptc.cli.common import use_rich
+
+    if use_rich(stream):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*rows[0], title="promptc eval")
+        for r in rows[1:]:
+            table.add_row(*r)
+        Console(file=stream).print(table)
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        stream.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
