@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument, stderr
 from promptc.errors import Location, UsageError
+
+if TYPE_CHECKING:
+    from promptc.plan.variants import Variant
 
 _TICK = re.compile(r"^\[(\d+)/(\d+)\]")
 
@@ -130,8 +135,6 @@ def eval_command(
     per question, accuracy by position in the batch, and a paired McNemar comparison with
     the baseline, in REPORT_DIR/report.md, report.json and two charts.
     """
-    import json
-
     from promptc.cli.common import compile_task
     from promptc.eval.report import build_report, report_json, table_rows, write_report
     from promptc.eval.results import read_variant
@@ -177,7 +180,6 @@ def eval_command(
         task = compile_task(spec, data=data)  # every error of the spec before anything is sent
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
-        from promptc.eval.runner import run_variants
 
         options = {
             "base_url": base_url,
@@ -205,16 +207,30 @@ def eval_command(
     else:
         _table(table_rows(report), sys.stdout)
         click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
-    del json
     sys.exit(EXIT_INVALID if failed else EXIT_OK)
 
 
-def _run_with_progress(spec, chosen, out, options, data, limit):  # type: ignore[no-untyped-def]
+def _run_with_progress(
+    spec: str,
+    chosen: Sequence[Variant],
+    out: Path,
+    options: dict[str, Any],
+    data: str | None,
+    limit: int | None,
+) -> list[tuple[Variant, Path, Any]]:
+    """Runs the variants with a rich progress bar on a terminal, plain lines otherwise."""
     from promptc.cli.common import use_rich
     from promptc.eval.runner import run_variants
 
     err = stderr()
     if not use_rich(err):
+
+        def say_variant(v: Variant, n: int) -> None:
+            err.write(f"eval: {v.name}: {n} request(s)\n")
+
+        def say(line: str) -> None:
+            err.write(line + "\n")
+
         return run_variants(
             spec,
             chosen,
@@ -222,26 +238,26 @@ def _run_with_progress(spec, chosen, out, options, data, limit):  # type: ignore
             run_options=options,
             data=data,
             limit=limit,
-            on_variant=lambda v, n: err.write(f"eval: {v.name}: {n} request(s)\n"),
-            progress=lambda line: err.write(line + "\n"),
+            on_variant=say_variant,
+            progress=say,
         )
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     with Progress(console=Console(file=err)) as bar:
         overall = bar.add_task("variants", total=len(chosen))
-        current = {"task": None}
+        current: list[TaskID] = []
 
-        def on_variant(v, n):  # type: ignore[no-untyped-def]
-            if current["task"] is not None:
-                bar.update(current["task"], visible=False)
+        def on_variant(v: Variant, n: int) -> None:
+            if current:
+                bar.update(current[-1], visible=False)
                 bar.advance(overall)
-            current["task"] = bar.add_task(v.name, total=n)
+            current.append(bar.add_task(v.name, total=n))
 
         def progress(line: str) -> None:
             m = _TICK.match(line)
-            if m and current["task"] is not None:
-                bar.update(current["task"], completed=int(m.group(1)))
+            if m and current:
+                bar.update(current[-1], completed=int(m.group(1)))
 
         done = run_variants(
             spec,
@@ -257,7 +273,7 @@ def _run_with_progress(spec, chosen, out, options, data, limit):  # type: ignore
     return done
 
 
-def _table(rows: list[list[str]], stream) -> None:  # type: ignore[no-untyped-def]
+def _table(rows: list[list[str]], stream: IO[str]) -> None:
     from promptc.cli.common import use_rich
 
     if use_rich(stream):

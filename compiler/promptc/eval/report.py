@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
+from promptc.errors import Location, UsageError
 from promptc.eval.results import VariantResults
 from promptc.eval.score import VariantScore, paired, pareto_front, pick_answers, score
-from promptc.errors import Location, UsageError
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -88,7 +88,7 @@ def build_report(
         answers = pick_answers(v.results, v.targets)
         scores[v.name] = score(task.outputs, _scored_items(task, v), answers, None, tolerance)
     base = scores[baseline]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in variants:
         s = scores[v.name]
         n = s.overall.n

@@ -137,8 +137,8 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
                 code="results-of-another-spec",
             )
         values: dict[str, Any] = {}
-        raw = rec.get("values") if isinstance(rec.get("values"), dict) else {}
-        for k, v in raw.items():
+        raw = rec.get("values")
+        for k, v in (raw if isinstance(raw, dict) else {}).items():
             f = outputs.get(k)
             if f is None:
                 raise UsageError(
