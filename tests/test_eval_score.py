@@ -279,6 +279,7 @@ def test_tolerance_counts_near_numbers(fixed: tuple[Path, Path, Path], tmp_path:
         ("no-results", "is not answered and parsed: it has no results.jsonl"),
         ("no-gold", "data.gold: no item of 'fixed' has a gold answer, so nothing can be scored"),
         ("baseline", "<command line>: --baseline: baseline 'few-shot' is not among the variants"),
+        ("twice", "two result folders are both variant 'single'"),
     ],
 )
 def test_bad_input_is_a_located_error(
@@ -306,6 +307,8 @@ def test_bad_input_is_a_located_error(
         spec.write_text(SPEC.replace(", gold: {answer: gold}", ""), encoding="utf-8")
     elif change == "baseline":
         args += ["--baseline", "few-shot"]
+    elif change == "twice":
+        args.append(str(single))
     code = run(args)
     err = capsys.readouterr().err
     assert code in (1, 2)

@@ -219,3 +219,16 @@ def test_gguf_tokenizer_counts_the_models_chat_template() -> None:
     assert tok.count_messages(messages) == len(
         llama.tokenize(prompt.encode(), add_bos=True, special=True)
     )
+
+
+def test_max_tokens_caps_the_output_and_makes_it_a_bound(tmp_path: Path) -> None:
+    math = REPO / "specs" / "math.yaml"
+    tok = BPETokenizer("o200k_base", exact=True)
+    free = compile_spec(math, overrides={("strategy", "kind"): "single"})
+    plan, _ = estimate.plan_task(free, Variant("single", None), tok, None)
+    assert not plan.bounded
+    capped = compile_spec(
+        math, overrides={("strategy", "kind"): "single", ("model", "max_tokens"): 3}
+    )
+    plan, requests = estimate.plan_task(capped, Variant("single", None), tok, None)
+    assert plan.bounded and plan.output_tokens == 3 * len(requests)

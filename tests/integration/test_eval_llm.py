@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,15 @@ ROWS = [
 
 
 def png_size(path: Path) -> tuple[int, int]:
+    """The size of a PNG, after decoding it whole (a truncated or corrupt file fails)."""
+    from PIL import Image
+
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+    with Image.open(path) as image:
+        image.load()
+        assert image.size == struct.unpack(">II", head[16:24])
+        return image.size
 
 
 @pytest.mark.llm
@@ -69,6 +75,19 @@ def test_eval_all_four_strategies_on_the_real_model(
     assert "| variant | accuracy [95% CI] |" in (report / "report.md").read_text(encoding="utf-8")
     for chart in ("accuracy-vs-tokens.png", "accuracy-by-position.png"):
         assert png_size(report / chart) == (800, 500)
+    # plan's count with the model's own tokenizer is what the server reports it read.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from llm_server import smollm2_model_path
+    from promptc.plan.estimate import plan_spec
+    from promptc.plan.variants import Variant
+
+    grid = [Variant("single", None), Variant("few-shot", None), Variant("batch", 2)]
+    grid.append(Variant("auto-demo", 2))
+    plan = plan_spec(str(spec), grid, tokenizer=smollm2_model_path())
+    assert plan.exact
+    assert [round(p.input_per_question, 2) for p in plan.variants] == [
+        v["input_tokens_per_question"] for v in doc["variants"]
+    ]
     first = (report / "report.json").read_bytes()
     # A rerun is answered from the cache and the answers kept: the same report, byte for byte.
     assert run(args) == 0

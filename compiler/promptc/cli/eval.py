@@ -91,7 +91,12 @@ def _tolerance(text: str | None) -> Decimal | None:
     metavar="DIR",
     help="Score these answered variant folders instead of running.",
 )
-@click.option("--baseline", default="single", show_default=True, metavar="VARIANT")
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="VARIANT",
+    help="The variant others are compared with (default: single, else the first variant).",
+)
 @click.option("--tolerance", default=None, metavar="X", help="Absolute tolerance for numbers.")
 @click.option(
     "-o",
@@ -122,7 +127,7 @@ def eval_command(
     timeout: float,
     limit: int | None,
     results: tuple[str, ...],
-    baseline: str,
+    baseline: str | None,
     tolerance: str | None,
     out_dir: str,
     fmt: str,
@@ -154,8 +159,7 @@ def eval_command(
     if folders:
         task = compile_task(spec, data=data)
         read = [read_variant(f, task) for f in folders]
-        if baseline not in [r.name for r in read]:
-            baseline = read[0].name if baseline == "single" else baseline
+        baseline = baseline or _default_baseline([r.name for r in read])
     else:
         if base_url is None:
             raise UsageError(
@@ -170,6 +174,7 @@ def eval_command(
             parse_selection(selection),
         )
         names = [v.name for v in chosen]
+        baseline = baseline or _default_baseline(names)
         if baseline not in names:
             raise UsageError(
                 f"baseline {baseline!r} is not among the variants ({', '.join(names)})",
@@ -208,6 +213,10 @@ def eval_command(
         _table(table_rows(report), sys.stdout)
         click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
     sys.exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+def _default_baseline(names: Sequence[str]) -> str:
+    return "single" if "single" in names else names[0]
 
 
 def _run_with_progress(

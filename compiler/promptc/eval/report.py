@@ -76,6 +76,15 @@ def build_report(
             code="no-gold",
         )
     names = [v.name for v in variants]
+    for k, v in enumerate(variants):
+        if v.name in names[:k]:
+            raise UsageError(
+                f"two result folders are both variant {v.name!r}: "
+                f"{str(variants[names.index(v.name)].folder)!r} and {str(v.folder)!r}",
+                location=Location(str(v.folder)),
+                hint="score one folder per variant",
+                code="repeated-variant",
+            )
     if baseline not in names:
         raise UsageError(
             f"baseline {baseline!r} is not among the variants evaluated ({', '.join(names)})",
@@ -186,13 +195,13 @@ def _md_table(rows: Sequence[Sequence[str]]) -> str:
 def report_md(report: Mapping[str, Any]) -> str:
     """report.md: the summary, statuses, per-output accuracy and accuracy by position."""
     parts = [
-        f"# promptc eval: {report['spec']}\n",
+        f"# promptc eval: {report['spec']}\n\n",
         f"{report['items']} items with gold answers; baseline `{report['baseline']}`"
         + (f"; numbers within ±{report['tolerance']}" if report["tolerance"] else "")
         + ". `*` marks the Pareto front of accuracy against input tokens per question.\n",
-        "![accuracy against input tokens per question](" + CHART_TOKENS + ")\n",
+        "\n![accuracy against input tokens per question](" + CHART_TOKENS + ")\n\n",
         _md_table(table_rows(report)),
-        "\n## Parse statuses\n",
+        "\n## Parse statuses\n\n",
     ]
     statuses = list(report["variants"][0]["statuses"]) if report["variants"] else []
     parts.append(
@@ -206,7 +215,7 @@ def report_md(report: Mapping[str, Any]) -> str:
     )
     outputs = report["outputs_scored"]
     if len(outputs) > 1:
-        parts.append("\n## Accuracy per output\n")
+        parts.append("\n## Accuracy per output\n\n")
         parts.append(
             _md_table(
                 [["variant", *outputs]]
@@ -223,8 +232,8 @@ def report_md(report: Mapping[str, Any]) -> str:
             )
         )
     positions = sorted({int(p) for r in report["variants"] for p in r["by_position"]})
-    parts.append("\n## Accuracy by position in the batch\n")
-    parts.append("![accuracy by position](" + CHART_POSITION + ")\n")
+    parts.append("\n## Accuracy by position in the batch\n\n")
+    parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
     parts.append(
         _md_table(
             [["variant", *map(str, positions)]]
@@ -272,30 +281,71 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     written = []
     meta = {"Software": None}
 
+    colours = {
+        "single": "#7f7f7f",
+        "few-shot": "#9467bd",
+        "batch": "#1f77b4",
+        "auto-demo": "#2ca02c",
+    }
     fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
-    xs = [r["input_tokens_per_question"] or 0.0 for r in rows]
+    xs = [float(r["input_tokens_per_question"] or 0.0) for r in rows]
     ys = [100 * r["accuracy"]["accuracy"] for r in rows]
-    lo = [100 * (r["accuracy"]["accuracy"] - r["accuracy"]["ci95"][0]) for r in rows]
-    hi = [100 * (r["accuracy"]["ci95"][1] - r["accuracy"]["accuracy"]) for r in rows]
-    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, color="#1f77b4", ecolor="#9ab")
+    for kind, colour in colours.items():
+        mine = [k for k, r in enumerate(rows) if r["strategy"] == kind]
+        if not mine:
+            continue
+        ax.errorbar(
+            [xs[k] for k in mine],
+            [ys[k] for k in mine],
+            yerr=[
+                [
+                    100 * (rows[k]["accuracy"]["accuracy"] - rows[k]["accuracy"]["ci95"][0])
+                    for k in mine
+                ],
+                [
+                    100 * (rows[k]["accuracy"]["ci95"][1] - rows[k]["accuracy"]["accuracy"])
+                    for k in mine
+                ],
+            ],
+            fmt="o",
+            capsize=4,
+            color=colour,
+            alpha=0.85,
+            label=kind,
+        )
     front = sorted((x, y) for x, y, r in zip(xs, ys, rows) if r["pareto"])
     if front:
-        ax.plot(*zip(*front), "--", color="#d62728", label="Pareto front")
-        ax.legend(loc="lower right")
+        ax.plot(*zip(*front), "--", color="#d62728", linewidth=1, label="Pareto front")
+    # Variants at the same point share one label, so that names do not print over each other.
+    labels: dict[tuple[float, float], list[str]] = {}
     for x, y, r in zip(xs, ys, rows):
-        ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        labels.setdefault((x, y), []).append(r["variant"])
+    for (x, y), names in labels.items():
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xlabel("input tokens per question")
     ax.set_ylabel("accuracy (%), 95% Wilson interval")
     ax.set_ylim(-5, 105)
-    ax.set_title(f"{report['spec']}: accuracy against cost")
+    ax.set_title(f"{report['spec']}: accuracy against input tokens ({report['items']} items)")
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
     path = out_dir / CHART_TOKENS
     fig.savefig(path, dpi=dpi, metadata=meta)
     plt.close(fig)
     written.append(path)
 
     fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
+    longest = max((int(p) for r in rows for p in r["by_position"]), default=1)
     for r in rows:
+        if r["strategy"] in ("single", "few-shot"):
+            # One question a request: no positions, so its accuracy is drawn as a reference.
+            ax.axhline(
+                100 * r["accuracy"]["accuracy"],
+                linestyle=":",
+                color=colours[r["strategy"]],
+                label=f"{r['variant']} (one a request)",
+            )
+            continue
         pos = sorted(int(p) for p in r["by_position"])
         if not pos:
             continue
@@ -304,10 +354,15 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.set_xlabel("position in the batch (1 = first question)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-5, 105)
+    ax.set_xlim(0.5, longest + 0.5)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{report['spec']}: accuracy by position in the batch")
     ax.grid(alpha=0.3)
     if rows:
         ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
     path = out_dir / CHART_POSITION
     fig.savefig(path, dpi=dpi, metadata=meta)
     plt.close(fig)

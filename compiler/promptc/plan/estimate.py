@@ -10,7 +10,8 @@ Per variant:
   longest (a bound: the grammar allows nothing longer), a ``number``/``integer`` as long as the
   gold answers (else the demos') are on average, ``text`` as long as the demos' on average (an
   estimate; nothing bounds free text but ``max_tokens``). An Auto-Demo answer also repeats its
-  question, counted exactly. The figure is a *bound* when every field is bounded;
+  question, counted exactly. A request's estimate above the model's ``max_tokens`` is cut to
+  it. The figure is a *bound* when every request's is: every field bounded, or the cut reached;
 - **the floor**: what the questions themselves take, ``question + answer``, with no
   instruction, demos, markers or chat framing — no strategy can send less;
 - **cost**: input tokens × input price + output tokens × output price (USD per million).
@@ -231,11 +232,18 @@ def plan_task(
     by_id = {i.id: i for i in task.items}
     input_tokens = 0
     output = 0.0
+    cap = task.model.max_tokens
+    bounded = True
     for r in requests:
         input_tokens += tok.count_messages(
             [{"role": m.role, "content": m.content} for m in r.messages]
         )
-        output += request_output(task, r, answer.tokens, tok, by_id)
+        out = request_output(task, r, answer.tokens, tok, by_id)
+        if cap is not None and out >= cap:
+            out = float(cap)  # the model stops at max_tokens: a bound whatever the grammar
+        else:
+            bounded = bounded and answer.bounded
+        output += out
     floor = sum(tok.count(question_text(task.inputs, i.inputs)) + answer.tokens for i in task.items)
     plan = VariantPlan(
         variant=variant,
@@ -243,7 +251,7 @@ def plan_task(
         items=len(task.items),
         input_tokens=input_tokens,
         output_tokens=output,
-        bounded=answer.bounded,
+        bounded=bounded,
         floor_tokens=floor,
         cost=None if price is None else price.cost(input_tokens, output),
     )
