@@ -3,7 +3,7 @@
 ::
 
     promptc eval SPEC [--strategies …] [--batch-sizes …] [--selection METHOD] [--data PATH]
-                 [--base-url URL] [--grammar MODE] [--limit N] [--baseline VARIANT]
+                 [--base-url URL | --local [--model-path GGUF]] [--grammar MODE] [--limit N] [--baseline VARIANT]
                  [--tolerance X] [-o REPORT_DIR] [--format table|json] [--no-charts]
     promptc eval SPEC --results DIR [DIR …]       (score answered variant folders, no model)
 
@@ -59,6 +59,19 @@ def _tolerance(text: str | None) -> Decimal | None:
 @click.option("--selection", default=None, metavar="METHOD", help="For the batched variants.")
 @data_option
 @click.option("--base-url", default=None, metavar="URL", help="The OpenAI-compatible API.")
+@click.option(
+    "--local",
+    is_flag=True,
+    default=False,
+    help="Answer with promptc run's embedded llama.cpp model instead of a server.",
+)
+@click.option(
+    "--model-path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="GGUF",
+    help="With --local: the GGUF model (default: the bundled SmolLM2).",
+)
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME")
 @click.option(
     "--grammar",
@@ -119,6 +132,8 @@ def eval_command(
     selection: str | None,
     data: str | None,
     base_url: str | None,
+    local: bool,
+    model_path: str | None,
     api_key_env: str,
     grammar: str,
     model: str | None,
@@ -161,12 +176,18 @@ def eval_command(
         read = [read_variant(f, task) for f in folders]
         baseline = baseline or _default_baseline([r.name for r in read])
     else:
-        if base_url is None:
+        if base_url is None and not local:
             raise UsageError(
-                "promptc eval needs a model: give --base-url URL, or score existing answers "
-                "with --results DIR…",
+                "promptc eval needs a model: give --base-url URL or --local, or score "
+                "existing answers with --results DIR…",
                 location=Location("<command line>"),
                 code="no-model",
+            )
+        if base_url is not None and local:
+            raise UsageError(
+                "give --base-url or --local, not both",
+                location=Location("<command line>"),
+                code="two-models",
             )
         chosen = variants(
             parse_strategies(strategies),
@@ -186,8 +207,10 @@ def eval_command(
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
 
-        options = {
+        options: dict[str, Any] = {
             "base_url": base_url,
+            "local": True if local else None,
+            "model_path": model_path,
             "api_key_env": api_key_env,
             "grammar": grammar,
             "model": model,

@@ -34,6 +34,30 @@ def compile_variant(
     return task
 
 
+def run_options_supported(options: dict[str, Any]) -> dict[str, Any]:
+    """The run options this installation's :func:`~promptc.run.orchestrate.run_build` takes.
+
+    Raises:
+        UsageError: ``local`` (or ``model_path``) is asked for but run_build has no embedded
+            model.
+    """
+    import inspect
+
+    from promptc.run.orchestrate import run_build
+
+    accepted = inspect.signature(run_build).parameters
+    for key in ("local", "model_path"):
+        if options.get(key) and key not in accepted:
+            raise UsageError(
+                "this installation's promptc run has no embedded llama.cpp model (--local)",
+                location=Location("<command line>"),
+                path=("--local",),
+                hint="give --base-url URL of a running server",
+                code="no-local",
+            )
+    return {k: v for k, v in options.items() if k in accepted and v is not None}
+
+
 def run_variants(
     spec: str,
     variants: Sequence[Variant],
@@ -53,12 +77,16 @@ def run_variants(
     from promptc.build import build
     from promptc.run.orchestrate import run_build
 
+    options = run_options_supported(run_options)
     done = []
     for v in variants:
         task = compile_variant(spec, v, data, limit)
         folder = out_dir / VARIANTS_DIR / v.name
         result = build(task, folder)
-        if "path_from_build" not in result.manifest.get("spec", {}):  # type: ignore[operator]
+        spec_entry = result.manifest.get("spec")
+        finds_spec = isinstance(spec_entry, dict) and "path_from_build" in spec_entry
+        # A build that holds its own task (task.json) needs no spec to be parsed again.
+        if not finds_spec and not (folder / "task.json").is_file():
             raise UsageError(
                 f"the report folder {str(out_dir)!r} shares no folder with the spec "
                 f"{spec!r}, so its builds could not find the spec again",
@@ -69,7 +97,7 @@ def run_variants(
         if on_variant is not None:
             on_variant(v, len(result.requests))
         started = time.perf_counter()
-        run = run_build(folder, parse=True, progress=progress, **run_options)
+        run = run_build(folder, parse=True, progress=progress, **options)
         seconds = time.perf_counter() - started
         if run.sent:
             # Only a run that sent requests measured the model: a rerun from the cache keeps
