@@ -314,3 +314,44 @@ def test_bad_input_is_a_located_error(
     assert code in (1, 2)
     assert message in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(st.integers(0, 500), st.integers(0, 500))
+def test_wilson_holds_the_observed_rate(k: int, extra: int) -> None:
+    n = k + extra
+    lo, hi = S.wilson(k, n)
+    assert 0.0 <= lo <= hi <= 1.0
+    if n:
+        assert lo - 1e-12 <= k / n <= hi + 1e-12
+
+
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_mcnemar_is_symmetric_and_a_probability(b: int, c: int) -> None:
+    p = S.mcnemar_exact(b, c)
+    assert p == S.mcnemar_exact(c, b)
+    assert 0.0 < p <= 1.0
+    if b == c:
+        assert p == 1.0
+
+
+try:
+    from scipy import stats as scipy_stats
+except ImportError:  # scipy comes with the embed extra; without it this cross-check is skipped
+    scipy_stats = None
+
+
+@pytest.mark.skipif(scipy_stats is None, reason="scipy is not installed")
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_mcnemar_matches_scipys_exact_binomial_test(b: int, c: int) -> None:
+    stats = scipy_stats
+    assert stats is not None
+    if b + c == 0:
+        return
+    expected = stats.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue
+    assert S.mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-12)
