@@ -93,9 +93,7 @@ def test_eval_all_four_strategies_on_the_real_model(
     assert run(args) == 0
     assert (report / "report.json").read_bytes() == first
     # And the folders can be scored without a model.
-    folders = sorted(str(p) for p in (report / "variants").iterdir())
+    folders = sorted((str(p) for p in (report / "variants").iterdir()), reverse=True)
     assert run(["eval", str(spec), "-o", str(tmp_path / "again"), "--results", *folders]) == 0
-    again = json.loads((tmp_path / "again" / "report.json").read_text(encoding="utf-8"))
-    assert {v["variant"]: v["accuracy"] for v in again["variants"]} == {
-        v["variant"]: v["accuracy"] for v in doc["variants"]
-    }
+    # Scored from the folders alone, in any order, the report is the same, byte for byte.
+    assert (tmp_path / "again" / "report.json").read_bytes() == first

@@ -313,6 +313,8 @@ def _table(rows: list[list[str]], stream: IO[str]) -> None:
         from rich.table import Table
 
         table = Table(*rows[0], title="promptc eval")
+        for c in table.columns[1:]:
+            c.justify = "right"
         for r in rows[1:]:
             table.add_row(*r)
         Console(file=stream).print(table)

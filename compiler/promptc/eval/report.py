@@ -75,6 +75,12 @@ def build_report(
             hint="map data.gold to the column holding the answers, e.g. gold: {answer: answer}",
             code="no-gold",
         )
+    # One order whatever order the folders came in: strategies as promptc lists them, then
+    # batch size, so that scoring the same folders always gives the same report.
+    order: dict[str, int] = {k: n for n, k in enumerate(ir.STRATEGY_KINDS)}
+    variants = sorted(
+        variants, key=lambda v: (order.get(v.kind, len(order)), v.batch_size, v.selection)
+    )
     names = [v.name for v in variants]
     for k, v in enumerate(variants):
         if v.name in names[:k]:
@@ -93,9 +99,12 @@ def build_report(
             code="unknown-baseline",
         )
     scores: dict[str, VariantScore] = {}
+    scored: set[str] = set()
     for v in variants:
         answers = pick_answers(v.results, v.targets)
-        scores[v.name] = score(task.outputs, _scored_items(task, v), answers, None, tolerance)
+        gold = _scored_items(task, v)
+        scored.update(gold)
+        scores[v.name] = score(task.outputs, gold, answers, None, tolerance)
     base = scores[baseline]
     rows: list[dict[str, Any]] = []
     for v in variants:
@@ -132,7 +141,7 @@ def build_report(
         r["pareto"] = k in front
     return {
         "spec": task.name,
-        "items": len([i for i in task.items if i.gold]),
+        "items": len(scored),
         "baseline": baseline,
         "tolerance": None if tolerance is None else format(tolerance, "f"),
         "outputs_scored": sorted({k for i in task.items for k in i.gold}),
@@ -315,7 +324,16 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         )
     front = sorted((x, y) for x, y, r in zip(xs, ys, rows) if r["pareto"])
     if front:
-        ax.plot(*zip(*front), "--", color="#d62728", linewidth=1, label="Pareto front")
+        ax.plot(
+            *zip(*front),
+            "--",
+            color="#d62728",
+            linewidth=1,
+            marker="o",
+            markersize=13,
+            markerfacecolor="none",
+            label="Pareto front",
+        )
     # Variants at the same point share one label, so that names do not print over each other.
     labels: dict[tuple[float, float], list[str]] = {}
     for x, y, r in zip(xs, ys, rows):
@@ -327,7 +345,8 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylim(-5, 105)
     ax.set_title(f"{report['spec']}: accuracy against input tokens ({report['items']} items)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.margins(x=0.15)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path = out_dir / CHART_TOKENS
     fig.savefig(path, dpi=dpi, metadata=meta)
