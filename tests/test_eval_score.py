@@ -355,3 +355,44 @@ def test_mcnemar_matches_scipys_exact_binomial_test(b: int, c: int) -> None:
         return
     expected = stats.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue
     assert S.mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_tokens_fall_back_to_the_tokenizer_without_usage(
+    fixed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("bpe_openai")
+    spec, single, _ = fixed
+    (single / "outputs.jsonl").write_text(
+        "".join(json.dumps({"id": f"r{k}", "output": "18"}) + "\n" for k in range(1, 5)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "r"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(single)]) == 0
+    (v,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert v["tokens_from"] == "tokenizer o200k_base"
+    assert v["output_tokens_per_question"] == 1.0  # "18" is one o200k token
+    assert v["input_tokens_per_question"] == 3.0  # no messages: the reply priming alone
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "single,fewshot"], "--strategies: unknown strategy 'fewshot'"),
+        (["--batch-sizes", "4,-1"], "--batch-sizes: batch size '-1' is not a whole number"),
+        ([], "promptc eval needs a model: give --base-url URL or --local"),
+        (["--strategies", "few-shot"], "strategy few-shot needs at least one demo"),
+    ],
+)
+def test_eval_option_errors_before_anything_is_sent(
+    args: list[str],
+    message: str,
+    fixed: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec, _, _ = fixed
+    url = [] if not args else ["--base-url", "http://127.0.0.1:9/v1"]
+    code = run(["eval", str(spec), "-o", str(tmp_path / "r"), *url, *args])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and message in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "variants").exists()

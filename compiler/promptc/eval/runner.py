@@ -78,9 +78,11 @@ def run_variants(
     from promptc.run.orchestrate import run_build
 
     options = run_options_supported(run_options)
+    # Every variant compiles before anything is sent: a spec error in the last one (few-shot
+    # without demos) must not come after paying for the first.
+    tasks = [(v, compile_variant(spec, v, data, limit)) for v in variants]
     done = []
-    for v in variants:
-        task = compile_variant(spec, v, data, limit)
+    for v, task in tasks:
         folder = out_dir / VARIANTS_DIR / v.name
         result = build(task, folder)
         spec_entry = result.manifest.get("spec")
