@@ -29,7 +29,6 @@ API keys and environment values are never read, let alone written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from typing import Any, Literal
 from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.select.methods import SelectionResult, batch_size, select
+from promptc.text import canonical_json, sha256_text
 
 Target = Literal["chat", "openai-batch"]
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
@@ -76,15 +76,10 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def prompt_hash(request: ir.Request) -> str:
     """sha256 of the canonical JSON of a request's messages: equal prompts, equal hashes."""
     messages = [{"content": m.content, "role": m.role} for m in request.messages]
-    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return sha256_text(canonical)
+    return sha256_text(canonical_json(messages))
 
 
 def relative(path: str, start: str) -> str:

@@ -53,16 +53,10 @@ from typing import TYPE_CHECKING
 
 from promptc import markers
 from promptc.errors import Location, OutputParseError
-from promptc.grammar.items import (
-    AnswerMismatch,
-    LineTable,
-    ParsedItem,
-    Span,
-    found_in_output,
-    one_of,
-)
+from promptc.grammar.items import AnswerMismatch, ParsedItem, one_of
 from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
+from promptc.text import LineTable, Span, excerpt
 from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
 
@@ -431,7 +425,7 @@ class AnswerGrammar:
         try:
             return read_value(self._by_name[name], raw)
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
-            line, col = LineTable(output).at(start)
+            line, col, _ = LineTable(output).position(start)
             raise OutputParseError(
                 f"cannot read {name}: {e}",
                 location=Location(OUTPUT_FILE, line, col),
@@ -557,7 +551,7 @@ class AnswerGrammar:
             expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
         return _parse_error(
-            output, offset, want, found_in_output(output, offset), "unexpected-output"
+            output, offset, want, excerpt(output, offset, end="end of output"), "unexpected-output"
         )
 
     def _next_marker(self, output: str, offset: int) -> str | None:
@@ -603,18 +597,17 @@ def _pos(value: int | None) -> int:
 def _parse_error(
     output: str, offset: int, expected: Sequence[str], found: str, code: str
 ) -> OutputParseError:
-    """An error at ``offset`` of the output; also carries ``offset``, ``expected``, ``found``."""
+    """An error at ``offset`` of the output, carrying ``offset``, ``expected`` and ``found``."""
     offset = min(offset, len(output))
-    line, col = LineTable(output).at(offset)
-    err = OutputParseError(
+    line, col, _ = LineTable(output).position(offset)
+    return OutputParseError(
         f"expected {one_of(expected)}, found {found}",
         location=Location(OUTPUT_FILE, line, col),
         code=code,
+        offset=offset,
+        expected=expected,
+        found=found,
     )
-    err.offset = offset  # type: ignore[attr-defined]
-    err.expected = list(expected)  # type: ignore[attr-defined]
-    err.found = found  # type: ignore[attr-defined]
-    return err
 
 
 @lru_cache(maxsize=32)

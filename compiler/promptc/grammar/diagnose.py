@@ -16,6 +16,7 @@ import re
 import sys
 
 from promptc.grammar.lark_source import Part, Plan
+from promptc.text import excerpt
 from promptc.values import expected
 
 _WS = " \t\n\r\f\v"
@@ -30,17 +31,6 @@ def part_name(part: Part) -> str:
         return f"{part.field.name}: {expected(part.field)}"
     text = part.text.strip()
     return repr(text) if text else "a space"
-
-
-def found_at(text: str, offset: int, limit: int = 40) -> str:
-    """What is at ``offset``: a short excerpt of the rest of its line, or the end."""
-    rest = text[offset:]
-    if rest.strip(_WS) == "":
-        return "end of the answer"
-    line = rest.split("\n", 1)[0]
-    if line == "":
-        return "a line break"
-    return repr(line if len(line) <= limit else line[:limit] + "…")
 
 
 def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
@@ -134,4 +124,4 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     finally:
         sys.setrecursionlimit(limit)
     _, _, offset = best_key
-    return offset, sorted(best_names), found_at(text, offset)
+    return offset, sorted(best_names), excerpt(text, offset)

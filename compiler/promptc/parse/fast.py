@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from promptc.ir import Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import LOOKALIKE, NormalisedText
-from promptc.parse.results import ItemResult, Lines, Span, Status
+from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
+from promptc.text import LineTable, Span
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -54,7 +55,7 @@ def _fast_items(
     item_ids = shape.item_ids
     rid = shape.id
     results: list[ItemResult] = []
-    lines = Lines(output)
+    lines = LineTable(output)
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     try:
         for index, q_group, start_group, end_group, fields in plan.items:
@@ -129,7 +130,7 @@ def _fast_columns(
         if written[: len(expected)] != expected:
             statuses, whys = _fast_alignment(shape, written, expected)
     # Match.start/end per group, not Match.regs, which builds a pair for every group.
-    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(Lines(output)))
+    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(LineTable(output)))
     item_ids = chain(shape.item_ids[:n], repeat(None))
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     return list(
@@ -336,8 +337,8 @@ def _parsed_span(text: NormalisedText, item: Any) -> Span | None:
     span = getattr(item, "span", None)
     if span is None:
         return None
-    start = getattr(span, "start", None)
-    end = getattr(span, "end", None)
+    start = getattr(span, "start_offset", None)
+    end = getattr(span, "end_offset", None)
     if isinstance(start, int) and isinstance(end, int):
         return Span(start, end, text.lines)
     return None

@@ -15,10 +15,10 @@ from promptc.ir import Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
-from promptc.parse.results import ItemResult, Span, decimal_text
+from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
-from promptc.parse.strict import found_at
+from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -211,7 +211,7 @@ def _judge(
     o = occs[0]
     assert o.question is not None
     rest = text.norm[o.q_end :].strip()
-    found = found_at(rest, 0)
+    found = excerpt(rest, 0, FOUND_CHARS, end="end of output", quote=False)
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
@@ -257,7 +257,10 @@ def _extra(
 
 def _show(values: Mapping[str, Value]) -> str:
     """``answer='18', reasoning='First…'`` for messages."""
-    return ", ".join(f"{k}={found_at(_plain(v), 0)!r}" for k, v in values.items())
+    return ", ".join(
+        f"{k}={excerpt(_plain(v), 0, FOUND_CHARS, end='end of output', quote=False)!r}"
+        for k, v in values.items()
+    )
 
 
 def _plain(value: Value) -> str:
