@@ -255,7 +255,10 @@ def assert_parses_to(
         assert dict(item.values) == {k: v for k, v in want.items() if k in fields}
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
-            assert read_value(fields[name], output[span.start_offset : span.end_offset]) == item.values[name]
+            assert (
+                read_value(fields[name], output[span.start_offset : span.end_offset])
+                == item.values[name]
+            )
             line_start = output.rfind("\n", 0, span.start_offset) + 1
             assert (span.start.line, span.start.col) == (
                 output.count("\n", 0, span.start_offset) + 1,
@@ -308,7 +311,11 @@ def test_reasoning_may_say_the_answer_is() -> None:
     }
     assert items[1].values == {"reasoning": "So", "answer": Decimal(1234)}
     span = items[0].field_spans["answer"]
-    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (1, 77, "18")
+    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (
+        1,
+        77,
+        "18",
+    )
 
 
 def test_slack_the_parser_allows() -> None:
