@@ -5,9 +5,12 @@
     promptc check SPEC [--format text|json] [--max-errors N]
     promptc build SPEC -o DIR [--strategy K] [--batch-size N] [--target chat|openai-batch]
     promptc build SPEC --emit ir|batches|requests        (print a stage instead of writing)
+    promptc build SPEC -o DIR --check                    (is DIR current? writes nothing)
     promptc show SPEC --request K | --batches
     promptc parse BUILD_DIR_OR_SPEC OUTPUTS …            (see promptc.cli.parse)
     promptc run BUILD_DIR --base-url URL …               (see promptc.cli.run)
+    promptc diff SPEC --against REV | BUILD_A BUILD_B    (see promptc.cli.diff)
+    promptc init [DIR] [--strategy K] [--task text|number|enum]
     promptc plan SPEC [--strategies …] [--batch-sizes …] (see promptc.cli.plan)
     promptc eval SPEC [--base-url URL | --results DIR…]  (see promptc.cli.eval)
     promptc schema
@@ -58,6 +61,14 @@ class LazyGroup(click.Group):
         "run": (
             "promptc.cli.run:run_command",
             "Send a build's requests to an OpenAI-compatible API.",
+        ),
+        "diff": (
+            "promptc.cli.diff:diff_command",
+            "Compare two builds, or a spec with itself at a git revision.",
+        ),
+        "init": (
+            "promptc.cli.init:init_command",
+            "Write a commented starter spec, its data and its schema.",
         ),
         "plan": (
             "promptc.cli.plan:plan_command",

@@ -15,7 +15,7 @@ import bisect
 import re
 import sys
 
-from promptc.grammar.lark_source import Part, Plan
+from promptc.grammar.lark_source import Blueprint, Part
 from promptc.text import excerpt
 from promptc.values import expected
 
@@ -33,8 +33,8 @@ def part_name(part: Part) -> str:
     return repr(text) if text else "a space"
 
 
-def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
-    """The failure point of ``text`` against ``plan``'s answer body.
+def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
+    """The failure point of ``text`` against ``blueprint``'s answer body.
 
     A failed reading is ranked by how far the *typed* parts carried it: the place where the
     failing part was tried, except that right after a text field it counts from where that
@@ -44,9 +44,9 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     Returns:
         (offset in ``text``, the names of what could have come there, what is there instead).
     """
-    parts = plan.parts
+    parts = blueprint.parts
     compiled = [re.compile(p.bare) for p in parts]
-    space = _WS if plan.multiline else " \t"
+    space = _WS if blueprint.multiline else " \t"
     start = len(text) - len(text.lstrip(space))
     best_key: tuple[int, int, int] = (-1, -1, -1)
     best_names: set[str] = set()
@@ -80,7 +80,7 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
             if pos >= len(text) or text[pos] in _WS:
                 return []
             nl = text.find("\n", pos)
-            stop = len(text) if plan.multiline or nl < 0 else nl
+            stop = len(text) if blueprint.multiline or nl < 0 else nl
             greedy = not any(is_text(j) for j in range(k + 1, len(parts)))
             if k in literal_ends:
                 table = literal_ends[k]

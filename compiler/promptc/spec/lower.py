@@ -136,6 +136,8 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     strategy = _strategy(doc)
     model_decl = dict(d["model"])
     price = model_decl.pop("price", None)
+    # Parameters promptc does not know go out beside the known ones, as the server expects.
+    model_decl.update(model_decl.pop("extra", None) or {})
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
