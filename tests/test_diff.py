@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from promptc.cli.main import run
+from promptc.cli.app import run
 
 GOLDEN = Path(__file__).parent / "golden_diff"
 REGEN = bool(os.environ.get("PROMPTC_REGEN_DIFF"))

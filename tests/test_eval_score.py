@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from promptc.cli.main import run
+from promptc.cli.app import run
 from promptc.eval import score as S
 from promptc.ir import OutputField
 

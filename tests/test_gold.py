@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from promptc.cli.main import run
+from promptc.cli.app import run
 from promptc.errors import PromptcErrors
 from promptc.spec.lower import compile_spec
 

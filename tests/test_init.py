@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from promptc.cli.app import run
 from promptc.cli.init import DATA_FILE, SCHEMA_FILE, SPEC_FILE, TASKS
-from promptc.cli.main import run
 from promptc.resources import read_schema
 
 STRATEGIES = ("single", "few-shot", "batch", "auto-demo")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptc.cli.main import run
+from promptc.cli.app import run
 
 REPO = Path(__file__).resolve().parents[1]
 

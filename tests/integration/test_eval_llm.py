@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptc.cli.main import run
+from promptc.cli.app import run
 
 SPEC = """\
 promptc: 1

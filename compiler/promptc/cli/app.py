@@ -36,24 +36,37 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 
 from promptc import __version__
-from promptc.cli.build import build_command
-from promptc.cli.check import check_command
 from promptc.cli.common import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, plural, stderr
-from promptc.cli.schema import schema_command
-from promptc.cli.show import show_command
 
 if TYPE_CHECKING:
     from promptc.errors import PromptcError
 
 
 class LazyGroup(click.Group):
-    """A click group whose listed ``lazy`` subcommands are imported only when run.
+    """A click group whose subcommands are imported only when run.
 
-    ``promptc --help`` shows their one-line help from :attr:`lazy` without importing them.
+    ``promptc --help`` shows their one-line help from :attr:`lazy` without importing them
+    (``tests/test_cli.py`` checks that each line is the first line of its command's help).
     """
 
     #: name → (``module:attribute`` of the click command, one-line help)
     lazy: Mapping[str, tuple[str, str]] = {
+        "check": (
+            "promptc.cli.check:check_command",
+            "Validate SPEC: schema, semantic checks, data and templates.",
+        ),
+        "build": (
+            "promptc.cli.build:build_command",
+            "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
+        ),
+        "show": (
+            "promptc.cli.show:show_command",
+            "Show one rendered request of SPEC, or its batches, readably.",
+        ),
+        "schema": (
+            "promptc.cli.schema:schema_command",
+            "Print the JSON Schema of task specs (for editors and yaml-language-server).",
+        ),
         "parse": (
             "promptc.cli.parse:parse_command",
             "Parse model outputs item by item with a build's answer grammar.",
@@ -120,10 +133,6 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """promptc: compile YAML prompt specs into single, few-shot, batch and Auto-Demo requests,
     with answer grammars that parse model output item by item."""
-
-
-for _command in (check_command, build_command, show_command, schema_command):
-    cli.add_command(_command)
 
 
 # ---------------------------------------------------------------- entry point
