@@ -107,6 +107,12 @@ def task_text(task: ir.Task) -> str:
             "max_tokens": task.model.max_tokens,
             "params": dict(task.model.params),
             "provider": task.model.provider,
+            "price": None
+            if task.model.price is None
+            else {
+                "input": format(task.model.price.input, "f"),
+                "output": format(task.model.price.output, "f"),
+            },
             "max_tokens_field": task.model.max_tokens_field,
         },
         "run": {"repair": {"max_attempts": task.run.repair_max_attempts}},
@@ -272,6 +278,9 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
             max_tokens=model["max_tokens"],
             params=dict(model["params"]),
             provider=model.get("provider"),
+            price=None
+            if not model.get("price")
+            else ir.Price(Decimal(model["price"]["input"]), Decimal(model["price"]["output"])),
             max_tokens_field=model.get("max_tokens_field"),
         ),
         templates=(),
