@@ -136,6 +136,7 @@ def item_lines(task: ir.Task) -> Iterator[str]:
                     "inputs": dict(it.inputs),
                     "question": question,
                     "location": _where(it.location, task.spec_dir),
+                    "gold": dict(it.gold),
                 }
             )
             + "\n"
@@ -194,6 +195,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
         ) from None
     items: list[ir.Item] = []
     items_path = build / ITEMS_FILE
+    types = {o.name: o.type for o in task.outputs}
     try:
         with items_path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -207,6 +209,10 @@ def read_task(build_dir: str | Path) -> ir.Task:
                             index=int(rec["index"]),
                             inputs={str(k): str(v) for k, v in rec["inputs"].items()},
                             location=_location(rec.get("location"), build),
+                            gold={
+                                str(k): _gold(types.get(str(k)), v)
+                                for k, v in (rec.get("gold") or {}).items()
+                            },
                         )
                     )
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -226,6 +232,17 @@ def read_task(build_dir: str | Path) -> ir.Task:
     from dataclasses import replace
 
     return replace(task, items=tuple(items))
+
+
+def _gold(kind: str | None, value: Any) -> ir.Value:
+    """A gold value read back with its output's type (numbers are exact decimals)."""
+    if kind == "number":
+        return Decimal(str(value))
+    if kind == "integer":
+        return int(value)
+    if kind == "boolean":
+        return bool(value)
+    return str(value)
 
 
 def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
