@@ -61,7 +61,13 @@ from promptc.grammar.items import (
     found_in_output,
     one_of,
 )
-from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
+from promptc.grammar.lark_source import (
+    Plan,
+    lark_source,
+    lenient_body_regex,
+    make_plan,
+    marker_regex,
+)
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
@@ -260,6 +266,34 @@ class AnswerGrammar:
         if m is None:
             raise self.diagnose_answer(text)
         return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+
+    @cached_property
+    def lenient_answer_regex(self) -> str:
+        """A regex of one answer body read leniently (:func:`lenient_body_regex`), a named
+        group per output field."""
+        return lenient_body_regex(self.plan)
+
+    @cached_property
+    def _lenient_re(self) -> re.Pattern[str]:
+        space = "[ \\t\\n\\r\\f\\v]*" if self.plan.multiline else "[ \\t]*"
+        return re.compile(space + self.lenient_answer_regex + space)
+
+    def parse_answer_lenient(self, text: str) -> dict[str, Value] | None:
+        """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
+
+        Accepts what :meth:`parse_answer` does and the departures of
+        :func:`~promptc.grammar.lark_source.lenient_body_regex`; values are read from the
+        text as written.
+        """
+        if len(text) > MAX_SPLIT_CHARS:
+            return None
+        m = self._lenient_re.fullmatch(text)
+        if m is None:
+            return None
+        try:
+            return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+        except ValueError:
+            return None
 
     def diagnose_answer(self, text: str) -> AnswerMismatch:
         """Why ``text`` is not an answer body: the deepest point any reading of it reached.

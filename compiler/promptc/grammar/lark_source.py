@@ -115,12 +115,26 @@ def value_regex(field: OutputField, multiline: bool) -> str:
     return fragment_terminals(file)[name]
 
 
-def literal_regex(text: str, multiline: bool) -> str:
-    """A literal of the answer format: any case, each white-space run as white space."""
+#: A white-space run of a literal, read leniently in a one-line answer: spaces, or one line
+#: break with spaces around it (``The answer is\n27.``, ``So 5.\nThe answer is 27.``).
+LENIENT_SPACE = "(?:[ \\t]+|[ \\t]*\\n[ \\t]*)"
+
+#: What a lenient reading lets stand after a number followed by literal text: a percent sign
+#: or one word of letters (``18%``, ``18 dollars``, ``18 km/h``). The value is the number.
+LENIENT_UNIT = "(?:[ \\t]*%|[ \\t]+[A-Za-z]{1,24}(?:/[A-Za-z]{1,24})?)?"
+
+
+def literal_regex(text: str, multiline: bool, lenient: bool = False) -> str:
+    """A literal of the answer format: any case, each white-space run as white space.
+
+    ``lenient`` (one-line answers): a white-space run may also be one line break.
+    """
     out: list[str] = []
     for run in re.findall(r"\s+|\S+", text):
         if run.isspace():
-            if multiline:
+            if lenient and not multiline:
+                out.append(LENIENT_SPACE)
+            elif multiline:
                 out.append(layout("LITERAL_SPACE_MULTILINE"))
             elif "\n" in run:
                 out.append(layout("LITERAL_NEWLINE"))
@@ -172,6 +186,35 @@ class Plan:
     def body_regex(self) -> str:
         """The regex of one answer body: the bare parts in sequence."""
         return "".join(p.bare for p in self.parts)
+
+
+def lenient_body_regex(plan: Plan) -> str:
+    """The regex of one answer body as the recovering parser reads it when the exact format
+    fails, with a named group per field.
+
+    What models write that the format does not say, each read as the answer it plainly is:
+    the final literal left out when it is only punctuation (``The answer is 27`` for
+    ``… The answer is {answer}.``); a line break for a space of a literal in a one-line
+    answer (``The answer is\n27.``); a percent sign or a unit word after a number that literal
+    text follows (``18%``, ``18 dollars``). Literal text is matched in any case, as always.
+    Never used in strict mode, nor where the exact format matches.
+    """
+    out: list[str] = []
+    last = len(plan.parts) - 1
+    for k, p in enumerate(plan.parts):
+        if p.field is not None:
+            unit = ""
+            nxt = plan.parts[k + 1] if k < last else None
+            if p.field.type in ("number", "integer") and nxt is not None and nxt.field is None:
+                unit = LENIENT_UNIT
+            out.append(f"(?P<{p.field.name}>{p.bare}){unit}")
+            continue
+        regex = literal_regex(p.text, plan.multiline, lenient=True)
+        stripped = p.text.strip()
+        if k == last and k > 0 and stripped and all(not c.isalnum() for c in stripped):
+            regex = f"(?:{regex})?"
+        out.append(regex)
+    return "".join(out)
 
 
 def normalised_segments(fmt: AnswerFormat) -> list[Literal_ | OutputField | str]:

@@ -31,6 +31,10 @@ MAX_OCCURRENCES = 16
 MAX_SINGLE_SKIP = 8
 
 
+#: The message of an ``ok`` answer read by the lenient form of the answer format.
+LENIENT_NOTE = "read leniently: the answer departs from the exact answer format"
+
+
 # --- recover --------------------------------------------------------------------------------
 
 
@@ -147,7 +151,7 @@ def _judge(
             o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
         ]
         span = _occ_span(text, first)
-        note = first.why
+        note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
         if differing:
             other = differing[0]
             where = _occ_span(text, other).start
@@ -314,7 +318,9 @@ def _recover_single(
         tried.add(st)
         r = reader.read(text, st, e, marker)
         if r.values is not None:
-            return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
+            note = LENIENT_NOTE if r.lenient else ""
+            span = text.span(r.start, r.end)
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, span, (), None, note)]
         if first is None:
             first = r
     assert first is not None
