@@ -178,6 +178,25 @@ class AnswerReader:
                     return reading
         return first
 
+    def _as_written(
+        self, text: NormalisedText, s: int, e: int, values: dict[str, Value]
+    ) -> dict[str, Value]:
+        """``values`` read from the normalised body ``norm[s:e]``, with each text value sliced
+        from the original instead (as the fast path does): a text value keeps the model's own
+        characters, whichever form of the body was read."""
+        texts = [f.name for f in self.grammar.fields if f.type == "text"]
+        if not texts or self.body is None:
+            return values
+        m = self.body.fullmatch(text.norm, s, e)
+        if m is None:
+            return values
+        out = dict(values)
+        for name in texts:
+            a, b = m.span(name)
+            if b > a:
+                out[name] = text.original[text.orig(a) : text.orig(b - 1) + 1]
+        return out
+
     def _read_lenient(self, text: NormalisedText, s: int, e: int) -> Reading | None:
         """One candidate reading by the lenient answer regex, as written then normalised."""
         lenient = getattr(self.grammar, "parse_answer_lenient", None)
@@ -199,6 +218,8 @@ class AnswerReader:
         got = self._try(raw, diagnose)
         if not isinstance(got, dict) and raw != text.norm[s:e]:
             got = self._try(text.norm[s:e], diagnose)
+            if isinstance(got, dict):
+                got = self._as_written(text, s, e, got)
         if not isinstance(got, dict) and ("**" in raw or "__" in raw):
             # Emphasis inside the answer ("The answer is **18**."): read it without.
             plain = _STRONG.sub("", text.norm[s:e])
