@@ -8,7 +8,7 @@ Reports items/s, all in one run, for:
 - ``parse_output``: promptc's default ``recover`` mode, which takes the fast path (one regex
   for the whole output) on these well-formed outputs, then checks every repeated question
   against its item and types every value;
-- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.regex` matched,
+- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.parse_regex` matched,
   nothing read — the floor of the fast path;
 - ``regex alone`` and ``lark alone``: :meth:`AnswerGrammar.parse_strict_regex` and
   :meth:`AnswerGrammar.parse_strict_lark` (the grammar's two strict parsers, values typed);
@@ -207,7 +207,7 @@ def gsm8k_main(path: str, n_outputs: int, rounds: int, seed: int) -> int:
     task, outputs = gsm8k_outputs(path, n_outputs, rng)
     shape = RequestShape("r1", "batch", tuple(i.id for i in task.items), ())
     grammar = build_grammar(task, N_ITEMS, "batch")
-    pattern = re.compile(grammar.regex or "")
+    pattern = re.compile(grammar.parse_regex or "")
     from promptc.parse.fast import parse_fast
 
     fast = sum(parse_fast(shape, grammar, o) is not None for o in outputs)
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
 
     n, nl = args.outputs, min(args.lark_outputs, args.outputs)
-    pattern = re.compile(grammar.regex or "")
+    pattern = re.compile(grammar.parse_regex or "")
     rows = [
         (
             "baseline (split lines on A[i]:, 'The answer is (.*)')",

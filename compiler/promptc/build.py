@@ -55,7 +55,7 @@ MANIFEST_FILE = "manifest.json"
 _OWNED = re.compile(
     r"^(requests\.jsonl|batches\.jsonl|manifest\.json|"
     + re.escape(GRAMMAR_STEM)
-    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
+    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex|parse\.regex))$"
 )
 
 

@@ -29,7 +29,10 @@ reading alive). With two text fields, answers longer than :data:`MAX_SPLIT_CHARS
 The targets, all generated from the same terminals (:mod:`promptc.grammar.lark_source`):
 
 - :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
-- :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
+- :attr:`AnswerGrammar.parse_regex`: one Python regex for the whole output, the parser's fast
+  path (``answer.parse.regex``), with the parser's slack;
+- :attr:`AnswerGrammar.portable_regex`: the canonical outputs in the regex dialect that
+  constrained-decoding engines read (``answer.regex``; :mod:`promptc.grammar.portable`);
 - :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
   (:mod:`promptc.grammar.gbnf`; text bounded in length there); :meth:`AnswerGrammar.gbnf_for`
   pins an Auto-Demo request's own questions in it;
@@ -98,7 +101,8 @@ class AnswerGrammar:
     """The answer grammar of one request shape of a task, with its exports and parsers.
 
     Build it with :func:`build_grammar`. The exports (:attr:`lark`, :attr:`gbnf`,
-    :attr:`json_schema`, :attr:`regex`) are deterministic text; :meth:`files` names them.
+    :attr:`json_schema`, :attr:`portable_regex`, :attr:`parse_regex`) are deterministic text;
+    :meth:`files` names them.
     """
 
     kind: StrategyKind
@@ -158,9 +162,34 @@ class AnswerGrammar:
         return json_schema(self.plan, self.task_name)
 
     @cached_property
-    def regex(self) -> str | None:
-        """One Python regex for the whole output (every supported format is regular)."""
+    def parse_regex(self) -> str | None:
+        """One Python regex for the whole output, for parsing (every supported format is
+        regular): the layout slack of the parser, named groups, lookaheads, atomic groups."""
         return self._full_regex[0]
+
+    @cached_property
+    def portable_regex(self) -> str:
+        """The canonical outputs as a regex in the dialect constrained-decoding engines read
+        (no named groups, lookarounds, atomic groups, inline flags or anchors)."""
+        from promptc.grammar.portable import portable_regex
+
+        return portable_regex(self.plan)
+
+    def portable_regex_for(self, questions: Sequence[str]) -> str:
+        """:attr:`portable_regex` of one Auto-Demo request, each item's question pinned (as
+        :meth:`gbnf_for`); other kinds get :attr:`portable_regex` itself.
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
+        """
+        from promptc.grammar.portable import portable_regex
+
+        if self.kind != "auto-demo":
+            return self.portable_regex
+        if isinstance(questions, str) or len(questions) != self.n_items:
+            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
+            raise ValueError(f"expected {self.n_items} question(s), got {got}")
+        return portable_regex(self.plan, list(questions))
 
     @cached_property
     def answer_regex(self) -> str:
@@ -172,10 +201,10 @@ class AnswerGrammar:
 
     @property
     def regex_groups(self) -> list[tuple[int, str | None, str]]:
-        """The named groups of :attr:`regex`: (item, field name or ``None`` for the question,
+        """The named groups of :attr:`parse_regex`: (item, field name or ``None`` for the question,
         group name).
 
-        The layout is stable, for readers that use :attr:`regex` directly: per item ``i``,
+        The layout is stable, for readers that use :attr:`parse_regex` directly: per item ``i``,
         ``a{i}`` is its answer marker (``batch``, ``auto-demo``), ``q{i}`` its question marker
         and ``qt{i}`` the question text (``auto-demo``), ``i{i}`` its answer body, and the
         groups listed here hold the field values.
@@ -212,7 +241,8 @@ class AnswerGrammar:
         return markers.ITEM_SEPARATOR.join(lines)
 
     def files(self, stem: str = "answer") -> dict[str, str]:
-        """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``."""
+        """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
+        (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
@@ -221,8 +251,9 @@ class AnswerGrammar:
             # must come before the answer it leads to. The order is fixed, so output is stable.
             f"{stem}.schema.json": json.dumps(self.json_schema, indent=2) + "\n",
         }
-        if self.regex is not None:
-            out[f"{stem}.regex"] = self.regex + "\n"
+        out[f"{stem}.regex"] = self.portable_regex + "\n"
+        if self.parse_regex is not None:
+            out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
         return out
 
     def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
@@ -347,8 +378,8 @@ class AnswerGrammar:
 
     @cached_property
     def _compiled(self) -> re.Pattern[str]:
-        assert self.regex is not None
-        return re.compile(self.regex)
+        assert self.parse_regex is not None
+        return re.compile(self.parse_regex)
 
     @cached_property
     def _by_name(self) -> dict[str, OutputField]:
@@ -438,10 +469,10 @@ class AnswerGrammar:
     def item_groups(
         self,
     ) -> list[tuple[int, int, int, int, list[tuple[str, int, Callable[[str], Value]]]]]:
-        """How to read each item from a match of :attr:`regex`, for fast readers.
+        """How to read each item from a match of :attr:`parse_regex`, for fast readers.
 
         Per item: index, group where it starts, group where it ends, question group (or 0),
-        and (field, group, reader) for each field — group numbers of :attr:`regex`; the
+        and (field, group, reader) for each field — group numbers of :attr:`parse_regex`; the
         readers are :func:`promptc.values.value_reader`'s."""
         gi = self._compiled.groupindex
         fields: dict[int, list[tuple[str, int, Callable[[str], Value]]]] = {}

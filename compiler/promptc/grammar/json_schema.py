@@ -22,7 +22,7 @@ def _answer(plan: Plan, index: int | None) -> dict[str, object]:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
         if plan.kind == "auto-demo":
-            props["question"] = {"type": "string", "minLength": 1}
+            props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
             required.append("question")
     for f in plan.fields:
         props[f.name] = value_schema(f)

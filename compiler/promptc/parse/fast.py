@@ -281,9 +281,9 @@ def _fast_plan(g: AnswerGrammar) -> _FastPlan | None:
 
 def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
     # AnswerGrammar.item_groups holds group numbers of this very pattern.
-    if g.regex is None:
+    if g.parse_regex is None:
         return None
-    pattern = re.compile(g.regex)
+    pattern = re.compile(g.parse_regex)
     text = {f.name for f in g.fields if f.type == "text"}
     # The grammar's own reading plan; text is read as is (no reader call on the hot path).
     items = [
