@@ -199,7 +199,7 @@ def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) ->
 def test_the_parse_regex_is_not_for_engines() -> None:
     """The Python regex (named groups, lookaheads, atomic groups) is refused by xgrammar's
     regex front end: it is for parsing only, under a name that says so."""
-    task, g = _grammar(SPECS[0], "batch")
+    _, g = _grammar(SPECS[0], "batch")
     assert g.parse_regex is not None and "(?P<" in g.parse_regex
     with pytest.raises(Exception):  # noqa: B017 - xgrammar's own error type
         xgrammar.Grammar.from_regex(g.parse_regex)
