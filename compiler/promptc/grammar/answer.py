@@ -274,6 +274,14 @@ class AnswerGrammar:
             answers.append(entry)
         return {"answers": answers}
 
+    def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
+        """The text form of an output written in the JSON form (:meth:`to_json`,
+        :attr:`json_schema`), or ``None`` if it is not such JSON
+        (:func:`promptc.grammar.json_schema.json_answer_text`)."""
+        from promptc.grammar.json_schema import json_answer_text
+
+        return json_answer_text(self.plan, self._format, output, questions)
+
     # ------------------------------------------------------------------ one answer
 
     @cached_property

@@ -101,6 +101,18 @@ def parse_output(
             code="bad-output",
         )
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
+    if output[:1] == "{" or output.lstrip()[:1] == "{":
+        # An answer in the grammar's JSON form (a structured-output API's): read it through
+        # its text form; spans would point into that text, not the output, so there are none.
+        text = g.text_of_json(output, shape.questions)
+        if text is not None:
+            return [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
+    return _parse_text(shape, g, output, mode, task)
+
+
+def _parse_text(
+    shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, task: Task
+) -> list[ItemResult]:
     if mode == "strict":
         return parse_strict(shape, g, output)
     fast = parse_fast(shape, g, output)

@@ -33,8 +33,8 @@ Grammar modes (``grammar=``):
                 request's grammar pins its own questions, which needs the build's spec
 ``json_schema`` the build's ``<stem>.schema.json`` as ``response_format`` (OpenAI structured
                 outputs; for llama-cpp-python's server, ``{"type": "json_object", "schema": …}``).
-                The model then answers in JSON; :func:`json_answer_text` turns it back into the
-                ``A[i]:`` form for the answer parser.
+                The model then answers in JSON, which the answer parser reads through the
+                grammar's reader of that form (``AnswerGrammar.text_of_json``).
 ``auto``        ``gbnf`` when the server says it is llama.cpp (``GET /models`` lists a model owned
                 by ``llamacpp`` or, for llama-cpp-python, ``me``); ``none`` otherwise
 ==============  ================================================================================
@@ -62,7 +62,6 @@ from promptc.run.bodies import (
     build_task,
     cache_key,
     canonical_json,
-    json_answer_text,
     read_requests,
     request_body,
 )
@@ -322,8 +321,7 @@ class _Parser:
                 self.task,
                 {"id": request.id, "kind": request.kind, "item_ids": list(request.item_ids)},
             )
-        if mode == "json_schema":
-            output = json_answer_text(self.task, shape.kind, shape.questions, output)
+        # An answer in the JSON form (mode json_schema) is read by parse_output itself.
         return parse_output(self.task, shape, output)
 
 
