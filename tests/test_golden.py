@@ -32,7 +32,7 @@ def _regen() -> ModuleType:
 
 
 regen = _regen()
-CASES = [(s, k) for s in regen.example_specs() for k in regen.STRATEGIES]
+CASES = [(s, k) for s in regen.example_specs() for k in regen.strategies_of(s)]
 
 
 def test_there_are_example_specs_for_every_required_task() -> None:

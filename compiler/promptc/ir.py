@@ -52,6 +52,27 @@ class InputField:
     location: Location = NOWHERE
 
 
+#: How a batch shows the inputs of item i: ``together`` writes ``Q[i]: <question>`` (several
+#: inputs as labelled lines after it); ``indexed`` writes each input on its own line under its
+#: own marker, ``Premise[i]: …`` / ``Hypothesis[i]: …`` (the input's label as the prefix).
+InputLayout = Literal["together", "indexed"]
+INPUT_LAYOUTS: tuple[InputLayout, ...] = ("together", "indexed")
+
+
+@dataclass(frozen=True)
+class Markers:
+    """The markers of a batch: ``Q[i]:`` before each question, ``A[i]:`` before each answer.
+
+    One value, read from the spec's ``markers``, that templates, the grammar with every
+    export, and the output parser all take their markers from.
+    """
+
+    question: str = "Q"
+    answer: str = "A"
+    inputs: InputLayout = "together"
+    location: Location = NOWHERE
+
+
 @dataclass(frozen=True)
 class OutputField:
     """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
@@ -209,6 +230,7 @@ class Task:
     spec_dir: str
     extends: tuple[SourceFile, ...] = ()  # the spec files inherited from, nearest first
     location: Location = NOWHERE
+    markers: Markers = Markers()
 
     def output(self, name: str) -> OutputField:
         for o in self.outputs:

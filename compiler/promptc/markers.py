@@ -1,8 +1,10 @@
 """The literal markers of the batch and Auto-Demo output formats, shared by writer and reader.
 
-Templates write these markers into prompts (they receive this module's constants as the
-``markers`` variable), the grammar generator builds its rules from them, and the output parser
-recognises them: one definition, so that the three cannot drift apart.
+Templates write these markers into prompts (they receive them as the ``markers`` variable),
+the grammar generator builds its rules from them, and the output parser recognises them: one
+definition, so that the three cannot drift apart. The prefixes are the spec's (``markers:``,
+an :class:`~promptc.ir.Markers` on the task); ``Q`` and ``A`` are the defaults, and the
+functions below take the task's markers as their last argument.
 
 A batch answer is written, one item a line::
 
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from promptc.ir import InputField
+from promptc.ir import InputField, Markers
 
+#: The default prefixes; also the roles of a found marker (question, answer) in the parser.
 QUESTION_PREFIX = "Q"
 ANSWER_PREFIX = "A"
+#: The markers of a spec that sets none.
+DEFAULT = Markers()
 INDEX_OPEN = "["
 INDEX_CLOSE = "]"
 MARKER_END = ":"
@@ -43,12 +48,31 @@ def marker(prefix: str, index: int) -> str:
     return f"{prefix}{INDEX_OPEN}{index}{INDEX_CLOSE}{MARKER_END}"
 
 
-def question_marker(index: int) -> str:
-    return marker(QUESTION_PREFIX, index)
+def question_marker(index: int, m: Markers = DEFAULT) -> str:
+    """``Q[3]:`` (with the task's question prefix)."""
+    return marker(m.question, index)
 
 
-def answer_marker(index: int) -> str:
-    return marker(ANSWER_PREFIX, index)
+def answer_marker(index: int, m: Markers = DEFAULT) -> str:
+    """``A[3]:`` (with the task's answer prefix)."""
+    return marker(m.answer, index)
+
+
+def prefix_of(role: str, m: Markers = DEFAULT) -> str:
+    """The task's prefix for a role (:data:`QUESTION_PREFIX` or :data:`ANSWER_PREFIX`)."""
+    return m.question if role == QUESTION_PREFIX else m.answer
+
+
+def question_block(
+    fields: Sequence[InputField], values: Mapping[str, str], index: int, m: Markers = DEFAULT
+) -> str:
+    """How a batch shows item ``index``'s inputs: ``Q[i]: <question>``, or with indexed
+    inputs one ``Label[i]: value`` line per input (``Premise[1]: …`` / ``Hypothesis[1]: …``)."""
+    if m.inputs == "indexed":
+        return FIELD_SEPARATOR.join(
+            f"{marker(field_label(f), index)}{MARKER_SEPARATOR}{values[f.name]}" for f in fields
+        )
+    return f"{question_marker(index, m)}{MARKER_SEPARATOR}{question_text(fields, values)}"
 
 
 def default_label(name: str) -> str:

@@ -235,9 +235,11 @@ class AnswerGrammar:
         for i, body in enumerate(bodies, start=1):
             if fmt.kind == "auto-demo":
                 lines.append(
-                    markers.question_marker(i) + markers.MARKER_SEPARATOR + questions[i - 1]
+                    markers.question_marker(i, fmt.markers)
+                    + markers.MARKER_SEPARATOR
+                    + questions[i - 1]
                 )
-            lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR + body)
+            lines.append(markers.answer_marker(i, fmt.markers) + markers.MARKER_SEPARATOR + body)
         return markers.ITEM_SEPARATOR.join(lines)
 
     def files(self, stem: str = "answer") -> dict[str, str]:
@@ -374,10 +376,10 @@ class AnswerGrammar:
             return lead + f"(?P<i1>{body(1)})" + trail, groups
         items = []
         for i in range(1, plan.n_items + 1):
-            answer = f"(?P<a{i}>{marker_regex(markers.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
+            answer = f"(?P<a{i}>{marker_regex(plan.markers.answer, i)})(?P<i{i}>{body(i)})"
             if plan.kind == "auto-demo":
                 assert plan.question is not None
-                q = f"(?P<q{i}>{marker_regex(markers.QUESTION_PREFIX, i)})(?P<qt{i}>{plan.question})"
+                q = f"(?P<q{i}>{marker_regex(plan.markers.question, i)})(?P<qt{i}>{plan.question})"
                 groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
             # Atomic: once an item has matched up to its line end, never re-split it.
@@ -589,8 +591,8 @@ class AnswerGrammar:
             "QUESTION": "the question text",
         }
         for i in range(1, self.n_items + 1):
-            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i))
-            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i))
+            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i, self.plan.markers))
+            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i, self.plan.markers))
         for p in self.plan.parts:
             if p.field is not None:
                 names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
@@ -635,13 +637,13 @@ class AnswerGrammar:
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""
-        prefix = re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
+        prefix = re.escape(self.plan.markers.answer + markers.INDEX_OPEN)
         done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
         if done >= self.n_items:
             return None
         if self.kind == "auto-demo":
-            return repr(markers.question_marker(done + 1))
-        return repr(markers.answer_marker(done + 1))
+            return repr(markers.question_marker(done + 1, self.plan.markers))
+        return repr(markers.answer_marker(done + 1, self.plan.markers))
 
     def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
         """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
@@ -652,7 +654,7 @@ class AnswerGrammar:
             line_start = output.rfind("\n", 0, offset) + 1
             m = re.compile(
                 "[ \\t]*"
-                + re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
+                + re.escape(self.plan.markers.answer + markers.INDEX_OPEN)
                 + "[0-9]+"
                 + re.escape(markers.INDEX_CLOSE + markers.MARKER_END)
                 + "[ \\t]*"
@@ -721,7 +723,16 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
             location=task.strategy.location,
             code="grammar-item-count",
         )
-    plan = make_plan(task.answer_format, task.outputs, kind, n_items, task.inputs)
+    if kind == "auto-demo" and task.markers.inputs == "indexed":
+        raise GrammarError(
+            "indexed inputs do not go with the auto-demo strategy, whose model repeats each "
+            "question after one Q[i]: marker; expected together",
+            location=task.markers.location,
+            code="indexed-auto-demo",
+        )
+    plan = make_plan(
+        task.answer_format, task.outputs, kind, n_items, task.inputs, markers=task.markers
+    )
     return AnswerGrammar(
         kind=kind, n_items=n_items, task_name=task.name, plan=plan, _format=task.answer_format
     )

@@ -237,9 +237,14 @@ def gbnf_source(
     else:
         rules.append(("root", f" {sep} ".join(f"item-{i}" for i in range(1, plan.n_items + 1))))
         for i in range(1, plan.n_items + 1):
-            answer = gbnf_string(markers.answer_marker(i) + markers.MARKER_SEPARATOR) + " answer"
+            answer = (
+                gbnf_string(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR)
+                + " answer"
+            )
             if plan.kind == "auto-demo":
-                question = gbnf_string(markers.question_marker(i) + markers.MARKER_SEPARATOR)
+                question = gbnf_string(
+                    markers.question_marker(i, plan.markers) + markers.MARKER_SEPARATOR
+                )
                 text = "question" if questions is None else gbnf_string(questions[i - 1])
                 answer = f"{question} {text} {sep} {answer}"
             rules.append((f"item-{i}", answer))

@@ -127,6 +127,8 @@ def json_answer_text(
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
-            lines.append(markers.question_marker(index) + markers.MARKER_SEPARATOR + q)
-        lines.append(markers.answer_marker(index) + markers.MARKER_SEPARATOR + text)
+            lines.append(
+                markers.question_marker(index, plan.markers) + markers.MARKER_SEPARATOR + q
+            )
+        lines.append(markers.answer_marker(index, plan.markers) + markers.MARKER_SEPARATOR + text)
     return markers.ITEM_SEPARATOR.join(lines)

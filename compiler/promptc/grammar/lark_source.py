@@ -31,7 +31,9 @@ from typing import Literal
 
 from promptc import markers
 from promptc.errors import GrammarError
-from promptc.ir import AnswerFormat, InputField, Literal_, OutputField, StrategyKind
+from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField, StrategyKind
+from promptc.markers import DEFAULT as DEFAULT_MARKERS
+from promptc.markers import INDEX_OPEN, field_label
 from promptc.resources import read_grammar
 
 #: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
@@ -181,6 +183,8 @@ class Plan:
     question: str | None
     #: How a repeated Auto-Demo question labels its fields (empty for a one-field input).
     question_labels: tuple[str, ...] = ()
+    #: The task's markers (``Q[i]:``, ``A[i]:``), for every target.
+    markers: Markers = DEFAULT_MARKERS
 
     @property
     def body_regex(self) -> str:
@@ -247,6 +251,7 @@ def make_plan(
     kind: StrategyKind,
     n_items: int,
     inputs: Sequence[InputField] = (),
+    markers: Markers = DEFAULT_MARKERS,
 ) -> Plan:
     """Resolves the format's placeholders to typed fields and composes the body terminals.
 
@@ -254,6 +259,7 @@ def make_plan(
         GrammarError: A placeholder names no output, a field appears twice, or the format has
             no placeholder.
     """
+    marker_set = markers
     by_name = {o.name: o for o in outputs}
     multiline = kind in ("single", "few-shot")
     seen: set[str] = set()
@@ -319,8 +325,7 @@ def make_plan(
     question = None
     if kind == "auto-demo":
         stop = "|".join(
-            re.escape(prefix + markers.INDEX_OPEN)
-            for prefix in (markers.ANSWER_PREFIX, markers.QUESTION_PREFIX)
+            re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, marker_set.question)
         )
         lead = layout("MARKER_LEAD")
         question = (
@@ -328,8 +333,8 @@ def make_plan(
             + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop})){layout('QUESTION_CONTINUATION')})*"
         )
     fields = tuple(p.field for p in parts if p.field is not None)
-    labels = tuple(markers.field_label(f) for f in inputs) if len(inputs) > 1 else ()
-    return Plan(kind, n_items, multiline, tuple(parts), fields, end, question, labels)
+    labels = tuple(field_label(f) for f in inputs) if len(inputs) > 1 else ()
+    return Plan(kind, n_items, multiline, tuple(parts), fields, end, question, labels, marker_set)
 
 
 def marker_regex(prefix: str, index: int) -> str:
@@ -374,10 +379,10 @@ def lark_source(plan: Plan, task_name: str) -> str:
             if plan.kind == "auto-demo":
                 body.append(
                     f"QUESTION_MARKER_{i}: "
-                    + _regex_literal(marker_regex(markers.QUESTION_PREFIX, i))
+                    + _regex_literal(marker_regex(plan.markers.question, i))
                 )
             body.append(
-                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(markers.ANSWER_PREFIX, i))
+                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(plan.markers.answer, i))
             )
         body.append("")
     if plan.question is not None:

@@ -241,10 +241,10 @@ def portable_regex(plan: Plan, questions: Sequence[str] | None = None) -> str:
     )
     items = []
     for i in range(1, plan.n_items + 1):
-        item = escape(markers.answer_marker(i) + markers.MARKER_SEPARATOR) + answer
+        item = escape(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR) + answer
         if plan.kind == "auto-demo":
             q = question if questions is None else escape(questions[i - 1])
-            q_marker = escape(markers.question_marker(i) + markers.MARKER_SEPARATOR)
+            q_marker = escape(markers.question_marker(i, plan.markers) + markers.MARKER_SEPARATOR)
             item = q_marker + q + escape(markers.ITEM_SEPARATOR) + item
         items.append(item)
     return escape(markers.ITEM_SEPARATOR).join(items)

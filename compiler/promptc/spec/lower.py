@@ -150,6 +150,14 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         assert target is not None, "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
 
+    markers_decl = d.get("markers") or {}
+    markers = ir.Markers(
+        question=markers_decl.get("question", "Q"),
+        answer=markers_decl.get("answer", "A"),
+        inputs=markers_decl.get("inputs", "together"),
+        location=doc.key_location(("markers",)) if "markers" in d else ir.NOWHERE,
+    )
+
     source, items = read_items(doc, c)
     top = doc.files[0]
     task = ir.Task(
@@ -169,6 +177,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         spec_dir=str(top.resolved.parent),
         extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
         location=Location(top.display, 1, 1),
+        markers=markers,
     )
     if own:
         c.raise_if_any()

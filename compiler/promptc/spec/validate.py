@@ -50,6 +50,12 @@ MESSAGES: dict[str, str] = {
     "not starting with a digit",
     "schema": "{message}",
     # semantic checks
+    "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
+    "line breaks or white space at its ends",
+    "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
+    "tell apart",
+    "indexed-auto-demo": "indexed inputs do not go with the auto-demo strategy, whose model "
+    "repeats each question after one Q[i]: marker; expected together",
     "input-output-clash": "{name!r} is declared both as an input and as an output",
     "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
     "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
@@ -382,6 +388,7 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_answer_format(doc, c, output_names)
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
+    _check_markers(doc, c)
     _check_data_fields(doc, c, inputs)
     _check_templates(doc, c)
     _check_model(doc, c)
@@ -597,6 +604,76 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
                 high=size - 1,
             )
         )
+
+
+def marker_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a marker prefix (``Q`` of ``Q[i]:``), or ``None``."""
+    if prefix != prefix.strip():
+        return "has white space at an end"
+    for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
+        if ch in prefix:
+            return f"holds {name}"
+    return None
+
+
+def marker_clash(a: str, b: str) -> str | None:
+    """Why markers with prefixes ``a`` and ``b`` cannot both be used, or ``None``.
+
+    The scanner reads markers in any case, so they must differ in more than case; neither
+    marker (``A[``) may be a prefix of the other (``Answer Choices[`` is fine: the bracket
+    decides), and neither may end the other after a space (``Choices[1]:`` would be found
+    inside ``Answer Choices[1]:``).
+    """
+    x, y = a.casefold(), b.casefold()
+    if x == y:
+        return "are the same (markers are read in any case)"
+    for (p, q), (pa, qa) in (((x, y), (a, b)), ((y, x), (b, a))):
+        if (q + "[").startswith(p + "["):
+            return "are prefixes of each other"
+        if q.endswith((" " + p, "\t" + p)):
+            return f"overlap: {pa!r} ends {qa!r}"
+    return None
+
+
+def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
+    decl = doc.get(("markers",))
+    if not isinstance(decl, dict):
+        return
+    named: list[tuple[str, KeyPath]] = []
+    for key in ("question", "answer"):
+        value = decl.get(key)
+        if isinstance(value, str) and value:
+            path: KeyPath = ("markers", key)
+            why = marker_problem(value)
+            if why is not None:
+                c.add(error("bad-marker", doc.value_location(path), path, marker=value, why=why))
+            else:
+                named.append((value, path))
+    layout = decl.get("inputs")
+    if layout == "indexed":
+        kind = doc.get(("strategy", "kind"), "single")
+        if kind == "auto-demo":
+            path = ("markers", "inputs")
+            c.add(error("indexed-auto-demo", doc.value_location(path), path))
+        named = [(v, p) for v, p in named if p[-1] != "question"]
+        raw_inputs = doc.get(("inputs",))
+        if isinstance(raw_inputs, dict):
+            from promptc.spec.lower import default_label
+
+            for name, idecl in raw_inputs.items():
+                label = idecl.get("label") if isinstance(idecl, dict) else None
+                text = label if isinstance(label, str) and label else default_label(name)
+                path = ("inputs", name)
+                why = marker_problem(text)
+                if why is not None:
+                    c.add(error("bad-marker", doc.key_location(path), path, marker=text, why=why))
+                else:
+                    named.append((text, path))
+    for k, (a, pa) in enumerate(named):
+        for b, _ in named[k + 1 :]:
+            why = marker_clash(a, b)
+            if why is not None:
+                c.add(error("marker-clash", doc.value_location(pa), pa, a=a, b=b, why=why))
 
 
 def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
