@@ -405,6 +405,9 @@ class BuiltRequest:
     params: Mapping[str, Any]
     grammar: str | None
     location: Location
+    #: The item the request is *for* (``retrieval``: its batch is this item and its
+    #: neighbours), from the line's ``target_item``; ``None`` when the batch is for all.
+    target_item: str | None = None
 
     @property
     def line(self) -> int:
@@ -504,6 +507,9 @@ def read_requests(
                     params=params,
                     grammar=stem if isinstance(stem, str) else None,
                     location=where,
+                    target_item=target
+                    if isinstance(target := data.get("target_item"), str)
+                    else None,
                 )
             )
     return out

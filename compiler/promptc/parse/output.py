@@ -25,6 +25,7 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from promptc.errors import OutputParseError
@@ -119,6 +120,27 @@ def _parse_text(
     if fast is not None:
         return fast
     return parse_recover(shape, g, output, _ends_with_literal(task))
+
+
+#: Which results a build's parse keeps: ``target`` (default) the result of each request's
+#: target item only, where a request has one (``retrieval``: one result per item); ``all``
+#: every result of every request.
+PER_ITEM: tuple[str, ...] = ("target", "all")
+
+
+def target_results(
+    results: Iterable[ItemResult], shapes: Mapping[str, RequestShape]
+) -> list[ItemResult]:
+    """The results a request is for: of a request with a target item (``retrieval``
+    selection, where every item is in N batches and the target of exactly one), only that
+    item's result; of any other request, all its results. So each item has exactly one
+    result, its own request's."""
+    out: list[ItemResult] = []
+    for r in results:
+        shape = shapes.get(r.request_id)
+        if shape is None or shape.target_item is None or r.item_id == shape.target_item:
+            out.append(r)
+    return out
 
 
 def parse_output_recover_slow(

@@ -312,17 +312,24 @@ class _Parser:
         self.shapes = loaded.requests
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse.output import parse_output
+        from promptc.parse.output import parse_output, target_results
         from promptc.parse.shape import request_shape
 
         shape = self.shapes.get(request.id)
         if shape is None:
             shape = request_shape(
                 self.task,
-                {"id": request.id, "kind": request.kind, "item_ids": list(request.item_ids)},
+                {
+                    "id": request.id,
+                    "kind": request.kind,
+                    "item_ids": list(request.item_ids),
+                    "target_item": request.target_item,
+                },
             )
         # An answer in the JSON form (mode json_schema) is read by parse_output itself.
-        return parse_output(self.task, shape, output)
+        # A retrieval request is for its target item: only that item's result is kept, so
+        # results.jsonl has exactly one result per item, as promptc parse writes by default.
+        return target_results(parse_output(self.task, shape, output), {shape.id: shape})
 
 
 @dataclass
