@@ -59,6 +59,10 @@ InputLayout = Literal["together", "indexed"]
 INPUT_LAYOUTS: tuple[InputLayout, ...] = ("together", "indexed")
 
 
+DemosAs = Literal["system", "turns"]
+DEMOS_AS: tuple[DemosAs, ...] = ("system", "turns")
+
+
 @dataclass(frozen=True)
 class Markers:
     """The markers of a batch: ``Q[i]:`` before each question, ``A[i]:`` before each answer.
@@ -231,6 +235,9 @@ class Task:
     extends: tuple[SourceFile, ...] = ()  # the spec files inherited from, nearest first
     location: Location = NOWHERE
     markers: Markers = Markers()
+    #: How the shipped templates send the demos: in the system message (``system``), or as
+    #: solved turns, a user message and the assistant's answer per demo batch (``turns``).
+    demos_as: DemosAs = "system"
 
     def output(self, name: str) -> OutputField:
         for o in self.outputs:

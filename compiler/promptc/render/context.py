@@ -175,6 +175,7 @@ def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str
             for o in task.outputs
         ],
         "answer_format": _answer_format_context(task),
-        "demos": _demo_context(task),
+        # Demos sent as turns are not shown again in the system message.
+        "demos": _demo_context(task) if task.demos_as == "system" or kind == "single" else [],
         "markers": _markers(task),
     }

@@ -178,6 +178,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
         location=Location(top.display, 1, 1),
         markers=markers,
+        demos_as=d.get("demos_as", "system"),
     )
     if own:
         c.raise_if_any()
