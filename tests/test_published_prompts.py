@@ -60,8 +60,29 @@ Hypothesis[1]: …
 Premise[2]: …
 Hypothesis[2]: …"""
 
+#: The published CommonsenseQA layout (prompt-batch=2.txt): per question its Answer Choices.
+CSQA_LAYOUT = """\
+Q[1]: …
+Answer Choices[1]: (a) … (b) …
+Q[2]: …
+Answer Choices[2]: (a) … (b) …
+A[1]: … So the answer is (x).
+A[2]: … So the answer is (x).
+
+Q[1]: …
+Answer Choices[1]: (a) … (b) …
+Q[2]: …
+Answer Choices[2]: (a) … (b) …
+A[1]: … So the answer is (x).
+A[2]: … So the answer is (x).
+
+Q[1]: …
+Answer Choices[1]: (a) … (b) …
+Q[2]: …
+Answer Choices[2]: (a) … (b) …"""
+
 _LINE = re.compile(r"^(?P<marker>[A-Z][A-Za-z ]*\[\d+\]:) (?P<text>.*)$")
-_CLOSING = re.compile(r" ((?:So )?[Tt]he answer is) (\S+)\.$")
+_CLOSING = re.compile(r" ((?:So )?[Tt]he answer is) (\S+?)\.$")
 
 
 def skeleton(text: str) -> str:
@@ -74,9 +95,14 @@ def skeleton(text: str) -> str:
             continue
         close = _CLOSING.search(m.group("text"))
         tail = ""
-        if close is not None:
+        if m.group("text").startswith("(a) "):
+            tail = " (a) … (b) …"
+        elif close is not None and close.group(2).startswith("("):
+            tail = f" {close.group(1)} (x)."
+        elif close is not None:
             tail = f" {close.group(1)} {'N' if close.group(2)[0].isdigit() else 'L'}."
-        out.append(f"{m.group('marker')} …{tail}")
+        text = " (a) … (b) …" if tail == " (a) … (b) …" else f" …{tail}"
+        out.append(f"{m.group('marker')}{text}")
     return "\n".join(out)
 
 
@@ -84,7 +110,10 @@ def _task(name: str) -> Task:
     return compile_spec(SPECS / f"{name}.yaml")
 
 
-@pytest.mark.parametrize(("name", "layout"), [("gsm8k", GSM8K_LAYOUT), ("mnli", MNLI_LAYOUT)])
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [("gsm8k", GSM8K_LAYOUT), ("mnli", MNLI_LAYOUT), ("commonsense-qa", CSQA_LAYOUT)],
+)
 def test_rendered_prompt_has_the_published_layout(name: str, layout: str) -> None:
     built = plan(_task(name))
     for request in built.requests:
@@ -93,7 +122,7 @@ def test_rendered_prompt_has_the_published_layout(name: str, layout: str) -> Non
         assert skeleton(message.content) == layout
 
 
-@pytest.mark.parametrize("name", ["gsm8k", "mnli"])
+@pytest.mark.parametrize("name", ["gsm8k", "mnli", "commonsense-qa"])
 @pytest.mark.parametrize("mode", ["recover", "strict"])
 def test_demonstration_answers_parse_with_their_values(name: str, mode: str) -> None:
     """The answer lines of every demo batch in the prompt, as a model's output."""
@@ -123,3 +152,21 @@ def test_answers_written_as_the_published_extractor_expects() -> None:
     )
     results = parse_output(task, request, output)
     assert [(r.status, int(r.values["answer"])) for r in results] == [("ok", 60), ("ok", 126)]
+
+
+def test_each_item_accepts_only_its_own_options() -> None:
+    """c02 has four options: (e) is no answer to it, though (e) is one to c01."""
+    task = _task("commonsense-qa")
+    request = plan(task).requests[0]
+    assert list(request.batch.item_ids) == ["c01", "c02"]
+    output = "A[1]: Plants need sun. So the answer is (e).\nA[2]: Shoes. So the answer is (e)."
+    for mode in ("recover", "strict"):
+        results = parse_output(task, request, output, mode=mode)  # type: ignore[arg-type]
+        assert [r.status for r in results] == ["ok", "malformed"]
+        assert results[1].message == "answer 'e' is not one of item c02's 4 options (a to d)"
+    results = parse_output(
+        task,
+        request,
+        output.replace("Shoes. So the answer is (e).", "Shoes. So the answer is (c)."),
+    )
+    assert [(r.status, r.values["answer"]) for r in results] == [("ok", "e"), ("ok", "c")]

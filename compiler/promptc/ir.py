@@ -24,7 +24,7 @@ STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto
 OutputType = Literal["text", "number", "integer", "boolean", "enum"]
 OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
 
-InputType = Literal["text"]
+InputType = Literal["text", "options"]
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (
@@ -87,6 +87,9 @@ class OutputField:
     choices: tuple[str, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()
     location: Location = NOWHERE
+    #: enum only: the ``options`` input whose options the choices are, one letter each
+    #: (``a``, ``b`` …); each item's answer must be one of its own options' letters.
+    choices_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,9 @@ class Item:
     index: int
     inputs: Mapping[str, str]
     location: Location = NOWHERE
+    #: The options of each ``options`` input, as listed in the data (``inputs`` shows them
+    #: as ``(a) … (b) …``).
+    options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

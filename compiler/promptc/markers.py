@@ -75,6 +75,20 @@ def question_block(
     return f"{question_marker(index, m)}{MARKER_SEPARATOR}{question_text(fields, values)}"
 
 
+#: The letters of an ``options`` input's options, in order: ``(a)`` to ``(z)``.
+OPTION_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+#: How many options an ``options`` input may have.
+MAX_OPTIONS = len(OPTION_LETTERS)
+#: The label of an ``options`` input that sets none.
+OPTIONS_LABEL = "Answer Choices"
+
+
+def options_text(options: Sequence[str]) -> str:
+    """``["shirt pocket", "inkwell"]`` → ``(a) shirt pocket (b) inkwell``: how an ``options``
+    input is shown, one line."""
+    return " ".join(f"({OPTION_LETTERS[k]}) {o}" for k, o in enumerate(options))
+
+
 def default_label(name: str) -> str:
     """``hypothesis`` → ``Hypothesis``; ``passage_text`` → ``Passage text``."""
     words = name.replace("_", " ").replace("-", " ").strip()
@@ -82,7 +96,9 @@ def default_label(name: str) -> str:
 
 
 def field_label(field: InputField) -> str:
-    return field.label or default_label(field.name)
+    if field.label:
+        return field.label
+    return OPTIONS_LABEL if field.type == "options" else default_label(field.name)
 
 
 def question_text(fields: Sequence[InputField], values: Mapping[str, str]) -> str:

@@ -107,8 +107,44 @@ def parse_output(
         # its text form; spans would point into that text, not the output, so there are none.
         text = g.text_of_json(output, shape.questions)
         if text is not None:
-            return [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
-    return _parse_text(shape, g, output, mode, task)
+            results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
+            return _check_options(task, results)
+    return _check_options(task, _parse_text(shape, g, output, mode, task))
+
+
+def _check_options(task: Task, results: list[ItemResult]) -> list[ItemResult]:
+    """An enum whose choices are an item's options (``choices_from``) must name one of *that*
+    item's options: the grammar admits the letters of the item with the most, and ``(e)``
+    for an item with four is ``malformed``."""
+    fields = [f for f in task.outputs if f.choices_from]
+    if not fields:
+        return results
+    from promptc.markers import OPTION_LETTERS
+    from promptc.parse.shape import items_by_id
+
+    by_id = items_by_id(task)
+    out = []
+    for r in results:
+        item = by_id.get(r.item_id) if r.item_id is not None and r.status == "ok" else None
+        for f in fields:
+            value = r.values.get(f.name)
+            if item is None or not isinstance(value, str) or f.choices_from not in item.options:
+                continue
+            letters = OPTION_LETTERS[: len(item.options[f.choices_from])]
+            if value.lower() not in letters:
+                r = r._replace(
+                    status="malformed",
+                    values={},
+                    expected=tuple(
+                        f"{f.name}: one of {', '.join(letters)}",
+                    ),
+                    found=value,
+                    message=f"{f.name} {value!r} is not one of item {item.id}'s "
+                    f"{len(letters)} options ({letters[0]} to {letters[-1]})",
+                )
+                break
+        out.append(r)
+    return out
 
 
 def _parse_text(

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import DataSource, Item
+from promptc.markers import options_text
 from promptc.spec.load import KeyPath, SpecDocument
 
 DataFormat = Literal["jsonl", "json", "csv"]
@@ -36,6 +37,8 @@ EXTENSIONS: dict[str, DataFormat] = {
 }
 
 MESSAGES: dict[str, str] = {
+    "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
+    "expected a list of 1 to 26 non-empty strings",
     "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
@@ -77,6 +80,17 @@ def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: obje
         hint=HINTS.get(code),
         code=code,
     )
+
+
+def option_list(value: Any) -> tuple[str, ...] | None:
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
+    from promptc.markers import MAX_OPTIONS
+
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return tuple(value)
 
 
 def to_text(value: Any) -> str:
@@ -299,7 +313,10 @@ def _id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
 
 
 def read_data(
-    doc: SpecDocument, input_names: Sequence[str], c: ErrorCollector
+    doc: SpecDocument,
+    input_names: Sequence[str],
+    c: ErrorCollector,
+    option_inputs: frozenset[str] = frozenset(),
 ) -> tuple[DataSource, tuple[Item, ...]] | None:
     """Reads the data file named by the spec.
 
@@ -307,6 +324,7 @@ def read_data(
         doc: The loaded spec; ``data`` must be a mapping with a string ``path``.
         input_names: The declared inputs, in order.
         c: Receives every problem found.
+        option_inputs: The inputs of type ``options``, whose values are lists of options.
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -377,6 +395,7 @@ def read_data(
     for row in rows:
         ok = True
         inputs: dict[str, str] = {}
+        options: dict[str, tuple[str, ...]] = {}
         for name, column in columns.items():
             if column not in row.values:
                 c.add(data_error("missing-field", row.location, column=column, input=name))
@@ -384,6 +403,22 @@ def read_data(
             elif row.values[column] is None:
                 c.add(data_error("null-field", row.location, column=column, input=name))
                 ok = False
+            elif name in option_inputs:
+                listed = option_list(row.values[column])
+                if listed is None:
+                    c.add(
+                        data_error(
+                            "bad-options",
+                            row.location,
+                            column=column,
+                            input=name,
+                            found=_kind(row.values[column]),
+                        )
+                    )
+                    ok = False
+                else:
+                    options[name] = listed
+                    inputs[name] = options_text(listed)
             else:
                 inputs[name] = to_text(row.values[column])
         item_id = _item_id(row, index, id_spec, id_template, c)
@@ -394,7 +429,15 @@ def read_data(
             c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
             continue
         first_line[item_id] = row.location.line
-        items.append(Item(id=item_id, index=len(items), inputs=inputs, location=row.location))
+        items.append(
+            Item(
+                id=item_id,
+                index=len(items),
+                inputs=inputs,
+                location=row.location,
+                options=options,
+            )
+        )
     if index == 0 and not c.errors:
         c.add(
             data_error(

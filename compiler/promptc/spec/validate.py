@@ -54,6 +54,12 @@ MESSAGES: dict[str, str] = {
     "line breaks or white space at its ends",
     "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
     "tell apart",
+    "choices-from": "choices_from {name!r} is not an options input; expected one of {names}",
+    "choices-and-choices-from": "an enum output has choices or choices_from, not both",
+    "demo-options": "demo value for options input {field!r} is not a list; expected a list "
+    "of its options",
+    "demo-list": "demo value for input {field!r} is a list; expected text (or declare the "
+    "input with type: options)",
     "indexed-auto-demo": "indexed inputs do not go with the auto-demo strategy, whose model "
     "repeats each question after one Q[i]: marker; expected together",
     "input-output-clash": "{name!r} is declared both as an input and as an output",
@@ -340,7 +346,13 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
     typ = decl["type"]
     choices: tuple[str, ...] = ()
     aliases: list[tuple[str, str]] = []
-    if typ == "enum":
+    choices_from = decl.get("choices_from") if typ == "enum" else None
+    if isinstance(choices_from, str) and choices_from and "choices" not in decl:
+        from promptc.markers import OPTION_LETTERS
+
+        # Every letter an options input may have; lowering narrows them to the data's.
+        choices = tuple(OPTION_LETTERS)
+    elif typ == "enum":
         raw = decl.get("choices")
         if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
             return None
@@ -359,6 +371,7 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
         choices=choices,
         aliases=tuple(aliases),
         location=location,
+        choices_from=choices_from if isinstance(choices_from, str) else "",
     )
 
 
@@ -389,6 +402,7 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
     _check_markers(doc, c)
+    _check_choices_from(doc, c)
     _check_data_fields(doc, c, inputs)
     _check_templates(doc, c)
     _check_model(doc, c)
@@ -531,6 +545,19 @@ def _check_demos(
                     )
                 )
                 continue
+            raw_input = (doc.get(("inputs", key)) or {}) if key in inputs else None
+            if isinstance(raw_input, dict):
+                is_options = raw_input.get("type") == "options"
+                if is_options != isinstance(value, list):
+                    c.add(
+                        error(
+                            "demo-options" if is_options else "demo-list",
+                            doc.value_location(vp),
+                            vp,
+                            field=key,
+                        )
+                    )
+                continue
             field = outputs.get(key)
             if field is None or not isinstance(value, (str, int, float)):
                 continue
@@ -635,6 +662,32 @@ def marker_clash(a: str, b: str) -> str | None:
     return None
 
 
+def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
+    raw_inputs = doc.get(("inputs",))
+    raw_outputs = doc.get(("outputs",))
+    if not isinstance(raw_inputs, dict) or not isinstance(raw_outputs, dict):
+        return
+    options = [
+        n for n, d in raw_inputs.items() if isinstance(d, dict) and d.get("type") == "options"
+    ]
+    for name, decl in raw_outputs.items():
+        if not isinstance(decl, dict):
+            continue
+        if decl.get("type") == "enum" and "choices" not in decl and "choices_from" not in decl:
+            # An enum needs its choices: listed, or an options input's (choices_from).
+            where = ("outputs", name)
+            c.add(error("missing-key", doc.key_location(where), where, key="choices"))
+        if "choices_from" not in decl:
+            continue
+        path: KeyPath = ("outputs", name, "choices_from")
+        if "choices" in decl:
+            c.add(error("choices-and-choices-from", doc.key_location(path), path))
+        source = decl["choices_from"]
+        if isinstance(source, str) and source not in options:
+            names = _quote_all(options) if options else "none (declare one with type: options)"
+            c.add(error("choices-from", doc.value_location(path), path, name=source, names=names))
+
+
 def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
     decl = doc.get(("markers",))
     if not isinstance(decl, dict):
@@ -658,11 +711,14 @@ def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
         named = [(v, p) for v, p in named if p[-1] != "question"]
         raw_inputs = doc.get(("inputs",))
         if isinstance(raw_inputs, dict):
+            from promptc.markers import OPTIONS_LABEL
             from promptc.spec.lower import default_label
 
             for name, idecl in raw_inputs.items():
                 label = idecl.get("label") if isinstance(idecl, dict) else None
-                text = label if isinstance(label, str) and label else default_label(name)
+                options = isinstance(idecl, dict) and idecl.get("type") == "options"
+                fallback = OPTIONS_LABEL if options else default_label(name)
+                text = label if isinstance(label, str) and label else fallback
                 path = ("inputs", name)
                 why = marker_problem(text)
                 if why is not None:
