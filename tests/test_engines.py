@@ -212,3 +212,19 @@ def test_the_parse_regex_is_not_for_engines() -> None:
     assert set(g.files()) >= {"answer.regex", "answer.parse.regex"}
     for construct in ("(?P<", "(?=", "(?!", "(?>", "(?i:", "\\Z"):
         assert construct not in g.portable_regex
+
+
+def test_each_item_of_a_request_admits_its_own_options() -> None:
+    """CommonsenseQA: c01 has five options, c02 four; the request's GBNF (as ``run`` sends it)
+    admits (e) for the first and not for the second."""
+    from promptc.grammar.answer import item_choices
+
+    task = _task(next(s for s in SPECS if s.stem == "commonsense-qa"), "batch")
+    g = build_grammar(task, 2, "batch")
+    choices = item_choices(task, ["c01", "c02"])
+    assert choices == [{"answer": list("abcde")}, {"answer": list("abcd")}]
+    grammar = xgrammar.Grammar.from_ebnf(g.gbnf_for(item_choices=choices))
+    ok = "A[1]: Sun. So the answer is (e).\nA[2]: Shoes. So the answer is (d)."
+    assert _xg_accepts(grammar, ok)
+    assert not _xg_accepts(grammar, ok.replace("(d)", "(e)"))
+    assert _xg_accepts(xgrammar.Grammar.from_ebnf(g.gbnf), ok.replace("(d)", "(e)"))

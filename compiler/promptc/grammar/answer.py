@@ -130,8 +130,16 @@ class AnswerGrammar:
 
         return gbnf_source(self.plan, self.task_name)
 
-    def gbnf_for(self, questions: Sequence[str]) -> str:
+    def gbnf_for(
+        self,
+        questions: Sequence[str] = (),
+        item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    ) -> str:
         """The GBNF grammar of one request: :attr:`gbnf` with each item's question pinned.
+
+        With ``item_choices`` (per item, enum field → the choices it admits: an enum whose
+        choices are the item's own options, ``choices_from``), each item's answer admits
+        exactly its own, in every kind.
 
         In an ``auto-demo`` grammar each ``Q[i]:`` must be followed by exactly
         ``questions[i - 1]`` (a GBNF string literal, line breaks included); :attr:`gbnf`, shared
@@ -147,12 +155,18 @@ class AnswerGrammar:
         """
         from promptc.grammar.gbnf import gbnf_source
 
+        if item_choices is not None and len(item_choices) != self.n_items:
+            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
         if self.kind != "auto-demo":
-            return self.gbnf
+            if item_choices is None:
+                return self.gbnf
+            return gbnf_source(self.plan, self.task_name, item_choices=item_choices)
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return gbnf_source(self.plan, self.task_name, questions=list(questions))
+        return gbnf_source(
+            self.plan, self.task_name, questions=list(questions), item_choices=item_choices
+        )
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
@@ -698,6 +712,29 @@ def _lark_parser_for(source: str) -> Lark:
     import lark
 
     return lark.Lark(source, parser="lalr", lexer="contextual")
+
+
+def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str]]] | None:
+    """Per item of a request, each enum field whose choices are the item's own options
+    (``choices_from``) → that item's letters; ``None`` if the task has no such field or an
+    item is unknown. For :meth:`AnswerGrammar.gbnf_for`."""
+    fields = [o for o in task.outputs if o.choices_from]
+    if not fields:
+        return None
+    by_id = {it.id: it for it in task.items}
+    out = []
+    for i in item_ids:
+        item = by_id.get(i)
+        if item is None:
+            return None
+        out.append(
+            {
+                f.name: list(markers.OPTION_LETTERS[: len(item.options.get(f.choices_from, ()))])
+                or list(f.choices)
+                for f in fields
+            }
+        )
+    return out
 
 
 def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from promptc import markers
@@ -212,6 +212,7 @@ def gbnf_source(
     text_max_chars: int | None = None,
     question_max_chars: int = QUESTION_MAX_CHARS,
     questions: Sequence[str] | None = None,
+    item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
 ) -> str:
     """The GBNF grammar of a plan, rule ``root`` first.
 
@@ -224,6 +225,9 @@ def gbnf_source(
             :func:`promptc.markers.question_text` writes it. Each ``Q[i]:`` must then be
             followed by that literal text (a small model left free writes questions of its
             own, which the parser rightly calls ``misaligned``); ``None`` admits any question.
+        item_choices: Per item, enum field → the choices that item admits (an enum whose
+            choices are the item's own options, ``choices_from``): each item then gets its
+            own answer rule; ``None`` shares one answer rule.
     """
     from promptc.grammar.lark_source import value_regex
 
@@ -237,9 +241,10 @@ def gbnf_source(
     else:
         rules.append(("root", f" {sep} ".join(f"item-{i}" for i in range(1, plan.n_items + 1))))
         for i in range(1, plan.n_items + 1):
+            own = "answer" if item_choices is None else f"answer-{i}"
             answer = (
                 gbnf_string(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR)
-                + " answer"
+                + f" {own}"
             )
             if plan.kind == "auto-demo":
                 question = gbnf_string(
@@ -268,9 +273,21 @@ def gbnf_source(
         else:
             type_rules[f.type] = regex_to_gbnf(value_regex(f, plan.multiline))
             rules.append((name, f.type))
-    rules.insert(
-        1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items, ("answer", " ".join(parts))
-    )
+    at = 1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items
+    if item_choices is None:
+        rules.insert(at, ("answer", " ".join(parts)))
+    else:
+        # One answer rule per item, its per-item enum fields spelled with its own choices.
+        names = [p.field.name if p.field is not None else None for p in plan.parts]
+        for i, choices in enumerate(item_choices, 1):
+            own_parts = [
+                "(" + " | ".join(gbnf_string(c) for c in choices[n]) + ")"
+                if n is not None and n in choices
+                else part
+                for n, part in zip(names, parts)
+            ]
+            name = "answer" if plan.kind in ("single", "few-shot") else f"answer-{i}"
+            rules.insert(at + i - 1, (name, " ".join(own_parts)))
     if plan.kind == "auto-demo" and questions is None:
         labels = plan.question_labels
         line = "question-line"

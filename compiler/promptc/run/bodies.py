@@ -104,6 +104,14 @@ def request_body(
         gbnf = _grammar_file(build, request, ".gbnf")
         if request.kind == "auto-demo":
             gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
+        elif task is not None and any(o.choices_from for o in task.outputs):
+            from promptc.grammar.answer import build_grammar, item_choices
+
+            choices = item_choices(task, request.item_ids)
+            if choices is not None:
+                kind = request.kind or task.strategy.kind
+                g = build_grammar(task, len(request.item_ids), kind)  # type: ignore[arg-type]
+                gbnf = g.gbnf_for(item_choices=choices)
         body["grammar"] = gbnf
     elif mode == "json_schema":
         schema = json.loads(_grammar_file(build, request, ".schema.json"))
@@ -180,7 +188,11 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
                 hint=hint,
                 code="stale-build",
             )
-    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
+    from promptc.grammar.answer import item_choices
+
+    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(
+        questions, item_choices(task, request.item_ids)
+    )
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:

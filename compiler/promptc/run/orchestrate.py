@@ -436,6 +436,8 @@ class _Run:
                     else build_task(self.build, self.spec)
                 )
             task = self._task
+        elif mode == "gbnf" and self.parser is not None:  # per-item options, if any
+            task = self.parser.task
         return request_body(
             r,
             self.build,
