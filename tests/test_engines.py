@@ -81,8 +81,8 @@ def _invalid(task: Task, g: AnswerGrammar) -> list[str]:
         bad.append(good[: good.rindex("\n")])
     if g.kind not in ("single", "few-shot"):
         bad.append("Sure! " + good)
-        marker = markers.answer_marker(1, g.plan.markers) + markers.MARKER_SEPARATOR
-        bad.append(good.replace(marker, markers.answer_marker(1, g.plan.markers), 1))
+        marker = markers.answer_marker(1, g.blueprint.markers) + markers.MARKER_SEPARATOR
+        bad.append(good.replace(marker, markers.answer_marker(1, g.blueprint.markers), 1))
     assert good not in bad
     return bad
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from promptc.ir import InputField, Markers
+from promptc.text import default_label
 
 #: The default prefixes; also the roles of a found marker (question, answer) in the parser.
 QUESTION_PREFIX = "Q"
@@ -87,12 +88,6 @@ def options_text(options: Sequence[str]) -> str:
     """``["shirt pocket", "inkwell"]`` → ``(a) shirt pocket (b) inkwell``: how an ``options``
     input is shown, one line."""
     return " ".join(f"({OPTION_LETTERS[k]}) {o}" for k, o in enumerate(options))
-
-
-def default_label(name: str) -> str:
-    """``hypothesis`` → ``Hypothesis``; ``passage_text`` → ``Passage text``."""
-    words = name.replace("_", " ").replace("-", " ").strip()
-    return words[:1].upper() + words[1:]
 
 
 def field_label(field: InputField) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from promptc import markers
 from promptc.errors import GrammarError
-from promptc.grammar.lark_source import Plan
+from promptc.grammar.lark_source import Blueprint
 
 # The regex parser of the standard library (``re._parser`` since 3.11, ``sre_parse`` before).
 _c: Any
@@ -207,19 +207,19 @@ def _text(max_chars: int, multiline: bool) -> str:
 
 
 def gbnf_source(
-    plan: Plan,
+    blueprint: Blueprint,
     task_name: str,
     text_max_chars: int | None = None,
     question_max_chars: int = QUESTION_MAX_CHARS,
     questions: Sequence[str] | None = None,
     item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
 ) -> str:
-    """The GBNF grammar of a plan, rule ``root`` first.
+    """The GBNF grammar of a blueprint, rule ``root`` first.
 
     Args:
-        plan: The answer plan.
+        blueprint: The answer blueprint.
         task_name: Named in the header comment.
-        text_max_chars: Longest text value; default by the plan's layout.
+        text_max_chars: Longest text value; default by the blueprint's layout.
         question_max_chars: Longest line of a repeated Auto-Demo question.
         questions: Auto-Demo only: the exact question of each item, as
             :func:`promptc.markers.question_text` writes it. Each ``Q[i]:`` must then be
@@ -232,30 +232,32 @@ def gbnf_source(
     from promptc.grammar.lark_source import value_regex
 
     if text_max_chars is None:
-        text_max_chars = MULTILINE_TEXT_MAX_CHARS if plan.multiline else TEXT_MAX_CHARS
+        text_max_chars = MULTILINE_TEXT_MAX_CHARS if blueprint.multiline else TEXT_MAX_CHARS
     rules: list[tuple[str, str]] = []
     type_rules: dict[str, str] = {}
     sep = gbnf_string(markers.ITEM_SEPARATOR)
-    if plan.kind in ("single", "few-shot"):
+    if blueprint.kind in ("single", "few-shot"):
         rules.append(("root", "answer"))
     else:
-        rules.append(("root", f" {sep} ".join(f"item-{i}" for i in range(1, plan.n_items + 1))))
-        for i in range(1, plan.n_items + 1):
+        rules.append(
+            ("root", f" {sep} ".join(f"item-{i}" for i in range(1, blueprint.n_items + 1)))
+        )
+        for i in range(1, blueprint.n_items + 1):
             own = "answer" if item_choices is None else f"answer-{i}"
             answer = (
-                gbnf_string(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR)
+                gbnf_string(markers.answer_marker(i, blueprint.markers) + markers.MARKER_SEPARATOR)
                 + f" {own}"
             )
-            if plan.kind == "auto-demo":
+            if blueprint.kind == "auto-demo":
                 question = gbnf_string(
-                    markers.question_marker(i, plan.markers) + markers.MARKER_SEPARATOR
+                    markers.question_marker(i, blueprint.markers) + markers.MARKER_SEPARATOR
                 )
                 text = "question" if questions is None else gbnf_string(questions[i - 1])
                 answer = f"{question} {text} {sep} {answer}"
             rules.append((f"item-{i}", answer))
     parts: list[str] = []
     taken = {"root", "answer", "question", "question-line", "text"}
-    for p in plan.parts:
+    for p in blueprint.parts:
         if p.field is None:
             parts.append(gbnf_string(p.text))
             continue
@@ -266,19 +268,19 @@ def gbnf_source(
         taken.add(name)
         parts.append(name)
         if f.type == "text":
-            type_rules["text"] = _text(text_max_chars, plan.multiline)
+            type_rules["text"] = _text(text_max_chars, blueprint.multiline)
             rules.append((name, "text"))
         elif f.type == "enum":
-            rules.append((name, regex_to_gbnf(value_regex(f, plan.multiline))))
+            rules.append((name, regex_to_gbnf(value_regex(f, blueprint.multiline))))
         else:
-            type_rules[f.type] = regex_to_gbnf(value_regex(f, plan.multiline))
+            type_rules[f.type] = regex_to_gbnf(value_regex(f, blueprint.multiline))
             rules.append((name, f.type))
-    at = 1 if plan.kind in ("single", "few-shot") else 1 + plan.n_items
+    at = 1 if blueprint.kind in ("single", "few-shot") else 1 + blueprint.n_items
     if item_choices is None:
         rules.insert(at, ("answer", " ".join(parts)))
     else:
         # One answer rule per item, its per-item enum fields spelled with its own choices.
-        names = [p.field.name if p.field is not None else None for p in plan.parts]
+        names = [p.field.name if p.field is not None else None for p in blueprint.parts]
         for i, choices in enumerate(item_choices, 1):
             own_parts = [
                 "(" + " | ".join(gbnf_string(c) for c in choices[n]) + ")"
@@ -286,10 +288,10 @@ def gbnf_source(
                 else part
                 for n, part in zip(names, parts)
             ]
-            name = "answer" if plan.kind in ("single", "few-shot") else f"answer-{i}"
+            name = "answer" if blueprint.kind in ("single", "few-shot") else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
-    if plan.kind == "auto-demo" and questions is None:
-        labels = plan.question_labels
+    if blueprint.kind == "auto-demo" and questions is None:
+        labels = blueprint.question_labels
         line = "question-line"
         if len(labels) <= 1:
             rules.append(("question", line))
@@ -307,7 +309,7 @@ def gbnf_source(
     for name in sorted(type_rules):
         rules.append((name, type_rules[name]))
     head = (
-        f"# Answer grammar of task '{task_name}': {plan.kind}, {plan.n_items} item(s).\n"
+        f"# Answer grammar of task '{task_name}': {blueprint.kind}, {blueprint.n_items} item(s).\n"
         "# Generated by promptc; canonical layout only (see docs/parsing.md).\n"
     )
     return head + "".join(f"{n} ::= {body}\n" for n, body in rules)

@@ -16,23 +16,23 @@ import json
 from collections.abc import Mapping, Sequence
 
 from promptc import markers
-from promptc.grammar.lark_source import Plan
+from promptc.grammar.lark_source import Blueprint
 from promptc.ir import AnswerFormat, Value
 from promptc.values import json_schema as value_schema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _answer(plan: Plan, index: int | None) -> dict[str, object]:
+def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
     props: dict[str, object] = {}
     required: list[str] = []
     if index is not None:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
-        if plan.kind == "auto-demo":
+        if blueprint.kind == "auto-demo":
             props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
             required.append("question")
-    for f in plan.fields:
+    for f in blueprint.fields:
         props[f.name] = value_schema(f)
         required.append(f.name)
     return {
@@ -43,24 +43,24 @@ def _answer(plan: Plan, index: int | None) -> dict[str, object]:
     }
 
 
-def json_schema(plan: Plan, task_name: str) -> dict[str, object]:
-    """The schema of the JSON form of an answer of ``plan``'s shape."""
+def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
+    """The schema of the JSON form of an answer of ``blueprint``'s shape."""
     head: dict[str, object] = {
         "$schema": DRAFT,
-        "title": f"{task_name} answer ({plan.kind}, {plan.n_items} item(s))",
+        "title": f"{task_name} answer ({blueprint.kind}, {blueprint.n_items} item(s))",
     }
-    if plan.kind in ("single", "few-shot"):
-        return {**head, **_answer(plan, None)}
+    if blueprint.kind in ("single", "few-shot"):
+        return {**head, **_answer(blueprint, None)}
     return {
         **head,
         "type": "object",
         "properties": {
             "answers": {
                 "type": "array",
-                "prefixItems": [_answer(plan, i) for i in range(1, plan.n_items + 1)],
+                "prefixItems": [_answer(blueprint, i) for i in range(1, blueprint.n_items + 1)],
                 "items": False,
-                "minItems": plan.n_items,
-                "maxItems": plan.n_items,
+                "minItems": blueprint.n_items,
+                "maxItems": blueprint.n_items,
             }
         },
         "required": ["answers"],
@@ -69,7 +69,7 @@ def json_schema(plan: Plan, task_name: str) -> dict[str, object]:
 
 
 def json_answer_text(
-    plan: Plan, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
+    plan: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
 ) -> str | None:
     """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of an output written in
     the JSON form of :func:`json_schema`, or ``None`` if it is not JSON of that shape (an

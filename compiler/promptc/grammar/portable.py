@@ -22,7 +22,7 @@ from typing import Any
 
 from promptc import markers
 from promptc.errors import GrammarError
-from promptc.grammar.lark_source import Plan
+from promptc.grammar.lark_source import Blueprint
 
 _c: Any = importlib.import_module("re._constants")
 _p: Any = importlib.import_module("re._parser")
@@ -204,7 +204,7 @@ def _text(multiline: bool) -> str:
     return f"{_NOT_WS}(?:{char}*{_NOT_WS})?"
 
 
-def portable_regex(plan: Plan, questions: Sequence[str] | None = None) -> str:
+def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> str:
     """The portable regex of a plan's canonical outputs (the text ``answer.regex`` holds).
 
     Args:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from promptc.ir import Value
 from promptc.parse.normalise import EDGE_NOISE, SPACE, NormalisedText
+from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
-from promptc.parse.strict import found_at
+from promptc.text import excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -231,7 +232,13 @@ class AnswerReader:
         offset, expected = got
         at = min(s + offset, e)
         if text.norm[at:e].strip():
-            found = found_at(text.original[: text.orig(e)], text.orig(at))
+            found = excerpt(
+                text.original[: text.orig(e)],
+                text.orig(at),
+                FOUND_CHARS,
+                end="end of output",
+                quote=False,
+            )
         elif text.norm[e:].strip():
             found = "end of the answer"
         else:

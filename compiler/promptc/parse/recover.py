@@ -15,10 +15,10 @@ from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
-from promptc.parse.results import ItemResult, Span, decimal_text
+from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
-from promptc.parse.strict import found_at
+from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -58,7 +58,7 @@ def parse_recover(
         return _recover_single(shape, text, reader)
     norm = text.norm
     n = len(shape.item_ids)
-    mk = g.plan.markers
+    mk = g.blueprint.markers
     found = scan_markers(norm, mk)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
@@ -219,7 +219,7 @@ def _judge(
     o = occs[0]
     assert o.question is not None
     rest = text.norm[o.q_end :].strip()
-    found = found_at(rest, 0)
+    found = excerpt(rest, 0, FOUND_CHARS, end="end of output", quote=False)
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
@@ -267,7 +267,10 @@ def _extra(
 
 def _show(values: Mapping[str, Value]) -> str:
     """``answer='18', reasoning='First…'`` for messages."""
-    return ", ".join(f"{k}={found_at(_plain(v), 0)!r}" for k, v in values.items())
+    return ", ".join(
+        f"{k}={excerpt(_plain(v), 0, FOUND_CHARS, end='end of output', quote=False)!r}"
+        for k, v in values.items()
+    )
 
 
 def _plain(value: Value) -> str:
@@ -301,7 +304,7 @@ def _recover_single(
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, Marker | None]] = []
-    for m in scan_markers(norm, reader.grammar.plan.markers):
+    for m in scan_markers(norm, reader.grammar.blueprint.markers):
         if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break

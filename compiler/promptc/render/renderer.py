@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import jinja2.runtime
     from jinja2 import nodes
 
-    from promptc.select.methods import SelectionResult
+    from promptc.select.batches import SelectionResult
 
 
 #: The message blocks of a template, in message order, with their chat roles.
@@ -176,7 +176,7 @@ class Renderer:
         if self._turns is not None:
             return self._turns
         from promptc.grammar.answer import build_grammar
-        from promptc.select.methods import batch_size
+        from promptc.select.batches import batch_size
 
         task = self.task
         turns: list[ir.Message] = []
