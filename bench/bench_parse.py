@@ -207,7 +207,8 @@ def gsm8k_main(path: str, n_outputs: int, rounds: int, seed: int) -> int:
     task, outputs = gsm8k_outputs(path, n_outputs, rng)
     shape = RequestShape("r1", "batch", tuple(i.id for i in task.items), ())
     grammar = build_grammar(task, N_ITEMS, "batch")
-    pattern = re.compile(grammar.parse_regex or "")
+    # Older promptc called the parse regex AnswerGrammar.regex: time either with this script.
+    pattern = re.compile(getattr(grammar, "parse_regex", None) or getattr(grammar, "regex", ""))
     from promptc.parse.fast import parse_fast
 
     fast = sum(parse_fast(shape, grammar, o) is not None for o in outputs)
