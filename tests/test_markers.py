@@ -4,11 +4,11 @@ parser: ``Answer[i]:`` everywhere, ``A[i]:`` nowhere."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from conftest import make_task
 from promptc import ir
 from promptc.grammar.answer import build_grammar
 from promptc.parse.output import parse_output
@@ -19,8 +19,8 @@ from promptc.spec.validate import marker_clash, marker_problem
 MARKERS = ir.Markers(question="Question", answer="Answer")
 
 
-def _task(kind: ir.StrategyKind = "batch") -> ir.Task:
-    return replace(make_task(kind=kind, batch_size=2), markers=MARKERS)
+def _task(task_factory: Callable[..., ir.Task], kind: ir.StrategyKind = "batch") -> ir.Task:
+    return replace(task_factory(kind=kind, batch_size=2), markers=MARKERS)
 
 
 def _request(kind: str = "batch") -> dict[str, object]:
@@ -28,8 +28,10 @@ def _request(kind: str = "batch") -> dict[str, object]:
 
 
 @pytest.mark.parametrize("kind", ["batch", "auto-demo"])
-def test_every_export_uses_the_spec_markers(kind: ir.StrategyKind) -> None:
-    g = build_grammar(_task(kind), 2, kind)
+def test_every_export_uses_the_spec_markers(
+    kind: ir.StrategyKind, task_factory: Callable[..., ir.Task]
+) -> None:
+    g = build_grammar(_task(task_factory, kind), 2, kind)
     files = g.files()
     for name in ("answer.gbnf", "answer.regex", "answer.lark", "answer.parse.regex"):
         text = files[name]
@@ -41,8 +43,8 @@ def test_every_export_uses_the_spec_markers(kind: ir.StrategyKind) -> None:
     ).startswith("Question[1]: " if kind == "auto-demo" else "Answer[1]: ")
 
 
-def test_templates_and_parser_use_the_spec_markers() -> None:
-    task = _task()
+def test_templates_and_parser_use_the_spec_markers(task_factory: Callable[..., ir.Task]) -> None:
+    task = _task(task_factory)
     request = render(task, select(task))[0]
     text = "\n".join(m.content for m in request.messages)
     assert "Question[1]: What is 0 plus 0?" in text and "Answer[1]:" in text
@@ -62,16 +64,16 @@ def test_templates_and_parser_use_the_spec_markers() -> None:
     assert [r.status for r in results] == ["ok", "ok"]
 
 
-def test_json_form_uses_the_spec_markers() -> None:
-    task = _task("auto-demo")
+def test_json_form_uses_the_spec_markers(task_factory: Callable[..., ir.Task]) -> None:
+    task = _task(task_factory, "auto-demo")
     out = json.dumps({"answers": [{"index": 1, "question": "x", "reasoning": "So.", "answer": 3}]})
     text = build_grammar(task, 1, "auto-demo").text_of_json(out)
     assert text == "Question[1]: x\nAnswer[1]: So. The answer is 3."
 
 
-def test_indexed_inputs_write_one_marker_per_input() -> None:
+def test_indexed_inputs_write_one_marker_per_input(task_factory: Callable[..., ir.Task]) -> None:
     task = replace(
-        make_task(kind="batch", batch_size=2, multi_field=True),
+        task_factory(kind="batch", batch_size=2, multi_field=True),
         markers=ir.Markers(answer="Answer", inputs="indexed"),
     )
     request = render(task, select(task))[0]

@@ -4,11 +4,12 @@ that form, beside its writer (the JSON Schema), used by ``promptc parse`` and ``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
-from conftest import make_task
 from promptc.grammar.answer import build_grammar
 from promptc.grammar.items import ParsedItem, Span
+from promptc.ir import Task
 from promptc.parse.output import parse_output
 
 
@@ -16,8 +17,8 @@ def _request(n: int, kind: str = "batch") -> dict[str, object]:
     return {"id": "r0001", "kind": kind, "item_ids": [f"q{i}" for i in range(n)]}
 
 
-def test_json_written_by_to_json_reads_back() -> None:
-    task = make_task(kind="batch", batch_size=2)
+def test_json_written_by_to_json_reads_back(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=2)
     g = build_grammar(task, 2, "batch")
     items = [
         ParsedItem(1, {"reasoning": "2 + 2 = 4.", "answer": Decimal(4)}, Span(0, 0, None), {}),  # type: ignore[arg-type]
@@ -32,8 +33,8 @@ def test_json_written_by_to_json_reads_back() -> None:
         ]
 
 
-def test_json_entries_are_judged_each_on_its_own() -> None:
-    task = make_task(kind="batch", batch_size=3)
+def test_json_entries_are_judged_each_on_its_own(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=3)
     out = json.dumps(
         {
             "answers": [
@@ -47,8 +48,10 @@ def test_json_entries_are_judged_each_on_its_own() -> None:
     assert results[0].values == {"reasoning": "So.", "answer": Decimal(7)}
 
 
-def test_single_answer_object_and_text_that_is_not_the_json_form() -> None:
-    task = make_task(kind="single", batch_size=1)
+def test_single_answer_object_and_text_that_is_not_the_json_form(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="single", batch_size=1)
     out = json.dumps({"reasoning": "3 * 3 = 9.", "answer": 9})
     (r,) = parse_output(task, _request(1, "single"), out)
     assert (r.status, r.values["answer"]) == ("ok", Decimal(9))

@@ -8,11 +8,11 @@ a guess (two numbers, a number in words, a blank line) stay ``malformed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from conftest import make_task
-from promptc.ir import StrategyKind
+from promptc.ir import StrategyKind, Task
 from promptc.parse.output import parse_output, parse_output_recover_slow
 from promptc.parse.recover import LENIENT_NOTE
 
@@ -60,10 +60,15 @@ def _ids(rows: list[tuple[str, str, Decimal | None, str]]) -> list[str]:
 @pytest.mark.parametrize(("body", "status", "value", "strict"), BODIES, ids=_ids(BODIES))
 @pytest.mark.parametrize("kind", ["batch", "single"])
 def test_what_models_write(
-    body: str, status: str, value: Decimal | None, strict: str, kind: StrategyKind
+    body: str,
+    status: str,
+    value: Decimal | None,
+    strict: str,
+    kind: StrategyKind,
+    task_factory: Callable[..., Task],
 ) -> None:
     n = 2 if kind == "batch" else 1
-    task = make_task(kind=kind, batch_size=n)
+    task = task_factory(kind=kind, batch_size=n)
     if kind == "batch":
         output = f"A[1]: {body}\nA[2]: {SECOND}"
     else:
@@ -86,10 +91,12 @@ def test_what_models_write(
         assert results[0].values["answer"] == value
 
 
-def test_an_answer_on_the_next_line_is_never_taken_from_the_next_item() -> None:
+def test_an_answer_on_the_next_line_is_never_taken_from_the_next_item(
+    task_factory: Callable[..., Task],
+) -> None:
     """``A[1]:`` ends at its literal and the next line is ``A[2]:``: item 1 is malformed, its
     answer is not the 27 that item 2 wrote."""
-    task = make_task(kind="batch", batch_size=2)
+    task = task_factory(kind="batch", batch_size=2)
     output = "A[1]: So 5 + 22 = 27. The answer is\nA[2]: 2 + 2 = 4. The answer is 27"
     results = parse_output(task, _request("batch", 2), output)
     assert [(r.status, r.values.get("answer")) for r in results] == [
@@ -98,9 +105,9 @@ def test_an_answer_on_the_next_line_is_never_taken_from_the_next_item() -> None:
     ]
 
 
-def test_a_number_last_in_the_format_takes_no_unit() -> None:
+def test_a_number_last_in_the_format_takes_no_unit(task_factory: Callable[..., Task]) -> None:
     """``{reasoning} Total: {answer}`` ends with the number: ``7 apples`` is not the number 7."""
-    task = make_task(kind="batch", batch_size=1)
+    task = task_factory(kind="batch", batch_size=1)
     from dataclasses import replace
 
     from promptc.spec.answer_format import parse_answer_format

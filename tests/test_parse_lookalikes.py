@@ -4,15 +4,25 @@ statuses, values (text as the model wrote it) and spans."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
-from conftest import make_task
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from promptc.ir import Task
 from promptc.parse.fast import parse_fast
 from promptc.parse.normalise import ONE_TO_ONE, normalise_lookalikes
 from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
 from promptc.parse.shape import request_shape
+from promptc.spec.lower import compile_spec
+
+#: A batch task of 3 in the format "{reasoning} The answer is {answer}." (fixtures do not mix
+#: with hypothesis' examples).
+TASK = compile_spec(
+    Path(__file__).resolve().parents[1] / "specs" / "gsm8k.yaml",
+    overrides={("strategy", "batch_size"): 3},
+)
 
 #: ASCII character → the lookalikes that read as it.
 LOOKALIKE_OF: dict[str, list[str]] = {}
@@ -44,8 +54,10 @@ def test_translate_keeps_offsets() -> None:
     assert len(norm) == len(text)
 
 
-def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written() -> None:
-    task = make_task(kind="batch", batch_size=3)
+def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
     out = OUTPUT.replace("- 24", "\u2212 24").replace(
         "The answer is -5", "The\u00a0answer is \u22125"
     )
@@ -60,7 +72,7 @@ def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
-    task = make_task(kind="batch", batch_size=3)
+    task = TASK
     chars = list(OUTPUT)
     spots = [k for k, c in enumerate(chars) if c in LOOKALIKE_OF]
     for k in data.draw(st.lists(st.sampled_from(spots), max_size=12, unique=True)):

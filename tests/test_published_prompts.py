@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from promptc.build import plan
+from promptc.build import assemble
 from promptc.ir import Task
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
@@ -115,7 +115,7 @@ def _task(name: str) -> Task:
     [("gsm8k", GSM8K_LAYOUT), ("mnli", MNLI_LAYOUT), ("commonsense-qa", CSQA_LAYOUT)],
 )
 def test_rendered_prompt_has_the_published_layout(name: str, layout: str) -> None:
-    built = plan(_task(name))
+    built = assemble(_task(name))
     for request in built.requests:
         (message,) = request.messages
         assert message.role == "user"
@@ -127,7 +127,7 @@ def test_rendered_prompt_has_the_published_layout(name: str, layout: str) -> Non
 def test_demonstration_answers_parse_with_their_values(name: str, mode: str) -> None:
     """The answer lines of every demo batch in the prompt, as a model's output."""
     task = _task(name)
-    request = plan(task).requests[0]
+    request = assemble(task).requests[0]
     text = request.messages[0].content
     blocks = [b for b in text.split("\n\n") if re.search(r"^\w+\[1\]:", b, re.MULTILINE)]
     answer = re.escape(task.markers.answer) + r"\[\d+\]: "
@@ -145,7 +145,7 @@ def test_answers_written_as_the_published_extractor_expects() -> None:
     """Answers in the published answers' own style, each read to its number; the last misses
     its final period and the extractor's regex would have read it anyway."""
     task = _task("gsm8k")
-    request = plan(task).requests[0]
+    request = assemble(task).requests[0]
     output = (
         "A[1]: He wants to write 3 * 400 = 1200 pages. So it takes 1200 / 20= 60 days The answer is 60.\n"
         "A[2]: It rained 3 + 4 = 7 inches So he makes 105 * 1.2 = 126. The answer is 126"
@@ -157,7 +157,7 @@ def test_answers_written_as_the_published_extractor_expects() -> None:
 def test_each_item_accepts_only_its_own_options() -> None:
     """c02 has four options: (e) is no answer to it, though (e) is one to c01."""
     task = _task("commonsense-qa")
-    request = plan(task).requests[0]
+    request = assemble(task).requests[0]
     assert list(request.batch.item_ids) == ["c01", "c02"]
     output = "A[1]: Plants need sun. So the answer is (e).\nA[2]: Shoes. So the answer is (e)."
     for mode in ("recover", "strict"):
