@@ -657,10 +657,6 @@ def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
     for name, decl in raw_outputs.items():
         if not isinstance(decl, dict):
             continue
-        if decl.get("type") == "enum" and "choices" not in decl and "choices_from" not in decl:
-            # An enum needs its choices: listed, or an options input's (choices_from).
-            where = ("outputs", name)
-            c.add(error("missing-key", doc.key_location(where), where, key="choices"))
         if "choices_from" not in decl:
             continue
         path: KeyPath = ("outputs", name, "choices_from")
