@@ -180,6 +180,7 @@ def test_emit_prints_the_stages(tmp_path: Path) -> None:
         "choices": ["entailment", "neutral", "contradiction"],
         "aliases": [],
         "location": doc["outputs"][0]["location"],
+        "choices_from": "",
     }
     assert promptc("build", "specs/nli.yaml", "--emit", "ir").stdout == ir.stdout
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

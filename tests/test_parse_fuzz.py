@@ -252,7 +252,8 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
         st.one_of(valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12))
     )
     out = data.draw(slack(out, task.strategy.kind))
-    assume(normalise_lookalikes(out)[1] is None)  # lookalikes always take the slow path
+    # The grammar's own parsers read no lookalikes (test_parse_lookalikes.py covers them).
+    assume(normalise_lookalikes(out)[0] == out)
     from promptc.parse.output import grammar_for
 
     shape = request_shape(task, req)

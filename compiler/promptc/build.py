@@ -56,7 +56,7 @@ MANIFEST_FILE = "manifest.json"
 _OWNED = re.compile(
     r"^(requests\.jsonl|batches\.jsonl|manifest\.json|"
     + re.escape(GRAMMAR_STEM)
-    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
+    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex|parse\.regex))$"
 )
 
 
@@ -406,6 +406,9 @@ class BuiltRequest:
     params: Mapping[str, Any]
     grammar: str | None
     location: Location
+    #: The item the request is *for* (``retrieval``: its batch is this item and its
+    #: neighbours), from the line's ``target_item``; ``None`` when the batch is for all.
+    target_item: str | None = None
 
     @property
     def line(self) -> int:
@@ -505,6 +508,9 @@ def read_requests(
                     params=params,
                     grammar=stem if isinstance(stem, str) else None,
                     location=where,
+                    target_item=target
+                    if isinstance(target := data.get("target_item"), str)
+                    else None,
                 )
             )
     return out

@@ -156,7 +156,9 @@ def json_schema(field: OutputField) -> dict[str, object]:
     elif field.type == "enum":
         schema = {"type": "string", "enum": list(field.choices)}
     else:
-        schema = {"type": "string", "minLength": 1}
+        # No minLength: xgrammar (mlc-ai/xgrammar#800) then rejects valid strings holding
+        # \n or \"; the JSON reader reports an empty text value as malformed instead.
+        schema = {"type": "string"}
     if field.description:
         schema["description"] = field.description
     return schema

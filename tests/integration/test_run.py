@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import running_server
 from promptc.errors import UsageError
-from promptc.run.bodies import build_task, cache_key, json_answer_text, read_requests, request_body
+from promptc.run.bodies import build_task, cache_key, read_requests, request_body
 from promptc.run.client import FAILURES
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs
@@ -583,11 +583,11 @@ def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
     out = json.dumps(
         {"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.", "answer": 4}]}
     )
-    assert (
-        json_answer_text(task, "auto-demo", ["Q one"], out)
-        == "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
-    )
-    assert json_answer_text(task, "batch", [], "not json") == "not json"
+    from promptc.grammar.answer import build_grammar
+
+    g = build_grammar(task, 1, "auto-demo")
+    assert g.text_of_json(out, ["Q one"]) == "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
+    assert g.text_of_json("not json") is None
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ def _read_requests(
             "kind": r.kind or task.strategy.kind,
             "item_ids": list(r.item_ids) if r.item_ids else None,
             "messages": [dict(m) for m in r.messages],
+            "target_item": r.target_item,
         }
         if record["kind"] == "auto-demo":
             record["questions"] = _questions(task, record)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from promptc import markers
-from promptc.ir import Value
+from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
@@ -29,6 +29,10 @@ MAX_OCCURRENCES = 16
 
 #: At most this many leading lines of chatter are skipped for single/few-shot outputs.
 MAX_SINGLE_SKIP = 8
+
+
+#: The message of an ``ok`` answer read by the lenient form of the answer format.
+LENIENT_NOTE = "read leniently: the answer departs from the exact answer format"
 
 
 # --- recover --------------------------------------------------------------------------------
@@ -54,7 +58,8 @@ def parse_recover(
         return _recover_single(shape, text, reader)
     norm = text.norm
     n = len(shape.item_ids)
-    found = scan_markers(norm)
+    mk = g.blueprint.markers
+    found = scan_markers(norm, mk)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
     for k, m in enumerate(found):
@@ -82,8 +87,7 @@ def parse_recover(
         if q is not None and q.index != m.index:
             occ.aligned = False
             occ.why = (
-                f"{marker_label(markers.ANSWER_PREFIX, m.index)} follows "
-                f"{marker_label(markers.QUESTION_PREFIX, q.index)}"
+                f"{marker_label(mk.answer, m.index)} follows {marker_label(mk.question, q.index)}"
             )
         else:
             occ.aligned, occ.why = check_alignment(shape, m.index, q_text)
@@ -91,10 +95,10 @@ def parse_recover(
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
-    results = [_judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)]
+    results = [_judge(shape, text, i, occurrences.get(i, []), mk) for i in range(1, n + 1)]
     for i in sorted(occurrences):
         if not 1 <= i <= n:
-            results.append(_extra(shape, text, i, occurrences[i]))
+            results.append(_extra(shape, text, i, occurrences[i], mk))
     return results
 
 
@@ -119,11 +123,15 @@ def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
 
 
 def _judge(
-    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+    shape: RequestShape,
+    text: NormalisedText,
+    index: int,
+    occs: list[_Occurrence],
+    mk: Markers = markers.DEFAULT,
 ) -> ItemResult:
     item_id = item_id_at(shape, index)
-    amark = markers.answer_marker(index)
-    aname = marker_label(markers.ANSWER_PREFIX, index)
+    amark = markers.answer_marker(index, mk)
+    aname = marker_label(mk.answer, index)
     if not occs:
         return ItemResult(
             shape.id,
@@ -147,7 +155,7 @@ def _judge(
             o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
         ]
         span = _occ_span(text, first)
-        note = first.why
+        note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
         if differing:
             other = differing[0]
             where = _occ_span(text, other).start
@@ -223,14 +231,18 @@ def _judge(
         text.span(o.question.start, q_end),
         (amark,),
         found,
-        f"{marker_label(markers.QUESTION_PREFIX, index)} is not followed by {aname}"
+        f"{marker_label(mk.question, index)} is not followed by {aname}"
         + (" (the output ends)" if not rest else f" (found {found!r})")
         + f" at {pos}",
     )
 
 
 def _extra(
-    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+    shape: RequestShape,
+    text: NormalisedText,
+    index: int,
+    occs: list[_Occurrence],
+    mk: Markers = markers.DEFAULT,
 ) -> ItemResult:
     n = len(shape.item_ids)
     values: dict[str, Value] = {}
@@ -239,9 +251,7 @@ def _extra(
             values = o.reading.values
             break
     first = occs[0]
-    kind = marker_label(
-        markers.ANSWER_PREFIX if first.answer is not None else markers.QUESTION_PREFIX, index
-    )
+    kind = marker_label(mk.answer if first.answer is not None else mk.question, index)
     return ItemResult(
         shape.id,
         None,
@@ -294,7 +304,7 @@ def _recover_single(
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, Marker | None]] = []
-    for m in scan_markers(norm):
+    for m in scan_markers(norm, reader.grammar.blueprint.markers):
         if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break
@@ -317,7 +327,9 @@ def _recover_single(
         tried.add(st)
         r = reader.read(text, st, e, marker)
         if r.values is not None:
-            return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
+            note = LENIENT_NOTE if r.lenient else ""
+            span = text.span(r.start, r.end)
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, span, (), None, note)]
         if first is None:
             first = r
     assert first is not None

@@ -8,20 +8,25 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 from promptc import markers
+from promptc.ir import Markers
 
 # --------------------------------------------------------------------------------------------
 # The marker scanner
 # --------------------------------------------------------------------------------------------
 
 
-def _build_marker_regex() -> re.Pattern[str]:
+@lru_cache(maxsize=32)
+def marker_pattern(question: str, answer: str) -> re.Pattern[str]:
+    """The scanner's regex for the task's question and answer prefixes (``Q``, ``A``)."""
     # Every part is a bounded repetition, so one attempt costs O(1) and a scan is linear.
     e = re.escape
     ws = "[ \\t]{0,3}"
     em = "[*_]{0,3}"
-    prefixes = "|".join(e(p) for p in (markers.QUESTION_PREFIX, markers.ANSWER_PREFIX))
+    # Longest first, so that of two prefixes where one starts the other the longer is tried.
+    prefixes = "|".join(e(p) for p in sorted((question, answer), key=len, reverse=True))
     return re.compile(
         f"(?<![0-9A-Za-z])(?P<open>{em}){ws}(?P<prefix>{prefixes}){ws}{e(markers.INDEX_OPEN)}"
         f"{ws}(?P<index>[0-9]{{1,9}}){ws}{e(markers.INDEX_CLOSE)}(?P<mid>{em}){ws}"
@@ -30,7 +35,7 @@ def _build_marker_regex() -> re.Pattern[str]:
     )
 
 
-MARKER_PATTERN = _build_marker_regex()
+MARKER_PATTERN = marker_pattern(markers.QUESTION_PREFIX, markers.ANSWER_PREFIX)
 
 
 # What may stand between a line start and a marker and still be decoration: a heading, a
@@ -43,7 +48,7 @@ FENCE_LINE = re.compile(r"[ \t]*(```|~~~)[^\n`]*")
 
 @dataclass
 class Marker:
-    kind: str  # markers.QUESTION_PREFIX or markers.ANSWER_PREFIX
+    kind: str  # its role: markers.QUESTION_PREFIX or markers.ANSWER_PREFIX, whatever its text
     index: int
     start: int  # where the marker (with its decoration) starts, normalised text
     end: int  # just after it
@@ -52,11 +57,12 @@ class Marker:
     close: str
 
 
-def scan_markers(norm: str) -> list[Marker]:
+def scan_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> list[Marker]:
+    """Every question and answer marker of ``norm`` (the task's prefixes, in any case)."""
     line_starts = [0] + [m.end() for m in re.finditer("\n", norm)]
     found: list[Marker] = []
-    q_prefix = markers.QUESTION_PREFIX.casefold()
-    for m in MARKER_PATTERN.finditer(norm):
+    q_prefix = marker_set.question.casefold()
+    for m in marker_pattern(marker_set.question, marker_set.answer).finditer(norm):
         start = m.start()
         ls = line_starts[bisect_right(line_starts, start) - 1]
         cut = start

@@ -74,6 +74,7 @@ class Renderer:
         self._questions: dict[str, str] = {}
         self._constant: frozenset[str] | None = None
         self._cache: dict[str, str] = {}
+        self._turns: tuple[ir.Message, ...] | None = None
         self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
             None
         )
@@ -168,14 +169,55 @@ class Renderer:
         with self._errors():
             return self._messages(ctx)
 
+    def demo_turns(self) -> tuple[ir.Message, ...]:
+        """With ``demos_as: turns``: per batch of demos (one demo for ``few-shot``), a user
+        message (the template's user block, the demos as its items) and an assistant message
+        (their answers as the answer grammar writes them); the same for every request."""
+        if self._turns is not None:
+            return self._turns
+        from promptc.grammar.answer import build_grammar
+        from promptc.select.batches import batch_size
+
+        task = self.task
+        turns: list[ir.Message] = []
+        if task.demos_as == "turns" and self.kind != "single" and task.demos:
+            size = 1 if self.kind == "few-shot" else batch_size(task)
+            _, jctx, blocks = self._prepared()
+            fns = blocks.get("user") or []
+            demos = list(task.demos)
+            for start in range(0, len(demos), size):
+                group = demos[start : start + size]
+                entries = [
+                    {
+                        "index": k,
+                        "id": f"demo-{start + k}",
+                        "fields": d.inputs,
+                        "question": markers.question_text(task.inputs, d.inputs),
+                    }
+                    for k, d in enumerate(group, 1)
+                ]
+                ctx: dict[str, object] = {"items": entries}
+                if self.kind == "few-shot":
+                    ctx["item"] = entries[0]
+                jctx.vars = ctx
+                user = "".join(fns[0](jctx)).strip() if fns else ""
+                g = build_grammar(task, len(group), self.kind)
+                answer = g.write_output(
+                    [d.outputs for d in group], [str(e["question"]) for e in entries]
+                )
+                turns += [ir.Message("user", user), ir.Message("assistant", answer)]
+        self._turns = tuple(turns)
+        return self._turns
+
     def _messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
+        turns = self.demo_turns()
         top, jctx, blocks = self._prepared()
         constant = self.constant_blocks()
         # One Jinja context serves every request: the shared variables are its parent, the
         # request's own are its ``vars``. Blocks only read ``vars`` (their {% set %} are
         # local), so swapping the mapping is all a new request needs.
         jctx.vars = dict(ctx)
-        out = []
+        out: list[ir.Message] = []
         for block, role in MESSAGE_BLOCKS:
             text = self._cache.get(block)
             if text is None:
@@ -186,6 +228,8 @@ class Renderer:
                 if block in constant:
                     self._cache[block] = text
             if text:
+                if role == "user":
+                    out.extend(turns)
                 out.append(ir.Message(role, text))
         if not any(m.role == "user" for m in out):
             raise template_error(

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.markers import options_text
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
@@ -38,6 +39,8 @@ EXTENSIONS: dict[str, DataFormat] = {
 }
 
 MESSAGES: dict[str, str] = {
+    "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
+    "expected a list of 1 to 26 non-empty strings",
     "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
@@ -85,6 +88,17 @@ def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: obje
         hint=HINTS.get(code),
         code=code,
     )
+
+
+def option_list(value: Any) -> tuple[str, ...] | None:
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
+    from promptc.markers import MAX_OPTIONS
+
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return tuple(value)
 
 
 def to_text(value: Any) -> str:
@@ -301,6 +315,7 @@ def read_data(
     input_names: Sequence[str],
     c: ErrorCollector,
     outputs: Sequence[OutputField] = (),
+    option_inputs: frozenset[str] = frozenset(),
 ) -> tuple[DataSource, tuple[Item, ...]] | None:
     """Reads the data file named by the spec.
 
@@ -314,6 +329,7 @@ def read_data(
         c: Receives every problem found.
         outputs: The declared outputs, whose types read the gold answers of ``data.gold``
             (an output not among them was reported by validation and is skipped here).
+        option_inputs: The inputs of type ``options``, whose values are lists of options.
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -394,6 +410,7 @@ def read_data(
     for row in rows:
         ok = True
         inputs: dict[str, str] = {}
+        options: dict[str, tuple[str, ...]] = {}
         for name, column in columns.items():
             if column not in row.values:
                 c.add(data_error("missing-field", row.location, column=column, input=name))
@@ -401,6 +418,22 @@ def read_data(
             elif row.values[column] is None:
                 c.add(data_error("null-field", row.location, column=column, input=name))
                 ok = False
+            elif name in option_inputs:
+                listed = option_list(row.values[column])
+                if listed is None:
+                    c.add(
+                        data_error(
+                            "bad-options",
+                            row.location,
+                            column=column,
+                            input=name,
+                            found=_kind(row.values[column]),
+                        )
+                    )
+                    ok = False
+                else:
+                    options[name] = listed
+                    inputs[name] = options_text(listed)
             else:
                 inputs[name] = to_text(row.values[column])
         item_id = _item_id(row, index, id_spec, id_template, c)
@@ -425,6 +458,7 @@ def read_data(
                 inputs=inputs,
                 location=row.location,
                 gold=golds,
+                options=options,
             )
         )
     if index == 0 and not c.errors:

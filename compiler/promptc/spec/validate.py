@@ -51,6 +51,18 @@ MESSAGES: dict[str, str] = {
     "not starting with a digit",
     "schema": "{message}",
     # semantic checks
+    "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
+    "line breaks or white space at its ends",
+    "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
+    "tell apart",
+    "choices-from": "choices_from {name!r} is not an options input; expected one of {names}",
+    "choices-and-choices-from": "an enum output has choices or choices_from, not both",
+    "demo-options": "demo value for options input {field!r} is not a list; expected a list "
+    "of its options",
+    "demo-list": "demo value for input {field!r} is a list; expected text (or declare the "
+    "input with type: options)",
+    "indexed-auto-demo": "indexed inputs do not go with the auto-demo strategy, whose model "
+    "repeats each question after one Q[i]: marker; expected together",
     "input-output-clash": "{name!r} is declared both as an input and as an output",
     "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
     "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
@@ -320,7 +332,13 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
     typ = decl["type"]
     choices: tuple[str, ...] = ()
     aliases: list[tuple[str, str]] = []
-    if typ == "enum":
+    choices_from = decl.get("choices_from") if typ == "enum" else None
+    if isinstance(choices_from, str) and choices_from and "choices" not in decl:
+        from promptc.markers import OPTION_LETTERS
+
+        # Every letter an options input may have; lowering narrows them to the data's.
+        choices = tuple(OPTION_LETTERS)
+    elif typ == "enum":
         raw = decl.get("choices")
         if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
             return None
@@ -339,6 +357,7 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
         choices=choices,
         aliases=tuple(aliases),
         location=location,
+        choices_from=choices_from if isinstance(choices_from, str) else "",
     )
 
 
@@ -368,6 +387,8 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_answer_format(doc, c, output_names)
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
+    _check_markers(doc, c)
+    _check_choices_from(doc, c)
     _check_data_fields(doc, c, inputs)
     _check_gold(doc, c, output_names)
     _check_templates(doc, c)
@@ -511,6 +532,19 @@ def _check_demos(
                     )
                 )
                 continue
+            raw_input = (doc.get(("inputs", key)) or {}) if key in inputs else None
+            if isinstance(raw_input, dict):
+                is_options = raw_input.get("type") == "options"
+                if is_options != isinstance(value, list):
+                    c.add(
+                        error(
+                            "demo-options" if is_options else "demo-list",
+                            doc.value_location(vp),
+                            vp,
+                            field=key,
+                        )
+                    )
+                continue
             field = outputs.get(key)
             if field is None or not isinstance(value, (str, int, float)):
                 continue
@@ -584,6 +618,101 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
                 high=size - 1,
             )
         )
+
+
+def marker_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a marker prefix (``Q`` of ``Q[i]:``), or ``None``."""
+    if prefix != prefix.strip():
+        return "has white space at an end"
+    for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
+        if ch in prefix:
+            return f"holds {name}"
+    return None
+
+
+def marker_clash(a: str, b: str) -> str | None:
+    """Why markers with prefixes ``a`` and ``b`` cannot both be used, or ``None``.
+
+    The scanner reads markers in any case, so they must differ in more than case; neither
+    marker (``A[``) may be a prefix of the other (``Answer Choices[`` is fine: the bracket
+    decides), and neither may end the other after a space (``Choices[1]:`` would be found
+    inside ``Answer Choices[1]:``).
+    """
+    x, y = a.casefold(), b.casefold()
+    if x == y:
+        return "are the same (markers are read in any case)"
+    for (p, q), (pa, qa) in (((x, y), (a, b)), ((y, x), (b, a))):
+        if (q + "[").startswith(p + "["):
+            return "are prefixes of each other"
+        if q.endswith((" " + p, "\t" + p)):
+            return f"overlap: {pa!r} ends {qa!r}"
+    return None
+
+
+def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
+    raw_inputs = doc.get(("inputs",))
+    raw_outputs = doc.get(("outputs",))
+    if not isinstance(raw_inputs, dict) or not isinstance(raw_outputs, dict):
+        return
+    options = [
+        n for n, d in raw_inputs.items() if isinstance(d, dict) and d.get("type") == "options"
+    ]
+    for name, decl in raw_outputs.items():
+        if not isinstance(decl, dict):
+            continue
+        if "choices_from" not in decl:
+            continue
+        path: KeyPath = ("outputs", name, "choices_from")
+        if "choices" in decl:
+            c.add(error("choices-and-choices-from", doc.key_location(path), path))
+        source = decl["choices_from"]
+        if isinstance(source, str) and source not in options:
+            names = _quote_all(options) if options else "none (declare one with type: options)"
+            c.add(error("choices-from", doc.value_location(path), path, name=source, names=names))
+
+
+def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
+    decl = doc.get(("markers",))
+    if not isinstance(decl, dict):
+        return
+    named: list[tuple[str, KeyPath]] = []
+    for key in ("question", "answer"):
+        value = decl.get(key)
+        if isinstance(value, str) and value:
+            path: KeyPath = ("markers", key)
+            why = marker_problem(value)
+            if why is not None:
+                c.add(error("bad-marker", doc.value_location(path), path, marker=value, why=why))
+            else:
+                named.append((value, path))
+    layout = decl.get("inputs")
+    if layout == "indexed":
+        kind = doc.get(("strategy", "kind"), "single")
+        if kind == "auto-demo":
+            path = ("markers", "inputs")
+            c.add(error("indexed-auto-demo", doc.value_location(path), path))
+        named = [(v, p) for v, p in named if p[-1] != "question"]
+        raw_inputs = doc.get(("inputs",))
+        if isinstance(raw_inputs, dict):
+            from promptc.markers import OPTIONS_LABEL
+            from promptc.text import default_label
+
+            for name, idecl in raw_inputs.items():
+                label = idecl.get("label") if isinstance(idecl, dict) else None
+                options = isinstance(idecl, dict) and idecl.get("type") == "options"
+                fallback = OPTIONS_LABEL if options else default_label(name)
+                text = label if isinstance(label, str) and label else fallback
+                path = ("inputs", name)
+                why = marker_problem(text)
+                if why is not None:
+                    c.add(error("bad-marker", doc.key_location(path), path, marker=text, why=why))
+                else:
+                    named.append((text, path))
+    for k, (a, pa) in enumerate(named):
+        for b, _ in named[k + 1 :]:
+            why = marker_clash(a, b)
+            if why is not None:
+                c.add(error("marker-clash", doc.value_location(pa), pa, a=a, b=b, why=why))
 
 
 def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
