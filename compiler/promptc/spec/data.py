@@ -40,6 +40,7 @@ MESSAGES: dict[str, str] = {
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
     "not-found": "data file {path!r} not found",
+    "nul-in-path": "data path {path!r} contains a NUL character, which no file name can hold",
     "not-a-file": "data path {path!r} is not a file",
     "unreadable": "cannot read data file {path!r}: {reason}",
     "unknown-format": "cannot tell the format of {path!r} from its extension; expected .jsonl, "
@@ -319,6 +320,9 @@ def read_data(
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
+    if "\0" in rel:
+        c.add(data_error("nul-in-path", where, pp, path=rel))
+        return None
     if os.path.isabs(rel) or rel.startswith("~"):
         c.add(data_error("absolute-path", where, pp, path=rel))
         return None
