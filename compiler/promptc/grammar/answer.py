@@ -64,7 +64,7 @@ from promptc.grammar.items import (
 from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.values import expected as expected_value
-from promptc.values import json_value, read_value, value_reader
+from promptc.values import ValueOutOfBounds, json_value, read_value, value_reader
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -259,7 +259,13 @@ class AnswerGrammar:
         m = self._answer_re.fullmatch(text)
         if m is None:
             raise self.diagnose_answer(text)
-        return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+        values: dict[str, Value] = {}
+        for f in self.fields:
+            try:
+                values[f.name] = read_value(f, m.group(f.name))
+            except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
+                raise AnswerMismatch(m.start(f.name), [f"{f.name}: {e.expected}"], e.found) from None
+        return values
 
     def diagnose_answer(self, text: str) -> AnswerMismatch:
         """Why ``text`` is not an answer body: the deepest point any reading of it reached.

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,6 +57,9 @@ MESSAGES: dict[str, str] = {
     "missing-field": "row has no field {column!r} (for input {input!r})",
     "null-field": "field {column!r} (for input {input!r}) is null; expected text",
     "missing-id": "row has no id field {column!r}",
+    "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
+    "which is not a character; expected text",
+    "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
     "bad-id": "item id expression failed: {problem}",
     "bad-id-template": "invalid item id expression: {problem}",
     "empty-id": "item id is empty",
@@ -78,6 +82,10 @@ def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: obje
         hint=HINTS.get(code),
         code=code,
     )
+
+
+#: A lone surrogate, which a JSON escape (``"\\ud800"``) can write but no UTF-8 text can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_text(value: Any) -> str:
@@ -390,7 +398,22 @@ def read_data(
                 ok = False
             else:
                 inputs[name] = to_text(row.values[column])
+                bad = _SURROGATE.search(inputs[name])
+                if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
+                    c.add(
+                        data_error(
+                            "lone-surrogate",
+                            row.location,
+                            column=column,
+                            input=name,
+                            escape=f"\\u{ord(bad.group()):04x}",
+                        )
+                    )
+                    ok = False
         item_id = _item_id(row, index, id_spec, id_template, c)
+        if item_id is not None and _SURROGATE.search(item_id):
+            c.add(data_error("lone-surrogate-id", row.location))
+            item_id = None
         index += 1
         if item_id is None or not ok:
             continue
