@@ -104,6 +104,7 @@ MESSAGES: Mapping[str, str] = {
     ),
     "template-undefined": "template uses an undefined value: $error",
     "template-runtime": "template failed: $error",
+    "template-budget": "template exceeds the limit of $limit: $why",
     "template-undeclared-variable": (
         "template uses undeclared variable $name; templates can use $allowed"
     ),
@@ -213,7 +214,8 @@ _SHIPPED: frozenset[str] | None = None
 def make_environment(loader: SpecLoader) -> jinja2.Environment:
     """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from promptc.render.budget import bounded_environment_class
 
     class _Loader(jinja2.BaseLoader):
         def get_source(
@@ -221,7 +223,8 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
         ) -> tuple[str, str, Callable[[], bool]]:
             return loader.get_source(environment, template)
 
-    env = ImmutableSandboxedEnvironment(
+    # The immutable sandbox, with a budget for time and memory (promptc.render.budget).
+    env = bounded_environment_class()(
         loader=_Loader(),
         bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,

@@ -20,6 +20,7 @@ read files outside the spec's folder. Every Jinja failure becomes a
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -182,7 +183,7 @@ class Renderer:
                 fns = blocks.get(block)
                 if not fns:
                     continue
-                text = "".join(fns[0](jctx)).strip()
+                text = self._bounded_text(block, fns[0](jctx)).strip()
                 if block in constant:
                     self._cache[block] = text
             if text:
@@ -192,6 +193,37 @@ class Renderer:
                 "template-empty-user", Location(self.display(top)), name=repr(self.name)
             )
         return tuple(out)
+
+    def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
+        """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
+        from promptc.render.budget import MAX_MESSAGE_CHARS
+
+        budget = getattr(self.env, "promptc_budget", None)
+        if budget is not None:
+            budget.start()
+        parts: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_MESSAGE_CHARS:
+                raise template_error(
+                    "template-budget",
+                    self._block_location(block),
+                    limit=f"{MAX_MESSAGE_CHARS:,} characters per message",
+                    why=f"the {block} message grows longer",
+                )
+            parts.append(chunk)
+        return "".join(parts)
+
+    def _block_location(self, block: str) -> Location:
+        """Where a message block is defined: the most derived template that defines it."""
+        from jinja2 import nodes
+
+        for template in self.chain():
+            for node in _parse(self.env, template).find_all(nodes.Block):
+                if node.name == block:
+                    return Location(self.display(template), node.lineno)
+        return self.location
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
         """Renders every batch of a selection, in order."""
@@ -246,6 +278,22 @@ class Renderer:
         except jinja2.UndefinedError as e:
             raise template_error(
                 "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
+            ) from None
+        except RecursionError as e:
+            # The budget's nesting bound comes first; this is what Python's own stack bound
+            # (deep filters, sorting) leaves.
+            raise template_error(
+                "template-budget",
+                self._where(e.__traceback__) or self.location,
+                limit=f"Python's stack of {sys.getrecursionlimit():,} frames",
+                why="the template nests deeper",
+            ) from None
+        except MemoryError as e:
+            raise template_error(
+                "template-budget",
+                self._where(e.__traceback__) or self.location,
+                limit="the memory this process may use",
+                why="the template asked for more",
             ) from None
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
             raise template_error(
