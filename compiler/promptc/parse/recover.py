@@ -23,6 +23,9 @@ from promptc.parse.strict import found_at
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
 
+_VISIBLE = re.compile(r"\S")
+
+
 #: At most this many occurrences of one index are read; the rest count as repeats unread.
 MAX_OCCURRENCES = 16
 
@@ -210,8 +213,11 @@ def _judge(
         )
     o = occs[0]
     assert o.question is not None
-    rest = text.norm[o.q_end :].strip()
-    found = found_at(rest, 0)
+    # The first visible text after the question, found without copying the rest of the output
+    # (an output of many unanswered questions asks this for each of them).
+    visible = _VISIBLE.search(text.norm, o.q_end)
+    rest = visible is not None
+    found = found_at(text.norm, visible.start()) if visible is not None else "end of output"
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(

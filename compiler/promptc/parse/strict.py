@@ -135,12 +135,18 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
     return results
 
 
-def found_at(text: str, offset: int) -> str:
-    """What stands at ``offset``: the rest of its line (abbreviated), or a line end."""
-    rest = text[offset:]
-    if not rest.strip():
+_VISIBLE = re.compile(r"\S")
+
+
+def found_at(text: str, offset: int, end: int | None = None) -> str:
+    """What stands at ``offset`` (in ``text[:end]``): the rest of its line (abbreviated), or
+    a line end. Reads only up to the first visible character and :data:`FOUND_CHARS` more,
+    never the rest of the text: recovery asks this once per answer of a long output."""
+    stop = len(text) if end is None else end
+    visible = _VISIBLE.search(text, offset, stop)
+    if visible is None:
         return "end of output"
-    line = rest.split("\n", 1)[0]
-    if not line.strip():
+    if text.find("\n", offset, visible.start()) >= 0:
         return "a line break"
+    line = text[offset : min(stop, offset + FOUND_CHARS + 1)].split("\n", 1)[0]
     return line if len(line) <= FOUND_CHARS else line[: FOUND_CHARS - 1] + "…"
