@@ -360,6 +360,9 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's disposition is inherited: a suite started as `(pytest &)` would hand run an
+        # ignored SIGINT (see the next test). This test is about a run that can be interrupted.
+        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + 60
     while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
@@ -378,6 +381,46 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.delay = 0.0
     result = run_build(build, base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
     assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
+    """Started as a script's background job (SIGINT ignored), run keeps that disposition: a
+    Ctrl-C meant for the foreground does not stop it, and it says how to stop it."""
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 0.1
+    outputs = build / "outputs.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url]
+        + ["--grammar", "none", "--concurrency", "1", "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_ignored,
+    )
+    deadline = time.monotonic() + 60
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[0] == (
+        "note: started with SIGINT ignored (a background job of a script?): Ctrl-C will not "
+        "stop this run; stop it with kill (SIGTERM) — the answers received stay in outputs.jsonl"
+    )
+    assert len(read_outputs(outputs)) == 10
 
 
 def test_answers_to_changed_requests_are_dropped_and_resent(
