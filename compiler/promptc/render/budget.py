@@ -60,8 +60,8 @@ MAX_NESTING = 64
 #: Seconds one message may take to render.
 MAX_RENDER_SECONDS = 10.0
 
-#: How often (in loop iterations) the clock is read.
-_CLOCK_EVERY = 1024
+#: How often (in loop iterations and calls) the clock is read; filters read it every time.
+_CLOCK_EVERY = 64
 
 
 def budget_error(limit: str, why: str) -> TemplateError:
@@ -98,7 +98,7 @@ class Budget:
         for value in iterable:
             self.iterations += 1
             if self.iterations % _CLOCK_EVERY == 0:
-                if self.iterations > MAX_LOOP_ITERATIONS:
+                if self.iterations >= MAX_LOOP_ITERATIONS:
                     raise budget_error(
                         f"{MAX_LOOP_ITERATIONS:,} loop iterations per message",
                         "the loops of this message ran more often",
@@ -273,19 +273,21 @@ def _filter_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
         check_format_widths(args[0], args[1:])
 
 
-def bounded_filters(filters: dict[str, Callable[..., Any]]) -> None:
-    """Wraps every filter so that its arguments and result stay within the bounds."""
+def bounded_filters(filters: dict[str, Callable[..., Any]], budget: Budget) -> None:
+    """Wraps every filter so that its arguments and result stay within the bounds (and the
+    clock is read: one filter may sort or join a long list)."""
     for name, fn in list(filters.items()):
-        filters[name] = _bounded_filter(name, fn)
+        filters[name] = _bounded_filter(name, fn, budget)
 
 
-def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callable[..., Any]:
     # Filters that take the context or environment first get it from Jinja as their first
     # argument: the value filtered is then the second.
     skip = 1 if getattr(fn, "jinja_pass_arg", None) is not None else 0
 
     @functools.wraps(fn)
     def bounded(*args: Any, **kwargs: Any) -> Any:
+        budget.clock()
         _filter_check(name, args[skip:], kwargs)
         return checked(fn(*args, **kwargs))
 
@@ -345,7 +347,7 @@ def bounded_environment_class() -> type[jinja2.Environment]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.promptc_budget = Budget()
-            bounded_filters(self.filters)
+            bounded_filters(self.filters, self.promptc_budget)
 
         def promptc_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
             return self.promptc_budget.loop(iterable)
