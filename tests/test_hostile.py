@@ -299,6 +299,10 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
     )
     (project / "one.txt").write_text(f"A[1]: 1\nA[2]: -{digits}\nA[3]: 3\nA[4]: 4\n")
     (project / "sur.jsonl").write_text('{"id": "r0001", "output": "A[1]: 1\\nA[2]: \\udfff"}\n')
+    (project / "digits.jsonl").write_text(
+        f'{{"id": "r0001", "n": {digits}, "output": "A[1]: 1"}}\n'
+        + '[' * 100_000 + '\n{"id": "r0002", "output": "A[1]: 1\\nA[2]: 2"}\n'
+    )
     out = run_capped(
         [
             ["parse", "b", "o.jsonl"],
@@ -306,10 +310,11 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
             ["parse", "b", "one.txt", "--request", "r0001"],
             ["parse", "b", "one.txt", "--request", "r0001", "--mode", "strict"],
             ["parse", "b", "sur.jsonl", "--format", "table"],
+            ["parse", "b", "digits.jsonl"],
         ],
         project,
     )
-    assert [o.status for o in out] == [1, 1, 1, 1, 1]
+    assert [o.status for o in out] == [1, 1, 1, 1, 1, 1]
     results = [json.loads(x) for x in out[0].stdout.splitlines()]
     assert [r["status"] for r in results] == ["malformed", "ok", "ok", "ok", "malformed", "ok"]
     assert results[0]["expected"] == ["answer: an integer of at most 640 digits"]
@@ -325,6 +330,40 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
     assert [r["status"] for r in one] == ["ok", "malformed", "ok", "ok"]
     assert one[1]["message"].startswith("A[2]: expected answer: an integer of at most 640")
     assert "\ufffd" in out[4].stdout
+    assert lines(out[5].stderr)[:2] == [
+        "error: digits.jsonl:1:1: not a JSON line: it holds an integer of more digits than can "
+        "be read",
+        "error: digits.jsonl:2:1: not a JSON line: nested too deeply",
+    ]
+    assert [json.loads(x)["status"] for x in out[5].stdout.splitlines()] == ["ok", "ok"]
+
+
+def test_data_files_with_unreadable_numbers_are_located(project: Path) -> None:
+    digits = "9" * 5001
+    (project / "data" / "big.jsonl").write_text(
+        f'{{"qid": "a", "question": "x", "n": {digits}}}\n' + '{"qid": "b", "question": "y"}\n'
+    )
+    (project / "data" / "big.json").write_text(f'[{{"qid": "a", "question": {digits}}}]')
+    (project / "data" / "deep.jsonl").write_text("[" * 100_000 + "\n")
+    a = spec(project, "a.yaml", "data/q.jsonl", "data/big.jsonl")
+    b = spec(project, "b.yaml", "data/q.jsonl", "data/big.json")
+    c = spec(project, "c.yaml", "data/q.jsonl", "data/deep.jsonl")
+    out = run_capped([["check", a], ["check", b], ["check", c]], project)
+    assert [o.status for o in out] == [1, 1, 1]
+    too_many = "invalid JSON: an integer has more digits than can be read"
+    assert lines(out[0].stderr)[0] == f"data/big.jsonl:1:1: {too_many}"
+    assert lines(out[1].stderr)[0] == f"data/big.json:1:2: {too_many}"
+    assert lines(out[2].stderr)[0] == "data/deep.jsonl:1:1: invalid JSON: nested too deeply"
+
+
+def test_a_diagnostic_is_one_line_whatever_the_spec_holds(project: Path) -> None:
+    text = BASE.replace("  answer: {type: integer}", '  "a\\x1eb": {type: integer}\n  "c\\u2028": {type: text}')
+    (project / "ctl.yaml").write_text(text.replace("instruction: Solve.", 'instruction: Solve.\n"\\r": 1'))
+    (o,) = run_capped([["check", "ctl.yaml"]], project)
+    assert o.status == 1
+    assert all(line.isprintable() for line in o.stderr.split("\n"))
+    assert "ctl.yaml:4:1: ['\\r']: unknown key '\\r'" in o.stderr
+    assert "outputs['a\\x1eb']: 'a\\x1eb' is not a valid field name" in o.stderr
 
 
 # ---------------------------------------------------------------- 5. smaller ones

@@ -468,6 +468,9 @@ def read_requests(
             except json.JSONDecodeError as e:
                 bad(f"not JSON: {e.msg}", Location(str(path), lineno, e.colno))
                 continue
+            except (ValueError, RecursionError):  # too many digits, or nested too deeply
+                bad("not JSON that can be read (too many digits, or nested too deeply)", where)
+                continue
             if not isinstance(data, dict):
                 bad("expected a JSON object", where)
                 continue
@@ -519,7 +522,7 @@ def _manifest_requests(
     if isinstance(source, Path):
         try:
             manifest = json.loads((source / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}, None
     if not isinstance(manifest, Mapping):
         return {}, None

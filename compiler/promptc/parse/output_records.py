@@ -49,7 +49,7 @@ def _looks_like_jsonl(path: Path, text: str) -> bool:
             continue
         try:
             data = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return isinstance(data, dict) and any(k in data for k in ID_KEYS)
     return False
@@ -89,6 +89,12 @@ def _characters(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
+def _too_much(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return "it holds an integer of more digits than can be read"
+
+
 def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecord]:
     """The outputs of OUTPUTS; malformed lines go to ``errors`` (file:line:col) and are skipped.
 
@@ -119,6 +125,15 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
                 OutputParseError(
                     f"not a JSON line: {e.msg}",
                     location=Location(str(path), lineno, e.colno),
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or
+            errors.append(  # arrays nested thousands deep: no output is either
+                OutputParseError(
+                    f"not a JSON line: {_too_much(e)}",
+                    location=where,
                     code="bad-outputs-line",
                 )
             )

@@ -123,6 +123,9 @@ def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> 
     return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno), problem=e.msg)
 
 
+TOO_MANY_DIGITS = "an integer has more digits than can be read"
+
+
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 
@@ -139,6 +142,9 @@ def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             continue
         except RecursionError:
             c.add(data_error("bad-json", Location(display, n, 1), problem="nested too deeply"))
+            continue
+        except ValueError:  # an integer past Python's digit limit
+            c.add(data_error("bad-json", Location(display, n, 1), problem=TOO_MANY_DIGITS))
             continue
         if not isinstance(value, dict):
             c.add(data_error("not-an-object", Location(display, n, 1), found=_kind(value)))
@@ -158,7 +164,7 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
     if i >= len(text) or text[i] != "[":
         try:
             value, _ = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             value = None
         c.add(
             data_error(
@@ -179,6 +185,9 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             return
         except RecursionError:
             c.add(data_error("bad-json", where(i), problem="nested too deeply"))
+            return
+        except ValueError:  # an integer past Python's digit limit
+            c.add(data_error("bad-json", where(i), problem=TOO_MANY_DIGITS))
             return
         if isinstance(value, dict):
             yield Row(value, where(i))
