@@ -16,7 +16,7 @@ from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
 from promptc.parse.results import ItemResult, Span, decimal_text
-from promptc.parse.scan import Marker, scan_markers
+from promptc.parse.scan import Marker, iter_markers, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
 from promptc.parse.strict import found_at
 
@@ -297,7 +297,7 @@ def _recover_single(
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, Marker | None]] = []
-    for m in scan_markers(norm):
+    for m in iter_markers(norm):  # lazily: only the first A[1] matters
         if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break
@@ -318,7 +318,9 @@ def _recover_single(
         if st in tried:
             continue
         tried.add(st)
-        r = reader.read(text, st, e, marker)
+        # Only the first reading's failure is reported: diagnosing the others (each the rest
+        # of the output) would cost a grammar walk apiece for nothing.
+        r = reader.read(text, st, e, marker, diagnose=first is None)
         if r.values is not None:
             return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
         if first is None:
