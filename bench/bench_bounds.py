@@ -46,7 +46,10 @@ model: {{name: m}}
 """
 
 FORMATS = {
-    "math": ("  reasoning: {type: text}\n  answer: {type: number}", "{reasoning} The answer is {answer}."),
+    "math": (
+        "  reasoning: {type: text}\n  answer: {type: number}",
+        "{reasoning} The answer is {answer}.",
+    ),
     "number": ("  answer: {type: number}", "{answer}"),
     "text": ("  answer: {type: text}", "{answer}"),
 }
@@ -104,7 +107,11 @@ def main() -> int:
             worst, where = 0.0, ""
             for (shape, kind), task in tasks.items():
                 n = 1 if kind == "single" else 4
-                request = {"id": "r0001", "kind": kind, "item_ids": [f"{i}" for i in range(1, n + 1)]}
+                request = {
+                    "id": "r0001",
+                    "kind": kind,
+                    "item_ids": [f"{i}" for i in range(1, n + 1)],
+                }
                 for mode in ("recover", "strict"):
                     t0 = time.perf_counter()
                     parse_output(task, request, out, mode=mode)  # type: ignore[arg-type]
@@ -129,7 +136,9 @@ def main() -> int:
             per.append(best / n)
             print(f"| {n:,} | {best:.2f} s | {best / n * 1e6:.1f} µs |", flush=True)
         growth = per[-1] / per[0]
-        print(f"\ngrowth of the time per marker, 25,000 → 100,000: {growth:.2f}× (at most {args.growth:g}×)")
+        print(
+            f"\ngrowth of the time per marker, 25,000 → 100,000: {growth:.2f}× (at most {args.growth:g}×)"
+        )
         ok &= growth <= args.growth
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
     print("\nwithin bounds" if ok else "\nOUT OF BOUNDS")

@@ -1,7 +1,7 @@
 """Running promptc commands on hostile input under a memory cap and a time budget.
 
 :func:`run_capped` starts one Python process whose address space is capped
-(``resource.setrlimit(RLIMIT_AS)``), runs every command line given through
+(``resource.setrlimit(RLIMIT_AS)``, first thing), runs every command line given through
 :func:`promptc.cli.main.run` in it, and reports each one's exit status, stdout, stderr and
 time. One process for many cases keeps the tests fast; the cap holds for all of them.
 """
@@ -9,7 +9,6 @@ time. One process for many cases keeps the tests fast; the cap holds for all of 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,8 @@ MEMORY_CAP = 768 * 1024 * 1024
 TIME_BUDGET = 20.0
 
 _RUNNER = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import contextlib, io, json, sys, time
 from promptc.cli.main import run
 {setup}
@@ -47,10 +48,6 @@ class Outcome:
     seconds: float
 
 
-def _cap() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
 def run_capped(
     commands: Sequence[Sequence[str]], cwd: Path, setup: str = "", timeout: float | None = None
 ) -> list[Outcome]:
@@ -60,12 +57,16 @@ def run_capped(
     """
     limit = timeout if timeout is not None else TIME_BUDGET * len(commands) + 30
     proc = subprocess.run(
-        [sys.executable, "-c", _RUNNER.format(setup=setup), json.dumps([list(c) for c in commands])],
+        [
+            sys.executable,
+            "-c",
+            _RUNNER.format(setup=setup, cap=MEMORY_CAP),
+            json.dumps([list(c) for c in commands]),
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=limit,
-        preexec_fn=_cap,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -74,8 +74,10 @@ def test_batch_sizes_are_bounded_in_check_build_and_the_command_line(project: Pa
     )
     assert [o.status for o in out] == [1, 1, 1, 1, 2, 2, 0]
     assert lines(out[0].stderr) == [
-        "huge.yaml:9:37: strategy.batch_size: expected an integer of at most 1000, found "
-        "100000000000000000000",
+        (
+            "huge.yaml:9:37: strategy.batch_size: expected an integer of at most 1000, found "
+            "100000000000000000000"
+        ),
         "huge.yaml: 1 error",
     ]
     assert lines(out[1].stderr)[0] == lines(out[0].stderr)[0]
@@ -86,9 +88,7 @@ def test_batch_sizes_are_bounded_in_check_build_and_the_command_line(project: Pa
         "float.yaml:9:37: strategy.batch_size: expected an integer of at most 1000, found 1e+20"
     )
     for o, n in ((out[4], 1000000000), (out[5], MAX_BATCH_SIZE + 1)):
-        assert (
-            f"Invalid value for '--batch-size': {n} is not in the range 1<=x<=1000." in o.stderr
-        )
+        assert f"Invalid value for '--batch-size': {n} is not in the range 1<=x<=1000." in o.stderr
     # 6 items in one request of up to 1000: the grammar of the shape the request has, only.
     built = sorted(p.name for p in (project / "b3").iterdir())
     assert [n for n in built if n.startswith("answer")] == [
@@ -132,8 +132,10 @@ TEMPLATE_ATTACKS = {
         "2,000,000 characters (or list items) per value: an expression built a larger one",
     ),
     "doubling-namespace": (
-        '{% set ns = namespace(s="xx") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}'
-        "{% endfor %}{{ ns.s }}",
+        (
+            '{% set ns = namespace(s="xx") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}'
+            "{% endfor %}{{ ns.s }}"
+        ),
         "2,000,000 characters (or list items) per value: an expression built a larger one",
     ),
     "center-filter": (
@@ -162,18 +164,24 @@ TEMPLATE_ATTACKS = {
     ),
     "recursive-macro": (
         "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}",
-        "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
-        "or includes itself without end?)",
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
     ),
     "self-include": (
         '{% include "my.j2" %}',
-        "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
-        "or includes itself without end?)",
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
     ),
     "recursive-loop": (
         "{% set t = [1] %}{% for x in [t, t] recursive %}{{ loop([x, x]) }}{% endfor %}",
-        "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
-        "or includes itself without end?)",
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
     ),
 }
 
@@ -212,8 +220,10 @@ def test_a_slow_template_meets_the_wall_clock_limit(project: Path) -> None:
     (o,) = run_capped([["check", "slow.yaml"]], project, setup=setup)
     assert o.status == 1
     assert lines(o.stderr) == [
-        "my.j2:2: template exceeds the limit of 1 seconds per message: rendering one message "
-        "took longer",
+        (
+            "my.j2:2: template exceeds the limit of 1 seconds per message: rendering one message "
+            "took longer"
+        ),
         "slow.yaml: 1 error",
     ]
     assert o.seconds < 5
@@ -227,7 +237,10 @@ def test_integral_numbers_nul_bytes_and_lone_surrogates_in_specs(project: Path) 
     f85 = spec(project, "f85.yaml", "batch_size: 4", "batch_size: 8.5")
     mt = spec(project, "mt.yaml", "max_tokens: 10", "max_tokens: 10.0")
     seed = spec(
-        project, "seed.yaml", "batch_size: 4", "batch_size: 4, selection: {method: random, seed: 7.0}"
+        project,
+        "seed.yaml",
+        "batch_size: 4",
+        "batch_size: 4, selection: {method: random, seed: 7.0}",
     )
     nul_data = spec(project, "nul1.yaml", "data/q.jsonl", '"data/q\\0.jsonl"')
     nul_tpl = spec(project, "nul2.yaml", "model:", 'templates: {batch: "a\\0.j2"}\nmodel:')
@@ -268,7 +281,9 @@ def test_integral_numbers_nul_bytes_and_lone_surrogates_in_specs(project: Path) 
     assert '"max_tokens": 10,' in (project / "bmt" / "requests.jsonl").read_text()
     assert json.loads((project / "bseed" / "manifest.json").read_text())["selection"]["seed"] == 7
     nul = "contains a NUL character, which no file name can hold"
-    assert lines(out[5].stderr)[0] == f"nul1.yaml:8:14: data.path: data path 'data/q\\x00.jsonl' {nul}"
+    assert (
+        lines(out[5].stderr)[0] == f"nul1.yaml:8:14: data.path: data path 'data/q\\x00.jsonl' {nul}"
+    )
     assert lines(out[6].stderr)[0] == f"nul2.yaml:10:20: templates.batch: path 'a\\x00.j2' {nul}"
     assert lines(out[7].stderr)[0] == f"nul3.yaml:10:10: extends: extends path 'a\\x00.yaml' {nul}"
     assert lines(out[8].stderr)[0] == (
@@ -288,7 +303,7 @@ def _build(project: Path) -> Path:
 
 
 def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) -> None:
-    build = _build(project)
+    _build(project)
     digits = "9" * 5001
     lines_in = [
         {"id": "r0001", "output": f"A[1]: {digits}\nA[2]: 3\nA[3]: 4\nA[4]: 5"},
@@ -301,7 +316,8 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
     (project / "sur.jsonl").write_text('{"id": "r0001", "output": "A[1]: 1\\nA[2]: \\udfff"}\n')
     (project / "digits.jsonl").write_text(
         f'{{"id": "r0001", "n": {digits}, "output": "A[1]: 1"}}\n'
-        + '[' * 100_000 + '\n{"id": "r0002", "output": "A[1]: 1\\nA[2]: 2"}\n'
+        + "[" * 100_000
+        + '\n{"id": "r0002", "output": "A[1]: 1\\nA[2]: 2"}\n'
     )
     out = run_capped(
         [
@@ -331,8 +347,10 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
     assert one[1]["message"].startswith("A[2]: expected answer: an integer of at most 640")
     assert "\ufffd" in out[4].stdout
     assert lines(out[5].stderr)[:2] == [
-        "error: digits.jsonl:1:1: not a JSON line: it holds an integer of more digits than can "
-        "be read",
+        (
+            "error: digits.jsonl:1:1: not a JSON line: it holds an integer of more digits than can "
+            "be read"
+        ),
         "error: digits.jsonl:2:1: not a JSON line: nested too deeply",
     ]
     assert [json.loads(x)["status"] for x in out[5].stdout.splitlines()] == ["ok", "ok"]
@@ -357,8 +375,12 @@ def test_data_files_with_unreadable_numbers_are_located(project: Path) -> None:
 
 
 def test_a_diagnostic_is_one_line_whatever_the_spec_holds(project: Path) -> None:
-    text = BASE.replace("  answer: {type: integer}", '  "a\\x1eb": {type: integer}\n  "c\\u2028": {type: text}')
-    (project / "ctl.yaml").write_text(text.replace("instruction: Solve.", 'instruction: Solve.\n"\\r": 1'))
+    text = BASE.replace(
+        "  answer: {type: integer}", '  "a\\x1eb": {type: integer}\n  "c\\u2028": {type: text}'
+    )
+    (project / "ctl.yaml").write_text(
+        text.replace("instruction: Solve.", 'instruction: Solve.\n"\\r": 1')
+    )
     (o,) = run_capped([["check", "ctl.yaml"]], project)
     assert o.status == 1
     assert all(line.isprintable() for line in o.stderr.split("\n"))
@@ -394,17 +416,20 @@ def test_outputs_with_a_byte_order_mark_lose_no_request(project: Path) -> None:
 def test_check_reports_a_missing_similarity_dependency(project: Path) -> None:
     part = spec(project, "p.yaml", "batch_size: 4", "batch_size: 4, selection: {method: partition}")
     local = spec(
-        project, "m.yaml", "batch_size: 4", "batch_size: 4, selection: {method: retrieval, model: nowhere}"
+        project,
+        "m.yaml",
+        "batch_size: 4",
+        "batch_size: 4, selection: {method: retrieval, model: nowhere}",
     )
     blocked = "import sys; sys.modules['sentence_transformers'] = None; sys.modules['torch'] = None"
     out = run_capped([["check", part], ["check", local]], project, setup=blocked)
     assert [o.status for o in out] == [1, 1]
     hint = "(install it with: pip install 'promptc[embed]')"
     assert lines(out[0].stderr) == [
-        f"p.yaml:9:40: strategy.selection.method: selection method 'partition' needs "
-        f"'sentence-transformers', which is not installed {hint}",
-        f"p.yaml:9:40: strategy.selection.method: selection method 'partition' needs 'torch', "
-        f"which is not installed {hint}",
+        "p.yaml:9:40: strategy.selection.method: selection method 'partition' needs "
+        + f"'sentence-transformers', which is not installed {hint}",
+        "p.yaml:9:40: strategy.selection.method: selection method 'partition' needs 'torch', "
+        + f"which is not installed {hint}",
         "p.yaml: 2 errors",
     ]
     assert (

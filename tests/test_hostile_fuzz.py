@@ -34,9 +34,7 @@ LOCATED = re.compile(r"^(?:error: )?[^\s:][^:]*:\d+(?::\d+)?: \S")
 
 HOSTILE_CHARS = ["\x00", "\x01", "\x1b", "\x7f", "\ud800", "\udfff", "\ufeff", "\u2028", "\t"]
 
-FUZZ = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,9 @@ scalars = st.one_of(
     st.sampled_from(["", "../../etc/passwd", "/abs", "~/x", ".", "data", "{{ 1 }}", "{x}{y}"]),
 )
 values = st.one_of(
-    scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=6), scalars, max_size=3)
+    scalars,
+    st.lists(scalars, max_size=3),
+    st.dictionaries(st.text(max_size=6), scalars, max_size=3),
 )
 
 
@@ -105,13 +105,15 @@ def mutated_spec(draw: st.DrawFn) -> tuple[str, str]:
             if isinstance(parent, list):
                 parent.append(parent[key])
             else:
-                parent[draw(st.sampled_from(["copy", "name", "inputs", "model", str(key) + "_"]))] = (
-                    parent[key]
-                )
+                parent[
+                    draw(st.sampled_from(["copy", "name", "inputs", "model", str(key) + "_"]))
+                ] = parent[key]
         elif op == "retype":
             parent[key] = draw(values)
         elif op == "rename" and isinstance(parent, dict):
-            new = draw(st.one_of(st.text(max_size=8), st.sampled_from(["Name", "nmae", "strategy"])))
+            new = draw(
+                st.one_of(st.text(max_size=8), st.sampled_from(["Name", "nmae", "strategy"]))
+            )
             parent[new] = parent.pop(key)
         elif op == "nest":
             parent[key] = draw(st.sampled_from([{"x": parent[key]}, [parent[key]]]))
@@ -220,13 +222,20 @@ def test_parse_on_mutated_outputs_is_0_or_1_with_located_errors(
     (root / "outputs.jsonl").write_bytes(text.encode("utf-8", errors="surrogatepass"))
     status, out, err = invoke(["parse", "b", "outputs.jsonl"], root)
     if status == 2:  # only for an outputs file that is not UTF-8 at all, said at the file
-        assert err.startswith("promptc: ") or err.startswith("error: "), err
+        assert err.startswith(("promptc: ", "error: ")), err
         assert "outputs.jsonl" in err and ("not valid UTF-8" in err or "decode" in err), err
         return
     assert status in (0, 1), err
     for line in out.split("\n")[:-1]:  # JSON Lines end at \n only (a text may hold U+2028)
         result = json.loads(line)
-        assert result["status"] in ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
+        assert result["status"] in (
+            "ok",
+            "missing",
+            "malformed",
+            "duplicate",
+            "misaligned",
+            "extra",
+        )
         assert result["status"] == "ok" or result["message"]
     for line in err.splitlines():
         if line.startswith("error: "):

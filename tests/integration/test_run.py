@@ -343,10 +343,10 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.delay = 0.3
     outputs = build / "outputs.jsonl"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "promptc.cli.run",
+        # Ctrl-C's disposition is inherited: a suite started as `(pytest &)` would hand run an
+        # ignored SIGINT (see the next test). This test is about a run that can be interrupted.
+        _run_with_sigint("default_int_handler")
+        + [
             str(build),
             "--base-url",
             url,
@@ -360,9 +360,6 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # Ctrl-C's disposition is inherited: a suite started as `(pytest &)` would hand run an
-        # ignored SIGINT (see the next test). This test is about a run that can be interrupted.
-        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + 60
     while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
@@ -383,12 +380,14 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _sigint_ignored() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _run_with_sigint(handler: str) -> list[str]:
+    """``python -m promptc.cli.run``, with SIGINT's handler set first (``default_int_handler``
+    or ``SIG_IGN``), whatever disposition this process inherited."""
+    code = (
+        f"import runpy, signal; signal.signal(signal.SIGINT, signal.{handler}); "
+        "runpy.run_module('promptc.cli.run', run_name='__main__')"
+    )
+    return [sys.executable, "-c", code]
 
 
 def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
@@ -402,12 +401,11 @@ def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
     handler.delay = 0.1
     outputs = build / "outputs.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url]
-        + ["--grammar", "none", "--concurrency", "1", "--no-cache"],
+        _run_with_sigint("SIG_IGN")
+        + [str(build), "--base-url", url, "--grammar", "none", "--concurrency", "1", "--no-cache"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_ignored,
     )
     deadline = time.monotonic() + 60
     while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):

@@ -63,8 +63,8 @@ from promptc.grammar.items import (
 )
 from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
-from promptc.values import expected as expected_value
 from promptc.values import ValueOutOfBounds, json_value, read_value, value_reader
+from promptc.values import expected as expected_value
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -264,7 +264,9 @@ class AnswerGrammar:
             try:
                 values[f.name] = read_value(f, m.group(f.name))
             except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
-                raise AnswerMismatch(m.start(f.name), [f"{f.name}: {e.expected}"], e.found) from None
+                raise AnswerMismatch(
+                    m.start(f.name), [f"{f.name}: {e.expected}"], e.found
+                ) from None
         return values
 
     def diagnose_answer(self, text: str) -> AnswerMismatch:

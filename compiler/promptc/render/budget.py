@@ -175,14 +175,18 @@ def _is_int(value: object) -> bool:
 
 def check_binop(operator: str, left: Any, right: Any) -> None:
     """Refuses ``*`` and ``**`` whose result would cross a bound, before computing it."""
+    both_int = _is_int(left) and _is_int(right)
     if operator == "**":
-        if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
-            if left.bit_length() * right > MAX_INTEGER_BITS:
-                raise _int_error()
+        if (
+            both_int
+            and right > 0
+            and abs(left) > 1
+            and left.bit_length() * right > MAX_INTEGER_BITS
+        ):
+            raise _int_error()
     elif operator == "*":
-        if _is_int(left) and _is_int(right):
-            if left.bit_length() + right.bit_length() > MAX_INTEGER_BITS + 1:
-                raise _int_error()
+        if both_int and left.bit_length() + right.bit_length() > MAX_INTEGER_BITS + 1:
+            raise _int_error()
         for seq, count in ((left, right), (right, left)):
             if _size(seq) and _is_int(count) and _size(seq) * count > MAX_VALUE_SIZE:
                 raise budget_error(
@@ -261,9 +265,9 @@ def _filter_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
         value = args[1] if len(args) > 1 else kwargs.get("width", 0)
         if _is_int(value) and value > MAX_VALUE_SIZE:
             raise _width_error()
-        if name == "indent" and _is_int(value) and isinstance(args[0], str):
-            if value * (args[0].count("\n") + 1) > MAX_VALUE_SIZE:
-                raise _width_error()
+        lines = args[0].count("\n") + 1 if name == "indent" and isinstance(args[0], str) else 1
+        if _is_int(value) and value * lines > MAX_VALUE_SIZE:
+            raise _width_error()
     elif name == "replace" and len(args) >= 3:
         _check_replace(args[0], args[1], args[2])
     elif name == "join" and args:
@@ -362,19 +366,20 @@ def bounded_environment_class() -> type[jinja2.Environment]:
             return checked(super().call_binop(context, operator, left, right))
 
         def call(
-            __self,  # noqa: N805 - Jinja's own spelling: callers pass a keyword 'self'
+            self,
             __context: jinja2.runtime.Context,
             __obj: Any,
+            /,
             *args: Any,
             **kwargs: Any,
         ) -> Any:
             # Jinja's own check, then the budget's; written out (not super()) because every
             # macro and function call of every template passes here.
-            if not __self.is_safe_callable(__obj):
+            if not self.is_safe_callable(__obj):
                 raise SecurityError(f"{__obj!r} is not safely callable")
             if isinstance(getattr(__obj, "__self__", None), str) or hasattr(__obj, "__wrapped__"):
                 check_call(__obj, args, kwargs)
-            budget = __self.promptc_budget
+            budget = self.promptc_budget
             budget.enter()
             try:
                 result = __context.call(__obj, *args, **kwargs)

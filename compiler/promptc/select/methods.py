@@ -121,9 +121,9 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
         BUNDLED_MODULE,
         BUNDLED_PACKAGE,
         DEFAULT_MODEL_NAMES,
+        HINTS,
         INSTALL_EMBED,
         MESSAGES,
-        HINTS,
     )
 
     def absent(module: str) -> bool:
