@@ -2,7 +2,7 @@
 
 :func:`run_capped` starts one Python process whose address space is capped
 (``resource.setrlimit(RLIMIT_AS)``, first thing), runs every command line given through
-:func:`promptc.cli.main.run` in it, and reports each one's exit status, stdout, stderr and
+:func:`promptc.cli.app.run` in it, and reports each one's exit status, stdout, stderr and
 time. One process for many cases keeps the tests fast; the cap holds for all of them.
 """
 
@@ -26,7 +26,7 @@ _RUNNER = """
 import resource
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import contextlib, io, json, sys, time
-from promptc.cli.main import run
+from promptc.cli.app import run
 {setup}
 out = []
 for argv in json.loads(sys.argv[1]):

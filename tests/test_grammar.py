@@ -2,16 +2,13 @@
 
 Regenerate the golden grammars after an intended change with::
 
-    PROMPTC_REGEN_GOLDENS=1 python -m pytest tests/test_grammar.py -k golden
-    # or: python tests/test_grammar.py --regen
+    python scripts/regen_goldens.py
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +23,6 @@ from promptc.spec.answer_format import parse_answer_format, write_answer
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
-REGEN = os.environ.get("PROMPTC_REGEN_GOLDENS") == "1"
 KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
 
 
@@ -110,33 +106,20 @@ def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
     return cases
 
 
-def spec_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
-    """The example specs of specs/, compiled by promptc's own front end."""
-    from promptc.spec.lower import compile_spec
-
-    cases = []
-    for spec in sorted((REPO / "specs").glob("*.yaml")):
-        task = compile_spec(spec)
-        for kind in KINDS:
-            n = 1 if kind in ("single", "few-shot") else task.strategy.batch_size
-            cases.append((f"spec-{spec.stem}", task, kind, n))
-    return cases
-
-
 def _all_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
-    return golden_cases() + spec_golden_cases()
+    # The example specs' grammars are golden files of their builds (tests/golden, see
+    # tests/test_golden.py); these are the hand-made tasks' grammars at three items.
+    return golden_cases()
 
 
-def write_goldens() -> list[Path]:
-    written = []
+def grammar_golden_files() -> dict[Path, str]:
+    """Every golden grammar file, by its path under ``tests/golden_grammars`` (for the
+    regeneration command, ``scripts/regen_goldens.py``)."""
+    out: dict[Path, str] = {}
     for name, task, kind, n in _all_golden_cases():
-        folder = GOLDEN / name / f"{kind}-{n}"
-        folder.mkdir(parents=True, exist_ok=True)
         for file, text in build_grammar(task, n, kind).files().items():
-            path = folder / file
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-    return written
+            out[Path(name) / f"{kind}-{n}" / file] = text
+    return out
 
 
 @pytest.mark.parametrize(
@@ -147,14 +130,10 @@ def write_goldens() -> list[Path]:
 def test_golden_grammar_is_current(name: str, task: ir.Task, kind: ir.StrategyKind, n: int) -> None:
     folder = GOLDEN / name / f"{kind}-{n}"
     files = build_grammar(task, n, kind).files()
-    if REGEN:
-        folder.mkdir(parents=True, exist_ok=True)
-        for file, text in files.items():
-            (folder / file).write_text(text, encoding="utf-8")
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("answer.*"))}
     assert on_disk == files, (
-        f"golden grammar {folder} is stale; regenerate: PROMPTC_REGEN_GOLDENS=1 "
-        "python -m pytest tests/test_grammar.py -k golden"
+        f"golden grammar {folder} is stale; regenerate: python scripts/regen_goldens.py "
+        "(then review git diff)"
     )
 
 
@@ -255,13 +234,16 @@ def assert_parses_to(
         assert dict(item.values) == {k: v for k, v in want.items() if k in fields}
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
-            assert read_value(fields[name], output[span.start : span.end]) == item.values[name]
-            line_start = output.rfind("\n", 0, span.start) + 1
-            assert (span.line, span.col) == (
-                output.count("\n", 0, span.start) + 1,
-                span.start - line_start + 1,
+            assert (
+                read_value(fields[name], output[span.start_offset : span.end_offset])
+                == item.values[name]
             )
-        text = output[item.span.start : item.span.end]
+            line_start = output.rfind("\n", 0, span.start_offset) + 1
+            assert (span.start.line, span.start.col) == (
+                output.count("\n", 0, span.start_offset) + 1,
+                span.start_offset - line_start + 1,
+            )
+        text = output[item.span.start_offset : item.span.end_offset]
         assert text.strip(ASCII_WS) == text
     if g.kind == "auto-demo":
         for item, q in zip(fast, questions):
@@ -280,7 +262,7 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     task = TASKS[task_name]
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline), label="answers")
     if task is CLAIM:  # a claim that says "because" would end there: the documented rule
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = (
@@ -308,7 +290,11 @@ def test_reasoning_may_say_the_answer_is() -> None:
     }
     assert items[1].values == {"reasoning": "So", "answer": Decimal(1234)}
     span = items[0].field_spans["answer"]
-    assert (span.line, span.col, out[span.start : span.end]) == (1, 77, "18")
+    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (
+        1,
+        77,
+        "18",
+    )
 
 
 def test_slack_the_parser_allows() -> None:
@@ -317,7 +303,7 @@ def test_slack_the_parser_allows() -> None:
     items = g.parse_strict(out)
     assert items == g.parse_strict_lark(out)
     assert [i.values["answer"] for i in items] == [Decimal(3), Decimal("-2.5")]
-    assert (items[1].span.line, items[1].span.col) == (4, 4)
+    assert (items[1].span.start.line, items[1].span.start.col) == (4, 4)
 
 
 def test_auto_demo_multi_line_question() -> None:
@@ -330,7 +316,7 @@ def test_auto_demo_multi_line_question() -> None:
     assert items == g.parse_strict_lark(out)
     assert items[0].question == "Premise: A man sleeps.\nHypothesis: He is awake."
     assert items[1].values == {"label": "entailment"}
-    assert items[1].question_span is not None and items[1].question_span.line == 4
+    assert items[1].question_span is not None and items[1].question_span.start.line == 4
 
 
 def test_single_answer_spans_lines() -> None:
@@ -566,7 +552,7 @@ def test_regex_and_lark_agree_on_mangled_outputs(
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline))
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline))
     questions = data.draw(questions_strategy(task, n)) if kind == "auto-demo" else []
     out = canonical_output(task, kind, answers, questions)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -596,14 +582,6 @@ def test_no_catastrophic_backtracking() -> None:
         with pytest.raises(OutputParseError):
             g.parse_strict(text)
     assert time.perf_counter() - start < 10
-
-
-if __name__ == "__main__":
-    if "--regen" in sys.argv:
-        for path in write_goldens():
-            print(path.relative_to(REPO))
-    else:
-        print(__doc__)
 
 
 def test_text_before_text_ends_at_the_first_delimiter() -> None:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from promptc.cli.main import run
+from promptc.cli.app import run
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_NAMES = sorted(p.name for p in (REPO / "specs").glob("*.yaml"))

@@ -29,7 +29,6 @@ API keys and environment values are never read, let alone written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,7 +40,9 @@ from typing import Any, Literal
 
 from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
-from promptc.select.methods import SelectionResult, batch_size, select
+from promptc.select.batches import SelectionResult, batch_size
+from promptc.select.methods import select
+from promptc.text import canonical_json, sha256_text
 
 Target = Literal["chat", "openai-batch"]
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
@@ -57,6 +58,11 @@ _OWNED = re.compile(
     + re.escape(GRAMMAR_STEM)
     + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
 )
+
+
+def is_build_file(name: str) -> bool:
+    """Whether a file name is one a build writes (and a rebuild may remove)."""
+    return _OWNED.match(name) is not None
 
 
 def dumps(value: object) -> str:
@@ -76,15 +82,10 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def prompt_hash(request: ir.Request) -> str:
     """sha256 of the canonical JSON of a request's messages: equal prompts, equal hashes."""
     messages = [{"content": m.content, "role": m.role} for m in request.messages]
-    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return sha256_text(canonical)
+    return sha256_text(canonical_json(messages))
 
 
 def relative(path: str, start: str) -> str:
@@ -194,7 +195,7 @@ class BuildResult:
     """What a build produced.
 
     Attributes:
-        out_dir: The folder written (``None`` for :func:`plan`, which writes nothing).
+        out_dir: The folder written (``None`` for :func:`assemble`, which writes nothing).
         files: File name → text, every file of the build (manifest included).
         requests: The rendered requests, in order.
         selection: The batches and selection info.
@@ -217,7 +218,7 @@ class BuildResult:
         return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
 
 
-def plan(
+def assemble(
     task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
 ) -> BuildResult:
     """Every file of a build, in memory: select → render → grammar → manifest.
@@ -324,7 +325,7 @@ def build(
         PromptcError: A stage failed; nothing is written then.
         UsageError: ``out_dir`` exists and is not a folder, or cannot be written.
     """
-    result = plan(task, target=target, out_dir=out_dir)
+    result = assemble(task, target=target, out_dir=out_dir)
     out = Path(out_dir)
     where = Location(str(out))
     if out.exists() and not out.is_dir():

@@ -43,6 +43,11 @@ EMITS = ("ir", "batches", "requests")
     default=None,
     help="Print this stage to stdout (JSON / JSON lines) instead of writing files.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing: build in memory and exit 1 naming every file of DIR that is stale.",
+)
 def build_command(
     spec: str,
     out_dir: str | None,
@@ -50,13 +55,18 @@ def build_command(
     batch_size: int | None,
     target: str,
     emit: str | None,
+    check: bool,
 ) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
 
     The build is deterministic: rebuilding the same spec and data gives byte-identical files.
+    With --check nothing is written: exit 0 when DIR holds exactly this build, 1 naming every
+    stale, missing or leftover file (and the first request that differs).
     """
     if emit is None and out_dir is None:
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
+    if check and (emit is not None or out_dir is None):
+        raise click.UsageError("--check needs the build folder to hold against: -o DIR")
     task = compile_checked(spec, strategy, batch_size)
     out = sys.stdout
     if emit == "ir":
@@ -67,9 +77,17 @@ def build_command(
     from promptc import build as build_mod
 
     if emit is not None:
-        result = build_mod.plan(task, target=target)  # type: ignore[arg-type]
+        result = build_mod.assemble(task, target=target)  # type: ignore[arg-type]
         out.write(result.files["requests.jsonl" if emit == "requests" else "batches.jsonl"])
         return
     assert out_dir is not None
+    if check:
+        from promptc.cli.common import stderr
+        from promptc.diff.stale import check_report
+
+        assembled = build_mod.assemble(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
+        status, lines = check_report(assembled, out_dir, spec)
+        (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
+        sys.exit(status)
     result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]
     click.echo(result.summary)

@@ -14,7 +14,6 @@ from promptc.cli.common import (
     batch_size_option,
     compile_task,
     plural,
-    spec_argument,
     stderr,
     strategy_option,
 )
@@ -57,7 +56,7 @@ def run_check(
     status = EXIT_OK if not errors else (EXIT_USAGE if usage else EXIT_INVALID)
     total = len(errors) + omitted
     if status == EXIT_OK and task is not None:
-        from promptc.select.methods import batch_size as size_of
+        from promptc.select.batches import batch_size as size_of
 
         summary = (
             f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
@@ -84,7 +83,13 @@ def run_check(
 
 
 @click.command("check")
-@spec_argument
+@click.argument(
+    "specs",
+    metavar="SPEC...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+)
 @click.option(
     "--format",
     "fmt",
@@ -104,12 +109,28 @@ def run_check(
 @strategy_option
 @batch_size_option
 def check_command(
-    spec: str, fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+    specs: tuple[str, ...], fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
 ) -> None:
-    """Validate SPEC: schema, semantic checks, data and templates.
+    """Validate each SPEC: schema, semantic checks, data and templates.
 
-    Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
-    Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
+    Prints every problem as file:line:col: key.path: message (on stderr), then a summary per
+    spec. Exit status 0 if every spec is valid, 1 if one is not, 2 for usage errors. Several
+    specs (as pre-commit passes them) are checked one after the other; with --format json
+    their reports come as one JSON list.
     """
-    code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
-    sys.exit(code)
+    if len(specs) == 1 or fmt != "json":
+        codes = [
+            run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
+            for spec in specs
+        ]
+        sys.exit(max(codes))
+    import io
+    import json
+
+    reports, codes = [], []
+    for spec in specs:
+        buffer = io.StringIO()
+        codes.append(run_check(spec, fmt, max_errors, buffer, stderr(), strategy, batch_size))
+        reports.append(json.loads(buffer.getvalue()))
+    sys.stdout.write(json.dumps(reports, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    sys.exit(max(codes))

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from promptc.ir import Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import LOOKALIKE, NormalisedText
-from promptc.parse.results import ItemResult, Lines, Span, Status
+from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
+from promptc.text import LineTable, Span
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -31,22 +32,22 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
     """
     if not (output.isascii() and "\r" not in output) and LOOKALIKE.search(output) is not None:
         return None
-    plan = _fast_plan(g)
-    if plan is None:  # a grammar without the group layout below: its own regex parser
+    layout = _fast_layout(g)
+    if layout is None:  # a grammar without the group layout below: its own regex parser
         try:
             return results_from_parsed(shape, output, g.parse_strict_regex(output))
         except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
             return None
-    m = plan.pattern.fullmatch(output)
+    m = layout.pattern.fullmatch(output)
     if m is None:
         return None
-    if plan.columns is None:
-        return _fast_items(shape, plan, m, output)
-    return _fast_columns(shape, plan.columns, m, output)
+    if layout.columns is None:
+        return _fast_items(shape, layout, m, output)
+    return _fast_columns(shape, layout.columns, m, output)
 
 
 def _fast_items(
-    shape: RequestShape, plan: _FastPlan, m: re.Match[str], output: str
+    shape: RequestShape, layout: _FastLayout, m: re.Match[str], output: str
 ) -> list[ItemResult] | None:
     """The fast path's results, one item at a time (for any group layout)."""
     regs = m.regs
@@ -54,10 +55,10 @@ def _fast_items(
     item_ids = shape.item_ids
     rid = shape.id
     results: list[ItemResult] = []
-    lines = Lines(output)
+    lines = LineTable(output)
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     try:
-        for index, q_group, start_group, end_group, fields in plan.items:
+        for index, q_group, start_group, end_group, fields in layout.items:
             values: dict[str, Value] = {}
             for name, group, read in fields:
                 gs, ge = regs[group]
@@ -96,7 +97,7 @@ def _fast_columns(
 ) -> list[ItemResult] | None:
     """The fast path's results, read a column (one field of every item) at a time.
 
-    Equal to :func:`_fast_items` on the same plan: every step is a C-level map over the items
+    Equal to :func:`_fast_items` on the same layout: every step is a C-level map over the items
     (``Match.group`` with many groups, ``map``, ``zip``), so that no Python code runs per item
     except a value reader that has no batch form and :class:`Span`'s ``__init__``.
     """
@@ -129,7 +130,7 @@ def _fast_columns(
         if written[: len(expected)] != expected:
             statuses, whys = _fast_alignment(shape, written, expected)
     # Match.start/end per group, not Match.regs, which builds a pair for every group.
-    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(Lines(output)))
+    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(LineTable(output)))
     item_ids = chain(shape.item_ids[:n], repeat(None))
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     return list(
@@ -207,7 +208,7 @@ _ASCII_WS = " \t\n\r\f\v"
 
 @dataclass(frozen=True)
 class _FastColumns:
-    """The groups of a plan whose items all have the same fields, by column: per field, its
+    """The groups of a layout whose items all have the same fields, by column: per field, its
     group in every item, its reader (``None`` for text) and whether it is a number; the
     question group of every item (empty unless auto-demo), where each item starts and ends."""
 
@@ -221,7 +222,7 @@ class _FastColumns:
 
 
 @dataclass(frozen=True)
-class _FastPlan:
+class _FastLayout:
     """The whole-output regex and, per item, the groups to read: (index, question group or 0,
     group where the item starts, group where it ends, [(field name, group, reader)]); the
     reader is ``None`` for text, which is read as is. ``columns`` holds the same groups by
@@ -234,31 +235,31 @@ class _FastPlan:
     columns: _FastColumns | None = None
 
 
-_FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastPlan | None]] = {}
+_FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastLayout | None]] = {}
 
 
-def _fast_plan(g: AnswerGrammar) -> _FastPlan | None:
+def _fast_layout(g: AnswerGrammar) -> _FastLayout | None:
     hit = _FAST_PLANS.get(id(g))
     if hit is not None and hit[0] is g:
         return hit[1]
-    plan: _FastPlan | None = None
+    layout: _FastLayout | None = None
     try:
-        plan = _make_fast_plan(g)
+        layout = _make_fast_layout(g)
     except (AttributeError, KeyError, TypeError, ValueError, re.error):
-        plan = None
+        layout = None
     if len(_FAST_PLANS) > 256:
         _FAST_PLANS.clear()
-    _FAST_PLANS[id(g)] = (g, plan)
-    return plan
+    _FAST_PLANS[id(g)] = (g, layout)
+    return layout
 
 
-def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
+def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
     # AnswerGrammar.item_groups holds group numbers of this very pattern.
     if g.regex is None:
         return None
     pattern = re.compile(g.regex)
     text = {f.name for f in g.fields if f.type == "text"}
-    # The grammar's own reading plan; text is read as is (no reader call on the hot path).
+    # The grammar's own reading layout; text is read as is (no reader call on the hot path).
     items = [
         (
             i,
@@ -269,7 +270,7 @@ def _make_fast_plan(g: AnswerGrammar) -> _FastPlan | None:
         )
         for i, start, end, q, fields in g.item_groups
     ]
-    return _FastPlan(pattern, tuple(items), _fast_columns_of(g, items))
+    return _FastLayout(pattern, tuple(items), _fast_columns_of(g, items))
 
 
 def _fast_columns_of(
@@ -278,7 +279,7 @@ def _fast_columns_of(
         tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]]
     ],
 ) -> _FastColumns | None:
-    """The plan's groups by column, or ``None`` if its items do not all have the same fields
+    """The layout's groups by column, or ``None`` if its items do not all have the same fields
     (each once) or it has no item."""
     if not items:
         return None
@@ -336,8 +337,8 @@ def _parsed_span(text: NormalisedText, item: Any) -> Span | None:
     span = getattr(item, "span", None)
     if span is None:
         return None
-    start = getattr(span, "start", None)
-    end = getattr(span, "end", None)
+    start = getattr(span, "start_offset", None)
+    end = getattr(span, "end_offset", None)
     if isinstance(start, int) and isinstance(end, int):
         return Span(start, end, text.lines)
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from promptc.parse.results import Lines, Position, Span
+from promptc.text import LineTable, Position, Span
 
 # --------------------------------------------------------------------------------------------
 # Text with lookalikes normalised, positions mapped back
@@ -88,7 +88,7 @@ class NormalisedText:
     def __init__(self, original: str) -> None:
         self.original = original
         self.norm, self._offsets = normalise_lookalikes(original)
-        self.lines = Lines(original)
+        self.lines = LineTable(original)
 
     def orig(self, norm_offset: int) -> int:
         if self._offsets is None:

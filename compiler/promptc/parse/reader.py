@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from promptc.ir import Value
 from promptc.parse.normalise import EDGE_NOISE, SPACE, NormalisedText
+from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
-from promptc.parse.strict import found_at
+from promptc.text import excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -194,7 +195,14 @@ class AnswerReader:
         at = min(s + offset, e)
         # Bounded by the body (never the rest of the output): this runs for every answer.
         if _VISIBLE.search(text.norm, at, e) is not None:
-            found = found_at(text.original, text.orig(at), text.orig(e))
+            found = excerpt(
+                text.original,
+                text.orig(at),
+                FOUND_CHARS,
+                end="end of output",
+                quote=False,
+                stop=text.orig(e),
+            )
         elif e < self._visible_end(text):
             found = "end of the answer"
         else:

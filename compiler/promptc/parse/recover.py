@@ -15,10 +15,10 @@ from promptc.ir import Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
-from promptc.parse.results import ItemResult, Span, decimal_text
+from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
-from promptc.parse.strict import found_at
+from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -217,7 +217,11 @@ def _judge(
     # (an output of many unanswered questions asks this for each of them).
     visible = _VISIBLE.search(text.norm, o.q_end)
     rest = visible is not None
-    found = found_at(text.norm, visible.start()) if visible is not None else "end of output"
+    found = (
+        excerpt(text.norm, visible.start(), FOUND_CHARS, end="end of output", quote=False)
+        if visible is not None
+        else "end of output"
+    )
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
@@ -263,7 +267,10 @@ def _extra(
 
 def _show(values: Mapping[str, Value]) -> str:
     """``answer='18', reasoning='First…'`` for messages."""
-    return ", ".join(f"{k}={found_at(_plain(v), 0)!r}" for k, v in values.items())
+    return ", ".join(
+        f"{k}={excerpt(_plain(v), 0, FOUND_CHARS, end='end of output', quote=False)!r}"
+        for k, v in values.items()
+    )
 
 
 def _plain(value: Value) -> str:

@@ -8,14 +8,13 @@ per output for 10,000s of outputs, and this is most of its cost after the regex 
 from __future__ import annotations
 
 import json
-import re
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from promptc.ir import Value
+from promptc.text import Span, decimal_text
 
 Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra"]
 
@@ -41,77 +40,6 @@ FOUND_CHARS = 40
 # Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
 # cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
 # per output for 10,000s of outputs, and this is most of its cost after the regex match.
-
-
-class Position(NamedTuple):
-    """A place in the original output: 1-based line and column (code points), 0-based offset."""
-
-    line: int
-    col: int
-    offset: int
-
-    def __str__(self) -> str:
-        return f"{self.line}:{self.col}"
-
-
-class Lines:
-    """Offset → :class:`Position` in one output; the line table is built on first use.
-
-    A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (what an editor shows).
-    """
-
-    __slots__ = ("_starts", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._starts: list[int] | None = None
-
-    def position(self, offset: int) -> Position:
-        starts = self._starts
-        if starts is None:
-            ends = r"\r\n|\r|\n" if "\r" in self.text else "\n"
-            starts = self._starts = [0] + [m.end() for m in re.finditer(ends, self.text)]
-        line = bisect_right(starts, offset)
-        return Position(line, offset - starts[line - 1] + 1, offset)
-
-
-class Span:
-    """A stretch of the output: ``start`` is its first character, ``end`` the position just
-    after its last one.
-
-    Spans hold offsets; lines and columns are worked out when read (from a line table shared
-    by every span of the output), so that the fast path does not pay for positions per item.
-    Two spans are equal when their offsets are.
-    """
-
-    __slots__ = ("_lines", "end_offset", "start_offset")
-
-    def __init__(self, start_offset: int, end_offset: int, lines: Lines) -> None:
-        self.start_offset = start_offset
-        self.end_offset = end_offset
-        self._lines = lines
-
-    @property
-    def start(self) -> Position:
-        return self._lines.position(self.start_offset)
-
-    @property
-    def end(self) -> Position:
-        return self._lines.position(self.end_offset)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Span):
-            return NotImplemented
-        return (self.start_offset, self.end_offset) == (other.start_offset, other.end_offset)
-
-    def __hash__(self) -> int:
-        return hash((self.start_offset, self.end_offset))
-
-    def __repr__(self) -> str:
-        return f"Span({self.start_offset}, {self.end_offset}: {self})"
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
 
 
 class ItemResult(NamedTuple):
@@ -149,20 +77,7 @@ class ItemResult(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data. Numbers stay :class:`~decimal.Decimal`: write them with
         :func:`dumps` (exact JSON numbers), read them back with ``parse_float=Decimal``."""
-        span = None
-        if self.span is not None:
-            span = {
-                "start": {
-                    "line": self.span.start.line,
-                    "col": self.span.start.col,
-                    "offset": self.span.start.offset,
-                },
-                "end": {
-                    "line": self.span.end.line,
-                    "col": self.span.end.col,
-                    "offset": self.span.end.offset,
-                },
-            }
+        span = None if self.span is None else self.span.to_dict()
         return {
             "request_id": self.request_id,
             "item_id": self.item_id,
@@ -200,15 +115,6 @@ def dumps(data: object) -> str:
     if isinstance(data, (list, tuple)):
         return "[" + ", ".join(dumps(v) for v in data) + "]"
     return json.dumps(data, ensure_ascii=False)
-
-
-def decimal_text(d: Decimal) -> str:
-    if not d.is_finite():  # cannot come from read_value; JSON has no such numbers
-        return json.dumps(str(d))
-    text = format(d, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def summarize(results: Iterable[ItemResult]) -> dict[str, int]:

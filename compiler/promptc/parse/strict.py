@@ -8,11 +8,13 @@ import re
 from typing import TYPE_CHECKING
 
 from promptc import markers
+from promptc.errors import OutputParseError
 from promptc.parse.fast import parse_fast, results_from_parsed
 from promptc.parse.normalise import NormalisedText
-from promptc.parse.results import FOUND_CHARS, ItemResult, Span
+from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import MARKER_PATTERN
 from promptc.parse.shape import RequestShape, is_multi_item
+from promptc.text import Span, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -31,46 +33,21 @@ def parse_strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[Ite
     return results_from_parsed(shape, output, items)
 
 
-_EXPECTED_FOUND = re.compile(
-    r"expected (?:one of )?(?P<expected>.*?), found (?P<found>.*)\Z", re.DOTALL
-)
-
-
-_TOKEN_START = re.compile(r"['\"]|a new line|end of|white space|the question|an? |[A-Za-z_]\w*: ")
-
-
 def _error_parts(output: str, exc: Exception) -> tuple[int, tuple[str, ...]]:
-    """Offset and expected tokens of a grammar error, from its attributes or its message."""
-    offset = getattr(exc, "offset", None)
-    if not isinstance(offset, int):
-        offset = 0
-        loc = getattr(exc, "location", None)
-        if loc is not None and getattr(loc, "line", 0) > 0:
-            starts = [0] + [m.end() for m in re.finditer("\n", output)]
-            line = min(loc.line, len(starts))
-            offset = starts[line - 1] + max(loc.col, 1) - 1
-    offset = max(0, min(offset, len(output)))
-    raw_expected = getattr(exc, "expected", None)
-    if raw_expected:
-        return offset, tuple(str(x) for x in raw_expected)
-    m = _EXPECTED_FOUND.search(getattr(exc, "message", str(exc)))
-    if m is None:
-        return offset, ("an answer",)
-    # "expected one of 'A[1]:', answer: a number such as 18, -3.5 or 1,234, found …": token
-    # names may hold ", " themselves, so a piece starts a new token only if it looks like one.
-    tokens: list[str] = []
-    for piece in m.group("expected").split(", "):
-        if tokens and not _TOKEN_START.match(piece):
-            tokens[-1] += ", " + piece
-        else:
-            tokens.append(piece)
-    return offset, tuple(tokens)
+    """Offset and expected tokens of a strict parse failure, from the error's own fields.
+
+    Any other exception (a parser failure that is not a mismatch) is placed at the start.
+    """
+    if isinstance(exc, OutputParseError) and exc.offset is not None:
+        offset = max(0, min(exc.offset, len(output)))
+        return offset, exc.expected or ("an answer",)
+    return 0, ("an answer",)
 
 
 def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[ItemResult]:
     text = NormalisedText(output)
     offset, expected = _error_parts(output, exc)
-    found = found_at(output, offset)
+    found = excerpt(output, offset, FOUND_CHARS, end="end of output", quote=False)
     pos = text.position(offset)
     n = len(shape.item_ids)
     at, status = 1, "malformed"
@@ -133,20 +110,3 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
                 )
             )
     return results
-
-
-_VISIBLE = re.compile(r"\S")
-
-
-def found_at(text: str, offset: int, end: int | None = None) -> str:
-    """What stands at ``offset`` (in ``text[:end]``): the rest of its line (abbreviated), or
-    a line end. Reads only up to the first visible character and :data:`FOUND_CHARS` more,
-    never the rest of the text: recovery asks this once per answer of a long output."""
-    stop = len(text) if end is None else end
-    visible = _VISIBLE.search(text, offset, stop)
-    if visible is None:
-        return "end of output"
-    if text.find("\n", offset, visible.start()) >= 0:
-        return "a line break"
-    line = text[offset : min(stop, offset + FOUND_CHARS + 1)].split("\n", 1)[0]
-    return line if len(line) <= FOUND_CHARS else line[: FOUND_CHARS - 1] + "…"

@@ -90,7 +90,7 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     # The static checks passed: a trial render finds what only running can (a missing key).
     # The first items in file order stand in for the first batch, whatever the selection
     # method (a similarity method would have to compute embeddings to say more).
-    from promptc.select.methods import batch_size, chunk
+    from promptc.select.batches import batch_size, chunk
 
     first = task.items[: batch_size(task)]
     if not first:  # a spec without data: try the template on a stand-in item

@@ -124,7 +124,7 @@ def _markers() -> dict[str, object]:
 
 def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str, object]:
     """The part of the template context shared by every request of a task."""
-    from promptc.select.methods import batch_size
+    from promptc.select.batches import batch_size
 
     kind = kind or task.strategy.kind
     return {

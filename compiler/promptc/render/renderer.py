@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import jinja2.runtime
     from jinja2 import nodes
 
-    from promptc.select.methods import SelectionResult
+    from promptc.select.batches import SelectionResult
 
 
 #: The message blocks of a template, in message order, with their chat roles.

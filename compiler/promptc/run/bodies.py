@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from promptc.build import REQUESTS_FILE, BuiltRequest
 from promptc.build import read_requests as read_built_requests
 from promptc.errors import Location, UsageError
+from promptc.text import canonical_json
 
 if TYPE_CHECKING:
     from promptc.ir import Task
@@ -72,11 +73,6 @@ def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Request bodies and their cache keys
 # --------------------------------------------------------------------------------------------
-
-
-def canonical_json(value: object) -> str:
-    """Sorted keys, no spaces, real UTF-8: the one spelling that is hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def request_body(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.errors import Location, UsageError
-from promptc.run.bodies import canonical_json
+from promptc.text import cache_dir, canonical_json
 
 CACHE_FILE = "responses.sqlite"
 
@@ -25,13 +25,9 @@ CACHE_FILE = "responses.sqlite"
 
 
 def default_cache_path() -> Path:
-    """``$PROMPTC_CACHE_DIR/responses.sqlite``, else under ``$XDG_CACHE_HOME/promptc`` or
-    ``~/.cache/promptc``: shared by every build, outside the build folders kept in git."""
-    base = os.environ.get("PROMPTC_CACHE_DIR")
-    if base:
-        return Path(base) / CACHE_FILE
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "promptc" / CACHE_FILE
+    """``responses.sqlite`` in promptc's cache folder (:func:`promptc.text.cache_dir`): shared by
+    every build, outside the build folders kept in git."""
+    return cache_dir() / CACHE_FILE
 
 
 class ResponseCache:

@@ -61,7 +61,6 @@ from promptc.run.bodies import (
     ServerKind,
     build_task,
     cache_key,
-    canonical_json,
     json_answer_text,
     read_requests,
     request_body,
@@ -87,8 +86,8 @@ from promptc.run.outputs import (
     RESULTS_FILE,
     output_record,
     read_outputs,
-    write_atomic,
 )
+from promptc.text import canonical_json, write_atomic
 
 if TYPE_CHECKING:
     from promptc.ir import Task

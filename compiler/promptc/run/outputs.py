@@ -5,8 +5,7 @@ answers arrive), ``results.jsonl`` and ``outputs.replaced.jsonl``.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,3 @@ def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dic
         "usage": response.get("usage"),
         "request_sha256": key,
     }
-
-
-def write_atomic(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)

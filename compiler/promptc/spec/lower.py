@@ -23,6 +23,7 @@ from promptc.spec.validate import (
     resolve_inside,
     validate,
 )
+from promptc.text import default_label
 
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
 DEFAULT_SEED = 0
@@ -33,16 +34,9 @@ __all__ = [
     "DEFAULT_KIND",
     "apply_overrides",
     "compile_spec",
-    "default_label",
     "lower",
     "read_items",
 ]
-
-
-def default_label(name: str) -> str:
-    """How a template labels an input without ``label``: ``premise_text`` → ``Premise text``."""
-    text = name.replace("_", " ").strip() or name
-    return text[:1].upper() + text[1:]
 
 
 def _str(value: object, default: str = "") -> str:
@@ -133,6 +127,8 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
 
     strategy = _strategy(doc)
     model_decl = dict(d["model"])
+    # Parameters promptc does not know go out beside the known ones, as the server expects.
+    model_decl.update(model_decl.pop("extra", None) or {})
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),

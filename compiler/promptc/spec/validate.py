@@ -32,6 +32,7 @@ from promptc.errors import (
 from promptc.ir import MAX_BATCH_SIZE, OUTPUT_TYPES, STRATEGY_KINDS, OutputField
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.text import describe
 
 if TYPE_CHECKING:
     import jsonschema
@@ -81,6 +82,7 @@ MESSAGES: dict[str, str] = {
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "unknown-model-param": "unknown model parameter {key!r}",
+    "extra-known-param": "model.extra.{key} is a parameter promptc knows",
 }
 
 HINTS: dict[str, str] = {
@@ -88,30 +90,14 @@ HINTS: dict[str, str] = {
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
+    "unknown-model-param": "put a parameter only your server knows under model.extra",
 }
 
-KNOWN_MODEL_PARAMS = (
-    "name",
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "top_p",
-    "top_k",
-    "min_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "repeat_penalty",
-    "stop",
-    "seed",
-    "n",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "response_format",
-    "user",
-    "stream",
-    "timeout",
-)
+
+def known_model_params() -> tuple[str, ...]:
+    """The ``model`` keys promptc knows: those the schema declares (``extra`` among them)."""
+    return tuple(schema()["$defs"]["model"]["properties"])
+
 
 _TYPE_WORDS = {
     "string": "a string",
@@ -135,24 +121,6 @@ def error(
         hint=hint if hint is not None else HINTS.get(code),
         code=code,
     )
-
-
-def describe(value: object) -> str:
-    """A value as messages show it: ``a string 'abc'``, ``an integer 5``, ``a mapping``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"an integer {value}"
-    if isinstance(value, float):
-        return f"a number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "…"
-        return f"a string {shown!r}"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
 
 
 def _quote_all(words: Iterable[object]) -> str:
@@ -200,6 +168,19 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
     schema_path = tuple(err.absolute_schema_path)
     sub = _schema_of(err)
     wanted = err.validator_value
+    if kind == "additionalProperties" and isinstance(inst, dict) and path == ("model",):
+        known = list(sub.get("properties", {}))
+        return [
+            error(
+                "unknown-model-param",
+                doc.key_location(path + (k,)),
+                path + (k,),
+                hint=did_you_mean(k, known),
+                key=k,
+            )
+            for k in inst
+            if k not in known
+        ]
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(sub.get("properties", {}))
         return [
@@ -272,6 +253,7 @@ def _key_homes() -> dict[str, list[KeyPath]]:
     """Every key the schema declares, with the paths of the mappings that may hold it."""
     root = schema()
     homes: dict[str, list[KeyPath]] = {}
+    start: Mapping[str, Any] = root["$defs"]["spec"]
 
     def walk(node: Mapping[str, Any], path: KeyPath, depth: int) -> None:
         ref = node.get("$ref")
@@ -282,13 +264,15 @@ def _key_homes() -> dict[str, list[KeyPath]]:
             if isinstance(sub, Mapping):
                 walk(sub, path + (key,), depth + 1)
 
-    walk(root, (), 0)
+    walk(start, (), 0)
     return homes
 
 
 def _elsewhere(key: str, path: KeyPath) -> str | None:
     """A hint for a known key written in the wrong mapping: ``did you mean 'strategy.kind'?``."""
     homes = [h for h in _key_homes().get(key, []) if h != path]
+    if len(homes) > 1:  # prefer the mapping nested in the one the key was written in
+        homes = [h for h in homes if h[: len(path)] == path] or homes
     if len(homes) != 1:
         return None  # unknown, or too common (description, type) to guess where it belongs
     return f"did you mean {format_path(homes[0] + (key,))!r}?"
@@ -681,13 +665,14 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
 
 
 def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
-    model = doc.get(("model",))
-    if not isinstance(model, dict):
+    # Unknown keys are the schema's (additionalProperties); a known one under extra would be
+    # sent twice, or silently win over the one beside it.
+    extra = doc.get(("model", "extra"))
+    if not isinstance(extra, dict):
         return
-    for key in model:
-        if key in KNOWN_MODEL_PARAMS:
-            continue
-        hint = did_you_mean(key, KNOWN_MODEL_PARAMS)
-        if hint is not None:  # unknown parameters pass through; near-misses are typos
-            p: KeyPath = ("model", key)
-            c.add(error("unknown-model-param", doc.key_location(p), p, hint=hint, key=key))
+    known = known_model_params()
+    for key in extra:
+        if key in known:
+            p: KeyPath = ("model", "extra", key)
+            hint = f"write it beside extra, as model.{key}"
+            c.add(error("extra-known-param", doc.key_location(p), p, hint=hint, key=key))
