@@ -340,7 +340,7 @@ def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) ->
     assert results[0]["message"].endswith(" at 1:7")
     assert results[4]["found"] == "\ufffd 1"  # the lone surrogate, read as U+FFFD
     strict = [json.loads(x) for x in out[1].stdout.splitlines()]
-    assert strict[0]["expected"] == ["an integer of at most 640 digits"]
+    assert strict[0]["expected"] == ["answer: an integer of at most 640 digits"]
     assert out[0].stderr.splitlines()[0].startswith("6 results from 2 request(s): 4 ok")
     one = [json.loads(x) for x in out[2].stdout.splitlines()]
     assert [r["status"] for r in one] == ["ok", "malformed", "ok", "ok"]

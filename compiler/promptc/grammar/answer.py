@@ -432,6 +432,16 @@ class AnswerGrammar:
     def _read(self, name: str, raw: str, output: str, start: int) -> Value:
         try:
             return read_value(self._by_name[name], raw)
+        except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
+            line, col, _ = LineTable(output).position(start)
+            raise OutputParseError(
+                f"cannot read {name}: {e}",
+                offset=start,
+                expected=(f"{name}: {e.expected}",),
+                found=e.found,
+                location=Location(OUTPUT_FILE, line, col),
+                code="value-out-of-bounds",
+            ) from None
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
             line, col, _ = LineTable(output).position(start)
             raise OutputParseError(
