@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from promptc.errors import TemplateError
+from promptc.errors import Location, TemplateError
 
 if TYPE_CHECKING:
     import jinja2
@@ -64,11 +64,17 @@ MAX_RENDER_SECONDS = 10.0
 _CLOCK_EVERY = 64
 
 
-def budget_error(limit: str, why: str) -> TemplateError:
-    """The ``template-budget`` error: which limit, and what crossed it."""
-    from promptc.render.environment import template_error
+#: The message of every budget error (``template-budget`` in the render stage's table).
+BUDGET_MESSAGE = "template exceeds the limit of $limit: $why"
 
-    return template_error("template-budget", limit=limit, why=why)
+
+def budget_error(limit: str, why: str, location: Location | None = None) -> TemplateError:
+    """The ``template-budget`` error: which limit, and what crossed it (located by the
+    renderer, at the innermost template line of the traceback, when ``location`` is none)."""
+    from string import Template
+
+    message = Template(BUDGET_MESSAGE).substitute(limit=limit, why=why)
+    return TemplateError(message, location=location, code="template-budget")
 
 
 class Budget:
@@ -98,7 +104,7 @@ class Budget:
         for value in iterable:
             self.iterations += 1
             if self.iterations % _CLOCK_EVERY == 0:
-                if self.iterations >= MAX_LOOP_ITERATIONS:
+                if self.iterations > MAX_LOOP_ITERATIONS:
                     raise budget_error(
                         f"{MAX_LOOP_ITERATIONS:,} loop iterations per message",
                         "the loops of this message ran more often",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
+from promptc.render.budget import BUDGET_MESSAGE, bounded_environment_class
 from promptc.resources import read_template, template_names
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ MESSAGES: Mapping[str, str] = {
     ),
     "template-undefined": "template uses an undefined value: $error",
     "template-runtime": "template failed: $error",
-    "template-budget": "template exceeds the limit of $limit: $why",
+    "template-budget": BUDGET_MESSAGE,
     "template-undeclared-variable": (
         "template uses undeclared variable $name; templates can use $allowed"
     ),
@@ -214,8 +215,6 @@ _SHIPPED: frozenset[str] | None = None
 def make_environment(loader: SpecLoader) -> jinja2.Environment:
     """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
     import jinja2
-
-    from promptc.render.budget import bounded_environment_class
 
     class _Loader(jinja2.BaseLoader):
         def get_source(

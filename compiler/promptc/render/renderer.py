@@ -196,7 +196,7 @@ class Renderer:
 
     def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
         """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
-        from promptc.render.budget import MAX_MESSAGE_CHARS
+        from promptc.render.budget import MAX_MESSAGE_CHARS, budget_error
 
         budget = getattr(self.env, "promptc_budget", None)
         if budget is not None:
@@ -206,11 +206,10 @@ class Renderer:
         for chunk in chunks:
             size += len(chunk)
             if size > MAX_MESSAGE_CHARS:
-                raise template_error(
-                    "template-budget",
+                raise budget_error(
+                    f"{MAX_MESSAGE_CHARS:,} characters per message",
+                    f"the {block} message grows longer",
                     self._block_location(block),
-                    limit=f"{MAX_MESSAGE_CHARS:,} characters per message",
-                    why=f"the {block} message grows longer",
                 )
             parts.append(chunk)
         return "".join(parts)
@@ -282,18 +281,16 @@ class Renderer:
         except RecursionError as e:
             # The budget's nesting bound comes first; this is what Python's own stack bound
             # (deep filters, sorting) leaves.
-            raise template_error(
-                "template-budget",
+            raise budget_error(
+                f"Python's stack of {sys.getrecursionlimit():,} frames",
+                "the template nests deeper",
                 self._where(e.__traceback__) or self.location,
-                limit=f"Python's stack of {sys.getrecursionlimit():,} frames",
-                why="the template nests deeper",
             ) from None
         except MemoryError as e:
-            raise template_error(
-                "template-budget",
+            raise budget_error(
+                "the memory this process may use",
+                "the template asked for more",
                 self._where(e.__traceback__) or self.location,
-                limit="the memory this process may use",
-                why="the template asked for more",
             ) from None
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
             raise template_error(
