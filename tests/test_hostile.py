@@ -210,6 +210,31 @@ def test_a_specs_own_template_is_rendered_within_budgets(project: Path) -> None:
     assert lines(out[-1].stderr)[0] == lines(out[len(TEMPLATE_ATTACKS) - 3].stderr)[0]
 
 
+def test_a_template_nested_thousands_deep_is_a_located_syntax_error(project: Path) -> None:
+    sources = {
+        "parens": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+        "lists": "{{ " + "[" * 3000 + "1" + "]" * 3000 + " }}",
+        "ifs": "{% if true %}" * 2000 + "x" + "{% endif %}" * 2000,
+        "fors": "{% for x in [1] %}" * 2000 + "x" + "{% endfor %}" * 2000,
+    }
+    commands = []
+    for name, body in sources.items():
+        folder = project / name
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "q.jsonl").write_bytes((project / "data" / "q.jsonl").read_bytes())
+        (folder / "my.j2").write_text("{% block user %}\n" + body + "\n{% endblock %}\n")
+        (folder / "s.yaml").write_text(BASE.replace("model:", "templates: {batch: my.j2}\nmodel:"))
+        commands += [["check", f"{name}/s.yaml"], ["build", f"{name}/s.yaml", "-o", f"{name}/b"]]
+    out = run_capped(commands, project)
+    for i, name in enumerate(sources):
+        for o in out[2 * i : 2 * i + 2]:
+            assert o.status == 1, (name, o.stderr)
+            assert lines(o.stderr)[0] == (
+                f"{name}/my.j2:2: template syntax error: brackets and statements nest deeper "
+                "than the limit of 50 levels"
+            )
+
+
 def test_a_slow_template_meets_the_wall_clock_limit(project: Path) -> None:
     (project / "my.j2").write_text(
         "{% block user %}\n{% for i in range(99999) %}{% set x = (range(99999) | list | sort) "

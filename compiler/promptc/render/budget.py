@@ -57,6 +57,11 @@ MAX_LOOP_ITERATIONS = 1_000_000
 #: Macro calls and includes inside one another.
 MAX_NESTING = 64
 
+#: Brackets and statements inside one another in a template's source. Jinja's parser recurses
+#: once per level, so a template nested thousands deep would exhaust Python's stack before it
+#: could be reported; a prompt needs a handful.
+MAX_SOURCE_NESTING = 50
+
 #: Seconds one message may take to render.
 MAX_RENDER_SECONDS = 10.0
 
@@ -126,6 +131,53 @@ class Budget:
 
     def leave(self) -> None:
         self.depth = max(0, self.depth - 1)
+
+
+#: Statements that open a body closed by ``{% end… %}``.
+_OPENING_STATEMENTS = frozenset(
+    {"for", "if", "macro", "call", "filter", "block", "with", "autoescape", "trans"}
+)
+
+
+def check_nesting(
+    env: jinja2.Environment, source: str, name: str | None, filename: str | None
+) -> None:
+    """Refuses a template source nested deeper than :data:`MAX_SOURCE_NESTING`, with a
+    syntax error at the line where it does, before Jinja's recursive parser sees it.
+
+    Reads the source with Jinja's lexer, which does not recurse; a source the lexer refuses
+    is left to the parser, which says why.
+    """
+    from jinja2.exceptions import TemplateSyntaxError
+
+    brackets = statements = 0
+    after_block_begin = False
+    try:
+        for lineno, kind, value in env.lex(source, name, filename):
+            if kind == "whitespace":
+                continue
+            if kind == "operator":
+                if value in "([{":
+                    brackets += 1
+                elif value in ")]}":
+                    brackets = max(0, brackets - 1)
+            elif kind == "name" and after_block_begin:
+                if value in _OPENING_STATEMENTS:
+                    statements += 1
+                elif value.startswith("end"):
+                    statements = max(0, statements - 1)
+            after_block_begin = kind == "block_begin"
+            if brackets + statements > MAX_SOURCE_NESTING:
+                raise TemplateSyntaxError(
+                    f"brackets and statements nest deeper than the limit of {MAX_SOURCE_NESTING} "
+                    "levels",
+                    lineno,
+                    name,
+                    filename,
+                )
+    except TemplateSyntaxError as e:
+        if e.message and "nest deeper than the limit" in e.message:
+            raise
 
 
 # ---------------------------------------------------------------- sizes
@@ -358,6 +410,11 @@ def bounded_environment_class() -> type[jinja2.Environment]:
             super().__init__(*args, **kwargs)
             self.promptc_budget = Budget()
             bounded_filters(self.filters, self.promptc_budget)
+
+        def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+            # Every parse (the static checks' and compilation's) passes here first.
+            check_nesting(self, source, name, filename)
+            return super()._parse(source, name, filename)
 
         def promptc_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
             return self.promptc_budget.loop(iterable)

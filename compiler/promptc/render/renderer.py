@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
+from promptc.render.budget import budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -196,7 +197,7 @@ class Renderer:
 
     def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
         """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
-        from promptc.render.budget import MAX_MESSAGE_CHARS, budget_error
+        from promptc.render.budget import MAX_MESSAGE_CHARS
 
         budget = getattr(self.env, "promptc_budget", None)
         if budget is not None:
