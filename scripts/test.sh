@@ -24,7 +24,7 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,embed,ann]"
+python -m pip install --quiet -e ".[test,embed,ann,plan,eval]"
 bash scripts/install-llm.sh
 
 echo "[test] ruff check, ruff format --check, mypy --strict -p promptc" >&2

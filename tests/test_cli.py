@@ -55,7 +55,9 @@ def bad_spec(tmp_path: Path) -> Path:
 def test_check_valid_spec() -> None:
     proc = promptc("check", "specs/math.yaml")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "specs/math.yaml: valid: 20 items, strategy auto-demo, 8 per request\n"
+    assert proc.stdout == (
+        "specs/math.yaml: valid: 20 items with gold answer, strategy auto-demo, 8 per request\n"
+    )
     assert proc.stderr == ""
 
 

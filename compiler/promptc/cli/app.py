@@ -11,6 +11,8 @@
     promptc run BUILD_DIR --base-url URL …               (see promptc.cli.run)
     promptc diff SPEC --against REV | BUILD_A BUILD_B    (see promptc.cli.diff)
     promptc init [DIR] [--strategy K] [--task text|number|enum]
+    promptc plan SPEC [--strategies …] [--batch-sizes …] (see promptc.cli.plan)
+    promptc eval SPEC [--base-url URL | --results DIR…]  (see promptc.cli.eval)
     promptc schema
     promptc --version
 
@@ -80,6 +82,14 @@ class LazyGroup(click.Group):
         "init": (
             "promptc.cli.init:init_command",
             "Write a commented starter spec, its data and its schema.",
+        ),
+        "plan": (
+            "promptc.cli.plan:plan_command",
+            "Count every strategy's requests, tokens and cost, without a model.",
+        ),
+        "eval": (
+            "promptc.cli.eval:eval_command",
+            "Run every strategy and score it against the gold answers.",
         ),
     }
 

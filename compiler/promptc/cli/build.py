@@ -10,6 +10,7 @@ from promptc.cli.common import (
     TARGETS,
     batch_size_option,
     compile_checked,
+    data_option,
     spec_argument,
     strategy_option,
 )
@@ -30,6 +31,7 @@ EMITS = ("ir", "batches", "requests")
 )
 @strategy_option
 @batch_size_option
+@data_option
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
@@ -53,6 +55,7 @@ def build_command(
     out_dir: str | None,
     strategy: str | None,
     batch_size: int | None,
+    data: str | None,
     target: str,
     emit: str | None,
     check: bool,
@@ -67,7 +70,7 @@ def build_command(
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
     if check and (emit is not None or out_dir is None):
         raise click.UsageError("--check needs the build folder to hold against: -o DIR")
-    task = compile_checked(spec, strategy, batch_size)
+    task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":
         from promptc.build import ir_json

@@ -13,6 +13,7 @@ from promptc.cli.common import (
     EXIT_USAGE,
     batch_size_option,
     compile_task,
+    data_option,
     plural,
     stderr,
     strategy_option,
@@ -30,6 +31,7 @@ def run_check(
     err: IO[str],
     strategy: str | None = None,
     batch_size: int | None = None,
+    data: str | None = None,
 ) -> int:
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
     import json
@@ -41,7 +43,7 @@ def run_check(
     omitted = 0
     task = None
     try:
-        task = compile_task(spec, strategy, batch_size, max_errors)
+        task = compile_task(spec, strategy, batch_size, max_errors, data)
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:
@@ -58,8 +60,10 @@ def run_check(
     if status == EXIT_OK and task is not None:
         from promptc.select.batches import batch_size as size_of
 
+        gold = task.data.gold if task.data is not None else {}
+        with_gold = f" with gold {', '.join(gold)}" if gold else ""
         summary = (
-            f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
+            f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
             f"{task.strategy.kind}, {size_of(task)} per request"
         )
     else:
@@ -108,8 +112,14 @@ def run_check(
 )
 @strategy_option
 @batch_size_option
+@data_option
 def check_command(
-    specs: tuple[str, ...], fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+    specs: tuple[str, ...],
+    fmt: str,
+    max_errors: int,
+    strategy: str | None,
+    batch_size: int | None,
+    data: str | None,
 ) -> None:
     """Validate each SPEC: schema, semantic checks, data and templates.
 
@@ -120,7 +130,7 @@ def check_command(
     """
     if len(specs) == 1 or fmt != "json":
         codes = [
-            run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
+            run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size, data)
             for spec in specs
         ]
         sys.exit(max(codes))
@@ -130,7 +140,7 @@ def check_command(
     reports, codes = [], []
     for spec in specs:
         buffer = io.StringIO()
-        codes.append(run_check(spec, fmt, max_errors, buffer, stderr(), strategy, batch_size))
+        codes.append(run_check(spec, fmt, max_errors, buffer, stderr(), strategy, batch_size, data))
         reports.append(json.loads(buffer.getvalue()))
     sys.stdout.write(json.dumps(reports, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     sys.exit(max(codes))

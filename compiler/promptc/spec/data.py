@@ -21,11 +21,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
-from promptc.ir import DataSource, Item
-from promptc.spec.load import KeyPath, SpecDocument
+from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
 DataFormat = Literal["jsonl", "json", "csv"]
@@ -66,10 +67,16 @@ MESSAGES: dict[str, str] = {
     "empty-id": "item id is empty",
     "duplicate-id": "duplicate item id {id!r}; first used at line {line}",
     "no-rows": "data file has no rows",
+    "missing-gold": "row has no gold field {column!r} (for output {output!r})",
+    "null-gold": "gold field {column!r} (for output {output!r}) is null; expected a value",
+    "bad-gold": "gold value for {type} output {output!r}: {problem}",
+    "bad-gold-expression": "gold expression for output {output!r} failed: {problem}",
+    "bad-gold-template": "invalid gold expression for output {output!r}: {problem}",
 }
 
 HINTS: dict[str, str] = {
     "escapes-folder": "keep data files inside the spec's folder",
+    "missing-gold": "map data.gold to the column holding the answer, or to an expression",
     "unknown-format": "set data.format to jsonl, json or csv",
 }
 
@@ -308,14 +315,23 @@ def _id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
 
 
 def read_data(
-    doc: SpecDocument, input_names: Sequence[str], c: ErrorCollector
+    doc: SpecDocument,
+    input_names: Sequence[str],
+    c: ErrorCollector,
+    outputs: Sequence[OutputField] = (),
 ) -> tuple[DataSource, tuple[Item, ...]] | None:
     """Reads the data file named by the spec.
+
+    A ``data.path`` given on the command line (``--data PATH``, located at ``<command line>``)
+    is the user's own choice of file: it is read relative to the working folder and is not
+    confined to the spec's folder.
 
     Args:
         doc: The loaded spec; ``data`` must be a mapping with a string ``path``.
         input_names: The declared inputs, in order.
         c: Receives every problem found.
+        outputs: The declared outputs, whose types read the gold answers of ``data.gold``
+            (an output not among them was reported by validation and is skipped here).
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -331,14 +347,18 @@ def read_data(
     if "\0" in rel:
         c.add(data_error("nul-in-path", where, pp, path=rel))
         return None
-    if os.path.isabs(rel) or rel.startswith("~"):
-        c.add(data_error("absolute-path", where, pp, path=rel))
-        return None
-    folder = doc.folder_of(pp)
-    target = resolve_inside(folder, rel)
-    if target is None:
-        c.add(data_error("escapes-folder", where, pp, path=rel))
-        return None
+    from_command_line = where.file == COMMAND_LINE
+    if from_command_line:
+        target = Path(rel).expanduser().resolve()
+    else:
+        if os.path.isabs(rel) or rel.startswith("~"):
+            c.add(data_error("absolute-path", where, pp, path=rel))
+            return None
+        resolved = resolve_inside(doc.folder_of(pp), rel)
+        if resolved is None:
+            c.add(data_error("escapes-folder", where, pp, path=rel))
+            return None
+        target = resolved
     fmt = data.get("format")
     if fmt is not None and fmt not in ("jsonl", "json", "csv"):
         return None  # validation reported it
@@ -357,7 +377,12 @@ def read_data(
     except OSError as e:
         c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
         return None
-    display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
+    if from_command_line:
+        display = os.path.normpath(rel)
+        # Written to the manifest: relative to the spec's folder, so that it names no machine.
+        rel = os.path.relpath(target, doc.files[0].resolved.parent).replace(os.sep, "/")
+    else:
+        display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
     sha = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8-sig")
@@ -383,6 +408,7 @@ def read_data(
     id_template = None
     if id_spec is not None and "{{" in id_spec:
         id_template = _id_template(id_spec, doc.value_location(("data", "id")), c)
+    gold = _gold_readers(doc, outputs, c)
     items: list[Item] = []
     first_line: dict[str, int] = {}
     index = 0
@@ -414,6 +440,13 @@ def read_data(
         if item_id is not None and _SURROGATE.search(item_id):
             c.add(data_error("lone-surrogate-id", row.location))
             item_id = None
+        golds: dict[str, Value] = {}
+        for reader in gold:
+            value = reader.read(row, index, c)
+            if value is None:
+                ok = False
+            else:
+                golds[reader.output.name] = value
         index += 1
         if item_id is None or not ok:
             continue
@@ -421,7 +454,15 @@ def read_data(
             c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
             continue
         first_line[item_id] = row.location.line
-        items.append(Item(id=item_id, index=len(items), inputs=inputs, location=row.location))
+        items.append(
+            Item(
+                id=item_id,
+                index=len(items),
+                inputs=inputs,
+                location=row.location,
+                gold=golds,
+            )
+        )
     if index == 0 and not c.errors:
         c.add(
             data_error(
@@ -437,8 +478,94 @@ def read_data(
         id=id_spec,
         sha256=sha,
         location=where,
+        gold={r.output.name: r.spec for r in gold},
     )
     return source, tuple(items)
+
+
+@dataclass(frozen=True)
+class GoldReader:
+    """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
+
+    output: OutputField
+    spec: str
+    template: Any  # a compiled Jinja template for an expression, else None
+    location: Location
+
+    def read(self, row: Row, index: int, c: ErrorCollector) -> Value | None:
+        """The row's gold value, normalised by the output's type, or ``None`` (reported)."""
+        from promptc.values import coerce_value, expected
+
+        name = self.output.name
+        raw: object
+        if self.template is not None:
+            try:
+                raw = str(self.template.render(row=row.values, index=index, loop_index=index + 1))
+            except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
+                c.add(
+                    data_error(
+                        "bad-gold-expression",
+                        row.location,
+                        ("data", "gold", name),
+                        output=name,
+                        problem=str(e),
+                    )
+                )
+                return None
+            raw = raw.strip() if self.output.type != "text" else raw
+        else:
+            if self.spec not in row.values:
+                c.add(data_error("missing-gold", row.location, column=self.spec, output=name))
+                return None
+            raw = row.values[self.spec]
+            if raw is None:
+                c.add(data_error("null-gold", row.location, column=self.spec, output=name))
+                return None
+        if isinstance(raw, Decimal):
+            raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
+        elif isinstance(raw, (list, dict)):
+            raw = to_text(raw)
+        try:
+            return coerce_value(self.output, raw)
+        except ValueError:
+            c.add(
+                data_error(
+                    "bad-gold",
+                    row.location,
+                    ("data", "gold", name),
+                    type=self.output.type,
+                    output=name,
+                    problem=f"expected {expected(self.output)}, found {to_text(raw)!r}",
+                )
+            )
+            return None
+
+
+def _gold_readers(
+    doc: SpecDocument, outputs: Sequence[OutputField], c: ErrorCollector
+) -> list[GoldReader]:
+    """One reader per ``data.gold`` entry that names a declared output, in output order."""
+    from jinja2 import TemplateError
+
+    raw = doc.get(("data", "gold"))
+    if not isinstance(raw, dict):
+        return []
+    readers = []
+    for field in outputs:
+        spec = raw.get(field.name)
+        if not isinstance(spec, str) or not spec:
+            continue
+        p: KeyPath = ("data", "gold", field.name)
+        where = doc.value_location(p)
+        template = None
+        if "{{" in spec:
+            try:
+                template = _id_environment().from_string(spec)
+            except TemplateError as e:
+                c.add(data_error("bad-gold-template", where, p, output=field.name, problem=str(e)))
+                continue
+        readers.append(GoldReader(field, spec, template, where))
+    return readers
 
 
 def _item_id(

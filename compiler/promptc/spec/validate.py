@@ -75,6 +75,8 @@ MESSAGES: dict[str, str] = {
     "target-position": "target_position {position} is outside a batch of {size}; expected "
     "{low}..{high}",
     "unknown-data-field": "data.fields maps {field!r}, which is not an input",
+    "unknown-gold-output": "data.gold maps {field!r}, which is not an output; expected one of "
+    "{outputs}",
     "template-absolute": "template path {path!r} is absolute; expected a path relative to the "
     "spec's folder",
     "template-escape": "template path {path!r} leaves the spec's folder",
@@ -369,6 +371,7 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
     _check_data_fields(doc, c, inputs)
+    _check_gold(doc, c, output_names)
     _check_templates(doc, c)
     _check_selection_paths(doc, c)
     _check_model(doc, c)
@@ -625,6 +628,25 @@ def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] |
                     p,
                     hint=did_you_mean(name, inputs),
                     field=name,
+                )
+            )
+
+
+def _check_gold(doc: SpecDocument, c: ErrorCollector, outputs: list[str] | None) -> None:
+    gold = doc.get(("data", "gold"))
+    if not isinstance(gold, dict) or outputs is None:
+        return
+    for name in gold:
+        if name not in outputs:
+            p: KeyPath = ("data", "gold", name)
+            c.add(
+                error(
+                    "unknown-gold-output",
+                    doc.key_location(p),
+                    p,
+                    hint=did_you_mean(name, outputs),
+                    field=name,
+                    outputs=", ".join(outputs),
                 )
             )
 
