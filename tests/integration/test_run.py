@@ -421,6 +421,34 @@ def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
     assert len(read_outputs(outputs)) == 10
 
 
+def test_run_parse_reads_an_integer_of_5001_digits_as_malformed(
+    spec_dir: Path,
+    build_spec: Callable[..., Path],
+    scripted: tuple[str, type[_Scripted]],
+    tmp_path: Path,
+) -> None:
+    """Python refuses to convert such an integer; run --parse must not stop part-way on it."""
+    url, handler = scripted
+    spec = spec_dir / "integer-answers.yaml"
+    spec.write_text(
+        "promptc: 1\nname: int\ninstruction: Solve.\ninputs: {question: {}}\n"
+        "outputs: {answer: {type: integer}}\ndata: {path: data/math.jsonl, id: qid}\n"
+        "strategy: {kind: batch, batch_size: 10}\nmodel: {name: m}\n"
+    )
+    build = build_spec(spec, spec_dir.parent / "integer-build")
+    answers = [("9" * 5001 if i == 1 else str(i)) for i in range(1, 11)]
+    handler.script = [
+        (200, _completion("\n".join(f"A[{i}]: {a}" for i, a in enumerate(answers, 1))))
+    ]
+    result = run_build(build, base_url=url, grammar="none", parse=True, use_cache=False)
+    assert result.ok and result.sent == 2
+    assert result.results_path is not None
+    rows = _lines(result.results_path)
+    assert [r["status"] for r in rows] == ["malformed"] + ["ok"] * 9 + ["malformed"] + ["ok"] * 9
+    assert rows[0]["expected"] == ["answer: an integer of at most 640 digits"]
+    assert rows[1]["values"] == {"answer": 2}
+
+
 def test_answers_to_changed_requests_are_dropped_and_resent(
     sentiment: Callable[..., Path],
     scripted: tuple[str, type[_Scripted]],
