@@ -107,7 +107,7 @@ def test_check_max_errors(bad_spec: Path) -> None:
         ),
         (
             ["build", "specs/math.yaml", "--batch-size", "0", "--emit", "requests"],
-            "0 is not in the range x>=1.",
+            "0 is not in the range 1<=x<=1000.",
         ),
         (["show", "specs/math.yaml"], "give exactly one of --request K and --batches"),
         (["frobnicate"], "No such command 'frobnicate'."),

@@ -130,7 +130,9 @@ def grammar_stem(n_items: int, nominal: int) -> str:
 
 
 def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
-    """The grammar files for the nominal batch size and every other item count in ``counts``.
+    """The grammar files for every item count in ``counts``: the request shapes the build
+    has. Only a build without requests gets the nominal batch size's (for its exports) —
+    a shape no request has would cost its size for nothing (``batch_size: 1000`` with 3 items).
 
     Returns ``None`` when :mod:`promptc.grammar.answer` is not part of this installation.
     """
@@ -141,7 +143,7 @@ def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
     nominal = batch_size(task)
     stems: dict[int, str] = {}
     files: dict[str, str] = {}
-    for n in sorted({nominal, *counts}):
+    for n in sorted(set(counts) or {nominal}):
         stem = grammar_stem(n, nominal)
         stems[n] = stem
         files.update(build_grammar(task, n, task.strategy.kind).files(stem))
@@ -470,6 +472,9 @@ def read_requests(
             except json.JSONDecodeError as e:
                 bad(f"not JSON: {e.msg}", Location(str(path), lineno, e.colno))
                 continue
+            except (ValueError, RecursionError):  # too many digits, or nested too deeply
+                bad("not JSON that can be read (too many digits, or nested too deeply)", where)
+                continue
             if not isinstance(data, dict):
                 bad("expected a JSON object", where)
                 continue
@@ -524,7 +529,7 @@ def _manifest_requests(
     if isinstance(source, Path):
         try:
             manifest = json.loads((source / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}, None
     if not isinstance(manifest, Mapping):
         return {}, None

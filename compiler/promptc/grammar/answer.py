@@ -66,8 +66,8 @@ from promptc.grammar.lark_source import (
 )
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.text import LineTable, Span, excerpt
+from promptc.values import ValueOutOfBounds, json_value, read_value, value_reader
 from promptc.values import expected as expected_value
-from promptc.values import json_value, read_value, value_reader
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -314,7 +314,15 @@ class AnswerGrammar:
         m = self._answer_re.fullmatch(text)
         if m is None:
             raise self.diagnose_answer(text)
-        return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+        values: dict[str, Value] = {}
+        for f in self.fields:
+            try:
+                values[f.name] = read_value(f, m.group(f.name))
+            except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
+                raise AnswerMismatch(
+                    m.start(f.name), [f"{f.name}: {e.expected}"], e.found
+                ) from None
+        return values
 
     @cached_property
     def lenient_answer_regex(self) -> str:
@@ -513,6 +521,16 @@ class AnswerGrammar:
     def _read(self, name: str, raw: str, output: str, start: int) -> Value:
         try:
             return read_value(self._by_name[name], raw)
+        except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
+            line, col, _ = LineTable(output).position(start)
+            raise OutputParseError(
+                f"cannot read {name}: {e}",
+                offset=start,
+                expected=(f"{name}: {e.expected}",),
+                found=e.found,
+                location=Location(OUTPUT_FILE, line, col),
+                code="value-out-of-bounds",
+            ) from None
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
             line, col, _ = LineTable(output).position(start)
             raise OutputParseError(

@@ -189,7 +189,7 @@ def load_build(source: str | Path) -> Build:
                 )
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: decoding, digits
             raise UsageError(
                 f"cannot read manifest.json: {e}",
                 location=Location(str(manifest_path)),

@@ -100,6 +100,9 @@ def _strip_fences(norm: str, s: int, e: int) -> tuple[int, int]:
 _EMPHASIS = re.compile(r"[*_]{1,3}")
 
 
+_VISIBLE = re.compile(r"\S")
+
+
 _STRONG = re.compile(r"\*\*|__")
 
 
@@ -132,6 +135,7 @@ class AnswerReader:
         except (re.error, AttributeError, TypeError):
             self.body = None
         self.prefix = self.body if prefix_ok else None
+        self._tail: tuple[NormalisedText, int] | None = None
 
     def parse(self, body: str) -> dict[str, Value]:
         return dict(self.grammar.parse_answer(body))
@@ -229,21 +233,31 @@ class AnswerReader:
                 got = again
         if isinstance(got, dict):
             return Reading(got, s, e)
+        if not diagnose:  # only screened: nobody reads why it failed (an extra, a later cut)
+            return Reading(None, s, e, error_at=s)
         offset, expected = got
         at = min(s + offset, e)
-        if text.norm[at:e].strip():
+        # Bounded by the body (never the rest of the output): this runs for every answer.
+        if _VISIBLE.search(text.norm, at, e) is not None:
             found = excerpt(
-                text.original[: text.orig(e)],
+                text.original,
                 text.orig(at),
                 FOUND_CHARS,
                 end="end of output",
                 quote=False,
+                stop=text.orig(e),
             )
-        elif text.norm[e:].strip():
+        elif e < self._visible_end(text):
             found = "end of the answer"
         else:
             found = "end of output"
         return Reading(None, s, e, expected, found, at)
+
+    def _visible_end(self, text: NormalisedText) -> int:
+        """Where the last visible character of the output ends (computed once per output)."""
+        if self._tail is None or self._tail[0] is not text:
+            self._tail = (text, len(text.norm.rstrip()))
+        return self._tail[1]
 
     def _try(
         self, body: str, diagnose: bool = True

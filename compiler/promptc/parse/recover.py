@@ -16,12 +16,15 @@ from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
-from promptc.parse.scan import Marker, scan_markers
+from promptc.parse.scan import Marker, iter_markers, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
+
+_VISIBLE = re.compile(r"\S")
+
 
 #: At most this many occurrences of one index are read; the rest count as repeats unread.
 MAX_OCCURRENCES = 16
@@ -218,8 +221,15 @@ def _judge(
         )
     o = occs[0]
     assert o.question is not None
-    rest = text.norm[o.q_end :].strip()
-    found = excerpt(rest, 0, FOUND_CHARS, end="end of output", quote=False)
+    # The first visible text after the question, found without copying the rest of the output
+    # (an output of many unanswered questions asks this for each of them).
+    visible = _VISIBLE.search(text.norm, o.q_end)
+    rest = visible is not None
+    found = (
+        excerpt(text.norm, visible.start(), FOUND_CHARS, end="end of output", quote=False)
+        if visible is not None
+        else "end of output"
+    )
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
@@ -304,7 +314,8 @@ def _recover_single(
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, Marker | None]] = []
-    for m in scan_markers(norm, reader.grammar.blueprint.markers):
+    # Lazily: only the first A[1] matters.
+    for m in iter_markers(norm, reader.grammar.blueprint.markers):
         if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break
@@ -325,7 +336,9 @@ def _recover_single(
         if st in tried:
             continue
         tried.add(st)
-        r = reader.read(text, st, e, marker)
+        # Only the first reading's failure is reported: diagnosing the others (each the rest
+        # of the output) would cost a grammar walk apiece for nothing.
+        r = reader.read(text, st, e, marker, diagnose=first is None)
         if r.values is not None:
             note = LENIENT_NOTE if r.lenient else ""
             span = text.span(r.start, r.end)

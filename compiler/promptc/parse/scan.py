@@ -6,7 +6,7 @@ Markers are recognised whatever markdown emphasis, headings, bullets or fences s
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -57,31 +57,38 @@ class Marker:
     close: str
 
 
-def scan_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> list[Marker]:
-    """Every question and answer marker of ``norm`` (the task's prefixes, in any case)."""
-    line_starts = [0] + [m.end() for m in re.finditer("\n", norm)]
-    found: list[Marker] = []
+#: Decoration before a marker is looked for this far back on its line.
+_DECORATION_REACH = 16
+
+
+def iter_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> Iterator[Marker]:
+    """Every question and answer marker of a normalised output (the task's prefixes, in any
+    case), in order, found as it is asked for.
+
+    The work per marker is bounded: its decoration is looked for at most
+    :data:`_DECORATION_REACH` characters back, never back to a distant line start.
+    """
     q_prefix = marker_set.question.casefold()
     for m in marker_pattern(marker_set.question, marker_set.answer).finditer(norm):
         start = m.start()
-        ls = line_starts[bisect_right(line_starts, start) - 1]
+        lo = max(0, start - _DECORATION_REACH - 1)
+        nl = norm.rfind("\n", lo, start)
+        ls = nl + 1 if nl >= 0 else (0 if lo == 0 else -1)  # -1: the line starts further back
         cut = start
-        if start - ls <= 16 and _DECORATION.fullmatch(norm, ls, start):
+        if ls >= 0 and start - ls <= _DECORATION_REACH and _DECORATION.fullmatch(norm, ls, start):
             cut = ls
-        kind = (
-            markers.QUESTION_PREFIX
-            if m.group("prefix").casefold() == q_prefix
-            else markers.ANSWER_PREFIX
+        prefix, index, opening, mid, close = m.group("prefix", "index", "open", "mid", "close")
+        yield Marker(
+            markers.QUESTION_PREFIX if prefix.casefold() == q_prefix else markers.ANSWER_PREFIX,
+            int(index),
+            start,
+            m.end(),
+            cut,
+            opening,
+            close or mid,
         )
-        found.append(
-            Marker(
-                kind,
-                int(m.group("index")),
-                start,
-                m.end(),
-                cut,
-                m.group("open"),
-                m.group("close") or m.group("mid"),
-            )
-        )
-    return found
+
+
+def scan_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> list[Marker]:
+    """Every marker of a normalised output, in order."""
+    return list(iter_markers(norm, marker_set))

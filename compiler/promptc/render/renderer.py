@@ -20,6 +20,7 @@ read files outside the spec's folder. Every Jinja failure becomes a
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
+from promptc.render.budget import budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -224,7 +226,7 @@ class Renderer:
                 fns = blocks.get(block)
                 if not fns:
                     continue
-                text = "".join(fns[0](jctx)).strip()
+                text = self._bounded_text(block, fns[0](jctx)).strip()
                 if block in constant:
                     self._cache[block] = text
             if text:
@@ -236,6 +238,36 @@ class Renderer:
                 "template-empty-user", Location(self.display(top)), name=repr(self.name)
             )
         return tuple(out)
+
+    def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
+        """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
+        from promptc.render.budget import MAX_MESSAGE_CHARS
+
+        budget = getattr(self.env, "promptc_budget", None)
+        if budget is not None:
+            budget.start()
+        parts: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_MESSAGE_CHARS:
+                raise budget_error(
+                    f"{MAX_MESSAGE_CHARS:,} characters per message",
+                    f"the {block} message grows longer",
+                    self._block_location(block),
+                )
+            parts.append(chunk)
+        return "".join(parts)
+
+    def _block_location(self, block: str) -> Location:
+        """Where a message block is defined: the most derived template that defines it."""
+        from jinja2 import nodes
+
+        for template in self.chain():
+            for node in _parse(self.env, template).find_all(nodes.Block):
+                if node.name == block:
+                    return Location(self.display(template), node.lineno)
+        return self.location
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
         """Renders every batch of a selection, in order."""
@@ -290,6 +322,20 @@ class Renderer:
         except jinja2.UndefinedError as e:
             raise template_error(
                 "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
+            ) from None
+        except RecursionError as e:
+            # The budget's nesting bound comes first; this is what Python's own stack bound
+            # (deep filters, sorting) leaves.
+            raise budget_error(
+                f"Python's stack of {sys.getrecursionlimit():,} frames",
+                "the template nests deeper",
+                self._where(e.__traceback__) or self.location,
+            ) from None
+        except MemoryError as e:
+            raise budget_error(
+                "the memory this process may use",
+                "the template asked for more",
+                self._where(e.__traceback__) or self.location,
             ) from None
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
             raise template_error(

@@ -20,6 +20,7 @@ from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
     batch_size_of,
+    integer,
     output_field,
     resolve_inside,
     validate,
@@ -183,7 +184,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
-        max_tokens=model_decl.pop("max_tokens", None),
+        max_tokens=integer(model_decl.pop("max_tokens", None)),
         price=None
         if price is None
         else ir.Price(Decimal(str(price["input"])), Decimal(str(price["output"]))),
@@ -244,13 +245,20 @@ def _strategy(doc: SpecDocument) -> ir.Strategy:
     sp: KeyPath = ("strategy", "selection")
     selection = ir.Selection(
         method=doc.get(sp + ("method",), DEFAULT_METHOD),
-        seed=doc.get(sp + ("seed",), DEFAULT_SEED),
-        target_position=doc.get(sp + ("target_position",), DEFAULT_TARGET_POSITION),
+        seed=_integer(doc, sp + ("seed",), DEFAULT_SEED),
+        target_position=_integer(doc, sp + ("target_position",), DEFAULT_TARGET_POSITION),
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
     )
     return ir.Strategy(kind, size, selection, doc.key_location(("strategy",)))
+
+
+def _integer(doc: SpecDocument, path: KeyPath, default: int) -> int:
+    """An integer key of a validated spec (``7.0`` is 7, as validation read it)."""
+    value = integer(doc.get(path, default))
+    assert value is not None, "lower() needs a validated spec"
+    return value
 
 
 def _cache_dir(doc: SpecDocument) -> str | None:

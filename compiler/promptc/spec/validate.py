@@ -29,7 +29,7 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.ir import MAX_BATCH_SIZE, OUTPUT_TYPES, STRATEGY_KINDS, OutputField
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import describe
@@ -93,6 +93,8 @@ MESSAGES: dict[str, str] = {
     "spec's folder",
     "template-escape": "template path {path!r} leaves the spec's folder",
     "template-missing": "template file {path!r} not found",
+    "template-not-file": "template path {path!r} is a folder; expected a template file",
+    "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "unknown-model-param": "unknown model parameter {key!r}",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
 }
@@ -392,7 +394,18 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_data_fields(doc, c, inputs)
     _check_gold(doc, c, output_names)
     _check_templates(doc, c)
+    _check_selection_paths(doc, c)
     _check_model(doc, c)
+
+
+def _check_selection_paths(doc: SpecDocument, c: ErrorCollector) -> None:
+    """The selection's folders are paths too: a NUL character would only fail deep inside the
+    file system calls of the similarity stage."""
+    for key in ("model", "cache_dir"):
+        p: KeyPath = ("strategy", "selection", key)
+        value = doc.get(p)
+        if isinstance(value, str) and "\0" in value:
+            c.add(error("path-nul", doc.value_location(p), p, path=value))
 
 
 def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, Any]) -> None:
@@ -566,13 +579,29 @@ def _check_demos(
 DEFAULT_KIND = "single"
 
 
+def integer(value: object) -> int | None:
+    """The integer a spec value means, or ``None`` if it is not one.
+
+    An integral number means that integer: ``8.0`` is 8, as for the JSON Schema (whose
+    ``integer`` type takes 8.0), so that what ``check`` accepts, lowering reads alike and
+    requests carry the integer (``max_tokens: 10.0`` is sent as 10). Booleans are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
     kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
     if kind in ("single", "few-shot"):
         return 1
-    size = doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE)
-    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+    size = integer(doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE))
+    return size if size is not None and 1 <= size <= MAX_BATCH_SIZE else None
 
 
 DEFAULT_BATCH_SIZE = 8
@@ -585,26 +614,25 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
         p: KeyPath = ("strategy", "kind")
         c.add(error("few-shot-no-demos", doc.value_location(p), p))
     bp: KeyPath = ("strategy", "batch_size")
-    size_given = doc.get(bp)
+    size_given = integer(doc.get(bp))
     if (
         kind in ("single", "few-shot")
         and doc.value_location(bp).file == COMMAND_LINE
-        and isinstance(size_given, int)
+        and size_given is not None
         and size_given > 1
     ):
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
         # the command line the user asked for batches and would silently not get them.
         c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given, kind=kind))
     tp: KeyPath = ("strategy", "selection", "target_position")
-    position = doc.get(tp)
+    position = integer(doc.get(tp))
     size = batch_size_of(doc)
     method = doc.get(("strategy", "selection", "method"))
     if (
         method == "retrieval"
         and kind in ("batch", "auto-demo")
         and size is not None
-        and isinstance(position, int)
-        and not isinstance(position, bool)
+        and position is not None
         and not -size <= position < size
     ):
         c.add(
@@ -772,12 +800,17 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
             continue  # the schema reported it
         p: KeyPath = ("templates", kind)
         where = doc.value_location(p)
+        if "\0" in rel:
+            c.add(error("path-nul", where, p, path=rel))
+            continue
         if os.path.isabs(rel) or rel.startswith("~"):
             c.add(error("template-absolute", where, p, path=rel))
             continue
         target = resolve_inside(doc.folder_of(p), rel)
         if target is None:
             c.add(error("template-escape", where, p, path=rel))
+        elif target.is_dir():
+            c.add(error("template-not-file", where, p, path=rel))
         elif not target.is_file():
             c.add(error("template-missing", where, p, path=rel))
 
