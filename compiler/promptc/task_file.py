@@ -81,6 +81,7 @@ def task_text(task: ir.Task) -> str:
                 "description": o.description,
                 "choices": list(o.choices),
                 "aliases": [list(a) for a in o.aliases],
+                "choices_from": o.choices_from,
             }
             for o in task.outputs
         ],
@@ -116,6 +117,12 @@ def task_text(task: ir.Task) -> str:
             "max_tokens_field": task.model.max_tokens_field,
         },
         "run": {"repair": {"max_attempts": task.run.repair_max_attempts}},
+        "markers": {
+            "question": task.markers.question,
+            "answer": task.markers.answer,
+            "inputs": task.markers.inputs,
+        },
+        "demos_as": task.demos_as,
         "spec": {"path": Path(task.spec.path).name, "sha256": task.spec.sha256},
     }
     return json.dumps(record, sort_keys=True, ensure_ascii=False, indent=2, default=_plain) + "\n"
@@ -137,6 +144,7 @@ def item_lines(task: ir.Task) -> Iterator[str]:
                     "question": question,
                     "location": _where(it.location, task.spec_dir),
                     "gold": dict(it.gold),
+                    "options": {k: list(v) for k, v in it.options.items()},
                 }
             )
             + "\n"
@@ -213,6 +221,10 @@ def read_task(build_dir: str | Path) -> ir.Task:
                                 str(k): _gold(types.get(str(k)), v)
                                 for k, v in (rec.get("gold") or {}).items()
                             },
+                            options={
+                                str(k): tuple(str(x) for x in v)
+                                for k, v in (rec.get("options") or {}).items()
+                            },
                         )
                     )
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -270,6 +282,7 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
                 description=o["description"],
                 choices=tuple(o["choices"]),
                 aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),
+                choices_from=str(o.get("choices_from", "")),
             )
             for o in data["outputs"]
         ),
@@ -303,6 +316,12 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
         templates=(),
         spec=ir.SourceFile(str(spec["path"]), str(spec["sha256"])),
         spec_dir=str(build),
+        markers=ir.Markers(
+            question=str((data.get("markers") or {}).get("question", "Q")),
+            answer=str((data.get("markers") or {}).get("answer", "A")),
+            inputs=(data.get("markers") or {}).get("inputs", "together"),
+        ),
+        demos_as=data.get("demos_as", "system"),
         run=ir.RunConfig(
             repair_max_attempts=int(
                 (data.get("run") or {}).get("repair", {}).get("max_attempts", 2)

@@ -210,11 +210,21 @@ def run_command(
     repair, 2 for usage errors (see docs/cli.md).
     """
     import json
+    import signal
 
     from promptc.errors import BackendError, PromptcError, UsageError, flatten
     from promptc.run.orchestrate import run_build
     from promptc.run.progress import cli_events
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Inherited, as a script's `cmd &` sets it so that Ctrl-C stops only the foreground
+        # job: run keeps it (as Python does), and says so, rather than being stopped by a
+        # Ctrl-C that was meant for something else.
+        _say(
+            "note: started with SIGINT ignored (a background job of a script?): Ctrl-C will "
+            "not stop this run; stop it with kill (SIGTERM) — the answers received stay in "
+            "outputs.jsonl"
+        )
     try:
         result = run_build(
             build_dir,

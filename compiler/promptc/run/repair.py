@@ -85,7 +85,7 @@ def _user_message_for(
             q = markers.question_text(task.inputs, item.inputs)
         except KeyError:
             return None
-        shown = markers.question_marker(k) + markers.MARKER_SEPARATOR + q
+        shown = markers.question_marker(k, task.markers) + markers.MARKER_SEPARATOR + q
         at = text.find(shown, start)
         if at < 0:
             return None
@@ -96,7 +96,7 @@ def _user_message_for(
     # The text between two questions, as the template wrote it (one line end by default).
     between = text[spans[0][1] : spans[1][0]] if len(spans) > 1 else markers.ITEM_SEPARATOR
     body = between.join(
-        markers.question_marker(j) + markers.MARKER_SEPARATOR + questions[p - 1]
+        markers.question_marker(j, task.markers) + markers.MARKER_SEPARATOR + questions[p - 1]
         for j, p in enumerate(positions, 1)
     )
     messages[users[-1]]["content"] = head + body + tail

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.markers import options_text
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
@@ -38,10 +40,13 @@ EXTENSIONS: dict[str, DataFormat] = {
 }
 
 MESSAGES: dict[str, str] = {
+    "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
+    "expected a list of 1 to 26 non-empty strings",
     "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
     "not-found": "data file {path!r} not found",
+    "nul-in-path": "data path {path!r} contains a NUL character, which no file name can hold",
     "not-a-file": "data path {path!r} is not a file",
     "unreadable": "cannot read data file {path!r}: {reason}",
     "unknown-format": "cannot tell the format of {path!r} from its extension; expected .jsonl, "
@@ -57,6 +62,9 @@ MESSAGES: dict[str, str] = {
     "missing-field": "row has no field {column!r} (for input {input!r})",
     "null-field": "field {column!r} (for input {input!r}) is null; expected text",
     "missing-id": "row has no id field {column!r}",
+    "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
+    "which is not a character; expected text",
+    "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
     "bad-id": "item id expression failed: {problem}",
     "bad-id-template": "invalid item id expression: {problem}",
     "empty-id": "item id is empty",
@@ -85,6 +93,21 @@ def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: obje
         hint=HINTS.get(code),
         code=code,
     )
+
+
+def option_list(value: Any) -> tuple[str, ...] | None:
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
+    from promptc.markers import MAX_OPTIONS
+
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return tuple(value)
+
+
+#: A lone surrogate, which a JSON escape (``"\\ud800"``) can write but no UTF-8 text can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_text(value: Any) -> str:
@@ -122,6 +145,9 @@ def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> 
     return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno), problem=e.msg)
 
 
+TOO_MANY_DIGITS = "an integer has more digits than can be read"
+
+
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 
@@ -138,6 +164,9 @@ def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             continue
         except RecursionError:
             c.add(data_error("bad-json", Location(display, n, 1), problem="nested too deeply"))
+            continue
+        except ValueError:  # an integer past Python's digit limit
+            c.add(data_error("bad-json", Location(display, n, 1), problem=TOO_MANY_DIGITS))
             continue
         if not isinstance(value, dict):
             c.add(data_error("not-an-object", Location(display, n, 1), found=_kind(value)))
@@ -157,7 +186,7 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
     if i >= len(text) or text[i] != "[":
         try:
             value, _ = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             value = None
         c.add(
             data_error(
@@ -178,6 +207,9 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             return
         except RecursionError:
             c.add(data_error("bad-json", where(i), problem="nested too deeply"))
+            return
+        except ValueError:  # an integer past Python's digit limit
+            c.add(data_error("bad-json", where(i), problem=TOO_MANY_DIGITS))
             return
         if isinstance(value, dict):
             yield Row(value, where(i))
@@ -301,6 +333,7 @@ def read_data(
     input_names: Sequence[str],
     c: ErrorCollector,
     outputs: Sequence[OutputField] = (),
+    option_inputs: frozenset[str] = frozenset(),
 ) -> tuple[DataSource, tuple[Item, ...]] | None:
     """Reads the data file named by the spec.
 
@@ -314,6 +347,7 @@ def read_data(
         c: Receives every problem found.
         outputs: The declared outputs, whose types read the gold answers of ``data.gold``
             (an output not among them was reported by validation and is skipped here).
+        option_inputs: The inputs of type ``options``, whose values are lists of options.
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -326,6 +360,9 @@ def read_data(
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
+    if "\0" in rel:
+        c.add(data_error("nul-in-path", where, pp, path=rel))
+        return None
     from_command_line = where.file == COMMAND_LINE
     if from_command_line:
         target = Path(rel).expanduser().resolve()
@@ -394,6 +431,7 @@ def read_data(
     for row in rows:
         ok = True
         inputs: dict[str, str] = {}
+        options: dict[str, tuple[str, ...]] = {}
         for name, column in columns.items():
             if column not in row.values:
                 c.add(data_error("missing-field", row.location, column=column, input=name))
@@ -401,9 +439,40 @@ def read_data(
             elif row.values[column] is None:
                 c.add(data_error("null-field", row.location, column=column, input=name))
                 ok = False
+            elif name in option_inputs:
+                listed = option_list(row.values[column])
+                if listed is None:
+                    c.add(
+                        data_error(
+                            "bad-options",
+                            row.location,
+                            column=column,
+                            input=name,
+                            found=_kind(row.values[column]),
+                        )
+                    )
+                    ok = False
+                else:
+                    options[name] = listed
+                    inputs[name] = options_text(listed)
             else:
                 inputs[name] = to_text(row.values[column])
+                bad = _SURROGATE.search(inputs[name])
+                if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
+                    c.add(
+                        data_error(
+                            "lone-surrogate",
+                            row.location,
+                            column=column,
+                            input=name,
+                            escape=f"\\u{ord(bad.group()):04x}",
+                        )
+                    )
+                    ok = False
         item_id = _item_id(row, index, id_spec, id_template, c)
+        if item_id is not None and _SURROGATE.search(item_id):
+            c.add(data_error("lone-surrogate-id", row.location))
+            item_id = None
         golds: dict[str, Value] = {}
         for reader in gold:
             value = reader.read(row, index, c)
@@ -425,6 +494,7 @@ def read_data(
                 inputs=inputs,
                 location=row.location,
                 gold=golds,
+                options=options,
             )
         )
     if index == 0 and not c.errors:
