@@ -11,7 +11,7 @@ Values of output fields are normalised Python values: ``number`` → :class:`dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -202,7 +202,7 @@ class Task:
     answer_format: AnswerFormat
     demos: tuple[Demo, ...]
     data: DataSource | None
-    items: tuple[Item, ...]
+    items: Sequence[Item]  # a tuple, or an ItemTable reading a large data file back
     strategy: Strategy
     model: ModelConfig
     templates: tuple[TemplateRef, ...]

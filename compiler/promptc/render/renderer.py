@@ -442,6 +442,9 @@ def item_context(task: ir.Task, item: ir.Item, index: int) -> dict[str, object]:
 
 # ---------------------------------------------------------------- rendering
 
+#: Most question texts a renderer remembers (retrieval batches repeat their target's demos).
+QUESTION_CACHE = 4096
+
 
 class Renderer:
     """Compiles a task's template once and renders every batch with it.
@@ -517,16 +520,25 @@ class Renderer:
             self._shared = task_context(self.task, self.kind)
         return self._shared
 
-    def context(self, batch: ir.Batch, items: Mapping[str, ir.Item]) -> dict[str, object]:
+    def context(self, batch: ir.Batch, items: Sequence[ir.Item]) -> dict[str, object]:
         """The per-request variables of a batch (``items``, and ``item`` for one-item
-        strategies); :meth:`messages` adds the shared ones."""
+        strategies); :meth:`messages` adds the shared ones.
+
+        Args:
+            batch: The batch.
+            items: The task's items, by position (``batch.item_indices`` index them).
+        """
         ctx: dict[str, object] = {}
         entries = []
-        for i, item_id in enumerate(batch.item_ids, 1):
-            item = items[item_id]
-            q = self._questions.get(item_id)
+        questions = self._questions
+        for i, position in enumerate(batch.item_indices, 1):
+            item = items[position]
+            item_id = item.id
+            q = questions.get(item_id)
             if q is None:
-                q = self._questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
+                if len(questions) >= QUESTION_CACHE:
+                    questions.clear()  # bounded: a million items must not all stay here
+                q = questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
             entries.append({"index": i, "id": item.id, "fields": item.inputs, "question": q})
         ctx["items"] = entries
         if self.kind in ("single", "few-shot") and entries:
@@ -583,23 +595,24 @@ class Renderer:
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
         """Renders every batch of a selection, in order."""
-        items = {it.id: it for it in self.task.items}
+        return tuple(self.iter_render(selection))
+
+    def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
+        """Renders the batches of a selection one at a time, in order: a build streams them
+        to disk, so memory does not grow with the number of requests."""
+        items = self.task.items
         params = self.task.model.request_params()
         width = max(4, len(str(len(selection.batches))))
         kind = self.kind
-        out = []
         with self._errors(), gc_paused():
             for batch in selection.batches:
-                out.append(
-                    ir.Request(
-                        id=f"r{batch.index + 1:0{width}d}",
-                        batch=batch,
-                        kind=kind,
-                        messages=self._messages(self.context(batch, items)),
-                        params=params,
-                    )
+                yield ir.Request(
+                    id=f"r{batch.index + 1:0{width}d}",
+                    batch=batch,
+                    kind=kind,
+                    messages=self._messages(self.context(batch, items)),
+                    params=params,
                 )
-        return tuple(out)
 
     # -- errors
 
@@ -849,7 +862,7 @@ def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     sample = chunk(task, range(len(first)))[0]
     try:
         r.chain()
-        r.messages(r.context(sample, {it.id: it for it in first}))
+        r.messages(r.context(sample, first))
     except PromptcError as e:
         errors.append(e)
     return errors

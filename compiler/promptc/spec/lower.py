@@ -8,7 +8,7 @@ one :class:`~promptc.errors.PromptcErrors` holding every problem found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from promptc import ir
@@ -63,7 +63,7 @@ def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
 
 def read_items(
     doc: SpecDocument, collector: ErrorCollector
-) -> tuple[ir.DataSource | None, tuple[ir.Item, ...]]:
+) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
     """Reads the spec's data file (if it names one) into items, reporting bad rows."""
     from promptc.spec.data import read_data
 
