@@ -350,34 +350,51 @@ def _not_utf8(raw: bytes, e: UnicodeDecodeError, line: int) -> _NotUtf8:
 
 class _ItemMaker:
     """Turns rows into items: the columns of the inputs, and the id (a column, a Jinja
-    expression, or the 1-based row number)."""
+    expression, or the 1-based row number). Locations are made only for errors: this runs
+    once per row when the file is checked and once more when the item is read back."""
 
     def __init__(
         self, columns: Mapping[str, str], id_spec: str | None, template: Any, display: str
     ) -> None:
-        self.columns = columns
+        self.columns = tuple(columns.items())
         self.id_spec = id_spec
         self.template = template
         self.display = display
+        self.id_column = id_spec if id_spec is not None and "{{" not in id_spec else None
 
-    def inputs(self, row: Row, c: ErrorCollector) -> dict[str, str] | None:
+    def where(self, line: int) -> Location:
+        return Location(self.display, line, 1)
+
+    def inputs(
+        self, values: Mapping[str, Any], line: int, c: ErrorCollector
+    ) -> dict[str, str] | None:
         inputs: dict[str, str] = {}
         ok = True
-        values = row.values
-        for name, column in self.columns.items():
+        for name, column in self.columns:
             value = values.get(column, _ABSENT)
-            if value is _ABSENT:
-                c.add(data_error("missing-field", row.location, column=column, input=name))
+            if type(value) is str:
+                inputs[name] = value
+            elif value is _ABSENT:
+                c.add(data_error("missing-field", self.where(line), column=column, input=name))
                 ok = False
             elif value is None:
-                c.add(data_error("null-field", row.location, column=column, input=name))
+                c.add(data_error("null-field", self.where(line), column=column, input=name))
                 ok = False
             else:
-                inputs[name] = value if type(value) is str else to_text(value)
+                inputs[name] = to_text(value)
         return inputs if ok else None
 
-    def item_id(self, row: Row, index: int, c: ErrorCollector) -> str | None:
-        return _item_id(row, index, self.id_spec, self.template, c)
+    def item_id(
+        self, values: Mapping[str, Any], line: int, index: int, c: ErrorCollector
+    ) -> str | None:
+        column = self.id_column
+        if column is not None:
+            value = values.get(column)
+            if type(value) is str:
+                text = value.strip()
+                if text:
+                    return text
+        return _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
 
 
 _ABSENT: Any = object()
@@ -421,36 +438,42 @@ def _scan_lines(
     """Reads a JSONL or CSV file a line at a time, checking every row; keeps an offset table."""
     from array import array
 
-    starts, lengths, lines = array("q"), array("q"), array("q")
+    starts, lengths = array("q"), array("q")
+    lines = _Lines()
     dups = _Duplicates()
     sha = hashlib.sha256()
     n_rows = 0
     header: list[str] | None = None
     with open(target, "rb") as f:
-        rows = (_jsonl_stream if fmt == "jsonl" else _csv_stream)(f, sha, display, c)
-        first = next(rows, None)
+        rows: Iterator[Any] = (_jsonl_stream if fmt == "jsonl" else _csv_stream)(f, sha, display, c)
         if fmt == "csv":
-            if first is None or not isinstance(first, list):
+            first = next(rows, None)
+            if not isinstance(first, list):
                 # No header (reported) or an empty file: read the rest for the sha only.
                 for _ in rows:
                     pass
+                while f.read(1 << 20):  # what the CSV reader did not get to
+                    pass
                 return (), sha.hexdigest(), 0
             header = first
-            first = next(rows, None)
-        pending = [first] if first is not None else []
-        for scanned in _chain(pending, rows):
-            assert isinstance(scanned, tuple)
-            row, start, length = scanned
+        inputs_of, id_of = maker.inputs, maker.item_id
+        add_id, add_start, add_length, add_line = (
+            dups.add,
+            starts.append,
+            lengths.append,
+            lines.append,
+        )
+        for values, line, start, length in rows:
             index = n_rows
             n_rows += 1
-            inputs = maker.inputs(row, c)
-            item_id = maker.item_id(row, index, c)
+            inputs = inputs_of(values, line, c)
+            item_id = id_of(values, line, index, c)
             if item_id is None or inputs is None:
                 continue
-            dups.add(item_id)
-            starts.append(start)
-            lengths.append(length)
-            lines.append(row.location.line)
+            add_id(item_id)
+            add_line(len(starts), line)
+            add_start(start)
+            add_length(length)
     table = ItemTable(str(target), fmt, maker, header, starts, lengths, lines)
     suspects = dups.suspects()
     if suspects:
@@ -458,9 +481,24 @@ def _scan_lines(
     return table, sha.hexdigest(), n_rows
 
 
-def _chain(first: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
-    yield from first
-    yield from rest
+class _Lines:
+    """The line of each item: nothing stored while item ``i`` is on line ``i + 1`` (a JSONL
+    file without blank lines), an array from the first item that is not."""
+
+    def __init__(self) -> None:
+        self.lines: Any = None
+
+    def append(self, index: int, line: int) -> None:
+        if self.lines is None:
+            if line == index + 1:
+                return
+            from array import array
+
+            self.lines = array("q", range(1, index + 1))
+        self.lines.append(line)
+
+    def __getitem__(self, index: int) -> int:
+        return index + 1 if self.lines is None else int(self.lines[index])
 
 
 def _report_duplicates(table: ItemTable, suspects: set[int], c: ErrorCollector) -> None:
@@ -476,15 +514,16 @@ def _report_duplicates(table: ItemTable, suspects: set[int], c: ErrorCollector) 
 
 def _jsonl_stream(
     f: Any, sha: Any, display: str, c: ErrorCollector
-) -> Iterator[tuple[Row, int, int]]:
-    """JSONL rows with the byte offset and length of their text. Lines end at ``\\n``,
-    ``\\r\\n`` or a lone ``\\r``; a BOM before the first line is skipped."""
+) -> Iterator[tuple[dict[str, Any], int, int, int]]:
+    """JSONL rows: the object, its line, and the byte offset and length of its text. Lines end
+    at ``\\n``, ``\\r\\n`` or a lone ``\\r``; a BOM before the first line is skipped."""
     decode = _DECODER.decode
+    update = sha.update
     offset = 0
     line = 0
     raw_line = 0
     for raw in f:
-        sha.update(raw)
+        update(raw)
         raw_line += 1
         start = offset
         offset += len(raw)
@@ -496,32 +535,31 @@ def _jsonl_stream(
             text = body.decode("utf-8")
         except UnicodeDecodeError as e:
             raise _not_utf8(raw, e, raw_line) from None
-        pieces = (
-            [(text, body)] if "\r" not in text else list(zip(text.split("\r"), _split_cr(body)))
-        )
+        if "\r" in text:
+            pieces = list(zip(text.split("\r"), body.split(b"\r")))
+        else:
+            pieces = [(text, body)]
         for piece, piece_bytes in pieces:
             line += 1
             piece_start = start
             start += len(piece_bytes) + 1
-            if not piece.strip():
-                continue
             try:
                 value = decode(piece)
             except json.JSONDecodeError as e:
-                c.add(_json_error(display, e, line - 1))
+                if piece.strip():
+                    c.add(_json_error(display, e, line - 1))
                 continue
             except RecursionError:
                 c.add(
                     data_error("bad-json", Location(display, line, 1), problem="nested too deeply")
                 )
                 continue
-            if not isinstance(value, dict):
+            if type(value) is not dict:
                 c.add(data_error("not-an-object", Location(display, line, 1), found=_kind(value)))
                 continue
-            yield Row(value, Location(display, line, 1)), piece_start, len(piece_bytes)
+            yield value, line, piece_start, len(piece_bytes)
 
 
-#: Where ``newline=""`` text splits lines: after ``\n``, and after a ``\r`` not before ``\n``.
 _LINE_ENDS = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
 
 
@@ -575,8 +613,9 @@ class _CsvLines:
 
 def _csv_stream(
     f: Any, sha: Any, display: str, c: ErrorCollector
-) -> Iterator[list[str] | tuple[Row, int, int]]:
-    """The header (first), then CSV rows with the byte offset and length of their text."""
+) -> Iterator[list[str] | tuple[dict[str, Any], int, int, int]]:
+    """The header (first), then CSV rows: the row, its first line, and the byte offset and
+    length of its text."""
     lines = _CsvLines(f, sha)
     reader = csv.reader(lines, strict=True)
     try:
@@ -608,11 +647,11 @@ def _csv_stream(
         previous_end = reader.line_num
         if not fields:
             continue  # a blank line (a quoted "" is a row with one empty field)
-        where = Location(display, start, 1)
         if len(fields) > width:
+            where = Location(display, start, 1)
             c.add(data_error("csv-extra-fields", where, found=len(fields), expected=width))
             continue
-        yield Row(dict(zip(header, fields)), where), start_offset, lines.offset - start_offset
+        yield dict(zip(header, fields)), start, start_offset, lines.offset - start_offset
 
 
 def _read_json_array(
@@ -634,8 +673,8 @@ def _read_json_array(
     first_line: dict[str, int] = {}
     index = 0
     for row in _json_rows(display, text, c):
-        inputs = maker.inputs(row, c)
-        item_id = maker.item_id(row, index, c)
+        inputs = maker.inputs(row.values, row.location.line, c)
+        item_id = maker.item_id(row.values, row.location.line, index, c)
         index += 1
         if item_id is None or inputs is None:
             continue
@@ -722,8 +761,9 @@ class ItemTable(Sequence[Item]):
         self._cache.clear()
 
     def _make(self, index: int, raw: bytes) -> Item:
-        location = Location(self._maker.display, self._lines[index], 1)
-        c = ErrorCollector(fail_fast=True)
+        line = self._lines[index]
+        maker = self._maker
+        c = _STRICT
         try:
             text = raw.decode("utf-8")
             values: Any
@@ -732,11 +772,11 @@ class ItemTable(Sequence[Item]):
             else:
                 fields = next(csv.reader(_csv_lines(text), strict=True))
                 values = dict(zip(self._header, fields))
-            row = Row(values, location)
-            inputs = self._maker.inputs(row, c)
-            item_id = self._maker.item_id(row, index, c)
-        except (ValueError, csv.Error, StopIteration, PromptcError):
+            inputs = maker.inputs(values, line, c)
+            item_id = maker.item_id(values, line, index, c)
+        except (ValueError, AttributeError, csv.Error, StopIteration, PromptcError):
             inputs = item_id = None
+        location = Location(maker.display, line, 1)
         if inputs is None or item_id is None:
             raise DataError(
                 "the data file changed while promptc was reading it; run the command again",
@@ -744,6 +784,10 @@ class ItemTable(Sequence[Item]):
                 code="data-changed",
             )
         return Item(id=item_id, index=index, inputs=inputs, location=location)
+
+
+#: Raises at the first problem: a row read back was checked once already.
+_STRICT = ErrorCollector(fail_fast=True)
 
 
 def _item_id(
