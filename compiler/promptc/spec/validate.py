@@ -178,6 +178,23 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
         doc: The loaded (and possibly overridden) spec.
         collector: Receives one error per problem; with ``fail_fast`` it raises at the first.
     """
+    if not _conforms(doc.data):
+        _report_schema_errors(doc, collector)
+    _check_semantics(doc, collector)
+
+
+def _conforms(data: object) -> bool:
+    """The cheap check first: a valid spec never needs jsonschema (its import alone costs
+    more than checking a small spec); only an invalid one is handed to it for diagnostics."""
+    from promptc.spec.schema_check import Unsupported, conforms
+
+    try:
+        return conforms(data, schema())
+    except Unsupported:
+        return False
+
+
+def _report_schema_errors(doc: SpecDocument, collector: ErrorCollector) -> None:
     # One schema violation can map onto the same diagnostic as another (jsonschema reports
     # each missing required key separately, each carrying the whole list): report it once.
     seen: set[tuple[object, ...]] = set()
@@ -187,7 +204,6 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
             if key not in seen:
                 seen.add(key)
                 collector.add(e)
-    _check_semantics(doc, collector)
 
 
 def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[PromptcError]:
