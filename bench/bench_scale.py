@@ -87,7 +87,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 def measure(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak RSS in MiB of one process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603 - our own command lines
+    proc = subprocess.Popen(
         cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(proc.pid, 0)
@@ -126,7 +126,9 @@ def scaling(sizes: list[int], runs: int, gsm8k: Path) -> None:
                 )
             shutil.rmtree(folder)
     print()
-    print("| command | items | wall s | CPU s | peak RSS MiB | CPU µs/item (vs previous) | RSS bytes/item (vs previous) |")
+    print(
+        "| command | items | wall s | CPU s | peak RSS MiB | CPU µs/item (vs previous) | RSS bytes/item (vs previous) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for what in ("build", "check"):
         mine = [r for r in rows if r[0] == what]

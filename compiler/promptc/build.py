@@ -267,6 +267,10 @@ def _manifest_entry(request: ir.Request, stem: str | None, digest: str) -> str:
     )
 
 
+#: Bytes of a file's text gathered before they are written (one write per this many).
+BUFFER_BYTES = 1 << 20
+
+
 class _Sink:
     """One output file being produced: its text goes to a temporary file (or, for
     :func:`plan`, to memory) and into its sha256, from the same bytes."""
@@ -289,7 +293,7 @@ class _Sink:
             return
         self.pending.append(data)
         self.size += len(data)
-        if self.size >= 1 << 20:
+        if self.size >= BUFFER_BYTES:
             self.flush()
 
     def flush(self) -> None:
