@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -116,7 +116,7 @@ def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> 
 
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
-_SCAN = _DECODER.scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _decode_row(text: str) -> Any:
