@@ -143,6 +143,26 @@ class Selection:
     model: str | None = None
     cache_dir: str | None = None
     location: Location = NOWHERE
+    embeddings: EmbeddingEndpoint | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingEndpoint:
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (``strategy.selection.embeddings``).
+
+    ``api_key_env`` names the environment variable holding the key; the key itself is read
+    only when embedding, and never stored in the IR, the cache or any file.
+    """
+
+    url: str
+    model: str
+    api_key_env: str | None = None
+    texts_per_request: int = 64
+    concurrency: int = 4
+    max_retries: int = 5
+    timeout: float = 120.0
+    dimensions: int | None = None
+    location: Location = NOWHERE
 
 
 @dataclass(frozen=True)

@@ -187,8 +187,28 @@ def _strategy(doc: SpecDocument) -> ir.Strategy:
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
+        embeddings=_embeddings(doc),
     )
     return ir.Strategy(kind, size, selection, doc.key_location(("strategy",)))
+
+
+def _embeddings(doc: SpecDocument) -> ir.EmbeddingEndpoint | None:
+    p: KeyPath = ("strategy", "selection", "embeddings")
+    raw = doc.get(p)
+    if not isinstance(raw, dict):
+        return None
+    defaults = ir.EmbeddingEndpoint("", "")
+    return ir.EmbeddingEndpoint(
+        url=str(raw["url"]).rstrip("/"),
+        model=str(raw["model"]),
+        api_key_env=raw.get("api_key_env"),
+        texts_per_request=int(raw.get("texts_per_request", defaults.texts_per_request)),
+        concurrency=int(raw.get("concurrency", defaults.concurrency)),
+        max_retries=int(raw.get("max_retries", defaults.max_retries)),
+        timeout=float(raw.get("timeout", defaults.timeout)),
+        dimensions=int(raw["dimensions"]) if raw.get("dimensions") is not None else None,
+        location=doc.key_location(p),
+    )
 
 
 def _cache_dir(doc: SpecDocument) -> str | None:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import jsonschema
 
 MESSAGES: dict[str, str] = {
+    "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
+    "'embeddings' (an endpoint); expected one of them",
     # JSON Schema violations
     "unknown-key": "unknown key {key!r}",
     "missing-key": "missing required key {key!r}",
@@ -590,6 +592,9 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
         # the command line the user asked for batches and would silently not get them.
         c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given, kind=kind))
+    ep: KeyPath = ("strategy", "selection", "embeddings")
+    if doc.has(ep) and doc.has(("strategy", "selection", "model")):
+        c.add(error("model-and-embeddings", doc.key_location(ep), ep))
     tp: KeyPath = ("strategy", "selection", "target_position")
     position = doc.get(tp)
     size = batch_size_of(doc)
