@@ -451,7 +451,9 @@ def _scan_lines(
     """Reads a JSONL or CSV file a line at a time, checking every row; keeps an offset table."""
     from array import array
 
-    starts, lengths = array("q"), array("q")
+    # Offsets and lengths fit 4 bytes each in a file under 4 GiB (all but the largest).
+    code = "I" if os.path.getsize(target) < 2**32 else "q"
+    starts, lengths = array(code), array(code)
     lines = _Lines()
     dups = _Duplicates()
     sha = hashlib.sha256()
@@ -702,8 +704,9 @@ def _read_json_array(
 class ItemTable(Sequence[Item]):
     """The items of a JSONL or CSV data file, read back from the file when asked for.
 
-    Holds, per item, where its row starts in the file, its length in bytes and its line
-    (24 bytes an item), and the last few thousand items made: selection asks for an item's id
+    Holds, per item, where its row starts in the file and its length in bytes (8 bytes an
+    item in a file under 4 GiB, else 16), its line only when items are not one a line from
+    the first, and the last few thousand items made: selection asks for an item's id
     and rendering for its inputs right after, so each row is decoded about once per pass.
     Iterating reads the file from start to end.
     """
