@@ -134,7 +134,8 @@ def phases(folder: Path) -> dict[str, float]:
 
     import jinja2.sandbox  # noqa: F401
     from promptc.build import build, grammars
-    from promptc.render.renderer import Renderer, check_templates, gc_paused
+    from promptc.render.checks import check_templates
+    from promptc.render.renderer import Renderer, gc_paused
     from promptc.select.methods import select
     from promptc.spec.lower import compile_spec
 

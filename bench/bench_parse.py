@@ -46,7 +46,8 @@ from promptc.ir import (
     Task,
     Value,
 )
-from promptc.parse.output import RequestShape, parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.shape import RequestShape
 from promptc.spec.answer_format import parse_answer_format, write_answer
 
 N_ITEMS = 8

@@ -29,11 +29,11 @@ def example_specs() -> list[Path]:
 
 def build_files(spec: Path, strategy: str) -> dict[str, str]:
     """The golden files of one spec × strategy, by file name."""
-    from promptc.build import plan
+    from promptc.build import assemble
     from promptc.spec.lower import compile_spec
 
     task = compile_spec(spec, overrides={("strategy", "kind"): strategy})
-    files = plan(task).files
+    files = assemble(task).files
     return {
         name: text
         for name, text in files.items()

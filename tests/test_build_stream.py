@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from promptc import build as build_mod
-from promptc.build import MANIFEST_FILE, build, plan
+from promptc.build import MANIFEST_FILE, assemble, build
 from promptc.errors import PromptcError
 from promptc.spec.data import ItemTable
 from promptc.spec.lower import compile_spec
@@ -89,7 +89,7 @@ def test_streamed_build_is_the_in_memory_plan(
         spec.write_text(text + demo, encoding="utf-8")
     task = compile_spec(spec)
     assert isinstance(task.items, ItemTable)
-    planned = plan(task, target=target, out_dir=tmp_path / "out")  # type: ignore[arg-type]
+    planned = assemble(task, target=target, out_dir=tmp_path / "out")  # type: ignore[arg-type]
     built = build(task, tmp_path / "out", target=target)  # type: ignore[arg-type]
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir()}
     assert on_disk == dict(planned.files)
@@ -141,7 +141,7 @@ def test_a_build_that_fails_part_way_leaves_the_previous_one(
     out = tmp_path / "out"
     build(new_task, out)
     new = complete_or_none(out)
-    steps = len(plan(new_task).files)  # one rename per file
+    steps = len(assemble(new_task).files)  # one rename per file
     real_replace = os.replace
     seen = []
     for fail_at in range(steps + 1):
@@ -184,7 +184,7 @@ def test_sigkill_mid_build_leaves_the_previous_build_or_none(tmp_path: Path) -> 
     outcomes = []
     for fraction in (0.5, 0.75, 0.9):
         make_spec(tmp_path, n, instruction=f"Solve it ({fraction}).")
-        coming = plan(compile_spec(spec), out_dir=out).files[MANIFEST_FILE]
+        coming = assemble(compile_spec(spec), out_dir=out).files[MANIFEST_FILE]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(full * fraction)
         proc.send_signal(signal.SIGKILL)

@@ -130,7 +130,8 @@ def _random_output(
     task = TASKS[name]
     g = build_grammar(task, n, kind)
     answers = [
-        {f.name: _random_value(f, rng, g.plan.multiline) for f in task.outputs} for _ in range(n)
+        {f.name: _random_value(f, rng, g.blueprint.multiline) for f in task.outputs}
+        for _ in range(n)
     ]
     questions = [
         {f.name: f"{f.name} {rng.randint(1, 99)} is here?" for f in task.inputs} for _ in range(n)

@@ -124,7 +124,7 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
     accepts: an answer written as the prompt's solved examples are written parses ``ok`` in
     strict mode, with the values it was written from."""
     from promptc import markers
-    from promptc.build import plan
+    from promptc.build import assemble
     from promptc.parse.output import parse_output
     from promptc.spec.answer_format import write_answer
 
@@ -132,7 +132,7 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
     values = {o.name: _sample_value(o) for o in task.outputs}
     answer = write_answer(task.answer_format, task.outputs, values)
     by_id = {it.id: it for it in task.items}
-    for request in plan(task).requests[:2]:
+    for request in assemble(task).requests[:2]:
         if strategy in ("single", "few-shot"):
             output = answer
         else:

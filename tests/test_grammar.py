@@ -255,13 +255,16 @@ def assert_parses_to(
         assert dict(item.values) == {k: v for k, v in want.items() if k in fields}
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
-            assert read_value(fields[name], output[span.start : span.end]) == item.values[name]
-            line_start = output.rfind("\n", 0, span.start) + 1
-            assert (span.line, span.col) == (
-                output.count("\n", 0, span.start) + 1,
-                span.start - line_start + 1,
+            assert (
+                read_value(fields[name], output[span.start_offset : span.end_offset])
+                == item.values[name]
             )
-        text = output[item.span.start : item.span.end]
+            line_start = output.rfind("\n", 0, span.start_offset) + 1
+            assert (span.start.line, span.start.col) == (
+                output.count("\n", 0, span.start_offset) + 1,
+                span.start_offset - line_start + 1,
+            )
+        text = output[item.span.start_offset : item.span.end_offset]
         assert text.strip(ASCII_WS) == text
     if g.kind == "auto-demo":
         for item, q in zip(fast, questions):
@@ -280,7 +283,7 @@ def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) 
     task = TASKS[task_name]
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline), label="answers")
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline), label="answers")
     if task is CLAIM:  # a claim that says "because" would end there: the documented rule
         assume(not any(re.search(r"\sbecause\s", str(a["claim"]), re.IGNORECASE) for a in answers))
     questions = (
@@ -308,7 +311,11 @@ def test_reasoning_may_say_the_answer_is() -> None:
     }
     assert items[1].values == {"reasoning": "So", "answer": Decimal(1234)}
     span = items[0].field_spans["answer"]
-    assert (span.line, span.col, out[span.start : span.end]) == (1, 77, "18")
+    assert (span.start.line, span.start.col, out[span.start_offset : span.end_offset]) == (
+        1,
+        77,
+        "18",
+    )
 
 
 def test_slack_the_parser_allows() -> None:
@@ -317,7 +324,7 @@ def test_slack_the_parser_allows() -> None:
     items = g.parse_strict(out)
     assert items == g.parse_strict_lark(out)
     assert [i.values["answer"] for i in items] == [Decimal(3), Decimal("-2.5")]
-    assert (items[1].span.line, items[1].span.col) == (4, 4)
+    assert (items[1].span.start.line, items[1].span.start.col) == (4, 4)
 
 
 def test_auto_demo_multi_line_question() -> None:
@@ -330,7 +337,7 @@ def test_auto_demo_multi_line_question() -> None:
     assert items == g.parse_strict_lark(out)
     assert items[0].question == "Premise: A man sleeps.\nHypothesis: He is awake."
     assert items[1].values == {"label": "entailment"}
-    assert items[1].question_span is not None and items[1].question_span.line == 4
+    assert items[1].question_span is not None and items[1].question_span.start.line == 4
 
 
 def test_single_answer_spans_lines() -> None:
@@ -566,7 +573,7 @@ def test_regex_and_lark_agree_on_mangled_outputs(
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
     g = build_grammar(task, n, kind)
-    answers = data.draw(answers_strategy(task, n, g.plan.multiline))
+    answers = data.draw(answers_strategy(task, n, g.blueprint.multiline))
     questions = data.draw(questions_strategy(task, n)) if kind == "auto-demo" else []
     out = canonical_output(task, kind, answers, questions)
     for _ in range(data.draw(st.integers(1, 3))):

@@ -12,16 +12,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from promptc import markers
 from promptc.ir import OutputField, Request, StrategyKind, Task, Value
-from promptc.parse.output import (
-    _MARKER,
-    STATUSES,
-    ItemResult,
-    _from_parsed,
-    normalise_lookalikes,
-    parse_output,
-    parse_output_recover_slow,
-    request_shape,
-)
+from promptc.parse.fast import results_from_parsed
+from promptc.parse.normalise import normalise_lookalikes
+from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.results import STATUSES, ItemResult
+from promptc.parse.scan import MARKER_PATTERN as _MARKER
+from promptc.parse.shape import request_shape
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
@@ -261,8 +257,8 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
 
     shape = request_shape(task, req)
     g = grammar_for(task, len(shape.item_ids), shape.kind)
-    fast = _from_parsed(shape, out, g.parse_strict_regex(out))
-    lark = _from_parsed(shape, out, g.parse_strict_lark(out))
+    fast = results_from_parsed(shape, out, g.parse_strict_regex(out))
+    lark = results_from_parsed(shape, out, g.parse_strict_lark(out))
     slow = parse_output_recover_slow(task, req, out)
     assert typed(fast) == typed(lark)
     assert typed(fast) == typed(slow), (fast, slow)

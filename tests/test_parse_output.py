@@ -28,20 +28,16 @@ from promptc.ir import (
     Task,
     Value,
 )
-from promptc.parse.output import (
+from promptc.parse.align import (
     QUESTION_SIMILARITY,
-    ItemResult,
-    RequestShape,
-    dumps,
-    normalise_lookalikes,
     normalise_question,
-    parse_output,
-    parse_output_recover_slow,
     question_matches,
     question_similarity,
-    request_shape,
-    summarize,
 )
+from promptc.parse.normalise import normalise_lookalikes
+from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.results import ItemResult, dumps, summarize
+from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
 
 # ---------------------------------------------------------------------------- builders

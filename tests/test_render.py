@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from promptc import ir
 from promptc.errors import SelectionError, TemplateError
-from promptc.render.renderer import Renderer, check_templates, render
+from promptc.render.checks import check_templates
+from promptc.render.renderer import Renderer, render
 from promptc.select import methods as select
 from promptc.spec.lower import compile_spec
 

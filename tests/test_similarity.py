@@ -190,7 +190,7 @@ ERRORS = [
 def test_errors_word_for_word(method, kwargs, message):
     v, _ = four_clusters(per=2)
     with pytest.raises(SelectionError) as e:
-        sim.plan(v, 4, method, **kwargs)
+        sim.find_groups(v, 4, method, **kwargs)
     assert e.value.message == message
 
 

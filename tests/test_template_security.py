@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import TemplateError
-from promptc.render.renderer import SpecLoader, check_templates, render
+from promptc.render.checks import check_templates
+from promptc.render.environment import SpecLoader
+from promptc.render.renderer import render
 from promptc.select import methods as select
 from promptc.spec.lower import compile_spec
 

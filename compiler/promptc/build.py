@@ -42,7 +42,9 @@ from typing import Any, Literal
 
 from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
-from promptc.select.methods import SelectionResult, batch_size, select
+from promptc.select.batches import SelectionResult, batch_size
+from promptc.select.methods import select
+from promptc.text import canonical_json, sha256_text
 
 Target = Literal["chat", "openai-batch"]
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch")
@@ -77,15 +79,10 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def prompt_hash(request: ir.Request) -> str:
     """sha256 of the canonical JSON of a request's messages: equal prompts, equal hashes."""
     messages = [{"content": m.content, "role": m.role} for m in request.messages]
-    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return sha256_text(canonical)
+    return sha256_text(canonical_json(messages))
 
 
 def relative(path: str, start: str) -> str:
@@ -273,7 +270,7 @@ BUFFER_BYTES = 1 << 20
 
 class _Sink:
     """One output file being produced: its text goes to a temporary file (or, for
-    :func:`plan`, to memory) and into its sha256, from the same bytes."""
+    :func:`assemble`, to memory) and into its sha256, from the same bytes."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -470,7 +467,7 @@ class BuildResult:
     """What a build produced.
 
     Attributes:
-        out_dir: The folder written (``None`` for :func:`plan`, which writes nothing).
+        out_dir: The folder written (``None`` for :func:`assemble`, which writes nothing).
         files: File name → text, every file of the build (manifest included). For
             :func:`build`, a mapping that reads each file back from ``out_dir`` when asked.
         requests: The rendered requests, in order. For :func:`build`, a sequence that
@@ -496,7 +493,7 @@ class BuildResult:
         return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
 
 
-def plan(
+def assemble(
     task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
 ) -> BuildResult:
     """Every file of a build, in memory: select → render → grammar → manifest.

@@ -133,9 +133,34 @@ class GrammarError(PromptcError):
 
 
 class OutputParseError(PromptcError):
-    """A model's output could not be parsed (strict mode) or its input file is malformed."""
+    """A model's output could not be parsed (strict mode) or its input file is malformed.
+
+    Args:
+        message: As for :class:`PromptcError`.
+        offset: Where in the output the grammar stopped (0-based), when known.
+        expected: What would have been accepted there, as readable tokens.
+        found: What the output has there instead (an excerpt, or ``end of output``).
+        **kwargs: ``location``, ``path``, ``hint`` and ``code``, as for :class:`PromptcError`.
+    """
 
     stage = "parse"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        expected: Sequence[str] = (),
+        found: str | None = None,
+        location: Location | None = None,
+        path: Sequence[str | int] = (),
+        hint: str | None = None,
+        code: str = "error",
+    ) -> None:
+        super().__init__(message, location=location, path=path, hint=hint, code=code)
+        self.offset = offset
+        self.expected = tuple(expected)
+        self.found = found
 
 
 class BackendError(PromptcError):

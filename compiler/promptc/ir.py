@@ -25,7 +25,6 @@ OutputType = Literal["text", "number", "integer", "boolean", "enum"]
 OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
 
 InputType = Literal["text"]
-INPUT_TYPES: tuple[InputType, ...] = ("text",)
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from promptc.ir import InputField
+from promptc.text import default_label
 
 QUESTION_PREFIX = "Q"
 ANSWER_PREFIX = "A"
@@ -49,12 +50,6 @@ def question_marker(index: int) -> str:
 
 def answer_marker(index: int) -> str:
     return marker(ANSWER_PREFIX, index)
-
-
-def default_label(name: str) -> str:
-    """``hypothesis`` → ``Hypothesis``; ``passage_text`` → ``Passage text``."""
-    words = name.replace("_", " ").replace("-", " ").strip()
-    return words[:1].upper() + words[1:]
 
 
 def field_label(field: InputField) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from promptc.ir import OutputField, Value
+from promptc.text import decimal_text
 
 TRUE_WORDS = ("yes", "true")
 FALSE_WORDS = ("no", "false")
@@ -44,10 +45,7 @@ def write_value(field: OutputField, value: Value) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = Decimal(value)  # an int is a number too (a demo's 18)
         assert isinstance(value, Decimal)
-        text = format(value, "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
+        return decimal_text(value)
     return str(value)
 
 

@@ -22,7 +22,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
 
 from llm_server import gbnf_error
-from promptc.run.orchestrate import read_requests, request_body, run_build
+from promptc.run.bodies import read_requests, request_body
+from promptc.run.orchestrate import run_build
 
 pytestmark = [
     pytest.mark.llm,

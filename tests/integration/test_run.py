@@ -29,16 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import running_server
 from promptc.errors import UsageError
-from promptc.run.orchestrate import (
-    FAILURES,
-    build_task,
-    cache_key,
-    json_answer_text,
-    read_outputs,
-    read_requests,
-    request_body,
-    run_build,
-)
+from promptc.run.bodies import build_task, cache_key, json_answer_text, read_requests, request_body
+from promptc.run.client import FAILURES
+from promptc.run.orchestrate import run_build
+from promptc.run.outputs import read_outputs
 
 requires_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,

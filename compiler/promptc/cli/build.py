@@ -67,7 +67,7 @@ def build_command(
     from promptc import build as build_mod
 
     if emit is not None:
-        result = build_mod.plan(task, target=target)  # type: ignore[arg-type]
+        result = build_mod.assemble(task, target=target)  # type: ignore[arg-type]
         out.write(result.files["requests.jsonl" if emit == "requests" else "batches.jsonl"])
         return
     assert out_dir is not None

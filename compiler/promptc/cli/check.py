@@ -36,7 +36,7 @@ def run_check(
     import json
 
     from promptc.errors import PromptcErrors, flatten
-    from promptc.render.renderer import check_templates
+    from promptc.render.checks import check_templates
 
     errors: list[PromptcError] = []
     omitted = 0
@@ -55,7 +55,7 @@ def run_check(
     status = EXIT_OK if not errors else (EXIT_USAGE if usage else EXIT_INVALID)
     total = len(errors) + omitted
     if status == EXIT_OK and task is not None:
-        from promptc.select.methods import batch_size as size_of
+        from promptc.select.batches import batch_size as size_of
 
         summary = (
             f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "

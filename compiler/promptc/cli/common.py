@@ -55,7 +55,7 @@ def compile_task(
 
 def compile_checked(spec: str, strategy: str | None, batch_size: int | None) -> ir.Task:
     """The task, after the template checks too: every error found is raised together."""
-    from promptc.render.renderer import raise_template_errors
+    from promptc.render.checks import raise_template_errors
 
     task = compile_task(spec, strategy, batch_size)
     raise_template_errors(task)

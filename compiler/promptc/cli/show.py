@@ -136,9 +136,9 @@ def show_command(
         raise click.UsageError("give exactly one of --request K and --batches")
     task = compile_checked(spec, strategy, batch_size)
     out = sys.stdout
-    from promptc.build import plan
+    from promptc.build import assemble
 
-    result = plan(task)
+    result = assemble(task)
     ids = [r.id for r in result.requests]
     if batches:
         show_batches([r.batch for r in result.requests], ids, result.selection.info, out)

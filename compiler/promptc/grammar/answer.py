@@ -53,16 +53,10 @@ from typing import TYPE_CHECKING
 
 from promptc import markers
 from promptc.errors import Location, OutputParseError
-from promptc.grammar.items import (
-    AnswerMismatch,
-    LineTable,
-    ParsedItem,
-    Span,
-    found_in_output,
-    one_of,
-)
-from promptc.grammar.lark_source import Plan, lark_source, make_plan, marker_regex
+from promptc.grammar.items import AnswerMismatch, ParsedItem, one_of
+from promptc.grammar.lark_source import Blueprint, lark_source, make_blueprint, marker_regex
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
+from promptc.text import LineTable, Span, excerpt
 from promptc.values import expected as expected_value
 from promptc.values import json_value, read_value, value_reader
 
@@ -98,7 +92,7 @@ class AnswerGrammar:
     kind: StrategyKind
     n_items: int
     task_name: str
-    plan: Plan = field(repr=False)
+    blueprint: Blueprint = field(repr=False)
     _format: AnswerFormat = field(repr=False, default=AnswerFormat("", ()))
 
     # ------------------------------------------------------------------ exports
@@ -106,19 +100,19 @@ class AnswerGrammar:
     @property
     def fields(self) -> tuple[OutputField, ...]:
         """The output fields of the answer format, in format order."""
-        return self.plan.fields
+        return self.blueprint.fields
 
     @cached_property
     def lark(self) -> str:
         """The lark grammar source (``answer.lark``)."""
-        return lark_source(self.plan, self.task_name)
+        return lark_source(self.blueprint, self.task_name)
 
     @cached_property
     def gbnf(self) -> str:
         """The GBNF grammar (``answer.gbnf``) that constrains a llama.cpp model to this shape."""
         from promptc.grammar.gbnf import gbnf_source
 
-        return gbnf_source(self.plan, self.task_name)
+        return gbnf_source(self.blueprint, self.task_name)
 
     def gbnf_for(self, questions: Sequence[str]) -> str:
         """The GBNF grammar of one request: :attr:`gbnf` with each item's question pinned.
@@ -142,14 +136,14 @@ class AnswerGrammar:
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return gbnf_source(self.plan, self.task_name, questions=list(questions))
+        return gbnf_source(self.blueprint, self.task_name, questions=list(questions))
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
         """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
         from promptc.grammar.json_schema import json_schema
 
-        return json_schema(self.plan, self.task_name)
+        return json_schema(self.blueprint, self.task_name)
 
     @cached_property
     def regex(self) -> str | None:
@@ -161,7 +155,7 @@ class AnswerGrammar:
         """A regex of one answer body, with a named group per output field."""
         return "".join(
             f"(?P<{p.field.name}>{p.bare})" if p.field is not None else p.bare
-            for p in self.plan.parts
+            for p in self.blueprint.parts
         )
 
     @property
@@ -192,7 +186,7 @@ class AnswerGrammar:
 
         if len(answers) != self.n_items:
             raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
-        fmt = self.plan
+        fmt = self.blueprint
         bodies = [write_answer(self._format, self.fields, a).strip(_ASCII_WS) for a in answers]
         if fmt.kind in ("single", "few-shot"):
             return bodies[0]
@@ -241,7 +235,7 @@ class AnswerGrammar:
 
     @cached_property
     def _answer_re(self) -> re.Pattern[str]:
-        space = "[ \\t\\n\\r\\f\\v]*" if self.plan.multiline else "[ \\t]*"
+        space = "[ \\t\\n\\r\\f\\v]*" if self.blueprint.multiline else "[ \\t]*"
         return re.compile(space + self.answer_regex + space)
 
     def parse_answer(self, text: str) -> dict[str, Value]:
@@ -271,7 +265,7 @@ class AnswerGrammar:
         """
         from promptc.grammar.diagnose import diagnose
 
-        offset, expected, found = diagnose(self.plan, text)
+        offset, expected, found = diagnose(self.blueprint, text)
         return AnswerMismatch(offset, expected, found)
 
     # ------------------------------------------------------------------ whole outputs
@@ -281,12 +275,12 @@ class AnswerGrammar:
         """The whole-output regex and its groups: (item, field name or None for question, group)."""
         from promptc.grammar.lark_source import layout
 
-        plan = self.plan
+        bp = self.blueprint
         groups: list[tuple[int, str | None, str]] = []
 
         def body(i: int) -> str:
             out = []
-            for k, p in enumerate(plan.parts):
+            for k, p in enumerate(bp.parts):
                 if p.field is None:
                     out.append(p.bare)
                 else:
@@ -297,18 +291,18 @@ class AnswerGrammar:
 
         lead = f"(?:{layout('_LEAD')})?"
         trail = f"(?:{layout('_TRAIL')})?"
-        if plan.kind in ("single", "few-shot"):
+        if bp.kind in ("single", "few-shot"):
             return lead + f"(?P<i1>{body(1)})" + trail, groups
         items = []
-        for i in range(1, plan.n_items + 1):
+        for i in range(1, bp.n_items + 1):
             answer = f"(?P<a{i}>{marker_regex(markers.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
-            if plan.kind == "auto-demo":
-                assert plan.question is not None
-                q = f"(?P<q{i}>{marker_regex(markers.QUESTION_PREFIX, i)})(?P<qt{i}>{plan.question})"
+            if bp.kind == "auto-demo":
+                assert bp.question is not None
+                q = f"(?P<q{i}>{marker_regex(markers.QUESTION_PREFIX, i)})(?P<qt{i}>{bp.question})"
                 groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
             # Atomic: once an item has matched up to its line end, never re-split it.
-            items.append(f"(?>{answer}(?={plan.end}))")
+            items.append(f"(?>{answer}(?={bp.end}))")
         return lead + layout("_NL").join(items) + trail, groups
 
     @cached_property
@@ -330,7 +324,7 @@ class AnswerGrammar:
         if not self._guarded:
             return
         start, size = 0, len(output)
-        if not self.plan.multiline:
+        if not self.blueprint.multiline:
             size = offset = 0
             for line in output.split("\n"):
                 if len(line) > size:
@@ -416,7 +410,7 @@ class AnswerGrammar:
                 fields.setdefault(i, []).append(
                     (name, gi[group], value_reader(self._by_name[name]))
                 )
-        plan = []
+        groups = []
         for i in range(1, self.n_items + 1):
             if self.kind == "auto-demo":
                 q, start = gi[f"qt{i}"], gi[f"q{i}"]
@@ -424,14 +418,14 @@ class AnswerGrammar:
                 q, start = 0, gi[f"a{i}"]
             else:
                 q, start = 0, gi[f"i{i}"]
-            plan.append((i, start, gi[f"i{i}"], q, fields.get(i, [])))
-        return plan
+            groups.append((i, start, gi[f"i{i}"], q, fields.get(i, [])))
+        return groups
 
     def _read(self, name: str, raw: str, output: str, start: int) -> Value:
         try:
             return read_value(self._by_name[name], raw)
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
-            line, col = LineTable(output).at(start)
+            line, col, _ = LineTable(output).position(start)
             raise OutputParseError(
                 f"cannot read {name}: {e}",
                 location=Location(OUTPUT_FILE, line, col),
@@ -484,7 +478,7 @@ class AnswerGrammar:
             values: dict[str, Value] = {}
             spans: dict[str, Span] = {}
             end_pos = 0
-            for tok, part in zip(answer.children, self.plan.parts):
+            for tok, part in zip(answer.children, self.blueprint.parts):
                 assert isinstance(tok, lark.Token)
                 at, end_pos = _pos(tok.start_pos), _pos(tok.end_pos)
                 if start_pos is None:
@@ -518,7 +512,7 @@ class AnswerGrammar:
         for i in range(1, self.n_items + 1):
             names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i))
             names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i))
-        for p in self.plan.parts:
+        for p in self.blueprint.parts:
             if p.field is not None:
                 names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
             else:
@@ -541,7 +535,7 @@ class AnswerGrammar:
             assert isinstance(e, lark.UnexpectedEOF)
             offset = len(output)
             expected = set(e.expected)
-        body_terms = {p.terminal for p in self.plan.parts}
+        body_terms = {p.terminal for p in self.blueprint.parts}
         if expected & body_terms:
             refined = self._refine_in_body(output, offset)
             if refined is not None:
@@ -557,7 +551,7 @@ class AnswerGrammar:
             expected.discard("_LEAD")  # optional white space is never what is missing
         want = sorted({names.get(t, t) for t in expected})
         return _parse_error(
-            output, offset, want, found_in_output(output, offset), "unexpected-output"
+            output, offset, want, excerpt(output, offset, end="end of output"), "unexpected-output"
         )
 
     def _next_marker(self, output: str, offset: int) -> str | None:
@@ -572,7 +566,7 @@ class AnswerGrammar:
 
     def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
         """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
-        if self.plan.multiline:
+        if self.blueprint.multiline:
             start = len(output) - len(output.lstrip())
             end = len(output.rstrip())
         else:
@@ -603,18 +597,17 @@ def _pos(value: int | None) -> int:
 def _parse_error(
     output: str, offset: int, expected: Sequence[str], found: str, code: str
 ) -> OutputParseError:
-    """An error at ``offset`` of the output; also carries ``offset``, ``expected``, ``found``."""
+    """An error at ``offset`` of the output, carrying ``offset``, ``expected`` and ``found``."""
     offset = min(offset, len(output))
-    line, col = LineTable(output).at(offset)
-    err = OutputParseError(
+    line, col, _ = LineTable(output).position(offset)
+    return OutputParseError(
         f"expected {one_of(expected)}, found {found}",
         location=Location(OUTPUT_FILE, line, col),
         code=code,
+        offset=offset,
+        expected=expected,
+        found=found,
     )
-    err.offset = offset  # type: ignore[attr-defined]
-    err.expected = list(expected)  # type: ignore[attr-defined]
-    err.found = found  # type: ignore[attr-defined]
-    return err
 
 
 @lru_cache(maxsize=32)
@@ -648,7 +641,11 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
             location=task.strategy.location,
             code="grammar-item-count",
         )
-    plan = make_plan(task.answer_format, task.outputs, kind, n_items, task.inputs)
+    blueprint = make_blueprint(task.answer_format, task.outputs, kind, n_items, task.inputs)
     return AnswerGrammar(
-        kind=kind, n_items=n_items, task_name=task.name, plan=plan, _format=task.answer_format
+        kind=kind,
+        n_items=n_items,
+        task_name=task.name,
+        blueprint=blueprint,
+        _format=task.answer_format,
     )

@@ -15,7 +15,8 @@ import bisect
 import re
 import sys
 
-from promptc.grammar.lark_source import Part, Plan
+from promptc.grammar.lark_source import Blueprint, Part
+from promptc.text import excerpt
 from promptc.values import expected
 
 _WS = " \t\n\r\f\v"
@@ -32,19 +33,8 @@ def part_name(part: Part) -> str:
     return repr(text) if text else "a space"
 
 
-def found_at(text: str, offset: int, limit: int = 40) -> str:
-    """What is at ``offset``: a short excerpt of the rest of its line, or the end."""
-    rest = text[offset:]
-    if rest.strip(_WS) == "":
-        return "end of the answer"
-    line = rest.split("\n", 1)[0]
-    if line == "":
-        return "a line break"
-    return repr(line if len(line) <= limit else line[:limit] + "…")
-
-
-def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
-    """The failure point of ``text`` against ``plan``'s answer body.
+def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
+    """The failure point of ``text`` against ``blueprint``'s answer body.
 
     A failed reading is ranked by how far the *typed* parts carried it: the place where the
     failing part was tried, except that right after a text field it counts from where that
@@ -54,9 +44,9 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     Returns:
         (offset in ``text``, the names of what could have come there, what is there instead).
     """
-    parts = plan.parts
+    parts = blueprint.parts
     compiled = [re.compile(p.bare) for p in parts]
-    space = _WS if plan.multiline else " \t"
+    space = _WS if blueprint.multiline else " \t"
     start = len(text) - len(text.lstrip(space))
     best_key: tuple[int, int, int] = (-1, -1, -1)
     best_names: set[str] = set()
@@ -90,7 +80,7 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
             if pos >= len(text) or text[pos] in _WS:
                 return []
             nl = text.find("\n", pos)
-            stop = len(text) if plan.multiline or nl < 0 else nl
+            stop = len(text) if blueprint.multiline or nl < 0 else nl
             greedy = not any(is_text(j) for j in range(k + 1, len(parts)))
             if k in literal_ends:
                 table = literal_ends[k]
@@ -134,4 +124,4 @@ def diagnose(plan: Plan, text: str) -> tuple[int, list[str], str]:
     finally:
         sys.setrecursionlimit(limit)
     _, _, offset = best_key
-    return offset, sorted(best_names), found_at(text, offset)
+    return offset, sorted(best_names), excerpt(text, offset)

@@ -9,22 +9,22 @@ holds exactly N answers in order, each with its 1-based ``index`` (fixed by posi
 
 from __future__ import annotations
 
-from promptc.grammar.lark_source import Plan
+from promptc.grammar.lark_source import Blueprint
 from promptc.values import json_schema as value_schema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _answer(plan: Plan, index: int | None) -> dict[str, object]:
+def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
     props: dict[str, object] = {}
     required: list[str] = []
     if index is not None:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
-        if plan.kind == "auto-demo":
+        if blueprint.kind == "auto-demo":
             props["question"] = {"type": "string", "minLength": 1}
             required.append("question")
-    for f in plan.fields:
+    for f in blueprint.fields:
         props[f.name] = value_schema(f)
         required.append(f.name)
     return {
@@ -35,24 +35,24 @@ def _answer(plan: Plan, index: int | None) -> dict[str, object]:
     }
 
 
-def json_schema(plan: Plan, task_name: str) -> dict[str, object]:
-    """The schema of the JSON form of an answer of ``plan``'s shape."""
+def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
+    """The schema of the JSON form of an answer of ``blueprint``'s shape."""
     head: dict[str, object] = {
         "$schema": DRAFT,
-        "title": f"{task_name} answer ({plan.kind}, {plan.n_items} item(s))",
+        "title": f"{task_name} answer ({blueprint.kind}, {blueprint.n_items} item(s))",
     }
-    if plan.kind in ("single", "few-shot"):
-        return {**head, **_answer(plan, None)}
+    if blueprint.kind in ("single", "few-shot"):
+        return {**head, **_answer(blueprint, None)}
     return {
         **head,
         "type": "object",
         "properties": {
             "answers": {
                 "type": "array",
-                "prefixItems": [_answer(plan, i) for i in range(1, plan.n_items + 1)],
+                "prefixItems": [_answer(blueprint, i) for i in range(1, blueprint.n_items + 1)],
                 "items": False,
-                "minItems": plan.n_items,
-                "maxItems": plan.n_items,
+                "minItems": blueprint.n_items,
+                "maxItems": blueprint.n_items,
             }
         },
         "required": ["answers"],

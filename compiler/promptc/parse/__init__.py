@@ -6,6 +6,7 @@ path (markers scanned in lookalike-normalised text, answers read and judged one 
 
 from __future__ import annotations
 
-from promptc.parse.output import ItemResult, parse_output
+from promptc.parse.output import parse_output
+from promptc.parse.results import ItemResult
 
 __all__ = ["ItemResult", "parse_output"]

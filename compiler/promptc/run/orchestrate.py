@@ -47,88 +47,51 @@ what to install.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
-import random
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from promptc.build import REQUESTS_FILE, BuiltRequest
-from promptc.build import read_requests as read_built_requests
-from promptc.errors import BackendError, Location, UsageError
+from promptc.errors import BackendError, UsageError
+from promptc.run.bodies import (
+    GRAMMAR_MODES,
+    BuildRequest,
+    ServerKind,
+    build_task,
+    cache_key,
+    json_answer_text,
+    read_requests,
+    request_body,
+)
+from promptc.run.cache import ResponseCache, default_cache_path
+from promptc.run.client import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    FAILURES,
+    NO_KEY,
+    NO_MODELS_STATUS,
+    RETRYABLE,
+    Failure,
+    backoff,
+    classify,
+    response_data,
+    server_kind,
+    split_params,
+)
+from promptc.run.outputs import (
+    OUTPUTS_FILE,
+    REPLACED_FILE,
+    RESULTS_FILE,
+    output_record,
+    read_outputs,
+)
+from promptc.text import canonical_json, write_atomic
 
 if TYPE_CHECKING:
     from promptc.ir import Task
-    from promptc.parse.output import ItemResult
-
-GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
-GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
-
-OUTPUTS_FILE = "outputs.jsonl"
-RESULTS_FILE = "results.jsonl"
-REPLACED_FILE = "outputs.replaced.jsonl"
-CACHE_FILE = "responses.sqlite"
-DEFAULT_TIMEOUT = 600.0  # seconds; a small local model on two cores can take minutes per batch
-DEFAULT_MAX_RETRIES = 3
-#: Backoff before retry k (0-based) is BACKOFF_BASE * 2**k seconds, at most BACKOFF_MAX, plus
-#: up to 10 % jitter so that concurrent requests do not retry in lockstep.
-BACKOFF_BASE = 0.5
-BACKOFF_MAX = 30.0
-#: ``owned_by`` values of ``GET /models`` that identify a llama.cpp server (``llama-server``
-#: says ``llamacpp``; llama-cpp-python's ``python -m llama_cpp.server`` says ``me``).
-LLAMA_CPP_OWNERS = frozenset({"llamacpp", "me"})
-#: A placeholder sent when the key's environment variable is unset: local servers ignore it,
-#: and a server that needs a key answers 401, which is reported with the variable's name.
-NO_KEY = "no-key-set"
-
-ServerKind = Literal["llama-cpp-python", "llama.cpp", "other"]
-
-#: What a failure means and what to check, by kind. ``{base_url}``, ``{timeout}``,
-#: ``{api_key_env}``, ``{model}`` and ``{detail}`` are filled in. Tested word for word.
-FAILURES: Mapping[str, tuple[str, str]] = {
-    "connection": (
-        "could not connect to {base_url} ({detail})",
-        "check that the server is running and that --base-url is right",
-    ),
-    "timeout": (
-        "no answer within {timeout:g} s",
-        "raise --timeout, lower the model's max_tokens, or lower --concurrency",
-    ),
-    "auth": (
-        "the server refused the API key (HTTP {status}: {detail})",
-        "check the environment variable {api_key_env}",
-    ),
-    "not-found": (
-        "HTTP 404 from {base_url}/chat/completions ({detail})",
-        "check --base-url (it usually ends in /v1) and the model name {model!r}",
-    ),
-    "rate-limit": (
-        "rate limited (HTTP 429: {detail})",
-        "lower --concurrency, or wait and run again: answers so far are kept",
-    ),
-    "bad-request": (
-        "the server rejected the request (HTTP {status}: {detail})",
-        "check the model parameters in the spec{grammar_hint}",
-    ),
-    "server": (
-        "server error (HTTP {status}: {detail})",
-        "check the server's log; run again to resume",
-    ),
-    "bad-response": (
-        "the server's answer has no choices[0].message ({detail})",
-        "check that --base-url points at an OpenAI-compatible chat API",
-    ),
-}
-RETRYABLE = frozenset({"connection", "timeout", "rate-limit", "server"})
-#: Answers to ``GET /models`` that mean "this API has no model list": not a llama.cpp server,
-#: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing.
-NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
-
+    from promptc.parse.results import ItemResult
 
 # --------------------------------------------------------------------------------------------
 # Results
@@ -217,452 +180,6 @@ class RunResult:
                 + ", ".join(f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok")
             )
         return "; ".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the build
-# --------------------------------------------------------------------------------------------
-
-
-#: A request as :func:`promptc.build.read_requests` reads it (the reader lives beside the writer).
-BuildRequest = BuiltRequest
-
-
-def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
-    """The requests of a build, in order (both targets; see :func:`promptc.build.read_requests`).
-
-    Raises:
-        UsageError: The folder is not a build, or a line of ``requests.jsonl`` is malformed
-            (the first such line, at its file:line).
-    """
-    return read_built_requests(build_dir)
-
-
-def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
-    if request.grammar is None:
-        raise UsageError(
-            f"request {request.id} names no grammar, so it cannot be sent with one",
-            location=Location(str(build / REQUESTS_FILE), request.line, 1),
-            hint="rebuild with a promptc that writes answer grammars, or use --grammar none",
-            code="no-grammar",
-        )
-    path = build / f"{request.grammar}{suffix}"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        raise UsageError(
-            f"grammar file {path.name} of request {request.id} is missing from the build",
-            location=Location(str(path)),
-            hint="rebuild, or use --grammar none",
-            code="no-grammar",
-        ) from None
-
-
-# --------------------------------------------------------------------------------------------
-# Request bodies and their cache keys
-# --------------------------------------------------------------------------------------------
-
-
-def canonical_json(value: object) -> str:
-    """Sorted keys, no spaces, real UTF-8: the one spelling that is hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def request_body(
-    request: BuildRequest,
-    build: Path,
-    mode: Literal["gbnf", "json_schema", "none"],
-    server: ServerKind = "other",
-    model: str | None = None,
-    task: Task | None = None,
-) -> dict[str, Any]:
-    """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
-
-    An Auto-Demo request in ``gbnf`` mode gets its own grammar, in which each ``Q[i]:`` must
-    repeat item i's question exactly (:meth:`promptc.grammar.answer.AnswerGrammar.gbnf_for`): the
-    build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
-    a small model constrained by it writes questions of its own, which the parser then rightly
-    calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
-    build's manifest (:func:`build_task`).
-    """
-    body: dict[str, Any] = dict(request.params)
-    if model is not None:
-        body["model"] = model
-    body["messages"] = [dict(m) for m in request.messages]
-    if mode == "gbnf":
-        gbnf = _grammar_file(build, request, ".gbnf")
-        if request.kind == "auto-demo":
-            gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
-        body["grammar"] = gbnf
-    elif mode == "json_schema":
-        schema = json.loads(_grammar_file(build, request, ".schema.json"))
-        if server == "llama-cpp-python":
-            # Its server accepts only "text" and "json_object" (with a schema) as the type.
-            body["response_format"] = {"type": "json_object", "schema": schema}
-        else:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": schema, "strict": True},
-            }
-    return body
-
-
-def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
-    """The task of a build: compiled from ``spec``, else from the spec its manifest names.
-
-    Raises:
-        UsageError: The spec cannot be found (with a hint to pass it).
-        PromptcError: The spec does not compile.
-    """
-    from promptc.cli.parse import load_build
-    from promptc.spec.lower import compile_spec
-
-    if spec is not None:
-        return compile_spec(Path(spec))
-    try:
-        return load_build(build).task
-    except UsageError as e:
-        if e.code in ("spec-not-found", "no-spec-in-manifest"):
-            raise UsageError(
-                e.message,
-                location=e.location,
-                hint="pass the spec with --spec SPEC, or use --grammar none",
-                code=e.code,
-            ) from None
-        raise
-
-
-def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
-    """The GBNF of an Auto-Demo request with its own questions pinned.
-
-    Raises:
-        UsageError: The task does not match the build: an item it lacks, or a question other
-            than the request's prompt shows (the spec has changed since the build).
-    """
-    from promptc import markers
-    from promptc.grammar.answer import build_grammar
-    from promptc.parse.output import items_by_id
-
-    by_id = items_by_id(task)
-    where = Location(str(build / REQUESTS_FILE), request.line)
-    hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
-    missing = [i for i in request.item_ids if i not in by_id]
-    if missing:
-        raise UsageError(
-            f"request {request.id} names item(s) the spec does not have: "
-            + ", ".join(missing[:5])
-            + (" …" if len(missing) > 5 else ""),
-            location=where,
-            hint=hint,
-            code="stale-build",
-        )
-    questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
-    shown = "\n".join(str(m.get("content")) for m in request.messages)
-    for i, (item_id, q) in enumerate(zip(request.item_ids, questions), 1):
-        # The grammar must make the model repeat what the prompt shows, not what the spec
-        # says now.
-        if markers.question_marker(i) + markers.MARKER_SEPARATOR + q not in shown:
-            raise UsageError(
-                f"request {request.id}: the question of item {item_id} in the spec is not the "
-                f"one its prompt shows as {markers.question_marker(i)}",
-                location=where,
-                hint=hint,
-                code="stale-build",
-            )
-    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
-
-
-def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of the endpoint and the body: what decides the answer.
-
-    The API key is not part of it (it is in no body), so a key rotation keeps the cache.
-    """
-    endpoint = base_url.rstrip("/") + "/chat/completions"
-    return hashlib.sha256(canonical_json({"body": body, "url": endpoint}).encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# The response cache
-# --------------------------------------------------------------------------------------------
-
-
-def default_cache_path() -> Path:
-    """``$PROMPTC_CACHE_DIR/responses.sqlite``, else under ``$XDG_CACHE_HOME/promptc`` or
-    ``~/.cache/promptc``: shared by every build, outside the build folders kept in git."""
-    base = os.environ.get("PROMPTC_CACHE_DIR")
-    if base:
-        return Path(base) / CACHE_FILE
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "promptc" / CACHE_FILE
-
-
-class ResponseCache:
-    """Responses by cache key, in one SQLite file: ``{"output", "finish_reason", "usage"}``."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path))
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)"
-            )
-            self._db.commit()
-        except (OSError, sqlite3.Error) as e:
-            raise UsageError(
-                f"cannot open the response cache {str(self.path)!r}: {e}",
-                location=Location(str(self.path)),
-                hint="pass another --cache path, or --no-cache",
-                code="bad-cache",
-            ) from None
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        try:
-            row = self._db.execute(
-                "SELECT response FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        except sqlite3.Error:  # locked by another run, or damaged: a miss, not a failure
-            return None
-        if row is None:
-            return None
-        try:
-            data = json.loads(row[0])
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
-
-    def put(self, key: str, response: Mapping[str, Any]) -> bool:
-        """Stores a response; False if the cache could not be written (the answer is still
-        in outputs.jsonl, so nothing is lost)."""
-        try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                (key, canonical_json(response)),
-            )
-            self._db.commit()
-        except sqlite3.Error:
-            return False
-        return True
-
-    def close(self) -> None:
-        self._db.close()
-
-
-# --------------------------------------------------------------------------------------------
-# outputs.jsonl
-# --------------------------------------------------------------------------------------------
-
-
-def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
-    """Answers already in ``outputs.jsonl`` by request id (the first of each id).
-
-    A torn last line (a run killed while writing it) is cut off the file, so appending
-    continues on a clean line; other unreadable lines are ignored (and kept).
-    """
-    if not path.is_file():
-        return {}
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        cut = raw.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)
-        raw = raw[:cut]
-    out: dict[str, dict[str, Any]] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("id"), str)
-            and isinstance(data.get("output"), str)
-        ):
-            out.setdefault(data["id"], data)
-    return out
-
-
-def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "output": response.get("output", ""),
-        "finish_reason": response.get("finish_reason"),
-        "usage": response.get("usage"),
-        "request_sha256": key,
-    }
-
-
-def _write_atomic(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Talking to the API
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Failure(Exception):
-    kind: str
-    status: int | None
-    detail: str
-    retry_after: float | None = None
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    """A server's message, without the API key (some echo headers) and kept short."""
-    if secret and secret != NO_KEY:
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _classify(exc: BaseException, secret: str | None) -> _Failure:
-    """An openai exception as a failure kind (a key of :data:`FAILURES`)."""
-    import openai
-
-    detail = _scrub(str(exc) or type(exc).__name__, secret)
-    if isinstance(exc, openai.APITimeoutError):
-        return _Failure("timeout", None, detail)
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        if cause is not None and str(cause):
-            detail = _scrub(f"{type(cause).__name__}: {cause}", secret)
-        return _Failure("connection", None, detail)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        message = _status_detail(exc, secret)
-        retry_after = None
-        try:
-            retry_after = float(exc.response.headers.get("retry-after", ""))
-        except (TypeError, ValueError):
-            pass
-        if status in (401, 403):
-            return _Failure("auth", status, message)
-        if status == 404:
-            return _Failure("not-found", status, message)
-        if status == 429:
-            return _Failure("rate-limit", status, message, retry_after)
-        if status in (408, 409) or status >= 500:
-            return _Failure("server", status, message, retry_after)
-        return _Failure("bad-request", status, message)
-    return _Failure("bad-response", None, detail)
-
-
-def _status_detail(exc: Any, secret: str | None) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        msg = err.get("message") if isinstance(err, dict) else err
-        if msg:
-            return _scrub(str(msg), secret)
-    return _scrub(getattr(exc, "message", "") or str(exc), secret)
-
-
-def _split_params(create: Callable[..., Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create``: the parameters it knows by name,
-    every other one (``grammar``, ``top_k``, …) passed through in ``extra_body``."""
-    import inspect
-
-    known = set(inspect.signature(create).parameters) - {
-        "extra_body",
-        "extra_headers",
-        "extra_query",
-        "timeout",
-    }
-    kwargs = {k: v for k, v in body.items() if k in known}
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
-
-
-def _response_data(completion: Any, secret: str | None) -> dict[str, Any]:
-    try:
-        choice = completion.choices[0]
-        content = choice.message.content
-    except (AttributeError, IndexError, TypeError) as e:
-        raise _Failure("bad-response", None, _scrub(f"{type(e).__name__}: {e}", secret)) from None
-    usage = getattr(completion, "usage", None)
-    usage_data = None
-    if usage is not None:
-        usage_data = {k: v for k, v in usage.model_dump().items() if v is not None}
-    return {
-        "output": content if isinstance(content, str) else "",
-        "finish_reason": getattr(choice, "finish_reason", None),
-        "usage": usage_data,
-    }
-
-
-def _server_kind(models: Any) -> ServerKind:
-    owners = {getattr(m, "owned_by", None) for m in getattr(models, "data", []) or []}
-    if "me" in owners:
-        return "llama-cpp-python"
-    if owners & LLAMA_CPP_OWNERS:
-        return "llama.cpp"
-    return "other"
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None and retry_after >= 0:
-        return float(min(retry_after, BACKOFF_MAX))
-    delay = min(BACKOFF_BASE * 2.0**attempt, BACKOFF_MAX)
-    return float(delay * (1 + random.random() / 10))
-
-
-# --------------------------------------------------------------------------------------------
-# JSON answers (grammar="json_schema") back to the A[i]: form
-# --------------------------------------------------------------------------------------------
-
-
-def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: str) -> str:
-    """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of a JSON answer written
-    under the build's JSON Schema, so that :func:`promptc.parse.output.parse_output` reads it
-    like any other output. Output that is not such JSON is returned unchanged (the parser
-    then says what is wrong with it)."""
-    from promptc import markers
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import coerce_value
-
-    try:
-        data = json.loads(output)
-    except ValueError:
-        return output
-
-    def answer(values: Any) -> str | None:
-        if not isinstance(values, dict):
-            return None
-        try:
-            typed = {
-                o.name: coerce_value(o, values[o.name])
-                for o in task.outputs
-                if o.name in task.answer_format.fields
-            }
-            return write_answer(task.answer_format, task.outputs, typed)
-        except (KeyError, ValueError):
-            return None
-
-    if kind in ("single", "few-shot"):
-        return answer(data) or output
-    answers = data.get("answers") if isinstance(data, dict) else None
-    if not isinstance(answers, list):
-        return output
-    lines: list[str] = []
-    for k, entry in enumerate(answers, 1):
-        index = entry.get("index", k) if isinstance(entry, dict) else k
-        text = answer(entry)
-        if text is None or not isinstance(index, int):
-            return output
-        if kind == "auto-demo":
-            q = entry.get("question")
-            if not isinstance(q, str):
-                q = questions[index - 1] if 0 < index <= len(questions) else ""
-            lines.append(f"{markers.question_marker(index)}{markers.MARKER_SEPARATOR}{q}")
-        lines.append(f"{markers.answer_marker(index)}{markers.MARKER_SEPARATOR}{text}")
-    return markers.ITEM_SEPARATOR.join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -777,7 +294,7 @@ class _Parser:
     """Parses answers with the build's task, for ``parse=True``."""
 
     def __init__(self, build: Path, spec: str | os.PathLike[str] | None) -> None:
-        from promptc.cli.parse import load_build
+        from promptc.parse.build_input import load_build
 
         try:
             loaded = load_build(build if spec is None else Path(spec))
@@ -795,7 +312,8 @@ class _Parser:
         self.shapes = loaded.requests
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse.output import parse_output, request_shape
+        from promptc.parse.output import parse_output
+        from promptc.parse.shape import request_shape
 
         shape = self.shapes.get(request.id)
         if shape is None:
@@ -855,7 +373,7 @@ class _Run:
             replaced = self.out_path.with_name(REPLACED_FILE)
             with open(replaced, "a", encoding="utf-8", newline="\n") as f:  # noqa: ASYNC230
                 f.writelines(canonical_json(existing[k]) + "\n" for k in stale)
-            _write_atomic(
+            write_atomic(
                 self.out_path, (canonical_json(v) for k, v in existing.items() if k not in stale)
             )
             self.progress(
@@ -986,13 +504,13 @@ class _Run:
                 models = await self._client.models.list()
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
-                failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
+                failure = exc if isinstance(exc, Failure) else classify(exc, self._secret)
                 if failure.status in NO_MODELS_STATUS or failure.kind == "bad-response":
                     # An API without GET /models (or an odd one): not llama.cpp, then.
                     models = None
                     break
                 if failure.kind in RETRYABLE and attempts <= self.max_retries:
-                    await asyncio.sleep(_backoff(attempts - 1, failure.retry_after))
+                    await asyncio.sleep(backoff(attempts - 1, failure.retry_after))
                     continue
                 for r in requests:
                     self._fail(
@@ -1002,7 +520,7 @@ class _Run:
                         during="asking it which grammar it takes (GET /models)",
                     )
                 return None, "other"
-        server = _server_kind(models)
+        server = server_kind(models)
         if self.mode == "json_schema":
             return "json_schema", server
         chosen = "gbnf" if server != "other" and all(r.grammar for r in requests) else "none"
@@ -1011,19 +529,19 @@ class _Run:
     async def _send_one(self, out: Any, r: BuildRequest, mode: str, server: ServerKind) -> None:
         body = self._body(r, mode, server)
         key = cache_key(self.base_url, body)
-        kwargs = _split_params(self._client.chat.completions.create, body)
+        kwargs = split_params(self._client.chat.completions.create, body)
         attempts = 0
         started = time.monotonic()
         while True:
             attempts += 1
             try:
                 completion = await self._client.chat.completions.create(**kwargs)
-                response = _response_data(completion, self._secret)
+                response = response_data(completion, self._secret)
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
-                failure = exc if isinstance(exc, _Failure) else _classify(exc, self._secret)
+                failure = exc if isinstance(exc, Failure) else classify(exc, self._secret)
                 if failure.kind in RETRYABLE and attempts <= self.max_retries:
-                    delay = _backoff(attempts - 1, failure.retry_after)
+                    delay = backoff(attempts - 1, failure.retry_after)
                     self.progress(
                         f"request {r.id}: {failure.kind} ({failure.detail}); "
                         f"retrying in {delay:.1f} s"
@@ -1042,7 +560,7 @@ class _Run:
         self.result.sent += 1
         self._tick(r, f"{time.monotonic() - started:.1f} s, finish {response.get('finish_reason')}")
 
-    def _fail(self, r: BuildRequest, failure: _Failure, attempts: int, during: str = "") -> None:
+    def _fail(self, r: BuildRequest, failure: Failure, attempts: int, during: str = "") -> None:
         model = str(self.model or r.params.get("model", ""))
         fill = {
             "base_url": self.base_url,
@@ -1090,13 +608,13 @@ class _Run:
         order = {r.id: k for k, r in enumerate(self.requests)}
         ordered = sorted(existing.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
         self.result.failed.sort(key=lambda f: order.get(f.request_id, len(order)))
-        _write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
+        write_atomic(self.out_path, (canonical_json(v) for _, v in ordered))
         if self.parser is None:
             return
-        from promptc.parse.output import summarize
+        from promptc.parse.results import summarize
 
         results = [x for r in self.requests for x in self._parsed.get(r.id, [])]
         path = self.out_path.with_name(RESULTS_FILE)
-        _write_atomic(path, (x.to_json() for x in results))
+        write_atomic(path, (x.to_json() for x in results))
         self.result.results_path = path
         self.result.statuses = summarize(results)

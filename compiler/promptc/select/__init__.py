@@ -7,6 +7,7 @@ and which import the optional ``embed`` extra only when used).
 
 from __future__ import annotations
 
-from promptc.select.methods import METHODS, SelectionResult, batch_size, chunk, select
+from promptc.select.batches import SelectionResult, batch_size, chunk
+from promptc.select.methods import METHODS, select
 
 __all__ = ["METHODS", "SelectionResult", "batch_size", "chunk", "select"]

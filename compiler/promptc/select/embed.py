@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from promptc import text
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
+from promptc.text import cache_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +49,7 @@ DEFAULT_BACKEND = "sentence-transformers"
 #: The command that installs everything embedding needs.
 INSTALL_EMBED = "pip install 'promptc[embed]'"
 #: Environment variable naming the cache folder when a spec does not.
-CACHE_ENV = "PROMPTC_CACHE_DIR"
+CACHE_ENV = text.CACHE_ENV
 CACHE_FILE = "embeddings.sqlite3"
 CACHE_SCHEMA_VERSION = "1"
 #: Texts per call to the model: large enough for throughput, small enough for memory.
@@ -455,13 +457,8 @@ def _snippet(data: bytes, limit: int = 200) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$PROMPTC_CACHE_DIR``, else ``$XDG_CACHE_HOME/promptc``, else ``~/.cache/promptc``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "promptc"
+    """The embedding cache's folder: promptc's cache folder (:func:`promptc.text.cache_dir`)."""
+    return cache_dir()
 
 
 def resolve_cache_dir(cache_dir: str | None, spec_dir: str | os.PathLike[str] = ".") -> Path:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from promptc.select.methods import SelectionResult
+    from promptc.select.batches import SelectionResult
 
 #: Decimals of the similarities written into build outputs.
 ROUND = 6
@@ -101,7 +101,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Grouping:
     """Groups plus how they were found, for the manifest."""
 
     groups: list[Group]
@@ -165,7 +165,7 @@ def retrieval_groups(
     target_position: int = -1,
     seed: int = 0,
     ann_threshold: int | None = None,
-) -> Plan:
+) -> Grouping:
     """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
     import numpy as np
 
@@ -184,7 +184,7 @@ def retrieval_groups(
         for slot, item in zip(slots, [i, *neigh]):
             members[slot] = item
         groups.append(Group(tuple(members), slots[0], _to_target(v64, members, i)))
-    return Plan(groups, _neighbor_info(found), ALGORITHMS["retrieval"])
+    return Grouping(groups, _neighbor_info(found), ALGORITHMS["retrieval"])
 
 
 def _threshold(ann_threshold: int | None) -> int:
@@ -253,7 +253,7 @@ def partition_groups(
     *,
     seed: int = 0,
     ann_threshold: int | None = None,
-) -> Plan:
+) -> Grouping:
     """Disjoint batches of mutually similar items; members and batches in item order."""
     import numpy as np
 
@@ -261,7 +261,7 @@ def partition_groups(
     v64 = vectors.astype(np.float64)
     ordered = sorted((sorted(g) for g in members), key=lambda g: g[0])
     groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
-    return Plan(groups, info, ALGORITHMS["partition"])
+    return Grouping(groups, info, ALGORITHMS["partition"])
 
 
 def diverse_groups(
@@ -270,7 +270,7 @@ def diverse_groups(
     *,
     seed: int = 0,
     ann_threshold: int | None = None,
-) -> Plan:
+) -> Grouping:
     """Disjoint batches of mutually dissimilar items, by greedy balancing of batch sums.
 
     For unit vectors, a batch's summed pairwise similarity is ``(|S|² - n) / 2`` where ``S``
@@ -305,7 +305,7 @@ def diverse_groups(
         algorithm += f", then {swaps} improving swaps between batches"
     ordered = sorted((sorted(g) for g in dealt if g), key=lambda g: g[0])
     groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
-    return Plan(groups, {}, algorithm)
+    return Grouping(groups, {}, algorithm)
 
 
 def _refine_by_swaps(
@@ -379,7 +379,7 @@ def similarity_batches(
     Returns:
         The batches, in request order.
     """
-    return plan(
+    return find_groups(
         vectors,
         batch_size,
         method,
@@ -389,7 +389,7 @@ def similarity_batches(
     ).groups
 
 
-def plan(
+def find_groups(
     vectors: NDArray[np.floating],
     batch_size: int,
     method: str,
@@ -398,7 +398,7 @@ def plan(
     target_position: int = -1,
     ann_threshold: int | None = None,
     location: Location | None = None,
-) -> Plan:
+) -> Grouping:
     """:func:`similarity_batches` with the neighbour search's details, for a manifest."""
     from promptc.select.neighbors import normalize
 
@@ -463,8 +463,8 @@ def select_similar(task: ir.Task) -> SelectionResult:
         SelectionError: The ``embed`` extra is missing, the model or cache folder is wrong, or
             ``target_position`` does not fit the batch size.
     """
+    from promptc.select.batches import SelectionResult, batch_size
     from promptc.select.embed import embed_texts
-    from promptc.select.methods import SelectionResult, batch_size
 
     sel = task.strategy.selection
     require_module("numpy", "numpy", sel.location)
@@ -481,7 +481,7 @@ def select_similar(task: ir.Task) -> SelectionResult:
         spec_dir=task.spec_dir,
         location=sel.location,
     )
-    result = plan(
+    result = find_groups(
         emb.vectors,
         size,
         sel.method,

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import DataSource, Item
 from promptc.spec.load import KeyPath, SpecDocument
+from promptc.text import LineTable
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -133,7 +134,7 @@ def _decode_row(text: str) -> Any:
 
 def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
     decoder = _DECODER
-    starts = _line_starts(text)
+    starts = LineTable(text).starts
 
     def where(index: int) -> Location:
         line = _bisect(starts, index)
@@ -201,16 +202,6 @@ def _skip_ws(text: str, i: int) -> int:
     while i < len(text) and text[i] in " \t\n\r":
         i += 1
     return i
-
-
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    find = text.find
-    i = find("\n")
-    while i >= 0:
-        starts.append(i + 1)
-        i = find("\n", i + 1)
-    return starts
 
 
 def _bisect(starts: Sequence[int], index: int) -> int:

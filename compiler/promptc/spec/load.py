@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import yaml.reader
 import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
+from promptc.text import YAML_BREAKS, LineTable, describe
 
 KeyPath = tuple[str | int, ...]
 
@@ -214,7 +214,7 @@ class SpecDocument:
         if not isinstance(value, str) or span is None or source is None:
             return lambda offset: base
         offsets = _align(value, source, span)
-        starts = _line_starts(source)
+        starts = LineTable(source, YAML_BREAKS).starts
 
         def locate(offset: int) -> Location:
             if not offsets:
@@ -255,10 +255,6 @@ def _drop_prefix(layer: _Layer | SpecDocument, prefix: KeyPath) -> None:
             del table[k]
 
 
-def _line_starts(text: str) -> list[int]:
-    return [0] + [m.end() for m in re.finditer("\n|\x85|\u2028|\u2029", text)]
-
-
 _ALIGN_WINDOW = 256
 
 
@@ -286,20 +282,6 @@ def _align(value: str, source: str, span: ScalarSpan) -> list[int]:
             out.append(j)
             pos = j + 1
     return out
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
 
 
 class _Composing:
@@ -370,7 +352,7 @@ def _mark(display: str, mark: Any) -> Location:
 
 
 def _location_at(display: str, text: str, index: int) -> Location:
-    starts = _line_starts(text)
+    starts = LineTable(text, YAML_BREAKS).starts
     line = bisect_right(starts, index)
     return Location(display, line, index - starts[line - 1] + 1)
 
@@ -565,7 +547,7 @@ def _parse(display: str, text: str) -> _Layer:
             _raise(builder.errors)
         if not isinstance(data, dict):
             raise load_error(
-                "not-a-mapping", _mark(display, node.start_mark), found=_describe(data)
+                "not-a-mapping", _mark(display, node.start_mark), found=describe(data, show=False)
             )
         builder.layer.data = data
         return builder.layer
@@ -660,7 +642,10 @@ def _load_chain(
     p = ("extends",)
     if not isinstance(ext, str) or not ext.strip():
         raise load_error(
-            "extends-type", ext_loc, p, found=_describe(ext) if ext != "" else "an empty string"
+            "extends-type",
+            ext_loc,
+            p,
+            found=describe(ext, show=False) if ext != "" else "an empty string",
         )
     if os.path.isabs(ext) or ext.startswith("~"):
         raise load_error("extends-absolute", ext_loc, p, path=ext)

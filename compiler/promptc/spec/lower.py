@@ -22,6 +22,7 @@ from promptc.spec.validate import (
     resolve_inside,
     validate,
 )
+from promptc.text import default_label
 
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
 DEFAULT_SEED = 0
@@ -32,16 +33,9 @@ __all__ = [
     "DEFAULT_KIND",
     "apply_overrides",
     "compile_spec",
-    "default_label",
     "lower",
     "read_items",
 ]
-
-
-def default_label(name: str) -> str:
-    """How a template labels an input without ``label``: ``premise_text`` → ``Premise text``."""
-    text = name.replace("_", " ").strip() or name
-    return text[:1].upper() + text[1:]
 
 
 def _str(value: object, default: str = "") -> str:

@@ -32,6 +32,7 @@ from promptc.errors import (
 from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.text import describe
 
 if TYPE_CHECKING:
     import jsonschema
@@ -135,24 +136,6 @@ def error(
         hint=hint if hint is not None else HINTS.get(code),
         code=code,
     )
-
-
-def describe(value: object) -> str:
-    """A value as messages show it: ``a string 'abc'``, ``an integer 5``, ``a mapping``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"an integer {value}"
-    if isinstance(value, float):
-        return f"a number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "…"
-        return f"a string {shown!r}"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
 
 
 def _quote_all(words: Iterable[object]) -> str:

@@ -1,0 +1,344 @@
+"""The fast path: the whole output matched by the grammar's one regular expression, results
+read a column at a time. Most well-formed outputs end here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from itertools import chain, repeat
+from typing import TYPE_CHECKING, Any
+
+from promptc.ir import Value
+from promptc.parse.align import check_alignment
+from promptc.parse.normalise import LOOKALIKE, NormalisedText
+from promptc.parse.results import ItemResult, Status
+from promptc.parse.shape import RequestShape, item_id_at
+from promptc.text import LineTable, Span
+
+if TYPE_CHECKING:
+    from promptc.grammar.answer import AnswerGrammar
+
+# --- fast path ------------------------------------------------------------------------------
+
+
+def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult] | None:
+    """Results straight from the whole-output regex, or ``None`` if it does not match.
+
+    Outputs with lookalike characters take the slow path, which normalises them (the grammar
+    itself would read a non-breaking space after ``A[1]:`` as part of a text value).
+    """
+    if not (output.isascii() and "\r" not in output) and LOOKALIKE.search(output) is not None:
+        return None
+    layout = _fast_layout(g)
+    if layout is None:  # a grammar without the group layout below: its own regex parser
+        try:
+            return results_from_parsed(shape, output, g.parse_strict_regex(output))
+        except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
+            return None
+    m = layout.pattern.fullmatch(output)
+    if m is None:
+        return None
+    if layout.columns is None:
+        return _fast_items(shape, layout, m, output)
+    return _fast_columns(shape, layout.columns, m, output)
+
+
+def _fast_items(
+    shape: RequestShape, layout: _FastLayout, m: re.Match[str], output: str
+) -> list[ItemResult] | None:
+    """The fast path's results, one item at a time (for any group layout)."""
+    regs = m.regs
+    questions = shape.questions
+    item_ids = shape.item_ids
+    rid = shape.id
+    results: list[ItemResult] = []
+    lines = LineTable(output)
+    new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
+    try:
+        for index, q_group, start_group, end_group, fields in layout.items:
+            values: dict[str, Value] = {}
+            for name, group, read in fields:
+                gs, ge = regs[group]
+                values[name] = output[gs:ge] if read is None else read(output[gs:ge])
+            status: Status = "ok"
+            why = ""
+            if q_group:
+                qs, qe = regs[q_group]
+                written = output[qs:qe].rstrip(_ASCII_WS)
+                if index - 1 < len(questions) and written != questions[index - 1]:
+                    aligned, why = check_alignment(shape, index, written)
+                    status = "ok" if aligned else "misaligned"
+            results.append(
+                new(
+                    ItemResult,
+                    (
+                        rid,
+                        item_ids[index - 1] if index <= len(item_ids) else None,
+                        index,
+                        status,
+                        values,
+                        Span(regs[start_group][0], regs[end_group][1], lines),
+                        (),
+                        None,
+                        why,
+                    ),
+                )
+            )
+    except ValueError:  # a value the fragments accept and read_value refuses: read it slowly
+        return None
+    return results
+
+
+def _fast_columns(
+    shape: RequestShape, cols: _FastColumns, m: re.Match[str], output: str
+) -> list[ItemResult] | None:
+    """The fast path's results, read a column (one field of every item) at a time.
+
+    Equal to :func:`_fast_items` on the same layout: every step is a C-level map over the items
+    (``Match.group`` with many groups, ``map``, ``zip``), so that no Python code runs per item
+    except a value reader that has no batch form and :class:`Span`'s ``__init__``.
+    """
+    n = cols.n
+    group = m.group
+    one = n == 1  # Match.group returns the bare value, not a 1-tuple, for one
+    columns: list[Sequence[Value]] = []
+    try:
+        for col, read, is_number in cols.fields:
+            texts: tuple[str | None, ...] = (group(col[0]),) if one else group(*col)
+            if None in texts:  # a group that did not take part: its slice was ""
+                texts = tuple("" if t is None else t for t in texts)
+            if read is None:
+                columns.append(texts)  # type: ignore[arg-type]
+            elif is_number:
+                columns.append(_read_numbers(read, texts))  # type: ignore[arg-type]
+            else:
+                columns.append(list(map(read, texts)))  # type: ignore[arg-type]
+    except ValueError:  # a value the fragments accept and read_value refuses: read it slowly
+        return None
+    values = _dicts(cols.names, columns, n)
+    statuses: Iterable[Status] = repeat("ok")
+    whys: Iterable[str] = repeat("")
+    if cols.questions:
+        raw: tuple[str | None, ...] = (group(cols.questions[0]),) if one else group(*cols.questions)
+        if None in raw:
+            raw = tuple("" if t is None else t for t in raw)
+        written = tuple(map(str.rstrip, raw, repeat(_ASCII_WS)))  # type: ignore[arg-type]
+        expected = tuple(shape.questions[:n])
+        if written[: len(expected)] != expected:
+            statuses, whys = _fast_alignment(shape, written, expected)
+    # Match.start/end per group, not Match.regs, which builds a pair for every group.
+    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(LineTable(output)))
+    item_ids = chain(shape.item_ids[:n], repeat(None))
+    new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
+    return list(
+        map(
+            new,
+            repeat(ItemResult),
+            zip(
+                repeat(shape.id),
+                item_ids,
+                cols.indexes,
+                statuses,
+                values,
+                spans,
+                repeat(()),
+                repeat(None),
+                whys,
+            ),
+        )
+    )
+
+
+def _fast_alignment(
+    shape: RequestShape, written: Sequence[str], expected: Sequence[str]
+) -> tuple[list[Status], list[str]]:
+    """Status and message of each item whose repeated question is not its item's word for
+    word (the others are ``ok``)."""
+    statuses: list[Status] = ["ok"] * len(written)
+    whys = [""] * len(written)
+    for k, (w, q) in enumerate(zip(written, expected)):
+        if w != q:
+            aligned, whys[k] = check_alignment(shape, k + 1, w)
+            statuses[k] = "ok" if aligned else "misaligned"
+    return statuses, whys
+
+
+def _dicts(
+    names: tuple[str, ...], columns: Sequence[Sequence[Value]], n: int
+) -> list[dict[str, Value]]:
+    """Per item, field name → value, from the values by field (a display for one to three
+    fields, which builds a dict several times faster than ``dict(zip(…))``)."""
+    if len(names) == 1:
+        (a,), (ca,) = names, columns
+        return [{a: x} for x in ca]
+    if len(names) == 2:
+        a, b = names
+        ca, cb = columns
+        return [{a: x, b: y} for x, y in zip(ca, cb)]
+    if len(names) == 3:
+        a, b, c = names
+        ca, cb, cc = columns
+        return [{a: x, b: y, c: z} for x, y, z in zip(ca, cb, cc)]
+    if not names:
+        return [{} for _ in range(n)]
+    return list(map(dict, map(zip, repeat(names), zip(*columns))))
+
+
+def _read_numbers(read: Callable[[str], Value], texts: Sequence[str]) -> list[Value]:
+    """``[read(t) for t in texts]`` for a number field, with ``value_reader``'s fast form
+    (``Decimal`` of plain ASCII without ``,``, ``$`` or ``_``, if finite) checked once for the
+    whole column; any text outside it sends the column through ``read``."""
+    joined = "".join(texts)
+    if joined.isascii() and "," not in joined and "$" not in joined and "_" not in joined:
+        try:
+            numbers = list(map(Decimal, texts))
+        except InvalidOperation:
+            pass
+        else:
+            if all(map(Decimal.is_finite, numbers)):
+                return numbers  # type: ignore[return-value]
+    return list(map(read, texts))
+
+
+_ASCII_WS = " \t\n\r\f\v"
+
+
+@dataclass(frozen=True)
+class _FastColumns:
+    """The groups of a layout whose items all have the same fields, by column: per field, its
+    group in every item, its reader (``None`` for text) and whether it is a number; the
+    question group of every item (empty unless auto-demo), where each item starts and ends."""
+
+    n: int
+    names: tuple[str, ...]
+    fields: tuple[tuple[tuple[int, ...], Callable[[str], Value] | None, bool], ...]
+    questions: tuple[int, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _FastLayout:
+    """The whole-output regex and, per item, the groups to read: (index, question group or 0,
+    group where the item starts, group where it ends, [(field name, group, reader)]); the
+    reader is ``None`` for text, which is read as is. ``columns`` holds the same groups by
+    field when every item has the same fields (always, for the grammars promptc builds)."""
+
+    pattern: re.Pattern[str]
+    items: tuple[
+        tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]], ...
+    ]
+    columns: _FastColumns | None = None
+
+
+_FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastLayout | None]] = {}
+
+
+def _fast_layout(g: AnswerGrammar) -> _FastLayout | None:
+    hit = _FAST_PLANS.get(id(g))
+    if hit is not None and hit[0] is g:
+        return hit[1]
+    layout: _FastLayout | None = None
+    try:
+        layout = _make_fast_layout(g)
+    except (AttributeError, KeyError, TypeError, ValueError, re.error):
+        layout = None
+    if len(_FAST_PLANS) > 256:
+        _FAST_PLANS.clear()
+    _FAST_PLANS[id(g)] = (g, layout)
+    return layout
+
+
+def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
+    # AnswerGrammar.item_groups holds group numbers of this very pattern.
+    if g.regex is None:
+        return None
+    pattern = re.compile(g.regex)
+    text = {f.name for f in g.fields if f.type == "text"}
+    # The grammar's own reading layout; text is read as is (no reader call on the hot path).
+    items = [
+        (
+            i,
+            q,
+            start,
+            end,
+            tuple((name, group, None if name in text else read) for name, group, read in fields),
+        )
+        for i, start, end, q, fields in g.item_groups
+    ]
+    return _FastLayout(pattern, tuple(items), _fast_columns_of(g, items))
+
+
+def _fast_columns_of(
+    g: AnswerGrammar,
+    items: Sequence[
+        tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]]
+    ],
+) -> _FastColumns | None:
+    """The layout's groups by column, or ``None`` if its items do not all have the same fields
+    (each once) or it has no item."""
+    if not items:
+        return None
+    names = tuple(name for name, _, _ in items[0][4])
+    if len(set(names)) != len(names):
+        return None
+    for it in items:
+        if tuple(name for name, _, _ in it[4]) != names:
+            return None
+    types = {f.name: f.type for f in g.fields}
+    fields = tuple(
+        (tuple(it[4][k][1] for it in items), items[0][4][k][2], types[name] == "number")
+        for k, name in enumerate(names)
+    )
+    questions = tuple(it[1] for it in items)
+    if any(questions) and not all(questions):
+        return None
+    starts = tuple(it[2] for it in items)
+    ends = tuple(it[3] for it in items)
+    return _FastColumns(
+        len(items),
+        names,
+        fields,
+        questions if all(questions) else (),
+        starts,
+        ends,
+        tuple(it[0] for it in items),
+    )
+
+
+def results_from_parsed(shape: RequestShape, output: str, items: Sequence[Any]) -> list[ItemResult]:
+    text = NormalisedText(output)
+    results: list[ItemResult] = []
+    for it in items:
+        idx = int(it.index)
+        span = _parsed_span(text, it)
+        aligned, why = check_alignment(shape, idx, getattr(it, "question", None))
+        results.append(
+            ItemResult(
+                shape.id,
+                item_id_at(shape, idx),
+                idx,
+                "ok" if aligned else "misaligned",
+                dict(it.values),
+                span,
+                (),
+                None,
+                why,
+            )
+        )
+    return results
+
+
+def _parsed_span(text: NormalisedText, item: Any) -> Span | None:
+    span = getattr(item, "span", None)
+    if span is None:
+        return None
+    start = getattr(span, "start_offset", None)
+    end = getattr(span, "end_offset", None)
+    if isinstance(start, int) and isinstance(end, int):
+        return Span(start, end, text.lines)
+    return None

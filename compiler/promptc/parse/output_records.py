@@ -1,0 +1,145 @@
+"""Model outputs as files: one request's plain text, or JSON Lines in promptc's, a generic or
+the OpenAI Batch API's output form, each record located at its file:line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptc.errors import (
+    Location,
+    OutputParseError,
+    PromptcError,
+    UsageError,
+)
+
+ID_KEYS = ("custom_id", "request_id", "id")
+
+
+TEXT_KEYS = ("output", "text", "content")
+
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """One request's output as read from OUTPUTS, with where it was written."""
+
+    request_id: str | None
+    text: str
+    location: Location
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the outputs
+# --------------------------------------------------------------------------------------------
+
+
+def _looks_like_jsonl(path: Path, text: str) -> bool:
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        return True
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and any(k in data for k in ID_KEYS)
+    return False
+
+
+def _record_text(data: Mapping[str, Any]) -> str | None:
+    for k in TEXT_KEYS:
+        v = data.get(k)
+        if isinstance(v, str):
+            return v
+    body: Any = data.get("response")
+    if isinstance(body, Mapping):
+        body = body.get("body", body)
+    else:
+        body = data
+    choices = body.get("choices") if isinstance(body, Mapping) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        msg = choices[0].get("message")
+        if isinstance(msg, Mapping):
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if content is None:
+                return ""  # a refusal or a tool call: nothing to parse, every item missing
+        text = choices[0].get("text")  # a completions response
+        if isinstance(text, str):
+            return text
+    return None
+
+
+def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecord]:
+    """The outputs of OUTPUTS; malformed lines go to ``errors`` (file:line:col) and are skipped.
+
+    Raises:
+        UsageError: The file cannot be read at all.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(
+            f"cannot read outputs file {str(path)!r}: {e}",
+            location=Location(str(path)),
+            code="unreadable-outputs",
+        ) from None
+    if not _looks_like_jsonl(path, text):
+        yield OutputRecord(None, text, Location(str(path), 1, 1))
+        return
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = Location(str(path), lineno, 1)
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(
+                OutputParseError(
+                    f"not a JSON line: {e.msg}",
+                    location=Location(str(path), lineno, e.colno),
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        if not isinstance(data, dict):
+            errors.append(
+                OutputParseError(
+                    f"expected a JSON object with one of {', '.join(ID_KEYS)} and the output text, "
+                    f"found {type(data).__name__}",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        rid = next((data[k] for k in ID_KEYS if isinstance(data.get(k), (str, int))), None)
+        if rid is None:
+            errors.append(
+                OutputParseError(
+                    f"no request id: expected one of the keys {', '.join(ID_KEYS)}",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        out = _record_text(data)
+        if out is None:
+            errors.append(
+                OutputParseError(
+                    "no output text: expected 'output' or 'text', or an OpenAI response with "
+                    "response.body.choices[0].message.content",
+                    location=where,
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        yield OutputRecord(str(rid), out, where)

@@ -1,0 +1,218 @@
+"""Reading one answer body with the grammar: candidate readings (fences, emphasis and trailing
+chatter cut away) tried in order until one parses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from promptc.ir import Value
+from promptc.parse.normalise import EDGE_NOISE, SPACE, NormalisedText
+from promptc.parse.results import FOUND_CHARS
+from promptc.parse.scan import FENCE_LINE, Marker
+from promptc.text import excerpt
+
+if TYPE_CHECKING:
+    from promptc.grammar.answer import AnswerGrammar
+
+#: At most this many shorter readings (cut at line ends) of one answer body are tried.
+MAX_CUTS = 16
+
+
+#: Bodies longer than this are not cut into shorter readings (bounds work on huge outputs).
+MAX_CUT_BODY = 20_000
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one answer body
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reading:
+    """One answer body, read: values if well-formed, else the diagnosis of the full body."""
+
+    values: dict[str, Value] | None
+    start: int  # normalised offsets of the text that was read
+    end: int
+    expected: tuple[str, ...] = ()
+    found: str | None = None
+    error_at: int = 0  # normalised offset of the mismatch
+
+
+def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]`` without white space at either end, as offsets."""
+    seg = text[start:end]
+    inner = seg.strip(SPACE)
+    if not inner:
+        return start, start
+    lead = len(seg) - len(seg.lstrip(SPACE))
+    return start + lead, start + lead + len(inner)
+
+
+def _candidates(
+    text: NormalisedText, start: int, end: int, marker: Marker | None
+) -> Iterator[tuple[int, int]]:
+    """Readings of a body, best first: as is; without fences and emphasis; cut at line ends."""
+    norm = text.norm
+    s, e = strip_span(norm, start, end)
+    yield s, e
+    s, e = _strip_fences(norm, s, e)
+    opening = marker.open if marker is not None and not marker.close else ""
+    yield _trim(norm, s, e, opening)
+    if e - s > MAX_CUT_BODY:
+        return
+    # Longest first: the answer proper is a prefix; chatter or a fence follows it.
+    pos, cuts = e, 0
+    while cuts < MAX_CUTS:
+        nl = norm.rfind("\n", s, pos)
+        if nl < 0:
+            break
+        cuts += 1
+        pos = nl
+        cs, ce = _trim(norm, s, nl, opening)
+        if ce > cs:
+            yield cs, ce
+
+
+def _strip_fences(norm: str, s: int, e: int) -> tuple[int, int]:
+    """Without fence lines (```` ``` ````, ``~~~``) at either end."""
+    for _ in range(4):
+        nl = norm.rfind("\n", s, e)
+        last_start = nl + 1 if nl >= 0 else s
+        if not FENCE_LINE.fullmatch(norm, last_start, e):
+            break
+        s, e = strip_span(norm, s, last_start)
+    for _ in range(4):
+        nl = norm.find("\n", s, e)
+        first_end = nl if nl >= 0 else e
+        if not FENCE_LINE.fullmatch(norm, s, first_end):
+            break
+        s, e = strip_span(norm, first_end, e)
+    return s, e
+
+
+_EMPHASIS = re.compile(r"[*_]{1,3}")
+
+
+_STRONG = re.compile(r"\*\*|__")
+
+
+def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
+    """Whitespace, the emphasis that closes an opening one before the marker (``**A[2]: x**``),
+    and emphasis wrapping the whole answer (``A[2]: **x**``)."""
+    s, e = strip_span(norm, s, e)
+    if opening and norm.endswith(opening, s, e):
+        s, e = strip_span(norm, s, e - len(opening))
+    m = _EMPHASIS.match(norm, s, e)
+    if m is not None and e - s > 2 * len(m.group()) and norm.endswith(m.group(), s, e):
+        s, e = strip_span(norm, m.end(), e - len(m.group()))
+    return s, e
+
+
+class AnswerReader:
+    """Reads answer bodies with a grammar, tolerating lookalikes and never raising."""
+
+    def __init__(self, grammar: AnswerGrammar, prefix_ok: bool = False) -> None:
+        self.grammar = grammar
+        # When the format ends with literal text ("… The answer is {answer}."), an answer
+        # followed by chatter on its own line can still be told apart: read the longest
+        # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
+        # is not the number 7.)
+        # The answer regex also screens candidate readings: only the first reading of a body
+        # is diagnosed (the grammar's diagnosis tries every split, which is costly).
+        self.body: re.Pattern[str] | None = None
+        try:
+            self.body = re.compile(grammar.answer_regex)
+        except (re.error, AttributeError, TypeError):
+            self.body = None
+        self.prefix = self.body if prefix_ok else None
+
+    def parse(self, body: str) -> dict[str, Value]:
+        return dict(self.grammar.parse_answer(body))
+
+    def read(
+        self,
+        text: NormalisedText,
+        start: int,
+        end: int,
+        marker: Marker | None,
+        diagnose: bool = True,
+    ) -> Reading:
+        """The first well-formed reading of a body, else the diagnosis of its first reading
+        (only screened, not diagnosed, when ``diagnose`` is false)."""
+        first: Reading | None = None
+        tried: set[tuple[int, int]] = set()
+        for s, e in _candidates(text, start, end, marker):
+            if (s, e) in tried:
+                continue
+            tried.add((s, e))
+            reading = self._read_one(text, s, e, diagnose=diagnose and first is None)
+            if reading.values is not None:
+                return reading
+            if first is None:
+                first = reading
+        assert first is not None
+        if self.prefix is not None:
+            s0, e0 = strip_span(text.norm, start, end)
+            if self.grammar.kind not in ("single", "few-shot"):  # one line per answer
+                nl = text.norm.find("\n", s0, e0)
+                e0 = nl if nl >= 0 else e0
+            m = self.prefix.match(text.norm, s0, e0)
+            if m is not None and m.end() > s0:
+                reading = self._read_one(text, s0, m.end(), diagnose=False)
+                if reading.values is not None:
+                    return reading
+        return first
+
+    def _read_one(self, text: NormalisedText, s: int, e: int, diagnose: bool = True) -> Reading:
+        # As written first (keeps the model's own characters in text values); then, if the
+        # output had lookalikes, normalised.
+        o_s, o_e = text.orig_start(s), text.orig(e)
+        # Zero-width characters at the edges of an answer are noise, like white space.
+        raw = text.original[o_s:o_e].strip(EDGE_NOISE)
+        got = self._try(raw, diagnose)
+        if not isinstance(got, dict) and raw != text.norm[s:e]:
+            got = self._try(text.norm[s:e], diagnose)
+        if not isinstance(got, dict) and ("**" in raw or "__" in raw):
+            # Emphasis inside the answer ("The answer is **18**."): read it without.
+            plain = _STRONG.sub("", text.norm[s:e])
+            again = self._try(plain, diagnose=False)
+            if isinstance(again, dict):
+                got = again
+        if isinstance(got, dict):
+            return Reading(got, s, e)
+        offset, expected = got
+        at = min(s + offset, e)
+        if text.norm[at:e].strip():
+            found = excerpt(
+                text.original[: text.orig(e)],
+                text.orig(at),
+                FOUND_CHARS,
+                end="end of output",
+                quote=False,
+            )
+        elif text.norm[e:].strip():
+            found = "end of the answer"
+        else:
+            found = "end of output"
+        return Reading(None, s, e, expected, found, at)
+
+    def _try(
+        self, body: str, diagnose: bool = True
+    ) -> dict[str, Value] | tuple[int, tuple[str, ...]]:
+        if not diagnose and self.body is not None and self.body.fullmatch(body) is None:
+            return 0, ()
+        try:
+            return self.parse(body)
+        except RecursionError:
+            return 0, ("an answer",)
+        except Exception as exc:  # noqa: BLE001 - the parser must never raise on model text
+            offset = getattr(exc, "offset", 0)
+            if not isinstance(offset, int) or not 0 <= offset <= len(body):
+                offset = 0
+            expected = getattr(exc, "expected", None)
+            return offset, tuple(str(x) for x in expected) if expected else ("an answer",)

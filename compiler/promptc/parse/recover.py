@@ -1,0 +1,337 @@
+"""Recovery: every well-formed item of a partly broken output is kept. Markers are scanned,
+each answer body is read on its own, and each item is judged from its occurrences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from promptc import markers
+from promptc.ir import Value
+from promptc.parse.align import check_alignment
+from promptc.parse.normalise import EDGE_NOISE, NormalisedText
+from promptc.parse.reader import AnswerReader, Reading, strip_span
+from promptc.parse.results import FOUND_CHARS, ItemResult
+from promptc.parse.scan import Marker, scan_markers
+from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
+from promptc.text import Span, decimal_text, excerpt
+
+if TYPE_CHECKING:
+    from promptc.grammar.answer import AnswerGrammar
+
+#: At most this many occurrences of one index are read; the rest count as repeats unread.
+MAX_OCCURRENCES = 16
+
+
+#: At most this many leading lines of chatter are skipped for single/few-shot outputs.
+MAX_SINGLE_SKIP = 8
+
+
+# --- recover --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Occurrence:
+    answer: Marker | None
+    question: Marker | None
+    reading: Reading | None
+    question_text: str | None
+    aligned: bool = True
+    why: str = ""
+    q_end: int = 0  # normalised offset where a question's text ends
+
+
+def parse_recover(
+    shape: RequestShape, g: AnswerGrammar, output: str, prefix_ok: bool = False
+) -> list[ItemResult]:
+    text = NormalisedText(output)
+    reader = AnswerReader(g, prefix_ok)
+    if not is_multi_item(shape.kind):
+        return _recover_single(shape, text, reader)
+    norm = text.norm
+    n = len(shape.item_ids)
+    found = scan_markers(norm)
+    occurrences: dict[int, list[_Occurrence]] = {}
+    pending_q: tuple[Marker, int] | None = None
+    for k, m in enumerate(found):
+        body_end = found[k + 1].cut if k + 1 < len(found) else len(norm)
+        if m.kind == markers.QUESTION_PREFIX:
+            if shape.kind != "auto-demo":
+                continue  # a batch answer has no questions; Q[i] is chatter there
+            if pending_q is not None:
+                _orphan(occurrences, pending_q[0], text, pending_q[1])
+            pending_q = (m, body_end)
+            continue
+        occ_list = occurrences.setdefault(m.index, [])
+        q = pending_q[0] if pending_q is not None else None
+        q_text = None
+        if pending_q is not None:
+            qs, qe = strip_span(text.norm, pending_q[0].end, pending_q[1])
+            q_text = text.original[text.orig_start(qs) : text.orig(qe)]
+        pending_q = None
+        if len(occ_list) >= MAX_OCCURRENCES:
+            occ_list.append(_Occurrence(m, q, None, q_text))
+            continue
+        # An answer to an index the request does not have is kept only if well-formed.
+        reading = reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n)
+        occ = _Occurrence(m, q, reading, q_text)
+        if q is not None and q.index != m.index:
+            occ.aligned = False
+            occ.why = (
+                f"{marker_label(markers.ANSWER_PREFIX, m.index)} follows "
+                f"{marker_label(markers.QUESTION_PREFIX, q.index)}"
+            )
+        else:
+            occ.aligned, occ.why = check_alignment(shape, m.index, q_text)
+        occ_list.append(occ)
+    if pending_q is not None:
+        _orphan(occurrences, pending_q[0], text, pending_q[1])
+
+    results = [_judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)]
+    for i in sorted(occurrences):
+        if not 1 <= i <= n:
+            results.append(_extra(shape, text, i, occurrences[i]))
+    return results
+
+
+def _orphan(
+    occ: dict[int, list[_Occurrence]], q: Marker, text: NormalisedText, body_end: int
+) -> None:
+    """A question not followed by its answer (e.g. the output ended after it)."""
+    lst = occ.setdefault(q.index, [])
+    if len(lst) < MAX_OCCURRENCES:
+        lst.append(_Occurrence(None, q, None, None, aligned=True, q_end=body_end))
+
+
+def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
+    start_m = occ.question or occ.answer
+    assert start_m is not None
+    start = start_m.start
+    if occ.reading is not None:
+        end = occ.reading.end
+    else:
+        end = start_m.end
+    return text.span(start, max(end, start))
+
+
+def _judge(
+    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+) -> ItemResult:
+    item_id = item_id_at(shape, index)
+    amark = markers.answer_marker(index)
+    aname = marker_label(markers.ANSWER_PREFIX, index)
+    if not occs:
+        return ItemResult(
+            shape.id,
+            item_id,
+            index,
+            "missing",
+            {},
+            None,
+            (amark,),
+            None,
+            f"no {aname} in the output",
+        )
+    answered = [o for o in occs if o.answer is not None]
+    good = [o for o in answered if o.reading is not None and o.reading.values is not None]
+    good_aligned = [o for o in good if o.aligned]
+    if good_aligned:
+        first = good_aligned[0]
+        assert first.reading is not None and first.reading.values is not None
+        values = first.reading.values
+        differing = [
+            o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
+        ]
+        span = _occ_span(text, first)
+        note = first.why
+        if differing:
+            other = differing[0]
+            where = _occ_span(text, other).start
+            return ItemResult(
+                shape.id,
+                item_id,
+                index,
+                "duplicate",
+                values,
+                span,
+                (),
+                None,
+                f"{aname} answered {len(good_aligned)} times with different values: "
+                f"{_show(values)} at {span.start}, {_show(other.reading.values or {})} "  # type: ignore[union-attr]
+                f"at {where}",
+            )
+        return ItemResult(shape.id, item_id, index, "ok", values, span, (), None, note)
+    if good:
+        first = good[0]
+        assert first.reading is not None and first.reading.values is not None
+        return ItemResult(
+            shape.id,
+            item_id,
+            index,
+            "misaligned",
+            first.reading.values,
+            _occ_span(text, first),
+            (),
+            None,
+            first.why,
+        )
+    # Nothing well-formed: diagnose the first answer, or the question left without one.
+    if answered:
+        o = answered[0]
+        r = o.reading
+        assert o.answer is not None
+        if r is None:  # beyond MAX_OCCURRENCES: not read
+            return ItemResult(
+                shape.id,
+                item_id,
+                index,
+                "malformed",
+                {},
+                _occ_span(text, o),
+                ("an answer",),
+                None,
+                f"{aname} repeated too often to read",
+            )
+        pos = text.position(text.orig(r.error_at))
+        return ItemResult(
+            shape.id,
+            item_id,
+            index,
+            "malformed",
+            {},
+            _occ_span(text, o),
+            r.expected,
+            r.found,
+            f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+        )
+    o = occs[0]
+    assert o.question is not None
+    rest = text.norm[o.q_end :].strip()
+    found = excerpt(rest, 0, FOUND_CHARS, end="end of output", quote=False)
+    q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
+    pos = text.position(text.orig(q_end))
+    return ItemResult(
+        shape.id,
+        item_id,
+        index,
+        "malformed",
+        {},
+        text.span(o.question.start, q_end),
+        (amark,),
+        found,
+        f"{marker_label(markers.QUESTION_PREFIX, index)} is not followed by {aname}"
+        + (" (the output ends)" if not rest else f" (found {found!r})")
+        + f" at {pos}",
+    )
+
+
+def _extra(
+    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+) -> ItemResult:
+    n = len(shape.item_ids)
+    values: dict[str, Value] = {}
+    for o in occs:
+        if o.reading is not None and o.reading.values is not None:
+            values = o.reading.values
+            break
+    first = occs[0]
+    kind = marker_label(
+        markers.ANSWER_PREFIX if first.answer is not None else markers.QUESTION_PREFIX, index
+    )
+    return ItemResult(
+        shape.id,
+        None,
+        index,
+        "extra",
+        values,
+        _occ_span(text, first),
+        (),
+        None,
+        f"{kind} is not an item of this request (it has items 1 to {n})",
+    )
+
+
+def _show(values: Mapping[str, Value]) -> str:
+    """``answer='18', reasoning='First…'`` for messages."""
+    return ", ".join(
+        f"{k}={excerpt(_plain(v), 0, FOUND_CHARS, end='end of output', quote=False)!r}"
+        for k, v in values.items()
+    )
+
+
+def _plain(value: Value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    return str(value)
+
+
+def _recover_single(
+    shape: RequestShape, text: NormalisedText, reader: AnswerReader
+) -> list[ItemResult]:
+    norm = text.norm
+    item_id = shape.item_ids[0] if shape.item_ids else None
+    s, e = strip_span(text.norm, 0, len(norm))
+    if not text.original.strip(EDGE_NOISE):
+        return [
+            ItemResult(
+                shape.id,
+                item_id,
+                1,
+                "missing",
+                {},
+                None,
+                ("an answer",),
+                "end of output",
+                "the output is empty",
+            )
+        ]
+    # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
+    # the whole output; the output without its first lines of chatter.
+    starts: list[tuple[int, Marker | None]] = []
+    for m in scan_markers(norm):
+        if m.kind == markers.ANSWER_PREFIX and m.index == 1:
+            starts.append((m.end, m))
+            break
+    fence = re.search(r"(?m)^[ \t]*(```|~~~)[^\n]*\n", norm)
+    if fence is not None:
+        starts.append((fence.end(), None))
+    starts.append((s, None))
+    pos = s
+    for _ in range(MAX_SINGLE_SKIP):
+        nl = norm.find("\n", pos, e)
+        if nl < 0:
+            break
+        pos = nl + 1
+        starts.append((pos, None))
+    first: Reading | None = None
+    tried: set[int] = set()
+    for st, marker in starts:
+        if st in tried:
+            continue
+        tried.add(st)
+        r = reader.read(text, st, e, marker)
+        if r.values is not None:
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
+        if first is None:
+            first = r
+    assert first is not None
+    pos_err = text.position(text.orig(first.error_at))
+    return [
+        ItemResult(
+            shape.id,
+            item_id,
+            1,
+            "malformed",
+            {},
+            text.span(first.start, first.end),
+            first.expected,
+            first.found,
+            f"expected {' or '.join(first.expected)}, found {first.found!r} at {pos_err}",
+        )
+    ]

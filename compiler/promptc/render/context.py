@@ -1,0 +1,160 @@
+"""The variables a template sees (documented in ``docs/templates.md``): the task, its inputs,
+outputs, answer format, demos, the request's items and the output markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from promptc import ir, markers
+
+#: Variables every template receives (see docs/templates.md).
+CONTEXT_VARIABLES: frozenset[str] = frozenset(
+    {
+        "task",
+        "kind",
+        "batch_size",
+        "inputs",
+        "outputs",
+        "answer_format",
+        "demos",
+        "items",
+        "markers",
+    }
+)
+
+
+#: Only ``single`` and ``few-shot`` requests hold exactly one item, also given as ``item``.
+ONE_ITEM_VARIABLES: frozenset[str] = frozenset({"item"})
+
+
+TYPE_MEANINGS: Mapping[str, str] = {
+    "text": "free text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "yes or no",
+}
+
+
+def context_variables(kind: ir.StrategyKind) -> frozenset[str]:
+    """The names a template of this strategy may use."""
+    if kind in ("single", "few-shot"):
+        return CONTEXT_VARIABLES | ONE_ITEM_VARIABLES
+    return CONTEXT_VARIABLES
+
+
+# ---------------------------------------------------------------- the context templates see
+
+
+def _output_meaning(field: ir.OutputField) -> str:
+    if field.type == "enum":
+        return "one of: " + ", ".join(field.choices)
+    return TYPE_MEANINGS[field.type]
+
+
+def _answer_format_context(task: ir.Task) -> dict[str, object]:
+    by_name = {o.name: o for o in task.outputs}
+    form = []
+    fields: list[dict[str, object]] = []
+    for seg in task.answer_format.segments:
+        if isinstance(seg, ir.Placeholder):
+            form.append(f"<{seg.field}>")
+            o = by_name[seg.field]
+            meaning = _output_meaning(o)
+            fields.append(
+                {
+                    "name": o.name,
+                    "type": o.type,
+                    "meaning": meaning,
+                    "text": f"<{o.name}> is {meaning}",
+                }
+            )
+        else:
+            form.append(seg.text)
+    return {
+        "text": task.answer_format.source,
+        "form": "".join(form),
+        "fields": fields,
+        "types": [f"{f['name']}: {f['meaning']}" for f in fields],
+        "description": " and ".join(str(f["text"]) for f in fields),
+    }
+
+
+def _demo_context(task: ir.Task) -> list[dict[str, object]]:
+    from promptc.spec.answer_format import write_answer
+    from promptc.values import write_value
+
+    out = []
+    by_name = {o.name: o for o in task.outputs}
+    for i, d in enumerate(task.demos, 1):
+        out.append(
+            {
+                "index": i,
+                "fields": dict(d.inputs),
+                "outputs": {
+                    k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name
+                },
+                "question": markers.question_text(task.inputs, d.inputs),
+                "answer": write_answer(task.answer_format, task.outputs, d.outputs),
+            }
+        )
+    return out
+
+
+def _ref(prefix: str) -> Callable[[object], str]:
+    def ref(index: object) -> str:
+        return f"{prefix}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}"
+
+    return ref
+
+
+def _markers() -> dict[str, object]:
+    return {
+        "question_ref": _ref(markers.QUESTION_PREFIX),
+        "answer_ref": _ref(markers.ANSWER_PREFIX),
+        "question_prefix": markers.QUESTION_PREFIX,
+        "answer_prefix": markers.ANSWER_PREFIX,
+        "separator": markers.MARKER_SEPARATOR,
+        "question": markers.question_marker,
+        "answer": markers.answer_marker,
+        "question_marker": markers.question_marker,
+        "answer_marker": markers.answer_marker,
+    }
+
+
+def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str, object]:
+    """The part of the template context shared by every request of a task."""
+    from promptc.select.batches import batch_size
+
+    kind = kind or task.strategy.kind
+    return {
+        "task": {
+            "name": task.name,
+            "description": task.description,
+            "instruction": task.instruction,
+        },
+        "kind": kind,
+        "batch_size": batch_size(task),
+        "inputs": [
+            {
+                "name": f.name,
+                "type": f.type,
+                "label": markers.field_label(f),
+                "description": f.description,
+            }
+            for f in task.inputs
+        ],
+        "outputs": [
+            {
+                "name": o.name,
+                "type": o.type,
+                "description": o.description,
+                "choices": list(o.choices),
+                "meaning": _output_meaning(o),
+            }
+            for o in task.outputs
+        ],
+        "answer_format": _answer_format_context(task),
+        "demos": _demo_context(task),
+        "markers": _markers(),
+    }

@@ -1,0 +1,265 @@
+"""The sandboxed Jinja environment and the loader that finds templates.
+
+Shipped templates and partials are named ``promptc/<file>``; a spec's own files by their path
+inside the spec's folder, which no include or extends may leave. Templates run in Jinja's
+immutable sandbox with ``StrictUndefined``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from promptc import ir
+from promptc.errors import Location, TemplateError
+from promptc.resources import read_template, template_names
+
+if TYPE_CHECKING:
+    import jinja2
+    import jinja2.runtime
+
+
+Role = Literal["system", "user", "assistant"]
+
+
+#: Shipped templates and partials are named with this prefix in ``include`` and ``extends``.
+BUILTIN_PREFIX = "promptc/"
+
+
+#: How shipped templates are shown in error locations.
+BUILTIN_DISPLAY = "<promptc>/"
+
+
+def template_name(task: ir.Task, kind: ir.StrategyKind) -> str:
+    """The loader name of the template a task uses for a strategy."""
+    ref = task.template_for(kind)
+    if ref.path is None:
+        return f"{BUILTIN_PREFIX}{kind}.j2"
+    for root in spec_roots(task):
+        rel = os.path.relpath(ref.path, root)
+        if not rel.startswith(".."):
+            return rel.replace(os.sep, "/")
+    return os.path.relpath(ref.path, task.spec_dir).replace(os.sep, "/")
+
+
+def spec_roots(task: ir.Task) -> list[str]:
+    """The folders a task's own templates may come from: the spec's, then those of the specs
+    it extends (a template named in a base spec is relative to, and inside, the base's folder)."""
+    roots = [task.spec_dir]
+    for inherited in task.extends:
+        folder = os.path.dirname(inherited.path)
+        if folder not in roots:
+            roots.append(folder)
+    return roots
+
+
+def display_path(path: str) -> str:
+    """A file path as error messages show it: relative to the working folder when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A template file the renderer loaded: its loader name, where it came from, its hash."""
+
+    name: str
+    origin: str  # "shipped" or "spec"
+    path: str  # shown in errors: <promptc>/batch.j2, or the spec's file
+    sha256: str
+    file: str | None = None  # the absolute path of a spec's own file
+
+
+#: Every message of the render stage, by code, word for word as tested (``$name`` fields).
+MESSAGES: Mapping[str, str] = {
+    "template-outside-spec": (
+        "template $name $why; a spec's templates and includes must be files inside the "
+        "spec's folder"
+    ),
+    "template-extends-cycle": "template $name extends itself",
+    "template-dynamic-extends": "{% extends %} needs a quoted template name",
+    "template-no-user-block": (
+        "template $name has no {% block user %}; a template must define the user message "
+        "(and may define {% block system %})"
+    ),
+    "template-empty-user": "template $name rendered an empty user message",
+    "template-syntax": "template syntax error: $error",
+    "template-not-found": (
+        "template $name not found; shipped templates are named 'promptc/<file>' ($shipped), "
+        "a spec's own by their path inside the spec's folder"
+    ),
+    "template-sandbox": (
+        "template tried to leave its sandbox ($error); templates may only read the "
+        "documented variables, not Python internals"
+    ),
+    "template-sandbox-attribute": (
+        "template reads $attr, which the sandbox refuses; templates may only read the "
+        "documented variables, not Python internals"
+    ),
+    "template-undefined": "template uses an undefined value: $error",
+    "template-runtime": "template failed: $error",
+    "template-undeclared-variable": (
+        "template uses undeclared variable $name; templates can use $allowed"
+    ),
+    "template-unknown-block": "unknown message block $name; expected $expected",
+    "template-outside-block": (
+        "text or statements outside {% block system %} and {% block user %} belong to no "
+        "message; move them inside a block"
+    ),
+}
+
+
+def template_error(
+    code: str, location: Location | None = None, hint: str | None = None, **fields: object
+) -> TemplateError:
+    """The :class:`TemplateError` of a code in :data:`MESSAGES`, its fields filled in."""
+    from string import Template
+
+    message = Template(MESSAGES[code]).substitute({k: str(v) for k, v in fields.items()})
+    return TemplateError(message, location=location, hint=hint, code=code)
+
+
+def _escape_error(name: str, why: str) -> TemplateError:
+    return template_error("template-outside-spec", name=repr(name), why=why)
+
+
+class SpecLoader:
+    """Serves shipped templates as ``promptc/<name>`` and a spec's own files from its folder.
+
+    Implements Jinja's loader protocol (``load`` via :class:`jinja2.BaseLoader`). Every file
+    served is recorded in :attr:`used`, for the build manifest.
+    """
+
+    def __init__(self, spec_dir: str | None, extra_roots: Sequence[str] = ()) -> None:
+        self.spec_dir = os.path.realpath(spec_dir) if spec_dir else None
+        self.roots = [self.spec_dir] if self.spec_dir else []
+        for root in extra_roots:
+            real = os.path.realpath(root)
+            if real not in self.roots:
+                self.roots.append(real)
+        self.used: dict[str, TemplateSource] = {}
+        self.paths: dict[str, str] = {}  # display path -> loader name
+
+    def resolve(self, name: str) -> str:
+        """The absolute path of a spec's own template ``name``.
+
+        Raises:
+            TemplateError: ``name`` is absolute or leaves the spec's folder (``..`` or a
+                symbolic link pointing outside).
+        """
+        import jinja2
+
+        posix = name.replace("\\", "/")
+        if os.path.isabs(name) or posix.startswith("/") or os.path.splitdrive(name)[0]:
+            raise _escape_error(name, "is an absolute path")
+        if ".." in posix.split("/"):
+            raise _escape_error(name, "leaves the spec's folder with '..'")
+        for root in self.roots:  # the spec's folder first, then those of the specs it extends
+            candidate = os.path.join(root, *posix.split("/"))
+            if not os.path.isfile(candidate):
+                continue
+            path = os.path.realpath(candidate)
+            if os.path.commonpath([path, root]) != root:
+                raise _escape_error(name, "resolves (through a link) outside the spec's folder")
+            return path
+        raise jinja2.TemplateNotFound(name)
+
+    def get_source(
+        self, environment: jinja2.Environment | None, name: str, *, record: bool = True
+    ) -> tuple[str, str, Callable[[], bool]]:
+        """The text of a template, the path shown for it, and Jinja's up-to-date check.
+
+        ``record=False`` reads without recording the file as used (for static analysis).
+        """
+        import jinja2
+
+        if name.startswith(BUILTIN_PREFIX):
+            rel = name[len(BUILTIN_PREFIX) :]
+            if rel not in shipped_names():
+                raise jinja2.TemplateNotFound(name)
+            text = read_template(rel)
+            shown = BUILTIN_DISPLAY + rel
+            origin = "shipped"
+            file = None
+        else:
+            file = self.resolve(name)
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+            shown = display_path(file)
+            origin = "spec"
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if record:
+            self.used[name] = TemplateSource(name, origin, shown, digest, file)
+        self.paths[shown] = name
+        return text, shown, lambda: True
+
+
+def shipped_names() -> frozenset[str]:
+    global _SHIPPED
+    if _SHIPPED is None:
+        _SHIPPED = frozenset(template_names())
+    return _SHIPPED
+
+
+_SHIPPED: frozenset[str] | None = None
+
+
+def make_environment(loader: SpecLoader) -> jinja2.Environment:
+    """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Loader(jinja2.BaseLoader):
+        def get_source(
+            self, environment: jinja2.Environment, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
+            return loader.get_source(environment, template)
+
+    env = ImmutableSandboxedEnvironment(
+        loader=_Loader(),
+        bytecode_cache=_bytecode_cache(),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    # lipsum() draws random words: a prompt must not change from one build to the next.
+    env.globals.pop("lipsum", None)
+    return env
+
+
+_BYTECODE: jinja2.BytecodeCache | None = None
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache:
+    """Compiled templates shared by every environment of this process (checks and build
+    compile the same templates; all promptc environments compile alike). Jinja keys entries
+    by template name and file and checks the source's hash, so an edited file recompiles."""
+    global _BYTECODE
+    if _BYTECODE is None:
+        import jinja2
+        from jinja2.bccache import Bucket
+
+        class MemoryBytecodeCache(jinja2.BytecodeCache):
+            def __init__(self) -> None:
+                self.store: dict[str, bytes] = {}
+
+            def load_bytecode(self, bucket: Bucket) -> None:
+                data = self.store.get(bucket.key)
+                if data is not None:
+                    bucket.bytecode_from_string(data)
+
+            def dump_bytecode(self, bucket: Bucket) -> None:
+                self.store[bucket.key] = bucket.bytecode_to_string()
+
+        _BYTECODE = MemoryBytecodeCache()
+    return _BYTECODE

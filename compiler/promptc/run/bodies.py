@@ -1,0 +1,240 @@
+"""Request bodies for the API from a build's requests, their cache keys, and JSON answers read back.
+
+What is sent is a function of the build alone (plus the grammar mode and the model name), so
+that the cache key of a body names exactly what was asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptc.build import REQUESTS_FILE, BuiltRequest
+from promptc.build import read_requests as read_built_requests
+from promptc.errors import Location, UsageError
+from promptc.text import canonical_json
+
+if TYPE_CHECKING:
+    from promptc.ir import Task
+
+
+GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
+
+
+GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
+
+
+ServerKind = Literal["llama-cpp-python", "llama.cpp", "other"]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the build
+# --------------------------------------------------------------------------------------------
+
+
+#: A request as :func:`promptc.build.read_requests` reads it (the reader lives beside the writer).
+BuildRequest = BuiltRequest
+
+
+def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
+    """The requests of a build, in order (both targets; see :func:`promptc.build.read_requests`).
+
+    Raises:
+        UsageError: The folder is not a build, or a line of ``requests.jsonl`` is malformed
+            (the first such line, at its file:line).
+    """
+    return read_built_requests(build_dir)
+
+
+def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
+    if request.grammar is None:
+        raise UsageError(
+            f"request {request.id} names no grammar, so it cannot be sent with one",
+            location=Location(str(build / REQUESTS_FILE), request.line, 1),
+            hint="rebuild with a promptc that writes answer grammars, or use --grammar none",
+            code="no-grammar",
+        )
+    path = build / f"{request.grammar}{suffix}"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        raise UsageError(
+            f"grammar file {path.name} of request {request.id} is missing from the build",
+            location=Location(str(path)),
+            hint="rebuild, or use --grammar none",
+            code="no-grammar",
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies and their cache keys
+# --------------------------------------------------------------------------------------------
+
+
+def request_body(
+    request: BuildRequest,
+    build: Path,
+    mode: Literal["gbnf", "json_schema", "none"],
+    server: ServerKind = "other",
+    model: str | None = None,
+    task: Task | None = None,
+) -> dict[str, Any]:
+    """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
+
+    An Auto-Demo request in ``gbnf`` mode gets its own grammar, in which each ``Q[i]:`` must
+    repeat item i's question exactly (:meth:`promptc.grammar.answer.AnswerGrammar.gbnf_for`): the
+    build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
+    a small model constrained by it writes questions of its own, which the parser then rightly
+    calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
+    build's manifest (:func:`build_task`).
+    """
+    body: dict[str, Any] = dict(request.params)
+    if model is not None:
+        body["model"] = model
+    body["messages"] = [dict(m) for m in request.messages]
+    if mode == "gbnf":
+        gbnf = _grammar_file(build, request, ".gbnf")
+        if request.kind == "auto-demo":
+            gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
+        body["grammar"] = gbnf
+    elif mode == "json_schema":
+        schema = json.loads(_grammar_file(build, request, ".schema.json"))
+        if server == "llama-cpp-python":
+            # Its server accepts only "text" and "json_object" (with a schema) as the type.
+            body["response_format"] = {"type": "json_object", "schema": schema}
+        else:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+            }
+    return body
+
+
+def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
+    """The task of a build: compiled from ``spec``, else from the spec its manifest names.
+
+    Raises:
+        UsageError: The spec cannot be found (with a hint to pass it).
+        PromptcError: The spec does not compile.
+    """
+    from promptc.parse.build_input import load_build
+    from promptc.spec.lower import compile_spec
+
+    if spec is not None:
+        return compile_spec(Path(spec))
+    try:
+        return load_build(build).task
+    except UsageError as e:
+        if e.code in ("spec-not-found", "no-spec-in-manifest"):
+            raise UsageError(
+                e.message,
+                location=e.location,
+                hint="pass the spec with --spec SPEC, or use --grammar none",
+                code=e.code,
+            ) from None
+        raise
+
+
+def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
+    """The GBNF of an Auto-Demo request with its own questions pinned.
+
+    Raises:
+        UsageError: The task does not match the build: an item it lacks, or a question other
+            than the request's prompt shows (the spec has changed since the build).
+    """
+    from promptc import markers
+    from promptc.grammar.answer import build_grammar
+    from promptc.parse.shape import items_by_id
+
+    by_id = items_by_id(task)
+    where = Location(str(build / REQUESTS_FILE), request.line)
+    hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
+    missing = [i for i in request.item_ids if i not in by_id]
+    if missing:
+        raise UsageError(
+            f"request {request.id} names item(s) the spec does not have: "
+            + ", ".join(missing[:5])
+            + (" …" if len(missing) > 5 else ""),
+            location=where,
+            hint=hint,
+            code="stale-build",
+        )
+    questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
+    shown = "\n".join(str(m.get("content")) for m in request.messages)
+    for i, (item_id, q) in enumerate(zip(request.item_ids, questions), 1):
+        # The grammar must make the model repeat what the prompt shows, not what the spec
+        # says now.
+        if markers.question_marker(i) + markers.MARKER_SEPARATOR + q not in shown:
+            raise UsageError(
+                f"request {request.id}: the question of item {item_id} in the spec is not the "
+                f"one its prompt shows as {markers.question_marker(i)}",
+                location=where,
+                hint=hint,
+                code="stale-build",
+            )
+    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
+
+
+def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the endpoint and the body: what decides the answer.
+
+    The API key is not part of it (it is in no body), so a key rotation keeps the cache.
+    """
+    endpoint = base_url.rstrip("/") + "/chat/completions"
+    return hashlib.sha256(canonical_json({"body": body, "url": endpoint}).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# JSON answers (grammar="json_schema") back to the A[i]: form
+# --------------------------------------------------------------------------------------------
+
+
+def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: str) -> str:
+    """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of a JSON answer written
+    under the build's JSON Schema, so that :func:`promptc.parse.output.parse_output` reads it
+    like any other output. Output that is not such JSON is returned unchanged (the parser
+    then says what is wrong with it)."""
+    from promptc import markers
+    from promptc.spec.answer_format import write_answer
+    from promptc.values import coerce_value
+
+    try:
+        data = json.loads(output)
+    except ValueError:
+        return output
+
+    def answer(values: Any) -> str | None:
+        if not isinstance(values, dict):
+            return None
+        try:
+            typed = {
+                o.name: coerce_value(o, values[o.name])
+                for o in task.outputs
+                if o.name in task.answer_format.fields
+            }
+            return write_answer(task.answer_format, task.outputs, typed)
+        except (KeyError, ValueError):
+            return None
+
+    if kind in ("single", "few-shot"):
+        return answer(data) or output
+    answers = data.get("answers") if isinstance(data, dict) else None
+    if not isinstance(answers, list):
+        return output
+    lines: list[str] = []
+    for k, entry in enumerate(answers, 1):
+        index = entry.get("index", k) if isinstance(entry, dict) else k
+        text = answer(entry)
+        if text is None or not isinstance(index, int):
+            return output
+        if kind == "auto-demo":
+            q = entry.get("question")
+            if not isinstance(q, str):
+                q = questions[index - 1] if 0 < index <= len(questions) else ""
+            lines.append(f"{markers.question_marker(index)}{markers.MARKER_SEPARATOR}{q}")
+        lines.append(f"{markers.answer_marker(index)}{markers.MARKER_SEPARATOR}{text}")
+    return markers.ITEM_SEPARATOR.join(lines)

@@ -1,0 +1,82 @@
+"""The response cache: one SQLite file of answers keyed by what was asked.
+
+A locked or damaged cache degrades to misses (the run goes on, sending again); it is never
+deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from promptc.errors import Location, UsageError
+from promptc.text import cache_dir, canonical_json
+
+CACHE_FILE = "responses.sqlite"
+
+
+# --------------------------------------------------------------------------------------------
+# The response cache
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_path() -> Path:
+    """``responses.sqlite`` in promptc's cache folder (:func:`promptc.text.cache_dir`): shared by
+    every build, outside the build folders kept in git."""
+    return cache_dir() / CACHE_FILE
+
+
+class ResponseCache:
+    """Responses by cache key, in one SQLite file: ``{"output", "finish_reason", "usage"}``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path))
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as e:
+            raise UsageError(
+                f"cannot open the response cache {str(self.path)!r}: {e}",
+                location=Location(str(self.path)),
+                hint="pass another --cache path, or --no-cache",
+                code="bad-cache",
+            ) from None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            row = self._db.execute(
+                "SELECT response FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.Error:  # locked by another run, or damaged: a miss, not a failure
+            return None
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put(self, key: str, response: Mapping[str, Any]) -> bool:
+        """Stores a response; False if the cache could not be written (the answer is still
+        in outputs.jsonl, so nothing is lost)."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
+                (key, canonical_json(response)),
+            )
+            self._db.commit()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,266 @@
+"""Text primitives every stage shares, each defined once.
+
+- Positions in a text: :class:`Position`, :class:`LineTable` (offset → line:col, built on first
+  use) and :class:`Span` (a stretch of a text, positions worked out when read).
+- Words for messages: :func:`excerpt` (what was found at an offset), :func:`describe` (a value
+  as a message names it), :func:`default_label` (an input's label from its name).
+- Canonical text: :func:`canonical_json` (the one spelling that is hashed), :func:`decimal_text`
+  (a Decimal as an exact number without exponent), :func:`sha256_text`.
+- Files: :func:`write_atomic` (a file replaced whole or not at all) and :func:`cache_dir` (where
+  promptc keeps its caches).
+
+This module imports nothing of promptc, so that every stage may use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+#: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
+EDITOR_BREAKS = r"\r\n|\r|\n"
+#: Line ends as YAML 1.1 (and so libyaml's marks) counts them: also NEL, LS and PS.
+YAML_BREAKS = "\r\n|\r|\n|\x85|\u2028|\u2029"
+#: The environment variable that moves every cache of promptc.
+CACHE_ENV = "PROMPTC_CACHE_DIR"
+
+
+class Position(NamedTuple):
+    """A place in a text: 1-based line and column (code points), 0-based offset."""
+
+    line: int
+    col: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.col}"
+
+
+class LineTable:
+    """Offset → :class:`Position` in one text; the table of line starts is built on first use.
+
+    Args:
+        text: The text.
+        breaks: A regular expression of what ends a line (:data:`EDITOR_BREAKS` by default;
+            :data:`YAML_BREAKS` for YAML sources).
+    """
+
+    __slots__ = ("_breaks", "_starts", "text")
+
+    def __init__(self, text: str, breaks: str = EDITOR_BREAKS) -> None:
+        self.text = text
+        self._breaks = breaks
+        self._starts: list[int] | None = None
+
+    @property
+    def starts(self) -> list[int]:
+        """The offset at which each line starts (``starts[0] == 0``)."""
+        starts = self._starts
+        if starts is None:
+            text = self.text
+            if self._breaks == EDITOR_BREAKS and "\r" not in text:
+                # The common case, about three times faster than the general pattern.
+                starts = [0]
+                find = text.find
+                i = find("\n")
+                while i >= 0:
+                    starts.append(i + 1)
+                    i = find("\n", i + 1)
+            else:
+                starts = [0] + [m.end() for m in re.finditer(self._breaks, text)]
+            self._starts = starts
+        return starts
+
+    def position(self, offset: int) -> Position:
+        """The line:col of ``offset`` (an offset past the end is on the last line)."""
+        starts = self.starts
+        line = bisect_right(starts, offset)
+        return Position(line, offset - starts[line - 1] + 1, offset)
+
+    def line_of(self, offset: int) -> int:
+        """The 1-based line of ``offset``."""
+        return bisect_right(self.starts, offset)
+
+    def span(self, start: int, end: int) -> Span:
+        """The :class:`Span` from ``start`` to ``end`` in this text."""
+        return Span(start, end, self)
+
+
+class Span:
+    """A stretch of a text: ``start_offset`` is its first character, ``end_offset`` the offset
+    just after its last one.
+
+    Spans hold offsets; lines and columns are worked out when read (from a line table shared by
+    every span of the text), so that code making many spans does not pay for positions nobody
+    reads. Two spans are equal when their offsets are.
+    """
+
+    __slots__ = ("_lines", "end_offset", "start_offset")
+
+    def __init__(self, start_offset: int, end_offset: int, lines: LineTable) -> None:
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        self._lines = lines
+
+    @property
+    def start(self) -> Position:
+        """Where the span starts."""
+        return self._lines.position(self.start_offset)
+
+    @property
+    def end(self) -> Position:
+        """Where the span ends (just after its last character)."""
+        return self._lines.position(self.end_offset)
+
+    def text(self) -> str:
+        """The spanned text."""
+        return self._lines.text[self.start_offset : self.end_offset]
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        """``{"start": {"line", "col", "offset"}, "end": {…}}``: JSON-ready."""
+        s, e = self.start, self.end
+        return {
+            "start": {"line": s.line, "col": s.col, "offset": s.offset},
+            "end": {"line": e.line, "col": e.col, "offset": e.offset},
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return (self.start_offset, self.end_offset) == (other.start_offset, other.end_offset)
+
+    def __hash__(self) -> int:
+        return hash((self.start_offset, self.end_offset))
+
+    def __repr__(self) -> str:
+        return f"Span({self.start_offset}, {self.end_offset}: {self})"
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+# ---------------------------------------------------------------- words for messages
+
+
+def excerpt(
+    text: str, offset: int, limit: int = 40, *, end: str = "end of the answer", quote: bool = True
+) -> str:
+    """What is found at ``offset``, for messages: the rest of its line, abbreviated.
+
+    Args:
+        text: The text.
+        offset: Where to look.
+        limit: At most this many characters are shown, ``…`` included.
+        end: What to say when nothing but white space is left.
+        quote: Whether the excerpt is shown quoted (``'abc'``), as messages quote what was
+            found, or bare, as a result's ``found`` field holds it.
+    """
+    rest = text[offset:]
+    if not rest.strip():
+        return end
+    line = rest.split("\n", 1)[0]
+    if not line.strip():
+        return "a line break"
+    shown = line if len(line) <= limit else line[: limit - 1] + "…"
+    return repr(shown) if quote else shown
+
+
+def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
+    """A value as messages name it: ``a string 'abc'``, ``an integer 5``, ``a mapping``.
+
+    Args:
+        value: A value read from YAML or JSON.
+        show: Whether scalars show their value (``a string 'abc'``) or only their kind
+            (``a string``), as messages about a document's structure want.
+        limit: Strings longer than this are abbreviated.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean {'true' if value else 'false'}" if show else "a boolean"
+    if isinstance(value, int):
+        return f"an integer {value}" if show else "a number"
+    if isinstance(value, float):
+        return f"a number {value!r}" if show else "a number"
+    if isinstance(value, str):
+        if not show:
+            return "a string"
+        shown = value if len(value) <= limit else value[: limit - 3] + "…"
+        return f"a string {shown!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "a mapping"
+
+
+def default_label(name: str) -> str:
+    """How an input is labelled without ``label``: ``passage_text`` → ``Passage text``."""
+    words = name.replace("_", " ").replace("-", " ").strip() or name
+    return words[:1].upper() + words[1:]
+
+
+# ---------------------------------------------------------------- canonical text
+
+
+def canonical_json(value: object) -> str:
+    """Sorted keys, no spaces, real UTF-8: the one spelling of JSON that is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decimal_text(d: Decimal) -> str:
+    """A Decimal as an exact number without exponent or trailing zeros: ``7.50`` → ``7.5``.
+
+    Infinities and NaN (which no answer reads as) are written as JSON strings.
+    """
+    if not d.is_finite():
+        return json.dumps(str(d))
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def sha256_text(text: str) -> str:
+    """The hex sha256 of ``text``'s UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_atomic(path: str | os.PathLike[str], content: str | Iterable[str]) -> None:
+    """Writes a file whole or not at all: to a temporary file beside it, then renamed.
+
+    Args:
+        path: The file.
+        content: Its text, or its lines (each written with a ``\\n`` after it).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            if isinstance(content, str):
+                f.write(content)
+            else:
+                f.writelines(line + "\n" for line in content)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cache_dir() -> Path:
+    """Where promptc keeps its caches: ``$PROMPTC_CACHE_DIR``, else ``$XDG_CACHE_HOME/promptc``,
+    else ``~/.cache/promptc`` (``~`` expanded in each)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "promptc"

@@ -1,0 +1,198 @@
+"""promptc.text: the shared primitives, with the behaviour their callers rely on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from promptc.text import (
+    YAML_BREAKS,
+    LineTable,
+    Position,
+    Span,
+    cache_dir,
+    canonical_json,
+    decimal_text,
+    default_label,
+    describe,
+    excerpt,
+    sha256_text,
+    write_atomic,
+)
+
+
+def naive_position(text: str, offset: int) -> tuple[int, int]:
+    """Line:col as an editor shows them: \\r\\n, \\r and \\n each end one line."""
+    line, col, i = 1, 1, 0
+    while i < offset:
+        if text[i] == "\r" and text[i + 1 : i + 2] == "\n":
+            if i + 1 < offset:
+                i += 1
+            else:
+                col += 1
+                i += 1
+                continue
+        if text[i] in "\r\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    return line, col
+
+
+@given(st.text(alphabet="ab\r\n ", max_size=40), st.data())
+def test_line_table_positions_match_an_editors(text: str, data: st.DataObject) -> None:
+    offset = data.draw(st.integers(0, len(text)))
+    # An offset between \r and \n belongs to the line the \r\n ends.
+    if 0 < offset < len(text) and text[offset - 1] == "\r" and text[offset] == "\n":
+        return
+    pos = LineTable(text).position(offset)
+    assert (pos.line, pos.col) == naive_position(text, offset)
+    assert pos.offset == offset
+
+
+def test_lone_carriage_return_ends_a_line() -> None:
+    assert LineTable("a\rb").position(2) == Position(2, 1, 2)
+    assert LineTable("a\r\nb").position(3) == Position(2, 1, 3)
+    assert LineTable("a\nb").position(2) == Position(2, 1, 2)
+
+
+def test_yaml_line_breaks_include_nel_ls_ps() -> None:
+    text = "a\x85b\u2028c\u2029d"
+    assert LineTable(text, YAML_BREAKS).position(6) == Position(4, 1, 6)
+    assert LineTable(text).position(6) == Position(1, 7, 6)  # editors' breaks only
+
+
+def test_spans_compare_by_offsets_and_show_positions() -> None:
+    lines = LineTable("A[1]: yes\nA[2]: no")
+    span = lines.span(16, 18)
+    assert span == Span(16, 18, LineTable("other text"))
+    assert hash(span) == hash(Span(16, 18, lines))
+    assert (span.start, span.end) == (Position(2, 7, 16), Position(2, 9, 18))
+    assert span.text() == "no"
+    assert str(span) == "2:7-2:9"
+    assert span.to_dict() == {
+        "start": {"line": 2, "col": 7, "offset": 16},
+        "end": {"line": 2, "col": 9, "offset": 18},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "kwargs", "expected"),
+    [
+        ("A[1]: yes", 6, {}, "'yes'"),
+        ("A[1]: yes", 6, {"quote": False}, "yes"),
+        ("A[1]: yes", 9, {}, "end of the answer"),
+        ("A[1]: yes   ", 9, {"end": "end of output"}, "end of output"),
+        ("x\n\nmore", 1, {}, "a line break"),
+        ("x" * 50, 0, {"limit": 10, "quote": False}, "x" * 9 + "…"),
+        ("first line\nsecond", 0, {}, "'first line'"),
+    ],
+)
+def test_excerpt(text: str, offset: int, kwargs: dict[str, object], expected: str) -> None:
+    assert excerpt(text, offset, **kwargs) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "kind"),
+    [
+        (None, "null", "null"),
+        (True, "a boolean true", "a boolean"),
+        (5, "an integer 5", "a number"),
+        (2.5, "a number 2.5", "a number"),
+        ("abc", "a string 'abc'", "a string"),
+        ("x" * 50, "a string '" + "x" * 37 + "…'", "a string"),
+        ([1], "a list", "a list"),
+        ({"a": 1}, "a mapping", "a mapping"),
+    ],
+)
+def test_describe(value: object, shown: str, kind: str) -> None:
+    assert describe(value) == shown
+    assert describe(value, show=False) == kind
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("premise", "Premise"), ("passage_text", "Passage text"), ("user-query", "User query")],
+)
+def test_default_label(name: str, label: str) -> None:
+    assert default_label(name) == label
+
+
+def test_canonical_json_is_one_spelling() -> None:
+    assert canonical_json({"b": [1, "é"], "a": None}) == '{"a":null,"b":[1,"é"]}'
+    assert sha256_text("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("7.50", "7.5"),
+        ("18", "18"),
+        ("-0", "0"),
+        ("0.000", "0"),
+        ("1E+3", "1000"),
+        ("-2.5", "-2.5"),
+    ],
+)
+def test_decimal_text(value: str, text: str) -> None:
+    assert decimal_text(Decimal(value)) == text
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    write_atomic(target, ["a", "b"])
+    assert target.read_text() == "a\nb\n"
+    write_atomic(target, "whole text")
+    assert target.read_text() == "whole text"
+
+    def broken() -> object:
+        yield "first"
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, broken())  # type: ignore[arg-type]
+    assert target.read_text() == "whole text"  # the old file, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary left
+
+
+def test_an_interrupted_writer_never_leaves_a_half_file(tmp_path: Path) -> None:
+    target = tmp_path / "big.txt"
+    write_atomic(target, "old")
+    code = (
+        "import os, signal\n"
+        "from promptc.text import write_atomic\n"
+        "def lines():\n"
+        "    for i in range(100000):\n"
+        "        if i == 50000:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        yield 'x' * 100\n"
+        f"write_atomic({str(target)!r}, lines())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
+    assert proc.returncode == -9
+    assert target.read_text() == "old"
+
+
+def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("PROMPTC_CACHE_DIR", raising=False)
+    assert cache_dir() == tmp_path / ".cache" / "promptc"
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert cache_dir() == tmp_path / "xdg" / "promptc"
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", "~/mine")
+    assert cache_dir() == tmp_path / "mine"
+    # Both caches live there: responses and embeddings.
+    from promptc.run.cache import default_cache_path
+    from promptc.select.embed import default_cache_dir
+
+    assert default_cache_path() == tmp_path / "mine" / "responses.sqlite"
+    assert default_cache_dir() == tmp_path / "mine"
+    assert os.path.isabs(default_cache_path())
