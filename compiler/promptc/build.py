@@ -454,6 +454,33 @@ def _produce(
     return files, hashes, selection, manifest, kept
 
 
+def iter_lines(
+    task: ir.Task, file: str = REQUESTS_FILE, *, target: Target = "chat"
+) -> Iterator[str]:
+    """The lines of ``requests.jsonl`` or ``batches.jsonl`` (each with its ``\\n``), as
+    :func:`build` writes them, one request at a time: ``promptc build --emit`` prints a
+    million requests without holding them.
+
+    Raises:
+        UsageError: An unknown target or file name.
+        PromptcError: A stage failed.
+    """
+    if target not in TARGETS or file not in (REQUESTS_FILE, BATCHES_FILE):
+        raise UsageError(
+            f"cannot emit {file!r} for target {target!r}; expected {REQUESTS_FILE} or "
+            f"{BATCHES_FILE} and " + " or ".join(map(repr, TARGETS)),
+            code="unknown-target",
+        )
+    nominal = batch_size(task)
+    has_grammar = _grammar_available()
+    for r in iter_requests(task):
+        if file == BATCHES_FILE:
+            yield dumps(batch_record(r.batch, r.id)) + "\n"
+            continue
+        stem = grammar_stem(len(r.batch.item_ids), nominal) if has_grammar else None
+        yield encode_request(r, stem, target)[0] + "\n"
+
+
 def _grammar_available() -> bool:
     try:
         import promptc.grammar.answer  # noqa: F401
