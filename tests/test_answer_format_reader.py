@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import lark
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc.errors import GrammarError
 from promptc.ir import Literal_, Placeholder
@@ -74,6 +74,7 @@ def test_every_short_string_reads_as_the_grammar_says() -> None:
     assert checked > 19_000
 
 
+@settings(deadline=None)  # lark's parse of one example can exceed 200 ms on a loaded machine
 @given(st.text(alphabet="{}ab_9 x\u00e9", max_size=30))
 def test_longer_strings_read_as_the_grammar_says(source: str) -> None:
     if source:
