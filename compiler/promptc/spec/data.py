@@ -366,11 +366,12 @@ class _ItemMaker:
         self.display = display
         self.id_column = id_spec if id_spec is not None and "{{" not in id_spec else None
 
-    def where(self, line: int) -> Location:
-        return Location(self.display, line, 1)
+    def where(self, line: int | Location) -> Location:
+        """A row's location: given whole (a JSON array's rows have columns), or its line."""
+        return line if isinstance(line, Location) else Location(self.display, line, 1)
 
     def inputs(
-        self, values: Mapping[str, Any], line: int, c: ErrorCollector
+        self, values: Mapping[str, Any], line: int | Location, c: ErrorCollector
     ) -> dict[str, str] | None:
         inputs: dict[str, str] = {}
         ok = True
@@ -389,7 +390,7 @@ class _ItemMaker:
         return inputs if ok else None
 
     def item_id(
-        self, values: Mapping[str, Any], line: int, index: int, c: ErrorCollector
+        self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
     ) -> str | None:
         column = self.id_column
         if column is not None:
@@ -679,8 +680,8 @@ def _read_json_array(
     first_line: dict[str, int] = {}
     index = 0
     for row in _json_rows(display, text, c):
-        inputs = maker.inputs(row.values, row.location.line, c)
-        item_id = maker.item_id(row.values, row.location.line, index, c)
+        inputs = maker.inputs(row.values, row.location, c)
+        item_id = maker.item_id(row.values, row.location, index, c)
         index += 1
         if item_id is None or inputs is None:
             continue
