@@ -2,7 +2,8 @@
 # Installs everything promptc's tests need and runs them all:
 #   the package with its test, embedding and ANN extras (torch pinned to the CPU build),
 #   llama-cpp-python with its OpenAI-compatible server and the SmolLM2-135M-Instruct model
-#   (for the integration tests against a real llama.cpp server), then pytest.
+#   (for the integration tests against a real llama.cpp server), then the checks that
+#   pyproject.toml declares (ruff check, ruff format --check, mypy --strict), then pytest.
 #
 # Usage: scripts/test.sh [pytest args...]
 # Environment:
@@ -23,7 +24,12 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,embed,ann]"
+python -m pip install --quiet -e ".[test,embed,ann,plan,eval]"
 bash scripts/install-llm.sh
+
+echo "[test] ruff check, ruff format --check, mypy --strict -p promptc" >&2
+python -m ruff check compiler tests scripts bench
+python -m ruff format --check compiler tests scripts bench
+python -m mypy --strict -p promptc
 
 python -m pytest "$@"

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptc import __version__, cli
+from promptc import __version__
+from promptc.cli import app as cli
 from promptc.cli import show
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,9 @@ def bad_spec(tmp_path: Path) -> Path:
 def test_check_valid_spec() -> None:
     proc = promptc("check", "specs/math.yaml")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "specs/math.yaml: valid: 20 items, strategy auto-demo, 8 per request\n"
+    assert proc.stdout == (
+        "specs/math.yaml: valid: 20 items with gold answer, strategy auto-demo, 8 per request\n"
+    )
     assert proc.stderr == ""
 
 
@@ -251,7 +254,7 @@ def test_schema_and_version() -> None:
 
 def test_help_lists_parse_without_importing_it() -> None:
     code = (
-        "import sys\nfrom promptc.cli.main import run\nrc = run(['--help'])\n"
+        "import sys\nfrom promptc.cli.app import run\nrc = run(['--help'])\n"
         "assert rc == 0, rc\nassert 'promptc.cli.parse' not in sys.modules\n"
         "assert 'promptc.render.renderer' not in sys.modules and 'jinja2' not in sys.modules\n"
     )
@@ -329,3 +332,19 @@ def test_spec_without_data_checks_and_builds_empty(tmp_path: Path) -> None:
         2,
         "no request '1': this build has no requests (no data items)\n",
     )
+
+
+@pytest.mark.parametrize("name", sorted(cli.cli.lazy))  # type: ignore[attr-defined]
+def test_every_listed_command_loads(name: str) -> None:
+    """The command table of ``promptc --help`` names real commands: each one imports and runs
+    ``--help`` with its own text."""
+    import importlib
+
+    import click
+
+    target, line = cli.cli.lazy[name]  # type: ignore[attr-defined]
+    module, attr = target.split(":")
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command) and command.name == name
+    assert line and line.endswith(".")
+    assert cli.run([name, "--help"]) == 0

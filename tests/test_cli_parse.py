@@ -273,7 +273,7 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
 
 
 def test_registered_in_the_promptc_group(math_build: Path, tmp_path: Path) -> None:
-    from promptc.cli.main import cli
+    from promptc.cli.app import cli
 
     reqs = requests_of(math_build)
     outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[0]["id"], "output": good_output(reqs[0])}])

@@ -2,16 +2,13 @@
 
 Regenerate the golden grammars after an intended change with::
 
-    PROMPTC_REGEN_GOLDENS=1 python -m pytest tests/test_grammar.py -k golden
-    # or: python tests/test_grammar.py --regen
+    python scripts/regen_goldens.py
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +23,6 @@ from promptc.spec.answer_format import parse_answer_format, write_answer
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
-REGEN = os.environ.get("PROMPTC_REGEN_GOLDENS") == "1"
 KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
 
 
@@ -110,33 +106,20 @@ def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
     return cases
 
 
-def spec_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
-    """The example specs of specs/, compiled by promptc's own front end."""
-    from promptc.spec.lower import compile_spec
-
-    cases = []
-    for spec in sorted((REPO / "specs").glob("*.yaml")):
-        task = compile_spec(spec)
-        for kind in KINDS:
-            n = 1 if kind in ("single", "few-shot") else task.strategy.batch_size
-            cases.append((f"spec-{spec.stem}", task, kind, n))
-    return cases
-
-
 def _all_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
-    return golden_cases() + spec_golden_cases()
+    # The example specs' grammars are golden files of their builds (tests/golden, see
+    # tests/test_golden.py); these are the hand-made tasks' grammars at three items.
+    return golden_cases()
 
 
-def write_goldens() -> list[Path]:
-    written = []
+def grammar_golden_files() -> dict[Path, str]:
+    """Every golden grammar file, by its path under ``tests/golden_grammars`` (for the
+    regeneration command, ``scripts/regen_goldens.py``)."""
+    out: dict[Path, str] = {}
     for name, task, kind, n in _all_golden_cases():
-        folder = GOLDEN / name / f"{kind}-{n}"
-        folder.mkdir(parents=True, exist_ok=True)
         for file, text in build_grammar(task, n, kind).files().items():
-            path = folder / file
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-    return written
+            out[Path(name) / f"{kind}-{n}" / file] = text
+    return out
 
 
 @pytest.mark.parametrize(
@@ -147,14 +130,10 @@ def write_goldens() -> list[Path]:
 def test_golden_grammar_is_current(name: str, task: ir.Task, kind: ir.StrategyKind, n: int) -> None:
     folder = GOLDEN / name / f"{kind}-{n}"
     files = build_grammar(task, n, kind).files()
-    if REGEN:
-        folder.mkdir(parents=True, exist_ok=True)
-        for file, text in files.items():
-            (folder / file).write_text(text, encoding="utf-8")
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("answer.*"))}
     assert on_disk == files, (
-        f"golden grammar {folder} is stale; regenerate: PROMPTC_REGEN_GOLDENS=1 "
-        "python -m pytest tests/test_grammar.py -k golden"
+        f"golden grammar {folder} is stale; regenerate: python scripts/regen_goldens.py "
+        "(then review git diff)"
     )
 
 
@@ -603,14 +582,6 @@ def test_no_catastrophic_backtracking() -> None:
         with pytest.raises(OutputParseError):
             g.parse_strict(text)
     assert time.perf_counter() - start < 10
-
-
-if __name__ == "__main__":
-    if "--regen" in sys.argv:
-        for path in write_goldens():
-            print(path.relative_to(REPO))
-    else:
-        print(__doc__)
 
 
 def test_text_before_text_ends_at_the_first_delimiter() -> None:

@@ -34,14 +34,14 @@ def test_import_promptc_is_light() -> None:
 
 
 def test_import_every_back_end_stage_is_light() -> None:
-    body = "import promptc.select.methods, promptc.render.renderer, promptc.build, promptc.cli.main"
+    body = "import promptc.select.methods, promptc.render.renderer, promptc.build, promptc.cli.app"
     assert loaded_after(body) == []
 
 
 @pytest.mark.parametrize("spec", ["math.yaml", "nli.yaml", "reading.yaml"])
 def test_promptc_build_is_light(spec: str, tmp_path: Path) -> None:
     body = (
-        "from promptc.cli.main import run\n"
+        "from promptc.cli.app import run\n"
         f"rc = run(['build', {str(REPO / 'specs' / spec)!r}, '-o', {str(tmp_path)!r}])\n"
         "assert rc == 0, rc\n"
     )
@@ -51,7 +51,7 @@ def test_promptc_build_is_light(spec: str, tmp_path: Path) -> None:
 
 def test_help_imports_almost_nothing() -> None:
     body = (
-        "from promptc.cli.main import run\n"
+        "from promptc.cli.app import run\n"
         "import contextlib, io\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert run(['--help']) == 0\n"

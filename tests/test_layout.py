@@ -201,3 +201,28 @@ def test_every_package_folder_is_in_the_wheel() -> None:
     folders = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert folders - listed == set()
     assert {"promptc.templates", "promptc.grammars"} <= listed
+
+
+def test_no_function_imports_what_the_module_already_imports() -> None:
+    """An import inside a function is for laziness; repeating a top-level one is noise."""
+    found = []
+    for module, path in package_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top: set[tuple[str | None, str | None, str | None]] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                top |= {(a.name, None, a.asname) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                top |= {(node.module, a.name, a.asname) for a in node.names}
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    keys = [(a.name, None, a.asname) for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    keys = [(node.module, a.name, a.asname) for a in node.names]
+                else:
+                    continue
+                found += [f"{module} (line {node.lineno}): {k}" for k in keys if k in top]
+    assert found == []

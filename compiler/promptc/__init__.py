@@ -14,7 +14,8 @@ Each stage is a module named after what it produces and a public function taking
 stage's output: :mod:`promptc.spec.load`, :mod:`promptc.spec.validate`, :mod:`promptc.spec.lower`,
 :mod:`promptc.select.methods`, :mod:`promptc.render.renderer`, :mod:`promptc.grammar.answer`,
 :mod:`promptc.parse.output`. :mod:`promptc.build` chains them and writes build outputs;
-:mod:`promptc.cli.main` is the ``promptc`` command. Every error a user can cause is a
+:mod:`promptc.diff` sits above it and compares two builds request by request (a spec now and at
+a git revision, or two build folders); :mod:`promptc.cli.app` is the ``promptc`` command. Every error a user can cause is a
 :class:`promptc.errors.PromptcError` naming file:line:col (or item id and output position).
 
 This module imports nothing heavy: ``import promptc`` stays fast, and torch or

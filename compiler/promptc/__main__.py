@@ -1,6 +1,6 @@
 """``python -m promptc``: the same as the ``promptc`` command."""
 
-from promptc.cli.main import main
+from promptc.cli.app import main
 
 if __name__ == "__main__":
     main()

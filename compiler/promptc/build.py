@@ -62,6 +62,11 @@ _OWNED = re.compile(
 )
 
 
+def is_build_file(name: str) -> bool:
+    """Whether a file name is one a build writes (and a rebuild may remove)."""
+    return _OWNED.match(name) is not None
+
+
 def dumps(value: object) -> str:
     """The one JSON spelling of build files: sorted keys, real UTF-8, no trailing spaces."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)

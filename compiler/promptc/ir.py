@@ -107,12 +107,17 @@ class Demo:
 
 @dataclass(frozen=True)
 class Item:
-    """One input of the dataset. ``index`` is its 0-based position in the data file."""
+    """One input of the dataset. ``index`` is its 0-based position in the data file.
+
+    ``gold`` holds the item's known answers (``data.gold``), output name → normalised value;
+    empty when the spec declares none. Nothing sent to a model reads it: only ``eval`` does.
+    """
 
     id: str
     index: int
     inputs: Mapping[str, str]
     location: Location = NOWHERE
+    gold: Mapping[str, Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class DataSource:
     id: str | None  # id column, or a Jinja expression, or None for the 1-based row number
     sha256: str
     location: Location = NOWHERE
+    gold: Mapping[str, str] = field(default_factory=dict)  # output -> column or expression
 
 
 @dataclass(frozen=True)
@@ -173,14 +179,26 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What a model costs, in US dollars per million tokens (``model.price``)."""
+
+    input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Model name and sampling parameters; ``params`` holds everything else, passed through."""
+    """Model name and sampling parameters; ``params`` holds everything else, passed through.
+
+    ``price`` is for ``plan`` and ``eval`` only: it is never part of a request.
+    """
 
     name: str
     temperature: float | None = None
     max_tokens: int | None = None
     params: Mapping[str, object] = field(default_factory=dict)
     location: Location = NOWHERE
+    price: Price | None = None
 
     def request_params(self) -> dict[str, object]:
         """The parameters as sent in a chat completion request, in a stable key order."""

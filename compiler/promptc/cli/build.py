@@ -10,6 +10,7 @@ from promptc.cli.common import (
     TARGETS,
     batch_size_option,
     compile_checked,
+    data_option,
     spec_argument,
     strategy_option,
 )
@@ -30,6 +31,7 @@ EMITS = ("ir", "batches", "requests")
 )
 @strategy_option
 @batch_size_option
+@data_option
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
@@ -43,21 +45,32 @@ EMITS = ("ir", "batches", "requests")
     default=None,
     help="Print this stage to stdout (JSON / JSON lines) instead of writing files.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing: build in memory and exit 1 naming every file of DIR that is stale.",
+)
 def build_command(
     spec: str,
     out_dir: str | None,
     strategy: str | None,
     batch_size: int | None,
+    data: str | None,
     target: str,
     emit: str | None,
+    check: bool,
 ) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
 
     The build is deterministic: rebuilding the same spec and data gives byte-identical files.
+    With --check nothing is written: exit 0 when DIR holds exactly this build, 1 naming every
+    stale, missing or leftover file (and the first request that differs).
     """
     if emit is None and out_dir is None:
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
-    task = compile_checked(spec, strategy, batch_size)
+    if check and (emit is not None or out_dir is None):
+        raise click.UsageError("--check needs the build folder to hold against: -o DIR")
+    task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":
         from promptc.build import ir_json
@@ -71,5 +84,13 @@ def build_command(
         out.writelines(build_mod.iter_lines(task, name, target=target))  # type: ignore[arg-type]
         return
     assert out_dir is not None
+    if check:
+        from promptc.cli.common import stderr
+        from promptc.diff.stale import check_report
+
+        assembled = build_mod.assemble(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
+        status, lines = check_report(assembled, out_dir, spec)
+        (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
+        sys.exit(status)
     result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]
     click.echo(result.summary)

@@ -13,8 +13,8 @@ from promptc.cli.common import (
     EXIT_USAGE,
     batch_size_option,
     compile_task,
+    data_option,
     plural,
-    spec_argument,
     stderr,
     strategy_option,
 )
@@ -31,6 +31,7 @@ def run_check(
     err: IO[str],
     strategy: str | None = None,
     batch_size: int | None = None,
+    data: str | None = None,
 ) -> int:
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
     import json
@@ -42,7 +43,7 @@ def run_check(
     omitted = 0
     task = None
     try:
-        task = compile_task(spec, strategy, batch_size, max_errors)
+        task = compile_task(spec, strategy, batch_size, max_errors, data)
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:
@@ -57,8 +58,10 @@ def run_check(
     if status == EXIT_OK and task is not None:
         from promptc.select.batches import batch_size as size_of
 
+        gold = task.data.gold if task.data is not None else {}
+        with_gold = f" with gold {', '.join(gold)}" if gold else ""
         summary = (
-            f"{spec}: valid: {plural(len(task.items), 'item')}, strategy "
+            f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
             f"{task.strategy.kind}, {size_of(task)} per request"
         )
     else:
@@ -82,7 +85,13 @@ def run_check(
 
 
 @click.command("check")
-@spec_argument
+@click.argument(
+    "specs",
+    metavar="SPEC...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+)
 @click.option(
     "--format",
     "fmt",
@@ -101,13 +110,35 @@ def run_check(
 )
 @strategy_option
 @batch_size_option
+@data_option
 def check_command(
-    spec: str, fmt: str, max_errors: int, strategy: str | None, batch_size: int | None
+    specs: tuple[str, ...],
+    fmt: str,
+    max_errors: int,
+    strategy: str | None,
+    batch_size: int | None,
+    data: str | None,
 ) -> None:
-    """Validate SPEC: schema, semantic checks, data and templates.
+    """Validate each SPEC: schema, semantic checks, data and templates.
 
-    Prints every problem as file:line:col: key.path: message (on stderr), then a summary.
-    Exit status 0 if the spec is valid, 1 if not, 2 for usage errors.
+    Prints every problem as file:line:col: key.path: message (on stderr), then a summary per
+    spec. Exit status 0 if every spec is valid, 1 if one is not, 2 for usage errors. Several
+    specs (as pre-commit passes them) are checked one after the other; with --format json
+    their reports come as one JSON list.
     """
-    code = run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size)
-    sys.exit(code)
+    if len(specs) == 1 or fmt != "json":
+        codes = [
+            run_check(spec, fmt, max_errors, sys.stdout, stderr(), strategy, batch_size, data)
+            for spec in specs
+        ]
+        sys.exit(max(codes))
+    import io
+    import json
+
+    reports, codes = [], []
+    for spec in specs:
+        buffer = io.StringIO()
+        codes.append(run_check(spec, fmt, max_errors, buffer, stderr(), strategy, batch_size, data))
+        reports.append(json.loads(buffer.getvalue()))
+    sys.stdout.write(json.dumps(reports, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    sys.exit(max(codes))

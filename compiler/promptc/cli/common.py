@@ -21,9 +21,13 @@ def stderr() -> IO[str]:
     return sys.stderr
 
 
-def overrides(strategy: str | None, batch_size: int | None) -> dict[tuple[str, ...], object]:
-    """The spec overrides that ``--strategy`` and ``--batch-size`` ask for."""
+def overrides(
+    strategy: str | None, batch_size: int | None, data: str | None = None
+) -> dict[tuple[str, ...], object]:
+    """The spec overrides that ``--strategy``, ``--batch-size`` and ``--data`` ask for."""
     out: dict[tuple[str, ...], object] = {}
+    if data is not None:
+        out[("data", "path")] = data
     if strategy is not None:
         out[("strategy", "kind")] = strategy
     if batch_size is not None:
@@ -36,6 +40,7 @@ def compile_task(
     strategy: str | None = None,
     batch_size: int | None = None,
     max_errors: int | None = 50,
+    data: str | None = None,
 ) -> ir.Task:
     """Compiles SPEC (with the command line's overrides) into its task, every error raised."""
     import gc
@@ -47,17 +52,21 @@ def compile_task(
     # and the task lives until the command ends: keep the collector from rescanning it.
     with gc_paused():
         task = compile_spec(
-            spec, overrides=overrides(strategy, batch_size) or None, max_errors=max_errors
+            spec,
+            overrides=overrides(strategy, batch_size, data) or None,
+            max_errors=max_errors,
         )
     gc.freeze()
     return task
 
 
-def compile_checked(spec: str, strategy: str | None, batch_size: int | None) -> ir.Task:
+def compile_checked(
+    spec: str, strategy: str | None, batch_size: int | None, data: str | None = None
+) -> ir.Task:
     """The task, after the template checks too: every error found is raised together."""
     from promptc.render.checks import raise_template_errors
 
-    task = compile_task(spec, strategy, batch_size)
+    task = compile_task(spec, strategy, batch_size, data=data)
     raise_template_errors(task)
     return task
 
@@ -79,6 +88,14 @@ batch_size_option = click.option(
     default=None,
     metavar="N",
     help="Override strategy.batch_size of the spec.",
+)
+data_option = click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Read the items from PATH instead of the spec's data.path (relative to the working "
+    "folder; the format from its extension unless data.format says).",
 )
 spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=False, readable=True))
 

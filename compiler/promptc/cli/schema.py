@@ -8,9 +8,32 @@ import click
 
 
 @click.command("schema")
-def schema_command() -> None:
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    metavar="FILE",
+    help="Write the schema to FILE (for a spec's $schema modeline) instead of printing it.",
+)
+def schema_command(out_file: str | None) -> None:
     """Print the JSON Schema of task specs (for editors and yaml-language-server)."""
     from promptc.resources import read_schema
 
     text = read_schema()
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    from promptc.errors import Location, UsageError
+
+    try:
+        with open(out_file, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(
+            f"cannot write {out_file!r}: {e.strerror or e}",
+            location=Location(out_file),
+            code="out-not-writable",
+        ) from None

@@ -42,6 +42,24 @@ def _compile(spec_path: Path) -> Task:
     return compile_spec(spec_path)
 
 
+def _with_build_data(task: Task, manifest: Mapping[str, Any]) -> Task:
+    """The task with the data the build was made from: a build made with ``--data PATH``
+    records that file (relative to the spec's folder) in its manifest, and its items, not the
+    spec's own, are the ones its answers are about."""
+    data = manifest.get("data")
+    if not isinstance(data, Mapping) or task.data is None:
+        return task
+    rel, sha = data.get("path"), data.get("sha256")
+    if not isinstance(rel, str) or sha == task.data.sha256:
+        return task
+    target = (Path(task.spec_dir) / rel).resolve()
+    if not target.is_file():
+        return task
+    from promptc.spec.lower import compile_spec
+
+    return compile_spec(task.spec.path, overrides={("data", "path"): str(target)})
+
+
 def _manifest_spec_path(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
     """The spec a build was made from: ``spec.path_from_build`` (relative to the build), else
     ``spec.path`` relative to the build's parent folder or the current one."""
@@ -182,7 +200,7 @@ def load_build(source: str | Path) -> Build:
                 location=Location(str(manifest_path)),
                 code="bad-manifest",
             )
-        task = _compile(_manifest_spec_path(path, manifest))
+        task = _with_build_data(_compile(_manifest_spec_path(path, manifest)), manifest)
         return Build(task, _read_requests(path, task, manifest), str(path))
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")

@@ -20,11 +20,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
-from promptc.ir import DataSource, Item
-from promptc.spec.load import KeyPath, SpecDocument
+from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
 DataFormat = Literal["jsonl", "json", "csv"]
@@ -61,10 +62,16 @@ MESSAGES: dict[str, str] = {
     "empty-id": "item id is empty",
     "duplicate-id": "duplicate item id {id!r}; first used at line {line}",
     "no-rows": "data file has no rows",
+    "missing-gold": "row has no gold field {column!r} (for output {output!r})",
+    "null-gold": "gold field {column!r} (for output {output!r}) is null; expected a value",
+    "bad-gold": "gold value for {type} output {output!r}: {problem}",
+    "bad-gold-expression": "gold expression for output {output!r} failed: {problem}",
+    "bad-gold-template": "invalid gold expression for output {output!r}: {problem}",
 }
 
 HINTS: dict[str, str] = {
     "escapes-folder": "keep data files inside the spec's folder",
+    "missing-gold": "map data.gold to the column holding the answer, or to an expression",
     "unknown-format": "set data.format to jsonl, json or csv",
 }
 
@@ -249,19 +256,27 @@ def _id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
 
 
 def read_data(
-    doc: SpecDocument, input_names: Sequence[str], c: ErrorCollector
+    doc: SpecDocument,
+    input_names: Sequence[str],
+    c: ErrorCollector,
+    outputs: Sequence[OutputField] = (),
 ) -> tuple[DataSource, Sequence[Item]] | None:
     """Reads the data file named by the spec.
 
     JSONL and CSV files are read as streams, one line at a time: what is kept per item is
-    where its row starts in the file, its length and its line (an :class:`ItemTable`), so
-    memory does not grow with the text of the data. A JSON array is one value and is read
-    whole.
+    where its row starts in the file and its length (an :class:`ItemTable`), so memory does
+    not grow with the text of the data. A JSON array is one value and is read whole.
+
+    A ``data.path`` given on the command line (``--data PATH``, located at ``<command line>``)
+    is the user's own choice of file: it is read relative to the working folder and is not
+    confined to the spec's folder.
 
     Args:
         doc: The loaded spec; ``data`` must be a mapping with a string ``path``.
         input_names: The declared inputs, in order.
         c: Receives every problem found.
+        outputs: The declared outputs, whose types read the gold answers of ``data.gold``
+            (an output not among them was reported by validation and is skipped here).
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -274,14 +289,18 @@ def read_data(
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
-    if os.path.isabs(rel) or rel.startswith("~"):
-        c.add(data_error("absolute-path", where, pp, path=rel))
-        return None
-    folder = doc.folder_of(pp)
-    target = resolve_inside(folder, rel)
-    if target is None:
-        c.add(data_error("escapes-folder", where, pp, path=rel))
-        return None
+    from_command_line = where.file == COMMAND_LINE
+    if from_command_line:
+        target = Path(rel).expanduser().resolve()
+    else:
+        if os.path.isabs(rel) or rel.startswith("~"):
+            c.add(data_error("absolute-path", where, pp, path=rel))
+            return None
+        resolved = resolve_inside(doc.folder_of(pp), rel)
+        if resolved is None:
+            c.add(data_error("escapes-folder", where, pp, path=rel))
+            return None
+        target = resolved
     fmt = data.get("format")
     if fmt is not None and fmt not in ("jsonl", "json", "csv"):
         return None  # validation reported it
@@ -295,7 +314,12 @@ def read_data(
     if not target.is_file():
         c.add(data_error("not-a-file", where, pp, path=rel))
         return None
-    display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
+    if from_command_line:
+        display = os.path.normpath(rel)
+        # Written to the manifest: relative to the spec's folder, so that it names no machine.
+        rel = os.path.relpath(target, doc.files[0].resolved.parent).replace(os.sep, "/")
+    else:
+        display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
 
     raw_fields = data.get("fields")
     mapping = dict(raw_fields) if isinstance(raw_fields, dict) else {}
@@ -309,7 +333,8 @@ def read_data(
     id_template = None
     if id_spec is not None and "{{" in id_spec:
         id_template = _id_template(id_spec, doc.value_location(("data", "id")), c)
-    maker = _ItemMaker(columns, id_spec, id_template, display)
+    gold = _gold_readers(doc, outputs, c)
+    maker = _ItemMaker(columns, id_spec, id_template, display, gold)
 
     errors_before, omitted_before = len(c.errors), c.omitted
     try:
@@ -337,6 +362,7 @@ def read_data(
         id=id_spec,
         sha256=sha,
         location=where,
+        gold={r.output.name: r.spec for r in gold},
     )
     return source, items
 
@@ -358,13 +384,36 @@ class _ItemMaker:
     once per row when the file is checked and once more when the item is read back."""
 
     def __init__(
-        self, columns: Mapping[str, str], id_spec: str | None, template: Any, display: str
+        self,
+        columns: Mapping[str, str],
+        id_spec: str | None,
+        template: Any,
+        display: str,
+        gold: Sequence[GoldReader] = (),
     ) -> None:
         self.columns = tuple(columns.items())
         self.id_spec = id_spec
         self.template = template
         self.display = display
         self.id_column = id_spec if id_spec is not None and "{{" not in id_spec else None
+        self.gold = tuple(gold)
+
+    def golds(
+        self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
+    ) -> dict[str, Value] | None:
+        """The row's gold answers (``data.gold``), or ``None`` if one is missing or bad."""
+        out: dict[str, Value] = {}
+        if not self.gold:
+            return out
+        row = Row(values, self.where(line))
+        ok = True
+        for reader in self.gold:
+            value = reader.read(row, index, c)
+            if value is None:
+                ok = False
+            else:
+                out[reader.output.name] = value
+        return out if ok else None
 
     def where(self, line: int | Location) -> Location:
         """A row's location: given whole (a JSON array's rows have columns), or its line."""
@@ -463,7 +512,7 @@ def _scan_lines(
                     pass
                 return (), sha.hexdigest(), 0
             header = first
-        inputs_of, id_of = maker.inputs, maker.item_id
+        inputs_of, id_of, golds_of = maker.inputs, maker.item_id, maker.golds
         add_id, add_start, add_length, add_line = (
             dups.add,
             starts.append,
@@ -475,7 +524,8 @@ def _scan_lines(
             n_rows += 1
             inputs = inputs_of(values, line, c)
             item_id = id_of(values, line, index, c)
-            if item_id is None or inputs is None:
+            golds = golds_of(values, line, index, c)
+            if item_id is None or inputs is None or golds is None:
                 continue
             add_id(item_id)
             add_line(len(starts), line)
@@ -682,14 +732,17 @@ def _read_json_array(
     for row in _json_rows(display, text, c):
         inputs = maker.inputs(row.values, row.location, c)
         item_id = maker.item_id(row.values, row.location, index, c)
+        golds = maker.golds(row.values, row.location, index, c)
         index += 1
-        if item_id is None or inputs is None:
+        if item_id is None or inputs is None or golds is None:
             continue
         if item_id in first_line:
             c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
             continue
         first_line[item_id] = row.location.line
-        items.append(Item(id=item_id, index=len(items), inputs=inputs, location=row.location))
+        items.append(
+            Item(id=item_id, index=len(items), inputs=inputs, location=row.location, gold=golds)
+        )
     return tuple(items), sha, index
 
 
@@ -782,20 +835,106 @@ class ItemTable(Sequence[Item]):
                 values = dict(zip(self._header, fields))
             inputs = maker.inputs(values, line, c)
             item_id = maker.item_id(values, line, index, c)
+            golds = maker.golds(values, line, index, c)
         except (ValueError, AttributeError, csv.Error, StopIteration, PromptcError):
-            inputs = item_id = None
+            inputs = item_id = golds = None
         location = Location(maker.display, line, 1)
-        if inputs is None or item_id is None:
+        if inputs is None or item_id is None or golds is None:
             raise DataError(
                 "the data file changed while promptc was reading it; run the command again",
                 location=location,
                 code="data-changed",
             )
-        return Item(id=item_id, index=index, inputs=inputs, location=location)
+        return Item(id=item_id, index=index, inputs=inputs, location=location, gold=golds)
 
 
 #: Raises at the first problem: a row read back was checked once already.
 _STRICT = ErrorCollector(fail_fast=True)
+
+
+@dataclass(frozen=True)
+class GoldReader:
+    """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
+
+    output: OutputField
+    spec: str
+    template: Any  # a compiled Jinja template for an expression, else None
+    location: Location
+
+    def read(self, row: Row, index: int, c: ErrorCollector) -> Value | None:
+        """The row's gold value, normalised by the output's type, or ``None`` (reported)."""
+        from promptc.values import coerce_value, expected
+
+        name = self.output.name
+        raw: object
+        if self.template is not None:
+            try:
+                raw = str(self.template.render(row=row.values, index=index, loop_index=index + 1))
+            except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
+                c.add(
+                    data_error(
+                        "bad-gold-expression",
+                        row.location,
+                        ("data", "gold", name),
+                        output=name,
+                        problem=str(e),
+                    )
+                )
+                return None
+            raw = raw.strip() if self.output.type != "text" else raw
+        else:
+            if self.spec not in row.values:
+                c.add(data_error("missing-gold", row.location, column=self.spec, output=name))
+                return None
+            raw = row.values[self.spec]
+            if raw is None:
+                c.add(data_error("null-gold", row.location, column=self.spec, output=name))
+                return None
+        if isinstance(raw, Decimal):
+            raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
+        elif isinstance(raw, (list, dict)):
+            raw = to_text(raw)
+        try:
+            return coerce_value(self.output, raw)
+        except ValueError:
+            c.add(
+                data_error(
+                    "bad-gold",
+                    row.location,
+                    ("data", "gold", name),
+                    type=self.output.type,
+                    output=name,
+                    problem=f"expected {expected(self.output)}, found {to_text(raw)!r}",
+                )
+            )
+            return None
+
+
+def _gold_readers(
+    doc: SpecDocument, outputs: Sequence[OutputField], c: ErrorCollector
+) -> list[GoldReader]:
+    """One reader per ``data.gold`` entry that names a declared output, in output order."""
+    from jinja2 import TemplateError
+
+    raw = doc.get(("data", "gold"))
+    if not isinstance(raw, dict):
+        return []
+    readers = []
+    for field in outputs:
+        spec = raw.get(field.name)
+        if not isinstance(spec, str) or not spec:
+            continue
+        p: KeyPath = ("data", "gold", field.name)
+        where = doc.value_location(p)
+        template = None
+        if "{{" in spec:
+            try:
+                template = _id_environment().from_string(spec)
+            except TemplateError as e:
+                c.add(data_error("bad-gold-template", where, p, output=field.name, problem=str(e)))
+                continue
+        readers.append(GoldReader(field, spec, template, where))
+    return readers
 
 
 def _item_id(

@@ -9,6 +9,7 @@ one :class:`~promptc.errors.PromptcErrors` holding every problem found.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from promptc import ir
@@ -63,7 +64,15 @@ def read_items(
 
     inputs = doc.get(("inputs",))
     names = list(inputs) if isinstance(inputs, dict) else []
-    result = read_data(doc, names, collector)
+    outputs: list[ir.OutputField] = []
+    declared = doc.get(("outputs",))
+    if isinstance(declared, dict):
+        for name, decl in declared.items():
+            # Outputs that do not validate are left out: their gold cannot be read anyway.
+            f = output_field(name, decl, doc.key_location(("outputs", name)))
+            if f is not None:
+                outputs.append(f)
+    result = read_data(doc, names, collector, outputs)
     if result is None:
         return None, ()
     return result
@@ -126,10 +135,16 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
 
     strategy = _strategy(doc)
     model_decl = dict(d["model"])
+    price = model_decl.pop("price", None)
+    # Parameters promptc does not know go out beside the known ones, as the server expects.
+    model_decl.update(model_decl.pop("extra", None) or {})
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
         max_tokens=model_decl.pop("max_tokens", None),
+        price=None
+        if price is None
+        else ir.Price(Decimal(str(price["input"])), Decimal(str(price["output"]))),
         params=model_decl,
         location=doc.key_location(("model",)),
     )

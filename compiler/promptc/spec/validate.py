@@ -77,11 +77,14 @@ MESSAGES: dict[str, str] = {
     "target-position": "target_position {position} is outside a batch of {size}; expected "
     "{low}..{high}",
     "unknown-data-field": "data.fields maps {field!r}, which is not an input",
+    "unknown-gold-output": "data.gold maps {field!r}, which is not an output; expected one of "
+    "{outputs}",
     "template-absolute": "template path {path!r} is absolute; expected a path relative to the "
     "spec's folder",
     "template-escape": "template path {path!r} leaves the spec's folder",
     "template-missing": "template file {path!r} not found",
     "unknown-model-param": "unknown model parameter {key!r}",
+    "extra-known-param": "model.extra.{key} is a parameter promptc knows",
 }
 
 HINTS: dict[str, str] = {
@@ -89,30 +92,14 @@ HINTS: dict[str, str] = {
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
+    "unknown-model-param": "put a parameter only your server knows under model.extra",
 }
 
-KNOWN_MODEL_PARAMS = (
-    "name",
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "top_p",
-    "top_k",
-    "min_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "repeat_penalty",
-    "stop",
-    "seed",
-    "n",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "response_format",
-    "user",
-    "stream",
-    "timeout",
-)
+
+def known_model_params() -> tuple[str, ...]:
+    """The ``model`` keys promptc knows: those the schema declares (``extra`` among them)."""
+    return tuple(schema()["$defs"]["model"]["properties"])
+
 
 _TYPE_WORDS = {
     "string": "a string",
@@ -199,6 +186,19 @@ def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[Pro
     schema_path = tuple(err.absolute_schema_path)
     sub = _schema_of(err)
     wanted = err.validator_value
+    if kind == "additionalProperties" and isinstance(inst, dict) and path == ("model",):
+        known = list(sub.get("properties", {}))
+        return [
+            error(
+                "unknown-model-param",
+                doc.key_location(path + (k,)),
+                path + (k,),
+                hint=did_you_mean(k, known),
+                key=k,
+            )
+            for k in inst
+            if k not in known
+        ]
     if kind == "additionalProperties" and isinstance(inst, dict):
         known = list(sub.get("properties", {}))
         return [
@@ -271,6 +271,7 @@ def _key_homes() -> dict[str, list[KeyPath]]:
     """Every key the schema declares, with the paths of the mappings that may hold it."""
     root = schema()
     homes: dict[str, list[KeyPath]] = {}
+    start: Mapping[str, Any] = root["$defs"]["spec"]
 
     def walk(node: Mapping[str, Any], path: KeyPath, depth: int) -> None:
         ref = node.get("$ref")
@@ -281,13 +282,15 @@ def _key_homes() -> dict[str, list[KeyPath]]:
             if isinstance(sub, Mapping):
                 walk(sub, path + (key,), depth + 1)
 
-    walk(root, (), 0)
+    walk(start, (), 0)
     return homes
 
 
 def _elsewhere(key: str, path: KeyPath) -> str | None:
     """A hint for a known key written in the wrong mapping: ``did you mean 'strategy.kind'?``."""
     homes = [h for h in _key_homes().get(key, []) if h != path]
+    if len(homes) > 1:  # prefer the mapping nested in the one the key was written in
+        homes = [h for h in homes if h[: len(path)] == path] or homes
     if len(homes) != 1:
         return None  # unknown, or too common (description, type) to guess where it belongs
     return f"did you mean {format_path(homes[0] + (key,))!r}?"
@@ -384,6 +387,7 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
     _check_data_fields(doc, c, inputs)
+    _check_gold(doc, c, output_names)
     _check_templates(doc, c)
     _check_model(doc, c)
 
@@ -621,6 +625,25 @@ def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] |
             )
 
 
+def _check_gold(doc: SpecDocument, c: ErrorCollector, outputs: list[str] | None) -> None:
+    gold = doc.get(("data", "gold"))
+    if not isinstance(gold, dict) or outputs is None:
+        return
+    for name in gold:
+        if name not in outputs:
+            p: KeyPath = ("data", "gold", name)
+            c.add(
+                error(
+                    "unknown-gold-output",
+                    doc.key_location(p),
+                    p,
+                    hint=did_you_mean(name, outputs),
+                    field=name,
+                    outputs=", ".join(outputs),
+                )
+            )
+
+
 def resolve_inside(folder: Path, relative: str) -> Path | None:
     """``folder/relative`` resolved (symlinks followed), or ``None`` if it leaves ``folder``."""
     root = folder.resolve()
@@ -652,13 +675,14 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
 
 
 def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
-    model = doc.get(("model",))
-    if not isinstance(model, dict):
+    # Unknown keys are the schema's (additionalProperties); a known one under extra would be
+    # sent twice, or silently win over the one beside it.
+    extra = doc.get(("model", "extra"))
+    if not isinstance(extra, dict):
         return
-    for key in model:
-        if key in KNOWN_MODEL_PARAMS:
-            continue
-        hint = did_you_mean(key, KNOWN_MODEL_PARAMS)
-        if hint is not None:  # unknown parameters pass through; near-misses are typos
-            p: KeyPath = ("model", key)
-            c.add(error("unknown-model-param", doc.key_location(p), p, hint=hint, key=key))
+    known = known_model_params()
+    for key in extra:
+        if key in known:
+            p: KeyPath = ("model", "extra", key)
+            hint = f"write it beside extra, as model.{key}"
+            c.add(error("extra-known-param", doc.key_location(p), p, hint=hint, key=key))

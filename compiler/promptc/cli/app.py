@@ -1,0 +1,191 @@
+"""The ``promptc`` command.
+
+::
+
+    promptc check SPEC [--format text|json] [--max-errors N]
+    promptc build SPEC -o DIR [--strategy K] [--batch-size N] [--target chat|openai-batch]
+    promptc build SPEC --emit ir|batches|requests        (print a stage instead of writing)
+    promptc build SPEC -o DIR --check                    (is DIR current? writes nothing)
+    promptc show SPEC --request K | --batches
+    promptc parse BUILD_DIR_OR_SPEC OUTPUTS …            (see promptc.cli.parse)
+    promptc run BUILD_DIR --base-url URL …               (see promptc.cli.run)
+    promptc diff SPEC --against REV | BUILD_A BUILD_B    (see promptc.cli.diff)
+    promptc init [DIR] [--strategy K] [--task text|number|enum]
+    promptc plan SPEC [--strategies …] [--batch-sizes …] (see promptc.cli.plan)
+    promptc eval SPEC [--base-url URL | --results DIR…]  (see promptc.cli.eval)
+    promptc schema
+    promptc --version
+
+Exit status: 0 success, 1 the spec (or a template, or the data) has errors, 2 usage error,
+3 internal error. Every promptc error is printed as ``file:line:col: path: message`` on
+stderr, never as a traceback.
+
+Start-up matters (``promptc --help`` runs in a few tens of milliseconds): this module imports
+only click and the small command modules; every stage is imported inside the command that
+needs it, and ``parse`` and ``run`` are lazily loaded subcommands. One module per command
+lives beside this one (:mod:`promptc.cli.check`, :mod:`promptc.cli.build` …).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from promptc import __version__
+from promptc.cli.common import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, plural, stderr
+
+if TYPE_CHECKING:
+    from promptc.errors import PromptcError
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when run.
+
+    ``promptc --help`` shows their one-line help from :attr:`lazy` without importing them
+    (``tests/test_cli.py`` checks that each line is the first line of its command's help).
+    """
+
+    #: name → (``module:attribute`` of the click command, one-line help)
+    lazy: Mapping[str, tuple[str, str]] = {
+        "check": (
+            "promptc.cli.check:check_command",
+            "Validate SPEC: schema, semantic checks, data and templates.",
+        ),
+        "build": (
+            "promptc.cli.build:build_command",
+            "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
+        ),
+        "show": (
+            "promptc.cli.show:show_command",
+            "Show one rendered request of SPEC, or its batches, readably.",
+        ),
+        "schema": (
+            "promptc.cli.schema:schema_command",
+            "Print the JSON Schema of task specs (for editors and yaml-language-server).",
+        ),
+        "parse": (
+            "promptc.cli.parse:parse_command",
+            "Parse model outputs item by item with a build's answer grammar.",
+        ),
+        "run": (
+            "promptc.cli.run:run_command",
+            "Send a build's requests to an OpenAI-compatible API.",
+        ),
+        "diff": (
+            "promptc.cli.diff:diff_command",
+            "Compare two builds, or a spec with itself at a git revision.",
+        ),
+        "init": (
+            "promptc.cli.init:init_command",
+            "Write a commented starter spec, its data and its schema.",
+        ),
+        "plan": (
+            "promptc.cli.plan:plan_command",
+            "Count every strategy's requests, tokens and cost, without a model.",
+        ),
+        "eval": (
+            "promptc.cli.eval:eval_command",
+            "Run every strategy and score it against the gold answers.",
+        ),
+    }
+
+    def _available(self) -> list[str]:
+        """The lazy commands whose module is part of this installation (found, not imported)."""
+        from importlib.util import find_spec
+
+        return [n for n, (target, _) in self.lazy.items() if find_spec(target.split(":")[0])]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._available()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            if cmd_name not in self._available():
+                return None
+            target, _ = self.lazy[cmd_name]
+            module, attr = target.split(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, self.lazy[name][1]))
+                continue
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", "-V", prog_name="promptc", message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """promptc: compile YAML prompt specs into single, few-shot, batch and Auto-Demo requests,
+    with answer grammars that parse model output item by item."""
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _report(error: PromptcError, err: IO[str]) -> int:
+    from promptc.errors import flatten
+
+    errors = flatten([error])
+    for e in errors:
+        err.write(e.format() + "\n")
+    omitted = getattr(error, "omitted", 0)
+    if omitted:
+        err.write(f"… and {omitted} more\n")
+    if len(errors) + omitted > 1:
+        err.write(f"promptc: {plural(len(errors) + omitted, 'error')}\n")
+    return EXIT_USAGE if all(e.stage == "usage" for e in errors) else EXIT_INVALID
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line and returns its exit status (for tests and :func:`main`)."""
+    from promptc.errors import PromptcError
+
+    err = stderr()
+    try:
+        rv: Any = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="promptc",
+            standalone_mode=False,
+        )
+        return rv if isinstance(rv, int) else EXIT_OK
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_INVALID)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show(file=err)
+        return EXIT_USAGE if isinstance(e, click.UsageError) else EXIT_INVALID
+    except click.Abort:
+        err.write("promptc: aborted\n")
+        return EXIT_INVALID
+    except PromptcError as e:
+        return _report(e, err)
+    except KeyboardInterrupt:
+        err.write("promptc: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - anything else is a promptc bug: said plainly, no traceback
+        err.write(f"promptc: internal error: {type(e).__name__}: {e}\n")
+        return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``promptc`` console script."""
+    sys.exit(run(argv))

@@ -1,0 +1,201 @@
+"""``promptc diff``: what a change to a spec did to its requests, request by request.
+
+::
+
+    promptc diff SPEC --against REV       the spec as it was at a git revision → as it is now
+    promptc diff BUILD_A BUILD_B          two build folders (or spec files)
+
+Exit status: 0 nothing changed, 1 something did, 2 an error (each printed as one
+``file:line:col: message`` line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, TYPE_CHECKING
+
+import click
+
+from promptc.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    TARGETS,
+    batch_size_option,
+    overrides,
+    stderr,
+    strategy_option,
+    use_rich,
+)
+
+if TYPE_CHECKING:
+    from promptc.diff.views import BuildView
+    from promptc.errors import PromptcError
+
+
+def _missing(path: str) -> PromptcError:
+    from promptc.errors import Location, UsageError
+
+    return UsageError(
+        f"no such spec file or build folder {path!r}",
+        location=Location(path),
+        code="no-such-path",
+    )
+
+
+def _view_now(path: str, strategy: str | None, batch_size: int | None, target: str) -> BuildView:
+    """A build folder read back, or a spec compiled and built in memory."""
+    from promptc.diff.views import read_view, view_of_result
+
+    if os.path.isdir(path):
+        return read_view(path)
+    if not os.path.isfile(path):
+        raise _missing(path)
+    from promptc.build import assemble
+    from promptc.cli.common import compile_checked
+
+    task = compile_checked(path, strategy, batch_size)
+    return view_of_result(assemble(task, target=target), path)  # type: ignore[arg-type]
+
+
+def run_diff(
+    a: str,
+    b: str | None,
+    against: str | None,
+    *,
+    stat: bool,
+    fmt: str,
+    strategy: str | None,
+    batch_size: int | None,
+    target: str,
+    out: IO[str],
+) -> int:
+    """``promptc diff``; returns the exit status (errors are raised)."""
+    import json
+
+    from promptc.diff import report
+    from promptc.diff.views import compare, same_spec, view_of_result
+    from promptc.errors import Location, UsageError
+
+    if against is not None:
+        if b is not None:
+            raise UsageError(
+                "give either SPEC --against REV or two builds, not both", code="diff-usage"
+            )
+        if os.path.isdir(a):
+            raise UsageError(
+                f"{a!r} is a folder: --against REV needs a spec file",
+                location=Location(a),
+                code="diff-usage",
+            )
+        from promptc.diff.revision import assemble_at, resolve
+
+        if not os.path.isfile(a):
+            raise _missing(a)
+        resolve(a, against)  # a bad revision is said before any compiling
+        new = _view_now(a, strategy, batch_size, target)
+        wanted = overrides(strategy, batch_size) or None
+        old_result, label = assemble_at(a, against, overrides=wanted, target=target)  # type: ignore[arg-type]
+        old = view_of_result(old_result, label)
+    else:
+        if b is None:
+            raise UsageError(
+                "give SPEC --against REV, or two build folders to compare",
+                code="diff-usage",
+                hint="e.g. promptc diff specs/task.yaml --against HEAD",
+            )
+        old = _view_now(a, strategy, batch_size, target)
+        new = _view_now(b, strategy, batch_size, target)
+        if os.path.isdir(a) and os.path.isdir(b):
+            same_spec(old, new)
+    diff = compare(old, new)
+    status = EXIT_INVALID if diff.changed else EXIT_OK
+    if fmt == "json":
+        data = report.to_json(diff)
+        if stat:
+            data = {k: data[k] for k in ("old", "new", "changed", "summary")}
+        out.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+        return status
+    lines = report.lines(diff, stat=stat)
+    if use_rich(out):
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        for text, style in lines:
+            console.print(Text(text, style=style))
+    else:
+        out.write("".join(text + "\n" for text, _ in lines))
+    return status
+
+
+@click.command("diff")
+@click.argument("a", metavar="SPEC_OR_BUILD")
+@click.argument("b", metavar="[BUILD_B]", required=False)
+@click.option(
+    "--against",
+    metavar="REV",
+    default=None,
+    help="A git revision: compare the spec as it was there with the spec as it is now.",
+)
+@click.option("--stat", is_flag=True, help="Print the summary alone.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="A readable diff, or JSON for tools.",
+)
+@strategy_option
+@batch_size_option
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="chat",
+    show_default=True,
+    help="Build target of specs compiled for the comparison.",
+)
+def diff_command(
+    a: str,
+    b: str | None,
+    against: str | None,
+    stat: bool,
+    fmt: str,
+    strategy: str | None,
+    batch_size: int | None,
+    target: str,
+) -> None:
+    """Show what changed between two builds, request by request.
+
+    SPEC --against REV compares the spec as it was at a git revision (with the specs it
+    extends, its templates and its data, read from git) with the spec as it is now.
+    BUILD_A BUILD_B compares two build folders. Requests are matched by the items they
+    hold. Exit status 0 when nothing changed, 1 when something did, 2 on errors.
+    """
+    from promptc.errors import PromptcError, flatten
+
+    try:
+        code = run_diff(
+            a,
+            b,
+            against,
+            stat=stat,
+            fmt=fmt,
+            strategy=strategy,
+            batch_size=batch_size,
+            target=target,
+            out=sys.stdout,
+        )
+    except PromptcError as e:
+        # 1 means "changed" here: every error, the spec's own included, exits 2.
+        err = stderr()
+        errors = flatten([e])
+        for error in errors:
+            err.write(error.format() + "\n")
+        omitted = getattr(e, "omitted", 0)
+        if omitted:
+            err.write(f"… and {omitted} more\n")
+        code = EXIT_USAGE
+    sys.exit(code)

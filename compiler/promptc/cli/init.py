@@ -1,0 +1,235 @@
+"""``promptc init``: a commented starter spec, three rows of data and the spec's JSON Schema.
+
+::
+
+    promptc init [DIR] [--strategy K] [--task text|number|enum]
+
+writes ``DIR/task.yaml``, ``DIR/data/task.jsonl`` and ``DIR/spec.schema.json``. The spec's
+first line is the ``yaml-language-server`` modeline pointing at that schema, beside the spec,
+so an editor validates it wherever the folder is moved or copied. Nothing is overwritten: if
+any of the three files exists, nothing is written at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from promptc.cli.common import STRATEGIES
+
+SPEC_FILE = "task.yaml"
+DATA_FILE = "data/task.jsonl"
+SCHEMA_FILE = "spec.schema.json"
+TASKS = ("text", "number", "enum")
+
+_HEAD = """\
+# yaml-language-server: $schema={schema}
+# A promptc task spec, written by `promptc init`. Every key: docs/spec.md of promptc.
+#   promptc check {spec}             validate it (schema, demos, data, templates)
+#   promptc build {spec} -o build    compile it into build/requests.jsonl + answer grammars
+#   promptc show {spec} --request 1  look at one rendered request
+promptc: 1                 # the spec format version
+name: {name}
+"""
+
+#: Per task kind: the task's own keys (description … demos), as YAML text.
+_TASK: dict[str, str] = {
+    "text": """\
+description: Answer short general-knowledge questions in a few words.
+# The instruction every request starts with.
+instruction: Answer the question in a few words. Do not explain.
+# Inputs are text fields; each data row gives a value for each (see data.fields).
+inputs:
+  question: {type: text, description: "A short general-knowledge question."}
+# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
+# from them, and promptc parse reads each model answer back into these fields.
+outputs:
+  answer: {type: text, description: "The answer, in a few words."}
+# How one answer is written: literal text and a {field} placeholder per output.
+answer_format: "{answer}"
+# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
+demos:
+  - question: What is the capital of France?
+    answer: Paris
+  - question: How many legs does a spider have?
+    answer: Eight
+""",
+    "number": """\
+description: Solve short math word problems, reasoning before the answer.
+# The instruction every request starts with.
+instruction: Solve the math word problem. Think step by step, then state the final answer as a number.
+# Inputs are text fields; each data row gives a value for each (see data.fields).
+inputs:
+  question: {type: text}
+# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
+# from them, and promptc parse reads each model answer back into these fields.
+outputs:
+  reasoning: {type: text, description: "The steps of the solution."}
+  answer: {type: number, description: "The final numeric answer."}
+# How one answer is written: literal text and a {field} placeholder per output.
+answer_format: "{reasoning} The answer is {answer}."
+# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
+demos:
+  - question: A baker fills 6 trays with 12 rolls each and sells 50. How many rolls are left?
+    reasoning: 6 trays hold 6 * 12 = 72 rolls, and 72 - 50 = 22.
+    answer: 22
+  - question: Mia reads 15 pages a day. How many days does a 105-page book take her?
+    reasoning: 105 / 15 = 7.
+    answer: 7
+""",
+    "enum": """\
+description: Classify the sentiment of short customer reviews.
+# The instruction every request starts with.
+instruction: Classify the sentiment of each customer review as positive, negative or neutral.
+# Inputs are text fields; each data row gives a value for each (see data.fields).
+inputs:
+  review: {type: text, description: "One customer review."}
+# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
+# from them, and promptc parse reads each model answer back into these fields.
+outputs:
+  sentiment:
+    type: enum
+    choices: [positive, negative, neutral]   # compared case-insensitively
+    aliases: {pos: positive, neg: negative}  # other spellings a model may write
+# How one answer is written: literal text and a {field} placeholder per output.
+answer_format: "{sentiment}"
+# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
+demos:
+  - review: The soup arrived hot and the bread was still warm. Lovely.
+    sentiment: positive
+  - review: The charger stopped working after two days.
+    sentiment: negative
+""",
+}
+
+_TAIL = """\
+# The items to compile: one JSON object a line (also json or csv), relative to this file.
+data:
+  path: {data}
+  id: id                   # the column holding each item's unique id
+  fields: {{{field}: {field}}}   # input name -> column of the data file
+# How items become requests: single (one per request), few-shot (one, after the demos),
+# batch (batch_size items as Q[1]..Q[N], answered A[1]..A[N]) or auto-demo (batch, with each
+# question repeated before its answer). Try another with `promptc build --strategy K`.
+strategy:
+  kind: {strategy}
+  batch_size: 8            # items per request for batch and auto-demo
+  selection: {{method: sequential}}   # or random; retrieval, partition, diverse need promptc[embed]
+# The model and its sampling parameters, sent with every request.
+model:
+  name: gpt-4o-mini
+  temperature: 0
+  max_tokens: {max_tokens}
+"""
+
+_ROWS: dict[str, list[dict[str, str]]] = {
+    "text": [
+        {"id": "q1", "question": "What is the largest planet in the solar system?"},
+        {"id": "q2", "question": "Which element has the chemical symbol O?"},
+        {"id": "q3", "question": "In which continent is Kenya?"},
+    ],
+    "number": [
+        {
+            "id": "q1",
+            "question": "Leo has 3 boxes of 24 crayons and gives away 17. How many are left?",
+        },
+        {"id": "q2", "question": "A bus ticket costs $2.50. How much do 8 tickets cost?"},
+        {
+            "id": "q3",
+            "question": "A garden has 9 rows of 7 plants. Rabbits eat 5. How many remain?",
+        },
+    ],
+    "enum": [
+        {"id": "r1", "review": "Best pancakes I have had in years."},
+        {"id": "r2", "review": "The headphones crackle whenever the bass kicks in."},
+        {"id": "r3", "review": "Delivery took four days, as the site said it would."},
+    ],
+}
+
+_FIELD = {"text": "question", "number": "question", "enum": "review"}
+_MAX_TOKENS = {"text": 256, "number": 1024, "enum": 128}
+
+
+def task_name(folder: Path) -> str:
+    """The spec's name: the folder's name made a plain word, else ``task``."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", folder.resolve().name).strip("-")
+    return name or "task"
+
+
+def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
+    """The files ``promptc init`` writes, by path relative to ``folder``."""
+    from promptc.resources import read_schema
+
+    spec = (
+        _HEAD.format(schema=SCHEMA_FILE, spec=SPEC_FILE, name=json.dumps(task_name(folder)))
+        + _TASK[task]
+        + _TAIL.format(
+            data=DATA_FILE, field=_FIELD[task], strategy=strategy, max_tokens=_MAX_TOKENS[task]
+        )
+    )
+    rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _ROWS[task])
+    schema = read_schema()
+    return {
+        SPEC_FILE: spec,
+        DATA_FILE: rows,
+        SCHEMA_FILE: schema if schema.endswith("\n") else schema + "\n",
+    }
+
+
+@click.command("init")
+@click.argument("folder", metavar="[DIR]", default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="batch",
+    show_default=True,
+    help="The strategy the spec starts with.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    default="number",
+    show_default=True,
+    help="A free-text answer, a number after reasoning, or a choice among labels.",
+)
+def init_command(folder: str, strategy: str, task: str) -> None:
+    """Write a commented starter spec, three rows of data and the spec's JSON Schema into DIR.
+
+    DIR/task.yaml starts with a yaml-language-server modeline pointing at DIR/spec.schema.json,
+    so that editors validate the spec. Existing files are never overwritten.
+    """
+    from promptc.errors import Location, UsageError
+
+    root = Path(folder)
+    files = starter_files(root, strategy, task)
+    existing = [name for name in files if (root / name).exists()]
+    if existing:
+        shown = ", ".join(str(root / name) for name in existing)
+        raise UsageError(
+            f"refusing to overwrite {shown}",
+            location=Location(str(root / existing[0])),
+            hint="choose another folder, or move the files away",
+            code="init-exists",
+        )
+    if root.exists() and not root.is_dir():
+        raise UsageError(
+            f"{folder!r} is not a folder", location=Location(folder), code="init-not-dir"
+        )
+    try:
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+    except OSError as e:
+        raise UsageError(
+            f"cannot write into {folder!r}: {e.strerror or e}",
+            location=Location(folder),
+            code="init-not-writable",
+        ) from None
+    spec = root / SPEC_FILE
+    click.echo(f"wrote {spec}, {root / DATA_FILE} and {root / SCHEMA_FILE}")
+    click.echo(f"next: promptc check {spec} && promptc build {spec} -o {root / 'build'}")

@@ -1,0 +1,227 @@
+"""``promptc plan``: requests, tokens and cost of every strategy, before anything is sent.
+
+::
+
+    promptc plan SPEC [--strategies single,few-shot,batch,auto-demo] [--batch-sizes 4,8,16]
+                 [--selection METHOD] [--data PATH] [--tokenizer o200k_base|cl100k_base|M.gguf]
+                 [--price-in USD --price-out USD] [--max-cost USD] [--max-input-tokens N]
+                 [--format table|json]
+
+Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost`` or
+``--max-input-tokens`` (for CI); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TYPE_CHECKING
+
+import click
+
+from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument
+
+if TYPE_CHECKING:
+    from promptc.plan.estimate import Plan
+
+
+def _tokens(n: float) -> str:
+    return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
+
+
+def plan_rows(plan: Plan) -> list[list[str]]:
+    """The table's rows, header first (shared by the plain and the rich table)."""
+    mark = "" if plan.exact else "~"
+    rows = [
+        [
+            "variant",
+            "requests",
+            "input tok/q",
+            "input total",
+            "output tok/q",
+            "floor tok/q",
+            "× floor",
+            "cost USD",
+        ]
+    ]
+    for v in plan.variants:
+        out = ("≤" if v.bounded else "~") + _tokens(v.output_per_question)
+        per_q = v.input_per_question + v.output_per_question
+        rows.append(
+            [
+                v.variant.name,
+                f"{v.requests:,}",
+                mark + _tokens(v.input_per_question),
+                mark + f"{v.input_tokens:,}",
+                out,
+                _tokens(v.floor_per_question),
+                f"{per_q / v.floor_per_question:.2f}" if v.floor_per_question else "-",
+                "-" if v.cost is None else f"{v.cost:.4f}",
+            ]
+        )
+    return rows
+
+
+def plan_notes(plan: Plan) -> list[str]:
+    """The lines under the table: tokenizer, marks, price."""
+    notes = [
+        f"{plan.spec}: {plan.items:,} items; tokens counted with {plan.tokenizer}"
+        + ("" if plan.exact else " (not the model's own tokenizer: ~ marks estimates)")
+    ]
+    notes.append(
+        "output tok/q: ≤ a bound set by the answer grammar, ~ an estimate from the demos' and "
+        "gold answers; floor: each question's own tokens plus its answer's"
+    )
+    if plan.price is None:
+        notes.append("cost: no price (set model.price in the spec, or --price-in/--price-out)")
+    else:
+        notes.append(
+            f"cost: USD {plan.price.input} in / {plan.price.output} out per million tokens "
+            f"(from {plan.price.source})"
+        )
+    return notes
+
+
+def write_table(plan: Plan, out: IO[str]) -> None:
+    from promptc.cli.common import use_rich
+
+    rows = plan_rows(plan)
+    if use_rich(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*rows[0], title=f"promptc plan {plan.spec}")
+        for c in table.columns[1:]:
+            c.justify = "right"
+        for r in rows[1:]:
+            table.add_row(*r)
+        console = Console(file=out)
+        console.print(table)
+        for n in plan_notes(plan):
+            console.print(n, style="dim")
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        out.write("  ".join(cells).rstrip() + "\n")
+    for n in plan_notes(plan):
+        out.write(n + "\n")
+
+
+def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> list[str]:
+    """One line per variant over a budget."""
+    from decimal import Decimal
+
+    lines = []
+    for v in plan.variants:
+        if max_cost is not None:
+            if v.cost is None:
+                lines.append(
+                    f"{v.variant.name}: --max-cost needs a price (model.price or "
+                    "--price-in/--price-out)"
+                )
+            elif v.cost > Decimal(str(max_cost)):
+                lines.append(
+                    f"{v.variant.name}: cost USD {v.cost:.4f} is over --max-cost {max_cost:g}"
+                )
+        if max_input is not None and v.input_tokens > max_input:
+            lines.append(
+                f"{v.variant.name}: {v.input_tokens:,} input tokens are over "
+                f"--max-input-tokens {max_input:,}"
+            )
+    return lines
+
+
+@click.command("plan")
+@spec_argument
+@click.option(
+    "--strategies",
+    default=None,
+    metavar="LIST",
+    help="Strategies to plan, comma-separated (default: single,few-shot,batch,auto-demo).",
+)
+@click.option(
+    "--batch-sizes",
+    default=None,
+    metavar="LIST",
+    help="Batch sizes for batch and auto-demo, comma-separated (default: 4,8,16).",
+)
+@click.option(
+    "--selection",
+    default=None,
+    metavar="METHOD",
+    help="Selection method for the batched variants (default: the spec's).",
+)
+@data_option
+@click.option(
+    "--tokenizer",
+    default=None,
+    metavar="NAME|GGUF",
+    help="o200k_base, cl100k_base or a .gguf model file (default: the model's own when "
+    "known, else o200k_base as an estimate).",
+)
+@click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
+@click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="Exit 1 if any variant costs more.",
+)
+@click.option(
+    "--max-input-tokens",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Exit 1 if any variant sends more input tokens.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+)
+def plan_command(
+    spec: str,
+    strategies: str | None,
+    batch_sizes: str | None,
+    selection: str | None,
+    data: str | None,
+    tokenizer: str | None,
+    price_in: str | None,
+    price_out: str | None,
+    max_cost: float | None,
+    max_input_tokens: int | None,
+    fmt: str,
+) -> None:
+    """Count the requests, tokens and cost of every strategy for SPEC, without a model.
+
+    Input tokens are counted on the rendered messages with a real tokenizer (chat framing
+    included); output tokens per question are a bound where the answer grammar sets one.
+    """
+    import json
+
+    from promptc.cli.common import stderr
+    from promptc.plan.estimate import plan_spec
+    from promptc.plan.variants import (
+        parse_batch_sizes,
+        parse_selection,
+        parse_strategies,
+        variants,
+    )
+
+    chosen = variants(
+        parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
+    )
+    plan = plan_spec(
+        spec, chosen, data=data, tokenizer=tokenizer, price_in=price_in, price_out=price_out
+    )
+    if fmt == "json":
+        sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
+    else:
+        write_table(plan, sys.stdout)
+    over = over_budget(plan, max_cost, max_input_tokens)
+    for line in over:
+        stderr().write(f"promptc plan: {line}\n")
+    sys.exit(EXIT_INVALID if over else EXIT_OK)

@@ -1,0 +1,442 @@
+"""A spec as it was at a git revision, read with git itself.
+
+:func:`checkout_spec` writes into a temporary folder the files a spec needs, as they were at
+a revision: the spec, every spec it ``extends``, the data file, its own templates and the
+templates they include or extend. Blobs are read with one ``git cat-file --batch`` process
+(``REV:path`` names, so nothing of the work tree, the index or ``HEAD`` is touched), and the
+files are laid out under the temporary folder as they lie in the repository, so the spec's
+relative paths and the project folder (where ``extends`` may reach) mean what they meant.
+
+The needed files are found the way the compiler finds them: the ``extends`` chain from each
+spec's YAML, the data and template paths from the merged spec
+(:func:`promptc.spec.load.load_spec`), and the templates a template names with
+``{% include %}``, ``{% import %}`` or ``{% extends %}`` from its Jinja syntax tree. A template
+that names another by an expression (which cannot be known before rendering) brings in every
+file under the spec folders instead.
+
+Errors found while compiling the old spec are reported at ``REV:path:line:col``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
+
+if TYPE_CHECKING:
+    from promptc.build import BuildResult, Target
+
+#: Most specs an extends chain may hold (as :mod:`promptc.spec.load` allows).
+MAX_CHAIN = 16
+#: Most files brought in for one spec; a fallback to "every file in the spec folders" past it
+#: would copy a whole repository.
+MAX_FILES = 10_000
+#: Seconds a git command may take.
+GIT_TIMEOUT = 60
+
+
+def _usage(message: str, where: str, code: str, hint: str | None = None) -> UsageError:
+    return UsageError(message, location=Location(where), hint=hint, code=code)
+
+
+def git(args: list[str], cwd: str | os.PathLike[str]) -> subprocess.CompletedProcess[bytes]:
+    """Runs ``git ARGS`` in ``cwd`` and returns its result (output as bytes).
+
+    Raises:
+        UsageError: git is not installed (``no-git``) or did not answer in time.
+    """
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+            timeout=GIT_TIMEOUT,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        )
+    except FileNotFoundError:
+        raise _usage("git is not installed", str(cwd), "no-git", "install git") from None
+    except subprocess.TimeoutExpired:
+        raise _usage(f"git {args[0]} took over {GIT_TIMEOUT}s", str(cwd), "git-timeout") from None
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where a spec sits in its git repository, and the commit a revision names.
+
+    Attributes:
+        top: The repository's top folder (absolute).
+        commit: The commit's full hash.
+        rev: The revision as the user wrote it.
+    """
+
+    top: Path
+    commit: str
+    rev: str
+
+
+def resolve(spec: str, rev: str) -> tuple[Repository, str]:
+    """The repository of ``spec``, the commit ``rev`` names, and the spec's path in the tree.
+
+    Raises:
+        UsageError: ``spec`` is not in a git work tree (``not-a-repository``), ``rev`` names
+            no commit (``unknown-revision``) or the spec did not exist at it (``not-at-revision``).
+    """
+    path = Path(spec).absolute()
+    folder = path.parent
+    if not folder.is_dir():
+        raise _usage(f"no such folder {str(folder)!r}", spec, "no-spec")
+    proc = git(["rev-parse", "--show-toplevel"], folder)
+    if proc.returncode != 0:
+        raise _usage(
+            f"{spec} is not inside a git repository",
+            spec,
+            "not-a-repository",
+            "diff --against needs the spec's history; compare two build folders instead",
+        )
+    top = Path(proc.stdout.decode("utf-8", "replace").strip()).resolve()
+    if rev.startswith("-") or not rev.strip():
+        raise _usage(f"unknown revision {rev!r}", spec, "unknown-revision")
+    proc = git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], top)
+    if proc.returncode != 0:
+        raise _usage(
+            f"unknown revision {rev!r}: git knows no commit by that name",
+            spec,
+            "unknown-revision",
+            "give a commit, branch or tag, e.g. HEAD~1 or main",
+        )
+    commit = proc.stdout.decode("ascii", "replace").strip()
+    try:
+        rel = path.resolve().relative_to(top).as_posix()
+    except ValueError:
+        raise _usage(
+            f"{spec} is outside the repository at {top}", spec, "outside-repository"
+        ) from None
+    repo = Repository(top, commit, rev)
+    kind = git(["cat-file", "-t", f"{commit}:{rel}"], top)
+    if kind.returncode != 0 or kind.stdout.strip() != b"blob":
+        raise _usage(
+            f"the spec did not exist at {rev}: git has no file {rel} there",
+            spec,
+            "not-at-revision",
+            "diff against a revision that has the spec",
+        )
+    return repo, rel
+
+
+class _Blobs:
+    """Reads ``COMMIT:path`` blobs through one ``git cat-file --batch`` process."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"],
+            cwd=repo.top,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+
+    def read(self, rel: str) -> bytes | None:
+        """The blob at ``rel`` (``None`` if there is none: missing, a folder, a submodule)."""
+        stdin: IO[bytes] | None = self.proc.stdin
+        stdout: IO[bytes] | None = self.proc.stdout
+        assert stdin is not None and stdout is not None
+        if "\n" in rel:
+            return None
+        stdin.write(f"{self.repo.commit}:{rel}\n".encode())
+        stdin.flush()
+        header = stdout.readline().split()
+        if len(header) != 3:
+            return None  # "<name> missing" or "ambiguous"
+        size = int(header[2])
+        body = stdout.read(size)
+        stdout.read(1)  # the newline after each object
+        return body if header[1] == b"blob" else None
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=GIT_TIMEOUT)
+        except subprocess.TimeoutExpired:  # pragma: no cover - git does not hang on EOF
+            self.proc.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@dataclass
+class Checkout:
+    """The files of a spec at a revision, written under :attr:`root`.
+
+    Attributes:
+        repo: The repository and commit.
+        root: The temporary folder standing for the repository's top folder.
+        spec: The spec's copy (under ``root``).
+        files: Repository paths written.
+    """
+
+    repo: Repository
+    root: Path
+    spec: Path
+    files: set[str] = field(default_factory=set)
+
+    def label(self, rel: str) -> str:
+        """``REV:path`` of a repository path."""
+        return f"{self.repo.rev}:{rel}"
+
+    def relabel(self, error: PromptcError) -> PromptcError:
+        """The error with every temporary path shown as ``REV:path``."""
+        prefix = str(self.root) + os.sep
+        for e in [error, *flatten([error])]:
+            if e.location is not None and e.location.file.startswith(prefix):
+                rel = e.location.file[len(prefix) :].replace(os.sep, "/")
+                e.location = Location(self.label(rel), e.location.line, e.location.col)
+            e.message = e.message.replace(prefix, f"{self.repo.rev}:")
+            if e.hint:
+                e.hint = e.hint.replace(prefix, f"{self.repo.rev}:")
+        if isinstance(error, PromptcErrors):
+            return PromptcErrors(list(error.errors), error.omitted)
+        return error
+
+
+def _yaml_extends(text: bytes) -> str | None:
+    """The ``extends`` of a spec's text, or ``None`` (also when the text is not YAML: the
+    compiler will say so, at its line)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text.decode("utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        return None
+    ext = data.get("extends") if isinstance(data, dict) else None
+    return ext if isinstance(ext, str) and ext.strip() else None
+
+
+def _inside(rel: str) -> bool:
+    return not (rel == ".." or rel.startswith(("../", "/")))
+
+
+@contextmanager
+def checkout_spec(spec: str, rev: str) -> Iterator[Checkout]:
+    """The files of ``spec`` as they were at ``rev``, in a temporary folder removed afterwards.
+
+    Raises:
+        UsageError: See :func:`resolve`.
+    """
+    import tempfile
+
+    repo, rel = resolve(spec, rev)
+    tmp = Path(tempfile.mkdtemp(prefix="promptc-diff-")).resolve()
+    blobs = _Blobs(repo)
+    try:
+        checkout = Checkout(repo, tmp, tmp / rel)
+        _mark_project_root(repo, spec, tmp)
+        _gather(checkout, blobs, rel)
+        yield checkout
+    finally:
+        blobs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mark_project_root(repo: Repository, spec: str, tmp: Path) -> None:
+    """Marks the project folder (where ``extends`` may reach) in the temporary tree where it is
+    in the work tree, so that the old spec is held to the same bound."""
+    from promptc.spec.load import project_root
+
+    root = project_root(Path(spec).resolve().parent).resolve()
+    try:
+        rel = root.relative_to(repo.top)
+    except ValueError:
+        rel = Path()
+    (tmp / rel).mkdir(parents=True, exist_ok=True)
+    (tmp / rel / ".git").write_text("", encoding="utf-8")
+
+
+def _write(checkout: Checkout, blobs: _Blobs, rel: str) -> bool:
+    """Writes one repository file into the checkout; ``False`` when it is not at the revision."""
+    rel = posixpath.normpath(rel)
+    if not _inside(rel) or rel == ".":
+        return False
+    if rel in checkout.files:
+        return True
+    if len(checkout.files) >= MAX_FILES:
+        raise _usage(
+            f"the spec at {checkout.repo.rev} needs over {MAX_FILES} files",
+            checkout.label(rel),
+            "too-many-files",
+        )
+    body = blobs.read(rel)
+    if body is None:
+        return False
+    target = checkout.root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(body)
+    checkout.files.add(rel)
+    return True
+
+
+def _gather(checkout: Checkout, blobs: _Blobs, rel: str) -> None:
+    # 1. the extends chain, from each spec's own YAML
+    chain = [rel]
+    current = rel
+    while len(chain) <= MAX_CHAIN:
+        _write(checkout, blobs, current)
+        body = (checkout.root / current).read_bytes() if current in checkout.files else b""
+        ext = _yaml_extends(body)
+        if ext is None or os.path.isabs(ext) or ext.startswith("~"):
+            break
+        nxt = posixpath.normpath(posixpath.join(posixpath.dirname(current), ext))
+        if nxt in chain or not _inside(nxt) or not _write(checkout, blobs, nxt):
+            break
+        chain.append(nxt)
+        current = nxt
+    folders = []
+    for spec_rel in chain:
+        folder = posixpath.dirname(spec_rel)
+        if folder not in folders:
+            folders.append(folder)
+    # 2. data and templates, from the merged spec
+    try:
+        from promptc.spec.load import load_spec
+
+        doc = load_spec(checkout.spec)
+    except PromptcError:
+        return  # compiling will report it
+    data = doc.get(("data",))
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        _write_relative(checkout, blobs, doc.folder_of(("data", "path")), data["path"])
+    templates = doc.get(("templates",))
+    pending: list[str] = []
+    if isinstance(templates, dict):
+        for kind, path in templates.items():
+            if isinstance(path, str):
+                where = doc.folder_of(("templates", kind))
+                written = _write_relative(checkout, blobs, where, path)
+                if written is not None:
+                    pending.append(written)
+    # 3. what those templates include, import or extend
+    done: set[str] = set()
+    while pending:
+        current = pending.pop()
+        if current in done:
+            continue
+        done.add(current)
+        names = _referenced_templates(checkout.root / current)
+        if names is None:
+            _write_folders(checkout, blobs, folders)
+            return
+        for name in names:
+            if name.startswith("promptc/"):
+                continue
+            for folder in folders:
+                candidate = posixpath.normpath(posixpath.join(folder, name))
+                if _inside(candidate) and _write(checkout, blobs, candidate):
+                    pending.append(candidate)
+                    break
+
+
+def _write_relative(checkout: Checkout, blobs: _Blobs, folder: Path, path: str) -> str | None:
+    """Writes ``folder/path`` (``folder`` inside the checkout); its repository path, or ``None``."""
+    if os.path.isabs(path) or path.startswith("~"):
+        return None
+    try:
+        base = folder.resolve().relative_to(checkout.root).as_posix()
+    except ValueError:
+        return None
+    rel = posixpath.normpath(posixpath.join(base, path.replace("\\", "/")))
+    return rel if _write(checkout, blobs, rel) else None
+
+
+def _referenced_templates(path: Path) -> list[str] | None:
+    """The template names a Jinja file refers to; ``None`` if one is an expression."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        ast = jinja2.Environment().parse(text)
+    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        return []  # compiling will report it
+    names: list[Any] = list(meta.find_referenced_templates(ast))
+    if any(n is None for n in names):
+        return None
+    return [str(n) for n in names]
+
+
+def _write_folders(checkout: Checkout, blobs: _Blobs, folders: list[str]) -> None:
+    """Writes every file under the spec folders (a template names another by an expression)."""
+    args = ["ls-tree", "-r", "-z", "--name-only", checkout.repo.commit, "--"]
+    proc = git(args + [f or "." for f in folders], checkout.repo.top)
+    for name in proc.stdout.decode("utf-8", "replace").split("\0"):
+        if name:
+            _write(checkout, blobs, name)
+
+
+def assemble_at(
+    spec: str,
+    rev: str,
+    *,
+    overrides: Mapping[tuple[str, ...], object] | None = None,
+    target: Target = "chat",
+) -> tuple[BuildResult, str]:
+    """The build ``spec`` made at ``rev``, in memory, and its label ``REV:path``.
+
+    Args:
+        spec: The spec's path in the work tree (it need not exist there any more).
+        rev: A git revision.
+        overrides: Command-line values, as for :func:`promptc.spec.lower.compile_spec`.
+        target: The build target.
+
+    Raises:
+        UsageError: See :func:`resolve`.
+        PromptcError: The old spec does not compile; locations read ``REV:path:line:col``.
+    """
+    from promptc.build import assemble
+    from promptc.render.checks import raise_template_errors
+    from promptc.render.renderer import gc_paused
+    from promptc.spec.lower import compile_spec
+
+    with checkout_spec(spec, rev) as checkout:
+        label = checkout.label(checkout.spec.relative_to(checkout.root).as_posix())
+        wanted = dict(overrides or {})
+        cache = _cache_dir(checkout, spec)
+        if cache is not None and ("strategy", "selection", "cache_dir") not in wanted:
+            wanted[("strategy", "selection", "cache_dir")] = cache
+        try:
+            with gc_paused():
+                task = compile_spec(str(checkout.spec), overrides=wanted or None)
+                raise_template_errors(task)
+                return assemble(task, target=target), label
+        except PromptcError as e:
+            raise checkout.relabel(e) from None
+
+
+def _cache_dir(checkout: Checkout, spec: str) -> str | None:
+    """The old spec's embedding cache folder, moved from the temporary tree to the work tree
+    (so that the old build reuses the embeddings the new one computes, and leaves none behind
+    in a folder about to be removed)."""
+    from promptc.spec.load import load_spec
+
+    try:
+        doc = load_spec(checkout.spec)
+    except PromptcError:
+        return None
+    p = ("strategy", "selection", "cache_dir")
+    rel = doc.get(p)
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or rel.startswith("~"):
+        return None
+    try:
+        where = doc.folder_of(p).resolve().relative_to(checkout.root)
+    except ValueError:
+        return None
+    return str((checkout.repo.top / where / rel).resolve())

@@ -1,0 +1,153 @@
+"""Is a build folder the build its spec makes now? (``promptc build SPEC -o DIR --check``)
+
+:func:`stale_files` holds the files of a build made in memory against those in the folder,
+byte for byte, and names every file that is missing, differs, or would be removed by a
+rebuild; :func:`first_difference` finds the first request whose line differs, so that a CI
+log says what went stale, not only that something did. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from promptc.errors import Location
+
+if TYPE_CHECKING:
+    from promptc.build import BuildResult
+
+Problem = Literal["missing", "stale", "extra"]
+
+
+@dataclass(frozen=True)
+class StaleFile:
+    """A file of the folder that does not match the build.
+
+    Attributes:
+        name: The file name inside the build folder.
+        problem: ``missing`` (the build has it, the folder not), ``stale`` (different bytes) or
+            ``extra`` (an earlier build's file a rebuild would remove).
+    """
+
+    name: str
+    problem: Problem
+
+
+@dataclass(frozen=True)
+class FirstDifference:
+    """The first line of ``requests.jsonl`` that differs.
+
+    Attributes:
+        location: ``DIR/requests.jsonl:line``.
+        request: The id of the request the build makes there (``None`` past its end).
+        found: The id of the request in the folder there (``None`` past the file's end).
+    """
+
+    location: Location
+    request: str | None
+    found: str | None
+
+
+def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[StaleFile]:
+    """Every file of ``out_dir`` that differs from the build ``result``, in name order."""
+    from promptc.build import is_build_file
+
+    folder = Path(out_dir)
+    out: list[StaleFile] = []
+    for name, text in sorted(result.files.items()):
+        path = folder / name
+        if not path.is_file():
+            out.append(StaleFile(name, "missing"))
+            continue
+        try:
+            same = path.read_bytes() == text.encode("utf-8")
+        except OSError:
+            same = False
+        if not same:
+            out.append(StaleFile(name, "stale"))
+    if folder.is_dir():
+        for old in sorted(folder.iterdir(), key=lambda p: p.name):
+            if is_build_file(old.name) and old.name not in result.files and old.is_file():
+                out.append(StaleFile(old.name, "extra"))
+    return sorted(out, key=lambda s: s.name)
+
+
+def first_difference(
+    result: BuildResult, out_dir: str | os.PathLike[str]
+) -> FirstDifference | None:
+    """The first line of the folder's ``requests.jsonl`` that the build would write otherwise."""
+    from promptc.build import REQUESTS_FILE
+
+    path = Path(out_dir) / REQUESTS_FILE
+    want = result.files.get(REQUESTS_FILE, "").splitlines()
+    try:
+        have = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for i in range(max(len(want), len(have))):
+        a = want[i] if i < len(want) else None
+        b = have[i] if i < len(have) else None
+        if a != b:
+            return FirstDifference(
+                Location(str(path), i + 1),
+                result.requests[i].id if i < len(result.requests) else None,
+                _request_id(b),
+            )
+    return None
+
+
+def _request_id(line: str | None) -> str | None:
+    if line is None:
+        return None
+    import json
+
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    rid = data.get("id", data.get("custom_id"))
+    return str(rid) if rid is not None else None
+
+
+_SAYS: dict[Problem, str] = {
+    "missing": "missing: the build writes it",
+    "stale": "stale: the build writes it otherwise",
+    "extra": "left over: a rebuild removes it",
+}
+
+
+def check_report(
+    result: BuildResult, out_dir: str | os.PathLike[str], spec: str
+) -> tuple[int, list[str]]:
+    """``promptc build --check``: the exit status (0 current, 1 stale) and the lines to print.
+
+    Each stale file is one line, ``DIR/name: stale: …``; then the first request that
+    differs, at its line of ``requests.jsonl``; then what to run.
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return 1, [f"{folder}: missing: no build folder (run promptc build {spec} -o {out_dir})"]
+    stale = stale_files(result, folder)
+    if not stale:
+        return 0, [f"{folder}: up to date ({len(result.files)} files)"]
+    lines = [f"{folder / s.name}: {_SAYS[s.problem]}" for s in stale]
+    first = first_difference(result, folder)
+    if first is not None:
+        if first.request is None:
+            what = f"request {first.found} is not in the build any more"
+        elif first.found is None:
+            what = f"request {first.request} is missing"
+        elif first.found == first.request:
+            what = f"request {first.request} differs"
+        else:
+            what = f"request {first.found} is where the build writes {first.request}"
+        lines.append(f"{first.location}: first differing request: {what}")
+    lines.append(
+        f"{folder}: {len(stale)} of {len(result.files)} files out of date "
+        f"(rebuild with promptc build {spec} -o {out_dir})"
+    )
+    return 1, lines

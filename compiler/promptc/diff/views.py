@@ -1,0 +1,572 @@
+"""Two builds compared request by request, the requests matched by the items they hold.
+
+A build is seen as a :class:`BuildView`: its requests (item ids, messages, parameters, grammar
+stem) and its grammar files — made from a :class:`promptc.build.BuildResult` in memory or read
+back from a build folder. :func:`compare` pairs the requests of two views:
+
+1. the same items in the same order (and the same target item, for retrieval batches);
+2. the same items in another order (shown as *reordered*);
+3. the most items in common (shown as a change of membership);
+
+and what is left over was added or removed. A pair is *changed* when its messages, parameters,
+grammar, membership or position differ. Matching by items, not by position, shows a request
+that moved as moved, not as one request removed and another added.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptc.errors import Location, UsageError
+
+if TYPE_CHECKING:
+    from promptc.build import BuildResult
+
+#: Context lines around each change in a message's unified diff.
+CONTEXT = 3
+
+#: An estimate of the tokens of a text: words and single punctuation marks, roughly what BPE
+#: tokenizers make of English prose; good for ratios between two builds, not for billing.
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+Status = Literal["changed", "added", "removed"]
+
+
+def estimate_tokens(text: str) -> int:
+    """Roughly how many tokens ``text`` is (words and punctuation marks counted)."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """One request of a build, as compared.
+
+    Attributes:
+        position: 0-based place in ``requests.jsonl``.
+        id: The request id.
+        item_ids: The items it holds, in order.
+        target: The target item of a retrieval batch, else ``None``.
+        messages: ``(role, content)`` of each chat message.
+        params: The model parameters sent with it.
+        grammar: The stem of its grammar files (``answer``, ``answer-4``), if known.
+    """
+
+    position: int
+    id: str
+    item_ids: tuple[str, ...]
+    target: str | None
+    messages: tuple[tuple[str, str], ...]
+    params: Mapping[str, object]
+    grammar: str | None
+
+    def brief(self) -> dict[str, object]:
+        """Id and items, for JSON."""
+        return {"id": self.id, "position": self.position, "item_ids": list(self.item_ids)}
+
+
+@dataclass(frozen=True)
+class BuildView:
+    """A build as the diff sees it.
+
+    Attributes:
+        label: How the build is named in headers: ``HEAD~1:specs/math.yaml``, ``build/math``.
+        name: The task's name (from the manifest), if known.
+        spec: The spec's file name as the manifest records it, if known.
+        requests: Its requests, in file order.
+        grammar_files: Grammar file name → text (``answer.lark`` …).
+    """
+
+    label: str
+    name: str | None
+    spec: str | None
+    requests: tuple[RequestView, ...]
+    grammar_files: Mapping[str, str]
+
+
+def view_of_result(result: BuildResult, label: str) -> BuildView:
+    """The view of a :class:`promptc.build.BuildResult` (a build made in memory)."""
+    manifest: Mapping[str, Any] = result.manifest
+    stems = {}
+    grammar = manifest.get("grammar")
+    if isinstance(grammar, Mapping):
+        stems = {int(n): str(s) for n, s in grammar.get("stems", {}).items()}
+    requests = []
+    for position, r in enumerate(result.requests):
+        batch = r.batch
+        requests.append(
+            RequestView(
+                position=position,
+                id=r.id,
+                item_ids=tuple(batch.item_ids),
+                target=batch.item_ids[batch.target] if batch.target is not None else None,
+                messages=tuple((m.role, m.content) for m in r.messages),
+                params=dict(r.params),
+                grammar=stems.get(len(batch.item_ids)),
+            )
+        )
+    files: Mapping[str, str] = result.files
+    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
+    return BuildView(
+        label=label,
+        name=_str(manifest.get("name")),
+        spec=_spec_name(manifest),
+        requests=tuple(requests),
+        grammar_files={k: files[k] for k in sorted(listed) if k in files},
+    )
+
+
+def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
+    """The view of a build folder, read with :func:`promptc.build.read_requests`.
+
+    Raises:
+        UsageError: The folder is not a build (``not-a-build``: no ``manifest.json`` or
+            ``requests.jsonl``), or its manifest or a request line is malformed.
+    """
+    from promptc import build as build_mod
+
+    folder = Path(build_dir)
+    manifest_path = folder / build_mod.MANIFEST_FILE
+    if not folder.is_dir():
+        raise UsageError(
+            f"{str(folder)!r} is not a build: no such folder",
+            location=Location(str(folder)),
+            hint="give a folder written by promptc build SPEC -o DIR",
+            code="not-a-build",
+        )
+    if not manifest_path.is_file():
+        raise UsageError(
+            f"{str(folder)!r} is not a build: it has no {build_mod.MANIFEST_FILE}",
+            location=Location(str(manifest_path)),
+            hint="give a folder written by promptc build SPEC -o DIR",
+            code="not-a-build",
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(
+            f"{str(folder)!r} is not a build: its manifest cannot be read ({e})",
+            location=Location(str(manifest_path)),
+            code="not-a-build",
+        ) from None
+    if not isinstance(manifest, dict) or "requests" not in manifest:
+        raise UsageError(
+            f"{str(folder)!r} is not a build: its manifest lists no requests",
+            location=Location(str(manifest_path)),
+            code="not-a-build",
+        )
+    built = build_mod.read_requests(folder, manifest=manifest)
+    targets = {
+        str(r.get("id")): r.get("target_item")
+        for r in _target_items(folder / build_mod.REQUESTS_FILE)
+    }
+    requests = tuple(
+        RequestView(
+            position=i,
+            id=r.id,
+            item_ids=r.item_ids,
+            target=_str(targets.get(r.id)),
+            messages=tuple(
+                (str(m.get("role", "")), _content(m.get("content"))) for m in r.messages
+            ),
+            params=dict(r.params),
+            grammar=r.grammar,
+        )
+        for i, r in enumerate(built)
+    )
+    grammar_files: dict[str, str] = {}
+    grammar = manifest.get("grammar")
+    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
+    for name in sorted(listed):
+        path = folder / name
+        if "/" in name or "\\" in name or not path.is_file():
+            continue
+        try:
+            grammar_files[name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return BuildView(
+        label=str(build_dir),
+        name=_str(manifest.get("name")),
+        spec=_spec_name(manifest),
+        requests=requests,
+        grammar_files=grammar_files,
+    )
+
+
+def _target_items(path: Path) -> list[dict[str, Any]]:
+    """``id`` and ``target_item`` of each line: the two fields :class:`BuiltRequest` lacks."""
+    out: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if '"target_item"' not in line:
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out.append(data)
+    return out
+
+
+def _content(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _spec_name(manifest: Mapping[str, Any]) -> str | None:
+    spec = manifest.get("spec")
+    path = spec.get("path") if isinstance(spec, Mapping) else None
+    return path if isinstance(path, str) else None
+
+
+def same_spec(a: BuildView, b: BuildView) -> None:
+    """Refuses to compare builds of two different specs (neither name nor spec file shared).
+
+    Raises:
+        UsageError: ``different-specs``.
+    """
+    if a.name is None or b.name is None or a.name == b.name:
+        return
+    if a.spec is not None and a.spec == b.spec:
+        return
+    raise UsageError(
+        f"{b.label!r} is a build of {b.name!r} ({b.spec}), but {a.label!r} is a build of "
+        f"{a.name!r} ({a.spec}): builds of different specs cannot be compared",
+        location=Location(b.label),
+        hint="compare two builds of the same spec",
+        code="different-specs",
+    )
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+@dataclass(frozen=True)
+class MessageDiff:
+    """One changed message of a request pair.
+
+    Attributes:
+        index: The message's index in the request.
+        role: Its role (the new one when the role changed).
+        lines: The unified diff, headers first, without line ends.
+        same_as: The id of an earlier request whose diff of this message had the same hunks,
+            or ``None``.
+    """
+
+    index: int
+    role: str
+    lines: tuple[str, ...]
+    same_as: str | None = None
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """A model parameter that differs: ``None`` on a side where it is not set."""
+
+    key: str
+    old: object
+    new: object
+
+
+@dataclass(frozen=True)
+class RequestChange:
+    """A request added, removed, or matched with one whose content differs.
+
+    Attributes:
+        status: ``changed``, ``added`` or ``removed``.
+        old: The request in the old build (``None`` when added).
+        new: The request in the new build (``None`` when removed).
+        reordered: The same items, in another order.
+        items_removed: Items the old request held that the new one does not.
+        items_added: Items the new request holds that the old one did not.
+        moved: The request's position changed.
+        messages: The changed messages.
+        params: The changed model parameters.
+        grammar: ``(old stem, new stem)`` when the grammar stem changed.
+        were_in: For an added request, the old requests that held its items.
+    """
+
+    status: Status
+    old: RequestView | None
+    new: RequestView | None
+    reordered: bool = False
+    items_removed: tuple[str, ...] = ()
+    items_added: tuple[str, ...] = ()
+    moved: bool = False
+    messages: tuple[MessageDiff, ...] = ()
+    params: tuple[ParamChange, ...] = ()
+    grammar: tuple[str | None, str | None] | None = None
+    were_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GrammarDiff:
+    """The grammar of one request shape (``answer``, ``answer-4``) added, removed or changed.
+
+    Attributes:
+        stem: The grammar's file stem.
+        status: ``changed``, ``added`` or ``removed``.
+        files: The files of that stem that differ (``answer.lark``, ``answer.gbnf`` …).
+        lines: The unified diff of its ``.lark`` source (the other files say the same in
+            other notations), headers first.
+    """
+
+    stem: str
+    status: Status
+    files: tuple[str, ...]
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildDiff:
+    """What changed from one build to another.
+
+    Attributes:
+        old: The old build.
+        new: The new build.
+        changes: Requests changed, added or removed: the new build's order, then removals.
+        unchanged: How many request pairs are identical (position included).
+        grammar: The grammars that differ, by stem.
+        tokens: Estimated input tokens of all requests, ``(old, new)``.
+        items: Distinct items answered, ``(old, new)``.
+    """
+
+    old: BuildView
+    new: BuildView
+    changes: tuple[RequestChange, ...]
+    unchanged: int
+    grammar: tuple[GrammarDiff, ...]
+    tokens: tuple[int, int]
+    items: tuple[int, int]
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything differs."""
+        return bool(self.changes or self.grammar)
+
+    def count(self, status: Status) -> int:
+        """How many requests have this status."""
+        return sum(1 for c in self.changes if c.status == status)
+
+
+def _key(r: RequestView) -> tuple[tuple[str, ...], str | None]:
+    return r.item_ids, r.target
+
+
+def match(
+    old: Sequence[RequestView], new: Sequence[RequestView]
+) -> tuple[list[tuple[RequestView, RequestView]], list[RequestView], list[RequestView]]:
+    """Pairs requests by the items they hold: ``(pairs, added, removed)``.
+
+    Pairs come in the new build's order; each request is in at most one pair. Linear in the
+    total number of item slots (a request matched by overlap looks only at the old requests
+    holding one of its items).
+    """
+    paired: dict[int, RequestView] = {}  # new position → old request
+    taken: set[int] = set()  # old positions
+
+    def by(key_of: Any) -> None:
+        free: dict[object, list[RequestView]] = {}
+        for r in old:
+            if r.position not in taken:
+                free.setdefault(key_of(r), []).append(r)
+        for r in new:
+            if r.position in paired:
+                continue
+            bucket = free.get(key_of(r))
+            if bucket:
+                o = bucket.pop(0)
+                paired[r.position] = o
+                taken.add(o.position)
+
+    by(_key)
+    by(lambda r: (frozenset(r.item_ids), r.target))
+    holders: dict[str, list[RequestView]] = {}
+    for r in old:
+        if r.position not in taken:
+            for item in r.item_ids:
+                holders.setdefault(item, []).append(r)
+    for r in new:
+        if r.position in paired:
+            continue
+        overlap: dict[int, int] = {}
+        seen: dict[int, RequestView] = {}
+        for item in r.item_ids:
+            for o in holders.get(item, ()):
+                if o.position not in taken:
+                    overlap[o.position] = overlap.get(o.position, 0) + 1
+                    seen[o.position] = o
+        if overlap:
+            best = min(overlap, key=lambda p: (-overlap[p], p))
+            paired[r.position] = seen[best]
+            taken.add(best)
+    pairs = [(paired[r.position], r) for r in new if r.position in paired]
+    added = [r for r in new if r.position not in paired]
+    removed = [r for r in old if r.position not in taken]
+    return pairs, added, removed
+
+
+class _Hunks:
+    """Unified-diff hunks of message pairs, computed once per distinct pair of texts (a system
+    message changed alike in every request is diffed once), and which request showed each
+    distinct change first."""
+
+    def __init__(self) -> None:
+        self.hunks: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.first: dict[tuple[int, str, str, tuple[str, ...]], str] = {}
+
+    def of(self, old: str, new: str) -> tuple[str, ...]:
+        key = (old, new)
+        found = self.hunks.get(key)
+        if found is None:
+            lines = difflib.unified_diff(old.splitlines(), new.splitlines(), n=CONTEXT, lineterm="")
+            found = tuple(lines)[2:]  # without the two header lines
+            if not found:  # equal lines: "a\n" against "a", or "\r\n" against "\n"
+                found = (f"(the texts differ in line ends only: {old[-12:]!r} → {new[-12:]!r})",)
+            self.hunks[key] = found
+        return found
+
+
+def _message_diffs(a: RequestView, b: RequestView, memo: _Hunks) -> tuple[MessageDiff, ...]:
+    out = []
+    for i in range(max(len(a.messages), len(b.messages))):
+        old = a.messages[i] if i < len(a.messages) else None
+        new = b.messages[i] if i < len(b.messages) else None
+        if old == new:
+            continue
+        role = (new or old or ("", ""))[0]
+        old_role = old[0] if old else role
+        hunks = memo.of(old[1] if old else "", new[1] if new else "")
+        lines = [
+            f"--- a/{a.id}/{i}:{old_role}" if old else "--- /dev/null",
+            f"+++ b/{b.id}/{i}:{role}" if new else "+++ /dev/null",
+        ]
+        if old is not None and new is not None and old[0] != new[0]:
+            lines.append(f"role: {old[0]} → {new[0]}")
+        lines.extend(hunks)
+        first = memo.first.setdefault((i, old_role, role, hunks), b.id)
+        out.append(MessageDiff(i, role, tuple(lines), first if first != b.id else None))
+    return tuple(out)
+
+
+def _param_changes(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[ParamChange, ...]:
+    keys = sorted(set(a) | set(b))
+    return tuple(ParamChange(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k))
+
+
+def compare(old: BuildView, new: BuildView) -> BuildDiff:
+    """Everything that differs between two builds, request by request."""
+    pairs, _added, removed = match(old.requests, new.requests)
+    old_holder: dict[str, str] = {}
+    for r in old.requests:
+        for item in r.item_ids:
+            old_holder.setdefault(item, r.id)
+    memo = _Hunks()
+    changes: list[RequestChange] = []
+    unchanged = 0
+    # One list in the new build's order: pairs and additions interleaved as they come.
+    pair_of = {b.position: a for a, b in pairs}
+    for r in new.requests:
+        a = pair_of.get(r.position)
+        if a is None:
+            were = sorted({old_holder[i] for i in r.item_ids if i in old_holder})
+            changes.append(RequestChange("added", None, r, were_in=tuple(were)))
+            continue
+        same_items = a.item_ids == r.item_ids
+        olds, news = set(a.item_ids), set(r.item_ids)
+        change = RequestChange(
+            "changed",
+            a,
+            r,
+            reordered=not same_items and olds == news,
+            items_removed=tuple(i for i in a.item_ids if i not in news),
+            items_added=tuple(i for i in r.item_ids if i not in olds),
+            moved=a.position != r.position,
+            messages=_message_diffs(a, r, memo),
+            params=_param_changes(a.params, r.params),
+            grammar=(a.grammar, r.grammar) if a.grammar != r.grammar else None,
+        )
+        if (
+            same_items
+            and a.target == r.target
+            and not change.moved
+            and not change.messages
+            and not change.params
+            and change.grammar is None
+        ):
+            unchanged += 1
+        else:
+            changes.append(change)
+    changes.extend(RequestChange("removed", r, None) for r in removed)
+    return BuildDiff(
+        old=old,
+        new=new,
+        changes=tuple(changes),
+        unchanged=unchanged,
+        grammar=_grammar_diffs(old.grammar_files, new.grammar_files),
+        tokens=(_tokens(old), _tokens(new)),
+        items=(_items(old), _items(new)),
+    )
+
+
+def _stem(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _grammar_diffs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[GrammarDiff, ...]:
+    out = []
+    stems = sorted({_stem(n) for n in (*old, *new)}, key=lambda s: (len(s), s))
+    for stem in stems:
+        a_files = {n: t for n, t in old.items() if _stem(n) == stem}
+        b_files = {n: t for n, t in new.items() if _stem(n) == stem}
+        differ = tuple(
+            n for n in sorted(set(a_files) | set(b_files)) if a_files.get(n) != b_files.get(n)
+        )
+        if not differ:
+            continue
+        status: Status = "added" if not a_files else "removed" if not b_files else "changed"
+        lines: tuple[str, ...] = ()
+        lark = f"{stem}.lark"
+        if status == "changed" and lark in differ:
+            lines = tuple(
+                difflib.unified_diff(
+                    a_files.get(lark, "").splitlines(),
+                    b_files.get(lark, "").splitlines(),
+                    fromfile=f"a/{lark}",
+                    tofile=f"b/{lark}",
+                    n=CONTEXT,
+                    lineterm="",
+                )
+            )
+        out.append(GrammarDiff(stem, status, differ, lines))
+    return tuple(out)
+
+
+def _tokens(view: BuildView) -> int:
+    # Every request repeats the system message (instruction, demos): count each text once.
+    counts: dict[str, int] = {}
+    total = 0
+    for r in view.requests:
+        for _, content in r.messages:
+            n = counts.get(content)
+            if n is None:
+                n = counts[content] = estimate_tokens(content)
+            total += n
+    return total
+
+
+def _items(view: BuildView) -> int:
+    return len({i for r in view.requests for i in r.item_ids})

@@ -1,0 +1,112 @@
+"""Running every variant of a spec: build it into ``REPORT_DIR/variants/NAME`` and answer it
+through :func:`promptc.run.orchestrate.run_build` (same response cache: a rerun costs nothing,
+an interrupted eval resumes where it stopped)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptc import ir
+from promptc.errors import Location, UsageError
+from promptc.eval.results import TIMING_FILE
+from promptc.plan.variants import Variant
+
+VARIANTS_DIR = "variants"
+
+
+def compile_variant(
+    spec: str, variant: Variant, data: str | None = None, limit: int | None = None
+) -> ir.Task:
+    """The task of one variant, its items cut to the first ``limit``."""
+    from promptc.spec.lower import compile_spec
+
+    overrides: dict[tuple[str, ...], object] = dict(variant.overrides())
+    if data is not None:
+        overrides[("data", "path")] = data
+    task = compile_spec(spec, overrides=overrides)
+    if limit is not None:
+        task = dataclasses.replace(task, items=task.items[:limit])
+    return task
+
+
+def run_options_supported(options: dict[str, Any]) -> dict[str, Any]:
+    """The run options this installation's :func:`~promptc.run.orchestrate.run_build` takes.
+
+    Raises:
+        UsageError: ``local`` (or ``model_path``) is asked for but run_build has no embedded
+            model.
+    """
+    import inspect
+
+    from promptc.run.orchestrate import run_build
+
+    accepted = inspect.signature(run_build).parameters
+    for key in ("local", "model_path"):
+        if options.get(key) and key not in accepted:
+            raise UsageError(
+                "this installation's promptc run has no embedded llama.cpp model (--local)",
+                location=Location("<command line>"),
+                path=("--local",),
+                hint="give --base-url URL of a running server",
+                code="no-local",
+            )
+    return {k: v for k, v in options.items() if k in accepted and v is not None}
+
+
+def run_variants(
+    spec: str,
+    variants: Sequence[Variant],
+    out_dir: Path,
+    *,
+    run_options: dict[str, Any],
+    data: str | None = None,
+    limit: int | None = None,
+    on_variant: Callable[[Variant, int], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[Variant, Path, Any]]:
+    """Builds and runs each variant; returns (variant, folder, RunResult) per variant.
+
+    Raises:
+        PromptcError: A variant does not compile or cannot be built; bad run options.
+    """
+    from promptc.build import build
+    from promptc.run.orchestrate import run_build
+
+    options = run_options_supported(run_options)
+    # Every variant compiles before anything is sent: a spec error in the last one (few-shot
+    # without demos) must not come after paying for the first.
+    tasks = [(v, compile_variant(spec, v, data, limit)) for v in variants]
+    done = []
+    for v, task in tasks:
+        folder = out_dir / VARIANTS_DIR / v.name
+        result = build(task, folder)
+        spec_entry = result.manifest.get("spec")
+        finds_spec = isinstance(spec_entry, dict) and "path_from_build" in spec_entry
+        # A build that holds its own task (task.json) needs no spec to be parsed again.
+        if not finds_spec and not (folder / "task.json").is_file():
+            raise UsageError(
+                f"the report folder {str(out_dir)!r} shares no folder with the spec "
+                f"{spec!r}, so its builds could not find the spec again",
+                location=Location(str(out_dir)),
+                hint="write the report inside the project, e.g. -o eval/",
+                code="report-outside",
+            )
+        if on_variant is not None:
+            on_variant(v, len(result.requests))
+        started = time.perf_counter()
+        run = run_build(folder, parse=True, progress=progress, **options)
+        seconds = time.perf_counter() - started
+        if run.sent:
+            # Only a run that sent requests measured the model: a rerun from the cache keeps
+            # the first timing, so that identical results give an identical report.
+            (folder / TIMING_FILE).write_text(
+                json.dumps({"seconds": round(seconds, 3), "sent": run.sent}, sort_keys=True) + "\n",
+                encoding="utf-8",
+            )
+        done.append((v, folder, run))
+    return done

@@ -1,0 +1,304 @@
+"""The arithmetic of ``promptc eval``, on plain data: nothing here reads files or calls models.
+
+Comparison rules (a prediction counts only when its item parsed ``ok``):
+
+=========  ===================================================================================
+type       correct when
+=========  ===================================================================================
+number     equal as exact decimals (``18`` = ``18.0`` = ``$18``), or within ``tolerance``
+integer    equal integers
+boolean    equal
+enum       the same canonical choice (aliases were resolved when parsing)
+text       equal after normalising: Unicode NFKC, case folded, runs of white space as one
+           space, surrounding space and final ``.``/``!``/``?`` removed
+=========  ===================================================================================
+
+An item is correct when every output that has a gold answer is correct. Accuracy is over the
+items scored; items whose answer did not parse count as wrong. Intervals are Wilson score
+intervals at 95 %; paired comparisons use the exact (binomial) two-sided McNemar test on the
+items both variants answered.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+from promptc.ir import OutputField, Value
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
+STATUSES = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
+
+
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``correct / n`` (``(0.0, 1.0)`` when ``n`` is 0)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs.
+
+    Under the null hypothesis each discordant pair goes either way with probability 1/2, so
+    ``p = min(1, 2 · P[X ≤ min(b, c)])`` with ``X ~ Binomial(b + c, 1/2)``, computed exactly.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """Text as compared: NFKC, case folded, white space collapsed, final punctuation dropped."""
+    t = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return t.rstrip(".!?").rstrip()
+
+
+def matches(field: OutputField, predicted: Value, gold: Value, tolerance: Decimal | None) -> bool:
+    """Whether a prediction equals the gold answer under the rule of the field's type."""
+    t = field.type
+    if t == "number":
+        p, g = _decimal(predicted), _decimal(gold)
+        if p is None or g is None:
+            return False
+        return abs(p - g) <= tolerance if tolerance is not None else p == g
+    if t == "integer":
+        return (
+            isinstance(predicted, int)
+            and isinstance(gold, int)
+            and not isinstance(predicted, bool)
+            and predicted == gold
+        )
+    if t == "boolean":
+        return isinstance(predicted, bool) and predicted is gold
+    if t == "enum":
+        return str(predicted).casefold() == str(gold).casefold()
+    return normalise_text(str(predicted)) == normalise_text(str(gold))
+
+
+def _decimal(v: Value) -> Decimal | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, Decimal)):
+        return Decimal(v)
+    try:
+        return Decimal(str(v))
+    except ArithmeticError:
+        return None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One item's answer that counts: its position in its request and what it said."""
+
+    item_id: str
+    position: int  # 1-based, in its request
+    status: str
+    values: Mapping[str, Value]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``correct`` of ``n``, with its Wilson 95 % interval."""
+
+    correct: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.n)
+
+    def to_dict(self) -> dict[str, object]:
+        lo, hi = self.interval
+        return {
+            "correct": self.correct,
+            "n": self.n,
+            "accuracy": round(self.value, 6),
+            "ci95": [round(lo, 6), round(hi, 6)],
+        }
+
+
+@dataclass(frozen=True)
+class VariantScore:
+    """Everything eval says about one variant's answers, before usage and timing."""
+
+    overall: Rate
+    per_output: Mapping[str, Rate]
+    parse: Rate
+    statuses: Mapping[str, int]
+    by_position: Mapping[int, Rate]
+    correct: Mapping[str, bool] = field(repr=False)
+
+
+def pick_answers(
+    results: Iterable[Mapping[str, object]], targets: Mapping[str, str] | None = None
+) -> dict[str, Scored]:
+    """The answer that counts for each item.
+
+    Args:
+        results: ``results.jsonl`` records (``request_id``, ``item_id``, ``index``, ``status``,
+            ``values``), values already normalised.
+        targets: For ``retrieval`` builds, request id → the item it was built for: only that
+            item's answer in that request counts (the others are its demonstrations).
+
+    Returns:
+        Item id → its answer; an item answered in several requests without targets keeps the
+        first. ``extra`` results (no item) are left out.
+    """
+    out: dict[str, Scored] = {}
+    for r in results:
+        item = r.get("item_id")
+        if not isinstance(item, str):
+            continue
+        if targets is not None and targets.get(str(r.get("request_id"))) != item:
+            continue
+        if item in out:
+            continue
+        values = r.get("values")
+        position = r.get("index")
+        out[item] = Scored(
+            item_id=item,
+            position=position if isinstance(position, int) else 0,
+            status=str(r.get("status")),
+            values=values if isinstance(values, Mapping) else {},
+        )
+    return out
+
+
+def score(
+    outputs: Sequence[OutputField],
+    gold: Mapping[str, Mapping[str, Value]],
+    answers: Mapping[str, Scored],
+    statuses: Mapping[str, int] | None = None,
+    tolerance: Decimal | None = None,
+) -> VariantScore:
+    """Scores answers against gold.
+
+    Args:
+        outputs: The task's outputs; those without a gold answer for an item are not scored.
+        gold: Item id → output → gold value, for every item to score (an item with no answer
+            counts as wrong, with status ``missing``).
+        answers: Item id → its answer (:func:`pick_answers`).
+        statuses: Counts of every status in the results (``extra`` included); default: those
+            of the answers that count.
+        tolerance: Absolute tolerance for ``number`` outputs.
+    """
+    by_name = {o.name: o for o in outputs}
+    per_output_correct: dict[str, int] = {}
+    per_output_n: dict[str, int] = {}
+    correct: dict[str, bool] = {}
+    pos_correct: dict[int, int] = {}
+    pos_n: dict[int, int] = {}
+    parsed = 0
+    counted: dict[str, int] = {s: 0 for s in STATUSES}
+    for item_id in gold:
+        answer = answers.get(item_id)
+        status = answer.status if answer is not None else "missing"
+        counted[status] = counted.get(status, 0) + 1
+        ok = status == "ok"
+        parsed += ok
+        all_right = True
+        for name, g in gold[item_id].items():
+            f = by_name.get(name)
+            if f is None:
+                continue
+            per_output_n[name] = per_output_n.get(name, 0) + 1
+            right = (
+                ok
+                and answer is not None
+                and name in answer.values
+                and matches(f, answer.values[name], g, tolerance)
+            )
+            per_output_correct[name] = per_output_correct.get(name, 0) + right
+            all_right = all_right and right
+        correct[item_id] = all_right
+        if answer is not None and answer.position > 0:
+            pos_n[answer.position] = pos_n.get(answer.position, 0) + 1
+            pos_correct[answer.position] = pos_correct.get(answer.position, 0) + all_right
+    n = len(gold)
+    return VariantScore(
+        overall=Rate(sum(correct.values()), n),
+        per_output={
+            o.name: Rate(per_output_correct[o.name], per_output_n[o.name])
+            for o in outputs
+            if o.name in per_output_n
+        },
+        parse=Rate(parsed, n),
+        statuses=dict(statuses) if statuses is not None else counted,
+        by_position={p: Rate(pos_correct[p], pos_n[p]) for p in sorted(pos_n)},
+        correct=correct,
+    )
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A variant against the baseline on the items both scored."""
+
+    n: int
+    baseline_accuracy: float
+    accuracy: float
+    only_baseline: int  # b: baseline right, variant wrong
+    only_variant: int  # c: variant right, baseline wrong
+
+    @property
+    def difference(self) -> float:
+        return self.accuracy - self.baseline_accuracy
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(self.only_baseline, self.only_variant)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "baseline_accuracy": round(self.baseline_accuracy, 6),
+            "accuracy": round(self.accuracy, 6),
+            "difference": round(self.difference, 6),
+            "only_baseline_correct": self.only_baseline,
+            "only_variant_correct": self.only_variant,
+            "mcnemar_p": round(self.p_value, 6),
+        }
+
+
+def paired(baseline: Mapping[str, bool], variant: Mapping[str, bool]) -> Paired:
+    """The paired comparison of two variants' per-item correctness."""
+    shared = sorted(set(baseline) & set(variant))
+    n = len(shared)
+    b = sum(1 for i in shared if baseline[i] and not variant[i])
+    c = sum(1 for i in shared if variant[i] and not baseline[i])
+    base_acc = sum(baseline[i] for i in shared) / n if n else 0.0
+    acc = sum(variant[i] for i in shared) / n if n else 0.0
+    return Paired(n, base_acc, acc, b, c)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) that no other point beats on both: no cheaper
+    point is at least as accurate, and no equally cheap point is more accurate."""
+    front = []
+    for i, (cost, acc) in enumerate(points):
+        dominated = any(
+            (c2 <= cost and a2 >= acc) and (c2 < cost or a2 > acc)
+            for j, (c2, a2) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front

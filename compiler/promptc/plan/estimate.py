@@ -1,0 +1,310 @@
+"""The arithmetic of ``promptc plan``: tokens, the floor and cost per variant, from the rendered
+requests alone.
+
+Per variant:
+
+- **input tokens**: every request's messages counted by the tokenizer, chat framing included
+  (exact when the tokenizer is the model's own);
+- **output tokens per question**: what one answer takes — the answer format's literal text and
+  markers counted exactly, plus per field: an ``enum`` choice or a ``boolean`` word at its
+  longest (a bound: the grammar allows nothing longer), a ``number``/``integer`` as long as the
+  gold answers (else the demos') are on average, ``text`` as long as the demos' on average (an
+  estimate; nothing bounds free text but ``max_tokens``). An Auto-Demo answer also repeats its
+  question, counted exactly. A request's estimate above the model's ``max_tokens`` is cut to
+  it. The figure is a *bound* when every request's is: every field bounded, or the cut reached;
+- **the floor**: what the questions themselves take, ``question + answer``, with no
+  instruction, demos, markers or chat framing — no strategy can send less;
+- **cost**: input tokens × input price + output tokens × output price (USD per million).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from promptc import ir
+from promptc.errors import Location, UsageError
+from promptc.markers import (
+    ITEM_SEPARATOR,
+    MARKER_SEPARATOR,
+    answer_marker,
+    question_marker,
+    question_text,
+)
+from promptc.plan.tokenizers import Tokenizer, tokenizer_for
+from promptc.plan.variants import Variant
+from promptc.spec.load import COMMAND_LINE
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per million tokens, and where it came from (``model.price`` or the options)."""
+
+    input: Decimal
+    output: Decimal
+    source: str
+
+    def cost(self, input_tokens: int, output_tokens: float) -> Decimal:
+        out = Decimal(input_tokens) * self.input + Decimal(str(round(output_tokens))) * self.output
+        return (out / MILLION).quantize(Decimal("0.000001"))
+
+
+def price_of(
+    task: ir.Task, price_in: str | float | None, price_out: str | float | None
+) -> Pricing | None:
+    """The price to use: ``--price-in``/``--price-out`` over the spec's ``model.price``.
+
+    Raises:
+        UsageError: A price that is not a non-negative number, or only one of the two.
+    """
+    if price_in is None and price_out is None:
+        p = task.model.price
+        return None if p is None else Pricing(p.input, p.output, "model.price")
+    if price_in is None or price_out is None:
+        raise UsageError(
+            "give both --price-in and --price-out (USD per million tokens)",
+            location=Location(COMMAND_LINE),
+            code="price-incomplete",
+        )
+    return Pricing(_price(price_in, "--price-in"), _price(price_out, "--price-out"), "options")
+
+
+def _price(value: str | float, option: str) -> Decimal:
+    from decimal import InvalidOperation
+
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        d = Decimal("NaN")
+    if not d.is_finite() or d < 0:
+        raise UsageError(
+            f"price {str(value)!r} is not a number of US dollars per million tokens "
+            "(expected e.g. 0.15)",
+            location=Location(COMMAND_LINE),
+            path=(option,),
+            code="bad-price",
+        )
+    return d
+
+
+@dataclass(frozen=True)
+class AnswerEstimate:
+    """Tokens of one answer (without markers): the figure, and whether it is a bound."""
+
+    tokens: float
+    bounded: bool
+    fields: dict[str, tuple[float, bool]]
+
+
+def answer_estimate(task: ir.Task, tok: Tokenizer) -> AnswerEstimate:
+    """Tokens of one answer as :mod:`promptc.plan.estimate` documents."""
+    from promptc.values import write_value
+
+    total = 0.0
+    bounded = True
+    per: dict[str, tuple[float, bool]] = {}
+    for seg in task.answer_format.segments:
+        if isinstance(seg, ir.Literal_):
+            total += tok.count(seg.text)
+            continue
+        f = task.output(seg.field)
+        if f.type == "enum":
+            names = [*f.choices]
+            n, b = float(max(tok.count(c) for c in names)), True
+        elif f.type == "boolean":
+            n, b = float(max(tok.count("yes"), tok.count("no"))), True
+        else:
+            samples = [i.gold[f.name] for i in task.items if f.name in i.gold]
+            if not samples or f.type == "text":
+                samples = [d.outputs[f.name] for d in task.demos if f.name in d.outputs] or samples
+            texts = [write_value(f, v) for v in samples]
+            n = sum(tok.count(t) for t in texts) / len(texts) if texts else 1.0
+            b = False
+        per[f.name] = (n, b)
+        total += n
+        bounded = bounded and b
+    return AnswerEstimate(total, bounded, per)
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """What one variant sends and costs.
+
+    Attributes:
+        variant: The strategy, batch size and selection.
+        requests: Requests sent.
+        items: Questions answered.
+        input_tokens: Input tokens of all requests, chat framing included.
+        output_tokens: Output tokens of all requests (a bound or an estimate, see ``bounded``).
+        bounded: Whether ``output_tokens`` is a bound set by the grammar.
+        floor_tokens: The questions' own tokens plus their answers', in total.
+        cost: USD, when a price is known.
+    """
+
+    variant: Variant
+    requests: int
+    items: int
+    input_tokens: int
+    output_tokens: float
+    bounded: bool
+    floor_tokens: float
+    cost: Decimal | None
+
+    @property
+    def input_per_question(self) -> float:
+        return self.input_tokens / self.items if self.items else 0.0
+
+    @property
+    def output_per_question(self) -> float:
+        return self.output_tokens / self.items if self.items else 0.0
+
+    @property
+    def floor_per_question(self) -> float:
+        return self.floor_tokens / self.items if self.items else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant.name,
+            "strategy": self.variant.kind,
+            "batch_size": self.variant.batch_size,
+            "selection": self.variant.selection,
+            "requests": self.requests,
+            "items": self.items,
+            "input_tokens": self.input_tokens,
+            "input_tokens_per_question": round(self.input_per_question, 2),
+            "output_tokens": round(self.output_tokens),
+            "output_tokens_per_question": round(self.output_per_question, 2),
+            "output_bound": self.bounded,
+            "floor_tokens_per_question": round(self.floor_per_question, 2),
+            "times_floor": round(
+                (self.input_per_question + self.output_per_question) / self.floor_per_question, 3
+            )
+            if self.floor_per_question
+            else None,
+            "cost_usd": None if self.cost is None else format(self.cost, "f"),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every variant's plan, and what they were counted with."""
+
+    spec: str
+    tokenizer: str
+    exact: bool
+    price: Pricing | None
+    items: int
+    variants: tuple[VariantPlan, ...]
+    seconds: float = field(default=0.0, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the same for the same spec, data and options (no timings)."""
+        return {
+            "spec": self.spec,
+            "tokenizer": self.tokenizer,
+            "tokens_exact": self.exact,
+            "price": None
+            if self.price is None
+            else {
+                "input_usd_per_mtok": format(self.price.input, "f"),
+                "output_usd_per_mtok": format(self.price.output, "f"),
+                "source": self.price.source,
+            },
+            "items": self.items,
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+
+def plan_task(
+    task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
+) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
+    """One variant's plan from its compiled task (select and render in memory)."""
+    from promptc.render.renderer import Renderer
+    from promptc.select.methods import select
+
+    requests = Renderer(task).render(select(task))
+    answer = answer_estimate(task, tok)
+    by_id = {i.id: i for i in task.items}
+    input_tokens = 0
+    output = 0.0
+    cap = task.model.max_tokens
+    bounded = True
+    for r in requests:
+        input_tokens += tok.count_messages(
+            [{"role": m.role, "content": m.content} for m in r.messages]
+        )
+        out = request_output(task, r, answer.tokens, tok, by_id)
+        if cap is not None and out >= cap:
+            out = float(cap)  # the model stops at max_tokens: a bound whatever the grammar
+        else:
+            bounded = bounded and answer.bounded
+        output += out
+    floor = sum(tok.count(question_text(task.inputs, i.inputs)) + answer.tokens for i in task.items)
+    plan = VariantPlan(
+        variant=variant,
+        requests=len(requests),
+        items=len(task.items),
+        input_tokens=input_tokens,
+        output_tokens=output,
+        bounded=bounded,
+        floor_tokens=floor,
+        cost=None if price is None else price.cost(input_tokens, output),
+    )
+    return plan, requests
+
+
+def request_output(
+    task: ir.Task, r: ir.Request, answer: float, tok: Tokenizer, by_id: dict[str, ir.Item]
+) -> float:
+    """Output tokens of one request: per item, its markers, its repeated question (Auto-Demo)
+    and one answer."""
+    if r.kind in ("single", "few-shot"):
+        return answer * len(r.batch.item_ids)
+    total = 0.0
+    for k, item_id in enumerate(r.batch.item_ids, start=1):
+        total += tok.count(answer_marker(k) + MARKER_SEPARATOR) + answer
+        total += tok.count(ITEM_SEPARATOR)
+        if r.kind == "auto-demo":
+            q = question_text(task.inputs, by_id[item_id].inputs)
+            total += tok.count(question_marker(k) + MARKER_SEPARATOR + q + ITEM_SEPARATOR)
+    return total
+
+
+def plan_spec(
+    spec: str,
+    variants: Sequence[Variant],
+    *,
+    data: str | None = None,
+    tokenizer: str | None = None,
+    price_in: str | float | None = None,
+    price_out: str | float | None = None,
+) -> Plan:
+    """Plans every variant of a spec: no model is called.
+
+    Raises:
+        PromptcErrors: The spec (or one variant of it) does not compile.
+        UsageError: Bad options (tokenizer, price).
+    """
+    from promptc.spec.lower import compile_spec
+
+    started = time.perf_counter()
+    base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
+    tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
+    first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
+    tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
+    price = price_of(first, price_in, price_out)
+    plans = tuple(plan_task(task, v, tok, price)[0] for v, task in tasks)
+    return Plan(
+        spec=spec,
+        tokenizer=tok.name,
+        exact=tok.exact,
+        price=price,
+        items=len(first.items),
+        variants=plans,
+        seconds=time.perf_counter() - started,
+    )

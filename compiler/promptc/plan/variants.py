@@ -1,0 +1,128 @@
+"""The variants that ``plan`` and ``eval`` compare: strategy × batch size × selection method.
+
+``single`` and ``few-shot`` send one item per request, so they appear once whatever
+``--batch-sizes`` says; ``batch`` and ``auto-demo`` appear once per batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from promptc.errors import Location, UsageError
+from promptc.ir import SELECTION_METHODS, STRATEGY_KINDS, StrategyKind
+from promptc.spec.load import COMMAND_LINE
+
+DEFAULT_STRATEGIES: tuple[StrategyKind, ...] = STRATEGY_KINDS
+DEFAULT_BATCH_SIZES: tuple[int, ...] = (4, 8, 16)
+#: Largest batch size accepted on the command line (a request of more items than this is
+#: beyond any model's context for real tasks, and bounds the work a typo can ask for).
+MAX_BATCH_SIZE = 1024
+ONE_ITEM: frozenset[str] = frozenset({"single", "few-shot"})
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    """One way of running a spec: ``batch-8`` is the batch strategy at 8 items a request."""
+
+    kind: StrategyKind
+    batch_size: int | None  # None for single and few-shot
+    selection: str | None = None  # None: the spec's own selection method
+
+    @property
+    def name(self) -> str:
+        """``single``, ``few-shot``, ``batch-8``, ``auto-demo-16`` (``+retrieval`` if set)."""
+        base = self.kind if self.batch_size is None else f"{self.kind}-{self.batch_size}"
+        return base if self.selection is None else f"{base}+{self.selection}"
+
+    def overrides(self) -> dict[tuple[str, ...], object]:
+        """The spec overrides that select this variant."""
+        out: dict[tuple[str, ...], object] = {("strategy", "kind"): self.kind}
+        if self.batch_size is not None:
+            out[("strategy", "batch_size")] = self.batch_size
+        if self.selection is not None:
+            out[("strategy", "selection", "method")] = self.selection
+        return out
+
+
+def _bad(option: str, message: str, code: str) -> UsageError:
+    return UsageError(message, location=Location(COMMAND_LINE), path=(option,), code=code)
+
+
+def parse_strategies(text: str | None) -> tuple[StrategyKind, ...]:
+    """``"single,batch"`` → ``("single", "batch")``; ``None`` → all four.
+
+    Raises:
+        UsageError: An unknown or repeated strategy, or an empty list.
+    """
+    if text is None:
+        return DEFAULT_STRATEGIES
+    out: list[StrategyKind] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part not in STRATEGY_KINDS:
+            from promptc.errors import did_you_mean
+
+            hint = did_you_mean(part, STRATEGY_KINDS)
+            raise _bad(
+                "--strategies",
+                f"unknown strategy {part!r}; expected one of "
+                + ", ".join(STRATEGY_KINDS)
+                + (f" ({hint})" if hint else ""),
+                "unknown-strategy",
+            )
+        if part in out:
+            raise _bad("--strategies", f"strategy {part!r} is listed twice", "repeated-strategy")
+        out.append(part)
+    return tuple(out)
+
+
+def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
+    """``"4,8,16"`` → ``(4, 8, 16)``; ``None`` → :data:`DEFAULT_BATCH_SIZES`.
+
+    Raises:
+        UsageError: Something that is not a whole number from 1 to :data:`MAX_BATCH_SIZE`.
+    """
+    if text is None:
+        return DEFAULT_BATCH_SIZES
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part.isdigit() or not 1 <= int(part) <= MAX_BATCH_SIZE:
+            raise _bad(
+                "--batch-sizes",
+                f"batch size {part!r} is not a whole number from 1 to {MAX_BATCH_SIZE}",
+                "bad-batch-size",
+            )
+        if int(part) not in out:
+            out.append(int(part))
+    return tuple(out)
+
+
+def parse_selection(text: str | None) -> str | None:
+    """A selection method for every batched variant, or ``None`` for the spec's own.
+
+    Raises:
+        UsageError: Not a selection method.
+    """
+    if text is None or text in SELECTION_METHODS:
+        return text
+    raise _bad(
+        "--selection",
+        f"unknown selection method {text!r}; expected one of " + ", ".join(SELECTION_METHODS),
+        "unknown-selection",
+    )
+
+
+def variants(
+    strategies: Sequence[StrategyKind],
+    batch_sizes: Sequence[int],
+    selection: str | None = None,
+) -> tuple[Variant, ...]:
+    """Every variant asked for, in the order given: one-item strategies once, the others once
+    per batch size. ``selection`` applies to the batched ones (one item needs no grouping)."""
+    out: list[Variant] = []
+    for kind in strategies:
+        if kind in ONE_ITEM:
+            out.append(Variant(kind, None))
+        else:
+            out.extend(Variant(kind, n, selection) for n in batch_sizes)
+    return tuple(out)

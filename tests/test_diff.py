@@ -1,0 +1,543 @@
+"""``promptc diff`` in a real git repository, and ``promptc build --check``.
+
+A temporary repository gets a spec with its own template (which includes a partial), demos and
+data, then one commit per change: the partial's wording, the instruction, a demo, the batch
+size, the data. ``promptc diff spec.yaml --against HEAD~k`` must show exactly the requests
+those k changes touched; the text (colour off, as it is off when stdout is not a terminal) is
+held against ``tests/golden_diff/``. Regenerate after a deliberate change of the output with
+
+    PROMPTC_REGEN_DIFF=1 python -m pytest tests/test_diff.py -q
+
+and review ``git diff tests/golden_diff``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from promptc.cli.app import run
+
+GOLDEN = Path(__file__).parent / "golden_diff"
+REGEN = bool(os.environ.get("PROMPTC_REGEN_DIFF"))
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+SPEC = """\
+promptc: 1
+name: reviews
+instruction: Classify the sentiment of each review.
+inputs:
+  review: {type: text}
+outputs:
+  label: {type: enum, choices: [positive, negative]}
+demos:
+  - {review: The soup was hot and tasty., label: positive}
+  - {review: The lamp broke on day one., label: negative}
+data: {path: data/reviews.jsonl, id: id}
+strategy: {kind: batch, batch_size: 2}
+templates: {batch: templates/batch.j2}
+model: {name: test-model, temperature: 0}
+"""
+
+TEMPLATE = """\
+{% block system %}
+{{ task.instruction }}
+{% include "templates/answer.j2" %}
+{% for demo in demos %}
+Example: {{ demo.question }} -> {{ demo.answer }}
+{% endfor %}
+{% endblock %}
+{% block user %}
+{% for item in items %}
+{{ markers.question(loop.index) }} {{ item.question }}
+{% endfor %}
+{% endblock %}
+"""
+
+PARTIAL = (
+    'Answer each review on its own line as {{ markers.answer("i") }} {{ answer_format.form }}.\n'
+)
+
+ROWS = [
+    ("r1", "Best pancakes in town."),
+    ("r2", "The headphones crackle."),
+    ("r3", "Friendly staff and quick service."),
+    ("r4", "The parcel arrived torn."),
+    ("r5", "I would buy it again."),
+]
+
+
+def _rows(rows: list[tuple[str, str]]) -> str:
+    return "".join(json.dumps({"id": i, "review": t}) + "\n" for i, t in rows)
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_SYSTEM": os.devnull,
+    }
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True, env=env
+    )
+    return proc.stdout
+
+
+def commit(repo: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+#: The commits after the first, newest last: ``--against HEAD~k`` undoes the last k.
+CHANGES = ["template", "instruction", "demo", "batch-size", "data"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    git(root, "init", "-q", "-b", "main")
+    commit(
+        root,
+        {
+            "spec.yaml": SPEC,
+            "templates/batch.j2": TEMPLATE,
+            "templates/answer.j2": PARTIAL,
+            "data/reviews.jsonl": _rows(ROWS),
+        },
+        "a spec",
+    )
+    commit(root, {"templates/answer.j2": PARTIAL.replace("its own line", "a line")}, "template")
+    spec = SPEC.replace("each review.", "each customer review.")
+    commit(root, {"spec.yaml": spec}, "instruction")
+    spec = spec.replace("The lamp broke on day one.", "The lamp broke on the first day.")
+    commit(root, {"spec.yaml": spec}, "demo")
+    spec = spec.replace("batch_size: 2", "batch_size: 3")
+    commit(root, {"spec.yaml": spec}, "batch size")
+    rows = [*ROWS[:2], ("r3", "Friendly staff, slow service."), *ROWS[3:], ("r6", "Meh.")]
+    commit(root, {"data/reviews.jsonl": _rows(rows)}, "data")
+    return root
+
+
+def promptc(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    monkeypatch.chdir(repo)
+    code = run(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if REGEN:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no golden file {path}; run PROMPTC_REGEN_DIFF=1 pytest {__file__}"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("k", range(1, len(CHANGES) + 1), ids=lambda k: f"HEAD~{k}")
+def test_diff_against_each_earlier_commit(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], k: int
+) -> None:
+    code, out, err = promptc(
+        repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", f"HEAD~{k}"
+    )
+    assert (code, err) == (1, "")
+    golden(f"against-HEAD~{k}-{'+'.join(CHANGES[-k:])}.txt", out)
+
+
+#: What each commit alone changed: (status, items of the new request, changed messages) per
+#: request, and the grammars added, removed or changed.
+EACH = {
+    "template": (
+        [("changed", ["r1", "r2"], [0]), ("changed", ["r3", "r4"], [0]), ("changed", ["r5"], [0])],
+        {},
+    ),
+    "instruction": (
+        [("changed", ["r1", "r2"], [0]), ("changed", ["r3", "r4"], [0]), ("changed", ["r5"], [0])],
+        {},
+    ),
+    "demo": (
+        [("changed", ["r1", "r2"], [0]), ("changed", ["r3", "r4"], [0]), ("changed", ["r5"], [0])],
+        {},
+    ),
+    "batch-size": (
+        [
+            ("changed", ["r1", "r2", "r3"], [1]),
+            ("changed", ["r4", "r5"], [1]),
+            ("removed", None, []),
+        ],
+        {"answer": "changed", "answer-1": "removed", "answer-2": "added"},
+    ),
+    "data": (
+        [("changed", ["r1", "r2", "r3"], [1]), ("changed", ["r4", "r5", "r6"], [1])],
+        {"answer-2": "removed"},
+    ),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_what_each_commit_changed(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    """Each commit alone, held against the one before it: exactly the requests it touched."""
+    back = len(CHANGES) - 1 - CHANGES.index(change)  # the commit of this change is HEAD~back
+    git(repo, "checkout", "-q", f"HEAD~{back}", "--", ".")
+    try:
+        code, out, _ = promptc(
+            repo,
+            monkeypatch,
+            capsys,
+            "diff",
+            "spec.yaml",
+            "--against",
+            f"HEAD~{back + 1}",
+            "--format",
+            "json",
+        )
+    finally:
+        git(repo, "checkout", "-q", "HEAD", "--", ".")
+    assert code == 1
+    data = json.loads(out)
+    got = [
+        (
+            r["status"],
+            r["new"]["item_ids"] if r["new"] else None,
+            [m["index"] for m in r["messages"]],
+        )
+        for r in data["requests"]
+    ]
+    assert (got, {g["stem"]: g["status"] for g in data["grammar"]}) == EACH[change]
+
+
+def test_no_change_against_head_exits_0(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert (code, out, err) == (
+        0,
+        "--- HEAD:spec.yaml\n+++ spec.yaml\nno change: 2 requests unchanged\n",
+        "",
+    )
+    code, out, _ = promptc(
+        repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "main", "--stat"
+    )
+    assert (code, out) == (0, "no change: 2 requests unchanged\n")
+
+
+def test_stat_is_the_summary_alone(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = promptc(
+        repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~5", "--stat"
+    )
+    assert code == 1
+    assert out == (
+        "3 of 3 requests changed, 0 unchanged (1 removed, 2 with other items); grammar changed; "
+        "input tokens -33.3% per question\n"
+    )
+
+
+def test_the_work_tree_is_never_touched(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "spec.yaml").write_text(SPEC.replace("test-model", "other-model"), encoding="utf-8")
+    before = git(repo, "status", "--porcelain"), git(repo, "stash", "list")
+    try:
+        code, out, _ = promptc(
+            repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~5"
+        )
+        assert code == 1
+        # the new side is the work tree's edit; the old side came from git, not from the file
+        assert 'params of every request: model: "test-model" → "other-model"' in out
+        assert (git(repo, "status", "--porcelain"), git(repo, "stash", "list")) == before
+        assert (repo / "spec.yaml").read_text(encoding="utf-8") == SPEC.replace(
+            "test-model", "other-model"
+        )
+    finally:
+        git(repo, "checkout", "-q", "--", "spec.yaml")
+
+
+def test_diff_of_two_build_folders(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert promptc(repo, monkeypatch, capsys, "build", "spec.yaml", "-o", str(a))[0] == 0
+    assert (
+        promptc(repo, monkeypatch, capsys, "build", "spec.yaml", "-o", str(b), "--batch-size", "2")[
+            0
+        ]
+        == 0
+    )
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", str(a), str(b), "--stat")
+    assert (code, err) == (1, "")
+    assert out.startswith(
+        "3 of 3 requests changed, 0 unchanged (1 added, 2 with other items); grammar changed"
+    )
+    code, out, _ = promptc(repo, monkeypatch, capsys, "diff", str(a), str(a))
+    assert code == 0 and out.endswith("no change: 2 requests unchanged\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["spec.yaml", "--against", "no-such-rev"],
+            (
+                "spec.yaml: unknown revision 'no-such-rev': git knows no commit by that name "
+                "(give a commit, branch or tag, e.g. HEAD~1 or main)"
+            ),
+        ),
+        (
+            ["extra.yaml", "--against", "HEAD~5"],
+            (
+                "extra.yaml: the spec did not exist at HEAD~5: git has no file extra.yaml there "
+                "(diff against a revision that has the spec)"
+            ),
+        ),
+        (
+            ["templates", "data"],
+            (
+                "templates/manifest.json: 'templates' is not a build: it has no manifest.json "
+                "(give a folder written by promptc build SPEC -o DIR)"
+            ),
+        ),
+        (
+            ["spec.yaml"],
+            (
+                "give SPEC --against REV, or two build folders to compare "
+                "(e.g. promptc diff specs/task.yaml --against HEAD)"
+            ),
+        ),
+        (
+            ["nowhere.yaml", "--against", "HEAD"],
+            "nowhere.yaml: no such spec file or build folder 'nowhere.yaml'",
+        ),
+    ],
+    ids=["unknown-rev", "spec-not-at-rev", "not-a-build", "nothing-to-compare", "no-spec"],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    (repo / "extra.yaml").write_text(SPEC, encoding="utf-8")
+    try:
+        code, out, err = promptc(repo, monkeypatch, capsys, "diff", *args)
+    finally:
+        (repo / "extra.yaml").unlink()
+    assert (code, out, err) == (2, "", message + "\n")
+
+
+def test_builds_of_different_specs_are_refused(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.yaml"
+    shutil.copytree(repo / "data", tmp_path / "data")
+    shutil.copytree(repo / "templates", tmp_path / "templates")
+    other.write_text(SPEC.replace("name: reviews", "name: other"), encoding="utf-8")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert promptc(repo, monkeypatch, capsys, "build", "spec.yaml", "-o", str(a))[0] == 0
+    assert promptc(repo, monkeypatch, capsys, "build", str(other), "-o", str(b))[0] == 0
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", str(a), str(b))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{b}: '{b}' is a build of 'other' (other.yaml), but '{a}' is a build of 'reviews' "
+        "(spec.yaml): builds of different specs cannot be compared (compare two builds of the "
+        "same spec)\n"
+    )
+
+
+def test_an_old_spec_that_does_not_compile_is_located_at_the_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    git(tmp_path, "init", "-q")
+    commit(
+        tmp_path,
+        {
+            "spec.yaml": SPEC.replace("batch_size: 2", "batch_size: two"),
+            "templates/batch.j2": TEMPLATE,
+            "templates/answer.j2": PARTIAL,
+            "data/reviews.jsonl": _rows(ROWS),
+        },
+        "broken",
+    )
+    commit(tmp_path, {"spec.yaml": SPEC}, "fixed")
+    code, out, err = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~1"
+    )
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == "HEAD~1:spec.yaml:12:37: strategy.batch_size: expected an integer, found a string 'two'\n"
+    )
+
+
+def test_a_spec_outside_git_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    code, _, err = promptc(tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 2
+    assert err.startswith("spec.yaml: spec.yaml is not inside a git repository")
+    assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- promptc build --check
+
+
+def test_build_check_fresh_stale_and_missing(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = str(tmp_path / "build")
+    assert promptc(repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir)[0] == 0
+    listing = sorted(os.listdir(out_dir))
+    code, out, err = promptc(
+        repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir, "--check"
+    )
+    assert (code, out, err) == (0, f"{out_dir}: up to date (7 files)\n", "")
+
+    partial = repo / "templates" / "answer.j2"
+    partial.write_text(PARTIAL.replace("Answer", "Label"), encoding="utf-8")
+    try:
+        code, out, err = promptc(
+            repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir, "--check"
+        )
+    finally:
+        git(repo, "checkout", "-q", "--", "templates/answer.j2")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{out_dir}/manifest.json: stale: the build writes it otherwise",
+        f"{out_dir}/requests.jsonl: stale: the build writes it otherwise",
+        f"{out_dir}/requests.jsonl:1: first differing request: request r0001 differs",
+        f"{out_dir}: 2 of 7 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
+    ]
+    assert sorted(os.listdir(out_dir)) == listing  # nothing written
+
+    os.remove(os.path.join(out_dir, "answer.gbnf"))
+    code, _, err = promptc(
+        repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir, "--check"
+    )
+    assert code == 1
+    assert err.splitlines() == [
+        f"{out_dir}/answer.gbnf: missing: the build writes it",
+        f"{out_dir}: 1 of 7 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
+    ]
+    assert "answer.gbnf" not in os.listdir(out_dir)
+
+
+def test_build_check_names_leftovers_and_a_missing_folder(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = str(tmp_path / "build")
+    assert promptc(repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir)[0] == 0
+    Path(out_dir, "answer-7.lark").write_text("", encoding="utf-8")
+    Path(out_dir, "notes.txt").write_text("mine", encoding="utf-8")
+    code, _, err = promptc(
+        repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir, "--check"
+    )
+    assert code == 1
+    assert err.splitlines()[0] == f"{out_dir}/answer-7.lark: left over: a rebuild removes it"
+    missing = str(tmp_path / "none")
+    code, _, err = promptc(
+        repo, monkeypatch, capsys, "build", "spec.yaml", "-o", missing, "--check"
+    )
+    assert (code, err) == (
+        1,
+        f"{missing}: missing: no build folder (run promptc build spec.yaml -o {missing})\n",
+    )
+    assert not os.path.exists(missing)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptc.cli.diff import run_diff
+
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    outputs = []
+    for stream in (_Terminal(), io.StringIO()):
+        code = run_diff(
+            "spec.yaml",
+            None,
+            "HEAD~1",
+            stat=False,
+            fmt="text",
+            strategy=None,
+            batch_size=None,
+            target="chat",
+            out=stream,
+        )
+        assert code == 1
+        outputs.append(stream.getvalue())
+    coloured, plain = outputs
+    assert "\x1b[" not in plain
+    assert "\x1b[" in coloured
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+
+
+def test_the_extends_chain_and_its_data_are_read_at_the_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The base spec (in another folder, with its own data and template) is read from git too."""
+    git(tmp_path, "init", "-q")
+    base = SPEC.replace("name: reviews", "name: base")
+    commit(
+        tmp_path,
+        {
+            "base/spec.yaml": base,
+            "base/templates/batch.j2": TEMPLATE,
+            "base/templates/answer.j2": PARTIAL,
+            "base/data/reviews.jsonl": _rows(ROWS),
+            "variants/child.yaml": "extends: ../base/spec.yaml\nname: child\nmodel: {temperature: 1}\n",
+        },
+        "base and child",
+    )
+    commit(tmp_path, {"base/data/reviews.jsonl": _rows(ROWS[:4])}, "one row fewer")
+    commit(tmp_path, {"base/templates/answer.j2": PARTIAL.replace("review", "text")}, "wording")
+    code, out, err = promptc(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        "diff",
+        "variants/child.yaml",
+        "--against",
+        "HEAD~2",
+        "--stat",
+    )
+    assert (code, err) == (1, "")
+    assert out == (
+        "3 of 3 requests changed, 0 unchanged (1 removed); grammar changed; "
+        "input tokens -12.8% per question\n"
+    )
+    code, out, _ = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "variants/child.yaml", "--against", "HEAD~1"
+    )
+    assert code == 1
+    assert "-Answer each review on its own line as A[i]: <label>." in out
+    assert "+Answer each text on its own line as A[i]: <label>." in out
+    assert "requests.jsonl" not in out and not (tmp_path / "variants" / "build").exists()

@@ -1,0 +1,398 @@
+"""eval's arithmetic on fixed result files, against answers computed by hand."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from promptc.cli.app import run
+from promptc.eval import score as S
+from promptc.ir import OutputField
+
+NUM = OutputField("answer", "number")
+
+
+def test_wilson_interval_by_hand() -> None:
+    # 8 of 10, z = 1.96: centre (0.8 + 0.19208) / 1.38416 = 0.716680, half-width
+    # 1.96 * sqrt(0.016 + 0.0096040) / 1.38416 = 0.226591 -> [0.490, 0.943]
+    lo, hi = S.wilson(8, 10)
+    assert lo == pytest.approx(0.4901625, abs=1e-6)
+    assert hi == pytest.approx(0.9433178, abs=1e-6)
+    assert S.wilson(0, 0) == (0.0, 1.0)
+    lo, hi = S.wilson(0, 5)
+    assert lo == 0.0 and hi == pytest.approx(0.4344825, abs=1e-6)
+
+
+def test_exact_mcnemar_by_hand() -> None:
+    # b=1, c=5: 2 * (C(6,0) + C(6,1)) / 2**6 = 2 * 7 / 64 = 0.21875
+    assert S.mcnemar_exact(1, 5) == pytest.approx(0.21875)
+    # b=0, c=6: 2 / 64 = 0.03125
+    assert S.mcnemar_exact(0, 6) == pytest.approx(0.03125)
+    assert S.mcnemar_exact(3, 3) == 1.0
+    assert S.mcnemar_exact(0, 0) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "predicted", "gold", "tolerance", "right"),
+    [
+        (NUM, Decimal("18.0"), Decimal(18), None, True),
+        (NUM, Decimal("18.01"), Decimal(18), None, False),
+        (NUM, Decimal("18.01"), Decimal(18), Decimal("0.01"), True),
+        (NUM, Decimal("18.02"), Decimal(18), Decimal("0.01"), False),
+        (OutputField("n", "integer"), 3, 3, None, True),
+        (OutputField("n", "integer"), True, 1, None, False),
+        (OutputField("b", "boolean"), False, False, None, True),
+        (OutputField("b", "boolean"), 0, False, None, False),
+        (OutputField("e", "enum", choices=("Pos", "Neg")), "pos", "Pos", None, True),
+        (OutputField("t", "text"), "  Paris.\n", "paris", None, True),
+        (OutputField("t", "text"), "Ｐａｒｉｓ  France", "paris france", None, True),
+        (OutputField("t", "text"), "Lyon", "paris", None, False),
+    ],
+)
+def test_comparison_rules(
+    field: OutputField, predicted: object, gold: object, tolerance: Decimal | None, right: bool
+) -> None:
+    assert S.matches(field, predicted, gold, tolerance) is right  # type: ignore[arg-type]
+
+
+def rec(req: str, item: str | None, index: int, status: str, answer: object = None) -> dict:
+    values = {} if answer is None else {"answer": Decimal(str(answer))}
+    return {"request_id": req, "item_id": item, "index": index, "status": status, "values": values}
+
+
+def test_accuracy_statuses_and_positions_by_hand() -> None:
+    gold = {f"i{k}": {"answer": Decimal(k)} for k in range(1, 7)}
+    results = [
+        rec("r1", "i1", 1, "ok", 1),  # right, position 1
+        rec("r1", "i2", 2, "ok", 9),  # wrong, position 2
+        rec("r1", "i3", 3, "malformed"),  # wrong, position 3
+        rec("r2", "i4", 1, "ok", 4),  # right, position 1
+        rec("r2", "i5", 2, "ok", 5),  # right, position 2
+        rec("r2", None, 4, "extra", 7),  # not an item
+    ]  # i6: no answer at all -> missing
+    s = S.score([NUM], gold, S.pick_answers(results))
+    assert (s.overall.correct, s.overall.n) == (3, 6)
+    assert (s.parse.correct, s.parse.n) == (4, 6)
+    assert s.statuses == {
+        "ok": 4,
+        "missing": 1,
+        "malformed": 1,
+        "duplicate": 0,
+        "misaligned": 0,
+        "extra": 0,
+    }
+    assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {
+        1: (2, 2),
+        2: (1, 2),
+        3: (0, 1),
+    }
+    assert s.correct == {"i1": True, "i2": False, "i3": False, "i4": True, "i5": True, "i6": False}
+
+
+def test_retrieval_scores_each_item_by_its_own_batch() -> None:
+    gold = {"a": {"answer": Decimal(1)}, "b": {"answer": Decimal(2)}}
+    results = [
+        rec("r1", "b", 1, "ok", 2),  # b as a demonstration in a's batch: does not count
+        rec("r1", "a", 2, "ok", 1),  # a's own answer, at position 2
+        rec("r2", "a", 1, "ok", 1),
+        rec("r2", "b", 2, "ok", 5),  # b's own answer: wrong
+    ]
+    targets = {"r1": "a", "r2": "b"}
+    s = S.score([NUM], gold, S.pick_answers(results, targets))
+    assert s.correct == {"a": True, "b": False}
+    assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {2: (1, 2)}
+
+
+def test_paired_comparison_by_hand() -> None:
+    base = {"1": True, "2": True, "3": False, "4": False, "5": False, "6": True}
+    other = {"1": True, "2": False, "3": True, "4": True, "5": True, "6": True, "7": True}
+    p = S.paired(base, other)
+    assert (p.n, p.only_baseline, p.only_variant) == (6, 1, 3)
+    assert p.difference == pytest.approx(5 / 6 - 3 / 6)
+    assert p.p_value == pytest.approx(2 * (1 + 4) / 16)  # b=1, c=3: 2·(C(4,0)+C(4,1))/2^4
+
+
+def test_pareto_front() -> None:
+    pts = [(100.0, 0.5), (50.0, 0.5), (200.0, 0.9), (300.0, 0.8), (50.0, 0.4)]
+    assert S.pareto_front(pts) == [1, 2]
+
+
+# ---------------------------------------------------------------- fixed result folders
+
+SPEC = """\
+promptc: 1
+name: fixed
+instruction: Answer.
+inputs: {question: {type: text}}
+outputs: {answer: {type: number}}
+data: {path: d.jsonl, id: qid, gold: {answer: gold}}
+model: {name: gpt-4o-mini}
+"""
+
+
+def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **kw: object) -> Path:
+    f = root / name
+    f.mkdir(parents=True)
+    requests = sorted({r["request_id"] for r in results})
+    manifest = {
+        "name": kw.get("spec_name", "fixed"),
+        "strategy": {"kind": kind, "batch_size": size},
+        "selection": {"method": kw.get("method", "sequential")},
+        "requests": [
+            {
+                "id": q,
+                "item_ids": [
+                    r["item_id"] for r in results if r["request_id"] == q and r["item_id"]
+                ],
+            }
+            for q in requests
+        ],
+    }
+    (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (f / "requests.jsonl").write_text(
+        "".join(json.dumps({"id": q, "messages": []}) + "\n" for q in requests), encoding="utf-8"
+    )
+    (f / "outputs.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"id": q, "output": "", "usage": {"prompt_tokens": 100, "completion_tokens": 10}}
+            )
+            + "\n"
+            for q in requests
+        ),
+        encoding="utf-8",
+    )
+    (f / "results.jsonl").write_text(
+        "".join(
+            json.dumps({**r, "values": {k: float(v) for k, v in r["values"].items()}}) + "\n"
+            for r in results
+        ),
+        encoding="utf-8",
+    )
+    return f
+
+
+@pytest.fixture
+def fixed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    (tmp_path / "d.jsonl").write_text(
+        "".join(
+            json.dumps({"qid": f"q{k}", "question": f"{k}?", "gold": k}) + "\n" for k in range(1, 5)
+        ),
+        encoding="utf-8",
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC, encoding="utf-8")
+    single = folder(
+        tmp_path / "runs",
+        "single",
+        "single",
+        1,
+        [rec(f"r{k}", f"q{k}", 1, "ok", k if k != 4 else 0) for k in range(1, 5)],
+    )
+    batch = folder(
+        tmp_path / "runs",
+        "batch-2",
+        "batch",
+        2,
+        [
+            rec("r1", "q1", 1, "ok", 1),
+            rec("r1", "q2", 2, "ok", 0),
+            rec("r2", "q3", 1, "ok", 3),
+            rec("r2", "q4", 2, "ok", 4),
+        ],
+    )
+    return spec, single, batch
+
+
+def test_report_from_fixed_folders_by_hand(fixed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    spec, single, batch = fixed
+    out = tmp_path / "report"
+    assert (
+        run(
+            ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(single), str(batch)]
+        )
+        == 0
+    )
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    s, b = doc["variants"]
+    assert s["variant"] == "single" and b["variant"] == "batch-2"
+    assert (s["accuracy"]["correct"], s["accuracy"]["n"]) == (3, 4)
+    assert (b["accuracy"]["correct"], b["accuracy"]["n"]) == (3, 4)
+    assert b["by_position"] == {
+        "1": {"accuracy": 1.0, "ci95": [round(x, 6) for x in S.wilson(2, 2)], "correct": 2, "n": 2},
+        "2": {"accuracy": 0.5, "ci95": [round(x, 6) for x in S.wilson(1, 2)], "correct": 1, "n": 2},
+    }
+    # single right on q2, wrong on q4; batch the other way round: b = c = 1, p = 1
+    assert b["paired"] == {
+        "accuracy": 0.75,
+        "baseline_accuracy": 0.75,
+        "difference": 0.0,
+        "mcnemar_p": 1.0,
+        "n": 4,
+        "only_baseline_correct": 1,
+        "only_variant_correct": 1,
+    }
+    assert s["calls_per_question"] == 1.0 and b["calls_per_question"] == 0.5
+    assert s["input_tokens_per_question"] == 100.0 and b["input_tokens_per_question"] == 50.0
+    assert b["tokens_from"] == "api usage"
+    first = (out / "report.json").read_bytes()
+    assert (
+        run(
+            ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(single), str(batch)]
+        )
+        == 0
+    )
+    assert (out / "report.json").read_bytes() == first
+    assert "| batch-2" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_tolerance_counts_near_numbers(fixed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    spec, single, _ = fixed
+    out = tmp_path / "r"
+    args = [
+        "eval",
+        str(spec),
+        "-o",
+        str(out),
+        "--no-charts",
+        "--format",
+        "json",
+        "--results",
+        str(single),
+    ]
+    assert run([*args, "--tolerance", "4"]) == 0
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert doc["variants"][0]["accuracy"]["correct"] == 4 and doc["tolerance"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("spec_name", "manifest.json: these results are of spec 'other', not of 'fixed'"),
+        ("item", "results.jsonl:1:1: item 'zz' is not in the data of 'fixed'"),
+        (
+            "tolerance",
+            "<command line>: --tolerance: tolerance 'close' is not a non-negative number",
+        ),
+        ("no-results", "is not answered and parsed: it has no results.jsonl"),
+        ("no-gold", "data.gold: no item of 'fixed' has a gold answer, so nothing can be scored"),
+        ("baseline", "<command line>: --baseline: baseline 'few-shot' is not among the variants"),
+        ("twice", "two result folders are both variant 'single'"),
+    ],
+)
+def test_bad_input_is_a_located_error(
+    change: str,
+    message: str,
+    fixed: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec, single, _ = fixed
+    args = ["eval", str(spec), "-o", str(tmp_path / "r"), "--no-charts", "--results", str(single)]
+    if change == "spec_name":
+        other = folder(
+            tmp_path / "x", "single", "single", 1, [rec("r1", "q1", 1, "ok", 1)], spec_name="other"
+        )
+        args[-1] = str(other)
+    elif change == "item":
+        other = folder(tmp_path / "x", "single", "single", 1, [rec("r1", "zz", 1, "ok", 1)])
+        args[-1] = str(other)
+    elif change == "tolerance":
+        args += ["--tolerance", "close"]
+    elif change == "no-results":
+        (single / "results.jsonl").unlink()
+    elif change == "no-gold":
+        spec.write_text(SPEC.replace(", gold: {answer: gold}", ""), encoding="utf-8")
+    elif change == "baseline":
+        args += ["--baseline", "few-shot"]
+    elif change == "twice":
+        args.append(str(single))
+    code = run(args)
+    err = capsys.readouterr().err
+    assert code in (1, 2)
+    assert message in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(st.integers(0, 500), st.integers(0, 500))
+def test_wilson_holds_the_observed_rate(k: int, extra: int) -> None:
+    n = k + extra
+    lo, hi = S.wilson(k, n)
+    assert 0.0 <= lo <= hi <= 1.0
+    if n:
+        assert lo - 1e-12 <= k / n <= hi + 1e-12
+
+
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_mcnemar_is_symmetric_and_a_probability(b: int, c: int) -> None:
+    p = S.mcnemar_exact(b, c)
+    assert p == S.mcnemar_exact(c, b)
+    assert 0.0 < p <= 1.0
+    if b == c:
+        assert p == 1.0
+
+
+try:
+    from scipy import stats as scipy_stats
+except ImportError:  # scipy comes with the embed extra; without it this cross-check is skipped
+    scipy_stats = None
+
+
+@pytest.mark.skipif(scipy_stats is None, reason="scipy is not installed")
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_mcnemar_matches_scipys_exact_binomial_test(b: int, c: int) -> None:
+    stats = scipy_stats
+    assert stats is not None
+    if b + c == 0:
+        return
+    expected = stats.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue
+    assert S.mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_tokens_fall_back_to_the_tokenizer_without_usage(
+    fixed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("bpe_openai")
+    spec, single, _ = fixed
+    (single / "outputs.jsonl").write_text(
+        "".join(json.dumps({"id": f"r{k}", "output": "18"}) + "\n" for k in range(1, 5)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "r"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(single)]) == 0
+    (v,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert v["tokens_from"] == "tokenizer o200k_base"
+    assert v["output_tokens_per_question"] == 1.0  # "18" is one o200k token
+    assert v["input_tokens_per_question"] == 3.0  # no messages: the reply priming alone
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "single,fewshot"], "--strategies: unknown strategy 'fewshot'"),
+        (["--batch-sizes", "4,-1"], "--batch-sizes: batch size '-1' is not a whole number"),
+        ([], "promptc eval needs a model: give --base-url URL or --local"),
+        (["--strategies", "few-shot"], "strategy few-shot needs at least one demo"),
+    ],
+)
+def test_eval_option_errors_before_anything_is_sent(
+    args: list[str],
+    message: str,
+    fixed: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec, _, _ = fixed
+    url = [] if not args else ["--base-url", "http://127.0.0.1:9/v1"]
+    code = run(["eval", str(spec), "-o", str(tmp_path / "r"), *url, *args])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and message in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "variants").exists()

