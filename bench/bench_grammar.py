@@ -126,8 +126,8 @@ def main() -> None:
     n_items = args.outputs * args.items
     results = {
         "baseline (split + 'The answer is (.*)')": timed(baseline, data, args.repeat),
-        "promptc regex check alone (answer.regex match)": timed(
-            re.compile(g.regex).fullmatch,
+        "promptc regex check alone (answer.parse.regex match)": timed(
+            re.compile(g.parse_regex).fullmatch,
             data,
             args.repeat,  # type: ignore[arg-type]
         ),

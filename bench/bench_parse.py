@@ -8,7 +8,7 @@ Reports items/s, all in one run, for:
 - ``parse_output``: promptc's default ``recover`` mode, which takes the fast path (one regex
   for the whole output) on these well-formed outputs, then checks every repeated question
   against its item and types every value;
-- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.regex` matched,
+- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.parse_regex` matched,
   nothing read — the floor of the fast path;
 - ``regex alone`` and ``lark alone``: :meth:`AnswerGrammar.parse_strict_regex` and
   :meth:`AnswerGrammar.parse_strict_lark` (the grammar's two strict parsers, values typed);
@@ -18,6 +18,14 @@ Reports items/s, all in one run, for:
 Run::
 
     python bench/bench_parse.py [--outputs 10000] [--lark-outputs 2000] [--seed 0]
+    python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl [--rounds 15]
+
+``--gsm8k`` times instead 8-item ``batch`` outputs built from GSM8K's own reasoning (the
+``answer`` field of its test split, calculator annotations ``<<…>>`` removed, lines joined,
+lookalikes such as the minus sign U+2212 kept as they occur, then ``The answer is N.``):
+``parse_output`` in recover mode against the bare compiled regex of the Batch Prompting
+baseline, in interleaved rounds (one round of each, alternately; the median of the per-round
+ratios), so that the noise of a shared machine falls on both alike.
 
 ``--lark-outputs`` bounds the (slow) lark run; its rate is per item like the others.
 """
@@ -165,13 +173,94 @@ def timed(fn: Callable[[int], object], n: int, repeat: int) -> float:
     return best
 
 
+_CALC = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_outputs(path: str, n_outputs: int, rng: random.Random) -> tuple[Task, list[str]]:
+    """A batch task of 8 items and ``n_outputs`` outputs, each 8 GSM8K solutions as answers."""
+    import json
+
+    solutions = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            steps, _, final = row["answer"].rpartition("####")
+            text = " ".join(_CALC.sub("", steps).split())
+            solutions.append((text, final.strip().replace(",", "")))
+    task = make_task(N_ITEMS, rng)
+    task = Task(**{**task.__dict__, "strategy": Strategy("batch", N_ITEMS, Selection())})
+    outputs = []
+    for _ in range(n_outputs):
+        picked = rng.sample(solutions, N_ITEMS)
+        outputs.append(
+            markers.ITEM_SEPARATOR.join(
+                f"{markers.answer_marker(i)} {text} The answer is {final}."
+                for i, (text, final) in enumerate(picked, 1)
+            )
+        )
+    return task, outputs
+
+
+def gsm8k_main(path: str, n_outputs: int, rounds: int, seed: int) -> int:
+    """Interleaved rounds: parse_output (recover) and the baseline regex over the same outputs."""
+    rng = random.Random(seed)
+    task, outputs = gsm8k_outputs(path, n_outputs, rng)
+    shape = RequestShape("r1", "batch", tuple(i.id for i in task.items), ())
+    grammar = build_grammar(task, N_ITEMS, "batch")
+    # Older promptc called the parse regex AnswerGrammar.regex: time either with this script.
+    pattern = re.compile(getattr(grammar, "parse_regex", None) or getattr(grammar, "regex", ""))
+    from promptc.parse.fast import parse_fast
+
+    fast = sum(parse_fast(shape, grammar, o) is not None for o in outputs)
+    lookalike = sum(not o.isascii() for o in outputs)
+    ok = 0
+    for o in outputs:
+        res = parse_output(task, shape, o, grammar=grammar)
+        ok += sum(r.status == "ok" for r in res)
+        base = baseline(o)
+        assert len(base) == N_ITEMS
+    ratios, fulls = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for o in outputs:
+            baseline(o)
+        t1 = time.perf_counter()
+        for o in outputs:
+            parse_output(task, shape, o, grammar=grammar)
+        t2 = time.perf_counter()
+        for o in outputs:
+            pattern.fullmatch(o)
+        t3 = time.perf_counter()
+        ratios.append((t2 - t1) / (t1 - t0))
+        fulls.append((t2 - t1) / (t3 - t2))
+    items = n_outputs * N_ITEMS
+    print(
+        f"{n_outputs} GSM8K batch outputs x {N_ITEMS} items ({lookalike} with non-ASCII text, "
+        f"{fast} on the fast path, {ok}/{items} items ok); Python {sys.version.split()[0]}; "
+        f"{rounds} interleaved rounds"
+    )
+    print(
+        f"parse_output / baseline regex:      median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
+    )
+    print(
+        f"parse_output / whole-output match:  median {statistics.median(fulls):.2f}x "
+        f"(min {min(fulls):.2f}x, max {max(fulls):.2f}x)"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--outputs", type=int, default=10_000)
     ap.add_argument("--lark-outputs", type=int, default=2_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gsm8k", help="GSM8K test.jsonl: time outputs built from its reasoning")
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
+    if args.gsm8k:
+        return gsm8k_main(args.gsm8k, min(args.outputs, 2_000), args.rounds, args.seed)
 
     rng = random.Random(args.seed)
     task = make_task(200, rng)
@@ -193,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
 
     n, nl = args.outputs, min(args.lark_outputs, args.outputs)
-    pattern = re.compile(grammar.regex or "")
+    pattern = re.compile(grammar.parse_regex or "")
     rows = [
         (
             "baseline (split lines on A[i]:, 'The answer is (.*)')",

@@ -107,7 +107,7 @@ def test_check_max_errors(bad_spec: Path) -> None:
         ),
         (
             ["build", "specs/math.yaml", "--batch-size", "0", "--emit", "requests"],
-            "0 is not in the range x>=1.",
+            "0 is not in the range 1<=x<=1000.",
         ),
         (["show", "specs/math.yaml"], "give exactly one of --request K and --batches"),
         (["frobnicate"], "No such command 'frobnicate'."),
@@ -180,6 +180,7 @@ def test_emit_prints_the_stages(tmp_path: Path) -> None:
         "choices": ["entailment", "neutral", "contradiction"],
         "aliases": [],
         "location": doc["outputs"][0]["location"],
+        "choices_from": "",
     }
     assert promptc("build", "specs/nli.yaml", "--emit", "ir").stdout == ir.stdout
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

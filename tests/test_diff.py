@@ -414,7 +414,7 @@ def test_build_check_fresh_stale_and_missing(
     code, out, err = promptc(
         repo, monkeypatch, capsys, "build", "spec.yaml", "-o", out_dir, "--check"
     )
-    assert (code, out, err) == (0, f"{out_dir}: up to date (7 files)\n", "")
+    assert (code, out, err) == (0, f"{out_dir}: up to date (8 files)\n", "")
 
     partial = repo / "templates" / "answer.j2"
     partial.write_text(PARTIAL.replace("Answer", "Label"), encoding="utf-8")
@@ -429,7 +429,7 @@ def test_build_check_fresh_stale_and_missing(
         f"{out_dir}/manifest.json: stale: the build writes it otherwise",
         f"{out_dir}/requests.jsonl: stale: the build writes it otherwise",
         f"{out_dir}/requests.jsonl:1: first differing request: request r0001 differs",
-        f"{out_dir}: 2 of 7 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
+        f"{out_dir}: 2 of 8 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
     ]
     assert sorted(os.listdir(out_dir)) == listing  # nothing written
 
@@ -440,7 +440,7 @@ def test_build_check_fresh_stale_and_missing(
     assert code == 1
     assert err.splitlines() == [
         f"{out_dir}/answer.gbnf: missing: the build writes it",
-        f"{out_dir}: 1 of 7 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
+        f"{out_dir}: 1 of 8 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
     ]
     assert "answer.gbnf" not in os.listdir(out_dir)
 

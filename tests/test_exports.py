@@ -242,7 +242,7 @@ def test_regex_file_is_the_fast_path() -> None:
     import re
 
     g = build_grammar(TASKS["math"], 2, "auto-demo")
-    pattern = re.compile(g.files()["answer.regex"].rstrip("\n"))
+    pattern = re.compile(g.files()["answer.parse.regex"].rstrip("\n"))
     out, _ = _random_output("math", "auto-demo", 2, random.Random(3))
     assert pattern.fullmatch(out)
     assert not pattern.fullmatch(out + "\nA[3]: x The answer is 1.")

@@ -32,7 +32,7 @@ def _regen() -> ModuleType:
 
 
 regen = _regen()
-CASES = [(s, k) for s in regen.example_specs() for k in regen.STRATEGIES]
+CASES = [(s, k) for s in regen.example_specs() for k in regen.strategies_of(s)]
 
 
 def test_there_are_example_specs_for_every_required_task() -> None:
@@ -114,7 +114,10 @@ def _sample_value(field: object) -> object:
         "number": Decimal("-1234.5"),
         "integer": 42,
         "boolean": True,
-        "enum": field.choices[-1] if field.choices else "",
+        # An item's own options are at least one: (a) answers every item.
+        "enum": (field.choices[0] if field.choices_from else field.choices[-1])
+        if field.choices
+        else "",
     }[field.type]
 
 
@@ -140,8 +143,8 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
             for i, item_id in enumerate(request.batch.item_ids, 1):
                 if strategy == "auto-demo":
                     question = markers.question_text(task.inputs, by_id[item_id].inputs)
-                    lines.append(f"{markers.question_marker(i)} {question}")
-                lines.append(f"{markers.answer_marker(i)} {answer}")
+                    lines.append(f"{markers.question_marker(i, task.markers)} {question}")
+                lines.append(f"{markers.answer_marker(i, task.markers)} {answer}")
             output = "\n".join(lines)
         results = parse_output(task, request, output, mode="strict")
         assert [r.status for r in results] == ["ok"] * len(request.batch.item_ids), output

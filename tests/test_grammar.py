@@ -147,7 +147,13 @@ def test_exports_are_deterministic() -> None:
     a = build_grammar(MATH, 5, "auto-demo").files()
     b = build_grammar(MATH, 5, "auto-demo").files()
     assert a == b
-    assert sorted(a) == ["answer.gbnf", "answer.lark", "answer.regex", "answer.schema.json"]
+    assert sorted(a) == [
+        "answer.gbnf",
+        "answer.lark",
+        "answer.parse.regex",
+        "answer.regex",
+        "answer.schema.json",
+    ]
 
 
 # ---------------------------------------------------------------------------- canonical outputs

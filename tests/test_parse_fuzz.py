@@ -3,7 +3,6 @@ or hangs."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -252,7 +251,8 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
         st.one_of(valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12))
     )
     out = data.draw(slack(out, task.strategy.kind))
-    assume(normalise_lookalikes(out)[1] is None)  # lookalikes always take the slow path
+    # The grammar's own parsers read no lookalikes (test_parse_lookalikes.py covers them).
+    assume(normalise_lookalikes(out)[0] == out)
     from promptc.parse.output import grammar_for
 
     shape = request_shape(task, req)
@@ -380,17 +380,14 @@ ADVERSARIAL = {
 @pytest.mark.parametrize("shape", ["math", "number", "text"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", list(ADVERSARIAL), ids=list(ADVERSARIAL))
-def test_adversarial_inputs_are_parsed_in_bounded_time(
-    name: str, kind: StrategyKind, shape: str
-) -> None:
+def test_adversarial_inputs_are_parsed(name: str, kind: StrategyKind, shape: str) -> None:
+    """Sane results for each; the time bound docs/parsing.md promises is checked against a
+    fixed budget by bench/bench_bounds.py (a timed test would fail on a loaded machine)."""
     task, req = task_for(shape, kind, 4)
     out = ADVERSARIAL[name]
     for mode in ("recover", "strict"):
-        t0 = time.perf_counter()
         results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
-        elapsed = time.perf_counter() - t0
         check_sane(results, len(req.batch.item_ids))
-        assert elapsed < 5.0, f"{name} {kind} {shape} {mode}: {elapsed:.2f}s"
 
 
 def test_multi_line_questions_of_multi_field_inputs_align() -> None:

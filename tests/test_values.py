@@ -154,7 +154,7 @@ def test_json_forms() -> None:
         "type": "string",
         "enum": ["positive", "negative", "very positive"],
     }
-    assert json_schema(TEXT) == {"type": "string", "minLength": 1}
+    assert json_schema(TEXT) == {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
 
 
 @pytest.mark.parametrize("field", [NUMBER, INTEGER, BOOLEAN, ENUM, TEXT], ids=lambda f: f.type)

@@ -58,7 +58,7 @@ MANIFEST_FILE = "manifest.json"
 _OWNED = re.compile(
     r"^(requests\.jsonl|batches\.jsonl|manifest\.json|"
     + re.escape(GRAMMAR_STEM)
-    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex))$"
+    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex|parse\.regex))$"
 )
 
 
@@ -132,7 +132,9 @@ def grammar_stem(n_items: int, nominal: int) -> str:
 
 
 def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
-    """The grammar files for the nominal batch size and every other item count in ``counts``.
+    """The grammar files for every item count in ``counts``: the request shapes the build
+    has. Only a build without requests gets the nominal batch size's (for its exports) —
+    a shape no request has would cost its size for nothing (``batch_size: 1000`` with 3 items).
 
     Returns ``None`` when :mod:`promptc.grammar.answer` is not part of this installation.
     """
@@ -143,7 +145,7 @@ def grammars(task: ir.Task, counts: Sequence[int]) -> Grammars | None:
     nominal = batch_size(task)
     stems: dict[int, str] = {}
     files: dict[str, str] = {}
-    for n in sorted({nominal, *counts}):
+    for n in sorted(set(counts) or {nominal}):
         stem = grammar_stem(n, nominal)
         stems[n] = stem
         files.update(build_grammar(task, n, task.strategy.kind).files(stem))
@@ -762,6 +764,9 @@ class BuiltRequest:
     params: Mapping[str, Any]
     grammar: str | None
     location: Location
+    #: The item the request is *for* (``retrieval``: its batch is this item and its
+    #: neighbours), from the line's ``target_item``; ``None`` when the batch is for all.
+    target_item: str | None = None
 
     @property
     def line(self) -> int:
@@ -823,6 +828,9 @@ def read_requests(
             except json.JSONDecodeError as e:
                 bad(f"not JSON: {e.msg}", Location(str(path), lineno, e.colno))
                 continue
+            except (ValueError, RecursionError):  # too many digits, or nested too deeply
+                bad("not JSON that can be read (too many digits, or nested too deeply)", where)
+                continue
             if not isinstance(data, dict):
                 bad("expected a JSON object", where)
                 continue
@@ -861,6 +869,9 @@ def read_requests(
                     params=params,
                     grammar=stem if isinstance(stem, str) else None,
                     location=where,
+                    target_item=target
+                    if isinstance(target := data.get("target_item"), str)
+                    else None,
                 )
             )
     return out
@@ -874,7 +885,7 @@ def _manifest_requests(
     if isinstance(source, Path):
         try:
             manifest = json.loads((source / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}, None
     if not isinstance(manifest, Mapping):
         return {}, None

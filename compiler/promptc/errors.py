@@ -76,7 +76,7 @@ class PromptcError(Exception):
         parts.append(self.message)
         if self.hint:
             parts.append(f" ({self.hint})")
-        return "".join(parts)
+        return one_line("".join(parts))
 
     def to_dict(self) -> dict[str, object]:
         """The diagnostic as JSON-ready data, for ``--format json``."""
@@ -265,12 +265,27 @@ class ErrorCollector:
             raise PromptcErrors(self.errors, self.omitted)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks, control characters,
+    lone surrogates, U+2028) written as its escape: a diagnostic is one line of plain text,
+    whatever the spec or output it quotes holds."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c == " " else repr(c)[1:-1] if c != "\\" else c for c in text
+    )
+
+
 def format_path(path: Sequence[str | int]) -> str:
     """Renders a key path as users write it: ``demos[2].answer``."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part.isprintable() or not part or "." in part or "[" in part or ":" in part:
+            # A key no identifier spells (a line break, a control character, a dot) is shown
+            # quoted, so that the diagnostic stays one line that says which key it is.
+            out += f"[{part!r}]"
         else:
             out += f".{part}" if out else str(part)
     return out

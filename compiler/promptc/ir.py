@@ -24,7 +24,7 @@ STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto
 OutputType = Literal["text", "number", "integer", "boolean", "enum"]
 OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
 
-InputType = Literal["text"]
+InputType = Literal["text", "options"]
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (
@@ -52,6 +52,31 @@ class InputField:
     location: Location = NOWHERE
 
 
+#: How a batch shows the inputs of item i: ``together`` writes ``Q[i]: <question>`` (several
+#: inputs as labelled lines after it); ``indexed`` writes each input on its own line under its
+#: own marker, ``Premise[i]: …`` / ``Hypothesis[i]: …`` (the input's label as the prefix).
+InputLayout = Literal["together", "indexed"]
+INPUT_LAYOUTS: tuple[InputLayout, ...] = ("together", "indexed")
+
+
+DemosAs = Literal["system", "turns"]
+DEMOS_AS: tuple[DemosAs, ...] = ("system", "turns")
+
+
+@dataclass(frozen=True)
+class Markers:
+    """The markers of a batch: ``Q[i]:`` before each question, ``A[i]:`` before each answer.
+
+    One value, read from the spec's ``markers``, that templates, the grammar with every
+    export, and the output parser all take their markers from.
+    """
+
+    question: str = "Q"
+    answer: str = "A"
+    inputs: InputLayout = "together"
+    location: Location = NOWHERE
+
+
 @dataclass(frozen=True)
 class OutputField:
     """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
@@ -62,6 +87,9 @@ class OutputField:
     choices: tuple[str, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()
     location: Location = NOWHERE
+    #: enum only: the ``options`` input whose options the choices are, one letter each
+    #: (``a``, ``b`` …); each item's answer must be one of its own options' letters.
+    choices_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +146,9 @@ class Item:
     inputs: Mapping[str, str]
     location: Location = NOWHERE
     gold: Mapping[str, Value] = field(default_factory=dict)
+    #: The options of each ``options`` input, as listed in the data (``inputs`` shows them
+    #: as ``(a) … (b) …``).
+    options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,6 +199,14 @@ class EmbeddingEndpoint:
     timeout: float = 120.0
     dimensions: int | None = None
     location: Location = NOWHERE
+
+
+#: The most items one request may hold (``strategy.batch_size``, ``--batch-size``). A request's
+#: prompt and its answer grammar grow with every item (each has its own ``Q[i]``/``A[i]`` rules),
+#: and a thousand items outgrow the context window of every model but for trivial items, while
+#: the batch sizes studied for batch prompting stay in the dozens: a larger value is a typo,
+#: and accepting it would let ``build`` exhaust the machine. Named in docs/spec.md's limits.
+MAX_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -247,6 +286,10 @@ class Task:
     spec_dir: str
     extends: tuple[SourceFile, ...] = ()  # the spec files inherited from, nearest first
     location: Location = NOWHERE
+    markers: Markers = Markers()
+    #: How the shipped templates send the demos: in the system message (``system``), or as
+    #: solved turns, a user message and the assistant's answer per demo batch (``turns``).
+    demos_as: DemosAs = "system"
 
     def output(self, name: str) -> OutputField:
         for o in self.outputs:

@@ -149,10 +149,22 @@ class Span:
 # ---------------------------------------------------------------- words for messages
 
 
+_VISIBLE = re.compile(r"\S")
+
+
 def excerpt(
-    text: str, offset: int, limit: int = 40, *, end: str = "end of the answer", quote: bool = True
+    text: str,
+    offset: int,
+    limit: int = 40,
+    *,
+    end: str = "end of the answer",
+    quote: bool = True,
+    stop: int | None = None,
 ) -> str:
     """What is found at ``offset``, for messages: the rest of its line, abbreviated.
+
+    Reads only up to the first visible character and ``limit`` more, never the rest of the
+    text: recovery asks this once per answer of an output that may hold 100,000 of them.
 
     Args:
         text: The text.
@@ -161,13 +173,15 @@ def excerpt(
         end: What to say when nothing but white space is left.
         quote: Whether the excerpt is shown quoted (``'abc'``), as messages quote what was
             found, or bare, as a result's ``found`` field holds it.
+        stop: Where the text ends for this excerpt (``text[:stop]``, without copying it).
     """
-    rest = text[offset:]
-    if not rest.strip():
+    stop_at = len(text) if stop is None else stop
+    visible = _VISIBLE.search(text, offset, stop_at)
+    if visible is None:
         return end
-    line = rest.split("\n", 1)[0]
-    if not line.strip():
+    if text.find("\n", offset, visible.start()) >= 0:
         return "a line break"
+    line = text[offset : min(stop_at, offset + limit + 1)].split("\n", 1)[0]
     shown = line if len(line) <= limit else line[: limit - 1] + "…"
     return repr(shown) if quote else shown
 

@@ -32,6 +32,12 @@ FALSE_WORDS = ("no", "false")
 CANONICAL_TRUE = "yes"
 CANONICAL_FALSE = "no"
 
+#: The most digits an ``integer`` value may have. Python refuses to convert longer integers
+#: to and from text (quadratic work); 640 is the least limit it can be set to
+#: (``PYTHONINTMAXSTRDIGITS``), so what promptc accepts never depends on the environment. A
+#: longer answer is malformed, not an internal error. ``number`` values are Decimals, unbounded.
+MAX_INTEGER_DIGITS = 640
+
 _NUMBER = re.compile(
     r"^\s*(?P<sign>[-+−]?)\s*[$€£]?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?\.?\s*$"
 )
@@ -87,7 +93,7 @@ def read_value(field: OutputField, text: str) -> Value:
         if t == "integer":
             if number != number.to_integral_value():
                 raise ValueError(f"expected {expected(field)}, found {text!r}")
-            return int(number)
+            return _bounded_int(number, text)
         return number
     if t == "boolean":
         low = s.lower()
@@ -108,6 +114,30 @@ def read_value(field: OutputField, text: str) -> Value:
     raise ValueError(f"unknown output type {t!r}")
 
 
+class ValueOutOfBounds(ValueError):
+    """A value of the right form past a documented bound (:data:`MAX_INTEGER_DIGITS`).
+
+    Attributes:
+        expected: What would have been accepted (``"an integer of at most 640 digits"``).
+        found: What was there (``"5,001 digits"``).
+    """
+
+    def __init__(self, expected: str, found: str) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(f"expected {expected}, found {found}")
+
+
+def _bounded_int(number: Decimal, text: str) -> int:
+    """``int(number)``, refused past :data:`MAX_INTEGER_DIGITS` digits."""
+    digits = number.adjusted() + 1 if number else 1
+    if digits > MAX_INTEGER_DIGITS:
+        raise ValueOutOfBounds(
+            f"an integer of at most {MAX_INTEGER_DIGITS} digits", f"{digits:,} digits"
+        )
+    return int(number)
+
+
 def coerce_value(field: OutputField, value: object) -> Value:
     """Normalises a value given in YAML (a demo's output): native numbers and booleans, or text.
 
@@ -125,7 +155,7 @@ def coerce_value(field: OutputField, value: object) -> Value:
         if field.type == "integer":
             if number != number.to_integral_value():
                 raise ValueError(f"expected {expected(field)}, found {value!r}")
-            return int(number)
+            return _bounded_int(number, str(value))
         return number
     if isinstance(value, (int, float)) and field.type in ("text", "enum"):
         return read_value(field, str(value))
@@ -156,7 +186,9 @@ def json_schema(field: OutputField) -> dict[str, object]:
     elif field.type == "enum":
         schema = {"type": "string", "enum": list(field.choices)}
     else:
-        schema = {"type": "string", "minLength": 1}
+        # No minLength: xgrammar (mlc-ai/xgrammar#800) then rejects valid strings holding
+        # \n or \"; the JSON reader reports an empty text value as malformed instead.
+        schema = {"type": "string"}
     if field.description:
         schema["description"] = field.description
     return schema
@@ -190,7 +222,7 @@ def value_reader(field: OutputField) -> Callable[[str], Value]:
     if t == "integer":
 
         def read_integer(text: str) -> Value:
-            if text.isascii() and text.lstrip("+-").isdigit():
+            if text.isascii() and text.lstrip("+-").isdigit() and len(text) <= MAX_INTEGER_DIGITS:
                 return int(text)
             return read_value(field, text)
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import running_server
 from promptc.errors import UsageError
-from promptc.run.bodies import build_task, cache_key, json_answer_text, read_requests, request_body
+from promptc.run.bodies import build_task, cache_key, read_requests, request_body
 from promptc.run.client import FAILURES
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs
@@ -343,10 +343,10 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.delay = 0.3
     outputs = build / "outputs.jsonl"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "promptc.cli.run",
+        # Ctrl-C's disposition is inherited: a suite started as `(pytest &)` would hand run an
+        # ignored SIGINT (see the next test). This test is about a run that can be interrupted.
+        _run_with_sigint("default_int_handler")
+        + [
             str(build),
             "--base-url",
             url,
@@ -378,6 +378,75 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.delay = 0.0
     result = run_build(build, base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
     assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+
+
+def _run_with_sigint(handler: str) -> list[str]:
+    """``python -m promptc.cli.run``, with SIGINT's handler set first (``default_int_handler``
+    or ``SIG_IGN``), whatever disposition this process inherited."""
+    code = (
+        f"import runpy, signal; signal.signal(signal.SIGINT, signal.{handler}); "
+        "runpy.run_module('promptc.cli.run', run_name='__main__')"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
+    """Started as a script's background job (SIGINT ignored), run keeps that disposition: a
+    Ctrl-C meant for the foreground does not stop it, and it says how to stop it."""
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 0.1
+    outputs = build / "outputs.jsonl"
+    proc = subprocess.Popen(
+        _run_with_sigint("SIG_IGN")
+        + [str(build), "--base-url", url, "--grammar", "none", "--concurrency", "1", "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[0] == (
+        "note: started with SIGINT ignored (a background job of a script?): Ctrl-C will not "
+        "stop this run; stop it with kill (SIGTERM) — the answers received stay in outputs.jsonl"
+    )
+    assert len(read_outputs(outputs)) == 10
+
+
+def test_run_parse_reads_an_integer_of_5001_digits_as_malformed(
+    spec_dir: Path,
+    build_spec: Callable[..., Path],
+    scripted: tuple[str, type[_Scripted]],
+    tmp_path: Path,
+) -> None:
+    """Python refuses to convert such an integer; run --parse must not stop part-way on it."""
+    url, handler = scripted
+    spec = spec_dir / "integer-answers.yaml"
+    spec.write_text(
+        "promptc: 1\nname: int\ninstruction: Solve.\ninputs: {question: {}}\n"
+        "outputs: {answer: {type: integer}}\ndata: {path: data/math.jsonl, id: qid}\n"
+        "strategy: {kind: batch, batch_size: 10}\nmodel: {name: m}\n"
+    )
+    build = build_spec(spec, spec_dir.parent / "integer-build")
+    answers = [("9" * 5001 if i == 1 else str(i)) for i in range(1, 11)]
+    handler.script = [
+        (200, _completion("\n".join(f"A[{i}]: {a}" for i, a in enumerate(answers, 1))))
+    ]
+    result = run_build(build, base_url=url, grammar="none", parse=True, use_cache=False)
+    assert result.ok and result.sent == 2
+    assert result.results_path is not None
+    rows = _lines(result.results_path)
+    assert [r["status"] for r in rows] == ["malformed"] + ["ok"] * 9 + ["malformed"] + ["ok"] * 9
+    assert rows[0]["expected"] == ["answer: an integer of at most 640 digits"]
+    assert rows[1]["values"] == {"answer": 2}
 
 
 def test_answers_to_changed_requests_are_dropped_and_resent(
@@ -583,11 +652,11 @@ def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
     out = json.dumps(
         {"answers": [{"index": 1, "question": "Q one", "reasoning": "2 + 2 = 4.", "answer": 4}]}
     )
-    assert (
-        json_answer_text(task, "auto-demo", ["Q one"], out)
-        == "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
-    )
-    assert json_answer_text(task, "batch", [], "not json") == "not json"
+    from promptc.grammar.answer import build_grammar
+
+    g = build_grammar(task, 1, "auto-demo")
+    assert g.text_of_json(out, ["Q one"]) == "Q[1]: Q one\nA[1]: 2 + 2 = 4. The answer is 4."
+    assert g.text_of_json("not json") is None
 
 
 # --------------------------------------------------------------------------------------------

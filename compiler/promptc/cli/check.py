@@ -47,7 +47,9 @@ def run_check(
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:
-        errors = flatten(check_templates(task))
+        from promptc.select.methods import missing_requirements
+
+        errors = flatten(check_templates(task)) + list(missing_requirements(task))
         if max_errors is not None and len(errors) > max_errors:
             omitted, errors = len(errors) - max_errors, errors[:max_errors]
     if errors:

@@ -7,6 +7,8 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from promptc.ir import MAX_BATCH_SIZE
+
 if TYPE_CHECKING:
     from promptc import ir
 
@@ -84,10 +86,10 @@ strategy_option = click.option(
 )
 batch_size_option = click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_BATCH_SIZE),
     default=None,
     metavar="N",
-    help="Override strategy.batch_size of the spec.",
+    help=f"Override strategy.batch_size of the spec (1 to {MAX_BATCH_SIZE}).",
 )
 data_option = click.option(
     "--data",

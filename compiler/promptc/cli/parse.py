@@ -39,7 +39,7 @@ from promptc.errors import (
     flatten,
 )
 from promptc.parse.build_input import load_build
-from promptc.parse.output import parse_output
+from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
 
@@ -104,6 +104,7 @@ def run_parse(
     fmt: str,
     out: IO[str],
     err: IO[str],
+    per_item: str = "target",
 ) -> int:
     """The command's work, returning its exit status (see the module docstring)."""
     try:
@@ -168,7 +169,8 @@ def run_parse(
             )
             continue
         seen[rid] = rec.location
-        results.extend(parse_output(build.task, known[rid], rec.text, mode=mode))  # type: ignore[arg-type]
+        parsed = parse_output(build.task, known[rid], rec.text, mode=mode)  # type: ignore[arg-type]
+        results.extend(target_results(parsed, known) if per_item == "target" else parsed)
 
     if request_id is not None and request_id not in seen and records:
         errors.append(
@@ -231,6 +233,14 @@ def run_parse(
     help="JSON lines for tools, a table for people.",
 )
 @click.option(
+    "--per-item",
+    type=click.Choice(PER_ITEM),
+    default="target",
+    show_default=True,
+    help="target: of a request made for one item (retrieval selection), only that item's "
+    "result, so each item has one; all: every item of every request.",
+)
+@click.option(
     "-o",
     "--output",
     "out_file",
@@ -243,6 +253,7 @@ def parse_command(
     request_id: str | None,
     mode: str,
     fmt: str,
+    per_item: str,
     out_file: str | None,
 ) -> None:
     """Parse model OUTPUTS item by item with the answer grammar of a build or spec.
@@ -252,11 +263,15 @@ def parse_command(
     errors.
     """
     if out_file is None:
-        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, sys.stdout, sys.stderr)
+        code = run_parse(
+            build_or_spec, outputs, request_id, mode, fmt, sys.stdout, sys.stderr, per_item
+        )
     else:
         # Written only once parsed: a usage error leaves an existing FILE as it was.
         buffer = io.StringIO()
-        code = run_parse(build_or_spec, outputs, request_id, mode, fmt, buffer, sys.stderr)
+        code = run_parse(
+            build_or_spec, outputs, request_id, mode, fmt, buffer, sys.stderr, per_item
+        )
         if code != 2:
             try:
                 with open(out_file, "w", encoding="utf-8", newline="\n") as f:

@@ -140,9 +140,20 @@ def run_command(
     run resumes; responses are cached by request. Exit status 0 when every request is
     answered, 1 when some failed, 2 for usage errors.
     """
+    import signal
+
     from promptc.errors import BackendError, PromptcError, UsageError, flatten
     from promptc.run.orchestrate import run_build
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Inherited, as a script's `cmd &` sets it so that Ctrl-C stops only the foreground
+        # job: run keeps it (as Python does), and says so, rather than being stopped by a
+        # Ctrl-C that was meant for something else.
+        _say(
+            "note: started with SIGINT ignored (a background job of a script?): Ctrl-C will "
+            "not stop this run; stop it with kill (SIGTERM) — the answers received stay in "
+            "outputs.jsonl"
+        )
     try:
         result = run_build(
             build_dir,

@@ -29,7 +29,10 @@ reading alive). With two text fields, answers longer than :data:`MAX_SPLIT_CHARS
 The targets, all generated from the same terminals (:mod:`promptc.grammar.lark_source`):
 
 - :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
-- :attr:`AnswerGrammar.regex`: one Python regex for the whole output, the fast path;
+- :attr:`AnswerGrammar.parse_regex`: one Python regex for the whole output, the parser's fast
+  path (``answer.parse.regex``), with the parser's slack;
+- :attr:`AnswerGrammar.portable_regex`: the canonical outputs in the regex dialect that
+  constrained-decoding engines read (``answer.regex``; :mod:`promptc.grammar.portable`);
 - :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
   (:mod:`promptc.grammar.gbnf`; text bounded in length there); :meth:`AnswerGrammar.gbnf_for`
   pins an Auto-Demo request's own questions in it;
@@ -54,11 +57,17 @@ from typing import TYPE_CHECKING
 from promptc import markers
 from promptc.errors import Location, OutputParseError
 from promptc.grammar.items import AnswerMismatch, ParsedItem, one_of
-from promptc.grammar.lark_source import Blueprint, lark_source, make_blueprint, marker_regex
+from promptc.grammar.lark_source import (
+    Blueprint,
+    lark_source,
+    lenient_body_regex,
+    make_blueprint,
+    marker_regex,
+)
 from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
 from promptc.text import LineTable, Span, excerpt
+from promptc.values import ValueOutOfBounds, json_value, read_value, value_reader
 from promptc.values import expected as expected_value
-from promptc.values import json_value, read_value, value_reader
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -86,7 +95,8 @@ class AnswerGrammar:
     """The answer grammar of one request shape of a task, with its exports and parsers.
 
     Build it with :func:`build_grammar`. The exports (:attr:`lark`, :attr:`gbnf`,
-    :attr:`json_schema`, :attr:`regex`) are deterministic text; :meth:`files` names them.
+    :attr:`json_schema`, :attr:`portable_regex`, :attr:`parse_regex`) are deterministic text;
+    :meth:`files` names them.
     """
 
     kind: StrategyKind
@@ -114,8 +124,16 @@ class AnswerGrammar:
 
         return gbnf_source(self.blueprint, self.task_name)
 
-    def gbnf_for(self, questions: Sequence[str]) -> str:
+    def gbnf_for(
+        self,
+        questions: Sequence[str] = (),
+        item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    ) -> str:
         """The GBNF grammar of one request: :attr:`gbnf` with each item's question pinned.
+
+        With ``item_choices`` (per item, enum field → the choices it admits: an enum whose
+        choices are the item's own options, ``choices_from``), each item's answer admits
+        exactly its own, in every kind.
 
         In an ``auto-demo`` grammar each ``Q[i]:`` must be followed by exactly
         ``questions[i - 1]`` (a GBNF string literal, line breaks included); :attr:`gbnf`, shared
@@ -131,12 +149,18 @@ class AnswerGrammar:
         """
         from promptc.grammar.gbnf import gbnf_source
 
+        if item_choices is not None and len(item_choices) != self.n_items:
+            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
         if self.kind != "auto-demo":
-            return self.gbnf
+            if item_choices is None:
+                return self.gbnf
+            return gbnf_source(self.blueprint, self.task_name, item_choices=item_choices)
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return gbnf_source(self.blueprint, self.task_name, questions=list(questions))
+        return gbnf_source(
+            self.blueprint, self.task_name, questions=list(questions), item_choices=item_choices
+        )
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
@@ -146,9 +170,34 @@ class AnswerGrammar:
         return json_schema(self.blueprint, self.task_name)
 
     @cached_property
-    def regex(self) -> str | None:
-        """One Python regex for the whole output (every supported format is regular)."""
+    def parse_regex(self) -> str | None:
+        """One Python regex for the whole output, for parsing (every supported format is
+        regular): the layout slack of the parser, named groups, lookaheads, atomic groups."""
         return self._full_regex[0]
+
+    @cached_property
+    def portable_regex(self) -> str:
+        """The canonical outputs as a regex in the dialect constrained-decoding engines read
+        (no named groups, lookarounds, atomic groups, inline flags or anchors)."""
+        from promptc.grammar.portable import portable_regex
+
+        return portable_regex(self.blueprint)
+
+    def portable_regex_for(self, questions: Sequence[str]) -> str:
+        """:attr:`portable_regex` of one Auto-Demo request, each item's question pinned (as
+        :meth:`gbnf_for`); other kinds get :attr:`portable_regex` itself.
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
+        """
+        from promptc.grammar.portable import portable_regex
+
+        if self.kind != "auto-demo":
+            return self.portable_regex
+        if isinstance(questions, str) or len(questions) != self.n_items:
+            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
+            raise ValueError(f"expected {self.n_items} question(s), got {got}")
+        return portable_regex(self.blueprint, list(questions))
 
     @cached_property
     def answer_regex(self) -> str:
@@ -160,10 +209,10 @@ class AnswerGrammar:
 
     @property
     def regex_groups(self) -> list[tuple[int, str | None, str]]:
-        """The named groups of :attr:`regex`: (item, field name or ``None`` for the question,
+        """The named groups of :attr:`parse_regex`: (item, field name or ``None`` for the question,
         group name).
 
-        The layout is stable, for readers that use :attr:`regex` directly: per item ``i``,
+        The layout is stable, for readers that use :attr:`parse_regex` directly: per item ``i``,
         ``a{i}`` is its answer marker (``batch``, ``auto-demo``), ``q{i}`` its question marker
         and ``qt{i}`` the question text (``auto-demo``), ``i{i}`` its answer body, and the
         groups listed here hold the field values.
@@ -194,13 +243,16 @@ class AnswerGrammar:
         for i, body in enumerate(bodies, start=1):
             if fmt.kind == "auto-demo":
                 lines.append(
-                    markers.question_marker(i) + markers.MARKER_SEPARATOR + questions[i - 1]
+                    markers.question_marker(i, fmt.markers)
+                    + markers.MARKER_SEPARATOR
+                    + questions[i - 1]
                 )
-            lines.append(markers.answer_marker(i) + markers.MARKER_SEPARATOR + body)
+            lines.append(markers.answer_marker(i, fmt.markers) + markers.MARKER_SEPARATOR + body)
         return markers.ITEM_SEPARATOR.join(lines)
 
     def files(self, stem: str = "answer") -> dict[str, str]:
-        """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``."""
+        """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
+        (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
@@ -209,8 +261,9 @@ class AnswerGrammar:
             # must come before the answer it leads to. The order is fixed, so output is stable.
             f"{stem}.schema.json": json.dumps(self.json_schema, indent=2) + "\n",
         }
-        if self.regex is not None:
-            out[f"{stem}.regex"] = self.regex + "\n"
+        out[f"{stem}.regex"] = self.portable_regex + "\n"
+        if self.parse_regex is not None:
+            out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
         return out
 
     def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
@@ -230,6 +283,14 @@ class AnswerGrammar:
             entry.update(values(item))
             answers.append(entry)
         return {"answers": answers}
+
+    def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
+        """The text form of an output written in the JSON form (:meth:`to_json`,
+        :attr:`json_schema`), or ``None`` if it is not such JSON
+        (:func:`promptc.grammar.json_schema.json_answer_text`)."""
+        from promptc.grammar.json_schema import json_answer_text
+
+        return json_answer_text(self.blueprint, self._format, output, questions)
 
     # ------------------------------------------------------------------ one answer
 
@@ -253,7 +314,43 @@ class AnswerGrammar:
         m = self._answer_re.fullmatch(text)
         if m is None:
             raise self.diagnose_answer(text)
-        return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+        values: dict[str, Value] = {}
+        for f in self.fields:
+            try:
+                values[f.name] = read_value(f, m.group(f.name))
+            except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
+                raise AnswerMismatch(
+                    m.start(f.name), [f"{f.name}: {e.expected}"], e.found
+                ) from None
+        return values
+
+    @cached_property
+    def lenient_answer_regex(self) -> str:
+        """A regex of one answer body read leniently (:func:`lenient_body_regex`), a named
+        group per output field."""
+        return lenient_body_regex(self.blueprint)
+
+    @cached_property
+    def _lenient_re(self) -> re.Pattern[str]:
+        space = "[ \\t\\n\\r\\f\\v]*" if self.blueprint.multiline else "[ \\t]*"
+        return re.compile(space + self.lenient_answer_regex + space)
+
+    def parse_answer_lenient(self, text: str) -> dict[str, Value] | None:
+        """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
+
+        Accepts what :meth:`parse_answer` does and the departures of
+        :func:`~promptc.grammar.lark_source.lenient_body_regex`; values are read from the
+        text as written.
+        """
+        if len(text) > MAX_SPLIT_CHARS:
+            return None
+        m = self._lenient_re.fullmatch(text)
+        if m is None:
+            return None
+        try:
+            return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
+        except ValueError:
+            return None
 
     def diagnose_answer(self, text: str) -> AnswerMismatch:
         """Why ``text`` is not an answer body: the deepest point any reading of it reached.
@@ -295,10 +392,10 @@ class AnswerGrammar:
             return lead + f"(?P<i1>{body(1)})" + trail, groups
         items = []
         for i in range(1, bp.n_items + 1):
-            answer = f"(?P<a{i}>{marker_regex(markers.ANSWER_PREFIX, i)})(?P<i{i}>{body(i)})"
+            answer = f"(?P<a{i}>{marker_regex(bp.markers.answer, i)})(?P<i{i}>{body(i)})"
             if bp.kind == "auto-demo":
                 assert bp.question is not None
-                q = f"(?P<q{i}>{marker_regex(markers.QUESTION_PREFIX, i)})(?P<qt{i}>{bp.question})"
+                q = f"(?P<q{i}>{marker_regex(bp.markers.question, i)})(?P<qt{i}>{bp.question})"
                 groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
             # Atomic: once an item has matched up to its line end, never re-split it.
@@ -307,8 +404,8 @@ class AnswerGrammar:
 
     @cached_property
     def _compiled(self) -> re.Pattern[str]:
-        assert self.regex is not None
-        return re.compile(self.regex)
+        assert self.parse_regex is not None
+        return re.compile(self.parse_regex)
 
     @cached_property
     def _by_name(self) -> dict[str, OutputField]:
@@ -398,10 +495,10 @@ class AnswerGrammar:
     def item_groups(
         self,
     ) -> list[tuple[int, int, int, int, list[tuple[str, int, Callable[[str], Value]]]]]:
-        """How to read each item from a match of :attr:`regex`, for fast readers.
+        """How to read each item from a match of :attr:`parse_regex`, for fast readers.
 
         Per item: index, group where it starts, group where it ends, question group (or 0),
-        and (field, group, reader) for each field — group numbers of :attr:`regex`; the
+        and (field, group, reader) for each field — group numbers of :attr:`parse_regex`; the
         readers are :func:`promptc.values.value_reader`'s."""
         gi = self._compiled.groupindex
         fields: dict[int, list[tuple[str, int, Callable[[str], Value]]]] = {}
@@ -424,6 +521,16 @@ class AnswerGrammar:
     def _read(self, name: str, raw: str, output: str, start: int) -> Value:
         try:
             return read_value(self._by_name[name], raw)
+        except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
+            line, col, _ = LineTable(output).position(start)
+            raise OutputParseError(
+                f"cannot read {name}: {e}",
+                offset=start,
+                expected=(f"{name}: {e.expected}",),
+                found=e.found,
+                location=Location(OUTPUT_FILE, line, col),
+                code="value-out-of-bounds",
+            ) from None
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
             line, col, _ = LineTable(output).position(start)
             raise OutputParseError(
@@ -510,8 +617,8 @@ class AnswerGrammar:
             "QUESTION": "the question text",
         }
         for i in range(1, self.n_items + 1):
-            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i))
-            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i))
+            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i, self.blueprint.markers))
+            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i, self.blueprint.markers))
         for p in self.blueprint.parts:
             if p.field is not None:
                 names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
@@ -556,13 +663,13 @@ class AnswerGrammar:
 
     def _next_marker(self, output: str, offset: int) -> str | None:
         """The marker of the item after the last complete answer before ``offset``."""
-        prefix = re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
+        prefix = re.escape(self.blueprint.markers.answer + markers.INDEX_OPEN)
         done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
         if done >= self.n_items:
             return None
         if self.kind == "auto-demo":
-            return repr(markers.question_marker(done + 1))
-        return repr(markers.answer_marker(done + 1))
+            return repr(markers.question_marker(done + 1, self.blueprint.markers))
+        return repr(markers.answer_marker(done + 1, self.blueprint.markers))
 
     def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
         """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
@@ -573,7 +680,7 @@ class AnswerGrammar:
             line_start = output.rfind("\n", 0, offset) + 1
             m = re.compile(
                 "[ \\t]*"
-                + re.escape(markers.ANSWER_PREFIX + markers.INDEX_OPEN)
+                + re.escape(self.blueprint.markers.answer + markers.INDEX_OPEN)
                 + "[0-9]+"
                 + re.escape(markers.INDEX_CLOSE + markers.MARKER_END)
                 + "[ \\t]*"
@@ -618,6 +725,29 @@ def _lark_parser_for(source: str) -> Lark:
     return lark.Lark(source, parser="lalr", lexer="contextual")
 
 
+def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str]]] | None:
+    """Per item of a request, each enum field whose choices are the item's own options
+    (``choices_from``) → that item's letters; ``None`` if the task has no such field or an
+    item is unknown. For :meth:`AnswerGrammar.gbnf_for`."""
+    fields = [o for o in task.outputs if o.choices_from]
+    if not fields:
+        return None
+    by_id = {it.id: it for it in task.items}
+    out = []
+    for i in item_ids:
+        item = by_id.get(i)
+        if item is None:
+            return None
+        out.append(
+            {
+                f.name: list(markers.OPTION_LETTERS[: len(item.options.get(f.choices_from, ()))])
+                or list(f.choices)
+                for f in fields
+            }
+        )
+    return out
+
+
 def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:
     """The answer grammar of ``task`` for a request of ``n_items`` items.
 
@@ -641,7 +771,16 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
             location=task.strategy.location,
             code="grammar-item-count",
         )
-    blueprint = make_blueprint(task.answer_format, task.outputs, kind, n_items, task.inputs)
+    if kind == "auto-demo" and task.markers.inputs == "indexed":
+        raise GrammarError(
+            "indexed inputs do not go with the auto-demo strategy, whose model repeats each "
+            "question after one Q[i]: marker; expected together",
+            location=task.markers.location,
+            code="indexed-auto-demo",
+        )
+    blueprint = make_blueprint(
+        task.answer_format, task.outputs, kind, n_items, task.inputs, markers=task.markers
+    )
     return AnswerGrammar(
         kind=kind,
         n_items=n_items,

@@ -69,9 +69,11 @@ def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
     literal_ends: dict[int, list[int]] = {}
     for k in range(len(parts) - 1):
         if is_text(k) and parts[k + 1].field is None:
-            nxt = compiled[k + 1]
+            # Every position the literal matches at, overlapping ones included (a lookahead
+            # finds them all in one pass of the regex engine, not one match per character).
+            starts = re.compile(f"(?=(?:{parts[k + 1].bare}))")
             literal_ends[k] = [
-                e for e in range(1, len(text) + 1) if text[e - 1] not in _WS and nxt.match(text, e)
+                e for m in starts.finditer(text, 1) if text[(e := m.start()) - 1] not in _WS
             ]
 
     def ends(k: int, pos: int, progress: int) -> list[int]:

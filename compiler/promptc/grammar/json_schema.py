@@ -5,11 +5,19 @@ fields, all required. For ``batch`` and ``auto-demo`` of N items: an object whos
 holds exactly N answers in order, each with its 1-based ``index`` (fixed by position), for
 ``auto-demo`` the repeated ``question``, and the typed fields. It is the shape of
 :meth:`promptc.grammar.answer.AnswerGrammar.to_json`, and what a structured-output API is asked for.
+
+:func:`json_answer_text` is its reader, beside it: the text form (``A[i]: …``) of an answer
+written in this JSON form, which the output parser then reads like any other output.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+
+from promptc import markers
 from promptc.grammar.lark_source import Blueprint
+from promptc.ir import AnswerFormat, Value
 from promptc.values import json_schema as value_schema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -22,7 +30,7 @@ def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
         if blueprint.kind == "auto-demo":
-            props["question"] = {"type": "string", "minLength": 1}
+            props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
             required.append("question")
     for f in blueprint.fields:
         props[f.name] = value_schema(f)
@@ -58,3 +66,69 @@ def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
         "required": ["answers"],
         "additionalProperties": False,
     }
+
+
+def json_answer_text(
+    plan: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
+) -> str | None:
+    """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of an output written in
+    the JSON form of :func:`json_schema`, or ``None`` if it is not JSON of that shape (an
+    object with the answer's fields; for several items, ``answers``, a list of such objects).
+
+    Values are written back in the format as they came (a number as its JSON text, an empty
+    string as empty text), so that the parser judges them as it judges any answer: a value
+    the schema allows but the format does not (empty text) comes out ``malformed``, at the
+    item it belongs to. An entry's ``index`` places it; without one, its position does.
+
+    Args:
+        plan: The answer plan (its kind and fields).
+        fmt: The answer format the text form is written in.
+        output: What the model wrote.
+        questions: Auto-Demo: each item's question, for entries that leave it out.
+    """
+    from promptc.spec.answer_format import write_answer
+    from promptc.values import coerce_value
+
+    if not output.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(output)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+
+    def answer(values: object) -> str | None:
+        if not isinstance(values, Mapping):
+            return None
+        try:
+            typed: dict[str, Value] = {}
+            for f in plan.fields:
+                raw = values[f.name]
+                if isinstance(raw, (dict, list)) or raw is None:
+                    return None
+                typed[f.name] = raw if f.type == "text" and raw == "" else coerce_value(f, raw)
+            return write_answer(fmt, plan.fields, typed).strip(" \t\n\r\f\v")
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    if plan.kind in ("single", "few-shot"):
+        return answer(data)
+    answers = data.get("answers")
+    if not isinstance(answers, list):
+        return None
+    lines: list[str] = []
+    for k, entry in enumerate(answers, 1):
+        index = entry.get("index", k) if isinstance(entry, Mapping) else k
+        text = answer(entry)
+        if text is None or not isinstance(index, int) or isinstance(index, bool):
+            return None
+        if plan.kind == "auto-demo":
+            q = entry.get("question")
+            if not isinstance(q, str):
+                q = questions[index - 1] if 0 < index <= len(questions) else ""
+            lines.append(
+                markers.question_marker(index, plan.markers) + markers.MARKER_SEPARATOR + q
+            )
+        lines.append(markers.answer_marker(index, plan.markers) + markers.MARKER_SEPARATOR + text)
+    return markers.ITEM_SEPARATOR.join(lines)

@@ -31,7 +31,9 @@ from typing import Literal
 
 from promptc import markers
 from promptc.errors import GrammarError
-from promptc.ir import AnswerFormat, InputField, Literal_, OutputField, StrategyKind
+from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField, StrategyKind
+from promptc.markers import DEFAULT as DEFAULT_MARKERS
+from promptc.markers import INDEX_OPEN, field_label
 from promptc.resources import read_grammar
 
 #: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
@@ -115,12 +117,26 @@ def value_regex(field: OutputField, multiline: bool) -> str:
     return fragment_terminals(file)[name]
 
 
-def literal_regex(text: str, multiline: bool) -> str:
-    """A literal of the answer format: any case, each white-space run as white space."""
+#: A white-space run of a literal, read leniently in a one-line answer: spaces, or one line
+#: break with spaces around it (``The answer is\n27.``, ``So 5.\nThe answer is 27.``).
+LENIENT_SPACE = "(?:[ \\t]+|[ \\t]*\\n[ \\t]*)"
+
+#: What a lenient reading lets stand after a number followed by literal text: a percent sign
+#: or one word of letters (``18%``, ``18 dollars``, ``18 km/h``). The value is the number.
+LENIENT_UNIT = "(?:[ \\t]*%|[ \\t]+[A-Za-z]{1,24}(?:/[A-Za-z]{1,24})?)?"
+
+
+def literal_regex(text: str, multiline: bool, lenient: bool = False) -> str:
+    """A literal of the answer format: any case, each white-space run as white space.
+
+    ``lenient`` (one-line answers): a white-space run may also be one line break.
+    """
     out: list[str] = []
     for run in re.findall(r"\s+|\S+", text):
         if run.isspace():
-            if multiline:
+            if lenient and not multiline:
+                out.append(LENIENT_SPACE)
+            elif multiline:
                 out.append(layout("LITERAL_SPACE_MULTILINE"))
             elif "\n" in run:
                 out.append(layout("LITERAL_NEWLINE"))
@@ -167,11 +183,42 @@ class Blueprint:
     question: str | None
     #: How a repeated Auto-Demo question labels its fields (empty for a one-field input).
     question_labels: tuple[str, ...] = ()
+    #: The task's markers (``Q[i]:``, ``A[i]:``), for every target.
+    markers: Markers = DEFAULT_MARKERS
 
     @property
     def body_regex(self) -> str:
         """The regex of one answer body: the bare parts in sequence."""
         return "".join(p.bare for p in self.parts)
+
+
+def lenient_body_regex(plan: Blueprint) -> str:
+    """The regex of one answer body as the recovering parser reads it when the exact format
+    fails, with a named group per field.
+
+    What models write that the format does not say, each read as the answer it plainly is:
+    the final literal left out when it is only punctuation (``The answer is 27`` for
+    ``… The answer is {answer}.``); a line break for a space of a literal in a one-line
+    answer (``The answer is\n27.``); a percent sign or a unit word after a number that literal
+    text follows (``18%``, ``18 dollars``). Literal text is matched in any case, as always.
+    Never used in strict mode, nor where the exact format matches.
+    """
+    out: list[str] = []
+    last = len(plan.parts) - 1
+    for k, p in enumerate(plan.parts):
+        if p.field is not None:
+            unit = ""
+            nxt = plan.parts[k + 1] if k < last else None
+            if p.field.type in ("number", "integer") and nxt is not None and nxt.field is None:
+                unit = LENIENT_UNIT
+            out.append(f"(?P<{p.field.name}>{p.bare}){unit}")
+            continue
+        regex = literal_regex(p.text, plan.multiline, lenient=True)
+        stripped = p.text.strip()
+        if k == last and k > 0 and stripped and all(not c.isalnum() for c in stripped):
+            regex = f"(?:{regex})?"
+        out.append(regex)
+    return "".join(out)
 
 
 def normalised_segments(fmt: AnswerFormat) -> list[Literal_ | OutputField | str]:
@@ -204,6 +251,7 @@ def make_blueprint(
     kind: StrategyKind,
     n_items: int,
     inputs: Sequence[InputField] = (),
+    markers: Markers = DEFAULT_MARKERS,
 ) -> Blueprint:
     """Resolves the format's placeholders to typed fields and composes the body terminals.
 
@@ -211,6 +259,7 @@ def make_blueprint(
         GrammarError: A placeholder names no output, a field appears twice, or the format has
             no placeholder.
     """
+    marker_set = markers
     by_name = {o.name: o for o in outputs}
     multiline = kind in ("single", "few-shot")
     seen: set[str] = set()
@@ -276,8 +325,7 @@ def make_blueprint(
     question = None
     if kind == "auto-demo":
         stop = "|".join(
-            re.escape(prefix + markers.INDEX_OPEN)
-            for prefix in (markers.ANSWER_PREFIX, markers.QUESTION_PREFIX)
+            re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, marker_set.question)
         )
         lead = layout("MARKER_LEAD")
         question = (
@@ -285,8 +333,10 @@ def make_blueprint(
             + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop})){layout('QUESTION_CONTINUATION')})*"
         )
     fields = tuple(p.field for p in parts if p.field is not None)
-    labels = tuple(markers.field_label(f) for f in inputs) if len(inputs) > 1 else ()
-    return Blueprint(kind, n_items, multiline, tuple(parts), fields, end, question, labels)
+    labels = tuple(field_label(f) for f in inputs) if len(inputs) > 1 else ()
+    return Blueprint(
+        kind, n_items, multiline, tuple(parts), fields, end, question, labels, marker_set
+    )
 
 
 def marker_regex(prefix: str, index: int) -> str:
@@ -331,10 +381,10 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
             if blueprint.kind == "auto-demo":
                 body.append(
                     f"QUESTION_MARKER_{i}: "
-                    + _regex_literal(marker_regex(markers.QUESTION_PREFIX, i))
+                    + _regex_literal(marker_regex(blueprint.markers.question, i))
                 )
             body.append(
-                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(markers.ANSWER_PREFIX, i))
+                f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(blueprint.markers.answer, i))
             )
         body.append("")
     if blueprint.question is not None:

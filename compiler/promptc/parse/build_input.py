@@ -111,6 +111,7 @@ def _read_requests(
             "kind": r.kind or task.strategy.kind,
             "item_ids": list(r.item_ids) if r.item_ids else None,
             "messages": [dict(m) for m in r.messages],
+            "target_item": r.target_item,
         }
         if record["kind"] == "auto-demo":
             record["questions"] = _questions(task, record)
@@ -188,7 +189,7 @@ def load_build(source: str | Path) -> Build:
                 )
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: decoding, digits
             raise UsageError(
                 f"cannot read manifest.json: {e}",
                 location=Location(str(manifest_path)),

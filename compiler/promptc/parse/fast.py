@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc.ir import Value
 from promptc.parse.align import check_alignment
-from promptc.parse.normalise import LOOKALIKE, NormalisedText
+from promptc.parse.normalise import NormalisedText, has_reshaping, translate_lookalikes
 from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span
@@ -27,18 +27,30 @@ if TYPE_CHECKING:
 def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult] | None:
     """Results straight from the whole-output regex, or ``None`` if it does not match.
 
-    Outputs with lookalike characters take the slow path, which normalises them (the grammar
-    itself would read a non-breaking space after ``A[1]:`` as part of a text value).
+    Lookalikes that map one character to one (full-width ASCII, Unicode spaces, the minus
+    sign; :data:`~promptc.parse.normalise.ONE_TO_ONE`) are normalised by ``str.translate``
+    and the regex matched on the result, whose offsets are the original's: text values and
+    repeated questions are sliced from the original, the other values read normalised.
+    Outputs with characters that change the text's length (zero-width, ``\r``) take the
+    slow path.
     """
-    if not (output.isascii() and "\r" not in output) and LOOKALIKE.search(output) is not None:
-        return None
+    if output.isascii():
+        if "\r" in output:
+            return None
+        norm = output
+    else:
+        if has_reshaping(output):
+            return None
+        norm = translate_lookalikes(output)
     layout = _fast_layout(g)
     if layout is None:  # a grammar without the group layout below: its own regex parser
+        if norm is not output:
+            return None
         try:
             return results_from_parsed(shape, output, g.parse_strict_regex(output))
         except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
             return None
-    m = layout.pattern.fullmatch(output)
+    m = layout.pattern.fullmatch(norm)
     if m is None:
         return None
     if layout.columns is None:
@@ -51,6 +63,7 @@ def _fast_items(
 ) -> list[ItemResult] | None:
     """The fast path's results, one item at a time (for any group layout)."""
     regs = m.regs
+    norm = m.string  # the output, or its one-to-one normalised form
     questions = shape.questions
     item_ids = shape.item_ids
     rid = shape.id
@@ -62,7 +75,7 @@ def _fast_items(
             values: dict[str, Value] = {}
             for name, group, read in fields:
                 gs, ge = regs[group]
-                values[name] = output[gs:ge] if read is None else read(output[gs:ge])
+                values[name] = output[gs:ge] if read is None else read(norm[gs:ge])
             status: Status = "ok"
             why = ""
             if q_group:
@@ -102,12 +115,16 @@ def _fast_columns(
     except a value reader that has no batch form and :class:`Span`'s ``__init__``.
     """
     n = cols.n
-    group = m.group
+    # Typed values are read from the text matched (normalised, if it had lookalikes); text
+    # values and questions are sliced from the output as the model wrote it.
+    typed = m.group
+    group = m.group if m.string is output else _original_group(m, output)
     one = n == 1  # Match.group returns the bare value, not a 1-tuple, for one
     columns: list[Sequence[Value]] = []
     try:
         for col, read, is_number in cols.fields:
-            texts: tuple[str | None, ...] = (group(col[0]),) if one else group(*col)
+            get = group if read is None else typed
+            texts: tuple[str | None, ...] = (get(col[0]),) if one else get(*col)
             if None in texts:  # a group that did not take part: its slice was ""
                 texts = tuple("" if t is None else t for t in texts)
             if read is None:
@@ -150,6 +167,16 @@ def _fast_columns(
             ),
         )
     )
+
+
+def _original_group(m: re.Match[str], output: str) -> Callable[..., Any]:
+    """``m.group`` that slices ``output`` (text of the same length as ``m.string``)."""
+
+    def group(*groups: int) -> Any:
+        texts = tuple(None if (a := m.start(k)) < 0 else output[a : m.end(k)] for k in groups)
+        return texts[0] if len(groups) == 1 else texts
+
+    return group
 
 
 def _fast_alignment(
@@ -255,9 +282,9 @@ def _fast_layout(g: AnswerGrammar) -> _FastLayout | None:
 
 def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
     # AnswerGrammar.item_groups holds group numbers of this very pattern.
-    if g.regex is None:
+    if g.parse_regex is None:
         return None
-    pattern = re.compile(g.regex)
+    pattern = re.compile(g.parse_regex)
     text = {f.name for f in g.fields if f.type == "text"}
     # The grammar's own reading layout; text is read as is (no reader call on the hot path).
     items = [

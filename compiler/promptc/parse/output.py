@@ -25,6 +25,7 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from promptc.errors import OutputParseError
@@ -101,12 +102,81 @@ def parse_output(
             code="bad-output",
         )
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
+    if output[:1] == "{" or output.lstrip()[:1] == "{":
+        # An answer in the grammar's JSON form (a structured-output API's): read it through
+        # its text form; spans would point into that text, not the output, so there are none.
+        text = g.text_of_json(output, shape.questions)
+        if text is not None:
+            results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
+            return _check_options(task, results)
+    return _check_options(task, _parse_text(shape, g, output, mode, task))
+
+
+def _check_options(task: Task, results: list[ItemResult]) -> list[ItemResult]:
+    """An enum whose choices are an item's options (``choices_from``) must name one of *that*
+    item's options: the grammar admits the letters of the item with the most, and ``(e)``
+    for an item with four is ``malformed``."""
+    fields = [f for f in task.outputs if f.choices_from]
+    if not fields:
+        return results
+    from promptc.markers import OPTION_LETTERS
+    from promptc.parse.shape import items_by_id
+
+    by_id = items_by_id(task)
+    out = []
+    for r in results:
+        item = by_id.get(r.item_id) if r.item_id is not None and r.status == "ok" else None
+        for f in fields:
+            value = r.values.get(f.name)
+            if item is None or not isinstance(value, str) or f.choices_from not in item.options:
+                continue
+            letters = OPTION_LETTERS[: len(item.options[f.choices_from])]
+            if value.lower() not in letters:
+                r = r._replace(
+                    status="malformed",
+                    values={},
+                    expected=tuple(
+                        f"{f.name}: one of {', '.join(letters)}",
+                    ),
+                    found=value,
+                    message=f"{f.name} {value!r} is not one of item {item.id}'s "
+                    f"{len(letters)} options ({letters[0]} to {letters[-1]})",
+                )
+                break
+        out.append(r)
+    return out
+
+
+def _parse_text(
+    shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, task: Task
+) -> list[ItemResult]:
     if mode == "strict":
         return parse_strict(shape, g, output)
     fast = parse_fast(shape, g, output)
     if fast is not None:
         return fast
     return parse_recover(shape, g, output, _ends_with_literal(task))
+
+
+#: Which results a build's parse keeps: ``target`` (default) the result of each request's
+#: target item only, where a request has one (``retrieval``: one result per item); ``all``
+#: every result of every request.
+PER_ITEM: tuple[str, ...] = ("target", "all")
+
+
+def target_results(
+    results: Iterable[ItemResult], shapes: Mapping[str, RequestShape]
+) -> list[ItemResult]:
+    """The results a request is for: of a request with a target item (``retrieval``
+    selection, where every item is in N batches and the target of exactly one), only that
+    item's result; of any other request, all its results. So each item has exactly one
+    result, its own request's."""
+    out: list[ItemResult] = []
+    for r in results:
+        shape = shapes.get(r.request_id)
+        if shape is None or shape.target_item is None or r.item_id == shape.target_item:
+            out.append(r)
+    return out
 
 
 def parse_output_recover_slow(

@@ -5,6 +5,7 @@ the OpenAI Batch API's output form, each record located at its file:line.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def _looks_like_jsonl(path: Path, text: str) -> bool:
             continue
         try:
             data = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return isinstance(data, dict) and any(k in data for k in ID_KEYS)
     return False
@@ -79,6 +80,21 @@ def _record_text(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: A lone surrogate (``"\\ud800"`` in JSON) is no character: it could be neither compared nor
+#: written back as UTF-8. Read as U+FFFD (one for one, so that offsets stay where they were).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _characters(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def _too_much(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return "it holds an integer of more digits than can be read"
+
+
 def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecord]:
     """The outputs of OUTPUTS; malformed lines go to ``errors`` (file:line:col) and are skipped.
 
@@ -86,7 +102,9 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         UsageError: The file cannot be read at all.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark at the start (as some editors and Windows tools write
+        # it) is not part of the first line, as for specs and data files.
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(
             f"cannot read outputs file {str(path)!r}: {e}",
@@ -107,6 +125,15 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
                 OutputParseError(
                     f"not a JSON line: {e.msg}",
                     location=Location(str(path), lineno, e.colno),
+                    code="bad-outputs-line",
+                )
+            )
+            continue
+        except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or
+            errors.append(  # arrays nested thousands deep: no output is either
+                OutputParseError(
+                    f"not a JSON line: {_too_much(e)}",
+                    location=where,
                     code="bad-outputs-line",
                 )
             )
@@ -142,4 +169,4 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
                 )
             )
             continue
-        yield OutputRecord(str(rid), out, where)
+        yield OutputRecord(_characters(str(rid)), _characters(out), where)

@@ -41,6 +41,8 @@ class Reading:
     expected: tuple[str, ...] = ()
     found: str | None = None
     error_at: int = 0  # normalised offset of the mismatch
+    #: Read by the lenient form of the answer format, not the exact one.
+    lenient: bool = False
 
 
 def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -98,6 +100,9 @@ def _strip_fences(norm: str, s: int, e: int) -> tuple[int, int]:
 _EMPHASIS = re.compile(r"[*_]{1,3}")
 
 
+_VISIBLE = re.compile(r"\S")
+
+
 _STRONG = re.compile(r"\*\*|__")
 
 
@@ -130,6 +135,7 @@ class AnswerReader:
         except (re.error, AttributeError, TypeError):
             self.body = None
         self.prefix = self.body if prefix_ok else None
+        self._tail: tuple[NormalisedText, int] | None = None
 
     def parse(self, body: str) -> dict[str, Value]:
         return dict(self.grammar.parse_answer(body))
@@ -145,17 +151,26 @@ class AnswerReader:
         """The first well-formed reading of a body, else the diagnosis of its first reading
         (only screened, not diagnosed, when ``diagnose`` is false)."""
         first: Reading | None = None
-        tried: set[tuple[int, int]] = set()
+        tried: dict[tuple[int, int], None] = {}  # in the order tried, best first
         for s, e in _candidates(text, start, end, marker):
             if (s, e) in tried:
                 continue
-            tried.add((s, e))
+            tried[s, e] = None
             reading = self._read_one(text, s, e, diagnose=diagnose and first is None)
             if reading.values is not None:
                 return reading
             if first is None:
                 first = reading
         assert first is not None
+        # What models write beside the exact format (the final period left out, the answer on
+        # the line after its literal, a unit after a number): read leniently, on the same
+        # candidate readings (so the body stays the one of this marker), before an exact
+        # prefix of the body, which would read "... the answer is 12. No: the answer is 27"
+        # as 12.
+        for s, e in tried:
+            lenient = self._read_lenient(text, s, e)
+            if lenient is not None:
+                return lenient
         if self.prefix is not None:
             s0, e0 = strip_span(text.norm, start, end)
             if self.grammar.kind not in ("single", "few-shot"):  # one line per answer
@@ -168,6 +183,37 @@ class AnswerReader:
                     return reading
         return first
 
+    def _as_written(
+        self, text: NormalisedText, s: int, e: int, values: dict[str, Value]
+    ) -> dict[str, Value]:
+        """``values`` read from the normalised body ``norm[s:e]``, with each text value sliced
+        from the original instead (as the fast path does): a text value keeps the model's own
+        characters, whichever form of the body was read."""
+        texts = [f.name for f in self.grammar.fields if f.type == "text"]
+        if not texts or self.body is None:
+            return values
+        m = self.body.fullmatch(text.norm, s, e)
+        if m is None:
+            return values
+        out = dict(values)
+        for name in texts:
+            a, b = m.span(name)
+            if b > a:
+                out[name] = text.original[text.orig(a) : text.orig(b - 1) + 1]
+        return out
+
+    def _read_lenient(self, text: NormalisedText, s: int, e: int) -> Reading | None:
+        """One candidate reading by the lenient answer regex, as written then normalised."""
+        lenient = getattr(self.grammar, "parse_answer_lenient", None)
+        if lenient is None:
+            return None
+        raw = text.original[text.orig_start(s) : text.orig(e)].strip(EDGE_NOISE)
+        for body in (raw, text.norm[s:e]) if raw != text.norm[s:e] else (raw,):
+            values = lenient(body)
+            if values is not None:
+                return Reading(values, s, e, lenient=True)
+        return None
+
     def _read_one(self, text: NormalisedText, s: int, e: int, diagnose: bool = True) -> Reading:
         # As written first (keeps the model's own characters in text values); then, if the
         # output had lookalikes, normalised.
@@ -177,6 +223,8 @@ class AnswerReader:
         got = self._try(raw, diagnose)
         if not isinstance(got, dict) and raw != text.norm[s:e]:
             got = self._try(text.norm[s:e], diagnose)
+            if isinstance(got, dict):
+                got = self._as_written(text, s, e, got)
         if not isinstance(got, dict) and ("**" in raw or "__" in raw):
             # Emphasis inside the answer ("The answer is **18**."): read it without.
             plain = _STRONG.sub("", text.norm[s:e])
@@ -185,21 +233,31 @@ class AnswerReader:
                 got = again
         if isinstance(got, dict):
             return Reading(got, s, e)
+        if not diagnose:  # only screened: nobody reads why it failed (an extra, a later cut)
+            return Reading(None, s, e, error_at=s)
         offset, expected = got
         at = min(s + offset, e)
-        if text.norm[at:e].strip():
+        # Bounded by the body (never the rest of the output): this runs for every answer.
+        if _VISIBLE.search(text.norm, at, e) is not None:
             found = excerpt(
-                text.original[: text.orig(e)],
+                text.original,
                 text.orig(at),
                 FOUND_CHARS,
                 end="end of output",
                 quote=False,
+                stop=text.orig(e),
             )
-        elif text.norm[e:].strip():
+        elif e < self._visible_end(text):
             found = "end of the answer"
         else:
             found = "end of output"
         return Reading(None, s, e, expected, found, at)
+
+    def _visible_end(self, text: NormalisedText) -> int:
+        """Where the last visible character of the output ends (computed once per output)."""
+        if self._tail is None or self._tail[0] is not text:
+            self._tail = (text, len(text.norm.rstrip()))
+        return self._tail[1]
 
     def _try(
         self, body: str, diagnose: bool = True

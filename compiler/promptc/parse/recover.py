@@ -11,17 +11,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from promptc import markers
-from promptc.ir import Value
+from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
-from promptc.parse.scan import Marker, scan_markers
+from promptc.parse.scan import Marker, iter_markers, scan_markers
 from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
+
+_VISIBLE = re.compile(r"\S")
+
 
 #: At most this many occurrences of one index are read; the rest count as repeats unread.
 MAX_OCCURRENCES = 16
@@ -29,6 +32,10 @@ MAX_OCCURRENCES = 16
 
 #: At most this many leading lines of chatter are skipped for single/few-shot outputs.
 MAX_SINGLE_SKIP = 8
+
+
+#: The message of an ``ok`` answer read by the lenient form of the answer format.
+LENIENT_NOTE = "read leniently: the answer departs from the exact answer format"
 
 
 # --- recover --------------------------------------------------------------------------------
@@ -54,7 +61,8 @@ def parse_recover(
         return _recover_single(shape, text, reader)
     norm = text.norm
     n = len(shape.item_ids)
-    found = scan_markers(norm)
+    mk = g.blueprint.markers
+    found = scan_markers(norm, mk)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
     for k, m in enumerate(found):
@@ -82,8 +90,7 @@ def parse_recover(
         if q is not None and q.index != m.index:
             occ.aligned = False
             occ.why = (
-                f"{marker_label(markers.ANSWER_PREFIX, m.index)} follows "
-                f"{marker_label(markers.QUESTION_PREFIX, q.index)}"
+                f"{marker_label(mk.answer, m.index)} follows {marker_label(mk.question, q.index)}"
             )
         else:
             occ.aligned, occ.why = check_alignment(shape, m.index, q_text)
@@ -91,10 +98,10 @@ def parse_recover(
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
-    results = [_judge(shape, text, i, occurrences.get(i, [])) for i in range(1, n + 1)]
+    results = [_judge(shape, text, i, occurrences.get(i, []), mk) for i in range(1, n + 1)]
     for i in sorted(occurrences):
         if not 1 <= i <= n:
-            results.append(_extra(shape, text, i, occurrences[i]))
+            results.append(_extra(shape, text, i, occurrences[i], mk))
     return results
 
 
@@ -119,11 +126,15 @@ def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
 
 
 def _judge(
-    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+    shape: RequestShape,
+    text: NormalisedText,
+    index: int,
+    occs: list[_Occurrence],
+    mk: Markers = markers.DEFAULT,
 ) -> ItemResult:
     item_id = item_id_at(shape, index)
-    amark = markers.answer_marker(index)
-    aname = marker_label(markers.ANSWER_PREFIX, index)
+    amark = markers.answer_marker(index, mk)
+    aname = marker_label(mk.answer, index)
     if not occs:
         return ItemResult(
             shape.id,
@@ -147,7 +158,7 @@ def _judge(
             o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
         ]
         span = _occ_span(text, first)
-        note = first.why
+        note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
         if differing:
             other = differing[0]
             where = _occ_span(text, other).start
@@ -210,8 +221,15 @@ def _judge(
         )
     o = occs[0]
     assert o.question is not None
-    rest = text.norm[o.q_end :].strip()
-    found = excerpt(rest, 0, FOUND_CHARS, end="end of output", quote=False)
+    # The first visible text after the question, found without copying the rest of the output
+    # (an output of many unanswered questions asks this for each of them).
+    visible = _VISIBLE.search(text.norm, o.q_end)
+    rest = visible is not None
+    found = (
+        excerpt(text.norm, visible.start(), FOUND_CHARS, end="end of output", quote=False)
+        if visible is not None
+        else "end of output"
+    )
     q_end = strip_span(text.norm, o.question.end, o.q_end)[1]
     pos = text.position(text.orig(q_end))
     return ItemResult(
@@ -223,14 +241,18 @@ def _judge(
         text.span(o.question.start, q_end),
         (amark,),
         found,
-        f"{marker_label(markers.QUESTION_PREFIX, index)} is not followed by {aname}"
+        f"{marker_label(mk.question, index)} is not followed by {aname}"
         + (" (the output ends)" if not rest else f" (found {found!r})")
         + f" at {pos}",
     )
 
 
 def _extra(
-    shape: RequestShape, text: NormalisedText, index: int, occs: list[_Occurrence]
+    shape: RequestShape,
+    text: NormalisedText,
+    index: int,
+    occs: list[_Occurrence],
+    mk: Markers = markers.DEFAULT,
 ) -> ItemResult:
     n = len(shape.item_ids)
     values: dict[str, Value] = {}
@@ -239,9 +261,7 @@ def _extra(
             values = o.reading.values
             break
     first = occs[0]
-    kind = marker_label(
-        markers.ANSWER_PREFIX if first.answer is not None else markers.QUESTION_PREFIX, index
-    )
+    kind = marker_label(mk.answer if first.answer is not None else mk.question, index)
     return ItemResult(
         shape.id,
         None,
@@ -294,7 +314,8 @@ def _recover_single(
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
     # the whole output; the output without its first lines of chatter.
     starts: list[tuple[int, Marker | None]] = []
-    for m in scan_markers(norm):
+    # Lazily: only the first A[1] matters.
+    for m in iter_markers(norm, reader.grammar.blueprint.markers):
         if m.kind == markers.ANSWER_PREFIX and m.index == 1:
             starts.append((m.end, m))
             break
@@ -315,9 +336,13 @@ def _recover_single(
         if st in tried:
             continue
         tried.add(st)
-        r = reader.read(text, st, e, marker)
+        # Only the first reading's failure is reported: diagnosing the others (each the rest
+        # of the output) would cost a grammar walk apiece for nothing.
+        r = reader.read(text, st, e, marker, diagnose=first is None)
         if r.values is not None:
-            return [ItemResult(shape.id, item_id, 1, "ok", r.values, text.span(r.start, r.end))]
+            note = LENIENT_NOTE if r.lenient else ""
+            span = text.span(r.start, r.end)
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, span, (), None, note)]
         if first is None:
             first = r
     assert first is not None

@@ -6,22 +6,27 @@ Markers are recognised whatever markdown emphasis, headings, bullets or fences s
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from promptc import markers
+from promptc.ir import Markers
 
 # --------------------------------------------------------------------------------------------
 # The marker scanner
 # --------------------------------------------------------------------------------------------
 
 
-def _build_marker_regex() -> re.Pattern[str]:
+@lru_cache(maxsize=32)
+def marker_pattern(question: str, answer: str) -> re.Pattern[str]:
+    """The scanner's regex for the task's question and answer prefixes (``Q``, ``A``)."""
     # Every part is a bounded repetition, so one attempt costs O(1) and a scan is linear.
     e = re.escape
     ws = "[ \\t]{0,3}"
     em = "[*_]{0,3}"
-    prefixes = "|".join(e(p) for p in (markers.QUESTION_PREFIX, markers.ANSWER_PREFIX))
+    # Longest first, so that of two prefixes where one starts the other the longer is tried.
+    prefixes = "|".join(e(p) for p in sorted((question, answer), key=len, reverse=True))
     return re.compile(
         f"(?<![0-9A-Za-z])(?P<open>{em}){ws}(?P<prefix>{prefixes}){ws}{e(markers.INDEX_OPEN)}"
         f"{ws}(?P<index>[0-9]{{1,9}}){ws}{e(markers.INDEX_CLOSE)}(?P<mid>{em}){ws}"
@@ -30,7 +35,7 @@ def _build_marker_regex() -> re.Pattern[str]:
     )
 
 
-MARKER_PATTERN = _build_marker_regex()
+MARKER_PATTERN = marker_pattern(markers.QUESTION_PREFIX, markers.ANSWER_PREFIX)
 
 
 # What may stand between a line start and a marker and still be decoration: a heading, a
@@ -43,7 +48,7 @@ FENCE_LINE = re.compile(r"[ \t]*(```|~~~)[^\n`]*")
 
 @dataclass
 class Marker:
-    kind: str  # markers.QUESTION_PREFIX or markers.ANSWER_PREFIX
+    kind: str  # its role: markers.QUESTION_PREFIX or markers.ANSWER_PREFIX, whatever its text
     index: int
     start: int  # where the marker (with its decoration) starts, normalised text
     end: int  # just after it
@@ -52,30 +57,38 @@ class Marker:
     close: str
 
 
-def scan_markers(norm: str) -> list[Marker]:
-    line_starts = [0] + [m.end() for m in re.finditer("\n", norm)]
-    found: list[Marker] = []
-    q_prefix = markers.QUESTION_PREFIX.casefold()
-    for m in MARKER_PATTERN.finditer(norm):
+#: Decoration before a marker is looked for this far back on its line.
+_DECORATION_REACH = 16
+
+
+def iter_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> Iterator[Marker]:
+    """Every question and answer marker of a normalised output (the task's prefixes, in any
+    case), in order, found as it is asked for.
+
+    The work per marker is bounded: its decoration is looked for at most
+    :data:`_DECORATION_REACH` characters back, never back to a distant line start.
+    """
+    q_prefix = marker_set.question.casefold()
+    for m in marker_pattern(marker_set.question, marker_set.answer).finditer(norm):
         start = m.start()
-        ls = line_starts[bisect_right(line_starts, start) - 1]
+        lo = max(0, start - _DECORATION_REACH - 1)
+        nl = norm.rfind("\n", lo, start)
+        ls = nl + 1 if nl >= 0 else (0 if lo == 0 else -1)  # -1: the line starts further back
         cut = start
-        if start - ls <= 16 and _DECORATION.fullmatch(norm, ls, start):
+        if ls >= 0 and start - ls <= _DECORATION_REACH and _DECORATION.fullmatch(norm, ls, start):
             cut = ls
-        kind = (
-            markers.QUESTION_PREFIX
-            if m.group("prefix").casefold() == q_prefix
-            else markers.ANSWER_PREFIX
+        prefix, index, opening, mid, close = m.group("prefix", "index", "open", "mid", "close")
+        yield Marker(
+            markers.QUESTION_PREFIX if prefix.casefold() == q_prefix else markers.ANSWER_PREFIX,
+            int(index),
+            start,
+            m.end(),
+            cut,
+            opening,
+            close or mid,
         )
-        found.append(
-            Marker(
-                kind,
-                int(m.group("index")),
-                start,
-                m.end(),
-                cut,
-                m.group("open"),
-                m.group("close") or m.group("mid"),
-            )
-        )
-    return found
+
+
+def scan_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> list[Marker]:
+    """Every marker of a normalised output, in order."""
+    return list(iter_markers(norm, marker_set))

@@ -22,13 +22,15 @@ class RequestShape:
     """What parsing needs to know of a request: its id, strategy, items and their questions.
 
     ``questions[k]`` is the text item k's ``Q[k+1]`` must repeat in ``auto-demo`` (see
-    :func:`promptc.markers.question_text`); empty strings when unknown.
+    :func:`promptc.markers.question_text`); empty strings when unknown. ``target_item`` is the
+    item the request is for (``retrieval`` selection), ``None`` when it is for all its items.
     """
 
     id: str
     kind: StrategyKind
     item_ids: tuple[str, ...]
     questions: tuple[str, ...]
+    target_item: str | None = None
 
 
 _ITEMS: list[tuple[Task, dict[str, Item]]] = []
@@ -60,8 +62,11 @@ def request_shape(task: Task, request: object) -> RequestShape:
 
     rid = get("id") if get("id") is not None else get("request_id")
     kind = get("kind") or task.strategy.kind
+    target = get("target_item")
     if isinstance(request, Request):
         item_ids: Any = request.batch.item_ids
+        if request.batch.target is not None:
+            target = request.batch.item_ids[request.batch.target]
     else:
         item_ids = get("item_ids")
         batch = get("batch")
@@ -89,7 +94,8 @@ def request_shape(task: Task, request: object) -> RequestShape:
             except KeyError:
                 qs.append("")
         questions = qs
-    return RequestShape(str(rid), kind, ids, tuple(str(q) for q in questions))
+    target_item = str(target) if target is not None and str(target) in ids else None
+    return RequestShape(str(rid), kind, ids, tuple(str(q) for q in questions), target_item)
 
 
 # --- helpers shared by the paths ------------------------------------------------------------

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from promptc import markers
 from promptc.errors import OutputParseError
+from promptc.ir import Markers
 from promptc.parse.fast import parse_fast, results_from_parsed
 from promptc.parse.normalise import NormalisedText
 from promptc.parse.results import FOUND_CHARS, ItemResult
-from promptc.parse.scan import MARKER_PATTERN
+from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, is_multi_item
 from promptc.text import Span, excerpt
 
@@ -29,7 +30,7 @@ def parse_strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[Ite
     try:
         items = g.parse_strict(output)
     except Exception as exc:  # noqa: BLE001 - a mismatch, or any parser failure
-        return _strict_failure(shape, output, exc)
+        return _strict_failure(shape, output, exc, g.blueprint.markers)
     return results_from_parsed(shape, output, items)
 
 
@@ -44,7 +45,9 @@ def _error_parts(output: str, exc: Exception) -> tuple[int, tuple[str, ...]]:
     return 0, ("an answer",)
 
 
-def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[ItemResult]:
+def _strict_failure(
+    shape: RequestShape, output: str, exc: Exception, mk: Markers = markers.DEFAULT
+) -> list[ItemResult]:
     text = NormalisedText(output)
     offset, expected = _error_parts(output, exc)
     found = excerpt(output, offset, FOUND_CHARS, end="end of output", quote=False)
@@ -53,26 +56,28 @@ def _strict_failure(shape: RequestShape, output: str, exc: Exception) -> list[It
     at, status = 1, "malformed"
     if is_multi_item(shape.kind):
         last: re.Match[str] | None = None
-        for m in MARKER_PATTERN.finditer(output, 0, offset + 1):
+        pattern = marker_pattern(mk.question, mk.answer)
+        for m in pattern.finditer(output, 0, offset + 1):
             if 1 <= int(m.group("index")) <= n and m.start() <= offset:
                 last = m
         if last is not None:
             at = int(last.group("index"))
-            is_answer = last.group("prefix").casefold() == markers.ANSWER_PREFIX.casefold()
+            is_answer = last.group("prefix").casefold() == mk.answer.casefold()
             if is_answer and "\n" in output[last.end() : offset] and at < n:
                 at += 1  # the item's line ended well: the grammar stopped before the next one
         wanted = [
             j
             for j in range(at + 1, n + 1)
             if any(
-                markers.answer_marker(j) in t or markers.question_marker(j) in t for t in expected
+                markers.answer_marker(j, mk) in t or markers.question_marker(j, mk) in t
+                for t in expected
             )
         ]
         if wanted:
             at = wanted[0]  # the item's answer is complete; the next marker was due
         # Nothing for this item where it was due, only later items or the end: missing.
         rest = output[offset:].lstrip()
-        nxt = MARKER_PATTERN.match(rest)
+        nxt = pattern.match(rest)
         if (last is None or at != int(last.group("index"))) and (
             not rest or (nxt is not None and int(nxt.group("index")) > at)
         ):

@@ -108,17 +108,37 @@ def _ref(prefix: str) -> Callable[[object], str]:
     return ref
 
 
-def _markers() -> dict[str, object]:
+def _markers(task: ir.Task) -> dict[str, object]:
+    """The ``markers`` variable: the task's markers (``markers:`` in the spec) and helpers."""
+    m = task.markers
+    # With indexed inputs a question is referred to by its first input's marker (Premise[1]).
+    q_prefix = markers.field_label(task.inputs[0]) if m.inputs == "indexed" else m.question
+
+    def question(index: object) -> str:
+        return f"{q_prefix}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}{markers.MARKER_END}"
+
+    def answer(index: object) -> str:
+        return f"{m.answer}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}{markers.MARKER_END}"
+
+    def block(entry: Mapping[str, object], index: int) -> str:
+        """An item's (or demo's) inputs as a batch shows them: ``Q[i]: question``, or one
+        ``Label[i]: value`` line per input with indexed inputs."""
+        fields = entry["fields"]
+        assert isinstance(fields, Mapping)
+        return markers.question_block(task.inputs, fields, index, m)
+
     return {
-        "question_ref": _ref(markers.QUESTION_PREFIX),
-        "answer_ref": _ref(markers.ANSWER_PREFIX),
-        "question_prefix": markers.QUESTION_PREFIX,
-        "answer_prefix": markers.ANSWER_PREFIX,
+        "question_ref": _ref(q_prefix),
+        "answer_ref": _ref(m.answer),
+        "question_prefix": q_prefix,
+        "answer_prefix": m.answer,
         "separator": markers.MARKER_SEPARATOR,
-        "question": markers.question_marker,
-        "answer": markers.answer_marker,
-        "question_marker": markers.question_marker,
-        "answer_marker": markers.answer_marker,
+        "question": question,
+        "answer": answer,
+        "question_marker": question,
+        "answer_marker": answer,
+        "block": block,
+        "indexed": m.inputs == "indexed",
     }
 
 
@@ -155,6 +175,7 @@ def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str
             for o in task.outputs
         ],
         "answer_format": _answer_format_context(task),
-        "demos": _demo_context(task),
-        "markers": _markers(),
+        # Demos sent as turns are not shown again in the system message.
+        "demos": _demo_context(task) if task.demos_as == "system" or kind == "single" else [],
+        "markers": _markers(task),
     }

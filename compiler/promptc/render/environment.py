@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
+from promptc.render.budget import BUDGET_MESSAGE, bounded_environment_class
 from promptc.resources import read_template, template_names
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ MESSAGES: Mapping[str, str] = {
     ),
     "template-undefined": "template uses an undefined value: $error",
     "template-runtime": "template failed: $error",
+    "template-budget": BUDGET_MESSAGE,
     "template-undeclared-variable": (
         "template uses undeclared variable $name; templates can use $allowed"
     ),
@@ -213,7 +215,6 @@ _SHIPPED: frozenset[str] | None = None
 def make_environment(loader: SpecLoader) -> jinja2.Environment:
     """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class _Loader(jinja2.BaseLoader):
         def get_source(
@@ -221,7 +222,8 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
         ) -> tuple[str, str, Callable[[], bool]]:
             return loader.get_source(environment, template)
 
-    env = ImmutableSandboxedEnvironment(
+    # The immutable sandbox, with a budget for time and memory (promptc.render.budget).
+    env = bounded_environment_class()(
         loader=_Loader(),
         bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,

@@ -20,6 +20,7 @@ read files outside the spec's folder. Every Jinja failure becomes a
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
+from promptc.render.budget import budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -78,6 +80,7 @@ class Renderer:
         self._questions: dict[str, str] = {}
         self._constant: frozenset[str] | None = None
         self._cache: dict[str, str] = {}
+        self._turns: tuple[ir.Message, ...] | None = None
         self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
             None
         )
@@ -181,30 +184,103 @@ class Renderer:
         with self._errors():
             return self._messages(ctx)
 
+    def demo_turns(self) -> tuple[ir.Message, ...]:
+        """With ``demos_as: turns``: per batch of demos (one demo for ``few-shot``), a user
+        message (the template's user block, the demos as its items) and an assistant message
+        (their answers as the answer grammar writes them); the same for every request."""
+        if self._turns is not None:
+            return self._turns
+        from promptc.grammar.answer import build_grammar
+        from promptc.select.batches import batch_size
+
+        task = self.task
+        turns: list[ir.Message] = []
+        if task.demos_as == "turns" and self.kind != "single" and task.demos:
+            size = 1 if self.kind == "few-shot" else batch_size(task)
+            _, jctx, blocks = self._prepared()
+            fns = blocks.get("user") or []
+            demos = list(task.demos)
+            for start in range(0, len(demos), size):
+                group = demos[start : start + size]
+                entries = [
+                    {
+                        "index": k,
+                        "id": f"demo-{start + k}",
+                        "fields": d.inputs,
+                        "question": markers.question_text(task.inputs, d.inputs),
+                    }
+                    for k, d in enumerate(group, 1)
+                ]
+                ctx: dict[str, object] = {"items": entries}
+                if self.kind == "few-shot":
+                    ctx["item"] = entries[0]
+                jctx.vars = ctx
+                user = "".join(fns[0](jctx)).strip() if fns else ""
+                g = build_grammar(task, len(group), self.kind)
+                answer = g.write_output(
+                    [d.outputs for d in group], [str(e["question"]) for e in entries]
+                )
+                turns += [ir.Message("user", user), ir.Message("assistant", answer)]
+        self._turns = tuple(turns)
+        return self._turns
+
     def _messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
+        turns = self.demo_turns()
         top, jctx, blocks = self._prepared()
         constant = self.constant_blocks()
         # One Jinja context serves every request: the shared variables are its parent, the
         # request's own are its ``vars``. Blocks only read ``vars`` (their {% set %} are
         # local), so swapping the mapping is all a new request needs.
         jctx.vars = dict(ctx)
-        out = []
+        out: list[ir.Message] = []
         for block, role in MESSAGE_BLOCKS:
             text = self._cache.get(block)
             if text is None:
                 fns = blocks.get(block)
                 if not fns:
                     continue
-                text = "".join(fns[0](jctx)).strip()
+                text = self._bounded_text(block, fns[0](jctx)).strip()
                 if block in constant:
                     self._cache[block] = text
             if text:
+                if role == "user":
+                    out.extend(turns)
                 out.append(ir.Message(role, text))
         if not any(m.role == "user" for m in out):
             raise template_error(
                 "template-empty-user", Location(self.display(top)), name=repr(self.name)
             )
         return tuple(out)
+
+    def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
+        """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
+        from promptc.render.budget import MAX_MESSAGE_CHARS
+
+        budget = getattr(self.env, "promptc_budget", None)
+        if budget is not None:
+            budget.start()
+        parts: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_MESSAGE_CHARS:
+                raise budget_error(
+                    f"{MAX_MESSAGE_CHARS:,} characters per message",
+                    f"the {block} message grows longer",
+                    self._block_location(block),
+                )
+            parts.append(chunk)
+        return "".join(parts)
+
+    def _block_location(self, block: str) -> Location:
+        """Where a message block is defined: the most derived template that defines it."""
+        from jinja2 import nodes
+
+        for template in self.chain():
+            for node in _parse(self.env, template).find_all(nodes.Block):
+                if node.name == block:
+                    return Location(self.display(template), node.lineno)
+        return self.location
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
         """Renders every batch of a selection, in order."""
@@ -260,6 +336,20 @@ class Renderer:
         except jinja2.UndefinedError as e:
             raise template_error(
                 "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
+            ) from None
+        except RecursionError as e:
+            # The budget's nesting bound comes first; this is what Python's own stack bound
+            # (deep filters, sorting) leaves.
+            raise budget_error(
+                f"Python's stack of {sys.getrecursionlimit():,} frames",
+                "the template nests deeper",
+                self._where(e.__traceback__) or self.location,
+            ) from None
+        except MemoryError as e:
+            raise budget_error(
+                "the memory this process may use",
+                "the template asked for more",
+                self._where(e.__traceback__) or self.location,
             ) from None
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
             raise template_error(

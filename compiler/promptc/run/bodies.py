@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -100,6 +100,14 @@ def request_body(
         gbnf = _grammar_file(build, request, ".gbnf")
         if request.kind == "auto-demo":
             gbnf = _pinned_gbnf(task if task is not None else build_task(build), request, build)
+        elif task is not None and any(o.choices_from for o in task.outputs):
+            from promptc.grammar.answer import build_grammar, item_choices
+
+            choices = item_choices(task, request.item_ids)
+            if choices is not None:
+                kind = request.kind or task.strategy.kind
+                g = build_grammar(task, len(request.item_ids), kind)  # type: ignore[arg-type]
+                gbnf = g.gbnf_for(item_choices=choices)
         body["grammar"] = gbnf
     elif mode == "json_schema":
         schema = json.loads(_grammar_file(build, request, ".schema.json"))
@@ -176,7 +184,11 @@ def _pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
                 hint=hint,
                 code="stale-build",
             )
-    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(questions)
+    from promptc.grammar.answer import item_choices
+
+    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(
+        questions, item_choices(task, request.item_ids)
+    )
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
@@ -186,55 +198,3 @@ def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
     """
     endpoint = base_url.rstrip("/") + "/chat/completions"
     return hashlib.sha256(canonical_json({"body": body, "url": endpoint}).encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# JSON answers (grammar="json_schema") back to the A[i]: form
-# --------------------------------------------------------------------------------------------
-
-
-def json_answer_text(task: Task, kind: str, questions: Sequence[str], output: str) -> str:
-    """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of a JSON answer written
-    under the build's JSON Schema, so that :func:`promptc.parse.output.parse_output` reads it
-    like any other output. Output that is not such JSON is returned unchanged (the parser
-    then says what is wrong with it)."""
-    from promptc import markers
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import coerce_value
-
-    try:
-        data = json.loads(output)
-    except ValueError:
-        return output
-
-    def answer(values: Any) -> str | None:
-        if not isinstance(values, dict):
-            return None
-        try:
-            typed = {
-                o.name: coerce_value(o, values[o.name])
-                for o in task.outputs
-                if o.name in task.answer_format.fields
-            }
-            return write_answer(task.answer_format, task.outputs, typed)
-        except (KeyError, ValueError):
-            return None
-
-    if kind in ("single", "few-shot"):
-        return answer(data) or output
-    answers = data.get("answers") if isinstance(data, dict) else None
-    if not isinstance(answers, list):
-        return output
-    lines: list[str] = []
-    for k, entry in enumerate(answers, 1):
-        index = entry.get("index", k) if isinstance(entry, dict) else k
-        text = answer(entry)
-        if text is None or not isinstance(index, int):
-            return output
-        if kind == "auto-demo":
-            q = entry.get("question")
-            if not isinstance(q, str):
-                q = questions[index - 1] if 0 < index <= len(questions) else ""
-            lines.append(f"{markers.question_marker(index)}{markers.MARKER_SEPARATOR}{q}")
-        lines.append(f"{markers.answer_marker(index)}{markers.MARKER_SEPARATOR}{text}")
-    return markers.ITEM_SEPARATOR.join(lines)

@@ -33,8 +33,8 @@ Grammar modes (``grammar=``):
                 request's grammar pins its own questions, which needs the build's spec
 ``json_schema`` the build's ``<stem>.schema.json`` as ``response_format`` (OpenAI structured
                 outputs; for llama-cpp-python's server, ``{"type": "json_object", "schema": …}``).
-                The model then answers in JSON; :func:`json_answer_text` turns it back into the
-                ``A[i]:`` form for the answer parser.
+                The model then answers in JSON, which the answer parser reads through the
+                grammar's reader of that form (``AnswerGrammar.text_of_json``).
 ``auto``        ``gbnf`` when the server says it is llama.cpp (``GET /models`` lists a model owned
                 by ``llamacpp`` or, for llama-cpp-python, ``me``); ``none`` otherwise
 ==============  ================================================================================
@@ -61,7 +61,6 @@ from promptc.run.bodies import (
     ServerKind,
     build_task,
     cache_key,
-    json_answer_text,
     read_requests,
     request_body,
 )
@@ -312,18 +311,24 @@ class _Parser:
         self.shapes = loaded.requests
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse.output import parse_output
+        from promptc.parse.output import parse_output, target_results
         from promptc.parse.shape import request_shape
 
         shape = self.shapes.get(request.id)
         if shape is None:
             shape = request_shape(
                 self.task,
-                {"id": request.id, "kind": request.kind, "item_ids": list(request.item_ids)},
+                {
+                    "id": request.id,
+                    "kind": request.kind,
+                    "item_ids": list(request.item_ids),
+                    "target_item": request.target_item,
+                },
             )
-        if mode == "json_schema":
-            output = json_answer_text(self.task, shape.kind, shape.questions, output)
-        return parse_output(self.task, shape, output)
+        # An answer in the JSON form (mode json_schema) is read by parse_output itself.
+        # A retrieval request is for its target item: only that item's result is kept, so
+        # results.jsonl has exactly one result per item, as promptc parse writes by default.
+        return target_results(parse_output(self.task, shape, output), {shape.id: shape})
 
 
 @dataclass
@@ -430,6 +435,8 @@ class _Run:
                     else build_task(self.build, self.spec)
                 )
             task = self._task
+        elif mode == "gbnf" and self.parser is not None:  # per-item options, if any
+            task = self.parser.task
         return request_body(
             r,
             self.build,

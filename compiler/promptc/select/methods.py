@@ -68,6 +68,75 @@ def similar(task: ir.Task) -> SelectionResult:
     return select_similar(task)
 
 
+#: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
+#: neighbour search; torch and sentence-transformers to compute embeddings.
+SIMILARITY_MODULES = (
+    ("numpy", "numpy"),
+    ("torch", "torch"),
+    ("sentence_transformers", "sentence-transformers"),
+)
+
+
+def missing_requirements(task: ir.Task) -> list[SelectionError]:
+    """What the task's selection method needs and this installation lacks, found without
+    importing anything heavy (``promptc check`` reports it, rather than ``build`` failing).
+
+    The similarity methods need :data:`SIMILARITY_MODULES` and their embedding model: the
+    bundled package, or the local folder ``strategy.selection.model`` names.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    sel = task.strategy.selection
+    if METHODS.get(sel.method) is not similar or not task.items:
+        return []
+    from promptc.select.embed import (
+        BUNDLED_MODULE,
+        BUNDLED_PACKAGE,
+        DEFAULT_MODEL_NAMES,
+        HINTS,
+        INSTALL_EMBED,
+        MESSAGES,
+    )
+
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):
+            return True
+
+    errors: list[SelectionError] = []
+    needed = list(SIMILARITY_MODULES)
+    if sel.model is None or sel.model in DEFAULT_MODEL_NAMES:
+        needed.append((BUNDLED_MODULE, BUNDLED_PACKAGE))
+    for module, package in needed:
+        if absent(module):
+            errors.append(
+                SelectionError(
+                    f"selection method {sel.method!r} needs {package!r}, which is not installed",
+                    location=sel.location,
+                    path=("strategy", "selection", "method"),
+                    hint=f"install it with: {INSTALL_EMBED}",
+                    code="missing-extra",
+                )
+            )
+    if sel.model is not None and sel.model not in DEFAULT_MODEL_NAMES:
+        path = Path(sel.model).expanduser()
+        if not path.is_absolute():
+            path = Path(task.spec_dir) / path
+        if not path.is_dir():
+            errors.append(
+                SelectionError(
+                    MESSAGES["model-not-found"].format(model=sel.model, path=path),
+                    location=sel.location,
+                    path=("strategy", "selection", "model"),
+                    hint=HINTS["model-not-found"],
+                    code="model-not-found",
+                )
+            )
+    return errors
+
+
 def base_info(task: ir.Task, n_requests: int) -> dict[str, object]:
     """The facts every selection records: method, seed, batch size, items, requests, cost."""
     n_items = len(task.items)

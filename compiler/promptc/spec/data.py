@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.markers import options_text
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
@@ -38,10 +39,13 @@ EXTENSIONS: dict[str, DataFormat] = {
 }
 
 MESSAGES: dict[str, str] = {
+    "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
+    "expected a list of 1 to 26 non-empty strings",
     "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
     "not-found": "data file {path!r} not found",
+    "nul-in-path": "data path {path!r} contains a NUL character, which no file name can hold",
     "not-a-file": "data path {path!r} is not a file",
     "unreadable": "cannot read data file {path!r}: {reason}",
     "unknown-format": "cannot tell the format of {path!r} from its extension; expected .jsonl, "
@@ -57,6 +61,9 @@ MESSAGES: dict[str, str] = {
     "missing-field": "row has no field {column!r} (for input {input!r})",
     "null-field": "field {column!r} (for input {input!r}) is null; expected text",
     "missing-id": "row has no id field {column!r}",
+    "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
+    "which is not a character; expected text",
+    "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
     "bad-id": "item id expression failed: {problem}",
     "bad-id-template": "invalid item id expression: {problem}",
     "empty-id": "item id is empty",
@@ -85,6 +92,21 @@ def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: obje
         hint=HINTS.get(code),
         code=code,
     )
+
+
+def option_list(value: Any) -> tuple[str, ...] | None:
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
+    from promptc.markers import MAX_OPTIONS
+
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return tuple(value)
+
+
+#: A lone surrogate, which a JSON escape (``"\\ud800"``) can write but no UTF-8 text can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_text(value: Any) -> str:
@@ -122,6 +144,9 @@ def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> 
     return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno), problem=e.msg)
 
 
+TOO_MANY_DIGITS = "an integer has more digits than can be read"
+
+
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
@@ -151,7 +176,7 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
     if i >= len(text) or text[i] != "[":
         try:
             value, _ = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             value = None
         c.add(
             data_error(
@@ -172,6 +197,9 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
             return
         except RecursionError:
             c.add(data_error("bad-json", where(i), problem="nested too deeply"))
+            return
+        except ValueError:  # an integer past Python's digit limit
+            c.add(data_error("bad-json", where(i), problem=TOO_MANY_DIGITS))
             return
         if isinstance(value, dict):
             yield Row(value, where(i))
@@ -260,6 +288,7 @@ def read_data(
     input_names: Sequence[str],
     c: ErrorCollector,
     outputs: Sequence[OutputField] = (),
+    option_inputs: frozenset[str] = frozenset(),
 ) -> tuple[DataSource, Sequence[Item]] | None:
     """Reads the data file named by the spec.
 
@@ -277,6 +306,7 @@ def read_data(
         c: Receives every problem found.
         outputs: The declared outputs, whose types read the gold answers of ``data.gold``
             (an output not among them was reported by validation and is skipped here).
+        option_inputs: The inputs of type ``options``, whose values are lists of options.
 
     Returns:
         The data source and its items, or ``None`` if the file could not be read at all.
@@ -289,6 +319,9 @@ def read_data(
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
+    if "\0" in rel:
+        c.add(data_error("nul-in-path", where, pp, path=rel))
+        return None
     from_command_line = where.file == COMMAND_LINE
     if from_command_line:
         target = Path(rel).expanduser().resolve()
@@ -334,7 +367,7 @@ def read_data(
     if id_spec is not None and "{{" in id_spec:
         id_template = _id_template(id_spec, doc.value_location(("data", "id")), c)
     gold = _gold_readers(doc, outputs, c)
-    maker = _ItemMaker(columns, id_spec, id_template, display, gold)
+    maker = _ItemMaker(columns, id_spec, id_template, display, gold, option_inputs)
 
     errors_before, omitted_before = len(c.errors), c.omitted
     try:
@@ -390,6 +423,7 @@ class _ItemMaker:
         template: Any,
         display: str,
         gold: Sequence[GoldReader] = (),
+        option_inputs: frozenset[str] = frozenset(),
     ) -> None:
         self.columns = tuple(columns.items())
         self.id_spec = id_spec
@@ -397,6 +431,9 @@ class _ItemMaker:
         self.display = display
         self.id_column = id_spec if id_spec is not None and "{{" not in id_spec else None
         self.gold = tuple(gold)
+        self.option_inputs = option_inputs
+        #: The options of the last row :meth:`inputs` read (``options`` inputs' lists).
+        self.options: dict[str, tuple[str, ...]] = {}
 
     def golds(
         self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
@@ -422,20 +459,57 @@ class _ItemMaker:
     def inputs(
         self, values: Mapping[str, Any], line: int | Location, c: ErrorCollector
     ) -> dict[str, str] | None:
+        """The row's inputs as text, or ``None`` if one is missing or bad (reported); the
+        lists of its ``options`` inputs are left in :attr:`options`."""
         inputs: dict[str, str] = {}
+        options: dict[str, tuple[str, ...]] = {}
         ok = True
         for name, column in self.columns:
             value = values.get(column, _ABSENT)
-            if type(value) is str:
+            if type(value) is str and name not in self.option_inputs:
                 inputs[name] = value
+                if _SURROGATE.search(value) is None:
+                    continue
             elif value is _ABSENT:
                 c.add(data_error("missing-field", self.where(line), column=column, input=name))
                 ok = False
+                continue
             elif value is None:
                 c.add(data_error("null-field", self.where(line), column=column, input=name))
                 ok = False
+                continue
+            elif name in self.option_inputs:
+                listed = option_list(value)
+                if listed is None:
+                    c.add(
+                        data_error(
+                            "bad-options",
+                            self.where(line),
+                            column=column,
+                            input=name,
+                            found=_kind(value),
+                        )
+                    )
+                    ok = False
+                else:
+                    options[name] = listed
+                    inputs[name] = options_text(listed)
+                continue
             else:
                 inputs[name] = to_text(value)
+            bad = _SURROGATE.search(inputs[name])
+            if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
+                c.add(
+                    data_error(
+                        "lone-surrogate",
+                        self.where(line),
+                        column=column,
+                        input=name,
+                        escape=f"\\u{ord(bad.group()):04x}",
+                    )
+                )
+                ok = False
+        self.options = options
         return inputs if ok else None
 
     def item_id(
@@ -446,9 +520,13 @@ class _ItemMaker:
             value = values.get(column)
             if type(value) is str:
                 text = value.strip()
-                if text:
+                if text and _SURROGATE.search(text) is None:
                     return text
-        return _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
+        item_id = _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
+        if item_id is not None and _SURROGATE.search(item_id):
+            c.add(data_error("lone-surrogate-id", self.where(line)))
+            return None
+        return item_id
 
 
 _ABSENT: Any = object()
@@ -611,6 +689,9 @@ def _jsonl_stream(
                     data_error("bad-json", Location(display, line, 1), problem="nested too deeply")
                 )
                 continue
+            except ValueError:  # an integer past Python's digit limit
+                c.add(data_error("bad-json", Location(display, line, 1), problem=TOO_MANY_DIGITS))
+                continue
             if type(value) is not dict:
                 c.add(data_error("not-an-object", Location(display, line, 1), found=_kind(value)))
                 continue
@@ -741,7 +822,14 @@ def _read_json_array(
             continue
         first_line[item_id] = row.location.line
         items.append(
-            Item(id=item_id, index=len(items), inputs=inputs, location=row.location, gold=golds)
+            Item(
+                id=item_id,
+                index=len(items),
+                inputs=inputs,
+                location=row.location,
+                gold=golds,
+                options=maker.options,
+            )
         )
     return tuple(items), sha, index
 
@@ -845,7 +933,10 @@ class ItemTable(Sequence[Item]):
                 location=location,
                 code="data-changed",
             )
-        return Item(id=item_id, index=index, inputs=inputs, location=location, gold=golds)
+        options = maker.options
+        return Item(
+            id=item_id, index=index, inputs=inputs, location=location, gold=golds, options=options
+        )
 
 
 #: Raises at the first problem: a row read back was checked once already.

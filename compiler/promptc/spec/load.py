@@ -67,6 +67,7 @@ MESSAGES: dict[str, str] = {
     "file-too-large": "spec file is larger than {limit} bytes",
     "not-utf8": "spec file is not UTF-8 text: {reason}",
     "yaml-syntax": "invalid YAML: {problem}",
+    "yaml-unclosed": "invalid YAML: {what} opened here is never closed (the file ends at {end})",
     "yaml-tag": "YAML tag {tag!r} is not allowed; specs hold only mappings, lists, strings, "
     "numbers, booleans and null",
     "merge-key": "YAML merge keys ('<<') are not supported",
@@ -84,6 +85,8 @@ MESSAGES: dict[str, str] = {
     "spec's folder",
     "extends-escape": "extends path {path!r} leaves the project folder",
     "extends-missing": "extended spec {path!r} not found",
+    "extends-not-file": "extends path {path!r} is a folder; expected a spec file",
+    "extends-nul": "extends path {path!r} contains a NUL character, which no file name can hold",
     "extends-cycle": "extends cycle: {cycle}",
     "extends-too-deep": "extends chain is longer than {limit} files",
 }
@@ -515,6 +518,20 @@ def _parse(display: str, text: str) -> _Layer:
             if e.context and problem.startswith("but "):
                 # "expected a single document in the stream" + "but found another document"
                 problem, e.context = f"{e.context}, {problem}", None
+            cm = e.context_mark
+            if cm is not None and e.context and mark is not None and mark.index >= len(text):
+                # The file ended inside a construct (an unclosed quote, bracket or brace): the
+                # place to fix is where it opened, not the end of the file.
+                what = e.context.removeprefix("while scanning ").removeprefix("while parsing ")
+                end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
+                raise LoadError(
+                    MESSAGES["yaml-unclosed"].format(what=what, end=end),
+                    location=_mark(display, cm),
+                    hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
+                    if "quoted" in what
+                    else "close it",
+                    code="yaml-unclosed",
+                ) from None
             if mark is not None and text[mark.index : mark.index + 1] == "\t":
                 problem, e.context = "found a tab character where a token was expected", None
                 hint = "YAML indents with spaces, not tabs"
@@ -647,6 +664,8 @@ def _load_chain(
             p,
             found=describe(ext, show=False) if ext != "" else "an empty string",
         )
+    if "\0" in ext:
+        raise load_error("extends-nul", ext_loc, p, path=ext)
     if os.path.isabs(ext) or ext.startswith("~"):
         raise load_error("extends-absolute", ext_loc, p, path=ext)
     target = (resolved.parent / ext).resolve()
@@ -660,6 +679,8 @@ def _load_chain(
         raise load_error("extends-cycle", ext_loc, p, cycle=cycle)
     if len(chain) + 1 >= MAX_EXTENDS:
         raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
+    if target.is_dir():
+        raise load_error("extends-not-file", ext_loc, p, path=ext)
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
     base = _load_chain(target_display, target, chain + [(display, resolved)], ext_loc, ctx)

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from promptc import ir
 from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors, flatten
+from promptc.markers import OPTIONS_LABEL
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
 from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
     batch_size_of,
+    integer,
     output_field,
     resolve_inside,
     validate,
@@ -56,6 +58,39 @@ def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
     return to_text(value)
 
 
+def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
+    """A demo's input as text; an ``options`` input's list shown as ``(a) … (b) …``."""
+    from promptc.spec.data import option_list
+
+    if f.type == "options":
+        listed = option_list(value)
+        if listed is not None:
+            from promptc.markers import options_text
+
+            return options_text(listed)
+    return _input_text(doc, path, value)
+
+
+def _narrow_choices(
+    outputs: list[ir.OutputField], items: Sequence[ir.Item], demos: list[ir.Demo]
+) -> list[ir.OutputField]:
+    """An enum with ``choices_from`` gets the letters of the most options any item has."""
+    from dataclasses import replace
+
+    from promptc.markers import OPTION_LETTERS
+
+    out = []
+    for o in outputs:
+        if o.choices_from:
+            most = max((len(it.options.get(o.choices_from, ())) for it in items), default=0)
+            for d in demos:
+                letter = str(d.outputs.get(o.name, "a"))
+                most = max(most, OPTION_LETTERS.find(letter.lower()) + 1)
+            o = replace(o, choices=tuple(OPTION_LETTERS[: max(most, 1)]))
+        out.append(o)
+    return out
+
+
 def read_items(
     doc: SpecDocument, collector: ErrorCollector
 ) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
@@ -72,7 +107,12 @@ def read_items(
             f = output_field(name, decl, doc.key_location(("outputs", name)))
             if f is not None:
                 outputs.append(f)
-    result = read_data(doc, names, collector, outputs)
+    option_inputs = frozenset(
+        n
+        for n, d in (inputs.items() if isinstance(inputs, dict) else ())
+        if isinstance(d, dict) and d.get("type") == "options"
+    )
+    result = read_data(doc, names, collector, outputs, option_inputs)
     if result is None:
         return None, ()
     return result
@@ -97,8 +137,11 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     inputs = tuple(
         ir.InputField(
             name=name,
-            type="text",
-            label=_str(decl.get("label"), default_label(name)),
+            type="options" if decl.get("type") == "options" else "text",
+            label=_str(
+                decl.get("label"),
+                OPTIONS_LABEL if decl.get("type") == "options" else default_label(name),
+            ),
             description=_str(decl.get("description")),
             location=doc.key_location(("inputs", name)),
         )
@@ -126,7 +169,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         demos.append(
             ir.Demo(
                 inputs={
-                    f.name: _input_text(doc, ("demos", i, f.name), demo[f.name]) for f in inputs
+                    f.name: _demo_input(doc, ("demos", i, f.name), demo[f.name], f) for f in inputs
                 },
                 outputs={o.name: coerce_value(by_name[o.name], demo[o.name]) for o in outputs},
                 location=doc.value_location(("demos", i)),
@@ -141,7 +184,7 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     model = ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
-        max_tokens=model_decl.pop("max_tokens", None),
+        max_tokens=integer(model_decl.pop("max_tokens", None)),
         price=None
         if price is None
         else ir.Price(Decimal(str(price["input"])), Decimal(str(price["output"]))),
@@ -159,7 +202,16 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         assert target is not None, "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
 
+    markers_decl = d.get("markers") or {}
+    markers = ir.Markers(
+        question=markers_decl.get("question", "Q"),
+        answer=markers_decl.get("answer", "A"),
+        inputs=markers_decl.get("inputs", "together"),
+        location=doc.key_location(("markers",)) if "markers" in d else ir.NOWHERE,
+    )
+
     source, items = read_items(doc, c)
+    outputs = _narrow_choices(outputs, items, demos)
     top = doc.files[0]
     task = ir.Task(
         name=d["name"],
@@ -178,6 +230,8 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         spec_dir=str(top.resolved.parent),
         extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
         location=Location(top.display, 1, 1),
+        markers=markers,
+        demos_as=d.get("demos_as", "system"),
     )
     if own:
         c.raise_if_any()
@@ -191,8 +245,8 @@ def _strategy(doc: SpecDocument) -> ir.Strategy:
     sp: KeyPath = ("strategy", "selection")
     selection = ir.Selection(
         method=doc.get(sp + ("method",), DEFAULT_METHOD),
-        seed=doc.get(sp + ("seed",), DEFAULT_SEED),
-        target_position=doc.get(sp + ("target_position",), DEFAULT_TARGET_POSITION),
+        seed=_integer(doc, sp + ("seed",), DEFAULT_SEED),
+        target_position=_integer(doc, sp + ("target_position",), DEFAULT_TARGET_POSITION),
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
@@ -218,6 +272,13 @@ def _embeddings(doc: SpecDocument) -> ir.EmbeddingEndpoint | None:
         dimensions=int(raw["dimensions"]) if raw.get("dimensions") is not None else None,
         location=doc.key_location(p),
     )
+
+
+def _integer(doc: SpecDocument, path: KeyPath, default: int) -> int:
+    """An integer key of a validated spec (``7.0`` is 7, as validation read it)."""
+    value = integer(doc.get(path, default))
+    assert value is not None, "lower() needs a validated spec"
+    return value
 
 
 def _cache_dir(doc: SpecDocument) -> str | None:

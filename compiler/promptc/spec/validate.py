@@ -29,7 +29,7 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.ir import MAX_BATCH_SIZE, OUTPUT_TYPES, STRATEGY_KINDS, OutputField
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import describe
@@ -53,6 +53,18 @@ MESSAGES: dict[str, str] = {
     "not starting with a digit",
     "schema": "{message}",
     # semantic checks
+    "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
+    "line breaks or white space at its ends",
+    "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
+    "tell apart",
+    "choices-from": "choices_from {name!r} is not an options input; expected one of {names}",
+    "choices-and-choices-from": "an enum output has choices or choices_from, not both",
+    "demo-options": "demo value for options input {field!r} is not a list; expected a list "
+    "of its options",
+    "demo-list": "demo value for input {field!r} is a list; expected text (or declare the "
+    "input with type: options)",
+    "indexed-auto-demo": "indexed inputs do not go with the auto-demo strategy, whose model "
+    "repeats each question after one Q[i]: marker; expected together",
     "input-output-clash": "{name!r} is declared both as an input and as an output",
     "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
     "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
@@ -83,6 +95,8 @@ MESSAGES: dict[str, str] = {
     "spec's folder",
     "template-escape": "template path {path!r} leaves the spec's folder",
     "template-missing": "template file {path!r} not found",
+    "template-not-file": "template path {path!r} is a folder; expected a template file",
+    "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "unknown-model-param": "unknown model parameter {key!r}",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
 }
@@ -338,7 +352,13 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
     typ = decl["type"]
     choices: tuple[str, ...] = ()
     aliases: list[tuple[str, str]] = []
-    if typ == "enum":
+    choices_from = decl.get("choices_from") if typ == "enum" else None
+    if isinstance(choices_from, str) and choices_from and "choices" not in decl:
+        from promptc.markers import OPTION_LETTERS
+
+        # Every letter an options input may have; lowering narrows them to the data's.
+        choices = tuple(OPTION_LETTERS)
+    elif typ == "enum":
         raw = decl.get("choices")
         if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
             return None
@@ -357,6 +377,7 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
         choices=choices,
         aliases=tuple(aliases),
         location=location,
+        choices_from=choices_from if isinstance(choices_from, str) else "",
     )
 
 
@@ -386,10 +407,23 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_answer_format(doc, c, output_names)
     _check_demos(doc, c, inputs, output_names, outputs)
     _check_strategy(doc, c)
+    _check_markers(doc, c)
+    _check_choices_from(doc, c)
     _check_data_fields(doc, c, inputs)
     _check_gold(doc, c, output_names)
     _check_templates(doc, c)
+    _check_selection_paths(doc, c)
     _check_model(doc, c)
+
+
+def _check_selection_paths(doc: SpecDocument, c: ErrorCollector) -> None:
+    """The selection's folders are paths too: a NUL character would only fail deep inside the
+    file system calls of the similarity stage."""
+    for key in ("model", "cache_dir"):
+        p: KeyPath = ("strategy", "selection", key)
+        value = doc.get(p)
+        if isinstance(value, str) and "\0" in value:
+            c.add(error("path-nul", doc.value_location(p), p, path=value))
 
 
 def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, Any]) -> None:
@@ -529,6 +563,19 @@ def _check_demos(
                     )
                 )
                 continue
+            raw_input = (doc.get(("inputs", key)) or {}) if key in inputs else None
+            if isinstance(raw_input, dict):
+                is_options = raw_input.get("type") == "options"
+                if is_options != isinstance(value, list):
+                    c.add(
+                        error(
+                            "demo-options" if is_options else "demo-list",
+                            doc.value_location(vp),
+                            vp,
+                            field=key,
+                        )
+                    )
+                continue
             field = outputs.get(key)
             if field is None or not isinstance(value, (str, int, float)):
                 continue
@@ -550,13 +597,29 @@ def _check_demos(
 DEFAULT_KIND = "single"
 
 
+def integer(value: object) -> int | None:
+    """The integer a spec value means, or ``None`` if it is not one.
+
+    An integral number means that integer: ``8.0`` is 8, as for the JSON Schema (whose
+    ``integer`` type takes 8.0), so that what ``check`` accepts, lowering reads alike and
+    requests carry the integer (``max_tokens: 10.0`` is sent as 10). Booleans are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
     kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
     if kind in ("single", "few-shot"):
         return 1
-    size = doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE)
-    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+    size = integer(doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE))
+    return size if size is not None and 1 <= size <= MAX_BATCH_SIZE else None
 
 
 DEFAULT_BATCH_SIZE = 8
@@ -569,11 +632,11 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
         p: KeyPath = ("strategy", "kind")
         c.add(error("few-shot-no-demos", doc.value_location(p), p))
     bp: KeyPath = ("strategy", "batch_size")
-    size_given = doc.get(bp)
+    size_given = integer(doc.get(bp))
     if (
         kind in ("single", "few-shot")
         and doc.value_location(bp).file == COMMAND_LINE
-        and isinstance(size_given, int)
+        and size_given is not None
         and size_given > 1
     ):
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
@@ -583,15 +646,14 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     if doc.has(ep) and doc.has(("strategy", "selection", "model")):
         c.add(error("model-and-embeddings", doc.key_location(ep), ep))
     tp: KeyPath = ("strategy", "selection", "target_position")
-    position = doc.get(tp)
+    position = integer(doc.get(tp))
     size = batch_size_of(doc)
     method = doc.get(("strategy", "selection", "method"))
     if (
         method == "retrieval"
         and kind in ("batch", "auto-demo")
         and size is not None
-        and isinstance(position, int)
-        and not isinstance(position, bool)
+        and position is not None
         and not -size <= position < size
     ):
         c.add(
@@ -605,6 +667,101 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
                 high=size - 1,
             )
         )
+
+
+def marker_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a marker prefix (``Q`` of ``Q[i]:``), or ``None``."""
+    if prefix != prefix.strip():
+        return "has white space at an end"
+    for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
+        if ch in prefix:
+            return f"holds {name}"
+    return None
+
+
+def marker_clash(a: str, b: str) -> str | None:
+    """Why markers with prefixes ``a`` and ``b`` cannot both be used, or ``None``.
+
+    The scanner reads markers in any case, so they must differ in more than case; neither
+    marker (``A[``) may be a prefix of the other (``Answer Choices[`` is fine: the bracket
+    decides), and neither may end the other after a space (``Choices[1]:`` would be found
+    inside ``Answer Choices[1]:``).
+    """
+    x, y = a.casefold(), b.casefold()
+    if x == y:
+        return "are the same (markers are read in any case)"
+    for (p, q), (pa, qa) in (((x, y), (a, b)), ((y, x), (b, a))):
+        if (q + "[").startswith(p + "["):
+            return "are prefixes of each other"
+        if q.endswith((" " + p, "\t" + p)):
+            return f"overlap: {pa!r} ends {qa!r}"
+    return None
+
+
+def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
+    raw_inputs = doc.get(("inputs",))
+    raw_outputs = doc.get(("outputs",))
+    if not isinstance(raw_inputs, dict) or not isinstance(raw_outputs, dict):
+        return
+    options = [
+        n for n, d in raw_inputs.items() if isinstance(d, dict) and d.get("type") == "options"
+    ]
+    for name, decl in raw_outputs.items():
+        if not isinstance(decl, dict):
+            continue
+        if "choices_from" not in decl:
+            continue
+        path: KeyPath = ("outputs", name, "choices_from")
+        if "choices" in decl:
+            c.add(error("choices-and-choices-from", doc.key_location(path), path))
+        source = decl["choices_from"]
+        if isinstance(source, str) and source not in options:
+            names = _quote_all(options) if options else "none (declare one with type: options)"
+            c.add(error("choices-from", doc.value_location(path), path, name=source, names=names))
+
+
+def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
+    decl = doc.get(("markers",))
+    if not isinstance(decl, dict):
+        return
+    named: list[tuple[str, KeyPath]] = []
+    for key in ("question", "answer"):
+        value = decl.get(key)
+        if isinstance(value, str) and value:
+            path: KeyPath = ("markers", key)
+            why = marker_problem(value)
+            if why is not None:
+                c.add(error("bad-marker", doc.value_location(path), path, marker=value, why=why))
+            else:
+                named.append((value, path))
+    layout = decl.get("inputs")
+    if layout == "indexed":
+        kind = doc.get(("strategy", "kind"), "single")
+        if kind == "auto-demo":
+            path = ("markers", "inputs")
+            c.add(error("indexed-auto-demo", doc.value_location(path), path))
+        named = [(v, p) for v, p in named if p[-1] != "question"]
+        raw_inputs = doc.get(("inputs",))
+        if isinstance(raw_inputs, dict):
+            from promptc.markers import OPTIONS_LABEL
+            from promptc.text import default_label
+
+            for name, idecl in raw_inputs.items():
+                label = idecl.get("label") if isinstance(idecl, dict) else None
+                options = isinstance(idecl, dict) and idecl.get("type") == "options"
+                fallback = OPTIONS_LABEL if options else default_label(name)
+                text = label if isinstance(label, str) and label else fallback
+                path = ("inputs", name)
+                why = marker_problem(text)
+                if why is not None:
+                    c.add(error("bad-marker", doc.key_location(path), path, marker=text, why=why))
+                else:
+                    named.append((text, path))
+    for k, (a, pa) in enumerate(named):
+        for b, _ in named[k + 1 :]:
+            why = marker_clash(a, b)
+            if why is not None:
+                c.add(error("marker-clash", doc.value_location(pa), pa, a=a, b=b, why=why))
 
 
 def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
@@ -664,12 +821,17 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
             continue  # the schema reported it
         p: KeyPath = ("templates", kind)
         where = doc.value_location(p)
+        if "\0" in rel:
+            c.add(error("path-nul", where, p, path=rel))
+            continue
         if os.path.isabs(rel) or rel.startswith("~"):
             c.add(error("template-absolute", where, p, path=rel))
             continue
         target = resolve_inside(doc.folder_of(p), rel)
         if target is None:
             c.add(error("template-escape", where, p, path=rel))
+        elif target.is_dir():
+            c.add(error("template-not-file", where, p, path=rel))
         elif not target.is_file():
             c.add(error("template-missing", where, p, path=rel))
 

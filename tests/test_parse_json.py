@@ -1,0 +1,60 @@
+"""Outputs in the grammar's JSON form are read by the same parser, item by item: one reader of
+that form, beside its writer (the JSON Schema), used by ``promptc parse`` and ``run --parse``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+from promptc.grammar.answer import build_grammar
+from promptc.grammar.items import ParsedItem, Span
+from promptc.ir import Task
+from promptc.parse.output import parse_output
+
+
+def _request(n: int, kind: str = "batch") -> dict[str, object]:
+    return {"id": "r0001", "kind": kind, "item_ids": [f"q{i}" for i in range(n)]}
+
+
+def test_json_written_by_to_json_reads_back(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=2)
+    g = build_grammar(task, 2, "batch")
+    items = [
+        ParsedItem(1, {"reasoning": "2 + 2 = 4.", "answer": Decimal(4)}, Span(0, 0, None), {}),  # type: ignore[arg-type]
+        ParsedItem(2, {"reasoning": "Half of 9.", "answer": Decimal("4.5")}, Span(0, 0, None), {}),  # type: ignore[arg-type]
+    ]
+    out = json.dumps(g.to_json(items))
+    for mode in ("recover", "strict"):
+        results = parse_output(task, _request(2), out, mode=mode)  # type: ignore[arg-type]
+        assert [(r.status, r.values["answer"], r.span) for r in results] == [
+            ("ok", Decimal(4), None),
+            ("ok", Decimal("4.5"), None),
+        ]
+
+
+def test_json_entries_are_judged_each_on_its_own(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = json.dumps(
+        {
+            "answers": [
+                {"index": 1, "reasoning": "So.", "answer": 7},
+                {"index": 3, "reasoning": "", "answer": 2},
+            ]
+        }
+    )
+    results = parse_output(task, _request(3), out)
+    assert [(r.index, r.status) for r in results] == [(1, "ok"), (2, "missing"), (3, "malformed")]
+    assert results[0].values == {"reasoning": "So.", "answer": Decimal(7)}
+
+
+def test_single_answer_object_and_text_that_is_not_the_json_form(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="single", batch_size=1)
+    out = json.dumps({"reasoning": "3 * 3 = 9.", "answer": 9})
+    (r,) = parse_output(task, _request(1, "single"), out)
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(9))
+    (r,) = parse_output(task, _request(1, "single"), "{not json} The answer is 9.")
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(9))
+    assert r.span is not None

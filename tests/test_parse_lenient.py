@@ -1,0 +1,119 @@
+"""What models really write beside the exact answer format, read item by item.
+
+Each row is an answer body as models write it, with the status and value it must get in
+``recover`` mode (by the whole parser, whose fast path is tried first, and by the slow path
+alone) and the status it must get in ``strict`` mode, which stays exact. The rows that would be
+a guess (two numbers, a number in words, a blank line) stay ``malformed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from promptc.ir import StrategyKind, Task
+from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.recover import LENIENT_NOTE
+
+#: (body written after ``A[1]:``, recover status, recover value, strict status)
+BODIES: list[tuple[str, str, Decimal | None, str]] = [
+    ("So 5 + 22 = 27. The answer is 27.", "ok", Decimal(27), "ok"),
+    ("So 5 + 22 = 27. The answer is 27", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is\n27.", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is\n27", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27.\nThe answer is 27.", "ok", Decimal(27), "malformed"),
+    ("She pays 18 dollars. The answer is 18 dollars.", "ok", Decimal(18), "malformed"),
+    ("She pays 18 dollars. The answer is $18.", "ok", Decimal(18), "ok"),
+    ("She pays 18 dollars. The answer is $18", "ok", Decimal(18), "malformed"),
+    ("It is 18 of 100. The answer is 18%.", "ok", Decimal(18), "malformed"),
+    ("It is 18 of 100. The answer is 18 %", "ok", Decimal(18), "malformed"),
+    ("She is 10 short. The answer is -$10.", "ok", Decimal(-10), "ok"),
+    ("She is 10 short. The answer is -$10", "ok", Decimal(-10), "malformed"),
+    ("It takes 3 hours. The answer is 3 hours", "ok", Decimal(3), "malformed"),
+    ("It goes 60 km/h. The answer is 60 km/h.", "ok", Decimal(60), "malformed"),
+    ("So 5 + 22 = 27. the answer is 27.", "ok", Decimal(27), "ok"),
+    ("So 5 + 22 = 27. THE ANSWER IS 27", "ok", Decimal(27), "malformed"),
+    ("I guess the answer is 12. No: the answer is 27", "ok", Decimal(27), "malformed"),
+    # A guess: stays malformed in both modes.
+    ("It is 18 or 19. The answer is 18 or 19.", "malformed", None, "malformed"),
+    ("It is eighteen. The answer is eighteen.", "malformed", None, "malformed"),
+    ("So. The answer is 18 dollars and 50 cents.", "malformed", None, "malformed"),
+    ("So 5 + 22 = 27. The answer is\n\n27.", "malformed", None, "malformed"),
+    ("So 5 + 22 = 27. The answer is", "malformed", None, "malformed"),
+]
+
+#: Bodies a ``single`` answer reads exactly: its literals take any white space.
+SINGLE_EXACT = {body for body, *_ in BODIES if "\n" in body and body.endswith("27.")}
+
+SECOND = "2 + 2 = 4. The answer is 4."
+
+
+def _request(kind: StrategyKind, n: int) -> dict[str, object]:
+    return {"id": "r0001", "kind": kind, "item_ids": [f"q{i}" for i in range(n)]}
+
+
+def _ids(rows: list[tuple[str, str, Decimal | None, str]]) -> list[str]:
+    return [body.replace("\n", "⏎")[-28:] for body, *_ in rows]
+
+
+@pytest.mark.parametrize(("body", "status", "value", "strict"), BODIES, ids=_ids(BODIES))
+@pytest.mark.parametrize("kind", ["batch", "single"])
+def test_what_models_write(
+    body: str,
+    status: str,
+    value: Decimal | None,
+    strict: str,
+    kind: StrategyKind,
+    task_factory: Callable[..., Task],
+) -> None:
+    n = 2 if kind == "batch" else 1
+    task = task_factory(kind=kind, batch_size=n)
+    if kind == "batch":
+        output = f"A[1]: {body}\nA[2]: {SECOND}"
+    else:
+        output = body
+        if body in SINGLE_EXACT:
+            status, value, strict = "ok", Decimal(27), "ok"
+    request = _request(kind, n)
+    for parse in (parse_output, parse_output_recover_slow):
+        results = parse(task, request, output)
+        first = results[0]
+        assert (first.status, first.values.get("answer")) == (status, value), parse.__name__
+        if status == "ok" and strict != "ok":
+            assert first.message == LENIENT_NOTE
+        if kind == "batch":  # the other item is never disturbed
+            assert (results[1].status, results[1].values["answer"]) == ("ok", Decimal(4))
+            assert len(results) == 2
+    results = parse_output(task, request, output, mode="strict")
+    assert results[0].status == strict
+    if strict == "ok":
+        assert results[0].values["answer"] == value
+
+
+def test_an_answer_on_the_next_line_is_never_taken_from_the_next_item(
+    task_factory: Callable[..., Task],
+) -> None:
+    """``A[1]:`` ends at its literal and the next line is ``A[2]:``: item 1 is malformed, its
+    answer is not the 27 that item 2 wrote."""
+    task = task_factory(kind="batch", batch_size=2)
+    output = "A[1]: So 5 + 22 = 27. The answer is\nA[2]: 2 + 2 = 4. The answer is 27"
+    results = parse_output(task, _request("batch", 2), output)
+    assert [(r.status, r.values.get("answer")) for r in results] == [
+        ("malformed", None),
+        ("ok", Decimal(27)),
+    ]
+
+
+def test_a_number_last_in_the_format_takes_no_unit(task_factory: Callable[..., Task]) -> None:
+    """``{reasoning} Total: {answer}`` ends with the number: ``7 apples`` is not the number 7."""
+    task = task_factory(kind="batch", batch_size=1)
+    from dataclasses import replace
+
+    from promptc.spec.answer_format import parse_answer_format
+
+    task = replace(task, answer_format=parse_answer_format("{reasoning} Total: {answer}"))
+    results = parse_output(task, _request("batch", 1), "A[1]: 3 + 4. Total: 7 apples")
+    assert results[0].status == "malformed"
+    results = parse_output(task, _request("batch", 1), "A[1]: 3 + 4.\nTotal: 7")
+    assert (results[0].status, results[0].values["answer"]) == ("ok", Decimal(7))

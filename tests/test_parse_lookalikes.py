@@ -1,0 +1,88 @@
+"""Outputs with one-to-one lookalikes (full-width ASCII, Unicode spaces, the minus sign) take
+the fast path, normalised by ``str.translate``, and read as the slow path reads them: the same
+statuses, values (text as the model wrote it) and spans."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from promptc.ir import Task
+from promptc.parse.fast import parse_fast
+from promptc.parse.normalise import ONE_TO_ONE, normalise_lookalikes
+from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
+from promptc.parse.shape import request_shape
+from promptc.spec.lower import compile_spec
+
+#: A batch task of 3 in the format "{reasoning} The answer is {answer}." (fixtures do not mix
+#: with hypothesis' examples).
+TASK = compile_spec(
+    Path(__file__).resolve().parents[1] / "specs" / "gsm8k.yaml",
+    overrides={("strategy", "batch_size"): 3},
+)
+
+#: ASCII character → the lookalikes that read as it.
+LOOKALIKE_OF: dict[str, list[str]] = {}
+for code, ascii_char in ONE_TO_ONE.items():
+    LOOKALIKE_OF.setdefault(ascii_char, []).append(chr(code))
+
+OUTPUT = (
+    "A[1]: She had 48 - 24 = 24 clips left, so 48 + 24 = 72 in all. The answer is 72.\n"
+    "A[2]: 50 minutes is 50 / 60 of an hour, 12 * 50 / 60 = 10. The answer is 10.\n"
+    "A[3]: She has 100 / 2 = 50 and needs 100 - 50 - 15 - 30 = 5 more. The answer is -5."
+)
+
+
+def _request(n: int) -> dict[str, object]:
+    return {"id": "r0001", "kind": "batch", "item_ids": [f"q{i}" for i in range(n)]}
+
+
+def _view(results: list[object]) -> list[object]:
+    return [
+        (r.status, r.values, r.span.start if r.span else None, r.span.end if r.span else None)  # type: ignore[attr-defined]
+        for r in results
+    ]
+
+
+def test_translate_keeps_offsets() -> None:
+    text = "Ａ［２］：\u00a0−１８ ∶【x】"
+    norm, offsets = normalise_lookalikes(text)
+    assert (norm, offsets) == ("A[2]: -18 :[x]", None)
+    assert len(norm) == len(text)
+
+
+def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = OUTPUT.replace("- 24", "\u2212 24").replace(
+        "The answer is -5", "The\u00a0answer is \u22125"
+    )
+    shape = request_shape(task, _request(3))
+    fast = parse_fast(shape, grammar_for(task, 3, "batch"), out)
+    assert fast is not None
+    assert fast[0].values["reasoning"].startswith("She had 48 \u2212 24")
+    assert fast[2].values["answer"] == Decimal(-5)
+    assert _view(fast) == _view(parse_output_recover_slow(task, _request(3), out))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
+    task = TASK
+    chars = list(OUTPUT)
+    spots = [k for k, c in enumerate(chars) if c in LOOKALIKE_OF]
+    for k in data.draw(st.lists(st.sampled_from(spots), max_size=12, unique=True)):
+        chars[k] = data.draw(st.sampled_from(LOOKALIKE_OF[chars[k]]))
+    out = "".join(chars)
+    request = _request(3)
+    shape = request_shape(task, request)
+    fast = parse_fast(shape, grammar_for(task, 3, "batch"), out)
+    slow = parse_output_recover_slow(task, request, out)
+    assert [r.status for r in slow] == ["ok"] * 3
+    assert fast is not None, "a one-to-one lookalike sent the output to the slow path"
+    assert _view(fast) == _view(slow)
+    assert _view(parse_output(task, request, out)) == _view(slow)
