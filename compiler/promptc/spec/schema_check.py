@@ -2,9 +2,10 @@
 
 :func:`conforms` decides JSON Schema (draft 2020-12) validity for the keywords the shipped
 schema uses (``type``, ``properties``, ``required``, ``additionalProperties``, ``enum``,
-``const``, ``$ref`` to ``#/$defs/…``, ``if``/``then``, ``items``, ``minimum``, ``maximum``,
-``minItems``, ``minLength``, ``minProperties``, ``pattern``, ``propertyNames``; annotations are
-ignored). :func:`promptc.spec.validate.validate` asks it first: a valid spec — the common
+``const``, ``$ref`` to ``#/$defs/…``, ``if``/``then``/``else``, ``not``, ``anyOf``, ``allOf``,
+``oneOf``, ``items``, ``minimum``, ``maximum`` and their exclusive forms, ``minItems``,
+``maxItems``, ``minLength``, ``maxLength``, ``minProperties``, ``pattern``, ``propertyNames``;
+annotations are ignored). :func:`promptc.spec.validate.validate` asks it first: a valid spec — the common
 case — is then never handed to jsonschema, whose import and validator cost more than the
 rest of ``promptc check`` on a small spec. An invalid spec, or a schema keyword this module
 does not know, goes to jsonschema, which says what is wrong and where.
@@ -121,6 +122,18 @@ def conforms(value: Any, schema: Any, root: Mapping[str, Any] | None = None) -> 
         elif key == "const":
             if not equal(value, want):
                 return False
+        elif key == "not":
+            if conforms(value, want, root):
+                return False
+        elif key == "anyOf":
+            if not any(conforms(value, sub, root) for sub in want):
+                return False
+        elif key == "allOf":
+            if not all(conforms(value, sub, root) for sub in want):
+                return False
+        elif key == "oneOf":
+            if sum(1 for sub in want if conforms(value, sub, root)) != 1:
+                return False
         elif key == "if":
             branch = "then" if conforms(value, want, root) else "else"
             if branch in schema and not conforms(value, schema[branch], root):
@@ -141,6 +154,18 @@ def conforms(value: Any, schema: Any, root: Mapping[str, Any] | None = None) -> 
                 return False
         elif key == "minItems":
             if isinstance(value, list) and len(value) < want:
+                return False
+        elif key == "maxItems":
+            if isinstance(value, list) and len(value) > want:
+                return False
+        elif key == "maxLength":
+            if isinstance(value, str) and len(value) > want:
+                return False
+        elif key == "exclusiveMinimum":
+            if _is_number(value) and value <= want:
+                return False
+        elif key == "exclusiveMaximum":
+            if _is_number(value) and value >= want:
                 return False
         elif key == "minLength":
             if isinstance(value, str) and len(value) < want:
