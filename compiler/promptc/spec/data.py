@@ -1004,9 +1004,10 @@ class GoldReader:
 def _gold_readers(
     doc: SpecDocument, outputs: Sequence[OutputField], c: ErrorCollector
 ) -> list[GoldReader]:
-    """One reader per ``data.gold`` entry that names a declared output, in output order."""
-    from jinja2 import TemplateError
+    """One reader per ``data.gold`` entry that names a declared output, in output order.
 
+    Jinja is imported only for an entry that is an expression: a column name needs none.
+    """
     raw = doc.get(("data", "gold"))
     if not isinstance(raw, dict):
         return []
@@ -1019,6 +1020,8 @@ def _gold_readers(
         where = doc.value_location(p)
         template = None
         if "{{" in spec:
+            from jinja2 import TemplateError
+
             try:
                 template = _id_environment().from_string(spec)
             except TemplateError as e:
