@@ -272,7 +272,7 @@ def test_unexpected_exceptions_are_internal_errors(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(promptc.build, "assemble", broken)
+    monkeypatch.setattr(promptc.build, "iter_lines", broken)
     assert cli.run(["build", str(SPECS / "nli.yaml"), "--emit", "requests"]) == 3
     assert capsys.readouterr().err == "promptc: internal error: RuntimeError: something broke\n"
 

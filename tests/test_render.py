@@ -380,3 +380,29 @@ def test_data_is_shown_verbatim_never_run_as_template(
             for s in range(0, len(questions), size)
         ]
         assert users == expected
+
+
+@pytest.mark.parametrize("kind", ["single", "few-shot", "batch", "auto-demo"])
+def test_shipped_templates_pass_their_own_checks_for_every_example_spec(kind: str) -> None:
+    """What lets ``promptc check`` skip the shipped templates (check_templates' default)."""
+    from promptc import ir
+    from promptc.errors import PromptcErrors
+
+    specs = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+    assert specs
+    for spec in specs:
+        try:
+            task = compile_spec(spec, overrides={("strategy", "kind"): kind})
+        except PromptcErrors:
+            continue  # few-shot needs demos: that spec is refused before any template
+        assert isinstance(task, ir.Task)
+        assert check_templates(task, shipped=True) == [], spec.name
+        assert check_templates(task) == [], spec.name
+
+
+def test_a_specs_own_template_is_checked_and_a_shipped_one_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    spec = own_spec(tmp_path, "{% block user %}{{ nonsense }}{% endblock %}\n")
+    errors = check_templates(compile_spec(spec))
+    assert [e.code for e in errors] == ["template-undeclared-variable"]

@@ -33,10 +33,12 @@ API keys and environment values are never read, let alone written.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import json.encoder
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -227,6 +229,74 @@ def vllm_constraint(
     return {"grammar": gbnf}
 
 
+def _vllm_grammar(
+    task: ir.Task, request: ir.Request, cache: dict[int, str]
+) -> dict[str, object] | None:
+    """``structured_outputs`` of a ``vllm-batch`` body (see :func:`vllm_constraint`), with the
+    grammar of each request size made once."""
+    if not _grammar_available():
+        return None
+    n = len(request.batch.item_ids)
+    if request.kind == "auto-demo":
+        from promptc import markers
+        from promptc.grammar.answer import build_grammar
+
+        by_id = {it.id: it for it in task.items}
+        questions = [
+            markers.question_text(task.inputs, by_id[i].inputs) for i in request.batch.item_ids
+        ]
+        return {"grammar": build_grammar(task, n, "auto-demo").gbnf_for(questions)}
+    if n not in cache:
+        from promptc.grammar.answer import build_grammar
+
+        cache[n] = build_grammar(task, n, request.kind).gbnf
+    return {"grammar": cache[n]}
+
+
+def _shard(files: dict[str, str], hashes: dict[str, str], tmp: Any) -> None:
+    """Splits ``requests.jsonl`` (a temporary file or text in ``files``) into shards within
+    the Batch API's limits, in place of it."""
+    source = files.pop(REQUESTS_FILE)
+    hashes.pop(REQUESTS_FILE)
+    path = Path(source) if tmp(REQUESTS_FILE) is not None else None
+    lines: Iterator[str]
+    if path is not None:
+        handle = open(path, encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
+        lines = iter(handle)
+    else:
+        handle = None
+        lines = iter(source.splitlines(True))
+    try:
+        shard: list[str] = []
+        size = 0
+
+        def flush() -> None:
+            name = SHARD_NAME.format(sum(1 for n in files if n.startswith("requests-")) + 1)
+            text = "".join(shard)
+            target = tmp(name)
+            if target is not None:
+                with open(target, "w", encoding="utf-8", newline="\n") as f:
+                    f.write(text)
+                files[name] = str(target)
+            else:
+                files[name] = text
+            hashes[name] = sha256_text(text)
+
+        for line in lines:
+            n = len(line.encode("utf-8"))
+            if shard and (len(shard) >= BATCH_MAX_REQUESTS or size + n > BATCH_MAX_BYTES):
+                flush()
+                shard, size = [], 0
+            shard.append(line)
+            size += n
+        if shard:
+            flush()
+    finally:
+        if handle is not None:
+            handle.close()
+            os.unlink(path)  # type: ignore[arg-type]
+
+
 def request_files(lines: Sequence[str]) -> dict[str, str]:
     """``requests.jsonl``, or — past the Batch API's limits (:data:`BATCH_MAX_REQUESTS`
     lines or :data:`BATCH_MAX_BYTES` bytes per file) — shards ``requests-0001.jsonl``, … each
@@ -264,41 +334,148 @@ def jsonl(records: Sequence[Mapping[str, object]]) -> str:
     return "".join(dumps(r) + "\n" for r in records)
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    """What a build produced.
+# ---------------------------------------------------------------- encoding, once per request
 
-    Attributes:
-        out_dir: The folder written (``None`` for :func:`assemble`, which writes nothing).
-        files: File name → text, every file of the build (manifest included).
-        requests: The rendered requests, in order.
-        selection: The batches and selection info.
-        manifest: The manifest, as data.
+_enc: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _messages_json(messages: Sequence[ir.Message]) -> tuple[str, str]:
+    """The messages as :func:`dumps` writes them, and in the compact canonical form of
+    :func:`prompt_hash` — each content string escaped once, for both."""
+    spaced = []
+    compact = []
+    for m in messages:
+        content = _enc(m.content)
+        role = _enc(m.role)
+        spaced.append('{"content": ' + content + ', "role": ' + role + "}")
+        compact.append('{"content":' + content + ',"role":' + role + "}")
+    return "[" + ", ".join(spaced) + "]", "[" + ",".join(compact) + "]"
+
+
+def _object(fields: Mapping[str, str]) -> str:
+    """A JSON object from already-encoded values, keys sorted: what :func:`dumps` writes."""
+    return "{" + ", ".join(_enc(k) + ": " + fields[k] for k in sorted(fields)) + "}"
+
+
+def _ids_json(ids: Sequence[str]) -> str:
+    return "[" + ", ".join(_enc(i) for i in ids) + "]"
+
+
+def encode_request(
+    request: ir.Request, stem: str | None, target: Target = "chat"
+) -> tuple[str, str]:
+    """One line of ``requests.jsonl`` (no line end) and the request's prompt hash.
+
+    The line is byte for byte ``dumps(request_record(request, stem, target))``, and the hash
+    :func:`prompt_hash`'s; both come from one escaping of each message's text.
     """
+    spaced, compact = _messages_json(request.messages)
+    digest = hashlib.sha256(compact.encode("utf-8")).hexdigest()
+    params = {k: dumps(v) for k, v in request.params.items()}
+    if target == "openai-batch":
+        body = _object({**params, "messages": spaced})
+        line = _object(
+            {
+                "body": body,
+                "custom_id": _enc(request.id),
+                "method": '"POST"',
+                "url": _enc(OPENAI_BATCH_URL),
+            }
+        )
+        return line, digest
+    fields = {
+        "grammar": dumps(stem),
+        "id": _enc(request.id),
+        "item_ids": _ids_json(request.batch.item_ids),
+        "kind": _enc(request.kind),
+        "messages": spaced,
+        "params": _object(params),
+    }
+    if request.batch.target is not None:
+        fields["target_item"] = _enc(request.batch.item_ids[request.batch.target])
+    return _object(fields), digest
 
-    out_dir: Path | None
-    files: Mapping[str, str]
-    requests: tuple[ir.Request, ...]
-    selection: SelectionResult
-    manifest: Mapping[str, object]
 
-    @property
-    def summary(self) -> str:
-        """One line for people: what was built, and what it costs."""
-        cost = self.manifest.get("cost")
-        strategy = self.manifest.get("strategy")
-        kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
-        where = f" → {self.out_dir}" if self.out_dir is not None else ""
-        return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
+def _manifest_entry(request: ir.Request, stem: str | None, digest: str) -> str:
+    """One request of the manifest's ``requests`` list, as ``json.dumps(indent=2)`` writes it
+    at that depth (the manifest is written around a stream of these)."""
+    ids = ",\n".join("        " + _enc(i) for i in request.batch.item_ids)
+    return (
+        '    {\n      "grammar": '
+        + dumps(stem)
+        + ',\n      "id": '
+        + _enc(request.id)
+        + ',\n      "item_ids": '
+        + ("[\n" + ids + "\n      ]" if ids else "[]")
+        + ',\n      "prompt_sha256": "'
+        + digest
+        + '"\n    }'
+    )
 
 
-def assemble(
-    task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
-) -> BuildResult:
-    """Every file of a build, in memory: select → render → grammar → manifest.
+#: Bytes of a file's text gathered before they are written (one write per this many).
+BUFFER_BYTES = 1 << 20
 
-    Raises:
-        PromptcError: A stage failed (a template error at its file:line, a selection error…).
+
+class _Sink:
+    """One output file being produced: its text goes to a temporary file (or, for
+    :func:`assemble`, to memory) and into its sha256, from the same bytes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.sha = hashlib.sha256()
+        self.parts: list[str] | None = None if path is not None else []
+        self.file: Any = None
+        if path is not None:
+            self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self.sha.update(data)
+        if self.parts is not None:
+            self.parts.append(text)
+            return
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.file is not None and self.pending:
+            self.file.write(b"".join(self.pending))
+            self.pending.clear()
+            self.size = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self.file is not None:
+            self.file.close()
+
+    def text(self) -> str:
+        assert self.parts is not None
+        return "".join(self.parts)
+
+    def hexdigest(self) -> str:
+        return self.sha.hexdigest()
+
+
+_REQUESTS_PLACEHOLDER = "\u0000promptc: the requests of the build\u0000"
+
+
+def _produce(
+    task: ir.Task,
+    target: Target,
+    out_dir: str | os.PathLike[str] | None,
+    folder: Path | None,
+) -> tuple[dict[str, str], dict[str, str], SelectionResult, dict[str, object], list[ir.Request]]:
+    """Selects, renders, and writes every file of a build as it is produced.
+
+    With ``folder``, the files go to temporary files there (``.NAME.tmp``), and nothing is
+    kept in memory per request; without, into memory. Returns the temporary path (or the
+    text) of every file by name, the sha256 of every file by name, the selection, the
+    manifest as data (``requests`` left out when streamed) and the requests (only in memory).
     """
     from promptc.render.renderer import Renderer
 
@@ -309,33 +486,77 @@ def assemble(
         )
     selection = select(task)
     renderer = Renderer(task)
-    requests = renderer.render(selection)
     nominal = batch_size(task)
-    counts = sorted({len(r.batch.item_ids) for r in requests})
-    gram = grammars(task, counts)
+    has_grammar = _grammar_available()
 
-    def stem(r: ir.Request) -> str | None:
-        return gram.stems[len(r.batch.item_ids)] if gram is not None else None
+    def tmp(name: str) -> Path | None:
+        return folder / f".{name}.tmp" if folder is not None else None
 
-    lines = [
-        dumps(
-            request_record(
-                r,
-                stem(r),
-                target,
-                vllm_constraint(task, r, gram) if target == "vllm-batch" else None,
+    requests_sink = _Sink(tmp(REQUESTS_FILE))
+    batches_sink = _Sink(tmp(BATCHES_FILE))
+    entries_sink = _Sink(tmp(MANIFEST_FILE + ".requests"))
+    sinks = [requests_sink, batches_sink, entries_sink]
+    kept: list[ir.Request] = []
+    counts: set[int] = set()
+    n_requests = n_messages = request_bytes = 0
+    stems: dict[int, str | None] = {}
+    vllm_cache: dict[int, str] = {}
+    try:
+        for r in renderer.iter_render(selection):
+            n = len(r.batch.item_ids)
+            stem = stems.get(n, "")
+            if stem == "":
+                stem = stems[n] = grammar_stem(n, nominal) if has_grammar else None
+                counts.add(n)
+            if target == "vllm-batch":
+                # Each body carries its own grammar (vLLM's structured_outputs).
+                line = dumps(request_record(r, stem, target, _vllm_grammar(task, r, vllm_cache)))
+                digest = prompt_hash(r)
+            else:
+                line, digest = encode_request(r, stem, target)
+            requests_sink.write(line + "\n")
+            request_bytes += len(line.encode("utf-8")) + 1
+            batches_sink.write(dumps(batch_record(r.batch, r.id)) + "\n")
+            entries_sink.write(
+                ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest)
             )
-        )
-        + "\n"
-        for r in requests
-    ]
-    files: dict[str, str] = {
-        **(request_files(lines) if target in BATCH_TARGETS else {REQUESTS_FILE: "".join(lines)}),
-        BATCHES_FILE: jsonl([batch_record(r.batch, r.id) for r in requests]),
-    }
+            n_requests += 1
+            n_messages += len(r.messages)
+            if folder is None:
+                kept.append(r)
+        gram = grammars(task, sorted(counts)) if has_grammar else None
+    finally:
+        for sink in sinks:
+            sink.close()
+
+    files: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for name, sink in ((REQUESTS_FILE, requests_sink), (BATCHES_FILE, batches_sink)):
+        files[name] = str(sink.path) if sink.path is not None else sink.text()
+        hashes[name] = sink.hexdigest()
     if gram is not None:
-        files.update(gram.files)
-    files.update(task_files(task))
+        for name, text in gram.files.items():
+            path = tmp(name)
+            if path is not None:
+                with open(path, "w", encoding="utf-8", newline="\n") as f:
+                    f.write(text)
+                files[name] = str(path)
+            else:
+                files[name] = text
+
+    for name, text in task_files(task).items():  # the build holds its own task
+        path = tmp(name)
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            files[name] = str(path)
+        else:
+            files[name] = text
+        hashes[name] = sha256_text(text)
+    if target in BATCH_TARGETS and (
+        n_requests > BATCH_MAX_REQUESTS or request_bytes > BATCH_MAX_BYTES
+    ):
+        _shard(files, hashes, tmp)
 
     spec_dir = task.spec_dir
     templates = [
@@ -371,33 +592,220 @@ def assemble(
             "stems": {str(n): s for n, s in sorted(gram.stems.items())},
             "files": {name: sha256_text(text) for name, text in sorted(gram.files.items())},
         },
-        "requests": [
-            {
-                "id": r.id,
-                "item_ids": list(r.batch.item_ids),
-                "prompt_sha256": prompt_hash(r),
-                "grammar": stem(r),
-            }
-            for r in requests
-        ],
+        "requests": _REQUESTS_PLACEHOLDER,
         "counts": {
             "items": len(task.items),
-            "requests": len(requests),
+            "requests": n_requests,
             "demos": len(task.demos),
-            "messages": sum(len(r.messages) for r in requests),
+            "messages": n_messages,
         },
         "cost": selection.info.get("cost"),
-        "files": {
-            name: sha256_text(text)
-            for name, text in sorted(files.items())
-            if gram is None or name not in gram.files
-        },
+        "files": dict(sorted(hashes.items())),
     }
-    files[MANIFEST_FILE] = (
+    text = (
         json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default)
         + "\n"
     )
-    return BuildResult(None, files, requests, selection, manifest)
+    head, tail = text.split(json.dumps(_REQUESTS_PLACEHOLDER), 1)
+    opening, closing = ("[\n", "\n  ]") if n_requests else ("[]", "")
+    if folder is None:
+        files[MANIFEST_FILE] = head + opening + entries_sink.text() + closing + tail
+    else:
+        assert entries_sink.path is not None
+        path = folder / f".{MANIFEST_FILE}.tmp"
+        with open(path, "wb") as out, open(entries_sink.path, "rb") as entries:
+            out.write((head + opening).encode("utf-8"))
+            while chunk := entries.read(1 << 20):
+                out.write(chunk)
+            out.write((closing + tail).encode("utf-8"))
+        os.unlink(entries_sink.path)
+        files[MANIFEST_FILE] = str(path)
+    hashes[MANIFEST_FILE] = ""
+    return files, hashes, selection, manifest, kept
+
+
+def iter_lines(
+    task: ir.Task, file: str = REQUESTS_FILE, *, target: Target = "chat"
+) -> Iterator[str]:
+    """The lines of ``requests.jsonl`` or ``batches.jsonl`` (each with its ``\\n``), as
+    :func:`build` writes them, one request at a time: ``promptc build --emit`` prints a
+    million requests without holding them.
+
+    Raises:
+        UsageError: An unknown target or file name.
+        PromptcError: A stage failed.
+    """
+    if target not in TARGETS or file not in (REQUESTS_FILE, BATCHES_FILE):
+        raise UsageError(
+            f"cannot emit {file!r} for target {target!r}; expected {REQUESTS_FILE} or "
+            f"{BATCHES_FILE} and " + " or ".join(map(repr, TARGETS)),
+            code="unknown-target",
+        )
+    nominal = batch_size(task)
+    has_grammar = _grammar_available()
+    for r in iter_requests(task):
+        if file == BATCHES_FILE:
+            yield dumps(batch_record(r.batch, r.id)) + "\n"
+            continue
+        stem = grammar_stem(len(r.batch.item_ids), nominal) if has_grammar else None
+        yield encode_request(r, stem, target)[0] + "\n"
+
+
+def _grammar_available() -> bool:
+    try:
+        import promptc.grammar.answer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced.
+
+    Attributes:
+        out_dir: The folder written (``None`` for :func:`assemble`, which writes nothing).
+        files: File name → text, every file of the build (manifest included). For
+            :func:`build`, a mapping that reads each file back from ``out_dir`` when asked.
+        requests: The rendered requests, in order. For :func:`build`, a sequence that
+            renders each request again when read (nothing of a million requests is kept).
+        selection: The batches and selection info.
+        manifest: The manifest, as data. For :func:`build`, its ``requests`` list is read
+            back from ``manifest.json`` when asked for.
+    """
+
+    out_dir: Path | None
+    files: Mapping[str, str]
+    requests: Sequence[ir.Request]
+    selection: SelectionResult
+    manifest: Mapping[str, object]
+
+    @property
+    def summary(self) -> str:
+        """One line for people: what was built, and what it costs."""
+        cost = self.manifest.get("cost")
+        strategy = self.manifest.get("strategy")
+        kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
+        where = f" → {self.out_dir}" if self.out_dir is not None else ""
+        return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
+
+
+def assemble(
+    task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
+) -> BuildResult:
+    """Every file of a build, in memory: select → render → grammar → manifest.
+
+    The same bytes :func:`build` writes (both run one producer); use it for small builds,
+    ``--emit`` and tests. :func:`build` streams to disk instead.
+
+    Raises:
+        PromptcError: A stage failed (a template error at its file:line, a selection error…).
+    """
+    files, _, selection, manifest, requests = _produce(task, target, out_dir, None)
+    data = json.loads(files[MANIFEST_FILE])
+    manifest["requests"] = data["requests"]
+    return BuildResult(None, files, tuple(requests), selection, manifest)
+
+
+def iter_requests(task: ir.Task, selection: SelectionResult | None = None) -> Iterator[ir.Request]:
+    """The rendered requests of a task, one at a time (nothing kept): for callers that need
+    every request without holding them all, as ``promptc build --emit requests`` does."""
+    from promptc.render.renderer import Renderer
+
+    return Renderer(task).iter_render(selection if selection is not None else select(task))
+
+
+class _Rendered(Sequence[ir.Request]):
+    """A build's requests, rendered again when read."""
+
+    def __init__(self, task: ir.Task, selection: SelectionResult) -> None:
+        self.task = task
+        self.selection = selection
+
+    def __len__(self) -> int:
+        return len(self.selection.batches)
+
+    def __getitem__(self, index: Any) -> Any:
+        from promptc.render.renderer import Renderer
+
+        batches = self.selection.batches
+        if isinstance(index, slice):
+            picked = [batches[i] for i in range(*index.indices(len(batches)))]
+        else:
+            picked = [batches[index]]
+        # The id width depends on the request count: render within the whole selection.
+        one = SelectionResult(_Picked(picked, len(batches)), self.selection.info)
+        out = tuple(Renderer(self.task).iter_render(one))
+        return out if isinstance(index, slice) else out[0]
+
+    def __iter__(self) -> Iterator[ir.Request]:
+        return iter_requests(self.task, self.selection)
+
+
+class _Picked(Sequence[ir.Batch]):
+    """Some batches of a selection that still count as many as the whole (for id widths)."""
+
+    def __init__(self, picked: list[ir.Batch], total: int) -> None:
+        self.picked = picked
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.picked[index]
+
+    def __iter__(self) -> Iterator[ir.Batch]:
+        return iter(self.picked)
+
+
+class _FolderFiles(Mapping[str, str]):
+    """The files of a build folder by name, each read when asked for."""
+
+    def __init__(self, folder: Path, names: Sequence[str]) -> None:
+        self.folder = folder
+        self.names = sorted(names)
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self.names:
+            raise KeyError(name)
+        return (self.folder / name).read_text(encoding="utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class _ManifestView(Mapping[str, object]):
+    """A written build's manifest: all but ``requests`` in memory, that read back on use."""
+
+    def __init__(self, data: Mapping[str, object], path: Path) -> None:
+        self.data = {k: v for k, v in data.items() if k != "requests"}
+        self.path = path
+
+    def __getitem__(self, key: str) -> object:
+        if key == "requests":
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)["requests"]
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted([*self.data, "requests"]))
+
+    def __len__(self) -> int:
+        return len(self.data) + 1
+
+
+def _remove_temporary(out: Path) -> None:
+    """Removes the temporary files a build writes before renaming them into place."""
+    for old in out.iterdir():
+        name = old.name
+        if name.startswith(".") and name.endswith(".tmp"):
+            real = name[1:-4].removesuffix(".requests")
+            if _OWNED.match(real) and old.is_file():
+                old.unlink(missing_ok=True)
 
 
 def build(
@@ -405,14 +813,25 @@ def build(
 ) -> BuildResult:
     """Builds a task into ``out_dir``: requests, batches, grammar files and the manifest.
 
+    Every file is streamed to a temporary file in ``out_dir`` as it is produced (memory
+    does not grow with the number of requests), then put in place by renaming: first the
+    old ``manifest.json`` is removed, then the other files are renamed over the old ones,
+    and the new manifest comes last. A build interrupted at any point (even killed) leaves
+    either the previous complete build, or a folder without ``manifest.json`` — never a
+    manifest beside files it does not describe, never a truncated file under its real name.
+
     Files an earlier build wrote that this one does not (``answer-3.lark`` when the last
     batch is now full) are removed, so the folder always holds exactly one build.
 
     Raises:
-        PromptcError: A stage failed; nothing is written then.
+        PromptcError: A stage failed; the folder is left as it was then.
         UsageError: ``out_dir`` exists and is not a folder, or cannot be written.
     """
-    result = assemble(task, target=target, out_dir=out_dir)
+    if target not in TARGETS:
+        raise UsageError(
+            f"unknown build target {target!r}; expected " + " or ".join(map(repr, TARGETS)),
+            code="unknown-target",
+        )
     out = Path(out_dir)
     where = Location(str(out))
     if out.exists() and not out.is_dir():
@@ -421,24 +840,37 @@ def build(
             location=where,
             code="out-not-dir",
         )
+    files: dict[str, str] = {}
     try:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_temporary(out)  # of an interrupted build
+        try:
+            files, _, selection, manifest, _ = _produce(task, target, out_dir, out)
+        except BaseException:
+            _remove_temporary(out)
+            raise
+        manifest_path = out / MANIFEST_FILE
+        manifest_path.unlink(missing_ok=True)  # from here on, no manifest until the new one
         for old in out.iterdir():
-            if _OWNED.match(old.name) and old.name not in result.files and old.is_file():
+            if _OWNED.match(old.name) and old.name not in files and old.is_file():
                 old.unlink()
-        for name, text in sorted(result.files.items()):
-            path = out / name
-            tmp = out / f".{name}.tmp"
-            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.replace(tmp, path)
+        for name in sorted(files):
+            if name != MANIFEST_FILE:
+                os.replace(files[name], out / name)
+        os.replace(files[MANIFEST_FILE], manifest_path)
     except OSError as e:
         raise UsageError(
             f"cannot write the build to {str(out)!r}: {e.strerror or e}",
             location=where,
             code="out-not-writable",
         ) from None
-    return BuildResult(out, result.files, result.requests, result.selection, result.manifest)
+    return BuildResult(
+        out,
+        _FolderFiles(out, list(files)),
+        _Rendered(task, selection),
+        selection,
+        _ManifestView(manifest, out / MANIFEST_FILE),
+    )
 
 
 # ---------------------------------------------------------------- the IR as JSON (--emit ir)
@@ -456,8 +888,8 @@ def to_data(value: object) -> object:
         return out
     if isinstance(value, Mapping):
         return {str(k): to_data(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [to_data(v) for v in value]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [to_data(v) for v in value]  # lists, tuples, and the items of a data file
     if isinstance(value, Decimal):
         return format(value, "f")
     return value

@@ -12,7 +12,6 @@ between stopping at the first error and collecting up to ``max_errors``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -294,5 +293,7 @@ def format_path(path: Sequence[str | int]) -> str:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` hint for a misspelt name, or ``None`` if nothing is close."""
+    import difflib
+
     matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None

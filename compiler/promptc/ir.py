@@ -11,7 +11,7 @@ Values of output fields are normalised Python values: ``number`` → :class:`dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -179,6 +179,26 @@ class Selection:
     model: str | None = None
     cache_dir: str | None = None
     location: Location = NOWHERE
+    embeddings: EmbeddingEndpoint | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingEndpoint:
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (``strategy.selection.embeddings``).
+
+    ``api_key_env`` names the environment variable holding the key; the key itself is read
+    only when embedding, and never stored in the IR, the cache or any file.
+    """
+
+    url: str
+    model: str
+    api_key_env: str | None = None
+    texts_per_request: int = 64
+    concurrency: int = 4
+    max_retries: int = 5
+    timeout: float = 120.0
+    dimensions: int | None = None
+    location: Location = NOWHERE
 
 
 #: The most items one request may hold (``strategy.batch_size``, ``--batch-size``). A request's
@@ -267,7 +287,7 @@ class Task:
     answer_format: AnswerFormat
     demos: tuple[Demo, ...]
     data: DataSource | None
-    items: tuple[Item, ...]
+    items: Sequence[Item]  # a tuple, or an ItemTable reading a large data file back
     strategy: Strategy
     model: ModelConfig
     templates: tuple[TemplateRef, ...]

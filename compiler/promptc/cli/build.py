@@ -80,8 +80,8 @@ def build_command(
     from promptc import build as build_mod
 
     if emit is not None:
-        result = build_mod.assemble(task, target=target)  # type: ignore[arg-type]
-        out.write(result.files["requests.jsonl" if emit == "requests" else "batches.jsonl"])
+        name = build_mod.REQUESTS_FILE if emit == "requests" else build_mod.BATCHES_FILE
+        out.writelines(build_mod.iter_lines(task, name, target=target))  # type: ignore[arg-type]
         return
     assert out_dir is not None
     if check:

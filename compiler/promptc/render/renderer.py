@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,10 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 
 
 # ---------------------------------------------------------------- rendering
+
+
+#: Most question texts a renderer remembers (retrieval batches repeat their target's demos).
+QUESTION_CACHE = 4096
 
 
 class Renderer:
@@ -132,16 +136,25 @@ class Renderer:
             self._shared = task_context(self.task, self.kind)
         return self._shared
 
-    def context(self, batch: ir.Batch, items: Mapping[str, ir.Item]) -> dict[str, object]:
+    def context(self, batch: ir.Batch, items: Sequence[ir.Item]) -> dict[str, object]:
         """The per-request variables of a batch (``items``, and ``item`` for one-item
-        strategies); :meth:`messages` adds the shared ones."""
+        strategies); :meth:`messages` adds the shared ones.
+
+        Args:
+            batch: The batch.
+            items: The task's items, by position (``batch.item_indices`` index them).
+        """
         ctx: dict[str, object] = {}
         entries = []
-        for i, item_id in enumerate(batch.item_ids, 1):
-            item = items[item_id]
-            q = self._questions.get(item_id)
+        questions = self._questions
+        for i, position in enumerate(batch.item_indices, 1):
+            item = items[position]
+            item_id = item.id
+            q = questions.get(item_id)
             if q is None:
-                q = self._questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
+                if len(questions) >= QUESTION_CACHE:
+                    questions.clear()  # bounded: a million items must not all stay here
+                q = questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
             entries.append({"index": i, "id": item.id, "fields": item.inputs, "question": q})
         ctx["items"] = entries
         if self.kind in ("single", "few-shot") and entries:
@@ -271,23 +284,24 @@ class Renderer:
 
     def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
         """Renders every batch of a selection, in order."""
-        items = {it.id: it for it in self.task.items}
+        return tuple(self.iter_render(selection))
+
+    def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
+        """Renders the batches of a selection one at a time, in order: a build streams them
+        to disk, so memory does not grow with the number of requests."""
+        items = self.task.items
         params = self.task.model.request_params()
         width = max(4, len(str(len(selection.batches))))
         kind = self.kind
-        out = []
         with self._errors(), gc_paused():
             for batch in selection.batches:
-                out.append(
-                    ir.Request(
-                        id=f"r{batch.index + 1:0{width}d}",
-                        batch=batch,
-                        kind=kind,
-                        messages=self._messages(self.context(batch, items)),
-                        params=params,
-                    )
+                yield ir.Request(
+                    id=f"r{batch.index + 1:0{width}d}",
+                    batch=batch,
+                    kind=kind,
+                    messages=self._messages(self.context(batch, items)),
+                    params=params,
                 )
-        return tuple(out)
 
     # -- errors
 

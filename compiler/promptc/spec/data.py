@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from promptc.errors import DataError, ErrorCollector, Location
+from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import DataSource, Item, OutputField, Value
 from promptc.markers import options_text
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
@@ -150,28 +149,19 @@ TOO_MANY_DIGITS = "an integer has more digits than can be read"
 
 # One decoder for every line: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
-def _jsonl_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
-    decode = _DECODER.decode
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = decode(line)
-        except json.JSONDecodeError as e:
-            c.add(_json_error(display, e, n - 1))
-            continue
-        except RecursionError:
-            c.add(data_error("bad-json", Location(display, n, 1), problem="nested too deeply"))
-            continue
-        except ValueError:  # an integer past Python's digit limit
-            c.add(data_error("bad-json", Location(display, n, 1), problem=TOO_MANY_DIGITS))
-            continue
-        if not isinstance(value, dict):
-            c.add(data_error("not-an-object", Location(display, n, 1), found=_kind(value)))
-            continue
-        yield Row(value, Location(display, n, 1))
+def _decode_row(text: str) -> Any:
+    """``_DECODER.decode(text)``, faster for a line that is exactly one JSON value (the
+    decoder's own checks, and its error, only for the others)."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        return _DECODER.decode(text)
+    return value
 
 
 def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
@@ -227,41 +217,6 @@ def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
         problem = "expected ',' or ']'" if i < len(text) else "the array is not closed"
         c.add(data_error("bad-json", where(min(i, len(text))), problem=problem))
         return
-
-
-def _csv_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as e:
-        c.add(data_error("csv-error", Location(display, reader.line_num or 1), problem=str(e)))
-        return
-    if not header or not any(h.strip() for h in header):
-        c.add(data_error("csv-no-header", Location(display, 1, 1)))
-        return
-    seen: set[str] = set()
-    for h in header:
-        if h in seen:
-            c.add(data_error("csv-duplicate-column", Location(display, 1, 1), column=h))
-        seen.add(h)
-    previous_end = reader.line_num
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            c.add(data_error("csv-error", Location(display, reader.line_num), problem=str(e)))
-            return
-        start = previous_end + 1
-        previous_end = reader.line_num
-        if not fields:
-            continue  # a blank line (a quoted "" is a row with one empty field)
-        where = Location(display, start, 1)
-        if len(fields) > len(header):
-            c.add(data_error("csv-extra-fields", where, found=len(fields), expected=len(header)))
-            continue
-        yield Row(dict(zip(header, fields)), where)
 
 
 def _kind(value: object) -> str:
@@ -334,8 +289,12 @@ def read_data(
     c: ErrorCollector,
     outputs: Sequence[OutputField] = (),
     option_inputs: frozenset[str] = frozenset(),
-) -> tuple[DataSource, tuple[Item, ...]] | None:
+) -> tuple[DataSource, Sequence[Item]] | None:
     """Reads the data file named by the spec.
+
+    JSONL and CSV files are read as streams, one line at a time: what is kept per item is
+    where its row starts in the file and its length (an :class:`ItemTable`), so memory does
+    not grow with the text of the data. A JSON array is one value and is read whole.
 
     A ``data.path`` given on the command line (``--data PATH``, located at ``<command line>``)
     is the user's own choice of file: it is read relative to the working folder and is not
@@ -388,29 +347,12 @@ def read_data(
     if not target.is_file():
         c.add(data_error("not-a-file", where, pp, path=rel))
         return None
-    try:
-        raw = target.read_bytes()
-    except OSError as e:
-        c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
-        return None
     if from_command_line:
         display = os.path.normpath(rel)
         # Written to the manifest: relative to the spec's folder, so that it names no machine.
         rel = os.path.relpath(target, doc.files[0].resolved.parent).replace(os.sep, "/")
     else:
         display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
-    sha = hashlib.sha256(raw).hexdigest()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        good = raw[: e.start].decode("utf-8", errors="replace")
-        line = good.count("\n") + 1
-        col = len(good) - (good.rfind("\n") + 1) + 1
-        c.add(data_error("not-utf8", Location(display, line, col), byte=raw[e.start]))
-        return None
-    if fmt != "csv":
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    rows = {"jsonl": _jsonl_rows, "json": _json_rows, "csv": _csv_rows}[fmt](display, text, c)
 
     raw_fields = data.get("fields")
     mapping = dict(raw_fields) if isinstance(raw_fields, dict) else {}
@@ -425,63 +367,455 @@ def read_data(
     if id_spec is not None and "{{" in id_spec:
         id_template = _id_template(id_spec, doc.value_location(("data", "id")), c)
     gold = _gold_readers(doc, outputs, c)
-    items: list[Item] = []
-    first_line: dict[str, int] = {}
-    index = 0
-    for row in rows:
+    maker = _ItemMaker(columns, id_spec, id_template, display, gold, option_inputs)
+
+    errors_before, omitted_before = len(c.errors), c.omitted
+    try:
+        if fmt == "json":
+            scanned = _read_json_array(target, display, maker, c)
+        else:
+            scanned = _scan_lines(target, display, fmt, maker, c)
+    except OSError as e:
+        c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
+        return None
+    except _NotUtf8 as e:
+        # As if the file had been decoded before any row was read: only this error.
+        del c.errors[errors_before:]
+        c.omitted = omitted_before
+        c.add(data_error("not-utf8", Location(display, e.line, e.col), byte=e.byte))
+        return None
+    items, sha, n_rows = scanned
+    if n_rows == 0 and not c.errors:
+        c.add(data_error("no-rows", Location(display)))
+    source = DataSource(
+        path=rel,
+        resolved=str(target),
+        format=fmt,
+        fields=columns,
+        id=id_spec,
+        sha256=sha,
+        location=where,
+        gold={r.output.name: r.spec for r in gold},
+    )
+    return source, items
+
+
+class _NotUtf8(Exception):
+    def __init__(self, line: int, col: int, byte: int) -> None:
+        self.line, self.col, self.byte = line, col, byte
+
+
+def _not_utf8(raw: bytes, e: UnicodeDecodeError, line: int) -> _NotUtf8:
+    """Where the first bad byte of a line is: columns counted in characters, as an editor does."""
+    good = raw[: e.start].decode("utf-8", errors="replace")
+    return _NotUtf8(line, len(good) + 1, raw[e.start])
+
+
+class _ItemMaker:
+    """Turns rows into items: the columns of the inputs, and the id (a column, a Jinja
+    expression, or the 1-based row number). Locations are made only for errors: this runs
+    once per row when the file is checked and once more when the item is read back."""
+
+    def __init__(
+        self,
+        columns: Mapping[str, str],
+        id_spec: str | None,
+        template: Any,
+        display: str,
+        gold: Sequence[GoldReader] = (),
+        option_inputs: frozenset[str] = frozenset(),
+    ) -> None:
+        self.columns = tuple(columns.items())
+        self.id_spec = id_spec
+        self.template = template
+        self.display = display
+        self.id_column = id_spec if id_spec is not None and "{{" not in id_spec else None
+        self.gold = tuple(gold)
+        self.option_inputs = option_inputs
+        #: The options of the last row :meth:`inputs` read (``options`` inputs' lists).
+        self.options: dict[str, tuple[str, ...]] = {}
+
+    def golds(
+        self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
+    ) -> dict[str, Value] | None:
+        """The row's gold answers (``data.gold``), or ``None`` if one is missing or bad."""
+        out: dict[str, Value] = {}
+        if not self.gold:
+            return out
+        row = Row(values, self.where(line))
         ok = True
+        for reader in self.gold:
+            value = reader.read(row, index, c)
+            if value is None:
+                ok = False
+            else:
+                out[reader.output.name] = value
+        return out if ok else None
+
+    def where(self, line: int | Location) -> Location:
+        """A row's location: given whole (a JSON array's rows have columns), or its line."""
+        return line if isinstance(line, Location) else Location(self.display, line, 1)
+
+    def inputs(
+        self, values: Mapping[str, Any], line: int | Location, c: ErrorCollector
+    ) -> dict[str, str] | None:
+        """The row's inputs as text, or ``None`` if one is missing or bad (reported); the
+        lists of its ``options`` inputs are left in :attr:`options`."""
         inputs: dict[str, str] = {}
         options: dict[str, tuple[str, ...]] = {}
-        for name, column in columns.items():
-            if column not in row.values:
-                c.add(data_error("missing-field", row.location, column=column, input=name))
+        ok = True
+        for name, column in self.columns:
+            value = values.get(column, _ABSENT)
+            if type(value) is str and name not in self.option_inputs:
+                inputs[name] = value
+                if _SURROGATE.search(value) is None:
+                    continue
+            elif value is _ABSENT:
+                c.add(data_error("missing-field", self.where(line), column=column, input=name))
                 ok = False
-            elif row.values[column] is None:
-                c.add(data_error("null-field", row.location, column=column, input=name))
+                continue
+            elif value is None:
+                c.add(data_error("null-field", self.where(line), column=column, input=name))
                 ok = False
-            elif name in option_inputs:
-                listed = option_list(row.values[column])
+                continue
+            elif name in self.option_inputs:
+                listed = option_list(value)
                 if listed is None:
                     c.add(
                         data_error(
                             "bad-options",
-                            row.location,
+                            self.where(line),
                             column=column,
                             input=name,
-                            found=_kind(row.values[column]),
+                            found=_kind(value),
                         )
                     )
                     ok = False
                 else:
                     options[name] = listed
                     inputs[name] = options_text(listed)
+                continue
             else:
-                inputs[name] = to_text(row.values[column])
-                bad = _SURROGATE.search(inputs[name])
-                if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
-                    c.add(
-                        data_error(
-                            "lone-surrogate",
-                            row.location,
-                            column=column,
-                            input=name,
-                            escape=f"\\u{ord(bad.group()):04x}",
-                        )
+                inputs[name] = to_text(value)
+            bad = _SURROGATE.search(inputs[name])
+            if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
+                c.add(
+                    data_error(
+                        "lone-surrogate",
+                        self.where(line),
+                        column=column,
+                        input=name,
+                        escape=f"\\u{ord(bad.group()):04x}",
                     )
-                    ok = False
-        item_id = _item_id(row, index, id_spec, id_template, c)
-        if item_id is not None and _SURROGATE.search(item_id):
-            c.add(data_error("lone-surrogate-id", row.location))
-            item_id = None
-        golds: dict[str, Value] = {}
-        for reader in gold:
-            value = reader.read(row, index, c)
-            if value is None:
+                )
                 ok = False
-            else:
-                golds[reader.output.name] = value
+        self.options = options
+        return inputs if ok else None
+
+    def item_id(
+        self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
+    ) -> str | None:
+        column = self.id_column
+        if column is not None:
+            value = values.get(column)
+            if type(value) is str:
+                text = value.strip()
+                if text and _SURROGATE.search(text) is None:
+                    return text
+        item_id = _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
+        if item_id is not None and _SURROGATE.search(item_id):
+            c.add(data_error("lone-surrogate-id", self.where(line)))
+            return None
+        return item_id
+
+
+_ABSENT: Any = object()
+
+
+class _Duplicates:
+    """Duplicate item ids, found in memory that does not grow with the ids' text: the hash of
+    every id, in 256 arrays by its low bits. Equal hashes are checked against the ids
+    themselves only when some turn up (a real duplicate, or a 64-bit collision)."""
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.buckets = [array("q") for _ in range(256)]
+
+    def add(self, item_id: str) -> None:
+        h = hash(item_id)
+        self.buckets[h & 255].append(h)
+
+    def suspects(self) -> set[int]:
+        """The hashes seen more than once."""
+        out: set[int] = set()
+        for bucket in self.buckets:
+            if len(set(bucket)) != len(bucket):
+                seen: set[int] = set()
+                for h in bucket:
+                    if h in seen:
+                        out.add(h)
+                    seen.add(h)
+        return out
+
+
+def _split_cr(raw: bytes) -> list[bytes]:
+    """A line's pieces between lone carriage returns (old Mac line ends count as lines)."""
+    return raw.split(b"\r")
+
+
+def _scan_lines(
+    target: Any, display: str, fmt: DataFormat, maker: _ItemMaker, c: ErrorCollector
+) -> tuple[Sequence[Item], str, int]:
+    """Reads a JSONL or CSV file a line at a time, checking every row; keeps an offset table."""
+    from array import array
+
+    # Offsets and lengths fit 4 bytes each in a file under 4 GiB (all but the largest).
+    code = "I" if os.path.getsize(target) < 2**32 else "q"
+    starts, lengths = array(code), array(code)
+    lines = _Lines()
+    dups = _Duplicates()
+    sha = hashlib.sha256()
+    n_rows = 0
+    header: list[str] | None = None
+    with open(target, "rb") as f:
+        rows: Iterator[Any] = (_jsonl_stream if fmt == "jsonl" else _csv_stream)(f, sha, display, c)
+        if fmt == "csv":
+            first = next(rows, None)
+            if not isinstance(first, list):
+                # No header (reported) or an empty file: read the rest for the sha only.
+                for _ in rows:
+                    pass
+                while f.read(1 << 20):  # what the CSV reader did not get to
+                    pass
+                return (), sha.hexdigest(), 0
+            header = first
+        inputs_of, id_of, golds_of = maker.inputs, maker.item_id, maker.golds
+        add_id, add_start, add_length, add_line = (
+            dups.add,
+            starts.append,
+            lengths.append,
+            lines.append,
+        )
+        for values, line, start, length in rows:
+            index = n_rows
+            n_rows += 1
+            inputs = inputs_of(values, line, c)
+            item_id = id_of(values, line, index, c)
+            golds = golds_of(values, line, index, c)
+            if item_id is None or inputs is None or golds is None:
+                continue
+            add_id(item_id)
+            add_line(len(starts), line)
+            add_start(start)
+            add_length(length)
+    table = ItemTable(str(target), fmt, maker, header, starts, lengths, lines)
+    suspects = dups.suspects()
+    if suspects:
+        _report_duplicates(table, suspects, c)
+    return table, sha.hexdigest(), n_rows
+
+
+class _Lines:
+    """The line of each item: nothing stored while item ``i`` is on line ``i + 1`` (a JSONL
+    file without blank lines), an array from the first item that is not."""
+
+    def __init__(self) -> None:
+        self.lines: Any = None
+
+    def append(self, index: int, line: int) -> None:
+        if self.lines is None:
+            if line == index + 1:
+                return
+            from array import array
+
+            self.lines = array("q", range(1, index + 1))
+        self.lines.append(line)
+
+    def __getitem__(self, index: int) -> int:
+        return index + 1 if self.lines is None else int(self.lines[index])
+
+
+def _report_duplicates(table: ItemTable, suspects: set[int], c: ErrorCollector) -> None:
+    first_line: dict[str, int] = {}
+    for item in table:
+        if hash(item.id) not in suspects:
+            continue
+        if item.id in first_line:
+            c.add(data_error("duplicate-id", item.location, id=item.id, line=first_line[item.id]))
+        else:
+            first_line[item.id] = item.location.line
+
+
+def _jsonl_stream(
+    f: Any, sha: Any, display: str, c: ErrorCollector
+) -> Iterator[tuple[dict[str, Any], int, int, int]]:
+    """JSONL rows: the object, its line, and the byte offset and length of its text. Lines end
+    at ``\\n``, ``\\r\\n`` or a lone ``\\r``; a BOM before the first line is skipped."""
+    decode = _decode_row
+    update = sha.update
+    offset = 0
+    line = 0
+    raw_line = 0
+    for raw in f:
+        update(raw)
+        raw_line += 1
+        start = offset
+        offset += len(raw)
+        if raw_line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+            start += 3
+        body = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _not_utf8(raw, e, raw_line) from None
+        if "\r" in text:
+            pieces = list(zip(text.split("\r"), body.split(b"\r")))
+        else:
+            pieces = [(text, body)]
+        for piece, piece_bytes in pieces:
+            line += 1
+            piece_start = start
+            start += len(piece_bytes) + 1
+            try:
+                value = decode(piece)
+            except json.JSONDecodeError as e:
+                if piece.strip():
+                    c.add(_json_error(display, e, line - 1))
+                continue
+            except RecursionError:
+                c.add(
+                    data_error("bad-json", Location(display, line, 1), problem="nested too deeply")
+                )
+                continue
+            except ValueError:  # an integer past Python's digit limit
+                c.add(data_error("bad-json", Location(display, line, 1), problem=TOO_MANY_DIGITS))
+                continue
+            if type(value) is not dict:
+                c.add(data_error("not-an-object", Location(display, line, 1), found=_kind(value)))
+                continue
+            yield value, line, piece_start, len(piece_bytes)
+
+
+_LINE_ENDS = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+
+
+def _csv_lines(text: str) -> list[str]:
+    return [p for p in _LINE_ENDS.split(text) if p]
+
+
+class _CsvLines:
+    """The lines of a CSV file for :func:`csv.reader`, split as ``newline=""`` text would be,
+    counting the byte offset of the next line."""
+
+    def __init__(self, f: Any, sha: Any) -> None:
+        self.f = f
+        self.sha = sha
+        self.offset = 0
+        self.raw_line = 0
+        self.pending: list[tuple[str, int]] = []
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            text, size = self.pending.pop()
+            self.offset += size
+            return text
+        raw: bytes = self.f.readline()
+        if not raw:
+            raise StopIteration
+        self.sha.update(raw)
+        self.raw_line += 1
+        size = len(raw)
+        if self.raw_line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+            self.offset += 3
+            size -= 3
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _not_utf8(raw, e, self.raw_line) from None
+        if "\r" in text:
+            parts = _csv_lines(text)
+            if len(parts) > 1:
+                sizes = [len(p.encode("utf-8")) for p in parts]
+                self.pending = list(zip(parts[1:], sizes[1:]))[::-1]
+                self.offset += sizes[0]
+                return parts[0]
+        self.offset += size
+        return text
+
+
+def _csv_stream(
+    f: Any, sha: Any, display: str, c: ErrorCollector
+) -> Iterator[list[str] | tuple[dict[str, Any], int, int, int]]:
+    """The header (first), then CSV rows: the row, its first line, and the byte offset and
+    length of its text."""
+    lines = _CsvLines(f, sha)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        c.add(data_error("csv-error", Location(display, reader.line_num or 1), problem=str(e)))
+        return
+    if not header or not any(h.strip() for h in header):
+        c.add(data_error("csv-no-header", Location(display, 1, 1)))
+        return
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            c.add(data_error("csv-duplicate-column", Location(display, 1, 1), column=h))
+        seen.add(h)
+    yield header
+    previous_end = reader.line_num
+    width = len(header)
+    while True:
+        start_offset = lines.offset
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            c.add(data_error("csv-error", Location(display, reader.line_num), problem=str(e)))
+            return
+        start = previous_end + 1
+        previous_end = reader.line_num
+        if not fields:
+            continue  # a blank line (a quoted "" is a row with one empty field)
+        if len(fields) > width:
+            where = Location(display, start, 1)
+            c.add(data_error("csv-extra-fields", where, found=len(fields), expected=width))
+            continue
+        yield dict(zip(header, fields)), start, start_offset, lines.offset - start_offset
+
+
+def _read_json_array(
+    target: Any, display: str, maker: _ItemMaker, c: ErrorCollector
+) -> tuple[Sequence[Item], str, int]:
+    """A JSON array file, read whole (it is one JSON value)."""
+    with open(target, "rb") as f:
+        raw = f.read()
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        good = raw[: e.start].decode("utf-8", errors="replace")
+        line = good.count("\n") + 1
+        col = len(good) - (good.rfind("\n") + 1) + 1
+        raise _NotUtf8(line, col, raw[e.start]) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    items: list[Item] = []
+    first_line: dict[str, int] = {}
+    index = 0
+    for row in _json_rows(display, text, c):
+        inputs = maker.inputs(row.values, row.location, c)
+        item_id = maker.item_id(row.values, row.location, index, c)
+        golds = maker.golds(row.values, row.location, index, c)
         index += 1
-        if item_id is None or not ok:
+        if item_id is None or inputs is None or golds is None:
             continue
         if item_id in first_line:
             c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
@@ -494,27 +828,119 @@ def read_data(
                 inputs=inputs,
                 location=row.location,
                 gold=golds,
-                options=options,
+                options=maker.options,
             )
         )
-    if index == 0 and not c.errors:
-        c.add(
-            data_error(
-                "no-rows",
-                Location(display),
+    return tuple(items), sha, index
+
+
+class ItemTable(Sequence[Item]):
+    """The items of a JSONL or CSV data file, read back from the file when asked for.
+
+    Holds, per item, where its row starts in the file and its length in bytes (8 bytes an
+    item in a file under 4 GiB, else 16), its line only when items are not one a line from
+    the first, and the last few thousand items made: selection asks for an item's id
+    and rendering for its inputs right after, so each row is decoded about once per pass.
+    Iterating reads the file from start to end.
+    """
+
+    CACHE = 4096
+
+    def __init__(
+        self,
+        path: str,
+        fmt: DataFormat,
+        maker: _ItemMaker,
+        header: list[str] | None,
+        starts: Any,
+        lengths: Any,
+        lines: Any,
+    ) -> None:
+        self.path = path
+        self.format = fmt
+        self._maker = maker
+        self._header = header
+        self._starts = starts
+        self._lengths = lengths
+        self._lines = lines
+        self._file: Any = None
+        self._cache: dict[int, Item] = {}
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __repr__(self) -> str:
+        return f"ItemTable({self.path!r}, {len(self)} items)"
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self._starts)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("item index out of range")
+        item = self._cache.get(index)
+        if item is None:
+            if self._file is None:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open while in use
+            self._file.seek(self._starts[index])
+            item = self._make(index, self._file.read(self._lengths[index]))
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[index] = item
+        return item
+
+    def __iter__(self) -> Iterator[Item]:
+        with open(self.path, "rb") as f:
+            position = 0
+            for index in range(len(self._starts)):
+                start = self._starts[index]
+                if start != position:
+                    f.seek(start)
+                length = self._lengths[index]
+                position = start + length
+                yield self._make(index, f.read(length))
+
+    def close(self) -> None:
+        """Closes the file held open for reading items by position."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._cache.clear()
+
+    def _make(self, index: int, raw: bytes) -> Item:
+        line = self._lines[index]
+        maker = self._maker
+        c = _STRICT
+        try:
+            text = raw.decode("utf-8")
+            values: Any
+            if self._header is None:
+                values = _decode_row(text)
+            else:
+                fields = next(csv.reader(_csv_lines(text), strict=True))
+                values = dict(zip(self._header, fields))
+            inputs = maker.inputs(values, line, c)
+            item_id = maker.item_id(values, line, index, c)
+            golds = maker.golds(values, line, index, c)
+        except (ValueError, AttributeError, csv.Error, StopIteration, PromptcError):
+            inputs = item_id = golds = None
+        location = Location(maker.display, line, 1)
+        if inputs is None or item_id is None or golds is None:
+            raise DataError(
+                "the data file changed while promptc was reading it; run the command again",
+                location=location,
+                code="data-changed",
             )
+        options = maker.options
+        return Item(
+            id=item_id, index=index, inputs=inputs, location=location, gold=golds, options=options
         )
-    source = DataSource(
-        path=rel,
-        resolved=str(target),
-        format=fmt,
-        fields=columns,
-        id=id_spec,
-        sha256=sha,
-        location=where,
-        gold={r.output.name: r.spec for r in gold},
-    )
-    return source, tuple(items)
+
+
+#: Raises at the first problem: a row read back was checked once already.
+_STRICT = ErrorCollector(fail_fast=True)
 
 
 @dataclass(frozen=True)
@@ -578,9 +1004,10 @@ class GoldReader:
 def _gold_readers(
     doc: SpecDocument, outputs: Sequence[OutputField], c: ErrorCollector
 ) -> list[GoldReader]:
-    """One reader per ``data.gold`` entry that names a declared output, in output order."""
-    from jinja2 import TemplateError
+    """One reader per ``data.gold`` entry that names a declared output, in output order.
 
+    Jinja is imported only for an entry that is an expression: a column name needs none.
+    """
     raw = doc.get(("data", "gold"))
     if not isinstance(raw, dict):
         return []
@@ -593,6 +1020,8 @@ def _gold_readers(
         where = doc.value_location(p)
         template = None
         if "{{" in spec:
+            from jinja2 import TemplateError
+
             try:
                 template = _id_environment().from_string(spec)
             except TemplateError as e:

@@ -8,7 +8,7 @@ one :class:`~promptc.errors.PromptcErrors` holding every problem found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputFiel
 
 
 def _narrow_choices(
-    outputs: list[ir.OutputField], items: tuple[ir.Item, ...], demos: list[ir.Demo]
+    outputs: list[ir.OutputField], items: Sequence[ir.Item], demos: list[ir.Demo]
 ) -> list[ir.OutputField]:
     """An enum with ``choices_from`` gets the letters of the most options any item has."""
     from dataclasses import replace
@@ -93,7 +93,7 @@ def _narrow_choices(
 
 def read_items(
     doc: SpecDocument, collector: ErrorCollector
-) -> tuple[ir.DataSource | None, tuple[ir.Item, ...]]:
+) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
     """Reads the spec's data file (if it names one) into items, reporting bad rows."""
     from promptc.spec.data import read_data
 
@@ -259,8 +259,28 @@ def _strategy(doc: SpecDocument) -> ir.Strategy:
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
+        embeddings=_embeddings(doc),
     )
     return ir.Strategy(kind, size, selection, doc.key_location(("strategy",)))
+
+
+def _embeddings(doc: SpecDocument) -> ir.EmbeddingEndpoint | None:
+    p: KeyPath = ("strategy", "selection", "embeddings")
+    raw = doc.get(p)
+    if not isinstance(raw, dict):
+        return None
+    defaults = ir.EmbeddingEndpoint("", "")
+    return ir.EmbeddingEndpoint(
+        url=str(raw["url"]).rstrip("/"),
+        model=str(raw["model"]),
+        api_key_env=raw.get("api_key_env"),
+        texts_per_request=int(raw.get("texts_per_request", defaults.texts_per_request)),
+        concurrency=int(raw.get("concurrency", defaults.concurrency)),
+        max_retries=int(raw.get("max_retries", defaults.max_retries)),
+        timeout=float(raw.get("timeout", defaults.timeout)),
+        dimensions=int(raw["dimensions"]) if raw.get("dimensions") is not None else None,
+        location=doc.key_location(p),
+    )
 
 
 def _integer(doc: SpecDocument, path: KeyPath, default: int) -> int:

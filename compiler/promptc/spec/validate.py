@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import jsonschema
 
 MESSAGES: dict[str, str] = {
+    "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
+    "'embeddings' (an endpoint); expected one of them",
     # JSON Schema violations
     "unknown-key": "unknown key {key!r}",
     "missing-key": "missing required key {key!r}",
@@ -162,6 +164,23 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
         doc: The loaded (and possibly overridden) spec.
         collector: Receives one error per problem; with ``fail_fast`` it raises at the first.
     """
+    if not _conforms(doc.data):
+        _report_schema_errors(doc, collector)
+    _check_semantics(doc, collector)
+
+
+def _conforms(data: object) -> bool:
+    """The cheap check first: a valid spec never needs jsonschema (its import alone costs
+    more than checking a small spec); only an invalid one is handed to it for diagnostics."""
+    from promptc.spec.schema_check import Unsupported, conforms
+
+    try:
+        return conforms(data, schema())
+    except Unsupported:
+        return False
+
+
+def _report_schema_errors(doc: SpecDocument, collector: ErrorCollector) -> None:
     # One schema violation can map onto the same diagnostic as another (jsonschema reports
     # each missing required key separately, each carrying the whole list): report it once.
     seen: set[tuple[object, ...]] = set()
@@ -171,7 +190,6 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
             if key not in seen:
                 seen.add(key)
                 collector.add(e)
-    _check_semantics(doc, collector)
 
 
 def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[PromptcError]:
@@ -624,6 +642,9 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
         # the command line the user asked for batches and would silently not get them.
         c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given, kind=kind))
+    ep: KeyPath = ("strategy", "selection", "embeddings")
+    if doc.has(ep) and doc.has(("strategy", "selection", "model")):
+        c.add(error("model-and-embeddings", doc.key_location(ep), ep))
     tp: KeyPath = ("strategy", "selection", "target_position")
     position = integer(doc.get(tp))
     size = batch_size_of(doc)
