@@ -229,6 +229,32 @@ def vllm_constraint(
     return {"grammar": gbnf}
 
 
+def _write_task_files(
+    task: ir.Task, files: dict[str, str], hashes: dict[str, str], tmp: Any
+) -> None:
+    """``task.json`` and ``items.jsonl`` (:mod:`promptc.task_file`), the items streamed one
+    line at a time: the build holds its own task, in memory that does not grow with items."""
+    from promptc.task_file import ITEMS_FILE, TASK_FILE, item_lines, task_text
+
+    text = task_text(task)
+    path = tmp(TASK_FILE)
+    if path is not None:
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        files[TASK_FILE] = str(path)
+    else:
+        files[TASK_FILE] = text
+    hashes[TASK_FILE] = sha256_text(text)
+    sink = _Sink(tmp(ITEMS_FILE))
+    try:
+        for line in item_lines(task):
+            sink.write(line)
+    finally:
+        sink.close()
+    files[ITEMS_FILE] = str(sink.path) if sink.path is not None else sink.text()
+    hashes[ITEMS_FILE] = sink.hexdigest()
+
+
 def _vllm_grammar(
     task: ir.Task, request: ir.Request, cache: dict[int, str]
 ) -> dict[str, object] | None:
@@ -544,15 +570,7 @@ def _produce(
             else:
                 files[name] = text
 
-    for name, text in task_files(task).items():  # the build holds its own task
-        path = tmp(name)
-        if path is not None:
-            with open(path, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            files[name] = str(path)
-        else:
-            files[name] = text
-        hashes[name] = sha256_text(text)
+    _write_task_files(task, files, hashes, tmp)
     if target in BATCH_TARGETS and (
         n_requests > BATCH_MAX_REQUESTS or request_bytes > BATCH_MAX_BYTES
     ):
