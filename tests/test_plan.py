@@ -49,7 +49,7 @@ def test_variants_grid() -> None:
             ["--batch-sizes", "eight"],
             (
                 "<command line>: --batch-sizes: batch size 'eight' is not a whole number from 1 to "
-                "1024"
+                "1000"
             ),
         ),
         (
