@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from hostile import run_capped
-from promptc.ir import MAX_BATCH_SIZE
+from promptc.limits import MAX_BATCH_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -43,13 +43,13 @@ def test_variants_grid() -> None:
         ),
         (
             ["--batch-sizes", "4,0"],
-            "<command line>: --batch-sizes: batch size '0' is not a whole number from 1 to 1024",
+            "<command line>: --batch-sizes: batch size '0' is not a whole number from 1 to 1000",
         ),
         (
             ["--batch-sizes", "eight"],
             (
                 "<command line>: --batch-sizes: batch size 'eight' is not a whole number from 1 to "
-                "1024"
+                "1000"
             ),
         ),
         (

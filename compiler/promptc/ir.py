@@ -201,14 +201,6 @@ class EmbeddingEndpoint:
     location: Location = NOWHERE
 
 
-#: The most items one request may hold (``strategy.batch_size``, ``--batch-size``). A request's
-#: prompt and its answer grammar grow with every item (each has its own ``Q[i]``/``A[i]`` rules),
-#: and a thousand items outgrow the context window of every model but for trivial items, while
-#: the batch sizes studied for batch prompting stay in the dozens: a larger value is a typo,
-#: and accepting it would let ``build`` exhaust the machine. Named in docs/spec.md's limits.
-MAX_BATCH_SIZE = 1000
-
-
 @dataclass(frozen=True)
 class Strategy:
     kind: StrategyKind

@@ -7,7 +7,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from promptc.ir import MAX_BATCH_SIZE
+from promptc.limits import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from promptc import ir

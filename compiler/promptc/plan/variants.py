@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from promptc.errors import Location, UsageError
 from promptc.ir import SELECTION_METHODS, STRATEGY_KINDS, StrategyKind
+from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
 
 DEFAULT_STRATEGIES: tuple[StrategyKind, ...] = STRATEGY_KINDS
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (4, 8, 16)
 #: Largest batch size accepted on the command line (a request of more items than this is
 #: beyond any model's context for real tasks, and bounds the work a typo can ask for).
-MAX_BATCH_SIZE = 1024
 ONE_ITEM: frozenset[str] = frozenset({"single", "few-shot"})
 
 

@@ -29,7 +29,8 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import MAX_BATCH_SIZE, OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.limits import MAX_BATCH_SIZE
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import describe

@@ -1,0 +1,12 @@
+"""Limits that more than one stage checks, kept where even ``promptc --help`` can read them
+cheaply (this module imports nothing). docs/limits.md tables every bound promptc keeps.
+"""
+
+from __future__ import annotations
+
+#: The most items one request may hold (``strategy.batch_size``, ``--batch-size``). A request's
+#: prompt and its answer grammar grow with every item (each has its own ``Q[i]``/``A[i]`` rules),
+#: and a thousand items outgrow the context window of every model but for trivial items, while
+#: the batch sizes studied for batch prompting stay in the dozens: a larger value is a typo,
+#: and accepting it would let ``build`` exhaust the machine. Named in docs/spec.md's limits.
+MAX_BATCH_SIZE = 1000
