@@ -109,4 +109,5 @@ def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> No
     check = run(bindir / "promptc", "check", "nli.yaml", cwd=project, env=env)
     assert check.startswith("nli.yaml: valid")
     schema = json.loads(run(bindir / "promptc", "schema", cwd=project, env=env))
-    assert "properties" in schema
+    # The shipped schema: a whole spec, or (with extends) a layer over another.
+    assert {"spec", "layer"} <= set(schema["$defs"]) and "properties" in schema["$defs"]["spec"]

@@ -90,6 +90,15 @@ def _tolerance(text: str | None) -> Decimal | None:
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0)
 @click.option(
+    "--repair",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Re-ask failed items up to N rounds, as promptc run does. Off by default: a repaired "
+    "item is answered by another request shape, which would blur the strategies compared.",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=None,
@@ -140,6 +149,7 @@ def eval_command(
     concurrency: int,
     cache_path: str | None,
     timeout: float,
+    repair: int,
     limit: int | None,
     results: tuple[str, ...],
     baseline: str | None,
@@ -217,6 +227,7 @@ def eval_command(
             "concurrency": concurrency,
             "timeout": timeout,
             "cache_path": cache_path,
+            "repair": repair,
         }
         ran = _run_with_progress(spec, chosen, out, options, data, limit)
         for _, _, r in ran:
