@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import sys
@@ -102,5 +103,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     xgrammar's triton dependency reports nanobind "leaks" on stderr at interpreter exit, after
     the summary, where CI reads a run's closing lines. Every test has finished by now.
     """
-    sys.stderr.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    def silence_stderr() -> None:  # after pytest has restored the file descriptors it captured
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    atexit.register(silence_stderr)
