@@ -38,6 +38,8 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from promptc.run.local import LLAMA_CPP_SETTINGS
+
 __all__ = [
     "SMOLLM2_ALIAS",
     "SMOLLM2_GGUF",
@@ -59,31 +61,7 @@ DEFAULT_SEED = 1234
 # CONFIG_FILE in the environment would override or extend our command line (uvicorn.run() even
 # takes HOST/PORT from the environment *over* --host/--port). We strip them from the child's
 # environment. The list is completed at run time from the installed settings classes.
-_STATIC_SETTING_ENV = {
-    "host",
-    "port",
-    "config_file",
-    "api_key",
-    "model",
-    "model_alias",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "root_path",
-    "interrupt_requests",
-    "disable_ping_events",
-    "verbose",
-    "n_ctx",
-    "n_threads",
-    "n_threads_batch",
-    "seed",
-    "chat_format",
-    "cache",
-    "n_gpu_layers",
-    "clip_model_path",
-    "hf_model_repo_id",
-    "hf_pretrained_model_name_or_path",
-    "draft_model",
-}
+_STATIC_SETTING_ENV = set(LLAMA_CPP_SETTINGS)
 
 
 class LLMServerError(RuntimeError):

@@ -54,7 +54,7 @@ THREADS = max(1, min(4, os.cpu_count() or 1))
 # llama_cpp.server reads its settings from the environment too (pydantic-settings with no
 # prefix: HOST, PORT, MODEL, N_CTX…): the child gets an environment without them, so that the
 # command line below is what it runs with.
-_SETTING_NAMES = frozenset(
+LLAMA_CPP_SETTINGS = frozenset(
     {
         "host",
         "port",
@@ -139,7 +139,7 @@ def _free_port() -> int:
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in _SETTING_NAMES}
+    env = {k: v for k, v in os.environ.items() if k.lower() not in LLAMA_CPP_SETTINGS}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
