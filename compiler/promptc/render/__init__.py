@@ -5,8 +5,7 @@ spec's folder), ``context`` (the variables templates see), ``renderer`` (request
 and ``checks`` (static template checks, located at the template's file:line).
 """
 
-from __future__ import annotations
 
-from promptc.render.renderer import Renderer, render
-
-__all__ = ["Renderer", "render"]
+# Nothing is imported here: `promptc check` of a spec that uses the shipped templates reads
+# promptc.render.checks alone, and Jinja with the renderer are loaded only when a template is
+# to be checked or rendered.

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 from promptc import ir
 from promptc.errors import Location, PromptcError, PromptcErrors, did_you_mean
-from promptc.render.context import CONTEXT_VARIABLES, context_variables, task_context
-from promptc.render.environment import BUILTIN_PREFIX, SpecLoader, TemplateSource, template_error
-from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached, render
+from promptc.render.context import context_variables
+from promptc.render.environment import template_error
 
 if TYPE_CHECKING:
     import jinja2
@@ -52,6 +51,9 @@ def check_templates(task: ir.Task, *, shipped: bool = False) -> list[PromptcErro
 
 def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
     import jinja2
+
+    # The renderer (and Jinja) only when a template is checked: see check_templates.
+    from promptc.render.renderer import Renderer, parse_cached
 
     r = Renderer(task, kind)
     allowed = context_variables(kind)
@@ -173,6 +175,8 @@ def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
 
     errors: list[PromptcError] = []
     extends = any(isinstance(n, nodes.Extends) for n in ast.body)
+    from promptc.render.renderer import MESSAGE_BLOCKS
+
     names = [b for b, _ in MESSAGE_BLOCKS]
     for node in ast.body:
         if isinstance(node, nodes.Extends):
@@ -204,14 +208,4 @@ def raise_template_errors(task: ir.Task) -> None:
         raise PromptcErrors(errors)
 
 
-__all__ = [
-    "BUILTIN_PREFIX",
-    "CONTEXT_VARIABLES",
-    "Renderer",
-    "SpecLoader",
-    "TemplateSource",
-    "check_templates",
-    "raise_template_errors",
-    "render",
-    "task_context",
-]
+__all__ = ["check_templates", "raise_template_errors"]
