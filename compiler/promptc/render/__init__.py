@@ -2,7 +2,7 @@
 
 ``environment`` (the sandboxed Jinja environment and the loader that keeps templates inside the
 spec's folder), ``context`` (the variables templates see), ``renderer`` (requests from batches)
-and ``checks`` (static template checks, located at the template's file:line).
+and ``checks`` (which templates need checking) with ``lint`` (the static template checks, located at the template's file:line).
 """
 
 
