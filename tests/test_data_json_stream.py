@@ -161,3 +161,16 @@ def test_memory_does_not_grow_with_the_array(tmp_path: Path) -> None:
     assert task.items[59_999].id == "q59999"
     assert size > 17_000_000
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB file"
+
+
+def test_an_element_past_the_cap_is_an_error_at_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data_module, "MAX_JSON_ROW_BYTES", 1000)
+    monkeypatch.setattr(data_module, "_JSON_CHUNK", 64)
+    big = json.dumps({"qid": "b", "question": "y" * 5000})
+    (tmp_path / "rows.json").write_text(f'[{{"qid": "a", "question": "x"}},\n {big}]')
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec(str(tmp_path / "spec.yaml"))
+    assert "rows.json:2:2: invalid JSON: an element takes more than 0 MiB" in info.value.format()

@@ -171,6 +171,10 @@ _JSON_CHUNK = 1 << 20
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
+class _RowTooLarge(Exception):
+    """An element of a JSON array past ``MAX_JSON_ROW_BYTES``."""
+
+
 class _JsonArrayStream:
     """The elements of a JSON array file, read a chunk at a time.
 
@@ -255,8 +259,10 @@ class _JsonArrayStream:
             try:
                 value, end = _DECODER.raw_decode(self.buf, i)
             except json.JSONDecodeError:
-                if self.eof or len(self.buf) - i > MAX_JSON_ROW_BYTES:
+                if self.eof:
                     raise
+                if len(self.buf) - i > MAX_JSON_ROW_BYTES:
+                    raise _RowTooLarge from None
             else:
                 if end < len(self.buf) or self.eof:
                     return value, end
@@ -289,6 +295,10 @@ class _JsonArrayStream:
                 return
             except RecursionError:
                 c.add(data_error("bad-json", where, problem="nested too deeply"))
+                return
+            except _RowTooLarge:
+                problem = f"an element takes more than {MAX_JSON_ROW_BYTES >> 20} MiB"
+                c.add(data_error("bad-json", where, problem=problem))
                 return
             except ValueError:  # an integer past Python's digit limit
                 c.add(data_error("bad-json", where, problem=TOO_MANY_DIGITS))
