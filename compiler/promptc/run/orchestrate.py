@@ -90,7 +90,16 @@ from promptc.run.outputs import (
     read_outputs,
 )
 from promptc.run.progress import Events, events_for
-from promptc.run.repair import RepairRequest, needs_repair, repair_grammar, repair_requests
+from promptc.run.repair import (
+    Merged,
+    RepairRequest,
+    merge_answers,
+    parse_answer,
+    repair_grammar,
+    repair_requests,
+    repair_shape,
+    result_line,
+)
 from promptc.text import write_atomic
 
 if TYPE_CHECKING:
@@ -530,7 +539,6 @@ class _Parser:
             self.shapes = {}
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse.output import parse_output, target_results
         from promptc.parse.shape import request_shape
 
         shape = self.shapes.get(request.id)
@@ -547,7 +555,7 @@ class _Parser:
         # An answer in the JSON form (mode json_schema) is read by parse_output itself.
         # A retrieval request is for its target item: only that item's result is kept, so
         # results.jsonl has exactly one result per item, as promptc parse writes by default.
-        return target_results(parse_output(self.task, shape, output), {shape.id: shape})
+        return parse_answer(self.task, shape, output)
 
 
 @dataclass
@@ -578,6 +586,7 @@ class _Run:
     _repairs: dict[str, RepairRequest] = field(init=False, default_factory=dict)
     _resolved: tuple[str, ServerKind] | None = field(init=False, default=None)
     _asked: set[str] = field(init=False, default_factory=set)
+    _old_repairs: dict[str, Mapping[str, Any]] = field(init=False, default_factory=dict)
 
     async def run(self) -> RunResult:
         self.result = RunResult(self.build, self.out_path, total=len(self.requests))
@@ -649,26 +658,22 @@ class _Run:
 
     # -- repair -----------------------------------------------------------------------------
 
+    def _merged(self) -> Merged:
+        """The results so far, repair answers merged (:func:`merge_answers`)."""
+        repairs: dict[str, Mapping[str, Any]] = {
+            rid: rr.record() for rid, rr in self._repairs.items() if rid in self._parsed
+        }
+        for rid, record in self._old_repairs.items():
+            repairs.setdefault(rid, record)
+        return merge_answers([r.id for r in self.requests], self._parsed, repairs)
+
     async def _repair_rounds(self, out: Any, existing: Mapping[str, dict[str, Any]]) -> None:
         assert self.parser is not None and self.task is not None
         by_id = {r.id: r for r in self.requests}
-        best: dict[tuple[str, int], ItemResult] = {}
-        self._attempts: dict[tuple[str, int], int] = {}
-        for r in self.requests:
-            for x in self._parsed.get(r.id, []):
-                if x.item_id is not None:
-                    best[(r.id, x.index)] = x
-                    self._attempts[(r.id, x.index)] = 1
-        self._best = best
         for attempt in range(1, self.repair + 1):
-            failed: dict[str, list[int]] = {}
-            for (rid, pos), x in best.items():
-                if needs_repair(x):
-                    failed.setdefault(rid, []).append(pos)
+            failed = self._merged().failed()
             if not failed:
                 return
-            for positions in failed.values():
-                positions.sort()
             planned, refused = repair_requests(self.task, failed, by_id, attempt)
             if refused:
                 self.events.note(
@@ -709,19 +714,6 @@ class _Run:
                 )
                 cached, sent = await self._answer(out, todo)
                 self.result.repair_requests += cached + sent
-            for rr in fresh:
-                parsed = self._parsed.get(rr.request.id)
-                for j, pos in enumerate(rr.positions, 1):
-                    self._attempts[(rr.origin, pos)] = self._attempts.get((rr.origin, pos), 1) + 1
-                    if parsed is None:
-                        continue
-                    hit = [x for x in parsed if x.index == j and x.item_id is not None]
-                    if not hit:
-                        continue
-                    if hit[0].status == "ok" or not best[(rr.origin, pos)].ok:
-                        if hit[0].ok and not best[(rr.origin, pos)].ok:
-                            self.result.repaired += 1
-                        best[(rr.origin, pos)] = hit[0]
 
     # -- bodies -----------------------------------------------------------------------------
 
@@ -999,23 +991,32 @@ class _Run:
             self.out_path.unlink(missing_ok=True)
         if self.parser is None:
             return
-        from promptc.parse.results import dumps, summarize
+        from promptc.parse.results import summarize
 
-        best: dict[tuple[str, int], ItemResult] = getattr(self, "_best", {})
-        attempts: dict[tuple[str, int], int] = getattr(self, "_attempts", {})
-        rows: list[tuple[ItemResult, int]] = []
-        for r in self.requests:
-            for x in self._parsed.get(r.id, []):
-                if x.item_id is None:
-                    rows.append((x, 1))
-                    continue
-                rows.append((best.get((r.id, x.index), x), attempts.get((r.id, x.index), 1)))
+        assert self.task is not None
+        # Repair answers of an earlier run that this one did not plan again are merged too,
+        # so that results.jsonl is what promptc parse and collect make of outputs.jsonl.
+        considered = {r.id for r in self.requests}
+        for rid, record in existing.items():
+            rep = record.get("repair")
+            if (
+                rid not in self._parsed
+                and isinstance(rep, Mapping)
+                and str(rep.get("of")) in considered
+                and isinstance(record.get("output"), str)
+            ):
+                self._old_repairs[rid] = rep
+                shape = repair_shape(self.task, rep, rid)
+                self._parsed[rid] = parse_answer(self.task, shape, record["output"])
+        merged = self._merged()
+        self.result.repaired = merged.repaired
+        rows = merged.rows
         self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
         self.result.statuses = summarize(x for x, _ in rows)
         if self.results_path is not None:
             write_atomic(
                 self.results_path,
-                (dumps({**x.to_dict(), "attempts": n}) for x, n in rows),
+                (result_line(x, n) for x, n in rows),
             )
             self.result.results_path = self.results_path
 
