@@ -435,7 +435,14 @@ def _manifest_entry(request: ir.Request, stem: str | None, digest: str) -> str:
         + ("[\n" + ids + "\n      ]" if ids else "[]")
         + ',\n      "prompt_sha256": "'
         + digest
-        + '"\n    }'
+        + '"'
+        # The item a retrieval request is for: the Batch API form has no room for it.
+        + (
+            ',\n      "target_item": ' + _enc(request.batch.item_ids[request.batch.target])
+            if request.batch.target is not None
+            else ""
+        )
+        + "\n    }"
     )
 
 
@@ -1081,7 +1088,7 @@ def _read_request_lines(
                     grammar=stem if isinstance(stem, str) else None,
                     location=where,
                     target_item=target
-                    if isinstance(target := data.get("target_item"), str)
+                    if isinstance(target := data.get("target_item", known.get("target_item")), str)
                     else None,
                 )
             )
@@ -1104,5 +1111,9 @@ def _manifest_requests(
     out: dict[str, dict[str, Any]] = {}
     for r in manifest.get("requests") or []:
         if isinstance(r, Mapping) and "id" in r:
-            out[str(r["id"])] = {"item_ids": r.get("item_ids"), "grammar": r.get("grammar")}
+            out[str(r["id"])] = {
+                "item_ids": r.get("item_ids"),
+                "grammar": r.get("grammar"),
+                "target_item": r.get("target_item"),
+            }
     return out, kind if isinstance(kind, str) else None
