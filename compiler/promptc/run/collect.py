@@ -339,9 +339,13 @@ def write_repair_build(
         BATCH_TARGETS,
         MANIFEST_FILE,
         OPENAI_BATCH_URL,
+        VLLM_FIELDS,
+        ConstraintCache,
+        VllmGrammar,
         dumps,
         grammar_stem,
         request_files,
+        structured_outputs,
     )
     from promptc.grammar.answer import build_grammar
     from promptc.run.repair import repair_requests
@@ -380,18 +384,19 @@ def write_repair_build(
         kind = asked[0].kind or task.strategy.kind
         stems[n] = grammar_stem(n, nominal)
         files.update(build_grammar(task, n, kind).files(stems[n]))  # type: ignore[arg-type]
+    form: VllmGrammar = "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
+    constraints = ConstraintCache(task)
     lines = []
     for r in asked:
         stem = stems[len(r.item_ids)]
         if target in BATCH_TARGETS:
             body: dict[str, Any] = {**dict(r.params), "messages": [dict(m) for m in r.messages]}
             if target == "vllm-batch":
-                gbnf = files[stem + ".gbnf"]
-                if r.kind == "auto-demo":
-                    from promptc.run.bodies import pinned_gbnf
-
-                    gbnf = pinned_gbnf(task, r, out)
-                body["structured_outputs"] = {"grammar": gbnf}
+                # The constraint the build's bodies carry (GBNF or JSON Schema), made for
+                # this request's own items.
+                body["structured_outputs"] = structured_outputs(
+                    task, r.kind, r.item_ids, form, constraints
+                )
             record: dict[str, Any] = {
                 "custom_id": r.id,
                 "method": "POST",
@@ -441,6 +446,7 @@ def write_repair_build(
             for r in asked
         ],
         "repair_records": {**(earlier or {}), **records},
+        **({"structured_outputs": VLLM_FIELDS[form]} if target == "vllm-batch" else {}),
         "counts": {"items": len(wanted), "requests": len(asked)},
         "grammar": {
             "stems": {str(n): s for n, s in sorted(stems.items())},

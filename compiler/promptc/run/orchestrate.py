@@ -728,11 +728,12 @@ class _Run:
 
     def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
         task = None
-        if mode == "gbnf" and r.kind == "auto-demo":  # its questions are pinned in its grammar
+        constrained = mode in ("gbnf", "json_schema")
+        if constrained and r.kind == "auto-demo":  # its questions are pinned in its grammar
             if self.task is None:
                 self.task = build_task(self.build)
             task = self.task
-        elif mode == "gbnf" and self.task is not None:  # per-item options, if any
+        elif constrained and self.task is not None:  # per-item options, if any
             task = self.task
         files = None
         rr = self._repairs.get(r.id)
