@@ -413,6 +413,12 @@ def run_build(
             stack.enter_context(outputs_lock(out_path))
             cache_url = url or ""
             if use_local:
+                from promptc.run.context import (
+                    ServerContext,
+                    fit_warning,
+                    largest_need,
+                    prompt_chars,
+                )
                 from promptc.run.local import (
                     LOCAL_ALIAS,
                     MAX_CONTEXT,
@@ -421,18 +427,18 @@ def run_build(
                     local_server,
                 )
 
-                longest = max(
-                    (sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests),
-                    default=0,
-                )
+                longest = max((prompt_chars(r) for r in requests), default=0)
                 n_ctx = context_for(longest, _max_tokens(requests))
-                if context_need(longest, _max_tokens(requests)) > MAX_CONTEXT:
-                    events.note(
-                        f"warning: the longest request may need about "
-                        f"{context_need(longest, _max_tokens(requests))} tokens, more than the "
-                        f"embedded model's {MAX_CONTEXT}: its answer may be cut off; lower "
-                        "max_tokens or the batch size"
+                need = largest_need(requests)
+                if need is not None and context_need(longest, _max_tokens(requests)) > MAX_CONTEXT:
+                    # The context is made to fit, up to the model's own: past that, say so.
+                    warning = fit_warning(
+                        need,
+                        ServerContext(MAX_CONTEXT, "the most it was trained for"),
+                        "the embedded model's",
                     )
+                    if warning is not None:
+                        events.note(warning)
                 url = stack.enter_context(
                     local_server(model_path, n_ctx=n_ctx, say=events.note, on_start=on_server_start)
                 )
@@ -459,6 +465,7 @@ def run_build(
                 task=task,
                 repair=rounds,
                 token_field=token_field,
+                probe_context=not use_local,
             )
             result = asyncio.run(run.run())
             result.base_url = url
@@ -578,6 +585,8 @@ class _Run:
     task: Task | None
     repair: int
     token_field: str
+    #: Ask the server its context before sending (not the embedded one: promptc sized it).
+    probe_context: bool = True
     result: RunResult = field(init=False)
     _secret: str | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
@@ -823,6 +832,9 @@ class _Run:
                 self._resolved = (mode, server)
                 self.result.grammar = mode
             mode, server = self._resolved
+            if self.probe_context:
+                self.probe_context = False  # once a run: the server's context does not change
+                await self._check_context(requests)
             self.events.note(
                 f"sending {len(requests)} request(s) to {self.base_url} "
                 f"(grammar: {mode}, concurrency {self.concurrency})"
@@ -838,6 +850,26 @@ class _Run:
         finally:
             await self._client.close()
         return sent[0]
+
+    async def _check_context(self, requests: list[BuildRequest]) -> None:
+        """Warns (once) when the largest request may not fit the server's context, if the
+        server says what it is (:mod:`promptc.run.context`); silent when it does not."""
+        from promptc.run.context import PROBE_TIMEOUT, fit_warning, largest_need, server_context
+
+        need = largest_need(requests)
+        if need is None:
+            return
+        model = self.model or requests[0].params.get("model")
+        context = await asyncio.to_thread(
+            server_context,
+            self.base_url,
+            self._secret,
+            str(model) if model is not None else None,
+            min(PROBE_TIMEOUT, self.timeout),
+        )
+        warning = fit_warning(need, context) if context is not None else None
+        if warning is not None:
+            self.events.note(warning)
 
     async def _resolve(self, requests: list[BuildRequest]) -> tuple[str | None, ServerKind]:
         """The grammar mode and server kind to send with (asks the server when it matters)."""
