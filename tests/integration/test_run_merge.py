@@ -169,6 +169,10 @@ def test_retrieval_demonstrations_that_fail_are_not_re_asked(
     assert len(handler.seen) == 20 and result.repair_requests == 0
     assert result.not_ok == 0 and result.statuses is not None
     assert sum(result.statuses.values()) == 20
+    # The first 3 requests are for 3 items, however many demonstrations they show.
+    limited = _run(out, url, tmp_path, repair=2, limit=3)
+    assert limited.items == 3 and limited.statuses is not None
+    assert sum(limited.statuses.values()) == 3 and limited.skipped == 3
     # collect agrees: one result per target, no repair build.
     batch = _batch_lines(out / "outputs.jsonl", [f"r{k:04d}" for k in range(1, 21)])
     collected = collect(out, _write(tmp_path / "batch.jsonl", batch))

@@ -599,7 +599,10 @@ class _Run:
 
     async def run(self) -> RunResult:
         self.result = RunResult(self.build, self.out_path, total=len(self.requests))
-        self.result.items = len({i for r in self.requests for i in r.item_ids})
+        # A retrieval request is for its target alone: its other items are demonstrations.
+        self.result.items = len(
+            {i for r in self.requests for i in ((r.target_item,) if r.target_item else r.item_ids)}
+        )
         self._secret = os.environ.get(self.api_key_env) or None
         existing = read_outputs(self.out_path)
         pending: list[BuildRequest] = []
@@ -651,7 +654,7 @@ class _Run:
         # flushed before the next answer is awaited.
         with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:  # noqa: ASYNC230
             if pending:
-                items = sum(len(r.item_ids) for r in pending)
+                items = sum(_answered_items(r) for r in pending)
                 self.events.start(len(pending), items, "promptc run")
                 answered = await self._answer(out, pending)
                 self.result.cached += answered[0]
@@ -719,7 +722,7 @@ class _Run:
                     todo.append(rr.request)
             if todo:
                 self.events.start(
-                    len(todo), sum(len(r.item_ids) for r in todo), f"repair round {attempt}"
+                    len(todo), sum(_answered_items(r) for r in todo), f"repair round {attempt}"
                 )
                 cached, sent = await self._answer(out, todo)
                 self.result.repair_requests += cached + sent
@@ -971,7 +974,7 @@ class _Run:
         self.result.failed.append(
             RequestFailure(r.id, failure.kind, what, check_t.format(**fill), attempts)
         )
-        self.events.failed(r.id, len(r.item_ids), failure.kind)
+        self.events.failed(r.id, _answered_items(r), failure.kind)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -1004,7 +1007,7 @@ class _Run:
         usage = usage if isinstance(usage, Mapping) else {}
         self.events.done(
             r.id,
-            items=len(r.item_ids),
+            items=_answered_items(r),
             ok=ok,
             prompt_tokens=_int(usage.get("prompt_tokens")),
             completion_tokens=_int(usage.get("completion_tokens")),
@@ -1052,6 +1055,11 @@ class _Run:
                 (result_line(x, n) for x, n in rows),
             )
             self.result.results_path = self.results_path
+
+
+def _answered_items(r: BuildRequest) -> int:
+    """The items a request answers for: a retrieval request's target alone."""
+    return 1 if r.target_item is not None else len(r.item_ids)
 
 
 def _int(value: object) -> int:
