@@ -12,7 +12,10 @@ unless the build has only one), or JSON Lines, one request a line, in any of the
     {"request_id": "r0001", "text": "..."}
     {"custom_id": "r0001", "response": {"body": {"choices": [{"message": {"content": "..."}}]}}}
 
-(the last is the OpenAI Batch API output form; ``custom_id`` wins over ``id`` there). A file is
+(the last is the OpenAI Batch API output form; ``custom_id`` wins over ``id`` there). Repair
+answers of ``promptc run`` or ``collect`` (``r0001.repair1``, with their ``repair`` record) are
+merged into their items' results as those commands merge them
+(:func:`promptc.run.repair.merge_answers`): the same outputs give the same rows. A file is
 read as JSON Lines when its name ends in ``.jsonl`` or ``.ndjson``, or when its first non-blank
 line is a JSON object with one of those id keys.
 
