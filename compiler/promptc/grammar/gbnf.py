@@ -209,13 +209,16 @@ def _text(max_chars: int, multiline: bool) -> str:
 def _question(blueprint: Blueprint, i: int, questions: Sequence[str] | None) -> str:
     """The symbols of item ``i``'s repeated question: ``"Q[i]: " question``, or pinned
     ``"Q[i]: <its question>"``; with indexed inputs one ``"Label[i]: "`` line per input."""
+    prefixes = blueprint.question_prefixes or (blueprint.markers.question,)
     if questions is not None:
-        return gbnf_string(markers.question_lines(questions[i - 1], i, blueprint.question_prefixes))
-    if not blueprint.indexed:
-        return gbnf_string(markers.question_marker(i, blueprint.markers) + markers.MARKER_SEPARATOR) + " question"
+        values = [gbnf_string(v) for v in markers.split_question(questions[i - 1], prefixes)]
+    elif blueprint.indexed:
+        values = ["question-line"] * len(prefixes)
+    else:
+        values = ["question"]
     return f" {gbnf_string(markers.FIELD_SEPARATOR)} ".join(
-        gbnf_string(markers.marker(p, i) + markers.MARKER_SEPARATOR) + " question-line"
-        for p in blueprint.question_prefixes
+        gbnf_string(markers.marker(p, i) + markers.MARKER_SEPARATOR) + " " + v
+        for p, v in zip(prefixes, values)
     )
 
 

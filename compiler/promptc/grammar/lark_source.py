@@ -336,9 +336,7 @@ def make_blueprint(
         parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
     question = None
     if kind == "auto-demo":
-        stop = "|".join(
-            re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes)
-        )
+        stop = "|".join(re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes))
         lead = layout("MARKER_LEAD")
         question = (
             layout("QUESTION_LINE")
@@ -415,8 +413,7 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
                 )
                 for k, prefix in enumerate(blueprint.question_prefixes[1:], start=2):
                     body.append(
-                        f"{input_marker_terminal(i, k)}: "
-                        + _regex_literal(marker_regex(prefix, i))
+                        f"{input_marker_terminal(i, k)}: " + _regex_literal(marker_regex(prefix, i))
                     )
             body.append(
                 f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(blueprint.markers.answer, i))
