@@ -58,12 +58,13 @@ FIELD_SEPARATOR = "\n"
 LABEL_SEPARATOR = ": "
 
 
-def marker(prefix: str, index: int) -> str:
-    """``marker("A", 3)`` → ``"A[3]:"``. Indices are 1-based, as users read them."""
+def marker(prefix: str, index: int | str) -> str:
+    """``marker("A", 3)`` → ``"A[3]:"``. Indices are 1-based, as users read them; ``"i"``
+    writes the general form (``A[i]:``) messages and prompts describe."""
     return f"{prefix}{INDEX_OPEN}{index}{INDEX_CLOSE}{MARKER_END}"
 
 
-def question_marker(index: int, m: Markers = DEFAULT) -> str:
+def question_marker(index: int | str, m: Markers = DEFAULT) -> str:
     """``Q[3]:`` (with the task's question prefix)."""
     return marker(m.question, index)
 
@@ -79,7 +80,10 @@ def prefix_of(role: str, m: Markers = DEFAULT) -> str:
 
 
 def question_block(
-    fields: Sequence[InputField], values: Mapping[str, str], index: int, m: Markers = DEFAULT
+    fields: Sequence[InputField],
+    values: Mapping[str, str],
+    index: int | str,
+    m: Markers = DEFAULT,
 ) -> str:
     """How a batch shows item ``index``'s inputs: ``Q[i]: <question>``, or with indexed
     inputs one ``Label[i]: value`` line per input (``Premise[1]: …`` / ``Hypothesis[1]: …``)."""
