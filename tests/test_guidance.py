@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper, grammar_from
@@ -41,8 +42,8 @@ class ByteTokenizer:
     eos_token_id = 256
     bos_token_id = None
     # llguidance spells special tokens with a leading 0xFF byte.
-    tokens = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
-    special_token_ids = [256]
+    tokens: ClassVar[list[bytes]] = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
+    special_token_ids: ClassVar[list[int]] = [256]
 
     def __call__(self, text: str | bytes) -> list[int]:
         return list(text if isinstance(text, bytes) else text.encode("utf-8"))
