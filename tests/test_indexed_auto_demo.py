@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from promptc import markers
 from promptc.build import assemble
 from promptc.grammar.answer import AnswerGrammar, build_grammar
@@ -295,3 +297,27 @@ def test_one_indexed_input() -> None:
     text = g.write_output([values], [q])
     assert text.startswith(f"{label}[1]: {q}\nA[1]: ")
     assert [it.question for it in g.parse_strict(text)] == [q]
+
+
+_VALUE = (
+    st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="[\r", exclude_categories=("Cs",)),
+        min_size=1,
+        max_size=40,
+    )
+    .map(lambda s: s.strip(" \t\n\r\f\v"))
+    .filter(bool)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_VALUE, min_size=2, max_size=3), st.integers(1, 99))
+def test_question_lines_and_read_question_are_inverse(values: list[str], index: int) -> None:
+    """Whatever the input values (line breaks, label-like lines and emphasis included, no
+    brackets), the lines an answer writes read back as the item's question."""
+    prefixes = ("Premise", "Hypothesis", "Answer Choices")[: len(values)]
+    question = "\n".join(f"{p}: {v}" for p, v in zip(prefixes, values))
+    lines = markers.question_lines(question, index, prefixes)
+    first = markers.marker(prefixes[0], index) + markers.MARKER_SEPARATOR
+    assert lines.startswith(first)
+    assert markers.read_question(lines[len(first) :], prefixes, index) == (question, None)
