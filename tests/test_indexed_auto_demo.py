@@ -321,3 +321,33 @@ def test_question_lines_and_read_question_are_inverse(values: list[str], index: 
     first = markers.marker(prefixes[0], index) + markers.MARKER_SEPARATOR
     assert lines.startswith(first)
     assert markers.read_question(lines[len(first) :], prefixes, index) == (question, None)
+
+
+def test_run_pins_each_input_and_checks_the_prompt_in_the_builds_markers(
+    task: Task, tmp_path: Path
+) -> None:
+    """``promptc run --grammar gbnf`` sends each Auto-Demo request its own grammar, each input
+    pinned under its own marker, after checking that the prompt shows those very inputs (in
+    the build's markers, not ``Q[i]:``); a prompt edited since names ``Premise[1]:``."""
+    from dataclasses import replace
+
+    from promptc.build import build
+    from promptc.errors import UsageError
+    from promptc.run.bodies import read_requests, request_body
+
+    build(task, tmp_path / "b")
+    first = read_requests(tmp_path / "b")[0]
+    grammar = request_body(first, tmp_path / "b", "gbnf")["grammar"]
+    assert grammar == _grammar(task, assemble(task).requests[0]).gbnf_for(
+        _questions(task, assemble(task).requests[0])
+    )
+    assert '"Premise[1]: " "A dog is sleeping on the porch' in grammar
+    edited = replace(
+        first,
+        messages=tuple(
+            {**m, "content": m["content"].replace("Hypothesis[1]: ", "Hypothesis[1]: Edited. ")}
+            for m in first.messages
+        ),
+    )
+    with pytest.raises(UsageError, match=r"is not the one its prompt shows as Premise\[1\]:"):
+        request_body(edited, tmp_path / "b", "gbnf")
