@@ -351,3 +351,26 @@ def test_run_pins_each_input_and_checks_the_prompt_in_the_builds_markers(
     )
     with pytest.raises(UsageError, match=r"is not the one its prompt shows as Premise\[1\]:"):
         request_body(edited, tmp_path / "b", "gbnf")
+
+
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_repair_re_asks_an_item_with_its_inputs_under_their_markers(
+    kind: str, tmp_path: Path
+) -> None:
+    """``run``'s repair round cuts a request down to its failed items and renumbers them: with
+    indexed inputs each item's lines move together (``Premise[1]: …`` / ``Hypothesis[1]: …``)."""
+    from promptc.build import build, read_requests
+    from promptc.run.repair import repair_requests
+
+    task = compile_spec(SPECS / "mnli.yaml", overrides={("strategy", "kind"): kind})
+    build(task, tmp_path / "b")
+    first = read_requests(tmp_path / "b")[0]
+    planned, refused = repair_requests(task, {first.id: [2]}, {first.id: first}, 1)
+    assert refused == [] and len(planned) == 1
+    by_id = {it.id: it for it in task.items}
+    second = by_id[first.item_ids[1]].inputs
+    user = planned[0].request.messages[-1]["content"]
+    asked = f"Premise[1]: {second['premise']}\nHypothesis[1]: {second['hypothesis']}"
+    assert user.rstrip().endswith(asked), user
+    assert by_id[first.item_ids[0]].inputs["premise"] not in user
+    assert "Premise[2]:" not in user.split(asked)[-1]
