@@ -374,3 +374,14 @@ def test_repair_re_asks_an_item_with_its_inputs_under_their_markers(
     assert user.rstrip().endswith(asked), user
     assert by_id[first.item_ids[0]].inputs["premise"] not in user
     assert "Premise[2]:" not in user.split(asked)[-1]
+
+
+def test_a_lenient_answer_after_repeated_inputs(task: Task, request_: Request) -> None:
+    """The final period left out: read leniently after the repeated inputs, never in strict."""
+    from promptc.parse.recover import LENIENT_NOTE
+
+    output = _output(task, request_).replace("So the answer is False.", "So the answer is False")
+    results = parse_output(task, request_, output)
+    assert _statuses(results) == [("ok", "", "True"), ("ok", LENIENT_NOTE, "False")]
+    strict = parse_output(task, request_, output, mode="strict")
+    assert strict[1].status == "malformed"
