@@ -23,17 +23,28 @@ from promptc.values import json_schema as value_schema
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
+def _answer(
+    blueprint: Blueprint,
+    index: int | None,
+    question: str | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, object]:
     props: dict[str, object] = {}
     required: list[str] = []
     if index is not None:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
         if blueprint.kind == "auto-demo":
-            props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
+            # no minLength: mlc-ai/xgrammar#800
+            props["question"] = (
+                {"type": "string"} if question is None else {"type": "string", "const": question}
+            )
             required.append("question")
     for f in blueprint.fields:
-        props[f.name] = value_schema(f)
+        schema = value_schema(f)
+        if choices is not None and f.name in choices and f.type == "enum":
+            schema = {**schema, "enum": list(choices[f.name])}
+        props[f.name] = schema
         required.append(f.name)
     return {
         "type": "object",
@@ -43,21 +54,39 @@ def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
     }
 
 
-def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
-    """The schema of the JSON form of an answer of ``blueprint``'s shape."""
+def json_schema(
+    blueprint: Blueprint,
+    task_name: str,
+    questions: Sequence[str] | None = None,
+    item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+) -> dict[str, object]:
+    """The schema of the JSON form of an answer of ``blueprint``'s shape.
+
+    With ``questions`` (``auto-demo``), each answer's ``question`` must be exactly its item's
+    (a ``const``); with ``item_choices`` (per item, enum field → the choices it admits), each
+    item's enum admits exactly its own: the JSON counterpart of the GBNF that pins them.
+    """
     head: dict[str, object] = {
         "$schema": DRAFT,
         "title": f"{task_name} answer ({blueprint.kind}, {blueprint.n_items} item(s))",
     }
+
+    def choices(k: int) -> Mapping[str, Sequence[str]] | None:
+        return item_choices[k] if item_choices is not None else None
+
     if blueprint.kind in ("single", "few-shot"):
-        return {**head, **_answer(blueprint, None)}
+        return {**head, **_answer(blueprint, None, None, choices(0))}
+    pinned = list(questions) if questions is not None and blueprint.kind == "auto-demo" else None
     return {
         **head,
         "type": "object",
         "properties": {
             "answers": {
                 "type": "array",
-                "prefixItems": [_answer(blueprint, i) for i in range(1, blueprint.n_items + 1)],
+                "prefixItems": [
+                    _answer(blueprint, i, pinned[i - 1] if pinned else None, choices(i - 1))
+                    for i in range(1, blueprint.n_items + 1)
+                ],
                 "items": False,
                 "minItems": blueprint.n_items,
                 "maxItems": blueprint.n_items,
