@@ -147,6 +147,20 @@ def test_json_schema_in_guidance(spec: Path, kind: StrategyKind) -> None:
             assert accepts(grammar, text), text
         for text in invalid:
             assert not accepts(grammar, text), text
+        if kind == "auto-demo":  # each request's own questions pinned, as run sends it
+            _, questions = _answers(task, g.n_items)
+            pinned = LLMatcher.grammar_from_json_schema(
+                json.dumps(g.json_schema_for(questions)),
+                defaults={"whitespace_flexible": flexible},
+            )
+            assert accepts(pinned, valid[0])
+            other = list(reversed(questions))
+            if other != questions:
+                wrong = LLMatcher.grammar_from_json_schema(
+                    json.dumps(g.json_schema_for(other)),
+                    defaults={"whitespace_flexible": flexible},
+                )
+                assert not accepts(wrong, valid[0])
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
