@@ -27,13 +27,7 @@ from xgrammar.testing import _is_grammar_accept_string
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
-CASES = [
-    (spec, kind)
-    for spec in SPECS
-    for kind in KINDS
-    # indexed inputs (specs/mnli.yaml) do not go with auto-demo: the spec refuses it
-    if not (kind == "auto-demo" and "inputs: indexed" in spec.read_text(encoding="utf-8"))
-]
+CASES = [(spec, kind) for spec in SPECS for kind in KINDS]
 
 
 @cache

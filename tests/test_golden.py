@@ -141,9 +141,9 @@ def test_answers_written_as_the_prompt_asks_parse_strictly(spec: Path, strategy:
         else:
             lines = []
             for i, item_id in enumerate(request.batch.item_ids, 1):
-                if strategy == "auto-demo":
-                    question = markers.question_text(task.inputs, by_id[item_id].inputs)
-                    lines.append(f"{markers.question_marker(i, task.markers)} {question}")
+                if strategy == "auto-demo":  # as the prompt's solved examples show questions
+                    inputs = by_id[item_id].inputs
+                    lines.append(markers.question_block(task.inputs, inputs, i, task.markers))
                 lines.append(f"{markers.answer_marker(i, task.markers)} {answer}")
             output = "\n".join(lines)
         results = parse_output(task, request, output, mode="strict")

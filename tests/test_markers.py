@@ -84,8 +84,6 @@ def test_indexed_inputs_write_one_marker_per_input(task_factory: Callable[..., i
         "Premise[2]: Premise number 1.",
         "Hypothesis[2]: Claim 1.",
     ]
-    with pytest.raises(Exception, match="indexed inputs do not go with the auto-demo"):
-        build_grammar(task, 2, "auto-demo")
 
 
 @pytest.mark.parametrize(
@@ -114,3 +112,25 @@ def test_marker_prefixes(prefix: str, why: str | None) -> None:
 )
 def test_marker_clashes(a: str, b: str, why: str | None) -> None:
     assert marker_clash(a, b) == why
+
+
+def test_misaligned_messages_name_the_spec_markers(task_factory: Callable[..., ir.Task]) -> None:
+    """A repeated question that is not the item's is reported under the spec's own marker
+    (``Question[2]``), on the fast path, the grammar's and the recovering parser's."""
+    task = _task(task_factory, "auto-demo")
+    good = (
+        "Question[1]: What is 0 plus 0?\nAnswer[1]: 0 + 0 = 0. The answer is 0.\n"
+        "Question[2]: What is 1 plus 1?\nAnswer[2]: 1 + 1 = 2. The answer is 2."
+    )
+    wrong = good.replace("What is 1 plus 1?", "Name the capital of a faraway country.")
+    for mode in ("recover", "strict"):
+        results = parse_output(task, _request("auto-demo"), wrong, mode=mode)  # type: ignore[arg-type]
+        assert [r.status for r in results] == ["ok", "misaligned"]
+        assert results[1].message.startswith("Question[2] does not repeat item 2's question")
+        assert "Q[" not in results[1].message
+    # Decorated: only the recovering parser reads it.
+    results = parse_output(
+        task, _request("auto-demo"), wrong.replace("Question[2]:", "**Question[2]:**")
+    )
+    assert [r.status for r in results] == ["ok", "misaligned"]
+    assert results[1].message.startswith("Question[2] does not repeat item 2's question")

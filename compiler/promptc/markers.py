@@ -17,11 +17,25 @@ An Auto-Demo answer repeats each question before its answer::
     A[1]: <answer>
     Q[2]: <question>
     A[2]: <answer>
+
+With indexed inputs (``markers: {inputs: indexed}``) it repeats each input under its own
+label, and the first input's label takes the question marker's place
+(:func:`shown_markers`)::
+
+    Premise[1]: <premise>
+    Hypothesis[1]: <hypothesis>
+    Answer[1]: <answer>
+
+Either way the question an answer repeated is read back (:func:`read_question`) as the text
+:func:`question_text` writes, which is what the parser compares with the item's own.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
 
 from promptc.ir import InputField, Markers
 from promptc.text import default_label
@@ -44,12 +58,13 @@ FIELD_SEPARATOR = "\n"
 LABEL_SEPARATOR = ": "
 
 
-def marker(prefix: str, index: int) -> str:
-    """``marker("A", 3)`` → ``"A[3]:"``. Indices are 1-based, as users read them."""
+def marker(prefix: str, index: int | str) -> str:
+    """``marker("A", 3)`` → ``"A[3]:"``. Indices are 1-based, as users read them; ``"i"``
+    writes the general form (``A[i]:``) messages and prompts describe."""
     return f"{prefix}{INDEX_OPEN}{index}{INDEX_CLOSE}{MARKER_END}"
 
 
-def question_marker(index: int, m: Markers = DEFAULT) -> str:
+def question_marker(index: int | str, m: Markers = DEFAULT) -> str:
     """``Q[3]:`` (with the task's question prefix)."""
     return marker(m.question, index)
 
@@ -65,7 +80,10 @@ def prefix_of(role: str, m: Markers = DEFAULT) -> str:
 
 
 def question_block(
-    fields: Sequence[InputField], values: Mapping[str, str], index: int, m: Markers = DEFAULT
+    fields: Sequence[InputField],
+    values: Mapping[str, str],
+    index: int | str,
+    m: Markers = DEFAULT,
 ) -> str:
     """How a batch shows item ``index``'s inputs: ``Q[i]: <question>``, or with indexed
     inputs one ``Label[i]: value`` line per input (``Premise[1]: …`` / ``Hypothesis[1]: …``)."""
@@ -107,3 +125,112 @@ def question_text(fields: Sequence[InputField], values: Mapping[str, str]) -> st
     return FIELD_SEPARATOR.join(
         f"{field_label(f)}{LABEL_SEPARATOR}{values[f.name]}" for f in fields
     )
+
+
+def question_prefixes(fields: Sequence[InputField], m: Markers = DEFAULT) -> tuple[str, ...]:
+    """The prefixes of the markers that open the lines of an item's question, in order: the
+    question prefix (``("Q",)``), or with indexed inputs each input's label
+    (``("Premise", "Hypothesis")``)."""
+    if m.inputs == "indexed" and fields:
+        return tuple(field_label(f) for f in fields)
+    return (m.question,)
+
+
+def shown_markers(fields: Sequence[InputField], m: Markers = DEFAULT) -> Markers:
+    """The markers as a prompt and an Auto-Demo answer show them: with indexed inputs the
+    question's marker is its first input's (``Premise[i]:``), as it is the first line of every
+    question; otherwise the task's markers themselves."""
+    first = question_prefixes(fields, m)[0]
+    return m if first == m.question else replace(m, question=first)
+
+
+def split_question(question: str, prefixes: Sequence[str]) -> list[str]:
+    """The input values of a question as :func:`question_text` writes it (``Premise: …`` /
+    ``Hypothesis: …`` lines), one per prefix (the inputs' labels); one prefix: the question.
+
+    A value holding a line that starts like a later label (``\nHypothesis: ``) is split at the
+    first such line; :func:`question_lines` and :func:`read_question` still round-trip it.
+
+    Raises:
+        ValueError: The question is not in that form.
+    """
+    if len(prefixes) <= 1:
+        return [question]
+    head = prefixes[0] + LABEL_SEPARATOR
+    if not question.startswith(head):
+        raise ValueError(f"the question does not start with {head!r}")
+    values: list[str] = []
+    pos = len(head)
+    for label in prefixes[1:]:
+        sep = FIELD_SEPARATOR + label + LABEL_SEPARATOR
+        at = question.find(sep, pos)
+        if at < 0:
+            raise ValueError(f"the question has no line starting with {label + LABEL_SEPARATOR!r}")
+        values.append(question[pos:at])
+        pos = at + len(sep)
+    values.append(question[pos:])
+    return values
+
+
+def question_lines(question: str, index: int, prefixes: Sequence[str]) -> str:
+    """What an Auto-Demo answer writes for item ``index``'s question, markers included:
+    ``Q[3]: <question>``, or with indexed inputs (one prefix per input) one
+    ``Label[3]: value`` line per input.
+
+    Args:
+        question: The question as :func:`question_text` writes it.
+        index: The item's 1-based index.
+        prefixes: :func:`question_prefixes` of the task.
+
+    Raises:
+        ValueError: Several prefixes and a question not in :func:`question_text`'s form.
+    """
+    values = split_question(question, prefixes)
+    return FIELD_SEPARATOR.join(
+        f"{marker(p, index)}{MARKER_SEPARATOR}{v}" for p, v in zip(prefixes, values)
+    )
+
+
+@lru_cache(maxsize=32)
+def _later_markers(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    """A later input's marker (``Hypothesis[3]:``) at a line start, with markdown emphasis and
+    the spaces after it. Anchored at line starts, so that a scan is linear in the text."""
+    names = "|".join(re.escape(p) for p in sorted(prefixes[1:], key=len, reverse=True))
+    ws = "[ \\t]{0,3}"
+    return re.compile(
+        f"(?m)^[ \\t]*[*_#>]{{0,3}}{ws}(?P<label>{names}){ws}{re.escape(INDEX_OPEN)}{ws}"
+        f"(?P<index>[0-9]{{1,9}}){ws}{re.escape(INDEX_CLOSE)}[*_]{{0,3}}{ws}"
+        f"{re.escape(MARKER_END)}[*_]{{0,3}}[ \\t]*",
+        re.IGNORECASE,
+    )
+
+
+_WS = " \t\n\r\f\v"
+
+
+def read_question(
+    written: str, prefixes: Sequence[str], index: int | None = None
+) -> tuple[str, str | None]:
+    """The question an Auto-Demo answer repeated, as :func:`question_text` writes it, from the
+    text after its first marker; and the first later marker with another index than
+    ``index`` (``"Hypothesis[2]"`` in item 1's question), or ``None``.
+
+    One prefix: ``written`` itself. Indexed inputs: ``v1\nHypothesis[3]: v2`` →
+    ``Premise: v1\nHypothesis: v2`` (each later input's marker at the start of a line, in
+    any case and markdown emphasis, becomes its label; the blank lines and spaces around it
+    become one line break).
+    """
+    if len(prefixes) <= 1:
+        return written, None
+    canonical = {p.casefold(): p for p in prefixes[1:]}
+    wrong: str | None = None
+    pieces = [prefixes[0], LABEL_SEPARATOR]
+    pos = 0
+    for m in _later_markers(tuple(prefixes)).finditer(written):
+        name = canonical.get(m.group("label").casefold(), m.group("label"))
+        if index is not None and wrong is None and int(m.group("index")) != index:
+            wrong = marker(name, int(m.group("index")))[: -len(MARKER_END)]
+        pieces += [written[pos : m.start()].rstrip(_WS), FIELD_SEPARATOR, name, LABEL_SEPARATOR]
+        pos = m.end()
+    pieces.append(written[pos:])
+    return "".join(pieces), wrong

@@ -7,7 +7,9 @@
   may span lines.
 - ``batch`` of N: exactly N lines ``A[1]: <answer>`` … ``A[N]: <answer>``, in order.
 - ``auto-demo`` of N: for each item the repeated question ``Q[i]: <question>`` (one or more
-  lines; it ends where a line starts with ``A[``), then ``A[i]: <answer>`` on one line.
+  lines; it ends where a line starts with ``A[``), then ``A[i]: <answer>`` on one line. With
+  indexed inputs the question is one marked line (or more) per input, ``Premise[i]: <premise>``
+  then ``Hypothesis[i]: <hypothesis>``, each ending where a line starts with a marker.
 
 In ``batch`` and ``auto-demo`` every answer is on one line (as the templates ask): text fields
 stop at the end of the line. A literal of the answer_format that itself holds a line break is
@@ -59,6 +61,7 @@ from promptc.errors import Location, OutputParseError
 from promptc.grammar.items import AnswerMismatch, ParsedItem, one_of
 from promptc.grammar.lark_source import (
     Blueprint,
+    input_marker_terminal,
     lark_source,
     lenient_body_regex,
     make_blueprint,
@@ -245,6 +248,14 @@ class AnswerGrammar:
         """
         return list(self._full_regex[1])
 
+    def read_question(self, written: str) -> str:
+        """The question an Auto-Demo item repeated, from the text after its question marker,
+        as :func:`promptc.markers.question_text` writes it (:func:`promptc.markers.read_question`:
+        with indexed inputs ``v1\nHypothesis[1]: v2`` is ``Premise: v1\nHypothesis: v2``)."""
+        if not self.blueprint.indexed:
+            return written
+        return markers.read_question(written, self.blueprint.question_prefixes)[0]
+
     def write_output(
         self,
         answers: Sequence[Mapping[str, Value]],
@@ -268,11 +279,7 @@ class AnswerGrammar:
         lines: list[str] = []
         for i, body in enumerate(bodies, start=1):
             if fmt.kind == "auto-demo":
-                lines.append(
-                    markers.question_marker(i, fmt.markers)
-                    + markers.MARKER_SEPARATOR
-                    + questions[i - 1]
-                )
+                lines.append(markers.question_lines(questions[i - 1], i, fmt.question_prefixes))
             lines.append(markers.answer_marker(i, fmt.markers) + markers.MARKER_SEPARATOR + body)
         return markers.ITEM_SEPARATOR.join(lines)
 
@@ -421,7 +428,13 @@ class AnswerGrammar:
             answer = f"(?P<a{i}>{marker_regex(bp.markers.answer, i)})(?P<i{i}>{body(i)})"
             if bp.kind == "auto-demo":
                 assert bp.question is not None
-                q = f"(?P<q{i}>{marker_regex(bp.markers.question, i)})(?P<qt{i}>{bp.question})"
+                # With indexed inputs qt{i} holds every input's line, the later inputs'
+                # markers included (read_question makes the question of it).
+                text = bp.question + "".join(
+                    layout("_NL") + marker_regex(prefix, i) + bp.question
+                    for prefix in bp.question_prefixes[1:]
+                )
+                q = f"(?P<q{i}>{marker_regex(bp.markers.question, i)})(?P<qt{i}>{text})"
                 groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
             # Atomic: once an item has matched up to its line end, never re-split it.
@@ -505,8 +518,9 @@ class AnswerGrammar:
                 question = question_span = None
                 if q_group:
                     qs, qe = regs[q_group]
-                    question = output[qs:qe].rstrip(_ASCII_WS)
-                    question_span = Span(qs, qs + len(question), lines)
+                    written = output[qs:qe].rstrip(_ASCII_WS)
+                    question = self.read_question(written)
+                    question_span = Span(qs, qs + len(written), lines)
                 span = Span(regs[start_group][0], regs[end_group][1], lines)
                 items.append(new(ParsedItem, (i, values, span, spans, question, question_span)))
         except ValueError as e:  # the fragments and read_value disagree: a promptc bug
@@ -598,14 +612,18 @@ class AnswerGrammar:
             question: tuple[str, Span] | None = None
             answer = item_tree
             start_pos: int | None = None
+            q_start: int | None = None
             for child in item_tree.children:
                 if isinstance(child, lark.Token):
                     at = _pos(child.start_pos)
                     if start_pos is None:
                         start_pos = at
                     if child.type == "QUESTION":
-                        q = str(child).rstrip(_ASCII_WS)
-                        question = (q, lines.span(at, at + len(q)))
+                        # Indexed inputs: one QUESTION per input; the question runs from the
+                        # first to the end of the last, later inputs' markers included.
+                        q_start = at if q_start is None else q_start
+                        q = output[q_start : _pos(child.end_pos)].rstrip(_ASCII_WS)
+                        question = (self.read_question(q), lines.span(q_start, q_start + len(q)))
                 elif child.data == "answer":
                     answer = child
             values: dict[str, Value] = {}
@@ -645,6 +663,8 @@ class AnswerGrammar:
         for i in range(1, self.n_items + 1):
             names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i, self.blueprint.markers))
             names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i, self.blueprint.markers))
+            for k, prefix in enumerate(self.blueprint.question_prefixes[1:], start=2):
+                names[input_marker_terminal(i, k)] = repr(markers.marker(prefix, i))
         for p in self.blueprint.parts:
             if p.field is not None:
                 names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
@@ -796,13 +816,6 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
             + f", not {n_items}",
             location=task.strategy.location,
             code="grammar-item-count",
-        )
-    if kind == "auto-demo" and task.markers.inputs == "indexed":
-        raise GrammarError(
-            "indexed inputs do not go with the auto-demo strategy, whose model repeats each "
-            "question after one Q[i]: marker; expected together",
-            location=task.markers.location,
-            code="indexed-auto-demo",
         )
     blueprint = make_blueprint(
         task.answer_format, task.outputs, kind, n_items, task.inputs, markers=task.markers

@@ -206,6 +206,22 @@ def _text(max_chars: int, multiline: bool) -> str:
     return f"{_NOT_WS_CLASS} ({char}{{0,{max_chars - 2}}} {_NOT_WS_CLASS})?"
 
 
+def _question(blueprint: Blueprint, i: int, questions: Sequence[str] | None) -> str:
+    """The symbols of item ``i``'s repeated question: ``"Q[i]: " question``, or pinned
+    ``"Q[i]: <its question>"``; with indexed inputs one ``"Label[i]: "`` line per input."""
+    prefixes = blueprint.question_prefixes or (blueprint.markers.question,)
+    if questions is not None:
+        values = [gbnf_string(v) for v in markers.split_question(questions[i - 1], prefixes)]
+    elif blueprint.indexed:
+        values = ["question-line"] * len(prefixes)
+    else:
+        values = ["question"]
+    return f" {gbnf_string(markers.FIELD_SEPARATOR)} ".join(
+        gbnf_string(markers.marker(p, i) + markers.MARKER_SEPARATOR) + " " + v
+        for p, v in zip(prefixes, values)
+    )
+
+
 def gbnf_source(
     blueprint: Blueprint,
     task_name: str,
@@ -223,7 +239,8 @@ def gbnf_source(
         question_max_chars: Longest line of a repeated Auto-Demo question.
         questions: Auto-Demo only: the exact question of each item, as
             :func:`promptc.markers.question_text` writes it. Each ``Q[i]:`` must then be
-            followed by that literal text (a small model left free writes questions of its
+            followed by that literal text (with indexed inputs, each input's line its value,
+            :func:`promptc.markers.question_lines`) (a small model left free writes questions of its
             own, which the parser rightly calls ``misaligned``); ``None`` admits any question.
         item_choices: Per item, enum field → the choices that item admits (an enum whose
             choices are the item's own options, ``choices_from``): each item then gets its
@@ -249,11 +266,7 @@ def gbnf_source(
                 + f" {own}"
             )
             if blueprint.kind == "auto-demo":
-                question = gbnf_string(
-                    markers.question_marker(i, blueprint.markers) + markers.MARKER_SEPARATOR
-                )
-                text = "question" if questions is None else gbnf_string(questions[i - 1])
-                answer = f"{question} {text} {sep} {answer}"
+                answer = f"{_question(blueprint, i, questions)} {sep} {answer}"
             rules.append((f"item-{i}", answer))
     parts: list[str] = []
     taken = {"root", "answer", "question", "question-line", "text"}
@@ -290,7 +303,9 @@ def gbnf_source(
             ]
             name = "answer" if blueprint.kind in ("single", "few-shot") else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
-    if blueprint.kind == "auto-demo" and questions is None:
+    if blueprint.kind == "auto-demo" and questions is None and blueprint.indexed:
+        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+    elif blueprint.kind == "auto-demo" and questions is None:
         labels = blueprint.question_labels
         line = "question-line"
         if len(labels) <= 1:

@@ -156,8 +156,11 @@ def json_answer_text(
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
-            lines.append(
-                markers.question_marker(index, plan.markers) + markers.MARKER_SEPARATOR + q
-            )
+            try:  # indexed inputs: one marked line per input, as the text form writes them
+                lines.append(markers.question_lines(q, index, plan.question_prefixes))
+            except ValueError:  # not the item's question's form: as written, to be judged
+                lines.append(
+                    markers.question_marker(index, plan.markers) + markers.MARKER_SEPARATOR + q
+                )
         lines.append(markers.answer_marker(index, plan.markers) + markers.MARKER_SEPARATOR + text)
     return markers.ITEM_SEPARATOR.join(lines)

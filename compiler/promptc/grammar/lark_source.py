@@ -33,7 +33,7 @@ from promptc import markers
 from promptc.errors import GrammarError
 from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField, StrategyKind
 from promptc.markers import DEFAULT as DEFAULT_MARKERS
-from promptc.markers import INDEX_OPEN, field_label
+from promptc.markers import INDEX_OPEN, field_label, question_prefixes, shown_markers
 from promptc.resources import read_grammar
 
 #: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
@@ -183,8 +183,19 @@ class Blueprint:
     question: str | None
     #: How a repeated Auto-Demo question labels its fields (empty for a one-field input).
     question_labels: tuple[str, ...] = ()
-    #: The task's markers (``Q[i]:``, ``A[i]:``), for every target.
+    #: The task's markers (``Q[i]:``, ``A[i]:``), for every target, as the output shows them
+    #: (:func:`promptc.markers.shown_markers`: with indexed inputs the question's marker is
+    #: its first input's, ``Premise[i]:``).
     markers: Markers = DEFAULT_MARKERS
+    #: The prefixes of the markers that open the lines of a repeated Auto-Demo question:
+    #: ``(markers.question,)``, or with indexed inputs one per input (``Premise``,
+    #: ``Hypothesis``; :func:`promptc.markers.question_prefixes`).
+    question_prefixes: tuple[str, ...] = ()
+
+    @property
+    def indexed(self) -> bool:
+        """Whether a repeated question is one marked line per input (indexed inputs)."""
+        return len(self.question_prefixes) > 1
 
     @property
     def body_regex(self) -> str:
@@ -259,7 +270,8 @@ def make_blueprint(
         GrammarError: A placeholder names no output, a field appears twice, or the format has
             no placeholder.
     """
-    marker_set = markers
+    marker_set = shown_markers(inputs, markers)
+    prefixes = question_prefixes(inputs, markers)
     by_name = {o.name: o for o in outputs}
     multiline = kind in ("single", "few-shot")
     seen: set[str] = set()
@@ -324,9 +336,7 @@ def make_blueprint(
         parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
     question = None
     if kind == "auto-demo":
-        stop = "|".join(
-            re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, marker_set.question)
-        )
+        stop = "|".join(re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes))
         lead = layout("MARKER_LEAD")
         question = (
             layout("QUESTION_LINE")
@@ -335,7 +345,7 @@ def make_blueprint(
     fields = tuple(p.field for p in parts if p.field is not None)
     labels = tuple(field_label(f) for f in inputs) if len(inputs) > 1 else ()
     return Blueprint(
-        kind, n_items, multiline, tuple(parts), fields, end, question, labels, marker_set
+        kind, n_items, multiline, tuple(parts), fields, end, question, labels, marker_set, prefixes
     )
 
 
@@ -344,7 +354,21 @@ def marker_regex(prefix: str, index: int) -> str:
     return re.escape(markers.marker(prefix, index)) + layout("MARKER_SPACE")
 
 
-def _skeleton(kind: StrategyKind, n_items: int) -> str:
+def input_marker_terminal(i: int, k: int) -> str:
+    """The lark terminal of item ``i``'s marker of its ``k``-th input (2, 3 …) with indexed
+    inputs: ``INPUT_MARKER_1_2`` is ``Hypothesis[1]:``."""
+    return f"INPUT_MARKER_{i}_{k}"
+
+
+def _question_rule(i: int, prefixes: Sequence[str]) -> str:
+    """The symbols of item ``i``'s repeated question in the ``auto-demo`` skeleton."""
+    out = f"QUESTION_MARKER_{i} QUESTION"
+    for k in range(2, len(prefixes) + 1):
+        out += f" _NL {input_marker_terminal(i, k)} QUESTION"
+    return out
+
+
+def _skeleton(kind: StrategyKind, n_items: int, prefixes: Sequence[str] = ()) -> str:
     """The strategy skeleton with its per-item lines expanded."""
     file = {"single": "single.lark", "few-shot": "single.lark", "batch": "batch.lark"}.get(
         kind, "auto_demo.lark"
@@ -355,7 +379,8 @@ def _skeleton(kind: StrategyKind, n_items: int) -> str:
     for line in lines:
         if re.search(r"\$i\b", line):
             for i in range(1, n_items + 1):
-                out.append(string.Template(line).substitute(i=i, items=items))
+                question = _question_rule(i, prefixes)
+                out.append(string.Template(line).substitute(i=i, items=items, question=question))
         else:
             out.append(string.Template(line).substitute(items=items))
     return "\n".join(out).strip() + "\n"
@@ -373,7 +398,10 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
         '// in promptc\'s grammars/ folder. Parse with lark.Lark(source, parser="lalr").',
         "",
     ]
-    body = [_skeleton(blueprint.kind, blueprint.n_items).rstrip("\n"), ""]
+    body = [
+        _skeleton(blueprint.kind, blueprint.n_items, blueprint.question_prefixes).rstrip("\n"),
+        "",
+    ]
     body.append("answer: " + " ".join(p.terminal for p in blueprint.parts))
     body.append("")
     if blueprint.kind in ("batch", "auto-demo"):
@@ -383,6 +411,10 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
                     f"QUESTION_MARKER_{i}: "
                     + _regex_literal(marker_regex(blueprint.markers.question, i))
                 )
+                for k, prefix in enumerate(blueprint.question_prefixes[1:], start=2):
+                    body.append(
+                        f"{input_marker_terminal(i, k)}: " + _regex_literal(marker_regex(prefix, i))
+                    )
             body.append(
                 f"ANSWER_MARKER_{i}: " + _regex_literal(marker_regex(blueprint.markers.answer, i))
             )

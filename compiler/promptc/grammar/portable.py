@@ -243,8 +243,18 @@ def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> s
     for i in range(1, plan.n_items + 1):
         item = escape(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR) + answer
         if plan.kind == "auto-demo":
-            q = question if questions is None else escape(questions[i - 1])
-            q_marker = escape(markers.question_marker(i, plan.markers) + markers.MARKER_SEPARATOR)
-            item = q_marker + q + escape(markers.ITEM_SEPARATOR) + item
+            if questions is not None:
+                q = escape(markers.question_lines(questions[i - 1], i, plan.question_prefixes))
+            elif plan.indexed:  # one marked line per input
+                q = escape(markers.FIELD_SEPARATOR).join(
+                    escape(markers.marker(p, i) + markers.MARKER_SEPARATOR) + line
+                    for p in plan.question_prefixes
+                )
+            else:
+                q_marker = escape(
+                    markers.question_marker(i, plan.markers) + markers.MARKER_SEPARATOR
+                )
+                q = q_marker + question
+            item = q + escape(markers.ITEM_SEPARATOR) + item
         items.append(item)
     return escape(markers.ITEM_SEPARATOR).join(items)

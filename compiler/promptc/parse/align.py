@@ -6,11 +6,12 @@ import difflib
 import math
 import string
 import unicodedata
+from collections.abc import Sequence
 
 from promptc import markers
 from promptc.parse.shape import RequestShape, marker_label
 
-#: A repeated ``Q[i]`` matches item i's question when the similarity (difflib ratio of the
+#: A repeated question (``Q[i]``) matches item i's question when the similarity (difflib ratio of the
 #: normalised texts: casefolded, NFKC, punctuation stripped, whitespace collapsed) is at least
 #: this. 0.9 tolerates a dropped word or a typo in a sentence, not a different question.
 QUESTION_SIMILARITY = 0.9
@@ -68,19 +69,35 @@ def _compared(text: str) -> str:
     return normalise_question(text)[:QUESTION_COMPARE_CHARS]
 
 
-def check_alignment(shape: RequestShape, index: int, written: str | None) -> tuple[bool, str]:
-    """Whether a repeated question matches item ``index``'s, and why not."""
+def check_alignment(
+    shape: RequestShape,
+    index: int,
+    written: str | None,
+    prefixes: Sequence[str] = (markers.QUESTION_PREFIX,),
+) -> tuple[bool, str]:
+    """Whether a repeated question matches item ``index``'s, and why not.
+
+    Args:
+        shape: The request.
+        index: The item's 1-based index.
+        written: The question as repeated, in :func:`promptc.markers.question_text`'s form
+            (:func:`promptc.markers.read_question`), or ``None`` if none was.
+        prefixes: The prefixes of the question's markers, for the message
+            (:func:`promptc.markers.question_prefixes`: the spec's ``Q``, or its inputs' labels).
+    """
     if shape.kind != "auto-demo" or written is None:
         return True, ""
     expected = shape.questions[index - 1] if index - 1 < len(shape.questions) else ""
     if not expected:
         return True, ""
+    if len(prefixes) > 1:
+        return _check_inputs(shape, index, written, expected, prefixes)
     if question_matches(written, expected):
         return True, ""
     # Rounded down, so that a similarity just below the threshold never reads as equal to it.
     sim = math.floor(question_similarity(written, expected) * 100) / 100
     msg = (
-        f"{marker_label(markers.QUESTION_PREFIX, index)} does not repeat item {index}'s question "
+        f"{marker_label(prefixes[0], index)} does not repeat item {index}'s question "
         f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
     )
     for j, q in enumerate(shape.questions, 1):
@@ -88,3 +105,42 @@ def check_alignment(shape: RequestShape, index: int, written: str | None) -> tup
             msg += f"; it is item {j}'s question"
             break
     return False, msg
+
+
+def _check_inputs(
+    shape: RequestShape, index: int, written: str, expected: str, prefixes: Sequence[str]
+) -> tuple[bool, str]:
+    """:func:`check_alignment` with indexed inputs: each input repeated must match the item's
+    own, on its own (a wrong hypothesis under the right premise is no repeat of the item)."""
+    if written == expected:
+        return True, ""
+    try:
+        got = markers.split_question(written, prefixes)
+        want = markers.split_question(expected, prefixes)
+    except ValueError:  # an input left out: compared as one text
+        got, want = [written], [expected]
+    for k, (w, e) in enumerate(zip(got, want)):
+        if question_matches(w, e):
+            continue
+        sim = math.floor(question_similarity(w, e) * 100) / 100
+        label = prefixes[k] if len(got) > 1 else prefixes[0]
+        what = label.lower() if len(got) > 1 else "inputs"
+        msg = (
+            f"{marker_label(label, index)} does not repeat item {index}'s {what} "
+            f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
+        )
+        for j, q in enumerate(shape.questions, 1):
+            if j != index and q and _inputs_match(written, q, prefixes):
+                msg += f"; they are item {j}'s inputs"
+                break
+        return False, msg
+    return True, ""
+
+
+def _inputs_match(written: str, expected: str, prefixes: Sequence[str]) -> bool:
+    try:
+        got = markers.split_question(written, prefixes)
+        want = markers.split_question(expected, prefixes)
+    except ValueError:
+        return question_matches(written, expected)
+    return all(question_matches(w, e) for w, e in zip(got, want))

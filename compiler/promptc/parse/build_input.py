@@ -131,7 +131,7 @@ def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
     """Each item's question: from the task's items, else as the request's prompt shows it."""
     by_id = items_by_id(task)
     ids = [str(i) for i in request.get("item_ids") or []]
-    shown = _questions_in_messages(request.get("messages"))
+    shown = _questions_in_messages(request.get("messages"), task)
     out = []
     for k, i in enumerate(ids, 1):
         it = by_id.get(i)
@@ -145,9 +145,11 @@ def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _questions_in_messages(messages: object) -> dict[int, str]:
-    """``Q[i]:`` texts of the last user message (the prompt of a built request)."""
-    from promptc.parse.scan import scan_markers as _scan
+def _questions_in_messages(messages: object, task: Task) -> dict[int, str]:
+    """The questions the last user message (the prompt of a built request) shows after the
+    task's question markers (``Q[i]:``; with indexed inputs ``Premise[i]:`` and the later
+    inputs' lines, read back as :func:`promptc.markers.question_text` writes them)."""
+    from promptc.parse.scan import scan_markers
 
     if not isinstance(messages, list):
         return {}
@@ -155,14 +157,16 @@ def _questions_in_messages(messages: object) -> dict[int, str]:
     if not users or not isinstance(users[-1].get("content"), str):
         return {}
     text: str = users[-1]["content"]
-    marks = _scan(text)
+    shown = markers.shown_markers(task.inputs, task.markers)
+    prefixes = markers.question_prefixes(task.inputs, task.markers)
+    marks = scan_markers(text, shown)
     out: dict[int, str] = {}
     for k, m in enumerate(marks):
         if m.kind != markers.QUESTION_PREFIX:
             continue
         end = marks[k + 1].cut if k + 1 < len(marks) else len(text)
         body = text[m.end : end].strip()
-        out[m.index] = body.split("\n\n", 1)[0].strip()
+        out[m.index] = markers.read_question(body.split("\n\n", 1)[0].strip(), prefixes)[0]
     return out
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
+from promptc import markers
 from promptc.ir import Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import (
@@ -55,7 +56,9 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
         if norm is not output:
             return None
         try:
-            return results_from_parsed(shape, output, g.parse_strict_regex(output))
+            return results_from_parsed(
+                shape, output, g.parse_strict_regex(output), g.blueprint.question_prefixes
+            )
         except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
             return None
     m = layout.pattern.fullmatch(norm)
@@ -63,7 +66,7 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
         return None
     if layout.columns is None:
         return _fast_items(shape, layout, m, output)
-    return _fast_columns(shape, layout.columns, m, output)
+    return _fast_columns(shape, layout, m, output)
 
 
 def _fast_items(
@@ -75,6 +78,7 @@ def _fast_items(
     questions = shape.questions
     item_ids = shape.item_ids
     rid = shape.id
+    read_q, prefixes = layout.read_question, layout.prefixes
     results: list[ItemResult] = []
     lines = LineTable(output)
     new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
@@ -89,8 +93,10 @@ def _fast_items(
             if q_group:
                 qs, qe = regs[q_group]
                 written = output[qs:qe].rstrip(_ASCII_WS)
+                if read_q is not None:
+                    written = read_q(written)
                 if index - 1 < len(questions) and written != questions[index - 1]:
-                    aligned, why = check_alignment(shape, index, written)
+                    aligned, why = check_alignment(shape, index, written, prefixes)
                     status = "ok" if aligned else "misaligned"
             results.append(
                 new(
@@ -144,12 +150,12 @@ def _fast_removed(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
             a, b = got
         if removed <= a:
             return None
-    return _fast_columns(shape, layout.columns, m, output, orig)
+    return _fast_columns(shape, layout, m, output, orig)
 
 
 def _fast_columns(
     shape: RequestShape,
-    cols: _FastColumns,
+    layout: _FastLayout,
     m: re.Match[str],
     output: str,
     orig: Callable[[int], int] | None = None,
@@ -160,6 +166,8 @@ def _fast_columns(
     (``Match.group`` with many groups, ``map``, ``zip``), so that no Python code runs per item
     except a value reader that has no batch form and :class:`Span`'s ``__init__``.
     """
+    cols = layout.columns
+    assert cols is not None
     n = cols.n
     # Typed values are read from the text matched (normalised, if it had lookalikes); text
     # values and questions are sliced from the output as the model wrote it.
@@ -192,9 +200,11 @@ def _fast_columns(
         if None in raw:
             raw = tuple("" if t is None else t for t in raw)
         written = tuple(map(str.rstrip, raw, repeat(_ASCII_WS)))  # type: ignore[arg-type]
+        if layout.read_question is not None:
+            written = tuple(map(layout.read_question, written))
         expected = tuple(shape.questions[:n])
         if written[: len(expected)] != expected:
-            statuses, whys = _fast_alignment(shape, written, expected)
+            statuses, whys = _fast_alignment(shape, written, expected, layout.prefixes)
     # Match.start/end per group, not Match.regs, which builds a pair for every group.
     new = tuple.__new__  # the tuples' own constructor, without their argument handling
     spans = map(
@@ -254,7 +264,7 @@ def _original_group(m: re.Match[str], output: str) -> Callable[..., Any]:
 
 
 def _fast_alignment(
-    shape: RequestShape, written: Sequence[str], expected: Sequence[str]
+    shape: RequestShape, written: Sequence[str], expected: Sequence[str], prefixes: Sequence[str]
 ) -> tuple[list[Status], list[str]]:
     """Status and message of each item whose repeated question is not its item's word for
     word (the others are ``ok``)."""
@@ -262,7 +272,7 @@ def _fast_alignment(
     whys = [""] * len(written)
     for k, (w, q) in enumerate(zip(written, expected)):
         if w != q:
-            aligned, whys[k] = check_alignment(shape, k + 1, w)
+            aligned, whys[k] = check_alignment(shape, k + 1, w, prefixes)
             statuses[k] = "ok" if aligned else "misaligned"
     return statuses, whys
 
@@ -327,13 +337,18 @@ class _FastLayout:
     """The whole-output regex and, per item, the groups to read: (index, question group or 0,
     group where the item starts, group where it ends, [(field name, group, reader)]); the
     reader is ``None`` for text, which is read as is. ``columns`` holds the same groups by
-    field when every item has the same fields (always, for the grammars promptc builds)."""
+    field when every item has the same fields (always, for the grammars promptc builds).
+    ``read_question`` makes the question of a question group's text (indexed inputs:
+    :meth:`~promptc.grammar.answer.AnswerGrammar.read_question`), ``None`` when it is the
+    question itself; ``prefixes`` are the question's marker prefixes, for messages."""
 
     pattern: re.Pattern[str]
     items: tuple[
         tuple[int, int, int, int, tuple[tuple[str, int, Callable[[str], Value] | None], ...]], ...
     ]
     columns: _FastColumns | None = None
+    read_question: Callable[[str], str] | None = None
+    prefixes: tuple[str, ...] = ("Q",)
 
 
 _FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastLayout | None]] = {}
@@ -371,7 +386,14 @@ def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
         )
         for i, start, end, q, fields in g.item_groups
     ]
-    return _FastLayout(pattern, tuple(items), _fast_columns_of(g, items))
+    bp = g.blueprint
+    return _FastLayout(
+        pattern,
+        tuple(items),
+        _fast_columns_of(g, items),
+        g.read_question if bp.indexed else None,
+        bp.question_prefixes or (bp.markers.question,),
+    )
 
 
 def _fast_columns_of(
@@ -411,13 +433,20 @@ def _fast_columns_of(
     )
 
 
-def results_from_parsed(shape: RequestShape, output: str, items: Sequence[Any]) -> list[ItemResult]:
+def results_from_parsed(
+    shape: RequestShape,
+    output: str,
+    items: Sequence[Any],
+    prefixes: Sequence[str] = (markers.QUESTION_PREFIX,),
+) -> list[ItemResult]:
+    """Results of items parsed by the grammar (``prefixes``: the question's marker prefixes,
+    for messages)."""
     text = NormalisedText(output)
     results: list[ItemResult] = []
     for it in items:
         idx = int(it.index)
         span = _parsed_span(text, it)
-        aligned, why = check_alignment(shape, idx, getattr(it, "question", None))
+        aligned, why = check_alignment(shape, idx, getattr(it, "question", None), prefixes)
         results.append(
             ItemResult(
                 shape.id,

@@ -62,6 +62,7 @@ def parse_recover(
     norm = text.norm
     n = len(shape.item_ids)
     mk = g.blueprint.markers
+    prefixes = g.blueprint.question_prefixes or (mk.question,)
     found = scan_markers(norm, mk)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
@@ -86,14 +87,21 @@ def parse_recover(
             continue
         # An answer to an index the request does not have is kept only if well-formed.
         reading = reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n)
+        # Indexed inputs: the later inputs' lines become the question's labelled lines.
+        wrong = None
+        if q_text is not None and len(prefixes) > 1:
+            q_text, wrong = markers.read_question(q_text, prefixes, m.index)
         occ = _Occurrence(m, q, reading, q_text)
         if q is not None and q.index != m.index:
             occ.aligned = False
             occ.why = (
                 f"{marker_label(mk.answer, m.index)} follows {marker_label(mk.question, q.index)}"
             )
+        elif wrong is not None:
+            occ.aligned = False
+            occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
         else:
-            occ.aligned, occ.why = check_alignment(shape, m.index, q_text)
+            occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
         occ_list.append(occ)
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])

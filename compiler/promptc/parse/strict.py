@@ -31,7 +31,7 @@ def parse_strict(shape: RequestShape, g: AnswerGrammar, output: str) -> list[Ite
         items = g.parse_strict(output)
     except Exception as exc:  # noqa: BLE001 - a mismatch, or any parser failure
         return _strict_failure(shape, output, exc, g.blueprint.markers)
-    return results_from_parsed(shape, output, items)
+    return results_from_parsed(shape, output, items, g.blueprint.question_prefixes)
 
 
 def _error_parts(output: str, exc: Exception) -> tuple[int, tuple[str, ...]]:

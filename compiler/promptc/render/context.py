@@ -127,7 +127,16 @@ def _markers(task: ir.Task) -> dict[str, object]:
         assert isinstance(fields, Mapping)
         return markers.question_block(task.inputs, fields, index, m)
 
+    prefixes = markers.question_prefixes(task.inputs, m)
+
+    def input_markers(index: object) -> list[str]:
+        """The markers of a question's lines: ``["Q[i]:"]``, or with indexed inputs one per
+        input (``["Premise[i]:", "Hypothesis[i]:"]``)."""
+        close = markers.INDEX_CLOSE + markers.MARKER_END
+        return [f"{p}{markers.INDEX_OPEN}{index}{close}" for p in prefixes]
+
     return {
+        "input_markers": input_markers,
         "question_ref": _ref(q_prefix),
         "answer_ref": _ref(m.answer),
         "question_prefix": q_prefix,

@@ -219,13 +219,14 @@ def _pinned(
         )
     questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
     shown = "\n".join(str(m.get("content")) for m in request.messages)
-    for i, (item_id, q) in enumerate(zip(request.item_ids, questions), 1):
+    shown_as = markers.shown_markers(task.inputs, task.markers)
+    for i, item_id in enumerate(request.item_ids, 1):
         # The grammar must make the model repeat what the prompt shows, not what the spec
-        # says now.
-        if markers.question_marker(i) + markers.MARKER_SEPARATOR + q not in shown:
+        # says now (as a batch shows it, in the spec's markers: Q[i]: or Premise[i]: …).
+        if markers.question_block(task.inputs, by_id[item_id].inputs, i, task.markers) not in shown:
             raise UsageError(
                 f"request {request.id}: the question of item {item_id} in the spec is not the "
-                f"one its prompt shows as {markers.question_marker(i)}",
+                f"one its prompt shows as {markers.question_marker(i, shown_as)}",
                 location=where,
                 hint=hint,
                 code="stale-build",

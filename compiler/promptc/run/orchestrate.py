@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptc import markers
 from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.bodies import (
     GRAMMAR_MODES,
@@ -691,7 +692,13 @@ class _Run:
                 self.events.note(
                     "cannot repair request(s) "
                     + ", ".join(refused[:5])
-                    + ": their prompt does not show its questions as Q[i]: …"
+                    + ": their prompt does not show its questions as "
+                    + markers.question_block(
+                        self.task.inputs,
+                        {f.name: "…" for f in self.task.inputs},
+                        "i",
+                        self.task.markers,
+                    ).replace(markers.FIELD_SEPARATOR, " ")
                 )
             fresh: list[RepairRequest] = []
             for rr in planned:

@@ -69,7 +69,9 @@ def _user_message_for(
     request: BuiltRequest, task: Task, positions: Sequence[int]
 ) -> list[dict[str, Any]] | None:
     """The request's messages with only the questions at ``positions``, renumbered; ``None``
-    when the last user message does not show its questions as ``Q[i]: question`` in order."""
+    when the last user message does not show its questions as a batch does
+    (:func:`promptc.markers.question_block`: ``Q[i]: question``, or with indexed inputs
+    ``Premise[i]: …`` / ``Hypothesis[i]: …``) in order."""
     from promptc.parse.shape import items_by_id
 
     by_id = items_by_id(task)
@@ -80,27 +82,26 @@ def _user_message_for(
     text: str = messages[users[-1]]["content"]
     spans: list[tuple[int, int]] = []
     start = 0
-    questions: list[str] = []
+    inputs: list[Mapping[str, str]] = []
     for k, item_id in enumerate(request.item_ids, 1):
         item = by_id.get(item_id)
         if item is None:
             return None
         try:
-            q = markers.question_text(task.inputs, item.inputs)
+            shown = markers.question_block(task.inputs, item.inputs, k, task.markers)
         except KeyError:
             return None
-        shown = markers.question_marker(k, task.markers) + markers.MARKER_SEPARATOR + q
         at = text.find(shown, start)
         if at < 0:
             return None
         spans.append((at, at + len(shown)))
-        questions.append(q)
+        inputs.append(item.inputs)
         start = at + len(shown)
     head, tail = text[: spans[0][0]], text[spans[-1][1] :]
     # The text between two questions, as the template wrote it (one line end by default).
     between = text[spans[0][1] : spans[1][0]] if len(spans) > 1 else markers.ITEM_SEPARATOR
     body = between.join(
-        markers.question_marker(j, task.markers) + markers.MARKER_SEPARATOR + questions[p - 1]
+        markers.question_block(task.inputs, inputs[p - 1], j, task.markers)
         for j, p in enumerate(positions, 1)
     )
     messages[users[-1]]["content"] = head + body + tail

@@ -64,8 +64,6 @@ MESSAGES: dict[str, str] = {
     "of its options",
     "demo-list": "demo value for input {field!r} is a list; expected text (or declare the "
     "input with type: options)",
-    "indexed-auto-demo": "indexed inputs do not go with the auto-demo strategy, whose model "
-    "repeats each question after one Q[i]: marker; expected together",
     "input-output-clash": "{name!r} is declared both as an input and as an output",
     "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
     "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
@@ -737,10 +735,6 @@ def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
                 named.append((value, path))
     layout = decl.get("inputs")
     if layout == "indexed":
-        kind = doc.get(("strategy", "kind"), "single")
-        if kind == "auto-demo":
-            path = ("markers", "inputs")
-            c.add(error("indexed-auto-demo", doc.value_location(path), path))
         named = [(v, p) for v, p in named if p[-1] != "question"]
         raw_inputs = doc.get(("inputs",))
         if isinstance(raw_inputs, dict):
