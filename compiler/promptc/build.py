@@ -64,6 +64,12 @@ GRAMMAR_STEM = "answer"
 REQUESTS_FILE = "requests.jsonl"
 BATCHES_FILE = "batches.jsonl"
 MANIFEST_FILE = "manifest.json"
+#: The folder of the requests' own grammars (``grammars/<request id>.gbnf`` …), written when
+#: the grammar depends on the items (an enum with ``choices_from``).
+REQUEST_GRAMMARS = "grammars"
+#: The suffixes of a request's own grammar files, as of the shared ones.
+GRAMMAR_SUFFIXES = (".lark", ".gbnf", ".schema.json", ".regex", ".parse.regex")
+_REQUEST_GRAMMAR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(lark|gbnf|schema\.json|regex)$")
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
 _OWNED = re.compile(
@@ -227,6 +233,54 @@ def vllm_constraint(
         ]
         gbnf = build_grammar(task, n, "auto-demo").gbnf_for(questions)
     return {"grammar": gbnf}
+
+
+class RequestGrammars:
+    """The requests' own grammars of a build whose grammar depends on the items (an enum
+    with ``choices_from``): per request, every export with exactly its items' choices
+    (:meth:`promptc.grammar.answer.AnswerGrammar.for_items`), an Auto-Demo request's
+    questions pinned in ``.gbnf`` and ``.regex``. Made one request at a time, so memory
+    does not grow with the build."""
+
+    def __init__(self, task: ir.Task) -> None:
+        self.task = task
+        self.shared: dict[tuple[int, str], Any] = {}
+
+    @staticmethod
+    def needed(task: ir.Task) -> bool:
+        """Whether ``task``'s grammar depends on its items."""
+        return any(o.choices_from for o in task.outputs)
+
+    def files(self, request: ir.Request) -> dict[str, str]:
+        """Suffix → text of ``request``'s own grammar files."""
+        from promptc import markers
+        from promptc.grammar.answer import build_grammar, item_choices
+
+        task = self.task
+        ids = request.batch.item_ids
+        key = (len(ids), request.kind)
+        if key not in self.shared:
+            self.shared[key] = build_grammar(task, len(ids), request.kind)
+        choices = item_choices(task, ids)
+        assert choices is not None, "a request names an item the task does not have"
+        g = self.shared[key].for_items(choices)
+        questions: list[str] = []
+        if request.kind == "auto-demo":
+            by_id = {it.id: it for it in task.items if it.id in set(ids)}
+            questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in ids]
+        files: dict[str, str] = g.request_files(questions)
+        return files
+
+
+def request_grammar_name(request_id: str, suffix: str) -> str:
+    """``grammars/<request id><suffix>``: where a request's own grammar file is in a build."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", request_id):
+        raise UsageError(
+            f"request id {request_id!r} cannot name a file; expected letters, digits, '.', "
+            "'_' and '-'",
+            code="bad-request-id",
+        )
+    return f"{REQUEST_GRAMMARS}/{request_id}{suffix}"
 
 
 def _write_task_files(
@@ -422,14 +476,29 @@ def encode_request(
     return _object(fields), digest
 
 
-def _manifest_entry(request: ir.Request, stem: str | None, digest: str) -> str:
+def _manifest_entry(
+    request: ir.Request,
+    stem: str | None,
+    digest: str,
+    own: Mapping[str, str] | None = None,
+) -> str:
     """One request of the manifest's ``requests`` list, as ``json.dumps(indent=2)`` writes it
-    at that depth (the manifest is written around a stream of these)."""
+    at that depth (the manifest is written around a stream of these). ``own``: the request's
+    own grammar files (``grammars/…``) → sha256, listed as ``grammar_files``."""
     ids = ",\n".join("        " + _enc(i) for i in request.batch.item_ids)
+    listed = ""
+    if own:
+        listed = (
+            '\n      "grammar_files": {\n'
+            + ",\n".join(f"        {_enc(k)}: {_enc(v)}" for k, v in sorted(own.items()))
+            + "\n      },"
+        )
     return (
         '    {\n      "grammar": '
         + dumps(stem)
-        + ',\n      "id": '
+        + ","
+        + listed
+        + '\n      "id": '
         + _enc(request.id)
         + ',\n      "item_ids": '
         + ("[\n" + ids + "\n      ]" if ids else "[]")
@@ -523,10 +592,15 @@ def _produce(
     entries_sink = _Sink(tmp(MANIFEST_FILE + ".requests"))
     sinks = [requests_sink, batches_sink, entries_sink]
     kept: list[ir.Request] = []
+    files_in_memory: dict[str, str] = {}
     counts: set[int] = set()
     n_requests = n_messages = request_bytes = 0
     stems: dict[int, str | None] = {}
     vllm_cache: dict[int, str] = {}
+    own_grammars = RequestGrammars(task) if has_grammar and RequestGrammars.needed(task) else None
+    own_folder = folder / f".{REQUEST_GRAMMARS}.tmp" if folder is not None else None
+    if own_grammars is not None and own_folder is not None:
+        own_folder.mkdir()
     try:
         for r in renderer.iter_render(selection):
             n = len(r.batch.item_ids)
@@ -534,9 +608,32 @@ def _produce(
             if stem == "":
                 stem = stems[n] = grammar_stem(n, nominal) if has_grammar else None
                 counts.add(n)
+            own: dict[str, str] | None = None
+            own_gbnf: str | None = None
+            if own_grammars is not None:
+                # The request's exact grammar in every form, written as it is made.
+                own = {}
+                for suffix, text in own_grammars.files(r).items():
+                    name = request_grammar_name(r.id, suffix)
+                    own[name] = sha256_text(text)
+                    if own_folder is not None:
+                        with open(
+                            own_folder / name.split("/", 1)[1], "w", encoding="utf-8", newline="\n"
+                        ) as f:
+                            f.write(text)
+                    else:
+                        files_in_memory[name] = text
+                    if suffix == ".gbnf":
+                        own_gbnf = text
             if target == "vllm-batch":
-                # Each body carries its own grammar (vLLM's structured_outputs).
-                line = dumps(request_record(r, stem, target, _vllm_grammar(task, r, vllm_cache)))
+                # Each body carries its own grammar (vLLM's structured_outputs): the request's
+                # exact one when it has one, the very text of grammars/<id>.gbnf.
+                constraint = (
+                    {"grammar": own_gbnf}
+                    if own_gbnf is not None
+                    else _vllm_grammar(task, r, vllm_cache)
+                )
+                line = dumps(request_record(r, stem, target, constraint))
                 digest = prompt_hash(r)
             else:
                 line, digest = encode_request(r, stem, target)
@@ -544,7 +641,7 @@ def _produce(
             request_bytes += len(line.encode("utf-8")) + 1
             batches_sink.write(dumps(batch_record(r.batch, r.id)) + "\n")
             entries_sink.write(
-                ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest)
+                ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest, own)
             )
             n_requests += 1
             n_messages += len(r.messages)
@@ -555,7 +652,10 @@ def _produce(
         for sink in sinks:
             sink.close()
 
-    files: dict[str, str] = {}
+    files: dict[str, str] = dict(files_in_memory)
+    if own_grammars is not None and own_folder is not None:
+        # The folder of the requests' own grammars, put in place whole by build().
+        files[REQUEST_GRAMMARS + "/"] = str(own_folder)
     hashes: dict[str, str] = {}
     for name, sink in ((REQUESTS_FILE, requests_sink), (BATCHES_FILE, batches_sink)):
         files[name] = str(sink.path) if sink.path is not None else sink.text()
@@ -609,6 +709,20 @@ def _produce(
         else {
             "stems": {str(n): s for n, s in sorted(gram.stems.items())},
             "files": {name: sha256_text(text) for name, text in sorted(gram.files.items())},
+            # Only where the grammar depends on the items, so other builds stay as they were.
+            **(
+                {
+                    "per_request": {
+                        "folder": REQUEST_GRAMMARS,
+                        "suffixes": list(GRAMMAR_SUFFIXES),
+                        "note": "the shared answer files admit the union of every item's "
+                        "choices; grammars/<request id>.* admit exactly that request's; "
+                        "each request lists its own with their sha256 (grammar_files)",
+                    }
+                }
+                if own_grammars is not None
+                else {}
+            ),
         },
         "requests": _REQUESTS_PLACEHOLDER,
         "counts": {
@@ -816,8 +930,24 @@ class _ManifestView(Mapping[str, object]):
         return len(self.data) + 1
 
 
+def _remove_request_grammars(out: Path, folder: str = REQUEST_GRAMMARS) -> None:
+    """Removes a build's folder of request grammars (its files, then the folder if that
+    leaves it empty; files a user put there stay)."""
+    where = out / folder
+    if not where.is_dir() or where.is_symlink():
+        return
+    for old in where.iterdir():
+        if _REQUEST_GRAMMAR.match(old.name) and old.is_file() and not old.is_symlink():
+            old.unlink()
+    try:
+        where.rmdir()
+    except OSError:
+        pass  # not empty: the user's files stay, and the new folder cannot replace it
+
+
 def _remove_temporary(out: Path) -> None:
     """Removes the temporary files a build writes before renaming them into place."""
+    _remove_request_grammars(out, f".{REQUEST_GRAMMARS}.tmp")
     for old in out.iterdir():
         name = old.name
         if name.startswith(".") and name.endswith(".tmp"):
@@ -872,9 +1002,10 @@ def build(
         for old in out.iterdir():
             if _OWNED.match(old.name) and old.name not in files and old.is_file():
                 old.unlink()
+        _remove_request_grammars(out)
         for name in sorted(files):
             if name != MANIFEST_FILE:
-                os.replace(files[name], out / name)
+                os.replace(files[name], out / name.rstrip("/"))
         os.replace(files[MANIFEST_FILE], manifest_path)
     except OSError as e:
         raise UsageError(
@@ -884,7 +1015,7 @@ def build(
         ) from None
     return BuildResult(
         out,
-        _FolderFiles(out, list(files)),
+        _FolderFiles(out, [n for n in files if not n.endswith("/")]),
         _Rendered(task, selection),
         selection,
         _ManifestView(manifest, out / MANIFEST_FILE),

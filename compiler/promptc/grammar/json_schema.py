@@ -32,9 +32,10 @@ def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
         if blueprint.kind == "auto-demo":
             props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
             required.append("question")
-    for f in blueprint.fields:
-        props[f.name] = value_schema(f)
-        required.append(f.name)
+    for p in blueprint.parts_of(index or 1):
+        if p.field is not None:
+            props[p.field.name] = value_schema(p.field)
+            required.append(p.field.name)
     return {
         "type": "object",
         "properties": props,
