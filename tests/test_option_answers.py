@@ -1,0 +1,364 @@
+"""Options answered by letter or by text (``answer_with``), and each request's own grammar.
+
+Round trips: a build's requests, answered as a model would (letters, option texts, other
+cases), parse ``ok`` with each item's letter; the text of another item's option and a text
+two options share are ``malformed``, never a guess. Each request's own exports
+(``grammars/<id>.*``) admit exactly its items' letters and/or texts: compiled and checked in
+xgrammar and outlines-core (as ``tests/test_engines.py`` does for the shared exports), in lark
+and in Python's ``re``; the ``vllm-batch`` body carries the very GBNF of ``grammars/<id>.gbnf``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import lark
+import outlines_core
+import pytest
+import xgrammar
+from promptc.build import assemble, build
+from promptc.errors import PromptcErrors
+from promptc.ir import Request, Task
+from promptc.markers import OPTION_LETTERS
+from promptc.parse.output import parse_output
+from promptc.spec.lower import compile_spec
+from promptc.values import option_text
+from xgrammar.testing import _is_grammar_accept_string
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+TEXT_SPEC = SPECS / "commonsense-qa-text.yaml"
+LETTER_SPEC = SPECS / "commonsense-qa.yaml"
+
+SPEC = """\
+promptc: 1
+name: colours
+instruction: Pick the option.
+inputs:
+  question: {{type: text}}
+  choices: {{type: options}}
+outputs:
+  answer: {{type: enum, choices_from: choices, answer_with: {answer_with}}}
+answer_format: "The answer is {{answer}}."
+demos:
+  - {{question: Sky?, choices: [blue, green], answer: {demo}}}
+data: {{path: data.jsonl, id: qid}}
+strategy: {{kind: {kind}, batch_size: 3}}
+model: {{name: m}}
+"""
+ROWS = [
+    {"qid": "q1", "question": "Grass?", "choices": ["red", "green", "light  blue"]},
+    {"qid": "q2", "question": "Snow?", "choices": ["white", "Black"]},
+    # "c" is the text of option (a) and the letter of option (c): ambiguous under either.
+    {"qid": "q3", "question": "Letter?", "choices": ["c", "Same", "same"]},
+]
+
+
+def _spec(tmp_path: Path, answer_with: str = "either", kind: str = "batch", demo: str = "a") -> Task:
+    (tmp_path / "data.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8"
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(answer_with=answer_with, kind=kind, demo=demo), encoding="utf-8")
+    return compile_spec(path)
+
+
+def _answers(task: Task, request: Request, texts: list[str]) -> str:
+    return "\n".join(f"A[{i}]: The answer is {t}." for i, t in enumerate(texts, 1))
+
+
+def _parse(task: Task, request: Request, output: str, mode: str = "recover") -> list[tuple[str, object]]:
+    return [
+        (r.status, r.values.get("answer"))
+        for r in parse_output(task, request, output, mode=mode)  # type: ignore[arg-type]
+    ]
+
+
+# ------------------------------------------------------------------------------ round trips
+
+
+@pytest.mark.parametrize("mode", ["recover", "strict"])
+def test_published_layout_round_trip_letters_and_texts(mode: str) -> None:
+    task = compile_spec(TEXT_SPEC)
+    result = assemble(task)
+    by_id = {it.id: it for it in task.items}
+    for request in result.requests:
+        items = [by_id[i] for i in request.batch.item_ids]
+        for k in range(max(len(it.options["choices"]) for it in items)):
+            picks = [k % len(it.options["choices"]) for it in items]
+            want = [("ok", OPTION_LETTERS[p]) for p in picks]
+            letters = [OPTION_LETTERS[p] for p in picks]
+            texts = [option_text(it.options["choices"][p]) for it, p in zip(items, picks)]
+            for said in (letters, texts):
+                body = "\n".join(
+                    f"A[{i}]: Because. So the answer is {s}." for i, s in enumerate(said, 1)
+                )
+                assert _parse(task, request, body, mode) == want, body
+
+
+def test_text_is_read_in_any_case_and_spacing_only_when_recovering(tmp_path: Path) -> None:
+    task = _spec(tmp_path, "text")
+    request = assemble(task).requests[0]
+    out = _answers(task, request, ["LIGHT blue", "black", "Same"])
+    assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("malformed", None)]
+    strict = _parse(task, request, out, "strict")
+    assert [s for s, _ in strict] == ["malformed", "malformed", "malformed"]
+    exact = _answers(task, request, ["light blue", "Black", "c"])
+    assert _parse(task, request, exact, "strict") == [("ok", "c"), ("ok", "b"), ("ok", "a")]
+
+
+def test_another_items_option_and_ambiguous_texts_are_malformed(tmp_path: Path) -> None:
+    task = _spec(tmp_path, "either")
+    request = assemble(task).requests[0]
+    out = _answers(task, request, ["white", "c", "c"])
+    results = parse_output(task, request, out)
+    assert [r.status for r in results] == ["malformed", "malformed", "malformed"]
+    assert results[0].message == (
+        "answer 'white' is not the letter or text of one of item q1's 3 options"
+    )
+    assert "'red'" in results[0].expected[0] and "'white'" not in results[0].expected[0]
+    assert results[1].message == "answer 'c' is not the letter or text of one of item q2's 2 options"
+    assert results[2].message == "answer 'c' names more than one of item q3's options (a and c)"
+    same = parse_output(task, request, _answers(task, request, ["b", "a", "same"]))
+    assert [r.status for r in same] == ["ok", "ok", "malformed"]
+    assert same[2].message.endswith("names more than one of item q3's options (b and c)")
+    exact = parse_output(task, request, _answers(task, request, ["b", "a", "same"]), mode="strict")
+    assert [(r.status, r.values.get("answer")) for r in exact] == [
+        ("ok", "b"),
+        ("ok", "a"),
+        ("ok", "c"),
+    ]
+
+
+def test_letters_only_refuse_texts(tmp_path: Path) -> None:
+    task = _spec(tmp_path, "letter")
+    request = assemble(task).requests[0]
+    assert [s for s, _ in _parse(task, request, _answers(task, request, ["red", "b", "C"]))] == [
+        "malformed",
+        "ok",
+        "ok",
+    ]
+
+
+def test_json_answers_are_resolved_per_item(tmp_path: Path) -> None:
+    task = _spec(tmp_path, "text")
+    request = assemble(task).requests[0]
+    out = json.dumps(
+        {"answers": [{"index": 1, "answer": "green"}, {"index": 2, "answer": "white"}, {"index": 3, "answer": "red"}]}
+    )
+    assert _parse(task, request, out) == [("ok", "b"), ("ok", "a"), ("malformed", None)]
+
+
+def test_demos_show_the_text_with_text_answers(tmp_path: Path) -> None:
+    text = _spec(tmp_path, "text", kind="few-shot", demo="b")
+    assert text.demos[0].outputs["answer"] == "green"
+    assert "The answer is green." in json.dumps(assemble(text).requests[0].to_dict() if hasattr(assemble(text).requests[0], "to_dict") else [m.content for m in assemble(text).requests[0].messages])
+    either = _spec(tmp_path, "either", kind="few-shot", demo="Green")
+    assert either.demos[0].outputs["answer"] == "green"
+    letter = _spec(tmp_path, "letter", kind="few-shot", demo="b")
+    assert letter.demos[0].outputs["answer"] == "b"
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_answer_with_needs_choices_from(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nname: s\ninstruction: i\ninputs: {q: {type: text}}\n"
+        "outputs:\n  a: {type: enum, choices: [x, y], answer_with: text}\nmodel: {name: m}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(spec)
+    (err,) = e.value.errors
+    assert err.code == "answer-with"
+    assert (err.location.line, err.location.col) == (6, 36)
+
+
+def test_demo_answer_must_name_one_of_its_options(tmp_path: Path) -> None:
+    with pytest.raises(PromptcErrors) as e:
+        _spec(tmp_path, "text", demo="white")
+    (err,) = e.value.errors
+    assert err.code == "demo-option-answer"
+    assert err.location.line == 11
+    assert "expected one of 'a', 'b', 'blue', 'green'" in str(err)
+
+
+# ------------------------------------------------------------------------------ exports
+
+
+def _cases(task: Task, request: Request) -> tuple[list[str], list[str]]:
+    """Canonical outputs the request's own grammar must admit, and ones it must refuse."""
+    by_id = {it.id: it for it in task.items}
+    items = [by_id[i] for i in request.batch.item_ids]
+    reasoning = "reasoning" in {f.name for f in task.outputs}
+    lead = "Because. So the answer is " if reasoning else "The answer is "
+
+    def out(said: list[str]) -> str:
+        lines = []
+        for i, (it, s) in enumerate(zip(items, said), 1):
+            if request.kind == "auto-demo":
+                from promptc import markers
+
+                lines.append(f"Q[{i}]: " + markers.question_text(task.inputs, it.inputs))
+            lines.append(f"A[{i}]: {lead}{s}.")
+        return "\n".join(lines)
+
+    field = next(f for f in task.outputs if f.choices_from)
+    good, bad = [], []
+    for k in range(max(len(it.options["choices"]) for it in items)):
+        picks = [min(k, len(it.options["choices"]) - 1) for it in items]
+        if field.answer_with != "text":
+            good.append(out([OPTION_LETTERS[p] for p in picks]))
+        if field.answer_with != "letter":
+            good.append(out([option_text(it.options["choices"][p]) for it, p in zip(items, picks)]))
+    # A letter past the first item's options; another item's option text; no such text.
+    first = items[0].options["choices"]
+    rest = [OPTION_LETTERS[0]] * (len(items) - 1)
+    if field.answer_with != "text":
+        bad.append(out([OPTION_LETTERS[len(first)]] + rest))
+    else:
+        rest = [option_text(it.options["choices"][0]) for it in items[1:]]
+    others = {option_text(o) for it in task.items for o in it.options["choices"]}
+    foreign = sorted(others - {option_text(o) for o in first} - set(OPTION_LETTERS))
+    if field.answer_with != "letter" and foreign:
+        bad.append(out([foreign[0]] + rest))
+    bad.append(out(["nothing-like-it"] + rest))
+    return good, bad
+
+
+class _Chars:
+    def __init__(self, texts: list[str]) -> None:
+        chars = sorted({chr(c) for c in range(32, 127)} | {"\n"} | set("".join(texts)))
+        self.ids = {c: k for k, c in enumerate(chars)}
+        self.vocab = outlines_core.Vocabulary(len(chars), {c: [k] for c, k in self.ids.items()})
+
+    def accepts(self, index: outlines_core.Index, text: str) -> bool:
+        state = index.get_initial_state()
+        for ch in text:
+            nxt = index.get_next_state(state, self.ids[ch])
+            if nxt is None:
+                return False
+            state = nxt
+        return bool(index.is_final_state(state))
+
+
+def _json_form(text: str, auto: bool) -> str:
+    answers = []
+    lines = text.split("\n")
+    q = None
+    for line in lines:
+        if line.startswith("Q["):
+            q = line.split(": ", 1)[1]
+            continue
+        idx = int(line[2 : line.index("]")])
+        body = line.split(": ", 1)[1]
+        entry: dict[str, object] = {"index": idx}
+        if auto:
+            entry["question"] = q
+        m = re.fullmatch(r"(?:(.*) So the answer is|The answer is) (.*)\.", body)
+        assert m is not None
+        if m.group(1) is not None:
+            entry["reasoning"] = m.group(1)
+        entry["answer"] = m.group(2)
+        answers.append(entry)
+    return json.dumps({"answers": answers})
+
+
+def _export_cases() -> list[tuple[str, str]]:
+    return [
+        ("text-spec", "either"),
+        ("letter-spec", "letter"),
+        ("tmp", "text"),
+        ("tmp", "either"),
+        ("tmp-auto", "text"),
+    ]
+
+
+@pytest.mark.parametrize(("where", "answer_with"), _export_cases(), ids=lambda x: x)
+def test_each_request_grammar_admits_exactly_its_items_choices(
+    tmp_path: Path, where: str, answer_with: str
+) -> None:
+    if where == "text-spec":
+        task = compile_spec(TEXT_SPEC)
+    elif where == "letter-spec":
+        task = compile_spec(LETTER_SPEC)
+    else:
+        task = _spec(tmp_path, answer_with, kind="auto-demo" if where == "tmp-auto" else "batch")
+    result = assemble(task)
+    for request in result.requests:
+        own = {s: result.files[f"grammars/{request.id}{s}"] for s in (".gbnf", ".regex", ".schema.json", ".lark", ".parse.regex")}
+        good, bad = _cases(task, request)
+        assert good and bad
+        gbnf = xgrammar.Grammar.from_ebnf(own[".gbnf"])
+        portable = own[".regex"].rstrip("\n")
+        xg_regex = xgrammar.Grammar.from_regex(portable)
+        chars = _Chars(good + bad)
+        oc_regex = outlines_core.Index(portable, chars.vocab)
+        schema = own[".schema.json"]
+        xg_json = xgrammar.Grammar.from_json_schema(schema)
+        oc_json = outlines_core.Index(
+            outlines_core.json_schema.build_regex_from_schema(schema), _Chars([]).vocab
+        )
+        parser = lark.Lark(own[".lark"], parser="lalr", lexer="contextual")
+        python = re.compile(own[".parse.regex"].rstrip("\n"))
+        auto = request.kind == "auto-demo"
+        for text, ok in [(t, True) for t in good] + [(t, False) for t in bad]:
+            assert bool(_is_grammar_accept_string(gbnf, text)) is ok, (request.id, text)
+            assert bool(_is_grammar_accept_string(xg_regex, text)) is ok, (request.id, text)
+            assert chars.accepts(oc_regex, text) is ok, (request.id, text)
+            assert (python.fullmatch(text) is not None) is ok, (request.id, text)
+            try:
+                parser.parse(text)
+                parsed = True
+            except lark.UnexpectedInput:
+                parsed = False
+            assert parsed is ok, (request.id, text)
+            as_json = _json_form(text, auto)
+            assert bool(_is_grammar_accept_string(xg_json, as_json)) is ok, (request.id, as_json)
+            assert _Chars([]).accepts(oc_json, as_json) is ok if as_json.isascii() else True
+            # The parser, on the shared grammar, agrees with the request's own.
+            statuses = {r.status for r in parse_output(task, request, text, mode="strict")}
+            assert (statuses == {"ok"}) is ok, (request.id, text, statuses)
+
+
+def test_shared_exports_are_the_union_and_untouched_without_choices_from() -> None:
+    task = compile_spec(TEXT_SPEC)
+    files = assemble(task).files
+    assert "grammars/r0001.gbnf" in files
+    # Shared: any one line up to the longest option ("windowsill", 10 characters).
+    assert "{0,8}" in files["answer.gbnf"]
+    sentiment = assemble(compile_spec(SPECS / "sentiment.yaml")).files
+    assert not any(n.startswith("grammars/") for n in sentiment)
+
+
+def test_vllm_bodies_carry_each_requests_own_gbnf(tmp_path: Path) -> None:
+    task = compile_spec(TEXT_SPEC)
+    build(task, tmp_path / "b", target="vllm-batch")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["grammar"]["per_request"]["folder"] == "grammars"
+    lines = (tmp_path / "b" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(manifest["requests"])
+    for line, entry in zip(lines, manifest["requests"]):
+        record = json.loads(line)
+        own = (tmp_path / "b" / "grammars" / f"{record['custom_id']}.gbnf").read_text(
+            encoding="utf-8"
+        )
+        assert record["body"]["structured_outputs"] == {"grammar": own}
+        assert f"grammars/{record['custom_id']}.gbnf" in entry["grammar_files"]
+
+
+def test_rebuild_without_choices_from_removes_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    build(compile_spec(TEXT_SPEC), out)
+    assert sorted(p.name for p in (out / "grammars").iterdir())[:2] == ["r0001.gbnf", "r0001.lark"]
+    (out / ".grammars.tmp").mkdir()
+    (out / ".grammars.tmp" / "r0009.gbnf").write_text("left over", encoding="utf-8")
+    shutil.copy(SPECS / "sentiment.yaml", tmp_path / "sentiment.yaml")
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    build(compile_spec(tmp_path / "sentiment.yaml"), out)
+    assert not (out / "grammars").exists()
+    assert not (out / ".grammars.tmp").exists()
