@@ -86,7 +86,8 @@ def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -
             from promptc.markers import OPTION_LETTERS
 
             letter = hits[0]
-            if f.answer_with == "text":
+            given_letter = str(value).strip().lower() == letter
+            if f.answer_with == "text" or (f.answer_with == "either" and not given_letter):
                 return option_text(options[OPTION_LETTERS.index(letter)])
             return letter
     return coerce_value(f, value)
