@@ -10,6 +10,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType

@@ -385,3 +385,19 @@ def test_rebuild_without_choices_from_removes_the_folder(tmp_path: Path) -> None
     build(compile_spec(tmp_path / "sentiment.yaml"), out)
     assert not (out / "grammars").exists()
     assert not (out / ".grammars.tmp").exists()
+
+
+def test_run_sends_each_requests_own_grammar(tmp_path: Path) -> None:
+    from promptc.build import read_requests
+    from promptc.run.bodies import request_body
+
+    task = compile_spec(TEXT_SPEC)
+    out = tmp_path / "b"
+    build(task, out)
+    for request in read_requests(out):
+        own = out / "grammars" / request.id
+        body = request_body(request, out, "json_schema")
+        schema = body["response_format"]["json_schema"]["schema"]
+        assert schema == json.loads(own.with_suffix(".schema.json").read_text(encoding="utf-8"))
+        gbnf = request_body(request, out, "gbnf", task=task)["grammar"]
+        assert gbnf == own.with_suffix(".gbnf").read_text(encoding="utf-8")

@@ -69,6 +69,8 @@ MANIFEST_FILE = "manifest.json"
 REQUEST_GRAMMARS = "grammars"
 #: The suffixes of a request's own grammar files, as of the shared ones.
 GRAMMAR_SUFFIXES = (".lark", ".gbnf", ".schema.json", ".regex", ".parse.regex")
+#: A request id that can name a file of ``grammars/`` (promptc's own: ``r0001``).
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REQUEST_GRAMMAR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(lark|gbnf|schema\.json|regex)$")
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
@@ -274,7 +276,7 @@ class RequestGrammars:
 
 def request_grammar_name(request_id: str, suffix: str) -> str:
     """``grammars/<request id><suffix>``: where a request's own grammar file is in a build."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", request_id):
+    if not SAFE_REQUEST_ID.fullmatch(request_id):
         raise UsageError(
             f"request id {request_id!r} cannot name a file; expected letters, digits, '.', "
             "'_' and '-'",

@@ -80,7 +80,7 @@ def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -
 
     if f.choices_from:
         options = option_list(demo.get(f.choices_from)) or ()
-        answer_with = "either" if f.answer_with != "letter" else "letter"
+        answer_with: ir.AnswerWith = "either" if f.answer_with != "letter" else "letter"
         hits = resolve_option(answer_with, options, str(value), exact=False)
         if len(hits) == 1:
             from promptc.markers import OPTION_LETTERS

@@ -29,7 +29,7 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, STRATEGY_KINDS, AnswerWith, OutputField
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
@@ -621,7 +621,7 @@ def _check_demo_option(
     if listed is None or isinstance(value, bool):
         return  # the options themselves are reported
     # A demo may always give the letter; with text answers, the text too.
-    answer_with = "either" if field.answer_with != "letter" else "letter"
+    answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
     hits = resolve_option(answer_with, listed, str(value), exact=False)
     if len(hits) == 1:
         return
