@@ -135,9 +135,10 @@ def phases(folder: Path) -> dict[str, float]:
     import jinja2.sandbox  # noqa: F401
     from promptc.build import build, grammars
     from promptc.render.checks import check_templates
-    from promptc.render.renderer import Renderer, gc_paused
+    from promptc.render.renderer import Renderer
     from promptc.select.methods import select
     from promptc.spec.lower import compile_spec
+    from promptc.text import gc_paused
 
     compile_spec(folder / "bench.yaml")  # warm the imports
     out: dict[str, float] = {}

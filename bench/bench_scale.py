@@ -147,6 +147,9 @@ def fixed(runs: int) -> None:
     spec = REPO / "specs" / "math.yaml"
     commands = {
         "python -c 'import click'": [sys.executable, "-c", "import click"],
+        # The floor of any YAML-reading command: PyYAML's import alone (its reader compiles a
+        # regular expression over all of Unicode at import).
+        "python -c 'import click, yaml'": [sys.executable, "-c", "import click, yaml"],
         "promptc --help": [*exe, "--help"],
         "promptc check specs/math.yaml (20 items)": [*exe, "check", str(spec)],
     }

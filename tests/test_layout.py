@@ -24,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "compiler" / "promptc"
 #: Modules that import nothing of promptc.
-LEAVES = frozenset({"promptc.errors", "promptc.text", "promptc.limits"})
+LEAVES = frozenset({"promptc.errors", "promptc.text", "promptc.limits", "promptc.records"})
 
 
 @dataclass(frozen=True)

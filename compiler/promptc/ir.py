@@ -1,6 +1,6 @@
 """The typed intermediate representation: what ``lower`` produces and every later stage reads.
 
-Every node is a frozen dataclass. Nodes that came from a file carry its :class:`Location`, so
+Every node is a frozen dataclass (a :func:`~promptc.records.record`). Nodes that came from a file carry its :class:`Location`, so
 that a later stage (a template, the grammar, the output parser) can still point a user at the
 line of the spec or data file that caused a problem.
 
@@ -12,11 +12,12 @@ Values of output fields are normalised Python values: ``number`` → :class:`dec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from typing import Literal
 
 from promptc.errors import Location
+from promptc.records import record
 
 StrategyKind = Literal["single", "few-shot", "batch", "auto-demo"]
 STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
@@ -46,7 +47,7 @@ Value = str | Decimal | int | bool
 NOWHERE = Location("<unknown>")
 
 
-@dataclass(frozen=True)
+@record
 class InputField:
     """A named input of the task; ``label`` is how templates show it (``Premise``)."""
 
@@ -68,7 +69,7 @@ DemosAs = Literal["system", "turns"]
 DEMOS_AS: tuple[DemosAs, ...] = ("system", "turns")
 
 
-@dataclass(frozen=True)
+@record
 class Markers:
     """The markers of a batch: ``Q[i]:`` before each question, ``A[i]:`` before each answer.
 
@@ -82,7 +83,7 @@ class Markers:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class OutputField:
     """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
 
@@ -103,7 +104,7 @@ class OutputField:
     option_chars: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Literal_:
     """Literal text of an answer format, e.g. ``" The answer is "``."""
 
@@ -111,7 +112,7 @@ class Literal_:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Placeholder:
     """A ``{field}`` of an answer format."""
 
@@ -122,7 +123,7 @@ class Placeholder:
 Segment = Literal_ | Placeholder
 
 
-@dataclass(frozen=True)
+@record
 class AnswerFormat:
     """A parsed ``answer_format``: literal text and placeholders, in order."""
 
@@ -135,7 +136,7 @@ class AnswerFormat:
         return tuple(s.field for s in self.segments if isinstance(s, Placeholder))
 
 
-@dataclass(frozen=True)
+@record
 class Demo:
     """A solved example: input values (str) and normalised output values."""
 
@@ -144,7 +145,7 @@ class Demo:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Item:
     """One input of the dataset. ``index`` is its 0-based position in the data file.
 
@@ -162,7 +163,7 @@ class Item:
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class DataSource:
     """Where the items came from."""
 
@@ -176,7 +177,7 @@ class DataSource:
     gold: Mapping[str, str] = field(default_factory=dict)  # output -> column or expression
 
 
-@dataclass(frozen=True)
+@record
 class Selection:
     """How items are grouped into batches.
 
@@ -193,7 +194,7 @@ class Selection:
     embeddings: EmbeddingEndpoint | None = None
 
 
-@dataclass(frozen=True)
+@record
 class EmbeddingEndpoint:
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (``strategy.selection.embeddings``).
 
@@ -212,7 +213,7 @@ class EmbeddingEndpoint:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Strategy:
     kind: StrategyKind
     batch_size: int
@@ -220,7 +221,7 @@ class Strategy:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Price:
     """What a model costs, in US dollars per million tokens (``model.price``)."""
 
@@ -228,7 +229,7 @@ class Price:
     output: Decimal
 
 
-@dataclass(frozen=True)
+@record
 class ModelConfig:
     """Model name and sampling parameters; ``params`` holds everything else, passed through.
 
@@ -256,14 +257,14 @@ class ModelConfig:
         return out
 
 
-@dataclass(frozen=True)
+@record
 class RunConfig:
     """The spec's ``run`` section: how ``promptc run`` sends the build."""
 
     repair_max_attempts: int = 2
 
 
-@dataclass(frozen=True)
+@record
 class TemplateRef:
     """A strategy's template: a file of the spec's own, or one shipped with promptc."""
 
@@ -272,13 +273,13 @@ class TemplateRef:
     location: Location = NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class SourceFile:
     path: str
     sha256: str
 
 
-@dataclass(frozen=True)
+@record
 class Task:
     """The root of the IR: one compiled task spec."""
 
@@ -317,7 +318,7 @@ class Task:
         return TemplateRef(kind, None)
 
 
-@dataclass(frozen=True)
+@record
 class Batch:
     """Items sent together in one request, in prompt order.
 
@@ -334,13 +335,13 @@ class Batch:
     similarities: tuple[float, ...] | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Message:
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     """One rendered request: the chat messages for one batch."""
 

@@ -47,8 +47,8 @@ def compile_task(
     """Compiles SPEC (with the command line's overrides) into its task, every error raised."""
     import gc
 
-    from promptc.render.renderer import gc_paused
     from promptc.spec.lower import compile_spec
+    from promptc.text import gc_paused
 
     # Reading 10,000 items allocates many objects and no garbage cycles worth collecting;
     # and the task lives until the command ends: keep the collector from rescanning it.

@@ -403,8 +403,8 @@ def assemble_at(
     """
     from promptc.build import assemble
     from promptc.render.checks import raise_template_errors
-    from promptc.render.renderer import gc_paused
     from promptc.spec.lower import compile_spec
+    from promptc.text import gc_paused
 
     with checkout_spec(spec, rev) as checkout:
         label = checkout.label(checkout.spec.relative_to(checkout.root).as_posix())

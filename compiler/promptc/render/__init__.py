@@ -2,11 +2,10 @@
 
 ``environment`` (the sandboxed Jinja environment and the loader that keeps templates inside the
 spec's folder), ``context`` (the variables templates see), ``renderer`` (requests from batches)
-and ``checks`` (static template checks, located at the template's file:line).
+and ``checks`` (which templates need checking) with ``lint`` (the static template checks, located at the template's file:line).
 """
 
-from __future__ import annotations
 
-from promptc.render.renderer import Renderer, render
-
-__all__ = ["Renderer", "render"]
+# Nothing is imported here: `promptc check` of a spec that uses the shipped templates reads
+# promptc.render.checks alone, and Jinja with the renderer are loaded only when a template is
+# to be checked or rendered.

@@ -4,22 +4,8 @@ the message blocks, each located at the template's file:line.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
-
 from promptc import ir
-from promptc.errors import Location, PromptcError, PromptcErrors, did_you_mean
-from promptc.render.context import CONTEXT_VARIABLES, context_variables, task_context
-from promptc.render.environment import BUILTIN_PREFIX, SpecLoader, TemplateSource, template_error
-from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached, render
-
-if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-    from jinja2 import nodes
-
-
-# ---------------------------------------------------------------- static checks
+from promptc.errors import PromptcError, PromptcErrors
 
 
 def check_templates(task: ir.Task, *, shipped: bool = False) -> list[PromptcError]:
@@ -45,155 +31,13 @@ def check_templates(task: ir.Task, *, shipped: bool = False) -> list[PromptcErro
     if shipped or task.template_for(task.strategy.kind).path is not None:
         kinds.append(task.strategy.kind)
     kinds += [t.kind for t in task.templates if t.path is not None and t.kind not in kinds]
-    for kind in kinds:
-        errors.extend(_check_kind(task, kind))
-    return errors
+    if kinds:
+        # Jinja, the renderer and the checks themselves load only when there is a
+        # template to check.
+        from promptc.render.lint import check_kind
 
-
-def _check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
-    import jinja2
-
-    r = Renderer(task, kind)
-    allowed = context_variables(kind)
-    errors: list[PromptcError] = []
-    seen: set[str] = set()
-
-    def visit(name: str, extra: frozenset[str], parent: Location, main: bool) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        try:
-            with r._errors():
-                source, filename, _ = r.loader.get_source(r.env, name)
-        except PromptcError as e:
-            e.location = parent if parent.line else (e.location or parent)
-            errors.append(e)
-            return
-        try:
-            ast = parse_cached(r.env, source, name, filename)
-        except jinja2.TemplateSyntaxError as e:
-            errors.append(
-                template_error(
-                    "template-syntax", Location(filename, e.lineno or 0), error=e.message
-                )
-            )
-            return
-        errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
-        stored = frozenset(
-            n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")
-        )
-        for node in ast.find_all(
-            (
-                jinja2.nodes.Extends,
-                jinja2.nodes.Include,
-                jinja2.nodes.Import,
-                jinja2.nodes.FromImport,
-            )
-        ):
-            target = getattr(node, "template", None)
-            if isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str):
-                child_main = main and isinstance(node, jinja2.nodes.Extends)
-                visit(target.value, extra | stored, Location(filename, node.lineno), child_main)
-
-    visit(r.name, frozenset(), r.location, True)
-    if errors:
-        return errors
-    # The static checks passed: a trial render finds what only running can (a missing key).
-    # The first items in file order stand in for the first batch, whatever the selection
-    # method (a similarity method would have to compute embeddings to say more).
-    from promptc.select.batches import batch_size, chunk
-
-    first = task.items[: batch_size(task)]
-    if not first:  # a spec without data: try the template on a stand-in item
-        first = (ir.Item("example", 0, {f.name: f"<{f.name}>" for f in task.inputs}),)
-        task = replace(task, items=first)
-    sample = chunk(task, range(len(first)))[0]
-    try:
-        r.chain()
-        r.messages(r.context(sample, first))
-    except PromptcError as e:
-        errors.append(e)
-    return errors
-
-
-def _check_ast(
-    env: jinja2.Environment,
-    ast: nodes.Template,
-    filename: str,
-    allowed: frozenset[str],
-    main: bool,
-) -> list[PromptcError]:
-    from jinja2 import meta, nodes
-
-    errors: list[PromptcError] = []
-    try:
-        undeclared = meta.find_undeclared_variables(ast)
-    except Exception as e:  # noqa: BLE001 - TemplateAssertionError from the code generator
-        return [template_error("template-syntax", Location(filename), error=e)]
-    for var in sorted(undeclared - allowed):
-        line = min(
-            (n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"),
-            default=0,
-        )
-        hint = did_you_mean(var, allowed)
-        errors.append(
-            template_error(
-                "template-undeclared-variable",
-                Location(filename, line),
-                hint,
-                name=repr(var),
-                allowed=", ".join(sorted(allowed)),
-            )
-        )
-    # find_all walks a chain a.b.c outside-in; reversed and stably sorted by line, the
-    # attributes of a line come in the order they are written.
-    reads = list(ast.find_all((nodes.Getattr, nodes.Getitem)))
-    reads.reverse()
-    reads.sort(key=lambda n: n.lineno)
-    for node in reads:
-        if isinstance(node, nodes.Getattr):
-            attr: object = node.attr
-        else:
-            arg = getattr(node, "arg", None)
-            attr = arg.value if isinstance(arg, nodes.Const) else None
-        if isinstance(attr, str) and attr.startswith("_"):
-            errors.append(
-                template_error(
-                    "template-sandbox-attribute", Location(filename, node.lineno), attr=repr(attr)
-                )
-            )
-    if main:
-        errors.extend(_check_top_level(ast, filename))
-    return errors
-
-
-def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
-    """Only blocks (and ``extends``) may stand at a main template's top level."""
-    from jinja2 import nodes
-
-    errors: list[PromptcError] = []
-    extends = any(isinstance(n, nodes.Extends) for n in ast.body)
-    names = [b for b, _ in MESSAGE_BLOCKS]
-    for node in ast.body:
-        if isinstance(node, nodes.Extends):
-            continue
-        if isinstance(node, nodes.Block):
-            if not extends and node.name not in names:
-                errors.append(
-                    template_error(
-                        "template-unknown-block",
-                        Location(filename, node.lineno),
-                        did_you_mean(node.name, names),
-                        name=repr(node.name),
-                        expected=" or ".join(repr(n) for n in names),
-                    )
-                )
-            continue
-        if isinstance(node, nodes.Output) and all(
-            isinstance(c, nodes.TemplateData) and not c.data.strip() for c in node.nodes
-        ):
-            continue
-        errors.append(template_error("template-outside-block", Location(filename, node.lineno)))
+        for kind in kinds:
+            errors.extend(check_kind(task, kind))
     return errors
 
 
@@ -204,14 +48,4 @@ def raise_template_errors(task: ir.Task) -> None:
         raise PromptcErrors(errors)
 
 
-__all__ = [
-    "BUILTIN_PREFIX",
-    "CONTEXT_VARIABLES",
-    "Renderer",
-    "SpecLoader",
-    "TemplateSource",
-    "check_templates",
-    "raise_template_errors",
-    "render",
-    "task_context",
-]
+__all__ = ["check_templates", "raise_template_errors"]

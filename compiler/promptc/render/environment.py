@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
+from promptc.records import record
 from promptc.render.budget import BUDGET_MESSAGE, bounded_environment_class
 from promptc.resources import read_template, template_names
 
@@ -66,7 +66,7 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-@dataclass(frozen=True)
+@record
 class TemplateSource:
     """A template file the renderer loaded: its loader name, where it came from, its hash."""
 

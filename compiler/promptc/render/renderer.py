@@ -41,6 +41,7 @@ from promptc.render.environment import (
     template_error,
     template_name,
 )
+from promptc.text import gc_paused
 
 if TYPE_CHECKING:
     import jinja2
@@ -372,22 +373,6 @@ class Renderer:
             line = template.get_corresponding_lineno(lineno) if template is not None else lineno
             found = Location(shown, line)
         return found
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pauses the cyclic garbage collector: rendering allocates many small objects and no
-    cycles, and with 10,000 items alive, every collection the allocations trigger would scan
-    them all again (a third of the render time, measured)."""
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | None:

@@ -5,16 +5,17 @@ a task and cutting an order of items into batches.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from promptc import ir
+from promptc.records import record
 
 #: Strategies that send exactly one item per request.
 ONE_ITEM_KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot")
 
 
-@dataclass(frozen=True)
+@record
 class SelectionResult:
     """The batches of a task, in request order, and what the manifest should say about them.
 

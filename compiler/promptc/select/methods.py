@@ -14,7 +14,6 @@ extra; the table's entry for them imports that module only when a spec asks for 
 
 from __future__ import annotations
 
-import random as _random
 from collections.abc import Mapping
 
 from promptc import ir
@@ -175,11 +174,12 @@ def random(task: ir.Task) -> SelectionResult:
     ``Random.shuffle`` of a list of indices draws with ``randbelow``, which gives the same
     order for the same seed on every Python 3 version and platform.
     """
+    import random
     from array import array
 
     # An array, not a list: 8 bytes an item. shuffle() swaps in place the same on either.
     order = array("q", range(len(task.items)))
-    _random.Random(task.strategy.selection.seed).shuffle(order)
+    random.Random(task.strategy.selection.seed).shuffle(order)
     return SelectionResult(chunk(task, order))
 
 

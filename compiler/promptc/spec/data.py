@@ -18,7 +18,6 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from typing import Any, Literal
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import DataSource, Item, OutputField, Value
 from promptc.markers import options_text
+from promptc.records import record
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import LineTable
 
@@ -132,7 +132,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@record
 class Row:
     """One row of a data file: its values and where it starts."""
 
@@ -943,7 +943,7 @@ class ItemTable(Sequence[Item]):
 _STRICT = ErrorCollector(fail_fast=True)
 
 
-@dataclass(frozen=True)
+@record
 class GoldReader:
     """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
 

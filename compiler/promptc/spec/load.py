@@ -32,6 +32,7 @@ import yaml.reader
 import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
+from promptc.records import record
 from promptc.text import YAML_BREAKS, LineTable, describe
 
 KeyPath = tuple[str | int, ...]
@@ -113,7 +114,7 @@ def load_error(
     )
 
 
-@dataclass(frozen=True)
+@record
 class ScalarSpan:
     """Where a scalar's source text is: its file, character offsets and YAML style."""
 
@@ -123,7 +124,7 @@ class ScalarSpan:
     style: str | None
 
 
-@dataclass(frozen=True)
+@record
 class SpecFile:
     """A spec file that was read: as displayed in messages, resolved, and its sha256."""
 
@@ -216,10 +217,14 @@ class SpecDocument:
         source = self.sources.get(span.file) if span else None
         if not isinstance(value, str) or span is None or source is None:
             return lambda offset: base
-        offsets = _align(value, source, span)
-        starts = LineTable(source, YAML_BREAKS).starts
+        # Aligned on first use: a valid spec asks for no position, and aligning costs a
+        # Python step per character of the string.
+        aligned: list[tuple[list[int], list[int]]] = []
 
         def locate(offset: int) -> Location:
+            if not aligned:
+                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS).starts))
+            offsets, starts = aligned[0]
             if not offsets:
                 return base
             index = offsets[min(max(offset, 0), len(offsets) - 1)]
