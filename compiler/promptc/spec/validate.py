@@ -614,12 +614,13 @@ def _check_demo_option(
 ) -> None:
     """A demo's answer to an enum with ``choices_from`` names one of the demo's own options:
     by letter, or (``answer_with: text | either``) by its text, in any case."""
-    from promptc.spec.data import option_list
     from promptc.values import option_choices, resolve_option
 
-    listed = option_list(options)
-    if listed is None or isinstance(value, bool):
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         return  # the options themselves are reported
+    if not options or isinstance(value, bool):
+        return
+    listed = tuple(options)
     # A demo may always give the letter; with text answers, the text too.
     answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
     hits = resolve_option(answer_with, listed, str(value), exact=False)
