@@ -401,3 +401,55 @@ def test_run_sends_each_requests_own_grammar(tmp_path: Path) -> None:
         assert schema == json.loads(own.with_suffix(".schema.json").read_text(encoding="utf-8"))
         gbnf = request_body(request, out, "gbnf", task=task)["grammar"]
         assert gbnf == own.with_suffix(".gbnf").read_text(encoding="utf-8")
+
+
+def _options_spec(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "data.jsonl").open("w", encoding="utf-8") as f:
+        for i in range(n):
+            options = [f"option {i} {k}" for k in range(2 + i % 4)]
+            f.write(json.dumps({"qid": f"q{i}", "question": f"Which {i}?", "choices": options}))
+            f.write("\n")
+    spec = folder / "spec.yaml"
+    spec.write_text(
+        SPEC.replace("demos:\n  - {{question: Sky?, choices: [blue, green], answer: {demo}}}\n", "")
+        .format(answer_with="either", kind="batch")
+        .replace("batch_size: 3", "batch_size: 8"),
+        encoding="utf-8",
+    )
+    return spec
+
+
+def test_request_grammars_do_not_grow_memory_with_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peak Python allocations while the requests and their own grammars are made, for 800
+    and 2,400 items: each request's five grammar files are written and dropped as they are
+    made, so the peak grows by the data's offsets alone (the files grow, the memory not)."""
+    import tracemalloc
+
+    from promptc import build as build_mod
+    from promptc.render import renderer
+    from promptc.spec.data import ItemTable
+
+    monkeypatch.setattr(build_mod, "BUFFER_BYTES", 16 << 10)
+    monkeypatch.setattr(ItemTable, "CACHE", 16)
+    monkeypatch.setattr(renderer, "QUESTION_CACHE", 16)
+    after_requests: list[int] = []
+    write_task_files = build_mod._write_task_files
+
+    def spy(*args: object) -> None:
+        after_requests.append(tracemalloc.get_traced_memory()[1])  # the peak so far
+        write_task_files(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build_mod, "_write_task_files", spy)
+    build(compile_spec(_options_spec(tmp_path / "warm", 16)), tmp_path / "warm" / "out")
+    for n in (800, 2_400):
+        task = compile_spec(_options_spec(tmp_path / str(n), n))
+        tracemalloc.start()
+        build(task, tmp_path / str(n) / "out")
+        tracemalloc.stop()
+        assert len(list((tmp_path / str(n) / "out" / "grammars").iterdir())) == 5 * (n // 8)
+    per_item = (after_requests[2] - after_requests[1]) / 1_600
+    print(f"{per_item:.1f} bytes per item")
+    assert per_item < 64, f"{per_item:.0f} bytes per item"

@@ -256,20 +256,19 @@ class RequestGrammars:
     def files(self, request: ir.Request) -> dict[str, str]:
         """Suffix → text of ``request``'s own grammar files."""
         from promptc import markers
-        from promptc.grammar.answer import build_grammar, item_choices
+        from promptc.grammar.answer import build_grammar, own_choices
 
         task = self.task
-        ids = request.batch.item_ids
-        key = (len(ids), request.kind)
+        # By position, as the renderer reads them: no lookup that grows with the items.
+        items = [task.items[p] for p in request.batch.item_indices]
+        key = (len(items), request.kind)
         if key not in self.shared:
-            self.shared[key] = build_grammar(task, len(ids), request.kind)
-        choices = item_choices(task, ids)
-        assert choices is not None, "a request names an item the task does not have"
-        g = self.shared[key].for_items(choices)
+            self.shared[key] = build_grammar(task, len(items), request.kind)
+        fields = [o for o in task.outputs if o.choices_from]
+        g = self.shared[key].for_items([own_choices(fields, it) for it in items])
         questions: list[str] = []
         if request.kind == "auto-demo":
-            by_id = {it.id: it for it in task.items if it.id in set(ids)}
-            questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in ids]
+            questions = [markers.question_text(task.inputs, it.inputs) for it in items]
         files: dict[str, str] = g.request_files(questions)
         return files
 

@@ -47,7 +47,6 @@ body (what follows ``A[i]:``), for the recovering parser built on top of this mo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,13 +287,15 @@ class AnswerGrammar:
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
         (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
+        from promptc.grammar.json_schema import schema_text
+
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
             # Keys stay in the order built (fields as the answer format orders them), not
             # sorted: constrained decoders generate properties in schema order, and reasoning
             # must come before the answer it leads to. The order is fixed, so output is stable.
-            f"{stem}.schema.json": json.dumps(self.json_schema, indent=2) + "\n",
+            f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
         }
         out[f"{stem}.regex"] = self.portable_regex + "\n"
         if self.parse_regex is not None:

@@ -69,6 +69,29 @@ def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
     }
 
 
+def schema_text(value: object, level: int = 0) -> str:
+    """``json.dumps(value, indent=2)``, byte for byte, for the JSON values a schema holds.
+
+    Python's own encoder with an indent is made of closures that refer to each other, so
+    every call leaves a reference cycle for the garbage collector; a build writing one schema
+    per request would hold thousands of them between collections. This one leaves none (its
+    scalars go through the C encoder)."""
+    pad = "  " * (level + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = ",\n".join(
+            pad + json.dumps(str(k)) + ": " + schema_text(v, level + 1) for k, v in value.items()
+        )
+        return "{\n" + inner + "\n" + "  " * level + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        inner = ",\n".join(pad + schema_text(v, level + 1) for v in value)
+        return "[\n" + inner + "\n" + "  " * level + "]"
+    return json.dumps(value)
+
+
 def json_answer_text(
     plan: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
 ) -> str | None:
