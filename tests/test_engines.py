@@ -76,8 +76,8 @@ def _invalid(task: Task, g: AnswerGrammar) -> list[str]:
             written = write_value(f, answers[0][f.name])
             k = body.rindex(written)
             # An option named by its text (answer_with): the shared grammar admits any one
-            # line up to the longest option, so only a longer one is out.
-            word = "x" * (f.option_chars + 1) if text_answers(f) else "maybe-not"
+            # line up to twice the longest option, so only a longer one is out.
+            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
             broken = body[:k] + word + body[k + len(written) :]
             bad.append(good.replace(body, broken, 1))
     if g.n_items > 1:

@@ -14,18 +14,21 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import lark
 import outlines_core
 import pytest
 import xgrammar
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from promptc.build import assemble, build
 from promptc.errors import PromptcErrors
 from promptc.ir import Request, Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
-from promptc.values import option_text, resolve_option
+from promptc.values import option_choices, option_text, resolve_option
 from xgrammar.testing import _is_grammar_accept_string
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -352,8 +355,8 @@ def test_shared_exports_are_the_union_and_untouched_without_choices_from() -> No
     task = compile_spec(TEXT_SPEC)
     files = assemble(task).files
     assert "grammars/r0001.gbnf" in files
-    # Shared: any one line up to the longest option (a demo's "refrigerator", 12 characters).
-    assert "([^\\n]{0,10} " in files["answer.gbnf"]
+    # Shared: any one line up to twice the longest option (a demo's "refrigerator", 12).
+    assert "([^\\n]{0,22} " in files["answer.gbnf"]
     sentiment = assemble(compile_spec(SPECS / "sentiment.yaml")).files
     assert not any(n.startswith("grammars/") for n in sentiment)
 
@@ -453,3 +456,35 @@ def test_request_grammars_do_not_grow_memory_with_the_build(
     per_item = (after_requests[2] - after_requests[1]) / 1_600
     print(f"{per_item:.1f} bytes per item")
     assert per_item < 64, f"{per_item:.0f} bytes per item"
+
+
+_OPTION = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12
+).filter(lambda s: s.strip() != "")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    options=st.lists(_OPTION, min_size=1, max_size=6),
+    answer_with=st.sampled_from(["letter", "text", "either"]),
+    exact=st.booleans(),
+)
+def test_an_option_is_named_only_by_its_own_letter_or_text(
+    options: list[str], answer_with: Literal["letter", "text", "either"], exact: bool
+) -> None:
+    letters = OPTION_LETTERS[: len(options)]
+    for k, option in enumerate(options):
+        said = option_text(option) if answer_with != "letter" else letters[k]
+        hits = resolve_option(answer_with, options, said, exact)
+        assert letters[k] in hits
+        for h in hits:  # any other option named is one the answer names too
+            j = letters.index(h)
+            same_text = (
+                option_text(options[j]) == said
+                if exact
+                else option_text(options[j]).casefold() == " ".join(said.split()).casefold()
+            )
+            assert h == letters[k] or same_text or (answer_with == "either" and h == said.lower())
+        assert option_choices(answer_with, options).count(said) == 1
+    foreign = "\u2603" * 13  # longer than any option: names none
+    assert resolve_option(answer_with, options, foreign, exact) == []

@@ -94,13 +94,14 @@ def _lark_string(text: str) -> str:
 
 def option_text_regex(max_chars: int) -> str:
     """A text answer naming an item's option (``answer_with: text | either``) in a grammar
-    shared by every item: one line of at most ``max_chars`` characters, no white space at
-    its ends. Which option it is (if any) is decided per item after reading
-    (:func:`promptc.values.resolve_option`); each request's own grammar spells its options."""
+    shared by every item: one line of at most twice ``max_chars`` characters (the longest
+    option's), no white space at its ends. Which option it is (if any) is decided per item
+    after reading (:func:`promptc.values.resolve_option`); each request's own grammar spells
+    its options."""
     nws = "[^ \\t\\n\\r\\f\\v]"
-    if max_chars <= 1:
-        return nws
-    return f"{nws}(?:[^\\n]{{0,{max_chars - 2}}}{nws})?"
+    # Twice the longest, so that an option written with wider spacing is still read.
+    limit = 2 * max(max_chars, 1)
+    return f"{nws}(?:[^\\n]{{0,{limit - 2}}}{nws})?"
 
 
 def choices_regex(choices: Sequence[str]) -> str:
