@@ -27,7 +27,6 @@ from promptc.ir import DataSource, Item, OutputField, Value
 from promptc.markers import options_text
 from promptc.records import record
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
-from promptc.text import LineTable
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -164,59 +163,164 @@ def _decode_row(text: str) -> Any:
     return value
 
 
-def _json_rows(display: str, text: str, c: ErrorCollector) -> Iterator[Row]:
-    decoder = _DECODER
-    starts = LineTable(text).starts
+#: The most text one element of a JSON array may take (its object and the space around it):
+#: the stream holds an element whole while it decodes it.
+MAX_JSON_ROW_BYTES = 64 << 20
 
-    def where(index: int) -> Location:
-        line = _bisect(starts, index)
-        return Location(display, line, index - starts[line - 1] + 1)
+_JSON_CHUNK = 1 << 20
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
-    i = _skip_ws(text, 0)
-    if i >= len(text) or text[i] != "[":
+
+class _RowTooLarge(Exception):
+    """An element of a JSON array past ``MAX_JSON_ROW_BYTES``."""
+
+
+class _JsonArrayStream:
+    """The elements of a JSON array file, read a chunk at a time.
+
+    Each element is decoded from a text buffer that holds at most the current element and
+    one chunk of read-ahead, so memory does not grow with the file. Alongside, the reader
+    keeps the byte offset, line and column of a point that only moves forward (line breaks
+    are ``\n``, ``\r\n`` or a lone ``\r``; columns count characters, as an editor does).
+    """
+
+    def __init__(self, f: Any, sha: Any, display: str, c: ErrorCollector) -> None:
+        import codecs
+
+        self.f, self.sha, self.display, self.c = f, sha, display, c
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.buf = ""
+        self.eof = False
+        self.first = True
+        # The tracked point: an index into buf, and its byte offset, line and column.
+        self.at, self.byte, self.line, self.col = 0, 0, 1, 1
+
+    def more(self, want: int = 0) -> None:
+        """Reads at least ``want`` more bytes, and a chunk at least (or to the end)."""
+        raw = self.f.read(max(want, _JSON_CHUNK, 3 if self.first else 0))  # 3: a whole BOM
+        self.sha.update(raw)
+        self.eof = not raw
+        if self.first:
+            self.first = False
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw, self.byte = raw[3:], 3
+        pending = self.utf8.getstate()[0]
         try:
-            value, _ = decoder.raw_decode(text, i)
-        except (ValueError, RecursionError):
-            value = None
-        c.add(
-            data_error(
-                "not-an-array",
-                where(min(i, max(len(text) - 1, 0))),
-                found=_kind(value) if i < len(text) else "an empty file",
-            )
-        )
-        return
-    i = _skip_ws(text, i + 1)
-    if i < len(text) and text[i] == "]":
-        return
-    while True:
-        try:
-            value, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            c.add(_json_error(display, e))
+            self.buf += self.utf8.decode(raw, final=self.eof)
+        except UnicodeDecodeError as e:
+            data = pending + raw
+            self.advance(len(self.buf))
+            good = data[: e.start].decode("utf-8", errors="replace")
+            self.buf += good
+            self.advance(len(self.buf))
+            raise _NotUtf8(self.line, self.col, data[e.start]) from None
+
+    def advance(self, index: int) -> None:
+        """Moves the tracked point forward to ``index`` of the buffer."""
+        seg = self.buf[self.at : index]
+        if not seg:
             return
-        except RecursionError:
-            c.add(data_error("bad-json", where(i), problem="nested too deeply"))
-            return
-        except ValueError:  # an integer past Python's digit limit
-            c.add(data_error("bad-json", where(i), problem=TOO_MANY_DIGITS))
-            return
-        if isinstance(value, dict):
-            yield Row(value, where(i))
+        self.byte += len(seg.encode("utf-8"))
+        breaks = seg.count("\n") + seg.count("\r") - seg.count("\r\n")
+        if breaks:
+            self.line += breaks
+            self.col = len(seg) - max(seg.rfind("\n"), seg.rfind("\r"))
         else:
-            c.add(data_error("not-an-object", where(i), found=_kind(value)))
-        i = _skip_ws(text, end)
-        if i < len(text) and text[i] == ",":
-            i = _skip_ws(text, i + 1)
-            continue
-        if i < len(text) and text[i] == "]":
-            rest = _skip_ws(text, i + 1)
-            if rest < len(text):
-                c.add(data_error("bad-json", where(rest), problem="extra data after the array"))
+            self.col += len(seg)
+        self.at = index
+
+    def where(self, index: int) -> Location:
+        self.advance(index)
+        return Location(self.display, self.line, self.col)
+
+    def space(self, i: int) -> int:
+        """The index of the first character at or after ``i`` that is not JSON space
+        (``len(buf)`` only at the end of the file)."""
+        while True:
+            end = _JSON_SPACE.match(self.buf, i).end()  # type: ignore[union-attr]
+            if end < len(self.buf) or self.eof:
+                return end
+            # Keep a final \r: with the \n the next chunk may start with, it is one break.
+            self.trim(end - 1 if self.buf.endswith("\r") else end)
+            i = self.at
+            self.more()
+
+    def trim(self, keep: int) -> None:
+        """Drops the buffer's text before ``keep`` (moving the tracked point there)."""
+        self.advance(keep)
+        if keep > _JSON_CHUNK:
+            self.buf = self.buf[keep:]
+            self.at = 0
+
+    def decode(self, i: int) -> tuple[Any, int]:
+        """The value that starts at ``i``, and the index after it; reads on while the value
+        may run past the buffer (``MAX_JSON_ROW_BYTES`` at most)."""
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, i)
+            except json.JSONDecodeError:
+                if self.eof:
+                    raise
+                if len(self.buf) - i > MAX_JSON_ROW_BYTES:
+                    raise _RowTooLarge from None
+            else:
+                if end < len(self.buf) or self.eof:
+                    return value, end
+            self.more(len(self.buf) - i)
+
+    def rows(self) -> Iterator[tuple[dict[str, Any], Location, int, int]]:
+        """Each object: its value, location, byte offset and byte length."""
+        c = self.c
+        self.more()
+        i = self.space(0)
+        if i >= len(self.buf) or self.buf[i] != "[":
+            found = "an empty file"
+            if i < len(self.buf):
+                try:
+                    found = _kind(self.decode(i)[0])
+                except (ValueError, RecursionError):
+                    found = _kind(None)
+            c.add(data_error("not-an-array", self.where(i), found=found))
             return
-        problem = "expected ',' or ']'" if i < len(text) else "the array is not closed"
-        c.add(data_error("bad-json", where(min(i, len(text))), problem=problem))
-        return
+        i = self.space(i + 1)
+        if i < len(self.buf) and self.buf[i] == "]":
+            return
+        while True:
+            where = self.where(i)
+            start = self.byte
+            try:
+                value, end = self.decode(i)
+            except json.JSONDecodeError as e:
+                c.add(data_error("bad-json", self.where(max(e.pos, i)), problem=e.msg))
+                return
+            except RecursionError:
+                c.add(data_error("bad-json", where, problem="nested too deeply"))
+                return
+            except _RowTooLarge:
+                problem = f"an element takes more than {MAX_JSON_ROW_BYTES >> 20} MiB"
+                c.add(data_error("bad-json", where, problem=problem))
+                return
+            except ValueError:  # an integer past Python's digit limit
+                c.add(data_error("bad-json", where, problem=TOO_MANY_DIGITS))
+                return
+            if type(value) is dict:
+                yield value, where, start, len(self.buf[i:end].encode("utf-8"))
+            else:
+                c.add(data_error("not-an-object", where, found=_kind(value)))
+            self.trim(end)
+            i = self.space(self.at)
+            if i < len(self.buf) and self.buf[i] == ",":
+                i = self.space(i + 1)
+                continue
+            if i < len(self.buf) and self.buf[i] == "]":
+                rest = self.space(i + 1)
+                if rest < len(self.buf):
+                    problem = "extra data after the array"
+                    c.add(data_error("bad-json", self.where(rest), problem=problem))
+                return
+            problem = "expected ',' or ']'" if i < len(self.buf) else "the array is not closed"
+            c.add(data_error("bad-json", self.where(min(i, len(self.buf))), problem=problem))
+            return
 
 
 def _kind(value: object) -> str:
@@ -231,18 +335,6 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
-
-
-def _skip_ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n\r":
-        i += 1
-    return i
-
-
-def _bisect(starts: Sequence[int], index: int) -> int:
-    from bisect import bisect_right
-
-    return bisect_right(starts, index)
 
 
 MAX_ID_LENGTH = 1000
@@ -292,9 +384,9 @@ def read_data(
 ) -> tuple[DataSource, Sequence[Item]] | None:
     """Reads the data file named by the spec.
 
-    JSONL and CSV files are read as streams, one line at a time: what is kept per item is
-    where its row starts in the file and its length (an :class:`ItemTable`), so memory does
-    not grow with the text of the data. A JSON array is one value and is read whole.
+    Files are read as streams, a line at a time (JSONL, CSV) or an element at a time (a
+    JSON array): what is kept per item is where its row starts in the file and its length
+    (an :class:`ItemTable`), so memory does not grow with the text of the data.
 
     A ``data.path`` given on the command line (``--data PATH``, located at ``<command line>``)
     is the user's own choice of file: it is read relative to the working folder and is not
@@ -371,10 +463,7 @@ def read_data(
 
     errors_before, omitted_before = len(c.errors), c.omitted
     try:
-        if fmt == "json":
-            scanned = _read_json_array(target, display, maker, c)
-        else:
-            scanned = _scan_lines(target, display, fmt, maker, c)
+        scanned = _scan_lines(target, display, fmt, maker, c)
     except OSError as e:
         c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
         return None
@@ -567,27 +656,36 @@ def _split_cr(raw: bytes) -> list[bytes]:
 def _scan_lines(
     target: Any, display: str, fmt: DataFormat, maker: _ItemMaker, c: ErrorCollector
 ) -> tuple[Sequence[Item], str, int]:
-    """Reads a JSONL or CSV file a line at a time, checking every row; keeps an offset table."""
+    """Reads a data file a row at a time, checking every row; keeps an offset table.
+
+    JSONL and CSV are read a line at a time, a JSON array an element at a time.
+    """
     from array import array
 
     # Offsets and lengths fit 4 bytes each in a file under 4 GiB (all but the largest).
     code = "I" if os.path.getsize(target) < 2**32 else "q"
     starts, lengths = array(code), array(code)
     lines = _Lines()
+    # A JSON array's rows start anywhere on a line: their columns, 4 bytes an item.
+    cols = array("I") if fmt == "json" else None
     dups = _Duplicates()
     sha = hashlib.sha256()
     n_rows = 0
     header: list[str] | None = None
     with open(target, "rb") as f:
-        rows: Iterator[Any] = (_jsonl_stream if fmt == "jsonl" else _csv_stream)(f, sha, display, c)
+        rows: Iterator[Any]
+        if fmt == "json":
+            rows = _JsonArrayStream(f, sha, display, c).rows()
+        else:
+            rows = (_jsonl_stream if fmt == "jsonl" else _csv_stream)(f, sha, display, c)
         if fmt == "csv":
             first = next(rows, None)
             if not isinstance(first, list):
                 # No header (reported) or an empty file: read the rest for the sha only.
                 for _ in rows:
                     pass
-                while f.read(1 << 20):  # what the CSV reader did not get to
-                    pass
+                while chunk := f.read(1 << 20):  # what the CSV reader did not get to
+                    sha.update(chunk)
                 return (), sha.hexdigest(), 0
             header = first
         inputs_of, id_of, golds_of = maker.inputs, maker.item_id, maker.golds
@@ -597,6 +695,10 @@ def _scan_lines(
             lengths.append,
             lines.append,
         )
+        values: Any
+        line: Any  # a line number (JSONL, CSV) or the row's Location (a JSON array)
+        start: Any
+        length: Any
         for values, line, start, length in rows:
             index = n_rows
             n_rows += 1
@@ -606,10 +708,15 @@ def _scan_lines(
             if item_id is None or inputs is None or golds is None:
                 continue
             add_id(item_id)
+            if cols is not None:
+                cols.append(line.col)
+                line = line.line
             add_line(len(starts), line)
             add_start(start)
             add_length(length)
-    table = ItemTable(str(target), fmt, maker, header, starts, lengths, lines)
+        while chunk := f.read(1 << 20):  # what a reader stopped before (an error), for the sha
+            sha.update(chunk)
+    table = ItemTable(str(target), fmt, maker, header, starts, lengths, lines, cols)
     suspects = dups.suspects()
     if suspects:
         _report_duplicates(table, suspects, c)
@@ -792,54 +899,12 @@ def _csv_stream(
         yield dict(zip(header, fields)), start, start_offset, lines.offset - start_offset
 
 
-def _read_json_array(
-    target: Any, display: str, maker: _ItemMaker, c: ErrorCollector
-) -> tuple[Sequence[Item], str, int]:
-    """A JSON array file, read whole (it is one JSON value)."""
-    with open(target, "rb") as f:
-        raw = f.read()
-    sha = hashlib.sha256(raw).hexdigest()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        good = raw[: e.start].decode("utf-8", errors="replace")
-        line = good.count("\n") + 1
-        col = len(good) - (good.rfind("\n") + 1) + 1
-        raise _NotUtf8(line, col, raw[e.start]) from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    items: list[Item] = []
-    first_line: dict[str, int] = {}
-    index = 0
-    for row in _json_rows(display, text, c):
-        inputs = maker.inputs(row.values, row.location, c)
-        item_id = maker.item_id(row.values, row.location, index, c)
-        golds = maker.golds(row.values, row.location, index, c)
-        index += 1
-        if item_id is None or inputs is None or golds is None:
-            continue
-        if item_id in first_line:
-            c.add(data_error("duplicate-id", row.location, id=item_id, line=first_line[item_id]))
-            continue
-        first_line[item_id] = row.location.line
-        items.append(
-            Item(
-                id=item_id,
-                index=len(items),
-                inputs=inputs,
-                location=row.location,
-                gold=golds,
-                options=maker.options,
-            )
-        )
-    return tuple(items), sha, index
-
-
 class ItemTable(Sequence[Item]):
-    """The items of a JSONL or CSV data file, read back from the file when asked for.
+    """The items of a data file, read back from the file when asked for.
 
     Holds, per item, where its row starts in the file and its length in bytes (8 bytes an
     item in a file under 4 GiB, else 16), its line only when items are not one a line from
-    the first, and the last few thousand items made: selection asks for an item's id
+    the first, its column in a JSON array, and the last few thousand items made: selection asks for an item's id
     and rendering for its inputs right after, so each row is decoded about once per pass.
     Iterating reads the file from start to end.
     """
@@ -855,6 +920,7 @@ class ItemTable(Sequence[Item]):
         starts: Any,
         lengths: Any,
         lines: Any,
+        cols: Any = None,
     ) -> None:
         self.path = path
         self.format = fmt
@@ -863,6 +929,7 @@ class ItemTable(Sequence[Item]):
         self._starts = starts
         self._lengths = lengths
         self._lines = lines
+        self._cols = cols
         self._file: Any = None
         self._cache: dict[int, Item] = {}
 
@@ -926,7 +993,7 @@ class ItemTable(Sequence[Item]):
             golds = maker.golds(values, line, index, c)
         except (ValueError, AttributeError, csv.Error, StopIteration, PromptcError):
             inputs = item_id = golds = None
-        location = Location(maker.display, line, 1)
+        location = Location(maker.display, line, 1 if self._cols is None else self._cols[index])
         if inputs is None or item_id is None or golds is None:
             raise DataError(
                 "the data file changed while promptc was reading it; run the command again",
