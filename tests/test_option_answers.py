@@ -488,3 +488,40 @@ def test_an_option_is_named_only_by_its_own_letter_or_text(
         assert option_choices(answer_with, options).count(said) == 1
     foreign = "\u2603" * 13  # longer than any option: names none
     assert resolve_option(answer_with, options, foreign, exact) == []
+
+
+@pytest.mark.parametrize(
+    ("answer_with", "golds", "want"),
+    [
+        # A gold is read as a demo's answer: the letter, or the text in any case.
+        ("either", ["green", "a", "b"], ["b", "a", "b"]),
+        ("text", ["LIGHT blue", "Black", "a"], ["c", "b", "a"]),
+        ("letter", ["b", "B", "a"], ["b", "b", "a"]),
+    ],
+)
+def test_gold_names_an_option_of_its_own_row(
+    tmp_path: Path, answer_with: str, golds: list[str], want: list[str]
+) -> None:
+    task = _gold_spec(tmp_path, answer_with, golds)
+    assert [it.gold["answer"] for it in task.items] == want
+
+
+def test_gold_of_another_rows_option_is_an_error_at_its_line(tmp_path: Path) -> None:
+    with pytest.raises(PromptcErrors) as e:
+        _gold_spec(tmp_path, "either", ["green", "green", "c"])
+    errors = sorted(e.value.errors, key=lambda x: x.location.line)
+    assert [(x.code, x.location.line) for x in errors] == [("bad-gold", 2), ("bad-gold", 3)]
+    assert "'green' names none of its options" in str(errors[0])
+    assert "'c' names options a and c" in str(errors[1])
+
+
+def _gold_spec(tmp_path: Path, answer_with: str, golds: list[str]) -> Task:
+    _spec(tmp_path, answer_with)
+    rows = [dict(r, gold=g) for r, g in zip(ROWS, golds)]
+    (tmp_path / "data.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    spec = tmp_path / "spec.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace("id: qid}", "id: qid, gold: {answer: gold}}"), encoding="utf-8")
+    return compile_spec(spec)
