@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py [--sizes 1000 10000 100000 1000000] [--runs 3]
     python bench/bench_scale.py --fixed-only [--fixed-runs 21]
+    python bench/bench_scale.py --format json --sizes 10000 1000000 --runs 1 --skip-fixed
 
 Builds synthetic specs of 1k, 10k, 100k and 1M items in a temporary folder (each question a
 GSM8K test question, read in place from ``../shared/data/gsm8k/test.jsonl``, cycled; ids
@@ -63,14 +64,22 @@ def find_gsm8k(given: str | None) -> Path:
     raise SystemExit("GSM8K test.jsonl not found; pass --gsm8k PATH")
 
 
-def make_spec(folder: Path, n: int, questions: list[str]) -> Path:
+def make_spec(folder: Path, n: int, questions: list[str], fmt: str = "jsonl") -> Path:
+    """The spec and its data: JSONL (one object a line) or one JSON array of the same rows."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
+    with open(folder / f"data.{fmt}", "w", encoding="utf-8") as f:
+        if fmt == "json":
+            f.write("[\n")
         for i in range(n):
+            if fmt == "json" and i:
+                f.write(",\n")
             f.write(json.dumps({"qid": f"q{i}", "question": questions[i % len(questions)]}))
-            f.write("\n")
+            if fmt == "jsonl":
+                f.write("\n")
+        if fmt == "json":
+            f.write("\n]\n")
     spec = folder / "scale.yaml"
-    spec.write_text(SPEC, encoding="utf-8")
+    spec.write_text(SPEC.replace("data.jsonl", f"data.{fmt}"), encoding="utf-8")
     return spec
 
 
@@ -99,15 +108,15 @@ def measure(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, floa
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def scaling(sizes: list[int], runs: int, gsm8k: Path) -> None:
+def scaling(sizes: list[int], runs: int, gsm8k: Path, fmt: str = "jsonl") -> None:
     questions = [json.loads(line)["question"] for line in gsm8k.open(encoding="utf-8")]
     exe = promptc_command()
     rows: list[tuple[str, int, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="promptc-scale-") as tmp:
         for n in sizes:
             folder = Path(tmp) / f"n{n}"
-            spec = make_spec(folder, n, questions)
-            size_mb = (folder / "data.jsonl").stat().st_size / 2**20
+            spec = make_spec(folder, n, questions, fmt)
+            size_mb = (folder / f"data.{fmt}").stat().st_size / 2**20
             print(f"# {n} items, data {size_mb:.1f} MiB", flush=True)
             k = runs if n < 1_000_000 else max(1, min(runs, 2))
             for what, cmd in (
@@ -182,11 +191,14 @@ def main() -> None:
     ap.add_argument("--fixed-only", action="store_true")
     ap.add_argument("--skip-fixed", action="store_true")
     ap.add_argument("--gsm8k", default=None, help="path of GSM8K's test.jsonl")
+    ap.add_argument(
+        "--format", choices=["jsonl", "json"], default="jsonl", help="the data file's form"
+    )
     args = ap.parse_args()
     with open("/proc/loadavg", encoding="ascii") as f:
         print(f"load average at start: {f.read().split()[:3]}")
     if not args.fixed_only:
-        scaling(args.sizes, args.runs, find_gsm8k(args.gsm8k))
+        scaling(args.sizes, args.runs, find_gsm8k(args.gsm8k), args.format)
     if not args.skip_fixed:
         fixed(args.fixed_runs)
     with open("/proc/loadavg", encoding="ascii") as f:

@@ -104,13 +104,29 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("spec", ["math.yaml", "nli.yaml", "reading.yaml", "sentiment.yaml"])
+VLLM_SPECS = ["math.yaml", "nli.yaml", "reading.yaml", "sentiment.yaml", "commonsense-qa.yaml"]
+
+
+def _pinned(task: Any, item_ids: tuple[str, ...]) -> tuple[list[str], Any]:
+    """The questions (Auto-Demo) and per-item choices a request's constraint pins."""
+    from promptc import markers
+    from promptc.grammar.answer import item_choices
+
+    by_id = {it.id: it for it in task.items}
+    questions = (
+        [markers.question_text(task.inputs, by_id[i].inputs) for i in item_ids]
+        if task.strategy.kind == "auto-demo"
+        else []
+    )
+    return questions, item_choices(task, item_ids)
+
+
+@pytest.mark.parametrize("spec", VLLM_SPECS)
 def test_vllm_batch_lines_are_vllm_batch_request_inputs(tmp_path: Path, spec: str) -> None:
     task = compile_spec(SPECS / spec)
     build(task, tmp_path, target="vllm-batch")
     lines = _lines(tmp_path / "requests.jsonl")
     requests = {r.id: r for r in read_requests(tmp_path)}
-    by_id = {it.id: it for it in task.items}
     assert lines
     for line in lines:
         parsed = BatchRequestInput.model_validate(line)
@@ -118,19 +134,98 @@ def test_vllm_batch_lines_are_vllm_batch_request_inputs(tmp_path: Path, spec: st
         constraint = parsed.body.structured_outputs
         assert constraint is not None and constraint.grammar is not None
         request = requests[parsed.custom_id]
-        n = len(request.item_ids)
-        grammar = build_grammar(task, n, task.strategy.kind)
-        if task.strategy.kind == "auto-demo":
-            from promptc import markers
-
-            questions = [
-                markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids
-            ]
-            assert constraint.grammar == grammar.gbnf_for(questions)  # its own questions pinned
+        grammar = build_grammar(task, len(request.item_ids), task.strategy.kind)
+        questions, choices = _pinned(task, request.item_ids)
+        if questions or choices:  # its own questions and options pinned
+            assert constraint.grammar == grammar.gbnf_for(questions, choices)
         else:
             assert constraint.grammar == grammar.gbnf
         # promptc run reads the same file and does not send vLLM's field to other servers.
         assert "structured_outputs" not in request.params
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["structured_outputs"] == "grammar"
+
+
+@pytest.mark.parametrize("spec", VLLM_SPECS)
+@pytest.mark.parametrize("kind", ["spec", "auto-demo"])
+def test_vllm_batch_json_schema_lines_carry_each_requests_schema(
+    tmp_path: Path, spec: str, kind: str
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    overrides = {} if kind == "spec" else {("strategy", "kind"): "auto-demo"}
+    if kind == "auto-demo" and spec == "commonsense-qa.yaml":
+        overrides[("markers", "inputs")] = "together"  # indexed inputs are not for auto-demo
+    task = compile_spec(SPECS / spec, overrides=overrides)
+    build(task, tmp_path, target="vllm-batch", vllm_grammar="json_schema")
+    requests = {r.id: r for r in read_requests(tmp_path)}
+    lines = _lines(tmp_path / "requests.jsonl")
+    assert len(lines) == len(requests) > 0
+    for line in lines:
+        parsed = BatchRequestInput.model_validate(line)  # exactly one constraint: json
+        constraint = parsed.body.structured_outputs
+        assert constraint is not None and isinstance(constraint.json_, dict)
+        assert constraint.grammar is None and set(line["body"]["structured_outputs"]) == {"json"}
+        # vLLM's own field only: no response_format beside it (two constraints are refused).
+        assert "response_format" not in line["body"] and "grammar" not in line["body"]
+        request = requests[parsed.custom_id]
+        grammar = build_grammar(task, len(request.item_ids), task.strategy.kind)
+        questions, choices = _pinned(task, request.item_ids)
+        schema = constraint.json_
+        jsonschema.Draft202012Validator.check_schema(schema)
+        if questions or choices:
+            assert schema == grammar.json_schema_for(questions, choices)
+        else:
+            assert schema == grammar.json_schema
+        assert "structured_outputs" not in request.params
+        if questions:
+            # The schema admits the request's own questions only.
+            entries = schema["properties"]["answers"]["prefixItems"]
+            assert [e["properties"]["question"]["const"] for e in entries] == questions
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["structured_outputs"] == "json"
+
+
+def test_per_item_options_are_pinned_in_the_json_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    task = compile_spec(SPECS / "commonsense-qa.yaml")
+    item_ids = tuple(it.id for it in task.items[:2])
+    _, choices = _pinned(task, item_ids)
+    assert choices is not None
+    schema = build_grammar(task, 2, "batch").json_schema_for((), choices)
+    entries = schema["properties"]["answers"]["prefixItems"]  # type: ignore[index]
+    assert [e["properties"]["answer"]["enum"] for e in entries] == [c["answer"] for c in choices]
+    letters = choices[0]["answer"]
+    ok = {
+        "answers": [
+            {"index": 1, "reasoning": "r", "answer": letters[-1]},
+            {"index": 2, "reasoning": "r", "answer": choices[1]["answer"][0]},
+        ]
+    }
+    jsonschema.validate(ok, schema)
+    bad = {"answers": [{"index": 1, "reasoning": "r", "answer": "z"}, ok["answers"][1]]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_vllm_grammar_is_refused_for_other_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptc.cli.app import run
+
+    spec = str(SPECS / "sentiment.yaml")
+    out = str(tmp_path / "b")
+    assert run(["build", spec, "-o", out, "--grammar", "json-schema"]) == 2
+    assert "--target vllm-batch" in capsys.readouterr().err
+    vllm = ["--target", "vllm-batch", "--grammar", "json-schema"]
+    assert run(["build", spec, "-o", out, *vllm]) == 0
+    written = (tmp_path / "b" / "requests.jsonl").read_text(encoding="utf-8")
+    assert set(json.loads(written.splitlines()[0])["body"]["structured_outputs"]) == {"json"}
+    capsys.readouterr()
+    # --emit prints the same lines, and --check holds the folder to the same options.
+    assert run(["build", spec, "--emit", "requests", *vllm]) == 0
+    assert capsys.readouterr().out == written
+    assert run(["build", spec, "-o", out, "--check", *vllm]) == 0
+    assert run(["build", spec, "-o", out, "--check", "--target", "vllm-batch"]) == 1
 
 
 def test_openai_batch_lines_are_openai_chat_requests(tmp_path: Path) -> None:

@@ -152,3 +152,65 @@ def test_collect_cli_exit_status(submitted: tuple[Path, str], tmp_path: Path) ->
     assert "request r0002: no answer (no line in the files)" in proc.stderr
     assert "16 item(s) not ok: repair build of 4 request(s)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_collect_reads_json_answers_of_a_json_schema_vllm_batch(kind: str, tmp_path: Path) -> None:
+    """A vllm-batch build whose bodies carry JSON Schema: the model answers in JSON, collect
+    reads it item by item, and the repair build carries the schema of its own requests."""
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): kind, ("strategy", "batch_size"): 4},
+    )
+    out = tmp_path / "build"
+    build(task, out, target="vllm-batch", vllm_grammar="json_schema")
+    questions = {
+        json.loads(x)["id"]: json.loads(x)["question"]
+        for x in (out / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    requests = read_requests(out)
+    labels = ["positive", "negative", "neutral"]
+
+    def json_answer(item_ids: tuple[str, ...], keep: list[int]) -> str:
+        entries = []
+        for k in keep:
+            entry: dict[str, Any] = {"index": k}
+            if kind == "auto-demo":
+                entry["question"] = questions[item_ids[k - 1]]
+            entry["sentiment"] = labels[int(item_ids[k - 1][1:]) % 3]
+            entries.append(entry)
+        return json.dumps({"answers": entries})
+
+    lines = [_ok_line(r.id, json_answer(r.item_ids, [1, 2, 3, 4])) for r in requests]
+    lines[1] = _ok_line("r0002", json_answer(requests[1].item_ids, [1, 2, 4]))  # item 3 dropped
+    result = collect(out, _write(tmp_path / "output.jsonl", lines))
+    assert result.not_ok == 1 and result.statuses["ok"] == 19 and result.repair_requests == 1
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["item_id"], r["values"]["sentiment"]) for r in rows if r["status"] == "ok"] == [
+        (i, labels[int(i[1:]) % 3]) for r in requests for i in r.item_ids if i != "s07"
+    ]
+    assert [r["item_id"] for r in rows if r["status"] != "ok"] == ["s07"]
+
+    repair = result.repair_dir
+    assert repair is not None
+    (line,) = [json.loads(x) for x in (repair / "requests.jsonl").read_text().splitlines()]
+    assert line["custom_id"] == "r0002.repair1"
+    schema = line["body"]["structured_outputs"]["json"]
+    assert set(line["body"]["structured_outputs"]) == {"json"}
+    (entry,) = schema["properties"]["answers"]["prefixItems"]
+    if kind == "auto-demo":
+        assert entry["properties"]["question"] == {"type": "string", "const": questions["s07"]}
+    # The repair batch answers in JSON; collected with the first output, every item is ok.
+    fixed = _write(
+        tmp_path / "repair-output.jsonl",
+        [_ok_line("r0002.repair1", json_answer(("s07",), [1]))],
+    )
+    merged = collect(out, tmp_path / "output.jsonl", more_files=[fixed])
+    assert merged.not_ok == 0 and merged.repair_dir is None
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    s07 = next(r for r in rows if r["item_id"] == "s07")
+    assert (s07["request_id"], s07["attempts"], s07["values"]) == (
+        "r0002.repair1",
+        2,
+        {"sentiment": labels[7 % 3]},
+    )

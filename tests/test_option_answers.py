@@ -539,3 +539,28 @@ def test_a_build_folder_alone_reads_text_answers(tmp_path: Path) -> None:
     request = json.loads((out / "requests.jsonl").read_text(encoding="utf-8").splitlines()[0])
     output = "A[1]: Light. So the answer is Windowsill.\nA[2]: Feet. So the answer is d."
     assert _parse(task, request, output) == [("ok", "b"), ("ok", "d")]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("grammar", ["gbnf", "json_schema"])
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_every_constraint_of_a_request_is_its_own_grammar_file(
+    tmp_path: Path, grammar: str, kind: str
+) -> None:
+    """vllm-batch bodies (either constraint) and structured_outputs, which run and collect's
+    repair builds use, say exactly what grammars/<id>.gbnf and .schema.json say."""
+    from promptc.build import ConstraintCache, structured_outputs
+
+    task = _spec(tmp_path, "either", kind=kind)
+    out = tmp_path / "b"
+    build(task, out, target="vllm-batch", vllm_grammar=grammar)  # type: ignore[arg-type]
+    cache = ConstraintCache(task)
+    lines = (out / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    for line, request in zip(lines, assemble(task).requests):
+        own = out / "grammars" / request.id
+        if grammar == "gbnf":
+            want: dict[str, object] = {"grammar": own.with_suffix(".gbnf").read_text("utf-8")}
+        else:
+            want = {"json": json.loads(own.with_suffix(".schema.json").read_text("utf-8"))}
+        assert json.loads(line)["body"]["structured_outputs"] == want
+        made = structured_outputs(task, request.kind, request.batch.item_ids, grammar, cache)  # type: ignore[arg-type]
+        assert made == want

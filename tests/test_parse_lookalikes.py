@@ -86,3 +86,47 @@ def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
     assert fast is not None, "a one-to-one lookalike sent the output to the slow path"
     assert _view(fast) == _view(slow)
     assert _view(parse_output(task, request, out)) == _view(slow)
+
+
+INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_removed_characters_anywhere_read_as_the_slow_path_reads_them(
+    data: st.DataObject,
+) -> None:
+    """Zero-width characters and soft hyphens, at any place: the fast path either declines or
+    gives exactly the slow path's statuses, values (text as written) and spans."""
+    chars = list(OUTPUT)
+    spots = data.draw(st.lists(st.integers(0, len(chars)), max_size=6))
+    for k in sorted(spots, reverse=True):
+        chars.insert(k, data.draw(st.sampled_from(INVISIBLES)))
+    out = "".join(chars)
+    request = _request(3)
+    shape = request_shape(TASK, request)
+    fast = parse_fast(shape, grammar_for(TASK, 3, "batch"), out)
+    slow = parse_output_recover_slow(TASK, request, out)
+    if fast is not None:
+        assert _view(fast) == _view(slow)
+    assert _view(parse_output(TASK, request, out)) == _view(slow)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_removed_characters_inside_reasoning_take_the_fast_path(data: st.DataObject) -> None:
+    """As in GSM8K's own text (a zero-width space inside a solution): the fast path."""
+    lines = OUTPUT.split("\n")
+    k = data.draw(st.integers(0, 2))
+    body = lines[k]
+    inner = range(len("A[1]: ") + 1, body.index(" The answer is") - 1)
+    at = data.draw(st.lists(st.sampled_from(list(inner)), min_size=1, max_size=4, unique=True))
+    for p in sorted(at, reverse=True):
+        body = body[:p] + data.draw(st.sampled_from(INVISIBLES)) + body[p:]
+    lines[k] = body
+    out = "\n".join(lines)
+    request = _request(3)
+    fast = parse_fast(request_shape(TASK, request), grammar_for(TASK, 3, "batch"), out)
+    assert fast is not None
+    assert fast[k].values["reasoning"] == body[len("A[1]: ") : body.index(" The answer is")]
+    assert _view(fast) == _view(parse_output_recover_slow(TASK, request, out))

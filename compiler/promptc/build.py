@@ -51,6 +51,11 @@ from promptc.select.methods import select
 from promptc.text import canonical_json, sha256_text
 
 Target = Literal["chat", "openai-batch", "vllm-batch"]
+#: How a ``vllm-batch`` body carries its constraint (see :func:`structured_outputs`).
+VllmGrammar = Literal["gbnf", "json_schema"]
+VLLM_GRAMMARS: tuple[VllmGrammar, ...] = ("gbnf", "json_schema")
+#: The ``structured_outputs`` key of each (what the manifest records).
+VLLM_FIELDS: dict[str, str] = {"gbnf": "grammar", "json_schema": "json"}
 TARGETS: tuple[Target, ...] = ("chat", "openai-batch", "vllm-batch")
 #: The targets whose requests.jsonl is a Batch API input file (``custom_id``, ``body``…).
 BATCH_TARGETS: tuple[Target, ...] = ("openai-batch", "vllm-batch")
@@ -215,26 +220,60 @@ def request_record(
 
 
 def vllm_constraint(
-    task: ir.Task, request: ir.Request, gram: Grammars | None
+    task: ir.Task,
+    request: ir.Request,
+    gram: Grammars | None,
+    grammar: VllmGrammar = "gbnf",
 ) -> dict[str, object] | None:
-    """The ``structured_outputs`` of a ``vllm-batch`` body: vLLM's own field for constrained
-    decoding (``StructuredOutputsParams``), here ``{"grammar": GBNF}`` — the request's answer
-    grammar, with an Auto-Demo request's own questions pinned, as ``promptc run`` sends it to
-    llama.cpp. ``None`` when the build has no grammar."""
+    """The ``structured_outputs`` of a ``vllm-batch`` body (see :func:`structured_outputs`);
+    ``None`` when the build has no grammar."""
     if gram is None:
         return None
-    n = len(request.batch.item_ids)
-    gbnf = gram.files[gram.stems[n] + ".gbnf"]
-    if request.kind == "auto-demo":
-        from promptc import markers
-        from promptc.grammar.answer import build_grammar
+    return structured_outputs(task, request.kind, request.batch.item_ids, grammar)
 
-        by_id = {it.id: it for it in task.items}
-        questions = [
-            markers.question_text(task.inputs, by_id[i].inputs) for i in request.batch.item_ids
-        ]
-        gbnf = build_grammar(task, n, "auto-demo").gbnf_for(questions)
-    return {"grammar": gbnf}
+
+class ConstraintCache:
+    """What :func:`structured_outputs` makes once per build: the grammar of each (kind, item
+    count) and the items by id."""
+
+    def __init__(self, task: ir.Task) -> None:
+        self.grammars: dict[tuple[str, int], Any] = {}
+        self.items = {it.id: it for it in task.items}
+
+
+def structured_outputs(
+    task: ir.Task,
+    kind: str | None,
+    item_ids: Sequence[str],
+    grammar: VllmGrammar = "gbnf",
+    cache: ConstraintCache | None = None,
+) -> dict[str, object]:
+    """The ``structured_outputs`` of a ``vllm-batch`` body: vLLM's own field for constrained
+    decoding (``StructuredOutputsParams``), holding exactly one constraint: ``{"grammar":
+    GBNF}`` or, with ``grammar="json_schema"``, ``{"json": SCHEMA}`` (the model then answers
+    in the grammar's JSON form, which the parser reads as well). Either is the request's own:
+    an Auto-Demo request's questions pinned, and each item's options where an enum's choices
+    are the item's (``choices_from``), as ``promptc run`` sends them to llama.cpp.
+
+    ``cache`` keeps what is the same for every request of a build.
+    """
+    from promptc import markers
+    from promptc.grammar.answer import build_grammar, item_choices
+
+    memo = cache if cache is not None else ConstraintCache(task)
+    k = kind or task.strategy.kind
+    n = len(item_ids)
+    if (k, n) not in memo.grammars:
+        memo.grammars[(k, n)] = build_grammar(task, n, k)  # type: ignore[arg-type]
+    g = memo.grammars[(k, n)]
+    questions: list[str] = []
+    if k == "auto-demo":
+        questions = [markers.question_text(task.inputs, memo.items[i].inputs) for i in item_ids]
+    choices = item_choices(task, item_ids)
+    pinned = k == "auto-demo" or choices is not None
+    if grammar == "json_schema":
+        return {"json": g.json_schema_for(questions, choices) if pinned else g.json_schema}
+    return {"grammar": g.gbnf_for(questions, choices) if pinned else g.gbnf}
 
 
 class RequestGrammars:
@@ -308,30 +347,6 @@ def _write_task_files(
         sink.close()
     files[ITEMS_FILE] = str(sink.path) if sink.path is not None else sink.text()
     hashes[ITEMS_FILE] = sink.hexdigest()
-
-
-def _vllm_grammar(
-    task: ir.Task, request: ir.Request, cache: dict[int, str]
-) -> dict[str, object] | None:
-    """``structured_outputs`` of a ``vllm-batch`` body (see :func:`vllm_constraint`), with the
-    grammar of each request size made once."""
-    if not _grammar_available():
-        return None
-    n = len(request.batch.item_ids)
-    if request.kind == "auto-demo":
-        from promptc import markers
-        from promptc.grammar.answer import build_grammar
-
-        by_id = {it.id: it for it in task.items}
-        questions = [
-            markers.question_text(task.inputs, by_id[i].inputs) for i in request.batch.item_ids
-        ]
-        return {"grammar": build_grammar(task, n, "auto-demo").gbnf_for(questions)}
-    if n not in cache:
-        from promptc.grammar.answer import build_grammar
-
-        cache[n] = build_grammar(task, n, request.kind).gbnf
-    return {"grammar": cache[n]}
 
 
 def _shard(files: dict[str, str], hashes: dict[str, str], tmp: Any) -> None:
@@ -505,7 +520,14 @@ def _manifest_entry(
         + ("[\n" + ids + "\n      ]" if ids else "[]")
         + ',\n      "prompt_sha256": "'
         + digest
-        + '"\n    }'
+        + '"'
+        # The item a retrieval request is for: the Batch API form has no room for it.
+        + (
+            ',\n      "target_item": ' + _enc(request.batch.item_ids[request.batch.target])
+            if request.batch.target is not None
+            else ""
+        )
+        + "\n    }"
     )
 
 
@@ -565,6 +587,7 @@ def _produce(
     target: Target,
     out_dir: str | os.PathLike[str] | None,
     folder: Path | None,
+    vllm_grammar: VllmGrammar = "gbnf",
 ) -> tuple[dict[str, str], dict[str, str], SelectionResult, dict[str, object], list[ir.Request]]:
     """Selects, renders, and writes every file of a build as it is produced.
 
@@ -575,11 +598,7 @@ def _produce(
     """
     from promptc.render.renderer import Renderer
 
-    if target not in TARGETS:
-        raise UsageError(
-            f"unknown build target {target!r}; expected " + " or ".join(map(repr, TARGETS)),
-            code="unknown-target",
-        )
+    _check_target(target, vllm_grammar)
     selection = select(task)
     renderer = Renderer(task)
     nominal = batch_size(task)
@@ -597,7 +616,7 @@ def _produce(
     counts: set[int] = set()
     n_requests = n_messages = request_bytes = 0
     stems: dict[int, str | None] = {}
-    vllm_cache: dict[int, str] = {}
+    vllm_cache = ConstraintCache(task) if target == "vllm-batch" and has_grammar else None
     own_grammars = RequestGrammars(task) if has_grammar and RequestGrammars.needed(task) else None
     own_folder = folder / f".{REQUEST_GRAMMARS}.tmp" if folder is not None else None
     if own_grammars is not None and own_folder is not None:
@@ -610,7 +629,7 @@ def _produce(
                 stem = stems[n] = grammar_stem(n, nominal) if has_grammar else None
                 counts.add(n)
             own: dict[str, str] | None = None
-            own_gbnf: str | None = None
+            own_constraint: dict[str, object] | None = None
             if own_grammars is not None:
                 # The request's exact grammar in every form, written as it is made.
                 own = {}
@@ -624,15 +643,21 @@ def _produce(
                             f.write(text)
                     else:
                         files_in_memory[name] = text
-                    if suffix == ".gbnf":
-                        own_gbnf = text
+                    if suffix == ".gbnf" and vllm_grammar == "gbnf":
+                        own_constraint = {"grammar": text}
+                    elif suffix == ".schema.json" and vllm_grammar == "json_schema":
+                        own_constraint = {"json": json.loads(text)}
             if target == "vllm-batch":
-                # Each body carries its own grammar (vLLM's structured_outputs): the request's
-                # exact one when it has one, the very text of grammars/<id>.gbnf.
+                # Each body carries its own grammar (vLLM's structured_outputs): with requests'
+                # own grammars, the very text of grammars/<id>.gbnf or .schema.json.
                 constraint = (
-                    {"grammar": own_gbnf}
-                    if own_gbnf is not None
-                    else _vllm_grammar(task, r, vllm_cache)
+                    own_constraint
+                    if own_constraint is not None
+                    else structured_outputs(
+                        task, r.kind, r.batch.item_ids, vllm_grammar, vllm_cache
+                    )
+                    if vllm_cache is not None
+                    else None
                 )
                 line = dumps(request_record(r, stem, target, constraint))
                 digest = prompt_hash(r)
@@ -735,6 +760,9 @@ def _produce(
         "cost": selection.info.get("cost"),
         "files": dict(sorted(hashes.items())),
     }
+    if target == "vllm-batch" and gram is not None:
+        # Which constraint each body carries: what collect's repair build writes again.
+        manifest["structured_outputs"] = VLLM_FIELDS[vllm_grammar]
     text = (
         json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=2, default=_json_default)
         + "\n"
@@ -757,8 +785,25 @@ def _produce(
     return files, hashes, selection, manifest, kept
 
 
+def _check_target(target: str, vllm_grammar: str) -> None:
+    if target not in TARGETS:
+        raise UsageError(
+            f"unknown build target {target!r}; expected " + " or ".join(map(repr, TARGETS)),
+            code="unknown-target",
+        )
+    if vllm_grammar not in VLLM_GRAMMARS:
+        raise UsageError(
+            f"unknown vllm-batch grammar {vllm_grammar!r}; expected gbnf or json-schema",
+            code="bad-grammar-mode",
+        )
+
+
 def iter_lines(
-    task: ir.Task, file: str = REQUESTS_FILE, *, target: Target = "chat"
+    task: ir.Task,
+    file: str = REQUESTS_FILE,
+    *,
+    target: Target = "chat",
+    vllm_grammar: VllmGrammar = "gbnf",
 ) -> Iterator[str]:
     """The lines of ``requests.jsonl`` or ``batches.jsonl`` (each with its ``\\n``), as
     :func:`build` writes them, one request at a time: ``promptc build --emit`` prints a
@@ -774,13 +819,23 @@ def iter_lines(
             f"{BATCHES_FILE} and " + " or ".join(map(repr, TARGETS)),
             code="unknown-target",
         )
+    _check_target(target, vllm_grammar)
     nominal = batch_size(task)
     has_grammar = _grammar_available()
+    cache = ConstraintCache(task) if target == "vllm-batch" and has_grammar else None
     for r in iter_requests(task):
         if file == BATCHES_FILE:
             yield dumps(batch_record(r.batch, r.id)) + "\n"
             continue
         stem = grammar_stem(len(r.batch.item_ids), nominal) if has_grammar else None
+        if target == "vllm-batch":
+            constraint = (
+                structured_outputs(task, r.kind, r.batch.item_ids, vllm_grammar, cache)
+                if cache is not None
+                else None
+            )
+            yield dumps(request_record(r, stem, target, constraint)) + "\n"
+            continue
         yield encode_request(r, stem, target)[0] + "\n"
 
 
@@ -824,7 +879,11 @@ class BuildResult:
 
 
 def assemble(
-    task: ir.Task, *, target: Target = "chat", out_dir: str | os.PathLike[str] | None = None
+    task: ir.Task,
+    *,
+    target: Target = "chat",
+    out_dir: str | os.PathLike[str] | None = None,
+    vllm_grammar: VllmGrammar = "gbnf",
 ) -> BuildResult:
     """Every file of a build, in memory: select → render → grammar → manifest.
 
@@ -834,7 +893,7 @@ def assemble(
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
-    files, _, selection, manifest, requests = _produce(task, target, out_dir, None)
+    files, _, selection, manifest, requests = _produce(task, target, out_dir, None, vllm_grammar)
     data = json.loads(files[MANIFEST_FILE])
     manifest["requests"] = data["requests"]
     return BuildResult(None, files, tuple(requests), selection, manifest)
@@ -958,7 +1017,11 @@ def _remove_temporary(out: Path) -> None:
 
 
 def build(
-    task: ir.Task, out_dir: str | os.PathLike[str], *, target: Target = "chat"
+    task: ir.Task,
+    out_dir: str | os.PathLike[str],
+    *,
+    target: Target = "chat",
+    vllm_grammar: VllmGrammar = "gbnf",
 ) -> BuildResult:
     """Builds a task into ``out_dir``: requests, batches, grammar files and the manifest.
 
@@ -976,11 +1039,7 @@ def build(
         PromptcError: A stage failed; the folder is left as it was then.
         UsageError: ``out_dir`` exists and is not a folder, or cannot be written.
     """
-    if target not in TARGETS:
-        raise UsageError(
-            f"unknown build target {target!r}; expected " + " or ".join(map(repr, TARGETS)),
-            code="unknown-target",
-        )
+    _check_target(target, vllm_grammar)
     out = Path(out_dir)
     where = Location(str(out))
     if out.exists() and not out.is_dir():
@@ -994,7 +1053,7 @@ def build(
         out.mkdir(parents=True, exist_ok=True)
         _remove_temporary(out)  # of an interrupted build
         try:
-            files, _, selection, manifest, _ = _produce(task, target, out_dir, out)
+            files, _, selection, manifest, _ = _produce(task, target, out_dir, out, vllm_grammar)
         except BaseException:
             _remove_temporary(out)
             raise
@@ -1213,7 +1272,7 @@ def _read_request_lines(
                     grammar=stem if isinstance(stem, str) else None,
                     location=where,
                     target_item=target
-                    if isinstance(target := data.get("target_item"), str)
+                    if isinstance(target := data.get("target_item", known.get("target_item")), str)
                     else None,
                 )
             )
@@ -1236,5 +1295,9 @@ def _manifest_requests(
     out: dict[str, dict[str, Any]] = {}
     for r in manifest.get("requests") or []:
         if isinstance(r, Mapping) and "id" in r:
-            out[str(r["id"])] = {"item_ids": r.get("item_ids"), "grammar": r.get("grammar")}
+            out[str(r["id"])] = {
+                "item_ids": r.get("item_ids"),
+                "grammar": r.get("grammar"),
+                "target_item": r.get("target_item"),
+            }
     return out, kind if isinstance(kind, str) else None

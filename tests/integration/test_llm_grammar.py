@@ -200,3 +200,37 @@ def test_json_schema_constrained_batch_parses_ok(
     answers = json.loads(output["output"])["answers"]
     assert [a["index"] for a in answers] == list(range(1, 9))
     assert result.statuses is not None and result.statuses["ok"] == 8
+
+
+def test_json_schema_auto_demo_pins_each_question(
+    llm_base_url: str, build: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``--grammar json-schema`` on Auto-Demo: each request's schema pins its own questions
+    (``const``), which the server accepts and the model cannot drift from."""
+    out = build("sentiment.yaml", "auto-demo", 4, 512)
+
+    result = run_build(
+        out,
+        base_url=llm_base_url,
+        grammar="json_schema",
+        concurrency=1,
+        limit=1,
+        model=MODEL,
+        parse=True,
+        repair=0,
+        cache_path=tmp_path / "cache.sqlite",
+        timeout=TIMEOUT,
+        max_retries=1,
+    )
+
+    assert result.ok, [f.format() for f in result.failed]
+    output = _item_lines(result.outputs_path)[0]
+    print(f"\nsentiment auto-demo of 4, JSON Schema: {result.statuses}\n{output['output']}")
+    items = {
+        json.loads(x)["id"]: json.loads(x)["question"]
+        for x in (out / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    first = read_requests(out)[0]
+    answers = json.loads(str(output["output"]))["answers"]
+    assert [a["question"] for a in answers] == [items[i] for i in first.item_ids]
+    assert result.statuses is not None and result.statuses["misaligned"] == 0

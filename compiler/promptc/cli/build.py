@@ -37,7 +37,16 @@ EMITS = ("ir", "batches", "requests")
     type=click.Choice(TARGETS),
     default="chat",
     show_default=True,
-    help="requests.jsonl form: promptc's chat records or the OpenAI Batch API's.",
+    help="requests.jsonl form: promptc's chat records, the OpenAI Batch API's, or that with "
+    "each body's constraint in vLLM's structured_outputs (vllm-batch).",
+)
+@click.option(
+    "--grammar",
+    "vllm_grammar",
+    type=click.Choice(("gbnf", "json-schema")),
+    default=None,
+    help="vllm-batch: the constraint each body carries, structured_outputs.grammar (GBNF, "
+    "the default) or structured_outputs.json (JSON Schema; the model answers in JSON).",
 )
 @click.option(
     "--emit",
@@ -57,6 +66,7 @@ def build_command(
     batch_size: int | None,
     data: str | None,
     target: str,
+    vllm_grammar: str | None,
     emit: str | None,
     check: bool,
 ) -> None:
@@ -70,6 +80,12 @@ def build_command(
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
     if check and (emit is not None or out_dir is None):
         raise click.UsageError("--check needs the build folder to hold against: -o DIR")
+    if vllm_grammar is not None and target != "vllm-batch":
+        raise click.UsageError(
+            f"--grammar chooses the constraint of --target vllm-batch bodies; --target {target} "
+            "carries none (promptc run --grammar chooses how a run sends it)"
+        )
+    grammar = (vllm_grammar or "gbnf").replace("-", "_")
     task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":
@@ -81,16 +97,28 @@ def build_command(
 
     if emit is not None:
         name = build_mod.REQUESTS_FILE if emit == "requests" else build_mod.BATCHES_FILE
-        out.writelines(build_mod.iter_lines(task, name, target=target))  # type: ignore[arg-type]
+        out.writelines(
+            build_mod.iter_lines(task, name, target=target, vllm_grammar=grammar)  # type: ignore[arg-type]
+        )
         return
     assert out_dir is not None
     if check:
         from promptc.cli.common import stderr
         from promptc.diff.stale import check_report
 
-        assembled = build_mod.assemble(task, target=target, out_dir=out_dir)  # type: ignore[arg-type]
+        assembled = build_mod.assemble(
+            task,
+            target=target,  # type: ignore[arg-type]
+            out_dir=out_dir,
+            vllm_grammar=grammar,  # type: ignore[arg-type]
+        )
         status, lines = check_report(assembled, out_dir, spec)
         (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
         sys.exit(status)
-    result = build_mod.build(task, out_dir, target=target)  # type: ignore[arg-type]
+    result = build_mod.build(
+        task,
+        out_dir,
+        target=target,  # type: ignore[arg-type]
+        vllm_grammar=grammar,  # type: ignore[arg-type]
+    )
     click.echo(result.summary)

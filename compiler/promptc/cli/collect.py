@@ -2,7 +2,8 @@
 
 ::
 
-    promptc collect BUILD_DIR OUTPUT.jsonl [ERRORS.jsonl] [-o REPAIR_DIR] [--format text|json]
+    promptc collect BUILD_DIR OUTPUT.jsonl [ERRORS.jsonl | MORE.jsonl]... [-o REPAIR_DIR]
+                    [--format text|json]
 
 Writes ``BUILD_DIR/outputs.jsonl`` and ``BUILD_DIR/results.jsonl`` and, when items are not
 ok, a repair build (default ``BUILD_DIR/repair``) of just those items, to run or submit again.
@@ -24,9 +25,9 @@ EXIT_OK, EXIT_USAGE, EXIT_ITEMS = 0, 2, 4
 @click.argument("build_dir", metavar="BUILD_DIR", type=click.Path(exists=True, file_okay=False))
 @click.argument("output_file", metavar="OUTPUT.jsonl", type=click.Path(exists=True, dir_okay=False))
 @click.argument(
-    "error_file",
-    metavar="[ERRORS.jsonl]",
-    required=False,
+    "more_files",
+    metavar="[ERRORS.jsonl | MORE.jsonl]...",
+    nargs=-1,
     type=click.Path(exists=True, dir_okay=False),
 )
 @click.option(
@@ -46,17 +47,24 @@ EXIT_OK, EXIT_USAGE, EXIT_ITEMS = 0, 2, 4
     help="The summary: a line on stderr, or a JSON object on stdout.",
 )
 def collect_command(
-    build_dir: str, output_file: str, error_file: str | None, repair_dir: str | None, fmt: str
+    build_dir: str,
+    output_file: str,
+    more_files: tuple[str, ...],
+    repair_dir: str | None,
+    fmt: str,
 ) -> None:
     """Read a batch's OUTPUT.jsonl (and ERRORS.jsonl) into BUILD_DIR's results.jsonl, and
-    write a repair build of the items that are not ok."""
+    write a repair build of the items that are not ok.
+
+    More files are read alike: the error file, and the output of the repair build's batch,
+    whose answers are merged into the items' results."""
     import json
 
     from promptc.errors import PromptcError, flatten
     from promptc.run.collect import collect
 
     try:
-        result = collect(build_dir, output_file, error_file, repair_dir=repair_dir)
+        result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
     except PromptcError as e:
         for x in flatten([e]):
             click.echo(f"error: {x.format()}", err=True)

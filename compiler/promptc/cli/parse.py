@@ -12,7 +12,10 @@ unless the build has only one), or JSON Lines, one request a line, in any of the
     {"request_id": "r0001", "text": "..."}
     {"custom_id": "r0001", "response": {"body": {"choices": [{"message": {"content": "..."}}]}}}
 
-(the last is the OpenAI Batch API output form; ``custom_id`` wins over ``id`` there). A file is
+(the last is the OpenAI Batch API output form; ``custom_id`` wins over ``id`` there). Repair
+answers of ``promptc run`` or ``collect`` (``r0001.repair1``, with their ``repair`` record) are
+merged into their items' results as those commands merge them
+(:func:`promptc.run.repair.merge_answers`): the same outputs give the same rows. A file is
 read as JSON Lines when its name ends in ``.jsonl`` or ``.ndjson``, or when its first non-blank
 line is a JSON object with one of those id keys.
 
@@ -25,9 +28,9 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -42,6 +45,11 @@ from promptc.parse.build_input import load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
+from promptc.parse.shape import RequestShape
+from promptc.run.repair import merge_answers, repair_shape, result_line
+
+if TYPE_CHECKING:
+    from promptc.ir import Task
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -98,6 +106,10 @@ def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _shapes(task: Task, repairs: Mapping[str, Mapping[str, Any]]) -> dict[str, RequestShape]:
+    return {rid: repair_shape(task, rec, rid) for rid, rec in repairs.items()}
+
+
 def run_parse(
     source: str,
     outputs: str,
@@ -138,7 +150,9 @@ def run_parse(
         return 2
     results: list[ItemResult] = []
     seen: dict[str, Location] = {}
-    repairs = 0
+    parsed: dict[str, list[ItemResult]] = {}
+    repairs: dict[str, Mapping[str, Any]] = {}
+    skipped_repairs = 0
     for rec in records:
         rid = rec.request_id
         if rid is None:  # a plain text file: one request's output
@@ -153,10 +167,23 @@ def run_parse(
                 rid = next(iter(known))
             else:
                 rid = request_id
-        elif request_id is not None and rid != request_id:
-            continue
         if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
-            repairs += 1  # promptc run's repair answers: its results.jsonl has them
+            origin = rid.split(".repair")[0]
+            if request_id is not None and origin != request_id:
+                continue
+            if rec.repair is None or str(rec.repair.get("of")) != origin or rid in repairs:
+                skipped_repairs += 1  # without the record of what it asked, it cannot be placed
+                continue
+            # A repair answer of promptc run (or collect): merged as they merge it.
+            repairs[rid] = rec.repair
+            parsed[rid] = parse_output(
+                build.task,
+                repair_shape(build.task, rec.repair, rid),
+                rec.text,
+                mode=mode,  # type: ignore[arg-type]
+            )
+            continue
+        elif request_id is not None and rid != request_id:
             continue
         if rid not in known:
             hint = did_you_mean(rid, known)
@@ -180,8 +207,15 @@ def run_parse(
             )
             continue
         seen[rid] = rec.location
-        parsed = parse_output(build.task, known[rid], rec.text, mode=mode)  # type: ignore[arg-type]
-        results.extend(target_results(parsed, known) if per_item == "target" else parsed)
+        parsed[rid] = parse_output(build.task, known[rid], rec.text, mode=mode)  # type: ignore[arg-type]
+    if per_item == "target":
+        shapes = {**known, **_shapes(build.task, repairs)}
+        parsed = {rid: target_results(rows, shapes) for rid, rows in parsed.items()}
+    # One code path with run --parse and collect: repair answers replace an item's failed
+    # result (the first ok, else the last attempt's), and each row says how many answers
+    # asked for its item.
+    merged = merge_answers([rid for rid in known if rid in seen], parsed, repairs)
+    results = [x for x, _ in merged.rows]
 
     if request_id is not None and request_id not in seen and records:
         errors.append(
@@ -200,8 +234,8 @@ def run_parse(
     if fmt == "table":
         write_table(results, out)
     else:
-        for r in results:
-            out.write(r.to_json() + "\n")
+        for r, n in merged.rows:
+            out.write(result_line(r, n) + "\n")
     for problem in sorted(errors, key=lambda x: x.location.line if x.location else 0):
         print(f"error: {problem.format()}", file=err)
     unanswered = (
@@ -212,8 +246,14 @@ def run_parse(
     print(summary_line(results, len(seen)), file=err)
     if repairs:
         print(
-            f"note: {repairs} repair answer(s) (ids like r0001.repair1) were skipped; "
-            "promptc run --parse writes results.jsonl with them",
+            f"note: {len(repairs) - len(merged.unused)} repair answer(s) merged "
+            f"({merged.repaired} item(s) repaired)",
+            file=err,
+        )
+    if skipped_repairs or merged.unused:
+        print(
+            f"note: {skipped_repairs + len(merged.unused)} repair answer(s) skipped: no "
+            "record of what they asked, or their request has no answer here",
             file=err,
         )
     if unanswered > 0:

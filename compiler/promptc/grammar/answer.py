@@ -174,6 +174,32 @@ class AnswerGrammar:
 
         return json_schema(self.blueprint, self.task_name)
 
+    def json_schema_for(
+        self,
+        questions: Sequence[str] = (),
+        item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    ) -> dict[str, object]:
+        """:attr:`json_schema` of one request, pinned as :meth:`gbnf_for` pins its GBNF: in
+        ``auto-demo`` each answer's ``question`` is exactly ``questions[i - 1]``; with
+        ``item_choices`` each item's enum admits exactly its own choices.
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
+                item choice per item.
+        """
+        from promptc.grammar.json_schema import json_schema
+
+        if item_choices is not None and len(item_choices) != self.n_items:
+            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
+        if self.kind != "auto-demo":
+            if item_choices is None:
+                return self.json_schema
+            return json_schema(self.blueprint, self.task_name, item_choices=item_choices)
+        if isinstance(questions, str) or len(questions) != self.n_items:
+            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
+            raise ValueError(f"expected {self.n_items} question(s), got {got}")
+        return json_schema(self.blueprint, self.task_name, list(questions), item_choices)
+
     @cached_property
     def parse_regex(self) -> str | None:
         """One Python regex for the whole output, for parsing (every supported format is
@@ -226,10 +252,14 @@ class AnswerGrammar:
         """The exports of one request's own grammar (:meth:`for_items`), by suffix:
         ``.lark``, ``.gbnf``, ``.schema.json``, ``.regex``, ``.parse.regex`` — as
         :meth:`files` names them, with an Auto-Demo request's questions pinned in the
-        constraining forms (``.gbnf``, ``.regex``), as :meth:`gbnf_for` pins them."""
+        constraining forms (``.gbnf``, ``.schema.json``, ``.regex``), as :meth:`gbnf_for`
+        and :meth:`json_schema_for` pin them."""
+        from promptc.grammar.json_schema import schema_text
+
         out = {k[len("answer") :]: v for k, v in self.files("answer").items()}
         if self.kind == "auto-demo":
             out[".gbnf"] = self.gbnf_for(questions)
+            out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
             out[".regex"] = self.portable_regex_for(questions) + "\n"
         return out
 

@@ -23,19 +23,33 @@ from promptc.values import json_schema as value_schema
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
+def _answer(
+    blueprint: Blueprint,
+    index: int | None,
+    question: str | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, object]:
     props: dict[str, object] = {}
     required: list[str] = []
     if index is not None:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
         if blueprint.kind == "auto-demo":
-            props["question"] = {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
+            # no minLength: mlc-ai/xgrammar#800
+            props["question"] = (
+                {"type": "string"} if question is None else {"type": "string", "const": question}
+            )
             required.append("question")
-    for p in blueprint.parts_of(index or 1):
-        if p.field is not None:
-            props[p.field.name] = value_schema(p.field)
-            required.append(p.field.name)
+    from dataclasses import replace
+
+    # A request's own blueprint (item_blueprint) has each item's fields spelled already;
+    # ``choices`` does the same for the shared one: both give the same schema.
+    fields = [p.field for p in blueprint.parts_of(index or 1) if p.field is not None]
+    for f in fields:
+        if choices is not None and f.name in choices and f.type == "enum":
+            f = replace(f, choices=tuple(choices[f.name]), choices_from="", answer_with="letter")
+        props[f.name] = value_schema(f)
+        required.append(f.name)
     return {
         "type": "object",
         "properties": props,
@@ -44,21 +58,39 @@ def _answer(blueprint: Blueprint, index: int | None) -> dict[str, object]:
     }
 
 
-def json_schema(blueprint: Blueprint, task_name: str) -> dict[str, object]:
-    """The schema of the JSON form of an answer of ``blueprint``'s shape."""
+def json_schema(
+    blueprint: Blueprint,
+    task_name: str,
+    questions: Sequence[str] | None = None,
+    item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+) -> dict[str, object]:
+    """The schema of the JSON form of an answer of ``blueprint``'s shape.
+
+    With ``questions`` (``auto-demo``), each answer's ``question`` must be exactly its item's
+    (a ``const``); with ``item_choices`` (per item, enum field → the choices it admits), each
+    item's enum admits exactly its own: the JSON counterpart of the GBNF that pins them.
+    """
     head: dict[str, object] = {
         "$schema": DRAFT,
         "title": f"{task_name} answer ({blueprint.kind}, {blueprint.n_items} item(s))",
     }
+
+    def choices(k: int) -> Mapping[str, Sequence[str]] | None:
+        return item_choices[k] if item_choices is not None else None
+
     if blueprint.kind in ("single", "few-shot"):
-        return {**head, **_answer(blueprint, None)}
+        return {**head, **_answer(blueprint, None, None, choices(0))}
+    pinned = list(questions) if questions is not None and blueprint.kind == "auto-demo" else None
     return {
         **head,
         "type": "object",
         "properties": {
             "answers": {
                 "type": "array",
-                "prefixItems": [_answer(blueprint, i) for i in range(1, blueprint.n_items + 1)],
+                "prefixItems": [
+                    _answer(blueprint, i, pinned[i - 1] if pinned else None, choices(i - 1))
+                    for i in range(1, blueprint.n_items + 1)
+                ],
                 "items": False,
                 "minItems": blueprint.n_items,
                 "maxItems": blueprint.n_items,

@@ -289,6 +289,8 @@ def check_spec(path: Path, manifest: Mapping[str, Any], spec: Path) -> None:
     planned = assemble(
         _compile(spec),
         target=target if target in ("chat", "openai-batch", "vllm-batch") else "chat",
+        # A vllm-batch build's bodies carry GBNF or JSON Schema: compare like with like.
+        vllm_grammar="json_schema" if manifest.get("structured_outputs") == "json" else "gbnf",
     )
     other = planned.manifest
     diffs: list[str] = []

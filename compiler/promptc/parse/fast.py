@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from promptc.ir import Value
 from promptc.parse.align import check_alignment
-from promptc.parse.normalise import NormalisedText, has_reshaping, translate_lookalikes
+from promptc.parse.normalise import (
+    RESHAPING,
+    NormalisedText,
+    has_lookalikes,
+    has_reshaping,
+    non_ascii,
+    translate_lookalikes,
+)
 from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span
@@ -39,9 +46,10 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
             return None
         norm = output
     else:
-        if has_reshaping(output):
-            return None
-        norm = translate_lookalikes(output)
+        rest = non_ascii(output)
+        if has_reshaping(output, rest):
+            return None if "\r" in output else _fast_removed(shape, g, output)
+        norm = translate_lookalikes(output) if has_lookalikes(rest) else output
     layout = _fast_layout(g)
     if layout is None:  # a grammar without the group layout below: its own regex parser
         if norm is not output:
@@ -105,8 +113,46 @@ def _fast_items(
     return results
 
 
+def _fast_removed(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult] | None:
+    """The fast path for an output with characters that normalising removes (zero-width
+    spaces and joiners, soft hyphens, a BOM): the regex is matched on the normalised text, and
+    taken only if every removed character lies inside a text value, where the slow path too
+    keeps it as written; text values are sliced from the output, spans mapped back to it."""
+    layout = _fast_layout(g)
+    if layout is None or layout.columns is None:
+        return None
+    text = NormalisedText(output)
+    m = layout.pattern.fullmatch(text.norm)
+    if m is None:
+        return None
+    orig = text.orig
+    inside: list[tuple[int, int]] = []  # the text values, as (start, end) in the output
+    for col, read, _ in layout.columns.fields:
+        if read is None:
+            for k in col:
+                a, b = m.span(k)
+                if b > a:
+                    inside.append((orig(a), orig(b - 1) + 1))
+    inside.sort()
+    spans = iter(inside)
+    a = b = -1
+    for removed in map(re.Match.start, RESHAPING.finditer(output)):  # no \r: invisibles
+        while removed >= b:
+            got = next(spans, None)
+            if got is None:
+                return None
+            a, b = got
+        if removed <= a:
+            return None
+    return _fast_columns(shape, layout.columns, m, output, orig)
+
+
 def _fast_columns(
-    shape: RequestShape, cols: _FastColumns, m: re.Match[str], output: str
+    shape: RequestShape,
+    cols: _FastColumns,
+    m: re.Match[str],
+    output: str,
+    orig: Callable[[int], int] | None = None,
 ) -> list[ItemResult] | None:
     """The fast path's results, read a column (one field of every item) at a time.
 
@@ -118,7 +164,10 @@ def _fast_columns(
     # Typed values are read from the text matched (normalised, if it had lookalikes); text
     # values and questions are sliced from the output as the model wrote it.
     typed = m.group
-    group = m.group if m.string is output else _original_group(m, output)
+    if orig is not None:  # characters were removed: offsets mapped back to the output
+        group = _mapped_group(m, output, orig)
+    else:
+        group = m.group if m.string is output else _original_group(m, output)
     one = n == 1  # Match.group returns the bare value, not a 1-tuple, for one
     columns: list[Sequence[Value]] = []
     try:
@@ -147,9 +196,17 @@ def _fast_columns(
         if written[: len(expected)] != expected:
             statuses, whys = _fast_alignment(shape, written, expected)
     # Match.start/end per group, not Match.regs, which builds a pair for every group.
-    spans = map(Span, map(m.start, cols.starts), map(m.end, cols.ends), repeat(LineTable(output)))
+    new = tuple.__new__  # the tuples' own constructor, without their argument handling
+    spans = map(
+        new,
+        repeat(Span),
+        zip(
+            map(m.start, cols.starts) if orig is None else map(orig, map(m.start, cols.starts)),
+            map(m.end, cols.ends) if orig is None else map(orig, map(m.end, cols.ends)),
+            repeat(LineTable(output)),
+        ),
+    )
     item_ids = chain(shape.item_ids[:n], repeat(None))
-    new = tuple.__new__  # the NamedTuples' own constructor, without its argument handling
     return list(
         map(
             new,
@@ -167,6 +224,23 @@ def _fast_columns(
             ),
         )
     )
+
+
+def _mapped_group(m: re.Match[str], output: str, orig: Callable[[int], int]) -> Callable[..., Any]:
+    """``m.group`` of a match on the normalised text, sliced from ``output``: from the first
+    character kept to the last, as the slow path slices a text value."""
+
+    def one(k: int) -> str | None:
+        a, b = m.span(k)
+        if a < 0:
+            return None
+        return output[orig(a) : orig(b - 1) + 1] if b > a else ""
+
+    def group(*groups: int) -> Any:
+        texts = tuple(map(one, groups))
+        return texts[0] if len(groups) == 1 else texts
+
+    return group
 
 
 def _original_group(m: re.Match[str], output: str) -> Callable[..., Any]:

@@ -25,6 +25,7 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -102,7 +103,7 @@ def parse_output(
             code="bad-output",
         )
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    if output[:1] == "{" or output.lstrip()[:1] == "{":
+    if output[:1] == "{" or _JSON_START.match(output) is not None:
         # An answer in the grammar's JSON form (a structured-output API's): read it through
         # its text form; spans would point into that text, not the output, so there are none.
         text = g.text_of_json(output, shape.questions)
@@ -110,6 +111,10 @@ def parse_output(
             results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
             return _check_options(task, results, mode)
     return _check_options(task, _parse_text(shape, g, output, mode, task), mode)
+
+
+#: An output in the grammar's JSON form starts with ``{`` (after white space).
+_JSON_START = re.compile(r"\s*\{")
 
 
 def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:

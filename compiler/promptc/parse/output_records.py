@@ -34,6 +34,9 @@ class OutputRecord:
     request_id: str | None
     text: str
     location: Location
+    #: What ``promptc run`` records beside a repair answer (``attempt``, ``of``,
+    #: ``item_ids``, ``kind``), if the line has it.
+    repair: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,4 +172,10 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
                 )
             )
             continue
-        yield OutputRecord(_characters(str(rid)), _characters(out), where)
+        repair = data.get("repair")
+        yield OutputRecord(
+            _characters(str(rid)),
+            _characters(out),
+            where,
+            repair if isinstance(repair, Mapping) else None,
+        )

@@ -19,6 +19,7 @@ from promptc.errors import Location, UsageError
 from promptc.text import canonical_json
 
 if TYPE_CHECKING:
+    from promptc.grammar.answer import AnswerGrammar
     from promptc.ir import Task
 
 
@@ -127,7 +128,15 @@ def request_body(
             gbnf = grammar_text(".gbnf")
         body["grammar"] = gbnf
     elif mode == "json_schema":
-        schema = json.loads(grammar_text(".schema.json"))
+        if task is not None and (
+            request.kind == "auto-demo" or any(o.choices_from for o in task.outputs)
+        ):
+            # Pinned as the GBNF is: the request's own questions, each item's own options.
+            schema = pinned_json_schema(task, request, build)
+        elif request.kind == "auto-demo":
+            schema = pinned_json_schema(build_task(build), request, build)
+        else:
+            schema = json.loads(grammar_text(".schema.json"))
         if server == "llama-cpp-python":
             # Its server accepts only "text" and "json_object" (with a schema) as the type.
             body["response_format"] = {"type": "json_object", "schema": schema}
@@ -164,16 +173,42 @@ def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
 
 
 def pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
-    """The GBNF of an Auto-Demo request with its own questions pinned.
+    """The GBNF of an Auto-Demo request with its own questions pinned (and each item's own
+    options, where an enum's choices are the item's).
+
+    Raises:
+        UsageError: The task does not match the build (see :func:`pinned_json_schema`).
+    """
+    grammar, questions, choices = _pinned(task, request, build)
+    return grammar.gbnf_for(questions, choices)
+
+
+def pinned_json_schema(task: Task, request: BuildRequest, build: Path) -> dict[str, object]:
+    """The JSON Schema of a request, pinned as :func:`pinned_gbnf` pins its GBNF: an
+    Auto-Demo answer's ``question`` must be its item's own (``const``), an enum whose
+    choices are an item's options admits that item's.
 
     Raises:
         UsageError: The task does not match the build: an item it lacks, or a question other
             than the request's prompt shows (the spec has changed since the build).
     """
+    grammar, questions, choices = _pinned(task, request, build)
+    return grammar.json_schema_for(questions, choices)
+
+
+def _pinned(
+    task: Task, request: BuildRequest, build: Path
+) -> tuple[AnswerGrammar, list[str], list[dict[str, list[str]]] | None]:
+    """The request's grammar, its questions (Auto-Demo; checked against its prompt) and its
+    items' own choices."""
     from promptc import markers
-    from promptc.grammar.answer import build_grammar
+    from promptc.grammar.answer import build_grammar, item_choices
     from promptc.parse.shape import items_by_id
 
+    kind = request.kind or task.strategy.kind
+    grammar = build_grammar(task, len(request.item_ids), kind)  # type: ignore[arg-type]
+    if kind != "auto-demo":
+        return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
     where = Location(str(build / REQUESTS_FILE), request.line)
     hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
@@ -200,11 +235,7 @@ def pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
                 hint=hint,
                 code="stale-build",
             )
-    from promptc.grammar.answer import item_choices
-
-    return build_grammar(task, len(request.item_ids), "auto-demo").gbnf_for(
-        questions, item_choices(task, request.item_ids)
-    )
+    return grammar, questions, item_choices(task, request.item_ids)
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,29 +152,60 @@ def _answer(line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     }, ""
 
 
+def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
+    """Repair request id → its ``repair`` record, from the repair build that ``collect``
+    wrote for ``build`` (and the records it carried from earlier ones); empty when there is
+    none, or it is the repair build of another build."""
+    from promptc.build import MANIFEST_FILE
+    from promptc.text import sha256_text
+
+    try:
+        manifest = json.loads((repair / MANIFEST_FILE).read_text(encoding="utf-8"))
+        own = sha256_text((build / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(manifest, Mapping):
+        return {}
+    of = manifest.get("repair_of")
+    records = manifest.get("repair_records")
+    if not isinstance(of, Mapping) or of.get("manifest_sha256") != own:
+        return {}
+    if not isinstance(records, Mapping):
+        return {}
+    return {str(k): dict(v) for k, v in records.items() if isinstance(v, Mapping)}
+
+
 def collect(
     build_dir: str | os.PathLike[str],
     output_file: str | os.PathLike[str],
     error_file: str | os.PathLike[str] | None = None,
     *,
     repair_dir: str | os.PathLike[str] | None = None,
+    more_files: Sequence[str | os.PathLike[str]] = (),
 ) -> CollectResult:
     """Turns Batch API output (and error) files into ``outputs.jsonl``, ``results.jsonl`` and
     a repair build of the items that are not ok.
+
+    Lines for the requests of the repair build that an earlier ``collect`` wrote (in
+    ``repair_dir``) are repair answers: they are merged into the items' results as
+    ``promptc run`` merges its own (:func:`promptc.run.repair.merge_answers`), and the next
+    repair build asks what is still not ok, in the next round (``r0002.repair2.3``).
 
     Args:
         build_dir: The build that was submitted (any target).
         output_file: The batch's output file.
         error_file: The batch's error file, if any.
         repair_dir: Where to write the repair build; default ``BUILD_DIR/repair``.
+        more_files: More output or error files (e.g. those of the repair build's batch).
 
     Raises:
         UsageError: Not a build, a file that cannot be read, a build without its task.
     """
     from promptc.parse.build_input import load_build
-    from promptc.parse.output import parse_output
-    from promptc.parse.results import ItemResult, dumps, summarize
+    from promptc.parse.output import target_results
+    from promptc.parse.results import ItemResult, summarize
     from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+    from promptc.run.repair import merge_answers, parse_answer, repair_shape, result_line
     from promptc.text import canonical_json, write_atomic
 
     build = Path(build_dir)
@@ -183,9 +214,14 @@ def collect(
 
     requests = read_requests(build)
     known = {r.id for r in requests}
+    out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
+    repair_known = _repair_records(build, out)
     result = CollectResult(build)
     answers: dict[str, dict[str, Any]] = {}
-    for path in [Path(output_file)] + ([Path(error_file)] if error_file is not None else []):
+    repair_answers: dict[str, dict[str, Any]] = {}
+    paths = [Path(output_file)] + ([Path(error_file)] if error_file is not None else [])
+    paths += [Path(p) for p in more_files]
+    for path in paths:
         for lineno, line in _lines(path):
             where = f"{path.name}:{lineno}"
             if isinstance(line, ValueError) or not isinstance(line, Mapping):
@@ -194,6 +230,11 @@ def collect(
                 )
                 continue
             rid = line.get("custom_id")
+            if isinstance(rid, str) and rid not in known and rid in repair_known:
+                answer, _ = _answer(line)
+                if answer is not None:
+                    repair_answers[rid] = answer
+                continue
             if not isinstance(rid, str) or rid not in known:
                 result.unknown.append(f"{where} ({rid!r})")
                 continue
@@ -208,41 +249,63 @@ def collect(
             result.failed[r.id] = "no line in the files"
     result.answered = len(answers)
 
-    rows: list[ItemResult] = []
+    parsed: dict[str, list[ItemResult]] = {}
     for r in requests:
         shape = loaded.requests[r.id]
         answer = answers.get(r.id)
         if answer is None:
-            rows += [
-                ItemResult(r.id, item_id, k, "missing", message=f"no answer: {result.failed[r.id]}")
-                for k, item_id in enumerate(shape.item_ids, 1)
-            ]
+            # Kept as missing, for the items the request is for (a retrieval one's target).
+            parsed[r.id] = target_results(
+                [
+                    ItemResult(
+                        r.id, item_id, k, "missing", message=f"no answer: {result.failed[r.id]}"
+                    )
+                    for k, item_id in enumerate(shape.item_ids, 1)
+                ],
+                {r.id: shape},
+            )
             continue
+        parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
+    repairs: dict[str, Mapping[str, Any]] = {}
+    for rid, answer in sorted(repair_answers.items()):
+        record = repair_known[rid]
+        repairs[rid] = record
+        shape = repair_shape(loaded.task, record, rid)
+        parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
+    for answer in [*answers.values(), *repair_answers.values()]:
         usage = answer.get("usage") or {}
         result.tokens[0] += int(usage.get("prompt_tokens") or 0)
         result.tokens[1] += int(usage.get("completion_tokens") or 0)
-        rows += parse_output(loaded.task, shape, answer["output"])
+    merged = merge_answers([r.id for r in requests], parsed, repairs)
+    rows = merged.rows
+    order = {r.id: k for k, r in enumerate(requests)}
+    records = [{"id": rid, "request_sha256": None, **a} for rid, a in answers.items()]
+    records += [
+        {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
+        for rid, a in repair_answers.items()
+    ]
+    records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
     with outputs_lock(build / OUTPUTS_FILE):
-        write_atomic(
-            build / OUTPUTS_FILE,
-            (
-                canonical_json({"id": r.id, "request_sha256": None, **answers[r.id]})
-                for r in requests
-                if r.id in answers
-            ),
-        )
-        write_atomic(build / RESULTS_FILE, (dumps({**x.to_dict(), "attempts": 1}) for x in rows))
+        write_atomic(build / OUTPUTS_FILE, (canonical_json(x) for x in records))
+        write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in rows))
     result.results_path = build / RESULTS_FILE
-    result.statuses = summarize(rows)
-    result.not_ok = sum(1 for x in rows if x.item_id is not None and x.status != "ok")
+    result.statuses = summarize(x for x, _ in rows)
+    result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
     if result.not_ok:
         failed: dict[str, list[int]] = {}
-        for x in rows:
-            if x.item_id is not None and x.status != "ok":
-                failed.setdefault(x.request_id, []).append(x.index)
-        out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
+        for (rid, pos), x in sorted(
+            merged.best.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])
+        ):
+            if x.status != "ok":
+                failed.setdefault(rid, []).append(pos)
+        # A request that got no answer is asked again whole, unless a repair answer did.
+        answered_again = {
+            str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused
+        }
+        unanswered = set(result.failed) - answered_again
+        attempt = 1 + max((int(r.get("attempt") or 0) for rid, r in repairs.items()), default=0)
         result.repair_requests = write_repair_build(
-            build, out, loaded.task, requests, failed, set(result.failed)
+            build, out, loaded.task, requests, failed, unanswered, attempt, repair_known
         )
         result.repair_dir = out
     return result
@@ -255,11 +318,16 @@ def write_repair_build(
     requests: list[BuiltRequest],
     failed: Mapping[str, list[int]],
     unanswered: set[str],
+    attempt: int = 1,
+    earlier: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> int:
     """Writes a build of just the failed items into ``out``; returns its request count.
 
     A request with no answer at all is asked again as it was; another request's failed items
-    become one smaller request of the same kind (:func:`promptc.run.repair.repair_requests`).
+    become smaller requests of the same kind (:func:`promptc.run.repair.repair_requests`,
+    round ``attempt``: in round 1 one per request, later one per item). The manifest's
+    ``repair_records`` say what each request asks (``earlier`` ones carried along), so that
+    ``collect`` can merge their answers.
     The folder has the build's target, its task, the failed items, the grammar files of each
     request size and a manifest covering them, so that ``promptc run``, ``parse`` and
     ``collect`` take it as they take any build.
@@ -271,9 +339,13 @@ def write_repair_build(
         BATCH_TARGETS,
         MANIFEST_FILE,
         OPENAI_BATCH_URL,
+        VLLM_FIELDS,
+        ConstraintCache,
+        VllmGrammar,
         dumps,
         grammar_stem,
         request_files,
+        structured_outputs,
     )
     from promptc.grammar.answer import build_grammar
     from promptc.run.repair import repair_requests
@@ -284,14 +356,24 @@ def write_repair_build(
     target = manifest.get("target", "chat")
     by_id = {r.id: r for r in requests}
     partial = {rid: pos for rid, pos in failed.items() if rid not in unanswered}
-    planned, refused = repair_requests(task, partial, by_id, 1)
+    planned, refused = repair_requests(task, partial, by_id, attempt)
     asked: list[BuiltRequest] = [p.request for p in planned]
+    records: dict[str, dict[str, Any]] = {p.request.id: p.record() for p in planned}
     # Asked again whole: no answer at all, a one-item request, or a prompt that cannot be cut.
     again = [rid for rid in failed if rid in unanswered or rid in refused]
     again += [
         rid for rid in partial if rid not in refused and not any(p.origin == rid for p in planned)
     ]
-    asked += [replace(by_id[rid], id=f"{rid}.repair1") for rid in sorted(set(again))]
+    for rid in sorted(set(again)):
+        whole = replace(by_id[rid], id=f"{rid}.repair{attempt}")
+        asked.append(whole)
+        records[whole.id] = {
+            "attempt": attempt,
+            "item_ids": list(whole.item_ids),
+            "kind": whole.kind,
+            "of": rid,
+            **({"target_item": whole.target_item} if whole.target_item is not None else {}),
+        }
     order = {r.id: k for k, r in enumerate(requests)}
     asked.sort(key=lambda r: (order[r.id.split(".repair")[0]], r.id))
 
@@ -302,18 +384,19 @@ def write_repair_build(
         kind = asked[0].kind or task.strategy.kind
         stems[n] = grammar_stem(n, nominal)
         files.update(build_grammar(task, n, kind).files(stems[n]))  # type: ignore[arg-type]
+    form: VllmGrammar = "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
+    constraints = ConstraintCache(task)
     lines = []
     for r in asked:
         stem = stems[len(r.item_ids)]
         if target in BATCH_TARGETS:
             body: dict[str, Any] = {**dict(r.params), "messages": [dict(m) for m in r.messages]}
             if target == "vllm-batch":
-                gbnf = files[stem + ".gbnf"]
-                if r.kind == "auto-demo":
-                    from promptc.run.bodies import pinned_gbnf
-
-                    gbnf = pinned_gbnf(task, r, out)
-                body["structured_outputs"] = {"grammar": gbnf}
+                # The constraint the build's bodies carry (GBNF or JSON Schema), made for
+                # this request's own items.
+                body["structured_outputs"] = structured_outputs(
+                    task, r.kind, r.item_ids, form, constraints
+                )
             record: dict[str, Any] = {
                 "custom_id": r.id,
                 "method": "POST",
@@ -329,6 +412,8 @@ def write_repair_build(
                 "params": dict(r.params),
                 "grammar": stem,
             }
+            if r.target_item is not None:
+                record["target_item"] = r.target_item
         lines.append(dumps(record) + "\n")
     wanted = {i for r in asked for i in r.item_ids}
     item_lines = [
@@ -352,9 +437,16 @@ def write_repair_build(
             "manifest_sha256": sha256_text((build / MANIFEST_FILE).read_text(encoding="utf-8")),
         },
         "requests": [
-            {"id": r.id, "item_ids": list(r.item_ids), "grammar": stems[len(r.item_ids)]}
+            {
+                "id": r.id,
+                "item_ids": list(r.item_ids),
+                "grammar": stems[len(r.item_ids)],
+                **({"target_item": r.target_item} if r.target_item is not None else {}),
+            }
             for r in asked
         ],
+        "repair_records": {**(earlier or {}), **records},
+        **({"structured_outputs": VLLM_FIELDS[form]} if target == "vllm-batch" else {}),
         "counts": {"items": len(wanted), "requests": len(asked)},
         "grammar": {
             "stems": {str(n): s for n, s in sorted(stems.items())},

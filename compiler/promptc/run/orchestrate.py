@@ -90,7 +90,16 @@ from promptc.run.outputs import (
     read_outputs,
 )
 from promptc.run.progress import Events, events_for
-from promptc.run.repair import RepairRequest, needs_repair, repair_grammar, repair_requests
+from promptc.run.repair import (
+    Merged,
+    RepairRequest,
+    merge_answers,
+    parse_answer,
+    repair_grammar,
+    repair_requests,
+    repair_shape,
+    result_line,
+)
 from promptc.text import write_atomic
 
 if TYPE_CHECKING:
@@ -404,6 +413,12 @@ def run_build(
             stack.enter_context(outputs_lock(out_path))
             cache_url = url or ""
             if use_local:
+                from promptc.run.context import (
+                    ServerContext,
+                    fit_warning,
+                    largest_need,
+                    prompt_chars,
+                )
                 from promptc.run.local import (
                     LOCAL_ALIAS,
                     MAX_CONTEXT,
@@ -412,18 +427,18 @@ def run_build(
                     local_server,
                 )
 
-                longest = max(
-                    (sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests),
-                    default=0,
-                )
+                longest = max((prompt_chars(r) for r in requests), default=0)
                 n_ctx = context_for(longest, _max_tokens(requests))
-                if context_need(longest, _max_tokens(requests)) > MAX_CONTEXT:
-                    events.note(
-                        f"warning: the longest request may need about "
-                        f"{context_need(longest, _max_tokens(requests))} tokens, more than the "
-                        f"embedded model's {MAX_CONTEXT}: its answer may be cut off; lower "
-                        "max_tokens or the batch size"
+                need = largest_need(requests)
+                if need is not None and context_need(longest, _max_tokens(requests)) > MAX_CONTEXT:
+                    # The context is made to fit, up to the model's own: past that, say so.
+                    warning = fit_warning(
+                        need,
+                        ServerContext(MAX_CONTEXT, "the most it was trained for"),
+                        "the embedded model's",
                     )
+                    if warning is not None:
+                        events.note(warning)
                 url = stack.enter_context(
                     local_server(model_path, n_ctx=n_ctx, say=events.note, on_start=on_server_start)
                 )
@@ -450,6 +465,7 @@ def run_build(
                 task=task,
                 repair=rounds,
                 token_field=token_field,
+                probe_context=not use_local,
             )
             result = asyncio.run(run.run())
             result.base_url = url
@@ -530,7 +546,6 @@ class _Parser:
             self.shapes = {}
 
     def parse(self, request: BuildRequest, output: str, mode: str | None) -> list[ItemResult]:
-        from promptc.parse.output import parse_output, target_results
         from promptc.parse.shape import request_shape
 
         shape = self.shapes.get(request.id)
@@ -547,7 +562,7 @@ class _Parser:
         # An answer in the JSON form (mode json_schema) is read by parse_output itself.
         # A retrieval request is for its target item: only that item's result is kept, so
         # results.jsonl has exactly one result per item, as promptc parse writes by default.
-        return target_results(parse_output(self.task, shape, output), {shape.id: shape})
+        return parse_answer(self.task, shape, output)
 
 
 @dataclass
@@ -570,6 +585,8 @@ class _Run:
     task: Task | None
     repair: int
     token_field: str
+    #: Ask the server its context before sending (not the embedded one: promptc sized it).
+    probe_context: bool = True
     result: RunResult = field(init=False)
     _secret: str | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
@@ -578,10 +595,14 @@ class _Run:
     _repairs: dict[str, RepairRequest] = field(init=False, default_factory=dict)
     _resolved: tuple[str, ServerKind] | None = field(init=False, default=None)
     _asked: set[str] = field(init=False, default_factory=set)
+    _old_repairs: dict[str, Mapping[str, Any]] = field(init=False, default_factory=dict)
 
     async def run(self) -> RunResult:
         self.result = RunResult(self.build, self.out_path, total=len(self.requests))
-        self.result.items = len({i for r in self.requests for i in r.item_ids})
+        # A retrieval request is for its target alone: its other items are demonstrations.
+        self.result.items = len(
+            {i for r in self.requests for i in ((r.target_item,) if r.target_item else r.item_ids)}
+        )
         self._secret = os.environ.get(self.api_key_env) or None
         existing = read_outputs(self.out_path)
         pending: list[BuildRequest] = []
@@ -633,7 +654,7 @@ class _Run:
         # flushed before the next answer is awaited.
         with open(self.out_path, "a", encoding="utf-8", newline="\n") as out:  # noqa: ASYNC230
             if pending:
-                items = sum(len(r.item_ids) for r in pending)
+                items = sum(_answered_items(r) for r in pending)
                 self.events.start(len(pending), items, "promptc run")
                 answered = await self._answer(out, pending)
                 self.result.cached += answered[0]
@@ -649,26 +670,22 @@ class _Run:
 
     # -- repair -----------------------------------------------------------------------------
 
+    def _merged(self) -> Merged:
+        """The results so far, repair answers merged (:func:`merge_answers`)."""
+        repairs: dict[str, Mapping[str, Any]] = {
+            rid: rr.record() for rid, rr in self._repairs.items() if rid in self._parsed
+        }
+        for rid, record in self._old_repairs.items():
+            repairs.setdefault(rid, record)
+        return merge_answers([r.id for r in self.requests], self._parsed, repairs)
+
     async def _repair_rounds(self, out: Any, existing: Mapping[str, dict[str, Any]]) -> None:
         assert self.parser is not None and self.task is not None
         by_id = {r.id: r for r in self.requests}
-        best: dict[tuple[str, int], ItemResult] = {}
-        self._attempts: dict[tuple[str, int], int] = {}
-        for r in self.requests:
-            for x in self._parsed.get(r.id, []):
-                if x.item_id is not None:
-                    best[(r.id, x.index)] = x
-                    self._attempts[(r.id, x.index)] = 1
-        self._best = best
         for attempt in range(1, self.repair + 1):
-            failed: dict[str, list[int]] = {}
-            for (rid, pos), x in best.items():
-                if needs_repair(x):
-                    failed.setdefault(rid, []).append(pos)
+            failed = self._merged().failed()
             if not failed:
                 return
-            for positions in failed.values():
-                positions.sort()
             planned, refused = repair_requests(self.task, failed, by_id, attempt)
             if refused:
                 self.events.note(
@@ -705,23 +722,10 @@ class _Run:
                     todo.append(rr.request)
             if todo:
                 self.events.start(
-                    len(todo), sum(len(r.item_ids) for r in todo), f"repair round {attempt}"
+                    len(todo), sum(_answered_items(r) for r in todo), f"repair round {attempt}"
                 )
                 cached, sent = await self._answer(out, todo)
                 self.result.repair_requests += cached + sent
-            for rr in fresh:
-                parsed = self._parsed.get(rr.request.id)
-                for j, pos in enumerate(rr.positions, 1):
-                    self._attempts[(rr.origin, pos)] = self._attempts.get((rr.origin, pos), 1) + 1
-                    if parsed is None:
-                        continue
-                    hit = [x for x in parsed if x.index == j and x.item_id is not None]
-                    if not hit:
-                        continue
-                    if hit[0].status == "ok" or not best[(rr.origin, pos)].ok:
-                        if hit[0].ok and not best[(rr.origin, pos)].ok:
-                            self.result.repaired += 1
-                        best[(rr.origin, pos)] = hit[0]
 
     # -- bodies -----------------------------------------------------------------------------
 
@@ -736,11 +740,12 @@ class _Run:
 
     def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
         task = None
-        if mode == "gbnf" and r.kind == "auto-demo":  # its questions are pinned in its grammar
+        constrained = mode in ("gbnf", "json_schema")
+        if constrained and r.kind == "auto-demo":  # its questions are pinned in its grammar
             if self.task is None:
                 self.task = build_task(self.build)
             task = self.task
-        elif mode == "gbnf" and self.task is not None:  # per-item options, if any
+        elif constrained and self.task is not None:  # per-item options, if any
             task = self.task
         files = None
         rr = self._repairs.get(r.id)
@@ -830,6 +835,9 @@ class _Run:
                 self._resolved = (mode, server)
                 self.result.grammar = mode
             mode, server = self._resolved
+            if self.probe_context:
+                self.probe_context = False  # once a run: the server's context does not change
+                await self._check_context(requests)
             self.events.note(
                 f"sending {len(requests)} request(s) to {self.base_url} "
                 f"(grammar: {mode}, concurrency {self.concurrency})"
@@ -845,6 +853,26 @@ class _Run:
         finally:
             await self._client.close()
         return sent[0]
+
+    async def _check_context(self, requests: list[BuildRequest]) -> None:
+        """Warns (once) when the largest request may not fit the server's context, if the
+        server says what it is (:mod:`promptc.run.context`); silent when it does not."""
+        from promptc.run.context import PROBE_TIMEOUT, fit_warning, largest_need, server_context
+
+        need = largest_need(requests)
+        if need is None:
+            return
+        model = self.model or requests[0].params.get("model")
+        context = await asyncio.to_thread(
+            server_context,
+            self.base_url,
+            self._secret,
+            str(model) if model is not None else None,
+            min(PROBE_TIMEOUT, self.timeout),
+        )
+        warning = fit_warning(need, context) if context is not None else None
+        if warning is not None:
+            self.events.note(warning)
 
     async def _resolve(self, requests: list[BuildRequest]) -> tuple[str | None, ServerKind]:
         """The grammar mode and server kind to send with (asks the server when it matters)."""
@@ -946,7 +974,7 @@ class _Run:
         self.result.failed.append(
             RequestFailure(r.id, failure.kind, what, check_t.format(**fill), attempts)
         )
-        self.events.failed(r.id, len(r.item_ids), failure.kind)
+        self.events.failed(r.id, _answered_items(r), failure.kind)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -979,7 +1007,7 @@ class _Run:
         usage = usage if isinstance(usage, Mapping) else {}
         self.events.done(
             r.id,
-            items=len(r.item_ids),
+            items=_answered_items(r),
             ok=ok,
             prompt_tokens=_int(usage.get("prompt_tokens")),
             completion_tokens=_int(usage.get("completion_tokens")),
@@ -999,25 +1027,39 @@ class _Run:
             self.out_path.unlink(missing_ok=True)
         if self.parser is None:
             return
-        from promptc.parse.results import dumps, summarize
+        from promptc.parse.results import summarize
 
-        best: dict[tuple[str, int], ItemResult] = getattr(self, "_best", {})
-        attempts: dict[tuple[str, int], int] = getattr(self, "_attempts", {})
-        rows: list[tuple[ItemResult, int]] = []
-        for r in self.requests:
-            for x in self._parsed.get(r.id, []):
-                if x.item_id is None:
-                    rows.append((x, 1))
-                    continue
-                rows.append((best.get((r.id, x.index), x), attempts.get((r.id, x.index), 1)))
+        assert self.task is not None
+        # Repair answers of an earlier run that this one did not plan again are merged too,
+        # so that results.jsonl is what promptc parse and collect make of outputs.jsonl.
+        considered = {r.id for r in self.requests}
+        for rid, record in existing.items():
+            rep = record.get("repair")
+            if (
+                rid not in self._parsed
+                and isinstance(rep, Mapping)
+                and str(rep.get("of")) in considered
+                and isinstance(record.get("output"), str)
+            ):
+                self._old_repairs[rid] = rep
+                shape = repair_shape(self.task, rep, rid)
+                self._parsed[rid] = parse_answer(self.task, shape, record["output"])
+        merged = self._merged()
+        self.result.repaired = merged.repaired
+        rows = merged.rows
         self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
         self.result.statuses = summarize(x for x, _ in rows)
         if self.results_path is not None:
             write_atomic(
                 self.results_path,
-                (dumps({**x.to_dict(), "attempts": n}) for x, n in rows),
+                (result_line(x, n) for x, n in rows),
             )
             self.result.results_path = self.results_path
+
+
+def _answered_items(r: BuildRequest) -> int:
+    """The items a request answers for: a retrieval request's target alone."""
+    return 1 if r.target_item is not None else len(r.item_ids)
 
 
 def _int(value: object) -> int:

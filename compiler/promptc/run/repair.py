@@ -14,7 +14,7 @@ folder. Its grammar is made for its own item count from the build's task.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
@@ -23,6 +23,7 @@ from promptc.build import BuiltRequest
 if TYPE_CHECKING:
     from promptc.ir import Task
     from promptc.parse.results import ItemResult
+    from promptc.parse.shape import RequestShape
 
 #: The statuses that repair re-asks. ``duplicate`` and ``extra`` come with an answer for the
 #: item (or for none), so there is nothing to re-ask.
@@ -49,12 +50,15 @@ class RepairRequest:
     def record(self) -> dict[str, Any]:
         """What ``outputs.jsonl`` keeps of the request beside its answer, so that the answer
         can be parsed again without the run (``promptc parse``)."""
-        return {
+        record: dict[str, Any] = {
             "attempt": self.attempt,
             "item_ids": list(self.request.item_ids),
             "kind": self.request.kind,
             "of": self.origin,
         }
+        if self.request.target_item is not None:
+            record["target_item"] = self.request.target_item
+        return record
 
 
 def needs_repair(result: ItemResult) -> bool:
@@ -148,6 +152,11 @@ def repair_requests(
                 params=origin.params,
                 grammar=None,
                 location=origin.location,
+                # Still for its target, if it holds it (it does: only targets are re-asked).
+                target_item=origin.target_item
+                if origin.target_item is not None
+                and origin.target_item in {origin.item_ids[p - 1] for p in group}
+                else None,
             )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
@@ -163,3 +172,146 @@ def repair_grammar(task: Task, request: BuiltRequest, suffix: str) -> str:
     stem = grammar_stem(n, task.strategy.batch_size)
     files = build_grammar(task, n, kind).files(stem)  # type: ignore[arg-type]
     return files[stem + suffix]
+
+
+# --------------------------------------------------------------------------------------------
+# Merging repair answers into one result per item (run --parse, collect and parse alike)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Merged:
+    """The results of a build's answers with its repair answers merged in.
+
+    Attributes:
+        rows: Each build request's results in build order (a retrieval request's: its target
+            item's only), each item's replaced by its best answer (the first ``ok``, else the
+            last attempt's), with how many answers asked for it.
+        best: (build request id, 1-based position) → the item's best result.
+        attempts: (build request id, position) → the answers that asked for the item.
+        repaired: Items ok only thanks to a repair answer.
+        unused: Repair answers that fit no answered build request (their origin has no
+            answer, or names items it does not hold).
+    """
+
+    rows: list[tuple[ItemResult, int]]
+    best: dict[tuple[str, int], ItemResult]
+    attempts: dict[tuple[str, int], int]
+    repaired: int = 0
+    unused: list[str] = field(default_factory=list)
+
+    def failed(self) -> dict[str, list[int]]:
+        """Build request id → the sorted positions of its items that repair re-asks."""
+        out: dict[str, list[int]] = {}
+        for (rid, pos), x in self.best.items():
+            if needs_repair(x):
+                out.setdefault(rid, []).append(pos)
+        return {rid: sorted(p) for rid, p in out.items()}
+
+
+def repair_shape(task: Task, record: Mapping[str, Any], request_id: str) -> RequestShape:
+    """The request shape of a repair answer from its ``repair`` record (``item_ids``,
+    ``kind``), its questions looked up in the task."""
+    from promptc.parse.shape import request_shape
+
+    target = record.get("target_item")
+    return request_shape(
+        task,
+        {
+            "id": request_id,
+            "kind": record.get("kind") or task.strategy.kind,
+            "item_ids": [str(i) for i in record.get("item_ids") or ()],
+            "target_item": target if isinstance(target, str) else None,
+        },
+    )
+
+
+def parse_answer(task: Task, shape: RequestShape, output: str) -> list[ItemResult]:
+    """One answer's results as every command keeps them: ``recover`` mode, and of a request
+    for one target item (``retrieval``), that item's result only."""
+    from promptc.parse.output import parse_output, target_results
+
+    return target_results(parse_output(task, shape, output), {shape.id: shape})
+
+
+def result_line(result: ItemResult, attempts: int) -> str:
+    """One line of ``results.jsonl``: the result and how many answers asked for its item."""
+    from promptc.parse.results import dumps
+
+    return dumps({**result.to_dict(), "attempts": attempts})
+
+
+def merge_answers(
+    order: Sequence[str],
+    parsed: Mapping[str, Sequence[ItemResult]],
+    repairs: Mapping[str, Mapping[str, Any]],
+) -> Merged:
+    """Merges repair answers into the results of the build's answers.
+
+    The one code path of ``promptc run --parse``, ``promptc collect`` and ``promptc parse``,
+    so that the same answers give the same ``results.jsonl`` whichever wrote it.
+
+    Args:
+        order: The build's request ids, in build order.
+        parsed: Request id → its results (:func:`parse_answer`), for the build's answered
+            requests and for repair answers alike.
+        repairs: Repair request id → its ``repair`` record (``attempt``, ``of``,
+            ``item_ids``), for the repair answers in ``parsed``.
+
+    Repair answers are applied by round, then in build order of their origin: an item's
+    result is its first ``ok`` one, else the last attempt's.
+    """
+    best: dict[tuple[str, int], ItemResult] = {}
+    attempts: dict[tuple[str, int], int] = {}
+    position: dict[str, int] = {rid: k for k, rid in enumerate(order)}
+    for rid in order:
+        for x in parsed.get(rid, ()):
+            if x.item_id is not None:
+                best[(rid, x.index)] = x
+                attempts[(rid, x.index)] = 1
+    merged = Merged([], best, attempts)
+    item_ids: dict[str, list[str | None]] = {}
+    for rid in order:
+        ids: list[str | None] = []
+        for x in parsed.get(rid, ()):
+            if x.item_id is not None:
+                ids += [None] * (x.index - len(ids))
+                ids[x.index - 1] = x.item_id
+        item_ids[rid] = ids
+
+    def sort_key(rid: str) -> tuple[int, int, str]:
+        attempt = repairs[rid].get("attempt")
+        origin = str(repairs[rid].get("of"))
+        return (attempt if isinstance(attempt, int) else 0, position.get(origin, -1), rid)
+
+    for rid in sorted((r for r in repairs if r in parsed), key=sort_key):
+        record = repairs[rid]
+        origin = str(record.get("of"))
+        ids = item_ids.get(origin, [])
+        wanted = [str(i) for i in record.get("item_ids") or ()]
+        # Each repair item is at the position of the origin's item of that id (a request
+        # holds an item once); the origin's results hold only what it is for (its target).
+        # An item the origin is not for (a retrieval request's demonstration) is not merged.
+        at = [ids.index(i) + 1 if i in ids else None for i in wanted]
+        if all(p is None for p in at):
+            merged.unused.append(rid)
+            continue
+        for x in parsed[rid]:
+            if x.item_id is None or not 1 <= x.index <= len(at):
+                continue
+            pos = at[x.index - 1]
+            key = (origin, pos if pos is not None else 0)
+            if key not in best or x.item_id != wanted[x.index - 1]:
+                continue
+            attempts[key] += 1
+            if not best[key].ok:
+                if x.ok:
+                    merged.repaired += 1
+                best[key] = x
+    for rid in order:
+        for x in parsed.get(rid, ()):
+            if x.item_id is None:
+                merged.rows.append((x, 1))
+            else:
+                merged.rows.append((best[(rid, x.index)], attempts[(rid, x.index)]))
+    return merged

@@ -303,8 +303,9 @@ class _JsonArrayStream:
             except ValueError:  # an integer past Python's digit limit
                 c.add(data_error("bad-json", where, problem=TOO_MANY_DIGITS))
                 return
+            self.advance(end)  # the tracked point is at i: its byte count is the element's
             if type(value) is dict:
-                yield value, where, start, len(self.buf[i:end].encode("utf-8"))
+                yield value, where, start, self.byte - start
             else:
                 c.add(data_error("not-an-object", where, found=_kind(value)))
             self.trim(end)
@@ -697,8 +698,8 @@ def _scan_lines(
     code = "I" if os.path.getsize(target) < 2**32 else "q"
     starts, lengths = array(code), array(code)
     lines = _Lines()
-    # A JSON array's rows start anywhere on a line: their columns, 4 bytes an item.
-    cols = array("I") if fmt == "json" else None
+    # A JSON array's rows may start anywhere on a line: their columns too.
+    cols = _Lines(step=0) if fmt == "json" else None
     dups = _Duplicates()
     sha = hashlib.sha256()
     n_rows = 0
@@ -740,7 +741,7 @@ def _scan_lines(
                 continue
             add_id(item_id)
             if cols is not None:
-                cols.append(line.col)
+                cols.append(len(starts), line.col)
                 line = line.line
             add_line(len(starts), line)
             add_start(start)
@@ -755,23 +756,31 @@ def _scan_lines(
 
 
 class _Lines:
-    """The line of each item: nothing stored while item ``i`` is on line ``i + 1`` (a JSONL
-    file without blank lines), an array from the first item that is not."""
+    """The line (or column) of each item: nothing stored while item ``i`` is at
+    ``i * step + base`` for the first item's ``base`` (JSONL without blank lines: line
+    ``i + 1``; a JSON array one element a line: line ``i + 2``, column 1 throughout), an
+    array from the first item that is not."""
 
-    def __init__(self) -> None:
+    def __init__(self, step: int = 1) -> None:
+        self.step = step
+        self.base: int | None = None
         self.lines: Any = None
 
     def append(self, index: int, line: int) -> None:
         if self.lines is None:
-            if line == index + 1:
+            if self.base is None:
+                self.base = line - index * self.step
+            if line == index * self.step + self.base:
                 return
             from array import array
 
-            self.lines = array("q", range(1, index + 1))
+            self.lines = array("q", (k * self.step + self.base for k in range(index)))
         self.lines.append(line)
 
     def __getitem__(self, index: int) -> int:
-        return index + 1 if self.lines is None else int(self.lines[index])
+        if self.lines is None:
+            return index * self.step + (self.base or 0)
+        return int(self.lines[index])
 
 
 def _report_duplicates(table: ItemTable, suspects: set[int], c: ErrorCollector) -> None:
