@@ -169,6 +169,7 @@ MAX_JSON_ROW_BYTES = 64 << 20
 
 _JSON_CHUNK = 1 << 20
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 
 class _RowTooLarge(Exception):
@@ -220,8 +221,10 @@ class _JsonArrayStream:
         seg = self.buf[self.at : index]
         if not seg:
             return
-        self.byte += len(seg.encode("utf-8"))
-        breaks = seg.count("\n") + seg.count("\r") - seg.count("\r\n")
+        self.byte += len(seg) if seg.isascii() else len(seg.encode("utf-8"))
+        breaks = seg.count("\n")
+        if "\r" in seg:
+            breaks += seg.count("\r") - seg.count("\r\n")
         if breaks:
             self.line += breaks
             self.col = len(seg) - max(seg.rfind("\n"), seg.rfind("\r"))
@@ -308,6 +311,14 @@ class _JsonArrayStream:
                 yield value, where, start, self.byte - start
             else:
                 c.add(data_error("not-an-object", where, found=_kind(value)))
+            # The common case in one step: a comma, and the next element in the buffer.
+            m = _JSON_COMMA.match(self.buf, end)
+            if m is not None and m.end() < len(self.buf):
+                i = m.end()
+                if end > _JSON_CHUNK:
+                    self.trim(end)
+                    i -= end
+                continue
             self.trim(end)
             i = self.space(self.at)
             if i < len(self.buf) and self.buf[i] == ",":
