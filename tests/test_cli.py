@@ -181,6 +181,8 @@ def test_emit_prints_the_stages(tmp_path: Path) -> None:
         "aliases": [],
         "location": doc["outputs"][0]["location"],
         "choices_from": "",
+        "answer_with": "letter",
+        "option_chars": 0,
     }
     assert promptc("build", "specs/nli.yaml", "--emit", "ir").stdout == ir.stdout
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

@@ -59,7 +59,7 @@ def _invalid(task: Task, g: AnswerGrammar) -> list[str]:
     """Outputs that break the format: chatter before or after it, a typed value replaced by a
     word, an item short, a marker without its space."""
     from promptc.spec.answer_format import write_answer
-    from promptc.values import write_value
+    from promptc.values import text_answers, write_value
 
     good = _valid(task, g)[0]
     bad = [good + "\nThat is all."]
@@ -69,7 +69,10 @@ def _invalid(task: Task, g: AnswerGrammar) -> list[str]:
         if f.type != "text":
             written = write_value(f, answers[0][f.name])
             k = body.rindex(written)
-            broken = body[:k] + "maybe-not" + body[k + len(written) :]
+            # An option named by its text (answer_with): the shared grammar admits any one
+            # line up to twice the longest option, so only a longer one is out.
+            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
+            broken = body[:k] + word + body[k + len(written) :]
             bad.append(good.replace(body, broken, 1))
     if g.n_items > 1:
         bad.append(good[: good.rindex("\n")])

@@ -8,7 +8,9 @@ strategies.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -45,7 +47,12 @@ def test_there_are_example_specs_for_every_required_task() -> None:
 def test_goldens_on_disk_are_current(spec: Path, strategy: str) -> None:
     folder = regen.GOLDEN / spec.stem / strategy
     built = regen.build_files(spec, strategy)
-    on_disk = {p.name for p in folder.glob("*")} if folder.is_dir() else set()
+    # grammars/<request id>.* too: the requests' own grammars of a spec with choices_from.
+    on_disk = (
+        {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        if folder.is_dir()
+        else set()
+    )
     hint = f"golden files are stale; regenerate them with: {regen.COMMAND} (then review git diff)"
     assert set(built) == on_disk, hint
     for name, text in built.items():
@@ -76,8 +83,15 @@ def test_rebuild_is_byte_identical(spec: Path, tmp_path: Path) -> None:
     task = compile_spec(spec)
     first = build(task, tmp_path / "a")
     build(compile_spec(spec), tmp_path / "b")
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(first.files)
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*"))
+    # The requests' own grammars (grammars/<request id>.*) are listed in the manifest, with
+    # their sha256, rather than in memory: a build's memory does not grow with its requests.
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))
+    own = {n: h for r in manifest["requests"] for n, h in r.get("grammar_files", {}).items()}
+    assert names == sorted({*first.files, *own, *(["grammars"] if own else [])})
+    for name, digest in own.items():
+        assert hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest() == digest
+    names = [n for n in names if n != "grammars"]
     _, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names, shallow=False)
     assert (mismatch, errors) == ([], [])
     before = {n: (tmp_path / "a" / n).read_bytes() for n in names}

@@ -27,7 +27,7 @@ from promptc.grammar.items import ParsedItem, Span
 from promptc.ir import StrategyKind, Task, Value
 from promptc.spec.answer_format import write_answer
 from promptc.spec.lower import compile_spec
-from promptc.values import write_value
+from promptc.values import text_answers, write_value
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
@@ -99,7 +99,10 @@ def invalid_texts(task: Task, g: AnswerGrammar) -> list[str]:
         if f.type != "text":
             written = write_value(f, answers[0][f.name])
             k = body.rindex(written)
-            bad.append(good.replace(body, body[:k] + "maybe-not" + body[k + len(written) :], 1))
+            # An option named by its text (answer_with): the shared grammar admits any one
+            # line up to twice the longest option, so only a longer one is out.
+            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
+            bad.append(good.replace(body, body[:k] + word + body[k + len(written) :], 1))
     if g.n_items > 1:
         bad.append(good[: good.rindex("\n")])
     if g.kind not in ("single", "few-shot"):

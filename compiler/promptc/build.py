@@ -69,6 +69,14 @@ GRAMMAR_STEM = "answer"
 REQUESTS_FILE = "requests.jsonl"
 BATCHES_FILE = "batches.jsonl"
 MANIFEST_FILE = "manifest.json"
+#: The folder of the requests' own grammars (``grammars/<request id>.gbnf`` …), written when
+#: the grammar depends on the items (an enum with ``choices_from``).
+REQUEST_GRAMMARS = "grammars"
+#: The suffixes of a request's own grammar files, as of the shared ones.
+GRAMMAR_SUFFIXES = (".lark", ".gbnf", ".schema.json", ".regex", ".parse.regex")
+#: A request id that can name a file of ``grammars/`` (promptc's own: ``r0001``).
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_REQUEST_GRAMMAR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(lark|gbnf|schema\.json|regex)$")
 
 #: Files a build owns in its output folder; stale ones from an earlier build are removed.
 _OWNED = re.compile(
@@ -268,6 +276,53 @@ def structured_outputs(
     return {"grammar": g.gbnf_for(questions, choices) if pinned else g.gbnf}
 
 
+class RequestGrammars:
+    """The requests' own grammars of a build whose grammar depends on the items (an enum
+    with ``choices_from``): per request, every export with exactly its items' choices
+    (:meth:`promptc.grammar.answer.AnswerGrammar.for_items`), an Auto-Demo request's
+    questions pinned in ``.gbnf`` and ``.regex``. Made one request at a time, so memory
+    does not grow with the build."""
+
+    def __init__(self, task: ir.Task) -> None:
+        self.task = task
+        self.shared: dict[tuple[int, str], Any] = {}
+
+    @staticmethod
+    def needed(task: ir.Task) -> bool:
+        """Whether ``task``'s grammar depends on its items."""
+        return any(o.choices_from for o in task.outputs)
+
+    def files(self, request: ir.Request) -> dict[str, str]:
+        """Suffix → text of ``request``'s own grammar files."""
+        from promptc import markers
+        from promptc.grammar.answer import build_grammar, own_choices
+
+        task = self.task
+        # By position, as the renderer reads them: no lookup that grows with the items.
+        items = [task.items[p] for p in request.batch.item_indices]
+        key = (len(items), request.kind)
+        if key not in self.shared:
+            self.shared[key] = build_grammar(task, len(items), request.kind)
+        fields = [o for o in task.outputs if o.choices_from]
+        g = self.shared[key].for_items([own_choices(fields, it) for it in items])
+        questions: list[str] = []
+        if request.kind == "auto-demo":
+            questions = [markers.question_text(task.inputs, it.inputs) for it in items]
+        files: dict[str, str] = g.request_files(questions)
+        return files
+
+
+def request_grammar_name(request_id: str, suffix: str) -> str:
+    """``grammars/<request id><suffix>``: where a request's own grammar file is in a build."""
+    if not SAFE_REQUEST_ID.fullmatch(request_id):
+        raise UsageError(
+            f"request id {request_id!r} cannot name a file; expected letters, digits, '.', "
+            "'_' and '-'",
+            code="bad-request-id",
+        )
+    return f"{REQUEST_GRAMMARS}/{request_id}{suffix}"
+
+
 def _write_task_files(
     task: ir.Task, files: dict[str, str], hashes: dict[str, str], tmp: Any
 ) -> None:
@@ -437,14 +492,29 @@ def encode_request(
     return _object(fields), digest
 
 
-def _manifest_entry(request: ir.Request, stem: str | None, digest: str) -> str:
+def _manifest_entry(
+    request: ir.Request,
+    stem: str | None,
+    digest: str,
+    own: Mapping[str, str] | None = None,
+) -> str:
     """One request of the manifest's ``requests`` list, as ``json.dumps(indent=2)`` writes it
-    at that depth (the manifest is written around a stream of these)."""
+    at that depth (the manifest is written around a stream of these). ``own``: the request's
+    own grammar files (``grammars/…``) → sha256, listed as ``grammar_files``."""
     ids = ",\n".join("        " + _enc(i) for i in request.batch.item_ids)
+    listed = ""
+    if own:
+        listed = (
+            '\n      "grammar_files": {\n'
+            + ",\n".join(f"        {_enc(k)}: {_enc(v)}" for k, v in sorted(own.items()))
+            + "\n      },"
+        )
     return (
         '    {\n      "grammar": '
         + dumps(stem)
-        + ',\n      "id": '
+        + ","
+        + listed
+        + '\n      "id": '
         + _enc(request.id)
         + ',\n      "item_ids": '
         + ("[\n" + ids + "\n      ]" if ids else "[]")
@@ -542,10 +612,15 @@ def _produce(
     entries_sink = _Sink(tmp(MANIFEST_FILE + ".requests"))
     sinks = [requests_sink, batches_sink, entries_sink]
     kept: list[ir.Request] = []
+    files_in_memory: dict[str, str] = {}
     counts: set[int] = set()
     n_requests = n_messages = request_bytes = 0
     stems: dict[int, str | None] = {}
     vllm_cache = ConstraintCache(task) if target == "vllm-batch" and has_grammar else None
+    own_grammars = RequestGrammars(task) if has_grammar and RequestGrammars.needed(task) else None
+    own_folder = folder / f".{REQUEST_GRAMMARS}.tmp" if folder is not None else None
+    if own_grammars is not None and own_folder is not None:
+        own_folder.mkdir()
     try:
         for r in renderer.iter_render(selection):
             n = len(r.batch.item_ids)
@@ -553,10 +628,34 @@ def _produce(
             if stem == "":
                 stem = stems[n] = grammar_stem(n, nominal) if has_grammar else None
                 counts.add(n)
+            own: dict[str, str] | None = None
+            own_constraint: dict[str, object] | None = None
+            if own_grammars is not None:
+                # The request's exact grammar in every form, written as it is made.
+                own = {}
+                for suffix, text in own_grammars.files(r).items():
+                    name = request_grammar_name(r.id, suffix)
+                    own[name] = sha256_text(text)
+                    if own_folder is not None:
+                        with open(
+                            own_folder / name.split("/", 1)[1], "w", encoding="utf-8", newline="\n"
+                        ) as f:
+                            f.write(text)
+                    else:
+                        files_in_memory[name] = text
+                    if suffix == ".gbnf" and vllm_grammar == "gbnf":
+                        own_constraint = {"grammar": text}
+                    elif suffix == ".schema.json" and vllm_grammar == "json_schema":
+                        own_constraint = {"json": json.loads(text)}
             if target == "vllm-batch":
-                # Each body carries its own grammar (vLLM's structured_outputs).
+                # Each body carries its own grammar (vLLM's structured_outputs): with requests'
+                # own grammars, the very text of grammars/<id>.gbnf or .schema.json.
                 constraint = (
-                    structured_outputs(task, r.kind, r.batch.item_ids, vllm_grammar, vllm_cache)
+                    own_constraint
+                    if own_constraint is not None
+                    else structured_outputs(
+                        task, r.kind, r.batch.item_ids, vllm_grammar, vllm_cache
+                    )
                     if vllm_cache is not None
                     else None
                 )
@@ -568,7 +667,7 @@ def _produce(
             request_bytes += len(line.encode("utf-8")) + 1
             batches_sink.write(dumps(batch_record(r.batch, r.id)) + "\n")
             entries_sink.write(
-                ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest)
+                ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest, own)
             )
             n_requests += 1
             n_messages += len(r.messages)
@@ -579,7 +678,10 @@ def _produce(
         for sink in sinks:
             sink.close()
 
-    files: dict[str, str] = {}
+    files: dict[str, str] = dict(files_in_memory)
+    if own_grammars is not None and own_folder is not None:
+        # The folder of the requests' own grammars, put in place whole by build().
+        files[REQUEST_GRAMMARS + "/"] = str(own_folder)
     hashes: dict[str, str] = {}
     for name, sink in ((REQUESTS_FILE, requests_sink), (BATCHES_FILE, batches_sink)):
         files[name] = str(sink.path) if sink.path is not None else sink.text()
@@ -633,6 +735,20 @@ def _produce(
         else {
             "stems": {str(n): s for n, s in sorted(gram.stems.items())},
             "files": {name: sha256_text(text) for name, text in sorted(gram.files.items())},
+            # Only where the grammar depends on the items, so other builds stay as they were.
+            **(
+                {
+                    "per_request": {
+                        "folder": REQUEST_GRAMMARS,
+                        "suffixes": list(GRAMMAR_SUFFIXES),
+                        "note": "the shared answer files admit the union of every item's "
+                        "choices; grammars/<request id>.* admit exactly that request's; "
+                        "each request lists its own with their sha256 (grammar_files)",
+                    }
+                }
+                if own_grammars is not None
+                else {}
+            ),
         },
         "requests": _REQUESTS_PLACEHOLDER,
         "counts": {
@@ -874,8 +990,24 @@ class _ManifestView(Mapping[str, object]):
         return len(self.data) + 1
 
 
+def _remove_request_grammars(out: Path, folder: str = REQUEST_GRAMMARS) -> None:
+    """Removes a build's folder of request grammars (its files, then the folder if that
+    leaves it empty; files a user put there stay)."""
+    where = out / folder
+    if not where.is_dir() or where.is_symlink():
+        return
+    for old in where.iterdir():
+        if _REQUEST_GRAMMAR.match(old.name) and old.is_file() and not old.is_symlink():
+            old.unlink()
+    try:
+        where.rmdir()
+    except OSError:
+        pass  # not empty: the user's files stay, and the new folder cannot replace it
+
+
 def _remove_temporary(out: Path) -> None:
     """Removes the temporary files a build writes before renaming them into place."""
+    _remove_request_grammars(out, f".{REQUEST_GRAMMARS}.tmp")
     for old in out.iterdir():
         name = old.name
         if name.startswith(".") and name.endswith(".tmp"):
@@ -930,9 +1062,10 @@ def build(
         for old in out.iterdir():
             if _OWNED.match(old.name) and old.name not in files and old.is_file():
                 old.unlink()
+        _remove_request_grammars(out)
         for name in sorted(files):
             if name != MANIFEST_FILE:
-                os.replace(files[name], out / name)
+                os.replace(files[name], out / name.rstrip("/"))
         os.replace(files[MANIFEST_FILE], manifest_path)
     except OSError as e:
         raise UsageError(
@@ -942,7 +1075,7 @@ def build(
         ) from None
     return BuildResult(
         out,
-        _FolderFiles(out, list(files)),
+        _FolderFiles(out, [n for n in files if not n.endswith("/")]),
         _Rendered(task, selection),
         selection,
         _ManifestView(manifest, out / MANIFEST_FILE),

@@ -27,6 +27,11 @@ OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", 
 
 InputType = Literal["text", "options"]
 
+#: How an answer names one of an item's options (an enum with ``choices_from``): by its
+#: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
+AnswerWith = Literal["letter", "text", "either"]
+ANSWER_WITH: tuple[AnswerWith, ...] = ("letter", "text", "either")
+
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (
     "sequential",
@@ -91,6 +96,12 @@ class OutputField:
     #: enum only: the ``options`` input whose options the choices are, one letter each
     #: (``a``, ``b`` …); each item's answer must be one of its own options' letters.
     choices_from: str = ""
+    #: ``choices_from`` only: whether an answer names an option by its letter, its text or
+    #: either (:data:`ANSWER_WITH`); the value read is always the letter.
+    answer_with: AnswerWith = "letter"
+    #: ``choices_from`` with text answers: the longest option text of any item or demo
+    #: (:func:`promptc.values.option_text`), which bounds a text answer in the shared grammar.
+    option_chars: int = 0
 
 
 @record

@@ -82,6 +82,12 @@ def task_text(task: ir.Task) -> str:
                 "choices": list(o.choices),
                 "aliases": [list(a) for a in o.aliases],
                 "choices_from": o.choices_from,
+                # Only where set, so that builds without text answers stay as they were.
+                **(
+                    {"answer_with": o.answer_with, "option_chars": o.option_chars}
+                    if o.answer_with != "letter"
+                    else {}
+                ),
             }
             for o in task.outputs
         ],
@@ -283,6 +289,8 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
                 choices=tuple(o["choices"]),
                 aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),
                 choices_from=str(o.get("choices_from", "")),
+                answer_with=_answer_with(o.get("answer_with", "letter")),
+                option_chars=int(o.get("option_chars", 0)),
             )
             for o in data["outputs"]
         ),
@@ -328,3 +336,11 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
             )
         ),
     )
+
+
+def _answer_with(value: object) -> ir.AnswerWith:
+    """``answer_with`` as task.json holds it (``letter`` when absent or unknown)."""
+    for known in ir.ANSWER_WITH:
+        if value == known:
+            return known
+    return "letter"

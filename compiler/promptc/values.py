@@ -10,6 +10,11 @@ enum       the choice as declared          a choice or alias, any case → the c
 text       as is                           any text up to the next delimiter → str
 =========  ==============================  ==========================================
 
+An enum whose choices are an item's options (``choices_from``) with ``answer_with: text`` or
+``either`` is read in two steps: the grammar reads the answer as written (any one-line text,
+:func:`read_value` returns it stripped), and :func:`resolve_option` then names the option of
+*that item* it is — the letter, which is the value reported.
+
 What a *grammar* accepts as each type is defined by the fragments in ``grammars/``
 (``number.lark`` …); :func:`read_value` normalises any text those fragments accept, and a
 little more (surrounding spaces, a space after a sign or currency), for demos written by hand.
@@ -21,10 +26,10 @@ strings.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 
-from promptc.ir import OutputField, Value
+from promptc.ir import AnswerWith, OutputField, Value
 from promptc.text import decimal_text
 
 TRUE_WORDS = ("yes", "true")
@@ -41,6 +46,58 @@ MAX_INTEGER_DIGITS = 640
 _NUMBER = re.compile(
     r"^\s*(?P<sign>[-+−]?)\s*[$€£]?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?\.?\s*$"
 )
+
+
+def text_answers(field: OutputField) -> bool:
+    """Whether ``field`` is answered with an option's text (``answer_with: text | either``)."""
+    return field.type == "enum" and bool(field.choices_from) and field.answer_with != "letter"
+
+
+def option_text(option: str) -> str:
+    """The text an answer gives for an option: the option with each white-space run as one
+    space, stripped (``"  hunger  for sleep"`` → ``"hunger for sleep"``)."""
+    return " ".join(option.split())
+
+
+def option_choices(answer_with: AnswerWith, options: Sequence[str]) -> list[str]:
+    """The exact answers an item with ``options`` admits: its letters (``a`` …), its option
+    texts (:func:`option_text`), or both, letters first, each once."""
+    from promptc.markers import OPTION_LETTERS
+
+    out: list[str] = []
+    if answer_with in ("letter", "either"):
+        out.extend(OPTION_LETTERS[: len(options)])
+    if answer_with in ("text", "either"):
+        out.extend(option_text(o) for o in options)
+    return list(dict.fromkeys(out))
+
+
+def resolve_option(
+    answer_with: AnswerWith, options: Sequence[str], answer: str, exact: bool
+) -> list[str]:
+    """The letters of the options of one item that ``answer`` names: one letter when it names
+    exactly one, none when it names none of them, several when it is ambiguous.
+
+    A letter (``letter``, ``either``) is read in any case, as enum choices are. An option's
+    text (``text``, ``either``) must equal :func:`option_text` of the option: exactly when
+    ``exact`` (strict parsing), else in any case and with any white space
+    (``"Hunger  for\tsleep"``). Never a guess: an answer that equals two options' texts, or
+    a letter and another option's text, names both.
+    """
+    from promptc.markers import OPTION_LETTERS
+
+    letters = OPTION_LETTERS[: len(options)]
+    found = answer.strip()
+    hits: list[str] = []
+    if answer_with in ("letter", "either") and len(found) == 1 and found.lower() in letters:
+        hits.append(found.lower())
+    if answer_with in ("text", "either"):
+        want = found if exact else " ".join(found.split()).casefold()
+        for letter, option in zip(letters, options):
+            text = option_text(option)
+            if (text if exact else text.casefold()) == want and letter not in hits:
+                hits.append(letter)
+    return sorted(hits)
 
 
 def write_value(field: OutputField, value: Value) -> str:
@@ -63,6 +120,12 @@ def expected(field: OutputField) -> str:
         return "an integer such as 18 or -3"
     if field.type == "boolean":
         return "yes or no (or true/false)"
+    if text_answers(field):
+        return (
+            "the text of one of the item's options"
+            if field.answer_with == "text"
+            else "the letter or the text of one of the item's options"
+        )
     if field.type == "enum":
         return "one of " + ", ".join(repr(c) for c in field.choices)
     return "text"
@@ -102,6 +165,11 @@ def read_value(field: OutputField, text: str) -> Value:
         if low in FALSE_WORDS:
             return False
         raise ValueError(f"expected {expected(field)}, found {text!r}")
+    if t == "enum" and text_answers(field):
+        # Which option it names depends on the item: resolve_option decides, after reading.
+        if not s or "\n" in s:
+            raise ValueError(f"expected {expected(field)}, found {text!r}")
+        return s
     if t == "enum":
         low = s.lower()
         for c in field.choices:
@@ -183,6 +251,9 @@ def json_schema(field: OutputField) -> dict[str, object]:
         schema = {"type": "integer"}
     elif field.type == "boolean":
         schema = {"type": "boolean"}
+    elif text_answers(field):
+        # The item's options decide; the request's own schema lists them (grammars/ folder).
+        schema = {"type": "string"}
     elif field.type == "enum":
         schema = {"type": "string", "enum": list(field.choices)}
     else:
@@ -206,6 +277,8 @@ def value_reader(field: OutputField) -> Callable[[str], Value]:
     t = field.type
     if t == "text":
         return str
+    if text_answers(field):
+        return lambda text: read_value(field, text)
     if t == "number":
 
         def read_number(text: str) -> Value:

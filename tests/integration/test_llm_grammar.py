@@ -47,6 +47,9 @@ CONSTRAINED = [
     # Indexed inputs: each item's Premise[i]: and Hypothesis[i]: repeated (pinned), then
     # Answer[i]:. 4 items of at most 400 characters of reasoning fit in 900 tokens.
     pytest.param("mnli.yaml", "auto-demo", 4, 900, id="mnli-auto-demo-4"),
+    # Each item its own options, answered by letter or text: the request's own grammar
+    # (grammars/<id>.gbnf) admits exactly its items' choices, so every answer is one of them.
+    pytest.param("commonsense-qa-text.yaml", "batch", 4, 700, id="commonsense-qa-text-batch-4"),
 ]
 
 
@@ -89,7 +92,7 @@ def test_exported_gbnf_is_accepted_by_llama_cpp(
     build: Callable[..., Path], spec: str, kind: str, size: int, max_tokens: int
 ) -> None:
     out = build(spec, kind, size, max_tokens)
-    for path in sorted(out.glob("*.gbnf")):
+    for path in sorted([*out.glob("*.gbnf"), *out.glob("grammars/*.gbnf")]):
         assert gbnf_error(path.read_text(encoding="utf-8")) is None, path.name
     # What is actually sent (Auto-Demo pins each request's own questions) parses too.
     for request in read_requests(out):

@@ -52,7 +52,7 @@ class FirstDifference:
 
 def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[StaleFile]:
     """Every file of ``out_dir`` that differs from the build ``result``, in name order."""
-    from promptc.build import is_build_file
+    from promptc.build import REQUEST_GRAMMARS, is_build_file
 
     folder = Path(out_dir)
     out: list[StaleFile] = []
@@ -71,6 +71,12 @@ def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[St
         for old in sorted(folder.iterdir(), key=lambda p: p.name):
             if is_build_file(old.name) and old.name not in result.files and old.is_file():
                 out.append(StaleFile(old.name, "extra"))
+        own = folder / REQUEST_GRAMMARS
+        if own.is_dir():  # the requests' own grammars, grammars/<request id>.*
+            for old in sorted(own.iterdir(), key=lambda p: p.name):
+                name = f"{REQUEST_GRAMMARS}/{old.name}"
+                if name not in result.files and old.is_file():
+                    out.append(StaleFile(name, "extra"))
     return sorted(out, key=lambda s: s.name)
 
 

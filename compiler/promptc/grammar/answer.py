@@ -49,7 +49,6 @@ body (what follows ``A[i]:``), for the recovering parser built on top of this mo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,9 +66,15 @@ from promptc.grammar.lark_source import (
     make_blueprint,
     marker_regex,
 )
-from promptc.ir import AnswerFormat, OutputField, StrategyKind, Task, Value
+from promptc.ir import AnswerFormat, Item, OutputField, StrategyKind, Task, Value
 from promptc.text import LineTable, Span, excerpt
-from promptc.values import ValueOutOfBounds, json_value, read_value, value_reader
+from promptc.values import (
+    ValueOutOfBounds,
+    json_value,
+    option_choices,
+    read_value,
+    value_reader,
+)
 from promptc.values import expected as expected_value
 
 if TYPE_CHECKING:
@@ -228,6 +233,39 @@ class AnswerGrammar:
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
         return portable_regex(self.blueprint, list(questions))
 
+    def for_items(self, item_choices: Sequence[Mapping[str, Sequence[str]]]) -> AnswerGrammar:
+        """The grammar of one request whose items each admit their own choices: per item,
+        enum field → its exact choices (:func:`item_choices`). Every export of the result
+        (:meth:`files`) admits, for item i, exactly item i's letters and/or option texts.
+
+        Raises:
+            ValueError: Not exactly :attr:`n_items` item choices.
+        """
+        from promptc.grammar.lark_source import item_blueprint
+
+        return AnswerGrammar(
+            kind=self.kind,
+            n_items=self.n_items,
+            task_name=self.task_name,
+            blueprint=item_blueprint(self.blueprint, item_choices),
+            _format=self._format,
+        )
+
+    def request_files(self, questions: Sequence[str] = ()) -> dict[str, str]:
+        """The exports of one request's own grammar (:meth:`for_items`), by suffix:
+        ``.lark``, ``.gbnf``, ``.schema.json``, ``.regex``, ``.parse.regex`` — as
+        :meth:`files` names them, with an Auto-Demo request's questions pinned in the
+        constraining forms (``.gbnf``, ``.schema.json``, ``.regex``), as :meth:`gbnf_for`
+        and :meth:`json_schema_for` pin them."""
+        from promptc.grammar.json_schema import schema_text
+
+        out = {k[len("answer") :]: v for k, v in self.files("answer").items()}
+        if self.kind == "auto-demo":
+            out[".gbnf"] = self.gbnf_for(questions)
+            out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
+            out[".regex"] = self.portable_regex_for(questions) + "\n"
+        return out
+
     @cached_property
     def answer_regex(self) -> str:
         """A regex of one answer body, with a named group per output field."""
@@ -286,13 +324,15 @@ class AnswerGrammar:
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
         (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
+        from promptc.grammar.json_schema import schema_text
+
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
             # Keys stay in the order built (fields as the answer format orders them), not
             # sorted: constrained decoders generate properties in schema order, and reasoning
             # must come before the answer it leads to. The order is fixed, so output is stable.
-            f"{stem}.schema.json": json.dumps(self.json_schema, indent=2) + "\n",
+            f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
         }
         out[f"{stem}.regex"] = self.portable_regex + "\n"
         if self.parse_regex is not None:
@@ -410,7 +450,7 @@ class AnswerGrammar:
 
         def body(i: int) -> str:
             out = []
-            for k, p in enumerate(bp.parts):
+            for k, p in enumerate(bp.parts_of(i)):
                 if p.field is None:
                     out.append(p.bare)
                 else:
@@ -624,7 +664,7 @@ class AnswerGrammar:
                         q_start = at if q_start is None else q_start
                         q = output[q_start : _pos(child.end_pos)].rstrip(_ASCII_WS)
                         question = (self.read_question(q), lines.span(q_start, q_start + len(q)))
-                elif child.data == "answer":
+                elif child.data == "answer" or str(child.data).startswith("answer_"):
                     answer = child
             values: dict[str, Value] = {}
             spans: dict[str, Span] = {}
@@ -773,8 +813,9 @@ def _lark_parser_for(source: str) -> Lark:
 
 def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str]]] | None:
     """Per item of a request, each enum field whose choices are the item's own options
-    (``choices_from``) → that item's letters; ``None`` if the task has no such field or an
-    item is unknown. For :meth:`AnswerGrammar.gbnf_for`."""
+    (``choices_from``) → that item's exact choices (:func:`own_choices`); ``None`` if the
+    task has no such field or an item is unknown. For :meth:`AnswerGrammar.gbnf_for` and
+    :meth:`AnswerGrammar.for_items`."""
     fields = [o for o in task.outputs if o.choices_from]
     if not fields:
         return None
@@ -784,14 +825,19 @@ def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str
         item = by_id.get(i)
         if item is None:
             return None
-        out.append(
-            {
-                f.name: list(markers.OPTION_LETTERS[: len(item.options.get(f.choices_from, ()))])
-                or list(f.choices)
-                for f in fields
-            }
-        )
+        out.append(own_choices(fields, item))
     return out
+
+
+def own_choices(fields: Sequence[OutputField], item: Item) -> dict[str, list[str]]:
+    """One item's exact choices for each enum field whose choices are its options
+    (``choices_from``): its letters, option texts or both (``answer_with``,
+    :func:`promptc.values.option_choices`); the field's choices if the item has no options."""
+    return {
+        f.name: option_choices(f.answer_with, item.options.get(f.choices_from, ()))
+        or list(f.choices)
+        for f in fields
+    }
 
 
 def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:

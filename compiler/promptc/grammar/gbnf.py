@@ -248,6 +248,8 @@ def gbnf_source(
     """
     from promptc.grammar.lark_source import value_regex
 
+    if item_choices is None and blueprint.item_choices is not None:
+        item_choices = [dict(c) for c in blueprint.item_choices]
     if text_max_chars is None:
         text_max_chars = MULTILINE_TEXT_MAX_CHARS if blueprint.multiline else TEXT_MAX_CHARS
     rules: list[tuple[str, str]] = []

@@ -40,11 +40,15 @@ def _answer(
                 {"type": "string"} if question is None else {"type": "string", "const": question}
             )
             required.append("question")
-    for f in blueprint.fields:
-        schema = value_schema(f)
+    from dataclasses import replace
+
+    # A request's own blueprint (item_blueprint) has each item's fields spelled already;
+    # ``choices`` does the same for the shared one: both give the same schema.
+    fields = [p.field for p in blueprint.parts_of(index or 1) if p.field is not None]
+    for f in fields:
         if choices is not None and f.name in choices and f.type == "enum":
-            schema = {**schema, "enum": list(choices[f.name])}
-        props[f.name] = schema
+            f = replace(f, choices=tuple(choices[f.name]), choices_from="", answer_with="letter")
+        props[f.name] = value_schema(f)
         required.append(f.name)
     return {
         "type": "object",
@@ -95,6 +99,29 @@ def json_schema(
         "required": ["answers"],
         "additionalProperties": False,
     }
+
+
+def schema_text(value: object, level: int = 0) -> str:
+    """``json.dumps(value, indent=2)``, byte for byte, for the JSON values a schema holds.
+
+    Python's own encoder with an indent is made of closures that refer to each other, so
+    every call leaves a reference cycle for the garbage collector; a build writing one schema
+    per request would hold thousands of them between collections. This one leaves none (its
+    scalars go through the C encoder)."""
+    pad = "  " * (level + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = ",\n".join(
+            pad + json.dumps(str(k)) + ": " + schema_text(v, level + 1) for k, v in value.items()
+        )
+        return "{\n" + inner + "\n" + "  " * level + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        inner = ",\n".join(pad + schema_text(v, level + 1) for v in value)
+        return "[\n" + inner + "\n" + "  " * level + "]"
+    return json.dumps(value)
 
 
 def json_answer_text(

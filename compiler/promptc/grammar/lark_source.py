@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -92,8 +92,30 @@ def _lark_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def option_text_regex(max_chars: int) -> str:
+    """A text answer naming an item's option (``answer_with: text | either``) in a grammar
+    shared by every item: one line of at most twice ``max_chars`` characters (the longest
+    option's), no white space at its ends. Which option it is (if any) is decided per item
+    after reading (:func:`promptc.values.resolve_option`); each request's own grammar spells
+    its options."""
+    nws = "[^ \\t\\n\\r\\f\\v]"
+    # Twice the longest, so that an option written with wider spacing is still read.
+    limit = 2 * max(max_chars, 1)
+    return f"{nws}(?:[^\\n]{{0,{limit - 2}}}{nws})?"
+
+
+def choices_regex(choices: Sequence[str]) -> str:
+    """The exact choices of one item (letters and/or option texts), any case, longest first."""
+    ordered = sorted(dict.fromkeys(choices), key=lambda w: (-len(w), w.lower(), w))
+    return "(?i:" + "|".join(re.escape(c) for c in ordered) + ")"
+
+
 def value_regex(field: OutputField, multiline: bool) -> str:
     """The bare regex of one value of ``field`` (no lookahead), from its fragment."""
+    from promptc.values import text_answers
+
+    if text_answers(field):
+        return option_text_regex(field.option_chars)
     if field.type == "text":
         return fragment_terminals("text.lark")["TEXT_MULTILINE" if multiline else "TEXT"]
     if field.type == "enum":
@@ -191,6 +213,13 @@ class Blueprint:
     #: ``(markers.question,)``, or with indexed inputs one per input (``Premise``,
     #: ``Hypothesis``; :func:`promptc.markers.question_prefixes`).
     question_prefixes: tuple[str, ...] = ()
+    #: A request's own grammar (:func:`item_blueprint`): per item, (enum field, the exact
+    #: choices it admits) for each field whose choices are the item's options; ``None`` in
+    #: the grammar shared by every request of a size.
+    item_choices: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] | None = None
+    #: Per item, its answer's parts, the per-item fields spelled with its own choices
+    #: (``None`` when :attr:`item_choices` is).
+    item_parts: tuple[tuple[Part, ...], ...] | None = None
 
     @property
     def indexed(self) -> bool:
@@ -201,6 +230,66 @@ class Blueprint:
     def body_regex(self) -> str:
         """The regex of one answer body: the bare parts in sequence."""
         return "".join(p.bare for p in self.parts)
+
+    def parts_of(self, index: int) -> tuple[Part, ...]:
+        """The parts of item ``index``'s (1-based) answer: :attr:`parts`, or the item's own."""
+        if self.item_parts is None:
+            return self.parts
+        return self.item_parts[index - 1]
+
+    def choices_of(self, index: int) -> dict[str, tuple[str, ...]]:
+        """Item ``index``'s own choices by field (empty in a shared grammar)."""
+        if self.item_choices is None:
+            return {}
+        return dict(self.item_choices[index - 1])
+
+
+def item_blueprint(
+    plan: Blueprint, item_choices: Sequence[Mapping[str, Sequence[str]]]
+) -> Blueprint:
+    """``plan`` for one request whose items each admit their own choices (an enum with
+    ``choices_from``: per item, field → its letters and/or option texts): every target then
+    spells, for item i, exactly item i's choices. Field terminals get an ``_I{i}`` suffix
+    (a text field's lookahead holds the item's choices too); literals are shared."""
+    from dataclasses import replace
+
+    if len(item_choices) != plan.n_items:
+        raise ValueError(f"expected {plan.n_items} item choice(s), got {len(item_choices)}")
+    frozen = tuple(
+        tuple((name, tuple(c[name])) for name in sorted(c) if name in {f.name for f in plan.fields})
+        for c in item_choices
+    )
+    per_item: list[tuple[Part, ...]] = []
+    for i, choices in enumerate(frozen, 1):
+        own = dict(choices)
+        bares = [
+            choices_regex(own[p.field.name])
+            if p.field is not None and p.field.name in own
+            else p.bare
+            for p in plan.parts
+        ]
+        parts: list[Part] = []
+        for k, p in enumerate(plan.parts):
+            if p.field is None:
+                parts.append(p)
+                continue
+            tail = "".join(bares[k + 1 :]) + plan.end
+            field = p.field
+            if field.name in own:
+                field = replace(
+                    field, choices=own[field.name], choices_from="", answer_with="letter"
+                )
+            parts.append(
+                Part(
+                    "field",
+                    f"{p.terminal}_I{i}" if plan.kind in ("batch", "auto-demo") else p.terminal,
+                    bares[k],
+                    f"(?:{bares[k]})(?={tail})",
+                    field=field,
+                )
+            )
+        per_item.append(tuple(parts))
+    return replace(plan, item_choices=frozen, item_parts=tuple(per_item))
 
 
 def lenient_body_regex(plan: Blueprint) -> str:
@@ -368,8 +457,11 @@ def _question_rule(i: int, prefixes: Sequence[str]) -> str:
     return out
 
 
-def _skeleton(kind: StrategyKind, n_items: int, prefixes: Sequence[str] = ()) -> str:
-    """The strategy skeleton with its per-item lines expanded."""
+def _skeleton(
+    kind: StrategyKind, n_items: int, prefixes: Sequence[str] = (), per_item: bool = False
+) -> str:
+    """The strategy skeleton with its per-item lines expanded (``per_item``: item i's line
+    names its own rule ``answer_i``)."""
     file = {"single": "single.lark", "few-shot": "single.lark", "batch": "batch.lark"}.get(
         kind, "auto_demo.lark"
     )
@@ -378,6 +470,8 @@ def _skeleton(kind: StrategyKind, n_items: int, prefixes: Sequence[str] = ()) ->
     out: list[str] = []
     for line in lines:
         if re.search(r"\$i\b", line):
+            if per_item:
+                line = re.sub(r"\banswer\b", "answer_$i", line)
             for i in range(1, n_items + 1):
                 question = _question_rule(i, prefixes)
                 out.append(string.Template(line).substitute(i=i, items=items, question=question))
@@ -398,11 +492,14 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
         '// in promptc\'s grammars/ folder. Parse with lark.Lark(source, parser="lalr").',
         "",
     ]
-    body = [
-        _skeleton(blueprint.kind, blueprint.n_items, blueprint.question_prefixes).rstrip("\n"),
-        "",
-    ]
-    body.append("answer: " + " ".join(p.terminal for p in blueprint.parts))
+    per_item = blueprint.item_parts is not None and blueprint.kind in ("batch", "auto-demo")
+    skeleton = _skeleton(blueprint.kind, blueprint.n_items, blueprint.question_prefixes, per_item)
+    body = [skeleton.rstrip("\n"), ""]
+    if per_item:
+        for i in range(1, blueprint.n_items + 1):
+            body.append(f"answer_{i}: " + " ".join(p.terminal for p in blueprint.parts_of(i)))
+    else:
+        body.append("answer: " + " ".join(p.terminal for p in blueprint.parts_of(1)))
     body.append("")
     if blueprint.kind in ("batch", "auto-demo"):
         for i in range(1, blueprint.n_items + 1):
@@ -421,9 +518,14 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
         body.append("")
     if blueprint.question is not None:
         body.append("QUESTION: " + _regex_literal(blueprint.question))
-    for p in blueprint.parts:
-        note = f"  // {p.field.name}: {p.field.type}" if p.field else f"  // {p.text!r}"
-        body.append(f"{p.terminal}: {_regex_literal(p.regex)}{note}")
+    written: set[str] = set()
+    for i in range(1, (blueprint.n_items if per_item else 1) + 1):
+        for p in blueprint.parts_of(i):
+            if p.terminal in written:
+                continue
+            written.add(p.terminal)
+            note = f"  // {p.field.name}: {p.field.type}" if p.field else f"  // {p.text!r}"
+            body.append(f"{p.terminal}: {_regex_literal(p.regex)}{note}")
     body.append("")
     for name in ("_NL", "_LEAD", "_TRAIL"):
         body.append(f"{name}: {_regex_literal(layout(name))}")

@@ -213,21 +213,28 @@ def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> s
             :func:`promptc.markers.question_text` writes it; ``None`` admits any question.
     """
     from promptc.grammar.lark_source import value_regex
+    from promptc.values import text_answers
 
-    parts: list[str] = []
-    for p in plan.parts:
-        if p.field is None:
-            parts.append(escape(p.text))
-        elif p.field.type == "text":
-            parts.append(_text(plan.multiline))
-        elif p.field.type == "enum":
-            # Constrained output is canonical: a choice as declared (aliases are for reading).
-            parts.append("(?:" + "|".join(escape(c) for c in p.field.choices) + ")")
-        elif p.field.type == "boolean":
-            parts.append("(?:yes|no)")
-        else:
-            parts.append(portable(value_regex(p.field, plan.multiline)))
-    answer = "".join(parts)
+    def answer_of(index: int) -> str:
+        parts: list[str] = []
+        for p in plan.parts_of(index):
+            if p.field is None:
+                parts.append(escape(p.text))
+            elif p.field.type == "text":
+                parts.append(_text(plan.multiline))
+            elif text_answers(p.field):
+                # The shared grammar's any one-line text; a request's own spells its options.
+                parts.append(portable(value_regex(p.field, plan.multiline)))
+            elif p.field.type == "enum":
+                # Constrained output is canonical: a choice as declared (aliases are for reading).
+                parts.append("(?:" + "|".join(escape(c) for c in p.field.choices) + ")")
+            elif p.field.type == "boolean":
+                parts.append("(?:yes|no)")
+            else:
+                parts.append(portable(value_regex(p.field, plan.multiline)))
+        return "".join(parts)
+
+    answer = answer_of(1)
     if plan.kind in ("single", "few-shot"):
         return answer
     line = f"{_NOT_WS}[^\\n]*"
@@ -241,7 +248,8 @@ def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> s
     )
     items = []
     for i in range(1, plan.n_items + 1):
-        item = escape(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR) + answer
+        own = answer if plan.item_parts is None else answer_of(i)
+        item = escape(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR) + own
         if plan.kind == "auto-demo":
             if questions is not None:
                 q = escape(markers.question_lines(questions[i - 1], i, plan.question_prefixes))

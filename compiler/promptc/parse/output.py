@@ -109,23 +109,28 @@ def parse_output(
         text = g.text_of_json(output, shape.questions)
         if text is not None:
             results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
-            return _check_options(task, results)
-    return _check_options(task, _parse_text(shape, g, output, mode, task))
+            return _check_options(task, results, mode)
+    return _check_options(task, _parse_text(shape, g, output, mode, task), mode)
 
 
 #: An output in the grammar's JSON form starts with ``{`` (after white space).
 _JSON_START = re.compile(r"\s*\{")
 
 
-def _check_options(task: Task, results: list[ItemResult]) -> list[ItemResult]:
+def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
     """An enum whose choices are an item's options (``choices_from``) must name one of *that*
-    item's options: the grammar admits the letters of the item with the most, and ``(e)``
-    for an item with four is ``malformed``."""
+    item's options: the grammar shared by every request admits the letters of the item with
+    the most (and, with ``answer_with: text | either``, any one-line text), so here each
+    answer is checked against its own item. The value reported is the option's letter. An
+    answer naming none of the item's options (``(e)`` for an item with four, the text of
+    another item's option) or more than one (a text two options share) is ``malformed``,
+    never a guess; the message says which."""
     fields = [f for f in task.outputs if f.choices_from]
     if not fields:
         return results
     from promptc.markers import OPTION_LETTERS
     from promptc.parse.shape import items_by_id
+    from promptc.values import option_choices, resolve_option
 
     by_id = items_by_id(task)
     out = []
@@ -135,19 +140,37 @@ def _check_options(task: Task, results: list[ItemResult]) -> list[ItemResult]:
             value = r.values.get(f.name)
             if item is None or not isinstance(value, str) or f.choices_from not in item.options:
                 continue
-            letters = OPTION_LETTERS[: len(item.options[f.choices_from])]
-            if value.lower() not in letters:
-                r = r._replace(
-                    status="malformed",
-                    values={},
-                    expected=tuple(
-                        f"{f.name}: one of {', '.join(letters)}",
-                    ),
-                    found=value,
-                    message=f"{f.name} {value!r} is not one of item {item.id}'s "
-                    f"{len(letters)} options ({letters[0]} to {letters[-1]})",
+            options = item.options[f.choices_from]
+            hits = resolve_option(f.answer_with, options, value, exact=mode == "strict")
+            if len(hits) == 1:
+                if hits[0] != value:
+                    r = r._replace(values={**r.values, f.name: hits[0]})
+                continue
+            letters = OPTION_LETTERS[: len(options)]
+            if f.answer_with == "letter":
+                what = f"one of item {item.id}'s {len(letters)} options ({letters[0]} to {letters[-1]})"
+            else:
+                what = (
+                    f"the {'letter or ' if f.answer_with == 'either' else ''}text of one of "
+                    f"item {item.id}'s {len(letters)} options"
+                    + (" (exactly, in strict mode)" if mode == "strict" else "")
                 )
-                break
+            problem = (
+                f"names more than one of item {item.id}'s options ({' and '.join(hits)})"
+                if hits
+                else f"is not {what}"
+            )
+            choices = option_choices(f.answer_with, options)
+            r = r._replace(
+                status="malformed",
+                values={},
+                expected=(f"{f.name}: one of " + ", ".join(repr(c) for c in choices),)
+                if f.answer_with != "letter"
+                else (f"{f.name}: one of {', '.join(letters)}",),
+                found=value,
+                message=f"{f.name} {value!r} {problem}",
+            )
+            break
         out.append(r)
     return out
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptc.build import REQUESTS_FILE, BuiltRequest
+from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, SAFE_REQUEST_ID, BuiltRequest
 from promptc.build import read_requests as read_built_requests
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json
@@ -59,6 +59,11 @@ def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
             hint="rebuild with a promptc that writes answer grammars, or use --grammar none",
             code="no-grammar",
         )
+    # A request's own grammar (grammars/<id>.*, when the grammar depends on the items) is
+    # exact where the shared file is the union of every item's choices.
+    own = build / REQUEST_GRAMMARS / f"{request.id}{suffix}"
+    if SAFE_REQUEST_ID.fullmatch(request.id) and own.is_file():
+        return own.read_text(encoding="utf-8")
     path = build / f"{request.grammar}{suffix}"
     try:
         return path.read_text(encoding="utf-8")

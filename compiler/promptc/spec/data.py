@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
-from promptc.ir import DataSource, Item, OutputField, Value
+from promptc.ir import AnswerWith, DataSource, Item, OutputField, Value
 from promptc.markers import options_text
 from promptc.records import record
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
@@ -547,11 +547,42 @@ class _ItemMaker:
         ok = True
         for reader in self.gold:
             value = reader.read(row, index, c)
+            if value is not None and reader.output.choices_from:
+                value = self._gold_option(reader, value, row, c)
             if value is None:
                 ok = False
             else:
                 out[reader.output.name] = value
         return out if ok else None
+
+    def _gold_option(
+        self, reader: GoldReader, value: Value, row: Row, c: ErrorCollector
+    ) -> Value | None:
+        """A gold answer naming one of the row's own options (``choices_from``): its letter,
+        given as the letter or (``answer_with: text | either``) as the option's text."""
+        from promptc.values import option_choices, resolve_option
+
+        field = reader.output
+        options = self.options.get(field.choices_from)
+        if not options:
+            return value  # the row's options are missing or bad, which is reported
+        answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
+        hits = resolve_option(answer_with, options, str(value), exact=False)
+        if len(hits) == 1:
+            return hits[0]
+        names = f"names options {' and '.join(hits)}" if hits else "names none of its options"
+        choices = ", ".join(repr(x) for x in option_choices(answer_with, options))
+        c.add(
+            data_error(
+                "bad-gold",
+                row.location,
+                ("data", "gold", field.name),
+                type=field.type,
+                output=field.name,
+                problem=f"{str(value)!r} {names}; expected one of {choices}",
+            )
+        )
+        return None
 
     def where(self, line: int | Location) -> Location:
         """A row's location: given whole (a JSON array's rows have columns), or its line."""

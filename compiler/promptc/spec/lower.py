@@ -71,6 +71,28 @@ def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputFiel
     return _input_text(doc, path, value)
 
 
+def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -> ir.Value:
+    """A demo's output value. An answer naming one of the demo's options (``choices_from``) is
+    its letter — or, with ``answer_with: text``, its text, which is how the demo then shows
+    the model what to write. (Validation has checked that it names exactly one option.)"""
+    from promptc.spec.data import option_list
+    from promptc.values import coerce_value, option_text, resolve_option
+
+    if f.choices_from:
+        options = option_list(demo.get(f.choices_from)) or ()
+        answer_with: ir.AnswerWith = "either" if f.answer_with != "letter" else "letter"
+        hits = resolve_option(answer_with, options, str(value), exact=False)
+        if len(hits) == 1:
+            from promptc.markers import OPTION_LETTERS
+
+            letter = hits[0]
+            given_letter = str(value).strip().lower() == letter
+            if f.answer_with == "text" or (f.answer_with == "either" and not given_letter):
+                return option_text(options[OPTION_LETTERS.index(letter)])
+            return letter
+    return coerce_value(f, value)
+
+
 def _narrow_choices(
     outputs: list[ir.OutputField], items: Sequence[ir.Item], demos: list[ir.Demo]
 ) -> list[ir.OutputField]:
@@ -87,6 +109,20 @@ def _narrow_choices(
                 letter = str(d.outputs.get(o.name, "a"))
                 most = max(most, OPTION_LETTERS.find(letter.lower()) + 1)
             o = replace(o, choices=tuple(OPTION_LETTERS[: max(most, 1)]))
+            if o.answer_with != "letter":
+                from promptc.values import option_text
+
+                longest = max(
+                    (
+                        len(option_text(x))
+                        for it in items
+                        for x in it.options.get(o.choices_from, ())
+                    ),
+                    default=1,
+                )
+                for d in demos:
+                    longest = max(longest, len(str(d.outputs.get(o.name, ""))))
+                o = replace(o, option_chars=max(longest, 1))
         out.append(o)
     return out
 
@@ -131,7 +167,6 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     own = collector is None
     c = collector if collector is not None else ErrorCollector()
     from promptc.spec.answer_format import parse_answer_format
-    from promptc.values import coerce_value
 
     d = doc.data
     inputs = tuple(
@@ -171,7 +206,9 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
                 inputs={
                     f.name: _demo_input(doc, ("demos", i, f.name), demo[f.name], f) for f in inputs
                 },
-                outputs={o.name: coerce_value(by_name[o.name], demo[o.name]) for o in outputs},
+                outputs={
+                    o.name: _demo_output(by_name[o.name], demo[o.name], demo) for o in outputs
+                },
                 location=doc.value_location(("demos", i)),
             )
         )

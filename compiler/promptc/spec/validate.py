@@ -29,7 +29,7 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import OUTPUT_TYPES, STRATEGY_KINDS, OutputField
+from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, STRATEGY_KINDS, AnswerWith, OutputField
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
@@ -60,6 +60,10 @@ MESSAGES: dict[str, str] = {
     "tell apart",
     "choices-from": "choices_from {name!r} is not an options input; expected one of {names}",
     "choices-and-choices-from": "an enum output has choices or choices_from, not both",
+    "answer-with": "answer_with applies to an enum output with choices_from; expected "
+    "choices_from beside it, or no answer_with",
+    "demo-option-answer": "demo value {value!r} for {field!r} is not {what} of this demo's "
+    "{n} options{why}; expected {expected}",
     "demo-options": "demo value for options input {field!r} is not a list; expected a list "
     "of its options",
     "demo-list": "demo value for input {field!r} is a list; expected text (or declare the "
@@ -369,6 +373,7 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
                 if isinstance(target, str) and target.lower() in by_lower:
                     aliases.append((str(alias), by_lower[target.lower()]))
     description = decl.get("description")
+    answer_with = decl.get("answer_with") if choices_from else None
     return OutputField(
         name=name,
         type=typ,
@@ -377,6 +382,7 @@ def output_field(name: str, decl: object, location: Location) -> OutputField | N
         aliases=tuple(aliases),
         location=location,
         choices_from=choices_from if isinstance(choices_from, str) else "",
+        answer_with=answer_with if answer_with in ANSWER_WITH else "letter",
     )
 
 
@@ -578,6 +584,9 @@ def _check_demos(
             field = outputs.get(key)
             if field is None or not isinstance(value, (str, int, float)):
                 continue
+            if field.choices_from:
+                _check_demo_option(doc, c, vp, field, value, demo.get(field.choices_from))
+                continue
             try:
                 coerce_value(field, value)
             except ValueError as e:
@@ -591,6 +600,46 @@ def _check_demos(
                         problem=str(e),
                     )
                 )
+
+
+def _check_demo_option(
+    doc: SpecDocument,
+    c: ErrorCollector,
+    vp: KeyPath,
+    field: OutputField,
+    value: object,
+    options: object,
+) -> None:
+    """A demo's answer to an enum with ``choices_from`` names one of the demo's own options:
+    by letter, or (``answer_with: text | either``) by its text, in any case."""
+    from promptc.values import option_choices, resolve_option
+
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        return  # the options themselves are reported
+    if not options or isinstance(value, bool):
+        return
+    listed = tuple(options)
+    # A demo may always give the letter; with text answers, the text too.
+    answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
+    hits = resolve_option(answer_with, listed, str(value), exact=False)
+    if len(hits) == 1:
+        return
+    what = "the letter of one" if answer_with == "letter" else "the letter or the text of one"
+    why = f" (it names options {' and '.join(hits)})" if hits else ""
+    choices = option_choices(answer_with, listed)
+    c.add(
+        error(
+            "demo-option-answer",
+            doc.value_location(vp),
+            vp,
+            value=str(value),
+            field=vp[-1],
+            what=what,
+            n=len(listed),
+            why=why,
+            expected="one of " + ", ".join(repr(x) for x in choices),
+        )
+    )
 
 
 DEFAULT_KIND = "single"
@@ -709,6 +758,9 @@ def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
         if not isinstance(decl, dict):
             continue
         if "choices_from" not in decl:
+            if "answer_with" in decl:
+                path_w: KeyPath = ("outputs", name, "answer_with")
+                c.add(error("answer-with", doc.key_location(path_w), path_w))
             continue
         path: KeyPath = ("outputs", name, "choices_from")
         if "choices" in decl:
