@@ -202,3 +202,18 @@ def test_text_fragment_never_takes_outer_white_space() -> None:
     assert not re.fullmatch(one_line, "a ")
     assert not re.fullmatch(one_line, "a\nb")
     assert re.fullmatch(fragment_terminals("text.lark")["TEXT_MULTILINE"], "a\nb")
+
+
+def test_a_number_past_640_digits_before_its_point_is_refused_on_every_path() -> None:
+    """Its exact text in results.jsonl would not read back as JSON in Python (whose json reads
+    a number's integer digits with int, limited to 4,300 digits by default)."""
+    import pytest
+    from promptc.ir import OutputField
+    from promptc.values import MAX_INTEGER_DIGITS, ValueOutOfBounds, read_value, value_reader
+
+    field = OutputField("answer", "number")
+    assert read_value(field, "9" * MAX_INTEGER_DIGITS + ".5") is not None
+    assert read_value(field, "0" * 2000 + "7") == 7
+    for read in (lambda t: read_value(field, t), value_reader(field)):
+        with pytest.raises(ValueOutOfBounds, match="at most 640 digits before its point"):
+            read("1" * (MAX_INTEGER_DIGITS + 1))

@@ -40,7 +40,9 @@ CANONICAL_FALSE = "no"
 #: The most digits an ``integer`` value may have. Python refuses to convert longer integers
 #: to and from text (quadratic work); 640 is the least limit it can be set to
 #: (``PYTHONINTMAXSTRDIGITS``), so what promptc accepts never depends on the environment. A
-#: longer answer is malformed, not an internal error. ``number`` values are Decimals, unbounded.
+#: longer answer is malformed, not an internal error. A ``number`` is a Decimal, bounded the
+#: same way before its point: its exact text in results.jsonl must read back as JSON in any
+#: Python (whose json reads the digits of a number's integer part with ``int``).
 MAX_INTEGER_DIGITS = 640
 
 _NUMBER = re.compile(
@@ -157,6 +159,12 @@ def read_value(field: OutputField, text: str) -> Value:
             if number != number.to_integral_value():
                 raise ValueError(f"expected {expected(field)}, found {text!r}")
             return _bounded_int(number, text)
+        whole = len(digits.lstrip("0"))
+        if whole > MAX_INTEGER_DIGITS:
+            raise ValueOutOfBounds(
+                f"a number of at most {MAX_INTEGER_DIGITS} digits before its point",
+                f"{whole:,} digits",
+            )
         return number
     if t == "boolean":
         low = s.lower()
@@ -282,7 +290,13 @@ def value_reader(field: OutputField) -> Callable[[str], Value]:
     if t == "number":
 
         def read_number(text: str) -> Value:
-            if text.isascii() and "," not in text and "$" not in text and "_" not in text:
+            if (
+                text.isascii()
+                and len(text) <= MAX_INTEGER_DIGITS
+                and "," not in text
+                and "$" not in text
+                and "_" not in text
+            ):
                 try:
                     value = Decimal(text)
                 except InvalidOperation:

@@ -25,6 +25,7 @@ from promptc.parse.normalise import (
 from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span
+from promptc.values import MAX_INTEGER_DIGITS
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -303,7 +304,13 @@ def _read_numbers(read: Callable[[str], Value], texts: Sequence[str]) -> list[Va
     (``Decimal`` of plain ASCII without ``,``, ``$`` or ``_``, if finite) checked once for the
     whole column; any text outside it sends the column through ``read``."""
     joined = "".join(texts)
-    if joined.isascii() and "," not in joined and "$" not in joined and "_" not in joined:
+    if (
+        joined.isascii()
+        and "," not in joined
+        and "$" not in joined
+        and "_" not in joined
+        and max(map(len, texts), default=0) <= MAX_INTEGER_DIGITS
+    ):
         try:
             numbers = list(map(Decimal, texts))
         except InvalidOperation:
