@@ -9,10 +9,8 @@ llama.cpp servers started with a small context.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, ClassVar
 
 import promptc.run.context as context_module
 import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build, read_requests
 from promptc.run.context import largest_need, server_context, server_root
 from promptc.run.orchestrate import run_build
@@ -29,19 +28,11 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     #: path → (status, JSON body) of each GET; a path not listed is 404.
     gets: ClassVar[dict[str, tuple[int, Any]]] = {}
     delay: ClassVar[float] = 0.0
     asked: ClassVar[list[str]] = []
-
-    def _send(self, status: int, payload: object) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         type(self).asked.append(self.path)
@@ -49,48 +40,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(type(self).delay)
         status, payload = type(self).gets.get(self.path, (404, {"error": "not found"}))
         try:
-            self._send(status, payload)
+            send_json(self, payload, status)
         except BrokenPipeError:  # the client gave up waiting, as it should
             pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         n = len(QUESTION.findall(body["messages"][-1]["content"]))
-        text = "\n".join(f"A[{i}]: positive" for i in range(1, n + 1))
-        self._send(
-            200,
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "m",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            },
-        )
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        send_json(self, chat_completion("\n".join(f"A[{i}]: positive" for i in range(1, n + 1))))
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"gets": {}, "delay": 0.0, "asked": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as url:
+        yield url, handler
 
 
 @pytest.fixture

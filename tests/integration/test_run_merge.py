@@ -10,7 +10,6 @@ test sets, and records what it received.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build, read_requests
 from promptc.cli.parse import run_parse
 from promptc.run.collect import collect
@@ -35,18 +35,10 @@ QUESTION = re.compile(r"^Q\[(\d+)\]: (.*)$", re.MULTILINE)
 Rule = Callable[[list[str]], str]
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     rule: ClassVar[Rule] = staticmethod(lambda qs: "")  # type: ignore[assignment]
     seen: ClassVar[list[dict[str, Any]]] = []
     lock = threading.Lock()
-
-    def _send(self, payload: object) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -55,43 +47,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for i, text in enumerate(body["input"]):
                 digest = hashlib.sha256(text.encode()).digest()
                 vectors.append({"index": i, "embedding": [b - 127.5 for b in digest[:8]]})
-            self._send({"data": vectors, "model": body["model"]})
+            send_json(self, {"data": vectors, "model": body["model"]})
             return
         with self.lock:
             type(self).seen.append(body)
         questions = [q for _, q in QUESTION.findall(body["messages"][-1]["content"])]
-        self._send(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "m",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": type(self).rule(questions)},
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
-            }
-        )
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        send_json(self, chat_completion(type(self).rule(questions)))
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"seen": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as url:
+        yield url, handler
 
 
 def _retrieval_build(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -8,7 +8,6 @@ answering with text UTF-8 cannot carry — and counts what it received.
 from __future__ import annotations
 
 import email.utils
-import http.server
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build
 from promptc.run.cache import ResponseCache
 from promptc.run.client import retry_after_seconds
@@ -33,7 +33,7 @@ QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
 Answer = Callable[[int], str]  # number of questions in the prompt -> the answer text
 
 
-class _Server(http.server.BaseHTTPRequestHandler):
+class _Server(QuietHandler):
     rule: ClassVar[Answer] = staticmethod(lambda n: "")  # type: ignore[assignment]
     seen: ClassVar[list[dict[str, Any]]] = []
     raw: ClassVar[bytes | None] = None
@@ -44,42 +44,15 @@ class _Server(http.server.BaseHTTPRequestHandler):
         with self.lock:
             type(self).seen.append(body)
         n = len(QUESTION.findall(body["messages"][-1]["content"]))
-        completion = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": type(self).rule(n)},
-                }
-            ],
-            "usage": {"prompt_tokens": 10 * n, "completion_tokens": n, "total_tokens": 11 * n},
-        }
-        data = type(self).raw or json.dumps(completion).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        completion = chat_completion(type(self).rule(n), 10 * n, n)
+        send_json(self, type(self).raw or completion)
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[_Server]]]:
     handler = type("Handler", (_Server,), {"seen": [], "raw": None})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler) as url:
+        yield url, handler
 
 
 @pytest.fixture
