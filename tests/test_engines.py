@@ -11,81 +11,29 @@ refused by them, so that the two files cannot be confused.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from functools import cache
+from collections.abc import Sequence
 from pathlib import Path
 
 import outlines_core
 import pytest
 import xgrammar
-from promptc import markers
+from export_samples import (
+    CASES,
+    SPECS,
+    demo_answers,
+    grammar_of,
+    invalid_outputs,
+    task_of,
+    valid_output,
+)
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem, Span
-from promptc.ir import StrategyKind, Task, Value
-from promptc.spec.lower import compile_spec
+from promptc.ir import StrategyKind, Task
 from xgrammar.testing import _is_grammar_accept_string
-
-SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
-KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
-CASES = [(spec, kind) for spec in SPECS for kind in KINDS]
-
-
-@cache
-def _task(spec: Path, kind: StrategyKind) -> Task:
-    return compile_spec(spec, overrides={("strategy", "kind"): kind})
-
-
-def _grammar(spec: Path, kind: StrategyKind) -> tuple[Task, AnswerGrammar]:
-    task = _task(spec, kind)
-    n = 1 if kind in ("single", "few-shot") else min(3, max(1, len(task.demos)))
-    return task, build_grammar(task, n, kind)
-
-
-def _answers(task: Task, n: int) -> tuple[list[Mapping[str, Value]], list[str]]:
-    """The values and questions of the spec's demos (cycled to ``n``)."""
-    demos = [task.demos[k % len(task.demos)] for k in range(n)]
-    return (
-        [d.outputs for d in demos],
-        [markers.question_text(task.inputs, d.inputs) for d in demos],
-    )
-
-
-def _valid(task: Task, g: AnswerGrammar) -> list[str]:
-    answers, questions = _answers(task, g.n_items)
-    return [g.write_output(answers, questions)]
-
-
-def _invalid(task: Task, g: AnswerGrammar) -> list[str]:
-    """Outputs that break the format: chatter before or after it, a typed value replaced by a
-    word, an item short, a marker without its space."""
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import text_answers, write_value
-
-    good = _valid(task, g)[0]
-    bad = [good + "\nThat is all."]
-    answers, _ = _answers(task, g.n_items)
-    body = write_answer(task.answer_format, task.outputs, answers[0]).strip()
-    for f in g.fields:
-        if f.type != "text":
-            written = write_value(f, answers[0][f.name])
-            k = body.rindex(written)
-            # An option named by its text (answer_with): the shared grammar admits any one
-            # line up to twice the longest option, so only a longer one is out.
-            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
-            broken = body[:k] + word + body[k + len(written) :]
-            bad.append(good.replace(body, broken, 1))
-    if g.n_items > 1:
-        bad.append(good[: good.rindex("\n")])
-    if g.kind not in ("single", "few-shot"):
-        bad.append("Sure! " + good)
-        marker = markers.answer_marker(1, g.blueprint.markers) + markers.MARKER_SEPARATOR
-        bad.append(good.replace(marker, markers.answer_marker(1, g.blueprint.markers), 1))
-    assert good not in bad
-    return bad
 
 
 def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
-    answers, questions = _answers(task, g.n_items)
+    answers, questions = demo_answers(task, g.n_items)
     items = [
         ParsedItem(i, dict(a), Span(0, 0, None), {}, questions[i - 1])  # type: ignore[arg-type]
         for i, a in enumerate(answers, 1)
@@ -145,27 +93,27 @@ def _ids(cases: list[tuple[Path, str]]) -> list[str]:
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
 def test_gbnf_in_xgrammar(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
+    task, g = grammar_of(spec, kind)
     grammar = xgrammar.Grammar.from_ebnf(g.gbnf)
-    for text in _valid(task, g):
+    for text in [valid_output(task, g)]:
         assert _xg_accepts(grammar, text), text
-    for text in _invalid(task, g):
+    for text in invalid_outputs(task, g):
         assert not _xg_accepts(grammar, text), text
     if kind == "auto-demo":
-        _, questions = _answers(task, g.n_items)
+        _, questions = demo_answers(task, g.n_items)
         pinned = xgrammar.Grammar.from_ebnf(g.gbnf_for(questions))
-        assert _xg_accepts(pinned, _valid(task, g)[0])
+        assert _xg_accepts(pinned, valid_output(task, g))
         other = list(reversed(questions))
         if other != questions:
             assert not _xg_accepts(
-                xgrammar.Grammar.from_ebnf(g.gbnf_for(other)), _valid(task, g)[0]
+                xgrammar.Grammar.from_ebnf(g.gbnf_for(other)), valid_output(task, g)
             )
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
 def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
-    valid, invalid = _valid(task, g), _invalid(task, g)
+    task, g = grammar_of(spec, kind)
+    valid, invalid = [valid_output(task, g)], invalid_outputs(task, g)
     grammar = xgrammar.Grammar.from_regex(g.portable_regex)
     chars = _Chars(valid + invalid)
     index = outlines_core.Index(g.portable_regex, chars.vocab)
@@ -176,7 +124,7 @@ def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind)
         assert not _xg_accepts(grammar, text), text
         assert not chars.accepts(index, text), text
     if kind == "auto-demo":
-        _, questions = _answers(task, g.n_items)
+        _, questions = demo_answers(task, g.n_items)
         pinned = g.portable_regex_for(questions)
         assert _xg_accepts(xgrammar.Grammar.from_regex(pinned), valid[0])
         assert chars.accepts(outlines_core.Index(pinned, chars.vocab), valid[0])
@@ -184,7 +132,7 @@ def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind)
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
 def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
+    task, g = grammar_of(spec, kind)
     schema = json.dumps(g.json_schema)
     assert "minLength" not in schema
     grammar = xgrammar.Grammar.from_json_schema(schema)
@@ -202,7 +150,7 @@ def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) ->
 def test_the_parse_regex_is_not_for_engines() -> None:
     """The Python regex (named groups, lookaheads, atomic groups) is refused by xgrammar's
     regex front end: it is for parsing only, under a name that says so."""
-    _, g = _grammar(SPECS[0], "batch")
+    _, g = grammar_of(SPECS[0], "batch")
     assert g.parse_regex is not None and "(?P<" in g.parse_regex
     with pytest.raises(Exception):  # noqa: B017 - xgrammar's own error type
         xgrammar.Grammar.from_regex(g.parse_regex)
@@ -216,7 +164,7 @@ def test_each_item_of_a_request_admits_its_own_options() -> None:
     admits (e) for the first and not for the second."""
     from promptc.grammar.answer import item_choices
 
-    task = _task(next(s for s in SPECS if s.stem == "commonsense-qa"), "batch")
+    task = task_of(next(s for s in SPECS if s.stem == "commonsense-qa"), "batch")
     g = build_grammar(task, 2, "batch")
     choices = item_choices(task, ["c01", "c02"])
     assert choices == [{"answer": list("abcde")}, {"answer": list("abcd")}]

@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from export_samples import (
+    CASES,
+    IDS,
+    SPECS,
+    demo_answers,
+    grammar_of,
+    invalid_outputs,
+    task_of,
+    valid_output,
+)
 from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper, grammar_from
 from promptc import markers
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem, Span
 from promptc.ir import StrategyKind, Task, Value
-from promptc.spec.answer_format import write_answer
-from promptc.spec.lower import compile_spec
-from promptc.values import text_answers, write_value
-
-SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
-KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
-CASES = [(spec, kind) for spec in SPECS for kind in KINDS]
-IDS = [f"{s.stem}-{k}" for s, k in CASES]
 
 
 class ByteTokenizer:
@@ -66,57 +67,10 @@ def accepts(grammar: str, text: str) -> bool:
     return bool(m.is_accepting()) and bool(m.consume_token(ByteTokenizer.eos_token_id))
 
 
-@cache
-def _task(spec: Path, kind: StrategyKind) -> Task:
-    return compile_spec(spec, overrides={("strategy", "kind"): kind})
-
-
-def _grammar(spec: Path, kind: StrategyKind) -> tuple[Task, AnswerGrammar]:
-    task = _task(spec, kind)
-    n = 1 if kind in ("single", "few-shot") else min(3, max(1, len(task.demos)))
-    return task, build_grammar(task, n, kind)
-
-
-def _answers(task: Task, n: int) -> tuple[list[Mapping[str, Value]], list[str]]:
-    """The values and questions of the spec's demos (cycled to ``n``)."""
-    demos = [task.demos[k % len(task.demos)] for k in range(n)]
-    return [d.outputs for d in demos], [markers.question_text(task.inputs, d.inputs) for d in demos]
-
-
-def valid_text(task: Task, g: AnswerGrammar) -> str:
-    answers, questions = _answers(task, g.n_items)
-    return g.write_output(answers, questions)
-
-
-def invalid_texts(task: Task, g: AnswerGrammar) -> list[str]:
-    """Outputs that break the format: chatter after it, a typed value replaced by a word, an
-    item short; for several items chatter before it and a marker without its space."""
-    good = valid_text(task, g)
-    bad = [good + "\nThat is all."]
-    answers, _ = _answers(task, g.n_items)
-    body = write_answer(task.answer_format, task.outputs, answers[0]).strip()
-    for f in g.fields:
-        if f.type != "text":
-            written = write_value(f, answers[0][f.name])
-            k = body.rindex(written)
-            # An option named by its text (answer_with): the shared grammar admits any one
-            # line up to twice the longest option, so only a longer one is out.
-            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
-            bad.append(good.replace(body, body[:k] + word + body[k + len(written) :], 1))
-    if g.n_items > 1:
-        bad.append(good[: good.rindex("\n")])
-    if g.kind not in ("single", "few-shot"):
-        bad.append("Sure! " + good)
-        marker = markers.answer_marker(1, g.blueprint.markers)
-        bad.append(good.replace(marker + markers.MARKER_SEPARATOR, marker, 1))
-    assert good not in bad
-    return bad
-
-
 def json_texts(task: Task, g: AnswerGrammar, compact: bool) -> tuple[list[str], list[str]]:
     """Valid JSON answers (one with a text value holding a line break and quotes) and invalid
     ones (empty, extra text after it, an item short)."""
-    answers, questions = _answers(task, g.n_items)
+    answers, questions = demo_answers(task, g.n_items)
     separators = (",", ":") if compact else (", ", ": ")
 
     def dump(values: list[Mapping[str, Value]]) -> str:
@@ -138,7 +92,7 @@ def json_texts(task: Task, g: AnswerGrammar, compact: bool) -> tuple[list[str], 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
 def test_json_schema_in_guidance(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
+    task, g = grammar_of(spec, kind)
     schema = json.dumps(g.json_schema)
     # vLLM's guidance backend: white space flexible unless any white space is disabled.
     for flexible in (True, False):
@@ -151,7 +105,7 @@ def test_json_schema_in_guidance(spec: Path, kind: StrategyKind) -> None:
         for text in invalid:
             assert not accepts(grammar, text), text
         if kind == "auto-demo":  # each request's own questions pinned, as run sends it
-            _, questions = _answers(task, g.n_items)
+            _, questions = demo_answers(task, g.n_items)
             pinned = LLMatcher.grammar_from_json_schema(
                 json.dumps(g.json_schema_for(questions)),
                 defaults={"whitespace_flexible": flexible},
@@ -168,33 +122,35 @@ def test_json_schema_in_guidance(spec: Path, kind: StrategyKind) -> None:
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
 def test_portable_regex_in_guidance(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
+    task, g = grammar_of(spec, kind)
     grammar = grammar_from("regex", g.portable_regex)
-    assert accepts(grammar, valid_text(task, g))
-    for text in invalid_texts(task, g):
+    assert accepts(grammar, valid_output(task, g))
+    for text in invalid_outputs(task, g):
         assert not accepts(grammar, text), text
     if kind == "auto-demo":
-        _, questions = _answers(task, g.n_items)
-        assert accepts(grammar_from("regex", g.portable_regex_for(questions)), valid_text(task, g))
+        _, questions = demo_answers(task, g.n_items)
+        assert accepts(
+            grammar_from("regex", g.portable_regex_for(questions)), valid_output(task, g)
+        )
         other = list(reversed(questions))
         if other != questions:
             pinned = grammar_from("regex", g.portable_regex_for(other))
-            assert not accepts(pinned, valid_text(task, g))
+            assert not accepts(pinned, valid_output(task, g))
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
 def test_gbnf_in_guidance(spec: Path, kind: StrategyKind) -> None:
-    task, g = _grammar(spec, kind)
+    task, g = grammar_of(spec, kind)
     grammar = grammar_from("gbnf", g.gbnf)
-    assert accepts(grammar, valid_text(task, g))
-    for text in invalid_texts(task, g):
+    assert accepts(grammar, valid_output(task, g))
+    for text in invalid_outputs(task, g):
         assert not accepts(grammar, text), text
     if kind == "auto-demo":
-        _, questions = _answers(task, g.n_items)
-        assert accepts(grammar_from("gbnf", g.gbnf_for(questions)), valid_text(task, g))
+        _, questions = demo_answers(task, g.n_items)
+        assert accepts(grammar_from("gbnf", g.gbnf_for(questions)), valid_output(task, g))
         other = list(reversed(questions))
         if other != questions:
-            assert not accepts(grammar_from("gbnf", g.gbnf_for(other)), valid_text(task, g))
+            assert not accepts(grammar_from("gbnf", g.gbnf_for(other)), valid_output(task, g))
 
 
 def test_each_item_of_a_request_admits_its_own_options_in_guidance() -> None:
@@ -202,7 +158,7 @@ def test_each_item_of_a_request_admits_its_own_options_in_guidance() -> None:
     five options and not for the one with four."""
     from promptc.grammar.answer import item_choices
 
-    task = _task(next(s for s in SPECS if s.stem == "commonsense-qa"), "batch")
+    task = task_of(next(s for s in SPECS if s.stem == "commonsense-qa"), "batch")
     g = build_grammar(task, 2, "batch")
     grammar = grammar_from("gbnf", g.gbnf_for(item_choices=item_choices(task, ["c01", "c02"])))
     ok = "A[1]: Sun. So the answer is (e).\nA[2]: Shoes. So the answer is (d)."
@@ -213,7 +169,7 @@ def test_each_item_of_a_request_admits_its_own_options_in_guidance() -> None:
 def test_the_parsing_grammars_are_not_for_engines() -> None:
     """``answer.lark`` and ``answer.parse.regex`` carry lookaheads for Python's parsers:
     llguidance refuses them, so that they cannot pass for the engine exports."""
-    _, g = _grammar(SPECS[0], "batch")
+    _, g = grammar_of(SPECS[0], "batch")
     assert g.parse_regex is not None
     for grammar in (grammar_from("lark", g.lark), grammar_from("regex", g.parse_regex)):
         m = LLMatcher(TOKENIZER, grammar, log_level=0)
@@ -233,8 +189,8 @@ def test_pinned_questions_with_quotes_and_line_breaks_in_guidance(stem: str) -> 
     """The pinned Auto-Demo forms spell each question as literal text, escapes included:
     quotes, backslashes, tabs, line breaks inside a value, non-ASCII (``mnli``: one line per
     input, indexed)."""
-    task, g = _grammar(next(s for s in SPECS if s.stem == stem), "auto-demo")
-    answers, _ = _answers(task, g.n_items)
+    task, g = grammar_of(next(s for s in SPECS if s.stem == stem), "auto-demo")
+    answers, _ = demo_answers(task, g.n_items)
     values = ['Say "hi" \\ bye', "a\tb é\nsecond line"]
     labels = [markers.field_label(f) for f in task.inputs]
     question = "\n".join(f"{lab}: {v}" for lab, v in zip(labels, values))

@@ -1,0 +1,71 @@
+"""The outputs that every grammar export is held to, in every engine's test: for each example
+spec and strategy, the spec's demo answers written in the canonical layout (valid), and the
+same output broken in the ways a model breaks it (invalid)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+from promptc import markers
+from promptc.grammar.answer import AnswerGrammar, build_grammar
+from promptc.ir import StrategyKind, Task, Value
+from promptc.spec.answer_format import write_answer
+from promptc.spec.lower import compile_spec
+from promptc.values import text_answers, write_value
+
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+CASES = [(spec, kind) for spec in SPECS for kind in KINDS]
+IDS = [f"{s.stem}-{k}" for s, k in CASES]
+
+
+@cache
+def task_of(spec: Path, kind: StrategyKind) -> Task:
+    """The example spec compiled in ``kind``."""
+    return compile_spec(spec, overrides={("strategy", "kind"): kind})
+
+
+def grammar_of(spec: Path, kind: StrategyKind) -> tuple[Task, AnswerGrammar]:
+    """The task and its grammar for one item, or for up to three (the spec's demos)."""
+    task = task_of(spec, kind)
+    n = 1 if kind in ("single", "few-shot") else min(3, max(1, len(task.demos)))
+    return task, build_grammar(task, n, kind)
+
+
+def demo_answers(task: Task, n: int) -> tuple[list[Mapping[str, Value]], list[str]]:
+    """The values and questions of the spec's demos (cycled to ``n``)."""
+    demos = [task.demos[k % len(task.demos)] for k in range(n)]
+    return [d.outputs for d in demos], [markers.question_text(task.inputs, d.inputs) for d in demos]
+
+
+def valid_output(task: Task, g: AnswerGrammar) -> str:
+    """The demos' answers in the grammar's canonical layout."""
+    answers, questions = demo_answers(task, g.n_items)
+    return g.write_output(answers, questions)
+
+
+def invalid_outputs(task: Task, g: AnswerGrammar) -> list[str]:
+    """Outputs that break the format: chatter after it, a typed value replaced by a word, an
+    item short; for several items chatter before it and a marker without its space."""
+    good = valid_output(task, g)
+    bad = [good + "\nThat is all."]
+    answers, _ = demo_answers(task, g.n_items)
+    body = write_answer(task.answer_format, task.outputs, answers[0]).strip()
+    for f in g.fields:
+        if f.type != "text":
+            written = write_value(f, answers[0][f.name])
+            k = body.rindex(written)
+            # An option named by its text (answer_with): the shared grammar admits any one
+            # line up to twice the longest option, so only a longer one is out.
+            word = "x" * (2 * f.option_chars + 1) if text_answers(f) else "maybe-not"
+            bad.append(good.replace(body, body[:k] + word + body[k + len(written) :], 1))
+    if g.n_items > 1:
+        bad.append(good[: good.rindex("\n")])
+    if g.kind not in ("single", "few-shot"):
+        bad.append("Sure! " + good)
+        marker = markers.answer_marker(1, g.blueprint.markers)
+        bad.append(good.replace(marker + markers.MARKER_SEPARATOR, marker, 1))
+    assert good not in bad
+    return bad
