@@ -323,11 +323,57 @@ def request_grammar_name(request_id: str, suffix: str) -> str:
     return f"{REQUEST_GRAMMARS}/{request_id}{suffix}"
 
 
+class _ItemsInOrder:
+    """``items.jsonl`` written during the render pass while the requests take the items in
+    data order, one request after another (sequential selection): each item is then read
+    from the data file once, not once more for this file. At the first request out of that
+    order the file is given up, and :func:`_write_task_files` writes it in a pass of its own."""
+
+    def __init__(self, task: ir.Task, path: Path | None) -> None:
+        self.task = task
+        self.sink: _Sink | None = _Sink(path)
+        self.next = 0
+        self.paths: dict[str, str] = {}
+
+    def add(self, batch: ir.Batch) -> None:
+        from promptc.task_file import item_line
+
+        if self.sink is None:
+            return
+        items = self.task.items
+        for i in batch.item_indices:
+            if i != self.next:
+                self.give_up()
+                return
+            self.sink.write(item_line(self.task, items[i], self.paths))
+            self.next += 1
+
+    def give_up(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            if self.sink.path is not None:
+                self.sink.path.unlink(missing_ok=True)
+            self.sink = None
+
+    def finished(self) -> _Sink | None:
+        """The complete file's sink, or ``None`` if it was given up or misses items."""
+        if self.sink is not None and self.next != len(self.task.items):
+            self.give_up()
+        if self.sink is not None:
+            self.sink.close()
+        return self.sink
+
+
 def _write_task_files(
-    task: ir.Task, files: dict[str, str], hashes: dict[str, str], tmp: Any
+    task: ir.Task,
+    files: dict[str, str],
+    hashes: dict[str, str],
+    tmp: Any,
+    items_sink: _Sink | None = None,
 ) -> None:
     """``task.json`` and ``items.jsonl`` (:mod:`promptc.task_file`), the items streamed one
-    line at a time: the build holds its own task, in memory that does not grow with items."""
+    line at a time: the build holds its own task, in memory that does not grow with items.
+    ``items_sink`` is ``items.jsonl`` already written in the render pass, if it was."""
     from promptc.task_file import ITEMS_FILE, TASK_FILE, item_lines, task_text
 
     text = task_text(task)
@@ -339,12 +385,14 @@ def _write_task_files(
     else:
         files[TASK_FILE] = text
     hashes[TASK_FILE] = sha256_text(text)
-    sink = _Sink(tmp(ITEMS_FILE))
-    try:
-        for line in item_lines(task):
-            sink.write(line)
-    finally:
-        sink.close()
+    sink = items_sink
+    if sink is None:
+        sink = _Sink(tmp(ITEMS_FILE))
+        try:
+            for line in item_lines(task):
+                sink.write(line)
+        finally:
+            sink.close()
     files[ITEMS_FILE] = str(sink.path) if sink.path is not None else sink.text()
     hashes[ITEMS_FILE] = sink.hexdigest()
 
@@ -607,6 +655,9 @@ def _produce(
     def tmp(name: str) -> Path | None:
         return folder / f".{name}.tmp" if folder is not None else None
 
+    from promptc.task_file import ITEMS_FILE
+
+    items_in_order = _ItemsInOrder(task, tmp(ITEMS_FILE))
     requests_sink = _Sink(tmp(REQUESTS_FILE))
     batches_sink = _Sink(tmp(BATCHES_FILE))
     entries_sink = _Sink(tmp(MANIFEST_FILE + ".requests"))
@@ -669,11 +720,16 @@ def _produce(
             entries_sink.write(
                 ("" if n_requests == 0 else ",\n") + _manifest_entry(r, stem, digest, own)
             )
+            items_in_order.add(r.batch)
             n_requests += 1
             n_messages += len(r.messages)
             if folder is None:
                 kept.append(r)
         gram = grammars(task, sorted(counts)) if has_grammar else None
+        items_sink = items_in_order.finished()
+    except BaseException:
+        items_in_order.give_up()
+        raise
     finally:
         for sink in sinks:
             sink.close()
@@ -696,7 +752,7 @@ def _produce(
             else:
                 files[name] = text
 
-    _write_task_files(task, files, hashes, tmp)
+    _write_task_files(task, files, hashes, tmp, items_sink)
     if target in BATCH_TARGETS and (
         n_requests > BATCH_MAX_REQUESTS or request_bytes > BATCH_MAX_BYTES
     ):

@@ -36,7 +36,7 @@ ITEMS_FILE = "items.jsonl"
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_plain)
+    return _ENCODE(value)
 
 
 def _plain(value: object) -> object:
@@ -47,16 +47,30 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _where(loc: Location, spec_dir: str) -> str:
+# One encoder for every line (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain).encode
+
+
+def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) -> str:
+    """``file:line:col`` with the file relative to the spec's folder (``paths`` caches the
+    relative path of each file: every item of a data file has the same)."""
     if loc.file in ("", ir.NOWHERE.file):
         return ""
-    # Relative to the spec's folder whatever the current folder was: builds are byte-identical.
-    try:
-        path = os.path.relpath(os.path.abspath(loc.file), os.path.abspath(spec_dir))
-    except ValueError:  # another drive on Windows
-        path = os.path.basename(loc.file)
-    path = path.replace(os.sep, "/")
-    return str(Location(path, loc.line, loc.col))
+    path = paths.get(loc.file) if paths is not None else None
+    if path is None:
+        # Relative to the spec's folder whatever the current folder was: builds are
+        # byte-identical.
+        try:
+            path = os.path.relpath(os.path.abspath(loc.file), os.path.abspath(spec_dir))
+        except ValueError:  # another drive on Windows
+            path = os.path.basename(loc.file)
+        path = path.replace(os.sep, "/")
+        if paths is not None:
+            paths[loc.file] = path
+    # Location's own form (file, file:line or file:line:col), without making one per item.
+    if loc.line <= 0:
+        return path
+    return f"{path}:{loc.line}" if loc.col <= 0 else f"{path}:{loc.line}:{loc.col}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,27 +148,34 @@ def task_text(task: ir.Task) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, indent=2, default=_plain) + "\n"
 
 
+def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -> str:
+    """One line of ``items.jsonl`` (with its newline); ``paths`` caches relative file paths
+    between calls."""
+    try:
+        question = markers.question_text(task.inputs, it.inputs)
+    except KeyError:
+        question = ""
+    return (
+        _dumps(
+            {
+                "id": it.id,
+                "index": it.index,
+                "inputs": dict(it.inputs),
+                "question": question,
+                "location": _where(it.location, task.spec_dir, paths),
+                "gold": dict(it.gold),
+                "options": {k: list(v) for k, v in it.options.items()},
+            }
+        )
+        + "\n"
+    )
+
+
 def item_lines(task: ir.Task) -> Iterator[str]:
     """``items.jsonl``, one line (with its newline) per item, in data order."""
+    paths: dict[str, str] = {}
     for it in task.items:
-        try:
-            question = markers.question_text(task.inputs, it.inputs)
-        except KeyError:
-            question = ""
-        yield (
-            _dumps(
-                {
-                    "id": it.id,
-                    "index": it.index,
-                    "inputs": dict(it.inputs),
-                    "question": question,
-                    "location": _where(it.location, task.spec_dir),
-                    "gold": dict(it.gold),
-                    "options": {k: list(v) for k, v in it.options.items()},
-                }
-            )
-            + "\n"
-        )
+        yield item_line(task, it, paths)
 
 
 def items_text(task: ir.Task) -> str:
