@@ -159,3 +159,32 @@ def test_a_misspelt_run_key_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PromptcError) as e:
         compile_spec(spec)
     assert "tries" in str(e.value.format() if hasattr(e.value, "format") else e.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [("auto-demo", "sequential"), ("batch", "random"), ("single", "sequential")],
+)
+def test_items_file_is_the_items_in_data_order_whatever_the_selection(
+    tmp_path: Path, kind: str, method: str
+) -> None:
+    """items.jsonl is written in the render pass when the requests take the items in data
+    order, and in a pass of its own otherwise (random order): the same file either way."""
+    from promptc.task_file import items_text
+
+    task = compile_spec(
+        SPECS / "math.yaml",
+        overrides={("strategy", "kind"): kind, ("strategy", "selection", "method"): method},
+    )
+    out = tmp_path / "b"
+    build(task, out)
+    assert (out / ITEMS_FILE).read_text(encoding="utf-8") == items_text(task)
+    assert [json.loads(line)["index"] for line in items_text(task).splitlines()] == list(
+        range(len(task.items))
+    )
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    import hashlib
+
+    assert (
+        manifest["files"][ITEMS_FILE] == hashlib.sha256((out / ITEMS_FILE).read_bytes()).hexdigest()
+    )
