@@ -130,3 +130,28 @@ def test_removed_characters_inside_reasoning_take_the_fast_path(data: st.DataObj
     assert fast is not None
     assert fast[k].values["reasoning"] == body[len("A[1]: ") : body.index(" The answer is")]
     assert _view(fast) == _view(parse_output_recover_slow(TASK, request, out))
+
+
+ANY_LOOKALIKE = [*INVISIBLES, "\u2212", "\u00a0", "\u2009", "\u3000", "\uff21", "\uff1a", "\u3010"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_every_spec_and_strategy_reads_alike_on_both_paths(data: st.DataObject) -> None:
+    """Lookalikes and removed characters put anywhere in the canonical output of any example
+    spec and strategy: the whole parser (fast path first) gives the slow path's statuses and
+    values (text as written), item by item."""
+    from export_samples import CASES, grammar_of, valid_output
+
+    spec, kind = data.draw(st.sampled_from(CASES))
+    task, g = grammar_of(spec, kind)
+    chars = list(valid_output(task, g))
+    for _ in range(data.draw(st.integers(1, 5))):
+        chars.insert(
+            data.draw(st.integers(0, len(chars))), data.draw(st.sampled_from(ANY_LOOKALIKE))
+        )
+    out = "".join(chars)
+    request = {"id": "r1", "kind": kind, "item_ids": [it.id for it in task.items[: g.n_items]]}
+    slow = parse_output_recover_slow(task, request, out)
+    full = parse_output(task, request, out)
+    assert [(r.status, r.values) for r in full] == [(r.status, r.values) for r in slow]

@@ -25,7 +25,7 @@ from promptc.parse.normalise import (
 from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span
-from promptc.values import MAX_INTEGER_DIGITS
+from promptc.values import MAX_INTEGER_DIGITS, text_answers
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -62,6 +62,8 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
             )
         except Exception:  # noqa: BLE001 - any mismatch means: take the slow path
             return None
+    if norm is not output and layout.option_texts:
+        return None
     m = layout.pattern.fullmatch(norm)
     if m is None:
         return None
@@ -126,7 +128,7 @@ def _fast_removed(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     taken only if every removed character lies inside a text value, where the slow path too
     keeps it as written; text values are sliced from the output, spans mapped back to it."""
     layout = _fast_layout(g)
-    if layout is None or layout.columns is None:
+    if layout is None or layout.columns is None or layout.option_texts:
         return None
     text = NormalisedText(output)
     m = layout.pattern.fullmatch(text.norm)
@@ -356,6 +358,9 @@ class _FastLayout:
     columns: _FastColumns | None = None
     read_question: Callable[[str], str] | None = None
     prefixes: tuple[str, ...] = ("Q",)
+    #: An enum answered by its option's text (``answer_with``): a value the slow path reads
+    #: as written first, so an output with lookalikes is left to it.
+    option_texts: bool = False
 
 
 _FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastLayout | None]] = {}
@@ -400,6 +405,7 @@ def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
         _fast_columns_of(g, items),
         g.read_question if bp.indexed else None,
         bp.question_prefixes or (bp.markers.question,),
+        any(text_answers(f) for f in g.fields),
     )
 
 

@@ -21,6 +21,9 @@ _SPACES = (
 )
 
 
+#: The Unicode spaces that read as a space (no-break, en, em, thin, ideographic …).
+UNICODE_SPACES = _SPACES
+
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
 #: The characters normalising removes: zero-width spaces and joiners, the word joiner, a BOM

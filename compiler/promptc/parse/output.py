@@ -210,10 +210,13 @@ def target_results(
 def parse_output_recover_slow(
     task: Task, request: object, output: str, *, grammar: AnswerGrammar | None = None
 ) -> list[ItemResult]:
-    """``recover`` mode without the fast path: the marker scanner alone (for tests and bench)."""
+    """``recover`` mode without the fast path: the marker scanner alone, then the per-item
+    option check that :func:`parse_output` makes too (for tests and bench)."""
     shape = request if isinstance(request, RequestShape) else request_shape(task, request)
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    return parse_recover(shape, g, output, _ends_with_literal(task))
+    return _check_options(
+        task, parse_recover(shape, g, output, _ends_with_literal(task)), "recover"
+    )
 
 
 def _ends_with_literal(task: Task) -> bool:

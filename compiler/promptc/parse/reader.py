@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from promptc.ir import Value
-from promptc.parse.normalise import EDGE_NOISE, SPACE, NormalisedText
+from promptc.parse.normalise import EDGE_NOISE, SPACE, UNICODE_SPACES, NormalisedText
 from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
 from promptc.text import excerpt
@@ -202,6 +202,15 @@ class AnswerReader:
                 out[name] = text.original[text.orig(a) : text.orig(b - 1) + 1]
         return out
 
+    def _trim_spaces(self, values: dict[str, Value]) -> dict[str, Value]:
+        """``values`` with Unicode spaces stripped from the edges of its text values."""
+        out = dict(values)
+        for f in self.grammar.fields:
+            v = out.get(f.name)
+            if f.type == "text" and isinstance(v, str):
+                out[f.name] = v.strip(UNICODE_SPACES)
+        return out
+
     def _read_lenient(self, text: NormalisedText, s: int, e: int) -> Reading | None:
         """One candidate reading by the lenient answer regex, as written then normalised."""
         lenient = getattr(self.grammar, "parse_answer_lenient", None)
@@ -221,6 +230,10 @@ class AnswerReader:
         # Zero-width characters at the edges of an answer are noise, like white space.
         raw = text.original[o_s:o_e].strip(EDGE_NOISE)
         got = self._try(raw, diagnose)
+        if isinstance(got, dict) and raw != text.norm[s:e]:
+            # A Unicode space at a text value's edge is a space, as in the normalised form
+            # (and on the fast path): not part of the value.
+            got = self._trim_spaces(got)
         if not isinstance(got, dict) and raw != text.norm[s:e]:
             got = self._try(text.norm[s:e], diagnose)
             if isinstance(got, dict):
