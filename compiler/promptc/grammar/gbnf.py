@@ -16,7 +16,6 @@ constrained model from running on forever, text is bounded here (and only here):
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -24,16 +23,7 @@ from typing import Any
 from promptc import markers
 from promptc.errors import GrammarError
 from promptc.grammar.lark_source import Blueprint
-
-# The regex parser of the standard library (``re._parser`` since 3.11, ``sre_parse`` before).
-_c: Any
-_p: Any
-try:
-    _c = importlib.import_module("re._constants")
-    _p = importlib.import_module("re._parser")
-except ImportError:  # pragma: no cover - Python 3.10
-    _c = importlib.import_module("sre_constants")
-    _p = importlib.import_module("sre_parse")
+from promptc.grammar.regex_tree import SRE, cases, class_spans, parse, quantifier
 
 #: Longest text value a constrained model may write in a one-line answer.
 TEXT_MAX_CHARS = 400
@@ -93,27 +83,6 @@ def _class(items: Iterable[tuple[int, int]], negate: bool) -> str:
     return "[" + ("^" if negate else "") + "".join(body) + "]"
 
 
-_CATEGORIES = {
-    _c.CATEGORY_DIGIT: [(ord("0"), ord("9"))],
-    _c.CATEGORY_SPACE: [(ord(c), ord(c)) for c in " \t\n\r\x0b\x0c"],
-    _c.CATEGORY_WORD: [
-        (ord("a"), ord("z")),
-        (ord("A"), ord("Z")),
-        (ord("0"), ord("9")),
-        (ord("_"), ord("_")),
-    ],
-}
-
-
-def _cases(lo: int, hi: int) -> list[tuple[int, int]]:
-    out = [(lo, hi)]
-    for a, b, shift in ((ord("a"), ord("z"), -32), (ord("A"), ord("Z"), 32)):
-        x, y = max(lo, a), min(hi, b)
-        if x <= y:
-            out.append((x + shift, y + shift))
-    return out
-
-
 def regex_to_gbnf(regex: str) -> str:
     """Converts a regex without anchors or lookarounds to one GBNF expression.
 
@@ -124,7 +93,7 @@ def regex_to_gbnf(regex: str) -> str:
         GrammarError: The regex uses a construct GBNF cannot express (anchors, lookarounds,
             back-references).
     """
-    return _seq(_p.parse(regex), False)
+    return _seq(parse(regex), False)
 
 
 def _seq(items: Any, icase: bool) -> str:
@@ -137,11 +106,11 @@ def _seq(items: Any, icase: bool) -> str:
             buf.clear()
 
     for op, av in items:
-        if op is _c.LITERAL:
+        if op is SRE.LITERAL:
             ch = chr(av)
             if icase and ch.lower() != ch.upper():
                 flush()
-                out.append(_class(_cases(av, av), False))
+                out.append(_class(cases(av, av), False))
             else:
                 buf.append(ch)
             continue
@@ -152,48 +121,25 @@ def _seq(items: Any, icase: bool) -> str:
 
 
 def _atom(op: Any, av: Any, icase: bool) -> str:
-    if op is _c.NOT_LITERAL:
-        return _class(_cases(av, av) if icase else [(av, av)], True)
-    if op is _c.ANY:
+    if op is SRE.NOT_LITERAL:
+        return _class(cases(av, av) if icase else [(av, av)], True)
+    if op is SRE.ANY:
         return "[^\\n]"
-    if op is _c.IN:
-        negate = False
-        spans: list[tuple[int, int]] = []
-        for iop, iav in av:
-            if iop is _c.NEGATE:
-                negate = True
-            elif iop is _c.LITERAL:
-                spans.extend(_cases(iav, iav) if icase else [(iav, iav)])
-            elif iop is _c.RANGE:
-                spans.extend(_cases(*iav) if icase else [iav])
-            elif iop is _c.CATEGORY and iav in _CATEGORIES:
-                spans.extend(_CATEGORIES[iav])
-            else:
-                raise GrammarError(f"cannot express the character class item {iop} in GBNF")
-        return _class(spans, negate)
-    if op is _c.BRANCH:
+    if op is SRE.IN:
+        return _class(*class_spans(av, icase, "in GBNF"))
+    if op is SRE.BRANCH:
         return "(" + " | ".join(_seq(b, icase) for b in av[1]) + ")"
-    if op is _c.SUBPATTERN:
+    if op is SRE.SUBPATTERN:
         _, add, _, sub = av
-        return "(" + _seq(sub, icase or bool(add & re.IGNORECASE)) + ")"
-    if op is _c.ATOMIC_GROUP:
+        return "(" + _seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
+    if op is SRE.ATOMIC_GROUP:
         return "(" + _seq(av, icase) + ")"
-    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+    if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
         lo, hi, sub = av
         inner = _seq(sub, icase)
         if " " in inner and not (inner.startswith("(") and inner.endswith(")")):
             inner = "(" + inner + ")"
-        if (lo, hi) == (0, 1):
-            return inner + "?"
-        if (lo, hi) == (0, _c.MAXREPEAT):
-            return inner + "*"
-        if (lo, hi) == (1, _c.MAXREPEAT):
-            return inner + "+"
-        if hi == _c.MAXREPEAT:
-            return f"{inner}{{{lo},}}"
-        if lo == hi:
-            return f"{inner}{{{lo}}}"
-        return f"{inner}{{{lo},{hi}}}"
+        return inner + quantifier(lo, hi)
     raise GrammarError(f"cannot express the regex construct {op} in GBNF")
 
 

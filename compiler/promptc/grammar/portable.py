@@ -16,16 +16,13 @@ Parsing uses the Python regex (:attr:`promptc.grammar.answer.AnswerGrammar.parse
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
 from promptc import markers
 from promptc.errors import GrammarError
 from promptc.grammar.lark_source import Blueprint
-
-_c: Any = importlib.import_module("re._constants")
-_p: Any = importlib.import_module("re._parser")
+from promptc.grammar.regex_tree import SRE, cases, class_spans, parse, quantifier
 
 #: Characters with a meaning outside a character class, escaped with a backslash.
 _SPECIAL = set("\\^$.|?*+()[]{}")
@@ -62,28 +59,12 @@ def _class_char(code: int) -> str:
     return ch
 
 
-def _cases(lo: int, hi: int) -> list[tuple[int, int]]:
-    out = [(lo, hi)]
-    for a, b, shift in ((ord("a"), ord("z"), -32), (ord("A"), ord("Z"), 32)):
-        x, y = max(lo, a), min(hi, b)
-        if x <= y:
-            out.append((x + shift, y + shift))
-    return out
-
-
 def _class(spans: list[tuple[int, int]], negate: bool) -> str:
     body = "".join(
         _class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}"
         for lo, hi in sorted(set(spans))
     )
     return "[" + ("^" if negate else "") + body + "]"
-
-
-_CATEGORIES = {
-    _c.CATEGORY_DIGIT: [(ord("0"), ord("9"))],
-    _c.CATEGORY_SPACE: [(ord(c), ord(c)) for c in " \t\n\r\x0b\x0c"],
-    _c.CATEGORY_WORD: [(97, 122), (65, 90), (48, 57), (95, 95)],
-}
 
 
 def portable(regex: str) -> str:
@@ -98,7 +79,7 @@ def portable(regex: str) -> str:
         GrammarError: The regex uses a construct the dialect lacks (anchors, lookarounds,
             back-references).
     """
-    return _seq(_p.parse(regex), False)
+    return _seq(parse(regex), False)
 
 
 def _seq(items: Any, icase: bool) -> str:
@@ -106,52 +87,29 @@ def _seq(items: Any, icase: bool) -> str:
 
 
 def _atom(op: Any, av: Any, icase: bool) -> str:
-    if op is _c.LITERAL:
+    if op is SRE.LITERAL:
         if icase and chr(av).lower() != chr(av).upper():
-            return _class(_cases(av, av), False)
+            return _class(cases(av, av), False)
         return escape(chr(av))
-    if op is _c.NOT_LITERAL:
-        return _class(_cases(av, av) if icase else [(av, av)], True)
-    if op is _c.ANY:
+    if op is SRE.NOT_LITERAL:
+        return _class(cases(av, av) if icase else [(av, av)], True)
+    if op is SRE.ANY:
         return "[^\\n]"
-    if op is _c.IN:
-        negate = False
-        spans: list[tuple[int, int]] = []
-        for iop, iav in av:
-            if iop is _c.NEGATE:
-                negate = True
-            elif iop is _c.LITERAL:
-                spans.extend(_cases(iav, iav) if icase else [(iav, iav)])
-            elif iop is _c.RANGE:
-                spans.extend(_cases(*iav) if icase else [iav])
-            elif iop is _c.CATEGORY and iav in _CATEGORIES:
-                spans.extend(_CATEGORIES[iav])
-            else:
-                raise GrammarError(f"cannot express the character class item {iop} portably")
-        return _class(spans, negate)
-    if op is _c.BRANCH:
+    if op is SRE.IN:
+        return _class(*class_spans(av, icase, "portably"))
+    if op is SRE.BRANCH:
         return "(?:" + "|".join(_seq(b, icase) for b in av[1]) + ")"
-    if op is _c.SUBPATTERN:
+    if op is SRE.SUBPATTERN:
         _, add, _, sub = av
-        return "(?:" + _seq(sub, icase or bool(add & _c.SRE_FLAG_IGNORECASE)) + ")"
-    if op is _c.ATOMIC_GROUP:
+        return "(?:" + _seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
+    if op is SRE.ATOMIC_GROUP:
         return "(?:" + _seq(av, icase) + ")"
-    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+    if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
         lo, hi, sub = av
         inner = _seq(sub, icase)
         if not _is_atom(inner):
             inner = "(?:" + inner + ")"
-        if (lo, hi) == (0, 1):
-            return inner + "?"
-        if (lo, hi) == (0, _c.MAXREPEAT):
-            return inner + "*"
-        if (lo, hi) == (1, _c.MAXREPEAT):
-            return inner + "+"
-        if hi == _c.MAXREPEAT:
-            return f"{inner}{{{lo},}}"
-        if lo == hi:
-            return f"{inner}{{{lo}}}"
-        return f"{inner}{{{lo},{hi}}}"
+        return inner + quantifier(lo, hi)
     raise GrammarError(f"cannot express the regex construct {op} portably")
 
 
