@@ -38,7 +38,15 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 
 from promptc import __version__
-from promptc.cli.common import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, plural, stderr
+from promptc.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    plural,
+    stderr,
+)
 
 if TYPE_CHECKING:
     from promptc.errors import PromptcError
@@ -184,7 +192,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _report(e, err)
     except KeyboardInterrupt:
         err.write("promptc: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - anything else is a promptc bug: said plainly, no traceback

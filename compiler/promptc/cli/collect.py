@@ -18,7 +18,7 @@ import sys
 
 import click
 
-EXIT_OK, EXIT_USAGE, EXIT_ITEMS = 0, 2, 4
+from promptc.cli.common import EXIT_ITEMS, EXIT_OK, EXIT_USAGE, summary_format_option
 
 
 @click.command("collect")
@@ -38,14 +38,7 @@ EXIT_OK, EXIT_USAGE, EXIT_ITEMS = 0, 2, 4
     metavar="DIR",
     help="Where to write the repair build of the items not ok (default: BUILD_DIR/repair).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-    help="The summary: a line on stderr, or a JSON object on stdout.",
-)
+@summary_format_option
 def collect_command(
     build_dir: str,
     output_file: str,

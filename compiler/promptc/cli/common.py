@@ -16,6 +16,8 @@ STRATEGIES = ("single", "few-shot", "batch", "auto-demo")
 TARGETS = ("chat", "openai-batch", "vllm-batch")
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: Items still not ok after a run or collect (documented in docs/cli.md); Ctrl-C.
+EXIT_ITEMS, EXIT_INTERRUPTED = 4, 130
 
 
 def stderr() -> IO[str]:
@@ -77,6 +79,16 @@ def plural(n: int, word: str) -> str:
     """``plural(1, "item")`` → ``1 item``; ``plural(3, "item")`` → ``3 items``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
+
+#: ``--format text|json`` of the commands that end in a summary (``run``, ``collect``).
+summary_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="The summary: a line on stderr, or a JSON object on stdout.",
+)
 
 strategy_option = click.option(
     "--strategy",

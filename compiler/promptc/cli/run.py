@@ -30,7 +30,16 @@ import sys
 
 import click
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ITEMS, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
+from promptc.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_ITEMS,
+    EXIT_OK,
+    EXIT_USAGE,
+    summary_format_option,
+)
+
+EXIT_FAILED = EXIT_INVALID  # requests that got no answer
 
 
 def _say(line: str) -> None:
@@ -75,14 +84,7 @@ def _say(line: str) -> None:
     is_flag=True,
     help="Exit 0 even when requests failed or items are not ok (the summary still says so).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-    help="The summary: a line on stderr, or a JSON object on stdout.",
-)
+@summary_format_option
 @click.option(
     "--max-tokens-field",
     type=click.Choice(("auto", "max_tokens", "max_completion_tokens")),
