@@ -323,6 +323,18 @@ def request_grammar_name(request_id: str, suffix: str) -> str:
     return f"{REQUEST_GRAMMARS}/{request_id}{suffix}"
 
 
+def _place(files: dict[str, str], tmp: Any, name: str, text: str) -> None:
+    """A whole file of the build: written to its temporary file (``files`` gets the path), or
+    kept as text in ``files`` when the build is made in memory."""
+    path = tmp(name)
+    if path is not None:
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        files[name] = str(path)
+    else:
+        files[name] = text
+
+
 class _ItemsInOrder:
     """``items.jsonl`` written during the render pass while the requests take the items in
     data order, one request after another (sequential selection): each item is then read
@@ -377,13 +389,7 @@ def _write_task_files(
     from promptc.task_file import ITEMS_FILE, TASK_FILE, item_lines, task_text
 
     text = task_text(task)
-    path = tmp(TASK_FILE)
-    if path is not None:
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        files[TASK_FILE] = str(path)
-    else:
-        files[TASK_FILE] = text
+    _place(files, tmp, TASK_FILE, text)
     hashes[TASK_FILE] = sha256_text(text)
     sink = items_sink
     if sink is None:
@@ -393,7 +399,7 @@ def _write_task_files(
                 sink.write(line)
         finally:
             sink.close()
-    files[ITEMS_FILE] = str(sink.path) if sink.path is not None else sink.text()
+    files[ITEMS_FILE] = sink.placed()
     hashes[ITEMS_FILE] = sink.hexdigest()
 
 
@@ -417,13 +423,7 @@ def _shard(files: dict[str, str], hashes: dict[str, str], tmp: Any) -> None:
         def flush() -> None:
             name = SHARD_NAME.format(sum(1 for n in files if n.startswith("requests-")) + 1)
             text = "".join(shard)
-            target = tmp(name)
-            if target is not None:
-                with open(target, "w", encoding="utf-8", newline="\n") as f:
-                    f.write(text)
-                files[name] = str(target)
-            else:
-                files[name] = text
+            _place(files, tmp, name, text)
             hashes[name] = sha256_text(text)
 
         for line in lines:
@@ -623,6 +623,10 @@ class _Sink:
         assert self.parts is not None
         return "".join(self.parts)
 
+    def placed(self) -> str:
+        """What ``files`` holds for it: the temporary file's path, or the text in memory."""
+        return str(self.path) if self.path is not None else self.text()
+
     def hexdigest(self) -> str:
         return self.sha.hexdigest()
 
@@ -740,17 +744,11 @@ def _produce(
         files[REQUEST_GRAMMARS + "/"] = str(own_folder)
     hashes: dict[str, str] = {}
     for name, sink in ((REQUESTS_FILE, requests_sink), (BATCHES_FILE, batches_sink)):
-        files[name] = str(sink.path) if sink.path is not None else sink.text()
+        files[name] = sink.placed()
         hashes[name] = sink.hexdigest()
     if gram is not None:
         for name, text in gram.files.items():
-            path = tmp(name)
-            if path is not None:
-                with open(path, "w", encoding="utf-8", newline="\n") as f:
-                    f.write(text)
-                files[name] = str(path)
-            else:
-                files[name] = text
+            _place(files, tmp, name, text)
 
     _write_task_files(task, files, hashes, tmp, items_sink)
     if target in BATCH_TARGETS and (
