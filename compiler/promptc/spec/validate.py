@@ -414,8 +414,11 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     _check_strategy(doc, c)
     _check_markers(doc, c)
     _check_choices_from(doc, c)
-    _check_data_fields(doc, c, inputs)
-    _check_gold(doc, c, output_names)
+    _check_data_names(doc, c, "fields", inputs, "unknown-data-field")
+    if output_names is not None:
+        _check_data_names(
+            doc, c, "gold", output_names, "unknown-gold-output", outputs=", ".join(output_names)
+        )
     _check_templates(doc, c)
     _check_selection_paths(doc, c)
     _check_model(doc, c)
@@ -811,39 +814,25 @@ def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
                 c.add(error("marker-clash", doc.value_location(pa), pa, a=a, b=b, why=why))
 
 
-def _check_data_fields(doc: SpecDocument, c: ErrorCollector, inputs: list[str] | None) -> None:
-    fields = doc.get(("data", "fields"))
-    if not isinstance(fields, dict) or inputs is None:
+def _check_data_names(
+    doc: SpecDocument,
+    c: ErrorCollector,
+    key: str,
+    names: list[str] | None,
+    code: str,
+    **kw: object,
+) -> None:
+    """Every key of ``data.<key>`` (``fields``: inputs, ``gold``: outputs) names one of
+    ``names``; each that does not is ``code`` at the key, with the nearest name as a hint."""
+    mapping = doc.get(("data", key))
+    if not isinstance(mapping, dict) or names is None:
         return
-    for name in fields:
-        if name not in inputs:
-            p: KeyPath = ("data", "fields", name)
+    for name in mapping:
+        if name not in names:
+            p: KeyPath = ("data", key, name)
             c.add(
                 error(
-                    "unknown-data-field",
-                    doc.key_location(p),
-                    p,
-                    hint=did_you_mean(name, inputs),
-                    field=name,
-                )
-            )
-
-
-def _check_gold(doc: SpecDocument, c: ErrorCollector, outputs: list[str] | None) -> None:
-    gold = doc.get(("data", "gold"))
-    if not isinstance(gold, dict) or outputs is None:
-        return
-    for name in gold:
-        if name not in outputs:
-            p: KeyPath = ("data", "gold", name)
-            c.add(
-                error(
-                    "unknown-gold-output",
-                    doc.key_location(p),
-                    p,
-                    hint=did_you_mean(name, outputs),
-                    field=name,
-                    outputs=", ".join(outputs),
+                    code, doc.key_location(p), p, hint=did_you_mean(name, names), field=name, **kw
                 )
             )
 
