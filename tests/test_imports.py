@@ -59,3 +59,27 @@ def test_help_imports_almost_nothing() -> None:
         "    assert m not in sys.modules, m\n"
     )
     assert loaded_after(body) == []
+
+
+def test_check_reads_files_without_hashing_them() -> None:
+    """``promptc check`` names no digest: OpenSSL (hashlib) is about a tenth of its start-up,
+    and the CSV reader is for CSV data only. ``build`` of the same spec does take the sha256s."""
+    body = (
+        "from promptc.cli.app import run\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert run(['check', {str(REPO / 'specs' / 'math.yaml')!r}]) == 0\n"
+        "for m in ('hashlib', '_hashlib', 'csv', 'jinja2', 'lark', 'jsonschema'):\n"
+        "    assert m not in sys.modules, m\n"
+    )
+    assert loaded_after(body) == []
+
+
+def test_a_task_compiled_without_digests_differs_only_in_its_sha256s() -> None:
+    from promptc.spec.lower import compile_spec
+
+    spec = REPO / "specs" / "math.yaml"
+    full, light = compile_spec(spec), compile_spec(spec, digests=False)
+    assert len(full.spec.sha256) == 64 and full.data is not None and len(full.data.sha256) == 64
+    assert light.spec.sha256 == "" and light.data is not None and light.data.sha256 == ""
+    assert list(light.items) == list(full.items) and light.outputs == full.outputs

@@ -23,7 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "compiler" / "promptc"
-#: Modules that import nothing of promptc.
+#: Modules that import nothing of promptc but other leaves (``promptc.records``, the one
+#: leaf another imports, imports nothing of promptc at all).
 LEAVES = frozenset({"promptc.errors", "promptc.text", "promptc.limits", "promptc.records"})
 
 
@@ -107,7 +108,8 @@ def test_the_layering_test_catches_a_stage_importing_the_cli(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("leaf", sorted(LEAVES))
 def test_leaf_modules_import_nothing_of_promptc(leaf: str) -> None:
-    assert [i for i in all_imports() if i.module == leaf] == []
+    allowed = set() if leaf == "promptc.records" else {"promptc.records"}
+    assert [i for i in all_imports() if i.module == leaf and i.target not in allowed] == []
 
 
 def test_no_private_name_crosses_a_module_boundary() -> None:

@@ -89,3 +89,81 @@ def test_ir_nodes_are_records() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.question = "X"  # type: ignore[misc]
     assert dataclasses.replace(m, question="Premise").question == "Premise"
+
+
+def fresh_point() -> type:
+    @record
+    class P:
+        x: int
+        y: int = 0
+        extra: dict[str, int] = field(default_factory=dict)
+
+    return P
+
+
+CALLS: list[tuple[tuple[object, ...], dict[str, object]]] = [
+    ((1,), {}),
+    ((1, 2), {}),
+    ((), {"x": 3}),
+    ((1,), {"extra": {"k": 1}}),
+    ((), {"y": 2, "x": 1}),
+    ((), {}),  # missing x
+    ((1, 2, {}, 4), {}),  # too many
+    ((1,), {"x": 2}),  # twice
+    ((1,), {"z": 2}),  # unknown
+]
+
+
+def outcome(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+    try:
+        p = cls(*args, **kwargs)
+    except TypeError as e:
+        return ("TypeError", str(e).split("() ", 1)[1])
+    return (p.x, p.y, p.extra)
+
+
+def test_generic_and_compiled_init_bind_arguments_alike() -> None:
+    """Before and after its ``__init__`` is compiled, a class takes the same arguments, with
+    the same defaults, fresh factories, and the same TypeError messages as Python's."""
+    from promptc.records import COMPILE_AFTER
+
+    cls = fresh_point()
+    generic = cls.__dict__["__init__"]
+    before = [outcome(cls, a, k) for a, k in CALLS]
+    for _ in range(COMPILE_AFTER):
+        cls(0)
+    assert cls.__dict__["__init__"] is not generic  # compiled now
+    after = [outcome(cls, a, k) for a, k in CALLS]
+    assert before == after
+    assert before[5] == ("TypeError", "missing 1 required positional argument: 'x'")
+    assert cls(1).extra is not cls(1).extra
+
+
+def test_fields_of_a_base_record_come_first() -> None:
+    @record
+    class Base:
+        a: int
+        b: int = 1
+
+    @record
+    class Child(Base):
+        c: int = 2
+
+    assert Child(0) == Child(0, 1, 2)
+    assert [f.name for f in dataclasses.fields(Child)] == ["a", "b", "c"]
+    assert dataclasses.replace(Child(0), c=5) == Child(0, 1, 5)
+
+
+def test_class_attributes_that_dataclasses_refuses_are_refused() -> None:
+    with pytest.raises(ValueError):
+
+        @record
+        class Mutable:
+            xs: list[int] = []  # noqa: RUF012
+
+    with pytest.raises(TypeError):
+
+        @record
+        class Order:
+            a: int = 0
+            b: int  # type: ignore[misc]

@@ -13,16 +13,43 @@ between stopping at the first error and collecting up to ``max_errors``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+
+from promptc.records import record
 
 
-@dataclass(frozen=True, order=True)
+@record
 class Location:
-    """A position in a source file. ``line`` and ``col`` are 1-based; 0 means unknown."""
+    """A position in a source file. ``line`` and ``col`` are 1-based; 0 means unknown.
+
+    Locations order by file, then line, then column.
+    """
 
     file: str
     line: int = 0
     col: int = 0
+
+    def _key(self) -> tuple[str, int, int]:
+        return (self.file, self.line, self.col)
+
+    def __lt__(self, other: Location) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() < other._key()
+
+    def __le__(self, other: Location) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() <= other._key()
+
+    def __gt__(self, other: Location) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() > other._key()
+
+    def __ge__(self, other: Location) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() >= other._key()
 
     def __str__(self) -> str:
         if self.line <= 0:
@@ -229,19 +256,23 @@ def flatten(errors: Iterable[PromptcError]) -> list[PromptcError]:
     return out
 
 
-@dataclass
 class ErrorCollector:
     """Collects errors, or raises at the first one, as the caller chooses.
 
     Args:
         max_errors: Keep at most this many; count the rest. ``None`` keeps all.
         fail_fast: Raise at the first error instead of collecting.
+
+    Attributes:
+        errors: The errors kept, in the order added.
+        omitted: How many more were added past ``max_errors``.
     """
 
-    max_errors: int | None = 50
-    fail_fast: bool = False
-    errors: list[PromptcError] = field(default_factory=list)
-    omitted: int = 0
+    def __init__(self, max_errors: int | None = 50, fail_fast: bool = False) -> None:
+        self.max_errors = max_errors
+        self.fail_fast = fail_fast
+        self.errors: list[PromptcError] = []
+        self.omitted = 0
 
     def add(self, error: PromptcError) -> None:
         for e in flatten([error]):

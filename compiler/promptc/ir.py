@@ -172,7 +172,7 @@ class DataSource:
     format: Literal["jsonl", "json", "csv"]
     fields: Mapping[str, str]  # input name -> column/key in the data file
     id: str | None  # id column, or a Jinja expression, or None for the 1-based row number
-    sha256: str
+    sha256: str  # of the file as read; "" when compiled without digests (promptc check)
     location: Location = NOWHERE
     gold: Mapping[str, str] = field(default_factory=dict)  # output -> column or expression
 
@@ -276,7 +276,7 @@ class TemplateRef:
 @record
 class SourceFile:
     path: str
-    sha256: str
+    sha256: str  # "" when compiled without digests (promptc check)
 
 
 @record

@@ -1,28 +1,41 @@
-"""``@record``: a frozen dataclass that costs one generated function instead of six.
+"""``@record``: a frozen dataclass that compiles no code at import.
 
 ``@dataclass(frozen=True)`` compiles six methods from source text for every class
-(``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``).
-For the IR's two dozen node types that was about 12 ms of every ``promptc check`` — a third
-of promptc's own start-up. Only ``__init__`` needs to be specialised to run fast (items are
-made per data row); the other five behave the same for every class, so they are written
-once here, as plain functions that read the class's field names.
+(``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``), and
+examines every annotation. For the IR's two dozen node types that was about 12 ms of every
+``promptc check`` — a third of promptc's own start-up. A record instead:
 
-A record is still a dataclass to the standard library: :func:`dataclasses.fields`,
-:func:`dataclasses.replace`, :func:`dataclasses.asdict` and :func:`dataclasses.is_dataclass`
-work on it, and ``default`` / ``default_factory`` in :func:`dataclasses.field` are honoured.
-Type checkers see a frozen dataclass (:func:`typing.dataclass_transform`).
+- writes equality, hashing, repr and the frozen setters once, here, as plain functions that
+  read the class's field names;
+- starts each class with a generic ``__init__`` (a closure: nothing to compile). After
+  :data:`COMPILE_AFTER` instances, the class gets an ``__init__`` compiled for its fields,
+  as fast as a dataclass's: the classes made per data row or per request pay the compile
+  once, and the many made once per spec (most of the IR) never do;
+- leaves the standard library's bookkeeping (``__dataclass_fields__``) to the first use of
+  :func:`dataclasses.fields`, :func:`dataclasses.replace`, :func:`dataclasses.asdict` or
+  :func:`dataclasses.is_dataclass`, which all work on a record.
+
+Defaults and ``default_factory`` in :func:`dataclasses.field` are honoured. Type checkers see
+a frozen dataclass (:func:`typing.dataclass_transform`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import reprlib
+from collections.abc import Callable
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 
-# The names the generated __init__ sees: defaults, factories and the raw setter.
+#: Instances made with the generic ``__init__`` before a class's own is compiled.
+COMPILE_AFTER = 32
+
+_MISSING: Any = dataclasses.MISSING
+# The names a compiled __init__ sees: defaults, factories and the raw setter.
 _SETTER = "__record_setattr__"
+_UNSUPPORTED = ("ClassVar", "InitVar", "KW_ONLY")
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
@@ -30,50 +43,54 @@ def record(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass with generic equality, hashing and repr.
 
     Args:
-        cls: a class with annotated fields, as for :func:`dataclasses.dataclass`.
+        cls: a class with annotated fields, as for :func:`dataclasses.dataclass`. Fields of
+            a base class that is a record come first, as with dataclasses.
 
     Returns:
-        The same class, with ``__init__`` generated for its fields; assigning or deleting
-        a field afterwards raises :class:`dataclasses.FrozenInstanceError`.
+        The same class, with ``__init__`` taking its fields; assigning or deleting a field
+        afterwards raises :class:`dataclasses.FrozenInstanceError`.
+
+    Raises:
+        TypeError: A ``ClassVar``, ``InitVar`` or ``KW_ONLY`` annotation (not supported), or
+            a field without a default after one with.
+        ValueError: A mutable default (a list, dict or set), as dataclasses refuses.
     """
-    # init/repr/eq off and not frozen: dataclass only collects the fields (no code is
-    # generated), and records them in __dataclass_fields__ for fields()/replace().
-    # A class without a docstring would get one from inspect.signature, which costs more
-    # than the rest of this function; it gets its field list instead.
-    undocumented = not cls.__doc__
-    if undocumented:
-        cls.__doc__ = cls.__name__
-    cls = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    names = tuple(f.name for f in fields)
-    if undocumented:
-        cls.__doc__ = f"{cls.__name__}({', '.join(names)})"
-    namespace: dict[str, Any] = {_SETTER: object.__setattr__, "MISSING": dataclasses.MISSING}
-    params: list[str] = []
-    body: list[str] = []
-    for f in fields:
-        if f.default is not dataclasses.MISSING:
-            namespace[f"_d_{f.name}"] = f.default
-            params.append(f"{f.name}=_d_{f.name}")
-            body.append(f"    {_SETTER}(self, {f.name!r}, {f.name})")
-        elif f.default_factory is not dataclasses.MISSING:
-            namespace[f"_f_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=MISSING")
-            body.append(
-                f"    {_SETTER}(self, {f.name!r}, "
-                f"_f_{f.name}() if {f.name} is MISSING else {f.name})"
+    # Each field: (name, default, factory), MISSING where there is none.
+    spec: dict[str, tuple[str, Any, Any]] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for entry in base.__dict__.get("__record_spec__", ()):
+            spec[entry[0]] = entry
+    for name, annotation in inspect.get_annotations(cls).items():
+        text = annotation if isinstance(annotation, str) else repr(annotation)
+        if any(word in text for word in _UNSUPPORTED):
+            raise TypeError(f"@record does not support {text} ({cls.__qualname__}.{name})")
+        default: Any = cls.__dict__.get(name, _MISSING)
+        factory: Any = _MISSING
+        if isinstance(default, dataclasses.Field):
+            default, factory = default.default, default.default_factory
+        if type(default) in (list, dict, set):
+            raise ValueError(
+                f"mutable default {type(default)} for field {name} is not allowed: "
+                "use default_factory"
             )
+        spec[name] = (name, default, factory)
+    entries = tuple(spec.values())
+    seen_default = False
+    for name, default, factory in entries:
+        if default is _MISSING and factory is _MISSING:
+            if seen_default:
+                raise TypeError(f"non-default argument {name!r} follows default argument")
         else:
-            params.append(f.name)
-            body.append(f"    {_SETTER}(self, {f.name!r}, {f.name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
-    exec(source, namespace)  # noqa: S102 - source built above from the class's field names
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
+            seen_default = True
+    names = tuple(name for name, _, _ in entries)
+    if not cls.__doc__:  # what dataclasses would write, without its inspect.signature
+        cls.__doc__ = f"{cls.__name__}({', '.join(names)})"
     methods: dict[str, object] = {
-        "__init__": init,
+        "__init__": _generic_init(cls, entries),
+        "__record_spec__": entries,
         "__record_fields__": names,
         "__match_args__": names,
+        "__dataclass_fields__": _LazyFields(cls),
         "__setattr__": _frozen_setattr,
         "__delattr__": _frozen_delattr,
         "__eq__": _eq,
@@ -83,6 +100,101 @@ def record(cls: type[T]) -> type[T]:
     for name, value in methods.items():
         setattr(cls, name, value)
     return cls
+
+
+def _generic_init(cls: type, entries: tuple[tuple[str, Any, Any], ...]) -> Callable[..., None]:
+    """An ``__init__`` that binds arguments to fields as a compiled one would, counting the
+    instances it makes; at :data:`COMPILE_AFTER`, it puts the compiled one on the class."""
+    names = tuple(name for name, _, _ in entries)
+    n = len(names)
+    required = sum(1 for _, d, f in entries if d is _MISSING and f is _MISSING)
+    qualname = f"{cls.__qualname__}.__init__"
+    setter = object.__setattr__
+    made = 0
+
+    def __init__(self: object, *args: Any, **kwargs: Any) -> None:
+        nonlocal made
+        made += 1
+        if made == COMPILE_AFTER and cls.__dict__.get("__init__") is __init__:
+            type.__setattr__(cls, "__init__", _compiled_init(cls, entries))
+        if len(args) > n:
+            took = f"{required + 1}" if required == n else f"from {required + 1} to {n + 1}"
+            raise TypeError(
+                f"{qualname}() takes {took} positional arguments but {len(args) + 1} were given"
+            )
+        for name, value in zip(names, args):
+            setter(self, name, value)
+        if len(args) == n and not kwargs:
+            return
+        missing = []
+        for name, default, factory in entries[len(args) :]:
+            if name in kwargs:
+                setter(self, name, kwargs.pop(name))
+            elif default is not _MISSING:
+                setter(self, name, default)
+            elif factory is not _MISSING:
+                setter(self, name, factory())
+            else:
+                missing.append(name)
+        if kwargs:
+            key = next(iter(kwargs))
+            problem = (
+                "got multiple values for argument"
+                if key in names
+                else ("got an unexpected keyword argument")
+            )
+            raise TypeError(f"{qualname}() {problem} {key!r}")
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            raise TypeError(
+                f"{qualname}() missing {len(missing)} required positional "
+                f"argument{'s' if len(missing) > 1 else ''}: {listed}"
+            )
+
+    __init__.__qualname__ = qualname
+    return __init__
+
+
+def _compiled_init(cls: type, entries: tuple[tuple[str, Any, Any], ...]) -> Callable[..., None]:
+    """``__init__`` compiled for the fields, as dataclasses writes it."""
+    namespace: dict[str, Any] = {_SETTER: object.__setattr__, "MISSING": _MISSING}
+    params: list[str] = []
+    body: list[str] = []
+    for name, default, factory in entries:
+        if default is not _MISSING:
+            namespace[f"_d_{name}"] = default
+            params.append(f"{name}=_d_{name}")
+            body.append(f"    {_SETTER}(self, {name!r}, {name})")
+        elif factory is not _MISSING:
+            namespace[f"_f_{name}"] = factory
+            params.append(f"{name}=MISSING")
+            body.append(
+                f"    {_SETTER}(self, {name!r}, _f_{name}() if {name} is MISSING else {name})"
+            )
+        else:
+            params.append(name)
+            body.append(f"    {_SETTER}(self, {name!r}, {name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
+    exec(source, namespace)  # noqa: S102 - source built above from the class's field names
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+class _LazyFields:
+    """``__dataclass_fields__`` of a record, made by :func:`dataclasses.dataclass` when first
+    read (by ``fields``, ``replace``, ``asdict``, ``is_dataclass``)."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        cls = self.cls
+        # dataclasses writes the real mapping in this one's place; init, repr and eq off and
+        # not frozen, it generates no code and changes no method of the record.
+        type.__delattr__(cls, "__dataclass_fields__")
+        dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
+        return cls.__dict__["__dataclass_fields__"]
 
 
 def _values(obj: object) -> tuple[object, ...]:

@@ -5,7 +5,7 @@
 - Words for messages: :func:`excerpt` (what was found at an offset), :func:`describe` (a value
   as a message names it), :func:`default_label` (an input's label from its name).
 - Canonical text: :func:`canonical_json` (the one spelling that is hashed), :func:`decimal_text`
-  (a Decimal as an exact number without exponent), :func:`sha256_text`.
+  (a Decimal as an exact number without exponent), :func:`sha256_text`, :func:`sha256_hasher`.
 - Files: :func:`write_atomic` (a file replaced whole or not at all) and :func:`cache_dir` (where
   promptc keeps its caches).
 
@@ -14,7 +14,6 @@ This module imports nothing of promptc, so that every stage may use it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import NamedTuple, Protocol, Self
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
 EDITOR_BREAKS = r"\r\n|\r|\n"
@@ -260,7 +259,41 @@ def decimal_text(d: Decimal) -> str:
 
 def sha256_text(text: str) -> str:
     """The hex sha256 of ``text``'s UTF-8 bytes."""
+    import hashlib
+
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Hasher(Protocol):
+    """What a file reader feeds its bytes to: ``hashlib.sha256()``, or :class:`NoDigest`."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class NoDigest:
+    """A hasher that takes the bytes and keeps nothing: its digest is ``""``."""
+
+    def update(self, data: bytes, /) -> None:
+        """Ignores ``data``."""
+
+    def hexdigest(self) -> str:
+        """``""``: nothing was digested."""
+        return ""
+
+
+def sha256_hasher(enabled: bool = True) -> Hasher:
+    """A new sha256 hasher, or (``enabled=False``) a :class:`NoDigest`.
+
+    hashlib is imported here, not with this module: loading OpenSSL is about a tenth of a
+    ``promptc check``, which names no digest and so reads its files with ``enabled=False``.
+    """
+    if not enabled:
+        return NoDigest()
+    import hashlib
+
+    return hashlib.sha256()
 
 
 # ---------------------------------------------------------------- files

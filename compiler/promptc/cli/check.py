@@ -43,7 +43,8 @@ def run_check(
     omitted = 0
     task = None
     try:
-        task = compile_task(spec, strategy, batch_size, max_errors, data)
+        # check names no digest: the spec and data files are read without hashing them.
+        task = compile_task(spec, strategy, batch_size, max_errors, data, digests=False)
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:

@@ -45,8 +45,13 @@ def compile_task(
     batch_size: int | None = None,
     max_errors: int | None = 50,
     data: str | None = None,
+    digests: bool = True,
 ) -> ir.Task:
-    """Compiles SPEC (with the command line's overrides) into its task, every error raised."""
+    """Compiles SPEC (with the command line's overrides) into its task, every error raised.
+
+    ``digests=False`` leaves out the files' sha256 (see
+    :func:`promptc.spec.lower.compile_spec`): for commands that write nothing naming them.
+    """
     import gc
 
     from promptc.spec.lower import compile_spec
@@ -59,6 +64,7 @@ def compile_task(
             spec,
             overrides=overrides(strategy, batch_size, data) or None,
             max_errors=max_errors,
+            digests=digests,
         )
     gc.freeze()
     return task

@@ -12,8 +12,6 @@ lists and objects as compact JSON with sorted keys.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import os
 import re
@@ -27,6 +25,7 @@ from promptc.ir import AnswerWith, DataSource, Item, OutputField, Value
 from promptc.markers import options_text
 from promptc.records import record
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.text import Hasher, sha256_hasher
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -185,7 +184,7 @@ class _JsonArrayStream:
     are ``\n``, ``\r\n`` or a lone ``\r``; columns count characters, as an editor does).
     """
 
-    def __init__(self, f: Any, sha: Any, display: str, c: ErrorCollector) -> None:
+    def __init__(self, f: Any, sha: Hasher, display: str, c: ErrorCollector) -> None:
         import codecs
 
         self.f, self.sha, self.display, self.c = f, sha, display, c
@@ -475,7 +474,7 @@ def read_data(
 
     errors_before, omitted_before = len(c.errors), c.omitted
     try:
-        scanned = _scan_lines(target, display, fmt, maker, c)
+        scanned = _scan_lines(target, display, fmt, maker, c, doc.digests)
     except OSError as e:
         c.add(data_error("unreadable", where, pp, path=rel, reason=e.strerror or str(e)))
         return None
@@ -697,9 +696,15 @@ def _split_cr(raw: bytes) -> list[bytes]:
 
 
 def _scan_lines(
-    target: Any, display: str, fmt: DataFormat, maker: _ItemMaker, c: ErrorCollector
+    target: Any,
+    display: str,
+    fmt: DataFormat,
+    maker: _ItemMaker,
+    c: ErrorCollector,
+    digest: bool = True,
 ) -> tuple[Sequence[Item], str, int]:
-    """Reads a data file a row at a time, checking every row; keeps an offset table.
+    """Reads a data file a row at a time, checking every row; keeps an offset table, and the
+    file's sha256 (``""`` without ``digest``).
 
     JSONL and CSV are read a line at a time, a JSON array an element at a time.
     """
@@ -712,7 +717,7 @@ def _scan_lines(
     # A JSON array's rows may start anywhere on a line: their columns too.
     cols = _Lines(step=0) if fmt == "json" else None
     dups = _Duplicates()
-    sha = hashlib.sha256()
+    sha = sha256_hasher(digest)
     n_rows = 0
     header: list[str] | None = None
     with open(target, "rb") as f:
@@ -806,7 +811,7 @@ def _report_duplicates(table: ItemTable, suspects: set[int], c: ErrorCollector) 
 
 
 def _jsonl_stream(
-    f: Any, sha: Any, display: str, c: ErrorCollector
+    f: Any, sha: Hasher, display: str, c: ErrorCollector
 ) -> Iterator[tuple[dict[str, Any], int, int, int]]:
     """JSONL rows: the object, its line, and the byte offset and length of its text. Lines end
     at ``\\n``, ``\\r\\n`` or a lone ``\\r``; a BOM before the first line is skipped."""
@@ -863,11 +868,21 @@ def _csv_lines(text: str) -> list[str]:
     return [p for p in _LINE_ENDS.split(text) if p]
 
 
+def _csv_row(text: str) -> list[str]:
+    """The fields of one CSV row's text; ``ValueError`` when it does not read as one."""
+    import csv
+
+    try:
+        return next(csv.reader(_csv_lines(text), strict=True))
+    except csv.Error as e:
+        raise ValueError(str(e)) from None
+
+
 class _CsvLines:
     """The lines of a CSV file for :func:`csv.reader`, split as ``newline=""`` text would be,
     counting the byte offset of the next line."""
 
-    def __init__(self, f: Any, sha: Any) -> None:
+    def __init__(self, f: Any, sha: Hasher) -> None:
         self.f = f
         self.sha = sha
         self.offset = 0
@@ -908,10 +923,12 @@ class _CsvLines:
 
 
 def _csv_stream(
-    f: Any, sha: Any, display: str, c: ErrorCollector
+    f: Any, sha: Hasher, display: str, c: ErrorCollector
 ) -> Iterator[list[str] | tuple[dict[str, Any], int, int, int]]:
     """The header (first), then CSV rows: the row, its first line, and the byte offset and
     length of its text."""
+    import csv  # here, not with the module: only CSV files need it
+
     lines = _CsvLines(f, sha)
     reader = csv.reader(lines, strict=True)
     try:
@@ -1037,12 +1054,11 @@ class ItemTable(Sequence[Item]):
             if self._header is None:
                 values = _decode_row(text)
             else:
-                fields = next(csv.reader(_csv_lines(text), strict=True))
-                values = dict(zip(self._header, fields))
+                values = dict(zip(self._header, _csv_row(text)))
             inputs = maker.inputs(values, line, c)
             item_id = maker.item_id(values, line, index, c)
             golds = maker.golds(values, line, index, c)
-        except (ValueError, AttributeError, csv.Error, StopIteration, PromptcError):
+        except (ValueError, AttributeError, StopIteration, PromptcError):
             inputs = item_id = golds = None
         location = Location(maker.display, line, 1 if self._cols is None else self._cols[index])
         if inputs is None or item_id is None or golds is None:

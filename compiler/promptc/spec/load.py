@@ -15,12 +15,11 @@ Absolute paths are refused outright.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
 from promptc.records import record
-from promptc.text import YAML_BREAKS, LineTable, describe
+from promptc.text import YAML_BREAKS, LineTable, describe, sha256_hasher
 
 KeyPath = tuple[str | int, ...]
 
@@ -133,7 +132,7 @@ class SpecFile:
     sha256: str
 
 
-@dataclass
+@record
 class _Layer:
     """One file's (or a merge's) data and positions."""
 
@@ -146,7 +145,7 @@ class _Layer:
 _MISSING: Any = object()
 
 
-@dataclass
+@record
 class SpecDocument:
     """A loaded spec: merged plain data, and where every key and value was written.
 
@@ -160,6 +159,9 @@ class SpecDocument:
             nearest first.
         root: The project folder that ``extends`` may not leave.
         sources: The text of every file read, by display name.
+        digests: Whether the sha256 of each file is taken: of the spec files here, of the
+            data file when it is read (:func:`promptc.spec.lower.read_items`). Without,
+            every ``sha256`` is ``""``.
     """
 
     path: Path
@@ -171,6 +173,7 @@ class SpecDocument:
     root: Path
     sources: dict[str, str]
     _folders: dict[str, Path] = field(default_factory=dict)
+    digests: bool = True
 
     def get(self, path: KeyPath, default: Any = None) -> Any:
         """The value at ``path``, or ``default`` if any step is missing or of the wrong type."""
@@ -468,8 +471,11 @@ class _Builder:
         return value
 
 
-def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[str, str]:
-    """The file's text (BOM dropped, newlines normalised) and its sha256."""
+def _read_text(
+    display: str, resolved: Path, where: Location | None, digest: bool
+) -> tuple[str, str]:
+    """The file's text (BOM dropped, newlines normalised) and its sha256 (``""`` without
+    ``digest``)."""
     try:
         if not resolved.is_file():
             code = "file-not-found" if not resolved.exists() else "not-a-file"
@@ -492,7 +498,9 @@ def _read_text(display: str, resolved: Path, where: Location | None) -> tuple[st
             reason=f"invalid byte 0x{raw[e.start]:02x}",
         ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text, hashlib.sha256(raw).hexdigest()
+    sha = sha256_hasher(digest)
+    sha.update(raw)
+    return text, sha.hexdigest()
 
 
 def _parse(display: str, text: str) -> _Layer:
@@ -571,8 +579,8 @@ def _parse(display: str, text: str) -> _Layer:
             raise load_error(
                 "not-a-mapping", _mark(display, node.start_mark), found=describe(data, show=False)
             )
-        builder.layer.data = data
-        return builder.layer
+        layer = builder.layer
+        return _Layer(data, layer.keys, layer.values, layer.spans)
     finally:
         if loader is not None:
             loader.dispose()
@@ -636,12 +644,13 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-@dataclass
+@record
 class _Context:
     root: Path
     files: list[SpecFile] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)
+    digests: bool = True
 
 
 def _load_chain(
@@ -651,7 +660,7 @@ def _load_chain(
     where: Location | None,
     ctx: _Context,
 ) -> _Layer:
-    text, sha = _read_text(display, resolved, where)
+    text, sha = _read_text(display, resolved, where, ctx.digests)
     ctx.files.append(SpecFile(display, resolved, sha))
     ctx.sources[display] = text
     ctx.folders[display] = resolved.parent
@@ -692,11 +701,12 @@ def _load_chain(
     return _merge(base, layer)
 
 
-def load_spec(path: str | Path) -> SpecDocument:
+def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
     """Loads a spec file and everything it extends.
 
     Args:
         path: The spec file; messages name it (and files it extends) as given here.
+        digests: Take the sha256 of each file read (see :attr:`SpecDocument.digests`).
 
     Returns:
         The merged document with positions.
@@ -707,7 +717,7 @@ def load_spec(path: str | Path) -> SpecDocument:
     """
     display = os.fspath(path)
     resolved = Path(display).resolve()
-    ctx = _Context(root=project_root(resolved.parent).resolve())
+    ctx = _Context(root=project_root(resolved.parent).resolve(), digests=digests)
     try:
         layer = _load_chain(display, resolved, [], None, ctx)
     except RecursionError:  # pragma: no cover - nesting is capped well below the stack limit
@@ -723,6 +733,7 @@ def load_spec(path: str | Path) -> SpecDocument:
         root=ctx.root,
         sources=ctx.sources,
         _folders=ctx.folders,
+        digests=digests,
     )
 
 

@@ -350,6 +350,7 @@ def compile_spec(
     overrides: Mapping[tuple[str, ...], object] | None = None,
     max_errors: int | None = 50,
     fail_fast: bool = False,
+    digests: bool = True,
 ) -> ir.Task:
     """The front end: load, apply overrides, validate, lower (reading the data).
 
@@ -359,6 +360,9 @@ def compile_spec(
             ``{("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}``.
         max_errors: Keep at most this many errors (``None``: all); the rest are counted.
         fail_fast: Stop at the first error.
+        digests: Take the sha256 of the spec files and the data file, as read. Without
+            (``promptc check``, which names none), ``SourceFile.sha256`` and
+            ``DataSource.sha256`` are ``""``.
 
     Raises:
         PromptcErrors: Every problem found (at least one).
@@ -366,7 +370,7 @@ def compile_spec(
     c = ErrorCollector(max_errors=max_errors, fail_fast=fail_fast)
     try:
         try:
-            doc = load_spec(path)
+            doc = load_spec(path, digests=digests)
         except PromptcError as e:
             c.add(e)  # through the collector, so that max_errors caps load errors too
             c.raise_if_any()
