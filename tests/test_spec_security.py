@@ -259,6 +259,16 @@ def test_not_utf8(folder: Path) -> None:
     assert info.value.format() == "spec.yaml:2:10: spec file is not UTF-8 text: invalid byte 0xe9"
 
 
+def test_not_utf8_after_a_bom(folder: Path) -> None:
+    """The BOM is not text: the bad byte is found where it is, not three bytes off."""
+    (folder / "spec.yaml").write_bytes(b"\xef\xbb\xbfpromptc: 1\nname: caf\xe9\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.format() == "spec.yaml:2:10: spec file is not UTF-8 text: invalid byte 0xe9"
+    (folder / "spec.yaml").write_bytes(b"\xef\xbb\xbfpromptc: 1\n")
+    assert load_spec("spec.yaml").data == {"promptc": 1}
+
+
 def test_control_characters(folder: Path) -> None:
     (folder / "spec.yaml").write_text("promptc: 1\nname: a\x07b\n")
     with pytest.raises(LoadError) as info:

@@ -488,14 +488,17 @@ def _read_text(
         ) from None
     if len(raw) > MAX_SPEC_BYTES:
         raise load_error("file-too-large", Location(display), limit=MAX_SPEC_BYTES)
+    # A BOM is dropped by hand: the utf-8-sig codec is a module of its own to import, and
+    # the offsets of its errors do not count the BOM.
+    body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
     try:
-        text = raw.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        good = raw[: e.start].decode("utf-8", errors="replace")
+        good = body[: e.start].decode("utf-8", errors="replace")
         raise load_error(
             "not-utf8",
             _location_at(display, good, len(good)),
-            reason=f"invalid byte 0x{raw[e.start]:02x}",
+            reason=f"invalid byte 0x{body[e.start]:02x}",
         ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     sha = sha256_hasher(digest)
