@@ -167,3 +167,24 @@ def test_class_attributes_that_dataclasses_refuses_are_refused() -> None:
         class Order:
             a: int = 0
             b: int  # type: ignore[misc]
+
+
+def test_own_field_and_replace_match_the_standard_library() -> None:
+    from promptc.records import field as record_field
+    from promptc.records import replace
+
+    @record
+    class Bag:
+        name: str
+        items: list[int] = record_field(default_factory=list)
+        size: int = 3
+
+    a, b = Bag("a"), Bag("b")
+    assert a.items == [] and a.items is not b.items
+    assert "items" not in Bag.__dict__  # no class attribute, as a dataclass has none
+    assert replace(a, size=4) == Bag("a", [], 4) == dataclasses.replace(a, size=4)
+    with pytest.raises(TypeError):
+        replace(a, colour="red")
+    (_, items, size) = dataclasses.fields(Bag)
+    assert items.default_factory is list and size.default == 3
+    assert dataclasses.asdict(Bag("c", [1])) == {"name": "c", "items": [1], "size": 3}

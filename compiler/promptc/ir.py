@@ -12,12 +12,11 @@ Values of output fields are normalised Python values: ``number`` → :class:`dec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import field
 from decimal import Decimal
 from typing import Literal
 
 from promptc.errors import Location
-from promptc.records import record
+from promptc.records import field, record
 
 StrategyKind = Literal["single", "few-shot", "batch", "auto-demo"]
 STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")

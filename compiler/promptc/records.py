@@ -15,15 +15,18 @@ examines every annotation. For the IR's two dozen node types that was about 12 m
   :func:`dataclasses.fields`, :func:`dataclasses.replace`, :func:`dataclasses.asdict` or
   :func:`dataclasses.is_dataclass`, which all work on a record.
 
-Defaults and ``default_factory`` in :func:`dataclasses.field` are honoured. Type checkers see
-a frozen dataclass (:func:`typing.dataclass_transform`).
+Plain defaults are class attributes, as with dataclasses; a default made per instance is
+:func:`field` ``(default_factory=…)`` (:func:`dataclasses.field` works too), and
+:func:`replace` is :func:`dataclasses.replace` for records. This module imports
+:mod:`dataclasses` only when one of its functions is asked for: ``promptc check`` never is.
+Type checkers see a frozen dataclass (:func:`typing.dataclass_transform`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import reprlib
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, dataclass_transform
 
@@ -32,13 +35,51 @@ T = TypeVar("T")
 #: Instances made with the generic ``__init__`` before a class's own is compiled.
 COMPILE_AFTER = 32
 
-_MISSING: Any = dataclasses.MISSING
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING: Any = _Missing()
+
+
+class _Factory:
+    """What :func:`field` puts in the class body: the field's default factory."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A field whose default is made anew for each instance by ``default_factory()``, as
+    ``dataclasses.field(default_factory=…)``."""
+    return _Factory(default_factory)  # type: ignore[return-value]
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the record ``obj`` with ``changes`` to its fields, as
+    :func:`dataclasses.replace` makes (without importing it).
+
+    Raises:
+        TypeError: ``changes`` names something that is not a field of ``obj``.
+    """
+    names: tuple[str, ...] = type(obj).__record_fields__  # type: ignore[attr-defined]
+    for name in changes:
+        if name not in names:
+            raise TypeError(f"{type(obj).__qualname__} has no field {name!r}")
+    values = {n: changes[n] if n in changes else getattr(obj, n) for n in names}
+    return type(obj)(**values)
+
+
 # The names a compiled __init__ sees: defaults, factories and the raw setter.
 _SETTER = "__record_setattr__"
 _UNSUPPORTED = ("ClassVar", "InitVar", "KW_ONLY")
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def record(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass with generic equality, hashing and repr.
 
@@ -64,10 +105,20 @@ def record(cls: type[T]) -> type[T]:
         text = annotation if isinstance(annotation, str) else repr(annotation)
         if any(word in text for word in _UNSUPPORTED):
             raise TypeError(f"@record does not support {text} ({cls.__qualname__}.{name})")
-        default: Any = cls.__dict__.get(name, _MISSING)
-        factory: Any = _MISSING
-        if isinstance(default, dataclasses.Field):
-            default, factory = default.default, default.default_factory
+        raw: Any = cls.__dict__.get(name, _MISSING)
+        default, factory = raw, _MISSING
+        # A dataclasses.Field can only exist once dataclasses has been imported.
+        stdlib = sys.modules.get("dataclasses")
+        if isinstance(raw, _Factory):
+            default, factory = _MISSING, raw.make
+        elif stdlib is not None and isinstance(raw, stdlib.Field):
+            default = _MISSING if raw.default is stdlib.MISSING else raw.default
+            factory = _MISSING if raw.default_factory is stdlib.MISSING else raw.default_factory
+        if raw is not default:  # a field specifier: as dataclasses does, the class attribute
+            if default is _MISSING:  # becomes the plain default, or goes
+                type.__delattr__(cls, name)
+            else:
+                type.__setattr__(cls, name, default)
         if type(default) in (list, dict, set):
             raise ValueError(
                 f"mutable default {type(default)} for field {name} is not allowed: "
@@ -189,10 +240,18 @@ class _LazyFields:
         self.cls = cls
 
     def __get__(self, obj: object, owner: type | None = None) -> Any:
+        import dataclasses
+
         cls = self.cls
         # dataclasses writes the real mapping in this one's place; init, repr and eq off and
-        # not frozen, it generates no code and changes no method of the record.
+        # not frozen, it generates no code and changes no method of the record. It reads
+        # defaults from the class body: the factories go back there for it to find (and
+        # remove again).
         type.__delattr__(cls, "__dataclass_fields__")
+        own = inspect.get_annotations(cls)
+        for name, _, factory in cls.__dict__["__record_spec__"]:
+            if factory is not _MISSING and name in own:
+                type.__setattr__(cls, name, dataclasses.field(default_factory=factory))
         dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
         return cls.__dict__["__dataclass_fields__"]
 
@@ -202,11 +261,15 @@ def _values(obj: object) -> tuple[object, ...]:
 
 
 def _frozen_setattr(self: object, name: str, value: object) -> None:
-    raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+    from dataclasses import FrozenInstanceError
+
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
 def _frozen_delattr(self: object, name: str) -> None:
-    raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+    from dataclasses import FrozenInstanceError
+
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
 def _eq(self: object, other: object) -> object:

@@ -5,11 +5,10 @@ a task and cutting an order of items into batches.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import field
 from typing import Any
 
 from promptc import ir
-from promptc.records import record
+from promptc.records import field, record
 
 #: Strategies that send exactly one item per request.
 ONE_ITEM_KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot")

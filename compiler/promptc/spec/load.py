@@ -19,7 +19,6 @@ import math
 import os
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import yaml.reader
 import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
-from promptc.records import record
+from promptc.records import field, record
 from promptc.text import YAML_BREAKS, LineTable, describe, sha256_hasher
 
 KeyPath = tuple[str | int, ...]

@@ -97,9 +97,8 @@ def _narrow_choices(
     outputs: list[ir.OutputField], items: Sequence[ir.Item], demos: list[ir.Demo]
 ) -> list[ir.OutputField]:
     """An enum with ``choices_from`` gets the letters of the most options any item has."""
-    from dataclasses import replace
-
     from promptc.markers import OPTION_LETTERS
+    from promptc.records import replace
 
     out = []
     for o in outputs:
