@@ -51,7 +51,7 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
         rest = non_ascii(output)
         if has_reshaping(output, rest):
             return None if "\r" in output else _fast_removed(shape, g, output)
-        norm = translate_lookalikes(output) if has_lookalikes(rest) else output
+        norm = translate_lookalikes(output, rest) if has_lookalikes(rest) else output
     layout = _fast_layout(g)
     if layout is None:  # a grammar without the group layout below: its own regex parser
         if norm is not output:
@@ -64,7 +64,7 @@ def parse_fast(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemR
             return None
     if norm is not output and layout.option_texts:
         return None
-    m = layout.pattern.fullmatch(norm)
+    m = layout.pattern_for(norm).fullmatch(norm)
     if m is None:
         return None
     if layout.columns is None:
@@ -131,7 +131,7 @@ def _fast_removed(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     if layout is None or layout.columns is None or layout.option_texts:
         return None
     text = NormalisedText(output)
-    m = layout.pattern.fullmatch(text.norm)
+    m = layout.pattern_for(text.norm).fullmatch(text.norm)
     if m is None:
         return None
     orig = text.orig
@@ -178,7 +178,7 @@ def _fast_columns(
     if orig is not None:  # characters were removed: offsets mapped back to the output
         group = _mapped_group(m, output, orig)
     else:
-        group = m.group if m.string is output else _original_group(m, output)
+        group = typed if m.string is output else _original_group(m, output)
     one = n == 1  # Match.group returns the bare value, not a 1-tuple, for one
     columns: list[Sequence[Value]] = []
     try:
@@ -188,6 +188,10 @@ def _fast_columns(
             if None in texts:  # a group that did not take part: its slice was ""
                 texts = tuple("" if t is None else t for t in texts)
             if read is None:
+                if col[0] in layout.loose:
+                    matched = texts if get is typed else ((typed(col[0]),) if one else typed(*col))
+                    if not _tight(matched):  # type: ignore[arg-type]
+                        return None
                 columns.append(texts)  # type: ignore[arg-type]
             elif is_number:
                 columns.append(_read_numbers(read, texts))  # type: ignore[arg-type]
@@ -304,22 +308,26 @@ def _dicts(
 def _read_numbers(read: Callable[[str], Value], texts: Sequence[str]) -> list[Value]:
     """``[read(t) for t in texts]`` for a number field, with ``value_reader``'s fast form
     (``Decimal`` of plain ASCII without ``,``, ``$`` or ``_``, if finite) checked once for the
-    whole column; any text outside it sends the column through ``read``."""
+    whole column; any text outside it sends the column through ``read``.
+
+    The checks are on the column's texts joined: none longer than the limit if all together
+    are not; and every text ``Decimal`` reads as infinite or NaN (``inf``, ``Infinity``,
+    ``NaN``, ``sNaN``, in any case) has an ``n``, so a column without one is all finite.
+    """
     joined = "".join(texts)
     if (
         joined.isascii()
+        and len(joined) <= MAX_INTEGER_DIGITS
         and "," not in joined
         and "$" not in joined
         and "_" not in joined
-        and max(map(len, texts), default=0) <= MAX_INTEGER_DIGITS
+        and "n" not in joined
+        and "N" not in joined
     ):
         try:
-            numbers = list(map(Decimal, texts))
+            return list(map(Decimal, texts))
         except InvalidOperation:
             pass
-        else:
-            if all(map(Decimal.is_finite, numbers)):
-                return numbers  # type: ignore[return-value]
     return list(map(read, texts))
 
 
@@ -361,6 +369,17 @@ class _FastLayout:
     #: An enum answered by its option's text (``answer_with``): a value the slow path reads
     #: as written first, so an output with lookalikes is left to it.
     option_texts: bool = False
+    #: The text groups that ``pattern`` matches loosely (:func:`_loosened`): each value they
+    #: take must be checked to be a ``TEXT`` (:func:`_tight`).
+    loose: frozenset[int] = frozenset()
+    #: ``pattern`` for text without a tab (:func:`_without_tabs`), or ``None``.
+    tab_free: re.Pattern[str] | None = None
+
+    def pattern_for(self, text: str) -> re.Pattern[str]:
+        """The pattern to match ``text`` with: the same matches, the faster one."""
+        if self.tab_free is not None and "\t" not in text:
+            return self.tab_free
+        return self.pattern
 
 
 _FAST_PLANS: dict[int, tuple[AnswerGrammar, _FastLayout | None]] = {}
@@ -399,14 +418,117 @@ def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
         for i, start, end, q, fields in g.item_groups
     ]
     bp = g.blueprint
+    columns = _fast_columns_of(g, items)
+    loose: frozenset[int] = frozenset()
+    if columns is not None:
+        text_groups = [k for col, read, _ in columns.fields if read is None for k in col]
+        pattern, loose = _loosened(pattern, text_groups)
+    tab_free = _without_tabs(pattern.pattern)
     return _FastLayout(
         pattern,
         tuple(items),
-        _fast_columns_of(g, items),
+        columns,
         g.read_question if bp.indexed else None,
         bp.question_prefixes or (bp.markers.question,),
         any(text_answers(f) for f in g.fields),
+        loose,
+        None if tab_free == pattern.pattern else re.compile(tab_free),
     )
+
+
+#: The white-space runs of literals, as the grammar writes them, and what they are in text
+#: without a tab: a literal space first.
+_BLANK_RUNS = {"[ \\t]+": "  *", "[ \\t]*": " *"}
+
+
+def _without_tabs(source: str) -> str:
+    """``source`` with each white-space run of a literal (``[ \t]+``, ``[ \t]*``) spelled
+    for text that holds no tab: ``  *`` and `` *``.
+
+    On such text the two match alike, trying the same lengths in the same order; but a run
+    that starts with a literal space lets the regex engine step back through a text value
+    only to the spaces in it (it skips the positions a literal cannot start at), not
+    character by character: about a sixth of matching a GSM8K output. Runs are found
+    outside character classes only, past escapes.
+    """
+    out: list[str] = []
+    i, n = 0, len(source)
+    in_class = False
+    while i < n:
+        ch = source[i]
+        if ch == "\\":
+            out.append(source[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+            out.append(ch)
+            i += 1
+            continue
+        run = source[i : i + 6]
+        if run in _BLANK_RUNS:
+            out.append(_BLANK_RUNS[run])
+            i += 6
+            continue
+        if ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            # A "]" first in a class (after "^") is a member, not its end.
+            if source[i : i + 1] == "^":
+                out.append("^")
+                i += 1
+            if source[i : i + 1] == "]":
+                out.append("]")
+                i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+#: A one-line text value loosened for the fast path: any run of the line.
+_LOOSE_TEXT = "[^\\n]*"
+#: What a one-line text value may not start or end with (``TEXT``'s white space; ``\n``
+#: cannot occur in one).
+_TEXT_EDGE = " \t\r\f\v"
+
+
+def _loosened(
+    pattern: re.Pattern[str], groups: Sequence[int]
+) -> tuple[re.Pattern[str], frozenset[int]]:
+    """``pattern`` with each of ``groups`` that holds a one-line text value (the ``TEXT``
+    fragment: non-empty, white space at neither edge) loosened to any run of the line, and
+    the groups loosened.
+
+    The same match, faster: backtracking into ``TEXT`` from the end of a line (to find the
+    literal after it) costs a nested group per character, about a third of matching a GSM8K
+    output. Every item is an atomic group, so each regex takes, inside it, the first way
+    that works, trying lengths from the longest; the loosened one tries every length the
+    other does, in the same order, and some more. When each loosened value it takes is a
+    ``TEXT`` (:func:`_tight`), it is the very one the original takes; when one is not, the
+    output is left to the slow path, which reads it as the original regex would.
+    """
+    from promptc.grammar.lark_source import fragment_terminals
+
+    source = pattern.pattern
+    text = fragment_terminals("text.lark")["TEXT"]
+    names = {k: name for name, k in pattern.groupindex.items()}
+    loose = set()
+    for k in groups:
+        tight = f"(?P<{names.get(k)}>{text})"
+        if k in names and source.count(tight) == 1:
+            source = source.replace(tight, f"(?P<{names[k]}>{_LOOSE_TEXT})")
+            loose.add(k)
+    if not loose:
+        return pattern, frozenset()
+    return re.compile(source), frozenset(loose)
+
+
+def _tight(texts: tuple[str, ...]) -> bool:
+    """Whether every one of ``texts`` is a ``TEXT``: non-empty, white space at neither edge
+    (``str.strip`` gives back the very string when it strips nothing)."""
+    return "" not in texts and tuple(map(str.strip, texts, repeat(_TEXT_EDGE))) == texts
 
 
 def _fast_columns_of(

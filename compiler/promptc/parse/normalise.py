@@ -89,15 +89,17 @@ def has_lookalikes(rest: str) -> bool:
     return not _ONE_TO_ONE_SET.isdisjoint(rest)
 
 
-_ONE_TO_ONE_RE = re.compile("[" + "".join(map(chr, ONE_TO_ONE)) + "]")
+def translate_lookalikes(text: str, rest: str | None = None) -> str:
+    """``text.translate(ONE_TO_ONE)``; ``rest`` is ``non_ascii(text)`` if the caller has it.
 
-
-def translate_lookalikes(text: str) -> str:
-    """``text.translate(ONE_TO_ONE)``, faster on text with few lookalikes among other
-    non-ASCII characters (``str.translate`` looks up every character in the table)."""
-    if _ONE_TO_ONE_RE.search(text) is None:
-        return text
-    return _ONE_TO_ONE_RE.sub(lambda m: ONE_TO_ONE[ord(m.group())], text)
+    ``str.translate`` looks up every character in the table, about 4 ns each; a text holds
+    few distinct lookalikes, and ``str.replace`` of each (a C search) is several times
+    faster. Every lookalike maps to ASCII, which none maps from, so the order of the
+    replacements does not matter.
+    """
+    for ch in _ONE_TO_ONE_SET.intersection(non_ascii(text) if rest is None else rest):
+        text = text.replace(ch, ONE_TO_ONE[ord(ch)])
+    return text
 
 
 def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:

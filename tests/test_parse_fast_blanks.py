@@ -1,0 +1,120 @@
+"""The fast path matches a faster regex than the grammar's own ``parse_regex`` (one-line text
+values loosened and checked afterwards; literal white space spelled for text without tabs):
+outputs that differ only in spaces and tabs read exactly as the slow path reads them, and
+the ones the grammar's regex matches still take the fast path where the text allows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from promptc.parse.fast import parse_fast
+from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
+from promptc.parse.shape import request_shape
+from promptc.spec.lower import compile_spec
+
+TASK = compile_spec(
+    Path(__file__).resolve().parents[1] / "specs" / "gsm8k.yaml",
+    overrides={("strategy", "batch_size"): 3},
+)
+OUTPUT = (
+    "A[1]: She had 48 - 24 = 24 clips left, so 48 + 24 = 72 in all. The answer is 72.\n"
+    "A[2]: 50 minutes is 50 / 60 of an hour, 12 * 50 / 60 = 10. The answer is 10.\n"
+    "A[3]: She has 100 / 2 = 50 and needs 100 - 50 - 15 - 30 = 5 more. The answer is -5."
+)
+REQUEST = {"id": "r0001", "kind": "batch", "item_ids": ["q0", "q1", "q2"]}
+BLANKS = [" ", "\t", "  ", " \t", "\t ", "\t\t"]
+
+
+def view(results: list[object]) -> list[object]:
+    return [
+        (r.status, r.values, r.span.start if r.span else None, r.span.end if r.span else None)  # type: ignore[attr-defined]
+        for r in results
+    ]
+
+
+def grammar_matches(out: str) -> bool:
+    g = grammar_for(TASK, 3, "batch")
+    assert g.parse_regex is not None
+    return re.fullmatch(g.parse_regex, out) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_spaces_and_tabs_anywhere_read_as_the_slow_path_reads_them(data: st.DataObject) -> None:
+    """Each space replaced by a run of spaces and tabs, or a run put at any place: the fast
+    path either declines or gives the slow path's statuses, values and spans."""
+    chars = list(OUTPUT)
+    spaces = [k for k, c in enumerate(chars) if c == " "]
+    for k in data.draw(st.lists(st.sampled_from(spaces), max_size=6, unique=True)):
+        chars[k] = data.draw(st.sampled_from(BLANKS))
+    # Not before a line's marker: there the paths' item spans differ by the blanks (the fast
+    # path's starts at the marker, the slow path's at the line), a known difference.
+    places = [k for k in range(1, len(chars) + 1) if chars[k - 1] != "\n"]
+    for k in sorted(data.draw(st.lists(st.sampled_from(places), max_size=3)), reverse=True):
+        chars.insert(k, data.draw(st.sampled_from(BLANKS)))
+    out = "".join(chars)
+    shape = request_shape(TASK, REQUEST)
+    fast = parse_fast(shape, grammar_for(TASK, 3, "batch"), out)
+    slow = parse_output_recover_slow(TASK, REQUEST, out)
+    if fast is not None:
+        assert view(fast) == view(slow)
+    assert view(parse_output(TASK, REQUEST, out)) == view(slow)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_tabs_inside_the_text_keep_the_fast_path(data: st.DataObject) -> None:
+    """A tab (or a run of blanks) between two words of a reasoning, or between the literal's
+    words; a tab or a space just before the literal: the grammar's regex matches, and so
+    does the fast path, reading the text as written. (A run of several blanks just before
+    the literal is read right too, by the slow path: the test below.)"""
+    lines = OUTPUT.split("\n")
+    k = data.draw(st.integers(0, 2))
+    body = lines[k]
+    edge = body.index(" The answer is")
+    inside = [p for p, c in enumerate(body) if c == " " and p > len("A[1]: ") and p != edge]
+    at = data.draw(st.lists(st.sampled_from(inside), min_size=1, max_size=4, unique=True))
+    chars = list(body)
+    for p in at:
+        chars[p] = data.draw(st.sampled_from(BLANKS))
+    chars[edge] = data.draw(st.sampled_from([" ", "\t"]))
+    lines[k] = "".join(chars)
+    out = "\n".join(lines)
+    assert grammar_matches(out)
+    fast = parse_fast(request_shape(TASK, REQUEST), grammar_for(TASK, 3, "batch"), out)
+    assert fast is not None
+    assert view(fast) == view(parse_output_recover_slow(TASK, REQUEST, out))
+
+
+def test_several_blanks_before_the_literal_are_the_literal_s() -> None:
+    """``…in all.   The answer is 72.``: the reasoning ends at its last word, as the grammar's
+    regex reads it; the blanks belong to the literal."""
+    out = OUTPUT.replace("in all. The answer", "in all. \t  The answer")
+    assert grammar_matches(out)
+    results = parse_output(TASK, REQUEST, out)
+    assert results[0].values["reasoning"].endswith("in all.")
+    assert view(results) == view(parse_output_recover_slow(TASK, REQUEST, out))
+
+
+def test_every_spec_and_strategy_with_tabs_for_spaces_reads_alike() -> None:
+    """The canonical output of every example spec and strategy, each space a tab: the whole
+    parser gives the slow path's statuses and values."""
+    from export_samples import CASES, grammar_of, valid_output
+
+    for spec, kind in CASES:
+        task, g = grammar_of(spec, kind)
+        for out in (valid_output(task, g), valid_output(task, g).replace(" ", "\t")):
+            request = {
+                "id": "r1",
+                "kind": kind,
+                "item_ids": [i.id for i in task.items[: g.n_items]],
+            }
+            slow = parse_output_recover_slow(task, request, out)
+            full = parse_output(task, request, out)
+            assert [(r.status, r.values) for r in full] == [(r.status, r.values) for r in slow], (
+                spec.name,
+                kind,
+            )
