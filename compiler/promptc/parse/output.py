@@ -25,7 +25,6 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -103,18 +102,15 @@ def parse_output(
             code="bad-output",
         )
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    if output[:1] == "{" or _JSON_START.match(output) is not None:
-        # An answer in the grammar's JSON form (a structured-output API's): read it through
-        # its text form; spans would point into that text, not the output, so there are none.
+    # An answer in the grammar's JSON form (a structured-output API's) starts with "{", after
+    # white space (lstrip gives back the output itself when there is none). It is read
+    # through its text form; spans would point into that text, not the output: there are none.
+    if output[:1] == "{" or (output[:1].isspace() and output.lstrip()[:1] == "{"):
         text = g.text_of_json(output, shape.questions)
         if text is not None:
             results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
             return _check_options(task, results, mode)
     return _check_options(task, _parse_text(shape, g, output, mode, task), mode)
-
-
-#: An output in the grammar's JSON form starts with ``{`` (after white space).
-_JSON_START = re.compile(r"\s*\{")
 
 
 def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
@@ -125,9 +121,9 @@ def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[It
     answer naming none of the item's options (``(e)`` for an item with four, the text of
     another item's option) or more than one (a text two options share) is ``malformed``,
     never a guess; the message says which."""
-    fields = [f for f in task.outputs if f.choices_from]
-    if not fields:
+    if not results or not any(f.choices_from for f in task.outputs):
         return results
+    fields = [f for f in task.outputs if f.choices_from]
     from promptc.markers import OPTION_LETTERS
     from promptc.parse.shape import items_by_id
     from promptc.values import option_choices, resolve_option
