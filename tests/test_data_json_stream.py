@@ -174,3 +174,22 @@ def test_an_element_past_the_cap_is_an_error_at_it(
     with pytest.raises(PromptcErrors) as info:
         compile_spec(str(tmp_path / "spec.yaml"))
     assert "rows.json:2:2: invalid JSON: an element takes more than 0 MiB" in info.value.format()
+
+
+def test_lone_surrogates_are_errors_at_their_row(tmp_path: Path) -> None:
+    """A JSON escape can write half of a surrogate pair, which no UTF-8 text holds: in an
+    input or an id it is an error naming the row; other non-ASCII text is read as is."""
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    rows = (
+        '[{"qid": "a", "question": "caf\\u00e9 \\u2212 \\ud83d\\ude00"},\n'
+        ' {"qid": "b", "question": "half \\ud800 a pair"},\n'
+        ' {"qid": "\\udfff", "question": "fine"}]\n'
+    )
+    (tmp_path / "rows.json").write_text(rows, encoding="utf-8")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec(tmp_path / "spec.yaml")
+    found = sorted((e.code, str(e.location).rsplit("/", 1)[-1]) for e in info.value.errors)
+    assert found == [("lone-surrogate", "rows.json:2:2"), ("lone-surrogate-id", "rows.json:3:2")]
+    (tmp_path / "rows.json").write_text(rows.split("\n")[0].rstrip(",") + "]\n", encoding="utf-8")
+    (item,) = compile_spec(tmp_path / "spec.yaml").items
+    assert item.inputs["question"] == "café − \U0001f600"

@@ -217,3 +217,16 @@ def test_a_number_past_640_digits_before_its_point_is_refused_on_every_path() ->
     for read in (lambda t: read_value(field, t), value_reader(field)):
         with pytest.raises(ValueOutOfBounds, match="at most 640 digits before its point"):
             read("1" * (MAX_INTEGER_DIGITS + 1))
+
+
+@given(st.from_regex(r"[0-9]{1,30}", fullmatch=True), st.sampled_from(["", " ", "\t", " \n"]))
+def test_plain_digits_read_as_the_number_pattern_reads_them(digits: str, pad: str) -> None:
+    """Plain ASCII digits skip the number pattern: the same value, as Decimal and int."""
+    number = OutputField("n", "number")
+    integer = OutputField("k", "integer")
+    assert (
+        read_value(number, pad + digits + pad)
+        == read_value(number, digits + ".")
+        == Decimal(digits)
+    )
+    assert read_value(integer, pad + digits) == read_value(integer, "+" + digits) == int(digits)

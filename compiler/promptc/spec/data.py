@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,8 +104,18 @@ def option_list(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-#: A lone surrogate, which a JSON escape (``"\\ud800"``) can write but no UTF-8 text can hold.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+def _surrogate(text: str) -> re.Match[str] | None:
+    """The first lone surrogate in ``text``, which a JSON escape (``"\\ud800"``) can write but
+    no UTF-8 text can hold; ASCII text (nearly all) has none, and needs no regex."""
+    if text.isascii():
+        return None
+    return _surrogate_pattern().search(text)
+
+
+@cache
+def _surrogate_pattern() -> re.Pattern[str]:
+    # Compiled on first use: a range past Latin-1 compiles a map of the whole BMP.
+    return re.compile("[\ud800-\udfff]")
 
 
 def to_text(value: Any) -> str:
@@ -599,7 +610,7 @@ class _ItemMaker:
             value = values.get(column, _ABSENT)
             if type(value) is str and name not in self.option_inputs:
                 inputs[name] = value
-                if _SURROGATE.search(value) is None:
+                if _surrogate(value) is None:
                     continue
             elif value is _ABSENT:
                 c.add(data_error("missing-field", self.where(line), column=column, input=name))
@@ -628,7 +639,7 @@ class _ItemMaker:
                 continue
             else:
                 inputs[name] = to_text(value)
-            bad = _SURROGATE.search(inputs[name])
+            bad = _surrogate(inputs[name])
             if bad is not None:  # from a JSON escape: no character, cannot be sent as UTF-8
                 c.add(
                     data_error(
@@ -651,10 +662,10 @@ class _ItemMaker:
             value = values.get(column)
             if type(value) is str:
                 text = value.strip()
-                if text and _SURROGATE.search(text) is None:
+                if text and _surrogate(text) is None:
                     return text
         item_id = _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
-        if item_id is not None and _SURROGATE.search(item_id):
+        if item_id is not None and _surrogate(item_id):
             c.add(data_error("lone-surrogate-id", self.where(line)))
             return None
         return item_id
