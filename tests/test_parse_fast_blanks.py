@@ -6,33 +6,13 @@ the ones the grammar's regex matches still take the fast path where the text all
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from promptc.parse.fast import parse_fast
+from parse_paths import OUTPUT, REQUEST, TASK, assert_paths_agree, fast_and_slow, view
 from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
-from promptc.parse.shape import request_shape
-from promptc.spec.lower import compile_spec
 
-TASK = compile_spec(
-    Path(__file__).resolve().parents[1] / "specs" / "gsm8k.yaml",
-    overrides={("strategy", "batch_size"): 3},
-)
-OUTPUT = (
-    "A[1]: She had 48 - 24 = 24 clips left, so 48 + 24 = 72 in all. The answer is 72.\n"
-    "A[2]: 50 minutes is 50 / 60 of an hour, 12 * 50 / 60 = 10. The answer is 10.\n"
-    "A[3]: She has 100 / 2 = 50 and needs 100 - 50 - 15 - 30 = 5 more. The answer is -5."
-)
-REQUEST = {"id": "r0001", "kind": "batch", "item_ids": ["q0", "q1", "q2"]}
 BLANKS = [" ", "\t", "  ", " \t", "\t ", "\t\t"]
-
-
-def view(results: list[object]) -> list[object]:
-    return [
-        (r.status, r.values, r.span.start if r.span else None, r.span.end if r.span else None)  # type: ignore[attr-defined]
-        for r in results
-    ]
 
 
 def grammar_matches(out: str) -> bool:
@@ -55,13 +35,7 @@ def test_spaces_and_tabs_anywhere_read_as_the_slow_path_reads_them(data: st.Data
     places = [k for k in range(1, len(chars) + 1) if chars[k - 1] != "\n"]
     for k in sorted(data.draw(st.lists(st.sampled_from(places), max_size=3)), reverse=True):
         chars.insert(k, data.draw(st.sampled_from(BLANKS)))
-    out = "".join(chars)
-    shape = request_shape(TASK, REQUEST)
-    fast = parse_fast(shape, grammar_for(TASK, 3, "batch"), out)
-    slow = parse_output_recover_slow(TASK, REQUEST, out)
-    if fast is not None:
-        assert view(fast) == view(slow)
-    assert view(parse_output(TASK, REQUEST, out)) == view(slow)
+    assert_paths_agree("".join(chars))
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,9 +58,9 @@ def test_tabs_inside_the_text_keep_the_fast_path(data: st.DataObject) -> None:
     lines[k] = "".join(chars)
     out = "\n".join(lines)
     assert grammar_matches(out)
-    fast = parse_fast(request_shape(TASK, REQUEST), grammar_for(TASK, 3, "batch"), out)
+    fast, slow = fast_and_slow(out)
     assert fast is not None
-    assert view(fast) == view(parse_output_recover_slow(TASK, REQUEST, out))
+    assert view(fast) == view(slow)
 
 
 def test_several_blanks_before_the_literal_are_the_literal_s() -> None:
@@ -94,9 +68,8 @@ def test_several_blanks_before_the_literal_are_the_literal_s() -> None:
     regex reads it; the blanks belong to the literal."""
     out = OUTPUT.replace("in all. The answer", "in all. \t  The answer")
     assert grammar_matches(out)
-    results = parse_output(TASK, REQUEST, out)
-    assert results[0].values["reasoning"].endswith("in all.")
-    assert view(results) == view(parse_output_recover_slow(TASK, REQUEST, out))
+    assert_paths_agree(out)
+    assert parse_output(TASK, REQUEST, out)[0].values["reasoning"].endswith("in all.")
 
 
 def test_every_spec_and_strategy_with_tabs_for_spaces_reads_alike() -> None:

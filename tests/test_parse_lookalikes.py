@@ -6,45 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from parse_paths import OUTPUT, TASK, assert_paths_agree, view
 from promptc.ir import Task
 from promptc.parse.fast import parse_fast
 from promptc.parse.normalise import ONE_TO_ONE, normalise_lookalikes
 from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
 from promptc.parse.shape import request_shape
-from promptc.spec.lower import compile_spec
-
-#: A batch task of 3 in the format "{reasoning} The answer is {answer}." (fixtures do not mix
-#: with hypothesis' examples).
-TASK = compile_spec(
-    Path(__file__).resolve().parents[1] / "specs" / "gsm8k.yaml",
-    overrides={("strategy", "batch_size"): 3},
-)
 
 #: ASCII character → the lookalikes that read as it.
 LOOKALIKE_OF: dict[str, list[str]] = {}
 for code, ascii_char in ONE_TO_ONE.items():
     LOOKALIKE_OF.setdefault(ascii_char, []).append(chr(code))
 
-OUTPUT = (
-    "A[1]: She had 48 - 24 = 24 clips left, so 48 + 24 = 72 in all. The answer is 72.\n"
-    "A[2]: 50 minutes is 50 / 60 of an hour, 12 * 50 / 60 = 10. The answer is 10.\n"
-    "A[3]: She has 100 / 2 = 50 and needs 100 - 50 - 15 - 30 = 5 more. The answer is -5."
-)
-
 
 def _request(n: int) -> dict[str, object]:
     return {"id": "r0001", "kind": "batch", "item_ids": [f"q{i}" for i in range(n)]}
-
-
-def _view(results: list[object]) -> list[object]:
-    return [
-        (r.status, r.values, r.span.start if r.span else None, r.span.end if r.span else None)  # type: ignore[attr-defined]
-        for r in results
-    ]
 
 
 def test_translate_keeps_offsets() -> None:
@@ -66,7 +45,7 @@ def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written(
     assert fast is not None
     assert fast[0].values["reasoning"].startswith("She had 48 \u2212 24")
     assert fast[2].values["answer"] == Decimal(-5)
-    assert _view(fast) == _view(parse_output_recover_slow(task, _request(3), out))
+    assert view(fast) == view(parse_output_recover_slow(task, _request(3), out))
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,8 +63,8 @@ def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
     slow = parse_output_recover_slow(task, request, out)
     assert [r.status for r in slow] == ["ok"] * 3
     assert fast is not None, "a one-to-one lookalike sent the output to the slow path"
-    assert _view(fast) == _view(slow)
-    assert _view(parse_output(task, request, out)) == _view(slow)
+    assert view(fast) == view(slow)
+    assert view(parse_output(task, request, out)) == view(slow)
 
 
 INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
@@ -102,14 +81,7 @@ def test_removed_characters_anywhere_read_as_the_slow_path_reads_them(
     spots = data.draw(st.lists(st.integers(0, len(chars)), max_size=6))
     for k in sorted(spots, reverse=True):
         chars.insert(k, data.draw(st.sampled_from(INVISIBLES)))
-    out = "".join(chars)
-    request = _request(3)
-    shape = request_shape(TASK, request)
-    fast = parse_fast(shape, grammar_for(TASK, 3, "batch"), out)
-    slow = parse_output_recover_slow(TASK, request, out)
-    if fast is not None:
-        assert _view(fast) == _view(slow)
-    assert _view(parse_output(TASK, request, out)) == _view(slow)
+    assert_paths_agree("".join(chars))
 
 
 @settings(max_examples=100, deadline=None)
@@ -129,7 +101,7 @@ def test_removed_characters_inside_reasoning_take_the_fast_path(data: st.DataObj
     fast = parse_fast(request_shape(TASK, request), grammar_for(TASK, 3, "batch"), out)
     assert fast is not None
     assert fast[k].values["reasoning"] == body[len("A[1]: ") : body.index(" The answer is")]
-    assert _view(fast) == _view(parse_output_recover_slow(TASK, request, out))
+    assert view(fast) == view(parse_output_recover_slow(TASK, request, out))
 
 
 ANY_LOOKALIKE = [*INVISIBLES, "\u2212", "\u00a0", "\u2009", "\u3000", "\uff21", "\uff1a", "\u3010"]
