@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from promptc.build import build
 from promptc.errors import UsageError
 from promptc.ir import NOWHERE
@@ -21,6 +23,8 @@ from promptc.parse.build_input import load_build
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
 from promptc.task_file import ITEMS_FILE, TASK_FILE, read_task
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -188,3 +192,54 @@ def test_items_file_is_the_items_in_data_order_whatever_the_selection(
     assert (
         manifest["files"][ITEMS_FILE] == hashlib.sha256((out / ITEMS_FILE).read_bytes()).hexdigest()
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    item_id=st.text(min_size=1, max_size=8),
+    index=st.integers(0, 10**6),
+    question=st.text(max_size=30),
+    gold=st.dictionaries(
+        st.sampled_from(["answer", "reasoning", "b"]),
+        st.one_of(
+            st.text(max_size=5),
+            st.integers(),
+            st.booleans(),
+            st.decimals(allow_nan=False, allow_infinity=False, places=3),
+        ),
+        max_size=2,
+    ),
+    options=st.dictionaries(
+        st.sampled_from(["choices", "a"]), st.lists(st.text(max_size=4), max_size=3), max_size=2
+    ),
+)
+def test_an_items_line_is_its_object_in_canonical_json(
+    item_id: str, index: int, question: str, gold: dict[str, object], options: dict[str, list[str]]
+) -> None:
+    """items.jsonl's lines are written key by key: each is exactly its object's canonical
+    JSON (sorted keys, text as written, exact numbers)."""
+    from decimal import Decimal
+
+    from promptc import ir
+    from promptc.task_file import item_line
+
+    task = compile_spec(REPO / "specs" / "math.yaml")
+    item = ir.Item(
+        id=item_id,
+        index=index,
+        inputs={"question": question},
+        location=ir.Location("data.jsonl", 3, 1),
+        gold=gold,  # type: ignore[arg-type]
+        options={k: tuple(v) for k, v in options.items()},
+    )
+    expected = {
+        "id": item_id,
+        "index": index,
+        "inputs": {"question": question},
+        "question": question,
+        "location": "data.jsonl:3:1",
+        "gold": {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in gold.items()},
+        "options": options,
+    }
+    line = item_line(replace(task, spec_dir="."), item)
+    assert line == json.dumps(expected, sort_keys=True, ensure_ascii=False) + "\n"

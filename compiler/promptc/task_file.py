@@ -49,6 +49,8 @@ def _plain(value: object) -> object:
 
 # One encoder for every line (json.dumps with options builds a new one per call).
 _ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain).encode
+#: A string as _ENCODE writes it (ensure_ascii off).
+_string = json.encoder.encode_basestring
 
 
 def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) -> str:
@@ -155,19 +157,24 @@ def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -
         question = markers.question_text(task.inputs, it.inputs)
     except KeyError:
         question = ""
+    # What _dumps writes for the line's object, with its keys in sorted order by hand: the
+    # line is written for every item of a build (about a fifth of the time this saves).
     return (
-        _dumps(
-            {
-                "id": it.id,
-                "index": it.index,
-                "inputs": dict(it.inputs),
-                "question": question,
-                "location": _where(it.location, task.spec_dir, paths),
-                "gold": dict(it.gold),
-                "options": {k: list(v) for k, v in it.options.items()},
-            }
-        )
-        + "\n"
+        '{"gold": '
+        + (_dumps(dict(it.gold)) if it.gold else "{}")
+        + ', "id": '
+        + _string(it.id)
+        + ', "index": '
+        + str(int(it.index))
+        + ', "inputs": '
+        + _dumps(dict(it.inputs))
+        + ', "location": '
+        + _string(_where(it.location, task.spec_dir, paths))
+        + ', "options": '
+        + (_dumps({k: list(v) for k, v in it.options.items()}) if it.options else "{}")
+        + ', "question": '
+        + _string(question)
+        + "}\n"
     )
 
 
