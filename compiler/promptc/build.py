@@ -599,18 +599,21 @@ class _Sink:
 
     def write(self, text: str) -> None:
         data = text.encode("utf-8")
-        self.sha.update(data)
         if self.parts is not None:
             self.parts.append(text)
-            return
         self.pending.append(data)
         self.size += len(data)
         if self.size >= BUFFER_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        if self.file is not None and self.pending:
-            self.file.write(b"".join(self.pending))
+        """The bytes gathered go into the sha256 (one update per buffer, not per line: the
+        same digest) and to the file."""
+        if self.pending:
+            chunk = b"".join(self.pending)
+            self.sha.update(chunk)
+            if self.file is not None:
+                self.file.write(chunk)
             self.pending.clear()
             self.size = 0
 
@@ -628,6 +631,7 @@ class _Sink:
         return str(self.path) if self.path is not None else self.text()
 
     def hexdigest(self) -> str:
+        self.flush()
         return self.sha.hexdigest()
 
 

@@ -1019,6 +1019,10 @@ class ItemTable(Sequence[Item]):
         return f"ItemTable({self.path!r}, {len(self)} items)"
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # an item read a moment ago (a build takes each three times)
+            item = self._cache.get(index)
+            if item is not None:
+                return item
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         n = len(self._starts)
