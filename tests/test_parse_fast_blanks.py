@@ -30,10 +30,7 @@ def test_spaces_and_tabs_anywhere_read_as_the_slow_path_reads_them(data: st.Data
     spaces = [k for k, c in enumerate(chars) if c == " "]
     for k in data.draw(st.lists(st.sampled_from(spaces), max_size=6, unique=True)):
         chars[k] = data.draw(st.sampled_from(BLANKS))
-    # Not before a line's marker: there the paths' item spans differ by the blanks (the fast
-    # path's starts at the marker, the slow path's at the line), a known difference.
-    places = [k for k in range(1, len(chars) + 1) if chars[k - 1] != "\n"]
-    for k in sorted(data.draw(st.lists(st.sampled_from(places), max_size=3)), reverse=True):
+    for k in sorted(data.draw(st.lists(st.integers(0, len(chars)), max_size=3)), reverse=True):
         chars.insert(k, data.draw(st.sampled_from(BLANKS)))
     assert_paths_agree("".join(chars))
 
@@ -61,6 +58,15 @@ def test_tabs_inside_the_text_keep_the_fast_path(data: st.DataObject) -> None:
     fast, slow = fast_and_slow(out)
     assert fast is not None
     assert view(fast) == view(slow)
+
+
+def test_an_item_s_span_starts_at_its_marker_on_both_paths() -> None:
+    """Blanks before a marker are not the item's: its span starts at the marker."""
+    out = " " + OUTPUT.replace("\nA[2]", "\n\t A[2]")
+    fast, slow = fast_and_slow(out)
+    assert fast is not None and view(fast) == view(slow)
+    starts = [r.span.start.offset for r in slow if r.span is not None]
+    assert [out[k : k + 4] for k in starts] == ["A[1]", "A[2]", "A[3]"]
 
 
 def test_several_blanks_before_the_literal_are_the_literal_s() -> None:
@@ -105,12 +111,11 @@ def test_every_spec_and_strategy_with_blanks_anywhere_reads_alike(data: st.DataO
     task, g = grammar_of(spec, kind)
     chars = list(valid_output(task, g))
     for _ in range(data.draw(st.integers(1, 4))):
-        k = data.draw(st.integers(0, len(chars)))
-        if k == 0 or chars[k - 1] == "\n":
-            continue  # before a line's marker the spans differ (a known difference)
-        chars.insert(k, data.draw(st.sampled_from(BLANKS)))
+        chars.insert(data.draw(st.integers(0, len(chars))), data.draw(st.sampled_from(BLANKS)))
     out = "".join(chars)
     request = {"id": "r1", "kind": kind, "item_ids": [i.id for i in task.items[: g.n_items]]}
     slow = parse_output_recover_slow(task, request, out)
     full = parse_output(task, request, out)
-    assert [(r.status, r.values) for r in full] == [(r.status, r.values) for r in slow]
+    assert [(r.status, r.values, r.span) for r in full] == [
+        (r.status, r.values, r.span) for r in slow
+    ]

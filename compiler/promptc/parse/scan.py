@@ -70,7 +70,9 @@ def iter_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> Iterator[M
     """
     q_prefix = marker_set.question.casefold()
     for m in marker_pattern(marker_set.question, marker_set.answer).finditer(norm):
-        start = m.start()
+        # Blanks before a marker are not part of it (emphasis is): the item's span starts
+        # at the marker, as the fast path's does.
+        start = m.start() if m.group("open") else m.start("prefix")
         lo = max(0, start - _DECORATION_REACH - 1)
         nl = norm.rfind("\n", lo, start)
         ls = nl + 1 if nl >= 0 else (0 if lo == 0 else -1)  # -1: the line starts further back
