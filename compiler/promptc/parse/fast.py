@@ -505,11 +505,13 @@ def _loosened(
 
     The same match, faster: backtracking into ``TEXT`` from the end of a line (to find the
     literal after it) costs a nested group per character, about a third of matching a GSM8K
-    output. Every item is an atomic group, so each regex takes, inside it, the first way
-    that works, trying lengths from the longest; the loosened one tries every length the
-    other does, in the same order, and some more. When each loosened value it takes is a
-    ``TEXT`` (:func:`_tight`), it is the very one the original takes; when one is not, the
-    output is left to the slow path, which reads it as the original regex would.
+    output. At a loosened group both regexes try lengths from the longest down; the
+    loosened one tries every length the other does, in the same order, and some more (none,
+    or with white space at an edge), and the rest of the two regexes is the same. So when
+    each loosened value of its first match is a ``TEXT`` (:func:`_tight`), that match is the
+    original's first match too: everything the original would have tried before it, the
+    loosened one tried and failed. When one is not, the output is left to the slow path,
+    which reads it as the original regex would.
     """
     from promptc.grammar.lark_source import fragment_terminals
 
