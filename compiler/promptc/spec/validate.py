@@ -585,9 +585,11 @@ def _check_demos(
                     )
                 continue
             field = outputs.get(key)
-            if field is None or not isinstance(value, (str, int, float)):
+            # A list passes the schema (an options input's value is one): for an output it
+            # is a bad value, which coerce_value says.
+            if field is None or not isinstance(value, (str, int, float, list)):
                 continue
-            if field.choices_from:
+            if field.choices_from and not isinstance(value, list):
                 _check_demo_option(doc, c, vp, field, value, demo.get(field.choices_from))
                 continue
             try:
