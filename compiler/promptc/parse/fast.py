@@ -25,7 +25,7 @@ from promptc.parse.normalise import (
 from promptc.parse.results import ItemResult, Status
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span
-from promptc.values import MAX_INTEGER_DIGITS, text_answers
+from promptc.values import plain_decimal, text_answers
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -307,23 +307,9 @@ def _dicts(
 
 def _read_numbers(read: Callable[[str], Value], texts: Sequence[str]) -> list[Value]:
     """``[read(t) for t in texts]`` for a number field, with ``value_reader``'s fast form
-    (``Decimal`` of plain ASCII without ``,``, ``$`` or ``_``, if finite) checked once for the
-    whole column; any text outside it sends the column through ``read``.
-
-    The checks are on the column's texts joined: none longer than the limit if all together
-    are not; and every text ``Decimal`` reads as infinite or NaN (``inf``, ``Infinity``,
-    ``NaN``, ``sNaN``, in any case) has an ``n``, so a column without one is all finite.
-    """
-    joined = "".join(texts)
-    if (
-        joined.isascii()
-        and len(joined) <= MAX_INTEGER_DIGITS
-        and "," not in joined
-        and "$" not in joined
-        and "_" not in joined
-        and "n" not in joined
-        and "N" not in joined
-    ):
+    (:func:`~promptc.values.plain_decimal`) checked once for the whole column joined; any
+    text outside it sends the column through ``read``."""
+    if plain_decimal("".join(texts)):
         try:
             return list(map(Decimal, texts))
         except InvalidOperation:
