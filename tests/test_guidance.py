@@ -120,37 +120,30 @@ def test_json_schema_in_guidance(spec: Path, kind: StrategyKind) -> None:
                 assert not accepts(wrong, valid[0])
 
 
+#: Each engine export read by llguidance: its grammar kind, the shared text, the pinned text.
+FORMS = {
+    "regex": (lambda g: g.portable_regex, lambda g, q: g.portable_regex_for(q)),
+    "gbnf": (lambda g: g.gbnf, lambda g, q: g.gbnf_for(q)),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
-def test_portable_regex_in_guidance(spec: Path, kind: StrategyKind) -> None:
+def test_engine_exports_in_guidance(spec: Path, kind: StrategyKind, form: str) -> None:
+    """The portable regex and the GBNF: the valid output accepted, every broken one refused;
+    in Auto-Demo, the form pinned to the questions accepts them and refuses others."""
+    shared, pinned = FORMS[form]
     task, g = grammar_of(spec, kind)
-    grammar = grammar_from("regex", g.portable_regex)
+    grammar = grammar_from(form, shared(g))
     assert accepts(grammar, valid_output(task, g))
     for text in invalid_outputs(task, g):
         assert not accepts(grammar, text), text
     if kind == "auto-demo":
         _, questions = demo_answers(task, g.n_items)
-        assert accepts(
-            grammar_from("regex", g.portable_regex_for(questions)), valid_output(task, g)
-        )
+        assert accepts(grammar_from(form, pinned(g, questions)), valid_output(task, g))
         other = list(reversed(questions))
         if other != questions:
-            pinned = grammar_from("regex", g.portable_regex_for(other))
-            assert not accepts(pinned, valid_output(task, g))
-
-
-@pytest.mark.parametrize(("spec", "kind"), CASES, ids=IDS)
-def test_gbnf_in_guidance(spec: Path, kind: StrategyKind) -> None:
-    task, g = grammar_of(spec, kind)
-    grammar = grammar_from("gbnf", g.gbnf)
-    assert accepts(grammar, valid_output(task, g))
-    for text in invalid_outputs(task, g):
-        assert not accepts(grammar, text), text
-    if kind == "auto-demo":
-        _, questions = demo_answers(task, g.n_items)
-        assert accepts(grammar_from("gbnf", g.gbnf_for(questions)), valid_output(task, g))
-        other = list(reversed(questions))
-        if other != questions:
-            assert not accepts(grammar_from("gbnf", g.gbnf_for(other)), valid_output(task, g))
+            assert not accepts(grammar_from(form, pinned(g, other)), valid_output(task, g))
 
 
 def test_each_item_of_a_request_admits_its_own_options_in_guidance() -> None:
