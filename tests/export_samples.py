@@ -4,9 +4,10 @@ same output broken in the ways a model breaks it (invalid)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptc import markers
 from promptc.grammar.answer import AnswerGrammar, build_grammar
@@ -14,6 +15,9 @@ from promptc.ir import StrategyKind, Task, Value
 from promptc.spec.answer_format import write_answer
 from promptc.spec.lower import compile_spec
 from promptc.values import text_answers, write_value
+
+if TYPE_CHECKING:
+    import outlines_core
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
@@ -69,3 +73,24 @@ def invalid_outputs(task: Task, g: AnswerGrammar) -> list[str]:
         bad.append(good.replace(marker + markers.MARKER_SEPARATOR, marker, 1))
     assert good not in bad
     return bad
+
+
+class CharVocabulary:
+    """An outlines-core vocabulary of single characters (printable ASCII, ``\n``, ``\t`` and
+    those of ``texts``): walking an index over it is a full match of a text."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        import outlines_core
+
+        chars = sorted({chr(c) for c in range(32, 127)} | {"\n", "\t"} | set("".join(texts)))
+        self.ids = {c: k for k, c in enumerate(chars)}
+        self.vocab = outlines_core.Vocabulary(len(chars), {c: [k] for c, k in self.ids.items()})
+
+    def accepts(self, index: outlines_core.Index, text: str) -> bool:
+        state = index.get_initial_state()
+        for ch in text:
+            nxt = index.get_next_state(state, self.ids[ch])
+            if nxt is None:
+                return False
+            state = nxt
+        return bool(index.is_final_state(state))

@@ -11,7 +11,6 @@ refused by them, so that the two files cannot be confused.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import outlines_core
@@ -20,6 +19,7 @@ import xgrammar
 from export_samples import (
     CASES,
     SPECS,
+    CharVocabulary,
     demo_answers,
     grammar_of,
     invalid_outputs,
@@ -69,24 +69,6 @@ def _xg_accepts(grammar: xgrammar.Grammar, text: str) -> bool:
     return bool(_is_grammar_accept_string(grammar, text))
 
 
-class _Chars:
-    """An outlines-core vocabulary of single characters: walking its index is a full match."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        chars = sorted({chr(c) for c in range(32, 127)} | {"\n", "\t"} | set("".join(texts)))
-        self.ids = {c: k for k, c in enumerate(chars)}
-        self.vocab = outlines_core.Vocabulary(len(chars), {c: [k] for c, k in self.ids.items()})
-
-    def accepts(self, index: outlines_core.Index, text: str) -> bool:
-        state = index.get_initial_state()
-        for ch in text:
-            nxt = index.get_next_state(state, self.ids[ch])
-            if nxt is None:
-                return False
-            state = nxt
-        return bool(index.is_final_state(state))
-
-
 def _ids(cases: list[tuple[Path, str]]) -> list[str]:
     return [f"{s.stem}-{k}" for s, k in cases]
 
@@ -115,7 +97,7 @@ def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind)
     task, g = grammar_of(spec, kind)
     valid, invalid = [valid_output(task, g)], invalid_outputs(task, g)
     grammar = xgrammar.Grammar.from_regex(g.portable_regex)
-    chars = _Chars(valid + invalid)
+    chars = CharVocabulary(valid + invalid)
     index = outlines_core.Index(g.portable_regex, chars.vocab)
     for text in valid:
         assert _xg_accepts(grammar, text), text
@@ -138,7 +120,7 @@ def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) ->
     grammar = xgrammar.Grammar.from_json_schema(schema)
     valid, invalid = _json_valid(task, g), _json_invalid(task, g)
     regex = outlines_core.json_schema.build_regex_from_schema(schema)
-    chars = _Chars(valid + invalid)
+    chars = CharVocabulary(valid + invalid)
     index = outlines_core.Index(regex, chars.vocab)
     for text in valid:
         assert _xg_accepts(grammar, text), text

@@ -20,6 +20,7 @@ import lark
 import outlines_core
 import pytest
 import xgrammar
+from export_samples import CharVocabulary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc.build import assemble, build
@@ -264,22 +265,6 @@ def _json_form(task: Task, request: Request, said: list[str]) -> str:
     return json.dumps({"answers": answers})
 
 
-class _Chars:
-    def __init__(self, texts: list[str]) -> None:
-        chars = sorted({chr(c) for c in range(32, 127)} | {"\n"} | set("".join(texts)))
-        self.ids = {c: k for k, c in enumerate(chars)}
-        self.vocab = outlines_core.Vocabulary(len(chars), {c: [k] for c, k in self.ids.items()})
-
-    def accepts(self, index: outlines_core.Index, text: str) -> bool:
-        state = index.get_initial_state()
-        for ch in text:
-            nxt = index.get_next_state(state, self.ids[ch])
-            if nxt is None:
-                return False
-            state = nxt
-        return bool(index.is_final_state(state))
-
-
 def _export_cases() -> list[tuple[str, str]]:
     return [
         ("text-spec", "either"),
@@ -311,12 +296,12 @@ def test_each_request_grammar_admits_exactly_its_items_choices(
         gbnf = xgrammar.Grammar.from_ebnf(own[".gbnf"])
         portable = own[".regex"].rstrip("\n")
         xg_regex = xgrammar.Grammar.from_regex(portable)
-        chars = _Chars([_text_form(task, request, x) for x in good + bad])
+        chars = CharVocabulary([_text_form(task, request, x) for x in good + bad])
         oc_regex = outlines_core.Index(portable, chars.vocab)
         schema = own[".schema.json"]
         xg_json = xgrammar.Grammar.from_json_schema(schema)
         oc_json = outlines_core.Index(
-            outlines_core.json_schema.build_regex_from_schema(schema), _Chars([]).vocab
+            outlines_core.json_schema.build_regex_from_schema(schema), CharVocabulary([]).vocab
         )
         parser = lark.Lark(own[".lark"], parser="lalr", lexer="contextual")
         python = re.compile(own[".parse.regex"].rstrip("\n"))
@@ -336,7 +321,7 @@ def test_each_request_grammar_admits_exactly_its_items_choices(
             assert parsed is ok, (request.id, text)
             as_json = _json_form(task, request, said)
             assert bool(_is_grammar_accept_string(xg_json, as_json)) is ok, (request.id, as_json)
-            assert _Chars([]).accepts(oc_json, as_json) is ok if as_json.isascii() else True
+            assert CharVocabulary([]).accepts(oc_json, as_json) is ok if as_json.isascii() else True
             # The parser, on the shared grammar, agrees with the request's own — except that
             # an answer naming two options of its item (admitted: it is one of its choices)
             # is malformed rather than a guess.
