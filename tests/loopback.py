@@ -14,13 +14,18 @@ from typing import Any
 
 
 def send_json(
-    handler: http.server.BaseHTTPRequestHandler, payload: object, status: int = 200
+    handler: http.server.BaseHTTPRequestHandler,
+    payload: object,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Writes ``payload`` as a JSON response."""
+    """Writes ``payload`` as a JSON response (with ``headers`` besides its own)."""
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
 

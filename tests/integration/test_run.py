@@ -8,7 +8,6 @@ limit, a server error.
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import json
 import os
@@ -28,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
 
 from llm_server import running_server
+from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.errors import UsageError
 from promptc.run.bodies import build_task, cache_key, read_requests, request_body
 from promptc.run.client import FAILURES
@@ -187,7 +187,7 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-class _Scripted(http.server.BaseHTTPRequestHandler):
+class _Scripted(QuietHandler):
     """An OpenAI-compatible endpoint that answers from a script: a list of (status, body)."""
 
     script: ClassVar[list[tuple[int, dict[str, Any]]]] = []
@@ -201,43 +201,18 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
             type(self).seen.append({"body": body, "auth": self.headers.get("Authorization")})
             status, answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         time.sleep(self.delay)
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 429:
-            self.send_header("Retry-After", "0")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        send_json(self, answer, status, {"Retry-After": "0"} if status == 429 else None)
 
 
 def _completion(text: str) -> dict[str, Any]:
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "m",
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-    }
+    return chat_completion(text, prompt_tokens=5, completion_tokens=3)
 
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, type[_Scripted]]]:
     handler = type("Handler", (_Scripted,), {"script": [], "seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, handler
 
 
 def test_rate_limit_is_retried_and_server_errors_reported(
