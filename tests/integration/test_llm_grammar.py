@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import gbnf_error
 from promptc.run.bodies import read_requests, request_body
-from promptc.run.orchestrate import run_build
+from promptc.run.orchestrate import RunResult, run_build
 
 pytestmark = [
     pytest.mark.llm,
@@ -37,6 +38,25 @@ pytestmark = [
 MODEL = "smollm2"
 #: Seconds to wait for one answer: generous, because the 2-core machine may be busy.
 TIMEOUT = 1800.0
+
+
+def run_first(out: Path, url: str, tmp_path: Path, grammar: str, **options: Any) -> RunResult:
+    """The build's first request sent to the local model under ``grammar``, and parsed: one
+    request at a time, one retry, a cache in ``tmp_path``."""
+    return run_build(
+        out,
+        base_url=url,
+        grammar=grammar,
+        concurrency=1,
+        limit=1,
+        model=MODEL,
+        parse=True,
+        cache_path=tmp_path / "cache.sqlite",
+        timeout=TIMEOUT,
+        max_retries=1,
+        **options,
+    )
+
 
 #: (spec, strategy, batch size, max_tokens): one request of 8 items each. 8 answers of at most
 #: 400 characters of reasoning fit in 1,400 tokens.
@@ -117,18 +137,7 @@ def test_gbnf_constrained_items_all_parse_ok(
     assert len(first.item_ids) == size
     assert gbnf_error(request_body(first, out, "gbnf")["grammar"]) is None
 
-    result = run_build(
-        out,
-        base_url=llm_base_url,
-        grammar="gbnf",
-        concurrency=1,
-        limit=1,
-        model=MODEL,
-        parse=True,
-        cache_path=tmp_path / "cache.sqlite",
-        timeout=TIMEOUT,
-        max_retries=1,
-    )
+    result = run_first(out, llm_base_url, tmp_path, "gbnf")
 
     assert result.ok, [f.format() for f in result.failed]
     assert result.grammar == "gbnf" and result.sent == 1
@@ -151,19 +160,8 @@ def test_unconstrained_batch_reports_a_status_per_item(
     item gets a status, and the figures are printed, not asserted."""
     out = build("math.yaml", "batch", 8, 256)
 
-    result = run_build(
-        out,
-        base_url=llm_base_url,
-        grammar="none",
-        concurrency=1,
-        limit=1,
-        model=MODEL,
-        parse=True,
-        cache_path=tmp_path / "cache.sqlite",
-        timeout=TIMEOUT,
-        max_retries=1,
-        repair=0,  # the model's own answers, as they come: no item is re-asked
-    )
+    # repair=0: the model's own answers, as they come; no item is re-asked.
+    result = run_first(out, llm_base_url, tmp_path, "none", repair=0)
 
     # Every request was answered (``ok`` would also ask every item to be ok).
     assert not result.failed, [f.format() for f in result.failed]
@@ -187,18 +185,7 @@ def test_json_schema_constrained_batch_parses_ok(
     ``response_format`` (its ``json_object`` form); the JSON answers are read back as text."""
     out = build("sentiment.yaml", "batch", 8, 256)
 
-    result = run_build(
-        out,
-        base_url=llm_base_url,
-        grammar="json_schema",
-        concurrency=1,
-        limit=1,
-        model=MODEL,
-        parse=True,
-        cache_path=tmp_path / "cache.sqlite",
-        timeout=TIMEOUT,
-        max_retries=1,
-    )
+    result = run_first(out, llm_base_url, tmp_path, "json_schema")
 
     assert result.ok, [f.format() for f in result.failed]
     output = _item_lines(result.outputs_path)[0]
@@ -215,19 +202,7 @@ def test_json_schema_auto_demo_pins_each_question(
     (``const``), which the server accepts and the model cannot drift from."""
     out = build("sentiment.yaml", "auto-demo", 4, 512)
 
-    result = run_build(
-        out,
-        base_url=llm_base_url,
-        grammar="json_schema",
-        concurrency=1,
-        limit=1,
-        model=MODEL,
-        parse=True,
-        repair=0,
-        cache_path=tmp_path / "cache.sqlite",
-        timeout=TIMEOUT,
-        max_retries=1,
-    )
+    result = run_first(out, llm_base_url, tmp_path, "json_schema", repair=0)
 
     assert result.ok, [f.format() for f in result.failed]
     output = _item_lines(result.outputs_path)[0]
