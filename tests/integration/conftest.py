@@ -67,3 +67,10 @@ def build_spec() -> Callable[..., Path]:
     """``build_spec(spec, out, overrides)`` compiles a spec (with key-path overrides, as
     ``promptc build --strategy/--batch-size`` does) and builds it into ``out``."""
     return _build_spec
+
+
+@pytest.fixture
+def sentiment4(tmp_path: Path, build_spec: Callable[..., Path]) -> Path:
+    """specs/sentiment.yaml as a batch of 4 (20 items: 5 requests), built in ``tmp_path``."""
+    overrides = {("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}
+    return build_spec(SPECS / "sentiment.yaml", tmp_path / "build", overrides)

@@ -19,10 +19,9 @@ from typing import Any, ClassVar
 import promptc.run.context as context_module
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
-from promptc.build import build, read_requests
+from promptc.build import read_requests
 from promptc.run.context import largest_need, server_context, server_root
 from promptc.run.orchestrate import run_build
-from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
@@ -55,17 +54,6 @@ def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"gets": {}, "delay": 0.0, "asked": []})
     with serving(handler) as url:
         yield url, handler
-
-
-@pytest.fixture
-def sentiment4(tmp_path: Path) -> Path:
-    task = compile_spec(
-        SPECS / "sentiment.yaml",
-        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
-    )
-    out = tmp_path / "build"
-    build(task, out)
-    return out
 
 
 def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> tuple[Any, list[str]]:

@@ -20,12 +20,10 @@ from typing import Any, ClassVar
 
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
-from promptc.build import build
 from promptc.run.cache import ResponseCache
 from promptc.run.client import retry_after_seconds
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import outputs_lock, read_outputs
-from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
@@ -53,18 +51,6 @@ def server() -> Iterator[tuple[str, type[_Server]]]:
     handler = type("Handler", (_Server,), {"seen": [], "raw": None})
     with serving(handler) as url:
         yield url, handler
-
-
-@pytest.fixture
-def sentiment4(tmp_path: Path) -> Path:
-    """specs/sentiment.yaml as a batch of 4 (20 items: 5 requests), no spec needed after."""
-    task = compile_spec(
-        SPECS / "sentiment.yaml",
-        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
-    )
-    out = tmp_path / "build"
-    build(task, out)
-    return out
 
 
 def _drop_even(n: int) -> str:
