@@ -25,6 +25,7 @@ from decimal import Decimal
 from promptc import ir, markers
 from promptc.grammar.answer import build_grammar
 from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.strategies import AUTO_DEMO
 
 WORDS = [
     "so",
@@ -57,7 +58,7 @@ def math_task() -> ir.Task:
         demos=(),
         data=None,
         items=(),
-        strategy=ir.Strategy("auto-demo", 8, ir.Selection()),
+        strategy=ir.StrategySpec(AUTO_DEMO, 8, ir.Selection()),
         model=ir.ModelConfig("m"),
         templates=(),
         spec=ir.SourceFile("spec.yaml", "0" * 64),

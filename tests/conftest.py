@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 from promptc import ir
 from promptc.spec.answer_format import parse_answer_format
+from promptc.strategies import strategy
 
 # In CI, property tests draw the same examples on every run, so that a red run points at a
 # change and not at luck; locally they stay random, to keep finding new cases.
@@ -27,7 +28,7 @@ SPECS = REPO / "specs"
 
 def make_task(
     *,
-    kind: ir.StrategyKind = "batch",
+    kind: str = "batch",
     batch_size: int = 3,
     n_items: int = 5,
     method: ir.SelectionMethod = "sequential",
@@ -84,7 +85,7 @@ def make_task(
         demos=tuple(demo_list[:demos]),
         data=None,
         items=items,
-        strategy=ir.Strategy(kind, batch_size, ir.Selection(method, seed)),
+        strategy=ir.StrategySpec(strategy(kind), batch_size, ir.Selection(method, seed)),
         model=ir.ModelConfig("test-model", temperature=0.0, max_tokens=256),
         templates=tuple(templates),
         spec=spec,

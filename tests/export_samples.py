@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from promptc import markers
 from promptc.grammar.answer import AnswerGrammar, build_grammar
-from promptc.ir import StrategyKind, Task, Value
+from promptc.ir import Task, Value
 from promptc.spec.answer_format import write_answer
 from promptc.spec.lower import compile_spec
 from promptc.values import text_answers, write_value
@@ -20,18 +20,18 @@ if TYPE_CHECKING:
     import outlines_core
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
-KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+KINDS: tuple[str, ...] = ("single", "few-shot", "batch", "auto-demo")
 CASES = [(spec, kind) for spec in SPECS for kind in KINDS]
 IDS = [f"{s.stem}-{k}" for s, k in CASES]
 
 
 @cache
-def task_of(spec: Path, kind: StrategyKind) -> Task:
+def task_of(spec: Path, kind: str) -> Task:
     """The example spec compiled in ``kind``."""
     return compile_spec(spec, overrides={("strategy", "kind"): kind})
 
 
-def grammar_of(spec: Path, kind: StrategyKind) -> tuple[Task, AnswerGrammar]:
+def grammar_of(spec: Path, kind: str) -> tuple[Task, AnswerGrammar]:
     """The task and its grammar for one item, or for up to three (the spec's demos)."""
     task = task_of(spec, kind)
     n = 1 if kind in ("single", "few-shot") else min(3, max(1, len(task.demos)))
@@ -67,7 +67,7 @@ def invalid_outputs(task: Task, g: AnswerGrammar) -> list[str]:
             bad.append(good.replace(body, body[:k] + word + body[k + len(written) :], 1))
     if g.n_items > 1:
         bad.append(good[: good.rindex("\n")])
-    if g.kind not in ("single", "few-shot"):
+    if not g.kind.one_item:
         bad.append("Sure! " + good)
         marker = markers.answer_marker(1, g.blueprint.markers)
         bad.append(good.replace(marker + markers.MARKER_SEPARATOR, marker, 1))

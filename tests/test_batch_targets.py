@@ -115,7 +115,7 @@ def _pinned(task: Any, item_ids: tuple[str, ...]) -> tuple[list[str], Any]:
     by_id = {it.id: it for it in task.items}
     questions = (
         [markers.question_text(task.inputs, by_id[i].inputs) for i in item_ids]
-        if task.strategy.kind == "auto-demo"
+        if task.strategy.kind.repeats_questions
         else []
     )
     return questions, item_choices(task, item_ids)

@@ -295,6 +295,7 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
     import io
 
     from promptc import ir
+    from promptc.strategies import BATCH
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -302,7 +303,7 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
 
     batch = ir.Batch(0, ("a",), (0,))
     request = ir.Request(
-        "r0001", batch, "batch", (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"}
+        "r0001", batch, BATCH, (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"}
     )
     out = Terminal()
     show.show_request(request, "answer", out)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from promptc.ir import StrategyKind
 from promptc.parse.output import parse_output
 from promptc.render.renderer import render
 from promptc.select.methods import select
@@ -27,7 +26,7 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
         ("mnli", "batch", 2),
     ],
 )
-def test_demos_as_turns(spec: str, kind: StrategyKind, size: int) -> None:
+def test_demos_as_turns(spec: str, kind: str, size: int) -> None:
     overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind, ("demos_as",): "turns"}
     if kind != "few-shot":
         overrides[("strategy", "batch_size")] = size

@@ -28,7 +28,7 @@ from export_samples import (
 )
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem, Span
-from promptc.ir import StrategyKind, Task
+from promptc.ir import Task
 from xgrammar.testing import _is_grammar_accept_string
 
 
@@ -60,7 +60,7 @@ def _is_text(g: AnswerGrammar, name: str) -> bool:
 def _json_invalid(task: Task, g: AnswerGrammar) -> list[str]:
     good = json.loads(_json_valid(task, g)[0])
     bad = ["{}", json.dumps(good) + " extra"]
-    if g.kind not in ("single", "few-shot"):
+    if not g.kind.one_item:
         bad.append(json.dumps({"answers": good["answers"][:-1]}))
     return bad
 
@@ -74,7 +74,7 @@ def _ids(cases: list[tuple[Path, str]]) -> list[str]:
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
-def test_gbnf_in_xgrammar(spec: Path, kind: StrategyKind) -> None:
+def test_gbnf_in_xgrammar(spec: Path, kind: str) -> None:
     task, g = grammar_of(spec, kind)
     grammar = xgrammar.Grammar.from_ebnf(g.gbnf)
     for text in [valid_output(task, g)]:
@@ -93,7 +93,7 @@ def test_gbnf_in_xgrammar(spec: Path, kind: StrategyKind) -> None:
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
-def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) -> None:
+def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: str) -> None:
     task, g = grammar_of(spec, kind)
     valid, invalid = [valid_output(task, g)], invalid_outputs(task, g)
     grammar = xgrammar.Grammar.from_regex(g.portable_regex)
@@ -113,7 +113,7 @@ def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind)
 
 
 @pytest.mark.parametrize(("spec", "kind"), CASES, ids=_ids(CASES))
-def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: StrategyKind) -> None:
+def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: str) -> None:
     task, g = grammar_of(spec, kind)
     schema = json.dumps(g.json_schema)
     assert "minLength" not in schema

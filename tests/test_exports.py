@@ -102,7 +102,7 @@ SHAPES = [
 
 @requires_llama
 @pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
-def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: ir.StrategyKind, n: int) -> None:
+def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: str, n: int) -> None:
     from llama_cpp import LlamaGrammar
 
     gbnf = build_grammar(TASKS[name], n, kind).gbnf
@@ -125,7 +125,7 @@ def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) ->
 
 
 def _random_output(
-    name: str, kind: ir.StrategyKind, n: int, rng: random.Random
+    name: str, kind: str, n: int, rng: random.Random
 ) -> tuple[str, list[dict[str, ir.Value]]]:
     task = TASKS[name]
     g = build_grammar(task, n, kind)
@@ -199,9 +199,7 @@ def test_gbnf_forces_item_count_and_order() -> None:
 
 
 @pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
-def test_json_schema_is_valid_and_accepts_parsed_answers(
-    name: str, kind: ir.StrategyKind, n: int
-) -> None:
+def test_json_schema_is_valid_and_accepts_parsed_answers(name: str, kind: str, n: int) -> None:
     from jsonschema import Draft202012Validator
 
     g = build_grammar(TASKS[name], n, kind)
@@ -251,9 +249,7 @@ def test_regex_file_is_the_fast_path() -> None:
 # ---------------------------------------------------------------------------- the real model
 
 
-def _rendered_requests(
-    spec: str, kind: ir.StrategyKind, size: int
-) -> tuple[ir.Task, list[ir.Request]]:
+def _rendered_requests(spec: str, kind: str, size: int) -> tuple[ir.Task, list[ir.Request]]:
     from promptc.render.renderer import render
     from promptc.select.methods import select
     from promptc.spec.lower import compile_spec
@@ -270,9 +266,7 @@ def _rendered_requests(
 @pytest.mark.llm
 @requires_llama
 @pytest.mark.parametrize(("spec", "kind"), [("sentiment.yaml", "batch"), ("nli.yaml", "auto-demo")])
-def test_smollm2_constrained_by_the_gbnf_answers_every_item(
-    spec: str, kind: ir.StrategyKind
-) -> None:
+def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: str) -> None:
     """SmolLM2-135M under the exported GBNF: a batch of 8 and an Auto-Demo of 8 all parse."""
     import openai
 

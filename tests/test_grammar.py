@@ -7,6 +7,7 @@ Regenerate the golden grammars after an intended change with::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Sequence
@@ -20,10 +21,11 @@ from promptc import ir, markers
 from promptc.errors import GrammarError, OutputParseError
 from promptc.grammar.answer import AnswerGrammar, AnswerMismatch, build_grammar
 from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.strategies import strategy
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
-KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+KINDS: tuple[str, ...] = ("single", "few-shot", "batch", "auto-demo")
 
 
 def make_task(
@@ -31,7 +33,7 @@ def make_task(
     fmt: str,
     outputs: Sequence[ir.OutputField],
     inputs: Sequence[str] = ("question",),
-    kind: ir.StrategyKind = "batch",
+    kind: str = "batch",
 ) -> ir.Task:
     return ir.Task(
         name=name,
@@ -43,7 +45,7 @@ def make_task(
         demos=(),
         data=None,
         items=(),
-        strategy=ir.Strategy(kind, 8, ir.Selection()),
+        strategy=ir.StrategySpec(strategy(kind), 8, ir.Selection()),
         model=ir.ModelConfig("m"),
         templates=(),
         spec=ir.SourceFile("spec.yaml", "0" * 64),
@@ -98,7 +100,7 @@ TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT, CLAIM)}
 # ---------------------------------------------------------------------------- golden grammars
 
 
-def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
+def golden_cases() -> list[tuple[str, ir.Task, str, int]]:
     cases = []
     for name in ("math", "sentiment", "reading", "nli"):
         for kind in KINDS:
@@ -106,7 +108,7 @@ def golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
     return cases
 
 
-def _all_golden_cases() -> list[tuple[str, ir.Task, ir.StrategyKind, int]]:
+def _all_golden_cases() -> list[tuple[str, ir.Task, str, int]]:
     # The example specs' grammars are golden files of their builds (tests/golden, see
     # tests/test_golden.py); these are the hand-made tasks' grammars at three items.
     return golden_cases()
@@ -127,7 +129,7 @@ def grammar_golden_files() -> dict[Path, str]:
     _all_golden_cases(),
     ids=[f"{c[0]}-{c[2]}-{c[3]}" for c in _all_golden_cases()],
 )
-def test_golden_grammar_is_current(name: str, task: ir.Task, kind: ir.StrategyKind, n: int) -> None:
+def test_golden_grammar_is_current(name: str, task: ir.Task, kind: str, n: int) -> None:
     folder = GOLDEN / name / f"{kind}-{n}"
     files = build_grammar(task, n, kind).files()
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("answer.*"))}
@@ -161,7 +163,7 @@ def test_exports_are_deterministic() -> None:
 
 def canonical_output(
     task: ir.Task,
-    kind: ir.StrategyKind,
+    kind: str,
     answers: Sequence[dict[str, ir.Value]],
     questions: Sequence[dict[str, str]] = (),
 ) -> str:
@@ -251,7 +253,7 @@ def assert_parses_to(
             )
         text = output[item.span.start_offset : item.span.end_offset]
         assert text.strip(ASCII_WS) == text
-    if g.kind == "auto-demo":
+    if g.kind.repeats_questions:
         for item, q in zip(fast, questions):
             assert item.question == markers.question_text(task.inputs, q)
 
@@ -264,7 +266,7 @@ BATCH_SIZES = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 64])
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_round_trip(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+def test_round_trip(task_name: str, kind: str, data: st.DataObject) -> None:
     task = TASKS[task_name]
     n = 1 if kind in ("single", "few-shot") else data.draw(BATCH_SIZES, label="n")
     g = build_grammar(task, n, kind)
@@ -427,9 +429,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("task", "kind", "n", "output", "message"), ERRORS, ids=range(len(ERRORS)))
-def test_strict_error_messages(
-    task: str, kind: ir.StrategyKind, n: int, output: str, message: str
-) -> None:
+def test_strict_error_messages(task: str, kind: str, n: int, output: str, message: str) -> None:
     g = build_grammar(TASKS[task], n, kind)
     with pytest.raises(OutputParseError) as info:
         g.parse_strict(output)
@@ -513,8 +513,8 @@ def test_grammar_errors(fmt: str, message: str) -> None:
     from promptc.errors import Location
 
     task = make_task("x", "{answer}", MATH.outputs)
-    task = ir.Task(
-        **{**task.__dict__, "answer_format": parse_answer_format(fmt, Location("spec.yaml", 1, 1))}
+    task = dataclasses.replace(
+        task, answer_format=parse_answer_format(fmt, Location("spec.yaml", 1, 1))
     )
     with pytest.raises(GrammarError) as info:
         build_grammar(task, 2, "batch")
@@ -553,7 +553,7 @@ MUTATIONS = [
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_regex_and_lark_agree_on_mangled_outputs(
-    task_name: str, kind: ir.StrategyKind, data: st.DataObject
+    task_name: str, kind: str, data: st.DataObject
 ) -> None:
     task = TASKS[task_name]
     n = 1 if kind == "single" else data.draw(st.integers(1, 4))
@@ -611,7 +611,7 @@ def test_text_before_text_ends_at_the_first_spaced_delimiter() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_line_break_in_the_format(kind: ir.StrategyKind) -> None:
+def test_a_line_break_in_the_format(kind: str) -> None:
     task = make_task(
         "two-lines",
         "{reasoning}\nAnswer: {answer}",
@@ -641,9 +641,7 @@ def test_enum_without_usable_choices() -> None:
         alphabet=st.sampled_from(list("AQ[]1:2 .\n\tyesnoThe answer is$,-é")), max_size=300
     )
 )
-def test_any_text_gives_items_or_a_parse_error(
-    task_name: str, kind: ir.StrategyKind, text: str
-) -> None:
+def test_any_text_gives_items_or_a_parse_error(task_name: str, kind: str, text: str) -> None:
     g = build_grammar(TASKS[task_name], 1 if kind == "single" else 2, kind)
     try:
         g.parse_strict(text)
@@ -657,7 +655,7 @@ def test_any_text_gives_items_or_a_parse_error(
 
 @pytest.mark.parametrize("task_name", sorted(TASKS))
 @pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
-def test_long_garbage_is_refused_quickly(task_name: str, kind: ir.StrategyKind) -> None:
+def test_long_garbage_is_refused_quickly(task_name: str, kind: str) -> None:
     import time
 
     g = build_grammar(TASKS[task_name], 1 if kind == "single" else 8, kind)
@@ -705,7 +703,7 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     }
 
 
-def _with_slack(output: str, kind: ir.StrategyKind, rng: random.Random) -> str:
+def _with_slack(output: str, kind: str, rng: random.Random) -> str:
     """What a careless but well-meaning model adds: spaces, blank lines, another case."""
     lines = output.split("\n")
     out = []
@@ -725,7 +723,7 @@ def _with_slack(output: str, kind: ir.StrategyKind, rng: random.Random) -> str:
 @pytest.mark.parametrize("kind", ["batch", "auto-demo"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_slack_keeps_the_values(task_name: str, kind: ir.StrategyKind, data: st.DataObject) -> None:
+def test_slack_keeps_the_values(task_name: str, kind: str, data: st.DataObject) -> None:
     task = TASKS[task_name]
     n = data.draw(st.integers(1, 6))
     g = build_grammar(task, n, kind)

@@ -11,6 +11,7 @@ from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
 from promptc.spec.load import load_spec
 from promptc.spec.lower import compile_spec, default_label, lower
 from promptc.spec.validate import validate
+from promptc.strategies import STRATEGIES
 
 SPECS = Path(__file__).parent / "fixtures" / "specs"
 
@@ -107,7 +108,7 @@ def test_defaults(spec_dir: Path) -> None:
     assert task.description == ""
     assert task.demos == ()
     assert task.templates == ()
-    assert task.strategy.kind == "single" and task.strategy.batch_size == 1
+    assert task.strategy.kind.name == "single" and task.strategy.batch_size == 1
     sel = task.strategy.selection
     assert (sel.method, sel.seed, sel.target_position, sel.model, sel.cache_dir) == (
         "sequential",
@@ -157,7 +158,7 @@ def test_extends_overrides_and_deep_merges() -> None:
     variant = compile_spec(SPECS / "variant_batch.yaml")
     assert variant.name == "nli-batch"
     assert variant.instruction == base.instruction  # inherited
-    assert variant.strategy.kind == "batch" and variant.strategy.batch_size == 8
+    assert variant.strategy.kind.name == "batch" and variant.strategy.batch_size == 8
     assert variant.strategy.selection.method == "random"
     assert variant.strategy.selection.seed == 7
     # mappings merge key by key; null removes an inherited key
@@ -192,8 +193,8 @@ def test_relative_paths_resolve_against_the_file_that_declares_them() -> None:
     task = compile_spec(SPECS / "nested" / "variant.yaml")
     # data.path is the nested spec's own; the batch template is inherited from the base
     assert task.data is not None and task.data.resolved == str(SPECS / "nested" / "rows.jsonl")
-    assert task.template_for("batch").path == str(SPECS / "templates" / "my_batch.j2")
-    assert task.template_for("single").path is None
+    assert task.template_for(STRATEGIES["batch"]).path == str(SPECS / "templates" / "my_batch.j2")
+    assert task.template_for(STRATEGIES["single"]).path is None
     assert [i.id for i in task.items] == ["a-1", "b-2", "c-3"]
 
 
@@ -231,7 +232,7 @@ def test_command_line_overrides(spec_dir: Path) -> None:
     task = compile_spec(
         "spec.yaml", overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}
     )
-    assert (task.strategy.kind, task.strategy.batch_size) == ("batch", 4)
+    assert (task.strategy.kind.name, task.strategy.batch_size) == ("batch", 4)
 
 
 def test_bad_override_is_reported_at_the_command_line(spec_dir: Path) -> None:

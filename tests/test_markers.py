@@ -19,7 +19,7 @@ from promptc.spec.validate import marker_clash, marker_problem
 MARKERS = ir.Markers(question="Question", answer="Answer")
 
 
-def _task(task_factory: Callable[..., ir.Task], kind: ir.StrategyKind = "batch") -> ir.Task:
+def _task(task_factory: Callable[..., ir.Task], kind: str = "batch") -> ir.Task:
     return replace(task_factory(kind=kind, batch_size=2), markers=MARKERS)
 
 
@@ -29,7 +29,7 @@ def _request(kind: str = "batch") -> dict[str, object]:
 
 @pytest.mark.parametrize("kind", ["batch", "auto-demo"])
 def test_every_export_uses_the_spec_markers(
-    kind: ir.StrategyKind, task_factory: Callable[..., ir.Task]
+    kind: str, task_factory: Callable[..., ir.Task]
 ) -> None:
     g = build_grammar(_task(task_factory, kind), 2, kind)
     files = g.files()

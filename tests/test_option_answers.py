@@ -242,7 +242,7 @@ def _text_form(task: Task, request: Request, said: list[str]) -> str:
     by_id = {it.id: it for it in task.items}
     lines = []
     for i, (item_id, s) in enumerate(zip(request.batch.item_ids, said), 1):
-        if request.kind == "auto-demo":
+        if request.kind.repeats_questions:
             lines.append(f"Q[{i}]: " + markers.question_text(task.inputs, by_id[item_id].inputs))
         body = task.answer_format.source.replace("{reasoning}", "Because.").replace("{answer}", s)
         lines.append(f"A[{i}]: {body}")
@@ -256,7 +256,7 @@ def _json_form(task: Task, request: Request, said: list[str]) -> str:
     answers = []
     for i, (item_id, s) in enumerate(zip(request.batch.item_ids, said), 1):
         entry: dict[str, object] = {"index": i}
-        if request.kind == "auto-demo":
+        if request.kind.repeats_questions:
             entry["question"] = markers.question_text(task.inputs, by_id[item_id].inputs)
         if any(f.name == "reasoning" for f in task.outputs):
             entry["reasoning"] = "Because."

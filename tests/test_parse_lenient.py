@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from promptc.ir import StrategyKind, Task
+from promptc.ir import Task
 from promptc.parse.output import parse_output, parse_output_recover_slow
 from promptc.parse.recover import LENIENT_NOTE
 
@@ -49,7 +49,7 @@ SINGLE_EXACT = {body for body, *_ in BODIES if "\n" in body and body.endswith("2
 SECOND = "2 + 2 = 4. The answer is 4."
 
 
-def _request(kind: StrategyKind, n: int) -> dict[str, object]:
+def _request(kind: str, n: int) -> dict[str, object]:
     return {"id": "r0001", "kind": kind, "item_ids": [f"q{i}" for i in range(n)]}
 
 
@@ -64,7 +64,7 @@ def test_what_models_write(
     status: str,
     value: Decimal | None,
     strict: str,
-    kind: StrategyKind,
+    kind: str,
     task_factory: Callable[..., Task],
 ) -> None:
     n = 2 if kind == "batch" else 1

@@ -23,8 +23,7 @@ from promptc.ir import (
     Request,
     Selection,
     SourceFile,
-    Strategy,
-    StrategyKind,
+    StrategySpec,
     Task,
     Value,
 )
@@ -39,6 +38,7 @@ from promptc.parse.output import parse_output, parse_output_recover_slow
 from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.strategies import strategy
 
 # ---------------------------------------------------------------------------- builders
 
@@ -68,7 +68,7 @@ MATH_FORMAT = "{reasoning} The answer is {answer}."
 
 
 def make_task(
-    kind: StrategyKind = "batch",
+    kind: str = "batch",
     n: int = 4,
     outputs: Sequence[OutputField] = (NUMBER,),
     answer_format: str = "{answer}",
@@ -91,7 +91,9 @@ def make_task(
         demos=(),
         data=None,
         items=tuple(items),
-        strategy=Strategy(kind, 1 if kind in ("single", "few-shot") else n, Selection()),
+        strategy=StrategySpec(
+            strategy(kind), 1 if kind in ("single", "few-shot") else n, Selection()
+        ),
         model=ModelConfig("m"),
         templates=(),
         spec=SourceFile("spec.yaml", "0" * 64),
@@ -101,7 +103,7 @@ def make_task(
 
 def make_request(task: Task, rid: str = "r1", item_ids: Sequence[str] | None = None) -> Request:
     ids = tuple(item_ids) if item_ids is not None else tuple(i.id for i in task.items)
-    if task.strategy.kind in ("single", "few-shot") and item_ids is None:
+    if task.strategy.kind.one_item and item_ids is None:
         ids = ids[:1]
     idx = tuple(int(i.split("-")[1]) - 1 for i in ids)
     return Request(
@@ -116,7 +118,7 @@ def question_of(task: Task, item_id: str) -> str:
 
 def canonical(task: Task, request: Request, answers: Sequence[Mapping[str, Value]]) -> str:
     """The output a perfect model writes, with the shared constants."""
-    kind = task.strategy.kind
+    kind = task.strategy.kind.name
     if kind in ("single", "few-shot"):
         return write_answer(task.answer_format, task.outputs, answers[0])
     lines = []
@@ -206,9 +208,11 @@ def test_request_shape_reads_requests_mappings_and_objects() -> None:
     task = make_task("auto-demo", 2)
     req = make_request(task)
     shape = request_shape(task, req)
-    assert shape == RequestShape("r1", "auto-demo", ("item-1", "item-2"), QUESTIONS[:2])
+    assert shape == RequestShape("r1", strategy("auto-demo"), ("item-1", "item-2"), QUESTIONS[:2])
     line = {"id": "r9", "kind": "batch", "item_ids": ["item-2"]}
-    assert request_shape(task, line) == RequestShape("r9", "batch", ("item-2",), (QUESTIONS[1],))
+    assert request_shape(task, line) == RequestShape(
+        "r9", strategy("batch"), ("item-2",), (QUESTIONS[1],)
+    )
     with pytest.raises(OutputParseError, match="needs an 'id' and a list of 'item_ids'"):
         request_shape(task, {"id": "x"})
     with pytest.raises(OutputParseError, match="unknown strategy kind 'chain'"):
@@ -251,7 +255,7 @@ def test_canonical_auto_demo_round_trip() -> None:
 
 
 @pytest.mark.parametrize("kind", ["single", "few-shot"])
-def test_single_answer_with_chatter_and_fence(kind: StrategyKind) -> None:
+def test_single_answer_with_chatter_and_fence(kind: str) -> None:
     task = make_task(kind, 1, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
     body = "Half of 48 is 24, and 48 + 24 = 72. The answer is 72."

@@ -19,6 +19,7 @@ from promptc.plan.tokenizers import (
 )
 from promptc.plan.variants import Variant, parse_batch_sizes, parse_strategies, variants
 from promptc.spec.lower import compile_spec
+from promptc.strategies import STRATEGIES
 
 pytest.importorskip("bpe_openai")
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ SENTIMENT = str(REPO / "specs" / "sentiment.yaml")
 def test_variants_grid() -> None:
     got = variants(parse_strategies("single,batch,auto-demo"), parse_batch_sizes("4,8"))
     assert [v.name for v in got] == ["single", "batch-4", "batch-8", "auto-demo-4", "auto-demo-8"]
-    assert Variant("batch", 4, "retrieval").name == "batch-4+retrieval"
+    assert Variant(STRATEGIES["batch"], 4, "retrieval").name == "batch-4+retrieval"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_input_tokens_are_the_tokenizers_own_count_of_the_rendered_messages() ->
     import bpe_openai
 
     enc = bpe_openai.get_encoding("o200k_base")
-    for variant in (Variant("few-shot", None), Variant("auto-demo", 4)):
+    for variant in (Variant(STRATEGIES["few-shot"], None), Variant(STRATEGIES["auto-demo"], 4)):
         task = compile_spec(SENTIMENT, overrides=variant.overrides())
         tok = BPETokenizer("o200k_base", exact=True)
         plan, requests = estimate.plan_task(task, variant, tok, None)
@@ -114,10 +115,10 @@ def test_enum_output_is_a_bound_and_text_an_estimate() -> None:
 
 def test_auto_demo_output_counts_each_repeated_question() -> None:
     tok = BPETokenizer("o200k_base", exact=True)
-    batch = compile_spec(SENTIMENT, overrides=Variant("batch", 4).overrides())
-    auto = compile_spec(SENTIMENT, overrides=Variant("auto-demo", 4).overrides())
-    pb, _ = estimate.plan_task(batch, Variant("batch", 4), tok, None)
-    pa, _ = estimate.plan_task(auto, Variant("auto-demo", 4), tok, None)
+    batch = compile_spec(SENTIMENT, overrides=Variant(STRATEGIES["batch"], 4).overrides())
+    auto = compile_spec(SENTIMENT, overrides=Variant(STRATEGIES["auto-demo"], 4).overrides())
+    pb, _ = estimate.plan_task(batch, Variant(STRATEGIES["batch"], 4), tok, None)
+    pa, _ = estimate.plan_task(auto, Variant(STRATEGIES["auto-demo"], 4), tok, None)
     from promptc.markers import question_marker, question_text
 
     repeats = sum(
@@ -225,10 +226,10 @@ def test_max_tokens_caps_the_output_and_makes_it_a_bound(tmp_path: Path) -> None
     math = REPO / "specs" / "math.yaml"
     tok = BPETokenizer("o200k_base", exact=True)
     free = compile_spec(math, overrides={("strategy", "kind"): "single"})
-    plan, _ = estimate.plan_task(free, Variant("single", None), tok, None)
+    plan, _ = estimate.plan_task(free, Variant(STRATEGIES["single"], None), tok, None)
     assert not plan.bounded
     capped = compile_spec(
         math, overrides={("strategy", "kind"): "single", ("model", "max_tokens"): 3}
     )
-    plan, requests = estimate.plan_task(capped, Variant("single", None), tok, None)
+    plan, requests = estimate.plan_task(capped, Variant(STRATEGIES["single"], None), tok, None)
     assert plan.bounded and plan.output_tokens == 3 * len(requests)

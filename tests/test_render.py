@@ -16,6 +16,7 @@ from promptc.render.checks import check_templates
 from promptc.render.renderer import Renderer, render
 from promptc.select import methods as select
 from promptc.spec.lower import compile_spec
+from promptc.strategies import NAMES
 
 TaskFactory = Callable[..., ir.Task]
 
@@ -157,7 +158,7 @@ def test_multi_field_inputs_render_with_labels(task_factory: TaskFactory) -> Non
 
 
 def test_no_demos_means_no_examples_section(task_factory: TaskFactory) -> None:
-    for kind in ir.STRATEGY_KINDS:
+    for kind in NAMES:
         texts = request_texts(task_factory(kind=kind, demos=0))[0]
         assert "Solved examples" not in texts["system"]
         assert "\n\n\n" not in texts["system"]
@@ -354,11 +355,11 @@ texts = (
 )
 @given(
     questions=st.lists(texts, min_size=1, max_size=7),
-    kind=st.sampled_from(ir.STRATEGY_KINDS),
+    kind=st.sampled_from(NAMES),
     size=st.integers(1, 4),
 )
 def test_data_is_shown_verbatim_never_run_as_template(
-    task_factory: Callable[..., ir.Task], questions: list[str], kind: ir.StrategyKind, size: int
+    task_factory: Callable[..., ir.Task], questions: list[str], kind: str, size: int
 ) -> None:
     """Item text reaches the prompt unchanged, whatever Jinja or marker syntax it holds, in
     every strategy; the same input renders the same prompts."""

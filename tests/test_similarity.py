@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc import ir
 from promptc.errors import Location, SelectionError
+from promptc.strategies import AUTO_DEMO
 
 np = pytest.importorskip("numpy")
 
@@ -210,8 +211,8 @@ def topic_task(method: str, cache_dir: Path, *, batch_size: int = 4, target_posi
         demos=(),
         data=None,
         items=tuple(ir.Item(r["id"], i, {"text": r["text"]}) for i, r in enumerate(ROWS)),
-        strategy=ir.Strategy(
-            "auto-demo",
+        strategy=ir.StrategySpec(
+            AUTO_DEMO,
             batch_size,
             ir.Selection(
                 method=method,  # type: ignore[arg-type]

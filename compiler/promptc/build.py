@@ -48,7 +48,8 @@ from promptc import __version__, ir
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.select.batches import SelectionResult, batch_size
 from promptc.select.methods import select
-from promptc.text import canonical_json, sha256_text
+from promptc.strategies import NAMES, Strategy, find_strategy
+from promptc.text import canonical_json, or_list, sha256_text
 
 Target = Literal["chat", "openai-batch", "vllm-batch"]
 #: How a ``vllm-batch`` body carries its constraint (see :func:`structured_outputs`).
@@ -209,7 +210,7 @@ def request_record(
     record: dict[str, object] = {
         "id": request.id,
         "item_ids": list(request.batch.item_ids),
-        "kind": request.kind,
+        "kind": request.kind.name,
         "messages": messages,
         "params": dict(request.params),
         "grammar": stem,
@@ -237,13 +238,13 @@ class ConstraintCache:
     count) and the items by id."""
 
     def __init__(self, task: ir.Task) -> None:
-        self.grammars: dict[tuple[str, int], Any] = {}
+        self.grammars: dict[tuple[Strategy, int], Any] = {}
         self.items = {it.id: it for it in task.items}
 
 
 def structured_outputs(
     task: ir.Task,
-    kind: str | None,
+    kind: Strategy | None,
     item_ids: Sequence[str],
     grammar: VllmGrammar = "gbnf",
     cache: ConstraintCache | None = None,
@@ -264,13 +265,13 @@ def structured_outputs(
     k = kind or task.strategy.kind
     n = len(item_ids)
     if (k, n) not in memo.grammars:
-        memo.grammars[(k, n)] = build_grammar(task, n, k)  # type: ignore[arg-type]
+        memo.grammars[(k, n)] = build_grammar(task, n, k)
     g = memo.grammars[(k, n)]
     questions: list[str] = []
-    if k == "auto-demo":
+    if k.repeats_questions:
         questions = [markers.question_text(task.inputs, memo.items[i].inputs) for i in item_ids]
     choices = item_choices(task, item_ids)
-    pinned = k == "auto-demo" or choices is not None
+    pinned = k.repeats_questions or choices is not None
     if grammar == "json_schema":
         return {"json": g.json_schema_for(questions, choices) if pinned else g.json_schema}
     return {"grammar": g.gbnf_for(questions, choices) if pinned else g.gbnf}
@@ -285,7 +286,7 @@ class RequestGrammars:
 
     def __init__(self, task: ir.Task) -> None:
         self.task = task
-        self.shared: dict[tuple[int, str], Any] = {}
+        self.shared: dict[tuple[int, Strategy], Any] = {}
 
     @staticmethod
     def needed(task: ir.Task) -> bool:
@@ -306,7 +307,7 @@ class RequestGrammars:
         fields = [o for o in task.outputs if o.choices_from]
         g = self.shared[key].for_items([own_choices(fields, it) for it in items])
         questions: list[str] = []
-        if request.kind == "auto-demo":
+        if request.kind.repeats_questions:
             questions = [markers.question_text(task.inputs, it.inputs) for it in items]
         files: dict[str, str] = g.request_files(questions)
         return files
@@ -531,7 +532,7 @@ def encode_request(
         "grammar": dumps(stem),
         "id": _enc(request.id),
         "item_ids": _ids_json(request.batch.item_ids),
-        "kind": _enc(request.kind),
+        "kind": _enc(request.kind.name),
         "messages": spaced,
         "params": _object(params),
     }
@@ -775,7 +776,7 @@ def _produce(
         "promptc": __version__,
         "name": task.name,
         "target": target,
-        "strategy": {"kind": task.strategy.kind, "batch_size": nominal},
+        "strategy": {"kind": task.strategy.kind.name, "batch_size": nominal},
         "selection": dict(selection.info),
         "model": task.model.request_params(),
         "spec": {
@@ -1178,7 +1179,7 @@ class BuiltRequest:
 
     Attributes:
         id: The request id (``id``, or ``custom_id`` for ``--target openai-batch``).
-        kind: The strategy kind, from the line or else the manifest (``None`` if neither says).
+        kind: The strategy, from the line or else the manifest.
         item_ids: The items answered, from the line or else the manifest (empty if neither
             lists them).
         messages: The chat messages.
@@ -1188,7 +1189,7 @@ class BuiltRequest:
     """
 
     id: str
-    kind: str | None
+    kind: Strategy
     item_ids: tuple[str, ...]
     messages: tuple[Mapping[str, Any], ...]
     params: Mapping[str, Any]
@@ -1319,11 +1320,17 @@ def _read_request_lines(
             known = listed.get(rid, {})
             item_ids = data.get("item_ids", known.get("item_ids"))
             stem = data.get("grammar", known.get("grammar"))
-            line_kind = data.get("kind") or kind
+            line_kind = find_strategy(data.get("kind") or kind)
+            if line_kind is None:
+                bad(
+                    f"request {rid} names no strategy kind; expected " + or_list(NAMES),
+                    where,
+                )
+                continue
             out.append(
                 BuiltRequest(
                     id=rid,
-                    kind=line_kind if isinstance(line_kind, str) else None,
+                    kind=line_kind,
                     item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else (),
                     messages=tuple(messages),
                     params=params,

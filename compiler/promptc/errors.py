@@ -13,11 +13,10 @@ between stopping at the first error and collecting up to ``max_errors``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-from promptc.records import record
 
-
-@record
+@dataclass(frozen=True, slots=True, order=True)
 class Location:
     """A position in a source file. ``line`` and ``col`` are 1-based; 0 means unknown.
 
@@ -27,29 +26,6 @@ class Location:
     file: str
     line: int = 0
     col: int = 0
-
-    def _key(self) -> tuple[str, int, int]:
-        return (self.file, self.line, self.col)
-
-    def __lt__(self, other: Location) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() < other._key()
-
-    def __le__(self, other: Location) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() <= other._key()
-
-    def __gt__(self, other: Location) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() > other._key()
-
-    def __ge__(self, other: Location) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() >= other._key()
 
     def __str__(self) -> str:
         if self.line <= 0:

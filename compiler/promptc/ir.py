@@ -1,6 +1,6 @@
 """The typed intermediate representation: what ``lower`` produces and every later stage reads.
 
-Every node is a frozen dataclass (a :func:`~promptc.records.record`). Nodes that came from a file carry its :class:`Location`, so
+Every node is a frozen dataclass with slots. Nodes that came from a file carry its :class:`Location`, so
 that a later stage (a template, the grammar, the output parser) can still point a user at the
 line of the spec or data file that caused a problem.
 
@@ -12,14 +12,12 @@ Values of output fields are normalised Python values: ``number`` → :class:`dec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
 from promptc.errors import Location
-from promptc.records import field, record
-
-StrategyKind = Literal["single", "few-shot", "batch", "auto-demo"]
-STRATEGY_KINDS: tuple[StrategyKind, ...] = ("single", "few-shot", "batch", "auto-demo")
+from promptc.strategies import Strategy
 
 OutputType = Literal["text", "number", "integer", "boolean", "enum"]
 OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
@@ -46,7 +44,7 @@ Value = str | Decimal | int | bool
 NOWHERE = Location("<unknown>")
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class InputField:
     """A named input of the task; ``label`` is how templates show it (``Premise``)."""
 
@@ -68,7 +66,7 @@ DemosAs = Literal["system", "turns"]
 DEMOS_AS: tuple[DemosAs, ...] = ("system", "turns")
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Markers:
     """The markers of a batch: ``Q[i]:`` before each question, ``A[i]:`` before each answer.
 
@@ -82,7 +80,7 @@ class Markers:
     location: Location = NOWHERE
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class OutputField:
     """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
 
@@ -103,7 +101,7 @@ class OutputField:
     option_chars: int = 0
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Literal_:
     """Literal text of an answer format, e.g. ``" The answer is "``."""
 
@@ -111,7 +109,7 @@ class Literal_:
     location: Location = NOWHERE
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Placeholder:
     """A ``{field}`` of an answer format."""
 
@@ -122,7 +120,7 @@ class Placeholder:
 Segment = Literal_ | Placeholder
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class AnswerFormat:
     """A parsed ``answer_format``: literal text and placeholders, in order."""
 
@@ -135,7 +133,7 @@ class AnswerFormat:
         return tuple(s.field for s in self.segments if isinstance(s, Placeholder))
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Demo:
     """A solved example: input values (str) and normalised output values."""
 
@@ -144,7 +142,7 @@ class Demo:
     location: Location = NOWHERE
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Item:
     """One input of the dataset. ``index`` is its 0-based position in the data file.
 
@@ -162,7 +160,7 @@ class Item:
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class DataSource:
     """Where the items came from."""
 
@@ -176,7 +174,7 @@ class DataSource:
     gold: Mapping[str, str] = field(default_factory=dict)  # output -> column or expression
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Selection:
     """How items are grouped into batches.
 
@@ -193,7 +191,7 @@ class Selection:
     embeddings: EmbeddingEndpoint | None = None
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class EmbeddingEndpoint:
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (``strategy.selection.embeddings``).
 
@@ -212,15 +210,18 @@ class EmbeddingEndpoint:
     location: Location = NOWHERE
 
 
-@record
-class Strategy:
-    kind: StrategyKind
+@dataclass(frozen=True, slots=True)
+class StrategySpec:
+    """The spec's ``strategy``: which strategy, how many items a request holds, and how the
+    items are grouped."""
+
+    kind: Strategy
     batch_size: int
     selection: Selection
     location: Location = NOWHERE
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Price:
     """What a model costs, in US dollars per million tokens (``model.price``)."""
 
@@ -228,7 +229,7 @@ class Price:
     output: Decimal
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Model name and sampling parameters; ``params`` holds everything else, passed through.
 
@@ -256,29 +257,29 @@ class ModelConfig:
         return out
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     """The spec's ``run`` section: how ``promptc run`` sends the build."""
 
     repair_max_attempts: int = 2
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class TemplateRef:
     """A strategy's template: a file of the spec's own, or one shipped with promptc."""
 
-    kind: StrategyKind
+    kind: Strategy
     path: str | None  # absolute path of a spec's own template, None for the built-in one
     location: Location = NOWHERE
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     path: str
     sha256: str  # "" when compiled without digests (promptc check)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Task:
     """The root of the IR: one compiled task spec."""
 
@@ -291,7 +292,7 @@ class Task:
     demos: tuple[Demo, ...]
     data: DataSource | None
     items: Sequence[Item]  # a tuple, or an ItemTable reading a large data file back
-    strategy: Strategy
+    strategy: StrategySpec
     model: ModelConfig
     templates: tuple[TemplateRef, ...]
     spec: SourceFile
@@ -310,14 +311,14 @@ class Task:
                 return o
         raise KeyError(name)
 
-    def template_for(self, kind: StrategyKind) -> TemplateRef:
+    def template_for(self, kind: Strategy) -> TemplateRef:
         for t in self.templates:
             if t.kind == kind:
                 return t
         return TemplateRef(kind, None)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Items sent together in one request, in prompt order.
 
@@ -334,18 +335,18 @@ class Batch:
     similarities: tuple[float, ...] | None = None
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Request:
     """One rendered request: the chat messages for one batch."""
 
     id: str
     batch: Batch
-    kind: StrategyKind
+    kind: Strategy
     messages: tuple[Message, ...]
     params: Mapping[str, object]

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 from promptc.ir import InputField, Markers
-from promptc.records import replace
 from promptc.text import default_label
 
 #: The default prefixes; also the roles of a found marker (question, answer) in the parser.

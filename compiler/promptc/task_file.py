@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from promptc import ir, markers
+from promptc import ir, markers, strategies
 from promptc.errors import Location, UsageError
 
 TASK_FILE = "task.json"
@@ -328,8 +328,8 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
         demos=(),
         data=None,
         items=(),
-        strategy=ir.Strategy(
-            kind=strategy["kind"],
+        strategy=ir.StrategySpec(
+            kind=strategies.strategy(strategy["kind"]),
             batch_size=int(strategy["batch_size"]),
             selection=ir.Selection(
                 method=sel["method"],

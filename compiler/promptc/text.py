@@ -18,7 +18,7 @@ import json
 import os
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -230,6 +230,13 @@ def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return "a mapping"
+
+
+def or_list(words: Sequence[str]) -> str:
+    """``["a", "b", "c"]`` → ``"a, b or c"``: the alternatives a message names."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def default_label(name: str) -> str:

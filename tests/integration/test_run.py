@@ -571,7 +571,7 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(
     }
     build = build_spec(spec_dir / "math.yaml", spec_dir.parent / f"pin-{tmp_path.name}", overrides)
     requests = read_requests(build)
-    assert requests and all(r.kind == "auto-demo" for r in requests)
+    assert requests and all(r.kind.repeats_questions for r in requests)
     for r in requests:
         grammar = request_body(r, build, "gbnf")["grammar"]
         assert '" question ' not in grammar and "question ::=" not in grammar

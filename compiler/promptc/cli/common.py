@@ -8,11 +8,11 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from promptc.limits import MAX_BATCH_SIZE
+from promptc.strategies import NAMES
 
 if TYPE_CHECKING:
     from promptc import ir
 
-STRATEGIES = ("single", "few-shot", "batch", "auto-demo")
 TARGETS = ("chat", "openai-batch", "vllm-batch")
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -98,7 +98,7 @@ summary_format_option = click.option(
 
 strategy_option = click.option(
     "--strategy",
-    type=click.Choice(STRATEGIES),
+    type=click.Choice(NAMES),
     default=None,
     help="Override strategy.kind of the spec.",
 )

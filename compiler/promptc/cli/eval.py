@@ -26,6 +26,7 @@ import click
 
 from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument, stderr
 from promptc.errors import Location, UsageError
+from promptc.strategies import SINGLE
 
 if TYPE_CHECKING:
     from promptc.plan.variants import Variant
@@ -250,7 +251,7 @@ def eval_command(
 
 
 def _default_baseline(names: Sequence[str]) -> str:
-    return "single" if "single" in names else names[0]
+    return SINGLE.name if SINGLE.name in names else names[0]
 
 
 def _run_with_progress(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from promptc.cli.common import STRATEGIES
+from promptc.strategies import BATCH, NAMES
 
 SPEC_FILE = "task.yaml"
 DATA_FILE = "data/task.jsonl"
@@ -183,8 +183,8 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
 @click.argument("folder", metavar="[DIR]", default=".", type=click.Path(file_okay=False))
 @click.option(
     "--strategy",
-    type=click.Choice(STRATEGIES),
-    default="batch",
+    type=click.Choice(NAMES),
+    default=BATCH.name,
     show_default=True,
     help="The strategy the spec starts with.",
 )

@@ -16,6 +16,7 @@ from promptc import ir
 from promptc.errors import Location, UsageError
 from promptc.eval.results import VariantResults
 from promptc.eval.score import VariantScore, paired, pareto_front, pick_answers, score
+from promptc.strategies import NAMES, SINGLE, STRATEGIES, strategy
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -59,7 +60,7 @@ def build_report(
     task: ir.Task,
     variants: Sequence[VariantResults],
     *,
-    baseline: str = "single",
+    baseline: str = SINGLE.name,
     tolerance: Decimal | None = None,
 ) -> dict[str, Any]:
     """Every figure of the eval, JSON-ready and deterministic.
@@ -77,7 +78,7 @@ def build_report(
         )
     # One order whatever order the folders came in: strategies as promptc lists them, then
     # batch size, so that scoring the same folders always gives the same report.
-    order: dict[str, int] = {k: n for n, k in enumerate(ir.STRATEGY_KINDS)}
+    order: dict[str, int] = {k: n for n, k in enumerate(NAMES)}
     variants = sorted(
         variants, key=lambda v: (order.get(v.kind, len(order)), v.batch_size, v.selection)
     )
@@ -290,12 +291,7 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     written = []
     meta = {"Software": None}
 
-    colours = {
-        "single": "#7f7f7f",
-        "few-shot": "#9467bd",
-        "batch": "#1f77b4",
-        "auto-demo": "#2ca02c",
-    }
+    colours = {s.name: s.colour for s in STRATEGIES.values()}
     fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
     xs = [float(r["input_tokens_per_question"] or 0.0) for r in rows]
     ys = [100 * r["accuracy"]["accuracy"] for r in rows]
@@ -356,7 +352,7 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
     longest = max((int(p) for r in rows for p in r["by_position"]), default=1)
     for r in rows:
-        if r["strategy"] in ("single", "few-shot"):
+        if strategy(r["strategy"]).one_item:
             # One question a request: no positions, so its accuracy is drawn as a reference.
             ax.axhline(
                 100 * r["accuracy"]["accuracy"],

@@ -17,6 +17,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.errors import Location, UsageError
+from promptc.strategies import strategy
 
 TIMING_FILE = "timing.json"
 
@@ -57,8 +58,9 @@ class VariantResults:
 
 
 def variant_name(kind: str, batch_size: int, selection: str, default_selection: str) -> str:
-    base = kind if kind in ("single", "few-shot") else f"{kind}-{batch_size}"
-    if kind in ("single", "few-shot") or selection == default_selection:
+    s = strategy(kind)
+    base = s.variant(batch_size)
+    if s.one_item or selection == default_selection:
         return base
     return f"{base}+{selection}"
 

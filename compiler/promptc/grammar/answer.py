@@ -66,7 +66,8 @@ from promptc.grammar.lark_source import (
     make_blueprint,
     marker_regex,
 )
-from promptc.ir import AnswerFormat, Item, OutputField, StrategyKind, Task, Value
+from promptc.ir import AnswerFormat, Item, OutputField, Task, Value
+from promptc.strategies import Strategy, strategy
 from promptc.text import LineTable, Span, excerpt
 from promptc.values import (
     ValueOutOfBounds,
@@ -107,7 +108,7 @@ class AnswerGrammar:
     :meth:`files` names them.
     """
 
-    kind: StrategyKind
+    kind: Strategy
     n_items: int
     task_name: str
     blueprint: Blueprint = field(repr=False)
@@ -159,7 +160,7 @@ class AnswerGrammar:
 
         if item_choices is not None and len(item_choices) != self.n_items:
             raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
-        if self.kind != "auto-demo":
+        if not self.kind.repeats_questions:
             if item_choices is None:
                 return self.gbnf
             return gbnf_source(self.blueprint, self.task_name, item_choices=item_choices)
@@ -194,7 +195,7 @@ class AnswerGrammar:
 
         if item_choices is not None and len(item_choices) != self.n_items:
             raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
-        if self.kind != "auto-demo":
+        if not self.kind.repeats_questions:
             if item_choices is None:
                 return self.json_schema
             return json_schema(self.blueprint, self.task_name, item_choices=item_choices)
@@ -226,7 +227,7 @@ class AnswerGrammar:
         """
         from promptc.grammar.portable import portable_regex
 
-        if self.kind != "auto-demo":
+        if not self.kind.repeats_questions:
             return self.portable_regex
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
@@ -260,7 +261,7 @@ class AnswerGrammar:
         from promptc.grammar.json_schema import schema_text
 
         out = {k[len("answer") :]: v for k, v in self.files("answer").items()}
-        if self.kind == "auto-demo":
+        if self.kind.repeats_questions:
             out[".gbnf"] = self.gbnf_for(questions)
             out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
             out[".regex"] = self.portable_regex_for(questions) + "\n"
@@ -312,11 +313,11 @@ class AnswerGrammar:
             raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
         fmt = self.blueprint
         bodies = [write_answer(self._format, self.fields, a).strip(_ASCII_WS) for a in answers]
-        if fmt.kind in ("single", "few-shot"):
+        if fmt.kind.one_item:
             return bodies[0]
         lines: list[str] = []
         for i, body in enumerate(bodies, start=1):
-            if fmt.kind == "auto-demo":
+            if fmt.kind.repeats_questions:
                 lines.append(markers.question_lines(questions[i - 1], i, fmt.question_prefixes))
             lines.append(markers.answer_marker(i, fmt.markers) + markers.MARKER_SEPARATOR + body)
         return markers.ITEM_SEPARATOR.join(lines)
@@ -346,12 +347,12 @@ class AnswerGrammar:
         def values(item: ParsedItem) -> dict[str, object]:
             return {k: json_value(by_name[k], v) for k, v in item.values.items()}
 
-        if self.kind in ("single", "few-shot"):
+        if self.kind.one_item:
             return values(items[0])
         answers: list[dict[str, object]] = []
         for item in items:
             entry: dict[str, object] = {"index": item.index}
-            if self.kind == "auto-demo":
+            if self.kind.repeats_questions:
                 entry["question"] = item.question
             entry.update(values(item))
             answers.append(entry)
@@ -461,12 +462,12 @@ class AnswerGrammar:
 
         lead = f"(?:{layout('_LEAD')})?"
         trail = f"(?:{layout('_TRAIL')})?"
-        if bp.kind in ("single", "few-shot"):
+        if bp.kind.one_item:
             return lead + f"(?P<i1>{body(1)})" + trail, groups
         items = []
         for i in range(1, bp.n_items + 1):
             answer = f"(?P<a{i}>{marker_regex(bp.markers.answer, i)})(?P<i{i}>{body(i)})"
-            if bp.kind == "auto-demo":
+            if bp.kind.repeats_questions:
                 assert bp.question is not None
                 # With indexed inputs qt{i} holds every input's line, the later inputs'
                 # markers included (read_question makes the question of it).
@@ -589,9 +590,9 @@ class AnswerGrammar:
                 )
         groups = []
         for i in range(1, self.n_items + 1):
-            if self.kind == "auto-demo":
+            if self.kind.repeats_questions:
                 q, start = gi[f"qt{i}"], gi[f"q{i}"]
-            elif self.kind == "batch":
+            elif not self.kind.one_item:
                 q, start = 0, gi[f"a{i}"]
             else:
                 q, start = 0, gi[f"i{i}"]
@@ -620,7 +621,7 @@ class AnswerGrammar:
             ) from None
 
     def _shape(self) -> str:
-        if self.kind in ("single", "few-shot"):
+        if self.kind.one_item:
             return "single answer in the answer format"
         return f"{self.kind} answer of {self.n_items} item(s)"
 
@@ -644,9 +645,7 @@ class AnswerGrammar:
         lines = LineTable(output)
         items: list[ParsedItem] = []
         item_trees = (
-            [tree]
-            if self.kind in ("single", "few-shot")
-            else [c for c in tree.children if isinstance(c, lark.Tree)]
+            [tree] if self.kind.one_item else [c for c in tree.children if isinstance(c, lark.Tree)]
         )
         for i, item_tree in enumerate(item_trees, start=1):
             question: tuple[str, Span] | None = None
@@ -753,7 +752,7 @@ class AnswerGrammar:
         done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
         if done >= self.n_items:
             return None
-        if self.kind == "auto-demo":
+        if self.kind.repeats_questions:
             return repr(markers.question_marker(done + 1, self.blueprint.markers))
         return repr(markers.answer_marker(done + 1, self.blueprint.markers))
 
@@ -840,13 +839,13 @@ def own_choices(fields: Sequence[OutputField], item: Item) -> dict[str, list[str
     }
 
 
-def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) -> AnswerGrammar:
+def build_grammar(task: Task, n_items: int, kind: Strategy | str | None = None) -> AnswerGrammar:
     """The answer grammar of ``task`` for a request of ``n_items`` items.
 
     Args:
         task: The compiled task (its ``outputs`` and ``answer_format`` are used).
         n_items: Items in the request: 1 for ``single`` and ``few-shot``, 1–N for the others.
-        kind: The strategy; defaults to the task's.
+        kind: The strategy (or its name); defaults to the task's.
 
     Raises:
         GrammarError: The answer format names an unknown output, uses one twice, has none, or
@@ -854,11 +853,11 @@ def build_grammar(task: Task, n_items: int, kind: StrategyKind | None = None) ->
     """
     from promptc.errors import GrammarError
 
-    kind = kind or task.strategy.kind
-    if n_items < 1 or (kind in ("single", "few-shot") and n_items != 1):
+    kind = strategy(kind) if kind is not None else task.strategy.kind
+    if n_items < 1 or (kind.one_item and n_items != 1):
         raise GrammarError(
             f"a {kind} answer grammar needs "
-            + ("exactly 1 item" if kind in ("single", "few-shot") else "at least 1 item")
+            + ("exactly 1 item" if kind.one_item else "at least 1 item")
             + f", not {n_items}",
             location=task.strategy.location,
             code="grammar-item-count",

@@ -201,7 +201,7 @@ def gbnf_source(
     rules: list[tuple[str, str]] = []
     type_rules: dict[str, str] = {}
     sep = gbnf_string(markers.ITEM_SEPARATOR)
-    if blueprint.kind in ("single", "few-shot"):
+    if blueprint.kind.one_item:
         rules.append(("root", "answer"))
     else:
         rules.append(
@@ -213,7 +213,7 @@ def gbnf_source(
                 gbnf_string(markers.answer_marker(i, blueprint.markers) + markers.MARKER_SEPARATOR)
                 + f" {own}"
             )
-            if blueprint.kind == "auto-demo":
+            if blueprint.kind.repeats_questions:
                 answer = f"{_question(blueprint, i, questions)} {sep} {answer}"
             rules.append((f"item-{i}", answer))
     parts: list[str] = []
@@ -236,7 +236,7 @@ def gbnf_source(
         else:
             type_rules[f.type] = regex_to_gbnf(value_regex(f, blueprint.multiline))
             rules.append((name, f.type))
-    at = 1 if blueprint.kind in ("single", "few-shot") else 1 + blueprint.n_items
+    at = 1 if blueprint.kind.one_item else 1 + blueprint.n_items
     if item_choices is None:
         rules.insert(at, ("answer", " ".join(parts)))
     else:
@@ -249,11 +249,11 @@ def gbnf_source(
                 else part
                 for n, part in zip(names, parts)
             ]
-            name = "answer" if blueprint.kind in ("single", "few-shot") else f"answer-{i}"
+            name = "answer" if blueprint.kind.one_item else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
-    if blueprint.kind == "auto-demo" and questions is None and blueprint.indexed:
+    if blueprint.kind.repeats_questions and questions is None and blueprint.indexed:
         rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
-    elif blueprint.kind == "auto-demo" and questions is None:
+    elif blueprint.kind.repeats_questions and questions is None:
         labels = blueprint.question_labels
         line = "question-line"
         if len(labels) <= 1:

@@ -34,7 +34,7 @@ def _answer(
     if index is not None:
         props["index"] = {"type": "integer", "const": index}
         required.append("index")
-        if blueprint.kind == "auto-demo":
+        if blueprint.kind.repeats_questions:
             # no minLength: mlc-ai/xgrammar#800
             props["question"] = (
                 {"type": "string"} if question is None else {"type": "string", "const": question}
@@ -78,9 +78,9 @@ def json_schema(
     def choices(k: int) -> Mapping[str, Sequence[str]] | None:
         return item_choices[k] if item_choices is not None else None
 
-    if blueprint.kind in ("single", "few-shot"):
+    if blueprint.kind.one_item:
         return {**head, **_answer(blueprint, None, None, choices(0))}
-    pinned = list(questions) if questions is not None and blueprint.kind == "auto-demo" else None
+    pinned = list(questions) if questions is not None and blueprint.kind.repeats_questions else None
     return {
         **head,
         "type": "object",
@@ -168,7 +168,7 @@ def json_answer_text(
         except (KeyError, ValueError, TypeError):
             return None
 
-    if plan.kind in ("single", "few-shot"):
+    if plan.kind.one_item:
         return answer(data)
     answers = data.get("answers")
     if not isinstance(answers, list):
@@ -179,7 +179,7 @@ def json_answer_text(
         text = answer(entry)
         if text is None or not isinstance(index, int) or isinstance(index, bool):
             return None
-        if plan.kind == "auto-demo":
+        if plan.kind.repeats_questions:
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""

@@ -31,10 +31,11 @@ from typing import Literal
 
 from promptc import markers
 from promptc.errors import GrammarError
-from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField, StrategyKind
+from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField
 from promptc.markers import DEFAULT as DEFAULT_MARKERS
 from promptc.markers import INDEX_OPEN, field_label, question_prefixes, shown_markers
 from promptc.resources import read_grammar
+from promptc.strategies import Strategy
 
 #: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
 WS_CLASS = "[ \\t\\n\\r\\f\\v]"
@@ -195,7 +196,7 @@ class Part:
 class Blueprint:
     """Everything the targets of one answer grammar are generated from."""
 
-    kind: StrategyKind
+    kind: Strategy
     n_items: int
     multiline: bool
     parts: tuple[Part, ...]
@@ -282,7 +283,7 @@ def item_blueprint(
             parts.append(
                 Part(
                     "field",
-                    f"{p.terminal}_I{i}" if plan.kind in ("batch", "auto-demo") else p.terminal,
+                    f"{p.terminal}_I{i}" if not plan.kind.one_item else p.terminal,
                     bares[k],
                     f"(?:{bares[k]})(?={tail})",
                     field=field,
@@ -348,7 +349,7 @@ def _terminal_name(field: str, taken: set[str]) -> str:
 def make_blueprint(
     fmt: AnswerFormat,
     outputs: Sequence[OutputField],
-    kind: StrategyKind,
+    kind: Strategy,
     n_items: int,
     inputs: Sequence[InputField] = (),
     markers: Markers = DEFAULT_MARKERS,
@@ -362,7 +363,7 @@ def make_blueprint(
     marker_set = shown_markers(inputs, markers)
     prefixes = question_prefixes(inputs, markers)
     by_name = {o.name: o for o in outputs}
-    multiline = kind in ("single", "few-shot")
+    multiline = kind.one_item
     seen: set[str] = set()
     raw: list[tuple[str, str, OutputField | None, str]] = []  # (kind, bare, field, text)
     for seg in fmt.segments:
@@ -424,7 +425,7 @@ def make_blueprint(
         regex = f"(?:{bare})(?={tail})"
         parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
     question = None
-    if kind == "auto-demo":
+    if kind.repeats_questions:
         stop = "|".join(re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes))
         lead = layout("MARKER_LEAD")
         question = (
@@ -458,14 +459,11 @@ def _question_rule(i: int, prefixes: Sequence[str]) -> str:
 
 
 def _skeleton(
-    kind: StrategyKind, n_items: int, prefixes: Sequence[str] = (), per_item: bool = False
+    kind: Strategy, n_items: int, prefixes: Sequence[str] = (), per_item: bool = False
 ) -> str:
     """The strategy skeleton with its per-item lines expanded (``per_item``: item i's line
     names its own rule ``answer_i``)."""
-    file = {"single": "single.lark", "few-shot": "single.lark", "batch": "batch.lark"}.get(
-        kind, "auto_demo.lark"
-    )
-    lines = [ln for ln in read_grammar(file).splitlines() if not ln.startswith("//")]
+    lines = [ln for ln in read_grammar(kind.skeleton).splitlines() if not ln.startswith("//")]
     items = " _NL ".join(f"item_{i}" for i in range(1, n_items + 1))
     out: list[str] = []
     for line in lines:
@@ -492,7 +490,7 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
         '// in promptc\'s grammars/ folder. Parse with lark.Lark(source, parser="lalr").',
         "",
     ]
-    per_item = blueprint.item_parts is not None and blueprint.kind in ("batch", "auto-demo")
+    per_item = blueprint.item_parts is not None and not blueprint.kind.one_item
     skeleton = _skeleton(blueprint.kind, blueprint.n_items, blueprint.question_prefixes, per_item)
     body = [skeleton.rstrip("\n"), ""]
     if per_item:
@@ -501,9 +499,9 @@ def lark_source(blueprint: Blueprint, task_name: str) -> str:
     else:
         body.append("answer: " + " ".join(p.terminal for p in blueprint.parts_of(1)))
     body.append("")
-    if blueprint.kind in ("batch", "auto-demo"):
+    if not blueprint.kind.one_item:
         for i in range(1, blueprint.n_items + 1):
-            if blueprint.kind == "auto-demo":
+            if blueprint.kind.repeats_questions:
                 body.append(
                     f"QUESTION_MARKER_{i}: "
                     + _regex_literal(marker_regex(blueprint.markers.question, i))

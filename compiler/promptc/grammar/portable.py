@@ -193,7 +193,7 @@ def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> s
         return "".join(parts)
 
     answer = answer_of(1)
-    if plan.kind in ("single", "few-shot"):
+    if plan.kind.one_item:
         return answer
     line = f"{_NOT_WS}[^\\n]*"
     labels = plan.question_labels
@@ -208,7 +208,7 @@ def portable_regex(plan: Blueprint, questions: Sequence[str] | None = None) -> s
     for i in range(1, plan.n_items + 1):
         own = answer if plan.item_parts is None else answer_of(i)
         item = escape(markers.answer_marker(i, plan.markers) + markers.MARKER_SEPARATOR) + own
-        if plan.kind == "auto-demo":
+        if plan.kind.repeats_questions:
             if questions is not None:
                 q = escape(markers.question_lines(questions[i - 1], i, plan.question_prefixes))
             elif plan.indexed:  # one marked line per input

@@ -85,7 +85,7 @@ def check_alignment(
         prefixes: The prefixes of the question's markers, for the message
             (:func:`promptc.markers.question_prefixes`: the spec's ``Q``, or its inputs' labels).
     """
-    if shape.kind != "auto-demo" or written is None:
+    if not shape.kind.repeats_questions or written is None:
         return True, ""
     expected = shape.questions[index - 1] if index - 1 < len(shape.questions) else ""
     if not expected:

@@ -114,7 +114,7 @@ def _read_requests(
             "messages": [dict(m) for m in r.messages],
             "target_item": r.target_item,
         }
-        if record["kind"] == "auto-demo":
+        if record["kind"].repeats_questions:
             record["questions"] = _questions(task, record)
         try:
             shape = request_shape(task, record)

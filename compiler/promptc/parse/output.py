@@ -29,12 +29,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from promptc.errors import OutputParseError
-from promptc.ir import Literal_, StrategyKind, Task
+from promptc.ir import Literal_, Task
 from promptc.parse.fast import parse_fast
 from promptc.parse.recover import parse_recover
 from promptc.parse.results import MODES, ItemResult, Mode
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.parse.strict import parse_strict
+from promptc.strategies import Strategy
 
 if TYPE_CHECKING:
     from promptc.grammar.answer import AnswerGrammar
@@ -43,10 +44,10 @@ if TYPE_CHECKING:
 # Grammar
 # --------------------------------------------------------------------------------------------
 
-_GRAMMARS: dict[tuple[int, int, str], tuple[Task, AnswerGrammar]] = {}
+_GRAMMARS: dict[tuple[int, int, Strategy], tuple[Task, AnswerGrammar]] = {}
 
 
-def grammar_for(task: Task, n_items: int, kind: StrategyKind) -> AnswerGrammar:
+def grammar_for(task: Task, n_items: int, kind: Strategy) -> AnswerGrammar:
     """The answer grammar of a request shape, built once per (task, size, kind)."""
     key = (id(task), n_items, kind)
     hit = _GRAMMARS.get(key)

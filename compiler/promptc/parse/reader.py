@@ -173,7 +173,7 @@ class AnswerReader:
                 return lenient
         if self.prefix is not None:
             s0, e0 = strip_span(text.norm, start, end)
-            if self.grammar.kind not in ("single", "few-shot"):  # one line per answer
+            if not self.grammar.kind.one_item:  # one line per answer
                 nl = text.norm.find("\n", s0, e0)
                 e0 = nl if nl >= 0 else e0
             m = self.prefix.match(text.norm, s0, e0)

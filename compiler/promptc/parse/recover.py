@@ -17,7 +17,7 @@ from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers, scan_markers
-from promptc.parse.shape import RequestShape, is_multi_item, item_id_at, marker_label
+from promptc.parse.shape import RequestShape, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def parse_recover(
 ) -> list[ItemResult]:
     text = NormalisedText(output)
     reader = AnswerReader(g, prefix_ok)
-    if not is_multi_item(shape.kind):
+    if shape.kind.one_item:
         return _recover_single(shape, text, reader)
     norm = text.norm
     n = len(shape.item_ids)
@@ -69,7 +69,7 @@ def parse_recover(
     for k, m in enumerate(found):
         body_end = found[k + 1].cut if k + 1 < len(found) else len(norm)
         if m.kind == markers.QUESTION_PREFIX:
-            if shape.kind != "auto-demo":
+            if not shape.kind.repeats_questions:
                 continue  # a batch answer has no questions; Q[i] is chatter there
             if pending_q is not None:
                 _orphan(occurrences, pending_q[0], text, pending_q[1])

@@ -10,7 +10,9 @@ from typing import Any
 
 from promptc import markers
 from promptc.errors import OutputParseError
-from promptc.ir import Item, Request, StrategyKind, Task
+from promptc.ir import Item, Request, Task
+from promptc.strategies import NAMES, Strategy, find_strategy
+from promptc.text import or_list
 
 # --------------------------------------------------------------------------------------------
 # The request being parsed
@@ -27,7 +29,7 @@ class RequestShape:
     """
 
     id: str
-    kind: StrategyKind
+    kind: Strategy
     item_ids: tuple[str, ...]
     questions: tuple[str, ...]
     target_item: str | None = None
@@ -61,7 +63,8 @@ def request_shape(task: Task, request: object) -> RequestShape:
         return getattr(request, name, None)
 
     rid = get("id") if get("id") is not None else get("request_id")
-    kind = get("kind") or task.strategy.kind
+    named = get("kind") or task.strategy.kind
+    kind = named if isinstance(named, Strategy) else find_strategy(named)
     target = get("target_item")
     if isinstance(request, Request):
         item_ids: Any = request.batch.item_ids
@@ -76,10 +79,9 @@ def request_shape(task: Task, request: object) -> RequestShape:
         raise OutputParseError(
             "a request needs an 'id' and a list of 'item_ids'", code="bad-request"
         )
-    if kind not in ("single", "few-shot", "batch", "auto-demo"):
+    if kind is None:
         raise OutputParseError(
-            f"unknown strategy kind {kind!r} in request {rid}; expected single, few-shot, "
-            "batch or auto-demo",
+            f"unknown strategy kind {named!r} in request {rid}; expected " + or_list(NAMES),
             code="bad-request",
         )
     ids = tuple(str(i) for i in item_ids)
@@ -99,10 +101,6 @@ def request_shape(task: Task, request: object) -> RequestShape:
 
 
 # --- helpers shared by the paths ------------------------------------------------------------
-
-
-def is_multi_item(kind: str) -> bool:
-    return kind in ("batch", "auto-demo")
 
 
 def marker_label(prefix: str, index: int) -> str:

@@ -14,7 +14,7 @@ from promptc.parse.fast import parse_fast, results_from_parsed
 from promptc.parse.normalise import NormalisedText
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import marker_pattern
-from promptc.parse.shape import RequestShape, is_multi_item
+from promptc.parse.shape import RequestShape
 from promptc.text import Span, excerpt
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _strict_failure(
     pos = text.position(offset)
     n = len(shape.item_ids)
     at, status = 1, "malformed"
-    if is_multi_item(shape.kind):
+    if not shape.kind.one_item:
         last: re.Match[str] | None = None
         pattern = marker_pattern(mk.question, mk.answer)
         for m in pattern.finditer(output, 0, offset + 1):

@@ -170,7 +170,7 @@ class VariantPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "variant": self.variant.name,
-            "strategy": self.variant.kind,
+            "strategy": self.variant.kind.name,
             "batch_size": self.variant.batch_size,
             "selection": self.variant.selection,
             "requests": self.requests,
@@ -263,13 +263,13 @@ def request_output(
 ) -> float:
     """Output tokens of one request: per item, its markers, its repeated question (Auto-Demo)
     and one answer."""
-    if r.kind in ("single", "few-shot"):
+    if r.kind.one_item:
         return answer * len(r.batch.item_ids)
     total = 0.0
     for k, item_id in enumerate(r.batch.item_ids, start=1):
         total += tok.count(answer_marker(k) + MARKER_SEPARATOR) + answer
         total += tok.count(ITEM_SEPARATOR)
-        if r.kind == "auto-demo":
+        if r.kind.repeats_questions:
             q = question_text(task.inputs, by_id[item_id].inputs)
             total += tok.count(question_marker(k) + MARKER_SEPARATOR + q + ITEM_SEPARATOR)
     return total

@@ -10,34 +10,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptc.errors import Location, UsageError
-from promptc.ir import SELECTION_METHODS, STRATEGY_KINDS, StrategyKind
+from promptc.ir import SELECTION_METHODS
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
+from promptc.strategies import NAMES, STRATEGIES, Strategy
 
-DEFAULT_STRATEGIES: tuple[StrategyKind, ...] = STRATEGY_KINDS
+DEFAULT_STRATEGIES: tuple[Strategy, ...] = tuple(STRATEGIES.values())
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (4, 8, 16)
-#: Largest batch size accepted on the command line (a request of more items than this is
-#: beyond any model's context for real tasks, and bounds the work a typo can ask for).
-ONE_ITEM: frozenset[str] = frozenset({"single", "few-shot"})
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Variant:
     """One way of running a spec: ``batch-8`` is the batch strategy at 8 items a request."""
 
-    kind: StrategyKind
+    kind: Strategy
     batch_size: int | None  # None for single and few-shot
     selection: str | None = None  # None: the spec's own selection method
 
     @property
     def name(self) -> str:
         """``single``, ``few-shot``, ``batch-8``, ``auto-demo-16`` (``+retrieval`` if set)."""
-        base = self.kind if self.batch_size is None else f"{self.kind}-{self.batch_size}"
+        base = self.kind.name if self.batch_size is None else self.kind.variant(self.batch_size)
         return base if self.selection is None else f"{base}+{self.selection}"
 
     def overrides(self) -> dict[tuple[str, ...], object]:
         """The spec overrides that select this variant."""
-        out: dict[tuple[str, ...], object] = {("strategy", "kind"): self.kind}
+        out: dict[tuple[str, ...], object] = {("strategy", "kind"): self.kind.name}
         if self.batch_size is not None:
             out[("strategy", "batch_size")] = self.batch_size
         if self.selection is not None:
@@ -49,30 +47,30 @@ def _bad(option: str, message: str, code: str) -> UsageError:
     return UsageError(message, location=Location(COMMAND_LINE), path=(option,), code=code)
 
 
-def parse_strategies(text: str | None) -> tuple[StrategyKind, ...]:
-    """``"single,batch"`` → ``("single", "batch")``; ``None`` → all four.
+def parse_strategies(text: str | None) -> tuple[Strategy, ...]:
+    """``"single,batch"`` → those two strategies; ``None`` → all four.
 
     Raises:
         UsageError: An unknown or repeated strategy, or an empty list.
     """
     if text is None:
         return DEFAULT_STRATEGIES
-    out: list[StrategyKind] = []
+    out: list[Strategy] = []
     for part in (p.strip() for p in text.split(",")):
-        if part not in STRATEGY_KINDS:
+        if part not in STRATEGIES:
             from promptc.errors import did_you_mean
 
-            hint = did_you_mean(part, STRATEGY_KINDS)
+            hint = did_you_mean(part, NAMES)
             raise _bad(
                 "--strategies",
                 f"unknown strategy {part!r}; expected one of "
-                + ", ".join(STRATEGY_KINDS)
+                + ", ".join(NAMES)
                 + (f" ({hint})" if hint else ""),
                 "unknown-strategy",
             )
-        if part in out:
+        if STRATEGIES[part] in out:
             raise _bad("--strategies", f"strategy {part!r} is listed twice", "repeated-strategy")
-        out.append(part)
+        out.append(STRATEGIES[part])
     return tuple(out)
 
 
@@ -113,7 +111,7 @@ def parse_selection(text: str | None) -> str | None:
 
 
 def variants(
-    strategies: Sequence[StrategyKind],
+    strategies: Sequence[Strategy],
     batch_sizes: Sequence[int],
     selection: str | None = None,
 ) -> tuple[Variant, ...]:
@@ -121,7 +119,7 @@ def variants(
     per batch size. ``selection`` applies to the batched ones (one item needs no grouping)."""
     out: list[Variant] = []
     for kind in strategies:
-        if kind in ONE_ITEM:
+        if kind.one_item:
             out.append(Variant(kind, None))
         else:
             out.extend(Variant(kind, n, selection) for n in batch_sizes)

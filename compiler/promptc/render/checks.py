@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from promptc import ir
 from promptc.errors import PromptcError, PromptcErrors
+from promptc.strategies import Strategy
 
 
 def check_templates(task: ir.Task, *, shipped: bool = False) -> list[PromptcError]:
@@ -27,7 +28,7 @@ def check_templates(task: ir.Task, *, shipped: bool = False) -> list[PromptcErro
             ``promptc check`` on a small spec).
     """
     errors: list[PromptcError] = []
-    kinds: list[ir.StrategyKind] = []
+    kinds: list[Strategy] = []
     if shipped or task.template_for(task.strategy.kind).path is not None:
         kinds.append(task.strategy.kind)
     kinds += [t.kind for t in task.templates if t.path is not None and t.kind not in kinds]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from promptc import ir, markers
+from promptc.strategies import Strategy
 
 #: Variables every template receives (see docs/templates.md).
 CONTEXT_VARIABLES: frozenset[str] = frozenset(
@@ -36,9 +37,9 @@ TYPE_MEANINGS: Mapping[str, str] = {
 }
 
 
-def context_variables(kind: ir.StrategyKind) -> frozenset[str]:
+def context_variables(kind: Strategy) -> frozenset[str]:
     """The names a template of this strategy may use."""
-    if kind in ("single", "few-shot"):
+    if kind.one_item:
         return CONTEXT_VARIABLES | ONE_ITEM_VARIABLES
     return CONTEXT_VARIABLES
 
@@ -151,7 +152,7 @@ def _markers(task: ir.Task) -> dict[str, object]:
     }
 
 
-def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str, object]:
+def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, object]:
     """The part of the template context shared by every request of a task."""
     from promptc.select.batches import batch_size
 
@@ -185,6 +186,6 @@ def task_context(task: ir.Task, kind: ir.StrategyKind | None = None) -> dict[str
         ],
         "answer_format": _answer_format_context(task),
         # Demos sent as turns are not shown again in the system message.
-        "demos": _demo_context(task) if task.demos_as == "system" or kind == "single" else [],
+        "demos": _demo_context(task) if task.demos_as == "system" or not kind.shows_demos else [],
         "markers": _markers(task),
     }

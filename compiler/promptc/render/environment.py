@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
-from promptc.records import record
 from promptc.render.budget import BUDGET_MESSAGE, bounded_environment_class
 from promptc.resources import read_template, template_names
+from promptc.strategies import Strategy
 
 if TYPE_CHECKING:
     import jinja2
@@ -34,7 +35,7 @@ BUILTIN_PREFIX = "promptc/"
 BUILTIN_DISPLAY = "<promptc>/"
 
 
-def template_name(task: ir.Task, kind: ir.StrategyKind) -> str:
+def template_name(task: ir.Task, kind: Strategy) -> str:
     """The loader name of the template a task uses for a strategy."""
     ref = task.template_for(kind)
     if ref.path is None:
@@ -66,7 +67,7 @@ def display_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class TemplateSource:
     """A template file the renderer loaded: its loader name, where it came from, its hash."""
 

@@ -13,6 +13,7 @@ from promptc.errors import Location, PromptcError, did_you_mean
 from promptc.render.context import context_variables
 from promptc.render.environment import template_error
 from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached
+from promptc.strategies import Strategy
 
 if TYPE_CHECKING:
     import jinja2
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from jinja2 import nodes
 
 
-def check_kind(task: ir.Task, kind: ir.StrategyKind) -> list[PromptcError]:
+def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
     import jinja2
 
     r = Renderer(task, kind)

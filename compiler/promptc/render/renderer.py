@@ -41,6 +41,7 @@ from promptc.render.environment import (
     template_error,
     template_name,
 )
+from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ class Renderer:
         loader: Records every template file loaded (``loader.used``), for the manifest.
     """
 
-    def __init__(self, task: ir.Task, kind: ir.StrategyKind | None = None) -> None:
+    def __init__(self, task: ir.Task, kind: Strategy | str | None = None) -> None:
         self.task = task
-        self.kind: ir.StrategyKind = kind or task.strategy.kind
+        self.kind: Strategy = strategy(kind) if kind is not None else task.strategy.kind
         self.loader = SpecLoader(task.spec_dir, spec_roots(task)[1:])
         self.env = make_environment(self.loader)
         self.name = template_name(task, self.kind)
@@ -169,7 +170,7 @@ class Renderer:
                 {"index": i, "id": item.id, "fields": item.inputs, "question": q, "block": block}
             )
         ctx["items"] = entries
-        if self.kind in ("single", "few-shot") and entries:
+        if self.kind.one_item and entries:
             ctx["item"] = entries[0]
         return ctx
 
@@ -207,8 +208,8 @@ class Renderer:
 
         task = self.task
         turns: list[ir.Message] = []
-        if task.demos_as == "turns" and self.kind != "single" and task.demos:
-            size = 1 if self.kind == "few-shot" else batch_size(task)
+        if task.demos_as == "turns" and self.kind.shows_demos and task.demos:
+            size = self.kind.items_per_request(batch_size(task))
             _, jctx, blocks = self._prepared()
             fns = blocks.get("user") or []
             demos = list(task.demos)
@@ -225,7 +226,7 @@ class Renderer:
                     for k, d in enumerate(group, 1)
                 ]
                 ctx: dict[str, object] = {"items": entries}
-                if self.kind == "few-shot":
+                if self.kind.one_item:
                     ctx["item"] = entries[0]
                 jctx.vars = ctx
                 user = "".join(fns[0](jctx)).strip() if fns else ""

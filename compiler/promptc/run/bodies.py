@@ -113,7 +113,7 @@ def request_body(
         body["model"] = model
     body["messages"] = [dict(m) for m in request.messages]
     if mode == "gbnf":
-        if request.kind == "auto-demo":
+        if request.kind.repeats_questions:
             gbnf = pinned_gbnf(task if task is not None else build_task(build), request, build)
         elif task is not None and any(o.choices_from for o in task.outputs):
             from promptc.grammar.answer import build_grammar, item_choices
@@ -122,18 +122,18 @@ def request_body(
             choices = item_choices(task, request.item_ids)
             if choices is not None:
                 kind = request.kind or task.strategy.kind
-                g = build_grammar(task, len(request.item_ids), kind)  # type: ignore[arg-type]
+                g = build_grammar(task, len(request.item_ids), kind)
                 gbnf = g.gbnf_for(item_choices=choices)
         else:
             gbnf = grammar_text(".gbnf")
         body["grammar"] = gbnf
     elif mode == "json_schema":
         if task is not None and (
-            request.kind == "auto-demo" or any(o.choices_from for o in task.outputs)
+            request.kind.repeats_questions or any(o.choices_from for o in task.outputs)
         ):
             # Pinned as the GBNF is: the request's own questions, each item's own options.
             schema = pinned_json_schema(task, request, build)
-        elif request.kind == "auto-demo":
+        elif request.kind.repeats_questions:
             schema = pinned_json_schema(build_task(build), request, build)
         else:
             schema = json.loads(grammar_text(".schema.json"))
@@ -206,8 +206,8 @@ def _pinned(
     from promptc.parse.shape import items_by_id
 
     kind = request.kind or task.strategy.kind
-    grammar = build_grammar(task, len(request.item_ids), kind)  # type: ignore[arg-type]
-    if kind != "auto-demo":
+    grammar = build_grammar(task, len(request.item_ids), kind)
+    if not kind.repeats_questions:
         return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
     where = Location(str(build / REQUESTS_FILE), request.line)

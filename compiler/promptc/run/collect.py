@@ -370,7 +370,7 @@ def write_repair_build(
         records[whole.id] = {
             "attempt": attempt,
             "item_ids": list(whole.item_ids),
-            "kind": whole.kind,
+            "kind": whole.kind.name,
             "of": rid,
             **({"target_item": whole.target_item} if whole.target_item is not None else {}),
         }
@@ -383,7 +383,7 @@ def write_repair_build(
     for n in sorted({len(r.item_ids) for r in asked}):
         kind = asked[0].kind or task.strategy.kind
         stems[n] = grammar_stem(n, nominal)
-        files.update(build_grammar(task, n, kind).files(stems[n]))  # type: ignore[arg-type]
+        files.update(build_grammar(task, n, kind).files(stems[n]))
     form: VllmGrammar = "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
     constraints = ConstraintCache(task)
     lines = []
@@ -407,7 +407,7 @@ def write_repair_build(
             record = {
                 "id": r.id,
                 "item_ids": list(r.item_ids),
-                "kind": r.kind,
+                "kind": r.kind.name,
                 "messages": [dict(m) for m in r.messages],
                 "params": dict(r.params),
                 "grammar": stem,

@@ -748,7 +748,7 @@ class _Run:
     def _body(self, r: BuildRequest, mode: str, server: ServerKind) -> dict[str, Any]:
         task = None
         constrained = mode in ("gbnf", "json_schema")
-        if constrained and r.kind == "auto-demo":  # its questions are pinned in its grammar
+        if constrained and r.kind.repeats_questions:  # its questions are pinned in its grammar
             if self.task is None:
                 self.task = build_task(self.build)
             task = self.task

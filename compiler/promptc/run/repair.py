@@ -53,7 +53,7 @@ class RepairRequest:
         record: dict[str, Any] = {
             "attempt": self.attempt,
             "item_ids": list(self.request.item_ids),
-            "kind": self.request.kind,
+            "kind": self.request.kind.name,
             "of": self.origin,
         }
         if self.request.target_item is not None:
@@ -130,7 +130,7 @@ def repair_requests(
     refused: list[str] = []
     for rid, positions in failed.items():
         origin = requests[rid]
-        single = origin.kind in ("single", "few-shot") or len(origin.item_ids) == 1
+        single = origin.kind.one_item or len(origin.item_ids) == 1
         if single:
             # Only one prompt can ask this item alone: the original, already asked at these
             # parameters, so re-sending it is left to a run with other parameters.
@@ -171,7 +171,7 @@ def repair_grammar(task: Task, request: BuiltRequest, suffix: str) -> str:
     n = len(request.item_ids)
     kind = request.kind or task.strategy.kind
     stem = grammar_stem(n, task.strategy.batch_size)
-    files = build_grammar(task, n, kind).files(stem)  # type: ignore[arg-type]
+    files = build_grammar(task, n, kind).files(stem)
     return files[stem + suffix]
 
 

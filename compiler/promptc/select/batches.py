@@ -5,16 +5,13 @@ a task and cutting an order of items into batches.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from promptc import ir
-from promptc.records import field, record
-
-#: Strategies that send exactly one item per request.
-ONE_ITEM_KINDS: tuple[ir.StrategyKind, ...] = ("single", "few-shot")
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class SelectionResult:
     """The batches of a task, in request order, and what the manifest should say about them.
 
@@ -33,10 +30,8 @@ SelectionFn = Callable[[ir.Task], SelectionResult]
 
 
 def batch_size(task: ir.Task) -> int:
-    """Items per request: 1 for ``single`` and ``few-shot``, else ``strategy.batch_size``."""
-    if task.strategy.kind in ONE_ITEM_KINDS:
-        return 1
-    return max(1, task.strategy.batch_size)
+    """Items per request: what the strategy holds at ``strategy.batch_size``."""
+    return task.strategy.kind.items_per_request(max(1, task.strategy.batch_size))
 
 
 class Chunks(Sequence[ir.Batch]):

@@ -16,6 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -24,7 +25,6 @@ from typing import Any, Literal
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import AnswerWith, DataSource, Item, OutputField, Value
 from promptc.markers import options_text
-from promptc.records import record
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.text import Hasher, sha256_hasher
 
@@ -141,7 +141,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Row:
     """One row of a data file: its values and where it starts."""
 
@@ -1092,7 +1092,7 @@ class ItemTable(Sequence[Item]):
 _STRICT = ErrorCollector(fail_fast=True)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class GoldReader:
     """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
 

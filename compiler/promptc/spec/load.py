@@ -19,6 +19,7 @@ import math
 import os
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ import yaml.reader
 import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
-from promptc.records import field, record
 from promptc.text import YAML_BREAKS, LineTable, describe, sha256_hasher
 
 KeyPath = tuple[str | int, ...]
@@ -112,7 +112,7 @@ def load_error(
     )
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class ScalarSpan:
     """Where a scalar's source text is: its file, character offsets and YAML style."""
 
@@ -122,7 +122,7 @@ class ScalarSpan:
     style: str | None
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class SpecFile:
     """A spec file that was read: as displayed in messages, resolved, and its sha256."""
 
@@ -131,7 +131,7 @@ class SpecFile:
     sha256: str
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class _Layer:
     """One file's (or a merge's) data and positions."""
 
@@ -144,7 +144,7 @@ class _Layer:
 _MISSING: Any = object()
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class SpecDocument:
     """A loaded spec: merged plain data, and where every key and value was written.
 
@@ -646,7 +646,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class _Context:
     root: Path
     files: list[SpecFile] = field(default_factory=list)

@@ -9,6 +9,7 @@ one :class:`~promptc.errors.PromptcErrors` holding every problem found.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from promptc.spec.validate import (
     resolve_inside,
     validate,
 )
+from promptc.strategies import STRATEGIES, strategy
 from promptc.text import default_label
 
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
@@ -98,7 +100,6 @@ def _narrow_choices(
 ) -> list[ir.OutputField]:
     """An enum with ``choices_from`` gets the letters of the most options any item has."""
     from promptc.markers import OPTION_LETTERS
-    from promptc.records import replace
 
     out = []
     for o in outputs:
@@ -233,11 +234,11 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     )
 
     templates: list[ir.TemplateRef] = []
-    for kind in ir.STRATEGY_KINDS:
-        rel = (d.get("templates") or {}).get(kind)
+    for kind in STRATEGIES.values():
+        rel = (d.get("templates") or {}).get(kind.name)
         if rel is None:
             continue
-        p: KeyPath = ("templates", kind)
+        p: KeyPath = ("templates", kind.name)
         target = resolve_inside(doc.folder_of(p), rel)
         assert target is not None, "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
@@ -283,8 +284,8 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     return task
 
 
-def _strategy(doc: SpecDocument) -> ir.Strategy:
-    kind: ir.StrategyKind = doc.get(("strategy", "kind"), DEFAULT_KIND)
+def _strategy(doc: SpecDocument) -> ir.StrategySpec:
+    kind = strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
     size = batch_size_of(doc)
     assert size is not None, "lower() needs a validated spec"
     sp: KeyPath = ("strategy", "selection")
@@ -297,7 +298,7 @@ def _strategy(doc: SpecDocument) -> ir.Strategy:
         location=doc.key_location(sp),
         embeddings=_embeddings(doc),
     )
-    return ir.Strategy(kind, size, selection, doc.key_location(("strategy",)))
+    return ir.StrategySpec(kind, size, selection, doc.key_location(("strategy",)))
 
 
 def _embeddings(doc: SpecDocument) -> ir.EmbeddingEndpoint | None:

@@ -29,10 +29,12 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, STRATEGY_KINDS, AnswerWith, OutputField
+from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, AnswerWith, OutputField
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
+from promptc.strategies import find_strategy
 from promptc.text import describe
 
 if TYPE_CHECKING:
@@ -647,7 +649,7 @@ def _check_demo_option(
     )
 
 
-DEFAULT_KIND = "single"
+DEFAULT_KIND = DEFAULT_STRATEGY.name
 
 
 def integer(value: object) -> int | None:
@@ -668,8 +670,8 @@ def integer(value: object) -> int | None:
 
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
-    kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
-    if kind in ("single", "few-shot"):
+    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    if kind is not None and kind.one_item:
         return 1
     size = integer(doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE))
     return size if size is not None and 1 <= size <= MAX_BATCH_SIZE else None
@@ -679,15 +681,17 @@ DEFAULT_BATCH_SIZE = 8
 
 
 def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
-    kind = doc.get(("strategy", "kind"), DEFAULT_KIND)
+    # None when the schema reported the kind: the checks that need it are skipped.
+    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
     demos = doc.get(("demos",))
-    if kind == "few-shot" and (demos is None or demos == []):
+    if kind is not None and kind.requires_demos and (demos is None or demos == []):
         p: KeyPath = ("strategy", "kind")
         c.add(error("few-shot-no-demos", doc.value_location(p), p))
     bp: KeyPath = ("strategy", "batch_size")
     size_given = integer(doc.get(bp))
     if (
-        kind in ("single", "few-shot")
+        kind is not None
+        and kind.one_item
         and doc.value_location(bp).file == COMMAND_LINE
         and size_given is not None
         and size_given > 1
@@ -704,7 +708,8 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     method = doc.get(("strategy", "selection", "method"))
     if (
         method == "retrieval"
-        and kind in ("batch", "auto-demo")
+        and kind is not None
+        and not kind.one_item
         and size is not None
         and position is not None
         and not -size <= position < size
@@ -855,7 +860,7 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
     if not isinstance(templates, dict):
         return
     for kind, rel in templates.items():
-        if kind not in STRATEGY_KINDS or not isinstance(rel, str) or not rel:
+        if find_strategy(kind) is None or not isinstance(rel, str) or not rel:
             continue  # the schema reported it
         p: KeyPath = ("templates", kind)
         where = doc.value_location(p)
