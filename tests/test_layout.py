@@ -1,8 +1,10 @@
 """The package's layering, checked on its source (AST), so that the next change cannot break it.
 
+- Layering by rank: docs/architecture.md lists the layers from the bottom up, and no module
+  imports from a layer above its own.
 - No stage imports the CLI: only ``promptc.cli.*`` (and ``promptc.__main__``) may import
   ``promptc.cli``.
-- ``promptc.errors``, ``promptc.text`` and ``promptc.limits`` import nothing of promptc.
+- The leaves (the first layer) import nothing of promptc.
 - No private name (``_x``) is imported from another module, and none is reached through a
   module attribute (``module._x``).
 - No import cycles among promptc's modules (imports inside functions count: they are the
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -23,9 +26,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "compiler" / "promptc"
-#: Modules that import nothing of promptc but other leaves (``promptc.records``, the one
-#: leaf another imports, imports nothing of promptc at all).
-LEAVES = frozenset({"promptc.errors", "promptc.text", "promptc.limits", "promptc.records"})
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+
+def layers() -> list[list[str]]:
+    """The layers of docs/architecture.md's list, from the bottom up: each a list of modules
+    (``promptc.spec`` covers its subpackage; ``promptc`` alone is the package's face)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text.split("## What may import what", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for line in section.splitlines():
+        if re.match(r"\d+\. ", line):
+            names = re.findall(r"`([a-z_]+)`", line.split(" — ")[0])
+            out.append(["promptc" if n == "promptc" else f"promptc.{n}" for n in names])
+    return out
+
+
+LAYERS = layers()
+#: Modules that import nothing of promptc: the first layer.
+LEAVES = frozenset(LAYERS[0])
 
 
 @dataclass(frozen=True)
@@ -108,8 +127,49 @@ def test_the_layering_test_catches_a_stage_importing_the_cli(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("leaf", sorted(LEAVES))
 def test_leaf_modules_import_nothing_of_promptc(leaf: str) -> None:
-    allowed = set() if leaf == "promptc.records" else {"promptc.records"}
-    assert [i for i in all_imports() if i.module == leaf and i.target not in allowed] == []
+    assert [i for i in all_imports() if i.module == leaf] == []
+
+
+def rank(module: str) -> int | None:
+    """The layer of a module (0 at the bottom), or ``None`` if the list names none."""
+    for r, layer in enumerate(LAYERS):
+        for name in layer:
+            if module == name or (name != "promptc" and module.startswith(name + ".")):
+                return r
+    return None
+
+
+def upward_imports(imports: list[Import]) -> list[str]:
+    """Every import of a module from a layer above its own."""
+    out = []
+    for i in imports:
+        mine, theirs = rank(i.module), rank(i.target)
+        if mine is not None and theirs is not None and theirs > mine:
+            out.append(f"{i.module} (line {i.line}) imports {i.target}, a higher layer")
+    return out
+
+
+def test_the_architecture_lists_the_layers() -> None:
+    assert len(LAYERS) >= 10 and ["promptc.ir"] in LAYERS
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in package_modules() if rank(m) is None] == []
+
+
+def test_no_module_imports_from_a_higher_layer() -> None:
+    assert upward_imports(all_imports()) == []
+
+
+def test_the_layering_test_catches_an_import_from_a_higher_layer(tmp_path: Path) -> None:
+    """The rule above is not vacuous: the grammar importing the renderer is reported."""
+    stage = tmp_path / "promptc" / "grammar" / "answer.py"
+    stage.parent.mkdir(parents=True)
+    stage.write_text("from promptc.render.renderer import Renderer\n", encoding="utf-8")
+    found = list(imports_of("promptc.grammar.answer", stage, {"promptc.render.renderer"}))
+    assert upward_imports(found) == [
+        "promptc.grammar.answer (line 1) imports promptc.render.renderer, a higher layer"
+    ]
 
 
 def test_no_private_name_crosses_a_module_boundary() -> None:

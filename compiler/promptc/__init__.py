@@ -24,6 +24,6 @@ sentence-transformers load only when a spec asks for embeddings.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from promptc.version import VERSION as __version__
 
 __all__ = ["__version__"]

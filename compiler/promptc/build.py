@@ -44,12 +44,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from promptc import __version__, ir
+from promptc import ir
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.select.batches import SelectionResult, batch_size
 from promptc.select.methods import select
 from promptc.strategies import NAMES, Strategy, find_strategy
 from promptc.text import canonical_json, or_list, sha256_text
+from promptc.version import VERSION
 
 Target = Literal["chat", "openai-batch", "vllm-batch"]
 #: How a ``vllm-batch`` body carries its constraint (see :func:`structured_outputs`).
@@ -773,7 +774,7 @@ def _produce(
     ]
     data = task.data
     manifest: dict[str, object] = {
-        "promptc": __version__,
+        "promptc": VERSION,
         "name": task.name,
         "target": target,
         "strategy": {"kind": task.strategy.kind.name, "batch_size": nominal},

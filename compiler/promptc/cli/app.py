@@ -37,7 +37,6 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from promptc import __version__
 from promptc.cli.common import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -47,6 +46,7 @@ from promptc.cli.common import (
     plural,
     stderr,
 )
+from promptc.version import VERSION
 
 if TYPE_CHECKING:
     from promptc.errors import PromptcError
@@ -142,7 +142,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
-    __version__, "--version", "-V", prog_name="promptc", message="%(prog)s %(version)s"
+    VERSION, "--version", "-V", prog_name="promptc", message="%(prog)s %(version)s"
 )
 def cli() -> None:
     """promptc: compile YAML prompt specs into single, few-shot, batch and Auto-Demo requests,

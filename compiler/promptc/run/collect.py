@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc.errors import Location, UsageError
+from promptc.version import VERSION
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
@@ -334,7 +335,6 @@ def write_repair_build(
     """
     from dataclasses import replace
 
-    from promptc import __version__
     from promptc.build import (
         BATCH_TARGETS,
         MANIFEST_FILE,
@@ -427,7 +427,7 @@ def write_repair_build(
         ITEMS_FILE: "".join(item_lines),
     }
     repair_manifest = {
-        "promptc": __version__,
+        "promptc": VERSION,
         "name": manifest.get("name"),
         "target": target,
         "strategy": manifest.get("strategy"),
