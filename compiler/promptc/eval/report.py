@@ -45,13 +45,16 @@ def _tokens(task: ir.Task, v: VariantResults) -> tuple[float | None, float | Non
         return None, None, "unknown"
     from promptc.build import read_requests
 
-    inputs = sum(tok.count_messages(r.messages) for r in read_requests(v.folder))
-    outputs = 0
-    path = v.folder / "outputs.jsonl"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                outputs += tok.count(str(json.loads(line).get("output", "")))
+    try:
+        inputs = sum(tok.count_messages(r.messages) for r in read_requests(v.folder))
+        outputs = 0
+        path = v.folder / "outputs.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    outputs += tok.count(str(json.loads(line).get("output", "")))
+    finally:
+        tok.close()
     mark = "" if tok.exact else " (estimate)"
     return inputs / n, outputs / n, f"tokenizer {tok.name}{mark}"
 

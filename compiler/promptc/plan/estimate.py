@@ -296,9 +296,12 @@ def plan_spec(
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
     tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
-    tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
     price = price_of(first, price_in, price_out)
-    plans = tuple(plan_task(task, v, tok, price)[0] for v, task in tasks)
+    tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
+    try:
+        plans = tuple(plan_task(task, v, tok, price)[0] for v, task in tasks)
+    finally:
+        tok.close()
     return Plan(
         spec=spec,
         tokenizer=tok.name,

@@ -7,9 +7,9 @@ tokenizer            what it is
 ``cl100k_base``      whose wheels ship the rank files (tiktoken itself downloads them at first
                      use, which fails offline). A chat request adds OpenAI's documented framing:
                      3 tokens per message, the role's tokens, and 3 that prime the reply.
-a ``.gguf`` file     the model's own tokenizer, through llama.cpp (``llama_cpp.Llama(…,
-                     vocab_only=True)``: the vocabulary only, no weights), over the prompt its
-                     own chat template renders — exactly what a llama.cpp server feeds it.
+a ``.gguf`` file     the model's own tokenizer and chat template, asked of llama.cpp's server
+                     (the embedded one of ``promptc run --local``, started on the file):
+                     exactly what that server feeds the model.
 ===================  =========================================================================
 
 :func:`tokenizer_for` picks one: ``--tokenizer`` if given, else the model's own when promptc
@@ -19,13 +19,17 @@ estimate (:attr:`Tokenizer.exact` false), since it is not the model's own.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from promptc.errors import BackendError, Location, UsageError
+from promptc.run.local import local_server
 from promptc.spec.load import COMMAND_LINE
 
 ENCODINGS = ("o200k_base", "cl100k_base")
@@ -51,6 +55,9 @@ MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("text-embedding-3", "cl100k_base"),
 )
 INSTALL_PLAN = "pip install 'promptc[plan]'"
+INSTALL_LOCAL = "pip install 'promptc[local]'"
+#: Seconds one answer of the tokenizer's server may take.
+SERVER_TIMEOUT = 120.0
 
 
 class Tokenizer(Protocol):
@@ -72,6 +79,10 @@ class Tokenizer(Protocol):
 
     def count_messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
         """Input tokens of a chat request: its messages with the chat framing."""
+        ...
+
+    def close(self) -> None:
+        """Releases what it holds (a server process)."""
         ...
 
 
@@ -115,79 +126,83 @@ class BPETokenizer:
             total += TOKENS_PER_MESSAGE + self.count(str(m.get("role", ""))) + self.count(_text(m))
         return total
 
+    def close(self) -> None:
+        """Nothing to release."""
 
-@dataclass
+
 class GGUFTokenizer:
-    """A GGUF model's own tokenizer and chat template, through llama.cpp (vocabulary only)."""
+    """A GGUF model's own tokenizer and chat template, asked of llama.cpp's server.
 
-    path: str
-    exact: bool = True
-    _llama: Any = field(default=None, repr=False)
-    _template: Any = field(default=None, repr=False)
-    _specials: dict[str, str] = field(default_factory=dict, repr=False)
-    _memo: dict[str, int] = field(default_factory=dict, repr=False)
+    The embedded server (:func:`promptc.run.local.local_server`, the ``local`` extra) is
+    started on the file once; ``/apply-template`` renders the messages with the model's chat
+    template and ``/tokenize`` counts them — the very steps a llama.cpp server takes before it
+    generates. Counts are memoised per text. :meth:`close` stops the server (the plan does,
+    when it is done).
+    """
 
-    def __post_init__(self) -> None:
+    exact = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        where = Location(path)
+        if not Path(path).is_file():
+            raise UsageError(f"GGUF file {path!r} not found", location=where, code="gguf-not-found")
+        self._server = contextlib.ExitStack()
         try:
-            import llama_cpp
-        except ImportError:
-            raise BackendError(
-                "counting tokens with a GGUF model needs llama-cpp-python, which is not installed",
-                hint="pip install llama-cpp-python",
-                code="missing-llama-cpp",
-            ) from None
-        where = Location(self.path)
-        if not Path(self.path).is_file():
+            self._root = self._server.enter_context(local_server(path)).removesuffix("/v1")
+        except BackendError as e:
+            if e.code == "missing-local":
+                raise BackendError(
+                    "counting tokens with a GGUF model needs llama.cpp's server, which is not "
+                    "installed",
+                    hint=INSTALL_LOCAL,
+                    code="missing-llama-cpp",
+                ) from None
             raise UsageError(
-                f"GGUF file {self.path!r} not found", location=where, code="gguf-not-found"
-            )
-        try:
-            with _quiet_stderr():
-                self._llama = llama_cpp.Llama(model_path=self.path, vocab_only=True, verbose=False)
-        except (ValueError, RuntimeError, OSError) as e:
-            raise UsageError(
-                f"cannot read the tokenizer of {self.path!r}: {e}",
-                location=where,
-                code="bad-gguf",
+                f"cannot read the tokenizer of {path!r}: {e}", location=where, code="bad-gguf"
             ) from None
-        model = self._llama._model
-        bos, eos = self._llama.token_bos(), self._llama.token_eos()
-        self._specials = {
-            "bos_token": model.token_get_text(bos) if bos != -1 else "",
-            "eos_token": model.token_get_text(eos) if eos != -1 else "",
-        }
-        source = self._llama.metadata.get("tokenizer.chat_template")
-        if source:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-            self._template = env.from_string(source)
+        self._memo: dict[str, int] = {}
 
     @property
     def name(self) -> str:
         return os.path.basename(self.path)
 
+    def _post(self, endpoint: str, body: Mapping[str, Any]) -> Any:
+        request = urllib.request.Request(
+            self._root + endpoint,
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError) as e:
+            raise BackendError(
+                f"llama.cpp's server did not answer {endpoint} for {self.name}: {e}",
+                code="tokenizer-server",
+            ) from None
+
     def count(self, text: str) -> int:
         n = self._memo.get(text)
         if n is None:
-            n = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-            self._memo[text] = n
+            tokens = self._post("/tokenize", {"content": text, "add_special": False})["tokens"]
+            n = self._memo[text] = len(tokens)
         return n
 
     def prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The text the model reads: its chat template over the messages, reply primed."""
         plain = [{"role": str(m.get("role", "")), "content": _text(m)} for m in messages]
-        if self._template is None:  # no template in the file: llama.cpp's plain fallback
-            return "".join(f"{m['role']}: {m['content']}\n" for m in plain) + "assistant: "
-        return str(
-            self._template.render(messages=plain, add_generation_prompt=True, **self._specials)
-        )
+        return str(self._post("/apply-template", {"messages": plain})["prompt"])
 
     def count_messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
-        text = self.prompt(messages)
-        # The server adds BOS itself when the model asks for it; special tokens in the
-        # template (<|im_start|>) are one token each, as the server reads them.
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        # Special tokens in the template (<|im_start|>) are one token each, and BOS is added
+        # where the model asks for it, as the server does for a chat request.
+        body = {"content": self.prompt(messages), "add_special": True, "parse_special": True}
+        return len(self._post("/tokenize", body)["tokens"])
+
+    def close(self) -> None:
+        """Stops the server (again: nothing)."""
+        self._server.close()
 
 
 def _text(message: Mapping[str, Any]) -> str:
@@ -197,23 +212,6 @@ def _text(message: Mapping[str, Any]) -> str:
     if isinstance(content, list):  # content parts: their text
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
     return ""
-
-
-class _quiet_stderr:
-    """Silences llama.cpp's C-level log lines on file descriptor 2 while a model loads."""
-
-    def __enter__(self) -> None:
-        import sys
-
-        sys.stderr.flush()
-        self._saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-
-    def __exit__(self, *exc: object) -> None:
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
 
 
 def encoding_for_model(model: str) -> str | None:
