@@ -21,6 +21,7 @@ import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import read_requests
 from promptc.run.context import largest_need, server_context, server_root
+from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -60,13 +61,8 @@ def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> tuple[Any, lis
     lines: list[str] = []
     result = run_build(
         build_dir,
-        base_url=url,
-        grammar="none",
-        parse=True,
-        use_cache=False,
-        repair=0,
+        RunOptions(base_url=url, grammar="none", parse=True, use_cache=False, repair=0, **kw),
         progress=lines.append,
-        **kw,
     )
     return result, lines
 
