@@ -365,6 +365,40 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
 
 
+def test_sigterm_keeps_the_answers_and_the_resume_sends_none_of_them_again(
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 0.3
+    outputs = build / "outputs.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url]
+        + ["--grammar", "none", "--concurrency", "1", "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    kept = read_outputs(outputs)
+    assert 2 <= len(kept) < 10
+    handler.delay = 0.0
+    before = len(handler.seen)
+    result = run_build(build, RunOptions(base_url=url, grammar="none", use_cache=False))
+    assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+    prompts = {r.id: r.messages[-1]["content"] for r in read_requests(build)}
+    sent_again = [s["body"]["messages"][-1]["content"] for s in handler.seen[before:]]
+    assert len(sent_again) == 10 - len(kept)
+    assert not set(sent_again) & {prompts[rid] for rid in kept}
+
+
 def _run_with_sigint(handler: str) -> list[str]:
     """``python -m promptc.cli.run``, with SIGINT's handler set first (``default_int_handler``
     or ``SIG_IGN``), whatever disposition this process inherited."""
