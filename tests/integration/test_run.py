@@ -611,9 +611,11 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     # Cut off, but not lost: moved aside as it was, and said.
     assert (tmp_path / "outputs.replaced.jsonl").read_text() == '{"id": "r2", "outp\n'
     assert notes == [
-        "1 line(s) of outputs.jsonl are not answers this run can place (unreadable, torn by "
-        "an interrupted write, or a second answer for one request); moved to "
-        "outputs.replaced.jsonl as they were: line(s) 2"
+        (
+            "1 line(s) of outputs.jsonl are not answers this run can place (unreadable, torn by "
+            "an interrupted write, or a second answer for one request); moved to "
+            "outputs.replaced.jsonl as they were: line(s) 2"
+        )
     ]
 
 

@@ -26,7 +26,7 @@ from promptc.run.outputs import REPLACED_FILE, read_outputs
 #: Characters that JSON, UTF-8 or line splitting treat specially: line and paragraph
 #: separators and NEL (which str.splitlines splits on and JSON leaves as they are), control
 #: characters, lone surrogates (which UTF-8 cannot carry), a byte order mark, quotes.
-AWKWARD = "\u2028\u2029\u0085\r\n\x00\x0b\x0c\x1c\x1d\x1e\ud800\udfff\ufeff\"\\ é😀"
+AWKWARD = '\u2028\u2029\u0085\r\n\x00\x0b\x0c\x1c\x1d\x1e\ud800\udfff\ufeff"\\ é😀'
 
 #: A non-empty answer (an empty one is recorded, and asked again by the next run), its
 #: surrogates lone (in JSON, ``"\ud800\udfff"`` is the pair that spells U+103FF).
@@ -118,7 +118,11 @@ def test_lines_a_rewrite_cannot_place_are_moved_aside_and_said(
     assert again.skipped == 2 and again.sent == 0 and handler.seen == 2
     assert outputs.read_text(encoding="utf-8").split("\n")[:-1] == answered
     aside = (sentiment4 / REPLACED_FILE).read_text(encoding="utf-8").split("\n")[:-1]
-    assert aside == ["not json at all", json.dumps({**second, "output": "B"}), '{"id": "r0003", "out']
+    assert aside == [
+        "not json at all",
+        json.dumps({**second, "output": "B"}),
+        '{"id": "r0003", "out',
+    ]
     assert lines[0] == (
         "3 line(s) of outputs.jsonl are not answers this run can place (unreadable, torn by "
         "an interrupted write, or a second answer for one request); moved to "
@@ -156,7 +160,9 @@ def test_the_timeout_bounds_the_whole_answer_not_each_read(sentiment4: Path) -> 
         )
         elapsed = time.monotonic() - started
     assert [f.format() for f in result.failed] == [
-        "request r0001: no answer within 1 s after 1 attempt; raise --timeout, lower the "
-        "model's max_tokens, or lower --concurrency"
+        (
+            "request r0001: no answer within 1 s after 1 attempt; raise --timeout, lower the "
+            "model's max_tokens, or lower --concurrency"
+        )
     ]
     assert elapsed < 10  # a byte every 0.5 s would have taken minutes

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
+from promptc import markers
 from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, SAFE_REQUEST_ID, BuiltRequest
 from promptc.build import read_requests as read_built_requests
 from promptc.errors import Location, UsageError
+from promptc.grammar.answer import build_grammar, item_choices
+from promptc.parse.shape import items_by_id
 from promptc.run.repair import repair_grammar
 from promptc.text import canonical_json
 
@@ -122,8 +125,6 @@ def request_body(
         if request.kind.repeats_questions:
             gbnf = pinned_gbnf(task if task is not None else build_task(build), request, build)
         elif task is not None and any(o.choices_from for o in task.outputs):
-            from promptc.grammar.answer import build_grammar, item_choices
-
             gbnf = grammar_text(".gbnf")
             choices = item_choices(task, request.item_ids)
             if choices is not None:
@@ -207,10 +208,6 @@ def _pinned(
 ) -> tuple[AnswerGrammar, list[str], list[dict[str, list[str]]] | None]:
     """The request's grammar, its questions (Auto-Demo; checked against its prompt) and its
     items' own choices."""
-    from promptc import markers
-    from promptc.grammar.answer import build_grammar, item_choices
-    from promptc.parse.shape import items_by_id
-
     kind = request.kind or task.strategy.kind
     grammar = build_grammar(task, len(request.item_ids), kind)
     if not kind.repeats_questions:

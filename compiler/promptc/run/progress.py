@@ -92,6 +92,7 @@ class Bar(Events):
     """A rich progress bar on ``file`` (a terminal)."""
 
     def __init__(self, file: IO[str]) -> None:
+        # rich (about 50 ms to import) is imported only when a terminal shows the bar.
         from rich.console import Console
 
         self.console = Console(file=file)
