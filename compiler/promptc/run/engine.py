@@ -19,7 +19,7 @@ The engines, by the name :data:`promptc.run.orchestrate.ENGINES` gives them:
 ============  ===================================================================================
 
 A new engine is one class with the attributes and methods of :class:`Engine` and a
-``for_run`` class method (:data:`~promptc.run.orchestrate.EngineFactory`), entered in that
+``for_run`` class method (:class:`~promptc.run.orchestrate.EngineFactory`), entered in that
 table.
 """
 
