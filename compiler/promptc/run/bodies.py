@@ -214,7 +214,7 @@ def _pinned(
         return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
     where = Location(str(build / REQUESTS_FILE), request.line)
-    hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
+    hint = "rebuild: the spec has changed since the build"
     missing = [i for i in request.item_ids if i not in by_id]
     if missing:
         raise UsageError(
