@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from promptc.build import build
-    from promptc.run import run_build
+    from promptc.run import RunOptions, run_build
     from promptc.spec.lower import compile_spec
 
     work = Path(tempfile.mkdtemp(prefix="promptc-bench-run-"))
@@ -61,13 +61,15 @@ def main() -> None:
         started = time.monotonic()
         first = run_build(
             out,
-            local=True,
-            grammar=args.grammar,
-            parse=True,
-            repair=0,
-            limit=n_requests,
-            concurrency=1,
-            use_cache=False,
+            RunOptions(
+                local=True,
+                grammar=args.grammar,
+                parse=True,
+                repair=0,
+                limit=n_requests,
+                concurrency=1,
+                use_cache=False,
+            ),
             progress=lambda line, k=kind: print(f"[{k}] {line}", file=sys.stderr),
         )
         elapsed = time.monotonic() - started
@@ -77,13 +79,15 @@ def main() -> None:
         started = time.monotonic()
         second = run_build(
             out,
-            local=True,
-            grammar=args.grammar,
-            parse=True,
-            repair=args.repair,
-            limit=n_requests,
-            concurrency=1,
-            use_cache=False,
+            RunOptions(
+                local=True,
+                grammar=args.grammar,
+                parse=True,
+                repair=args.repair,
+                limit=n_requests,
+                concurrency=1,
+                use_cache=False,
+            ),
             progress=lambda line, k=kind: print(f"[{k}+repair] {line}", file=sys.stderr),
         )
         repair_s = time.monotonic() - started

@@ -105,11 +105,14 @@ def test_parse_takes_a_request_number_as_show_does(tmp_path: Path) -> None:
 
 def test_a_failed_run_leaves_no_empty_outputs_file(tmp_path: Path) -> None:
     from promptc.build import build
-    from promptc.run import run_build
+    from promptc.run import RunOptions, run_build
     from promptc.spec.lower import compile_spec
 
     build(compile_spec(REPO / "specs" / "sentiment.yaml"), tmp_path)
     result = run_build(
-        tmp_path, base_url="http://127.0.0.1:9/v1", max_retries=0, use_cache=False, grammar="none"
+        tmp_path,
+        RunOptions(
+            base_url="http://127.0.0.1:9/v1", max_retries=0, use_cache=False, grammar="none"
+        ),
     )
     assert result.failed and not (tmp_path / "outputs.jsonl").exists()

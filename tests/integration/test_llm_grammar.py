@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_
 
 from llm_server import gbnf_error
 from promptc.run.bodies import read_requests, request_body
-from promptc.run.orchestrate import RunResult, run_build
+from promptc.run.options import RunOptions
+from promptc.run.orchestrate import run_build
+from promptc.run.result import RunResult
 
 pytestmark = [
     pytest.mark.llm,
@@ -45,16 +47,18 @@ def run_first(out: Path, url: str, tmp_path: Path, grammar: str, **options: Any)
     request at a time, one retry, a cache in ``tmp_path``."""
     return run_build(
         out,
-        base_url=url,
-        grammar=grammar,
-        concurrency=1,
-        limit=1,
-        model=MODEL,
-        parse=True,
-        cache_path=tmp_path / "cache.sqlite",
-        timeout=TIMEOUT,
-        max_retries=1,
-        **options,
+        RunOptions(
+            base_url=url,
+            grammar=grammar,
+            concurrency=1,
+            limit=1,
+            model=MODEL,
+            parse=True,
+            cache_path=tmp_path / "cache.sqlite",
+            timeout=TIMEOUT,
+            max_retries=1,
+            **options,
+        ),
     )
 
 

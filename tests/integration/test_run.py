@@ -30,9 +30,10 @@ from llm_server import running_server
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.errors import UsageError
 from promptc.run.bodies import build_task, cache_key, read_requests, request_body
-from promptc.run.client import FAILURES
+from promptc.run.engine import FAILURES
+from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
-from promptc.run.outputs import read_outputs
+from promptc.run.outputs import OutputsFile, read_outputs
 
 requires_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -160,11 +161,9 @@ def test_auto_grammar_probe_failure_names_what_it_was_doing(
     url = f"http://127.0.0.1:{_free_port()}/v1"
     result = run_build(
         build,
-        base_url=url,
-        grammar="auto",
-        max_retries=0,
-        limit=1,
-        cache_path=tmp_path / "c.sqlite",
+        RunOptions(
+            base_url=url, grammar="auto", max_retries=0, limit=1, cache_path=tmp_path / "c.sqlite"
+        ),
     )
     assert not result.ok and result.sent == 0
     assert [f.format() for f in result.failed] == [
@@ -230,13 +229,15 @@ def test_rate_limit_is_retried_and_server_errors_reported(
     ]
     result = run_build(
         build,
-        base_url=url,
-        grammar="none",
-        limit=1,
-        max_retries=2,
-        api_key_env="PROMPTC_TEST_KEY",
-        cache_path=tmp_path / "c.sqlite",
-        repair=0,
+        RunOptions(
+            base_url=url,
+            grammar="none",
+            limit=1,
+            max_retries=2,
+            api_key_env="PROMPTC_TEST_KEY",
+            cache_path=tmp_path / "c.sqlite",
+            repair=0,
+        ),
     )
     assert result.ok and result.sent == 1 and len(handler.seen) == 2
     assert all(s["auth"] == f"Bearer {SECRET}" for s in handler.seen)  # sent, as a header only
@@ -245,12 +246,14 @@ def test_rate_limit_is_retried_and_server_errors_reported(
     handler.seen = []
     result = run_build(
         build,
-        base_url=url,
-        grammar="none",
-        max_retries=1,
-        api_key_env="PROMPTC_TEST_KEY",
-        cache_path=tmp_path / "c.sqlite",
-        repair=0,
+        RunOptions(
+            base_url=url,
+            grammar="none",
+            max_retries=1,
+            api_key_env="PROMPTC_TEST_KEY",
+            cache_path=tmp_path / "c.sqlite",
+            repair=0,
+        ),
     )
     assert result.skipped == 1 and result.sent == 0 and result.cached == 0
     assert [f.format() for f in result.failed] == [
@@ -265,12 +268,14 @@ def test_rate_limit_is_retried_and_server_errors_reported(
     handler.script = [(400, {"error": {"message": "grammar is not a known field"}})]
     result = run_build(
         build,
-        base_url=url,
-        grammar="gbnf",
-        limit=1,
-        max_retries=3,
-        cache_path=tmp_path / "c.sqlite",
-        repair=0,
+        RunOptions(
+            base_url=url,
+            grammar="gbnf",
+            limit=1,
+            max_retries=3,
+            cache_path=tmp_path / "c.sqlite",
+            repair=0,
+        ),
     )
     assert [f.format() for f in result.failed] == [
         (
@@ -354,8 +359,44 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     kept = read_outputs(outputs)
     assert 2 <= len(kept) < 10
     handler.delay = 0.0
-    result = run_build(build, base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
+    result = run_build(
+        build, RunOptions(base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
+    )
     assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+
+
+def test_sigterm_keeps_the_answers_and_the_resume_sends_none_of_them_again(
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 0.3
+    outputs = build / "outputs.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc.cli.run", str(build), "--base-url", url]
+        + ["--grammar", "none", "--concurrency", "1", "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (outputs.is_file() and outputs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    kept = read_outputs(outputs)
+    assert 2 <= len(kept) < 10
+    handler.delay = 0.0
+    before = len(handler.seen)
+    result = run_build(build, RunOptions(base_url=url, grammar="none", use_cache=False))
+    assert result.ok and result.skipped == len(kept) and result.sent == 10 - len(kept)
+    prompts = {r.id: r.messages[-1]["content"] for r in read_requests(build)}
+    sent_again = [s["body"]["messages"][-1]["content"] for s in handler.seen[before:]]
+    assert len(sent_again) == 10 - len(kept)
+    assert not set(sent_again) & {prompts[rid] for rid in kept}
 
 
 def _run_with_sigint(handler: str) -> list[str]:
@@ -418,7 +459,9 @@ def test_run_parse_reads_an_integer_of_5001_digits_as_malformed(
     handler.script = [
         (200, _completion("\n".join(f"A[{i}]: {a}" for i, a in enumerate(answers, 1))))
     ]
-    result = run_build(build, base_url=url, grammar="none", parse=True, use_cache=False, repair=0)
+    result = run_build(
+        build, RunOptions(base_url=url, grammar="none", parse=True, use_cache=False, repair=0)
+    )
     # Every request answered; two items malformed (so not result.ok, which needs every item).
     assert not result.failed and result.sent == 2 and result.not_ok == 2
     assert result.results_path is not None
@@ -439,7 +482,10 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
     assert (
-        run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0).sent == 1
+        run_build(
+            build, RunOptions(base_url=url, grammar="none", limit=1, use_cache=False, repair=0)
+        ).sent
+        == 1
     )
     build_spec(
         spec_dir / "sentiment.yaml",
@@ -452,7 +498,9 @@ def test_answers_to_changed_requests_are_dropped_and_resent(
         },
     )
     assert (build / "outputs.jsonl").is_file()  # a rebuild leaves the answers alone
-    again = run_build(build, base_url=url, grammar="none", limit=1, use_cache=False, repair=0)
+    again = run_build(
+        build, RunOptions(base_url=url, grammar="none", limit=1, use_cache=False, repair=0)
+    )
     assert again.dropped_stale == 1 and again.skipped == 0 and again.sent == 1
     assert handler.seen[-1]["body"]["max_tokens"] == 32
     assert [o["id"] for o in _lines(build / "outputs.jsonl")] == ["r0001"]
@@ -489,13 +537,15 @@ def test_auto_without_a_model_list_sends_no_grammar(
     url, handler = scripted  # answers GET /models with 501: no model list
     handler.script = [(200, _completion("A[1]: positive"))]
     build = sentiment(8)
-    result = run_build(build, base_url=url, grammar="auto", limit=1, use_cache=False, repair=0)
+    result = run_build(
+        build, RunOptions(base_url=url, grammar="auto", limit=1, use_cache=False, repair=0)
+    )
     assert result.ok and result.grammar == "none"
     assert "grammar" not in handler.seen[0]["body"]
     assert "response_format" not in handler.seen[0]["body"]
 
     result = run_build(
-        build, base_url=url, grammar="json-schema", limit=1, use_cache=False, repair=0
+        build, RunOptions(base_url=url, grammar="json-schema", limit=1, use_cache=False, repair=0)
     )
     assert result.ok and result.grammar == "json_schema" and result.dropped_stale == 1
     assert handler.seen[1]["body"]["response_format"]["type"] == "json_schema"
@@ -555,7 +605,18 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     path = tmp_path / "outputs.jsonl"
     path.write_text('{"id": "r1", "output": "A[1]: yes"}\n{"id": "r2", "outp')
     assert list(read_outputs(path)) == ["r1"]
-    assert path.read_text() == '{"id": "r1", "output": "A[1]: yes"}\n'
+    notes: list[str] = []
+    assert list(OutputsFile(path, notes.append).tidy()) == ["r1"]  # as a run starts
+    assert path.read_text() == '{"id":"r1","output":"A[1]: yes"}\n'
+    # Cut off, but not lost: moved aside as it was, and said.
+    assert (tmp_path / "outputs.replaced.jsonl").read_text() == '{"id": "r2", "outp\n'
+    assert notes == [
+        (
+            "1 line(s) of outputs.jsonl are not answers this run can place (unreadable, torn by "
+            "an interrupted write, or a second answer for one request); moved to "
+            "outputs.replaced.jsonl as they were: line(s) 2"
+        )
+    ]
 
 
 def test_auto_demo_questions_are_pinned_in_the_grammar(
@@ -688,13 +749,15 @@ def test_resume_after_the_process_is_killed(
 
     result = run_build(
         build,
-        base_url=llm_base_url,
-        grammar="gbnf",
-        concurrency=1,
-        use_cache=False,
-        model=MODEL,
-        parse=True,
-        timeout=TIMEOUT,
+        RunOptions(
+            base_url=llm_base_url,
+            grammar="gbnf",
+            concurrency=1,
+            use_cache=False,
+            model=MODEL,
+            parse=True,
+            timeout=TIMEOUT,
+        ),
     )
 
     assert result.ok, [f.format() for f in result.failed]
@@ -721,15 +784,17 @@ def test_cache_answers_when_the_server_is_gone(
     with running_server() as url:
         first = run_build(
             build,
-            base_url=url,
-            grammar="auto",
-            limit=2,
-            concurrency=2,
-            api_key_env="PROMPTC_TEST_KEY",
-            cache_path=cache,
-            model=MODEL,
-            parse=True,
-            timeout=TIMEOUT,
+            RunOptions(
+                base_url=url,
+                grammar="auto",
+                limit=2,
+                concurrency=2,
+                api_key_env="PROMPTC_TEST_KEY",
+                cache_path=cache,
+                model=MODEL,
+                parse=True,
+                timeout=TIMEOUT,
+            ),
         )
         assert first.ok and first.sent == 2 and first.grammar == "gbnf"
     answers = (build / "outputs.jsonl").read_text()
@@ -758,7 +823,10 @@ def test_cache_answers_when_the_server_is_gone(
     )
     assert (build / "outputs.jsonl").read_text() == answers
     no_cache = run_build(
-        build, base_url=url, grammar="gbnf", limit=3, max_retries=0, use_cache=False, model=MODEL
+        build,
+        RunOptions(
+            base_url=url, grammar="gbnf", limit=3, max_retries=0, use_cache=False, model=MODEL
+        ),
     )
     assert no_cache.skipped == 2 and [f.kind for f in no_cache.failed] == ["connection"]
 

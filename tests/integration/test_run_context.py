@@ -21,6 +21,7 @@ import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import read_requests
 from promptc.run.context import largest_need, server_context, server_root
+from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -60,13 +61,8 @@ def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> tuple[Any, lis
     lines: list[str] = []
     result = run_build(
         build_dir,
-        base_url=url,
-        grammar="none",
-        parse=True,
-        use_cache=False,
-        repair=0,
+        RunOptions(base_url=url, grammar="none", parse=True, use_cache=False, repair=0, **kw),
         progress=lines.append,
-        **kw,
     )
     return result, lines
 
@@ -181,9 +177,9 @@ def test_llama_server_with_a_small_context_is_warned_about(
 ) -> None:
     """llama.cpp's own server (the embedded engine's, run as an external server here) says
     its context in GET /props."""
-    from promptc.run.local import local_engine, local_server
+    from promptc.run.local import local_server, server_package
 
-    if local_engine() != "xllamacpp":
+    if server_package() != "xllamacpp":
         pytest.skip("llama.cpp's own server (xllamacpp) is not installed")
     with local_server(n_ctx=512) as url:
         result, lines = _run(sentiment4, url, tmp_path, limit=1, timeout=120)

@@ -24,6 +24,7 @@ from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build, read_requests
 from promptc.cli.parse import run_parse
 from promptc.run.collect import collect
+from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs
 from promptc.spec.lower import compile_spec
@@ -92,11 +93,9 @@ def _all_but_first(questions: list[str]) -> str:
 def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> Any:
     return run_build(
         build_dir,
-        base_url=url,
-        grammar="none",
-        parse=True,
-        cache_path=tmp_path / "responses.sqlite",
-        **kw,
+        RunOptions(
+            base_url=url, grammar="none", parse=True, cache_path=tmp_path / "responses.sqlite", **kw
+        ),
     )
 
 

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.run.cache import ResponseCache
-from promptc.run.client import retry_after_seconds
+from promptc.run.engine import retry_after_seconds
+from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import outputs_lock, read_outputs
 
@@ -60,7 +61,7 @@ def _drop_even(n: int) -> str:
 
 def _run(build_dir: Path, url: str, tmp_path: Path, **kw: Any) -> Any:
     kw.setdefault("cache_path", tmp_path / "cache.sqlite")
-    return run_build(build_dir, base_url=url, grammar="none", parse=True, **kw)
+    return run_build(build_dir, RunOptions(base_url=url, grammar="none", parse=True, **kw))
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

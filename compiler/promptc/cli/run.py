@@ -18,15 +18,18 @@ is interrupted or fails part-way keeps every answer received; run it again to re
 docs/run.md.
 
 Exit status: 0 every request answered and every item ok (or ``--allow-failures``);
-1 some requests got no answer (each is reported with what failed and what to check), or the
-spec given with ``--spec`` has errors; 2 usage error (not a build, a bad option, openai not
-installed, no server, another run writing the same outputs); 4 every request answered but
-items are still not ok after repair (the summary says how many); 130 interrupted.
+1 some requests got no answer (each is reported with what failed and what to check);
+2 usage error (not a build, a bad option, openai not installed, no server, another run
+writing the same outputs); 4 every request answered but items are still not ok after repair
+(the summary says how many); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
+from typing import Any
 
 import click
 
@@ -38,6 +41,12 @@ from promptc.cli.common import (
     EXIT_USAGE,
     summary_format_option,
 )
+from promptc.errors import BackendError, PromptcError, UsageError, flatten
+from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from promptc.run.options import RunOptions
+from promptc.run.orchestrate import run_build
+from promptc.run.progress import cli_events
+from promptc.run.result import RunResult
 
 EXIT_FAILED = EXIT_INVALID  # requests that got no answer
 
@@ -136,27 +145,20 @@ def _say(line: str) -> None:
     "--parse", "parse", is_flag=True, help="Parse the answers item by item and write results.jsonl."
 )
 @click.option(
-    "--spec",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="A spec that must compile to this build (refused, naming what differs, if not); "
-    "only builds made before build folders held their task need it.",
-)
-@click.option(
     "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
+    default=DEFAULT_TIMEOUT,
     show_default=True,
     metavar="S",
-    help="Seconds to wait for one answer.",
+    help="Seconds to wait for one whole answer.",
 )
 @click.option(
     "--max-retries",
     type=click.IntRange(min=0),
-    default=3,
+    default=DEFAULT_MAX_RETRIES,
     show_default=True,
     metavar="N",
     help="Retries of a request after a connection error, timeout, "
@@ -182,27 +184,7 @@ def _say(line: str) -> None:
     help="Write the answers here (default: BUILD_DIR/outputs.jsonl).",
 )
 def run_command(
-    build_dir: str,
-    base_url: str | None,
-    local: bool | None,
-    model_path: str | None,
-    repair: int | None,
-    allow_failures: bool,
-    fmt: str,
-    max_tokens_field: str,
-    results_path: str | None,
-    api_key_env: str,
-    concurrency: int,
-    grammar: str,
-    limit: int | None,
-    parse: bool,
-    spec: str | None,
-    model: str | None,
-    timeout: float,
-    max_retries: int,
-    cache_path: str | None,
-    no_cache: bool,
-    outputs_path: str | None,
+    build_dir: str, allow_failures: bool, fmt: str, no_cache: bool, **options: Any
 ) -> None:
     """Send the requests of BUILD_DIR to a model, repair failed items, write outputs.jsonl.
 
@@ -211,13 +193,6 @@ def run_command(
     answered and every item ok, 1 when requests failed, 4 when items are still not ok after
     repair, 2 for usage errors (see docs/cli.md).
     """
-    import json
-    import signal
-
-    from promptc.errors import BackendError, PromptcError, UsageError, flatten
-    from promptc.run.orchestrate import run_build
-    from promptc.run.progress import cli_events
-
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Inherited, as a script's `cmd &` sets it so that Ctrl-C stops only the foreground
         # job: run keeps it (as Python does), and says so, rather than being stopped by a
@@ -230,24 +205,7 @@ def run_command(
     try:
         result = run_build(
             build_dir,
-            base_url=base_url,
-            local=local,
-            model_path=model_path,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            grammar=grammar,
-            cache_path=cache_path,
-            use_cache=not no_cache,
-            timeout=timeout,
-            max_retries=max_retries,
-            limit=limit,
-            model=model,
-            parse=parse,
-            spec=spec,
-            outputs_path=outputs_path,
-            results_path=results_path,
-            repair=repair,
-            max_tokens_field=max_tokens_field,
+            RunOptions(use_cache=not no_cache, **options),
             progress=cli_events(sys.stderr),
         )
     except KeyboardInterrupt:
@@ -259,9 +217,15 @@ def run_command(
     except PromptcError as e:
         for x in flatten([e]):
             _say(f"error: {x.format()}")
-        # Bad arguments, not a build, openai missing: usage (2). The spec's own errors
-        # (--spec compiles it): 1, as promptc check and build report them.
+        # Bad arguments, not a build, openai missing: usage (2); anything else a user can
+        # cause is 1, as promptc check and build report it.
         sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)
+    _report(result, fmt)
+    sys.exit(EXIT_OK if allow_failures else _status(result))
+
+
+def _report(result: RunResult, fmt: str) -> None:
+    """The failures, the summary (text on stderr, or JSON on stdout) and where results are."""
     for failure in result.failed:
         _say(f"error: {failure.format()}")
     if fmt == "json":
@@ -270,14 +234,17 @@ def run_command(
         _say(result.summary())
     if result.results_path is not None:
         _say(f"results: {result.results_path}")
-    status = EXIT_OK
+
+
+def _status(result: RunResult) -> int:
+    """The exit status of a run (see the module's docstring), with the line that explains it."""
     if result.failed:
         _say(
             f"{len(result.failed)} request(s) failed; the {result.answered} answer(s) received "
             f"are in {result.outputs_path}: fix the cause and run again to resume"
         )
-        status = EXIT_FAILED
-    elif result.not_ok:
+        return EXIT_FAILED
+    if result.not_ok:
         _say(
             f"{result.not_ok} of {result.items} item(s) are not ok after repair"
             + (
@@ -286,8 +253,8 @@ def run_command(
                 else " (--parse lists them)"
             )
         )
-        status = EXIT_ITEMS
-    sys.exit(EXIT_OK if allow_failures else status)
+        return EXIT_ITEMS
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # python -m promptc.cli.run BUILD_DIR --base-url …

@@ -35,17 +35,15 @@ def compile_variant(
 
 
 def run_options_supported(options: dict[str, Any]) -> dict[str, Any]:
-    """The run options this installation's :func:`~promptc.run.orchestrate.run_build` takes.
+    """The run options this installation's :class:`~promptc.run.options.RunOptions` has.
 
     Raises:
         UsageError: ``local`` (or ``model_path``) is asked for but run_build has no embedded
             model.
     """
-    import inspect
+    from promptc.run.options import RunOptions
 
-    from promptc.run.orchestrate import run_build
-
-    accepted = inspect.signature(run_build).parameters
+    accepted = {f.name for f in dataclasses.fields(RunOptions)}
     for key in ("local", "model_path"):
         if options.get(key) and key not in accepted:
             raise UsageError(
@@ -75,6 +73,7 @@ def run_variants(
         PromptcError: A variant does not compile or cannot be built; bad run options.
     """
     from promptc.build import build
+    from promptc.run.options import RunOptions
     from promptc.run.orchestrate import run_build
 
     options = run_options_supported(run_options)
@@ -99,7 +98,7 @@ def run_variants(
         if on_variant is not None:
             on_variant(v, len(result.requests))
         started = time.perf_counter()
-        run = run_build(folder, parse=True, progress=progress, **options)
+        run = run_build(folder, RunOptions(parse=True, **options), progress=progress)
         seconds = time.perf_counter() - started
         if run.sent:
             # Only a run that sent requests measured the model: a rerun from the cache keeps

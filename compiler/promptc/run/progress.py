@@ -10,7 +10,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptc.build import BuiltRequest
+
+
+def items_of(request: BuiltRequest) -> int:
+    """The items a request answers for, as progress counts them: a retrieval request's target
+    alone (its other items are demonstrations)."""
+    return 1 if request.target_item is not None else len(request.item_ids)
 
 
 class Events:
@@ -83,6 +92,7 @@ class Bar(Events):
     """A rich progress bar on ``file`` (a terminal)."""
 
     def __init__(self, file: IO[str]) -> None:
+        # rich (about 50 ms to import) is imported only when a terminal shows the bar.
         from rich.console import Console
 
         self.console = Console(file=file)

@@ -1,0 +1,253 @@
+"""What ``promptc run`` sends requests through: the :class:`Engine` interface, the
+:class:`Reply` it gives, and the :class:`Failure` it raises, worded for people.
+
+::
+
+    run_build ─▶ Sender (cache, retries, backoff) ─▶ Engine.send(body) ─▶ Reply(text, finish, usage)
+
+An engine sends one request body (the JSON of ``POST /chat/completions``: model, messages,
+parameters and, when asked, a grammar) and returns the answer's text, finish reason and token
+usage, or raises a :class:`Failure` of one of the kinds of :data:`FAILURES`. The response
+cache, resume, repair rounds and progress sit above it and are the same for every engine.
+The engines, by the name :data:`promptc.run.orchestrate.ENGINES` gives them:
+
+============  ===================================================================================
+``chat-api``  :class:`promptc.run.chat_api.ChatAPI`: any OpenAI-compatible chat API (OpenAI,
+              vLLM, a llama.cpp server…) through ``openai.AsyncOpenAI``
+``local``     :class:`promptc.run.local.Embedded`: llama.cpp's server, started and stopped by
+              promptc, spoken to as a chat API
+============  ===================================================================================
+
+A new engine is one class with the attributes and methods of :class:`Engine` and a
+``for_run`` class method (:class:`~promptc.run.orchestrate.EngineFactory`), entered in that
+table.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from promptc.run.bodies import ServerKind
+    from promptc.run.context import ServerContext
+
+DEFAULT_TIMEOUT = 600.0  # seconds; a small local model on two cores can take minutes per batch
+
+
+DEFAULT_MAX_RETRIES = 3
+
+
+#: Backoff before retry k (0-based) is BACKOFF_BASE * 2**k seconds, at most BACKOFF_MAX, plus
+#: up to 10 % jitter so that concurrent requests do not retry in lockstep.
+BACKOFF_BASE = 0.5
+
+
+BACKOFF_MAX = 30.0
+
+
+#: What a failure means and what to check, by kind. ``{base_url}`` (the engine's name),
+#: ``{timeout}``, ``{api_key_env}``, ``{model}``, ``{status}``, ``{detail}`` and
+#: ``{grammar_hint}`` are filled in. Tested word for word.
+FAILURES: Mapping[str, tuple[str, str]] = {
+    "connection": (
+        "could not connect to {base_url} ({detail})",
+        "check that the server is running and that --base-url is right",
+    ),
+    "timeout": (
+        "no answer within {timeout:g} s",
+        "raise --timeout, lower the model's max_tokens, or lower --concurrency",
+    ),
+    "auth": (
+        "the server refused the API key (HTTP {status}: {detail})",
+        "check the environment variable {api_key_env}",
+    ),
+    "not-found": (
+        "HTTP 404 from {base_url}/chat/completions ({detail})",
+        "check --base-url (it usually ends in /v1) and the model name {model!r}",
+    ),
+    "rate-limit": (
+        "rate limited (HTTP 429: {detail})",
+        "lower --concurrency, or wait and run again: answers so far are kept",
+    ),
+    "bad-request": (
+        "the server rejected the request (HTTP {status}: {detail})",
+        "check the model parameters in the spec{grammar_hint}",
+    ),
+    "server": (
+        "server error (HTTP {status}: {detail})",
+        "check the server's log; run again to resume",
+    ),
+    "too-large": (
+        "the answer is {detail}, more than promptc stores for one request",
+        "lower the model's max_tokens in the spec",
+    ),
+    "bad-response": (
+        "the server's answer has no choices[0].message ({detail})",
+        "check that --base-url points at an OpenAI-compatible chat API",
+    ),
+}
+
+
+#: The failures worth another attempt (after a backoff): the next one may well succeed.
+RETRYABLE = frozenset({"connection", "timeout", "rate-limit", "server"})
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What an engine answered to one request.
+
+    Attributes:
+        text: The answer's text (``""`` when the model said nothing).
+        finish_reason: Why the model stopped (``stop``, ``length``…), if the engine says.
+        usage: Token counts as the engine reports them (``prompt_tokens``,
+            ``completion_tokens``, ``total_tokens``…), if it does.
+    """
+
+    text: str
+    finish_reason: str | None = None
+    usage: Mapping[str, Any] | None = None
+
+    def response(self) -> dict[str, Any]:
+        """The reply as the response cache and ``outputs.jsonl`` keep it."""
+        return {
+            "output": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": dict(self.usage) if self.usage is not None else None,
+        }
+
+
+@dataclass
+class Failure(Exception):
+    """A request (or a question to the engine) that failed, as one kind of :data:`FAILURES`.
+
+    Attributes:
+        kind: A key of :data:`FAILURES`.
+        status: The HTTP status, when there was one.
+        detail: What the engine said, without secrets, kept short.
+        retry_after: Seconds the server asked to wait before the next attempt.
+    """
+
+    kind: str
+    status: int | None
+    detail: str
+    retry_after: float | None = None
+
+
+class Engine(Protocol):
+    """What ``promptc run`` sends requests through (see the module's docstring).
+
+    Attributes:
+        name: Where requests go, as messages and the summary name it (a URL).
+        cache_scope: What besides the body decides an answer: the endpoint part of every
+            cache key (a URL; for the embedded model, its model file).
+        model: The model name sent when the caller names none and the engine has its own
+            (the embedded model's alias); ``None`` to send the build's.
+    """
+
+    name: str
+    cache_scope: str
+    model: str | None
+
+    def start(self) -> None:
+        """Makes the engine ready to send (starts a server); called once, before the run's
+        event loop.
+
+        Raises:
+            PromptcError: The engine cannot start (with what to install or check).
+        """
+
+    def stop(self) -> None:
+        """Releases what :meth:`start` made (stops the server); called once, also after an
+        error or Ctrl-C, and also when :meth:`start` did not finish."""
+
+    async def constraints(self) -> ServerKind:
+        """The form in which the engine takes answer constraints: ``llama.cpp`` and
+        ``llama-cpp-python`` take GBNF (and JSON Schema, the latter in its own form),
+        ``other`` takes JSON Schema in OpenAI's form only.
+
+        Raises:
+            Failure: The engine could not be asked.
+        """
+        ...
+
+    async def context(self, model: str | None) -> ServerContext | None:
+        """The model's context length, if the engine says; ``None`` otherwise (never raises)."""
+        ...
+
+    async def send(self, body: Mapping[str, Any]) -> Reply:
+        """Sends one request body and waits (at most the run's timeout) for the whole answer.
+
+        Raises:
+            Failure: The request failed (one attempt: retries are the caller's).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Closes what sending opened (connections), before the run's event loop ends."""
+
+
+# --------------------------------------------------------------------------------------------
+# What every engine's failures share
+# --------------------------------------------------------------------------------------------
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """A server's message without the API key (some echo headers), on one line, kept short."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """How long a server asks to wait, from ``retry-after-ms`` (milliseconds, as OpenAI sends
+    it) or ``Retry-After`` (seconds, or an HTTP date); ``None`` when it says nothing usable.
+
+    Args:
+        headers: The response's headers (looked up case-insensitively).
+        now: The current time (seconds since the epoch), for HTTP dates; default now.
+    """
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = lower.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's ``Retry-After`` when it
+    sent one, else exponential with jitter; at most :data:`BACKOFF_MAX`."""
+    if retry_after is not None and retry_after >= 0:
+        return float(min(retry_after, BACKOFF_MAX))
+    delay = min(BACKOFF_BASE * 2.0**attempt, BACKOFF_MAX)
+    return float(delay * (1 + random.random() / 10))

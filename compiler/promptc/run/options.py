@@ -1,0 +1,113 @@
+"""How a run is done: :class:`RunOptions`, what ``promptc run``'s command line fills."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from promptc.errors import UsageError
+from promptc.run.bodies import GRAMMAR_MODES, GrammarMode
+from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE
+
+#: The request field that carries the spec's ``max_tokens`` (``auto``: see
+#: :func:`promptc.run.bodies.token_field`).
+TOKEN_FIELDS = ("auto", "max_tokens", "max_completion_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of a run (``promptc run``'s, one for one); checked when made.
+
+    Attributes:
+        base_url: The API's base URL, e.g. ``https://api.openai.com/v1`` or
+            ``http://127.0.0.1:8080/v1``; default ``$OPENAI_BASE_URL``, else the embedded
+            model (see :func:`promptc.run.orchestrate.engine_name`).
+        local: True to run the embedded llama.cpp server (refused with ``base_url``);
+            False never to.
+        model_path: The GGUF file of the embedded server (default the bundled SmolLM2).
+        api_key_env: The environment variable holding the API key (read, never written).
+        concurrency: Requests in flight at once.
+        grammar: ``auto``, ``gbnf``, ``json_schema`` (or ``json-schema``) or ``none``.
+        cache_path: The SQLite response cache; default
+            :func:`promptc.run.cache.default_cache_path`.
+        use_cache: False to neither read nor write the cache.
+        timeout: Seconds one answer may take, from sending to its last byte.
+        max_retries: Retries of a request after a retryable failure (connection, timeout,
+            rate limit, 5xx), with backoff (the server's ``Retry-After`` when it sends one).
+        limit: Only the first ``limit`` requests of the build.
+        model: Send this model name instead of the build's (e.g. a local server's alias).
+        parse: Write ``results.jsonl``: one parse result per item, after repair.
+        outputs_path: Where to write the answers; default ``BUILD_DIR/outputs.jsonl``.
+        results_path: Where to write the results; default ``results.jsonl`` beside the
+            outputs.
+        repair: Repair rounds (:mod:`promptc.run.repair`); default the spec's
+            ``run.repair.max_attempts``; 0 for none.
+        max_tokens_field: ``max_tokens``, ``max_completion_tokens`` or ``auto`` (the spec's
+            ``model.max_tokens_field``, else ``max_completion_tokens`` for api.openai.com and
+            ``max_tokens`` elsewhere).
+
+    Raises:
+        UsageError: An option out of its range, or an unknown grammar mode or token field.
+    """
+
+    base_url: str | None = None
+    local: bool | None = None
+    model_path: str | os.PathLike[str] | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    grammar: str = "auto"
+    cache_path: str | os.PathLike[str] | None = None
+    use_cache: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    limit: int | None = None
+    model: str | None = None
+    parse: bool = False
+    outputs_path: str | os.PathLike[str] | None = None
+    results_path: str | os.PathLike[str] | None = None
+    repair: int | None = None
+    max_tokens_field: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.grammar.replace("-", "_") not in GRAMMAR_MODES:
+            raise UsageError(
+                f"unknown grammar mode {self.grammar!r}; expected auto, gbnf, json-schema or none",
+                code="bad-grammar-mode",
+            )
+        if self.concurrency < 1:
+            raise UsageError(
+                f"concurrency must be at least 1, not {self.concurrency}", code="bad-concurrency"
+            )
+        if self.max_retries < 0 or self.timeout <= 0:
+            raise UsageError(
+                "max_retries must be 0 or more and timeout above 0", code="bad-retries"
+            )
+        if self.repair is not None and self.repair < 0:
+            raise UsageError(f"repair must be 0 or more, not {self.repair}", code="bad-repair")
+        if self.max_tokens_field not in TOKEN_FIELDS:
+            raise UsageError(
+                f"unknown max_tokens field {self.max_tokens_field!r}; expected "
+                + ", ".join(TOKEN_FIELDS),
+                code="bad-token-field",
+            )
+
+    @property
+    def grammar_mode(self) -> GrammarMode:
+        """The grammar mode, spelt as the code spells it (``json-schema`` → ``json_schema``)."""
+        return cast("GrammarMode", self.grammar.replace("-", "_"))
+
+    def outputs_file(self, build: Path) -> Path:
+        """Where the answers go: ``outputs_path``, else ``BUILD_DIR/outputs.jsonl``."""
+        return Path(self.outputs_path) if self.outputs_path is not None else build / OUTPUTS_FILE
+
+    def results_file(self, build: Path) -> Path | None:
+        """Where the results go with ``parse``: ``results_path``, else ``results.jsonl``
+        beside the outputs; ``None`` without ``parse``."""
+        if not self.parse:
+            return None
+        if self.results_path is not None:
+            return Path(self.results_path)
+        return self.outputs_file(build).with_name(RESULTS_FILE)

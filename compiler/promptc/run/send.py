@@ -1,0 +1,234 @@
+"""Answering requests: from the response cache, else from the engine — the grammar mode
+resolved once, the server's context checked once, each request retried with backoff — and
+every failure worded as a :class:`~promptc.run.result.RequestFailure`, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from promptc.run.bodies import Bodies, SendMode, ServerKind, cache_key
+from promptc.run.context import fit_warning, largest_need
+from promptc.run.engine import FAILURES, RETRYABLE, Engine, Failure, Reply, backoff
+from promptc.run.progress import Events, items_of
+from promptc.run.result import RequestFailure, RunResult
+
+if TYPE_CHECKING:
+    from promptc.build import BuiltRequest
+    from promptc.run.cache import ResponseCache
+    from promptc.run.options import RunOptions
+
+#: The largest answer stored for one request (characters): a runaway server is refused per
+#: request instead of filling the disk (a 135M model at max_tokens 2048 writes ~10 kB).
+MAX_OUTPUT_CHARS = 8_000_000
+
+#: Called with each answer as it arrives: the request, the cache key of what was sent, the
+#: response (``output``, ``finish_reason``, ``usage``) and a note for the progress line.
+Record = Callable[["BuiltRequest", str, Mapping[str, Any], str], None]
+
+T = TypeVar("T")
+
+
+class GaveUp(Exception):
+    """A call that failed on its last attempt."""
+
+    def __init__(self, failure: Failure, attempts: int) -> None:
+        super().__init__(failure.kind)
+        self.failure = failure
+        self.attempts = attempts
+
+
+class Sender:
+    """Answers a run's requests (see the module's docstring).
+
+    Args:
+        engine: What requests are sent through.
+        bodies: What is sent for each request, and its cache keys.
+        cache: The response cache, or ``None``.
+        options: The run's options (concurrency, retries, names for messages).
+        events: Where progress and notes go.
+        record: Called with each answer, from the cache or the engine.
+        result: Where failures and empty answers are counted.
+        outputs_name: The outputs file's name, for messages.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        bodies: Bodies,
+        cache: ResponseCache | None,
+        options: RunOptions,
+        events: Events,
+        record: Record,
+        result: RunResult,
+        outputs_name: str,
+    ) -> None:
+        self.engine = engine
+        self.bodies = bodies
+        self.cache = cache
+        self.options = options
+        self.events = events
+        self.record = record
+        self.result = result
+        self.outputs_name = outputs_name
+        #: The cache keys of every body asked in this run (from the cache or the engine).
+        self.asked: set[str] = set()
+        self._context_checked = False
+
+    async def answer(self, requests: Sequence[BuiltRequest]) -> tuple[int, int]:
+        """Answers ``requests`` from the cache, else from the engine.
+
+        Returns:
+            How many were answered from the cache, and how many by the engine.
+        """
+        to_send: list[BuiltRequest] = []
+        cached = 0
+        for r in requests:
+            hit = self.cache.lookup(self.bodies.keys(r)) if self.cache is not None else None
+            if hit is None:
+                to_send.append(r)
+                continue
+            key, response = hit
+            self.asked.add(key)
+            self.record(r, key, response, "from cache")
+            cached += 1
+        sent = await self._send_all(to_send) if to_send else 0
+        return cached, sent
+
+    async def _send_all(self, requests: Sequence[BuiltRequest]) -> int:
+        if self.bodies.resolved is None:
+            resolved = await self._resolve(requests)
+            if resolved is None:
+                return 0
+            self.bodies.resolved = resolved
+            self.result.grammar = resolved[0]
+        mode, server = self.bodies.resolved
+        if not self._context_checked:
+            self._context_checked = True  # once a run: the server's context does not change
+            await self._check_context(requests)
+        self.events.note(
+            f"sending {len(requests)} request(s) to {self.engine.name} "
+            f"(grammar: {mode}, concurrency {self.options.concurrency})"
+        )
+        gate = asyncio.Semaphore(self.options.concurrency)
+
+        async def one(r: BuiltRequest) -> bool:
+            async with gate:
+                return await self._send_one(r, mode, server)
+
+        return sum(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _resolve(
+        self, requests: Sequence[BuiltRequest]
+    ) -> tuple[SendMode, ServerKind] | None:
+        """The grammar mode and engine form to send with (asks the engine when it matters);
+        ``None`` when the engine could not be asked (every request then failed)."""
+        mode = self.bodies.mode
+        if mode != "auto" and mode != "json_schema":
+            return mode, "other"
+        try:
+            server = await self._retrying(self.engine.constraints)
+        except GaveUp as e:
+            for r in requests:
+                self._fail(r, e, during="asking it which grammar it takes (GET /models)")
+            return None
+        if mode == "json_schema":
+            return "json_schema", server
+        grammars = server != "other" and all(r.grammar for r in requests)
+        return ("gbnf" if grammars else "none"), server
+
+    async def _check_context(self, requests: Sequence[BuiltRequest]) -> None:
+        """Warns when the largest request may not fit the engine's context, if it says
+        (:mod:`promptc.run.context`); silent when it does not."""
+        need = largest_need(requests)
+        if need is None:
+            return
+        model = self.bodies.model or requests[0].params.get("model")
+        context = await self.engine.context(str(model) if model is not None else None)
+        warning = fit_warning(need, context) if context is not None else None
+        if warning is not None:
+            self.events.note(warning)
+
+    async def _send_one(self, r: BuiltRequest, mode: SendMode, server: ServerKind) -> bool:
+        body = self.bodies.body(r, mode, server)
+        key = cache_key(self.engine.cache_scope, body)
+        self.asked.add(key)
+        started = time.monotonic()
+
+        async def send() -> Reply:
+            reply = await self.engine.send(body)
+            if len(reply.text) > MAX_OUTPUT_CHARS:
+                raise Failure("too-large", None, f"{len(reply.text):,} characters")
+            return reply
+
+        def retrying_note(failure: Failure, delay: float) -> None:
+            self.events.note(
+                f"request {r.id}: {failure.kind} ({failure.detail}); retrying in {delay:.1f} s"
+            )
+
+        try:
+            reply = await self._retrying(send, retrying_note)
+        except GaveUp as e:
+            self._fail(r, e)
+            return False
+        response = reply.response()
+        if not reply.text:
+            # Recorded (it is what the server said) but not cached: the next run asks again.
+            self.result.empty += 1
+            self.events.note(f"request {r.id}: the server's answer is empty")
+        elif self.cache is not None and not self.cache.put(key, response):
+            self.events.note(
+                f"request {r.id}: could not write the response cache "
+                f"{self.cache.path}; the answer is kept in {self.outputs_name}"
+            )
+        elapsed = time.monotonic() - started
+        self.record(r, key, response, f"{elapsed:.1f} s, finish {reply.finish_reason}")
+        return True
+
+    async def _retrying(
+        self,
+        call: Callable[[], Awaitable[T]],
+        on_retry: Callable[[Failure, float], None] | None = None,
+    ) -> T:
+        """``call()``, again after a retryable failure, at most ``max_retries`` more times.
+
+        Raises:
+            GaveUp: The last attempt failed, or a failure not worth another.
+        """
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await call()
+            except Failure as failure:
+                if failure.kind not in RETRYABLE or attempts > self.options.max_retries:
+                    raise GaveUp(failure, attempts) from None
+                delay = backoff(attempts - 1, failure.retry_after)
+                if on_retry is not None:
+                    on_retry(failure, delay)
+                await asyncio.sleep(delay)
+
+    def _fail(self, r: BuiltRequest, gave_up: GaveUp, during: str = "") -> None:
+        failure = gave_up.failure
+        fill = {
+            "base_url": self.engine.name,
+            "timeout": self.options.timeout,
+            "api_key_env": self.options.api_key_env,
+            "model": str(self.bodies.model or r.params.get("model", "")),
+            "detail": failure.detail,
+            "status": failure.status,
+            "grammar_hint": ", or try --grammar none (the server may not accept a grammar)"
+            if self.bodies.mode != "none"
+            else "",
+        }
+        what_t, check_t = FAILURES[failure.kind]
+        what = what_t.format(**fill)
+        if during:
+            what = f"{what} while {during}"
+        self.result.failed.append(
+            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), gave_up.attempts)
+        )
+        self.events.failed(r.id, items_of(r), failure.kind)
