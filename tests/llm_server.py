@@ -38,8 +38,9 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from promptc.errors import BackendError
-from promptc.run.local import LLAMA_CPP_SETTINGS, SMOLLM2_GGUF, bundled_model_path
+from promptc.run.models import SMOLLM2, find_model
+
+SMOLLM2_GGUF = SMOLLM2.name
 
 __all__ = [
     "SMOLLM2_ALIAS",
@@ -61,7 +62,7 @@ DEFAULT_SEED = 1234
 # CONFIG_FILE in the environment would override or extend our command line (uvicorn.run() even
 # takes HOST/PORT from the environment *over* --host/--port). We strip them from the child's
 # environment. The list is completed at run time from the installed settings classes.
-_STATIC_SETTING_ENV = set(LLAMA_CPP_SETTINGS)
+_STATIC_SETTING_ENV: set[str] = {"host", "port", "model", "api_key", "verbose", "n_ctx"}
 
 
 class LLMServerError(RuntimeError):
@@ -81,10 +82,10 @@ def smollm2_model_path() -> str:
     Raises:
         FileNotFoundError: The package or its model file is not installed.
     """
-    try:
-        return str(bundled_model_path())
-    except BackendError as e:
-        raise FileNotFoundError(f"{e}; run: bash scripts/install-llm.sh") from None
+    path = find_model()
+    if path is None:
+        raise FileNotFoundError("the embedded model is not here; run: promptc model fetch")
+    return str(path)
 
 
 def gbnf_error(gbnf: str, root: str = "root") -> str | None:

@@ -198,11 +198,11 @@ def test_model_names_choose_their_encoding() -> None:
 def test_gguf_tokenizer_counts_as_the_server_does() -> None:
     """The GGUF's own chat template and tokenizer: the count is the one llama.cpp's server
     itself reports as the prompt's tokens when it answers the same messages."""
-    from promptc.run.local import local_engine
+    from promptc.run.local import server_installed
     from promptc.run.models import find_model
 
     path = find_model()
-    if local_engine() is None or path is None:
+    if not server_installed() or path is None:
         pytest.skip("the local extra or the embedded model is not installed")
     tok = tokenizer_for("smollm2", str(path))
     try:

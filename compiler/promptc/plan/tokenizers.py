@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from promptc.errors import BackendError, Location, UsageError
 from promptc.run.local import local_server
+from promptc.run.models import INSTALL_LOCAL
 from promptc.spec.load import COMMAND_LINE
 
 ENCODINGS = ("o200k_base", "cl100k_base")
@@ -55,7 +56,6 @@ MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("text-embedding-3", "cl100k_base"),
 )
 INSTALL_PLAN = "pip install 'promptc[plan]'"
-INSTALL_LOCAL = "pip install 'promptc[local]'"
 #: Seconds one answer of the tokenizer's server may take.
 SERVER_TIMEOUT = 120.0
 

