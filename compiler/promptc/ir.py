@@ -19,15 +19,15 @@ from typing import Literal
 
 from promptc.errors import Location
 from promptc.strategies import Strategy
-from promptc.values import Value as Value  # noqa: PLC0414 - every stage reads ir.Value
+
+# Defined with the value types, and part of the IR: every stage reads them from here.
+from promptc.values import ANSWER_WITH as ANSWER_WITH  # noqa: PLC0414
+from promptc.values import AnswerWith as AnswerWith  # noqa: PLC0414
+from promptc.values import Value as Value  # noqa: PLC0414
 from promptc.values import ValueType
 
 InputType = Literal["text", "options"]
 
-#: How an answer names one of an item's options (an enum with ``choices_from``): by its
-#: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
-AnswerWith = Literal["letter", "text", "either"]
-ANSWER_WITH: tuple[AnswerWith, ...] = ("letter", "text", "either")
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (

@@ -43,7 +43,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from promptc.values.options import (
+    ANSWER_WITH,
     OPTION_LETTERS,
+    AnswerWith,
     choices_regex,
     option_choices,
     option_text,
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from promptc.ir import OutputField
 
 __all__ = [
+    "ANSWER_WITH",
     "BOOLEAN",
     "ENUM",
     "INTEGER",
@@ -87,6 +90,7 @@ __all__ = [
     "OPTION_LETTERS",
     "TEXT",
     "VALUE_TYPES",
+    "AnswerWith",
     "Boolean",
     "Enum",
     "Integer",

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Literal
 
-if TYPE_CHECKING:
-    from promptc.ir import AnswerWith
+#: How an answer names one of an item's options (an enum with ``choices_from``): by its
+#: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
+AnswerWith = Literal["letter", "text", "either"]
+ANSWER_WITH: tuple[AnswerWith, ...] = ("letter", "text", "either")
 
 #: The letters of an ``options`` input's options, in order: ``(a)`` to ``(z)``.
 OPTION_LETTERS = "abcdefghijklmnopqrstuvwxyz"

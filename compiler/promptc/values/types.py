@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -31,7 +32,7 @@ from promptc.values.dialects import (
     portable,
     regex_to_gbnf,
 )
-from promptc.values.options import option_text_regex
+from promptc.values.options import ANSWER_WITH, OPTION_LETTERS, option_text_regex
 
 if TYPE_CHECKING:
     from promptc.ir import OutputField, Task
@@ -124,6 +125,17 @@ class ValueType:
     #: The JSON Schema ``type`` of a value in its JSON form.
     json_type: ClassVar[str] = "string"
 
+    def declare(self, field: OutputField, decl: Mapping[str, object]) -> OutputField | None:
+        """The field a spec declares (``outputs.<name>``), with what the type reads of the
+        declaration beyond its ``type`` and ``description``; ``None`` when that is of the
+        wrong shape (validation says why).
+
+        Args:
+            field: The field with its name, type, description and location.
+            decl: The declaration as the spec holds it.
+        """
+        return field
+
     # ---------------------------------------------------------------- the grammar and exports
 
     def regex(self, field: OutputField, multiline: bool, reading: Reading = "") -> str:
@@ -198,8 +210,9 @@ class ValueType:
         raise ValueError(f"expected {self.expected(field)}, found {type(value).__name__} {value!r}")
 
     def coerce_scalar(self, field: OutputField, value: float) -> Value:
-        r"""A native boolean or number (``bool`` and ``int`` are ``float``\ s to the type
-        checker) given for a value: by default the text YAML read it from (``yes``, ``18``)."""
+        """A native boolean or number given for a value (to the type checker, a ``bool`` or an
+        ``int`` is a ``float``): by default read as the text YAML read it from (``yes``,
+        ``18``)."""
         if isinstance(value, bool):
             return self.read(field, CANONICAL_TRUE if value else CANONICAL_FALSE)
         return self.read(field, str(value))
@@ -591,6 +604,32 @@ class Enum(ValueType):
     terminal = "ENUM"
     takes_choices = True
     gbnf_shared = False
+
+    def declare(self, field: OutputField, decl: Mapping[str, object]) -> OutputField | None:
+        """Its ``choices`` as declared, ``aliases`` mapped to the choice they name (in any
+        case; an alias of no choice is dropped, validation reports it), or with
+        ``choices_from`` and no ``choices`` every letter an options input may have (lowering
+        narrows them to the data's), and ``answer_with``."""
+        choices_from = decl.get("choices_from")
+        answer_with = decl.get("answer_with") if choices_from else None
+        field = replace(
+            field,
+            choices_from=choices_from if isinstance(choices_from, str) else "",
+            answer_with=next((a for a in ANSWER_WITH if a == answer_with), "letter"),
+        )
+        if isinstance(choices_from, str) and choices_from and "choices" not in decl:
+            return replace(field, choices=tuple(OPTION_LETTERS))
+        raw = decl.get("choices")
+        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+            return None
+        by_lower = {c.lower(): c for c in raw}
+        raw_aliases = decl.get("aliases")
+        aliases = [
+            (str(alias), by_lower[target.lower()])
+            for alias, target in (raw_aliases.items() if isinstance(raw_aliases, Mapping) else ())
+            if isinstance(target, str) and target.lower() in by_lower
+        ]
+        return replace(field, choices=tuple(raw), aliases=tuple(aliases))
 
     def regex(self, field: OutputField, multiline: bool, reading: Reading = "") -> str:
         if text_answers(field):
