@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
-from promptc.values.dialects import gbnf_string
+from promptc.values.dialects import GBNF_NOT_WS, gbnf_string
 
 #: Longest text value a constrained model may write in a one-line answer.
 TEXT_MAX_CHARS = 400
@@ -30,8 +30,6 @@ TEXT_MAX_CHARS = 400
 MULTILINE_TEXT_MAX_CHARS = 2000
 #: Longest line of a repeated Auto-Demo question.
 QUESTION_MAX_CHARS = 1000
-
-_NOT_WS_CLASS = "[^ \\t\\n\\r\\x0B\\x0C]"
 
 
 def _rule_name(name: str) -> str:
@@ -134,7 +132,7 @@ def gbnf_source(
             name = "answer" if blueprint.kind.one_item else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
     if blueprint.kind.repeats_questions and questions is None and blueprint.indexed:
-        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
     elif blueprint.kind.repeats_questions and questions is None:
         labels = blueprint.question_labels
         line = "question-line"
@@ -150,7 +148,7 @@ def gbnf_source(
                     ),
                 )
             )
-        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
     for name in sorted(type_rules):
         rules.append((name, type_rules[name]))
     head = (

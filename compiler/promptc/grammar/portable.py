@@ -21,9 +21,7 @@ from collections.abc import Sequence
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
-from promptc.values.dialects import escape
-
-_NOT_WS = "[^ \\t\\n\\r\\f\\v]"
+from promptc.values.dialects import PORTABLE_NOT_WS, escape
 
 
 def portable_regex(blueprint: Blueprint, questions: Sequence[str] | None = None) -> str:
@@ -46,7 +44,7 @@ def portable_regex(blueprint: Blueprint, questions: Sequence[str] | None = None)
     answer = answer_of(1)
     if blueprint.kind.one_item:
         return answer
-    line = f"{_NOT_WS}[^\\n]*"
+    line = f"{PORTABLE_NOT_WS}[^\\n]*"
     labels = blueprint.question_labels
     question = (
         escape(markers.FIELD_SEPARATOR).join(

@@ -137,6 +137,9 @@ def quantifier(lo: int, hi: int) -> str:
 
 # ---------------------------------------------------------------- GBNF
 
+#: A character other than white space, as GBNF spells it (ASCII white space).
+GBNF_NOT_WS = "[^ \\t\\n\\r\\x0B\\x0C]"
+
 
 def gbnf_string(text: str) -> str:
     """A GBNF string literal."""
@@ -246,6 +249,8 @@ def _gbnf_atom(op: Any, av: Any, icase: bool) -> str:
 
 # ---------------------------------------------------------------- the portable regex dialect
 
+#: A character other than white space, as the portable dialect spells it.
+PORTABLE_NOT_WS = "[^ \\t\\n\\r\\f\\v]"
 #: Characters with a meaning outside a character class, escaped with a backslash.
 _SPECIAL = set("\\^$.|?*+()[]{}")
 #: Characters with a meaning inside a character class.

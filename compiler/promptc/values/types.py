@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from promptc.errors import GrammarError
 from promptc.text import decimal_text
 from promptc.values.dialects import (
+    GBNF_NOT_WS,
+    PORTABLE_NOT_WS,
     escape,
     fragment_terminals,
     lark_string,
@@ -306,14 +308,12 @@ class Text(ValueType):
         # GBNF has no lookahead: a text is bounded here (and only here), so that a constrained
         # model cannot run on forever; the model ends it by writing the literal that follows.
         char = "[^\\x00]" if multiline else "[^\\n]"
-        not_ws = "[^ \\t\\n\\r\\x0B\\x0C]"
-        return f"{not_ws} ({char}{{0,{max_chars - 2}}} {not_ws})?"
+        return f"{GBNF_NOT_WS} ({char}{{0,{max_chars - 2}}} {GBNF_NOT_WS})?"
 
     def portable_regex(self, field: OutputField, multiline: bool) -> str:
         # Unbounded: the length of an output is bounded by max_tokens.
         char = "(?:[^\\n]|\\n)" if multiline else "[^\\n]"
-        not_ws = "[^ \\t\\n\\r\\f\\v]"
-        return f"{not_ws}(?:{char}*{not_ws})?"
+        return f"{PORTABLE_NOT_WS}(?:{char}*{PORTABLE_NOT_WS})?"
 
     def read(self, field: OutputField, text: str) -> Value:
         return text
