@@ -26,6 +26,7 @@ from promptc import ir, markers
 from promptc.grammar.answer import build_grammar
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import AUTO_DEMO
+from promptc.values import value_type
 
 WORDS = [
     "so",
@@ -53,7 +54,10 @@ def math_task() -> ir.Task:
         description="",
         instruction="",
         inputs=(ir.InputField("question"),),
-        outputs=(ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number")),
+        outputs=(
+            ir.OutputField("reasoning", value_type("text")),
+            ir.OutputField("answer", value_type("number")),
+        ),
         answer_format=parse_answer_format("{reasoning} The answer is {answer}."),
         demos=(),
         data=None,

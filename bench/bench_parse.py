@@ -57,6 +57,7 @@ from promptc.ir import (
 from promptc.parse.output import parse_output, parse_output_recover_slow
 from promptc.parse.shape import RequestShape
 from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.values import value_type
 
 N_ITEMS = 8
 WORDS = [
@@ -95,7 +96,10 @@ def make_task(n_items: int, rng: random.Random) -> Task:
         description="",
         instruction="Solve.",
         inputs=(InputField("question"),),
-        outputs=(OutputField("reasoning", "text"), OutputField("answer", "number")),
+        outputs=(
+            OutputField("reasoning", value_type("text")),
+            OutputField("answer", value_type("number")),
+        ),
         answer_format=parse_answer_format("{reasoning} The answer is {answer}."),
         demos=(),
         data=None,

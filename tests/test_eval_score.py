@@ -10,8 +10,9 @@ import pytest
 from promptc.cli.app import run
 from promptc.eval import score as S
 from promptc.ir import OutputField
+from promptc.values import value_type
 
-NUM = OutputField("answer", "number")
+NUM = OutputField("answer", value_type("number"))
 
 
 def test_wilson_interval_by_hand() -> None:
@@ -41,20 +42,20 @@ def test_exact_mcnemar_by_hand() -> None:
         (NUM, Decimal("18.01"), Decimal(18), None, False),
         (NUM, Decimal("18.01"), Decimal(18), Decimal("0.01"), True),
         (NUM, Decimal("18.02"), Decimal(18), Decimal("0.01"), False),
-        (OutputField("n", "integer"), 3, 3, None, True),
-        (OutputField("n", "integer"), True, 1, None, False),
-        (OutputField("b", "boolean"), False, False, None, True),
-        (OutputField("b", "boolean"), 0, False, None, False),
-        (OutputField("e", "enum", choices=("Pos", "Neg")), "pos", "Pos", None, True),
-        (OutputField("t", "text"), "  Paris.\n", "paris", None, True),
-        (OutputField("t", "text"), "Ｐａｒｉｓ  France", "paris france", None, True),
-        (OutputField("t", "text"), "Lyon", "paris", None, False),
+        (OutputField("n", value_type("integer")), 3, 3, None, True),
+        (OutputField("n", value_type("integer")), True, 1, None, False),
+        (OutputField("b", value_type("boolean")), False, False, None, True),
+        (OutputField("b", value_type("boolean")), 0, False, None, False),
+        (OutputField("e", value_type("enum"), choices=("Pos", "Neg")), "pos", "Pos", None, True),
+        (OutputField("t", value_type("text")), "  Paris.\n", "paris", None, True),
+        (OutputField("t", value_type("text")), "Ｐａｒｉｓ  France", "paris france", None, True),
+        (OutputField("t", value_type("text")), "Lyon", "paris", None, False),
     ],
 )
 def test_comparison_rules(
     field: OutputField, predicted: object, gold: object, tolerance: Decimal | None, right: bool
 ) -> None:
-    assert S.matches(field, predicted, gold, tolerance) is right  # type: ignore[arg-type]
+    assert field.type.matches(field, predicted, gold, tolerance) is right  # type: ignore[arg-type]
 
 
 def rec(req: str, item: str | None, index: int, status: str, answer: object = None) -> dict:

@@ -111,13 +111,13 @@ def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: str, n: int) -> None:
 
 
 def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) -> ir.Value:
-    if field.type == "number":
+    if field.type.name == "number":
         return Decimal(rng.randint(-(10**6), 10**6)) / Decimal(10 ** rng.randint(0, 3))
-    if field.type == "integer":
+    if field.type.name == "integer":
         return rng.randint(-(10**6), 10**6)
-    if field.type == "boolean":
+    if field.type.name == "boolean":
         return rng.random() < 0.5
-    if field.type == "enum":
+    if field.type.name == "enum":
         return rng.choice(field.choices)
     words = ["so", "the answer is 4.", "Step", "3 + 4 = 7,", "é", "naïve", "(x)", "A[2]:", "$5"]
     text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))

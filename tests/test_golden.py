@@ -132,7 +132,7 @@ def _sample_value(field: object) -> object:
         "enum": (field.choices[0] if field.choices_from else field.choices[-1])
         if field.choices
         else "",
-    }[field.type]
+    }[field.type.name]
 
 
 @pytest.mark.parametrize(("spec", "strategy"), CASES, ids=[f"{s.stem}-{k}" for s, k in CASES])

@@ -22,6 +22,7 @@ from promptc.errors import GrammarError, OutputParseError
 from promptc.grammar.answer import AnswerGrammar, AnswerMismatch, build_grammar
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
+from promptc.values import value_type
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
@@ -56,7 +57,10 @@ def make_task(
 MATH = make_task(
     "math",
     "{reasoning} The answer is {answer}.",
-    [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number")],
+    [
+        ir.OutputField("reasoning", value_type("text")),
+        ir.OutputField("answer", value_type("number")),
+    ],
 )
 SENTIMENT = make_task(
     "sentiment",
@@ -64,7 +68,7 @@ SENTIMENT = make_task(
     [
         ir.OutputField(
             "sentiment",
-            "enum",
+            value_type("enum"),
             choices=("positive", "negative", "neutral"),
             aliases=(("pos", "positive"), ("neg", "negative"), ("mixed", "neutral")),
         )
@@ -72,27 +76,34 @@ SENTIMENT = make_task(
     inputs=("review",),
 )
 BOOLEAN = make_task(
-    "reading", "{answer}", [ir.OutputField("answer", "boolean")], inputs=("passage", "question")
+    "reading",
+    "{answer}",
+    [ir.OutputField("answer", value_type("boolean"))],
+    inputs=("passage", "question"),
 )
 NLI = make_task(
     "nli",
     "{label}",
-    [ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction"))],
+    [
+        ir.OutputField(
+            "label", value_type("enum"), choices=("entailment", "neutral", "contradiction")
+        )
+    ],
     inputs=("premise", "hypothesis"),
 )
 COUNT = make_task(
     "count",
     "Count: {count}; sure: {sure} ({why})",
     [
-        ir.OutputField("count", "integer"),
-        ir.OutputField("sure", "boolean"),
-        ir.OutputField("why", "text"),
+        ir.OutputField("count", value_type("integer")),
+        ir.OutputField("sure", value_type("boolean")),
+        ir.OutputField("why", value_type("text")),
     ],
 )
 CLAIM = make_task(
     "claim",
     "{claim} because {reason}",
-    [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+    [ir.OutputField("claim", value_type("text")), ir.OutputField("reason", value_type("text"))],
 )
 TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT, CLAIM)}
 
@@ -195,15 +206,15 @@ def one_line_text(min_size: int = 1) -> st.SearchStrategy[str]:
 
 
 def value_strategy(field: ir.OutputField, multiline: bool) -> st.SearchStrategy[ir.Value]:
-    if field.type == "number":
+    if field.type.name == "number":
         return st.decimals(
             allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9, places=3
         ).map(lambda d: d.normalize() if d != 0 else Decimal(0))
-    if field.type == "integer":
+    if field.type.name == "integer":
         return st.integers(min_value=-(10**9), max_value=10**9)
-    if field.type == "boolean":
+    if field.type.name == "boolean":
         return st.booleans()
-    if field.type == "enum":
+    if field.type.name == "enum":
         return st.sampled_from(field.choices)
     if multiline:
         return st.lists(one_line_text(), min_size=1, max_size=3).map("\n".join)
@@ -594,7 +605,10 @@ def test_text_before_text_ends_at_the_first_delimiter() -> None:
     task = make_task(
         "summary",
         "{title}: {summary}",
-        [ir.OutputField("title", "text"), ir.OutputField("summary", "text")],
+        [
+            ir.OutputField("title", value_type("text")),
+            ir.OutputField("summary", value_type("text")),
+        ],
     )
     g = build_grammar(task, 1, "batch")
     (item,) = g.parse_strict("A[1]: Budget: draft: v2")
@@ -615,7 +629,10 @@ def test_a_line_break_in_the_format(kind: str) -> None:
     task = make_task(
         "two-lines",
         "{reasoning}\nAnswer: {answer}",
-        [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "integer")],
+        [
+            ir.OutputField("reasoning", value_type("text")),
+            ir.OutputField("answer", value_type("integer")),
+        ],
     )
     n = 1 if kind in ("single", "few-shot") else 2
     g = build_grammar(task, n, kind)
@@ -628,7 +645,7 @@ def test_a_line_break_in_the_format(kind: str) -> None:
 
 
 def test_enum_without_usable_choices() -> None:
-    task = make_task("e", "{x}", [ir.OutputField("x", "enum", choices=("a", ""))])
+    task = make_task("e", "{x}", [ir.OutputField("x", value_type("enum"), choices=("a", ""))])
     with pytest.raises(GrammarError, match="has no choices or an empty one"):
         build_grammar(task, 1, "batch")
 
@@ -684,7 +701,7 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     task = make_task(
         "claim2",
         "{claim} because {reason}.",
-        [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+        [ir.OutputField("claim", value_type("text")), ir.OutputField("reason", value_type("text"))],
     )
     g = build_grammar(task, 2, "batch")
     line = "A[2]: x" + " because y" * 8000
@@ -731,7 +748,7 @@ def test_slack_keeps_the_values(task_name: str, kind: str, data: st.DataObject) 
     words = st.text(alphabet=alphabet, min_size=1, max_size=8)
     text = st.lists(words, min_size=1, max_size=5).map(" ".join)
     fields = {
-        f.name: (text if f.type == "text" else value_strategy(f, False)) for f in task.outputs
+        f.name: (text if f.type.name == "text" else value_strategy(f, False)) for f in task.outputs
     }
     answers = data.draw(st.lists(st.fixed_dictionaries(fields), min_size=n, max_size=n))
     inputs = {f.name: text for f in task.inputs}

@@ -293,7 +293,7 @@ def test_one_indexed_input() -> None:
     g = build_grammar(task, 1, "auto-demo")
     label = markers.field_label(task.inputs[0])
     q = markers.question_text(task.inputs, task.items[0].inputs)
-    values = {o.name: Decimal(3) if o.type == "number" else "So." for o in task.outputs}
+    values = {o.name: Decimal(3) if o.type.name == "number" else "So." for o in task.outputs}
     text = g.write_output([values], [q])
     assert text.startswith(f"{label}[1]: {q}\nA[1]: ")
     assert [it.question for it in g.parse_strict(text)] == [q]

@@ -17,6 +17,7 @@ from promptc.parse.output import parse_output, parse_output_recover_slow
 from promptc.parse.results import STATUSES, ItemResult
 from promptc.parse.scan import MARKER_PATTERN as _MARKER
 from promptc.parse.shape import request_shape
+from promptc.values import value_type
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
@@ -24,24 +25,28 @@ INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 KINDS: tuple[str, ...] = ("single", "few-shot", "batch", "auto-demo")
 SENTIMENT = OutputField(
     "label",
-    "enum",
+    value_type("enum"),
     choices=("positive", "negative", "very positive"),
     aliases=(("pos", "positive"),),
 )
 
 # One output shape per value type, and formats mixing literals with several fields.
 SHAPES: dict[str, tuple[tuple[OutputField, ...], str]] = {
-    "number": ((OutputField("answer", "number"),), "{answer}"),
-    "integer": ((OutputField("answer", "integer"),), "{answer}"),
-    "boolean": ((OutputField("answer", "boolean"),), "{answer}"),
+    "number": ((OutputField("answer", value_type("number")),), "{answer}"),
+    "integer": ((OutputField("answer", value_type("integer")),), "{answer}"),
+    "boolean": ((OutputField("answer", value_type("boolean")),), "{answer}"),
     "enum": ((SENTIMENT,), "{label}"),
-    "text": ((OutputField("answer", "text"),), "{answer}"),
+    "text": ((OutputField("answer", value_type("text")),), "{answer}"),
     "math": (
-        (OutputField("reasoning", "text"), OutputField("answer", "number")),
+        (OutputField("reasoning", value_type("text")), OutputField("answer", value_type("number"))),
         "{reasoning} The answer is {answer}.",
     ),
     "label-confidence": (
-        (SENTIMENT, OutputField("confidence", "integer"), OutputField("why", "text")),
+        (
+            SENTIMENT,
+            OutputField("confidence", value_type("integer")),
+            OutputField("why", value_type("text")),
+        ),
         "Label: {label}; confidence {confidence}% because {why}",
     ),
 }
@@ -81,15 +86,15 @@ def one_line_text() -> st.SearchStrategy[str]:
 
 
 def value_for(field: OutputField) -> st.SearchStrategy[Value]:
-    if field.type == "number":
+    if field.type.name == "number":
         return st.decimals(
             allow_nan=False, allow_infinity=False, places=3, min_value=-(10**9), max_value=10**9
         ).map(lambda d: d.normalize())
-    if field.type == "integer":
+    if field.type.name == "integer":
         return st.integers(-(10**12), 10**12)
-    if field.type == "boolean":
+    if field.type.name == "boolean":
         return st.booleans()
-    if field.type == "enum":
+    if field.type.name == "enum":
         return st.sampled_from(field.choices)
     return one_line_text()
 
@@ -184,7 +189,7 @@ def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
     from promptc.values import write_value
 
     text = write_value(field, value)
-    if field.type in ("number", "integer"):
+    if field.type.name in ("number", "integer"):
         sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
         whole, _, frac = digits.partition(".")
         if draw(st.booleans()) and len(whole) > 3:
@@ -194,16 +199,18 @@ def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
             )
         sign = draw(st.sampled_from([sign, sign or "+", "−" if sign else ""]))
         money = draw(st.sampled_from(["", "", "$", "€"]))
-        tail = draw(st.sampled_from(["", "", "."])) if field.type == "number" or not frac else ""
+        tail = (
+            draw(st.sampled_from(["", "", "."])) if field.type.name == "number" or not frac else ""
+        )
         frac = (
             frac + "0" * draw(st.integers(0, 2))
-            if frac or field.type == "number" and draw(st.booleans())
+            if frac or field.type.name == "number" and draw(st.booleans())
             else frac
         )
         return sign + money + whole + ("." + frac if frac else "") + tail
-    if field.type in ("boolean", "enum"):
+    if field.type.name in ("boolean", "enum"):
         alias = text
-        if field.type == "boolean":
+        if field.type.name == "boolean":
             alias = draw(st.sampled_from(["yes", "true"] if value else ["no", "false"]))
         elif field.aliases and draw(st.booleans()):
             alias = next((a for a, c in field.aliases if c == value), text)

@@ -39,6 +39,7 @@ from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
+from promptc.values import value_type
 
 # ---------------------------------------------------------------------------- builders
 
@@ -62,8 +63,8 @@ QUESTIONS = (
     "Alexis is applying for a new job and bought a new set of business clothes to wear.",
 )
 
-NUMBER = OutputField("answer", "number")
-REASONING = OutputField("reasoning", "text")
+NUMBER = OutputField("answer", value_type("number"))
+REASONING = OutputField("reasoning", value_type("text"))
 MATH_FORMAT = "{reasoning} The answer is {answer}."
 
 
@@ -404,7 +405,7 @@ def test_to_dict_and_json_line() -> None:
 
 
 def test_text_values_keep_the_models_characters() -> None:
-    task = make_task("batch", 2, (OutputField("answer", "text"),))
+    task = make_task("batch", 2, (OutputField("answer", value_type("text")),))
     req = make_request(task)
     out = "Ａ［１］： 東京，日本\nA[2]:\u00a0ｆｕｌｌ ｗｉｄｔｈ"
     results = parse_output(task, req, out)

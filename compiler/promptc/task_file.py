@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from promptc import ir, markers, strategies
+from promptc import ir, markers, strategies, values
 from promptc.errors import Location, UsageError
 
 TASK_FILE = "task.json"
@@ -237,7 +237,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
         ) from None
     items: list[ir.Item] = []
     items_path = build / ITEMS_FILE
-    types = {o.name: o.type for o in task.outputs}
+    by_name = {o.name: o for o in task.outputs}
     try:
         with items_path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -252,7 +252,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
                             inputs={str(k): str(v) for k, v in rec["inputs"].items()},
                             location=_location(rec.get("location"), build),
                             gold={
-                                str(k): _gold(types.get(str(k)), v)
+                                str(k): _gold(by_name.get(str(k)), v)
                                 for k, v in (rec.get("gold") or {}).items()
                             },
                             options={
@@ -280,15 +280,9 @@ def read_task(build_dir: str | Path) -> ir.Task:
     return replace(task, items=tuple(items))
 
 
-def _gold(kind: str | None, value: Any) -> ir.Value:
+def _gold(output: ir.OutputField | None, value: Any) -> ir.Value:
     """A gold value read back with its output's type (numbers are exact decimals)."""
-    if kind == "number":
-        return Decimal(str(value))
-    if kind == "integer":
-        return int(value)
-    if kind == "boolean":
-        return bool(value)
-    return str(value)
+    return str(value) if output is None else output.type.coerce(output, value)
 
 
 def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
@@ -312,7 +306,7 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
         outputs=tuple(
             ir.OutputField(
                 name=o["name"],
-                type=o["type"],
+                type=values.value_type(o["type"]),
                 description=o["description"],
                 choices=tuple(o["choices"]),
                 aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),

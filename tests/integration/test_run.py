@@ -622,8 +622,8 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
 def test_auto_demo_questions_are_pinned_in_the_grammar(
     spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from promptc.grammar.gbnf import gbnf_string
     from promptc.spec.lower import compile_spec
+    from promptc.values.dialects import gbnf_string
 
     overrides = {
         ("strategy", "kind"): "auto-demo",

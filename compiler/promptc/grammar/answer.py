@@ -494,7 +494,7 @@ class AnswerGrammar:
     @cached_property
     def _guarded(self) -> bool:
         """Whether a text field is split from a later one (lazy), where matching is quadratic."""
-        return sum(1 for f in self.fields if f.type == "text") >= 2
+        return sum(1 for f in self.fields if f.type.free_text) >= 2
 
     def _check_length(self, output: str) -> None:
         """Refuses an over-long answer in a format with two text fields, before matching it."""

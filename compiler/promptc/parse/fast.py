@@ -391,7 +391,7 @@ def _make_fast_layout(g: AnswerGrammar) -> _FastLayout | None:
     if g.parse_regex is None:
         return None
     pattern = re.compile(g.parse_regex)
-    text = {f.name for f in g.fields if f.type == "text"}
+    text = {f.name for f in g.fields if f.type.free_text}
     # The grammar's own reading layout; text is read as is (no reader call on the hot path).
     items = [
         (
@@ -499,7 +499,7 @@ def _loosened(
     loosened one tried and failed. When one is not, the output is left to the slow path,
     which reads it as the original regex would.
     """
-    from promptc.grammar.lark_source import fragment_terminals
+    from promptc.values.dialects import fragment_terminals
 
     source = pattern.pattern
     text = fragment_terminals("text.lark")["TEXT"]
@@ -539,7 +539,7 @@ def _fast_columns_of(
             return None
     types = {f.name: f.type for f in g.fields}
     fields = tuple(
-        (tuple(it[4][k][1] for it in items), items[0][4][k][2], types[name] == "number")
+        (tuple(it[4][k][1] for it in items), items[0][4][k][2], types[name].plain_decimals)
         for k, name in enumerate(names)
     )
     questions = tuple(it[1] for it in items)

@@ -189,7 +189,7 @@ class AnswerReader:
         """``values`` read from the normalised body ``norm[s:e]``, with each text value sliced
         from the original instead (as the fast path does): a text value keeps the model's own
         characters, whichever form of the body was read."""
-        texts = [f.name for f in self.grammar.fields if f.type == "text"]
+        texts = [f.name for f in self.grammar.fields if f.type.free_text]
         if not texts or self.body is None:
             return values
         m = self.body.fullmatch(text.norm, s, e)
@@ -207,7 +207,7 @@ class AnswerReader:
         out = dict(values)
         for f in self.grammar.fields:
             v = out.get(f.name)
-            if f.type == "text" and isinstance(v, str):
+            if f.type.free_text and isinstance(v, str):
                 out[f.name] = v.strip(UNICODE_SPACES)
         return out
 

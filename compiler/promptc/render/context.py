@@ -29,14 +29,6 @@ CONTEXT_VARIABLES: frozenset[str] = frozenset(
 ONE_ITEM_VARIABLES: frozenset[str] = frozenset({"item"})
 
 
-TYPE_MEANINGS: Mapping[str, str] = {
-    "text": "free text",
-    "number": "a number",
-    "integer": "a whole number",
-    "boolean": "yes or no",
-}
-
-
 def context_variables(kind: Strategy) -> frozenset[str]:
     """The names a template of this strategy may use."""
     if kind.one_item:
@@ -47,12 +39,6 @@ def context_variables(kind: Strategy) -> frozenset[str]:
 # ---------------------------------------------------------------- the context templates see
 
 
-def _output_meaning(field: ir.OutputField) -> str:
-    if field.type == "enum":
-        return "one of: " + ", ".join(field.choices)
-    return TYPE_MEANINGS[field.type]
-
-
 def _answer_format_context(task: ir.Task) -> dict[str, object]:
     by_name = {o.name: o for o in task.outputs}
     form = []
@@ -61,11 +47,11 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
         if isinstance(seg, ir.Placeholder):
             form.append(f"<{seg.field}>")
             o = by_name[seg.field]
-            meaning = _output_meaning(o)
+            meaning = o.type.meaning(o)
             fields.append(
                 {
                     "name": o.name,
-                    "type": o.type,
+                    "type": str(o.type),
                     "meaning": meaning,
                     "text": f"<{o.name}> is {meaning}",
                 }
@@ -177,10 +163,10 @@ def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, objec
         "outputs": [
             {
                 "name": o.name,
-                "type": o.type,
+                "type": str(o.type),
                 "description": o.description,
                 "choices": list(o.choices),
-                "meaning": _output_meaning(o),
+                "meaning": o.type.meaning(o),
             }
             for o in task.outputs
         ],

@@ -1121,7 +1121,7 @@ class GoldReader:
                     )
                 )
                 return None
-            raw = raw.strip() if self.output.type != "text" else raw
+            raw = raw.strip() if not self.output.type.free_text else raw
         else:
             if self.spec not in row.values:
                 c.add(data_error("missing-gold", row.location, column=self.spec, output=name))

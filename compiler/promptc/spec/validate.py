@@ -29,13 +29,14 @@ from promptc.errors import (
     did_you_mean,
     format_path,
 )
-from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, AnswerWith, OutputField
+from promptc.ir import AnswerWith, OutputField
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.resources import read_schema
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import find_strategy
 from promptc.text import describe
+from promptc.values import find_value_type
 
 if TYPE_CHECKING:
     import jsonschema
@@ -347,45 +348,22 @@ def _show(value: object) -> str:
 
 
 def output_field(name: str, decl: object, location: Location) -> OutputField | None:
-    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid.
-
-    Enum choices are kept as declared; aliases are mapped to the choice they name
-    (case-insensitively), and aliases to unknown choices are dropped (validation reports them).
-    """
-    if not isinstance(decl, Mapping) or decl.get("type") not in OUTPUT_TYPES:
+    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid: its
+    type reads what it declares beyond ``type`` and ``description``
+    (:meth:`promptc.values.ValueType.declare`: an enum's choices and aliases)."""
+    if not isinstance(decl, Mapping):
         return None
-    typ = decl["type"]
-    choices: tuple[str, ...] = ()
-    aliases: list[tuple[str, str]] = []
-    choices_from = decl.get("choices_from") if typ == "enum" else None
-    if isinstance(choices_from, str) and choices_from and "choices" not in decl:
-        from promptc.markers import OPTION_LETTERS
-
-        # Every letter an options input may have; lowering narrows them to the data's.
-        choices = tuple(OPTION_LETTERS)
-    elif typ == "enum":
-        raw = decl.get("choices")
-        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
-            return None
-        choices = tuple(raw)
-        by_lower = {c.lower(): c for c in choices}
-        raw_aliases = decl.get("aliases")
-        if isinstance(raw_aliases, Mapping):
-            for alias, target in raw_aliases.items():
-                if isinstance(target, str) and target.lower() in by_lower:
-                    aliases.append((str(alias), by_lower[target.lower()]))
+    typ = find_value_type(decl.get("type"))
+    if typ is None:
+        return None
     description = decl.get("description")
-    answer_with = decl.get("answer_with") if choices_from else None
-    return OutputField(
+    field = OutputField(
         name=name,
         type=typ,
         description=description if isinstance(description, str) else "",
-        choices=choices,
-        aliases=tuple(aliases),
         location=location,
-        choices_from=choices_from if isinstance(choices_from, str) else "",
-        answer_with=answer_with if answer_with in ANSWER_WITH else "letter",
     )
+    return typ.declare(field, decl)
 
 
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -441,10 +419,10 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
         if not isinstance(decl, dict):
             continue
         p: KeyPath = ("outputs", name)
-        typ = decl.get("type")
-        if typ not in OUTPUT_TYPES:
+        typ = find_value_type(decl.get("type"))
+        if typ is None:
             continue
-        if typ != "enum":
+        if not typ.takes_choices:
             for key, code in (("choices", "choices-not-enum"), ("aliases", "aliases-not-enum")):
                 if key in decl:
                     c.add(error(code, doc.key_location(p + (key,)), p + (key,), type=typ))
