@@ -149,7 +149,7 @@ def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, objec
             "description": task.description,
             "instruction": task.instruction,
         },
-        "kind": kind,
+        "kind": kind.name,  # templates compare it with the names the docs list
         "batch_size": batch_size(task),
         "inputs": [
             {
