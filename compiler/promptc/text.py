@@ -14,6 +14,7 @@ This module imports nothing of promptc, so that every stage may use it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -268,8 +269,6 @@ def decimal_text(d: Decimal) -> str:
 
 def sha256_text(text: str) -> str:
     """The hex sha256 of ``text``'s UTF-8 bytes."""
-    import hashlib
-
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -293,15 +292,11 @@ class NoDigest:
 
 
 def sha256_hasher(enabled: bool = True) -> Hasher:
-    """A new sha256 hasher, or (``enabled=False``) a :class:`NoDigest`.
-
-    hashlib is imported here, not with this module: loading OpenSSL is about a tenth of a
-    ``promptc check``, which names no digest and so reads its files with ``enabled=False``.
-    """
+    """A new sha256 hasher, or (``enabled=False``) a :class:`NoDigest`: ``promptc check``
+    names no digest, and reads its files (a data file may be hundreds of megabytes) without
+    hashing them."""
     if not enabled:
         return NoDigest()
-    import hashlib
-
     return hashlib.sha256()
 
 

@@ -30,7 +30,7 @@ import io
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 
@@ -41,15 +41,13 @@ from promptc.errors import (
     did_you_mean,
     flatten,
 )
+from promptc.ir import Task
 from promptc.parse.build_input import load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
 from promptc.parse.shape import RequestShape
 from promptc.run.repair import merge_answers, repair_shape, result_line
-
-if TYPE_CHECKING:
-    from promptc.ir import Task
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -68,6 +66,7 @@ def _values_text(r: ItemResult) -> str:
 
 def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
     """A table for people (rich; plain text when ``out`` is not a terminal)."""
+    # rich's tables take about 60 ms to import: only the table format needs them.
     from rich import box
     from rich.console import Console
     from rich.table import Table
