@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import PromptcErrors
-from promptc.spec.lower import compile_spec
 from promptc.spec import schema_errors
+from promptc.spec.lower import compile_spec
 from promptc.spec.validate import MESSAGES
 
 MALFORMED = Path(__file__).parent / "malformed"
