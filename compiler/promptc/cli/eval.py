@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
@@ -193,33 +193,13 @@ def eval_command(
         read = [read_variant(f, task) for f in folders]
         baseline = baseline or _default_baseline([r.name for r in read])
     else:
-        if base_url is None and not local:
-            raise UsageError(
-                "promptc eval needs a model: give --base-url URL or --local, or score "
-                "existing answers with --results DIR…",
-                location=Location("<command line>"),
-                code="no-model",
-            )
-        if base_url is not None and local:
-            raise UsageError(
-                "give --base-url or --local, not both",
-                location=Location("<command line>"),
-                code="two-models",
-            )
+        _check_model_choice(base_url, local)
         chosen = variants(
             parse_strategies(strategies),
             parse_batch_sizes(batch_sizes),
             parse_selection(selection),
         )
-        names = [v.name for v in chosen]
-        baseline = baseline or _default_baseline(names)
-        if baseline not in names:
-            raise UsageError(
-                f"baseline {baseline!r} is not among the variants ({', '.join(names)})",
-                location=Location("<command line>"),
-                path=("--baseline",),
-                code="unknown-baseline",
-            )
+        baseline = _baseline_among(baseline, [v.name for v in chosen])
         task = compile_task(spec, data=data)  # every error of the spec before anything is sent
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
@@ -237,10 +217,7 @@ def eval_command(
             "repair": repair,
         }
         ran = _run_with_progress(spec, chosen, out, options, data, limit)
-        for _, _, r in ran:
-            for f in r.failed:
-                stderr().write(f.format() + "\n")
-                failed += 1
+        failed = _say_failures(r for _, _, r in ran)
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
         read = [read_variant(folder, task) for _, folder, _ in ran]
@@ -256,6 +233,46 @@ def eval_command(
 
 def _default_baseline(names: Sequence[str]) -> str:
     return SINGLE.name if SINGLE.name in names else names[0]
+
+
+def _say_failures(runs: Iterable[Any]) -> int:
+    """Prints each variant's requests that failed; returns how many."""
+    failed = 0
+    for run in runs:
+        for f in run.failed:
+            stderr().write(f.format() + "\n")
+            failed += 1
+    return failed
+
+
+def _baseline_among(baseline: str | None, names: Sequence[str]) -> str:
+    """The ``--baseline`` variant (or the default one), which must be one of ``names``."""
+    baseline = baseline or _default_baseline(names)
+    if baseline not in names:
+        raise UsageError(
+            f"baseline {baseline!r} is not among the variants ({', '.join(names)})",
+            location=Location("<command line>"),
+            path=("--baseline",),
+            code="unknown-baseline",
+        )
+    return baseline
+
+
+def _check_model_choice(base_url: str | None, local: bool) -> None:
+    """A run needs one model: ``--base-url`` or ``--local``."""
+    if base_url is None and not local:
+        raise UsageError(
+            "promptc eval needs a model: give --base-url URL or --local, or score "
+            "existing answers with --results DIR…",
+            location=Location("<command line>"),
+            code="no-model",
+        )
+    if base_url is not None and local:
+        raise UsageError(
+            "give --base-url or --local, not both",
+            location=Location("<command line>"),
+            code="two-models",
+        )
 
 
 def _run_with_progress(
