@@ -193,3 +193,37 @@ def test_lone_surrogates_are_errors_at_their_row(tmp_path: Path) -> None:
     (tmp_path / "rows.json").write_text(rows.split("\n")[0].rstrip(",") + "]\n", encoding="utf-8")
     (item,) = compile_spec(tmp_path / "spec.yaml").items
     assert item.inputs["question"] == "café − \U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"", "an empty file"),
+        (b"  \r\n ", "an empty file"),
+        (b'\n  {"qid": "a"}', "an object"),
+        (b"\xef\xbb\xbf7", "a number"),
+        (b"nonsense", "null"),
+    ],
+    ids=["empty", "blank", "object", "bom-number", "garbage"],
+)
+def test_a_file_that_is_not_an_array_says_what_it_holds(
+    tmp_path: Path, content: bytes, found: str
+) -> None:
+    (tmp_path / "rows.json").write_bytes(content)
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec(str(tmp_path / "spec.yaml"))
+    assert f"expected a JSON array of objects, found {found}" in info.value.format()
+
+
+def test_a_bad_byte_is_located_on_its_own_line(tmp_path: Path) -> None:
+    """The first byte that is not UTF-8, at its line and column (characters, as an editor
+    counts), after line breaks of every kind and non-ASCII text."""
+    raw = '[{"qid": "a", "question": "caf\u00e9"},\r\n{"qid": "b",\r "question": "\u00e9\u00e9'
+    (tmp_path / "rows.json").write_bytes(raw.encode("utf-8") + b'\xc3("}]')
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec(str(tmp_path / "spec.yaml"))
+    (error,) = info.value.errors
+    assert str(error.location).endswith("rows.json:3:17")
+    assert error.message == "data file is not UTF-8 text: invalid byte 0xc3"
