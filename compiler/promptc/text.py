@@ -14,6 +14,7 @@ This module imports nothing of promptc, so that every stage may use it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -340,10 +341,10 @@ def cache_dir() -> Path:
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pauses the cyclic garbage collector: rendering allocates many small objects and no
-    cycles, and with 10,000 items alive, every collection the allocations trigger would scan
-    them all again (a third of the render time, measured)."""
-    import gc
-
+    cycles. Measured on a build of 1,000,000 items (auto-demo, batch 8, gc.callbacks timing
+    the collector): 7,269 collections, 54 of them full, took 2.85 s of its 35 s of CPU
+    without the pause; 0.04 s with it (``bench/bench_scale.py`` sizes). Reading the data is
+    not paused: a check of the same million items spends 0.04 s in the collector."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
