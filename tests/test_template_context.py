@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from promptc import ir
 from promptc.render.context import task_context
 from promptc.strategies import NAMES

@@ -20,6 +20,8 @@ from pathlib import Path
 import click
 
 from promptc import strategies
+from promptc.errors import Location, UsageError
+from promptc.resources import read_schema
 from promptc.values import ENUM, NAMES, NUMBER, TEXT
 
 SPEC_FILE = "task.yaml"
@@ -201,8 +203,6 @@ def task_name(folder: Path) -> str:
 
 def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
     """The files ``promptc init`` writes, by path relative to ``folder``."""
-    from promptc.resources import read_schema
-
     starter = STARTERS[task]
     spec = (
         _HEAD.format(schema=SCHEMA_FILE, spec=SPEC_FILE, name=json.dumps(task_name(folder)))
@@ -242,8 +242,6 @@ def init_command(folder: str, strategy: str, task: str) -> None:
     DIR/task.yaml starts with a yaml-language-server modeline pointing at DIR/spec.schema.json,
     so that editors validate the spec. Existing files are never overwritten.
     """
-    from promptc.errors import Location, UsageError
-
     root = Path(folder)
     files = starter_files(root, strategy, task)
     existing = [name for name in files if (root / name).exists()]
