@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
+from parse_paths import scanner
 from promptc import markers
 from promptc.errors import OutputParseError
 from promptc.ir import (
@@ -34,7 +35,7 @@ from promptc.parse.align import (
     question_similarity,
 )
 from promptc.parse.normalise import normalise_lookalikes
-from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output
 from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
@@ -414,11 +415,11 @@ def test_text_values_keep_the_models_characters() -> None:
     assert results[1].span is not None and results[1].span.start.line == 2
 
 
-def test_slow_path_equals_fast_path_on_canonical_output() -> None:
+def test_the_scanner_reads_a_canonical_output_as_the_regex_does() -> None:
     task = make_task("auto-demo", 8, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
     out = canonical(task, req, math_answers(8))
-    assert parse_output(task, req, out) == parse_output_recover_slow(task, req, out)
+    assert parse_output(task, req, out) == scanner(task, req, out)
 
 
 # ---------------------------------------------------------------------------- the real model
