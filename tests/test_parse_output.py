@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parse_paths import scanner
 from promptc import markers
 from promptc.errors import OutputParseError
@@ -40,6 +42,7 @@ from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
+from promptc.text import decimal_text
 
 # ---------------------------------------------------------------------------- builders
 
@@ -203,6 +206,26 @@ def test_dumps_writes_decimals_exactly() -> None:
         '{"a": 0.1, "b": 1234.5, "c": 0, "d": true, "e": "é\\n", "f": [1000], "g": null, "h": 3}'
     )
     assert json.loads(text, parse_float=Decimal)["a"] == Decimal("0.1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.decimals(min_value=-(10**20), max_value=10**20, allow_nan=False, allow_infinity=False)
+    | st.decimals(min_value=-1000, max_value=1000, places=3)
+    | st.integers(0, 30).flatmap(lambda k: st.just(Decimal(1).scaleb(-k))),
+    st.text(max_size=20),
+)
+def test_dumps_writes_every_decimal_as_its_canonical_text(number: Decimal, text: str) -> None:
+    """Whether a float spells the number or not, the line holds the number's exact text."""
+    line = dumps({"values": {"answer": number, "reasoning": text}, "attempts": 1})
+    assert line == (
+        '{"values": {"answer": '
+        + decimal_text(number)
+        + ', "reasoning": '
+        + json.dumps(text, ensure_ascii=False)
+        + '}, "attempts": 1}'
+    )
+    assert json.loads(line, parse_float=Decimal)["values"]["answer"] == number
 
 
 def test_request_shape_reads_requests_mappings_and_objects() -> None:

@@ -86,10 +86,6 @@ class LineTable:
         line = bisect_right(starts, offset)
         return Position(line, offset - starts[line - 1] + 1, offset)
 
-    def line_of(self, offset: int) -> int:
-        """The 1-based line of ``offset``."""
-        return bisect_right(self.starts, offset)
-
     def span(self, start: int, end: int) -> Span:
         """The :class:`Span` from ``start`` to ``end`` in this text."""
         return Span(start, end, self)

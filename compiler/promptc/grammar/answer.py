@@ -70,7 +70,6 @@ from promptc.grammar.lark_source import (
 )
 from promptc.grammar.portable import portable_regex as portable_regex_of
 from promptc.ir import AnswerFormat, Item, OutputField, Task, Value
-from promptc.spec.answer_format import write_answer
 from promptc.strategies import Strategy, strategy
 from promptc.values import json_value, option_choices
 
@@ -290,6 +289,10 @@ class AnswerGrammar:
             questions: The question text of each item (``auto-demo`` only), as
                 :func:`promptc.markers.question_text` writes it.
         """
+        # Here, not at the top: importing promptc.spec imports the whole front end (the YAML
+        # loader, validation: about 40 ms), which reading outputs with the grammar never needs.
+        from promptc.spec.answer_format import write_answer
+
         if len(answers) != self.n_items:
             raise ValueError(f"expected {self.n_items} answer(s), got {len(answers)}")
         fmt = self.blueprint
