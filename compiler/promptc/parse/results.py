@@ -1,8 +1,8 @@
 """What parsing returns: one :class:`ItemResult` per item, with its status, values and span.
 
 Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
-cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
-per output for 10,000s of outputs, and this is most of its cost after the regex match.
+cheaper to create) and spans compute line:col only when read: the parser makes 8 results per
+output for 10,000s of outputs, and this is most of its cost after the regex match.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ FOUND_CHARS = 40
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
-
-
-# Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
-# cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
-# per output for 10,000s of outputs, and this is most of its cost after the regex match.
 
 
 class ItemResult(NamedTuple):
