@@ -102,7 +102,7 @@ def dumps(data: object) -> str:
     form of :func:`promptc.values.write_value` (no exponent). Everything else is written as
     :func:`json.dumps` writes it, with non-ASCII text kept as is; keys in the order given.
 
-    One :func:`json.dumps` call writes it all, each Decimal handed to it as the ``int`` it
+    One call of :mod:`json`'s encoder writes it all, each Decimal handed to it as the ``int`` it
     equals, or the ``float`` whose shortest form is the Decimal's own text (every number of at
     most 15 significant digits from 0.0001 to 10**16: the numbers models answer).
     Data holding a Decimal no float spells exactly (more digits, or a float that would be
@@ -111,7 +111,7 @@ def dumps(data: object) -> str:
     thirds of ``promptc parse``'s time.)
     """
     try:
-        return json.dumps(data, ensure_ascii=False, separators=_SEPARATORS, default=_json_form)
+        return _ENCODER.encode(data)
     except _NoFloat:
         return _exact_dumps(data)
 
@@ -134,6 +134,10 @@ def _json_form(value: object) -> object:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+#: The encoder of :func:`dumps`, made once (``json.dumps`` with these options makes one a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=_SEPARATORS, default=_json_form)
 
 
 def _exact_dumps(data: object) -> str:
