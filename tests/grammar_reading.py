@@ -15,7 +15,7 @@ from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.items import ParsedItem
 from promptc.ir import Value
 from promptc.parse.diagnosis import diagnose_output
-from promptc.parse.strict import whole_reader
+from promptc.parse.strict import View, whole_reader
 from promptc.text import LineTable, Span
 from promptc.values import ValueOutOfBounds, read_value
 
@@ -32,7 +32,7 @@ def strict_items(g: AnswerGrammar, output: str) -> list[ParsedItem]:
             found there (:func:`~promptc.parse.diagnosis.diagnose_output`), or a value past
             its bounds.
     """
-    items = whole_reader(g).read(output, output)
+    items = whole_reader(g).read(output, View(output))
     if items is None:
         raise diagnose_output(g, output)
     return items
@@ -44,7 +44,7 @@ def regex_items(g: AnswerGrammar, output: str) -> list[ParsedItem]:
     Raises:
         OutputParseError: It does not match (no position), or a value is past its bounds.
     """
-    items = whole_reader(g).read(output, output)
+    items = whole_reader(g).read(output, View(output))
     if items is None:
         raise OutputParseError(
             "the output does not match", location=Location("<output>"), code="output-mismatch"

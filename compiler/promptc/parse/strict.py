@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 from promptc import markers
 from promptc.errors import Location, OutputParseError
@@ -29,6 +30,7 @@ from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
 from promptc.parse.normalise import (
+    RESHAPING,
     NormalisedText,
     has_lookalikes,
     has_reshaping,
@@ -47,6 +49,18 @@ _ASCII_WS = " \t\n\r\f\v"
 #: Per field of an item: its name, its group in the regex, and its reader (``None`` for text,
 #: which is sliced from the output as written).
 _FieldGroup = tuple[str, int, Callable[[str], Value] | None]
+
+
+class View(NamedTuple):
+    """What the regex matches of an output: ``text``, and the offset in the output of each
+    offset in it (``at``; ``None`` when the two are the same)."""
+
+    text: str
+    at: Callable[[int], int] | None = None
+
+
+def _same(offset: int) -> int:
+    return offset
 
 
 class WholeReader:
@@ -80,27 +94,35 @@ class WholeReader:
             for it in grammar.parse_groups
         )
         self._splits_text = splits_text(grammar)
+        self._is_text = {f.name: f.type == "text" for f in grammar.fields}
         # An enum answered by its option's text is read as written: an output with
         # lookalikes is not read from its normalised form.
         self._as_written = any(text_answers(f) for f in grammar.fields)
 
-    def regex_text(self, output: str) -> str | None:
-        """What the regex matches of ``output``: the output, or the output with its one-to-one
-        lookalikes normalised (the same offsets); ``None`` where normalising would change its
-        length (``\\r``, zero-width characters, soft hyphens) or where a value read as written
-        meets a lookalike."""
+    def view(self, output: str) -> View | None:
+        """What the regex matches of ``output``: the output itself, or its lookalikes
+        normalised (:class:`~promptc.parse.normalise.NormalisedText`, offsets mapped back);
+        ``None`` for an output with ``\r``, or where a value read as written (an option's
+        text) meets a lookalike or a removed character."""
         if output.isascii():
-            return None if "\r" in output else output
+            return None if "\r" in output else View(output)
         rest = non_ascii(output)
-        if has_reshaping(output, rest):
+        lookalikes, removed = has_lookalikes(rest), has_reshaping(output, rest)
+        if "\r" in output or (self._as_written and (lookalikes or removed)):
             return None
-        if not has_lookalikes(rest):
-            return output
-        return None if self._as_written else translate_lookalikes(output, rest)
+        if removed:  # zero-width characters, soft hyphens: offsets mapped back
+            text = NormalisedText(output)
+            return View(text.norm, text.orig)
+        return View(translate_lookalikes(output, rest) if lookalikes else output)
 
-    def read(self, output: str, text: str) -> list[ParsedItem] | None:
-        """The items of ``output`` if ``text`` (the output, or its form of the same length
-        that :meth:`regex_text` gives) matches the regex; else ``None``.
+    def read(self, output: str, view: View) -> list[ParsedItem] | None:
+        """The items of ``output`` if its ``view`` (:meth:`view`, or the output as written)
+        matches the regex; else ``None``. Typed values are read from the view, text values
+        and questions sliced from the output, from their first character to their last.
+
+        Where normalising removed characters (zero-width ones, soft hyphens), the items are
+        read only if every removed character lies inside a text value, where the recover
+        scanner too keeps it as written; else ``None``.
 
         Raises:
             OutputParseError: An answer too long to split between two text fields
@@ -108,6 +130,7 @@ class WholeReader:
                 (``value-out-of-bounds``), at its line:col.
         """
         self._check_length(output)
+        text, at = view.text, view.at or _same
         m = self.pattern.fullmatch(text)
         if m is None:
             return None
@@ -119,19 +142,40 @@ class WholeReader:
             spans: dict[str, Span] = {}
             for name, group, read in fields:
                 a, b = regs[group]
+                first, stop = at(a), at(b - 1) + 1
                 values[name] = (
-                    output[a:b] if read is None else _value(read, name, text, a, b, lines)
+                    output[first:stop] if read is None else _value(read, name, text, a, b, lines)
                 )
-                spans[name] = Span(a, b, lines)
+                spans[name] = Span(first, stop, lines)
             question = question_span = None
             if question_group:
                 a, b = regs[question_group]
-                written = output[a:b].rstrip(_ASCII_WS)
+                first = at(a)
+                written = output[first : at(b - 1) + 1].rstrip(_ASCII_WS)
                 question = self.grammar.read_question(written)
-                question_span = Span(a, a + len(written), lines)
-            span = Span(regs[start][0], regs[end][1], lines)
+                question_span = Span(first, first + len(written), lines)
+            span = Span(at(regs[start][0]), at(regs[end][1]), lines)
             items.append(ParsedItem(index, values, span, spans, question, question_span))
+        if view.at is not None and not self._removed_inside_text(output, items):
+            return None
         return items
+
+    def _removed_inside_text(self, output: str, items: Sequence[ParsedItem]) -> bool:
+        """Whether every character normalising removes from ``output`` lies inside (not at an
+        edge of) a text value of ``items``."""
+        inside = sorted(
+            (span.start_offset, span.end_offset)
+            for it in items
+            for name, span in it.field_spans.items()
+            if self._is_text[name]
+        )
+        k = 0
+        for removed in map(re.Match.start, RESHAPING.finditer(output)):
+            while k < len(inside) and removed >= inside[k][1]:
+                k += 1
+            if k == len(inside) or removed <= inside[k][0]:
+                return False
+        return True
 
     def _check_length(self, output: str) -> None:
         """Refuses an over-long answer in a format with two text fields, before matching it."""
@@ -197,14 +241,14 @@ def whole_reader(grammar: AnswerGrammar) -> WholeReader:
 
 def match_output(grammar: AnswerGrammar, output: str) -> list[ParsedItem] | None:
     """The items of ``output`` read by the grammar's regex (lookalikes as :meth:`WholeReader.
-    regex_text` reads them), or ``None`` where it does not read them all: ``recover`` mode's
+    view` reads them), or ``None`` where it does not read them all: ``recover`` mode's
     first step."""
     reader = whole_reader(grammar)
-    text = reader.regex_text(output)
-    if text is None:
+    view = reader.view(output)
+    if view is None:
         return None
     try:
-        return reader.read(output, text)
+        return reader.read(output, view)
     except OutputParseError:  # too long or out of bounds: the scanner says which item
         return None
 
@@ -217,10 +261,10 @@ def parse_strict(grammar: AnswerGrammar, output: str) -> list[ParsedItem]:
             found there (:func:`~promptc.parse.diagnosis.diagnose_output`).
     """
     reader = whole_reader(grammar)
-    text = reader.regex_text(output)
-    items = None if text is None or text is output else reader.read(output, text)
+    view = reader.view(output)
+    items = None if view is None or view.text is output else reader.read(output, view)
     if items is None:  # no lookalikes, or read as written: a text value may hold them
-        items = reader.read(output, output)
+        items = reader.read(output, View(output))
     if items is None:
         raise diagnose_output(grammar, output)
     return items
