@@ -45,8 +45,9 @@ class OutputRecord:
 
 
 def _lines(text: str) -> list[str]:
-    """The lines of a JSON Lines file: split on ``\n`` alone (``str.splitlines`` also splits
-    on U+2028, U+2029, U+0085 and a lone ``\r``, which a JSON string may hold as they are)."""
+    """The lines of a JSON Lines file: split on ``\\n`` alone (``str.splitlines`` also splits
+    on a lone ``\\r`` and on U+2028, U+2029 and U+0085, which a JSON string may hold as they
+    are)."""
     return text.split("\n")
 
 

@@ -8,7 +8,9 @@ outputs end. The lookalikes that map one character to one (full-width ASCII, Uni
 the minus sign; :data:`~promptc.parse.normalise.ONE_TO_ONE`) are read as the ASCII they
 imitate: the regex is matched on the output so normalised, whose offsets are the output's;
 typed values are read from it, text values and repeated questions sliced from the output as
-written.
+written. Where normalising removes characters (zero-width ones, soft hyphens), offsets are
+mapped back, and the regex's reading is taken only where each of them lies inside a text
+value.
 
 An output the regex does not read goes, in ``recover`` mode, to the marker scanner
 (:mod:`promptc.parse.recover`); in ``strict`` mode the lark grammar says where and why
@@ -102,7 +104,7 @@ class WholeReader:
     def view(self, output: str) -> View | None:
         """What the regex matches of ``output``: the output itself, or its lookalikes
         normalised (:class:`~promptc.parse.normalise.NormalisedText`, offsets mapped back);
-        ``None`` for an output with ``\r``, or where a value read as written (an option's
+        ``None`` for an output with ``\\r``, or where a value read as written (an option's
         text) meets a lookalike or a removed character."""
         if output.isascii():
             return None if "\r" in output else View(output)
@@ -144,7 +146,9 @@ class WholeReader:
                 a, b = regs[group]
                 first, stop = at(a), at(b - 1) + 1
                 values[name] = (
-                    output[first:stop] if read is None else _value(read, name, text, a, b, lines)
+                    output[first:stop]
+                    if read is None
+                    else _value(read, name, text[a:b], first, lines)
                 )
                 spans[name] = Span(first, stop, lines)
             question = question_span = None
@@ -198,29 +202,28 @@ class WholeReader:
             )
 
 
-def _value(
-    read: Callable[[str], Value], name: str, text: str, a: int, b: int, lines: LineTable
-) -> Value:
-    """``read(text[a:b])``, the value of field ``name`` (``lines``: the output's).
+def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: LineTable) -> Value:
+    """``read(text)``, the value of field ``name``, which stands at offset ``at`` of the output
+    (``lines``).
 
     Raises:
         OutputParseError: The value is of the right form but past a bound, or the reader
-            refuses what the grammar accepted (a promptc bug), at ``a``.
+            refuses what the grammar accepted (a promptc bug), at ``at``.
     """
     try:
-        return read(text[a:b])
+        return read(text)
     except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
-        line, col, _ = lines.position(a)
+        line, col, _ = lines.position(at)
         raise OutputParseError(
             f"cannot read {name}: {e}",
-            offset=a,
+            offset=at,
             expected=(f"{name}: {e.expected}",),
             found=e.found,
             location=Location(OUTPUT_FILE, line, col),
             code="value-out-of-bounds",
         ) from None
     except ValueError as e:  # the fragments and the reader disagree: a promptc bug
-        line, col, _ = lines.position(a)
+        line, col, _ = lines.position(at)
         raise OutputParseError(
             f"cannot read {name}: {e}",
             location=Location(OUTPUT_FILE, line, col),
