@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from grammar_reading import strict_items
 from promptc import ir
 from promptc.errors import OutputParseError
 from promptc.grammar.answer import build_grammar
@@ -153,7 +154,7 @@ def test_llama_cpp_accepts_every_canonical_output_and_the_parser_reads_it() -> N
             expect.append((g, out, answers))
     assert llama_accepts(cases) == [True] * len(cases)
     for g, out, answers in expect:
-        items = g.parse_strict(out)
+        items = strict_items(g, out)
         assert [dict(i.values) for i in items] == [
             {k: v for k, v in a.items() if k in {f.name for f in g.fields}} for a in answers
         ]
@@ -179,7 +180,7 @@ def test_what_llama_cpp_accepts_the_parser_reads() -> None:
     assert any(accepted) and not all(accepted)
     for ok, g, (_, out) in zip(accepted, grammars, cases):
         if ok:
-            g.parse_strict(out)  # must not raise
+            strict_items(g, out)  # must not raise
 
 
 @requires_llama
@@ -208,7 +209,7 @@ def test_json_schema_is_valid_and_accepts_parsed_answers(name: str, kind: str, n
     rng = random.Random(n)
     for _ in range(3):
         out, _ = _random_output(name, kind, n, rng)
-        doc = g.to_json(g.parse_strict(out))
+        doc = g.to_json(strict_items(g, out))
         assert list(validator.iter_errors(doc)) == []
     if kind in ("batch", "auto-demo"):
         short = {"answers": doc["answers"][:-1]}  # type: ignore[index]
@@ -286,7 +287,7 @@ def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: str
             )
             text = reply.choices[0].message.content or ""
             try:
-                items = g.parse_strict(text)
+                items = strict_items(g, text)
             except OutputParseError as e:  # pragma: no cover - the failure is the report
                 pytest.fail(f"{e.format()}\n--- output ---\n{text}")
             assert [i.index for i in items] == list(range(1, 9))

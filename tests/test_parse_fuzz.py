@@ -1,5 +1,5 @@
-"""Properties of parse_output: round trips, fast path = lark path = slow path, no input raises
-or hangs."""
+"""Properties of parse_output: round trips, the grammar's regex = its lark export = the recover
+scanner, no input raises or hangs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
+from grammar_reading import lark_items, regex_items
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from parse_paths import scanner
 from promptc import markers
-from promptc.ir import OutputField, Request, Task, Value
-from promptc.parse.fast import results_from_parsed
+from promptc.ir import Markers, OutputField, Request, Task, Value
 from promptc.parse.normalise import normalise_lookalikes
-from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output
 from promptc.parse.results import STATUSES, ItemResult
 from promptc.parse.scan import MARKER_PATTERN as _MARKER
+from promptc.parse.scan import iter_markers, marker_pattern
 from promptc.parse.shape import request_shape
+from promptc.parse.strict import item_results
 from promptc.values import value_type
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
@@ -253,7 +256,7 @@ def typed(results: Sequence[ItemResult]) -> list[object]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
+def test_regex_lark_and_scanner_agree(data: st.DataObject) -> None:
     task, req, out = data.draw(
         st.one_of(valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12))
     )
@@ -264,9 +267,9 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
 
     shape = request_shape(task, req)
     g = grammar_for(task, len(shape.item_ids), shape.kind)
-    fast = results_from_parsed(shape, out, g.parse_strict_regex(out))
-    lark = results_from_parsed(shape, out, g.parse_strict_lark(out))
-    slow = parse_output_recover_slow(task, req, out)
+    fast = item_results(shape, g, regex_items(g, out))
+    lark = item_results(shape, g, lark_items(g, out))
+    slow = scanner(task, req, out)
     assert typed(fast) == typed(lark)
     assert typed(fast) == typed(slow), (fast, slow)
     assert typed(parse_output(task, req, out)) == typed(fast)
@@ -413,8 +416,32 @@ def test_multi_line_questions_of_multi_field_inputs_align() -> None:
     )
     assert "\nClaim: hypothesis of 2\n" in out
     assert [r.status for r in parse_output(task, req, out)] == ["ok"] * 3
-    assert [r.status for r in parse_output_recover_slow(task, req, out)] == ["ok"] * 3
+    assert [r.status for r in scanner(task, req, out)] == ["ok"] * 3
     swapped = out.replace("hypothesis of 2", "hypothesis of 3")
     assert [r.status for r in parse_output(task, req, swapped)] == ["ok", "ok", "ok"]
     other = out.replace(QUESTIONS[1], "A different premise altogether, about cats.")
     assert [r.status for r in parse_output(task, req, other)] == ["ok", "misaligned", "ok"]
+
+
+# ---------------------------------------------------------------------------- the scanner
+
+MARKERISH = list("AaQqPp[]:*_ \t\n0129x#-") + ["A[", "Q[", "]:", "**", "Premise", "Answer"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(MARKERISH), max_size=80).map("".join),
+    st.sampled_from([("Q", "A"), ("Premise", "Answer"), ("Q", "Question")]),
+)
+def test_the_scanner_finds_every_match_of_the_marker_pattern(
+    text: str, prefixes: tuple[str, str]
+) -> None:
+    """Looking for markers around each ``[`` finds what the pattern's own ``finditer`` does."""
+    mk = Markers(question=prefixes[0], answer=prefixes[1])
+    got = [(m.start, m.end, m.index) for m in iter_markers(text, mk)]
+    pattern = marker_pattern(mk.question, mk.answer)
+    want = [
+        (m.start() if m.group("open") else m.start("prefix"), m.end(), int(m.group("index")))
+        for m in pattern.finditer(text)
+    ]
+    assert got == want

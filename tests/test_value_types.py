@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 import pytest
+from grammar_reading import lark_items, regex_items
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc import ir
@@ -219,7 +220,7 @@ def test_a_new_type_needs_only_its_class(kind: str, monkeypatch: pytest.MonkeyPa
             {"reasoning": "Up.", "share": Decimal(12)},
             {"reasoning": "Flat, 3% of 100%.", "share": Decimal(100)},
         ]
-    for read in (g.parse_strict_regex, g.parse_strict_lark):
-        assert [dict(item.values) for item in read(output)] == want
+    for read in (regex_items, lark_items):
+        assert [dict(item.values) for item in read(g, output)] == want
     assert percent.matches(share, Decimal("18.5"), Decimal("18.50"), None)
     assert percent.tokens(share, len, task) == (1.0, False)  # no gold, no demos: one token

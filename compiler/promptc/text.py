@@ -88,10 +88,6 @@ class LineTable:
         line = bisect_right(starts, offset)
         return Position(line, offset - starts[line - 1] + 1, offset)
 
-    def line_of(self, offset: int) -> int:
-        """The 1-based line of ``offset``."""
-        return bisect_right(self.starts, offset)
-
     def span(self, start: int, end: int) -> Span:
         """The :class:`Span` from ``start`` to ``end`` in this text."""
         return Span(start, end, self)
@@ -103,9 +99,8 @@ class Span(tuple[int, int, "LineTable"]):
 
     Spans hold offsets; lines and columns are worked out when read (from a line table shared by
     every span of the text), so that code making many spans does not pay for positions nobody
-    reads. Two spans are equal when their offsets are. A span is a tuple underneath so that
-    the parser's fast path makes a request's spans in one C-level ``map`` of
-    ``tuple.__new__``, with no Python call per span.
+    reads. Two spans are equal when their offsets are. A span is a tuple underneath: the parser
+    makes several per item, and a tuple is the cheapest immutable object to make.
     """
 
     __slots__ = ()
