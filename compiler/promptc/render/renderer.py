@@ -27,9 +27,14 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import jinja2
+import jinja2.runtime
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
-from promptc.render.budget import budget_error
+from promptc.render.budget import MAX_MESSAGE_CHARS, budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -41,14 +46,12 @@ from promptc.render.environment import (
     template_error,
     template_name,
 )
+from promptc.render.os_limits import os_limits
+from promptc.select.batches import batch_size
 from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
 
 if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-    from jinja2 import nodes
-
     from promptc.select.batches import SelectionResult
 
 
@@ -61,6 +64,11 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 
 #: Most question texts a renderer remembers (retrieval batches repeat their target's demos).
 QUESTION_CACHE = 4096
+
+#: Requests rendered in one go under the OS limits (:mod:`promptc.render.os_limits`), and the
+#: characters after which a group ends early (a group's requests are held until it ends).
+GROUP_REQUESTS = 128
+GROUP_CHARS = 2 * MAX_MESSAGE_CHARS
 
 
 class Renderer:
@@ -86,6 +94,7 @@ class Renderer:
         self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
             None
         )
+        self._chars = 0  # characters rendered so far, for the size of a group
 
     # -- compilation
 
@@ -194,7 +203,7 @@ class Renderer:
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        with self._errors():
+        with self._errors(), os_limits(self.env.budget):
             return self._messages(ctx)
 
     def demo_turns(self) -> tuple[ir.Message, ...]:
@@ -203,8 +212,9 @@ class Renderer:
         (their answers as the answer grammar writes them); the same for every request."""
         if self._turns is not None:
             return self._turns
+        # Imported here: the grammar (lark, 46 ms) is needed only for demos sent as turns, and
+        # `promptc check` of a spec with its own template renders a request without it.
         from promptc.grammar.answer import build_grammar
-        from promptc.select.batches import batch_size
 
         task = self.task
         turns: list[ir.Message] = []
@@ -229,7 +239,7 @@ class Renderer:
                 if self.kind.one_item:
                     ctx["item"] = entries[0]
                 jctx.vars = ctx
-                user = "".join(fns[0](jctx)).strip() if fns else ""
+                user = self._bounded_text("user", fns[0](jctx)).strip() if fns else ""
                 g = build_grammar(task, len(group), self.kind)
                 answer = g.write_output(
                     [d.outputs for d in group], [str(e["question"]) for e in entries]
@@ -267,29 +277,29 @@ class Renderer:
         return tuple(out)
 
     def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
-        """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
-        from promptc.render.budget import MAX_MESSAGE_CHARS
-
-        budget = getattr(self.env, "promptc_budget", None)
-        if budget is not None:
-            budget.start()
+        """A message block's text, rendered within a new budget, cut off past
+        ``MAX_MESSAGE_CHARS``."""
+        budget = self.env.budget
+        budget.start()
         parts: list[str] = []
         size = 0
-        for chunk in chunks:
-            size += len(chunk)
-            if size > MAX_MESSAGE_CHARS:
-                raise budget_error(
-                    f"{MAX_MESSAGE_CHARS:,} characters per message",
-                    f"the {block} message grows longer",
-                    self._block_location(block),
-                )
-            parts.append(chunk)
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_MESSAGE_CHARS:
+                    raise budget_error(
+                        f"{MAX_MESSAGE_CHARS:,} characters per message",
+                        f"the {block} message grows longer",
+                        self._block_location(block),
+                    )
+                parts.append(chunk)
+        finally:
+            budget.stop()
+        self._chars += size
         return "".join(parts)
 
     def _block_location(self, block: str) -> Location:
         """Where a message block is defined: the most derived template that defines it."""
-        from jinja2 import nodes
-
         for template in self.chain():
             for node in _parse(self.env, template).find_all(nodes.Block):
                 if node.name == block:
@@ -303,28 +313,49 @@ class Renderer:
     def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
         """Renders the batches of a selection one at a time, in order: a build streams them
         to disk, so memory does not grow with the number of requests."""
-        items = self.task.items
-        params = self.task.model.request_params()
+        batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
-        kind = self.kind
+        params = self.task.model.request_params()
         with self._errors(), gc_paused():
-            for batch in selection.batches:
-                yield ir.Request(
-                    id=f"r{batch.index + 1:0{width}d}",
-                    batch=batch,
-                    kind=kind,
-                    messages=self._messages(self.context(batch, items)),
-                    params=params,
-                )
+            while True:
+                group, failure = self._render_group(batches, width, params)
+                yield from group
+                if failure is not None:
+                    raise failure
+                if not group:
+                    return
+
+    def _render_group(
+        self, batches: Iterator[ir.Batch], width: int, params: Mapping[str, object]
+    ) -> tuple[list[ir.Request], Exception | None]:
+        """The next requests, up to :data:`GROUP_REQUESTS` (or :data:`GROUP_CHARS`), rendered
+        under the OS limits, and the error that stopped the group early, if one did: the
+        requests before it are handed out first, as one at a time would."""
+        items = self.task.items
+        group: list[ir.Request] = []
+        end = self._chars + GROUP_CHARS
+        with os_limits(self.env.budget):
+            try:
+                for batch in batches:
+                    request = ir.Request(
+                        id=f"r{batch.index + 1:0{width}d}",
+                        batch=batch,
+                        kind=self.kind,
+                        messages=self._messages(self.context(batch, items)),
+                        params=params,
+                    )
+                    group.append(request)
+                    if len(group) == GROUP_REQUESTS or self._chars > end:
+                        break
+            except Exception as e:  # noqa: BLE001 - raised by iter_render, after the group
+                return group, e
+        return group, None
 
     # -- errors
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Turns any Jinja failure inside the block into a TemplateError at file:line."""
-        import jinja2
-        from jinja2.exceptions import SecurityError
-
         try:
             yield
         except PromptcError as e:
@@ -390,8 +421,6 @@ class Renderer:
 
 def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | None:
     """The name a template ``{% extends %}``, read from its source (static names only)."""
-    from jinja2 import nodes
-
     ast = _parse(env, template)
     for node in ast.find_all(nodes.Extends):
         if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
@@ -411,8 +440,6 @@ def _block_reads(
 ) -> set[str] | None:
     """Every variable a block can read, through nested blocks, ``super()`` and includes;
     ``None`` when that cannot be known (an include with a computed name)."""
-    from jinja2 import nodes
-
     asts = [_parse(env, t) for t in chain]
     names: set[str] = set()
     todo, done = [block], set()
