@@ -301,7 +301,7 @@ class Renderer:
     def _block_location(self, block: str) -> Location:
         """Where a message block is defined: the most derived template that defines it."""
         for template in self.chain():
-            for node in _parse(self.env, template).find_all(nodes.Block):
+            for node in _template_ast(self.env, template).find_all(nodes.Block):
                 if node.name == block:
                     return Location(self.display(template), node.lineno)
         return self.location
@@ -421,7 +421,7 @@ class Renderer:
 
 def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | None:
     """The name a template ``{% extends %}``, read from its source (static names only)."""
-    ast = _parse(env, template)
+    ast = _template_ast(env, template)
     for node in ast.find_all(nodes.Extends):
         if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
             return node.template.value
@@ -440,7 +440,7 @@ def _block_reads(
 ) -> set[str] | None:
     """Every variable a block can read, through nested blocks, ``super()`` and includes;
     ``None`` when that cannot be known (an include with a computed name)."""
-    asts = [_parse(env, t) for t in chain]
+    asts = [_template_ast(env, t) for t in chain]
     names: set[str] = set()
     todo, done = [block], set()
     templates_done: set[str] = set()
@@ -479,7 +479,7 @@ def _block_reads(
     return names
 
 
-def _parse(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
+def _template_ast(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
     source, _, _ = env.loader.get_source(env, template.name or "")  # type: ignore[union-attr]
     return parse_cached(env, source, template.name, template.filename)
 

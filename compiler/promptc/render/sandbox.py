@@ -89,18 +89,13 @@ class CountedRange(Sequence[int]):
         return value in self.range
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, CountedRange):
-            other = other.range
-        return self.range == other
+        return self.range == (other.range if isinstance(other, CountedRange) else other)
 
     def __hash__(self) -> int:
         return hash(self.range)
 
     def __repr__(self) -> str:
         return repr(self.range)
-
-    def count(self, value: Any) -> int:
-        return self.range.count(value)
 
     @property
     def start(self) -> int:
