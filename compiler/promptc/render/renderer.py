@@ -311,8 +311,9 @@ class Renderer:
         return tuple(self.iter_render(selection))
 
     def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
-        """Renders the batches of a selection one at a time, in order: a build streams them
-        to disk, so memory does not grow with the number of requests."""
+        """Renders the batches of a selection in order, handing each request out as soon as its
+        group is rendered: a build streams them to disk, so memory does not grow with the
+        number of requests."""
         batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
         params = self.task.model.request_params()
@@ -347,7 +348,7 @@ class Renderer:
                     group.append(request)
                     if len(group) == GROUP_REQUESTS or self._chars > end:
                         break
-            except Exception as e:  # noqa: BLE001 - raised by iter_render, after the group
+            except Exception as e:  # noqa: BLE001 - iter_render raises it after the group
                 return group, e
         return group, None
 
