@@ -168,6 +168,20 @@ TEMPLATE_ATTACKS = {
         "{% for i in range(3000) %}{{ 'y' * 1000 }}{% endfor %}",
         "2,000,000 characters per message: the user message grows longer",
     ),
+    "self-include-without-context": (
+        '{% include "my.j2" without context %}',
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
+    ),
+    "self-import": (
+        '{% import "my.j2" as m %}',
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
+    ),
     "recursive-macro": (
         "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}",
         (

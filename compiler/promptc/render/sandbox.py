@@ -10,8 +10,9 @@ uses only what Jinja offers for it:
   nesting is counted, ``str`` methods' widths and results checked;
 - the environment's ``filters`` and ``globals``: every filter wrapped in the same checks, and
   ``range`` (Jinja's, within its ``MAX_RANGE``) counting its steps against the loop budget;
-- its ``template_class``, whose :meth:`~jinja2.Template.new_context` (each ``include`` and
-  ``import`` makes one from its includer's variables) counts how deep includes nest;
+- its ``template_class``, whose :meth:`~jinja2.Template.new_context` (each ``include`` makes
+  one from its includer's variables) and :meth:`~jinja2.Template.make_module` (each ``import``)
+  count how deep includes and imports nest;
 - an :class:`~jinja2.ext.Extension` whose ``preprocess`` refuses a source nested too deep
   before Jinja's recursive parser reads it.
 
@@ -26,6 +27,7 @@ from typing import Any, cast, overload
 
 import jinja2
 import jinja2.ext
+from jinja2.environment import TemplateModule
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -133,7 +135,7 @@ INCLUDE_DEPTH = "promptc: include depth"
 
 
 class BoundedTemplate(jinja2.Template):
-    """A template whose contexts know how deep in includes they are, refused past the bound."""
+    """A template that counts how deep includes and imports nest, refused past the bound."""
 
     def new_context(
         self,
@@ -141,11 +143,26 @@ class BoundedTemplate(jinja2.Template):
         shared: bool = False,
         locals: Mapping[str, Any] | None = None,
     ) -> Context:
-        depth = vars.get(INCLUDE_DEPTH, 0) + 1 if vars else 1
+        depth = vars.get(INCLUDE_DEPTH, -1) + 1 if vars else 0  # the message's own is 0
         if depth > MAX_NESTING:
             raise nesting_error()
         # A copy: an include is given its includer's own mapping, which must not change.
         return super().new_context({**(vars or {}), INCLUDE_DEPTH: depth}, shared, locals)
+
+    def make_module(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> TemplateModule:
+        # An import (or an include without context) renders the whole template here, and one
+        # that imports itself would do so without end.
+        budget = cast(BoundedSandbox, self.environment).budget
+        budget.enter()
+        try:
+            return super().make_module(vars, shared, locals)
+        finally:
+            budget.leave()
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
