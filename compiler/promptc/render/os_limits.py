@@ -17,10 +17,11 @@ limits to the operating system, and while promptc renders (only then) it sets tw
   the renderer reports as the budget's memory error.
 
 Both are restored as they were when rendering stops, and neither is taken when another part of
-the program holds it (a SIGALRM handler installed, a timer running). Setting and restoring them
-costs about 20 µs of system calls, three times what a few-shot prompt takes to render (7 µs),
-so the renderer holds them over a group of requests, never per message, and releases them
-before it hands the requests out: the caller's own work between two requests runs without them.
+the program holds it (a SIGALRM handler installed, a timer running). Taking and restoring them
+costs about 20 µs of system calls, as much as rendering a few-shot prompt, so the renderer
+holds them over a group of requests (:data:`promptc.render.renderer.GROUP_REQUESTS`), never per
+message, and releases them before it hands the requests out: the caller's own work between two
+requests runs without them.
 """
 
 from __future__ import annotations
