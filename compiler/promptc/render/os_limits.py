@@ -55,9 +55,11 @@ def os_limits(budget: Budget) -> Iterator[None]:
         return
     outermost = not _WATCHED
     _WATCHED.append(budget)
-    timer = outermost and _start_timer()
-    memory = _lower_memory_limit() if outermost else None
+    timer, memory = False, None
     try:
+        if outermost:
+            timer = _start_timer()
+            memory = _lower_memory_limit()
         yield
     finally:
         if memory is not None:
