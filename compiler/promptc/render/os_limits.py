@@ -1,9 +1,9 @@
 """OS-level limits around rendering: a wall-clock deadline and a memory cap.
 
-The sandbox's hooks (:mod:`promptc.render.sandbox`) see operators, calls, filters and
-``range()``. They cannot see ``~`` or a loop over a list whose body calls nothing: Jinja compiles those
-to plain Python. Jinja's documentation leaves such
-limits to the operating system, and while promptc renders (only then) it sets two:
+The sandbox's hooks (:mod:`promptc.render.sandbox`) see operators, calls, filters, ``range()``,
+includes and imports. They cannot see ``~`` or a loop over a list whose body calls nothing:
+Jinja compiles those to plain Python. Jinja's documentation leaves such limits to the operating
+system, and while promptc renders (only then) it sets two:
 
 - **time**: an interval timer (``SIGALRM``) whose handler reads the clock of the message being
   rendered (:meth:`Budget.clock`) and raises the budget's time error in the template code
@@ -16,12 +16,13 @@ limits to the operating system, and while promptc renders (only then) it sets tw
   and never above a limit already set. A template crossing it ends in a ``MemoryError``, which
   the renderer reports as the budget's memory error.
 
-Both are restored as they were when rendering stops, and neither is taken when another part of
-the program holds it (a SIGALRM handler installed, a timer running). Taking and restoring them
-costs about 20 µs of system calls, as much as rendering a few-shot prompt, so the renderer
-holds them over a group of requests (:data:`promptc.render.renderer.GROUP_REQUESTS`), never per
-message, and releases them before it hands the requests out: the caller's own work between two
-requests runs without them.
+A rendering session (:class:`OsLimits`: a renderer's ``iter_render``, or one ``messages``
+call) installs the timer's handler, unless SIGALRM or the real-time timer is already someone
+else's; the timer and the memory limit are then taken for each group of requests
+(:meth:`OsLimits.group`) and released before the renderer hands the requests out, so that the
+caller's own work between two requests runs without them. Taking and releasing them costs about
+10 µs of system calls, half of what a few-shot prompt takes to render: the renderer takes them
+per group (:data:`promptc.render.renderer.GROUP_REQUESTS`), never per message.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
+from types import FrameType, TracebackType
+from typing import Self
 
 from promptc.render import budget as render_budget
 from promptc.render.budget import Budget
@@ -47,27 +47,114 @@ _WATCHED: list[Budget] = []
 MAX_TICK = 1.0
 
 
-@contextmanager
-def os_limits(budget: Budget) -> Iterator[None]:
-    """Holds the OS limits while the block renders with ``budget`` (nested: the outer ones)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    outermost = not _WATCHED
-    _WATCHED.append(budget)
-    timer, memory = False, None
-    try:
-        if outermost:
-            timer = _start_timer()
-            memory = _lower_memory_limit()
-        yield
-    finally:
-        if memory is not None:
-            resource.setrlimit(resource.RLIMIT_AS, memory)
-        if timer:
+class OsLimits:
+    """The OS-level limits of one rendering session, taken for each group of requests.
+
+    A session in another thread than the main one takes none. Sessions may nest (one renderer
+    used while another's requests are handed out): the outermost installs the timer's handler,
+    and a group holds the limits unless an enclosing one already does.
+    """
+
+    #: SIGALRM's handler is ours, and a group holds the limits (main thread only).
+    _handler = False
+    _held = False
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.main = threading.current_thread() is threading.main_thread()
+        self._statm: int | None = None  # /proc/self/statm, read for the address space in use
+
+    def __enter__(self) -> Self:
+        if self.main:
+            if not _WATCHED:
+                OsLimits._handler = _install_handler()
+            _WATCHED.append(self.budget)
+            if sys.platform == "linux":
+                try:
+                    self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+                except OSError:
+                    self._statm = None
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.main:
+            return
+        if self._statm is not None:
+            os.close(self._statm)
+        _WATCHED.remove(self.budget)
+        if not _WATCHED and OsLimits._handler:
+            if signal.getsignal(signal.SIGALRM) is _on_alarm:  # not replaced meanwhile
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            OsLimits._handler = False
+
+    def group(self) -> _Group:
+        """The timer and the memory limit, held while a ``with`` block renders a group."""
+        return _Group(self)
+
+    def lower_memory_limit(self) -> tuple[int, int] | None:
+        """Lowers the soft address-space limit for rendering, where that is safe; the limits
+        to restore, or ``None`` when it was left as it was."""
+        if self._statm is None or threading.active_count() != 1:
+            return None
+        try:
+            pages = int(os.pread(self._statm, 64, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = pages * _PAGE + render_budget.MAX_RENDER_MEMORY
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft != resource.RLIM_INFINITY and soft <= cap:
+            return None
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        return soft, hard
+
+
+_PAGE = resource.getpagesize() if sys.platform == "linux" else 0
+
+
+class _Group:
+    """Holds the timer and the memory limit for one group (a class, not a generator: entered
+    once per group of requests, its cost is counted in every request)."""
+
+    def __init__(self, limits: OsLimits) -> None:
+        self.limits = limits
+        self.timer = False
+        self.memory: tuple[int, int] | None = None
+        self.held = False
+
+    def __enter__(self) -> None:
+        if not self.limits.main or OsLimits._held:
+            return
+        OsLimits._held = self.held = True
+        try:
+            self.memory = self.limits.lower_memory_limit()
+            if OsLimits._handler:
+                tick = min(MAX_TICK, render_budget.MAX_RENDER_SECONDS / 4)
+                signal.setitimer(signal.ITIMER_REAL, tick, tick)
+                self.timer = True
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.held:
+            return
+        if self.memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, self.memory)
+        if self.timer:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        _WATCHED.remove(budget)
+        OsLimits._held = False
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -75,8 +162,8 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         budget.clock()
 
 
-def _start_timer() -> bool:
-    """Starts the timer, unless SIGALRM or the real-time timer is someone else's."""
+def _install_handler() -> bool:
+    """Installs the timer's handler, unless SIGALRM or the real-time timer is someone else's."""
     if sys.platform == "win32":
         return False
     if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
@@ -84,29 +171,4 @@ def _start_timer() -> bool:
     if signal.getsignal(signal.SIGALRM) is not signal.SIG_DFL:
         return False
     signal.signal(signal.SIGALRM, _on_alarm)
-    tick = min(MAX_TICK, render_budget.MAX_RENDER_SECONDS / 4)
-    signal.setitimer(signal.ITIMER_REAL, tick, tick)
     return True
-
-
-def _lower_memory_limit() -> tuple[int, int] | None:
-    """Lowers the soft address-space limit for rendering, where that is safe; the limits to
-    restore, or ``None`` when it was left as it was."""
-    if sys.platform != "linux" or threading.active_count() != 1:
-        return None
-    try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-        try:
-            used = int(os.read(fd, 64).split()[0]) * resource.getpagesize()
-        finally:
-            os.close(fd)
-    except (OSError, ValueError, IndexError):
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = used + render_budget.MAX_RENDER_MEMORY
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    if soft != resource.RLIM_INFINITY and soft <= cap:
-        return None
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    return soft, hard
