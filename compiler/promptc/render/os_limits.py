@@ -21,8 +21,8 @@ call) installs the timer's handler, unless SIGALRM or the real-time timer is alr
 else's; the timer and the memory limit are then taken for each group of requests
 (:meth:`OsLimits.group`) and released before the renderer hands the requests out, so that the
 caller's own work between two requests runs without them. Taking and releasing them costs about
-10 µs of system calls, most of what a few-shot prompt takes to render (15 µs): the renderer takes them
-per group (:data:`promptc.render.renderer.GROUP_REQUESTS`), never per message.
+10 µs of system calls, most of what a few-shot prompt takes to render (15 µs): the renderer
+takes them per group (:data:`promptc.render.renderer.GROUP_REQUESTS`), never per message.
 """
 
 from __future__ import annotations
