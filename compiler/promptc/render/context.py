@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from promptc import ir, markers
+from promptc.select.batches import batch_size
+from promptc.spec.answer_format import write_answer
 from promptc.strategies import Strategy
+from promptc.values import write_value
 
 #: Variables every template receives (see docs/templates.md).
 CONTEXT_VARIABLES: frozenset[str] = frozenset(
@@ -68,9 +71,6 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
 
 
 def _demo_context(task: ir.Task) -> list[dict[str, object]]:
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import write_value
-
     out = []
     by_name = {o.name: o for o in task.outputs}
     for i, d in enumerate(task.demos, 1):
@@ -140,8 +140,6 @@ def _markers(task: ir.Task) -> dict[str, object]:
 
 def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, object]:
     """The part of the template context shared by every request of a task."""
-    from promptc.select.batches import batch_size
-
     kind = kind or task.strategy.kind
     return {
         "task": {
