@@ -18,8 +18,8 @@ is interrupted or fails part-way keeps every answer received; run it again to re
 docs/run.md.
 
 Exit status: 0 every request answered and every item ok (or ``--allow-failures``);
-1 some requests got no answer (each is reported with what failed and what to check), or the
-spec given with ``--spec`` has errors; 2 usage error (not a build, a bad option, openai not
+1 some requests got no answer (each is reported with what failed and what to check);
+2 usage error (not a build, a bad option, openai not
 installed, no server, another run writing the same outputs); 4 every request answered but
 items are still not ok after repair (the summary says how many); 130 interrupted.
 """
@@ -136,13 +136,6 @@ def _say(line: str) -> None:
     "--parse", "parse", is_flag=True, help="Parse the answers item by item and write results.jsonl."
 )
 @click.option(
-    "--spec",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="A spec that must compile to this build (refused, naming what differs, if not); "
-    "only builds made before build folders held their task need it.",
-)
-@click.option(
     "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
 )
 @click.option(
@@ -196,7 +189,6 @@ def run_command(
     grammar: str,
     limit: int | None,
     parse: bool,
-    spec: str | None,
     model: str | None,
     timeout: float,
     max_retries: int,
@@ -243,7 +235,6 @@ def run_command(
             limit=limit,
             model=model,
             parse=parse,
-            spec=spec,
             outputs_path=outputs_path,
             results_path=results_path,
             repair=repair,
@@ -259,8 +250,8 @@ def run_command(
     except PromptcError as e:
         for x in flatten([e]):
             _say(f"error: {x.format()}")
-        # Bad arguments, not a build, openai missing: usage (2). The spec's own errors
-        # (--spec compiles it): 1, as promptc check and build report them.
+        # Bad arguments, not a build, openai missing: usage (2); anything else the run
+        # raises: 1.
         sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)
     for failure in result.failed:
         _say(f"error: {failure.format()}")

@@ -136,7 +136,8 @@ def show_command(
         raise click.UsageError("give exactly one of --request K and --batches")
     task = compile_checked(spec, strategy, batch_size)
     out = sys.stdout
-    from promptc.build import assemble
+    from promptc.build import assemble, grammar_stem
+    from promptc.select.batches import batch_size as nominal
 
     result = assemble(task)
     ids = [r.id for r in result.requests]
@@ -145,12 +146,5 @@ def show_command(
         return
     assert request is not None
     chosen = pick_request(result.requests, request)
-    grammar = next(
-        (
-            r["grammar"]
-            for r in result.manifest["requests"]  # type: ignore[attr-defined]
-            if r["id"] == chosen.id
-        ),
-        None,
-    )
+    grammar = grammar_stem(len(chosen.batch.item_ids), nominal(task))
     show_request(chosen, grammar, out)

@@ -56,16 +56,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
+from promptc.build import BuiltRequest as BuildRequest
+from promptc.build import read_requests, read_task
 from promptc.errors import BackendError, PromptcError, UsageError
-from promptc.run.bodies import (
-    GRAMMAR_MODES,
-    BuildRequest,
-    ServerKind,
-    build_task,
-    cache_key,
-    read_requests,
-    request_body,
-)
+from promptc.run.bodies import GRAMMAR_MODES, ServerKind, cache_key, request_body
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.client import (
     DEFAULT_MAX_RETRIES,
@@ -301,7 +295,6 @@ def run_build(
     limit: int | None = None,
     model: str | None = None,
     parse: bool = False,
-    spec: str | os.PathLike[str] | None = None,
     outputs_path: str | os.PathLike[str] | None = None,
     results_path: str | os.PathLike[str] | None = None,
     repair: int | None = None,
@@ -334,8 +327,6 @@ def run_build(
         limit: Only the first ``limit`` requests of the build.
         model: Send this model name instead of the build's (e.g. a local server's alias).
         parse: Write ``results.jsonl``: one parse result per item, after repair.
-        spec: A spec that must compile to this build (refused, naming what differs, if it
-            does not); only needed for builds made before build folders held their task.
         outputs_path: Where to write the answers; default ``BUILD_DIR/outputs.jsonl``.
         results_path: Where to write the results; default ``results.jsonl`` beside the
             outputs.
@@ -355,7 +346,6 @@ def run_build(
         UsageError: Bad arguments, not a build, no server to send to, a grammar file
             missing, an unusable cache, another run writing the same outputs.
         BackendError: ``openai`` (or, for the embedded model, ``llama_cpp``) not installed.
-        PromptcError: A ``spec`` that does not compile or does not match the build.
     """
     started = time.monotonic()
     mode = grammar.replace("-", "_")
@@ -392,16 +382,10 @@ def run_build(
             hint="pip install 'promptc[openai]'",
             code="missing-openai",
         ) from None
-    task = _task_of(build, spec, required=parse)
+    task = read_task(build)
     rounds = repair if repair is not None else (task.run.repair_max_attempts if task else 0)
     if repair is None and task is None:
         rounds = 0
-    if rounds and task is None:
-        raise UsageError(
-            "repair needs the build's task (task.json), which this build lacks",
-            hint="rebuild it, pass --spec SPEC, or --repair 0",
-            code="no-task-file",
-        )
     parser = _Parser(build, task) if (parse or rounds) and task is not None else None
     provider = task.model.provider if task is not None else None
     token_field = max_tokens_field
@@ -516,22 +500,6 @@ def _server(
         "and use --local",
         code="no-server",
     )
-
-
-def _task_of(build: Path, spec: str | os.PathLike[str] | None, *, required: bool) -> Task | None:
-    """The build's task (from the build folder; an old build's from its spec), or ``None``
-    when it cannot be had and is not ``required``."""
-    try:
-        return build_task(build, spec)
-    except UsageError as e:
-        if not required and e.code in ("spec-not-found", "no-spec-in-manifest", "no-task-file"):
-            return None
-        if e.code in ("spec-not-found", "no-spec-in-manifest"):
-            # Checked before anything is sent, so that no answer is paid for in vain.
-            raise UsageError(
-                e.message, location=e.location, hint="pass the spec with --spec SPEC", code=e.code
-            ) from None
-        raise
 
 
 class _Parser:
@@ -750,7 +718,7 @@ class _Run:
         constrained = mode in ("gbnf", "json_schema")
         if constrained and r.kind.repeats_questions:  # its questions are pinned in its grammar
             if self.task is None:
-                self.task = build_task(self.build)
+                self.task = read_task(self.build)
             task = self.task
         elif constrained and self.task is not None:  # per-item options, if any
             task = self.task
