@@ -140,7 +140,8 @@ def _pinned(
     if not kind.repeats_questions:
         return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
-    where = Location(request.location.file, request.line)
+    # The request's line in the build given (which may have moved since it was read).
+    where = Location(str(build / Path(request.location.file).name), request.line)
     hint = "rebuild: the spec has changed since the build, or pass its spec with --spec"
     missing = [i for i in request.item_ids if i not in by_id]
     if missing:
