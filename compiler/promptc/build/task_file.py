@@ -142,13 +142,14 @@ def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -
         question = markers.question_text(task.inputs, it.inputs)
     except KeyError:
         question = ""
+    # The item's mappings as they are: dumps writes any mapping, and tuples as lists.
     record = {
-        "gold": dict(it.gold),
+        "gold": it.gold,
         "id": it.id,
-        "index": int(it.index),
-        "inputs": dict(it.inputs),
+        "index": it.index,
+        "inputs": it.inputs,
         "location": _where(it.location, task.spec_dir, paths),
-        "options": {k: list(v) for k, v in it.options.items()},
+        "options": it.options,
         "question": question,
     }
     return dumps(record) + "\n"
