@@ -5,6 +5,7 @@ without a bound, and read back exactly what the writer wrote."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -204,8 +205,8 @@ def test_reads_are_bounded(
         read_requests(sentiment)
     assert e.value.code == "too-large"
     assert e.value.format() == (
-        f"{sentiment / 'requests.jsonl'}:1:1: requests.jsonl is larger than 1000 bytes, more "
-        "than promptc reads of a build file"
+        f"{sentiment / 'requests.jsonl'}:1:1: this line of requests.jsonl is longer than 1000 "
+        "bytes, more than promptc reads of a build file"
     )
     monkeypatch.setattr(build_files, "MAX_FILE_BYTES", 100)
     with pytest.raises(PromptcError) as e:
@@ -249,4 +250,56 @@ def test_a_manifest_naming_no_known_target_is_refused(sentiment: Path) -> None:
     assert e.value.code == "bad-target"
     assert e.value.message == (
         "manifest.json names the target 'fax'; expected chat, openai-batch or vllm-batch"
+    )
+
+
+def test_a_manifest_that_is_not_json_is_refused(sentiment: Path) -> None:
+    (sentiment / "manifest.json").write_text("[1, 2", encoding="utf-8")
+    with pytest.raises(PromptcError) as e:
+        read_requests(sentiment)
+    assert e.value.code == "bad-manifest"
+    assert e.value.message == (
+        "cannot read manifest.json: Expecting ',' delimiter: line 1 column 6 (char 5)"
+    )
+    (sentiment / "manifest.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(PromptcError) as e:
+        read_requests(sentiment)
+    assert e.value.message == "cannot read manifest.json: it is not a JSON object"
+
+
+def test_a_build_file_that_is_not_utf8_is_refused(sentiment: Path) -> None:
+    (sentiment / "batches.jsonl").write_bytes(b'{"index": "\xff"}\n')
+    with pytest.raises(PromptcError) as e:
+        read_requests(sentiment)
+    assert (e.value.code, e.value.format()) == (
+        "not-utf8",
+        f"{sentiment / 'batches.jsonl'}:1:1: batches.jsonl is not UTF-8 text",
+    )
+
+
+def test_edited_or_broken_task_files_are_refused_word_for_word(sentiment: Path) -> None:
+    items = sentiment / "items.jsonl"
+    items.write_text(items.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(PromptcError) as e:
+        read_task(sentiment)
+    assert (e.value.code, e.value.format()) == (
+        "build-modified",
+        (
+            f"{items}: items.jsonl does not match the sha256 that manifest.json lists for it; the "
+            "build folder was changed after promptc build (rebuild it with promptc build SPEC -o DIR)"
+        ),
+    )
+    # An items.jsonl the manifest vouches for, with a line that is no item.
+    items.write_text('{"id": "s01"}\n', encoding="utf-8")
+    manifest = json.loads((sentiment / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"]["items.jsonl"] = hashlib.sha256(items.read_bytes()).hexdigest()
+    (sentiment / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(PromptcError) as e:
+        read_task(sentiment)
+    assert (e.value.code, e.value.format()) == (
+        "bad-task-file",
+        (
+            f"{items}:1:1: cannot read items.jsonl: KeyError: 'index' (rebuild it with promptc "
+            "build SPEC -o DIR)"
+        ),
     )
