@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from promptc.build import MANIFEST_FILE, assemble, build
+from promptc.build import files as build_files
 from promptc.errors import PromptcError
 from promptc.spec.data import ItemTable
 from promptc.spec.lower import compile_spec
@@ -105,12 +106,13 @@ def test_streamed_build_is_the_in_memory_plan(
 def test_memory_does_not_grow_with_the_items(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Python allocations at their peak, for 6,000 and 24,000 items, with the caches of
-    recent items made small enough to be full at both sizes: the
+    """Python allocations at their peak, for 6,000 and 24,000 items, with the write buffers
+    and the caches of recent items made small enough to be full at both sizes: the
     difference is the offset table and the order, a few dozen bytes an item (not the 4 KiB
     an item that holding every request and file in memory took)."""
     from promptc.render import renderer
 
+    monkeypatch.setattr(build_files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 256)
     monkeypatch.setattr(renderer, "QUESTION_CACHE", 256)
     warm = compile_spec(make_spec(tmp_path / "warm", 10, method="random"))

@@ -417,10 +417,11 @@ def test_request_grammars_do_not_grow_memory_with_the_build(
     made, so the peak grows by the data's offsets alone (the files grow, the memory not)."""
     import tracemalloc
 
-    from promptc.build import produce
+    from promptc.build import files, produce
     from promptc.render import renderer
     from promptc.spec.data import ItemTable
 
+    monkeypatch.setattr(files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 16)
     monkeypatch.setattr(renderer, "QUESTION_CACHE", 16)
     after_requests: list[int] = []
