@@ -225,9 +225,8 @@ def test_not_a_build(tmp_path: Path) -> None:
     result = run(tmp_path / "empty", path)
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: {tmp_path / 'empty' / 'manifest.json'}: manifest.json not "
-        f"found in build directory {str(tmp_path / 'empty')!r} (run promptc "
-        "build first, or pass the spec file)\n"
+        f"error: {tmp_path / 'empty' / 'manifest.json'}: {str(tmp_path / 'empty')!r} is not a "
+        "build: it has no manifest.json (give a folder written by promptc build SPEC -o DIR)\n"
     )
     result = run(tmp_path / "nope", path)
     assert result.exit_code == 2  # click: the path does not exist
@@ -255,8 +254,7 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
     build(task, out, target="openai-batch")
     first = json.loads((out / "requests.jsonl").read_text().splitlines()[0])
     assert "custom_id" in first and "item_ids" not in first
-    manifest = json.loads((out / "manifest.json").read_text())
-    ids = manifest["requests"][0]["item_ids"]
+    ids = json.loads((out / "batches.jsonl").read_text().splitlines()[0])["item_ids"]
     text = "\n".join(
         f"{markers.answer_marker(i)} So. The answer is 0.1." for i in range(1, len(ids) + 1)
     )

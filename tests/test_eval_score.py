@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from promptc.build import BUILD_FORMAT, BatchLine
 from promptc.cli.app import run
 from promptc.eval import score as S
 from promptc.ir import OutputField
@@ -138,20 +139,26 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
     f.mkdir(parents=True)
     requests = sorted({r["request_id"] for r in results})
     manifest = {
+        "build_format": BUILD_FORMAT,
         "name": kw.get("spec_name", "fixed"),
+        "target": "chat",
         "strategy": {"kind": kind, "batch_size": size},
         "selection": {"method": kw.get("method", "sequential")},
-        "requests": [
-            {
-                "id": q,
-                "item_ids": [
-                    r["item_id"] for r in results if r["request_id"] == q and r["item_id"]
-                ],
-            }
-            for q in requests
-        ],
     }
     (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    batches = [
+        BatchLine(
+            k,
+            q,
+            tuple(r["item_id"] for r in results if r["request_id"] == q and r["item_id"]),
+            None,
+            None,
+            "",
+            "answer",
+        )
+        for k, q in enumerate(requests)
+    ]
+    (f / "batches.jsonl").write_text("".join(b.text() + "\n" for b in batches), encoding="utf-8")
     (f / "requests.jsonl").write_text(
         "".join(json.dumps({"id": q, "messages": []}) + "\n" for q in requests), encoding="utf-8"
     )

@@ -281,7 +281,7 @@ def test_build_input_reads_the_builds_markers_from_the_prompt(task: Task, tmp_pa
     (tmp_path / "b" / "requests.jsonl").write_text(
         "\n".join([json.dumps(record), *lines[1:]]) + "\n", encoding="utf-8"
     )
-    shapes = load_build(tmp_path / "b", None).requests
+    shapes = load_build(tmp_path / "b").requests
     assert list(shapes[record["id"]].questions) == _questions(task, assemble(task).requests[0])
 
 
@@ -332,9 +332,9 @@ def test_run_pins_each_input_and_checks_the_prompt_in_the_builds_markers(
     the build's markers, not ``Q[i]:``); a prompt edited since names ``Premise[1]:``."""
     from dataclasses import replace
 
-    from promptc.build import build
+    from promptc.build import build, read_requests
     from promptc.errors import UsageError
-    from promptc.run.bodies import read_requests, request_body
+    from promptc.run.bodies import request_body
 
     build(task, tmp_path / "b")
     first = read_requests(tmp_path / "b")[0]

@@ -13,8 +13,6 @@ from promptc.strategies import NAMES
 if TYPE_CHECKING:
     from promptc import ir
 
-TARGETS = ("chat", "openai-batch", "vllm-batch")
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Items still not ok after a run or collect (documented in docs/cli.md); Ctrl-C.
 EXIT_ITEMS, EXIT_INTERRUPTED = 4, 130

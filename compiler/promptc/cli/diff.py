@@ -19,11 +19,11 @@ from typing import IO
 import click
 
 from promptc.build import assemble
+from promptc.build.targets import NAMES as TARGET_NAMES
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_USAGE,
-    TARGETS,
     batch_size_option,
     compile_checked,
     overrides,
@@ -52,7 +52,7 @@ def _view_now(path: str, strategy: str | None, batch_size: int | None, target: s
     if not os.path.isfile(path):
         raise _missing(path)
     task = compile_checked(path, strategy, batch_size)
-    return view_of_result(assemble(task, target=target), path)  # type: ignore[arg-type]
+    return view_of_result(assemble(task, target=target), path)
 
 
 def run_diff(
@@ -84,7 +84,7 @@ def run_diff(
         resolve(a, against)  # a bad revision is said before any compiling
         new = _view_now(a, strategy, batch_size, target)
         wanted = overrides(strategy, batch_size) or None
-        old_result, label = assemble_at(a, against, overrides=wanted, target=target)  # type: ignore[arg-type]
+        old_result, label = assemble_at(a, against, overrides=wanted, target=target)
         old = view_of_result(old_result, label)
     else:
         if b is None:
@@ -141,7 +141,7 @@ def run_diff(
 @batch_size_option
 @click.option(
     "--target",
-    type=click.Choice(TARGETS),
+    type=click.Choice(TARGET_NAMES),
     default="chat",
     show_default=True,
     help="Build target of specs compiled for the comparison.",

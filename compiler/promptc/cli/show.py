@@ -9,7 +9,7 @@ from typing import IO
 import click
 
 from promptc import ir
-from promptc.build import assemble
+from promptc.build import assemble, grammar_stem
 from promptc.cli.common import (
     batch_size_option,
     compile_checked,
@@ -19,6 +19,7 @@ from promptc.cli.common import (
     use_rich,
 )
 from promptc.errors import UsageError
+from promptc.select.batches import batch_size as nominal
 
 
 def pick_request(requests: Sequence[ir.Request], which: str) -> ir.Request:
@@ -143,12 +144,5 @@ def show_command(
         return
     assert request is not None
     chosen = pick_request(result.requests, request)
-    grammar = next(
-        (
-            r["grammar"]
-            for r in result.manifest["requests"]  # type: ignore[attr-defined]
-            if r["id"] == chosen.id
-        ),
-        None,
-    )
+    grammar = grammar_stem(len(chosen.batch.item_ids), nominal(task))
     show_request(chosen, grammar, out)
