@@ -7,7 +7,7 @@ and which import the optional ``embed`` extra only when used).
 
 from __future__ import annotations
 
-from promptc.select.batches import SelectionResult, batch_size, chunk
+from promptc.select.batches import Chunks, SelectionResult, batch_size
 from promptc.select.methods import METHODS, select
 
-__all__ = ["METHODS", "SelectionResult", "batch_size", "chunk", "select"]
+__all__ = ["METHODS", "Chunks", "SelectionResult", "batch_size", "select"]

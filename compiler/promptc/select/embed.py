@@ -187,10 +187,22 @@ def resolve_model(
         return ModelRef(
             DEFAULT_MODEL, path, model_fingerprint(path), f"{BUNDLED_PACKAGE} {version}"
         )
+    path = model_folder(model, spec_dir, location)
+    return ModelRef(model, path, model_fingerprint(path), "local folder")
+
+
+def model_folder(
+    model: str, spec_dir: str | os.PathLike[str], location: Location | None = None
+) -> Path:
+    """The folder of a model a spec names by path (relative to the spec's folder).
+
+    Raises:
+        SelectionError: It is not a folder.
+    """
     path = Path(spec_dir) / Path(model).expanduser()  # an absolute path stays as it is
     if not path.is_dir():
         raise _error("model-not-found", location, "model", model=model, path=path)
-    return ModelRef(model, path, model_fingerprint(path), "local folder")
+    return path
 
 
 # --- backends ----------------------------------------------------------------------------
