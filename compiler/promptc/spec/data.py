@@ -22,10 +22,9 @@ from promptc.errors import ErrorCollector, Location
 from promptc.ir import DataSource, Item, OutputField
 from promptc.spec.item_table import Duplicates, ItemTable, Places
 from promptc.spec.items import ItemMaker, gold_readers, id_template
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
 from promptc.spec.readers import NotUtf8, csv_header, json_array_rows, jsonl_rows
 from promptc.spec.rows import DataFormat, data_error
-from promptc.spec.validate import resolve_inside
 from promptc.text import sha256_hasher
 
 __all__ = ["EXTENSIONS", "FORMATS", "ItemTable", "read_data"]
@@ -128,26 +127,24 @@ def read_data(
     return source, items
 
 
+#: The error of each reason :func:`promptc.spec.load.confined` gives for the data path.
+_PATH_CODES = {"nul": "nul-in-path", "absolute": "absolute-path", "escape": "escapes-folder"}
+
+
 def _locate(doc: SpecDocument, data: Mapping[str, Any], c: ErrorCollector) -> _DataFile | None:
     """The data file ``data.path`` names, or ``None`` (reported, unless validation did)."""
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
-    if "\0" in rel:
-        c.add(data_error("nul-in-path", where, pp, path=rel))
-        return None
     from_command_line = where.file == COMMAND_LINE
-    if from_command_line:
+    target: Path | str
+    if from_command_line and "\0" not in rel:
         target = Path(rel).expanduser().resolve()
     else:
-        if os.path.isabs(rel) or rel.startswith("~"):
-            c.add(data_error("absolute-path", where, pp, path=rel))
-            return None
-        resolved = resolve_inside(doc.folder_of(pp), rel)
-        if resolved is None:
-            c.add(data_error("escapes-folder", where, pp, path=rel))
-            return None
-        target = resolved
+        target = confined(doc.folder_of(pp), rel)
+    if isinstance(target, str):
+        c.add(data_error(_PATH_CODES[target], where, pp, path=rel))
+        return None
     fmt = data.get("format")
     if fmt is not None and fmt not in FORMATS:
         return None  # validation reported it

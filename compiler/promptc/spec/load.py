@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +135,8 @@ class _Layer:
     """One file's (or a merge's) data and positions."""
 
     data: dict[str, Any]
-    keys: dict[KeyPath, Location] = field(default_factory=dict)
-    values: dict[KeyPath, Location] = field(default_factory=dict)
+    key_locations: dict[KeyPath, Location] = field(default_factory=dict)
+    value_locations: dict[KeyPath, Location] = field(default_factory=dict)
     spans: dict[KeyPath, ScalarSpan] = field(default_factory=dict)
 
 
@@ -221,17 +220,16 @@ class SpecDocument:
             return lambda offset: base
         # Aligned on first use: a valid spec asks for no position, and aligning costs a
         # Python step per character of the string.
-        aligned: list[tuple[list[int], list[int]]] = []
+        aligned: list[tuple[list[int], LineTable]] = []
 
         def locate(offset: int) -> Location:
             if not aligned:
-                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS).starts))
-            offsets, starts = aligned[0]
+                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS)))
+            offsets, lines = aligned[0]
             if not offsets:
                 return base
-            index = offsets[min(max(offset, 0), len(offsets) - 1)]
-            line = bisect_right(starts, index)
-            return Location(span.file, line, index - starts[line - 1] + 1)
+            at = lines.position(offsets[min(max(offset, 0), len(offsets) - 1)])
+            return Location(span.file, at.line, at.col)
 
         return locate
 
@@ -256,11 +254,7 @@ class SpecDocument:
 
 def _drop_prefix(layer: _Layer | SpecDocument, prefix: KeyPath) -> None:
     n = len(prefix)
-    for table in (
-        (layer.keys, layer.values, layer.spans)
-        if isinstance(layer, _Layer)
-        else (layer.key_locations, layer.value_locations, layer.spans)
-    ):
+    for table in (layer.key_locations, layer.value_locations, layer.spans):
         for k in [k for k in table if k[:n] == prefix]:
             del table[k]
 
@@ -360,9 +354,8 @@ def _mark(display: str, mark: Any) -> Location:
 
 
 def _location_at(display: str, text: str, index: int) -> Location:
-    starts = LineTable(text, YAML_BREAKS).starts
-    line = bisect_right(starts, index)
-    return Location(display, line, index - starts[line - 1] + 1)
+    at = LineTable(text, YAML_BREAKS).position(index)
+    return Location(display, at.line, at.col)
 
 
 class _Builder:
@@ -397,13 +390,13 @@ class _Builder:
         self.count += 1
         if self.count > MAX_VALUES:
             # The node itself may be deep inside a shared anchor; name the top-level key.
-            where = self.layer.keys.get(path[:1]) or self.loc(node)
+            where = self.layer.key_locations.get(path[:1]) or self.loc(node)
             raise load_error("too-many-values", where, path[:1], limit=MAX_VALUES)
         if len(path) > MAX_DEPTH:  # aliases can nest anchors deeper than the text does
             raise load_error("too-deep", self.loc(node), path[:1], limit=MAX_DEPTH)
         if not self.check_tag(node, path):
             return None
-        self.layer.values[path] = self.loc(node)
+        self.layer.value_locations[path] = self.loc(node)
         if isinstance(node, yaml.nodes.ScalarNode):
             self.layer.spans[path] = ScalarSpan(  # libyaml writes plain style as ''
                 self.display, node.start_mark.index, node.end_mark.index, node.style or None
@@ -447,7 +440,7 @@ class _Builder:
                 )
                 continue
             first_line[key] = key_node.start_mark.line + 1
-            self.layer.keys[key_path] = self.loc(key_node)
+            self.layer.key_locations[key_path] = self.loc(key_node)
             out[key] = self.build(value_node, key_path)
         return out
 
@@ -532,13 +525,13 @@ def _parse(display: str, text: str) -> _Layer:
         builder = _Builder(display, text, loader)
         data = builder.build(node, ())
         if builder.errors:
-            _raise(builder.errors)
+            raise builder.errors[0] if len(builder.errors) == 1 else PromptcErrors(builder.errors)
         if not isinstance(data, dict):
             raise load_error(
                 "not-a-mapping", _mark(display, node.start_mark), found=describe(data, show=False)
             )
         layer = builder.layer
-        return _Layer(data, layer.keys, layer.values, layer.spans)
+        return _Layer(data, layer.key_locations, layer.value_locations, layer.spans)
     finally:
         if loader is not None:
             loader.dispose()
@@ -587,12 +580,6 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
     )
 
 
-def _raise(errors: list[PromptcError]) -> None:
-    if len(errors) == 1:
-        raise errors[0]
-    raise PromptcErrors(errors)
-
-
 def _merge(base: _Layer, child: _Layer) -> _Layer:
     """``child`` over ``base``: mappings merge key by key, anything else replaces; null removes.
 
@@ -620,10 +607,10 @@ def _merge(base: _Layer, child: _Layer) -> _Layer:
     for p in iter_paths(out.data):
         from_child = p in merged or any(p[:i] in taken for i in range(1, len(p) + 1))
         src = child if from_child else base
-        if p in src.keys:
-            out.keys[p] = src.keys[p]
-        if p in src.values:
-            out.values[p] = src.values[p]
+        if p in src.key_locations:
+            out.key_locations[p] = src.key_locations[p]
+        if p in src.value_locations:
+            out.value_locations[p] = src.value_locations[p]
         if p in src.spans:
             out.spans[p] = src.spans[p]
     return out
@@ -637,12 +624,17 @@ def project_root(spec_folder: Path) -> Path:
     return spec_folder
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
+def confined(folder: Path, rel: str, root: Path | None = None) -> Path | str:
+    """``rel`` resolved from ``folder`` (symlinks followed), or why a spec may not name it:
+    ``"nul"`` (no file name holds a NUL), ``"absolute"`` (``/…`` or ``~…``) or ``"escape"``
+    (it leaves ``root``, by default ``folder``)."""
+    if "\0" in rel:
+        return "nul"
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return "absolute"
+    folder = folder.resolve()
+    target = (folder / rel).resolve()
+    return target if target.is_relative_to(root or folder) else "escape"
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,7 +661,7 @@ def _load_chain(
     if "extends" not in layer.data:
         return layer
     ext = layer.data.pop("extends")
-    ext_loc = layer.values.get(("extends",), Location(display))
+    ext_loc = layer.value_locations.get(("extends",), Location(display))
     _drop_prefix(layer, ("extends",))
     p = ("extends",)
     if not isinstance(ext, str) or not ext.strip():
@@ -679,13 +671,9 @@ def _load_chain(
             p,
             found=describe(ext, show=False) if ext != "" else "an empty string",
         )
-    if "\0" in ext:
-        raise load_error("extends-nul", ext_loc, p, path=ext)
-    if os.path.isabs(ext) or ext.startswith("~"):
-        raise load_error("extends-absolute", ext_loc, p, path=ext)
-    target = (resolved.parent / ext).resolve()
-    if not _inside(target, ctx.root):
-        raise load_error("extends-escape", ext_loc, p, path=ext, root=str(ctx.root))
+    target = confined(resolved.parent, ext, ctx.root)
+    if isinstance(target, str):  # extends-nul, extends-absolute, extends-escape
+        raise load_error("extends-" + target, ext_loc, p, path=ext)
     target_display = os.path.normpath(os.path.join(os.path.dirname(display), ext))
     names = [d for d, _ in chain] + [display]
     if target in [r for _, r in chain] or target == resolved:
@@ -727,8 +715,8 @@ def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
     return SpecDocument(
         path=Path(display),
         data=layer.data,
-        key_locations=layer.keys,
-        value_locations=layer.values,
+        key_locations=layer.key_locations,
+        value_locations=layer.value_locations,
         spans=layer.spans,
         files=ctx.files,
         root=ctx.root,

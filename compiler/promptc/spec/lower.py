@@ -18,7 +18,7 @@ from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
 from promptc.markers import OPTION_LETTERS, OPTIONS_LABEL, options_text
 from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.data import read_data
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined, load_spec
 from promptc.spec.rows import option_list, to_text
 from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
@@ -26,7 +26,6 @@ from promptc.spec.validate import (
     batch_size_of,
     integer,
     output_field,
-    resolve_inside,
     validate,
 )
 from promptc.strategies import STRATEGIES, strategy
@@ -265,8 +264,8 @@ def _templates(doc: SpecDocument) -> tuple[ir.TemplateRef, ...]:
         if rel is None:
             continue
         p: KeyPath = ("templates", kind.name)
-        target = resolve_inside(doc.folder_of(p), rel)
-        assert target is not None, "lower() needs a validated spec"
+        target = confined(doc.folder_of(p), rel)
+        assert isinstance(target, Path), "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
     return tuple(templates)
 

@@ -15,9 +15,7 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from promptc.errors import (
@@ -31,7 +29,7 @@ from promptc.ir import AnswerWith, OutputField, Placeholder
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.markers import OPTIONS_LABEL
 from promptc.spec.answer_format import parse_answer_format
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import find_strategy
@@ -594,15 +592,12 @@ def _check_data_names(
             )
 
 
-def resolve_inside(folder: Path, relative: str) -> Path | None:
-    """``folder/relative`` resolved (symlinks followed), or ``None`` if it leaves ``folder``."""
-    root = folder.resolve()
-    target = (root / relative).resolve()
-    try:
-        target.relative_to(root)
-    except ValueError:
-        return None
-    return target
+#: The error of each reason :func:`promptc.spec.load.confined` gives for a template path.
+_TEMPLATE_PATH_CODES = {
+    "nul": "path-nul",
+    "absolute": "template-absolute",
+    "escape": "template-escape",
+}
 
 
 def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -614,15 +609,9 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
             continue  # the schema reported it
         p: KeyPath = ("templates", kind)
         where = doc.value_location(p)
-        if "\0" in rel:
-            c.add(error("path-nul", where, p, path=rel))
-            continue
-        if os.path.isabs(rel) or rel.startswith("~"):
-            c.add(error("template-absolute", where, p, path=rel))
-            continue
-        target = resolve_inside(doc.folder_of(p), rel)
-        if target is None:
-            c.add(error("template-escape", where, p, path=rel))
+        target = confined(doc.folder_of(p), rel)
+        if isinstance(target, str):
+            c.add(error(_TEMPLATE_PATH_CODES[target], where, p, path=rel))
         elif target.is_dir():
             c.add(error("template-not-file", where, p, path=rel))
         elif not target.is_file():
