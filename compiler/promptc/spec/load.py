@@ -158,7 +158,7 @@ class SpecDocument:
         root: The project folder that ``extends`` may not leave.
         sources: The text of every file read, by display name.
         digests: Whether the sha256 of each file is taken: of the spec files here, of the
-            data file when it is read (:func:`promptc.spec.lower.read_items`). Without,
+            data file when it is read (:func:`promptc.spec.data.read_data`). Without,
             every ``sha256`` is ``""``.
     """
 

@@ -24,17 +24,13 @@ from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
     batch_size_of,
+    declared_outputs,
     integer,
-    output_field,
     validate,
 )
 from promptc.strategies import STRATEGIES, strategy
 from promptc.text import default_label
 from promptc.values import coerce_value, option_text, resolve_option
-
-DEFAULT_METHOD: ir.SelectionMethod = "sequential"
-DEFAULT_SEED = 0
-DEFAULT_TARGET_POSITION = -1
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -42,7 +38,6 @@ __all__ = [
     "apply_overrides",
     "compile_spec",
     "lower",
-    "read_items",
 ]
 
 
@@ -115,31 +110,6 @@ def _narrow_choices(
     return out
 
 
-def read_items(
-    doc: SpecDocument, collector: ErrorCollector
-) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
-    """Reads the spec's data file (if it names one) into items, reporting bad rows."""
-    inputs = doc.get(("inputs",))
-    names = list(inputs) if isinstance(inputs, dict) else []
-    outputs: list[ir.OutputField] = []
-    declared = doc.get(("outputs",))
-    if isinstance(declared, dict):
-        for name, decl in declared.items():
-            # Outputs that do not validate are left out: their gold cannot be read anyway.
-            f = output_field(name, decl, doc.key_location(("outputs", name)))
-            if f is not None:
-                outputs.append(f)
-    option_inputs = frozenset(
-        n
-        for n, d in (inputs.items() if isinstance(inputs, dict) else ())
-        if isinstance(d, dict) and d.get("type") == "options"
-    )
-    result = read_data(doc, names, collector, outputs, option_inputs)
-    if result is None:
-        return None, ()
-    return result
-
-
 def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task:
     """Builds the IR of a validated spec, reading its data.
 
@@ -154,13 +124,10 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     c = collector if collector is not None else ErrorCollector()
     d = doc.data
     inputs = _inputs(doc)
-    outputs: list[ir.OutputField] = []
-    for name, decl in d["outputs"].items():
-        f = output_field(name, decl, doc.key_location(("outputs", name)))
-        assert f is not None, "lower() needs a validated spec"
-        outputs.append(f)
+    outputs = list(declared_outputs(doc).values())
+    assert len(outputs) == len(d["outputs"]), "lower() needs a validated spec"
     demos = _demos(doc, inputs, outputs)
-    source, items = read_items(doc, c)
+    source, items = read_data(doc, c)
     outputs = _narrow_choices(outputs, items, demos)
     top = doc.files[0]
     task = ir.Task(
@@ -286,10 +253,11 @@ def _strategy(doc: SpecDocument) -> ir.StrategySpec:
     size = batch_size_of(doc)
     assert size is not None, "lower() needs a validated spec"
     sp: KeyPath = ("strategy", "selection")
+    defaults = ir.Selection()
     selection = ir.Selection(
-        method=doc.get(sp + ("method",), DEFAULT_METHOD),
-        seed=_integer(doc, sp + ("seed",), DEFAULT_SEED),
-        target_position=_integer(doc, sp + ("target_position",), DEFAULT_TARGET_POSITION),
+        method=doc.get(sp + ("method",), defaults.method),
+        seed=_integer(doc, sp + ("seed",), defaults.seed),
+        target_position=_integer(doc, sp + ("target_position",), defaults.target_position),
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
@@ -378,7 +346,7 @@ def compile_spec(
         if c:
             # The spec is invalid, but a missing or broken data file is worth reporting too.
             if isinstance(doc.get(("inputs",)), dict) and isinstance(doc.get(("data",)), dict):
-                read_items(doc, c)
+                read_data(doc, c)
             c.raise_if_any()
         task = lower(doc, c)
         c.raise_if_any()
@@ -392,10 +360,4 @@ def compile_spec(
 
 
 def _dedupe(errors: list[PromptcError]) -> list[PromptcError]:
-    seen: set[int] = set()
-    out = []
-    for e in errors:
-        if id(e) not in seen:
-            seen.add(id(e))
-            out.append(e)
-    return out
+    return list({id(e): e for e in errors}.values())  # the first of each, in order

@@ -127,23 +127,37 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
 # --- semantic checks ------------------------------------------------------------------------
 
 
-def output_field(name: str, decl: object, location: Location) -> OutputField | None:
-    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid: its
-    type reads what it declares beyond ``type`` and ``description``
+def declared_outputs(doc: SpecDocument) -> dict[str, OutputField]:
+    """The :class:`OutputField` of every output whose declaration has a valid shape, by name:
+    its type reads what it declares beyond ``type`` and ``description``
     (:meth:`promptc.values.ValueType.declare`: an enum's choices and aliases)."""
-    if not isinstance(decl, Mapping):
-        return None
-    typ = find_value_type(decl.get("type"))
-    if typ is None:
-        return None
-    description = decl.get("description")
-    field = OutputField(
-        name=name,
-        type=typ,
-        description=description if isinstance(description, str) else "",
-        location=location,
-    )
-    return typ.declare(field, decl)
+    raw = doc.get(("outputs",))
+    fields: dict[str, OutputField] = {}
+    for name, decl in raw.items() if isinstance(raw, dict) else ():
+        typ = find_value_type(decl.get("type")) if isinstance(decl, Mapping) else None
+        if typ is None:
+            continue
+        description = decl.get("description")
+        field = OutputField(
+            name=name,
+            type=typ,
+            description=description if isinstance(description, str) else "",
+            location=doc.key_location(("outputs", name)),
+        )
+        declared = typ.declare(field, decl)
+        if declared is not None:
+            fields[name] = declared
+    return fields
+
+
+def option_inputs(doc: SpecDocument) -> list[str]:
+    """The inputs declared ``type: options``, in order."""
+    raw = doc.get(("inputs",))
+    return [
+        name
+        for name, decl in (raw.items() if isinstance(raw, dict) else ())
+        if isinstance(decl, dict) and decl.get("type") == "options"
+    ]
 
 
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -151,12 +165,8 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_outputs = doc.get(("outputs",))
     inputs = list(raw_inputs) if isinstance(raw_inputs, dict) else None
     output_names = list(raw_outputs) if isinstance(raw_outputs, dict) else None
-    outputs: dict[str, OutputField] = {}
+    outputs = declared_outputs(doc)
     if isinstance(raw_outputs, dict):
-        for name, decl in raw_outputs.items():
-            f = output_field(name, decl, doc.key_location(("outputs", name)))
-            if f is not None:
-                outputs[name] = f
         _check_outputs(doc, c, raw_outputs)
     if inputs is not None and output_names is not None:
         for name in output_names:
@@ -508,13 +518,10 @@ def marker_clash(a: str, b: str) -> str | None:
 
 
 def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
-    raw_inputs = doc.get(("inputs",))
     raw_outputs = doc.get(("outputs",))
-    if not isinstance(raw_inputs, dict) or not isinstance(raw_outputs, dict):
+    if not isinstance(doc.get(("inputs",)), dict) or not isinstance(raw_outputs, dict):
         return
-    options = [
-        n for n, d in raw_inputs.items() if isinstance(d, dict) and d.get("type") == "options"
-    ]
+    options = option_inputs(doc)
     for name, decl in raw_outputs.items():
         if not isinstance(decl, dict):
             continue
