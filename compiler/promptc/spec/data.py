@@ -21,7 +21,7 @@ from typing import Any
 from promptc.errors import ErrorCollector, Location
 from promptc.ir import DataSource, Item
 from promptc.spec.item_table import Duplicates, ItemTable, Places
-from promptc.spec.items import ItemMaker, gold_readers, id_template
+from promptc.spec.items import ItemMaker, expression, gold_readers
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
 from promptc.spec.readers import NotUtf8, csv_header, json_array_rows, jsonl_rows
 from promptc.spec.rows import DataFormat, data_error
@@ -89,7 +89,9 @@ def read_data(doc: SpecDocument, c: ErrorCollector) -> tuple[DataSource | None, 
     id_spec = data.get("id") if isinstance(data.get("id"), str) else None
     template = None
     if id_spec is not None and "{{" in id_spec:
-        template = id_template(id_spec, doc.value_location(("data", "id")), c)
+        template = expression(
+            id_spec, doc.value_location(("data", "id")), ("data", "id"), c, "bad-id-template"
+        )
     gold = gold_readers(doc, list(declared_outputs(doc).values()), c)
     maker = ItemMaker(columns, id_spec, template, file.display, gold, frozenset(option_inputs(doc)))
 

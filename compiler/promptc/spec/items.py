@@ -21,10 +21,11 @@ from promptc.spec.rows import Row, data_error, kind, option_list, surrogate, to_
 from promptc.values import coerce_value, expected, option_choices, resolve_option
 
 
-def _expression(
+def expression(
     source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: object
 ) -> Any:
-    """The compiled Jinja template of an id or gold expression, or ``None`` (reported)."""
+    """The compiled Jinja template of an id or gold expression, or ``None`` (reported as
+    ``code``)."""
     # Imported here: Jinja takes a few tens of milliseconds to import, and only a spec that
     # writes an expression needs it (`promptc check` of most specs does not).
     from promptc.spec.expressions import TemplateError, compile_expression
@@ -34,11 +35,6 @@ def _expression(
     except TemplateError as e:
         c.add(data_error(code, where, path, problem=str(e), **kw))
         return None
-
-
-def id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
-    """Compiles a Jinja id expression in a sandbox, or reports it."""
-    return _expression(expr, where, ("data", "id"), c, "bad-id-template")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,36 +110,11 @@ def gold_readers(
         where = doc.value_location(p)
         template = None
         if "{{" in spec:
-            template = _expression(spec, where, p, c, "bad-gold-template", output=field.name)
+            template = expression(spec, where, p, c, "bad-gold-template", output=field.name)
             if template is None:
                 continue
         readers.append(GoldReader(field, spec, template, where))
     return readers
-
-
-def _item_id(
-    row: Row, index: int, id_spec: str | None, template: Any, c: ErrorCollector
-) -> str | None:
-    if id_spec is None:
-        return str(index + 1)
-    if "{{" in id_spec:
-        if template is None:
-            return None
-        try:
-            value = str(template.render(row=row.values, index=index, loop_index=index + 1))
-        except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
-            c.add(data_error("bad-id", row.location, ("data", "id"), problem=str(e)))
-            return None
-        value = value.strip()
-    else:
-        if id_spec not in row.values or row.values[id_spec] is None:
-            c.add(data_error("missing-id", row.location, column=id_spec))
-            return None
-        value = to_text(row.values[id_spec]).strip()
-    if not value:
-        c.add(data_error("empty-id", row.location))
-        return None
-    return value
 
 
 _ABSENT: Any = object()
@@ -272,12 +243,25 @@ class ItemMaker:
         column = self.id_column
         if column is not None:
             value = values.get(column)
-            if type(value) is str:
-                text = value.strip()
-                if text and surrogate(text) is None:
-                    return text
-        item_id = _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
-        if item_id is not None and surrogate(item_id):
+            if value is None:
+                c.add(data_error("missing-id", self.where(line), column=column))
+                return None
+            text = value.strip() if type(value) is str else to_text(value).strip()
+        elif self.id_spec is None:
+            return str(index + 1)
+        elif self.template is None:
+            return None  # the expression does not compile, which is reported
+        else:
+            try:
+                text = str(self.template.render(row=values, index=index, loop_index=index + 1))
+            except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
+                c.add(data_error("bad-id", self.where(line), ("data", "id"), problem=str(e)))
+                return None
+            text = text.strip()
+        if not text:
+            c.add(data_error("empty-id", self.where(line)))
+            return None
+        if surrogate(text) is not None:
             c.add(data_error("lone-surrogate-id", self.where(line)))
             return None
-        return item_id
+        return text
