@@ -22,7 +22,7 @@ from promptc.values import coerce_value, expected, option_choices, resolve_optio
 
 
 def expression(
-    source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: object
+    source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: str
 ) -> Any:
     """The compiled Jinja template of an id or gold expression, or ``None`` (reported as
     ``code``)."""

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 import yaml.composer
@@ -98,17 +99,31 @@ HINTS: dict[str, str] = {
 }
 
 
-def load_error(
-    code: str, location: Location | None, key_path: KeyPath = (), **kw: object
-) -> LoadError:
-    """A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`."""
-    return LoadError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=HINTS.get(code),
-        code=code,
-    )
+_E = TypeVar("_E", bound=PromptcError)
+
+
+def coded_error(
+    error_type: type[_E],
+    messages: Mapping[str, str],
+    hints: Mapping[str, str],
+    code: str,
+    location: Location | None,
+    /,
+    key_path: KeyPath = (),
+    hint: str | None = None,
+    **kw: object,
+) -> _E:
+    """An error of ``error_type`` with the message of ``code`` from a stage's table, filled
+    with ``kw`` (which may name any placeholder: the parameters before it are positional), and
+    its hint (``hint``, else the table's)."""
+    if hint is None:
+        hint = hints.get(code)
+    message = messages[code].format(**kw)
+    return error_type(message, location=location, path=key_path, hint=hint, code=code)
+
+
+#: A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`.
+load_error = partial(coded_error, LoadError, MESSAGES, HINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,11 +518,7 @@ def _parse(display: str, text: str) -> _Layer:
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         problem = f"special character {bad.group()!r} is not allowed"
-        raise LoadError(
-            MESSAGES["yaml-syntax"].format(problem=problem),
-            location=_location_at(display, text, bad.start()),
-            code="yaml-syntax",
-        )
+        raise load_error("yaml-syntax", _location_at(display, text, bad.start()), problem=problem)
     try:
         try:
             loader = _Loader(text, display)
@@ -515,11 +526,7 @@ def _parse(display: str, text: str) -> _Layer:
         except yaml.MarkedYAMLError as e:
             raise _yaml_error(display, text, e) from None
         except yaml.YAMLError as e:  # pragma: no cover - other PyYAML errors are marked
-            raise LoadError(
-                MESSAGES["yaml-syntax"].format(problem=str(e)),
-                location=Location(display),
-                code="yaml-syntax",
-            ) from None
+            raise load_error("yaml-syntax", Location(display), problem=str(e)) from None
         if node is None:
             raise load_error("empty-spec", Location(display, 1, 1))
         builder = _Builder(display, text, loader)
@@ -557,13 +564,14 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
         # place to fix is where it opened, not the end of the file.
         what = context.removeprefix("while scanning ").removeprefix("while parsing ")
         end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
-        return LoadError(
-            MESSAGES["yaml-unclosed"].format(what=what, end=end),
-            location=_mark(display, cm),
+        return load_error(
+            "yaml-unclosed",
+            _mark(display, cm),
             hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
             if "quoted" in what
             else "close it",
-            code="yaml-unclosed",
+            what=what,
+            end=end,
         )
     if mark is not None and text[mark.index : mark.index + 1] == "\t":
         problem, context = "found a tab character where a token was expected", None
@@ -572,12 +580,7 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
         hint = context
         if cm is not None and mark is not None and (cm.line, cm.column) != (mark.line, mark.column):
             hint += f" at line {cm.line + 1}, column {cm.column + 1}"
-    return LoadError(
-        MESSAGES["yaml-syntax"].format(problem=problem),
-        location=where,
-        hint=hint,
-        code="yaml-syntax",
-    )
+    return load_error("yaml-syntax", where, hint=hint, problem=problem)
 
 
 def _merge(base: _Layer, child: _Layer) -> _Layer:

@@ -16,11 +16,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
 from promptc.errors import DataError, Location
 from promptc.markers import MAX_OPTIONS
-from promptc.spec.load import KeyPath
+from promptc.spec.load import coded_error
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -72,15 +73,8 @@ HINTS: dict[str, str] = {
 TOO_MANY_DIGITS = "an integer has more digits than can be read"
 
 
-def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: object) -> DataError:
-    """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
-    return DataError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=HINTS.get(code),
-        code=code,
-    )
+#: A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`.
+data_error = partial(coded_error, DataError, MESSAGES, HINTS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import jsonschema
@@ -18,14 +18,13 @@ from jsonschema import Draft202012Validator
 
 from promptc.errors import (
     ErrorCollector,
-    Location,
     PromptcError,
     ValidationError,
     did_you_mean,
     format_path,
 )
 from promptc.resources import read_schema
-from promptc.spec.load import KeyPath, SpecDocument
+from promptc.spec.load import KeyPath, SpecDocument, coded_error
 from promptc.text import describe
 
 MESSAGES: dict[str, str] = {
@@ -48,17 +47,8 @@ HINTS: dict[str, str] = {
 }
 
 
-def error(
-    code: str, location: Location, key_path: KeyPath, hint: str | None = None, **kw: object
-) -> ValidationError:
-    """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
-    return ValidationError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=hint if hint is not None else HINTS.get(code),
-        code=code,
-    )
+#: A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`.
+error = partial(coded_error, ValidationError, MESSAGES, HINTS)
 
 
 @lru_cache(maxsize=1)

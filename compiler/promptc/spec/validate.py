@@ -16,12 +16,12 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from promptc.errors import (
     ErrorCollector,
     GrammarError,
-    Location,
     ValidationError,
     did_you_mean,
 )
@@ -29,7 +29,7 @@ from promptc.ir import AnswerWith, OutputField, Placeholder
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.markers import OPTIONS_LABEL
 from promptc.spec.answer_format import parse_answer_format
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import find_strategy
@@ -96,17 +96,8 @@ HINTS: dict[str, str] = {
 }
 
 
-def error(
-    code: str, location: Location, key_path: KeyPath, hint: str | None = None, **kw: object
-) -> ValidationError:
-    """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
-    return ValidationError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=hint if hint is not None else HINTS.get(code),
-        code=code,
-    )
+#: A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`.
+error = partial(coded_error, ValidationError, MESSAGES, HINTS)
 
 
 def _quote_all(words: Iterable[object]) -> str:
