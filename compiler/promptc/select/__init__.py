@@ -4,10 +4,3 @@
 and the similarity methods, which ``similarity`` implements over ``embed`` and ``neighbors``
 and which import the optional ``embed`` extra only when used).
 """
-
-from __future__ import annotations
-
-from promptc.select.batches import Chunks, SelectionResult, batch_size
-from promptc.select.methods import METHODS, select
-
-__all__ = ["METHODS", "Chunks", "SelectionResult", "batch_size", "select"]
