@@ -45,24 +45,19 @@ def _str(value: object, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
-def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
-    """A demo's input value as text: strings as they are, other scalars as written in the file."""
+def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
+    """A demo's input as text: strings as they are, an ``options`` input's list shown as
+    ``(a) … (b) …``, other scalars as written in the file."""
     if isinstance(value, str):
         return value
+    listed = option_list(value) if f.type == "options" else None
+    if listed is not None:
+        return options_text(listed)
     span = doc.spans.get(path)
     source = doc.sources.get(span.file) if span else None
     if span is not None and source is not None and span.style is None:
         return source[span.start : span.end]
     return to_text(value)
-
-
-def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
-    """A demo's input as text; an ``options`` input's list shown as ``(a) … (b) …``."""
-    if f.type == "options":
-        listed = option_list(value)
-        if listed is not None:
-            return options_text(listed)
-    return _input_text(doc, path, value)
 
 
 def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -> ir.Value:

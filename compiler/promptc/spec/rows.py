@@ -11,7 +11,6 @@ lists and objects as compact JSON with sorted keys; null is an error.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Literal
 from promptc.errors import DataError, Location
 from promptc.markers import MAX_OPTIONS
 from promptc.spec.load import coded_error
+from promptc.text import canonical_json
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -115,7 +115,7 @@ def to_text(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    return json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return canonical_json(_jsonable(value))
 
 
 def _jsonable(value: Any) -> Any:

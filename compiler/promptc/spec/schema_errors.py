@@ -25,7 +25,7 @@ from promptc.errors import (
 )
 from promptc.resources import read_schema
 from promptc.spec.load import KeyPath, SpecDocument, coded_error
-from promptc.text import describe
+from promptc.text import describe, or_list
 
 MESSAGES: dict[str, str] = {
     "unknown-key": "unknown key {key!r}",
@@ -210,12 +210,7 @@ def _as_list(value: object) -> list[object]:
 
 def _expected(err: jsonschema.ValidationError) -> str:
     types = _as_list(_schema_of(err).get("type", []))
-    words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
-    if not words:
-        return "a value"
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " or " + words[-1]
+    return or_list([_TYPE_WORDS.get(str(t), str(t)) for t in types]) or "a value"
 
 
 def _show(value: object) -> str:
