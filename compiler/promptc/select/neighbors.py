@@ -269,8 +269,6 @@ def all_neighbors(
     *,
     ann_threshold: int = ANN_THRESHOLD,
     seed: int = 0,
-    block_rows: int = BLOCK_ROWS,
-    block_cols: int = BLOCK_COLS,
 ) -> Neighbors:
     """Every vector's ``k`` nearest *other* vectors (itself excluded).
 
@@ -279,8 +277,6 @@ def all_neighbors(
         k: Neighbours per vector (clamped to ``n - 1``).
         ann_threshold: Use faiss, if installed, when ``n`` is above this.
         seed: Seed of faiss's k-means (unused by exact search).
-        block_rows: Query rows per tile of exact search.
-        block_cols: Corpus rows per tile of exact search.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
@@ -297,11 +293,8 @@ def all_neighbors(
         else:
             s, i, params = _faiss_search(vectors, k, seed=seed)
             return Neighbors(i, s, "faiss-ivf-flat", params)
-    s, i = exact_search(
-        vectors, vectors, k, self_offset=0, block_rows=block_rows, block_cols=block_cols
-    )
-    params = {"block_rows": block_rows, "block_cols": block_cols}
-    return Neighbors(i, s, "exact", params, note)
+    s, i = exact_search(vectors, vectors, k, self_offset=0)
+    return Neighbors(i, s, "exact", {"block_rows": BLOCK_ROWS, "block_cols": BLOCK_COLS}, note)
 
 
 def recall_at_k(approx: IndexMatrix, exact: IndexMatrix) -> float:

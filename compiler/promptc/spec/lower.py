@@ -20,25 +20,12 @@ from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.data import read_data
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined, load_spec
 from promptc.spec.rows import option_list, to_text
-from promptc.spec.validate import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_KIND,
-    batch_size_of,
-    declared_outputs,
-    integer,
-    validate,
-)
-from promptc.strategies import STRATEGIES, strategy
+from promptc.spec.validate import batch_size_of, declared_outputs, integer, strategy_of, validate
+from promptc.strategies import STRATEGIES
 from promptc.text import default_label
 from promptc.values import coerce_value, option_text, resolve_option
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_KIND",
-    "apply_overrides",
-    "compile_spec",
-    "lower",
-]
+__all__ = ["compile_spec", "lower"]
 
 
 def _str(value: object, default: str = "") -> str:
@@ -244,9 +231,9 @@ def _markers(doc: SpecDocument) -> ir.Markers:
 
 
 def _strategy(doc: SpecDocument) -> ir.StrategySpec:
-    kind = strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     size = batch_size_of(doc)
-    assert size is not None, "lower() needs a validated spec"
+    assert kind is not None and size is not None, "lower() needs a validated spec"
     sp: KeyPath = ("strategy", "selection")
     defaults = ir.Selection()
     selection = ir.Selection(
@@ -298,12 +285,6 @@ def _cache_dir(doc: SpecDocument) -> str | None:
     return str((doc.folder_of(p) / Path(rel).expanduser()).resolve())
 
 
-def apply_overrides(doc: SpecDocument, overrides: Mapping[tuple[str, ...], object]) -> None:
-    """Sets command-line values over the spec's; their location is ``<command line>``."""
-    for path, value in sorted(overrides.items()):
-        doc.set(tuple(path), value, Location(COMMAND_LINE))
-
-
 def compile_spec(
     path: str | Path,
     *,
@@ -335,8 +316,8 @@ def compile_spec(
             c.add(e)  # through the collector, so that max_errors caps load errors too
             c.raise_if_any()
             raise
-        if overrides:
-            apply_overrides(doc, overrides)
+        for key_path, value in sorted((overrides or {}).items()):
+            doc.set(tuple(key_path), value, Location(COMMAND_LINE))
         validate(doc, c)
         if c:
             # The spec is invalid, but a missing or broken data file is worth reporting too.

@@ -32,7 +32,7 @@ from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
-from promptc.strategies import find_strategy
+from promptc.strategies import Strategy, find_strategy
 from promptc.text import default_label
 from promptc.values import coerce_value, find_value_type, option_choices, resolve_option
 
@@ -401,9 +401,6 @@ def _check_demo_option(
     )
 
 
-DEFAULT_KIND = DEFAULT_STRATEGY.name
-
-
 def integer(value: object) -> int | None:
     """The integer a spec value means, or ``None`` if it is not one.
 
@@ -420,9 +417,15 @@ def integer(value: object) -> int | None:
     return None
 
 
+def strategy_of(doc: SpecDocument) -> Strategy | None:
+    """The spec's strategy (the default one without ``strategy.kind``), or ``None`` for a kind
+    that names none (reported by the schema)."""
+    return find_strategy(doc.get(("strategy", "kind"), DEFAULT_STRATEGY.name))
+
+
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
-    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     if kind is not None and kind.one_item:
         return 1
     size = integer(doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE))
@@ -434,7 +437,7 @@ DEFAULT_BATCH_SIZE = 8
 
 def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     # None when the schema reported the kind: the checks that need it are skipped.
-    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     demos = doc.get(("demos",))
     if kind is not None and kind.requires_demos and (demos is None or demos == []):
         p: KeyPath = ("strategy", "kind")
