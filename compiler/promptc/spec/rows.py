@@ -12,13 +12,11 @@ lists and objects as compact JSON with sorted keys; null is an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any, Literal
 
-from promptc.errors import DataError, Location
+from promptc.errors import DataError
 from promptc.markers import MAX_OPTIONS
 from promptc.spec.load import coded_error
 from promptc.text import canonical_json
@@ -75,14 +73,6 @@ TOO_MANY_DIGITS = "an integer has more digits than can be read"
 
 #: A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`.
 data_error = partial(coded_error, DataError, MESSAGES, HINTS)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row of a data file: its values and where it starts."""
-
-    values: Mapping[str, Any]
-    location: Location
 
 
 def option_list(value: Any) -> tuple[str, ...] | None:
