@@ -321,28 +321,22 @@ class EndpointEmbedder:
         """``(start, vectors)`` of each batch of ``texts``, as the answers arrive; at most
         ``concurrency`` requests are in flight and twice that many batches held."""
         size = self.endpoint.texts_per_request
-        starts = iter(range(0, len(texts), size))
         width = self.endpoint.concurrency
+        pending: dict[Future[NDArray[np.float32]], int] = {}
+
+        def arrived() -> Iterator[tuple[int, NDArray[np.float32]]]:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="promptc-embed") as pool:
-            pending: dict[Future[NDArray[np.float32]], int] = {}
-
-            def submit() -> bool:
-                start = next(starts, None)
-                if start is None:
-                    return False
-                batch = list(texts[start : start + size])
-                pending[pool.submit(self._post, batch)] = start
-                return True
-
-            while len(pending) < 2 * width and submit():
-                pass
             try:
+                for start in range(0, len(texts), size):
+                    pending[pool.submit(self._post, list(texts[start : start + size]))] = start
+                    if len(pending) == 2 * width:
+                        yield from arrived()
                 while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        start = pending.pop(future)
-                        yield start, future.result()
-                        submit()
+                    yield from arrived()
             finally:
                 for future in pending:
                     future.cancel()
