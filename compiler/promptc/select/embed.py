@@ -235,12 +235,9 @@ class SentenceTransformerEmbedder:
             require_module("numpy", "numpy", self.location)
             require_module("torch", "torch", self.location)
             st = require_module("sentence_transformers", "sentence-transformers", self.location)
-            try:
-                from transformers.utils import logging as hf_logging
+            from transformers.utils import logging as hf_logging  # sentence-transformers' own
 
-                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-            except ImportError:  # pragma: no cover - transformers comes with the extra
-                pass
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             try:
                 self._model = st.SentenceTransformer(  # type: ignore[attr-defined]
                     str(self.ref.path), device="cpu", local_files_only=True

@@ -649,13 +649,9 @@ class _Context:
     digests: bool = True
 
 
-def _load_chain(
-    display: str,
-    resolved: Path,
-    chain: list[tuple[str, Path]],
-    where: Location | None,
-    ctx: _Context,
-) -> _Layer:
+def _load_chain(display: str, resolved: Path, where: Location | None, ctx: _Context) -> _Layer:
+    """One spec file merged over those it extends; ``ctx.files`` is the chain that extends it
+    (an ``extends`` chain has no branches)."""
     text, sha = _read_text(display, resolved, where, ctx.digests)
     ctx.files.append(SpecFile(display, resolved, sha))
     ctx.sources[display] = text
@@ -678,18 +674,17 @@ def _load_chain(
     if isinstance(target, str):  # extends-nul, extends-absolute, extends-escape
         raise load_error("extends-" + target, ext_loc, p, path=ext)
     target_display = os.path.normpath(os.path.join(os.path.dirname(display), ext))
-    names = [d for d, _ in chain] + [display]
-    if target in [r for _, r in chain] or target == resolved:
-        start = ([r for _, r in chain] + [resolved]).index(target)
-        cycle = " → ".join(names[start:] + [target_display])
-        raise load_error("extends-cycle", ext_loc, p, cycle=cycle)
-    if len(chain) + 1 >= MAX_EXTENDS:
+    chain = [f.resolved for f in ctx.files]
+    if target in chain:
+        names = [f.display for f in ctx.files[chain.index(target) :]]
+        raise load_error("extends-cycle", ext_loc, p, cycle=" → ".join([*names, target_display]))
+    if len(chain) >= MAX_EXTENDS:
         raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
     if target.is_dir():
         raise load_error("extends-not-file", ext_loc, p, path=ext)
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
-    base = _load_chain(target_display, target, chain + [(display, resolved)], ext_loc, ctx)
+    base = _load_chain(target_display, target, ext_loc, ctx)
     return _merge(base, layer)
 
 
@@ -710,10 +705,7 @@ def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
     display = os.fspath(path)
     resolved = Path(display).resolve()
     ctx = _Context(root=project_root(resolved.parent).resolve(), digests=digests)
-    try:
-        layer = _load_chain(display, resolved, [], None, ctx)
-    except RecursionError:  # pragma: no cover - nesting is capped well below the stack limit
-        raise load_error("too-deep", Location(display), limit=MAX_DEPTH) from None
+    layer = _load_chain(display, resolved, None, ctx)
     # ctx.files lists files as they were opened: top first, then each base, nearest first.
     return SpecDocument(
         path=Path(display),
