@@ -450,7 +450,6 @@ class EmbeddingCache:
     timeout: ClassVar[float] = 30.0
 
     def __init__(self, folder: Path, location: Location | None = None) -> None:
-        self.folder = folder
         self.path = folder / CACHE_FILE
         self.location = location
         self.rebuilt = False
