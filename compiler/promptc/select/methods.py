@@ -73,21 +73,13 @@ def similar(task: ir.Task) -> SelectionResult:
     return select_similar(task)
 
 
-#: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
-#: neighbour search; torch and sentence-transformers to compute embeddings.
-SIMILARITY_MODULES = (
-    ("numpy", "numpy"),
-    ("torch", "torch"),
-    ("sentence_transformers", "sentence-transformers"),
-)
-
-
 def missing_requirements(task: ir.Task) -> list[SelectionError]:
     """What the task's selection method needs and this installation lacks, found without
     importing anything heavy (``promptc check`` reports it, rather than ``build`` failing).
 
-    The similarity methods need :data:`SIMILARITY_MODULES` and their embedding model: the
-    bundled package, or the local folder ``strategy.selection.model`` names.
+    The similarity methods need :data:`promptc.select.embed.SIMILARITY_MODULES` and their
+    embedding model: the bundled package, or the local folder ``strategy.selection.model``
+    names.
     """
     sel = task.strategy.selection
     if METHODS.get(sel.method) is not similar or not task.items:
@@ -99,6 +91,7 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
         BUNDLED_PACKAGE,
         DEFAULT_MODEL_NAMES,
         INSTALL_EMBED,
+        SIMILARITY_MODULES,
         model_folder,
     )
 
