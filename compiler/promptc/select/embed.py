@@ -463,7 +463,13 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _error("cache-folder", location, "cache_dir", path=folder, error=e) from None
-        self._conn = self._open()
+        try:
+            self._conn = self._connect()
+        except sqlite3.OperationalError as e:
+            # Locked or unreadable, not corrupt: another build's cache must not be deleted.
+            raise self._busy(e) from None
+        except sqlite3.DatabaseError:
+            self._conn = self._rebuild()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -482,15 +488,6 @@ class EmbeddingCache:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (CACHE_SCHEMA_VERSION,)
         )
         return conn
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            return self._connect()
-        except sqlite3.OperationalError as e:
-            # Locked or unreadable, not corrupt: another build's cache must not be deleted.
-            raise self._busy(e) from None
-        except sqlite3.DatabaseError:
-            return self._rebuild()
 
     def _busy(self, error: sqlite3.Error) -> SelectionError:
         return _error("cache-busy", self.location, "cache_dir", path=self.path, error=error)
