@@ -332,8 +332,5 @@ def compile_spec(
     except PromptcError as e:
         # fail_fast raises single errors; the contract is one PromptcErrors.
         errors = flatten([e]) + ([] if fail_fast else list(c.errors))
-        raise PromptcErrors(_dedupe(errors), c.omitted) from None
-
-
-def _dedupe(errors: list[PromptcError]) -> list[PromptcError]:
-    return list({id(e): e for e in errors}.values())  # the first of each, in order
+        unique = {id(x): x for x in errors}  # the error raised may be one collected too
+        raise PromptcErrors(list(unique.values()), c.omitted) from None
