@@ -195,7 +195,7 @@ def similarity_report(data_dir: Path, caches: dict[str, str], rows: list[str]) -
         cells = []
         for m in methods:
             t0 = time.perf_counter()
-            groups = sim.similarity_batches(v, BATCH, m)
+            groups = sim.find_groups(v, BATCH, m).groups
             dt = time.perf_counter() - t0
             score = sim.mean_within_batch_similarity(v, [g.members for g in groups])
             cells.append(f"{score:.3f} ({dt:.2f} s, {len(groups)} batches)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from promptc.errors import Location, SelectionError
 from promptc.select import embed
+from promptc.text import sha256_text
 
 np = pytest.importorskip("numpy")
 
@@ -104,12 +105,12 @@ def test_default_model_is_the_bundled_one():
 
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "pc"))
-    assert embed.default_cache_dir() == tmp_path / "pc"
+    assert embed.resolve_cache_dir(None) == tmp_path / "pc"
     monkeypatch.delenv("PROMPTC_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert embed.default_cache_dir() == tmp_path / "xdg" / "promptc"
+    assert embed.resolve_cache_dir(None) == tmp_path / "xdg" / "promptc"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert embed.default_cache_dir() == Path.home() / ".cache" / "promptc"
+    assert embed.resolve_cache_dir(None) == Path.home() / ".cache" / "promptc"
 
 
 def test_cache_dir_relative_to_the_spec(tmp_path):
@@ -230,7 +231,7 @@ def test_warm_cache_needs_no_backend(tmp_path):
     cache = embed.EmbeddingCache(tmp_path / "cache")
     vectors = {"alpha": blob(1, 0), "beta": blob(0.6, 0.8)}
     key = embed.cache_key(ref)
-    cache.put_many(key, [(embed.text_hash(t), 2, b) for t, b in vectors.items()])
+    cache.put_many(key, [(sha256_text(t), 2, b) for t, b in vectors.items()])
     cache.close()
     loads = embed.SentenceTransformerEmbedder.loads
     out = embed.embed_texts(

@@ -76,6 +76,12 @@ def server() -> Iterator[Server]:
         s.httpd.server_close()
 
 
+def _embed(embedder: EndpointEmbedder, texts: list[str]) -> np.ndarray:
+    """Every text's vector, in order, from the runs the embedder yields as answers come."""
+    runs = dict(embedder.embed_batches(texts))
+    return np.vstack([runs[start] for start in sorted(runs)])
+
+
 def _endpoint(url: str, **kw: object) -> EmbeddingEndpoint:
     return EmbeddingEndpoint(url=url, model="m", **kw)  # type: ignore[arg-type]
 
@@ -83,7 +89,7 @@ def _endpoint(url: str, **kw: object) -> EmbeddingEndpoint:
 def test_batched_concurrent_and_in_order(server: Server) -> None:
     texts = [f"text {i}" for i in range(23)]
     embedder = EndpointEmbedder(_endpoint(server.url, texts_per_request=5, concurrency=3))
-    vectors = embedder.embed(texts)
+    vectors = _embed(embedder, texts)
     expected = np.array([_vector(t) for t in texts])
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     assert np.allclose(vectors, expected, atol=1e-6)
@@ -94,14 +100,14 @@ def test_batched_concurrent_and_in_order(server: Server) -> None:
 def test_busy_answers_are_retried(server: Server) -> None:
     server.fail = [503, 429]
     embedder = EndpointEmbedder(_endpoint(server.url, max_retries=2))
-    assert embedder.embed(["a"]).shape == (1, 8)
+    assert _embed(embedder, ["a"]).shape == (1, 8)
     assert embedder.requests == 3
 
 
 def test_retries_run_out_with_an_error_naming_the_endpoint(server: Server) -> None:
     server.fail = [503, 503, 503]
     with pytest.raises(SelectionError) as caught:
-        EndpointEmbedder(_endpoint(server.url, max_retries=1)).embed(["a"])
+        _embed(EndpointEmbedder(_endpoint(server.url, max_retries=1)), ["a"])
     assert caught.value.code == "endpoint-failed"
     assert f"{server.url}/embeddings failed: HTTP 503" in str(caught.value)
     assert "after 2 tries" in str(caught.value)
@@ -111,7 +117,7 @@ def test_a_client_error_is_not_retried(server: Server) -> None:
     server.fail = [400]
     embedder = EndpointEmbedder(_endpoint(server.url, max_retries=5))
     with pytest.raises(SelectionError, match="HTTP 400"):
-        embedder.embed(["a"])
+        _embed(embedder, ["a"])
     assert embedder.requests == 1
 
 

@@ -75,7 +75,7 @@ def test_method_table_is_the_one_place_methods_are_found(
 ) -> None:
     def reversed_order(task: ir.Task) -> select.SelectionResult:
         order = list(range(len(task.items)))[::-1]
-        return select.SelectionResult(select.chunk(task, order), {"note": "reversed"})
+        return select.SelectionResult(select.Chunks(task, order), {"note": "reversed"})
 
     monkeypatch.setattr(select, "METHODS", {**select.METHODS, "sequential": reversed_order})
     result = select.select(task_factory(kind="batch", batch_size=2, n_items=3))

@@ -54,7 +54,7 @@ def topics_of(groups, labels):
 @pytest.mark.parametrize("size", [3, 4, 6])
 def test_partition_is_pure_and_covers_every_item_once(size):
     v, labels = four_clusters()
-    groups = sim.similarity_batches(v, size, "partition")
+    groups = sim.find_groups(v, size, "partition").groups
     assert sorted(m for g in groups for m in g.members) == list(range(len(labels)))
     assert all(len(set(t)) == 1 for t in topics_of(groups, labels))
     assert all(len(g.members) == size for g in groups)
@@ -63,14 +63,14 @@ def test_partition_is_pure_and_covers_every_item_once(size):
 @pytest.mark.parametrize("size", [3, 4])
 def test_diverse_mixes_clusters_and_covers_every_item_once(size):
     v, labels = four_clusters()
-    groups = sim.similarity_batches(v, size, "diverse")
+    groups = sim.find_groups(v, size, "diverse").groups
     assert sorted(m for g in groups for m in g.members) == list(range(len(labels)))
     assert all(len(set(t)) == size for t in topics_of(groups, labels))
 
 
 def test_retrieval_is_one_batch_per_item_target_last():
     v, labels = four_clusters()
-    groups = sim.similarity_batches(v, 4, "retrieval")
+    groups = sim.find_groups(v, 4, "retrieval").groups
     assert len(groups) == len(labels)
     for i, g in enumerate(groups):
         assert g.members[-1] == i and g.target == 3
@@ -98,24 +98,24 @@ def test_place_target(length, position, slots):
 
 def test_retrieval_target_first():
     v, _ = four_clusters()
-    groups = sim.similarity_batches(v, 4, "retrieval", target_position=0)
+    groups = sim.find_groups(v, 4, "retrieval", target_position=0).groups
     assert all(g.members[0] == i and g.target == 0 for i, g in enumerate(groups))
     assert all(list(g.similarities) == sorted(g.similarities, reverse=True) for g in groups)
 
 
 def test_ties_are_broken_by_item_order():
     v = np.ones((7, 3), np.float32)  # every item equally similar to every other
-    retrieval = sim.similarity_batches(v, 3, "retrieval")
+    retrieval = sim.find_groups(v, 3, "retrieval").groups
     assert [g.members for g in retrieval][:3] == [(2, 1, 0), (2, 0, 1), (1, 0, 2)]
-    partition = sim.similarity_batches(v, 3, "partition")
+    partition = sim.find_groups(v, 3, "partition").groups
     assert [g.members for g in partition] == [(0, 1, 2), (3, 4, 5), (6,)]
 
 
 @pytest.mark.parametrize("method", ["retrieval", "partition", "diverse"])
 def test_deterministic(method):
     v, _ = four_clusters(per=50, d=32, seed=5)
-    a = sim.similarity_batches(v, 8, method)
-    b = sim.similarity_batches(v.copy(), 8, method)
+    a = sim.find_groups(v, 8, method).groups
+    b = sim.find_groups(v.copy(), 8, method).groups
     assert a == b
 
 
@@ -124,7 +124,7 @@ def test_deterministic(method):
 def test_sizes(method, n, size):
     v, _ = four_clusters(per=3)
     v = v[:n]
-    groups = sim.similarity_batches(v, size, method)
+    groups = sim.find_groups(v, size, method).groups
     members = [m for g in groups for m in g.members]
     if method == "retrieval":
         assert len(groups) == n
@@ -141,14 +141,14 @@ def test_partition_fallback_scan_when_candidate_lists_run_out(monkeypatch):
     monkeypatch.setattr(sim, "CANDIDATES_PER_SLOT", 0)
     monkeypatch.setattr(sim, "MIN_CANDIDATES", 2)
     v, labels = four_clusters()
-    groups = sim.similarity_batches(v, 6, "partition")
+    groups = sim.find_groups(v, 6, "partition").groups
     assert sorted(m for g in groups for m in g.members) == list(range(48))
     assert all(len(set(t)) == 1 for t in topics_of(groups, labels))
 
 
 def test_similarities_are_rounded_cosines_to_the_centroid():
     v, _ = four_clusters()
-    g = sim.similarity_batches(v, 4, "partition")[0]
+    g = sim.find_groups(v, 4, "partition").groups[0]
     block = v[list(g.members)].astype(np.float64)
     centroid = block.sum(axis=0)
     expected = block @ (centroid / np.linalg.norm(centroid))
@@ -158,8 +158,8 @@ def test_similarities_are_rounded_cosines_to_the_centroid():
 def test_mean_within_batch_similarity_orders_methods():
     v, _ = four_clusters(per=25, d=32)
     mean = sim.mean_within_batch_similarity
-    part = mean(v, [g.members for g in sim.similarity_batches(v, 5, "partition")])
-    div = mean(v, [g.members for g in sim.similarity_batches(v, 5, "diverse")])
+    part = mean(v, [g.members for g in sim.find_groups(v, 5, "partition").groups])
+    div = mean(v, [g.members for g in sim.find_groups(v, 5, "diverse").groups])
     order = np.random.default_rng(0).permutation(100)
     rand = mean(v, [order[i : i + 5].tolist() for i in range(0, 100, 5)])
     # Four orthogonal clusters: same-cluster pairs have cosine ~0.75, others ~0; a random
@@ -477,11 +477,11 @@ def test_every_method_covers_every_item(n, size, d, levels, seed):
     # Few distinct values: many exact ties and duplicate vectors (and zero vectors).
     v = np.random.default_rng(seed).integers(0, levels, size=(n, d)).astype(np.float32)
     for method in ("partition", "diverse"):
-        groups = sim.similarity_batches(v, size, method)
+        groups = sim.find_groups(v, size, method).groups
         assert sorted(m for g in groups for m in g.members) == list(range(n))
         assert len(groups) == -(-n // size)
         assert all(0 < len(g.members) <= size for g in groups)
-        assert groups == sim.similarity_batches(v, size, method)
-    groups = sim.similarity_batches(v, size, "retrieval")
+        assert groups == sim.find_groups(v, size, method).groups
+    groups = sim.find_groups(v, size, "retrieval").groups
     assert [g.members[g.target] for g in groups] == list(range(n))
     assert all(len(set(g.members)) == len(g.members) == min(size, n) for g in groups)

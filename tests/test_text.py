@@ -191,8 +191,8 @@ def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     assert cache_dir() == tmp_path / "mine"
     # Both caches live there: responses and embeddings.
     from promptc.run.cache import default_cache_path
-    from promptc.select.embed import default_cache_dir
+    from promptc.select.embed import resolve_cache_dir
 
     assert default_cache_path() == tmp_path / "mine" / "responses.sqlite"
-    assert default_cache_dir() == tmp_path / "mine"
+    assert resolve_cache_dir(None) == tmp_path / "mine"
     assert os.path.isabs(default_cache_path())

@@ -86,12 +86,13 @@ def test_endpoint_vectors_are_normalised_and_mean_pooled(embeddings_url: str) ->
     embedder = EndpointEmbedder(
         EmbeddingEndpoint(url=embeddings_url, model="smollm2", texts_per_request=1, concurrency=3)
     )
-    vectors = embedder.embed(QUESTIONS)
+    runs = dict(embedder.embed_batches(QUESTIONS))  # one text per run, in any order
+    vectors = np.vstack([runs[start] for start in sorted(runs)])
     assert vectors.shape == (len(QUESTIONS), 576)  # SmolLM2-135M's hidden size
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert embedder.requests == len(QUESTIONS)  # one text per request, answered in any order
     # The same text gives the same vector, in whatever order the answers came.
-    again = embedder.embed([QUESTIONS[4]])
+    [(_, again)] = embedder.embed_batches([QUESTIONS[4]])
     assert np.allclose(again[0], vectors[4], atol=1e-4)
     # Math questions sit nearer each other than a math question and a geography one.
     sims = vectors @ vectors.T

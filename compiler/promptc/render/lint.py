@@ -15,7 +15,7 @@ from promptc.errors import Location, PromptcError, did_you_mean
 from promptc.render.context import context_variables
 from promptc.render.environment import template_error
 from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached
-from promptc.select.batches import batch_size, chunk
+from promptc.select.batches import Chunks, batch_size
 from promptc.strategies import Strategy
 
 
@@ -70,7 +70,7 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
     if not first:  # a spec without data: try the template on a stand-in item
         first = (ir.Item("example", 0, {f.name: f"<{f.name}>" for f in task.inputs}),)
         task = replace(task, items=first)
-    sample = chunk(task, range(len(first)))[0]
+    sample = Chunks(task, range(len(first)))[0]
     try:
         r.chain()
         r.messages(r.context(sample, first))

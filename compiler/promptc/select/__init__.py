@@ -4,10 +4,3 @@
 and the similarity methods, which ``similarity`` implements over ``embed`` and ``neighbors``
 and which import the optional ``embed`` extra only when used).
 """
-
-from __future__ import annotations
-
-from promptc.select.batches import SelectionResult, batch_size, chunk
-from promptc.select.methods import METHODS, select
-
-__all__ = ["METHODS", "SelectionResult", "batch_size", "chunk", "select"]

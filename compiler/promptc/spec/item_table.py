@@ -9,6 +9,7 @@ found by their hashes (:class:`Duplicates`), without keeping the ids' text.
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, overload
 
@@ -79,7 +80,7 @@ class ItemTable(Sequence[Item]):
             index += n
         if not 0 <= index < n:
             raise IndexError("item index out of range")
-        item = self._cache.get(index)
+        item = self._cache.get(index)  # a negative index's item
         if item is None:
             if self._file is None:
                 self._file = open(self.path, "rb")  # noqa: SIM115 - kept open while in use
@@ -186,11 +187,7 @@ class Duplicates:
         out: set[int] = set()
         for bucket in self.buckets:
             if len(set(bucket)) != len(bucket):
-                seen: set[int] = set()
-                for h in bucket:
-                    if h in seen:
-                        out.add(h)
-                    seen.add(h)
+                out.update(h for h, n in Counter(bucket).items() if n > 1)
         return out
 
     def report(self, table: ItemTable, c: ErrorCollector) -> None:

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from promptc.errors import ErrorCollector, Location
+from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import AnswerWith, OutputField, Value
 from promptc.markers import options_text
 from promptc.spec.load import KeyPath, SpecDocument
-from promptc.spec.rows import Row, data_error, kind, option_list, surrogate, to_text
+from promptc.spec.rows import data_error, kind, option_list, surrogate, to_text
 from promptc.values import coerce_value, expected, option_choices, resolve_option
 
 
-def _expression(
-    source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: object
+def expression(
+    source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: str
 ) -> Any:
-    """The compiled Jinja template of an id or gold expression, or ``None`` (reported)."""
+    """The compiled Jinja template of an id or gold expression, or ``None`` (reported as
+    ``code``)."""
     # Imported here: Jinja takes a few tens of milliseconds to import, and only a spec that
     # writes an expression needs it (`promptc check` of most specs does not).
     from promptc.spec.expressions import TemplateError, compile_expression
@@ -36,11 +37,6 @@ def _expression(
         return None
 
 
-def id_template(expr: str, where: Location, c: ErrorCollector) -> Any:
-    """Compiles a Jinja id expression in a sandbox, or reports it."""
-    return _expression(expr, where, ("data", "id"), c, "bad-id-template")
-
-
 @dataclass(frozen=True, slots=True)
 class GoldReader:
     """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
@@ -48,53 +44,70 @@ class GoldReader:
     output: OutputField
     spec: str
     template: Any  # a compiled Jinja template for an expression, else None
-    location: Location
 
-    def read(self, row: Row, index: int, c: ErrorCollector) -> Value | None:
-        """The row's gold value, normalised by the output's type, or ``None`` (reported)."""
-        name = self.output.name
-        raw = self._raw(row, index, c)
+    def read(
+        self,
+        values: Mapping[str, Any],
+        where: Location,
+        index: int,
+        options: Mapping[str, tuple[str, ...]],
+        c: ErrorCollector,
+    ) -> Value | None:
+        """The row's gold value, normalised by the output's type, or ``None`` (reported).
+
+        A gold answer naming one of the row's own ``options`` (``choices_from``) is that
+        option's letter, given as the letter or (``answer_with: text | either``) as its text.
+        """
+        raw = self._raw(values, where, index, c)
         if raw is None:
             return None
         if isinstance(raw, (Decimal, list, dict)):
             raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
+        field = self.output
         try:
-            return coerce_value(self.output, raw)
+            value = coerce_value(field, raw)
         except ValueError:
-            c.add(
-                data_error(
-                    "bad-gold",
-                    row.location,
-                    ("data", "gold", name),
-                    type=self.output.type,
-                    output=name,
-                    problem=f"expected {expected(self.output)}, found {to_text(raw)!r}",
-                )
-            )
+            c.add(self._bad(where, f"expected {expected(field)}, found {to_text(raw)!r}"))
             return None
+        listed = options.get(field.choices_from) if field.choices_from else None
+        if not listed:
+            return value  # no options to name, or the row's are missing or bad (reported)
+        answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
+        hits = resolve_option(answer_with, listed, str(value), exact=False)
+        if len(hits) == 1:
+            return hits[0]
+        names = f"names options {' and '.join(hits)}" if hits else "names none of its options"
+        choices = ", ".join(repr(x) for x in option_choices(answer_with, listed))
+        c.add(self._bad(where, f"{str(value)!r} {names}; expected one of {choices}"))
+        return None
 
-    def _raw(self, row: Row, index: int, c: ErrorCollector) -> object:
+    def _bad(self, where: Location, problem: str) -> DataError:
+        name = self.output.name
+        path = ("data", "gold", name)
+        return data_error(
+            "bad-gold", where, path, type=self.output.type, output=name, problem=problem
+        )
+
+    def _raw(
+        self, values: Mapping[str, Any], where: Location, index: int, c: ErrorCollector
+    ) -> object:
         """The gold as the row gives it (the expression's text), or ``None`` (reported)."""
         name = self.output.name
         if self.template is not None:
             try:
-                text = str(self.template.render(row=row.values, index=index, loop_index=index + 1))
+                text = str(self.template.render(row=values, index=index, loop_index=index + 1))
             except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
                 path = ("data", "gold", name)
                 problem = str(e)
-                c.add(
-                    data_error(
-                        "bad-gold-expression", row.location, path, output=name, problem=problem
-                    )
-                )
+                c.add(data_error("bad-gold-expression", where, path, output=name, problem=problem))
                 return None
             return text.strip() if not self.output.type.free_text else text
-        if self.spec not in row.values:
-            c.add(data_error("missing-gold", row.location, column=self.spec, output=name))
+        if self.spec not in values:
+            c.add(data_error("missing-gold", where, column=self.spec, output=name))
             return None
-        raw = row.values[self.spec]
+        raw = values[self.spec]
         if raw is None:
-            c.add(data_error("null-gold", row.location, column=self.spec, output=name))
+            c.add(data_error("null-gold", where, column=self.spec, output=name))
         return raw
 
 
@@ -114,36 +127,11 @@ def gold_readers(
         where = doc.value_location(p)
         template = None
         if "{{" in spec:
-            template = _expression(spec, where, p, c, "bad-gold-template", output=field.name)
+            template = expression(spec, where, p, c, "bad-gold-template", output=field.name)
             if template is None:
                 continue
-        readers.append(GoldReader(field, spec, template, where))
+        readers.append(GoldReader(field, spec, template))
     return readers
-
-
-def _item_id(
-    row: Row, index: int, id_spec: str | None, template: Any, c: ErrorCollector
-) -> str | None:
-    if id_spec is None:
-        return str(index + 1)
-    if "{{" in id_spec:
-        if template is None:
-            return None
-        try:
-            value = str(template.render(row=row.values, index=index, loop_index=index + 1))
-        except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
-            c.add(data_error("bad-id", row.location, ("data", "id"), problem=str(e)))
-            return None
-        value = value.strip()
-    else:
-        if id_spec not in row.values or row.values[id_spec] is None:
-            c.add(data_error("missing-id", row.location, column=id_spec))
-            return None
-        value = to_text(row.values[id_spec]).strip()
-    if not value:
-        c.add(data_error("empty-id", row.location))
-        return None
-    return value
 
 
 _ABSENT: Any = object()
@@ -182,48 +170,17 @@ class ItemMaker:
     def golds(
         self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
     ) -> dict[str, Value] | None:
-        """The row's gold answers (``data.gold``), or ``None`` if one is missing or bad."""
+        """The row's gold answers (``data.gold``), or ``None`` if one is missing or bad; call it
+        after :meth:`inputs`, whose options a gold answer may name."""
         out: dict[str, Value] = {}
         if not self.gold:
             return out
-        row = Row(values, self.where(line))
-        ok = True
+        where = self.where(line)
         for reader in self.gold:
-            value = reader.read(row, index, c)
-            if value is not None and reader.output.choices_from:
-                value = self._gold_option(reader, value, row, c)
-            if value is None:
-                ok = False
-            else:
+            value = reader.read(values, where, index, self.options, c)
+            if value is not None:
                 out[reader.output.name] = value
-        return out if ok else None
-
-    def _gold_option(
-        self, reader: GoldReader, value: Value, row: Row, c: ErrorCollector
-    ) -> Value | None:
-        """A gold answer naming one of the row's own options (``choices_from``): its letter,
-        given as the letter or (``answer_with: text | either``) as the option's text."""
-        field = reader.output
-        options = self.options.get(field.choices_from)
-        if not options:
-            return value  # the row's options are missing or bad, which is reported
-        answer_with: AnswerWith = "either" if field.answer_with != "letter" else "letter"
-        hits = resolve_option(answer_with, options, str(value), exact=False)
-        if len(hits) == 1:
-            return hits[0]
-        names = f"names options {' and '.join(hits)}" if hits else "names none of its options"
-        choices = ", ".join(repr(x) for x in option_choices(answer_with, options))
-        c.add(
-            data_error(
-                "bad-gold",
-                row.location,
-                ("data", "gold", field.name),
-                type=field.type,
-                output=field.name,
-                problem=f"{str(value)!r} {names}; expected one of {choices}",
-            )
-        )
-        return None
+        return out if len(out) == len(self.gold) else None
 
     def inputs(
         self, values: Mapping[str, Any], line: int | Location, c: ErrorCollector
@@ -272,12 +229,25 @@ class ItemMaker:
         column = self.id_column
         if column is not None:
             value = values.get(column)
-            if type(value) is str:
-                text = value.strip()
-                if text and surrogate(text) is None:
-                    return text
-        item_id = _item_id(Row(values, self.where(line)), index, self.id_spec, self.template, c)
-        if item_id is not None and surrogate(item_id):
+            if value is None:
+                c.add(data_error("missing-id", self.where(line), column=column))
+                return None
+            text = value.strip() if type(value) is str else to_text(value).strip()
+        elif self.id_spec is None:
+            return str(index + 1)
+        elif self.template is None:
+            return None  # the expression does not compile, which is reported
+        else:
+            try:
+                text = str(self.template.render(row=values, index=index, loop_index=index + 1))
+            except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
+                c.add(data_error("bad-id", self.where(line), ("data", "id"), problem=str(e)))
+                return None
+            text = text.strip()
+        if not text:
+            c.add(data_error("empty-id", self.where(line)))
+            return None
+        if surrogate(text) is not None:
             c.add(data_error("lone-surrogate-id", self.where(line)))
             return None
-        return item_id
+        return text

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 import yaml.composer
@@ -99,17 +99,31 @@ HINTS: dict[str, str] = {
 }
 
 
-def load_error(
-    code: str, location: Location | None, key_path: KeyPath = (), **kw: object
-) -> LoadError:
-    """A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`."""
-    return LoadError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=HINTS.get(code),
-        code=code,
-    )
+_E = TypeVar("_E", bound=PromptcError)
+
+
+def coded_error(
+    error_type: type[_E],
+    messages: Mapping[str, str],
+    hints: Mapping[str, str],
+    code: str,
+    location: Location | None,
+    /,
+    key_path: KeyPath = (),
+    hint: str | None = None,
+    **kw: object,
+) -> _E:
+    """An error of ``error_type`` with the message of ``code`` from a stage's table, filled
+    with ``kw`` (which may name any placeholder: the parameters before it are positional), and
+    its hint (``hint``, else the table's)."""
+    if hint is None:
+        hint = hints.get(code)
+    message = messages[code].format(**kw)
+    return error_type(message, location=location, path=key_path, hint=hint, code=code)
+
+
+#: A :class:`LoadError` with the message of ``code`` from :data:`MESSAGES`.
+load_error = partial(coded_error, LoadError, MESSAGES, HINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +150,8 @@ class _Layer:
     """One file's (or a merge's) data and positions."""
 
     data: dict[str, Any]
-    keys: dict[KeyPath, Location] = field(default_factory=dict)
-    values: dict[KeyPath, Location] = field(default_factory=dict)
+    key_locations: dict[KeyPath, Location] = field(default_factory=dict)
+    value_locations: dict[KeyPath, Location] = field(default_factory=dict)
     spans: dict[KeyPath, ScalarSpan] = field(default_factory=dict)
 
 
@@ -159,7 +173,7 @@ class SpecDocument:
         root: The project folder that ``extends`` may not leave.
         sources: The text of every file read, by display name.
         digests: Whether the sha256 of each file is taken: of the spec files here, of the
-            data file when it is read (:func:`promptc.spec.lower.read_items`). Without,
+            data file when it is read (:func:`promptc.spec.data.read_data`). Without,
             every ``sha256`` is ``""``.
     """
 
@@ -221,17 +235,16 @@ class SpecDocument:
             return lambda offset: base
         # Aligned on first use: a valid spec asks for no position, and aligning costs a
         # Python step per character of the string.
-        aligned: list[tuple[list[int], list[int]]] = []
+        aligned: list[tuple[list[int], LineTable]] = []
 
         def locate(offset: int) -> Location:
             if not aligned:
-                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS).starts))
-            offsets, starts = aligned[0]
+                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS)))
+            offsets, lines = aligned[0]
             if not offsets:
                 return base
-            index = offsets[min(max(offset, 0), len(offsets) - 1)]
-            line = bisect_right(starts, index)
-            return Location(span.file, line, index - starts[line - 1] + 1)
+            at = lines.position(offsets[min(max(offset, 0), len(offsets) - 1)])
+            return Location(span.file, at.line, at.col)
 
         return locate
 
@@ -256,11 +269,7 @@ class SpecDocument:
 
 def _drop_prefix(layer: _Layer | SpecDocument, prefix: KeyPath) -> None:
     n = len(prefix)
-    for table in (
-        (layer.keys, layer.values, layer.spans)
-        if isinstance(layer, _Layer)
-        else (layer.key_locations, layer.value_locations, layer.spans)
-    ):
+    for table in (layer.key_locations, layer.value_locations, layer.spans):
         for k in [k for k in table if k[:n] == prefix]:
             del table[k]
 
@@ -360,9 +369,8 @@ def _mark(display: str, mark: Any) -> Location:
 
 
 def _location_at(display: str, text: str, index: int) -> Location:
-    starts = LineTable(text, YAML_BREAKS).starts
-    line = bisect_right(starts, index)
-    return Location(display, line, index - starts[line - 1] + 1)
+    at = LineTable(text, YAML_BREAKS).position(index)
+    return Location(display, at.line, at.col)
 
 
 class _Builder:
@@ -397,13 +405,13 @@ class _Builder:
         self.count += 1
         if self.count > MAX_VALUES:
             # The node itself may be deep inside a shared anchor; name the top-level key.
-            where = self.layer.keys.get(path[:1]) or self.loc(node)
+            where = self.layer.key_locations.get(path[:1]) or self.loc(node)
             raise load_error("too-many-values", where, path[:1], limit=MAX_VALUES)
         if len(path) > MAX_DEPTH:  # aliases can nest anchors deeper than the text does
             raise load_error("too-deep", self.loc(node), path[:1], limit=MAX_DEPTH)
         if not self.check_tag(node, path):
             return None
-        self.layer.values[path] = self.loc(node)
+        self.layer.value_locations[path] = self.loc(node)
         if isinstance(node, yaml.nodes.ScalarNode):
             self.layer.spans[path] = ScalarSpan(  # libyaml writes plain style as ''
                 self.display, node.start_mark.index, node.end_mark.index, node.style or None
@@ -447,7 +455,7 @@ class _Builder:
                 )
                 continue
             first_line[key] = key_node.start_mark.line + 1
-            self.layer.keys[key_path] = self.loc(key_node)
+            self.layer.key_locations[key_path] = self.loc(key_node)
             out[key] = self.build(value_node, key_path)
         return out
 
@@ -510,11 +518,7 @@ def _parse(display: str, text: str) -> _Layer:
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         problem = f"special character {bad.group()!r} is not allowed"
-        raise LoadError(
-            MESSAGES["yaml-syntax"].format(problem=problem),
-            location=_location_at(display, text, bad.start()),
-            code="yaml-syntax",
-        )
+        raise load_error("yaml-syntax", _location_at(display, text, bad.start()), problem=problem)
     try:
         try:
             loader = _Loader(text, display)
@@ -522,23 +526,19 @@ def _parse(display: str, text: str) -> _Layer:
         except yaml.MarkedYAMLError as e:
             raise _yaml_error(display, text, e) from None
         except yaml.YAMLError as e:  # pragma: no cover - other PyYAML errors are marked
-            raise LoadError(
-                MESSAGES["yaml-syntax"].format(problem=str(e)),
-                location=Location(display),
-                code="yaml-syntax",
-            ) from None
+            raise load_error("yaml-syntax", Location(display), problem=str(e)) from None
         if node is None:
             raise load_error("empty-spec", Location(display, 1, 1))
         builder = _Builder(display, text, loader)
         data = builder.build(node, ())
         if builder.errors:
-            _raise(builder.errors)
+            raise builder.errors[0] if len(builder.errors) == 1 else PromptcErrors(builder.errors)
         if not isinstance(data, dict):
             raise load_error(
                 "not-a-mapping", _mark(display, node.start_mark), found=describe(data, show=False)
             )
         layer = builder.layer
-        return _Layer(data, layer.keys, layer.values, layer.spans)
+        return _Layer(data, layer.key_locations, layer.value_locations, layer.spans)
     finally:
         if loader is not None:
             loader.dispose()
@@ -564,13 +564,14 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
         # place to fix is where it opened, not the end of the file.
         what = context.removeprefix("while scanning ").removeprefix("while parsing ")
         end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
-        return LoadError(
-            MESSAGES["yaml-unclosed"].format(what=what, end=end),
-            location=_mark(display, cm),
+        return load_error(
+            "yaml-unclosed",
+            _mark(display, cm),
             hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
             if "quoted" in what
             else "close it",
-            code="yaml-unclosed",
+            what=what,
+            end=end,
         )
     if mark is not None and text[mark.index : mark.index + 1] == "\t":
         problem, context = "found a tab character where a token was expected", None
@@ -579,18 +580,7 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
         hint = context
         if cm is not None and mark is not None and (cm.line, cm.column) != (mark.line, mark.column):
             hint += f" at line {cm.line + 1}, column {cm.column + 1}"
-    return LoadError(
-        MESSAGES["yaml-syntax"].format(problem=problem),
-        location=where,
-        hint=hint,
-        code="yaml-syntax",
-    )
-
-
-def _raise(errors: list[PromptcError]) -> None:
-    if len(errors) == 1:
-        raise errors[0]
-    raise PromptcErrors(errors)
+    return load_error("yaml-syntax", where, hint=hint, problem=problem)
 
 
 def _merge(base: _Layer, child: _Layer) -> _Layer:
@@ -620,10 +610,10 @@ def _merge(base: _Layer, child: _Layer) -> _Layer:
     for p in iter_paths(out.data):
         from_child = p in merged or any(p[:i] in taken for i in range(1, len(p) + 1))
         src = child if from_child else base
-        if p in src.keys:
-            out.keys[p] = src.keys[p]
-        if p in src.values:
-            out.values[p] = src.values[p]
+        if p in src.key_locations:
+            out.key_locations[p] = src.key_locations[p]
+        if p in src.value_locations:
+            out.value_locations[p] = src.value_locations[p]
         if p in src.spans:
             out.spans[p] = src.spans[p]
     return out
@@ -637,12 +627,17 @@ def project_root(spec_folder: Path) -> Path:
     return spec_folder
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
+def confined(folder: Path, rel: str, root: Path | None = None) -> Path | str:
+    """``rel`` resolved from ``folder`` (symlinks followed), or why a spec may not name it:
+    ``"nul"`` (no file name holds a NUL), ``"absolute"`` (``/…`` or ``~…``) or ``"escape"``
+    (it leaves ``root``, by default ``folder``)."""
+    if "\0" in rel:
+        return "nul"
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return "absolute"
+    folder = folder.resolve()
+    target = (folder / rel).resolve()
+    return target if target.is_relative_to(root or folder) else "escape"
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,13 +649,9 @@ class _Context:
     digests: bool = True
 
 
-def _load_chain(
-    display: str,
-    resolved: Path,
-    chain: list[tuple[str, Path]],
-    where: Location | None,
-    ctx: _Context,
-) -> _Layer:
+def _load_chain(display: str, resolved: Path, where: Location | None, ctx: _Context) -> _Layer:
+    """One spec file merged over those it extends; ``ctx.files`` is the chain that extends it
+    (an ``extends`` chain has no branches)."""
     text, sha = _read_text(display, resolved, where, ctx.digests)
     ctx.files.append(SpecFile(display, resolved, sha))
     ctx.sources[display] = text
@@ -669,7 +660,7 @@ def _load_chain(
     if "extends" not in layer.data:
         return layer
     ext = layer.data.pop("extends")
-    ext_loc = layer.values.get(("extends",), Location(display))
+    ext_loc = layer.value_locations.get(("extends",), Location(display))
     _drop_prefix(layer, ("extends",))
     p = ("extends",)
     if not isinstance(ext, str) or not ext.strip():
@@ -679,26 +670,21 @@ def _load_chain(
             p,
             found=describe(ext, show=False) if ext != "" else "an empty string",
         )
-    if "\0" in ext:
-        raise load_error("extends-nul", ext_loc, p, path=ext)
-    if os.path.isabs(ext) or ext.startswith("~"):
-        raise load_error("extends-absolute", ext_loc, p, path=ext)
-    target = (resolved.parent / ext).resolve()
-    if not _inside(target, ctx.root):
-        raise load_error("extends-escape", ext_loc, p, path=ext, root=str(ctx.root))
+    target = confined(resolved.parent, ext, ctx.root)
+    if isinstance(target, str):  # extends-nul, extends-absolute, extends-escape
+        raise load_error("extends-" + target, ext_loc, p, path=ext)
     target_display = os.path.normpath(os.path.join(os.path.dirname(display), ext))
-    names = [d for d, _ in chain] + [display]
-    if target in [r for _, r in chain] or target == resolved:
-        start = ([r for _, r in chain] + [resolved]).index(target)
-        cycle = " → ".join(names[start:] + [target_display])
-        raise load_error("extends-cycle", ext_loc, p, cycle=cycle)
-    if len(chain) + 1 >= MAX_EXTENDS:
+    chain = [f.resolved for f in ctx.files]
+    if target in chain:
+        names = [f.display for f in ctx.files[chain.index(target) :]]
+        raise load_error("extends-cycle", ext_loc, p, cycle=" → ".join([*names, target_display]))
+    if len(chain) >= MAX_EXTENDS:
         raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
     if target.is_dir():
         raise load_error("extends-not-file", ext_loc, p, path=ext)
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
-    base = _load_chain(target_display, target, chain + [(display, resolved)], ext_loc, ctx)
+    base = _load_chain(target_display, target, ext_loc, ctx)
     return _merge(base, layer)
 
 
@@ -719,16 +705,13 @@ def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
     display = os.fspath(path)
     resolved = Path(display).resolve()
     ctx = _Context(root=project_root(resolved.parent).resolve(), digests=digests)
-    try:
-        layer = _load_chain(display, resolved, [], None, ctx)
-    except RecursionError:  # pragma: no cover - nesting is capped well below the stack limit
-        raise load_error("too-deep", Location(display), limit=MAX_DEPTH) from None
+    layer = _load_chain(display, resolved, None, ctx)
     # ctx.files lists files as they were opened: top first, then each base, nearest first.
     return SpecDocument(
         path=Path(display),
         data=layer.data,
-        key_locations=layer.keys,
-        value_locations=layer.values,
+        key_locations=layer.key_locations,
+        value_locations=layer.value_locations,
         spans=layer.spans,
         files=ctx.files,
         root=ctx.root,

@@ -18,57 +18,33 @@ from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors
 from promptc.markers import OPTION_LETTERS, OPTIONS_LABEL, options_text
 from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.data import read_data
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined, load_spec
 from promptc.spec.rows import option_list, to_text
-from promptc.spec.validate import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_KIND,
-    batch_size_of,
-    integer,
-    output_field,
-    resolve_inside,
-    validate,
-)
-from promptc.strategies import STRATEGIES, strategy
+from promptc.spec.validate import batch_size_of, declared_outputs, integer, strategy_of, validate
+from promptc.strategies import STRATEGIES
 from promptc.text import default_label
 from promptc.values import coerce_value, option_text, resolve_option
 
-DEFAULT_METHOD: ir.SelectionMethod = "sequential"
-DEFAULT_SEED = 0
-DEFAULT_TARGET_POSITION = -1
-
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_KIND",
-    "apply_overrides",
-    "compile_spec",
-    "lower",
-    "read_items",
-]
+__all__ = ["compile_spec", "lower"]
 
 
 def _str(value: object, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
-def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
-    """A demo's input value as text: strings as they are, other scalars as written in the file."""
+def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
+    """A demo's input as text: strings as they are, an ``options`` input's list shown as
+    ``(a) … (b) …``, other scalars as written in the file."""
     if isinstance(value, str):
         return value
+    listed = option_list(value) if f.type == "options" else None
+    if listed is not None:
+        return options_text(listed)
     span = doc.spans.get(path)
     source = doc.sources.get(span.file) if span else None
     if span is not None and source is not None and span.style is None:
         return source[span.start : span.end]
     return to_text(value)
-
-
-def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
-    """A demo's input as text; an ``options`` input's list shown as ``(a) … (b) …``."""
-    if f.type == "options":
-        listed = option_list(value)
-        if listed is not None:
-            return options_text(listed)
-    return _input_text(doc, path, value)
 
 
 def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -> ir.Value:
@@ -116,31 +92,6 @@ def _narrow_choices(
     return out
 
 
-def read_items(
-    doc: SpecDocument, collector: ErrorCollector
-) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
-    """Reads the spec's data file (if it names one) into items, reporting bad rows."""
-    inputs = doc.get(("inputs",))
-    names = list(inputs) if isinstance(inputs, dict) else []
-    outputs: list[ir.OutputField] = []
-    declared = doc.get(("outputs",))
-    if isinstance(declared, dict):
-        for name, decl in declared.items():
-            # Outputs that do not validate are left out: their gold cannot be read anyway.
-            f = output_field(name, decl, doc.key_location(("outputs", name)))
-            if f is not None:
-                outputs.append(f)
-    option_inputs = frozenset(
-        n
-        for n, d in (inputs.items() if isinstance(inputs, dict) else ())
-        if isinstance(d, dict) and d.get("type") == "options"
-    )
-    result = read_data(doc, names, collector, outputs, option_inputs)
-    if result is None:
-        return None, ()
-    return result
-
-
 def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task:
     """Builds the IR of a validated spec, reading its data.
 
@@ -155,13 +106,10 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     c = collector if collector is not None else ErrorCollector()
     d = doc.data
     inputs = _inputs(doc)
-    outputs: list[ir.OutputField] = []
-    for name, decl in d["outputs"].items():
-        f = output_field(name, decl, doc.key_location(("outputs", name)))
-        assert f is not None, "lower() needs a validated spec"
-        outputs.append(f)
+    outputs = list(declared_outputs(doc).values())
+    assert len(outputs) == len(d["outputs"]), "lower() needs a validated spec"
     demos = _demos(doc, inputs, outputs)
-    source, items = read_items(doc, c)
+    source, items = read_data(doc, c)
     outputs = _narrow_choices(outputs, items, demos)
     top = doc.files[0]
     task = ir.Task(
@@ -265,8 +213,8 @@ def _templates(doc: SpecDocument) -> tuple[ir.TemplateRef, ...]:
         if rel is None:
             continue
         p: KeyPath = ("templates", kind.name)
-        target = resolve_inside(doc.folder_of(p), rel)
-        assert target is not None, "lower() needs a validated spec"
+        target = confined(doc.folder_of(p), rel)
+        assert isinstance(target, Path), "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
     return tuple(templates)
 
@@ -283,14 +231,15 @@ def _markers(doc: SpecDocument) -> ir.Markers:
 
 
 def _strategy(doc: SpecDocument) -> ir.StrategySpec:
-    kind = strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     size = batch_size_of(doc)
-    assert size is not None, "lower() needs a validated spec"
+    assert kind is not None and size is not None, "lower() needs a validated spec"
     sp: KeyPath = ("strategy", "selection")
+    defaults = ir.Selection()
     selection = ir.Selection(
-        method=doc.get(sp + ("method",), DEFAULT_METHOD),
-        seed=_integer(doc, sp + ("seed",), DEFAULT_SEED),
-        target_position=_integer(doc, sp + ("target_position",), DEFAULT_TARGET_POSITION),
+        method=doc.get(sp + ("method",), defaults.method),
+        seed=_integer(doc, sp + ("seed",), defaults.seed),
+        target_position=_integer(doc, sp + ("target_position",), defaults.target_position),
         model=doc.get(sp + ("model",)),
         cache_dir=_cache_dir(doc),
         location=doc.key_location(sp),
@@ -336,12 +285,6 @@ def _cache_dir(doc: SpecDocument) -> str | None:
     return str((doc.folder_of(p) / Path(rel).expanduser()).resolve())
 
 
-def apply_overrides(doc: SpecDocument, overrides: Mapping[tuple[str, ...], object]) -> None:
-    """Sets command-line values over the spec's; their location is ``<command line>``."""
-    for path, value in sorted(overrides.items()):
-        doc.set(tuple(path), value, Location(COMMAND_LINE))
-
-
 def compile_spec(
     path: str | Path,
     *,
@@ -373,13 +316,13 @@ def compile_spec(
             c.add(e)  # through the collector, so that max_errors caps load errors too
             c.raise_if_any()
             raise
-        if overrides:
-            apply_overrides(doc, overrides)
+        for key_path, value in sorted((overrides or {}).items()):
+            doc.set(tuple(key_path), value, Location(COMMAND_LINE))
         validate(doc, c)
         if c:
             # The spec is invalid, but a missing or broken data file is worth reporting too.
             if isinstance(doc.get(("inputs",)), dict) and isinstance(doc.get(("data",)), dict):
-                read_items(doc, c)
+                read_data(doc, c)
             c.raise_if_any()
         task = lower(doc, c)
         c.raise_if_any()
@@ -389,14 +332,5 @@ def compile_spec(
     except PromptcError as e:
         # fail_fast raises single errors; the contract is one PromptcErrors.
         errors = flatten([e]) + ([] if fail_fast else list(c.errors))
-        raise PromptcErrors(_dedupe(errors), c.omitted) from None
-
-
-def _dedupe(errors: list[PromptcError]) -> list[PromptcError]:
-    seen: set[int] = set()
-    out = []
-    for e in errors:
-        if id(e) not in seen:
-            seen.add(id(e))
-            out.append(e)
-    return out
+        unique = {id(x): x for x in errors}  # the error raised may be one collected too
+        raise PromptcErrors(list(unique.values()), c.omitted) from None

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from promptc.errors import DataError, ErrorCollector, Location
+from promptc.errors import ErrorCollector, Location
 from promptc.spec.rows import TOO_MANY_DIGITS, data_error, kind
 from promptc.text import Hasher
 
@@ -78,8 +78,10 @@ def _column_after(text: str) -> int:
 # ---------------------------------------------------------------- JSONL
 
 
-def _json_error(display: str, e: json.JSONDecodeError, line_offset: int = 0) -> DataError:
-    return data_error("bad-json", Location(display, e.lineno + line_offset, e.colno), problem=e.msg)
+def _undecodable(e: RecursionError | ValueError) -> str:
+    """The ``bad-json`` problem of a value the decoder reads but Python cannot hold: nested
+    past the recursion limit, or an integer past Python's digit limit."""
+    return "nested too deeply" if isinstance(e, RecursionError) else TOO_MANY_DIGITS
 
 
 def jsonl_rows(
@@ -117,13 +119,11 @@ def _jsonl_value(text: str, line: int, display: str, c: ErrorCollector) -> dict[
         value = decode_row(text)
     except json.JSONDecodeError as e:
         if text.strip():
-            c.add(_json_error(display, e, line - 1))
+            where = Location(display, e.lineno + line - 1, e.colno)
+            c.add(data_error("bad-json", where, problem=e.msg))
         return None
-    except RecursionError:
-        c.add(data_error("bad-json", Location(display, line, 1), problem="nested too deeply"))
-        return None
-    except ValueError:  # an integer past Python's digit limit
-        c.add(data_error("bad-json", Location(display, line, 1), problem=TOO_MANY_DIGITS))
+    except (RecursionError, ValueError) as e:
+        c.add(data_error("bad-json", Location(display, line, 1), problem=_undecodable(e)))
         return None
     if type(value) is not dict:
         c.add(data_error("not-an-object", Location(display, line, 1), found=kind(value)))
@@ -312,11 +312,8 @@ def json_array_rows(
         except json.JSONDecodeError as e:
             c.add(data_error("bad-json", at.where(max(e.pos, i)), problem=e.msg))
             return
-        except RecursionError:
-            c.add(data_error("bad-json", where, problem="nested too deeply"))
-            return
-        except ValueError:  # an integer past Python's digit limit
-            c.add(data_error("bad-json", where, problem=TOO_MANY_DIGITS))
+        except (RecursionError, ValueError) as e:
+            c.add(data_error("bad-json", where, problem=_undecodable(e)))
             return
         at.where(end)
         if type(value) is dict:

@@ -11,16 +11,15 @@ lists and objects as compact JSON with sorted keys; null is an error.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
-from promptc.errors import DataError, Location
+from promptc.errors import DataError
 from promptc.markers import MAX_OPTIONS
-from promptc.spec.load import KeyPath
+from promptc.spec.load import coded_error
+from promptc.text import canonical_json
 
 DataFormat = Literal["jsonl", "json", "csv"]
 
@@ -72,23 +71,8 @@ HINTS: dict[str, str] = {
 TOO_MANY_DIGITS = "an integer has more digits than can be read"
 
 
-def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: object) -> DataError:
-    """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
-    return DataError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=HINTS.get(code),
-        code=code,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row of a data file: its values and where it starts."""
-
-    values: Mapping[str, Any]
-    location: Location
+#: A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`.
+data_error = partial(coded_error, DataError, MESSAGES, HINTS)
 
 
 def option_list(value: Any) -> tuple[str, ...] | None:
@@ -121,7 +105,7 @@ def to_text(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    return json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return canonical_json(_jsonable(value))
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import jsonschema
@@ -18,15 +18,14 @@ from jsonschema import Draft202012Validator
 
 from promptc.errors import (
     ErrorCollector,
-    Location,
     PromptcError,
     ValidationError,
     did_you_mean,
     format_path,
 )
 from promptc.resources import read_schema
-from promptc.spec.load import KeyPath, SpecDocument
-from promptc.text import describe
+from promptc.spec.load import KeyPath, SpecDocument, coded_error
+from promptc.text import describe, or_list
 
 MESSAGES: dict[str, str] = {
     "unknown-key": "unknown key {key!r}",
@@ -48,17 +47,8 @@ HINTS: dict[str, str] = {
 }
 
 
-def error(
-    code: str, location: Location, key_path: KeyPath, hint: str | None = None, **kw: object
-) -> ValidationError:
-    """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
-    return ValidationError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=hint if hint is not None else HINTS.get(code),
-        code=code,
-    )
+#: A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`.
+error = partial(coded_error, ValidationError, MESSAGES, HINTS)
 
 
 @lru_cache(maxsize=1)
@@ -220,12 +210,7 @@ def _as_list(value: object) -> list[object]:
 
 def _expected(err: jsonschema.ValidationError) -> str:
     types = _as_list(_schema_of(err).get("type", []))
-    words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
-    if not words:
-        return "a value"
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " or " + words[-1]
+    return or_list([_TYPE_WORDS.get(str(t), str(t)) for t in types]) or "a value"
 
 
 def _show(value: object) -> str:

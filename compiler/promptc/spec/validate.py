@@ -15,15 +15,13 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from promptc.errors import (
     ErrorCollector,
     GrammarError,
-    Location,
     ValidationError,
     did_you_mean,
 )
@@ -31,10 +29,10 @@ from promptc.ir import AnswerWith, OutputField, Placeholder
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.markers import OPTIONS_LABEL
 from promptc.spec.answer_format import parse_answer_format
-from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
-from promptc.strategies import find_strategy
+from promptc.strategies import Strategy, find_strategy
 from promptc.text import default_label
 from promptc.values import coerce_value, find_value_type, option_choices, resolve_option
 
@@ -98,17 +96,8 @@ HINTS: dict[str, str] = {
 }
 
 
-def error(
-    code: str, location: Location, key_path: KeyPath, hint: str | None = None, **kw: object
-) -> ValidationError:
-    """A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`."""
-    return ValidationError(
-        MESSAGES[code].format(**kw),
-        location=location,
-        path=key_path,
-        hint=hint if hint is not None else HINTS.get(code),
-        code=code,
-    )
+#: A :class:`ValidationError` with the message of ``code`` from :data:`MESSAGES`.
+error = partial(coded_error, ValidationError, MESSAGES, HINTS)
 
 
 def _quote_all(words: Iterable[object]) -> str:
@@ -129,23 +118,37 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
 # --- semantic checks ------------------------------------------------------------------------
 
 
-def output_field(name: str, decl: object, location: Location) -> OutputField | None:
-    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid: its
-    type reads what it declares beyond ``type`` and ``description``
+def declared_outputs(doc: SpecDocument) -> dict[str, OutputField]:
+    """The :class:`OutputField` of every output whose declaration has a valid shape, by name:
+    its type reads what it declares beyond ``type`` and ``description``
     (:meth:`promptc.values.ValueType.declare`: an enum's choices and aliases)."""
-    if not isinstance(decl, Mapping):
-        return None
-    typ = find_value_type(decl.get("type"))
-    if typ is None:
-        return None
-    description = decl.get("description")
-    field = OutputField(
-        name=name,
-        type=typ,
-        description=description if isinstance(description, str) else "",
-        location=location,
-    )
-    return typ.declare(field, decl)
+    raw = doc.get(("outputs",))
+    fields: dict[str, OutputField] = {}
+    for name, decl in raw.items() if isinstance(raw, dict) else ():
+        typ = find_value_type(decl.get("type")) if isinstance(decl, Mapping) else None
+        if typ is None:
+            continue
+        description = decl.get("description")
+        field = OutputField(
+            name=name,
+            type=typ,
+            description=description if isinstance(description, str) else "",
+            location=doc.key_location(("outputs", name)),
+        )
+        declared = typ.declare(field, decl)
+        if declared is not None:
+            fields[name] = declared
+    return fields
+
+
+def option_inputs(doc: SpecDocument) -> list[str]:
+    """The inputs declared ``type: options``, in order."""
+    raw = doc.get(("inputs",))
+    return [
+        name
+        for name, decl in (raw.items() if isinstance(raw, dict) else ())
+        if isinstance(decl, dict) and decl.get("type") == "options"
+    ]
 
 
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -153,12 +156,8 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_outputs = doc.get(("outputs",))
     inputs = list(raw_inputs) if isinstance(raw_inputs, dict) else None
     output_names = list(raw_outputs) if isinstance(raw_outputs, dict) else None
-    outputs: dict[str, OutputField] = {}
+    outputs = declared_outputs(doc)
     if isinstance(raw_outputs, dict):
-        for name, decl in raw_outputs.items():
-            f = output_field(name, decl, doc.key_location(("outputs", name)))
-            if f is not None:
-                outputs[name] = f
         _check_outputs(doc, c, raw_outputs)
     if inputs is not None and output_names is not None:
         for name in output_names:
@@ -402,9 +401,6 @@ def _check_demo_option(
     )
 
 
-DEFAULT_KIND = DEFAULT_STRATEGY.name
-
-
 def integer(value: object) -> int | None:
     """The integer a spec value means, or ``None`` if it is not one.
 
@@ -421,9 +417,15 @@ def integer(value: object) -> int | None:
     return None
 
 
+def strategy_of(doc: SpecDocument) -> Strategy | None:
+    """The spec's strategy (the default one without ``strategy.kind``), or ``None`` for a kind
+    that names none (reported by the schema)."""
+    return find_strategy(doc.get(("strategy", "kind"), DEFAULT_STRATEGY.name))
+
+
 def batch_size_of(doc: SpecDocument) -> int | None:
     """The effective batch size: 1 for single and few-shot, else the spec's or 8."""
-    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     if kind is not None and kind.one_item:
         return 1
     size = integer(doc.get(("strategy", "batch_size"), DEFAULT_BATCH_SIZE))
@@ -435,7 +437,7 @@ DEFAULT_BATCH_SIZE = 8
 
 def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     # None when the schema reported the kind: the checks that need it are skipped.
-    kind = find_strategy(doc.get(("strategy", "kind"), DEFAULT_KIND))
+    kind = strategy_of(doc)
     demos = doc.get(("demos",))
     if kind is not None and kind.requires_demos and (demos is None or demos == []):
         p: KeyPath = ("strategy", "kind")
@@ -510,13 +512,10 @@ def marker_clash(a: str, b: str) -> str | None:
 
 
 def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
-    raw_inputs = doc.get(("inputs",))
     raw_outputs = doc.get(("outputs",))
-    if not isinstance(raw_inputs, dict) or not isinstance(raw_outputs, dict):
+    if not isinstance(doc.get(("inputs",)), dict) or not isinstance(raw_outputs, dict):
         return
-    options = [
-        n for n, d in raw_inputs.items() if isinstance(d, dict) and d.get("type") == "options"
-    ]
+    options = option_inputs(doc)
     for name, decl in raw_outputs.items():
         if not isinstance(decl, dict):
             continue
@@ -594,15 +593,12 @@ def _check_data_names(
             )
 
 
-def resolve_inside(folder: Path, relative: str) -> Path | None:
-    """``folder/relative`` resolved (symlinks followed), or ``None`` if it leaves ``folder``."""
-    root = folder.resolve()
-    target = (root / relative).resolve()
-    try:
-        target.relative_to(root)
-    except ValueError:
-        return None
-    return target
+#: The error of each reason :func:`promptc.spec.load.confined` gives for a template path.
+_TEMPLATE_PATH_CODES = {
+    "nul": "path-nul",
+    "absolute": "template-absolute",
+    "escape": "template-escape",
+}
 
 
 def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -614,15 +610,9 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
             continue  # the schema reported it
         p: KeyPath = ("templates", kind)
         where = doc.value_location(p)
-        if "\0" in rel:
-            c.add(error("path-nul", where, p, path=rel))
-            continue
-        if os.path.isabs(rel) or rel.startswith("~"):
-            c.add(error("template-absolute", where, p, path=rel))
-            continue
-        target = resolve_inside(doc.folder_of(p), rel)
-        if target is None:
-            c.add(error("template-escape", where, p, path=rel))
+        target = confined(doc.folder_of(p), rel)
+        if isinstance(target, str):
+            c.add(error(_TEMPLATE_PATH_CODES[target], where, p, path=rel))
         elif target.is_dir():
             c.add(error("template-not-file", where, p, path=rel))
         elif not target.is_file():
