@@ -34,7 +34,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.util import find_spec
 from typing import IO, Any, NoReturn
 
 import click
@@ -47,8 +46,9 @@ from promptc.cli.common import (
     EXIT_USAGE,
     plural,
     stderr,
+    write_errors,
 )
-from promptc.errors import PromptcError, flatten
+from promptc.errors import PromptcError
 from promptc.version import VERSION
 
 
@@ -107,35 +107,20 @@ class LazyGroup(click.Group):
         ),
     }
 
-    def _available(self) -> list[str]:
-        """The lazy commands whose module is part of this installation (found, not imported)."""
-        return [n for n, (target, _) in self.lazy.items() if find_spec(target.split(":")[0])]
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._available()})
+        return sorted(self.lazy)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.lazy and cmd_name not in self.commands:
-            if cmd_name not in self._available():
-                return None
-            target, _ = self.lazy[cmd_name]
-            module, attr = target.split(":")
-            command = getattr(importlib.import_module(module), attr)
-            self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
+        if cmd_name not in self.lazy:
+            return None
+        module, attr = self.lazy[cmd_name][0].split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            if name in self.lazy and name not in self.commands:
-                rows.append((name, self.lazy[name][1]))
-                continue
-            cmd = super().get_command(ctx, name)
-            if cmd is not None and not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        # click's own asks each command for its help, which would import them all.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self.lazy[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,14 +136,10 @@ def cli() -> None:
 
 
 def _report(error: PromptcError, err: IO[str]) -> int:
-    errors = flatten([error])
-    for e in errors:
-        err.write(e.format() + "\n")
-    omitted = getattr(error, "omitted", 0)
-    if omitted:
-        err.write(f"… and {omitted} more\n")
-    if len(errors) + omitted > 1:
-        err.write(f"promptc: {plural(len(errors) + omitted, 'error')}\n")
+    errors = write_errors(error, err)
+    total = len(errors) + getattr(error, "omitted", 0)
+    if total > 1:
+        err.write(f"promptc: {plural(total, 'error')}\n")
     return EXIT_USAGE if all(e.stage == "usage" for e in errors) else EXIT_INVALID
 
 

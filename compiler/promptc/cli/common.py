@@ -7,6 +7,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from promptc.errors import PromptcError, flatten
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES
 
@@ -21,6 +22,18 @@ EXIT_ITEMS, EXIT_INTERRUPTED = 4, 130
 def stderr() -> IO[str]:
     """Where diagnostics go (looked up at call time, so that tests can swap it)."""
     return sys.stderr
+
+
+def write_errors(error: PromptcError, err: IO[str], prefix: str = "") -> list[PromptcError]:
+    """Writes each error ``error`` holds as a line after ``prefix``, then ``… and N more`` for
+    those it counted but left out; returns the errors written."""
+    errors = flatten([error])
+    for e in errors:
+        err.write(f"{prefix}{e.format()}\n")
+    omitted = getattr(error, "omitted", 0)
+    if omitted:
+        err.write(f"… and {omitted} more\n")
+    return errors
 
 
 def overrides(

@@ -30,11 +30,12 @@ from promptc.cli.common import (
     stderr,
     strategy_option,
     use_rich,
+    write_errors,
 )
 from promptc.diff import report
 from promptc.diff.revision import assemble_at, resolve
 from promptc.diff.views import BuildView, compare, read_view, same_spec, view_of_result
-from promptc.errors import Location, PromptcError, UsageError, flatten
+from promptc.errors import Location, PromptcError, UsageError
 
 
 def _missing(path: str) -> PromptcError:
@@ -177,12 +178,6 @@ def diff_command(
         )
     except PromptcError as e:
         # 1 means "changed" here: every error, the spec's own included, exits 2.
-        err = stderr()
-        errors = flatten([e])
-        for error in errors:
-            err.write(error.format() + "\n")
-        omitted = getattr(e, "omitted", 0)
-        if omitted:
-            err.write(f"… and {omitted} more\n")
+        write_errors(e, stderr())
         code = EXIT_USAGE
     sys.exit(code)

@@ -40,8 +40,9 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     summary_format_option,
+    write_errors,
 )
-from promptc.errors import BackendError, PromptcError, UsageError, flatten
+from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
@@ -215,8 +216,7 @@ def run_command(
         )
         sys.exit(EXIT_INTERRUPTED)
     except PromptcError as e:
-        for x in flatten([e]):
-            _say(f"error: {x.format()}")
+        write_errors(e, sys.stderr, "error: ")
         # Bad arguments, not a build, openai missing: usage (2); anything else a user can
         # cause is 1, as promptc check and build report it.
         sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)
