@@ -34,6 +34,7 @@ from promptc.cli.common import (
     stderr,
     use_rich,
 )
+from promptc.cli.run import engine_options
 from promptc.errors import Location, UsageError
 from promptc.eval.report import build_report, report_json, table_rows, write_report
 from promptc.eval.results import read_variant
@@ -78,8 +79,8 @@ def _tolerance(text: str | None) -> Decimal | None:
 @click.option("--base-url", default=None, metavar="URL", help="The OpenAI-compatible API.")
 @click.option(
     "--local",
-    is_flag=True,
-    default=False,
+    flag_value=True,
+    default=None,
     help="Answer with promptc run's embedded llama.cpp model instead of a server.",
 )
 @click.option(
@@ -89,23 +90,7 @@ def _tolerance(text: str | None) -> Decimal | None:
     metavar="GGUF",
     help="With --local: the GGUF model (default: the bundled SmolLM2).",
 )
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME")
-@click.option(
-    "--grammar",
-    type=click.Choice(("auto", "gbnf", "json-schema", "none")),
-    default="auto",
-    show_default=True,
-)
-@click.option("--model", default=None, help="Send this model name instead of the spec's.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option(
-    "--cache",
-    "cache_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="The response cache (default: promptc's).",
-)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0)
+@engine_options
 @click.option(
     "--repair",
     type=click.IntRange(min=0),
@@ -157,16 +142,6 @@ def eval_command(
     batch_sizes: str | None,
     selection: str | None,
     data: str | None,
-    base_url: str | None,
-    local: bool,
-    model_path: str | None,
-    api_key_env: str,
-    grammar: str,
-    model: str | None,
-    concurrency: int,
-    cache_path: str | None,
-    timeout: float,
-    repair: int,
     limit: int | None,
     results: tuple[str, ...],
     baseline: str | None,
@@ -175,6 +150,7 @@ def eval_command(
     fmt: str,
     no_charts: bool,
     extra_results: tuple[str, ...],
+    **run_options: Any,
 ) -> None:
     """Run every strategy of SPEC and score its answers against the gold answers.
 
@@ -193,7 +169,7 @@ def eval_command(
         read = [read_variant(f, task) for f in folders]
         baseline = baseline or _default_baseline([r.name for r in read])
     else:
-        _check_model_choice(base_url, local)
+        _check_model_choice(run_options["base_url"], run_options["local"])
         chosen = variants(
             parse_strategies(strategies),
             parse_batch_sizes(batch_sizes),
@@ -203,20 +179,7 @@ def eval_command(
         task = compile_task(spec, data=data)  # every error of the spec before anything is sent
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
-
-        options: dict[str, Any] = {
-            "base_url": base_url,
-            "local": True if local else None,
-            "model_path": model_path,
-            "api_key_env": api_key_env,
-            "grammar": grammar,
-            "model": model,
-            "concurrency": concurrency,
-            "timeout": timeout,
-            "cache_path": cache_path,
-            "repair": repair,
-        }
-        ran = _run_with_progress(spec, chosen, out, options, data, limit)
+        ran = _run_with_progress(spec, chosen, out, run_options, data, limit)
         failed = _say_failures(r for _, _, r in ran)
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
@@ -258,7 +221,7 @@ def _baseline_among(baseline: str | None, names: Sequence[str]) -> str:
     return baseline
 
 
-def _check_model_choice(base_url: str | None, local: bool) -> None:
+def _check_model_choice(base_url: str | None, local: bool | None) -> None:
     """A run needs one model: ``--base-url`` or ``--local``."""
     if base_url is None and not local:
         raise UsageError(
@@ -286,13 +249,6 @@ def _run_with_progress(
     """Runs the variants with a rich progress bar on a terminal, plain lines otherwise."""
     err = stderr()
     if not use_rich(err):
-
-        def say_variant(v: Variant, n: int) -> None:
-            err.write(f"eval: {v.name}: {n} request(s)\n")
-
-        def say(line: str) -> None:
-            err.write(line + "\n")
-
         return run_variants(
             spec,
             chosen,
@@ -300,8 +256,8 @@ def _run_with_progress(
             run_options=options,
             data=data,
             limit=limit,
-            on_variant=say_variant,
-            progress=say,
+            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=err),
+            progress=lambda line: print(line, file=err),
         )
     # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
     from rich.console import Console
