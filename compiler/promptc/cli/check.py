@@ -14,6 +14,7 @@ from promptc.cli.common import (
     batch_size_option,
     compile_task,
     data_option,
+    format_option,
     plural,
     stderr,
     strategy_option,
@@ -64,14 +65,7 @@ def check_spec(
     required=True,
     type=click.Path(exists=True, dir_okay=False, readable=True),
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-    help="Diagnostics as lines for people or JSON for tools.",
-)
+@format_option("text", "json", help="Diagnostics as lines for people or JSON for tools.")
 @click.option(
     "--max-errors",
     type=click.IntRange(min=1),

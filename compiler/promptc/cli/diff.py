@@ -26,6 +26,7 @@ from promptc.cli.common import (
     EXIT_USAGE,
     batch_size_option,
     compile_checked,
+    format_option,
     overrides,
     stderr,
     strategy_option,
@@ -130,14 +131,7 @@ def run_diff(
     help="A git revision: compare the spec as it was there with the spec as it is now.",
 )
 @click.option("--stat", is_flag=True, help="Print the summary alone.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-    help="A readable diff, or JSON for tools.",
-)
+@format_option("text", "json", help="A readable diff, or JSON for tools.")
 @strategy_option
 @batch_size_option
 @click.option(

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -30,9 +30,11 @@ from promptc.cli.common import (
     EXIT_OK,
     compile_task,
     data_option,
+    format_option,
     spec_argument,
     stderr,
     use_rich,
+    write_table,
 )
 from promptc.cli.run import engine_options
 from promptc.errors import Location, UsageError
@@ -131,9 +133,7 @@ def _tolerance(text: str | None) -> Decimal | None:
     type=click.Path(file_okay=False),
     metavar="REPORT_DIR",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
-)
+@format_option("table", "json")
 @click.option("--no-charts", is_flag=True, help="Skip the PNG charts (no matplotlib needed).")
 @click.argument("extra_results", nargs=-1, type=click.Path(file_okay=False), metavar="")
 def eval_command(
@@ -189,7 +189,7 @@ def eval_command(
     if fmt == "json":
         sys.stdout.write(report_json(report))
     else:
-        _table(table_rows(report), sys.stdout)
+        write_table(table_rows(report), sys.stdout, "promptc eval", numbers=False)
         click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
     sys.exit(EXIT_INVALID if failed else EXIT_OK)
 
@@ -290,21 +290,3 @@ def _run_with_progress(
         )
         bar.advance(overall)
     return done
-
-
-def _table(rows: list[list[str]], stream: IO[str]) -> None:
-    if use_rich(stream):
-        # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*rows[0], title="promptc eval")
-        for c in table.columns[1:]:
-            c.justify = "right"
-        for r in rows[1:]:
-            table.add_row(*r)
-        Console(file=stream).print(table)
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        stream.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")

@@ -35,7 +35,7 @@ from typing import IO, Any, cast
 
 import click
 
-from promptc.cli.common import write_errors
+from promptc.cli.common import format_option, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
@@ -297,14 +297,7 @@ def _say(
     show_default=True,
     help="strict: the whole output must match the grammar; recover: keep every well-formed item.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("jsonl", "table")),
-    default="jsonl",
-    show_default=True,
-    help="JSON lines for tools, a table for people.",
-)
+@format_option("jsonl", "table", help="JSON lines for tools, a table for people.")
 @click.option(
     "--per-item",
     type=click.Choice(PER_ITEM),
