@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
 EDITOR_BREAKS = r"\r\n|\r|\n"
@@ -93,9 +93,9 @@ class LineTable:
         return Span(start, end, self)
 
 
-class Span(tuple[int, int, "LineTable"]):
+class Span(NamedTuple):
     """A stretch of a text: ``start_offset`` is its first character, ``end_offset`` the offset
-    just after its last one.
+    just after its last one, in the text of ``lines``.
 
     Spans hold offsets; lines and columns are worked out when read (from a line table shared by
     every span of the text), so that code making many spans does not pay for positions nobody
@@ -103,23 +103,9 @@ class Span(tuple[int, int, "LineTable"]):
     makes several per item, and a tuple is the cheapest immutable object to make.
     """
 
-    __slots__ = ()
-
-    def __new__(cls, start_offset: int, end_offset: int, lines: LineTable) -> Self:
-        return tuple.__new__(cls, (start_offset, end_offset, lines))
-
-    def __getnewargs__(self) -> tuple[int, int, LineTable]:
-        return (self[0], self[1], self[2])
-
-    @property
-    def start_offset(self) -> int:
-        """The offset of the span's first character."""
-        return self[0]
-
-    @property
-    def end_offset(self) -> int:
-        """The offset just after the span's last character."""
-        return self[1]
+    start_offset: int
+    end_offset: int
+    lines: LineTable
 
     @property
     def start(self) -> Position:
