@@ -16,7 +16,6 @@ Writes ``REPORT_DIR/report.md``, ``report.json``, ``accuracy-vs-tokens.png`` and
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -33,7 +32,6 @@ from promptc.cli.common import (
     format_option,
     spec_argument,
     stderr,
-    use_rich,
     write_table,
 )
 from promptc.cli.run import engine_options
@@ -42,15 +40,13 @@ from promptc.eval.report import build_report, report_json, table_rows, write_rep
 from promptc.eval.results import read_variant
 from promptc.eval.runner import run_variants
 from promptc.plan.variants import (
-    Variant,
     parse_batch_sizes,
     parse_selection,
     parse_strategies,
     variants,
 )
+from promptc.run.progress import cli_events
 from promptc.strategies import SINGLE
-
-_TICK = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
 def _tolerance(text: str | None) -> Decimal | None:
@@ -179,7 +175,16 @@ def eval_command(
         task = compile_task(spec, data=data)  # every error of the spec before anything is sent
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
-        ran = _run_with_progress(spec, chosen, out, run_options, data, limit)
+        ran = run_variants(
+            spec,
+            chosen,
+            out,
+            run_options=run_options,
+            data=data,
+            limit=limit,
+            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=stderr()),
+            progress=cli_events(stderr()),  # each variant's run shows what promptc run shows
+        )
         failed = _say_failures(r for _, _, r in ran)
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
@@ -236,57 +241,3 @@ def _check_model_choice(base_url: str | None, local: bool | None) -> None:
             location=Location("<command line>"),
             code="two-models",
         )
-
-
-def _run_with_progress(
-    spec: str,
-    chosen: Sequence[Variant],
-    out: Path,
-    options: dict[str, Any],
-    data: str | None,
-    limit: int | None,
-) -> list[tuple[Variant, Path, Any]]:
-    """Runs the variants with a rich progress bar on a terminal, plain lines otherwise."""
-    err = stderr()
-    if not use_rich(err):
-        return run_variants(
-            spec,
-            chosen,
-            out,
-            run_options=options,
-            data=data,
-            limit=limit,
-            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=err),
-            progress=lambda line: print(line, file=err),
-        )
-    # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
-    from rich.console import Console
-    from rich.progress import Progress, TaskID
-
-    with Progress(console=Console(file=err)) as bar:
-        overall = bar.add_task("variants", total=len(chosen))
-        current: list[TaskID] = []
-
-        def on_variant(v: Variant, n: int) -> None:
-            if current:
-                bar.update(current[-1], visible=False)
-                bar.advance(overall)
-            current.append(bar.add_task(v.name, total=n))
-
-        def progress(line: str) -> None:
-            m = _TICK.match(line)
-            if m and current:
-                bar.update(current[-1], completed=int(m.group(1)))
-
-        done = run_variants(
-            spec,
-            chosen,
-            out,
-            run_options=options,
-            data=data,
-            limit=limit,
-            on_variant=on_variant,
-            progress=progress,
-        )
-        bar.advance(overall)
-    return done
