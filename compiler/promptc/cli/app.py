@@ -45,7 +45,6 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     plural,
-    stderr,
     write_errors,
 )
 from promptc.errors import PromptcError
@@ -145,7 +144,7 @@ def _report(error: PromptcError, err: IO[str]) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Runs the command line and returns its exit status (for tests and :func:`main`)."""
-    err = stderr()
+    err = sys.stderr
     try:
         rv: Any = cli.main(
             args=list(argv) if argv is not None else None,

@@ -16,7 +16,6 @@ from promptc.cli.common import (
     data_option,
     format_option,
     plural,
-    stderr,
     strategy_option,
     write_errors,
 )
@@ -108,8 +107,8 @@ def check_command(
             )
             continue
         if found is not None:
-            write_errors(found, stderr())
-        (sys.stdout if status == EXIT_OK else stderr()).write(summary + "\n")
+            write_errors(found, sys.stderr)
+        (sys.stdout if status == EXIT_OK else sys.stderr).write(summary + "\n")
     if reports:
         doc = reports[0] if len(specs) == 1 else reports
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")

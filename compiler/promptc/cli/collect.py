@@ -23,7 +23,6 @@ from promptc.cli.common import (
     EXIT_ITEMS,
     EXIT_OK,
     EXIT_USAGE,
-    stderr,
     summary_format_option,
     write_errors,
 )
@@ -64,7 +63,7 @@ def collect_command(
     try:
         result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
     except PromptcError as e:
-        write_errors(e, stderr(), "error: ")
+        write_errors(e, sys.stderr, "error: ")
         sys.exit(EXIT_USAGE)
     for rid, why in sorted(result.failed.items()):
         click.echo(f"request {rid}: no answer ({why})", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -20,11 +19,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Items still not ok after a run or collect (documented in docs/cli.md); Ctrl-C.
 EXIT_ITEMS, EXIT_INTERRUPTED = 4, 130
-
-
-def stderr() -> IO[str]:
-    """Where diagnostics go (looked up at call time, so that tests can swap it)."""
-    return sys.stderr
 
 
 def write_errors(error: PromptcError, err: IO[str], prefix: str = "") -> list[PromptcError]:

@@ -28,7 +28,6 @@ from promptc.cli.common import (
     compile_checked,
     format_option,
     overrides,
-    stderr,
     strategy_option,
     use_rich,
     write_errors,
@@ -172,6 +171,6 @@ def diff_command(
         )
     except PromptcError as e:
         # 1 means "changed" here: every error, the spec's own included, exits 2.
-        write_errors(e, stderr())
+        write_errors(e, sys.stderr)
         code = EXIT_USAGE
     sys.exit(code)

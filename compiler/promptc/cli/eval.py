@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from promptc.cli.common import (
     data_option,
     format_option,
     spec_argument,
-    stderr,
     write_table,
 )
 from promptc.cli.run import engine_options
@@ -159,7 +158,7 @@ def eval_command(
     if extra_results and not results:
         raise click.UsageError(f"unexpected argument {extra_results[0]!r}")
     out = Path(out_dir)
-    failed = 0
+    failures = []
     if folders:
         task = compile_task(spec, data=data)
         read = [read_variant(f, task) for f in folders]
@@ -182,10 +181,11 @@ def eval_command(
             run_options=run_options,
             data=data,
             limit=limit,
-            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=stderr()),
-            progress=cli_events(stderr()),  # each variant's run shows what promptc run shows
+            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=sys.stderr),
+            progress=cli_events(sys.stderr),  # each variant's run shows what promptc run shows
         )
-        failed = _say_failures(r for _, _, r in ran)
+        failures = [f for _, _, r in ran for f in r.failed]
+        sys.stderr.writelines(f.format() + "\n" for f in failures)
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
         read = [read_variant(folder, task) for _, folder, _ in ran]
@@ -196,21 +196,11 @@ def eval_command(
     else:
         write_table(table_rows(report), sys.stdout, "promptc eval", numbers=False)
         click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
-    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+    sys.exit(EXIT_INVALID if failures else EXIT_OK)
 
 
 def _default_baseline(names: Sequence[str]) -> str:
     return SINGLE.name if SINGLE.name in names else names[0]
-
-
-def _say_failures(runs: Iterable[Any]) -> int:
-    """Prints each variant's requests that failed; returns how many."""
-    failed = 0
-    for run in runs:
-        for f in run.failed:
-            stderr().write(f.format() + "\n")
-            failed += 1
-    return failed
 
 
 def _baseline_among(baseline: str | None, names: Sequence[str]) -> str:

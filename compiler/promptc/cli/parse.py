@@ -328,21 +328,15 @@ def parse_command(
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    if out_file is None:
-        code = run_parse(
-            build_or_spec, outputs, request_id, mode, fmt, sys.stdout, sys.stderr, per_item
-        )
-    else:
+    buffer = io.StringIO()
+    out = sys.stdout if out_file is None else buffer
+    code = run_parse(build_or_spec, outputs, request_id, mode, fmt, out, sys.stderr, per_item)
+    if out_file is not None and code != 2:
         # Written only once parsed: a usage error leaves an existing FILE as it was.
-        buffer = io.StringIO()
-        code = run_parse(
-            build_or_spec, outputs, request_id, mode, fmt, buffer, sys.stderr, per_item
-        )
-        if code != 2:
-            try:
-                with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-                    f.write(buffer.getvalue())
-            except OSError as e:
-                print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
-                code = 2
+        try:
+            with open(out_file, "w", encoding="utf-8", newline="\n") as f:
+                f.write(buffer.getvalue())
+        except OSError as e:
+            print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
+            code = 2
     sys.exit(code)

@@ -25,7 +25,6 @@ from promptc.cli.common import (
     data_option,
     format_option,
     spec_argument,
-    stderr,
     write_table,
 )
 from promptc.plan.estimate import Plan, plan_spec
@@ -197,5 +196,5 @@ def plan_command(
         )
     over = over_budget(plan, max_cost, max_input_tokens)
     for line in over:
-        stderr().write(f"promptc plan: {line}\n")
+        sys.stderr.write(f"promptc plan: {line}\n")
     sys.exit(EXIT_INVALID if over else EXIT_OK)
