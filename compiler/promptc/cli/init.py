@@ -22,6 +22,7 @@ import click
 from promptc import strategies
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
+from promptc.text import or_list
 from promptc.values import ENUM, NAMES, NUMBER, TEXT
 
 SPEC_FILE = "task.yaml"
@@ -70,7 +71,7 @@ class Starter:
 
     def spec_keys(self) -> str:
         """The spec's own keys, ``description`` to ``demos``, commented."""
-        types = ", ".join(NAMES[:-1]) + " or " + NAMES[-1]
+        types = or_list(NAMES)
         return (
             f"description: {self.description}\n"
             "# The instruction every request starts with.\n"
