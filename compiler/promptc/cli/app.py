@@ -58,52 +58,20 @@ class LazyGroup(click.Group):
     (``tests/test_cli.py`` checks that each line is the first line of its command's help).
     """
 
-    #: name → (``module:attribute`` of the click command, one-line help)
-    lazy: Mapping[str, tuple[str, str]] = {
-        "check": (
-            "promptc.cli.check:check_command",
-            "Validate SPEC: schema, semantic checks, data and templates.",
-        ),
-        "build": (
-            "promptc.cli.build:build_command",
-            "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
-        ),
-        "show": (
-            "promptc.cli.show:show_command",
-            "Show one rendered request of SPEC, or its batches, readably.",
-        ),
-        "schema": (
-            "promptc.cli.schema:schema_command",
-            "Print the JSON Schema of task specs (for editors and yaml-language-server).",
-        ),
-        "parse": (
-            "promptc.cli.parse:parse_command",
-            "Parse model outputs item by item with a build's answer grammar.",
-        ),
-        "run": (
-            "promptc.cli.run:run_command",
-            "Send a build's requests to a model (embedded or any OpenAI-compatible API).",
-        ),
-        "collect": (
-            "promptc.cli.collect:collect_command",
-            "Read Batch API results into per-item results and a repair build.",
-        ),
-        "diff": (
-            "promptc.cli.diff:diff_command",
-            "Compare two builds, or a spec with itself at a git revision.",
-        ),
-        "init": (
-            "promptc.cli.init:init_command",
-            "Write a commented starter spec, its data and its schema.",
-        ),
-        "plan": (
-            "promptc.cli.plan:plan_command",
-            "Count every strategy's requests, tokens and cost, without a model.",
-        ),
-        "eval": (
-            "promptc.cli.eval:eval_command",
-            "Run every strategy and score it against the gold answers.",
-        ),
+    #: name → one-line help. The command is ``<name>_command`` of the module
+    #: ``promptc.cli.<name>``.
+    lazy: Mapping[str, str] = {
+        "check": "Validate SPEC: schema, semantic checks, data and templates.",
+        "build": "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
+        "show": "Show one rendered request of SPEC, or its batches, readably.",
+        "schema": "Print the JSON Schema of task specs (for editors and yaml-language-server).",
+        "parse": "Parse model outputs item by item with a build's answer grammar.",
+        "run": "Send a build's requests to a model (embedded or any OpenAI-compatible API).",
+        "collect": "Read Batch API results into per-item results and a repair build.",
+        "diff": "Compare two builds, or a spec with itself at a git revision.",
+        "init": "Write a commented starter spec, its data and its schema.",
+        "plan": "Count every strategy's requests, tokens and cost, without a model.",
+        "eval": "Run every strategy and score it against the gold answers.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -112,14 +80,14 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.lazy:
             return None
-        module, attr = self.lazy[cmd_name][0].split(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
+        module = importlib.import_module(f"promptc.cli.{cmd_name}")
+        command: click.Command = getattr(module, f"{cmd_name}_command")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's own asks each command for its help, which would import them all.
         with formatter.section("Commands"):
-            formatter.write_dl([(name, self.lazy[name][1]) for name in self.list_commands(ctx)])
+            formatter.write_dl([(name, self.lazy[name]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
