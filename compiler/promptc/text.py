@@ -188,14 +188,14 @@ def excerpt(
     return repr(shown) if quote else shown
 
 
-def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
+def describe(value: object, *, show: bool = True) -> str:
     """A value as messages name it: ``a string 'abc'``, ``an integer 5``, ``a mapping``.
 
     Args:
         value: A value read from YAML or JSON.
-        show: Whether scalars show their value (``a string 'abc'``) or only their kind
-            (``a string``), as messages about a document's structure want.
-        limit: Strings longer than this are abbreviated.
+        show: Whether scalars show their value (``a string 'abc'``, abbreviated past 40
+            characters) or only their kind (``a string``), as messages about a document's
+            structure want.
     """
     if value is None:
         return "null"
@@ -208,7 +208,7 @@ def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
     if isinstance(value, str):
         if not show:
             return "a string"
-        shown = value if len(value) <= limit else value[: limit - 3] + "…"
+        shown = value if len(value) <= 40 else value[:37] + "…"
         return f"a string {shown!r}"
     if isinstance(value, (list, tuple)):
         return "a list"
@@ -285,12 +285,12 @@ def sha256_hasher(enabled: bool = True) -> Hasher:
 # ---------------------------------------------------------------- files
 
 
-def write_atomic(path: str | os.PathLike[str], content: str | Iterable[str]) -> None:
+def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     """Writes a file whole or not at all: to a temporary file beside it, then renamed.
 
     Args:
         path: The file.
-        content: Its text, or its lines (each written with a ``\\n`` after it).
+        lines: Its lines, each written with a ``\\n`` after it.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -298,10 +298,7 @@ def write_atomic(path: str | os.PathLike[str], content: str | Iterable[str]) -> 
         # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as
         # its JSON escape \udXXX, which a JSON reader turns back into the same string.
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
-            if isinstance(content, str):
-                f.write(content)
-            else:
-                f.writelines(line + "\n" for line in content)
+            f.writelines(line + "\n" for line in lines)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
