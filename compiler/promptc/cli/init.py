@@ -254,10 +254,6 @@ def init_command(folder: str, strategy: str, task: str) -> None:
             hint="choose another folder, or move the files away",
             code="init-exists",
         )
-    if root.exists() and not root.is_dir():
-        raise UsageError(
-            f"{folder!r} is not a folder", location=Location(folder), code="init-not-dir"
-        )
     try:
         for name, text in files.items():
             path = root / name
