@@ -213,12 +213,7 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
         )
     )
     rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in starter.rows)
-    schema = read_schema()
-    return {
-        SPEC_FILE: spec,
-        DATA_FILE: rows,
-        SCHEMA_FILE: schema if schema.endswith("\n") else schema + "\n",
-    }
+    return {SPEC_FILE: spec, DATA_FILE: rows, SCHEMA_FILE: read_schema()}
 
 
 @click.command("init")
