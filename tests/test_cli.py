@@ -350,9 +350,8 @@ def test_every_listed_command_loads(name: str) -> None:
 
     import click
 
-    target, line = cli.cli.lazy[name]  # type: ignore[attr-defined]
-    module, attr = target.split(":")
-    command = getattr(importlib.import_module(module), attr)
+    line = cli.cli.lazy[name]  # type: ignore[attr-defined]
+    command = getattr(importlib.import_module(f"promptc.cli.{name}"), f"{name}_command")
     assert isinstance(command, click.Command) and command.name == name
     assert line and line.endswith(".")
     assert cli.run([name, "--help"]) == 0

@@ -89,6 +89,16 @@ def test_init_refuses_to_overwrite_and_then_writes_nothing(
     assert (tmp_path / DATA_FILE).read_text(encoding="utf-8") == "mine\n"
 
 
+def test_init_into_a_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("mine\n", encoding="utf-8")
+    code, out, err = promptc(capsys, "init", str(tmp_path / "afile"))
+    assert (code, out) == (2, "")
+    assert f"Directory '{tmp_path / 'afile'}' is a file." in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_schema_out_writes_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "spec.schema.json"
     assert promptc(capsys, "schema", "-o", str(target)) == (0, "", "")

@@ -149,8 +149,8 @@ def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     write_atomic(target, ["a", "b"])
     assert target.read_text() == "a\nb\n"
-    write_atomic(target, "whole text")
-    assert target.read_text() == "whole text"
+    write_atomic(target, ["whole text"])
+    assert target.read_text() == "whole text\n"
 
     def broken() -> object:
         yield "first"
@@ -158,13 +158,13 @@ def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError):
         write_atomic(target, broken())  # type: ignore[arg-type]
-    assert target.read_text() == "whole text"  # the old file, untouched
+    assert target.read_text() == "whole text\n"  # the old file, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary left
 
 
 def test_an_interrupted_writer_never_leaves_a_half_file(tmp_path: Path) -> None:
     target = tmp_path / "big.txt"
-    write_atomic(target, "old")
+    write_atomic(target, ["old"])
     code = (
         "import os, signal\n"
         "from promptc.text import write_atomic\n"
@@ -177,7 +177,7 @@ def test_an_interrupted_writer_never_leaves_a_half_file(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False)
     assert proc.returncode == -9
-    assert target.read_text() == "old"
+    assert target.read_text() == "old\n"
 
 
 def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

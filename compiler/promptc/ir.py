@@ -57,11 +57,9 @@ class InputField:
 #: inputs as labelled lines after it); ``indexed`` writes each input on its own line under its
 #: own marker, ``Premise[i]: …`` / ``Hypothesis[i]: …`` (the input's label as the prefix).
 InputLayout = Literal["together", "indexed"]
-INPUT_LAYOUTS: tuple[InputLayout, ...] = ("together", "indexed")
 
 
 DemosAs = Literal["system", "turns"]
-DEMOS_AS: tuple[DemosAs, ...] = ("system", "turns")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,8 @@ def template_names() -> list[str]:
 
 @cache
 def read_schema(name: str = "spec.schema.json") -> str:
-    """The text of the shipped JSON Schema ``compiler/promptc/schema/<name>``."""
+    """The text of the shipped JSON Schema ``compiler/promptc/schema/<name>`` (a line break
+    ends it: ``scripts/update_schema.py`` writes it, and a test checks it is current)."""
     beside = _HERE / "schema" / name
     if beside.is_file():  # an installed or source tree: a plain file
         return beside.read_text(encoding="utf-8")

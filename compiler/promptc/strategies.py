@@ -23,6 +23,7 @@ in the spec schema's ``strategy.kind`` enum, and its golden files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = [
@@ -85,9 +86,9 @@ class Strategy:
     def __repr__(self) -> str:
         return f"<strategy {self.name}>"
 
-    def __reduce__(self) -> str:
+    def __reduce__(self) -> tuple[Callable[[str], Strategy], tuple[str]]:
         # Singletons: a copy or a pickle is the same object (``copy``, ``multiprocessing``).
-        return _CONSTANT_NAMES[self.name]
+        return strategy, (self.name,)
 
 
 class Single(Strategy):
@@ -132,12 +133,6 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (SINGLE, FEW_SHOT, BATCH, 
 DEFAULT = SINGLE
 #: The names, in that order.
 NAMES: tuple[str, ...] = tuple(STRATEGIES)
-_CONSTANT_NAMES = {
-    "single": "SINGLE",
-    "few-shot": "FEW_SHOT",
-    "batch": "BATCH",
-    "auto-demo": "AUTO_DEMO",
-}
 
 
 def find_strategy(name: object) -> Strategy | None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
 EDITOR_BREAKS = r"\r\n|\r|\n"
@@ -93,9 +93,9 @@ class LineTable:
         return Span(start, end, self)
 
 
-class Span(tuple[int, int, "LineTable"]):
+class Span(NamedTuple):
     """A stretch of a text: ``start_offset`` is its first character, ``end_offset`` the offset
-    just after its last one.
+    just after its last one, in the text of ``lines``.
 
     Spans hold offsets; lines and columns are worked out when read (from a line table shared by
     every span of the text), so that code making many spans does not pay for positions nobody
@@ -103,23 +103,9 @@ class Span(tuple[int, int, "LineTable"]):
     makes several per item, and a tuple is the cheapest immutable object to make.
     """
 
-    __slots__ = ()
-
-    def __new__(cls, start_offset: int, end_offset: int, lines: LineTable) -> Self:
-        return tuple.__new__(cls, (start_offset, end_offset, lines))
-
-    def __getnewargs__(self) -> tuple[int, int, LineTable]:
-        return (self[0], self[1], self[2])
-
-    @property
-    def start_offset(self) -> int:
-        """The offset of the span's first character."""
-        return self[0]
-
-    @property
-    def end_offset(self) -> int:
-        """The offset just after the span's last character."""
-        return self[1]
+    start_offset: int
+    end_offset: int
+    lines: LineTable
 
     @property
     def start(self) -> Position:
@@ -202,14 +188,14 @@ def excerpt(
     return repr(shown) if quote else shown
 
 
-def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
+def describe(value: object, *, show: bool = True) -> str:
     """A value as messages name it: ``a string 'abc'``, ``an integer 5``, ``a mapping``.
 
     Args:
         value: A value read from YAML or JSON.
-        show: Whether scalars show their value (``a string 'abc'``) or only their kind
-            (``a string``), as messages about a document's structure want.
-        limit: Strings longer than this are abbreviated.
+        show: Whether scalars show their value (``a string 'abc'``, abbreviated past 40
+            characters) or only their kind (``a string``), as messages about a document's
+            structure want.
     """
     if value is None:
         return "null"
@@ -222,7 +208,7 @@ def describe(value: object, *, show: bool = True, limit: int = 40) -> str:
     if isinstance(value, str):
         if not show:
             return "a string"
-        shown = value if len(value) <= limit else value[: limit - 3] + "…"
+        shown = value if len(value) <= 40 else value[:37] + "…"
         return f"a string {shown!r}"
     if isinstance(value, (list, tuple)):
         return "a list"
@@ -299,12 +285,12 @@ def sha256_hasher(enabled: bool = True) -> Hasher:
 # ---------------------------------------------------------------- files
 
 
-def write_atomic(path: str | os.PathLike[str], content: str | Iterable[str]) -> None:
+def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     """Writes a file whole or not at all: to a temporary file beside it, then renamed.
 
     Args:
         path: The file.
-        content: Its text, or its lines (each written with a ``\\n`` after it).
+        lines: Its lines, each written with a ``\\n`` after it.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -312,10 +298,7 @@ def write_atomic(path: str | os.PathLike[str], content: str | Iterable[str]) -> 
         # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as
         # its JSON escape \udXXX, which a JSON reader turns back into the same string.
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
-            if isinstance(content, str):
-                f.write(content)
-            else:
-                f.writelines(line + "\n" for line in content)
+            f.writelines(line + "\n" for line in lines)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

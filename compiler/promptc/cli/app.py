@@ -34,7 +34,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.util import find_spec
 from typing import IO, Any, NoReturn
 
 import click
@@ -46,9 +45,9 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     plural,
-    stderr,
+    write_errors,
 )
-from promptc.errors import PromptcError, flatten
+from promptc.errors import PromptcError
 from promptc.version import VERSION
 
 
@@ -59,83 +58,36 @@ class LazyGroup(click.Group):
     (``tests/test_cli.py`` checks that each line is the first line of its command's help).
     """
 
-    #: name → (``module:attribute`` of the click command, one-line help)
-    lazy: Mapping[str, tuple[str, str]] = {
-        "check": (
-            "promptc.cli.check:check_command",
-            "Validate SPEC: schema, semantic checks, data and templates.",
-        ),
-        "build": (
-            "promptc.cli.build:build_command",
-            "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
-        ),
-        "show": (
-            "promptc.cli.show:show_command",
-            "Show one rendered request of SPEC, or its batches, readably.",
-        ),
-        "schema": (
-            "promptc.cli.schema:schema_command",
-            "Print the JSON Schema of task specs (for editors and yaml-language-server).",
-        ),
-        "parse": (
-            "promptc.cli.parse:parse_command",
-            "Parse model outputs item by item with a build's answer grammar.",
-        ),
-        "run": (
-            "promptc.cli.run:run_command",
-            "Send a build's requests to a model (embedded or any OpenAI-compatible API).",
-        ),
-        "collect": (
-            "promptc.cli.collect:collect_command",
-            "Read Batch API results into per-item results and a repair build.",
-        ),
-        "diff": (
-            "promptc.cli.diff:diff_command",
-            "Compare two builds, or a spec with itself at a git revision.",
-        ),
-        "init": (
-            "promptc.cli.init:init_command",
-            "Write a commented starter spec, its data and its schema.",
-        ),
-        "plan": (
-            "promptc.cli.plan:plan_command",
-            "Count every strategy's requests, tokens and cost, without a model.",
-        ),
-        "eval": (
-            "promptc.cli.eval:eval_command",
-            "Run every strategy and score it against the gold answers.",
-        ),
+    #: name → one-line help. The command is ``<name>_command`` of the module
+    #: ``promptc.cli.<name>``.
+    lazy: Mapping[str, str] = {
+        "check": "Validate SPEC: schema, semantic checks, data and templates.",
+        "build": "Compile SPEC into requests, batches, answer grammars and a manifest in DIR.",
+        "show": "Show one rendered request of SPEC, or its batches, readably.",
+        "schema": "Print the JSON Schema of task specs (for editors and yaml-language-server).",
+        "parse": "Parse model outputs item by item with a build's answer grammar.",
+        "run": "Send a build's requests to a model (embedded or any OpenAI-compatible API).",
+        "collect": "Read Batch API results into per-item results and a repair build.",
+        "diff": "Compare two builds, or a spec with itself at a git revision.",
+        "init": "Write a commented starter spec, its data and its schema.",
+        "plan": "Count every strategy's requests, tokens and cost, without a model.",
+        "eval": "Run every strategy and score it against the gold answers.",
     }
 
-    def _available(self) -> list[str]:
-        """The lazy commands whose module is part of this installation (found, not imported)."""
-        return [n for n, (target, _) in self.lazy.items() if find_spec(target.split(":")[0])]
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._available()})
+        return sorted(self.lazy)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.lazy and cmd_name not in self.commands:
-            if cmd_name not in self._available():
-                return None
-            target, _ = self.lazy[cmd_name]
-            module, attr = target.split(":")
-            command = getattr(importlib.import_module(module), attr)
-            self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
+        if cmd_name not in self.lazy:
+            return None
+        module = importlib.import_module(f"promptc.cli.{cmd_name}")
+        command: click.Command = getattr(module, f"{cmd_name}_command")
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            if name in self.lazy and name not in self.commands:
-                rows.append((name, self.lazy[name][1]))
-                continue
-            cmd = super().get_command(ctx, name)
-            if cmd is not None and not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        # click's own asks each command for its help, which would import them all.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self.lazy[name]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,20 +103,16 @@ def cli() -> None:
 
 
 def _report(error: PromptcError, err: IO[str]) -> int:
-    errors = flatten([error])
-    for e in errors:
-        err.write(e.format() + "\n")
-    omitted = getattr(error, "omitted", 0)
-    if omitted:
-        err.write(f"… and {omitted} more\n")
-    if len(errors) + omitted > 1:
-        err.write(f"promptc: {plural(len(errors) + omitted, 'error')}\n")
+    errors = write_errors(error, err)
+    total = len(errors) + getattr(error, "omitted", 0)
+    if total > 1:
+        err.write(f"promptc: {plural(total, 'error')}\n")
     return EXIT_USAGE if all(e.stage == "usage" for e in errors) else EXIT_INVALID
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Runs the command line and returns its exit status (for tests and :func:`main`)."""
-    err = stderr()
+    err = sys.stderr
     try:
         rv: Any = cli.main(
             args=list(argv) if argv is not None else None,

@@ -14,7 +14,6 @@ from promptc.cli.common import (
     compile_checked,
     data_option,
     spec_argument,
-    stderr,
     strategy_option,
 )
 from promptc.diff.stale import check_report
@@ -103,7 +102,7 @@ def build_command(
     if check:
         assembled = build_mod.assemble(task, target=target, vllm_grammar=grammar)
         status, lines = check_report(assembled, out_dir, spec)
-        (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
+        (out if status == 0 else sys.stderr).write("".join(line + "\n" for line in lines))
         sys.exit(status)
     result = build_mod.build(task, out_dir, target=target, vllm_grammar=grammar)
     click.echo(result.summary)

@@ -19,8 +19,14 @@ import sys
 
 import click
 
-from promptc.cli.common import EXIT_ITEMS, EXIT_OK, EXIT_USAGE, summary_format_option
-from promptc.errors import PromptcError, flatten
+from promptc.cli.common import (
+    EXIT_ITEMS,
+    EXIT_OK,
+    EXIT_USAGE,
+    summary_format_option,
+    write_errors,
+)
+from promptc.errors import PromptcError
 from promptc.run.collect import collect
 
 
@@ -57,8 +63,7 @@ def collect_command(
     try:
         result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
     except PromptcError as e:
-        for x in flatten([e]):
-            click.echo(f"error: {x.format()}", err=True)
+        write_errors(e, sys.stderr, "error: ")
         sys.exit(EXIT_USAGE)
     for rid, why in sorted(result.failed.items()):
         click.echo(f"request {rid}: no answer ({why})", err=True)
@@ -69,7 +74,3 @@ def collect_command(
     else:
         click.echo(result.summary(), err=True)
     sys.exit(EXIT_ITEMS if result.not_ok else EXIT_OK)
-
-
-if __name__ == "__main__":
-    collect_command()

@@ -26,15 +26,16 @@ from promptc.cli.common import (
     EXIT_USAGE,
     batch_size_option,
     compile_checked,
+    format_option,
     overrides,
-    stderr,
     strategy_option,
     use_rich,
+    write_errors,
 )
 from promptc.diff import report
 from promptc.diff.revision import assemble_at, resolve
 from promptc.diff.views import BuildView, compare, read_view, same_spec, view_of_result
-from promptc.errors import Location, PromptcError, UsageError, flatten
+from promptc.errors import Location, PromptcError, UsageError
 
 
 def _missing(path: str) -> PromptcError:
@@ -129,14 +130,7 @@ def run_diff(
     help="A git revision: compare the spec as it was there with the spec as it is now.",
 )
 @click.option("--stat", is_flag=True, help="Print the summary alone.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-    help="A readable diff, or JSON for tools.",
-)
+@format_option("text", "json", help="A readable diff, or JSON for tools.")
 @strategy_option
 @batch_size_option
 @click.option(
@@ -177,12 +171,6 @@ def diff_command(
         )
     except PromptcError as e:
         # 1 means "changed" here: every error, the spec's own included, exits 2.
-        err = stderr()
-        errors = flatten([e])
-        for error in errors:
-            err.write(error.format() + "\n")
-        omitted = getattr(e, "omitted", 0)
-        if omitted:
-            err.write(f"… and {omitted} more\n")
+        write_errors(e, sys.stderr)
         code = EXIT_USAGE
     sys.exit(code)

@@ -22,6 +22,7 @@ import click
 from promptc import strategies
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
+from promptc.text import or_list
 from promptc.values import ENUM, NAMES, NUMBER, TEXT
 
 SPEC_FILE = "task.yaml"
@@ -70,7 +71,7 @@ class Starter:
 
     def spec_keys(self) -> str:
         """The spec's own keys, ``description`` to ``demos``, commented."""
-        types = ", ".join(NAMES[:-1]) + " or " + NAMES[-1]
+        types = or_list(NAMES)
         return (
             f"description: {self.description}\n"
             "# The instruction every request starts with.\n"
@@ -212,12 +213,7 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
         )
     )
     rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in starter.rows)
-    schema = read_schema()
-    return {
-        SPEC_FILE: spec,
-        DATA_FILE: rows,
-        SCHEMA_FILE: schema if schema.endswith("\n") else schema + "\n",
-    }
+    return {SPEC_FILE: spec, DATA_FILE: rows, SCHEMA_FILE: read_schema()}
 
 
 @click.command("init")
@@ -252,10 +248,6 @@ def init_command(folder: str, strategy: str, task: str) -> None:
             location=Location(str(root / existing[0])),
             hint="choose another folder, or move the files away",
             code="init-exists",
-        )
-    if root.exists() and not root.is_dir():
-        raise UsageError(
-            f"{folder!r} is not a folder", location=Location(folder), code="init-not-dir"
         )
     try:
         for name, text in files.items():

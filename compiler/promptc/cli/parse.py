@@ -35,19 +35,12 @@ from typing import IO, Any, cast
 
 import click
 
-from promptc.errors import (
-    Location,
-    OutputParseError,
-    PromptcError,
-    did_you_mean,
-    flatten,
-)
-from promptc.ir import Task
+from promptc.cli.common import format_option, write_errors
+from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
-from promptc.parse.shape import RequestShape
 from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
 
 # --------------------------------------------------------------------------------------------
@@ -106,10 +99,6 @@ def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _shapes(task: Task, repairs: Mapping[str, Mapping[str, Any]]) -> dict[str, RequestShape]:
-    return {rid: repair_shape(task, rec, rid) for rid, rec in repairs.items()}
-
-
 @dataclass
 class _Parsed:
     """What the outputs said, request by request, and what could not be used."""
@@ -119,10 +108,6 @@ class _Parsed:
     repairs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     skipped_repairs: int = 0
     errors: list[PromptcError] = field(default_factory=list)
-
-
-class _Usage(Exception):
-    """A usage error: printed as ``error: …``, exit status 2."""
 
 
 def run_parse(
@@ -136,29 +121,23 @@ def run_parse(
     per_item: str = "target",
 ) -> int:
     """The command's work, returning its exit status (see the module docstring)."""
-    try:
-        build = load_build(source)
-    except PromptcError as e:
-        for x in flatten([e]):
-            print(f"error: {x.format()}", file=err)
-        return 2
     errors: list[PromptcError] = []
     try:
+        build = load_build(source)
         records = list(read_outputs(Path(outputs), errors))
+        request_id = _request(build, request_id, records, outputs)
     except PromptcError as e:
-        print(f"error: {e.format()}", file=err)
+        write_errors(e, err, "error: ")
         return 2
-    try:
-        request_id = _request(build, request_id)
-        found = _parse_records(build, records, request_id, outputs, cast(Mode, mode))
-    except _Usage as e:
-        print(f"error: {e}", file=err)
-        return 2
+    found = _parse_records(build, records, request_id, cast(Mode, mode))
     found.errors[:0] = errors
     known = build.requests
     parsed = found.parsed
     if per_item == "target":
-        shapes = {**known, **_shapes(build.task, found.repairs)}
+        shapes = dict(known)
+        shapes.update(
+            (rid, repair_shape(build.task, rec, rid)) for rid, rec in found.repairs.items()
+        )
         parsed = {rid: target_results(rows, shapes) for rid, rows in parsed.items()}
     # One code path with run --parse and collect: repair answers replace an item's failed
     # result (the first ok, else the last attempt's), and each row says how many answers
@@ -195,8 +174,11 @@ def run_parse(
     return 0
 
 
-def _request(build: Build, request_id: str | None) -> str | None:
-    """The request ``--request`` names: its id, or its number from 1."""
+def _request(
+    build: Build, request_id: str | None, records: Sequence[OutputRecord], outputs: str
+) -> str | None:
+    """The request ``--request`` names: its id, or its number from 1; the build's one request
+    for a plain text file when it has only one."""
     known = build.requests
     if request_id is not None and request_id not in known and request_id.isdigit():
         # A number, as promptc show --request takes it: the request at that position.
@@ -204,10 +186,19 @@ def _request(build: Build, request_id: str | None) -> str | None:
         if 1 <= int(request_id) <= len(ids):
             request_id = ids[int(request_id) - 1]
     if request_id is not None and request_id not in known:
-        hint = did_you_mean(request_id, known)
-        raise _Usage(
-            f"unknown request {request_id!r} in {build.source}" + (f" ({hint})" if hint else "")
+        raise UsageError(
+            f"unknown request {request_id!r} in {build.source}",
+            hint=did_you_mean(request_id, known),
+            code="unknown-request",
         )
+    if request_id is None and records and records[0].request_id is None:  # a plain text file
+        if len(known) != 1:
+            raise UsageError(
+                f"{outputs} holds one output, and {build.source} has {len(known)} "
+                "requests: say which with --request ID",
+                code="one-output",
+            )
+        request_id = next(iter(known))
     return request_id
 
 
@@ -215,21 +206,14 @@ def _parse_records(
     build: Build,
     records: Sequence[OutputRecord],
     request_id: str | None,
-    outputs: str,
     mode: Mode,
 ) -> _Parsed:
     """Each output parsed against its request (a repair answer against what it asked)."""
     known = build.requests
     found = _Parsed()
     for rec in records:
-        rid = rec.request_id
-        if rid is None:  # a plain text file: one request's output
-            if request_id is None and len(known) != 1:
-                raise _Usage(
-                    f"{outputs} holds one output, and {build.source} has {len(known)} "
-                    "requests: say which with --request ID"
-                )
-            rid = request_id if request_id is not None else next(iter(known))
+        rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
+        assert rid is not None
         if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
             origin = rid.split(".repair")[0]
             if request_id is not None and origin != request_id:
@@ -313,14 +297,7 @@ def _say(
     show_default=True,
     help="strict: the whole output must match the grammar; recover: keep every well-formed item.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("jsonl", "table")),
-    default="jsonl",
-    show_default=True,
-    help="JSON lines for tools, a table for people.",
-)
+@format_option("jsonl", "table", help="JSON lines for tools, a table for people.")
 @click.option(
     "--per-item",
     type=click.Choice(PER_ITEM),
@@ -351,21 +328,15 @@ def parse_command(
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    if out_file is None:
-        code = run_parse(
-            build_or_spec, outputs, request_id, mode, fmt, sys.stdout, sys.stderr, per_item
-        )
-    else:
+    buffer = io.StringIO()
+    out = sys.stdout if out_file is None else buffer
+    code = run_parse(build_or_spec, outputs, request_id, mode, fmt, out, sys.stderr, per_item)
+    if out_file is not None and code != 2:
         # Written only once parsed: a usage error leaves an existing FILE as it was.
-        buffer = io.StringIO()
-        code = run_parse(
-            build_or_spec, outputs, request_id, mode, fmt, buffer, sys.stderr, per_item
-        )
-        if code != 2:
-            try:
-                with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-                    f.write(buffer.getvalue())
-            except OSError as e:
-                print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
-                code = 2
+        try:
+            with open(out_file, "w", encoding="utf-8", newline="\n") as f:
+                f.write(buffer.getvalue())
+        except OSError as e:
+            print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
+            code = 2
     sys.exit(code)

@@ -16,11 +16,17 @@ from __future__ import annotations
 import json
 import sys
 from decimal import Decimal
-from typing import IO
 
 import click
 
-from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument, stderr, use_rich
+from promptc.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    data_option,
+    format_option,
+    spec_argument,
+    write_table,
+)
 from promptc.plan.estimate import Plan, plan_spec
 from promptc.plan.variants import (
     parse_batch_sizes,
@@ -85,31 +91,6 @@ def plan_notes(plan: Plan) -> list[str]:
             f"(from {plan.price.source})"
         )
     return notes
-
-
-def write_table(plan: Plan, out: IO[str]) -> None:
-    rows = plan_rows(plan)
-    if use_rich(out):
-        # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*rows[0], title=f"promptc plan {plan.spec}")
-        for c in table.columns[1:]:
-            c.justify = "right"
-        for r in rows[1:]:
-            table.add_row(*r)
-        console = Console(file=out)
-        console.print(table)
-        for n in plan_notes(plan):
-            console.print(n, style="dim")
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
-        out.write("  ".join(cells).rstrip() + "\n")
-    for n in plan_notes(plan):
-        out.write(n + "\n")
 
 
 def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> list[str]:
@@ -178,13 +159,7 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     metavar="N",
     help="Exit 1 if any variant sends more input tokens.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("table", "json")),
-    default="table",
-    show_default=True,
-)
+@format_option("table", "json")
 def plan_command(
     spec: str,
     strategies: str | None,
@@ -212,8 +187,14 @@ def plan_command(
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
-        write_table(plan, sys.stdout)
+        write_table(
+            plan_rows(plan),
+            sys.stdout,
+            f"promptc plan {plan.spec}",
+            numbers=True,
+            notes=plan_notes(plan),
+        )
     over = over_budget(plan, max_cost, max_input_tokens)
     for line in over:
-        stderr().write(f"promptc plan: {line}\n")
+        sys.stderr.write(f"promptc plan: {line}\n")
     sys.exit(EXIT_INVALID if over else EXIT_OK)

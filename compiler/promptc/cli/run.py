@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -40,8 +41,9 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     summary_format_option,
+    write_errors,
 )
-from promptc.errors import BackendError, PromptcError, UsageError, flatten
+from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
@@ -53,6 +55,63 @@ EXIT_FAILED = EXIT_INVALID  # requests that got no answer
 
 def _say(line: str) -> None:
     click.echo(line, err=True)
+
+
+#: How requests are sent, shared with ``promptc eval``, which runs every variant through
+#: :func:`~promptc.run.orchestrate.run_build`.
+ENGINE_OPTIONS = (
+    click.option(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable holding the API key (read only; never written).",
+    ),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        metavar="N",
+        help="Requests in flight at once.",
+    ),
+    click.option(
+        "--grammar",
+        type=click.Choice(("auto", "gbnf", "json-schema", "none")),
+        default="auto",
+        show_default=True,
+        help="Constrain decoding with the build's grammar: GBNF (llama.cpp servers), "
+        "JSON Schema (structured outputs), none, or auto (GBNF when the server is "
+        "llama.cpp, else none).",
+    ),
+    click.option(
+        "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        metavar="S",
+        help="Seconds to wait for one whole answer.",
+    ),
+    click.option(
+        "--cache",
+        "cache_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="PATH",
+        help="SQLite response cache (default: "
+        "$PROMPTC_CACHE_DIR or ~/.cache/promptc/responses.sqlite).",
+    ),
+)
+
+
+def engine_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Decorates a command with :data:`ENGINE_OPTIONS`, in their order."""
+    for option in reversed(ENGINE_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.command("run")
@@ -110,30 +169,7 @@ def _say(line: str) -> None:
     metavar="RESULTS",
     help="With --parse: write the results here (default: results.jsonl beside the outputs).",
 )
-@click.option(
-    "--api-key-env",
-    default="OPENAI_API_KEY",
-    show_default=True,
-    metavar="NAME",
-    help="Environment variable holding the API key (read only; never written).",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    metavar="N",
-    help="Requests in flight at once.",
-)
-@click.option(
-    "--grammar",
-    type=click.Choice(("auto", "gbnf", "json-schema", "none")),
-    default="auto",
-    show_default=True,
-    help="Constrain decoding with the build's grammar: GBNF (llama.cpp servers), "
-    "JSON Schema (structured outputs), none, or auto (GBNF when the server is "
-    "llama.cpp, else none).",
-)
+@engine_options
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -145,17 +181,6 @@ def _say(line: str) -> None:
     "--parse", "parse", is_flag=True, help="Parse the answers item by item and write results.jsonl."
 )
 @click.option(
-    "--model", default=None, metavar="NAME", help="Send this model name instead of the build's."
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    metavar="S",
-    help="Seconds to wait for one whole answer.",
-)
-@click.option(
     "--max-retries",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_RETRIES,
@@ -163,15 +188,6 @@ def _say(line: str) -> None:
     metavar="N",
     help="Retries of a request after a connection error, timeout, "
     "rate limit or server error, with exponential backoff.",
-)
-@click.option(
-    "--cache",
-    "cache_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="SQLite response cache (default: "
-    "$PROMPTC_CACHE_DIR or ~/.cache/promptc/responses.sqlite).",
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option(
@@ -215,8 +231,7 @@ def run_command(
         )
         sys.exit(EXIT_INTERRUPTED)
     except PromptcError as e:
-        for x in flatten([e]):
-            _say(f"error: {x.format()}")
+        write_errors(e, sys.stderr, "error: ")
         # Bad arguments, not a build, openai missing: usage (2); anything else a user can
         # cause is 1, as promptc check and build report it.
         sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)

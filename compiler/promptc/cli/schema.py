@@ -23,7 +23,6 @@ from promptc.resources import read_schema
 def schema_command(out_file: str | None) -> None:
     """Print the JSON Schema of task specs (for editors and yaml-language-server)."""
     text = read_schema()
-    text = text if text.endswith("\n") else text + "\n"
     if out_file is None:
         sys.stdout.write(text)
         return

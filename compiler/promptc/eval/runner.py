@@ -9,12 +9,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.errors import Location, UsageError
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant
+
+if TYPE_CHECKING:
+    from promptc.run.progress import Events
 
 VARIANTS_DIR = "variants"
 
@@ -65,7 +68,7 @@ def run_variants(
     data: str | None = None,
     limit: int | None = None,
     on_variant: Callable[[Variant, int], None] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Events | Callable[[str], None] | None = None,
 ) -> list[tuple[Variant, Path, Any]]:
     """Builds and runs each variant; returns (variant, folder, RunResult) per variant.
 
