@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
-from promptc.build import BuiltRequest, grammar_stem
-from promptc.grammar.answer import build_grammar
+from promptc.build import BuiltRequest
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
@@ -40,7 +39,7 @@ class RepairRequest:
 
     Attributes:
         request: The request, in the build's own form (its ``grammar`` is ``None``: the
-            grammar is made for it, see :func:`repair_grammar`).
+            grammar is made for it, see :func:`promptc.run.bodies.request_body`).
         origin: The build request whose items it re-asks.
         positions: Each item's 1-based position in ``origin``.
         attempt: The repair round (1, 2, …).
@@ -163,15 +162,6 @@ def repair_requests(
             )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
-
-
-def repair_grammar(task: Task, request: BuiltRequest, suffix: str) -> str:
-    """The grammar file text (``.gbnf``, ``.schema.json``) for a repair request's item count."""
-    n = len(request.item_ids)
-    kind = request.kind or task.strategy.kind
-    stem = grammar_stem(n, task.strategy.batch_size)
-    files = build_grammar(task, n, kind).files(stem)
-    return files[stem + suffix]
 
 
 # --------------------------------------------------------------------------------------------
