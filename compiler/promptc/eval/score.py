@@ -19,9 +19,9 @@ from decimal import Decimal
 from fractions import Fraction
 
 from promptc.ir import OutputField, Value
+from promptc.parse.results import STATUSES
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
-STATUSES = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
