@@ -58,38 +58,34 @@ def _openai() -> Any:
 
 
 class ChatAPI:
-    """An OpenAI-compatible chat API (see the module's docstring): the ``chat-api`` engine.
+    """An OpenAI-compatible chat API (see the module's docstring): the ``chat-api`` engine of
+    a run sending to ``url``.
 
     Args:
-        base_url: The API's base URL, e.g. ``https://api.openai.com/v1``.
-        api_key_env: The environment variable holding the API key (read, never written).
-        timeout: Seconds one answer may take, from sending to its last byte.
+        options: The run's options (the API key's environment variable, the timeout).
+        url: The API's base URL, e.g. ``https://api.openai.com/v1``.
+        requests: The requests of the run.
+        say: Where to report what the engine does.
 
     Raises:
         BackendError: ``openai`` is not installed.
     """
 
-    def __init__(self, base_url: str, *, api_key_env: str, timeout: float) -> None:
-        _openai()  # refused now, before anything is locked, opened or started
-        self.name = base_url
-        self.cache_scope = base_url
-        self.model: str | None = None
-        self.api_key_env = api_key_env
-        self.timeout = timeout
-        self._secret: str | None = None
-        self._client: Any = None
-
-    @classmethod
-    def for_run(
-        cls,
+    def __init__(
+        self,
         options: RunOptions,
         url: str | None,
         requests: Sequence[BuiltRequest],
         say: Callable[[str], None],
-    ) -> ChatAPI:
-        """The engine of a run sending to ``url``."""
-        assert url is not None
-        return cls(url, api_key_env=options.api_key_env, timeout=options.timeout)
+    ) -> None:
+        _openai()  # refused now, before anything is locked, opened or started
+        self.name = url or ""
+        self.cache_scope = self.name
+        self.model: str | None = None
+        self.api_key_env = options.api_key_env
+        self.timeout = options.timeout
+        self._secret: str | None = None
+        self._client: Any = None
 
     def start(self) -> None:
         self._secret = os.environ.get(self.api_key_env) or None

@@ -18,9 +18,9 @@ The engines, by the name :data:`promptc.run.orchestrate.ENGINES` gives them:
               promptc, spoken to as a chat API
 ============  ===================================================================================
 
-A new engine is one class with the attributes and methods of :class:`Engine` and a
-``for_run`` class method (:class:`~promptc.run.orchestrate.EngineFactory`), entered in that
-table.
+A new engine is one class with the attributes and methods of :class:`Engine`, made as
+``Class(options, url, requests, say)`` (:data:`~promptc.run.orchestrate.EngineFactory`),
+entered in that table.
 """
 
 from __future__ import annotations
@@ -136,12 +136,14 @@ class Failure(Exception):
         status: The HTTP status, when there was one.
         detail: What the engine said, without secrets, kept short.
         retry_after: Seconds the server asked to wait before the next attempt.
+        attempts: How many attempts failed, once the caller gives up.
     """
 
     kind: str
     status: int | None
     detail: str
     retry_after: float | None = None
+    attempts: int = 1
 
 
 class Engine(Protocol):

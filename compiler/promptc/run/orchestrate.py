@@ -56,13 +56,12 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from promptc.build import BuiltRequest, read_requests
 from promptc.errors import UsageError
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
-from promptc.parse.shape import request_shape
 from promptc.run.bodies import Bodies, token_field
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.chat_api import ChatAPI
@@ -71,7 +70,7 @@ from promptc.run.local import Embedded, local_available
 from promptc.run.options import RunOptions
 from promptc.run.outputs import OutputsFile, output_record, outputs_lock, read_outputs_file
 from promptc.run.progress import Events, events_for, items_of
-from promptc.run.repair import Repairs, parse_answer, result_line
+from promptc.run.repair import Repairs, parse_answer, repair_shape, result_line
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
 from promptc.text import write_atomic
@@ -80,20 +79,13 @@ if TYPE_CHECKING:
     from promptc.parse.results import ItemResult
 
 
-class EngineFactory(Protocol):
-    """How a run makes its engine: ``Engine.for_run(options, url, requests, say)``."""
-
-    def __call__(
-        self,
-        options: RunOptions,
-        url: str | None,
-        requests: Sequence[BuiltRequest],
-        say: Callable[[str], None],
-    ) -> Engine: ...
-
+#: How a run makes its engine: ``ENGINES[name](options, url, requests, say)``.
+EngineFactory = Callable[
+    [RunOptions, "str | None", Sequence[BuiltRequest], Callable[[str], None]], Engine
+]
 
 #: The engines by name (see :mod:`promptc.run.engine`); :func:`engine_name` picks one.
-ENGINES: Mapping[str, EngineFactory] = {"chat-api": ChatAPI.for_run, "local": Embedded.for_run}
+ENGINES: Mapping[str, EngineFactory] = {"chat-api": ChatAPI, "local": Embedded}
 
 #: Where ``model: {provider: openai}`` sends when nothing else says.
 OPENAI_URL = "https://api.openai.com/v1"
@@ -378,15 +370,7 @@ class _Run:
             return
         shape = self.shapes.get(request.id)
         if shape is None:  # a repair request: the build has no shape for it
-            shape = request_shape(
-                self.task,
-                {
-                    "id": request.id,
-                    "kind": request.kind,
-                    "item_ids": list(request.item_ids),
-                    "target_item": request.target_item,
-                },
-            )
+            shape = repair_shape(self.task, self.repairs.planned[request.id].record(), request.id)
         # A retrieval request is for its target item: only that item's result is kept, so
         # results.jsonl has exactly one result per item, as promptc parse writes by default.
         self.parsed[request.id] = parse_answer(self.task, shape, output)

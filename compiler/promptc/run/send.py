@@ -32,15 +32,6 @@ Record = Callable[["BuiltRequest", str, Mapping[str, Any], str], None]
 T = TypeVar("T")
 
 
-class GaveUp(Exception):
-    """A call that failed on its last attempt."""
-
-    def __init__(self, failure: Failure, attempts: int) -> None:
-        super().__init__(failure.kind)
-        self.failure = failure
-        self.attempts = attempts
-
-
 class Sender:
     """Answers a run's requests (see the module's docstring).
 
@@ -131,7 +122,7 @@ class Sender:
             return mode, "other"
         try:
             server = await self._retrying(self.engine.constraints)
-        except GaveUp as e:
+        except Failure as e:
             for r in requests:
                 self._fail(r, e, during="asking it which grammar it takes (GET /models)")
             return None
@@ -171,7 +162,7 @@ class Sender:
 
         try:
             reply = await self._retrying(send, retrying_note)
-        except GaveUp as e:
+        except Failure as e:
             self._fail(r, e)
             return False
         response = reply.response()
@@ -196,7 +187,8 @@ class Sender:
         """``call()``, again after a retryable failure, at most ``max_retries`` more times.
 
         Raises:
-            GaveUp: The last attempt failed, or a failure not worth another.
+            Failure: The last attempt's (with the number of attempts), or a failure not worth
+                another.
         """
         attempts = 0
         while True:
@@ -205,14 +197,14 @@ class Sender:
                 return await call()
             except Failure as failure:
                 if failure.kind not in RETRYABLE or attempts > self.options.max_retries:
-                    raise GaveUp(failure, attempts) from None
+                    failure.attempts = attempts
+                    raise
                 delay = backoff(attempts - 1, failure.retry_after)
                 if on_retry is not None:
                     on_retry(failure, delay)
                 await asyncio.sleep(delay)
 
-    def _fail(self, r: BuiltRequest, gave_up: GaveUp, during: str = "") -> None:
-        failure = gave_up.failure
+    def _fail(self, r: BuiltRequest, failure: Failure, during: str = "") -> None:
         fill = {
             "base_url": self.engine.name,
             "timeout": self.options.timeout,
@@ -229,6 +221,6 @@ class Sender:
         if during:
             what = f"{what} while {during}"
         self.result.failed.append(
-            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), gave_up.attempts)
+            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), failure.attempts)
         )
         self.events.failed(r.id, items_of(r), failure.kind)
