@@ -47,16 +47,17 @@ from promptc.ir import Task
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, output_line, outputs_lock
 from promptc.run.repair import (
     Merged,
+    RepairRequest,
     merge_answers,
     parse_answer,
     repair_requests,
     repair_shape,
     result_line,
 )
-from promptc.text import canonical_json, sha256_text, write_atomic
+from promptc.text import sha256_text, write_atomic
 from promptc.version import VERSION
 
 REPAIR_DIR = "repair"
@@ -263,12 +264,7 @@ def collect(
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
     if result.not_ok:
-        failed: dict[str, list[int]] = {}
-        for (rid, pos), x in sorted(
-            merged.best.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])
-        ):
-            if x.status != "ok":
-                failed.setdefault(rid, []).append(pos)
+        failed = merged.failed(every=True)
         # A request that got no answer is asked again whole, unless a repair answer did.
         answered_again = {
             str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused
@@ -325,7 +321,7 @@ def _write_results(
     ]
     records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
     with outputs_lock(build / OUTPUTS_FILE):
-        write_atomic(build / OUTPUTS_FILE, (canonical_json(x) for x in records))
+        write_atomic(build / OUTPUTS_FILE, (output_line(x) for x in records))
         write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
 
 
@@ -355,13 +351,8 @@ def _asked(
     for rid in sorted(set(again)):
         whole = replace(by_id[rid], id=f"{rid}.repair{attempt}")
         asked.append(whole)
-        records[whole.id] = {
-            "attempt": attempt,
-            "item_ids": list(whole.item_ids),
-            "kind": whole.kind.name,
-            "of": rid,
-            **({"target_item": whole.target_item} if whole.target_item is not None else {}),
-        }
+        positions = tuple(range(1, len(whole.item_ids) + 1))
+        records[whole.id] = RepairRequest(whole, rid, positions, attempt).record()
     order = {r.id: k for k, r in enumerate(requests)}
     asked.sort(key=lambda r: (order[r.id.split(".repair")[0]], r.id))
     return asked, records

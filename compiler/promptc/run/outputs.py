@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from promptc.errors import Location, UsageError
-from promptc.text import write_atomic
+from promptc.text import canonical_json, write_atomic
 
 if sys.platform != "win32":
     import fcntl
@@ -73,7 +73,7 @@ def output_line(record: Mapping[str, Any]) -> str:
     the answer holds text UTF-8 cannot carry (a lone surrogate such as ``\\ud800``, which some
     servers emit for a split emoji), the same JSON with non-ASCII characters escaped — read
     back, it is the very same string, so nothing is lost and nothing crashes."""
-    line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    line = canonical_json(record)
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:

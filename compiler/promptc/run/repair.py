@@ -190,11 +190,12 @@ class Merged:
     repaired: int = 0
     unused: list[str] = field(default_factory=list)
 
-    def failed(self) -> dict[str, list[int]]:
-        """Build request id → the sorted positions of its items that repair re-asks."""
+    def failed(self, every: bool = False) -> dict[str, list[int]]:
+        """Build request id → the sorted positions of its items that repair re-asks (with
+        ``every``, of every item not ok: what ``collect``'s repair build asks again)."""
         out: dict[str, list[int]] = {}
         for (rid, pos), x in self.best.items():
-            if needs_repair(x):
+            if not x.ok if every else needs_repair(x):
                 out.setdefault(rid, []).append(pos)
         return {rid: sorted(p) for rid, p in out.items()}
 
