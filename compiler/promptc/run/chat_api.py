@@ -11,7 +11,6 @@ what to install.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -121,11 +120,15 @@ class ChatAPI:
         )
 
     async def send(self, body: Mapping[str, Any]) -> Reply:
-        create = self._connected().chat.completions.create
+        # The body as it is (the client's post, which its README documents): parameters the
+        # client's create() does not know (grammar, top_k…) need no extra_body.
+        post = self._connected().post(
+            "/chat/completions", cast_to=_openai().types.chat.ChatCompletion, body=dict(body)
+        )
         try:
             # The whole answer within the timeout: the client's own timeout bounds each read,
             # and a server trickling a byte at a time would never trip it.
-            completion = await asyncio.wait_for(create(**split_params(create, body)), self.timeout)
+            completion = await asyncio.wait_for(post, self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is worded, none raised as is
             raise self._failure(exc) from None
         return reply_of(completion, self._secret)
@@ -181,22 +184,6 @@ def _status_detail(exc: Any, secret: str | None) -> str:
         if msg:
             return scrub(str(msg), secret)
     return scrub(getattr(exc, "message", "") or str(exc), secret)
-
-
-def split_params(create: Callable[..., Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create``: the parameters it knows by name,
-    every other one (``grammar``, ``top_k``, …) passed through in ``extra_body``."""
-    known = set(inspect.signature(create).parameters) - {
-        "extra_body",
-        "extra_headers",
-        "extra_query",
-        "timeout",
-    }
-    kwargs = {k: v for k, v in body.items() if k in known}
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
 
 
 def reply_of(completion: Any, secret: str | None) -> Reply:
