@@ -68,7 +68,7 @@ from promptc.run.chat_api import ChatAPI
 from promptc.run.engine import Engine
 from promptc.run.local import Embedded, local_available
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OutputsFile, output_record, outputs_lock, read_outputs_file
+from promptc.run.outputs import OutputsFile, outputs_lock, read_outputs_file
 from promptc.run.progress import Events, events_for, items_of
 from promptc.run.repair import Repairs, parse_answer, repair_shape, result_line
 from promptc.run.result import RunResult
@@ -339,7 +339,13 @@ class _Run:
     ) -> None:
         """Writes an answer to the outputs (whole, flushed), then counts it, parses it and
         shows it."""
-        record = output_record(request.id, key, response)
+        record = {
+            "id": request.id,
+            "output": response.get("output", ""),
+            "finish_reason": response.get("finish_reason"),
+            "usage": response.get("usage"),
+            "request_sha256": key,  # the cache key of what was sent
+        }
         repair = self.repairs.record_of(request.id)
         if repair is not None:
             record["repair"] = repair

@@ -1,8 +1,8 @@
 """The run's files in the build folder: ``outputs.jsonl`` (one answer a line, appended as
 answers arrive), ``results.jsonl`` and ``outputs.replaced.jsonl``.
 
-:func:`output_line` is the one writer of an ``outputs.jsonl`` line and :func:`read_outputs`
-the one reader; :class:`OutputsFile` is the file as a run keeps it. No answer received is
+:func:`output_line` is the one writer of an ``outputs.jsonl`` line and
+:func:`read_outputs_file` the one reader; :class:`OutputsFile` is the file as a run keeps it. No answer received is
 ever lost:
 
 - a line is split from the next on ``\\n`` alone (an answer may hold U+2028, U+2029 or
@@ -54,18 +54,6 @@ UNPLACED_NOTE = (
 # --------------------------------------------------------------------------------------------
 # One line
 # --------------------------------------------------------------------------------------------
-
-
-def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dict[str, Any]:
-    """The record of one answer: the request's id, the response and the cache key of what was
-    sent (``request_sha256``)."""
-    return {
-        "id": request_id,
-        "output": response.get("output", ""),
-        "finish_reason": response.get("finish_reason"),
-        "usage": response.get("usage"),
-        "request_sha256": key,
-    }
 
 
 def output_line(record: Mapping[str, Any]) -> str:
@@ -144,11 +132,6 @@ def read_outputs_file(path: Path) -> Outputs:
     if last.strip():
         unplaced.append((len(lines) + 1, last))
     return Outputs({k: data for k, (_, data) in found.items()}, sorted(unplaced))
-
-
-def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
-    """The answers in ``outputs.jsonl`` by request id (see :attr:`Outputs.answers`)."""
-    return read_outputs_file(path).answers
 
 
 class OutputsFile:

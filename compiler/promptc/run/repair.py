@@ -248,21 +248,16 @@ def merge_answers(
     """
     best: dict[tuple[str, int], ItemResult] = {}
     attempts: dict[tuple[str, int], int] = {}
-    position: dict[str, int] = {rid: k for k, rid in enumerate(order)}
+    #: (build request id, item id) → the item's position: a request holds an item once.
+    at: dict[tuple[str, str], int] = {}
     for rid in order:
         for x in parsed.get(rid, ()):
             if x.item_id is not None:
                 best[(rid, x.index)] = x
                 attempts[(rid, x.index)] = 1
+                at.setdefault((rid, x.item_id), x.index)
     merged = Merged([], best, attempts)
-    item_ids: dict[str, list[str | None]] = {}
-    for rid in order:
-        ids: list[str | None] = []
-        for x in parsed.get(rid, ()):
-            if x.item_id is not None:
-                ids += [None] * (x.index - len(ids))
-                ids[x.index - 1] = x.item_id
-        item_ids[rid] = ids
+    position: dict[str, int] = {rid: k for k, rid in enumerate(order)}
 
     def sort_key(rid: str) -> tuple[int, int, str]:
         attempt = repairs[rid].get("attempt")
@@ -272,22 +267,20 @@ def merge_answers(
     for rid in sorted((r for r in repairs if r in parsed), key=sort_key):
         record = repairs[rid]
         origin = str(record.get("of"))
-        ids = item_ids.get(origin, [])
         wanted = [str(i) for i in record.get("item_ids") or ()]
-        # Each repair item is at the position of the origin's item of that id (a request
-        # holds an item once); the origin's results hold only what it is for (its target).
-        # An item the origin is not for (a retrieval request's demonstration) is not merged.
-        at = [ids.index(i) + 1 if i in ids else None for i in wanted]
-        if all(p is None for p in at):
+        # Each repair item is at the position of the origin's item of that id; the origin's
+        # results hold only what it is for (its target). An item the origin is not for (a
+        # retrieval request's demonstration) is not merged.
+        if not any((origin, i) in at for i in wanted):
             merged.unused.append(rid)
             continue
         for x in parsed[rid]:
-            if x.item_id is None or not 1 <= x.index <= len(at):
+            if x.item_id is None or not 1 <= x.index <= len(wanted):
                 continue
-            pos = at[x.index - 1]
-            key = (origin, pos if pos is not None else 0)
-            if key not in best or x.item_id != wanted[x.index - 1]:
+            pos = at.get((origin, x.item_id))
+            if pos is None or x.item_id != wanted[x.index - 1]:
                 continue
+            key = (origin, pos)
             attempts[key] += 1
             if not best[key].ok:
                 if x.ok:
