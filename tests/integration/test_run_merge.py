@@ -231,7 +231,7 @@ def test_run_parse_and_collect_agree_on_answers_with_repairs(
         assert all(rid in outputs for rid in asked), asked  # the very requests run sent
         lines = _batch_lines(saved, asked)
         files.append(_write(tmp_path / f"batch-{rounds}.jsonl", lines))
-        current = collect(out, files[0], more_files=files[1:])
+        current = collect(out, *files)
         assert rounds <= 2
     assert current.not_ok == 0
     assert (out / "results.jsonl").read_text(encoding="utf-8") == by_run

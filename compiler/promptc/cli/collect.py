@@ -55,7 +55,7 @@ def collect_command(
     More files are read alike: the error file, and the output of the repair build's batch,
     whose answers are merged into the items' results."""
     try:
-        result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
+        result = collect(build_dir, output_file, *more_files, repair_dir=repair_dir)
     except PromptcError as e:
         for x in flatten([e]):
             click.echo(f"error: {x.format()}", err=True)

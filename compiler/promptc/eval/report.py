@@ -103,7 +103,7 @@ def build_report(
         answers = pick_answers(v.results, v.targets)
         gold = _scored_items(task, v)
         scored.update(gold)
-        scores[v.name] = score(task.outputs, gold, answers, None, tolerance)
+        scores[v.name] = score(task.outputs, gold, answers, tolerance)
     base = scores[baseline]
     rows: list[dict[str, Any]] = []
     for v in variants:
