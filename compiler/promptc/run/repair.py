@@ -13,7 +13,7 @@ folder. Its grammar is made for its own item count from the build's task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -293,89 +293,3 @@ def merge_answers(
             else:
                 merged.rows.append((best[(rid, x.index)], attempts[(rid, x.index)]))
     return merged
-
-
-# --------------------------------------------------------------------------------------------
-# A run's repair requests
-# --------------------------------------------------------------------------------------------
-
-
-class Repairs:
-    """The repair requests of a run and the results they are merged with.
-
-    Args:
-        task: The build's task.
-        requests: The build's requests the run considers, in build order.
-        parsed: Request id → its results: the run's, which it fills as answers arrive.
-    """
-
-    def __init__(
-        self,
-        task: Task,
-        requests: Sequence[BuiltRequest],
-        parsed: Mapping[str, Sequence[ItemResult]],
-    ) -> None:
-        self.task = task
-        self.order = [r.id for r in requests]
-        self.by_id = {r.id: r for r in requests}
-        self.parsed = parsed
-        #: Every repair request planned by this run, by id.
-        self.planned: dict[str, RepairRequest] = {}
-        #: The ``repair`` records of answers of an earlier run that this one did not plan.
-        self.earlier: dict[str, Mapping[str, Any]] = {}
-
-    def record_of(self, request_id: str) -> dict[str, Any] | None:
-        """What ``outputs.jsonl`` keeps beside a repair answer; ``None`` for a build request."""
-        rr = self.planned.get(request_id)
-        return rr.record() if rr is not None else None
-
-    def merged(self) -> Merged:
-        """The results so far, repair answers merged (:func:`merge_answers`)."""
-        repairs: dict[str, Mapping[str, Any]] = {
-            rid: rr.record() for rid, rr in self.planned.items() if rid in self.parsed
-        }
-        for rid, record in self.earlier.items():
-            repairs.setdefault(rid, record)
-        return merge_answers(self.order, self.parsed, repairs)
-
-    def plan(self, attempt: int, note: Callable[[str], None]) -> list[RepairRequest]:
-        """The requests of round ``attempt`` for the items not ok so far (none when every item
-        is); says which requests cannot be cut down."""
-        failed = self.merged().failed()
-        if not failed:
-            return []
-        planned, refused = repair_requests(self.task, failed, self.by_id, attempt)
-        if refused:
-            shown = markers.question_block(
-                self.task.inputs, {f.name: "…" for f in self.task.inputs}, "i", self.task.markers
-            ).replace(markers.FIELD_SEPARATOR, " ")
-            note(
-                "cannot repair request(s) "
-                + ", ".join(refused[:5])
-                + ": their prompt does not show its questions as "
-                + shown
-            )
-        for rr in planned:
-            self.planned[rr.request.id] = rr
-        return planned
-
-    def earlier_answers(
-        self, answers: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, list[ItemResult]]:
-        """The results of repair answers in ``answers`` (``outputs.jsonl``) that an earlier run
-        made for the requests considered and this run did not plan again, so that they are
-        merged too and ``results.jsonl`` is what ``promptc parse`` and ``collect`` make of
-        ``outputs.jsonl``."""
-        out: dict[str, list[ItemResult]] = {}
-        for rid, record in answers.items():
-            rep = record.get("repair")
-            if (
-                rid not in self.parsed
-                and isinstance(rep, Mapping)
-                and str(rep.get("of")) in self.by_id
-                and isinstance(record.get("output"), str)
-            ):
-                self.earlier[rid] = rep
-                shape = repair_shape(self.task, rep, rid)
-                out[rid] = parse_answer(self.task, shape, record["output"])
-        return out

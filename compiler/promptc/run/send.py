@@ -69,12 +69,14 @@ class Sender:
         self.asked: set[str] = set()
         self._context_checked = False
 
-    async def answer(self, requests: Sequence[BuiltRequest]) -> tuple[int, int]:
-        """Answers ``requests`` from the cache, else from the engine.
+    async def answer(self, requests: Sequence[BuiltRequest], label: str) -> tuple[int, int]:
+        """Answers ``requests`` (a pass of the run called ``label``) from the cache, else
+        from the engine.
 
         Returns:
             How many were answered from the cache, and how many by the engine.
         """
+        self.events.start(len(requests), sum(items_of(r) for r in requests), label)
         to_send: list[BuiltRequest] = []
         cached = 0
         for r in requests:
