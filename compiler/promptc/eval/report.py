@@ -54,6 +54,36 @@ def _tokens(task: ir.Task, v: VariantResults) -> tuple[float | None, float | Non
     return inputs / n, outputs / n, f"tokenizer {tok.name}{mark}"
 
 
+def _row(
+    task: ir.Task, v: VariantResults, s: VariantScore, base: VariantScore, baseline: str
+) -> dict[str, Any]:
+    """One variant's row of the report: its score ``s`` beside the baseline's ``base``."""
+    n = s.overall.n
+    tin, tout, source = _tokens(task, v)
+    return {
+        "variant": v.name,
+        "strategy": v.kind,
+        "batch_size": v.batch_size,
+        "selection": v.selection,
+        "requests": v.requests,
+        "answered_requests": v.answered,
+        "items": n,
+        "accuracy": s.overall.to_dict(),
+        "per_output": {k: r.to_dict() for k, r in s.per_output.items()},
+        "parse_rate": s.parse.to_dict(),
+        "statuses": dict(s.statuses),
+        "result_statuses": dict(v.statuses),
+        "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
+        "calls_per_question": round(v.requests / n, 6) if n else None,
+        "input_tokens_per_question": None if tin is None else round(tin, 2),
+        "output_tokens_per_question": None if tout is None else round(tout, 2),
+        "tokens_from": source,
+        "seconds": None if v.seconds is None else round(v.seconds, 3),
+        "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
+        "paired": None if v.name == baseline else paired(base.correct, s.correct).to_dict(),
+    }
+
+
 def build_report(
     task: ir.Task,
     variants: Sequence[VariantResults],
@@ -104,36 +134,7 @@ def build_report(
         gold = _scored_items(task, v)
         scored.update(gold)
         scores[v.name] = score(task.outputs, gold, answers, tolerance)
-    base = scores[baseline]
-    rows: list[dict[str, Any]] = []
-    for v in variants:
-        s = scores[v.name]
-        n = s.overall.n
-        tin, tout, source = _tokens(task, v)
-        rows.append(
-            {
-                "variant": v.name,
-                "strategy": v.kind,
-                "batch_size": v.batch_size,
-                "selection": v.selection,
-                "requests": v.requests,
-                "answered_requests": v.answered,
-                "items": n,
-                "accuracy": s.overall.to_dict(),
-                "per_output": {k: r.to_dict() for k, r in s.per_output.items()},
-                "parse_rate": s.parse.to_dict(),
-                "statuses": dict(s.statuses),
-                "result_statuses": dict(v.statuses),
-                "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
-                "calls_per_question": round(v.requests / n, 6) if n else None,
-                "input_tokens_per_question": None if tin is None else round(tin, 2),
-                "output_tokens_per_question": None if tout is None else round(tout, 2),
-                "tokens_from": source,
-                "seconds": None if v.seconds is None else round(v.seconds, 3),
-                "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
-                "paired": None if v.name == baseline else paired(base.correct, s.correct).to_dict(),
-            }
-        )
+    rows = [_row(task, v, scores[v.name], scores[baseline], baseline) for v in variants]
     points = [(r["input_tokens_per_question"] or 0.0, r["accuracy"]["accuracy"]) for r in rows]
     front = set(pareto_front(points))
     for k, r in enumerate(rows):

@@ -20,9 +20,8 @@ Per variant:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -188,7 +187,6 @@ class Plan:
     price: Pricing | None
     items: int
     variants: tuple[VariantPlan, ...]
-    seconds: float = field(default=0.0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the same for the same spec, data and options (no timings)."""
@@ -280,7 +278,6 @@ def plan_spec(
     """
     from promptc.spec.lower import compile_spec
 
-    started = time.perf_counter()
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
     tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
@@ -297,5 +294,4 @@ def plan_spec(
         price=price,
         items=len(first.items),
         variants=plans,
-        seconds=time.perf_counter() - started,
     )
