@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from promptc.run.progress import Bar, Events, cli_events, events_for
+from promptc.run.progress import Bar, Events, cli_events
 
 
 class _Tty(io.StringIO):
@@ -46,6 +46,6 @@ def test_a_bar_on_a_terminal() -> None:
 
 def test_a_callable_gets_lines() -> None:
     seen: list[str] = []
-    events = events_for(seen.append)
+    events = Events(seen.append)
     _feed(events)
     assert seen[0] == "promptc run: 2 request(s), 9 item(s)" and len(seen) == 4

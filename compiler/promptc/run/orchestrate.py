@@ -70,7 +70,7 @@ from promptc.run.engine import Engine
 from promptc.run.local import Embedded, local_available
 from promptc.run.options import RunOptions
 from promptc.run.outputs import OutputsFile, outputs_lock, read_outputs_file
-from promptc.run.progress import Events, events_for, items_of
+from promptc.run.progress import Events, items_of
 from promptc.run.repair import (
     Merged,
     merge_answers,
@@ -164,7 +164,7 @@ def run_build(
     requests = read_requests(build)
     if options.limit is not None:
         requests = requests[: max(options.limit, 0)]
-    events = events_for(progress)
+    events = progress if isinstance(progress, Events) else Events(progress)
     loaded = load_build(build)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)
@@ -230,9 +230,7 @@ class _Run:
             field,
             engine.cache_scope,
         )
-        self.sender = Sender(
-            engine, self.bodies, cache, options, events, self.record, self.result, out_path.name
-        )
+        self.sender = Sender(engine, self.bodies, cache, options, events, self.record, self.result)
         #: What ``outputs.jsonl`` held when the run started, by request id.
         self.existing: dict[str, dict[str, Any]] = {}
 

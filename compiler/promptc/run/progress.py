@@ -144,12 +144,6 @@ class Bar(Events):
             self._progress = None
 
 
-def events_for(progress: Events | Callable[[str], None] | None) -> Events:
-    """The events object for ``run_build``'s ``progress`` argument: an :class:`Events` as it is,
-    else one saying each event to the callable (``None``: to nothing)."""
-    return progress if isinstance(progress, Events) else Events(progress)
-
-
 def cli_events(file: IO[str] | None = None) -> Events:
     """A bar when ``file`` (default stderr) is a terminal, plain lines otherwise."""
     out = file if file is not None else sys.stderr

@@ -42,8 +42,7 @@ class Sender:
         options: The run's options (concurrency, retries, names for messages).
         events: Where progress and notes go.
         record: Called with each answer, from the cache or the engine.
-        result: Where failures and empty answers are counted.
-        outputs_name: The outputs file's name, for messages.
+        result: Where failures and empty answers are counted (and where the outputs go).
     """
 
     def __init__(
@@ -55,7 +54,6 @@ class Sender:
         events: Events,
         record: Record,
         result: RunResult,
-        outputs_name: str,
     ) -> None:
         self.engine = engine
         self.bodies = bodies
@@ -64,7 +62,6 @@ class Sender:
         self.events = events
         self.record = record
         self.result = result
-        self.outputs_name = outputs_name
         #: The cache keys of every body asked in this run (from the cache or the engine).
         self.asked: set[str] = set()
         self._context_checked = False
@@ -175,7 +172,7 @@ class Sender:
         elif self.cache is not None and not self.cache.put(key, response):
             self.events.note(
                 f"request {r.id}: could not write the response cache "
-                f"{self.cache.path}; the answer is kept in {self.outputs_name}"
+                f"{self.cache.path}; the answer is kept in {self.result.outputs_path.name}"
             )
         elapsed = time.monotonic() - started
         self.record(r, key, response, f"{elapsed:.1f} s, finish {reply.finish_reason}")
