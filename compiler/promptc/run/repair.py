@@ -146,19 +146,17 @@ def repair_requests(
             if messages is None:
                 refused.append(rid)
                 break
+            item_ids = tuple(origin.item_ids[p - 1] for p in group)
             request = BuiltRequest(
                 id=new_id,
                 kind=origin.kind,
-                item_ids=tuple(origin.item_ids[p - 1] for p in group),
+                item_ids=item_ids,
                 messages=tuple(messages),
                 params=origin.params,
                 grammar=None,
                 location=origin.location,
                 # Still for its target, if it holds it (it does: only targets are re-asked).
-                target_item=origin.target_item
-                if origin.target_item is not None
-                and origin.target_item in {origin.item_ids[p - 1] for p in group}
-                else None,
+                target_item=origin.target_item if origin.target_item in item_ids else None,
             )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
