@@ -286,18 +286,13 @@ def _draw_tokens(ax: Any, report: Mapping[str, Any]) -> None:
         mine = [k for k, r in enumerate(rows) if r["strategy"] == kind.name]
         if not mine:
             continue
+        rates = [rows[k]["accuracy"] for k in mine]
         ax.errorbar(
             [xs[k] for k in mine],
             [ys[k] for k in mine],
             yerr=[
-                [
-                    100 * (rows[k]["accuracy"]["accuracy"] - rows[k]["accuracy"]["ci95"][0])
-                    for k in mine
-                ],
-                [
-                    100 * (rows[k]["accuracy"]["ci95"][1] - rows[k]["accuracy"]["accuracy"])
-                    for k in mine
-                ],
+                [100 * (a["accuracy"] - a["ci95"][0]) for a in rates],
+                [100 * (a["ci95"][1] - a["accuracy"]) for a in rates],
             ],
             fmt="o",
             capsize=4,

@@ -21,6 +21,8 @@ from promptc.text import canonical_json
 
 if TYPE_CHECKING:
     from promptc.ir import Task
+    from promptc.run.engine import Engine
+    from promptc.run.options import RunOptions
 
 
 GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
@@ -171,21 +173,20 @@ class Bodies:
     Args:
         build: The build folder.
         task: The build's task.
-        mode: The run's grammar mode.
-        model: The model name to send instead of the build's, if any.
-        field: The field that carries ``max_tokens`` (:func:`token_field`).
-        scope: The engine's cache scope (:attr:`promptc.run.engine.Engine.cache_scope`).
+        options: The run's options: its grammar mode, the model name to send instead of the
+            build's (else the engine's own, if any), the field that carries ``max_tokens``
+            (:func:`token_field`).
+        engine: What the run sends through: its name and cache scope
+            (:attr:`promptc.run.engine.Engine.cache_scope`).
     """
 
-    def __init__(
-        self, build: Path, task: Task, mode: GrammarMode, model: str | None, field: str, scope: str
-    ) -> None:
+    def __init__(self, build: Path, task: Task, options: RunOptions, engine: Engine) -> None:
         self.build = build
         self.task = task
-        self.mode = mode
-        self.model = model
-        self.field = field
-        self.scope = scope
+        self.mode = options.grammar_mode
+        self.model = options.model or engine.model
+        self.field = token_field(options.max_tokens_field, task, engine.name)
+        self.scope = engine.cache_scope
         #: The grammar mode and the engine's form, once resolved.
         self.resolved: tuple[SendMode, ServerKind] | None = None
         #: Requests whose grammar is made for their item count (repair requests): the build

@@ -63,7 +63,7 @@ from promptc.build import BuiltRequest, read_requests
 from promptc.errors import UsageError
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
-from promptc.run.bodies import Bodies, token_field
+from promptc.run.bodies import Bodies
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.chat_api import ChatAPI
 from promptc.run.engine import Engine
@@ -221,15 +221,7 @@ class _Run:
         #: The ``repair`` record of each repair request this run planned (and, at the end,
         #: of each repair answer an earlier run got), by id.
         self.repair_records: dict[str, Mapping[str, Any]] = {}
-        field = token_field(options.max_tokens_field, task, engine.name)
-        self.bodies = Bodies(
-            build,
-            task,
-            options.grammar_mode,
-            options.model or engine.model,
-            field,
-            engine.cache_scope,
-        )
+        self.bodies = Bodies(build, task, options, engine)
         self.sender = Sender(engine, self.bodies, cache, options, events, self.record, self.result)
         #: What ``outputs.jsonl`` held when the run started, by request id.
         self.existing: dict[str, dict[str, Any]] = {}
