@@ -205,7 +205,7 @@ def test_collect_reads_json_answers_of_a_json_schema_vllm_batch(kind: str, tmp_p
         tmp_path / "repair-output.jsonl",
         [_ok_line("r0002.repair1", json_answer(("s07",), [1]))],
     )
-    merged = collect(out, tmp_path / "output.jsonl", more_files=[fixed])
+    merged = collect(out, tmp_path / "output.jsonl", fixed)
     assert merged.not_ok == 0 and merged.repair_dir is None
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     s07 = next(r for r in rows if r["item_id"] == "s07")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from promptc.run.progress import Bar, Lines, cli_events, events_for
+from promptc.run.progress import Bar, Events, cli_events
 
 
 class _Tty(io.StringIO):
@@ -12,7 +12,7 @@ class _Tty(io.StringIO):
         return True
 
 
-def _feed(events: Lines | Bar) -> None:
+def _feed(events: Events) -> None:
     events.start(2, 9, "promptc run")
     events.done("r0001", items=8, ok=7, prompt_tokens=400, completion_tokens=50, note="1.0 s")
     events.note("request r0002: rate-limit (slow down); retrying in 0.5 s")
@@ -23,7 +23,7 @@ def _feed(events: Lines | Bar) -> None:
 def test_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     events = cli_events(out)
-    assert isinstance(events, Lines)
+    assert type(events) is Events  # plain lines, not the bar
     _feed(events)
     assert out.getvalue().splitlines() == [
         "promptc run: 2 request(s), 9 item(s)",
@@ -46,6 +46,6 @@ def test_a_bar_on_a_terminal() -> None:
 
 def test_a_callable_gets_lines() -> None:
     seen: list[str] = []
-    events = events_for(seen.append)
-    _feed(events)  # type: ignore[arg-type]
+    events = Events(seen.append)
+    _feed(events)
     assert seen[0] == "promptc run: 2 request(s), 9 item(s)" and len(seen) == 4

@@ -34,7 +34,7 @@ from promptc.run.bodies import cache_key, request_body
 from promptc.run.engine import FAILURES
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
-from promptc.run.outputs import OutputsFile, read_outputs
+from promptc.run.outputs import OutputsFile, read_outputs_file
 
 requires_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -357,7 +357,7 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
         "interrupted: every answer received so far is in "
         "outputs.jsonl; run the same command again to resume"
     )
-    kept = read_outputs(outputs)
+    kept = read_outputs_file(outputs).answers
     assert 2 <= len(kept) < 10
     handler.delay = 0.0
     result = run_build(
@@ -388,7 +388,7 @@ def test_sigterm_keeps_the_answers_and_the_resume_sends_none_of_them_again(
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGTERM
-    kept = read_outputs(outputs)
+    kept = read_outputs_file(outputs).answers
     assert 2 <= len(kept) < 10
     handler.delay = 0.0
     before = len(handler.seen)
@@ -438,7 +438,7 @@ def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
         "note: started with SIGINT ignored (a background job of a script?): Ctrl-C will not "
         "stop this run; stop it with kill (SIGTERM) — the answers received stay in outputs.jsonl"
     )
-    assert len(read_outputs(outputs)) == 10
+    assert len(read_outputs_file(outputs).answers) == 10
 
 
 def test_run_parse_reads_an_integer_of_5001_digits_as_malformed(
@@ -605,7 +605,7 @@ def test_openai_batch_builds_are_read_too(sentiment: Callable[..., Path]) -> Non
 def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     path = tmp_path / "outputs.jsonl"
     path.write_text('{"id": "r1", "output": "A[1]: yes"}\n{"id": "r2", "outp')
-    assert list(read_outputs(path)) == ["r1"]
+    assert list(read_outputs_file(path).answers) == ["r1"]
     notes: list[str] = []
     assert list(OutputsFile(path, notes.append).tidy()) == ["r1"]  # as a run starts
     assert path.read_text() == '{"id":"r1","output":"A[1]: yes"}\n'
@@ -745,7 +745,7 @@ def test_resume_after_the_process_is_killed(
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
     proc.communicate()
-    before = read_outputs(outputs)
+    before = read_outputs_file(outputs).answers
     assert 1 <= len(before) < 10
 
     result = run_build(

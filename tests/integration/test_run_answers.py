@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
-from promptc.run.outputs import REPLACED_FILE, read_outputs
+from promptc.run.outputs import REPLACED_FILE, read_outputs_file
 
 #: Characters that JSON, UTF-8 or line splitting treat specially: line and paragraph
 #: separators and NEL (which str.splitlines splits on and JSON leaves as they are), control
@@ -85,7 +85,7 @@ def test_awkward_answers_survive_the_outputs_file_resume_and_the_cache(
     first = run_build(sentiment4, options)
     assert first.sent == 3 and first.answered == 3 and not first.failed
     expected = {f"r000{k}": text for k, text in enumerate(answers, 1)}
-    assert {k: v["output"] for k, v in read_outputs(outputs).items()} == expected
+    assert {k: v["output"] for k, v in read_outputs_file(outputs).answers.items()} == expected
     written = outputs.read_bytes()
     assert written.count(b"\n") == 3  # one line per answer, whatever the answer holds
 

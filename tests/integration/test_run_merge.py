@@ -26,7 +26,7 @@ from promptc.cli.parse import run_parse
 from promptc.run.collect import collect
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
-from promptc.run.outputs import read_outputs
+from promptc.run.outputs import read_outputs_file
 from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -149,7 +149,7 @@ def test_retrieval_demonstrations_that_fail_are_not_re_asked(
 
 def _batch_lines(outputs_file: Path, ids: list[str]) -> list[dict[str, Any]]:
     """The Batch API output lines of the answers in an outputs.jsonl."""
-    outputs = read_outputs(outputs_file)
+    outputs = read_outputs_file(outputs_file).answers
     return [
         {
             "id": f"batch_{rid}",
@@ -219,7 +219,7 @@ def test_run_parse_and_collect_agree_on_answers_with_repairs(
 
     # collect, round by round as a Batch API user goes: the build's output, then each repair
     # build's, all given together.
-    outputs = read_outputs(saved)
+    outputs = read_outputs_file(saved).answers
     ids = [r.id for r in read_requests(out)]
     files = [_write(tmp_path / "batch-0.jsonl", _batch_lines(saved, ids))]
     first = collect(out, files[0])
@@ -231,7 +231,7 @@ def test_run_parse_and_collect_agree_on_answers_with_repairs(
         assert all(rid in outputs for rid in asked), asked  # the very requests run sent
         lines = _batch_lines(saved, asked)
         files.append(_write(tmp_path / f"batch-{rounds}.jsonl", lines))
-        current = collect(out, files[0], more_files=files[1:])
+        current = collect(out, *files)
         assert rounds <= 2
     assert current.not_ok == 0
     assert (out / "results.jsonl").read_text(encoding="utf-8") == by_run

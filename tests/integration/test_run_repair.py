@@ -24,7 +24,7 @@ from promptc.run.cache import ResponseCache
 from promptc.run.engine import retry_after_seconds
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
-from promptc.run.outputs import outputs_lock, read_outputs
+from promptc.run.outputs import outputs_lock, read_outputs_file
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 QUESTION = re.compile(r"^Q\[(\d+)\]: ", re.MULTILINE)
@@ -97,7 +97,7 @@ def test_dropped_items_are_re_asked_as_a_smaller_batch_then_singly(
         ("r0001.repair2.4", 3, "ok"),
     ]
     assert len({r["item_id"] for r in rows}) == 20 == len(rows)
-    outputs = read_outputs(sentiment4 / "outputs.jsonl")
+    outputs = read_outputs_file(sentiment4 / "outputs.jsonl").answers
     assert outputs["r0001"]["output"] == "A[1]: positive\nA[3]: positive"  # never overwritten
     assert outputs["r0001.repair1"]["repair"] == {
         "attempt": 1,
@@ -194,7 +194,11 @@ def test_text_utf8_cannot_carry_is_kept_escaped(
     assert result.sent == 2 and not result.failed
     raw = (sentiment4 / "outputs.jsonl").read_bytes()
     assert b"\\ud800" in raw  # escaped in the file, and valid UTF-8 JSON
-    assert read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"].endswith("\ud800")
+    assert (
+        read_outputs_file(sentiment4 / "outputs.jsonl")
+        .answers["r0001"]["output"]
+        .endswith("\ud800")
+    )
 
 
 def test_invalid_utf8_and_huge_answers_fail_per_request(
@@ -217,7 +221,10 @@ def test_an_empty_answer_is_recorded_and_never_cached(
     url, handler = server
     handler.rule = staticmethod(lambda n: "")
     first = _run(sentiment4, url, tmp_path, limit=1, repair=0)
-    assert first.empty == 1 and read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"] == ""
+    assert (
+        first.empty == 1
+        and read_outputs_file(sentiment4 / "outputs.jsonl").answers["r0001"]["output"] == ""
+    )
     cache = ResponseCache(tmp_path / "cache.sqlite")
     try:
         assert cache._db.execute("select count(*) from responses").fetchone()[0] == 0
@@ -226,7 +233,11 @@ def test_an_empty_answer_is_recorded_and_never_cached(
     handler.rule = staticmethod(lambda n: "\n".join(f"A[{i}]: neutral" for i in range(1, n + 1)))
     second = _run(sentiment4, url, tmp_path, limit=1, repair=0)
     assert len(handler.seen) == 2 and second.sent == 1
-    assert read_outputs(sentiment4 / "outputs.jsonl")["r0001"]["output"].startswith("A[1]: neutral")
+    assert (
+        read_outputs_file(sentiment4 / "outputs.jsonl")
+        .answers["r0001"]["output"]
+        .startswith("A[1]: neutral")
+    )
 
 
 def test_retry_after_in_all_its_forms() -> None:

@@ -61,7 +61,7 @@ def collect_command(
     More files are read alike: the error file, and the output of the repair build's batch,
     whose answers are merged into the items' results."""
     try:
-        result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
+        result = collect(build_dir, output_file, *more_files, repair_dir=repair_dir)
     except PromptcError as e:
         write_errors(e, sys.stderr, "error: ")
         sys.exit(EXIT_USAGE)

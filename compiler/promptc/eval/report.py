@@ -7,15 +7,18 @@ when or where it was made, so that identical results give a byte-identical file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.errors import Location, UsageError
+from promptc.build import read_requests
+from promptc.errors import BackendError, Location, UsageError
 from promptc.eval.results import VariantResults
 from promptc.eval.score import VariantScore, paired, pareto_front, pick_answers, score
+from promptc.plan.tokenizers import tokenizer_for
+from promptc.run.outputs import OUTPUTS_FILE, read_outputs_file
 from promptc.strategies import NAMES, SINGLE, STRATEGIES, strategy
 
 REPORT_JSON = "report.json"
@@ -37,26 +40,48 @@ def _tokens(task: ir.Task, v: VariantResults) -> tuple[float | None, float | Non
     n = len(_scored_items(task, v)) or 1
     if v.prompt_tokens is not None and v.completion_tokens is not None:
         return v.prompt_tokens / n, v.completion_tokens / n, "api usage"
-    from promptc.plan.tokenizers import tokenizer_for
-
     try:
         tok = tokenizer_for(task.model.name, spec_dir=task.spec_dir)
     except Exception:  # noqa: BLE001 - no tokenizer installed: the figures stay unknown
         return None, None, "unknown"
-    from promptc.build import read_requests
-
     try:
         inputs = sum(tok.count_messages(r.messages) for r in read_requests(v.folder))
-        outputs = 0
-        path = v.folder / "outputs.jsonl"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    outputs += tok.count(str(json.loads(line).get("output", "")))
+        answers = read_outputs_file(v.folder / OUTPUTS_FILE).answers.values()
+        outputs = sum(tok.count(str(a["output"])) for a in answers)
     finally:
         tok.close()
     mark = "" if tok.exact else " (estimate)"
     return inputs / n, outputs / n, f"tokenizer {tok.name}{mark}"
+
+
+def _row(
+    task: ir.Task, v: VariantResults, s: VariantScore, base: VariantScore, baseline: str
+) -> dict[str, Any]:
+    """One variant's row of the report: its score ``s`` beside the baseline's ``base``."""
+    n = s.overall.n
+    tin, tout, source = _tokens(task, v)
+    return {
+        "variant": v.name,
+        "strategy": v.kind,
+        "batch_size": v.batch_size,
+        "selection": v.selection,
+        "requests": v.requests,
+        "answered_requests": v.answered,
+        "items": n,
+        "accuracy": s.overall.to_dict(),
+        "per_output": {k: r.to_dict() for k, r in s.per_output.items()},
+        "parse_rate": s.parse.to_dict(),
+        "statuses": dict(s.statuses),
+        "result_statuses": dict(v.statuses),
+        "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
+        "calls_per_question": round(v.requests / n, 6) if n else None,
+        "input_tokens_per_question": None if tin is None else round(tin, 2),
+        "output_tokens_per_question": None if tout is None else round(tout, 2),
+        "tokens_from": source,
+        "seconds": None if v.seconds is None else round(v.seconds, 3),
+        "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
+        "paired": None if v.name == baseline else paired(base.correct, s.correct).to_dict(),
+    }
 
 
 def build_report(
@@ -108,37 +133,8 @@ def build_report(
         answers = pick_answers(v.results, v.targets)
         gold = _scored_items(task, v)
         scored.update(gold)
-        scores[v.name] = score(task.outputs, gold, answers, None, tolerance)
-    base = scores[baseline]
-    rows: list[dict[str, Any]] = []
-    for v in variants:
-        s = scores[v.name]
-        n = s.overall.n
-        tin, tout, source = _tokens(task, v)
-        rows.append(
-            {
-                "variant": v.name,
-                "strategy": v.kind,
-                "batch_size": v.batch_size,
-                "selection": v.selection,
-                "requests": v.requests,
-                "answered_requests": v.answered,
-                "items": n,
-                "accuracy": s.overall.to_dict(),
-                "per_output": {k: r.to_dict() for k, r in s.per_output.items()},
-                "parse_rate": s.parse.to_dict(),
-                "statuses": dict(s.statuses),
-                "result_statuses": dict(v.statuses),
-                "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
-                "calls_per_question": round(v.requests / n, 6) if n else None,
-                "input_tokens_per_question": None if tin is None else round(tin, 2),
-                "output_tokens_per_question": None if tout is None else round(tout, 2),
-                "tokens_from": source,
-                "seconds": None if v.seconds is None else round(v.seconds, 3),
-                "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
-                "paired": None if v.name == baseline else paired(base.correct, s.correct).to_dict(),
-            }
-        )
+        scores[v.name] = score(task.outputs, gold, answers, tolerance)
+    rows = [_row(task, v, scores[v.name], scores[baseline], baseline) for v in variants]
     points = [(r["input_tokens_per_question"] or 0.0, r["accuracy"]["accuracy"]) for r in rows]
     front = set(pareto_front(points))
     for k, r in enumerate(rows):
@@ -205,6 +201,19 @@ def _md_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _per_variant(
+    report: Mapping[str, Any], columns: Sequence[str], cell: Callable[[Mapping[str, Any], str], str]
+) -> str:
+    """A table of a row per variant and a column per ``columns``, each cell ``cell(row, column)``."""
+    rows = [[r["variant"], *(cell(r, c) for c in columns)] for r in report["variants"]]
+    return _md_table([["variant", *columns], *rows])
+
+
+def _at_position(row: Mapping[str, Any], p: str) -> str:
+    rate = row["by_position"].get(p)
+    return "-" if rate is None else f"{100 * rate['accuracy']:.0f}% ({rate['n']})"
+
+
 def report_md(report: Mapping[str, Any]) -> str:
     """report.md: the summary, statuses, per-output accuracy and accuracy by position."""
     parts = [
@@ -217,53 +226,21 @@ def report_md(report: Mapping[str, Any]) -> str:
         "\n## Parse statuses\n\n",
     ]
     statuses = list(report["variants"][0]["statuses"]) if report["variants"] else []
-    parts.append(
-        _md_table(
-            [["variant", *statuses]]
-            + [
-                [r["variant"], *(str(r["statuses"][s]) for s in statuses)]
-                for r in report["variants"]
-            ]
-        )
-    )
+    parts.append(_per_variant(report, statuses, lambda r, s: str(r["statuses"][s])))
     outputs = report["outputs_scored"]
     if len(outputs) > 1:
         parts.append("\n## Accuracy per output\n\n")
         parts.append(
-            _md_table(
-                [["variant", *outputs]]
-                + [
-                    [
-                        r["variant"],
-                        *(
-                            _pct(r["per_output"][o]) if o in r["per_output"] else "-"
-                            for o in outputs
-                        ),
-                    ]
-                    for r in report["variants"]
-                ]
+            _per_variant(
+                report,
+                outputs,
+                lambda r, o: _pct(r["per_output"][o]) if o in r["per_output"] else "-",
             )
         )
     positions = sorted({int(p) for r in report["variants"] for p in r["by_position"]})
     parts.append("\n## Accuracy by position in the batch\n\n")
     parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
-    parts.append(
-        _md_table(
-            [["variant", *map(str, positions)]]
-            + [
-                [
-                    r["variant"],
-                    *(
-                        f"{100 * r['by_position'][str(p)]['accuracy']:.0f}% ({r['by_position'][str(p)]['n']})"
-                        if str(p) in r["by_position"]
-                        else "-"
-                        for p in positions
-                    ),
-                ]
-                for r in report["variants"]
-            ]
-        )
-    )
+    parts.append(_per_variant(report, [str(p) for p in positions], _at_position))
     tokens = sorted({r["tokens_from"] for r in report["variants"]})
     parts.append(f"\nTokens from: {', '.join(tokens)}.\n")
     return "".join(parts)
@@ -281,8 +258,6 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from promptc.errors import BackendError
-
         raise BackendError(
             "promptc eval's charts need matplotlib, which is not installed",
             hint="pip install 'promptc[eval]'",
@@ -290,36 +265,40 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         ) from None
     width, height = CHART_SIZE
     dpi = 100
-    rows = report["variants"]
     written = []
-    meta = {"Software": None}
+    for name, draw in ((CHART_TOKENS, _draw_tokens), (CHART_POSITION, _draw_positions)):
+        fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
+        draw(ax, report)
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path, dpi=dpi, metadata={"Software": None})
+        plt.close(fig)
+        written.append(path)
+    return written
 
-    colours = {s.name: s.colour for s in STRATEGIES.values()}
-    fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
+
+def _draw_tokens(ax: Any, report: Mapping[str, Any]) -> None:
+    """Accuracy against input tokens per question, a colour per strategy, the Pareto front."""
+    rows = report["variants"]
     xs = [float(r["input_tokens_per_question"] or 0.0) for r in rows]
     ys = [100 * r["accuracy"]["accuracy"] for r in rows]
-    for kind, colour in colours.items():
-        mine = [k for k, r in enumerate(rows) if r["strategy"] == kind]
+    for kind in STRATEGIES.values():
+        mine = [k for k, r in enumerate(rows) if r["strategy"] == kind.name]
         if not mine:
             continue
+        rates = [rows[k]["accuracy"] for k in mine]
         ax.errorbar(
             [xs[k] for k in mine],
             [ys[k] for k in mine],
             yerr=[
-                [
-                    100 * (rows[k]["accuracy"]["accuracy"] - rows[k]["accuracy"]["ci95"][0])
-                    for k in mine
-                ],
-                [
-                    100 * (rows[k]["accuracy"]["ci95"][1] - rows[k]["accuracy"]["accuracy"])
-                    for k in mine
-                ],
+                [100 * (a["accuracy"] - a["ci95"][0]) for a in rates],
+                [100 * (a["ci95"][1] - a["accuracy"]) for a in rates],
             ],
             fmt="o",
             capsize=4,
-            color=colour,
+            color=kind.colour,
             alpha=0.85,
-            label=kind,
+            label=kind.name,
         )
     front = sorted((x, y) for x, y, r in zip(xs, ys, rows) if r["pareto"])
     if front:
@@ -346,21 +325,22 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.margins(x=0.15)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path = out_dir / CHART_TOKENS
-    fig.savefig(path, dpi=dpi, metadata=meta)
-    plt.close(fig)
-    written.append(path)
 
-    fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
+
+def _draw_positions(ax: Any, report: Mapping[str, Any]) -> None:
+    """Accuracy by position in the batch, a line per batched variant."""
+    from matplotlib.ticker import MaxNLocator  # matplotlib is optional (see draw_charts)
+
+    rows = report["variants"]
     longest = max((int(p) for r in rows for p in r["by_position"]), default=1)
     for r in rows:
-        if strategy(r["strategy"]).one_item:
+        kind = strategy(r["strategy"])
+        if kind.one_item:
             # One question a request: no positions, so its accuracy is drawn as a reference.
             ax.axhline(
                 100 * r["accuracy"]["accuracy"],
                 linestyle=":",
-                color=colours[r["strategy"]],
+                color=kind.colour,
                 label=f"{r['variant']} (one a request)",
             )
             continue
@@ -373,19 +353,11 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-5, 105)
     ax.set_xlim(0.5, longest + 0.5)
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{report['spec']}: accuracy by position in the batch")
     ax.grid(alpha=0.3)
     if rows:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = out_dir / CHART_POSITION
-    fig.savefig(path, dpi=dpi, metadata=meta)
-    plt.close(fig)
-    written.append(path)
-    return written
 
 
 def write_report(report: Mapping[str, Any], out_dir: Path, charts: bool = True) -> list[Path]:

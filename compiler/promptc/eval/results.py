@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.build import batch_lines, read_manifest
+from promptc.build import MANIFEST_FILE, batch_lines, read_manifest
 from promptc.errors import Location, UsageError
+from promptc.parse.results import STATUSES
+from promptc.plan.variants import Variant
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
 from promptc.strategies import strategy
+from promptc.values import coerce_value
 
 TIMING_FILE = "timing.json"
 
@@ -58,14 +62,6 @@ class VariantResults:
     item_ids: tuple[str, ...] = ()
 
 
-def variant_name(kind: str, batch_size: int, selection: str, default_selection: str) -> str:
-    s = strategy(kind)
-    base = s.variant(batch_size)
-    if s.one_item or selection == default_selection:
-        return base
-    return f"{base}+{selection}"
-
-
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
     out = []
     with path.open(encoding="utf-8") as f:
@@ -81,46 +77,18 @@ def _json_lines(path: Path) -> list[tuple[int, Any]]:
     return out
 
 
-def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
-    """Reads a variant folder and checks that its results belong to ``task``.
+def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
+    """The records of ``results.jsonl``, values normalised by the task's output types.
 
     Raises:
-        UsageError: No build or no ``results.jsonl`` there; results of another spec (another
-            task name, or an item the spec's data do not have), at the file and line.
+        UsageError: Not JSON, not a result, or a result of another spec (an item or an output
+            the task does not have), at its line.
     """
-    from promptc.values import coerce_value
-
-    root = Path(folder)
-    manifest_path = root / "manifest.json"
-    results_path = root / "results.jsonl"
-    for p, what in ((manifest_path, "a build"), (results_path, "answered and parsed")):
-        if not p.is_file():
-            raise UsageError(
-                f"{str(root)!r} is not {what}: it has no {p.name}",
-                location=Location(str(p)),
-                hint="give folders written by promptc eval, or by promptc build then "
-                "promptc run --parse",
-                code="not-results",
-            )
-    manifest = read_manifest(root)
-    if manifest.get("name") != task.name:
-        found = manifest.get("name")
-        raise UsageError(
-            f"these results are of spec {found!r}, not of {task.name!r}",
-            location=Location(str(manifest_path)),
-            hint="score results with the spec they were built from",
-            code="results-of-another-spec",
-        )
-    strategy = manifest.get("strategy") or {}
-    selection = manifest.get("selection") or {}
-    kind = str(strategy.get("kind"))
-    size = int(strategy.get("batch_size") or 1)
-    method = str(selection.get("method") or task.strategy.selection.method)
     items = {i.id for i in task.items}
     outputs = {o.name: o for o in task.outputs}
     records: list[Mapping[str, Any]] = []
-    for n, rec in _json_lines(results_path):
-        where = Location(str(results_path), n, 1)
+    for n, rec in _json_lines(path):
+        where = Location(str(path), n, 1)
         if not isinstance(rec, dict) or "status" not in rec:
             raise UsageError("expected a parse result object", location=where, code="bad-result")
         item = rec.get("item_id")
@@ -147,32 +115,54 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
             except ValueError:
                 values[k] = v  # kept as read: it will not match the gold answer
         records.append({**rec, "values": values})
+    return records
+
+
+def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
+    """Reads a variant folder and checks that its results belong to ``task``.
+
+    Raises:
+        UsageError: No build or no ``results.jsonl`` there; results of another spec (another
+            task name, or an item the spec's data do not have), at the file and line.
+    """
+    root = Path(folder)
+    manifest_path = root / MANIFEST_FILE
+    results_path = root / RESULTS_FILE
+    for p, what in ((manifest_path, "a build"), (results_path, "answered and parsed")):
+        if not p.is_file():
+            raise UsageError(
+                f"{str(root)!r} is not {what}: it has no {p.name}",
+                location=Location(str(p)),
+                hint="give folders written by promptc eval, or by promptc build then "
+                "promptc run --parse",
+                code="not-results",
+            )
+    manifest = read_manifest(root)
+    if manifest.get("name") != task.name:
+        found = manifest.get("name")
+        raise UsageError(
+            f"these results are of spec {found!r}, not of {task.name!r}",
+            location=Location(str(manifest_path)),
+            hint="score results with the spec they were built from",
+            code="results-of-another-spec",
+        )
+    built = manifest.get("strategy") or {}
+    kind = strategy(str(built.get("kind")))
+    size = int(built.get("batch_size") or 1)
+    default = task.strategy.selection.method
+    method = str((manifest.get("selection") or {}).get("method") or default)
+    records = read_results(results_path, task)
+    batches = list(batch_lines(root))
     targets = None
-    batches = root / "batches.jsonl"
-    if method == "retrieval" and batches.is_file():
-        targets = {}
-        for _, b in _json_lines(batches):
-            if isinstance(b, dict) and isinstance(b.get("target"), int):
-                targets[str(b["request"])] = str(b["item_ids"][b["target"]])
-    requests = (
-        sum(1 for _ in _json_lines(root / "requests.jsonl"))
-        if (root / "requests.jsonl").is_file()
-        else 0
-    )
-    answered, prompt, completion = 0, 0, 0
-    usage_known = True
-    outputs_path = root / "outputs.jsonl"
-    if outputs_path.is_file():
-        for _, o in _json_lines(outputs_path):
-            answered += 1
-            usage = o.get("usage") if isinstance(o, dict) else None
-            if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-                prompt += usage["prompt_tokens"]
-                completion += int(usage.get("completion_tokens") or 0)
-            else:
-                usage_known = False
-    else:
-        usage_known = False
+    if method == "retrieval":
+        targets = {b.request: b.target_item for b in batches if b.target_item is not None}
+    answers = read_outputs_file(root / OUTPUTS_FILE).answers
+    usage = [
+        u
+        for a in answers.values()
+        if isinstance(u := a.get("usage"), dict) and isinstance(u.get("prompt_tokens"), int)
+    ]
+    usage_known = bool(answers) and len(usage) == len(answers)
     seconds = None
     timing = root / TIMING_FILE
     if timing.is_file():
@@ -181,24 +171,25 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
             seconds = float(t["seconds"]) if isinstance(t, dict) else None
         except (OSError, ValueError, KeyError, TypeError):
             seconds = None
-    from promptc.eval.score import STATUSES
-
-    statuses = {s: 0 for s in STATUSES}
+    statuses: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for rec in records:
         statuses[str(rec["status"])] = statuses.get(str(rec["status"]), 0) + 1
+    one_method = kind.one_item or method == default
     return VariantResults(
         folder=root,
-        name=variant_name(kind, size, method, task.strategy.selection.method),
-        kind=kind,
+        name=Variant(kind, size, None if one_method else method).name,
+        kind=kind.name,
         batch_size=size,
         selection=method,
         results=tuple(records),
         targets=targets,
-        requests=requests,
-        answered=answered,
-        prompt_tokens=prompt if usage_known else None,
-        completion_tokens=completion if usage_known else None,
+        requests=len(batches),
+        answered=len(answers),
+        prompt_tokens=sum(u["prompt_tokens"] for u in usage) if usage_known else None,
+        completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage)
+        if usage_known
+        else None,
         seconds=seconds,
         statuses=statuses,
-        item_ids=tuple(dict.fromkeys(i for b in batch_lines(root) for i in b.item_ids)),
+        item_ids=tuple(dict.fromkeys(i for b in batches for i in b.item_ids)),
     )

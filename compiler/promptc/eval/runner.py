@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import ir
-from promptc.errors import Location, UsageError
+from promptc.build import build
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant
+from promptc.run.options import RunOptions
+from promptc.run.orchestrate import run_build
+from promptc.run.result import RunResult
+from promptc.spec.lower import compile_spec
 
 if TYPE_CHECKING:
     from promptc.run.progress import Events
@@ -26,8 +30,6 @@ def compile_variant(
     spec: str, variant: Variant, data: str | None = None, limit: int | None = None
 ) -> ir.Task:
     """The task of one variant, its items cut to the first ``limit``."""
-    from promptc.spec.lower import compile_spec
-
     overrides: dict[tuple[str, ...], object] = dict(variant.overrides())
     if data is not None:
         overrides[("data", "path")] = data
@@ -35,28 +37,6 @@ def compile_variant(
     if limit is not None:
         task = dataclasses.replace(task, items=task.items[:limit])
     return task
-
-
-def run_options_supported(options: dict[str, Any]) -> dict[str, Any]:
-    """The run options this installation's :class:`~promptc.run.options.RunOptions` has.
-
-    Raises:
-        UsageError: ``local`` (or ``model_path``) is asked for but run_build has no embedded
-            model.
-    """
-    from promptc.run.options import RunOptions
-
-    accepted = {f.name for f in dataclasses.fields(RunOptions)}
-    for key in ("local", "model_path"):
-        if options.get(key) and key not in accepted:
-            raise UsageError(
-                "this installation's promptc run has no embedded llama.cpp model (--local)",
-                location=Location("<command line>"),
-                path=("--local",),
-                hint="give --base-url URL of a running server",
-                code="no-local",
-            )
-    return {k: v for k, v in options.items() if k in accepted and v is not None}
 
 
 def run_variants(
@@ -69,17 +49,17 @@ def run_variants(
     limit: int | None = None,
     on_variant: Callable[[Variant, int], None] | None = None,
     progress: Events | Callable[[str], None] | None = None,
-) -> list[tuple[Variant, Path, Any]]:
+) -> list[tuple[Variant, Path, RunResult]]:
     """Builds and runs each variant; returns (variant, folder, RunResult) per variant.
+
+    Args:
+        run_options: :class:`~promptc.run.options.RunOptions` fields; ``None`` values take
+            their defaults.
 
     Raises:
         PromptcError: A variant does not compile or cannot be built; bad run options.
     """
-    from promptc.build import build
-    from promptc.run.options import RunOptions
-    from promptc.run.orchestrate import run_build
-
-    options = run_options_supported(run_options)
+    options = {k: v for k, v in run_options.items() if v is not None}
     # Every variant compiles before anything is sent: a spec error in the last one (few-shot
     # without demos) must not come after paying for the first.
     tasks = [(v, compile_variant(spec, v, data, limit)) for v in variants]
@@ -87,17 +67,6 @@ def run_variants(
     for v, task in tasks:
         folder = out_dir / VARIANTS_DIR / v.name
         result = build(task, folder)
-        spec_entry = result.manifest.get("spec")
-        finds_spec = isinstance(spec_entry, dict) and "path_from_build" in spec_entry
-        # A build that holds its own task (task.json) needs no spec to be parsed again.
-        if not finds_spec and not (folder / "task.json").is_file():
-            raise UsageError(
-                f"the report folder {str(out_dir)!r} shares no folder with the spec "
-                f"{spec!r}, so its builds could not find the spec again",
-                location=Location(str(out_dir)),
-                hint="write the report inside the project, e.g. -o eval/",
-                code="report-outside",
-            )
         if on_variant is not None:
             on_variant(v, len(result.requests))
         started = time.perf_counter()

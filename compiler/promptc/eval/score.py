@@ -19,9 +19,9 @@ from decimal import Decimal
 from fractions import Fraction
 
 from promptc.ir import OutputField, Value
+from promptc.parse.results import STATUSES
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
-STATUSES = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -134,7 +134,6 @@ def score(
     outputs: Sequence[OutputField],
     gold: Mapping[str, Mapping[str, Value]],
     answers: Mapping[str, Scored],
-    statuses: Mapping[str, int] | None = None,
     tolerance: Decimal | None = None,
 ) -> VariantScore:
     """Scores answers against gold.
@@ -144,8 +143,6 @@ def score(
         gold: Item id → output → gold value, for every item to score (an item with no answer
             counts as wrong, with status ``missing``).
         answers: Item id → its answer (:func:`pick_answers`).
-        statuses: Counts of every status in the results (``extra`` included); default: those
-            of the answers that count.
         tolerance: Absolute tolerance for ``number`` outputs.
     """
     by_name = {o.name: o for o in outputs}
@@ -189,7 +186,7 @@ def score(
             if o.name in per_output_n
         },
         parse=Rate(parsed, n),
-        statuses=dict(statuses) if statuses is not None else counted,
+        statuses=counted,
         by_position={p: Rate(pos_correct[p], pos_n[p]) for p in sorted(pos_n)},
         correct=correct,
     )

@@ -20,10 +20,9 @@ Per variant:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from promptc import ir
@@ -37,7 +36,10 @@ from promptc.markers import (
 )
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant
+from promptc.render.renderer import Renderer
+from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
+from promptc.spec.lower import compile_spec
 
 MILLION = Decimal(1_000_000)
 
@@ -76,8 +78,6 @@ def price_of(
 
 
 def _price(value: str | float, option: str) -> Decimal:
-    from decimal import InvalidOperation
-
     try:
         d = Decimal(str(value).strip())
     except InvalidOperation:
@@ -188,7 +188,6 @@ class Plan:
     price: Pricing | None
     items: int
     variants: tuple[VariantPlan, ...]
-    seconds: float = field(default=0.0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the same for the same spec, data and options (no timings)."""
@@ -212,9 +211,6 @@ def plan_task(
     task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
 ) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
     """One variant's plan from its compiled task (select and render in memory)."""
-    from promptc.render.renderer import Renderer
-    from promptc.select.methods import select
-
     requests = Renderer(task).render(select(task))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
@@ -278,9 +274,6 @@ def plan_spec(
         PromptcErrors: The spec (or one variant of it) does not compile.
         UsageError: Bad options (tokenizer, price).
     """
-    from promptc.spec.lower import compile_spec
-
-    started = time.perf_counter()
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
     tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
@@ -297,5 +290,4 @@ def plan_spec(
         price=price,
         items=len(first.items),
         variants=plans,
-        seconds=time.perf_counter() - started,
     )

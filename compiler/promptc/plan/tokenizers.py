@@ -24,7 +24,6 @@ import json
 import os
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,39 +85,37 @@ class Tokenizer(Protocol):
         ...
 
 
-@dataclass
 class BPETokenizer:
     """An OpenAI BPE encoding. Counts are memoised per text: demos and instructions repeat
-    in every request, and a plan counts thousands of requests."""
+    in every request, and a plan counts thousands of requests.
 
-    encoding: str
-    exact: bool
-    model: str = ""
-    _enc: Any = field(default=None, repr=False)
-    _memo: dict[str, int] = field(default_factory=dict, repr=False)
+    Args:
+        encoding: ``o200k_base`` or ``cl100k_base``.
+        exact: Whether it is the model's own.
 
-    def __post_init__(self) -> None:
+    Raises:
+        BackendError: ``bpe-openai`` is not installed.
+    """
+
+    def __init__(self, encoding: str, exact: bool) -> None:
         try:
             import bpe_openai  # type: ignore[import-untyped]
         except ImportError:
             raise BackendError(
-                f"counting tokens with {self.encoding} needs the bpe-openai package, which "
+                f"counting tokens with {encoding} needs the bpe-openai package, which "
                 "is not installed",
                 hint=INSTALL_PLAN,
                 code="missing-tokenizer",
             ) from None
-        self._enc = bpe_openai.get_encoding(self.encoding)
-
-    @property
-    def name(self) -> str:
-        return self.encoding
+        self.name = encoding
+        self.exact = exact
+        self._enc = bpe_openai.get_encoding(encoding)
+        self._memo: dict[str, int] = {}
 
     def count(self, text: str) -> int:
-        n = self._memo.get(text)
-        if n is None:
-            n = len(self._enc.encode_ordinary(text))
-            self._memo[text] = n
-        return n
+        if text not in self._memo:
+            self._memo[text] = len(self._enc.encode_ordinary(text))
+        return self._memo[text]
 
     def count_messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
         total = TOKENS_REPLY_PRIMING
@@ -183,11 +180,10 @@ class GGUFTokenizer:
             ) from None
 
     def count(self, text: str) -> int:
-        n = self._memo.get(text)
-        if n is None:
+        if text not in self._memo:
             tokens = self._post("/tokenize", {"content": text, "add_special": False})["tokens"]
-            n = self._memo[text] = len(tokens)
-        return n
+            self._memo[text] = len(tokens)
+        return self._memo[text]
 
     def prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The text the model reads: its chat template over the messages, reply primed."""
@@ -241,7 +237,7 @@ def tokenizer_for(
     if choice is not None:
         if choice in ENCODINGS:
             own = encoding_for_model(model)
-            return BPETokenizer(choice, exact=own == choice, model=model)
+            return BPETokenizer(choice, exact=own == choice)
         if choice.endswith(".gguf") or os.path.isfile(choice):
             return GGUFTokenizer(str(Path(choice).expanduser().resolve()))
         raise UsageError(
@@ -258,5 +254,5 @@ def tokenizer_for(
                 return GGUFTokenizer(str(candidate.resolve()))
     own = encoding_for_model(model)
     if own is not None:
-        return BPETokenizer(own, exact=True, model=model)
-    return BPETokenizer(DEFAULT_ENCODING, exact=False, model=model)
+        return BPETokenizer(own, exact=True)
+    return BPETokenizer(DEFAULT_ENCODING, exact=False)

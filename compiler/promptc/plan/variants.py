@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptc.errors import Location, UsageError
+from promptc.errors import Location, UsageError, did_you_mean
 from promptc.ir import SELECTION_METHODS
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
@@ -58,8 +58,6 @@ def parse_strategies(text: str | None) -> tuple[Strategy, ...]:
     out: list[Strategy] = []
     for part in (p.strip() for p in text.split(",")):
         if part not in STRATEGIES:
-            from promptc.errors import did_you_mean
-
             hint = did_you_mean(part, NAMES)
             raise _bad(
                 "--strategies",

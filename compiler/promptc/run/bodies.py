@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from promptc import markers
-from promptc.build import BuiltRequest, grammar_text, read_task
+from promptc.build import BuiltRequest, ConstraintCache, constraint, grammar_text, read_task
 from promptc.errors import Location, UsageError
-from promptc.grammar.answer import build_grammar, item_choices
 from promptc.parse.shape import items_by_id
-from promptc.run.repair import repair_grammar
 from promptc.text import canonical_json
 
 if TYPE_CHECKING:
-    from promptc.grammar.answer import AnswerGrammar
     from promptc.ir import Task
+    from promptc.run.engine import Engine
+    from promptc.run.options import RunOptions
 
 
 GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
@@ -51,97 +50,63 @@ def request_body(
     server: ServerKind = "other",
     model: str | None = None,
     task: Task | None = None,
-    grammar_files: Mapping[str, str] | None = None,
+    made: bool = False,
+    cache: ConstraintCache | None = None,
 ) -> dict[str, Any]:
     """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
 
-    An Auto-Demo request in ``gbnf`` mode gets its own grammar, in which each ``Q[i]:`` must
-    repeat item i's question exactly (:meth:`promptc.grammar.answer.AnswerGrammar.gbnf_for`): the
-    build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
-    a small model constrained by it writes questions of its own, which the parser then rightly
-    calls ``misaligned``. That needs the build's task: ``task``, else the build folder's
-    (:func:`promptc.build.read_task`).
+    Its grammar is the build's file for the request (:func:`promptc.build.grammar_text`: its
+    own, where each item admits its own options, else the shared one of its size), except
+    that an Auto-Demo request gets its own grammar, in which each ``Q[i]:`` must repeat item
+    i's question exactly (:func:`promptc.build.constraint`): the build's ``.gbnf``, shared by
+    every request of that size, lets a question be any line, and a small model constrained by
+    it writes questions of its own, which the parser then rightly calls ``misaligned``. That
+    needs the build's task: ``task``, else the build folder's (:func:`promptc.build.read_task`).
 
-    ``grammar_files`` (suffix → text: ``.gbnf``, ``.schema.json``) stands in for the build's
-    grammar files, for a request the build does not hold (a repair request).
+    A request the build does not hold (``made``: a repair request) gets the grammar of its
+    own items, made from the task, the same way. ``cache`` keeps what is the same for every
+    request of the build (:class:`promptc.build.ConstraintCache`).
+
+    Raises:
+        UsageError: A grammar file missing; a task that does not match the build
+            (:func:`check_questions`).
     """
-
-    def grammar_file(suffix: str) -> str:
-        if grammar_files is not None:
-            return grammar_files[suffix]
-        return grammar_text(build, request, suffix)
-
     body: dict[str, Any] = dict(request.params)
     if model is not None:
         body["model"] = model
     body["messages"] = [dict(m) for m in request.messages]
+    if mode == "none":
+        return body
+    if request.kind.repeats_questions or made:
+        task = task if task is not None else read_task(build)
+        check_questions(task, request, build)
+        grammar = constraint(task, request.kind, request.item_ids, mode, cache).value
+    else:
+        text = grammar_text(build, request, ".gbnf" if mode == "gbnf" else ".schema.json")
+        grammar = text if mode == "gbnf" else json.loads(text)
     if mode == "gbnf":
-        if request.kind.repeats_questions:
-            gbnf = pinned_gbnf(task if task is not None else read_task(build), request, build)
-        elif task is not None and any(o.choices_from for o in task.outputs):
-            gbnf = grammar_file(".gbnf")
-            choices = item_choices(task, request.item_ids)
-            if choices is not None:
-                kind = request.kind or task.strategy.kind
-                g = build_grammar(task, len(request.item_ids), kind)
-                gbnf = g.gbnf_for(item_choices=choices)
-        else:
-            gbnf = grammar_file(".gbnf")
-        body["grammar"] = gbnf
-    elif mode == "json_schema":
-        if task is not None and (
-            request.kind.repeats_questions or any(o.choices_from for o in task.outputs)
-        ):
-            # Pinned as the GBNF is: the request's own questions, each item's own options.
-            schema = pinned_json_schema(task, request, build)
-        elif request.kind.repeats_questions:
-            schema = pinned_json_schema(read_task(build), request, build)
-        else:
-            schema = json.loads(grammar_file(".schema.json"))
-        if server == "llama-cpp-python":
-            # Its server accepts only "text" and "json_object" (with a schema) as the type.
-            body["response_format"] = {"type": "json_object", "schema": schema}
-        else:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": schema, "strict": True},
-            }
+        body["grammar"] = grammar
+    elif server == "llama-cpp-python":
+        # Its server accepts only "text" and "json_object" (with a schema) as the type.
+        body["response_format"] = {"type": "json_object", "schema": grammar}
+    else:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": grammar, "strict": True},
+        }
     return body
 
 
-def pinned_gbnf(task: Task, request: BuiltRequest, build: Path) -> str:
-    """The GBNF of an Auto-Demo request with its own questions pinned (and each item's own
-    options, where an enum's choices are the item's).
-
-    Raises:
-        UsageError: The task does not match the build (see :func:`pinned_json_schema`).
-    """
-    grammar, questions, choices = _pinned(task, request, build)
-    return grammar.gbnf_for(questions, choices)
-
-
-def pinned_json_schema(task: Task, request: BuiltRequest, build: Path) -> dict[str, object]:
-    """The JSON Schema of a request, pinned as :func:`pinned_gbnf` pins its GBNF: an
-    Auto-Demo answer's ``question`` must be its item's own (``const``), an enum whose
-    choices are an item's options admits that item's.
+def check_questions(task: Task, request: BuiltRequest, build: Path) -> None:
+    """Checks that an Auto-Demo request's prompt shows its items' questions as ``task`` has
+    them, so that a grammar pinning them asks the model to repeat what it was shown.
 
     Raises:
         UsageError: The task does not match the build: an item it lacks, or a question other
             than the request's prompt shows (the spec has changed since the build).
     """
-    grammar, questions, choices = _pinned(task, request, build)
-    return grammar.json_schema_for(questions, choices)
-
-
-def _pinned(
-    task: Task, request: BuiltRequest, build: Path
-) -> tuple[AnswerGrammar, list[str], list[dict[str, list[str]]] | None]:
-    """The request's grammar, its questions (Auto-Demo; checked against its prompt) and its
-    items' own choices."""
-    kind = request.kind or task.strategy.kind
-    grammar = build_grammar(task, len(request.item_ids), kind)
-    if not kind.repeats_questions:
-        return grammar, [], item_choices(task, request.item_ids)
+    if not request.kind.repeats_questions:
+        return
     by_id = items_by_id(task)
     # The request's line in the build given (which may have moved since it was read).
     where = Location(str(build / Path(request.location.file).name), request.line)
@@ -156,7 +121,6 @@ def _pinned(
             hint=hint,
             code="stale-build",
         )
-    questions = [markers.question_text(task.inputs, by_id[i].inputs) for i in request.item_ids]
     shown = "\n".join(str(m.get("content")) for m in request.messages)
     shown_as = markers.shown_markers(task.inputs, task.markers)
     for i, item_id in enumerate(request.item_ids, 1):
@@ -170,7 +134,6 @@ def _pinned(
                 hint=hint,
                 code="stale-build",
             )
-    return grammar, questions, item_choices(task, request.item_ids)
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
@@ -210,26 +173,26 @@ class Bodies:
     Args:
         build: The build folder.
         task: The build's task.
-        mode: The run's grammar mode.
-        model: The model name to send instead of the build's, if any.
-        field: The field that carries ``max_tokens`` (:func:`token_field`).
-        scope: The engine's cache scope (:attr:`promptc.run.engine.Engine.cache_scope`).
+        options: The run's options: its grammar mode, the model name to send instead of the
+            build's (else the engine's own, if any), the field that carries ``max_tokens``
+            (:func:`token_field`).
+        engine: What the run sends through: its name and cache scope
+            (:attr:`promptc.run.engine.Engine.cache_scope`).
     """
 
-    def __init__(
-        self, build: Path, task: Task, mode: GrammarMode, model: str | None, field: str, scope: str
-    ) -> None:
+    def __init__(self, build: Path, task: Task, options: RunOptions, engine: Engine) -> None:
         self.build = build
         self.task = task
-        self.mode = mode
-        self.model = model
-        self.field = field
-        self.scope = scope
+        self.mode = options.grammar_mode
+        self.model = options.model or engine.model
+        self.field = token_field(options.max_tokens_field, task, engine.name)
+        self.scope = engine.cache_scope
         #: The grammar mode and the engine's form, once resolved.
         self.resolved: tuple[SendMode, ServerKind] | None = None
         #: Requests whose grammar is made for their item count (repair requests): the build
         #: holds none for them.
         self.made: set[str] = set()
+        self.constraints = ConstraintCache(task)
 
     def modes(self) -> list[tuple[SendMode, ServerKind]]:
         """The modes (and engine forms) a request may be sent in."""
@@ -243,18 +206,9 @@ class Bodies:
 
     def body(self, request: BuiltRequest, mode: SendMode, server: ServerKind) -> dict[str, Any]:
         """The body of ``request`` in ``mode`` for an engine of form ``server``."""
-        files = None
-        if request.id in self.made and mode in ("gbnf", "json_schema"):
-            suffix = ".gbnf" if mode == "gbnf" else ".schema.json"
-            files = {suffix: repair_grammar(self.task, request, suffix)}
+        made = request.id in self.made
         body = request_body(
-            request,
-            self.build,
-            mode,
-            server,
-            self.model,
-            self.task,
-            files,
+            request, self.build, mode, server, self.model, self.task, made, self.constraints
         )
         if self.field == "max_completion_tokens" and "max_tokens" in body:
             body["max_completion_tokens"] = body.pop("max_tokens")

@@ -51,27 +51,18 @@ class ResponseCache:
                 code="bad-cache",
             ) from None
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        try:
-            row = self._db.execute(
-                "SELECT response FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        except sqlite3.Error:  # locked by another run, or damaged: a miss, not a failure
-            return None
-        if row is None:
-            return None
-        try:
-            data = json.loads(row[0])
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
-
     def lookup(self, keys: Iterable[str]) -> tuple[str, dict[str, Any]] | None:
         """The first of ``keys`` with an answer, and that answer; an empty answer is no hit
         (it is recorded, never cached, but a cache written by another tool may hold one)."""
         for key in keys:
-            hit = self.get(key)
-            if hit is not None and hit.get("output"):
+            try:
+                row = self._db.execute(
+                    "SELECT response FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+                hit = json.loads(row[0]) if row is not None else None
+            except (sqlite3.Error, ValueError):  # locked by another run, or damaged: a miss
+                continue
+            if isinstance(hit, dict) and hit.get("output"):
                 return key, hit
         return None
 

@@ -11,7 +11,6 @@ what to install.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,38 +57,34 @@ def _openai() -> Any:
 
 
 class ChatAPI:
-    """An OpenAI-compatible chat API (see the module's docstring): the ``chat-api`` engine.
+    """An OpenAI-compatible chat API (see the module's docstring): the ``chat-api`` engine of
+    a run sending to ``url``.
 
     Args:
-        base_url: The API's base URL, e.g. ``https://api.openai.com/v1``.
-        api_key_env: The environment variable holding the API key (read, never written).
-        timeout: Seconds one answer may take, from sending to its last byte.
+        options: The run's options (the API key's environment variable, the timeout).
+        url: The API's base URL, e.g. ``https://api.openai.com/v1``.
+        requests: The requests of the run.
+        say: Where to report what the engine does.
 
     Raises:
         BackendError: ``openai`` is not installed.
     """
 
-    def __init__(self, base_url: str, *, api_key_env: str, timeout: float) -> None:
-        _openai()  # refused now, before anything is locked, opened or started
-        self.name = base_url
-        self.cache_scope = base_url
-        self.model: str | None = None
-        self.api_key_env = api_key_env
-        self.timeout = timeout
-        self._secret: str | None = None
-        self._client: Any = None
-
-    @classmethod
-    def for_run(
-        cls,
+    def __init__(
+        self,
         options: RunOptions,
         url: str | None,
         requests: Sequence[BuiltRequest],
         say: Callable[[str], None],
-    ) -> ChatAPI:
-        """The engine of a run sending to ``url``."""
-        assert url is not None
-        return cls(url, api_key_env=options.api_key_env, timeout=options.timeout)
+    ) -> None:
+        _openai()  # refused now, before anything is locked, opened or started
+        self.name = url or ""
+        self.cache_scope = self.name
+        self.model: str | None = None
+        self.api_key_env = options.api_key_env
+        self.timeout = options.timeout
+        self._secret: str | None = None
+        self._client: Any = None
 
     def start(self) -> None:
         self._secret = os.environ.get(self.api_key_env) or None
@@ -125,11 +120,15 @@ class ChatAPI:
         )
 
     async def send(self, body: Mapping[str, Any]) -> Reply:
-        create = self._connected().chat.completions.create
+        # The body as it is (the client's post, which its README documents): parameters the
+        # client's create() does not know (grammar, top_k…) need no extra_body.
+        post = self._connected().post(
+            "/chat/completions", cast_to=_openai().types.chat.ChatCompletion, body=dict(body)
+        )
         try:
             # The whole answer within the timeout: the client's own timeout bounds each read,
             # and a server trickling a byte at a time would never trip it.
-            completion = await asyncio.wait_for(create(**split_params(create, body)), self.timeout)
+            completion = await asyncio.wait_for(post, self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is worded, none raised as is
             raise self._failure(exc) from None
         return reply_of(completion, self._secret)
@@ -185,22 +184,6 @@ def _status_detail(exc: Any, secret: str | None) -> str:
         if msg:
             return scrub(str(msg), secret)
     return scrub(getattr(exc, "message", "") or str(exc), secret)
-
-
-def split_params(create: Callable[..., Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create``: the parameters it knows by name,
-    every other one (``grammar``, ``top_k``, …) passed through in ``extra_body``."""
-    known = set(inspect.signature(create).parameters) - {
-        "extra_body",
-        "extra_headers",
-        "extra_query",
-        "timeout",
-    }
-    kwargs = {k: v for k, v in body.items() if k in known}
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
 
 
 def reply_of(completion: Any, secret: str | None) -> Reply:

@@ -47,16 +47,17 @@ from promptc.ir import Task
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, output_line, outputs_lock
 from promptc.run.repair import (
     Merged,
+    RepairRequest,
     merge_answers,
     parse_answer,
     repair_requests,
     repair_shape,
     result_line,
 )
-from promptc.text import canonical_json, sha256_text, write_atomic
+from promptc.text import sha256_text, write_atomic
 from promptc.version import VERSION
 
 REPAIR_DIR = "repair"
@@ -165,25 +166,18 @@ def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in records.items() if isinstance(v, Mapping)}
 
 
-@dataclass
-class _Answers:
-    """What the output and error files say: answers by request id, repair answers by repair
-    request id, with the build's result so far (what failed, which lines are unknown)."""
-
-    result: CollectResult
-    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    repairs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
 def _read_answers(
     paths: Sequence[Path],
     chosen: Target,
     known: set[str],
     repair_known: Mapping[str, Any],
     result: CollectResult,
-) -> _Answers:
-    """Every line of the files, read as a batch's output or error line (:meth:`Target.answer`)."""
-    read = _Answers(result)
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every line of the files, read as a batch's output or error line (:meth:`Target.answer`):
+    the answers by request id and the repair answers by repair request id (what failed and
+    which lines are unknown go to ``result``)."""
+    answers: dict[str, dict[str, Any]] = {}
+    repairs: dict[str, dict[str, Any]] = {}
     for path in paths:
         for lineno, line in _lines(path):
             where = f"{path.name}:{lineno}"
@@ -196,27 +190,24 @@ def _read_answers(
             if isinstance(rid, str) and rid not in known and rid in repair_known:
                 answer, _ = chosen.answer(line)
                 if answer is not None:
-                    read.repairs[rid] = answer
+                    repairs[rid] = answer
                 continue
             if not isinstance(rid, str) or rid not in known:
                 result.unknown.append(f"{where} ({rid!r})")
                 continue
             answer, why = chosen.answer(line)
             if answer is not None:
-                read.answers[rid] = answer  # a later answer wins over an earlier error line
+                answers[rid] = answer  # a later answer wins over an earlier error line
                 result.failed.pop(rid, None)
-            elif rid not in read.answers:
+            elif rid not in answers:
                 result.failed[rid] = why
-    return read
+    return answers, repairs
 
 
 def collect(
     build_dir: str | os.PathLike[str],
-    output_file: str | os.PathLike[str],
-    error_file: str | os.PathLike[str] | None = None,
-    *,
+    *files: str | os.PathLike[str],
     repair_dir: str | os.PathLike[str] | None = None,
-    more_files: Sequence[str | os.PathLike[str]] = (),
 ) -> CollectResult:
     """Turns Batch API output (and error) files into ``outputs.jsonl``, ``results.jsonl`` and
     a repair build of the items that are not ok.
@@ -228,10 +219,9 @@ def collect(
 
     Args:
         build_dir: The build that was submitted (any target).
-        output_file: The batch's output file.
-        error_file: The batch's error file, if any.
+        files: The batch's output file, its error file if any, and more output or error
+            files (e.g. those of the repair build's batch).
         repair_dir: Where to write the repair build; default ``BUILD_DIR/repair``.
-        more_files: More output or error files (e.g. those of the repair build's batch).
 
     Raises:
         UsageError: Not a build, a file that cannot be read, a build without its task.
@@ -243,19 +233,18 @@ def collect(
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     repair_known = _repair_records(build, out)
     result = CollectResult(build)
-    paths = [Path(output_file)] + ([Path(error_file)] if error_file is not None else [])
-    paths += [Path(p) for p in more_files]
-    read = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)
+    paths = [Path(f) for f in files]
+    answers, repaired = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)
     for r in requests:
-        if r.id not in read.answers and r.id not in result.failed:
+        if r.id not in answers and r.id not in result.failed:
             result.failed[r.id] = "no line in the files"
-    result.answered = len(read.answers)
-    repairs = {rid: repair_known[rid] for rid in sorted(read.repairs)}
-    parsed = _parsed(loaded, requests, read, repairs)
+    result.answered = len(answers)
+    repairs = {rid: repair_known[rid] for rid in sorted(repaired)}
+    parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
     merged = merge_answers([r.id for r in requests], parsed, repairs)
     order = {r.id: k for k, r in enumerate(requests)}
-    _write_results(build, read, repairs, merged, order)
-    for answer in [*read.answers.values(), *read.repairs.values()]:
+    _write_results(build, answers, repaired, repairs, merged, order)
+    for answer in [*answers.values(), *repaired.values()]:
         usage = answer.get("usage") or {}
         result.tokens[0] += int(usage.get("prompt_tokens") or 0)
         result.tokens[1] += int(usage.get("completion_tokens") or 0)
@@ -263,12 +252,7 @@ def collect(
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
     if result.not_ok:
-        failed: dict[str, list[int]] = {}
-        for (rid, pos), x in sorted(
-            merged.best.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])
-        ):
-            if x.status != "ok":
-                failed.setdefault(rid, []).append(pos)
+        failed = merged.failed(every=True)
         # A request that got no answer is asked again whole, unless a repair answer did.
         answered_again = {
             str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused
@@ -285,16 +269,17 @@ def collect(
 def _parsed(
     loaded: Build,
     requests: Sequence[BuiltRequest],
-    read: _Answers,
+    answers: Mapping[str, Mapping[str, Any]],
+    repaired: Mapping[str, Mapping[str, Any]],
     repairs: Mapping[str, Mapping[str, Any]],
+    result: CollectResult,
 ) -> dict[str, list[ItemResult]]:
     """Each answered request's results and each repair answer's; a request without an
     answer keeps its items missing (a retrieval one's: its target's)."""
-    result = read.result
     parsed: dict[str, list[ItemResult]] = {}
     for r in requests:
         shape = loaded.requests[r.id]
-        answer = read.answers.get(r.id)
+        answer = answers.get(r.id)
         if answer is None:
             why = f"no answer: {result.failed[r.id]}"
             missing = [
@@ -304,7 +289,7 @@ def _parsed(
             parsed[r.id] = target_results(missing, {r.id: shape})
             continue
         parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
-    for rid, answer in sorted(read.repairs.items()):
+    for rid, answer in sorted(repaired.items()):
         shape = repair_shape(loaded.task, repairs[rid], rid)
         parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
     return parsed
@@ -312,20 +297,21 @@ def _parsed(
 
 def _write_results(
     build: Path,
-    read: _Answers,
+    answers: Mapping[str, Mapping[str, Any]],
+    repaired: Mapping[str, Mapping[str, Any]],
     repairs: Mapping[str, Mapping[str, Any]],
     merged: Merged,
     order: Mapping[str, int],
 ) -> None:
     """``outputs.jsonl`` (the answers, as ``promptc run`` writes them) and ``results.jsonl``."""
-    records = [{"id": rid, "request_sha256": None, **a} for rid, a in read.answers.items()]
+    records = [{"id": rid, "request_sha256": None, **a} for rid, a in answers.items()]
     records += [
         {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
-        for rid, a in read.repairs.items()
+        for rid, a in repaired.items()
     ]
     records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
     with outputs_lock(build / OUTPUTS_FILE):
-        write_atomic(build / OUTPUTS_FILE, (canonical_json(x) for x in records))
+        write_atomic(build / OUTPUTS_FILE, (output_line(x) for x in records))
         write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
 
 
@@ -355,13 +341,8 @@ def _asked(
     for rid in sorted(set(again)):
         whole = replace(by_id[rid], id=f"{rid}.repair{attempt}")
         asked.append(whole)
-        records[whole.id] = {
-            "attempt": attempt,
-            "item_ids": list(whole.item_ids),
-            "kind": whole.kind.name,
-            "of": rid,
-            **({"target_item": whole.target_item} if whole.target_item is not None else {}),
-        }
+        positions = tuple(range(1, len(whole.item_ids) + 1))
+        records[whole.id] = RepairRequest(whole, rid, positions, attempt).record()
     order = {r.id: k for k, r in enumerate(requests)}
     asked.sort(key=lambda r: (order[r.id.split(".repair")[0]], r.id))
     return asked, records

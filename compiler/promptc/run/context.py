@@ -59,19 +59,15 @@ class Need:
         return self.prompt_tokens + (self.max_tokens or DEFAULT_ANSWER_TOKENS) + TEMPLATE_TOKENS
 
 
-def prompt_chars(request: BuiltRequest) -> int:
-    """Characters of a request's messages."""
-    return sum(len(str(m.get("content", ""))) for m in request.messages)
-
-
 def largest_need(requests: Sequence[BuiltRequest]) -> Need | None:
     """The request that needs the most context (estimated), or ``None`` for no requests."""
     best: Need | None = None
     for r in requests:
         mt = r.params.get("max_tokens", r.params.get("max_completion_tokens"))
+        chars = sum(len(str(m.get("content", ""))) for m in r.messages)
         need = Need(
             r.id,
-            -(-prompt_chars(r) // CHARS_PER_TOKEN),
+            -(-chars // CHARS_PER_TOKEN),
             mt if isinstance(mt, int) and not isinstance(mt, bool) else None,
         )
         if best is None or need.total > best.total:

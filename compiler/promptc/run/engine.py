@@ -18,13 +18,14 @@ The engines, by the name :data:`promptc.run.orchestrate.ENGINES` gives them:
               promptc, spoken to as a chat API
 ============  ===================================================================================
 
-A new engine is one class with the attributes and methods of :class:`Engine` and a
-``for_run`` class method (:class:`~promptc.run.orchestrate.EngineFactory`), entered in that
-table.
+A new engine is one class with the attributes and methods of :class:`Engine`, made as
+``Class(options, url, requests, say)`` (:data:`~promptc.run.orchestrate.EngineFactory`),
+entered in that table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import math
 import random
@@ -136,12 +137,14 @@ class Failure(Exception):
         status: The HTTP status, when there was one.
         detail: What the engine said, without secrets, kept short.
         retry_after: Seconds the server asked to wait before the next attempt.
+        attempts: How many attempts failed, once the caller gives up.
     """
 
     kind: str
     status: int | None
     detail: str
     retry_after: float | None = None
+    attempts: int = 1
 
 
 class Engine(Protocol):
@@ -219,27 +222,14 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         now: The current time (seconds since the epoch), for HTTP dates; default now.
     """
     lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000.0
+    for name, unit in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        with contextlib.suppress(KeyError, ValueError):
+            value = float(lower[name]) * unit
             if math.isfinite(value) and value >= 0:
                 return value
-        except ValueError:
-            pass
-    raw = lower.get("retry-after")
-    if raw is None:
-        return None
     try:
-        value = float(raw)
-        return value if math.isfinite(value) and value >= 0 else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
+        when = email.utils.parsedate_to_datetime(lower.get("retry-after", ""))
     except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 

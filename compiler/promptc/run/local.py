@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc.errors import BackendError, UsageError
 from promptc.run.chat_api import ChatAPI
-from promptc.run.context import ServerContext, fit_warning, largest_need, prompt_chars
+from promptc.run.context import ServerContext, fit_warning, largest_need
 from promptc.run.models import INSTALL_LOCAL, fetch_model, find_model
 
 if TYPE_CHECKING:
@@ -67,20 +67,10 @@ def local_available() -> bool:
     return server_installed() and find_model() is not None
 
 
-def context_need(prompt_chars: int, max_tokens: int | None) -> int:
-    """Tokens the longest request may need: its prompt (over-estimated at 3 characters a
-    token) and its answer (``max_tokens``, 512 when the spec sets none)."""
-    return prompt_chars // 3 + (max_tokens or 512) + 64
-
-
-def context_for(prompt_chars: int, max_tokens: int | None) -> int:
-    """A context (tokens) that fits the longest prompt and its answer, rounded up to 512.
-
-    A token is at least about 3 characters of English for SmolLM2's tokenizer, so
-    ``prompt_chars / 3`` over-estimates the prompt; the answer takes ``max_tokens`` (512 when
-    the spec sets none).
-    """
-    need = context_need(prompt_chars, max_tokens)
+def context_for(need: int) -> int:
+    """A context (tokens) that fits a request needing ``need`` tokens
+    (:attr:`promptc.run.context.Need.total`), rounded up to 512, within what the model can
+    take."""
     return max(MIN_CONTEXT, min(MAX_CONTEXT, -(-need // 512) * 512))
 
 
@@ -275,66 +265,44 @@ def local_server(
 # --------------------------------------------------------------------------------------------
 
 
-def _max_tokens(requests: Sequence[BuiltRequest]) -> int | None:
-    ints = [v for r in requests if isinstance(v := r.params.get("max_tokens"), int)]
-    return max(ints) if ints else None
-
-
 class Embedded(ChatAPI):
     """The ``local`` engine: the embedded llama.cpp server (see the module's docstring),
     started when the run starts and stopped when it ends, spoken to as a chat API.
 
+    Its context is made to fit the longest request (up to the model's own: past that, it
+    says so).
+
     Args:
-        model_path: A GGUF file; default the bundled SmolLM2-135M-Instruct.
-        n_ctx: The server's context size in tokens (see :func:`context_for`).
-        api_key_env: As for :class:`~promptc.run.chat_api.ChatAPI` (the server ignores it).
-        timeout: Seconds one answer may take, from sending to its last byte.
+        options: The run's options (``model_path``: a GGUF file, default the bundled
+            SmolLM2-135M-Instruct; the timeout).
+        url: Unused: the server makes its own.
+        requests: The requests of the run.
         say: Where to report starting and stopping.
     """
 
     def __init__(
         self,
-        model_path: str | os.PathLike[str] | None,
-        n_ctx: int,
-        *,
-        api_key_env: str,
-        timeout: float,
-        say: Callable[[str], None],
-    ) -> None:
-        super().__init__("", api_key_env=api_key_env, timeout=timeout)
-        self.model_path = model_path
-        self.n_ctx = n_ctx
-        self.say = say
-        # The port changes every run; the cache is keyed by the model file instead.
-        self.cache_scope = "local:" + (Path(model_path).name if model_path else LOCAL_ALIAS)
-        self.model = LOCAL_ALIAS
-        self._server = contextlib.ExitStack()
-
-    @classmethod
-    def for_run(
-        cls,
         options: RunOptions,
         url: str | None,
         requests: Sequence[BuiltRequest],
         say: Callable[[str], None],
-    ) -> Embedded:
-        """The engine of a run, its context made to fit the longest request (up to the
-        model's own: past that, it says so)."""
-        longest = max((prompt_chars(r) for r in requests), default=0)
-        max_tokens = _max_tokens(requests)
+    ) -> None:
+        super().__init__(options, None, requests, say)
         need = largest_need(requests)
-        if need is not None and context_need(longest, max_tokens) > MAX_CONTEXT:
+        if need is not None and need.total > MAX_CONTEXT:
             trained = ServerContext(MAX_CONTEXT, "the most it was trained for")
             warning = fit_warning(need, trained, "the embedded model's")
             if warning is not None:
                 say(warning)
-        return cls(
-            options.model_path,
-            context_for(longest, max_tokens),
-            api_key_env=options.api_key_env,
-            timeout=options.timeout,
-            say=say,
+        self.model_path = options.model_path
+        self.n_ctx = context_for(need.total if need is not None else 0)
+        self.say = say
+        # The port changes every run; the cache is keyed by the model file instead.
+        self.cache_scope = "local:" + (
+            Path(self.model_path).name if self.model_path else LOCAL_ALIAS
         )
+        self.model = LOCAL_ALIAS
+        self._server = contextlib.ExitStack()
 
     def start(self) -> None:
         super().start()

@@ -13,7 +13,7 @@ The run is made of parts, each the same for every engine::
 
     run_build ─▶ _Run: resume (outputs.OutputsFile) ─▶ send.Sender (cache.ResponseCache, bodies.Bodies,
                  retries, backoff) ─▶ Engine ─▶ record each answer (outputs, parse, progress.Events)
-                 ─▶ repair.Repairs rounds ─▶ finish (outputs in order, results.jsonl, result.RunResult)
+                 ─▶ repair rounds (repair.repair_requests) ─▶ finish (outputs in order, results.jsonl, result.RunResult)
 
 Guarantees:
 
@@ -56,22 +56,29 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from promptc import markers
 from promptc.build import BuiltRequest, read_requests
 from promptc.errors import UsageError
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
-from promptc.parse.shape import request_shape
-from promptc.run.bodies import Bodies, token_field
+from promptc.run.bodies import Bodies
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.chat_api import ChatAPI
 from promptc.run.engine import Engine
 from promptc.run.local import Embedded, local_available
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OutputsFile, output_record, outputs_lock, read_outputs_file
-from promptc.run.progress import Events, events_for, items_of
-from promptc.run.repair import Repairs, parse_answer, result_line
+from promptc.run.outputs import OutputsFile, outputs_lock, read_outputs_file
+from promptc.run.progress import Events, items_of
+from promptc.run.repair import (
+    Merged,
+    merge_answers,
+    parse_answer,
+    repair_requests,
+    repair_shape,
+    result_line,
+)
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
 from promptc.text import write_atomic
@@ -80,20 +87,13 @@ if TYPE_CHECKING:
     from promptc.parse.results import ItemResult
 
 
-class EngineFactory(Protocol):
-    """How a run makes its engine: ``Engine.for_run(options, url, requests, say)``."""
-
-    def __call__(
-        self,
-        options: RunOptions,
-        url: str | None,
-        requests: Sequence[BuiltRequest],
-        say: Callable[[str], None],
-    ) -> Engine: ...
-
+#: How a run makes its engine: ``ENGINES[name](options, url, requests, say)``.
+EngineFactory = Callable[
+    [RunOptions, "str | None", Sequence[BuiltRequest], Callable[[str], None]], Engine
+]
 
 #: The engines by name (see :mod:`promptc.run.engine`); :func:`engine_name` picks one.
-ENGINES: Mapping[str, EngineFactory] = {"chat-api": ChatAPI.for_run, "local": Embedded.for_run}
+ENGINES: Mapping[str, EngineFactory] = {"chat-api": ChatAPI, "local": Embedded}
 
 #: Where ``model: {provider: openai}`` sends when nothing else says.
 OPENAI_URL = "https://api.openai.com/v1"
@@ -164,7 +164,7 @@ def run_build(
     requests = read_requests(build)
     if options.limit is not None:
         requests = requests[: max(options.limit, 0)]
-    events = events_for(progress)
+    events = progress if isinstance(progress, Events) else Events(progress)
     loaded = load_build(build)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)
@@ -217,19 +217,12 @@ class _Run:
         self.rounds = repair if repair is not None else task.run.repair_max_attempts
         self.parsing = options.parse or self.rounds > 0
         self.parsed: dict[str, list[ItemResult]] = {}
-        self.repairs = Repairs(task, requests, self.parsed)
-        field = token_field(options.max_tokens_field, task, engine.name)
-        self.bodies = Bodies(
-            build,
-            task,
-            options.grammar_mode,
-            options.model or engine.model,
-            field,
-            engine.cache_scope,
-        )
-        self.sender = Sender(
-            engine, self.bodies, cache, options, events, self.record, self.result, out_path.name
-        )
+        self.by_id = {r.id: r for r in requests}
+        #: The ``repair`` record of each repair request this run planned (and, at the end,
+        #: of each repair answer an earlier run got), by id.
+        self.repair_records: dict[str, Mapping[str, Any]] = {}
+        self.bodies = Bodies(build, task, options, engine)
+        self.sender = Sender(engine, self.bodies, cache, options, events, self.record, self.result)
         #: What ``outputs.jsonl`` held when the run started, by request id.
         self.existing: dict[str, dict[str, Any]] = {}
 
@@ -238,9 +231,7 @@ class _Run:
             pending = self._resume()
             with self.outputs.appending():
                 if pending:
-                    items = sum(items_of(r) for r in pending)
-                    self.events.start(len(pending), items, "promptc run")
-                    cached, sent = await self.sender.answer(pending)
+                    cached, sent = await self.sender.answer(pending, "promptc run")
                     self.result.cached += cached
                     self.result.sent += sent
                 if self.rounds > 0 and not self._fatal():
@@ -273,9 +264,7 @@ class _Run:
                 empty.add(r.id)  # recorded as it came, and asked again
             pending.append(r)
         stale = [
-            rid
-            for rid in existing
-            if rid in self.repairs.by_id and rid not in keep and rid not in empty
+            rid for rid in existing if rid in self.by_id and rid not in keep and rid not in empty
         ]
         self.existing = self.outputs.tidy(found, drop=stale)
         if stale:
@@ -297,8 +286,7 @@ class _Run:
             )
         for r in self.requests:
             if r.id in keep:
-                self._count(keep[r.id])
-                self._parse(r, keep[r.id]["output"])
+                self._take(r, keep[r.id])
         return pending
 
     # -- repair -----------------------------------------------------------------------------
@@ -306,8 +294,21 @@ class _Run:
     async def _repair(self) -> None:
         """Up to ``rounds`` repair rounds, each asking what is still not ok; stops at a round
         that would ask nothing new."""
+        task = self.task
         for attempt in range(1, self.rounds + 1):
-            planned = self.repairs.plan(attempt, self.events.note)
+            failed = self._merged().failed()
+            planned, refused = repair_requests(task, failed, self.by_id, attempt)
+            if refused:
+                shown = markers.question_block(
+                    task.inputs, {f.name: "…" for f in task.inputs}, "i", task.markers
+                ).replace(markers.FIELD_SEPARATOR, " ")
+                self.events.note(
+                    "cannot repair request(s) "
+                    + ", ".join(refused[:5])
+                    + ": their prompt does not show its questions as "
+                    + shown
+                )
+            self.repair_records.update((rr.request.id, rr.record()) for rr in planned)
             self.bodies.made.update(rr.request.id for rr in planned)
             fresh = [rr.request for rr in planned if not self._asked_already(rr.request)]
             if not fresh:
@@ -315,9 +316,7 @@ class _Run:
             self.result.repair_rounds += 1
             todo = [r for r in fresh if not self._answered_before(r)]
             if todo:
-                items = sum(items_of(r) for r in todo)
-                self.events.start(len(todo), items, f"repair round {attempt}")
-                cached, sent = await self.sender.answer(todo)
+                cached, sent = await self.sender.answer(todo, f"repair round {attempt}")
                 self.result.repair_requests += cached + sent
 
     def _asked_already(self, request: BuiltRequest) -> bool:
@@ -335,8 +334,7 @@ class _Run:
         if key not in self.bodies.keys(request):
             return False
         self.sender.asked.add(key)
-        self._count(old)
-        self._parse(request, str(old["output"]))
+        self._take(request, old)
         self.result.repair_requests += 1
         return True
 
@@ -347,13 +345,18 @@ class _Run:
     ) -> None:
         """Writes an answer to the outputs (whole, flushed), then counts it, parses it and
         shows it."""
-        record = output_record(request.id, key, response)
-        repair = self.repairs.record_of(request.id)
+        record = {
+            "id": request.id,
+            "output": response.get("output", ""),
+            "finish_reason": response.get("finish_reason"),
+            "usage": response.get("usage"),
+            "request_sha256": key,  # the cache key of what was sent
+        }
+        repair = self.repair_records.get(request.id)
         if repair is not None:
             record["repair"] = repair
         self.outputs.append(record)
-        usage = self._count(record)
-        self._parse(request, str(response.get("output", "")))
+        usage = self._take(request, record)
         parsed = self.parsed.get(request.id)
         self.events.done(
             request.id,
@@ -364,32 +367,27 @@ class _Run:
             note=note,
         )
 
-    def _count(self, record: Mapping[str, Any]) -> tuple[int, int]:
-        """Adds an answer's token usage to the run's; returns it (prompt, completion)."""
+    def _take(self, request: BuiltRequest, record: Mapping[str, Any]) -> tuple[int, int]:
+        """Adds an answer's token usage to the run's and parses it (when the run parses);
+        returns its usage (prompt, completion)."""
         usage = record.get("usage")
         usage = usage if isinstance(usage, Mapping) else {}
         counts = (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
         self.result.prompt_tokens += counts[0]
         self.result.completion_tokens += counts[1]
+        if self.parsing:
+            shape = self.shapes.get(request.id)
+            if shape is None:  # a repair request: the build has no shape for it
+                shape = repair_shape(self.task, self.repair_records[request.id], request.id)
+            # A retrieval request is for its target item: only that item's result is kept,
+            # so results.jsonl has one result per item, as promptc parse writes by default.
+            self.parsed[request.id] = parse_answer(self.task, shape, str(record["output"]))
         return counts
 
-    def _parse(self, request: BuiltRequest, output: str) -> None:
-        if not self.parsing:
-            return
-        shape = self.shapes.get(request.id)
-        if shape is None:  # a repair request: the build has no shape for it
-            shape = request_shape(
-                self.task,
-                {
-                    "id": request.id,
-                    "kind": request.kind,
-                    "item_ids": list(request.item_ids),
-                    "target_item": request.target_item,
-                },
-            )
-        # A retrieval request is for its target item: only that item's result is kept, so
-        # results.jsonl has exactly one result per item, as promptc parse writes by default.
-        self.parsed[request.id] = parse_answer(self.task, shape, output)
+    def _merged(self) -> Merged:
+        """The results so far, the answers to repair requests merged (:func:`merge_answers`)."""
+        answered = {k: v for k, v in self.repair_records.items() if k in self.parsed}
+        return merge_answers(list(self.by_id), self.parsed, answered)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -401,8 +399,20 @@ class _Run:
         self.result.failed.sort(key=lambda f: (order.get(f.request_id, len(order)), f.request_id))
         if not self.parsing:
             return
-        self.parsed.update(self.repairs.earlier_answers(answers))
-        merged = self.repairs.merged()
+        for rid, record in answers.items():
+            # The repair answers an earlier run got for these requests, which this run did
+            # not plan again: merged too, so that results.jsonl is what promptc parse and
+            # collect make of outputs.jsonl.
+            rep = record.get("repair")
+            if (
+                rid not in self.parsed
+                and isinstance(rep, Mapping)
+                and str(rep.get("of")) in self.by_id
+            ):
+                self.repair_records.setdefault(rid, rep)
+                shape = repair_shape(self.task, rep, rid)
+                self.parsed[rid] = parse_answer(self.task, shape, record["output"])
+        merged = self._merged()
         rows = merged.rows
         self.result.repaired = merged.repaired
         self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")

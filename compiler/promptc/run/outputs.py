@@ -1,8 +1,8 @@
 """The run's files in the build folder: ``outputs.jsonl`` (one answer a line, appended as
 answers arrive), ``results.jsonl`` and ``outputs.replaced.jsonl``.
 
-:func:`output_line` is the one writer of an ``outputs.jsonl`` line and :func:`read_outputs`
-the one reader; :class:`OutputsFile` is the file as a run keeps it. No answer received is
+:func:`output_line` is the one writer of an ``outputs.jsonl`` line and
+:func:`read_outputs_file` the one reader; :class:`OutputsFile` is the file as a run keeps it. No answer received is
 ever lost:
 
 - a line is split from the next on ``\\n`` alone (an answer may hold U+2028, U+2029 or
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from promptc.errors import Location, UsageError
-from promptc.text import write_atomic
+from promptc.text import canonical_json, write_atomic
 
 if sys.platform != "win32":
     import fcntl
@@ -56,24 +56,12 @@ UNPLACED_NOTE = (
 # --------------------------------------------------------------------------------------------
 
 
-def output_record(request_id: str, key: str, response: Mapping[str, Any]) -> dict[str, Any]:
-    """The record of one answer: the request's id, the response and the cache key of what was
-    sent (``request_sha256``)."""
-    return {
-        "id": request_id,
-        "output": response.get("output", ""),
-        "finish_reason": response.get("finish_reason"),
-        "usage": response.get("usage"),
-        "request_sha256": key,
-    }
-
-
 def output_line(record: Mapping[str, Any]) -> str:
     """One line of ``outputs.jsonl`` (without its ``\\n``): canonical JSON in UTF-8, or, when
     the answer holds text UTF-8 cannot carry (a lone surrogate such as ``\\ud800``, which some
     servers emit for a split emoji), the same JSON with non-ASCII characters escaped — read
     back, it is the very same string, so nothing is lost and nothing crashes."""
-    line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    line = canonical_json(record)
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:
@@ -144,11 +132,6 @@ def read_outputs_file(path: Path) -> Outputs:
     if last.strip():
         unplaced.append((len(lines) + 1, last))
     return Outputs({k: data for k, (_, data) in found.items()}, sorted(unplaced))
-
-
-def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
-    """The answers in ``outputs.jsonl`` by request id (see :attr:`Outputs.answers`)."""
-    return read_outputs_file(path).answers
 
 
 class OutputsFile:

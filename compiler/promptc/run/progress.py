@@ -1,14 +1,13 @@
 """What a run shows while it runs: a progress bar on a terminal, event lines otherwise.
 
-:class:`Events` is what the run calls; :class:`Lines` writes one plain line per event (logs,
-CI, pipes) and :class:`Bar` draws a rich progress bar (requests and items done, items ok,
-tokens in and out, elapsed, ETA) with the notes printed above it. :func:`events_for` picks one.
+:class:`Events` is what the run calls, and writes one plain line per event (logs, CI,
+pipes); :class:`Bar` draws a rich progress bar (requests and items done, items ok,
+tokens in and out, elapsed, ETA) with the notes printed above it. :func:`cli_events` picks one.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,10 +22,19 @@ def items_of(request: BuiltRequest) -> int:
 
 
 class Events:
-    """Receives a run's events. The base class ignores them all."""
+    """Receives a run's events and says each in one plain line through ``say`` (logs, CI,
+    pipes: the CLI's stderr); with no ``say``, shows nothing. :class:`Bar` draws them instead.
+    """
+
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+        self.say = say
+        self.total = 0
+        self.count = 0
 
     def start(self, requests: int, items: int, label: str) -> None:
         """A pass over ``requests`` requests holding ``items`` items begins."""
+        self.total, self.count = requests, 0
+        self.note(f"{label}: {requests} request(s), {items} item(s)")
 
     def done(
         self,
@@ -39,53 +47,23 @@ class Events:
         note: str,
     ) -> None:
         """A request is answered (``ok``: its items that parsed ok, if parsed)."""
+        self.count += 1
+        extra = f", {ok}/{items} items ok" if ok is not None else ""
+        tokens = f", tokens {prompt_tokens} in / {completion_tokens} out" if prompt_tokens else ""
+        self.note(f"[{self.count}/{self.total}] {request_id} answered ({note}{extra}{tokens})")
 
     def failed(self, request_id: str, items: int, kind: str) -> None:
         """A request got no answer."""
+        self.count += 1
+        self.note(f"[{self.count}/{self.total}] {request_id} failed ({kind})")
 
     def note(self, line: str) -> None:
         """Something people should read (a retry, a resume, a warning)."""
+        if self.say is not None:
+            self.say(line)
 
     def close(self) -> None:
         """The run is over."""
-
-
-class Lines(Events):
-    """One plain line per event, through ``say`` (the CLI's stderr)."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.total = 0
-        self.count = 0
-        self.tokens = [0, 0]
-
-    def start(self, requests: int, items: int, label: str) -> None:
-        self.total, self.count = requests, 0
-        self.say(f"{label}: {requests} request(s), {items} item(s)")
-
-    def done(
-        self,
-        request_id: str,
-        *,
-        items: int,
-        ok: int | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        note: str,
-    ) -> None:
-        self.count += 1
-        self.tokens[0] += prompt_tokens
-        self.tokens[1] += completion_tokens
-        extra = f", {ok}/{items} items ok" if ok is not None else ""
-        tokens = f", tokens {prompt_tokens} in / {completion_tokens} out" if prompt_tokens else ""
-        self.say(f"[{self.count}/{self.total}] {request_id} answered ({note}{extra}{tokens})")
-
-    def failed(self, request_id: str, items: int, kind: str) -> None:
-        self.count += 1
-        self.say(f"[{self.count}/{self.total}] {request_id} failed ({kind})")
-
-    def note(self, line: str) -> None:
-        self.say(line)
 
 
 class Bar(Events):
@@ -98,8 +76,7 @@ class Bar(Events):
         self.console = Console(file=file)
         self._progress: Any = None
         self._task: Any = None
-        self.items = self.ok = self.tokens_in = self.tokens_out = 0
-        self.started = time.monotonic()
+        self.items = self.items_total = self.ok = self.tokens_in = self.tokens_out = 0
 
     def start(self, requests: int, items: int, label: str) -> None:
         from rich.progress import (
@@ -131,7 +108,7 @@ class Bar(Events):
 
     def _stats(self) -> str:
         return (
-            f"items {self.items}/{getattr(self, 'items_total', 0)}, {self.ok} ok, "
+            f"items {self.items}/{self.items_total}, {self.ok} ok, "
             f"tokens {self.tokens_in} in / {self.tokens_out} out"
         )
 
@@ -167,21 +144,9 @@ class Bar(Events):
             self._progress = None
 
 
-def events_for(
-    progress: Events | Callable[[str], None] | None, file: IO[str] | None = None
-) -> Events:
-    """The events object for ``run_build``'s ``progress`` argument: an :class:`Events` as it is,
-    a callable wrapped in :class:`Lines`, ``None`` ignoring everything."""
-    if isinstance(progress, Events):
-        return progress
-    if progress is None:
-        return Events()
-    return Lines(progress)
-
-
 def cli_events(file: IO[str] | None = None) -> Events:
     """A bar when ``file`` (default stderr) is a terminal, plain lines otherwise."""
     out = file if file is not None else sys.stderr
     if hasattr(out, "isatty") and out.isatty():
         return Bar(out)
-    return Lines(lambda line: print(line, file=out, flush=True))
+    return Events(lambda line: print(line, file=out, flush=True))

@@ -13,13 +13,12 @@ folder. Its grammar is made for its own item count from the build's task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
-from promptc.build import BuiltRequest, grammar_stem
-from promptc.grammar.answer import build_grammar
+from promptc.build import BuiltRequest
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
@@ -40,7 +39,7 @@ class RepairRequest:
 
     Attributes:
         request: The request, in the build's own form (its ``grammar`` is ``None``: the
-            grammar is made for it, see :func:`repair_grammar`).
+            grammar is made for it, see :func:`promptc.run.bodies.request_body`).
         origin: The build request whose items it re-asks.
         positions: Each item's 1-based position in ``origin``.
         attempt: The repair round (1, 2, …).
@@ -147,31 +146,20 @@ def repair_requests(
             if messages is None:
                 refused.append(rid)
                 break
+            item_ids = tuple(origin.item_ids[p - 1] for p in group)
             request = BuiltRequest(
                 id=new_id,
                 kind=origin.kind,
-                item_ids=tuple(origin.item_ids[p - 1] for p in group),
+                item_ids=item_ids,
                 messages=tuple(messages),
                 params=origin.params,
                 grammar=None,
                 location=origin.location,
                 # Still for its target, if it holds it (it does: only targets are re-asked).
-                target_item=origin.target_item
-                if origin.target_item is not None
-                and origin.target_item in {origin.item_ids[p - 1] for p in group}
-                else None,
+                target_item=origin.target_item if origin.target_item in item_ids else None,
             )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
-
-
-def repair_grammar(task: Task, request: BuiltRequest, suffix: str) -> str:
-    """The grammar file text (``.gbnf``, ``.schema.json``) for a repair request's item count."""
-    n = len(request.item_ids)
-    kind = request.kind or task.strategy.kind
-    stem = grammar_stem(n, task.strategy.batch_size)
-    files = build_grammar(task, n, kind).files(stem)
-    return files[stem + suffix]
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,11 +188,12 @@ class Merged:
     repaired: int = 0
     unused: list[str] = field(default_factory=list)
 
-    def failed(self) -> dict[str, list[int]]:
-        """Build request id → the sorted positions of its items that repair re-asks."""
+    def failed(self, every: bool = False) -> dict[str, list[int]]:
+        """Build request id → the sorted positions of its items that repair re-asks (with
+        ``every``, of every item not ok: what ``collect``'s repair build asks again)."""
         out: dict[str, list[int]] = {}
         for (rid, pos), x in self.best.items():
-            if needs_repair(x):
+            if not x.ok if every else needs_repair(x):
                 out.setdefault(rid, []).append(pos)
         return {rid: sorted(p) for rid, p in out.items()}
 
@@ -257,21 +246,16 @@ def merge_answers(
     """
     best: dict[tuple[str, int], ItemResult] = {}
     attempts: dict[tuple[str, int], int] = {}
-    position: dict[str, int] = {rid: k for k, rid in enumerate(order)}
+    #: (build request id, item id) → the item's position: a request holds an item once.
+    at: dict[tuple[str, str], int] = {}
     for rid in order:
         for x in parsed.get(rid, ()):
             if x.item_id is not None:
                 best[(rid, x.index)] = x
                 attempts[(rid, x.index)] = 1
+                at.setdefault((rid, x.item_id), x.index)
     merged = Merged([], best, attempts)
-    item_ids: dict[str, list[str | None]] = {}
-    for rid in order:
-        ids: list[str | None] = []
-        for x in parsed.get(rid, ()):
-            if x.item_id is not None:
-                ids += [None] * (x.index - len(ids))
-                ids[x.index - 1] = x.item_id
-        item_ids[rid] = ids
+    position: dict[str, int] = {rid: k for k, rid in enumerate(order)}
 
     def sort_key(rid: str) -> tuple[int, int, str]:
         attempt = repairs[rid].get("attempt")
@@ -281,22 +265,20 @@ def merge_answers(
     for rid in sorted((r for r in repairs if r in parsed), key=sort_key):
         record = repairs[rid]
         origin = str(record.get("of"))
-        ids = item_ids.get(origin, [])
         wanted = [str(i) for i in record.get("item_ids") or ()]
-        # Each repair item is at the position of the origin's item of that id (a request
-        # holds an item once); the origin's results hold only what it is for (its target).
-        # An item the origin is not for (a retrieval request's demonstration) is not merged.
-        at = [ids.index(i) + 1 if i in ids else None for i in wanted]
-        if all(p is None for p in at):
+        # Each repair item is at the position of the origin's item of that id; the origin's
+        # results hold only what it is for (its target). An item the origin is not for (a
+        # retrieval request's demonstration) is not merged.
+        if not any((origin, i) in at for i in wanted):
             merged.unused.append(rid)
             continue
         for x in parsed[rid]:
-            if x.item_id is None or not 1 <= x.index <= len(at):
+            if x.item_id is None or not 1 <= x.index <= len(wanted):
                 continue
-            pos = at[x.index - 1]
-            key = (origin, pos if pos is not None else 0)
-            if key not in best or x.item_id != wanted[x.index - 1]:
+            pos = at.get((origin, x.item_id))
+            if pos is None or x.item_id != wanted[x.index - 1]:
                 continue
+            key = (origin, pos)
             attempts[key] += 1
             if not best[key].ok:
                 if x.ok:
@@ -309,89 +291,3 @@ def merge_answers(
             else:
                 merged.rows.append((best[(rid, x.index)], attempts[(rid, x.index)]))
     return merged
-
-
-# --------------------------------------------------------------------------------------------
-# A run's repair requests
-# --------------------------------------------------------------------------------------------
-
-
-class Repairs:
-    """The repair requests of a run and the results they are merged with.
-
-    Args:
-        task: The build's task.
-        requests: The build's requests the run considers, in build order.
-        parsed: Request id → its results: the run's, which it fills as answers arrive.
-    """
-
-    def __init__(
-        self,
-        task: Task,
-        requests: Sequence[BuiltRequest],
-        parsed: Mapping[str, Sequence[ItemResult]],
-    ) -> None:
-        self.task = task
-        self.order = [r.id for r in requests]
-        self.by_id = {r.id: r for r in requests}
-        self.parsed = parsed
-        #: Every repair request planned by this run, by id.
-        self.planned: dict[str, RepairRequest] = {}
-        #: The ``repair`` records of answers of an earlier run that this one did not plan.
-        self.earlier: dict[str, Mapping[str, Any]] = {}
-
-    def record_of(self, request_id: str) -> dict[str, Any] | None:
-        """What ``outputs.jsonl`` keeps beside a repair answer; ``None`` for a build request."""
-        rr = self.planned.get(request_id)
-        return rr.record() if rr is not None else None
-
-    def merged(self) -> Merged:
-        """The results so far, repair answers merged (:func:`merge_answers`)."""
-        repairs: dict[str, Mapping[str, Any]] = {
-            rid: rr.record() for rid, rr in self.planned.items() if rid in self.parsed
-        }
-        for rid, record in self.earlier.items():
-            repairs.setdefault(rid, record)
-        return merge_answers(self.order, self.parsed, repairs)
-
-    def plan(self, attempt: int, note: Callable[[str], None]) -> list[RepairRequest]:
-        """The requests of round ``attempt`` for the items not ok so far (none when every item
-        is); says which requests cannot be cut down."""
-        failed = self.merged().failed()
-        if not failed:
-            return []
-        planned, refused = repair_requests(self.task, failed, self.by_id, attempt)
-        if refused:
-            shown = markers.question_block(
-                self.task.inputs, {f.name: "…" for f in self.task.inputs}, "i", self.task.markers
-            ).replace(markers.FIELD_SEPARATOR, " ")
-            note(
-                "cannot repair request(s) "
-                + ", ".join(refused[:5])
-                + ": their prompt does not show its questions as "
-                + shown
-            )
-        for rr in planned:
-            self.planned[rr.request.id] = rr
-        return planned
-
-    def earlier_answers(
-        self, answers: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, list[ItemResult]]:
-        """The results of repair answers in ``answers`` (``outputs.jsonl``) that an earlier run
-        made for the requests considered and this run did not plan again, so that they are
-        merged too and ``results.jsonl`` is what ``promptc parse`` and ``collect`` make of
-        ``outputs.jsonl``."""
-        out: dict[str, list[ItemResult]] = {}
-        for rid, record in answers.items():
-            rep = record.get("repair")
-            if (
-                rid not in self.parsed
-                and isinstance(rep, Mapping)
-                and str(rep.get("of")) in self.by_id
-                and isinstance(record.get("output"), str)
-            ):
-                self.earlier[rid] = rep
-                shape = repair_shape(self.task, rep, rid)
-                out[rid] = parse_answer(self.task, shape, record["output"])
-        return out

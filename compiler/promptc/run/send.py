@@ -32,15 +32,6 @@ Record = Callable[["BuiltRequest", str, Mapping[str, Any], str], None]
 T = TypeVar("T")
 
 
-class GaveUp(Exception):
-    """A call that failed on its last attempt."""
-
-    def __init__(self, failure: Failure, attempts: int) -> None:
-        super().__init__(failure.kind)
-        self.failure = failure
-        self.attempts = attempts
-
-
 class Sender:
     """Answers a run's requests (see the module's docstring).
 
@@ -51,8 +42,7 @@ class Sender:
         options: The run's options (concurrency, retries, names for messages).
         events: Where progress and notes go.
         record: Called with each answer, from the cache or the engine.
-        result: Where failures and empty answers are counted.
-        outputs_name: The outputs file's name, for messages.
+        result: Where failures and empty answers are counted (and where the outputs go).
     """
 
     def __init__(
@@ -64,7 +54,6 @@ class Sender:
         events: Events,
         record: Record,
         result: RunResult,
-        outputs_name: str,
     ) -> None:
         self.engine = engine
         self.bodies = bodies
@@ -73,17 +62,18 @@ class Sender:
         self.events = events
         self.record = record
         self.result = result
-        self.outputs_name = outputs_name
         #: The cache keys of every body asked in this run (from the cache or the engine).
         self.asked: set[str] = set()
         self._context_checked = False
 
-    async def answer(self, requests: Sequence[BuiltRequest]) -> tuple[int, int]:
-        """Answers ``requests`` from the cache, else from the engine.
+    async def answer(self, requests: Sequence[BuiltRequest], label: str) -> tuple[int, int]:
+        """Answers ``requests`` (a pass of the run called ``label``) from the cache, else
+        from the engine.
 
         Returns:
             How many were answered from the cache, and how many by the engine.
         """
+        self.events.start(len(requests), sum(items_of(r) for r in requests), label)
         to_send: list[BuiltRequest] = []
         cached = 0
         for r in requests:
@@ -131,7 +121,7 @@ class Sender:
             return mode, "other"
         try:
             server = await self._retrying(self.engine.constraints)
-        except GaveUp as e:
+        except Failure as e:
             for r in requests:
                 self._fail(r, e, during="asking it which grammar it takes (GET /models)")
             return None
@@ -171,7 +161,7 @@ class Sender:
 
         try:
             reply = await self._retrying(send, retrying_note)
-        except GaveUp as e:
+        except Failure as e:
             self._fail(r, e)
             return False
         response = reply.response()
@@ -182,7 +172,7 @@ class Sender:
         elif self.cache is not None and not self.cache.put(key, response):
             self.events.note(
                 f"request {r.id}: could not write the response cache "
-                f"{self.cache.path}; the answer is kept in {self.outputs_name}"
+                f"{self.cache.path}; the answer is kept in {self.result.outputs_path.name}"
             )
         elapsed = time.monotonic() - started
         self.record(r, key, response, f"{elapsed:.1f} s, finish {reply.finish_reason}")
@@ -196,7 +186,8 @@ class Sender:
         """``call()``, again after a retryable failure, at most ``max_retries`` more times.
 
         Raises:
-            GaveUp: The last attempt failed, or a failure not worth another.
+            Failure: The last attempt's (with the number of attempts), or a failure not worth
+                another.
         """
         attempts = 0
         while True:
@@ -205,14 +196,14 @@ class Sender:
                 return await call()
             except Failure as failure:
                 if failure.kind not in RETRYABLE or attempts > self.options.max_retries:
-                    raise GaveUp(failure, attempts) from None
+                    failure.attempts = attempts
+                    raise
                 delay = backoff(attempts - 1, failure.retry_after)
                 if on_retry is not None:
                     on_retry(failure, delay)
                 await asyncio.sleep(delay)
 
-    def _fail(self, r: BuiltRequest, gave_up: GaveUp, during: str = "") -> None:
-        failure = gave_up.failure
+    def _fail(self, r: BuiltRequest, failure: Failure, during: str = "") -> None:
         fill = {
             "base_url": self.engine.name,
             "timeout": self.options.timeout,
@@ -229,6 +220,6 @@ class Sender:
         if during:
             what = f"{what} while {during}"
         self.result.failed.append(
-            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), gave_up.attempts)
+            RequestFailure(r.id, failure.kind, what, check_t.format(**fill), failure.attempts)
         )
         self.events.failed(r.id, items_of(r), failure.kind)
