@@ -17,7 +17,7 @@ from promptc.ir import Value
 from promptc.parse.diagnosis import diagnose_output
 from promptc.parse.strict import View, whole_reader
 from promptc.text import LineTable, Span
-from promptc.values import ValueOutOfBounds, read_value
+from promptc.values import ValueOutOfBounds
 
 __all__ = ["lark_items", "regex_items", "strict_items"]
 
@@ -103,7 +103,7 @@ def _item(g: AnswerGrammar, output: str, lines: LineTable, i: int, item: lark.Tr
         if part.field is not None:
             name = part.field.name
             try:
-                values[name] = read_value(fields[name], str(tok))
+                values[name] = fields[name].type.read(fields[name], str(tok))
             except ValueOutOfBounds as e:
                 line, col, _ = lines.position(at)
                 raise OutputParseError(

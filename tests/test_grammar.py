@@ -249,7 +249,6 @@ def assert_parses_to(
     slow = lark_items(g, output)
     assert fast == slow
     assert [item.index for item in fast] == list(range(1, len(answers) + 1))
-    from promptc.values import read_value
 
     fields = {f.name: f for f in g.fields}
     for item, want in zip(fast, answers):
@@ -257,7 +256,7 @@ def assert_parses_to(
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
             assert (
-                read_value(fields[name], output[span.start_offset : span.end_offset])
+                fields[name].type.read(fields[name], output[span.start_offset : span.end_offset])
                 == item.values[name]
             )
             line_start = output.rfind("\n", 0, span.start_offset) + 1

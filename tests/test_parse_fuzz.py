@@ -189,9 +189,7 @@ def slack(draw: st.DrawFn, out: str, kind: str) -> str:
 
 def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
     """A value written in any form the grammar accepts, not only the canonical one."""
-    from promptc.values import write_value
-
-    text = write_value(field, value)
+    text = field.type.write(field, value)
     if field.type.name in ("number", "integer"):
         sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
         whole, _, frac = digits.partition(".")

@@ -88,8 +88,6 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         UsageError: No build or no ``results.jsonl`` there; results of another spec (another
             task name, or an item the spec's data do not have), at the file and line.
     """
-    from promptc.values import coerce_value
-
     root = Path(folder)
     manifest_path = root / "manifest.json"
     results_path = root / "results.jsonl"
@@ -143,7 +141,7 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
                     code="results-of-another-spec",
                 )
             try:
-                values[k] = coerce_value(f, str(v) if isinstance(v, Decimal) else v)
+                values[k] = f.type.coerce(f, str(v) if isinstance(v, Decimal) else v)
             except ValueError:
                 values[k] = v  # kept as read: it will not match the gold answer
         records.append({**rec, "values": values})

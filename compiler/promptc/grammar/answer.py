@@ -71,7 +71,7 @@ from promptc.grammar.lark_source import (
 from promptc.grammar.portable import portable_regex as portable_regex_of
 from promptc.ir import AnswerFormat, Item, OutputField, Task, Value
 from promptc.strategies import Strategy, strategy
-from promptc.values import json_value, option_choices
+from promptc.values import option_choices
 
 __all__ = [
     "AnswerGrammar",
@@ -326,7 +326,7 @@ class AnswerGrammar:
         by_name = {f.name: f for f in self.fields}
 
         def values(item: ParsedItem) -> dict[str, object]:
-            return {k: json_value(by_name[k], v) for k, v in item.values.items()}
+            return {k: by_name[k].type.json_value(by_name[k], v) for k, v in item.values.items()}
 
         if self.kind.one_item:
             return values(items[0])

@@ -21,7 +21,6 @@ from promptc.grammar.diagnose import diagnose
 from promptc.grammar.items import one_of
 from promptc.grammar.lark_source import input_marker_terminal
 from promptc.text import LineTable, excerpt
-from promptc.values import expected as expected_value
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -95,7 +94,7 @@ def _terminal_names(grammar: AnswerGrammar) -> dict[str, str]:
             names[input_marker_terminal(i, k)] = repr(markers.marker(prefix, i))
     for p in bp.parts:
         if p.field is not None:
-            names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
+            names[p.terminal] = f"{p.field.name}: {p.field.type.expected(p.field)}"
         else:
             names[p.terminal] = repr(p.text)
     return names

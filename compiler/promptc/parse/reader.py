@@ -22,7 +22,7 @@ from promptc.parse.normalise import EDGE_NOISE, SPACE, UNICODE_SPACES, Normalise
 from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
 from promptc.text import excerpt
-from promptc.values import ValueOutOfBounds, read_value, value_reader
+from promptc.values import ValueOutOfBounds
 
 #: At most this many shorter readings (cut at line ends) of one answer body are tried.
 MAX_CUTS = 16
@@ -150,7 +150,7 @@ class AnswerReader:
         self._exact = re.compile(space + grammar.answer_regex + space)
         self._lenient = re.compile(space + grammar.lenient_answer_regex + space)
         self._readers: list[tuple[str, Callable[[str], Value]]] = [
-            (f.name, value_reader(f)) for f in grammar.fields
+            (f.name, f.type.reader(f)) for f in grammar.fields
         ]
         self._texts = [f.name for f in grammar.fields if f.type.free_text]
         self._splits_text = splits_text(grammar)
@@ -203,10 +203,10 @@ class AnswerReader:
             return AnswerMismatch(*diagnose(self.grammar.blueprint, body))
         for f in self.grammar.fields:
             try:
-                read_value(f, m.group(f.name))
+                f.type.read(f, m.group(f.name))
             except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
                 return AnswerMismatch(m.start(f.name), [f"{f.name}: {e.expected}"], e.found)
-            except ValueError:  # the fragments and read_value disagree: a promptc bug
+            except ValueError:  # the fragments and the reader disagree: a promptc bug
                 break
         return AnswerMismatch(0, ["an answer"], excerpt(body, 0))
 

@@ -44,7 +44,7 @@ from promptc.parse.results import FOUND_CHARS, ItemResult, Status
 from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span, excerpt
-from promptc.values import ValueOutOfBounds, text_answers, value_reader
+from promptc.values import ValueOutOfBounds, text_answers
 
 _ASCII_WS = " \t\n\r\f\v"
 
@@ -88,7 +88,9 @@ class WholeReader:
                     (
                         name,
                         groups[group],
-                        None if by_name[name].type.free_text else value_reader(by_name[name]),
+                        None
+                        if by_name[name].type.free_text
+                        else by_name[name].type.reader(by_name[name]),
                     )
                     for name, group in it.fields
                 ),

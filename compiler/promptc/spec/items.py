@@ -18,7 +18,7 @@ from promptc.ir import AnswerWith, OutputField, Value
 from promptc.markers import options_text
 from promptc.spec.load import KeyPath, SpecDocument
 from promptc.spec.rows import Row, data_error, kind, option_list, surrogate, to_text
-from promptc.values import coerce_value, expected, option_choices, resolve_option
+from promptc.values import option_choices, resolve_option
 
 
 def _expression(
@@ -59,7 +59,7 @@ class GoldReader:
         if isinstance(raw, (Decimal, list, dict)):
             raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
         try:
-            return coerce_value(self.output, raw)
+            return self.output.type.coerce(self.output, raw)
         except ValueError:
             c.add(
                 data_error(
@@ -68,7 +68,7 @@ class GoldReader:
                     ("data", "gold", name),
                     type=self.output.type,
                     output=name,
-                    problem=f"expected {expected(self.output)}, found {to_text(raw)!r}",
+                    problem=f"expected {self.output.type.expected(self.output)}, found {to_text(raw)!r}",
                 )
             )
             return None

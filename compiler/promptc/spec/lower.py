@@ -31,7 +31,7 @@ from promptc.spec.validate import (
 )
 from promptc.strategies import STRATEGIES, strategy
 from promptc.text import default_label
-from promptc.values import coerce_value, option_text, resolve_option
+from promptc.values import option_text, resolve_option
 
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
 DEFAULT_SEED = 0
@@ -85,7 +85,7 @@ def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -
             if f.answer_with == "text" or (f.answer_with == "either" and not given_letter):
                 return option_text(options[OPTION_LETTERS.index(letter)])
             return letter
-    return coerce_value(f, value)
+    return f.type.coerce(f, value)
 
 
 def _narrow_choices(

@@ -39,30 +39,6 @@ from promptc.values.options import ANSWER_WITH, OPTION_LETTERS, option_text_rege
 if TYPE_CHECKING:
     from promptc.ir import OutputField, Task
 
-__all__ = [
-    "BOOLEAN",
-    "ENUM",
-    "INTEGER",
-    "MAX_INTEGER_DIGITS",
-    "NAMES",
-    "NUMBER",
-    "TEXT",
-    "VALUE_TYPES",
-    "Boolean",
-    "Enum",
-    "Integer",
-    "Number",
-    "Text",
-    "Value",
-    "ValueOutOfBounds",
-    "ValueType",
-    "find_value_type",
-    "normalise_text",
-    "plain_decimal",
-    "text_answers",
-    "value_type",
-]
-
 #: A normalised output value: ``number`` → Decimal, ``integer`` → int, ``boolean`` → bool,
 #: ``enum`` → the canonical choice, ``text`` → str.
 Value = str | Decimal | int | bool
@@ -118,9 +94,6 @@ class ValueType:
     #: A lenient reading lets a percent sign or a unit word stand after a value that literal
     #: text follows (``18%``, ``18 dollars``): the value is the number.
     takes_unit: ClassVar[bool] = False
-    #: The plain forms of a value are what ``decimal.Decimal`` reads (:func:`plain_decimal`),
-    #: so that a column of them can be read at once.
-    plain_decimals: ClassVar[bool] = False
     #: In GBNF, one rule named after the type serves every field of it (its form does not
     #: depend on the field).
     gbnf_shared: ClassVar[bool] = True
@@ -418,7 +391,6 @@ class Number(ValueType):
     fragment = "number.lark"
     terminal = "NUMBER"
     takes_unit = True
-    plain_decimals = True
     json_type = "number"
 
     def read(self, field: OutputField, text: str) -> Value:
