@@ -143,7 +143,7 @@ class AnswerGrammar:
 
         With ``item_choices`` (per item, enum field → the choices it admits: an enum whose
         choices are the item's own options, ``choices_from``), each item's answer admits
-        exactly its own, in every kind.
+        exactly its own, in every kind (:meth:`for_items`).
 
         In an ``auto-demo`` grammar each ``Q[i]:`` must be followed by exactly
         ``questions[i - 1]`` (a GBNF string literal, line breaks included); :attr:`gbnf`, shared
@@ -155,20 +155,11 @@ class AnswerGrammar:
                 :func:`promptc.markers.question_text` writes it (``auto-demo`` only).
 
         Raises:
-            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
+                item choice per item.
         """
-        if item_choices is not None and len(item_choices) != self.n_items:
-            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
-        if not self.kind.repeats_questions:
-            if item_choices is None:
-                return self.gbnf
-            return gbnf_source(self.blueprint, self.task_name, item_choices=item_choices)
-        if isinstance(questions, str) or len(questions) != self.n_items:
-            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
-            raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return gbnf_source(
-            self.blueprint, self.task_name, questions=list(questions), item_choices=item_choices
-        )
+        g, pinned = self._pinned(questions, item_choices)
+        return g.gbnf if pinned is None else gbnf_source(g.blueprint, self.task_name, pinned)
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
@@ -188,16 +179,28 @@ class AnswerGrammar:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
                 item choice per item.
         """
-        if item_choices is not None and len(item_choices) != self.n_items:
-            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
+        g, pinned = self._pinned(questions, item_choices)
+        return g.json_schema if pinned is None else schema_of(g.blueprint, self.task_name, pinned)
+
+    def _pinned(
+        self,
+        questions: Sequence[str],
+        item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    ) -> tuple[AnswerGrammar, list[str] | None]:
+        """The grammar of one request (:meth:`for_items` with ``item_choices``) and, in
+        ``auto-demo``, the questions its constraining exports pin (``None`` in other kinds).
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
+                item choice per item.
+        """
+        g = self if item_choices is None else self.for_items(item_choices)
         if not self.kind.repeats_questions:
-            if item_choices is None:
-                return self.json_schema
-            return schema_of(self.blueprint, self.task_name, item_choices=item_choices)
+            return g, None
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return schema_of(self.blueprint, self.task_name, list(questions), item_choices)
+        return g, list(questions)
 
     @cached_property
     def parse_regex(self) -> str:
@@ -219,12 +222,8 @@ class AnswerGrammar:
         Raises:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
         """
-        if not self.kind.repeats_questions:
-            return self.portable_regex
-        if isinstance(questions, str) or len(questions) != self.n_items:
-            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
-            raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return portable_regex_of(self.blueprint, list(questions))
+        _, pinned = self._pinned(questions)
+        return self.portable_regex if pinned is None else portable_regex_of(self.blueprint, pinned)
 
     def for_items(self, item_choices: Sequence[Mapping[str, Sequence[str]]]) -> AnswerGrammar:
         """The grammar of one request whose items each admit their own choices: per item,
