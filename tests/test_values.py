@@ -160,15 +160,17 @@ def test_json_forms() -> None:
 @pytest.mark.parametrize("field", [NUMBER, INTEGER, BOOLEAN, ENUM, TEXT], ids=lambda f: f.type)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_fast_reader_equals_read_value_on_what_the_grammar_admits(
+def test_read_value_reads_everything_the_grammar_admits(
     field: OutputField, data: st.DataObject
 ) -> None:
+    """What the grammar admits reads to a value of the field's type, which is written and read
+    back as the same value."""
     text = data.draw(st.from_regex(field.type.regex(field, False), fullmatch=True))
-    got = field.type.reader(field)(text)
-    want = field.type.read(field, text)
+    got = field.type.read(field, text)
+    kinds = {"number": Decimal, "integer": int, "boolean": bool, "enum": str, "text": str}
+    assert type(got) is kinds[field.type.name]
+    want = field.type.read(field, field.type.write(field, got))
     assert got == want and type(got) is type(want)
-    if isinstance(got, Decimal):
-        assert str(got) == str(want)  # the same digits, not only the same number
 
 
 def test_every_fragment_compiles_with_lark() -> None:
@@ -212,9 +214,8 @@ def test_a_number_past_640_digits_before_its_point_is_refused_on_every_path() ->
     field = OutputField("answer", value_type("number"))
     assert field.type.read(field, "9" * MAX_INTEGER_DIGITS + ".5") is not None
     assert field.type.read(field, "0" * 2000 + "7") == 7
-    for read in (lambda t: field.type.read(field, t), field.type.reader(field)):
-        with pytest.raises(ValueOutOfBounds, match="at most 640 digits before its point"):
-            read("1" * (MAX_INTEGER_DIGITS + 1))
+    with pytest.raises(ValueOutOfBounds, match="at most 640 digits before its point"):
+        field.type.read(field, "1" * (MAX_INTEGER_DIGITS + 1))
 
 
 @given(st.from_regex(r"[0-9]{1,30}", fullmatch=True), st.sampled_from(["", " ", "\t", " \n"]))

@@ -10,7 +10,7 @@ and reads the bodies the marker scanner finds (:meth:`~AnswerReader.read`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -149,9 +149,6 @@ class AnswerReader:
         self.body = re.compile(grammar.answer_regex)
         self._exact = re.compile(space + grammar.answer_regex + space)
         self._lenient = re.compile(space + grammar.lenient_answer_regex + space)
-        self._readers: list[tuple[str, Callable[[str], Value]]] = [
-            (f.name, f.type.reader(f)) for f in grammar.fields
-        ]
         self._texts = [f.name for f in grammar.fields if f.type.free_text]
         self._splits_text = splits_text(grammar)
         # When the format ends with literal text ("… The answer is {answer}."), an answer
@@ -225,7 +222,7 @@ class AnswerReader:
     def _values(self, m: re.Match[str]) -> dict[str, Value] | None:
         """The values of a match of one of the answer regexes (``None`` if one is refused)."""
         try:
-            return {name: read(m.group(name)) for name, read in self._readers}
+            return {f.name: f.type.read(f, m.group(f.name)) for f in self.grammar.fields}
         except ValueError:
             return None
 

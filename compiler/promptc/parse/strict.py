@@ -28,7 +28,7 @@ from promptc import markers
 from promptc.errors import Location, OutputParseError
 from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.items import ParsedItem
-from promptc.ir import Markers, Value
+from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
 from promptc.parse.normalise import (
@@ -48,9 +48,9 @@ from promptc.values import ValueOutOfBounds, text_answers
 
 _ASCII_WS = " \t\n\r\f\v"
 
-#: Per field of an item: its name, its group in the regex, and its reader (``None`` for text,
+#: Per field of an item: its name, its group in the regex, and the field (``None`` for text,
 #: which is sliced from the output as written).
-_FieldGroup = tuple[str, int, Callable[[str], Value] | None]
+_FieldGroup = tuple[str, int, OutputField | None]
 
 
 class View(NamedTuple):
@@ -88,9 +88,7 @@ class WholeReader:
                     (
                         name,
                         groups[group],
-                        None
-                        if by_name[name].type.free_text
-                        else by_name[name].type.reader(by_name[name]),
+                        None if by_name[name].type.free_text else by_name[name],
                     )
                     for name, group in it.fields
                 ),
@@ -144,13 +142,11 @@ class WholeReader:
         for index, start, end, question_group, fields in self.items:
             values: dict[str, Value] = {}
             spans: dict[str, Span] = {}
-            for name, group, read in fields:
+            for name, group, field in fields:
                 a, b = regs[group]
                 first, stop = at(a), at(b - 1) + 1
                 values[name] = (
-                    output[first:stop]
-                    if read is None
-                    else _value(read, name, text[a:b], first, lines)
+                    output[first:stop] if field is None else _value(field, text[a:b], first, lines)
                 )
                 spans[name] = Span(first, stop, lines)
             question = question_span = None
@@ -204,8 +200,8 @@ class WholeReader:
             )
 
 
-def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: LineTable) -> Value:
-    """``read(text)``, the value of field ``name``, which stands at offset ``at`` of the output
+def _value(field: OutputField, text: str, at: int, lines: LineTable) -> Value:
+    """The value of ``field`` read from ``text``, which stands at offset ``at`` of the output
     (``lines``).
 
     Raises:
@@ -213,13 +209,13 @@ def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: L
             refuses what the grammar accepted (a promptc bug), at ``at``.
     """
     try:
-        return read(text)
+        return field.type.read(field, text)
     except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
         line, col, _ = lines.position(at)
         raise OutputParseError(
-            f"cannot read {name}: {e}",
+            f"cannot read {field.name}: {e}",
             offset=at,
-            expected=(f"{name}: {e.expected}",),
+            expected=(f"{field.name}: {e.expected}",),
             found=e.found,
             location=Location(OUTPUT_FILE, line, col),
             code="value-out-of-bounds",
@@ -227,7 +223,7 @@ def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: L
     except ValueError as e:  # the fragments and the reader disagree: a promptc bug
         line, col, _ = lines.position(at)
         raise OutputParseError(
-            f"cannot read {name}: {e}",
+            f"cannot read {field.name}: {e}",
             location=Location(OUTPUT_FILE, line, col),
             code="value-unreadable",
         ) from None

@@ -158,11 +158,6 @@ class ValueType:
         """
         raise NotImplementedError
 
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        """A reader for one field, equal to ``read(field, ·)``, faster on plain forms where the
-        type has them: the answer parser calls it for every value."""
-        return lambda text: self.read(field, text)
-
     def write(self, field: OutputField, value: Value) -> str:
         """The canonical text of a normalised value."""
         return str(value)
@@ -291,9 +286,6 @@ class Text(ValueType):
     def read(self, field: OutputField, text: str) -> Value:
         return text
 
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        return str
-
     def expected(self, field: OutputField) -> str:
         return "text"
 
@@ -355,23 +347,6 @@ def _bounded_int(number: Decimal) -> int:
     return int(number)
 
 
-def plain_decimal(text: str) -> bool:
-    """Whether ``Decimal(text)``, where it reads ``text`` at all, reads it as a ``number`` is
-    read: ASCII, at most :data:`MAX_INTEGER_DIGITS` long, without thousands separators,
-    currency or underscores, and finite (every text ``Decimal`` reads as infinite or NaN,
-    ``inf``, ``Infinity``, ``NaN``, ``sNaN`` in any case, has an ``n``). Texts joined pass only
-    if each of them would: a number column is checked at once."""
-    return (
-        text.isascii()
-        and len(text) <= MAX_INTEGER_DIGITS
-        and "," not in text
-        and "$" not in text
-        and "_" not in text
-        and "n" not in text
-        and "N" not in text
-    )
-
-
 def _as_decimal(v: Value) -> Decimal | None:
     if isinstance(v, bool):
         return None
@@ -402,17 +377,6 @@ class Number(ValueType):
                 f"{whole:,} digits",
             )
         return number
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        def read_number(text: str) -> Value:
-            if plain_decimal(text):
-                try:
-                    return Decimal(text)
-                except InvalidOperation:
-                    pass
-            return self.read(field, text)
-
-        return read_number
 
     def write(self, field: OutputField, value: Value) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -464,14 +428,6 @@ class Integer(ValueType):
             raise ValueError(f"expected {self.expected(field)}, found {text!r}")
         return _bounded_int(number)
 
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        def read_integer(text: str) -> Value:
-            if text.isascii() and text.lstrip("+-").isdigit() and len(text) <= MAX_INTEGER_DIGITS:
-                return int(text)
-            return self.read(field, text)
-
-        return read_integer
-
     def coerce_scalar(self, field: OutputField, value: float) -> Value:
         number = None if isinstance(value, bool) else Decimal(str(value))
         if number is None or number != number.to_integral_value():
@@ -498,18 +454,6 @@ class Integer(ValueType):
 # ---------------------------------------------------------------- boolean and enum
 
 
-def _word_reader(
-    vt: ValueType, field: OutputField, words: dict[str, Value]
-) -> Callable[[str], Value]:
-    """A reader that looks the exact words up in any case before reading the slow way."""
-
-    def read_word(text: str) -> Value:
-        hit = words.get(text.lower())
-        return hit if hit is not None else vt.read(field, text)
-
-    return read_word
-
-
 class Boolean(ValueType):
     """yes / no / true / false in any case, read to a bool and written ``yes`` or ``no``."""
 
@@ -529,11 +473,6 @@ class Boolean(ValueType):
         if low in FALSE_WORDS:
             return False
         raise ValueError(f"expected {self.expected(field)}, found {text!r}")
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        words: dict[str, Value] = {w: True for w in TRUE_WORDS}
-        words.update({w: False for w in FALSE_WORDS})
-        return _word_reader(self, field, words)
 
     def write(self, field: OutputField, value: Value) -> str:
         return CANONICAL_TRUE if value else CANONICAL_FALSE
@@ -649,16 +588,6 @@ class Enum(ValueType):
             if alias.lower() == low:
                 return choice
         raise ValueError(f"expected {self.expected(field)}, found {text!r}")
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        if text_answers(field):
-            return super().reader(field)
-        words: dict[str, Value] = {}
-        for alias, choice in reversed(field.aliases):
-            words[alias.lower()] = choice
-        for c in reversed(field.choices):
-            words[c.lower()] = c
-        return _word_reader(self, field, words)
 
     def expected(self, field: OutputField) -> str:
         if text_answers(field):
