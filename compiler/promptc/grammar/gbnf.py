@@ -5,7 +5,7 @@ after each marker, one line break between lines, no white space before or after 
 the literals of the answer format exactly as written. Every output it admits is accepted by the
 lark grammar and the regex with the same values. Each value is spelled by its type
 (:meth:`promptc.values.ValueType.gbnf`), converted from the very regexes of ``grammars/*.lark``
-(:func:`promptc.values.dialects.regex_to_gbnf`), so it admits what the parser reads.
+(:data:`promptc.values.dialects.GBNF`), so it admits what the parser reads.
 
 GBNF has no lookahead, so a text field is "characters other than a line break" and the model
 stops it by writing the literal that follows (``" The answer is "``): llama.cpp's grammar

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from promptc.errors import GrammarError
 from promptc.text import decimal_text
 from promptc.values.dialects import (
+    GBNF,
     GBNF_NOT_WS,
+    PORTABLE,
     PORTABLE_NOT_WS,
     escape,
     fragment_terminals,
     lark_string,
     lark_terminals,
-    portable,
-    regex_to_gbnf,
 )
 from promptc.values.options import ANSWER_WITH, OPTION_LETTERS, option_text_regex
 
@@ -133,12 +133,12 @@ class ValueType:
             multiline: The answer may span lines.
             max_chars: The longest free text a constrained model may write.
         """
-        return regex_to_gbnf(self.regex(field, multiline))
+        return GBNF.spell(self.regex(field, multiline))
 
     def portable_regex(self, field: OutputField, multiline: bool) -> str:
         """One value in the portable regex dialect (``answer.regex``), as a constrained model
         may write it."""
-        return portable(self.regex(field, multiline))
+        return PORTABLE.spell(self.regex(field, multiline))
 
     def json_schema(self, field: OutputField) -> dict[str, object]:
         """The JSON Schema (Draft 2020-12) of one value of ``field`` in its JSON form."""
