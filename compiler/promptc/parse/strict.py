@@ -31,14 +31,7 @@ from promptc.grammar.items import ParsedItem
 from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
-from promptc.parse.normalise import (
-    RESHAPING,
-    NormalisedText,
-    has_lookalikes,
-    has_reshaping,
-    non_ascii,
-    translate_lookalikes,
-)
+from promptc.parse.normalise import RESHAPING, NormalisedText, normalise_lookalikes
 from promptc.parse.reader import MAX_SPLIT_CHARS, splits_text
 from promptc.parse.results import FOUND_CHARS, ItemResult, Status
 from promptc.parse.scan import marker_pattern
@@ -103,19 +96,17 @@ class WholeReader:
 
     def view(self, output: str) -> View | None:
         """What the regex matches of ``output``: the output itself, or its lookalikes
-        normalised (:class:`~promptc.parse.normalise.NormalisedText`, offsets mapped back);
-        ``None`` for an output with ``\\r``, or where a value read as written (an option's
-        text) meets a lookalike or a removed character."""
-        if output.isascii():
-            return None if "\r" in output else View(output)
-        rest = non_ascii(output)
-        lookalikes, removed = has_lookalikes(rest), has_reshaping(output, rest)
-        if "\r" in output or (self._as_written and (lookalikes or removed)):
+        normalised (:func:`~promptc.parse.normalise.normalise_lookalikes`, offsets mapped back
+        where characters were removed); ``None`` for an output with ``\\r``, or where a value
+        read as written (an option's text) meets a lookalike or a removed character."""
+        if "\r" in output:
             return None
-        if removed:  # zero-width characters, soft hyphens: offsets mapped back
-            text = NormalisedText(output)
-            return View(text.norm, text.orig)
-        return View(translate_lookalikes(output, rest) if lookalikes else output)
+        norm, offsets = normalise_lookalikes(output)
+        if norm == output:
+            return View(output)
+        if self._as_written:
+            return None
+        return View(norm, None if offsets is None else offsets.__getitem__)
 
     def read(self, output: str, view: View) -> list[ParsedItem] | None:
         """The items of ``output`` if its ``view`` (:meth:`view`, or the output as written)
