@@ -56,7 +56,6 @@ from functools import cached_property
 from promptc import markers
 from promptc.errors import GrammarError
 from promptc.grammar.gbnf import gbnf_source
-from promptc.grammar.items import ParsedItem
 from promptc.grammar.json_schema import json_answer_text, schema_text
 from promptc.grammar.json_schema import json_schema as schema_of
 from promptc.grammar.lark_source import (
@@ -163,7 +162,7 @@ class AnswerGrammar:
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
-        """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
+        """The JSON Schema (Draft 2020-12) of the answer's JSON form."""
         return schema_of(self.blueprint, self.task_name)
 
     def json_schema_for(
@@ -268,14 +267,6 @@ class AnswerGrammar:
         group per output field."""
         return lenient_body_regex(self.blueprint)
 
-    def read_question(self, written: str) -> str:
-        """The question an Auto-Demo item repeated, from the text after its question marker,
-        as :func:`promptc.markers.question_text` writes it (:func:`promptc.markers.read_question`:
-        with indexed inputs ``v1\nHypothesis[1]: v2`` is ``Premise: v1\nHypothesis: v2``)."""
-        if not self.blueprint.indexed:
-            return written
-        return markers.read_question(written, self.blueprint.question_prefixes)[0]
-
     def write_output(
         self,
         answers: Sequence[Mapping[str, Value]],
@@ -320,27 +311,9 @@ class AnswerGrammar:
         out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
         return out
 
-    def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
-        """The JSON form of parsed items, as :attr:`json_schema` describes it."""
-        by_name = {f.name: f for f in self.fields}
-
-        def values(item: ParsedItem) -> dict[str, object]:
-            return {k: by_name[k].type.json_value(by_name[k], v) for k, v in item.values.items()}
-
-        if self.kind.one_item:
-            return values(items[0])
-        answers: list[dict[str, object]] = []
-        for item in items:
-            entry: dict[str, object] = {"index": item.index}
-            if self.kind.repeats_questions:
-                entry["question"] = item.question
-            entry.update(values(item))
-            answers.append(entry)
-        return {"answers": answers}
-
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
-        """The text form of an output written in the JSON form (:meth:`to_json`,
-        :attr:`json_schema`), or ``None`` if it is not such JSON
+        """The text form of an output written in the JSON form (:attr:`json_schema`), or
+        ``None`` if it is not such JSON
         (:func:`promptc.grammar.json_schema.json_answer_text`)."""
         return json_answer_text(self.blueprint, self._format, output, questions)
 
@@ -386,7 +359,7 @@ class AnswerGrammar:
             if bp.kind.repeats_questions:
                 assert bp.question is not None
                 # With indexed inputs qt{i} holds every input's line, the later inputs'
-                # markers included (read_question makes the question of it).
+                # markers included (markers.read_question makes the question of it).
                 text = bp.question + "".join(
                     layout("_NL") + marker_regex(prefix, i) + bp.question
                     for prefix in bp.question_prefixes[1:]

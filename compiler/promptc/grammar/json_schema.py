@@ -3,8 +3,8 @@
 For ``single`` and ``few-shot`` it describes one answer: an object with the answer format's
 fields, all required. For ``batch`` and ``auto-demo`` of N items: an object whose ``answers``
 holds exactly N answers in order, each with its 1-based ``index`` (fixed by position), for
-``auto-demo`` the repeated ``question``, and the typed fields. It is the shape of
-:meth:`promptc.grammar.answer.AnswerGrammar.to_json`, and what a structured-output API is asked for.
+``auto-demo`` the repeated ``question``, and the typed fields (each in its type's JSON form,
+:meth:`promptc.values.ValueType.json_value`). It is what a structured-output API is asked for.
 
 :func:`json_answer_text` is its reader, beside it: the text form (``A[i]: …``) of an answer
 written in this JSON form, which the output parser then reads like any other output.

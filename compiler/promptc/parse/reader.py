@@ -1,7 +1,7 @@
 """Reading one answer body with the grammar: candidate readings (fences, emphasis and trailing
 chatter cut away) tried in order until one parses; when none does, the diagnosis of the first.
 
-:class:`AnswerReader` reads a body exactly (:meth:`~AnswerReader.parse`, by the grammar's
+:class:`AnswerReader` reads a body exactly (:meth:`~AnswerReader.match`, by the grammar's
 :attr:`~promptc.grammar.answer.AnswerGrammar.answer_regex`), leniently
 (:meth:`~AnswerReader.lenient`) or says why it is no answer (:meth:`~AnswerReader.diagnose`),
 and reads the bodies the marker scanner finds (:meth:`~AnswerReader.read`).
@@ -169,17 +169,6 @@ class AnswerReader:
         m = self._exact.fullmatch(body)
         return None if m is None else self._values(m)
 
-    def parse(self, body: str) -> dict[str, Value]:
-        """Reads one answer body (what follows ``A[i]:``), each field normalised.
-
-        Raises:
-            AnswerMismatch: The body does not match the answer format; says where and why.
-        """
-        values = self.match(body)
-        if values is None:
-            raise self.diagnose(body)
-        return values
-
     def diagnose(self, body: str) -> AnswerMismatch:
         """Why ``body`` is not an answer: the deepest point any reading of it reached
         (:func:`promptc.grammar.diagnose.diagnose`), or the value past its bounds.
@@ -210,7 +199,7 @@ class AnswerReader:
     def lenient(self, body: str) -> dict[str, Value] | None:
         """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
 
-        Accepts what :meth:`parse` does and the departures of
+        Accepts what :meth:`match` does and the departures of
         :attr:`~promptc.grammar.answer.AnswerGrammar.lenient_answer_regex`; values are read
         from the text as written.
         """

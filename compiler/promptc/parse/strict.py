@@ -145,7 +145,9 @@ class WholeReader:
                 a, b = regs[question_group]
                 first = at(a)
                 written = output[first : at(b - 1) + 1].rstrip(_ASCII_WS)
-                question = self.grammar.read_question(written)
+                question = markers.read_question(written, self.grammar.blueprint.question_prefixes)[
+                    0
+                ]
                 question_span = Span(first, first + len(written), lines)
             span = Span(at(regs[start][0]), at(regs[end][1]), lines)
             items.append(ParsedItem(index, values, span, spans, question, question_span))
