@@ -275,18 +275,9 @@ def item_results(
     for it in items:
         aligned, why = check_alignment(shape, it.index, it.question, prefixes)
         status: Status = "ok" if aligned else "misaligned"
+        item_id = item_id_at(shape, it.index)
         results.append(
-            ItemResult(
-                shape.id,
-                item_id_at(shape, it.index),
-                it.index,
-                status,
-                it.values,
-                it.span,
-                (),
-                None,
-                why,
-            )
+            ItemResult(shape.id, item_id, it.index, status, it.values, it.span, message=why)
         )
     return results
 
@@ -369,13 +360,10 @@ def _strict_failure(
     for i, item_id in enumerate(shape.item_ids, 1):
         if i == at:
             span = Span(offset, offset, text.lines)
+            message = f"strict: {reason}"
             results.append(
-                ItemResult(
-                    shape.id, item_id, i, status, {}, span, expected, found, f"strict: {reason}"
-                )
+                ItemResult(shape.id, item_id, i, status, {}, span, expected, found, message)
             )
         else:
-            results.append(
-                ItemResult(shape.id, item_id, i, "malformed", {}, None, (), None, rejected)
-            )
+            results.append(ItemResult(shape.id, item_id, i, "malformed", message=rejected))
     return results
