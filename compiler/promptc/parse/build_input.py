@@ -14,7 +14,7 @@ from promptc import markers
 from promptc.build import iter_requests, read_requests, read_task
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
-from promptc.parse.scan import scan_markers
+from promptc.parse.scan import iter_markers
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
 
@@ -75,7 +75,7 @@ def _questions_in_prompt(messages: Sequence[Mapping[str, Any]], task: Task) -> d
     text: str = users[-1]
     shown = markers.shown_markers(task.inputs, task.markers)
     prefixes = markers.question_prefixes(task.inputs, task.markers)
-    marks = scan_markers(text, shown)
+    marks = list(iter_markers(text, shown))
     out: dict[int, str] = {}
     for k, m in enumerate(marks):
         if m.kind != markers.QUESTION_PREFIX:

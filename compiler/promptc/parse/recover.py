@@ -16,7 +16,7 @@ from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
-from promptc.parse.scan import Marker, iter_markers, scan_markers
+from promptc.parse.scan import Marker, iter_markers
 from promptc.parse.shape import RequestShape, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
 
@@ -60,7 +60,7 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     n = len(shape.item_ids)
     mk = g.blueprint.markers
     prefixes = g.blueprint.question_prefixes or (mk.question,)
-    found = scan_markers(norm, mk)
+    found = list(iter_markers(norm, mk))
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
     for k, m in enumerate(found):
