@@ -43,7 +43,6 @@ class _Occurrence:
     answer: Marker | None
     question: Marker | None
     reading: Reading | None
-    question_text: str | None
     aligned: bool = True
     why: str = ""
     q_end: int = 0  # normalised offset where a question's text ends
@@ -73,32 +72,26 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
             pending_q = (m, body_end)
             continue
         occ_list = occurrences.setdefault(m.index, [])
-        q = pending_q[0] if pending_q is not None else None
-        q_text = None
-        if pending_q is not None:
-            qs, qe = strip_span(text.norm, pending_q[0].end, pending_q[1])
-            q_text = text.original[text.orig_start(qs) : text.orig(qe)]
+        q, q_end = pending_q if pending_q is not None else (None, 0)
         pending_q = None
         if len(occ_list) >= MAX_OCCURRENCES:
-            occ_list.append(_Occurrence(m, q, None, q_text))
+            occ_list.append(_Occurrence(m, q, None))
             continue
         # An answer to an index the request does not have is kept only if well-formed.
-        reading = reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n)
-        # Indexed inputs: the later inputs' lines become the question's labelled lines.
-        wrong = None
-        if q_text is not None and len(prefixes) > 1:
-            q_text, wrong = markers.read_question(q_text, prefixes, m.index)
-        occ = _Occurrence(m, q, reading, q_text)
-        if q is not None and q.index != m.index:
-            occ.aligned = False
-            occ.why = (
-                f"{marker_label(mk.answer, m.index)} follows {marker_label(mk.question, q.index)}"
+        occ = _Occurrence(m, q, reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n))
+        if q is not None:
+            qs, qe = strip_span(norm, q.end, q_end)
+            # Indexed inputs: the later inputs' lines become the question's labelled lines.
+            q_text, wrong = markers.read_question(
+                text.original[text.orig_start(qs) : text.orig(qe)], prefixes, m.index
             )
-        elif wrong is not None:
-            occ.aligned = False
-            occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
-        else:
-            occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
+            if q.index != m.index:
+                wrong = marker_label(mk.question, q.index)
+            if wrong is not None:
+                occ.aligned = False
+                occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
+            else:
+                occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
         occ_list.append(occ)
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
@@ -116,7 +109,7 @@ def _orphan(
     """A question not followed by its answer (e.g. the output ended after it)."""
     lst = occ.setdefault(q.index, [])
     if len(lst) < MAX_OCCURRENCES:
-        lst.append(_Occurrence(None, q, None, None, aligned=True, q_end=body_end))
+        lst.append(_Occurrence(None, q, None, q_end=body_end))
 
 
 def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
