@@ -14,7 +14,7 @@ from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.ir import Task, Value
 from promptc.spec.answer_format import write_answer
 from promptc.spec.lower import compile_spec
-from promptc.values import text_answers, write_value
+from promptc.values import text_answers
 
 if TYPE_CHECKING:
     import outlines_core
@@ -59,7 +59,7 @@ def invalid_outputs(task: Task, g: AnswerGrammar) -> list[str]:
     body = write_answer(task.answer_format, task.outputs, answers[0]).strip()
     for f in g.fields:
         if f.type.name != "text":
-            written = write_value(f, answers[0][f.name])
+            written = f.type.write(f, answers[0][f.name])
             k = body.rindex(written)
             # An option named by its text (answer_with): the shared grammar admits any one
             # line up to twice the longest option, so only a longer one is out.

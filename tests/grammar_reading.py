@@ -10,16 +10,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 import lark
+from promptc import markers
 from promptc.errors import Location, OutputParseError
 from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.items import ParsedItem
 from promptc.ir import Value
 from promptc.parse.diagnosis import diagnose_output
+from promptc.parse.reader import answer_reader
 from promptc.parse.strict import View, whole_reader
 from promptc.text import LineTable, Span
-from promptc.values import ValueOutOfBounds, read_value
+from promptc.values import ValueOutOfBounds
 
-__all__ = ["lark_items", "regex_items", "strict_items"]
+__all__ = ["answer_json", "lark_items", "parse_answer", "regex_items", "strict_items"]
 
 _ASCII_WS = " \t\n\r\f\v"
 
@@ -88,7 +90,10 @@ def _item(g: AnswerGrammar, output: str, lines: LineTable, i: int, item: lark.Tr
                 # the end of the last, later inputs' markers included.
                 q_start = at if q_start is None else q_start
                 q = output[q_start : child.end_pos].rstrip(_ASCII_WS)
-                question = (g.read_question(q), lines.span(q_start, q_start + len(q)))
+                question = (
+                    markers.read_question(q, g.blueprint.question_prefixes)[0],
+                    lines.span(q_start, q_start + len(q)),
+                )
         elif child.data == "answer" or str(child.data).startswith("answer_"):
             answer = child
     values: dict[str, Value] = {}
@@ -103,7 +108,7 @@ def _item(g: AnswerGrammar, output: str, lines: LineTable, i: int, item: lark.Tr
         if part.field is not None:
             name = part.field.name
             try:
-                values[name] = read_value(fields[name], str(tok))
+                values[name] = fields[name].type.read(fields[name], str(tok))
             except ValueOutOfBounds as e:
                 line, col, _ = lines.position(at)
                 raise OutputParseError(
@@ -124,3 +129,35 @@ def _item(g: AnswerGrammar, output: str, lines: LineTable, i: int, item: lark.Tr
         question[0] if question else None,
         question[1] if question else None,
     )
+
+
+def parse_answer(g: AnswerGrammar, body: str) -> dict[str, Value]:
+    """One answer body (what follows ``A[i]:``) read by the grammar, each field normalised.
+
+    Raises:
+        AnswerMismatch: The body does not match the answer format; says where and why.
+    """
+    reader = answer_reader(g)
+    values = reader.match(body)
+    if values is None:
+        raise reader.diagnose(body)
+    return values
+
+
+def answer_json(g: AnswerGrammar, items: list[ParsedItem]) -> dict[str, object]:
+    """The JSON form of parsed items, as the grammar's JSON Schema describes it."""
+    by_name = {f.name: f for f in g.fields}
+
+    def values(item: ParsedItem) -> dict[str, object]:
+        return {k: by_name[k].type.json_value(by_name[k], v) for k, v in item.values.items()}
+
+    if g.kind.one_item:
+        return values(items[0])
+    answers: list[dict[str, object]] = []
+    for item in items:
+        entry: dict[str, object] = {"index": item.index}
+        if g.kind.repeats_questions:
+            entry["question"] = item.question
+        entry.update(values(item))
+        answers.append(entry)
+    return {"answers": answers}

@@ -26,6 +26,7 @@ from export_samples import (
     task_of,
     valid_output,
 )
+from grammar_reading import answer_json
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem, Span
 from promptc.ir import Task
@@ -38,7 +39,7 @@ def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
         ParsedItem(i, dict(a), Span(0, 0, None), {}, questions[i - 1])  # type: ignore[arg-type]
         for i, a in enumerate(answers, 1)
     ]
-    out = [json.dumps(g.to_json(items))]
+    out = [json.dumps(answer_json(g, items))]
     if any(f.type.name == "text" for f in g.fields):
         # mlc-ai/xgrammar#800: strings holding \n or \" were rejected under minLength.
         tricky = [
@@ -49,7 +50,7 @@ def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
             ParsedItem(i, t, Span(0, 0, None), {}, questions[i - 1])  # type: ignore[arg-type]
             for i, t in enumerate(tricky, 1)
         ]
-        out.append(json.dumps(g.to_json(items)))
+        out.append(json.dumps(answer_json(g, items)))
     return out
 
 

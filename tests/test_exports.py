@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from grammar_reading import strict_items
+from grammar_reading import answer_json, strict_items
 from promptc import ir
 from promptc.errors import OutputParseError
 from promptc.grammar.answer import build_grammar
@@ -209,7 +209,7 @@ def test_json_schema_is_valid_and_accepts_parsed_answers(name: str, kind: str, n
     rng = random.Random(n)
     for _ in range(3):
         out, _ = _random_output(name, kind, n, rng)
-        doc = g.to_json(strict_items(g, out))
+        doc = answer_json(g, strict_items(g, out))
         assert list(validator.iter_errors(doc)) == []
     if kind in ("batch", "auto-demo"):
         short = {"answers": doc["answers"][:-1]}  # type: ignore[index]

@@ -15,14 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from grammar_reading import lark_items, regex_items, strict_items
+from grammar_reading import lark_items, parse_answer, regex_items, strict_items
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from promptc import ir, markers
 from promptc.errors import GrammarError, OutputParseError
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import AnswerMismatch
-from promptc.parse.reader import answer_reader
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
 from promptc.values import value_type
@@ -249,7 +248,6 @@ def assert_parses_to(
     slow = lark_items(g, output)
     assert fast == slow
     assert [item.index for item in fast] == list(range(1, len(answers) + 1))
-    from promptc.values import read_value
 
     fields = {f.name: f for f in g.fields}
     for item, want in zip(fast, answers):
@@ -257,7 +255,7 @@ def assert_parses_to(
         for name, span in item.field_spans.items():
             # The span holds exactly the text the value was read from, at its line:col.
             assert (
-                read_value(fields[name], output[span.start_offset : span.end_offset])
+                fields[name].type.read(fields[name], output[span.start_offset : span.end_offset])
                 == item.values[name]
             )
             line_start = output.rfind("\n", 0, span.start_offset) + 1
@@ -472,17 +470,17 @@ def test_parse_answer_mismatch(
 ) -> None:
     g = build_grammar(TASKS[task], 3, "batch")
     with pytest.raises(AnswerMismatch) as info:
-        answer_reader(g).parse(body)
+        parse_answer(g, body)
     assert (info.value.offset, info.value.expected, info.value.found) == (offset, expected, found)
     assert isinstance(info.value, ValueError)
 
 
 def test_parse_answer_reads_aliases_and_case() -> None:
     g = build_grammar(SENTIMENT, 3, "batch")
-    assert answer_reader(g).parse(" POS ") == {"sentiment": "positive"}
-    assert answer_reader(g).parse("Mixed") == {"sentiment": "neutral"}
+    assert parse_answer(g, " POS ") == {"sentiment": "positive"}
+    assert parse_answer(g, "Mixed") == {"sentiment": "neutral"}
     m = build_grammar(MATH, 1, "batch")
-    assert answer_reader(m).parse("a. The answer is $1,234.") == {
+    assert parse_answer(m, "a. The answer is $1,234.") == {
         "reasoning": "a.",
         "answer": Decimal(1234),
     }
@@ -668,7 +666,7 @@ def test_any_text_gives_items_or_a_parse_error(task_name: str, kind: str, text: 
     except OutputParseError as e:
         assert e.location is not None and e.location.line >= 1 and e.location.col >= 1
     try:
-        answer_reader(g).parse(text)
+        parse_answer(g, text)
     except AnswerMismatch as e:
         assert 0 <= e.offset <= len(text) and e.expected
 
@@ -691,7 +689,7 @@ def test_long_garbage_is_refused_quickly(task_name: str, kind: str) -> None:
         except OutputParseError:
             pass
         try:
-            answer_reader(g).parse(text + "\x00")
+            parse_answer(g, text + "\x00")
         except AnswerMismatch:
             pass
     assert time.perf_counter() - start < 20
@@ -715,7 +713,7 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
         "<output>:2:1: expected an answer of at most 20,000 characters, found 80,007 characters"
     )
     with pytest.raises(AnswerMismatch):
-        answer_reader(g).parse(line)
+        parse_answer(g, line)
     assert time.perf_counter() - start < 1
     assert strict_items(g, "A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
         "claim": "c",

@@ -29,6 +29,7 @@ from export_samples import (
     task_of,
     valid_output,
 )
+from grammar_reading import answer_json
 from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper, grammar_from
 from promptc import markers
 from promptc.grammar.answer import AnswerGrammar, build_grammar
@@ -78,7 +79,7 @@ def json_texts(task: Task, g: AnswerGrammar, compact: bool) -> tuple[list[str], 
             ParsedItem(i, dict(a), Span(0, 0, None), {}, questions[i - 1])  # type: ignore[arg-type]
             for i, a in enumerate(values, 1)
         ]
-        return json.dumps(g.to_json(items), separators=separators)
+        return json.dumps(answer_json(g, items), separators=separators)
 
     texts = {f.name for f in g.fields if f.type.name == "text"}
     tricky = [{k: ('a "quoted"\nline' if k in texts else v) for k, v in a.items()} for a in answers]

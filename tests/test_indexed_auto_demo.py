@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from grammar_reading import lark_items, regex_items, strict_items
+from grammar_reading import answer_json, lark_items, regex_items, strict_items
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc import markers
@@ -216,7 +216,7 @@ def test_every_export_accepts_what_the_prompt_asks_for(task: Task, request_: Req
         assert shown.startswith(questions[1].split("\n")[0].removeprefix("Premise: "))
         assert shown.endswith(questions[1].split("\n")[1].removeprefix("Hypothesis: "))
     # The JSON form carries each question as question_text writes it and reads back.
-    doc = g.to_json(strict_items(g, output))
+    doc = answer_json(g, strict_items(g, output))
     jsonschema.validate(doc, g.json_schema)
     assert g.text_of_json(json.dumps(doc)) == output
     results = parse_output(task, request_, json.dumps(doc))

@@ -16,12 +16,13 @@ from promptc.ir import Markers, OutputField, Request, Task, Value
 from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.output import parse_output
 from promptc.parse.results import STATUSES, ItemResult
-from promptc.parse.scan import MARKER_PATTERN as _MARKER
 from promptc.parse.scan import iter_markers, marker_pattern
 from promptc.parse.shape import request_shape
 from promptc.parse.strict import item_results
 from promptc.values import value_type
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
+
+_MARKER = marker_pattern(markers.QUESTION_PREFIX, markers.ANSWER_PREFIX)
 
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
@@ -189,9 +190,7 @@ def slack(draw: st.DrawFn, out: str, kind: str) -> str:
 
 def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
     """A value written in any form the grammar accepts, not only the canonical one."""
-    from promptc.values import write_value
-
-    text = write_value(field, value)
+    text = field.type.write(field, value)
     if field.type.name in ("number", "integer"):
         sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
         whole, _, frac = digits.partition(".")

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 
+from grammar_reading import answer_json
 from promptc.grammar.answer import build_grammar
 from promptc.grammar.items import ParsedItem, Span
 from promptc.ir import Task
@@ -24,7 +25,7 @@ def test_json_written_by_to_json_reads_back(task_factory: Callable[..., Task]) -
         ParsedItem(1, {"reasoning": "2 + 2 = 4.", "answer": Decimal(4)}, Span(0, 0, None), {}),  # type: ignore[arg-type]
         ParsedItem(2, {"reasoning": "Half of 9.", "answer": Decimal("4.5")}, Span(0, 0, None), {}),  # type: ignore[arg-type]
     ]
-    out = json.dumps(g.to_json(items))
+    out = json.dumps(answer_json(g, items))
     for mode in ("recover", "strict"):
         results = parse_output(task, _request(2), out, mode=mode)  # type: ignore[arg-type]
         assert [(r.status, r.values["answer"], r.span) for r in results] == [

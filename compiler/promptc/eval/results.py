@@ -22,7 +22,6 @@ from promptc.parse.results import STATUSES
 from promptc.plan.variants import Variant
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
 from promptc.strategies import strategy
-from promptc.values import coerce_value
 
 TIMING_FILE = "timing.json"
 
@@ -111,7 +110,7 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
                     code="results-of-another-spec",
                 )
             try:
-                values[k] = coerce_value(f, str(v) if isinstance(v, Decimal) else v)
+                values[k] = f.type.coerce(f, str(v) if isinstance(v, Decimal) else v)
             except ValueError:
                 values[k] = v  # kept as read: it will not match the gold answer
         records.append({**rec, "values": values})

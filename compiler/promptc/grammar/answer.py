@@ -56,7 +56,6 @@ from functools import cached_property
 from promptc import markers
 from promptc.errors import GrammarError
 from promptc.grammar.gbnf import gbnf_source
-from promptc.grammar.items import ParsedItem
 from promptc.grammar.json_schema import json_answer_text, schema_text
 from promptc.grammar.json_schema import json_schema as schema_of
 from promptc.grammar.lark_source import (
@@ -71,7 +70,7 @@ from promptc.grammar.lark_source import (
 from promptc.grammar.portable import portable_regex as portable_regex_of
 from promptc.ir import AnswerFormat, Item, OutputField, Task, Value
 from promptc.strategies import Strategy, strategy
-from promptc.values import json_value, option_choices
+from promptc.values import option_choices
 
 __all__ = [
     "AnswerGrammar",
@@ -143,7 +142,7 @@ class AnswerGrammar:
 
         With ``item_choices`` (per item, enum field → the choices it admits: an enum whose
         choices are the item's own options, ``choices_from``), each item's answer admits
-        exactly its own, in every kind.
+        exactly its own, in every kind (:meth:`for_items`).
 
         In an ``auto-demo`` grammar each ``Q[i]:`` must be followed by exactly
         ``questions[i - 1]`` (a GBNF string literal, line breaks included); :attr:`gbnf`, shared
@@ -155,24 +154,15 @@ class AnswerGrammar:
                 :func:`promptc.markers.question_text` writes it (``auto-demo`` only).
 
         Raises:
-            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
+                item choice per item.
         """
-        if item_choices is not None and len(item_choices) != self.n_items:
-            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
-        if not self.kind.repeats_questions:
-            if item_choices is None:
-                return self.gbnf
-            return gbnf_source(self.blueprint, self.task_name, item_choices=item_choices)
-        if isinstance(questions, str) or len(questions) != self.n_items:
-            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
-            raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return gbnf_source(
-            self.blueprint, self.task_name, questions=list(questions), item_choices=item_choices
-        )
+        g, pinned = self._pinned(questions, item_choices)
+        return g.gbnf if pinned is None else gbnf_source(g.blueprint, self.task_name, pinned)
 
     @cached_property
     def json_schema(self) -> dict[str, object]:
-        """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
+        """The JSON Schema (Draft 2020-12) of the answer's JSON form."""
         return schema_of(self.blueprint, self.task_name)
 
     def json_schema_for(
@@ -188,16 +178,28 @@ class AnswerGrammar:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
                 item choice per item.
         """
-        if item_choices is not None and len(item_choices) != self.n_items:
-            raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
+        g, pinned = self._pinned(questions, item_choices)
+        return g.json_schema if pinned is None else schema_of(g.blueprint, self.task_name, pinned)
+
+    def _pinned(
+        self,
+        questions: Sequence[str],
+        item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    ) -> tuple[AnswerGrammar, list[str] | None]:
+        """The grammar of one request (:meth:`for_items` with ``item_choices``) and, in
+        ``auto-demo``, the questions its constraining exports pin (``None`` in other kinds).
+
+        Raises:
+            ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
+                item choice per item.
+        """
+        g = self if item_choices is None else self.for_items(item_choices)
         if not self.kind.repeats_questions:
-            if item_choices is None:
-                return self.json_schema
-            return schema_of(self.blueprint, self.task_name, item_choices=item_choices)
+            return g, None
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return schema_of(self.blueprint, self.task_name, list(questions), item_choices)
+        return g, list(questions)
 
     @cached_property
     def parse_regex(self) -> str:
@@ -219,12 +221,8 @@ class AnswerGrammar:
         Raises:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
         """
-        if not self.kind.repeats_questions:
-            return self.portable_regex
-        if isinstance(questions, str) or len(questions) != self.n_items:
-            got = "a string" if isinstance(questions, str) else f"{len(questions)}"
-            raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return portable_regex_of(self.blueprint, list(questions))
+        _, pinned = self._pinned(questions)
+        return self.portable_regex if pinned is None else portable_regex_of(self.blueprint, pinned)
 
     def for_items(self, item_choices: Sequence[Mapping[str, Sequence[str]]]) -> AnswerGrammar:
         """The grammar of one request whose items each admit their own choices: per item,
@@ -268,14 +266,6 @@ class AnswerGrammar:
         """A regex of one answer body read leniently (:func:`lenient_body_regex`), a named
         group per output field."""
         return lenient_body_regex(self.blueprint)
-
-    def read_question(self, written: str) -> str:
-        """The question an Auto-Demo item repeated, from the text after its question marker,
-        as :func:`promptc.markers.question_text` writes it (:func:`promptc.markers.read_question`:
-        with indexed inputs ``v1\nHypothesis[1]: v2`` is ``Premise: v1\nHypothesis: v2``)."""
-        if not self.blueprint.indexed:
-            return written
-        return markers.read_question(written, self.blueprint.question_prefixes)[0]
 
     def write_output(
         self,
@@ -321,27 +311,9 @@ class AnswerGrammar:
         out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
         return out
 
-    def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
-        """The JSON form of parsed items, as :attr:`json_schema` describes it."""
-        by_name = {f.name: f for f in self.fields}
-
-        def values(item: ParsedItem) -> dict[str, object]:
-            return {k: json_value(by_name[k], v) for k, v in item.values.items()}
-
-        if self.kind.one_item:
-            return values(items[0])
-        answers: list[dict[str, object]] = []
-        for item in items:
-            entry: dict[str, object] = {"index": item.index}
-            if self.kind.repeats_questions:
-                entry["question"] = item.question
-            entry.update(values(item))
-            answers.append(entry)
-        return {"answers": answers}
-
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
-        """The text form of an output written in the JSON form (:meth:`to_json`,
-        :attr:`json_schema`), or ``None`` if it is not such JSON
+        """The text form of an output written in the JSON form (:attr:`json_schema`), or
+        ``None`` if it is not such JSON
         (:func:`promptc.grammar.json_schema.json_answer_text`)."""
         return json_answer_text(self.blueprint, self._format, output, questions)
 
@@ -387,7 +359,7 @@ class AnswerGrammar:
             if bp.kind.repeats_questions:
                 assert bp.question is not None
                 # With indexed inputs qt{i} holds every input's line, the later inputs'
-                # markers included (read_question makes the question of it).
+                # markers included (markers.read_question makes the question of it).
                 text = bp.question + "".join(
                     layout("_NL") + marker_regex(prefix, i) + bp.question
                     for prefix in bp.question_prefixes[1:]

@@ -5,7 +5,7 @@ after each marker, one line break between lines, no white space before or after 
 the literals of the answer format exactly as written. Every output it admits is accepted by the
 lark grammar and the regex with the same values. Each value is spelled by its type
 (:meth:`promptc.values.ValueType.gbnf`), converted from the very regexes of ``grammars/*.lark``
-(:func:`promptc.values.dialects.regex_to_gbnf`), so it admits what the parser reads.
+(:data:`promptc.values.dialects.GBNF`), so it admits what the parser reads.
 
 GBNF has no lookahead, so a text field is "characters other than a line break" and the model
 stops it by writing the literal that follows (``" The answer is "``): llama.cpp's grammar
@@ -18,7 +18,7 @@ constrained model from running on forever, text is bounded in GBNF (and only the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
@@ -53,33 +53,25 @@ def _question(blueprint: Blueprint, i: int, questions: Sequence[str] | None) -> 
 
 
 def gbnf_source(
-    blueprint: Blueprint,
-    task_name: str,
-    text_max_chars: int | None = None,
-    question_max_chars: int = QUESTION_MAX_CHARS,
-    questions: Sequence[str] | None = None,
-    item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    blueprint: Blueprint, task_name: str, questions: Sequence[str] | None = None
 ) -> str:
     """The GBNF grammar of a blueprint, rule ``root`` first.
+
+    A request's own blueprint (:func:`~promptc.grammar.lark_source.item_blueprint`: each item
+    admits its own choices of an enum whose choices are its options, ``choices_from``) gets
+    one answer rule per item; otherwise one answer rule is shared.
 
     Args:
         blueprint: The answer blueprint.
         task_name: Named in the header comment.
-        text_max_chars: Longest text value; default by the blueprint's layout.
-        question_max_chars: Longest line of a repeated Auto-Demo question.
         questions: Auto-Demo only: the exact question of each item, as
             :func:`promptc.markers.question_text` writes it. Each ``Q[i]:`` must then be
             followed by that literal text (with indexed inputs, each input's line its value,
             :func:`promptc.markers.question_lines`) (a small model left free writes questions of its
             own, which the parser rightly calls ``misaligned``); ``None`` admits any question.
-        item_choices: Per item, enum field → the choices that item admits (an enum whose
-            choices are the item's own options, ``choices_from``): each item then gets its
-            own answer rule; ``None`` shares one answer rule.
     """
-    if item_choices is None and blueprint.item_choices is not None:
-        item_choices = [dict(c) for c in blueprint.item_choices]
-    if text_max_chars is None:
-        text_max_chars = MULTILINE_TEXT_MAX_CHARS if blueprint.multiline else TEXT_MAX_CHARS
+    item_choices = blueprint.item_choices
+    text_max_chars = MULTILINE_TEXT_MAX_CHARS if blueprint.multiline else TEXT_MAX_CHARS
     rules: list[tuple[str, str]] = []
     type_rules: dict[str, str] = {}
     sep = gbnf_string(markers.ITEM_SEPARATOR)
@@ -122,7 +114,8 @@ def gbnf_source(
     else:
         # One answer rule per item, its per-item enum fields spelled with its own choices.
         names = [p.field.name if p.field is not None else None for p in blueprint.parts]
-        for i, choices in enumerate(item_choices, 1):
+        for i, item in enumerate(item_choices, 1):
+            choices = dict(item)
             own_parts = [
                 "(" + " | ".join(gbnf_string(c) for c in choices[n]) + ")"
                 if n is not None and n in choices
@@ -131,24 +124,19 @@ def gbnf_source(
             ]
             name = "answer" if blueprint.kind.one_item else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
-    if blueprint.kind.repeats_questions and questions is None and blueprint.indexed:
-        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
-    elif blueprint.kind.repeats_questions and questions is None:
+    if blueprint.kind.repeats_questions and questions is None:
         labels = blueprint.question_labels
-        line = "question-line"
-        if len(labels) <= 1:
-            rules.append(("question", line))
-        else:
-            fsep = gbnf_string(markers.FIELD_SEPARATOR)
-            rules.append(
-                (
-                    "question",
-                    f" {fsep} ".join(
-                        gbnf_string(lab + markers.LABEL_SEPARATOR) + " " + line for lab in labels
-                    ),
+        if not blueprint.indexed:
+            fsep = f" {gbnf_string(markers.FIELD_SEPARATOR)} "
+            question = (
+                fsep.join(
+                    gbnf_string(lab + markers.LABEL_SEPARATOR) + " question-line" for lab in labels
                 )
+                if len(labels) > 1
+                else "question-line"
             )
-        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
+            rules.append(("question", question))
+        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{QUESTION_MAX_CHARS - 1}}}"))
     for name in sorted(type_rules):
         rules.append((name, type_rules[name]))
     head = (

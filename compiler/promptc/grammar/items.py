@@ -2,9 +2,8 @@
 answer mismatches.
 
 :class:`ParsedItem` (its places in the output are :class:`~promptc.text.Span` objects) is what
-:func:`promptc.parse.strict.parse_strict` returns and
-:meth:`~promptc.grammar.answer.AnswerGrammar.to_json` writes; :class:`AnswerMismatch` what
-:meth:`promptc.parse.reader.AnswerReader.parse` raises for one answer body.
+:func:`promptc.parse.strict.parse_strict` returns; :class:`AnswerMismatch` what
+:meth:`promptc.parse.reader.AnswerReader.diagnose` says of one answer body.
 """
 
 from __future__ import annotations

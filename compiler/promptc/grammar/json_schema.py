@@ -3,8 +3,8 @@
 For ``single`` and ``few-shot`` it describes one answer: an object with the answer format's
 fields, all required. For ``batch`` and ``auto-demo`` of N items: an object whose ``answers``
 holds exactly N answers in order, each with its 1-based ``index`` (fixed by position), for
-``auto-demo`` the repeated ``question``, and the typed fields. It is the shape of
-:meth:`promptc.grammar.answer.AnswerGrammar.to_json`, and what a structured-output API is asked for.
+``auto-demo`` the repeated ``question``, and the typed fields (each in its type's JSON form,
+:meth:`promptc.values.ValueType.json_value`). It is what a structured-output API is asked for.
 
 :func:`json_answer_text` is its reader, beside it: the text form (``A[i]: …``) of an answer
 written in this JSON form, which the output parser then reads like any other output.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
@@ -24,12 +23,7 @@ from promptc.spec.answer_format import write_answer
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _answer(
-    blueprint: Blueprint,
-    index: int | None,
-    question: str | None = None,
-    choices: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, object]:
+def _answer(blueprint: Blueprint, index: int | None, question: str | None) -> dict[str, object]:
     props: dict[str, object] = {}
     required: list[str] = []
     if index is not None:
@@ -41,12 +35,8 @@ def _answer(
                 {"type": "string"} if question is None else {"type": "string", "const": question}
             )
             required.append("question")
-    # A request's own blueprint (item_blueprint) has each item's fields spelled already;
-    # ``choices`` does the same for the shared one: both give the same schema.
-    fields = [p.field for p in blueprint.parts_of(index or 1) if p.field is not None]
-    for f in fields:
-        if choices is not None and f.name in choices and f.type.takes_choices:
-            f = replace(f, choices=tuple(choices[f.name]), choices_from="", answer_with="letter")
+    # A request's own blueprint (item_blueprint) has each item's fields with its own choices.
+    for f in (p.field for p in blueprint.parts_of(index or 1) if p.field is not None):
         props[f.name] = f.type.json_schema(f)
         required.append(f.name)
     return {
@@ -58,28 +48,21 @@ def _answer(
 
 
 def json_schema(
-    blueprint: Blueprint,
-    task_name: str,
-    questions: Sequence[str] | None = None,
-    item_choices: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    blueprint: Blueprint, task_name: str, questions: Sequence[str] | None = None
 ) -> dict[str, object]:
     """The schema of the JSON form of an answer of ``blueprint``'s shape.
 
     With ``questions`` (``auto-demo``), each answer's ``question`` must be exactly its item's
-    (a ``const``); with ``item_choices`` (per item, enum field → the choices it admits), each
-    item's enum admits exactly its own: the JSON counterpart of the GBNF that pins them.
+    (a ``const``); a request's own blueprint (:func:`~promptc.grammar.lark_source.
+    item_blueprint`) admits in each item's enum exactly its own choices: the JSON counterpart
+    of the GBNF that pins them.
     """
     head: dict[str, object] = {
         "$schema": DRAFT,
         "title": f"{task_name} answer ({blueprint.kind}, {blueprint.n_items} item(s))",
     }
-
-    def choices(k: int) -> Mapping[str, Sequence[str]] | None:
-        return item_choices[k] if item_choices is not None else None
-
     if blueprint.kind.one_item:
-        return {**head, **_answer(blueprint, None, None, choices(0))}
-    pinned = list(questions) if questions is not None and blueprint.kind.repeats_questions else None
+        return {**head, **_answer(blueprint, None, None)}
     return {
         **head,
         "type": "object",
@@ -87,7 +70,7 @@ def json_schema(
             "answers": {
                 "type": "array",
                 "prefixItems": [
-                    _answer(blueprint, i, pinned[i - 1] if pinned else None, choices(i - 1))
+                    _answer(blueprint, i, questions[i - 1] if questions is not None else None)
                     for i in range(1, blueprint.n_items + 1)
                 ],
                 "items": False,

@@ -27,7 +27,6 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from promptc import markers
 from promptc.errors import GrammarError
@@ -81,7 +80,6 @@ class Part:
     """One terminal of an answer body: a typed field or a literal of the format.
 
     Attributes:
-        kind: ``"field"`` or ``"literal"``.
         terminal: Its lark terminal name.
         bare: The regex of the part alone.
         regex: The terminal's regex as the lark lexer uses it: for a field, ``bare`` followed by
@@ -90,7 +88,6 @@ class Part:
         text: The literal's text as written in the format, outer white space kept (literals).
     """
 
-    kind: Literal["field", "literal"]
     terminal: str
     bare: str
     regex: str
@@ -175,7 +172,6 @@ def item_blueprint(
                 )
             parts.append(
                 Part(
-                    "field",
                     f"{p.terminal}_I{i}" if not blueprint.kind.one_item else p.terminal,
                     bares[k],
                     f"(?:{bares[k]})(?={tail})",
@@ -215,14 +211,12 @@ def lenient_body_regex(blueprint: Blueprint) -> str:
     return "".join(out)
 
 
-def normalised_segments(fmt: AnswerFormat) -> list[Literal_ | OutputField | str]:
-    """The format's segments with leading and trailing white space of the answer removed."""
-    segs: list[Literal_ | OutputField | str] = []
-    for seg in fmt.segments:
-        if isinstance(seg, Literal_):
-            segs.append(seg)
-        else:
-            segs.append(seg.field)
+def _segments(
+    fmt: AnswerFormat, by_name: Mapping[str, OutputField]
+) -> list[Literal_ | OutputField]:
+    """The format's literals and fields, with leading and trailing white space of the answer
+    removed."""
+    segs = [seg if isinstance(seg, Literal_) else by_name[seg.field] for seg in fmt.segments]
     if segs and isinstance(segs[0], Literal_):
         segs[0] = Literal_(segs[0].text.lstrip(), segs[0].location)
     if segs and isinstance(segs[-1], Literal_):
@@ -258,7 +252,6 @@ def make_blueprint(
     by_name = {o.name: o for o in outputs}
     multiline = kind.one_item
     seen: set[str] = set()
-    raw: list[tuple[str, str, OutputField | None, str]] = []  # (kind, bare, field, text)
     for seg in fmt.segments:
         if isinstance(seg, Literal_):
             continue
@@ -278,23 +271,6 @@ def make_blueprint(
                 code="duplicate-answer-field",
             )
         seen.add(seg.field)
-    segs = normalised_segments(fmt)
-    for k, seg2 in enumerate(segs):
-        if isinstance(seg2, Literal_):
-            raw.append(("literal", literal_regex(seg2.text, multiline), None, seg2.text))
-        else:
-            assert isinstance(seg2, str)
-            out_field = by_name[seg2]
-            nxt = segs[k + 1] if k + 1 < len(segs) else None
-            # Free text with more free text after it takes its shortest reading.
-            reading: Reading = ""
-            if nxt is not None and any(
-                isinstance(s, str) and by_name[s].type.free_text for s in segs[k + 1 :]
-            ):
-                spaced = isinstance(nxt, Literal_) and nxt.text[:1].isspace()
-                reading = "words" if spaced else "chars"
-            regex = out_field.type.regex(out_field, multiline, reading)
-            raw.append(("field", regex, out_field, ""))
     if not seen:
         raise GrammarError(
             "answer_format has no {field} placeholder; expected at least one output in it",
@@ -302,19 +278,29 @@ def make_blueprint(
             path=("answer_format",),
             code="answer-format-without-field",
         )
+    segs = _segments(fmt, by_name)
+    bares: list[str] = []
+    for k, part in enumerate(segs):
+        if isinstance(part, Literal_):
+            bares.append(literal_regex(part.text, multiline))
+            continue
+        # Free text with more free text after it takes its shortest reading.
+        reading: Reading = ""
+        if any(isinstance(s, OutputField) and s.type.free_text for s in segs[k + 1 :]):
+            nxt = segs[k + 1]
+            reading = "words" if isinstance(nxt, Literal_) and nxt.text[:1].isspace() else "chars"
+        bares.append(part.type.regex(part, multiline, reading))
     end = layout("OUTPUT_END" if multiline else "LINE_END")
     taken: set[str] = set()
     parts: list[Part] = []
     n_literals = 0
-    for k, (pkind, bare, maybe_field, text) in enumerate(raw):
-        if pkind == "literal" or maybe_field is None:
+    for k, (part, bare) in enumerate(zip(segs, bares)):
+        if isinstance(part, Literal_):
             n_literals += 1
-            parts.append(Part("literal", f"LIT_{n_literals}", bare, bare, text=text))
-            continue
-        field = maybe_field
-        tail = "".join(r[1] for r in raw[k + 1 :]) + end
-        regex = f"(?:{bare})(?={tail})"
-        parts.append(Part("field", _terminal_name(field.name, taken), bare, regex, field=field))
+            parts.append(Part(f"LIT_{n_literals}", bare, bare, text=part.text))
+        else:
+            regex = f"(?:{bare})(?={''.join(bares[k + 1 :]) + end})"
+            parts.append(Part(_terminal_name(part.name, taken), bare, regex, field=part))
     question = None
     if kind.repeats_questions:
         stop = "|".join(re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes))

@@ -8,7 +8,7 @@ writes the grammar in that dialect. Like the GBNF export (:mod:`promptc.grammar.
 spells the canonical layout only: one space after each marker, one line break between lines,
 the literals of the answer format exactly as written, each value as its type spells it
 (:meth:`promptc.values.ValueType.portable_regex`: the forms of ``grammars/*.lark``, converted
-from the very same regexes by :func:`promptc.values.dialects.portable`). Text is unbounded
+from the very same regexes by :data:`promptc.values.dialects.PORTABLE`). Text is unbounded
 here; bound the length of an output with ``max_tokens``.
 
 Parsing uses the Python regex (:attr:`promptc.grammar.answer.AnswerGrammar.parse_regex`,

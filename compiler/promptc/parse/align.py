@@ -75,7 +75,9 @@ def check_alignment(
     written: str | None,
     prefixes: Sequence[str] = (markers.QUESTION_PREFIX,),
 ) -> tuple[bool, str]:
-    """Whether a repeated question matches item ``index``'s, and why not.
+    """Whether a repeated question matches item ``index``'s, and why not. With indexed inputs
+    each input repeated must match the item's own, on its own (a wrong hypothesis under the
+    right premise is no repeat of the item).
 
     Args:
         shape: The request.
@@ -88,32 +90,9 @@ def check_alignment(
     if not shape.kind.repeats_questions or written is None:
         return True, ""
     expected = shape.questions[index - 1] if index - 1 < len(shape.questions) else ""
-    if not expected:
+    if not expected or written == expected:
         return True, ""
-    if len(prefixes) > 1:
-        return _check_inputs(shape, index, written, expected, prefixes)
-    if question_matches(written, expected):
-        return True, ""
-    # Rounded down, so that a similarity just below the threshold never reads as equal to it.
-    sim = math.floor(question_similarity(written, expected) * 100) / 100
-    msg = (
-        f"{marker_label(prefixes[0], index)} does not repeat item {index}'s question "
-        f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
-    )
-    for j, q in enumerate(shape.questions, 1):
-        if j != index and q and question_matches(written, q):
-            msg += f"; it is item {j}'s question"
-            break
-    return False, msg
-
-
-def _check_inputs(
-    shape: RequestShape, index: int, written: str, expected: str, prefixes: Sequence[str]
-) -> tuple[bool, str]:
-    """:func:`check_alignment` with indexed inputs: each input repeated must match the item's
-    own, on its own (a wrong hypothesis under the right premise is no repeat of the item)."""
-    if written == expected:
-        return True, ""
+    indexed = len(prefixes) > 1
     try:
         got = markers.split_question(written, prefixes)
         want = markers.split_question(expected, prefixes)
@@ -122,16 +101,19 @@ def _check_inputs(
     for k, (w, e) in enumerate(zip(got, want)):
         if question_matches(w, e):
             continue
+        # Rounded down, so that a similarity just below the threshold never reads as equal to it.
         sim = math.floor(question_similarity(w, e) * 100) / 100
         label = prefixes[k] if len(got) > 1 else prefixes[0]
-        what = label.lower() if len(got) > 1 else "inputs"
+        what = label.lower() if len(got) > 1 else "inputs" if indexed else "question"
         msg = (
             f"{marker_label(label, index)} does not repeat item {index}'s {what} "
             f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
         )
         for j, q in enumerate(shape.questions, 1):
             if j != index and q and _inputs_match(written, q, prefixes):
-                msg += f"; they are item {j}'s inputs"
+                msg += (
+                    f"; they are item {j}'s inputs" if indexed else f"; it is item {j}'s question"
+                )
                 break
         return False, msg
     return True, ""

@@ -5,7 +5,7 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from promptc import markers
 from promptc.build import iter_requests, read_requests, read_task
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
-from promptc.parse.scan import scan_markers
+from promptc.parse.scan import iter_markers
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
 
@@ -35,18 +35,27 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
     """
     requests: dict[str, RequestShape] = {}
     errors: list[PromptcError] = []
+    by_id = items_by_id(task)
     for r in read_requests(build_dir, errors=errors):
-        record: dict[str, Any] = {
+        # An empty list of items is refused as none (request_shape says what is expected).
+        line: dict[str, Any] = {
             "id": r.id,
-            "kind": r.kind or task.strategy.kind,
-            "item_ids": list(r.item_ids) if r.item_ids else None,
-            "messages": [dict(m) for m in r.messages],
+            "kind": r.kind,
+            "item_ids": r.item_ids or None,
             "target_item": r.target_item,
         }
-        if record["kind"].repeats_questions:
-            record["questions"] = _questions(task, record)
+        if r.kind.repeats_questions and not all(i in by_id for i in r.item_ids):
+            # Items the task does not know (requests.jsonl edited): questions as the prompt
+            # shows them.
+            shown = _questions_in_prompt(r.messages, task)
+            line["questions"] = [
+                markers.question_text(task.inputs, by_id[i].inputs)
+                if i in by_id
+                else shown.get(k, "")
+                for k, i in enumerate(r.item_ids, 1)
+            ]
         try:
-            shape = request_shape(task, record)
+            shape = request_shape(task, line)
         except PromptcError as e:
             errors.append(UsageError(e.message, location=r.location, code=e.code))
             continue
@@ -56,37 +65,17 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
     return requests
 
 
-def _questions(task: Task, request: Mapping[str, Any]) -> list[str]:
-    """Each item's question: from the task's items, else as the request's prompt shows it."""
-    by_id = items_by_id(task)
-    ids = [str(i) for i in request.get("item_ids") or []]
-    shown = _questions_in_messages(request.get("messages"), task)
-    out = []
-    for k, i in enumerate(ids, 1):
-        it = by_id.get(i)
-        if it is not None:
-            try:
-                out.append(markers.question_text(task.inputs, it.inputs))
-                continue
-            except KeyError:
-                pass
-        out.append(shown.get(k, ""))
-    return out
-
-
-def _questions_in_messages(messages: object, task: Task) -> dict[int, str]:
+def _questions_in_prompt(messages: Sequence[Mapping[str, Any]], task: Task) -> dict[int, str]:
     """The questions the last user message (the prompt of a built request) shows after the
     task's question markers (``Q[i]:``; with indexed inputs ``Premise[i]:`` and the later
     inputs' lines, read back as :func:`promptc.markers.question_text` writes them)."""
-    if not isinstance(messages, list):
+    users = [m.get("content") for m in messages if m.get("role") == "user"]
+    if not users or not isinstance(users[-1], str):
         return {}
-    users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
-    if not users or not isinstance(users[-1].get("content"), str):
-        return {}
-    text: str = users[-1]["content"]
+    text: str = users[-1]
     shown = markers.shown_markers(task.inputs, task.markers)
     prefixes = markers.question_prefixes(task.inputs, task.markers)
-    marks = scan_markers(text, shown)
+    marks = list(iter_markers(text, shown))
     out: dict[int, str] = {}
     for k, m in enumerate(marks):
         if m.kind != markers.QUESTION_PREFIX:

@@ -21,7 +21,6 @@ from promptc.grammar.diagnose import diagnose
 from promptc.grammar.items import one_of
 from promptc.grammar.lark_source import input_marker_terminal
 from promptc.text import LineTable, excerpt
-from promptc.values import expected as expected_value
 
 if TYPE_CHECKING:
     from lark import Lark, UnexpectedInput
@@ -79,7 +78,8 @@ def _lark_parser(source: str) -> Lark:
 
 
 def _terminal_names(grammar: AnswerGrammar) -> dict[str, str]:
-    """The lark terminals of ``grammar`` as messages name them."""
+    """The lark terminals of ``grammar`` outside its answer bodies as messages name them (an
+    error where a body's terminal could come is the body's own diagnosis, :func:`_in_body`)."""
     bp = grammar.blueprint
     names: dict[str, str] = {
         "_NL": "a new line",
@@ -93,11 +93,6 @@ def _terminal_names(grammar: AnswerGrammar) -> dict[str, str]:
         names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i, bp.markers))
         for k, prefix in enumerate(bp.question_prefixes[1:], start=2):
             names[input_marker_terminal(i, k)] = repr(markers.marker(prefix, i))
-    for p in bp.parts:
-        if p.field is not None:
-            names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
-        else:
-            names[p.terminal] = repr(p.text)
     return names
 
 

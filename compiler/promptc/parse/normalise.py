@@ -16,23 +16,17 @@ from promptc.text import LineTable, Position, Span
 # Text with lookalikes normalised, positions mapped back
 # --------------------------------------------------------------------------------------------
 
-_SPACES = (
+#: The Unicode spaces that read as a space (no-break, en, em, thin, ideographic …).
+UNICODE_SPACES = (
     "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u202f\u205f\u3000"
 )
-
-
-#: The Unicode spaces that read as a space (no-break, en, em, thin, ideographic …).
-UNICODE_SPACES = _SPACES
 
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
 #: The characters normalising removes: zero-width spaces and joiners, the word joiner, a BOM
 #: and the soft hyphen.
 INVISIBLE = frozenset(_INVISIBLE)
-
-
-_NEWLINES = "\r"
 
 
 _EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
@@ -44,16 +38,11 @@ SPACE = " \t\n\f\v"  # white space of the normalised text (\r is gone)
 EDGE_NOISE = " \t\n\r\f\v" + _INVISIBLE
 
 
-LOOKALIKE = re.compile(
-    "[\uff01-\uff5e" + _SPACES + _INVISIBLE + _NEWLINES + "".join(_EXTRA_MAP) + "]"
-)
-
-
 #: The one-to-one lookalikes, as a ``str.translate`` table: each becomes one ASCII character,
 #: so that every offset of the normalised text is the same offset in the original.
 ONE_TO_ONE: dict[int, str] = {
     **{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},  # full-width ASCII
-    **{ord(c): " " for c in _SPACES},
+    **{ord(c): " " for c in UNICODE_SPACES},
     **{ord(c): rep for c, rep in _EXTRA_MAP.items()},
 }
 
@@ -64,43 +53,6 @@ RESHAPING = re.compile("[" + _INVISIBLE + "]|\\r\\n?")
 
 _ASCII_BYTES = bytes(range(128))
 _ONE_TO_ONE_SET = frozenset(map(chr, ONE_TO_ONE))
-
-
-def non_ascii(text: str) -> str:
-    """The characters of ``text`` that are not ASCII, in order.
-
-    Encoding and deleting the ASCII bytes are two C loops at about a nanosecond a byte: on a
-    2,000-character output with a few non-ASCII characters, several times faster than one
-    regular-expression search for a class of characters.
-    """
-    raw = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
-    return raw.decode("utf-8", "surrogatepass")
-
-
-def has_reshaping(text: str, rest: str | None = None) -> bool:
-    """Whether ``text`` holds a lookalike that changes its length (``\r``, or a character
-    that is removed); ``rest`` is ``non_ascii(text)`` if the caller has it."""
-    if "\r" in text:
-        return True
-    return not INVISIBLE.isdisjoint(non_ascii(text) if rest is None else rest)
-
-
-def has_lookalikes(rest: str) -> bool:
-    """Whether ``rest`` (a text's :func:`non_ascii` characters) holds a one-to-one lookalike."""
-    return not _ONE_TO_ONE_SET.isdisjoint(rest)
-
-
-def translate_lookalikes(text: str, rest: str | None = None) -> str:
-    """``text.translate(ONE_TO_ONE)``; ``rest`` is ``non_ascii(text)`` if the caller has it.
-
-    ``str.translate`` looks up every character in the table, about 4 ns each; a text holds
-    few distinct lookalikes, and ``str.replace`` of each (a C search) is several times
-    faster. Every lookalike maps to ASCII, which none maps from, so the order of the
-    replacements does not matter.
-    """
-    for ch in _ONE_TO_ONE_SET.intersection(non_ascii(text) if rest is None else rest):
-        text = text.replace(ch, ONE_TO_ONE[ord(ch)])
-    return text
 
 
 def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
@@ -116,9 +68,18 @@ def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
     """
     if text.isascii() and "\r" not in text:
         return text, None
-    rest = non_ascii(text)
-    norm = translate_lookalikes(text, rest)
-    if not has_reshaping(text, rest):
+    # The characters that are not ASCII, in order: encoding and deleting the ASCII bytes are
+    # two C loops at about a nanosecond a byte, several times faster than a regex search for
+    # a class of characters on a 2,000-character output with a few non-ASCII characters.
+    rest = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    others = rest.decode("utf-8", "surrogatepass")
+    # ``str.translate`` looks up every character in the table, about 4 ns each; a text holds
+    # few distinct lookalikes, and ``str.replace`` of each (a C search) is several times
+    # faster. Every lookalike maps to ASCII, which none maps from: the order does not matter.
+    norm = text
+    for ch in _ONE_TO_ONE_SET.intersection(others):
+        norm = norm.replace(ch, ONE_TO_ONE[ord(ch)])
+    if "\r" not in text and INVISIBLE.isdisjoint(others):
         return norm, None
     out: list[str] = []
     offsets: list[int] = []

@@ -100,14 +100,12 @@ def parse_output(
             code="bad-output",
         )
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    # An answer in the grammar's JSON form (a structured-output API's) starts with "{", after
-    # white space (lstrip gives back the output itself when there is none). It is read
-    # through its text form; spans would point into that text, not the output: there are none.
-    if output[:1] == "{" or (output[:1].isspace() and output.lstrip()[:1] == "{"):
-        text = g.text_of_json(output, shape.questions)
-        if text is not None:
-            results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode)]
-            return check_options(task, results, mode)
+    # An answer in the grammar's JSON form (a structured-output API's) is read through its
+    # text form; spans would point into that text, not the output: there are none.
+    text = g.text_of_json(output, shape.questions)
+    if text is not None:
+        results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode)]
+        return check_options(task, results, mode)
     return check_options(task, _parse_text(shape, g, output, mode), mode)
 
 

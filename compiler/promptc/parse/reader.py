@@ -1,16 +1,16 @@
 """Reading one answer body with the grammar: candidate readings (fences, emphasis and trailing
 chatter cut away) tried in order until one parses; when none does, the diagnosis of the first.
 
-:class:`AnswerReader` reads a body exactly (:meth:`~AnswerReader.parse`, by the grammar's
-:attr:`~promptc.grammar.answer.AnswerGrammar.answer_regex`), leniently
-(:meth:`~AnswerReader.lenient`) or says why it is no answer (:meth:`~AnswerReader.diagnose`),
-and reads the bodies the marker scanner finds (:meth:`~AnswerReader.read`).
+:class:`AnswerReader` reads a body exactly or leniently (:meth:`~AnswerReader.match`, by the
+grammar's :attr:`~promptc.grammar.answer.AnswerGrammar.answer_regex` or its lenient form) or
+says why it is no answer (:meth:`~AnswerReader.diagnose`), and reads the bodies the marker
+scanner finds (:meth:`~AnswerReader.read`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,7 +22,7 @@ from promptc.parse.normalise import EDGE_NOISE, SPACE, UNICODE_SPACES, Normalise
 from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
 from promptc.text import excerpt
-from promptc.values import ValueOutOfBounds, read_value, value_reader
+from promptc.values import ValueOutOfBounds
 
 #: At most this many shorter readings (cut at line ends) of one answer body are tried.
 MAX_CUTS = 16
@@ -149,9 +149,6 @@ class AnswerReader:
         self.body = re.compile(grammar.answer_regex)
         self._exact = re.compile(space + grammar.answer_regex + space)
         self._lenient = re.compile(space + grammar.lenient_answer_regex + space)
-        self._readers: list[tuple[str, Callable[[str], Value]]] = [
-            (f.name, value_reader(f)) for f in grammar.fields
-        ]
         self._texts = [f.name for f in grammar.fields if f.type.free_text]
         self._splits_text = splits_text(grammar)
         # When the format ends with literal text ("… The answer is {answer}."), an answer
@@ -164,24 +161,18 @@ class AnswerReader:
 
     # ------------------------------------------------------------------ one body
 
-    def match(self, body: str) -> dict[str, Value] | None:
+    def match(self, body: str, lenient: bool = False) -> dict[str, Value] | None:
         """The values of ``body`` if it is an answer in the exact answer format (white space
-        around it allowed), each normalised; else ``None``."""
-        if self._splits_text and len(body) > MAX_SPLIT_CHARS:
-            return None
-        m = self._exact.fullmatch(body)
-        return None if m is None else self._values(m)
+        around it allowed), each normalised; else ``None``.
 
-    def parse(self, body: str) -> dict[str, Value]:
-        """Reads one answer body (what follows ``A[i]:``), each field normalised.
-
-        Raises:
-            AnswerMismatch: The body does not match the answer format; says where and why.
+        ``lenient`` (the recovering parser's last resort): read by
+        :attr:`~promptc.grammar.answer.AnswerGrammar.lenient_answer_regex`, which accepts the
+        exact format and its departures; values are read from the text as written.
         """
-        values = self.match(body)
-        if values is None:
-            raise self.diagnose(body)
-        return values
+        if len(body) > MAX_SPLIT_CHARS and (lenient or self._splits_text):
+            return None
+        m = (self._lenient if lenient else self._exact).fullmatch(body)
+        return None if m is None else self._values(m)
 
     def diagnose(self, body: str) -> AnswerMismatch:
         """Why ``body`` is not an answer: the deepest point any reading of it reached
@@ -203,29 +194,17 @@ class AnswerReader:
             return AnswerMismatch(*diagnose(self.grammar.blueprint, body))
         for f in self.grammar.fields:
             try:
-                read_value(f, m.group(f.name))
+                f.type.read(f, m.group(f.name))
             except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
                 return AnswerMismatch(m.start(f.name), [f"{f.name}: {e.expected}"], e.found)
-            except ValueError:  # the fragments and read_value disagree: a promptc bug
+            except ValueError:  # the fragments and the reader disagree: a promptc bug
                 break
         return AnswerMismatch(0, ["an answer"], excerpt(body, 0))
-
-    def lenient(self, body: str) -> dict[str, Value] | None:
-        """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
-
-        Accepts what :meth:`parse` does and the departures of
-        :attr:`~promptc.grammar.answer.AnswerGrammar.lenient_answer_regex`; values are read
-        from the text as written.
-        """
-        if len(body) > MAX_SPLIT_CHARS:
-            return None
-        m = self._lenient.fullmatch(body)
-        return None if m is None else self._values(m)
 
     def _values(self, m: re.Match[str]) -> dict[str, Value] | None:
         """The values of a match of one of the answer regexes (``None`` if one is refused)."""
         try:
-            return {name: read(m.group(name)) for name, read in self._readers}
+            return {f.name: f.type.read(f, m.group(f.name)) for f in self.grammar.fields}
         except ValueError:
             return None
 
@@ -288,7 +267,7 @@ class AnswerReader:
                 return self._sliced(text, s, e, values)
         if "**" in raw or "__" in raw:
             # Emphasis inside the answer ("The answer is **18**."): read it without.
-            plain = _without_emphasis(norm)
+            plain = _STRONG.sub("", norm)
             if not (self._splits_text and len(plain) > MAX_SPLIT_CHARS):
                 m = self.body.fullmatch(plain)
                 if m is not None:
@@ -358,17 +337,10 @@ class AnswerReader:
         raw = _as_written(text, s, e)
         norm = text.norm[s:e]
         for body in (raw, norm) if raw != norm else (raw,):
-            values = self.lenient(body)
+            values = self.match(body, lenient=True)
             if values is not None:
                 return Reading(values, s, e, lenient=True)
         return None
-
-
-def _without_emphasis(text: str) -> str:
-    """``text`` without its ``**`` and ``__`` (strong emphasis), left to right."""
-    if "__" not in text:  # the common case: one str.replace, several times faster than re.sub
-        return text.replace("**", "")
-    return _STRONG.sub("", text)
 
 
 def _as_written(text: NormalisedText, s: int, e: int) -> str:

@@ -16,7 +16,7 @@ from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
 from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
-from promptc.parse.scan import Marker, iter_markers, scan_markers
+from promptc.parse.scan import Marker, iter_markers
 from promptc.parse.shape import RequestShape, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
 
@@ -43,7 +43,6 @@ class _Occurrence:
     answer: Marker | None
     question: Marker | None
     reading: Reading | None
-    question_text: str | None
     aligned: bool = True
     why: str = ""
     q_end: int = 0  # normalised offset where a question's text ends
@@ -60,7 +59,7 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     n = len(shape.item_ids)
     mk = g.blueprint.markers
     prefixes = g.blueprint.question_prefixes or (mk.question,)
-    found = scan_markers(norm, mk)
+    found = list(iter_markers(norm, mk))
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
     for k, m in enumerate(found):
@@ -73,32 +72,26 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
             pending_q = (m, body_end)
             continue
         occ_list = occurrences.setdefault(m.index, [])
-        q = pending_q[0] if pending_q is not None else None
-        q_text = None
-        if pending_q is not None:
-            qs, qe = strip_span(text.norm, pending_q[0].end, pending_q[1])
-            q_text = text.original[text.orig_start(qs) : text.orig(qe)]
+        q, q_end = pending_q if pending_q is not None else (None, 0)
         pending_q = None
         if len(occ_list) >= MAX_OCCURRENCES:
-            occ_list.append(_Occurrence(m, q, None, q_text))
+            occ_list.append(_Occurrence(m, q, None))
             continue
         # An answer to an index the request does not have is kept only if well-formed.
-        reading = reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n)
-        # Indexed inputs: the later inputs' lines become the question's labelled lines.
-        wrong = None
-        if q_text is not None and len(prefixes) > 1:
-            q_text, wrong = markers.read_question(q_text, prefixes, m.index)
-        occ = _Occurrence(m, q, reading, q_text)
-        if q is not None and q.index != m.index:
-            occ.aligned = False
-            occ.why = (
-                f"{marker_label(mk.answer, m.index)} follows {marker_label(mk.question, q.index)}"
+        occ = _Occurrence(m, q, reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n))
+        if q is not None:
+            qs, qe = strip_span(norm, q.end, q_end)
+            # Indexed inputs: the later inputs' lines become the question's labelled lines.
+            q_text, wrong = markers.read_question(
+                text.original[text.orig_start(qs) : text.orig(qe)], prefixes, m.index
             )
-        elif wrong is not None:
-            occ.aligned = False
-            occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
-        else:
-            occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
+            if q.index != m.index:
+                wrong = marker_label(mk.question, q.index)
+            if wrong is not None:
+                occ.aligned = False
+                occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
+            else:
+                occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
         occ_list.append(occ)
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
@@ -116,17 +109,14 @@ def _orphan(
     """A question not followed by its answer (e.g. the output ended after it)."""
     lst = occ.setdefault(q.index, [])
     if len(lst) < MAX_OCCURRENCES:
-        lst.append(_Occurrence(None, q, None, None, aligned=True, q_end=body_end))
+        lst.append(_Occurrence(None, q, None, q_end=body_end))
 
 
 def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
     start_m = occ.question or occ.answer
     assert start_m is not None
     start = start_m.start
-    if occ.reading is not None:
-        end = occ.reading.end
-    else:
-        end = start_m.end
+    end = occ.reading.end if occ.reading is not None else start_m.end
     return text.span(start, max(end, start))
 
 
@@ -143,17 +133,9 @@ def _judge(
     → ``missing``."""
     item_id = item_id_at(shape, index)
     if not occs:
-        return ItemResult(
-            shape.id,
-            item_id,
-            index,
-            "missing",
-            {},
-            None,
-            (markers.answer_marker(index, mk),),
-            None,
-            f"no {marker_label(mk.answer, index)} in the output",
-        )
+        expected = (markers.answer_marker(index, mk),)
+        message = f"no {marker_label(mk.answer, index)} in the output"
+        return ItemResult(shape.id, item_id, index, "missing", expected=expected, message=message)
     answered = [o for o in occs if o.answer is not None]
     good = [o for o in answered if o.reading is not None and o.reading.values is not None]
     good_aligned = [o for o in good if o.aligned]
@@ -163,8 +145,9 @@ def _judge(
         first = good[0]
         assert first.reading is not None and first.reading.values is not None
         span = _occ_span(text, first)
-        values = first.reading.values
-        return ItemResult(shape.id, item_id, index, "misaligned", values, span, (), None, first.why)
+        return ItemResult(
+            shape.id, item_id, index, "misaligned", first.reading.values, span, message=first.why
+        )
     if answered:
         return _malformed(shape, text, index, answered[0], mk)
     return _unanswered(shape, text, index, occs[0], mk)
@@ -184,54 +167,50 @@ def _answered(
         assert other.reading is not None and other.reading.values is not None
         if other.reading.values != values:
             where = _occ_span(text, other).start
-            return ItemResult(
-                shape.id,
-                item_id,
-                index,
-                "duplicate",
-                values,
-                span,
-                (),
-                None,
+            message = (
                 f"{marker_label(mk.answer, index)} answered {len(good)} times with different "
                 f"values: {_show(values)} at {span.start}, {_show(other.reading.values)} "
-                f"at {where}",
+                f"at {where}"
             )
+            return ItemResult(shape.id, item_id, index, "duplicate", values, span, message=message)
     note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
-    return ItemResult(shape.id, item_id, index, "ok", values, span, (), None, note)
+    return ItemResult(shape.id, item_id, index, "ok", values, span, message=note)
 
 
 def _malformed(
     shape: RequestShape, text: NormalisedText, index: int, o: _Occurrence, mk: Markers
 ) -> ItemResult:
     """``malformed``: the item's first answer, which no reading made well-formed."""
-    r = o.reading
     assert o.answer is not None
     aname = marker_label(mk.answer, index)
-    item_id = item_id_at(shape, index)
-    if r is None:  # beyond MAX_OCCURRENCES: not read
+    if o.reading is None:  # beyond MAX_OCCURRENCES: not read
         return ItemResult(
             shape.id,
-            item_id,
+            item_id_at(shape, index),
             index,
             "malformed",
-            {},
-            _occ_span(text, o),
-            ("an answer",),
-            None,
-            f"{aname} repeated too often to read",
+            span=_occ_span(text, o),
+            expected=("an answer",),
+            message=f"{aname} repeated too often to read",
         )
+    return _unread(shape, text, index, o.reading, _occ_span(text, o), f"{aname}: ")
+
+
+def _unread(
+    shape: RequestShape, text: NormalisedText, index: int, r: Reading, span: Span, lead: str = ""
+) -> ItemResult:
+    """``malformed``: an answer no reading made well-formed, with the diagnosis of its first
+    reading (``r``); the message starts with ``lead``."""
     pos = text.position(text.orig(r.error_at))
     return ItemResult(
         shape.id,
-        item_id,
+        item_id_at(shape, index),
         index,
         "malformed",
-        {},
-        _occ_span(text, o),
-        r.expected,
-        r.found,
-        f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+        span=span,
+        expected=r.expected,
+        found=r.found,
+        message=f"{lead}expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
     )
 
 
@@ -255,11 +234,10 @@ def _unanswered(
         item_id_at(shape, index),
         index,
         "malformed",
-        {},
-        text.span(o.question.start, q_end),
-        (markers.answer_marker(index, mk),),
-        found,
-        f"{marker_label(mk.question, index)} is not followed by {marker_label(mk.answer, index)}"
+        span=text.span(o.question.start, q_end),
+        expected=(markers.answer_marker(index, mk),),
+        found=found,
+        message=f"{marker_label(mk.question, index)} is not followed by {marker_label(mk.answer, index)}"
         + (" (the output ends)" if visible is None else f" (found {found!r})")
         + f" at {pos}",
     )
@@ -280,16 +258,9 @@ def _extra(
             break
     first = occs[0]
     kind = marker_label(mk.answer if first.answer is not None else mk.question, index)
+    message = f"{kind} is not an item of this request (it has items 1 to {n})"
     return ItemResult(
-        shape.id,
-        None,
-        index,
-        "extra",
-        values,
-        _occ_span(text, first),
-        (),
-        None,
-        f"{kind} is not an item of this request (it has items 1 to {n})",
+        shape.id, None, index, "extra", values, _occ_span(text, first), message=message
     )
 
 
@@ -322,11 +293,9 @@ def _recover_single(
                 item_id,
                 1,
                 "missing",
-                {},
-                None,
-                ("an answer",),
-                "end of output",
-                "the output is empty",
+                expected=("an answer",),
+                found="end of output",
+                message="the output is empty",
             )
         ]
     # Where the answer may be: after an A[1]: marker if the model wrote one; inside a fence;
@@ -360,21 +329,8 @@ def _recover_single(
         if r.values is not None:
             note = LENIENT_NOTE if r.lenient else ""
             span = text.span(r.start, r.end)
-            return [ItemResult(shape.id, item_id, 1, "ok", r.values, span, (), None, note)]
+            return [ItemResult(shape.id, item_id, 1, "ok", r.values, span, message=note)]
         if first is None:
             first = r
     assert first is not None
-    pos_err = text.position(text.orig(first.error_at))
-    return [
-        ItemResult(
-            shape.id,
-            item_id,
-            1,
-            "malformed",
-            {},
-            text.span(first.start, first.end),
-            first.expected,
-            first.found,
-            f"expected {' or '.join(first.expected)}, found {first.found!r} at {pos_err}",
-        )
-    ]
+    return [_unread(shape, text, 1, first, text.span(first.start, first.end))]

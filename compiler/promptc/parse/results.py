@@ -99,7 +99,7 @@ def dumps(data: object) -> str:
     """JSON text in which :class:`~decimal.Decimal` values are exact JSON numbers.
 
     ``Decimal("0.1")`` is written ``0.1`` (never ``0.1000000000000000055…``), in the canonical
-    form of :func:`promptc.values.write_value` (no exponent). Everything else is written as
+    form of :meth:`promptc.values.ValueType.write` (no exponent). Everything else is written as
     :func:`json.dumps` writes it, with non-ASCII text kept as is; keys in the order given.
 
     One call of :mod:`json`'s encoder writes it all, each Decimal handed to it as the ``int`` it

@@ -42,9 +42,6 @@ def marker_pattern(question: str, answer: str) -> re.Pattern[str]:
     )
 
 
-MARKER_PATTERN = marker_pattern(markers.QUESTION_PREFIX, markers.ANSWER_PREFIX)
-
-
 # What may stand between a line start and a marker and still be decoration: a heading, a
 # quote, a list bullet, emphasis.
 _DECORATION = re.compile(r"[ \t#>*_\-+]*")
@@ -120,8 +117,3 @@ def _marker(norm: str, m: re.Match[str], q_prefix: str) -> Marker:
         opening,
         close or mid,
     )
-
-
-def scan_markers(norm: str, marker_set: Markers = markers.DEFAULT) -> list[Marker]:
-    """Every marker of a normalised output, in order."""
-    return list(iter_markers(norm, marker_set))

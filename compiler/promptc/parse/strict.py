@@ -28,29 +28,22 @@ from promptc import markers
 from promptc.errors import Location, OutputParseError
 from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.items import ParsedItem
-from promptc.ir import Markers, Value
+from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
-from promptc.parse.normalise import (
-    RESHAPING,
-    NormalisedText,
-    has_lookalikes,
-    has_reshaping,
-    non_ascii,
-    translate_lookalikes,
-)
+from promptc.parse.normalise import RESHAPING, NormalisedText, normalise_lookalikes
 from promptc.parse.reader import MAX_SPLIT_CHARS, splits_text
 from promptc.parse.results import FOUND_CHARS, ItemResult, Status
 from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, item_id_at
 from promptc.text import LineTable, Span, excerpt
-from promptc.values import ValueOutOfBounds, text_answers, value_reader
+from promptc.values import ValueOutOfBounds, text_answers
 
 _ASCII_WS = " \t\n\r\f\v"
 
-#: Per field of an item: its name, its group in the regex, and its reader (``None`` for text,
+#: Per field of an item: its name, its group in the regex, and the field (``None`` for text,
 #: which is sliced from the output as written).
-_FieldGroup = tuple[str, int, Callable[[str], Value] | None]
+_FieldGroup = tuple[str, int, OutputField | None]
 
 
 class View(NamedTuple):
@@ -88,7 +81,7 @@ class WholeReader:
                     (
                         name,
                         groups[group],
-                        None if by_name[name].type.free_text else value_reader(by_name[name]),
+                        None if by_name[name].type.free_text else by_name[name],
                     )
                     for name, group in it.fields
                 ),
@@ -103,19 +96,17 @@ class WholeReader:
 
     def view(self, output: str) -> View | None:
         """What the regex matches of ``output``: the output itself, or its lookalikes
-        normalised (:class:`~promptc.parse.normalise.NormalisedText`, offsets mapped back);
-        ``None`` for an output with ``\\r``, or where a value read as written (an option's
-        text) meets a lookalike or a removed character."""
-        if output.isascii():
-            return None if "\r" in output else View(output)
-        rest = non_ascii(output)
-        lookalikes, removed = has_lookalikes(rest), has_reshaping(output, rest)
-        if "\r" in output or (self._as_written and (lookalikes or removed)):
+        normalised (:func:`~promptc.parse.normalise.normalise_lookalikes`, offsets mapped back
+        where characters were removed); ``None`` for an output with ``\\r``, or where a value
+        read as written (an option's text) meets a lookalike or a removed character."""
+        if "\r" in output:
             return None
-        if removed:  # zero-width characters, soft hyphens: offsets mapped back
-            text = NormalisedText(output)
-            return View(text.norm, text.orig)
-        return View(translate_lookalikes(output, rest) if lookalikes else output)
+        norm, offsets = normalise_lookalikes(output)
+        if norm == output:
+            return View(output)
+        if self._as_written:
+            return None
+        return View(norm, None if offsets is None else offsets.__getitem__)
 
     def read(self, output: str, view: View) -> list[ParsedItem] | None:
         """The items of ``output`` if its ``view`` (:meth:`view`, or the output as written)
@@ -142,13 +133,11 @@ class WholeReader:
         for index, start, end, question_group, fields in self.items:
             values: dict[str, Value] = {}
             spans: dict[str, Span] = {}
-            for name, group, read in fields:
+            for name, group, field in fields:
                 a, b = regs[group]
                 first, stop = at(a), at(b - 1) + 1
                 values[name] = (
-                    output[first:stop]
-                    if read is None
-                    else _value(read, name, text[a:b], first, lines)
+                    output[first:stop] if field is None else _value(field, text[a:b], first, lines)
                 )
                 spans[name] = Span(first, stop, lines)
             question = question_span = None
@@ -156,7 +145,9 @@ class WholeReader:
                 a, b = regs[question_group]
                 first = at(a)
                 written = output[first : at(b - 1) + 1].rstrip(_ASCII_WS)
-                question = self.grammar.read_question(written)
+                question = markers.read_question(written, self.grammar.blueprint.question_prefixes)[
+                    0
+                ]
                 question_span = Span(first, first + len(written), lines)
             span = Span(at(regs[start][0]), at(regs[end][1]), lines)
             items.append(ParsedItem(index, values, span, spans, question, question_span))
@@ -202,8 +193,8 @@ class WholeReader:
             )
 
 
-def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: LineTable) -> Value:
-    """``read(text)``, the value of field ``name``, which stands at offset ``at`` of the output
+def _value(field: OutputField, text: str, at: int, lines: LineTable) -> Value:
+    """The value of ``field`` read from ``text``, which stands at offset ``at`` of the output
     (``lines``).
 
     Raises:
@@ -211,13 +202,13 @@ def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: L
             refuses what the grammar accepted (a promptc bug), at ``at``.
     """
     try:
-        return read(text)
+        return field.type.read(field, text)
     except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
         line, col, _ = lines.position(at)
         raise OutputParseError(
-            f"cannot read {name}: {e}",
+            f"cannot read {field.name}: {e}",
             offset=at,
-            expected=(f"{name}: {e.expected}",),
+            expected=(f"{field.name}: {e.expected}",),
             found=e.found,
             location=Location(OUTPUT_FILE, line, col),
             code="value-out-of-bounds",
@@ -225,7 +216,7 @@ def _value(read: Callable[[str], Value], name: str, text: str, at: int, lines: L
     except ValueError as e:  # the fragments and the reader disagree: a promptc bug
         line, col, _ = lines.position(at)
         raise OutputParseError(
-            f"cannot read {name}: {e}",
+            f"cannot read {field.name}: {e}",
             location=Location(OUTPUT_FILE, line, col),
             code="value-unreadable",
         ) from None
@@ -284,18 +275,9 @@ def item_results(
     for it in items:
         aligned, why = check_alignment(shape, it.index, it.question, prefixes)
         status: Status = "ok" if aligned else "misaligned"
+        item_id = item_id_at(shape, it.index)
         results.append(
-            ItemResult(
-                shape.id,
-                item_id_at(shape, it.index),
-                it.index,
-                status,
-                it.values,
-                it.span,
-                (),
-                None,
-                why,
-            )
+            ItemResult(shape.id, item_id, it.index, status, it.values, it.span, message=why)
         )
     return results
 
@@ -378,13 +360,10 @@ def _strict_failure(
     for i, item_id in enumerate(shape.item_ids, 1):
         if i == at:
             span = Span(offset, offset, text.lines)
+            message = f"strict: {reason}"
             results.append(
-                ItemResult(
-                    shape.id, item_id, i, status, {}, span, expected, found, f"strict: {reason}"
-                )
+                ItemResult(shape.id, item_id, i, status, {}, span, expected, found, message)
             )
         else:
-            results.append(
-                ItemResult(shape.id, item_id, i, "malformed", {}, None, (), None, rejected)
-            )
+            results.append(ItemResult(shape.id, item_id, i, "malformed", message=rejected))
     return results

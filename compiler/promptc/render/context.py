@@ -10,7 +10,6 @@ from promptc import ir, markers
 from promptc.select.batches import batch_size
 from promptc.spec.answer_format import write_answer
 from promptc.strategies import Strategy
-from promptc.values import write_value
 
 #: Variables every template receives (see docs/templates.md).
 CONTEXT_VARIABLES: frozenset[str] = frozenset(
@@ -79,7 +78,9 @@ def _demo_context(task: ir.Task) -> list[dict[str, object]]:
                 "index": i,
                 "fields": dict(d.inputs),
                 "outputs": {
-                    k: write_value(by_name[k], v) for k, v in d.outputs.items() if k in by_name
+                    k: by_name[k].type.write(by_name[k], v)
+                    for k, v in d.outputs.items()
+                    if k in by_name
                 },
                 "question": markers.question_text(task.inputs, d.inputs),
                 "answer": write_answer(task.answer_format, task.outputs, d.outputs),

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from promptc.errors import GrammarError, Location
 from promptc.ir import AnswerFormat, Literal_, OutputField, Placeholder, Segment, Value
-from promptc.values import write_value
 
 
 def _at(base: Location, source: str, offset: int) -> Location:
@@ -159,5 +158,6 @@ def write_answer(
         if isinstance(seg, Literal_):
             parts.append(seg.text)
         else:
-            parts.append(write_value(by_name[seg.field], values[seg.field]))
+            field = by_name[seg.field]
+            parts.append(field.type.write(field, values[seg.field]))
     return "".join(parts)

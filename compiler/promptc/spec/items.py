@@ -18,7 +18,7 @@ from promptc.ir import AnswerWith, OutputField, Value
 from promptc.markers import options_text
 from promptc.spec.load import KeyPath, SpecDocument
 from promptc.spec.rows import data_error, kind, option_list, surrogate, to_text
-from promptc.values import coerce_value, expected, option_choices, resolve_option
+from promptc.values import option_choices, resolve_option
 
 
 def expression(
@@ -65,9 +65,11 @@ class GoldReader:
             raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
         field = self.output
         try:
-            value = coerce_value(field, raw)
+            value = field.type.coerce(field, raw)
         except ValueError:
-            c.add(self._bad(where, f"expected {expected(field)}, found {to_text(raw)!r}"))
+            c.add(
+                self._bad(where, f"expected {field.type.expected(field)}, found {to_text(raw)!r}")
+            )
             return None
         listed = options.get(field.choices_from) if field.choices_from else None
         if not listed:

@@ -23,7 +23,7 @@ from promptc.spec.rows import option_list, to_text
 from promptc.spec.validate import batch_size_of, declared_outputs, integer, strategy_of, validate
 from promptc.strategies import STRATEGIES
 from promptc.text import default_label
-from promptc.values import coerce_value, option_text, resolve_option
+from promptc.values import option_text, resolve_option
 
 __all__ = ["compile_spec", "lower"]
 
@@ -61,7 +61,7 @@ def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -
             if f.answer_with == "text" or (f.answer_with == "either" and not given_letter):
                 return option_text(options[OPTION_LETTERS.index(letter)])
             return letter
-    return coerce_value(f, value)
+    return f.type.coerce(f, value)
 
 
 def _narrow_choices(

@@ -34,7 +34,7 @@ from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import Strategy, find_strategy
 from promptc.text import default_label
-from promptc.values import coerce_value, find_value_type, option_choices, resolve_option
+from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
@@ -342,14 +342,14 @@ def _check_demos(
                 continue
             field = outputs.get(key)
             # A list passes the schema (an options input's value is one): for an output it
-            # is a bad value, which coerce_value says.
+            # is a bad value, which the type's coerce says.
             if field is None or not isinstance(value, (str, int, float, list)):
                 continue
             if field.choices_from and not isinstance(value, list):
                 _check_demo_option(doc, c, vp, field, value, demo.get(field.choices_from))
                 continue
             try:
-                coerce_value(field, value)
+                field.type.coerce(field, value)
             except ValueError as e:
                 c.add(
                     error(

@@ -32,24 +32,17 @@ text       equal after normalising: Unicode NFKC, case folded, runs of white spa
 =========  ===================================================================================
 
 An enum whose choices are an item's options (``choices_from``) is :mod:`promptc.values.options`.
-
-The functions below are the same as asking the field's type (``field.type.read(field, text)``)
-for callers that hold a field.
+Every stage asks a field's type (``field.type.read(field, text)``, ``.write``, ``.coerce`` …).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from promptc.values.options import (
     ANSWER_WITH,
     OPTION_LETTERS,
     AnswerWith,
-    choices_regex,
     option_choices,
     option_text,
-    option_text_regex,
     resolve_option,
 )
 from promptc.values.types import (
@@ -70,14 +63,9 @@ from promptc.values.types import (
     ValueOutOfBounds,
     ValueType,
     find_value_type,
-    normalise_text,
-    plain_decimal,
     text_answers,
     value_type,
 )
-
-if TYPE_CHECKING:
-    from promptc.ir import OutputField
 
 __all__ = [
     "ANSWER_WITH",
@@ -99,61 +87,10 @@ __all__ = [
     "Value",
     "ValueOutOfBounds",
     "ValueType",
-    "choices_regex",
-    "coerce_value",
-    "expected",
     "find_value_type",
-    "json_value",
-    "normalise_text",
     "option_choices",
     "option_text",
-    "option_text_regex",
-    "plain_decimal",
-    "read_value",
     "resolve_option",
     "text_answers",
-    "value_reader",
     "value_type",
-    "write_value",
 ]
-
-
-def read_value(field: OutputField, text: str) -> Value:
-    """A value as written by a model (or a spec's demo), normalised (:meth:`ValueType.read`).
-
-    Raises:
-        ValueError: The text is not a value of the field's type; the message says what was
-            expected.
-    """
-    return field.type.read(field, text)
-
-
-def value_reader(field: OutputField) -> Callable[[str], Value]:
-    """A reader for one field, equal to ``read_value(field, ·)`` but faster on plain forms
-    (:meth:`ValueType.reader`); the tests check it agrees with :func:`read_value` on
-    everything the grammar fragments accept."""
-    return field.type.reader(field)
-
-
-def write_value(field: OutputField, value: Value) -> str:
-    """The canonical text of a normalised value (:meth:`ValueType.write`)."""
-    return field.type.write(field, value)
-
-
-def coerce_value(field: OutputField, value: object) -> Value:
-    """A value given in YAML or JSON, normalised (:meth:`ValueType.coerce`).
-
-    Raises:
-        ValueError: As :func:`read_value`.
-    """
-    return field.type.coerce(field, value)
-
-
-def json_value(field: OutputField, value: Value) -> object:
-    """The JSON form of a normalised value (:meth:`ValueType.json_value`)."""
-    return field.type.json_value(field, value)
-
-
-def expected(field: OutputField) -> str:
-    """What a value of this field looks like, for error messages (:meth:`ValueType.expected`)."""
-    return field.type.expected(field)

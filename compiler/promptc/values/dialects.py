@@ -2,16 +2,18 @@
 
 A value type's form is written once, as a lark terminal in ``grammars/`` (``number.lark`` …).
 :func:`fragment_terminals` lets lark compile it to a Python regex, which the parser reads by;
-:func:`regex_to_gbnf` and :func:`portable` spell that very regex in GBNF (llama.cpp) and in
-the regex dialect that constrained-decoding engines share (vLLM, xgrammar, outlines-core), so
-that what a constrained model may write is what the parser reads. Both converters walk
-Python's own parse of the regex (:func:`parse`) and share what the two dialects spell alike
-(a character class's code points, a repetition's bounds); each keeps only its own spelling.
+:data:`GBNF` and :data:`PORTABLE` spell that very regex in GBNF (llama.cpp) and in the regex
+dialect that constrained-decoding engines share (vLLM, xgrammar, outlines-core), so that what a
+constrained model may write is what the parser reads. One walk of Python's own parse of the
+regex (:func:`parse`, :meth:`Dialect.spell`) serves both; each dialect keeps only its own
+spelling (of a literal, a class's characters, a group).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -135,6 +137,81 @@ def quantifier(lo: int, hi: int) -> str:
     return f"{{{lo},{hi}}}"
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How one dialect spells the regex constructs the value fragments use: literals, classes,
+    ``\\d``, alternation, groups, inline ``(?i:…)`` (each letter as a class of its two cases),
+    repetition (lazy repetition as greedy: a constraint has no preference). ``\\d`` becomes
+    ``[0-9]`` (the dialects are ASCII here)."""
+
+    #: How messages say "in this dialect" (``in GBNF``, ``portably``).
+    where: str
+    #: A run of literal characters.
+    literal: Callable[[str], str]
+    #: One character (a code point) in a character class.
+    class_char: Callable[[int], str]
+    #: What opens a group (closed by ``)``), and what separates alternatives.
+    group: str
+    alternative: str
+    #: What separates the parts of a sequence, and what spells an empty one.
+    join: str
+    empty: str
+    #: Whether a repeated part needs no group around it.
+    is_atom: Callable[[str], bool]
+
+    def spell(self, regex: str) -> str:
+        """``regex`` (a Python regex without anchors, lookarounds or back-references) in this
+        dialect.
+
+        Raises:
+            GrammarError: The regex uses a construct the dialect lacks.
+        """
+        return self._seq(parse(regex), False)
+
+    def _seq(self, items: Any, icase: bool) -> str:
+        out: list[str] = []
+        run: list[str] = []  # literal characters, spelled as one literal
+        for op, av in items:
+            if op is SRE.LITERAL and not (icase and chr(av).lower() != chr(av).upper()):
+                run.append(chr(av))
+                continue
+            if run:
+                out.append(self.literal("".join(run)))
+                run.clear()
+            out.append(self._atom(op, av, icase))
+        if run:
+            out.append(self.literal("".join(run)))
+        return self.join.join(out) if out else self.empty
+
+    def _class(self, spans: list[tuple[int, int]], negate: bool) -> str:
+        """A character class from (low, high) code point ranges."""
+        c = self.class_char
+        body = "".join(c(lo) if lo == hi else f"{c(lo)}-{c(hi)}" for lo, hi in sorted(set(spans)))
+        return "[" + ("^" if negate else "") + body + "]"
+
+    def _atom(self, op: Any, av: Any, icase: bool) -> str:
+        if op is SRE.LITERAL:  # a letter under (?i)
+            return self._class(cases(av, av), False)
+        if op is SRE.NOT_LITERAL:
+            return self._class(cases(av, av) if icase else [(av, av)], True)
+        if op is SRE.ANY:
+            return "[^\\n]"
+        if op is SRE.IN:
+            return self._class(*class_spans(av, icase, self.where))
+        if op is SRE.BRANCH:
+            return self.group + self.alternative.join(self._seq(b, icase) for b in av[1]) + ")"
+        if op is SRE.SUBPATTERN:
+            _, add, _, sub = av
+            return self.group + self._seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
+        if op is SRE.ATOMIC_GROUP:
+            return self.group + self._seq(av, icase) + ")"
+        if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
+            lo, hi, sub = av
+            inner = self._seq(sub, icase)
+            return (inner if self.is_atom(inner) else self.group + inner + ")") + quantifier(lo, hi)
+        raise GrammarError(f"cannot express the regex construct {op} {self.where}")
+
+
 # ---------------------------------------------------------------- GBNF
 
 #: A character other than white space, as GBNF spells it (ASCII white space).
@@ -162,7 +239,8 @@ def gbnf_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _gbnf_class_char(ch: str) -> str:
+def _gbnf_class_char(code: int) -> str:
+    ch = chr(code)
     if ch in "\\]^[-":
         return "\\" + ch if ch != "-" else "\\x2D"
     if ch == "\n":
@@ -171,80 +249,22 @@ def _gbnf_class_char(ch: str) -> str:
         return "\\r"
     if ch == "\t":
         return "\\t"
-    if ord(ch) < 0x20 or ord(ch) == 0x7F:
-        return f"\\x{ord(ch):02X}"
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02X}"
     return ch
 
 
-def _gbnf_class(items: list[tuple[int, int]], negate: bool) -> str:
-    """A GBNF character class from (low, high) code point ranges."""
-    body = []
-    for lo, hi in sorted(set(items)):
-        if lo == hi:
-            body.append(_gbnf_class_char(chr(lo)))
-        else:
-            body.append(_gbnf_class_char(chr(lo)) + "-" + _gbnf_class_char(chr(hi)))
-    return "[" + ("^" if negate else "") + "".join(body) + "]"
-
-
-def regex_to_gbnf(regex: str) -> str:
-    """Converts a regex without anchors or lookarounds to one GBNF expression.
-
-    Handles what the value fragments use: literals, classes, ``\\d``, alternation, groups,
-    inline ``(?i:…)``, repetition. ``\\d`` becomes ``[0-9]`` (GBNF is ASCII here).
-
-    Raises:
-        GrammarError: The regex uses a construct GBNF cannot express (anchors, lookarounds,
-            back-references).
-    """
-    return _gbnf_seq(parse(regex), False)
-
-
-def _gbnf_seq(items: Any, icase: bool) -> str:
-    out: list[str] = []
-    buf: list[str] = []
-
-    def flush() -> None:
-        if buf:
-            out.append(gbnf_string("".join(buf)))
-            buf.clear()
-
-    for op, av in items:
-        if op is SRE.LITERAL:
-            ch = chr(av)
-            if icase and ch.lower() != ch.upper():
-                flush()
-                out.append(_gbnf_class(cases(av, av), False))
-            else:
-                buf.append(ch)
-            continue
-        flush()
-        out.append(_gbnf_atom(op, av, icase))
-    flush()
-    return " ".join(out) if out else '""'
-
-
-def _gbnf_atom(op: Any, av: Any, icase: bool) -> str:
-    if op is SRE.NOT_LITERAL:
-        return _gbnf_class(cases(av, av) if icase else [(av, av)], True)
-    if op is SRE.ANY:
-        return "[^\\n]"
-    if op is SRE.IN:
-        return _gbnf_class(*class_spans(av, icase, "in GBNF"))
-    if op is SRE.BRANCH:
-        return "(" + " | ".join(_gbnf_seq(b, icase) for b in av[1]) + ")"
-    if op is SRE.SUBPATTERN:
-        _, add, _, sub = av
-        return "(" + _gbnf_seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
-    if op is SRE.ATOMIC_GROUP:
-        return "(" + _gbnf_seq(av, icase) + ")"
-    if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
-        lo, hi, sub = av
-        inner = _gbnf_seq(sub, icase)
-        if " " in inner and not (inner.startswith("(") and inner.endswith(")")):
-            inner = "(" + inner + ")"
-        return inner + quantifier(lo, hi)
-    raise GrammarError(f"cannot express the regex construct {op} in GBNF")
+#: llama.cpp's GBNF; ``\\d`` becomes ``[0-9]``.
+GBNF = Dialect(
+    where="in GBNF",
+    literal=gbnf_string,
+    class_char=_gbnf_class_char,
+    group="(",
+    alternative=" | ",
+    join=" ",
+    empty='""',
+    is_atom=lambda s: " " not in s or (s.startswith("(") and s.endswith(")")),
+)
 
 
 # ---------------------------------------------------------------- the portable regex dialect
@@ -281,62 +301,6 @@ def _portable_class_char(code: int) -> str:
     if code < 0x20 or code == 0x7F:
         return f"\\x{code:02x}"
     return ch
-
-
-def _portable_class(spans: list[tuple[int, int]], negate: bool) -> str:
-    body = "".join(
-        _portable_class_char(lo)
-        if lo == hi
-        else f"{_portable_class_char(lo)}-{_portable_class_char(hi)}"
-        for lo, hi in sorted(set(spans))
-    )
-    return "[" + ("^" if negate else "") + body + "]"
-
-
-def portable(regex: str) -> str:
-    """A Python regex of a value fragment in the portable dialect.
-
-    Handles what the value fragments use: literals, classes, ``\\d``, alternation, groups
-    (written non-capturing), inline ``(?i:…)`` (each letter as a class of its two cases),
-    repetition (lazy repetition as greedy: a constraint has no preference). ``\\d`` becomes
-    ``[0-9]``.
-
-    Raises:
-        GrammarError: The regex uses a construct the dialect lacks (anchors, lookarounds,
-            back-references).
-    """
-    return _portable_seq(parse(regex), False)
-
-
-def _portable_seq(items: Any, icase: bool) -> str:
-    return "".join(_portable_atom(op, av, icase) for op, av in items)
-
-
-def _portable_atom(op: Any, av: Any, icase: bool) -> str:
-    if op is SRE.LITERAL:
-        if icase and chr(av).lower() != chr(av).upper():
-            return _portable_class(cases(av, av), False)
-        return escape(chr(av))
-    if op is SRE.NOT_LITERAL:
-        return _portable_class(cases(av, av) if icase else [(av, av)], True)
-    if op is SRE.ANY:
-        return "[^\\n]"
-    if op is SRE.IN:
-        return _portable_class(*class_spans(av, icase, "portably"))
-    if op is SRE.BRANCH:
-        return "(?:" + "|".join(_portable_seq(b, icase) for b in av[1]) + ")"
-    if op is SRE.SUBPATTERN:
-        _, add, _, sub = av
-        return "(?:" + _portable_seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
-    if op is SRE.ATOMIC_GROUP:
-        return "(?:" + _portable_seq(av, icase) + ")"
-    if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
-        lo, hi, sub = av
-        inner = _portable_seq(sub, icase)
-        if not _is_atom(inner):
-            inner = "(?:" + inner + ")"
-        return inner + quantifier(lo, hi)
-    raise GrammarError(f"cannot express the regex construct {op} portably")
 
 
 def _is_atom(regex: str) -> bool:
@@ -381,3 +345,17 @@ def _class_end(regex: str, start: int = 0) -> int:
             return k + 1
         k += 1
     return len(regex)
+
+
+#: The regex dialect constrained-decoding engines share (no named groups, lookarounds,
+#: atomic groups, inline flags or anchors); groups are written non-capturing.
+PORTABLE = Dialect(
+    where="portably",
+    literal=escape,
+    class_char=_portable_class_char,
+    group="(?:",
+    alternative="|",
+    join="",
+    empty="",
+    is_atom=_is_atom,
+)

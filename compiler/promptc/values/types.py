@@ -25,43 +25,19 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from promptc.errors import GrammarError
 from promptc.text import decimal_text
 from promptc.values.dialects import (
+    GBNF,
     GBNF_NOT_WS,
+    PORTABLE,
     PORTABLE_NOT_WS,
     escape,
     fragment_terminals,
     lark_string,
     lark_terminals,
-    portable,
-    regex_to_gbnf,
 )
 from promptc.values.options import ANSWER_WITH, OPTION_LETTERS, option_text_regex
 
 if TYPE_CHECKING:
     from promptc.ir import OutputField, Task
-
-__all__ = [
-    "BOOLEAN",
-    "ENUM",
-    "INTEGER",
-    "MAX_INTEGER_DIGITS",
-    "NAMES",
-    "NUMBER",
-    "TEXT",
-    "VALUE_TYPES",
-    "Boolean",
-    "Enum",
-    "Integer",
-    "Number",
-    "Text",
-    "Value",
-    "ValueOutOfBounds",
-    "ValueType",
-    "find_value_type",
-    "normalise_text",
-    "plain_decimal",
-    "text_answers",
-    "value_type",
-]
 
 #: A normalised output value: ``number`` → Decimal, ``integer`` → int, ``boolean`` → bool,
 #: ``enum`` → the canonical choice, ``text`` → str.
@@ -118,9 +94,6 @@ class ValueType:
     #: A lenient reading lets a percent sign or a unit word stand after a value that literal
     #: text follows (``18%``, ``18 dollars``): the value is the number.
     takes_unit: ClassVar[bool] = False
-    #: The plain forms of a value are what ``decimal.Decimal`` reads (:func:`plain_decimal`),
-    #: so that a column of them can be read at once.
-    plain_decimals: ClassVar[bool] = False
     #: In GBNF, one rule named after the type serves every field of it (its form does not
     #: depend on the field).
     gbnf_shared: ClassVar[bool] = True
@@ -160,12 +133,12 @@ class ValueType:
             multiline: The answer may span lines.
             max_chars: The longest free text a constrained model may write.
         """
-        return regex_to_gbnf(self.regex(field, multiline))
+        return GBNF.spell(self.regex(field, multiline))
 
     def portable_regex(self, field: OutputField, multiline: bool) -> str:
         """One value in the portable regex dialect (``answer.regex``), as a constrained model
         may write it."""
-        return portable(self.regex(field, multiline))
+        return PORTABLE.spell(self.regex(field, multiline))
 
     def json_schema(self, field: OutputField) -> dict[str, object]:
         """The JSON Schema (Draft 2020-12) of one value of ``field`` in its JSON form."""
@@ -184,11 +157,6 @@ class ValueType:
                 expected.
         """
         raise NotImplementedError
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        """A reader for one field, equal to ``read(field, ·)``, faster on plain forms where the
-        type has them: the answer parser calls it for every value."""
-        return lambda text: self.read(field, text)
 
     def write(self, field: OutputField, value: Value) -> str:
         """The canonical text of a normalised value."""
@@ -318,9 +286,6 @@ class Text(ValueType):
     def read(self, field: OutputField, text: str) -> Value:
         return text
 
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        return str
-
     def expected(self, field: OutputField) -> str:
         return "text"
 
@@ -382,23 +347,6 @@ def _bounded_int(number: Decimal) -> int:
     return int(number)
 
 
-def plain_decimal(text: str) -> bool:
-    """Whether ``Decimal(text)``, where it reads ``text`` at all, reads it as a ``number`` is
-    read: ASCII, at most :data:`MAX_INTEGER_DIGITS` long, without thousands separators,
-    currency or underscores, and finite (every text ``Decimal`` reads as infinite or NaN,
-    ``inf``, ``Infinity``, ``NaN``, ``sNaN`` in any case, has an ``n``). Texts joined pass only
-    if each of them would: a number column is checked at once."""
-    return (
-        text.isascii()
-        and len(text) <= MAX_INTEGER_DIGITS
-        and "," not in text
-        and "$" not in text
-        and "_" not in text
-        and "n" not in text
-        and "N" not in text
-    )
-
-
 def _as_decimal(v: Value) -> Decimal | None:
     if isinstance(v, bool):
         return None
@@ -418,7 +366,6 @@ class Number(ValueType):
     fragment = "number.lark"
     terminal = "NUMBER"
     takes_unit = True
-    plain_decimals = True
     json_type = "number"
 
     def read(self, field: OutputField, text: str) -> Value:
@@ -430,17 +377,6 @@ class Number(ValueType):
                 f"{whole:,} digits",
             )
         return number
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        def read_number(text: str) -> Value:
-            if plain_decimal(text):
-                try:
-                    return Decimal(text)
-                except InvalidOperation:
-                    pass
-            return self.read(field, text)
-
-        return read_number
 
     def write(self, field: OutputField, value: Value) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -492,14 +428,6 @@ class Integer(ValueType):
             raise ValueError(f"expected {self.expected(field)}, found {text!r}")
         return _bounded_int(number)
 
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        def read_integer(text: str) -> Value:
-            if text.isascii() and text.lstrip("+-").isdigit() and len(text) <= MAX_INTEGER_DIGITS:
-                return int(text)
-            return self.read(field, text)
-
-        return read_integer
-
     def coerce_scalar(self, field: OutputField, value: float) -> Value:
         number = None if isinstance(value, bool) else Decimal(str(value))
         if number is None or number != number.to_integral_value():
@@ -526,18 +454,6 @@ class Integer(ValueType):
 # ---------------------------------------------------------------- boolean and enum
 
 
-def _word_reader(
-    vt: ValueType, field: OutputField, words: dict[str, Value]
-) -> Callable[[str], Value]:
-    """A reader that looks the exact words up in any case before reading the slow way."""
-
-    def read_word(text: str) -> Value:
-        hit = words.get(text.lower())
-        return hit if hit is not None else vt.read(field, text)
-
-    return read_word
-
-
 class Boolean(ValueType):
     """yes / no / true / false in any case, read to a bool and written ``yes`` or ``no``."""
 
@@ -557,11 +473,6 @@ class Boolean(ValueType):
         if low in FALSE_WORDS:
             return False
         raise ValueError(f"expected {self.expected(field)}, found {text!r}")
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        words: dict[str, Value] = {w: True for w in TRUE_WORDS}
-        words.update({w: False for w in FALSE_WORDS})
-        return _word_reader(self, field, words)
 
     def write(self, field: OutputField, value: Value) -> str:
         return CANONICAL_TRUE if value else CANONICAL_FALSE
@@ -677,16 +588,6 @@ class Enum(ValueType):
             if alias.lower() == low:
                 return choice
         raise ValueError(f"expected {self.expected(field)}, found {text!r}")
-
-    def reader(self, field: OutputField) -> Callable[[str], Value]:
-        if text_answers(field):
-            return super().reader(field)
-        words: dict[str, Value] = {}
-        for alias, choice in reversed(field.aliases):
-            words[alias.lower()] = choice
-        for c in reversed(field.choices):
-            words[c.lower()] = c
-        return _word_reader(self, field, words)
 
     def expected(self, field: OutputField) -> str:
         if text_answers(field):
