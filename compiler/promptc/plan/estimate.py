@@ -212,10 +212,10 @@ def plan_task(
     task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
 ) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
     """One variant's plan from its compiled task (select and render in memory)."""
-    from promptc.render.renderer import Renderer
+    from promptc.render.renderer import render
     from promptc.select.methods import select
 
-    requests = Renderer(task).render(select(task))
+    requests = render(task, select(task))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
     input_tokens = 0
