@@ -99,17 +99,8 @@ class CountedRange(Sequence[int]):
     def __repr__(self) -> str:
         return repr(self.range)
 
-    @property
-    def start(self) -> int:
-        return self.range.start
-
-    @property
-    def stop(self) -> int:
-        return self.range.stop
-
-    @property
-    def step(self) -> int:
-        return self.range.step
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.range, name)  # start, stop and step
 
 
 def bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callable[..., Any]:
