@@ -11,14 +11,13 @@ kept per request, so a million items build in memory that does not grow with the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from promptc import ir
 from promptc.build.batches import BatchLine, prompt_hash
-from promptc.build.files import Sink
+from promptc.build.files import Sink, relative
 from promptc.build.grammars import (
     ConstraintCache,
     Grammars,
@@ -218,12 +217,3 @@ def iter_requests(task: ir.Task, selection: SelectionResult | None = None) -> It
     from promptc.render.renderer import Renderer  # see Producer: readers never render
 
     return Renderer(task).iter_render(selection if selection is not None else select(task))
-
-
-def relative(path: str, start: str) -> str:
-    """``path`` relative to ``start`` with ``/`` separators, so manifests match on every machine."""
-    try:
-        rel = os.path.relpath(path, start)
-    except ValueError:  # another drive on Windows: nothing relative to say
-        rel = os.path.basename(path)
-    return rel.replace(os.sep, "/")

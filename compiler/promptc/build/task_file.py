@@ -22,7 +22,6 @@ machines.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir, markers, strategies, values
-from promptc.build.files import build_error, document, dumps, read_lines, read_text
+from promptc.build.files import build_error, document, dumps, read_lines, read_text, relative
 from promptc.build.manifest import check_hashes, read_manifest
 from promptc.errors import Location, UsageError
 
@@ -38,22 +37,16 @@ TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"
 
 
-def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) -> str:
+def _where(loc: Location, spec_dir: str, paths: dict[str, str]) -> str:
     """``file:line:col`` with the file relative to the spec's folder (``paths`` caches the
     relative path of each file: every item of a data file has the same)."""
     if loc.file in ("", ir.NOWHERE.file):
         return ""
-    path = paths.get(loc.file) if paths is not None else None
+    path = paths.get(loc.file)
     if path is None:
         # Relative to the spec's folder whatever the current folder was: builds are
         # byte-identical.
-        try:
-            path = os.path.relpath(os.path.abspath(loc.file), os.path.abspath(spec_dir))
-        except ValueError:  # another drive on Windows
-            path = os.path.basename(loc.file)
-        path = path.replace(os.sep, "/")
-        if paths is not None:
-            paths[loc.file] = path
+        path = paths[loc.file] = relative(loc.file, spec_dir)
     # Location's own form (file, file:line or file:line:col), without making one per item.
     if loc.line <= 0:
         return path
@@ -148,7 +141,7 @@ def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -
         "id": it.id,
         "index": it.index,
         "inputs": it.inputs,
-        "location": _where(it.location, task.spec_dir, paths),
+        "location": _where(it.location, task.spec_dir, {} if paths is None else paths),
         "options": it.options,
         "question": question,
     }
@@ -160,11 +153,6 @@ def item_lines(task: ir.Task) -> Iterator[str]:
     paths: dict[str, str] = {}
     for it in task.items:
         yield item_line(task, it, paths)
-
-
-def items_text(task: ir.Task) -> str:
-    """``items.jsonl`` as one string."""
-    return "".join(item_lines(task))
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,8 +262,9 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
                 description=o["description"],
                 choices=tuple(o["choices"]),
                 aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),
-                choices_from=str(o.get("choices_from", "")),
-                answer_with=_answer_with(o.get("answer_with", "letter")),
+                choices_from=str(o["choices_from"]),
+                # Written only where it is not the default.
+                answer_with=o.get("answer_with", "letter"),
                 option_chars=int(o.get("option_chars", 0)),
             )
             for o in data["outputs"]
@@ -301,32 +290,20 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
             temperature=model["temperature"],
             max_tokens=model["max_tokens"],
             params=dict(model["params"]),
-            provider=model.get("provider"),
+            provider=model["provider"],
             price=None
-            if not model.get("price")
+            if model["price"] is None
             else ir.Price(Decimal(model["price"]["input"]), Decimal(model["price"]["output"])),
-            max_tokens_field=model.get("max_tokens_field"),
+            max_tokens_field=model["max_tokens_field"],
         ),
         templates=(),
         spec=ir.SourceFile(str(spec["path"]), str(spec["sha256"])),
         spec_dir=str(build),
         markers=ir.Markers(
-            question=str((data.get("markers") or {}).get("question", "Q")),
-            answer=str((data.get("markers") or {}).get("answer", "A")),
-            inputs=(data.get("markers") or {}).get("inputs", "together"),
+            question=str(data["markers"]["question"]),
+            answer=str(data["markers"]["answer"]),
+            inputs=data["markers"]["inputs"],
         ),
-        demos_as=data.get("demos_as", "system"),
-        run=ir.RunConfig(
-            repair_max_attempts=int(
-                (data.get("run") or {}).get("repair", {}).get("max_attempts", 2)
-            )
-        ),
+        demos_as=data["demos_as"],
+        run=ir.RunConfig(repair_max_attempts=int(data["run"]["repair"]["max_attempts"])),
     )
-
-
-def _answer_with(value: object) -> ir.AnswerWith:
-    """``answer_with`` as task.json holds it (``letter`` when absent or unknown)."""
-    for known in ir.ANSWER_WITH:
-        if value == known:
-            return known
-    return "letter"
