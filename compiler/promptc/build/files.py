@@ -87,8 +87,6 @@ def json_default(value: object) -> object:
         return format(value, "f")
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
-    if isinstance(value, (tuple, list)):
-        return list(value)
     if isinstance(value, Mapping):
         return dict(value)
     if hasattr(value, "tolist"):  # numpy scalars and arrays from similarity methods

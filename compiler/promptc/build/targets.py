@@ -157,10 +157,6 @@ class Target:
         return f"<target {self.name}>"
 
 
-def _messages(request: BuiltRequest) -> list[Mapping[str, Any]]:
-    return list(request.messages)
-
-
 class Chat(Target):
     name = "chat"
 
@@ -169,7 +165,7 @@ class Chat(Target):
             "id": request.id,
             "item_ids": list(request.item_ids),
             "kind": request.kind.name,
-            "messages": _messages(request),
+            "messages": list(request.messages),
             "params": dict(request.params),
             "grammar": request.grammar,
         }
@@ -191,7 +187,7 @@ class OpenAIBatch(Target):
     constraint_fields: ClassVar[tuple[str, ...]] = ()
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        return {**dict(request.params), "messages": _messages(request)}
+        return {**dict(request.params), "messages": list(request.messages)}
 
     def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
         return {
@@ -245,14 +241,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in (CHAT, OPENAI_BATCH, VLLM_BATCH
 NAMES: tuple[str, ...] = tuple(TARGETS)
 
 
-def find_target(name: str | Target) -> Target:
-    """The target of a name (a target is returned as it is).
+def find_target(name: str) -> Target:
+    """The target of a name.
 
     Raises:
         UsageError: ``unknown-target``.
     """
-    if isinstance(name, Target):
-        return name
     found = TARGETS.get(name)
     if found is None:
         raise UsageError(
