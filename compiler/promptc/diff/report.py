@@ -180,11 +180,6 @@ def lines(diff: BuildDiff, *, stat: bool = False) -> list[Line]:
     return out
 
 
-def text(diff: BuildDiff, *, stat: bool = False) -> str:
-    """:func:`lines` as plain text, one line each."""
-    return "".join(t + "\n" for t, _ in lines(diff, stat=stat))
-
-
 def _brief(r: RequestView | None) -> object:
     return r.brief() if r is not None else None
 

@@ -92,10 +92,8 @@ class BuildView:
 def view_of_result(result: BuildResult, label: str) -> BuildView:
     """The view of a :class:`promptc.build.BuildResult` (a build made in memory)."""
     manifest: Mapping[str, Any] = result.manifest
-    stems = {}
-    grammar = manifest.get("grammar")
-    if isinstance(grammar, Mapping):
-        stems = {int(n): str(s) for n, s in grammar.get("stems", {}).items()}
+    grammar = manifest["grammar"]  # as this promptc has just written it
+    stems = {int(n): str(s) for n, s in grammar["stems"].items()}
     requests = []
     for position, r in enumerate(result.requests):
         batch = r.batch
@@ -110,15 +108,8 @@ def view_of_result(result: BuildResult, label: str) -> BuildView:
                 grammar=stems.get(len(batch.item_ids)),
             )
         )
-    files: Mapping[str, str] = result.files
-    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
-    return BuildView(
-        label=label,
-        name=_str(manifest.get("name")),
-        spec=_spec_name(manifest),
-        requests=tuple(requests),
-        grammar_files={k: files[k] for k in sorted(listed) if k in files},
-    )
+    grammar_files = {k: result.files[k] for k in sorted(grammar["files"])}
+    return _view(label, manifest, requests, grammar_files)
 
 
 def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
@@ -144,21 +135,14 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
         )
         for i, r in enumerate(read_requests(folder))
     )
-    grammar_files: dict[str, str] = {}
     grammar = manifest.get("grammar")
-    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
-    for name in sorted(listed):
+    grammar_files: dict[str, str] = {}
+    for name in sorted(grammar.get("files", {})) if isinstance(grammar, Mapping) else ():
         try:
             grammar_files[name] = read_text(inside(folder, name, "grammar file"))
         except (OSError, PromptcError):
             continue
-    return BuildView(
-        label=str(build_dir),
-        name=_str(manifest.get("name")),
-        spec=_spec_name(manifest),
-        requests=requests,
-        grammar_files=grammar_files,
-    )
+    return _view(str(build_dir), manifest, requests, grammar_files)
 
 
 def _content(value: object) -> str:
@@ -167,14 +151,22 @@ def _content(value: object) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _spec_name(manifest: Mapping[str, Any]) -> str | None:
+def _view(
+    label: str,
+    manifest: Mapping[str, Any],
+    requests: Sequence[RequestView],
+    grammar_files: Mapping[str, str],
+) -> BuildView:
+    name = manifest.get("name")
     spec = manifest.get("spec")
     path = spec.get("path") if isinstance(spec, Mapping) else None
-    return path if isinstance(path, str) else None
+    return BuildView(
+        label=label,
+        name=name if isinstance(name, str) else None,
+        spec=path if isinstance(path, str) else None,
+        requests=tuple(requests),
+        grammar_files=grammar_files,
+    )
 
 
 def same_spec(a: BuildView, b: BuildView) -> None:
