@@ -3,6 +3,7 @@ same files in memory (both run :func:`promptc.build.produce.write_build`)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ def assemble(task: ir.Task, *, target: str = "chat", vllm_grammar: str = "gbnf")
 
 
 class _Rendered(Sequence[ir.Request]):
-    """A build's requests, rendered again when read."""
+    """A build's requests, rendered again when read: up to the one asked for, or all of them
+    for a slice or an index from the end."""
 
     def __init__(self, task: ir.Task, selection: SelectionResult) -> None:
         self.task = task
@@ -119,35 +121,12 @@ class _Rendered(Sequence[ir.Request]):
         return len(self.selection.batches)
 
     def __getitem__(self, index: Any) -> Any:
-        batches = self.selection.batches
-        if isinstance(index, slice):
-            picked = [batches[i] for i in range(*index.indices(len(batches)))]
-        else:
-            picked = [batches[index]]
-        # The id width depends on the request count: render within the whole selection.
-        one = SelectionResult(_Picked(picked, len(batches)), self.selection.info)
-        out = tuple(iter_requests(self.task, one))
-        return out if isinstance(index, slice) else out[0]
+        if isinstance(index, int) and index >= 0:
+            return tuple(itertools.islice(self, index, index + 1))[0]
+        return tuple(self)[index]
 
     def __iter__(self) -> Iterator[ir.Request]:
         return iter_requests(self.task, self.selection)
-
-
-class _Picked(Sequence[ir.Batch]):
-    """Some batches of a selection that still count as many as the whole (for id widths)."""
-
-    def __init__(self, picked: list[ir.Batch], total: int) -> None:
-        self.picked = picked
-        self.total = total
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.picked[index]
-
-    def __iter__(self) -> Iterator[ir.Batch]:
-        return iter(self.picked)
 
 
 class _FolderFiles(Mapping[str, str]):
