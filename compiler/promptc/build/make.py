@@ -122,7 +122,9 @@ class _Rendered(Sequence[ir.Request]):
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, int) and index >= 0:
-            return tuple(itertools.islice(self, index, index + 1))[0]
+            for request in itertools.islice(self, index, None):
+                return request
+            raise IndexError(index)
         return tuple(self)[index]
 
     def __iter__(self) -> Iterator[ir.Request]:
