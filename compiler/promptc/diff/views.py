@@ -299,16 +299,13 @@ class BuildDiff:
         return sum(1 for c in self.changes if c.status == status)
 
 
-def _key(r: RequestView) -> tuple[tuple[str, ...], str | None]:
-    return r.item_ids, r.target
-
-
 def match(
     old: Sequence[RequestView], new: Sequence[RequestView]
-) -> tuple[list[tuple[RequestView, RequestView]], list[RequestView], list[RequestView]]:
-    """Pairs requests by the items they hold: ``(pairs, added, removed)``.
+) -> tuple[dict[int, RequestView], list[RequestView]]:
+    """Pairs requests by the items they hold: ``(paired, removed)``, ``paired`` the old request
+    of each new one that has one, by the new one's position.
 
-    Pairs come in the new build's order; each request is in at most one pair. Linear in the
+    Each request is in at most one pair. Linear in the
     total number of item slots (a request matched by overlap looks only at the old requests
     holding one of its items).
     """
@@ -329,7 +326,7 @@ def match(
                 paired[r.position] = o
                 taken.add(o.position)
 
-    by(_key)
+    by(lambda r: (r.item_ids, r.target))
     by(lambda r: (frozenset(r.item_ids), r.target))
     holders: dict[str, list[RequestView]] = {}
     for r in old:
@@ -350,10 +347,7 @@ def match(
             best = min(overlap, key=lambda p: (-overlap[p], p))
             paired[r.position] = seen[best]
             taken.add(best)
-    pairs = [(paired[r.position], r) for r in new if r.position in paired]
-    added = [r for r in new if r.position not in paired]
-    removed = [r for r in old if r.position not in taken]
-    return pairs, added, removed
+    return paired, [r for r in old if r.position not in taken]
 
 
 class _Hunks:
@@ -406,7 +400,7 @@ def _param_changes(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[Pa
 
 def compare(old: BuildView, new: BuildView) -> BuildDiff:
     """Everything that differs between two builds, request by request."""
-    pairs, _added, removed = match(old.requests, new.requests)
+    pair_of, removed = match(old.requests, new.requests)
     old_holder: dict[str, str] = {}
     for r in old.requests:
         for item in r.item_ids:
@@ -415,7 +409,6 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
     changes: list[RequestChange] = []
     unchanged = 0
     # One list in the new build's order: pairs and additions interleaved as they come.
-    pair_of = {b.position: a for a, b in pairs}
     for r in new.requests:
         a = pair_of.get(r.position)
         if a is None:
