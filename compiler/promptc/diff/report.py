@@ -124,19 +124,14 @@ def summary(diff: BuildDiff) -> str:
     if not diff.changed:
         return f"no change: {total} requests unchanged" if total != 1 else "no change: 1 request"
     parts = [f"{len(diff.changes)} of {total} requests changed, {diff.unchanged} unchanged"]
-    details = []
-    for status, word in (("added", "added"), ("removed", "removed")):
-        n = diff.count(status)  # type: ignore[arg-type]
-        if n:
-            details.append(f"{n} {word}")
-    regrouped = sum(
-        1 for c in diff.changes if c.status == "changed" and (c.items_removed or c.items_added)
-    )
-    if regrouped:
-        details.append(f"{regrouped} with other items")
-    moved = sum(1 for c in diff.changes if c.status == "changed" and c.moved)
-    if moved:
-        details.append(f"{moved} moved")
+    pairs = [c for c in diff.changes if c.status == "changed"]
+    counts = {
+        "added": diff.count("added"),
+        "removed": diff.count("removed"),
+        "with other items": sum(1 for c in pairs if c.items_removed or c.items_added),
+        "moved": sum(1 for c in pairs if c.moved),
+    }
+    details = [f"{n} {what}" for what, n in counts.items() if n]
     if details:
         parts[0] += f" ({', '.join(details)})"
     if diff.grammar:
