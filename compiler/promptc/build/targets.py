@@ -22,6 +22,7 @@ choices are read from it), and its tests.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -87,9 +88,9 @@ class Target:
     #: when its bodies carry none.
     grammars: ClassVar[tuple[GrammarForm, ...]] = ()
     #: The most lines and bytes one requests file may hold (past either, the requests go to
-    #: shards ``requests-0001.jsonl`` …, each within both); ``None``: no limit.
-    max_lines: ClassVar[int | None] = None
-    max_bytes: ClassVar[int | None] = None
+    #: shards ``requests-0001.jsonl`` …, each within both).
+    max_lines: ClassVar[int] = sys.maxsize
+    max_bytes: ClassVar[int] = sys.maxsize
 
     def line(self, request: BuiltRequest, constraint: Constraint | None) -> str:
         """The line of ``requests.jsonl`` of a request (without its line end): the one
