@@ -99,9 +99,7 @@ class FolderWriter:
 
     def write(self, name: str, text: str) -> None:
         """A whole file of the build."""
-        sink = self.open(name)
-        sink.write(text)
-        sink.close()
+        self.write_lines(name, (text,))
 
     def write_lines(self, name: str, lines: Iterable[str]) -> None:
         """A file of lines (each with its line end), streamed."""
