@@ -13,8 +13,8 @@ uses only what Jinja offers for it:
 - its ``template_class``, whose :meth:`~jinja2.Template.new_context` (each ``include`` makes
   one from its includer's variables) and :meth:`~jinja2.Template.make_module` (each ``import``)
   count how deep includes and imports nest;
-- an :class:`~jinja2.ext.Extension` whose ``preprocess`` refuses a source nested too deep
-  before Jinja's recursive parser reads it.
+- its :meth:`~BoundedSandbox.preprocess`, which Jinja runs on every source before it parses
+  it: a source nested too deep is refused before Jinja's recursive parser reads it.
 
 What these cannot see is bounded around rendering by :mod:`promptc.render.os_limits`.
 """
@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast, overload
 
 import jinja2
-import jinja2.ext
 from jinja2.environment import TemplateModule
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -42,15 +41,6 @@ from promptc.render.budget import (
     checked,
     nesting_error,
 )
-
-
-class SourceNesting(jinja2.ext.Extension):
-    """Refuses a template source nested deeper than the budget allows, before it is parsed
-    (Jinja runs every extension's ``preprocess`` before each parse and compilation)."""
-
-    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        check_nesting(self.environment, source, name, filename)
-        return source
 
 
 class CountedRange(Sequence[int]):
@@ -168,7 +158,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     template_class = BoundedTemplate
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(extensions=[SourceNesting], **options)
+        super().__init__(**options)
         self.budget = Budget()
         self.filters.update(
             {name: bounded_filter(name, fn, self.budget) for name, fn in self.filters.items()}
@@ -181,6 +171,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return CountedRange(jinja_range(*args), budget)
 
         self.globals["range"] = counted_range
+
+    def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
+        """Refuses a source nested deeper than the budget allows, before it is parsed."""
+        check_nesting(self, source, name, filename)
+        return super().preprocess(source, name, filename)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
