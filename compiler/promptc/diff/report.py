@@ -24,16 +24,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView
+from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView, Status
 
 #: Item ids shown in a request's header before the rest are counted.
 SHOW_ITEMS = 8
 
 Line = tuple[str, str]
 
-STYLE_CHANGED = "bold yellow"
-STYLE_ADDED = "bold green"
-STYLE_REMOVED = "bold red"
+#: The mark and style of a request or a grammar added, removed or changed.
+MARKS: dict[Status, Line] = {
+    "added": ("+", "bold green"),
+    "removed": ("-", "bold red"),
+    "changed": ("~", "bold yellow"),
+}
 
 
 def _items(ids: Sequence[str]) -> str:
@@ -75,13 +78,14 @@ def common_params(diff: BuildDiff) -> tuple[ParamChange, ...]:
 
 
 def _header(c: RequestChange) -> Line:
+    mark, style = MARKS[c.status]
     if c.status == "added":
         assert c.new is not None
         were = f" (items were in {', '.join(c.were_in)})" if c.were_in else ""
-        return f"+ {c.new.id} {_items(c.new.item_ids)}{were}", STYLE_ADDED
+        return f"{mark} {c.new.id} {_items(c.new.item_ids)}{were}", style
     if c.status == "removed":
         assert c.old is not None
-        return f"- {c.old.id} {_items(c.old.item_ids)}", STYLE_REMOVED
+        return f"{mark} {c.old.id} {_items(c.old.item_ids)}", style
     assert c.old is not None and c.new is not None
     was: list[str] = []
     if c.old.id != c.new.id:
@@ -91,7 +95,7 @@ def _header(c: RequestChange) -> Line:
     if c.moved:
         was.append(f"position {c.old.position + 1} → {c.new.position + 1}")
     note = f" (was {', '.join(was)})" if was else ""
-    return f"~ {c.new.id} {_items(c.new.item_ids)}{note}", STYLE_CHANGED
+    return f"{mark} {c.new.id} {_items(c.new.item_ids)}{note}", style
 
 
 def _request_lines(c: RequestChange, skip_params: bool) -> list[Line]:
@@ -167,8 +171,7 @@ def lines(diff: BuildDiff, *, stat: bool = False) -> list[Line]:
         for c in diff.changes:
             out.extend(_request_lines(c, skip_params=bool(common)))
         for g in diff.grammar:
-            style = {"added": STYLE_ADDED, "removed": STYLE_REMOVED}.get(g.status, STYLE_CHANGED)
-            mark = {"added": "+", "removed": "-"}.get(g.status, "~")
+            mark, style = MARKS[g.status]
             out.append((f"{mark} grammar {g.stem} ({', '.join(g.files)})", style))
             out.extend((f"  {line}", _diff_style(line)) for line in g.lines)
     out.append((summary(diff), "bold"))
