@@ -300,7 +300,7 @@ def test_blocks_reading_items_are_rendered_per_request(tmp_path: Path) -> None:
     )
     task = compile_spec(spec)
     r = Renderer(task)
-    assert r.constant_blocks() == frozenset()
+    assert r.constant_blocks == frozenset()
     requests = tuple(r.iter_render(select.select(task)))
     assert [m.content for m in requests[1].messages] == ["1 questions", "three"]
 
