@@ -184,11 +184,11 @@ def iter_lines(
     chosen = find_target(target)
     producer = Producer(task, chosen, grammar_form(vllm_grammar))
     for r in producer.requests():
-        out = producer.outgoing(r)
+        request, batch, constraint, _ = producer.outgoing(r)
         if file == BATCHES_FILE:
-            yield out.batch.text() + "\n"
+            yield batch.text() + "\n"
         else:
-            yield chosen.line(out.request, out.constraint) + "\n"
+            yield chosen.line(request, constraint) + "\n"
 
 
 def to_data(value: object) -> object:

@@ -12,7 +12,6 @@ kept per request, so a million items build in memory that does not grow with the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from promptc import ir
@@ -34,15 +33,9 @@ from promptc.select.methods import select
 from promptc.text import sha256_text
 from promptc.version import VERSION
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """What the build folder says of one request."""
-
-    request: BuiltRequest
-    batch: BatchLine
-    constraint: Constraint | None
-    own: dict[str, str]
+#: What the build folder says of one request: the request, its line of ``batches.jsonl``,
+#: the constraint its body carries and its own grammar files (FolderWriter.add's arguments).
+Outgoing = tuple[BuiltRequest, BatchLine, Constraint | None, dict[str, str]]
 
 
 class Producer:
@@ -111,7 +104,7 @@ class Producer:
             grammar=stem,
             grammar_files={name: sha256_text(text) for name, text in own.items()},
         )
-        return Outgoing(request, line, made, own)
+        return request, line, made, own
 
     def grammars(self) -> Grammars:
         """The shared grammar files of the request sizes produced so far."""
@@ -159,8 +152,7 @@ def write_build(
     producer = Producer(task, writer.target, writer.form)
     items = ItemsInOrder(task, writer)
     for r in producer.requests():
-        out = producer.outgoing(r)
-        writer.add(out.request, out.batch, out.constraint, out.own)
+        writer.add(*producer.outgoing(r))
         items.add(r.batch)
         if kept is not None:
             kept.append(r)
