@@ -246,9 +246,9 @@ def _write(checkout: Checkout, rel: str) -> bool:
 def _gather(checkout: Checkout, rel: str) -> None:
     # 1. the extends chain, from each spec's own YAML
     chain = [rel]
-    current = rel
+    _write(checkout, rel)
     while len(chain) <= MAX_CHAIN:
-        _write(checkout, current)
+        current = chain[-1]
         body = (checkout.root / current).read_bytes() if current in checkout.files else b""
         ext = _yaml_extends(body)
         if ext is None or os.path.isabs(ext) or ext.startswith("~"):
@@ -257,12 +257,7 @@ def _gather(checkout: Checkout, rel: str) -> None:
         if nxt in chain or not _inside(nxt) or not _write(checkout, nxt):
             break
         chain.append(nxt)
-        current = nxt
-    folders = []
-    for spec_rel in chain:
-        folder = posixpath.dirname(spec_rel)
-        if folder not in folders:
-            folders.append(folder)
+    folders = list(dict.fromkeys(posixpath.dirname(s) for s in chain))  # in order, once each
     # 2. data and templates, from the merged spec
     try:
         doc = checkout.doc = load_spec(checkout.spec)

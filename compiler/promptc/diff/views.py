@@ -429,14 +429,8 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
             params=_param_changes(a.params, r.params),
             grammar=(a.grammar, r.grammar) if a.grammar != r.grammar else None,
         )
-        if (
-            same_items
-            and a.target == r.target
-            and not change.moved
-            and not change.messages
-            and not change.params
-            and change.grammar is None
-        ):
+        # Unchanged: the same target, and nothing said of the pair beyond the pairing itself.
+        if a.target == r.target and change == RequestChange("changed", a, r):
             unchanged += 1
         else:
             changes.append(change)
