@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import jinja2
 from jinja2.environment import TemplateModule
@@ -66,13 +66,7 @@ class CountedRange(Sequence[int]):
     def __len__(self) -> int:
         return len(self.range)
 
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> CountedRange: ...
-
-    def __getitem__(self, index: int | slice) -> int | CountedRange:
+    def __getitem__(self, index: Any) -> Any:  # an int, or a CountedRange for a slice
         if isinstance(index, slice):
             return CountedRange(self.range[index], self.budget)
         return self.range[index]
