@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ def build(
         raise not_writable(out, e) from None
     return BuildResult(
         out,
-        _FolderFiles(out, writer.names()),
+        _FolderFiles(out, list(writer.sinks)),  # the files put in place, not grammars/
         _Rendered(task, selection),
         selection,
         manifest,
@@ -205,9 +204,7 @@ def to_data(value: object) -> object:
         return {str(k): to_data(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return [to_data(v) for v in value]  # lists, tuples, and the items of a data file
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
+    return value  # exact decimals are written as text by files.json_default
 
 
 def ir_json(task: ir.Task) -> str:

@@ -168,10 +168,6 @@ class FolderWriter:
         """Every file by name (a build in memory), the requests' own grammars included."""
         return {**{name: sink.text() for name, sink in self.sinks.items()}, **self.own}
 
-    def names(self) -> list[str]:
-        """The files put in place (not those in ``grammars/``)."""
-        return sorted(self.sinks)
-
     def discard(self) -> None:
         """Removes the temporary files (a build that failed)."""
         for sink in self.sinks.values():
