@@ -135,7 +135,7 @@ def phases(folder: Path) -> dict[str, float]:
     import jinja2.sandbox  # noqa: F401
     from promptc.build import build, grammars
     from promptc.render.checks import check_templates
-    from promptc.render.renderer import Renderer
+    from promptc.render.renderer import render
     from promptc.select.methods import select
     from promptc.spec.lower import compile_spec
     from promptc.text import gc_paused
@@ -154,7 +154,7 @@ def phases(folder: Path) -> dict[str, float]:
     selection = select(task)
     out["select"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    requests = Renderer(task).render(selection)
+    requests = render(task, selection)
     out["render"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     grammars(task, sorted({len(r.batch.item_ids) for r in requests}))

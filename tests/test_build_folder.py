@@ -179,7 +179,7 @@ def test_items_file_is_the_items_in_data_order_whatever_the_selection(
 ) -> None:
     """items.jsonl is written in the render pass when the requests take the items in data
     order, and in a pass of its own otherwise (random order): the same file either way."""
-    from promptc.build.task_file import items_text
+    from promptc.build.task_file import item_lines
 
     task = compile_spec(
         SPECS / "math.yaml",
@@ -187,8 +187,9 @@ def test_items_file_is_the_items_in_data_order_whatever_the_selection(
     )
     out = tmp_path / "b"
     build(task, out)
-    assert (out / ITEMS_FILE).read_text(encoding="utf-8") == items_text(task)
-    assert [json.loads(line)["index"] for line in items_text(task).splitlines()] == list(
+    items_text = "".join(item_lines(task))
+    assert (out / ITEMS_FILE).read_text(encoding="utf-8") == items_text
+    assert [json.loads(line)["index"] for line in items_text.splitlines()] == list(
         range(len(task.items))
     )
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

@@ -204,7 +204,7 @@ def test_own_template_may_extend_a_shipped_one(tmp_path: Path) -> None:
     task = compile_spec(spec)
     assert check_templates(task) == []
     r = Renderer(task)
-    requests = r.render(select.select(task))
+    requests = tuple(r.iter_render(select.select(task)))
     system = requests[0].messages[0].content
     assert system.startswith("Be brief. Label the text.\n\nYou will be given several questions")
     assert requests[0].messages[1].content == "Q[1]: one\nQ[2]: two"
@@ -300,8 +300,8 @@ def test_blocks_reading_items_are_rendered_per_request(tmp_path: Path) -> None:
     )
     task = compile_spec(spec)
     r = Renderer(task)
-    assert r.constant_blocks() == frozenset()
-    requests = r.render(select.select(task))
+    assert r.constant_blocks == frozenset()
+    requests = tuple(r.iter_render(select.select(task)))
     assert [m.content for m in requests[1].messages] == ["1 questions", "three"]
 
 

@@ -42,7 +42,6 @@ leaves it and read no file without a bound.
 from __future__ import annotations
 
 from promptc.build.batches import BATCHES_FILE, BatchLine, batch_lines, prompt_hash
-from promptc.build.emit import ir_json, iter_lines
 from promptc.build.grammars import (
     REQUEST_GRAMMARS,
     ConstraintCache,
@@ -52,7 +51,7 @@ from promptc.build.grammars import (
     grammar_text,
     grammars,
 )
-from promptc.build.make import BuildResult, assemble, build
+from promptc.build.make import BuildResult, assemble, build, ir_json, iter_lines
 from promptc.build.manifest import BUILD_FORMAT, MANIFEST_FILE, read_manifest
 from promptc.build.produce import iter_requests
 from promptc.build.requests import REQUESTS_FILE, read_requests, request_paths

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +55,9 @@ class BatchLine:
         return self.item_ids[self.target] if self.target is not None else None
 
     def text(self) -> str:
-        """The line, without its line end: the one writer of ``batches.jsonl``."""
-        return dumps(
-            {
-                "index": self.index,
-                "request": self.request,
-                "item_ids": list(self.item_ids),
-                "target": self.target,
-                "similarities": None if self.similarities is None else list(self.similarities),
-                "prompt_sha256": self.prompt_sha256,
-                "grammar": self.grammar,
-                "grammar_files": dict(self.grammar_files),
-            }
-        )
+        """The line, without its line end: the one writer of ``batches.jsonl``, whose keys
+        are the fields' names."""
+        return dumps({name: getattr(self, name) for name in KEYS})
 
     @classmethod
     def read(cls, text: str, where: Location) -> BatchLine:
@@ -116,6 +106,10 @@ class BatchLine:
             grammar=grammar,
             grammar_files=files,
         )
+
+
+#: The keys of a line: the fields of :class:`BatchLine`, in order.
+KEYS = tuple(f.name for f in fields(BatchLine))
 
 
 def _bad(where: Location, problem: str) -> UsageError:

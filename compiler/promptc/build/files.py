@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -86,8 +87,6 @@ def json_default(value: object) -> object:
         return format(value, "f")
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
-    if isinstance(value, (tuple, list)):
-        return list(value)
     if isinstance(value, Mapping):
         return dict(value)
     if hasattr(value, "tolist"):  # numpy scalars and arrays from similarity methods
@@ -120,6 +119,16 @@ def document(value: object) -> str:
         )
         + "\n"
     )
+
+
+def relative(path: str, start: str) -> str:
+    """``path`` relative to ``start`` with ``/`` separators, so that a build is the same on
+    every machine, whatever the current folder."""
+    try:
+        rel = os.path.relpath(path, start)
+    except ValueError:  # another drive on Windows: nothing relative to say
+        rel = os.path.basename(path)
+    return rel.replace(os.sep, "/")
 
 
 # --------------------------------------------------------------------------------------------

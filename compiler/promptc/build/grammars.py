@@ -11,13 +11,12 @@ body carries its request's own grammar (:func:`constraint`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from promptc import ir, markers
-from promptc.build.files import inside, read_text
+from promptc.build.files import PLAIN_NAME, inside, read_text
 from promptc.build.targets import BuiltRequest, Constraint, GrammarForm
 from promptc.errors import Location, UsageError
 from promptc.grammar.answer import AnswerGrammar, build_grammar, item_choices, own_choices
@@ -31,8 +30,6 @@ GRAMMAR_STEM = "answer"
 REQUEST_GRAMMARS = "grammars"
 #: The suffixes of a request's own grammar files, as of the shared ones.
 GRAMMAR_SUFFIXES = (".lark", ".gbnf", ".schema.json", ".regex", ".parse.regex")
-#: A request id that can name a file of ``grammars/`` (promptc's own: ``r0001``).
-SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def grammar_stem(n_items: int, nominal: int) -> str:
@@ -153,7 +150,7 @@ class RequestGrammars:
 
 def request_grammar_name(request_id: str, suffix: str) -> str:
     """``grammars/<request id><suffix>``: where a request's own grammar file is in a build."""
-    if not SAFE_REQUEST_ID.fullmatch(request_id):
+    if not PLAIN_NAME.fullmatch(request_id):
         raise UsageError(
             f"request id {request_id!r} cannot name a file; expected letters, digits, '.', "
             "'_' and '-'",
@@ -178,7 +175,7 @@ def grammar_text(build: Path, request: BuiltRequest, suffix: str) -> str:
             hint="rebuild, or use --grammar none",
             code="no-grammar",
         )
-    if SAFE_REQUEST_ID.fullmatch(request.id):
+    if PLAIN_NAME.fullmatch(request.id):
         own = inside(build, request_grammar_name(request.id, suffix), "grammar file")
         if own.is_file():
             return read_text(own)

@@ -1,17 +1,28 @@
 """A compiled task made into a build: :func:`build` writes the folder, :func:`assemble` the
-same files in memory (both run :func:`promptc.build.produce.write_build`)."""
+same files in memory (both run :func:`promptc.build.produce.write_build`).
+
+Or a stage printed instead of written (``promptc build --emit ir|batches|requests``): ``ir``
+is the compiled task as indented JSON (:func:`ir_json`); ``requests`` and ``batches`` are the
+lines of ``requests.jsonl`` and ``batches.jsonl`` exactly as a build writes them, made one
+request at a time (:func:`iter_lines`), so that a million requests print without being held.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.build.produce import iter_requests, write_build
-from promptc.build.targets import find_target, grammar_form
+from promptc.build.batches import BATCHES_FILE
+from promptc.build.files import json_default
+from promptc.build.produce import Producer, iter_requests, write_build
+from promptc.build.requests import REQUESTS_FILE
+from promptc.build.targets import NAMES, find_target, grammar_form
 from promptc.build.writer import FolderWriter, not_writable
 from promptc.errors import Location, UsageError
 from promptc.select.batches import SelectionResult
@@ -88,7 +99,7 @@ def build(
         raise not_writable(out, e) from None
     return BuildResult(
         out,
-        _FolderFiles(out, writer.names()),
+        _FolderFiles(out, list(writer.sinks)),  # the files put in place, not grammars/
         _Rendered(task, selection),
         selection,
         manifest,
@@ -109,7 +120,8 @@ def assemble(task: ir.Task, *, target: str = "chat", vllm_grammar: str = "gbnf")
 
 
 class _Rendered(Sequence[ir.Request]):
-    """A build's requests, rendered again when read."""
+    """A build's requests, rendered again when read: up to the one asked for, or all of them
+    for a slice or an index from the end."""
 
     def __init__(self, task: ir.Task, selection: SelectionResult) -> None:
         self.task = task
@@ -119,35 +131,14 @@ class _Rendered(Sequence[ir.Request]):
         return len(self.selection.batches)
 
     def __getitem__(self, index: Any) -> Any:
-        batches = self.selection.batches
-        if isinstance(index, slice):
-            picked = [batches[i] for i in range(*index.indices(len(batches)))]
-        else:
-            picked = [batches[index]]
-        # The id width depends on the request count: render within the whole selection.
-        one = SelectionResult(_Picked(picked, len(batches)), self.selection.info)
-        out = tuple(iter_requests(self.task, one))
-        return out if isinstance(index, slice) else out[0]
+        if isinstance(index, int) and index >= 0:
+            for request in itertools.islice(self, index, None):
+                return request
+            raise IndexError(index)
+        return tuple(self)[index]
 
     def __iter__(self) -> Iterator[ir.Request]:
         return iter_requests(self.task, self.selection)
-
-
-class _Picked(Sequence[ir.Batch]):
-    """Some batches of a selection that still count as many as the whole (for id widths)."""
-
-    def __init__(self, picked: list[ir.Batch], total: int) -> None:
-        self.picked = picked
-        self.total = total
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.picked[index]
-
-    def __iter__(self) -> Iterator[ir.Batch]:
-        return iter(self.picked)
 
 
 class _FolderFiles(Mapping[str, str]):
@@ -167,3 +158,55 @@ class _FolderFiles(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def iter_lines(
+    task: ir.Task,
+    file: str = REQUESTS_FILE,
+    *,
+    target: str = "chat",
+    vllm_grammar: str = "gbnf",
+) -> Iterator[str]:
+    """The lines of ``requests.jsonl`` or ``batches.jsonl`` (each with its ``\\n``), as
+    :func:`promptc.build.build` writes them, one request at a time.
+
+    Raises:
+        UsageError: An unknown target or file name.
+        PromptcError: A stage failed.
+    """
+    if target not in NAMES or file not in (REQUESTS_FILE, BATCHES_FILE):
+        raise UsageError(
+            f"cannot emit {file!r} for target {target!r}; expected {REQUESTS_FILE} or "
+            f"{BATCHES_FILE} and " + " or ".join(map(repr, NAMES)),
+            code="unknown-target",
+        )
+    chosen = find_target(target)
+    producer = Producer(task, chosen, grammar_form(vllm_grammar))
+    for r in producer.requests():
+        request, batch, constraint, _ = producer.outgoing(r)
+        if file == BATCHES_FILE:
+            yield batch.text() + "\n"
+        else:
+            yield chosen.line(request, constraint) + "\n"
+
+
+def to_data(value: object) -> object:
+    """A deterministic JSON-ready form of IR values: dataclasses become objects with a
+    ``"node"`` key naming their class, in field order; mappings are sorted by key."""
+    if is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, Location):
+            return str(value)
+        out: dict[str, object] = {"node": type(value).__name__.rstrip("_")}
+        for f in fields(value):
+            out[f.name] = to_data(getattr(value, f.name))
+        return out
+    if isinstance(value, Mapping):
+        return {str(k): to_data(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [to_data(v) for v in value]  # lists, tuples, and the items of a data file
+    return value  # exact decimals are written as text by files.json_default
+
+
+def ir_json(task: ir.Task) -> str:
+    """The IR of a task as indented JSON (``promptc build --emit ir``)."""
+    return json.dumps(to_data(task), ensure_ascii=False, indent=2, default=json_default) + "\n"

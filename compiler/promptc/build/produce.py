@@ -11,14 +11,12 @@ kept per request, so a million items build in memory that does not grow with the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from promptc import ir
 from promptc.build.batches import BatchLine, prompt_hash
-from promptc.build.files import Sink
+from promptc.build.files import Sink, relative
 from promptc.build.grammars import (
     ConstraintCache,
     Grammars,
@@ -35,15 +33,9 @@ from promptc.select.methods import select
 from promptc.text import sha256_text
 from promptc.version import VERSION
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """What the build folder says of one request."""
-
-    request: BuiltRequest
-    batch: BatchLine
-    constraint: Constraint | None
-    own: dict[str, str]
+#: What the build folder says of one request: the request, its line of ``batches.jsonl``,
+#: the constraint its body carries and its own grammar files (FolderWriter.add's arguments).
+Outgoing = tuple[BuiltRequest, BatchLine, Constraint | None, dict[str, str]]
 
 
 class Producer:
@@ -112,7 +104,7 @@ class Producer:
             grammar=stem,
             grammar_files={name: sha256_text(text) for name, text in own.items()},
         )
-        return Outgoing(request, line, made, own)
+        return request, line, made, own
 
     def grammars(self) -> Grammars:
         """The shared grammar files of the request sizes produced so far."""
@@ -160,8 +152,7 @@ def write_build(
     producer = Producer(task, writer.target, writer.form)
     items = ItemsInOrder(task, writer)
     for r in producer.requests():
-        out = producer.outgoing(r)
-        writer.add(out.request, out.batch, out.constraint, out.own)
+        writer.add(*producer.outgoing(r))
         items.add(r.batch)
         if kept is not None:
             kept.append(r)
@@ -218,12 +209,3 @@ def iter_requests(task: ir.Task, selection: SelectionResult | None = None) -> It
     from promptc.render.renderer import Renderer  # see Producer: readers never render
 
     return Renderer(task).iter_render(selection if selection is not None else select(task))
-
-
-def relative(path: str, start: str) -> str:
-    """``path`` relative to ``start`` with ``/`` separators, so manifests match on every machine."""
-    try:
-        rel = os.path.relpath(path, start)
-    except ValueError:  # another drive on Windows: nothing relative to say
-        rel = os.path.basename(path)
-    return rel.replace(os.sep, "/")

@@ -48,15 +48,12 @@ class RequestFiles:
     def write(self, line: str) -> None:
         """One request's line (without its line end)."""
         text = line + "\n"
-        most_lines, most_bytes = self.target.max_lines, self.target.max_bytes
+        limits = self.target
         if self.sink is None or (
             self.lines
             and (
-                (most_lines is not None and self.lines >= most_lines)
-                or (
-                    most_bytes is not None
-                    and self.sink.written + len(text.encode("utf-8")) > most_bytes
-                )
+                self.lines >= limits.max_lines
+                or self.sink.written + len(text.encode("utf-8")) > limits.max_bytes
             )
         ):
             self._next_part()

@@ -22,6 +22,7 @@ choices are read from it), and its tests.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -87,9 +88,9 @@ class Target:
     #: when its bodies carry none.
     grammars: ClassVar[tuple[GrammarForm, ...]] = ()
     #: The most lines and bytes one requests file may hold (past either, the requests go to
-    #: shards ``requests-0001.jsonl`` …, each within both); ``None``: no limit.
-    max_lines: ClassVar[int | None] = None
-    max_bytes: ClassVar[int | None] = None
+    #: shards ``requests-0001.jsonl`` …, each within both).
+    max_lines: ClassVar[int] = sys.maxsize
+    max_bytes: ClassVar[int] = sys.maxsize
 
     def line(self, request: BuiltRequest, constraint: Constraint | None) -> str:
         """The line of ``requests.jsonl`` of a request (without its line end): the one
@@ -157,10 +158,6 @@ class Target:
         return f"<target {self.name}>"
 
 
-def _messages(request: BuiltRequest) -> list[Mapping[str, Any]]:
-    return list(request.messages)
-
-
 class Chat(Target):
     name = "chat"
 
@@ -169,7 +166,7 @@ class Chat(Target):
             "id": request.id,
             "item_ids": list(request.item_ids),
             "kind": request.kind.name,
-            "messages": _messages(request),
+            "messages": list(request.messages),
             "params": dict(request.params),
             "grammar": request.grammar,
         }
@@ -191,7 +188,7 @@ class OpenAIBatch(Target):
     constraint_fields: ClassVar[tuple[str, ...]] = ()
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        return {**dict(request.params), "messages": _messages(request)}
+        return {**dict(request.params), "messages": list(request.messages)}
 
     def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
         return {
@@ -245,14 +242,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in (CHAT, OPENAI_BATCH, VLLM_BATCH
 NAMES: tuple[str, ...] = tuple(TARGETS)
 
 
-def find_target(name: str | Target) -> Target:
-    """The target of a name (a target is returned as it is).
+def find_target(name: str) -> Target:
+    """The target of a name.
 
     Raises:
         UsageError: ``unknown-target``.
     """
-    if isinstance(name, Target):
-        return name
     found = TARGETS.get(name)
     if found is None:
         raise UsageError(

@@ -22,7 +22,6 @@ machines.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir, markers, strategies, values
-from promptc.build.files import build_error, document, dumps, read_lines, read_text
+from promptc.build.files import build_error, document, dumps, read_lines, read_text, relative
 from promptc.build.manifest import check_hashes, read_manifest
 from promptc.errors import Location, UsageError
 
@@ -38,22 +37,16 @@ TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"
 
 
-def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) -> str:
+def _where(loc: Location, spec_dir: str, paths: dict[str, str]) -> str:
     """``file:line:col`` with the file relative to the spec's folder (``paths`` caches the
     relative path of each file: every item of a data file has the same)."""
     if loc.file in ("", ir.NOWHERE.file):
         return ""
-    path = paths.get(loc.file) if paths is not None else None
+    path = paths.get(loc.file)
     if path is None:
         # Relative to the spec's folder whatever the current folder was: builds are
         # byte-identical.
-        try:
-            path = os.path.relpath(os.path.abspath(loc.file), os.path.abspath(spec_dir))
-        except ValueError:  # another drive on Windows
-            path = os.path.basename(loc.file)
-        path = path.replace(os.sep, "/")
-        if paths is not None:
-            paths[loc.file] = path
+        path = paths[loc.file] = relative(loc.file, spec_dir)
     # Location's own form (file, file:line or file:line:col), without making one per item.
     if loc.line <= 0:
         return path
@@ -65,30 +58,24 @@ def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) ->
 # --------------------------------------------------------------------------------------------
 
 
+def _fields(node: object, *names: str) -> dict[str, Any]:
+    """Some fields of an IR node, by their IR names: task.json's keys are those names, so
+    that its reader makes the node again from them."""
+    return {name: getattr(node, name) for name in names}
+
+
 def task_text(task: ir.Task) -> str:
     """``task.json``: the task without its items, demos, data source or templates."""
+    strategy, model = task.strategy, task.model
     record = {
-        "name": task.name,
-        "description": task.description,
-        "instruction": task.instruction,
-        "inputs": [
-            {"name": f.name, "type": f.type, "label": f.label, "description": f.description}
-            for f in task.inputs
-        ],
+        **_fields(task, "name", "description", "instruction", "demos_as"),
+        "inputs": [_fields(f, "name", "type", "label", "description") for f in task.inputs],
         "outputs": [
             {
-                "name": o.name,
+                **_fields(o, "name", "description", "choices", "aliases", "choices_from"),
                 "type": o.type.name,
-                "description": o.description,
-                "choices": list(o.choices),
-                "aliases": [list(a) for a in o.aliases],
-                "choices_from": o.choices_from,
                 # Only where set, so that builds without text answers stay as they were.
-                **(
-                    {"answer_with": o.answer_with, "option_chars": o.option_chars}
-                    if o.answer_with != "letter"
-                    else {}
-                ),
+                **(_fields(o, "answer_with", "option_chars") if o.answer_with != "letter" else {}),
             }
             for o in task.outputs
         ],
@@ -100,36 +87,17 @@ def task_text(task: ir.Task) -> str:
             ],
         },
         "strategy": {
-            "kind": task.strategy.kind,
-            "batch_size": task.strategy.batch_size,
-            "selection": {
-                "method": task.strategy.selection.method,
-                "seed": task.strategy.selection.seed,
-                "target_position": task.strategy.selection.target_position,
-                "model": task.strategy.selection.model,
-            },
+            **_fields(strategy, "kind", "batch_size"),
+            "selection": _fields(strategy.selection, "method", "seed", "target_position", "model"),
         },
         "model": {
-            "name": task.model.name,
-            "temperature": task.model.temperature,
-            "max_tokens": task.model.max_tokens,
-            "params": dict(task.model.params),
-            "provider": task.model.provider,
-            "price": None
-            if task.model.price is None
-            else {
-                "input": format(task.model.price.input, "f"),
-                "output": format(task.model.price.output, "f"),
-            },
-            "max_tokens_field": task.model.max_tokens_field,
+            **_fields(model, "name", "temperature", "max_tokens", "params", "provider"),
+            **_fields(model, "max_tokens_field"),
+            # Exact decimals, written as text (files.json_default).
+            "price": None if model.price is None else _fields(model.price, "input", "output"),
         },
         "run": {"repair": {"max_attempts": task.run.repair_max_attempts}},
-        "markers": {
-            "question": task.markers.question,
-            "answer": task.markers.answer,
-            "inputs": task.markers.inputs,
-        },
-        "demos_as": task.demos_as,
+        "markers": _fields(task.markers, "question", "answer", "inputs"),
         "spec": {"path": Path(task.spec.path).name, "sha256": task.spec.sha256},
     }
     return document(record)
@@ -148,7 +116,7 @@ def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -
         "id": it.id,
         "index": it.index,
         "inputs": it.inputs,
-        "location": _where(it.location, task.spec_dir, paths),
+        "location": _where(it.location, task.spec_dir, {} if paths is None else paths),
         "options": it.options,
         "question": question,
     }
@@ -160,11 +128,6 @@ def item_lines(task: ir.Task) -> Iterator[str]:
     paths: dict[str, str] = {}
     for it in task.items:
         yield item_line(task, it, paths)
-
-
-def items_text(task: ir.Task) -> str:
-    """``items.jsonl`` as one string."""
-    return "".join(item_lines(task))
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,83 +213,48 @@ def _gold(output: ir.OutputField | None, value: Any) -> ir.Value:
 
 
 def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
-    segments: list[ir.Segment] = []
-    for s in data["answer_format"]["segments"]:
-        segments.append(ir.Placeholder(str(s["field"])) if "field" in s else ir.Literal_(s["text"]))
-    strategy = data["strategy"]
-    sel = strategy["selection"]
-    model = data["model"]
-    spec = data["spec"]
+    """The task of ``task.json``'s data, as :func:`task_text` wrote it."""
+    strategy, model, price = data["strategy"], data["model"], data["model"]["price"]
     return ir.Task(
-        name=str(data["name"]),
-        description=str(data["description"]),
-        instruction=str(data["instruction"]),
-        inputs=tuple(
-            ir.InputField(
-                name=f["name"], type=f["type"], label=f["label"], description=f["description"]
-            )
-            for f in data["inputs"]
-        ),
+        **{key: data[key] for key in ("name", "description", "instruction", "demos_as")},
+        inputs=tuple(ir.InputField(**f) for f in data["inputs"]),
         outputs=tuple(
             ir.OutputField(
-                name=o["name"],
-                type=values.value_type(o["type"]),
-                description=o["description"],
-                choices=tuple(o["choices"]),
-                aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),
-                choices_from=str(o.get("choices_from", "")),
-                answer_with=_answer_with(o.get("answer_with", "letter")),
-                option_chars=int(o.get("option_chars", 0)),
+                **{
+                    **o,
+                    "type": values.value_type(o["type"]),
+                    "choices": tuple(o["choices"]),
+                    "aliases": tuple(tuple(a) for a in o["aliases"]),
+                }
             )
             for o in data["outputs"]
         ),
         answer_format=ir.AnswerFormat(
-            source=str(data["answer_format"]["source"]), segments=tuple(segments)
+            source=data["answer_format"]["source"],
+            segments=tuple(
+                ir.Placeholder(s["field"]) if "field" in s else ir.Literal_(s["text"])
+                for s in data["answer_format"]["segments"]
+            ),
         ),
         demos=(),
         data=None,
         items=(),
         strategy=ir.StrategySpec(
             kind=strategies.strategy(strategy["kind"]),
-            batch_size=int(strategy["batch_size"]),
-            selection=ir.Selection(
-                method=sel["method"],
-                seed=int(sel["seed"]),
-                target_position=int(sel["target_position"]),
-                model=sel["model"],
-            ),
+            batch_size=strategy["batch_size"],
+            selection=ir.Selection(**strategy["selection"]),
         ),
         model=ir.ModelConfig(
-            name=str(model["name"]),
-            temperature=model["temperature"],
-            max_tokens=model["max_tokens"],
-            params=dict(model["params"]),
-            provider=model.get("provider"),
-            price=None
-            if not model.get("price")
-            else ir.Price(Decimal(model["price"]["input"]), Decimal(model["price"]["output"])),
-            max_tokens_field=model.get("max_tokens_field"),
+            **{
+                **model,
+                "price": None
+                if price is None
+                else ir.Price(Decimal(price["input"]), Decimal(price["output"])),
+            }
         ),
         templates=(),
-        spec=ir.SourceFile(str(spec["path"]), str(spec["sha256"])),
+        spec=ir.SourceFile(data["spec"]["path"], data["spec"]["sha256"]),
         spec_dir=str(build),
-        markers=ir.Markers(
-            question=str((data.get("markers") or {}).get("question", "Q")),
-            answer=str((data.get("markers") or {}).get("answer", "A")),
-            inputs=(data.get("markers") or {}).get("inputs", "together"),
-        ),
-        demos_as=data.get("demos_as", "system"),
-        run=ir.RunConfig(
-            repair_max_attempts=int(
-                (data.get("run") or {}).get("repair", {}).get("max_attempts", 2)
-            )
-        ),
+        markers=ir.Markers(**data["markers"]),
+        run=ir.RunConfig(repair_max_attempts=data["run"]["repair"]["max_attempts"]),
     )
-
-
-def _answer_with(value: object) -> ir.AnswerWith:
-    """``answer_with`` as task.json holds it (``letter`` when absent or unknown)."""
-    for known in ir.ANSWER_WITH:
-        if value == known:
-            return known
-    return "letter"

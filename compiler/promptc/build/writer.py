@@ -99,9 +99,7 @@ class FolderWriter:
 
     def write(self, name: str, text: str) -> None:
         """A whole file of the build."""
-        sink = self.open(name)
-        sink.write(text)
-        sink.close()
+        self.write_lines(name, (text,))
 
     def write_lines(self, name: str, lines: Iterable[str]) -> None:
         """A file of lines (each with its line end), streamed."""
@@ -169,10 +167,6 @@ class FolderWriter:
     def texts(self) -> dict[str, str]:
         """Every file by name (a build in memory), the requests' own grammars included."""
         return {**{name: sink.text() for name, sink in self.sinks.items()}, **self.own}
-
-    def names(self) -> list[str]:
-        """The files put in place (not those in ``grammars/``)."""
-        return sorted(self.sinks)
 
     def discard(self) -> None:
         """Removes the temporary files (a build that failed)."""

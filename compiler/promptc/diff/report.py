@@ -24,16 +24,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView
+from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView, Status
 
 #: Item ids shown in a request's header before the rest are counted.
 SHOW_ITEMS = 8
 
 Line = tuple[str, str]
 
-STYLE_CHANGED = "bold yellow"
-STYLE_ADDED = "bold green"
-STYLE_REMOVED = "bold red"
+#: The mark and style of a request or a grammar added, removed or changed.
+MARKS: dict[Status, Line] = {
+    "added": ("+", "bold green"),
+    "removed": ("-", "bold red"),
+    "changed": ("~", "bold yellow"),
+}
 
 
 def _items(ids: Sequence[str]) -> str:
@@ -75,13 +78,14 @@ def common_params(diff: BuildDiff) -> tuple[ParamChange, ...]:
 
 
 def _header(c: RequestChange) -> Line:
+    mark, style = MARKS[c.status]
     if c.status == "added":
         assert c.new is not None
         were = f" (items were in {', '.join(c.were_in)})" if c.were_in else ""
-        return f"+ {c.new.id} {_items(c.new.item_ids)}{were}", STYLE_ADDED
+        return f"{mark} {c.new.id} {_items(c.new.item_ids)}{were}", style
     if c.status == "removed":
         assert c.old is not None
-        return f"- {c.old.id} {_items(c.old.item_ids)}", STYLE_REMOVED
+        return f"{mark} {c.old.id} {_items(c.old.item_ids)}", style
     assert c.old is not None and c.new is not None
     was: list[str] = []
     if c.old.id != c.new.id:
@@ -91,7 +95,7 @@ def _header(c: RequestChange) -> Line:
     if c.moved:
         was.append(f"position {c.old.position + 1} → {c.new.position + 1}")
     note = f" (was {', '.join(was)})" if was else ""
-    return f"~ {c.new.id} {_items(c.new.item_ids)}{note}", STYLE_CHANGED
+    return f"{mark} {c.new.id} {_items(c.new.item_ids)}{note}", style
 
 
 def _request_lines(c: RequestChange, skip_params: bool) -> list[Line]:
@@ -124,19 +128,14 @@ def summary(diff: BuildDiff) -> str:
     if not diff.changed:
         return f"no change: {total} requests unchanged" if total != 1 else "no change: 1 request"
     parts = [f"{len(diff.changes)} of {total} requests changed, {diff.unchanged} unchanged"]
-    details = []
-    for status, word in (("added", "added"), ("removed", "removed")):
-        n = diff.count(status)  # type: ignore[arg-type]
-        if n:
-            details.append(f"{n} {word}")
-    regrouped = sum(
-        1 for c in diff.changes if c.status == "changed" and (c.items_removed or c.items_added)
-    )
-    if regrouped:
-        details.append(f"{regrouped} with other items")
-    moved = sum(1 for c in diff.changes if c.status == "changed" and c.moved)
-    if moved:
-        details.append(f"{moved} moved")
+    pairs = [c for c in diff.changes if c.status == "changed"]
+    counts = {
+        "added": diff.count("added"),
+        "removed": diff.count("removed"),
+        "with other items": sum(1 for c in pairs if c.items_removed or c.items_added),
+        "moved": sum(1 for c in pairs if c.moved),
+    }
+    details = [f"{n} {what}" for what, n in counts.items() if n]
     if details:
         parts[0] += f" ({', '.join(details)})"
     if diff.grammar:
@@ -172,17 +171,11 @@ def lines(diff: BuildDiff, *, stat: bool = False) -> list[Line]:
         for c in diff.changes:
             out.extend(_request_lines(c, skip_params=bool(common)))
         for g in diff.grammar:
-            style = {"added": STYLE_ADDED, "removed": STYLE_REMOVED}.get(g.status, STYLE_CHANGED)
-            mark = {"added": "+", "removed": "-"}.get(g.status, "~")
+            mark, style = MARKS[g.status]
             out.append((f"{mark} grammar {g.stem} ({', '.join(g.files)})", style))
             out.extend((f"  {line}", _diff_style(line)) for line in g.lines)
     out.append((summary(diff), "bold"))
     return out
-
-
-def text(diff: BuildDiff, *, stat: bool = False) -> str:
-    """:func:`lines` as plain text, one line each."""
-    return "".join(t + "\n" for t, _ in lines(diff, stat=stat))
 
 
 def _brief(r: RequestView | None) -> object:

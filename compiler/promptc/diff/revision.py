@@ -2,8 +2,8 @@
 
 :func:`checkout_spec` writes into a temporary folder the files a spec needs, as they were at
 a revision: the spec, every spec it ``extends``, the data file, its own templates and the
-templates they include or extend. Blobs are read with one ``git cat-file --batch`` process
-(``REV:path`` names, so nothing of the work tree, the index or ``HEAD`` is touched), and the
+templates they include or extend. Each file is read with ``git cat-file blob REV:path`` (so
+nothing of the work tree, the index or ``HEAD`` is touched), and the
 files are laid out under the temporary folder as they lie in the repository, so the spec's
 relative paths and the project folder (where ``extends`` may reach) mean what they meant.
 
@@ -23,16 +23,21 @@ import os
 import posixpath
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
+import yaml
+
+from promptc.build import BuildResult, assemble
 from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
-
-if TYPE_CHECKING:
-    from promptc.build import BuildResult
+from promptc.render.checks import raise_template_errors
+from promptc.spec.load import SpecDocument, load_spec, project_root
+from promptc.spec.lower import compile_spec
+from promptc.text import gc_paused
 
 #: Most specs an extends chain may hold (as :mod:`promptc.spec.load` allows).
 MAX_CHAIN = 16
@@ -132,48 +137,6 @@ def resolve(spec: str, rev: str) -> tuple[Repository, str]:
     return repo, rel
 
 
-class _Blobs:
-    """Reads ``COMMIT:path`` blobs through one ``git cat-file --batch`` process."""
-
-    def __init__(self, repo: Repository) -> None:
-        self.repo = repo
-        self.proc = subprocess.Popen(
-            ["git", "cat-file", "--batch"],
-            cwd=repo.top,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-
-    def read(self, rel: str) -> bytes | None:
-        """The blob at ``rel`` (``None`` if there is none: missing, a folder, a submodule)."""
-        stdin: IO[bytes] | None = self.proc.stdin
-        stdout: IO[bytes] | None = self.proc.stdout
-        assert stdin is not None and stdout is not None
-        if "\n" in rel:
-            return None
-        stdin.write(f"{self.repo.commit}:{rel}\n".encode())
-        stdin.flush()
-        header = stdout.readline().split()
-        if len(header) != 3:
-            return None  # "<name> missing" or "ambiguous"
-        size = int(header[2])
-        body = stdout.read(size)
-        stdout.read(1)  # the newline after each object
-        return body if header[1] == b"blob" else None
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=GIT_TIMEOUT)
-        except subprocess.TimeoutExpired:  # pragma: no cover - git does not hang on EOF
-            self.proc.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @dataclass
 class Checkout:
     """The files of a spec at a revision, written under :attr:`root`.
@@ -183,12 +146,14 @@ class Checkout:
         root: The temporary folder standing for the repository's top folder.
         spec: The spec's copy (under ``root``).
         files: Repository paths written.
+        doc: The spec read (with the specs it extends), or ``None`` when it cannot be.
     """
 
     repo: Repository
     root: Path
     spec: Path
     files: set[str] = field(default_factory=set)
+    doc: SpecDocument | None = None
 
     def label(self, rel: str) -> str:
         """``REV:path`` of a repository path."""
@@ -212,8 +177,6 @@ class Checkout:
 def _yaml_extends(text: bytes) -> str | None:
     """The ``extends`` of a spec's text, or ``None`` (also when the text is not YAML: the
     compiler will say so, at its line)."""
-    import yaml
-
     try:
         data = yaml.safe_load(text.decode("utf-8-sig"))
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
@@ -233,26 +196,20 @@ def checkout_spec(spec: str, rev: str) -> Iterator[Checkout]:
     Raises:
         UsageError: See :func:`resolve`.
     """
-    import tempfile
-
     repo, rel = resolve(spec, rev)
     tmp = Path(tempfile.mkdtemp(prefix="promptc-diff-")).resolve()
-    blobs = _Blobs(repo)
     try:
         checkout = Checkout(repo, tmp, tmp / rel)
         _mark_project_root(repo, spec, tmp)
-        _gather(checkout, blobs, rel)
+        _gather(checkout, rel)
         yield checkout
     finally:
-        blobs.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _mark_project_root(repo: Repository, spec: str, tmp: Path) -> None:
     """Marks the project folder (where ``extends`` may reach) in the temporary tree where it is
     in the work tree, so that the old spec is held to the same bound."""
-    from promptc.spec.load import project_root
-
     root = project_root(Path(spec).resolve().parent).resolve()
     try:
         rel = root.relative_to(repo.top)
@@ -262,7 +219,7 @@ def _mark_project_root(repo: Repository, spec: str, tmp: Path) -> None:
     (tmp / rel / ".git").write_text("", encoding="utf-8")
 
 
-def _write(checkout: Checkout, blobs: _Blobs, rel: str) -> bool:
+def _write(checkout: Checkout, rel: str) -> bool:
     """Writes one repository file into the checkout; ``False`` when it is not at the revision."""
     rel = posixpath.normpath(rel)
     if not _inside(rel) or rel == ".":
@@ -275,53 +232,47 @@ def _write(checkout: Checkout, blobs: _Blobs, rel: str) -> bool:
             checkout.label(rel),
             "too-many-files",
         )
-    body = blobs.read(rel)
-    if body is None:
+    # Not a blob at the revision (missing, a folder, a submodule): git says so and exits 128.
+    blob = git(["cat-file", "blob", f"{checkout.repo.commit}:{rel}"], checkout.repo.top)
+    if blob.returncode != 0:
         return False
     target = checkout.root / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(body)
+    target.write_bytes(blob.stdout)
     checkout.files.add(rel)
     return True
 
 
-def _gather(checkout: Checkout, blobs: _Blobs, rel: str) -> None:
+def _gather(checkout: Checkout, rel: str) -> None:
     # 1. the extends chain, from each spec's own YAML
     chain = [rel]
-    current = rel
+    _write(checkout, rel)
     while len(chain) <= MAX_CHAIN:
-        _write(checkout, blobs, current)
+        current = chain[-1]
         body = (checkout.root / current).read_bytes() if current in checkout.files else b""
         ext = _yaml_extends(body)
         if ext is None or os.path.isabs(ext) or ext.startswith("~"):
             break
         nxt = posixpath.normpath(posixpath.join(posixpath.dirname(current), ext))
-        if nxt in chain or not _inside(nxt) or not _write(checkout, blobs, nxt):
+        if nxt in chain or not _inside(nxt) or not _write(checkout, nxt):
             break
         chain.append(nxt)
-        current = nxt
-    folders = []
-    for spec_rel in chain:
-        folder = posixpath.dirname(spec_rel)
-        if folder not in folders:
-            folders.append(folder)
+    folders = list(dict.fromkeys(posixpath.dirname(s) for s in chain))  # in order, once each
     # 2. data and templates, from the merged spec
     try:
-        from promptc.spec.load import load_spec
-
-        doc = load_spec(checkout.spec)
+        doc = checkout.doc = load_spec(checkout.spec)
     except PromptcError:
         return  # compiling will report it
     data = doc.get(("data",))
     if isinstance(data, dict) and isinstance(data.get("path"), str):
-        _write_relative(checkout, blobs, doc.folder_of(("data", "path")), data["path"])
+        _write_relative(checkout, doc.folder_of(("data", "path")), data["path"])
     templates = doc.get(("templates",))
     pending: list[str] = []
     if isinstance(templates, dict):
         for kind, path in templates.items():
             if isinstance(path, str):
                 where = doc.folder_of(("templates", kind))
-                written = _write_relative(checkout, blobs, where, path)
+                written = _write_relative(checkout, where, path)
                 if written is not None:
                     pending.append(written)
     # 3. what those templates include, import or extend
@@ -333,19 +284,19 @@ def _gather(checkout: Checkout, blobs: _Blobs, rel: str) -> None:
         done.add(current)
         names = _referenced_templates(checkout.root / current)
         if names is None:
-            _write_folders(checkout, blobs, folders)
+            _write_folders(checkout, folders)
             return
         for name in names:
             if name.startswith("promptc/"):
                 continue
             for folder in folders:
                 candidate = posixpath.normpath(posixpath.join(folder, name))
-                if _inside(candidate) and _write(checkout, blobs, candidate):
+                if _inside(candidate) and _write(checkout, candidate):
                     pending.append(candidate)
                     break
 
 
-def _write_relative(checkout: Checkout, blobs: _Blobs, folder: Path, path: str) -> str | None:
+def _write_relative(checkout: Checkout, folder: Path, path: str) -> str | None:
     """Writes ``folder/path`` (``folder`` inside the checkout); its repository path, or ``None``."""
     if os.path.isabs(path) or path.startswith("~"):
         return None
@@ -354,7 +305,7 @@ def _write_relative(checkout: Checkout, blobs: _Blobs, folder: Path, path: str) 
     except ValueError:
         return None
     rel = posixpath.normpath(posixpath.join(base, path.replace("\\", "/")))
-    return rel if _write(checkout, blobs, rel) else None
+    return rel if _write(checkout, rel) else None
 
 
 def _referenced_templates(path: Path) -> list[str] | None:
@@ -373,13 +324,13 @@ def _referenced_templates(path: Path) -> list[str] | None:
     return [str(n) for n in names]
 
 
-def _write_folders(checkout: Checkout, blobs: _Blobs, folders: list[str]) -> None:
+def _write_folders(checkout: Checkout, folders: list[str]) -> None:
     """Writes every file under the spec folders (a template names another by an expression)."""
     args = ["ls-tree", "-r", "-z", "--name-only", checkout.repo.commit, "--"]
     proc = git(args + [f or "." for f in folders], checkout.repo.top)
     for name in proc.stdout.decode("utf-8", "replace").split("\0"):
         if name:
-            _write(checkout, blobs, name)
+            _write(checkout, name)
 
 
 def assemble_at(
@@ -401,11 +352,6 @@ def assemble_at(
         UsageError: See :func:`resolve`.
         PromptcError: The old spec does not compile; locations read ``REV:path:line:col``.
     """
-    from promptc.build import assemble
-    from promptc.render.checks import raise_template_errors
-    from promptc.spec.lower import compile_spec
-    from promptc.text import gc_paused
-
     with checkout_spec(spec, rev) as checkout:
         label = checkout.label(checkout.spec.relative_to(checkout.root).as_posix())
         wanted = dict(overrides or {})
@@ -425,11 +371,8 @@ def _cache_dir(checkout: Checkout, spec: str) -> str | None:
     """The old spec's embedding cache folder, moved from the temporary tree to the work tree
     (so that the old build reuses the embeddings the new one computes, and leaves none behind
     in a folder about to be removed)."""
-    from promptc.spec.load import load_spec
-
-    try:
-        doc = load_spec(checkout.spec)
-    except PromptcError:
+    doc = checkout.doc
+    if doc is None:
         return None
     p = ("strategy", "selection", "cache_dir")
     rel = doc.get(p)

@@ -8,6 +8,7 @@ log says what went stale, not only that something did. Nothing is written.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -87,9 +88,7 @@ def first_difference(
         have = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return None
-    for i in range(max(len(want), len(have))):
-        a = want[i] if i < len(want) else None
-        b = have[i] if i < len(have) else None
+    for i, (a, b) in enumerate(itertools.zip_longest(want, have)):
         if a != b:
             return FirstDifference(
                 Location(str(path), i + 1),
@@ -100,15 +99,11 @@ def first_difference(
 
 
 def _request_id(line: str | None) -> str | None:
-    if line is None:
-        return None
     try:
-        data = json.loads(line)
-    except ValueError:
+        data = json.loads(line) if line is not None else None
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(data, dict):
-        return None
-    rid = data.get("id", data.get("custom_id"))
+    rid = data.get("id", data.get("custom_id")) if isinstance(data, dict) else None
     return str(rid) if rid is not None else None
 
 

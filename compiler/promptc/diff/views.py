@@ -92,10 +92,8 @@ class BuildView:
 def view_of_result(result: BuildResult, label: str) -> BuildView:
     """The view of a :class:`promptc.build.BuildResult` (a build made in memory)."""
     manifest: Mapping[str, Any] = result.manifest
-    stems = {}
-    grammar = manifest.get("grammar")
-    if isinstance(grammar, Mapping):
-        stems = {int(n): str(s) for n, s in grammar.get("stems", {}).items()}
+    grammar = manifest["grammar"]  # as this promptc has just written it
+    stems = {int(n): str(s) for n, s in grammar["stems"].items()}
     requests = []
     for position, r in enumerate(result.requests):
         batch = r.batch
@@ -110,15 +108,8 @@ def view_of_result(result: BuildResult, label: str) -> BuildView:
                 grammar=stems.get(len(batch.item_ids)),
             )
         )
-    files: Mapping[str, str] = result.files
-    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
-    return BuildView(
-        label=label,
-        name=_str(manifest.get("name")),
-        spec=_spec_name(manifest),
-        requests=tuple(requests),
-        grammar_files={k: files[k] for k in sorted(listed) if k in files},
-    )
+    grammar_files = {k: result.files[k] for k in sorted(grammar["files"])}
+    return _view(label, manifest, requests, grammar_files)
 
 
 def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
@@ -144,21 +135,14 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
         )
         for i, r in enumerate(read_requests(folder))
     )
-    grammar_files: dict[str, str] = {}
     grammar = manifest.get("grammar")
-    listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
-    for name in sorted(listed):
+    grammar_files: dict[str, str] = {}
+    for name in sorted(grammar.get("files", {})) if isinstance(grammar, Mapping) else ():
         try:
             grammar_files[name] = read_text(inside(folder, name, "grammar file"))
         except (OSError, PromptcError):
             continue
-    return BuildView(
-        label=str(build_dir),
-        name=_str(manifest.get("name")),
-        spec=_spec_name(manifest),
-        requests=requests,
-        grammar_files=grammar_files,
-    )
+    return _view(str(build_dir), manifest, requests, grammar_files)
 
 
 def _content(value: object) -> str:
@@ -167,14 +151,22 @@ def _content(value: object) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _spec_name(manifest: Mapping[str, Any]) -> str | None:
+def _view(
+    label: str,
+    manifest: Mapping[str, Any],
+    requests: Sequence[RequestView],
+    grammar_files: Mapping[str, str],
+) -> BuildView:
+    name = manifest.get("name")
     spec = manifest.get("spec")
     path = spec.get("path") if isinstance(spec, Mapping) else None
-    return path if isinstance(path, str) else None
+    return BuildView(
+        label=label,
+        name=name if isinstance(name, str) else None,
+        spec=path if isinstance(path, str) else None,
+        requests=tuple(requests),
+        grammar_files=grammar_files,
+    )
 
 
 def same_spec(a: BuildView, b: BuildView) -> None:
@@ -307,16 +299,13 @@ class BuildDiff:
         return sum(1 for c in self.changes if c.status == status)
 
 
-def _key(r: RequestView) -> tuple[tuple[str, ...], str | None]:
-    return r.item_ids, r.target
-
-
 def match(
     old: Sequence[RequestView], new: Sequence[RequestView]
-) -> tuple[list[tuple[RequestView, RequestView]], list[RequestView], list[RequestView]]:
-    """Pairs requests by the items they hold: ``(pairs, added, removed)``.
+) -> tuple[dict[int, RequestView], list[RequestView]]:
+    """Pairs requests by the items they hold: ``(paired, removed)``, ``paired`` the old request
+    of each new one that has one, by the new one's position.
 
-    Pairs come in the new build's order; each request is in at most one pair. Linear in the
+    Each request is in at most one pair. Linear in the
     total number of item slots (a request matched by overlap looks only at the old requests
     holding one of its items).
     """
@@ -337,7 +326,7 @@ def match(
                 paired[r.position] = o
                 taken.add(o.position)
 
-    by(_key)
+    by(lambda r: (r.item_ids, r.target))
     by(lambda r: (frozenset(r.item_ids), r.target))
     holders: dict[str, list[RequestView]] = {}
     for r in old:
@@ -358,10 +347,7 @@ def match(
             best = min(overlap, key=lambda p: (-overlap[p], p))
             paired[r.position] = seen[best]
             taken.add(best)
-    pairs = [(paired[r.position], r) for r in new if r.position in paired]
-    added = [r for r in new if r.position not in paired]
-    removed = [r for r in old if r.position not in taken]
-    return pairs, added, removed
+    return paired, [r for r in old if r.position not in taken]
 
 
 class _Hunks:
@@ -414,7 +400,7 @@ def _param_changes(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[Pa
 
 def compare(old: BuildView, new: BuildView) -> BuildDiff:
     """Everything that differs between two builds, request by request."""
-    pairs, _added, removed = match(old.requests, new.requests)
+    pair_of, removed = match(old.requests, new.requests)
     old_holder: dict[str, str] = {}
     for r in old.requests:
         for item in r.item_ids:
@@ -423,7 +409,6 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
     changes: list[RequestChange] = []
     unchanged = 0
     # One list in the new build's order: pairs and additions interleaved as they come.
-    pair_of = {b.position: a for a, b in pairs}
     for r in new.requests:
         a = pair_of.get(r.position)
         if a is None:
@@ -444,14 +429,8 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
             params=_param_changes(a.params, r.params),
             grammar=(a.grammar, r.grammar) if a.grammar != r.grammar else None,
         )
-        if (
-            same_items
-            and a.target == r.target
-            and not change.moved
-            and not change.messages
-            and not change.params
-            and change.grammar is None
-        ):
+        # Unchanged: the same target, and nothing said of the pair beyond the pairing itself.
+        if a.target == r.target and change == RequestChange("changed", a, r):
             unchanged += 1
         else:
             changes.append(change)

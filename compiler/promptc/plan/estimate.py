@@ -36,7 +36,7 @@ from promptc.markers import (
 )
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant
-from promptc.render.renderer import Renderer
+from promptc.render.renderer import render
 from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
 from promptc.spec.lower import compile_spec
@@ -211,7 +211,7 @@ def plan_task(
     task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
 ) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
     """One variant's plan from its compiled task (select and render in memory)."""
-    requests = Renderer(task).render(select(task))
+    requests = render(task, select(task))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
     input_tokens = 0

@@ -44,7 +44,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from string import Template
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 from jinja2.exceptions import TemplateSyntaxError
@@ -248,7 +248,7 @@ def _int_error() -> TemplateError:
     )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -296,6 +296,12 @@ def _width_error() -> TemplateError:
     )
 
 
+def _check_width(width: object, times: int = 1) -> None:
+    """Refuses a width (of ``times`` lines or tabs) past the value bound."""
+    if _is_int(width) and width * times > MAX_VALUE_SIZE:
+        raise _width_error()
+
+
 def _check_replace(text: object, old: object, new: object) -> None:
     if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
         count = text.count(old) if old else len(text) + 1
@@ -324,10 +330,7 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     name = getattr(target, "__name__", "")
     if name in _WIDTH_METHODS:
         width = args[0] if args else kwargs.get("width", kwargs.get("tabsize", 0))
-        if _is_int(width):
-            need = width * owner.count("\t") if name == "expandtabs" else width
-            if need > MAX_VALUE_SIZE:
-                raise _width_error()
+        _check_width(width, owner.count("\t") if name == "expandtabs" else 1)
     elif name == "replace" and len(args) >= 2:
         _check_replace(owner, args[0], args[1])
     elif name == "join" and args:
@@ -340,12 +343,8 @@ def check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     """Refuses the filter calls whose result would cross the value bound (``args[0]`` is the
     value filtered)."""
     if name in ("center", "indent", "wordwrap"):
-        value = args[1] if len(args) > 1 else kwargs.get("width", 0)
-        if _is_int(value) and value > MAX_VALUE_SIZE:
-            raise _width_error()
         lines = args[0].count("\n") + 1 if name == "indent" and isinstance(args[0], str) else 1
-        if _is_int(value) and value * lines > MAX_VALUE_SIZE:
-            raise _width_error()
+        _check_width(args[1] if len(args) > 1 else kwargs.get("width", 0), lines)
     elif name == "replace" and len(args) >= 3:
         _check_replace(args[0], args[1], args[2])
     elif name == "join" and args:

@@ -4,6 +4,7 @@ outputs, answer format, demos, the request's items and the output markers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 from promptc import ir, markers
@@ -101,12 +102,8 @@ def _markers(task: ir.Task) -> dict[str, object]:
     m = task.markers
     # With indexed inputs a question is referred to by its first input's marker (Premise[1]).
     q_prefix = markers.field_label(task.inputs[0]) if m.inputs == "indexed" else m.question
-
-    def question(index: object) -> str:
-        return f"{q_prefix}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}{markers.MARKER_END}"
-
-    def answer(index: object) -> str:
-        return f"{m.answer}{markers.INDEX_OPEN}{index}{markers.INDEX_CLOSE}{markers.MARKER_END}"
+    question = functools.partial(markers.marker, q_prefix)
+    answer = functools.partial(markers.marker, m.answer)
 
     def block(entry: Mapping[str, object], index: int) -> str:
         """An item's (or demo's) inputs as a batch shows them: ``Q[i]: question``, or one
@@ -117,11 +114,10 @@ def _markers(task: ir.Task) -> dict[str, object]:
 
     prefixes = markers.question_prefixes(task.inputs, m)
 
-    def input_markers(index: object) -> list[str]:
+    def input_markers(index: int | str) -> list[str]:
         """The markers of a question's lines: ``["Q[i]:"]``, or with indexed inputs one per
         input (``["Premise[i]:", "Hypothesis[i]:"]``)."""
-        close = markers.INDEX_CLOSE + markers.MARKER_END
-        return [f"{p}{markers.INDEX_OPEN}{index}{close}" for p in prefixes]
+        return [markers.marker(p, index) for p in prefixes]
 
     return {
         "input_markers": input_markers,

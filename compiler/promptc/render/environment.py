@@ -7,6 +7,7 @@ immutable sandbox with ``StrictUndefined``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -130,11 +131,10 @@ def _escape_error(name: str, why: str) -> TemplateError:
     return template_error("template-outside-spec", name=repr(name), why=why)
 
 
-class SpecLoader:
+class SpecLoader(jinja2.BaseLoader):
     """Serves shipped templates as ``promptc/<name>`` and a spec's own files from its folder.
 
-    Implements Jinja's loader protocol (``load`` via :class:`jinja2.BaseLoader`). Every file
-    served is recorded in :attr:`used`, for the build manifest.
+    Every file served is recorded in :attr:`used`, for the build manifest.
     """
 
     def __init__(self, spec_dir: str | None, extra_roots: Sequence[str] = ()) -> None:
@@ -197,33 +197,16 @@ class SpecLoader:
         return text, shown, lambda: True
 
 
+@functools.cache
 def shipped_names() -> frozenset[str]:
-    global _SHIPPED
-    if _SHIPPED is None:
-        _SHIPPED = frozenset(template_names())
-    return _SHIPPED
-
-
-_SHIPPED: frozenset[str] | None = None
-
-
-class _Loader(jinja2.BaseLoader):
-    """Jinja's loader protocol, served by a :class:`SpecLoader`."""
-
-    def __init__(self, loader: SpecLoader) -> None:
-        self.loader = loader
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        return self.loader.get_source(environment, template)
+    return frozenset(template_names())
 
 
 def make_environment(loader: SpecLoader) -> BoundedSandbox:
     """The sandboxed, strict, deterministic Jinja environment promptc renders with: Jinja's
     immutable sandbox, bounded in time and memory (:mod:`promptc.render.sandbox`)."""
     env = BoundedSandbox(
-        loader=_Loader(loader),
+        loader=loader,
         bytecode_cache=_BYTECODE,
         undefined=jinja2.StrictUndefined,
         autoescape=False,

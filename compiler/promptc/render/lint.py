@@ -72,7 +72,6 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
         task = replace(task, items=first)
     sample = Chunks(task, range(len(first)))[0]
     try:
-        r.chain()
         r.messages(r.context(sample, first))
     except PromptcError as e:
         errors.append(e)

@@ -20,6 +20,7 @@ read files outside the spec's folder. Every Jinja failure becomes a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import traceback
@@ -67,10 +68,10 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 QUESTION_CACHE = 4096
 
 #: Requests rendered in one go under the OS limits (:mod:`promptc.render.os_limits`), and the
-#: characters after which a group ends early. Taking and releasing the limits costs about
-#: 10 µs, under half a µs a request over 32 (a few-shot prompt renders in about 15 µs); a
-#: larger group would hold more requests in memory until it ends.
-GROUP_REQUESTS = 32
+#: characters after which a group ends early. Taking and releasing the limits costs 20 to
+#: 50 µs (measured), under a quarter of a µs a request over 256 (a few-shot prompt renders in
+#: about 15 µs); a larger group would hold more requests in memory until it ends.
+GROUP_REQUESTS = 256
 GROUP_CHARS = 2 * MAX_MESSAGE_CHARS
 
 
@@ -88,41 +89,34 @@ class Renderer:
         self.env = make_environment(self.loader)
         self.name = template_name(task, self.kind)
         self.location = task.template_for(self.kind).location
-        self._chain: list[jinja2.Template] | None = None
-        self._shared: dict[str, object] | None = None
         self._questions: dict[str, str] = {}
-        self._constant: frozenset[str] | None = None
         self._cache: dict[str, str] = {}
-        self._turns: tuple[ir.Message, ...] | None = None
-        self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
-            None
-        )
         self._chars = 0  # characters rendered so far, for the size of a group
 
     # -- compilation
 
+    @functools.cached_property
     def chain(self) -> list[jinja2.Template]:
         """The template and the templates it extends, most derived first (compiled once)."""
-        if self._chain is None:
-            with self._errors():
-                chain = [self.env.get_template(self.name)]
-                while True:
-                    parent = _parent_name(self.env, chain[-1])
-                    if parent is None:
-                        break
-                    if any(t.name == parent for t in chain):
-                        raise template_error("template-extends-cycle", name=repr(parent))
-                    chain.append(self.env.get_template(parent))
-                roots = {n for t in chain for n in t.blocks}
-                if "user" not in roots:
-                    raise template_error(
-                        "template-no-user-block",
-                        Location(self.display(chain[0])),
-                        name=repr(self.name),
-                    )
-            self._chain = chain
-        return self._chain
+        with self._errors():
+            chain = [self.env.get_template(self.name)]
+            while True:
+                parent = _parent_name(self.env, chain[-1])
+                if parent is None:
+                    break
+                if any(t.name == parent for t in chain):
+                    raise template_error("template-extends-cycle", name=repr(parent))
+                chain.append(self.env.get_template(parent))
+            roots = {n for t in chain for n in t.blocks}
+            if "user" not in roots:
+                raise template_error(
+                    "template-no-user-block",
+                    Location(self.display(chain[0])),
+                    name=repr(self.name),
+                )
+        return chain
 
+    @functools.cached_property
     def constant_blocks(self) -> frozenset[str]:
         """The message blocks that read nothing that changes from request to request.
 
@@ -131,24 +125,21 @@ class Renderer:
         it includes read ``items``, ``item`` or ``self``. Those blocks are rendered once (the
         system message of the shipped templates, with all its demos, is one of them).
         """
-        if self._constant is None:
-            constant = []
-            for block, _ in MESSAGE_BLOCKS:
-                reads = _block_reads(self.env, self.loader, self.chain(), block)
-                if reads is not None and not reads & PER_REQUEST:
-                    constant.append(block)
-            self._constant = frozenset(constant)
-        return self._constant
+        constant = []
+        for block, _ in MESSAGE_BLOCKS:
+            reads = _block_reads(self.env, self.loader, self.chain, block)
+            if reads is not None and not reads & PER_REQUEST:
+                constant.append(block)
+        return frozenset(constant)
 
     def display(self, template: jinja2.Template) -> str:
         return template.filename or template.name or self.name
 
     # -- rendering
 
+    @functools.cached_property
     def shared(self) -> dict[str, object]:
-        if self._shared is None:
-            self._shared = task_context(self.task, self.kind)
-        return self._shared
+        return task_context(self.task, self.kind)
 
     def context(self, batch: ir.Batch, items: Sequence[ir.Item]) -> dict[str, object]:
         """The per-request variables of a batch (``items``, and ``item`` for one-item
@@ -186,35 +177,33 @@ class Renderer:
             ctx["item"] = entries[0]
         return ctx
 
+    @functools.cached_property
     def _prepared(self) -> tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]]:
         """The Jinja context every request renders in, made once: the template's globals and
         the shared variables as its parent, the block functions of the whole chain."""
-        if self._base is None:
-            chain = self.chain()
-            top = chain[0]
-            parent = dict(top.globals)
-            parent.update(self.shared())
-            # shared=True: ``parent`` already holds the globals; Jinja need not merge them.
-            jctx = top.new_context(parent, shared=True)
-            blocks: dict[str, list[Any]] = {}
-            for t in chain:  # most derived first, as Jinja's {% extends %} orders them
-                for name, fn in t.blocks.items():
-                    blocks.setdefault(name, []).append(fn)
-            jctx.blocks = blocks  # only read while blocks render (no {% extends %} runs here)
-            self._base = (top, jctx, blocks)
-        return self._base
+        chain = self.chain
+        top = chain[0]
+        parent = dict(top.globals)
+        parent.update(self.shared)
+        # shared=True: ``parent`` already holds the globals; Jinja need not merge them.
+        jctx = top.new_context(parent, shared=True)
+        blocks: dict[str, list[Any]] = {}
+        for t in chain:  # most derived first, as Jinja's {% extends %} orders them
+            for name, fn in t.blocks.items():
+                blocks.setdefault(name, []).append(fn)
+        jctx.blocks = blocks  # only read while blocks render (no {% extends %} runs here)
+        return top, jctx, blocks
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        with self._errors(), OsLimits(self.env.budget) as limits, limits.group():
+        with self._errors(), OsLimits(self.env.budget):
             return self._messages(dict(ctx))
 
+    @functools.cached_property
     def demo_turns(self) -> tuple[ir.Message, ...]:
         """With ``demos_as: turns``: per batch of demos (one demo for ``few-shot``), a user
         message (the template's user block, the demos as its items) and an assistant message
         (their answers as the answer grammar writes them); the same for every request."""
-        if self._turns is not None:
-            return self._turns
         # Imported here: the grammar (lark, 46 ms) is needed only for demos sent as turns, and
         # `promptc check` of a spec with its own template renders a request without it.
         from promptc.grammar.answer import build_grammar
@@ -223,7 +212,7 @@ class Renderer:
         turns: list[ir.Message] = []
         if task.demos_as == "turns" and self.kind.shows_demos and task.demos:
             size = self.kind.items_per_request(batch_size(task))
-            _, jctx, blocks = self._prepared()
+            _, jctx, blocks = self._prepared
             fns = blocks.get("user") or []
             demos = list(task.demos)
             for start in range(0, len(demos), size):
@@ -248,15 +237,14 @@ class Renderer:
                     [d.outputs for d in group], [str(e["question"]) for e in entries]
                 )
                 turns += [ir.Message("user", user), ir.Message("assistant", answer)]
-        self._turns = tuple(turns)
-        return self._turns
+        return tuple(turns)
 
     def _messages(self, ctx: dict[str, object]) -> tuple[ir.Message, ...]:
         """The messages of one request; ``ctx`` (the request's own variables, made for it)
         becomes the Jinja context's ``vars``."""
-        turns = self.demo_turns()
-        top, jctx, blocks = self._prepared()
-        constant = self.constant_blocks()
+        turns = self.demo_turns
+        top, jctx, blocks = self._prepared
+        constant = self.constant_blocks
         # One Jinja context serves every request: the shared variables are its parent, the
         # request's own are its ``vars``. Blocks only read ``vars`` (their {% set %} are
         # local), so swapping the mapping is all a new request needs.
@@ -307,15 +295,11 @@ class Renderer:
 
     def _block_location(self, block: str) -> Location:
         """Where a message block is defined: the most derived template that defines it."""
-        for template in self.chain():
+        for template in self.chain:
             for node in _template_ast(self.env, template).find_all(nodes.Block):
                 if node.name == block:
                     return Location(self.display(template), node.lineno)
         return self.location
-
-    def render(self, selection: SelectionResult) -> tuple[ir.Request, ...]:
-        """Renders every batch of a selection, in order."""
-        return tuple(self.iter_render(selection))
 
     def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
         """Renders the batches of a selection in order, handing each request out as soon as its
@@ -324,9 +308,9 @@ class Renderer:
         batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
         params = self.task.model.request_params()
-        with self._errors(), gc_paused(), OsLimits(self.env.budget) as limits:
+        with self._errors(), gc_paused():
             while True:
-                group, failure = self._render_group(batches, width, params, limits)
+                group, failure = self._render_group(batches, width, params)
                 yield from group
                 if failure is not None:
                     raise failure
@@ -338,7 +322,6 @@ class Renderer:
         batches: Iterator[ir.Batch],
         width: int,
         params: Mapping[str, object],
-        limits: OsLimits,
     ) -> tuple[list[ir.Request], Exception | None]:
         """The next requests, up to :data:`GROUP_REQUESTS` (or :data:`GROUP_CHARS`), rendered
         under the OS limits, and the error that stopped the group early, if one did: the
@@ -346,7 +329,7 @@ class Renderer:
         items = self.task.items
         group: list[ir.Request] = []
         end = self._chars + GROUP_CHARS
-        with limits.group():
+        with OsLimits(self.env.budget):
             try:
                 for batch in itertools.islice(batches, GROUP_REQUESTS):
                     request = ir.Request(
@@ -519,4 +502,4 @@ def render(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:
     Raises:
         TemplateError: At the template's file:line, for any template failure.
     """
-    return Renderer(task).render(selection)
+    return tuple(Renderer(task).iter_render(selection))

@@ -13,8 +13,8 @@ uses only what Jinja offers for it:
 - its ``template_class``, whose :meth:`~jinja2.Template.new_context` (each ``include`` makes
   one from its includer's variables) and :meth:`~jinja2.Template.make_module` (each ``import``)
   count how deep includes and imports nest;
-- an :class:`~jinja2.ext.Extension` whose ``preprocess`` refuses a source nested too deep
-  before Jinja's recursive parser reads it.
+- its :meth:`~BoundedSandbox.preprocess`, which Jinja runs on every source before it parses
+  it: a source nested too deep is refused before Jinja's recursive parser reads it.
 
 What these cannot see is bounded around rendering by :mod:`promptc.render.os_limits`.
 """
@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import jinja2
-import jinja2.ext
 from jinja2.environment import TemplateModule
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -42,15 +41,6 @@ from promptc.render.budget import (
     checked,
     nesting_error,
 )
-
-
-class SourceNesting(jinja2.ext.Extension):
-    """Refuses a template source nested deeper than the budget allows, before it is parsed
-    (Jinja runs every extension's ``preprocess`` before each parse and compilation)."""
-
-    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        check_nesting(self.environment, source, name, filename)
-        return source
 
 
 class CountedRange(Sequence[int]):
@@ -76,13 +66,7 @@ class CountedRange(Sequence[int]):
     def __len__(self) -> int:
         return len(self.range)
 
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> CountedRange: ...
-
-    def __getitem__(self, index: int | slice) -> int | CountedRange:
+    def __getitem__(self, index: Any) -> Any:  # an int, or a CountedRange for a slice
         if isinstance(index, slice):
             return CountedRange(self.range[index], self.budget)
         return self.range[index]
@@ -99,17 +83,8 @@ class CountedRange(Sequence[int]):
     def __repr__(self) -> str:
         return repr(self.range)
 
-    @property
-    def start(self) -> int:
-        return self.range.start
-
-    @property
-    def stop(self) -> int:
-        return self.range.stop
-
-    @property
-    def step(self) -> int:
-        return self.range.step
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.range, name)  # start, stop and step
 
 
 def bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callable[..., Any]:
@@ -177,7 +152,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     template_class = BoundedTemplate
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(extensions=[SourceNesting], **options)
+        super().__init__(**options)
         self.budget = Budget()
         self.filters.update(
             {name: bounded_filter(name, fn, self.budget) for name, fn in self.filters.items()}
@@ -190,6 +165,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return CountedRange(jinja_range(*args), budget)
 
         self.globals["range"] = counted_range
+
+    def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
+        """Refuses a source nested deeper than the budget allows, before it is parsed."""
+        check_nesting(self, source, name, filename)
+        return super().preprocess(source, name, filename)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
