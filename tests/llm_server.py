@@ -33,6 +33,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from promptc.run.local import LOCAL_ALIAS, SERVER_PACKAGE, local_server, server_installed
 from promptc.run.models import SMOLLM2, find_model
@@ -43,6 +44,7 @@ __all__ = [
     "LLMServerError",
     "gbnf_error",
     "missing",
+    "model_in_cache",
     "running_server",
 ]
 
@@ -73,6 +75,24 @@ def missing() -> str | None:
             "or run scripts/test.sh"
         )
     return None
+
+
+def model_in_cache(cache: Path) -> Path:
+    """A promptc cache folder (``PROMPTC_CACHE_DIR``) that holds the embedded model (a link
+    to this machine's copy), so that a test which runs promptc with a cache of its own does
+    not fetch the model again.
+
+    Raises:
+        LLMServerError: The model is not on this machine.
+    """
+    model = find_model()
+    if model is None:
+        raise LLMServerError(missing() or SMOLLM2.name)
+    (cache / "models").mkdir(parents=True, exist_ok=True)
+    link = cache / "models" / SMOLLM2.name
+    if not link.exists():
+        link.symlink_to(model)
+    return cache
 
 
 @contextlib.contextmanager

