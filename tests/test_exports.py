@@ -48,7 +48,7 @@ def accepts(cases: list[Case]) -> list[bool]:
 
 @pytest.mark.llm
 @pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
-def test_gbnf_is_loaded_by_llama_cpp(llm_base_url: str, name: str, kind: str, n: int) -> None:
+def test_gbnf_is_taken_by_the_llama_server(llm_base_url: str, name: str, kind: str, n: int) -> None:
     assert gbnf_error(llm_base_url, build_grammar(TASKS[name], n, kind).gbnf) is None
 
 
@@ -234,7 +234,7 @@ def test_smollm2_constrained_by_the_gbnf_answers_every_item(
     for request in requests[:1]:
         reply = client.chat.completions.create(
             model="smollm2",
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],  # type: ignore[misc]
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
             temperature=0,
             max_tokens=1500,
             extra_body={"grammar": g.gbnf},
@@ -315,7 +315,7 @@ def test_gbnf_for_other_kinds_and_wrong_counts() -> None:
 
 @pytest.mark.llm
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_pinned_gbnf_is_parsed_by_llama_cpp(llm_base_url: str, name: str) -> None:
+def test_pinned_gbnf_is_taken_by_the_llama_server(llm_base_url: str, name: str) -> None:
     rng = random.Random(len(name))
     for n in (1, 3, 8):
         task, questions, _ = _pinned_cases(name, n, rng)
@@ -361,7 +361,7 @@ def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
 
 
 @pytest.mark.llm
-def test_every_grammar_fed_to_xgrammar_is_parsed_by_llama_cpp(llm_base_url: str) -> None:
+def test_every_grammar_fed_to_xgrammar_is_taken_by_the_llama_server(llm_base_url: str) -> None:
     """xgrammar's verdicts above are about grammars that llama.cpp itself takes as written."""
     grammars = {
         gbnf

@@ -101,7 +101,7 @@ def _item_lines(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize(("spec", "kind", "size", "max_tokens"), CONSTRAINED)
-def test_exported_gbnf_is_accepted_by_llama_cpp(
+def test_exported_gbnf_is_taken_by_the_llama_server(
     llm_base_url: str,
     build: Callable[..., Path],
     spec: str,

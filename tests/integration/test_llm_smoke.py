@@ -48,7 +48,7 @@ def test_grammar_constrained_chat_completion(llm_base_url: str) -> None:
 
     response = client.chat.completions.create(
         model="smollm2",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         temperature=0,
         max_tokens=96,
         seed=7,

@@ -109,7 +109,7 @@ def test_a_build_that_fits_is_not_warned_about(
     assert _warnings(lines) == [] and result.ok
 
 
-def test_llama_cpp_props_are_asked_when_the_models_do_not_say(
+def test_llama_server_props_are_asked_when_the_models_do_not_say(
     sentiment4: Path, server: tuple[str, type[_Handler]], tmp_path: Path
 ) -> None:
     url, handler = server
