@@ -78,9 +78,10 @@ def test_eval_all_four_strategies_on_the_real_model(
     # plan's count with the model's own tokenizer is what the server reports it read.
     from promptc.plan.estimate import plan_spec
     from promptc.plan.variants import Variant
+    from promptc.strategies import strategy
 
-    grid = [Variant("single", None), Variant("few-shot", None), Variant("batch", 2)]
-    grid.append(Variant("auto-demo", 2))
+    grid = [Variant(strategy("single"), None), Variant(strategy("few-shot"), None)]
+    grid += [Variant(strategy("batch"), 2), Variant(strategy("auto-demo"), 2)]
     plan = plan_spec(str(spec), grid, tokenizer=str(find_model()))
     assert plan.exact
     assert [round(p.input_per_question, 2) for p in plan.variants] == [

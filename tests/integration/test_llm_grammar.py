@@ -51,10 +51,12 @@ def run_first(out: Path, url: str, tmp_path: Path, grammar: str, **options: Any)
     )
 
 
-#: (spec, strategy, batch size, max_tokens): one request of 8 items each. 8 answers of at most
-#: 400 characters of reasoning fit in 1,400 tokens.
+#: (spec, strategy, batch size, max_tokens): one request of 8 items each. The grammar bounds
+#: each reasoning to 400 characters, which greedy SmolLM2 reaches on the math batch by repeating
+#: itself ("6 * 12 = 6 * 12 = …", digits a token each): its 8 answers take 1,992 tokens, so
+#: max_tokens 2,400 lets it finish; the Auto-Demo's fit in 1,400.
 CONSTRAINED = [
-    pytest.param("math.yaml", "batch", 8, 1400, id="math-batch-8"),
+    pytest.param("math.yaml", "batch", 8, 2400, id="math-batch-8"),
     pytest.param("math.yaml", "auto-demo", 8, 1400, id="math-auto-demo-8"),
     pytest.param("sentiment.yaml", "batch", 8, 128, id="sentiment-batch-8"),
     # Indexed inputs: each item's Premise[i]: and Hypothesis[i]: repeated (pinned), then
@@ -176,6 +178,19 @@ def test_unconstrained_batch_reports_a_status_per_item(
     )
 
 
+#: The build's JSON Schema closes each ``answers`` array with ``"items": false`` (beside
+#: ``prefixItems`` and ``maxItems``); llama.cpp's JSON-Schema-to-grammar converter takes no
+#: boolean schema there and the server answers HTTP 400 ("JSON schema error at
+#: #/properties/answers/items: schema must be an object"). Strict: the tests fail as soon as
+#: the request body sent to llama.cpp no longer holds it, so that this mark goes then.
+LLAMA_CPP_REFUSES_ITEMS_FALSE = pytest.mark.xfail(
+    reason="llama.cpp's server refuses the schema's boolean 'items: false'",
+    raises=AssertionError,
+    strict=True,
+)
+
+
+@LLAMA_CPP_REFUSES_ITEMS_FALSE
 def test_json_schema_constrained_batch_parses_ok(
     llm_base_url: str, build: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -194,6 +209,7 @@ def test_json_schema_constrained_batch_parses_ok(
     assert result.statuses is not None and result.statuses["ok"] == 8
 
 
+@LLAMA_CPP_REFUSES_ITEMS_FALSE
 def test_json_schema_auto_demo_pins_each_question(
     llm_base_url: str, build: Callable[..., Path], tmp_path: Path
 ) -> None:
