@@ -1,62 +1,72 @@
-"""Benchmark: parse 10,000 Auto-Demo outputs of 8 math items with reasoning text.
+"""Benchmark: parsing model outputs, in three modes.
 
-Reports items/s, all in one run, for:
+Default: 10,000 Auto-Demo outputs of 8 math items with reasoning text, every path timed in
+one run (items/s):
 
 - ``baseline``: the Batch Prompting paper's parser — split the output into lines, keep the
   lines that start with ``A[i]:``, apply ``The answer is (.*)``. No types, no alignment, no
   diagnosis;
-- ``parse_output``: promptc's default ``recover`` mode, which takes the fast path (one regex
-  for the whole output) on these well-formed outputs, then checks every repeated question
-  against its item and types every value;
-- ``whole-output regex match only``: the check alone, :attr:`AnswerGrammar.parse_regex` matched,
-  nothing read — the floor of the fast path;
-- ``regex alone`` and ``lark alone``: :meth:`AnswerGrammar.parse_strict_regex` and
-  :meth:`AnswerGrammar.parse_strict_lark` (the grammar's two strict parsers, values typed);
-- ``scanner``: the recover slow path (marker scanner + one answer at a time), which broken
-  outputs take.
+- ``parse_output``, recover and strict: promptc, which reads these well-formed outputs with the
+  grammar's own regex (one match per output), then checks every repeated question against its
+  item and types every value;
+- ``whole-output regex match only``: :attr:`AnswerGrammar.parse_regex` matched, nothing read —
+  the floor of that path;
+- ``scanner``: the recover scanner alone (``promptc.parse.recover.parse_recover``: markers
+  found, one answer at a time), which outputs the regex does not read take;
+- ``lark alone``: the grammar's lark export parsing the output (LALR), which promptc runs only
+  to say why an output fails strict parsing.
+
+``--gsm8k PATH`` times instead 8-item ``batch`` outputs built from GSM8K's own reasoning (the
+``answer`` field of its test split, calculator annotations ``<<…>>`` removed, lines joined,
+lookalikes such as the minus sign U+2212 kept as they occur, then ``The answer is N.``), clean
+and messy (markdown bold on every marker and answer number, ``**A[3]:** … The answer is
+**18**.``, and one item left out of each output): ``parse_output`` in recover mode against the
+bare compiled regex of the Batch Prompting baseline, in interleaved rounds (one round of each,
+alternately), so that the noise of a shared machine falls on all alike; items/s is the
+median round's, in CPU time.
+
+``--gsm8k PATH --cli`` times whole processes instead, as a user runs them: ``promptc parse`` of
+a build of 2,000 such requests and their outputs (a JSON Lines file) into a results file,
+against ``bench/extract_answers.py`` (a hand-written script: one regex, one JSON line per
+item) on the same outputs file, interleaved; each process's CPU time (user + system), with
+the modules' bytecode compiled beforehand, as an installed package has it.
 
 Run::
 
     python bench/bench_parse.py [--outputs 10000] [--lark-outputs 2000] [--seed 0]
-    python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl [--rounds 15]
+    python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl --outputs 2000 --rounds 15
+    python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl --cli --rounds 5
 
-``--gsm8k`` times instead 8-item ``batch`` outputs built from GSM8K's own reasoning (the
-``answer`` field of its test split, calculator annotations ``<<…>>`` removed, lines joined,
-lookalikes such as the minus sign U+2212 kept as they occur, then ``The answer is N.``):
-``parse_output`` in recover mode against the bare compiled regex of the Batch Prompting
-baseline, in interleaved rounds (one round of each, alternately; the median of the per-round
-ratios), so that the noise of a shared machine falls on both alike.
-
-``--lark-outputs`` bounds the (slow) lark run; its rate is per item like the others.
+The tasks are compiled from spec files written to a temporary folder, so that the script times
+any version of promptc (``PYTHONPATH=other/compiler python bench/bench_parse.py …``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import re
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 
+import lark
 from promptc import markers
 from promptc.grammar.answer import build_grammar
-from promptc.ir import (
-    InputField,
-    Item,
-    ModelConfig,
-    OutputField,
-    Selection,
-    SourceFile,
-    Strategy,
-    Task,
-    Value,
-)
-from promptc.parse.output import parse_output, parse_output_recover_slow
-from promptc.parse.shape import RequestShape
-from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.ir import Task, Value
+from promptc.parse.output import parse_output
+from promptc.parse.recover import parse_recover
+from promptc.parse.shape import RequestShape, request_shape
+from promptc.spec.answer_format import write_answer
+from promptc.spec.lower import compile_spec
 
 N_ITEMS = 8
 WORDS = [
@@ -80,32 +90,46 @@ WORDS = [
 VERBS = ["buys", "sells", "reads", "bakes", "packs", "gives", "loses", "finds", "earns", "spends"]
 NAMES = ["Mia", "Sam", "Ana", "Leo", "Ivy", "Noah", "Zoe", "Eli", "Ada", "Max"]
 
+SPEC = """promptc: 1
+name: bench-math
+instruction: Solve.
+inputs:
+  question: {{type: text}}
+outputs:
+  reasoning: {{type: text}}
+  answer: {{type: number}}
+answer_format: "{{reasoning}} The answer is {{answer}}."
+data: {{path: data.jsonl, id: qid}}
+strategy: {{kind: {kind}, batch_size: {size}, selection: {{method: sequential}}}}
+model: {{name: gpt-4o-mini}}
+"""
 
-def make_task(n_items: int, rng: random.Random) -> Task:
-    items = []
-    for k in range(n_items):
+
+def write_spec(folder: Path, kind: str, questions: Sequence[str]) -> Path:
+    """A spec of ``questions`` in ``folder`` (requests of 8 items), its path."""
+    with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(
+            json.dumps({"qid": f"q{k + 1:05d}", "question": q}) + "\n"
+            for k, q in enumerate(questions)
+        )
+    spec = folder / "spec.yaml"
+    spec.write_text(SPEC.format(kind=kind, size=N_ITEMS), encoding="utf-8")
+    return spec
+
+
+def make_task(folder: Path, n_items: int, rng: random.Random) -> Task:
+    questions = []
+    for _ in range(n_items):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        q = (
+        questions.append(
             f"{rng.choice(NAMES)} {rng.choice(VERBS)} {a} {rng.choice(WORDS)} on Monday and "
             f"{b} more on Tuesday. How many {rng.choice(WORDS)} is that in total?"
         )
-        items.append(Item(f"q{k + 1:04d}", k, {"question": q}))
-    return Task(
-        name="bench-math",
-        description="",
-        instruction="Solve.",
-        inputs=(InputField("question"),),
-        outputs=(OutputField("reasoning", "text"), OutputField("answer", "number")),
-        answer_format=parse_answer_format("{reasoning} The answer is {answer}."),
-        demos=(),
-        data=None,
-        items=tuple(items),
-        strategy=Strategy("auto-demo", N_ITEMS, Selection()),
-        model=ModelConfig("m"),
-        templates=(),
-        spec=SourceFile("bench.yaml", "0" * 64),
-        spec_dir=".",
-    )
+    return compile_spec(write_spec(folder, "auto-demo", questions))
+
+
+def shape_of(task: Task, rid: str, item_ids: Sequence[str]) -> RequestShape:
+    return request_shape(task, {"id": rid, "kind": str(task.strategy.kind), "item_ids": item_ids})
 
 
 def reasoning(rng: random.Random) -> str:
@@ -127,10 +151,10 @@ def make_outputs(
     by_id = {i.id: i for i in task.items}
     for r in range(n_outputs):
         ids = rng.sample(sorted(by_id), N_ITEMS)
-        questions = tuple(markers.question_text(task.inputs, by_id[i].inputs) for i in ids)
-        shapes.append(RequestShape(f"r{r:05d}", "auto-demo", tuple(ids), questions))
+        shape = shape_of(task, f"r{r:05d}", ids)
+        shapes.append(shape)
         lines = []
-        for i, q in enumerate(questions, 1):
+        for i, q in enumerate(shape.questions, 1):
             values: dict[str, Value] = {
                 "reasoning": reasoning(rng),
                 "answer": Decimal(rng.randint(-2000, 200000)) / (10 if rng.random() < 0.2 else 1),
@@ -173,80 +197,207 @@ def timed(fn: Callable[[int], object], n: int, repeat: int) -> float:
     return best
 
 
+def synthetic_main(args: argparse.Namespace, folder: Path) -> int:
+    rng = random.Random(args.seed)
+    task = make_task(folder, 200, rng)
+    shapes, outputs = make_outputs(task, args.outputs, rng)
+    grammar = build_grammar(task, N_ITEMS, "auto-demo")
+    chars = statistics.mean(len(o) for o in outputs)
+    lark_parser = lark.Lark(grammar.lark, parser="lalr", lexer="contextual")
+
+    # Every path must read these outputs fully and agree before it is timed.
+    for k in range(min(200, len(outputs))):
+        fast = parse_output(task, shapes[k], outputs[k], grammar=grammar)
+        slow = parse_recover(shapes[k], grammar, outputs[k])
+        assert [r.status for r in fast] == ["ok"] * N_ITEMS, [r.message for r in fast]
+        assert fast == slow
+        lark_parser.parse(outputs[k])
+        base = baseline(outputs[k])
+        assert [Decimal(base[i].rstrip(".")) for i in range(1, N_ITEMS + 1)] == [  # type: ignore[union-attr]
+            r.values["answer"] for r in fast
+        ]
+
+    n, nl = args.outputs, min(args.lark_outputs, args.outputs)
+    pattern = re.compile(grammar.parse_regex or "")
+
+    def recover(k: int) -> object:
+        return parse_output(task, shapes[k], outputs[k], grammar=grammar)
+
+    def strict(k: int) -> object:
+        return parse_output(task, shapes[k], outputs[k], mode="strict", grammar=grammar)
+
+    rows = [
+        ("baseline (split lines on A[i]:, 'The answer is (.*)')", n, lambda k: baseline(outputs[k])),
+        ("parse_output, recover (the grammar's regex)", n, recover),
+        ("parse_output, strict", n, strict),
+        ("whole-output regex match only (no values, no results)", n, lambda k: pattern.fullmatch(outputs[k])),
+        ("scanner (recover, outputs the regex does not read)", n, lambda k: parse_recover(shapes[k], grammar, outputs[k])),
+        ("lark alone (parse only: the strict diagnosis)", nl, lambda k: lark_parser.parse(outputs[k])),
+    ]  # fmt: skip
+    times = [(name, count, timed(fn, count, args.repeat)) for name, count, fn in rows]
+    base_rate = times[0][1] * N_ITEMS / times[0][2]
+    print(
+        f"{args.outputs} Auto-Demo outputs x {N_ITEMS} items, {chars:.0f} characters each "
+        f"on average; Python {sys.version.split()[0]}; best of {args.repeat}"
+    )
+    print(f"{'path':58} {'outputs':>8} {'items/s':>10} {'x baseline':>10}")
+    for name, count, secs in times:
+        rate = count * N_ITEMS / secs
+        print(f"{name:58} {count:>8} {rate:>10,.0f} {base_rate / rate:>9.2f}x")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# GSM8K
+# --------------------------------------------------------------------------------------------
+
 _CALC = re.compile(r"<<[^>]*>>")
 
 
-def gsm8k_outputs(path: str, n_outputs: int, rng: random.Random) -> tuple[Task, list[str]]:
-    """A batch task of 8 items and ``n_outputs`` outputs, each 8 GSM8K solutions as answers."""
-    import json
-
+def gsm8k_solutions(path: str) -> list[tuple[str, str, str]]:
+    """(question, reasoning on one line, final answer) of every GSM8K problem in ``path``."""
     solutions = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for line in f.read().split("\n"):
+            if not line:
+                continue
             row = json.loads(line)
             steps, _, final = row["answer"].rpartition("####")
             text = " ".join(_CALC.sub("", steps).split())
-            solutions.append((text, final.strip().replace(",", "")))
-    task = make_task(N_ITEMS, rng)
-    task = Task(**{**task.__dict__, "strategy": Strategy("batch", N_ITEMS, Selection())})
+            solutions.append((row["question"], text, final.strip().replace(",", "")))
+    return solutions
+
+
+def gsm8k_outputs(
+    solutions: Sequence[tuple[str, str, str]], n_outputs: int, rng: random.Random
+) -> list[str]:
+    """``n_outputs`` outputs of 8 answers each, GSM8K solutions picked at random."""
     outputs = []
     for _ in range(n_outputs):
         picked = rng.sample(solutions, N_ITEMS)
         outputs.append(
             markers.ITEM_SEPARATOR.join(
                 f"{markers.answer_marker(i)} {text} The answer is {final}."
-                for i, (text, final) in enumerate(picked, 1)
+                for i, (_, text, final) in enumerate(picked, 1)
             )
         )
-    return task, outputs
+    return outputs
 
 
-def gsm8k_main(path: str, n_outputs: int, rounds: int, seed: int) -> int:
-    """Interleaved rounds: parse_output (recover) and the baseline regex over the same outputs."""
+_MARKER_LINE = re.compile(r"^(A\[\d+\]:)", re.MULTILINE)
+_FINAL = re.compile(r"The answer is (\S+)\.$", re.MULTILINE)
+
+
+def messy(output: str, rng: random.Random) -> str:
+    """``output`` as a chatty model writes it: markdown bold on each marker and answer number
+    (``**A[3]:** … The answer is **18**.``), and one item left out."""
+    lines = output.split("\n")
+    del lines[rng.randrange(len(lines))]
+    text = "\n".join(lines)
+    return _FINAL.sub(r"The answer is **\1**.", _MARKER_LINE.sub(r"**\1**", text))
+
+
+def gsm8k_main(folder: Path, path: str, n_outputs: int, rounds: int, seed: int) -> int:
+    """Interleaved rounds: the baseline regex, parse_output (recover) on clean outputs and on
+    messy ones, over the same outputs."""
     rng = random.Random(seed)
-    task, outputs = gsm8k_outputs(path, n_outputs, rng)
-    shape = RequestShape("r1", "batch", tuple(i.id for i in task.items), ())
+    solutions = gsm8k_solutions(path)
+    clean = gsm8k_outputs(solutions, n_outputs, rng)
+    mess = [messy(o, rng) for o in clean]
+    task = compile_spec(write_spec(folder, "batch", [q for q, _, _ in solutions[:N_ITEMS]]))
+    shape = shape_of(task, "r1", [i.id for i in task.items[:N_ITEMS]])
     grammar = build_grammar(task, N_ITEMS, "batch")
-    # Older promptc called the parse regex AnswerGrammar.regex: time either with this script.
-    pattern = re.compile(getattr(grammar, "parse_regex", None) or getattr(grammar, "regex", ""))
-    from promptc.parse.fast import parse_fast
-
-    fast = sum(parse_fast(shape, grammar, o) is not None for o in outputs)
-    lookalike = sum(not o.isascii() for o in outputs)
-    ok = 0
-    for o in outputs:
-        res = parse_output(task, shape, o, grammar=grammar)
-        ok += sum(r.status == "ok" for r in res)
-        base = baseline(o)
-        assert len(base) == N_ITEMS
-    ratios, fulls = [], []
+    counts: dict[str, dict[str, int]] = {}
+    for name, outputs in (("clean", clean), ("messy", mess)):
+        counts[name] = {}
+        for o in outputs:
+            for r in parse_output(task, shape, o, grammar=grammar):
+                counts[name][r.status] = counts[name].get(r.status, 0) + 1
+    times: dict[str, list[float]] = {"baseline": [], "clean": [], "messy": []}
+    # CPU time of this process: on a shared machine, other jobs' load weighs less than on a
+    # wall clock (it still does, through the caches they share).
+    clock = time.process_time
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for o in outputs:
+        t0 = clock()
+        for o in clean:
             baseline(o)
-        t1 = time.perf_counter()
-        for o in outputs:
+        t1 = clock()
+        for o in clean:
             parse_output(task, shape, o, grammar=grammar)
-        t2 = time.perf_counter()
-        for o in outputs:
-            pattern.fullmatch(o)
-        t3 = time.perf_counter()
-        ratios.append((t2 - t1) / (t1 - t0))
-        fulls.append((t2 - t1) / (t3 - t2))
+        t2 = clock()
+        for o in mess:
+            parse_output(task, shape, o, grammar=grammar)
+        t3 = clock()
+        times["baseline"].append(t1 - t0)
+        times["clean"].append(t2 - t1)
+        times["messy"].append(t3 - t2)
     items = n_outputs * N_ITEMS
+    lookalike = sum(not o.isascii() for o in clean)
     print(
-        f"{n_outputs} GSM8K batch outputs x {N_ITEMS} items ({lookalike} with non-ASCII text, "
-        f"{fast} on the fast path, {ok}/{items} items ok); Python {sys.version.split()[0]}; "
-        f"{rounds} interleaved rounds"
+        f"{n_outputs} GSM8K batch outputs x {N_ITEMS} items ({lookalike} with non-ASCII text); "
+        f"Python {sys.version.split()[0]}; {rounds} interleaved rounds, median round, CPU time"
     )
+    base = statistics.median(times["baseline"])
+    for name in ("baseline", "clean", "messy"):
+        secs = statistics.median(times[name])
+        what = "baseline regex (clean)" if name == "baseline" else f"parse_output, {name}"
+        status = "" if name == "baseline" else f"  {counts[name]}"
+        print(f"{what:28} {items / secs:>10,.0f} items/s {secs / base:>6.2f}x baseline{status}")
+    return 0
+
+
+def _cpu(argv: Sequence[str], env: dict[str, str], stdout: int | None = None) -> float:
+    """The CPU time (user + system) of one run of ``argv``, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, stdout=stdout, stderr=subprocess.DEVNULL, env=env, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, (argv, done.returncode)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli_main(folder: Path, path: str, n_outputs: int, rounds: int, seed: int) -> int:
+    """``promptc parse`` against the hand-written extractor, as whole processes."""
+    rng = random.Random(seed)
+    solutions = gsm8k_solutions(path)
+    questions = [solutions[k % len(solutions)][0] for k in range(n_outputs * N_ITEMS)]
+    extractor = Path(__file__).with_name("extract_answers.py")
+    spec = write_spec(folder, "batch", questions)
+    build = folder / "build"
+    promptc = [sys.executable, "-m", "promptc"]
+    subprocess.run([*promptc, "build", str(spec), "-o", str(build)], check=True)
+    with open(build / "requests.jsonl", encoding="utf-8") as f:
+        ids = [json.loads(line)["id"] for line in f.read().split("\n") if line]
+    outputs = folder / "outputs.jsonl"
+    with open(outputs, "w", encoding="utf-8") as f:
+        f.writelines(
+            json.dumps({"id": rid, "output": text}) + "\n"
+            for rid, text in zip(ids, gsm8k_outputs(solutions, len(ids), rng))
+        )
+    parse = [*promptc, "parse", str(build), str(outputs), "-o", str(folder / "results.jsonl")]
+    extract = [sys.executable, str(extractor), str(outputs)]
+    # As an installed package runs: its modules compiled to bytecode once, before timing (in a
+    # cache of this run's own, whatever PYTHONDONTWRITEBYTECODE says).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    cpu: dict[str, list[float]] = {"promptc parse": [], "extractor": []}
+    with open(folder / "answers.jsonl", "w") as sink:
+        _cpu(parse, env)
+        _cpu(extract, env, stdout=sink.fileno())
+        for _ in range(rounds):
+            cpu["promptc parse"].append(_cpu(parse, env))
+            cpu["extractor"].append(_cpu(extract, env, stdout=sink.fileno()))
+    with open(folder / "results.jsonl", encoding="utf-8") as f:
+        n_results = sum(1 for line in f.read().split("\n") if line)
     print(
-        f"parse_output / baseline regex:      median {statistics.median(ratios):.2f}x "
-        f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
+        f"{len(ids)} GSM8K batch outputs x {N_ITEMS} items ({n_results} results); Python "
+        f"{sys.version.split()[0]}; {rounds} interleaved rounds; CPU time (user + system)"
     )
-    print(
-        f"parse_output / whole-output match:  median {statistics.median(fulls):.2f}x "
-        f"(min {min(fulls):.2f}x, max {max(fulls):.2f}x)"
-    )
+    for name, secs in cpu.items():
+        print(
+            f"{name:16} median {statistics.median(secs) * 1000:7.0f} ms  best {min(secs) * 1000:7.0f} ms"
+        )
+    ratio = statistics.median(cpu["promptc parse"]) / statistics.median(cpu["extractor"])
+    print(f"promptc parse / extractor: {ratio:.2f}x (medians)")
     return 0
 
 
@@ -257,89 +408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gsm8k", help="GSM8K test.jsonl: time outputs built from its reasoning")
+    ap.add_argument("--cli", action="store_true", help="with --gsm8k: whole processes")
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
-    if args.gsm8k:
-        return gsm8k_main(args.gsm8k, min(args.outputs, 2_000), args.rounds, args.seed)
-
-    rng = random.Random(args.seed)
-    task = make_task(200, rng)
-    shapes, outputs = make_outputs(task, args.outputs, rng)
-    grammar = build_grammar(task, N_ITEMS, "auto-demo")
-    chars = statistics.mean(len(o) for o in outputs)
-
-    # Every path must read these outputs fully and agree before it is timed.
-    for k in range(min(200, len(outputs))):
-        fast = parse_output(task, shapes[k], outputs[k], grammar=grammar)
-        slow = parse_output_recover_slow(task, shapes[k], outputs[k], grammar=grammar)
-        assert [r.status for r in fast] == ["ok"] * N_ITEMS, [r.message for r in fast]
-        assert fast == slow
-        lark_items = grammar.parse_strict_lark(outputs[k])
-        assert [dict(i.values) for i in lark_items] == [dict(r.values) for r in fast]
-        base = baseline(outputs[k])
-        assert [Decimal(base[i].rstrip(".")) for i in range(1, N_ITEMS + 1)] == [  # type: ignore[union-attr]
-            r.values["answer"] for r in fast
-        ]
-
-    n, nl = args.outputs, min(args.lark_outputs, args.outputs)
-    pattern = re.compile(grammar.parse_regex or "")
-    rows = [
-        (
-            "baseline (split lines on A[i]:, 'The answer is (.*)')",
-            n,
-            timed(lambda k: baseline(outputs[k]), n, args.repeat),
-        ),
-        (
-            "parse_output, recover (fast path)",
-            n,
-            timed(
-                lambda k: parse_output(task, shapes[k], outputs[k], grammar=grammar), n, args.repeat
-            ),
-        ),
-        (
-            "parse_output, strict",
-            n,
-            timed(
-                lambda k: parse_output(task, shapes[k], outputs[k], mode="strict", grammar=grammar),
-                n,
-                args.repeat,
-            ),
-        ),
-        (
-            "whole-output regex match only (no values, no results)",
-            n,
-            timed(lambda k: pattern.fullmatch(outputs[k]), n, args.repeat),
-        ),
-        (
-            "regex alone (AnswerGrammar.parse_strict_regex)",
-            n,
-            timed(lambda k: grammar.parse_strict_regex(outputs[k]), n, args.repeat),
-        ),
-        (
-            "scanner (recover slow path)",
-            n,
-            timed(
-                lambda k: parse_output_recover_slow(task, shapes[k], outputs[k], grammar=grammar),
-                n,
-                args.repeat,
-            ),
-        ),
-        (
-            "lark alone (AnswerGrammar.parse_strict_lark)",
-            nl,
-            timed(lambda k: grammar.parse_strict_lark(outputs[k]), nl, 1),
-        ),
-    ]
-    base_rate = rows[0][1] * N_ITEMS / rows[0][2]
-    print(
-        f"{args.outputs} Auto-Demo outputs x {N_ITEMS} items, {chars:.0f} characters each "
-        f"on average; Python {sys.version.split()[0]}; best of {args.repeat}"
-    )
-    print(f"{'path':58} {'outputs':>8} {'items/s':>10} {'x baseline':>10}")
-    for name, count, secs in rows:
-        rate = count * N_ITEMS / secs
-        print(f"{name:58} {count:>8} {rate:>10,.0f} {base_rate / rate:>9.2f}x")
-    return 0
+    n = min(args.outputs, 2_000)
+    with tempfile.TemporaryDirectory() as tmp:  # the spec and data files the tasks read
+        if args.gsm8k and args.cli:
+            return cli_main(Path(tmp), args.gsm8k, n, args.rounds, args.seed)
+        if args.gsm8k:
+            return gsm8k_main(Path(tmp), args.gsm8k, n, args.rounds, args.seed)
+        return synthetic_main(args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from llm_server import missing, running_server
 from promptc import ir
 from promptc.spec.answer_format import parse_answer_format
 from promptc.strategies import strategy
+from promptc.values import value_type
 
 # In CI, property tests draw the same examples on every run, so that a red run points at a
 # change and not at luck; locally they stay random, to keep finding new cases.
@@ -43,7 +44,9 @@ def make_task(
     if multi_field:
         inputs = (ir.InputField("premise"), ir.InputField("hypothesis"))
         outputs = (
-            ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction")),
+            ir.OutputField(
+                "label", value_type("enum"), choices=("entailment", "neutral", "contradiction")
+            ),
         )
         fmt = parse_answer_format("{label}")
         items = tuple(
@@ -62,7 +65,10 @@ def make_task(
         ]
     else:
         inputs = (ir.InputField("question"),)
-        outputs = (ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number"))
+        outputs = (
+            ir.OutputField("reasoning", value_type("text")),
+            ir.OutputField("answer", value_type("number")),
+        )
         fmt = parse_answer_format("{reasoning} The answer is {answer}.")
         items = tuple(
             ir.Item(f"q{i}", i, {"question": f"What is {i} plus {i}?"}) for i in range(n_items)

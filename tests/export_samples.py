@@ -59,7 +59,7 @@ def invalid_outputs(task: Task, g: AnswerGrammar) -> list[str]:
     answers, _ = demo_answers(task, g.n_items)
     body = write_answer(task.answer_format, task.outputs, answers[0]).strip()
     for f in g.fields:
-        if f.type != "text":
+        if f.type.name != "text":
             written = write_value(f, answers[0][f.name])
             k = body.rindex(written)
             # An option named by its text (answer_with): the shared grammar admits any one

@@ -1,15 +1,18 @@
 """What the tests of the parser's two paths share: a GSM8K batch task of three, its canonical
-output, and the check that the fast path, where it answers, reads as the slow path does."""
+output, the recover scanner alone, and the check that the grammar's regex, where it reads an
+output, reads it as the scanner does."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from promptc.parse.fast import parse_fast
-from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
+from promptc.ir import Task
+from promptc.parse.output import check_options, grammar_for, parse_output
+from promptc.parse.recover import parse_recover
 from promptc.parse.results import ItemResult
 from promptc.parse.shape import request_shape
+from promptc.parse.strict import item_results, match_output
 from promptc.spec.lower import compile_spec
 
 #: A batch task of 3 in the format "{reasoning} The answer is {answer}." (fixtures do not mix
@@ -36,15 +39,31 @@ def view(results: Sequence[ItemResult]) -> list[object]:
     ]
 
 
+def scanner(task: Task, request: object, out: str) -> list[ItemResult]:
+    """``recover`` mode without the grammar's regex: the marker scanner alone, then the
+    per-item option check that :func:`parse_output` makes too."""
+    shape = request_shape(task, request)
+    g = grammar_for(task, len(shape.item_ids), shape.kind)
+    return check_options(task, parse_recover(shape, g, out), "recover")
+
+
+def regex_path(task: Task, request: object, out: str) -> list[ItemResult] | None:
+    """The results of the grammar's regex for ``out`` (``None`` where it does not read it)."""
+    shape = request_shape(task, request)
+    g = grammar_for(task, len(shape.item_ids), shape.kind)
+    items = match_output(g, out)
+    return None if items is None else item_results(shape, g, items)
+
+
 def fast_and_slow(out: str) -> tuple[list[ItemResult] | None, list[ItemResult]]:
-    """The fast path's results for ``out`` (``None`` where it declines) and the slow path's."""
-    fast = parse_fast(request_shape(TASK, REQUEST), grammar_for(TASK, 3, "batch"), out)
-    return fast, parse_output_recover_slow(TASK, REQUEST, out)
+    """The regex's results for ``out`` (``None`` where it does not read it) and the
+    scanner's."""
+    return regex_path(TASK, REQUEST, out), scanner(TASK, REQUEST, out)
 
 
 def assert_paths_agree(out: str) -> list[ItemResult] | None:
-    """The fast path declines or reads ``out`` as the slow path does; so does the whole
-    parser. Returns the fast path's results."""
+    """The regex does not read ``out`` or reads it as the scanner does; so does the whole
+    parser. Returns the regex's results."""
     fast, slow = fast_and_slow(out)
     if fast is not None:
         assert view(fast) == view(slow)

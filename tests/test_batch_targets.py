@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import promptc.build as build_module
 import pytest
 from promptc.build import build, read_requests
+from promptc.build.targets import OpenAIBatch
 from promptc.grammar.answer import build_grammar
 from promptc.spec.lower import compile_spec
 from pydantic import (
@@ -255,7 +255,7 @@ def test_batch_files_are_sharded_at_the_batch_api_limits(
     )
     whole = build(task, tmp_path / "whole", target="openai-batch")
     assert "requests.jsonl" in whole.files
-    monkeypatch.setattr(build_module, "BATCH_MAX_REQUESTS", 6)
+    monkeypatch.setattr(OpenAIBatch, "max_lines", 6)
     sharded = build(task, tmp_path / "sharded", target="openai-batch")
     shards = sorted(n for n in sharded.files if n.startswith("requests-"))
     assert shards == [
@@ -271,14 +271,14 @@ def test_batch_files_are_sharded_at_the_batch_api_limits(
     assert [r.id for r in read_requests(tmp_path / "sharded")] == [
         r.id for r in read_requests(tmp_path / "whole")
     ]
-    monkeypatch.setattr(build_module, "BATCH_MAX_REQUESTS", 50_000)
+    monkeypatch.setattr(OpenAIBatch, "max_lines", 50_000)
     size = max(len(x.encode()) for x in whole.files["requests.jsonl"].splitlines(True))
-    monkeypatch.setattr(build_module, "BATCH_MAX_BYTES", size * 3)
+    monkeypatch.setattr(OpenAIBatch, "max_bytes", size * 3)
     by_bytes = build(task, tmp_path / "bytes", target="vllm-batch")
     shards = [n for n in by_bytes.files if n.startswith("requests-")]
     assert len(shards) >= 7
     assert all(len(by_bytes.files[s].encode()) <= size * 3 for s in shards)
     # A rebuild within the limits removes the shards.
-    monkeypatch.setattr(build_module, "BATCH_MAX_BYTES", 200 * 1024 * 1024)
+    monkeypatch.setattr(OpenAIBatch, "max_bytes", 200 * 1024 * 1024)
     build(task, tmp_path / "bytes", target="vllm-batch")
     assert sorted(p.name for p in (tmp_path / "bytes").glob("requests*")) == ["requests.jsonl"]

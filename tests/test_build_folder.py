@@ -1,8 +1,8 @@
 """A build folder is self-contained: parse and run read everything from it, never the spec.
 
 A build made with a strategy override (``--strategy single``), moved away from its spec, must
-parse as it was built; a ``--spec`` that compiles to something else is refused, naming what
-differs; a build whose task files were edited is refused.
+parse as it was built; ``promptc build SPEC -o DIR --check`` holds a build to the spec, naming
+what differs; a build whose task files were edited is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from promptc.build import build
+from promptc.build import assemble, build
+from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
+from promptc.diff.stale import check_report
 from promptc.errors import UsageError
 from promptc.ir import NOWHERE
 from promptc.parse.build_input import load_build
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
-from promptc.task_file import ITEMS_FILE, TASK_FILE, read_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,17 +97,21 @@ def test_a_spec_that_does_not_match_is_refused_naming_what_differs(
     math_single: tuple[Path, Path],
 ) -> None:
     out, specs = math_single
-    with pytest.raises(UsageError) as e:
-        load_build(out, specs / "math.yaml")  # its own strategy: auto-demo, 8 per request
-    assert e.value.code == "spec-mismatch"
-    assert '"kind": "single"' in e.value.message and '"kind": "auto-demo"' in e.value.message
-    assert "requests.jsonl" in e.value.message
+    spec = str(specs / "math.yaml")  # its own strategy: auto-demo, 8 per request
+    status, lines = check_report(assemble(compile_spec(spec)), out, spec)
+    assert status == 1
+    assert f"{out / 'manifest.json'}: stale: the build writes it otherwise" in lines
+    assert f"{out / 'requests.jsonl'}: stale: the build writes it otherwise" in lines
+    assert f"{out / 'task.json'}: stale: the build writes it otherwise" in lines
+    assert f"{out / 'requests.jsonl'}:1: first differing request: request r0001 differs" in lines
 
 
 def test_the_matching_spec_is_accepted(tmp_path: Path) -> None:
     task = compile_spec(SPECS / "sentiment.yaml")
     build(task, tmp_path / "b")
-    assert load_build(tmp_path / "b", SPECS / "sentiment.yaml").task.name == task.name
+    status, lines = check_report(assemble(task), tmp_path / "b", str(SPECS / "sentiment.yaml"))
+    assert (status, lines) == (0, [f"{tmp_path / 'b'}: up to date (15 files)"])
+    assert load_build(tmp_path / "b").task.name == task.name
 
 
 @pytest.mark.parametrize("name", [TASK_FILE, ITEMS_FILE])
@@ -174,7 +179,7 @@ def test_items_file_is_the_items_in_data_order_whatever_the_selection(
 ) -> None:
     """items.jsonl is written in the render pass when the requests take the items in data
     order, and in a pass of its own otherwise (random order): the same file either way."""
-    from promptc.task_file import items_text
+    from promptc.build.task_file import items_text
 
     task = compile_spec(
         SPECS / "math.yaml",
@@ -221,7 +226,7 @@ def test_an_items_line_is_its_object_in_canonical_json(
     from decimal import Decimal
 
     from promptc import ir
-    from promptc.task_file import item_line
+    from promptc.build.task_file import item_line
 
     task = compile_spec(REPO / "specs" / "math.yaml")
     item = ir.Item(

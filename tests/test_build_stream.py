@@ -15,8 +15,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from promptc import build as build_mod
 from promptc.build import MANIFEST_FILE, assemble, build
+from promptc.build import files as build_files
 from promptc.errors import PromptcError
 from promptc.spec.data import ItemTable
 from promptc.spec.lower import compile_spec
@@ -89,8 +89,8 @@ def test_streamed_build_is_the_in_memory_plan(
         spec.write_text(text + demo, encoding="utf-8")
     task = compile_spec(spec)
     assert isinstance(task.items, ItemTable)
-    planned = assemble(task, target=target, out_dir=tmp_path / "out")  # type: ignore[arg-type]
-    built = build(task, tmp_path / "out", target=target)  # type: ignore[arg-type]
+    planned = assemble(task, target=target)
+    built = build(task, tmp_path / "out", target=target)
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir()}
     assert on_disk == dict(planned.files)
     assert dict(built.files) == on_disk
@@ -99,7 +99,7 @@ def test_streamed_build_is_the_in_memory_plan(
     assert len(built.requests) == len(planned.requests)
     assert built.requests[-1] == planned.requests[-1]
     assert list(built.requests)[:3] == list(planned.requests[:3])
-    assert built.manifest["requests"] == planned.manifest["requests"]
+    assert built.manifest == planned.manifest
     assert built.summary == planned.summary.replace("stream", "stream") + f" → {tmp_path / 'out'}"
 
 
@@ -112,7 +112,7 @@ def test_memory_does_not_grow_with_the_items(
     an item that holding every request and file in memory took)."""
     from promptc.render import renderer
 
-    monkeypatch.setattr(build_mod, "BUFFER_BYTES", 16 << 10)
+    monkeypatch.setattr(build_files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 256)
     monkeypatch.setattr(renderer, "QUESTION_CACHE", 256)
     warm = compile_spec(make_spec(tmp_path / "warm", 10, method="random"))
@@ -156,13 +156,13 @@ def test_a_build_that_fails_part_way_leaves_the_previous_one(
                 raise OSError(28, "No space left on device")
             real_replace(src, dst)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(build_mod.os, "replace", replace)
+        monkeypatch.setattr(os, "replace", replace)
         try:
             build(new_task, out)
         except PromptcError as e:
             assert e.code == "out-not-writable"
         finally:
-            monkeypatch.setattr(build_mod.os, "replace", real_replace)
+            monkeypatch.setattr(os, "replace", real_replace)
         state = complete_or_none(out)
         seen.append("old" if state == old else "none" if state is None else "new")
         assert state in (old, None, new)
@@ -184,7 +184,7 @@ def test_sigkill_mid_build_leaves_the_previous_build_or_none(tmp_path: Path) -> 
     outcomes = []
     for fraction in (0.5, 0.75, 0.9):
         make_spec(tmp_path, n, instruction=f"Solve it ({fraction}).")
-        coming = assemble(compile_spec(spec), out_dir=out).files[MANIFEST_FILE]
+        coming = assemble(compile_spec(spec)).files[MANIFEST_FILE]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(full * fraction)
         proc.send_signal(signal.SIGKILL)

@@ -144,7 +144,8 @@ def test_build_writes_files_and_a_summary(tmp_path: Path) -> None:
         "promptc/batch.j2",
         "promptc/partials/questions.j2",
     ]
-    for r in manifest["requests"]:
+    batches = (tmp_path / "out" / "batches.jsonl").read_text(encoding="utf-8").splitlines()
+    for r in map(json.loads, batches):
         assert re.fullmatch(r"[0-9a-f]{64}", r["prompt_sha256"])
     requests = [
         json.loads(l)
@@ -162,12 +163,15 @@ def test_emit_prints_the_stages(tmp_path: Path) -> None:
     batches = promptc("build", "specs/nli.yaml", "--emit", "batches")
     assert batches.stdout == (tmp_path / "batches.jsonl").read_text(encoding="utf-8")
     first = json.loads(batches.stdout.splitlines()[0])
+    assert re.fullmatch(r"[0-9a-f]{64}", first.pop("prompt_sha256"))
     assert first == {
         "index": 0,
         "request": "r0001",
         "item_ids": ["n09", "n04", "n07", "n06", "n16"],
         "target": None,
         "similarities": None,
+        "grammar": "answer",
+        "grammar_files": {},
     }
     ir = promptc("build", "specs/nli.yaml", "--emit", "ir")
     doc = json.loads(ir.stdout)

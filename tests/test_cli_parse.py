@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from promptc import markers
 from promptc.build import build
 from promptc.cli.parse import parse_command
@@ -222,9 +225,8 @@ def test_not_a_build(tmp_path: Path) -> None:
     result = run(tmp_path / "empty", path)
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: {tmp_path / 'empty' / 'manifest.json'}: manifest.json not "
-        f"found in build directory {str(tmp_path / 'empty')!r} (run promptc "
-        "build first, or pass the spec file)\n"
+        f"error: {tmp_path / 'empty' / 'manifest.json'}: {str(tmp_path / 'empty')!r} is not a "
+        "build: it has no manifest.json (give a folder written by promptc build SPEC -o DIR)\n"
     )
     result = run(tmp_path / "nope", path)
     assert result.exit_code == 2  # click: the path does not exist
@@ -252,8 +254,7 @@ def test_openai_batch_build_and_exact_decimals(specs: Path, tmp_path: Path) -> N
     build(task, out, target="openai-batch")
     first = json.loads((out / "requests.jsonl").read_text().splitlines()[0])
     assert "custom_id" in first and "item_ids" not in first
-    manifest = json.loads((out / "manifest.json").read_text())
-    ids = manifest["requests"][0]["item_ids"]
+    ids = json.loads((out / "batches.jsonl").read_text().splitlines()[0])["item_ids"]
     text = "\n".join(
         f"{markers.answer_marker(i)} So. The answer is 0.1." for i in range(1, len(ids) + 1)
     )
@@ -307,3 +308,39 @@ def test_output_file_is_left_alone_on_usage_errors(math_build: Path, tmp_path: P
     result = run(math_build, text, "-o", target)
     assert result.exit_code == 2
     assert target.read_text(encoding="utf-8") == "previous\n"
+
+
+#: What ``str.splitlines`` (and a text file read with universal newlines) would take for a
+#: line end, inside an answer: a JSON line ends at "\n" alone.
+LINE_BREAKERS = ["\u2028", "\u2029", "\u0085", "\r", "\ufeff", "\x1c", "\x1e", "\x0b"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_answers_holding_line_separators_reach_the_parser_as_written(
+    math_build: Path, data: st.DataObject
+) -> None:
+    """U+2028, U+2029, U+0085, a lone CR, a BOM… inside an answer, written raw or escaped:
+    ``promptc parse`` reads the answer as the model wrote it, and its results are those of
+    parsing that text directly."""
+    from promptc.parse.output import parse_output
+    from promptc.parse.output_records import read_outputs
+    from promptc.run.repair import result_line
+
+    reqs = requests_of(math_build)
+    text = good_output(reqs[0])
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(text)))
+        text = text[:at] + data.draw(st.sampled_from(LINE_BREAKERS)) + text[at:]
+    raw = data.draw(st.booleans())
+    with tempfile.TemporaryDirectory() as tmp:
+        # Named .txt, the file is known for JSON Lines by its first line alone.
+        outputs = Path(tmp) / ("out" + data.draw(st.sampled_from([".jsonl", ".txt"])))
+        line = json.dumps({"id": reqs[0]["id"], "output": text}, ensure_ascii=not raw)
+        outputs.write_text(line + "\n", encoding="utf-8")
+        (record,) = read_outputs(outputs, [])
+        assert record.text == text
+        result = run(math_build, outputs)
+    task = compile_spec(math_build.parent / "specs" / "math.yaml")
+    want = [json.loads(result_line(r, 1)) for r in parse_output(task, reqs[0], text)]
+    assert [json.loads(x) for x in result.stdout.split("\n") if x] == want

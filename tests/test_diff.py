@@ -426,10 +426,12 @@ def test_build_check_fresh_stale_and_missing(
         git(repo, "checkout", "-q", "--", "templates/answer.j2")
     assert (code, out) == (1, "")
     assert err.splitlines() == [
+        # batches.jsonl holds each request's prompt hash.
+        f"{out_dir}/batches.jsonl: stale: the build writes it otherwise",
         f"{out_dir}/manifest.json: stale: the build writes it otherwise",
         f"{out_dir}/requests.jsonl: stale: the build writes it otherwise",
         f"{out_dir}/requests.jsonl:1: first differing request: request r0001 differs",
-        f"{out_dir}: 2 of 10 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
+        f"{out_dir}: 3 of 10 files out of date (rebuild with promptc build spec.yaml -o {out_dir})",
     ]
     assert sorted(os.listdir(out_dir)) == listing  # nothing written
 

@@ -39,7 +39,7 @@ def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
         for i, a in enumerate(answers, 1)
     ]
     out = [json.dumps(g.to_json(items))]
-    if any(f.type == "text" for f in g.fields):
+    if any(f.type.name == "text" for f in g.fields):
         # mlc-ai/xgrammar#800: strings holding \n or \" were rejected under minLength.
         tricky = [
             {k: ('a "quoted"\nline' if _is_text(g, k) else v) for k, v in a.items()}
@@ -54,7 +54,7 @@ def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
 
 
 def _is_text(g: AnswerGrammar, name: str) -> bool:
-    return any(f.name == name and f.type == "text" for f in g.fields)
+    return any(f.name == name and f.type.name == "text" for f in g.fields)
 
 
 def _json_invalid(task: Task, g: AnswerGrammar) -> list[str]:

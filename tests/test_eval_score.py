@@ -7,11 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from promptc.build import BUILD_FORMAT, BatchLine
 from promptc.cli.app import run
 from promptc.eval import score as S
 from promptc.ir import OutputField
+from promptc.values import value_type
 
-NUM = OutputField("answer", "number")
+NUM = OutputField("answer", value_type("number"))
 
 
 def test_wilson_interval_by_hand() -> None:
@@ -41,20 +43,20 @@ def test_exact_mcnemar_by_hand() -> None:
         (NUM, Decimal("18.01"), Decimal(18), None, False),
         (NUM, Decimal("18.01"), Decimal(18), Decimal("0.01"), True),
         (NUM, Decimal("18.02"), Decimal(18), Decimal("0.01"), False),
-        (OutputField("n", "integer"), 3, 3, None, True),
-        (OutputField("n", "integer"), True, 1, None, False),
-        (OutputField("b", "boolean"), False, False, None, True),
-        (OutputField("b", "boolean"), 0, False, None, False),
-        (OutputField("e", "enum", choices=("Pos", "Neg")), "pos", "Pos", None, True),
-        (OutputField("t", "text"), "  Paris.\n", "paris", None, True),
-        (OutputField("t", "text"), "Ｐａｒｉｓ  France", "paris france", None, True),
-        (OutputField("t", "text"), "Lyon", "paris", None, False),
+        (OutputField("n", value_type("integer")), 3, 3, None, True),
+        (OutputField("n", value_type("integer")), True, 1, None, False),
+        (OutputField("b", value_type("boolean")), False, False, None, True),
+        (OutputField("b", value_type("boolean")), 0, False, None, False),
+        (OutputField("e", value_type("enum"), choices=("Pos", "Neg")), "pos", "Pos", None, True),
+        (OutputField("t", value_type("text")), "  Paris.\n", "paris", None, True),
+        (OutputField("t", value_type("text")), "Ｐａｒｉｓ  France", "paris france", None, True),
+        (OutputField("t", value_type("text")), "Lyon", "paris", None, False),
     ],
 )
 def test_comparison_rules(
     field: OutputField, predicted: object, gold: object, tolerance: Decimal | None, right: bool
 ) -> None:
-    assert S.matches(field, predicted, gold, tolerance) is right  # type: ignore[arg-type]
+    assert field.type.matches(field, predicted, gold, tolerance) is right  # type: ignore[arg-type]
 
 
 def rec(req: str, item: str | None, index: int, status: str, answer: object = None) -> dict:
@@ -137,20 +139,26 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
     f.mkdir(parents=True)
     requests = sorted({r["request_id"] for r in results})
     manifest = {
+        "build_format": BUILD_FORMAT,
         "name": kw.get("spec_name", "fixed"),
+        "target": "chat",
         "strategy": {"kind": kind, "batch_size": size},
         "selection": {"method": kw.get("method", "sequential")},
-        "requests": [
-            {
-                "id": q,
-                "item_ids": [
-                    r["item_id"] for r in results if r["request_id"] == q and r["item_id"]
-                ],
-            }
-            for q in requests
-        ],
     }
     (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    batches = [
+        BatchLine(
+            k,
+            q,
+            tuple(r["item_id"] for r in results if r["request_id"] == q and r["item_id"]),
+            None,
+            None,
+            "",
+            "answer",
+        )
+        for k, q in enumerate(requests)
+    ]
+    (f / "batches.jsonl").write_text("".join(b.text() + "\n" for b in batches), encoding="utf-8")
     (f / "requests.jsonl").write_text(
         "".join(json.dumps({"id": q, "messages": []}) + "\n" for q in requests), encoding="utf-8"
     )

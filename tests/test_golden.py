@@ -84,10 +84,10 @@ def test_rebuild_is_byte_identical(spec: Path, tmp_path: Path) -> None:
     first = build(task, tmp_path / "a")
     build(compile_spec(spec), tmp_path / "b")
     names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*"))
-    # The requests' own grammars (grammars/<request id>.*) are listed in the manifest, with
+    # The requests' own grammars (grammars/<request id>.*) are listed in batches.jsonl, with
     # their sha256, rather than in memory: a build's memory does not grow with its requests.
-    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))
-    own = {n: h for r in manifest["requests"] for n, h in r.get("grammar_files", {}).items()}
+    batches = (tmp_path / "a" / "batches.jsonl").read_text(encoding="utf-8").splitlines()
+    own = {n: h for r in map(json.loads, batches) for n, h in r["grammar_files"].items()}
     assert names == sorted({*first.files, *own, *(["grammars"] if own else [])})
     for name, digest in own.items():
         assert hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest() == digest
@@ -132,7 +132,7 @@ def _sample_value(field: object) -> object:
         "enum": (field.choices[0] if field.choices_from else field.choices[-1])
         if field.choices
         else "",
-    }[field.type]
+    }[field.type.name]
 
 
 @pytest.mark.parametrize(("spec", "strategy"), CASES, ids=[f"{s.stem}-{k}" for s, k in CASES])

@@ -15,13 +15,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from grammar_reading import lark_items, regex_items, strict_items
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from promptc import ir, markers
 from promptc.errors import GrammarError, OutputParseError
-from promptc.grammar.answer import AnswerGrammar, AnswerMismatch, build_grammar
+from promptc.grammar.answer import AnswerGrammar, build_grammar
+from promptc.grammar.items import AnswerMismatch
+from promptc.parse.reader import answer_reader
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
+from promptc.values import value_type
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden_grammars"
@@ -56,7 +60,10 @@ def make_task(
 MATH = make_task(
     "math",
     "{reasoning} The answer is {answer}.",
-    [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "number")],
+    [
+        ir.OutputField("reasoning", value_type("text")),
+        ir.OutputField("answer", value_type("number")),
+    ],
 )
 SENTIMENT = make_task(
     "sentiment",
@@ -64,7 +71,7 @@ SENTIMENT = make_task(
     [
         ir.OutputField(
             "sentiment",
-            "enum",
+            value_type("enum"),
             choices=("positive", "negative", "neutral"),
             aliases=(("pos", "positive"), ("neg", "negative"), ("mixed", "neutral")),
         )
@@ -72,27 +79,34 @@ SENTIMENT = make_task(
     inputs=("review",),
 )
 BOOLEAN = make_task(
-    "reading", "{answer}", [ir.OutputField("answer", "boolean")], inputs=("passage", "question")
+    "reading",
+    "{answer}",
+    [ir.OutputField("answer", value_type("boolean"))],
+    inputs=("passage", "question"),
 )
 NLI = make_task(
     "nli",
     "{label}",
-    [ir.OutputField("label", "enum", choices=("entailment", "neutral", "contradiction"))],
+    [
+        ir.OutputField(
+            "label", value_type("enum"), choices=("entailment", "neutral", "contradiction")
+        )
+    ],
     inputs=("premise", "hypothesis"),
 )
 COUNT = make_task(
     "count",
     "Count: {count}; sure: {sure} ({why})",
     [
-        ir.OutputField("count", "integer"),
-        ir.OutputField("sure", "boolean"),
-        ir.OutputField("why", "text"),
+        ir.OutputField("count", value_type("integer")),
+        ir.OutputField("sure", value_type("boolean")),
+        ir.OutputField("why", value_type("text")),
     ],
 )
 CLAIM = make_task(
     "claim",
     "{claim} because {reason}",
-    [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+    [ir.OutputField("claim", value_type("text")), ir.OutputField("reason", value_type("text"))],
 )
 TASKS = {t.name: t for t in (MATH, SENTIMENT, BOOLEAN, NLI, COUNT, CLAIM)}
 
@@ -195,15 +209,15 @@ def one_line_text(min_size: int = 1) -> st.SearchStrategy[str]:
 
 
 def value_strategy(field: ir.OutputField, multiline: bool) -> st.SearchStrategy[ir.Value]:
-    if field.type == "number":
+    if field.type.name == "number":
         return st.decimals(
             allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9, places=3
         ).map(lambda d: d.normalize() if d != 0 else Decimal(0))
-    if field.type == "integer":
+    if field.type.name == "integer":
         return st.integers(min_value=-(10**9), max_value=10**9)
-    if field.type == "boolean":
+    if field.type.name == "boolean":
         return st.booleans()
-    if field.type == "enum":
+    if field.type.name == "enum":
         return st.sampled_from(field.choices)
     if multiline:
         return st.lists(one_line_text(), min_size=1, max_size=3).map("\n".join)
@@ -231,8 +245,8 @@ def assert_parses_to(
     questions: Sequence[dict[str, str]],
     task: ir.Task,
 ) -> None:
-    fast = g.parse_strict_regex(output)
-    slow = g.parse_strict_lark(output)
+    fast = regex_items(g, output)
+    slow = lark_items(g, output)
     assert fast == slow
     assert [item.index for item in fast] == list(range(1, len(answers) + 1))
     from promptc.values import read_value
@@ -280,7 +294,7 @@ def test_round_trip(task_name: str, kind: str, data: st.DataObject) -> None:
     written = [markers.question_text(task.inputs, q) for q in questions]
     assert g.write_output(answers, written) == output  # the grammar's own writer agrees
     assert_parses_to(g, output, answers, questions, task)
-    assert g.parse_strict(output) == g.parse_strict_regex(output)
+    assert strict_items(g, output) == regex_items(g, output)
 
 
 def test_reasoning_may_say_the_answer_is() -> None:
@@ -290,8 +304,8 @@ def test_reasoning_may_say_the_answer_is() -> None:
         "A[1]: First I thought the answer is 12. The answer is 14, no. The answer is 18.\n"
         "A[2]: So The answer is $1,234."
     )
-    items = g.parse_strict(out)
-    assert items == g.parse_strict_lark(out)
+    items = strict_items(g, out)
+    assert items == lark_items(g, out)
     assert items[0].values == {
         "reasoning": "First I thought the answer is 12. The answer is 14, no.",
         "answer": Decimal(18),
@@ -308,8 +322,8 @@ def test_reasoning_may_say_the_answer_is() -> None:
 def test_slack_the_parser_allows() -> None:
     g = build_grammar(MATH, 2, "batch")
     out = "\n  A[1]:x   the ANSWER is 3.  \n\n   A[2]:\tY The answer is -2.5.\n\n"
-    items = g.parse_strict(out)
-    assert items == g.parse_strict_lark(out)
+    items = strict_items(g, out)
+    assert items == lark_items(g, out)
     assert [i.values["answer"] for i in items] == [Decimal(3), Decimal("-2.5")]
     assert (items[1].span.start.line, items[1].span.start.col) == (4, 4)
 
@@ -320,8 +334,8 @@ def test_auto_demo_multi_line_question() -> None:
         "Q[1]: Premise: A man sleeps.\nHypothesis: He is awake.\nA[1]: contradiction\n"
         "Q[2]: Premise: Rain.\nHypothesis: Wet.\nA[2]: Entailment"
     )
-    items = g.parse_strict(out)
-    assert items == g.parse_strict_lark(out)
+    items = strict_items(g, out)
+    assert items == lark_items(g, out)
     assert items[0].question == "Premise: A man sleeps.\nHypothesis: He is awake."
     assert items[1].values == {"label": "entailment"}
     assert items[1].question_span is not None and items[1].question_span.start.line == 4
@@ -330,12 +344,12 @@ def test_auto_demo_multi_line_question() -> None:
 def test_single_answer_spans_lines() -> None:
     g = build_grammar(MATH, 1, "single")
     out = "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.\nThe answer is 14."
-    (item,) = g.parse_strict(out)
+    (item,) = strict_items(g, out)
     assert item.values == {
         "reasoning": "Step 1: 3 + 4 = 7.\nStep 2: 7 * 2 = 14.",
         "answer": Decimal(14),
     }
-    assert item == g.parse_strict_lark(out)[0]
+    assert item == lark_items(g, out)[0]
 
 
 # ---------------------------------------------------------------------------- errors, word for word
@@ -432,10 +446,10 @@ ERRORS = [
 def test_strict_error_messages(task: str, kind: str, n: int, output: str, message: str) -> None:
     g = build_grammar(TASKS[task], n, kind)
     with pytest.raises(OutputParseError) as info:
-        g.parse_strict(output)
+        strict_items(g, output)
     assert info.value.format() == message
     with pytest.raises(OutputParseError):
-        g.parse_strict_regex(output)
+        regex_items(g, output)
 
 
 ANSWER_ERRORS = [
@@ -458,17 +472,17 @@ def test_parse_answer_mismatch(
 ) -> None:
     g = build_grammar(TASKS[task], 3, "batch")
     with pytest.raises(AnswerMismatch) as info:
-        g.parse_answer(body)
+        answer_reader(g).parse(body)
     assert (info.value.offset, info.value.expected, info.value.found) == (offset, expected, found)
     assert isinstance(info.value, ValueError)
 
 
 def test_parse_answer_reads_aliases_and_case() -> None:
     g = build_grammar(SENTIMENT, 3, "batch")
-    assert g.parse_answer(" POS ") == {"sentiment": "positive"}
-    assert g.parse_answer("Mixed") == {"sentiment": "neutral"}
+    assert answer_reader(g).parse(" POS ") == {"sentiment": "positive"}
+    assert answer_reader(g).parse("Mixed") == {"sentiment": "neutral"}
     m = build_grammar(MATH, 1, "batch")
-    assert m.parse_answer("a. The answer is $1,234.") == {
+    assert answer_reader(m).parse("a. The answer is $1,234.") == {
         "reasoning": "a.",
         "answer": Decimal(1234),
     }
@@ -566,11 +580,11 @@ def test_regex_and_lark_agree_on_mangled_outputs(
         cut = data.draw(st.integers(0, 3))
         out = out[:pos] + data.draw(st.sampled_from(MUTATIONS)) + out[pos + cut :]
     try:
-        fast = g.parse_strict_regex(out)
+        fast = regex_items(g, out)
     except OutputParseError:
         fast = None
     try:
-        slow = g.parse_strict_lark(out)
+        slow = lark_items(g, out)
     except OutputParseError as e:
         slow = None
         assert e.location is not None and e.location.line >= 1
@@ -586,7 +600,7 @@ def test_no_catastrophic_backtracking() -> None:
     start = time.perf_counter()
     for text in (junk, "A[1]: " + "x The answer is 5. " * 2000, "Q[1]: q\n" * 3000):
         with pytest.raises(OutputParseError):
-            g.parse_strict(text)
+            strict_items(g, text)
     assert time.perf_counter() - start < 10
 
 
@@ -594,20 +608,23 @@ def test_text_before_text_ends_at_the_first_delimiter() -> None:
     task = make_task(
         "summary",
         "{title}: {summary}",
-        [ir.OutputField("title", "text"), ir.OutputField("summary", "text")],
+        [
+            ir.OutputField("title", value_type("text")),
+            ir.OutputField("summary", value_type("text")),
+        ],
     )
     g = build_grammar(task, 1, "batch")
-    (item,) = g.parse_strict("A[1]: Budget: draft: v2")
+    (item,) = strict_items(g, "A[1]: Budget: draft: v2")
     assert item.values == {"title": "Budget", "summary": "draft: v2"}
-    assert item == g.parse_strict_lark("A[1]: Budget: draft: v2")[0]
+    assert item == lark_items(g, "A[1]: Budget: draft: v2")[0]
 
 
 def test_text_before_text_ends_at_the_first_spaced_delimiter() -> None:
     g = build_grammar(CLAIM, 1, "batch")
     out = "A[1]: It rains because clouds because physics"
-    (item,) = g.parse_strict(out)
+    (item,) = strict_items(g, out)
     assert item.values == {"claim": "It rains", "reason": "clouds because physics"}
-    assert item == g.parse_strict_lark(out)[0]
+    assert item == lark_items(g, out)[0]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -615,20 +632,23 @@ def test_a_line_break_in_the_format(kind: str) -> None:
     task = make_task(
         "two-lines",
         "{reasoning}\nAnswer: {answer}",
-        [ir.OutputField("reasoning", "text"), ir.OutputField("answer", "integer")],
+        [
+            ir.OutputField("reasoning", value_type("text")),
+            ir.OutputField("answer", value_type("integer")),
+        ],
     )
     n = 1 if kind in ("single", "few-shot") else 2
     g = build_grammar(task, n, kind)
     answers = [{"reasoning": "r one", "answer": 5}, {"reasoning": "r two", "answer": -7}][:n]
     out = g.write_output(answers, ["q1", "q2"][:n])
     assert out.count("\n") == {1: 1, 2: 3}[n] + (2 if kind == "auto-demo" else 0)
-    items = g.parse_strict(out)
-    assert items == g.parse_strict_lark(out)
+    items = strict_items(g, out)
+    assert items == lark_items(g, out)
     assert [dict(i.values) for i in items] == answers
 
 
 def test_enum_without_usable_choices() -> None:
-    task = make_task("e", "{x}", [ir.OutputField("x", "enum", choices=("a", ""))])
+    task = make_task("e", "{x}", [ir.OutputField("x", value_type("enum"), choices=("a", ""))])
     with pytest.raises(GrammarError, match="has no choices or an empty one"):
         build_grammar(task, 1, "batch")
 
@@ -644,11 +664,11 @@ def test_enum_without_usable_choices() -> None:
 def test_any_text_gives_items_or_a_parse_error(task_name: str, kind: str, text: str) -> None:
     g = build_grammar(TASKS[task_name], 1 if kind == "single" else 2, kind)
     try:
-        g.parse_strict(text)
+        strict_items(g, text)
     except OutputParseError as e:
         assert e.location is not None and e.location.line >= 1 and e.location.col >= 1
     try:
-        g.parse_answer(text)
+        answer_reader(g).parse(text)
     except AnswerMismatch as e:
         assert 0 <= e.offset <= len(text) and e.expected
 
@@ -667,11 +687,11 @@ def test_long_garbage_is_refused_quickly(task_name: str, kind: str) -> None:
         # Free text swallows a lot (claim/reason is two text fields): what matters is that
         # every call ends soon, with items or promptc's own error.
         try:
-            g.parse_strict(text)
+            strict_items(g, text)
         except OutputParseError:
             pass
         try:
-            g.parse_answer(text + "\x00")
+            answer_reader(g).parse(text + "\x00")
         except AnswerMismatch:
             pass
     assert time.perf_counter() - start < 20
@@ -684,20 +704,20 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     task = make_task(
         "claim2",
         "{claim} because {reason}.",
-        [ir.OutputField("claim", "text"), ir.OutputField("reason", "text")],
+        [ir.OutputField("claim", value_type("text")), ir.OutputField("reason", value_type("text"))],
     )
     g = build_grammar(task, 2, "batch")
     line = "A[2]: x" + " because y" * 8000
     start = time.perf_counter()
     with pytest.raises(OutputParseError) as info:
-        g.parse_strict("A[1]: a because b.\n" + line)
+        strict_items(g, "A[1]: a because b.\n" + line)
     assert info.value.format() == (
         "<output>:2:1: expected an answer of at most 20,000 characters, found 80,007 characters"
     )
     with pytest.raises(AnswerMismatch):
-        g.parse_answer(line)
+        answer_reader(g).parse(line)
     assert time.perf_counter() - start < 1
-    assert g.parse_strict("A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
+    assert strict_items(g, "A[1]: a because b.\nA[2]: c because d because e.")[1].values == {
         "claim": "c",
         "reason": "d because e",
     }
@@ -731,16 +751,16 @@ def test_slack_keeps_the_values(task_name: str, kind: str, data: st.DataObject) 
     words = st.text(alphabet=alphabet, min_size=1, max_size=8)
     text = st.lists(words, min_size=1, max_size=5).map(" ".join)
     fields = {
-        f.name: (text if f.type == "text" else value_strategy(f, False)) for f in task.outputs
+        f.name: (text if f.type.name == "text" else value_strategy(f, False)) for f in task.outputs
     }
     answers = data.draw(st.lists(st.fixed_dictionaries(fields), min_size=n, max_size=n))
     inputs = {f.name: text for f in task.inputs}
     questions = data.draw(st.lists(st.fixed_dictionaries(inputs), min_size=n, max_size=n))
     clean = canonical_output(task, kind, answers, questions)
     messy = _with_slack(clean, kind, random.Random(data.draw(st.integers(0, 2**32))))
-    got = g.parse_strict(messy)
-    assert got == g.parse_strict_lark(messy)
-    want = g.parse_strict(clean)
+    got = strict_items(g, messy)
+    assert got == lark_items(g, messy)
+    want = strict_items(g, clean)
     assert [dict(i.values) for i in got] == [dict(i.values) for i in want]
 
 
@@ -749,11 +769,11 @@ def test_a_decorated_marker_is_not_question_text() -> None:
     g = build_grammar(MATH, 2, "auto-demo")
     out = "Q[1]: q1\nA[1]: a The answer is 1.\nQ[2]: q2\n**A[2]:** b The answer is 2."
     with pytest.raises(OutputParseError) as info:
-        g.parse_strict(out)
+        strict_items(g, out)
     assert info.value.format() == (
         "<output>:4:1: expected 'A[2]:', found '**A[2]:** b The answer is 2.'"
     )
     missing = "Q[1]: q1\nQ[2]: q2\nA[2]: b The answer is 2."
     with pytest.raises(OutputParseError) as info:
-        g.parse_strict(missing)
+        strict_items(g, missing)
     assert info.value.format() == "<output>:2:1: expected 'A[1]:', found 'Q[2]: q2'"

@@ -80,7 +80,7 @@ def json_texts(task: Task, g: AnswerGrammar, compact: bool) -> tuple[list[str], 
         ]
         return json.dumps(g.to_json(items), separators=separators)
 
-    texts = {f.name for f in g.fields if f.type == "text"}
+    texts = {f.name for f in g.fields if f.type.name == "text"}
     tricky = [{k: ('a "quoted"\nline' if k in texts else v) for k, v in a.items()} for a in answers]
     valid = [dump(answers)] + ([dump(tricky)] if texts else [])
     good = json.loads(valid[0])

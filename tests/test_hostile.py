@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hostile import run_capped
 from promptc.limits import MAX_BATCH_SIZE
+from promptc.render.budget import MAX_RENDER_MEMORY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,9 +131,11 @@ TEMPLATE_ATTACKS = {
         "{{ [[1] * 1000000] * 1000000 }}",
         "2,000,000 characters (or list items) per value: a repetition would build a larger one",
     ),
+    # No hook of Jinja's sandbox sees ``~`` (it compiles to a plain join of strings): the
+    # doubling meets the memory limit around rendering instead of the value bound.
     "doubling-concat": (
         '{% set s = "xx" %}' + "{% set s = s ~ s %}" * 30 + "{{ s }}",
-        "2,000,000 characters (or list items) per value: an expression built a larger one",
+        "the memory this process may use: the template asked for more",
     ),
     "doubling-namespace": (
         (
@@ -162,6 +167,20 @@ TEMPLATE_ATTACKS = {
     "long-message": (
         "{% for i in range(3000) %}{{ 'y' * 1000 }}{% endfor %}",
         "2,000,000 characters per message: the user message grows longer",
+    ),
+    "self-include-without-context": (
+        '{% include "my.j2" without context %}',
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
+    ),
+    "self-import": (
+        '{% import "my.j2" as m %}',
+        (
+            "64 nested macro calls and includes: a macro or include nests deeper (one that calls "
+            "or includes itself without end?)"
+        ),
     ),
     "recursive-macro": (
         "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}",
@@ -252,6 +271,70 @@ def test_a_slow_template_meets_the_wall_clock_limit(project: Path) -> None:
         ),
         "slow.yaml: 1 error",
     ]
+    assert o.seconds < 5
+
+
+def _own_template(project: Path, name: str, body: str) -> str:
+    """A spec in ``project/name/`` whose batch template's user block is ``body``."""
+    folder = project / name
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "q.jsonl").write_bytes((project / "data" / "q.jsonl").read_bytes())
+    (folder / "my.j2").write_text("{% block user %}\n" + body + "\n{% endblock %}\n")
+    (folder / "s.yaml").write_text(BASE.replace("model:", "templates: {batch: my.j2}\nmodel:"))
+    return f"{name}/s.yaml"
+
+
+#: A command run in a fresh process with no memory cap but promptc's own, reporting its exit
+#: status, stderr and how much its peak resident memory grew while the command ran.
+_UNCAPPED = """
+import contextlib, io, json, resource, sys
+from promptc.cli.app import run
+import promptc.render.renderer
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    status = run(sys.argv[1:])
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"status": status, "stderr": err.getvalue(), "grown_kib": grown}))
+"""
+
+
+def test_what_no_sandbox_hook_sees_meets_the_os_limits(project: Path) -> None:
+    """``~`` and a loop over a list that calls nothing compile to plain Python, out of reach of
+    Jinja's sandbox hooks: the time and memory limits around rendering end them."""
+    doubling = _own_template(
+        project, "doubling", '{% set s = "xx" %}' + "{% set s = s ~ s %}" * 40 + "{{ s }}"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNCAPPED, "check", doubling],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["status"] == 1
+    assert lines(out["stderr"])[0] == (
+        "doubling/my.j2:2: template exceeds the limit of the memory this process may use: "
+        "the template asked for more"
+    )
+    # Forty doublings of two characters would ask for two terabytes.
+    assert out["grown_kib"] * 1024 < MAX_RENDER_MEMORY + 64 * 2**20
+    silent = _own_template(
+        project,
+        "silent",
+        "{% set xs = range(99999) | list %}"
+        "{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}",
+    )
+    setup = "import promptc.render.budget as b; b.MAX_RENDER_SECONDS = 1.0"
+    (o,) = run_capped([["check", silent]], project, setup=setup)
+    assert o.status == 1
+    assert lines(o.stderr)[0] == (
+        "silent/my.j2:2: template exceeds the limit of 1 seconds per message: rendering one "
+        "message took longer"
+    )
     assert o.seconds < 5
 
 

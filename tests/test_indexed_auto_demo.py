@@ -12,17 +12,18 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from grammar_reading import lark_items, regex_items, strict_items
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc import markers
 from promptc.build import assemble
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.ir import Request, Task
-from promptc.parse.fast import parse_fast
 from promptc.parse.output import parse_output
 from promptc.parse.recover import parse_recover
 from promptc.parse.results import ItemResult
 from promptc.parse.shape import RequestShape, request_shape
+from promptc.parse.strict import item_results, match_output
 from promptc.spec.answer_format import write_answer
 from promptc.spec.lower import compile_spec
 
@@ -66,12 +67,12 @@ def _output(task: Task, request: Request) -> str:
 
 
 def _both_paths(task: Task, request: Request, output: str) -> list[list[ItemResult]]:
-    """The fast path's results (which must take the output) and the recovering parser's."""
+    """The grammar's regex's results (which must read the output) and the recover scanner's."""
     shape = _shape(task, request)
     g = build_grammar(task, len(request.batch.item_ids), "auto-demo")
-    fast = parse_fast(shape, g, output)
-    assert fast is not None, "the fast path did not take the output"
-    return [fast, parse_recover(shape, g, output)]
+    items = match_output(g, output)
+    assert items is not None, "the grammar's regex did not read the output"
+    return [item_results(shape, g, items), parse_recover(shape, g, output)]
 
 
 def _statuses(results: list[ItemResult]) -> list[tuple[str, str, object]]:
@@ -207,7 +208,7 @@ def test_every_export_accepts_what_the_prompt_asks_for(task: Task, request_: Req
     assert re.fullmatch(g.portable_regex_for(questions), output)
     assert not re.fullmatch(g.portable_regex_for(questions[::-1]), output)
     assert g.parse_regex is not None and re.fullmatch(g.parse_regex, output)
-    for items in (g.parse_strict_regex(output), g.parse_strict_lark(output)):
+    for items in (regex_items(g, output), lark_items(g, output)):
         assert [it.question for it in items] == questions
         assert [it.values["label"] for it in items] == LABELS
         assert items[1].question_span is not None
@@ -215,7 +216,7 @@ def test_every_export_accepts_what_the_prompt_asks_for(task: Task, request_: Req
         assert shown.startswith(questions[1].split("\n")[0].removeprefix("Premise: "))
         assert shown.endswith(questions[1].split("\n")[1].removeprefix("Hypothesis: "))
     # The JSON form carries each question as question_text writes it and reads back.
-    doc = g.to_json(g.parse_strict(output))
+    doc = g.to_json(strict_items(g, output))
     jsonschema.validate(doc, g.json_schema)
     assert g.text_of_json(json.dumps(doc)) == output
     results = parse_output(task, request_, json.dumps(doc))
@@ -235,7 +236,7 @@ def test_strict_lark_diagnosis_names_the_input_marker(task: Task, request_: Requ
     g = _grammar(task, request_)
     output = _output(task, request_).replace("Hypothesis[1]:", "Hypothesis:")
     with pytest.raises(OutputParseError, match=r"expected 'Hypothesis\[1\]:'"):
-        g.parse_strict(output)
+        strict_items(g, output)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_build_input_reads_the_builds_markers_from_the_prompt(task: Task, tmp_pa
     (tmp_path / "b" / "requests.jsonl").write_text(
         "\n".join([json.dumps(record), *lines[1:]]) + "\n", encoding="utf-8"
     )
-    shapes = load_build(tmp_path / "b", None).requests
+    shapes = load_build(tmp_path / "b").requests
     assert list(shapes[record["id"]].questions) == _questions(task, assemble(task).requests[0])
 
 
@@ -293,10 +294,10 @@ def test_one_indexed_input() -> None:
     g = build_grammar(task, 1, "auto-demo")
     label = markers.field_label(task.inputs[0])
     q = markers.question_text(task.inputs, task.items[0].inputs)
-    values = {o.name: Decimal(3) if o.type == "number" else "So." for o in task.outputs}
+    values = {o.name: Decimal(3) if o.type.name == "number" else "So." for o in task.outputs}
     text = g.write_output([values], [q])
     assert text.startswith(f"{label}[1]: {q}\nA[1]: ")
-    assert [it.question for it in g.parse_strict(text)] == [q]
+    assert [it.question for it in strict_items(g, text)] == [q]
 
 
 _VALUE = (
@@ -331,9 +332,9 @@ def test_run_pins_each_input_and_checks_the_prompt_in_the_builds_markers(
     the build's markers, not ``Q[i]:``); a prompt edited since names ``Premise[1]:``."""
     from dataclasses import replace
 
-    from promptc.build import build
+    from promptc.build import build, read_requests
     from promptc.errors import UsageError
-    from promptc.run.bodies import read_requests, request_body
+    from promptc.run.bodies import request_body
 
     build(task, tmp_path / "b")
     first = read_requests(tmp_path / "b")[0]

@@ -69,10 +69,26 @@ def package_modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def annotations_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes under ``if TYPE_CHECKING:``: imports for annotations only, which
+    are no dependency."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        ):
+            out.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    return out
+
+
 def imports_of(module: str, path: Path, modules: set[str]) -> Iterator[Import]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    skip = annotations_only(tree)
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "promptc":
@@ -169,6 +185,24 @@ def test_the_layering_test_catches_an_import_from_a_higher_layer(tmp_path: Path)
     found = list(imports_of("promptc.grammar.answer", stage, {"promptc.render.renderer"}))
     assert upward_imports(found) == [
         "promptc.grammar.answer (line 1) imports promptc.render.renderer, a higher layer"
+    ]
+
+
+def test_an_import_for_annotations_only_is_no_dependency(tmp_path: Path) -> None:
+    """The value types name the IR's output field in annotations only (``if TYPE_CHECKING:``):
+    that is not an import from a higher layer, but the same import at run time is."""
+    stage = tmp_path / "promptc" / "values" / "types.py"
+    stage.parent.mkdir(parents=True)
+    stage.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from promptc.ir import OutputField\n"
+        "from promptc.ir import Task\n",
+        encoding="utf-8",
+    )
+    found = list(imports_of("promptc.values.types", stage, set()))
+    assert upward_imports(found) == [
+        "promptc.values.types (line 4) imports promptc.ir, a higher layer"
     ]
 
 

@@ -352,8 +352,9 @@ def test_vllm_bodies_carry_each_requests_own_gbnf(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["grammar"]["per_request"]["folder"] == "grammars"
     lines = (tmp_path / "b" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == len(manifest["requests"])
-    for line, entry in zip(lines, manifest["requests"]):
+    entries = (tmp_path / "b" / "batches.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(entries)
+    for line, entry in zip(lines, map(json.loads, entries)):
         record = json.loads(line)
         own = (tmp_path / "b" / "grammars" / f"{record['custom_id']}.gbnf").read_text(
             encoding="utf-8"
@@ -416,21 +417,21 @@ def test_request_grammars_do_not_grow_memory_with_the_build(
     made, so the peak grows by the data's offsets alone (the files grow, the memory not)."""
     import tracemalloc
 
-    from promptc import build as build_mod
+    from promptc.build import files, produce
     from promptc.render import renderer
     from promptc.spec.data import ItemTable
 
-    monkeypatch.setattr(build_mod, "BUFFER_BYTES", 16 << 10)
+    monkeypatch.setattr(files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 16)
     monkeypatch.setattr(renderer, "QUESTION_CACHE", 16)
     after_requests: list[int] = []
-    write_task_files = build_mod._write_task_files
+    task_text = produce.task_text
 
-    def spy(*args: object) -> None:
+    def spy(task: Task) -> str:
         after_requests.append(tracemalloc.get_traced_memory()[1])  # the peak so far
-        write_task_files(*args)  # type: ignore[arg-type]
+        return task_text(task)
 
-    monkeypatch.setattr(build_mod, "_write_task_files", spy)
+    monkeypatch.setattr(produce, "task_text", spy)
     build(compile_spec(_options_spec(tmp_path / "warm", 16)), tmp_path / "warm" / "out")
     for n in (800, 2_400):
         task = compile_spec(_options_spec(tmp_path / str(n), n))
@@ -533,11 +534,12 @@ def test_every_constraint_of_a_request_is_its_own_grammar_file(
 ) -> None:
     """vllm-batch bodies (either constraint) and structured_outputs, which run and collect's
     repair builds use, say exactly what grammars/<id>.gbnf and .schema.json say."""
-    from promptc.build import ConstraintCache, structured_outputs
+    from promptc.build import ConstraintCache, constraint
+    from promptc.build.targets import VllmBatch
 
     task = _spec(tmp_path, "either", kind=kind)
     out = tmp_path / "b"
-    build(task, out, target="vllm-batch", vllm_grammar=grammar)  # type: ignore[arg-type]
+    build(task, out, target="vllm-batch", vllm_grammar=grammar)
     cache = ConstraintCache(task)
     lines = (out / "requests.jsonl").read_text(encoding="utf-8").splitlines()
     for line, request in zip(lines, assemble(task).requests):
@@ -547,5 +549,5 @@ def test_every_constraint_of_a_request_is_its_own_grammar_file(
         else:
             want = {"json": json.loads(own.with_suffix(".schema.json").read_text("utf-8"))}
         assert json.loads(line)["body"]["structured_outputs"] == want
-        made = structured_outputs(task, request.kind, request.batch.item_ids, grammar, cache)  # type: ignore[arg-type]
-        assert made == want
+        made = constraint(task, request.kind, request.batch.item_ids, grammar, cache)  # type: ignore[arg-type]
+        assert {VllmBatch.FIELDS[made.form]: made.value} == want

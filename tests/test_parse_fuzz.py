@@ -1,5 +1,5 @@
-"""Properties of parse_output: round trips, fast path = lark path = slow path, no input raises
-or hangs."""
+"""Properties of parse_output: round trips, the grammar's regex = its lark export = the recover
+scanner, no input raises or hangs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
+from grammar_reading import lark_items, regex_items
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from parse_paths import scanner
 from promptc import markers
-from promptc.ir import OutputField, Request, Task, Value
-from promptc.parse.fast import results_from_parsed
+from promptc.ir import Markers, OutputField, Request, Task, Value
 from promptc.parse.normalise import normalise_lookalikes
-from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output
 from promptc.parse.results import STATUSES, ItemResult
 from promptc.parse.scan import MARKER_PATTERN as _MARKER
+from promptc.parse.scan import iter_markers, marker_pattern
 from promptc.parse.shape import request_shape
+from promptc.parse.strict import item_results
+from promptc.values import value_type
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
@@ -24,24 +28,28 @@ INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 KINDS: tuple[str, ...] = ("single", "few-shot", "batch", "auto-demo")
 SENTIMENT = OutputField(
     "label",
-    "enum",
+    value_type("enum"),
     choices=("positive", "negative", "very positive"),
     aliases=(("pos", "positive"),),
 )
 
 # One output shape per value type, and formats mixing literals with several fields.
 SHAPES: dict[str, tuple[tuple[OutputField, ...], str]] = {
-    "number": ((OutputField("answer", "number"),), "{answer}"),
-    "integer": ((OutputField("answer", "integer"),), "{answer}"),
-    "boolean": ((OutputField("answer", "boolean"),), "{answer}"),
+    "number": ((OutputField("answer", value_type("number")),), "{answer}"),
+    "integer": ((OutputField("answer", value_type("integer")),), "{answer}"),
+    "boolean": ((OutputField("answer", value_type("boolean")),), "{answer}"),
     "enum": ((SENTIMENT,), "{label}"),
-    "text": ((OutputField("answer", "text"),), "{answer}"),
+    "text": ((OutputField("answer", value_type("text")),), "{answer}"),
     "math": (
-        (OutputField("reasoning", "text"), OutputField("answer", "number")),
+        (OutputField("reasoning", value_type("text")), OutputField("answer", value_type("number"))),
         "{reasoning} The answer is {answer}.",
     ),
     "label-confidence": (
-        (SENTIMENT, OutputField("confidence", "integer"), OutputField("why", "text")),
+        (
+            SENTIMENT,
+            OutputField("confidence", value_type("integer")),
+            OutputField("why", value_type("text")),
+        ),
         "Label: {label}; confidence {confidence}% because {why}",
     ),
 }
@@ -81,15 +89,15 @@ def one_line_text() -> st.SearchStrategy[str]:
 
 
 def value_for(field: OutputField) -> st.SearchStrategy[Value]:
-    if field.type == "number":
+    if field.type.name == "number":
         return st.decimals(
             allow_nan=False, allow_infinity=False, places=3, min_value=-(10**9), max_value=10**9
         ).map(lambda d: d.normalize())
-    if field.type == "integer":
+    if field.type.name == "integer":
         return st.integers(-(10**12), 10**12)
-    if field.type == "boolean":
+    if field.type.name == "boolean":
         return st.booleans()
-    if field.type == "enum":
+    if field.type.name == "enum":
         return st.sampled_from(field.choices)
     return one_line_text()
 
@@ -184,7 +192,7 @@ def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
     from promptc.values import write_value
 
     text = write_value(field, value)
-    if field.type in ("number", "integer"):
+    if field.type.name in ("number", "integer"):
         sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
         whole, _, frac = digits.partition(".")
         if draw(st.booleans()) and len(whole) > 3:
@@ -194,16 +202,18 @@ def styled_value(draw: st.DrawFn, field: OutputField, value: Value) -> str:
             )
         sign = draw(st.sampled_from([sign, sign or "+", "−" if sign else ""]))
         money = draw(st.sampled_from(["", "", "$", "€"]))
-        tail = draw(st.sampled_from(["", "", "."])) if field.type == "number" or not frac else ""
+        tail = (
+            draw(st.sampled_from(["", "", "."])) if field.type.name == "number" or not frac else ""
+        )
         frac = (
             frac + "0" * draw(st.integers(0, 2))
-            if frac or field.type == "number" and draw(st.booleans())
+            if frac or field.type.name == "number" and draw(st.booleans())
             else frac
         )
         return sign + money + whole + ("." + frac if frac else "") + tail
-    if field.type in ("boolean", "enum"):
+    if field.type.name in ("boolean", "enum"):
         alias = text
-        if field.type == "boolean":
+        if field.type.name == "boolean":
             alias = draw(st.sampled_from(["yes", "true"] if value else ["no", "false"]))
         elif field.aliases and draw(st.booleans()):
             alias = next((a for a, c in field.aliases if c == value), text)
@@ -246,7 +256,7 @@ def typed(results: Sequence[ItemResult]) -> list[object]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
+def test_regex_lark_and_scanner_agree(data: st.DataObject) -> None:
     task, req, out = data.draw(
         st.one_of(valid_cases(max_n=12).map(lambda c: (c[0], c[1], c[3])), styled_cases(max_n=12))
     )
@@ -257,9 +267,9 @@ def test_fast_path_lark_path_and_slow_path_agree(data: st.DataObject) -> None:
 
     shape = request_shape(task, req)
     g = grammar_for(task, len(shape.item_ids), shape.kind)
-    fast = results_from_parsed(shape, out, g.parse_strict_regex(out))
-    lark = results_from_parsed(shape, out, g.parse_strict_lark(out))
-    slow = parse_output_recover_slow(task, req, out)
+    fast = item_results(shape, g, regex_items(g, out))
+    lark = item_results(shape, g, lark_items(g, out))
+    slow = scanner(task, req, out)
     assert typed(fast) == typed(lark)
     assert typed(fast) == typed(slow), (fast, slow)
     assert typed(parse_output(task, req, out)) == typed(fast)
@@ -406,8 +416,32 @@ def test_multi_line_questions_of_multi_field_inputs_align() -> None:
     )
     assert "\nClaim: hypothesis of 2\n" in out
     assert [r.status for r in parse_output(task, req, out)] == ["ok"] * 3
-    assert [r.status for r in parse_output_recover_slow(task, req, out)] == ["ok"] * 3
+    assert [r.status for r in scanner(task, req, out)] == ["ok"] * 3
     swapped = out.replace("hypothesis of 2", "hypothesis of 3")
     assert [r.status for r in parse_output(task, req, swapped)] == ["ok", "ok", "ok"]
     other = out.replace(QUESTIONS[1], "A different premise altogether, about cats.")
     assert [r.status for r in parse_output(task, req, other)] == ["ok", "misaligned", "ok"]
+
+
+# ---------------------------------------------------------------------------- the scanner
+
+MARKERISH = list("AaQqPp[]:*_ \t\n0129x#-") + ["A[", "Q[", "]:", "**", "Premise", "Answer"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(MARKERISH), max_size=80).map("".join),
+    st.sampled_from([("Q", "A"), ("Premise", "Answer"), ("Q", "Question")]),
+)
+def test_the_scanner_finds_every_match_of_the_marker_pattern(
+    text: str, prefixes: tuple[str, str]
+) -> None:
+    """Looking for markers around each ``[`` finds what the pattern's own ``finditer`` does."""
+    mk = Markers(question=prefixes[0], answer=prefixes[1])
+    got = [(m.start, m.end, m.index) for m in iter_markers(text, mk)]
+    pattern = marker_pattern(mk.question, mk.answer)
+    want = [
+        (m.start() if m.group("open") else m.start("prefix"), m.end(), int(m.group("index")))
+        for m in pattern.finditer(text)
+    ]
+    assert got == want

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from parse_paths import scanner
 from promptc.ir import Task
-from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output
 from promptc.parse.recover import LENIENT_NOTE
 
 #: (body written after ``A[1]:``, recover status, recover value, strict status)
@@ -76,7 +77,7 @@ def test_what_models_write(
         if body in SINGLE_EXACT:
             status, value, strict = "ok", Decimal(27), "ok"
     request = _request(kind, n)
-    for parse in (parse_output, parse_output_recover_slow):
+    for parse in (parse_output, scanner):
         results = parse(task, request, output)
         first = results[0]
         assert (first.status, first.values.get("answer")) == (status, value), parse.__name__

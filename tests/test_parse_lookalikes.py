@@ -1,6 +1,6 @@
-"""Outputs with one-to-one lookalikes (full-width ASCII, Unicode spaces, the minus sign) take
-the fast path, normalised by ``str.translate``, and read as the slow path reads them: the same
-statuses, values (text as the model wrote it) and spans."""
+"""Outputs with one-to-one lookalikes (full-width ASCII, Unicode spaces, the minus sign) are read
+by the grammar's regex, normalised by ``str.translate``, as the recover scanner reads them: the
+same statuses, values (text as the model wrote it) and spans."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from parse_paths import OUTPUT, TASK, assert_paths_agree, view
+from parse_paths import OUTPUT, TASK, assert_paths_agree, regex_path, scanner, view
 from promptc.ir import Task
-from promptc.parse.fast import parse_fast
 from promptc.parse.normalise import ONE_TO_ONE, normalise_lookalikes
-from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
-from promptc.parse.shape import request_shape
+from promptc.parse.output import parse_output
 
 #: ASCII character → the lookalikes that read as it.
 LOOKALIKE_OF: dict[str, list[str]] = {}
@@ -33,24 +31,23 @@ def test_translate_keeps_offsets() -> None:
     assert len(norm) == len(text)
 
 
-def test_minus_sign_and_nbsp_take_the_fast_path_with_text_as_written(
+def test_minus_sign_and_nbsp_are_read_by_the_regex_with_text_as_written(
     task_factory: Callable[..., Task],
 ) -> None:
     task = task_factory(kind="batch", batch_size=3)
     out = OUTPUT.replace("- 24", "\u2212 24").replace(
         "The answer is -5", "The\u00a0answer is \u22125"
     )
-    shape = request_shape(task, _request(3))
-    fast = parse_fast(shape, grammar_for(task, 3, "batch"), out)
+    fast = regex_path(task, _request(3), out)
     assert fast is not None
     assert fast[0].values["reasoning"].startswith("She had 48 \u2212 24")
     assert fast[2].values["answer"] == Decimal(-5)
-    assert view(fast) == view(parse_output_recover_slow(task, _request(3), out))
+    assert view(fast) == view(scanner(task, _request(3), out))
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.data())
-def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
+def test_the_regex_reads_lookalikes_as_the_scanner_does(data: st.DataObject) -> None:
     task = TASK
     chars = list(OUTPUT)
     spots = [k for k, c in enumerate(chars) if c in LOOKALIKE_OF]
@@ -58,11 +55,10 @@ def test_fast_path_equals_slow_path_on_lookalikes(data: st.DataObject) -> None:
         chars[k] = data.draw(st.sampled_from(LOOKALIKE_OF[chars[k]]))
     out = "".join(chars)
     request = _request(3)
-    shape = request_shape(task, request)
-    fast = parse_fast(shape, grammar_for(task, 3, "batch"), out)
-    slow = parse_output_recover_slow(task, request, out)
+    fast = regex_path(task, request, out)
+    slow = scanner(task, request, out)
     assert [r.status for r in slow] == ["ok"] * 3
-    assert fast is not None, "a one-to-one lookalike sent the output to the slow path"
+    assert fast is not None, "a one-to-one lookalike sent the output to the scanner"
     assert view(fast) == view(slow)
     assert view(parse_output(task, request, out)) == view(slow)
 
@@ -75,8 +71,8 @@ INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
 def test_removed_characters_anywhere_read_as_the_slow_path_reads_them(
     data: st.DataObject,
 ) -> None:
-    """Zero-width characters and soft hyphens, at any place: the fast path either declines or
-    gives exactly the slow path's statuses, values (text as written) and spans."""
+    """Zero-width characters and soft hyphens, at any place: the whole parser gives exactly the
+    scanner's statuses, values (text as written) and spans."""
     chars = list(OUTPUT)
     spots = data.draw(st.lists(st.integers(0, len(chars)), max_size=6))
     for k in sorted(spots, reverse=True):
@@ -86,8 +82,9 @@ def test_removed_characters_anywhere_read_as_the_slow_path_reads_them(
 
 @settings(max_examples=100, deadline=None)
 @given(st.data())
-def test_removed_characters_inside_reasoning_take_the_fast_path(data: st.DataObject) -> None:
-    """As in GSM8K's own text (a zero-width space inside a solution): the fast path."""
+def test_removed_characters_inside_reasoning_are_read_by_the_regex(data: st.DataObject) -> None:
+    """As in GSM8K's own text (a zero-width space inside a solution): the grammar's regex reads
+    the output, and the reasoning keeps them, as written."""
     lines = OUTPUT.split("\n")
     k = data.draw(st.integers(0, 2))
     body = lines[k]
@@ -98,10 +95,11 @@ def test_removed_characters_inside_reasoning_take_the_fast_path(data: st.DataObj
     lines[k] = body
     out = "\n".join(lines)
     request = _request(3)
-    fast = parse_fast(request_shape(TASK, request), grammar_for(TASK, 3, "batch"), out)
+    fast = regex_path(TASK, request, out)
     assert fast is not None
     assert fast[k].values["reasoning"] == body[len("A[1]: ") : body.index(" The answer is")]
-    assert view(fast) == view(parse_output_recover_slow(TASK, request, out))
+    assert view(fast) == view(scanner(TASK, request, out))
+    assert view(parse_output(TASK, request, out)) == view(fast)
 
 
 ANY_LOOKALIKE = [*INVISIBLES, "\u2212", "\u00a0", "\u2009", "\u3000", "\uff21", "\uff1a", "\u3010"]
@@ -111,8 +109,8 @@ ANY_LOOKALIKE = [*INVISIBLES, "\u2212", "\u00a0", "\u2009", "\u3000", "\uff21", 
 @given(st.data())
 def test_every_spec_and_strategy_reads_alike_on_both_paths(data: st.DataObject) -> None:
     """Lookalikes and removed characters put anywhere in the canonical output of any example
-    spec and strategy: the whole parser (fast path first) gives the slow path's statuses and
-    values (text as written), item by item."""
+    spec and strategy: the whole parser (the grammar's regex first) gives the scanner's
+    statuses and values (text as written), item by item."""
     from export_samples import CASES, grammar_of, valid_output
 
     spec, kind = data.draw(st.sampled_from(CASES))
@@ -124,6 +122,6 @@ def test_every_spec_and_strategy_reads_alike_on_both_paths(data: st.DataObject) 
         )
     out = "".join(chars)
     request = {"id": "r1", "kind": kind, "item_ids": [it.id for it in task.items[: g.n_items]]}
-    slow = parse_output_recover_slow(task, request, out)
+    slow = scanner(task, request, out)
     full = parse_output(task, request, out)
     assert [(r.status, r.values) for r in full] == [(r.status, r.values) for r in slow]

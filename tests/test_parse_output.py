@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from parse_paths import scanner
 from promptc import markers
 from promptc.errors import OutputParseError
 from promptc.ir import (
@@ -34,11 +37,13 @@ from promptc.parse.align import (
     question_similarity,
 )
 from promptc.parse.normalise import normalise_lookalikes
-from promptc.parse.output import parse_output, parse_output_recover_slow
+from promptc.parse.output import parse_output
 from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
 from promptc.strategies import strategy
+from promptc.text import decimal_text
+from promptc.values import value_type
 
 # ---------------------------------------------------------------------------- builders
 
@@ -62,8 +67,8 @@ QUESTIONS = (
     "Alexis is applying for a new job and bought a new set of business clothes to wear.",
 )
 
-NUMBER = OutputField("answer", "number")
-REASONING = OutputField("reasoning", "text")
+NUMBER = OutputField("answer", value_type("number"))
+REASONING = OutputField("reasoning", value_type("text"))
 MATH_FORMAT = "{reasoning} The answer is {answer}."
 
 
@@ -202,6 +207,26 @@ def test_dumps_writes_decimals_exactly() -> None:
         '{"a": 0.1, "b": 1234.5, "c": 0, "d": true, "e": "é\\n", "f": [1000], "g": null, "h": 3}'
     )
     assert json.loads(text, parse_float=Decimal)["a"] == Decimal("0.1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.decimals(min_value=-(10**20), max_value=10**20, allow_nan=False, allow_infinity=False)
+    | st.decimals(min_value=-1000, max_value=1000, places=3)
+    | st.integers(0, 30).flatmap(lambda k: st.just(Decimal(1).scaleb(-k))),
+    st.text(max_size=20),
+)
+def test_dumps_writes_every_decimal_as_its_canonical_text(number: Decimal, text: str) -> None:
+    """Whether a float spells the number or not, the line holds the number's exact text."""
+    line = dumps({"values": {"answer": number, "reasoning": text}, "attempts": 1})
+    assert line == (
+        '{"values": {"answer": '
+        + decimal_text(number)
+        + ', "reasoning": '
+        + json.dumps(text, ensure_ascii=False)
+        + '}, "attempts": 1}'
+    )
+    assert json.loads(line, parse_float=Decimal)["values"]["answer"] == number
 
 
 def test_request_shape_reads_requests_mappings_and_objects() -> None:
@@ -404,7 +429,7 @@ def test_to_dict_and_json_line() -> None:
 
 
 def test_text_values_keep_the_models_characters() -> None:
-    task = make_task("batch", 2, (OutputField("answer", "text"),))
+    task = make_task("batch", 2, (OutputField("answer", value_type("text")),))
     req = make_request(task)
     out = "Ａ［１］： 東京，日本\nA[2]:\u00a0ｆｕｌｌ ｗｉｄｔｈ"
     results = parse_output(task, req, out)
@@ -414,11 +439,11 @@ def test_text_values_keep_the_models_characters() -> None:
     assert results[1].span is not None and results[1].span.start.line == 2
 
 
-def test_slow_path_equals_fast_path_on_canonical_output() -> None:
+def test_the_scanner_reads_a_canonical_output_as_the_regex_does() -> None:
     task = make_task("auto-demo", 8, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
     out = canonical(task, req, math_answers(8))
-    assert parse_output(task, req, out) == parse_output_recover_slow(task, req, out)
+    assert parse_output(task, req, out) == scanner(task, req, out)
 
 
 # ---------------------------------------------------------------------------- the real model

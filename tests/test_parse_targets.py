@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from promptc.build import build, read_requests
+from promptc.build import BatchLine, build, read_requests
 from promptc.cli.parse import run_parse
 from promptc.spec.lower import compile_spec
 
@@ -30,12 +30,11 @@ def _retrieval_build(tmp_path: Path) -> tuple[Path, list[list[str]]]:
         rec = dict(template, id=f"r{k + 1:04d}", item_ids=batch, target_item=batch[-1])
         rewritten.append(json.dumps(rec))
     (out / "requests.jsonl").write_text("\n".join(rewritten) + "\n")
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["spec"]["path_from_build"] = str(SPECS / "gsm8k.yaml")
-    manifest["requests"] = [
-        {"id": f"r{k + 1:04d}", "item_ids": b, "grammar": "answer"} for k, b in enumerate(batches)
+    lines_of_batches = [
+        BatchLine(k, f"r{k + 1:04d}", tuple(b), len(b) - 1, None, "", "answer").text()
+        for k, b in enumerate(batches)
     ]
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "batches.jsonl").write_text("\n".join(lines_of_batches) + "\n")
     return out, batches
 
 

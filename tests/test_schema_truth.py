@@ -23,7 +23,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from promptc.errors import LoadError, PromptcError, PromptcErrors, flatten
 from promptc.spec.lower import compile_spec
-from promptc.spec.validate import known_model_params, schema
+from promptc.spec.schema_errors import known_model_params, schema
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from promptc import ir
 from promptc.errors import Location, SelectionError
 from promptc.strategies import AUTO_DEMO
+from promptc.values import value_type
 
 np = pytest.importorskip("numpy")
 
@@ -206,7 +207,7 @@ def topic_task(method: str, cache_dir: Path, *, batch_size: int = 4, target_posi
         description="",
         instruction="Name the topic.",
         inputs=(ir.InputField("text"),),
-        outputs=(ir.OutputField("topic", "enum", choices=tuple(sorted(set(TOPICS)))),),
+        outputs=(ir.OutputField("topic", value_type("enum"), choices=tuple(sorted(set(TOPICS)))),),
         answer_format=ir.AnswerFormat("{topic}", (ir.Placeholder("topic"),)),
         demos=(),
         data=None,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import PromptcErrors
+from promptc.spec import schema_errors
 from promptc.spec.lower import compile_spec
 from promptc.spec.validate import MESSAGES
 
@@ -45,24 +46,23 @@ def test_malformed_spec_diagnostics(case: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_messages_table_has_no_trailing_periods() -> None:
-    for code, message in MESSAGES.items():
+    for code, message in {**MESSAGES, **schema_errors.MESSAGES}.items():
         assert not message.endswith("."), code
 
 
 def test_every_diagnostic_code_is_documented() -> None:
-    from promptc.spec import data, load
+    from promptc.spec import load, rows
 
     doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
-    codes = set(MESSAGES) | set(load.MESSAGES) | set(data.MESSAGES)
+    codes = set(MESSAGES) | set(schema_errors.MESSAGES) | set(load.MESSAGES) | set(rows.MESSAGES)
     codes |= {"answer-format-syntax", "empty-answer-format"}  # from promptc.spec.answer_format
     assert sorted(c for c in codes if f"`{c}`" not in doc) == []
 
 
 def test_schema_is_draft_2020_12_with_a_description_for_every_key() -> None:
     from jsonschema import Draft202012Validator
-    from promptc.spec.validate import schema
 
-    spec_schema = schema()
+    spec_schema = schema_errors.schema()
     Draft202012Validator.check_schema(spec_schema)
     assert spec_schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     undocumented: list[str] = []

@@ -8,20 +8,26 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from promptc.grammar.lark_source import fragment_terminals, value_regex
 from promptc.ir import OutputField
-from promptc.values import coerce_value, json_schema, json_value, read_value, write_value
+from promptc.values import (
+    coerce_value,
+    json_value,
+    read_value,
+    value_type,
+    write_value,
+)
+from promptc.values.dialects import fragment_terminals
 
-NUMBER = OutputField("n", "number")
-INTEGER = OutputField("i", "integer")
-BOOLEAN = OutputField("b", "boolean")
+NUMBER = OutputField("n", value_type("number"))
+INTEGER = OutputField("i", value_type("integer"))
+BOOLEAN = OutputField("b", value_type("boolean"))
 ENUM = OutputField(
     "label",
-    "enum",
+    value_type("enum"),
     choices=("positive", "negative", "very positive"),
     aliases=(("pos", "positive"),),
 )
-TEXT = OutputField("t", "text")
+TEXT = OutputField("t", value_type("text"))
 
 READ_TABLE = [
     (NUMBER, "18", Decimal(18)),
@@ -62,7 +68,7 @@ def test_read_value_normalises(field: OutputField, text: str, value: object) -> 
 def test_fragment_accepts_what_read_value_reads(
     field: OutputField, text: str, value: object
 ) -> None:
-    assert re.fullmatch(value_regex(field, multiline=False), text)
+    assert re.fullmatch(field.type.regex(field, False), text)
 
 
 REJECT_TABLE = [
@@ -80,7 +86,7 @@ def test_read_value_rejects_with_message(field: OutputField, text: str, message:
         read_value(field, text)
     assert str(info.value) == message
     if text:
-        assert not re.fullmatch(value_regex(field, multiline=False), text)
+        assert not re.fullmatch(field.type.regex(field, False), text)
 
 
 WRITE_TABLE = [
@@ -129,7 +135,7 @@ def test_integer_with_separators_and_currency(value: int, commas: bool, dollar: 
 )
 def test_boolean_any_case(word: str, upper: list[bool]) -> None:
     text = "".join(c.upper() if u else c for c, u in zip(word, upper))
-    assert re.fullmatch(value_regex(BOOLEAN, False), text)
+    assert re.fullmatch(BOOLEAN.type.regex(BOOLEAN, False), text)
     assert read_value(BOOLEAN, text) is (word in ("yes", "true"))
 
 
@@ -150,11 +156,11 @@ def test_json_forms() -> None:
     assert json_value(NUMBER, Decimal(18)) == 18
     assert json_value(NUMBER, Decimal("2.5")) == 2.5
     assert json_value(BOOLEAN, False) is False
-    assert json_schema(ENUM) == {
+    assert ENUM.type.json_schema(ENUM) == {
         "type": "string",
         "enum": ["positive", "negative", "very positive"],
     }
-    assert json_schema(TEXT) == {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
+    assert TEXT.type.json_schema(TEXT) == {"type": "string"}  # no minLength: mlc-ai/xgrammar#800
 
 
 @pytest.mark.parametrize("field", [NUMBER, INTEGER, BOOLEAN, ENUM, TEXT], ids=lambda f: f.type)
@@ -165,7 +171,7 @@ def test_fast_reader_equals_read_value_on_what_the_grammar_admits(
 ) -> None:
     from promptc.values import value_reader
 
-    text = data.draw(st.from_regex(value_regex(field, multiline=False), fullmatch=True))
+    text = data.draw(st.from_regex(field.type.regex(field, False), fullmatch=True))
     got = value_reader(field)(text)
     want = read_value(field, text)
     assert got == want and type(got) is type(want)
@@ -192,7 +198,7 @@ def test_every_fragment_compiles_with_lark() -> None:
         assert set(fragment_terminals(file)) == names
     # enum.lark's example has the generated shape: case-insensitive, longest choice first.
     assert re.fullmatch(fragment_terminals("enum.lark")["ENUM"], "Very Positive")
-    assert value_regex(ENUM, False) == fragment_terminals("enum.lark")["ENUM"]
+    assert ENUM.type.regex(ENUM, False) == fragment_terminals("enum.lark")["ENUM"]
 
 
 def test_text_fragment_never_takes_outer_white_space() -> None:
@@ -211,7 +217,7 @@ def test_a_number_past_640_digits_before_its_point_is_refused_on_every_path() ->
     from promptc.ir import OutputField
     from promptc.values import MAX_INTEGER_DIGITS, ValueOutOfBounds, read_value, value_reader
 
-    field = OutputField("answer", "number")
+    field = OutputField("answer", value_type("number"))
     assert read_value(field, "9" * MAX_INTEGER_DIGITS + ".5") is not None
     assert read_value(field, "0" * 2000 + "7") == 7
     for read in (lambda t: read_value(field, t), value_reader(field)):
@@ -222,8 +228,8 @@ def test_a_number_past_640_digits_before_its_point_is_refused_on_every_path() ->
 @given(st.from_regex(r"[0-9]{1,30}", fullmatch=True), st.sampled_from(["", " ", "\t", " \n"]))
 def test_plain_digits_read_as_the_number_pattern_reads_them(digits: str, pad: str) -> None:
     """Plain ASCII digits skip the number pattern: the same value, as Decimal and int."""
-    number = OutputField("n", "number")
-    integer = OutputField("k", "integer")
+    number = OutputField("n", value_type("number"))
+    integer = OutputField("k", value_type("integer"))
     assert (
         read_value(number, pad + digits + pad)
         == read_value(number, digits + ".")

@@ -4,9 +4,10 @@ Every node is a frozen dataclass with slots. Nodes that came from a file carry i
 that a later stage (a template, the grammar, the output parser) can still point a user at the
 line of the spec or data file that caused a problem.
 
-Values of output fields are normalised Python values: ``number`` → :class:`decimal.Decimal`,
-``integer`` → ``int``, ``boolean`` → ``bool``, ``enum`` → the canonical choice (``str``),
-``text`` → ``str``. Input values are always ``str``.
+An output field carries its value type (a :class:`~promptc.values.ValueType`, as the strategy
+section carries its :class:`~promptc.strategies.Strategy`), and values of output fields are
+normalised Python values (:data:`Value`, which the value types define). Input values are
+always ``str``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from typing import Literal
 from promptc.errors import Location
 from promptc.strategies import Strategy
 
-OutputType = Literal["text", "number", "integer", "boolean", "enum"]
-OUTPUT_TYPES: tuple[OutputType, ...] = ("text", "number", "integer", "boolean", "enum")
+# Defined with the value types, and part of the IR: every stage reads them from here.
+from promptc.values import ANSWER_WITH as ANSWER_WITH  # noqa: PLC0414
+from promptc.values import AnswerWith as AnswerWith  # noqa: PLC0414
+from promptc.values import Value as Value  # noqa: PLC0414
+from promptc.values import ValueType
 
 InputType = Literal["text", "options"]
 
-#: How an answer names one of an item's options (an enum with ``choices_from``): by its
-#: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
-AnswerWith = Literal["letter", "text", "either"]
-ANSWER_WITH: tuple[AnswerWith, ...] = ("letter", "text", "either")
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
 SELECTION_METHODS: tuple[SelectionMethod, ...] = (
@@ -38,8 +38,6 @@ SELECTION_METHODS: tuple[SelectionMethod, ...] = (
     "diverse",
 )
 SIMILARITY_METHODS: tuple[SelectionMethod, ...] = ("retrieval", "partition", "diverse")
-
-Value = str | Decimal | int | bool
 
 NOWHERE = Location("<unknown>")
 
@@ -82,10 +80,11 @@ class Markers:
 
 @dataclass(frozen=True, slots=True)
 class OutputField:
-    """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for ``enum``."""
+    """A named, typed output. ``choices`` and ``aliases`` (alias → choice) only for a type
+    that takes choices (``enum``)."""
 
     name: str
-    type: OutputType
+    type: ValueType
     description: str = ""
     choices: tuple[str, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()

@@ -40,6 +40,9 @@ from functools import lru_cache
 from promptc.ir import InputField, Markers
 from promptc.text import default_label
 
+# How options are shown (markers) and named in answers (values): one definition, in values.
+from promptc.values import OPTION_LETTERS as OPTION_LETTERS  # noqa: PLC0414
+
 #: The default prefixes; also the roles of a found marker (question, answer) in the parser.
 QUESTION_PREFIX = "Q"
 ANSWER_PREFIX = "A"
@@ -74,11 +77,6 @@ def answer_marker(index: int, m: Markers = DEFAULT) -> str:
     return marker(m.answer, index)
 
 
-def prefix_of(role: str, m: Markers = DEFAULT) -> str:
-    """The task's prefix for a role (:data:`QUESTION_PREFIX` or :data:`ANSWER_PREFIX`)."""
-    return m.question if role == QUESTION_PREFIX else m.answer
-
-
 def question_block(
     fields: Sequence[InputField],
     values: Mapping[str, str],
@@ -94,8 +92,6 @@ def question_block(
     return f"{question_marker(index, m)}{MARKER_SEPARATOR}{question_text(fields, values)}"
 
 
-#: The letters of an ``options`` input's options, in order: ``(a)`` to ``(z)``.
-OPTION_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 #: How many options an ``options`` input may have.
 MAX_OPTIONS = len(OPTION_LETTERS)
 #: The label of an ``options`` input that sets none.

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from llm_server import gbnf_error
-from promptc.run.bodies import read_requests, request_body
+from promptc.build import read_requests
+from promptc.run.bodies import request_body
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult

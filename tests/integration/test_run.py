@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import pytest
 from llm_server import running_server
 from loopback import QuietHandler, chat_completion, send_json, serving
+from promptc.build import read_requests, read_task
 from promptc.errors import UsageError
-from promptc.run.bodies import build_task, cache_key, read_requests, request_body
+from promptc.run.bodies import cache_key, request_body
 from promptc.run.engine import FAILURES
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
@@ -171,8 +172,8 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     proc = _cli(str(tmp_path), "--base-url", "http://127.0.0.1:9/v1")
     assert proc.returncode == 2
     assert proc.stderr == (
-        f"error: {tmp_path}/requests.jsonl: {str(tmp_path)!r} is not a build: it has no "
-        "requests.jsonl (run promptc build SPEC -o DIR first)\n"
+        f"error: {tmp_path}/manifest.json: {str(tmp_path)!r} is not a build: it has no "
+        "manifest.json (give a folder written by promptc build SPEC -o DIR)\n"
     )
     proc = _cli(str(tmp_path), "--base-url", "http://127.0.0.1:9/v1", "--grammar", "xml")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -614,8 +615,8 @@ def test_torn_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
 def test_auto_demo_questions_are_pinned_in_the_grammar(
     spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from promptc.grammar.gbnf import gbnf_string
     from promptc.spec.lower import compile_spec
+    from promptc.values.dialects import gbnf_string
 
     overrides = {
         ("strategy", "kind"): "auto-demo",
@@ -651,7 +652,7 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(
     task = compile_spec(spec_dir / "math.yaml", overrides=overrides)
     assert request_body(first, moved, "gbnf") == request_body(first, moved, "gbnf", task=task)
     assert request_body(first, moved, "gbnf", task=task) == request_body(
-        first, moved, "gbnf", task=build_task(moved)
+        first, moved, "gbnf", task=read_task(moved)
     )
 
     # A spec changed since the build: the grammar would pin questions the prompt does not show.

@@ -6,14 +6,18 @@ import sys
 
 import click
 
+from promptc import build as build_mod
+from promptc.build.targets import NAMES as TARGET_NAMES
+from promptc.build.targets import find_target
 from promptc.cli.common import (
-    TARGETS,
     batch_size_option,
     compile_checked,
     data_option,
     spec_argument,
+    stderr,
     strategy_option,
 )
+from promptc.diff.stale import check_report
 
 EMITS = ("ir", "batches", "requests")
 
@@ -34,7 +38,7 @@ EMITS = ("ir", "batches", "requests")
 @data_option
 @click.option(
     "--target",
-    type=click.Choice(TARGETS),
+    type=click.Choice(TARGET_NAMES),
     default="chat",
     show_default=True,
     help="requests.jsonl form: promptc's chat records, the OpenAI Batch API's, or that with "
@@ -80,7 +84,7 @@ def build_command(
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
     if check and (emit is not None or out_dir is None):
         raise click.UsageError("--check needs the build folder to hold against: -o DIR")
-    if vllm_grammar is not None and target != "vllm-batch":
+    if vllm_grammar is not None and not find_target(target).grammars:
         raise click.UsageError(
             f"--grammar chooses the constraint of --target vllm-batch bodies; --target {target} "
             "carries none (promptc run --grammar chooses how a run sends it)"
@@ -89,36 +93,17 @@ def build_command(
     task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":
-        from promptc.build import ir_json
-
-        out.write(ir_json(task))
+        out.write(build_mod.ir_json(task))
         return
-    from promptc import build as build_mod
-
     if emit is not None:
         name = build_mod.REQUESTS_FILE if emit == "requests" else build_mod.BATCHES_FILE
-        out.writelines(
-            build_mod.iter_lines(task, name, target=target, vllm_grammar=grammar)  # type: ignore[arg-type]
-        )
+        out.writelines(build_mod.iter_lines(task, name, target=target, vllm_grammar=grammar))
         return
     assert out_dir is not None
     if check:
-        from promptc.cli.common import stderr
-        from promptc.diff.stale import check_report
-
-        assembled = build_mod.assemble(
-            task,
-            target=target,  # type: ignore[arg-type]
-            out_dir=out_dir,
-            vllm_grammar=grammar,  # type: ignore[arg-type]
-        )
+        assembled = build_mod.assemble(task, target=target, vllm_grammar=grammar)
         status, lines = check_report(assembled, out_dir, spec)
         (out if status == 0 else stderr()).write("".join(line + "\n" for line in lines))
         sys.exit(status)
-    result = build_mod.build(
-        task,
-        out_dir,
-        target=target,  # type: ignore[arg-type]
-        vllm_grammar=grammar,  # type: ignore[arg-type]
-    )
+    result = build_mod.build(task, out_dir, target=target, vllm_grammar=grammar)
     click.echo(result.summary)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import sys
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import click
 
@@ -18,9 +20,10 @@ from promptc.cli.common import (
     stderr,
     strategy_option,
 )
-
-if TYPE_CHECKING:
-    from promptc.errors import PromptcError
+from promptc.errors import PromptcError, PromptcErrors, flatten
+from promptc.render.checks import check_templates
+from promptc.select.batches import batch_size as size_of
+from promptc.select.methods import missing_requirements
 
 
 def run_check(
@@ -34,11 +37,6 @@ def run_check(
     data: str | None = None,
 ) -> int:
     """``promptc check``: every diagnostic of a spec, then a summary; returns the exit status."""
-    import json
-
-    from promptc.errors import PromptcErrors, flatten
-    from promptc.render.checks import check_templates
-
     errors: list[PromptcError] = []
     omitted = 0
     task = None
@@ -48,8 +46,6 @@ def run_check(
     except PromptcErrors as e:
         errors, omitted = list(e.errors), e.omitted
     if task is not None:
-        from promptc.select.methods import missing_requirements
-
         errors = flatten(check_templates(task)) + list(missing_requirements(task))
         if max_errors is not None and len(errors) > max_errors:
             omitted, errors = len(errors) - max_errors, errors[:max_errors]
@@ -59,8 +55,6 @@ def run_check(
     status = EXIT_OK if not errors else (EXIT_USAGE if usage else EXIT_INVALID)
     total = len(errors) + omitted
     if status == EXIT_OK and task is not None:
-        from promptc.select.batches import batch_size as size_of
-
         gold = task.data.gold if task.data is not None else {}
         with_gold = f" with gold {', '.join(gold)}" if gold else ""
         summary = (
@@ -135,9 +129,6 @@ def check_command(
             for spec in specs
         ]
         sys.exit(max(codes))
-    import io
-    import json
-
     reports, codes = [], []
     for spec in specs:
         buffer = io.StringIO()

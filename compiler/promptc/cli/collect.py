@@ -14,11 +14,14 @@ Exit status: 0 every item ok; 4 items not ok (the repair build is written); 2 us
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from promptc.cli.common import EXIT_ITEMS, EXIT_OK, EXIT_USAGE, summary_format_option
+from promptc.errors import PromptcError, flatten
+from promptc.run.collect import collect
 
 
 @click.command("collect")
@@ -51,11 +54,6 @@ def collect_command(
 
     More files are read alike: the error file, and the output of the repair build's batch,
     whose answers are merged into the items' results."""
-    import json
-
-    from promptc.errors import PromptcError, flatten
-    from promptc.run.collect import collect
-
     try:
         result = collect(build_dir, output_file, repair_dir=repair_dir, more_files=more_files)
     except PromptcError as e:

@@ -13,8 +13,6 @@ from promptc.strategies import NAMES
 if TYPE_CHECKING:
     from promptc import ir
 
-TARGETS = ("chat", "openai-batch", "vllm-batch")
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Items still not ok after a run or collect (documented in docs/cli.md); Ctrl-C.
 EXIT_ITEMS, EXIT_INTERRUPTED = 4, 130
@@ -52,28 +50,23 @@ def compile_task(
     ``digests=False`` leaves out the files' sha256 (see
     :func:`promptc.spec.lower.compile_spec`): for commands that write nothing naming them.
     """
-    import gc
-
+    # The front end is imported here, not with this module: `promptc --help` loads this
+    # module, and the front end's YAML parser alone takes about 30 ms to import.
     from promptc.spec.lower import compile_spec
-    from promptc.text import gc_paused
 
-    # Reading 10,000 items allocates many objects and no garbage cycles worth collecting;
-    # and the task lives until the command ends: keep the collector from rescanning it.
-    with gc_paused():
-        task = compile_spec(
-            spec,
-            overrides=overrides(strategy, batch_size, data) or None,
-            max_errors=max_errors,
-            digests=digests,
-        )
-    gc.freeze()
-    return task
+    return compile_spec(
+        spec,
+        overrides=overrides(strategy, batch_size, data) or None,
+        max_errors=max_errors,
+        digests=digests,
+    )
 
 
 def compile_checked(
     spec: str, strategy: str | None, batch_size: int | None, data: str | None = None
 ) -> ir.Task:
     """The task, after the template checks too: every error found is raised together."""
+    # Imported here for the reason compile_task gives.
     from promptc.render.checks import raise_template_errors
 
     task = compile_task(spec, strategy, batch_size, data=data)
@@ -121,11 +114,9 @@ spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=Fal
 
 
 def use_rich(stream: IO[str]) -> bool:
-    """Whether to draw with rich: on a terminal, when rich is installed."""
-    if not stream.isatty():
-        return False
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether to draw with rich: on a terminal.
+
+    The commands import rich's console and tables only then: they take 30 to 60 ms to
+    import, which output to a pipe or a file does without.
+    """
+    return stream.isatty()

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from promptc.strategies import BATCH, NAMES
+from promptc import strategies
+from promptc.errors import Location, UsageError
+from promptc.resources import read_schema
+from promptc.values import ENUM, NAMES, NUMBER, TEXT
 
 SPEC_FILE = "task.yaml"
 DATA_FILE = "data/task.jsonl"
 SCHEMA_FILE = "spec.schema.json"
-TASKS = ("text", "number", "enum")
 
 _HEAD = """\
 # yaml-language-server: $schema={schema}
@@ -35,75 +38,141 @@ promptc: 1                 # the spec format version
 name: {name}
 """
 
-#: Per task kind: the task's own keys (description … demos), as YAML text.
-_TASK: dict[str, str] = {
-    "text": """\
-description: Answer short general-knowledge questions in a few words.
-# The instruction every request starts with.
-instruction: Answer the question in a few words. Do not explain.
-# Inputs are text fields; each data row gives a value for each (see data.fields).
-inputs:
-  question: {type: text, description: "A short general-knowledge question."}
-# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
-# from them, and promptc parse reads each model answer back into these fields.
-outputs:
-  answer: {type: text, description: "The answer, in a few words."}
-# How one answer is written: literal text and a {field} placeholder per output.
-answer_format: "{answer}"
-# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
-demos:
-  - question: What is the capital of France?
-    answer: Paris
-  - question: How many legs does a spider have?
-    answer: Eight
-""",
-    "number": """\
-description: Solve short math word problems, reasoning before the answer.
-# The instruction every request starts with.
-instruction: Solve the math word problem. Think step by step, then state the final answer as a number.
-# Inputs are text fields; each data row gives a value for each (see data.fields).
-inputs:
-  question: {type: text}
-# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
-# from them, and promptc parse reads each model answer back into these fields.
-outputs:
-  reasoning: {type: text, description: "The steps of the solution."}
-  answer: {type: number, description: "The final numeric answer."}
-# How one answer is written: literal text and a {field} placeholder per output.
-answer_format: "{reasoning} The answer is {answer}."
-# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
-demos:
-  - question: A baker fills 6 trays with 12 rolls each and sells 50. How many rolls are left?
-    reasoning: 6 trays hold 6 * 12 = 72 rolls, and 72 - 50 = 22.
-    answer: 22
-  - question: Mia reads 15 pages a day. How many days does a 105-page book take her?
-    reasoning: 105 / 15 = 7.
-    answer: 7
-""",
-    "enum": """\
-description: Classify the sentiment of short customer reviews.
-# The instruction every request starts with.
-instruction: Classify the sentiment of each customer review as positive, negative or neutral.
-# Inputs are text fields; each data row gives a value for each (see data.fields).
-inputs:
-  review: {type: text, description: "One customer review."}
-# Outputs are typed: text, number, integer, boolean or enum. The answer grammar is made
-# from them, and promptc parse reads each model answer back into these fields.
-outputs:
-  sentiment:
-    type: enum
-    choices: [positive, negative, neutral]   # compared case-insensitively
-    aliases: {pos: positive, neg: negative}  # other spellings a model may write
-# How one answer is written: literal text and a {field} placeholder per output.
-answer_format: "{sentiment}"
-# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).
-demos:
-  - review: The soup arrived hot and the bread was still warm. Lovely.
-    sentiment: positive
-  - review: The charger stopped working after two days.
-    sentiment: negative
-""",
+
+@dataclass(frozen=True)
+class Starter:
+    """A starter task: what ``--task`` chooses, named after the type of its answer.
+
+    Attributes:
+        description: The spec's ``description``.
+        instruction: Its ``instruction``.
+        inputs: Its ``inputs`` entries, as YAML lines.
+        outputs: Its ``outputs`` entries, as YAML lines.
+        answer_format: Its ``answer_format``, as YAML.
+        demos: Its ``demos`` entries, as YAML lines.
+        rows: The rows of its data file.
+        max_tokens: Its ``model.max_tokens``.
+    """
+
+    description: str
+    instruction: str
+    inputs: str
+    outputs: str
+    answer_format: str
+    demos: str
+    rows: tuple[dict[str, str], ...]
+    max_tokens: int
+
+    @property
+    def field(self) -> str:
+        """The input the data rows fill (every row's key besides ``id``)."""
+        return next(k for k in self.rows[0] if k != "id")
+
+    def spec_keys(self) -> str:
+        """The spec's own keys, ``description`` to ``demos``, commented."""
+        types = ", ".join(NAMES[:-1]) + " or " + NAMES[-1]
+        return (
+            f"description: {self.description}\n"
+            "# The instruction every request starts with.\n"
+            f"instruction: {self.instruction}\n"
+            "# Inputs are text fields; each data row gives a value for each (see data.fields).\n"
+            f"inputs:\n{self.inputs}"
+            f"# Outputs are typed: {types}. The answer grammar is made\n"
+            "# from them, and promptc parse reads each model answer back into these fields.\n"
+            f"outputs:\n{self.outputs}"
+            "# How one answer is written: literal text and a {field} placeholder per output.\n"
+            f"answer_format: {self.answer_format}\n"
+            "# Solved examples, shown by few-shot (and as worked batches by batch and auto-demo).\n"
+            f"demos:\n{self.demos}"
+        )
+
+
+#: The starter tasks by the type of their answer: free text, a number after reasoning, a
+#: choice among labels.
+STARTERS: dict[str, Starter] = {
+    TEXT.name: Starter(
+        description="Answer short general-knowledge questions in a few words.",
+        instruction="Answer the question in a few words. Do not explain.",
+        inputs='  question: {type: text, description: "A short general-knowledge question."}\n',
+        outputs='  answer: {type: text, description: "The answer, in a few words."}\n',
+        answer_format='"{answer}"',
+        demos=(
+            "  - question: What is the capital of France?\n"
+            "    answer: Paris\n"
+            "  - question: How many legs does a spider have?\n"
+            "    answer: Eight\n"
+        ),
+        rows=(
+            {"id": "q1", "question": "What is the largest planet in the solar system?"},
+            {"id": "q2", "question": "Which element has the chemical symbol O?"},
+            {"id": "q3", "question": "In which continent is Kenya?"},
+        ),
+        max_tokens=256,
+    ),
+    NUMBER.name: Starter(
+        description="Solve short math word problems, reasoning before the answer.",
+        instruction=(
+            "Solve the math word problem. Think step by step, then state the final answer as a "
+            "number."
+        ),
+        inputs="  question: {type: text}\n",
+        outputs=(
+            '  reasoning: {type: text, description: "The steps of the solution."}\n'
+            '  answer: {type: number, description: "The final numeric answer."}\n'
+        ),
+        answer_format='"{reasoning} The answer is {answer}."',
+        demos=(
+            "  - question: A baker fills 6 trays with 12 rolls each and sells 50. How many rolls"
+            " are left?\n"
+            "    reasoning: 6 trays hold 6 * 12 = 72 rolls, and 72 - 50 = 22.\n"
+            "    answer: 22\n"
+            "  - question: Mia reads 15 pages a day. How many days does a 105-page book take"
+            " her?\n"
+            "    reasoning: 105 / 15 = 7.\n"
+            "    answer: 7\n"
+        ),
+        rows=(
+            {
+                "id": "q1",
+                "question": "Leo has 3 boxes of 24 crayons and gives away 17. How many are left?",
+            },
+            {"id": "q2", "question": "A bus ticket costs $2.50. How much do 8 tickets cost?"},
+            {
+                "id": "q3",
+                "question": "A garden has 9 rows of 7 plants. Rabbits eat 5. How many remain?",
+            },
+        ),
+        max_tokens=1024,
+    ),
+    ENUM.name: Starter(
+        description="Classify the sentiment of short customer reviews.",
+        instruction=(
+            "Classify the sentiment of each customer review as positive, negative or neutral."
+        ),
+        inputs='  review: {type: text, description: "One customer review."}\n',
+        outputs=(
+            "  sentiment:\n"
+            "    type: enum\n"
+            "    choices: [positive, negative, neutral]   # compared case-insensitively\n"
+            "    aliases: {pos: positive, neg: negative}  # other spellings a model may write\n"
+        ),
+        answer_format='"{sentiment}"',
+        demos=(
+            "  - review: The soup arrived hot and the bread was still warm. Lovely.\n"
+            "    sentiment: positive\n"
+            "  - review: The charger stopped working after two days.\n"
+            "    sentiment: negative\n"
+        ),
+        rows=(
+            {"id": "r1", "review": "Best pancakes I have had in years."},
+            {"id": "r2", "review": "The headphones crackle whenever the bass kicks in."},
+            {"id": "r3", "review": "Delivery took four days, as the site said it would."},
+        ),
+        max_tokens=128,
+    ),
 }
+#: The names ``--task`` takes.
+TASKS = tuple(STARTERS)
 
 _TAIL = """\
 # The items to compile: one JSON object a line (also json or csv), relative to this file.
@@ -125,33 +194,6 @@ model:
   max_tokens: {max_tokens}
 """
 
-_ROWS: dict[str, list[dict[str, str]]] = {
-    "text": [
-        {"id": "q1", "question": "What is the largest planet in the solar system?"},
-        {"id": "q2", "question": "Which element has the chemical symbol O?"},
-        {"id": "q3", "question": "In which continent is Kenya?"},
-    ],
-    "number": [
-        {
-            "id": "q1",
-            "question": "Leo has 3 boxes of 24 crayons and gives away 17. How many are left?",
-        },
-        {"id": "q2", "question": "A bus ticket costs $2.50. How much do 8 tickets cost?"},
-        {
-            "id": "q3",
-            "question": "A garden has 9 rows of 7 plants. Rabbits eat 5. How many remain?",
-        },
-    ],
-    "enum": [
-        {"id": "r1", "review": "Best pancakes I have had in years."},
-        {"id": "r2", "review": "The headphones crackle whenever the bass kicks in."},
-        {"id": "r3", "review": "Delivery took four days, as the site said it would."},
-    ],
-}
-
-_FIELD = {"text": "question", "number": "question", "enum": "review"}
-_MAX_TOKENS = {"text": 256, "number": 1024, "enum": 128}
-
 
 def task_name(folder: Path) -> str:
     """The spec's name: the folder's name made a plain word, else ``task``."""
@@ -161,16 +203,15 @@ def task_name(folder: Path) -> str:
 
 def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
     """The files ``promptc init`` writes, by path relative to ``folder``."""
-    from promptc.resources import read_schema
-
+    starter = STARTERS[task]
     spec = (
         _HEAD.format(schema=SCHEMA_FILE, spec=SPEC_FILE, name=json.dumps(task_name(folder)))
-        + _TASK[task]
+        + starter.spec_keys()
         + _TAIL.format(
-            data=DATA_FILE, field=_FIELD[task], strategy=strategy, max_tokens=_MAX_TOKENS[task]
+            data=DATA_FILE, field=starter.field, strategy=strategy, max_tokens=starter.max_tokens
         )
     )
-    rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _ROWS[task])
+    rows = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in starter.rows)
     schema = read_schema()
     return {
         SPEC_FILE: spec,
@@ -183,15 +224,15 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
 @click.argument("folder", metavar="[DIR]", default=".", type=click.Path(file_okay=False))
 @click.option(
     "--strategy",
-    type=click.Choice(NAMES),
-    default=BATCH.name,
+    type=click.Choice(strategies.NAMES),
+    default=strategies.BATCH.name,
     show_default=True,
     help="The strategy the spec starts with.",
 )
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    default="number",
+    default=NUMBER.name,
     show_default=True,
     help="A free-text answer, a number after reasoning, or a choice among labels.",
 )
@@ -201,8 +242,6 @@ def init_command(folder: str, strategy: str, task: str) -> None:
     DIR/task.yaml starts with a yaml-language-server modeline pointing at DIR/spec.schema.json,
     so that editors validate the spec. Existing files are never overwritten.
     """
-    from promptc.errors import Location, UsageError
-
     root = Path(folder)
     files = starter_files(root, strategy, task)
     existing = [name for name in files if (root / name).exists()]

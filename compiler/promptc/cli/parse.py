@@ -29,8 +29,9 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, cast
 
 import click
 
@@ -41,15 +42,13 @@ from promptc.errors import (
     did_you_mean,
     flatten,
 )
-from promptc.parse.build_input import load_build
+from promptc.ir import Task
+from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
-from promptc.parse.output_records import read_outputs
-from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
+from promptc.parse.output_records import OutputRecord, read_outputs
+from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
 from promptc.parse.shape import RequestShape
-from promptc.run.repair import merge_answers, repair_shape, result_line
-
-if TYPE_CHECKING:
-    from promptc.ir import Task
+from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -68,6 +67,7 @@ def _values_text(r: ItemResult) -> str:
 
 def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
     """A table for people (rich; plain text when ``out`` is not a terminal)."""
+    # rich's tables take about 60 ms to import: only the table format needs them.
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -110,6 +110,21 @@ def _shapes(task: Task, repairs: Mapping[str, Mapping[str, Any]]) -> dict[str, R
     return {rid: repair_shape(task, rec, rid) for rid, rec in repairs.items()}
 
 
+@dataclass
+class _Parsed:
+    """What the outputs said, request by request, and what could not be used."""
+
+    seen: dict[str, Location] = field(default_factory=dict)
+    parsed: dict[str, list[ItemResult]] = field(default_factory=dict)
+    repairs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    skipped_repairs: int = 0
+    errors: list[PromptcError] = field(default_factory=list)
+
+
+class _Usage(Exception):
+    """A usage error: printed as ``error: …``, exit status 2."""
+
+
 def run_parse(
     source: str,
     outputs: str,
@@ -128,105 +143,38 @@ def run_parse(
             print(f"error: {x.format()}", file=err)
         return 2
     errors: list[PromptcError] = []
-    out_path = Path(outputs)
     try:
-        records = list(read_outputs(out_path, errors))
+        records = list(read_outputs(Path(outputs), errors))
     except PromptcError as e:
         print(f"error: {e.format()}", file=err)
         return 2
-    known = build.requests
-    if request_id is not None and request_id not in known and request_id.isdigit():
-        # A number, as promptc show --request takes it: the request at that position.
-        ids = list(known)
-        if 1 <= int(request_id) <= len(ids):
-            request_id = ids[int(request_id) - 1]
-    if request_id is not None and request_id not in known:
-        hint = did_you_mean(request_id, known)
-        print(
-            f"error: unknown request {request_id!r} in {build.source}"
-            + (f" ({hint})" if hint else ""),
-            file=err,
-        )
+    try:
+        request_id = _request(build, request_id)
+        found = _parse_records(build, records, request_id, outputs, cast(Mode, mode))
+    except _Usage as e:
+        print(f"error: {e}", file=err)
         return 2
-    results: list[ItemResult] = []
-    seen: dict[str, Location] = {}
-    parsed: dict[str, list[ItemResult]] = {}
-    repairs: dict[str, Mapping[str, Any]] = {}
-    skipped_repairs = 0
-    for rec in records:
-        rid = rec.request_id
-        if rid is None:  # a plain text file: one request's output
-            if request_id is None:
-                if len(known) != 1:
-                    print(
-                        f"error: {outputs} holds one output, and {build.source} has "
-                        f"{len(known)} requests: say which with --request ID",
-                        file=err,
-                    )
-                    return 2
-                rid = next(iter(known))
-            else:
-                rid = request_id
-        if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
-            origin = rid.split(".repair")[0]
-            if request_id is not None and origin != request_id:
-                continue
-            if rec.repair is None or str(rec.repair.get("of")) != origin or rid in repairs:
-                skipped_repairs += 1  # without the record of what it asked, it cannot be placed
-                continue
-            # A repair answer of promptc run (or collect): merged as they merge it.
-            repairs[rid] = rec.repair
-            parsed[rid] = parse_output(
-                build.task,
-                repair_shape(build.task, rec.repair, rid),
-                rec.text,
-                mode=mode,  # type: ignore[arg-type]
-            )
-            continue
-        elif request_id is not None and rid != request_id:
-            continue
-        if rid not in known:
-            hint = did_you_mean(rid, known)
-            errors.append(
-                OutputParseError(
-                    f"unknown request id {rid!r}; expected one of the ids in {build.source}",
-                    location=rec.location,
-                    hint=hint,
-                    code="unknown-request",
-                )
-            )
-            continue
-        if rid in seen:
-            errors.append(
-                OutputParseError(
-                    f"a second output for request {rid!r} (the first is at line "
-                    f"{seen[rid].line}); only the first is parsed",
-                    location=rec.location,
-                    code="duplicate-request",
-                )
-            )
-            continue
-        seen[rid] = rec.location
-        parsed[rid] = parse_output(build.task, known[rid], rec.text, mode=mode)  # type: ignore[arg-type]
+    found.errors[:0] = errors
+    known = build.requests
+    parsed = found.parsed
     if per_item == "target":
-        shapes = {**known, **_shapes(build.task, repairs)}
+        shapes = {**known, **_shapes(build.task, found.repairs)}
         parsed = {rid: target_results(rows, shapes) for rid, rows in parsed.items()}
     # One code path with run --parse and collect: repair answers replace an item's failed
     # result (the first ok, else the last attempt's), and each row says how many answers
     # asked for its item.
-    merged = merge_answers([rid for rid in known if rid in seen], parsed, repairs)
+    merged = merge_answers([rid for rid in known if rid in found.seen], parsed, found.repairs)
     results = [x for x, _ in merged.rows]
-
-    if request_id is not None and request_id not in seen and records:
-        errors.append(
+    if request_id is not None and request_id not in found.seen and records:
+        found.errors.append(
             OutputParseError(
                 f"no output for request {request_id!r} in {outputs}",
                 location=Location(outputs),
                 code="no-output-for-request",
             )
         )
-    if not records and not errors:
-        errors.append(
+    if not records and not found.errors:
+        found.errors.append(
             OutputParseError(
                 f"no outputs in {outputs}", location=Location(outputs), code="no-outputs"
             )
@@ -236,33 +184,116 @@ def run_parse(
     else:
         for r, n in merged.rows:
             out.write(result_line(r, n) + "\n")
-    for problem in sorted(errors, key=lambda x: x.location.line if x.location else 0):
-        print(f"error: {problem.format()}", file=err)
     unanswered = (
-        len(known) - len(seen)
+        len(known) - len(found.seen)
         if request_id is None and records and records[0].request_id is not None
         else 0
     )
-    print(summary_line(results, len(seen)), file=err)
-    if repairs:
+    _say(found, merged, results, unanswered, f"{build.source} have no output in {outputs}", err)
+    if found.errors or any(r.status != "ok" for r in results):
+        return 1
+    return 0
+
+
+def _request(build: Build, request_id: str | None) -> str | None:
+    """The request ``--request`` names: its id, or its number from 1."""
+    known = build.requests
+    if request_id is not None and request_id not in known and request_id.isdigit():
+        # A number, as promptc show --request takes it: the request at that position.
+        ids = list(known)
+        if 1 <= int(request_id) <= len(ids):
+            request_id = ids[int(request_id) - 1]
+    if request_id is not None and request_id not in known:
+        hint = did_you_mean(request_id, known)
+        raise _Usage(
+            f"unknown request {request_id!r} in {build.source}" + (f" ({hint})" if hint else "")
+        )
+    return request_id
+
+
+def _parse_records(
+    build: Build,
+    records: Sequence[OutputRecord],
+    request_id: str | None,
+    outputs: str,
+    mode: Mode,
+) -> _Parsed:
+    """Each output parsed against its request (a repair answer against what it asked)."""
+    known = build.requests
+    found = _Parsed()
+    for rec in records:
+        rid = rec.request_id
+        if rid is None:  # a plain text file: one request's output
+            if request_id is None and len(known) != 1:
+                raise _Usage(
+                    f"{outputs} holds one output, and {build.source} has {len(known)} "
+                    "requests: say which with --request ID"
+                )
+            rid = request_id if request_id is not None else next(iter(known))
+        if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
+            origin = rid.split(".repair")[0]
+            if request_id is not None and origin != request_id:
+                continue
+            if rec.repair is None or str(rec.repair.get("of")) != origin or rid in found.repairs:
+                found.skipped_repairs += 1  # without what it asked, it cannot be placed
+                continue
+            # A repair answer of promptc run (or collect): merged as they merge it.
+            found.repairs[rid] = rec.repair
+            shape = repair_shape(build.task, rec.repair, rid)
+            found.parsed[rid] = parse_output(build.task, shape, rec.text, mode=mode)
+            continue
+        if request_id is not None and rid != request_id:
+            continue
+        if rid not in known:
+            found.errors.append(
+                OutputParseError(
+                    f"unknown request id {rid!r}; expected one of the ids in {build.source}",
+                    location=rec.location,
+                    hint=did_you_mean(rid, known),
+                    code="unknown-request",
+                )
+            )
+        elif rid in found.seen:
+            found.errors.append(
+                OutputParseError(
+                    f"a second output for request {rid!r} (the first is at line "
+                    f"{found.seen[rid].line}); only the first is parsed",
+                    location=rec.location,
+                    code="duplicate-request",
+                )
+            )
+        else:
+            found.seen[rid] = rec.location
+            found.parsed[rid] = parse_output(build.task, known[rid], rec.text, mode=mode)
+    return found
+
+
+def _say(
+    found: _Parsed,
+    merged: Merged,
+    results: Sequence[ItemResult],
+    unanswered: int,
+    no_output: str,
+    err: IO[str],
+) -> None:
+    """The problems, the summary and the notes, on stderr."""
+    for problem in sorted(found.errors, key=lambda x: x.location.line if x.location else 0):
+        print(f"error: {problem.format()}", file=err)
+    print(summary_line(results, len(found.seen)), file=err)
+    if found.repairs:
         print(
-            f"note: {len(repairs) - len(merged.unused)} repair answer(s) merged "
+            f"note: {len(found.repairs) - len(merged.unused)} repair answer(s) merged "
             f"({merged.repaired} item(s) repaired)",
             file=err,
         )
-    if skipped_repairs or merged.unused:
+    if found.skipped_repairs or merged.unused:
         print(
-            f"note: {skipped_repairs + len(merged.unused)} repair answer(s) skipped: no "
+            f"note: {found.skipped_repairs + len(merged.unused)} repair answer(s) skipped: no "
             "record of what they asked, or their request has no answer here",
             file=err,
         )
     if unanswered > 0:
-        print(
-            f"note: {unanswered} request(s) of {build.source} have no output in {outputs}", file=err
-        )
-    if errors or any(r.status != "ok" for r in results):
-        return 1
-    return 0
+        print(f"note: {unanswered} request(s) of {no_output}", file=err)
 
 
 @click.command("parse")

@@ -13,15 +13,21 @@ Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import IO, TYPE_CHECKING
+from decimal import Decimal
+from typing import IO
 
 import click
 
-from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument
-
-if TYPE_CHECKING:
-    from promptc.plan.estimate import Plan
+from promptc.cli.common import EXIT_INVALID, EXIT_OK, data_option, spec_argument, stderr, use_rich
+from promptc.plan.estimate import Plan, plan_spec
+from promptc.plan.variants import (
+    parse_batch_sizes,
+    parse_selection,
+    parse_strategies,
+    variants,
+)
 
 
 def _tokens(n: float) -> str:
@@ -82,10 +88,9 @@ def plan_notes(plan: Plan) -> list[str]:
 
 
 def write_table(plan: Plan, out: IO[str]) -> None:
-    from promptc.cli.common import use_rich
-
     rows = plan_rows(plan)
     if use_rich(out):
+        # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
         from rich.console import Console
         from rich.table import Table
 
@@ -109,8 +114,6 @@ def write_table(plan: Plan, out: IO[str]) -> None:
 
 def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> list[str]:
     """One line per variant over a budget."""
-    from decimal import Decimal
-
     lines = []
     for v in plan.variants:
         if max_cost is not None:
@@ -200,17 +203,6 @@ def plan_command(
     Input tokens are counted on the rendered messages with a real tokenizer (chat framing
     included); output tokens per question are a bound where the answer grammar sets one.
     """
-    import json
-
-    from promptc.cli.common import stderr
-    from promptc.plan.estimate import plan_spec
-    from promptc.plan.variants import (
-        parse_batch_sizes,
-        parse_selection,
-        parse_strategies,
-        variants,
-    )
-
     chosen = variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )

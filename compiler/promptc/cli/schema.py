@@ -6,6 +6,9 @@ import sys
 
 import click
 
+from promptc.errors import Location, UsageError
+from promptc.resources import read_schema
+
 
 @click.command("schema")
 @click.option(
@@ -19,15 +22,11 @@ import click
 )
 def schema_command(out_file: str | None) -> None:
     """Print the JSON Schema of task specs (for editors and yaml-language-server)."""
-    from promptc.resources import read_schema
-
     text = read_schema()
     text = text if text.endswith("\n") else text + "\n"
     if out_file is None:
         sys.stdout.write(text)
         return
-    from promptc.errors import Location, UsageError
-
     try:
         with open(out_file, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
 
 if TYPE_CHECKING:
-    from promptc.build import BuildResult, Target
+    from promptc.build import BuildResult
 
 #: Most specs an extends chain may hold (as :mod:`promptc.spec.load` allows).
 MAX_CHAIN = 16
@@ -387,7 +387,7 @@ def assemble_at(
     rev: str,
     *,
     overrides: Mapping[tuple[str, ...], object] | None = None,
-    target: Target = "chat",
+    target: str = "chat",
 ) -> tuple[BuildResult, str]:
     """The build ``spec`` made at ``rev``, in memory, and its label ``REV:path``.
 

@@ -8,15 +8,14 @@ log says what went stale, not only that something did. Nothing is written.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, BuildResult, is_build_file
 from promptc.errors import Location
-
-if TYPE_CHECKING:
-    from promptc.build import BuildResult
 
 Problem = Literal["missing", "stale", "extra"]
 
@@ -52,8 +51,6 @@ class FirstDifference:
 
 def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[StaleFile]:
     """Every file of ``out_dir`` that differs from the build ``result``, in name order."""
-    from promptc.build import REQUEST_GRAMMARS, is_build_file
-
     folder = Path(out_dir)
     out: list[StaleFile] = []
     for name, text in sorted(result.files.items()):
@@ -84,8 +81,6 @@ def first_difference(
     result: BuildResult, out_dir: str | os.PathLike[str]
 ) -> FirstDifference | None:
     """The first line of the folder's ``requests.jsonl`` that the build would write otherwise."""
-    from promptc.build import REQUESTS_FILE
-
     path = Path(out_dir) / REQUESTS_FILE
     want = result.files.get(REQUESTS_FILE, "").splitlines()
     try:
@@ -107,8 +102,6 @@ def first_difference(
 def _request_id(line: str | None) -> str | None:
     if line is None:
         return None
-    import json
-
     try:
         data = json.loads(line)
     except ValueError:

@@ -22,12 +22,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from promptc.errors import Location, UsageError
-
-if TYPE_CHECKING:
-    from promptc.build import BuildResult
+from promptc.build import BuildResult, read_manifest, read_requests
+from promptc.build.files import inside, read_text
+from promptc.errors import Location, PromptcError, UsageError
 
 #: Context lines around each change in a message's unified diff.
 CONTEXT = 3
@@ -129,67 +128,29 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
         UsageError: The folder is not a build (``not-a-build``: no ``manifest.json`` or
             ``requests.jsonl``), or its manifest or a request line is malformed.
     """
-    from promptc import build as build_mod
-
     folder = Path(build_dir)
-    manifest_path = folder / build_mod.MANIFEST_FILE
-    if not folder.is_dir():
-        raise UsageError(
-            f"{str(folder)!r} is not a build: no such folder",
-            location=Location(str(folder)),
-            hint="give a folder written by promptc build SPEC -o DIR",
-            code="not-a-build",
-        )
-    if not manifest_path.is_file():
-        raise UsageError(
-            f"{str(folder)!r} is not a build: it has no {build_mod.MANIFEST_FILE}",
-            location=Location(str(manifest_path)),
-            hint="give a folder written by promptc build SPEC -o DIR",
-            code="not-a-build",
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UsageError(
-            f"{str(folder)!r} is not a build: its manifest cannot be read ({e})",
-            location=Location(str(manifest_path)),
-            code="not-a-build",
-        ) from None
-    if not isinstance(manifest, dict) or "requests" not in manifest:
-        raise UsageError(
-            f"{str(folder)!r} is not a build: its manifest lists no requests",
-            location=Location(str(manifest_path)),
-            code="not-a-build",
-        )
-    built = build_mod.read_requests(folder, manifest=manifest)
-    targets = {
-        str(r.get("id")): r.get("target_item")
-        for r in _target_items(folder / build_mod.REQUESTS_FILE)
-    }
+    manifest = read_manifest(folder)
     requests = tuple(
         RequestView(
             position=i,
             id=r.id,
             item_ids=r.item_ids,
-            target=_str(targets.get(r.id)),
+            target=r.target_item,
             messages=tuple(
                 (str(m.get("role", "")), _content(m.get("content"))) for m in r.messages
             ),
             params=dict(r.params),
             grammar=r.grammar,
         )
-        for i, r in enumerate(built)
+        for i, r in enumerate(read_requests(folder))
     )
     grammar_files: dict[str, str] = {}
     grammar = manifest.get("grammar")
     listed = grammar.get("files", {}) if isinstance(grammar, Mapping) else {}
     for name in sorted(listed):
-        path = folder / name
-        if "/" in name or "\\" in name or not path.is_file():
-            continue
         try:
-            grammar_files[name] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            grammar_files[name] = read_text(inside(folder, name, "grammar file"))
+        except (OSError, PromptcError):
             continue
     return BuildView(
         label=str(build_dir),
@@ -198,22 +159,6 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
         requests=requests,
         grammar_files=grammar_files,
     )
-
-
-def _target_items(path: Path) -> list[dict[str, Any]]:
-    """``id`` and ``target_item`` of each line: the two fields :class:`BuiltRequest` lacks."""
-    out: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if '"target_item"' not in line:
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                out.append(data)
-    return out
 
 
 def _content(value: object) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
+from promptc.build import batch_lines, read_manifest
 from promptc.errors import Location, UsageError
 from promptc.strategies import strategy
 
@@ -101,16 +102,9 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
                 "promptc run --parse",
                 code="not-results",
             )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UsageError(
-            f"cannot read the manifest: {e}",
-            location=Location(str(manifest_path)),
-            code="bad-manifest",
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("name") != task.name:
-        found = manifest.get("name") if isinstance(manifest, dict) else None
+    manifest = read_manifest(root)
+    if manifest.get("name") != task.name:
+        found = manifest.get("name")
         raise UsageError(
             f"these results are of spec {found!r}, not of {task.name!r}",
             location=Location(str(manifest_path)),
@@ -206,12 +200,5 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         completion_tokens=completion if usage_known else None,
         seconds=seconds,
         statuses=statuses,
-        item_ids=tuple(
-            dict.fromkeys(
-                str(i)
-                for r in manifest.get("requests") or []
-                if isinstance(r, dict)
-                for i in r.get("item_ids") or []
-            )
-        ),
+        item_ids=tuple(dict.fromkeys(i for b in batch_lines(root) for i in b.item_ids)),
     )

@@ -1,17 +1,8 @@
 """The arithmetic of ``promptc eval``, on plain data: nothing here reads files or calls models.
 
-Comparison rules (a prediction counts only when its item parsed ``ok``):
-
-=========  ===================================================================================
-type       correct when
-=========  ===================================================================================
-number     equal as exact decimals (``18`` = ``18.0`` = ``$18``), or within ``tolerance``
-integer    equal integers
-boolean    equal
-enum       the same canonical choice (aliases were resolved when parsing)
-text       equal after normalising: Unicode NFKC, case folded, runs of white space as one
-           space, surrounding space and final ``.``/``!``/``?`` removed
-=========  ===================================================================================
+A prediction counts only when its item parsed ``ok``, and is compared with the gold answer
+under the rule of its output's type (:meth:`promptc.values.ValueType.matches`: numbers as
+exact decimals or within ``tolerance``, text after normalising, …).
 
 An item is correct when every output that has a gold answer is correct. Accuracy is over the
 items scored; items whose answer did not parse count as wrong. Intervals are Wilson score
@@ -22,8 +13,6 @@ items both variants answered.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -57,48 +46,6 @@ def mcnemar_exact(b: int, c: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def normalise_text(text: str) -> str:
-    """Text as compared: NFKC, case folded, white space collapsed, final punctuation dropped."""
-    t = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return t.rstrip(".!?").rstrip()
-
-
-def matches(field: OutputField, predicted: Value, gold: Value, tolerance: Decimal | None) -> bool:
-    """Whether a prediction equals the gold answer under the rule of the field's type."""
-    t = field.type
-    if t == "number":
-        p, g = _decimal(predicted), _decimal(gold)
-        if p is None or g is None:
-            return False
-        return abs(p - g) <= tolerance if tolerance is not None else p == g
-    if t == "integer":
-        return (
-            isinstance(predicted, int)
-            and isinstance(gold, int)
-            and not isinstance(predicted, bool)
-            and predicted == gold
-        )
-    if t == "boolean":
-        return isinstance(predicted, bool) and predicted is gold
-    if t == "enum":
-        return str(predicted).casefold() == str(gold).casefold()
-    return normalise_text(str(predicted)) == normalise_text(str(gold))
-
-
-def _decimal(v: Value) -> Decimal | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, Decimal)):
-        return Decimal(v)
-    try:
-        return Decimal(str(v))
-    except ArithmeticError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -225,7 +172,7 @@ def score(
                 ok
                 and answer is not None
                 and name in answer.values
-                and matches(f, answer.values[name], g, tolerance)
+                and f.type.matches(f, answer.values[name], g, tolerance)
             )
             per_output_correct[name] = per_output_correct.get(name, 0) + right
             all_right = all_right and right

@@ -1,4 +1,4 @@
-"""The answer grammar of a task: generate it, export it, and parse model output strictly with it.
+"""The answer grammar of a task: generate it and export it.
 
 :func:`build_grammar` turns a task's ``outputs`` and ``answer_format`` into an
 :class:`AnswerGrammar` for one request shape:
@@ -26,13 +26,15 @@ place where the rest of the answer still matches to the end of the item, so in
 ``"{reasoning} The answer is {answer}."`` the answer is the number after the last "The answer
 is" that is followed by a valid number and the end; a text field followed by another text
 field ends at the first delimiter. Regex, lark and GBNF agree on this (GBNF by keeping every
-reading alive). With two text fields, answers longer than :data:`MAX_SPLIT_CHARS` are refused.
+reading alive).
 
 The targets, all generated from the same terminals (:mod:`promptc.grammar.lark_source`):
 
-- :attr:`AnswerGrammar.lark`: a self-contained lark grammar, parsed with LALR;
-- :attr:`AnswerGrammar.parse_regex`: one Python regex for the whole output, the parser's fast
-  path (``answer.parse.regex``), with the parser's slack;
+- :attr:`AnswerGrammar.lark`: a self-contained lark grammar, for LALR;
+- :attr:`AnswerGrammar.parse_regex`: one Python regex for the whole output, with the parser's
+  slack and a named group per item and value (:attr:`AnswerGrammar.parse_groups`;
+  ``answer.parse.regex``); :attr:`AnswerGrammar.answer_regex` and
+  :attr:`AnswerGrammar.lenient_answer_regex` read one answer body;
 - :attr:`AnswerGrammar.portable_regex`: the canonical outputs in the regex dialect that
   constrained-decoding engines read (``answer.regex``; :mod:`promptc.grammar.portable`);
 - :attr:`AnswerGrammar.gbnf`: llama.cpp's GBNF, for constrained decoding
@@ -41,67 +43,68 @@ The targets, all generated from the same terminals (:mod:`promptc.grammar.lark_s
 - :attr:`AnswerGrammar.json_schema`: JSON Schema for structured-output APIs
   (:mod:`promptc.grammar.json_schema`).
 
-:meth:`AnswerGrammar.parse_strict` tries the regex and, when it does not match, runs the lark
-parser to say where and why, as an :class:`~promptc.errors.OutputParseError` at the output's
-line:col with the expected tokens by name. :meth:`AnswerGrammar.parse_answer` reads one answer
-body (what follows ``A[i]:``), for the recovering parser built on top of this module.
+Model output is read with these by :mod:`promptc.parse`: the parse regex first, lark to say
+where and why an output is not in the grammar, the answer regexes for one answer at a time.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from functools import cached_property
 
 from promptc import markers
-from promptc.errors import Location, OutputParseError
-from promptc.grammar.items import AnswerMismatch, ParsedItem, one_of
+from promptc.errors import GrammarError
+from promptc.grammar.gbnf import gbnf_source
+from promptc.grammar.items import ParsedItem
+from promptc.grammar.json_schema import json_answer_text, schema_text
+from promptc.grammar.json_schema import json_schema as schema_of
 from promptc.grammar.lark_source import (
     Blueprint,
-    input_marker_terminal,
+    item_blueprint,
     lark_source,
+    layout,
     lenient_body_regex,
     make_blueprint,
     marker_regex,
 )
+from promptc.grammar.portable import portable_regex as portable_regex_of
 from promptc.ir import AnswerFormat, Item, OutputField, Task, Value
 from promptc.strategies import Strategy, strategy
-from promptc.text import LineTable, Span, excerpt
-from promptc.values import (
-    ValueOutOfBounds,
-    json_value,
-    option_choices,
-    read_value,
-    value_reader,
-)
-from promptc.values import expected as expected_value
-
-if TYPE_CHECKING:
-    from lark import Lark, UnexpectedInput
+from promptc.values import json_value, option_choices
 
 __all__ = [
     "AnswerGrammar",
-    "AnswerMismatch",
-    "ParsedItem",
-    "Span",
+    "RegexItem",
     "build_grammar",
 ]
 
-#: The longest answer (line, or whole ``single`` output) read in a format with two text
-#: fields: telling where one free text ends and the next begins costs time quadratic in its
-#: length, so longer answers are refused rather than left to run for minutes.
-MAX_SPLIT_CHARS = 20_000
-
-#: Where in an output a parse error is reported when it has no better name.
-OUTPUT_FILE = "<output>"
 _ASCII_WS = " \t\n\r\f\v"
+
+
+@dataclass(frozen=True)
+class RegexItem:
+    """The named groups of one item in :attr:`AnswerGrammar.parse_regex`.
+
+    Attributes:
+        index: The item's 1-based index.
+        start: The group where the item starts: its question marker (``auto-demo``), its
+            answer marker (``batch``) or its answer (``single``, ``few-shot``).
+        end: The group of its answer, where the item ends.
+        question: The group of the question it repeats (``auto-demo``), else ``None``.
+        fields: (output field name, group) for each field of its answer, in format order.
+    """
+
+    index: int
+    start: str
+    end: str
+    question: str | None
+    fields: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, eq=False)
 class AnswerGrammar:
-    """The answer grammar of one request shape of a task, with its exports and parsers.
+    """The answer grammar of one request shape of a task, with its exports.
 
     Build it with :func:`build_grammar`. The exports (:attr:`lark`, :attr:`gbnf`,
     :attr:`json_schema`, :attr:`portable_regex`, :attr:`parse_regex`) are deterministic text;
@@ -129,8 +132,6 @@ class AnswerGrammar:
     @cached_property
     def gbnf(self) -> str:
         """The GBNF grammar (``answer.gbnf``) that constrains a llama.cpp model to this shape."""
-        from promptc.grammar.gbnf import gbnf_source
-
         return gbnf_source(self.blueprint, self.task_name)
 
     def gbnf_for(
@@ -156,8 +157,6 @@ class AnswerGrammar:
         Raises:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
         """
-        from promptc.grammar.gbnf import gbnf_source
-
         if item_choices is not None and len(item_choices) != self.n_items:
             raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
         if not self.kind.repeats_questions:
@@ -174,9 +173,7 @@ class AnswerGrammar:
     @cached_property
     def json_schema(self) -> dict[str, object]:
         """The JSON Schema (Draft 2020-12) of the answer's JSON form (:meth:`to_json`)."""
-        from promptc.grammar.json_schema import json_schema
-
-        return json_schema(self.blueprint, self.task_name)
+        return schema_of(self.blueprint, self.task_name)
 
     def json_schema_for(
         self,
@@ -191,32 +188,29 @@ class AnswerGrammar:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions, or not one
                 item choice per item.
         """
-        from promptc.grammar.json_schema import json_schema
-
         if item_choices is not None and len(item_choices) != self.n_items:
             raise ValueError(f"expected {self.n_items} item choice(s), got {len(item_choices)}")
         if not self.kind.repeats_questions:
             if item_choices is None:
                 return self.json_schema
-            return json_schema(self.blueprint, self.task_name, item_choices=item_choices)
+            return schema_of(self.blueprint, self.task_name, item_choices=item_choices)
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return json_schema(self.blueprint, self.task_name, list(questions), item_choices)
+        return schema_of(self.blueprint, self.task_name, list(questions), item_choices)
 
     @cached_property
-    def parse_regex(self) -> str | None:
+    def parse_regex(self) -> str:
         """One Python regex for the whole output, for parsing (every supported format is
-        regular): the layout slack of the parser, named groups, lookaheads, atomic groups."""
+        regular): the layout slack of the parser, named groups (:attr:`parse_groups`),
+        lookaheads, atomic groups."""
         return self._full_regex[0]
 
     @cached_property
     def portable_regex(self) -> str:
         """The canonical outputs as a regex in the dialect constrained-decoding engines read
         (no named groups, lookarounds, atomic groups, inline flags or anchors)."""
-        from promptc.grammar.portable import portable_regex
-
-        return portable_regex(self.blueprint)
+        return portable_regex_of(self.blueprint)
 
     def portable_regex_for(self, questions: Sequence[str]) -> str:
         """:attr:`portable_regex` of one Auto-Demo request, each item's question pinned (as
@@ -225,14 +219,12 @@ class AnswerGrammar:
         Raises:
             ValueError: ``auto-demo`` and not exactly :attr:`n_items` questions.
         """
-        from promptc.grammar.portable import portable_regex
-
         if not self.kind.repeats_questions:
             return self.portable_regex
         if isinstance(questions, str) or len(questions) != self.n_items:
             got = "a string" if isinstance(questions, str) else f"{len(questions)}"
             raise ValueError(f"expected {self.n_items} question(s), got {got}")
-        return portable_regex(self.blueprint, list(questions))
+        return portable_regex_of(self.blueprint, list(questions))
 
     def for_items(self, item_choices: Sequence[Mapping[str, Sequence[str]]]) -> AnswerGrammar:
         """The grammar of one request whose items each admit their own choices: per item,
@@ -242,8 +234,6 @@ class AnswerGrammar:
         Raises:
             ValueError: Not exactly :attr:`n_items` item choices.
         """
-        from promptc.grammar.lark_source import item_blueprint
-
         return AnswerGrammar(
             kind=self.kind,
             n_items=self.n_items,
@@ -258,8 +248,6 @@ class AnswerGrammar:
         :meth:`files` names them, with an Auto-Demo request's questions pinned in the
         constraining forms (``.gbnf``, ``.schema.json``, ``.regex``), as :meth:`gbnf_for`
         and :meth:`json_schema_for` pin them."""
-        from promptc.grammar.json_schema import schema_text
-
         out = {k[len("answer") :]: v for k, v in self.files("answer").items()}
         if self.kind.repeats_questions:
             out[".gbnf"] = self.gbnf_for(questions)
@@ -275,17 +263,11 @@ class AnswerGrammar:
             for p in self.blueprint.parts
         )
 
-    @property
-    def regex_groups(self) -> list[tuple[int, str | None, str]]:
-        """The named groups of :attr:`parse_regex`: (item, field name or ``None`` for the question,
-        group name).
-
-        The layout is stable, for readers that use :attr:`parse_regex` directly: per item ``i``,
-        ``a{i}`` is its answer marker (``batch``, ``auto-demo``), ``q{i}`` its question marker
-        and ``qt{i}`` the question text (``auto-demo``), ``i{i}`` its answer body, and the
-        groups listed here hold the field values.
-        """
-        return list(self._full_regex[1])
+    @cached_property
+    def lenient_answer_regex(self) -> str:
+        """A regex of one answer body read leniently (:func:`lenient_body_regex`), a named
+        group per output field."""
+        return lenient_body_regex(self.blueprint)
 
     def read_question(self, written: str) -> str:
         """The question an Auto-Demo item repeated, from the text after its question marker,
@@ -307,6 +289,8 @@ class AnswerGrammar:
             questions: The question text of each item (``auto-demo`` only), as
                 :func:`promptc.markers.question_text` writes it.
         """
+        # Here, not at the top: importing promptc.spec imports the whole front end (the YAML
+        # loader, validation: about 40 ms), which reading outputs with the grammar never needs.
         from promptc.spec.answer_format import write_answer
 
         if len(answers) != self.n_items:
@@ -325,8 +309,6 @@ class AnswerGrammar:
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
         (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
-        from promptc.grammar.json_schema import schema_text
-
         out = {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
@@ -336,8 +318,7 @@ class AnswerGrammar:
             f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
         }
         out[f"{stem}.regex"] = self.portable_regex + "\n"
-        if self.parse_regex is not None:
-            out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
+        out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
         return out
 
     def to_json(self, items: Sequence[ParsedItem]) -> dict[str, object]:
@@ -362,111 +343,47 @@ class AnswerGrammar:
         """The text form of an output written in the JSON form (:meth:`to_json`,
         :attr:`json_schema`), or ``None`` if it is not such JSON
         (:func:`promptc.grammar.json_schema.json_answer_text`)."""
-        from promptc.grammar.json_schema import json_answer_text
-
         return json_answer_text(self.blueprint, self._format, output, questions)
 
-    # ------------------------------------------------------------------ one answer
+    # ------------------------------------------------------------------ the parse regex
 
     @cached_property
-    def _answer_re(self) -> re.Pattern[str]:
-        space = "[ \\t\\n\\r\\f\\v]*" if self.blueprint.multiline else "[ \\t]*"
-        return re.compile(space + self.answer_regex + space)
+    def parse_groups(self) -> tuple[RegexItem, ...]:
+        """Where each item is in a match of :attr:`parse_regex`: its named groups, item by item.
 
-    def parse_answer(self, text: str) -> dict[str, Value]:
-        """Reads one answer body (what follows ``A[i]:``), each field normalised.
-
-        Raises:
-            AnswerMismatch: The body does not match the answer format; says where and why.
+        The names are stable, for readers that use :attr:`parse_regex` directly: per item
+        ``i``, ``a{i}`` is its answer marker (``batch``, ``auto-demo``), ``q{i}`` its question
+        marker and ``qt{i}`` the question text (``auto-demo``), ``i{i}`` its answer body, and
+        ``g{i}_{k}`` the value of the answer's ``k``-th part.
         """
-        if self._guarded and len(text) > MAX_SPLIT_CHARS:
-            raise AnswerMismatch(
-                MAX_SPLIT_CHARS,
-                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
-                f"{len(text):,} characters",
-            )
-        m = self._answer_re.fullmatch(text)
-        if m is None:
-            raise self.diagnose_answer(text)
-        values: dict[str, Value] = {}
-        for f in self.fields:
-            try:
-                values[f.name] = read_value(f, m.group(f.name))
-            except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
-                raise AnswerMismatch(
-                    m.start(f.name), [f"{f.name}: {e.expected}"], e.found
-                ) from None
-        return values
+        return self._full_regex[1]
 
     @cached_property
-    def lenient_answer_regex(self) -> str:
-        """A regex of one answer body read leniently (:func:`lenient_body_regex`), a named
-        group per output field."""
-        return lenient_body_regex(self.blueprint)
-
-    @cached_property
-    def _lenient_re(self) -> re.Pattern[str]:
-        space = "[ \\t\\n\\r\\f\\v]*" if self.blueprint.multiline else "[ \\t]*"
-        return re.compile(space + self.lenient_answer_regex + space)
-
-    def parse_answer_lenient(self, text: str) -> dict[str, Value] | None:
-        """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
-
-        Accepts what :meth:`parse_answer` does and the departures of
-        :func:`~promptc.grammar.lark_source.lenient_body_regex`; values are read from the
-        text as written.
-        """
-        if len(text) > MAX_SPLIT_CHARS:
-            return None
-        m = self._lenient_re.fullmatch(text)
-        if m is None:
-            return None
-        try:
-            return {f.name: read_value(f, m.group(f.name)) for f in self.fields}
-        except ValueError:
-            return None
-
-    def diagnose_answer(self, text: str) -> AnswerMismatch:
-        """Why ``text`` is not an answer body: the deepest point any reading of it reached.
-
-        Reading is tried part by part, every possible length of each field; among the failed
-        readings the one that got furthest *through the format* wins, then the one that got
-        furthest in the text. (Lark's own Earley report is the furthest character, where a
-        text field that can swallow everything makes the message useless.)
-        """
-        from promptc.grammar.diagnose import diagnose
-
-        offset, expected, found = diagnose(self.blueprint, text)
-        return AnswerMismatch(offset, expected, found)
-
-    # ------------------------------------------------------------------ whole outputs
-
-    @cached_property
-    def _full_regex(self) -> tuple[str, list[tuple[int, str | None, str]]]:
-        """The whole-output regex and its groups: (item, field name or None for question, group)."""
-        from promptc.grammar.lark_source import layout
-
+    def _full_regex(self) -> tuple[str, tuple[RegexItem, ...]]:
+        """The whole-output regex and the groups of each item."""
         bp = self.blueprint
-        groups: list[tuple[int, str | None, str]] = []
+        items: list[RegexItem] = []
 
-        def body(i: int) -> str:
-            out = []
+        def body(i: int) -> tuple[str, tuple[tuple[str, str], ...]]:
+            out, groups = [], []
             for k, p in enumerate(bp.parts_of(i)):
                 if p.field is None:
                     out.append(p.bare)
                 else:
                     name = f"g{i}_{k}"
-                    groups.append((i, p.field.name, name))
+                    groups.append((p.field.name, name))
                     out.append(f"(?P<{name}>{p.bare})")
-            return "".join(out)
+            return "".join(out), tuple(groups)
 
         lead = f"(?:{layout('_LEAD')})?"
         trail = f"(?:{layout('_TRAIL')})?"
         if bp.kind.one_item:
-            return lead + f"(?P<i1>{body(1)})" + trail, groups
-        items = []
+            regex, groups = body(1)
+            return lead + f"(?P<i1>{regex})" + trail, (RegexItem(1, "i1", "i1", None, groups),)
+        parts = []
         for i in range(1, bp.n_items + 1):
-            answer = f"(?P<a{i}>{marker_regex(bp.markers.answer, i)})(?P<i{i}>{body(i)})"
+            regex, groups = body(i)
+            answer = f"(?P<a{i}>{marker_regex(bp.markers.answer, i)})(?P<i{i}>{regex})"
             if bp.kind.repeats_questions:
                 assert bp.question is not None
                 # With indexed inputs qt{i} holds every input's line, the later inputs'
@@ -476,338 +393,13 @@ class AnswerGrammar:
                     for prefix in bp.question_prefixes[1:]
                 )
                 q = f"(?P<q{i}>{marker_regex(bp.markers.question, i)})(?P<qt{i}>{text})"
-                groups.append((i, None, f"qt{i}"))
                 answer = q + layout("_NL") + answer
+                items.append(RegexItem(i, f"q{i}", f"i{i}", f"qt{i}", groups))
+            else:
+                items.append(RegexItem(i, f"a{i}", f"i{i}", None, groups))
             # Atomic: once an item has matched up to its line end, never re-split it.
-            items.append(f"(?>{answer}(?={bp.end}))")
-        return lead + layout("_NL").join(items) + trail, groups
-
-    @cached_property
-    def _compiled(self) -> re.Pattern[str]:
-        assert self.parse_regex is not None
-        return re.compile(self.parse_regex)
-
-    @cached_property
-    def _by_name(self) -> dict[str, OutputField]:
-        return {f.name: f for f in self.fields}
-
-    @cached_property
-    def _guarded(self) -> bool:
-        """Whether a text field is split from a later one (lazy), where matching is quadratic."""
-        return sum(1 for f in self.fields if f.type == "text") >= 2
-
-    def _check_length(self, output: str) -> None:
-        """Refuses an over-long answer in a format with two text fields, before matching it."""
-        if not self._guarded:
-            return
-        start, size = 0, len(output)
-        if not self.blueprint.multiline:
-            size = offset = 0
-            for line in output.split("\n"):
-                if len(line) > size:
-                    start, size = offset, len(line)
-                offset += len(line) + 1
-        if size > MAX_SPLIT_CHARS:
-            raise _parse_error(
-                output,
-                start,
-                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
-                f"{size:,} characters",
-                "output-too-long",
-            )
-
-    def parse_strict(self, output: str) -> list[ParsedItem]:
-        """Parses a whole output that must match the grammar exactly.
-
-        The regex fast path first; when it fails, the lark parser, for the diagnosis.
-
-        Raises:
-            OutputParseError: At the output's line:col, with the expected tokens and what was
-                found there.
-        """
-        try:
-            return self.parse_strict_regex(output)
-        except OutputParseError:
-            return self.parse_strict_lark(output)
-
-    def parse_strict_regex(self, output: str) -> list[ParsedItem]:
-        """The fast path alone: one regex match. Its error says only that the output differs.
-
-        Raises:
-            OutputParseError: The output does not match (no position: use :meth:`parse_strict`).
-        """
-        self._check_length(output)
-        m = self._compiled.fullmatch(output)
-        if m is None:
-            raise OutputParseError(
-                f"the output is not a {self._shape()}",
-                location=Location(OUTPUT_FILE),
-                code="output-mismatch",
-            )
-        lines = LineTable(output)
-        regs = m.regs
-        new = tuple.__new__
-        items: list[ParsedItem] = []
-        try:
-            for i, start_group, end_group, q_group, fields in self.item_groups:
-                values: dict[str, Value] = {}
-                spans: dict[str, Span] = {}
-                for name, group, read in fields:
-                    gs, ge = regs[group]
-                    values[name] = read(output[gs:ge])
-                    spans[name] = Span(gs, ge, lines)
-                question = question_span = None
-                if q_group:
-                    qs, qe = regs[q_group]
-                    written = output[qs:qe].rstrip(_ASCII_WS)
-                    question = self.read_question(written)
-                    question_span = Span(qs, qs + len(written), lines)
-                span = Span(regs[start_group][0], regs[end_group][1], lines)
-                items.append(new(ParsedItem, (i, values, span, spans, question, question_span)))
-        except ValueError as e:  # the fragments and read_value disagree: a promptc bug
-            raise OutputParseError(
-                f"cannot read a value: {e}",
-                location=Location(OUTPUT_FILE),
-                code="value-unreadable",
-            ) from None
-        return items
-
-    @cached_property
-    def item_groups(
-        self,
-    ) -> list[tuple[int, int, int, int, list[tuple[str, int, Callable[[str], Value]]]]]:
-        """How to read each item from a match of :attr:`parse_regex`, for fast readers.
-
-        Per item: index, group where it starts, group where it ends, question group (or 0),
-        and (field, group, reader) for each field — group numbers of :attr:`parse_regex`; the
-        readers are :func:`promptc.values.value_reader`'s."""
-        gi = self._compiled.groupindex
-        fields: dict[int, list[tuple[str, int, Callable[[str], Value]]]] = {}
-        for i, name, group in self._full_regex[1]:
-            if name is not None:
-                fields.setdefault(i, []).append(
-                    (name, gi[group], value_reader(self._by_name[name]))
-                )
-        groups = []
-        for i in range(1, self.n_items + 1):
-            if self.kind.repeats_questions:
-                q, start = gi[f"qt{i}"], gi[f"q{i}"]
-            elif not self.kind.one_item:
-                q, start = 0, gi[f"a{i}"]
-            else:
-                q, start = 0, gi[f"i{i}"]
-            groups.append((i, start, gi[f"i{i}"], q, fields.get(i, [])))
-        return groups
-
-    def _read(self, name: str, raw: str, output: str, start: int) -> Value:
-        try:
-            return read_value(self._by_name[name], raw)
-        except ValueOutOfBounds as e:  # the right form, past a bound: a malformed answer
-            line, col, _ = LineTable(output).position(start)
-            raise OutputParseError(
-                f"cannot read {name}: {e}",
-                offset=start,
-                expected=(f"{name}: {e.expected}",),
-                found=e.found,
-                location=Location(OUTPUT_FILE, line, col),
-                code="value-out-of-bounds",
-            ) from None
-        except ValueError as e:  # the fragments and read_value disagree: a promptc bug
-            line, col, _ = LineTable(output).position(start)
-            raise OutputParseError(
-                f"cannot read {name}: {e}",
-                location=Location(OUTPUT_FILE, line, col),
-                code="value-unreadable",
-            ) from None
-
-    def _shape(self) -> str:
-        if self.kind.one_item:
-            return "single answer in the answer format"
-        return f"{self.kind} answer of {self.n_items} item(s)"
-
-    @cached_property
-    def _lark_parser(self) -> Lark:
-        return _lark_parser_for(self.lark)
-
-    def parse_strict_lark(self, output: str) -> list[ParsedItem]:
-        """The lark path alone (LALR with a contextual lexer), with full diagnostics.
-
-        Raises:
-            OutputParseError: As :meth:`parse_strict`.
-        """
-        import lark
-
-        try:
-            self._check_length(output)
-            tree = self._lark_parser.parse(output)
-        except lark.UnexpectedInput as e:
-            raise self._lark_error(output, e) from None
-        lines = LineTable(output)
-        items: list[ParsedItem] = []
-        item_trees = (
-            [tree] if self.kind.one_item else [c for c in tree.children if isinstance(c, lark.Tree)]
-        )
-        for i, item_tree in enumerate(item_trees, start=1):
-            question: tuple[str, Span] | None = None
-            answer = item_tree
-            start_pos: int | None = None
-            q_start: int | None = None
-            for child in item_tree.children:
-                if isinstance(child, lark.Token):
-                    at = _pos(child.start_pos)
-                    if start_pos is None:
-                        start_pos = at
-                    if child.type == "QUESTION":
-                        # Indexed inputs: one QUESTION per input; the question runs from the
-                        # first to the end of the last, later inputs' markers included.
-                        q_start = at if q_start is None else q_start
-                        q = output[q_start : _pos(child.end_pos)].rstrip(_ASCII_WS)
-                        question = (self.read_question(q), lines.span(q_start, q_start + len(q)))
-                elif child.data == "answer" or str(child.data).startswith("answer_"):
-                    answer = child
-            values: dict[str, Value] = {}
-            spans: dict[str, Span] = {}
-            end_pos = 0
-            for tok, part in zip(answer.children, self.blueprint.parts):
-                assert isinstance(tok, lark.Token)
-                at, end_pos = _pos(tok.start_pos), _pos(tok.end_pos)
-                if start_pos is None:
-                    start_pos = at
-                if part.field is not None:
-                    values[part.field.name] = self._read(part.field.name, str(tok), output, at)
-                    spans[part.field.name] = lines.span(at, end_pos)
-            assert start_pos is not None
-            items.append(
-                ParsedItem(
-                    index=i,
-                    values=values,
-                    span=lines.span(start_pos, end_pos),
-                    field_spans=spans,
-                    question=question[0] if question else None,
-                    question_span=question[1] if question else None,
-                )
-            )
-        return items
-
-    # ------------------------------------------------------------------ diagnostics
-
-    def _terminal_names(self) -> dict[str, str]:
-        names: dict[str, str] = {
-            "_NL": "a new line",
-            "_TRAIL": "end of output",
-            "$END": "end of output",
-            "_LEAD": "white space",
-            "QUESTION": "the question text",
-        }
-        for i in range(1, self.n_items + 1):
-            names[f"ANSWER_MARKER_{i}"] = repr(markers.answer_marker(i, self.blueprint.markers))
-            names[f"QUESTION_MARKER_{i}"] = repr(markers.question_marker(i, self.blueprint.markers))
-            for k, prefix in enumerate(self.blueprint.question_prefixes[1:], start=2):
-                names[input_marker_terminal(i, k)] = repr(markers.marker(prefix, i))
-        for p in self.blueprint.parts:
-            if p.field is not None:
-                names[p.terminal] = f"{p.field.name}: {expected_value(p.field)}"
-            else:
-                names[p.terminal] = repr(p.text)
-        return names
-
-    def _lark_error(self, output: str, e: UnexpectedInput) -> OutputParseError:
-        import lark
-
-        names = self._terminal_names()
-        offset: int
-        if isinstance(e, lark.UnexpectedCharacters):
-            offset = _pos(e.pos_in_stream)
-            expected = set(e.allowed or ())
-        elif isinstance(e, lark.UnexpectedToken):
-            start = e.token.start_pos if e.token.type != "$END" else None
-            offset = start if isinstance(start, int) else len(output)
-            expected = set(e.expected)
-        else:
-            assert isinstance(e, lark.UnexpectedEOF)
-            offset = len(output)
-            expected = set(e.expected)
-        body_terms = {p.terminal for p in self.blueprint.parts}
-        if expected & body_terms:
-            refined = self._refine_in_body(output, offset)
-            if refined is not None:
-                return refined
-        if expected & {"_NL", "_TRAIL", "$END"} and offset < len(output):
-            # Report what stands where the output should have ended or gone on, not the blank.
-            rest = output[offset:]
-            offset += len(rest) - len(rest.lstrip())
-        if "_NL" in expected:
-            nxt = self._next_marker(output, offset)
-            names["_NL"] = f"a new line and {nxt}" if nxt else names["_NL"]
-        if len(expected) > 1:
-            expected.discard("_LEAD")  # optional white space is never what is missing
-        want = sorted({names.get(t, t) for t in expected})
-        return _parse_error(
-            output, offset, want, excerpt(output, offset, end="end of output"), "unexpected-output"
-        )
-
-    def _next_marker(self, output: str, offset: int) -> str | None:
-        """The marker of the item after the last complete answer before ``offset``."""
-        prefix = re.escape(self.blueprint.markers.answer + markers.INDEX_OPEN)
-        done = len(re.findall(f"(?m)^[ \\t]*{prefix}", output[:offset]))
-        if done >= self.n_items:
-            return None
-        if self.kind.repeats_questions:
-            return repr(markers.question_marker(done + 1, self.blueprint.markers))
-        return repr(markers.answer_marker(done + 1, self.blueprint.markers))
-
-    def _refine_in_body(self, output: str, offset: int) -> OutputParseError | None:
-        """Re-reads the answer body that contains ``offset`` to say what is wrong inside it."""
-        if self.blueprint.multiline:
-            start = len(output) - len(output.lstrip())
-            end = len(output.rstrip())
-        else:
-            line_start = output.rfind("\n", 0, offset) + 1
-            m = re.compile(
-                "[ \\t]*"
-                + re.escape(self.blueprint.markers.answer + markers.INDEX_OPEN)
-                + "[0-9]+"
-                + re.escape(markers.INDEX_CLOSE + markers.MARKER_END)
-                + "[ \\t]*"
-            ).match(output, line_start)
-            start = m.end() if m else offset
-            nl = output.find("\n", start)
-            end = len(output) if nl < 0 else nl
-        body = output[start:end]
-        mismatch = self.diagnose_answer(body)
-        return _parse_error(
-            output, start + mismatch.offset, mismatch.expected, mismatch.found, "answer-mismatch"
-        )
-
-
-def _pos(value: int | None) -> int:
-    """A position lark reports (``None`` only for tokens it made up itself)."""
-    assert value is not None
-    return value
-
-
-def _parse_error(
-    output: str, offset: int, expected: Sequence[str], found: str, code: str
-) -> OutputParseError:
-    """An error at ``offset`` of the output, carrying ``offset``, ``expected`` and ``found``."""
-    offset = min(offset, len(output))
-    line, col, _ = LineTable(output).position(offset)
-    return OutputParseError(
-        f"expected {one_of(expected)}, found {found}",
-        location=Location(OUTPUT_FILE, line, col),
-        code=code,
-        offset=offset,
-        expected=expected,
-        found=found,
-    )
-
-
-@lru_cache(maxsize=32)
-def _lark_parser_for(source: str) -> Lark:
-    """An LALR parser per grammar text: building one for 64 items takes most of a second."""
-    import lark
-
-    return lark.Lark(source, parser="lalr", lexer="contextual")
+            parts.append(f"(?>{answer}(?={bp.end}))")
+        return lead + layout("_NL").join(parts) + trail, tuple(items)
 
 
 def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str]]] | None:
@@ -851,8 +443,6 @@ def build_grammar(task: Task, n_items: int, kind: Strategy | str | None = None) 
         GrammarError: The answer format names an unknown output, uses one twice, has none, or
             ``n_items`` does not fit the strategy.
     """
-    from promptc.errors import GrammarError
-
     kind = strategy(kind) if kind is not None else task.strategy.kind
     if n_items < 1 or (kind.one_item and n_items != 1):
         raise GrammarError(

@@ -17,7 +17,6 @@ import sys
 
 from promptc.grammar.lark_source import Blueprint, Part
 from promptc.text import excerpt
-from promptc.values import expected
 
 _WS = " \t\n\r\f\v"
 #: Readings tried before the diagnosis settles for the best failure found so far, so that an
@@ -28,7 +27,7 @@ _MAX_READINGS = 20_000
 def part_name(part: Part) -> str:
     """A part as error messages name it: ``answer: a number …`` or ``'The answer is'``."""
     if part.field is not None:
-        return f"{part.field.name}: {expected(part.field)}"
+        return f"{part.field.name}: {part.field.type.expected(part.field)}"
     text = part.text.strip()
     return repr(text) if text else "a space"
 
@@ -62,7 +61,7 @@ def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
 
     def is_text(k: int) -> bool:
         f = parts[k].field
-        return f is not None and f.type == "text"
+        return f is not None and f.type.free_text
 
     # For each text part followed by a literal: every place the literal matches after a
     # non-space character, computed once (a text's candidate ends are then a bisect away).

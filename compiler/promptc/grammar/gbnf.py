@@ -3,13 +3,14 @@
 GBNF constrains what a model may *write*, so it spells the canonical layout only: one space
 after each marker, one line break between lines, no white space before or after the output,
 the literals of the answer format exactly as written. Every output it admits is accepted by the
-lark grammar and the regex with the same values. The value types are converted from the very
-regexes of ``grammars/*.lark`` (:func:`regex_to_gbnf`), so they admit what the parser reads.
+lark grammar and the regex with the same values. Each value is spelled by its type
+(:meth:`promptc.values.ValueType.gbnf`), converted from the very regexes of ``grammars/*.lark``
+(:func:`promptc.values.dialects.regex_to_gbnf`), so it admits what the parser reads.
 
 GBNF has no lookahead, so a text field is "characters other than a line break" and the model
 stops it by writing the literal that follows (``" The answer is "``): llama.cpp's grammar
 engine keeps every reading alive, so a text that contains the literal is still fine. To keep a
-constrained model from running on forever, text is bounded here (and only here):
+constrained model from running on forever, text is bounded in GBNF (and only there):
 :data:`TEXT_MAX_CHARS` characters in a one-line answer, :data:`MULTILINE_TEXT_MAX_CHARS` in a
 ``single``/``few-shot`` answer, :data:`QUESTION_MAX_CHARS` per line of a repeated question.
 """
@@ -17,13 +18,11 @@ constrained model from running on forever, text is bounded here (and only here):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from promptc import markers
-from promptc.errors import GrammarError
 from promptc.grammar.lark_source import Blueprint
-from promptc.grammar.regex_tree import SRE, cases, class_spans, parse, quantifier
+from promptc.values.dialects import GBNF_NOT_WS, gbnf_string
 
 #: Longest text value a constrained model may write in a one-line answer.
 TEXT_MAX_CHARS = 400
@@ -32,124 +31,9 @@ MULTILINE_TEXT_MAX_CHARS = 2000
 #: Longest line of a repeated Auto-Demo question.
 QUESTION_MAX_CHARS = 1000
 
-_WS_CLASS = "[ \\t\\n\\r\\x0B\\x0C]"
-_NOT_WS_CLASS = "[^ \\t\\n\\r\\x0B\\x0C]"
-
-
-def gbnf_string(text: str) -> str:
-    """A GBNF string literal."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _class_char(ch: str) -> str:
-    if ch in "\\]^[-":
-        return "\\" + ch if ch != "-" else "\\x2D"
-    if ch == "\n":
-        return "\\n"
-    if ch == "\r":
-        return "\\r"
-    if ch == "\t":
-        return "\\t"
-    if ord(ch) < 0x20 or ord(ch) == 0x7F:
-        return f"\\x{ord(ch):02X}"
-    return ch
-
-
-def _class(items: Iterable[tuple[int, int]], negate: bool) -> str:
-    """A GBNF character class from (low, high) code point ranges."""
-    spans = sorted(set(items))
-    body = []
-    for lo, hi in spans:
-        if lo == hi:
-            body.append(_class_char(chr(lo)))
-        else:
-            body.append(_class_char(chr(lo)) + "-" + _class_char(chr(hi)))
-    return "[" + ("^" if negate else "") + "".join(body) + "]"
-
-
-def regex_to_gbnf(regex: str) -> str:
-    """Converts a regex without anchors or lookarounds to one GBNF expression.
-
-    Handles what the value fragments use: literals, classes, ``\\d``, alternation, groups,
-    inline ``(?i:…)``, repetition. ``\\d`` becomes ``[0-9]`` (GBNF is ASCII here).
-
-    Raises:
-        GrammarError: The regex uses a construct GBNF cannot express (anchors, lookarounds,
-            back-references).
-    """
-    return _seq(parse(regex), False)
-
-
-def _seq(items: Any, icase: bool) -> str:
-    out: list[str] = []
-    buf: list[str] = []
-
-    def flush() -> None:
-        if buf:
-            out.append(gbnf_string("".join(buf)))
-            buf.clear()
-
-    for op, av in items:
-        if op is SRE.LITERAL:
-            ch = chr(av)
-            if icase and ch.lower() != ch.upper():
-                flush()
-                out.append(_class(cases(av, av), False))
-            else:
-                buf.append(ch)
-            continue
-        flush()
-        out.append(_atom(op, av, icase))
-    flush()
-    return " ".join(out) if out else '""'
-
-
-def _atom(op: Any, av: Any, icase: bool) -> str:
-    if op is SRE.NOT_LITERAL:
-        return _class(cases(av, av) if icase else [(av, av)], True)
-    if op is SRE.ANY:
-        return "[^\\n]"
-    if op is SRE.IN:
-        return _class(*class_spans(av, icase, "in GBNF"))
-    if op is SRE.BRANCH:
-        return "(" + " | ".join(_seq(b, icase) for b in av[1]) + ")"
-    if op is SRE.SUBPATTERN:
-        _, add, _, sub = av
-        return "(" + _seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
-    if op is SRE.ATOMIC_GROUP:
-        return "(" + _seq(av, icase) + ")"
-    if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
-        lo, hi, sub = av
-        inner = _seq(sub, icase)
-        if " " in inner and not (inner.startswith("(") and inner.endswith(")")):
-            inner = "(" + inner + ")"
-        return inner + quantifier(lo, hi)
-    raise GrammarError(f"cannot express the regex construct {op} in GBNF")
-
 
 def _rule_name(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower() or "x"
-
-
-def _text(max_chars: int, multiline: bool) -> str:
-    char = "[^\\x00]" if multiline else "[^\\n]"
-    return f"{_NOT_WS_CLASS} ({char}{{0,{max_chars - 2}}} {_NOT_WS_CLASS})?"
 
 
 def _question(blueprint: Blueprint, i: int, questions: Sequence[str] | None) -> str:
@@ -192,8 +76,6 @@ def gbnf_source(
             choices are the item's own options, ``choices_from``): each item then gets its
             own answer rule; ``None`` shares one answer rule.
     """
-    from promptc.grammar.lark_source import value_regex
-
     if item_choices is None and blueprint.item_choices is not None:
         item_choices = [dict(c) for c in blueprint.item_choices]
     if text_max_chars is None:
@@ -228,14 +110,12 @@ def gbnf_source(
             name += "-x"
         taken.add(name)
         parts.append(name)
-        if f.type == "text":
-            type_rules["text"] = _text(text_max_chars, blueprint.multiline)
-            rules.append((name, "text"))
-        elif f.type == "enum":
-            rules.append((name, regex_to_gbnf(value_regex(f, blueprint.multiline))))
+        value = f.type.gbnf(f, blueprint.multiline, text_max_chars)
+        if f.type.gbnf_shared:  # one rule, named after the type, for every field of it
+            type_rules[str(f.type)] = value
+            rules.append((name, str(f.type)))
         else:
-            type_rules[f.type] = regex_to_gbnf(value_regex(f, blueprint.multiline))
-            rules.append((name, f.type))
+            rules.append((name, value))
     at = 1 if blueprint.kind.one_item else 1 + blueprint.n_items
     if item_choices is None:
         rules.insert(at, ("answer", " ".join(parts)))
@@ -252,7 +132,7 @@ def gbnf_source(
             name = "answer" if blueprint.kind.one_item else f"answer-{i}"
             rules.insert(at + i - 1, (name, " ".join(own_parts)))
     if blueprint.kind.repeats_questions and questions is None and blueprint.indexed:
-        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
     elif blueprint.kind.repeats_questions and questions is None:
         labels = blueprint.question_labels
         line = "question-line"
@@ -268,7 +148,7 @@ def gbnf_source(
                     ),
                 )
             )
-        rules.append(("question-line", f"{_NOT_WS_CLASS} [^\\n]{{0,{question_max_chars - 1}}}"))
+        rules.append(("question-line", f"{GBNF_NOT_WS} [^\\n]{{0,{question_max_chars - 1}}}"))
     for name in sorted(type_rules):
         rules.append((name, type_rules[name]))
     head = (

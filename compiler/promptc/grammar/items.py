@@ -1,8 +1,10 @@
-"""What strict parsing returns: items with their values and spans, and answer mismatches.
+"""What reading an output with its grammar gives: items with their values and spans, and
+answer mismatches.
 
-Split from :mod:`promptc.grammar.answer` (which re-exports these names): :class:`ParsedItem` and
-:class:`Span` are what :meth:`~promptc.grammar.answer.AnswerGrammar.parse_strict` returns,
-:class:`AnswerMismatch` what :meth:`~promptc.grammar.answer.AnswerGrammar.parse_answer` raises.
+:class:`ParsedItem` (its places in the output are :class:`~promptc.text.Span` objects) is what
+:func:`promptc.parse.strict.parse_strict` returns and
+:meth:`~promptc.grammar.answer.AnswerGrammar.to_json` writes; :class:`AnswerMismatch` what
+:meth:`promptc.parse.reader.AnswerReader.parse` raises for one answer body.
 """
 
 from __future__ import annotations

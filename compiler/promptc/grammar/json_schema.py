@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
 from promptc.ir import AnswerFormat, Value
-from promptc.values import json_schema as value_schema
+from promptc.spec.answer_format import write_answer
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -40,15 +41,13 @@ def _answer(
                 {"type": "string"} if question is None else {"type": "string", "const": question}
             )
             required.append("question")
-    from dataclasses import replace
-
     # A request's own blueprint (item_blueprint) has each item's fields spelled already;
     # ``choices`` does the same for the shared one: both give the same schema.
     fields = [p.field for p in blueprint.parts_of(index or 1) if p.field is not None]
     for f in fields:
-        if choices is not None and f.name in choices and f.type == "enum":
+        if choices is not None and f.name in choices and f.type.takes_choices:
             f = replace(f, choices=tuple(choices[f.name]), choices_from="", answer_with="letter")
-        props[f.name] = value_schema(f)
+        props[f.name] = f.type.json_schema(f)
         required.append(f.name)
     return {
         "type": "object",
@@ -125,7 +124,7 @@ def schema_text(value: object, level: int = 0) -> str:
 
 
 def json_answer_text(
-    plan: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
+    blueprint: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
 ) -> str | None:
     """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of an output written in
     the JSON form of :func:`json_schema`, or ``None`` if it is not JSON of that shape (an
@@ -137,14 +136,11 @@ def json_answer_text(
     item it belongs to. An entry's ``index`` places it; without one, its position does.
 
     Args:
-        plan: The answer plan (its kind and fields).
+        blueprint: The answer blueprint (its kind and fields).
         fmt: The answer format the text form is written in.
         output: What the model wrote.
         questions: Auto-Demo: each item's question, for entries that leave it out.
     """
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import coerce_value
-
     if not output.lstrip().startswith("{"):
         return None
     try:
@@ -159,16 +155,14 @@ def json_answer_text(
             return None
         try:
             typed: dict[str, Value] = {}
-            for f in plan.fields:
-                raw = values[f.name]
-                if isinstance(raw, (dict, list)) or raw is None:
-                    return None
-                typed[f.name] = raw if f.type == "text" and raw == "" else coerce_value(f, raw)
-            return write_answer(fmt, plan.fields, typed).strip(" \t\n\r\f\v")
+            for f in blueprint.fields:
+                # Not a value of the type (an object, a list, null …): ValueError.
+                typed[f.name] = f.type.coerce(f, values[f.name])
+            return write_answer(fmt, blueprint.fields, typed).strip(" \t\n\r\f\v")
         except (KeyError, ValueError, TypeError):
             return None
 
-    if plan.kind.one_item:
+    if blueprint.kind.one_item:
         return answer(data)
     answers = data.get("answers")
     if not isinstance(answers, list):
@@ -179,15 +173,17 @@ def json_answer_text(
         text = answer(entry)
         if text is None or not isinstance(index, int) or isinstance(index, bool):
             return None
-        if plan.kind.repeats_questions:
+        if blueprint.kind.repeats_questions:
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
             try:  # indexed inputs: one marked line per input, as the text form writes them
-                lines.append(markers.question_lines(q, index, plan.question_prefixes))
+                lines.append(markers.question_lines(q, index, blueprint.question_prefixes))
             except ValueError:  # not the item's question's form: as written, to be judged
                 lines.append(
-                    markers.question_marker(index, plan.markers) + markers.MARKER_SEPARATOR + q
+                    markers.question_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + q
                 )
-        lines.append(markers.answer_marker(index, plan.markers) + markers.MARKER_SEPARATOR + text)
+        lines.append(
+            markers.answer_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + text
+        )
     return markers.ITEM_SEPARATOR.join(lines)

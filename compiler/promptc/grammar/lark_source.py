@@ -1,13 +1,14 @@
 """The lark answer grammar of a task: its terminals (from ``grammars/*.lark``) and its source.
 
-This module is the single source of every answer grammar target. It reads the value-type
-fragments (``number.lark``, ``integer.lark``, ``boolean.lark``, ``enum.lark``, ``text.lark``), the
-layout fragment (``layout.lark``) and the strategy skeletons (``single.lark``, ``batch.lark``,
-``auto_demo.lark``), lets lark compile each fragment's terminals to regular expressions, and
-composes them into a :class:`Blueprint`: the ordered terminals of one answer body and of the
-markers. :func:`lark_source` writes the blueprint as a self-contained lark grammar (LALR, contextual
-lexer); :mod:`promptc.grammar.answer` builds the one-regex fast path from the *same* terminal regexes,
-and :mod:`promptc.grammar.gbnf` the GBNF export from the same bare value regexes.
+This module is the single source of every answer grammar target. It takes the regex of each
+value from its type (:mod:`promptc.values`, which lets lark compile the fragments
+``number.lark``, ``integer.lark``, ``boolean.lark``, ``enum.lark``, ``text.lark``), the layout
+fragment (``layout.lark``) and the strategy skeletons (``single.lark``, ``batch.lark``,
+``auto_demo.lark``), and composes them into a :class:`Blueprint`: the ordered terminals of one
+answer body and of the markers. :func:`lark_source` writes the blueprint as a self-contained
+lark grammar (LALR, contextual lexer); :mod:`promptc.grammar.answer` builds the one-regex fast
+path from the *same* terminal regexes, and the other exports ask each field's type for its
+value in their dialect.
 
 Why text terminals carry a lookahead: in ``"{reasoning} The answer is {answer}."`` the reasoning
 may itself contain "the answer is". A field is therefore the first match, in regex
@@ -25,8 +26,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from promptc import markers
@@ -36,108 +36,14 @@ from promptc.markers import DEFAULT as DEFAULT_MARKERS
 from promptc.markers import INDEX_OPEN, field_label, question_prefixes, shown_markers
 from promptc.resources import read_grammar
 from promptc.strategies import Strategy
-
-#: White space as the grammars spell it (ASCII only, so that GBNF can spell it the same way).
-WS_CLASS = "[ \\t\\n\\r\\f\\v]"
-
-_CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\f": "\\f", "\v": "\\v"}
-
-
-def _escape_controls(regex: str) -> str:
-    """Lark evaluates ``\\n`` in its regex literals; spell such characters as escapes again."""
-    return "".join(_CONTROL_ESCAPES.get(c, c) for c in regex)
-
-
-@cache
-def fragment_terminals(name: str) -> dict[str, str]:
-    """The terminals of ``grammars/<name>``, each compiled by lark to one Python regex.
-
-    Args:
-        name: A fragment file name such as ``"number.lark"``.
-    """
-    from lark.load_grammar import GrammarBuilder
-
-    builder = GrammarBuilder()
-    builder.load_grammar(read_grammar(name), name)
-    names = {n for n in builder._definitions if n.isupper() or n.lstrip("_").isupper()}
-    terminals, _, _ = builder.build().compile([], names)
-    return {t.name: _escape_controls(t.pattern.to_regexp()) for t in terminals}
+from promptc.values.dialects import fragment_terminals
+from promptc.values.options import choices_regex
+from promptc.values.types import Reading
 
 
 def layout(name: str) -> str:
     """The regex of a terminal of ``layout.lark`` (``LINE_END``, ``_NL`` …)."""
     return fragment_terminals("layout.lark")[name]
-
-
-_TYPE_FRAGMENTS = {
-    "number": ("number.lark", "NUMBER"),
-    "integer": ("integer.lark", "INTEGER"),
-    "boolean": ("boolean.lark", "BOOLEAN"),
-}
-
-
-def _enum_regex(field: OutputField) -> str:
-    """The enum terminal of ``enum.lark``'s shape for one field, compiled by lark."""
-    from lark.load_grammar import GrammarBuilder
-
-    words = {c for c in field.choices} | {a for a, _ in field.aliases}
-    ordered = sorted(words, key=lambda w: (-len(w), w.lower(), w))
-    alternatives = " | ".join(_lark_string(w) + "i" for w in ordered)
-    builder = GrammarBuilder()
-    builder.load_grammar(f"ENUM: {alternatives}\n", "enum.lark")
-    terminals, _, _ = builder.build().compile([], {"ENUM"})
-    return _escape_controls(terminals[0].pattern.to_regexp())
-
-
-def _lark_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def option_text_regex(max_chars: int) -> str:
-    """A text answer naming an item's option (``answer_with: text | either``) in a grammar
-    shared by every item: one line of at most twice ``max_chars`` characters (the longest
-    option's), no white space at its ends. Which option it is (if any) is decided per item
-    after reading (:func:`promptc.values.resolve_option`); each request's own grammar spells
-    its options."""
-    nws = "[^ \\t\\n\\r\\f\\v]"
-    # Twice the longest, so that an option written with wider spacing is still read.
-    limit = 2 * max(max_chars, 1)
-    return f"{nws}(?:[^\\n]{{0,{limit - 2}}}{nws})?"
-
-
-def choices_regex(choices: Sequence[str]) -> str:
-    """The exact choices of one item (letters and/or option texts), any case, longest first."""
-    ordered = sorted(dict.fromkeys(choices), key=lambda w: (-len(w), w.lower(), w))
-    return "(?i:" + "|".join(re.escape(c) for c in ordered) + ")"
-
-
-def value_regex(field: OutputField, multiline: bool) -> str:
-    """The bare regex of one value of ``field`` (no lookahead), from its fragment."""
-    from promptc.values import text_answers
-
-    if text_answers(field):
-        return option_text_regex(field.option_chars)
-    if field.type == "text":
-        return fragment_terminals("text.lark")["TEXT_MULTILINE" if multiline else "TEXT"]
-    if field.type == "enum":
-        if not field.choices or "" in field.choices or any(a == "" for a, _ in field.aliases):
-            raise GrammarError(
-                f"enum output '{field.name}' has no choices or an empty one; expected a list "
-                "of non-empty choices",
-                location=field.location,
-                code="enum-without-choices",
-            )
-        return _enum_regex(field)
-    try:
-        file, name = _TYPE_FRAGMENTS[field.type]
-    except KeyError:
-        raise GrammarError(
-            f"output '{field.name}' has unknown type {field.type!r}; expected one of "
-            "text, number, integer, boolean, enum",
-            location=field.location,
-            code="unknown-output-type",
-        ) from None
-    return fragment_terminals(file)[name]
 
 
 #: A white-space run of a literal, read leniently in a one-line answer: spaces, or one line
@@ -227,38 +133,25 @@ class Blueprint:
         """Whether a repeated question is one marked line per input (indexed inputs)."""
         return len(self.question_prefixes) > 1
 
-    @property
-    def body_regex(self) -> str:
-        """The regex of one answer body: the bare parts in sequence."""
-        return "".join(p.bare for p in self.parts)
-
     def parts_of(self, index: int) -> tuple[Part, ...]:
         """The parts of item ``index``'s (1-based) answer: :attr:`parts`, or the item's own."""
         if self.item_parts is None:
             return self.parts
         return self.item_parts[index - 1]
 
-    def choices_of(self, index: int) -> dict[str, tuple[str, ...]]:
-        """Item ``index``'s own choices by field (empty in a shared grammar)."""
-        if self.item_choices is None:
-            return {}
-        return dict(self.item_choices[index - 1])
-
 
 def item_blueprint(
-    plan: Blueprint, item_choices: Sequence[Mapping[str, Sequence[str]]]
+    blueprint: Blueprint, item_choices: Sequence[Mapping[str, Sequence[str]]]
 ) -> Blueprint:
-    """``plan`` for one request whose items each admit their own choices (an enum with
+    """``blueprint`` for one request whose items each admit their own choices (an enum with
     ``choices_from``: per item, field → its letters and/or option texts): every target then
     spells, for item i, exactly item i's choices. Field terminals get an ``_I{i}`` suffix
     (a text field's lookahead holds the item's choices too); literals are shared."""
-    from dataclasses import replace
-
-    if len(item_choices) != plan.n_items:
-        raise ValueError(f"expected {plan.n_items} item choice(s), got {len(item_choices)}")
+    if len(item_choices) != blueprint.n_items:
+        raise ValueError(f"expected {blueprint.n_items} item choice(s), got {len(item_choices)}")
+    names = {f.name for f in blueprint.fields}
     frozen = tuple(
-        tuple((name, tuple(c[name])) for name in sorted(c) if name in {f.name for f in plan.fields})
-        for c in item_choices
+        tuple((name, tuple(c[name])) for name in sorted(c) if name in names) for c in item_choices
     )
     per_item: list[tuple[Part, ...]] = []
     for i, choices in enumerate(frozen, 1):
@@ -267,14 +160,14 @@ def item_blueprint(
             choices_regex(own[p.field.name])
             if p.field is not None and p.field.name in own
             else p.bare
-            for p in plan.parts
+            for p in blueprint.parts
         ]
         parts: list[Part] = []
-        for k, p in enumerate(plan.parts):
+        for k, p in enumerate(blueprint.parts):
             if p.field is None:
                 parts.append(p)
                 continue
-            tail = "".join(bares[k + 1 :]) + plan.end
+            tail = "".join(bares[k + 1 :]) + blueprint.end
             field = p.field
             if field.name in own:
                 field = replace(
@@ -283,17 +176,17 @@ def item_blueprint(
             parts.append(
                 Part(
                     "field",
-                    f"{p.terminal}_I{i}" if not plan.kind.one_item else p.terminal,
+                    f"{p.terminal}_I{i}" if not blueprint.kind.one_item else p.terminal,
                     bares[k],
                     f"(?:{bares[k]})(?={tail})",
                     field=field,
                 )
             )
         per_item.append(tuple(parts))
-    return replace(plan, item_choices=frozen, item_parts=tuple(per_item))
+    return replace(blueprint, item_choices=frozen, item_parts=tuple(per_item))
 
 
-def lenient_body_regex(plan: Blueprint) -> str:
+def lenient_body_regex(blueprint: Blueprint) -> str:
     """The regex of one answer body as the recovering parser reads it when the exact format
     fails, with a named group per field.
 
@@ -305,16 +198,16 @@ def lenient_body_regex(plan: Blueprint) -> str:
     Never used in strict mode, nor where the exact format matches.
     """
     out: list[str] = []
-    last = len(plan.parts) - 1
-    for k, p in enumerate(plan.parts):
+    last = len(blueprint.parts) - 1
+    for k, p in enumerate(blueprint.parts):
         if p.field is not None:
             unit = ""
-            nxt = plan.parts[k + 1] if k < last else None
-            if p.field.type in ("number", "integer") and nxt is not None and nxt.field is None:
+            nxt = blueprint.parts[k + 1] if k < last else None
+            if p.field.type.takes_unit and nxt is not None and nxt.field is None:
                 unit = LENIENT_UNIT
             out.append(f"(?P<{p.field.name}>{p.bare}){unit}")
             continue
-        regex = literal_regex(p.text, plan.multiline, lenient=True)
+        regex = literal_regex(p.text, blueprint.multiline, lenient=True)
         stripped = p.text.strip()
         if k == last and k > 0 and stripped and all(not c.isalnum() for c in stripped):
             regex = f"(?:{regex})?"
@@ -393,16 +286,14 @@ def make_blueprint(
             assert isinstance(seg2, str)
             out_field = by_name[seg2]
             nxt = segs[k + 1] if k + 1 < len(segs) else None
-            regex = value_regex(out_field, multiline)
-            text_follows = any(
-                isinstance(s, str) and by_name[s].type == "text" for s in segs[k + 1 :]
-            )
-            if out_field.type == "text" and nxt is not None and text_follows:
+            # Free text with more free text after it takes its shortest reading.
+            reading: Reading = ""
+            if nxt is not None and any(
+                isinstance(s, str) and by_name[s].type.free_text for s in segs[k + 1 :]
+            ):
                 spaced = isinstance(nxt, Literal_) and nxt.text[:1].isspace()
-                name = ("TEXT_MULTILINE" if multiline else "TEXT") + (
-                    "_WORDS" if spaced else "_LAZY"
-                )
-                regex = fragment_terminals("text.lark")[name]
+                reading = "words" if spaced else "chars"
+            regex = out_field.type.regex(out_field, multiline, reading)
             raw.append(("field", regex, out_field, ""))
     if not seen:
         raise GrammarError(

@@ -1,7 +1,8 @@
 """Reading model output item by item: :func:`parse_output` and its results.
 
-A fast path (the grammar's whole-output regex), a strict path (the lark grammar) and a recover
-path (markers scanned in lookalike-normalised text, answers read and judged one by one).
+One path reads an output with the grammar's whole-output regex (``strict``); where it does not
+match, the recover path scans markers in lookalike-normalised text and reads and judges the
+answers one by one (``recover``), or, in strict mode, the lark grammar says why (``diagnosis``).
 """
 
 from __future__ import annotations

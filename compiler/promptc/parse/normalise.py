@@ -8,6 +8,7 @@ text the model wrote.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 
 from promptc.text import LineTable, Position, Span
 
@@ -115,8 +116,9 @@ def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
     """
     if text.isascii() and "\r" not in text:
         return text, None
-    norm = translate_lookalikes(text)
-    if RESHAPING.search(norm) is None:
+    rest = non_ascii(text)
+    norm = translate_lookalikes(text, rest)
+    if not has_reshaping(text, rest):
         return norm, None
     out: list[str] = []
     offsets: list[int] = []
@@ -161,6 +163,11 @@ class NormalisedText:
 
     def position(self, orig_offset: int) -> Position:
         return self.lines.position(orig_offset)
+
+    @cached_property
+    def visible_end(self) -> int:
+        """Where the last visible character of the normalised text ends."""
+        return len(self.norm.rstrip())
 
     def span(self, norm_start: int, norm_end: int) -> Span:
         start = self.orig(norm_start)

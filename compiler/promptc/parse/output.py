@@ -8,17 +8,18 @@ to the wrong item and never raises on any output string.
 Two modes:
 
 ``strict``
-    The whole output must match the grammar (the fast path's regex, then
-    :meth:`AnswerGrammar.parse_strict`). Values are reported only when it does; otherwise the
-    item where the grammar stopped gets the diagnosis (output line:col, expected tokens, what
-    was found) and every other item says that strict mode rejected the output there.
+    The whole output must match the grammar (its regex, :mod:`promptc.parse.strict`). Values
+    are reported only when it does; otherwise the item where the grammar stopped gets the
+    diagnosis (output line:col, expected tokens, what was found; the lark grammar says where
+    and why, :mod:`promptc.parse.diagnosis`) and every other item says that strict mode
+    rejected the output there.
 
 ``recover`` (default)
-    Keeps every well-formed item of a partly broken output. A fast path first matches the whole
-    output against the grammar's regular expression; when that fails, a marker scanner finds
+    Keeps every well-formed item of a partly broken output. The whole output is first matched
+    against the grammar's regex, as in ``strict`` mode; when that fails, a marker scanner finds
     every ``Q[i]:`` / ``A[i]:`` (tolerating markdown emphasis, headings, fences, chatter,
-    full-width lookalikes) and each answer body is read on its own with
-    :meth:`AnswerGrammar.parse_answer`.
+    full-width lookalikes) and each answer body is read on its own
+    (:mod:`promptc.parse.recover`, :mod:`promptc.parse.reader`).
 
 The rules, in full, are in ``docs/parsing.md``; the constants that tune them are below.
 """
@@ -26,19 +27,17 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from promptc.errors import OutputParseError
-from promptc.ir import Literal_, Task
-from promptc.parse.fast import parse_fast
+from promptc.grammar.answer import AnswerGrammar, build_grammar
+from promptc.ir import Task
+from promptc.markers import OPTION_LETTERS
 from promptc.parse.recover import parse_recover
 from promptc.parse.results import MODES, ItemResult, Mode
-from promptc.parse.shape import RequestShape, request_shape
-from promptc.parse.strict import parse_strict
+from promptc.parse.shape import RequestShape, items_by_id, request_shape
+from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
-
-if TYPE_CHECKING:
-    from promptc.grammar.answer import AnswerGrammar
+from promptc.values import option_choices, resolve_option
 
 # --------------------------------------------------------------------------------------------
 # Grammar
@@ -53,8 +52,6 @@ def grammar_for(task: Task, n_items: int, kind: Strategy) -> AnswerGrammar:
     hit = _GRAMMARS.get(key)
     if hit is not None and hit[0] is task:
         return hit[1]
-    from promptc.grammar.answer import build_grammar
-
     g = build_grammar(task, n_items, kind)
     if len(_GRAMMARS) > 256:
         _GRAMMARS.clear()
@@ -109,12 +106,12 @@ def parse_output(
     if output[:1] == "{" or (output[:1].isspace() and output.lstrip()[:1] == "{"):
         text = g.text_of_json(output, shape.questions)
         if text is not None:
-            results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode, task)]
-            return _check_options(task, results, mode)
-    return _check_options(task, _parse_text(shape, g, output, mode, task), mode)
+            results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode)]
+            return check_options(task, results, mode)
+    return check_options(task, _parse_text(shape, g, output, mode), mode)
 
 
-def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
+def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
     """An enum whose choices are an item's options (``choices_from``) must name one of *that*
     item's options: the grammar shared by every request admits the letters of the item with
     the most (and, with ``answer_with: text | either``, any one-line text), so here each
@@ -125,10 +122,6 @@ def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[It
     if not results or not any(f.choices_from for f in task.outputs):
         return results
     fields = [f for f in task.outputs if f.choices_from]
-    from promptc.markers import OPTION_LETTERS
-    from promptc.parse.shape import items_by_id
-    from promptc.values import option_choices, resolve_option
-
     by_id = items_by_id(task)
     out = []
     for r in results:
@@ -172,15 +165,13 @@ def _check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[It
     return out
 
 
-def _parse_text(
-    shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, task: Task
-) -> list[ItemResult]:
+def _parse_text(shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode) -> list[ItemResult]:
     if mode == "strict":
-        return parse_strict(shape, g, output)
-    fast = parse_fast(shape, g, output)
-    if fast is not None:
-        return fast
-    return parse_recover(shape, g, output, _ends_with_literal(task))
+        return strict_results(shape, g, output)
+    items = match_output(g, output)
+    if items is not None:
+        return item_results(shape, g, items)
+    return parse_recover(shape, g, output)
 
 
 #: Which results a build's parse keeps: ``target`` (default) the result of each request's
@@ -202,20 +193,3 @@ def target_results(
         if shape is None or shape.target_item is None or r.item_id == shape.target_item:
             out.append(r)
     return out
-
-
-def parse_output_recover_slow(
-    task: Task, request: object, output: str, *, grammar: AnswerGrammar | None = None
-) -> list[ItemResult]:
-    """``recover`` mode without the fast path: the marker scanner alone, then the per-item
-    option check that :func:`parse_output` makes too (for tests and bench)."""
-    shape = request if isinstance(request, RequestShape) else request_shape(task, request)
-    g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
-    return _check_options(
-        task, parse_recover(shape, g, output, _ends_with_literal(task)), "recover"
-    )
-
-
-def _ends_with_literal(task: Task) -> bool:
-    segs = task.answer_format.segments
-    return bool(segs) and isinstance(segs[-1], Literal_) and bool(segs[-1].text.strip())

@@ -44,10 +44,17 @@ class OutputRecord:
 # --------------------------------------------------------------------------------------------
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a JSON Lines file: split on ``\\n`` alone (``str.splitlines`` also splits
+    on a lone ``\\r`` and on U+2028, U+2029 and U+0085, which a JSON string may hold as they
+    are)."""
+    return text.split("\n")
+
+
 def _looks_like_jsonl(path: Path, text: str) -> bool:
     if path.suffix.lower() in JSONL_SUFFIXES:
         return True
-    for line in text.splitlines():
+    for line in _lines(text):
         if not line.strip():
             continue
         try:
@@ -106,8 +113,9 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
     """
     try:
         # utf-8-sig: a byte order mark at the start (as some editors and Windows tools write
-        # it) is not part of the first line, as for specs and data files.
-        text = path.read_text(encoding="utf-8-sig")
+        # it) is not part of the first line, as for specs and data files. Decoded from the
+        # bytes, so that no line end is translated: a JSON line ends at "\n" alone.
+        text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(
             f"cannot read outputs file {str(path)!r}: {e}",
@@ -115,58 +123,26 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             code="unreadable-outputs",
         ) from None
     if not _looks_like_jsonl(path, text):
+        # One request's output, read as a text file reads: "\r\n" and "\r" end lines as "\n".
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         yield OutputRecord(None, text, Location(str(path), 1, 1))
         return
-    for lineno, line in enumerate(text.split("\n"), 1):
+    for lineno, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
         where = Location(str(path), lineno, 1)
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(
-                OutputParseError(
-                    f"not a JSON line: {e.msg}",
-                    location=Location(str(path), lineno, e.colno),
-                    code="bad-outputs-line",
-                )
-            )
-            continue
-        except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or
-            errors.append(  # arrays nested thousands deep: no output is either
-                OutputParseError(
-                    f"not a JSON line: {_too_much(e)}",
-                    location=where,
-                    code="bad-outputs-line",
-                )
-            )
-            continue
-        if not isinstance(data, dict):
-            errors.append(
-                OutputParseError(
-                    f"expected a JSON object with one of {', '.join(ID_KEYS)} and the output text, "
-                    f"found {type(data).__name__}",
-                    location=where,
-                    code="bad-outputs-line",
-                )
-            )
+        data = _json_object(line, where, errors)
+        if data is None:
             continue
         rid = next((data[k] for k in ID_KEYS if isinstance(data.get(k), (str, int))), None)
-        if rid is None:
-            errors.append(
-                OutputParseError(
-                    f"no request id: expected one of the keys {', '.join(ID_KEYS)}",
-                    location=where,
-                    code="bad-outputs-line",
-                )
-            )
-            continue
         out = _record_text(data)
-        if out is None:
+        if rid is None or out is None:
             errors.append(
                 OutputParseError(
-                    "no output text: expected 'output' or 'text', or an OpenAI response with "
-                    "response.body.choices[0].message.content",
+                    f"no request id: expected one of the keys {', '.join(ID_KEYS)}"
+                    if rid is None
+                    else "no output text: expected 'output' or 'text', or an OpenAI response "
+                    "with response.body.choices[0].message.content",
                     location=where,
                     code="bad-outputs-line",
                 )
@@ -179,3 +155,38 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             where,
             repair if isinstance(repair, Mapping) else None,
         )
+
+
+def _json_object(
+    line: str, where: Location, errors: list[PromptcError]
+) -> Mapping[str, Any] | None:
+    """The JSON object of one line of OUTPUTS, or ``None`` with the reason in ``errors``."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as e:
+        errors.append(
+            OutputParseError(
+                f"not a JSON line: {e.msg}",
+                location=Location(where.file, where.line, e.colno),
+                code="bad-outputs-line",
+            )
+        )
+        return None
+    except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or
+        errors.append(  # arrays nested thousands deep: no output is either
+            OutputParseError(
+                f"not a JSON line: {_too_much(e)}", location=where, code="bad-outputs-line"
+            )
+        )
+        return None
+    if not isinstance(data, dict):
+        errors.append(
+            OutputParseError(
+                f"expected a JSON object with one of {', '.join(ID_KEYS)} and the output text, "
+                f"found {type(data).__name__}",
+                location=where,
+                code="bad-outputs-line",
+            )
+        )
+        return None
+    return data

@@ -1,22 +1,28 @@
 """Reading one answer body with the grammar: candidate readings (fences, emphasis and trailing
-chatter cut away) tried in order until one parses.
+chatter cut away) tried in order until one parses; when none does, the diagnosis of the first.
+
+:class:`AnswerReader` reads a body exactly (:meth:`~AnswerReader.parse`, by the grammar's
+:attr:`~promptc.grammar.answer.AnswerGrammar.answer_regex`), leniently
+(:meth:`~AnswerReader.lenient`) or says why it is no answer (:meth:`~AnswerReader.diagnose`),
+and reads the bodies the marker scanner finds (:meth:`~AnswerReader.read`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
+from promptc.grammar.answer import AnswerGrammar
+from promptc.grammar.diagnose import diagnose
+from promptc.grammar.items import AnswerMismatch
 from promptc.ir import Value
 from promptc.parse.normalise import EDGE_NOISE, SPACE, UNICODE_SPACES, NormalisedText
 from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
 from promptc.text import excerpt
-
-if TYPE_CHECKING:
-    from promptc.grammar.answer import AnswerGrammar
+from promptc.values import ValueOutOfBounds, read_value, value_reader
 
 #: At most this many shorter readings (cut at line ends) of one answer body are tried.
 MAX_CUTS = 16
@@ -24,6 +30,18 @@ MAX_CUTS = 16
 
 #: Bodies longer than this are not cut into shorter readings (bounds work on huge outputs).
 MAX_CUT_BODY = 20_000
+
+
+#: The longest answer (line, or whole ``single`` output) read in a format with two text
+#: fields: telling where one free text ends and the next begins costs time quadratic in its
+#: length, so longer answers are refused rather than left to run for minutes.
+MAX_SPLIT_CHARS = 20_000
+
+
+def splits_text(grammar: AnswerGrammar) -> bool:
+    """Whether a text field of ``grammar`` is split from a later one (lazily), where matching
+    an answer costs time quadratic in its length (:data:`MAX_SPLIT_CHARS`)."""
+    return sum(1 for f in grammar.fields if f.type.free_text) >= 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,26 +137,99 @@ def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
 
 
 class AnswerReader:
-    """Reads answer bodies with a grammar, tolerating lookalikes and never raising."""
+    """Reads answer bodies with a grammar, tolerating lookalikes and never raising.
 
-    def __init__(self, grammar: AnswerGrammar, prefix_ok: bool = False) -> None:
+    Build it with :func:`answer_reader` (one per grammar, kept).
+    """
+
+    def __init__(self, grammar: AnswerGrammar) -> None:
         self.grammar = grammar
+        space = "[ \\t\\n\\r\\f\\v]*" if grammar.blueprint.multiline else "[ \\t]*"
+        #: One answer body, as the answer format writes it (a named group per field).
+        self.body = re.compile(grammar.answer_regex)
+        self._exact = re.compile(space + grammar.answer_regex + space)
+        self._lenient = re.compile(space + grammar.lenient_answer_regex + space)
+        self._readers: list[tuple[str, Callable[[str], Value]]] = [
+            (f.name, value_reader(f)) for f in grammar.fields
+        ]
+        self._texts = [f.name for f in grammar.fields if f.type.free_text]
+        self._splits_text = splits_text(grammar)
         # When the format ends with literal text ("… The answer is {answer}."), an answer
         # followed by chatter on its own line can still be told apart: read the longest
         # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
         # is not the number 7.)
-        # The answer regex also screens candidate readings: only the first reading of a body
-        # is diagnosed (the grammar's diagnosis tries every split, which is costly).
-        self.body: re.Pattern[str] | None = None
-        try:
-            self.body = re.compile(grammar.answer_regex)
-        except (re.error, AttributeError, TypeError):
-            self.body = None
-        self.prefix = self.body if prefix_ok else None
-        self._tail: tuple[NormalisedText, int] | None = None
+        last = grammar.blueprint.parts[-1] if grammar.blueprint.parts else None
+        ends_with_literal = last is not None and last.field is None and bool(last.text.strip())
+        self.prefix = self.body if ends_with_literal else None
+
+    # ------------------------------------------------------------------ one body
+
+    def match(self, body: str) -> dict[str, Value] | None:
+        """The values of ``body`` if it is an answer in the exact answer format (white space
+        around it allowed), each normalised; else ``None``."""
+        if self._splits_text and len(body) > MAX_SPLIT_CHARS:
+            return None
+        m = self._exact.fullmatch(body)
+        return None if m is None else self._values(m)
 
     def parse(self, body: str) -> dict[str, Value]:
-        return dict(self.grammar.parse_answer(body))
+        """Reads one answer body (what follows ``A[i]:``), each field normalised.
+
+        Raises:
+            AnswerMismatch: The body does not match the answer format; says where and why.
+        """
+        values = self.match(body)
+        if values is None:
+            raise self.diagnose(body)
+        return values
+
+    def diagnose(self, body: str) -> AnswerMismatch:
+        """Why ``body`` is not an answer: the deepest point any reading of it reached
+        (:func:`promptc.grammar.diagnose.diagnose`), or the value past its bounds.
+
+        Reading is tried part by part, every possible length of each field; among the failed
+        readings the one that got furthest *through the format* wins, then the one that got
+        furthest in the text. (Lark's own Earley report is the furthest character, where a
+        text field that can swallow everything makes the message useless.)
+        """
+        if self._splits_text and len(body) > MAX_SPLIT_CHARS:
+            return AnswerMismatch(
+                MAX_SPLIT_CHARS,
+                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
+                f"{len(body):,} characters",
+            )
+        m = self._exact.fullmatch(body)
+        if m is None:
+            return AnswerMismatch(*diagnose(self.grammar.blueprint, body))
+        for f in self.grammar.fields:
+            try:
+                read_value(f, m.group(f.name))
+            except ValueOutOfBounds as e:  # the right form, past a bound: an answer still
+                return AnswerMismatch(m.start(f.name), [f"{f.name}: {e.expected}"], e.found)
+            except ValueError:  # the fragments and read_value disagree: a promptc bug
+                break
+        return AnswerMismatch(0, ["an answer"], excerpt(body, 0))
+
+    def lenient(self, body: str) -> dict[str, Value] | None:
+        """Reads one answer body leniently (the recovering parser's last resort), or ``None``.
+
+        Accepts what :meth:`parse` does and the departures of
+        :attr:`~promptc.grammar.answer.AnswerGrammar.lenient_answer_regex`; values are read
+        from the text as written.
+        """
+        if len(body) > MAX_SPLIT_CHARS:
+            return None
+        m = self._lenient.fullmatch(body)
+        return None if m is None else self._values(m)
+
+    def _values(self, m: re.Match[str]) -> dict[str, Value] | None:
+        """The values of a match of one of the answer regexes (``None`` if one is refused)."""
+        try:
+            return {name: read(m.group(name)) for name, read in self._readers}
+        except ValueError:
+            return None
+
+    # ------------------------------------------------------------------ bodies in an output
 
     def read(
         self,
@@ -150,18 +241,14 @@ class AnswerReader:
     ) -> Reading:
         """The first well-formed reading of a body, else the diagnosis of its first reading
         (only screened, not diagnosed, when ``diagnose`` is false)."""
-        first: Reading | None = None
         tried: dict[tuple[int, int], None] = {}  # in the order tried, best first
         for s, e in _candidates(text, start, end, marker):
             if (s, e) in tried:
                 continue
             tried[s, e] = None
-            reading = self._read_one(text, s, e, diagnose=diagnose and first is None)
-            if reading.values is not None:
-                return reading
-            if first is None:
-                first = reading
-        assert first is not None
+            values = self._read_one(text, s, e)
+            if values is not None:
+                return Reading(values, s, e)
         # What models write beside the exact format (the final period left out, the answer on
         # the line after its literal, a unit after a number): read leniently, on the same
         # candidate readings (so the body stays the one of this marker), before an exact
@@ -178,77 +265,50 @@ class AnswerReader:
                 e0 = nl if nl >= 0 else e0
             m = self.prefix.match(text.norm, s0, e0)
             if m is not None and m.end() > s0:
-                reading = self._read_one(text, s0, m.end(), diagnose=False)
-                if reading.values is not None:
-                    return reading
-        return first
+                values = self._read_one(text, s0, m.end())
+                if values is not None:
+                    return Reading(values, s0, m.end())
+        s, e = next(iter(tried))
+        return self._failure(text, s, e) if diagnose else Reading(None, s, e, error_at=s)
 
-    def _as_written(
-        self, text: NormalisedText, s: int, e: int, values: dict[str, Value]
-    ) -> dict[str, Value]:
-        """``values`` read from the normalised body ``norm[s:e]``, with each text value sliced
-        from the original instead (as the fast path does): a text value keeps the model's own
-        characters, whichever form of the body was read."""
-        texts = [f.name for f in self.grammar.fields if f.type == "text"]
-        if not texts or self.body is None:
-            return values
-        m = self.body.fullmatch(text.norm, s, e)
-        if m is None:
-            return values
-        out = dict(values)
-        for name in texts:
-            a, b = m.span(name)
-            if b > a:
-                out[name] = text.original[text.orig(a) : text.orig(b - 1) + 1]
-        return out
-
-    def _trim_spaces(self, values: dict[str, Value]) -> dict[str, Value]:
-        """``values`` with Unicode spaces stripped from the edges of its text values."""
-        out = dict(values)
-        for f in self.grammar.fields:
-            v = out.get(f.name)
-            if f.type == "text" and isinstance(v, str):
-                out[f.name] = v.strip(UNICODE_SPACES)
-        return out
-
-    def _read_lenient(self, text: NormalisedText, s: int, e: int) -> Reading | None:
-        """One candidate reading by the lenient answer regex, as written then normalised."""
-        lenient = getattr(self.grammar, "parse_answer_lenient", None)
-        if lenient is None:
-            return None
-        raw = text.original[text.orig_start(s) : text.orig(e)].strip(EDGE_NOISE)
-        for body in (raw, text.norm[s:e]) if raw != text.norm[s:e] else (raw,):
-            values = lenient(body)
-            if values is not None:
-                return Reading(values, s, e, lenient=True)
-        return None
-
-    def _read_one(self, text: NormalisedText, s: int, e: int, diagnose: bool = True) -> Reading:
+    def _read_one(self, text: NormalisedText, s: int, e: int) -> dict[str, Value] | None:
+        """The values of one candidate reading ``norm[s:e]``, or ``None``."""
         # As written first (keeps the model's own characters in text values); then, if the
         # output had lookalikes, normalised.
-        o_s, o_e = text.orig_start(s), text.orig(e)
-        # Zero-width characters at the edges of an answer are noise, like white space.
-        raw = text.original[o_s:o_e].strip(EDGE_NOISE)
-        got = self._try(raw, diagnose)
-        if isinstance(got, dict) and raw != text.norm[s:e]:
+        raw = _as_written(text, s, e)
+        norm = text.norm[s:e]
+        values = self.match(raw)
+        if values is not None:
             # A Unicode space at a text value's edge is a space, as in the normalised form
-            # (and on the fast path): not part of the value.
-            got = self._trim_spaces(got)
-        if not isinstance(got, dict) and raw != text.norm[s:e]:
-            got = self._try(text.norm[s:e], diagnose)
-            if isinstance(got, dict):
-                got = self._as_written(text, s, e, got)
-        if not isinstance(got, dict) and ("**" in raw or "__" in raw):
+            # (and on the regex path): not part of the value.
+            return self._trim_spaces(values) if raw != norm else values
+        if raw != norm:
+            values = self.match(norm)
+            if values is not None:
+                return self._sliced(text, s, e, values)
+        if "**" in raw or "__" in raw:
             # Emphasis inside the answer ("The answer is **18**."): read it without.
-            plain = _STRONG.sub("", text.norm[s:e])
-            again = self._try(plain, diagnose=False)
-            if isinstance(again, dict):
-                got = again
-        if isinstance(got, dict):
-            return Reading(got, s, e)
-        if not diagnose:  # only screened: nobody reads why it failed (an extra, a later cut)
-            return Reading(None, s, e, error_at=s)
-        offset, expected = got
+            plain = _without_emphasis(norm)
+            if not (self._splits_text and len(plain) > MAX_SPLIT_CHARS):
+                m = self.body.fullmatch(plain)
+                if m is not None:
+                    return self._values(m)
+        return None
+
+    def _failure(self, text: NormalisedText, s: int, e: int) -> Reading:
+        """The diagnosis of the reading ``norm[s:e]``, which is no answer: of the body as
+        normalised where that differs from it as written."""
+        raw = _as_written(text, s, e)
+        norm = text.norm[s:e]
+        body = norm if raw != norm else raw
+        try:
+            mismatch = self.diagnose(body)
+            offset, expected = mismatch.offset, tuple(mismatch.expected)
+        except RecursionError:  # the parser must never raise on model text
+            offset, expected = 0, ()
+        if not 0 <= offset <= len(body):
+            offset = 0
+        expected = expected or ("an answer",)
         at = min(s + offset, e)
         # Bounded by the body (never the rest of the output): this runs for every answer.
         if _VISIBLE.search(text.norm, at, e) is not None:
@@ -260,30 +320,64 @@ class AnswerReader:
                 quote=False,
                 stop=text.orig(e),
             )
-        elif e < self._visible_end(text):
+        elif e < text.visible_end:
             found = "end of the answer"
         else:
             found = "end of output"
         return Reading(None, s, e, expected, found, at)
 
-    def _visible_end(self, text: NormalisedText) -> int:
-        """Where the last visible character of the output ends (computed once per output)."""
-        if self._tail is None or self._tail[0] is not text:
-            self._tail = (text, len(text.norm.rstrip()))
-        return self._tail[1]
+    def _sliced(
+        self, text: NormalisedText, s: int, e: int, values: dict[str, Value]
+    ) -> dict[str, Value]:
+        """``values`` read from the normalised body ``norm[s:e]``, with each text value sliced
+        from the original instead (as the regex path does): a text value keeps the model's own
+        characters, whichever form of the body was read."""
+        if not self._texts:
+            return values
+        m = self.body.fullmatch(text.norm, s, e)
+        if m is None:
+            return values
+        out = dict(values)
+        for name in self._texts:
+            a, b = m.span(name)
+            if b > a:
+                out[name] = text.original[text.orig(a) : text.orig(b - 1) + 1]
+        return out
 
-    def _try(
-        self, body: str, diagnose: bool = True
-    ) -> dict[str, Value] | tuple[int, tuple[str, ...]]:
-        if not diagnose and self.body is not None and self.body.fullmatch(body) is None:
-            return 0, ()
-        try:
-            return self.parse(body)
-        except RecursionError:
-            return 0, ("an answer",)
-        except Exception as exc:  # noqa: BLE001 - the parser must never raise on model text
-            offset = getattr(exc, "offset", 0)
-            if not isinstance(offset, int) or not 0 <= offset <= len(body):
-                offset = 0
-            expected = getattr(exc, "expected", None)
-            return offset, tuple(str(x) for x in expected) if expected else ("an answer",)
+    def _trim_spaces(self, values: dict[str, Value]) -> dict[str, Value]:
+        """``values`` with Unicode spaces stripped from the edges of its text values."""
+        out = dict(values)
+        for name in self._texts:
+            v = out.get(name)
+            if isinstance(v, str):
+                out[name] = v.strip(UNICODE_SPACES)
+        return out
+
+    def _read_lenient(self, text: NormalisedText, s: int, e: int) -> Reading | None:
+        """One candidate reading by the lenient answer regex, as written then normalised."""
+        raw = _as_written(text, s, e)
+        norm = text.norm[s:e]
+        for body in (raw, norm) if raw != norm else (raw,):
+            values = self.lenient(body)
+            if values is not None:
+                return Reading(values, s, e, lenient=True)
+        return None
+
+
+def _without_emphasis(text: str) -> str:
+    """``text`` without its ``**`` and ``__`` (strong emphasis), left to right."""
+    if "__" not in text:  # the common case: one str.replace, several times faster than re.sub
+        return text.replace("**", "")
+    return _STRONG.sub("", text)
+
+
+def _as_written(text: NormalisedText, s: int, e: int) -> str:
+    """The reading ``norm[s:e]`` as the model wrote it, without the white space and zero-width
+    characters at its edges (noise there, as white space is)."""
+    return text.original[text.orig_start(s) : text.orig(e)].strip(EDGE_NOISE)
+
+
+@lru_cache(maxsize=64)
+def answer_reader(grammar: AnswerGrammar) -> AnswerReader:
+    """The reader of ``grammar``'s answers, made once per grammar: it compiles three regexes."""
+    return AnswerReader(grammar)

@@ -8,20 +8,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from promptc import markers
+from promptc.grammar.answer import AnswerGrammar
 from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText
-from promptc.parse.reader import AnswerReader, Reading, strip_span
+from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers, scan_markers
 from promptc.parse.shape import RequestShape, item_id_at, marker_label
 from promptc.text import Span, decimal_text, excerpt
-
-if TYPE_CHECKING:
-    from promptc.grammar.answer import AnswerGrammar
 
 _VISIBLE = re.compile(r"\S")
 
@@ -52,11 +49,11 @@ class _Occurrence:
     q_end: int = 0  # normalised offset where a question's text ends
 
 
-def parse_recover(
-    shape: RequestShape, g: AnswerGrammar, output: str, prefix_ok: bool = False
-) -> list[ItemResult]:
+def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+    """``recover`` mode's reading of an output its grammar's regex does not match: every
+    marker found, each answer body read on its own, each item judged from its occurrences."""
     text = NormalisedText(output)
-    reader = AnswerReader(g, prefix_ok)
+    reader = answer_reader(g)
     if shape.kind.one_item:
         return _recover_single(shape, text, reader)
     norm = text.norm
@@ -140,9 +137,11 @@ def _judge(
     occs: list[_Occurrence],
     mk: Markers = markers.DEFAULT,
 ) -> ItemResult:
+    """The result of item ``index`` from its occurrences: a well-formed, aligned answer →
+    ``ok`` (``duplicate`` if another one disagrees); else a well-formed one → ``misaligned``;
+    else ``malformed`` (the first answer diagnosed, or the question left without one); none
+    → ``missing``."""
     item_id = item_id_at(shape, index)
-    amark = markers.answer_marker(index, mk)
-    aname = marker_label(mk.answer, index)
     if not occs:
         return ItemResult(
             shape.id,
@@ -151,24 +150,39 @@ def _judge(
             "missing",
             {},
             None,
-            (amark,),
+            (markers.answer_marker(index, mk),),
             None,
-            f"no {aname} in the output",
+            f"no {marker_label(mk.answer, index)} in the output",
         )
     answered = [o for o in occs if o.answer is not None]
     good = [o for o in answered if o.reading is not None and o.reading.values is not None]
     good_aligned = [o for o in good if o.aligned]
     if good_aligned:
-        first = good_aligned[0]
+        return _answered(shape, text, index, good_aligned, mk)
+    if good:
+        first = good[0]
         assert first.reading is not None and first.reading.values is not None
-        values = first.reading.values
-        differing = [
-            o for o in good_aligned[1:] if o.reading is not None and o.reading.values != values
-        ]
         span = _occ_span(text, first)
-        note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
-        if differing:
-            other = differing[0]
+        values = first.reading.values
+        return ItemResult(shape.id, item_id, index, "misaligned", values, span, (), None, first.why)
+    if answered:
+        return _malformed(shape, text, index, answered[0], mk)
+    return _unanswered(shape, text, index, occs[0], mk)
+
+
+def _answered(
+    shape: RequestShape, text: NormalisedText, index: int, good: list[_Occurrence], mk: Markers
+) -> ItemResult:
+    """``ok`` with the first of an item's well-formed, aligned answers, or ``duplicate`` when
+    a later one gives other values."""
+    first = good[0]
+    assert first.reading is not None and first.reading.values is not None
+    values = first.reading.values
+    span = _occ_span(text, first)
+    item_id = item_id_at(shape, index)
+    for other in good[1:]:
+        assert other.reading is not None and other.reading.values is not None
+        if other.reading.values != values:
             where = _occ_span(text, other).start
             return ItemResult(
                 shape.id,
@@ -179,43 +193,23 @@ def _judge(
                 span,
                 (),
                 None,
-                f"{aname} answered {len(good_aligned)} times with different values: "
-                f"{_show(values)} at {span.start}, {_show(other.reading.values or {})} "  # type: ignore[union-attr]
+                f"{marker_label(mk.answer, index)} answered {len(good)} times with different "
+                f"values: {_show(values)} at {span.start}, {_show(other.reading.values)} "
                 f"at {where}",
             )
-        return ItemResult(shape.id, item_id, index, "ok", values, span, (), None, note)
-    if good:
-        first = good[0]
-        assert first.reading is not None and first.reading.values is not None
-        return ItemResult(
-            shape.id,
-            item_id,
-            index,
-            "misaligned",
-            first.reading.values,
-            _occ_span(text, first),
-            (),
-            None,
-            first.why,
-        )
-    # Nothing well-formed: diagnose the first answer, or the question left without one.
-    if answered:
-        o = answered[0]
-        r = o.reading
-        assert o.answer is not None
-        if r is None:  # beyond MAX_OCCURRENCES: not read
-            return ItemResult(
-                shape.id,
-                item_id,
-                index,
-                "malformed",
-                {},
-                _occ_span(text, o),
-                ("an answer",),
-                None,
-                f"{aname} repeated too often to read",
-            )
-        pos = text.position(text.orig(r.error_at))
+    note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
+    return ItemResult(shape.id, item_id, index, "ok", values, span, (), None, note)
+
+
+def _malformed(
+    shape: RequestShape, text: NormalisedText, index: int, o: _Occurrence, mk: Markers
+) -> ItemResult:
+    """``malformed``: the item's first answer, which no reading made well-formed."""
+    r = o.reading
+    assert o.answer is not None
+    aname = marker_label(mk.answer, index)
+    item_id = item_id_at(shape, index)
+    if r is None:  # beyond MAX_OCCURRENCES: not read
         return ItemResult(
             shape.id,
             item_id,
@@ -223,16 +217,32 @@ def _judge(
             "malformed",
             {},
             _occ_span(text, o),
-            r.expected,
-            r.found,
-            f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+            ("an answer",),
+            None,
+            f"{aname} repeated too often to read",
         )
-    o = occs[0]
+    pos = text.position(text.orig(r.error_at))
+    return ItemResult(
+        shape.id,
+        item_id,
+        index,
+        "malformed",
+        {},
+        _occ_span(text, o),
+        r.expected,
+        r.found,
+        f"{aname}: expected {' or '.join(r.expected)}, found {r.found!r} at {pos}",
+    )
+
+
+def _unanswered(
+    shape: RequestShape, text: NormalisedText, index: int, o: _Occurrence, mk: Markers
+) -> ItemResult:
+    """``malformed``: the item's question repeated, and no answer after it."""
     assert o.question is not None
     # The first visible text after the question, found without copying the rest of the output
     # (an output of many unanswered questions asks this for each of them).
     visible = _VISIBLE.search(text.norm, o.q_end)
-    rest = visible is not None
     found = (
         excerpt(text.norm, visible.start(), FOUND_CHARS, end="end of output", quote=False)
         if visible is not None
@@ -242,15 +252,15 @@ def _judge(
     pos = text.position(text.orig(q_end))
     return ItemResult(
         shape.id,
-        item_id,
+        item_id_at(shape, index),
         index,
         "malformed",
         {},
         text.span(o.question.start, q_end),
-        (amark,),
+        (markers.answer_marker(index, mk),),
         found,
-        f"{marker_label(mk.question, index)} is not followed by {aname}"
-        + (" (the output ends)" if not rest else f" (found {found!r})")
+        f"{marker_label(mk.question, index)} is not followed by {marker_label(mk.answer, index)}"
+        + (" (the output ends)" if visible is None else f" (found {found!r})")
         + f" at {pos}",
     )
 

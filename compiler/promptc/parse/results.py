@@ -1,8 +1,8 @@
 """What parsing returns: one :class:`ItemResult` per item, with its status, values and span.
 
 Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
-cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
-per output for 10,000s of outputs, and this is most of its cost after the regex match.
+cheaper to create) and spans compute line:col only when read: the parser makes 8 results per
+output for 10,000s of outputs, and this is most of its cost after the regex match.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 from promptc.ir import Value
 from promptc.text import Span, decimal_text
+from promptc.values import MAX_INTEGER_DIGITS
 
 Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra"]
 
@@ -35,11 +36,6 @@ FOUND_CHARS = 40
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
-
-
-# Results are NamedTuples (immutable and typed like frozen dataclasses, and about five times
-# cheaper to create) and spans compute line:col only when read: the fast path makes 8 results
-# per output for 10,000s of outputs, and this is most of its cost after the regex match.
 
 
 class ItemResult(NamedTuple):
@@ -95,25 +91,71 @@ class ItemResult(NamedTuple):
         return dumps(self.to_dict())
 
 
+#: How results are spelled: keys in the order written, a space after each ``,`` and ``:``.
+_SEPARATORS = (", ", ": ")
+
+
 def dumps(data: object) -> str:
     """JSON text in which :class:`~decimal.Decimal` values are exact JSON numbers.
 
     ``Decimal("0.1")`` is written ``0.1`` (never ``0.1000000000000000055…``), in the canonical
     form of :func:`promptc.values.write_value` (no exponent). Everything else is written as
-    :func:`json.dumps` writes it, with non-ASCII text kept as is.
+    :func:`json.dumps` writes it, with non-ASCII text kept as is; keys in the order given.
+
+    One call of :mod:`json`'s encoder writes it all, each Decimal handed to it as the ``int`` it
+    equals, or the ``float`` whose shortest form is the Decimal's own text (every number of at
+    most 15 significant digits from 0.0001 to 10**16: the numbers models answer).
+    Data holding a Decimal no float spells exactly (more digits, or a float that would be
+    written with an exponent) is written by :func:`_exact_dumps`, which spells each Decimal
+    itself. (One call per line instead of one per key and value: writing results was two
+    thirds of ``promptc parse``'s time.)
     """
+    try:
+        return _ENCODER.encode(data)
+    except _NoFloat:
+        return _exact_dumps(data)
+
+
+class _NoFloat(ValueError):
+    """A Decimal that no float spells exactly."""
+
+
+def _json_form(value: object) -> object:
+    """What :func:`json.dumps` writes for a value it does not know (``default``)."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():  # no answer reads as one; written as a string
+            return str(value)
+        if value == value.to_integral_value() and value.adjusted() < MAX_INTEGER_DIGITS:
+            return int(value)
+        number = float(value)
+        if repr(number) != decimal_text(value):
+            raise _NoFloat(value)
+        return number
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+#: The encoder of :func:`dumps`, made once (``json.dumps`` with these options makes one a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=_SEPARATORS, default=_json_form)
+
+
+def _exact_dumps(data: object) -> str:
+    """:func:`dumps` for data with a Decimal that no float spells exactly: each Decimal
+    written as :func:`~promptc.text.decimal_text` writes it, the rest by :func:`json.dumps`."""
     if isinstance(data, Decimal):
         return decimal_text(data)
     if isinstance(data, Mapping):
         return (
             "{"
             + ", ".join(
-                f"{json.dumps(str(k), ensure_ascii=False)}: {dumps(v)}" for k, v in data.items()
+                f"{json.dumps(str(k), ensure_ascii=False)}: {_exact_dumps(v)}"
+                for k, v in data.items()
             )
             + "}"
         )
     if isinstance(data, (list, tuple)):
-        return "[" + ", ".join(dumps(v) for v in data) + "]"
+        return "[" + ", ".join(_exact_dumps(v) for v in data) + "]"
     return json.dumps(data, ensure_ascii=False)
 
 

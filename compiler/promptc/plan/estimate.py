@@ -6,7 +6,8 @@ Per variant:
 - **input tokens**: every request's messages counted by the tokenizer, chat framing included
   (exact when the tokenizer is the model's own);
 - **output tokens per question**: what one answer takes — the answer format's literal text and
-  markers counted exactly, plus per field: an ``enum`` choice or a ``boolean`` word at its
+  markers counted exactly, plus per field what its type says
+  (:meth:`promptc.values.ValueType.tokens`): an ``enum`` choice or a ``boolean`` word at its
   longest (a bound: the grammar allows nothing longer), a ``number``/``integer`` as long as the
   gold answers (else the demos') are on average, ``text`` as long as the demos' on average (an
   estimate; nothing bounds free text but ``max_tokens``). An Auto-Demo answer also repeats its
@@ -103,8 +104,6 @@ class AnswerEstimate:
 
 def answer_estimate(task: ir.Task, tok: Tokenizer) -> AnswerEstimate:
     """Tokens of one answer as :mod:`promptc.plan.estimate` documents."""
-    from promptc.values import write_value
-
     total = 0.0
     bounded = True
     per: dict[str, tuple[float, bool]] = {}
@@ -113,18 +112,7 @@ def answer_estimate(task: ir.Task, tok: Tokenizer) -> AnswerEstimate:
             total += tok.count(seg.text)
             continue
         f = task.output(seg.field)
-        if f.type == "enum":
-            names = [*f.choices]
-            n, b = float(max(tok.count(c) for c in names)), True
-        elif f.type == "boolean":
-            n, b = float(max(tok.count("yes"), tok.count("no"))), True
-        else:
-            samples = [i.gold[f.name] for i in task.items if f.name in i.gold]
-            if not samples or f.type == "text":
-                samples = [d.outputs[f.name] for d in task.demos if f.name in d.outputs] or samples
-            texts = [write_value(f, v) for v in samples]
-            n = sum(tok.count(t) for t in texts) / len(texts) if texts else 1.0
-            b = False
+        n, b = f.type.tokens(f, tok.count, task)
         per[f.name] = (n, b)
         total += n
         bounded = bounded and b

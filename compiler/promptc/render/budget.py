@@ -3,24 +3,35 @@
 Jinja's sandbox keeps a template away from Python's internals, but not from the machine's
 limits: ``{% for i in range(99999) %}{% for j in range(99999) %}`` runs for hours,
 ``{{ 'x' * 10**10 }}`` asks for ten gigabytes, a macro that calls itself exhausts the stack.
-promptc renders with these limits, each ending in a :class:`~promptc.errors.TemplateError` at
-the template's file:line that names it (code ``template-budget``):
+promptc renders every template (the shipped ones too) within these limits, each ending in a
+:class:`~promptc.errors.TemplateError` at the template's file:line that names it (code
+``template-budget``):
 
 =====================  ==========================  ===========================================
 bounded                the bound                   checked
 =====================  ==========================  ===========================================
 one message's text     :data:`MAX_MESSAGE_CHARS`   while the message's text is produced
 one value              :data:`MAX_VALUE_SIZE`      before ``*`` repeats a string or list, and
-                                                   after ``+``, ``~``, filters and calls
+                                                   after ``+``, filters and calls
 an integer             :data:`MAX_INTEGER_BITS`    before ``*`` and ``**`` compute it
 a width or count       :data:`MAX_VALUE_SIZE`      the width of ``center``, ``indent``,
                                                    ``ljust`` …, ``%`` and ``format`` widths,
                                                    what ``replace`` and ``join`` would build
-loop iterations        :data:`MAX_LOOP_ITERATIONS` per message, over every ``{% for %}``
-nesting                :data:`MAX_NESTING`         macro calls, ``caller()``, ``super()``,
-                                                   recursive loops and includes, nested
-wall-clock time        :data:`MAX_RENDER_SECONDS`  per message, at every loop step and call
+loop iterations        :data:`MAX_LOOP_ITERATIONS` per message, over every ``range()``
+nesting                :data:`MAX_NESTING`         macro calls, ``caller()``, ``super()`` and
+                                                   recursive loops inside one another; includes
+                                                   (and imports) inside one another
+wall-clock time        :data:`MAX_RENDER_SECONDS`  per message: an OS timer, and at every
+                                                   64th loop step or call and every filter
+memory                 :data:`MAX_RENDER_MEMORY`   the address space rendering may add (an
+                                                   OS limit)
 =====================  ==========================  ===========================================
+
+The first rows are checked in Jinja's sandbox, through its public hooks
+(:mod:`promptc.render.sandbox`): they stop the common runaways before they allocate, with a
+message that says which limit. What no hook sees (``~``, a loop over a list that calls
+nothing) meets the OS-level limits of
+:mod:`promptc.render.os_limits`, or Python's own stack.
 
 The bounds sit far above what any prompt needs (the shipped templates render a 1,000-item
 request in a few milliseconds) and far below what would hurt the machine.
@@ -28,19 +39,17 @@ request in a few milliseconds) and far below what would hurt the machine.
 
 from __future__ import annotations
 
-import copy
-import functools
+import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from string import Template
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import TemplateSyntaxError
 
 from promptc.errors import Location, TemplateError
-
-if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-    from jinja2.compiler import CodeGenerator
 
 #: Characters of one rendered message.
 MAX_MESSAGE_CHARS = 2_000_000
@@ -51,10 +60,10 @@ MAX_VALUE_SIZE = 2_000_000
 #: Bits of one integer a template computes (about 30,000 decimal digits).
 MAX_INTEGER_BITS = 100_000
 
-#: Iterations of every ``{% for %}`` loop together, while one message renders.
+#: Iterations of every ``range()`` together, while one message renders.
 MAX_LOOP_ITERATIONS = 1_000_000
 
-#: Macro calls and includes inside one another.
+#: Macro calls inside one another; includes inside one another.
 MAX_NESTING = 64
 
 #: Brackets and statements inside one another in a template's source. Jinja's parser recurses
@@ -64,6 +73,9 @@ MAX_SOURCE_NESTING = 50
 
 #: Seconds one message may take to render.
 MAX_RENDER_SECONDS = 10.0
+
+#: Bytes of address space rendering may add to what the process holds when it starts.
+MAX_RENDER_MEMORY = 256 * 2**20
 
 #: How often (in loop iterations and calls) the clock is read; filters read it every time.
 _CLOCK_EVERY = 64
@@ -76,20 +88,29 @@ BUDGET_MESSAGE = "template exceeds the limit of $limit: $why"
 def budget_error(limit: str, why: str, location: Location | None = None) -> TemplateError:
     """The ``template-budget`` error: which limit, and what crossed it (located by the
     renderer, at the innermost template line of the traceback, when ``location`` is none)."""
-    from string import Template
-
     message = Template(BUDGET_MESSAGE).substitute(limit=limit, why=why)
     return TemplateError(message, location=location, code="template-budget")
 
 
+def nesting_error() -> TemplateError:
+    """The budget error of macro calls or includes nested deeper than :data:`MAX_NESTING`."""
+    return budget_error(
+        f"{MAX_NESTING} nested macro calls and includes",
+        "a macro or include nests deeper (one that calls or includes itself without end?)",
+    )
+
+
 class Budget:
-    """The counters of one message's rendering; :meth:`start` resets them."""
+    """The counters of one message's rendering, from :meth:`start` to :meth:`stop`.
+
+    Outside a message the deadline is infinite: the clock never runs out between messages.
+    """
 
     def __init__(self) -> None:
         self.iterations = 0
         self.depth = 0
         self.calls = 0
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.deadline = math.inf
 
     def start(self) -> None:
         self.iterations = 0
@@ -97,8 +118,13 @@ class Budget:
         self.calls = 0
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
 
+    def stop(self) -> None:
+        self.deadline = math.inf
+
     def clock(self) -> None:
+        """Raises the time limit's error once the message's deadline has passed."""
         if time.monotonic() > self.deadline:
+            self.deadline = math.inf  # said once: the error unwinds the message
             raise budget_error(
                 f"{MAX_RENDER_SECONDS:g} seconds per message",
                 "rendering one message took longer",
@@ -122,10 +148,7 @@ class Budget:
         self.calls += 1
         if self.depth > MAX_NESTING:
             self.depth -= 1  # this level is not entered; the outer ones leave as it unwinds
-            raise budget_error(
-                f"{MAX_NESTING} nested macro calls and includes",
-                "a macro or include nests deeper (one that calls or includes itself without end?)",
-            )
+            raise nesting_error()
         if self.calls % _CLOCK_EVERY == 0:  # macros calling macros fan out without a loop
             self.clock()
 
@@ -148,8 +171,6 @@ def check_nesting(
     Reads the source with Jinja's lexer, which does not recurse; a source the lexer refuses
     is left to the parser, which says why.
     """
-    from jinja2.exceptions import TemplateSyntaxError
-
     brackets = statements = 0
     after_block_begin = False
     try:
@@ -315,10 +336,9 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         check_format_widths(owner)
 
 
-# ---------------------------------------------------------------- filters
-
-
-def _filter_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def check_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuses the filter calls whose result would cross the value bound (``args[0]`` is the
+    value filtered)."""
     if name in ("center", "indent", "wordwrap"):
         value = args[1] if len(args) > 1 else kwargs.get("width", 0)
         if _is_int(value) and value > MAX_VALUE_SIZE:
@@ -333,123 +353,3 @@ def _filter_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
         _check_join(separator, list(args[0]) if isinstance(args[0], (list, tuple)) else None)
     elif name == "format" and args and isinstance(args[0], str):
         check_format_widths(args[0], args[1:])
-
-
-def bounded_filters(filters: dict[str, Callable[..., Any]], budget: Budget) -> None:
-    """Wraps every filter so that its arguments and result stay within the bounds (and the
-    clock is read: one filter may sort or join a long list)."""
-    for name, fn in list(filters.items()):
-        filters[name] = _bounded_filter(name, fn, budget)
-
-
-def _bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callable[..., Any]:
-    # Filters that take the context or environment first get it from Jinja as their first
-    # argument: the value filtered is then the second.
-    skip = 1 if getattr(fn, "jinja_pass_arg", None) is not None else 0
-
-    @functools.wraps(fn)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        budget.clock()
-        _filter_check(name, args[skip:], kwargs)
-        return checked(fn(*args, **kwargs))
-
-    return bounded
-
-
-# ---------------------------------------------------------------- compiled code
-
-
-def code_generator() -> type[CodeGenerator]:
-    """Jinja's code generator, with every loop counted, every include nested and every
-    ``~`` checked (the compiled template calls ``environment.promptc_*``)."""
-    from jinja2 import nodes
-    from jinja2.compiler import CodeGenerator, Frame
-
-    class BudgetCodeGenerator(CodeGenerator):
-        def visit_For(self, node: nodes.For, frame: Frame) -> None:
-            counted = copy.copy(node)
-            counted.iter = nodes.Call(
-                nodes.EnvironmentAttribute("promptc_loop", lineno=node.lineno),
-                [node.iter],
-                [],
-                None,
-                None,
-                lineno=node.lineno,
-            )
-            super().visit_For(counted, frame)
-
-        def visit_Include(self, node: nodes.Include, frame: Frame) -> None:
-            self.writeline("environment.promptc_budget.enter()", node)
-            self.writeline("try:")
-            self.indent()
-            super().visit_Include(node, frame)
-            self.outdent()
-            self.writeline("finally:")
-            self.indent()
-            self.writeline("environment.promptc_budget.leave()")
-            self.outdent()
-
-        def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-            self.write("environment.promptc_checked(")
-            super().visit_Concat(node, frame)
-            self.write(")")
-
-    return BudgetCodeGenerator
-
-
-def bounded_environment_class() -> type[jinja2.Environment]:
-    """The immutable sandbox, with the budget's checks in its operator and call hooks."""
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    class BoundedSandbox(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**", "+", "%"})
-        code_generator_class = code_generator()
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.promptc_budget = Budget()
-            bounded_filters(self.filters, self.promptc_budget)
-
-        def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
-            # Every parse (the static checks' and compilation's) passes here first.
-            check_nesting(self, source, name, filename)
-            return super()._parse(source, name, filename)
-
-        def promptc_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
-            return self.promptc_budget.loop(iterable)
-
-        def promptc_checked(self, value: Any) -> Any:
-            return checked(value)
-
-        def call_binop(
-            self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-        ) -> Any:
-            check_binop(operator, left, right)
-            return checked(super().call_binop(context, operator, left, right))
-
-        def call(
-            self,
-            __context: jinja2.runtime.Context,
-            __obj: Any,
-            /,
-            *args: Any,
-            **kwargs: Any,
-        ) -> Any:
-            # Jinja's own check, then the budget's; written out (not super()) because every
-            # macro and function call of every template passes here.
-            if not self.is_safe_callable(__obj):
-                raise SecurityError(f"{__obj!r} is not safely callable")
-            if isinstance(getattr(__obj, "__self__", None), str) or hasattr(__obj, "__wrapped__"):
-                check_call(__obj, args, kwargs)
-            budget = self.promptc_budget
-            budget.enter()
-            try:
-                result = __context.call(__obj, *args, **kwargs)
-            finally:
-                budget.depth -= 1
-            if isinstance(result, str) and len(result) <= MAX_VALUE_SIZE:  # the common case, fast
-                return result
-            return checked(result)
-
-    return BoundedSandbox

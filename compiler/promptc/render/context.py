@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from promptc import ir, markers
+from promptc.select.batches import batch_size
+from promptc.spec.answer_format import write_answer
 from promptc.strategies import Strategy
+from promptc.values import write_value
 
 #: Variables every template receives (see docs/templates.md).
 CONTEXT_VARIABLES: frozenset[str] = frozenset(
@@ -29,14 +32,6 @@ CONTEXT_VARIABLES: frozenset[str] = frozenset(
 ONE_ITEM_VARIABLES: frozenset[str] = frozenset({"item"})
 
 
-TYPE_MEANINGS: Mapping[str, str] = {
-    "text": "free text",
-    "number": "a number",
-    "integer": "a whole number",
-    "boolean": "yes or no",
-}
-
-
 def context_variables(kind: Strategy) -> frozenset[str]:
     """The names a template of this strategy may use."""
     if kind.one_item:
@@ -47,12 +42,6 @@ def context_variables(kind: Strategy) -> frozenset[str]:
 # ---------------------------------------------------------------- the context templates see
 
 
-def _output_meaning(field: ir.OutputField) -> str:
-    if field.type == "enum":
-        return "one of: " + ", ".join(field.choices)
-    return TYPE_MEANINGS[field.type]
-
-
 def _answer_format_context(task: ir.Task) -> dict[str, object]:
     by_name = {o.name: o for o in task.outputs}
     form = []
@@ -61,11 +50,11 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
         if isinstance(seg, ir.Placeholder):
             form.append(f"<{seg.field}>")
             o = by_name[seg.field]
-            meaning = _output_meaning(o)
+            meaning = o.type.meaning(o)
             fields.append(
                 {
                     "name": o.name,
-                    "type": o.type,
+                    "type": str(o.type),
                     "meaning": meaning,
                     "text": f"<{o.name}> is {meaning}",
                 }
@@ -82,9 +71,6 @@ def _answer_format_context(task: ir.Task) -> dict[str, object]:
 
 
 def _demo_context(task: ir.Task) -> list[dict[str, object]]:
-    from promptc.spec.answer_format import write_answer
-    from promptc.values import write_value
-
     out = []
     by_name = {o.name: o for o in task.outputs}
     for i, d in enumerate(task.demos, 1):
@@ -154,8 +140,6 @@ def _markers(task: ir.Task) -> dict[str, object]:
 
 def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, object]:
     """The part of the template context shared by every request of a task."""
-    from promptc.select.batches import batch_size
-
     kind = kind or task.strategy.kind
     return {
         "task": {
@@ -163,7 +147,7 @@ def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, objec
             "description": task.description,
             "instruction": task.instruction,
         },
-        "kind": kind,
+        "kind": kind.name,  # templates compare it with the names the docs list
         "batch_size": batch_size(task),
         "inputs": [
             {
@@ -177,10 +161,10 @@ def task_context(task: ir.Task, kind: Strategy | None = None) -> dict[str, objec
         "outputs": [
             {
                 "name": o.name,
-                "type": o.type,
+                "type": str(o.type),
                 "description": o.description,
                 "choices": list(o.choices),
-                "meaning": _output_meaning(o),
+                "meaning": o.type.meaning(o),
             }
             for o in task.outputs
         ],

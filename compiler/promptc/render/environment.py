@@ -11,18 +11,18 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from string import Template
+from typing import Literal
+
+import jinja2
+from jinja2.bccache import Bucket
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
-from promptc.render.budget import BUDGET_MESSAGE, bounded_environment_class
+from promptc.render.budget import BUDGET_MESSAGE
+from promptc.render.sandbox import BoundedSandbox
 from promptc.resources import read_template, template_names
 from promptc.strategies import Strategy
-
-if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-
 
 Role = Literal["system", "user", "assistant"]
 
@@ -122,8 +122,6 @@ def template_error(
     code: str, location: Location | None = None, hint: str | None = None, **fields: object
 ) -> TemplateError:
     """The :class:`TemplateError` of a code in :data:`MESSAGES`, its fields filled in."""
-    from string import Template
-
     message = Template(MESSAGES[code]).substitute({k: str(v) for k, v in fields.items()})
     return TemplateError(message, location=location, hint=hint, code=code)
 
@@ -156,8 +154,6 @@ class SpecLoader:
             TemplateError: ``name`` is absolute or leaves the spec's folder (``..`` or a
                 symbolic link pointing outside).
         """
-        import jinja2
-
         posix = name.replace("\\", "/")
         if os.path.isabs(name) or posix.startswith("/") or os.path.splitdrive(name)[0]:
             raise _escape_error(name, "is an absolute path")
@@ -180,8 +176,6 @@ class SpecLoader:
 
         ``record=False`` reads without recording the file as used (for static analysis).
         """
-        import jinja2
-
         if name.startswith(BUILTIN_PREFIX):
             rel = name[len(BUILTIN_PREFIX) :]
             if rel not in shipped_names():
@@ -213,20 +207,24 @@ def shipped_names() -> frozenset[str]:
 _SHIPPED: frozenset[str] | None = None
 
 
-def make_environment(loader: SpecLoader) -> jinja2.Environment:
-    """The sandboxed, strict, deterministic Jinja environment promptc renders with."""
-    import jinja2
+class _Loader(jinja2.BaseLoader):
+    """Jinja's loader protocol, served by a :class:`SpecLoader`."""
 
-    class _Loader(jinja2.BaseLoader):
-        def get_source(
-            self, environment: jinja2.Environment, template: str
-        ) -> tuple[str, str, Callable[[], bool]]:
-            return loader.get_source(environment, template)
+    def __init__(self, loader: SpecLoader) -> None:
+        self.loader = loader
 
-    # The immutable sandbox, with a budget for time and memory (promptc.render.budget).
-    env = bounded_environment_class()(
-        loader=_Loader(),
-        bytecode_cache=_bytecode_cache(),
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        return self.loader.get_source(environment, template)
+
+
+def make_environment(loader: SpecLoader) -> BoundedSandbox:
+    """The sandboxed, strict, deterministic Jinja environment promptc renders with: Jinja's
+    immutable sandbox, bounded in time and memory (:mod:`promptc.render.sandbox`)."""
+    env = BoundedSandbox(
+        loader=_Loader(loader),
+        bytecode_cache=_BYTECODE,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -240,29 +238,21 @@ def make_environment(loader: SpecLoader) -> jinja2.Environment:
     return env
 
 
-_BYTECODE: jinja2.BytecodeCache | None = None
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache:
+class MemoryBytecodeCache(jinja2.BytecodeCache):
     """Compiled templates shared by every environment of this process (checks and build
     compile the same templates; all promptc environments compile alike). Jinja keys entries
     by template name and file and checks the source's hash, so an edited file recompiles."""
-    global _BYTECODE
-    if _BYTECODE is None:
-        import jinja2
-        from jinja2.bccache import Bucket
 
-        class MemoryBytecodeCache(jinja2.BytecodeCache):
-            def __init__(self) -> None:
-                self.store: dict[str, bytes] = {}
+    def __init__(self) -> None:
+        self.store: dict[str, bytes] = {}
 
-            def load_bytecode(self, bucket: Bucket) -> None:
-                data = self.store.get(bucket.key)
-                if data is not None:
-                    bucket.bytecode_from_string(data)
+    def load_bytecode(self, bucket: Bucket) -> None:
+        data = self.store.get(bucket.key)
+        if data is not None:
+            bucket.bytecode_from_string(data)
 
-            def dump_bytecode(self, bucket: Bucket) -> None:
-                self.store[bucket.key] = bucket.bytecode_to_string()
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.store[bucket.key] = bucket.bytecode_to_string()
 
-        _BYTECODE = MemoryBytecodeCache()
-    return _BYTECODE
+
+_BYTECODE = MemoryBytecodeCache()

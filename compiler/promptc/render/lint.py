@@ -6,24 +6,20 @@ the message blocks, and a trial render of the first request.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+
+import jinja2
+from jinja2 import meta, nodes
 
 from promptc import ir
 from promptc.errors import Location, PromptcError, did_you_mean
 from promptc.render.context import context_variables
 from promptc.render.environment import template_error
 from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached
+from promptc.select.batches import batch_size, chunk
 from promptc.strategies import Strategy
-
-if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-    from jinja2 import nodes
 
 
 def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
-    import jinja2
-
     r = Renderer(task, kind)
     allowed = context_variables(kind)
     errors: list[PromptcError] = []
@@ -50,20 +46,18 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
             )
             return
         errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
-        stored = frozenset(
-            n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")
-        )
+        stored = frozenset(n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param"))
         for node in ast.find_all(
             (
-                jinja2.nodes.Extends,
-                jinja2.nodes.Include,
-                jinja2.nodes.Import,
-                jinja2.nodes.FromImport,
+                nodes.Extends,
+                nodes.Include,
+                nodes.Import,
+                nodes.FromImport,
             )
         ):
             target = getattr(node, "template", None)
-            if isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str):
-                child_main = main and isinstance(node, jinja2.nodes.Extends)
+            if isinstance(target, nodes.Const) and isinstance(target.value, str):
+                child_main = main and isinstance(node, nodes.Extends)
                 visit(target.value, extra | stored, Location(filename, node.lineno), child_main)
 
     visit(r.name, frozenset(), r.location, True)
@@ -72,8 +66,6 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
     # The static checks passed: a trial render finds what only running can (a missing key).
     # The first items in file order stand in for the first batch, whatever the selection
     # method (a similarity method would have to compute embeddings to say more).
-    from promptc.select.batches import batch_size, chunk
-
     first = task.items[: batch_size(task)]
     if not first:  # a spec without data: try the template on a stand-in item
         first = (ir.Item("example", 0, {f.name: f"<{f.name}>" for f in task.inputs}),)
@@ -94,8 +86,6 @@ def _check_ast(
     allowed: frozenset[str],
     main: bool,
 ) -> list[PromptcError]:
-    from jinja2 import meta, nodes
-
     errors: list[PromptcError] = []
     try:
         undeclared = meta.find_undeclared_variables(ast)
@@ -140,8 +130,6 @@ def _check_ast(
 
 def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
     """Only blocks (and ``extends``) may stand at a main template's top level."""
-    from jinja2 import nodes
-
     errors: list[PromptcError] = []
     extends = any(isinstance(n, nodes.Extends) for n in ast.body)
     names = [b for b, _ in MESSAGE_BLOCKS]

@@ -20,6 +20,7 @@ read files outside the spec's folder. Every Jinja failure becomes a
 
 from __future__ import annotations
 
+import itertools
 import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,9 +28,14 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import jinja2
+import jinja2.runtime
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
-from promptc.render.budget import budget_error
+from promptc.render.budget import MAX_MESSAGE_CHARS, budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -41,14 +47,12 @@ from promptc.render.environment import (
     template_error,
     template_name,
 )
+from promptc.render.os_limits import OsLimits
+from promptc.select.batches import batch_size
 from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
 
 if TYPE_CHECKING:
-    import jinja2
-    import jinja2.runtime
-    from jinja2 import nodes
-
     from promptc.select.batches import SelectionResult
 
 
@@ -61,6 +65,13 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 
 #: Most question texts a renderer remembers (retrieval batches repeat their target's demos).
 QUESTION_CACHE = 4096
+
+#: Requests rendered in one go under the OS limits (:mod:`promptc.render.os_limits`), and the
+#: characters after which a group ends early. Taking and releasing the limits costs about
+#: 10 µs, under half a µs a request over 32 (a few-shot prompt renders in about 15 µs); a
+#: larger group would hold more requests in memory until it ends.
+GROUP_REQUESTS = 32
+GROUP_CHARS = 2 * MAX_MESSAGE_CHARS
 
 
 class Renderer:
@@ -86,6 +97,7 @@ class Renderer:
         self._base: tuple[jinja2.Template, jinja2.runtime.Context, dict[str, list[Any]]] | None = (
             None
         )
+        self._chars = 0  # characters rendered so far, for the size of a group
 
     # -- compilation
 
@@ -194,8 +206,8 @@ class Renderer:
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        with self._errors():
-            return self._messages(ctx)
+        with self._errors(), OsLimits(self.env.budget) as limits, limits.group():
+            return self._messages(dict(ctx))
 
     def demo_turns(self) -> tuple[ir.Message, ...]:
         """With ``demos_as: turns``: per batch of demos (one demo for ``few-shot``), a user
@@ -203,8 +215,9 @@ class Renderer:
         (their answers as the answer grammar writes them); the same for every request."""
         if self._turns is not None:
             return self._turns
+        # Imported here: the grammar (lark, 46 ms) is needed only for demos sent as turns, and
+        # `promptc check` of a spec with its own template renders a request without it.
         from promptc.grammar.answer import build_grammar
-        from promptc.select.batches import batch_size
 
         task = self.task
         turns: list[ir.Message] = []
@@ -229,7 +242,7 @@ class Renderer:
                 if self.kind.one_item:
                     ctx["item"] = entries[0]
                 jctx.vars = ctx
-                user = "".join(fns[0](jctx)).strip() if fns else ""
+                user = self._bounded_text("user", fns[0](jctx)).strip() if fns else ""
                 g = build_grammar(task, len(group), self.kind)
                 answer = g.write_output(
                     [d.outputs for d in group], [str(e["question"]) for e in entries]
@@ -238,15 +251,18 @@ class Renderer:
         self._turns = tuple(turns)
         return self._turns
 
-    def _messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
+    def _messages(self, ctx: dict[str, object]) -> tuple[ir.Message, ...]:
+        """The messages of one request; ``ctx`` (the request's own variables, made for it)
+        becomes the Jinja context's ``vars``."""
         turns = self.demo_turns()
         top, jctx, blocks = self._prepared()
         constant = self.constant_blocks()
         # One Jinja context serves every request: the shared variables are its parent, the
         # request's own are its ``vars``. Blocks only read ``vars`` (their {% set %} are
         # local), so swapping the mapping is all a new request needs.
-        jctx.vars = dict(ctx)
+        jctx.vars = ctx
         out: list[ir.Message] = []
+        has_user = False
         for block, role in MESSAGE_BLOCKS:
             text = self._cache.get(block)
             if text is None:
@@ -259,39 +275,40 @@ class Renderer:
             if text:
                 if role == "user":
                     out.extend(turns)
+                    has_user = True
                 out.append(ir.Message(role, text))
-        if not any(m.role == "user" for m in out):
+        if not has_user:
             raise template_error(
                 "template-empty-user", Location(self.display(top)), name=repr(self.name)
             )
         return tuple(out)
 
     def _bounded_text(self, block: str, chunks: Iterator[str]) -> str:
-        """A message block's text, its budget renewed, cut off past ``MAX_MESSAGE_CHARS``."""
-        from promptc.render.budget import MAX_MESSAGE_CHARS
-
-        budget = getattr(self.env, "promptc_budget", None)
-        if budget is not None:
-            budget.start()
+        """A message block's text, rendered within a new budget, cut off past
+        ``MAX_MESSAGE_CHARS``."""
+        budget = self.env.budget
+        budget.start()
         parts: list[str] = []
         size = 0
-        for chunk in chunks:
-            size += len(chunk)
-            if size > MAX_MESSAGE_CHARS:
-                raise budget_error(
-                    f"{MAX_MESSAGE_CHARS:,} characters per message",
-                    f"the {block} message grows longer",
-                    self._block_location(block),
-                )
-            parts.append(chunk)
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_MESSAGE_CHARS:
+                    raise budget_error(
+                        f"{MAX_MESSAGE_CHARS:,} characters per message",
+                        f"the {block} message grows longer",
+                        self._block_location(block),
+                    )
+                parts.append(chunk)
+        finally:
+            budget.stop()
+        self._chars += size
         return "".join(parts)
 
     def _block_location(self, block: str) -> Location:
         """Where a message block is defined: the most derived template that defines it."""
-        from jinja2 import nodes
-
         for template in self.chain():
-            for node in _parse(self.env, template).find_all(nodes.Block):
+            for node in _template_ast(self.env, template).find_all(nodes.Block):
                 if node.name == block:
                     return Location(self.display(template), node.lineno)
         return self.location
@@ -301,30 +318,56 @@ class Renderer:
         return tuple(self.iter_render(selection))
 
     def iter_render(self, selection: SelectionResult) -> Iterator[ir.Request]:
-        """Renders the batches of a selection one at a time, in order: a build streams them
-        to disk, so memory does not grow with the number of requests."""
-        items = self.task.items
-        params = self.task.model.request_params()
+        """Renders the batches of a selection in order, handing each request out as soon as its
+        group is rendered: a build streams them to disk, so memory does not grow with the
+        number of requests."""
+        batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
-        kind = self.kind
-        with self._errors(), gc_paused():
-            for batch in selection.batches:
-                yield ir.Request(
-                    id=f"r{batch.index + 1:0{width}d}",
-                    batch=batch,
-                    kind=kind,
-                    messages=self._messages(self.context(batch, items)),
-                    params=params,
-                )
+        params = self.task.model.request_params()
+        with self._errors(), gc_paused(), OsLimits(self.env.budget) as limits:
+            while True:
+                group, failure = self._render_group(batches, width, params, limits)
+                yield from group
+                if failure is not None:
+                    raise failure
+                if not group:
+                    return
+
+    def _render_group(
+        self,
+        batches: Iterator[ir.Batch],
+        width: int,
+        params: Mapping[str, object],
+        limits: OsLimits,
+    ) -> tuple[list[ir.Request], Exception | None]:
+        """The next requests, up to :data:`GROUP_REQUESTS` (or :data:`GROUP_CHARS`), rendered
+        under the OS limits, and the error that stopped the group early, if one did: the
+        requests before it are handed out first, as one at a time would."""
+        items = self.task.items
+        group: list[ir.Request] = []
+        end = self._chars + GROUP_CHARS
+        with limits.group():
+            try:
+                for batch in itertools.islice(batches, GROUP_REQUESTS):
+                    request = ir.Request(
+                        id=f"r{batch.index + 1:0{width}d}",
+                        batch=batch,
+                        kind=self.kind,
+                        messages=self._messages(self.context(batch, items)),
+                        params=params,
+                    )
+                    group.append(request)
+                    if self._chars > end:
+                        break
+            except Exception as e:  # noqa: BLE001 - iter_render raises it after the group
+                return group, e
+        return group, None
 
     # -- errors
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Turns any Jinja failure inside the block into a TemplateError at file:line."""
-        import jinja2
-        from jinja2.exceptions import SecurityError
-
         try:
             yield
         except PromptcError as e:
@@ -390,9 +433,7 @@ class Renderer:
 
 def _parent_name(env: jinja2.Environment, template: jinja2.Template) -> str | None:
     """The name a template ``{% extends %}``, read from its source (static names only)."""
-    from jinja2 import nodes
-
-    ast = _parse(env, template)
+    ast = _template_ast(env, template)
     for node in ast.find_all(nodes.Extends):
         if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
             return node.template.value
@@ -411,9 +452,7 @@ def _block_reads(
 ) -> set[str] | None:
     """Every variable a block can read, through nested blocks, ``super()`` and includes;
     ``None`` when that cannot be known (an include with a computed name)."""
-    from jinja2 import nodes
-
-    asts = [_parse(env, t) for t in chain]
+    asts = [_template_ast(env, t) for t in chain]
     names: set[str] = set()
     todo, done = [block], set()
     templates_done: set[str] = set()
@@ -452,7 +491,7 @@ def _block_reads(
     return names
 
 
-def _parse(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
+def _template_ast(env: jinja2.Environment, template: jinja2.Template) -> nodes.Template:
     source, _, _ = env.loader.get_source(env, template.name or "")  # type: ignore[union-attr]
     return parse_cached(env, source, template.name, template.filename)
 

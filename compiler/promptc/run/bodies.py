@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from promptc import markers
-from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, SAFE_REQUEST_ID, BuiltRequest
-from promptc.build import read_requests as read_built_requests
+from promptc.build import BuiltRequest, grammar_text, read_task
 from promptc.errors import Location, UsageError
 from promptc.grammar.answer import build_grammar, item_choices
 from promptc.parse.shape import items_by_id
@@ -42,56 +40,12 @@ ServerKind = Literal["llama-cpp-python", "llama.cpp", "other"]
 
 
 # --------------------------------------------------------------------------------------------
-# Reading the build
-# --------------------------------------------------------------------------------------------
-
-
-#: A request as :func:`promptc.build.read_requests` reads it (the reader lives beside the writer).
-BuildRequest = BuiltRequest
-
-
-def read_requests(build_dir: str | os.PathLike[str]) -> list[BuildRequest]:
-    """The requests of a build, in order (both targets; see :func:`promptc.build.read_requests`).
-
-    Raises:
-        UsageError: The folder is not a build, or a line of ``requests.jsonl`` is malformed
-            (the first such line, at its file:line).
-    """
-    return read_built_requests(build_dir)
-
-
-def _grammar_file(build: Path, request: BuildRequest, suffix: str) -> str:
-    if request.grammar is None:
-        raise UsageError(
-            f"request {request.id} names no grammar, so it cannot be sent with one",
-            location=Location(str(build / REQUESTS_FILE), request.line, 1),
-            hint="rebuild with a promptc that writes answer grammars, or use --grammar none",
-            code="no-grammar",
-        )
-    # A request's own grammar (grammars/<id>.*, when the grammar depends on the items) is
-    # exact where the shared file is the union of every item's choices.
-    own = build / REQUEST_GRAMMARS / f"{request.id}{suffix}"
-    if SAFE_REQUEST_ID.fullmatch(request.id) and own.is_file():
-        return own.read_text(encoding="utf-8")
-    path = build / f"{request.grammar}{suffix}"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        raise UsageError(
-            f"grammar file {path.name} of request {request.id} is missing from the build",
-            location=Location(str(path)),
-            hint="rebuild, or use --grammar none",
-            code="no-grammar",
-        ) from None
-
-
-# --------------------------------------------------------------------------------------------
 # Request bodies and their cache keys
 # --------------------------------------------------------------------------------------------
 
 
 def request_body(
-    request: BuildRequest,
+    request: BuiltRequest,
     build: Path,
     mode: SendMode,
     server: ServerKind = "other",
@@ -105,17 +59,17 @@ def request_body(
     repeat item i's question exactly (:meth:`promptc.grammar.answer.AnswerGrammar.gbnf_for`): the
     build's ``.gbnf``, shared by every request of that size, lets a question be any line, and
     a small model constrained by it writes questions of its own, which the parser then rightly
-    calls ``misaligned``. That needs the build's task: ``task``, else the spec named by the
-    build's manifest (:func:`build_task`).
+    calls ``misaligned``. That needs the build's task: ``task``, else the build folder's
+    (:func:`promptc.build.read_task`).
 
     ``grammar_files`` (suffix → text: ``.gbnf``, ``.schema.json``) stands in for the build's
     grammar files, for a request the build does not hold (a repair request).
     """
 
-    def grammar_text(suffix: str) -> str:
+    def grammar_file(suffix: str) -> str:
         if grammar_files is not None:
             return grammar_files[suffix]
-        return _grammar_file(build, request, suffix)
+        return grammar_text(build, request, suffix)
 
     body: dict[str, Any] = dict(request.params)
     if model is not None:
@@ -123,16 +77,16 @@ def request_body(
     body["messages"] = [dict(m) for m in request.messages]
     if mode == "gbnf":
         if request.kind.repeats_questions:
-            gbnf = pinned_gbnf(task if task is not None else build_task(build), request, build)
+            gbnf = pinned_gbnf(task if task is not None else read_task(build), request, build)
         elif task is not None and any(o.choices_from for o in task.outputs):
-            gbnf = grammar_text(".gbnf")
+            gbnf = grammar_file(".gbnf")
             choices = item_choices(task, request.item_ids)
             if choices is not None:
                 kind = request.kind or task.strategy.kind
                 g = build_grammar(task, len(request.item_ids), kind)
                 gbnf = g.gbnf_for(item_choices=choices)
         else:
-            gbnf = grammar_text(".gbnf")
+            gbnf = grammar_file(".gbnf")
         body["grammar"] = gbnf
     elif mode == "json_schema":
         if task is not None and (
@@ -141,9 +95,9 @@ def request_body(
             # Pinned as the GBNF is: the request's own questions, each item's own options.
             schema = pinned_json_schema(task, request, build)
         elif request.kind.repeats_questions:
-            schema = pinned_json_schema(build_task(build), request, build)
+            schema = pinned_json_schema(read_task(build), request, build)
         else:
-            schema = json.loads(grammar_text(".schema.json"))
+            schema = json.loads(grammar_file(".schema.json"))
         if server == "llama-cpp-python":
             # Its server accepts only "text" and "json_object" (with a schema) as the type.
             body["response_format"] = {"type": "json_object", "schema": schema}
@@ -155,31 +109,7 @@ def request_body(
     return body
 
 
-def build_task(build: Path, spec: str | os.PathLike[str] | None = None) -> Task:
-    """The task of a build, read from the build folder (``task.json``, ``items.jsonl``);
-    ``spec``, if given, must compile to this build.
-
-    Raises:
-        UsageError: An old build without ``task.json`` whose spec cannot be found (with a
-            hint to pass it), or a ``spec`` that does not match the build.
-        PromptcError: The spec does not compile.
-    """
-    from promptc.parse.build_input import load_build
-
-    try:
-        return load_build(build, spec).task
-    except UsageError as e:
-        if e.code in ("spec-not-found", "no-spec-in-manifest"):
-            raise UsageError(
-                e.message,
-                location=e.location,
-                hint="pass the spec with --spec SPEC, or use --grammar none",
-                code=e.code,
-            ) from None
-        raise
-
-
-def pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
+def pinned_gbnf(task: Task, request: BuiltRequest, build: Path) -> str:
     """The GBNF of an Auto-Demo request with its own questions pinned (and each item's own
     options, where an enum's choices are the item's).
 
@@ -190,7 +120,7 @@ def pinned_gbnf(task: Task, request: BuildRequest, build: Path) -> str:
     return grammar.gbnf_for(questions, choices)
 
 
-def pinned_json_schema(task: Task, request: BuildRequest, build: Path) -> dict[str, object]:
+def pinned_json_schema(task: Task, request: BuiltRequest, build: Path) -> dict[str, object]:
     """The JSON Schema of a request, pinned as :func:`pinned_gbnf` pins its GBNF: an
     Auto-Demo answer's ``question`` must be its item's own (``const``), an enum whose
     choices are an item's options admits that item's.
@@ -204,7 +134,7 @@ def pinned_json_schema(task: Task, request: BuildRequest, build: Path) -> dict[s
 
 
 def _pinned(
-    task: Task, request: BuildRequest, build: Path
+    task: Task, request: BuiltRequest, build: Path
 ) -> tuple[AnswerGrammar, list[str], list[dict[str, list[str]]] | None]:
     """The request's grammar, its questions (Auto-Demo; checked against its prompt) and its
     items' own choices."""
@@ -213,7 +143,8 @@ def _pinned(
     if not kind.repeats_questions:
         return grammar, [], item_choices(task, request.item_ids)
     by_id = items_by_id(task)
-    where = Location(str(build / REQUESTS_FILE), request.line)
+    # The request's line in the build given (which may have moved since it was read).
+    where = Location(str(build / Path(request.location.file).name), request.line)
     hint = "rebuild: the spec has changed since the build"
     missing = [i for i in request.item_ids if i not in by_id]
     if missing:

@@ -20,17 +20,44 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from promptc.errors import Location, UsageError
+from promptc.build import (
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    TASK_FILE,
+    BatchLine,
+    BuiltRequest,
+    ConstraintCache,
+    FolderWriter,
+    Target,
+    constraint,
+    find_target,
+    grammar_stem,
+    grammars,
+    prompt_hash,
+    read_manifest,
+    read_requests,
+)
+from promptc.build.files import read_lines, read_text
+from promptc.errors import Location, PromptcError, UsageError
+from promptc.ir import Task
+from promptc.parse.build_input import Build, load_build
+from promptc.parse.output import target_results
+from promptc.parse.results import ItemResult, summarize
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+from promptc.run.repair import (
+    Merged,
+    merge_answers,
+    parse_answer,
+    repair_requests,
+    repair_shape,
+    result_line,
+)
+from promptc.text import canonical_json, sha256_text, write_atomic
 from promptc.version import VERSION
-
-if TYPE_CHECKING:
-    from promptc.build import BuiltRequest
-    from promptc.ir import Task
-    from promptc.parse.results import ItemResult
 
 REPAIR_DIR = "repair"
 #: A line longer than this is not read (a batch output line is one chat completion).
@@ -120,52 +147,14 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
                 yield lineno, ValueError(f"not JSON: {e}")
 
 
-def _answer(line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The answer of a Batch API line as ``promptc run`` records it, or why there is none."""
-    error = line.get("error")
-    response = line.get("response")
-    if error:
-        if isinstance(error, Mapping):
-            return None, f"error {error.get('code')}: {error.get('message')}"
-        return None, f"error: {error}"
-    if not isinstance(response, Mapping):
-        return None, "no response"
-    status = response.get("status_code")
-    body = response.get("body")
-    if status != 200:
-        message = body.get("error", body) if isinstance(body, Mapping) else body
-        if isinstance(message, Mapping):
-            message = message.get("message")
-        return None, f"HTTP {status}: {message}"
-    try:
-        choice = body["choices"][0]  # type: ignore[index]
-        content = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return None, "the response has no choices[0].message.content"
-    if not isinstance(content, str) or not content:
-        return None, "the answer is empty"
-    usage = body.get("usage") if isinstance(body, Mapping) else None
-    return {
-        "output": content,
-        "finish_reason": choice.get("finish_reason"),
-        "usage": usage if isinstance(usage, Mapping) else None,
-        "batch_request_id": line.get("id"),
-    }, ""
-
-
 def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
     """Repair request id → its ``repair`` record, from the repair build that ``collect``
     wrote for ``build`` (and the records it carried from earlier ones); empty when there is
     none, or it is the repair build of another build."""
-    from promptc.build import MANIFEST_FILE
-    from promptc.text import sha256_text
-
     try:
-        manifest = json.loads((repair / MANIFEST_FILE).read_text(encoding="utf-8"))
-        own = sha256_text((build / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(manifest, Mapping):
+        manifest = read_manifest(repair)
+        own = sha256_text(read_text(build / MANIFEST_FILE))
+    except (OSError, PromptcError):
         return {}
     of = manifest.get("repair_of")
     records = manifest.get("repair_records")
@@ -174,6 +163,51 @@ def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(records, Mapping):
         return {}
     return {str(k): dict(v) for k, v in records.items() if isinstance(v, Mapping)}
+
+
+@dataclass
+class _Answers:
+    """What the output and error files say: answers by request id, repair answers by repair
+    request id, with the build's result so far (what failed, which lines are unknown)."""
+
+    result: CollectResult
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read_answers(
+    paths: Sequence[Path],
+    chosen: Target,
+    known: set[str],
+    repair_known: Mapping[str, Any],
+    result: CollectResult,
+) -> _Answers:
+    """Every line of the files, read as a batch's output or error line (:meth:`Target.answer`)."""
+    read = _Answers(result)
+    for path in paths:
+        for lineno, line in _lines(path):
+            where = f"{path.name}:{lineno}"
+            if isinstance(line, ValueError) or not isinstance(line, Mapping):
+                result.unknown.append(
+                    f"{where} ({line if isinstance(line, ValueError) else 'not an object'})"
+                )
+                continue
+            rid = line.get("custom_id")
+            if isinstance(rid, str) and rid not in known and rid in repair_known:
+                answer, _ = chosen.answer(line)
+                if answer is not None:
+                    read.repairs[rid] = answer
+                continue
+            if not isinstance(rid, str) or rid not in known:
+                result.unknown.append(f"{where} ({rid!r})")
+                continue
+            answer, why = chosen.answer(line)
+            if answer is not None:
+                read.answers[rid] = answer  # a later answer wins over an earlier error line
+                result.failed.pop(rid, None)
+            elif rid not in read.answers:
+                result.failed[rid] = why
+    return read
 
 
 def collect(
@@ -202,96 +236,32 @@ def collect(
     Raises:
         UsageError: Not a build, a file that cannot be read, a build without its task.
     """
-    from promptc.parse.build_input import load_build
-    from promptc.parse.output import target_results
-    from promptc.parse.results import ItemResult, summarize
-    from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
-    from promptc.run.repair import merge_answers, parse_answer, repair_shape, result_line
-    from promptc.text import canonical_json, write_atomic
-
     build = Path(build_dir)
     loaded = load_build(build)
-    from promptc.build import read_requests
-
     requests = read_requests(build)
-    known = {r.id for r in requests}
+    chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     repair_known = _repair_records(build, out)
     result = CollectResult(build)
-    answers: dict[str, dict[str, Any]] = {}
-    repair_answers: dict[str, dict[str, Any]] = {}
     paths = [Path(output_file)] + ([Path(error_file)] if error_file is not None else [])
     paths += [Path(p) for p in more_files]
-    for path in paths:
-        for lineno, line in _lines(path):
-            where = f"{path.name}:{lineno}"
-            if isinstance(line, ValueError) or not isinstance(line, Mapping):
-                result.unknown.append(
-                    f"{where} ({line if isinstance(line, ValueError) else 'not an object'})"
-                )
-                continue
-            rid = line.get("custom_id")
-            if isinstance(rid, str) and rid not in known and rid in repair_known:
-                answer, _ = _answer(line)
-                if answer is not None:
-                    repair_answers[rid] = answer
-                continue
-            if not isinstance(rid, str) or rid not in known:
-                result.unknown.append(f"{where} ({rid!r})")
-                continue
-            answer, why = _answer(line)
-            if answer is not None:
-                answers[rid] = answer  # a later answer wins over an earlier error line
-                result.failed.pop(rid, None)
-            elif rid not in answers:
-                result.failed[rid] = why
+    read = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)
     for r in requests:
-        if r.id not in answers and r.id not in result.failed:
+        if r.id not in read.answers and r.id not in result.failed:
             result.failed[r.id] = "no line in the files"
-    result.answered = len(answers)
-
-    parsed: dict[str, list[ItemResult]] = {}
-    for r in requests:
-        shape = loaded.requests[r.id]
-        answer = answers.get(r.id)
-        if answer is None:
-            # Kept as missing, for the items the request is for (a retrieval one's target).
-            parsed[r.id] = target_results(
-                [
-                    ItemResult(
-                        r.id, item_id, k, "missing", message=f"no answer: {result.failed[r.id]}"
-                    )
-                    for k, item_id in enumerate(shape.item_ids, 1)
-                ],
-                {r.id: shape},
-            )
-            continue
-        parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
-    repairs: dict[str, Mapping[str, Any]] = {}
-    for rid, answer in sorted(repair_answers.items()):
-        record = repair_known[rid]
-        repairs[rid] = record
-        shape = repair_shape(loaded.task, record, rid)
-        parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
-    for answer in [*answers.values(), *repair_answers.values()]:
+    result.answered = len(read.answers)
+    repairs = {rid: repair_known[rid] for rid in sorted(read.repairs)}
+    parsed = _parsed(loaded, requests, read, repairs)
+    merged = merge_answers([r.id for r in requests], parsed, repairs)
+    order = {r.id: k for k, r in enumerate(requests)}
+    _write_results(build, read, repairs, merged, order)
+    for answer in [*read.answers.values(), *read.repairs.values()]:
         usage = answer.get("usage") or {}
         result.tokens[0] += int(usage.get("prompt_tokens") or 0)
         result.tokens[1] += int(usage.get("completion_tokens") or 0)
-    merged = merge_answers([r.id for r in requests], parsed, repairs)
-    rows = merged.rows
-    order = {r.id: k for k, r in enumerate(requests)}
-    records = [{"id": rid, "request_sha256": None, **a} for rid, a in answers.items()]
-    records += [
-        {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
-        for rid, a in repair_answers.items()
-    ]
-    records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
-    with outputs_lock(build / OUTPUTS_FILE):
-        write_atomic(build / OUTPUTS_FILE, (canonical_json(x) for x in records))
-        write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in rows))
     result.results_path = build / RESULTS_FILE
-    result.statuses = summarize(x for x, _ in rows)
-    result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
+    result.statuses = summarize(x for x, _ in merged.rows)
+    result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
     if result.not_ok:
         failed: dict[str, list[int]] = {}
         for (rid, pos), x in sorted(
@@ -304,7 +274,7 @@ def collect(
             str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused
         }
         unanswered = set(result.failed) - answered_again
-        attempt = 1 + max((int(r.get("attempt") or 0) for rid, r in repairs.items()), default=0)
+        attempt = 1 + max((int(r.get("attempt") or 0) for r in repairs.values()), default=0)
         result.repair_requests = write_repair_build(
             build, out, loaded.task, requests, failed, unanswered, attempt, repair_known
         )
@@ -312,48 +282,66 @@ def collect(
     return result
 
 
-def write_repair_build(
+def _parsed(
+    loaded: Build,
+    requests: Sequence[BuiltRequest],
+    read: _Answers,
+    repairs: Mapping[str, Mapping[str, Any]],
+) -> dict[str, list[ItemResult]]:
+    """Each answered request's results and each repair answer's; a request without an
+    answer keeps its items missing (a retrieval one's: its target's)."""
+    result = read.result
+    parsed: dict[str, list[ItemResult]] = {}
+    for r in requests:
+        shape = loaded.requests[r.id]
+        answer = read.answers.get(r.id)
+        if answer is None:
+            why = f"no answer: {result.failed[r.id]}"
+            missing = [
+                ItemResult(r.id, item_id, k, "missing", message=why)
+                for k, item_id in enumerate(shape.item_ids, 1)
+            ]
+            parsed[r.id] = target_results(missing, {r.id: shape})
+            continue
+        parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
+    for rid, answer in sorted(read.repairs.items()):
+        shape = repair_shape(loaded.task, repairs[rid], rid)
+        parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
+    return parsed
+
+
+def _write_results(
     build: Path,
-    out: Path,
+    read: _Answers,
+    repairs: Mapping[str, Mapping[str, Any]],
+    merged: Merged,
+    order: Mapping[str, int],
+) -> None:
+    """``outputs.jsonl`` (the answers, as ``promptc run`` writes them) and ``results.jsonl``."""
+    records = [{"id": rid, "request_sha256": None, **a} for rid, a in read.answers.items()]
+    records += [
+        {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
+        for rid, a in read.repairs.items()
+    ]
+    records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
+    with outputs_lock(build / OUTPUTS_FILE):
+        write_atomic(build / OUTPUTS_FILE, (canonical_json(x) for x in records))
+        write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
+
+
+def _asked(
     task: Task,
     requests: list[BuiltRequest],
     failed: Mapping[str, list[int]],
     unanswered: set[str],
-    attempt: int = 1,
-    earlier: Mapping[str, Mapping[str, Any]] | None = None,
-) -> int:
-    """Writes a build of just the failed items into ``out``; returns its request count.
+    attempt: int,
+) -> tuple[list[BuiltRequest], dict[str, dict[str, Any]]]:
+    """The requests of the repair build, in build order, and each one's ``repair`` record.
 
     A request with no answer at all is asked again as it was; another request's failed items
     become smaller requests of the same kind (:func:`promptc.run.repair.repair_requests`,
-    round ``attempt``: in round 1 one per request, later one per item). The manifest's
-    ``repair_records`` say what each request asks (``earlier`` ones carried along), so that
-    ``collect`` can merge their answers.
-    The folder has the build's target, its task, the failed items, the grammar files of each
-    request size and a manifest covering them, so that ``promptc run``, ``parse`` and
-    ``collect`` take it as they take any build.
+    round ``attempt``: in round 1 one per request, later one per item).
     """
-    from dataclasses import replace
-
-    from promptc.build import (
-        BATCH_TARGETS,
-        MANIFEST_FILE,
-        OPENAI_BATCH_URL,
-        VLLM_FIELDS,
-        ConstraintCache,
-        VllmGrammar,
-        dumps,
-        grammar_stem,
-        request_files,
-        structured_outputs,
-    )
-    from promptc.grammar.answer import build_grammar
-    from promptc.run.repair import repair_requests
-    from promptc.task_file import ITEMS_FILE, TASK_FILE
-    from promptc.text import sha256_text
-
-    manifest = json.loads((build / MANIFEST_FILE).read_text(encoding="utf-8"))
-    target = manifest.get("target", "chat")
     by_id = {r.id: r for r in requests}
     partial = {rid: pos for rid, pos in failed.items() if rid not in unanswered}
     planned, refused = repair_requests(task, partial, by_id, attempt)
@@ -376,97 +364,81 @@ def write_repair_build(
         }
     order = {r.id: k for k, r in enumerate(requests)}
     asked.sort(key=lambda r: (order[r.id.split(".repair")[0]], r.id))
+    return asked, records
 
+
+def write_repair_build(
+    build: Path,
+    out: Path,
+    task: Task,
+    requests: list[BuiltRequest],
+    failed: Mapping[str, list[int]],
+    unanswered: set[str],
+    attempt: int = 1,
+    earlier: Mapping[str, Mapping[str, Any]] | None = None,
+) -> int:
+    """Writes a build of just the failed items into ``out``, through the build's own writer
+    (:class:`promptc.build.FolderWriter`); returns its request count.
+
+    The folder has the build's target (its bodies carrying the build's form of constraint,
+    made for each request's own items), its task, the failed items, the grammar files of each
+    request size and a manifest covering them, so that ``promptc run``, ``parse`` and
+    ``collect`` take it as they take any build. The manifest's ``repair_records`` say what
+    each request asks (``earlier`` ones carried along), so that ``collect`` can merge their
+    answers.
+    """
+    manifest = read_manifest(build)
+    chosen = find_target(manifest["target"])
+    form = chosen.form(manifest)
+    asked, records = _asked(task, requests, failed, unanswered, attempt)
+    kind = asked[0].kind if asked else task.strategy.kind
     nominal = task.strategy.batch_size
-    files: dict[str, str] = {}
-    stems: dict[int, str] = {}
-    for n in sorted({len(r.item_ids) for r in asked}):
-        kind = asked[0].kind or task.strategy.kind
-        stems[n] = grammar_stem(n, nominal)
-        files.update(build_grammar(task, n, kind).files(stems[n]))
-    form: VllmGrammar = "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
-    constraints = ConstraintCache(task)
-    lines = []
-    for r in asked:
-        stem = stems[len(r.item_ids)]
-        if target in BATCH_TARGETS:
-            body: dict[str, Any] = {**dict(r.params), "messages": [dict(m) for m in r.messages]}
-            if target == "vllm-batch":
-                # The constraint the build's bodies carry (GBNF or JSON Schema), made for
-                # this request's own items.
-                body["structured_outputs"] = structured_outputs(
-                    task, r.kind, r.item_ids, form, constraints
-                )
-            record: dict[str, Any] = {
-                "custom_id": r.id,
-                "method": "POST",
-                "url": OPENAI_BATCH_URL,
-                "body": body,
-            }
-        else:
-            record = {
-                "id": r.id,
-                "item_ids": list(r.item_ids),
-                "kind": r.kind.name,
-                "messages": [dict(m) for m in r.messages],
-                "params": dict(r.params),
-                "grammar": stem,
-            }
-            if r.target_item is not None:
-                record["target_item"] = r.target_item
-        lines.append(dumps(record) + "\n")
+    constraints = ConstraintCache(task) if chosen.grammars else None
     wanted = {i for r in asked for i in r.item_ids}
-    item_lines = [
-        line
-        for line in (build / ITEMS_FILE).read_text(encoding="utf-8").splitlines(True)
-        if json.loads(line)["id"] in wanted
-    ]
-    own: dict[str, str] = {
-        **request_files(lines),
-        TASK_FILE: (build / TASK_FILE).read_text(encoding="utf-8"),
-        ITEMS_FILE: "".join(item_lines),
-    }
-    repair_manifest = {
-        "promptc": VERSION,
-        "name": manifest.get("name"),
-        "target": target,
-        "strategy": manifest.get("strategy"),
-        "model": manifest.get("model"),
-        "repair_of": {
-            "build": build.name,
-            "manifest_sha256": sha256_text((build / MANIFEST_FILE).read_text(encoding="utf-8")),
-        },
-        "requests": [
-            {
-                "id": r.id,
-                "item_ids": list(r.item_ids),
-                "grammar": stems[len(r.item_ids)],
-                **({"target_item": r.target_item} if r.target_item is not None else {}),
-            }
-            for r in asked
-        ],
-        "repair_records": {**(earlier or {}), **records},
-        **({"structured_outputs": VLLM_FIELDS[form]} if target == "vllm-batch" else {}),
-        "counts": {"items": len(wanted), "requests": len(asked)},
-        "grammar": {
-            "stems": {str(n): s for n, s in sorted(stems.items())},
-            "files": {name: sha256_text(text) for name, text in sorted(files.items())},
-        },
-        "files": {name: sha256_text(text) for name, text in sorted(own.items())},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.iterdir():
-        if old.is_file() and (old.name.startswith("requests") or old.name.startswith("answer")):
-            old.unlink()
-    everything = {
-        **own,
-        **files,
-        MANIFEST_FILE: json.dumps(repair_manifest, sort_keys=True, ensure_ascii=False, indent=2)
-        + "\n",
-    }
-    for name, text in sorted(everything.items()):
-        tmp = out / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, out / name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writer = FolderWriter(out, chosen, form)
+        try:
+            for k, r in enumerate(asked):
+                stem = grammar_stem(len(r.item_ids), nominal)
+                made = None
+                if constraints is not None:
+                    made = constraint(task, r.kind, r.item_ids, form, constraints)
+                target = r.item_ids.index(r.target_item) if r.target_item is not None else None
+                line = BatchLine(k, r.id, r.item_ids, target, None, prompt_hash(r.messages), stem)
+                writer.add(replace(r, grammar=stem), line, made)
+            writer.write(TASK_FILE, read_text(build / TASK_FILE))
+            writer.write_lines(
+                ITEMS_FILE,
+                (
+                    text + "\n"
+                    for _, text in read_lines(build / ITEMS_FILE)
+                    if json.loads(text)["id"] in wanted
+                ),
+            )
+            writer.finish(
+                {
+                    "promptc": VERSION,
+                    "name": manifest.get("name"),
+                    "strategy": manifest.get("strategy"),
+                    "model": manifest.get("model"),
+                    "repair_of": {
+                        "build": build.name,
+                        "manifest_sha256": sha256_text(read_text(build / MANIFEST_FILE)),
+                    },
+                    "repair_records": {**(earlier or {}), **records},
+                },
+                grammars(task, sorted({len(r.item_ids) for r in asked}), kind),
+                {"items": len(wanted)},
+            )
+        except BaseException:
+            writer.discard()
+            raise
+        writer.commit()
+    except OSError as e:
+        raise UsageError(
+            f"cannot write the repair build to {str(out)!r}: {e.strerror or e}",
+            location=Location(str(out)),
+            code="out-not-writable",
+        ) from None
     return len(asked)

@@ -15,20 +15,28 @@ So a rebuild with a warm cache never imports torch or sentence-transformers, let
 the model. The cache holds the model identity, text hashes and vectors — no texts, no keys.
 
 The backend is an optional extra: without it a similarity method fails with a
-:class:`~promptc.errors.SelectionError` that says ``pip install 'promptc[embed]'``.
+:class:`~promptc.errors.SelectionError` that says ``pip install 'promptc[embed]'``. numpy,
+part of that extra, is imported inside the functions that need it: ``promptc check`` reads
+this module's names to say what an installation lacks, numpy among them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import sqlite3
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from promptc import text
 from promptc.errors import Location, SelectionError
@@ -290,8 +298,6 @@ def endpoint_ref(endpoint: EmbeddingEndpoint) -> ModelRef:
 
 def public_url(url: str) -> str:
     """The URL without user name, password, query or fragment (nothing secret is recorded)."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
@@ -331,8 +337,6 @@ class EndpointEmbedder:
     def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
         """``(start, vectors)`` of each batch of ``texts``, as the answers arrive; at most
         ``concurrency`` requests are in flight and twice that many batches held."""
-        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
         size = self.endpoint.texts_per_request
         starts = iter(range(0, len(texts), size))
         width = self.endpoint.concurrency
@@ -361,11 +365,6 @@ class EndpointEmbedder:
                     future.cancel()
 
     def _post(self, batch: list[str]) -> NDArray[np.float32]:
-        import json
-        import time
-        import urllib.error
-        import urllib.request
-
         body: dict[str, object] = {"model": self.endpoint.model, "input": batch}
         if self.endpoint.dimensions:
             body["dimensions"] = self.endpoint.dimensions
@@ -403,8 +402,6 @@ class EndpointEmbedder:
         )
 
     def _vectors(self, payload: bytes, n: int) -> NDArray[np.float32]:
-        import json
-
         import numpy as np
 
         def bad(detail: str) -> SelectionError:

@@ -14,7 +14,11 @@ extra; the table's entry for them imports that module only when a spec asks for 
 
 from __future__ import annotations
 
+import importlib.util
+import random as random_module
+from array import array
 from collections.abc import Mapping
+from pathlib import Path
 
 from promptc import ir
 from promptc.errors import SelectionError
@@ -53,6 +57,11 @@ def similar(task: ir.Task) -> SelectionResult:
         SelectionError: At ``strategy.selection.method`` when the extra is not installed.
     """
     sel = task.strategy.selection
+    # Here, not with this module: embed takes about 50 ms to import, and similarity needs
+    # numpy (the embed extra); only a similarity method needs either.
+    from promptc.select.embed import require_module
+
+    require_module("numpy", "numpy", sel.location)  # the error that says what to install
     try:
         from promptc.select.similarity import select_similar
     except ImportError as e:
@@ -83,12 +92,11 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
     The similarity methods need :data:`SIMILARITY_MODULES` and their embedding model: the
     bundled package, or the local folder ``strategy.selection.model`` names.
     """
-    import importlib.util
-    from pathlib import Path
-
     sel = task.strategy.selection
     if METHODS.get(sel.method) is not similar or not task.items:
         return []
+    # Here, not with this module: embed (with urllib and sqlite3) takes about 50 ms to
+    # import, which only a similarity method needs.
     from promptc.select.embed import (
         BUNDLED_MODULE,
         BUNDLED_PACKAGE,
@@ -174,12 +182,9 @@ def random(task: ir.Task) -> SelectionResult:
     ``Random.shuffle`` of a list of indices draws with ``randbelow``, which gives the same
     order for the same seed on every Python 3 version and platform.
     """
-    import random
-    from array import array
-
     # An array, not a list: 8 bytes an item. shuffle() swaps in place the same on either.
     order = array("q", range(len(task.items)))
-    random.Random(task.strategy.selection.seed).shuffle(order)
+    random_module.Random(task.strategy.selection.seed).shuffle(order)
     return SelectionResult(chunk(task, order))
 
 

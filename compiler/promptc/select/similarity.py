@@ -34,24 +34,26 @@ the target (``retrieval``) or to the batch centroid (``partition``, ``diverse``)
 
 The core, :func:`similarity_batches`, works on a plain matrix of vectors; :func:`select_similar`
 adapts it to a :class:`promptc.ir.Task`; :data:`promptc.select.methods.METHODS` calls it.
+This module needs numpy (the ``embed`` extra): ``methods`` imports it only when a spec asks for
+a similarity method.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
 
 from promptc import ir
 from promptc.errors import Location, SelectionError
 from promptc.markers import question_text
-from promptc.select.embed import require_module
-
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
-
-    from promptc.select.batches import SelectionResult
+from promptc.select import neighbors as nb
+from promptc.select.batches import SelectionResult
+from promptc.select.batches import batch_size as size_of
+from promptc.select.embed import embed_texts
+from promptc.select.neighbors import ANN_THRESHOLD, Neighbors, normalize
 
 #: Decimals of the similarities written into build outputs.
 ROUND = 6
@@ -148,8 +150,6 @@ def _to_target(
 
 
 def _to_centroid(vectors64: NDArray[np.float64], members: Sequence[int]) -> tuple[float, ...]:
-    import numpy as np
-
     block = vectors64[list(members)]
     centroid = block.sum(axis=0)
     norm = float(np.linalg.norm(centroid))
@@ -167,10 +167,6 @@ def retrieval_groups(
     ann_threshold: int | None = None,
 ) -> Grouping:
     """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
-    import numpy as np
-
-    from promptc.select import neighbors as nb
-
     n = vectors.shape[0]
     found = nb.all_neighbors(
         vectors, batch_size - 1, seed=seed, ann_threshold=_threshold(ann_threshold)
@@ -188,14 +184,10 @@ def retrieval_groups(
 
 
 def _threshold(ann_threshold: int | None) -> int:
-    from promptc.select.neighbors import ANN_THRESHOLD
-
     return ANN_THRESHOLD if ann_threshold is None else ann_threshold
 
 
 def _neighbor_info(found: object) -> dict[str, object]:
-    from promptc.select.neighbors import Neighbors
-
     assert isinstance(found, Neighbors)
     info: dict[str, object] = {"search": found.search, **found.params}
     if found.note:
@@ -207,10 +199,6 @@ def _partition_members(
     vectors: NDArray[np.float32], batch_size: int, *, seed: int, ann_threshold: int | None
 ) -> tuple[list[list[int]], dict[str, object]]:
     """Greedy densest-first partition; groups in creation order, members unsorted."""
-    import numpy as np
-
-    from promptc.select import neighbors as nb
-
     n = vectors.shape[0]
     if batch_size <= 1 or n <= batch_size:
         trivial = [[i] for i in range(n)] if batch_size <= 1 else ([list(range(n))] if n else [])
@@ -255,8 +243,6 @@ def partition_groups(
     ann_threshold: int | None = None,
 ) -> Grouping:
     """Disjoint batches of mutually similar items; members and batches in item order."""
-    import numpy as np
-
     members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
     v64 = vectors.astype(np.float64)
     ordered = sorted((sorted(g) for g in members), key=lambda g: g[0])
@@ -280,8 +266,6 @@ def diverse_groups(
     (ties by batch number); central items are spread first, and the outliers that come last
     fill the remaining places where they least repeat what a batch already holds.
     """
-    import numpy as np
-
     del seed, ann_threshold  # no neighbour search: every batch sum is looked at directly
     n = vectors.shape[0]
     size = max(1, batch_size)
@@ -319,8 +303,6 @@ def _refine_by_swaps(
     ``y`` at once. Items are visited in item order and each takes its best swap (ties by item
     order), for at most :data:`REFINE_PASSES` passes or until a pass changes nothing.
     """
-    import numpy as np
-
     n = v64.shape[0]
     where = np.empty(n, dtype=np.int64)
     for b, members in enumerate(batches):
@@ -400,8 +382,6 @@ def find_groups(
     location: Location | None = None,
 ) -> Grouping:
     """:func:`similarity_batches` with the neighbour search's details, for a manifest."""
-    from promptc.select.neighbors import normalize
-
     batch_size = max(1, batch_size)
     v = normalize(vectors)
     if method == "retrieval":
@@ -427,10 +407,6 @@ def mean_within_batch_similarity(
     vectors: NDArray[np.floating], groups: Sequence[Sequence[int]]
 ) -> float:
     """The mean, over batches of two or more items, of the mean pairwise cosine similarity."""
-    import numpy as np
-
-    from promptc.select.neighbors import normalize
-
     v = normalize(vectors).astype(np.float64)
     means = []
     for g in groups:
@@ -463,12 +439,8 @@ def select_similar(task: ir.Task) -> SelectionResult:
         SelectionError: The ``embed`` extra is missing, the model or cache folder is wrong, or
             ``target_position`` does not fit the batch size.
     """
-    from promptc.select.batches import SelectionResult, batch_size
-    from promptc.select.embed import embed_texts
-
     sel = task.strategy.selection
-    require_module("numpy", "numpy", sel.location)
-    size = batch_size(task)
+    size = size_of(task)
     if sel.method == "retrieval":
         # Checked before embedding, so that a wrong spec fails fast and loads no model.
         _check_target_position(sel.target_position, size, sel.location)

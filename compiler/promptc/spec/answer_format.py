@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from promptc.errors import GrammarError, Location
 from promptc.ir import AnswerFormat, Literal_, OutputField, Placeholder, Segment, Value
+from promptc.values import write_value
 
 
 def _at(base: Location, source: str, offset: int) -> Location:
@@ -152,8 +153,6 @@ def write_answer(
     fmt: AnswerFormat, outputs: Sequence[OutputField], values: Mapping[str, Value]
 ) -> str:
     """Writes one answer in the format, each value in its canonical form."""
-    from promptc.values import write_value
-
     by_name = {o.name: o for o in outputs}
     parts = []
     for seg in fmt.segments:

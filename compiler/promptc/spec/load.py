@@ -327,12 +327,12 @@ class _PyLoader(_Composing, yaml.SafeLoader):
         self._display = display
 
 
-def _loader_class() -> Any:
-    """libyaml's parser when PyYAML was built with it (about four times faster), else PyYAML's."""
-    try:
-        from yaml._yaml import CParser
-    except ImportError:  # pragma: no cover - PyYAML's wheels ship libyaml
-        return _PyLoader
+_Loader: Any = _PyLoader
+try:
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML's wheels ship libyaml
+    pass
+else:
 
     class _CLoader(
         _Composing,
@@ -341,8 +341,9 @@ def _loader_class() -> Any:
         yaml.resolver.Resolver,
         CParser,
     ):
-        """libyaml's parser (events with character positions) under PyYAML's own composer,
-        so that the guards above apply, and the same safe constructor and resolver."""
+        """libyaml's parser (events with character positions; about four times faster than
+        PyYAML's) under PyYAML's own composer, so that the guards above apply, and the same
+        safe constructor and resolver."""
 
         def __init__(self, stream: str, display: str) -> None:
             CParser.__init__(self, stream)
@@ -351,10 +352,7 @@ def _loader_class() -> Any:
             yaml.resolver.Resolver.__init__(self)
             self._display = display
 
-    return _CLoader
-
-
-_Loader: Any = _loader_class()
+    _Loader = _CLoader
 
 
 def _mark(display: str, mark: Any) -> Location:
@@ -522,49 +520,7 @@ def _parse(display: str, text: str) -> _Layer:
             loader = _Loader(text, display)
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            where = _mark(display, mark) if mark is not None else Location(display)
-            hint = None
-            problem = e.problem or e.context or "malformed YAML"
-            if "maximum nesting depth" in problem:
-                # Newer libyaml stops runaway nesting itself, scanning ahead of the composer
-                # that enforces promptc's own, lower limit: the same error to the user.
-                raise load_error("too-deep", where, limit=MAX_DEPTH) from None
-            if e.context and problem.startswith("but "):
-                # "expected a single document in the stream" + "but found another document"
-                problem, e.context = f"{e.context}, {problem}", None
-            cm = e.context_mark
-            if cm is not None and e.context and mark is not None and mark.index >= len(text):
-                # The file ended inside a construct (an unclosed quote, bracket or brace): the
-                # place to fix is where it opened, not the end of the file.
-                what = e.context.removeprefix("while scanning ").removeprefix("while parsing ")
-                end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
-                raise LoadError(
-                    MESSAGES["yaml-unclosed"].format(what=what, end=end),
-                    location=_mark(display, cm),
-                    hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
-                    if "quoted" in what
-                    else "close it",
-                    code="yaml-unclosed",
-                ) from None
-            if mark is not None and text[mark.index : mark.index + 1] == "\t":
-                problem, e.context = "found a tab character where a token was expected", None
-                hint = "YAML indents with spaces, not tabs"
-            if e.context:
-                hint = e.context
-                cm = e.context_mark
-                if (
-                    cm is not None
-                    and mark is not None
-                    and (cm.line, cm.column) != (mark.line, mark.column)
-                ):
-                    hint += f" at line {cm.line + 1}, column {cm.column + 1}"
-            raise LoadError(
-                MESSAGES["yaml-syntax"].format(problem=problem),
-                location=where,
-                hint=hint,
-                code="yaml-syntax",
-            ) from None
+            raise _yaml_error(display, text, e) from None
         except yaml.YAMLError as e:  # pragma: no cover - other PyYAML errors are marked
             raise LoadError(
                 MESSAGES["yaml-syntax"].format(problem=str(e)),
@@ -586,6 +542,49 @@ def _parse(display: str, text: str) -> _Layer:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
+    """PyYAML's syntax error as promptc says it: where to fix it, in plain words."""
+    mark = e.problem_mark or e.context_mark
+    where = _mark(display, mark) if mark is not None else Location(display)
+    hint = None
+    problem = e.problem or e.context or "malformed YAML"
+    if "maximum nesting depth" in problem:
+        # Newer libyaml stops runaway nesting itself, scanning ahead of the composer
+        # that enforces promptc's own, lower limit: the same error to the user.
+        return load_error("too-deep", where, limit=MAX_DEPTH)
+    context = e.context
+    if context and problem.startswith("but "):
+        # "expected a single document in the stream" + "but found another document"
+        problem, context = f"{context}, {problem}", None
+    cm = e.context_mark
+    if cm is not None and context and mark is not None and mark.index >= len(text):
+        # The file ended inside a construct (an unclosed quote, bracket or brace): the
+        # place to fix is where it opened, not the end of the file.
+        what = context.removeprefix("while scanning ").removeprefix("while parsing ")
+        end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
+        return LoadError(
+            MESSAGES["yaml-unclosed"].format(what=what, end=end),
+            location=_mark(display, cm),
+            hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
+            if "quoted" in what
+            else "close it",
+            code="yaml-unclosed",
+        )
+    if mark is not None and text[mark.index : mark.index + 1] == "\t":
+        problem, context = "found a tab character where a token was expected", None
+        hint = "YAML indents with spaces, not tabs"
+    if context:
+        hint = context
+        if cm is not None and mark is not None and (cm.line, cm.column) != (mark.line, mark.column):
+            hint += f" at line {cm.line + 1}, column {cm.column + 1}"
+    return LoadError(
+        MESSAGES["yaml-syntax"].format(problem=problem),
+        location=where,
+        hint=hint,
+        code="yaml-syntax",
+    )
 
 
 def _raise(errors: list[PromptcError]) -> None:

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from promptc import ir
 from promptc.errors import ErrorCollector, Location, PromptcError, PromptcErrors, flatten
-from promptc.markers import OPTIONS_LABEL
+from promptc.markers import OPTION_LETTERS, OPTIONS_LABEL, options_text
+from promptc.spec.answer_format import parse_answer_format
+from promptc.spec.data import read_data
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, load_spec
+from promptc.spec.rows import option_list, to_text
 from promptc.spec.validate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
@@ -28,6 +31,7 @@ from promptc.spec.validate import (
 )
 from promptc.strategies import STRATEGIES, strategy
 from promptc.text import default_label
+from promptc.values import coerce_value, option_text, resolve_option
 
 DEFAULT_METHOD: ir.SelectionMethod = "sequential"
 DEFAULT_SEED = 0
@@ -55,20 +59,14 @@ def _input_text(doc: SpecDocument, path: KeyPath, value: object) -> str:
     source = doc.sources.get(span.file) if span else None
     if span is not None and source is not None and span.style is None:
         return source[span.start : span.end]
-    from promptc.spec.data import to_text
-
     return to_text(value)
 
 
 def _demo_input(doc: SpecDocument, path: KeyPath, value: object, f: ir.InputField) -> str:
     """A demo's input as text; an ``options`` input's list shown as ``(a) … (b) …``."""
-    from promptc.spec.data import option_list
-
     if f.type == "options":
         listed = option_list(value)
         if listed is not None:
-            from promptc.markers import options_text
-
             return options_text(listed)
     return _input_text(doc, path, value)
 
@@ -77,16 +75,11 @@ def _demo_output(f: ir.OutputField, value: object, demo: Mapping[str, object]) -
     """A demo's output value. An answer naming one of the demo's options (``choices_from``) is
     its letter — or, with ``answer_with: text``, its text, which is how the demo then shows
     the model what to write. (Validation has checked that it names exactly one option.)"""
-    from promptc.spec.data import option_list
-    from promptc.values import coerce_value, option_text, resolve_option
-
     if f.choices_from:
         options = option_list(demo.get(f.choices_from)) or ()
         answer_with: ir.AnswerWith = "either" if f.answer_with != "letter" else "letter"
         hits = resolve_option(answer_with, options, str(value), exact=False)
         if len(hits) == 1:
-            from promptc.markers import OPTION_LETTERS
-
             letter = hits[0]
             given_letter = str(value).strip().lower() == letter
             if f.answer_with == "text" or (f.answer_with == "either" and not given_letter):
@@ -99,8 +92,6 @@ def _narrow_choices(
     outputs: list[ir.OutputField], items: Sequence[ir.Item], demos: list[ir.Demo]
 ) -> list[ir.OutputField]:
     """An enum with ``choices_from`` gets the letters of the most options any item has."""
-    from promptc.markers import OPTION_LETTERS
-
     out = []
     for o in outputs:
         if o.choices_from:
@@ -110,8 +101,6 @@ def _narrow_choices(
                 most = max(most, OPTION_LETTERS.find(letter.lower()) + 1)
             o = replace(o, choices=tuple(OPTION_LETTERS[: max(most, 1)]))
             if o.answer_with != "letter":
-                from promptc.values import option_text
-
                 longest = max(
                     (
                         len(option_text(x))
@@ -131,8 +120,6 @@ def read_items(
     doc: SpecDocument, collector: ErrorCollector
 ) -> tuple[ir.DataSource | None, Sequence[ir.Item]]:
     """Reads the spec's data file (if it names one) into items, reporting bad rows."""
-    from promptc.spec.data import read_data
-
     inputs = doc.get(("inputs",))
     names = list(inputs) if isinstance(inputs, dict) else []
     outputs: list[ir.OutputField] = []
@@ -166,10 +153,49 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
     """
     own = collector is None
     c = collector if collector is not None else ErrorCollector()
-    from promptc.spec.answer_format import parse_answer_format
-
     d = doc.data
-    inputs = tuple(
+    inputs = _inputs(doc)
+    outputs: list[ir.OutputField] = []
+    for name, decl in d["outputs"].items():
+        f = output_field(name, decl, doc.key_location(("outputs", name)))
+        assert f is not None, "lower() needs a validated spec"
+        outputs.append(f)
+    demos = _demos(doc, inputs, outputs)
+    source, items = read_items(doc, c)
+    outputs = _narrow_choices(outputs, items, demos)
+    top = doc.files[0]
+    task = ir.Task(
+        name=d["name"],
+        description=_str(d.get("description")),
+        instruction=d["instruction"],
+        inputs=inputs,
+        outputs=tuple(outputs),
+        answer_format=_answer_format(doc, outputs),
+        demos=tuple(demos),
+        data=source,
+        items=items,
+        strategy=_strategy(doc),
+        model=_model(doc),
+        templates=_templates(doc),
+        spec=ir.SourceFile(str(top.resolved), top.sha256),
+        spec_dir=str(top.resolved.parent),
+        extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
+        location=Location(top.display, 1, 1),
+        markers=_markers(doc),
+        demos_as=d.get("demos_as", "system"),
+        run=ir.RunConfig(
+            repair_max_attempts=int(
+                ((d.get("run") or {}).get("repair") or {}).get("max_attempts", 2)
+            )
+        ),
+    )
+    if own:
+        c.raise_if_any()
+    return task
+
+
+def _inputs(doc: SpecDocument) -> tuple[ir.InputField, ...]:
+    return tuple(
         ir.InputField(
             name=name,
             type="options" if decl.get("type") == "options" else "text",
@@ -180,47 +206,45 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
             description=_str(decl.get("description")),
             location=doc.key_location(("inputs", name)),
         )
-        for name, decl in d["inputs"].items()
+        for name, decl in doc.data["inputs"].items()
     )
-    outputs: list[ir.OutputField] = []
-    for name, decl in d["outputs"].items():
-        f = output_field(name, decl, doc.key_location(("outputs", name)))
-        assert f is not None, "lower() needs a validated spec"
-        outputs.append(f)
-    by_name = {o.name: o for o in outputs}
 
+
+def _answer_format(doc: SpecDocument, outputs: Sequence[ir.OutputField]) -> ir.AnswerFormat:
+    """The spec's answer format; without one, the lone output's placeholder."""
     af_path: KeyPath = ("answer_format",)
-    af_source = d.get("answer_format")
-    if af_source is None:
-        af_source = "{" + outputs[0].name + "}"
-        answer_format = parse_answer_format(af_source, doc.key_location(("outputs",)))
-    else:
-        answer_format = parse_answer_format(
-            af_source, doc.value_location(af_path), locate=doc.text_locator(af_path)
-        )
+    source = doc.data.get("answer_format")
+    if source is None:
+        return parse_answer_format("{" + outputs[0].name + "}", doc.key_location(("outputs",)))
+    return parse_answer_format(
+        source, doc.value_location(af_path), locate=doc.text_locator(af_path)
+    )
 
-    demos: list[ir.Demo] = []
-    for i, demo in enumerate(d.get("demos") or []):
-        demos.append(
-            ir.Demo(
-                inputs={
-                    f.name: _demo_input(doc, ("demos", i, f.name), demo[f.name], f) for f in inputs
-                },
-                outputs={
-                    o.name: _demo_output(by_name[o.name], demo[o.name], demo) for o in outputs
-                },
-                location=doc.value_location(("demos", i)),
-            )
-        )
 
-    strategy = _strategy(doc)
-    model_decl = dict(d["model"])
+def _demos(
+    doc: SpecDocument, inputs: Sequence[ir.InputField], outputs: Sequence[ir.OutputField]
+) -> list[ir.Demo]:
+    by_name = {o.name: o for o in outputs}
+    return [
+        ir.Demo(
+            inputs={
+                f.name: _demo_input(doc, ("demos", i, f.name), demo[f.name], f) for f in inputs
+            },
+            outputs={o.name: _demo_output(by_name[o.name], demo[o.name], demo) for o in outputs},
+            location=doc.value_location(("demos", i)),
+        )
+        for i, demo in enumerate(doc.data.get("demos") or [])
+    ]
+
+
+def _model(doc: SpecDocument) -> ir.ModelConfig:
+    model_decl = dict(doc.data["model"])
     price = model_decl.pop("price", None)
     # Parameters promptc does not know go out beside the known ones, as the server expects.
     model_decl.update(model_decl.pop("extra", None) or {})
     provider = model_decl.pop("provider", None)
     max_tokens_field = model_decl.pop("max_tokens_field", None)
-    model = ir.ModelConfig(
+    return ir.ModelConfig(
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
         max_tokens=integer(model_decl.pop("max_tokens", None)),
@@ -233,55 +257,29 @@ def lower(doc: SpecDocument, collector: ErrorCollector | None = None) -> ir.Task
         params=model_decl,
     )
 
+
+def _templates(doc: SpecDocument) -> tuple[ir.TemplateRef, ...]:
     templates: list[ir.TemplateRef] = []
     for kind in STRATEGIES.values():
-        rel = (d.get("templates") or {}).get(kind.name)
+        rel = (doc.data.get("templates") or {}).get(kind.name)
         if rel is None:
             continue
         p: KeyPath = ("templates", kind.name)
         target = resolve_inside(doc.folder_of(p), rel)
         assert target is not None, "lower() needs a validated spec"
         templates.append(ir.TemplateRef(kind, str(target), doc.value_location(p)))
+    return tuple(templates)
 
+
+def _markers(doc: SpecDocument) -> ir.Markers:
+    d = doc.data
     markers_decl = d.get("markers") or {}
-    markers = ir.Markers(
+    return ir.Markers(
         question=markers_decl.get("question", "Q"),
         answer=markers_decl.get("answer", "A"),
         inputs=markers_decl.get("inputs", "together"),
         location=doc.key_location(("markers",)) if "markers" in d else ir.NOWHERE,
     )
-
-    source, items = read_items(doc, c)
-    outputs = _narrow_choices(outputs, items, demos)
-    top = doc.files[0]
-    task = ir.Task(
-        name=d["name"],
-        description=_str(d.get("description")),
-        instruction=d["instruction"],
-        inputs=inputs,
-        outputs=tuple(outputs),
-        answer_format=answer_format,
-        demos=tuple(demos),
-        data=source,
-        items=items,
-        strategy=strategy,
-        model=model,
-        templates=tuple(templates),
-        spec=ir.SourceFile(str(top.resolved), top.sha256),
-        spec_dir=str(top.resolved.parent),
-        extends=tuple(ir.SourceFile(str(f.resolved), f.sha256) for f in doc.files[1:]),
-        location=Location(top.display, 1, 1),
-        markers=markers,
-        demos_as=d.get("demos_as", "system"),
-        run=ir.RunConfig(
-            repair_max_attempts=int(
-                ((d.get("run") or {}).get("repair") or {}).get("max_attempts", 2)
-            )
-        ),
-    )
-    if own:
-        c.raise_if_any()
-    return task
 
 
 def _strategy(doc: SpecDocument) -> ir.StrategySpec:

@@ -2,10 +2,12 @@
 
 ``validate(doc, collector)`` adds one :class:`~promptc.errors.ValidationError` per problem to the
 collector, each at the file:line:col of the offending key or value, with its key path and a
-message from :data:`MESSAGES` (one table, so that tests can check every message word for word).
+message from a table (so that tests can check every message word for word): the schema's
+violations from :data:`promptc.spec.schema_errors.MESSAGES`, the semantic checks' from
+:data:`MESSAGES`.
 
 The schema (``compiler/schema/spec.schema.json``, shipped as package data) checks shapes and
-types; the semantic checks here check what a schema cannot: that demos match the declared fields
+types (:mod:`promptc.spec.schema_errors`); the semantic checks here check what a schema cannot: that demos match the declared fields
 and types, that ``answer_format`` names the outputs, that enum aliases point at choices, that
 template files exist inside the spec's folder, and so on. Checks of the data file are
 :mod:`promptc.spec.data`'s; checks of template variables are the render stage's.
@@ -13,49 +15,32 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from promptc.errors import (
     ErrorCollector,
     GrammarError,
     Location,
-    PromptcError,
     ValidationError,
     did_you_mean,
-    format_path,
 )
-from promptc.ir import ANSWER_WITH, OUTPUT_TYPES, AnswerWith, OutputField
+from promptc.ir import AnswerWith, OutputField, Placeholder
 from promptc.limits import MAX_BATCH_SIZE
-from promptc.resources import read_schema
+from promptc.markers import OPTIONS_LABEL
+from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument
+from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import find_strategy
-from promptc.text import describe
-
-if TYPE_CHECKING:
-    import jsonschema
+from promptc.text import default_label
+from promptc.values import coerce_value, find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
     "'embeddings' (an endpoint); expected one of them",
-    # JSON Schema violations
-    "unknown-key": "unknown key {key!r}",
-    "missing-key": "missing required key {key!r}",
-    "wrong-type": "expected {expected}, found {found}",
-    "not-one-of": "expected one of {choices}, found {found}",
-    "bad-version": "unsupported spec format version {found}; expected promptc: 1",
-    "too-small": "expected {expected} of at least {limit}, found {found}",
-    "too-large": "expected {expected} of at most {limit}, found {found}",
-    "empty": "expected {expected}, found an empty {kind}",
-    "bad-name": "{name!r} is not a valid field name; expected letters, digits and '_', "
-    "not starting with a digit",
-    "schema": "{message}",
-    # semantic checks
     "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
     "line breaks or white space at its ends",
     "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
@@ -102,7 +87,6 @@ MESSAGES: dict[str, str] = {
     "template-missing": "template file {path!r} not found",
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
-    "unknown-model-param": "unknown model parameter {key!r}",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
 }
 
@@ -111,23 +95,6 @@ HINTS: dict[str, str] = {
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
-    "unknown-model-param": "put a parameter only your server knows under model.extra",
-}
-
-
-def known_model_params() -> tuple[str, ...]:
-    """The ``model`` keys promptc knows: those the schema declares (``extra`` among them)."""
-    return tuple(schema()["$defs"]["model"]["properties"])
-
-
-_TYPE_WORDS = {
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "object": "a mapping",
-    "array": "a list",
-    "null": "null",
 }
 
 
@@ -148,20 +115,6 @@ def _quote_all(words: Iterable[object]) -> str:
     return ", ".join(repr(w) for w in words)
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    """The spec JSON Schema as shipped (``promptc schema`` prints it)."""
-    loaded: dict[str, Any] = json.loads(read_schema("spec.schema.json"))
-    return loaded
-
-
-@lru_cache(maxsize=1)
-def _validator() -> jsonschema.protocols.Validator:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(schema())
-
-
 def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
     """Checks a loaded spec against the schema and the semantic rules.
 
@@ -169,223 +122,30 @@ def validate(doc: SpecDocument, collector: ErrorCollector) -> None:
         doc: The loaded (and possibly overridden) spec.
         collector: Receives one error per problem; with ``fail_fast`` it raises at the first.
     """
-    if not _conforms(doc.data):
-        _report_schema_errors(doc, collector)
+    check_schema(doc, collector)
     _check_semantics(doc, collector)
-
-
-def _conforms(data: object) -> bool:
-    """The cheap check first: a valid spec never needs jsonschema (its import alone costs
-    more than checking a small spec); only an invalid one is handed to it for diagnostics."""
-    from promptc.spec.schema_check import Unsupported, conforms
-
-    try:
-        return conforms(data, schema())
-    except Unsupported:
-        return False
-
-
-def _report_schema_errors(doc: SpecDocument, collector: ErrorCollector) -> None:
-    # One schema violation can map onto the same diagnostic as another (jsonschema reports
-    # each missing required key separately, each carrying the whole list): report it once.
-    seen: set[tuple[object, ...]] = set()
-    for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
-        for e in _from_schema(doc, err):
-            key = (e.code, e.location, e.path, e.message, e.hint)
-            if key not in seen:
-                seen.add(key)
-                collector.add(e)
-
-
-def _from_schema(doc: SpecDocument, err: jsonschema.ValidationError) -> list[PromptcError]:
-    """Turns one JSON Schema violation into promptc errors with positions and plain messages."""
-    path: KeyPath = tuple(err.absolute_path)
-    kind = err.validator
-    inst = err.instance
-    schema_path = tuple(err.absolute_schema_path)
-    sub = _schema_of(err)
-    wanted = err.validator_value
-    if kind == "additionalProperties" and isinstance(inst, dict) and path == ("model",):
-        known = list(sub.get("properties", {}))
-        return [
-            error(
-                "unknown-model-param",
-                doc.key_location(path + (k,)),
-                path + (k,),
-                hint=did_you_mean(k, known),
-                key=k,
-            )
-            for k in inst
-            if k not in known
-        ]
-    if kind == "additionalProperties" and isinstance(inst, dict):
-        known = list(sub.get("properties", {}))
-        return [
-            error(
-                "unknown-key",
-                doc.key_location(path + (k,)),
-                path + (k,),
-                hint=_elsewhere(k, path) or did_you_mean(k, known),
-                key=k,
-            )
-            for k in inst
-            if k not in known
-        ]
-    if "propertyNames" in schema_path:
-        name = str(inst)
-        return [error("bad-name", doc.key_location(path + (name,)), path + (name,), name=name)]
-    if kind == "required" and isinstance(inst, dict):
-        where = doc.key_location(path) if path else doc.value_location(path)
-        known = list(sub.get("properties", {}))
-        # A misspelt key is reported as unknown, with the right name as a hint: enough.
-        suggested = {did_you_mean(k, known) for k in inst if k not in known}
-        return [
-            error("missing-key", where, path, key=k)
-            for k in _as_list(wanted)
-            if isinstance(k, str) and k not in inst and f"did you mean '{k}'?" not in suggested
-        ]
-    where = doc.value_location(path)
-    expected = _expected(err)
-    if kind == "const" and path == ("promptc",):
-        return [error("bad-version", where, path, found=_show(inst))]
-    if kind == "type":
-        hint = None
-        if len(path) == 2 and path[0] in ("inputs", "outputs") and isinstance(inst, str):
-            hint = f"write {path[1]}: {{type: {inst}}}"
-        if isinstance(inst, bool) and "string" in _as_list(wanted):
-            hint = "quote it: YAML reads yes, no, true and false as booleans"
-        return [
-            error("wrong-type", where, path, hint=hint, expected=expected, found=describe(inst))
-        ]
-    if kind == "enum":
-        choices = [str(c) for c in _as_list(wanted)]
-        hint = did_you_mean(inst, choices) if isinstance(inst, str) else None
-        return [
-            error(
-                "not-one-of",
-                where,
-                path,
-                hint=hint,
-                choices=_quote_all(choices),
-                found=describe(inst),
-            )
-        ]
-    if kind in ("minimum", "exclusiveMinimum"):
-        return [error("too-small", where, path, expected=expected, limit=wanted, found=_show(inst))]
-    if kind in ("maximum", "exclusiveMaximum"):
-        return [error("too-large", where, path, expected=expected, limit=wanted, found=_show(inst))]
-    if kind in ("minLength", "minItems", "minProperties"):
-        noun = {"minLength": "string", "minItems": "list", "minProperties": "mapping"}[kind]
-        need = {
-            "minLength": "a non-empty string",
-            "minItems": "at least one item",
-            "minProperties": "at least one entry",
-        }[kind]
-        return [error("empty", where, path, expected=need, kind=noun)]
-    return [error("schema", where, path, message=err.message)]
-
-
-@lru_cache(maxsize=1)
-def _key_homes() -> dict[str, list[KeyPath]]:
-    """Every key the schema declares, with the paths of the mappings that may hold it."""
-    root = schema()
-    homes: dict[str, list[KeyPath]] = {}
-    start: Mapping[str, Any] = root["$defs"]["spec"]
-
-    def walk(node: Mapping[str, Any], path: KeyPath, depth: int) -> None:
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 6:
-            node = root["$defs"][ref[len("#/$defs/") :]]
-        for key, sub in node.get("properties", {}).items():
-            homes.setdefault(key, []).append(path)
-            if isinstance(sub, Mapping):
-                walk(sub, path + (key,), depth + 1)
-
-    walk(start, (), 0)
-    return homes
-
-
-def _elsewhere(key: str, path: KeyPath) -> str | None:
-    """A hint for a known key written in the wrong mapping: ``did you mean 'strategy.kind'?``."""
-    homes = [h for h in _key_homes().get(key, []) if h != path]
-    if len(homes) > 1:  # prefer the mapping nested in the one the key was written in
-        homes = [h for h in homes if h[: len(path)] == path] or homes
-    if len(homes) != 1:
-        return None  # unknown, or too common (description, type) to guess where it belongs
-    return f"did you mean {format_path(homes[0] + (key,))!r}?"
-
-
-def _schema_of(err: jsonschema.ValidationError) -> Mapping[str, Any]:
-    return err.schema if isinstance(err.schema, Mapping) else {}
-
-
-def _as_list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _expected(err: jsonschema.ValidationError) -> str:
-    types = _as_list(_schema_of(err).get("type", []))
-    words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
-    if not words:
-        return "a value"
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, (int, float)):
-        return str(value)
-    return describe(value)
 
 
 # --- semantic checks ------------------------------------------------------------------------
 
 
 def output_field(name: str, decl: object, location: Location) -> OutputField | None:
-    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid.
-
-    Enum choices are kept as declared; aliases are mapped to the choice they name
-    (case-insensitively), and aliases to unknown choices are dropped (validation reports them).
-    """
-    if not isinstance(decl, Mapping) or decl.get("type") not in OUTPUT_TYPES:
+    """The :class:`OutputField` of a declaration, or ``None`` if its shape is invalid: its
+    type reads what it declares beyond ``type`` and ``description``
+    (:meth:`promptc.values.ValueType.declare`: an enum's choices and aliases)."""
+    if not isinstance(decl, Mapping):
         return None
-    typ = decl["type"]
-    choices: tuple[str, ...] = ()
-    aliases: list[tuple[str, str]] = []
-    choices_from = decl.get("choices_from") if typ == "enum" else None
-    if isinstance(choices_from, str) and choices_from and "choices" not in decl:
-        from promptc.markers import OPTION_LETTERS
-
-        # Every letter an options input may have; lowering narrows them to the data's.
-        choices = tuple(OPTION_LETTERS)
-    elif typ == "enum":
-        raw = decl.get("choices")
-        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
-            return None
-        choices = tuple(raw)
-        by_lower = {c.lower(): c for c in choices}
-        raw_aliases = decl.get("aliases")
-        if isinstance(raw_aliases, Mapping):
-            for alias, target in raw_aliases.items():
-                if isinstance(target, str) and target.lower() in by_lower:
-                    aliases.append((str(alias), by_lower[target.lower()]))
+    typ = find_value_type(decl.get("type"))
+    if typ is None:
+        return None
     description = decl.get("description")
-    answer_with = decl.get("answer_with") if choices_from else None
-    return OutputField(
+    field = OutputField(
         name=name,
         type=typ,
         description=description if isinstance(description, str) else "",
-        choices=choices,
-        aliases=tuple(aliases),
         location=location,
-        choices_from=choices_from if isinstance(choices_from, str) else "",
-        answer_with=answer_with if answer_with in ANSWER_WITH else "letter",
     )
+    return typ.declare(field, decl)
 
 
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
@@ -441,10 +201,10 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
         if not isinstance(decl, dict):
             continue
         p: KeyPath = ("outputs", name)
-        typ = decl.get("type")
-        if typ not in OUTPUT_TYPES:
+        typ = find_value_type(decl.get("type"))
+        if typ is None:
             continue
-        if typ != "enum":
+        if not typ.takes_choices:
             for key, code in (("choices", "choices-not-enum"), ("aliases", "aliases-not-enum")):
                 if key in decl:
                     c.add(error(code, doc.key_location(p + (key,)), p + (key,), type=typ))
@@ -490,9 +250,6 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
 def _check_answer_format(
     doc: SpecDocument, c: ErrorCollector, output_names: list[str] | None
 ) -> None:
-    from promptc.ir import Placeholder
-    from promptc.spec.answer_format import parse_answer_format
-
     p: KeyPath = ("answer_format",)
     source = doc.get(p)
     if source is None:
@@ -547,8 +304,6 @@ def _check_demos(
     output_names: list[str] | None,
     outputs: Mapping[str, OutputField],
 ) -> None:
-    from promptc.values import coerce_value
-
     demos = doc.get(("demos",))
     if not isinstance(demos, list) or inputs is None or output_names is None:
         return
@@ -619,8 +374,6 @@ def _check_demo_option(
 ) -> None:
     """A demo's answer to an enum with ``choices_from`` names one of the demo's own options:
     by letter, or (``answer_with: text | either``) by its text, in any case."""
-    from promptc.values import option_choices, resolve_option
-
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         return  # the options themselves are reported
     if not options or isinstance(value, bool):
@@ -800,9 +553,6 @@ def _check_markers(doc: SpecDocument, c: ErrorCollector) -> None:
         named = [(v, p) for v, p in named if p[-1] != "question"]
         raw_inputs = doc.get(("inputs",))
         if isinstance(raw_inputs, dict):
-            from promptc.markers import OPTIONS_LABEL
-            from promptc.text import default_label
-
             for name, idecl in raw_inputs.items():
                 label = idecl.get("label") if isinstance(idecl, dict) else None
                 options = isinstance(idecl, dict) and idecl.get("type") == "options"

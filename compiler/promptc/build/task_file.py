@@ -8,8 +8,8 @@
     types, the answer format, the strategy (kind, batch size) and the model parameters.
 ``items.jsonl``
     One item a line, in data order: ``id``, ``index``, ``inputs``, ``question`` (the text an
-    Auto-Demo answer must repeat, :func:`promptc.markers.question_text`) and ``location`` (the
-    data file's line, relative to the spec's folder).
+    Auto-Demo answer must repeat, :func:`promptc.markers.question_text`), ``gold``,
+    ``options`` and ``location`` (the data file's line, relative to the spec's folder).
 
 :func:`read_task` turns them back into an :class:`~promptc.ir.Task` equal, in everything
 parsing uses, to the one the build was made from; demonstrations, the data source and
@@ -24,33 +24,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from promptc import ir, markers, strategies
+from promptc import ir, markers, strategies, values
+from promptc.build.files import build_error, document, dumps, read_lines, read_text
+from promptc.build.manifest import check_hashes, read_manifest
 from promptc.errors import Location, UsageError
 
 TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"
-
-
-def _dumps(value: object) -> str:
-    return _ENCODE(value)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, (tuple, list, set, frozenset)):
-        return list(value)
-    return str(value)
-
-
-# One encoder for every line (json.dumps with options builds a new one per call).
-_ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain).encode
-#: A string as _ENCODE writes it (ensure_ascii off).
-_string = json.encoder.encode_basestring
 
 
 def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) -> str:
@@ -76,7 +61,7 @@ def _where(loc: Location, spec_dir: str, paths: dict[str, str] | None = None) ->
 
 
 # --------------------------------------------------------------------------------------------
-# Writing (called by promptc.build.plan)
+# Writing
 # --------------------------------------------------------------------------------------------
 
 
@@ -93,7 +78,7 @@ def task_text(task: ir.Task) -> str:
         "outputs": [
             {
                 "name": o.name,
-                "type": o.type,
+                "type": o.type.name,
                 "description": o.description,
                 "choices": list(o.choices),
                 "aliases": [list(a) for a in o.aliases],
@@ -147,7 +132,7 @@ def task_text(task: ir.Task) -> str:
         "demos_as": task.demos_as,
         "spec": {"path": Path(task.spec.path).name, "sha256": task.spec.sha256},
     }
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, indent=2, default=_plain) + "\n"
+    return document(record)
 
 
 def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -> str:
@@ -157,25 +142,17 @@ def item_line(task: ir.Task, it: ir.Item, paths: dict[str, str] | None = None) -
         question = markers.question_text(task.inputs, it.inputs)
     except KeyError:
         question = ""
-    # What _dumps writes for the line's object, with its keys in sorted order by hand: the
-    # line is written for every item of a build (about a fifth of the time this saves).
-    return (
-        '{"gold": '
-        + (_dumps(dict(it.gold)) if it.gold else "{}")
-        + ', "id": '
-        + _string(it.id)
-        + ', "index": '
-        + str(int(it.index))
-        + ', "inputs": '
-        + _dumps(dict(it.inputs))
-        + ', "location": '
-        + _string(_where(it.location, task.spec_dir, paths))
-        + ', "options": '
-        + (_dumps({k: list(v) for k, v in it.options.items()}) if it.options else "{}")
-        + ', "question": '
-        + _string(question)
-        + "}\n"
-    )
+    # The item's mappings as they are: dumps writes any mapping, and tuples as lists.
+    record = {
+        "gold": it.gold,
+        "id": it.id,
+        "index": it.index,
+        "inputs": it.inputs,
+        "location": _where(it.location, task.spec_dir, paths),
+        "options": it.options,
+        "question": question,
+    }
+    return dumps(record) + "\n"
 
 
 def item_lines(task: ir.Task) -> Iterator[str]:
@@ -195,7 +172,8 @@ def items_text(task: ir.Task) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _location(text: object, build: Path) -> Location:
+def _location(text: object) -> Location:
+    """An item's ``location`` as written (``file:line:col``, ``file:line`` or ``file``)."""
     if not isinstance(text, str) or not text:
         return ir.NOWHERE
     parts = text.rsplit(":", 2)
@@ -210,85 +188,65 @@ def _location(text: object, build: Path) -> Location:
 
 
 def read_task(build_dir: str | Path) -> ir.Task:
-    """The task of a build folder, from its ``task.json`` and ``items.jsonl``.
+    """The task of a build folder, from its ``task.json`` and ``items.jsonl``, each checked
+    against the sha256 the manifest lists for it.
 
     Raises:
-        UsageError: A file is missing (``no-task-file``: a build made by an older promptc) or
-            malformed (``bad-task-file``, at its file and line).
+        UsageError: Not a build of this format (see
+            :func:`promptc.build.manifest.read_manifest`), a task file missing
+            (``not-a-build``) or changed after building (``build-modified``), or malformed
+            (``bad-task-file``, at its file and line).
     """
     build = Path(build_dir)
+    check_hashes(build, read_manifest(build), (TASK_FILE, ITEMS_FILE))
     path = build / TASK_FILE
-    if not path.is_file():
-        raise UsageError(
-            f"{str(build)!r} has no {TASK_FILE} (built by an older promptc)",
-            location=Location(str(path)),
-            hint="rebuild it with promptc build SPEC -o DIR",
-            code="no-task-file",
-        )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        task = _task(data, build)
+        task = _task(json.loads(read_text(path)), build)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UsageError(
-            f"cannot read {TASK_FILE}: {type(e).__name__}: {e}",
-            location=Location(str(path)),
-            hint="rebuild the build folder",
-            code="bad-task-file",
-        ) from None
-    items: list[ir.Item] = []
+        raise _bad(Location(str(path)), TASK_FILE, e) from None
     items_path = build / ITEMS_FILE
-    types = {o.name: o.type for o in task.outputs}
+    by_name = {o.name: o for o in task.outputs}
     try:
-        with items_path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    items.append(
-                        ir.Item(
-                            id=str(rec["id"]),
-                            index=int(rec["index"]),
-                            inputs={str(k): str(v) for k, v in rec["inputs"].items()},
-                            location=_location(rec.get("location"), build),
-                            gold={
-                                str(k): _gold(types.get(str(k)), v)
-                                for k, v in (rec.get("gold") or {}).items()
-                            },
-                            options={
-                                str(k): tuple(str(x) for x in v)
-                                for k, v in (rec.get("options") or {}).items()
-                            },
-                        )
-                    )
-                except (ValueError, KeyError, TypeError, AttributeError) as e:
-                    raise UsageError(
-                        f"not an item line: {type(e).__name__}: {e}",
-                        location=Location(str(items_path), lineno, 1),
-                        hint="rebuild the build folder",
-                        code="bad-task-file",
-                    ) from None
-    except OSError:
-        raise UsageError(
-            f"{str(build)!r} has no readable {ITEMS_FILE}",
-            location=Location(str(items_path)),
-            hint="rebuild it with promptc build SPEC -o DIR",
-            code="no-task-file",
-        ) from None
-    from dataclasses import replace
-
-    return replace(task, items=tuple(items))
+        items = tuple(
+            _item(text, by_name, Location(str(items_path), lineno, 1))
+            for lineno, text in read_lines(items_path)
+        )
+    except OSError as e:
+        raise _bad(Location(str(items_path)), ITEMS_FILE, e) from None
+    return replace(task, items=items)
 
 
-def _gold(kind: str | None, value: Any) -> ir.Value:
+def _bad(where: Location, name: str, e: Exception) -> UsageError:
+    return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {e}")
+
+
+def _item(text: str, by_name: Mapping[str, ir.OutputField], where: Location) -> ir.Item:
+    """One line of ``items.jsonl`` read back.
+
+    Raises:
+        UsageError: ``bad-task-file``, at the line.
+    """
+    try:
+        rec = json.loads(text)
+        return ir.Item(
+            id=str(rec["id"]),
+            index=int(rec["index"]),
+            inputs={str(k): str(v) for k, v in rec["inputs"].items()},
+            location=_location(rec.get("location")),
+            gold={
+                str(k): _gold(by_name.get(str(k)), v) for k, v in (rec.get("gold") or {}).items()
+            },
+            options={
+                str(k): tuple(str(x) for x in v) for k, v in (rec.get("options") or {}).items()
+            },
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise _bad(where, ITEMS_FILE, e) from None
+
+
+def _gold(output: ir.OutputField | None, value: Any) -> ir.Value:
     """A gold value read back with its output's type (numbers are exact decimals)."""
-    if kind == "number":
-        return Decimal(str(value))
-    if kind == "integer":
-        return int(value)
-    if kind == "boolean":
-        return bool(value)
-    return str(value)
+    return str(value) if output is None else output.type.coerce(output, value)
 
 
 def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
@@ -312,7 +270,7 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
         outputs=tuple(
             ir.OutputField(
                 name=o["name"],
-                type=o["type"],
+                type=values.value_type(o["type"]),
                 description=o["description"],
                 choices=tuple(o["choices"]),
                 aliases=tuple((str(a), str(b)) for a, b in o["aliases"]),

@@ -1,7 +1,6 @@
-"""The fast path matches a faster regex than the grammar's own ``parse_regex`` (one-line text
-values loosened and checked afterwards; literal white space spelled for text without tabs):
-outputs that differ only in spaces and tabs read exactly as the slow path reads them, and
-the ones the grammar's regex matches still take the fast path where the text allows."""
+"""Spaces and tabs anywhere: outputs that differ from the canonical one only in blanks read
+exactly as the recover scanner reads them, and the ones the grammar's regex matches are read
+by it, with no scanner."""
 
 from __future__ import annotations
 
@@ -9,23 +8,23 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from parse_paths import OUTPUT, REQUEST, TASK, assert_paths_agree, fast_and_slow, view
-from promptc.parse.output import grammar_for, parse_output, parse_output_recover_slow
+from parse_paths import OUTPUT, REQUEST, TASK, assert_paths_agree, fast_and_slow, scanner, view
+from promptc.parse.output import grammar_for, parse_output
 
 BLANKS = [" ", "\t", "  ", " \t", "\t ", "\t\t"]
 
 
 def grammar_matches(out: str) -> bool:
     g = grammar_for(TASK, 3, "batch")
-    assert g.parse_regex is not None
     return re.fullmatch(g.parse_regex, out) is not None
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
-def test_spaces_and_tabs_anywhere_read_as_the_slow_path_reads_them(data: st.DataObject) -> None:
-    """Each space replaced by a run of spaces and tabs, or a run put at any place: the fast
-    path either declines or gives the slow path's statuses, values and spans."""
+def test_spaces_and_tabs_anywhere_read_as_the_scanner_reads_them(data: st.DataObject) -> None:
+    """Each space replaced by a run of spaces and tabs, or a run put at any place: the
+    grammar's regex either does not read the output or gives the scanner's statuses, values
+    and spans."""
     chars = list(OUTPUT)
     spaces = [k for k, c in enumerate(chars) if c == " "]
     for k in data.draw(st.lists(st.sampled_from(spaces), max_size=6, unique=True)):
@@ -37,11 +36,10 @@ def test_spaces_and_tabs_anywhere_read_as_the_slow_path_reads_them(data: st.Data
 
 @settings(max_examples=150, deadline=None)
 @given(st.data())
-def test_tabs_inside_the_text_keep_the_fast_path(data: st.DataObject) -> None:
+def test_tabs_inside_the_text_are_read_by_the_regex(data: st.DataObject) -> None:
     """A tab (or a run of blanks) between two words of a reasoning, or between the literal's
-    words; a tab or a space just before the literal: the grammar's regex matches, and so
-    does the fast path, reading the text as written. (A run of several blanks just before
-    the literal is read right too, by the slow path: the test below.)"""
+    words; a tab or a space just before the literal: the grammar's regex matches and reads
+    the text as written, as the scanner does."""
     lines = OUTPUT.split("\n")
     k = data.draw(st.integers(0, 2))
     body = lines[k]
@@ -80,7 +78,7 @@ def test_several_blanks_before_the_literal_are_the_literal_s() -> None:
 
 def test_every_spec_and_strategy_with_tabs_for_spaces_reads_alike() -> None:
     """The canonical output of every example spec and strategy, each space a tab: the whole
-    parser gives the slow path's statuses and values."""
+    parser gives the scanner's statuses and values."""
     from export_samples import CASES, grammar_of, valid_output
 
     for spec, kind in CASES:
@@ -91,7 +89,7 @@ def test_every_spec_and_strategy_with_tabs_for_spaces_reads_alike() -> None:
                 "kind": kind,
                 "item_ids": [i.id for i in task.items[: g.n_items]],
             }
-            slow = parse_output_recover_slow(task, request, out)
+            slow = scanner(task, request, out)
             full = parse_output(task, request, out)
             assert [(r.status, r.values) for r in full] == [(r.status, r.values) for r in slow], (
                 spec.name,
@@ -104,7 +102,7 @@ def test_every_spec_and_strategy_with_tabs_for_spaces_reads_alike() -> None:
 def test_every_spec_and_strategy_with_blanks_anywhere_reads_alike(data: st.DataObject) -> None:
     """Blank runs put anywhere in the canonical output of any example spec and strategy (two
     text values side by side, a text value last, questions repeated, indexed inputs): the
-    whole parser gives the slow path's statuses and values, item by item."""
+    whole parser gives the scanner's statuses and values, item by item."""
     from export_samples import CASES, grammar_of, valid_output
 
     spec, kind = data.draw(st.sampled_from(CASES))
@@ -114,7 +112,7 @@ def test_every_spec_and_strategy_with_blanks_anywhere_reads_alike(data: st.DataO
         chars.insert(data.draw(st.integers(0, len(chars))), data.draw(st.sampled_from(BLANKS)))
     out = "".join(chars)
     request = {"id": "r1", "kind": kind, "item_ids": [i.id for i in task.items[: g.n_items]]}
-    slow = parse_output_recover_slow(task, request, out)
+    slow = scanner(task, request, out)
     full = parse_output(task, request, out)
     assert [(r.status, r.values, r.span) for r in full] == [
         (r.status, r.values, r.span) for r in slow

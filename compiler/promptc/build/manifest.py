@@ -1,0 +1,91 @@
+"""``manifest.json``: what a build is, written last, and the first thing every reader reads.
+
+It holds the build format (:data:`BUILD_FORMAT`), the promptc version, the task's name, the
+target, strategy, selection and model; the sha256 of the spec, the specs it extends, the data,
+each template used and every file written (``files``, and the grammar files under
+``grammar``); the counts and a plain statement of the cost. Each request's facts are in
+``batches.jsonl``, line for line, so the manifest stays small whatever the build's size.
+
+Every reader of a build folder starts with :func:`read_manifest`: a folder without a manifest
+is not a build, and a build of another format is refused, saying to rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptc.build.files import build_error, document, read_text
+from promptc.build.targets import NAMES, TARGETS
+from promptc.errors import Location
+from promptc.text import or_list
+
+MANIFEST_FILE = "manifest.json"
+#: The form of the build folder this promptc writes and reads: a change of any file's form
+#: (a field renamed, moved or given another meaning) is a new format, and a build of another
+#: one is refused with a request to rebuild it.
+BUILD_FORMAT = 1
+
+
+def manifest_text(manifest: Mapping[str, object]) -> str:
+    """``manifest.json``: the one writer of it, the build format included."""
+    return document({**manifest, "build_format": BUILD_FORMAT})
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """A build folder's manifest, checked to be of this promptc's build format.
+
+    Raises:
+        UsageError: No manifest (``not-a-build``), one that is not a JSON object
+            (``bad-manifest``), of another build format or none (``build-format``), or
+            naming no target promptc knows (``bad-target``).
+    """
+    path = Path(folder) / MANIFEST_FILE
+    where = Location(str(path))
+    try:
+        manifest = json.loads(read_text(path))
+    except FileNotFoundError:
+        raise build_error("not-a-build", where, folder=str(folder), name=MANIFEST_FILE) from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: decoding, digits
+        raise build_error("bad-manifest", where, problem=str(e)) from None
+    if not isinstance(manifest, dict):
+        raise build_error("bad-manifest", where, problem="it is not a JSON object")
+    found = manifest.get("build_format")
+    if found is None:
+        raise build_error("no-build-format", where, want=BUILD_FORMAT)
+    if found != BUILD_FORMAT or isinstance(found, bool):
+        raise build_error("build-format", where, found=found, want=BUILD_FORMAT)
+    if manifest.get("target") not in TARGETS:
+        raise build_error("bad-target", where, found=manifest.get("target"), known=or_list(NAMES))
+    return manifest
+
+
+def check_hashes(folder: Path, manifest: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Refuses a build whose files ``names`` were changed after building.
+
+    Raises:
+        UsageError: A file does not have the sha256 the manifest lists (``build-modified``).
+    """
+    listed = manifest.get("files")
+    listed = listed if isinstance(listed, Mapping) else {}
+    for name in names:
+        want = listed.get(name)
+        try:
+            with (folder / name).open("rb") as f:
+                got = hashlib.file_digest(f, "sha256").hexdigest()
+        except FileNotFoundError:
+            raise build_error(
+                "not-a-build", Location(str(folder / name)), folder=str(folder), name=name
+            ) from None
+        except OSError:
+            got = None
+        if want != got:
+            raise build_error(
+                "build-modified",
+                Location(str(folder / name)),
+                name=name,
+                unlisted=" (it is not listed)" if want is None else "",
+            )

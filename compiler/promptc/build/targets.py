@@ -1,0 +1,277 @@
+"""The build targets: one class each, in one table — how a request is written as a line of
+``requests.jsonl``, how that line is read back, and how a result line of a batch is read.
+
+================  ============================================================================
+target            a line of ``requests.jsonl``
+================  ============================================================================
+``chat``          promptc's own: ``id``, ``item_ids``, ``kind``, ``messages``, ``params``,
+                  ``grammar`` (the stem of its grammar files), ``target_item`` (retrieval)
+``openai-batch``  the OpenAI Batch API's input: ``custom_id``, ``method``, ``url`` and a
+                  chat completion ``body``; sharded at the Batch API's limits per file
+``vllm-batch``    the same, each body carrying its own grammar in vLLM's
+                  ``structured_outputs`` (``vllm run_batch``): GBNF, or a JSON Schema
+================  ============================================================================
+
+What a line of a batch target has no room for (the items, the grammar stem, the target item)
+is in ``batches.jsonl``, line for line. The results of a batch come back in the Batch API's
+output form for every target (:meth:`Target.answer`), as ``promptc collect`` reads them.
+
+Adding a target: a subclass below and its entry in :data:`TARGETS` (the CLI's ``--target``
+choices are read from it), and its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from promptc.build.files import dumps
+from promptc.errors import Location, UsageError
+from promptc.strategies import Strategy
+
+#: How a body carries its request's grammar: GBNF text, or a JSON Schema.
+GrammarForm = Literal["gbnf", "json_schema"]
+FORMS: tuple[GrammarForm, ...] = ("gbnf", "json_schema")
+OPENAI_BATCH_URL = "/v1/chat/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltRequest:
+    """One request of a build, as a line of ``requests.jsonl`` says it (with what
+    ``batches.jsonl`` says of it where the line's form has no room).
+
+    Attributes:
+        id: The request id (``id``, or ``custom_id`` in a batch target's line).
+        kind: The strategy.
+        item_ids: The items answered, in prompt order.
+        messages: The chat messages (``role``, ``content``).
+        params: The sampling parameters (``params``, or the batch ``body`` without its
+            messages and grammar).
+        grammar: Stem of the request's grammar files, e.g. ``"answer"`` or ``"answer-4"``.
+        location: ``requests.jsonl:line:1`` of the line.
+        target_item: The item the request is *for* (``retrieval``: its batch is this item
+            and its neighbours); ``None`` when the batch is for all its items.
+    """
+
+    id: str
+    kind: Strategy
+    item_ids: tuple[str, ...]
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any]
+    grammar: str | None
+    location: Location
+    target_item: str | None = None
+
+    @property
+    def line(self) -> int:
+        """The line of ``requests.jsonl`` the request was read from."""
+        return self.location.line
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """A request's own grammar, as a body carries it: GBNF text, or a JSON Schema."""
+
+    form: GrammarForm
+    value: str | Mapping[str, object]
+
+
+class Target:
+    """What one build target means to the writer and the readers of a build. Instances are
+    singletons (the values of :data:`TARGETS`); ``str()`` is the name."""
+
+    #: The name of ``--target`` and of the manifest's ``target``.
+    name: ClassVar[str]
+    #: The grammar forms a body can carry (``build --grammar``), the default first; empty
+    #: when its bodies carry none.
+    grammars: ClassVar[tuple[GrammarForm, ...]] = ()
+    #: The most lines and bytes one requests file may hold (past either, the requests go to
+    #: shards ``requests-0001.jsonl`` …, each within both); ``None``: no limit.
+    max_lines: ClassVar[int | None] = None
+    max_bytes: ClassVar[int | None] = None
+
+    def line(self, request: BuiltRequest, constraint: Constraint | None) -> str:
+        """The line of ``requests.jsonl`` of a request (without its line end): the one
+        writer of request lines."""
+        return dumps(self.record(request, constraint))
+
+    def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
+        """The line of ``requests.jsonl`` of a request, as data."""
+        raise NotImplementedError
+
+    def fields(self, line: Mapping[str, Any]) -> dict[str, Any]:
+        """What a line of ``requests.jsonl`` says, by :class:`BuiltRequest` field name (raw
+        JSON values, checked by the reader); what the line's form lacks is left out."""
+        raise NotImplementedError
+
+    def manifest(self, form: GrammarForm) -> dict[str, object]:
+        """What the manifest records of the target's options."""
+        return {}
+
+    def form(self, manifest: Mapping[str, Any]) -> GrammarForm:
+        """The grammar form the bodies of a build carry, from its manifest."""
+        return self.grammars[0] if self.grammars else "gbnf"
+
+    def answer(self, line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """The answer of a line of a batch's output (or error) file, as ``promptc run``
+        records answers, or ``None`` and why there is none::
+
+            {"id": "batch_req_…", "custom_id": "r0001", "error": null,
+             "response": {"status_code": 200, "body": {<a chat completion>}}}
+        """
+        error = line.get("error")
+        response = line.get("response")
+        if error:
+            if isinstance(error, Mapping):
+                return None, f"error {error.get('code')}: {error.get('message')}"
+            return None, f"error: {error}"
+        if not isinstance(response, Mapping):
+            return None, "no response"
+        status = response.get("status_code")
+        body = response.get("body")
+        if status != 200:
+            message = body.get("error", body) if isinstance(body, Mapping) else body
+            if isinstance(message, Mapping):
+                message = message.get("message")
+            return None, f"HTTP {status}: {message}"
+        try:
+            choice = body["choices"][0]  # type: ignore[index]
+            content = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return None, "the response has no choices[0].message.content"
+        if not isinstance(content, str) or not content:
+            return None, "the answer is empty"
+        usage = body.get("usage") if isinstance(body, Mapping) else None
+        return {
+            "output": content,
+            "finish_reason": choice.get("finish_reason"),
+            "usage": usage if isinstance(usage, Mapping) else None,
+            "batch_request_id": line.get("id"),
+        }, ""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<target {self.name}>"
+
+
+def _messages(request: BuiltRequest) -> list[Mapping[str, Any]]:
+    return list(request.messages)
+
+
+class Chat(Target):
+    name = "chat"
+
+    def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
+        record: dict[str, object] = {
+            "id": request.id,
+            "item_ids": list(request.item_ids),
+            "kind": request.kind.name,
+            "messages": _messages(request),
+            "params": dict(request.params),
+            "grammar": request.grammar,
+        }
+        if request.target_item is not None:
+            record["target_item"] = request.target_item
+        return record
+
+    def fields(self, line: Mapping[str, Any]) -> dict[str, Any]:
+        keys = ("id", "messages", "params", "item_ids", "kind", "grammar", "target_item")
+        return {k: line[k] for k in keys if k in line}
+
+
+class OpenAIBatch(Target):
+    name = "openai-batch"
+    # The Batch API's limits per input file.
+    max_lines = 50_000
+    max_bytes = 200 * 1024 * 1024
+    #: The fields of a body that carry its grammar (not sampling parameters).
+    constraint_fields: ClassVar[tuple[str, ...]] = ()
+
+    def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
+        return {**dict(request.params), "messages": _messages(request)}
+
+    def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
+        return {
+            "custom_id": request.id,
+            "method": "POST",
+            "url": OPENAI_BATCH_URL,
+            "body": self.body(request, constraint),
+        }
+
+    def fields(self, line: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "custom_id" in line:
+            out["id"] = line["custom_id"]
+        body = line.get("body")
+        if isinstance(body, Mapping):
+            out["messages"] = body.get("messages")
+            skip = ("messages", *self.constraint_fields)
+            out["params"] = {k: v for k, v in body.items() if k not in skip}
+        return out
+
+
+class VllmBatch(OpenAIBatch):
+    name = "vllm-batch"
+    grammars = FORMS
+    # promptc run sends a request's grammar its own way, not in vLLM's field.
+    constraint_fields = ("structured_outputs",)
+    #: The ``structured_outputs`` key of each form (vLLM's ``StructuredOutputsParams``).
+    FIELDS: ClassVar[dict[GrammarForm, str]] = {"gbnf": "grammar", "json_schema": "json"}
+
+    def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
+        body = super().body(request, constraint)
+        if constraint is not None:
+            body["structured_outputs"] = {self.FIELDS[constraint.form]: constraint.value}
+        return body
+
+    def manifest(self, form: GrammarForm) -> dict[str, object]:
+        # Which constraint each body carries: what collect's repair build writes again.
+        return {"structured_outputs": self.FIELDS[form]}
+
+    def form(self, manifest: Mapping[str, Any]) -> GrammarForm:
+        return "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
+
+
+CHAT = Chat()
+OPENAI_BATCH = OpenAIBatch()
+VLLM_BATCH = VllmBatch()
+
+#: Every target by name, in the order promptc lists them (``--target``).
+TARGETS: dict[str, Target] = {t.name: t for t in (CHAT, OPENAI_BATCH, VLLM_BATCH)}
+#: The names, in that order.
+NAMES: tuple[str, ...] = tuple(TARGETS)
+
+
+def find_target(name: str | Target) -> Target:
+    """The target of a name (a target is returned as it is).
+
+    Raises:
+        UsageError: ``unknown-target``.
+    """
+    if isinstance(name, Target):
+        return name
+    found = TARGETS.get(name)
+    if found is None:
+        raise UsageError(
+            f"unknown build target {name!r}; expected " + " or ".join(map(repr, NAMES)),
+            code="unknown-target",
+        )
+    return found
+
+
+def grammar_form(form: str) -> GrammarForm:
+    """A grammar form by name.
+
+    Raises:
+        UsageError: ``bad-grammar-mode``.
+    """
+    for known in FORMS:
+        if form == known:
+            return known
+    raise UsageError(
+        f"unknown vllm-batch grammar {form!r}; expected gbnf or json-schema",
+        code="bad-grammar-mode",
+    )

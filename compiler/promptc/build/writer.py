@@ -1,0 +1,239 @@
+"""Writing a build folder: every file streamed as it is produced, then put in place atomically.
+
+:class:`FolderWriter` is the one writer of a build folder — of ``promptc build``'s and of the
+repair build ``promptc collect`` writes. Each file goes to a temporary file in the folder
+(``.NAME.tmp``; the requests' own grammars to ``.grammars.tmp/``) and into its sha256 from the
+same bytes, so memory does not grow with the number of requests; :meth:`FolderWriter.commit`
+then puts them in place by renaming: first the old ``manifest.json`` is removed, then the other
+files are renamed over the old ones, and the new manifest comes last. A build interrupted at
+any point (even killed) leaves either the previous complete build, or a folder without
+``manifest.json`` — never a manifest beside files it does not describe, never a truncated file
+under its real name. Without a folder, the files are kept in memory (:func:`promptc.build.assemble`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from promptc.build.batches import BATCHES_FILE, BatchLine
+from promptc.build.files import Sink
+from promptc.build.grammars import GRAMMAR_STEM, GRAMMAR_SUFFIXES, REQUEST_GRAMMARS, Grammars
+from promptc.build.manifest import MANIFEST_FILE, manifest_text
+from promptc.build.requests import RequestFiles
+from promptc.build.targets import BuiltRequest, Constraint, GrammarForm, Target
+from promptc.build.task_file import ITEMS_FILE, TASK_FILE
+from promptc.errors import Location, UsageError
+
+#: Files a build owns in its folder; stale ones from an earlier build are removed.
+_OWNED = re.compile(
+    r"^(requests\.jsonl|requests-\d{4}\.jsonl|"
+    + "|".join(re.escape(n) for n in (BATCHES_FILE, MANIFEST_FILE, TASK_FILE, ITEMS_FILE))
+    + "|"
+    + re.escape(GRAMMAR_STEM)
+    + r"(-\d+)?\.(lark|gbnf|schema\.json|regex|parse\.regex))$"
+)
+#: A request's own grammar file in ``grammars/``.
+_REQUEST_GRAMMAR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(lark|gbnf|schema\.json|regex)$")
+#: What the manifest says of a build whose requests have their own grammars.
+PER_REQUEST = {
+    "folder": REQUEST_GRAMMARS,
+    "suffixes": list(GRAMMAR_SUFFIXES),
+    "note": "the shared answer files admit the union of every item's choices; "
+    "grammars/<request id>.* admit exactly that request's; batches.jsonl lists each "
+    "request's own with their sha256 (grammar_files)",
+}
+
+
+def is_build_file(name: str) -> bool:
+    """Whether a file name is one a build writes (and a rebuild may remove)."""
+    return _OWNED.match(name) is not None
+
+
+class FolderWriter:
+    """The files of one build as they are written (see the module's docstring).
+
+    Args:
+        folder: The build folder, or ``None`` to keep the files in memory.
+        chosen: The build's target: the form of its request lines.
+        form: The grammar form its bodies carry (for a target whose bodies carry one).
+    """
+
+    def __init__(self, folder: Path | None, chosen: Target, form: GrammarForm = "gbnf") -> None:
+        self.folder = folder
+        self.target = chosen
+        self.form = form
+        self.sinks: dict[str, Sink] = {}
+        #: The requests' own grammar files (``grammars/<id>.*``) by name, for a build in
+        #: memory; on disk, how many were written.
+        self.own: dict[str, str] = {}
+        self.own_files = 0
+        self.messages = 0
+        if folder is not None:
+            _remove_temporary(folder)  # of an interrupted build
+        self.requests = RequestFiles(chosen, self.open, self.rename)
+        self.batches = self.open(BATCHES_FILE)
+
+    def _tmp(self, name: str) -> Path | None:
+        return self.folder / f".{name}.tmp" if self.folder is not None else None
+
+    def open(self, name: str) -> Sink:
+        """A file of the build, written as it is produced."""
+        sink = Sink(self._tmp(name))
+        self.sinks[name] = sink
+        return sink
+
+    def rename(self, old: str, new: str) -> None:
+        """The file written as ``old`` is put in place as ``new``."""
+        self.sinks[new] = self.sinks.pop(old)
+
+    def drop(self, name: str) -> None:
+        """Gives up a file begun."""
+        sink = self.sinks.pop(name)
+        sink.close()
+        if sink.path is not None:
+            sink.path.unlink(missing_ok=True)
+
+    def write(self, name: str, text: str) -> None:
+        """A whole file of the build."""
+        sink = self.open(name)
+        sink.write(text)
+        sink.close()
+
+    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+        """A file of lines (each with its line end), streamed."""
+        sink = self.open(name)
+        try:
+            for line in lines:
+                sink.write(line)
+        finally:
+            sink.close()
+
+    def add(
+        self,
+        request: BuiltRequest,
+        batch: BatchLine,
+        constraint: Constraint | None = None,
+        own: Mapping[str, str] | None = None,
+    ) -> None:
+        """One request: its line of ``requests.jsonl`` (in the target's form), its line of
+        ``batches.jsonl`` and its own grammar files (``grammars/<id>.*``)."""
+        self.requests.write(self.target.line(request, constraint))
+        self.batches.write(batch.text() + "\n")
+        self.messages += len(request.messages)
+        for name, text in (own or {}).items():
+            self._own_file(name, text)
+
+    def _own_file(self, name: str, text: str) -> None:
+        self.own_files += 1
+        if self.folder is None:
+            self.own[name] = text
+            return
+        where = self.folder / f".{REQUEST_GRAMMARS}.tmp"
+        if self.own_files == 1:
+            where.mkdir()
+        with open(where / name.split("/", 1)[1], "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+
+    def finish(
+        self, manifest: Mapping[str, object], grammars: Grammars, counts: Mapping[str, int]
+    ) -> dict[str, Any]:
+        """Writes the shared grammar files and ``manifest.json`` (``manifest`` with the
+        target, the grammar, the counts and every file's sha256), last; returns the manifest.
+        """
+        for name, text in grammars.files.items():
+            self.write(name, text)
+        self.requests.close()
+        for sink in self.sinks.values():
+            sink.close()
+        per_request = {"per_request": PER_REQUEST} if self.own_files else {}
+        grammar = {**grammars.manifest(), **per_request}
+        whole: dict[str, Any] = {
+            **manifest,
+            "target": self.target.name,
+            **self.target.manifest(self.form),
+            "grammar": grammar,
+            "counts": {**counts, "requests": self.requests.count, "messages": self.messages},
+            "files": {
+                name: sink.hexdigest()
+                for name, sink in sorted(self.sinks.items())
+                if name not in grammars.files
+            },
+        }
+        self.write(MANIFEST_FILE, manifest_text(whole))
+        return whole
+
+    def texts(self) -> dict[str, str]:
+        """Every file by name (a build in memory), the requests' own grammars included."""
+        return {**{name: sink.text() for name, sink in self.sinks.items()}, **self.own}
+
+    def names(self) -> list[str]:
+        """The files put in place (not those in ``grammars/``)."""
+        return sorted(self.sinks)
+
+    def discard(self) -> None:
+        """Removes the temporary files (a build that failed)."""
+        for sink in self.sinks.values():
+            sink.close()
+        if self.folder is not None:
+            _remove_temporary(self.folder)
+
+    def commit(self) -> None:
+        """Puts every file in place, the manifest last (see the module's docstring).
+
+        Raises:
+            UsageError: ``out-not-writable``.
+        """
+        out = self.folder
+        assert out is not None
+        try:
+            manifest_path = out / MANIFEST_FILE
+            manifest_path.unlink(missing_ok=True)  # from here on, no manifest until the new one
+            for old in out.iterdir():
+                if is_build_file(old.name) and old.name not in self.sinks and old.is_file():
+                    old.unlink()
+            _remove_request_grammars(out)
+            for name, sink in sorted(self.sinks.items()):
+                if name != MANIFEST_FILE:
+                    os.replace(sink.path, out / name)  # type: ignore[arg-type]
+            if self.own_files:
+                os.replace(out / f".{REQUEST_GRAMMARS}.tmp", out / REQUEST_GRAMMARS)
+            os.replace(self.sinks[MANIFEST_FILE].path, manifest_path)  # type: ignore[arg-type]
+        except OSError as e:
+            raise not_writable(out, e) from None
+
+
+def not_writable(out: Path, e: OSError) -> UsageError:
+    return UsageError(
+        f"cannot write the build to {str(out)!r}: {e.strerror or e}",
+        location=Location(str(out)),
+        code="out-not-writable",
+    )
+
+
+def _remove_request_grammars(out: Path, folder: str = REQUEST_GRAMMARS) -> None:
+    """Removes a build's folder of request grammars (its files, then the folder if that
+    leaves it empty; files a user put there stay)."""
+    where = out / folder
+    if not where.is_dir() or where.is_symlink():
+        return
+    for old in where.iterdir():
+        if _REQUEST_GRAMMAR.match(old.name) and old.is_file() and not old.is_symlink():
+            old.unlink()
+    try:
+        where.rmdir()
+    except OSError:
+        pass  # not empty: the user's files stay, and the new folder cannot replace it
+
+
+def _remove_temporary(out: Path) -> None:
+    """Removes the temporary files a build writes before renaming them into place."""
+    _remove_request_grammars(out, f".{REQUEST_GRAMMARS}.tmp")
+    for old in out.iterdir():
+        name = old.name
+        temporary = name.startswith(".") and name.endswith(".tmp") and old.is_file()
+        if temporary and _OWNED.match(name[1:-4]):
+            old.unlink(missing_ok=True)

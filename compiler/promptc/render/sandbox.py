@@ -1,0 +1,210 @@
+"""The sandbox every template renders in: Jinja's immutable sandbox, bounded through its
+public hooks.
+
+:class:`BoundedSandbox` subclasses :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` and
+uses only what Jinja offers for it:
+
+- ``intercepted_binops`` and :meth:`~BoundedSandbox.call_binop`: ``*`` and ``**`` are refused
+  before they compute past a bound, ``+`` and ``%`` checked;
+- :meth:`~BoundedSandbox.call`, Jinja's own call with its safety check, wrapped: macro
+  nesting is counted, ``str`` methods' widths and results checked;
+- the environment's ``filters`` and ``globals``: every filter wrapped in the same checks, and
+  ``range`` (Jinja's, within its ``MAX_RANGE``) counting its steps against the loop budget;
+- its ``template_class``, whose :meth:`~jinja2.Template.new_context` (each ``include`` makes
+  one from its includer's variables) and :meth:`~jinja2.Template.make_module` (each ``import``)
+  count how deep includes and imports nest;
+- an :class:`~jinja2.ext.Extension` whose ``preprocess`` refuses a source nested too deep
+  before Jinja's recursive parser reads it.
+
+What these cannot see is bounded around rendering by :mod:`promptc.render.os_limits`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast, overload
+
+import jinja2
+import jinja2.ext
+from jinja2.environment import TemplateModule
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from promptc.render.budget import (
+    MAX_NESTING,
+    MAX_VALUE_SIZE,
+    Budget,
+    check_binop,
+    check_call,
+    check_filter,
+    check_nesting,
+    checked,
+    nesting_error,
+)
+
+
+class SourceNesting(jinja2.ext.Extension):
+    """Refuses a template source nested deeper than the budget allows, before it is parsed
+    (Jinja runs every extension's ``preprocess`` before each parse and compilation)."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        check_nesting(self.environment, source, name, filename)
+        return source
+
+
+class CountedRange(Sequence[int]):
+    """What ``range()`` gives a template: Jinja's range, each step of a loop over it counted
+    against the message's loop budget.
+
+    Filters are handed the plain range (:func:`bounded_filter`): ``range(n) | list`` builds a
+    value, which the value bound sees, and is not a loop.
+    """
+
+    __slots__ = ("budget", "range")
+
+    def __init__(self, values: range, budget: Budget) -> None:
+        self.range = values
+        self.budget = budget
+
+    def __iter__(self) -> Iterator[int]:
+        return self.budget.loop(self.range)
+
+    def __reversed__(self) -> Iterator[int]:
+        return self.budget.loop(reversed(self.range))
+
+    def __len__(self) -> int:
+        return len(self.range)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> CountedRange: ...
+
+    def __getitem__(self, index: int | slice) -> int | CountedRange:
+        if isinstance(index, slice):
+            return CountedRange(self.range[index], self.budget)
+        return self.range[index]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.range
+
+    def __eq__(self, other: object) -> bool:
+        return self.range == (other.range if isinstance(other, CountedRange) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.range)
+
+    def __repr__(self) -> str:
+        return repr(self.range)
+
+    @property
+    def start(self) -> int:
+        return self.range.start
+
+    @property
+    def stop(self) -> int:
+        return self.range.stop
+
+    @property
+    def step(self) -> int:
+        return self.range.step
+
+
+def bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callable[..., Any]:
+    """A filter whose arguments and result stay within the bounds (and that reads the clock:
+    one filter may sort or join a long list)."""
+    # Filters that take the context or environment first get it from Jinja as their first
+    # argument: the value filtered is then the second.
+    skip = 1 if getattr(fn, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(fn)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        budget.clock()
+        args = tuple(a.range if type(a) is CountedRange else a for a in args)
+        check_filter(name, args[skip:], kwargs)
+        return checked(fn(*args, **kwargs))
+
+    return bounded
+
+
+#: The variable holding how deep a context's includes nest: passed on with the includer's
+#: variables, and no name a template can write.
+INCLUDE_DEPTH = "promptc: include depth"
+
+
+class BoundedTemplate(jinja2.Template):
+    """A template that counts how deep includes and imports nest, refused past the bound."""
+
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> Context:
+        depth = vars.get(INCLUDE_DEPTH, -1) + 1 if vars else 0  # the message's own is 0
+        if depth > MAX_NESTING:
+            raise nesting_error()
+        # A copy: an include is given its includer's own mapping, which must not change.
+        return super().new_context({**(vars or {}), INCLUDE_DEPTH: depth}, shared, locals)
+
+    def make_module(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> TemplateModule:
+        # An import (or an include without context) renders the whole template here, and one
+        # that imports itself would do so without end.
+        budget = cast(BoundedSandbox, self.environment).budget
+        budget.enter()
+        try:
+            return super().make_module(vars, shared, locals)
+        finally:
+            budget.leave()
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with the budget's checks in its public hooks.
+
+    Attributes:
+        budget: The counters of the message being rendered (the renderer starts and stops
+            them around each message block).
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = BoundedTemplate
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(extensions=[SourceNesting], **options)
+        self.budget = Budget()
+        self.filters.update(
+            {name: bounded_filter(name, fn, self.budget) for name, fn in self.filters.items()}
+        )
+        # Jinja's own range, which refuses more than its MAX_RANGE items.
+        jinja_range = cast(Callable[..., range], self.globals["range"])
+        budget = self.budget
+
+        def counted_range(*args: int) -> CountedRange:
+            return CountedRange(jinja_range(*args), budget)
+
+        self.globals["range"] = counted_range
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        check_binop(operator, left, right)
+        return checked(super().call_binop(context, operator, left, right))
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Jinja's call (its safety check included), nested within the budget; a ``str``
+        method's width is checked before it runs, every result after."""
+        check_call(obj, args, kwargs)
+        budget = self.budget
+        budget.enter()
+        try:
+            result = super().call(context, obj, *args, **kwargs)
+        finally:
+            budget.leave()
+        if isinstance(result, str) and len(result) <= MAX_VALUE_SIZE:  # the common case, fast
+            return result
+        return checked(result)

@@ -1,0 +1,149 @@
+"""A data file's rows: the messages of their errors, and their values as input text.
+
+Every problem found in a data file is a :class:`~promptc.errors.DataError` made by
+:func:`data_error` from one table, :data:`MESSAGES` (tested word for word, listed in
+docs/spec.md).
+
+Values that are not strings are turned into text deterministically (:func:`to_text`): integers
+and decimals as written in the file (``1.50`` stays ``1.50``), booleans as ``true``/``false``,
+lists and objects as compact JSON with sorted keys; null is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from promptc.errors import DataError, Location
+from promptc.markers import MAX_OPTIONS
+from promptc.spec.load import KeyPath
+
+DataFormat = Literal["jsonl", "json", "csv"]
+
+MESSAGES: dict[str, str] = {
+    "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
+    "expected a list of 1 to 26 non-empty strings",
+    "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
+    "folder",
+    "escapes-folder": "data path {path!r} leaves the spec's folder",
+    "not-found": "data file {path!r} not found",
+    "nul-in-path": "data path {path!r} contains a NUL character, which no file name can hold",
+    "not-a-file": "data path {path!r} is not a file",
+    "unreadable": "cannot read data file {path!r}: {reason}",
+    "unknown-format": "cannot tell the format of {path!r} from its extension; expected .jsonl, "
+    ".json or .csv",
+    "not-utf8": "data file is not UTF-8 text: invalid byte 0x{byte:02x}",
+    "bad-json": "invalid JSON: {problem}",
+    "not-an-object": "expected a JSON object for each row, found {found}",
+    "not-an-array": "expected a JSON array of objects, found {found}",
+    "csv-error": "invalid CSV: {problem}",
+    "csv-no-header": "CSV file has no header row; expected column names on the first line",
+    "csv-duplicate-column": "duplicate column {column!r} in the CSV header",
+    "csv-extra-fields": "row has {found} fields, but the header names {expected}",
+    "missing-field": "row has no field {column!r} (for input {input!r})",
+    "null-field": "field {column!r} (for input {input!r}) is null; expected text",
+    "missing-id": "row has no id field {column!r}",
+    "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
+    "which is not a character; expected text",
+    "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
+    "bad-id": "item id expression failed: {problem}",
+    "bad-id-template": "invalid item id expression: {problem}",
+    "empty-id": "item id is empty",
+    "duplicate-id": "duplicate item id {id!r}; first used at line {line}",
+    "no-rows": "data file has no rows",
+    "missing-gold": "row has no gold field {column!r} (for output {output!r})",
+    "null-gold": "gold field {column!r} (for output {output!r}) is null; expected a value",
+    "bad-gold": "gold value for {type} output {output!r}: {problem}",
+    "bad-gold-expression": "gold expression for output {output!r} failed: {problem}",
+    "bad-gold-template": "invalid gold expression for output {output!r}: {problem}",
+}
+
+HINTS: dict[str, str] = {
+    "escapes-folder": "keep data files inside the spec's folder",
+    "missing-gold": "map data.gold to the column holding the answer, or to an expression",
+    "unknown-format": "set data.format to jsonl, json or csv",
+}
+
+#: The ``bad-json`` problem of an integer past Python's digit limit.
+TOO_MANY_DIGITS = "an integer has more digits than can be read"
+
+
+def data_error(code: str, location: Location, key_path: KeyPath = (), **kw: object) -> DataError:
+    """A :class:`DataError` with the message of ``code`` from :data:`MESSAGES`."""
+    return DataError(
+        MESSAGES[code].format(**kw),
+        location=location,
+        path=key_path,
+        hint=HINTS.get(code),
+        code=code,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of a data file: its values and where it starts."""
+
+    values: Mapping[str, Any]
+    location: Location
+
+
+def option_list(value: Any) -> tuple[str, ...] | None:
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return tuple(value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate(text: str) -> re.Match[str] | None:
+    """The first lone surrogate in ``text``, which a JSON escape (``"\\ud800"``) can write but
+    no UTF-8 text can hold. ASCII text (nearly all) has none: it is not searched."""
+    if text.isascii():
+        return None
+    return _SURROGATE.search(text)
+
+
+def to_text(value: Any) -> str:
+    """A data value as input text, deterministically (see the module docstring)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def kind(value: object) -> str:
+    """What a JSON value is, as a message names it (``a list``, ``null``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

@@ -1,0 +1,84 @@
+"""An item's options as answers: the ``enum`` whose choices are an ``options`` input's.
+
+An ``options`` input lists each item's own options, shown as ``(a) … (b) …``; an enum output
+with ``choices_from`` naming it is answered with one of them. By ``answer_with``, an answer
+names an option by its ``letter`` (``b``), by its ``text`` (``refrigerator``) or by
+``either``; the value read is always the letter. With text answers the grammar shared by every
+item reads any one-line text (:func:`option_text_regex`), and :func:`resolve_option` then
+names the option of *that item* it is; a request's own grammar spells each item's exact
+choices (:func:`option_choices`, :func:`choices_regex`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+#: How an answer names one of an item's options (an enum with ``choices_from``): by its
+#: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
+AnswerWith = Literal["letter", "text", "either"]
+ANSWER_WITH: tuple[AnswerWith, ...] = ("letter", "text", "either")
+
+#: The letters of an ``options`` input's options, in order: ``(a)`` to ``(z)``.
+OPTION_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def option_text(option: str) -> str:
+    """The text an answer gives for an option: the option with each white-space run as one
+    space, stripped (``"  hunger  for sleep"`` → ``"hunger for sleep"``)."""
+    return " ".join(option.split())
+
+
+def option_choices(answer_with: AnswerWith, options: Sequence[str]) -> list[str]:
+    """The exact answers an item with ``options`` admits: its letters (``a`` …), its option
+    texts (:func:`option_text`), or both, letters first, each once."""
+    out: list[str] = []
+    if answer_with in ("letter", "either"):
+        out.extend(OPTION_LETTERS[: len(options)])
+    if answer_with in ("text", "either"):
+        out.extend(option_text(o) for o in options)
+    return list(dict.fromkeys(out))
+
+
+def resolve_option(
+    answer_with: AnswerWith, options: Sequence[str], answer: str, exact: bool
+) -> list[str]:
+    """The letters of the options of one item that ``answer`` names: one letter when it names
+    exactly one, none when it names none of them, several when it is ambiguous.
+
+    A letter (``letter``, ``either``) is read in any case, as enum choices are. An option's
+    text (``text``, ``either``) must equal :func:`option_text` of the option: exactly when
+    ``exact`` (strict parsing), else in any case and with any white space
+    (``"Hunger  for\tsleep"``). Never a guess: an answer that equals two options' texts, or
+    a letter and another option's text, names both.
+    """
+    letters = OPTION_LETTERS[: len(options)]
+    found = answer.strip()
+    hits: list[str] = []
+    if answer_with in ("letter", "either") and len(found) == 1 and found.lower() in letters:
+        hits.append(found.lower())
+    if answer_with in ("text", "either"):
+        want = found if exact else " ".join(found.split()).casefold()
+        for letter, option in zip(letters, options):
+            text = option_text(option)
+            if (text if exact else text.casefold()) == want and letter not in hits:
+                hits.append(letter)
+    return sorted(hits)
+
+
+def option_text_regex(max_chars: int) -> str:
+    """A text answer naming an item's option (``answer_with: text | either``) in a grammar
+    shared by every item: one line of at most twice ``max_chars`` characters (the longest
+    option's), no white space at its ends. Which option it is (if any) is decided per item
+    after reading (:func:`resolve_option`); each request's own grammar spells its options."""
+    nws = "[^ \\t\\n\\r\\f\\v]"
+    # Twice the longest, so that an option written with wider spacing is still read.
+    limit = 2 * max(max_chars, 1)
+    return f"{nws}(?:[^\\n]{{0,{limit - 2}}}{nws})?"
+
+
+def choices_regex(choices: Sequence[str]) -> str:
+    """The exact choices of one item (letters and/or option texts), any case, longest first."""
+    ordered = sorted(dict.fromkeys(choices), key=lambda w: (-len(w), w.lower(), w))
+    return "(?i:" + "|".join(re.escape(c) for c in ordered) + ")"
