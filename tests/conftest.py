@@ -6,12 +6,13 @@ import atexit
 import hashlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from llm_server import missing, running_server
 from promptc import ir
 from promptc.spec.answer_format import parse_answer_format
 from promptc.strategies import strategy
@@ -102,6 +103,25 @@ def make_task(
 @pytest.fixture
 def task_factory() -> Callable[..., ir.Task]:
     return make_task
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An ``llm`` test needs llama.cpp's server (xllamacpp) and the embedded model: it is
+    skipped when one of them is absent, with a reason that says how to get it."""
+    if item.get_closest_marker("llm") is not None and (reason := missing()) is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def llm_base_url() -> Iterator[str]:
+    """The base URL (``http://127.0.0.1:PORT/v1``) of the embedded llama.cpp server serving
+    SmolLM2-135M-Instruct, shared by the session: started by the first test that asks for it,
+    so that a run without such tests never pays for it, and stopped when the session ends."""
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_server() as base_url:
+        yield base_url
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ from promptc.values import text_answers
 
 if TYPE_CHECKING:
     import outlines_core
+    import xgrammar
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 KINDS: tuple[str, ...] = ("single", "few-shot", "batch", "auto-demo")
@@ -94,3 +95,12 @@ class CharVocabulary:
                 return False
             state = nxt
         return bool(index.is_final_state(state))
+
+
+def xgrammar_accepts(grammar: xgrammar.Grammar | str, text: str) -> bool:
+    """Whether xgrammar's matcher, fed ``text`` (a GBNF text or a compiled grammar), accepts
+    it whole and may stop there."""
+    # Imported here: xgrammar takes seconds to import, and only the engine tests need it.
+    from xgrammar.testing import _is_grammar_accept_string
+
+    return bool(_is_grammar_accept_string(grammar, text))

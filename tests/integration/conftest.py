@@ -1,43 +1,19 @@
-"""Fixtures of the real-model integration tests: one llama.cpp server for the session, and
-the example specs built into a scratch folder.
+"""Fixtures of the integration tests: the example specs built into a scratch folder.
 
-The server (SmolLM2-135M-Instruct, via tests/llm_server.py) starts on first use only, so that
-a run without ``-m llm`` tests never pays for it. Tests that need it are marked
-``@pytest.mark.llm`` and skipped only when llama_cpp is not importable (install the stack
-with ``bash scripts/install-llm.sh``).
+The real model's server is tests/conftest.py's session fixture ``llm_base_url`` (the embedded
+llama.cpp server, started on first use only); tests that need it are marked
+``@pytest.mark.llm``.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
-SPECS = REPO / "specs"
-sys.path.insert(0, str(TESTS))  # for llm_server
-
-from llm_server import running_server
-
-try:
-    import llama_cpp  # noqa: F401
-
-    LLAMA_IMPORT_ERROR: str | None = None
-except Exception as exc:  # noqa: BLE001 - ImportError, or OSError if libllama fails to load
-    LLAMA_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
-
-
-@pytest.fixture(scope="session")
-def llm_base_url() -> Iterator[str]:
-    """The base URL (``http://127.0.0.1:PORT/v1``) of a SmolLM2 server shared by the session."""
-    if LLAMA_IMPORT_ERROR is not None:
-        pytest.skip(f"llama_cpp is not importable ({LLAMA_IMPORT_ERROR})")
-    with running_server() as base_url:
-        yield base_url
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 @pytest.fixture(scope="session")

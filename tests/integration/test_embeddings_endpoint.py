@@ -1,35 +1,24 @@
 """Similarity selection through a real OpenAI-compatible ``/v1/embeddings`` endpoint.
 
-llama-cpp-python's server answers ``/v1/embeddings`` only when started with
-``--embedding true``, so these tests start their own instance of it (the chat server of the
-other integration tests runs without). SmolLM2 has no pooling layer: the server answers one
-vector per token, which promptc mean-pools (and L2-normalises, like every vector it caches).
-Without pooling, that server also lets the texts of one request see each other (every text but
-the first comes back changed), so these specs send one text per request (``texts_per_request: 1``),
-as docs/selection.md advises for it, and several requests at once.
+llama.cpp's server answers ``/v1/embeddings`` only when started for it (the embedded server's
+``embedding`` mode), so these tests start their own instance of it (the chat server of the
+other integration tests runs without). SmolLM2 has no pooling layer of its own: the server
+mean-pools its token vectors, one vector per text, and keeps the texts of one request apart,
+so these specs send several texts per request and several requests at once. A server that
+answers one vector per token instead (llama-cpp-python's, for such a model) is played by a
+scripted loopback server: promptc mean-pools those itself.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS))
-
 from llm_server import running_server
-
-pytestmark = [
-    pytest.mark.llm,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None, reason="llama_cpp is not installed"
-    ),
-]
+from loopback import QuietHandler, send_json, serving
 
 QUESTIONS = [
     "A baker bakes 12 loaves of bread and sells 5. How many are left?",
@@ -57,14 +46,14 @@ strategy:
   selection:
     method: {method}
     cache_dir: cache
-    embeddings: {{url: "{url}", model: smollm2, texts_per_request: 1, concurrency: 2}}
+    embeddings: {{url: "{url}", model: smollm2, texts_per_request: 3, concurrency: 2}}
 model: {{name: m}}
 """
 
 
 @pytest.fixture(scope="module")
 def embeddings_url() -> Iterator[str]:
-    with running_server(extra_args=["--embedding", "true"]) as base_url:
+    with running_server(embedding=True) as base_url:
         yield base_url
 
 
@@ -78,20 +67,22 @@ def _spec(folder: Path, url: str, method: str = "partition") -> Path:
     return spec
 
 
+@pytest.mark.llm
 def test_endpoint_vectors_are_normalised_and_mean_pooled(embeddings_url: str) -> None:
     import numpy as np
     from promptc.ir import EmbeddingEndpoint
     from promptc.select.embed import EndpointEmbedder
 
     embedder = EndpointEmbedder(
-        EmbeddingEndpoint(url=embeddings_url, model="smollm2", texts_per_request=1, concurrency=3)
+        EmbeddingEndpoint(url=embeddings_url, model="smollm2", texts_per_request=3, concurrency=2)
     )
-    runs = dict(embedder.embed_batches(QUESTIONS))  # one text per run, in any order
+    runs = dict(embedder.embed_batches(QUESTIONS))  # runs of up to 3 texts, in any order
     vectors = np.vstack([runs[start] for start in sorted(runs)])
     assert vectors.shape == (len(QUESTIONS), 576)  # SmolLM2-135M's hidden size
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert embedder.requests == len(QUESTIONS)  # one text per request, answered in any order
-    # The same text gives the same vector, in whatever order the answers came.
+    assert embedder.requests == 3  # 8 texts, 3 a request, answered in any order
+    # The same text gives the same vector alone as beside others, in whatever order the
+    # answers came.
     [(_, again)] = embedder.embed_batches([QUESTIONS[4]])
     assert np.allclose(again[0], vectors[4], atol=1e-4)
     # Math questions sit nearer each other than a math question and a geography one.
@@ -99,6 +90,7 @@ def test_endpoint_vectors_are_normalised_and_mean_pooled(embeddings_url: str) ->
     assert sims[0, 1] > sims[0, 3]
 
 
+@pytest.mark.llm
 def test_similarity_build_through_the_endpoint_then_from_the_cache(
     embeddings_url: str, tmp_path: Path
 ) -> None:
@@ -144,3 +136,36 @@ def test_an_unreachable_endpoint_is_an_error_at_the_spec(tmp_path: Path) -> None
     assert e.code == "endpoint-failed"
     assert "http://127.0.0.1:9/v1/embeddings" in str(e) and "after 2 tries" in str(e)
     assert e.location is not None and e.location.file.endswith("spec.yaml")
+
+
+class _PerToken(QuietHandler):
+    """Answers ``/v1/embeddings`` as a server without pooling does: for each text, one vector
+    per token (here, per word)."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        data = [
+            {"object": "embedding", "index": i, "embedding": [_word_vector(w) for w in t.split()]}
+            for i, t in enumerate(body["input"])
+        ]
+        send_json(self, {"object": "list", "data": data, "model": body["model"]})
+
+
+def _word_vector(word: str) -> list[float]:
+    return [float(len(word)), float(ord(word[0]) % 7), 1.0]
+
+
+def test_one_vector_per_token_is_mean_pooled_and_normalised() -> None:
+    import numpy as np
+    from promptc.ir import EmbeddingEndpoint
+    from promptc.select.embed import EndpointEmbedder
+
+    texts = ["one", "two words", "and three words"]
+    with serving(_PerToken) as url:
+        embedder = EndpointEmbedder(EmbeddingEndpoint(url=url, model="m", texts_per_request=2))
+        runs = dict(embedder.embed_batches(texts))
+    vectors = np.vstack([runs[start] for start in sorted(runs)])
+    pooled: Any = np.array([np.mean([_word_vector(w) for w in t.split()], axis=0) for t in texts])
+    expected = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    assert vectors.shape == (3, 3) and embedder.requests == 2
+    assert np.allclose(vectors, expected, atol=1e-6)

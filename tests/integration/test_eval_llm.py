@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 from promptc.cli.app import run
+from promptc.run.models import find_model
 
 SPEC = """\
 promptc: 1
@@ -76,14 +76,13 @@ def test_eval_all_four_strategies_on_the_real_model(
     for chart in ("accuracy-vs-tokens.png", "accuracy-by-position.png"):
         assert png_size(report / chart) == (800, 500)
     # plan's count with the model's own tokenizer is what the server reports it read.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from llm_server import smollm2_model_path
     from promptc.plan.estimate import plan_spec
     from promptc.plan.variants import Variant
+    from promptc.strategies import strategy
 
-    grid = [Variant("single", None), Variant("few-shot", None), Variant("batch", 2)]
-    grid.append(Variant("auto-demo", 2))
-    plan = plan_spec(str(spec), grid, tokenizer=smollm2_model_path())
+    grid = [Variant(strategy("single"), None), Variant(strategy("few-shot"), None)]
+    grid += [Variant(strategy("batch"), 2), Variant(strategy("auto-demo"), 2)]
+    plan = plan_spec(str(spec), grid, tokenizer=str(find_model()))
     assert plan.exact
     assert [round(p.input_per_question, 2) for p in plan.variants] == [
         v["input_tokens_per_question"] for v in doc["variants"]

@@ -8,7 +8,6 @@ limit, a server error.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -23,9 +22,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for llm_server
-
 from llm_server import running_server
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import read_requests, read_task
@@ -36,10 +32,6 @@ from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import OutputsFile, read_outputs_file
 
-requires_llama = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None,
-    reason="llama_cpp is not installed; run: bash scripts/install-llm.sh",
-)
 MODEL = "smollm2"
 TIMEOUT = 1800.0
 #: A fake key, unlike anything a file could hold by chance.
@@ -709,7 +701,6 @@ def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
 
 
 @pytest.mark.llm
-@requires_llama
 def test_resume_after_the_process_is_killed(
     llm_base_url: str, sentiment: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -775,7 +766,6 @@ def test_resume_after_the_process_is_killed(
 
 
 @pytest.mark.llm
-@requires_llama
 def test_cache_answers_when_the_server_is_gone(
     sentiment: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,8 +3,8 @@ says it (vLLM's ``GET /v1/models`` ``max_model_len``, llama.cpp's ``GET /props``
 nothing when the server does not tell, cannot be asked, or is slow to answer.
 
 A scripted loopback server (the standard library's HTTP server in a thread) answers the probes
-as each test sets and every chat request with a valid batch answer; the ``llm`` tests ask real
-llama.cpp servers started with a small context.
+as each test sets and every chat request with a valid batch answer; the ``llm`` test asks
+llama.cpp's own server (the embedded one) started with a small context.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import promptc.run.context as context_module
 import pytest
+from llm_server import running_server
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import read_requests
 from promptc.run.context import largest_need, server_context, server_root
@@ -108,7 +109,7 @@ def test_a_build_that_fits_is_not_warned_about(
     assert _warnings(lines) == [] and result.ok
 
 
-def test_llama_cpp_props_are_asked_when_the_models_do_not_say(
+def test_llama_server_props_are_asked_when_the_models_do_not_say(
     sentiment4: Path, server: tuple[str, type[_Handler]], tmp_path: Path
 ) -> None:
     url, handler = server
@@ -127,7 +128,10 @@ def test_llama_cpp_props_are_asked_when_the_models_do_not_say(
         {"/v1/models": (200, _models(("m", None))), "/props": (200, {"n_ctx": "x"})},
         {"/v1/models": (500, {"error": "down"}), "/props": (200, ["not", "an", "object"])},
         {"/v1/models": (200, {"data": [{"id": "m", "max_model_len": True}]})},
+        # llama-cpp-python's server: models without a length, owned by "me"; no /props.
+        {"/v1/models": (200, {"object": "list", "data": [{"id": "m", "owned_by": "me"}]})},
     ],
+    ids=["neither", "props-unreadable", "models-down", "length-not-a-number", "no-length"],
 )
 def test_a_server_that_does_not_say_is_run_silently(
     sentiment4: Path,
@@ -168,7 +172,7 @@ def test_the_model_sent_picks_its_length_and_the_root_drops_v1() -> None:
     assert server_context("file:///etc/passwd") is None
 
 
-# ---- real llama.cpp servers --------------------------------------------------------------
+# ---- the real llama.cpp server -----------------------------------------------------------
 
 
 @pytest.mark.llm
@@ -177,34 +181,9 @@ def test_llama_server_with_a_small_context_is_warned_about(
 ) -> None:
     """llama.cpp's own server (the embedded engine's, run as an external server here) says
     its context in GET /props."""
-    from promptc.run.local import local_server, server_installed
-
-    if not server_installed():
-        pytest.skip("llama.cpp's own server (xllamacpp) is not installed")
-    with local_server(n_ctx=512) as url:
+    with running_server(n_ctx=512) as url:
         result, lines = _run(sentiment4, url, tmp_path, limit=1, timeout=120)
     (warning,) = _warnings(lines)
     assert "context of 512 tokens (GET /props: default_generation_settings.n_ctx)" in warning
     assert "request r0001 " in warning  # the largest of the requests sent
     assert result.answered + len(result.failed) == 1
-
-
-@pytest.mark.llm
-def test_llama_cpp_python_server_which_does_not_say_is_run_silently(
-    sentiment4: Path, tmp_path: Path
-) -> None:
-    """tests/llm_server.py's llama-cpp-python server, with a small context: it has no
-    GET /props and lists no context length, so nothing is said and the run goes on."""
-    from llm_server import LLMServerError, running_server
-
-    try:
-        server = running_server(n_ctx=1024)
-        url = server.__enter__()
-    except (LLMServerError, FileNotFoundError) as e:
-        pytest.skip(f"no llama.cpp server: {e}")
-    try:
-        result, lines = _run(sentiment4, url, tmp_path, limit=1, timeout=120)
-    finally:
-        server.__exit__(None, None, None)
-    assert _warnings(lines) == []
-    assert result.answered == 1, [f.format() for f in result.failed]

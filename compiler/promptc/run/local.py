@@ -146,6 +146,8 @@ def serve(  # pragma: no cover - runs in the child
     params.cpuparams_batch.n_threads = threads
     params.sampling.seed = 1234
     params.embedding = embedding
+    if embedding:  # /v1/embeddings answers one vector per text; a chat model has no pooling
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     _server = xllamacpp.Server(params)  # serves from its own threads until the process ends
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     # At once, even in the middle of a request: a clean shutdown would wait for the request to
@@ -215,7 +217,8 @@ def local_server(
         model_path: A GGUF file; default SmolLM2-135M-Instruct (fetched on first use).
         n_ctx: The context size in tokens (see :func:`context_for`).
         say: Where to report starting and stopping (one line each).
-        embedding: Serve ``/v1/embeddings`` (the model as an embedding model) instead of chat.
+        embedding: Serve ``/v1/embeddings`` (the model as an embedding model, its token
+            vectors mean-pooled) instead of chat.
 
     Raises:
         BackendError: llama.cpp's server or the model is not installed, or the server did
