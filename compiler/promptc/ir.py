@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from promptc.errors import Location
 from promptc.strategies import Strategy
@@ -30,13 +30,7 @@ InputType = Literal["text", "options"]
 
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
-SELECTION_METHODS: tuple[SelectionMethod, ...] = (
-    "sequential",
-    "random",
-    "retrieval",
-    "partition",
-    "diverse",
-)
+SELECTION_METHODS: tuple[SelectionMethod, ...] = get_args(SelectionMethod)
 SIMILARITY_METHODS: tuple[SelectionMethod, ...] = ("retrieval", "partition", "diverse")
 
 NOWHERE = Location("<unknown>")
