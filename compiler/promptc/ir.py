@@ -297,16 +297,12 @@ class Task:
     run: RunConfig = RunConfig()
 
     def output(self, name: str) -> OutputField:
-        for o in self.outputs:
-            if o.name == name:
-                return o
-        raise KeyError(name)
+        """The output called ``name``; ``KeyError`` when there is none."""
+        return {o.name: o for o in self.outputs}[name]
 
     def template_for(self, kind: Strategy) -> TemplateRef:
-        for t in self.templates:
-            if t.kind == kind:
-                return t
-        return TemplateRef(kind, None)
+        """The spec's template for ``kind``, else the shipped one's reference."""
+        return next((t for t in self.templates if t.kind == kind), TemplateRef(kind, None))
 
 
 @dataclass(frozen=True, slots=True)
