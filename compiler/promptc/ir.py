@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from promptc.errors import Location
 from promptc.strategies import Strategy
@@ -30,13 +30,7 @@ InputType = Literal["text", "options"]
 
 
 SelectionMethod = Literal["sequential", "random", "retrieval", "partition", "diverse"]
-SELECTION_METHODS: tuple[SelectionMethod, ...] = (
-    "sequential",
-    "random",
-    "retrieval",
-    "partition",
-    "diverse",
-)
+SELECTION_METHODS: tuple[SelectionMethod, ...] = get_args(SelectionMethod)
 SIMILARITY_METHODS: tuple[SelectionMethod, ...] = ("retrieval", "partition", "diverse")
 
 NOWHERE = Location("<unknown>")
@@ -303,16 +297,12 @@ class Task:
     run: RunConfig = RunConfig()
 
     def output(self, name: str) -> OutputField:
-        for o in self.outputs:
-            if o.name == name:
-                return o
-        raise KeyError(name)
+        """The output called ``name``; ``KeyError`` when there is none."""
+        return {o.name: o for o in self.outputs}[name]
 
     def template_for(self, kind: Strategy) -> TemplateRef:
-        for t in self.templates:
-            if t.kind == kind:
-                return t
-        return TemplateRef(kind, None)
+        """The spec's template for ``kind``, else the shipped one's reference."""
+        return next((t for t in self.templates if t.kind == kind), TemplateRef(kind, None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,14 +100,16 @@ def parse_answer_format(
     return AnswerFormat(source, tuple(segments), location)
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TEXT = re.compile(r"[^{}]+")
+#: One token of the grammar: ``{{``, ``}}``, a ``{field}`` placeholder, or a run of text.
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[^{}]+")
+#: A placeholder's opening brace and name, without its closing brace.
+_OPENED = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _read(source: str) -> list[tuple[int, str | None, str]] | int:
-    """Reads an answer format by ``grammars/answer_format.lark``, by hand: a recursive-descent
-    reader of a language this small costs nothing to build, where a parser generator takes
-    longer to build its tables than every format of a spec takes to read.
+    """Reads an answer format by ``grammars/answer_format.lark``, a token at a time: a
+    language this small needs no parser generator, which takes longer to build its tables
+    than every format of a spec takes to read.
 
     Returns the parts in order — ``(offset, field, "")`` for a placeholder, ``(offset, None,
     text)`` for literal text (``{{`` and ``}}`` give ``{`` and ``}``) — or the offset of the
@@ -117,34 +119,22 @@ def _read(source: str) -> list[tuple[int, str | None, str]] | int:
     parts: list[tuple[int, str | None, str]] = []
     i, n = 0, len(source)
     while i < n:
-        ch = source[i]
-        if ch == "{":
-            if source.startswith("{{", i):
-                parts.append((i, None, "{"))
-                i += 2
-                continue
-            name = _NAME.match(source, i + 1)
-            if name is None:
+        token = _TOKEN.match(source, i)
+        if token is None:  # a lone brace
+            opened = _OPENED.match(source, i)
+            if source[i] == "}":
+                return i
+            if opened is None:
                 # At the end, the parser reports the last token read: this '{'.
                 return i + 1 if i + 1 < n else i
-            end = name.end()
-            if end >= n:
-                return i + 1  # the end, after the name: reported at the name
-            if source[end] != "}":
-                return end
-            parts.append((i, name.group(), ""))
-            i = end + 1
-        elif ch == "}":
-            if source.startswith("}}", i):
-                parts.append((i, None, "}"))
-                i += 2
-                continue
-            return i
+            # At the end, after the name: reported at the name; else at what follows it.
+            return i + 1 if opened.end() >= n else opened.end()
+        text = token.group()
+        if token.group(1) is not None:
+            parts.append((i, token.group(1), ""))
         else:
-            text = _TEXT.match(source, i)
-            assert text is not None
-            parts.append((i, None, text.group()))
-            i = text.end()
+            parts.append((i, None, text[0] if text in ("{{", "}}") else text))
+        i = token.end()
     return parts
 
 

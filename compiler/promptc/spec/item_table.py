@@ -72,15 +72,12 @@ class ItemTable(Sequence[Item]):
     def __getitem__(self, index: int | slice) -> Item | list[Item]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        item = self._cache.get(index)  # an item read a moment ago (a build takes each thrice)
-        if item is not None:
-            return item
         n = len(self._starts)
         if index < 0:
             index += n
         if not 0 <= index < n:
             raise IndexError("item index out of range")
-        item = self._cache.get(index)  # a negative index's item
+        item = self._cache.get(index)  # an item read a moment ago (a build takes each thrice)
         if item is None:
             if self._file is None:
                 self._file = open(self.path, "rb")  # noqa: SIM115 - kept open while in use

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,14 +233,10 @@ class SpecDocument:
         source = self.sources.get(span.file) if span else None
         if not isinstance(value, str) or span is None or source is None:
             return lambda offset: base
-        # Aligned on first use: a valid spec asks for no position, and aligning costs a
-        # Python step per character of the string.
-        aligned: list[tuple[list[int], LineTable]] = []
+        offsets = _align(value, source, span)
+        lines = LineTable(source, YAML_BREAKS)
 
         def locate(offset: int) -> Location:
-            if not aligned:
-                aligned.append((_align(value, source, span), LineTable(source, YAML_BREAKS)))
-            offsets, lines = aligned[0]
             if not offsets:
                 return base
             at = lines.position(offsets[min(max(offset, 0), len(offsets) - 1)])
@@ -640,22 +636,14 @@ def confined(folder: Path, rel: str, root: Path | None = None) -> Path | str:
     return target if target.is_relative_to(root or folder) else "escape"
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    root: Path
-    files: list[SpecFile] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)
-    folders: dict[str, Path] = field(default_factory=dict)
-    digests: bool = True
-
-
-def _load_chain(display: str, resolved: Path, where: Location | None, ctx: _Context) -> _Layer:
-    """One spec file merged over those it extends; ``ctx.files`` is the chain that extends it
-    (an ``extends`` chain has no branches)."""
-    text, sha = _read_text(display, resolved, where, ctx.digests)
-    ctx.files.append(SpecFile(display, resolved, sha))
-    ctx.sources[display] = text
-    ctx.folders[display] = resolved.parent
+def _load_chain(display: str, resolved: Path, where: Location | None, doc: SpecDocument) -> _Layer:
+    """One spec file merged over those it extends, its file, text and folder recorded in
+    ``doc`` (the document being loaded); ``doc.files`` is the chain that extends it (an
+    ``extends`` chain has no branches)."""
+    text, sha = _read_text(display, resolved, where, doc.digests)
+    doc.files.append(SpecFile(display, resolved, sha))
+    doc.sources[display] = text
+    doc._folders[display] = resolved.parent
     layer = _parse(display, text)
     if "extends" not in layer.data:
         return layer
@@ -670,13 +658,13 @@ def _load_chain(display: str, resolved: Path, where: Location | None, ctx: _Cont
             p,
             found=describe(ext, show=False) if ext != "" else "an empty string",
         )
-    target = confined(resolved.parent, ext, ctx.root)
+    target = confined(resolved.parent, ext, doc.root)
     if isinstance(target, str):  # extends-nul, extends-absolute, extends-escape
         raise load_error("extends-" + target, ext_loc, p, path=ext)
     target_display = os.path.normpath(os.path.join(os.path.dirname(display), ext))
-    chain = [f.resolved for f in ctx.files]
+    chain = [f.resolved for f in doc.files]
     if target in chain:
-        names = [f.display for f in ctx.files[chain.index(target) :]]
+        names = [f.display for f in doc.files[chain.index(target) :]]
         raise load_error("extends-cycle", ext_loc, p, cycle=" → ".join([*names, target_display]))
     if len(chain) >= MAX_EXTENDS:
         raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
@@ -684,7 +672,7 @@ def _load_chain(display: str, resolved: Path, where: Location | None, ctx: _Cont
         raise load_error("extends-not-file", ext_loc, p, path=ext)
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
-    base = _load_chain(target_display, target, ext_loc, ctx)
+    base = _load_chain(target_display, target, ext_loc, doc)
     return _merge(base, layer)
 
 
@@ -704,20 +692,16 @@ def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
     """
     display = os.fspath(path)
     resolved = Path(display).resolve()
-    ctx = _Context(root=project_root(resolved.parent).resolve(), digests=digests)
-    layer = _load_chain(display, resolved, None, ctx)
-    # ctx.files lists files as they were opened: top first, then each base, nearest first.
-    return SpecDocument(
-        path=Path(display),
+    root = project_root(resolved.parent).resolve()
+    doc = SpecDocument(Path(display), {}, {}, {}, {}, [], root, {}, digests=digests)
+    layer = _load_chain(display, resolved, None, doc)
+    # doc.files lists files as they were opened: top first, then each base, nearest first.
+    return replace(
+        doc,
         data=layer.data,
         key_locations=layer.key_locations,
         value_locations=layer.value_locations,
         spans=layer.spans,
-        files=ctx.files,
-        root=ctx.root,
-        sources=ctx.sources,
-        _folders=ctx.folders,
-        digests=digests,
     )
 
 

@@ -149,47 +149,28 @@ def csv_row(text: str) -> list[str]:
 
 
 class _CsvLines:
-    """The lines of a CSV file for :func:`csv.reader`, split as ``newline=""`` text would be,
-    counting the byte offset of the next line."""
+    """The lines of a CSV file for :func:`csv.reader`, split as ``newline=""`` text would be;
+    :attr:`offset` is the byte offset of the next line."""
 
     def __init__(self, f: BinaryIO, sha: Hasher) -> None:
         self.f = f
         self.sha = sha
         self.offset = 0
-        self.raw_line = 0
-        self.pending: list[tuple[str, int]] = []
 
-    def __iter__(self) -> _CsvLines:
-        return self
-
-    def __next__(self) -> str:
-        if self.pending:
-            text, size = self.pending.pop()
-            self.offset += size
-            return text
-        raw = self.f.readline()
-        if not raw:
-            raise StopIteration
-        self.sha.update(raw)
-        self.raw_line += 1
-        size = len(raw)
-        if self.raw_line == 1 and raw.startswith(_BOM):
-            raw = raw[3:]
-            self.offset += 3
-            size -= 3
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _not_utf8(raw, e, self.raw_line) from None
-        if "\r" in text:
-            parts = _csv_lines(text)
-            if len(parts) > 1:
-                sizes = [len(p.encode("utf-8")) for p in parts]
-                self.pending = list(zip(parts[1:], sizes[1:]))[::-1]
-                self.offset += sizes[0]
-                return parts[0]
-        self.offset += size
-        return text
+    def __iter__(self) -> Iterator[str]:
+        for raw_line, raw in enumerate(self.f, start=1):
+            self.sha.update(raw)
+            if raw_line == 1 and raw.startswith(_BOM):
+                raw = raw[3:]
+                self.offset += 3
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(raw, e, raw_line) from None
+            parts = _csv_lines(text) if "\r" in text else [text]
+            for part in parts:
+                self.offset += len(raw) if len(parts) == 1 else len(part.encode("utf-8"))
+                yield part
 
 
 def csv_header(

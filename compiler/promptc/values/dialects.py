@@ -36,6 +36,9 @@ CATEGORIES: dict[Any, list[tuple[int, int]]] = {
     ],
 }
 
+#: The parse tree's repetitions (lazy and possessive ones spelled as greedy).
+_REPEATS = (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT)
+
 _CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\f": "\\f", "\v": "\\v"}
 
 
@@ -156,8 +159,8 @@ class Dialect:
     #: What separates the parts of a sequence, and what spells an empty one.
     join: str
     empty: str
-    #: Whether a repeated part needs no group around it.
-    is_atom: Callable[[str], bool]
+    #: Whether a repeated part (its parse, and as spelled) needs no group around it.
+    is_atom: Callable[[Any, str], bool]
 
     def spell(self, regex: str) -> str:
         """``regex`` (a Python regex without anchors, lookarounds or back-references) in this
@@ -205,11 +208,32 @@ class Dialect:
             return self.group + self._seq(sub, icase or bool(add & SRE.SRE_FLAG_IGNORECASE)) + ")"
         if op is SRE.ATOMIC_GROUP:
             return self.group + self._seq(av, icase) + ")"
-        if op in (SRE.MAX_REPEAT, SRE.MIN_REPEAT, SRE.POSSESSIVE_REPEAT):
+        if op in _REPEATS:
             lo, hi, sub = av
             inner = self._seq(sub, icase)
-            return (inner if self.is_atom(inner) else self.group + inner + ")") + quantifier(lo, hi)
+            return (inner if self.is_atom(sub, inner) else self.group + inner + ")") + quantifier(
+                lo, hi
+            )
         raise GrammarError(f"cannot express the regex construct {op} {self.where}")
+
+
+# ---------------------------------------------------------------- spelling characters
+
+
+def _char_speller(named: dict[str, str], backslashed: str, hex_form: str) -> Callable[[str], str]:
+    """How a dialect spells one character in a literal or a class: by name (``\\n``), behind
+    a backslash, as a hex escape (other control characters), or as itself."""
+
+    def spell(ch: str) -> str:
+        if ch in named:
+            return named[ch]
+        if ch in backslashed:
+            return "\\" + ch
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return hex_form.format(ord(ch))
+        return ch
+
+    return spell
 
 
 # ---------------------------------------------------------------- GBNF
@@ -217,53 +241,26 @@ class Dialect:
 #: A character other than white space, as GBNF spells it (ASCII white space).
 GBNF_NOT_WS = "[^ \\t\\n\\r\\x0B\\x0C]"
 
+_GBNF_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_gbnf_char = _char_speller(_GBNF_NAMED, '\\"', "\\x{:02X}")
+_gbnf_class_char = _char_speller({**_GBNF_NAMED, "-": "\\x2D"}, "\\]^[", "\\x{:02X}")
+
 
 def gbnf_string(text: str) -> str:
     """A GBNF string literal."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _gbnf_class_char(code: int) -> str:
-    ch = chr(code)
-    if ch in "\\]^[-":
-        return "\\" + ch if ch != "-" else "\\x2D"
-    if ch == "\n":
-        return "\\n"
-    if ch == "\r":
-        return "\\r"
-    if ch == "\t":
-        return "\\t"
-    if code < 0x20 or code == 0x7F:
-        return f"\\x{code:02X}"
-    return ch
+    return '"' + "".join(map(_gbnf_char, text)) + '"'
 
 
 #: llama.cpp's GBNF; ``\\d`` becomes ``[0-9]``.
 GBNF = Dialect(
     where="in GBNF",
     literal=gbnf_string,
-    class_char=_gbnf_class_char,
+    class_char=lambda code: _gbnf_class_char(chr(code)),
     group="(",
     alternative=" | ",
     join=" ",
     empty='""',
-    is_atom=lambda s: " " not in s or (s.startswith("(") and s.endswith(")")),
+    is_atom=lambda sub, s: " " not in s or (s.startswith("(") and s.endswith(")")),
 )
 
 
@@ -271,80 +268,13 @@ GBNF = Dialect(
 
 #: A character other than white space, as the portable dialect spells it.
 PORTABLE_NOT_WS = "[^ \\t\\n\\r\\f\\v]"
-#: Characters with a meaning outside a character class, escaped with a backslash.
-_SPECIAL = set("\\^$.|?*+()[]{}")
-#: Characters with a meaning inside a character class.
-_CLASS_SPECIAL = set("\\]^[-")
+_portable_char = _char_speller(_CONTROL_ESCAPES, "\\^$.|?*+()[]{}", "\\x{:02x}")
+_portable_class_char = _char_speller(_CONTROL_ESCAPES, "\\]^[-", "\\x{:02x}")
 
 
 def escape(text: str) -> str:
     """``text`` as a literal of the portable dialect."""
-    out = []
-    for ch in text:
-        if ch in _CONTROL_ESCAPES:
-            out.append(_CONTROL_ESCAPES[ch])
-        elif ch in _SPECIAL:
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _portable_class_char(code: int) -> str:
-    ch = chr(code)
-    if ch in _CONTROL_ESCAPES:
-        return _CONTROL_ESCAPES[ch]
-    if ch in _CLASS_SPECIAL:
-        return "\\" + ch
-    if code < 0x20 or code == 0x7F:
-        return f"\\x{code:02x}"
-    return ch
-
-
-def _is_atom(regex: str) -> bool:
-    """Whether ``regex`` is one class, one (escaped) character or one group."""
-    if regex.startswith("(?:") and regex.endswith(")") and _closes_at_end(regex):
-        return True
-    if regex.startswith("[") and regex.endswith("]") and _class_end(regex) == len(regex):
-        return True
-    return len(regex) == 1 or (len(regex) == 2 and regex[0] == "\\")
-
-
-def _closes_at_end(regex: str) -> bool:
-    depth, k = 0, 0
-    while k < len(regex):
-        ch = regex[k]
-        if ch == "\\":
-            k += 2
-            continue
-        if ch == "[":
-            k = _class_end(regex, k)
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0 and k != len(regex) - 1:
-                return False
-        k += 1
-    return True
-
-
-def _class_end(regex: str, start: int = 0) -> int:
-    """The offset just after the class that opens at ``start``."""
-    k = start + 1
-    if k < len(regex) and regex[k] == "^":
-        k += 1
-    while k < len(regex):
-        if regex[k] == "\\":
-            k += 2
-            continue
-        if regex[k] == "]":
-            return k + 1
-        k += 1
-    return len(regex)
+    return "".join(map(_portable_char, text))
 
 
 #: The regex dialect constrained-decoding engines share (no named groups, lookarounds,
@@ -352,10 +282,11 @@ def _class_end(regex: str, start: int = 0) -> int:
 PORTABLE = Dialect(
     where="portably",
     literal=escape,
-    class_char=_portable_class_char,
+    class_char=lambda code: _portable_class_char(chr(code)),
     group="(?:",
     alternative="|",
     join="",
     empty="",
-    is_atom=_is_atom,
+    # One class, one character or one group: a single item that is no repetition.
+    is_atom=lambda sub, s: len(sub) == 1 and sub[0][0] not in _REPEATS,
 )

@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from promptc.values.dialects import PORTABLE_NOT_WS
+
 #: How an answer names one of an item's options (an enum with ``choices_from``): by its
 #: ``letter`` (``b``), by its ``text`` (``refrigerator``), or by ``either``.
 AnswerWith = Literal["letter", "text", "either"]
@@ -72,10 +74,9 @@ def option_text_regex(max_chars: int) -> str:
     shared by every item: one line of at most twice ``max_chars`` characters (the longest
     option's), no white space at its ends. Which option it is (if any) is decided per item
     after reading (:func:`resolve_option`); each request's own grammar spells its options."""
-    nws = "[^ \\t\\n\\r\\f\\v]"
     # Twice the longest, so that an option written with wider spacing is still read.
     limit = 2 * max(max_chars, 1)
-    return f"{nws}(?:[^\\n]{{0,{limit - 2}}}{nws})?"
+    return f"{PORTABLE_NOT_WS}(?:[^\\n]{{0,{limit - 2}}}{PORTABLE_NOT_WS})?"
 
 
 def choices_regex(choices: Sequence[str]) -> str:
