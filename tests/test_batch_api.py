@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from batch_server import BatchServer, batch_api
 from promptc.build import build, read_requests
-from promptc.build.targets import OpenAIBatch
+from promptc.build.targets import OpenAIBatch, strict_schema
 from promptc.run.batch_api import STATE_FILE, read_state
 from promptc.spec.lower import compile_spec
 
@@ -181,3 +181,52 @@ def test_cancel_leaves_the_requests_to_the_repair_build(shards: Path) -> None:
     first = {i for r in read_requests(shards) if r.id in ("r0001", "r0002") for i in r.item_ids}
     assert first <= bad
     assert "batch_0001 cancelled" in err
+
+
+def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(
+    tmp_path: Path,
+) -> None:
+    """``--target openai-batch --grammar json-schema``: each body's ``response_format`` is the
+    request's strict JSON Schema (what ``promptc run --grammar json-schema`` sends); answers
+    in that JSON form come back ok through the Batch API, and the repair build carries it too.
+    """
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "promptc", "build", str(SPECS / "sentiment.yaml"), "-o"]
+    cmd += [str(out), "--target", "openai-batch", "--grammar", "json-schema"]
+    cmd += ["--strategy", "batch", "--batch-size", "4"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    schema = json.loads((out / "answer.schema.json").read_text(encoding="utf-8"))
+    lines = [json.loads(x) for x in (out / "requests.jsonl").open(encoding="utf-8")]
+    assert [x["body"]["response_format"] for x in lines] == [strict_schema(schema)] * 5
+    assert json.loads((out / "manifest.json").read_text())["response_format"] == "json_schema"
+    # What promptc run reads of the lines: sampling parameters, not the constraint.
+    assert all("response_format" not in r.params for r in read_requests(out))
+    sizes = {r.id: len(r.item_ids) for r in read_requests(out)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        assert body["response_format"]["json_schema"]["strict"] is True
+        entries = [{"index": i, "sentiment": "negative"} for i in range(1, sizes[rid] + 1)]
+        return json.dumps({"answers": entries})
+
+    server = BatchServer(answer, errors={"r0003"})
+    with batch_api(server) as url:
+        proc = _run(out, url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    rows = _results(out)
+    assert sum(r["status"] == "ok" for r in rows) == 16
+    assert {r["values"].get("sentiment") for r in rows if r["status"] == "ok"} == {"negative"}
+    repair = [json.loads(x) for x in (out / "repair" / "requests.jsonl").open()]
+    assert [x["custom_id"] for x in repair] == ["r0003.repair1"]
+    assert repair[0]["body"]["response_format"] == strict_schema(schema)
+
+
+def test_openai_batch_refuses_a_gbnf_constraint(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "promptc", "build", str(SPECS / "sentiment.yaml"), "-o"]
+    cmd += [str(tmp_path / "b"), "--target", "openai-batch", "--grammar", "gbnf"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "--target openai-batch bodies cannot carry a gbnf grammar; they carry json-schema "
+        "(promptc run --grammar chooses how a run sends it)"
+    ) in proc.stderr

@@ -243,7 +243,7 @@ def open_build(folder: PathLike) -> Build:
 
 
 def write_build(
-    task: Task, folder: PathLike, *, target: str = "chat", grammar: str = "gbnf"
+    task: Task, folder: PathLike, *, target: str = "chat", grammar: str | None = None
 ) -> Build:
     """Builds a task into a folder (byte-identical to ``promptc build SPEC -o FOLDER``).
 
@@ -251,12 +251,14 @@ def write_build(
         task: From :func:`load_spec`.
         folder: The build folder (made if missing; an earlier build's files replaced).
         target: ``chat``, ``openai-batch`` or ``vllm-batch``.
-        grammar: The constraint a ``vllm-batch`` body carries: ``gbnf`` or ``json-schema``.
+        grammar: The constraint each body of a batch target carries: ``gbnf`` or
+            ``json-schema`` for ``vllm-batch`` (default ``gbnf``), ``json-schema`` for
+            ``openai-batch`` (``response_format``; default none).
 
     Raises:
         PromptcError: A stage failed; the folder cannot be written.
     """
-    write_build_folder(task, folder, target=target, vllm_grammar=grammar.replace("-", "_"))
+    write_build_folder(task, folder, target=target, vllm_grammar=grammar)
     return open_build(folder)
 
 
