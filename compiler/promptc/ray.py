@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -133,6 +134,35 @@ def vllm_request(row: Mapping[str, Any]) -> dict[str, Any]:
         "messages": [dict(m) for m in row["messages"]],
         "sampling_params": {k: v for k, v in sampling.items() if v is not None},
     }
+
+
+class ChatEndpoint:
+    """A ``map`` function that answers each request row at an OpenAI-compatible
+    ``/chat/completions`` endpoint (what an HTTP processor does, without ``ray.data.llm``'s
+    dependencies): adds ``generated_text``. Plain ``urllib``: the workers need no openai.
+
+    Args:
+        url: The API's base URL, e.g. ``http://127.0.0.1:8080/v1``.
+        grammar: How each request's grammar is sent (:func:`http_payload`).
+        timeout: Seconds one answer may take.
+    """
+
+    def __init__(self, url: str, grammar: Carried = "gbnf", timeout: float = 600.0) -> None:
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.grammar: Carried = grammar
+        self.timeout = timeout
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        payload = http_payload(row, self.grammar)
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload["payload"]).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            answer = json.loads(response.read())
+        text = answer["choices"][0]["message"]["content"]
+        return {"id": row["id"], "position": row["position"], "generated_text": text}
 
 
 class ParseAnswers:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from promptc.build import build
-from promptc.ray import http_payload, parse_dataset, requests_dataset, write_results
+from promptc.ray import ChatEndpoint, parse_dataset, requests_dataset, write_results
 from promptc.spec.lower import compile_spec
 
 ray = pytest.importorskip("ray")
@@ -32,27 +30,8 @@ def cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-class Send:
-    """What an HTTP processor does: POST each row's payload to /chat/completions."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        payload = http_payload(row, "gbnf")
-        req = urllib.request.Request(
-            self.url + "/chat/completions",
-            data=json.dumps(payload["payload"]).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=900) as r:
-            answer = json.loads(r.read())
-        text = answer["choices"][0]["message"]["content"]
-        return {"id": row["id"], "position": row["position"], "generated_text": text}
-
-
 def _through_ray(folder: Path, url: str) -> Path:
-    answered = requests_dataset(folder).map(Send, fn_constructor_args=(url,), concurrency=1)
+    answered = requests_dataset(folder).map(ChatEndpoint, fn_constructor_args=(url,), concurrency=1)
     return write_results(parse_dataset(answered, folder), folder)
 
 
@@ -68,7 +47,7 @@ def test_sentiment_in_batches_of_8_comes_back_ok_through_ray(
     build(task, folder)
     rows = requests_dataset(folder).take_all()
     assert [r["id"] for r in rows] == ["r0001", "r0002", "r0003"]
-    assert rows[0]["gbnf"].startswith("root") and json.loads(rows[0]["json_schema"])
+    assert "root ::=" in rows[0]["gbnf"] and json.loads(rows[0]["json_schema"])
     path = _through_ray(folder, llm_base_url)
     results = [json.loads(x) for x in path.read_text().splitlines()]
     assert len(results) == 20
