@@ -324,15 +324,18 @@ async def run_build_async(
     return await asyncio.to_thread(run_build, build, options, progress=progress, **fields)
 
 
-def collect(build: Build | PathLike, *files: PathLike) -> CollectResult:
+def collect(
+    build: Build | PathLike, *files: PathLike, repair_dir: PathLike | None = None
+) -> CollectResult:
     """Batch API (or ``vllm run_batch``) output and error files → ``outputs.jsonl``,
-    ``results.jsonl`` and a repair build of the items not ok, as ``promptc collect`` does.
+    ``results.jsonl`` and a repair build of the items not ok (in ``repair_dir``, default
+    ``BUILD/repair``), as ``promptc collect`` does.
 
     Raises:
         PromptcError: Not a build, a file that cannot be read.
     """
     folder = build.folder if isinstance(build, Build) else Path(build)
-    return collect_files(folder, *files)
+    return collect_files(folder, *files, repair_dir=repair_dir)
 
 
 def evaluate(
