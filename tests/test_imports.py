@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "sentence_transformers", "openai", "numpy", "transformers", "faiss")
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "openai",
+    "numpy",
+    "transformers",
+    "faiss",
+    "matplotlib",
+    "ray",
+)
 
 PROBE = """
 import json, sys
@@ -31,6 +40,43 @@ def loaded_after(body: str, cwd: Path = REPO) -> list[str]:
 
 def test_import_promptc_is_light() -> None:
     assert loaded_after("import promptc") == []
+
+
+def test_the_public_api_is_light_until_used() -> None:
+    """Every public name resolves without a heavy module; the API module itself loads only
+    when a name is first used (``promptc --help`` must not pay for it)."""
+    body = (
+        "import promptc\n"
+        "assert 'promptc.api' not in sys.modules\n"
+        "for name in promptc.__all__:\n"
+        "    getattr(promptc, name)\n"
+        "assert 'promptc.api' in sys.modules\n"
+    )
+    assert loaded_after(body) == []
+
+
+def test_the_public_api_lists_its_names() -> None:
+    import promptc
+
+    assert set(promptc.__all__) >= {
+        "load_spec",
+        "iter_requests",
+        "write_build",
+        "open_build",
+        "parse_output",
+        "run_build",
+        "run_build_async",
+        "evaluate",
+        "plan_spec",
+        "collect",
+    }
+    assert all(hasattr(promptc, name) for name in promptc.__all__)
+    # No function shadows a subpackage: promptc.build and promptc.run stay modules.
+    import promptc.build
+    import promptc.run
+
+    assert not callable(promptc.build) and not callable(promptc.run)
+    assert callable(promptc.write_build) and callable(promptc.run_build)
 
 
 def test_import_every_back_end_stage_is_light() -> None:

@@ -180,3 +180,30 @@ def test_a_failed_run_leaves_no_empty_outputs_file(tmp_path: Path) -> None:
         ),
     )
     assert result.failed and not (tmp_path / "outputs.jsonl").exists()
+
+
+def _python_blocks() -> list[str]:
+    section = README.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+@pytest.mark.llm
+def test_the_python_block_runs_as_written(tmp_path: Path) -> None:
+    """The README's loop in Python: load, build, run on the embedded model, parse, evaluate."""
+    (block,) = _python_blocks()
+    assert len([x for x in block.splitlines() if x.strip()]) <= 10
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    (tmp_path / "loop.py").write_text(block, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "loop.py"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "out" / "nli" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 10
+    assert "'accuracy':" in proc.stdout

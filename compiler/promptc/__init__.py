@@ -18,12 +18,108 @@ stage's output: :mod:`promptc.spec.load`, :mod:`promptc.spec.validate`, :mod:`pr
 a git revision, or two build folders); :mod:`promptc.cli.app` is the ``promptc`` command. Every error a user can cause is a
 :class:`promptc.errors.PromptcError` naming file:line:col (or item id and output position).
 
-This module imports nothing heavy: ``import promptc`` stays fast, and torch or
-sentence-transformers load only when a spec asks for embeddings.
+The public API is :mod:`promptc.api`, its names listed in :data:`__all__` and documented in
+docs/api.md::
+
+    import promptc
+    task = promptc.load_spec("specs/sentiment.yaml", strategy="batch", batch_size=8)
+    build = promptc.write_build(task, "out/sentiment")
+    result = promptc.run_build(build, local=True, parse=True)
+
+This module imports nothing heavy: the API's names load with their first use (PEP 562), so
+that ``import promptc`` — which every ``promptc`` command does first — stays fast (the API
+module brings the whole compiler: 250 ms measured with -X importtime, which ``promptc
+--help`` must not pay), and
+torch, sentence-transformers or openai load only when a spec or a run needs them.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from promptc.version import VERSION as __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from promptc.api import (
+        Build,
+        Grammar,
+        Request,
+        Task,
+        collect,
+        evaluate,
+        iter_requests,
+        load_spec,
+        open_build,
+        parse_output,
+        plan_spec,
+        run_build,
+        run_build_async,
+        write_build,
+    )
+    from promptc.errors import PromptcError, PromptcErrors
+    from promptc.parse.results import ItemResult
+    from promptc.run.collect import CollectResult
+    from promptc.run.options import RunOptions
+    from promptc.run.result import RunResult
+
+#: Where each public name is defined (loaded on first use).
+_HOMES = {
+    "Build": "promptc.api",
+    "CollectResult": "promptc.run.collect",
+    "Grammar": "promptc.api",
+    "ItemResult": "promptc.parse.results",
+    "PromptcError": "promptc.errors",
+    "PromptcErrors": "promptc.errors",
+    "Request": "promptc.api",
+    "RunOptions": "promptc.run.options",
+    "RunResult": "promptc.run.result",
+    "Task": "promptc.api",
+    "collect": "promptc.api",
+    "evaluate": "promptc.api",
+    "iter_requests": "promptc.api",
+    "load_spec": "promptc.api",
+    "open_build": "promptc.api",
+    "parse_output": "promptc.api",
+    "plan_spec": "promptc.api",
+    "run_build": "promptc.api",
+    "run_build_async": "promptc.api",
+    "write_build": "promptc.api",
+}
+
+__all__ = [
+    "Build",
+    "CollectResult",
+    "Grammar",
+    "ItemResult",
+    "PromptcError",
+    "PromptcErrors",
+    "Request",
+    "RunOptions",
+    "RunResult",
+    "Task",
+    "__version__",
+    "collect",
+    "evaluate",
+    "iter_requests",
+    "load_spec",
+    "open_build",
+    "parse_output",
+    "plan_spec",
+    "run_build",
+    "run_build_async",
+    "write_build",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'promptc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -22,7 +22,7 @@ from promptc.build.batches import BATCHES_FILE
 from promptc.build.files import json_default
 from promptc.build.produce import Producer, iter_requests, write_build
 from promptc.build.requests import REQUESTS_FILE
-from promptc.build.targets import NAMES, find_target, grammar_form
+from promptc.build.targets import NAMES, find_target
 from promptc.build.writer import FolderWriter, not_writable
 from promptc.errors import Location, UsageError
 from promptc.select.batches import SelectionResult
@@ -65,7 +65,7 @@ def build(
     out_dir: str | os.PathLike[str],
     *,
     target: str = "chat",
-    vllm_grammar: str = "gbnf",
+    vllm_grammar: str | None = None,
 ) -> BuildResult:
     """Builds a task into ``out_dir``: requests, batches, grammar files, task files and the
     manifest, streamed and put in place atomically (:class:`promptc.build.writer.FolderWriter`).
@@ -78,7 +78,8 @@ def build(
         UsageError: An unknown target or grammar form; ``out_dir`` exists and is not a
             folder, or cannot be written.
     """
-    chosen, form = find_target(target), grammar_form(vllm_grammar)
+    chosen = find_target(target)
+    form = chosen.chosen_form(vllm_grammar)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(
@@ -106,14 +107,17 @@ def build(
     )
 
 
-def assemble(task: ir.Task, *, target: str = "chat", vllm_grammar: str = "gbnf") -> BuildResult:
+def assemble(
+    task: ir.Task, *, target: str = "chat", vllm_grammar: str | None = None
+) -> BuildResult:
     """Every file of a build, in memory: the same bytes :func:`build` writes. Use it for
     small builds, ``--check``, diffs and tests; :func:`build` streams to disk instead.
 
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
-    writer = FolderWriter(None, find_target(target), grammar_form(vllm_grammar))
+    chosen = find_target(target)
+    writer = FolderWriter(None, chosen, chosen.chosen_form(vllm_grammar))
     kept: list[ir.Request] = []
     selection, manifest = write_build(task, writer, kept)
     return BuildResult(None, writer.texts(), tuple(kept), selection, manifest)
@@ -165,7 +169,7 @@ def iter_lines(
     file: str = REQUESTS_FILE,
     *,
     target: str = "chat",
-    vllm_grammar: str = "gbnf",
+    vllm_grammar: str | None = None,
 ) -> Iterator[str]:
     """The lines of ``requests.jsonl`` or ``batches.jsonl`` (each with its ``\\n``), as
     :func:`promptc.build.build` writes them, one request at a time.
@@ -181,7 +185,7 @@ def iter_lines(
             code="unknown-target",
         )
     chosen = find_target(target)
-    producer = Producer(task, chosen, grammar_form(vllm_grammar))
+    producer = Producer(task, chosen, chosen.chosen_form(vllm_grammar))
     for r in producer.requests():
         request, batch, constraint, _ = producer.outgoing(r)
         if file == BATCHES_FILE:

@@ -47,7 +47,7 @@ class Producer:
         form: The grammar form a body carries, for a target whose bodies carry one.
     """
 
-    def __init__(self, task: ir.Task, chosen: Target, form: GrammarForm = "gbnf") -> None:
+    def __init__(self, task: ir.Task, chosen: Target, form: GrammarForm | None = None) -> None:
         # Imported here, when a build is made: the readers of a build (parse, run, collect)
         # import promptc.build and never render, and Jinja's import is about 20 ms of theirs.
         from promptc.render.renderer import Renderer
@@ -59,7 +59,7 @@ class Producer:
         self.renderer = Renderer(task)
         self.nominal = batch_size(task)
         self.counts: set[int] = set()
-        self.constraints = ConstraintCache(task) if chosen.grammars else None
+        self.constraints = ConstraintCache(task) if form is not None else None
         self.own = RequestGrammars(task) if RequestGrammars.needed(task) else None
 
     def requests(self) -> Iterator[ir.Request]:
@@ -75,7 +75,7 @@ class Producer:
         messages = tuple({"role": m.role, "content": m.content} for m in r.messages)
         own = self.own.files(r) if self.own is not None else {}
         made: Constraint | None = None
-        if self.constraints is not None:
+        if self.constraints is not None and self.form is not None:
             # Each body carries its own grammar: with requests' own grammars, the very text
             # of grammars/<id>.gbnf or .schema.json.
             made = (

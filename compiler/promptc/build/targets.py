@@ -7,7 +7,9 @@ target            a line of ``requests.jsonl``
 ``chat``          promptc's own: ``id``, ``item_ids``, ``kind``, ``messages``, ``params``,
                   ``grammar`` (the stem of its grammar files), ``target_item`` (retrieval)
 ``openai-batch``  the OpenAI Batch API's input: ``custom_id``, ``method``, ``url`` and a
-                  chat completion ``body``; sharded at the Batch API's limits per file
+                  chat completion ``body``; sharded at the Batch API's limits per file; with
+                  ``--grammar json-schema`` each body carries its own strict JSON Schema as
+                  ``response_format`` (OpenAI's structured outputs)
 ``vllm-batch``    the same, each body carrying its own grammar in vLLM's
                   ``structured_outputs`` (``vllm run_batch``): GBNF, or a JSON Schema
 ================  ============================================================================
@@ -35,6 +37,15 @@ from promptc.strategies import Strategy
 GrammarForm = Literal["gbnf", "json_schema"]
 FORMS: tuple[GrammarForm, ...] = ("gbnf", "json_schema")
 OPENAI_BATCH_URL = "/v1/chat/completions"
+
+
+def strict_schema(schema: object) -> dict[str, object]:
+    """The ``response_format`` of OpenAI's structured outputs for a JSON Schema (strict): what
+    an ``openai-batch`` body carries and ``promptc run --grammar json-schema`` sends."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +95,11 @@ class Target:
 
     #: The name of ``--target`` and of the manifest's ``target``.
     name: ClassVar[str]
-    #: The grammar forms a body can carry (``build --grammar``), the default first; empty
-    #: when its bodies carry none.
+    #: The grammar forms a body can carry (``build --grammar``); empty when its bodies
+    #: carry none.
     grammars: ClassVar[tuple[GrammarForm, ...]] = ()
+    #: The form its bodies carry when ``build --grammar`` says none (``None``: no grammar).
+    default_form: ClassVar[GrammarForm | None] = None
     #: The most lines and bytes one requests file may hold (past either, the requests go to
     #: shards ``requests-0001.jsonl`` …, each within both).
     max_lines: ClassVar[int] = sys.maxsize
@@ -106,13 +119,32 @@ class Target:
         JSON values, checked by the reader); what the line's form lacks is left out."""
         raise NotImplementedError
 
-    def manifest(self, form: GrammarForm) -> dict[str, object]:
+    def manifest(self, form: GrammarForm | None) -> dict[str, object]:
         """What the manifest records of the target's options."""
         return {}
 
-    def form(self, manifest: Mapping[str, Any]) -> GrammarForm:
-        """The grammar form the bodies of a build carry, from its manifest."""
-        return self.grammars[0] if self.grammars else "gbnf"
+    def form(self, manifest: Mapping[str, Any]) -> GrammarForm | None:
+        """The grammar form the bodies of a build carry, from its manifest (``None``: none)."""
+        return None
+
+    def chosen_form(self, asked: str | None) -> GrammarForm | None:
+        """The form the bodies of a build carry, from ``build --grammar`` (``None``: the
+        target's default).
+
+        Raises:
+            UsageError: A form the target's bodies cannot carry (``bad-grammar-mode``).
+        """
+        if asked is None:
+            return self.default_form
+        form = grammar_form(asked.replace("-", "_"))
+        if form not in self.grammars:
+            carried = " or ".join(f.replace("_", "-") for f in self.grammars) or "none"
+            raise UsageError(
+                f"--target {self.name} bodies cannot carry a {asked} grammar; they carry "
+                f"{carried} (promptc run --grammar chooses how a run sends it)",
+                code="bad-grammar-mode",
+            )
+        return form
 
     def answer(self, line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The answer of a line of a batch's output (or error) file, as ``promptc run``
@@ -181,14 +213,25 @@ class Chat(Target):
 
 class OpenAIBatch(Target):
     name = "openai-batch"
+    grammars: ClassVar[tuple[GrammarForm, ...]] = ("json_schema",)
     # The Batch API's limits per input file.
     max_lines = 50_000
     max_bytes = 200 * 1024 * 1024
     #: The fields of a body that carry its grammar (not sampling parameters).
-    constraint_fields: ClassVar[tuple[str, ...]] = ()
+    constraint_fields: ClassVar[tuple[str, ...]] = ("response_format",)
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        return {**dict(request.params), "messages": list(request.messages)}
+        body: dict[str, object] = {**dict(request.params), "messages": list(request.messages)}
+        if constraint is not None and isinstance(constraint.value, Mapping):
+            body["response_format"] = strict_schema(constraint.value)
+        return body
+
+    def manifest(self, form: GrammarForm | None) -> dict[str, object]:
+        # Which constraint each body carries: what collect's repair build writes again.
+        return {"response_format": "json_schema"} if form is not None else {}
+
+    def form(self, manifest: Mapping[str, Any]) -> GrammarForm | None:
+        return "json_schema" if manifest.get("response_format") == "json_schema" else None
 
     def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
         return {
@@ -213,22 +256,23 @@ class OpenAIBatch(Target):
 class VllmBatch(OpenAIBatch):
     name = "vllm-batch"
     grammars = FORMS
+    default_form = "gbnf"
     # promptc run sends a request's grammar its own way, not in vLLM's field.
     constraint_fields = ("structured_outputs",)
     #: The ``structured_outputs`` key of each form (vLLM's ``StructuredOutputsParams``).
     FIELDS: ClassVar[dict[GrammarForm, str]] = {"gbnf": "grammar", "json_schema": "json"}
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        body = super().body(request, constraint)
+        body: dict[str, object] = {**dict(request.params), "messages": list(request.messages)}
         if constraint is not None:
             body["structured_outputs"] = {self.FIELDS[constraint.form]: constraint.value}
         return body
 
-    def manifest(self, form: GrammarForm) -> dict[str, object]:
+    def manifest(self, form: GrammarForm | None) -> dict[str, object]:
         # Which constraint each body carries: what collect's repair build writes again.
-        return {"structured_outputs": self.FIELDS[form]}
+        return {"structured_outputs": self.FIELDS[form or "gbnf"]}
 
-    def form(self, manifest: Mapping[str, Any]) -> GrammarForm:
+    def form(self, manifest: Mapping[str, Any]) -> GrammarForm | None:
         return "json_schema" if manifest.get("structured_outputs") == "json" else "gbnf"
 
 

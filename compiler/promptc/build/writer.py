@@ -62,7 +62,9 @@ class FolderWriter:
         form: The grammar form its bodies carry (for a target whose bodies carry one).
     """
 
-    def __init__(self, folder: Path | None, chosen: Target, form: GrammarForm = "gbnf") -> None:
+    def __init__(
+        self, folder: Path | None, chosen: Target, form: GrammarForm | None = None
+    ) -> None:
         self.folder = folder
         self.target = chosen
         self.form = form

@@ -49,7 +49,8 @@ EMITS = ("ir", "batches", "requests")
     type=click.Choice(("gbnf", "json-schema")),
     default=None,
     help="vllm-batch: the constraint each body carries, structured_outputs.grammar (GBNF, "
-    "the default) or structured_outputs.json (JSON Schema; the model answers in JSON).",
+    "the default) or structured_outputs.json (JSON Schema; the model answers in JSON). "
+    "openai-batch: json-schema puts each body's strict JSON Schema in response_format.",
 )
 @click.option(
     "--emit",
@@ -88,7 +89,7 @@ def build_command(
             f"--grammar chooses the constraint of --target vllm-batch bodies; --target {target} "
             "carries none (promptc run --grammar chooses how a run sends it)"
         )
-    grammar = (vllm_grammar or "gbnf").replace("-", "_")
+    grammar = vllm_grammar  # the target's default when None
     task = compile_checked(spec, strategy, batch_size, data)
     out = sys.stdout
     if emit == "ir":

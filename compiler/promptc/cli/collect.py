@@ -19,6 +19,7 @@ import sys
 
 import click
 
+from promptc.api import collect
 from promptc.cli.common import (
     EXIT_ITEMS,
     EXIT_OK,
@@ -27,7 +28,6 @@ from promptc.cli.common import (
     write_errors,
 )
 from promptc.errors import PromptcError
-from promptc.run.collect import collect
 
 
 @click.command("collect")

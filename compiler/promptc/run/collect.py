@@ -374,7 +374,7 @@ def write_repair_build(
     asked, records = _asked(task, requests, failed, unanswered, attempt)
     kind = asked[0].kind if asked else task.strategy.kind
     nominal = task.strategy.batch_size
-    constraints = ConstraintCache(task) if chosen.grammars else None
+    constraints = ConstraintCache(task) if form is not None else None
     wanted = {i for r in asked for i in r.item_ids}
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -383,7 +383,7 @@ def write_repair_build(
             for k, r in enumerate(asked):
                 stem = grammar_stem(len(r.item_ids), nominal)
                 made = None
-                if constraints is not None:
+                if constraints is not None and form is not None:
                     made = constraint(task, r.kind, r.item_ids, form, constraints)
                 target = r.item_ids.index(r.target_item) if r.target_item is not None else None
                 line = BatchLine(k, r.id, r.item_ids, target, None, prompt_hash(r.messages), stem)

@@ -16,11 +16,15 @@ The engines, by the name :data:`promptc.run.orchestrate.ENGINES` gives them:
               vLLM, a llama.cpp server…) through ``openai.AsyncOpenAI``
 ``local``     :class:`promptc.run.local.Embedded`: llama.cpp's server, started and stopped by
               promptc, spoken to as a chat API
+``batch-api`` :class:`promptc.run.batch_api.BatchAPI`: OpenAI's Batch API, which takes a whole
+              build at once (a :class:`WholeBuildEngine`)
 ============  ===================================================================================
 
 A new engine is one class with the attributes and methods of :class:`Engine`, made as
 ``Class(options, url, requests, say)`` (:data:`~promptc.run.orchestrate.EngineFactory`),
-entered in that table.
+entered in that table. An engine that takes many requests at once and answers them later (a
+batch service) is a :class:`WholeBuildEngine` instead: ``run_build`` hands it the build, and
+it returns the run's result, its answers collected as ``promptc collect`` collects them.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from promptc.run.bodies import ServerKind
     from promptc.run.context import ServerContext
+    from promptc.run.progress import Events
+    from promptc.run.result import RunResult
 
 DEFAULT_TIMEOUT = 600.0  # seconds; a small local model on two cores can take minutes per batch
 
@@ -198,6 +206,28 @@ class Engine(Protocol):
 
     async def close(self) -> None:
         """Closes what sending opened (connections), before the run's event loop ends."""
+
+
+@runtime_checkable
+class WholeBuildEngine(Protocol):
+    """An engine that takes a whole build at once and answers it later (the Batch API):
+    what it sends, how it waits and where it keeps its progress are its own; it writes
+    ``outputs.jsonl`` and ``results.jsonl`` through the reader ``promptc collect`` uses, and
+    a run of it again resumes where the last one stopped.
+
+    Attributes:
+        name: Where requests go (a URL).
+    """
+
+    name: str
+
+    def run_whole(self, build: Path, events: Events) -> RunResult:
+        """Sends (or resumes) the build, waits for its answers and collects them.
+
+        Raises:
+            PromptcError: The build cannot go to this engine; another run holds it.
+        """
+        ...
 
 
 # --------------------------------------------------------------------------------------------

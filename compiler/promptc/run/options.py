@@ -45,6 +45,9 @@ class RunOptions:
             outputs.
         repair: Repair rounds (:mod:`promptc.run.repair`); default the spec's
             ``run.repair.max_attempts``; 0 for none.
+        batch_api: Send the build through the Batch API (:mod:`promptc.run.batch_api`): a
+            build of ``--target openai-batch``, its shards uploaded and its batches polled.
+        poll_interval: Seconds between two looks at the batches (``batch_api``).
         max_tokens_field: ``max_tokens``, ``max_completion_tokens`` or ``auto`` (the spec's
             ``model.max_tokens_field``, else ``max_completion_tokens`` for api.openai.com and
             ``max_tokens`` elsewhere).
@@ -70,6 +73,8 @@ class RunOptions:
     results_path: str | os.PathLike[str] | None = None
     repair: int | None = None
     max_tokens_field: str = "auto"
+    batch_api: bool = False
+    poll_interval: float = 30.0
 
     def __post_init__(self) -> None:
         if self.grammar.replace("-", "_") not in GRAMMAR_MODES:
@@ -84,6 +89,10 @@ class RunOptions:
         if self.max_retries < 0 or self.timeout <= 0:
             raise UsageError(
                 "max_retries must be 0 or more and timeout above 0", code="bad-retries"
+            )
+        if self.poll_interval <= 0:
+            raise UsageError(
+                f"poll_interval must be above 0, not {self.poll_interval}", code="bad-poll"
             )
         if self.repair is not None and self.repair < 0:
             raise UsageError(f"repair must be 0 or more, not {self.repair}", code="bad-repair")

@@ -63,10 +63,11 @@ from promptc.build import BuiltRequest, read_requests
 from promptc.errors import UsageError
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
+from promptc.run.batch_api import BatchAPI
 from promptc.run.bodies import Bodies
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.chat_api import ChatAPI
-from promptc.run.engine import Engine
+from promptc.run.engine import Engine, WholeBuildEngine
 from promptc.run.local import Embedded, local_available
 from promptc.run.options import RunOptions
 from promptc.run.outputs import OutputsFile, outputs_lock, read_outputs_file
@@ -89,11 +90,16 @@ if TYPE_CHECKING:
 
 #: How a run makes its engine: ``ENGINES[name](options, url, requests, say)``.
 EngineFactory = Callable[
-    [RunOptions, "str | None", Sequence[BuiltRequest], Callable[[str], None]], Engine
+    [RunOptions, "str | None", Sequence[BuiltRequest], Callable[[str], None]],
+    "Engine | WholeBuildEngine",
 ]
 
 #: The engines by name (see :mod:`promptc.run.engine`); :func:`engine_name` picks one.
-ENGINES: Mapping[str, EngineFactory] = {"chat-api": ChatAPI, "local": Embedded}
+ENGINES: Mapping[str, EngineFactory] = {
+    "chat-api": ChatAPI,
+    "local": Embedded,
+    "batch-api": BatchAPI,
+}
 
 #: Where ``model: {provider: openai}`` sends when nothing else says.
 OPENAI_URL = "https://api.openai.com/v1"
@@ -113,6 +119,13 @@ def engine_name(options: RunOptions, provider: str | None) -> tuple[str, str | N
             "--local and --base-url exclude each other: the embedded model has its own URL",
             code="local-and-base-url",
         )
+    if options.batch_api:
+        if options.local:
+            raise UsageError(
+                "--batch-api and --local exclude each other: the embedded model has no Batch API",
+                code="local-and-batch-api",
+            )
+        return "batch-api", options.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
     if options.local:
         return "local", None
     if options.base_url:
@@ -168,6 +181,14 @@ def run_build(
     loaded = load_build(build)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)
+    if isinstance(engine, WholeBuildEngine):
+        try:
+            result = engine.run_whole(build, events)
+        finally:
+            events.close()
+        result.base_url = engine.name
+        result.elapsed = time.monotonic() - started
+        return result
     cache = ResponseCache(options.cache_path or default_cache_path()) if options.use_cache else None
     try:
         with contextlib.ExitStack() as stack:

@@ -1,0 +1,225 @@
+"""promptc on a Ray cluster: a build folder as a Ray Dataset of requests, in the form
+``ray.data.llm`` processors take, and a Dataset of their answers parsed back on the cluster
+into the lines of ``results.jsonl`` (which ``promptc eval --results`` reads).
+
+::
+
+    build folder ─requests_dataset─▶ Dataset of requests (id, messages, sampling_params,
+      model, each request's own grammar: gbnf, json_schema)
+      ─ray.data.llm processor (vLLM engine, or an OpenAI-compatible HTTP endpoint) or
+       map_batches─▶ Dataset with the generated text
+      ─parse_dataset─▶ Dataset of per-item results ─write_results─▶ BUILD/results.jsonl
+
+The parse runs where the answers are (``map_batches`` on the cluster's workers): each worker
+reads the build folder once (its task and request shapes), so the folder must be readable
+from the workers (a shared file system, or the build shipped in the job's ``working_dir``).
+:func:`http_payload` and :func:`vllm_request` are the ``preprocess`` functions of the two kinds
+of ``ray.data.llm`` processor (docs/run.md shows both pipelines). Needs the ``ray`` extra
+(``pip install 'promptc[ray]'``); ``ray`` is imported when a Dataset is made, never with
+``promptc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptc.build import read_requests
+from promptc.build.grammars import grammar_text
+from promptc.errors import BackendError
+from promptc.parse.build_input import load_build
+from promptc.run.outputs import RESULTS_FILE
+from promptc.run.repair import parse_answer, result_line
+from promptc.text import write_atomic
+
+if TYPE_CHECKING:
+    import ray.data
+
+#: How the grammar of a request is carried in the payload :func:`http_payload` makes.
+Carried = Literal["gbnf", "json_schema", "none"]
+
+INSTALL_RAY = "pip install 'promptc[ray]'"
+
+
+def _ray_data() -> Any:
+    """``ray.data``, imported on first use: ray is a heavy optional dependency.
+
+    Raises:
+        BackendError: ray is not installed.
+    """
+    try:
+        import ray.data  # a heavy optional dependency (see the module's docstring)
+    except ImportError:
+        raise BackendError(
+            "promptc.ray needs Ray Data, which is not installed",
+            hint=INSTALL_RAY,
+            code="missing-ray",
+        ) from None
+    return ray.data
+
+
+def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`requests_dataset`, one per request of the build, in order.
+
+    Each row: ``id``, ``position`` (its order in the build), ``model``, ``messages``
+    (``role``, ``content``), ``sampling_params`` (the build's parameters but the model,
+    as JSON text: their keys differ between specs), ``gbnf`` (the request's own GBNF) and
+    ``json_schema`` (its own JSON Schema, as JSON text).
+    """
+    folder = Path(build)
+    for k, r in enumerate(read_requests(folder)):
+        params = {key: v for key, v in r.params.items() if key != "model"}
+        yield {
+            "id": r.id,
+            "position": k,
+            "model": str(r.params.get("model", "")),
+            "messages": [
+                {"role": str(m["role"]), "content": str(m["content"])} for m in r.messages
+            ],
+            "sampling_params": json.dumps(params, sort_keys=True),
+            "gbnf": grammar_text(folder, r, ".gbnf"),
+            "json_schema": grammar_text(folder, r, ".schema.json"),
+        }
+
+
+def requests_dataset(build: str | os.PathLike[str]) -> ray.data.Dataset:
+    """A build's requests as a Ray Dataset (rows of :func:`request_rows`).
+
+    Raises:
+        BackendError: ray is not installed.
+        PromptcError: Not a build.
+    """
+    dataset: ray.data.Dataset = _ray_data().from_items(list(request_rows(build)))
+    return dataset
+
+
+def http_payload(row: Mapping[str, Any], grammar: Carried = "gbnf") -> dict[str, Any]:
+    """The ``preprocess`` of an OpenAI-compatible HTTP processor
+    (``ray.data.llm.HttpRequestProcessorConfig``): ``{"payload": <a chat completion body>}``,
+    with the request's grammar as llama.cpp takes it (``grammar``: GBNF) or as OpenAI and vLLM
+    take it (``json_schema``: a strict ``response_format``), or none."""
+    body: dict[str, Any] = {
+        "model": row["model"],
+        "messages": [dict(m) for m in row["messages"]],
+        **json.loads(row["sampling_params"]),
+    }
+    if grammar == "gbnf":
+        body["grammar"] = row["gbnf"]
+    elif grammar == "json_schema":
+        schema = json.loads(row["json_schema"])
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        }
+    return {"id": row["id"], "position": row["position"], "payload": body}
+
+
+def vllm_request(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``preprocess`` of a vLLM engine processor (``ray.data.llm.vLLMEngineProcessorConfig``):
+    the messages, and sampling parameters carrying the request's own GBNF as vLLM's guided
+    decoding grammar."""
+    params = json.loads(row["sampling_params"])
+    sampling = {
+        "temperature": params.get("temperature", 0),
+        "max_tokens": params.get("max_tokens", params.get("max_completion_tokens")),
+        "guided_decoding": {"grammar": row["gbnf"]},
+    }
+    return {
+        "id": row["id"],
+        "position": row["position"],
+        "messages": [dict(m) for m in row["messages"]],
+        "sampling_params": {k: v for k, v in sampling.items() if v is not None},
+    }
+
+
+class ChatEndpoint:
+    """A ``map`` function that answers each request row at an OpenAI-compatible
+    ``/chat/completions`` endpoint (what an HTTP processor does, without ``ray.data.llm``'s
+    dependencies): adds ``generated_text``. Plain ``urllib``: the workers need no openai.
+
+    Args:
+        url: The API's base URL, e.g. ``http://127.0.0.1:8080/v1``.
+        grammar: How each request's grammar is sent (:func:`http_payload`).
+        timeout: Seconds one answer may take.
+    """
+
+    def __init__(self, url: str, grammar: Carried = "gbnf", timeout: float = 600.0) -> None:
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.grammar: Carried = grammar
+        self.timeout = timeout
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        payload = http_payload(row, self.grammar)
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload["payload"]).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            answer = json.loads(response.read())
+        text = answer["choices"][0]["message"]["content"]
+        return {"id": row["id"], "position": row["position"], "generated_text": text}
+
+
+class ParseAnswers:
+    """The ``map_batches`` function of :func:`parse_dataset`: reads the build once per worker,
+    then parses each batch of answers into result rows."""
+
+    def __init__(self, build: str, text_column: str) -> None:
+        loaded = load_build(Path(build))
+        self.task = loaded.task
+        self.shapes = loaded.requests
+        self.text_column = text_column
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {
+            "request_id": [],
+            "position": [],
+            "index": [],
+            "item_id": [],
+            "status": [],
+            "line": [],
+        }
+        for rid, position, text in zip(
+            batch["id"], batch["position"], batch[self.text_column], strict=True
+        ):
+            shape = self.shapes[str(rid)]
+            for x in parse_answer(self.task, shape, str(text or "")):
+                out["request_id"].append(x.request_id)
+                out["position"].append(int(position))
+                out["index"].append(x.index)
+                out["item_id"].append(x.item_id)
+                out["status"].append(x.status)
+                out["line"].append(result_line(x, 1))
+        return out
+
+
+def parse_dataset(
+    answers: ray.data.Dataset,
+    build: str | os.PathLike[str],
+    *,
+    text_column: str = "generated_text",
+) -> ray.data.Dataset:
+    """Parses a Dataset of answers (rows with ``id``, ``position`` and the answer's text in
+    ``text_column``: ``generated_text`` as ``ray.data.llm`` processors write it) into one row
+    per item result, on the cluster: ``request_id``, ``position``, ``index``, ``item_id``,
+    ``status`` and ``line`` (the result's line of ``results.jsonl``)."""
+    return answers.map_batches(
+        ParseAnswers,
+        fn_constructor_args=(os.fspath(build), text_column),
+        batch_format="numpy",
+        concurrency=1,
+    )
+
+
+def write_results(results: ray.data.Dataset, build: str | os.PathLike[str]) -> Path:
+    """Writes the result rows of :func:`parse_dataset` as ``BUILD/results.jsonl``, in the
+    build's request order (what ``promptc parse`` and ``promptc eval --results`` read)."""
+    rows = results.sort(["position", "index"]).select_columns(["line"]).take_all()
+    path = Path(build) / RESULTS_FILE
+    write_atomic(path, (str(r["line"]) for r in rows))
+    return path

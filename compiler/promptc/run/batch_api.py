@@ -1,0 +1,359 @@
+"""The ``batch-api`` engine: a whole build sent through OpenAI's Batch API (``promptc run
+BUILD --batch-api``), and ``batch_api.json``, the record of its batches in the build folder.
+
+::
+
+    requests.jsonl (or its shards) ─upload─▶ input files ─create─▶ batches ─poll─▶ terminal
+      ─download─▶ batch_api/<shard>.output.jsonl, .errors.jsonl ─collect─▶ outputs.jsonl,
+      results.jsonl, repair/ (the items not ok)
+
+Every step is recorded in ``batch_api.json`` as soon as the server has done it (the input
+file's id after the upload, the batch's id after its creation, the files' ids and the
+downloads as they come), so that a run interrupted at any point — Ctrl-C, a crash, kill -9 —
+resumes from the recorded ids when run again: no shard is uploaded twice and no second batch
+is created (a batch created but not yet recorded is found again by its input file's id). The
+answers go through :func:`promptc.run.collect.collect`, the reader ``promptc collect`` uses:
+the same ``outputs.jsonl``, ``results.jsonl`` and repair build of the items not ok (requests
+that errored, expired or were cancelled included), which ``promptc run REPAIR --batch-api``
+sends in turn.
+
+The build must have ``--target openai-batch`` (its request lines are the Batch API's input
+form; ``--grammar json-schema`` makes each body carry its strict JSON Schema). The Batch API
+answers no request twice: there is no response cache in this engine, and a batch's answers
+are kept in the build folder instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptc.build import BuiltRequest, read_manifest, request_paths
+from promptc.build.files import dumps
+from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
+from promptc.errors import Location, UsageError
+from promptc.run.chat_api import NO_KEY, openai_module
+from promptc.run.collect import REPAIR_DIR, collect
+from promptc.run.engine import Failure
+from promptc.run.options import RunOptions
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+from promptc.run.progress import Events
+from promptc.run.result import RequestFailure, RunResult
+from promptc.text import sha256_text, write_atomic
+
+#: The record of a build's batches, in the build folder.
+STATE_FILE = "batch_api.json"
+#: Where the batches' output and error files are downloaded, in the build folder.
+DOWNLOADS = "batch_api"
+#: The state file's form; a reader refuses another.
+STATE_FORMAT = 1
+#: A batch in one of these states changes no more (OpenAI's batch object ``status``).
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+#: The Batch API's one completion window.
+COMPLETION_WINDOW = "24h"
+
+
+@dataclass
+class ShardBatch:
+    """One shard of the build and its batch, as ``batch_api.json`` records them.
+
+    Attributes:
+        shard: The shard's file name (``requests.jsonl`` or ``requests-0001.jsonl``).
+        sha256: Its content's sha256, so that a rebuilt shard is not taken for the old one.
+        input_file_id: The uploaded input file, once uploaded.
+        batch_id: The batch, once created.
+        status: The batch's status when last seen.
+        output_file_id: Its output file, when the server has one.
+        error_file_id: Its error file, when the server has one.
+        downloaded: The files downloaded into the build, by file id.
+        counts: The batch's ``request_counts`` when last seen.
+        errors: What the server said when it failed the batch as a whole.
+    """
+
+    shard: str
+    sha256: str
+    input_file_id: str | None = None
+    batch_id: str | None = None
+    status: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    downloaded: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """The batch is over and every file it has is downloaded."""
+        wanted = {i for i in (self.output_file_id, self.error_file_id) if i}
+        return self.status in TERMINAL and wanted <= set(self.downloaded)
+
+
+def read_state(build: Path) -> dict[str, ShardBatch]:
+    """The batches recorded in ``build/batch_api.json``, by shard name (empty when none).
+
+    Raises:
+        UsageError: The file is not one this version wrote (``bad-batch-state``).
+    """
+    path = build / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise _bad_state(path, str(e)) from None
+    if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+        raise _bad_state(path, f"expected format {STATE_FORMAT}")
+    try:
+        return {str(s["shard"]): ShardBatch(**s) for s in data["batches"]}
+    except (KeyError, TypeError) as e:
+        raise _bad_state(path, str(e)) from None
+
+
+def write_state(build: Path, batches: Mapping[str, ShardBatch]) -> None:
+    """Writes ``build/batch_api.json`` whole (atomically): the one writer of the file."""
+    records = [vars(b) for b in batches.values()]
+    write_atomic(build / STATE_FILE, [dumps({"batches": records, "format": STATE_FORMAT})])
+
+
+def _bad_state(path: Path, why: str) -> UsageError:
+    return UsageError(
+        f"{path.name} is not a record of batches promptc can read ({why})",
+        location=Location(str(path)),
+        hint="move it aside to submit the build again (its batches are still on the server)",
+        code="bad-batch-state",
+    )
+
+
+class BatchAPI:
+    """The ``batch-api`` engine (see the module's docstring): takes a whole build at once
+    (:class:`promptc.run.engine.WholeBuildEngine`).
+
+    Args:
+        options: The run's options (``api_key_env``, ``timeout``, ``max_retries``,
+            ``poll_interval``).
+        url: The API's base URL.
+        requests: The requests of the run (the build's; ``--limit`` is refused).
+        say: Where to report what the engine does.
+
+    Raises:
+        BackendError: ``openai`` is not installed.
+    """
+
+    def __init__(
+        self,
+        options: RunOptions,
+        url: str | None,
+        requests: Sequence[BuiltRequest],
+        say: Callable[[str], None],
+    ) -> None:
+        openai = openai_module()
+        if options.limit is not None:
+            raise UsageError(
+                "--limit cannot cut a build sent through the Batch API: its shards go whole",
+                code="batch-api-limit",
+            )
+        self.name = url or ""
+        self.total = len(requests)
+        self.options = options
+        self.say = say
+        self.client = openai.OpenAI(
+            base_url=self.name,
+            api_key=os.environ.get(options.api_key_env) or NO_KEY,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+        )
+
+    def run_whole(self, build: Path, events: Events) -> RunResult:
+        """Submits the build's shards (or resumes their recorded batches), waits for them,
+        downloads their files and collects them.
+
+        Raises:
+            UsageError: Not an ``openai-batch`` build; another run of the build.
+            Failure: The server refused a step (worded by the caller like any failure).
+        """
+        manifest = read_manifest(build)
+        if manifest.get("target") != OPENAI_BATCH.name:
+            raise UsageError(
+                f"--batch-api sends a build of --target openai-batch; {build} has target "
+                f"{manifest.get('target')!r}",
+                hint=f"promptc build SPEC -o {build} --target openai-batch",
+                code="batch-api-target",
+            )
+        with outputs_lock(build / STATE_FILE):
+            try:
+                batches = self._submit(build)
+                self._wait(build, batches, events)
+                files = self._download(build, batches)
+            except Failure as f:
+                result = RunResult(build, build / OUTPUTS_FILE, total=self.total)
+                result.failed.append(
+                    RequestFailure(
+                        "batch-api",
+                        f.kind,
+                        f"the Batch API at {self.name} refused or failed ({f.detail})",
+                        "check --base-url and the API key, then run again: the batches "
+                        f"made so far are recorded in {STATE_FILE}",
+                        1,
+                    )
+                )
+                return result
+        return self._collect(build, batches, files)
+
+    # -- submit -----------------------------------------------------------------------------
+
+    def _submit(self, build: Path) -> dict[str, ShardBatch]:
+        """Each shard uploaded and its batch created, unless recorded already."""
+        recorded = read_state(build)
+        batches: dict[str, ShardBatch] = {}
+        for path in request_paths(build):
+            digest = sha256_text(path.read_text(encoding="utf-8"))
+            old = recorded.get(path.name)
+            if old is not None and old.sha256 != digest:
+                self.say(
+                    f"{path.name} has changed since batch {old.batch_id} was made of it: "
+                    "submitted again"
+                )
+                old = None
+            batches[path.name] = old or ShardBatch(path.name, digest)
+        write_state(build, batches)
+        for path in request_paths(build):
+            b = batches[path.name]
+            if b.input_file_id is None:
+                with path.open("rb") as f:
+                    made = self._call(self.client.files.create, file=f, purpose="batch")
+                b.input_file_id = str(made.id)
+                write_state(build, batches)
+            if b.batch_id is None:
+                found = self._created_before(b.input_file_id)
+                if found is None:
+                    found = self._call(
+                        self.client.batches.create,
+                        input_file_id=b.input_file_id,
+                        endpoint=OPENAI_BATCH_URL,
+                        completion_window=COMPLETION_WINDOW,
+                        metadata={"promptc_shard": path.name},
+                    )
+                    self.say(f"{path.name}: batch {found.id} created")
+                else:
+                    self.say(f"{path.name}: batch {found.id} found on the server")
+                self._update(b, found)
+                write_state(build, batches)
+            else:
+                self.say(f"{path.name}: resuming batch {b.batch_id} ({b.status})")
+        return batches
+
+    def _created_before(self, input_file_id: str) -> Any:
+        """The batch an interrupted run created from this input file but did not record."""
+        for batch in self._call(self.client.batches.list, limit=100):
+            if batch.input_file_id == input_file_id:
+                return batch
+        return None
+
+    # -- wait -------------------------------------------------------------------------------
+
+    def _wait(self, build: Path, batches: Mapping[str, ShardBatch], events: Events) -> None:
+        """Polls the batches until every one is over, saying each change of status."""
+        while True:
+            waiting = [b for b in batches.values() if b.status not in TERMINAL]
+            if not waiting:
+                return
+            time.sleep(self.options.poll_interval)
+            for b in waiting:
+                before = (b.status, dict(b.counts))
+                self._update(b, self._call(self.client.batches.retrieve, b.batch_id))
+                if (b.status, b.counts) != before:
+                    write_state(build, batches)
+                    events.note(_progress(b))
+
+    def _update(self, b: ShardBatch, batch: Any) -> None:
+        b.batch_id = str(batch.id)
+        b.status = str(batch.status)
+        b.output_file_id = batch.output_file_id or None
+        b.error_file_id = batch.error_file_id or None
+        counts = batch.request_counts
+        if counts is not None:
+            b.counts = {
+                "total": int(counts.total),
+                "completed": int(counts.completed),
+                "failed": int(counts.failed),
+            }
+        errors = getattr(batch, "errors", None)
+        data = getattr(errors, "data", None) or []
+        b.errors = [f"{getattr(e, 'code', None)}: {getattr(e, 'message', None)}" for e in data]
+
+    # -- download and collect ---------------------------------------------------------------
+
+    def _download(self, build: Path, batches: Mapping[str, ShardBatch]) -> list[Path]:
+        """The batches' output and error files, downloaded into ``build/batch_api/`` unless
+        they are already; every one of them, in shard order."""
+        folder = build / DOWNLOADS
+        folder.mkdir(exist_ok=True)
+        files: list[Path] = []
+        for b in batches.values():
+            stem = b.shard.removesuffix(".jsonl")
+            for file_id, kind in ((b.output_file_id, "output"), (b.error_file_id, "errors")):
+                if not file_id:
+                    continue
+                name = f"{stem}.{kind}.jsonl"
+                if b.downloaded.get(file_id) != name or not (folder / name).is_file():
+                    content = self._call(self.client.files.content, file_id)
+                    write_atomic(folder / name, content.text.splitlines())
+                    b.downloaded[file_id] = name
+                    write_state(build, batches)
+                files.append(folder / name)
+        return files
+
+    def _collect(
+        self, build: Path, batches: Mapping[str, ShardBatch], files: Sequence[Path]
+    ) -> RunResult:
+        """The downloaded files collected (:func:`promptc.run.collect.collect`), as a run's
+        result: requests without an answer are items not ok, in the repair build."""
+        for b in batches.values():
+            if b.status != "completed":
+                said = "; ".join(b.errors) if b.errors else "its unfinished requests are in repair/"
+                self.say(f"{b.shard}: batch {b.batch_id} {b.status}: {said}")
+        collected = collect(build, *files)
+        result = RunResult(build, build / OUTPUTS_FILE, total=self.total)
+        result.sent = collected.answered
+        result.items = sum(collected.statuses.values())
+        result.statuses = collected.statuses
+        result.not_ok = collected.not_ok
+        result.results_path = build / RESULTS_FILE
+        result.prompt_tokens, result.completion_tokens = collected.tokens
+        result.grammar = "batch-api"
+        for rid, why in sorted(collected.failed.items()):
+            self.say(f"{rid}: no answer ({why}): asked again in {REPAIR_DIR}/")
+        if collected.repair_dir is not None:
+            self.say(
+                f"repair build of {collected.repair_requests} request(s) in "
+                f"{collected.repair_dir}: promptc run {collected.repair_dir} --batch-api"
+            )
+        return result
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One call of the client, its failure worded as a :class:`Failure`."""
+        openai = openai_module()
+        try:
+            return method(*args, **kwargs)
+        except openai.APIStatusError as e:
+            kind = "auth" if e.status_code in (401, 403) else "bad-request"
+            kind = "server" if e.status_code >= 500 else kind
+            raise Failure(kind, e.status_code, str(e.message)[:300]) from None
+        except openai.APITimeoutError:
+            raise Failure("timeout", None, "the Batch API did not answer") from None
+        except openai.APIConnectionError as e:
+            raise Failure("connection", None, str(e)[:300]) from None
+
+
+def _progress(b: ShardBatch) -> str:
+    counts = b.counts
+    done = counts.get("completed", 0) + counts.get("failed", 0)
+    return (
+        f"{b.shard}: batch {b.batch_id} {b.status}, {done}/{counts.get('total', '?')} "
+        f"request(s) done ({counts.get('failed', 0)} failed)"
+    )

@@ -1,0 +1,93 @@
+"""Ray Data: a build folder as a Dataset of requests, answered by the embedded llama.cpp
+server through ``map_batches`` (an OpenAI-compatible HTTP endpoint), parsed on the cluster,
+written as results.jsonl that ``promptc eval --results`` reads. A local Ray instance; the
+real model (marker ``llm``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from promptc.build import build
+from promptc.ray import ChatEndpoint, parse_dataset, requests_dataset, write_results
+from promptc.spec.lower import compile_spec
+
+ray = pytest.importorskip("ray")
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _through_ray(folder: Path, url: str) -> Path:
+    answered = requests_dataset(folder).map(ChatEndpoint, fn_constructor_args=(url,), concurrency=1)
+    return write_results(parse_dataset(answered, folder), folder)
+
+
+@pytest.mark.llm
+def test_sentiment_in_batches_of_8_comes_back_ok_through_ray(
+    cluster: None, llm_base_url: str, tmp_path: Path
+) -> None:
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 8},
+    )
+    folder = tmp_path / "batch-8"
+    build(task, folder)
+    rows = requests_dataset(folder).take_all()
+    assert [r["id"] for r in rows] == ["r0001", "r0002", "r0003"]
+    assert "root ::=" in rows[0]["gbnf"] and json.loads(rows[0]["json_schema"])
+    path = _through_ray(folder, llm_base_url)
+    results = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(results) == 20
+    assert {r["status"] for r in results} == {"ok"}
+    assert [r["item_id"] for r in results] == [i.id for i in task.items]
+    # What promptc eval --results reads of a folder: the build and its results, checked
+    # against the spec (sentiment has no gold answers, so eval stops there, saying so).
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "eval", str(SPECS / "sentiment.yaml")]
+        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "no item of 'sentiment' has a gold answer" in proc.stderr, proc.stderr
+
+
+@pytest.mark.llm
+def test_eval_results_scores_what_ray_wrote(
+    cluster: None, llm_base_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "nli4.json"
+    rows = json.loads((SPECS / "data" / "nli.json").read_text(encoding="utf-8"))
+    data.write_text(json.dumps(rows[:4]), encoding="utf-8")
+    task = compile_spec(
+        SPECS / "nli.yaml",
+        overrides={("strategy", "batch_size"): 2, ("data", "path"): str(data)},
+    )
+    folder = tmp_path / "batch-2"
+    build(task, folder)
+    _through_ray(folder, llm_base_url)
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "eval", str(SPECS / "nli.yaml"), "--data", str(data)]
+        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"]
+        + ["--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["items"] == 4
+    assert [v["variant"] for v in report["variants"]] == ["batch-2"]

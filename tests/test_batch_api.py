@@ -1,0 +1,232 @@
+"""``promptc run BUILD --batch-api`` against a local Batch API (:mod:`batch_server`: the files
+and batches endpoints over real HTTP): three shards, a request that errors, a batch that
+expires with a request unfinished; every other item ok, a repair build for the rest, exit 4;
+and a run killed (SIGKILL) after its batches were created resumes them, creating none."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batch_server import BatchServer, batch_api
+from promptc.build import build, read_requests
+from promptc.build.targets import OpenAIBatch, strict_schema
+from promptc.run.batch_api import STATE_FILE, read_state
+from promptc.spec.lower import compile_spec
+
+openai = pytest.importorskip("openai")
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+@pytest.fixture
+def shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """sentiment.yaml in batches of 4 (5 requests), as openai-batch in shards of 2 requests."""
+    monkeypatch.setattr(OpenAIBatch, "max_lines", 2)
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
+    )
+    out = tmp_path / "build"
+    build(task, out, target="openai-batch")
+    assert [p.name for p in sorted(out.glob("requests-*.jsonl"))] == [
+        "requests-0001.jsonl",
+        "requests-0002.jsonl",
+        "requests-0003.jsonl",
+    ]
+    return out
+
+
+def _server(folder: Path) -> BatchServer:
+    sizes = {r.id: len(r.item_ids) for r in read_requests(folder)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        return "\n".join(f"A[{i}]: positive" for i in range(1, sizes[rid] + 1))
+
+    # r0002 errors (HTTP 400); the second shard's batch expires before r0004 is done.
+    return BatchServer(
+        answer, errors={"r0002"}, unfinished={"r0004"}, expire={"requests-0002.jsonl"}
+    )
+
+
+def _run(folder: Path, url: str, *more: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    cmd = [sys.executable, "-m", "promptc", "run", str(folder), "--batch-api"]
+    cmd += ["--base-url", url, "--poll-interval", "0.05", *more]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _results(folder: Path) -> list[dict[str, Any]]:
+    lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(x) for x in lines]
+
+
+def _check_outcome(folder: Path) -> None:
+    rows = _results(folder)
+    assert len(rows) == 20
+    bad = {r["item_id"] for r in rows if r["status"] != "ok"}
+    by_request = {r.id: set(r.item_ids) for r in read_requests(folder)}
+    assert bad == by_request["r0002"] | by_request["r0004"]
+    repair = [r.id for r in read_requests(folder / "repair")]
+    assert repair == ["r0002.repair1", "r0004.repair1"]
+    answered = [json.loads(x)["id"] for x in (folder / "outputs.jsonl").open()]
+    assert answered == ["r0001", "r0003", "r0005"]
+
+
+def test_three_shards_an_error_and_an_expiry_end_in_a_repair_build(shards: Path) -> None:
+    server = _server(shards)
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert server.created == 3
+    _check_outcome(shards)
+    state = read_state(shards)
+    assert [b.status for b in state.values()] == ["completed", "expired", "completed"]
+    assert "r0002: no answer (HTTP 400: bad request)" in err
+    assert "r0004: no answer (error batch_expired" in err
+    assert "8 of 20 item(s) are not ok" in err
+    # Run again: everything is recorded and downloaded; nothing is created, the same result.
+    with batch_api(server) as url:
+        again = _run(shards, url)
+        _, err2 = again.communicate(timeout=120)
+    assert again.returncode == 4, err2
+    assert server.created == 3
+    _check_outcome(shards)
+
+
+def _wait_for(predicate: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_run_killed_after_creating_its_batches_resumes_them(shards: Path) -> None:
+    server = _server(shards)
+    server.hold.clear()  # the batches stay in progress until released
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+
+        def all_created() -> bool:
+            try:
+                state = read_state(shards)
+            except Exception:  # noqa: BLE001 - written atomically; a read may race the rename
+                return False
+            return len(state) == 3 and all(b.batch_id for b in state.values())
+
+        _wait_for(all_created)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert server.created == 3
+        assert not (shards / "outputs.jsonl").exists()
+        server.hold.set()
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+    assert again.returncode == 4, err
+    assert server.created == 3  # no second batch
+    assert "resuming batch" in err
+    _check_outcome(shards)
+
+
+def test_a_batch_created_but_not_recorded_is_found_again(shards: Path) -> None:
+    """Killed between the batch's creation and its record: the next run finds the batch by
+    its input file on the server rather than creating another."""
+    server = _server(shards)
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        proc.communicate(timeout=120)
+        state = json.loads((shards / STATE_FILE).read_text(encoding="utf-8"))
+        for record in state["batches"]:
+            record.update(batch_id=None, status=None, downloaded={})
+        (shards / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+    assert again.returncode == 4, err
+    assert server.created == 3
+    assert "found on the server" in err
+    _check_outcome(shards)
+
+
+def test_batch_api_needs_an_openai_batch_build(tmp_path: Path) -> None:
+    task = compile_spec(SPECS / "sentiment.yaml")
+    build(task, tmp_path / "b")
+    proc = _run(tmp_path / "b", "http://127.0.0.1:9/v1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "--batch-api sends a build of --target openai-batch" in err
+
+
+def test_cancel_leaves_the_requests_to_the_repair_build(shards: Path) -> None:
+    """A batch cancelled on the server (by its owner) ends the run like an expired one."""
+    server = _server(shards)
+    server.hold.clear()
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        _wait_for(lambda: len(server.batches) == 3)
+        client = openai.OpenAI(base_url=url, api_key="sk-test")
+        client.batches.cancel("batch_0001")
+        server.hold.set()
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    rows = _results(shards)
+    bad = {r["item_id"] for r in rows if r["status"] != "ok"}
+    first = {i for r in read_requests(shards) if r.id in ("r0001", "r0002") for i in r.item_ids}
+    assert first <= bad
+    assert "batch_0001 cancelled" in err
+
+
+def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(
+    tmp_path: Path,
+) -> None:
+    """``--target openai-batch --grammar json-schema``: each body's ``response_format`` is the
+    request's strict JSON Schema (what ``promptc run --grammar json-schema`` sends); answers
+    in that JSON form come back ok through the Batch API, and the repair build carries it too.
+    """
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "promptc", "build", str(SPECS / "sentiment.yaml"), "-o"]
+    cmd += [str(out), "--target", "openai-batch", "--grammar", "json-schema"]
+    cmd += ["--strategy", "batch", "--batch-size", "4"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    schema = json.loads((out / "answer.schema.json").read_text(encoding="utf-8"))
+    lines = [json.loads(x) for x in (out / "requests.jsonl").open(encoding="utf-8")]
+    assert [x["body"]["response_format"] for x in lines] == [strict_schema(schema)] * 5
+    assert json.loads((out / "manifest.json").read_text())["response_format"] == "json_schema"
+    # What promptc run reads of the lines: sampling parameters, not the constraint.
+    assert all("response_format" not in r.params for r in read_requests(out))
+    sizes = {r.id: len(r.item_ids) for r in read_requests(out)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        assert body["response_format"]["json_schema"]["strict"] is True
+        entries = [{"index": i, "sentiment": "negative"} for i in range(1, sizes[rid] + 1)]
+        return json.dumps({"answers": entries})
+
+    server = BatchServer(answer, errors={"r0003"})
+    with batch_api(server) as url:
+        proc = _run(out, url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    rows = _results(out)
+    assert sum(r["status"] == "ok" for r in rows) == 16
+    assert {r["values"].get("sentiment") for r in rows if r["status"] == "ok"} == {"negative"}
+    repair = [json.loads(x) for x in (out / "repair" / "requests.jsonl").open()]
+    assert [x["custom_id"] for x in repair] == ["r0003.repair1"]
+    assert repair[0]["body"]["response_format"] == strict_schema(schema)
+
+
+def test_openai_batch_refuses_a_gbnf_constraint(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "promptc", "build", str(SPECS / "sentiment.yaml"), "-o"]
+    cmd += [str(tmp_path / "b"), "--target", "openai-batch", "--grammar", "gbnf"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        "--target openai-batch bodies cannot carry a gbnf grammar; they carry json-schema "
+        "(promptc run --grammar chooses how a run sends it)"
+    ) in proc.stderr
