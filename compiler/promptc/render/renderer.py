@@ -94,7 +94,7 @@ class Renderer:
     @functools.cached_property
     def chain(self) -> list[jinja2.Template]:
         """The template and the templates it extends, most derived first (compiled once)."""
-        with self._errors():
+        with self.errors():
             chain = [self.env.get_template(self.name)]
             while True:
                 parent = _parent_name(self.env, chain[-1])
@@ -187,7 +187,7 @@ class Renderer:
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        with self._errors(), OsLimits(self.env.budget):
+        with self.errors(), OsLimits(self.env.budget):
             return self._messages(dict(ctx))
 
     @functools.cached_property
@@ -287,7 +287,7 @@ class Renderer:
         batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
         params = self.task.model.request_params()
-        with self._errors(), gc_paused():
+        with self.errors(), gc_paused():
             while True:
                 group, failure = self._render_group(batches, width, params)
                 yield from group
@@ -328,7 +328,7 @@ class Renderer:
     # -- errors
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
         """Turns any Jinja failure inside the block into a TemplateError at file:line."""
         try:
             yield
@@ -340,42 +340,41 @@ class Renderer:
             raise template_error(
                 "template-syntax", Location(e.filename or self.name, e.lineno or 0), error=e.message
             ) from None
-        except jinja2.TemplateNotFound as e:
+        except (
+            jinja2.TemplateError,
+            RecursionError,
+            MemoryError,
+            ArithmeticError,
+            LookupError,
+            TypeError,
+            ValueError,
+        ) as e:
+            raise self._failure(e) from None
+
+    def _failure(self, e: Exception) -> PromptcError:
+        """The error of a template that failed while it ran, at the innermost template line of
+        the traceback."""
+        where = self._where(e.__traceback__) or self.location
+        if isinstance(e, jinja2.TemplateNotFound):
             shipped = ", ".join(BUILTIN_PREFIX + n for n in sorted(shipped_names()))
-            raise template_error(
-                "template-not-found",
-                self._where(e.__traceback__) or self.location,
-                name=repr(e.name),
-                shipped=shipped,
-            ) from None
-        except SecurityError as e:
-            raise template_error(
-                "template-sandbox", self._where(e.__traceback__) or self.location, error=e
-            ) from None
-        except jinja2.UndefinedError as e:
-            raise template_error(
-                "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
-            ) from None
-        except RecursionError as e:
+            return template_error("template-not-found", where, name=repr(e.name), shipped=shipped)
+        if isinstance(e, SecurityError):
+            return template_error("template-sandbox", where, error=e)
+        if isinstance(e, jinja2.UndefinedError):
+            return template_error("template-undefined", where, error=e.message)
+        if isinstance(e, RecursionError):
             # The budget's nesting bound comes first; this is what Python's own stack bound
             # (deep filters, sorting) leaves.
-            raise budget_error(
+            return budget_error(
                 f"Python's stack of {sys.getrecursionlimit():,} frames",
                 "the template nests deeper",
-                self._where(e.__traceback__) or self.location,
-            ) from None
-        except MemoryError as e:
-            raise budget_error(
-                "the memory this process may use",
-                "the template asked for more",
-                self._where(e.__traceback__) or self.location,
-            ) from None
-        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
-            raise template_error(
-                "template-runtime",
-                self._where(e.__traceback__) or self.location,
-                error=f"{type(e).__name__}: {e}",
-            ) from None
+                where,
+            )
+        if isinstance(e, MemoryError):
+            return budget_error(
+                "the memory this process may use", "the template asked for more", where
+            )
+        return template_error("template-runtime", where, error=f"{type(e).__name__}: {e}")
 
     def _where(self, tb: TracebackType | None) -> Location | None:
         """The innermost template line in a traceback (Jinja rewrites frames to template lines)."""
