@@ -110,11 +110,8 @@ def test_memory_does_not_grow_with_the_items(
     and the caches of recent items made small enough to be full at both sizes: the
     difference is the offset table and the order, a few dozen bytes an item (not the 4 KiB
     an item that holding every request and file in memory took)."""
-    from promptc.render import renderer
-
     monkeypatch.setattr(build_files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 256)
-    monkeypatch.setattr(renderer, "QUESTION_CACHE", 256)
     warm = compile_spec(make_spec(tmp_path / "warm", 10, method="random"))
     build(warm, tmp_path / "warm" / "out")  # imports done before anything is traced
     peaks = []

@@ -423,7 +423,6 @@ def test_request_grammars_do_not_grow_memory_with_the_build(
 
     monkeypatch.setattr(files, "BUFFER_BYTES", 16 << 10)
     monkeypatch.setattr(ItemTable, "CACHE", 16)
-    monkeypatch.setattr(renderer, "QUESTION_CACHE", 16)
     monkeypatch.setattr(renderer, "GROUP_REQUESTS", 16)
     after_requests: list[int] = []
     task_text = produce.task_text

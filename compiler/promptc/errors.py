@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -155,12 +156,9 @@ class OutputParseError(PromptcError):
         offset: int | None = None,
         expected: Sequence[str] = (),
         found: str | None = None,
-        location: Location | None = None,
-        path: Sequence[str | int] = (),
-        hint: str | None = None,
-        code: str = "error",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(message, location=location, path=path, hint=hint, code=code)
+        super().__init__(message, **kwargs)
         self.offset = offset
         self.expected = tuple(expected)
         self.found = found

@@ -5,9 +5,3 @@
 ``portable`` the exports; ``diagnose`` the expected/found of an answer that does not match;
 ``items`` what reading an output with the grammar gives (:mod:`promptc.parse` reads).
 """
-
-from __future__ import annotations
-
-from promptc.grammar.answer import AnswerGrammar, build_grammar
-
-__all__ = ["AnswerGrammar", "build_grammar"]

@@ -246,7 +246,7 @@ class AnswerGrammar:
         :meth:`files` names them, with an Auto-Demo request's questions pinned in the
         constraining forms (``.gbnf``, ``.schema.json``, ``.regex``), as :meth:`gbnf_for`
         and :meth:`json_schema_for` pin them."""
-        out = {k[len("answer") :]: v for k, v in self.files("answer").items()}
+        out = self.files("")
         if self.kind.repeats_questions:
             out[".gbnf"] = self.gbnf_for(questions)
             out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
@@ -299,17 +299,16 @@ class AnswerGrammar:
     def files(self, stem: str = "answer") -> dict[str, str]:
         """The export files by name: ``answer.lark``, ``.gbnf``, ``.schema.json``, ``.regex``
         (portable, for constrained decoding) and ``.parse.regex`` (Python's, for parsing)."""
-        out = {
+        return {
             f"{stem}.lark": self.lark,
             f"{stem}.gbnf": self.gbnf,
             # Keys stay in the order built (fields as the answer format orders them), not
             # sorted: constrained decoders generate properties in schema order, and reasoning
             # must come before the answer it leads to. The order is fixed, so output is stable.
             f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
+            f"{stem}.regex": self.portable_regex + "\n",
+            f"{stem}.parse.regex": self.parse_regex + "\n",
         }
-        out[f"{stem}.regex"] = self.portable_regex + "\n"
-        out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
-        return out
 
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
         """The text form of an output written in the JSON form (:attr:`json_schema`), or

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from promptc import markers
-from promptc.errors import GrammarError
+from promptc.errors import GrammarError, Location
 from promptc.ir import AnswerFormat, InputField, Literal_, Markers, OutputField
 from promptc.markers import DEFAULT as DEFAULT_MARKERS
 from promptc.markers import INDEX_OPEN, field_label, question_prefixes, shown_markers
@@ -233,6 +233,34 @@ def _terminal_name(field: str, taken: set[str]) -> str:
     return name
 
 
+def _check_placeholders(fmt: AnswerFormat, by_name: Mapping[str, OutputField]) -> None:
+    """Raises the GrammarError of a placeholder that names no output or one used twice, or
+    of a format without any."""
+
+    def error(message: str, location: Location | None, code: str) -> GrammarError:
+        return GrammarError(message, location=location, path=("answer_format",), code=code)
+
+    seen: set[str] = set()
+    for seg in fmt.segments:
+        if isinstance(seg, Literal_):
+            continue
+        if seg.field not in by_name:
+            expected = ", ".join(sorted(by_name))
+            message = f"answer_format names '{{{seg.field}}}', which is not an output"
+            raise error(
+                f"{message}; expected one of {expected}", seg.location, "unknown-answer-field"
+            )
+        if seg.field in seen:
+            message = (
+                f"answer_format uses '{{{seg.field}}}' twice; expected each output at most once"
+            )
+            raise error(message, seg.location, "duplicate-answer-field")
+        seen.add(seg.field)
+    if not seen:
+        message = "answer_format has no {field} placeholder; expected at least one output in it"
+        raise error(message, fmt.location, "answer-format-without-field")
+
+
 def make_blueprint(
     fmt: AnswerFormat,
     outputs: Sequence[OutputField],
@@ -251,33 +279,7 @@ def make_blueprint(
     prefixes = question_prefixes(inputs, markers)
     by_name = {o.name: o for o in outputs}
     multiline = kind.one_item
-    seen: set[str] = set()
-    for seg in fmt.segments:
-        if isinstance(seg, Literal_):
-            continue
-        if seg.field not in by_name:
-            raise GrammarError(
-                f"answer_format names '{{{seg.field}}}', which is not an output; expected one of "
-                + ", ".join(sorted(by_name)),
-                location=seg.location,
-                path=("answer_format",),
-                code="unknown-answer-field",
-            )
-        if seg.field in seen:
-            raise GrammarError(
-                f"answer_format uses '{{{seg.field}}}' twice; expected each output at most once",
-                location=seg.location,
-                path=("answer_format",),
-                code="duplicate-answer-field",
-            )
-        seen.add(seg.field)
-    if not seen:
-        raise GrammarError(
-            "answer_format has no {field} placeholder; expected at least one output in it",
-            location=fmt.location,
-            path=("answer_format",),
-            code="answer-format-without-field",
-        )
+    _check_placeholders(fmt, by_name)
     segs = _segments(fmt, by_name)
     bares: list[str] = []
     for k, part in enumerate(segs):

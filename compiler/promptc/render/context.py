@@ -28,15 +28,10 @@ CONTEXT_VARIABLES: frozenset[str] = frozenset(
 )
 
 
-#: Only ``single`` and ``few-shot`` requests hold exactly one item, also given as ``item``.
-ONE_ITEM_VARIABLES: frozenset[str] = frozenset({"item"})
-
-
 def context_variables(kind: Strategy) -> frozenset[str]:
-    """The names a template of this strategy may use."""
-    if kind.one_item:
-        return CONTEXT_VARIABLES | ONE_ITEM_VARIABLES
-    return CONTEXT_VARIABLES
+    """The names a template of this strategy may use: also ``item`` where a request holds
+    exactly one item (``single``, ``few-shot``)."""
+    return CONTEXT_VARIABLES | {"item"} if kind.one_item else CONTEXT_VARIABLES
 
 
 # ---------------------------------------------------------------- the context templates see

@@ -30,7 +30,7 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
             return
         seen.add(name)
         try:
-            with r._errors():
+            with r.errors():
                 source, filename, _ = r.loader.get_source(r.env, name)
         except PromptcError as e:
             e.location = parent if parent.line else (e.location or parent)

@@ -24,7 +24,7 @@ import functools
 import itertools
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -64,9 +64,6 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 # ---------------------------------------------------------------- rendering
 
 
-#: Most question texts a renderer remembers (retrieval batches repeat their target's demos).
-QUESTION_CACHE = 4096
-
 #: Requests rendered in one go under the OS limits (:mod:`promptc.render.os_limits`), and the
 #: characters after which a group ends early. Taking and releasing the limits costs 20 to
 #: 50 µs (measured), under a quarter of a µs a request over 256 (a few-shot prompt renders in
@@ -89,7 +86,6 @@ class Renderer:
         self.env = make_environment(self.loader)
         self.name = template_name(task, self.kind)
         self.location = task.template_for(self.kind).location
-        self._questions: dict[str, str] = {}
         self._cache: dict[str, str] = {}
         self._chars = 0  # characters rendered so far, for the size of a group
 
@@ -98,7 +94,7 @@ class Renderer:
     @functools.cached_property
     def chain(self) -> list[jinja2.Template]:
         """The template and the templates it extends, most derived first (compiled once)."""
-        with self._errors():
+        with self.errors():
             chain = [self.env.get_template(self.name)]
             while True:
                 parent = _parent_name(self.env, chain[-1])
@@ -149,30 +145,25 @@ class Renderer:
             batch: The batch.
             items: The task's items, by position (``batch.item_indices`` index them).
         """
-        ctx: dict[str, object] = {}
-        entries = []
-        questions = self._questions
-        m = self.task.markers
-        inputs = self.task.inputs
-        indexed = m.inputs == "indexed"
-        # Each item's lines as the batch shows them (markers.block), made here in Python: in
-        # a template, a call per item through the sandbox cost a tenth of the render.
-        for i, position in enumerate(batch.item_indices, 1):
-            item = items[position]
-            item_id = item.id
-            q = questions.get(item_id)
-            if q is None:
-                if len(questions) >= QUESTION_CACHE:
-                    questions.clear()  # bounded: a million items must not all stay here
-                q = questions[item_id] = markers.question_text(self.task.inputs, item.inputs)
-            if indexed:
-                block = markers.question_block(inputs, item.inputs, i, m)
-            else:
-                block = f"{markers.question_marker(i, m)}{markers.MARKER_SEPARATOR}{q}"
-            entries.append(
-                {"index": i, "id": item.id, "fields": item.inputs, "question": q, "block": block}
-            )
-        ctx["items"] = entries
+        return self._request_vars((items[p].id, items[p].inputs) for p in batch.item_indices)
+
+    def _request_vars(self, members: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, object]:
+        """``items`` (and ``item``) for the ``(id, inputs)`` of a request's members or demos:
+        each one's lines as the batch shows them (:func:`promptc.markers.question_block`),
+        made here in Python: in a template, a call per item through the sandbox cost a tenth
+        of the render."""
+        task = self.task
+        entries = [
+            {
+                "index": i,
+                "id": item_id,
+                "fields": inputs,
+                "question": markers.question_text(task.inputs, inputs),
+                "block": markers.question_block(task.inputs, inputs, i, task.markers),
+            }
+            for i, (item_id, inputs) in enumerate(members, 1)
+        ]
+        ctx: dict[str, object] = {"items": entries}
         if self.kind.one_item and entries:
             ctx["item"] = entries[0]
         return ctx
@@ -196,7 +187,7 @@ class Renderer:
 
     def messages(self, ctx: Mapping[str, object]) -> tuple[ir.Message, ...]:
         """Renders the message blocks of the template with a context."""
-        with self._errors(), OsLimits(self.env.budget):
+        with self.errors(), OsLimits(self.env.budget):
             return self._messages(dict(ctx))
 
     @functools.cached_property
@@ -217,25 +208,13 @@ class Renderer:
             demos = list(task.demos)
             for start in range(0, len(demos), size):
                 group = demos[start : start + size]
-                entries = [
-                    {
-                        "index": k,
-                        "id": f"demo-{start + k}",
-                        "fields": d.inputs,
-                        "question": markers.question_text(task.inputs, d.inputs),
-                        "block": markers.question_block(task.inputs, d.inputs, k, task.markers),
-                    }
-                    for k, d in enumerate(group, 1)
-                ]
-                ctx: dict[str, object] = {"items": entries}
-                if self.kind.one_item:
-                    ctx["item"] = entries[0]
-                jctx.vars = ctx
+                jctx.vars = self._request_vars(
+                    (f"demo-{start + k}", d.inputs) for k, d in enumerate(group, 1)
+                )
                 user = self._bounded_text("user", fns[0](jctx)).strip() if fns else ""
                 g = build_grammar(task, len(group), self.kind)
-                answer = g.write_output(
-                    [d.outputs for d in group], [str(e["question"]) for e in entries]
-                )
+                questions = [markers.question_text(task.inputs, d.inputs) for d in group]
+                answer = g.write_output([d.outputs for d in group], questions)
                 turns += [ir.Message("user", user), ir.Message("assistant", answer)]
         return tuple(turns)
 
@@ -308,7 +287,7 @@ class Renderer:
         batches = iter(selection.batches)
         width = max(4, len(str(len(selection.batches))))
         params = self.task.model.request_params()
-        with self._errors(), gc_paused():
+        with self.errors(), gc_paused():
             while True:
                 group, failure = self._render_group(batches, width, params)
                 yield from group
@@ -349,7 +328,7 @@ class Renderer:
     # -- errors
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
         """Turns any Jinja failure inside the block into a TemplateError at file:line."""
         try:
             yield
@@ -361,42 +340,41 @@ class Renderer:
             raise template_error(
                 "template-syntax", Location(e.filename or self.name, e.lineno or 0), error=e.message
             ) from None
-        except jinja2.TemplateNotFound as e:
+        except (
+            jinja2.TemplateError,
+            RecursionError,
+            MemoryError,
+            ArithmeticError,
+            LookupError,
+            TypeError,
+            ValueError,
+        ) as e:
+            raise self._failure(e) from None
+
+    def _failure(self, e: Exception) -> PromptcError:
+        """The error of a template that failed while it ran, at the innermost template line of
+        the traceback."""
+        where = self._where(e.__traceback__) or self.location
+        if isinstance(e, jinja2.TemplateNotFound):
             shipped = ", ".join(BUILTIN_PREFIX + n for n in sorted(shipped_names()))
-            raise template_error(
-                "template-not-found",
-                self._where(e.__traceback__) or self.location,
-                name=repr(e.name),
-                shipped=shipped,
-            ) from None
-        except SecurityError as e:
-            raise template_error(
-                "template-sandbox", self._where(e.__traceback__) or self.location, error=e
-            ) from None
-        except jinja2.UndefinedError as e:
-            raise template_error(
-                "template-undefined", self._where(e.__traceback__) or self.location, error=e.message
-            ) from None
-        except RecursionError as e:
+            return template_error("template-not-found", where, name=repr(e.name), shipped=shipped)
+        if isinstance(e, SecurityError):
+            return template_error("template-sandbox", where, error=e)
+        if isinstance(e, jinja2.UndefinedError):
+            return template_error("template-undefined", where, error=e.message)
+        if isinstance(e, RecursionError):
             # The budget's nesting bound comes first; this is what Python's own stack bound
             # (deep filters, sorting) leaves.
-            raise budget_error(
+            return budget_error(
                 f"Python's stack of {sys.getrecursionlimit():,} frames",
                 "the template nests deeper",
-                self._where(e.__traceback__) or self.location,
-            ) from None
-        except MemoryError as e:
-            raise budget_error(
-                "the memory this process may use",
-                "the template asked for more",
-                self._where(e.__traceback__) or self.location,
-            ) from None
-        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
-            raise template_error(
-                "template-runtime",
-                self._where(e.__traceback__) or self.location,
-                error=f"{type(e).__name__}: {e}",
-            ) from None
+                where,
+            )
+        if isinstance(e, MemoryError):
+            return budget_error(
+                "the memory this process may use", "the template asked for more", where
+            )
+        return template_error("template-runtime", where, error=f"{type(e).__name__}: {e}")
 
     def _where(self, tb: TracebackType | None) -> Location | None:
         """The innermost template line in a traceback (Jinja rewrites frames to template lines)."""

@@ -172,14 +172,19 @@ def retrieval_groups(
     return Grouping(groups, found.describe(), ALGORITHMS["retrieval"])
 
 
-def _partition_members(
-    vectors: NDArray[np.float32], batch_size: int, *, seed: int, ann_threshold: int
-) -> tuple[list[list[int]], dict[str, object]]:
-    """Greedy densest-first partition; groups in creation order, members unsorted."""
+def partition_groups(
+    vectors: NDArray[np.float32],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    ann_threshold: int = ANN_THRESHOLD,
+) -> Grouping:
+    """Disjoint batches of mutually similar items, greedy densest first; members and batches
+    in item order."""
     n = vectors.shape[0]
     if batch_size <= 1 or n <= batch_size:
         trivial = [[i] for i in range(n)] if batch_size <= 1 else ([list(range(n))] if n else [])
-        return trivial, {"search": "none"}
+        return _disjoint(vectors, trivial, {"search": "none"}, ALGORITHMS["partition"])
     k = min(n - 1, max(CANDIDATES_PER_SLOT * batch_size, MIN_CANDIDATES))
     found = nb.all_neighbors(vectors, k, seed=seed, ann_threshold=ann_threshold)
     # Density: mean similarity to the N-1 nearest neighbours, in float64 for a stable order.
@@ -209,22 +214,18 @@ def _partition_members(
                 members.extend(best[0].tolist())
         assigned[members] = True
         groups.append(members)
-    return groups, found.describe()
+    return _disjoint(vectors, groups, found.describe(), ALGORITHMS["partition"])
 
 
-def partition_groups(
-    vectors: NDArray[np.float32],
-    batch_size: int,
-    *,
-    seed: int = 0,
-    ann_threshold: int = ANN_THRESHOLD,
+def _disjoint(
+    vectors: NDArray[np.floating], members: list[list[int]], info: dict[str, object], algorithm: str
 ) -> Grouping:
-    """Disjoint batches of mutually similar items; members and batches in item order."""
-    members, info = _partition_members(vectors, batch_size, seed=seed, ann_threshold=ann_threshold)
+    """Disjoint groups (empty ones dropped), members and groups in item order, each member's
+    similarity to its group's centroid."""
     v64 = vectors.astype(np.float64)
-    ordered = sorted((sorted(g) for g in members), key=lambda g: g[0])
+    ordered = sorted((sorted(g) for g in members if g), key=lambda g: g[0])
     groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
-    return Grouping(groups, info, ALGORITHMS["partition"])
+    return Grouping(groups, info, algorithm)
 
 
 def diverse_groups(vectors: NDArray[np.float32], batch_size: int) -> Grouping:
@@ -257,9 +258,7 @@ def diverse_groups(vectors: NDArray[np.float32], batch_size: int) -> Grouping:
     if n <= REFINE_LIMIT:
         swaps = _refine_by_swaps(v64, dealt, sums)
         algorithm += f", then {swaps} improving swaps between batches"
-    ordered = sorted((sorted(g) for g in dealt if g), key=lambda g: g[0])
-    groups = [Group(tuple(g), None, _to_centroid(v64, g)) for g in ordered]
-    return Grouping(groups, {}, algorithm)
+    return _disjoint(vectors, dealt, {}, algorithm)
 
 
 def _refine_by_swaps(
