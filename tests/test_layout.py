@@ -322,3 +322,35 @@ def test_no_function_imports_what_the_module_already_imports() -> None:
                     continue
                 found += [f"{module} (line {node.lineno}): {k}" for k in keys if k in top]
     assert found == []
+
+
+#: Rooms of a readable size (docs/architecture.md): a module, a function.
+MAX_MODULE_LINES = 800
+MAX_FUNCTION_LINES = 80
+
+
+def oversized(root: Path) -> list[str]:
+    """The modules over :data:`MAX_MODULE_LINES` lines and functions over
+    :data:`MAX_FUNCTION_LINES` under ``root``, each named with its length."""
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        where = path.relative_to(root)
+        if source.count("\n") > MAX_MODULE_LINES:
+            found.append(f"{where}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_no_module_or_function_is_over_its_size() -> None:
+    assert oversized(PACKAGE) == []
+
+
+def test_the_size_test_catches_a_long_function(tmp_path: Path) -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long.py").write_text(f"def f() -> None:\n{body}", encoding="utf-8")
+    assert oversized(tmp_path) == [f"long.py:1 f: {MAX_FUNCTION_LINES + 1} lines"]

@@ -43,86 +43,96 @@ def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
     Returns:
         (offset in ``text``, the names of what could have come there, what is there instead).
     """
-    parts = blueprint.parts
-    compiled = [re.compile(p.bare) for p in parts]
     space = _WS if blueprint.multiline else " \t"
     start = len(text) - len(text.lstrip(space))
-    best_key: tuple[int, int, int] = (-1, -1, -1)
-    best_names: set[str] = set()
-    seen: set[tuple[int, int]] = set()
+    reading = _Readings(blueprint, text)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(blueprint.parts) + 100))
+    try:
+        if reading.walk(0, start, start):
+            return (len(text), [], "nothing: the answer matches")
+    finally:
+        sys.setrecursionlimit(limit)
+    _, _, offset = reading.best_key
+    return offset, sorted(reading.best_names), excerpt(text, offset)
 
-    def record(k: int, pos: int, progress: int, names: list[str]) -> None:
-        nonlocal best_key, best_names
+
+class _Readings:
+    """Every reading of one answer body, memoised, and the best failure among them."""
+
+    def __init__(self, blueprint: Blueprint, text: str) -> None:
+        self.blueprint = blueprint
+        self.parts = blueprint.parts
+        self.text = text
+        self.space = _WS if blueprint.multiline else " \t"
+        self.compiled = [re.compile(p.bare) for p in self.parts]
+        self.best_key: tuple[int, int, int] = (-1, -1, -1)
+        self.best_names: set[str] = set()
+        self.seen: set[tuple[int, int]] = set()
+        # For each text part followed by a literal: every place the literal matches after a
+        # non-space character, computed once (a text's candidate ends are then a bisect away).
+        self.literal_ends: dict[int, list[int]] = {}
+        for k in range(len(self.parts) - 1):
+            if self.is_text(k) and self.parts[k + 1].field is None:
+                # Every position the literal matches at, overlapping ones included (a lookahead
+                # finds them all in one pass of the regex engine, not one match per character).
+                starts = re.compile(f"(?=(?:{self.parts[k + 1].bare}))")
+                self.literal_ends[k] = [
+                    e for m in starts.finditer(text, 1) if text[(e := m.start()) - 1] not in _WS
+                ]
+
+    def record(self, k: int, pos: int, progress: int, names: list[str]) -> None:
         key = (progress, k, pos)
-        if key > best_key:
-            best_key, best_names = key, set(names)
-        elif key == best_key:
-            best_names.update(names)
+        if key > self.best_key:
+            self.best_key, self.best_names = key, set(names)
+        elif key == self.best_key:
+            self.best_names.update(names)
 
-    def is_text(k: int) -> bool:
-        f = parts[k].field
+    def is_text(self, k: int) -> bool:
+        f = self.parts[k].field
         return f is not None and f.type.free_text
 
-    # For each text part followed by a literal: every place the literal matches after a
-    # non-space character, computed once (a text's candidate ends are then a bisect away).
-    literal_ends: dict[int, list[int]] = {}
-    for k in range(len(parts) - 1):
-        if is_text(k) and parts[k + 1].field is None:
-            # Every position the literal matches at, overlapping ones included (a lookahead
-            # finds them all in one pass of the regex engine, not one match per character).
-            starts = re.compile(f"(?=(?:{parts[k + 1].bare}))")
-            literal_ends[k] = [
-                e for m in starts.finditer(text, 1) if text[(e := m.start()) - 1] not in _WS
-            ]
-
-    def ends(k: int, pos: int, progress: int) -> list[int]:
+    def ends(self, k: int, pos: int, progress: int) -> list[int]:
+        """Where part ``k`` may end when it starts at ``pos``, in the order to try them."""
+        parts, text = self.parts, self.text
         part = parts[k]
-        if is_text(k):
+        if self.is_text(k):
             if pos >= len(text) or text[pos] in _WS:
                 return []
             nl = text.find("\n", pos)
-            stop = len(text) if blueprint.multiline or nl < 0 else nl
-            greedy = not any(is_text(j) for j in range(k + 1, len(parts)))
-            if k in literal_ends:
-                table = literal_ends[k]
+            stop = len(text) if self.blueprint.multiline or nl < 0 else nl
+            greedy = not any(self.is_text(j) for j in range(k + 1, len(parts)))
+            if k in self.literal_ends:
+                table = self.literal_ends[k]
                 out = table[bisect.bisect_right(table, pos) : bisect.bisect_right(table, stop)]
                 if not out:  # the literal after the text is nowhere: say so, after the text
                     last = len(text[:stop].rstrip(_WS))
-                    record(k + 1, max(last, pos + 1), progress, [part_name(parts[k + 1])])
+                    self.record(k + 1, max(last, pos + 1), progress, [part_name(parts[k + 1])])
             else:
                 out = [e for e in range(pos + 1, stop + 1) if text[e - 1] not in _WS]
             return out[::-1] if greedy else out  # the last text field is greedy: longest first
         if part.field is None:
-            m = compiled[k].match(text, pos)
+            m = self.compiled[k].match(text, pos)
             return [m.end()] if m else []
         # A typed value is short: try every length, longest first.
         limit = min(len(text), pos + 200)
-        return [e for e in range(limit, pos, -1) if compiled[k].fullmatch(text, pos, e)]
+        return [e for e in range(limit, pos, -1) if self.compiled[k].fullmatch(text, pos, e)]
 
-    def walk(k: int, pos: int, progress: int) -> bool:
-        if (k, pos) in seen or len(seen) > _MAX_READINGS:
+    def walk(self, k: int, pos: int, progress: int) -> bool:
+        """Whether the body reads from part ``k`` at ``pos`` to its end (failures recorded)."""
+        if (k, pos) in self.seen or len(self.seen) > _MAX_READINGS:
             return False
-        seen.add((k, pos))
-        if k == len(parts):
-            if text[pos:].strip(space) == "":
+        self.seen.add((k, pos))
+        if k == len(self.parts):
+            if self.text[pos:].strip(self.space) == "":
                 return True
-            record(k, pos, progress, ["end of the answer"])
+            self.record(k, pos, progress, ["end of the answer"])
             return False
-        candidates = ends(k, pos, progress)
+        candidates = self.ends(k, pos, progress)
         if not candidates:
-            record(k, pos, progress, [part_name(parts[k])])
+            self.record(k, pos, progress, [part_name(self.parts[k])])
             return False
-        nxt_progress = pos if is_text(k) else None
+        nxt_progress = pos if self.is_text(k) else None
         return any(
-            walk(k + 1, e, nxt_progress if nxt_progress is not None else e) for e in candidates
+            self.walk(k + 1, e, nxt_progress if nxt_progress is not None else e) for e in candidates
         )
-
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 4 * len(parts) + 100))
-    try:
-        if walk(0, start, start):
-            return (len(text), [], "nothing: the answer matches")
-    finally:
-        sys.setrecursionlimit(limit)
-    _, _, offset = best_key
-    return offset, sorted(best_names), excerpt(text, offset)
