@@ -99,6 +99,13 @@ def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+#: An answer recorded for another prompt than its request's (``{rid}``, ``{build}``).
+STALE_OUTPUT = (
+    "this answer of request {rid!r} was produced for another prompt than {build} holds "
+    "(the build was changed since); it is not credited to its items"
+)
+
+
 @dataclass
 class _Parsed:
     """What the outputs said, request by request, and what could not be used."""
@@ -235,6 +242,15 @@ def _parse_records(
                     location=rec.location,
                     hint=did_you_mean(rid, known),
                     code="unknown-request",
+                )
+            )
+        elif rec.prompt_sha256 is not None and rec.prompt_sha256 != build.prompts.get(rid):
+            found.errors.append(
+                OutputParseError(
+                    STALE_OUTPUT.format(rid=rid, build=build.source),
+                    location=rec.location,
+                    hint="run the build again: promptc run sends only what is not answered",
+                    code="stale-output",
                 )
             )
         elif rid in found.seen:

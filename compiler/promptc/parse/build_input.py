@@ -6,12 +6,12 @@ in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promptc import markers
-from promptc.build import iter_requests, read_requests, read_task
+from promptc.build import iter_requests, prompt_hash, read_requests, read_task
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
 from promptc.parse.scan import iter_markers
@@ -25,10 +25,14 @@ class Build:
     task: Task
     requests: Mapping[str, RequestShape]
     source: str
+    #: The prompt hash of each request (``batches.jsonl``'s ``prompt_sha256``): an answer
+    #: recorded with another one was produced for another prompt, and is not credited.
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
 
-def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
-    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`).
+def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
+    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`);
+    each request's prompt hash goes to ``prompts``.
 
     Raises:
         PromptcErrors: Every malformed line, at its file:line:col.
@@ -37,6 +41,7 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
     errors: list[PromptcError] = []
     by_id = items_by_id(task)
     for r in read_requests(build_dir, errors=errors):
+        prompts[r.id] = prompt_hash(r.messages)
         # An empty list of items is refused as none (request_shape says what is expected).
         line: dict[str, Any] = {
             "id": r.id,
@@ -100,7 +105,8 @@ def load_build(source: str | Path) -> Build:
     path = Path(source)
     if path.is_dir():
         task = read_task(path)
-        return Build(task, _read_requests(path, task), str(path))
+        prompts: dict[str, str] = {}
+        return Build(task, _read_requests(path, task, prompts), str(path), prompts)
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     # Imported here: a build folder needs no spec compiled, and the front end's import is
@@ -108,13 +114,18 @@ def load_build(source: str | Path) -> Build:
     from promptc.spec.lower import compile_spec
 
     task = compile_spec(path)
-    return Build(task, _spec_requests(task), str(path))
+    made: dict[str, str] = {}
+    return Build(task, _spec_requests(task, made), str(path), made)
 
 
-def _spec_requests(task: Task) -> dict[str, RequestShape]:
-    """The requests a build of this spec would write, made in memory."""
+def _spec_requests(task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
+    """The requests a build of this spec would write, made in memory (their prompt hashes
+    to ``prompts``)."""
     out: dict[str, RequestShape] = {}
     for r in iter_requests(task):
         shape = request_shape(task, r)
         out[shape.id] = shape
+        prompts[shape.id] = prompt_hash(
+            [{"role": m.role, "content": m.content} for m in r.messages]
+        )
     return out

@@ -37,6 +37,9 @@ class OutputRecord:
     #: What ``promptc run`` records beside a repair answer (``attempt``, ``of``,
     #: ``item_ids``, ``kind``), if the line has it.
     repair: Mapping[str, Any] | None = None
+    #: The prompt hash the answer was produced for, when the line records it (``promptc
+    #: run`` and ``collect`` do): an answer is credited only to a request with that prompt.
+    prompt_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,11 +152,13 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             )
             continue
         repair = data.get("repair")
+        prompt = data.get("prompt_sha256")
         yield OutputRecord(
             _characters(str(rid)),
             _characters(out),
             where,
             repair if isinstance(repair, Mapping) else None,
+            prompt if isinstance(prompt, str) else None,
         )
 
 
