@@ -297,7 +297,10 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     # mkstemp: a new file of its own (O_EXCL, a name no one could plant a link under), so
     # that a link in a shared folder never carries the write elsewhere; the rename then
     # replaces a link at ``path`` itself, never the file it points to.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     tmp = Path(name)
     try:
         # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as
@@ -306,6 +309,10 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
             f.writelines(line + "\n" for line in lines)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # A write's error names no file (a full disk): this one names the file it was for.
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

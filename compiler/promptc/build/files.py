@@ -315,9 +315,11 @@ class Sink:
             self.size = 0
 
     def close(self) -> None:
-        self.flush()
-        if self.file is not None:
-            self.file.close()
+        try:
+            self.flush()
+        finally:
+            if self.file is not None:
+                self.file.close()
 
     def text(self) -> str:
         """The whole text (a sink in memory)."""

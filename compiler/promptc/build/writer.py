@@ -13,6 +13,7 @@ under its real name. Without a folder, the files are kept in memory (:func:`prom
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -236,9 +237,10 @@ class FolderWriter:
         return {**{name: sink.text() for name, sink in self.sinks.items()}, **self.own}
 
     def discard(self) -> None:
-        """Removes the temporary files (a build that failed)."""
+        """Removes the temporary files (a build that failed, perhaps for a full disk)."""
         for sink in self.sinks.values():
-            sink.close()
+            with contextlib.suppress(OSError):  # what is left unwritten is removed below
+                sink.close()
         if self.folder is not None:
             _remove_temporary(self.folder)
 

@@ -41,7 +41,8 @@ from promptc.build import (
     read_manifest,
     read_requests,
 )
-from promptc.build.files import open_regular, read_lines, read_text
+from promptc.build.files import not_regular, open_regular, read_lines, read_text
+from promptc.build.writer import check_folder
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.ir import Task
 from promptc.parse.build_input import Build, load_build
@@ -300,6 +301,8 @@ def collect(
     requests = read_requests(build)
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
+    if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed
+        raise not_regular(out)
     repair_known = _repair_records(build, out)
     result = CollectResult(build)
     paths = [Path(f) for f in files]
@@ -467,6 +470,7 @@ def write_repair_build(
     nominal = task.strategy.batch_size
     constraints = ConstraintCache(task) if chosen.grammars else None
     wanted = {i for r in asked for i in r.item_ids}
+    check_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = FolderWriter(out, chosen, form)

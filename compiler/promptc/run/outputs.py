@@ -224,12 +224,16 @@ class OutputsFile:
     def appending(self) -> Iterator[None]:
         """Opens the file for :meth:`append` until the block ends."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open_regular(self.path, "ab") as out:
-            self._out = out
-            try:
-                yield
-            finally:
-                self._out = None
+        out = open_regular(self.path, "ab")
+        self._out = out
+        try:
+            yield
+        finally:
+            self._out = None
+            # Closing writes what is left of a line append failed to write (a full disk),
+            # and fails as append did: append's error, with the file, is the one said.
+            with contextlib.suppress(OSError):
+                out.close()
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Appends one answer, whole, and flushes it: once this returns, a kill loses nothing.
@@ -237,8 +241,11 @@ class OutputsFile:
         Blocking, though the run is async: one short line, written before the run counts the
         answer or awaits the next."""
         assert self._out is not None, "append outside appending()"
-        self._out.write(output_line(record).encode("utf-8") + b"\n")
-        self._out.flush()
+        try:
+            self._out.write(output_line(record).encode("utf-8") + b"\n")
+            self._out.flush()
+        except OSError as e:  # a full disk: said with the file the answer was for
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
 
 @contextlib.contextmanager
@@ -265,10 +272,11 @@ def outputs_lock(path: Path) -> Iterator[None]:
                 hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
                 code="run-in-progress",
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n".encode())
-        f.flush()
+        # The pid only tells another run who holds the lock: written unbuffered, and a full
+        # disk leaves it unsaid rather than stopping the run before it starts.
+        with contextlib.suppress(OSError):
+            os.ftruncate(f.fileno(), 0)
+            os.write(f.fileno(), f"{os.getpid()}\n".encode())
         yield
     finally:
         f.close()  # releases the lock
