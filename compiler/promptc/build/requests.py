@@ -19,6 +19,7 @@ from promptc.build.files import Sink, build_error, read_lines
 from promptc.build.manifest import read_manifest
 from promptc.build.targets import TARGETS, BuiltRequest, Target
 from promptc.errors import Location, PromptcError
+from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES, find_strategy
 from promptc.text import or_list
 
@@ -191,11 +192,21 @@ def _request(
         said.get("grammar"),
         said.get("target_item"),
     )
+    ids = tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else batch.item_ids
+    if len(ids) > MAX_BATCH_SIZE:  # no build makes one: parsing it would take minutes
+        bad(
+            f"request {rid} lists {len(ids)} items; a request holds at most {MAX_BATCH_SIZE}", where
+        )
+        return None
+    if len(set(ids)) != len(ids):
+        twice = next(i for k, i in enumerate(ids) if i in ids[:k])
+        bad(f"request {rid} lists item {twice!r} twice", where)
+        return None
     params = said.get("params")
     return BuiltRequest(
         id=rid,
         kind=line_kind,
-        item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else batch.item_ids,
+        item_ids=ids,
         messages=tuple(messages),
         params=params if isinstance(params, dict) else {},
         grammar=stem if isinstance(stem, str) else batch.grammar,

@@ -176,11 +176,23 @@ def read_task(build_dir: str | Path) -> ir.Task:
         )
     except OSError as e:
         raise _bad(Location(str(items_path)), ITEMS_FILE, e) from None
+    seen: set[str] = set()
+    for it in items:  # one item per id: a result is credited to one item
+        if it.id in seen:
+            raise build_error(
+                "bad-task-file",
+                Location(str(items_path)),
+                name=ITEMS_FILE,
+                problem=f"item id {it.id!r} appears twice",
+            )
+        seen.add(it.id)
     return replace(task, items=items)
 
 
 def _bad(where: Location, name: str, e: Exception) -> UsageError:
-    return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {e}")
+    # A KeyError's text is its argument quoted: the message alone reads better.
+    said = e.args[0] if isinstance(e, KeyError) and e.args else e
+    return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {said}")
 
 
 def _item(text: str, by_name: Mapping[str, ir.OutputField], where: Location) -> ir.Item:

@@ -5,16 +5,14 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc import markers
 from promptc.build import iter_requests, prompt_hash, read_requests, read_task
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
-from promptc.parse.scan import iter_markers
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
 
@@ -49,16 +47,17 @@ def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict
             "item_ids": r.item_ids or None,
             "target_item": r.target_item,
         }
-        if r.kind.repeats_questions and not all(i in by_id for i in r.item_ids):
-            # Items the task does not know (requests.jsonl edited): questions as the prompt
-            # shows them.
-            shown = _questions_in_prompt(r.messages, task)
-            line["questions"] = [
-                markers.question_text(task.inputs, by_id[i].inputs)
-                if i in by_id
-                else shown.get(k, "")
-                for k, i in enumerate(r.item_ids, 1)
-            ]
+        unknown = [i for i in r.item_ids if i not in by_id]
+        if unknown:  # results for an item the task lacks would be invented ones
+            errors.append(
+                UsageError(
+                    f"request {r.id} names item {unknown[0]!r}, which items.jsonl does not hold",
+                    location=r.location,
+                    hint="rebuild it with promptc build SPEC -o DIR",
+                    code="unknown-item",
+                )
+            )
+            continue
         try:
             shape = request_shape(task, line)
         except PromptcError as e:
@@ -68,27 +67,6 @@ def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict
     if errors:
         raise PromptcErrors(errors)
     return requests
-
-
-def _questions_in_prompt(messages: Sequence[Mapping[str, Any]], task: Task) -> dict[int, str]:
-    """The questions the last user message (the prompt of a built request) shows after the
-    task's question markers (``Q[i]:``; with indexed inputs ``Premise[i]:`` and the later
-    inputs' lines, read back as :func:`promptc.markers.question_text` writes them)."""
-    users = [m.get("content") for m in messages if m.get("role") == "user"]
-    if not users or not isinstance(users[-1], str):
-        return {}
-    text: str = users[-1]
-    shown = markers.shown_markers(task.inputs, task.markers)
-    prefixes = markers.question_prefixes(task.inputs, task.markers)
-    marks = list(iter_markers(text, shown))
-    out: dict[int, str] = {}
-    for k, m in enumerate(marks):
-        if m.kind != markers.QUESTION_PREFIX:
-            continue
-        end = marks[k + 1].cut if k + 1 < len(marks) else len(text)
-        body = text[m.end : end].strip()
-        out[m.index] = markers.read_question(body.split("\n\n", 1)[0].strip(), prefixes)[0]
-    return out
 
 
 def load_build(source: str | Path) -> Build:
