@@ -190,9 +190,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
 
 
 def _bad(where: Location, name: str, e: Exception) -> UsageError:
-    # A KeyError's text is its argument quoted: the message alone reads better.
-    said = e.args[0] if isinstance(e, KeyError) and e.args else e
-    return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {said}")
+    return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {e}")
 
 
 def _item(text: str, by_name: Mapping[str, ir.OutputField], where: Location) -> ir.Item:
