@@ -98,7 +98,9 @@ def _record_text(data: Mapping[str, Any]) -> str | None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _characters(text: str) -> str:
+def characters(text: str) -> str:
+    """``text`` with each lone surrogate read as U+FFFD: what every command parses, so that
+    ``promptc parse`` and ``run --parse`` give the same results for one answer."""
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
@@ -154,8 +156,8 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         repair = data.get("repair")
         prompt = data.get("prompt_sha256")
         yield OutputRecord(
-            _characters(str(rid)),
-            _characters(out),
+            characters(str(rid)),
+            characters(out),
             where,
             repair if isinstance(repair, Mapping) else None,
             prompt if isinstance(prompt, str) else None,
