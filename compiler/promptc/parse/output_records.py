@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptc.build.files import open_regular
 from promptc.errors import (
     Location,
     OutputParseError,
@@ -25,6 +26,10 @@ TEXT_KEYS = ("output", "text", "content")
 
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+#: The largest outputs file read (docs/limits.md).
+MAX_OUTPUTS_BYTES = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,16 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         # utf-8-sig: a byte order mark at the start (as some editors and Windows tools write
         # it) is not part of the first line, as for specs and data files. Decoded from the
         # bytes, so that no line end is translated: a JSON line ends at "\n" alone.
-        text = path.read_bytes().decode("utf-8-sig")
+        with open_regular(path) as f:  # never a FIFO (a hang) nor a device (no end)
+            raw = f.read(MAX_OUTPUTS_BYTES + 1)
+        if len(raw) > MAX_OUTPUTS_BYTES:
+            raise UsageError(
+                f"outputs file {str(path)!r} is larger than {MAX_OUTPUTS_BYTES} bytes, more "
+                "than promptc reads",
+                location=Location(str(path)),
+                code="too-large",
+            )
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(
             f"cannot read outputs file {str(path)!r}: {e}",
