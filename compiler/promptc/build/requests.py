@@ -9,6 +9,7 @@ A batch target's requests are split, past the Batch API's limits per input file,
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -82,12 +83,13 @@ class RequestFiles:
 
 def request_paths(folder: Path) -> list[Path]:
     """The request files of a build: ``requests.jsonl``, or its shards in order."""
+    # lexists: a link, a pipe or a device under the name is found, and refused when read.
     whole = folder / REQUESTS_FILE
-    if whole.is_file():
+    if os.path.lexists(whole):
         return [whole]
     shards = []
     k = 1
-    while (folder / SHARD_NAME.format(k)).is_file():
+    while os.path.lexists(folder / SHARD_NAME.format(k)):
         shards.append(folder / SHARD_NAME.format(k))
         k += 1
     return shards

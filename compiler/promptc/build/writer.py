@@ -297,6 +297,7 @@ def _remove_temporary(out: Path) -> None:
     _remove_request_grammars(out, f".{REQUEST_GRAMMARS}.tmp")
     for old in out.iterdir():
         name = old.name
-        temporary = _is_temporary(name) and (old.is_symlink() or old.is_file())
+        # Whatever it is (a link or a pipe planted under the name too), not a folder.
+        temporary = _is_temporary(name) and (old.is_symlink() or not old.is_dir())
         if temporary and _OWNED.match(name[1:-4]):
             old.unlink(missing_ok=True)
