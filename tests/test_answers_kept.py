@@ -55,8 +55,10 @@ def test_collect_keeps_second_answers_and_those_the_build_held(tmp_path: Path) -
     result = collect(folder, _results(tmp_path / "out.jsonl", lines))
     assert result.duplicates == ["out.jsonl:6 ('r0002')"]
     assert result.notes == [
-        "2 answer(s) that outputs.jsonl held or the files repeated are not the ones "
-        "collected; moved to outputs.replaced.jsonl as they were"
+        (
+            "2 answer(s) that outputs.jsonl held or the files repeated are not the ones "
+            "collected; moved to outputs.replaced.jsonl as they were"
+        )
     ]
     aside = read_outputs_file(folder / "outputs.replaced.jsonl")
     assert {k: v["output"] for k, v in aside.answers.items()} == {
@@ -82,12 +84,18 @@ def test_collect_reads_every_content_form_odd_usage_and_a_bom(tmp_path: Path) ->
     assert result.answered == 4 and not result.unknown
     assert result.failed == {"r0004": "the model refused: I cannot help with that."}
     assert result.notes == [
-        "out.jsonl:2: usage.prompt_tokens is a string 'lots', not a whole number of tokens; "
-        "not counted",
-        "out.jsonl:2: usage.completion_tokens is a string '12 tokens', not a whole number of "
-        "tokens; not counted",
-        "out.jsonl:3: usage.prompt_tokens is a number inf, not a whole number of tokens; "
-        "not counted",
+        (
+            "out.jsonl:2: usage.prompt_tokens is a string 'lots', not a whole number of tokens; "
+            "not counted"
+        ),
+        (
+            "out.jsonl:2: usage.completion_tokens is a string '12 tokens', not a whole number of "
+            "tokens; not counted"
+        ),
+        (
+            "out.jsonl:3: usage.prompt_tokens is a number inf, not a whole number of tokens; "
+            "not counted"
+        ),
     ]
     assert result.tokens == [5 + 5, 3 + 3 + 3]
     kept = read_outputs_file(folder / "outputs.jsonl").answers
@@ -170,8 +178,10 @@ def test_a_tampered_rehashed_build_is_refused_not_misread(
     [
         (
             ["--batch-sizes", "9" * 5000],
-            f"<command line>: --batch-sizes: batch size '{'9' * 5000}' is not a whole number "
-            "from 1 to 1000",
+            (
+                f"<command line>: --batch-sizes: batch size '{'9' * 5000}' is not a whole number "
+                "from 1 to 1000"
+            ),
         ),
         (
             ["--batch-sizes", "²"],
@@ -179,8 +189,10 @@ def test_a_tampered_rehashed_build_is_refused_not_misread(
         ),
         (
             ["--price-in", "1e308", "--price-out", "1"],
-            "<command line>: --price-in: price '1e308' is more than 1000000 US dollars per "
-            "million tokens",
+            (
+                "<command line>: --price-in: price '1e308' is more than 1000000 US dollars per "
+                "million tokens"
+            ),
         ),
     ],
 )
