@@ -230,3 +230,19 @@ def test_init_says_a_next_command_a_shell_runs_as_said(
         f"{folder}/build",
     ]
     assert (tmp_path / name / "task.yaml").is_file()
+
+
+def test_parse_never_writes_results_over_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _build(tmp_path / "b", target="chat")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"id": "r0001", "output": ANSWER}) + "\n", encoding="utf-8")
+    before = answers.read_bytes()
+    for out in (answers, folder / "outputs.jsonl"):
+        assert run(["parse", str(folder), str(answers), "-o", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: -o {out} would replace answers; give another file\n"
+        )
+    assert answers.read_bytes() == before
+    assert not (folder / "outputs.jsonl").exists()

@@ -42,6 +42,7 @@ from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
+from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
 from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
 from promptc.text import write_atomic
 
@@ -346,9 +347,12 @@ def parse_command(
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    if out_file is not None and os.path.exists(out_file) and os.path.samefile(out_file, outputs):
-        # The answers themselves: results written over them would lose what was paid for.
-        print(f"error: -o {out_file} is OUTPUTS itself; give another file", file=sys.stderr)
+    if out_file is not None and (
+        os.path.basename(out_file) in (OUTPUTS_FILE, REPLACED_FILE)
+        or (os.path.exists(out_file) and os.path.samefile(out_file, outputs))
+    ):
+        # Answers: results written over them would lose what was paid for.
+        print(f"error: -o {out_file} would replace answers; give another file", file=sys.stderr)
         sys.exit(2)
     buffer = io.StringIO()
     out = sys.stdout if out_file is None else buffer
