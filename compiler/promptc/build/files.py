@@ -225,6 +225,22 @@ def open_regular(path: Path, mode: str = "rb") -> io.BufferedIOBase:
         raise
 
 
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes (:func:`open_regular`), or ``None`` when it holds more than
+    ``limit``: its size is asked first, as ``read(limit + 1)`` would allocate that much.
+
+    Raises:
+        FileNotFoundError: It does not exist.
+        OSError: It cannot be read.
+        UsageError: ``not-regular``.
+    """
+    with open_regular(path) as f:
+        if os.fstat(f.fileno()).st_size > limit:
+            return None
+        data = f.read()
+    return data if len(data) <= limit else None
+
+
 def read_text(path: Path) -> str:
     """A whole file of a build folder, at most :data:`MAX_FILE_BYTES` bytes of UTF-8.
 
@@ -233,9 +249,8 @@ def read_text(path: Path) -> str:
         UsageError: ``too-large``, ``not-utf8`` or ``not-regular``.
     """
     limit = MAX_FILE_BYTES
-    with open_regular(path) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+    data = read_bounded(path, limit)
+    if data is None:
         raise build_error("too-large", Location(str(path)), name=path.name, limit=limit)
     try:
         return data.decode("utf-8")

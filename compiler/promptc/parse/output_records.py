@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc.build.files import open_regular
+from promptc.build.files import read_bounded
 from promptc.errors import (
     Location,
     OutputParseError,
@@ -125,9 +125,8 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         # utf-8-sig: a byte order mark at the start (as some editors and Windows tools write
         # it) is not part of the first line, as for specs and data files. Decoded from the
         # bytes, so that no line end is translated: a JSON line ends at "\n" alone.
-        with open_regular(path) as f:  # never a FIFO (a hang) nor a device (no end)
-            raw = f.read(MAX_OUTPUTS_BYTES + 1)
-        if len(raw) > MAX_OUTPUTS_BYTES:
+        raw = read_bounded(path, MAX_OUTPUTS_BYTES)  # never a FIFO (a hang) nor a device
+        if raw is None:
             raise UsageError(
                 f"outputs file {str(path)!r} is larger than {MAX_OUTPUTS_BYTES} bytes, more "
                 "than promptc reads",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc.build.files import open_regular
+from promptc.build.files import open_regular, read_bounded
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json, write_atomic
 
@@ -120,11 +120,10 @@ def read_outputs_file(path: Path) -> Outputs:
         OSError: It cannot be read.
     """
     try:
-        with open_regular(path) as f:
-            raw = f.read(MAX_OUTPUTS_BYTES + 1)
+        raw = read_bounded(path, MAX_OUTPUTS_BYTES)
     except FileNotFoundError:
         return Outputs()
-    if len(raw) > MAX_OUTPUTS_BYTES:
+    if raw is None:
         raise UsageError(
             f"{path.name} is larger than {MAX_OUTPUTS_BYTES} bytes, more than promptc reads "
             "of an outputs file",
