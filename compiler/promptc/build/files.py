@@ -8,7 +8,9 @@ Reading: a build folder is input promptc did not necessarily write (a folder fro
 a CI artifact), so its reader takes nothing on trust. A file name found in the folder's own
 files (a grammar stem, a request's own grammar) must be a plain name inside the folder
 (:func:`inside`); a file is read only up to a bound (:data:`MAX_FILE_BYTES`, and
-:data:`MAX_LINE_BYTES` per line of a ``.jsonl`` file); every failure is a
+:data:`MAX_LINE_BYTES` per line of a ``.jsonl`` file); every file is opened, for reading or
+writing, as a regular file only (:func:`open_regular`: no symbolic link followed out of the
+folder, no FIFO waited on, no device read without end); every failure is a
 :class:`~promptc.errors.UsageError` from :data:`MESSAGES`, at its file (and line).
 """
 

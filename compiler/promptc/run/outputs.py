@@ -8,6 +8,8 @@ ever lost:
 - a line is split from the next on ``\\n`` alone (an answer may hold U+2028, U+2029 or
   U+0085, which JSON leaves as they are and :meth:`str.splitlines` would split on);
 - an answer is appended and flushed, whole, before the run counts it;
+- each file is opened as a regular file only (:func:`promptc.build.files.open_regular`): a
+  link, a pipe or a device planted under its name in a shared build is refused, not followed;
 - a rewrite (answers to changed requests moved aside, the file put in request order) never
   drops a line it cannot place — an unreadable line, a line torn by a kill, a second answer
   for one request — but moves it to ``outputs.replaced.jsonl`` as it was, and says so.
