@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc import markers
 from promptc.build import assemble
+from promptc.errors import PromptcError, flatten
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.ir import Request, Task
 from promptc.parse.output import parse_output
@@ -268,21 +269,32 @@ def test_question_lines_round_trip() -> None:
         markers.question_lines("a question", 1, prefixes)
 
 
-def test_build_input_reads_the_builds_markers_from_the_prompt(task: Task, tmp_path: Path) -> None:
-    """An item the task no longer knows: its question is read from the request's prompt, with
-    the build's own markers (``Premise[i]:`` / ``Hypothesis[i]:``), not the default ``Q[i]:``."""
+def test_build_input_refuses_a_request_naming_an_item_the_task_lacks(
+    task: Task, tmp_path: Path
+) -> None:
+    """An item the task does not know: the request is refused, naming it, rather than read
+    with questions from its prompt (results would credit an item the build does not hold,
+    and leave out the one it does)."""
     from promptc.build import build
     from promptc.parse.build_input import load_build
 
     build(task, tmp_path / "b")
-    lines = (tmp_path / "b" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    requests = tmp_path / "b" / "requests.jsonl"
+    lines = requests.read_text(encoding="utf-8").split("\n")
     record = json.loads(lines[0])
     record["item_ids"] = ["unknown-1", "unknown-2"]
-    (tmp_path / "b" / "requests.jsonl").write_text(
-        "\n".join([json.dumps(record), *lines[1:]]) + "\n", encoding="utf-8"
-    )
-    shapes = load_build(tmp_path / "b").requests
-    assert list(shapes[record["id"]].questions) == _questions(task, assemble(task).requests[0])
+    requests.write_text("\n".join([json.dumps(record), *lines[1:]]), encoding="utf-8")
+    with pytest.raises(PromptcError) as e:
+        load_build(tmp_path / "b")
+    assert [(x.code, x.format()) for x in flatten([e.value])] == [
+        (
+            "unknown-item",
+            (
+                f"{requests}:1:1: request {record['id']} names item 'unknown-1', which "
+                "items.jsonl does not hold (rebuild it with promptc build SPEC -o DIR)"
+            ),
+        )
+    ]
 
 
 def test_one_indexed_input() -> None:

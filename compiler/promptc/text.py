@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -293,16 +294,35 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
         lines: Its lines, each written with a ``\\n`` after it.
     """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
+    # mkstemp: a new file of its own (O_EXCL, a name no one could plant a link under), so
+    # that a link in a shared folder never carries the write elsewhere; the rename then
+    # replaces a link at ``path`` itself, never the file it points to.
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+    tmp = Path(name)
     try:
         # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as
         # its JSON escape \udXXX, which a JSON reader turns back into the same string.
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
             f.writelines(line + "\n" for line in lines)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # A write's error names no file (a full disk): this one names the file it was for.
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (mkstemp makes files readable by their owner alone)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cache_dir() -> Path:

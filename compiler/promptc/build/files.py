@@ -8,20 +8,25 @@ Reading: a build folder is input promptc did not necessarily write (a folder fro
 a CI artifact), so its reader takes nothing on trust. A file name found in the folder's own
 files (a grammar stem, a request's own grammar) must be a plain name inside the folder
 (:func:`inside`); a file is read only up to a bound (:data:`MAX_FILE_BYTES`, and
-:data:`MAX_LINE_BYTES` per line of a ``.jsonl`` file); every failure is a
+:data:`MAX_LINE_BYTES` per line of a ``.jsonl`` file); every file is opened, for reading or
+writing, as a regular file only (:func:`open_regular`: no symbolic link followed out of the
+folder, no FIFO waited on, no device read without end); every failure is a
 :class:`~promptc.errors.UsageError` from :data:`MESSAGES`, at its file (and line).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO
+from typing import cast
 
 from promptc.errors import Location, UsageError
 
@@ -48,6 +53,8 @@ MESSAGES: dict[str, str] = {
     "of a build file",
     "not-utf8": "{name} is not UTF-8 text",
     "outside-build": "{what} {name!r} is not a plain file name inside the build folder",
+    "not-regular": "{name} is {kind}, not a regular file; promptc reads and writes only "
+    "regular files of a build folder",
     "bad-requests-line": "{problem}",
     "bad-batches-line": "{problem}",
     "unreadable": "cannot read {name}: {problem}",
@@ -62,6 +69,7 @@ HINTS: dict[str, str] = {
     "build-format": "rebuild it with promptc build SPEC -o DIR",
     "build-modified": "rebuild it with promptc build SPEC -o DIR",
     "bad-task-file": "rebuild it with promptc build SPEC -o DIR",
+    "not-regular": "remove it, or rebuild the folder with promptc build SPEC -o DIR",
 }
 
 
@@ -154,17 +162,97 @@ def inside(folder: Path, name: str, what: str) -> Path:
     return path
 
 
+#: How each mode of :func:`open_regular` opens: never through a symbolic link (``O_NOFOLLOW``:
+#: a link planted in a shared build folder would carry the read or the write outside it), and
+#: without waiting for a writer (``O_NONBLOCK``: a FIFO would hang the open).
+_MODES: dict[str, int] = {
+    "rb": os.O_RDONLY,
+    "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    "a+b": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+    "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "xb": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+}
+_NOT_FOLLOWED = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _kind(path: Path) -> str:
+    """What a path that is no regular file is, in words."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not a regular file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def not_regular(path: Path) -> UsageError:
+    """``not-regular``: ``path`` is a link, a pipe, a device or a folder."""
+    return build_error("not-regular", Location(str(path)), name=path.name, kind=_kind(path))
+
+
+def open_regular(path: Path, mode: str = "rb") -> io.BufferedIOBase:
+    """Opens a regular file (``mode``: ``rb``, ``ab``, ``a+b``, ``wb`` or ``xb``), never a
+    symbolic link, a pipe or a device — the one way promptc opens a file of a build folder.
+
+    Raises:
+        FileNotFoundError: ``rb`` of a file that does not exist.
+        OSError: It cannot be opened (no permission, a full or read-only disk).
+        UsageError: ``not-regular``.
+    """
+    try:
+        fd = os.open(path, _MODES[mode] | _NOT_FOLLOWED | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        # ELOOP: the last part is a link (O_NOFOLLOW); ENXIO: a FIFO with no reader;
+        # EISDIR: a folder opened for writing.
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+            raise not_regular(path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_regular(path)
+        if _NOT_FOLLOWED and hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return cast(io.BufferedIOBase, os.fdopen(fd, mode))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes (:func:`open_regular`), or ``None`` when it holds more than
+    ``limit``: its size is asked first, as ``read(limit + 1)`` would allocate that much.
+
+    Raises:
+        FileNotFoundError: It does not exist.
+        OSError: It cannot be read.
+        UsageError: ``not-regular``.
+    """
+    with open_regular(path) as f:
+        if os.fstat(f.fileno()).st_size > limit:
+            return None
+        data = f.read()
+    return data if len(data) <= limit else None
+
+
 def read_text(path: Path) -> str:
     """A whole file of a build folder, at most :data:`MAX_FILE_BYTES` bytes of UTF-8.
 
     Raises:
         OSError: It cannot be opened or read.
-        UsageError: ``too-large`` or ``not-utf8``.
+        UsageError: ``too-large``, ``not-utf8`` or ``not-regular``.
     """
     limit = MAX_FILE_BYTES
-    with path.open("rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+    data = read_bounded(path, limit)
+    if data is None:
         raise build_error("too-large", Location(str(path)), name=path.name, limit=limit)
     try:
         return data.decode("utf-8")
@@ -178,9 +266,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     Raises:
         OSError: It cannot be opened or read.
         UsageError: A line longer than :data:`MAX_LINE_BYTES` (``too-large``, at its line),
-            or bytes that are not UTF-8 (``not-utf8``).
+            bytes that are not UTF-8 (``not-utf8``), or no regular file (``not-regular``).
     """
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         lineno = 0
         while raw := f.readline(MAX_LINE_BYTES + 1):
             lineno += 1
@@ -212,9 +300,9 @@ class Sink:
         self.path = path
         self.sha = hashlib.sha256()
         self.parts: list[str] | None = None if path is not None else []
-        self.file: BinaryIO | None = None
+        self.file: io.BufferedIOBase | None = None
         if path is not None:
-            self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+            self.file = open_regular(path, "wb")
         self.pending: list[bytes] = []
         self.size = 0
         #: Bytes written so far.
@@ -244,9 +332,11 @@ class Sink:
             self.size = 0
 
     def close(self) -> None:
-        self.flush()
-        if self.file is not None:
-            self.file.close()
+        try:
+            self.flush()
+        finally:
+            if self.file is not None:
+                self.file.close()
 
     def text(self) -> str:
         """The whole text (a sink in memory)."""

@@ -23,7 +23,7 @@ from promptc.build.files import json_default
 from promptc.build.produce import Producer, iter_requests, write_build
 from promptc.build.requests import REQUESTS_FILE
 from promptc.build.targets import NAMES, find_target
-from promptc.build.writer import FolderWriter, not_writable
+from promptc.build.writer import FolderWriter, check_folder, not_writable
 from promptc.errors import Location, UsageError
 from promptc.select.batches import SelectionResult
 
@@ -87,6 +87,7 @@ def build(
             location=Location(str(out)),
             code="out-not-dir",
         )
+    check_folder(out, _inputs(task))
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = FolderWriter(out, chosen, form)
@@ -105,6 +106,16 @@ def build(
         selection,
         manifest,
     )
+
+
+def _inputs(task: ir.Task) -> list[str]:
+    """The files a build of ``task`` reads: its spec, the specs it extends, its data, its
+    templates."""
+    paths = [task.spec.path, *(f.path for f in task.extends)]
+    if task.data is not None:
+        paths.append(task.data.resolved)
+    paths += [t.path for t in task.templates if t.path is not None]
+    return [p for p in paths if p]
 
 
 def assemble(

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from promptc.build.files import build_error, document, read_text
+from promptc.build.files import build_error, document, open_regular, read_text
 from promptc.build.targets import NAMES, TARGETS
 from promptc.errors import Location
 from promptc.text import or_list
@@ -74,7 +74,7 @@ def check_hashes(folder: Path, manifest: Mapping[str, Any], names: Sequence[str]
     for name in names:
         want = listed.get(name)
         try:
-            with (folder / name).open("rb") as f:
+            with open_regular(folder / name) as f:
                 got = hashlib.file_digest(f, "sha256").hexdigest()
         except FileNotFoundError:
             raise build_error(

@@ -9,6 +9,7 @@ A batch target's requests are split, past the Batch API's limits per input file,
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -19,6 +20,7 @@ from promptc.build.files import Sink, build_error, read_lines
 from promptc.build.manifest import read_manifest
 from promptc.build.targets import TARGETS, BuiltRequest, Target
 from promptc.errors import Location, PromptcError
+from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES, find_strategy
 from promptc.text import or_list
 
@@ -81,12 +83,13 @@ class RequestFiles:
 
 def request_paths(folder: Path) -> list[Path]:
     """The request files of a build: ``requests.jsonl``, or its shards in order."""
+    # lexists: a link, a pipe or a device under the name is found, and refused when read.
     whole = folder / REQUESTS_FILE
-    if whole.is_file():
+    if os.path.lexists(whole):
         return [whole]
     shards = []
     k = 1
-    while (folder / SHARD_NAME.format(k)).is_file():
+    while os.path.lexists(folder / SHARD_NAME.format(k)):
         shards.append(folder / SHARD_NAME.format(k))
         k += 1
     return shards
@@ -191,11 +194,21 @@ def _request(
         said.get("grammar"),
         said.get("target_item"),
     )
+    ids = tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else batch.item_ids
+    if len(ids) > MAX_BATCH_SIZE:  # no build makes one: parsing it would take minutes
+        bad(
+            f"request {rid} lists {len(ids)} items; a request holds at most {MAX_BATCH_SIZE}", where
+        )
+        return None
+    if len(set(ids)) != len(ids):
+        twice = next(i for k, i in enumerate(ids) if i in ids[:k])
+        bad(f"request {rid} lists item {twice!r} twice", where)
+        return None
     params = said.get("params")
     return BuiltRequest(
         id=rid,
         kind=line_kind,
-        item_ids=tuple(str(i) for i in item_ids) if isinstance(item_ids, list) else batch.item_ids,
+        item_ids=ids,
         messages=tuple(messages),
         params=params if isinstance(params, dict) else {},
         grammar=stem if isinstance(stem, str) else batch.grammar,

@@ -170,10 +170,15 @@ class Target:
             return None, f"HTTP {status}: {message}"
         try:
             choice = body["choices"][0]  # type: ignore[index]
-            content = choice["message"]["content"]
+            message = choice["message"]
+            content = message["content"]
         except (KeyError, IndexError, TypeError):
             return None, "the response has no choices[0].message.content"
-        if not isinstance(content, str) or not content:
+        content = message_text(content)
+        if not content:
+            refusal = message.get("refusal") if isinstance(message, Mapping) else None
+            if isinstance(refusal, str) and refusal:
+                return None, f"the model refused: {refusal}"
             return None, "the answer is empty"
         usage = body.get("usage") if isinstance(body, Mapping) else None
         return {
@@ -284,6 +289,21 @@ VLLM_BATCH = VllmBatch()
 TARGETS: dict[str, Target] = {t.name: t for t in (CHAT, OPENAI_BATCH, VLLM_BATCH)}
 #: The names, in that order.
 NAMES: tuple[str, ...] = tuple(TARGETS)
+
+
+def message_text(content: object) -> str | None:
+    """The text of a chat message's ``content`` in each form the OpenAI API documents: a
+    string, or a list of parts whose ``text`` parts are joined (``None`` for anything else)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            p.get("text")
+            for p in content
+            if isinstance(p, Mapping) and p.get("type", "text") == "text"
+        ]
+        return "".join(t for t in texts if isinstance(t, str))
+    return None
 
 
 def find_target(name: str) -> Target:

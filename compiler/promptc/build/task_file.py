@@ -176,6 +176,16 @@ def read_task(build_dir: str | Path) -> ir.Task:
         )
     except OSError as e:
         raise _bad(Location(str(items_path)), ITEMS_FILE, e) from None
+    seen: set[str] = set()
+    for it in items:  # one item per id: a result is credited to one item
+        if it.id in seen:
+            raise build_error(
+                "bad-task-file",
+                Location(str(items_path)),
+                name=ITEMS_FILE,
+                problem=f"item id {it.id!r} appears twice",
+            )
+        seen.add(it.id)
     return replace(task, items=items)
 
 

@@ -13,6 +13,7 @@ under its real name. Without a folder, the files are kept in memory (:func:`prom
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.build.batches import BATCHES_FILE, BatchLine
-from promptc.build.files import Sink
+from promptc.build.files import Sink, open_regular
 from promptc.build.grammars import GRAMMAR_STEM, GRAMMAR_SUFFIXES, REQUEST_GRAMMARS, Grammars
 from promptc.build.manifest import MANIFEST_FILE, manifest_text
 from promptc.build.requests import RequestFiles
@@ -48,9 +49,76 @@ PER_REQUEST = {
 }
 
 
+#: What else a build folder holds after promptc used it (``run``'s answers, results, the
+#: answers it moved aside and its lock, ``collect``'s repair build, ``eval``'s timing): a
+#: rebuild keeps them. Anything else in a folder is not promptc's, and it writes no build
+#: there (docs/limits.md lists a build folder's contents).
+KEPT_NAMES = frozenset(
+    {
+        "outputs.jsonl",
+        "results.jsonl",
+        "outputs.replaced.jsonl",
+        ".outputs.jsonl.lock",
+        "repair",
+        "timing.json",
+        REQUEST_GRAMMARS,
+    }
+)
+
+#: Why a folder is not taken for a build (``{folder}``, ``{name}``). Tested word for word.
+NOT_A_BUILD_FOLDER = (
+    "{folder!r} holds {name!r}, which is not a file of a promptc build; promptc writes a "
+    "build only into a new or empty folder or over an earlier build"
+)
+#: Why an input of the build is not overwritten (``{folder}``, ``{name}``).
+INPUT_IN_FOLDER = (
+    "{folder!r} holds {name!r}, which this build reads; promptc build would overwrite it"
+)
+
+
 def is_build_file(name: str) -> bool:
     """Whether a file name is one a build writes (and a rebuild may remove)."""
     return _OWNED.match(name) is not None
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def check_folder(out: Path, inputs: Iterable[str] = ()) -> None:
+    """Refuses a folder to write a build into unless it is new, empty, or holds an earlier
+    build (build files, :data:`KEPT_NAMES` and temporary files alone), and unless none of
+    ``inputs`` (the spec, its data, its templates) is in it.
+
+    Raises:
+        UsageError: ``out-not-build``, naming the first file that is not a build's, or
+            ``out-holds-input``, naming the input.
+    """
+    try:
+        names = sorted(os.listdir(out))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise not_writable(out, e) from None
+    here = os.path.realpath(out)
+    for path in inputs:
+        if os.path.dirname(os.path.realpath(path)) == here:
+            raise UsageError(
+                INPUT_IN_FOLDER.format(folder=str(out), name=os.path.basename(path)),
+                location=Location(str(out)),
+                hint="give another folder with -o",
+                code="out-holds-input",
+            )
+    for name in names:
+        # Build files without a manifest are those of a build interrupted while it put its
+        # files in place: the next build replaces them (the inputs are checked above).
+        if not (_is_temporary(name) or is_build_file(name) or name in KEPT_NAMES):
+            raise UsageError(
+                NOT_A_BUILD_FOLDER.format(folder=str(out), name=name),
+                location=Location(str(out / name)),
+                hint="give a new or empty folder with -o, or move that file away",
+                code="out-not-build",
+            )
 
 
 class FolderWriter:
@@ -135,8 +203,8 @@ class FolderWriter:
         where = self.folder / f".{REQUEST_GRAMMARS}.tmp"
         if self.own_files == 1:
             where.mkdir()
-        with open(where / name.split("/", 1)[1], "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with open_regular(where / name.split("/", 1)[1], "xb") as f:
+            f.write(text.encode("utf-8"))
 
     def finish(
         self, manifest: Mapping[str, object], grammars: Grammars, counts: Mapping[str, int]
@@ -171,9 +239,10 @@ class FolderWriter:
         return {**{name: sink.text() for name, sink in self.sinks.items()}, **self.own}
 
     def discard(self) -> None:
-        """Removes the temporary files (a build that failed)."""
+        """Removes the temporary files (a build that failed, perhaps for a full disk)."""
         for sink in self.sinks.values():
-            sink.close()
+            with contextlib.suppress(OSError):  # what is left unwritten is removed below
+                sink.close()
         if self.folder is not None:
             _remove_temporary(self.folder)
 
@@ -230,6 +299,7 @@ def _remove_temporary(out: Path) -> None:
     _remove_request_grammars(out, f".{REQUEST_GRAMMARS}.tmp")
     for old in out.iterdir():
         name = old.name
-        temporary = name.startswith(".") and name.endswith(".tmp") and old.is_file()
+        # Whatever it is (a link or a pipe planted under the name too), not a folder.
+        temporary = _is_temporary(name) and (old.is_symlink() or not old.is_dir())
         if temporary and _OWNED.match(name[1:-4]):
             old.unlink(missing_ok=True)

@@ -102,6 +102,13 @@ def cli() -> None:
 # ---------------------------------------------------------------- entry point
 
 
+def os_error(e: OSError) -> str:
+    """An error of the system in words, with the file it concerns when it names one."""
+    name = e.filename if e.filename is not None else e.filename2
+    why = e.strerror or str(e)
+    return f"{name}: {why}" if name is not None else why
+
+
 def _report(error: PromptcError, err: IO[str]) -> int:
     errors = write_errors(error, err)
     total = len(errors) + getattr(error, "omitted", 0)
@@ -137,6 +144,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:
+        # What a disk or the system refuses (full, read-only, a name too long, a file where a
+        # folder is expected) is the user's to fix: said with the file, never exit 3.
+        err.write(f"error: {os_error(e)}\n")
+        return EXIT_INVALID
     except Exception as e:  # noqa: BLE001 - anything else is a promptc bug: said plainly, no traceback
         err.write(f"promptc: internal error: {type(e).__name__}: {e}\n")
         return EXIT_INTERNAL

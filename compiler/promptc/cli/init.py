@@ -13,7 +13,10 @@ any of the three files exists, nothing is written at all.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,21 +243,17 @@ def init_command(folder: str, strategy: str, task: str) -> None:
     """
     root = Path(folder)
     files = starter_files(root, strategy, task)
-    existing = [name for name in files if (root / name).exists()]
-    if existing:
-        shown = ", ".join(str(root / name) for name in existing)
-        raise UsageError(
-            f"refusing to overwrite {shown}",
-            location=Location(str(root / existing[0])),
-            hint="choose another folder, or move the files away",
-            code="init-exists",
-        )
     try:
-        for name, text in files.items():
-            path = root / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "x", encoding="utf-8", newline="\n") as f:
-                f.write(text)
+        existing = [name for name in files if os.path.lexists(root / name)]
+        if existing:
+            shown = ", ".join(str(root / name) for name in existing)
+            raise UsageError(
+                f"refusing to overwrite {shown}",
+                location=Location(str(root / existing[0])),
+                hint="choose another folder, or move the files away",
+                code="init-exists",
+            )
+        _write_new(root, files)
     except OSError as e:
         raise UsageError(
             f"cannot write into {folder!r}: {e.strerror or e}",
@@ -263,4 +262,36 @@ def init_command(folder: str, strategy: str, task: str) -> None:
         ) from None
     spec = root / SPEC_FILE
     click.echo(f"wrote {spec}, {root / DATA_FILE} and {root / SCHEMA_FILE}")
-    click.echo(f"next: promptc check {spec} && promptc build {spec} -o {root / 'build'}")
+    # Quoted for the shell: a folder may hold spaces, quotes or $, or start with a dash.
+    shown, out = _shell(spec), _shell(root / "build")
+    click.echo(f"next: promptc check {shown} && promptc build {shown} -o {out}")
+
+
+def _shell(path: Path) -> str:
+    """A path as a shell word: ``./`` before one that starts with a dash, so that no
+    command takes it for an option, then quoted where it needs it."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def _write_new(root: Path, files: Mapping[str, str]) -> None:
+    """Writes each file, never over an existing one (nor through a link); on a failure the
+    files already written are removed, so that nothing half-written stays.
+
+    Raises:
+        OSError: A file cannot be written (one exists now, a full or read-only disk).
+    """
+    written: list[Path] = []
+    try:
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # "x": O_CREAT | O_EXCL, which never follows a link and never overwrites.
+            f = open(path, "x", encoding="utf-8", newline="\n")  # noqa: SIM115
+            written.append(path)  # made by this command: removed if a later step fails
+            with f:
+                f.write(text)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise

@@ -27,6 +27,7 @@ or some lines of OUTPUTS could not be used (they are reported on stderr, the oth
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
+from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
 from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
+from promptc.text import write_atomic
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -97,6 +100,13 @@ def summary_line(results: Sequence[ItemResult], n_requests: int) -> str:
 # --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------
+
+
+#: An answer recorded for another prompt than its request's (``{rid}``, ``{build}``).
+STALE_OUTPUT = (
+    "this answer of request {rid!r} was produced for another prompt than {build} holds "
+    "(the build was changed since); it is not credited to its items"
+)
 
 
 @dataclass
@@ -237,6 +247,15 @@ def _parse_records(
                     code="unknown-request",
                 )
             )
+        elif rec.prompt_sha256 is not None and rec.prompt_sha256 != build.prompts.get(rid):
+            found.errors.append(
+                OutputParseError(
+                    STALE_OUTPUT.format(rid=rid, build=build.source),
+                    location=rec.location,
+                    hint="run the build again: promptc run sends only what is not answered",
+                    code="stale-output",
+                )
+            )
         elif rid in found.seen:
             found.errors.append(
                 OutputParseError(
@@ -328,14 +347,21 @@ def parse_command(
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
+    if out_file is not None and (
+        os.path.basename(out_file) in (OUTPUTS_FILE, REPLACED_FILE)
+        or (os.path.exists(out_file) and os.path.samefile(out_file, outputs))
+    ):
+        # Answers: results written over them would lose what was paid for.
+        print(f"error: -o {out_file} would replace answers; give another file", file=sys.stderr)
+        sys.exit(2)
     buffer = io.StringIO()
     out = sys.stdout if out_file is None else buffer
     code = run_parse(build_or_spec, outputs, request_id, mode, fmt, out, sys.stderr, per_item)
     if out_file is not None and code != 2:
-        # Written only once parsed: a usage error leaves an existing FILE as it was.
+        # Written only once parsed, whole or not at all: a usage error or a full disk leaves
+        # an existing FILE as it was.
         try:
-            with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-                f.write(buffer.getvalue())
+            write_atomic(out_file, buffer.getvalue().split("\n")[:-1])
         except OSError as e:
             print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
             code = 2

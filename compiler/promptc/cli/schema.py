@@ -8,6 +8,7 @@ import click
 
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
+from promptc.text import write_atomic
 
 
 @click.command("schema")
@@ -27,8 +28,7 @@ def schema_command(out_file: str | None) -> None:
         sys.stdout.write(text)
         return
     try:
-        with open(out_file, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        write_atomic(out_file, text.split("\n")[:-1])  # whole or not at all
     except OSError as e:
         raise UsageError(
             f"cannot write {out_file!r}: {e.strerror or e}",

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, BuildResult, is_build_file
-from promptc.errors import Location
+from promptc.build.files import read_text
+from promptc.errors import Location, PromptcError
 
 Problem = Literal["missing", "stale", "extra"]
 
@@ -59,9 +60,9 @@ def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[St
         if not path.is_file():
             out.append(StaleFile(name, "missing"))
             continue
-        try:
-            same = path.read_bytes() == text.encode("utf-8")
-        except OSError:
+        try:  # a regular file, within the bound: a link, a FIFO or a device is stale
+            same = read_text(path) == text
+        except (OSError, PromptcError):
             same = False
         if not same:
             out.append(StaleFile(name, "stale"))
@@ -83,10 +84,11 @@ def first_difference(
 ) -> FirstDifference | None:
     """The first line of the folder's ``requests.jsonl`` that the build would write otherwise."""
     path = Path(out_dir) / REQUESTS_FILE
-    want = result.files.get(REQUESTS_FILE, "").splitlines()
+    # Lines end at "\n" alone: a prompt may hold U+2028, which str.splitlines splits at.
+    want = result.files.get(REQUESTS_FILE, "").split("\n")
     try:
-        have = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        have = read_text(path).split("\n")
+    except (OSError, PromptcError):
         return None
     for i, (a, b) in enumerate(itertools.zip_longest(want, have)):
         if a != b:

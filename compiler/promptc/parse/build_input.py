@@ -5,16 +5,14 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc import markers
-from promptc.build import iter_requests, read_requests, read_task
+from promptc.build import iter_requests, prompt_hash, read_requests, read_task
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
-from promptc.parse.scan import iter_markers
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
 
@@ -25,10 +23,14 @@ class Build:
     task: Task
     requests: Mapping[str, RequestShape]
     source: str
+    #: The prompt hash of each request (``batches.jsonl``'s ``prompt_sha256``): an answer
+    #: recorded with another one was produced for another prompt, and is not credited.
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
 
-def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
-    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`).
+def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
+    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`);
+    each request's prompt hash goes to ``prompts``.
 
     Raises:
         PromptcErrors: Every malformed line, at its file:line:col.
@@ -37,6 +39,7 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
     errors: list[PromptcError] = []
     by_id = items_by_id(task)
     for r in read_requests(build_dir, errors=errors):
+        prompts[r.id] = prompt_hash(r.messages)
         # An empty list of items is refused as none (request_shape says what is expected).
         line: dict[str, Any] = {
             "id": r.id,
@@ -44,16 +47,17 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
             "item_ids": r.item_ids or None,
             "target_item": r.target_item,
         }
-        if r.kind.repeats_questions and not all(i in by_id for i in r.item_ids):
-            # Items the task does not know (requests.jsonl edited): questions as the prompt
-            # shows them.
-            shown = _questions_in_prompt(r.messages, task)
-            line["questions"] = [
-                markers.question_text(task.inputs, by_id[i].inputs)
-                if i in by_id
-                else shown.get(k, "")
-                for k, i in enumerate(r.item_ids, 1)
-            ]
+        unknown = [i for i in r.item_ids if i not in by_id]
+        if unknown:  # results for an item the task lacks would be invented ones
+            errors.append(
+                UsageError(
+                    f"request {r.id} names item {unknown[0]!r}, which items.jsonl does not hold",
+                    location=r.location,
+                    hint="rebuild it with promptc build SPEC -o DIR",
+                    code="unknown-item",
+                )
+            )
+            continue
         try:
             shape = request_shape(task, line)
         except PromptcError as e:
@@ -63,27 +67,6 @@ def _read_requests(build_dir: Path, task: Task) -> dict[str, RequestShape]:
     if errors:
         raise PromptcErrors(errors)
     return requests
-
-
-def _questions_in_prompt(messages: Sequence[Mapping[str, Any]], task: Task) -> dict[int, str]:
-    """The questions the last user message (the prompt of a built request) shows after the
-    task's question markers (``Q[i]:``; with indexed inputs ``Premise[i]:`` and the later
-    inputs' lines, read back as :func:`promptc.markers.question_text` writes them)."""
-    users = [m.get("content") for m in messages if m.get("role") == "user"]
-    if not users or not isinstance(users[-1], str):
-        return {}
-    text: str = users[-1]
-    shown = markers.shown_markers(task.inputs, task.markers)
-    prefixes = markers.question_prefixes(task.inputs, task.markers)
-    marks = list(iter_markers(text, shown))
-    out: dict[int, str] = {}
-    for k, m in enumerate(marks):
-        if m.kind != markers.QUESTION_PREFIX:
-            continue
-        end = marks[k + 1].cut if k + 1 < len(marks) else len(text)
-        body = text[m.end : end].strip()
-        out[m.index] = markers.read_question(body.split("\n\n", 1)[0].strip(), prefixes)[0]
-    return out
 
 
 def load_build(source: str | Path) -> Build:
@@ -100,7 +83,8 @@ def load_build(source: str | Path) -> Build:
     path = Path(source)
     if path.is_dir():
         task = read_task(path)
-        return Build(task, _read_requests(path, task), str(path))
+        prompts: dict[str, str] = {}
+        return Build(task, _read_requests(path, task, prompts), str(path), prompts)
     if not path.is_file():
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     # Imported here: a build folder needs no spec compiled, and the front end's import is
@@ -108,13 +92,18 @@ def load_build(source: str | Path) -> Build:
     from promptc.spec.lower import compile_spec
 
     task = compile_spec(path)
-    return Build(task, _spec_requests(task), str(path))
+    made: dict[str, str] = {}
+    return Build(task, _spec_requests(task, made), str(path), made)
 
 
-def _spec_requests(task: Task) -> dict[str, RequestShape]:
-    """The requests a build of this spec would write, made in memory."""
+def _spec_requests(task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
+    """The requests a build of this spec would write, made in memory (their prompt hashes
+    to ``prompts``)."""
     out: dict[str, RequestShape] = {}
     for r in iter_requests(task):
         shape = request_shape(task, r)
         out[shape.id] = shape
+        prompts[shape.id] = prompt_hash(
+            [{"role": m.role, "content": m.content} for m in r.messages]
+        )
     return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptc.build.files import read_bounded
 from promptc.errors import (
     Location,
     OutputParseError,
@@ -27,6 +28,10 @@ TEXT_KEYS = ("output", "text", "content")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
+#: The largest outputs file read (docs/limits.md).
+MAX_OUTPUTS_BYTES = 1 << 31
+
+
 @dataclass(frozen=True)
 class OutputRecord:
     """One request's output as read from OUTPUTS, with where it was written."""
@@ -37,6 +42,9 @@ class OutputRecord:
     #: What ``promptc run`` records beside a repair answer (``attempt``, ``of``,
     #: ``item_ids``, ``kind``), if the line has it.
     repair: Mapping[str, Any] | None = None
+    #: The prompt hash the answer was produced for, when the line records it (``promptc
+    #: run`` and ``collect`` do): an answer is credited only to a request with that prompt.
+    prompt_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,7 +103,9 @@ def _record_text(data: Mapping[str, Any]) -> str | None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _characters(text: str) -> str:
+def characters(text: str) -> str:
+    """``text`` with each lone surrogate read as U+FFFD: what every command parses, so that
+    ``promptc parse`` and ``run --parse`` give the same results for one answer."""
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
@@ -115,7 +125,15 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         # utf-8-sig: a byte order mark at the start (as some editors and Windows tools write
         # it) is not part of the first line, as for specs and data files. Decoded from the
         # bytes, so that no line end is translated: a JSON line ends at "\n" alone.
-        text = path.read_bytes().decode("utf-8-sig")
+        raw = read_bounded(path, MAX_OUTPUTS_BYTES)  # never a FIFO (a hang) nor a device
+        if raw is None:
+            raise UsageError(
+                f"outputs file {str(path)!r} is larger than {MAX_OUTPUTS_BYTES} bytes, more "
+                "than promptc reads",
+                location=Location(str(path)),
+                code="too-large",
+            )
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(
             f"cannot read outputs file {str(path)!r}: {e}",
@@ -149,11 +167,13 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             )
             continue
         repair = data.get("repair")
+        prompt = data.get("prompt_sha256")
         yield OutputRecord(
-            _characters(str(rid)),
-            _characters(out),
+            characters(str(rid)),
+            characters(out),
             where,
             repair if isinstance(repair, Mapping) else None,
+            prompt if isinstance(prompt, str) else None,
         )
 
 

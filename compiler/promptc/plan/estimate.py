@@ -42,6 +42,8 @@ from promptc.spec.load import COMMAND_LINE
 from promptc.spec.lower import compile_spec
 
 MILLION = Decimal(1_000_000)
+#: The largest price taken, in US dollars per million tokens (docs/limits.md).
+MAX_PRICE = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ def _price(value: str | float, option: str) -> Decimal:
         raise UsageError(
             f"price {str(value)!r} is not a number of US dollars per million tokens "
             "(expected e.g. 0.15)",
+            location=Location(COMMAND_LINE),
+            path=(option,),
+            code="bad-price",
+        )
+    if d > MAX_PRICE:  # a cost past it would not fit the six decimals costs are shown with
+        raise UsageError(
+            f"price {str(value)!r} is more than {MAX_PRICE} US dollars per million tokens",
             location=Location(COMMAND_LINE),
             path=(option,),
             code="bad-price",

@@ -82,7 +82,11 @@ def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
         return DEFAULT_BATCH_SIZES
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
-        if not part.isdigit() or not 1 <= int(part) <= MAX_BATCH_SIZE:
+        # ASCII digits, a few of them: str.isdigit takes "²", and int() refuses a number
+        # past Python's digit limit.
+        if not (part.isascii() and part.isdigit() and len(part) <= 6) or not (
+            1 <= int(part) <= MAX_BATCH_SIZE
+        ):
             raise _bad(
                 "--batch-sizes",
                 f"batch size {part!r} is not a whole number from 1 to {MAX_BATCH_SIZE}",

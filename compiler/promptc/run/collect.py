@@ -41,13 +41,21 @@ from promptc.build import (
     read_manifest,
     read_requests,
 )
-from promptc.build.files import read_lines, read_text
+from promptc.build.files import not_regular, open_regular, read_lines, read_text
+from promptc.build.writer import check_folder
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.ir import Task
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, output_line, outputs_lock
+from promptc.run.outputs import (
+    OUTPUTS_FILE,
+    REPLACED_FILE,
+    RESULTS_FILE,
+    output_line,
+    outputs_lock,
+    read_outputs_file,
+)
 from promptc.run.repair import (
     Merged,
     RepairRequest,
@@ -57,10 +65,22 @@ from promptc.run.repair import (
     repair_shape,
     result_line,
 )
-from promptc.text import sha256_text, write_atomic
+from promptc.text import describe, sha256_text, write_atomic
 from promptc.version import VERSION
 
 REPAIR_DIR = "repair"
+#: A byte order mark, skipped before a file's first line (some tools write one).
+BOM = b"\xef\xbb\xbf"
+#: The token counts of ``usage`` that collect adds up.
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
+#: A usage count that is no whole number (``{where}``, ``{key}``, ``{value}``). Tested word for
+#: word.
+USAGE_NOTE = "{where}: usage.{key} is {value}, not a whole number of tokens; not counted"
+#: Answers moved aside (``{count}``, ``{name}``, ``{aside}``). Tested word for word.
+REPLACED_NOTE = (
+    "{count} answer(s) that {name} held or the files repeated are not the ones collected; "
+    "moved to {aside} as they were"
+)
 #: A line longer than this is not read (a batch output line is one chat completion).
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
@@ -74,6 +94,10 @@ class CollectResult:
         answered: Requests with an answer in the files.
         failed: Request id → why it has no answer (an error line, a status, no line at all).
         unknown: ``custom_id`` values that are not requests of the build.
+        duplicates: Second answers for one request (``file:line ('r0001')``); the first is
+            its answer, the others are moved to ``outputs.replaced.jsonl``.
+        notes: What was left out or moved aside, in words.
+        aside: The second answers, as records.
         statuses: Result rows per parse status.
         not_ok: Items not ok.
         results_path: The results written.
@@ -86,6 +110,9 @@ class CollectResult:
     answered: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    aside: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     not_ok: int = 0
     results_path: Path | None = None
@@ -99,6 +126,8 @@ class CollectResult:
             parts.append(f"{len(self.failed)} without an answer")
         if self.unknown:
             parts.append(f"{len(self.unknown)} line(s) for requests not in the build")
+        if self.duplicates:
+            parts.append(f"{len(self.duplicates)} second answer(s) moved aside")
         parts.append(
             f"{sum(self.statuses.values())} results: "
             + ", ".join(f"{c} {s}" for s, c in self.statuses.items() if c or s == "ok")
@@ -116,6 +145,8 @@ class CollectResult:
             "answered": self.answered,
             "failed": self.failed,
             "unknown": self.unknown,
+            "duplicates": self.duplicates,
+            "notes": self.notes,
             "statuses": self.statuses,
             "not_ok": self.not_ok,
             "results": str(self.results_path) if self.results_path else None,
@@ -126,9 +157,10 @@ class CollectResult:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON value or a ``ValueError``) of each non-blank line."""
+    """(line number, JSON value or a ``ValueError``) of each non-blank line: split on ``\\n``
+    alone, a byte order mark before the first skipped."""
     try:
-        f = path.open("rb")
+        f = open_regular(path)
     except OSError as e:
         raise UsageError(
             f"cannot read {str(path)!r}: {e.strerror or e}",
@@ -136,16 +168,36 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
             code="not-found",
         ) from None
     with f:
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
             if len(raw) > MAX_LINE_BYTES:
                 yield lineno, ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
+                while raw and not raw.endswith(b"\n"):  # the rest of that line
+                    raw = f.readline(MAX_LINE_BYTES + 1)
                 continue
+            if lineno == 1:
+                raw = raw.removeprefix(BOM)
             if not raw.strip():
                 continue
             try:
                 yield lineno, json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as e:
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 yield lineno, ValueError(f"not JSON: {e}")
+
+
+def _usage(usage: Any, where: str, result: CollectResult) -> dict[str, int] | None:
+    """The token counts of an answer's ``usage`` that are whole numbers; any other value
+    (``"lots"``, ``"12 tokens"``, ``1e999``) is left out and said, never the answer."""
+    if not isinstance(usage, Mapping):
+        return None
+    kept: dict[str, int] = {}
+    for key, value in usage.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            kept[str(key)] = value
+        elif key in TOKEN_KEYS:
+            result.notes.append(USAGE_NOTE.format(where=where, key=key, value=describe(value)))
+    return kept
 
 
 def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
@@ -174,8 +226,8 @@ def _read_answers(
     result: CollectResult,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Every line of the files, read as a batch's output or error line (:meth:`Target.answer`):
-    the answers by request id and the repair answers by repair request id (what failed and
-    which lines are unknown go to ``result``)."""
+    the answers by request id and the repair answers by repair request id (what failed, which
+    lines are unknown and which answers are second ones go to ``result``)."""
     answers: dict[str, dict[str, Any]] = {}
     repairs: dict[str, dict[str, Any]] = {}
     for path in paths:
@@ -190,18 +242,36 @@ def _read_answers(
             if isinstance(rid, str) and rid not in known and rid in repair_known:
                 answer, _ = chosen.answer(line)
                 if answer is not None:
-                    repairs[rid] = answer
+                    answer["usage"] = _usage(answer.get("usage"), where, result)
+                    _keep(repairs, rid, answer, where, result)
                 continue
             if not isinstance(rid, str) or rid not in known:
                 result.unknown.append(f"{where} ({rid!r})")
                 continue
             answer, why = chosen.answer(line)
             if answer is not None:
-                answers[rid] = answer  # a later answer wins over an earlier error line
+                answer["usage"] = _usage(answer.get("usage"), where, result)
+                _keep(answers, rid, answer, where, result)  # wins over an earlier error line
                 result.failed.pop(rid, None)
             elif rid not in answers:
                 result.failed[rid] = why
     return answers, repairs
+
+
+def _keep(
+    answers: dict[str, dict[str, Any]],
+    rid: str,
+    answer: dict[str, Any],
+    where: str,
+    result: CollectResult,
+) -> None:
+    """The first answer of a request is its answer; a second one is kept aside (written to
+    ``outputs.replaced.jsonl``) and said, by request id and line."""
+    if rid in answers:
+        result.duplicates.append(f"{where} ({rid!r})")
+        result.aside.append({"id": rid, **answer})
+    else:
+        answers[rid] = answer
 
 
 def collect(
@@ -231,6 +301,8 @@ def collect(
     requests = read_requests(build)
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
+    if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed
+        raise not_regular(out)
     repair_known = _repair_records(build, out)
     result = CollectResult(build)
     paths = [Path(f) for f in files]
@@ -243,11 +315,12 @@ def collect(
     parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
     merged = merge_answers([r.id for r in requests], parsed, repairs)
     order = {r.id: k for k, r in enumerate(requests)}
-    _write_results(build, answers, repaired, repairs, merged, order)
+    prompts = {r.id: prompt_hash(r.messages) for r in requests}
+    _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
     for answer in [*answers.values(), *repaired.values()]:
         usage = answer.get("usage") or {}
-        result.tokens[0] += int(usage.get("prompt_tokens") or 0)
-        result.tokens[1] += int(usage.get("completion_tokens") or 0)
+        result.tokens[0] += usage.get("prompt_tokens", 0)
+        result.tokens[1] += usage.get("completion_tokens", 0)
     result.results_path = build / RESULTS_FILE
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
@@ -302,16 +375,37 @@ def _write_results(
     repairs: Mapping[str, Mapping[str, Any]],
     merged: Merged,
     order: Mapping[str, int],
+    prompts: Mapping[str, str],
+    result: CollectResult,
 ) -> None:
-    """``outputs.jsonl`` (the answers, as ``promptc run`` writes them) and ``results.jsonl``."""
-    records = [{"id": rid, "request_sha256": None, **a} for rid, a in answers.items()]
+    """``outputs.jsonl`` (the answers, as ``promptc run`` writes them, each with the prompt
+    hash of the request it answers) and ``results.jsonl``. The answers the build's
+    ``outputs.jsonl`` held before that are not among them (a run's, an earlier collect's) and
+    second answers are appended to ``outputs.replaced.jsonl`` first, and said."""
+    records = [
+        {"id": rid, "request_sha256": None, "prompt_sha256": prompts.get(rid), **a}
+        for rid, a in answers.items()
+    ]
     records += [
         {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
         for rid, a in repaired.items()
     ]
     records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
-    with outputs_lock(build / OUTPUTS_FILE):
-        write_atomic(build / OUTPUTS_FILE, (output_line(x) for x in records))
+    path = build / OUTPUTS_FILE
+    with outputs_lock(path):
+        found = read_outputs_file(path)
+        new = {output_line(x) for x in records}
+        moved = [output_line(a) for a in found.answers.values() if output_line(a) not in new]
+        moved += [output_line(a) for a in result.aside]
+        lines = [line.encode("utf-8") for line in moved] + [line for _, line in found.unplaced]
+        if lines:
+            # Appended there first: a crash in between duplicates an answer, never loses one.
+            with open_regular(path.with_name(REPLACED_FILE), "ab") as f:
+                f.writelines(line + b"\n" for line in lines)
+            result.notes.append(
+                REPLACED_NOTE.format(count=len(lines), name=OUTPUTS_FILE, aside=REPLACED_FILE)
+            )
+        write_atomic(path, (output_line(x) for x in records))
         write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
 
 
@@ -376,6 +470,7 @@ def write_repair_build(
     nominal = task.strategy.batch_size
     constraints = ConstraintCache(task) if form is not None else None
     wanted = {i for r in asked for i in r.item_ids}
+    check_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = FolderWriter(out, chosen, form)

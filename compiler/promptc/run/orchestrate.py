@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
-from promptc.build import BuiltRequest, read_requests
+from promptc.build import BuiltRequest, prompt_hash, read_requests
 from promptc.errors import UsageError
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
@@ -372,6 +372,9 @@ class _Run:
             "finish_reason": response.get("finish_reason"),
             "usage": response.get("usage"),
             "request_sha256": key,  # the cache key of what was sent
+            # The prompt it answers (batches.jsonl's prompt_sha256): promptc parse credits
+            # the answer to a request of a rebuilt build only when its prompt is this one.
+            "prompt_sha256": prompt_hash(request.messages),
         }
         repair = self.repair_records.get(request.id)
         if repair is not None:

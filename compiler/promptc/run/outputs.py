@@ -8,6 +8,8 @@ ever lost:
 - a line is split from the next on ``\\n`` alone (an answer may hold U+2028, U+2029 or
   U+0085, which JSON leaves as they are and :meth:`str.splitlines` would split on);
 - an answer is appended and flushed, whole, before the run counts it;
+- each file is opened as a regular file only (:func:`promptc.build.files.open_regular`): a
+  link, a pipe or a device planted under its name in a shared build is refused, not followed;
 - a rewrite (answers to changed requests moved aside, the file put in request order) never
   drops a line it cannot place — an unreadable line, a line torn by a kill, a second answer
   for one request — but moves it to ``outputs.replaced.jsonl`` as it was, and says so.
@@ -16,14 +18,16 @@ ever lost:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from promptc.build.files import open_regular, read_bounded
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json, write_atomic
 
@@ -40,6 +44,10 @@ REPLACED_FILE = "outputs.replaced.jsonl"
 
 
 LOCK_SUFFIX = ".lock"
+
+
+#: The largest outputs file read (about a million answers of 2,000 characters).
+MAX_OUTPUTS_BYTES = 1 << 31
 
 
 #: The note for lines a rewrite moved aside (``{count}``, ``{name}``, ``{aside}``, ``{lines}``:
@@ -106,11 +114,25 @@ class Outputs:
 
 
 def read_outputs_file(path: Path) -> Outputs:
-    """Everything ``outputs.jsonl`` holds (nothing when it does not exist); changes nothing."""
+    """Everything ``outputs.jsonl`` holds (nothing when it does not exist); changes nothing.
+
+    Raises:
+        UsageError: It is no regular file (``not-regular``: a link, a pipe, a device), or
+            larger than :data:`MAX_OUTPUTS_BYTES` (``too-large``).
+        OSError: It cannot be read.
+    """
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_OUTPUTS_BYTES)
     except FileNotFoundError:
         return Outputs()
+    if raw is None:
+        raise UsageError(
+            f"{path.name} is larger than {MAX_OUTPUTS_BYTES} bytes, more than promptc reads "
+            "of an outputs file",
+            location=Location(str(path)),
+            hint="split the build, or give another outputs file with -o",
+            code="too-large",
+        )
     lines = raw.split(b"\n")
     last = lines.pop()  # b"" after a final "\n"; else a line torn by an interrupted write
     found: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -145,7 +167,7 @@ class OutputsFile:
     def __init__(self, path: Path, note: Callable[[str], None]) -> None:
         self.path = path
         self.note = note
-        self._out: IO[str] | None = None
+        self._out: io.BufferedIOBase | None = None
 
     @property
     def aside(self) -> Path:
@@ -178,7 +200,7 @@ class OutputsFile:
         moved += [line for _, line in found.unplaced]
         if moved:
             # Appended there first: a crash in between duplicates an answer, never loses one.
-            with open(self.aside, "ab") as f:
+            with open_regular(self.aside, "ab") as f:
                 f.writelines(line + b"\n" for line in moved)
         if found.unplaced:
             self.note(
@@ -203,12 +225,16 @@ class OutputsFile:
     def appending(self) -> Iterator[None]:
         """Opens the file for :meth:`append` until the block ends."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8", newline="\n") as out:
-            self._out = out
-            try:
-                yield
-            finally:
-                self._out = None
+        out = open_regular(self.path, "ab")
+        self._out = out
+        try:
+            yield
+        finally:
+            self._out = None
+            # Closing writes what is left of a line append failed to write (a full disk),
+            # and fails as append did: append's error, with the file, is the one said.
+            with contextlib.suppress(OSError):
+                out.close()
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Appends one answer, whole, and flushes it: once this returns, a kill loses nothing.
@@ -216,8 +242,11 @@ class OutputsFile:
         Blocking, though the run is async: one short line, written before the run counts the
         answer or awaits the next."""
         assert self._out is not None, "append outside appending()"
-        self._out.write(output_line(record) + "\n")
-        self._out.flush()
+        try:
+            self._out.write(output_line(record).encode("utf-8") + b"\n")
+            self._out.flush()
+        except OSError as e:  # a full disk: said with the file the answer was for
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
 
 @contextlib.contextmanager
@@ -230,24 +259,25 @@ def outputs_lock(path: Path) -> Iterator[None]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}{LOCK_SUFFIX}")
-    f = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    f = open_regular(lock_path, "a+b")  # held for the whole run
     try:
         try:
             if sys.platform != "win32":  # elsewhere runs are not locked
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.seek(0)
-            pid = f.read().strip() or "?"
+            pid = f.read(64).decode("utf-8", "replace").strip() or "?"
             raise UsageError(
                 f"another promptc run (pid {pid}) is writing {path.name} of this build",
                 location=Location(str(path)),
                 hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
                 code="run-in-progress",
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        # The pid only tells another run who holds the lock: written unbuffered, and a full
+        # disk leaves it unsaid rather than stopping the run before it starts.
+        with contextlib.suppress(OSError):
+            os.ftruncate(f.fileno(), 0)
+            os.write(f.fileno(), f"{os.getpid()}\n".encode())
         yield
     finally:
         f.close()  # releases the lock

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from promptc import markers
 from promptc.build import BuiltRequest
 from promptc.parse.output import parse_output, target_results
+from promptc.parse.output_records import characters
 from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
 
@@ -214,9 +215,10 @@ def repair_shape(task: Task, record: Mapping[str, Any], request_id: str) -> Requ
 
 
 def parse_answer(task: Task, shape: RequestShape, output: str) -> list[ItemResult]:
-    """One answer's results as every command keeps them: ``recover`` mode, and of a request
-    for one target item (``retrieval``), that item's result only."""
-    return target_results(parse_output(task, shape, output), {shape.id: shape})
+    """One answer's results as every command keeps them: ``recover`` mode, lone surrogates
+    read as ``promptc parse`` reads them, and of a request for one target item
+    (``retrieval``), that item's result only."""
+    return target_results(parse_output(task, shape, characters(output)), {shape.id: shape})
 
 
 def result_line(result: ItemResult, attempts: int) -> str:

@@ -1,0 +1,248 @@
+"""Nothing paid for is lost, and no answer is credited to the wrong items: ``collect`` keeps
+every answer it reads (second ones, a build's earlier ones, odd usage fields, every content
+form, a BOM), ``parse`` credits an answer only to a request with the prompt it answered, and
+user input that is absurd ends in a located error (never exit 3). Messages word for word.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from promptc.build import build
+from promptc.cli.app import run
+from promptc.run.collect import collect
+from promptc.run.outputs import read_outputs_file
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+ANSWER = "A[1]: positive\nA[2]: negative\nA[3]: neutral\nA[4]: positive"
+OTHER = "A[1]: negative\nA[2]: negative\nA[3]: negative\nA[4]: negative"
+IDS = [f"r000{k}" for k in range(1, 6)]
+
+
+def _build(out: Path, batch_size: int = 4, target: str = "openai-batch") -> Path:
+    overrides = {("strategy", "kind"): "batch", ("strategy", "batch_size"): batch_size}
+    build(compile_spec(SPECS / "sentiment.yaml", overrides=overrides), out, target=target)
+    return out
+
+
+def _line(rid: str, content: Any = ANSWER, usage: Any = None, **message: Any) -> str:
+    body = {
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"content": content, **message}}
+        ],
+        "usage": usage if usage is not None else {"prompt_tokens": 5, "completion_tokens": 3},
+    }
+    return json.dumps(
+        {"id": f"b{rid}", "custom_id": rid, "response": {"status_code": 200, "body": body}}
+    )
+
+
+def _results(path: Path, lines: list[str], prefix: str = "") -> Path:
+    path.write_text(prefix + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_collect_keeps_second_answers_and_those_the_build_held(tmp_path: Path) -> None:
+    folder = _build(tmp_path / "b")
+    earlier = {"id": "r0003", "output": "an answer run got", "request_sha256": "k"}
+    (folder / "outputs.jsonl").write_text(json.dumps(earlier) + "\n", encoding="utf-8")
+    lines = [_line(rid) for rid in IDS] + [_line("r0002", OTHER)]
+    result = collect(folder, _results(tmp_path / "out.jsonl", lines))
+    assert result.duplicates == ["out.jsonl:6 ('r0002')"]
+    assert result.notes == [
+        (
+            "2 answer(s) that outputs.jsonl held or the files repeated are not the ones "
+            "collected; moved to outputs.replaced.jsonl as they were"
+        )
+    ]
+    aside = read_outputs_file(folder / "outputs.replaced.jsonl")
+    assert {k: v["output"] for k, v in aside.answers.items()} == {
+        "r0003": "an answer run got",
+        "r0002": OTHER,
+    }
+    kept = read_outputs_file(folder / "outputs.jsonl").answers
+    assert [kept[rid]["output"] for rid in IDS] == [ANSWER] * 5
+    assert result.summary().startswith("5 request(s) answered; 1 second answer(s) moved aside")
+
+
+def test_collect_reads_every_content_form_odd_usage_and_a_bom(tmp_path: Path) -> None:
+    folder = _build(tmp_path / "b")
+    parts = [{"type": "text", "text": ANSWER[:20]}, {"type": "text", "text": ANSWER[20:]}]
+    lines = [
+        _line("r0001", parts),
+        _line("r0002", usage={"prompt_tokens": "lots", "completion_tokens": "12 tokens"}),
+        _line("r0003").replace('"prompt_tokens": 5', '"prompt_tokens": 1e999'),
+        _line("r0004", None, refusal="I cannot help with that."),
+        _line("r0005"),
+    ]
+    result = collect(folder, _results(tmp_path / "out.jsonl", lines, prefix="\ufeff"))
+    assert result.answered == 4 and not result.unknown
+    assert result.failed == {"r0004": "the model refused: I cannot help with that."}
+    assert result.notes == [
+        (
+            "out.jsonl:2: usage.prompt_tokens is a string 'lots', not a whole number of tokens; "
+            "not counted"
+        ),
+        (
+            "out.jsonl:2: usage.completion_tokens is a string '12 tokens', not a whole number of "
+            "tokens; not counted"
+        ),
+        (
+            "out.jsonl:3: usage.prompt_tokens is a number inf, not a whole number of tokens; "
+            "not counted"
+        ),
+    ]
+    assert result.tokens == [5 + 5, 3 + 3 + 3]
+    kept = read_outputs_file(folder / "outputs.jsonl").answers
+    assert kept["r0001"]["output"] == ANSWER
+    assert result.statuses["ok"] == 16
+
+
+def test_collect_says_unknown_ids_by_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _build(tmp_path / "b")
+    lines = [_line(rid) for rid in IDS] + [_line("r9999"), _line("r0001", OTHER)]
+    assert run(["collect", str(folder), str(_results(tmp_path / "out.jsonl", lines))]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        "skipped out.jsonl:6 ('r9999'): not a request of this build",
+        "set aside out.jsonl:7 ('r0001'): a second answer for that request",
+    ]
+
+
+def test_parse_credits_no_answer_made_for_another_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _build(tmp_path / "b")
+    collect(folder, _results(tmp_path / "out.jsonl", [_line(rid) for rid in IDS]))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes((folder / "outputs.jsonl").read_bytes())
+    assert run(["parse", str(folder), str(answers)]) == 0
+    capsys.readouterr()
+    _build(folder, batch_size=3)  # the same ids, other prompts
+    assert run(["parse", str(folder), str(answers)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[0] == (
+        f"error: {answers}:1:1: this answer of request 'r0001' was produced for another prompt "
+        f"than {folder} holds (the build was changed since); it is not credited to its items "
+        "(run the build again: promptc run sends only what is not answered)"
+    )
+
+
+def _rehash(folder: Path) -> None:
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_a_tampered_rehashed_build_is_refused_not_misread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "o.jsonl"
+    outputs.write_text(json.dumps({"id": "r0001", "output": ANSWER}) + "\n", encoding="utf-8")
+    folder = _build(tmp_path / "dup", target="chat")
+    items = folder / "items.jsonl"
+    items.write_text(items.read_text(encoding="utf-8").split("\n")[0] + "\n", encoding="utf-8")
+    with items.open("a", encoding="utf-8") as f:
+        f.write(items.read_text(encoding="utf-8"))
+    _rehash(folder)
+    assert run(["parse", str(folder), str(outputs)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {items}: cannot read items.jsonl: item id 's01' appears twice (rebuild it "
+        "with promptc build SPEC -o DIR)\n"
+    )
+    folder = _build(tmp_path / "big", target="chat")
+    lines = (folder / "requests.jsonl").read_text(encoding="utf-8").split("\n")
+    record = json.loads(lines[0])
+    record["item_ids"] = [f"x{k}" for k in range(50_000)]
+    (folder / "requests.jsonl").write_text(
+        "\n".join([json.dumps(record), *lines[1:]]), encoding="utf-8"
+    )
+    assert run(["parse", str(folder), str(outputs)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder / 'requests.jsonl'}:1:1: request r0001 lists 50000 items; a request "
+        "holds at most 1000\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--batch-sizes", "9" * 5000],
+            (
+                f"<command line>: --batch-sizes: batch size '{'9' * 5000}' is not a whole number "
+                "from 1 to 1000"
+            ),
+        ),
+        (
+            ["--batch-sizes", "²"],
+            "<command line>: --batch-sizes: batch size '²' is not a whole number from 1 to 1000",
+        ),
+        (
+            ["--price-in", "1e308", "--price-out", "1"],
+            (
+                "<command line>: --price-in: price '1e308' is more than 1000000 US dollars per "
+                "million tokens"
+            ),
+        ),
+    ],
+)
+def test_absurd_numbers_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["plan", str(SPECS / "sentiment.yaml"), *argv]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == message
+
+
+@pytest.mark.parametrize("name", ["my tasks", "-dash", "it's", "$HOME x", "a" * 300])
+def test_init_says_a_next_command_a_shell_runs_as_said(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status = run(["init", "--", name])
+    out, err = capsys.readouterr()
+    if len(name) > 255:  # longer than a file name may be: said, nothing written
+        assert status == 2 and "File name too long" in err
+        assert list(tmp_path.iterdir()) == []
+        return
+    assert status == 0
+    next_line = out.splitlines()[-1]
+    words = shlex.split(next_line.removeprefix("next: "))
+    folder = f"./{name}" if name.startswith("-") else name
+    assert words == [
+        "promptc",
+        "check",
+        f"{folder}/task.yaml",
+        "&&",
+        "promptc",
+        "build",
+        f"{folder}/task.yaml",
+        "-o",
+        f"{folder}/build",
+    ]
+    assert (tmp_path / name / "task.yaml").is_file()
+
+
+def test_parse_never_writes_results_over_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _build(tmp_path / "b", target="chat")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"id": "r0001", "output": ANSWER}) + "\n", encoding="utf-8")
+    before = answers.read_bytes()
+    for out in (answers, folder / "outputs.jsonl"):
+        assert run(["parse", str(folder), str(answers), "-o", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: -o {out} would replace answers; give another file\n"
+        )
+    assert answers.read_bytes() == before
+    assert not (folder / "outputs.jsonl").exists()

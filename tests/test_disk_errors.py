@@ -1,0 +1,165 @@
+"""A full disk or a read-only folder, under every command that writes: a clear message naming
+the file or folder, exit 1 or 2 (never 3), nothing half-written under a real name, and every
+answer already written still readable.
+
+The disk is a small tmpfs mounted by the test: as root directly, else inside
+``unshare --user --map-root-user --mount``; the test is skipped, saying why, where neither
+is allowed.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
+from promptc.build import build
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+ANSWER = "A[1]: positive\nA[2]: negative\nA[3]: neutral\nA[4]: positive"
+
+#: Each command that writes, with {build}, {obuild}, {spec}, {url}, {results} filled in.
+COMMANDS = {
+    "build": ["build", "{spec}", "-o", "{disk}/new"],
+    "rebuild": ["build", "{spec}", "--batch-size", "4", "--strategy", "batch", "-o", "{build}"],
+    "init": ["init", "{disk}/starter"],
+    "run": ["run", "{build}", "--base-url", "{url}", "--grammar", "none", "--repair", "0",
+            "--parse", "--no-cache"],
+    "collect": ["collect", "{obuild}", "{results}"],
+    "parse": ["parse", "{build}", "{answers}", "-o", "{disk}/parsed.jsonl"],
+    "schema": ["schema", "-o", "{disk}/schema.json"],
+}  # fmt: skip
+
+
+class _Answers(QuietHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        send_json(self, chat_completion(ANSWER))
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    handler: type[http.server.BaseHTTPRequestHandler] = _Answers
+    with serving(handler) as base:
+        yield base
+
+
+def _mount(disk: Path, options: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (or user namespaces, not tried here)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    where = tmp_path / "disk"
+    where.mkdir()
+    _mount(where, "size=256k")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _promptc(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptc", *argv], capture_output=True, text=True, check=False
+    )
+
+
+def _prepare(disk: Path, tmp_path: Path, url: str) -> dict[str, str]:
+    spec = SPECS / "sentiment.yaml"
+    fill = {"spec": str(spec), "disk": str(disk), "url": url}
+    overrides = {("strategy", "kind"): "batch", ("strategy", "batch_size"): 4}
+    task = compile_spec(spec, overrides=overrides)
+    for name, target in (("build", "chat"), ("obuild", "openai-batch")):
+        build(task, disk / name, target=target)
+        fill[name] = str(disk / name)
+    results = tmp_path / "results.jsonl"
+    body = {"choices": [{"message": {"content": ANSWER}, "finish_reason": "stop"}]}
+    results.write_text(
+        "".join(
+            json.dumps({"custom_id": f"r000{k}", "response": {"status_code": 200, "body": body}})
+            + "\n"
+            for k in range(1, 6)
+        ),
+        encoding="utf-8",
+    )
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"id": "r0001", "output": ANSWER}) + "\n", encoding="utf-8")
+    return {**fill, "results": str(results), "answers": str(answers)}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _no_half_written(disk: Path) -> None:
+    """Every JSON Lines file under a real name reads whole, line by line."""
+    for path in disk.rglob("*.jsonl"):
+        text = path.read_text(encoding="utf-8")
+        assert text == "" or text.endswith("\n"), path
+        for line in text.split("\n")[:-1]:
+            json.loads(line)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("trouble", ["full", "read-only"])
+def test_every_writing_command_on_a_full_or_read_only_disk(
+    disk: Path, tmp_path: Path, url: str, command: str, trouble: str
+) -> None:
+    fill = _prepare(disk, tmp_path, url)
+    before = _files(disk)
+    if trouble == "full":
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            with pytest.raises(OSError):
+                while True:
+                    os.write(fd, b"\0" * 512)
+        finally:
+            os.close(fd)
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    done = _promptc([a.format(**fill) for a in COMMANDS[command]])
+    if trouble == "read-only":
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+    assert done.returncode in (1, 2), (done.returncode, done.stderr)
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    said = "No space left on device" if trouble == "full" else "Read-only file system"
+    assert said in done.stderr or "is not writable" in done.stderr, done.stderr
+    assert str(disk) in done.stderr or "mnt" in done.stderr or "'-o'" in done.stderr
+    (disk / "filler").unlink(missing_ok=True)
+    _no_half_written(disk)
+    after = _files(disk)
+    # Nothing that was there is changed, except the answers a run could write before the
+    # disk filled (each whole) and its lock's pid.
+    for name, data in before.items():
+        if name.endswith(("outputs.jsonl", ".lock")):
+            continue
+        assert after.get(name) == data, name
+    new = {n for n in after if n not in before and not n.endswith(".lock")}
+    assert new <= {"build/outputs.jsonl"}, new
+    if trouble == "full" and command == "run":
+        # Whatever a full disk let it write, the next run resumes from and completes.
+        again = _promptc([a.format(**fill) for a in COMMANDS[command]])
+        assert again.returncode == 0, again.stderr
+        assert len(read_lines(disk / "build" / "outputs.jsonl")) == 5
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n")[:-1]]
