@@ -250,7 +250,7 @@ class AnswerGrammar:
         if self.kind.repeats_questions:
             out[".gbnf"] = self.gbnf_for(questions)
             out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
-            out[".regex"] = self.portable_regex_for(questions) + "\n"
+            out[".regex"] = self.portable_regex_for(questions)
         return out
 
     @cached_property
@@ -307,8 +307,10 @@ class AnswerGrammar:
             # must come before the answer it leads to. The order is fixed, so output is stable.
             f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
         }
-        out[f"{stem}.regex"] = self.portable_regex + "\n"
-        out[f"{stem}.parse.regex"] = self.parse_regex + "\n"
+        # The regex files end with the regex: engines and ``re`` read a file's text as the
+        # pattern, and a final line break would be part of it (every answer refused).
+        out[f"{stem}.regex"] = self.portable_regex
+        out[f"{stem}.parse.regex"] = self.parse_regex
         return out
 
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
