@@ -271,4 +271,4 @@ def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "no server to send to" in proc.stderr, proc.stderr
-    assert "pip install 'promptc[local]'" in proc.stderr
+    assert "pip install 'promptc-compiler[local]'" in proc.stderr

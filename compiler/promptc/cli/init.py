@@ -187,7 +187,7 @@ data:
 strategy:
   kind: {strategy}
   batch_size: 8            # items per request for batch and auto-demo
-  selection: {{method: sequential}}   # or random; retrieval, partition, diverse need promptc[embed]
+  selection: {{method: sequential}}   # or random; retrieval, partition, diverse need promptc-compiler[embed]
 # The model and its sampling parameters, sent with every request.
 model:
   name: gpt-4o-mini
