@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from promptc import strategies
+from promptc.cli.common import json_format_option, write_json
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
 from promptc.text import or_list
@@ -232,7 +233,8 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
     show_default=True,
     help="A free-text answer, a number after reasoning, or a choice among labels.",
 )
-def init_command(folder: str, strategy: str, task: str) -> None:
+@json_format_option
+def init_command(folder: str, strategy: str, task: str, fmt: str) -> None:
     """Write a commented starter spec, three rows of data and the spec's JSON Schema into DIR.
 
     DIR/task.yaml starts with a yaml-language-server modeline pointing at DIR/spec.schema.json,
@@ -262,5 +264,9 @@ def init_command(folder: str, strategy: str, task: str) -> None:
             code="init-not-writable",
         ) from None
     spec = root / SPEC_FILE
+    following = f"promptc check {spec} && promptc build {spec} -o {root / 'build'}"
+    if fmt == "json":
+        write_json({"files": [str(root / name) for name in files], "next": following})
+        return
     click.echo(f"wrote {spec}, {root / DATA_FILE} and {root / SCHEMA_FILE}")
-    click.echo(f"next: promptc check {spec} && promptc build {spec} -o {root / 'build'}")
+    click.echo(f"next: {following}")
