@@ -63,10 +63,10 @@ class Client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = self.receive()
-            if message.get("method") == "textDocument/publishDiagnostics":
-                if message["params"]["uri"] == uri:
-                    found: list[dict[str, Any]] = message["params"]["diagnostics"]
-                    return found
+            published = message.get("method") == "textDocument/publishDiagnostics"
+            if published and message["params"]["uri"] == uri:
+                found: list[dict[str, Any]] = message["params"]["diagnostics"]
+                return found
         raise AssertionError(f"no diagnostics for {uri} within {timeout} s")
 
     def close(self) -> None:
