@@ -23,6 +23,10 @@ from typing import Any
 SCHEMA = (
     Path(__file__).resolve().parents[1] / "compiler" / "promptc" / "schema" / "spec.schema.json"
 )
+#: The schema's stable identity, the same wherever the file is copied (``promptc init`` writes
+#: it beside each new spec): editors and ``yaml.schemas`` settings know it by this ``$id``. A
+#: URN, not a URL: nothing resolves it over the network, and it names the distribution.
+SCHEMA_ID = "urn:promptc-compiler:spec:1"
 PREFIX = "#/$defs/"
 LAYER = "layer"
 #: Keywords that only add requirements: a layer leaves them to the merged spec.
@@ -104,7 +108,8 @@ def generate(schema: dict[str, Any]) -> str:
     """The schema's text with its layer definitions regenerated."""
     defs = {k: v for k, v in schema["$defs"].items() if not k.startswith(LAYER)}
     base = {**schema, "$defs": defs}
-    out = {**base, "$defs": {**defs, **layer_defs(base)}}
+    head = {"$schema": schema["$schema"], "$id": SCHEMA_ID}
+    out = {**head, **base, "$defs": {**defs, **layer_defs(base)}}
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -355,3 +355,60 @@ def test_every_listed_command_loads(name: str) -> None:
     assert isinstance(command, click.Command) and command.name == name
     assert line and line.endswith(".")
     assert cli.run([name, "--help"]) == 0
+
+
+def test_format_json_on_build_show_init_and_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command that prints a result prints it as one JSON document with --format json."""
+    spec, out = str(SPECS / "sentiment.yaml"), str(tmp_path / "b")
+
+    def doc(*argv: str) -> object:
+        assert cli.run(list(argv)) in (0, 1)
+        return json.loads(capsys.readouterr().out)
+
+    built = doc("build", spec, "-o", out, "--format", "json")
+    assert isinstance(built, dict)
+    assert (built["name"], built["strategy"], built["requests"], built["items"]) == (
+        "sentiment",
+        "batch",
+        3,
+        20,
+    )
+    assert "requests.jsonl" in built["files"] and built["out_dir"] == out
+    assert doc("build", spec, "-o", out, "--check", "--format", "json") == {
+        "current": True,
+        "lines": [f"{out}: up to date (15 files)"],
+        "out_dir": out,
+    }
+    shown = doc("show", spec, "--request", "2", "--format", "json")
+    assert isinstance(shown, dict) and shown["id"] == "r0002" and shown["kind"] == "batch"
+    assert [m["role"] for m in shown["messages"]][-1] == "user"
+    batches = doc("show", spec, "--batches", "--format", "json")
+    assert isinstance(batches, dict) and len(batches["batches"]) == 3
+    assert batches["batches"][0]["item_ids"][0] == "s01"
+    made = doc("init", str(tmp_path / "new"), "--format", "json")
+    assert isinstance(made, dict)
+    assert [Path(f).name for f in made["files"]] == ["task.yaml", "task.jsonl", "spec.schema.json"]
+    wiring = doc("schema", "--wiring", "--format", "json")
+    assert isinstance(wiring, dict) and wiring["id"] == "urn:promptc-compiler:spec:1"
+    assert wiring["yaml.schemas"] == {wiring["path"]: ["task.yaml", "specs/*.yaml"]}
+
+
+def test_shell_completion_works_through_click() -> None:
+    """docs/cli.md documents click's own completion: the script and the completions."""
+    env = {**os.environ, "_PROMPTC_COMPLETE": "bash_source"}
+    script = subprocess.run(
+        [sys.executable, "-m", "promptc"], env=env, capture_output=True, text=True, check=False
+    )
+    assert "_promptc_completion" in script.stdout
+    env = {
+        **os.environ,
+        "_PROMPTC_COMPLETE": "bash_complete",
+        "COMP_WORDS": "promptc mo",
+        "COMP_CWORD": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc"], env=env, capture_output=True, text=True, check=False
+    )
+    assert "plain,model" in done.stdout

@@ -211,6 +211,15 @@ def test_table_and_output_file(math_build: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "request" in result.stdout and "status" in result.stdout
     assert "malformed" in result.stdout and "r0003" in result.stdout
+    # Each item's input beside its answer: the question, on one line, cut to 60 characters.
+    assert "input" in result.stdout.splitlines()[0]
+    from promptc.cli.parse import input_text
+    from promptc.parse.build_input import load_build
+
+    items = {it.id: it for it in load_build(math_build).task.items}
+    first = reqs[2]["item_ids"][0]
+    assert input_text(items[first].inputs)[:25] in result.stdout  # folded to fit 160 columns
+    assert input_text({"q": "a\n b " + "x" * 80}) == "a b " + "x" * 55 + "…"
     target = tmp_path / "results.jsonl"
     result = run(math_build, outputs, "-o", target)
     assert result.exit_code == 1 and result.stdout == ""

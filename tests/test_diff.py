@@ -459,6 +459,11 @@ def test_build_check_names_leftovers_and_a_missing_folder(
     )
     assert code == 1
     assert err.splitlines()[0] == f"{out_dir}/answer-7.lark: left over: a rebuild removes it"
+    # The build's own files are current: left-overs are counted apart from them.
+    assert err.splitlines()[-1] == (
+        f"{out_dir}: 0 of 10 files out of date, 1 left over "
+        f"(rebuild with promptc build spec.yaml -o {out_dir})"
+    )
     missing = str(tmp_path / "none")
     code, _, err = promptc(
         repo, monkeypatch, capsys, "build", "spec.yaml", "-o", missing, "--check"

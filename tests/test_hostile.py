@@ -533,7 +533,7 @@ def test_check_reports_a_missing_similarity_dependency(project: Path) -> None:
     blocked = "import sys; sys.modules['sentence_transformers'] = None; sys.modules['torch'] = None"
     out = run_capped([["check", part], ["check", local]], project, setup=blocked)
     assert [o.status for o in out] == [1, 1]
-    hint = "(install it with: pip install 'promptc[embed]')"
+    hint = "(install it with: pip install 'promptc-compiler[embed]')"
     assert lines(out[0].stderr) == [
         "p.yaml:9:40: strategy.selection.method: selection method 'partition' needs "
         + f"'sentence-transformers', which is not installed {hint}",

@@ -333,8 +333,28 @@ def test_lower_without_collector_raises_data_errors(spec_dir: Path) -> None:
     assert not c
     with pytest.raises(PromptcErrors) as info:
         lower(doc)
+    # No row has the column: one error where the column is named, listing those that exist.
     assert info.value.format() == (
-        "data.jsonl:1:1: row has no field 'question' (for input 'question')"
+        "spec.yaml:8:14: data.path: no row has a column 'question' (for input 'question'); "
+        "the rows have 'q' (map the input to one of those columns in data.fields)"
+    )
+
+
+def test_a_misspelt_column_is_one_error_at_data_fields(spec_dir: Path) -> None:
+    """Not one identical error per row: one at ``data.fields.<input>``, naming the columns
+    the rows have; a column only some rows lack stays an error per row."""
+    rows = "".join(f'{{"id": "q{k}", "question": "{k}?"}}\n' for k in range(50))
+    write(spec_dir, "data.jsonl", rows)
+    spec = MINIMAL.replace(
+        "data: {path: data.jsonl}", "data: {path: data.jsonl, fields: {question: questoin}}"
+    )
+    write(spec_dir, "spec.yaml", spec)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert info.value.format() == (
+        "spec.yaml:8:45: data.fields.question: no row has a column 'questoin' (for input "
+        "'question'); the rows have 'id', 'question' (map the input to one of those columns "
+        "in data.fields)"
     )
 
 

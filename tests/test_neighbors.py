@@ -145,7 +145,7 @@ def test_without_faiss_exact_search_runs_with_a_note(monkeypatch):
     assert found.search == "exact"
     assert found.note == (
         "300 items is above the approximate-search threshold of 100, but faiss-cpu is not "
-        "installed (pip install 'promptc[ann]'): exact search was used"
+        "installed (pip install 'promptc-compiler[ann]'): exact search was used"
     )
 
 

@@ -3,8 +3,11 @@ calls them (entry + args + the staged file names)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,6 @@ def test_promptc_check_runs_on_the_staged_specs(capsys: pytest.CaptureFixture[st
     hook = hooks()["promptc-check"]
     pattern = re.compile(str(hook["files"]))
     assert pattern.search("specs/math.yaml") and pattern.search("app/specs/x/task.yml")
-    assert not pattern.search(".github/workflows/ci.yaml")
     staged = [str(REPO / "specs" / "math.yaml"), str(REPO / "specs" / "math-batch.yaml")]
     assert call(hook, [], staged) == 0
     assert capsys.readouterr().out.count(": valid:") == 2
@@ -52,3 +54,73 @@ def test_promptc_build_check_fails_on_a_stale_build(
     assert call(hook, [spec, "-o", out], ["ignored.yaml"]) == 0
     assert call(hook, [spec, "-o", out, "--batch-size", "4"], []) == 1
     assert "first differing request" in capsys.readouterr().err
+
+
+def test_the_check_hook_matches_every_spec_and_skips_other_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its ``files:`` matches any YAML file; ``--specs-only`` keeps those with the top-level
+    ``promptc:`` key: ``init``'s ``task.yaml`` as much as ``specs/*.yaml``."""
+    hook = hooks()["promptc-check"]
+    pattern = re.compile(str(hook["files"]))
+    for name in ("task.yaml", "specs/math.yaml", "app/specs/x/task.yml", "ci.yaml"):
+        assert pattern.search(name), name
+    assert not pattern.search("data/task.jsonl")
+    assert run(["init", str(tmp_path / "new")]) == 0
+    other = tmp_path / "ci.yaml"
+    other.write_text("on: push\njobs: {}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert call(hook, [], [str(tmp_path / "new" / "task.yaml"), str(other)]) == 0
+    assert capsys.readouterr().out.count(": valid:") == 1
+    assert call(hook, [], [str(other)]) == 0
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=False, env=_env()
+    )
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+        PRE_COMMIT_HOME=env.get("PRE_COMMIT_HOME", str(Path.home() / ".cache" / "pre-commit")),
+    )
+    return env
+
+
+def test_pre_commit_blocks_an_invalid_init_spec(tmp_path: Path) -> None:
+    """pre-commit itself, in a real git repository, with the hooks as this repository
+    defines them (run from promptc on PATH rather than an environment pre-commit would
+    install from the index): a commit of ``promptc init``'s spec made invalid is refused,
+    naming the error; a YAML file that is no spec is left alone; the fixed spec commits."""
+    pytest.importorskip("pre_commit", reason="pre-commit (the test extra) is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert _git(repo, "init", "-q").returncode == 0
+    local = [{**h, "language": "system"} for h in hooks().values() if h["id"] == "promptc-check"]
+    config = {"repos": [{"repo": "local", "hooks": local}]}
+    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert run(["init", str(repo)]) == 0
+    (repo / "ci.yaml").write_text("on: push\njobs: {}\n", encoding="utf-8")
+    spec = repo / "task.yaml"
+    good = spec.read_text(encoding="utf-8")
+    spec.write_text(good.replace("batch_size: 8", "batch_size: 0"), encoding="utf-8")
+    hook = [sys.executable, "-m", "pre_commit", "install"]
+    installed = subprocess.run(hook, cwd=repo, env=_env(), capture_output=True, check=False)
+    assert installed.returncode == 0
+    assert _git(repo, "add", "-A").returncode == 0
+    refused = _git(repo, "commit", "-q", "-m", "invalid spec")
+    assert refused.returncode != 0
+    said = refused.stdout + refused.stderr
+    assert "task.yaml:" in said and "strategy.batch_size" in said, said
+    assert "ci.yaml" not in said
+    spec.write_text(good, encoding="utf-8")
+    assert _git(repo, "add", "-A").returncode == 0
+    done = _git(repo, "commit", "-q", "-m", "valid spec")
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -207,3 +207,104 @@ def test_the_python_block_runs_as_written(tmp_path: Path) -> None:
     rows = (tmp_path / "out" / "nli" / "results.jsonl").read_text().splitlines()
     assert len(rows) == 10
     assert "'accuracy':" in proc.stdout
+
+
+# ---------------------------------------------------------------- every block, as written
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.DOTALL)
+
+
+#: Each shell block of the README, by a line it holds, and the test that runs or holds it.
+SH_BLOCKS = {
+    "pip install . && promptc build": "test_the_quick_start_runs_as_written",
+    "promptc run out/sentiment --local --parse": "test_the_quick_start_runs_as_written",
+    "promptc show specs/sentiment.yaml --request 1": "test_the_quick_start_runs_as_written",
+    "MODEL=$(promptc model fetch)": "test_the_own_server_block_runs_as_written",
+    "scripts/test.sh": "test_the_test_command_block",
+    "promptc plan specs/gsm8k.yaml": "test_the_plan_and_eval_block_runs_as_written",
+    "promptc diff specs/math.yaml --against main": "test_the_version_control_block_runs",
+}
+
+
+def test_every_readme_block_is_held_by_a_test() -> None:
+    """A block no test runs is a block that can drift: each shell block is named in
+    :data:`SH_BLOCKS` (its test exists), and each YAML block is checked below."""
+    names = set(globals())
+    for block in _blocks("sh"):
+        owners = [test for line, test in SH_BLOCKS.items() if line in block]
+        assert len(owners) == 1, block
+        assert owners[0] in names, owners[0]
+    assert len(_blocks("yaml")) == 2  # the spec, the pre-commit config: tests below
+
+
+def test_the_test_command_block() -> None:
+    """``scripts/test.sh`` is the test command itself (it runs this file): it exists, runs
+    with bash, and installs what the block says it does, nothing compiled."""
+    (block,) = [b for b in _blocks("sh") if "scripts/test.sh" in b]
+    script = REPO / "scripts" / "test.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text(encoding="utf-8")
+    extras = re.search(r'-e "\.\[([a-z,]+)\]"', text)
+    assert extras and "local" in extras[1].split(",") and "llama-cpp-python" not in text
+    assert "source .venv/bin/activate" in block
+
+
+def test_the_spec_block_checks(tmp_path: Path) -> None:
+    """The README's spec, saved beside the example specs (its modeline's place), is valid."""
+    spec = _blocks("yaml")[0]
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    (tmp_path / "specs" / "readme.yaml").write_text(spec, encoding="utf-8")
+    from promptc.cli.app import run
+
+    assert run(["check", str(tmp_path / "specs" / "readme.yaml")]) == 0
+
+
+def test_the_pre_commit_block_names_the_hooks() -> None:
+    import yaml
+
+    (config,) = [yaml.safe_load(b) for b in _blocks("yaml") if "pre-commit" in b or "rev:" in b]
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert {h["id"] for h in config[0]["hooks"]} == {h["id"] for h in hooks}
+
+
+def test_the_version_control_block_runs(tmp_path: Path) -> None:
+    """In a repository whose main branch holds the specs and a committed build: the diff
+    against main says nothing changed, and the build is current (both exit 0)."""
+    (block,) = [b for b in _blocks("sh") if "--against main" in b]
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    env = _env(tmp_path)
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t")
+    env["GIT_COMMITTER_EMAIL"] = "t@e"
+    setup = (
+        "git init -q -b main && promptc build specs/math.yaml -o build/math >/dev/null && "
+        "git add -A && git commit -qm specs"
+    )
+    for line in [setup, *(_command(x) for x in block.splitlines() if x.strip())]:
+        proc = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_the_plan_and_eval_block_runs_as_written(tmp_path: Path) -> None:
+    (block,) = [b for b in _quick_start_blocks() if any("promptc plan" in x for x in b)]
+    assert block[0] == "pip install '.[plan,eval,local]'"  # what the two commands need
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    env = _env(tmp_path)
+    for line in _promptc_commands(block):
+        proc = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr
+    assert (tmp_path / "eval" / "report.md").is_file()

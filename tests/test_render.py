@@ -97,7 +97,7 @@ def test_similarity_method_without_the_extra_says_what_to_install(
     assert e.value.message.startswith(
         "selection method 'partition' needs sentence-transformers, which is not installed"
     )
-    assert e.value.hint == "install it with: pip install 'promptc[embed]'"
+    assert e.value.hint == "install it with: pip install 'promptc-compiler[embed]'"
     assert e.value.key_path == "strategy.selection.method"
 
 

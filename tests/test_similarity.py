@@ -423,7 +423,7 @@ def test_warm_rebuild_does_not_load_the_model(tmp_path):
 
 MISSING = "{spec}:13:3: strategy.selection.method: similarity selection needs the optional "
 MISSING += "package '{package}', which is not installed (install it with: pip install "
-MISSING += "'promptc[embed]')"
+MISSING += "'promptc-compiler[embed]')"
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def test_wheel_installs_and_builds_outside_the_source_tree(tmp_path: Path) -> No
         wheels,
         source,
     )
-    [wheel] = wheels.glob("promptc-*.whl")
+    [wheel] = wheels.glob("promptc_compiler-*.whl")
 
     import zipfile
 

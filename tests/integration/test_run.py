@@ -520,7 +520,7 @@ def test_openai_is_imported_only_when_a_run_starts(sentiment: Callable[..., Path
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
         "error: promptc run needs the openai package, which is not "
-        "installed (pip install 'promptc[openai]')\n"
+        "installed (pip install 'promptc-compiler[openai]')\n"
     )
 
 

@@ -183,6 +183,12 @@ def test_a_second_run_on_the_same_outputs_is_refused(
         proc = _cli(str(sentiment4), "--base-url", url, "--grammar", "none", "--no-cache")
     assert proc.returncode == 2 and handler.seen == []
     assert f"another promptc run (pid {os.getpid()}) is writing outputs.jsonl" in proc.stderr
+    # The lock file goes with the run: a build folder keeps no trace of it.
+    assert not (sentiment4 / ".outputs.jsonl.lock").exists()
+    _run(sentiment4, url, tmp_path, limit=1, repair=0)
+    assert sorted(p.name for p in sentiment4.iterdir() if p.name.startswith(".")) == []
+    with outputs_lock(sentiment4 / "outputs.jsonl"), outputs_lock(sentiment4 / "other.jsonl"):
+        assert (sentiment4 / ".outputs.jsonl.lock").exists()
 
 
 def test_text_utf8_cannot_carry_is_kept_escaped(
@@ -271,4 +277,4 @@ def test_no_server_is_a_usage_error(sentiment4: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "no server to send to" in proc.stderr, proc.stderr
-    assert "pip install 'promptc[local]'" in proc.stderr
+    assert "pip install 'promptc-compiler[local]'" in proc.stderr

@@ -15,7 +15,8 @@
     promptc init [DIR] [--strategy K] [--task text|number|enum]
     promptc plan SPEC [--strategies …] [--batch-sizes …] (see promptc.cli.plan)
     promptc eval SPEC [--base-url URL | --results DIR…]  (see promptc.cli.eval)
-    promptc schema
+    promptc schema [-o FILE] [--wiring]
+    promptc model fetch | path                           (the embedded model of --local)
     promptc --version
 
 Exit status: 0 success, 1 the spec (or a template, or the data) has errors, 2 usage error,
@@ -72,6 +73,7 @@ class LazyGroup(click.Group):
         "init": "Write a commented starter spec, its data and its schema.",
         "plan": "Count every strategy's requests, tokens and cost, without a model.",
         "eval": "Run every strategy and score it against the gold answers.",
+        "model": "Fetch the embedded model of `promptc run --local`, or say where it is.",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -13,8 +13,10 @@ from promptc.cli.common import (
     batch_size_option,
     compile_checked,
     data_option,
+    json_format_option,
     spec_argument,
     strategy_option,
+    write_json,
 )
 from promptc.diff.stale import check_report
 
@@ -63,6 +65,7 @@ EMITS = ("ir", "batches", "requests")
     is_flag=True,
     help="Write nothing: build in memory and exit 1 naming every file of DIR that is stale.",
 )
+@json_format_option
 def build_command(
     spec: str,
     out_dir: str | None,
@@ -73,6 +76,7 @@ def build_command(
     vllm_grammar: str | None,
     emit: str | None,
     check: bool,
+    fmt: str,
 ) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
 
@@ -103,7 +107,24 @@ def build_command(
     if check:
         assembled = build_mod.assemble(task, target=target, vllm_grammar=grammar)
         status, lines = check_report(assembled, out_dir, spec)
-        (out if status == 0 else sys.stderr).write("".join(line + "\n" for line in lines))
+        if fmt == "json":
+            write_json({"out_dir": out_dir, "current": status == 0, "lines": lines})
+        else:
+            (out if status == 0 else sys.stderr).write("".join(line + "\n" for line in lines))
         sys.exit(status)
     result = build_mod.build(task, out_dir, target=target, vllm_grammar=grammar)
+    if fmt == "json":
+        write_json(
+            {
+                "out_dir": out_dir,
+                "name": task.name,
+                "strategy": task.strategy.kind.name,
+                "target": target,
+                "requests": len(result.selection.batches),
+                "items": len(task.items),
+                "files": sorted(result.files),
+                "summary": result.summary,
+            }
+        )
+        return
     click.echo(result.summary)

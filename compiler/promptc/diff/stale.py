@@ -142,8 +142,12 @@ def check_report(
         else:
             what = f"request {first.found} is where the build writes {first.request}"
         lines.append(f"{first.location}: first differing request: {what}")
+    # Left-over files are not among the build's: counted apart ("19 of 15" said otherwise).
+    changed = sum(s.problem != "extra" for s in stale)
+    extra = len(stale) - changed
+    left = f", {extra} left over" if extra else ""
     lines.append(
-        f"{folder}: {len(stale)} of {len(result.files)} files out of date "
+        f"{folder}: {changed} of {len(result.files)} files out of date{left} "
         f"(rebuild with promptc build {spec} -o {out_dir})"
     )
     return 1, lines

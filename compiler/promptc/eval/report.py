@@ -260,7 +260,7 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     except ImportError:
         raise BackendError(
             "promptc eval's charts need matplotlib, which is not installed",
-            hint="pip install 'promptc[eval]'",
+            hint="pip install 'promptc-compiler[eval]'",
             code="missing-matplotlib",
         ) from None
     width, height = CHART_SIZE

@@ -250,7 +250,7 @@ class AnswerGrammar:
         if self.kind.repeats_questions:
             out[".gbnf"] = self.gbnf_for(questions)
             out[".schema.json"] = schema_text(self.json_schema_for(questions)) + "\n"
-            out[".regex"] = self.portable_regex_for(questions) + "\n"
+            out[".regex"] = self.portable_regex_for(questions)
         return out
 
     @cached_property
@@ -306,8 +306,10 @@ class AnswerGrammar:
             # sorted: constrained decoders generate properties in schema order, and reasoning
             # must come before the answer it leads to. The order is fixed, so output is stable.
             f"{stem}.schema.json": schema_text(self.json_schema) + "\n",
-            f"{stem}.regex": self.portable_regex + "\n",
-            f"{stem}.parse.regex": self.parse_regex + "\n",
+            # The regex files end with the regex: engines and ``re`` read a file's text as the
+            # pattern, and a final line break would be part of it (every answer refused).
+            f"{stem}.regex": self.portable_regex,
+            f"{stem}.parse.regex": self.parse_regex,
         }
 
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:

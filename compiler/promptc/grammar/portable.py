@@ -3,7 +3,8 @@
 Engines that constrain a model by a regular expression (vLLM's ``regex`` structured output,
 xgrammar's and outlines-core's regex front ends) each read a small common dialect, not
 Python's: no named groups, no lookarounds, no atomic groups, no inline flags such as
-``(?i:…)``, no ``\\Z``; the whole text must match, so there are no anchors either. This module
+``(?i:…)``, no ``\\Z``. The whole text must match; the one anchor is the final ``$``
+(:data:`END`). This module
 writes the grammar in that dialect. Like the GBNF export (:mod:`promptc.grammar.gbnf`) it
 spells the canonical layout only: one space after each marker, one line break between lines,
 the literals of the answer format exactly as written, each value as its type spells it
@@ -22,6 +23,14 @@ from collections.abc import Sequence
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
 from promptc.values.dialects import PORTABLE_NOT_WS, escape
+
+#: The end of the output, written after every portable regex although engines match the whole
+#: text: outlines-core (0.2) drops every transition out of a state where a match may already
+#: end into one where it may not (``a(?:bc)?`` refuses "abc"), so without it an answer format
+#: ending in ``{answer}.`` refuses every decimal answer ("is 7." matches, "is 7.5" does not
+#: yet). No spelling of the same language avoids that state; with ``$`` no match ends before
+#: the text does. xgrammar and llguidance read ``$`` as the end as well (tests/test_engines.py).
+END = "$"
 
 
 def portable_regex(blueprint: Blueprint, questions: Sequence[str] | None = None) -> str:
@@ -43,7 +52,7 @@ def portable_regex(blueprint: Blueprint, questions: Sequence[str] | None = None)
 
     answer = answer_of(1)
     if blueprint.kind.one_item:
-        return answer
+        return answer + END
     line = f"{PORTABLE_NOT_WS}[^\\n]*"
     labels = blueprint.question_labels
     question = (
@@ -72,4 +81,4 @@ def portable_regex(blueprint: Blueprint, questions: Sequence[str] | None = None)
                 q = q_marker + question
             item = q + escape(markers.ITEM_SEPARATOR) + item
         items.append(item)
-    return escape(markers.ITEM_SEPARATOR).join(items)
+    return escape(markers.ITEM_SEPARATOR).join(items) + END

@@ -54,7 +54,7 @@ MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-3.5", "cl100k_base"),
     ("text-embedding-3", "cl100k_base"),
 )
-INSTALL_PLAN = "pip install 'promptc[plan]'"
+INSTALL_PLAN = "pip install 'promptc-compiler[plan]'"
 #: Seconds one answer of the tokenizer's server may take.
 SERVER_TIMEOUT = 120.0
 

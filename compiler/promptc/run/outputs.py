@@ -252,27 +252,16 @@ class OutputsFile:
 @contextlib.contextmanager
 def outputs_lock(path: Path) -> Iterator[None]:
     """Holds an exclusive lock on an outputs file for a run, so that two runs of one build
-    do not both send every request.
+    do not both send every request. The lock file (``.outputs.jsonl.lock``) is removed when
+    the run ends: a build folder keeps no trace of it.
 
     Raises:
         UsageError: Another process holds the lock (``run-in-progress``), naming its pid.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}{LOCK_SUFFIX}")
-    f = open_regular(lock_path, "a+b")  # held for the whole run
+    f = _locked(lock_path, path)
     try:
-        try:
-            if sys.platform != "win32":  # elsewhere runs are not locked
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            pid = f.read(64).decode("utf-8", "replace").strip() or "?"
-            raise UsageError(
-                f"another promptc run (pid {pid}) is writing {path.name} of this build",
-                location=Location(str(path)),
-                hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
-                code="run-in-progress",
-            ) from None
         # The pid only tells another run who holds the lock: written unbuffered, and a full
         # disk leaves it unsaid rather than stopping the run before it starts.
         with contextlib.suppress(OSError):
@@ -280,4 +269,33 @@ def outputs_lock(path: Path) -> Iterator[None]:
             os.write(f.fileno(), f"{os.getpid()}\n".encode())
         yield
     finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()  # while locked: no other run holds this file now
         f.close()  # releases the lock
+
+
+def _locked(lock_path: Path, path: Path) -> io.BufferedIOBase:
+    """The lock file, opened and locked. A run that ends removes it (while it holds the
+    lock): a file opened before that is no longer the one at ``lock_path``, so it is opened
+    again until the file locked is the one there."""
+    while True:
+        f = open_regular(lock_path, "a+b")  # held for the whole run
+        try:
+            if sys.platform != "win32":  # elsewhere runs are not locked
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            pid = f.read(64).decode("utf-8", "replace").strip() or "?"
+            f.close()
+            raise UsageError(
+                f"another promptc run (pid {pid}) is writing {path.name} of this build",
+                location=Location(str(path)),
+                hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
+                code="run-in-progress",
+            ) from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()

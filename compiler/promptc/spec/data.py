@@ -109,6 +109,12 @@ def read_data(doc: SpecDocument, c: ErrorCollector) -> tuple[DataSource | None, 
         c.omitted = omitted_before
         c.add(data_error("not-utf8", Location(file.display, e.line, e.col), byte=e.byte))
         return None, ()
+
+    def mapping_of(name: str) -> tuple[Location, KeyPath]:
+        path: KeyPath = ("data", "fields", name) if name in mapping else ("data", "path")
+        return doc.value_location(path), path
+
+    maker.report_missing(n_rows, c, mapping_of)
     if n_rows == 0 and not c.errors:
         c.add(data_error("no-rows", Location(file.display)))
     source = DataSource(

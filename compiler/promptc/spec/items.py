@@ -8,7 +8,7 @@ when the item is read back; locations are made only for errors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -137,6 +137,11 @@ def gold_readers(
 
 
 _ABSENT: Any = object()
+#: The row errors kept per missing column until the file is read (the collector caps what
+#: is shown; these are said only when some rows do have the column).
+KEPT_MISSING = 100
+#: The most column names an ``unknown-column`` error lists.
+MAX_LISTED = 30
 
 
 class ItemMaker:
@@ -164,6 +169,12 @@ class ItemMaker:
         self.option_inputs = option_inputs
         #: The options of the last row :meth:`inputs` read (``options`` inputs' lists).
         self.options: dict[str, tuple[str, ...]] = {}
+        #: Per input whose column a row lacks: the rows' errors (the first
+        #: :data:`KEPT_MISSING`) and how many rows lack it; the columns those rows have.
+        #: :meth:`report_missing` says them once the file is read.
+        self.missing: dict[str, list[DataError]] = {}
+        self.missing_rows: dict[str, int] = {}
+        self.present: set[str] = set()
 
     def where(self, line: int | Location) -> Location:
         """A row's location: given whole (a JSON array's rows have columns), or its line."""
@@ -196,9 +207,19 @@ class ItemMaker:
             value = values.get(column, _ABSENT)
             if type(value) is str and name not in self.option_inputs:
                 text = value  # the common case, in one step
-            elif value is _ABSENT or value is None:
-                code = "missing-field" if value is _ABSENT else "null-field"
-                c.add(data_error(code, self.where(line), column=column, input=name))
+            elif value is _ABSENT:
+                kept = self.missing.setdefault(name, [])
+                if len(kept) < KEPT_MISSING:
+                    kept.append(
+                        data_error("missing-field", self.where(line), column=column, input=name)
+                    )
+                self.missing_rows[name] = self.missing_rows.get(name, 0) + 1
+                if len(self.present) < MAX_LISTED:
+                    self.present.update(k for k in values if isinstance(k, str))
+                ok = False
+                continue
+            elif value is None:
+                c.add(data_error("null-field", self.where(line), column=column, input=name))
                 ok = False
                 continue
             elif name in self.option_inputs:
@@ -223,6 +244,34 @@ class ItemMaker:
                 ok = False
         self.options = options
         return inputs if ok else None
+
+    def report_missing(
+        self, n_rows: int, c: ErrorCollector, where: Callable[[str], tuple[Location, KeyPath]]
+    ) -> None:
+        """Says the columns rows lacked: a column no row has is one error at its mapping
+        (``where(input)``: ``data.fields.<input>``), listing the columns the rows do have —
+        a misspelt name, not one error a row; a column some rows lack, one error each."""
+        for name, errors in self.missing.items():
+            column = dict(self.columns)[name]
+            if self.missing_rows[name] < n_rows:
+                for e in errors:
+                    c.add(e)
+                continue
+            found = sorted(self.present)
+            listed = ", ".join(repr(k) for k in found[:MAX_LISTED])
+            more = f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+            location, path = where(name)
+            c.add(
+                data_error(
+                    "unknown-column",
+                    location,
+                    path,
+                    column=column,
+                    input=name,
+                    columns=(listed + more) or "none",
+                )
+            )
+        self.missing, self.missing_rows, self.present = {}, {}, set()
 
     def item_id(
         self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector

@@ -44,6 +44,8 @@ MESSAGES: dict[str, str] = {
     "csv-duplicate-column": "duplicate column {column!r} in the CSV header",
     "csv-extra-fields": "row has {found} fields, but the header names {expected}",
     "missing-field": "row has no field {column!r} (for input {input!r})",
+    "unknown-column": "no row has a column {column!r} (for input {input!r}); the rows have "
+    "{columns}",
     "null-field": "field {column!r} (for input {input!r}) is null; expected text",
     "missing-id": "row has no id field {column!r}",
     "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
@@ -62,6 +64,7 @@ MESSAGES: dict[str, str] = {
 }
 
 HINTS: dict[str, str] = {
+    "unknown-column": "map the input to one of those columns in data.fields",
     "escapes-folder": "keep data files inside the spec's folder",
     "missing-gold": "map data.gold to the column holding the answer, or to an expression",
     "unknown-format": "set data.format to jsonl, json or csv",
