@@ -4,7 +4,8 @@
 
     promptc plan SPEC [--strategies single,few-shot,batch,auto-demo] [--batch-sizes 4,8,16]
                  [--selection METHOD] [--data PATH] [--tokenizer o200k_base|cl100k_base|M.gguf]
-                 [--price-in USD --price-out USD] [--max-cost USD] [--max-input-tokens N]
+                 [--price-in USD --price-out USD] [--price-cached USD] [--max-cost USD]
+                 [--max-input-tokens N]
                  [--format table|json]
 
 Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost`` or
@@ -52,6 +53,7 @@ def plan_rows(plan: Plan) -> list[list[str]]:
             "output tok/q",
             "floor tok/q",
             "× floor",
+            "cut by max_tokens",
             "cost USD",
         ]
     ]
@@ -67,6 +69,7 @@ def plan_rows(plan: Plan) -> list[list[str]]:
                 out,
                 _tokens(v.floor_per_question),
                 f"{per_q / v.floor_per_question:.2f}" if v.floor_per_question else "-",
+                f"{len(v.capped):,}/{v.requests:,}" if v.capped else "-",
                 "-" if v.cost is None else f"{v.cost:.4f}",
             ]
         )
@@ -81,14 +84,20 @@ def plan_notes(plan: Plan) -> list[str]:
     ]
     notes.append(
         "output tok/q: ≤ a bound set by the answer grammar, ~ an estimate from the demos' and "
-        "gold answers; floor: each question's own tokens plus its answer's"
+        "gold answers (never model.max_tokens); floor: each question's own tokens plus its "
+        "answer's; cut by max_tokens: requests whose estimated output is over it"
     )
     if plan.price is None:
         notes.append("cost: no price (set model.price in the spec, or --price-in/--price-out)")
     else:
+        cached = (
+            ""
+            if plan.price.cached is None
+            else f", {plan.price.cached} cached in (the prefix every request repeats)"
+        )
         notes.append(
-            f"cost: USD {plan.price.input} in / {plan.price.output} out per million tokens "
-            f"(from {plan.price.source})"
+            f"cost: USD {plan.price.input} in / {plan.price.output} out{cached} per million "
+            f"tokens (from {plan.price.source})"
         )
     return notes
 
@@ -146,6 +155,13 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
 @click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
 @click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
 @click.option(
+    "--price-cached",
+    default=None,
+    metavar="USD",
+    help="USD per million input tokens served from the engine's prompt cache (the prefix "
+    "every request repeats). Default: model.price.cached_input, else the input price.",
+)
+@click.option(
     "--max-cost",
     type=click.FloatRange(min=0),
     default=None,
@@ -169,6 +185,7 @@ def plan_command(
     tokenizer: str | None,
     price_in: str | None,
     price_out: str | None,
+    price_cached: str | None,
     max_cost: float | None,
     max_input_tokens: int | None,
     fmt: str,
@@ -182,7 +199,13 @@ def plan_command(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
     plan = plan_spec(
-        spec, chosen, data=data, tokenizer=tokenizer, price_in=price_in, price_out=price_out
+        spec,
+        chosen,
+        data=data,
+        tokenizer=tokenizer,
+        price_in=price_in,
+        price_out=price_out,
+        price_cached=price_cached,
     )
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -194,6 +217,10 @@ def plan_command(
             numbers=True,
             notes=plan_notes(plan),
         )
+    for v in plan.variants:
+        warning = v.cap_warning()
+        if warning is not None:
+            sys.stderr.write(warning + "\n")
     over = over_budget(plan, max_cost, max_input_tokens)
     for line in over:
         sys.stderr.write(f"promptc plan: {line}\n")
