@@ -64,6 +64,7 @@ class Scored:
     position: int  # 1-based, in its request
     status: str
     values: Mapping[str, Value]
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def pick_answers(
             position=position if isinstance(position, int) else 0,
             status=str(r.get("status")),
             values=values if isinstance(values, Mapping) else {},
+            request_id=str(r.get("request_id") or ""),
         )
     return out
 
