@@ -247,8 +247,8 @@ def test_report_from_fixed_folders_by_hand(fixed: tuple[Path, Path, Path], tmp_p
     }
     # No price: cost is tokens, input + output (usage: 100 + 10 a request).
     assert doc["cost_unit"] == "tokens" and doc["price"] is None
-    assert s["cost"] == {"total": 440, "per_question": 110.0, "per_correct": round(440 / 3, 9)}
-    assert b["cost"] == {"total": 220, "per_question": 55.0, "per_correct": round(220 / 3, 9)}
+    assert s["cost"] == {"total": 440, "per_question": 110.0, "per_correct": round(440 / 3, 12)}
+    assert b["cost"] == {"total": 220, "per_question": 55.0, "per_correct": round(220 / 3, 12)}
     assert (s["pareto"], b["pareto"]) == (False, True)  # as accurate, half the cost
     assert doc["recommendation"]["variant"] is None
     assert doc["recommendation"]["sentence"].startswith("no recommendation: too few items (4 ")

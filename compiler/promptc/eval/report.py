@@ -81,7 +81,7 @@ def _tokens(
 
 
 def _per(total: float | Decimal | None, n: int) -> float | None:
-    return None if total is None or not n else round(float(total) / n, 9)
+    return None if total is None or not n else round(float(total) / n, 12)
 
 
 def _cost(
