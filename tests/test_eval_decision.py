@@ -215,11 +215,12 @@ def test_a_dead_endpoint_is_one_error_within_seconds_and_no_report(
     err = capsys.readouterr().err
     assert time.monotonic() - started < 10
     assert code == 1 and "Traceback" not in err
-    assert err.strip().splitlines() == [
+    expected = (
         "<command line>: --base-url: nothing answers at http://127.0.0.1:9/v1 ([Errno 111] "
         "Connection refused): no request was sent and no report written (start the server or "
         "fix --base-url; --local answers with the embedded model)"
-    ]
+    )
+    assert err.strip().splitlines() == [expected]
     assert not out.exists()
 
 
