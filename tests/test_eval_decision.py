@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -244,3 +246,57 @@ def test_missing_matplotlib_is_said_before_anything_is_sent(
     err = capsys.readouterr().err
     assert code == 1 and Scripted.seen == [] and not out.exists()
     assert "promptc eval's charts need matplotlib, which is not installed" in err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian's chromium package)")
+def test_report_html_opens_in_headless_chromium(spec: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report"
+    with serving(Scripted) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "single,batch"]
+        args += ["--batch-sizes", "2,4", "--cache", str(tmp_path / "c.sqlite"), "-o", str(out)]
+        assert run(args) == 0
+    page = out / "report.html"
+    text = page.read_text(encoding="utf-8")
+    # Self-contained: nothing is fetched from anywhere.
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)
+    assert text.count("data:image/png;base64,") == 2
+    dom = chromium_dom(page, tmp_path)
+    log = (tmp_path / "chromium.log").read_text(encoding="utf-8")
+    assert "CONSOLE" not in log, log  # no console message at all, let alone an error
+    body = dom[dom.index('<table id="items">') :]
+    rows = re.findall(r'<tr class="[a-z]+" data-status="([a-z]+)" data-variant="([^"]+)"', body)
+    # One row per item and variant, each variant there, and the statuses as scored.
+    assert len(rows) == ITEMS * 3
+    assert {v for _, v in rows} == {"single", "batch-2", "batch-4"}
+    assert sum(1 for s, v in rows if v == "batch-4" and s == "truncated") == 3
+    assert f'<span id="shown">{ITEMS * 3} of {ITEMS * 3} rows</span>' in dom  # the script ran
+    for variant in ("single", "batch-2", "batch-4"):
+        assert f"<td>{variant}" in dom[: dom.index('<table id="items">')]  # the summary table
+
+
+def chromium_dom(page: Path, tmp_path: Path) -> str:
+    """The page's DOM after its scripts ran, in headless Chromium; its log beside it."""
+    assert CHROMIUM is not None
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",  # tests may run as root, which the sandbox refuses
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (tmp_path / "chromium.log").write_text(done.stderr, encoding="utf-8")
+    return done.stdout
