@@ -5,7 +5,7 @@
     promptc plan SPEC [--strategies single,few-shot,batch,auto-demo] [--batch-sizes 4,8,16]
                  [--selection METHOD] [--data PATH] [--tokenizer o200k_base|cl100k_base|M.gguf]
                  [--price-in USD --price-out USD] [--price-cached USD] [--max-cost USD]
-                 [--max-input-tokens N]
+                 [--max-input-tokens N] [--probe (--local [--model-path GGUF] | --base-url URL)]
                  [--format table|json]
 
 Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost`` or
@@ -14,6 +14,7 @@ Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from decimal import Decimal
@@ -28,13 +29,18 @@ from promptc.cli.common import (
     spec_argument,
     write_table,
 )
+from promptc.errors import Location, UsageError
 from promptc.plan.estimate import Plan, plan_spec
+from promptc.plan.probe import probe as probe_engine
 from promptc.plan.variants import (
     parse_batch_sizes,
     parse_selection,
     parse_strategies,
     variants,
 )
+from promptc.run.local import local_server
+from promptc.run.models import fetch_model, find_model
+from promptc.spec.load import COMMAND_LINE
 
 
 def _tokens(n: float) -> str:
@@ -57,6 +63,8 @@ def plan_rows(plan: Plan) -> list[list[str]]:
             "cost USD",
         ]
     ]
+    if plan.rates is not None:
+        rows[0] += ["est. s", "est. q/s"]
     for v in plan.variants:
         out = ("≤" if v.bounded else "~") + _tokens(v.output_per_question)
         per_q = v.input_per_question + v.output_per_question
@@ -73,6 +81,9 @@ def plan_rows(plan: Plan) -> list[list[str]]:
                 "-" if v.cost is None else f"{v.cost:.4f}",
             ]
         )
+        seconds = plan.seconds(v)
+        if seconds is not None:
+            rows[-1] += [f"{seconds:,.1f}", f"{v.items / seconds:.2f}" if seconds else "-"]
     return rows
 
 
@@ -98,6 +109,12 @@ def plan_notes(plan: Plan) -> list[str]:
         notes.append(
             f"cost: USD {plan.price.input} in / {plan.price.output} out{cached} per million "
             f"tokens (from {plan.price.source})"
+        )
+    if plan.rates is not None:
+        notes.append(
+            f"est. s: the engine reads {plan.rates.read:,.0f} and writes {plan.rates.write:,.1f} "
+            f"tokens a second (probed, from {plan.rates.source}); requests one at a time, the "
+            "prefix every request repeats read once"
         )
     return notes
 
@@ -175,6 +192,25 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     metavar="N",
     help="Exit 1 if any variant sends more input tokens.",
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Measure the engine's prompt and generation speed with two short requests and "
+    "estimate each variant's wall time (needs --local or --base-url).",
+)
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Count with the embedded llama.cpp model's tokenizer; with --probe, probe it.",
+)
+@click.option(
+    "--model-path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="GGUF",
+    help="With --local: the GGUF model (default: the bundled SmolLM2); also the tokenizer.",
+)
+@click.option("--base-url", default=None, metavar="URL", help="With --probe: the server to probe.")
 @format_option("table", "json")
 def plan_command(
     spec: str,
@@ -188,6 +224,10 @@ def plan_command(
     price_cached: str | None,
     max_cost: float | None,
     max_input_tokens: int | None,
+    probe: bool,
+    local: bool,
+    model_path: str | None,
+    base_url: str | None,
     fmt: str,
 ) -> None:
     """Count the requests, tokens and cost of every strategy for SPEC, without a model.
@@ -198,6 +238,10 @@ def plan_command(
     chosen = variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
+    _check_probe(probe, local, base_url)
+    if local and tokenizer is None:
+        # The embedded model's own tokenizer: the counts its server will see.
+        tokenizer = model_path or str(find_model() or fetch_model())
     plan = plan_spec(
         spec,
         chosen,
@@ -207,6 +251,11 @@ def plan_command(
         price_out=price_out,
         price_cached=price_cached,
     )
+    if probe and local:
+        with local_server(model_path) as url:
+            plan = dataclasses.replace(plan, rates=probe_engine(url, plan.model))
+    elif probe and base_url is not None:
+        plan = dataclasses.replace(plan, rates=probe_engine(base_url, plan.model))
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
@@ -225,3 +274,24 @@ def plan_command(
     for line in over:
         sys.stderr.write(f"promptc plan: {line}\n")
     sys.exit(EXIT_INVALID if over else EXIT_OK)
+
+
+def _check_probe(probe: bool, local: bool, base_url: str | None) -> None:
+    """``--probe`` needs one engine; ``--local`` and ``--base-url`` only make sense with it."""
+    where = Location(COMMAND_LINE)
+    if probe and not local and base_url is None:
+        raise UsageError(
+            "--probe needs an engine to measure: give --local or --base-url URL",
+            location=where,
+            path=("--probe",),
+            code="probe-no-engine",
+        )
+    if local and base_url is not None:
+        raise UsageError("give --base-url or --local, not both", location=where, code="two-models")
+    if base_url is not None and not probe:
+        raise UsageError(
+            "--base-url is for --probe: plan sends nothing otherwise",
+            location=where,
+            path=("--base-url",),
+            code="base-url-without-probe",
+        )

@@ -38,6 +38,7 @@ from promptc.markers import (
     question_marker,
     question_text,
 )
+from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant
 from promptc.render.renderer import render
@@ -270,17 +271,38 @@ class Plan:
     price: Pricing | None
     items: int
     variants: tuple[VariantPlan, ...]
+    rates: Rates | None = None
+    model: str = ""
+
+    def seconds(self, v: VariantPlan) -> float | None:
+        """The variant's estimated wall time, one request at a time, when the engine was
+        probed (:mod:`promptc.plan.probe`); the prefix its prompt cache serves is not read."""
+        if self.rates is None:
+            return None
+        return self.rates.seconds(v.input_tokens - v.cached_tokens, v.output_tokens)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; the same for the same spec, data and options (no timings)."""
-        return {
+        """JSON-ready; the same for the same spec, data and options (timings only when the
+        engine was probed)."""
+        rows = [v.to_dict() for v in self.variants]
+        if self.rates is not None:
+            for row, v in zip(rows, self.variants):
+                seconds = self.seconds(v) or 0.0
+                row["seconds_estimate"] = round(seconds, 2)
+                row["questions_per_second_estimate"] = (
+                    round(v.items / seconds, 3) if seconds else None
+                )
+        out = {
             "spec": self.spec,
             "tokenizer": self.tokenizer,
             "tokens_exact": self.exact,
             "price": None if self.price is None else self.price.to_dict(),
             "items": self.items,
-            "variants": [v.to_dict() for v in self.variants],
+            "variants": rows,
         }
+        if self.rates is not None:
+            out["probe"] = self.rates.to_dict()
+        return out
 
 
 def plan_task(
@@ -370,4 +392,5 @@ def plan_spec(
         price=price,
         items=len(first.items),
         variants=plans,
+        model=first.model.name,
     )
