@@ -239,8 +239,10 @@ def test_no_change_against_head_exits_0(
     assert (code, out, err) == (
         0,
         "--- HEAD:spec.yaml\n+++ spec.yaml\nno change: 2 requests unchanged\n",
-        "promptc diff: read at HEAD: HEAD:data/reviews.jsonl, HEAD:spec.yaml, "
-        f"HEAD:templates/answer.j2, HEAD:templates/batch.j2, {SHIPPED_NOTE}\n",
+        (
+            "promptc diff: read at HEAD: HEAD:data/reviews.jsonl, HEAD:spec.yaml, "
+            f"HEAD:templates/answer.j2, HEAD:templates/batch.j2, {SHIPPED_NOTE}\n"
+        ),
     )
     code, out, _ = promptc(
         repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "main", "--stat"
@@ -541,9 +543,11 @@ def test_the_extends_chain_and_its_data_are_read_at_the_revision(
     # The extends chain, the data and the templates, each read at the revision.
     assert (code, err) == (
         1,
-        "promptc diff: read at HEAD~2: HEAD~2:base/data/reviews.jsonl, HEAD~2:base/spec.yaml, "
-        "HEAD~2:base/templates/answer.j2, HEAD~2:base/templates/batch.j2, "
-        f"HEAD~2:variants/child.yaml, {SHIPPED_NOTE}\n",
+        (
+            "promptc diff: read at HEAD~2: HEAD~2:base/data/reviews.jsonl, HEAD~2:base/spec.yaml, "
+            "HEAD~2:base/templates/answer.j2, HEAD~2:base/templates/batch.j2, "
+            f"HEAD~2:variants/child.yaml, {SHIPPED_NOTE}\n"
+        ),
     )
     assert out.startswith(
         "3 of 3 requests changed, 0 unchanged (1 removed); grammar changed; input tokens -"
