@@ -61,14 +61,16 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def _cost(row: Mapping[str, Any]) -> float:
-    return float(row["cost"]["per_question"] or 0.0)
+def _cost(row: Mapping[str, Any], unit: str) -> float:
+    # Dollars a question are millionths: drawn per 1,000 questions, as the table says them.
+    return float(row["cost"]["per_question"] or 0.0) * (1000 if unit == "USD" else 1)
 
 
 def _draw_cost(ax: Any, report: Mapping[str, Any]) -> None:
     """Accuracy against total cost per question, a colour per strategy, the Pareto front."""
     rows = report["variants"]
-    xs = [_cost(r) for r in rows]
+    unit = report["cost_unit"]
+    xs = [_cost(r, unit) for r in rows]
     ys = [100 * r["accuracy"]["accuracy"] for r in rows]
     for kind in STRATEGIES.values():
         mine = [k for k, r in enumerate(rows) if r["strategy"] == kind.name]
@@ -107,8 +109,8 @@ def _draw_cost(ax: Any, report: Mapping[str, Any]) -> None:
         labels.setdefault((x, y), []).append(r["variant"] + cut)
     for (x, y), names in labels.items():
         ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    unit = report["cost_unit"]
-    ax.set_xlabel(f"total cost per question ({unit}: input + output)")
+    per = "USD per 1,000 questions" if unit == "USD" else "tokens per question"
+    ax.set_xlabel(f"total cost, input + output ({per})")
     ax.set_ylabel("accuracy (%), 95% Wilson interval")
     ax.set_ylim(-5, 105)
     ax.set_title(f"{report['spec']}: accuracy against cost ({report['items']} items)")

@@ -40,7 +40,9 @@ def mark_pareto(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _money(value: float, unit: str) -> str:
-    return f"USD {value:.6f}" if unit == "USD" else f"{value:,.1f} tokens"
+    if unit == "USD":  # millionths of a dollar a question: said per 1,000 questions
+        return f"USD {1000 * value:.4f} per 1,000 questions"
+    return f"{value:,.1f} tokens per question"
 
 
 def recommend(
@@ -83,7 +85,7 @@ def recommend(
         if r is best:
             out["sentence"] = (
                 f"recommended: {r['variant']}, the most accurate variant "
-                f"({100 * r['accuracy']['accuracy']:.1f}%) at {cost} per question; no cheaper "
+                f"({100 * r['accuracy']['accuracy']:.1f}%) at {cost}; no cheaper "
                 f"one is shown to be within {margin:g} points of it (paired one-sided test, "
                 "alpha 0.05)" + left_out
             )
@@ -92,7 +94,7 @@ def recommend(
                 f"recommended: {r['variant']}, the cheapest variant not worse than the best, "
                 f"{best['variant']} ({100 * best['accuracy']['accuracy']:.1f}%), by more than "
                 f"{margin:g} points: a paired one-sided test (Agresti-Min, alpha 0.05) bounds "
-                f"its loss at {bound:.1f} points, at {cost} per question against "
+                f"its loss at {bound:.1f} points, at {cost} against "
                 f"{_money(best['cost']['per_question'], unit)}" + left_out
             )
         out.update(variant=r["variant"], best=best["variant"], loss_bound_points=round(bound, 3))

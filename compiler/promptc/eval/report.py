@@ -251,10 +251,15 @@ def _num(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _scaled(x: float | None, scale: int) -> float | None:
+    return None if x is None else x * scale
+
+
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     """The summary table, header first (for report.md, report.html and the terminal)."""
-    unit = "USD" if report["cost_unit"] == "USD" else "tok"
-    money = ".6f" if unit == "USD" else ",.1f"
+    usd = report["cost_unit"] == "USD"
+    # Dollars a question are millionths: the table shows them per 1,000 questions.
+    unit, scale, money = ("USD", 1000, ".4f") if usd else ("tok", 1, ",.1f")
     rows = [
         [
             "variant",
@@ -266,8 +271,8 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
             "calls/q",
             "in tok/q",
             "out tok/q",
-            f"{unit}/q",
-            f"{unit}/correct",
+            f"{unit}/1k q" if usd else f"{unit}/q",
+            f"{unit}/1k correct" if usd else f"{unit}/correct",
             "q/s",
             f"vs {report['baseline']}",
             "McNemar p",
@@ -286,8 +291,8 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 _num(r["calls_per_question"], ".3f"),
                 _num(r["input_tokens_per_question"], ".1f"),
                 _num(r["output_tokens_per_question"], ".1f"),
-                _num(r["cost"]["per_question"], money),
-                _num(r["cost"]["per_correct"], money),
+                _num(_scaled(r["cost"]["per_question"], scale), money),
+                _num(_scaled(r["cost"]["per_correct"], scale), money),
                 _num(r["questions_per_second"], ".2f"),
                 "-" if p is None else f"{100 * p['difference']:+.1f} pts",
                 "-" if p is None else f"{p['mcnemar_p']:.3g}",
@@ -312,12 +317,11 @@ def headline(report: Mapping[str, Any]) -> list[str]:
         )
     else:
         first = "No variant was truncated: every answer ended before max_tokens."
-    rec = report["recommendation"]["sentence"]
-    return [
-        first,
-        rec[0].upper() + rec[1:] + ".",
-        report["detectable"]["sentence"].capitalize() + ".",
-    ]
+    return [first, *(_sentence(report[k]["sentence"]) for k in ("recommendation", "detectable"))]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def _md_table(rows: Sequence[Sequence[str]]) -> str:
