@@ -300,3 +300,31 @@ def chromium_dom(page: Path, tmp_path: Path) -> str:
     )
     (tmp_path / "chromium.log").write_text(done.stderr, encoding="utf-8")
     return done.stdout
+
+
+class Refusing(QuietHandler):
+    """Lists its models, then refuses every request (as a server that lacks the model does)."""
+
+    def do_GET(self) -> None:
+        send_json(self, {"object": "list", "data": []})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        send_json(self, {"error": {"message": "no such model", "type": "invalid_request"}}, 400)
+
+
+def test_no_report_is_written_when_nothing_was_answered(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    with serving(Refusing) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "single", "--no-charts"]
+        code = run([*args, "--limit", "2", "--cache", str(tmp_path / "c.sqlite"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "<command line>: no request of any variant was answered, so no report was written "
+        "(see the failures above; check the server and run eval again: answers already "
+        "received are cached)"
+    )
+    assert not (out / "report.json").exists() and not (out / "report.md").exists()

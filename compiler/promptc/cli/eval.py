@@ -35,7 +35,7 @@ from promptc.cli.common import (
     write_table,
 )
 from promptc.cli.run import engine_options
-from promptc.errors import Location, UsageError
+from promptc.errors import BackendError, Location, UsageError
 from promptc.eval.charts import require_matplotlib
 from promptc.eval.report import (
     DEFAULT_MARGIN,
@@ -224,6 +224,15 @@ def eval_command(
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
         read = [read_variant(folder, task) for _, folder, _ in ran]
+        if read and not any(v.answered for v in read):
+            # Every request failed (each said above): a report of 0 % would be made of nothing.
+            raise BackendError(
+                "no request of any variant was answered, so no report was written",
+                location=Location("<command line>"),
+                hint="see the failures above; check the server and run eval again: answers "
+                "already received are cached",
+                code="nothing-answered",
+            )
     price = price_of(task, price_in, price_out, price_cached)
     report = build_report(task, read, baseline=baseline, tolerance=tol, price=price, margin=margin)
     written = write_report(report, out, charts=not no_charts, variants=read, task=task)
