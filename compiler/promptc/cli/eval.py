@@ -45,7 +45,7 @@ from promptc.eval.report import (
     table_rows,
     write_report,
 )
-from promptc.eval.results import read_variant
+from promptc.eval.results import VariantResults, read_variant
 from promptc.eval.runner import run_variants
 from promptc.plan.estimate import price_of
 from promptc.plan.variants import (
@@ -224,26 +224,34 @@ def eval_command(
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
         read = [read_variant(folder, task) for _, folder, _ in ran]
-        if read and not any(v.answered for v in read):
-            # Every request failed (each said above): a report of 0 % would be made of nothing.
-            raise BackendError(
-                "no request of any variant was answered, so no report was written",
-                location=Location("<command line>"),
-                hint="see the failures above; check the server and run eval again: answers "
-                "already received are cached",
-                code="nothing-answered",
-            )
+        _check_answered(read)
     price = price_of(task, price_in, price_out, price_cached)
     report = build_report(task, read, baseline=baseline, tolerance=tol, price=price, margin=margin)
     written = write_report(report, out, charts=not no_charts, variants=read, task=task)
+    _print(report, written, fmt)
+    sys.exit(EXIT_INVALID if failures else EXIT_OK)
+
+
+def _check_answered(read: Sequence[VariantResults]) -> None:
+    """Every request failed (each said already): a report of 0 % would be made of nothing."""
+    if read and not any(v.answered for v in read):
+        raise BackendError(
+            "no request of any variant was answered, so no report was written",
+            location=Location("<command line>"),
+            hint="see the failures above; check the server and run eval again: answers "
+            "already received are cached",
+            code="nothing-answered",
+        )
+
+
+def _print(report: dict[str, Any], written: Sequence[Path], fmt: str) -> None:
     if fmt == "json":
         sys.stdout.write(report_json(report))
-    else:
-        write_table(
-            table_rows(report), sys.stdout, "promptc eval", numbers=False, notes=headline(report)
-        )
-        click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
-    sys.exit(EXIT_INVALID if failures else EXIT_OK)
+        return
+    write_table(
+        table_rows(report), sys.stdout, "promptc eval", numbers=False, notes=headline(report)
+    )
+    click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
 
 
 def _default_baseline(names: Sequence[str]) -> str:

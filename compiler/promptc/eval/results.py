@@ -128,6 +128,27 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
     return records
 
 
+def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
+    """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
+    return [
+        {**r, "status": TRUNCATED}
+        if r["status"] not in ("ok", "extra") and r.get("request_id") in cut
+        else r
+        for r in records
+    ]
+
+
+def _seconds(timing: Path) -> float | None:
+    """The wall time ``timing.json`` records, if it is there and readable."""
+    if not timing.is_file():
+        return None
+    try:
+        t = json.loads(timing.read_text(encoding="utf-8"))
+        return float(t["seconds"]) if isinstance(t, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     """Reads a variant folder and checks that its results belong to ``task``.
 
@@ -163,12 +184,7 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     method = str((manifest.get("selection") or {}).get("method") or default)
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
     cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
-    records = [
-        {**r, "status": TRUNCATED}
-        if r["status"] not in ("ok", "extra") and r.get("request_id") in cut
-        else r
-        for r in read_results(results_path, task)
-    ]
+    records = _mark_truncated(read_results(results_path, task), cut)
     batches = list(batch_lines(root))
     targets = None
     if method == "retrieval":
@@ -179,14 +195,7 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         if isinstance(u := a.get("usage"), dict) and isinstance(u.get("prompt_tokens"), int)
     ]
     usage_known = bool(answers) and len(usage) == len(answers)
-    seconds = None
-    timing = root / TIMING_FILE
-    if timing.is_file():
-        try:
-            t = json.loads(timing.read_text(encoding="utf-8"))
-            seconds = float(t["seconds"]) if isinstance(t, dict) else None
-        except (OSError, ValueError, KeyError, TypeError):
-            seconds = None
+    seconds = _seconds(root / TIMING_FILE)
     cached = [
         d["cached_tokens"]
         for u in usage
