@@ -25,6 +25,8 @@ import pytest
 from promptc.cli.app import run
 
 GOLDEN = Path(__file__).parent / "golden_diff"
+#: What diff says of the shipped templates in a repository that does not hold them.
+SHIPPED_NOTE = "shipped templates: the installed promptc's (the repository holds none)"
 REGEN = bool(os.environ.get("PROMPTC_REGEN_DIFF"))
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -158,7 +160,11 @@ def test_diff_against_each_earlier_commit(
     code, out, err = promptc(
         repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", f"HEAD~{k}"
     )
-    assert (code, err) == (1, "")
+    assert code == 1
+    # It says what it read at the revision: the spec, its data and templates, from git.
+    assert err.startswith(f"promptc diff: read at HEAD~{k}: HEAD~{k}:data/reviews.jsonl, ")
+    assert f"HEAD~{k}:spec.yaml" in err and err.count("\n") == 1
+    assert err.endswith(f"{SHIPPED_NOTE}\n")
     golden(f"against-HEAD~{k}-{'+'.join(CHANGES[-k:])}.txt", out)
 
 
@@ -233,7 +239,10 @@ def test_no_change_against_head_exits_0(
     assert (code, out, err) == (
         0,
         "--- HEAD:spec.yaml\n+++ spec.yaml\nno change: 2 requests unchanged\n",
-        "",
+        (
+            "promptc diff: read at HEAD: HEAD:data/reviews.jsonl, HEAD:spec.yaml, "
+            f"HEAD:templates/answer.j2, HEAD:templates/batch.j2, {SHIPPED_NOTE}\n"
+        ),
     )
     code, out, _ = promptc(
         repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "main", "--stat"
@@ -250,7 +259,7 @@ def test_stat_is_the_summary_alone(
     assert code == 1
     assert out == (
         "3 of 3 requests changed, 0 unchanged (1 removed, 2 with other items); grammar changed; "
-        "input tokens -33.3% per question\n"
+        "input tokens -35.3% per question (counted with o200k_base)\n"
     )
 
 
@@ -536,11 +545,19 @@ def test_the_extends_chain_and_its_data_are_read_at_the_revision(
         "HEAD~2",
         "--stat",
     )
-    assert (code, err) == (1, "")
-    assert out == (
-        "3 of 3 requests changed, 0 unchanged (1 removed); grammar changed; "
-        "input tokens -12.8% per question\n"
+    # The extends chain, the data and the templates, each read at the revision.
+    assert (code, err) == (
+        1,
+        (
+            "promptc diff: read at HEAD~2: HEAD~2:base/data/reviews.jsonl, HEAD~2:base/spec.yaml, "
+            "HEAD~2:base/templates/answer.j2, HEAD~2:base/templates/batch.j2, "
+            f"HEAD~2:variants/child.yaml, {SHIPPED_NOTE}\n"
+        ),
     )
+    assert out.startswith(
+        "3 of 3 requests changed, 0 unchanged (1 removed); grammar changed; input tokens -"
+    )
+    assert out.endswith("% per question (counted with o200k_base)\n")
     code, out, _ = promptc(
         tmp_path, monkeypatch, capsys, "diff", "variants/child.yaml", "--against", "HEAD~1"
     )
@@ -548,3 +565,67 @@ def test_the_extends_chain_and_its_data_are_read_at_the_revision(
     assert "-Answer each review on its own line as A[i]: <label>." in out
     assert "+Answer each text on its own line as A[i]: <label>." in out
     assert "requests.jsonl" not in out and not (tmp_path / "variants" / "build").exists()
+
+
+def test_without_the_plan_extra_diff_says_it_estimates(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptc.diff import views
+    from promptc.errors import BackendError
+
+    def not_installed(*args: object, **kw: object) -> None:
+        raise BackendError("bpe-openai is not installed", code="missing-bpe")
+
+    monkeypatch.setattr(views, "tokenizer_for", not_installed)
+    code, out, _ = promptc(
+        repo, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~5", "--stat"
+    )
+    assert code == 1
+    assert out.endswith(
+        "input tokens -33.3% per question (estimated: pip install 'promptc-compiler[plan]' counts them "
+        "as plan does)\n"
+    )
+
+
+def test_the_old_revision_renders_with_its_own_shipped_templates(tmp_path: Path) -> None:
+    from promptc.build import assemble
+    from promptc.render.environment import SHIPPED_TEXTS
+    from promptc.resources import read_template, template_names
+    from promptc.spec.lower import compile_spec
+
+    spec = Path(__file__).parents[1] / "specs" / "sentiment.yaml"
+    task = compile_spec(str(spec))
+    today = assemble(task).requests[0].messages[0].content
+    old = {n: read_template(n) for n in template_names()}
+    old["batch.j2"] = old["batch.j2"].replace(
+        "{% block system %}\n", "{% block system %}\nAn older instruction.\n", 1
+    )
+    token = SHIPPED_TEXTS.set(old)
+    try:
+        then = assemble(compile_spec(str(spec))).requests[0].messages[0].content
+    finally:
+        SHIPPED_TEXTS.reset(token)
+    assert then == "An older instruction.\n" + today
+
+
+def test_diff_in_promptcs_own_repository_reads_the_shipped_templates_at_the_revision(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top = Path(__file__).parents[1]
+    if not (top / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs promptc's git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "templates/batch.j2", "specs/sentiment.yaml"],
+        cwd=top,
+        capture_output=True,
+        check=False,
+    )
+    if tracked.returncode != 0:
+        pytest.skip("the templates are not committed here")
+    code, out, err = promptc(
+        top, monkeypatch, capsys, "diff", "specs/sentiment.yaml", "--against", "HEAD", "--stat"
+    )
+    assert "HEAD:templates/batch.j2, HEAD:templates/few-shot.j2" in err
+    assert "HEAD:templates/partials/" in err and "installed promptc" not in err
+    assert err.startswith("promptc diff: read at HEAD: HEAD:specs/data/sentiment.jsonl, ")
+    assert code in (0, 1) and out

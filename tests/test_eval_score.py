@@ -84,7 +84,9 @@ def test_accuracy_statuses_and_positions_by_hand() -> None:
         "duplicate": 0,
         "misaligned": 0,
         "extra": 0,
+        "truncated": 0,
     }
+    assert (s.wrong, s.unparsed, s.truncated) == (1, 2, 0)
     assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {
         1: (2, 2),
         2: (1, 2),
@@ -241,7 +243,15 @@ def test_report_from_fixed_folders_by_hand(fixed: tuple[Path, Path, Path], tmp_p
         "n": 4,
         "only_baseline_correct": 1,
         "only_variant_correct": 1,
+        "min_detectable_difference": None,  # 4 items: no difference is detectable
     }
+    # No price: cost is tokens, input + output (usage: 100 + 10 a request).
+    assert doc["cost_unit"] == "tokens" and doc["price"] is None
+    assert s["cost"] == {"total": 440, "per_question": 110.0, "per_correct": round(440 / 3, 12)}
+    assert b["cost"] == {"total": 220, "per_question": 55.0, "per_correct": round(220 / 3, 12)}
+    assert (s["pareto"], b["pareto"]) == (False, True)  # as accurate, half the cost
+    assert doc["recommendation"]["variant"] is None
+    assert doc["recommendation"]["sentence"].startswith("no recommendation: too few items (4 ")
     assert s["calls_per_question"] == 1.0 and b["calls_per_question"] == 0.5
     assert s["input_tokens_per_question"] == 100.0 and b["input_tokens_per_question"] == 50.0
     assert b["tokens_from"] == "api usage"

@@ -233,14 +233,25 @@ def test_gguf_tokenizer_counts_as_the_server_does() -> None:
     assert reply.usage is not None and reply.usage.prompt_tokens == count
 
 
-def test_max_tokens_caps_the_output_and_makes_it_a_bound(tmp_path: Path) -> None:
+def test_max_tokens_is_never_the_expected_output_but_a_warning(tmp_path: Path) -> None:
     math = REPO / "specs" / "math.yaml"
     tok = BPETokenizer("o200k_base", exact=True)
     free = compile_spec(math, overrides={("strategy", "kind"): "single"})
     plan, _ = estimate.plan_task(free, Variant(STRATEGIES["single"], None), tok, None)
-    assert not plan.bounded
+    assert not plan.bounded and plan.capped == () and plan.cap_warning() is None
     capped = compile_spec(
         math, overrides={("strategy", "kind"): "single", ("model", "max_tokens"): 3}
     )
-    plan, requests = estimate.plan_task(capped, Variant(STRATEGIES["single"], None), tok, None)
-    assert plan.bounded and plan.output_tokens == 3 * len(requests)
+    plan_capped, requests = estimate.plan_task(
+        capped, Variant(STRATEGIES["single"], None), tok, None
+    )
+    # The cap is no bound set by the grammar, and the estimate stays what the answer needs.
+    assert not plan_capped.bounded and plan_capped.output_tokens == plan.output_tokens
+    assert plan_capped.output_tokens > 3 * len(requests)
+    assert len(plan_capped.capped) == len(requests) and min(plan_capped.capped) > 3
+    warning = plan_capped.cap_warning()
+    assert warning is not None and warning.startswith(f"{math}:")
+    assert (
+        f"model.max_tokens: warning: single: {len(requests)} of {len(requests)} request(s) "
+        "need more output than model.max_tokens 3" in warning
+    )

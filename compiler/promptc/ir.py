@@ -214,10 +214,12 @@ class StrategySpec:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """What a model costs, in US dollars per million tokens (``model.price``)."""
+    """What a model costs, in US dollars per million tokens (``model.price``); ``cached_input``
+    is the rate of input tokens served from the server's prompt cache (``None``: ``input``)."""
 
     input: Decimal
     output: Decimal
+    cached_input: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ reads the build folder once (its task and request shapes), so the folder must be
 from the workers (a shared file system, or the build shipped in the job's ``working_dir``).
 :func:`http_payload` and :func:`vllm_request` are the ``preprocess`` functions of the two kinds
 of ``ray.data.llm`` processor (docs/run.md shows both pipelines). Needs the ``ray`` extra
-(``pip install 'promptc[ray]'``); ``ray`` is imported when a Dataset is made, never with
+(``pip install 'promptc-compiler[ray]'``); ``ray`` is imported when a Dataset is made, never with
 ``promptc``.
 """
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 #: How the grammar of a request is carried in the payload :func:`http_payload` makes.
 Carried = Literal["gbnf", "json_schema", "none"]
 
-INSTALL_RAY = "pip install 'promptc[ray]'"
+INSTALL_RAY = "pip install 'promptc-compiler[ray]'"
 
 
 def _ray_data() -> Any:

@@ -34,7 +34,14 @@ from promptc.cli.common import (
 )
 from promptc.diff import report
 from promptc.diff.revision import assemble_at, resolve
-from promptc.diff.views import BuildView, compare, read_view, same_spec, view_of_result
+from promptc.diff.views import (
+    BuildView,
+    compare,
+    read_view,
+    same_spec,
+    tokenizer_of,
+    view_of_result,
+)
 from promptc.errors import Location, PromptcError, UsageError
 
 
@@ -85,8 +92,9 @@ def run_diff(
         resolve(a, against)  # a bad revision is said before any compiling
         new = _view_now(a, strategy, batch_size, target)
         wanted = overrides(strategy, batch_size) or None
-        old_result, label = assemble_at(a, against, overrides=wanted, target=target)
+        old_result, label, read = assemble_at(a, against, overrides=wanted, target=target)
         old = view_of_result(old_result, label)
+        sys.stderr.write(f"promptc diff: read at {against}: {', '.join(read)}\n")
     else:
         if b is None:
             raise UsageError(
@@ -98,7 +106,12 @@ def run_diff(
         new = _view_now(b, strategy, batch_size, target)
         if os.path.isdir(a) and os.path.isdir(b):
             same_spec(old, new)
-    diff = compare(old, new)
+    tokenizer = tokenizer_of(new)
+    try:
+        diff = compare(old, new, tokenizer)
+    finally:
+        if tokenizer is not None:
+            tokenizer.close()
     status = EXIT_INVALID if diff.changed else EXIT_OK
     if fmt == "json":
         data = report.to_json(diff)

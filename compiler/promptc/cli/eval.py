@@ -4,11 +4,12 @@
 
     promptc eval SPEC [--strategies …] [--batch-sizes …] [--selection METHOD] [--data PATH]
                  [--base-url URL | --local [--model-path GGUF]] [--grammar MODE] [--limit N] [--baseline VARIANT]
-                 [--tolerance X] [-o REPORT_DIR] [--format table|json] [--no-charts]
+                 [--tolerance X] [--price-in USD --price-out USD] [--price-cached USD]
+                 [--margin POINTS] [-o REPORT_DIR] [--format table|json] [--no-charts]
     promptc eval SPEC --results DIR [DIR …]       (score answered variant folders, no model)
 
-Writes ``REPORT_DIR/report.md``, ``report.json``, ``accuracy-vs-tokens.png`` and
-``accuracy-by-position.png``; each variant's build and answers live in
+Writes ``REPORT_DIR/report.md``, ``report.json``, ``report.html``, ``accuracy-vs-tokens.png``
+and ``accuracy-by-position.png``; each variant's build and answers live in
 ``REPORT_DIR/variants/NAME``. Exit status: 0 scored; 1 the spec has errors or requests failed;
 2 usage error.
 """
@@ -34,10 +35,19 @@ from promptc.cli.common import (
     write_table,
 )
 from promptc.cli.run import engine_options
-from promptc.errors import Location, UsageError
-from promptc.eval.report import build_report, report_json, table_rows, write_report
-from promptc.eval.results import read_variant
+from promptc.errors import BackendError, Location, UsageError
+from promptc.eval.charts import require_matplotlib
+from promptc.eval.report import (
+    DEFAULT_MARGIN,
+    build_report,
+    headline,
+    report_json,
+    table_rows,
+    write_report,
+)
+from promptc.eval.results import VariantResults, read_variant
 from promptc.eval.runner import run_variants
+from promptc.plan.estimate import price_of
 from promptc.plan.variants import (
     parse_batch_sizes,
     parse_selection,
@@ -119,6 +129,23 @@ def _tolerance(text: str | None) -> Decimal | None:
     help="The variant others are compared with (default: single, else the first variant).",
 )
 @click.option("--tolerance", default=None, metavar="X", help="Absolute tolerance for numbers.")
+@click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
+@click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
+@click.option(
+    "--price-cached",
+    default=None,
+    metavar="USD",
+    help="USD per million input tokens served from the engine's prompt cache (the prefix "
+    "every request repeats). Default: model.price.cached_input, else the input price.",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0, max=100, min_open=True),
+    default=DEFAULT_MARGIN,
+    show_default=True,
+    metavar="POINTS",
+    help="Accuracy points the recommended variant may lose to the most accurate one.",
+)
 @click.option(
     "-o",
     "--out",
@@ -141,6 +168,10 @@ def eval_command(
     results: tuple[str, ...],
     baseline: str | None,
     tolerance: str | None,
+    price_in: str | None,
+    price_out: str | None,
+    price_cached: str | None,
+    margin: float,
     out_dir: str,
     fmt: str,
     no_charts: bool,
@@ -149,11 +180,14 @@ def eval_command(
 ) -> None:
     """Run every strategy of SPEC and score its answers against the gold answers.
 
-    Accuracy per output and overall (95% Wilson interval), parse statuses, calls and tokens
-    per question, accuracy by position in the batch, and a paired McNemar comparison with
-    the baseline, in REPORT_DIR/report.md, report.json and two charts.
+    Accuracy per output and overall (95% Wilson interval), wrong, unparsed and truncated
+    items, calls, tokens and cost per question and per correct answer, accuracy by position in
+    the batch, a paired McNemar comparison with the baseline, and a recommended variant, in
+    REPORT_DIR/report.md, report.json, report.html and two charts.
     """
     tol = _tolerance(tolerance)
+    if not no_charts:
+        require_matplotlib()  # said before anything is sent, not after
     folders = [*results, *extra_results] if results else []
     if extra_results and not results:
         raise click.UsageError(f"unexpected argument {extra_results[0]!r}")
@@ -174,6 +208,7 @@ def eval_command(
         task = compile_task(spec, data=data)  # every error of the spec before anything is sent
         if not any(i.gold for i in task.items):
             build_report(task, [], baseline=baseline)  # raises the no-gold error
+        price_of(task, price_in, price_out, price_cached)  # a bad price before anything is sent
         ran = run_variants(
             spec,
             chosen,
@@ -189,14 +224,34 @@ def eval_command(
         if limit is not None:
             task = dataclasses.replace(task, items=task.items[:limit])
         read = [read_variant(folder, task) for _, folder, _ in ran]
-    report = build_report(task, read, baseline=baseline, tolerance=tol)
-    written = write_report(report, out, charts=not no_charts)
+        _check_answered(read)
+    price = price_of(task, price_in, price_out, price_cached)
+    report = build_report(task, read, baseline=baseline, tolerance=tol, price=price, margin=margin)
+    written = write_report(report, out, charts=not no_charts, variants=read, task=task)
+    _print(report, written, fmt)
+    sys.exit(EXIT_INVALID if failures else EXIT_OK)
+
+
+def _check_answered(read: Sequence[VariantResults]) -> None:
+    """Every request failed (each said already): a report of 0 % would be made of nothing."""
+    if read and not any(v.answered for v in read):
+        raise BackendError(
+            "no request of any variant was answered, so no report was written",
+            location=Location("<command line>"),
+            hint="see the failures above; check the server and run eval again: answers "
+            "already received are cached",
+            code="nothing-answered",
+        )
+
+
+def _print(report: dict[str, Any], written: Sequence[Path], fmt: str) -> None:
     if fmt == "json":
         sys.stdout.write(report_json(report))
-    else:
-        write_table(table_rows(report), sys.stdout, "promptc eval", numbers=False)
-        click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
-    sys.exit(EXIT_INVALID if failures else EXIT_OK)
+        return
+    write_table(
+        table_rows(report), sys.stdout, "promptc eval", numbers=False, notes=headline(report)
+    )
+    click.echo(f"report: {', '.join(str(p) for p in written)}", err=True)
 
 
 def _default_baseline(names: Sequence[str]) -> str:

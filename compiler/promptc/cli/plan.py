@@ -4,7 +4,8 @@
 
     promptc plan SPEC [--strategies single,few-shot,batch,auto-demo] [--batch-sizes 4,8,16]
                  [--selection METHOD] [--data PATH] [--tokenizer o200k_base|cl100k_base|M.gguf]
-                 [--price-in USD --price-out USD] [--max-cost USD] [--max-input-tokens N]
+                 [--price-in USD --price-out USD] [--price-cached USD] [--max-cost USD]
+                 [--max-input-tokens N] [--probe (--local [--model-path GGUF] | --base-url URL)]
                  [--format table|json]
 
 Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost`` or
@@ -13,6 +14,7 @@ Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from decimal import Decimal
@@ -27,13 +29,18 @@ from promptc.cli.common import (
     spec_argument,
     write_table,
 )
+from promptc.errors import Location, UsageError
 from promptc.plan.estimate import Plan, plan_spec
+from promptc.plan.probe import probe as probe_engine
 from promptc.plan.variants import (
     parse_batch_sizes,
     parse_selection,
     parse_strategies,
     variants,
 )
+from promptc.run.local import local_server
+from promptc.run.models import fetch_model, find_model
+from promptc.spec.load import COMMAND_LINE
 
 
 def _tokens(n: float) -> str:
@@ -52,9 +59,12 @@ def plan_rows(plan: Plan) -> list[list[str]]:
             "output tok/q",
             "floor tok/q",
             "× floor",
+            "cut by max_tokens",
             "cost USD",
         ]
     ]
+    if plan.rates is not None:
+        rows[0] += ["est. s", "est. q/s"]
     for v in plan.variants:
         out = ("≤" if v.bounded else "~") + _tokens(v.output_per_question)
         per_q = v.input_per_question + v.output_per_question
@@ -67,9 +77,13 @@ def plan_rows(plan: Plan) -> list[list[str]]:
                 out,
                 _tokens(v.floor_per_question),
                 f"{per_q / v.floor_per_question:.2f}" if v.floor_per_question else "-",
+                f"{len(v.capped):,}/{v.requests:,}" if v.capped else "-",
                 "-" if v.cost is None else f"{v.cost:.4f}",
             ]
         )
+        seconds = plan.seconds(v)
+        if seconds is not None:
+            rows[-1] += [f"{seconds:,.1f}", f"{v.items / seconds:.2f}" if seconds else "-"]
     return rows
 
 
@@ -81,14 +95,26 @@ def plan_notes(plan: Plan) -> list[str]:
     ]
     notes.append(
         "output tok/q: ≤ a bound set by the answer grammar, ~ an estimate from the demos' and "
-        "gold answers; floor: each question's own tokens plus its answer's"
+        "gold answers (never model.max_tokens); floor: each question's own tokens plus its "
+        "answer's; cut by max_tokens: requests whose estimated output is over it"
     )
     if plan.price is None:
         notes.append("cost: no price (set model.price in the spec, or --price-in/--price-out)")
     else:
+        cached = (
+            ""
+            if plan.price.cached is None
+            else f", {plan.price.cached} cached in (the prefix every request repeats)"
+        )
         notes.append(
-            f"cost: USD {plan.price.input} in / {plan.price.output} out per million tokens "
-            f"(from {plan.price.source})"
+            f"cost: USD {plan.price.input} in / {plan.price.output} out{cached} per million "
+            f"tokens (from {plan.price.source})"
+        )
+    if plan.rates is not None:
+        notes.append(
+            f"est. s: the engine reads {plan.rates.read:,.0f} and writes {plan.rates.write:,.1f} "
+            f"tokens a second (probed, from {plan.rates.source}); requests one at a time, the "
+            "prefix every request repeats read once"
         )
     return notes
 
@@ -146,6 +172,13 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
 @click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
 @click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
 @click.option(
+    "--price-cached",
+    default=None,
+    metavar="USD",
+    help="USD per million input tokens served from the engine's prompt cache (the prefix "
+    "every request repeats). Default: model.price.cached_input, else the input price.",
+)
+@click.option(
     "--max-cost",
     type=click.FloatRange(min=0),
     default=None,
@@ -159,6 +192,25 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     metavar="N",
     help="Exit 1 if any variant sends more input tokens.",
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Measure the engine's prompt and generation speed with two short requests and "
+    "estimate each variant's wall time (needs --local or --base-url).",
+)
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Count with the embedded llama.cpp model's tokenizer; with --probe, probe it.",
+)
+@click.option(
+    "--model-path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="GGUF",
+    help="With --local: the GGUF model (default: the bundled SmolLM2); also the tokenizer.",
+)
+@click.option("--base-url", default=None, metavar="URL", help="With --probe: the server to probe.")
 @format_option("table", "json")
 def plan_command(
     spec: str,
@@ -169,8 +221,13 @@ def plan_command(
     tokenizer: str | None,
     price_in: str | None,
     price_out: str | None,
+    price_cached: str | None,
     max_cost: float | None,
     max_input_tokens: int | None,
+    probe: bool,
+    local: bool,
+    model_path: str | None,
+    base_url: str | None,
     fmt: str,
 ) -> None:
     """Count the requests, tokens and cost of every strategy for SPEC, without a model.
@@ -181,9 +238,24 @@ def plan_command(
     chosen = variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
+    _check_probe(probe, local, base_url)
+    if local and tokenizer is None:
+        # The embedded model's own tokenizer: the counts its server will see.
+        tokenizer = model_path or str(find_model() or fetch_model())
     plan = plan_spec(
-        spec, chosen, data=data, tokenizer=tokenizer, price_in=price_in, price_out=price_out
+        spec,
+        chosen,
+        data=data,
+        tokenizer=tokenizer,
+        price_in=price_in,
+        price_out=price_out,
+        price_cached=price_cached,
     )
+    if probe and local:
+        with local_server(model_path) as url:
+            plan = dataclasses.replace(plan, rates=probe_engine(url, plan.model))
+    elif probe and base_url is not None:
+        plan = dataclasses.replace(plan, rates=probe_engine(base_url, plan.model))
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
@@ -194,7 +266,32 @@ def plan_command(
             numbers=True,
             notes=plan_notes(plan),
         )
+    for v in plan.variants:
+        warning = v.cap_warning()
+        if warning is not None:
+            sys.stderr.write(warning + "\n")
     over = over_budget(plan, max_cost, max_input_tokens)
     for line in over:
         sys.stderr.write(f"promptc plan: {line}\n")
     sys.exit(EXIT_INVALID if over else EXIT_OK)
+
+
+def _check_probe(probe: bool, local: bool, base_url: str | None) -> None:
+    """``--probe`` needs one engine; ``--local`` and ``--base-url`` only make sense with it."""
+    where = Location(COMMAND_LINE)
+    if probe and not local and base_url is None:
+        raise UsageError(
+            "--probe needs an engine to measure: give --local or --base-url URL",
+            location=where,
+            path=("--probe",),
+            code="probe-no-engine",
+        )
+    if local and base_url is not None:
+        raise UsageError("give --base-url or --local, not both", location=where, code="two-models")
+    if base_url is not None and not probe:
+        raise UsageError(
+            "--base-url is for --probe: plan sends nothing otherwise",
+            location=where,
+            path=("--base-url",),
+            code="base-url-without-probe",
+        )

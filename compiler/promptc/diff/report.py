@@ -25,6 +25,7 @@ import json
 from collections.abc import Sequence
 
 from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView, Status
+from promptc.plan.tokenizers import INSTALL_PLAN
 
 #: Item ids shown in a request's header before the rest are counted.
 SHOW_ITEMS = 8
@@ -142,7 +143,12 @@ def summary(diff: BuildDiff) -> str:
         parts.append("grammar changed")
     per_question = _per_question(diff)
     if per_question is not None:
-        parts.append(f"input tokens {per_question} per question")
+        how = (
+            f"counted with {diff.counted_with}"
+            if diff.counted_with
+            else f"estimated: {INSTALL_PLAN} counts them as plan does"
+        )
+        parts.append(f"input tokens {per_question} per question ({how})")
     return "; ".join(parts)
 
 
@@ -198,6 +204,7 @@ def to_json(diff: BuildDiff) -> dict[str, object]:
             "input_tokens": {"old": diff.tokens[0], "new": diff.tokens[1]},
             "items": {"old": diff.items[0], "new": diff.items[1]},
             "input_tokens_per_question_change": per_question,
+            "tokens_counted_with": diff.counted_with,
             "text": summary(diff),
         },
         "requests": [

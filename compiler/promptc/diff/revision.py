@@ -14,11 +14,17 @@ spec's YAML, the data and template paths from the merged spec
 that names another by an expression (which cannot be known before rendering) brings in every
 file under the spec folders instead.
 
+The shipped templates (``promptc/batch.j2`` …) are those of the revision too when the
+repository holds them (promptc's own repository, or a project that vendors promptc): the old
+spec is rendered as that revision rendered it. Elsewhere they are the installed ones, and
+:attr:`Checkout.shipped` says so.
+
 Errors found while compiling the old spec are reported at ``REV:path:line:col``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import posixpath
 import shutil
@@ -35,6 +41,7 @@ import yaml
 from promptc.build import BuildResult, assemble
 from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
 from promptc.render.checks import raise_template_errors
+from promptc.render.environment import SHIPPED_TEXTS
 from promptc.spec.load import SpecDocument, load_spec, project_root
 from promptc.spec.lower import compile_spec
 from promptc.text import gc_paused
@@ -147,6 +154,9 @@ class Checkout:
         spec: The spec's copy (under ``root``).
         files: Repository paths written.
         doc: The spec read (with the specs it extends), or ``None`` when it cannot be.
+        shipped: The shipped templates of the revision, by name, when the repository holds
+            them; ``None``: the installed ones are used.
+        shipped_folder: Their folder in the repository.
     """
 
     repo: Repository
@@ -154,6 +164,18 @@ class Checkout:
     spec: Path
     files: set[str] = field(default_factory=set)
     doc: SpecDocument | None = None
+    shipped: dict[str, str] | None = None
+    shipped_folder: str = ""
+
+    def read(self) -> list[str]:
+        """What was read at the revision, ``REV:path`` each, sorted; and where the shipped
+        templates came from."""
+        out = [self.label(f) for f in sorted(self.files)]
+        if self.shipped is None:
+            out.append("shipped templates: the installed promptc's (the repository holds none)")
+        else:
+            out += [self.label(f"{self.shipped_folder}/{n}") for n in sorted(self.shipped)]
+        return out
 
     def label(self, rel: str) -> str:
         """``REV:path`` of a repository path."""
@@ -202,9 +224,32 @@ def checkout_spec(spec: str, rev: str) -> Iterator[Checkout]:
         checkout = Checkout(repo, tmp, tmp / rel)
         _mark_project_root(repo, spec, tmp)
         _gather(checkout, rel)
+        _shipped_at(checkout)
         yield checkout
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _shipped_at(checkout: Checkout) -> None:
+    """Reads the revision's shipped templates when the installed ones lie in the repository."""
+    found = importlib.util.find_spec("promptc.templates")
+    places = list(found.submodule_search_locations or []) if found is not None else []
+    repo = checkout.repo
+    for place in places:
+        try:
+            folder = Path(place).resolve().relative_to(repo.top).as_posix()
+        except ValueError:
+            continue
+        names = git(["ls-tree", "-r", "-z", "--name-only", repo.commit, "--", folder], repo.top)
+        texts = {}
+        for name in names.stdout.decode("utf-8", "replace").split("\0"):
+            if name.endswith(".j2"):
+                blob = git(["cat-file", "blob", f"{repo.commit}:{name}"], repo.top)
+                if blob.returncode == 0:
+                    texts[name[len(folder) + 1 :]] = blob.stdout.decode("utf-8")
+        if texts:
+            checkout.shipped, checkout.shipped_folder = texts, folder
+        return
 
 
 def _mark_project_root(repo: Repository, spec: str, tmp: Path) -> None:
@@ -339,8 +384,9 @@ def assemble_at(
     *,
     overrides: Mapping[tuple[str, ...], object] | None = None,
     target: str = "chat",
-) -> tuple[BuildResult, str]:
-    """The build ``spec`` made at ``rev``, in memory, and its label ``REV:path``.
+) -> tuple[BuildResult, str, list[str]]:
+    """The build ``spec`` made at ``rev``, in memory, its label ``REV:path``, and what was read
+    at the revision (:meth:`Checkout.read`).
 
     Args:
         spec: The spec's path in the work tree (it need not exist there any more).
@@ -358,13 +404,16 @@ def assemble_at(
         cache = _cache_dir(checkout, spec)
         if cache is not None and ("strategy", "selection", "cache_dir") not in wanted:
             wanted[("strategy", "selection", "cache_dir")] = cache
+        shipped = SHIPPED_TEXTS.set(checkout.shipped)
         try:
             with gc_paused():
                 task = compile_spec(str(checkout.spec), overrides=wanted or None)
                 raise_template_errors(task)
-                return assemble(task, target=target), label
+                return assemble(task, target=target), label, checkout.read()
         except PromptcError as e:
             raise checkout.relabel(e) from None
+        finally:
+            SHIPPED_TEXTS.reset(shipped)
 
 
 def _cache_dir(checkout: Checkout, spec: str) -> str | None:

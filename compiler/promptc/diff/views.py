@@ -27,6 +27,7 @@ from typing import Any, Literal
 from promptc.build import BuildResult, read_manifest, read_requests
 from promptc.build.files import inside, read_text
 from promptc.errors import Location, PromptcError, UsageError
+from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 
 #: Context lines around each change in a message's unified diff.
 CONTEXT = 3
@@ -277,7 +278,8 @@ class BuildDiff:
         changes: Requests changed, added or removed: the new build's order, then removals.
         unchanged: How many request pairs are identical (position included).
         grammar: The grammars that differ, by stem.
-        tokens: Estimated input tokens of all requests, ``(old, new)``.
+        tokens: Input tokens of all requests, ``(old, new)``: counted with ``counted_with``,
+            else estimated.
         items: Distinct items answered, ``(old, new)``.
     """
 
@@ -288,6 +290,7 @@ class BuildDiff:
     grammar: tuple[GrammarDiff, ...]
     tokens: tuple[int, int]
     items: tuple[int, int]
+    counted_with: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -398,8 +401,23 @@ def _param_changes(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[Pa
     return tuple(ParamChange(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k))
 
 
-def compare(old: BuildView, new: BuildView) -> BuildDiff:
-    """Everything that differs between two builds, request by request."""
+def tokenizer_of(view: BuildView) -> Tokenizer | None:
+    """The tokenizer ``promptc plan`` would count this build's model with, or ``None`` when it
+    is not installed (the ``plan`` extra): the diff then estimates, and says so."""
+    models = {str(r.params.get("model")) for r in view.requests if r.params.get("model")}
+    try:
+        return tokenizer_for(min(models) if models else "")
+    except PromptcError:
+        return None
+
+
+def compare(old: BuildView, new: BuildView, tokenizer: Tokenizer | None = None) -> BuildDiff:
+    """Everything that differs between two builds, request by request.
+
+    Args:
+        tokenizer: What input tokens are counted with (``promptc plan``'s); ``None``: they
+            are estimated (:func:`estimate_tokens`), and the diff says so.
+    """
     pair_of, removed = match(old.requests, new.requests)
     old_holder: dict[str, str] = {}
     for r in old.requests:
@@ -441,7 +459,8 @@ def compare(old: BuildView, new: BuildView) -> BuildDiff:
         changes=tuple(changes),
         unchanged=unchanged,
         grammar=_grammar_diffs(old.grammar_files, new.grammar_files),
-        tokens=(_tokens(old), _tokens(new)),
+        tokens=(_tokens(old, tokenizer), _tokens(new, tokenizer)),
+        counted_with=None if tokenizer is None else tokenizer.name,
         items=(_items(old), _items(new)),
     )
 
@@ -479,15 +498,24 @@ def _grammar_diffs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[Gram
     return tuple(out)
 
 
-def _tokens(view: BuildView) -> int:
+def _tokens(view: BuildView, tokenizer: Tokenizer | None) -> int:
     # Every request repeats the system message (instruction, demos): count each text once.
-    counts: dict[str, int] = {}
+    # A chat request's framing is the same per message and per request (plan's tokenizers
+    # add it so), so each message is counted once with its framing, and the request's added.
+    counts: dict[tuple[str, str], int] = {}
+    per_request = 0 if tokenizer is None else tokenizer.count_messages([])
     total = 0
     for r in view.requests:
-        for _, content in r.messages:
-            n = counts.get(content)
+        total += per_request
+        for role, content in r.messages:
+            n = counts.get((role, content))
             if n is None:
-                n = counts[content] = estimate_tokens(content)
+                if tokenizer is None:
+                    n = estimate_tokens(content)
+                else:
+                    one = [{"role": role, "content": content}]
+                    n = tokenizer.count_messages(one) - per_request
+                counts[(role, content)] = n
             total += n
     return total
 

@@ -14,19 +14,27 @@ from typing import Any
 
 from promptc import ir
 from promptc.build import read_requests
-from promptc.errors import BackendError, Location, UsageError
+from promptc.errors import Location, UsageError
+from promptc.eval.charts import CHART_POSITION, CHART_TOKENS, draw_charts
+from promptc.eval.decide import detectable, mark_pareto, recommend
+from promptc.eval.html import REPORT_HTML, report_html
 from promptc.eval.results import VariantResults
-from promptc.eval.score import VariantScore, paired, pareto_front, pick_answers, score
-from promptc.plan.tokenizers import tokenizer_for
+from promptc.eval.score import (
+    VariantScore,
+    min_detectable_difference,
+    paired,
+    pick_answers,
+    score,
+)
+from promptc.plan.estimate import Pricing, cached_tokens
+from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.run.outputs import OUTPUTS_FILE, read_outputs_file
-from promptc.strategies import NAMES, SINGLE, STRATEGIES, strategy
+from promptc.strategies import NAMES, SINGLE
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-CHART_TOKENS = "accuracy-vs-tokens.png"
-CHART_POSITION = "accuracy-by-position.png"
-#: Both charts are drawn at this size: 8 × 5 inches at 100 dpi.
-CHART_SIZE = (800, 500)
+#: The default ``--margin``: points of accuracy a cheaper variant may lose to be recommended.
+DEFAULT_MARGIN = 2.0
 
 
 def _scored_items(task: ir.Task, v: VariantResults) -> dict[str, Mapping[str, ir.Value]]:
@@ -35,31 +43,80 @@ def _scored_items(task: ir.Task, v: VariantResults) -> dict[str, Mapping[str, ir
     return {i.id: i.gold for i in task.items if i.gold and (covered is None or i.id in covered)}
 
 
-def _tokens(task: ir.Task, v: VariantResults) -> tuple[float | None, float | None, str]:
-    """Input and output tokens per question, and where they came from."""
-    n = len(_scored_items(task, v)) or 1
-    if v.prompt_tokens is not None and v.completion_tokens is not None:
-        return v.prompt_tokens / n, v.completion_tokens / n, "api usage"
+def _tokens(
+    task: ir.Task, v: VariantResults, price: Pricing | None
+) -> tuple[int | None, int | None, int | None, str]:
+    """Input, output and cached input tokens in total, and where they came from.
+
+    The server's usage when every answer carries it (and its ``cached_tokens`` when it says);
+    else the plan's tokenizer. Cached tokens are counted with the tokenizer only when they
+    would be priced (a cached-input rate is given), since for a GGUF model that means starting
+    its server.
+    """
+    usage = v.prompt_tokens is not None and v.completion_tokens is not None
+    need_tokenizer = not usage or (v.cached_tokens is None and price and price.cached is not None)
+    tok: Tokenizer | None = None
+    if need_tokenizer:
+        try:
+            tok = tokenizer_for(task.model.name, spec_dir=task.spec_dir)
+        except Exception:  # noqa: BLE001 - no tokenizer installed: the figures stay unknown
+            tok = None
     try:
-        tok = tokenizer_for(task.model.name, spec_dir=task.spec_dir)
-    except Exception:  # noqa: BLE001 - no tokenizer installed: the figures stay unknown
-        return None, None, "unknown"
-    try:
-        inputs = sum(tok.count_messages(r.messages) for r in read_requests(v.folder))
+        messages = [r.messages for r in read_requests(v.folder)] if tok is not None else []
+        cached = v.cached_tokens
+        if cached is None and tok is not None and price is not None and price.cached is not None:
+            cached = cached_tokens(messages, tok)
+        if usage:
+            return v.prompt_tokens, v.completion_tokens, cached, "api usage"
+        if tok is None:
+            return None, None, None, "unknown"
+        inputs = sum(tok.count_messages(m) for m in messages)
         answers = read_outputs_file(v.folder / OUTPUTS_FILE).answers.values()
         outputs = sum(tok.count(str(a["output"])) for a in answers)
+        mark = "" if tok.exact else " (estimate)"
+        return inputs, outputs, cached, f"tokenizer {tok.name}{mark}"
     finally:
-        tok.close()
-    mark = "" if tok.exact else " (estimate)"
-    return inputs / n, outputs / n, f"tokenizer {tok.name}{mark}"
+        if tok is not None:
+            tok.close()
+
+
+def _per(total: float | Decimal | None, n: int) -> float | None:
+    return None if total is None or not n else round(float(total) / n, 12)
+
+
+def _cost(
+    tokens: tuple[int | None, int | None, int | None, str], price: Pricing | None, s: VariantScore
+) -> dict[str, Any]:
+    """Total cost, per question and per correct answer: USD with a price, else tokens."""
+    tin, tout, cached, _ = tokens
+    n = s.overall.n
+    total: Decimal | int | None
+    if tin is None or tout is None:
+        total = None
+    elif price is None:
+        total = tin + tout
+    else:
+        total = price.cost(tin, tout, cached or 0)
+    return {
+        "total": None if total is None else (format(total, "f") if price else total),
+        "per_question": _per(total, n),
+        "per_correct": _per(total, s.overall.correct),
+    }
 
 
 def _row(
-    task: ir.Task, v: VariantResults, s: VariantScore, base: VariantScore, baseline: str
+    task: ir.Task,
+    v: VariantResults,
+    s: VariantScore,
+    base: VariantScore,
+    baseline: str,
+    price: Pricing | None,
 ) -> dict[str, Any]:
     """One variant's row of the report: its score ``s`` beside the baseline's ``base``."""
     n = s.overall.n
-    tin, tout, source = _tokens(task, v)
+    tokens = _tokens(task, v, price)
+    tin, tout, cached, source = tokens
+    pair = None if v.name == baseline else paired(base.correct, s.correct)
     return {
         "variant": v.name,
         "strategy": v.kind,
@@ -73,15 +130,37 @@ def _row(
         "parse_rate": s.parse.to_dict(),
         "statuses": dict(s.statuses),
         "result_statuses": dict(v.statuses),
+        "wrong": s.wrong,
+        "unparsed": s.unparsed,
+        "truncated": s.truncated,
+        "truncated_requests": v.cut_requests,
+        "truncated_by_position": {str(p): k for p, k in s.truncated_by_position.items()},
         "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
         "calls_per_question": round(v.requests / n, 6) if n else None,
-        "input_tokens_per_question": None if tin is None else round(tin, 2),
-        "output_tokens_per_question": None if tout is None else round(tout, 2),
+        "input_tokens_per_question": None if tin is None else round(tin / max(n, 1), 2),
+        "output_tokens_per_question": None if tout is None else round(tout / max(n, 1), 2),
+        "cached_input_tokens_per_question": None
+        if cached is None
+        else round(cached / max(n, 1), 2),
         "tokens_from": source,
+        "cost": _cost(tokens, price, s),
         "seconds": None if v.seconds is None else round(v.seconds, 3),
         "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
-        "paired": None if v.name == baseline else paired(base.correct, s.correct).to_dict(),
+        "paired": None
+        if pair is None
+        else {
+            **pair.to_dict(),
+            "min_detectable_difference": _round(
+                min_detectable_difference(
+                    pair.n, (pair.only_baseline + pair.only_variant) / max(pair.n, 1)
+                )
+            ),
+        },
     }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
 
 
 def build_report(
@@ -90,8 +169,14 @@ def build_report(
     *,
     baseline: str = SINGLE.name,
     tolerance: Decimal | None = None,
+    price: Pricing | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
     """Every figure of the eval, JSON-ready and deterministic.
+
+    Args:
+        price: What tokens cost; ``None``: cost is counted in tokens.
+        margin: Points of accuracy the recommended variant may lose to the best.
 
     Raises:
         UsageError: No item has a gold answer, or the baseline is not among the variants.
@@ -134,17 +219,21 @@ def build_report(
         gold = _scored_items(task, v)
         scored.update(gold)
         scores[v.name] = score(task.outputs, gold, answers, tolerance)
-    rows = [_row(task, v, scores[v.name], scores[baseline], baseline) for v in variants]
-    points = [(r["input_tokens_per_question"] or 0.0, r["accuracy"]["accuracy"]) for r in rows]
-    front = set(pareto_front(points))
-    for k, r in enumerate(rows):
-        r["pareto"] = k in front
+    rows = [_row(task, v, scores[v.name], scores[baseline], baseline, price) for v in variants]
+    mark_pareto(rows)
+    unit = "USD" if price is not None else "tokens"
+    correct = {name: s.correct for name, s in scores.items()}
     return {
         "spec": task.name,
         "items": len(scored),
         "baseline": baseline,
         "tolerance": None if tolerance is None else format(tolerance, "f"),
         "outputs_scored": sorted({k for i in task.items for k in i.gold}),
+        "price": None if price is None else price.to_dict(),
+        "cost_unit": unit,
+        "truncated_variants": [r["variant"] for r in rows if r["truncated"]],
+        "recommendation": recommend(rows, correct, len(scored), margin, unit),
+        "detectable": detectable(rows, len(scored)),
         "variants": rows,
     }
 
@@ -158,16 +247,32 @@ def _pct(rate: Mapping[str, Any]) -> str:
     return f"{100 * rate['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _scaled(x: float | None, scale: int) -> float | None:
+    return None if x is None else x * scale
+
+
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """The summary table, header first (for report.md and the terminal)."""
+    """The summary table, header first (for report.md, report.html and the terminal)."""
+    usd = report["cost_unit"] == "USD"
+    # Dollars a question are millionths: the table shows them per 1,000 questions.
+    unit, scale, money = ("USD", 1000, ".4f") if usd else ("tok", 1, ",.1f")
     rows = [
         [
             "variant",
             "accuracy [95% CI]",
             "parsed",
+            "wrong",
+            "unparsed",
+            "truncated",
             "calls/q",
             "in tok/q",
             "out tok/q",
+            f"{unit}/1k q" if usd else f"{unit}/q",
+            f"{unit}/1k correct" if usd else f"{unit}/correct",
             "q/s",
             f"vs {report['baseline']}",
             "McNemar p",
@@ -180,19 +285,43 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 r["variant"] + (" *" if r["pareto"] else ""),
                 _pct(r["accuracy"]),
                 f"{100 * r['parse_rate']['accuracy']:.1f}%",
-                f"{r['calls_per_question']:.3f}" if r["calls_per_question"] is not None else "-",
-                "-"
-                if r["input_tokens_per_question"] is None
-                else f"{r['input_tokens_per_question']:.1f}",
-                "-"
-                if r["output_tokens_per_question"] is None
-                else f"{r['output_tokens_per_question']:.1f}",
-                "-" if r["questions_per_second"] is None else f"{r['questions_per_second']:.2f}",
+                str(r["wrong"]),
+                str(r["unparsed"]),
+                str(r["truncated"]) + (" !" if r["truncated"] else ""),
+                _num(r["calls_per_question"], ".3f"),
+                _num(r["input_tokens_per_question"], ".1f"),
+                _num(r["output_tokens_per_question"], ".1f"),
+                _num(_scaled(r["cost"]["per_question"], scale), money),
+                _num(_scaled(r["cost"]["per_correct"], scale), money),
+                _num(r["questions_per_second"], ".2f"),
                 "-" if p is None else f"{100 * p['difference']:+.1f} pts",
                 "-" if p is None else f"{p['mcnemar_p']:.3g}",
             ]
         )
     return rows
+
+
+def headline(report: Mapping[str, Any]) -> list[str]:
+    """The report's first lines: truncation, the recommendation, what the sample can detect."""
+    cut = [r for r in report["variants"] if r["truncated"]]
+    if cut:
+        names = ", ".join(
+            f"{r['variant']} ({r['truncated']} of {r['items']} items, "
+            f"{r['truncated_requests']} request(s))"
+            for r in cut
+        )
+        first = (
+            f"TRUNCATED: {names} stopped at max_tokens before answering every item: their "
+            "accuracy is not comparable until the budget is raised (model.max_tokens, or "
+            "model.max_tokens_per_item)"
+        )
+    else:
+        first = "No variant was truncated: every answer ended before max_tokens."
+    return [first, *(_sentence(report[k]["sentence"]) for k in ("recommendation", "detectable"))]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def _md_table(rows: Sequence[Sequence[str]]) -> str:
@@ -211,17 +340,35 @@ def _per_variant(
 
 def _at_position(row: Mapping[str, Any], p: str) -> str:
     rate = row["by_position"].get(p)
-    return "-" if rate is None else f"{100 * rate['accuracy']:.0f}% ({rate['n']})"
+    cut = row["truncated_by_position"].get(p)
+    text = "-" if rate is None else f"{_pct(rate)} (n={rate['n']})"
+    return text + (f", {cut} truncated" if cut else "")
 
 
 def report_md(report: Mapping[str, Any]) -> str:
     """report.md: the summary, statuses, per-output accuracy and accuracy by position."""
+    price = report["price"]
+    cost = (
+        "total cost per question in tokens (input + output: no price given)"
+        if price is None
+        else f"total cost per question in USD ({price['input_usd_per_mtok']} in, "
+        f"{price['output_usd_per_mtok']} out"
+        + (
+            ""
+            if price["cached_input_usd_per_mtok"] is None
+            else f", {price['cached_input_usd_per_mtok']} cached in"
+        )
+        + " per million tokens)"
+    )
     parts = [
         f"# promptc eval: {report['spec']}\n\n",
+        *(f"**{line}**\n\n" if k < 2 else f"{line}\n\n" for k, line in enumerate(headline(report))),
         f"{report['items']} items with gold answers; baseline `{report['baseline']}`"
         + (f"; numbers within ±{report['tolerance']}" if report["tolerance"] else "")
-        + ". `*` marks the Pareto front of accuracy against input tokens per question.\n",
-        "\n![accuracy against input tokens per question](" + CHART_TOKENS + ")\n\n",
+        + f". `*` marks the Pareto front of accuracy against {cost}; `!` a variant cut by "
+        "max_tokens. Truncated items count as wrong in accuracy, apart from wrong and unparsed "
+        "answers.\n",
+        "\n![accuracy against cost per question](" + CHART_TOKENS + ")\n\n",
         _md_table(table_rows(report)),
         "\n## Parse statuses\n\n",
     ]
@@ -239,6 +386,9 @@ def report_md(report: Mapping[str, Any]) -> str:
         )
     positions = sorted({int(p) for r in report["variants"] for p in r["by_position"]})
     parts.append("\n## Accuracy by position in the batch\n\n")
+    parts.append(
+        "Items lost to max_tokens are left out here (the budget cut them, not their position).\n\n"
+    )
     parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
     parts.append(_per_variant(report, [str(p) for p in positions], _at_position))
     tokens = sorted({r["tokens_from"] for r in report["variants"]})
@@ -246,126 +396,24 @@ def report_md(report: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """The two PNG charts, drawn with matplotlib's Agg backend.
-
-    Raises:
-        BackendError: matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise BackendError(
-            "promptc eval's charts need matplotlib, which is not installed",
-            hint="pip install 'promptc-compiler[eval]'",
-            code="missing-matplotlib",
-        ) from None
-    width, height = CHART_SIZE
-    dpi = 100
-    written = []
-    for name, draw in ((CHART_TOKENS, _draw_tokens), (CHART_POSITION, _draw_positions)):
-        fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
-        draw(ax, report)
-        fig.tight_layout()
-        path = out_dir / name
-        fig.savefig(path, dpi=dpi, metadata={"Software": None})
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def _draw_tokens(ax: Any, report: Mapping[str, Any]) -> None:
-    """Accuracy against input tokens per question, a colour per strategy, the Pareto front."""
-    rows = report["variants"]
-    xs = [float(r["input_tokens_per_question"] or 0.0) for r in rows]
-    ys = [100 * r["accuracy"]["accuracy"] for r in rows]
-    for kind in STRATEGIES.values():
-        mine = [k for k, r in enumerate(rows) if r["strategy"] == kind.name]
-        if not mine:
-            continue
-        rates = [rows[k]["accuracy"] for k in mine]
-        ax.errorbar(
-            [xs[k] for k in mine],
-            [ys[k] for k in mine],
-            yerr=[
-                [100 * (a["accuracy"] - a["ci95"][0]) for a in rates],
-                [100 * (a["ci95"][1] - a["accuracy"]) for a in rates],
-            ],
-            fmt="o",
-            capsize=4,
-            color=kind.colour,
-            alpha=0.85,
-            label=kind.name,
-        )
-    front = sorted((x, y) for x, y, r in zip(xs, ys, rows) if r["pareto"])
-    if front:
-        ax.plot(
-            *zip(*front),
-            "--",
-            color="#d62728",
-            linewidth=1,
-            marker="o",
-            markersize=13,
-            markerfacecolor="none",
-            label="Pareto front",
-        )
-    # Variants at the same point share one label, so that names do not print over each other.
-    labels: dict[tuple[float, float], list[str]] = {}
-    for x, y, r in zip(xs, ys, rows):
-        labels.setdefault((x, y), []).append(r["variant"])
-    for (x, y), names in labels.items():
-        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    ax.set_xlabel("input tokens per question")
-    ax.set_ylabel("accuracy (%), 95% Wilson interval")
-    ax.set_ylim(-5, 105)
-    ax.set_title(f"{report['spec']}: accuracy against input tokens ({report['items']} items)")
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.15)
-    ax.legend(loc="best", fontsize=8)
-
-
-def _draw_positions(ax: Any, report: Mapping[str, Any]) -> None:
-    """Accuracy by position in the batch, a line per batched variant."""
-    from matplotlib.ticker import MaxNLocator  # matplotlib is optional (see draw_charts)
-
-    rows = report["variants"]
-    longest = max((int(p) for r in rows for p in r["by_position"]), default=1)
-    for r in rows:
-        kind = strategy(r["strategy"])
-        if kind.one_item:
-            # One question a request: no positions, so its accuracy is drawn as a reference.
-            ax.axhline(
-                100 * r["accuracy"]["accuracy"],
-                linestyle=":",
-                color=kind.colour,
-                label=f"{r['variant']} (one a request)",
-            )
-            continue
-        pos = sorted(int(p) for p in r["by_position"])
-        if not pos:
-            continue
-        acc = [100 * r["by_position"][str(p)]["accuracy"] for p in pos]
-        ax.plot(pos, acc, marker="o", label=r["variant"])
-    ax.set_xlabel("position in the batch (1 = first question)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-5, 105)
-    ax.set_xlim(0.5, longest + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{report['spec']}: accuracy by position in the batch")
-    ax.grid(alpha=0.3)
-    if rows:
-        ax.legend(fontsize=8, loc="best")
-
-
-def write_report(report: Mapping[str, Any], out_dir: Path, charts: bool = True) -> list[Path]:
-    """Writes report.json, report.md and (with ``charts``) the two PNGs into ``out_dir``."""
+def write_report(
+    report: Mapping[str, Any],
+    out_dir: Path,
+    charts: bool = True,
+    *,
+    variants: Sequence[VariantResults] = (),
+    task: ir.Task | None = None,
+) -> list[Path]:
+    """Writes report.json, report.md, (with ``charts``) the two PNGs, and (given the variants
+    and their task) report.html into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REPORT_JSON).write_text(report_json(report), encoding="utf-8", newline="\n")
     (out_dir / REPORT_MD).write_text(report_md(report), encoding="utf-8", newline="\n")
     written = [out_dir / REPORT_JSON, out_dir / REPORT_MD]
     if charts:
         written += draw_charts(report, out_dir)
+    if task is not None and variants:
+        page = report_html(report, task, variants, out_dir, table_rows(report), headline(report))
+        (out_dir / REPORT_HTML).write_text(page, encoding="utf-8", newline="\n")
+        written.append(out_dir / REPORT_HTML)
     return written

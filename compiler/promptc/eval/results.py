@@ -4,6 +4,10 @@ A variant folder is a build folder (``manifest.json``, ``requests.jsonl``, ``bat
 that ``promptc run --parse`` (or ``promptc eval``) has answered: ``outputs.jsonl`` (with each
 request's token usage) and ``results.jsonl`` (one parse result per item). ``eval`` also writes
 ``timing.json`` there when it sends requests: how long the answers took to arrive.
+
+An item whose result is not ``ok`` in a request that stopped with finish reason ``length`` was
+cut by ``max_tokens``: it is read as :data:`~promptc.eval.score.TRUNCATED`, whatever status
+the parser gave the part of the answer that arrived.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from promptc import ir
 from promptc.build import MANIFEST_FILE, batch_lines, read_manifest
 from promptc.errors import Location, UsageError
-from promptc.parse.results import STATUSES
+from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.plan.variants import Variant
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
 from promptc.strategies import strategy
@@ -43,6 +47,11 @@ class VariantResults:
         prompt_tokens: Summed API usage (``None`` if some answer lacks it).
         completion_tokens: Likewise.
         seconds: Wall time of the requests sent, from ``timing.json`` (``None`` if unknown).
+        statuses: Results per status (``truncated`` as :mod:`promptc.eval.results` says).
+        item_ids: The items the build covers, in request order.
+        cut_requests: Requests whose answer stopped at ``max_tokens`` (finish ``length``).
+        cached_tokens: Prompt tokens the server said it served from its cache
+            (``usage.prompt_tokens_details.cached_tokens``), ``None`` if it said nothing.
     """
 
     folder: Path
@@ -59,6 +68,8 @@ class VariantResults:
     seconds: float | None
     statuses: Mapping[str, int] = field(default_factory=dict)
     item_ids: tuple[str, ...] = ()
+    cut_requests: int = 0
+    cached_tokens: int | None = None
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
@@ -117,6 +128,27 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
     return records
 
 
+def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
+    """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
+    return [
+        {**r, "status": TRUNCATED}
+        if r["status"] not in ("ok", "extra") and r.get("request_id") in cut
+        else r
+        for r in records
+    ]
+
+
+def _seconds(timing: Path) -> float | None:
+    """The wall time ``timing.json`` records, if it is there and readable."""
+    if not timing.is_file():
+        return None
+    try:
+        t = json.loads(timing.read_text(encoding="utf-8"))
+        return float(t["seconds"]) if isinstance(t, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     """Reads a variant folder and checks that its results belong to ``task``.
 
@@ -150,27 +182,27 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     size = int(built.get("batch_size") or 1)
     default = task.strategy.selection.method
     method = str((manifest.get("selection") or {}).get("method") or default)
-    records = read_results(results_path, task)
+    answers = read_outputs_file(root / OUTPUTS_FILE).answers
+    cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
+    records = _mark_truncated(read_results(results_path, task), cut)
     batches = list(batch_lines(root))
     targets = None
     if method == "retrieval":
         targets = {b.request: b.target_item for b in batches if b.target_item is not None}
-    answers = read_outputs_file(root / OUTPUTS_FILE).answers
     usage = [
         u
         for a in answers.values()
         if isinstance(u := a.get("usage"), dict) and isinstance(u.get("prompt_tokens"), int)
     ]
     usage_known = bool(answers) and len(usage) == len(answers)
-    seconds = None
-    timing = root / TIMING_FILE
-    if timing.is_file():
-        try:
-            t = json.loads(timing.read_text(encoding="utf-8"))
-            seconds = float(t["seconds"]) if isinstance(t, dict) else None
-        except (OSError, ValueError, KeyError, TypeError):
-            seconds = None
-    statuses: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    seconds = _seconds(root / TIMING_FILE)
+    cached = [
+        d["cached_tokens"]
+        for u in usage
+        if isinstance(d := u.get("prompt_tokens_details"), dict)
+        and isinstance(d.get("cached_tokens"), int)
+    ]
+    statuses: dict[str, int] = dict.fromkeys(EVAL_STATUSES, 0)
     for rec in records:
         statuses[str(rec["status"])] = statuses.get(str(rec["status"]), 0) + 1
     one_method = kind.one_item or method == default
@@ -191,4 +223,6 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         seconds=seconds,
         statuses=statuses,
         item_ids=tuple(dict.fromkeys(i for b in batches for i in b.item_ids)),
+        cut_requests=len(cut),
+        cached_tokens=sum(cached) if cached else None,
     )

@@ -7,12 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.build import build
+from promptc.errors import BackendError, Location
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant
 from promptc.run.options import RunOptions
@@ -24,6 +27,33 @@ if TYPE_CHECKING:
     from promptc.run.progress import Events
 
 VARIANTS_DIR = "variants"
+#: Seconds the endpoint has to answer eval's first question before anything is sent.
+ENDPOINT_TIMEOUT = 5.0
+
+
+def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
+    """Asks the endpoint for its models once: any HTTP answer (even 401 or 404) means a server
+    is there; no answer is one clear error within ``timeout`` seconds, before a variant is
+    built or a request sent (rather than every request failing after its retries).
+
+    Raises:
+        BackendError: Nothing answers at ``base_url``.
+    """
+    url = base_url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # a server answered: whatever it thinks of the request, it is there
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise BackendError(
+            f"nothing answers at {base_url} ({reason}): no request was sent and no report written",
+            location=Location("<command line>"),
+            path=("--base-url",),
+            hint="start the server or fix --base-url; --local answers with the embedded model",
+            code="endpoint-unreachable",
+        ) from None
 
 
 def compile_variant(
@@ -58,11 +88,14 @@ def run_variants(
 
     Raises:
         PromptcError: A variant does not compile or cannot be built; bad run options.
+        BackendError: Nothing answers at ``base_url`` (before anything is built or sent).
     """
     options = {k: v for k, v in run_options.items() if v is not None}
     # Every variant compiles before anything is sent: a spec error in the last one (few-shot
     # without demos) must not come after paying for the first.
     tasks = [(v, compile_variant(spec, v, data, limit)) for v in variants]
+    if options.get("base_url") is not None:
+        check_endpoint(str(options["base_url"]))
     done = []
     for v, task in tasks:
         folder = out_dir / VARIANTS_DIR / v.name

@@ -5,9 +5,11 @@ under the rule of its output's type (:meth:`promptc.values.ValueType.matches`: n
 exact decimals or within ``tolerance``, text after normalising, …).
 
 An item is correct when every output that has a gold answer is correct. Accuracy is over the
-items scored; items whose answer did not parse count as wrong. Intervals are Wilson score
-intervals at 95 %; paired comparisons use the exact (binomial) two-sided McNemar test on the
-items both variants answered.
+items scored; items whose answer did not parse count as wrong. An item lost because its request
+stopped at ``max_tokens`` (status :data:`TRUNCATED`) is wrong too, but counted apart from wrong
+answers and from unparsed ones, and left out of accuracy by position: the budget cut it, not its
+position. Intervals are Wilson score intervals at 95 %; paired comparisons use the exact
+(binomial) two-sided McNemar test on the items both variants answered.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from promptc.ir import OutputField, Value
 from promptc.parse.results import STATUSES
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
+Z_POWER80 = 0.8416212335729143  # the 80th percentile: a test of power 0.8
+Z_ONE_SIDED95 = 1.6448536269514722  # the 95th percentile: a one-sided test at alpha = 0.05
+#: An item whose request stopped at ``max_tokens`` before its answer was complete.
+TRUNCATED = "truncated"
+#: Every status eval counts: the parser's, and :data:`TRUNCATED`.
+EVAL_STATUSES: tuple[str, ...] = (*STATUSES, TRUNCATED) if TRUNCATED not in STATUSES else STATUSES
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -56,6 +64,7 @@ class Scored:
     position: int  # 1-based, in its request
     status: str
     values: Mapping[str, Value]
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,22 @@ class VariantScore:
     statuses: Mapping[str, int]
     by_position: Mapping[int, Rate]
     correct: Mapping[str, bool] = field(repr=False)
+    truncated_by_position: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> int:
+        """Items lost to ``max_tokens``."""
+        return self.statuses.get(TRUNCATED, 0)
+
+    @property
+    def unparsed(self) -> int:
+        """Items with no usable answer for another reason than truncation."""
+        return self.overall.n - self.parse.correct - self.truncated
+
+    @property
+    def wrong(self) -> int:
+        """Items that parsed but whose answer is not the gold one."""
+        return self.parse.correct - self.overall.correct
 
 
 def pick_answers(
@@ -126,6 +151,7 @@ def pick_answers(
             position=position if isinstance(position, int) else 0,
             status=str(r.get("status")),
             values=values if isinstance(values, Mapping) else {},
+            request_id=str(r.get("request_id") or ""),
         )
     return out
 
@@ -152,7 +178,8 @@ def score(
     pos_correct: dict[int, int] = {}
     pos_n: dict[int, int] = {}
     parsed = 0
-    counted: dict[str, int] = {s: 0 for s in STATUSES}
+    counted: dict[str, int] = dict.fromkeys(EVAL_STATUSES, 0)
+    cut: dict[int, int] = {}
     for item_id in gold:
         answer = answers.get(item_id)
         status = answer.status if answer is not None else "missing"
@@ -174,7 +201,9 @@ def score(
             per_output_correct[name] = per_output_correct.get(name, 0) + right
             all_right = all_right and right
         correct[item_id] = all_right
-        if answer is not None and answer.position > 0:
+        if status == TRUNCATED and answer is not None:
+            cut[answer.position] = cut.get(answer.position, 0) + 1
+        elif answer is not None and answer.position > 0:
             pos_n[answer.position] = pos_n.get(answer.position, 0) + 1
             pos_correct[answer.position] = pos_correct.get(answer.position, 0) + all_right
     n = len(gold)
@@ -189,6 +218,7 @@ def score(
         statuses=counted,
         by_position={p: Rate(pos_correct[p], pos_n[p]) for p in sorted(pos_n)},
         correct=correct,
+        truncated_by_position=dict(sorted(cut.items())),
     )
 
 
@@ -246,3 +276,54 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return front
+
+
+def min_detectable_difference(n: int, discordant: float) -> float | None:
+    """The smallest accuracy difference a paired test finds on ``n`` items.
+
+    Connor's (1987) sample size of McNemar's test at two-sided alpha = 0.05 and power 0.8,
+    ``n = (z_a sqrt(psi) + z_b sqrt(psi - d^2))^2 / d^2``, solved for ``d`` by bisection, where
+    ``psi`` is the share of items on which the two variants disagree (``discordant``).
+
+    Returns:
+        The difference (0 to 1), or ``None`` when none is detectable: no disagreement, or even
+        a difference as large as ``psi`` needs more items.
+    """
+    if n <= 0 or discordant <= 0:
+        return None
+
+    def short(d: float) -> float:
+        need = Z95 * math.sqrt(discordant) + Z_POWER80 * math.sqrt(max(discordant - d * d, 0.0))
+        return math.sqrt(n) * d - need
+
+    if short(discordant) < 0:
+        return None
+    lo, hi = 0.0, discordant
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if short(mid) < 0 else (lo, mid)
+    return hi
+
+
+def loss_bound(best_only: int, candidate_only: int, n: int) -> float:
+    """One-sided 95 % upper bound of how much less accurate a candidate is than the best.
+
+    The Agresti-Min (2005) interval for paired proportions (a Wald interval with 0.5 added to
+    each cell of the paired table): ``d = (b - c) / (n + 2)`` with ``b + 0.5`` and ``c + 0.5``
+    discordant pairs, ``se = sqrt(((b + c + 1) / (n + 2) - d^2) / (n + 2))``, bound
+    ``d + 1.645 se``.
+
+    Args:
+        best_only: Items the best variant got right and the candidate wrong.
+        candidate_only: Items the candidate got right and the best wrong.
+        n: Items both were scored on.
+    """
+    b, c, m = best_only + 0.5, candidate_only + 0.5, n + 2
+    d = (b - c) / m
+    return d + Z_ONE_SIDED95 * math.sqrt(max((b + c) / m - d * d, 0.0) / m)
+
+
+def items_needed(margin: float) -> int:
+    """The fewest items on which :func:`loss_bound` can fall below ``margin`` at all (two
+    variants that agree on every item): ``1.645 / (n + 2) < margin``."""
+    return max(1, math.floor(Z_ONE_SIDED95 / margin - 2) + 1) if margin > 0 else 1 << 62

@@ -11,16 +11,20 @@ Per variant:
   longest (a bound: the grammar allows nothing longer), a ``number``/``integer`` as long as the
   gold answers (else the demos') are on average, ``text`` as long as the demos' on average (an
   estimate; nothing bounds free text but ``max_tokens``). An Auto-Demo answer also repeats its
-  question, counted exactly. A request's estimate above the model's ``max_tokens`` is cut to
-  it. The figure is a *bound* when every request's is: every field bounded, or the cut reached;
+  question, counted exactly. The figure is a *bound* only when the grammar makes it one (every
+  field bounded); ``max_tokens`` never stands in for it: a request whose estimate is over
+  ``max_tokens`` is counted at its estimate and flagged (the model would be cut short there);
 - **the floor**: what the questions themselves take, ``question + answer``, with no
   instruction, demos, markers or chat framing — no strategy can send less;
-- **cost**: input tokens × input price + output tokens × output price (USD per million).
+- **cost**: input tokens × input price + output tokens × output price (USD per million); with a
+  cached-input price, the prefix every request repeats (instruction, demos: the leading messages
+  they share) is priced at it in every request but the first, as an engine's prompt cache
+  serves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,6 +38,7 @@ from promptc.markers import (
     question_marker,
     question_text,
 )
+from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant
 from promptc.render.renderer import render
@@ -48,35 +53,88 @@ MAX_PRICE = Decimal(1_000_000)
 
 @dataclass(frozen=True)
 class Pricing:
-    """USD per million tokens, and where it came from (``model.price`` or the options)."""
+    """USD per million tokens, and where it came from (``model.price`` or the options).
+
+    ``cached`` prices the input tokens the engine serves from its prompt cache (``None``: they
+    cost ``input``, as on an engine without one).
+    """
 
     input: Decimal
     output: Decimal
     source: str
+    cached: Decimal | None = None
 
-    def cost(self, input_tokens: int, output_tokens: float) -> Decimal:
-        out = Decimal(input_tokens) * self.input + Decimal(str(round(output_tokens))) * self.output
+    def cost(self, input_tokens: int, output_tokens: float, cached_tokens: int = 0) -> Decimal:
+        """USD of ``input_tokens`` (of which ``cached_tokens`` from the cache) and output."""
+        cached = Decimal(cached_tokens) if self.cached is not None else Decimal(0)
+        out = (
+            (Decimal(input_tokens) - cached) * self.input
+            + cached * (self.cached or Decimal(0))
+            + Decimal(str(round(output_tokens))) * self.output
+        )
         return (out / MILLION).quantize(Decimal("0.000001"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_usd_per_mtok": format(self.input, "f"),
+            "output_usd_per_mtok": format(self.output, "f"),
+            "cached_input_usd_per_mtok": None if self.cached is None else format(self.cached, "f"),
+            "source": self.source,
+        }
 
 
 def price_of(
-    task: ir.Task, price_in: str | float | None, price_out: str | float | None
+    task: ir.Task,
+    price_in: str | float | None,
+    price_out: str | float | None,
+    price_cached: str | float | None = None,
 ) -> Pricing | None:
-    """The price to use: ``--price-in``/``--price-out`` over the spec's ``model.price``.
+    """The price to use: ``--price-in``/``--price-out`` (and ``--price-cached``) over the
+    spec's ``model.price``.
 
     Raises:
         UsageError: A price that is not a non-negative number, or only one of the two.
     """
+    cached = None if price_cached is None else _price(price_cached, "--price-cached")
     if price_in is None and price_out is None:
         p = task.model.price
-        return None if p is None else Pricing(p.input, p.output, "model.price")
+        if p is None:
+            return None
+        return Pricing(
+            p.input, p.output, "model.price", p.cached_input if cached is None else cached
+        )
     if price_in is None or price_out is None:
         raise UsageError(
             "give both --price-in and --price-out (USD per million tokens)",
             location=Location(COMMAND_LINE),
             code="price-incomplete",
         )
-    return Pricing(_price(price_in, "--price-in"), _price(price_out, "--price-out"), "options")
+    return Pricing(
+        _price(price_in, "--price-in"), _price(price_out, "--price-out"), "options", cached
+    )
+
+
+def repeated_prefix(requests: Sequence[Sequence[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+    """The leading messages every request sends alike (the instruction, the demos): what an
+    engine's prompt cache serves again after the first request. Empty for one request."""
+    if len(requests) < 2:
+        return []
+    prefix: list[Mapping[str, Any]] = []
+    for messages in zip(*requests):
+        if any(m != messages[0] for m in messages[1:]):
+            break
+        prefix.append(messages[0])
+    return prefix
+
+
+def cached_tokens(requests: Sequence[Sequence[Mapping[str, Any]]], tok: Tokenizer) -> int:
+    """Input tokens an engine with a prompt cache serves from it: :func:`repeated_prefix` in
+    every request but the first (chat framing of the reply left out)."""
+    prefix = repeated_prefix(requests)
+    if not prefix:
+        return 0
+    once = max(tok.count_messages(prefix) - tok.count_messages([]), 0)
+    return once * (len(requests) - 1)
 
 
 def _price(value: str | float, option: str) -> Decimal:
@@ -141,6 +199,11 @@ class VariantPlan:
         bounded: Whether ``output_tokens`` is a bound set by the grammar.
         floor_tokens: The questions' own tokens plus their answers', in total.
         cost: USD, when a price is known.
+        cap: The spec's ``model.max_tokens`` (``None``: not set).
+        capped: The estimated output of each request whose estimate is over ``cap``: the model
+            would be cut before it answers every item.
+        cached_tokens: Input tokens an engine's prompt cache serves (the repeated prefix).
+        cap_at: Where the spec sets ``model`` (for the warning).
     """
 
     variant: Variant
@@ -151,6 +214,10 @@ class VariantPlan:
     bounded: bool
     floor_tokens: float
     cost: Decimal | None
+    cap: int | None = None
+    capped: tuple[int, ...] = ()
+    cached_tokens: int = 0
+    cap_at: Location | None = None
 
     @property
     def input_per_question(self) -> float:
@@ -184,7 +251,23 @@ class VariantPlan:
             if self.floor_per_question
             else None,
             "cost_usd": None if self.cost is None else format(self.cost, "f"),
+            "max_tokens": self.cap,
+            "capped_requests": len(self.capped),
+            "output_tokens_needed": max(self.capped, default=None),
+            "cached_input_tokens": self.cached_tokens,
         }
+
+    def cap_warning(self) -> str | None:
+        """What to say when ``model.max_tokens`` cuts some requests short, else ``None``."""
+        if not self.capped:
+            return None
+        where = "" if self.cap_at is None else f"{self.cap_at}: "
+        return (
+            f"{where}model.max_tokens: warning: {self.variant.name}: {len(self.capped)} of {self.requests} request(s) need more "
+            f"output than model.max_tokens {self.cap} (up to {max(self.capped):,} tokens): "
+            "the model would stop before answering every item, and those items would be "
+            "lost to truncation; raise model.max_tokens to at least that"
+        )
 
 
 @dataclass(frozen=True)
@@ -197,56 +280,74 @@ class Plan:
     price: Pricing | None
     items: int
     variants: tuple[VariantPlan, ...]
+    rates: Rates | None = None
+    model: str = ""
+
+    def seconds(self, v: VariantPlan) -> float | None:
+        """The variant's estimated wall time, one request at a time, when the engine was
+        probed (:mod:`promptc.plan.probe`); the prefix its prompt cache serves is not read."""
+        if self.rates is None:
+            return None
+        return self.rates.seconds(v.input_tokens - v.cached_tokens, v.output_tokens)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; the same for the same spec, data and options (no timings)."""
-        return {
+        """JSON-ready; the same for the same spec, data and options (timings only when the
+        engine was probed)."""
+        rows = [v.to_dict() for v in self.variants]
+        if self.rates is not None:
+            for row, v in zip(rows, self.variants):
+                seconds = self.seconds(v) or 0.0
+                row["seconds_estimate"] = round(seconds, 2)
+                row["questions_per_second_estimate"] = (
+                    round(v.items / seconds, 3) if seconds else None
+                )
+        out = {
             "spec": self.spec,
             "tokenizer": self.tokenizer,
             "tokens_exact": self.exact,
-            "price": None
-            if self.price is None
-            else {
-                "input_usd_per_mtok": format(self.price.input, "f"),
-                "output_usd_per_mtok": format(self.price.output, "f"),
-                "source": self.price.source,
-            },
+            "price": None if self.price is None else self.price.to_dict(),
             "items": self.items,
-            "variants": [v.to_dict() for v in self.variants],
+            "variants": rows,
         }
+        if self.rates is not None:
+            out["probe"] = self.rates.to_dict()
+        return out
 
 
 def plan_task(
     task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
 ) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
-    """One variant's plan from its compiled task (select and render in memory)."""
+    """One variant's plan from its compiled task (select and render in memory).
+
+    A request whose estimated output is over ``model.max_tokens`` keeps its estimate (what the
+    answer needs, not what the model may say before it is cut) and counts in ``capped``.
+    """
     requests = render(task, select(task))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
-    input_tokens = 0
-    output = 0.0
-    cap = task.model.max_tokens
-    bounded = True
-    for r in requests:
-        input_tokens += tok.count_messages(
-            [{"role": m.role, "content": m.content} for m in r.messages]
-        )
-        out = request_output(task, r, answer.tokens, tok, by_id)
-        if cap is not None and out >= cap:
-            out = float(cap)  # the model stops at max_tokens: a bound whatever the grammar
-        else:
-            bounded = bounded and answer.bounded
-        output += out
+    messages = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
+    input_tokens = sum(tok.count_messages(m) for m in messages)
+    outs = [request_output(task, r, answer.tokens, tok, by_id) for r in requests]
+    # Each request's own max_tokens: what the model is told, whatever set it.
+    caps = [r.params.get("max_tokens") for r in requests]
+    capped = tuple(round(o) for o, c in zip(outs, caps) if isinstance(c, int) and o > c)
+    cap = max((c for c in caps if isinstance(c, int)), default=task.model.max_tokens)
+    output = sum(outs)
     floor = sum(tok.count(question_text(task.inputs, i.inputs)) + answer.tokens for i in task.items)
+    cached = cached_tokens(messages, tok)
     plan = VariantPlan(
         variant=variant,
         requests=len(requests),
         items=len(task.items),
         input_tokens=input_tokens,
         output_tokens=output,
-        bounded=bounded,
+        bounded=answer.bounded,
         floor_tokens=floor,
-        cost=None if price is None else price.cost(input_tokens, output),
+        cost=None if price is None else price.cost(input_tokens, output, cached),
+        cap=cap,
+        capped=capped,
+        cached_tokens=cached,
+        cap_at=task.model.location,
     )
     return plan, requests
 
@@ -276,6 +377,7 @@ def plan_spec(
     tokenizer: str | None = None,
     price_in: str | float | None = None,
     price_out: str | float | None = None,
+    price_cached: str | float | None = None,
 ) -> Plan:
     """Plans every variant of a spec: no model is called.
 
@@ -286,7 +388,7 @@ def plan_spec(
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
     tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
-    price = price_of(first, price_in, price_out)
+    price = price_of(first, price_in, price_out, price_cached)
     tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
     try:
         plans = tuple(plan_task(task, v, tok, price)[0] for v, task in tasks)
@@ -299,4 +401,5 @@ def plan_spec(
         price=price,
         items=len(first.items),
         variants=plans,
+        model=first.model.name,
     )

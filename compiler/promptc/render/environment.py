@@ -7,6 +7,7 @@ immutable sandbox with ``StrictUndefined``.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import os
@@ -34,6 +35,13 @@ BUILTIN_PREFIX = "promptc/"
 
 #: How shipped templates are shown in error locations.
 BUILTIN_DISPLAY = "<promptc>/"
+
+
+#: The shipped templates' texts by name when they are not the installed ones: ``promptc diff
+#: --against REV`` renders an old revision with that revision's templates. ``None``: installed.
+SHIPPED_TEXTS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "SHIPPED_TEXTS", default=None
+)
 
 
 def template_name(task: ir.Task, kind: Strategy) -> str:
@@ -178,9 +186,10 @@ class SpecLoader(jinja2.BaseLoader):
         """
         if name.startswith(BUILTIN_PREFIX):
             rel = name[len(BUILTIN_PREFIX) :]
-            if rel not in shipped_names():
+            texts = SHIPPED_TEXTS.get()
+            if rel not in (shipped_names() if texts is None else texts):
                 raise jinja2.TemplateNotFound(name)
-            text = read_template(rel)
+            text = read_template(rel) if texts is None else texts[rel]
             shown = BUILTIN_DISPLAY + rel
             origin = "shipped"
             file = None

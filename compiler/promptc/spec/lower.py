@@ -198,7 +198,11 @@ def _model(doc: SpecDocument) -> ir.ModelConfig:
         max_tokens=integer(model_decl.pop("max_tokens", None)),
         price=None
         if price is None
-        else ir.Price(Decimal(str(price["input"])), Decimal(str(price["output"]))),
+        else ir.Price(
+            Decimal(str(price["input"])),
+            Decimal(str(price["output"])),
+            None if price.get("cached_input") is None else Decimal(str(price["cached_input"])),
+        ),
         location=doc.key_location(("model",)),
         provider=provider,
         max_tokens_field=max_tokens_field,
