@@ -208,14 +208,31 @@ class EmbeddingEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Vote:
+    """The spec's ``strategy.vote``: every item asked in ``rounds`` rounds at different
+    positions, its answers combined by majority; ``early_stop`` drops an item from later
+    rounds once its last ``early_stop`` answers agree (``None``: never)."""
+
+    rounds: int
+    early_stop: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StrategySpec:
-    """The spec's ``strategy``: which strategy, how many items a request holds, and how the
-    items are grouped."""
+    """The spec's ``strategy``: which strategy, how many items a request holds, how the
+    items are grouped, and the voting rounds (``None``: one round; a one-item strategy
+    ignores ``vote`` as it ignores ``batch_size``)."""
 
     kind: Strategy
     batch_size: int
     selection: Selection
     location: Location = NOWHERE
+    vote: Vote | None = None
+
+    @property
+    def rounds(self) -> int:
+        """Rounds every item is asked in: 1 without voting or for a one-item strategy."""
+        return 1 if self.vote is None or self.kind.one_item else self.vote.rounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,14 +258,20 @@ class ModelConfig:
     price: Price | None = None
     provider: Literal["local", "openai"] | None = None  # where promptc run sends; not sent
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None  # not sent
+    #: The output budget per item (``model.max_tokens_per_item``): each request is sent a
+    #: ``max_tokens`` fitted to its items (:mod:`promptc.render.output_budget`); not sent.
+    max_tokens_per_item: int | None = None
 
-    def request_params(self) -> dict[str, object]:
-        """The parameters as sent in a chat completion request, in a stable key order."""
+    def request_params(self, max_tokens: int | None = None) -> dict[str, object]:
+        """The parameters as sent in a chat completion request, in a stable key order;
+        ``max_tokens`` is a request's own budget, sent in place of the spec's."""
         out: dict[str, object] = {"model": self.name}
         if self.temperature is not None:
             out["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            out["max_tokens"] = self.max_tokens
+        if max_tokens is None:
+            max_tokens = self.max_tokens
+        if max_tokens is not None:
+            out["max_tokens"] = max_tokens
         for k in sorted(self.params):
             out[k] = self.params[k]
         return out

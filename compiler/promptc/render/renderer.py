@@ -49,6 +49,7 @@ from promptc.render.environment import (
     template_name,
 )
 from promptc.render.os_limits import OsLimits
+from promptc.render.output_budget import request_budget
 from promptc.select.batches import batch_size
 from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
@@ -332,12 +333,13 @@ class Renderer:
         with OsLimits(self.env.budget):
             try:
                 for batch in itertools.islice(batches, GROUP_REQUESTS):
+                    budget = request_budget(self.task, [items[i] for i in batch.item_indices])
                     request = ir.Request(
                         id=f"r{batch.index + 1:0{width}d}",
                         batch=batch,
                         kind=self.kind,
                         messages=self._messages(self.context(batch, items)),
-                        params=params,
+                        params=params if budget is None else self.task.model.request_params(budget),
                     )
                     group.append(request)
                     if self._chars > end:
