@@ -224,7 +224,9 @@ def _parse_records(
             # A repair answer of promptc run (or collect): merged as they merge it.
             found.repairs[rid] = rec.repair
             shape = repair_shape(build.task, rec.repair, rid)
-            found.parsed[rid] = parse_output(build.task, shape, rec.text, mode=mode)
+            found.parsed[rid] = parse_output(
+                build.task, shape, rec.text, mode=mode, finish_reason=rec.finish_reason
+            )
             continue
         if request_id is not None and rid != request_id:
             continue
@@ -248,7 +250,9 @@ def _parse_records(
             )
         else:
             found.seen[rid] = rec.location
-            found.parsed[rid] = parse_output(build.task, known[rid], rec.text, mode=mode)
+            found.parsed[rid] = parse_output(
+                build.task, known[rid], rec.text, mode=mode, finish_reason=rec.finish_reason
+            )
     return found
 
 

@@ -16,9 +16,9 @@ bytes instead: a byte-level BPE (OpenAI's ``o200k_base`` and ``cl100k_base``, Ll
 Qwen, GPT-2 …) never makes a token of less than one byte, so the byte count never under-counts
 — a budget that may be generous, never one that cuts an answer short. Measured on the example
 specs' questions (``tests/test_output_budget.py`` holds it against ``o200k_base`` and
-``cl100k_base``): the bytes are 3.5–4.5 times the BPE's tokens for English prose and about 1.3
-times for the markers; a server's context check (:mod:`promptc.run.context`) counts the same
-figure.
+``cl100k_base``): the bytes of the repeated questions are 3.2–4.6 times those encodings' tokens
+(2.5 times at the least for one item), and 1.4 times for the markers — room a request never
+uses, which a server's context check (:mod:`promptc.run.context`) counts too.
 
 :func:`budget_need` says what a spec's fixed ``model.max_tokens`` cannot fit: ``check`` and
 ``plan`` warn with :func:`budget_warning`.

@@ -288,10 +288,14 @@ def _parsed(
             ]
             parsed[r.id] = target_results(missing, {r.id: shape})
             continue
-        parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
+        parsed[r.id] = parse_answer(
+            loaded.task, shape, answer["output"], answer.get("finish_reason")
+        )
     for rid, answer in sorted(repaired.items()):
         shape = repair_shape(loaded.task, repairs[rid], rid)
-        parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
+        parsed[rid] = parse_answer(
+            loaded.task, shape, answer["output"], answer.get("finish_reason")
+        )
     return parsed
 
 

@@ -381,7 +381,9 @@ class _Run:
                 shape = repair_shape(self.task, self.repair_records[request.id], request.id)
             # A retrieval request is for its target item: only that item's result is kept,
             # so results.jsonl has one result per item, as promptc parse writes by default.
-            self.parsed[request.id] = parse_answer(self.task, shape, str(record["output"]))
+            self.parsed[request.id] = parse_answer(
+                self.task, shape, str(record["output"]), record.get("finish_reason")
+            )
         return counts
 
     def _merged(self) -> Merged:
@@ -411,7 +413,9 @@ class _Run:
             ):
                 self.repair_records.setdefault(rid, rep)
                 shape = repair_shape(self.task, rep, rid)
-                self.parsed[rid] = parse_answer(self.task, shape, record["output"])
+                self.parsed[rid] = parse_answer(
+                    self.task, shape, record["output"], record.get("finish_reason")
+                )
         merged = self._merged()
         rows = merged.rows
         self.result.repaired = merged.repaired

@@ -1,4 +1,5 @@
-"""Repair: re-asking the items whose answers came back ``missing``, ``malformed`` or ``misaligned``.
+"""Repair: re-asking the items whose answers came back ``missing``, ``malformed``, ``misaligned``
+or ``truncated``.
 
 Round 1 asks, per request, just its failed items as a smaller request of the same kind
 (``r0007.repair1``); later rounds ask each still-failed item alone (``r0007.repair2.3``, the
@@ -8,7 +9,9 @@ parameters it would get the same answer), so a round may ask nothing.
 A repair request keeps the build's system message (the instruction and demonstrations, the
 same in every request) and the original user message with its question list cut down to the
 failed items, renumbered ``Q[1]`` … in order: no template or spec is needed, only the build
-folder. Its grammar is made for its own item count from the build's task.
+folder. Its grammar is made for its own item count from the build's task, and, when the spec
+gives the output budget per item, its ``max_tokens`` is fitted to its own items
+(:func:`promptc.render.output_budget.request_budget`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from promptc.build import BuiltRequest
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
+from promptc.render.output_budget import request_budget
 
 if TYPE_CHECKING:
     from promptc.ir import Task
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 
 #: The statuses that repair re-asks. ``duplicate`` and ``extra`` come with an answer for the
 #: item (or for none), so there is nothing to re-ask.
-REPAIRABLE = frozenset({"missing", "malformed", "misaligned"})
+REPAIRABLE = frozenset({"missing", "malformed", "misaligned", "truncated"})
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def repair_requests(
                 kind=origin.kind,
                 item_ids=item_ids,
                 messages=tuple(messages),
-                params=origin.params,
+                params=_params(task, origin, item_ids),
                 grammar=None,
                 location=origin.location,
                 # Still for its target, if it holds it (it does: only targets are re-asked).
@@ -160,6 +164,16 @@ def repair_requests(
             )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
+
+
+def _params(task: Task, origin: BuiltRequest, item_ids: Sequence[str]) -> Mapping[str, Any]:
+    """The origin's parameters, with a ``max_tokens`` fitted to the repair request's items
+    when the spec gives the budget per item."""
+    by_id = items_by_id(task)
+    budget = request_budget(task, [by_id[i] for i in item_ids])
+    if budget is None or "max_tokens" not in origin.params:
+        return origin.params
+    return {**origin.params, "max_tokens": budget}
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,10 +227,16 @@ def repair_shape(task: Task, record: Mapping[str, Any], request_id: str) -> Requ
     )
 
 
-def parse_answer(task: Task, shape: RequestShape, output: str) -> list[ItemResult]:
-    """One answer's results as every command keeps them: ``recover`` mode, and of a request
-    for one target item (``retrieval``), that item's result only."""
-    return target_results(parse_output(task, shape, output), {shape.id: shape})
+def parse_answer(
+    task: Task, shape: RequestShape, output: str, finish_reason: object = None
+) -> list[ItemResult]:
+    """One answer's results as every command keeps them: ``recover`` mode, the items an
+    output cut off at ``max_tokens`` lost ``truncated``, and of a request for one target item
+    (``retrieval``), that item's result only."""
+    finish = finish_reason if isinstance(finish_reason, str) else None
+    return target_results(
+        parse_output(task, shape, output, finish_reason=finish), {shape.id: shape}
+    )
 
 
 def result_line(result: ItemResult, attempts: int) -> str:

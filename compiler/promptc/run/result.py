@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 
+#: The summary's part for items cut off at ``max_tokens``.
+TRUNCATED_SUMMARY = (
+    "{n} item(s) truncated: the output stopped at max_tokens before their answers "
+    "(raise model.max_tokens_per_item, or model.max_tokens)"
+)
+
+
 @dataclass(frozen=True)
 class RequestFailure:
     """A request that got no answer after every retry.
@@ -121,6 +128,10 @@ class RunResult:
             )
         if self.not_ok:
             parts.append(f"{self.not_ok} of {self.items} item(s) not ok")
+        truncated = (self.statuses or {}).get("truncated", 0)
+        if truncated:
+            # Apart from the unparsed ones: a budget too small, not a model that answered badly.
+            parts.append(TRUNCATED_SUMMARY.format(n=truncated))
         if self.prompt_tokens or self.completion_tokens:
             parts.append(f"tokens {self.prompt_tokens} in / {self.completion_tokens} out")
         return "; ".join(parts)
