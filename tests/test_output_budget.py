@@ -126,13 +126,17 @@ def test_check_prints_the_warning_and_exits_zero(fixed: Path) -> None:
     [
         (
             {"max_tokens": 64},
-            "model.max_tokens_per_item and model.max_tokens both set the output budget; "
-            "expected one of them",
+            (
+                "model.max_tokens_per_item and model.max_tokens both set the output budget; "
+                "expected one of them"
+            ),
         ),
         (
             {"max_completion_tokens": 64},
-            "model.max_tokens_per_item and model.max_completion_tokens both set the output "
-            "budget; expected one of them",
+            (
+                "model.max_tokens_per_item and model.max_completion_tokens both set the output "
+                "budget; expected one of them"
+            ),
         ),
     ],
 )

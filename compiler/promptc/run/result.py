@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 #: The summary's part for items cut off at ``max_tokens``.
 TRUNCATED_SUMMARY = (
     "{n} item(s) truncated: the output stopped at max_tokens before their answers "
