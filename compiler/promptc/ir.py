@@ -12,6 +12,7 @@ always ``str``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -353,6 +354,27 @@ class Batch:
     item_indices: tuple[int, ...]
     target: int | None = None
     similarities: tuple[float, ...] | None = None
+    #: The voting round the batch is asked in (``strategy.vote``), from 1; ``index`` is its
+    #: place within the round.
+    round: int = 1
+
+
+#: A request of voting round k > 1 is the round's batch ``r0007`` asked again: ``r0007.v2``.
+ROUND_MARK = ".v"
+_ROUND = re.compile(re.escape(ROUND_MARK) + r"(\d+)(?=\.|$)")
+
+
+def request_id(index: int, width: int, round_: int = 1) -> str:
+    """The id of the request of batch ``index`` (0-based) of a round: ``r0007``, ``r0007.v2``."""
+    base = f"r{index + 1:0{width}d}"
+    return base if round_ == 1 else f"{base}{ROUND_MARK}{round_}"
+
+
+def round_of(request_id: str) -> int:
+    """The voting round of a request id, or of a request made from one (``r0007.v2.repair1``,
+    ``r0007.v2.live``): 1 without a round mark."""
+    m = _ROUND.search(request_id)
+    return int(m.group(1)) if m else 1
 
 
 @dataclass(frozen=True, slots=True)
