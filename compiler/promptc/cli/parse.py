@@ -41,7 +41,7 @@ from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
-from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
+from promptc.run.repair import Merged, merge_answers, repair_shape, stood_in
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -142,7 +142,9 @@ def run_parse(
     # One code path with run --parse and collect: repair answers replace an item's failed
     # result (the first ok, else the last attempt's), and each row says how many answers
     # asked for its item.
-    merged = merge_answers([rid for rid in known if rid in found.seen], parsed, found.repairs)
+    # A voting round's request may have been asked of its unsettled items only (a stand-in).
+    asked = found.seen.keys() | stood_in(found.repairs)
+    merged = merge_answers([rid for rid in known if rid in asked], parsed, found.repairs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:
         found.errors.append(
@@ -162,7 +164,7 @@ def run_parse(
         write_table(results, out)
     else:
         for r, n in merged.rows:
-            out.write(result_line(r, n) + "\n")
+            out.write(merged.line(r, n) + "\n")
     unanswered = (
         len(known) - len(found.seen)
         if request_id is None and records and records[0].request_id is not None

@@ -55,7 +55,6 @@ from promptc.run.repair import (
     parse_answer,
     repair_requests,
     repair_shape,
-    result_line,
 )
 from promptc.text import sha256_text, write_atomic
 from promptc.version import VERSION
@@ -316,7 +315,7 @@ def _write_results(
     records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
     with outputs_lock(build / OUTPUTS_FILE):
         write_atomic(build / OUTPUTS_FILE, (output_line(x) for x in records))
-        write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
+        write_atomic(build / RESULTS_FILE, (merged.line(x, n) for x, n in merged.rows))
 
 
 def _asked(

@@ -66,6 +66,9 @@ class RunResult:
         not_ok: Items still not ok after repair (``None`` when not parsed).
         items: Items of the requests considered.
         elapsed: Seconds the run took.
+        early_stopped: Requests of voting rounds not sent: every item they hold had settled
+            (its last ``early_stop`` answers agreed).
+        early_stop_asks: Items left out of the voting rounds' requests that were sent.
     """
 
     build_dir: Path
@@ -90,6 +93,8 @@ class RunResult:
     not_ok: int | None = None
     items: int = 0
     elapsed: float = 0.0
+    early_stopped: int = 0
+    early_stop_asks: int = 0
 
     @property
     def answered(self) -> int:
@@ -118,6 +123,11 @@ class RunResult:
             parts.append(
                 f"repair: {self.repair_requests} request(s) in {self.repair_rounds} round(s), "
                 f"{self.repaired} item(s) repaired"
+            )
+        if self.early_stopped or self.early_stop_asks:
+            parts.append(
+                f"early stop: {self.early_stopped} request(s) not sent, "
+                f"{self.early_stop_asks} settled item(s) left out of the rest"
             )
         if self.statuses is not None:
             n = sum(self.statuses.values())
