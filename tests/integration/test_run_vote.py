@@ -142,7 +142,7 @@ def test_five_rounds_raise_accuracy_as_the_binomial_says(
     noisy: tuple[str, type[_Noisy]], tmp_path: Path
 ) -> None:
     url, handler = noisy
-    folder = _built(tmp_path, "{rounds: %d}" % ROUNDS)
+    folder = _built(tmp_path, f"{{rounds: {ROUNDS}}}")
     result = run_build(folder, _options(url, tmp_path))
     voted, first, rows = _accuracy(folder)
     expected, asks = _expected(None)
@@ -162,7 +162,7 @@ def test_early_stop_saves_asks_and_keeps_the_expected_accuracy(
     noisy: tuple[str, type[_Noisy]], tmp_path: Path
 ) -> None:
     url, handler = noisy
-    folder = _built(tmp_path, "{rounds: %d, early_stop: 2}" % ROUNDS)
+    folder = _built(tmp_path, f"{{rounds: {ROUNDS}, early_stop: 2}}")
     # Without the cache: a stand-in asking one item is the same prompt in every round, and
     # the server is to count every ask.
     result = run_build(folder, _options(url, tmp_path, use_cache=False))
