@@ -84,6 +84,7 @@ def test_accuracy_statuses_and_positions_by_hand() -> None:
         "duplicate": 0,
         "misaligned": 0,
         "extra": 0,
+        "truncated": 0,
     }
     assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {
         1: (2, 2),
