@@ -93,7 +93,7 @@ def test_jsonl_in_every_accepted_form(math_build: Path, tmp_path: Path) -> None:
     assert rows[-1]["index"] == 4 and rows[-1]["values"]["answer"] == 24  # type: ignore[index]
     assert result.stderr == (
         "20 results from 3 request(s): 20 ok, 0 missing, 0 malformed, "
-        "0 duplicate, 0 misaligned, 0 extra\n"
+        "0 duplicate, 0 misaligned, 0 extra, 0 truncated\n"
     )
 
 
@@ -119,7 +119,7 @@ def test_a_broken_item_gives_exit_1_and_the_diagnosis(math_build: Path, tmp_path
     assert bad[0]["expected"] and bad[0]["found"]
     assert result.stderr.endswith(
         "8 results from 1 request(s): 7 ok, 0 missing, 1 malformed, "
-        "0 duplicate, 0 misaligned, 0 extra\n"
+        "0 duplicate, 0 misaligned, 0 extra, 0 truncated\n"
         "note: 2 request(s) of " + str(math_build) + " have no output in " + str(outputs) + "\n"
     )
 

@@ -379,7 +379,9 @@ def test_integral_numbers_nul_bytes_and_lone_surrogates_in_specs(project: Path) 
         project,
     )
     assert [o.status for o in out] == [0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1]
-    assert out[0].stdout == "f8.yaml: valid: 6 items, strategy batch, 8 per request\n"
+    # Valid; max_tokens 10 may cut a batch of 8 off: a warning (on stderr), exit status 0.
+    assert out[0].stdout == "f8.yaml: valid: 6 items, strategy batch, 8 per request (1 warning)\n"
+    assert "warning: model.max_tokens 10 may cut off the requests of batch-8" in out[0].stderr
     manifest = json.loads((project / "b8" / "manifest.json").read_text())
     assert manifest["strategy"] == {"kind": "batch", "batch_size": 8}
     assert lines(out[2].stderr)[0] == (

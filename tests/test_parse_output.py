@@ -425,6 +425,7 @@ def test_to_dict_and_json_line() -> None:
         "duplicate": 0,
         "misaligned": 0,
         "extra": 0,
+        "truncated": 0,
     }
 
 

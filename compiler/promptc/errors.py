@@ -176,6 +176,24 @@ class UsageError(PromptcError):
     stage = "usage"
 
 
+class SpecWarning(PromptcError):
+    """A spec that is valid but likely to lose answers (an output budget that may cut a
+    request off): reported by ``check`` and ``plan`` with its location, never raised, and no
+    reason for a non-zero exit status."""
+
+    stage = "warning"
+
+    def format(self) -> str:
+        """As :meth:`PromptcError.format`, the message marked ``warning:``."""
+        parts = [f"{self.location}: "] if self.location is not None else []
+        if self.path:
+            parts.append(f"{self.key_path}: ")
+        parts.append(f"warning: {self.message}")
+        if self.hint:
+            parts.append(f" ({self.hint})")
+        return one_line("".join(parts))
+
+
 class PromptcErrors(PromptcError):
     """Several errors reported together, sorted by location.
 

@@ -12,6 +12,7 @@ always ``str``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -202,14 +203,31 @@ class EmbeddingEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Vote:
+    """The spec's ``strategy.vote``: every item asked in ``rounds`` rounds at different
+    positions, its answers combined by majority; ``early_stop`` drops an item from later
+    rounds once its last ``early_stop`` answers agree (``None``: never)."""
+
+    rounds: int
+    early_stop: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StrategySpec:
-    """The spec's ``strategy``: which strategy, how many items a request holds, and how the
-    items are grouped."""
+    """The spec's ``strategy``: which strategy, how many items a request holds, how the
+    items are grouped, and the voting rounds (``None``: one round; a one-item strategy
+    ignores ``vote`` as it ignores ``batch_size``)."""
 
     kind: Strategy
     batch_size: int
     selection: Selection
     location: Location = NOWHERE
+    vote: Vote | None = None
+
+    @property
+    def rounds(self) -> int:
+        """Rounds every item is asked in: 1 without voting or for a one-item strategy."""
+        return 1 if self.vote is None or self.kind.one_item else self.vote.rounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,14 +255,20 @@ class ModelConfig:
     price: Price | None = None
     provider: Literal["local", "openai"] | None = None  # where promptc run sends; not sent
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None  # not sent
+    #: The output budget per item (``model.max_tokens_per_item``): each request is sent a
+    #: ``max_tokens`` fitted to its items (:mod:`promptc.render.output_budget`); not sent.
+    max_tokens_per_item: int | None = None
 
-    def request_params(self) -> dict[str, object]:
-        """The parameters as sent in a chat completion request, in a stable key order."""
+    def request_params(self, max_tokens: int | None = None) -> dict[str, object]:
+        """The parameters as sent in a chat completion request, in a stable key order;
+        ``max_tokens`` is a request's own budget, sent in place of the spec's."""
         out: dict[str, object] = {"model": self.name}
         if self.temperature is not None:
             out["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            out["max_tokens"] = self.max_tokens
+        if max_tokens is None:
+            max_tokens = self.max_tokens
+        if max_tokens is not None:
+            out["max_tokens"] = max_tokens
         for k in sorted(self.params):
             out[k] = self.params[k]
         return out
@@ -322,6 +346,27 @@ class Batch:
     item_indices: tuple[int, ...]
     target: int | None = None
     similarities: tuple[float, ...] | None = None
+    #: The voting round the batch is asked in (``strategy.vote``), from 1; ``index`` is its
+    #: place within the round.
+    round: int = 1
+
+
+#: A request of voting round k > 1 is the round's batch ``r0007`` asked again: ``r0007.v2``.
+ROUND_MARK = ".v"
+_ROUND = re.compile(re.escape(ROUND_MARK) + r"(\d+)(?=\.|$)")
+
+
+def request_id(index: int, width: int, round_: int = 1) -> str:
+    """The id of the request of batch ``index`` (0-based) of a round: ``r0007``, ``r0007.v2``."""
+    base = f"r{index + 1:0{width}d}"
+    return base if round_ == 1 else f"{base}{ROUND_MARK}{round_}"
+
+
+def round_of(request_id: str) -> int:
+    """The voting round of a request id, or of a request made from one (``r0007.v2.repair1``,
+    ``r0007.v2.live``): 1 without a round mark."""
+    m = _ROUND.search(request_id)
+    return int(m.group(1)) if m else 1
 
 
 @dataclass(frozen=True, slots=True)

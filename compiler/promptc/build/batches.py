@@ -10,7 +10,8 @@ prompt order, ``target`` the index in ``item_ids`` of the item the batch is *for
 ``retrieval`` batch) or ``null``, ``similarities`` each item's similarity when a similarity
 method made the batch, ``prompt_sha256`` the sha256 of the request's messages
 (:func:`prompt_hash`), ``grammar`` the stem of its grammar files and ``grammar_files`` its own
-grammar files (``grammars/<id>.*``) with their sha256. The file is the build's record of every
+grammar files (``grammars/<id>.*``) with their sha256; a build with voting rounds
+(``strategy.vote``) adds ``round``, the request's round from 1. The file is the build's record of every
 request, streamed one line at a time, so that ``manifest.json`` stays small for a build of a
 million items; its sha256 is in the manifest's ``files``.
 """
@@ -48,6 +49,9 @@ class BatchLine:
     prompt_sha256: str
     grammar: str
     grammar_files: Mapping[str, str] = field(default_factory=dict)
+    #: The voting round of the request (``strategy.vote``); ``None`` (and no key in the
+    #: line) for a build without votes, whose lines stay as they were.
+    round: int | None = None
 
     @property
     def target_item(self) -> str | None:
@@ -57,7 +61,10 @@ class BatchLine:
     def text(self) -> str:
         """The line, without its line end: the one writer of ``batches.jsonl``, whose keys
         are the fields' names."""
-        return dumps({name: getattr(self, name) for name in KEYS})
+        line = {name: getattr(self, name) for name in KEYS}
+        if self.round is None:
+            del line["round"]
+        return dumps(line)
 
     @classmethod
     def read(cls, text: str, where: Location) -> BatchLine:
@@ -90,6 +97,7 @@ class BatchLine:
             and isinstance(grammar, str)
             and isinstance(files, dict)
             and all(isinstance(v, str) for v in files.values())
+            and (data.get("round") is None or type(data.get("round")) is int)
         ):
             raise _bad(
                 where,
@@ -105,6 +113,7 @@ class BatchLine:
             prompt_sha256=sha,
             grammar=grammar,
             grammar_files=files,
+            round=data.get("round"),
         )
 
 

@@ -25,6 +25,7 @@ from promptc.build.grammars import (
     grammar_stem,
     grammars,
 )
+from promptc.build.rounds import with_rounds
 from promptc.build.targets import BuiltRequest, Constraint, GrammarForm, Target
 from promptc.build.task_file import ITEMS_FILE, TASK_FILE, item_line, item_lines, task_text
 from promptc.build.writer import FolderWriter
@@ -55,7 +56,7 @@ class Producer:
         self.task = task
         self.target = chosen
         self.form = form
-        self.selection = select(task)
+        self.selection = with_rounds(task, select(task))
         self.renderer = Renderer(task)
         self.nominal = batch_size(task)
         self.counts: set[int] = set()
@@ -103,6 +104,7 @@ class Producer:
             prompt_sha256=prompt_hash(messages),
             grammar=stem,
             grammar_files={name: sha256_text(text) for name, text in own.items()},
+            round=batch.round if task_votes(self.task) else None,
         )
         return request, line, made, own
 
@@ -140,6 +142,11 @@ class Producer:
             "templates": templates,
             "cost": self.selection.info.get("cost"),
         }
+
+
+def task_votes(task: ir.Task) -> bool:
+    """Whether the task's items are asked in several voting rounds."""
+    return task.strategy.rounds > 1
 
 
 def write_build(

@@ -89,10 +89,13 @@ def task_text(task: ir.Task) -> str:
         "strategy": {
             **_fields(strategy, "kind", "batch_size"),
             "selection": _fields(strategy.selection, "method", "seed", "target_position", "model"),
+            # Only where set, so that builds without votes stay as they were.
+            **({"vote": _fields(strategy.vote, "rounds", "early_stop")} if strategy.vote else {}),
         },
         "model": {
             **_fields(model, "name", "temperature", "max_tokens", "params", "provider"),
             **_fields(model, "max_tokens_field"),
+            **(_fields(model, "max_tokens_per_item") if model.max_tokens_per_item else {}),
             # Exact decimals, written as text (files.json_default).
             "price": None if model.price is None else _fields(model.price, "input", "output"),
         },
@@ -253,6 +256,7 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
             kind=strategies.strategy(strategy["kind"]),
             batch_size=strategy["batch_size"],
             selection=ir.Selection(**strategy["selection"]),
+            vote=ir.Vote(**strategy["vote"]) if "vote" in strategy else None,
         ),
         model=ir.ModelConfig(
             **{

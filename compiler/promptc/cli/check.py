@@ -21,8 +21,9 @@ from promptc.cli.common import (
     write_errors,
     write_json,
 )
-from promptc.errors import PromptcErrors, flatten
+from promptc.errors import PromptcError, PromptcErrors, flatten
 from promptc.render.checks import check_templates
+from promptc.render.output_budget import budget_warning
 from promptc.select.batches import batch_size as size_of
 from promptc.select.methods import missing_requirements
 
@@ -47,8 +48,9 @@ def check_spec(
     strategy: str | None = None,
     batch_size: int | None = None,
     data: str | None = None,
-) -> tuple[int, PromptcErrors | None, str]:
-    """One spec checked: its exit status, its diagnostics (sorted by location) and its summary."""
+) -> tuple[int, PromptcErrors | None, str, list[PromptcError]]:
+    """One spec checked: its exit status, its diagnostics (sorted by location), its summary
+    and the warnings of a valid spec (an output budget that may cut its requests off)."""
     try:
         # check names no digest: the spec and data files are read without hashing them.
         task = compile_task(spec, strategy, batch_size, max_errors, data, digests=False)
@@ -63,13 +65,16 @@ def check_spec(
                 f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
                 f"{task.strategy.kind}, {size_of(task)} per request"
             )
-            return EXIT_OK, None, summary
+            warning = budget_warning(task, task.strategy.kind.variant(task.strategy.batch_size))
+            if warning is None:
+                return EXIT_OK, None, summary, []
+            return EXIT_OK, None, f"{summary} ({plural(1, 'warning')})", [warning]
         omitted = 0
         if max_errors is not None and len(errors) > max_errors:
             omitted, errors = len(errors) - max_errors, errors[:max_errors]
         found = PromptcErrors(errors, omitted)
     status = EXIT_USAGE if all(e.stage == "usage" for e in found) else EXIT_INVALID
-    return status, found, f"{spec}: {plural(len(found) + found.omitted, 'error')}"
+    return status, found, f"{spec}: {plural(len(found) + found.omitted, 'error')}", []
 
 
 @click.command("check")
@@ -117,7 +122,7 @@ def check_command(
     """
     codes, reports = [EXIT_OK], []
     for spec in (s for s in specs if not specs_only or is_spec(s)):
-        status, found, summary = check_spec(spec, max_errors, strategy, batch_size, data)
+        status, found, summary, warnings = check_spec(spec, max_errors, strategy, batch_size, data)
         codes.append(status)
         if fmt == "json":
             reports.append(
@@ -126,12 +131,15 @@ def check_command(
                     "valid": status == EXIT_OK,
                     "errors": [e.to_dict() for e in found or ()],
                     "omitted": found.omitted if found else 0,
+                    "warnings": [w.to_dict() for w in warnings],
                     "summary": summary,
                 }
             )
             continue
         if found is not None:
             write_errors(found, sys.stderr)
+        for warning in warnings:
+            write_errors(warning, sys.stderr)
         (sys.stdout if status == EXIT_OK else sys.stderr).write(summary + "\n")
     if fmt == "json":
         write_json(reports[0] if len(specs) == 1 and reports else reports)

@@ -43,7 +43,7 @@ from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
 from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
-from promptc.run.repair import Merged, merge_answers, repair_shape, result_line
+from promptc.run.repair import Merged, merge_answers, repair_shape, stood_in
 from promptc.text import write_atomic
 
 # --------------------------------------------------------------------------------------------
@@ -169,7 +169,9 @@ def run_parse(
     # One code path with run --parse and collect: repair answers replace an item's failed
     # result (the first ok, else the last attempt's), and each row says how many answers
     # asked for its item.
-    merged = merge_answers([rid for rid in known if rid in found.seen], parsed, found.repairs)
+    # A voting round's request may have been asked of its unsettled items only (a stand-in).
+    asked = found.seen.keys() | stood_in(found.repairs)
+    merged = merge_answers([rid for rid in known if rid in asked], parsed, found.repairs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:
         found.errors.append(
@@ -189,7 +191,7 @@ def run_parse(
         write_table(results, out, {it.id: input_text(it.inputs) for it in build.task.items})
     else:
         for r, n in merged.rows:
-            out.write(result_line(r, n) + "\n")
+            out.write(merged.line(r, n) + "\n")
     unanswered = (
         len(known) - len(found.seen)
         if request_id is None and records and records[0].request_id is not None
@@ -251,7 +253,9 @@ def _parse_records(
             # A repair answer of promptc run (or collect): merged as they merge it.
             found.repairs[rid] = rec.repair
             shape = repair_shape(build.task, rec.repair, rid)
-            found.parsed[rid] = parse_output(build.task, shape, rec.text, mode=mode)
+            found.parsed[rid] = parse_output(
+                build.task, shape, rec.text, mode=mode, finish_reason=rec.finish_reason
+            )
             continue
         if request_id is not None and rid != request_id:
             continue
@@ -284,7 +288,9 @@ def _parse_records(
             )
         else:
             found.seen[rid] = rec.location
-            found.parsed[rid] = parse_output(build.task, known[rid], rec.text, mode=mode)
+            found.parsed[rid] = parse_output(
+                build.task, known[rid], rec.text, mode=mode, finish_reason=rec.finish_reason
+            )
     return found
 
 

@@ -1,4 +1,5 @@
-"""Model output → one result per item: ``ok | missing | malformed | duplicate | misaligned | extra``.
+"""Model output → one result per item: ``ok | missing | malformed | duplicate | misaligned | extra``
+(or ``truncated``, for an output cut off at ``max_tokens``).
 
 This is the last stage of the pipeline: it reads what a model wrote for one request, with the
 answer grammar of that request's shape (:func:`promptc.grammar.answer.build_grammar`), and tells, item
@@ -33,7 +34,7 @@ from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.recover import parse_recover
-from promptc.parse.results import MODES, ItemResult, Mode
+from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
@@ -71,6 +72,7 @@ def parse_output(
     *,
     mode: Mode = "recover",
     grammar: AnswerGrammar | None = None,
+    finish_reason: str | None = None,
 ) -> list[ItemResult]:
     """Parses one request's model output into one result per item (plus ``extra`` results).
 
@@ -82,6 +84,9 @@ def parse_output(
         output: What the model wrote. Any string: this function never raises on it.
         mode: ``"recover"`` (default) or ``"strict"``.
         grammar: The request shape's grammar, if the caller has it already.
+        finish_reason: Why the model stopped, as the server said (``stop``, ``length`` …),
+            if known. With ``length`` the items the cut reached are ``truncated``
+            (:func:`mark_truncated`).
 
     Returns:
         The request's items in order, then ``extra`` answers by index.
@@ -105,8 +110,38 @@ def parse_output(
     text = g.text_of_json(output, shape.questions)
     if text is not None:
         results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode)]
-        return check_options(task, results, mode)
-    return check_options(task, _parse_text(shape, g, output, mode), mode)
+        results = check_options(task, results, mode)
+    else:
+        results = check_options(task, _parse_text(shape, g, output, mode), mode)
+    return mark_truncated(results, output) if finish_reason == FINISH_LENGTH else results
+
+
+#: The message of a ``truncated`` result.
+TRUNCATED_MESSAGE = (
+    "the output stopped at max_tokens (finish length) before item {item}'s answer was complete; "
+    "raise the budget (model.max_tokens_per_item fits it to each request)"
+)
+
+
+def mark_truncated(results: list[ItemResult], output: str) -> list[ItemResult]:
+    """The results of an output cut off at ``max_tokens``: the items the cut reached are
+    ``truncated`` — every item after the last one answered, and the last answer itself when
+    it runs to the end of the output (the cut may have ended it early: ``12`` of ``125``).
+    An item the model finished before the cut keeps its result, ``ok`` or not."""
+    answered = [r.index for r in results if r.item_id is not None and r.status != "missing"]
+    last = max(answered, default=0)
+    end = len(output.rstrip())
+    out = []
+    for r in results:
+        cut = r.item_id is not None and (
+            r.index > last or (r.index == last and (r.span is None or r.span.end_offset >= end))
+        )
+        if cut and r.status != "extra":
+            r = r._replace(
+                status="truncated", values={}, message=TRUNCATED_MESSAGE.format(item=r.item_id)
+            )
+        out.append(r)
+    return out
 
 
 def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:

@@ -45,6 +45,8 @@ class OutputRecord:
     #: The prompt hash the answer was produced for, when the line records it (``promptc
     #: run`` and ``collect`` do): an answer is credited only to a request with that prompt.
     prompt_sha256: str | None = None
+    #: Why the model stopped (``stop``, ``length`` …), if the line says.
+    finish_reason: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,6 +73,20 @@ def _looks_like_jsonl(path: Path, text: str) -> bool:
             return False
         return isinstance(data, dict) and any(k in data for k in ID_KEYS)
     return False
+
+
+def _record_finish(data: Mapping[str, Any]) -> str | None:
+    """The finish reason of a line: promptc's ``finish_reason``, or the response's
+    ``choices[0].finish_reason`` (an OpenAI Batch API line or a bare response)."""
+    finish = data.get("finish_reason")
+    if isinstance(finish, str):
+        return finish
+    body: Any = data.get("response")
+    body = body.get("body", body) if isinstance(body, Mapping) else data
+    choices = body.get("choices") if isinstance(body, Mapping) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        finish = choices[0].get("finish_reason")
+    return finish if isinstance(finish, str) else None
 
 
 def _record_text(data: Mapping[str, Any]) -> str | None:
@@ -174,6 +190,7 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             where,
             repair if isinstance(repair, Mapping) else None,
             prompt if isinstance(prompt, str) else None,
+            _record_finish(data),
         )
 
 

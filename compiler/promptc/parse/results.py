@@ -17,10 +17,24 @@ from promptc.ir import Value
 from promptc.text import Span, decimal_text
 from promptc.values import MAX_INTEGER_DIGITS
 
-Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra"]
+Status = Literal["ok", "missing", "malformed", "duplicate", "misaligned", "extra", "truncated"]
 
 
-STATUSES: tuple[Status, ...] = ("ok", "missing", "malformed", "duplicate", "misaligned", "extra")
+#: Every status. ``truncated``: the output stopped at the request's ``max_tokens`` (finish
+#: ``length``) before the item's answer was written to its end (last, so that the statuses
+#: before it keep their order in every summary).
+STATUSES: tuple[Status, ...] = (
+    "ok",
+    "missing",
+    "malformed",
+    "duplicate",
+    "misaligned",
+    "extra",
+    "truncated",
+)
+
+#: The finish reason of an output cut off at ``max_tokens`` (OpenAI's, vLLM's, llama.cpp's).
+FINISH_LENGTH = "length"
 
 
 Mode = Literal["recover", "strict"]
@@ -45,7 +59,8 @@ class ItemResult(NamedTuple):
         request_id: The request's id.
         item_id: The item's id; ``None`` for an ``extra`` answer (an index not in the request).
         index: The item's 1-based position in the request (the ``i`` of ``A[i]``).
-        status: ``ok``, ``missing``, ``malformed``, ``duplicate``, ``misaligned`` or ``extra``.
+        status: ``ok``, ``missing``, ``malformed``, ``duplicate``, ``misaligned``, ``extra``
+            or ``truncated``.
         values: Output field → normalised value. Trust them when the status is ``ok``; for
             ``duplicate``, ``misaligned`` and ``extra`` they are what the first well-formed
             answer said, for inspection; empty otherwise.

@@ -49,6 +49,7 @@ from promptc.render.environment import (
     template_name,
 )
 from promptc.render.os_limits import OsLimits
+from promptc.render.output_budget import request_budget
 from promptc.select.batches import batch_size
 from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
@@ -285,7 +286,9 @@ class Renderer:
         group is rendered: a build streams them to disk, so memory does not grow with the
         number of requests."""
         batches = iter(selection.batches)
-        width = max(4, len(str(len(selection.batches))))
+        # Each voting round numbers its batches alike (r0007, r0007.v2): the width of one's.
+        per_round = len(selection.batches) // self.task.strategy.rounds
+        width = max(4, len(str(per_round)))
         params = self.task.model.request_params()
         with self.errors(), gc_paused():
             while True:
@@ -311,12 +314,13 @@ class Renderer:
         with OsLimits(self.env.budget):
             try:
                 for batch in itertools.islice(batches, GROUP_REQUESTS):
+                    budget = request_budget(self.task, [items[i] for i in batch.item_indices])
                     request = ir.Request(
-                        id=f"r{batch.index + 1:0{width}d}",
+                        id=ir.request_id(batch.index, width, batch.round),
                         batch=batch,
                         kind=self.kind,
                         messages=self._messages(self.context(batch, items)),
-                        params=params,
+                        params=params if budget is None else self.task.model.request_params(budget),
                     )
                     group.append(request)
                     if self._chars > end:

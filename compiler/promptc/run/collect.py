@@ -63,7 +63,6 @@ from promptc.run.repair import (
     parse_answer,
     repair_requests,
     repair_shape,
-    result_line,
 )
 from promptc.text import describe, sha256_text, write_atomic
 from promptc.version import VERSION
@@ -361,10 +360,14 @@ def _parsed(
             ]
             parsed[r.id] = target_results(missing, {r.id: shape})
             continue
-        parsed[r.id] = parse_answer(loaded.task, shape, answer["output"])
+        parsed[r.id] = parse_answer(
+            loaded.task, shape, answer["output"], answer.get("finish_reason")
+        )
     for rid, answer in sorted(repaired.items()):
         shape = repair_shape(loaded.task, repairs[rid], rid)
-        parsed[rid] = parse_answer(loaded.task, shape, answer["output"])
+        parsed[rid] = parse_answer(
+            loaded.task, shape, answer["output"], answer.get("finish_reason")
+        )
     return parsed
 
 
@@ -406,7 +409,7 @@ def _write_results(
                 REPLACED_NOTE.format(count=len(lines), name=OUTPUTS_FILE, aside=REPLACED_FILE)
             )
         write_atomic(path, (output_line(x) for x in records))
-        write_atomic(build / RESULTS_FILE, (result_line(x, n) for x, n in merged.rows))
+        write_atomic(build / RESULTS_FILE, (merged.line(x, n) for x, n in merged.rows))
 
 
 def _asked(

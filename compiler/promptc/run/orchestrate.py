@@ -61,8 +61,10 @@ from typing import TYPE_CHECKING, Any
 from promptc import markers
 from promptc.build import BuiltRequest, prompt_hash, read_requests
 from promptc.errors import UsageError
+from promptc.ir import round_of
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.results import summarize
+from promptc.parse.vote import settled
 from promptc.run.batch_api import BatchAPI
 from promptc.run.bodies import Bodies
 from promptc.run.cache import ResponseCache, default_cache_path
@@ -73,12 +75,15 @@ from promptc.run.options import RunOptions
 from promptc.run.outputs import OutputsFile, outputs_lock, read_outputs_file
 from promptc.run.progress import Events, items_of
 from promptc.run.repair import (
+    STAND_IN,
+    STAND_IN_SUFFIX,
     Merged,
+    RepairRequest,
     merge_answers,
     parse_answer,
     repair_requests,
     repair_shape,
-    result_line,
+    subset_request,
 )
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
@@ -251,7 +256,9 @@ class _Run:
         try:
             pending = self._resume()
             with self.outputs.appending():
-                if pending:
+                if pending and self.task.strategy.rounds > 1:
+                    await self._vote(pending)
+                elif pending:
                     cached, sent = await self.sender.answer(pending, "promptc run")
                     self.result.cached += cached
                     self.result.sent += sent
@@ -340,6 +347,68 @@ class _Run:
                 cached, sent = await self.sender.answer(todo, f"repair round {attempt}")
                 self.result.repair_requests += cached + sent
 
+    # -- voting rounds ----------------------------------------------------------------------
+
+    async def _vote(self, pending: list[BuiltRequest]) -> None:
+        """Sends the voting rounds one after the other (:mod:`promptc.build.rounds`); with
+        ``early_stop``, a round asks only the items not yet settled (:func:`settled`): a
+        request with some is cut down to them (a stand-in, as repair cuts one down), one with
+        none is not sent."""
+        waiting = {r.id for r in pending}
+        for k in range(1, self.task.strategy.rounds + 1):
+            done = self._settled()
+            todo: list[BuiltRequest] = []
+            for r in self.requests:
+                if round_of(r.id) != k or r.id not in waiting:
+                    continue
+                ask = self._live(r, done)
+                if ask is None:
+                    self.result.early_stopped += 1
+                    self.result.total -= 1
+                elif ask is not r and self._earlier_answer(ask):
+                    self.result.skipped += 1  # its build request, answered by an earlier run
+                else:
+                    todo.append(ask)
+            if todo:
+                cached, sent = await self.sender.answer(todo, f"vote round {k}")
+                self.result.cached += cached
+                self.result.sent += sent
+
+    def _settled(self) -> set[str]:
+        """The items whose last ``early_stop`` answers so far agree."""
+        vote = self.task.strategy.vote
+        if vote is None or vote.early_stop is None:
+            return set()
+        answers: dict[str, list[tuple[int, ItemResult]]] = {}
+        for rid, results in self.parsed.items():
+            for x in results:
+                if x.item_id is not None:
+                    answers.setdefault(x.item_id, []).append((round_of(rid), x))
+        return {
+            item
+            for item, got in answers.items()
+            if settled([x for _, x in sorted(got, key=lambda a: a[0])], vote.early_stop)
+        }
+
+    def _live(self, request: BuiltRequest, done: set[str]) -> BuiltRequest | None:
+        """What a voting round asks of ``request``: itself, a stand-in for its items not yet
+        settled, or nothing. A request for one target item (``retrieval``) is asked whole
+        while its target is not settled: its other items are demonstrations."""
+        if request.target_item is not None:
+            return None if request.target_item in done else request
+        live = tuple(p for p, i in enumerate(request.item_ids, 1) if i not in done)
+        if len(live) == len(request.item_ids):
+            return request
+        self.result.early_stop_asks += len(request.item_ids) - len(live)
+        if not live:
+            return None
+        sub = subset_request(self.task, request, live, request.id + STAND_IN_SUFFIX)
+        if sub is None:  # a template that does not show Q[i]: question: asked whole
+            return request
+        self.repair_records[sub.id] = RepairRequest(sub, request.id, live, STAND_IN).record()
+        self.bodies.made.add(sub.id)
+        return sub
+
     def _asked_already(self, request: BuiltRequest) -> bool:
         """True when this very prompt was asked in this run: it would get the same answer."""
         keys = self.bodies.keys(request)
@@ -348,6 +417,14 @@ class _Run:
     def _answered_before(self, request: BuiltRequest) -> bool:
         """Takes the answer an earlier run got for a repair request, if it is to this very
         request; True if there was one."""
+        if not self._earlier_answer(request):
+            return False
+        self.result.repair_requests += 1
+        return True
+
+    def _earlier_answer(self, request: BuiltRequest) -> bool:
+        """Takes the answer an earlier run got for a request this run made (a repair
+        request, a stand-in), if it is to this very request; True if there was one."""
         old = self.existing.get(request.id)
         if old is None or not old.get("output"):
             return False
@@ -356,7 +433,6 @@ class _Run:
             return False
         self.sender.asked.add(key)
         self._take(request, old)
-        self.result.repair_requests += 1
         return True
 
     # -- each answer ------------------------------------------------------------------------
@@ -405,7 +481,9 @@ class _Run:
                 shape = repair_shape(self.task, self.repair_records[request.id], request.id)
             # A retrieval request is for its target item: only that item's result is kept,
             # so results.jsonl has one result per item, as promptc parse writes by default.
-            self.parsed[request.id] = parse_answer(self.task, shape, str(record["output"]))
+            self.parsed[request.id] = parse_answer(
+                self.task, shape, str(record["output"]), record.get("finish_reason")
+            )
         return counts
 
     def _merged(self) -> Merged:
@@ -435,14 +513,16 @@ class _Run:
             ):
                 self.repair_records.setdefault(rid, rep)
                 shape = repair_shape(self.task, rep, rid)
-                self.parsed[rid] = parse_answer(self.task, shape, record["output"])
+                self.parsed[rid] = parse_answer(
+                    self.task, shape, record["output"], record.get("finish_reason")
+                )
         merged = self._merged()
         rows = merged.rows
         self.result.repaired = merged.repaired
         self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
         self.result.statuses = summarize(x for x, _ in rows)
         if self.results_path is not None:
-            write_atomic(self.results_path, (result_line(x, n) for x, n in rows))
+            write_atomic(self.results_path, (merged.line(x, n) for x, n in rows))
             self.result.results_path = self.results_path
 
 

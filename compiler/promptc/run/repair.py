@@ -1,4 +1,5 @@
-"""Repair: re-asking the items whose answers came back ``missing``, ``malformed`` or ``misaligned``.
+"""Repair: re-asking the items whose answers came back ``missing``, ``malformed``, ``misaligned``
+or ``truncated``.
 
 Round 1 asks, per request, just its failed items as a smaller request of the same kind
 (``r0007.repair1``); later rounds ask each still-failed item alone (``r0007.repair2.3``, the
@@ -8,7 +9,9 @@ parameters it would get the same answer), so a round may ask nothing.
 A repair request keeps the build's system message (the instruction and demonstrations, the
 same in every request) and the original user message with its question list cut down to the
 failed items, renumbered ``Q[1]`` … in order: no template or spec is needed, only the build
-folder. Its grammar is made for its own item count from the build's task.
+folder. Its grammar is made for its own item count from the build's task, and, when the spec
+gives the output budget per item, its ``max_tokens`` is fitted to its own items
+(:func:`promptc.render.output_budget.request_budget`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import markers
 from promptc.build import BuiltRequest
+from promptc.ir import round_of
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.output_records import characters
 from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
+from promptc.parse.vote import combine
+from promptc.render.output_budget import request_budget
 
 if TYPE_CHECKING:
     from promptc.ir import Task
@@ -31,7 +37,12 @@ if TYPE_CHECKING:
 
 #: The statuses that repair re-asks. ``duplicate`` and ``extra`` come with an answer for the
 #: item (or for none), so there is nothing to re-ask.
-REPAIRABLE = frozenset({"missing", "malformed", "misaligned"})
+REPAIRABLE = frozenset({"missing", "malformed", "misaligned", "truncated"})
+#: The ``attempt`` of a request that stands in for a build request (a voting round's, asking
+#: only the items not yet settled): its answers are the build request's own.
+STAND_IN = 0
+#: The id of a stand-in: ``r0007.v3.live``.
+STAND_IN_SUFFIX = ".live"
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,8 @@ class RepairRequest:
             grammar is made for it, see :func:`promptc.run.bodies.request_body`).
         origin: The build request whose items it re-asks.
         positions: Each item's 1-based position in ``origin``.
-        attempt: The repair round (1, 2, …).
+        attempt: The repair round (1, 2, …), or 0 for a voting round's request asking only
+            the items not yet settled: it stands in for ``origin``, which is not sent.
     """
 
     request: BuiltRequest
@@ -62,6 +74,8 @@ class RepairRequest:
         }
         if self.request.target_item is not None:
             record["target_item"] = self.request.target_item
+        if self.attempt == STAND_IN:
+            record["positions"] = list(self.positions)
         return record
 
 
@@ -143,24 +157,46 @@ def repair_requests(
         else:
             groups = [(f"{rid}.repair{attempt}.{p}", (p,)) for p in positions]
         for new_id, group in groups:
-            messages = _user_message_for(origin, task, group)
-            if messages is None:
+            request = subset_request(task, origin, group, new_id)
+            if request is None:
                 refused.append(rid)
                 break
-            item_ids = tuple(origin.item_ids[p - 1] for p in group)
-            request = BuiltRequest(
-                id=new_id,
-                kind=origin.kind,
-                item_ids=item_ids,
-                messages=tuple(messages),
-                params=origin.params,
-                grammar=None,
-                location=origin.location,
-                # Still for its target, if it holds it (it does: only targets are re-asked).
-                target_item=origin.target_item if origin.target_item in item_ids else None,
-            )
             out.append(RepairRequest(request, rid, group, attempt))
     return out, refused
+
+
+def subset_request(
+    task: Task, origin: BuiltRequest, positions: Sequence[int], new_id: str
+) -> BuiltRequest | None:
+    """The request ``origin`` asking only its items at ``positions`` (1-based, in order),
+    renumbered, with a budget fitted to them when the spec gives one per item; ``None`` when
+    its prompt does not show its questions as a batch does. What repair re-asks, and what a
+    voting round asks of the items not yet settled."""
+    messages = _user_message_for(origin, task, positions)
+    if messages is None:
+        return None
+    item_ids = tuple(origin.item_ids[p - 1] for p in positions)
+    return BuiltRequest(
+        id=new_id,
+        kind=origin.kind,
+        item_ids=item_ids,
+        messages=tuple(messages),
+        params=_params(task, origin, item_ids),
+        grammar=None,
+        location=origin.location,
+        # Still for its target, if it holds it (it does: only targets are re-asked).
+        target_item=origin.target_item if origin.target_item in item_ids else None,
+    )
+
+
+def _params(task: Task, origin: BuiltRequest, item_ids: Sequence[str]) -> Mapping[str, Any]:
+    """The origin's parameters, with a ``max_tokens`` fitted to the repair request's items
+    when the spec gives the budget per item."""
+    by_id = items_by_id(task)
+    budget = request_budget(task, [by_id[i] for i in item_ids])
+    if budget is None or "max_tokens" not in origin.params:
+        return origin.params
+    return {**origin.params, "max_tokens": budget}
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +224,13 @@ class Merged:
     attempts: dict[tuple[str, int], int]
     repaired: int = 0
     unused: list[str] = field(default_factory=list)
+    #: Item id → its ``votes`` and ``rounds``, when the build votes (``rows`` then holds
+    #: each item's voted result: :func:`promptc.parse.vote.combine`).
+    rounds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def line(self, result: ItemResult, attempts: int) -> str:
+        """The row's line of ``results.jsonl``, its rounds beside it when the build votes."""
+        return result_line(result, attempts, self.rounds.get(result.item_id or ""))
 
     def failed(self, every: bool = False) -> dict[str, list[int]]:
         """Build request id → the sorted positions of its items that repair re-asks (with
@@ -214,16 +257,23 @@ def repair_shape(task: Task, record: Mapping[str, Any], request_id: str) -> Requ
     )
 
 
-def parse_answer(task: Task, shape: RequestShape, output: str) -> list[ItemResult]:
+def parse_answer(
+    task: Task, shape: RequestShape, output: str, finish_reason: object = None
+) -> list[ItemResult]:
     """One answer's results as every command keeps them: ``recover`` mode, lone surrogates
-    read as ``promptc parse`` reads them, and of a request for one target item
-    (``retrieval``), that item's result only."""
-    return target_results(parse_output(task, shape, characters(output)), {shape.id: shape})
+    read as ``promptc parse`` reads them, the items an output cut off at ``max_tokens`` lost
+    ``truncated``, and of a request for one target item (``retrieval``), that item's result
+    only."""
+    finish = finish_reason if isinstance(finish_reason, str) else None
+    return target_results(
+        parse_output(task, shape, characters(output), finish_reason=finish), {shape.id: shape}
+    )
 
 
-def result_line(result: ItemResult, attempts: int) -> str:
-    """One line of ``results.jsonl``: the result and how many answers asked for its item."""
-    return dumps({**result.to_dict(), "attempts": attempts})
+def result_line(result: ItemResult, attempts: int, rounds: Mapping[str, Any] | None = None) -> str:
+    """One line of ``results.jsonl``: the result and how many answers asked for its item
+    (and, when the build votes, its ``votes`` and ``rounds``)."""
+    return dumps({**result.to_dict(), "attempts": attempts, **(rounds or {})})
 
 
 def merge_answers(
@@ -250,6 +300,8 @@ def merge_answers(
     attempts: dict[tuple[str, int], int] = {}
     #: (build request id, item id) → the item's position: a request holds an item once.
     at: dict[tuple[str, str], int] = {}
+    parsed = _stand_ins(parsed, repairs)
+    repairs = {k: v for k, v in repairs.items() if v.get("attempt") != STAND_IN}
     for rid in order:
         for x in parsed.get(rid, ()):
             if x.item_id is not None:
@@ -292,4 +344,33 @@ def merge_answers(
                 merged.rows.append((x, 1))
             else:
                 merged.rows.append((best[(rid, x.index)], attempts[(rid, x.index)]))
+    if any(round_of(rid) > 1 for rid in order):
+        merged.rows, merged.rounds = combine(merged.rows)
     return merged
+
+
+def stood_in(repairs: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The build requests a stand-in (:data:`STAND_IN`) was asked for instead."""
+    return {str(r.get("of")) for r in repairs.values() if r.get("attempt") == STAND_IN}
+
+
+def _stand_ins(
+    parsed: Mapping[str, Sequence[ItemResult]], repairs: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Sequence[ItemResult]]:
+    """``parsed`` with the answers of stand-ins (:data:`STAND_IN`) as their build requests'
+    own, each at its position in the build request; the stand-in's id stays on them."""
+    moved: dict[str, list[ItemResult]] = {}
+    for rid, record in repairs.items():
+        positions = record.get("positions")
+        if (
+            record.get("attempt") != STAND_IN
+            or rid not in parsed
+            or not isinstance(positions, list)
+        ):
+            continue
+        moved[str(record.get("of"))] = [
+            x._replace(index=positions[x.index - 1])
+            for x in parsed[rid]
+            if x.item_id is not None and 1 <= x.index <= len(positions)
+        ]
+    return {**parsed, **moved} if moved else parsed

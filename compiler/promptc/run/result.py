@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The summary's part for items cut off at ``max_tokens``.
+TRUNCATED_SUMMARY = (
+    "{n} item(s) truncated: the output stopped at max_tokens before their answers "
+    "(raise model.max_tokens_per_item, or model.max_tokens)"
+)
+
 
 @dataclass(frozen=True)
 class RequestFailure:
@@ -60,6 +66,9 @@ class RunResult:
         not_ok: Items still not ok after repair (``None`` when not parsed).
         items: Items of the requests considered.
         elapsed: Seconds the run took.
+        early_stopped: Requests of voting rounds not sent: every item they hold had settled
+            (its last ``early_stop`` answers agreed).
+        early_stop_asks: Items left out of the voting rounds' requests that were sent.
     """
 
     build_dir: Path
@@ -84,6 +93,8 @@ class RunResult:
     not_ok: int | None = None
     items: int = 0
     elapsed: float = 0.0
+    early_stopped: int = 0
+    early_stop_asks: int = 0
 
     @property
     def answered(self) -> int:
@@ -113,6 +124,11 @@ class RunResult:
                 f"repair: {self.repair_requests} request(s) in {self.repair_rounds} round(s), "
                 f"{self.repaired} item(s) repaired"
             )
+        if self.early_stopped or self.early_stop_asks:
+            parts.append(
+                f"early stop: {self.early_stopped} request(s) not sent, "
+                f"{self.early_stop_asks} settled item(s) left out of the rest"
+            )
         if self.statuses is not None:
             n = sum(self.statuses.values())
             parts.append(
@@ -121,6 +137,10 @@ class RunResult:
             )
         if self.not_ok:
             parts.append(f"{self.not_ok} of {self.items} item(s) not ok")
+        truncated = (self.statuses or {}).get("truncated", 0)
+        if truncated:
+            # Apart from the unparsed ones: a budget too small, not a model that answered badly.
+            parts.append(TRUNCATED_SUMMARY.format(n=truncated))
         if self.prompt_tokens or self.completion_tokens:
             parts.append(f"tokens {self.prompt_tokens} in / {self.completion_tokens} out")
         return "; ".join(parts)

@@ -196,6 +196,7 @@ def _model(doc: SpecDocument) -> ir.ModelConfig:
         name=model_decl.pop("name"),
         temperature=model_decl.pop("temperature", None),
         max_tokens=integer(model_decl.pop("max_tokens", None)),
+        max_tokens_per_item=integer(model_decl.pop("max_tokens_per_item", None)),
         price=None
         if price is None
         else ir.Price(
@@ -249,7 +250,19 @@ def _strategy(doc: SpecDocument) -> ir.StrategySpec:
         location=doc.key_location(sp),
         embeddings=_embeddings(doc),
     )
-    return ir.StrategySpec(kind, size, selection, doc.key_location(("strategy",)))
+    vote = doc.get(("strategy", "vote"))
+    return ir.StrategySpec(
+        kind,
+        size,
+        selection,
+        doc.key_location(("strategy",)),
+        vote=None
+        if vote is None
+        else ir.Vote(
+            rounds=_integer(doc, ("strategy", "vote", "rounds"), 1),
+            early_stop=integer(vote.get("early_stop")),
+        ),
+    )
 
 
 def _embeddings(doc: SpecDocument) -> ir.EmbeddingEndpoint | None:

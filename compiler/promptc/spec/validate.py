@@ -86,11 +86,18 @@ MESSAGES: dict[str, str] = {
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
+    "budget-twice": "model.max_tokens_per_item and model.{other} both set the output budget; "
+    "expected one of them",
+    "vote-early-stop": "early_stop {early_stop} is more than the {rounds} rounds; expected "
+    "2..{rounds}",
+    "vote-ignored": "vote has no effect on strategy {kind}, which sends one item per request",
 }
 
 HINTS: dict[str, str] = {
     "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
     "batch-size-ignored": "choose strategy batch or auto-demo",
+    "vote-ignored": "choose strategy batch or auto-demo",
+    "budget-twice": "max_tokens_per_item fits each request's budget to its items",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
 }
@@ -454,6 +461,7 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
         # In a spec file the key is documented as ignored (variants switch kinds freely); on
         # the command line the user asked for batches and would silently not get them.
         c.add(error("batch-size-ignored", doc.value_location(bp), bp, size=size_given, kind=kind))
+    _check_vote(doc, c, kind)
     ep: KeyPath = ("strategy", "selection", "embeddings")
     if doc.has(ep) and doc.has(("strategy", "selection", "model")):
         c.add(error("model-and-embeddings", doc.key_location(ep), ep))
@@ -480,6 +488,20 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
                 high=size - 1,
             )
         )
+
+
+def _check_vote(doc: SpecDocument, c: ErrorCollector, kind: Strategy | None) -> None:
+    vp: KeyPath = ("strategy", "vote")
+    if not doc.has(vp):
+        return
+    if kind is not None and kind.one_item and doc.value_location(vp).file == COMMAND_LINE:
+        # As batch_size: ignored in a spec file, an error where the user asked for it.
+        c.add(error("vote-ignored", doc.value_location(vp), vp, kind=kind))
+    rounds = integer(doc.get(vp + ("rounds",)))
+    early = integer(doc.get(vp + ("early_stop",)))
+    if rounds is not None and early is not None and early > rounds:
+        p = vp + ("early_stop",)
+        c.add(error("vote-early-stop", doc.value_location(p), p, early_stop=early, rounds=rounds))
 
 
 def marker_problem(prefix: str) -> str | None:
@@ -622,6 +644,10 @@ def _check_templates(doc: SpecDocument, c: ErrorCollector) -> None:
 def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
     # Unknown keys are the schema's (additionalProperties); a known one under extra would be
     # sent twice, or silently win over the one beside it.
+    per_item: KeyPath = ("model", "max_tokens_per_item")
+    for other in ("max_tokens", "max_completion_tokens"):
+        if doc.get(per_item) is not None and doc.get(("model", other)) is not None:
+            c.add(error("budget-twice", doc.key_location(per_item), per_item, other=other))
     extra = doc.get(("model", "extra"))
     if not isinstance(extra, dict):
         return

@@ -1,0 +1,84 @@
+"""The voting rounds of a build (``strategy.vote``): every batch asked again, reordered.
+
+Round 1 is the selection's batches as they are. Round ``r`` > 1 deals the same items again so
+that each lands at another position and, with more than one batch, beside other neighbours
+(BatchPrompt's Batch Permutation: Lin et al., 2023, arXiv 2309.00384). For a selection of B
+batches of n items, the item at position p of batch b goes, in round r, to
+
+    batch (b + (r - 1)·p) mod B,  position (p + r - 1) mod n
+
+— a bijection of the B × n slots for every r (for a fixed new position the old one is fixed,
+and b ↦ b + (r - 1)·p permutes the batches), so each round asks every item exactly once. Two
+items of one batch (positions p ≠ q) share a batch again in round r only when
+(r - 1)(p - q) ≡ 0 (mod B). A short last batch leaves empty slots; each new batch keeps its
+items in their new positions' order. The positions differ round to round for up to n rounds.
+
+A ``retrieval`` batch is for its target item, with that item's most similar items as its
+neighbours: its rounds keep the neighbours and rotate the positions (the target included), so
+that the target is asked at another position each round.
+
+Requests of round r > 1 are named after their place in the round (``r0007.v2``,
+:func:`promptc.ir.request_id`) and ``batches.jsonl`` says each one's round.
+"""
+
+from __future__ import annotations
+
+from promptc import ir
+from promptc.select.batches import SelectionResult
+
+
+def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
+    """The selection's batches followed by those of every further voting round; the selection
+    itself for one round."""
+    rounds = task.strategy.rounds
+    if rounds == 1:
+        return selection
+    first = list(selection.batches)
+    batches = list(first)
+    for r in range(2, rounds + 1):
+        batches += _round(first, r)
+    return SelectionResult(
+        batches, {**selection.info, "requests": len(batches), "vote_rounds": rounds}
+    )
+
+
+def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
+    """The batches of round ``r`` (see the module's docstring)."""
+    if any(b.target is not None for b in first):
+        return [_rotated(b, r) for b in first]
+    width = max(len(b.item_ids) for b in first)
+    count = len(first)
+    slots: list[dict[int, tuple[str, int]]] = [{} for _ in first]
+    for b, batch in enumerate(first):
+        for p, item in enumerate(zip(batch.item_ids, batch.item_indices, strict=True)):
+            slots[(b + (r - 1) * p) % count][(p + r - 1) % width] = item
+    out = []
+    for index, dealt in enumerate(slots):
+        ordered = [dealt[p] for p in sorted(dealt)]
+        out.append(
+            ir.Batch(
+                index=index,
+                item_ids=tuple(i for i, _ in ordered),
+                item_indices=tuple(k for _, k in ordered),
+                round=r,
+            )
+        )
+    return out
+
+
+def _rotated(batch: ir.Batch, r: int) -> ir.Batch:
+    """A retrieval batch of round ``r``: its items moved ``r - 1`` positions on."""
+    n = len(batch.item_ids)
+    shift = (r - 1) % n
+
+    def turn(seq: tuple[object, ...]) -> tuple[object, ...]:
+        return seq[-shift:] + seq[:-shift] if shift else seq
+
+    return ir.Batch(
+        index=batch.index,
+        item_ids=turn(batch.item_ids),  # type: ignore[arg-type]
+        item_indices=turn(batch.item_indices),  # type: ignore[arg-type]
+        target=None if batch.target is None else (batch.target + shift) % n,
+        similarities=None if batch.similarities is None else turn(batch.similarities),  # type: ignore[arg-type]
+        round=r,
+    )

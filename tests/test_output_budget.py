@@ -1,0 +1,182 @@
+"""Output budgets that fit the request (``model.max_tokens_per_item``), the warning of a fixed
+``max_tokens`` that cannot fit a batch request, and the ``truncated`` status of the items an
+output cut off at ``max_tokens`` lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from promptc.build import assemble
+from promptc.errors import PromptcErrors
+from promptc.markers import question_text
+from promptc.parse.output import TRUNCATED_MESSAGE, parse_output
+from promptc.parse.results import STATUSES
+from promptc.render.output_budget import (
+    budget_need,
+    budget_warning,
+    count_bound,
+    fixed_text,
+    request_budget,
+)
+from promptc.spec.lower import compile_spec
+from test_parse_output import make_request, make_task
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+READING = SPECS / "reading.yaml"
+PER_ITEM = ("model", "max_tokens_per_item")
+
+
+@pytest.fixture
+def fixed(tmp_path: Path) -> Path:
+    """specs/reading.yaml with a fixed ``max_tokens: 64`` (as it was), and its data."""
+    spec = tmp_path / "reading.yaml"
+    spec.write_text(READING.read_text().replace("max_tokens_per_item: 64", "max_tokens: 64"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "reading.csv").write_text((SPECS / "data" / "reading.csv").read_text())
+    return spec
+
+
+def _reading(kind: str, size: int = 4, spec: Path = READING, **model: object) -> object:
+    overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind}
+    if kind in ("batch", "auto-demo"):
+        overrides[("strategy", "batch_size")] = size
+    overrides.update({("model", k): v for k, v in model.items()})
+    return compile_spec(spec, overrides=overrides)
+
+
+def _budgets(task: object) -> list[int]:
+    lines = assemble(task).files["requests.jsonl"].splitlines()  # type: ignore[arg-type]
+    return [json.loads(x)["params"]["max_tokens"] for x in lines]
+
+
+def test_each_request_gets_its_items_times_the_budget_plus_its_fixed_text() -> None:
+    single = _reading("single")
+    assert set(_budgets(single)) == {64}  # a one-item request: the per-item budget alone
+    batch = _reading("batch")
+    # "A[k]: " and the line break: 7 bytes per item, 4 items a request.
+    assert _budgets(batch) == [4 * (64 + 7)] * 4
+    auto = _reading("auto-demo")
+    items = {i.id: i for i in auto.items}  # type: ignore[attr-defined]
+    lines = assemble(auto).files["requests.jsonl"].splitlines()  # type: ignore[arg-type]
+    for line in lines:
+        request = json.loads(line)
+        questions = [question_text(auto.inputs, items[i].inputs) for i in request["item_ids"]]  # type: ignore[attr-defined]
+        repeated = sum(len(f"Q[{k}]: {q}\n".encode()) for k, q in enumerate(questions, 1))
+        assert request["params"]["max_tokens"] == 4 * (64 + 7) + repeated
+
+
+def test_fixed_max_tokens_is_sent_unchanged(fixed: Path) -> None:
+    task = _reading("batch", spec=fixed)
+    assert set(_budgets(task)) == {64}
+    assert request_budget(task, task.items[:4]) is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_byte_count_never_under_counts_a_bpe(spec: Path, encoding: str) -> None:
+    pytest.importorskip("bpe_openai")
+    from promptc.plan.tokenizers import tokenizer_for
+
+    tok = tokenizer_for("any", encoding)
+    task = compile_spec(spec, overrides={("strategy", "kind"): "auto-demo"})
+    for k, item in enumerate(task.items, 1):
+        text = fixed_text(task, k, item)
+        assert count_bound(text) >= tok.count(text)
+        assert count_bound(text) >= 1.3 * tok.count(text)  # the margin measured: 1.4 at least
+
+
+def test_a_fixed_budget_too_small_for_a_batch_is_a_located_warning(fixed: Path) -> None:
+    batch = _reading("batch", 8, spec=fixed)
+    # 8 items × ("A[k]: " + "yes" + line break = 10 bytes).
+    assert budget_need(batch) == 80
+    warning = budget_warning(batch, "batch-8")
+    assert warning is not None and warning.stage == "warning"
+    assert warning.format() == (
+        f"{fixed}:25:1: model.max_tokens: warning: model.max_tokens 64 may cut off the "
+        "requests of batch-8: a request of 8 items may need up to 80 tokens (set "
+        "model.max_tokens_per_item, which fits each request's budget to its items, or raise "
+        "model.max_tokens to 80)"
+    )
+    assert budget_need(_reading("batch", 4, spec=fixed)) is None
+    auto = _reading("auto-demo", 8, spec=fixed)
+    need = budget_need(auto)
+    assert need is not None and need > 1000  # eight passages repeated
+    # One item a request: the spec's max_tokens is one item's; a per-item budget always fits.
+    assert budget_need(_reading("few-shot", spec=fixed, max_tokens=8)) is None
+    assert budget_need(_reading("auto-demo", 8)) is None
+
+
+def test_check_prints_the_warning_and_exits_zero(fixed: Path) -> None:
+    from click.testing import CliRunner
+    from promptc.cli.check import check_command
+
+    spec = fixed
+    run = CliRunner().invoke(check_command, [str(spec), "--strategy", "batch"])
+    assert run.exit_code == 0
+    assert "warning: model.max_tokens 64 may cut off the requests of batch-8" in run.output
+    assert "8 per request (1 warning)\n" in run.output
+    doc = json.loads(CliRunner().invoke(check_command, [str(spec), "--format", "json"]).output)
+    assert doc["valid"] is True and doc["warnings"] == []  # few-shot: one item, fits
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            {"max_tokens": 64},
+            (
+                "model.max_tokens_per_item and model.max_tokens both set the output budget; "
+                "expected one of them"
+            ),
+        ),
+        (
+            {"max_completion_tokens": 64},
+            (
+                "model.max_tokens_per_item and model.max_completion_tokens both set the output "
+                "budget; expected one of them"
+            ),
+        ),
+    ],
+)
+def test_two_budgets_are_an_error(model: dict[str, object], message: str) -> None:
+    with pytest.raises(PromptcErrors) as e:
+        _reading("batch", **model)
+    assert [x.message for x in e.value] == [message]
+
+
+# -------------------------------------------------------------------------- truncated status
+
+
+def test_the_items_the_cut_reached_are_truncated_the_others_keep_their_status() -> None:
+    task = make_task("batch", 4)
+    req = make_request(task)
+    cut = "A[1]: 18\nA[2]: 7\nA[3]: 12"  # item 3 may have been 125; item 4 never came
+    results = parse_output(task, req, cut, finish_reason="length")
+    assert [r.status for r in results] == ["ok", "ok", "truncated", "truncated"]
+    assert results[2].values == {} and results[3].message == TRUNCATED_MESSAGE.format(item="item-4")
+    assert results[3].message == (
+        "the output stopped at max_tokens (finish length) before item item-4's answer was "
+        "complete; raise the budget (model.max_tokens_per_item fits it to each request)"
+    )
+    # The same output, finished by the model: what it says is what it is.
+    assert [r.status for r in parse_output(task, req, cut)] == ["ok", "ok", "ok", "missing"]
+    assert [r.status for r in parse_output(task, req, cut, finish_reason="stop")] == [
+        "ok",
+        "ok",
+        "ok",
+        "missing",
+    ]
+    # An item the model skipped before the cut is missing, not truncated.
+    skipped = parse_output(task, req, "A[1]: 18\nA[3]: 4\nA[4]", finish_reason="length")
+    assert [r.status for r in skipped] == ["ok", "missing", "ok", "truncated"]
+
+
+def test_a_one_item_answer_cut_off_is_truncated() -> None:
+    task = make_task("single", 1)
+    req = make_request(task)
+    assert [r.status for r in parse_output(task, req, "18", finish_reason="length")] == [
+        "truncated"
+    ]
+    assert "truncated" in STATUSES

@@ -1,0 +1,178 @@
+"""Voting across permutations (``strategy.vote``): the spec, the build's rounds and how an
+item's answers are combined. The run against a scripted server is
+tests/integration/test_run_vote.py."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from promptc.build import assemble
+from promptc.build.batches import BatchLine
+from promptc.errors import Location, PromptcErrors
+from promptc.ir import Vote, request_id, round_of
+from promptc.parse.results import ItemResult
+from promptc.parse.vote import combine, settled
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+READING = SPECS / "reading.yaml"
+
+
+def _task(kind: str = "batch", size: int = 4, **vote: object) -> object:
+    return compile_spec(
+        READING,
+        overrides={
+            ("strategy", "kind"): kind,
+            ("strategy", "batch_size"): size,
+            ("strategy", "vote"): vote or {"rounds": 3},
+        },
+    )
+
+
+def _batches(task: object) -> list[dict[str, object]]:
+    text = assemble(task).files["batches.jsonl"]  # type: ignore[arg-type]
+    return [json.loads(x) for x in text.splitlines()]
+
+
+def test_the_spec_says_the_rounds() -> None:
+    task = _task(rounds=5, early_stop=2)
+    assert task.strategy.vote == Vote(5, 2)  # type: ignore[attr-defined]
+    assert task.strategy.rounds == 5  # type: ignore[attr-defined]
+    plain = compile_spec(READING)
+    assert plain.strategy.vote is None and plain.strategy.rounds == 1
+
+
+def test_every_round_asks_every_item_once_at_another_position_with_other_neighbours() -> None:
+    lines = _batches(_task("batch", 4, rounds=4))
+    assert [x["request"] for x in lines[:5]] == ["r0001", "r0002", "r0003", "r0004", "r0001.v2"]
+    assert [x["round"] for x in lines] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
+    positions: dict[str, list[int]] = {}
+    neighbours: dict[str, list[frozenset[str]]] = {}
+    for r in range(1, 5):
+        ids = [i for x in lines if x["round"] == r for i in x["item_ids"]]  # type: ignore[attr-defined]
+        assert sorted(ids) == sorted(f"r{k:02d}" for k in range(1, 17))  # each once a round
+        for x in lines:
+            if x["round"] == r:
+                for p, i in enumerate(x["item_ids"]):  # type: ignore[arg-type]
+                    positions.setdefault(i, []).append(p)
+                    neighbours.setdefault(i, []).append(frozenset(x["item_ids"]) - {i})  # type: ignore[arg-type]
+    assert all(len(set(p)) == 4 for p in positions.values())  # 4 rounds, 4 positions
+    # Two items share a batch again only when (r-1)(p-q) ≡ 0 (mod 4): never all of them.
+    for got in neighbours.values():
+        assert len(set(got)) == 4
+
+
+def test_retrieval_rounds_keep_the_neighbours_and_move_the_target() -> None:
+    task = compile_spec(
+        READING,
+        overrides={
+            ("strategy", "kind"): "batch",
+            ("strategy", "batch_size"): 3,
+            ("strategy", "selection", "method"): "random",
+            ("strategy", "vote"): {"rounds": 3},
+        },
+    )
+    from promptc.build.rounds import with_rounds
+    from promptc.ir import Batch
+    from promptc.select.batches import SelectionResult
+
+    first = Batch(0, ("a", "b", "c"), (0, 1, 2), target=2)
+    rounds = with_rounds(task, SelectionResult([first]))  # type: ignore[arg-type]
+    assert [(b.item_ids, b.target, b.round) for b in rounds.batches] == [
+        (("a", "b", "c"), 2, 1),
+        (("c", "a", "b"), 0, 2),
+        (("b", "c", "a"), 1, 3),
+    ]
+    assert all(b.item_ids[b.target] == "c" for b in rounds.batches if b.target is not None)
+
+
+def test_a_build_without_votes_writes_no_round() -> None:
+    lines = assemble(compile_spec(READING)).files["batches.jsonl"].splitlines()
+    assert all("round" not in json.loads(x) for x in lines)
+    voted = _batches(_task())[5]
+    line = BatchLine.read(json.dumps(voted), Location("batches.jsonl", 6))
+    assert line.round == 2 and json.loads(line.text()) == voted
+
+
+def test_request_ids_say_the_round() -> None:
+    assert request_id(6, 4) == "r0007" and request_id(6, 4, 3) == "r0007.v3"
+    assert [round_of(x) for x in ("r0007", "r0007.v3", "r0007.v3.live", "r0007.v12.repair2.1")] == [
+        1,
+        3,
+        3,
+        12,
+    ]
+
+
+def _answer(round_: int, value: bool | None, item: str = "q1") -> ItemResult:
+    rid = request_id(0, 4, round_)
+    if value is None:
+        return ItemResult(rid, item, 1, "malformed")
+    return ItemResult(rid, item, 1, "ok", MappingProxyType({"answer": value}))
+
+
+def test_the_majority_wins_and_a_tie_goes_to_the_earliest_round() -> None:
+    rows, extra = combine(
+        [
+            (_answer(1, False), 1),
+            (_answer(2, True), 1),
+            (_answer(3, True), 2),
+            (_answer(4, None), 1),
+        ]
+    )
+    assert [(x.request_id, x.values["answer"], n) for x, n in rows] == [("r0001.v2", True, 5)]
+    assert extra["q1"]["votes"] == 2
+    assert [(r["round"], r["status"]) for r in extra["q1"]["rounds"]] == [
+        (1, "ok"),
+        (2, "ok"),
+        (3, "ok"),
+        (4, "malformed"),
+    ]
+    tie, _ = combine([(_answer(2, True), 1), (_answer(1, False), 1)])  # rows in any order
+    assert tie[0][0].values["answer"] is False and tie[0][0].request_id == "r0001"
+    failed, extra = combine([(_answer(1, None), 1), (_answer(2, None), 1)])
+    assert failed[0][0].status == "malformed" and extra["q1"]["votes"] == 0
+
+
+def test_an_item_settles_when_its_last_answers_agree() -> None:
+    same = [_answer(1, False), _answer(2, True), _answer(3, True)]
+    assert settled(same, 2) and not settled(same, 3) and not settled(same, None)
+    assert not settled([_answer(1, None), _answer(2, None)], 2)
+    assert Counter(x.status for x in same) == {"ok": 3}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {("strategy", "vote"): {"rounds": 3, "early_stop": 4}},
+            "early_stop 4 is more than the 3 rounds; expected 2..3",
+        ),
+        (
+            {("strategy", "kind"): "single", ("strategy", "vote"): {"rounds": 3}},
+            "vote has no effect on strategy single, which sends one item per request",
+        ),
+    ],
+)
+def test_vote_errors(overrides: dict[tuple[str, ...], object], message: str) -> None:
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(READING, overrides={("strategy", "kind"): "batch", **overrides})
+    assert [x.message for x in e.value] == [message]
+
+
+def test_a_one_item_strategy_ignores_vote_in_a_spec_file(tmp_path: Path) -> None:
+    spec = tmp_path / "reading.yaml"
+    spec.write_text(
+        READING.read_text().replace("  kind: few-shot\n", "  kind: few-shot\n  vote: {rounds: 3}\n")
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "reading.csv").write_text((SPECS / "data" / "reading.csv").read_text())
+    task = compile_spec(spec)
+    assert task.strategy.vote == Vote(3) and task.strategy.rounds == 1
+    assert [json.loads(x)["id"] for x in assemble(task).files["requests.jsonl"].splitlines()] == [
+        f"r{k:04d}" for k in range(1, 17)
+    ]
