@@ -179,19 +179,6 @@ def test_unconstrained_batch_reports_a_status_per_item(
     )
 
 
-#: The build's JSON Schema closes each ``answers`` array with ``"items": false`` (beside
-#: ``prefixItems`` and ``maxItems``); llama.cpp's JSON-Schema-to-grammar converter takes no
-#: boolean schema there and the server answers HTTP 400 ("JSON schema error at
-#: #/properties/answers/items: schema must be an object"). Strict: the tests fail as soon as
-#: the request body sent to llama.cpp no longer holds it, so that this mark goes then.
-LLAMA_CPP_REFUSES_ITEMS_FALSE = pytest.mark.xfail(
-    reason="llama.cpp's server refuses the schema's boolean 'items: false'",
-    raises=AssertionError,
-    strict=True,
-)
-
-
-@LLAMA_CPP_REFUSES_ITEMS_FALSE
 def test_json_schema_constrained_batch_parses_ok(
     llm_base_url: str, build: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -210,7 +197,6 @@ def test_json_schema_constrained_batch_parses_ok(
     assert result.statuses is not None and result.statuses["ok"] == 8
 
 
-@LLAMA_CPP_REFUSES_ITEMS_FALSE
 def test_json_schema_auto_demo_pins_each_question(
     llm_base_url: str, build: Callable[..., Path], tmp_path: Path
 ) -> None:

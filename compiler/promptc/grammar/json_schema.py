@@ -73,7 +73,9 @@ def json_schema(
                     _answer(blueprint, i, questions[i - 1] if questions is not None else None)
                     for i in range(1, blueprint.n_items + 1)
                 ],
-                "items": False,
+                # Exactly n items by minItems and maxItems beside prefixItems: the same
+                # language as a closing "items": false, which llama.cpp's JSON-Schema
+                # converter refuses (HTTP 400: "schema must be an object").
                 "minItems": blueprint.n_items,
                 "maxItems": blueprint.n_items,
             }
