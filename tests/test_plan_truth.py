@@ -179,3 +179,32 @@ def test_probe_needs_an_engine(capsys: pytest.CaptureFixture[str]) -> None:
         "<command line>: --probe: --probe needs an engine to measure: give --local or "
         "--base-url URL"
     )
+
+
+def test_a_spec_that_votes_is_planned_with_every_round(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``strategy.vote``: each round's requests are counted (their tokens and cost), so the
+    plan of three rounds is three times the plan of one (the items are the same)."""
+    text = Path(SENTIMENT).read_text(encoding="utf-8")
+    assert "  selection: {method: sequential}\n" in text
+    (tmp_path / "data").mkdir()
+    data = REPO / "specs" / "data" / "sentiment.jsonl"
+    (tmp_path / "data" / data.name).write_bytes(data.read_bytes())
+    voting = tmp_path / "sentiment.yaml"
+    voting.write_text(
+        text.replace(
+            "  selection: {method: sequential}\n",
+            "  selection: {method: sequential}\n  vote: {rounds: 3, early_stop: 2}\n",
+        ),
+        encoding="utf-8",
+    )
+    args = ["--strategies", "batch", "--batch-sizes", "8"]
+    code, one, _ = plan_json(capsys, SENTIMENT, *args)
+    assert code == 0
+    code, three, _ = plan_json(capsys, str(voting), *args)
+    assert code == 0
+    (a,), (b,) = one["variants"], three["variants"]
+    assert b["requests"] == 3 * a["requests"]
+    assert b["input_tokens"] == 3 * a["input_tokens"]
+    assert b["items"] == a["items"] == 20

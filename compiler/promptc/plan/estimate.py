@@ -30,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from promptc import ir
+from promptc.build.rounds import with_rounds
 from promptc.errors import Location, UsageError
 from promptc.markers import (
     ITEM_SEPARATOR,
@@ -320,9 +321,11 @@ def plan_task(
     """One variant's plan from its compiled task (select and render in memory).
 
     A request whose estimated output is over ``model.max_tokens`` keeps its estimate (what the
-    answer needs, not what the model may say before it is cut) and counts in ``capped``.
+    answer needs, not what the model may say before it is cut) and counts in ``capped``. A
+    spec that votes (``strategy.vote``) is planned with every round's requests: the cost of all
+    rounds, which early stop can only lower.
     """
-    requests = render(task, select(task))
+    requests = render(task, with_rounds(task, select(task)))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
     messages = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
