@@ -17,6 +17,8 @@ import pytest
 from loopback import QuietHandler, send_json, serving
 from promptc.cli.app import run
 
+REPO = Path(__file__).resolve().parents[1]
+
 SPEC = """\
 promptc: 1
 name: scripted
@@ -222,7 +224,9 @@ def test_a_dead_endpoint_is_one_error_within_seconds_and_no_report(
         "Connection refused): no request was sent and no report written (start the server or "
         "fix --base-url; --local answers with the embedded model)"
     )
-    assert err.strip().splitlines() == [expected]
+    # The one error; besides it only the spec's own warnings (its max_tokens 64 may cut batch-8).
+    lines = err.strip().splitlines()
+    assert [x for x in lines if "warning:" not in x] == [expected]
     assert not out.exists()
 
 
@@ -328,3 +332,24 @@ def test_no_report_is_written_when_nothing_was_answered(
         "received are cached)"
     )
     assert not (out / "report.json").exists() and not (out / "report.md").exists()
+
+
+def test_eval_warns_of_a_fixed_budget_too_small_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fixed ``model.max_tokens`` that cannot fit a variant's requests is said, at the spec's
+    line, before the endpoint is even asked (here it answers nothing: nothing is sent)."""
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "specs", specs)
+    spec = specs / "reading.yaml"
+    text = spec.read_text(encoding="utf-8")
+    assert "max_tokens_per_item: 64" in text
+    spec.write_text(text.replace("max_tokens_per_item: 64", "max_tokens: 24"), encoding="utf-8")
+    argv = ["eval", str(spec), "--base-url", "http://127.0.0.1:9/v1"]
+    code = run([*argv, "--strategies", "auto-demo", "--batch-sizes", "4", "--no-charts"])
+    err = capsys.readouterr().err
+    assert code == 1
+    (warning,) = [line for line in err.splitlines() if "warning:" in line]
+    assert warning.startswith(f"{spec}:")
+    assert "model.max_tokens 24 may cut off the requests of auto-demo-4" in warning
+    assert not (tmp_path / "report.md").exists()

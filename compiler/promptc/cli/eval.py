@@ -32,6 +32,7 @@ from promptc.cli.common import (
     data_option,
     format_option,
     spec_argument,
+    write_errors,
     write_table,
 )
 from promptc.cli.run import engine_options
@@ -218,6 +219,7 @@ def eval_command(
             limit=limit,
             on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=sys.stderr),
             progress=cli_events(sys.stderr),  # each variant's run shows what promptc run shows
+            warn=lambda w: write_errors(w, sys.stderr),
         )
         failures = [f for _, _, r in ran for f in r.failed]
         sys.stderr.writelines(f.format() + "\n" for f in failures)

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.build import build
-from promptc.errors import BackendError, Location
+from promptc.errors import BackendError, Location, SpecWarning
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant
+from promptc.render.output_budget import budget_warning
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
@@ -79,12 +80,15 @@ def run_variants(
     limit: int | None = None,
     on_variant: Callable[[Variant, int], None] | None = None,
     progress: Events | Callable[[str], None] | None = None,
+    warn: Callable[[SpecWarning], object] | None = None,
 ) -> list[tuple[Variant, Path, RunResult]]:
     """Builds and runs each variant; returns (variant, folder, RunResult) per variant.
 
     Args:
         run_options: :class:`~promptc.run.options.RunOptions` fields; ``None`` values take
             their defaults.
+        warn: Told, before anything is sent, of each variant whose fixed ``model.max_tokens``
+            may cut its requests off (their items would be lost to truncation).
 
     Raises:
         PromptcError: A variant does not compile or cannot be built; bad run options.
@@ -94,6 +98,10 @@ def run_variants(
     # Every variant compiles before anything is sent: a spec error in the last one (few-shot
     # without demos) must not come after paying for the first.
     tasks = [(v, compile_variant(spec, v, data, limit)) for v in variants]
+    for v, task in tasks:
+        warning = budget_warning(task, v.name)
+        if warning is not None and warn is not None:
+            warn(warning)
     if options.get("base_url") is not None:
         check_endpoint(str(options["base_url"]))
     done = []
