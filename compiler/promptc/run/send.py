@@ -99,11 +99,12 @@ class Sender:
         if not self._context_checked:
             self._context_checked = True  # once a run: the server's context does not change
             await self._check_context(requests)
+        concurrency = min(self.options.concurrency, self.engine.slots or self.options.concurrency)
         self.events.note(
             f"sending {len(requests)} request(s) to {self.engine.name} "
-            f"(grammar: {mode}, concurrency {self.options.concurrency})"
+            f"(grammar: {mode}, concurrency {concurrency})"
         )
-        gate = asyncio.Semaphore(self.options.concurrency)
+        gate = asyncio.Semaphore(concurrency)
 
         async def one(r: BuiltRequest) -> bool:
             async with gate:
