@@ -103,6 +103,25 @@ def test_collect_reads_every_content_form_odd_usage_and_a_bom(tmp_path: Path) ->
     assert result.statuses["ok"] == 16
 
 
+def test_a_token_count_past_pythons_digit_limit_keeps_its_answer(tmp_path: Path) -> None:
+    """A 5,000-digit integer is valid JSON that Python's int conversion refuses (4,300 digits
+    at most): the line is still read, its answer kept, and the count said, abbreviated."""
+    folder = _build(tmp_path / "b")
+    huge = "9" * 5000
+    lines = [_line(rid) for rid in IDS]
+    lines[1] = lines[1].replace('"prompt_tokens": 5', f'"prompt_tokens": {huge}')
+    assert huge in lines[1]
+    result = collect(folder, _results(tmp_path / "out.jsonl", lines))
+    assert result.answered == 5 and not result.failed
+    assert result.notes == [
+        (
+            "out.jsonl:2: usage.prompt_tokens is a number 99999999999999999999… (5000 digits), "
+            "not a whole number of tokens; not counted"
+        )
+    ]
+    assert read_outputs_file(folder / "outputs.jsonl").answers["r0002"]["output"] == ANSWER
+
+
 def test_collect_says_unknown_ids_by_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _build(tmp_path / "b")
     lines = [_line(rid) for rid in IDS] + [_line("r9999"), _line("r0001", OTHER)]

@@ -202,8 +202,14 @@ def describe(value: object, *, show: bool = True) -> str:
         return "null"
     if isinstance(value, bool):
         return f"a boolean {'true' if value else 'false'}" if show else "a boolean"
-    if isinstance(value, int):
-        return f"an integer {value}" if show else "a number"
+    if isinstance(value, (int, Decimal)):
+        if not show:
+            return "a number"
+        # Past Python's 4,300-digit limit str() of an int raises: such a number (read as a
+        # Decimal by json_number) is named by its first digits and its length.
+        text = str(value)
+        shown = text if len(text) <= 40 else f"{text[:20]}… ({len(text)} digits)"
+        return f"an integer {shown}" if isinstance(value, int) else f"a number {shown}"
     if isinstance(value, float):
         return f"a number {value!r}" if show else "a number"
     if isinstance(value, str):
@@ -214,6 +220,13 @@ def describe(value: object, *, show: bool = True) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return "a mapping"
+
+
+def json_int(text: str) -> int | Decimal:
+    """A JSON integer as ``json.loads(..., parse_int=json_int)`` reads it: an int, or past
+    Python's 4,300-digit limit for int conversion a Decimal, so that the line holding it (an
+    answer, with its usage) is still read and the odd number is said where it is used."""
+    return int(text) if len(text) <= 4000 else Decimal(text)
 
 
 def or_list(words: Sequence[str]) -> str:

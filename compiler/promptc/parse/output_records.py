@@ -18,6 +18,7 @@ from promptc.errors import (
     PromptcError,
     UsageError,
 )
+from promptc.text import json_int
 
 ID_KEYS = ("custom_id", "request_id", "id")
 
@@ -68,7 +69,7 @@ def _looks_like_jsonl(path: Path, text: str) -> bool:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = json.loads(line, parse_int=json_int)
         except (ValueError, RecursionError):
             return False
         return isinstance(data, dict) and any(k in data for k in ID_KEYS)
@@ -199,7 +200,7 @@ def _json_object(
 ) -> Mapping[str, Any] | None:
     """The JSON object of one line of OUTPUTS, or ``None`` with the reason in ``errors``."""
     try:
-        data = json.loads(line)
+        data = json.loads(line, parse_int=json_int)
     except json.JSONDecodeError as e:
         errors.append(
             OutputParseError(

@@ -64,7 +64,7 @@ from promptc.run.repair import (
     repair_requests,
     repair_shape,
 )
-from promptc.text import describe, sha256_text, write_atomic
+from promptc.text import describe, json_int, sha256_text, write_atomic
 from promptc.version import VERSION
 
 REPAIR_DIR = "repair"
@@ -180,7 +180,7 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(raw.decode("utf-8"))
+                yield lineno, json.loads(raw.decode("utf-8"), parse_int=json_int)
             except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 yield lineno, ValueError(f"not JSON: {e}")
 
