@@ -222,6 +222,23 @@ def test_absurd_numbers_are_usage_errors(
     assert capsys.readouterr().err.splitlines()[0] == message
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-nan", "Infinity"])
+def test_a_timeout_or_price_that_is_no_finite_number_is_refused(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``float()`` reads these and every range comparison lets nan through: refused by name."""
+    folder = _build(tmp_path / "b")
+    assert run(["run", str(folder), "--timeout", value]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--timeout'" in err and "Traceback" not in err
+    assert not (folder / "outputs.jsonl").exists()
+    assert run(["plan", str(SPECS / "sentiment.yaml"), "--max-cost", value]) == 2
+    assert "Invalid value for '--max-cost'" in capsys.readouterr().err
+    for option in ("--price-cached", "--price-in"):
+        assert run(["plan", str(SPECS / "sentiment.yaml"), option, value, "--price-out", "1"]) == 2
+        assert f"<command line>: {option}: price '{value}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["my tasks", "-dash", "it's", "$HOME x", "a" * 300])
 def test_init_says_a_next_command_a_shell_runs_as_said(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -84,6 +85,17 @@ def compile_checked(
     task = compile_task(spec, strategy, batch_size, data=data)
     raise_template_errors(task)
     return task
+
+
+class FiniteRange(click.FloatRange):
+    """click's ``FloatRange`` that also refuses ``nan`` and ``inf`` (which ``float()`` reads
+    and every range comparison lets through): a timeout or a price is a finite number."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def plural(n: int, word: str) -> str:

@@ -28,6 +28,7 @@ import click
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    FiniteRange,
     compile_task,
     data_option,
     format_option,
@@ -141,7 +142,7 @@ def _tolerance(text: str | None) -> Decimal | None:
 )
 @click.option(
     "--margin",
-    type=click.FloatRange(min=0, max=100, min_open=True),
+    type=FiniteRange(min=0, max=100, min_open=True),
     default=DEFAULT_MARGIN,
     show_default=True,
     metavar="POINTS",

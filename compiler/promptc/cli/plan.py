@@ -24,6 +24,7 @@ import click
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    FiniteRange,
     data_option,
     format_option,
     spec_argument,
@@ -180,7 +181,7 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
 )
 @click.option(
     "--max-cost",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=None,
     metavar="USD",
     help="Exit 1 if any variant costs more.",

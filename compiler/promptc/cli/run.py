@@ -46,6 +46,7 @@ from promptc.cli.common import (
     EXIT_ITEMS,
     EXIT_OK,
     EXIT_USAGE,
+    FiniteRange,
     summary_format_option,
     write_errors,
 )
@@ -94,7 +95,7 @@ ENGINE_OPTIONS = (
     ),
     click.option(
         "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteRange(min=0, min_open=True),
         default=DEFAULT_TIMEOUT,
         show_default=True,
         metavar="S",
@@ -145,7 +146,7 @@ def engine_options(command: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option(
     "--poll-interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=30.0,
     show_default=True,
     metavar="S",
