@@ -16,6 +16,8 @@ import itertools
 import json
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -179,3 +181,14 @@ def test_early_stop_saves_asks_and_keeps_the_expected_accuracy(
     assert result.early_stop_asks == ROUNDS * ITEMS - sum(handler.asked)
     assert len(handler.asked) + result.early_stopped == ROUNDS * ITEMS // SIZE
     assert result.ok
+    # promptc parse of the same answers gives the same results, and names no request early
+    # stop left unsent as one without an answer.
+    before = (folder / "results.jsonl").read_text(encoding="utf-8")
+    parsed = tmp_path / "parsed.jsonl"
+    argv = ["parse", str(folder), str(folder / "outputs.jsonl"), "-o", str(parsed)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", *argv], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1: an item the vote got wrong is still ok
+    assert "have no output" not in proc.stderr
+    assert parsed.read_text(encoding="utf-8") == before

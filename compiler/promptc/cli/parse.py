@@ -38,12 +38,19 @@ import click
 
 from promptc.cli.common import format_option, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
+from promptc.ir import round_of
 from promptc.parse.build_input import Build, load_build
 from promptc.parse.output import PER_ITEM, parse_output, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
 from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
-from promptc.run.repair import Merged, merge_answers, repair_shape, stood_in
+from promptc.run.repair import (
+    STAND_IN_SUFFIX,
+    Merged,
+    merge_answers,
+    repair_shape,
+    stood_in,
+)
 from promptc.text import write_atomic
 
 # --------------------------------------------------------------------------------------------
@@ -192,11 +199,17 @@ def run_parse(
     else:
         for r, n in merged.rows:
             out.write(merged.line(r, n) + "\n")
-    unanswered = (
-        len(known) - len(found.seen)
+    missing = (
+        [rid for rid in known if rid not in asked]
         if request_id is None and records and records[0].request_id is not None
-        else 0
+        else []
     )
+    # With early stop, a later round's request whose items had all settled is never sent:
+    # not an answer missing from the file.
+    vote = build.task.strategy.vote
+    if vote is not None and vote.early_stop is not None:
+        missing = [rid for rid in missing if round_of(rid) == 1]
+    unanswered = len(missing)
     _say(found, merged, results, unanswered, f"{build.source} have no output in {outputs}", err)
     if found.errors or any(r.status != "ok" for r in results):
         return 1
@@ -231,6 +244,15 @@ def _request(
     return request_id
 
 
+def _origin(rid: str) -> str:
+    """The build request an answer of ``promptc run`` was asked for: a repair's
+    (``r0003.repair1``) or a voting round's stand-in's (``r0007.v3.live``, asked of the
+    round's unsettled items); ``rid`` itself for any other id."""
+    if ".repair" in rid:
+        return rid.split(".repair")[0]
+    return rid.removesuffix(STAND_IN_SUFFIX)
+
+
 def _parse_records(
     build: Build,
     records: Sequence[OutputRecord],
@@ -243,8 +265,8 @@ def _parse_records(
     for rec in records:
         rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
         assert rid is not None
-        if rid not in known and ".repair" in rid and rid.split(".repair")[0] in known:
-            origin = rid.split(".repair")[0]
+        origin = _origin(rid)
+        if rid not in known and origin in known:
             if request_id is not None and origin != request_id:
                 continue
             if rec.repair is None or str(rec.repair.get("of")) != origin or rid in found.repairs:
