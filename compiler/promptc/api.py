@@ -53,6 +53,7 @@ from promptc.run.progress import Events
 from promptc.run.result import RunResult
 from promptc.select.methods import missing_requirements
 from promptc.spec.lower import compile_spec
+from promptc.strategies import SINGLE
 
 #: A compiled, validated task (the IR's root: :class:`promptc.ir.Task`).
 Task = ir.Task
@@ -362,7 +363,8 @@ def evaluate(
     task = compile_spec(Path(spec), overrides=overrides(data=data) or None)
     read = [read_variant(b.folder if isinstance(b, Build) else Path(b), task) for b in results]
     names = [r.name for r in read]
-    chosen = baseline or ("single" if "single" in names or not names else names[0])
+    single = SINGLE.name  # the variant name of the one-item strategy without demos
+    chosen = baseline or (single if single in names or not names else names[0])
     tol = Decimal(tolerance) if tolerance is not None else None
     report = build_report(task, read, baseline=chosen, tolerance=tol)
     loaded: dict[str, Any] = json.loads(report_json(report))
