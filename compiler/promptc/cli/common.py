@@ -153,6 +153,26 @@ data_option = click.option(
     help="Read the items from PATH instead of the spec's data.path (relative to the working "
     "folder; the format from its extension unless data.format says).",
 )
+
+
+def price_options(command: F) -> F:
+    """``--price-in``, ``--price-out`` and ``--price-cached`` (USD per million tokens), as
+    ``plan`` and ``eval`` take them; read by :func:`promptc.plan.estimate.price_of`."""
+    command = click.option(
+        "--price-cached",
+        default=None,
+        metavar="USD",
+        help="USD per million input tokens served from the engine's prompt cache (the prefix "
+        "every request repeats). Default: model.price.cached_input, else the input price.",
+    )(command)
+    command = click.option(
+        "--price-out", default=None, metavar="USD", help="USD per million output tokens."
+    )(command)
+    return click.option(
+        "--price-in", default=None, metavar="USD", help="USD per million input tokens."
+    )(command)
+
+
 spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=False, readable=True))
 
 

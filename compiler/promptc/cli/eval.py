@@ -32,6 +32,7 @@ from promptc.cli.common import (
     compile_task,
     data_option,
     format_option,
+    price_options,
     spec_argument,
     write_errors,
     write_table,
@@ -131,15 +132,7 @@ def _tolerance(text: str | None) -> Decimal | None:
     help="The variant others are compared with (default: single, else the first variant).",
 )
 @click.option("--tolerance", default=None, metavar="X", help="Absolute tolerance for numbers.")
-@click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
-@click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
-@click.option(
-    "--price-cached",
-    default=None,
-    metavar="USD",
-    help="USD per million input tokens served from the engine's prompt cache (the prefix "
-    "every request repeats). Default: model.price.cached_input, else the input price.",
-)
+@price_options
 @click.option(
     "--margin",
     type=FiniteRange(min=0, max=100, min_open=True),

@@ -27,6 +27,7 @@ from promptc.cli.common import (
     FiniteRange,
     data_option,
     format_option,
+    price_options,
     spec_argument,
     write_table,
 )
@@ -170,15 +171,7 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     help="o200k_base, cl100k_base or a .gguf model file (default: the model's own when "
     "known, else o200k_base as an estimate).",
 )
-@click.option("--price-in", default=None, metavar="USD", help="USD per million input tokens.")
-@click.option("--price-out", default=None, metavar="USD", help="USD per million output tokens.")
-@click.option(
-    "--price-cached",
-    default=None,
-    metavar="USD",
-    help="USD per million input tokens served from the engine's prompt cache (the prefix "
-    "every request repeats). Default: model.price.cached_input, else the input price.",
-)
+@price_options
 @click.option(
     "--max-cost",
     type=FiniteRange(min=0),
