@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopback import QuietHandler, chat_completion, send_json
+from loopback import QuietHandler, chat_completion, send_json, serving
 
 
 @dataclass
@@ -210,12 +210,5 @@ def handler_for(server: BatchServer) -> type[http.server.BaseHTTPRequestHandler]
 @contextmanager
 def batch_api(server: BatchServer) -> Iterator[str]:
     """Serves ``server`` on a free port until the block ends; yields the ``/v1`` base URL."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(server))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler_for(server)) as url:
+        yield url
