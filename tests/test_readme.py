@@ -74,23 +74,31 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _runs(
+    line: str, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """One README command run by bash as written: it exits 0 with no traceback."""
+    proc = subprocess.run(
+        ["bash", "-c", line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
 @pytest.mark.llm
 def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
     shutil.copytree(REPO / "specs", tmp_path / "specs")
     env = _env(tmp_path)
     blocks = _quick_start_blocks()[:3]
     for line in [c for b in blocks for c in _promptc_commands(b)]:
-        proc = subprocess.run(
-            ["bash", "-c", line],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
-        assert "Traceback" not in proc.stderr
+        proc = _runs(line, tmp_path, env, timeout=1200)
         if line.startswith("promptc parse"):
             assert "20 results from 3 request(s)" in proc.stderr
             assert "─" not in proc.stdout  # piped: no box drawing
@@ -296,15 +304,5 @@ def test_the_plan_and_eval_block_runs_as_written(tmp_path: Path) -> None:
     shutil.copytree(REPO / "specs", tmp_path / "specs")
     env = _env(tmp_path)
     for line in _promptc_commands(block):
-        proc = subprocess.run(
-            ["bash", "-c", line],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
-        assert "Traceback" not in proc.stderr
+        _runs(line, tmp_path, env, timeout=3600)
     assert (tmp_path / "eval" / "report.md").is_file()
