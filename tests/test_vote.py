@@ -66,28 +66,44 @@ def test_every_round_asks_every_item_once_at_another_position_with_other_neighbo
         assert len(set(got)) == 4
 
 
-def test_retrieval_rounds_keep_the_neighbours_and_move_the_target() -> None:
+def test_retrieval_rounds_take_the_next_neighbours_and_move_the_target() -> None:
+    import numpy as np
+    from promptc.select import neighbors, similarity
+
+    vectors = np.random.default_rng(7).normal(size=(12, 6)).astype(np.float32)
+    groups = similarity.find_groups(vectors, 3, "retrieval", rounds=3).groups
+    assert [g.round for g in groups] == [1] * 12 + [2] * 12 + [3] * 12
+    assert groups[:12] == similarity.find_groups(vectors, 3, "retrieval").groups
+    nearest = neighbors.all_neighbors(similarity.normalize(vectors), 6).indices
+    for i in range(12):
+        mine = groups[i::12]
+        assert all(g.members[g.target] == i for g in mine if g.target is not None)
+        assert [g.target for g in mine] == [2, 0, 1]
+        # Round r takes the item's nearest neighbours of ranks 2r-2 and 2r-1.
+        assert [set(g.members) - {i} for g in mine] == [
+            set(nearest[i][2 * r : 2 * r + 2].tolist()) for r in range(3)
+        ]
+    # Fewer items than the rounds need: the ranks wrap around, a batch keeps its size.
+    few = similarity.find_groups(vectors[:4], 3, "retrieval", rounds=3).groups
+    assert all(len(set(g.members)) == 3 for g in few)
+
+
+def test_a_selection_that_dealt_its_rounds_is_kept() -> None:
     task = compile_spec(
         READING,
         overrides={
             ("strategy", "kind"): "batch",
-            ("strategy", "batch_size"): 3,
-            ("strategy", "selection", "method"): "random",
-            ("strategy", "vote"): {"rounds": 3},
+            ("strategy", "batch_size"): 2,
+            ("strategy", "vote"): {"rounds": 2},
         },
     )
     from promptc.build.rounds import with_rounds
     from promptc.ir import Batch
     from promptc.select.batches import SelectionResult
 
-    first = Batch(0, ("a", "b", "c"), (0, 1, 2), target=2)
-    rounds = with_rounds(task, SelectionResult([first]))  # type: ignore[arg-type]
-    assert [(b.item_ids, b.target, b.round) for b in rounds.batches] == [
-        (("a", "b", "c"), 2, 1),
-        (("c", "a", "b"), 0, 2),
-        (("b", "c", "a"), 1, 3),
-    ]
-    assert all(b.item_ids[b.target] == "c" for b in rounds.batches if b.target is not None)
+    dealt = [Batch(0, ("a", "b"), (0, 1), target=1), Batch(0, ("c", "a"), (2, 0), 0, round=2)]
+    rounds = with_rounds(task, SelectionResult(dealt))  # type: ignore[arg-type]
+    assert rounds.batches == dealt and rounds.info["vote_rounds"] == 2
 
 
 def test_a_build_without_votes_writes_no_round() -> None:

@@ -63,16 +63,19 @@ def server() -> Iterator[tuple[str, type[_Handler]]]:
         yield url, handler
 
 
-def _retrieval_build(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """specs/sentiment.yaml with retrieval selection (batches of 4, the target last),
-    embedded by the loopback server."""
+def _retrieval_build(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, extra: str = ""
+) -> Path:
+    """specs/sentiment.yaml with retrieval selection (batches of 4, the target last, and
+    ``extra`` lines under ``strategy``), embedded by the loopback server."""
     monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
     shutil.copytree(SPECS / "data", tmp_path / "data")
     shutil.copy(SPECS / "sentiment.yaml", tmp_path / "sentiment.yaml")
     spec = tmp_path / "ret.yaml"
     spec.write_text(
         "promptc: 1\nextends: sentiment.yaml\nstrategy:\n  kind: batch\n  batch_size: 4\n"
-        f"  selection:\n    method: retrieval\n    embeddings: {{url: {url!r}, model: h}}\n",
+        f"  selection:\n    method: retrieval\n    embeddings: {{url: {url!r}, model: h}}\n"
+        + extra,
         encoding="utf-8",
     )
     out = tmp_path / "build"
@@ -145,6 +148,39 @@ def test_retrieval_demonstrations_that_fail_are_not_re_asked(
     collected = collect(out, _write(tmp_path / "batch.jsonl", batch))
     assert collected.not_ok == 0 and collected.repair_dir is None
     assert sum(collected.statuses.values()) == 20
+
+
+def test_retrieval_votes_ask_each_target_with_other_neighbours_at_other_positions(
+    server: tuple[str, type[_Handler]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = server
+    out = _retrieval_build(tmp_path, url, monkeypatch, "  vote: {rounds: 3}\n")
+    lines = [json.loads(x) for x in (out / "batches.jsonl").read_text().splitlines()]
+    assert [x["round"] for x in lines] == [1] * 20 + [2] * 20 + [3] * 20
+    seen: dict[str, list[tuple[int, frozenset[str]]]] = {}
+    for x in lines:
+        ids = x["item_ids"]
+        target = ids[x["target"]]
+        seen.setdefault(target, []).append((x["target"], frozenset(ids) - {target}))
+    assert sorted(seen) == sorted(f"s{k:02d}" for k in range(1, 21))
+    for rounds in seen.values():
+        assert sorted(p for p, _ in rounds) == [0, 1, 3]  # the last slot, then the first two
+        neighbours = [n for _, n in rounds]
+        assert all(len(n) == 3 for n in neighbours)
+        assert len(frozenset().union(*neighbours)) == 9  # other neighbours every round
+    # Round 1 is the build without votes, request for request.
+    plain = _retrieval_build(tmp_path / "plain", url, monkeypatch)
+    first = (plain / "batches.jsonl").read_text().splitlines()
+    assert [{k: v for k, v in x.items() if k != "round"} for x in lines[:20]] == [
+        json.loads(x) for x in first
+    ]
+    handler.rule = staticmethod(
+        lambda qs: "\n".join(f"A[{i}]: positive" for i in range(1, len(qs) + 1))
+    )
+    result = _run(out, url, tmp_path, repair=0)
+    assert len(handler.seen) == 60 and result.not_ok == 0
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and all(len(r["rounds"]) == 3 and r["votes"] == 3 for r in rows)
 
 
 def _batch_lines(outputs_file: Path, ids: list[str]) -> list[dict[str, Any]]:

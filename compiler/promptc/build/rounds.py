@@ -14,8 +14,9 @@ items of one batch (positions p ≠ q) share a batch again in round r only when
 items in their new positions' order. The positions differ round to round for up to n rounds.
 
 A ``retrieval`` batch is for its target item, with that item's most similar items as its
-neighbours: its rounds keep the neighbours and rotate the positions (the target included), so
-that the target is asked at another position each round.
+neighbours: the selection deals its rounds itself (:func:`promptc.select.similarity.retrieval_groups`),
+as only it holds the similarities that choose each round's other neighbours; such a selection
+arrives here with its rounds and is kept as it is.
 
 Requests of round r > 1 are named after their place in the round (``r0007.v2``,
 :func:`promptc.ir.request_id`) and ``batches.jsonl`` says each one's round.
@@ -33,10 +34,13 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
     rounds = task.strategy.rounds
     if rounds == 1:
         return selection
-    first = list(selection.batches)
-    batches = list(first)
-    for r in range(2, rounds + 1):
-        batches += _round(first, r)
+    batches = list(selection.batches)
+    first = [b for b in batches if b.round == 1]
+    if first and len(first) == len(
+        batches
+    ):  # not dealt by the selection (see the module's docstring)
+        for r in range(2, rounds + 1):
+            batches += _round(first, r)
     return SelectionResult(
         batches, {**selection.info, "requests": len(batches), "vote_rounds": rounds}
     )
@@ -44,8 +48,6 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
 
 def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
     """The batches of round ``r`` (see the module's docstring)."""
-    if any(b.target is not None for b in first):
-        return [_rotated(b, r) for b in first]
     width = max(len(b.item_ids) for b in first)
     count = len(first)
     slots: list[dict[int, tuple[str, int]]] = [{} for _ in first]
@@ -64,21 +66,3 @@ def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
             )
         )
     return out
-
-
-def _rotated(batch: ir.Batch, r: int) -> ir.Batch:
-    """A retrieval batch of round ``r``: its items moved ``r - 1`` positions on."""
-    n = len(batch.item_ids)
-    shift = (r - 1) % n
-
-    def turn(seq: tuple[object, ...]) -> tuple[object, ...]:
-        return seq[-shift:] + seq[:-shift] if shift else seq
-
-    return ir.Batch(
-        index=batch.index,
-        item_ids=turn(batch.item_ids),  # type: ignore[arg-type]
-        item_indices=turn(batch.item_indices),  # type: ignore[arg-type]
-        target=None if batch.target is None else (batch.target + shift) % n,
-        similarities=None if batch.similarities is None else turn(batch.similarities),  # type: ignore[arg-type]
-        round=r,
-    )

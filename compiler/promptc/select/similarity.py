@@ -93,11 +93,14 @@ class Group:
         members: Row positions, in prompt order.
         target: Index into ``members`` of the item the batch is for (``retrieval``), or None.
         similarities: Each member's cosine similarity to the target or the centroid, rounded.
+        round: The voting round the batch is asked in, from 1 (``retrieval`` alone deals its
+            rounds here: only it needs other neighbours per item).
     """
 
     members: tuple[int, ...]
     target: int | None = None
     similarities: tuple[float, ...] = ()
+    round: int = 1
 
 
 @dataclass(frozen=True)
@@ -157,18 +160,34 @@ def retrieval_groups(
     target_position: int = -1,
     seed: int = 0,
     ann_threshold: int = ANN_THRESHOLD,
+    rounds: int = 1,
 ) -> Grouping:
-    """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items."""
-    found = nb.all_neighbors(vectors, batch_size - 1, seed=seed, ann_threshold=ann_threshold)
+    """The paper's Algorithm 4: for each item, itself plus its N-1 most similar items.
+
+    With voting ``rounds`` (``strategy.vote``), every item has a batch in each round, each
+    round's with other neighbours: round r takes the next N-1 of the item's
+    (N-1)·``rounds`` nearest, by rank (round 1 the nearest, as without voting), wrapping
+    around when the data holds fewer; and its target moves r - 1 slots on from
+    ``target_position``, so that it is asked at another position each round. The groups
+    come round by round, each round in item order.
+    """
+    width = batch_size - 1
+    found = nb.all_neighbors(vectors, width * rounds, seed=seed, ann_threshold=ann_threshold)
     v64 = vectors.astype(np.float64)
     groups = []
-    for i in range(vectors.shape[0]):
-        neigh = found.indices[i].tolist()
-        slots = place_target(1 + len(neigh), target_position)
-        members = [0] * len(slots)
-        for slot, item in zip(slots, [i, *neigh]):
-            members[slot] = item
-        groups.append(Group(tuple(members), slots[0], _round(v64[members] @ v64[i])))
+    for r in range(1, rounds + 1):
+        for i in range(vectors.shape[0]):
+            ranked = found.indices[i].tolist()
+            k = len(ranked)
+            picked = sorted({((r - 1) * width + j) % k for j in range(min(width, k))})
+            neigh = [ranked[x] for x in picked]
+            length = 1 + len(neigh)
+            first = place_target(length, target_position)[0]
+            slots = place_target(length, (first + r - 1) % length)
+            members = [0] * length
+            for slot, item in zip(slots, [i, *neigh]):
+                members[slot] = item
+            groups.append(Group(tuple(members), slots[0], _round(v64[members] @ v64[i]), r))
     return Grouping(groups, found.describe(), ALGORITHMS["retrieval"])
 
 
@@ -317,6 +336,7 @@ def find_groups(
     target_position: int = -1,
     ann_threshold: int = ANN_THRESHOLD,
     location: Location | None = None,
+    rounds: int = 1,
 ) -> Grouping:
     """Groups the rows of ``vectors`` into batches with a similarity method.
 
@@ -328,6 +348,8 @@ def find_groups(
         target_position: Where ``retrieval`` puts each batch's target (``-1`` = last).
         ann_threshold: Item count above which faiss is used.
         location: Where the spec chose the method, for errors.
+        rounds: Voting rounds; ``retrieval`` gives every item a batch per round (the other
+            methods' rounds are dealt from their batches by the build).
 
     Returns:
         The batches, in request order, with the neighbour search's details for a manifest.
@@ -337,7 +359,12 @@ def find_groups(
     if method == "retrieval":
         _check_target_position(target_position, batch_size, location)
         return retrieval_groups(
-            v, batch_size, target_position=target_position, seed=seed, ann_threshold=ann_threshold
+            v,
+            batch_size,
+            target_position=target_position,
+            seed=seed,
+            ann_threshold=ann_threshold,
+            rounds=rounds,
         )
     if method == "partition":
         return partition_groups(v, batch_size, seed=seed, ann_threshold=ann_threshold)
@@ -410,19 +437,22 @@ def select_similar(task: ir.Task) -> SelectionResult:
         seed=sel.seed,
         target_position=sel.target_position,
         location=sel.location,
+        rounds=task.strategy.rounds,
     )
     items = task.items
+    n = len(items)
     batches = tuple(
         ir.Batch(
-            index=b,
+            index=b - (g.round - 1) * n,  # its place within its round
             item_ids=tuple(items[p].id for p in g.members),
             item_indices=tuple(items[p].index for p in g.members),
             target=g.target,
             similarities=g.similarities,
+            round=g.round,
         )
         for b, g in enumerate(result.groups)
     )
-    n = len(items)
+    first = [g.members for g in result.groups if g.round == 1]
     info: dict[str, object] = {
         "embedding": {**emb.model.describe(emb.backend), "dimension": int(emb.vectors.shape[1])},
         "algorithm": result.algorithm,
@@ -430,7 +460,7 @@ def select_similar(task: ir.Task) -> SelectionResult:
         "similarities": f"cosine similarity of each item to the batch's "
         f"{'target' if sel.method == 'retrieval' else 'centroid'}, rounded to {ROUND} decimals",
         "mean_within_batch_similarity": round(
-            mean_within_batch_similarity(emb.vectors, [g.members for g in result.groups]), ROUND
+            mean_within_batch_similarity(emb.vectors, first), ROUND
         ),
     }
     if result.neighbors:
