@@ -183,6 +183,48 @@ def test_cancel_leaves_the_requests_to_the_repair_build(shards: Path) -> None:
     assert "batch_0001 cancelled" in err
 
 
+def test_cancel_stops_the_recorded_batches_and_collects_them(shards: Path) -> None:
+    """``--cancel`` after a run was killed while its batches were in progress: every batch
+    is cancelled on the server, none is created, and every request goes to the repair build."""
+    server = _server(shards)
+    server.hold.clear()  # the batches stay in progress until cancelled
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+
+        def all_recorded() -> bool:
+            try:
+                state = read_state(shards)
+            except Exception:  # noqa: BLE001 - written atomically; a read may race the rename
+                return False
+            return len(state) == 3 and all(b.batch_id for b in state.values())
+
+        _wait_for(all_recorded)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        cancel = _run(shards, url, "--cancel")
+        _, err = cancel.communicate(timeout=120)
+    assert cancel.returncode == 4, err
+    assert server.created == 3
+    assert {b["status"] for b in server.batches.values()} == {"cancelled"}
+    assert "requests-0001.jsonl: batch batch_0001 cancelling" in err
+    assert {b.status for b in read_state(shards).values()} == {"cancelled"}
+    assert {r["status"] for r in _results(shards)} != {"ok"} and len(_results(shards)) == 20
+    repair = [r.id for r in read_requests(shards / "repair")]
+    assert repair == [f"r{k:04d}.repair1" for k in range(1, 6)]
+
+
+def test_cancel_needs_recorded_batches_and_the_batch_api(shards: Path) -> None:
+    proc = _run(shards, "http://127.0.0.1:9/v1", "--cancel")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert f"{shards / STATE_FILE} records no batch: nothing to cancel" in err
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    cmd = [sys.executable, "-m", "promptc", "run", str(shards), "--cancel"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "cancel is for the batches of --batch-api" in done.stderr
+
+
 def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(
     tmp_path: Path,
 ) -> None:

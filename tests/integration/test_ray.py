@@ -53,16 +53,23 @@ def test_sentiment_in_batches_of_8_comes_back_ok_through_ray(
     assert len(results) == 20
     assert {r["status"] for r in results} == {"ok"}
     assert [r["item_id"] for r in results] == [i.id for i in task.items]
-    # What promptc eval --results reads of a folder: the build and its results, checked
-    # against the spec (sentiment has no gold answers, so eval stops there, saying so).
+    # promptc eval --results reads the folder Ray answered and scores it against the gold.
     proc = subprocess.run(
         [sys.executable, "-m", "promptc", "eval", str(SPECS / "sentiment.yaml")]
-        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"],
+        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"]
+        + ["--format", "json"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert "no item of 'sentiment' has a gold answer" in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["items"] == 20
+    (variant,) = report["variants"]
+    assert variant["variant"] == "batch-8" and variant["result_statuses"]["ok"] == 20
+    gold = {i.id: i.gold["sentiment"] for i in task.items}
+    right = sum(r["values"]["sentiment"] == gold[r["item_id"]] for r in results)
+    assert variant["accuracy"]["correct"] == right and variant["accuracy"]["n"] == 20
 
 
 @pytest.mark.llm

@@ -3,7 +3,7 @@
 ::
 
     promptc run BUILD_DIR [--base-url URL | --local [--model-path FILE.gguf]
-                           | --batch-api [--poll-interval S]]
+                           | --batch-api [--poll-interval S] [--cancel]]
                 [--api-key-env NAME] [--concurrency N] [--grammar auto|gbnf|json-schema|none]
                 [--limit N] [--parse] [--repair N] [--allow-failures] [--format text|json]
                 [--model NAME] [--max-tokens-field auto|max_tokens|max_completion_tokens]
@@ -151,6 +151,12 @@ def engine_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     metavar="S",
     help="With --batch-api: seconds between two looks at the batches.",
+)
+@click.option(
+    "--cancel",
+    is_flag=True,
+    help="With --batch-api: cancel the batches recorded in BUILD_DIR/batch_api.json that "
+    "are not over, then collect what they answered (the rest goes to the repair build).",
 )
 @click.option(
     "--model-path",

@@ -15,7 +15,9 @@ is created (a batch created but not yet recorded is found again by its input fil
 answers go through :func:`promptc.run.collect.collect`, the reader ``promptc collect`` uses:
 the same ``outputs.jsonl``, ``results.jsonl`` and repair build of the items not ok (requests
 that errored, expired or were cancelled included), which ``promptc run REPAIR --batch-api``
-sends in turn.
+sends in turn. ``promptc run BUILD --batch-api --cancel`` cancels the recorded batches that
+are not over, waits for the server to end them, and collects what they had answered in the
+same way.
 
 The build must have ``--target openai-batch`` (its request lines are the Batch API's input
 form; ``--grammar json-schema`` makes each body carry its strict JSON Schema). The Batch API
@@ -186,7 +188,7 @@ class BatchAPI:
             )
         with outputs_lock(build / STATE_FILE):
             try:
-                batches = self._submit(build)
+                batches = self._cancel(build) if self.options.cancel else self._submit(build)
                 self._wait(build, batches, events)
                 files = self._download(build, batches)
             except Failure as f:
@@ -253,6 +255,29 @@ class BatchAPI:
             if batch.input_file_id == input_file_id:
                 return batch
         return None
+
+    def _cancel(self, build: Path) -> dict[str, ShardBatch]:
+        """Each recorded batch that is not over, asked to stop (``--cancel``).
+
+        Raises:
+            UsageError: No batch is recorded in the build (``nothing-to-cancel``).
+        """
+        batches = read_state(build)
+        made = {k: b for k, b in batches.items() if b.batch_id is not None}
+        if not made:
+            raise UsageError(
+                f"{build / STATE_FILE} records no batch: nothing to cancel",
+                hint=f"promptc run {build} --batch-api submits the build",
+                code="nothing-to-cancel",
+            )
+        for b in made.values():
+            if b.status in TERMINAL:
+                self.say(f"{b.shard}: batch {b.batch_id} already {b.status}")
+                continue
+            self._update(b, self._call(self.client.batches.cancel, b.batch_id))
+            write_state(build, batches)
+            self.say(f"{b.shard}: batch {b.batch_id} {b.status}")
+        return made
 
     # -- wait -------------------------------------------------------------------------------
 

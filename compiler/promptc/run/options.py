@@ -48,6 +48,8 @@ class RunOptions:
         batch_api: Send the build through the Batch API (:mod:`promptc.run.batch_api`): a
             build of ``--target openai-batch``, its shards uploaded and its batches polled.
         poll_interval: Seconds between two looks at the batches (``batch_api``).
+        cancel: With ``batch_api``: cancel the build's recorded batches that are not over,
+            then collect what they answered (the rest goes to the repair build).
         max_tokens_field: ``max_tokens``, ``max_completion_tokens`` or ``auto`` (the spec's
             ``model.max_tokens_field``, else ``max_completion_tokens`` for api.openai.com and
             ``max_tokens`` elsewhere).
@@ -75,6 +77,7 @@ class RunOptions:
     max_tokens_field: str = "auto"
     batch_api: bool = False
     poll_interval: float = 30.0
+    cancel: bool = False
 
     def __post_init__(self) -> None:
         if self.grammar.replace("-", "_") not in GRAMMAR_MODES:
@@ -93,6 +96,12 @@ class RunOptions:
         if self.poll_interval <= 0:
             raise UsageError(
                 f"poll_interval must be above 0, not {self.poll_interval}", code="bad-poll"
+            )
+        if self.cancel and not self.batch_api:
+            raise UsageError(
+                "cancel is for the batches of --batch-api; a run of another engine stops "
+                "with Ctrl-C or kill",
+                code="cancel-without-batch-api",
             )
         if self.repair is not None and self.repair < 0:
             raise UsageError(f"repair must be 0 or more, not {self.repair}", code="bad-repair")
