@@ -208,3 +208,44 @@ def test_a_spec_that_votes_is_planned_with_every_round(
     assert b["requests"] == 3 * a["requests"]
     assert b["input_tokens"] == 3 * a["input_tokens"]
     assert b["items"] == a["items"] == 20
+
+
+class _Chars:
+    """A tokenizer that counts characters: the output estimate's texts add up exactly."""
+
+    name, exact = "chars", True
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+    def count_messages(self, messages: object) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_output_estimate_counts_the_text_the_model_writes() -> None:
+    """Auto-Demo on mnli (markers ``Answer[i]:``, indexed inputs): per item, the repeated
+    ``Premise[i]: …`` / ``Hypothesis[i]: …`` lines as the prompt shows them, the task's answer
+    marker and the answer."""
+    from promptc.markers import question_block
+    from promptc.render.renderer import render
+    from promptc.select.methods import select
+    from promptc.spec.lower import compile_spec
+
+    task = compile_spec(
+        REPO / "specs" / "mnli.yaml",
+        overrides={("strategy", "kind"): "auto-demo", ("strategy", "batch_size"): 3},
+    )
+    request = render(task, select(task))[0]
+    by_id = {i.id: i for i in task.items}
+    written = "".join(
+        question_block(task.inputs, by_id[i].inputs, k, task.markers)
+        + f"\nAnswer[{k}]: entailment\n"
+        for k, i in enumerate(request.batch.item_ids, start=1)
+    )
+    assert "Premise[1]: " in written and "Hypothesis[3]: " in written
+    assert all(f"Premise[{k}]: " in request.messages[-1].content for k in (1, 2, 3))
+    got = estimate.request_output(task, request, len("entailment"), _Chars(), by_id)
+    assert got == len(written)

@@ -36,7 +36,7 @@ from promptc.markers import (
     ITEM_SEPARATOR,
     MARKER_SEPARATOR,
     answer_marker,
-    question_marker,
+    question_block,
     question_text,
 )
 from promptc.plan.probe import Rates
@@ -358,17 +358,18 @@ def plan_task(
 def request_output(
     task: ir.Task, r: ir.Request, answer: float, tok: Tokenizer, by_id: dict[str, ir.Item]
 ) -> float:
-    """Output tokens of one request: per item, its markers, its repeated question (Auto-Demo)
-    and one answer."""
+    """Output tokens of one request: per item, its markers (the task's), its repeated question
+    as the prompt shows it (Auto-Demo) and one answer."""
     if r.kind.one_item:
         return answer * len(r.batch.item_ids)
     total = 0.0
+    m = task.markers
     for k, item_id in enumerate(r.batch.item_ids, start=1):
-        total += tok.count(answer_marker(k) + MARKER_SEPARATOR) + answer
+        total += tok.count(answer_marker(k, m) + MARKER_SEPARATOR) + answer
         total += tok.count(ITEM_SEPARATOR)
         if r.kind.repeats_questions:
-            q = question_text(task.inputs, by_id[item_id].inputs)
-            total += tok.count(question_marker(k) + MARKER_SEPARATOR + q + ITEM_SEPARATOR)
+            q = question_block(task.inputs, by_id[item_id].inputs, k, m)
+            total += tok.count(q + ITEM_SEPARATOR)
     return total
 
 

@@ -6,7 +6,8 @@ A spec may give the budget per item (``model.max_tokens_per_item``); each reques
 
 where that text is the item's markers (``A[k]: `` and the line break after the answer) and, for
 a strategy whose model repeats the questions (``kind.repeats_questions``: Auto-Demo), the
-item's ``Q[k]: question`` line. A one-item strategy writes no markers: its budget is the
+item's question as the prompt shows it (``Q[k]: question``, or one ``Label[k]: value`` line per
+input with ``markers.inputs: indexed``). A one-item strategy writes no markers: its budget is the
 per-item one.
 
 **How the fixed text is counted.** A build must be byte-identical on every machine, so the
@@ -35,8 +36,7 @@ from promptc.markers import (
     ITEM_SEPARATOR,
     MARKER_SEPARATOR,
     answer_marker,
-    question_marker,
-    question_text,
+    question_block,
 )
 
 __all__ = [
@@ -72,8 +72,7 @@ def fixed_text(task: ir.Task, position: int, item: ir.Item) -> str:
         return ""
     text = answer_marker(position, task.markers) + MARKER_SEPARATOR + ITEM_SEPARATOR
     if kind.repeats_questions:
-        question = question_text(task.inputs, item.inputs)
-        text += question_marker(position, task.markers) + MARKER_SEPARATOR + question
+        text += question_block(task.inputs, item.inputs, position, task.markers)
         text += ITEM_SEPARATOR
     return text
 
