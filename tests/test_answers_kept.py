@@ -198,7 +198,7 @@ def test_a_tampered_rehashed_build_is_refused_not_misread(
         (
             ["--batch-sizes", "9" * 5000],
             (
-                f"<command line>: --batch-sizes: batch size '{'9' * 5000}' is not a whole number "
+                f"<command line>: --batch-sizes: batch size '{'9' * 39}…' is not a whole number "
                 "from 1 to 1000"
             ),
         ),

@@ -87,9 +87,10 @@ def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
         if not (part.isascii() and part.isdigit() and len(part) <= 6) or not (
             1 <= int(part) <= MAX_BATCH_SIZE
         ):
+            shown = part if len(part) <= 40 else part[:39] + "…"  # a 5,000-digit one too
             raise _bad(
                 "--batch-sizes",
-                f"batch size {part!r} is not a whole number from 1 to {MAX_BATCH_SIZE}",
+                f"batch size {shown!r} is not a whole number from 1 to {MAX_BATCH_SIZE}",
                 "bad-batch-size",
             )
         if int(part) not in out:
