@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,6 +224,70 @@ def test_cancel_needs_recorded_batches_and_the_batch_api(shards: Path) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "cancel is for the batches of --batch-api" in done.stderr
+
+
+def test_the_repair_builds_answers_are_collected_into_the_build(shards: Path) -> None:
+    """The loop a user follows: run (exit 4, a repair build), run the repair build, run the
+    build again: its results now hold the repair answers, merged as collect merges them, and
+    every item is ok; no batch is made for the build a second time."""
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        asked = re.findall(r"^Q\[(\d+)\]:", body["messages"][-1]["content"], re.MULTILINE)
+        return "\n".join(f"A[{i}]: positive" for i in asked)
+
+    server = BatchServer(
+        answer, errors={"r0002"}, unfinished={"r0004"}, expire={"requests-0002.jsonl"}
+    )
+    with batch_api(server) as url:
+        first, err = _run(shards, url).communicate(timeout=120)
+        assert "repair build of 2 request(s)" in err
+        server.errors.clear()
+        server.unfinished.clear()
+        repair = _run(shards / "repair", url)
+        _, err = repair.communicate(timeout=120)
+        assert repair.returncode == 0, err
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert server.created == 4  # the build's three, the repair build's one
+    rows = _results(shards)
+    assert len(rows) == 20 and {r["status"] for r in rows} == {"ok"}
+    by_request = {r.id: set(r.item_ids) for r in read_requests(shards)}
+    repaired = {r["item_id"] for r in rows if r["request_id"].endswith(".repair1")}
+    assert repaired == by_request["r0002"] | by_request["r0004"]
+    answered = [json.loads(x)["id"] for x in (shards / "outputs.jsonl").open()]
+    assert answered == ["r0001", "r0003", "r0005", "r0002.repair1", "r0004.repair1"]
+
+
+def test_a_state_file_of_other_types_or_a_planted_link_is_refused(shards: Path) -> None:
+    (shards / STATE_FILE).write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "batches": [
+                    {
+                        "shard": "requests-0001.jsonl",
+                        "sha256": "x",
+                        "downloaded": "batch_api/../../x",
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    proc = _run(shards, "http://127.0.0.1:9/v1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "batch_api.json is not a record of batches promptc can read (the record of " in err
+    outside = shards.parent / "elsewhere.json"
+    outside.write_text(json.dumps({"format": 1, "batches": []}), encoding="utf-8")
+    (shards / STATE_FILE).unlink()
+    (shards / STATE_FILE).symlink_to(outside)
+    proc = _run(shards, "http://127.0.0.1:9/v1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "batch_api.json is a symbolic link, not a regular file" in err
+    assert "Traceback" not in err
 
 
 def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(

@@ -15,7 +15,9 @@ is created (a batch created but not yet recorded is found again by its input fil
 answers go through :func:`promptc.run.collect.collect`, the reader ``promptc collect`` uses:
 the same ``outputs.jsonl``, ``results.jsonl`` and repair build of the items not ok (requests
 that errored, expired or were cancelled included), which ``promptc run REPAIR --batch-api``
-sends in turn. ``promptc run BUILD --batch-api --cancel`` cancels the recorded batches that
+sends in turn; once its batches are over, running ``promptc run BUILD --batch-api`` again
+collects the repair build's answers with the build's own, as ``promptc collect`` merges them,
+and writes the next repair build for what is still not ok. ``promptc run BUILD --batch-api --cancel`` cancels the recorded batches that
 are not over, waits for the server to end them, and collects what they had answered in the
 same way.
 
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.build import BuiltRequest, read_manifest, request_paths
-from promptc.build.files import dumps
+from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
 from promptc.errors import Location, UsageError
 from promptc.run.chat_api import NO_KEY, openai_module
@@ -103,7 +105,7 @@ def read_state(build: Path) -> dict[str, ShardBatch]:
     """
     path = build / STATE_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))  # a regular file only: no link followed out
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -111,9 +113,30 @@ def read_state(build: Path) -> dict[str, ShardBatch]:
     if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
         raise _bad_state(path, f"expected format {STATE_FORMAT}")
     try:
-        return {str(s["shard"]): ShardBatch(**s) for s in data["batches"]}
+        batches = {str(s["shard"]): ShardBatch(**s) for s in data["batches"]}
     except (KeyError, TypeError) as e:
         raise _bad_state(path, str(e)) from None
+    for b in batches.values():
+        if not _well_typed(b):
+            raise _bad_state(path, f"the record of {b.shard!r} holds a value of another type")
+    return batches
+
+
+def _well_typed(b: ShardBatch) -> bool:
+    """Whether a record read back holds the types this version writes (a hand-edited or
+    foreign file may not)."""
+    texts = (b.input_file_id, b.batch_id, b.status, b.output_file_id, b.error_file_id)
+    return (
+        isinstance(b.shard, str)
+        and isinstance(b.sha256, str)
+        and all(t is None or isinstance(t, str) for t in texts)
+        and isinstance(b.downloaded, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in b.downloaded.items())
+        and isinstance(b.counts, dict)
+        and all(isinstance(v, int) for v in b.counts.values())
+        and isinstance(b.errors, list)
+        and all(isinstance(e, str) for e in b.errors)
+    )
 
 
 def write_state(build: Path, batches: Mapping[str, ShardBatch]) -> None:
@@ -190,7 +213,7 @@ class BatchAPI:
             try:
                 batches = self._cancel(build) if self.options.cancel else self._submit(build)
                 self._wait(build, batches, events)
-                files = self._download(build, batches)
+                files = self._download(build, batches) + _repair_files(build)
             except Failure as f:
                 result = RunResult(build, build / OUTPUTS_FILE, total=self.total)
                 result.failed.append(
@@ -318,6 +341,7 @@ class BatchAPI:
         they are already; every one of them, in shard order."""
         folder = build / DOWNLOADS
         folder.mkdir(exist_ok=True)
+        inside(build, DOWNLOADS, "the downloads' folder")  # not a link planted in the build
         files: list[Path] = []
         for b in batches.values():
             stem = b.shard.removesuffix(".jsonl")
@@ -373,6 +397,25 @@ class BatchAPI:
             raise Failure("timeout", None, "the Batch API did not answer") from None
         except openai.APIConnectionError as e:
             raise Failure("connection", None, str(e)[:300]) from None
+
+
+def _repair_files(build: Path) -> list[Path]:
+    """The downloaded files of the repair build's batches (``promptc run BUILD/repair
+    --batch-api``) once every one is over: collected with the build's own, they are repair
+    answers, merged into the build's results as ``promptc collect`` merges them. None while
+    the repair build has no batch or one still running."""
+    repair = build / REPAIR_DIR
+    if repair.is_symlink() or not (repair / STATE_FILE).is_file():
+        return []
+    batches = read_state(repair)
+    if not batches or not all(b.done for b in batches.values()):
+        return []
+    what = f"a downloaded file of {REPAIR_DIR}/{STATE_FILE}"
+    return [
+        inside(repair, f"{DOWNLOADS}/{name}", what)
+        for b in batches.values()
+        for name in b.downloaded.values()
+    ]
 
 
 def _progress(b: ShardBatch) -> str:
