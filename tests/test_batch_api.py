@@ -239,8 +239,9 @@ def test_the_repair_builds_answers_are_collected_into_the_build(shards: Path) ->
         answer, errors={"r0002"}, unfinished={"r0004"}, expire={"requests-0002.jsonl"}
     )
     with batch_api(server) as url:
-        first, err = _run(shards, url).communicate(timeout=120)
-        assert "repair build of 2 request(s)" in err
+        first = _run(shards, url)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 4 and "repair build of 2 request(s)" in err
         server.errors.clear()
         server.unfinished.clear()
         repair = _run(shards / "repair", url)
