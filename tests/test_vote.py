@@ -192,3 +192,13 @@ def test_a_one_item_strategy_ignores_vote_in_a_spec_file(tmp_path: Path) -> None
     assert [json.loads(x)["id"] for x in assemble(task).files["requests.jsonl"].splitlines()] == [
         f"r{k:04d}" for k in range(1, 17)
     ]
+
+
+def test_the_build_summary_counts_every_round() -> None:
+    built = assemble(_task("batch", 4, rounds=3, early_stop=2))  # type: ignore[arg-type]
+    assert built.manifest["cost"] == (
+        "4 requests for 16 items (up to 4 items per request), asked in 3 voting rounds: "
+        "at most 12 requests"
+    )
+    plain = assemble(_task("batch", 4, rounds=2))  # type: ignore[arg-type]
+    assert str(plain.manifest["cost"]).endswith("asked in 2 voting rounds: 8 requests")

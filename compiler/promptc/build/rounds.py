@@ -41,9 +41,15 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
     ):  # not dealt by the selection (see the module's docstring)
         for r in range(2, rounds + 1):
             batches += _round(first, r)
-    return SelectionResult(
-        batches, {**selection.info, "requests": len(batches), "vote_rounds": rounds}
-    )
+    info = {**selection.info, "requests": len(batches), "vote_rounds": rounds}
+    if "cost" in info:  # the summary a build prints says what the rounds cost
+        most = (
+            "at most " if task.strategy.vote is not None and task.strategy.vote.early_stop else ""
+        )
+        info["cost"] = (
+            f"{info['cost']}, asked in {rounds} voting rounds: {most}{len(batches)} requests"
+        )
+    return SelectionResult(batches, info)
 
 
 def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
