@@ -100,7 +100,7 @@ def load_spec(
     from promptc.spec.lower import compile_spec
 
     task = compile_spec(
-        Path(spec),
+        os.fspath(spec),
         overrides=overrides(strategy, batch_size, data) or None,
         max_errors=max_errors,
         digests=digests,
@@ -449,7 +449,7 @@ def run_variants(
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
-    task = compile_spec(Path(spec), overrides=overrides(data=data) or None)
+    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
     if not any(i.gold for i in task.items):
         build_report(task, [])  # raises the no-gold error
     price_of(task, price_in, price_out, price_cached)
@@ -524,7 +524,7 @@ def evaluate(
     from promptc.strategies import SINGLE
 
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else tolerance
-    task = compile_spec(Path(spec), overrides=overrides(data=data) or None)
+    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
     if limit is not None:
         task = dataclasses.replace(task, items=task.items[:limit])
     read = [read_variant(b.folder if isinstance(b, Build) else Path(b), task) for b in results]

@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from promptc import build as build_mod
 from promptc.api import load_spec, write_build
-from promptc.build import BATCHES_FILE, REQUESTS_FILE, assemble, ir_json, iter_lines
 from promptc.build.targets import NAMES as TARGET_NAMES
 from promptc.build.targets import find_target
 from promptc.cli.common import (
@@ -97,15 +97,15 @@ def build_command(
     task = load_spec(spec, strategy=strategy, batch_size=batch_size, data=data)
     out = sys.stdout
     if emit == "ir":
-        out.write(ir_json(task))
+        out.write(build_mod.ir_json(task))
         return
     if emit is not None:
-        name = REQUESTS_FILE if emit == "requests" else BATCHES_FILE
-        out.writelines(iter_lines(task, name, target=target, vllm_grammar=grammar))
+        name = build_mod.REQUESTS_FILE if emit == "requests" else build_mod.BATCHES_FILE
+        out.writelines(build_mod.iter_lines(task, name, target=target, vllm_grammar=grammar))
         return
     assert out_dir is not None
     if check:
-        assembled = assemble(task, target=target, vllm_grammar=grammar)
+        assembled = build_mod.assemble(task, target=target, vllm_grammar=grammar)
         status, lines = check_report(assembled, out_dir, spec)
         if fmt == "json":
             write_json({"out_dir": out_dir, "current": status == 0, "lines": lines})
