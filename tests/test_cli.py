@@ -298,6 +298,7 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
     """Prompts are full of brackets (Q[1]:, [bold]): rich must print them, not style them."""
     import io
 
+    import promptc
     from promptc import ir
     from promptc.strategies import BATCH
 
@@ -306,9 +307,9 @@ def test_show_on_a_terminal_draws_with_rich_without_reading_markup() -> None:
             return True
 
     batch = ir.Batch(0, ("a",), (0,))
-    request = ir.Request(
-        "r0001", batch, BATCH, (ir.Message("user", "Q[1]: [bold]x[/bold]"),), {"model": "m"}
-    )
+    messages = ({"role": "user", "content": "Q[1]: [bold]x[/bold]"},)
+    grammar = promptc.Grammar("", "", {}, "")
+    request = promptc.Request("r0001", ("a",), messages, {"model": "m"}, grammar, BATCH.name)
     out = Terminal()
     show.show_request(request, "answer", out)
     text = out.getvalue()

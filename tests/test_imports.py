@@ -4,6 +4,7 @@ openai or numpy unless a spec asks for embeddings. Checked in a fresh interprete
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,16 @@ def test_the_public_api_lists_its_names() -> None:
 
     assert not callable(promptc.build) and not callable(promptc.run)
     assert callable(promptc.write_build) and callable(promptc.run_build)
+
+
+def test_every_public_name_is_documented() -> None:
+    """docs/api.md has a section for each name of ``promptc.__all__`` (its heading names it)."""
+    import promptc
+
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^### .*$", text, flags=re.MULTILINE)
+    named = {n for h in headings for n in re.findall(r"`([A-Za-z_]+)", h)}
+    assert sorted(set(promptc.__all__) - {"__version__"} - named) == []
 
 
 def test_import_every_back_end_stage_is_light() -> None:

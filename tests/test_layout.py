@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import sys
 import tomllib
@@ -354,3 +355,130 @@ def test_the_size_test_catches_a_long_function(tmp_path: Path) -> None:
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
     (tmp_path / "long.py").write_text(f"def f() -> None:\n{body}", encoding="utf-8")
     assert oversized(tmp_path) == [f"long.py:1 f: {MAX_FUNCTION_LINES + 1} lines"]
+
+
+#: The stage entry points :mod:`promptc.api` wraps, each with the public function that does its
+#: job (docs/api.md): the commands are built on the API, so none reaches past it to the stage
+#: (``promptc.build`` and ``promptc.parse``/``promptc.run`` re-export some of them by name).
+#: ``promptc parse`` (``cli/parse.py``) is left out: it reads outputs a way the API does not.
+API_WRAPS = {
+    "promptc.spec.lower.compile_spec": "load_spec",
+    "promptc.render.checks.check_templates": "load_spec",
+    "promptc.render.checks.raise_template_errors": "load_spec",
+    "promptc.select.methods.missing_requirements": "load_spec",
+    "promptc.render.output_budget.budget_warning": "spec_warnings",
+    "promptc.build.produce.Producer": "iter_requests",
+    "promptc.build.produce.iter_requests": "iter_requests",
+    "promptc.build.iter_requests": "iter_requests",
+    "promptc.build.make.build": "write_build",
+    "promptc.build.build": "write_build",
+    "promptc.build.requests.read_requests": "open_build",
+    "promptc.build.read_requests": "open_build",
+    "promptc.build.task_file.read_task": "open_build",
+    "promptc.build.read_task": "open_build",
+    "promptc.parse.build_input.load_build": "open_build",
+    "promptc.parse.output.parse_output": "parse_output",
+    "promptc.parse.parse_output": "parse_output",
+    "promptc.run.orchestrate.run_build": "run_build",
+    "promptc.run.run_build": "run_build",
+    "promptc.run.collect.collect": "collect",
+    "promptc.eval.runner.run_variants": "run_variants",
+    "promptc.eval.report.build_report": "evaluate",
+    "promptc.eval.report.write_report": "evaluate",
+    "promptc.eval.results.read_variant": "evaluate",
+    "promptc.plan.estimate.plan_spec": "plan_spec",
+    "promptc.plan.probe.probe": "plan_spec",
+}
+#: The command modules that may use the stages directly.
+PAST_THE_API = frozenset({"promptc.cli.parse"})
+
+
+def dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a name or a chain of attributes on one, else ``None``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def reached_past_the_api(module: str, path: Path, modules: set[str]) -> list[str]:
+    """Every stage entry point of :data:`API_WRAPS` that ``module`` imports by name, or reaches
+    as an attribute of a module it imports (``from promptc import build as b; b.build``)."""
+    found = [
+        f"{i.module} (line {i.line}) imports {i.target}.{n}: use promptc.api."
+        + API_WRAPS[f"{i.target}.{n}"]
+        for i in imports_of(module, path, modules)
+        for n in i.names
+        if f"{i.target}.{n}" in API_WRAPS
+    ]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("promptc"):
+                    name = a.asname or a.name.split(".")[0]
+                    aliases[name] = a.name if a.asname else name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                if f"{node.module}.{a.name}" in modules:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    for node in ast.walk(tree):
+        name = dotted(node) if isinstance(node, ast.Attribute) else None
+        if name is None or name.split(".")[0] not in aliases:
+            continue
+        head, _, rest = name.partition(".")
+        full = f"{aliases[head]}.{rest}"
+        if full in API_WRAPS:
+            found.append(
+                f"{module} (line {node.lineno}) uses {full}: use promptc.api.{API_WRAPS[full]}"
+            )
+    return found
+
+
+def test_the_commands_are_built_on_the_public_api() -> None:
+    mods = package_modules()
+    found = [
+        line
+        for module, path in mods.items()
+        if is_cli(module) and module not in PAST_THE_API
+        for line in reached_past_the_api(module, path, set(mods))
+    ]
+    assert found == []
+
+
+def test_every_entry_point_the_rule_names_exists() -> None:
+    """The rule above names real functions: a renamed stage cannot leave it checking nothing."""
+    for name, instead in API_WRAPS.items():
+        module, _, attr = name.rpartition(".")
+        assert hasattr(importlib.import_module(module), attr), name
+        assert hasattr(importlib.import_module("promptc.api"), instead), name
+
+
+def test_the_api_rule_catches_a_command_reaching_past_it(tmp_path: Path) -> None:
+    """The rule is not vacuous: a stage function imported by name, or reached through its
+    module, is reported with the API function to use instead."""
+    command = tmp_path / "promptc" / "cli" / "build.py"
+    command.parent.mkdir(parents=True)
+    command.write_text(
+        "from promptc import build as build_mod\n"
+        "from promptc.spec.lower import compile_spec\n"
+        "import promptc.plan.estimate\n"
+        "build_mod.build(compile_spec('x'), 'out')\n"
+        "promptc.plan.estimate.plan_spec('x', [])\n",
+        encoding="utf-8",
+    )
+    modules = {"promptc.build", "promptc.spec.lower", "promptc.plan.estimate"}
+    assert reached_past_the_api("promptc.cli.build", command, modules) == [
+        (
+            "promptc.cli.build (line 2) imports promptc.spec.lower.compile_spec: "
+            "use promptc.api.load_spec"
+        ),
+        "promptc.cli.build (line 4) uses promptc.build.build: use promptc.api.write_build",
+        (
+            "promptc.cli.build (line 5) uses promptc.plan.estimate.plan_spec: "
+            "use promptc.api.plan_spec"
+        ),
+    ]

@@ -55,10 +55,13 @@ if TYPE_CHECKING:
         plan_spec,
         run_build,
         run_build_async,
+        run_variants,
+        spec_warnings,
         write_build,
     )
     from promptc.errors import PromptcError, PromptcErrors
     from promptc.parse.results import ItemResult
+    from promptc.plan.estimate import Plan
     from promptc.run.collect import CollectResult
     from promptc.run.options import RunOptions
     from promptc.run.result import RunResult
@@ -81,9 +84,12 @@ _HOMES = {
     "load_spec": "promptc.api",
     "open_build": "promptc.api",
     "parse_output": "promptc.api",
+    "Plan": "promptc.plan.estimate",
     "plan_spec": "promptc.api",
     "run_build": "promptc.api",
     "run_build_async": "promptc.api",
+    "run_variants": "promptc.api",
+    "spec_warnings": "promptc.api",
     "write_build": "promptc.api",
 }
 
@@ -92,6 +98,7 @@ __all__ = [
     "CollectResult",
     "Grammar",
     "ItemResult",
+    "Plan",
     "PromptcError",
     "PromptcErrors",
     "Request",
@@ -108,6 +115,8 @@ __all__ = [
     "plan_spec",
     "run_build",
     "run_build_async",
+    "run_variants",
+    "spec_warnings",
     "write_build",
 ]
 

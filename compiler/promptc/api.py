@@ -8,7 +8,7 @@ The user's loop, one function a step::
     result = promptc.run_build(build, local=True, parse=True)  # or await run_build_async(...)
     items = build.parse("r0001", "A[1]: positive …")   # one ItemResult per item
     report = promptc.evaluate("specs/sentiment.yaml", [build])  # report.json's data
-    costs = promptc.plan_spec("specs/sentiment.yaml")  # plan --format json's data
+    plan = promptc.plan_spec("specs/sentiment.yaml")  # plan.to_dict(): plan --format json
 
 The functions are named so that none shadows a subpackage of ``promptc`` (``promptc.build``,
 ``promptc.parse``, ``promptc.run``, ``promptc.plan`` are modules).
@@ -18,42 +18,36 @@ it returns is the same data the matching command writes (``report.json``, ``plan
 json``, ``results.jsonl``). Errors a user can cause are :class:`~promptc.errors.PromptcError`;
 :func:`load_spec` raises them all at once as one :class:`~promptc.errors.PromptcErrors`, exactly as
 ``promptc check`` lists them.
+
+Each function imports the stages it drives when it is called, not with this module: every
+command imports this module, and the stages all together take 190 ms to import (measured with
+-X importtime), as much again as the whole of ``promptc check`` of a small spec, which needs
+the front end alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptc import ir
-from promptc.build import BuiltRequest, read_requests
-from promptc.build import build as write_build_folder
-from promptc.build.produce import Producer
-from promptc.build.targets import CHAT
-from promptc.errors import PromptcErrors, flatten
-from promptc.eval.results import read_variant
-from promptc.grammar.answer import build_grammar
-from promptc.parse.build_input import load_build
-from promptc.parse.output import parse_output as parse_request
-from promptc.parse.results import ItemResult
-from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies, variants
-from promptc.render.checks import check_templates
-from promptc.run.collect import CollectResult
-from promptc.run.collect import collect as collect_files
-from promptc.run.options import RunOptions
-from promptc.run.orchestrate import run_build as run_folder
-from promptc.run.progress import Events
-from promptc.run.result import RunResult
-from promptc.select.methods import missing_requirements
-from promptc.spec.lower import compile_spec
-from promptc.strategies import SINGLE
+from promptc.errors import BackendError, Location, PromptcError, PromptcErrors, UsageError, flatten
+
+if TYPE_CHECKING:
+    from promptc.build import BuiltRequest
+    from promptc.parse.results import ItemResult
+    from promptc.plan.estimate import Plan
+    from promptc.run.collect import CollectResult
+    from promptc.run.options import RunOptions
+    from promptc.run.progress import Events
+    from promptc.run.result import RunResult
 
 #: A compiled, validated task (the IR's root: :class:`promptc.ir.Task`).
 Task = ir.Task
@@ -82,6 +76,7 @@ def load_spec(
     batch_size: int | None = None,
     data: PathLike | None = None,
     max_errors: int | None = 50,
+    digests: bool = True,
 ) -> Task:
     """Loads and validates a spec into its task, as ``promptc check`` does.
 
@@ -92,13 +87,23 @@ def load_spec(
         batch_size: Use this batch size instead of the spec's.
         data: Use this data file instead of the spec's.
         max_errors: Report at most this many errors (``None``: all).
+        digests: Take the sha256 of the spec, data and template files, which a build's
+            manifest names. ``False`` reads them without hashing (``promptc check``: a data
+            file of a million rows is hundreds of megabytes); such a task is for checking.
 
     Raises:
         PromptcErrors: Every problem ``promptc check`` reports (schema, semantics, data,
             templates, selection requirements), each at its file:line:col.
     """
+    from promptc.render.checks import check_templates
+    from promptc.select.methods import missing_requirements
+    from promptc.spec.lower import compile_spec
+
     task = compile_spec(
-        Path(spec), overrides=overrides(strategy, batch_size, data) or None, max_errors=max_errors
+        os.fspath(spec),
+        overrides=overrides(strategy, batch_size, data) or None,
+        max_errors=max_errors,
+        digests=digests,
     )
     errors = flatten(check_templates(task)) + list(missing_requirements(task))
     if errors:
@@ -107,6 +112,15 @@ def load_spec(
             omitted, errors = len(errors) - max_errors, errors[:max_errors]
         raise PromptcErrors(errors, omitted)
     return task
+
+
+def spec_warnings(task: Task) -> list[PromptcError]:
+    """What ``promptc check`` warns of in a valid task, each located: an output budget
+    (``model.max_tokens``) that may cut its requests off. Warnings are never raised."""
+    from promptc.render.output_budget import budget_warning
+
+    warning = budget_warning(task, task.strategy.kind.variant(task.strategy.batch_size))
+    return [] if warning is None else [warning]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +189,10 @@ def iter_requests(task: Task) -> Iterator[Request]:
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
+    from promptc.build.produce import Producer
+    from promptc.build.targets import CHAT
+    from promptc.grammar.answer import build_grammar
+
     producer = Producer(task, CHAT)
     shared: dict[tuple[str, int], Grammar] = {}
     for r in producer.requests():
@@ -200,17 +218,33 @@ def iter_requests(task: Task) -> Iterator[Request]:
 
 @dataclass(frozen=True)
 class Build:
-    """A build folder, read back: its task and requests (:func:`open_build`, :func:`write_build`).
+    """A build folder: its task, manifest and requests (:func:`open_build`, :func:`write_build`).
 
     Attributes:
         folder: The build folder.
         task: The task it was built from (read from ``task.json``: no spec needed).
-        requests: Its requests, by id, as ``requests.jsonl`` holds them (any target).
+        manifest: ``manifest.json``, as data (name, strategy, target, counts, cost, sha256s).
+        files: The build's own files in the folder, by name (``grammars/`` left out).
     """
 
     folder: Path
     task: Task
-    requests: Mapping[str, BuiltRequest]
+    manifest: Mapping[str, Any]
+    files: tuple[str, ...]
+
+    @cached_property
+    def requests(self) -> Mapping[str, BuiltRequest]:
+        """Its requests, by id, as ``requests.jsonl`` holds them (any target); read when
+        first asked for."""
+        from promptc.build import read_requests
+
+        return {r.id: r for r in read_requests(self.folder)}
+
+    def summary(self) -> str:
+        """One line for people: what was built, and what it costs (``promptc build``'s)."""
+        from promptc.build.make import summary
+
+        return summary(self.manifest, self.folder)
 
     def parse(self, request_id: str, output: str, *, strict: bool = False) -> list[ItemResult]:
         """One model output for one request of the build, parsed into one result per item
@@ -231,16 +265,25 @@ class Build:
             return [json.loads(line, parse_float=Decimal) for line in f if line.strip()]
 
 
+def _build(folder: Path, task: Task) -> Build:
+    from promptc.build import is_build_file, read_manifest
+
+    files = tuple(sorted(p.name for p in folder.iterdir() if is_build_file(p.name)))
+    return Build(folder, task, read_manifest(folder), files)
+
+
 def open_build(folder: PathLike) -> Build:
-    """Reads a build folder back (its manifest, task, items and requests).
+    """Reads a build folder back (its manifest and task; its requests when first asked for).
 
     Raises:
         PromptcError: Not a build, a build of another format, a malformed file.
     """
+    from promptc.build import read_task
+
     path = Path(folder)
-    loaded = load_build(path)
-    by_id = {r.id: r for r in read_requests(path)}
-    return Build(path, loaded.task, by_id)
+    build = _build(path, read_task(path))
+    build.requests  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
+    return build
 
 
 def write_build(
@@ -259,8 +302,10 @@ def write_build(
     Raises:
         PromptcError: A stage failed; the folder cannot be written.
     """
-    write_build_folder(task, folder, target=target, vllm_grammar=grammar)
-    return open_build(folder)
+    from promptc.build import build
+
+    build(task, folder, target=target, vllm_grammar=grammar)
+    return _build(Path(folder), task)
 
 
 def parse_output(
@@ -277,10 +322,14 @@ def parse_output(
             request's JSON Schema). Never raises on it.
         strict: The whole output must match the grammar (default: recover what it can).
     """
+    from promptc.parse.output import parse_output as parse_request
+
     return parse_request(task, request, output, mode="strict" if strict else "recover")
 
 
 def _options(options: RunOptions | None, fields: Mapping[str, Any]) -> RunOptions:
+    from promptc.run.options import RunOptions
+
     if options is None:
         return RunOptions(**fields)
     return dataclasses.replace(options, **fields) if fields else options
@@ -309,6 +358,8 @@ def run_build(
     Raises:
         PromptcError: Not a build, no server, an option out of range, a missing extra.
     """
+    from promptc.run.orchestrate import run_build as run_folder
+
     folder = build.folder if isinstance(build, Build) else Path(build)
     return run_folder(folder, _options(options, fields), progress=progress)
 
@@ -322,6 +373,10 @@ async def run_build_async(
 ) -> RunResult:
     """:func:`run_build`, awaited: the run goes on in a worker thread (it has its own event loop
     and may start a server), so the caller's event loop keeps going."""
+    # Imported here: asyncio takes 25 ms to import (-X importtime), which every command pays
+    # for this module and only this function needs.
+    import asyncio
+
     return await asyncio.to_thread(run_build, build, options, progress=progress, **fields)
 
 
@@ -335,8 +390,84 @@ def collect(
     Raises:
         PromptcError: Not a build, a file that cannot be read.
     """
+    from promptc.run.collect import collect as collect_files
+
     folder = build.folder if isinstance(build, Build) else Path(build)
     return collect_files(folder, *files, repair_dir=repair_dir)
+
+
+#: One variant run by :func:`run_variants`: its name (``batch-8``), its build, what the run did.
+VariantRun = tuple[str, Build, "RunResult"]
+
+
+def run_variants(
+    spec: PathLike,
+    folder: PathLike,
+    options: RunOptions | None = None,
+    *,
+    strategies: str | None = None,
+    batch_sizes: str | None = None,
+    selection: str | None = None,
+    data: PathLike | None = None,
+    limit: int | None = None,
+    price_in: str | float | None = None,
+    price_out: str | float | None = None,
+    price_cached: str | float | None = None,
+    progress: Events | Callable[[str], None] | None = None,
+    on_variant: Callable[[str, int], None] | None = None,
+    warn: Callable[[PromptcError], object] | None = None,
+    **fields: Any,
+) -> list[VariantRun]:
+    """Builds each variant of a spec into ``folder/variants/NAME`` and runs it with ``parse``,
+    as ``promptc eval`` does before it scores them with :func:`evaluate`.
+
+    Before anything is sent, the spec and every variant compile, some item has a gold answer
+    and the price is a valid one: an error found after the runs would waste what they cost.
+
+    Args:
+        options: How to run each variant (``fields`` set on it), as for :func:`run_build`.
+        strategies, batch_sizes, selection: The variants, as for :func:`plan_spec`.
+        limit: Only the first ``limit`` items of the data.
+        price_in, price_out, price_cached: USD per million tokens (checked here, used by
+            :func:`evaluate`).
+        progress: Each run's events, as for :func:`run_build`.
+        on_variant: Told each variant's name and its number of requests, before its run.
+        warn: Told of each variant whose ``model.max_tokens`` may cut its requests off.
+
+    Raises:
+        PromptcError: The spec has errors or no gold answers, a bad price or option; nothing
+            answers at ``base_url`` (before anything is built or sent).
+    """
+    from promptc.build import read_task
+    from promptc.eval.report import build_report
+    from promptc.eval.runner import run_variants as run_each
+    from promptc.plan.estimate import price_of
+    from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies
+    from promptc.plan.variants import variants as make_variants
+    from promptc.spec.lower import compile_spec
+
+    chosen = make_variants(
+        parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
+    )
+    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
+    if not any(i.gold for i in task.items):
+        build_report(task, [])  # raises the no-gold error
+    price_of(task, price_in, price_out, price_cached)
+    # Every variant runs with parse (scoring reads its results.jsonl): the rest is the caller's.
+    given = {**(dataclasses.asdict(options) if options is not None else {}), **fields}
+    run_options = {k: v for k, v in given.items() if k != "parse"}
+    ran = run_each(
+        os.fspath(spec),
+        chosen,
+        Path(folder),
+        run_options=run_options,
+        data=os.fspath(data) if data is not None else None,
+        limit=limit,
+        on_variant=None if on_variant is None else lambda v, n: on_variant(v.name, n),
+        progress=progress,
+        warn=warn,
+    )
+    return [(v.name, _build(f, read_task(f)), result) for v, f, result in ran]
 
 
 def evaluate(
@@ -344,31 +475,89 @@ def evaluate(
     results: Sequence[Build | PathLike],
     *,
     data: PathLike | None = None,
+    limit: int | None = None,
     baseline: str | None = None,
-    tolerance: str | None = None,
+    tolerance: str | Decimal | None = None,
+    price_in: str | float | None = None,
+    price_out: str | float | None = None,
+    price_cached: str | float | None = None,
+    margin: float | None = None,
+    report_dir: PathLike | None = None,
+    charts: bool = True,
+    answered: bool = False,
 ) -> dict[str, Any]:
     """Scores answered builds (each a variant, its ``results.jsonl`` written by :func:`run_build`
-    with ``parse=True`` or by :func:`collect`) against the spec's gold answers.
+    with ``parse=True``, :func:`collect` or :func:`run_variants`) against the spec's gold
+    answers.
+
+    Args:
+        limit: Score the first ``limit`` items only (those :func:`run_variants` ran).
+        baseline: The variant the others are compared with (default ``single``, else the
+            first).
+        tolerance: Absolute tolerance for numbers.
+        price_in, price_out, price_cached: USD per million tokens (default the spec's
+            ``model.price``; none: cost in tokens).
+        margin: Accuracy points the recommended variant may lose to the most accurate one.
+        report_dir: Also write ``report.json``, ``report.md``, ``report.html`` and (with
+            ``charts``, which need matplotlib) the two PNG charts there.
+        answered: Raise ``nothing-answered`` when no request of any variant has an answer,
+            rather than score nothing (``promptc eval`` after its runs).
 
     Returns:
         The data of ``report.json`` (``promptc eval --results``).
 
     Raises:
-        PromptcError: The spec does not compile, has no gold, a folder is not answered.
+        PromptcError: The spec does not compile, has no gold, a folder is not answered, a bad
+            tolerance or price.
     """
-    # Imported here: the report module (with its scorer) takes 23 ms to import, measured
-    # with -X importtime, which every command built on this module would pay.
-    from promptc.eval.report import build_report, report_json
+    # The report module (with its scorer) takes 23 ms to import, measured with -X importtime.
+    from promptc.eval.report import (
+        DEFAULT_MARGIN,
+        build_report,
+        parse_tolerance,
+        report_json,
+        write_report,
+    )
+    from promptc.eval.results import read_variant
+    from promptc.plan.estimate import price_of
+    from promptc.spec.lower import compile_spec
+    from promptc.strategies import SINGLE
 
-    task = compile_spec(Path(spec), overrides=overrides(data=data) or None)
+    tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else tolerance
+    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
+    if limit is not None:
+        task = dataclasses.replace(task, items=task.items[:limit])
     read = [read_variant(b.folder if isinstance(b, Build) else Path(b), task) for b in results]
+    if answered and read and not any(v.answered for v in read):
+        raise _nothing_answered()
     names = [r.name for r in read]
     single = SINGLE.name  # the variant name of the one-item strategy without demos
     chosen = baseline or (single if single in names or not names else names[0])
-    tol = Decimal(tolerance) if tolerance is not None else None
-    report = build_report(task, read, baseline=chosen, tolerance=tol)
+    price = price_of(task, price_in, price_out, price_cached)
+    report = build_report(
+        task,
+        read,
+        baseline=chosen,
+        tolerance=tol,
+        price=price,
+        margin=DEFAULT_MARGIN if margin is None else margin,
+    )
+    if report_dir is not None:
+        write_report(report, Path(report_dir), charts, variants=read, task=task)
     loaded: dict[str, Any] = json.loads(report_json(report))
     return loaded
+
+
+def _nothing_answered() -> PromptcError:
+    """Every request of every variant failed (each said already): a report of 0 % would be
+    made of nothing."""
+    return BackendError(
+        "no request of any variant was answered, so no report was written",
+        location=Location("<command line>"),
+        hint="see the failures above; check the server and run eval again: answers "
+        "already received are cached",
+        code="nothing-answered",
+    )
 
 
 def plan_spec(
@@ -381,35 +570,83 @@ def plan_spec(
     tokenizer: str | None = None,
     price_in: str | float | None = None,
     price_out: str | float | None = None,
-) -> dict[str, Any]:
-    """Counts every variant's requests, tokens and cost, without a model.
+    price_cached: str | float | None = None,
+    local: bool = False,
+    model_path: PathLike | None = None,
+    probe: bool = False,
+    base_url: str | None = None,
+) -> Plan:
+    """Counts every variant's requests, tokens and cost, without a model (unless asked to
+    measure one).
 
     Args:
         strategies: Comma-separated, as ``plan --strategies`` (default all four).
         batch_sizes: Comma-separated, as ``plan --batch-sizes`` (default 4,8,16).
         selection: The batched variants' selection method (default the spec's).
-        tokenizer: ``o200k_base``, ``cl100k_base`` or a ``.gguf`` file.
+        tokenizer: ``o200k_base``, ``cl100k_base`` or a ``.gguf`` file (default: the model's
+            own when known, else ``o200k_base`` as an estimate).
+        price_in, price_out, price_cached: USD per million tokens (default the spec's
+            ``model.price``).
+        local: Count with the embedded model's tokenizer (``model_path``, default the bundled
+            one, fetched if missing); with ``probe``, measure it.
+        probe: Measure the engine at ``base_url`` (or the embedded one) with two short
+            requests, and estimate each variant's wall time.
 
     Returns:
-        The data of ``promptc plan --format json``.
+        The plan: ``plan.to_dict()`` is the data of ``promptc plan --format json``;
+        ``plan.variants`` the rows of its table.
 
     Raises:
         PromptcError: The spec does not compile; bad options.
     """
-    # Imported here: the plan stage (its tokenizers) takes 47 ms to import, measured with
-    # -X importtime, which every command built on this module would pay.
+    # The plan stage (its tokenizers) takes 47 ms to import, measured with -X importtime.
     from promptc.plan.estimate import plan_spec as plan_variants
+    from promptc.plan.probe import probe as probe_engine
+    from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies
+    from promptc.plan.variants import variants as make_variants
+    from promptc.run.local import local_server
+    from promptc.run.models import fetch_model, find_model
 
-    chosen = variants(
+    chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
-    found = plan_variants(
+    _check_probe(probe, local, base_url)
+    if local and tokenizer is None:
+        # The embedded model's own tokenizer: the counts its server will see.
+        tokenizer = os.fspath(model_path) if model_path else str(find_model() or fetch_model())
+    plan = plan_variants(
         os.fspath(spec),
         chosen,
         data=os.fspath(data) if data is not None else None,
         tokenizer=tokenizer,
         price_in=price_in,
         price_out=price_out,
+        price_cached=price_cached,
     )
-    out: dict[str, Any] = found.to_dict()
-    return out
+    if probe and local:
+        with local_server(model_path) as url:
+            plan = dataclasses.replace(plan, rates=probe_engine(url, plan.model))
+    elif probe and base_url is not None:
+        plan = dataclasses.replace(plan, rates=probe_engine(base_url, plan.model))
+    return plan
+
+
+def _check_probe(probe: bool, local: bool, base_url: str | None) -> None:
+    """``probe`` needs one engine; ``local`` and ``base_url`` only make sense with it."""
+    where = Location("<command line>")
+    if probe and not local and base_url is None:
+        raise UsageError(
+            "--probe needs an engine to measure: give --local or --base-url URL",
+            location=where,
+            path=("--probe",),
+            code="probe-no-engine",
+        )
+    if local and base_url is not None:
+        raise UsageError("give --base-url or --local, not both", location=where, code="two-models")
+    if base_url is not None and not probe:
+        raise UsageError(
+            "--base-url is for --probe: plan sends nothing otherwise",
+            location=where,
+            path=("--base-url",),
+            code="base-url-without-probe",
+        )

@@ -53,11 +53,16 @@ class BuildResult:
     @property
     def summary(self) -> str:
         """One line for people: what was built, and what it costs."""
-        cost = self.manifest.get("cost")
-        strategy = self.manifest.get("strategy")
-        kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
-        where = f" → {self.out_dir}" if self.out_dir is not None else ""
-        return f"built {self.manifest.get('name')} ({kind}): {cost}{where}"
+        return summary(self.manifest, self.out_dir)
+
+
+def summary(manifest: Mapping[str, object], out_dir: str | os.PathLike[str] | None) -> str:
+    """A build's line for people, from its manifest: what was built, what it costs, where."""
+    cost = manifest.get("cost")
+    strategy = manifest.get("strategy")
+    kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
+    where = f" → {out_dir}" if out_dir is not None else ""
+    return f"built {manifest.get('name')} ({kind}): {cost}{where}"
 
 
 def build(

@@ -7,11 +7,11 @@ import sys
 import click
 
 from promptc import build as build_mod
+from promptc.api import load_spec, write_build
 from promptc.build.targets import NAMES as TARGET_NAMES
 from promptc.build.targets import find_target
 from promptc.cli.common import (
     batch_size_option,
-    compile_checked,
     data_option,
     json_format_option,
     spec_argument,
@@ -94,7 +94,7 @@ def build_command(
             "carries none (promptc run --grammar chooses how a run sends it)"
         )
     grammar = vllm_grammar  # the target's default when None
-    task = compile_checked(spec, strategy, batch_size, data)
+    task = load_spec(spec, strategy=strategy, batch_size=batch_size, data=data)
     out = sys.stdout
     if emit == "ir":
         out.write(build_mod.ir_json(task))
@@ -112,7 +112,7 @@ def build_command(
         else:
             (out if status == 0 else sys.stderr).write("".join(line + "\n" for line in lines))
         sys.exit(status)
-    result = build_mod.build(task, out_dir, target=target, vllm_grammar=grammar)
+    built = write_build(task, out_dir, target=target, grammar=grammar)
     if fmt == "json":
         write_json(
             {
@@ -120,11 +120,11 @@ def build_command(
                 "name": task.name,
                 "strategy": task.strategy.kind.name,
                 "target": target,
-                "requests": len(result.selection.batches),
+                "requests": built.manifest["counts"]["requests"],
                 "items": len(task.items),
-                "files": sorted(result.files),
-                "summary": result.summary,
+                "files": list(built.files),
+                "summary": built.summary(),
             }
         )
         return
-    click.echo(result.summary)
+    click.echo(built.summary())

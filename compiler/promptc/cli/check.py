@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
+from promptc.api import load_spec, spec_warnings
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_USAGE,
     batch_size_option,
-    compile_task,
     data_option,
     format_option,
     plural,
@@ -21,11 +21,8 @@ from promptc.cli.common import (
     write_errors,
     write_json,
 )
-from promptc.errors import PromptcError, PromptcErrors, flatten
-from promptc.render.checks import check_templates
-from promptc.render.output_budget import budget_warning
+from promptc.errors import PromptcError, PromptcErrors
 from promptc.select.batches import batch_size as size_of
-from promptc.select.methods import missing_requirements
 
 #: A promptc spec, told from other YAML files: its top level holds the ``promptc:`` key (the
 #: spec format version, which the schema requires of every spec, ``extends`` ones included).
@@ -53,28 +50,27 @@ def check_spec(
     and the warnings of a valid spec (an output budget that may cut its requests off)."""
     try:
         # check names no digest: the spec and data files are read without hashing them.
-        task = compile_task(spec, strategy, batch_size, max_errors, data, digests=False)
-    except PromptcErrors as e:
-        found = e
-    else:
-        errors = flatten(check_templates(task)) + list(missing_requirements(task))
-        if not errors:
-            gold = task.data.gold if task.data is not None else {}
-            with_gold = f" with gold {', '.join(gold)}" if gold else ""
-            summary = (
-                f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
-                f"{task.strategy.kind}, {size_of(task)} per request"
-            )
-            warning = budget_warning(task, task.strategy.kind.variant(task.strategy.batch_size))
-            if warning is None:
-                return EXIT_OK, None, summary, []
-            return EXIT_OK, None, f"{summary} ({plural(1, 'warning')})", [warning]
-        omitted = 0
-        if max_errors is not None and len(errors) > max_errors:
-            omitted, errors = len(errors) - max_errors, errors[:max_errors]
-        found = PromptcErrors(errors, omitted)
-    status = EXIT_USAGE if all(e.stage == "usage" for e in found) else EXIT_INVALID
-    return status, found, f"{spec}: {plural(len(found) + found.omitted, 'error')}", []
+        task = load_spec(
+            spec,
+            strategy=strategy,
+            batch_size=batch_size,
+            data=data,
+            max_errors=max_errors,
+            digests=False,
+        )
+    except PromptcErrors as found:
+        status = EXIT_USAGE if all(e.stage == "usage" for e in found) else EXIT_INVALID
+        return status, found, f"{spec}: {plural(len(found) + found.omitted, 'error')}", []
+    gold = task.data.gold if task.data is not None else {}
+    with_gold = f" with gold {', '.join(gold)}" if gold else ""
+    summary = (
+        f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
+        f"{task.strategy.kind}, {size_of(task)} per request"
+    )
+    warnings = spec_warnings(task)
+    if warnings:
+        summary += f" ({plural(len(warnings), 'warning')})"
+    return EXIT_OK, None, summary, warnings
 
 
 @click.command("check")

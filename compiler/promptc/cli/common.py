@@ -1,4 +1,4 @@
-"""What the commands share: exit statuses, common options, compiling a spec for a command."""
+"""What the commands share: exit statuses, common options, writing errors, JSON and tables."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
 from promptc.errors import PromptcError, flatten
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES
-
-if TYPE_CHECKING:
-    from promptc import ir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,57 +31,6 @@ def write_errors(error: PromptcError, err: IO[str], prefix: str = "") -> list[Pr
     if omitted:
         err.write(f"… and {omitted} more\n")
     return errors
-
-
-def overrides(
-    strategy: str | None, batch_size: int | None, data: str | None = None
-) -> dict[tuple[str, ...], object]:
-    """The spec overrides that ``--strategy``, ``--batch-size`` and ``--data`` ask for."""
-    out: dict[tuple[str, ...], object] = {}
-    if data is not None:
-        out[("data", "path")] = data
-    if strategy is not None:
-        out[("strategy", "kind")] = strategy
-    if batch_size is not None:
-        out[("strategy", "batch_size")] = batch_size
-    return out
-
-
-def compile_task(
-    spec: str,
-    strategy: str | None = None,
-    batch_size: int | None = None,
-    max_errors: int | None = 50,
-    data: str | None = None,
-    digests: bool = True,
-) -> ir.Task:
-    """Compiles SPEC (with the command line's overrides) into its task, every error raised.
-
-    ``digests=False`` leaves out the files' sha256 (see
-    :func:`promptc.spec.lower.compile_spec`): for commands that write nothing naming them.
-    """
-    # The front end is imported here, not with this module: `promptc --help` loads this
-    # module, and the front end's YAML parser alone takes about 30 ms to import.
-    from promptc.spec.lower import compile_spec
-
-    return compile_spec(
-        spec,
-        overrides=overrides(strategy, batch_size, data) or None,
-        max_errors=max_errors,
-        digests=digests,
-    )
-
-
-def compile_checked(
-    spec: str, strategy: str | None, batch_size: int | None, data: str | None = None
-) -> ir.Task:
-    """The task, after the template checks too: every error found is raised together."""
-    # Imported here for the reason compile_task gives.
-    from promptc.render.checks import raise_template_errors
-
-    task = compile_task(spec, strategy, batch_size, data=data)
-    raise_template_errors(task)
-    return task
 
 
 class FiniteRange(click.FloatRange):

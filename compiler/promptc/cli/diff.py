@@ -18,6 +18,7 @@ from typing import IO
 
 import click
 
+from promptc.api import load_spec, overrides
 from promptc.build import assemble
 from promptc.build.targets import NAMES as TARGET_NAMES
 from promptc.cli.common import (
@@ -25,9 +26,7 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     batch_size_option,
-    compile_checked,
     format_option,
-    overrides,
     strategy_option,
     use_rich,
     write_errors,
@@ -59,7 +58,7 @@ def _view_now(path: str, strategy: str | None, batch_size: int | None, target: s
         return read_view(path)
     if not os.path.isfile(path):
         raise _missing(path)
-    task = compile_checked(path, strategy, batch_size)
+    task = load_spec(path, strategy=strategy, batch_size=batch_size)
     return view_of_result(assemble(task, target=target), path)
 
 

@@ -16,20 +16,18 @@ and ``accuracy-by-position.png``; each variant's build and answers live in
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import click
 
+from promptc.api import evaluate, run_variants
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     FiniteRange,
-    compile_task,
     data_option,
     format_option,
     price_options,
@@ -38,19 +36,16 @@ from promptc.cli.common import (
     write_table,
 )
 from promptc.cli.run import engine_options
-from promptc.errors import BackendError, Location, UsageError
+from promptc.errors import Location, UsageError
 from promptc.eval.charts import require_matplotlib
 from promptc.eval.report import (
     DEFAULT_MARGIN,
-    build_report,
     headline,
+    parse_tolerance,
     report_json,
+    report_paths,
     table_rows,
-    write_report,
 )
-from promptc.eval.results import VariantResults, read_variant
-from promptc.eval.runner import run_variants
-from promptc.plan.estimate import price_of
 from promptc.plan.variants import (
     parse_batch_sizes,
     parse_selection,
@@ -59,23 +54,6 @@ from promptc.plan.variants import (
 )
 from promptc.run.progress import cli_events
 from promptc.strategies import SINGLE
-
-
-def _tolerance(text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        d = Decimal("NaN")
-    if not d.is_finite() or d < 0:
-        raise UsageError(
-            f"tolerance {text!r} is not a non-negative number",
-            location=Location("<command line>"),
-            path=("--tolerance",),
-            code="bad-tolerance",
-        )
-    return d
 
 
 @click.command("eval")
@@ -180,7 +158,7 @@ def eval_command(
     the batch, a paired McNemar comparison with the baseline, and a recommended variant, in
     REPORT_DIR/report.md, report.json, report.html and two charts.
     """
-    tol = _tolerance(tolerance)
+    tol = parse_tolerance(tolerance)
     if not no_charts:
         require_matplotlib()  # said before anything is sent, not after
     folders = [*results, *extra_results] if results else []
@@ -188,11 +166,7 @@ def eval_command(
         raise click.UsageError(f"unexpected argument {extra_results[0]!r}")
     out = Path(out_dir)
     failures = []
-    if folders:
-        task = compile_task(spec, data=data)
-        read = [read_variant(f, task) for f in folders]
-        baseline = baseline or _default_baseline([r.name for r in read])
-    else:
+    if not results:
         _check_model_choice(run_options["base_url"], run_options["local"])
         chosen = variants(
             parse_strategies(strategies),
@@ -200,44 +174,42 @@ def eval_command(
             parse_selection(selection),
         )
         baseline = _baseline_among(baseline, [v.name for v in chosen])
-        task = compile_task(spec, data=data)  # every error of the spec before anything is sent
-        if not any(i.gold for i in task.items):
-            build_report(task, [], baseline=baseline)  # raises the no-gold error
-        price_of(task, price_in, price_out, price_cached)  # a bad price before anything is sent
         ran = run_variants(
             spec,
-            chosen,
             out,
-            run_options=run_options,
+            strategies=strategies,
+            batch_sizes=batch_sizes,
+            selection=selection,
             data=data,
             limit=limit,
-            on_variant=lambda v, n: print(f"eval: {v.name}: {n} request(s)", file=sys.stderr),
+            price_in=price_in,
+            price_out=price_out,
+            price_cached=price_cached,
+            on_variant=lambda name, n: print(f"eval: {name}: {n} request(s)", file=sys.stderr),
             progress=cli_events(sys.stderr),  # each variant's run shows what promptc run shows
             warn=lambda w: write_errors(w, sys.stderr),
+            **run_options,
         )
         failures = [f for _, _, r in ran for f in r.failed]
         sys.stderr.writelines(f.format() + "\n" for f in failures)
-        if limit is not None:
-            task = dataclasses.replace(task, items=task.items[:limit])
-        read = [read_variant(folder, task) for _, folder, _ in ran]
-        _check_answered(read)
-    price = price_of(task, price_in, price_out, price_cached)
-    report = build_report(task, read, baseline=baseline, tolerance=tol, price=price, margin=margin)
-    written = write_report(report, out, charts=not no_charts, variants=read, task=task)
-    _print(report, written, fmt)
+        folders = [str(b.folder) for _, b, _ in ran]
+    report = evaluate(
+        spec,
+        folders,
+        data=data,
+        limit=None if results else limit,
+        baseline=baseline,
+        tolerance=tol,
+        price_in=price_in,
+        price_out=price_out,
+        price_cached=price_cached,
+        margin=margin,
+        report_dir=out,
+        charts=not no_charts,
+        answered=not results,  # after runs that all failed, no report of nothing
+    )
+    _print(report, report_paths(out, charts=not no_charts), fmt)
     sys.exit(EXIT_INVALID if failures else EXIT_OK)
-
-
-def _check_answered(read: Sequence[VariantResults]) -> None:
-    """Every request failed (each said already): a report of 0 % would be made of nothing."""
-    if read and not any(v.answered for v in read):
-        raise BackendError(
-            "no request of any variant was answered, so no report was written",
-            location=Location("<command line>"),
-            hint="see the failures above; check the server and run eval again: answers "
-            "already received are cached",
-            code="nothing-answered",
-        )
 
 
 def _print(report: dict[str, Any], written: Sequence[Path], fmt: str) -> None:

@@ -14,13 +14,13 @@ Exit status: 0 planned; 1 the spec has errors, or a variant is over ``--max-cost
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from decimal import Decimal
 
 import click
 
+from promptc.api import plan_spec
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -31,18 +31,7 @@ from promptc.cli.common import (
     spec_argument,
     write_table,
 )
-from promptc.errors import Location, UsageError
-from promptc.plan.estimate import Plan, plan_spec
-from promptc.plan.probe import probe as probe_engine
-from promptc.plan.variants import (
-    parse_batch_sizes,
-    parse_selection,
-    parse_strategies,
-    variants,
-)
-from promptc.run.local import local_server
-from promptc.run.models import fetch_model, find_model
-from promptc.spec.load import COMMAND_LINE
+from promptc.plan.estimate import Plan
 
 
 def _tokens(n: float) -> str:
@@ -229,27 +218,21 @@ def plan_command(
     Input tokens are counted on the rendered messages with a real tokenizer (chat framing
     included); output tokens per question are a bound where the answer grammar sets one.
     """
-    chosen = variants(
-        parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
-    )
-    _check_probe(probe, local, base_url)
-    if local and tokenizer is None:
-        # The embedded model's own tokenizer: the counts its server will see.
-        tokenizer = model_path or str(find_model() or fetch_model())
     plan = plan_spec(
         spec,
-        chosen,
+        strategies=strategies,
+        batch_sizes=batch_sizes,
+        selection=selection,
         data=data,
         tokenizer=tokenizer,
         price_in=price_in,
         price_out=price_out,
         price_cached=price_cached,
+        local=local,
+        model_path=model_path,
+        probe=probe,
+        base_url=base_url,
     )
-    if probe and local:
-        with local_server(model_path) as url:
-            plan = dataclasses.replace(plan, rates=probe_engine(url, plan.model))
-    elif probe and base_url is not None:
-        plan = dataclasses.replace(plan, rates=probe_engine(base_url, plan.model))
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
@@ -268,24 +251,3 @@ def plan_command(
     for line in over:
         sys.stderr.write(f"promptc plan: {line}\n")
     sys.exit(EXIT_INVALID if over else EXIT_OK)
-
-
-def _check_probe(probe: bool, local: bool, base_url: str | None) -> None:
-    """``--probe`` needs one engine; ``--local`` and ``--base-url`` only make sense with it."""
-    where = Location(COMMAND_LINE)
-    if probe and not local and base_url is None:
-        raise UsageError(
-            "--probe needs an engine to measure: give --local or --base-url URL",
-            location=where,
-            path=("--probe",),
-            code="probe-no-engine",
-        )
-    if local and base_url is not None:
-        raise UsageError("give --base-url or --local, not both", location=where, code="two-models")
-    if base_url is not None and not probe:
-        raise UsageError(
-            "--base-url is for --probe: plan sends nothing otherwise",
-            location=where,
-            path=("--base-url",),
-            code="base-url-without-probe",
-        )

@@ -9,10 +9,10 @@ from typing import IO
 import click
 
 from promptc import ir
+from promptc.api import Request, iter_requests, load_spec
 from promptc.build import assemble, grammar_stem
 from promptc.cli.common import (
     batch_size_option,
-    compile_checked,
     json_format_option,
     plural,
     spec_argument,
@@ -24,7 +24,7 @@ from promptc.errors import UsageError
 from promptc.select.batches import batch_size as nominal
 
 
-def pick_request(requests: Sequence[ir.Request], which: str) -> ir.Request:
+def pick_request(requests: Sequence[Request], which: str) -> Request:
     for r in requests:
         if r.id == which:
             return r
@@ -43,12 +43,12 @@ def pick_request(requests: Sequence[ir.Request], which: str) -> ir.Request:
     )
 
 
-def show_request(request: ir.Request, grammar: str | None, out: IO[str]) -> None:
+def show_request(request: Request, grammar: str | None, out: IO[str]) -> None:
     """One request, readably: a header, then each message under its role."""
     params = ", ".join(f"{k}={v}" for k, v in request.params.items())
     head = (
-        f"request {request.id} · {request.kind} · {plural(len(request.batch.item_ids), 'item')}: "
-        + ", ".join(request.batch.item_ids)
+        f"request {request.id} · {request.kind} · {plural(len(request.item_ids), 'item')}: "
+        + ", ".join(request.item_ids)
     )
     meta = f"params: {params}" + (f" · grammar: {grammar}" if grammar else "")
     if use_rich(out):
@@ -61,12 +61,12 @@ def show_request(request: ir.Request, grammar: str | None, out: IO[str]) -> None
         console.print(Text(head, style="bold"))
         console.print(Text(meta, style="dim"))
         for m in request.messages:
-            console.print(Panel(Text(m.content), title=m.role, title_align="left"))
+            console.print(Panel(Text(m["content"]), title=m["role"], title_align="left"))
         return
     out.write(head + "\n" + meta + "\n")
     for m in request.messages:
-        out.write(f"\n── {m.role} " + "─" * max(3, 60 - len(m.role)) + "\n")
-        out.write(m.content + "\n")
+        out.write(f"\n── {m['role']} " + "─" * max(3, 60 - len(m["role"])) + "\n")
+        out.write(m["content"] + "\n")
 
 
 def show_batches(
@@ -143,11 +143,11 @@ def show_command(
     """Show one rendered request of SPEC, or its batches, readably."""
     if (request is None) == (not batches):
         raise click.UsageError("give exactly one of --request K and --batches")
-    task = compile_checked(spec, strategy, batch_size)
+    task = load_spec(spec, strategy=strategy, batch_size=batch_size)
     out = sys.stdout
-    result = assemble(task)
-    ids = [r.id for r in result.requests]
     if batches:
+        # The batches and the selection's facts: the build's in memory, which no API gives.
+        result = assemble(task)
         if fmt == "json":
             write_json(
                 {
@@ -156,20 +156,21 @@ def show_command(
                 }
             )
             return
+        ids = [r.id for r in result.requests]
         show_batches([r.batch for r in result.requests], ids, result.selection.info, out)
         return
     assert request is not None
-    chosen = pick_request(result.requests, request)
-    grammar = grammar_stem(len(chosen.batch.item_ids), nominal(task))
+    chosen = pick_request(list(iter_requests(task)), request)
+    grammar = grammar_stem(len(chosen.item_ids), nominal(task))
     if fmt == "json":
         write_json(
             {
                 "id": chosen.id,
-                "kind": chosen.kind.name,
-                "item_ids": list(chosen.batch.item_ids),
+                "kind": chosen.kind,
+                "item_ids": list(chosen.item_ids),
                 "params": dict(chosen.params),
                 "grammar": grammar,
-                "messages": [{"role": m.role, "content": m.content} for m in chosen.messages],
+                "messages": [{"role": m["role"], "content": m["content"]} for m in chosen.messages],
             }
         )
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,28 @@ def _row(
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
+
+
+def parse_tolerance(text: str | None) -> Decimal | None:
+    """``--tolerance X``: an absolute tolerance for numbers, a non-negative number.
+
+    Raises:
+        UsageError: Not a non-negative number (``bad-tolerance``).
+    """
+    if text is None:
+        return None
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        d = Decimal("NaN")
+    if not d.is_finite() or d < 0:
+        raise UsageError(
+            f"tolerance {text!r} is not a non-negative number",
+            location=Location("<command line>"),
+            path=("--tolerance",),
+            code="bad-tolerance",
+        )
+    return d
 
 
 def build_report(
@@ -405,15 +427,22 @@ def write_report(
     task: ir.Task | None = None,
 ) -> list[Path]:
     """Writes report.json, report.md, (with ``charts``) the two PNGs, and (given the variants
-    and their task) report.html into ``out_dir``."""
+    and their task) report.html into ``out_dir``; returns their paths (:func:`report_paths`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REPORT_JSON).write_text(report_json(report), encoding="utf-8", newline="\n")
     (out_dir / REPORT_MD).write_text(report_md(report), encoding="utf-8", newline="\n")
-    written = [out_dir / REPORT_JSON, out_dir / REPORT_MD]
     if charts:
-        written += draw_charts(report, out_dir)
-    if task is not None and variants:
+        draw_charts(report, out_dir)
+    html = task is not None and bool(variants)
+    if html:
+        assert task is not None
         page = report_html(report, task, variants, out_dir, table_rows(report), headline(report))
         (out_dir / REPORT_HTML).write_text(page, encoding="utf-8", newline="\n")
-        written.append(out_dir / REPORT_HTML)
-    return written
+    return report_paths(out_dir, charts=charts, html=html)
+
+
+def report_paths(out_dir: Path, *, charts: bool = True, html: bool = True) -> list[Path]:
+    """The files :func:`write_report` writes into ``out_dir``, in the order ``promptc eval``
+    names them: report.json, report.md, (with ``charts``) the two PNGs, report.html."""
+    names = [REPORT_JSON, REPORT_MD, *((CHART_TOKENS, CHART_POSITION) if charts else ())]
+    return [out_dir / n for n in names + ([REPORT_HTML] if html else [])]
