@@ -202,3 +202,19 @@ def test_the_build_summary_counts_every_round() -> None:
     )
     plain = assemble(_task("batch", 4, rounds=2))  # type: ignore[arg-type]
     assert str(plain.manifest["cost"]).endswith("asked in 2 voting rounds: 8 requests")
+
+
+def test_check_says_the_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from promptc.cli.app import run
+
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    shutil.copy(READING, tmp_path / READING.name)
+    spec = tmp_path / "voted.yaml"
+    spec.write_text(
+        f"promptc: 1\nextends: {READING.name}\nstrategy: {{kind: batch, vote: {{rounds: 3}}}}\n",
+        encoding="utf-8",
+    )
+    assert run(["check", str(spec)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", 3 voting rounds")

@@ -66,6 +66,7 @@ def check_spec(
     summary = (
         f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
         f"{task.strategy.kind}, {size_of(task)} per request"
+        + (f", {task.strategy.rounds} voting rounds" if task.strategy.rounds > 1 else "")
     )
     warnings = spec_warnings(task)
     if warnings:
