@@ -291,6 +291,32 @@ def test_a_state_file_of_other_types_or_a_planted_link_is_refused(shards: Path) 
     assert "Traceback" not in err
 
 
+def test_a_batch_status_the_api_does_not_have_ends_the_run_and_a_rerun_resumes(
+    shards: Path,
+) -> None:
+    """A server saying a status OpenAI's batch object does not have would be polled for ever:
+    the run stops with exit 1 naming it, the batches stay recorded, and the next run resumes."""
+    server = _server(shards)
+    server.hold.clear()
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        _wait_for(lambda: len(server.batches) == 3)
+        with server.lock:
+            server.batches["batch_0001"]["status"] = "paused"
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        assert "a batch with id 'batch_0001' and status 'paused'; expected one of cancelled" in err
+        assert "Traceback" not in err
+        with server.lock:
+            server.batches["batch_0001"]["status"] = "in_progress"
+        server.hold.set()
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+    assert again.returncode == 4, err
+    assert server.created == 3
+    _check_outcome(shards)
+
+
 def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(
     tmp_path: Path,
 ) -> None:

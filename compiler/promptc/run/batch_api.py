@@ -58,6 +58,8 @@ DOWNLOADS = "batch_api"
 STATE_FORMAT = 1
 #: A batch in one of these states changes no more (OpenAI's batch object ``status``).
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+#: Every status a batch can have (OpenAI's batch object); a server saying another is refused.
+STATUSES = TERMINAL | {"validating", "in_progress", "finalizing", "cancelling"}
 #: The Batch API's one completion window.
 COMPLETION_WINDOW = "24h"
 
@@ -251,7 +253,9 @@ class BatchAPI:
             if b.input_file_id is None:
                 with path.open("rb") as f:
                     made = self._call(self.client.files.create, file=f, purpose="batch")
-                b.input_file_id = str(made.id)
+                b.input_file_id = _file_id(made, "id")
+                if b.input_file_id is None:
+                    raise Failure("bad-response", None, f"the upload of {path.name} has no file id")
                 write_state(build, batches)
             if b.batch_id is None:
                 found = self._created_before(b.input_file_id)
@@ -263,11 +267,12 @@ class BatchAPI:
                         completion_window=COMPLETION_WINDOW,
                         metadata={"promptc_shard": path.name},
                     )
-                    self.say(f"{path.name}: batch {found.id} created")
+                    said = "created"
                 else:
-                    self.say(f"{path.name}: batch {found.id} found on the server")
+                    said = "found on the server"
                 self._update(b, found)
                 write_state(build, batches)
+                self.say(f"{path.name}: batch {b.batch_id} {said}")
             else:
                 self.say(f"{path.name}: resuming batch {b.batch_id} ({b.status})")
         return batches
@@ -275,7 +280,7 @@ class BatchAPI:
     def _created_before(self, input_file_id: str) -> Any:
         """The batch an interrupted run created from this input file but did not record."""
         for batch in self._call(self.client.batches.list, limit=100):
-            if batch.input_file_id == input_file_id:
+            if getattr(batch, "input_file_id", None) == input_file_id:
                 return batch
         return None
 
@@ -319,20 +324,32 @@ class BatchAPI:
                     events.note(_progress(b))
 
     def _update(self, b: ShardBatch, batch: Any) -> None:
-        b.batch_id = str(batch.id)
-        b.status = str(batch.status)
-        b.output_file_id = batch.output_file_id or None
-        b.error_file_id = batch.error_file_id or None
-        counts = batch.request_counts
+        """``b`` as the server's batch object says it is now.
+
+        Raises:
+            Failure: The object has no id or a status the Batch API does not have (a server
+                that is not one): polling it would never end.
+        """
+        bid, status = getattr(batch, "id", None), getattr(batch, "status", None)
+        if not isinstance(bid, str) or not bid or status not in STATUSES:
+            raise Failure(
+                "bad-response",
+                None,
+                f"a batch with id {bid!r} and status {status!r}; expected one of "
+                + ", ".join(sorted(STATUSES)),
+            )
+        b.batch_id, b.status = bid, status
+        b.output_file_id = _file_id(batch, "output_file_id")
+        b.error_file_id = _file_id(batch, "error_file_id")
+        counts = getattr(batch, "request_counts", None)
         if counts is not None:
-            b.counts = {
-                "total": int(counts.total),
-                "completed": int(counts.completed),
-                "failed": int(counts.failed),
-            }
+            b.counts = {k: _count(counts, k) for k in ("total", "completed", "failed")}
         errors = getattr(batch, "errors", None)
-        data = getattr(errors, "data", None) or []
-        b.errors = [f"{getattr(e, 'code', None)}: {getattr(e, 'message', None)}" for e in data]
+        data = getattr(errors, "data", None)
+        b.errors = [
+            f"{getattr(e, 'code', None)}: {getattr(e, 'message', None)}"
+            for e in (data if isinstance(data, list) else [])
+        ]
 
     # -- download and collect ---------------------------------------------------------------
 
@@ -397,6 +414,18 @@ class BatchAPI:
             raise Failure("timeout", None, "the Batch API did not answer") from None
         except openai.APIConnectionError as e:
             raise Failure("connection", None, str(e)[:300]) from None
+
+
+def _file_id(batch: Any, name: str) -> str | None:
+    """A file id of a batch object: a string, or none."""
+    value = getattr(batch, name, None)
+    return value if isinstance(value, str) and value else None
+
+
+def _count(counts: Any, name: str) -> int:
+    """One of a batch's ``request_counts``: a whole number, else 0."""
+    value = getattr(counts, name, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _repair_files(build: Path) -> list[Path]:
