@@ -130,9 +130,9 @@ def test_run_never_follows_a_planted_file(
     kind = {"link": "a symbolic link", "device": "a symbolic link", "fifo": "a named pipe"}
     assert status == 2, err
     assert (
-        f"{name} is {kind[plant]}, not a regular file; promptc reads and writes only "
-        "regular files of a build folder (remove it, or rebuild the folder with promptc build "
-        "SPEC -o DIR)"
+        f"{name} is {kind[plant]}, not a regular file; promptc reads and writes regular files "
+        "only, never through a link, a pipe or a device (put a regular file in its place: cp -L "
+        "copies what a link points to, and promptc build SPEC -o DIR remakes a build folder)"
     ) in err or "is not a plain file name inside the build folder" in err, err
 
 

@@ -53,8 +53,8 @@ MESSAGES: dict[str, str] = {
     "of a build file",
     "not-utf8": "{name} is not UTF-8 text",
     "outside-build": "{what} {name!r} is not a plain file name inside the build folder",
-    "not-regular": "{name} is {kind}, not a regular file; promptc reads and writes only "
-    "regular files of a build folder",
+    "not-regular": "{name} is {kind}, not a regular file; promptc reads and writes regular "
+    "files only, never through a link, a pipe or a device",
     "bad-requests-line": "{problem}",
     "bad-batches-line": "{problem}",
     "unreadable": "cannot read {name}: {problem}",
@@ -69,7 +69,8 @@ HINTS: dict[str, str] = {
     "build-format": "rebuild it with promptc build SPEC -o DIR",
     "build-modified": "rebuild it with promptc build SPEC -o DIR",
     "bad-task-file": "rebuild it with promptc build SPEC -o DIR",
-    "not-regular": "remove it, or rebuild the folder with promptc build SPEC -o DIR",
+    "not-regular": "put a regular file in its place: cp -L copies what a link points to, and "
+    "promptc build SPEC -o DIR remakes a build folder",
 }
 
 
