@@ -110,7 +110,17 @@ class Sender:
             async with gate:
                 return await self._send_one(r, mode, server)
 
-        return sum(await asyncio.gather(*(one(r) for r in requests)))
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        try:
+            return sum(await asyncio.gather(*tasks))
+        finally:
+            # The first error (a full disk, Ctrl-C) ends the pass: the other requests are
+            # stopped and awaited here, while outputs.jsonl is still open. Left to asyncio.run's
+            # shutdown, one that was mid-answer could reach the outputs file after it closed
+            # and print a traceback at exit (tests/test_disk_errors.py saw it now and then).
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _resolve(
         self, requests: Sequence[BuiltRequest]
