@@ -21,7 +21,7 @@ from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
 from promptc.diff.stale import check_report
 from promptc.errors import UsageError
 from promptc.ir import NOWHERE
-from promptc.parse.build_input import load_build
+from promptc.parse.build_input import open_build
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
 
@@ -64,9 +64,9 @@ def test_task_file_round_trips_what_parsing_uses(math_single: tuple[Path, Path])
 def test_parse_needs_no_spec(math_single: tuple[Path, Path]) -> None:
     out, specs = math_single
     shutil.rmtree(specs)
-    loaded = load_build(out)
+    loaded = open_build(out)
     assert loaded.task.strategy.kind.name == "single" and len(loaded.requests) == 20
-    shape = loaded.requests["r0001"]
+    shape = loaded.shapes["r0001"]
     assert shape.item_ids == ("m01",)
     results = parse_output(loaded.task, shape, "A[1]: 72 - 17 = 55. The answer is 55.")
     assert [(r.item_id, r.status) for r in results] == [("m01", "ok")]
@@ -111,7 +111,7 @@ def test_the_matching_spec_is_accepted(tmp_path: Path) -> None:
     build(task, tmp_path / "b")
     status, lines = check_report(assemble(task), tmp_path / "b", str(SPECS / "sentiment.yaml"))
     assert (status, lines) == (0, [f"{tmp_path / 'b'}: up to date (15 files)"])
-    assert load_build(tmp_path / "b").task.name == task.name
+    assert open_build(tmp_path / "b").task.name == task.name
 
 
 @pytest.mark.parametrize("name", [TASK_FILE, ITEMS_FILE])
@@ -120,7 +120,7 @@ def test_edited_task_files_are_refused(math_single: tuple[Path, Path], name: str
     path = out / name
     path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     with pytest.raises(UsageError) as e:
-        load_build(out)
+        open_build(out)
     assert e.value.code == "build-modified" and name in e.value.message
 
 

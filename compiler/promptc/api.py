@@ -33,16 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.build import BuiltRequest, read_requests
 from promptc.build import build as write_build_folder
 from promptc.build.produce import Producer
 from promptc.build.targets import CHAT
 from promptc.errors import PromptcErrors, flatten
 from promptc.eval.results import read_variant
 from promptc.grammar.answer import build_grammar
-from promptc.parse.build_input import load_build
-from promptc.parse.output import parse_output as parse_request
-from promptc.parse.results import ItemResult
+
+# Build, open_build and parse_output are defined in the parse stage, which ``promptc parse``
+# imports without this module's weight; they are this module's names too.
+from promptc.parse.build_input import Build, open_build, parse_output  # noqa: F401
 from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies, variants
 from promptc.render.checks import check_templates
 from promptc.run.collect import CollectResult
@@ -198,51 +198,6 @@ def iter_requests(task: Task) -> Iterator[Request]:
         )
 
 
-@dataclass(frozen=True)
-class Build:
-    """A build folder, read back: its task and requests (:func:`open_build`, :func:`write_build`).
-
-    Attributes:
-        folder: The build folder.
-        task: The task it was built from (read from ``task.json``: no spec needed).
-        requests: Its requests, by id, as ``requests.jsonl`` holds them (any target).
-    """
-
-    folder: Path
-    task: Task
-    requests: Mapping[str, BuiltRequest]
-
-    def parse(self, request_id: str, output: str, *, strict: bool = False) -> list[ItemResult]:
-        """One model output for one request of the build, parsed into one result per item
-        (then ``extra`` answers); never raises on the output text.
-
-        Raises:
-            KeyError: No request of that id.
-        """
-        return parse_output(self.task, self.requests[request_id], output, strict=strict)
-
-    def results(self) -> list[dict[str, Any]]:
-        """The rows of the build's ``results.jsonl`` (written by :func:`run_build` with ``parse``,
-        or :func:`collect`), numbers as :class:`~decimal.Decimal`; empty when there is none."""
-        path = self.folder / "results.jsonl"
-        if not path.is_file():
-            return []
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line, parse_float=Decimal) for line in f if line.strip()]
-
-
-def open_build(folder: PathLike) -> Build:
-    """Reads a build folder back (its manifest, task, items and requests).
-
-    Raises:
-        PromptcError: Not a build, a build of another format, a malformed file.
-    """
-    path = Path(folder)
-    loaded = load_build(path)
-    by_id = {r.id: r for r in read_requests(path)}
-    return Build(path, loaded.task, by_id)
-
-
 def write_build(
     task: Task, folder: PathLike, *, target: str = "chat", grammar: str | None = None
 ) -> Build:
@@ -261,23 +216,6 @@ def write_build(
     """
     write_build_folder(task, folder, target=target, vllm_grammar=grammar)
     return open_build(folder)
-
-
-def parse_output(
-    task: Task, request: Request | BuiltRequest, output: str, *, strict: bool = False
-) -> list[ItemResult]:
-    """One model output for one request, parsed into one result per item (then ``extra``
-    answers, by index): status ``ok``, ``missing``, ``malformed``, ``duplicate``,
-    ``misaligned`` or ``extra``, with typed values.
-
-    Args:
-        task: The request's task.
-        request: From :func:`iter_requests` or :attr:`Build.requests`.
-        output: What the model wrote (or its JSON form, when it was constrained by the
-            request's JSON Schema). Never raises on it.
-        strict: The whole output must match the grammar (default: recover what it can).
-    """
-    return parse_request(task, request, output, mode="strict" if strict else "recover")
 
 
 def _options(options: RunOptions | None, fields: Mapping[str, Any]) -> RunOptions:

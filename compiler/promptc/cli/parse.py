@@ -36,11 +36,11 @@ from typing import IO, Any, cast
 
 import click
 
+from promptc import Build, open_build, parse_output
 from promptc.cli.common import format_option, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.ir import round_of
-from promptc.parse.build_input import Build, load_build
-from promptc.parse.output import PER_ITEM, parse_output, target_results
+from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
 from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
@@ -157,7 +157,7 @@ def run_parse(
     """The command's work, returning its exit status (see the module docstring)."""
     errors: list[PromptcError] = []
     try:
-        build = load_build(source)
+        build = open_build(source)
         records = list(read_outputs(Path(outputs), errors))
         request_id = _request(build, request_id, records, outputs)
     except PromptcError as e:
@@ -165,7 +165,7 @@ def run_parse(
         return 2
     found = _parse_records(build, records, request_id, cast(Mode, mode))
     found.errors[:0] = errors
-    known = build.requests
+    known = build.shapes
     parsed = found.parsed
     if per_item == "target":
         shapes = dict(known)
@@ -221,7 +221,7 @@ def _request(
 ) -> str | None:
     """The request ``--request`` names: its id, or its number from 1; the build's one request
     for a plain text file when it has only one."""
-    known = build.requests
+    known = build.shapes
     if request_id is not None and request_id not in known and request_id.isdigit():
         # A number, as promptc show --request takes it: the request at that position.
         ids = list(known)
@@ -260,8 +260,9 @@ def _parse_records(
     mode: Mode,
 ) -> _Parsed:
     """Each output parsed against its request (a repair answer against what it asked)."""
-    known = build.requests
+    known = build.shapes
     found = _Parsed()
+    strict = mode == "strict"
     for rec in records:
         rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
         assert rid is not None
@@ -276,7 +277,7 @@ def _parse_records(
             found.repairs[rid] = rec.repair
             shape = repair_shape(build.task, rec.repair, rid)
             found.parsed[rid] = parse_output(
-                build.task, shape, rec.text, mode=mode, finish_reason=rec.finish_reason
+                build.task, shape, rec.text, strict=strict, finish_reason=rec.finish_reason
             )
             continue
         if request_id is not None and rid != request_id:
@@ -311,7 +312,7 @@ def _parse_records(
         else:
             found.seen[rid] = rec.location
             found.parsed[rid] = parse_output(
-                build.task, known[rid], rec.text, mode=mode, finish_reason=rec.finish_reason
+                build.task, known[rid], rec.text, strict=strict, finish_reason=rec.finish_reason
             )
     return found
 
