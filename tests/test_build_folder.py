@@ -72,6 +72,33 @@ def test_parse_needs_no_spec(math_single: tuple[Path, Path]) -> None:
     assert [(r.item_id, r.status) for r in results] == [("m01", "ok")]
 
 
+def test_open_build_of_a_spec_is_the_build_of_that_spec(tmp_path: Path) -> None:
+    """Given a spec, open_build builds it in memory (as ``promptc parse SPEC`` reads it): the
+    same requests, shapes and prompt hashes as the folder ``promptc build`` writes."""
+    build(compile_spec(SPECS / "math.yaml"), tmp_path / "b")
+    folder, spec = open_build(tmp_path / "b"), open_build(SPECS / "math.yaml")
+    assert list(spec.requests) == list(folder.requests)
+    assert spec.shapes == folder.shapes
+    assert spec.prompts == folder.prompts
+    assert [r.messages for r in spec.requests.values()] == [
+        r.messages for r in folder.requests.values()
+    ]
+
+
+def test_the_public_parse_output_marks_what_a_cut_reached_truncated(
+    math_single: tuple[Path, Path],
+) -> None:
+    import promptc
+
+    loaded = promptc.open_build(math_single[0])
+    shape = loaded.shapes["r0001"]
+    output = "A[1]: 72 - 17 = 55. The answer is 5"
+    assert [r.status for r in promptc.parse_output(loaded.task, shape, output)] == ["ok"]
+    cut = promptc.parse_output(loaded.task, shape, output, finish_reason="length")
+    assert [r.status for r in cut] == ["truncated"]
+    assert loaded.parse("r0001", output) == promptc.parse_output(loaded.task, shape, output)
+
+
 def test_cli_parse_of_a_build_without_its_spec(math_single: tuple[Path, Path]) -> None:
     from promptc.cli.parse import run_parse
 

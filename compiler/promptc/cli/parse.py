@@ -22,6 +22,9 @@ line is a JSON object with one of those id keys.
 Exit status: 0 when every result is ``ok``; 1 when any result is not ``ok`` (``extra`` included)
 or some lines of OUTPUTS could not be used (they are reported on stderr, the others are parsed);
 2 for usage errors (bad arguments, unreadable build or spec, unknown ``--request``).
+
+The command is built on the public API: :func:`promptc.open_build` reads the build (or builds
+the spec in memory) and :func:`promptc.parse_output` parses each output.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import click
 
@@ -42,7 +45,7 @@ from promptc.errors import Location, OutputParseError, PromptcError, UsageError,
 from promptc.ir import round_of
 from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
-from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
+from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
 from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
 from promptc.run.repair import (
     STAND_IN_SUFFIX,
@@ -163,7 +166,7 @@ def run_parse(
     except PromptcError as e:
         write_errors(e, err, "error: ")
         return 2
-    found = _parse_records(build, records, request_id, cast(Mode, mode))
+    found = _parse_records(build, records, request_id, strict=mode == "strict")
     found.errors[:0] = errors
     known = build.shapes
     parsed = found.parsed
@@ -257,12 +260,13 @@ def _parse_records(
     build: Build,
     records: Sequence[OutputRecord],
     request_id: str | None,
-    mode: Mode,
+    *,
+    strict: bool,
 ) -> _Parsed:
-    """Each output parsed against its request (a repair answer against what it asked)."""
+    """Each output parsed against its request (a repair answer against what it asked), with
+    the public :func:`promptc.parse_output`."""
     known = build.shapes
     found = _Parsed()
-    strict = mode == "strict"
     for rec in records:
         rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
         assert rid is not None
