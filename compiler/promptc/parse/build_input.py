@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from promptc.build import prompt_hash, read_requests, read_task
 from promptc.build.produce import Producer
@@ -147,9 +147,23 @@ def _build(
     return Build(path, task, requests, shapes)
 
 
+class RequestLike(Protocol):
+    """What :func:`parse_output` reads of a request: a :class:`promptc.Request`, one of
+    :attr:`Build.requests` or :attr:`Build.shapes` (``kind``: the strategy or its name)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> object: ...
+
+    @property
+    def item_ids(self) -> Sequence[str]: ...
+
+
 def parse_output(
     task: Task,
-    request: object,
+    request: RequestLike,
     output: str,
     *,
     strict: bool = False,
@@ -162,8 +176,7 @@ def parse_output(
     Args:
         task: The request's task.
         request: A :class:`promptc.Request` (from :func:`promptc.iter_requests`), one of
-            :attr:`Build.requests` or :attr:`Build.shapes`, or any object with ``id``,
-            ``kind`` and ``item_ids``.
+            :attr:`Build.requests` or :attr:`Build.shapes`.
         output: What the model wrote (or its JSON form, when it was constrained by the
             request's JSON Schema). Never raises on it.
         strict: The whole output must match the grammar (default: recover what it can).
