@@ -29,9 +29,6 @@ from promptc.parse.output import parse_output as parse_request
 from promptc.parse.results import ItemResult, Mode
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
-#: The build's parsed results, as ``promptc run --parse`` and ``collect`` write them.
-RESULTS_FILE = "results.jsonl"
-
 
 @dataclass(frozen=True)
 class Build:
@@ -75,7 +72,7 @@ class Build:
     def results(self) -> list[dict[str, Any]]:
         """The rows of the build's ``results.jsonl`` (written by ``run_build`` with ``parse``,
         or ``collect``), numbers as :class:`~decimal.Decimal`; empty when there is none."""
-        path = self.folder / RESULTS_FILE
+        path = self.folder / "results.jsonl"  # promptc.run.outputs.RESULTS_FILE, a layer up
         if not path.is_file():
             return []
         with path.open(encoding="utf-8") as f:
@@ -137,9 +134,14 @@ def _build(
             )
             continue
         # An empty list of items is refused as none (request_shape says what is expected).
-        line = {"id": r.id, "kind": r.kind, "item_ids": r.item_ids or None}
+        line = {
+            "id": r.id,
+            "kind": r.kind,
+            "item_ids": r.item_ids or None,
+            "target_item": r.target_item,
+        }
         try:
-            shapes[r.id] = request_shape(task, {**line, "target_item": r.target_item})
+            shapes[r.id] = request_shape(task, line)
         except PromptcError as e:
             errors.append(UsageError(e.message, location=r.location, code=e.code))
     if errors:
