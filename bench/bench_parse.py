@@ -29,13 +29,17 @@ median round's, in CPU time.
 a build of 2,000 such requests and their outputs (a JSON Lines file) into a results file,
 against ``bench/extract_answers.py`` (a hand-written script: one regex, one JSON line per
 item) on the same outputs file, interleaved; each process's CPU time (user + system), with
-the modules' bytecode compiled beforehand, as an installed package has it.
+the modules' bytecode compiled beforehand, as an installed package has it. With ``--vs
+OTHER/compiler``, ``promptc parse`` of that checkout (``PYTHONPATH``) runs in the same rounds,
+so that a change is measured before and after under the same load.
 
 Run::
 
     python bench/bench_parse.py [--outputs 10000] [--lark-outputs 2000] [--seed 0]
     python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl --outputs 2000 --rounds 15
     python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl --cli --rounds 5
+    python bench/bench_parse.py --gsm8k /work/shared/data/gsm8k/test.jsonl --cli --rounds 9 \
+        --vs OTHER_CHECKOUT/compiler
 
 The tasks are compiled from spec files written to a temporary folder, so that the script times
 any version of promptc (``PYTHONPATH=other/compiler python bench/bench_parse.py …``).
@@ -355,8 +359,11 @@ def _cpu(argv: Sequence[str], env: dict[str, str], stdout: int | None = None) ->
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_main(folder: Path, path: str, n_outputs: int, rounds: int, seed: int) -> int:
-    """``promptc parse`` against the hand-written extractor, as whole processes."""
+def cli_main(
+    folder: Path, path: str, n_outputs: int, rounds: int, seed: int, vs: str | None = None
+) -> int:
+    """``promptc parse`` against the hand-written extractor, as whole processes (and
+    ``promptc parse`` of the checkout ``vs``, in the same rounds)."""
     rng = random.Random(seed)
     solutions = gsm8k_solutions(path)
     questions = [solutions[k % len(solutions)][0] for k in range(n_outputs * N_ITEMS)]
@@ -379,13 +386,19 @@ def cli_main(folder: Path, path: str, n_outputs: int, rounds: int, seed: int) ->
     # cache of this run's own, whatever PYTHONDONTWRITEBYTECODE says).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
-    cpu: dict[str, list[float]] = {"promptc parse": [], "extractor": []}
+    runs: dict[str, tuple[list[str], dict[str, str], int | None]] = {}
     with open(folder / "answers.jsonl", "w") as sink:
-        _cpu(parse, env)
-        _cpu(extract, env, stdout=sink.fileno())
+        runs["promptc parse"] = (parse, env, None)
+        if vs is not None:
+            other = [*parse[:-1], str(folder / "results-vs.jsonl")]
+            runs["promptc parse (vs)"] = (other, {**env, "PYTHONPATH": vs}, None)
+        runs["extractor"] = (extract, env, sink.fileno())
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
+        for argv, run_env, out in runs.values():
+            _cpu(argv, run_env, stdout=out)
         for _ in range(rounds):
-            cpu["promptc parse"].append(_cpu(parse, env))
-            cpu["extractor"].append(_cpu(extract, env, stdout=sink.fileno()))
+            for name, (argv, run_env, out) in runs.items():
+                cpu[name].append(_cpu(argv, run_env, stdout=out))
     with open(folder / "results.jsonl", encoding="utf-8") as f:
         n_results = sum(1 for line in f.read().split("\n") if line)
     print(
@@ -394,10 +407,14 @@ def cli_main(folder: Path, path: str, n_outputs: int, rounds: int, seed: int) ->
     )
     for name, secs in cpu.items():
         print(
-            f"{name:16} median {statistics.median(secs) * 1000:7.0f} ms  best {min(secs) * 1000:7.0f} ms"
+            f"{name:20} median {statistics.median(secs) * 1000:7.0f} ms  best {min(secs) * 1000:7.0f} ms"
         )
-    ratio = statistics.median(cpu["promptc parse"]) / statistics.median(cpu["extractor"])
-    print(f"promptc parse / extractor: {ratio:.2f}x (medians)")
+    base = statistics.median(cpu["extractor"])
+    for name in [n for n in cpu if n != "extractor"]:
+        print(f"{name} / extractor: {statistics.median(cpu[name]) / base:.2f}x (medians)")
+    if vs is not None:
+        same = (folder / "results.jsonl").read_bytes() == (folder / "results-vs.jsonl").read_bytes()
+        print(f"results.jsonl of the two checkouts byte-identical: {'yes' if same else 'NO'}")
     return 0
 
 
@@ -410,11 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gsm8k", help="GSM8K test.jsonl: time outputs built from its reasoning")
     ap.add_argument("--cli", action="store_true", help="with --gsm8k: whole processes")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--vs", help="with --cli: another checkout's compiler/ folder, timed too")
     args = ap.parse_args(argv)
     n = min(args.outputs, 2_000)
     with tempfile.TemporaryDirectory() as tmp:  # the spec and data files the tasks read
         if args.gsm8k and args.cli:
-            return cli_main(Path(tmp), args.gsm8k, n, args.rounds, args.seed)
+            return cli_main(Path(tmp), args.gsm8k, n, args.rounds, args.seed, args.vs)
         if args.gsm8k:
             return gsm8k_main(Path(tmp), args.gsm8k, n, args.rounds, args.seed)
         return synthetic_main(args, Path(tmp))

@@ -21,7 +21,7 @@ from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
 from promptc.diff.stale import check_report
 from promptc.errors import UsageError
 from promptc.ir import NOWHERE
-from promptc.parse.build_input import load_build
+from promptc.parse.build_input import open_build
 from promptc.parse.output import parse_output
 from promptc.spec.lower import compile_spec
 
@@ -64,12 +64,39 @@ def test_task_file_round_trips_what_parsing_uses(math_single: tuple[Path, Path])
 def test_parse_needs_no_spec(math_single: tuple[Path, Path]) -> None:
     out, specs = math_single
     shutil.rmtree(specs)
-    loaded = load_build(out)
+    loaded = open_build(out)
     assert loaded.task.strategy.kind.name == "single" and len(loaded.requests) == 20
-    shape = loaded.requests["r0001"]
+    shape = loaded.shapes["r0001"]
     assert shape.item_ids == ("m01",)
     results = parse_output(loaded.task, shape, "A[1]: 72 - 17 = 55. The answer is 55.")
     assert [(r.item_id, r.status) for r in results] == [("m01", "ok")]
+
+
+def test_open_build_of_a_spec_is_the_build_of_that_spec(tmp_path: Path) -> None:
+    """Given a spec, open_build builds it in memory (as ``promptc parse SPEC`` reads it): the
+    same requests, shapes and prompt hashes as the folder ``promptc build`` writes."""
+    build(compile_spec(SPECS / "math.yaml"), tmp_path / "b")
+    folder, spec = open_build(tmp_path / "b"), open_build(SPECS / "math.yaml")
+    assert list(spec.requests) == list(folder.requests)
+    assert spec.shapes == folder.shapes
+    assert spec.prompts == folder.prompts
+    assert [r.messages for r in spec.requests.values()] == [
+        r.messages for r in folder.requests.values()
+    ]
+
+
+def test_the_public_parse_output_marks_what_a_cut_reached_truncated(
+    math_single: tuple[Path, Path],
+) -> None:
+    import promptc
+
+    loaded = promptc.open_build(math_single[0])
+    shape = loaded.shapes["r0001"]
+    output = "A[1]: 72 - 17 = 55. The answer is 5"
+    assert [r.status for r in promptc.parse_output(loaded.task, shape, output)] == ["ok"]
+    cut = promptc.parse_output(loaded.task, shape, output, finish_reason="length")
+    assert [r.status for r in cut] == ["truncated"]
+    assert loaded.parse("r0001", output) == promptc.parse_output(loaded.task, shape, output)
 
 
 def test_cli_parse_of_a_build_without_its_spec(math_single: tuple[Path, Path]) -> None:
@@ -111,7 +138,7 @@ def test_the_matching_spec_is_accepted(tmp_path: Path) -> None:
     build(task, tmp_path / "b")
     status, lines = check_report(assemble(task), tmp_path / "b", str(SPECS / "sentiment.yaml"))
     assert (status, lines) == (0, [f"{tmp_path / 'b'}: up to date (15 files)"])
-    assert load_build(tmp_path / "b").task.name == task.name
+    assert open_build(tmp_path / "b").task.name == task.name
 
 
 @pytest.mark.parametrize("name", [TASK_FILE, ITEMS_FILE])
@@ -120,7 +147,7 @@ def test_edited_task_files_are_refused(math_single: tuple[Path, Path], name: str
     path = out / name
     path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     with pytest.raises(UsageError) as e:
-        load_build(out)
+        open_build(out)
     assert e.value.code == "build-modified" and name in e.value.message
 
 

@@ -28,7 +28,7 @@ from promptc.build.targets import NAMES
 from promptc.diff.views import read_view
 from promptc.errors import Location, PromptcError
 from promptc.eval.results import read_variant
-from promptc.parse.build_input import load_build
+from promptc.parse.build_input import open_build
 from promptc.run.collect import collect
 from promptc.spec.lower import compile_spec
 
@@ -39,7 +39,7 @@ READERS: dict[str, Callable[[Path], Any]] = {
     "read_manifest": read_manifest,
     "read_requests": read_requests,
     "read_task": read_task,
-    "parse (load_build)": load_build,
+    "parse (open_build)": open_build,
     "diff (read_view)": read_view,
     "eval (read_variant)": lambda b: read_variant(b, compile_spec(SPECS / "sentiment.yaml")),
     "collect": lambda b: collect(b, b / "results.jsonl"),

@@ -214,9 +214,9 @@ def test_table_and_output_file(math_build: Path, tmp_path: Path) -> None:
     # Each item's input beside its answer: the question, on one line, cut to 60 characters.
     assert "input" in result.stdout.splitlines()[0]
     from promptc.cli.parse import input_text
-    from promptc.parse.build_input import load_build
+    from promptc.parse.build_input import open_build
 
-    items = {it.id: it for it in load_build(math_build).task.items}
+    items = {it.id: it for it in open_build(math_build).task.items}
     first = reqs[2]["item_ids"][0]
     assert input_text(items[first].inputs)[:25] in result.stdout  # folded to fit 160 columns
     assert input_text({"q": "a\n b " + "x" * 80}) == "a b " + "x" * 55 + "…"

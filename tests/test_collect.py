@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from promptc.build import build, read_requests
-from promptc.parse.build_input import load_build
+from promptc.parse.build_input import open_build
 from promptc.run.collect import collect
 from promptc.spec.lower import compile_spec
 
@@ -119,7 +119,7 @@ def test_collect_results_and_a_repair_build_of_the_failed_items(
     ]
     assert all(x["url"] == "/v1/chat/completions" and x["method"] == "POST" for x in lines)
     assert ("structured_outputs" in lines[0]["body"]) == (target == "vllm-batch")
-    repaired = load_build(repair)  # self-contained: task, items and shapes from the folder
+    repaired = open_build(repair)  # self-contained: task, items and shapes from the folder
     assert [len(s.item_ids) for s in repaired.requests.values()] == [2, 1, 4, 4]
     assert sorted(it.id for it in repaired.task.items) == sorted(not_ok)
     assert next(r.item_ids for r in read_requests(repair)) == ("s06", "s08")

@@ -172,13 +172,13 @@ def test_example_task_specs_build_without_data_option() -> None:
 
 def test_a_build_made_with_data_option_is_read_back_with_that_data(tmp_path: Path) -> None:
     from promptc.build import build
-    from promptc.parse.build_input import load_build
+    from promptc.parse.build_input import open_build
 
     spec = write(tmp_path, [{"question": "own", "g": "1"}], "{answer: g}")
     other = tmp_path / "other.jsonl"
     other.write_text('{"question": "x", "g": "2"}\n{"question": "y", "g": "3"}\n', "utf-8")
     task = compile_spec(spec, overrides={("data", "path"): str(other)})
     build(task, tmp_path / "b")
-    loaded = load_build(tmp_path / "b").task
+    loaded = open_build(tmp_path / "b").task
     assert [i.inputs["question"] for i in loaded.items] == ["x", "y"]
     assert [i.gold["answer"] for i in loaded.items] == [2, 3]

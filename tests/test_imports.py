@@ -157,3 +157,27 @@ def test_a_task_compiled_without_digests_differs_only_in_its_sha256s() -> None:
     assert len(full.spec.sha256) == 64 and full.data is not None and len(full.data.sha256) == 64
     assert light.spec.sha256 == "" and light.data is not None and light.data.sha256 == ""
     assert list(light.items) == list(full.items) and light.outputs == full.outputs
+
+
+def test_parse_of_a_build_loads_neither_the_front_end_nor_the_run_engines(
+    tmp_path: Path,
+) -> None:
+    """``promptc parse BUILD OUTPUTS`` reads the build folder back through the public API's
+    ``open_build`` and ``parse_output`` without the rest of the compiler: no spec front end,
+    no Jinja, no API module (which brings them all), no run engines (asyncio, HTTP)."""
+    from promptc.cli.app import run
+
+    assert run(["build", str(REPO / "specs" / "math.yaml"), "-o", str(tmp_path / "b")]) == 0
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text('{"id": "r0001", "output": "A[1]: 4"}\n', encoding="utf-8")
+    body = (
+        "from promptc.cli.app import run\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        f"    run(['parse', {str(tmp_path / 'b')!r}, {str(outputs)!r}])\n"
+        "assert 'promptc.parse.build_input' in sys.modules\n"
+        "for m in ('promptc.api', 'promptc.spec.lower', 'jinja2', 'yaml', "
+        "'promptc.run.orchestrate', 'asyncio'):\n"
+        "    assert m not in sys.modules, m\n"
+    )
+    assert loaded_after(body) == []

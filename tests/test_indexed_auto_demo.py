@@ -276,7 +276,7 @@ def test_build_input_refuses_a_request_naming_an_item_the_task_lacks(
     with questions from its prompt (results would credit an item the build does not hold,
     and leave out the one it does)."""
     from promptc.build import build
-    from promptc.parse.build_input import load_build
+    from promptc.parse.build_input import open_build
 
     build(task, tmp_path / "b")
     requests = tmp_path / "b" / "requests.jsonl"
@@ -285,7 +285,7 @@ def test_build_input_refuses_a_request_naming_an_item_the_task_lacks(
     record["item_ids"] = ["unknown-1", "unknown-2"]
     requests.write_text("\n".join([json.dumps(record), *lines[1:]]), encoding="utf-8")
     with pytest.raises(PromptcError) as e:
-        load_build(tmp_path / "b")
+        open_build(tmp_path / "b")
     assert [(x.code, x.format()) for x in flatten([e.value])] == [
         (
             "unknown-item",

@@ -376,7 +376,6 @@ API_WRAPS = {
     "promptc.build.read_requests": "open_build",
     "promptc.build.task_file.read_task": "open_build",
     "promptc.build.read_task": "open_build",
-    "promptc.parse.build_input.load_build": "open_build",
     "promptc.parse.output.parse_output": "parse_output",
     "promptc.parse.parse_output": "parse_output",
     "promptc.run.orchestrate.run_build": "run_build",

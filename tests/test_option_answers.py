@@ -515,11 +515,11 @@ def _gold_spec(tmp_path: Path, answer_with: str, golds: list[str]) -> Task:
 
 def test_a_build_folder_alone_reads_text_answers(tmp_path: Path) -> None:
     """task.json carries answer_with and the bound of the shared grammar: parse needs no spec."""
-    from promptc.parse.build_input import load_build
+    from promptc.parse.build_input import open_build
 
     out = tmp_path / "b"
     build(compile_spec(TEXT_SPEC), out)
-    task = load_build(out).task
+    task = open_build(out).task
     (field,) = [f for f in task.outputs if f.choices_from]
     assert (field.answer_with, field.option_chars) == ("either", 12)
     request = json.loads((out / "requests.jsonl").read_text(encoding="utf-8").splitlines()[0])

@@ -42,7 +42,6 @@ from promptc.version import VERSION as __version__
 
 if TYPE_CHECKING:
     from promptc.api import (
-        Build,
         Grammar,
         Request,
         Task,
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
         evaluate,
         iter_requests,
         load_spec,
-        open_build,
-        parse_output,
         plan_spec,
         run_build,
         run_build_async,
@@ -60,6 +57,7 @@ if TYPE_CHECKING:
         write_build,
     )
     from promptc.errors import PromptcError, PromptcErrors
+    from promptc.parse.build_input import Build, open_build, parse_output
     from promptc.parse.results import ItemResult
     from promptc.plan.estimate import Plan
     from promptc.run.collect import CollectResult
@@ -68,7 +66,7 @@ if TYPE_CHECKING:
 
 #: Where each public name is defined (loaded on first use).
 _HOMES = {
-    "Build": "promptc.api",
+    "Build": "promptc.parse.build_input",
     "CollectResult": "promptc.run.collect",
     "Grammar": "promptc.api",
     "ItemResult": "promptc.parse.results",
@@ -82,8 +80,8 @@ _HOMES = {
     "evaluate": "promptc.api",
     "iter_requests": "promptc.api",
     "load_spec": "promptc.api",
-    "open_build": "promptc.api",
-    "parse_output": "promptc.api",
+    "open_build": "promptc.parse.build_input",
+    "parse_output": "promptc.parse.build_input",
     "Plan": "promptc.plan.estimate",
     "plan_spec": "promptc.api",
     "run_build": "promptc.api",

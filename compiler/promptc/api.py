@@ -33,16 +33,17 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.errors import BackendError, Location, PromptcError, PromptcErrors, UsageError, flatten
 
+# Build, open_build and parse_output are defined in the parse stage, which ``promptc parse``
+# imports without this module's weight; they are this module's names too.
+from promptc.parse.build_input import Build, open_build, parse_output  # noqa: F401
+
 if TYPE_CHECKING:
-    from promptc.build import BuiltRequest
-    from promptc.parse.results import ItemResult
     from promptc.plan.estimate import Plan
     from promptc.run.collect import CollectResult
     from promptc.run.options import RunOptions
@@ -216,76 +217,6 @@ def iter_requests(task: Task) -> Iterator[Request]:
         )
 
 
-@dataclass(frozen=True)
-class Build:
-    """A build folder: its task, manifest and requests (:func:`open_build`, :func:`write_build`).
-
-    Attributes:
-        folder: The build folder.
-        task: The task it was built from (read from ``task.json``: no spec needed).
-        manifest: ``manifest.json``, as data (name, strategy, target, counts, cost, sha256s).
-        files: The build's own files in the folder, by name (``grammars/`` left out).
-    """
-
-    folder: Path
-    task: Task
-    manifest: Mapping[str, Any]
-    files: tuple[str, ...]
-
-    @cached_property
-    def requests(self) -> Mapping[str, BuiltRequest]:
-        """Its requests, by id, as ``requests.jsonl`` holds them (any target); read when
-        first asked for."""
-        from promptc.build import read_requests
-
-        return {r.id: r for r in read_requests(self.folder)}
-
-    def summary(self) -> str:
-        """One line for people: what was built, and what it costs (``promptc build``'s)."""
-        from promptc.build.make import summary
-
-        return summary(self.manifest, self.folder)
-
-    def parse(self, request_id: str, output: str, *, strict: bool = False) -> list[ItemResult]:
-        """One model output for one request of the build, parsed into one result per item
-        (then ``extra`` answers); never raises on the output text.
-
-        Raises:
-            KeyError: No request of that id.
-        """
-        return parse_output(self.task, self.requests[request_id], output, strict=strict)
-
-    def results(self) -> list[dict[str, Any]]:
-        """The rows of the build's ``results.jsonl`` (written by :func:`run_build` with ``parse``,
-        or :func:`collect`), numbers as :class:`~decimal.Decimal`; empty when there is none."""
-        path = self.folder / "results.jsonl"
-        if not path.is_file():
-            return []
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line, parse_float=Decimal) for line in f if line.strip()]
-
-
-def _build(folder: Path, task: Task) -> Build:
-    from promptc.build import is_build_file, read_manifest
-
-    files = tuple(sorted(p.name for p in folder.iterdir() if is_build_file(p.name)))
-    return Build(folder, task, read_manifest(folder), files)
-
-
-def open_build(folder: PathLike) -> Build:
-    """Reads a build folder back (its manifest and task; its requests when first asked for).
-
-    Raises:
-        PromptcError: Not a build, a build of another format, a malformed file.
-    """
-    from promptc.build import read_task
-
-    path = Path(folder)
-    build = _build(path, read_task(path))
-    build.requests  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
-    return build
-
-
 def write_build(
     task: Task, folder: PathLike, *, target: str = "chat", grammar: str | None = None
 ) -> Build:
@@ -305,26 +236,7 @@ def write_build(
     from promptc.build import build
 
     build(task, folder, target=target, vllm_grammar=grammar)
-    return _build(Path(folder), task)
-
-
-def parse_output(
-    task: Task, request: Request | BuiltRequest, output: str, *, strict: bool = False
-) -> list[ItemResult]:
-    """One model output for one request, parsed into one result per item (then ``extra``
-    answers, by index): status ``ok``, ``missing``, ``malformed``, ``duplicate``,
-    ``misaligned`` or ``extra``, with typed values.
-
-    Args:
-        task: The request's task.
-        request: From :func:`iter_requests` or :attr:`Build.requests`.
-        output: What the model wrote (or its JSON form, when it was constrained by the
-            request's JSON Schema). Never raises on it.
-        strict: The whole output must match the grammar (default: recover what it can).
-    """
-    from promptc.parse.output import parse_output as parse_request
-
-    return parse_request(task, request, output, mode="strict" if strict else "recover")
+    return Build(Path(folder), task)
 
 
 def _options(options: RunOptions | None, fields: Mapping[str, Any]) -> RunOptions:
@@ -467,7 +379,7 @@ def run_variants(
         progress=progress,
         warn=warn,
     )
-    return [(v.name, _build(f, read_task(f)), result) for v, f, result in ran]
+    return [(v.name, Build(f, read_task(f)), result) for v, f, result in ran]
 
 
 def evaluate(

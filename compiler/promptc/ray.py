@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from promptc.build import read_requests
 from promptc.build.grammars import grammar_text
 from promptc.errors import BackendError
-from promptc.parse.build_input import load_build
+from promptc.parse.build_input import open_build
 from promptc.run.outputs import RESULTS_FILE
 from promptc.run.repair import parse_answer, result_line
 from promptc.text import write_atomic
@@ -170,9 +170,9 @@ class ParseAnswers:
     then parses each batch of answers into result rows."""
 
     def __init__(self, build: str, text_column: str) -> None:
-        loaded = load_build(Path(build))
+        loaded = open_build(Path(build))
         self.task = loaded.task
-        self.shapes = loaded.requests
+        self.shapes = loaded.shapes
         self.text_column = text_column
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:

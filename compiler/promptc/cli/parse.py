@@ -22,6 +22,9 @@ line is a JSON object with one of those id keys.
 Exit status: 0 when every result is ``ok``; 1 when any result is not ``ok`` (``extra`` included)
 or some lines of OUTPUTS could not be used (they are reported on stderr, the others are parsed);
 2 for usage errors (bad arguments, unreadable build or spec, unknown ``--request``).
+
+The command is built on the public API: :func:`promptc.open_build` reads the build (or builds
+the spec in memory) and :func:`promptc.parse_output` parses each output.
 """
 
 from __future__ import annotations
@@ -32,17 +35,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import click
 
+from promptc import Build, open_build, parse_output
 from promptc.cli.common import format_option, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.ir import round_of
-from promptc.parse.build_input import Build, load_build
-from promptc.parse.output import PER_ITEM, parse_output, target_results
+from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
-from promptc.parse.results import MODES, STATUSES, ItemResult, Mode, summarize
+from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
 from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
 from promptc.run.repair import (
     STAND_IN_SUFFIX,
@@ -157,15 +160,15 @@ def run_parse(
     """The command's work, returning its exit status (see the module docstring)."""
     errors: list[PromptcError] = []
     try:
-        build = load_build(source)
+        build = open_build(source)
         records = list(read_outputs(Path(outputs), errors))
         request_id = _request(build, request_id, records, outputs)
     except PromptcError as e:
         write_errors(e, err, "error: ")
         return 2
-    found = _parse_records(build, records, request_id, cast(Mode, mode))
+    found = _parse_records(build, records, request_id, strict=mode == "strict")
     found.errors[:0] = errors
-    known = build.requests
+    known = build.shapes
     parsed = found.parsed
     if per_item == "target":
         shapes = dict(known)
@@ -221,7 +224,7 @@ def _request(
 ) -> str | None:
     """The request ``--request`` names: its id, or its number from 1; the build's one request
     for a plain text file when it has only one."""
-    known = build.requests
+    known = build.shapes
     if request_id is not None and request_id not in known and request_id.isdigit():
         # A number, as promptc show --request takes it: the request at that position.
         ids = list(known)
@@ -257,10 +260,12 @@ def _parse_records(
     build: Build,
     records: Sequence[OutputRecord],
     request_id: str | None,
-    mode: Mode,
+    *,
+    strict: bool,
 ) -> _Parsed:
-    """Each output parsed against its request (a repair answer against what it asked)."""
-    known = build.requests
+    """Each output parsed against its request (a repair answer against what it asked), with
+    the public :func:`promptc.parse_output`."""
+    known = build.shapes
     found = _Parsed()
     for rec in records:
         rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
@@ -276,7 +281,7 @@ def _parse_records(
             found.repairs[rid] = rec.repair
             shape = repair_shape(build.task, rec.repair, rid)
             found.parsed[rid] = parse_output(
-                build.task, shape, rec.text, mode=mode, finish_reason=rec.finish_reason
+                build.task, shape, rec.text, strict=strict, finish_reason=rec.finish_reason
             )
             continue
         if request_id is not None and rid != request_id:
@@ -311,7 +316,7 @@ def _parse_records(
         else:
             found.seen[rid] = rec.location
             found.parsed[rid] = parse_output(
-                build.task, known[rid], rec.text, mode=mode, finish_reason=rec.finish_reason
+                build.task, known[rid], rec.text, strict=strict, finish_reason=rec.finish_reason
             )
     return found
 

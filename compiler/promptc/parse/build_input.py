@@ -1,52 +1,170 @@
-"""What parsing reads about a build: its task and the shape of each request, from a build
-folder (read by :mod:`promptc.build`'s readers, beside their writers) or from a spec compiled
-in memory.
+"""A build read back: its task and requests, from a build folder (read by
+:mod:`promptc.build`'s readers, beside their writers) or from a spec compiled in memory.
+
+:class:`Build`, :func:`open_build` and :func:`parse_output` are names of the public API
+(:data:`promptc.__all__`, documented in ``docs/api.md``). They live here, in the parse stage,
+rather than in :mod:`promptc.api`, so that ``promptc parse`` — built on them — loads the
+parser and the build readers only: :mod:`promptc.api` brings the whole compiler (the spec
+front end, rendering, run, eval, plan), about 190 ms of imports measured with -X importtime,
+against about 900 ms for the whole of ``promptc parse`` over 2,000 outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from promptc.build import iter_requests, prompt_hash, read_requests, read_task
+from promptc.build import is_build_file, prompt_hash, read_manifest, read_requests, read_task
+from promptc.build.make import summary
+from promptc.build.produce import Producer
+from promptc.build.targets import CHAT, BuiltRequest
 from promptc.errors import PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
+from promptc.parse.output import parse_output as parse_request
+from promptc.parse.results import ItemResult, Mode
 from promptc.parse.shape import RequestShape, items_by_id, request_shape
 
 
 @dataclass(frozen=True)
 class Build:
-    """What parsing needs from a build or a spec: the task and its requests, by id."""
+    """A build folder read back (:func:`open_build`) or just written (``write_build``), or a
+    spec built in memory.
 
+    Attributes:
+        folder: The build folder (or the spec file).
+        task: The task it was built from (read from ``task.json``: no spec needed).
+        given: The requests of a spec built in memory (``None``: the folder's).
+    """
+
+    folder: Path
     task: Task
-    requests: Mapping[str, RequestShape]
-    source: str
-    #: The prompt hash of each request (``batches.jsonl``'s ``prompt_sha256``): an answer
-    #: recorded with another one was produced for another prompt, and is not credited.
-    prompts: Mapping[str, str] = field(default_factory=dict)
+    given: Mapping[str, BuiltRequest] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def requests(self) -> Mapping[str, BuiltRequest]:
+        """Its requests, by id, as ``requests.jsonl`` holds them (any target)."""
+        return self._read[0]
+
+    @property
+    def shapes(self) -> Mapping[str, RequestShape]:
+        """What parsing reads of each request (its kind, item ids and, for a strategy that
+        repeats the questions, their text), by id."""
+        return self._read[1]
+
+    @cached_property
+    def _read(self) -> tuple[Mapping[str, BuiltRequest], Mapping[str, RequestShape]]:
+        """The requests and their shapes, read when first asked for (:func:`open_build` asks
+        at once; a build just written is not read back unless its requests are wanted: a
+        million-item build would be read whole).
+
+        Raises:
+            PromptcErrors: Every line of ``requests.jsonl`` that cannot be read, and every
+                request naming an item the task lacks, at its file:line:col.
+        """
+        errors: list[PromptcError] = []
+        if self.given is not None:
+            requests: Mapping[str, BuiltRequest] = self.given
+        else:
+            requests = {r.id: r for r in read_requests(self.folder, errors=errors)}
+        shapes = _shapes(self.task, requests, errors)
+        if errors:
+            raise PromptcErrors(errors)
+        return requests, shapes
+
+    @cached_property
+    def manifest(self) -> Mapping[str, Any]:
+        """``manifest.json``, as data (name, strategy, target, counts, cost, sha256s); empty
+        for a spec built in memory."""
+        return read_manifest(self.folder) if self.folder.is_dir() else {}
+
+    @cached_property
+    def files(self) -> tuple[str, ...]:
+        """The build's own files in the folder, by name (``grammars/`` left out)."""
+        if not self.folder.is_dir():
+            return ()
+        return tuple(sorted(p.name for p in self.folder.iterdir() if is_build_file(p.name)))
+
+    def summary(self) -> str:
+        """One line for people: what was built, and what it costs (``promptc build``'s)."""
+        return summary(self.manifest, self.folder)
+
+    @cached_property
+    def prompts(self) -> Mapping[str, str]:
+        """The sha256 of each request's messages (``batches.jsonl``'s ``prompt_sha256``), by
+        id: an answer recorded with another one was produced for another prompt, and is not
+        credited. Hashed when first read: only answers that ``promptc run`` recorded carry a
+        hash to compare (hashing 2,000 requests is about 35 ms of ``promptc parse``'s)."""
+        return {rid: prompt_hash(r.messages) for rid, r in self.requests.items()}
+
+    @property
+    def source(self) -> str:
+        """The folder (or spec) as messages name it."""
+        return str(self.folder)
+
+    def parse(self, request_id: str, output: str, *, strict: bool = False) -> list[ItemResult]:
+        """One model output for one request of the build, parsed into one result per item
+        (then ``extra`` answers); never raises on the output text.
+
+        Raises:
+            KeyError: No request of that id.
+        """
+        return parse_output(self.task, self.shapes[request_id], output, strict=strict)
+
+    def results(self) -> list[dict[str, Any]]:
+        """The rows of the build's ``results.jsonl`` (written by ``run_build`` with ``parse``,
+        or ``collect``), numbers as :class:`~decimal.Decimal`; empty when there is none."""
+        path = self.folder / "results.jsonl"  # promptc.run.outputs.RESULTS_FILE, a layer up
+        if not path.is_file():
+            return []
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line, parse_float=Decimal) for line in f if line.strip()]
 
 
-def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
-    """Request shapes of a build's ``requests.jsonl`` (read by :func:`promptc.build.read_requests`);
-    each request's prompt hash goes to ``prompts``.
+def open_build(source: str | os.PathLike[str]) -> Build:
+    """Reads a build folder back (its manifest, task, items and requests), or builds a spec
+    file in memory.
+
+    A build folder is read on its own: ``task.json`` and ``items.jsonl`` (checked against
+    the manifest's hashes) give the task, and ``requests.jsonl`` the requests — no spec is
+    needed. A spec file is compiled and rendered in memory, nothing written.
 
     Raises:
-        PromptcErrors: Every malformed line, at its file:line:col.
+        PromptcError: Not a build, a build of another format, a malformed file (a
+            :class:`UsageError` for a missing file or a build of another format, the spec's
+            own errors otherwise).
     """
-    requests: dict[str, RequestShape] = {}
-    errors: list[PromptcError] = []
+    path = Path(source)
+    if path.is_dir():
+        build = Build(path, read_task(path))
+    elif not path.is_file():
+        raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
+    else:
+        # Imported here: a build folder needs no spec compiled, and the front end's import
+        # is about 30 ms of promptc parse's.
+        from promptc.spec.lower import compile_spec
+
+        task = compile_spec(path)
+        producer = Producer(task, CHAT)
+        made = (producer.outgoing(r)[0] for r in producer.requests())
+        build = Build(path, task, {r.id: r for r in made})
+    build.requests  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
+    return build
+
+
+def _shapes(
+    task: Task, requests: Mapping[str, BuiltRequest], errors: list[PromptcError]
+) -> dict[str, RequestShape]:
+    """Each request's shape; a request naming an item the task lacks, or otherwise
+    unreadable, is added to ``errors`` at its file:line:col."""
+    shapes: dict[str, RequestShape] = {}
     by_id = items_by_id(task)
-    for r in read_requests(build_dir, errors=errors):
-        prompts[r.id] = prompt_hash(r.messages)
-        # An empty list of items is refused as none (request_shape says what is expected).
-        line: dict[str, Any] = {
-            "id": r.id,
-            "kind": r.kind,
-            "item_ids": r.item_ids or None,
-            "target_item": r.target_item,
-        }
+    for r in requests.values():
         unknown = [i for i in r.item_ids if i not in by_id]
         if unknown:  # results for an item the task lacks would be invented ones
             errors.append(
@@ -58,52 +176,58 @@ def _read_requests(build_dir: Path, task: Task, prompts: dict[str, str]) -> dict
                 )
             )
             continue
+        # An empty list of items is refused as none (request_shape says what is expected).
+        line = {
+            "id": r.id,
+            "kind": r.kind,
+            "item_ids": r.item_ids or None,
+            "target_item": r.target_item,
+        }
         try:
-            shape = request_shape(task, line)
+            shapes[r.id] = request_shape(task, line)
         except PromptcError as e:
             errors.append(UsageError(e.message, location=r.location, code=e.code))
-            continue
-        requests[shape.id] = shape
-    if errors:
-        raise PromptcErrors(errors)
-    return requests
+    return shapes
 
 
-def load_build(source: str | Path) -> Build:
-    """The task and requests of a build directory or of a spec file.
+class RequestLike(Protocol):
+    """What :func:`parse_output` reads of a request: a :class:`promptc.Request`, one of
+    :attr:`Build.requests` or :attr:`Build.shapes` (``kind``: the strategy or its name)."""
 
-    A build directory is read on its own: ``task.json`` and ``items.jsonl`` (checked against
-    the manifest's hashes) give the task, and ``requests.jsonl`` the request shapes — no spec
-    is needed. A spec file is compiled and rendered in memory.
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> object: ...
+
+    @property
+    def item_ids(self) -> Sequence[str]: ...
+
+
+def parse_output(
+    task: Task,
+    request: RequestLike,
+    output: str,
+    *,
+    strict: bool = False,
+    finish_reason: str | None = None,
+) -> list[ItemResult]:
+    """One model output for one request, parsed into one result per item (then ``extra``
+    answers, by index): status ``ok``, ``missing``, ``malformed``, ``duplicate``,
+    ``misaligned``, ``extra`` or ``truncated``, with typed values.
+
+    Args:
+        task: The request's task.
+        request: A :class:`promptc.Request` (from :func:`promptc.iter_requests`), one of
+            :attr:`Build.requests` or :attr:`Build.shapes`.
+        output: What the model wrote (or its JSON form, when it was constrained by the
+            request's JSON Schema). Never raises on it.
+        strict: The whole output must match the grammar (default: recover what it can).
+        finish_reason: Why the model stopped, as the server said, if known: with ``length``
+            the items the cut reached are ``truncated``.
 
     Raises:
-        PromptcError: The build or spec cannot be read (a :class:`UsageError` for a missing
-            file or a build of another format, the spec's own errors otherwise).
+        OutputParseError: ``request`` is not usable (never for the output text).
     """
-    path = Path(source)
-    if path.is_dir():
-        task = read_task(path)
-        prompts: dict[str, str] = {}
-        return Build(task, _read_requests(path, task, prompts), str(path), prompts)
-    if not path.is_file():
-        raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
-    # Imported here: a build folder needs no spec compiled, and the front end's import is
-    # about 30 ms of promptc parse's.
-    from promptc.spec.lower import compile_spec
-
-    task = compile_spec(path)
-    made: dict[str, str] = {}
-    return Build(task, _spec_requests(task, made), str(path), made)
-
-
-def _spec_requests(task: Task, prompts: dict[str, str]) -> dict[str, RequestShape]:
-    """The requests a build of this spec would write, made in memory (their prompt hashes
-    to ``prompts``)."""
-    out: dict[str, RequestShape] = {}
-    for r in iter_requests(task):
-        shape = request_shape(task, r)
-        out[shape.id] = shape
-        prompts[shape.id] = prompt_hash(
-            [{"role": m.role, "content": m.content} for m in r.messages]
-        )
-    return out
+    mode: Mode = "strict" if strict else "recover"
+    return parse_request(task, request, output, mode=mode, finish_reason=finish_reason)

@@ -45,7 +45,7 @@ from promptc.build.files import not_regular, open_regular, read_lines, read_text
 from promptc.build.writer import check_folder
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.ir import Task
-from promptc.parse.build_input import Build, load_build
+from promptc.parse.build_input import Build, open_build
 from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
 from promptc.run.outputs import (
@@ -296,7 +296,7 @@ def collect(
         UsageError: Not a build, a file that cannot be read, a build without its task.
     """
     build = Path(build_dir)
-    loaded = load_build(build)
+    loaded = open_build(build)
     requests = read_requests(build)
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
@@ -350,7 +350,7 @@ def _parsed(
     answer keeps its items missing (a retrieval one's: its target's)."""
     parsed: dict[str, list[ItemResult]] = {}
     for r in requests:
-        shape = loaded.requests[r.id]
+        shape = loaded.shapes[r.id]
         answer = answers.get(r.id)
         if answer is None:
             why = f"no answer: {result.failed[r.id]}"

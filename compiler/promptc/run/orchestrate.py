@@ -62,7 +62,7 @@ from promptc import markers
 from promptc.build import BuiltRequest, prompt_hash, read_requests
 from promptc.errors import UsageError
 from promptc.ir import round_of
-from promptc.parse.build_input import Build, load_build
+from promptc.parse.build_input import Build, open_build
 from promptc.parse.results import summarize
 from promptc.parse.vote import settled
 from promptc.run.batch_api import BatchAPI
@@ -183,7 +183,7 @@ def run_build(
     if options.limit is not None:
         requests = requests[: max(options.limit, 0)]
     events = progress if isinstance(progress, Events) else Events(progress)
-    loaded = load_build(build)
+    loaded = open_build(build)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)
     if isinstance(engine, WholeBuildEngine):
@@ -228,7 +228,7 @@ class _Run:
         task = loaded.task
         self.requests = requests
         self.task = task
-        self.shapes = loaded.requests
+        self.shapes = loaded.shapes
         self.engine = engine
         self.events = events
         out_path = options.outputs_file(build)
