@@ -258,10 +258,11 @@ def run_command(
         )
         sys.exit(EXIT_INTERRUPTED)
     except PromptcError as e:
-        write_errors(e, sys.stderr, "error: ")
-        # Bad arguments, not a build, openai missing: usage (2); anything else a user can
-        # cause is 1, as promptc check and build report it.
-        sys.exit(EXIT_USAGE if isinstance(e, (UsageError, BackendError)) else EXIT_FAILED)
+        said = write_errors(e, sys.stderr, "error: ")
+        # Bad arguments, not a build (or a malformed one), openai missing: usage (2); anything
+        # else a user can cause is 1, as promptc check and build report it.
+        usage = all(isinstance(x, (UsageError, BackendError)) for x in said)
+        sys.exit(EXIT_USAGE if usage else EXIT_FAILED)
     _report(result, fmt)
     sys.exit(EXIT_OK if allow_failures else _status(result))
 

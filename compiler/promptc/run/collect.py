@@ -39,7 +39,6 @@ from promptc.build import (
     grammars,
     prompt_hash,
     read_manifest,
-    read_requests,
 )
 from promptc.build.files import not_regular, open_regular, read_lines, read_text
 from promptc.build.writer import check_folder
@@ -297,7 +296,7 @@ def collect(
     """
     build = Path(build_dir)
     loaded = open_build(build)
-    requests = read_requests(build)
+    requests = list(loaded.requests.values())
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import markers
-from promptc.build import BuiltRequest, prompt_hash, read_requests
+from promptc.build import BuiltRequest, prompt_hash
 from promptc.errors import UsageError
 from promptc.ir import round_of
 from promptc.parse.build_input import Build, open_build
@@ -179,11 +179,11 @@ def run_build(
     started = time.monotonic()
     options = options if options is not None else RunOptions()
     build = Path(build_dir)
-    requests = read_requests(build)
+    loaded = open_build(build)
+    requests = list(loaded.requests.values())
     if options.limit is not None:
         requests = requests[: max(options.limit, 0)]
     events = progress if isinstance(progress, Events) else Events(progress)
-    loaded = open_build(build)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)
     if isinstance(engine, WholeBuildEngine):
