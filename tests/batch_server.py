@@ -42,6 +42,8 @@ class BatchServer:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: int = 0
+    #: Output files in ASCII JSON (escapes), else raw UTF-8 as OpenAI's may be.
+    ascii: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -136,7 +138,8 @@ class BatchServer:
         name = batch["id"]
         for lines, key in ((out, "output_file_id"), (err, "error_file_id")):
             if lines:
-                text = "".join(json.dumps(x) + "\n" for x in lines).encode()
+                text = "".join(json.dumps(x, ensure_ascii=self.ascii) + "\n" for x in lines)
+                text = text.encode()
                 batch[key] = self.add_file(f"{name}_{key}.jsonl", text, "batch_output")["id"]
         batch["request_counts"] = {
             "total": batch["request_counts"]["total"],

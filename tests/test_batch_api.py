@@ -317,6 +317,25 @@ def test_a_batch_status_the_api_does_not_have_ends_the_run_and_a_rerun_resumes(
     _check_outcome(shards)
 
 
+def test_answers_in_raw_utf8_with_line_separators_are_kept(shards: Path) -> None:
+    """An output file in raw UTF-8 (not ASCII escapes) whose answers hold U+2028 and U+0085:
+    each JSON line is read whole, and every answer is kept as the server wrote it."""
+    sizes = {r.id: len(r.item_ids) for r in read_requests(shards)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        said = "\n".join(f"A[{i}]: positive" for i in range(1, sizes[rid] + 1))
+        return f"Answers\u2028\x85follow.\n{said}"
+
+    server = BatchServer(answer, ascii=False)
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    answers = [json.loads(x) for x in (shards / "outputs.jsonl").open(encoding="utf-8")]
+    assert [a["id"] for a in answers] == [f"r{k:04d}" for k in range(1, 6)]
+    assert all(a["output"] == answer(a["id"], {}) for a in answers)
+
+
 def test_openai_batch_bodies_carry_the_strict_json_schema_and_its_answers_parse(
     tmp_path: Path,
 ) -> None:

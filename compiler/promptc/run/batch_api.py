@@ -368,7 +368,10 @@ class BatchAPI:
                 name = f"{stem}.{kind}.jsonl"
                 if b.downloaded.get(file_id) != name or not (folder / name).is_file():
                     content = self._call(self.client.files.content, file_id)
-                    write_atomic(folder / name, content.text.splitlines())
+                    # JSON Lines end at "\n" alone: str.splitlines would also cut at the
+                    # U+2028, U+0085 … that raw UTF-8 answers may hold, losing them.
+                    lines = content.text.split("\n")
+                    write_atomic(folder / name, lines[:-1] if lines[-1] == "" else lines)
                     b.downloaded[file_id] = name
                     write_state(build, batches)
                 files.append(folder / name)
