@@ -189,6 +189,19 @@ def excerpt(
     return repr(shown) if quote else shown
 
 
+#: Control characters, escaped by :func:`printable`: C0 but tab and line feed, DEL, and C1.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)} | {
+    c: f"\\u{c:04x}" for c in range(0x80, 0xA0)
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``), for a terminal:
+    ids, inputs and a server's words reach it in messages and tables, and an escape sequence
+    among them could retitle, clear or recolour the user's terminal."""
+    return text.translate(_CONTROL)
+
+
 def describe(value: object, *, show: bool = True) -> str:
     """A value as messages name it: ``a string 'abc'``, ``an integer 5``, ``a mapping``.
 

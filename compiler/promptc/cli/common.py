@@ -13,6 +13,7 @@ import click
 from promptc.errors import PromptcError, flatten
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES
+from promptc.text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +27,7 @@ def write_errors(error: PromptcError, err: IO[str], prefix: str = "") -> list[Pr
     those it counted but left out; returns the errors written."""
     errors = flatten([error])
     for e in errors:
-        err.write(f"{prefix}{e.format()}\n")
+        err.write(f"{prefix}{printable(e.format())}\n")
     omitted = getattr(error, "omitted", 0)
     if omitted:
         err.write(f"… and {omitted} more\n")

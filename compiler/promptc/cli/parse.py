@@ -54,7 +54,7 @@ from promptc.run.repair import (
     repair_shape,
     stood_in,
 )
-from promptc.text import write_atomic
+from promptc.text import printable, write_atomic
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -100,16 +100,20 @@ def write_table(
         table.add_column(col, overflow="fold")
     styles = {"ok": "green", "missing": "yellow", "extra": "magenta"}
     shown = inputs or {}
+
+    def cell(text: str) -> str:  # the data's and the model's text: no markup, no control
+        return escape(printable(text))
+
     for r in results:
         table.add_row(
-            r.request_id,
-            r.item_id or "-",
+            cell(r.request_id),
+            cell(r.item_id or "-"),
             str(r.index),
-            escape(shown.get(r.item_id or "", "")),
+            cell(shown.get(r.item_id or "", "")),
             f"[{styles.get(r.status, 'red')}]{r.status}[/]",
-            _values_text(r),
+            cell(_values_text(r)),
             str(r.span) if r.span else "",
-            r.message,
+            cell(r.message),
         )
     console = Console(
         file=out, force_terminal=is_tty, no_color=not is_tty, width=None if is_tty else 160

@@ -55,12 +55,13 @@ from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
 from promptc.run.progress import cli_events
 from promptc.run.result import RunResult
+from promptc.text import printable
 
 EXIT_FAILED = EXIT_INVALID  # requests that got no answer
 
 
 def _say(line: str) -> None:
-    click.echo(line, err=True)
+    click.echo(printable(line), err=True)  # a server's words among them
 
 
 #: How requests are sent, shared with ``promptc eval``, which runs every variant through

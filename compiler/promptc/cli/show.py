@@ -22,6 +22,7 @@ from promptc.cli.common import (
 )
 from promptc.errors import UsageError
 from promptc.select.batches import batch_size as nominal
+from promptc.text import printable
 
 
 def pick_request(requests: Sequence[Request], which: str) -> Request:
@@ -58,10 +59,13 @@ def show_request(request: Request, grammar: str | None, out: IO[str]) -> None:
         from rich.text import Text
 
         console = Console(file=out, highlight=False)
-        console.print(Text(head, style="bold"))
-        console.print(Text(meta, style="dim"))
+        # The data's ids and text, escaped: a control sequence among them would act on the
+        # terminal.
+        console.print(Text(printable(head), style="bold"))
+        console.print(Text(printable(meta), style="dim"))
         for m in request.messages:
-            console.print(Panel(Text(m["content"]), title=m["role"], title_align="left"))
+            panel = Panel(Text(printable(m["content"])), title=m["role"], title_align="left")
+            console.print(panel)
         return
     out.write(head + "\n" + meta + "\n")
     for m in request.messages:
@@ -108,7 +112,7 @@ def show_batches(
         table.add_column("request")
         table.add_column("items")
         for b, rid in zip(batches, request_ids):
-            table.add_row(str(b.index + 1), rid, Text(items(b)))
+            table.add_row(str(b.index + 1), rid, Text(printable(items(b))))
         console.print(table)
         return
     out.write(header + "\n")

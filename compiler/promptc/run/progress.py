@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
+from promptc.text import printable
+
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
 
@@ -136,7 +138,7 @@ class Bar(Events):
             self._progress.update(self._task, advance=1, stats=self._stats())
 
     def note(self, line: str) -> None:
-        self.console.print(line, markup=False, highlight=False)
+        self.console.print(printable(line), markup=False, highlight=False)
 
     def close(self) -> None:
         if self._progress is not None:
@@ -149,4 +151,4 @@ def cli_events(file: IO[str] | None = None) -> Events:
     out = file if file is not None else sys.stderr
     if hasattr(out, "isatty") and out.isatty():
         return Bar(out)
-    return Events(lambda line: print(line, file=out, flush=True))
+    return Events(lambda line: print(printable(line), file=out, flush=True))

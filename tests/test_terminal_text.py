@@ -1,0 +1,88 @@
+"""Text from a data file, a model or a server reaches the terminal with its control characters
+escaped: an escape sequence among item ids, inputs or a server's error message would
+otherwise retitle, clear or recolour the user's terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from loopback import QuietHandler, send_json, serving
+from promptc.cli.app import run
+from promptc.text import printable
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+ESC = "\x1b"
+HOSTILE = "evil\x1b]0;PWNED\x07\x1b[31mRED\x9b2J"
+
+
+def test_printable_escapes_controls_and_keeps_lines_and_tabs() -> None:
+    assert printable(HOSTILE) == "evil\\x1b]0;PWNED\\x07\\x1b[31mRED\\u009b2J"
+    assert printable("a\tb\nc é ✓") == "a\tb\nc é ✓"
+
+
+def _spec(tmp_path: Path, rows: list[dict[str, str]]) -> Path:
+    (tmp_path / "data.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        (SPECS / "sentiment.yaml")
+        .read_text(encoding="utf-8")
+        .replace("path: data/sentiment.jsonl", "path: data.jsonl")
+        .replace("  gold: {sentiment: label}\n", ""),
+        encoding="utf-8",
+    )
+    return spec
+
+
+def test_an_error_naming_a_hostile_id_is_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec(tmp_path, [{"id": HOSTILE, "text": "a"}, {"id": HOSTILE, "text": "b"}])
+    assert run(["check", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "evil\\x1b]0;PWNED" in err and ESC not in err and "\x9b" not in err
+
+
+def test_the_parse_table_escapes_ids_inputs_and_answers(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [{"id": HOSTILE, "text": f"review {HOSTILE}"}])
+    build = tmp_path / "b"
+    assert run(["build", str(spec), "-o", str(build)]) == 0
+    rid = json.loads((build / "requests.jsonl").read_text(encoding="utf-8").splitlines()[0])["id"]
+    outputs = tmp_path / "outputs.jsonl"
+    answer = f"A[1]: positive {HOSTILE}"
+    outputs.write_text(json.dumps({"id": rid, "output": answer}) + "\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "parse", str(build), str(outputs), "--format", "table"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "evil\\x1b]0;PWNED" in done.stdout, done.stdout + done.stderr
+    assert ESC not in done.stdout + done.stderr and "\x9b" not in done.stdout + done.stderr
+
+
+class _Refuses(QuietHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        send_json(self, {"error": {"message": f"boom {HOSTILE}", "type": "invalid"}}, 400)
+
+
+def test_a_servers_error_message_is_escaped(tmp_path: Path) -> None:
+    build = tmp_path / "b"
+    assert run(["build", str(SPECS / "sentiment.yaml"), "-o", str(build)]) == 0
+    with serving(_Refuses) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "promptc", "run", str(build), "--base-url", url]
+            + ["--grammar", "none", "--no-cache", "--max-retries", "0"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "boom evil\\x1b]0;PWNED" in done.stderr
+    assert ESC not in done.stderr and "\x9b" not in done.stderr
