@@ -36,6 +36,9 @@ def test_init_checks_and_builds_in_every_strategy(
     assert (code, err) == (0, "")
     assert out == f"{spec}: valid: 3 items, strategy batch, 8 per request\n"
     for strategy in STRATEGIES:
+        # Every strategy's budget fits its requests: check warns of none.
+        code, out, err = promptc(capsys, "check", str(spec), "--strategy", strategy)
+        assert (code, err) == (0, "") and "warning" not in out, (strategy, out)
         out_dir = tmp_path / f"build-{strategy}"
         code, out, err = promptc(
             capsys, "build", str(spec), "-o", str(out_dir), "--strategy", strategy

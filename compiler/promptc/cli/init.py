@@ -56,7 +56,8 @@ class Starter:
         answer_format: Its ``answer_format``, as YAML.
         demos: Its ``demos`` entries, as YAML lines.
         rows: The rows of its data file.
-        max_tokens: Its ``model.max_tokens``.
+        max_tokens: Its ``model.max_tokens_per_item`` (every strategy's requests are then
+            sent a budget that fits their items).
     """
 
     description: str
@@ -196,7 +197,7 @@ strategy:
 model:
   name: gpt-4o-mini
   temperature: 0
-  max_tokens: {max_tokens}
+  max_tokens_per_item: {max_tokens}   # each request's max_tokens: this per item, fitted to its items
 """
 
 
