@@ -146,6 +146,16 @@ def test_two_budgets_are_an_error(model: dict[str, object], message: str) -> Non
     assert [x.message for x in e.value] == [message]
 
 
+def test_a_budget_no_model_has_is_refused() -> None:
+    """Sent on, 10**26 tokens overflow a server's integer (llama.cpp answered HTTP 400 with
+    -2147483648): the spec is refused, located."""
+    with pytest.raises(PromptcErrors) as e:
+        _reading("batch", max_tokens_per_item=10**26)
+    assert [x.message for x in e.value] == [
+        "expected an integer of at most 100000, found 100000000000000000000000000"
+    ]
+
+
 # -------------------------------------------------------------------------- truncated status
 
 
