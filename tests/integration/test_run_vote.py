@@ -192,3 +192,5 @@ def test_early_stop_saves_asks_and_keeps_the_expected_accuracy(
     assert proc.returncode in (0, 1), proc.stderr  # 1: an item the vote got wrong is still ok
     assert "have no output" not in proc.stderr
     assert parsed.read_text(encoding="utf-8") == before
+    # Every request answered counts, stand-ins included: as many as the server was asked.
+    assert f"results from {len(handler.asked)} request(s)" in proc.stderr, proc.stderr
