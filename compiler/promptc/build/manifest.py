@@ -21,6 +21,7 @@ from typing import Any
 from promptc.build.files import build_error, document, open_regular, read_text
 from promptc.build.targets import NAMES, TARGETS
 from promptc.errors import Location
+from promptc.strategies import NAMES as STRATEGY_NAMES
 from promptc.text import or_list
 
 MANIFEST_FILE = "manifest.json"
@@ -58,9 +59,46 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise build_error("no-build-format", where, want=BUILD_FORMAT)
     if found != BUILD_FORMAT or isinstance(found, bool):
         raise build_error("build-format", where, found=found, want=BUILD_FORMAT)
-    if manifest.get("target") not in TARGETS:
-        raise build_error("bad-target", where, found=manifest.get("target"), known=or_list(NAMES))
+    target = manifest.get("target")
+    if not isinstance(target, str) or target not in TARGETS:
+        raise build_error("bad-target", where, found=target, known=or_list(NAMES))
+    problem = _shape_problem(manifest)
+    if problem is not None:
+        raise build_error("bad-manifest", where, problem=problem)
     return manifest
+
+
+def _shape_problem(manifest: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields the readers of a build take from its manifest, if
+    anything: a manifest edited by hand (its hashes updated) must end in a message, not in a
+    reader's ``TypeError``."""
+
+    def mapping_of(value: object, kind: type) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, kind) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+
+    strategy = manifest.get("strategy")
+    grammar = manifest.get("grammar", {})
+    wanted = {
+        "name": isinstance(manifest.get("name"), str),
+        "strategy": isinstance(strategy, dict)
+        and strategy.get("kind") in STRATEGY_NAMES
+        and isinstance(strategy.get("batch_size"), int)
+        and not isinstance(strategy.get("batch_size"), bool)
+        and strategy["batch_size"] >= 1,
+        "files": mapping_of(manifest.get("files"), str),
+        "grammar": isinstance(grammar, dict)
+        and mapping_of(grammar.get("files", {}), str)
+        and mapping_of(grammar.get("stems", {}), str),
+        "counts": mapping_of(manifest.get("counts", {}), int),
+        "selection": isinstance(manifest.get("selection", {}), dict),
+    }
+    wrong = [key for key, ok in wanted.items() if not ok]
+    if not wrong:
+        return None
+    return f"{', '.join(wrong)}: not as promptc build writes {'them' if wrong[1:] else 'it'}"
 
 
 def check_hashes(folder: Path, manifest: Mapping[str, Any], names: Sequence[str]) -> None:

@@ -21,7 +21,12 @@ machines.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import types
+import typing
+from collections import abc
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -168,6 +173,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
     path = build / TASK_FILE
     try:
         task = _task(json.loads(read_text(path)), build)
+        _typed(task, ir.Task, "task")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise _bad(Location(str(path)), TASK_FILE, e) from None
     items_path = build / ITEMS_FILE
@@ -190,6 +196,68 @@ def read_task(build_dir: str | Path) -> ir.Task:
             )
         seen.add(it.id)
     return replace(task, items=items)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(value: Any, hint: Any, where: str) -> None:
+    """Checks that ``value`` is of the IR's annotation ``hint``, all the way down.
+
+    ``task.json`` is read back into the IR's dataclasses, which check nothing: a file edited
+    by hand (its hash in the manifest updated, as anyone can) could carry a number where a
+    marker's text belongs, and fail later in a reader with a ``TypeError`` of its own.
+
+    Raises:
+        TypeError: Naming the first value, by its path (``task.markers.answer``), that is not.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return
+    if origin is typing.Literal:
+        ok = value in args
+    elif origin is typing.Union or origin is types.UnionType:
+        ok = any(_is(value, a, where) for a in args)
+    elif origin is tuple:
+        ok = isinstance(value, tuple)
+        if ok and len(args) == 2 and args[1] is Ellipsis:
+            for k, v in enumerate(value):
+                _typed(v, args[0], f"{where}[{k}]")
+        elif ok:
+            ok = len(value) == len(args)
+            for k, (v, a) in enumerate(zip(value, args) if ok else ()):
+                _typed(v, a, f"{where}[{k}]")
+    elif origin in (abc.Mapping, dict):
+        ok = isinstance(value, abc.Mapping)
+        for k, v in value.items() if ok else ():
+            _typed(k, args[0], f"{where} key")
+            _typed(v, args[1], f"{where}[{k!r}]")
+    elif origin is abc.Sequence:
+        ok = isinstance(value, (tuple, list))
+        for k, v in enumerate(value) if ok else ():
+            _typed(v, args[0], f"{where}[{k}]")
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        ok = isinstance(value, hint)
+        for f in dataclasses.fields(hint) if ok else ():
+            _typed(getattr(value, f.name), _hints(hint)[f.name], f"{where}.{f.name}")
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = value is None if hint is type(None) else isinstance(value, hint)
+    if not ok:
+        raise TypeError(f"{where} is {value!r:.60}, not {getattr(hint, '__name__', hint)}")
+
+
+def _is(value: Any, hint: Any, where: str) -> bool:
+    try:
+        _typed(value, hint, where)
+    except TypeError:
+        return False
+    return True
 
 
 def _bad(where: Location, name: str, e: Exception) -> UsageError:

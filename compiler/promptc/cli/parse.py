@@ -53,6 +53,7 @@ from promptc.run.repair import (
     merge_answers,
     repair_shape,
     stood_in,
+    valid_record,
 )
 from promptc.text import printable, write_atomic
 
@@ -278,7 +279,12 @@ def _parse_records(
         if rid not in known and origin in known:
             if request_id is not None and origin != request_id:
                 continue
-            if rec.repair is None or str(rec.repair.get("of")) != origin or rid in found.repairs:
+            if (
+                rec.repair is None
+                or str(rec.repair.get("of")) != origin
+                or rid in found.repairs
+                or not valid_record(rec.repair, known[origin].item_ids)
+            ):
                 found.skipped_repairs += 1  # without what it asked, it cannot be placed
                 continue
             # A repair answer of promptc run (or collect): merged as they merge it.

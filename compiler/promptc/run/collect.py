@@ -62,6 +62,7 @@ from promptc.run.repair import (
     parse_answer,
     repair_requests,
     repair_shape,
+    valid_record,
 )
 from promptc.text import describe, json_int, sha256_text, write_atomic
 from promptc.version import VERSION
@@ -301,7 +302,12 @@ def collect(
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed
         raise not_regular(out)
-    repair_known = _repair_records(build, out)
+    asked = {r.id: r.item_ids for r in requests}
+    repair_known = {  # a record edited by hand is not taken (see valid_record)
+        rid: record
+        for rid, record in _repair_records(build, out).items()
+        if valid_record(record, asked.get(str(record.get("of")), ()))
+    }
     result = CollectResult(build)
     paths = [Path(f) for f in files]
     answers, repaired = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)

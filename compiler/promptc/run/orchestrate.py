@@ -84,6 +84,7 @@ from promptc.run.repair import (
     repair_requests,
     repair_shape,
     subset_request,
+    valid_record,
 )
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
@@ -510,6 +511,7 @@ class _Run:
                 rid not in self.parsed
                 and isinstance(rep, Mapping)
                 and str(rep.get("of")) in self.by_id
+                and valid_record(rep, self.by_id[str(rep.get("of"))].item_ids)
             ):
                 self.repair_records.setdefault(rid, rep)
                 shape = repair_shape(self.task, rep, rid)

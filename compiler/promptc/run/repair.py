@@ -29,6 +29,7 @@ from promptc.parse.results import dumps
 from promptc.parse.shape import items_by_id, request_shape
 from promptc.parse.vote import combine
 from promptc.render.output_budget import request_budget
+from promptc.strategies import NAMES as STRATEGY_NAMES
 
 if TYPE_CHECKING:
     from promptc.ir import Task
@@ -347,6 +348,41 @@ def merge_answers(
     if any(round_of(rid) > 1 for rid in order):
         merged.rows, merged.rounds = combine(merged.rows)
     return merged
+
+
+def valid_record(record: Mapping[str, Any], origin_items: Sequence[str]) -> bool:
+    """Whether a ``repair`` record read back (from ``outputs.jsonl`` or a repair build's
+    manifest) is one :meth:`RepairRequest.record` could have written for a request of
+    ``origin_items``: a record edited by hand is not merged (its answer would be credited to
+    items its request never asked, or fail a reader with a ``TypeError``)."""
+    attempt, items = record.get("attempt"), record.get("item_ids")
+    target, positions = record.get("target_item"), record.get("positions")
+    if (
+        not isinstance(attempt, int)
+        or isinstance(attempt, bool)
+        or attempt < 0
+        or not isinstance(record.get("of"), str)
+        or record.get("kind") not in STRATEGY_NAMES
+        or not isinstance(items, list)
+        or not items
+        or not all(isinstance(i, str) and i in origin_items for i in items)
+        or len(set(items)) != len(items)
+        or (target is not None and target not in items)
+    ):
+        return False
+    if attempt != STAND_IN:
+        return True
+    return (
+        isinstance(positions, list)
+        and len(positions) == len(items)
+        and all(
+            isinstance(p, int)
+            and not isinstance(p, bool)
+            and 1 <= p <= len(origin_items)
+            and origin_items[p - 1] == i
+            for p, i in zip(positions, items)
+        )
+    )
 
 
 def stood_in(repairs: Mapping[str, Mapping[str, Any]]) -> set[str]:
