@@ -88,7 +88,7 @@ def _shape_problem(manifest: Mapping[str, Any]) -> str | None:
         and isinstance(strategy.get("batch_size"), int)
         and not isinstance(strategy.get("batch_size"), bool)
         and strategy["batch_size"] >= 1,
-        "files": mapping_of(manifest.get("files"), str),
+        "files": mapping_of(manifest.get("files", {}), str),
         "grammar": isinstance(grammar, dict)
         and mapping_of(grammar.get("files", {}), str)
         and mapping_of(grammar.get("stems", {}), str),
