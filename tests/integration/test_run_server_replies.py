@@ -264,10 +264,11 @@ def test_usage_that_is_no_token_counts_is_left_out_and_said_once(
     answers = read_outputs_file(sentiment4 / "outputs.jsonl").answers
     assert [a["output"] for a in answers.values()] == [ANSWER, ANSWER]
     assert [a["usage"] for a in answers.values()] == [kept, kept]
-    assert [n for n in notes if "token usage" in n] == [
+    note = (
         f"{url} answered with token usage promptc cannot read ({said}): left out, the "
         "answers kept (said once)"
-    ]
+    )
+    assert [n for n in notes if "token usage" in n] == [note]
 
 
 def test_usage_counts_keep_what_is_a_count() -> None:
