@@ -24,6 +24,7 @@ from promptc.build import MANIFEST_FILE, batch_lines, read_manifest
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.plan.variants import Variant
+from promptc.run.engine import token_count
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
 from promptc.strategies import strategy
 
@@ -149,6 +150,23 @@ def _seconds(timing: Path) -> float | None:
         return None
 
 
+def _counts(usage: object) -> tuple[int, int, int | None] | None:
+    """An answer's prompt, completion and cached tokens, from its ``usage`` in
+    ``outputs.jsonl``; ``None`` when they cannot be read: no prompt tokens, or a count that is
+    not one (``"x"``, ``10**400``: :func:`~promptc.run.engine.token_count`), so that the
+    variant's usage is unknown rather than wrong. No completion tokens count as 0."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = token_count(usage.get("prompt_tokens"))
+    raw = usage.get("completion_tokens")
+    completion = 0 if raw is None else token_count(raw)
+    if prompt is None or completion is None:
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return prompt, completion, cached
+
+
 def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     """Reads a variant folder and checks that its results belong to ``task``.
 
@@ -189,19 +207,10 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     targets = None
     if method == "retrieval":
         targets = {b.request: b.target_item for b in batches if b.target_item is not None}
-    usage = [
-        u
-        for a in answers.values()
-        if isinstance(u := a.get("usage"), dict) and isinstance(u.get("prompt_tokens"), int)
-    ]
+    usage = [c for a in answers.values() if (c := _counts(a.get("usage"))) is not None]
     usage_known = bool(answers) and len(usage) == len(answers)
     seconds = _seconds(root / TIMING_FILE)
-    cached = [
-        d["cached_tokens"]
-        for u in usage
-        if isinstance(d := u.get("prompt_tokens_details"), dict)
-        and isinstance(d.get("cached_tokens"), int)
-    ]
+    cached = [c[2] for c in usage if c[2] is not None]
     statuses: dict[str, int] = dict.fromkeys(EVAL_STATUSES, 0)
     for rec in records:
         statuses[str(rec["status"])] = statuses.get(str(rec["status"]), 0) + 1
@@ -216,10 +225,8 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         targets=targets,
         requests=len(batches),
         answered=len(answers),
-        prompt_tokens=sum(u["prompt_tokens"] for u in usage) if usage_known else None,
-        completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage)
-        if usage_known
-        else None,
+        prompt_tokens=sum(c[0] for c in usage) if usage_known else None,
+        completion_tokens=sum(c[1] for c in usage) if usage_known else None,
         seconds=seconds,
         statuses=statuses,
         item_ids=tuple(dict.fromkeys(i for b in batches for i in b.item_ids)),

@@ -17,7 +17,7 @@ embedded model a generated token costs 10 to 20 read ones, so a strategy that wr
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
 import urllib.error
 import urllib.request
@@ -25,9 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promptc.errors import BackendError, Location
+from promptc.apikeys import BadKeyError, api_key, redact
+from promptc.errors import BackendError, Location, UsageError
+from promptc.run.engine import MAX_BODY_BYTES, token_count
 from promptc.spec.load import COMMAND_LINE
 
+#: The environment variable of the API key sent with the probe requests.
+KEY_ENV = "OPENAI_API_KEY"
 #: Tokens the write probe asks for.
 WRITE_TOKENS = 64
 #: Seconds each probe request may take.
@@ -70,7 +74,16 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
         "cache_prompt": False,  # llama.cpp: read the whole prompt, as a new one would be
     }
     headers = {"Content-Type": "application/json"}
-    key = os.environ.get("OPENAI_API_KEY")
+    try:
+        key = api_key(KEY_ENV)
+    except BadKeyError as e:
+        raise UsageError(
+            str(e),
+            location=Location(COMMAND_LINE),
+            path=("--probe",),
+            hint=e.hint,
+            code="bad-api-key",
+        ) from None
     if key:
         headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(
@@ -79,21 +92,43 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
-            reply = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as e:
+            data = response.read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            raise ValueError(f"its answer is over {MAX_BODY_BYTES:,} bytes")
+        reply = json.loads(data.decode("utf-8-sig"))
+    except (urllib.error.URLError, OSError, ValueError, RecursionError) as e:
+        why = redact(str(getattr(e, "reason", e)), key)
         raise BackendError(
-            f"the probe request to {base_url} failed: {getattr(e, 'reason', e)}",
+            f"the probe request to {base_url} failed: {why}",
             location=Location(COMMAND_LINE),
             path=("--probe",),
             hint="start the server or fix --base-url; --local probes the embedded model",
             code="probe-failed",
         ) from None
-    return reply, time.perf_counter() - started
+    return (reply if isinstance(reply, dict) else {}), time.perf_counter() - started
 
 
 def _usage(reply: Mapping[str, Any]) -> tuple[int, int]:
-    u = reply.get("usage") or {}
-    return int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+    """The prompt and completion tokens of a reply's usage (0 for a count it lacks or that
+    is not a token count)."""
+    u = reply.get("usage")
+    u = u if isinstance(u, Mapping) else {}
+    return token_count(u.get("prompt_tokens")) or 0, token_count(u.get("completion_tokens")) or 0
+
+
+def _rate(timings: object, count: str, ms: str) -> float:
+    """Tokens a second from llama.cpp's ``timings`` (``count`` tokens in ``ms``
+    milliseconds); 0 when they do not say."""
+    if not isinstance(timings, Mapping):
+        return 0.0
+    n, t = timings.get(count), timings.get(ms)
+    if not isinstance(n, int | float) or not isinstance(t, int | float) or not t > 0:
+        return 0.0
+    try:
+        rate = float(n) / (float(t) / 1000)
+    except OverflowError:  # an integer past a float's range: no rate a server could have
+        return 0.0
+    return rate if math.isfinite(rate) else 0.0
 
 
 def probe(base_url: str, model: str) -> Rates:
@@ -106,12 +141,10 @@ def probe(base_url: str, model: str) -> Rates:
     write_reply, write_time = _ask(
         base_url, model, "Count from 1 to 500, the numbers separated by spaces.", WRITE_TOKENS
     )
-    t_read, t_write = read_reply.get("timings"), write_reply.get("timings")
-    if isinstance(t_read, Mapping) and isinstance(t_write, Mapping):
-        read = float(t_read["prompt_n"]) / (float(t_read["prompt_ms"]) / 1000)
-        write = float(t_write["predicted_n"]) / (float(t_write["predicted_ms"]) / 1000)
-        if read > 0 and write > 0:
-            return Rates(read, write, "server timings")
+    read = _rate(read_reply.get("timings"), "prompt_n", "prompt_ms")
+    write = _rate(write_reply.get("timings"), "predicted_n", "predicted_ms")
+    if read > 0 and write > 0:
+        return Rates(read, write, "server timings")
     # Wall times: t = p / read + c / write for both requests, solved for 1/read and 1/write.
     (p1, c1), (p2, c2) = _usage(read_reply), _usage(write_reply)
     det = p1 * c2 - p2 * c1

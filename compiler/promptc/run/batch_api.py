@@ -30,7 +30,6 @@ are kept in the build folder instead.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from promptc.build import BuiltRequest, read_manifest, request_paths
 from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
 from promptc.errors import Location, UsageError
-from promptc.run.chat_api import NO_KEY, openai_module
+from promptc.run.chat_api import NO_KEY, openai_module, read_api_key
 from promptc.run.collect import REPAIR_DIR, collect
 from promptc.run.engine import Failure
 from promptc.run.options import RunOptions
@@ -190,7 +189,7 @@ class BatchAPI:
         self.say = say
         self.client = openai.OpenAI(
             base_url=self.name,
-            api_key=os.environ.get(options.api_key_env) or NO_KEY,
+            api_key=read_api_key(options.api_key_env) or NO_KEY,
             timeout=options.timeout,
             max_retries=options.max_retries,
         )

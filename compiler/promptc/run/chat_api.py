@@ -2,8 +2,11 @@
 
 OpenAI, vLLM, a llama.cpp server (``llama-server``, ``python -m llama_cpp.server``), a proxy:
 anything that answers ``POST {base_url}/chat/completions``. The API key is read from the
-environment variable the run names and sent in the ``Authorization`` header only; every
-message is scrubbed of it. ``openai`` is imported when a run starts (it is a heavy optional
+environment variable the run names (:func:`promptc.apikeys.api_key`: one a header cannot
+carry is a usage error) and sent in the ``Authorization`` header only; every message is
+scrubbed of it. The response body is read as it arrives, at most
+:data:`~promptc.run.engine.MAX_BODY_BYTES`, and its JSON read here, each part checked: a
+server's wrong types fail that request (``bad-response``) or leave out its usage, never more. ``openai`` is imported when a run starts (it is a heavy optional
 dependency: about 0.7 s), and its absence is a :class:`~promptc.errors.BackendError` that says
 what to install.
 """
@@ -11,13 +14,23 @@ what to install.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptc.errors import BackendError
+from promptc.apikeys import BadKeyError, api_key
+from promptc.build.targets import message_text
+from promptc.errors import BackendError, Location, UsageError
 from promptc.run.context import PROBE_TIMEOUT, ServerContext, server_context
-from promptc.run.engine import Failure, Reply, retry_after_seconds, scrub
+from promptc.run.engine import (
+    MAX_BODY_BYTES,
+    Failure,
+    Reply,
+    retry_after_seconds,
+    scrub,
+    usage_counts,
+)
+from promptc.spec.load import COMMAND_LINE
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
@@ -56,6 +69,25 @@ def openai_module() -> Any:
     return openai
 
 
+def read_api_key(variable: str) -> str | None:
+    """The API key in environment variable ``variable`` (:func:`promptc.apikeys.api_key`).
+
+    Raises:
+        UsageError: ``bad-api-key``: it holds a character an HTTP header cannot carry (the
+            message names the variable, never the key).
+    """
+    try:
+        return api_key(variable)
+    except BadKeyError as e:
+        raise UsageError(
+            str(e),
+            location=Location(COMMAND_LINE),
+            path=("--api-key-env",),
+            hint=e.hint,
+            code="bad-api-key",
+        ) from None
+
+
 class ChatAPI:
     """An OpenAI-compatible chat API (see the module's docstring): the ``chat-api`` engine of
     a run sending to ``url``.
@@ -68,6 +100,7 @@ class ChatAPI:
 
     Raises:
         BackendError: ``openai`` is not installed.
+        UsageError: The API key's variable holds a key a header cannot carry.
     """
 
     def __init__(
@@ -84,11 +117,13 @@ class ChatAPI:
         self.slots: int | None = None
         self.api_key_env = options.api_key_env
         self.timeout = options.timeout
-        self._secret: str | None = None
+        self.say = say
+        self._secret = read_api_key(options.api_key_env)  # refused now too, if it must be
+        self._usage_said = False
         self._client: Any = None
 
     def start(self) -> None:
-        self._secret = os.environ.get(self.api_key_env) or None
+        pass
 
     def stop(self) -> None:
         pass
@@ -121,18 +156,34 @@ class ChatAPI:
         )
 
     async def send(self, body: Mapping[str, Any]) -> Reply:
-        # The body as it is (the client's post, which its README documents): parameters the
-        # client's create() does not know (grammar, top_k…) need no extra_body.
-        post = self._connected().post(
-            "/chat/completions", cast_to=openai_module().types.chat.ChatCompletion, body=dict(body)
-        )
         try:
             # The whole answer within the timeout: the client's own timeout bounds each read,
             # and a server trickling a byte at a time would never trip it.
-            completion = await asyncio.wait_for(post, self.timeout)
+            data = await asyncio.wait_for(self._post(body), self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is worded, none raised as is
             raise self._failure(exc) from None
-        return reply_of(completion, self._secret)
+        reply, dropped = reply_of(data, self._secret)
+        if dropped is not None and not self._usage_said:
+            self._usage_said = True
+            self.say(
+                f"{self.name} answered with token usage promptc cannot read ({dropped}): "
+                "left out, the answers kept (said once)"
+            )
+        return reply
+
+    async def _post(self, body: Mapping[str, Any]) -> bytes:
+        """``POST /chat/completions`` with ``body`` as it is, and the response body, read as
+        it arrives (the client's streamed response, which its README documents)."""
+        openai = openai_module()
+        create = self._connected().chat.completions.with_streaming_response.create
+        # create() wants model and messages; the body, as extra_body, goes over them as it
+        # is, with the parameters create() does not know (grammar, top_k…).
+        async with create(
+            model=body.get("model", openai.NOT_GIVEN),
+            messages=body.get("messages", []),
+            extra_body=dict(body),
+        ) as response:
+            return await read_body(response.iter_bytes())
 
     async def close(self) -> None:
         if self._client is not None:
@@ -187,27 +238,64 @@ def _status_detail(exc: Any, secret: str | None) -> str:
     return scrub(getattr(exc, "message", "") or str(exc), secret)
 
 
-def reply_of(completion: Any, secret: str | None) -> Reply:
-    """The reply in a chat completion.
+async def read_body(chunks: AsyncIterator[bytes], limit: int = MAX_BODY_BYTES) -> bytes:
+    """The bytes of a response body as they arrive, refused once past ``limit``.
 
     Raises:
-        Failure: ``bad-response``: the completion has no ``choices[0].message``.
+        Failure: ``too-large``: the body is longer than ``limit``; the rest is not read.
+    """
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise Failure("too-large", None, f"over {limit:,} bytes of JSON")
+    return bytes(body)
+
+
+def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
+    """The reply in the body of a chat completion, and what of its usage was left out
+    (:func:`~promptc.run.engine.usage_counts`), if anything.
+
+    The answer's ``content`` is read in each form the OpenAI API documents
+    (:func:`promptc.build.targets.message_text`, as ``collect`` reads it); a ``content`` of
+    none (or of another form) is an empty answer.
+
+    Raises:
+        Failure: ``bad-response``: the body is not JSON, or it has no ``choices[0].message``
+            object.
     """
     try:
-        choice = completion.choices[0]
-        content = choice.message.content
-    except (AttributeError, IndexError, TypeError) as e:
-        raise Failure("bad-response", None, scrub(f"{type(e).__name__}: {e}", secret)) from None
-    usage = getattr(completion, "usage", None)
-    usage_data = None
-    if usage is not None:
-        usage_data = {k: v for k, v in usage.model_dump().items() if v is not None}
-    finish = getattr(choice, "finish_reason", None)
-    return Reply(
-        content if isinstance(content, str) else "",
+        completion = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError) as e:
+        raise Failure("bad-response", None, scrub(f"its body is not JSON: {e}", secret)) from None
+    if not isinstance(completion, dict):
+        raise Failure("bad-response", None, "its body is JSON but not an object")
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices:
+        what = "empty" if isinstance(choices, list) else f"{json_type(choices)}, not a list"
+        raise Failure("bad-response", None, f"choices is {what}")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise Failure("bad-response", None, "choices[0].message is not an object")
+    finish = choice.get("finish_reason")
+    usage, dropped = usage_counts(completion.get("usage"))
+    reply = Reply(
+        message_text(message.get("content")) or "",
         finish if isinstance(finish, str) else None,
-        usage_data,
+        usage,
     )
+    return reply, (scrub(dropped, secret) if dropped is not None else None)
+
+
+def json_type(value: object) -> str:
+    """What a JSON value is, as a message names it (``an object``, ``missing``…)."""
+    if value is None:
+        return "missing or null"
+    for kind, name in ((bool, "a boolean"), (str, "a string"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "a number" if isinstance(value, int | float) else "a list"
 
 
 def server_kind(models: Any) -> ServerKind:

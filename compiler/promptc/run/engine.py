@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from promptc.apikeys import redact
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -101,6 +103,23 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "check that --base-url points at an OpenAI-compatible chat API",
     ),
 }
+
+
+#: The largest answer stored for one request (characters): a runaway server is refused per
+#: request instead of filling the disk (a 135M model at max_tokens 2048 writes ~10 kB).
+MAX_OUTPUT_CHARS = 8_000_000
+
+
+#: The largest response body read for one request (bytes), counted as it arrives: an answer
+#: of :data:`MAX_OUTPUT_CHARS` characters, each written as a JSON escape (``\uXXXX``, 6
+#: bytes), and 2 MB for the rest. Past it the body is not read on: a server streaming a
+#: gigabyte held it all in memory (3.7 GB) before the answer's length was checked.
+MAX_BODY_BYTES = 6 * MAX_OUTPUT_CHARS + 2_000_000
+
+
+#: The largest token count read from a server (or a file it wrote): past it a count is not
+#: tokens but garbage, and 10**400 would overflow the float arithmetic of rates and costs.
+MAX_TOKENS = 10**15
 
 
 #: The failures worth another attempt (after a backoff): the next one may well succeed.
@@ -242,10 +261,50 @@ class WholeBuildEngine(Protocol):
 
 def scrub(text: str, secret: str | None) -> str:
     """A server's message without the API key (some echo headers), on one line, kept short."""
-    if secret:
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
+    text = " ".join(redact(text, secret).split())
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def token_count(value: object) -> int | None:
+    """``value`` as a token count: a whole number from 0 to :data:`MAX_TOKENS`, else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def usage_counts(usage: object, where: str = "usage") -> tuple[dict[str, Any] | None, str | None]:
+    """The token counts of a server's ``usage``, and the first thing left out of it, if any.
+
+    Kept: every token count (:func:`token_count`), and those of a nested mapping
+    (``prompt_tokens_details``…); ``None`` values are left out unsaid (servers send them for
+    counts they do not keep). Anything else is left out and named (``usage.total_tokens is
+    -5``): the caller says it; the answer itself is always kept.
+    """
+    if usage is None:
+        return None, None
+    if not isinstance(usage, Mapping):
+        return None, f"{where} is {_shown(usage)}, not an object of token counts"
+    kept: dict[str, Any] = {}
+    dropped: str | None = None
+    for key, value in usage.items():
+        if isinstance(value, Mapping):
+            kept[str(key)], inner = usage_counts(value, f"{where}.{key}")
+        elif value is None or token_count(value) is not None:
+            inner = None
+            if value is not None:
+                kept[str(key)] = value
+        else:
+            inner = f"{where}.{key} is {_shown(value)}, not a token count (0 to 10**15)"
+        dropped = dropped or inner
+    return kept, dropped
+
+
+def _shown(value: object) -> str:
+    """A value as a message names it, cut short (an int too long to print is not printed)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_TOKENS:
+        return "a number over 10**15"
+    text = repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from promptc.run.bodies import Bodies, SendMode, ServerKind, cache_key
 from promptc.run.context import fit_warning, largest_need
-from promptc.run.engine import FAILURES, RETRYABLE, Engine, Failure, Reply, backoff
+from promptc.run.engine import (
+    FAILURES,
+    MAX_OUTPUT_CHARS,
+    RETRYABLE,
+    Engine,
+    Failure,
+    Reply,
+    backoff,
+)
 from promptc.run.progress import Events, items_of
 from promptc.run.result import RequestFailure, RunResult
 
@@ -20,10 +28,6 @@ if TYPE_CHECKING:
     from promptc.build import BuiltRequest
     from promptc.run.cache import ResponseCache
     from promptc.run.options import RunOptions
-
-#: The largest answer stored for one request (characters): a runaway server is refused per
-#: request instead of filling the disk (a 135M model at max_tokens 2048 writes ~10 kB).
-MAX_OUTPUT_CHARS = 8_000_000
 
 #: Called with each answer as it arrives: the request, the cache key of what was sent, the
 #: response (``output``, ``finish_reason``, ``usage``) and a note for the progress line.

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from promptc import text
+from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
 from promptc.text import cache_dir, sha256_text
@@ -88,6 +89,7 @@ MESSAGES = {
     "unknown-backend": "unknown embedding backend '{backend}'",
     "endpoint-key": "environment variable {name} (strategy.selection.embeddings.api_key_env) "
     "is not set",
+    "endpoint-bad-key": "{problem} (strategy.selection.embeddings.api_key_env)",
     "endpoint-failed": "embeddings endpoint {url} failed: {detail}",
     "endpoint-answer": "embeddings endpoint {url} gave an answer promptc cannot use: {detail}",
 }
@@ -96,6 +98,7 @@ HINTS = {
     "model-not-found": "give the path of a downloaded sentence-transformers model folder, or "
     f"leave 'model' out to use the bundled {DEFAULT_MODEL}",
     "cache-folder": f"set strategy.selection.cache_dir or ${CACHE_ENV} to a writable folder",
+    "endpoint-bad-key": "set the variable to the key alone, in printable ASCII",
     "endpoint-failed": "check strategy.selection.embeddings (url, model) and that the server "
     "is up; llama.cpp's server needs --embedding true",
 }
@@ -313,11 +316,15 @@ class EndpointEmbedder:
         self.location = location or endpoint.location
         self.url = endpoint.url.rstrip("/") + "/embeddings"
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.secret: str | None = None  # redacted from every message (a server may echo it)
         if endpoint.api_key_env:
-            key = os.environ.get(endpoint.api_key_env)
-            if not key:
+            try:
+                self.secret = api_key(endpoint.api_key_env)
+            except BadKeyError as e:
+                raise _error("endpoint-bad-key", self.location, "embeddings", problem=e) from None
+            if not self.secret:
                 raise _error("endpoint-key", self.location, "embeddings", name=endpoint.api_key_env)
-            self.headers["Authorization"] = f"Bearer {key}"
+            self.headers["Authorization"] = f"Bearer {self.secret}"
         self.requests = 0  # HTTP requests sent, retries included (for tests and reports)
 
     def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[int, NDArray[np.float32]]]:
@@ -378,7 +385,11 @@ class EndpointEmbedder:
 
     def _failed(self, detail: str) -> SelectionError:
         return _error(
-            "endpoint-failed", self.location, "embeddings", url=public_url(self.url), detail=detail
+            "endpoint-failed",
+            self.location,
+            "embeddings",
+            url=public_url(self.url),
+            detail=redact(detail, self.secret),
         )
 
     def _vectors(self, payload: bytes, n: int) -> NDArray[np.float32]:
@@ -390,7 +401,7 @@ class EndpointEmbedder:
                 self.location,
                 "embeddings",
                 url=public_url(self.url),
-                detail=detail,
+                detail=redact(detail, self.secret),
             )
 
         try:

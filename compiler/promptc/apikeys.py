@@ -1,0 +1,69 @@
+"""API keys: read from the environment in one place, and kept out of every message.
+
+A key travels in an HTTP header (``Authorization: Bearer KEY``). :func:`api_key` reads it from
+its environment variable without the white space around it — ``VAR="$(cat key.txt)"`` keeps
+the carriage return of a file with CRLF line ends, and no key has white space at its ends —
+and refuses one with a character a header cannot carry (a control character, or one outside
+ASCII) with :class:`BadKeyError`, whose message names the variable, never the value (an HTTP
+library's own refusal quotes the header, key and all). :func:`redact` takes the key out of any
+text before it is shown or stored: a server, or a library, may echo it.
+
+This module imports nothing of promptc, so that every stage that sends a key may use it; each
+caller words the refusal as its own error (a command-line option, a spec key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+#: A key a header cannot carry (``{name}``: the variable; ``{what}``: the character, by its
+#: code point). Tested word for word.
+BAD_KEY = (
+    "environment variable {name} holds an API key with {what} in it, which an HTTP header "
+    "cannot carry"
+)
+#: What to do about it (``{name}``).
+BAD_KEY_HINT = "set {name} to the key alone, in printable ASCII"
+#: What a key is replaced with in a message.
+REDACTED = "***"
+
+
+class BadKeyError(ValueError):
+    """A key an HTTP header cannot carry; its message names the variable, never the value.
+
+    Attributes:
+        variable: The environment variable.
+        hint: What to do about it.
+    """
+
+    def __init__(self, variable: str, char: str) -> None:
+        kind = "a control character" if char < " " or char == "\x7f" else "a non-ASCII character"
+        super().__init__(BAD_KEY.format(name=variable, what=f"{kind} (U+{ord(char):04X})"))
+        self.variable = variable
+        self.hint = BAD_KEY_HINT.format(name=variable)
+
+
+def api_key(variable: str) -> str | None:
+    """The API key in environment variable ``variable``, without the white space around it;
+    ``None`` when it is unset or blank.
+
+    Raises:
+        BadKeyError: The key holds a character an HTTP header cannot carry (a control
+            character, or one outside ASCII).
+    """
+    key = os.environ.get(variable, "").strip()
+    for char in key:
+        if not " " <= char <= "~":
+            raise BadKeyError(variable, char)
+    return key or None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` replaced by :data:`REDACTED`, also where it is quoted with
+    escapes (as Python's ``repr`` and JSON quote it)."""
+    if not secret:
+        return text
+    for spelling in {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}:
+        text = text.replace(spelling, REDACTED)
+    return text

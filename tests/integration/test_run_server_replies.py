@@ -1,0 +1,374 @@
+"""What a server (or the environment) gives ``promptc run``, ``plan --probe``, ``eval`` and the
+embeddings endpoint, read with care: an API key a header cannot carry, JSON of the wrong
+types, a body that is not JSON or never ends. Each ends in a clear message naming what was
+expected — never a traceback, never exit 3, never a lost answer, never the key.
+
+A loopback OpenAI-compatible server (the standard library's HTTP server) answers every
+request with the body a test sets, and records the ``Authorization`` headers it received.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
+from promptc.apikeys import BadKeyError, api_key, redact
+from promptc.errors import SelectionError
+from promptc.eval.results import read_variant
+from promptc.ir import EmbeddingEndpoint
+from promptc.run.engine import MAX_BODY_BYTES, MAX_TOKENS, usage_counts
+from promptc.run.options import RunOptions
+from promptc.run.orchestrate import run_build
+from promptc.run.outputs import read_outputs_file
+from promptc.select.embed import EndpointEmbedder
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+#: A fake key, unlike anything a file could hold by chance.
+SECRET = "sk-promptc-test-4b8d2f6a0c3e5a7b9d1f"
+#: Four answers, one for each question of a batch of 4.
+ANSWER = "\n".join(f"A[{i}]: positive" for i in range(1, 5))
+
+
+class _Server(QuietHandler):
+    reply: ClassVar[Any] = None  # a JSON value, or the raw bytes of the body
+    auth: ClassVar[list[str | None]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            type(self).auth.append(self.headers.get("Authorization"))
+        send_json(self, type(self).reply)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, type[_Server]]]:
+    handler = type("Handler", (_Server,), {"reply": chat_completion(ANSWER), "auth": []})
+    with serving(handler) as url:
+        yield url, handler
+
+
+def _cli(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "promptc", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+
+
+def _run(build: Path, url: str, **kw: Any) -> Any:
+    notes: list[str] = []
+    options = RunOptions(base_url=url, grammar="none", use_cache=False, repair=0, **kw)
+    result = run_build(build, options, progress=notes.append)
+    return result, notes
+
+
+# --------------------------------------------------------------------------------------------
+# The API key
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_key_read_from_a_crlf_file_is_sent_without_its_white_space(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    url, handler = server
+    proc = _cli("run", str(sentiment4), "--base-url", url, "--no-cache", key=f" {SECRET}\r")
+    assert proc.returncode == 0, proc.stderr
+    assert set(handler.auth) == {f"Bearer {SECRET}"}
+
+
+BAD_KEY = (
+    "environment variable OPENAI_API_KEY holds an API key with a control character (U+0007) "
+    "in it, which an HTTP header cannot carry (set OPENAI_API_KEY to the key alone, in "
+    "printable ASCII)"
+)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_key_a_header_cannot_carry_is_a_usage_error_naming_the_variable(
+    sentiment4: Path, server: tuple[str, type[_Server]], fmt: str
+) -> None:
+    url, handler = server
+    args = ("run", str(sentiment4), "--base-url", url, "--no-cache", "--format", fmt)
+    proc = _cli(*args, key=f"{SECRET}\a")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert BAD_KEY in proc.stdout + proc.stderr
+    assert handler.auth == []  # nothing was sent
+
+
+def test_plan_probe_refuses_such_a_key_too(server: tuple[str, type[_Server]]) -> None:
+    url, handler = server
+    spec = str(SPECS / "sentiment.yaml")
+    proc = _cli(
+        "plan", spec, "--strategies", "single", "--probe", "--base-url", url, key=SECRET + "\a"
+    )
+    assert proc.returncode == 2 and SECRET not in proc.stdout + proc.stderr
+    assert proc.stderr == f"<command line>: --probe: {BAD_KEY}\n"
+    assert handler.auth == []
+
+
+def test_the_embeddings_endpoint_refuses_such_a_key_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET + "\u00e9")
+    endpoint = EmbeddingEndpoint(
+        url="http://127.0.0.1:9/v1", model="e", api_key_env="PROMPTC_TEST_KEY"
+    )
+    with pytest.raises(SelectionError) as e:
+        EndpointEmbedder(endpoint)
+    assert e.value.code == "endpoint-bad-key" and SECRET not in str(e.value)
+    assert e.value.message == (
+        "environment variable PROMPTC_TEST_KEY holds an API key with a non-ASCII character "
+        "(U+00E9) in it, which an HTTP header cannot carry "
+        "(strategy.selection.embeddings.api_key_env)"
+    )
+
+
+def test_keys_are_read_stripped_and_redacted_however_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROMPTC_TEST_KEY", "\t sk-a\\b'c \r\n")
+    assert api_key("PROMPTC_TEST_KEY") == "sk-a\\b'c"
+    monkeypatch.setenv("PROMPTC_TEST_KEY", " \r\n")
+    assert api_key("PROMPTC_TEST_KEY") is None
+    monkeypatch.setenv("PROMPTC_TEST_KEY", "sk-a\x1bb")
+    with pytest.raises(BadKeyError, match=r"a control character \(U\+001B\)"):
+        api_key("PROMPTC_TEST_KEY")
+    key = "sk-a\\b'c"
+    for quoted in (key, repr(f"Bearer {key}"), json.dumps({"auth": key})):
+        assert key not in redact(quoted, key) and "***" in redact(quoted, key)
+    assert "\\\\b" not in redact(repr(key), key)
+
+
+def test_a_server_echoing_the_key_is_shown_without_it(
+    sentiment4: Path, server: tuple[str, type[_Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = server
+    handler.reply = b'{"choices": {"error": "' + f"Bearer {SECRET}".encode() + b'"}'
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    result, notes = _run(sentiment4, url, limit=1, api_key_env="PROMPTC_TEST_KEY", max_retries=0)
+    assert [f.kind for f in result.failed] == ["bad-response"]
+    assert SECRET not in result.failed[0].what + "".join(notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Replies of the wrong types
+# --------------------------------------------------------------------------------------------
+
+
+def _completion(**changes: Any) -> dict[str, Any]:
+    completion = chat_completion(ANSWER)
+    completion.update(changes)
+    return completion
+
+
+FAILED = [
+    pytest.param(
+        b"\xff\xfe garbage <html>",
+        "the server's answer has no choices[0].message (its body is not JSON: 'utf-8' codec "
+        "can't decode byte 0xff in position 0: invalid start byte)",
+        id="garbage",
+    ),
+    pytest.param(
+        b'{"choices": [{"message": {"content": "A[1',
+        "the server's answer has no choices[0].message (its body is not JSON: Unterminated "
+        "string starting at: line 1 column 38 (char 37))",
+        id="truncated",
+    ),
+    pytest.param(
+        [1, 2, 3],
+        "the server's answer has no choices[0].message (its body is JSON but not an object)",
+        id="array",
+    ),
+    pytest.param(
+        {"choices": {"a": 1}},
+        "the server's answer has no choices[0].message (choices is an object, not a list)",
+        id="choices-not-a-list",
+    ),
+    pytest.param(
+        {"choices": []},
+        "the server's answer has no choices[0].message (choices is empty)",
+        id="no-choices",
+    ),
+    pytest.param(
+        {"choices": [{"message": "hi"}]},
+        "the server's answer has no choices[0].message (choices[0].message is not an object)",
+        id="message-not-an-object",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "what"), FAILED)
+def test_a_reply_that_is_no_chat_completion_fails_that_request(
+    sentiment4: Path, server: tuple[str, type[_Server]], reply: Any, what: str
+) -> None:
+    url, handler = server
+    handler.reply = reply
+    result, _ = _run(sentiment4, url, limit=1, max_retries=0)
+    assert [(f.request_id, f.kind, f.what) for f in result.failed] == [
+        ("r0001", "bad-response", what)
+    ]
+
+
+USAGE = [
+    pytest.param("nope", None, "usage is 'nope', not an object of token counts", id="string"),
+    pytest.param(
+        {"prompt_tokens": 10, "completion_tokens": "x"},
+        {"prompt_tokens": 10},
+        "usage.completion_tokens is 'x', not a token count (0 to 10**15)",
+        id="count-a-string",
+    ),
+    pytest.param(
+        {"prompt_tokens": 10**400, "completion_tokens": 2, "total_tokens": -5},
+        {"completion_tokens": 2},
+        "usage.prompt_tokens is a number over 10**15, not a token count (0 to 10**15)",
+        id="count-too-large",
+    ),
+    pytest.param(
+        {"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 1e308}},
+        {"prompt_tokens": 10, "prompt_tokens_details": {}},
+        "usage.prompt_tokens_details.cached_tokens is 1e+308, not a token count (0 to 10**15)",
+        id="nested",
+    ),
+]
+
+
+@pytest.mark.parametrize(("usage", "kept", "said"), USAGE)
+def test_usage_that_is_no_token_counts_is_left_out_and_said_once(
+    sentiment4: Path,
+    server: tuple[str, type[_Server]],
+    usage: Any,
+    kept: Any,
+    said: str,
+) -> None:
+    url, handler = server
+    handler.reply = _completion(usage=usage)
+    result, notes = _run(sentiment4, url, limit=2)
+    assert not result.failed and result.sent == 2
+    answers = read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    assert [a["output"] for a in answers.values()] == [ANSWER, ANSWER]
+    assert [a["usage"] for a in answers.values()] == [kept, kept]
+    note = (
+        f"{url} answered with token usage promptc cannot read ({said}): left out, the "
+        "answers kept (said once)"
+    )
+    assert [n for n in notes if "token usage" in n] == [note]
+
+
+def test_usage_counts_keep_what_is_a_count() -> None:
+    assert usage_counts(None) == (None, None)
+    assert usage_counts({"prompt_tokens": MAX_TOKENS, "x": None, "b": True}) == (
+        {"prompt_tokens": MAX_TOKENS},
+        "usage.b is True, not a token count (0 to 10**15)",
+    )
+
+
+def test_content_as_text_parts_is_the_answer(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    url, handler = server
+    parts = [{"type": "text", "text": ANSWER[:9]}, {"type": "text", "text": ANSWER[9:]}]
+    handler.reply = _completion(
+        choices=[{"message": {"content": parts}, "finish_reason": "stop", "index": 0}]
+    )
+    result, _ = _run(sentiment4, url, limit=1, parse=True)
+    assert not result.failed and result.empty == 0
+    assert read_outputs_file(sentiment4 / "outputs.jsonl").answers["r0001"]["output"] == ANSWER
+
+
+def test_a_body_that_never_ends_is_not_read_past_the_limit(sentiment4: Path) -> None:
+    sent: list[int] = []
+
+    class Endless(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"A" * 1_000_000
+            total = 0
+            try:
+                head = b'{"choices":[{"message":{"content":"'
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(head), head))
+                for _ in range(4 * MAX_BODY_BYTES // len(chunk)):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    total += len(chunk)
+            except OSError:
+                pass
+            sent.append(total)
+
+    with serving(Endless) as url:
+        result, _ = _run(sentiment4, url, limit=1, max_retries=0, timeout=120)
+    assert [(f.kind, f.what) for f in result.failed] == [
+        (
+            "too-large",
+            "the answer is over 50,000,000 bytes of JSON, more than promptc stores for one request",
+        )
+    ]
+    assert sent and sent[0] < 2 * MAX_BODY_BYTES  # the client stopped reading
+
+
+# --------------------------------------------------------------------------------------------
+# plan --probe and eval --results
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        _completion(usage="nope"),
+        _completion(usage={"prompt_tokens": 10**400}, timings={"prompt_n": "x", "prompt_ms": 0}),
+        [1, 2],
+    ],
+    ids=["usage-a-string", "usage-and-timings-unreadable", "array"],
+)
+def test_plan_probe_says_it_has_nothing_to_measure(
+    server: tuple[str, type[_Server]], reply: Any
+) -> None:
+    url, handler = server
+    handler.reply = reply
+    spec = str(SPECS / "sentiment.yaml")
+    proc = _cli("plan", spec, "--strategies", "single", "--probe", "--base-url", url)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (
+        f"<command line>: --probe: the server at {url} gave no usage or timings to "
+        "measure its speed from\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 10**400, "completion_tokens": 2},
+        {"prompt_tokens": 10, "completion_tokens": "x"},
+    ],
+)
+def test_eval_reads_unreadable_usage_as_unknown(
+    sentiment4: Path, server: tuple[str, type[_Server]], usage: dict[str, Any]
+) -> None:
+    url, _ = server
+    result, _ = _run(sentiment4, url, parse=True)
+    assert not result.failed
+    outputs = sentiment4 / "outputs.jsonl"
+    lines = [json.loads(x) for x in outputs.read_text(encoding="utf-8").splitlines()]
+    outputs.write_text("".join(json.dumps({**x, "usage": usage}) + "\n" for x in lines))
+    variant = read_variant(sentiment4, compile_spec(SPECS / "sentiment.yaml"))
+    assert variant.prompt_tokens is None and variant.completion_tokens is None
+    assert variant.answered == 5
