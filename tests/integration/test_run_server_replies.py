@@ -112,6 +112,17 @@ def test_a_key_a_header_cannot_carry_is_a_usage_error_naming_the_variable(
     assert handler.auth == []  # nothing was sent
 
 
+def test_the_embedded_engine_reads_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded server takes no key: an odd one in the environment stops nothing."""
+    from promptc.run.chat_api import ChatAPI
+    from promptc.run.local import Embedded
+
+    monkeypatch.setenv("OPENAI_API_KEY", f"{SECRET}\a")
+    Embedded(RunOptions(), None, [], lambda line: None)  # no BadKeyError
+    with pytest.raises(Exception, match="OPENAI_API_KEY"):
+        ChatAPI(RunOptions(), "http://127.0.0.1:9/v1", [], lambda line: None)
+
+
 def test_plan_probe_refuses_such_a_key_too(server: tuple[str, type[_Server]]) -> None:
     url, handler = server
     spec = str(SPECS / "sentiment.yaml")

@@ -103,6 +103,9 @@ class ChatAPI:
         UsageError: The API key's variable holds a key a header cannot carry.
     """
 
+    #: Whether requests carry the API key of ``options.api_key_env``.
+    sends_key = True
+
     def __init__(
         self,
         options: RunOptions,
@@ -118,7 +121,8 @@ class ChatAPI:
         self.api_key_env = options.api_key_env
         self.timeout = options.timeout
         self.say = say
-        self._secret = read_api_key(options.api_key_env)  # refused now too, if it must be
+        # Refused now too, if it must be; an engine that needs no key reads none.
+        self._secret = read_api_key(options.api_key_env) if self.sends_key else None
         self._usage_said = False
         self._client: Any = None
 

@@ -283,6 +283,9 @@ class Embedded(ChatAPI):
         say: Where to report starting and stopping.
     """
 
+    #: The embedded server takes no key: one in the environment, however odd, is not read.
+    sends_key = False
+
     def __init__(
         self,
         options: RunOptions,
