@@ -17,7 +17,8 @@ np = pytest.importorskip("numpy")
 
 from promptc.errors import SelectionError
 from promptc.ir import EmbeddingEndpoint
-from promptc.select.embed import EndpointEmbedder, embed_texts, public_url
+from promptc.select.embed import EndpointEmbedder, embed_texts
+from promptc.text import public_url
 
 
 def _vector(text: str) -> list[float]:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
 EDITOR_BREAKS = r"\r\n|\r|\n"
@@ -200,6 +201,15 @@ def printable(text: str) -> str:
     ids, inputs and a server's words reach it in messages and tables, and an escape sequence
     among them could retitle, clear or recolour the user's terminal."""
     return text.translate(_CONTROL)
+
+
+def public_url(url: str) -> str:
+    """The URL without user name, password, query or fragment: what messages, summaries and
+    caches may say of an endpoint (nothing secret is shown or recorded)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def describe(value: object, *, show: bool = True) -> str:

@@ -123,6 +123,21 @@ def test_the_embedded_engine_reads_no_key(monkeypatch: pytest.MonkeyPatch) -> No
         ChatAPI(RunOptions(), "http://127.0.0.1:9/v1", [], lambda line: None)
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_password_in_the_base_url_is_never_shown(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path, fmt: str
+) -> None:
+    url, _ = server
+    secret_url = url.replace("http://", "http://user:pw-s3cr3t@")
+    cache = tmp_path / "cache.sqlite"
+    args = ("run", str(sentiment4), "--base-url", secret_url, "--cache", str(cache))
+    proc = _cli(*args, "--format", fmt, "--parse")
+    assert proc.returncode == 0, proc.stderr
+    assert "pw-s3cr3t" not in proc.stdout + proc.stderr
+    assert url in proc.stdout + proc.stderr  # named without it
+    assert b"pw-s3cr3t" not in cache.read_bytes()
+
+
 def test_plan_probe_refuses_such_a_key_too(server: tuple[str, type[_Server]]) -> None:
     url, handler = server
     spec = str(SPECS / "sentiment.yaml")

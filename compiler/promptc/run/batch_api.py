@@ -47,7 +47,7 @@ from promptc.run.options import RunOptions
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
 from promptc.run.progress import Events
 from promptc.run.result import RequestFailure, RunResult
-from promptc.text import sha256_text, write_atomic
+from promptc.text import public_url, sha256_text, write_atomic
 
 #: The record of a build's batches, in the build folder.
 STATE_FILE = "batch_api.json"
@@ -183,12 +183,12 @@ class BatchAPI:
                 "--limit cannot cut a build sent through the Batch API: its shards go whole",
                 code="batch-api-limit",
             )
-        self.name = url or ""
+        self.name = public_url(url) if url else ""  # no user name or password a URL carries
         self.total = len(requests)
         self.options = options
         self.say = say
         self.client = openai.OpenAI(
-            base_url=self.name,
+            base_url=url or "",
             api_key=read_api_key(options.api_key_env) or NO_KEY,
             timeout=options.timeout,
             max_retries=options.max_retries,

@@ -31,6 +31,7 @@ from promptc.run.engine import (
     usage_counts,
 )
 from promptc.spec.load import COMMAND_LINE
+from promptc.text import public_url
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
@@ -114,7 +115,10 @@ class ChatAPI:
         say: Callable[[str], None],
     ) -> None:
         openai_module()  # refused now, before anything is locked, opened or started
-        self.name = url or ""
+        # Sent to; named (in messages, the summary and cache keys) without a user name or
+        # password a URL may carry.
+        self.url = url or ""
+        self.name = public_url(self.url) if self.url else ""
         self.cache_scope = self.name
         self.model: str | None = None
         self.slots: int | None = None
@@ -135,7 +139,7 @@ class ChatAPI:
     def _connected(self) -> Any:
         if self._client is None:
             self._client = openai_module().AsyncOpenAI(
-                base_url=self.name,
+                base_url=self.url,
                 api_key=self._secret or NO_KEY,
                 timeout=self.timeout,
                 max_retries=0,  # retried by the run, to count attempts and say what failed
@@ -156,7 +160,7 @@ class ChatAPI:
 
     async def context(self, model: str | None) -> ServerContext | None:
         return await asyncio.to_thread(
-            server_context, self.name, self._secret, model, min(PROBE_TIMEOUT, self.timeout)
+            server_context, self.url, self._secret, model, min(PROBE_TIMEOUT, self.timeout)
         )
 
     async def send(self, body: Mapping[str, Any]) -> Reply:

@@ -317,7 +317,7 @@ class Embedded(ChatAPI):
 
     def start(self) -> None:
         super().start()
-        self.name = self._server.enter_context(
+        self.name = self.url = self._server.enter_context(
             local_server(self.model_path, n_ctx=self.n_ctx, say=self.say)
         )
 

@@ -35,13 +35,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from promptc import text
 from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
-from promptc.text import cache_dir, sha256_text
+from promptc.text import cache_dir, public_url, sha256_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -293,14 +292,6 @@ def endpoint_ref(endpoint: EmbeddingEndpoint) -> ModelRef:
     dimensions asked for), so that every server of the same model shares the cache."""
     key = endpoint.model + (f"@{endpoint.dimensions}" if endpoint.dimensions else "")
     return ModelRef(endpoint.model, None, f"model:{key}", public_url(endpoint.url))
-
-
-def public_url(url: str) -> str:
-    """The URL without user name, password, query or fragment (nothing secret is recorded)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class EndpointEmbedder:
