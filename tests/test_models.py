@@ -72,3 +72,31 @@ def test_a_cache_that_cannot_be_written_is_a_clear_error(
         models.fetch_model()
     assert info.value.code == "model-cache"
     assert "PROMPTC_CACHE_DIR" in (info.value.hint or "")
+
+
+def test_a_model_path_that_is_no_gguf_file_is_a_usage_error(tmp_path: Path) -> None:
+    """Refused before the server starts: llama.cpp's own refusal is a traceback of the server
+    process."""
+    import subprocess
+    import sys
+
+    from promptc.build import build
+    from promptc.spec.lower import compile_spec
+
+    folder = tmp_path / "b"
+    build(compile_spec(Path(__file__).resolve().parents[1] / "specs" / "sentiment.yaml"), folder)
+    junk = tmp_path / "junk.gguf"
+    junk.write_text("not a model\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "run", str(folder), "--local"]
+        + ["--model-path", str(junk), "--limit", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: model file {str(junk)!r} is not a GGUF model (it does not begin with 'GGUF') "
+        "(pass a .gguf file)"
+    )
+    assert "Traceback" not in done.stderr

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptc.build.files import open_regular
 from promptc.errors import BackendError, UsageError
 from promptc.run.chat_api import ChatAPI
 from promptc.run.context import ServerContext, fit_warning, largest_need
@@ -162,6 +163,10 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+#: The first bytes of every GGUF file.
+GGUF_MAGIC = b"GGUF"
+
+
 def _model_file(model_path: str | os.PathLike[str] | None, say: Callable[[str], None]) -> Path:
     """``model_path``, else the embedded model (fetched into the cache if it is not here).
 
@@ -175,6 +180,19 @@ def _model_file(model_path: str | os.PathLike[str] | None, say: Callable[[str], 
     if not model.is_file():
         raise UsageError(
             f"model file {str(model)!r} not found", hint="pass a .gguf file", code="no-model"
+        )
+    try:
+        with open_regular(model) as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise UsageError(
+            f"cannot read model file {str(model)!r}: {e.strerror or e}", code="no-model"
+        ) from None
+    if magic != GGUF_MAGIC:  # else llama.cpp fails with a traceback of the server process
+        raise UsageError(
+            f"model file {str(model)!r} is not a GGUF model (it does not begin with 'GGUF')",
+            hint="pass a .gguf file",
+            code="not-gguf",
         )
     return model
 
