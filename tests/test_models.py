@@ -100,3 +100,34 @@ def test_a_model_path_that_is_no_gguf_file_is_a_usage_error(tmp_path: Path) -> N
         "(pass a .gguf file)"
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ([], "the following arguments are required: model, port, n_ctx, threads, mode"),
+        (["m.gguf", "x", "4096", "2", "chat"], "argument port: expected a whole number"),
+        (["m.gguf", "99999", "4096", "2", "chat"], "expected a port from 1 to 65535, not 99999"),
+        (["m.gguf", "8000", "4096", "2", "bogus"], "argument mode: invalid choice: 'bogus'"),
+        (["junk.gguf", "8000", "4096", "2", "chat"], "is not a GGUF model"),
+        (["none.gguf", "8000", "4096", "2", "chat"], "model file 'none.gguf' not found"),
+    ],
+)
+def test_the_server_module_says_what_is_wrong_with_its_arguments(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "junk.gguf").write_text("not a model\n", encoding="utf-8")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc.run.local", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert said in done.stderr

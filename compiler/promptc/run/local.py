@@ -18,6 +18,7 @@ a child process, which alone imports xllamacpp.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import importlib.util
@@ -346,12 +347,42 @@ class Embedded(ChatAPI):
         return None  # made to fit when it started; what could not fit was said then
 
 
-if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    serve(
-        sys.argv[1],
-        int(sys.argv[2]),
-        int(sys.argv[3]),
-        int(sys.argv[4]),
-        sys.argv[5] == "embedding",
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m promptc.run.local MODEL PORT N_CTX THREADS chat|embedding``: the server of
+    :func:`serve`, in this process (the child :func:`local_server` starts, or one a user
+    keeps running across commands: docs/run.md). Arguments a user gets wrong end in argparse's
+    usage line and exit 2; a model that is no GGUF file in promptc's own message."""
+    parser = argparse.ArgumentParser(
+        prog="python -m promptc.run.local",
+        description="Serve a GGUF model with llama.cpp's OpenAI-compatible server on 127.0.0.1.",
     )
+
+    def positive(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1):
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+        return int(text)
+
+    def port(text: str) -> int:
+        value = positive(text)
+        if value > 65535:
+            raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, not {value}")
+        return value
+
+    parser.add_argument("model", help="the GGUF model file")
+    parser.add_argument("port", type=port, help="the port on 127.0.0.1")
+    parser.add_argument("n_ctx", type=positive, help="the context size in tokens")
+    parser.add_argument("threads", type=positive, help="CPU threads")
+    parser.add_argument("mode", choices=("chat", "embedding"), help="what to serve")
+    args = parser.parse_args(argv)
+    try:
+        model = _model_file(args.model, lambda _line: None)
+    except UsageError as e:
+        print(f"error: {e.format()}", file=sys.stderr)
+        return 2
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    serve(str(model), args.port, args.n_ctx, args.threads, args.mode == "embedding")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the xllamacpp server's child process
+    sys.exit(main())
