@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptc.build.files import open_regular
 from promptc.errors import BackendError, UsageError
 from promptc.run.chat_api import ChatAPI
 from promptc.run.context import ServerContext, fit_warning, largest_need
@@ -183,7 +182,7 @@ def _model_file(model_path: str | os.PathLike[str] | None, say: Callable[[str], 
             f"model file {str(model)!r} not found", hint="pass a .gguf file", code="no-model"
         )
     try:
-        with open_regular(model) as f:
+        with model.open("rb") as f:  # a regular file (is_file), or a link to one: the user's
             magic = f.read(4)
     except OSError as e:
         raise UsageError(
