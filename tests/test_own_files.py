@@ -1,0 +1,85 @@
+"""promptc never writes over what it owns or misreads it: a run's ``-o``/``--results`` and a
+collect's repair folder never replace answers or the build's files; ``check --specs-only``
+opens only regular files; a data row's ``NaN`` is refused where it is read; ``eval`` reads
+back only results it can trust and never prices cached input above the input. Messages word
+for word.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from promptc.build import build
+from promptc.cli.app import run
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+NOWHERE = "http://127.0.0.1:9/v1"
+
+
+def _build(out: Path, target: str = "chat") -> Path:
+    build(compile_spec(SPECS / "sentiment.yaml"), out, target=target)
+    return out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_run_never_writes_results_or_answers_over_answers_or_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = _build(Path("b"))
+    (folder / "outputs.jsonl").write_text('{"id": "r0001", "output": "paid"}\n', "utf-8")
+    before = _files(folder)
+    cases = {
+        ("--results", "b/outputs.jsonl"): (
+            "--results b/outputs.jsonl would replace answers; give another file"
+        ),
+        ("--results", "b/requests.jsonl"): (
+            "--results b/requests.jsonl would replace requests.jsonl of the build in b; "
+            "give another file"
+        ),
+        ("--results", "b/manifest.json"): (
+            "--results b/manifest.json would replace manifest.json of the build in b; "
+            "give another file"
+        ),
+        ("-o", "b/manifest.json"): (
+            "-o b/manifest.json would replace manifest.json of the build in b; give another file"
+        ),
+        ("-o", "b/results.jsonl"): (
+            "-o b/results.jsonl is where the results go; give the answers another file"
+        ),
+        ("-o", "b/outputs.replaced.jsonl"): (
+            "-o b/outputs.replaced.jsonl would replace answers; give another file"
+        ),
+    }
+    for (option, path), message in cases.items():
+        args = ["run", "b", "--base-url", NOWHERE, "--no-cache", "--parse", option, path]
+        assert run(args) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+    args = ["run", "b", "--base-url", NOWHERE, "--parse", "-o", "x.jsonl", "--results", "x.jsonl"]
+    assert run(args) == 2
+    assert capsys.readouterr().err == (
+        "error: --results x.jsonl would replace answers; give another file\n"
+    )
+    assert _files(folder) == before
+
+
+def test_parse_never_writes_results_over_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _build(tmp_path / "b")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"id": "r0001", "output": "A[1]: positive"}\n', encoding="utf-8")
+    before = _files(folder)
+    out = folder / "requests.jsonl"
+    assert run(["parse", str(folder), str(answers), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: -o {out} would replace requests.jsonl of the build in {folder}; "
+        "give another file\n"
+    )
+    assert _files(folder) == before
