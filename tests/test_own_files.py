@@ -83,3 +83,43 @@ def test_parse_never_writes_results_over_the_build(
         "give another file\n"
     )
     assert _files(folder) == before
+
+
+def _batch_output(path: Path, sizes: dict[str, int]) -> Path:
+    """A Batch API output file answering each request id with ``n`` positive items."""
+    rows = []
+    for rid, n in sizes.items():
+        content = "\n".join(f"A[{i}]: positive" for i in range(1, n + 1))
+        body = {"choices": [{"message": {"content": content}, "finish_reason": "stop"}]}
+        rows.append(json.dumps({"custom_id": rid, "response": {"status_code": 200, "body": body}}))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_collect_never_writes_the_repair_build_over_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _build(tmp_path / "sb", target="openai-batch")
+    out = _batch_output(tmp_path / "out.jsonl", {"r0002": 8, "r0003": 4})
+    before = _files(folder)
+    assert run(["collect", str(folder), str(out), "-o", str(folder)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder}: {str(folder)!r} holds 'manifest.json', which this build reads; "
+        "the repair build would overwrite it (give another folder with -o)\n"
+    )
+    assert _files(folder) == before
+
+
+def test_a_repair_build_is_collected_as_any_build(tmp_path: Path) -> None:
+    folder = _build(tmp_path / "sb", target="openai-batch")
+    out = _batch_output(tmp_path / "out.jsonl", {"r0002": 8, "r0003": 4})
+    assert run(["collect", str(folder), str(out)]) == 4
+    repair = folder / "repair"
+    assert [json.loads(x)["custom_id"] for x in (repair / "requests.jsonl").open()] == [
+        "r0001.repair1"
+    ]
+    # Its requests have their own ids (r0001.repair1): collected as a build, with no answer,
+    # they are asked again in its own repair build (this was a KeyError, exit 3).
+    assert run(["collect", str(repair), str(out)]) == 4
+    again = repair / "repair" / "requests.jsonl"
+    assert [json.loads(x)["custom_id"] for x in again.open()] == ["r0001.repair1.repair1"]
