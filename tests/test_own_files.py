@@ -8,6 +8,9 @@ for word.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,17 @@ def test_a_repair_build_is_collected_as_any_build(tmp_path: Path) -> None:
     assert run(["collect", str(repair), str(out)]) == 4
     again = repair / "repair" / "requests.jsonl"
     assert [json.loads(x)["custom_id"] for x in again.open()] == ["r0001.repair1.repair1"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
+def test_check_specs_only_says_a_named_pipe_is_no_file_without_reading_it(tmp_path: Path) -> None:
+    """Read to see whether it is a spec, a pipe no one writes to blocked check forever: it is
+    taken for a spec without being opened, and the loader says why it cannot be read."""
+    pipe = tmp_path / "staged.yaml"
+    os.mkfifo(pipe)
+    command = [sys.executable, "-m", "promptc", "check", "--specs-only", str(pipe)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"{pipe}: cannot read spec file {str(pipe)!r}: not a regular file\n{pipe}: 1 error\n"
+    )
