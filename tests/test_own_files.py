@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from promptc.build import build
 from promptc.cli.app import run
+from promptc.errors import PromptcErrors
 from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -140,3 +141,54 @@ def test_check_specs_only_says_a_named_pipe_is_no_file_without_reading_it(tmp_pa
     assert done.stderr == (
         f"{pipe}: cannot read spec file {str(pipe)!r}: not a regular file\n{pipe}: 1 error\n"
     )
+
+
+NUMBER_SPEC = """\
+promptc: 1
+name: d
+instruction: Classify.
+inputs: {review: {type: text}}
+outputs: {score: {type: number}}
+data: {path: DATA, id: id, fields: {review: text}, gold: {score: g}}
+strategy: {kind: batch, batch_size: 2}
+model: {name: m, max_tokens: 50}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "constant"),
+    [
+        (
+            "d.jsonl",
+            '{"id":"1","text":"x","g":NaN}\n',
+            "d.jsonl:1:26",
+            "NaN",
+        ),
+        (
+            "d.jsonl",
+            '{"id":"1","text":"x","g":1}\n{"id":"2","text":"NaN, \\"Infinity\\"","g":Infinity}\n',
+            "d.jsonl:2:42",
+            "Infinity",
+        ),
+        (
+            "d.json",
+            '[{"id":"1","text":"x","g":1},\n {"id":"2","text":"x","g":-Infinity}]',
+            "d.json:2:27",
+            "-Infinity",
+        ),
+    ],
+)
+def test_a_bare_nan_or_infinity_in_the_data_is_refused_where_it_is_read(
+    tmp_path: Path, name: str, text: str, where: str, constant: str
+) -> None:
+    """Python's json reads them; the build written from them could not be read back."""
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(NUMBER_SPEC.replace("DATA", name), encoding="utf-8")
+    with pytest.raises(PromptcErrors) as raised:
+        compile_spec(spec)
+    message = (
+        f"{where}: invalid JSON: {constant} is not a JSON number; expected a finite number "
+        "(or a string)"
+    )
+    assert [e.format().removeprefix(f"{tmp_path}/") for e in raised.value.errors] == [message]
