@@ -18,6 +18,8 @@ from promptc.build import build
 from promptc.cli.app import run
 from promptc.errors import PromptcErrors
 from promptc.spec.lower import compile_spec
+from test_eval_score import SPEC as EVAL_SPEC
+from test_eval_score import folder, rec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 NOWHERE = "http://127.0.0.1:9/v1"
@@ -192,3 +194,50 @@ def test_a_bare_nan_or_infinity_in_the_data_is_refused_where_it_is_read(
         "(or a string)"
     )
     assert [e.format().removeprefix(f"{tmp_path}/") for e in raised.value.errors] == [message]
+
+
+def _eval_variant(tmp_path: Path) -> tuple[Path, Path]:
+    """A spec of 4 number questions and a single variant's folder, every answer right."""
+    (tmp_path / "d.jsonl").write_text(
+        "".join(
+            json.dumps({"qid": f"q{k}", "question": f"{k}?", "gold": k}) + "\n"
+            for k in (1, 2, 3, 4)
+        ),
+        encoding="utf-8",
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(EVAL_SPEC, encoding="utf-8")
+    results = [rec(f"r{k}", f"q{k}", 1, "ok", k) for k in (1, 2, 3, 4)]
+    return spec, folder(tmp_path / "runs", "single", "single", 1, results)
+
+
+def _eval(spec: Path, variant: Path, out: Path, *args: str) -> tuple[int, dict]:
+    argv = ["eval", str(spec), "-o", str(out), "--no-charts", *args, "--results", str(variant)]
+    status = run(argv)
+    doc = json.loads((out / "report.json").read_text("utf-8")) if status == 0 else {}
+    return status, doc
+
+
+def test_eval_never_prices_cached_input_above_the_input(tmp_path: Path) -> None:
+    """A server saying it served 150 of 100 prompt tokens from its cache priced the input
+    below zero: cached input is clamped to the input, and the report says so."""
+    spec, single = _eval_variant(tmp_path)
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 150},
+    }
+    (single / "outputs.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"r{k}", "output": "", "usage": usage}) + "\n" for k in (1, 2, 3, 4)
+        ),
+        encoding="utf-8",
+    )
+    prices = ["--price-in", "1", "--price-out", "1", "--price-cached", "0.5"]
+    status, doc = _eval(spec, single, tmp_path / "r", *prices)
+    assert status == 0
+    (v,) = doc["variants"]
+    assert v["cached_input_tokens_per_question"] == 100.0
+    assert v["tokens_from"] == "api usage; cached input clamped to the 400 input tokens"
+    # 4 × (0 uncached at 1 + 100 cached at 0.5 + 10 out at 1) per million
+    assert v["cost"]["total"] == "0.000240"
