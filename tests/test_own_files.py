@@ -241,3 +241,59 @@ def test_eval_never_prices_cached_input_above_the_input(tmp_path: Path) -> None:
     assert v["tokens_from"] == "api usage; cached input clamped to the 400 input tokens"
     # 4 × (0 uncached at 1 + 100 cached at 0.5 + 10 out at 1) per million
     assert v["cost"]["total"] == "0.000240"
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines()]
+
+
+def _write_lines(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_eval_refuses_results_it_cannot_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown status counted as unparsed, a second row of an item was scored, and an
+    empty results.jsonl beside answers scored every item unparsed: each is a located error
+    (a run that answered nothing leaves both empty, which eval says otherwise)."""
+    spec, single = _eval_variant(tmp_path)
+    results = single / "results.jsonl"
+    rows = _lines(results)
+    _write_lines(results, [{**rows[0], "status": 5}, *rows[1:]])
+    assert run(["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]) == 2
+    assert capsys.readouterr().err == (
+        f"{results}:1:1: item 'q1': status 5 is not a parse status; expected one of "
+        "ok, missing, malformed, duplicate, misaligned, extra, truncated\n"
+    )
+    _write_lines(results, [*rows, rows[1]])
+    assert run(["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]) == 2
+    assert capsys.readouterr().err == (
+        f"{results}:5:1: item 'q2' of request 'r2' has a second result here; the first "
+        "is at line 2\n"
+    )
+    results.write_text("", encoding="utf-8")
+    assert run(["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]) == 2
+    assert capsys.readouterr().err == (
+        f"{results}: results.jsonl holds no result, but outputs.jsonl holds 4 answer(s); "
+        "expected one result per item of the build (run promptc run --parse on the build "
+        "again)\n"
+    )
+
+
+@pytest.mark.parametrize("seconds", ["-1", "NaN", "Infinity"])
+def test_eval_refuses_a_timing_it_cannot_divide_by(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seconds: str
+) -> None:
+    spec, single = _eval_variant(tmp_path)
+    timing = single / "timing.json"
+    timing.write_text(f'{{"seconds": {seconds}, "sent": -5}}', encoding="utf-8")
+    assert run(["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]) == 2
+    shown = {"-1": "-1", "NaN": "nan", "Infinity": "inf"}[seconds]
+    assert capsys.readouterr().err == (
+        f"{timing}: seconds is {shown}; expected a finite number of seconds, 0 or more "
+        "(remove the file: eval writes it when it sends the requests)\n"
+    )
+    timing.write_text('{"seconds": 2}', encoding="utf-8")
+    status, doc = _eval(spec, single, tmp_path / "r")
+    assert status == 0 and doc["variants"][0]["questions_per_second"] == 2.0
