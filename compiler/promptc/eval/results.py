@@ -169,6 +169,18 @@ def _check_result(
         seen[key] = line
 
 
+def _check_answered(path: Path, answers: int, records: list[Mapping[str, Any]]) -> None:
+    """Refuses a ``results.jsonl`` without results beside answers: scored, every item would
+    count as unparsed (a run that answered nothing leaves both empty, and eval says so)."""
+    if answers and not records:
+        raise UsageError(
+            MESSAGES["no-results"].format(name=path.name, answers=answers),
+            location=Location(str(path)),
+            hint="run promptc run --parse on the build again",
+            code="no-results",
+        )
+
+
 def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
     """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
     return [
@@ -239,14 +251,7 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
     cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
     records = _mark_truncated(read_results(results_path, task), cut)
-    if answers and not records:
-        # Answers without results: scored, every item would count as unparsed.
-        raise UsageError(
-            MESSAGES["no-results"].format(name=RESULTS_FILE, answers=len(answers)),
-            location=Location(str(results_path)),
-            hint="run promptc run --parse on the build again",
-            code="no-results",
-        )
+    _check_answered(results_path, len(answers), records)
     batches = list(batch_lines(root))
     targets = None
     if method == "retrieval":
