@@ -70,10 +70,9 @@ NOT_A_BUILD_FOLDER = (
     "{folder!r} holds {name!r}, which is not a file of a promptc build; promptc writes a "
     "build only into a new or empty folder or over an earlier build"
 )
-#: Why an input of the build is not overwritten (``{folder}``, ``{name}``).
-INPUT_IN_FOLDER = (
-    "{folder!r} holds {name!r}, which this build reads; promptc build would overwrite it"
-)
+#: Why an input of the build is not overwritten (``{folder}``, ``{name}``, ``{writer}``: the
+#: command that writes, ``promptc build`` or ``promptc collect``'s repair build).
+INPUT_IN_FOLDER = "{folder!r} holds {name!r}, which this build reads; {writer} would overwrite it"
 
 
 def is_build_file(name: str) -> bool:
@@ -85,10 +84,12 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def check_folder(out: Path, inputs: Iterable[str] = ()) -> None:
+def check_folder(
+    out: Path, inputs: Iterable[str | os.PathLike[str]] = (), writer: str = "promptc build"
+) -> None:
     """Refuses a folder to write a build into unless it is new, empty, or holds an earlier
     build (build files, :data:`KEPT_NAMES` and temporary files alone), and unless none of
-    ``inputs`` (the spec, its data, its templates) is in it.
+    ``inputs`` is in it (:func:`check_inputs`).
 
     Raises:
         UsageError: ``out-not-build``, naming the first file that is not a build's, or
@@ -100,15 +101,7 @@ def check_folder(out: Path, inputs: Iterable[str] = ()) -> None:
         return
     except OSError as e:
         raise not_writable(out, e) from None
-    here = os.path.realpath(out)
-    for path in inputs:
-        if os.path.dirname(os.path.realpath(path)) == here:
-            raise UsageError(
-                INPUT_IN_FOLDER.format(folder=str(out), name=os.path.basename(path)),
-                location=Location(str(out)),
-                hint="give another folder with -o",
-                code="out-holds-input",
-            )
+    check_inputs(out, inputs, writer)
     for name in names:
         # Build files without a manifest are those of a build interrupted while it put its
         # files in place: the next build replaces them (the inputs are checked above).
@@ -118,6 +111,27 @@ def check_folder(out: Path, inputs: Iterable[str] = ()) -> None:
                 location=Location(str(out / name)),
                 hint="give a new or empty folder with -o, or move that file away",
                 code="out-not-build",
+            )
+
+
+def check_inputs(
+    out: Path, inputs: Iterable[str | os.PathLike[str]], writer: str = "promptc build"
+) -> None:
+    """Refuses a folder to write a build into when one of ``inputs`` (the spec, its data,
+    its templates; for a repair build, the build's own manifest) is in it: the build would
+    overwrite what it reads. ``writer`` is what the message says would overwrite it.
+
+    Raises:
+        UsageError: ``out-holds-input``, naming the input.
+    """
+    here = os.path.realpath(out)
+    for path in inputs:
+        if os.path.dirname(os.path.realpath(path)) == here:
+            raise UsageError(
+                INPUT_IN_FOLDER.format(folder=str(out), name=os.path.basename(path), writer=writer),
+                location=Location(str(out)),
+                hint="give another folder with -o",
+                code="out-holds-input",
             )
 
 

@@ -31,8 +31,11 @@ SPEC_MARKER = re.compile(r"^promptc[ \t]*:", re.MULTILINE)
 
 def is_spec(path: str) -> bool:
     """Whether the YAML file at ``path`` is a promptc spec (:data:`SPEC_MARKER`); an
-    unreadable file counts as one, so that checking it says why."""
+    unreadable file counts as one, so that checking it says why — as does anything but a
+    regular file (a named pipe would block the read forever; the loader refuses it)."""
     try:
+        if not Path(path).is_file():
+            return True
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return True

@@ -40,13 +40,12 @@ from typing import IO, Any
 import click
 
 from promptc import Build, open_build, parse_output
-from promptc.cli.common import format_option, write_errors
+from promptc.cli.common import format_option, overwrite_error, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.ir import round_of
 from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
-from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE
 from promptc.run.repair import (
     STAND_IN_SUFFIX,
     Merged,
@@ -408,12 +407,11 @@ def parse_command(
     found) and a summary on stderr. Exit status 0 if every item is ok, 1 if not, 2 for usage
     errors.
     """
-    if out_file is not None and (
-        os.path.basename(out_file) in (OUTPUTS_FILE, REPLACED_FILE)
-        or (os.path.exists(out_file) and os.path.samefile(out_file, outputs))
-    ):
-        # Answers: results written over them would lose what was paid for.
-        print(f"error: -o {out_file} would replace answers; give another file", file=sys.stderr)
+    build = build_or_spec if os.path.isdir(build_or_spec) else None
+    refused = out_file and overwrite_error("-o", out_file, "results", others=[outputs], build=build)
+    if refused:
+        # Answers or the build: results written over them would lose what was paid for.
+        print(f"error: {refused}", file=sys.stderr)
         sys.exit(2)
     buffer = io.StringIO()
     out = sys.stdout if out_file is None else buffer

@@ -32,6 +32,7 @@ writing the same outputs); 4 every request answered but items are still not ok a
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -47,12 +48,14 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     FiniteRange,
+    overwrite_error,
     summary_format_option,
     write_errors,
 )
 from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE
 from promptc.run.progress import cli_events
 from promptc.run.result import RunResult
 from promptc.text import printable
@@ -246,6 +249,7 @@ def run_command(
             "not stop this run; stop it with kill (SIGTERM) — the answers received stay in "
             "outputs.jsonl"
         )
+    _check_files(build_dir, options["outputs_path"], options["results_path"])
     try:
         result = run_build(
             build_dir,
@@ -266,6 +270,26 @@ def run_command(
         sys.exit(EXIT_USAGE if usage else EXIT_FAILED)
     _report(result, fmt)
     sys.exit(EXIT_OK if allow_failures else _status(result))
+
+
+def _check_files(build_dir: str, outputs: str | None, results: str | None) -> None:
+    """Exits 2 when ``-o`` or ``--results`` would write over answers, results or a file of
+    the build (the rule ``promptc parse -o`` follows): the next run would pay for every
+    request again, or the build would be lost."""
+    answers = outputs if outputs is not None else os.path.join(build_dir, OUTPUTS_FILE)
+    beside = os.path.join(os.path.dirname(answers), RESULTS_FILE)
+    errors = [
+        overwrite_error("--results", results, "results", others=[answers], build=build_dir)
+        if results is not None
+        else None,
+        overwrite_error("-o", outputs, "answers", others=[results or beside], build=build_dir)
+        if outputs is not None
+        else None,
+    ]
+    for error in errors:
+        if error is not None:
+            _say(f"error: {error}")
+            sys.exit(EXIT_USAGE)
 
 
 def _report(result: RunResult, fmt: str) -> None:

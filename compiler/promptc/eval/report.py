@@ -67,17 +67,35 @@ def _tokens(
         if cached is None and tok is not None and price is not None and price.cached is not None:
             cached = cached_tokens(messages, tok)
         if usage:
-            return v.prompt_tokens, v.completion_tokens, cached, "api usage"
+            return _clamped(v.prompt_tokens, v.completion_tokens, cached, "api usage")
         if tok is None:
             return None, None, None, "unknown"
         inputs = sum(tok.count_messages(m) for m in messages)
         answers = read_outputs_file(v.folder / OUTPUTS_FILE).answers.values()
         outputs = sum(tok.count(str(a["output"])) for a in answers)
         mark = "" if tok.exact else " (estimate)"
-        return inputs, outputs, cached, f"tokenizer {tok.name}{mark}"
+        return _clamped(inputs, outputs, cached, f"tokenizer {tok.name}{mark}")
     finally:
         if tok is not None:
             tok.close()
+
+
+#: What ``tokens_from`` adds when cached input was counted above the input (``{inputs}``).
+CLAMPED_NOTE = "; cached input clamped to the {inputs} input tokens"
+
+
+def _clamped(
+    inputs: int | None, outputs: int | None, cached: int | None, source: str
+) -> tuple[int | None, int | None, int | None, str]:
+    """The token counts with cached input within ``0 … inputs``: cached input is part of the
+    input, so a count above it (the tokenizer's prefix against the server's prompt_tokens, or
+    a server's cached_tokens above its own prompt_tokens) would price the input below zero.
+    ``source`` says when it was clamped."""
+    if cached is None or inputs is None:
+        return inputs, outputs, cached, source
+    if cached > inputs:
+        return inputs, outputs, inputs, source + CLAMPED_NOTE.format(inputs=inputs)
+    return inputs, outputs, max(cached, 0), source
 
 
 def _per(total: float | Decimal | None, n: int) -> float | None:

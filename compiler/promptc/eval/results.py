@@ -13,6 +13,7 @@ the parser gave the part of the answer that arrived.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,6 +30,17 @@ from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
 from promptc.strategies import strategy
 
 TIMING_FILE = "timing.json"
+
+#: What eval refuses in a variant's files (tested word for word).
+MESSAGES: dict[str, str] = {
+    "bad-status": "item {item!r}: status {status!r} is not a parse status; expected one of "
+    "{expected}",
+    "duplicate-result": "item {item!r} of request {request!r} has a second result here; the "
+    "first is at line {first}",
+    "no-results": "{name} holds no result, but outputs.jsonl holds {answers} answer(s); "
+    "expected one result per item of the build",
+    "bad-seconds": "seconds is {seconds!r}; expected a finite number of seconds, 0 or more",
+}
 
 
 @dataclass(frozen=True)
@@ -98,11 +110,13 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
     items = {i.id for i in task.items}
     outputs = {o.name: o for o in task.outputs}
     records: list[Mapping[str, Any]] = []
+    seen: dict[tuple[object, str], int] = {}
     for n, rec in _json_lines(path):
         where = Location(str(path), n, 1)
         if not isinstance(rec, dict) or "status" not in rec:
             raise UsageError("expected a parse result object", location=where, code="bad-result")
         item = rec.get("item_id")
+        _check_result(rec, n, where, seen)
         if item is not None and item not in items:
             raise UsageError(
                 f"item {item!r} is not in the data of {task.name!r}: these results are of "
@@ -129,6 +143,45 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
     return records
 
 
+def _check_result(
+    rec: Mapping[str, Any], line: int, where: Location, seen: dict[tuple[object, str], int]
+) -> None:
+    """Refuses a result whose status eval does not know (it would count as unparsed) and an
+    item's second result in one request (it would be scored twice or hide the first);
+    ``seen`` maps (request id, item id) to the line of its first result."""
+    item = rec.get("item_id")
+    status = rec["status"]
+    if not isinstance(status, str) or status not in EVAL_STATUSES:
+        raise UsageError(
+            MESSAGES["bad-status"].format(
+                item=item, status=status, expected=", ".join(EVAL_STATUSES)
+            ),
+            location=where,
+            code="bad-result",
+        )
+    if isinstance(item, str):
+        key = (rec.get("request_id"), item)
+        if key in seen:
+            raise UsageError(
+                MESSAGES["duplicate-result"].format(item=item, request=key[0], first=seen[key]),
+                location=where,
+                code="duplicate-result",
+            )
+        seen[key] = line
+
+
+def _check_answered(path: Path, answers: int, records: list[Mapping[str, Any]]) -> None:
+    """Refuses a ``results.jsonl`` without results beside answers: scored, every item would
+    count as unparsed (a run that answered nothing leaves both empty, and eval says so)."""
+    if answers and not records:
+        raise UsageError(
+            MESSAGES["no-results"].format(name=path.name, answers=answers),
+            location=Location(str(path)),
+            hint="run promptc run --parse on the build again",
+            code="no-results",
+        )
+
+
 def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
     """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
     return [
@@ -140,14 +193,27 @@ def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Map
 
 
 def _seconds(timing: Path) -> float | None:
-    """The wall time ``timing.json`` records, if it is there and readable."""
+    """The wall time ``timing.json`` records, if it is there and readable.
+
+    Raises:
+        UsageError: ``bad-seconds``: a negative or non-finite number of seconds (it would
+            show as a negative or infinite rate).
+    """
     if not timing.is_file():
         return None
     try:
         t = json.loads(timing.read_text(encoding="utf-8"))
-        return float(t["seconds"]) if isinstance(t, dict) else None
+        seconds = float(t["seconds"]) if isinstance(t, dict) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(
+            MESSAGES["bad-seconds"].format(seconds=t["seconds"]),
+            location=Location(str(timing)),
+            hint="remove the file: eval writes it when it sends the requests",
+            code="bad-seconds",
+        )
+    return seconds
 
 
 def _counts(usage: object) -> tuple[int, int, int | None] | None:
@@ -203,6 +269,7 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
     cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
     records = _mark_truncated(read_results(results_path, task), cut)
+    _check_answered(results_path, len(answers), records)
     batches = list(batch_lines(root))
     targets = None
     if method == "retrieval":

@@ -41,7 +41,7 @@ from promptc.build import (
     read_manifest,
 )
 from promptc.build.files import not_regular, open_regular, read_lines, read_text
-from promptc.build.writer import check_folder
+from promptc.build.writer import check_folder, check_inputs
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.ir import Task
 from promptc.parse.build_input import Build, open_build
@@ -302,6 +302,9 @@ def collect(
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed
         raise not_regular(out)
+    # Before anything is written: a repair folder that is the build (-o BUILD_DIR) would
+    # have the repair build written over the build's own files.
+    _check_repair_folder(build, out, whole=False)
     asked = {r.id: r.item_ids for r in requests}
     repair_known = {  # a record edited by hand is not taken (see valid_record)
         rid: record
@@ -341,6 +344,18 @@ def collect(
         )
         result.repair_dir = out
     return result
+
+
+def _check_repair_folder(build: Path, out: Path, whole: bool = True) -> None:
+    """Refuses a repair folder as ``promptc build -o`` refuses a folder
+    (:func:`promptc.build.writer.check_folder`; only its rule of inputs unless ``whole``),
+    the build's manifest counting as an input the repair build must not overwrite: ``out``
+    may not be the build itself."""
+    inputs = [build / MANIFEST_FILE]
+    if whole:
+        check_folder(out, inputs, writer="the repair build")
+    else:
+        check_inputs(out, inputs, writer="the repair build")
 
 
 def _parsed(
@@ -446,7 +461,9 @@ def _asked(
         positions = tuple(range(1, len(whole.item_ids) + 1))
         records[whole.id] = RepairRequest(whole, rid, positions, attempt).record()
     order = {r.id: k for k, r in enumerate(requests)}
-    asked.sort(key=lambda r: (order[r.id.split(".repair")[0]], r.id))
+    # By the request each one repairs (its record's "of"), not by its id's prefix: the
+    # requests of a repair build, collected as a build, have ids such as r0001.repair1.
+    asked.sort(key=lambda r: (order[records[r.id]["of"]], r.id))
     return asked, records
 
 
@@ -478,7 +495,7 @@ def write_repair_build(
     nominal = task.strategy.batch_size
     constraints = ConstraintCache(task) if form is not None else None
     wanted = {i for r in asked for i in r.item_ids}
-    check_folder(out)
+    _check_repair_folder(build, out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = FolderWriter(out, chosen, form)

@@ -28,8 +28,33 @@ from promptc.text import Hasher
 
 _BOM = b"\xef\xbb\xbf"
 
+
+class NotFinite(ValueError):
+    """A bare ``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON has no
+    such number, and nothing promptc writes could hold one (a build's items.jsonl would be
+    unreadable)."""
+
+
+def _not_finite(name: str) -> Any:
+    raise NotFinite(name)
+
+
+#: A bare NaN or ±Infinity outside a string, where :class:`NotFinite` says the row has one.
+_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+#: The ``bad-json`` problem of a row with a bare ``NaN`` or ``Infinity`` (``{name}``).
+NOT_FINITE = "{name} is not a JSON number; expected a finite number (or a string)"
+
 # One decoder for every row: json.loads(parse_float=…) would build a new one per call.
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_not_finite)
+
+
+def _constant_at(text: str, start: int) -> int:
+    """The index of the first bare NaN or ±Infinity at or after ``start`` (strings skipped)."""
+    for m in _CONSTANT.finditer(text, start):
+        if m.group(1):
+            return m.start(1)
+    return start
 
 
 def decode_row(text: str) -> Any:
@@ -121,6 +146,10 @@ def _jsonl_value(text: str, line: int, display: str, c: ErrorCollector) -> dict[
         if text.strip():
             where = Location(display, e.lineno + line - 1, e.colno)
             c.add(data_error("bad-json", where, problem=e.msg))
+        return None
+    except NotFinite as e:
+        where = Location(display, line, _constant_at(text, 0) + 1)
+        c.add(data_error("bad-json", where, problem=NOT_FINITE.format(name=e)))
         return None
     except (RecursionError, ValueError) as e:
         c.add(data_error("bad-json", Location(display, line, 1), problem=_undecodable(e)))
@@ -292,6 +321,10 @@ def json_array_rows(
             value, end = _DECODER.raw_decode(text, i)
         except json.JSONDecodeError as e:
             c.add(data_error("bad-json", at.where(max(e.pos, i)), problem=e.msg))
+            return
+        except NotFinite as e:
+            problem = NOT_FINITE.format(name=e)
+            c.add(data_error("bad-json", at.where(_constant_at(text, i)), problem=problem))
             return
         except (RecursionError, ValueError) as e:
             c.add(data_error("bad-json", where, problem=_undecodable(e)))
