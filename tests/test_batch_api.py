@@ -260,6 +260,35 @@ def test_the_repair_builds_answers_are_collected_into_the_build(shards: Path) ->
     assert answered == ["r0001", "r0003", "r0005", "r0002.repair1", "r0004.repair1"]
 
 
+def test_a_repair_build_that_fails_again_is_followed_by_the_next(shards: Path) -> None:
+    """The repair build's own batch fails an answer again: the build's next run still
+    collects, and writes the next repair build over the one the Batch API answered."""
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        asked = re.findall(r"^Q\[(\d+)\]:", body["messages"][-1]["content"], re.MULTILINE)
+        return "\n".join(f"A[{i}]: positive" for i in asked)
+
+    server = BatchServer(answer, errors={"r0002"})
+    with batch_api(server) as url:
+        assert _run(shards, url).wait(timeout=120) == 4
+        server.errors = {"r0002.repair1"}
+        assert _run(shards / "repair", url).wait(timeout=120) == 4
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+        assert again.returncode == 4, err
+        assert "Traceback" not in err and "not a file of a promptc build" not in err
+        # The request that errored is asked again whole, in a batch of its own this time.
+        assert [r.id for r in read_requests(shards / "repair")] == ["r0002.repair1"]
+        assert not (shards / "repair" / STATE_FILE).exists()
+        server.errors = set()
+        assert _run(shards / "repair", url).wait(timeout=120) == 0
+        assert server.created == 5  # the build's three, then one batch per repair round
+        last = _run(shards, url)
+        _, err = last.communicate(timeout=120)
+    assert last.returncode == 0, err
+    assert {r["status"] for r in _results(shards)} == {"ok"}
+
+
 def test_a_state_file_of_other_types_or_a_planted_link_is_refused(shards: Path) -> None:
     (shards / STATE_FILE).write_text(
         json.dumps(

@@ -61,6 +61,10 @@ KEPT_NAMES = frozenset(
         ".outputs.jsonl.lock",
         "repair",
         "timing.json",
+        # promptc run --batch-api's record of its batches and their downloads
+        # (promptc.run.batch_api.STATE_FILE, DOWNLOADS: run sits above build).
+        "batch_api.json",
+        "batch_api",
         REQUEST_GRAMMARS,
     }
 )

@@ -30,6 +30,7 @@ are kept in the build folder instead.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,7 +215,8 @@ class BatchAPI:
             try:
                 batches = self._cancel(build) if self.options.cancel else self._submit(build)
                 self._wait(build, batches, events)
-                files = self._download(build, batches) + _repair_files(build)
+                repaired = _repair_files(build)
+                files = self._download(build, batches) + repaired
             except Failure as f:
                 result = RunResult(build, build / OUTPUTS_FILE, total=self.total)
                 result.failed.append(
@@ -228,7 +230,10 @@ class BatchAPI:
                     )
                 )
                 return result
-        return self._collect(build, batches, files)
+        result = self._collect(build, batches, files)
+        if repaired:
+            _retire_repair_batches(build)
+        return result
 
     # -- submit -----------------------------------------------------------------------------
 
@@ -447,6 +452,17 @@ def _repair_files(build: Path) -> list[Path]:
         for b in batches.values()
         for name in b.downloaded.values()
     ]
+
+
+def _retire_repair_batches(build: Path) -> None:
+    """Forgets the repair build's batches once their answers are collected into the build's
+    ``outputs.jsonl``: the next repair build (written in their folder) is asked afresh, even
+    when its requests are the same bytes (a request that errored is asked again whole)."""
+    repair = build / REPAIR_DIR
+    (repair / STATE_FILE).unlink(missing_ok=True)
+    downloads = repair / DOWNLOADS
+    if downloads.is_dir() and not downloads.is_symlink():
+        shutil.rmtree(downloads)
 
 
 def _progress(b: ShardBatch) -> str:
