@@ -9,6 +9,7 @@ into the lines of ``results.jsonl`` (which ``promptc eval --results`` reads).
       ─ray.data.llm processor (vLLM engine, or an OpenAI-compatible HTTP endpoint) or
        map_batches─▶ Dataset with the generated text
       ─parse_dataset─▶ Dataset of per-item results ─write_results─▶ BUILD/results.jsonl
+      (what ``promptc parse`` writes from the same answers: an item's voting rounds combined)
 
 The parse runs where the answers are (``map_batches`` on the cluster's workers): each worker
 reads the build folder once (its task and request shapes), so the folder must be readable
