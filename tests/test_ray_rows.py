@@ -54,28 +54,37 @@ def _answer(rid: str, n: int, choices: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _through_parse_answers(folder: Path, outputs: dict[str, str]) -> list[str]:
+def _through_parse_answers(
+    folder: Path, outputs: dict[str, str], finishes: dict[str, str] | None = None
+) -> list[str]:
     """What parse_dataset then write_results do, without Ray: ParseAnswers over the answers
     (in two batches, as workers would get them), sorted by position and seq."""
     rows = list(request_rows(folder))
     parse = ParseAnswers(str(folder), "generated_text")
     got: list[tuple[int, int, str]] = []
     for part in (rows[::2], rows[1::2]):
-        out = parse(
-            {
-                "id": [r["id"] for r in part],
-                "position": [r["position"] for r in part],
-                "generated_text": [outputs[r["id"]] for r in part],
-            }
-        )
+        batch = {
+            "id": [r["id"] for r in part],
+            "position": [r["position"] for r in part],
+            "generated_text": [outputs[r["id"]] for r in part],
+        }
+        if finishes is not None:
+            batch["finish_reason"] = [finishes.get(r["id"], "stop") for r in part]
+        out = parse(batch)
         got += zip(out["position"], out["seq"], out["line"], strict=True)
     return result_lines([line for _, _, line in sorted(got)])
 
 
-def _promptc_parse(folder: Path, outputs: dict[str, str], tmp_path: Path) -> str:
+def _promptc_parse(
+    folder: Path, outputs: dict[str, str], tmp_path: Path, finishes: dict[str, str] | None = None
+) -> str:
     path = tmp_path / "answers.jsonl"
     path.write_text(
-        "".join(json.dumps({"id": k, "output": v}) + "\n" for k, v in outputs.items()),
+        "".join(
+            json.dumps({"id": k, "output": v, "finish_reason": (finishes or {}).get(k, "stop")})
+            + "\n"
+            for k, v in outputs.items()
+        ),
         encoding="utf-8",
     )
     out, err = io.StringIO(), io.StringIO()
@@ -119,6 +128,25 @@ def test_results_are_what_promptc_parse_writes_from_the_same_answers(
     assert len([r for r in results if r["item_id"] is not None]) == len(items)  # one line each
     if vote is not None:
         assert all(len(r["rounds"]) == 3 for r in results if r["item_id"] is not None)
+
+
+def test_an_answer_cut_off_at_max_tokens_loses_its_unfinished_items_as_in_promptc_parse(
+    tmp_path: Path,
+) -> None:
+    folder = _build(
+        tmp_path,
+        "sentiment.yaml",
+        strategy__kind="batch",
+        strategy__batch_size=4,
+        strategy__vote={"rounds": 2},
+    )
+    rows = list(request_rows(folder))
+    outputs = {r["id"]: "A[1]: positive\nA[2]: negative\nA[3]: neu" for r in rows}
+    finishes = {rows[0]["id"]: "length", rows[7]["id"]: "length"}
+    lines = _through_parse_answers(folder, outputs, finishes)
+    assert "".join(x + "\n" for x in lines) == _promptc_parse(folder, outputs, tmp_path, finishes)
+    statuses = [r["status"] for x in lines for r in json.loads(x)["rounds"]]
+    assert statuses.count("truncated") == 4  # items 3 and 4 of the two cut answers
 
 
 def test_an_answer_to_a_request_the_build_does_not_hold_is_refused(tmp_path: Path) -> None:

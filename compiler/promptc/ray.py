@@ -171,7 +171,8 @@ def vllm_request(row: Mapping[str, Any]) -> dict[str, Any]:
 class ChatEndpoint:
     """A ``map`` function that answers each request row at an OpenAI-compatible
     ``/chat/completions`` endpoint (what an HTTP processor does, without ``ray.data.llm``'s
-    dependencies): adds ``generated_text``. Plain ``urllib``: the workers need no openai.
+    dependencies): adds ``generated_text`` and ``finish_reason``. Plain ``urllib``: the workers
+    need no openai.
 
     Args:
         url: The API's base URL, e.g. ``http://127.0.0.1:8080/v1``.
@@ -194,8 +195,13 @@ class ChatEndpoint:
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             answer = json.loads(response.read())
-        text = answer["choices"][0]["message"]["content"]
-        return {"id": row["id"], "position": row["position"], "generated_text": text}
+        choice = answer["choices"][0]
+        return {
+            "id": row["id"],
+            "position": row["position"],
+            "generated_text": choice["message"]["content"],
+            "finish_reason": choice.get("finish_reason"),
+        }
 
 
 class ParseAnswers:
@@ -224,8 +230,11 @@ class ParseAnswers:
             "status": [],
             "line": [],
         }
-        for rid, position, text in zip(
-            batch["id"], batch["position"], batch[self.text_column], strict=True
+        # The finish reason, when the answers carry it: an answer cut off at max_tokens
+        # loses the items it did not finish (truncated), as promptc parse marks them.
+        finishes = batch["finish_reason"] if "finish_reason" in batch else [None] * len(batch["id"])
+        for rid, position, text, finish in zip(
+            batch["id"], batch["position"], batch[self.text_column], finishes, strict=True
         ):
             shape = self.shapes.get(str(rid))
             if shape is None:
@@ -233,7 +242,8 @@ class ParseAnswers:
                     MESSAGES["unknown-answer"].format(rid=str(rid), build=self.build),
                     code="unknown-answer",
                 )
-            for seq, x in enumerate(parse_answer(self.task, shape, str(text or ""))):
+            results = parse_answer(self.task, shape, str(text or ""), finish)
+            for seq, x in enumerate(results):
                 out["request_id"].append(x.request_id)
                 out["position"].append(int(position))
                 out["seq"].append(seq)
@@ -250,8 +260,9 @@ def parse_dataset(
     *,
     text_column: str = "generated_text",
 ) -> ray.data.Dataset:
-    """Parses a Dataset of answers (rows with ``id``, ``position`` and the answer's text in
-    ``text_column``: ``generated_text`` as ``ray.data.llm`` processors write it) into one row
+    """Parses a Dataset of answers (rows with ``id``, ``position``, the answer's text in
+    ``text_column``: ``generated_text`` as ``ray.data.llm`` processors write it, and, if known,
+    its ``finish_reason``: ``length`` marks the items it cut off ``truncated``) into one row
     per result of each answer, on the cluster: ``request_id``, ``position``, ``seq`` (its
     place among its answer's results), ``index``, ``item_id``, ``status`` and ``line`` (the
     result as one answer gave it, a line of ``results.jsonl`` when the build does not vote:
