@@ -39,7 +39,7 @@ def _batches(task: object) -> list[dict[str, object]]:
 
 
 def test_the_spec_says_the_rounds() -> None:
-    task = _task(rounds=5, early_stop=2)
+    task = _task("batch", 5, rounds=5, early_stop=2)  # at most batch_size rounds
     assert task.strategy.vote == Vote(5, 2)  # type: ignore[attr-defined]
     assert task.strategy.rounds == 5  # type: ignore[attr-defined]
     plain = compile_spec(READING)

@@ -210,6 +210,8 @@ class Vote:
 
     rounds: int
     early_stop: int | None = None
+    #: Where the spec sets ``rounds`` (a build too wide for them is an error there).
+    location: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ into the lines of ``results.jsonl`` (which ``promptc eval --results`` reads).
       ─ray.data.llm processor (vLLM engine, or an OpenAI-compatible HTTP endpoint) or
        map_batches─▶ Dataset with the generated text
       ─parse_dataset─▶ Dataset of per-item results ─write_results─▶ BUILD/results.jsonl
+      (what ``promptc parse`` writes from the same answers: an item's voting rounds combined)
 
 The parse runs where the answers are (``map_batches`` on the cluster's workers): each worker
 reads the build folder once (its task and request shapes), so the folder must be readable
@@ -24,16 +25,18 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from promptc.build import read_requests
 from promptc.build.grammars import grammar_text
-from promptc.errors import BackendError
+from promptc.errors import BackendError, UsageError, did_you_mean
 from promptc.parse.build_input import open_build
+from promptc.parse.results import ItemResult, dumps
 from promptc.run.outputs import RESULTS_FILE
-from promptc.run.repair import parse_answer, result_line
+from promptc.run.repair import merge_answers, parse_answer, result_line
 from promptc.text import write_atomic
 
 if TYPE_CHECKING:
@@ -43,6 +46,13 @@ if TYPE_CHECKING:
 Carried = Literal["gbnf", "json_schema", "none"]
 
 INSTALL_RAY = "pip install 'promptc-compiler[ray]'"
+
+MESSAGES = {
+    "unknown-grammar-form": "unknown grammar form {form!r}: expected one of {accepted}",
+    "unknown-answer": "an answer for request {rid!r}, which {build} does not hold; expected "
+    "answers to the rows of requests_dataset({build}) (a repair or early-stop answer of "
+    "promptc run is not one)",
+}
 
 
 def _ray_data() -> Any:
@@ -101,7 +111,12 @@ def http_payload(row: Mapping[str, Any], grammar: Carried = "gbnf") -> dict[str,
     """The ``preprocess`` of an OpenAI-compatible HTTP processor
     (``ray.data.llm.HttpRequestProcessorConfig``): ``{"payload": <a chat completion body>}``,
     with the request's grammar as llama.cpp takes it (``grammar``: GBNF) or as OpenAI and vLLM
-    take it (``json_schema``: a strict ``response_format``), or none."""
+    take it (``json_schema``: a strict ``response_format``), or none.
+
+    Raises:
+        UsageError: ``grammar`` is none of :data:`Carried`'s forms.
+    """
+    _check_form(grammar)
     body: dict[str, Any] = {
         "model": row["model"],
         "messages": [dict(m) for m in row["messages"]],
@@ -118,28 +133,46 @@ def http_payload(row: Mapping[str, Any], grammar: Carried = "gbnf") -> dict[str,
     return {"id": row["id"], "position": row["position"], "payload": body}
 
 
+def _check_form(grammar: str) -> None:
+    """Refuses a grammar form :func:`http_payload` does not know: it would send no grammar."""
+    accepted = get_args(Carried)
+    if grammar not in accepted:
+        raise UsageError(
+            MESSAGES["unknown-grammar-form"].format(
+                form=grammar, accepted=", ".join(repr(a) for a in accepted)
+            ),
+            hint=did_you_mean(str(grammar).lower().replace("-", "_"), accepted),
+            code="unknown-grammar-form",
+        )
+
+
 def vllm_request(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``preprocess`` of a vLLM engine processor (``ray.data.llm.vLLMEngineProcessorConfig``):
     the messages, and sampling parameters carrying the request's own GBNF as vLLM's guided
-    decoding grammar."""
-    params = json.loads(row["sampling_params"])
-    sampling = {
-        "temperature": params.get("temperature", 0),
-        "max_tokens": params.get("max_tokens", params.get("max_completion_tokens")),
-        "guided_decoding": {"grammar": row["gbnf"]},
-    }
+    decoding grammar.
+
+    The sampling parameters are the build's, every one of them and nothing more (a spec that
+    sets no temperature leaves vLLM's default), but ``max_completion_tokens``, which vLLM
+    calls ``max_tokens``.
+    """
+    sampling = json.loads(row["sampling_params"])
+    if "max_completion_tokens" in sampling:
+        cap = sampling.pop("max_completion_tokens")
+        sampling.setdefault("max_tokens", cap)
+    sampling["guided_decoding"] = {"grammar": row["gbnf"]}
     return {
         "id": row["id"],
         "position": row["position"],
         "messages": [dict(m) for m in row["messages"]],
-        "sampling_params": {k: v for k, v in sampling.items() if v is not None},
+        "sampling_params": sampling,
     }
 
 
 class ChatEndpoint:
     """A ``map`` function that answers each request row at an OpenAI-compatible
     ``/chat/completions`` endpoint (what an HTTP processor does, without ``ray.data.llm``'s
-    dependencies): adds ``generated_text``. Plain ``urllib``: the workers need no openai.
+    dependencies): adds ``generated_text`` and ``finish_reason``. Plain ``urllib``: the workers
+    need no openai.
 
     Args:
         url: The API's base URL, e.g. ``http://127.0.0.1:8080/v1``.
@@ -148,6 +181,7 @@ class ChatEndpoint:
     """
 
     def __init__(self, url: str, grammar: Carried = "gbnf", timeout: float = 600.0) -> None:
+        _check_form(grammar)
         self.url = url.rstrip("/") + "/chat/completions"
         self.grammar: Carried = grammar
         self.timeout = timeout
@@ -161,8 +195,13 @@ class ChatEndpoint:
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             answer = json.loads(response.read())
-        text = answer["choices"][0]["message"]["content"]
-        return {"id": row["id"], "position": row["position"], "generated_text": text}
+        choice = answer["choices"][0]
+        return {
+            "id": row["id"],
+            "position": row["position"],
+            "generated_text": choice["message"]["content"],
+            "finish_reason": choice.get("finish_reason"),
+        }
 
 
 class ParseAnswers:
@@ -171,26 +210,43 @@ class ParseAnswers:
 
     def __init__(self, build: str, text_column: str) -> None:
         loaded = open_build(Path(build))
+        self.build = build
         self.task = loaded.task
         self.shapes = loaded.shapes
         self.text_column = text_column
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """The result rows of a batch of answers.
+
+        Raises:
+            UsageError: An answer for a request the build does not hold.
+        """
         out: dict[str, list[Any]] = {
             "request_id": [],
             "position": [],
+            "seq": [],
             "index": [],
             "item_id": [],
             "status": [],
             "line": [],
         }
-        for rid, position, text in zip(
-            batch["id"], batch["position"], batch[self.text_column], strict=True
+        # The finish reason, when the answers carry it: an answer cut off at max_tokens
+        # loses the items it did not finish (truncated), as promptc parse marks them.
+        finishes = batch["finish_reason"] if "finish_reason" in batch else [None] * len(batch["id"])
+        for rid, position, text, finish in zip(
+            batch["id"], batch["position"], batch[self.text_column], finishes, strict=True
         ):
-            shape = self.shapes[str(rid)]
-            for x in parse_answer(self.task, shape, str(text or "")):
+            shape = self.shapes.get(str(rid))
+            if shape is None:
+                raise UsageError(
+                    MESSAGES["unknown-answer"].format(rid=str(rid), build=self.build),
+                    code="unknown-answer",
+                )
+            results = parse_answer(self.task, shape, str(text or ""), finish)
+            for seq, x in enumerate(results):
                 out["request_id"].append(x.request_id)
                 out["position"].append(int(position))
+                out["seq"].append(seq)
                 out["index"].append(x.index)
                 out["item_id"].append(x.item_id)
                 out["status"].append(x.status)
@@ -204,10 +260,13 @@ def parse_dataset(
     *,
     text_column: str = "generated_text",
 ) -> ray.data.Dataset:
-    """Parses a Dataset of answers (rows with ``id``, ``position`` and the answer's text in
-    ``text_column``: ``generated_text`` as ``ray.data.llm`` processors write it) into one row
-    per item result, on the cluster: ``request_id``, ``position``, ``index``, ``item_id``,
-    ``status`` and ``line`` (the result's line of ``results.jsonl``)."""
+    """Parses a Dataset of answers (rows with ``id``, ``position``, the answer's text in
+    ``text_column``: ``generated_text`` as ``ray.data.llm`` processors write it, and, if known,
+    its ``finish_reason``: ``length`` marks the items it cut off ``truncated``) into one row
+    per result of each answer, on the cluster: ``request_id``, ``position``, ``seq`` (its
+    place among its answer's results), ``index``, ``item_id``, ``status`` and ``line`` (the
+    result as one answer gave it, a line of ``results.jsonl`` when the build does not vote:
+    :func:`write_results` combines an item's voting rounds)."""
     return answers.map_batches(
         ParseAnswers,
         fn_constructor_args=(os.fspath(build), text_column),
@@ -218,8 +277,44 @@ def parse_dataset(
 
 def write_results(results: ray.data.Dataset, build: str | os.PathLike[str]) -> Path:
     """Writes the result rows of :func:`parse_dataset` as ``BUILD/results.jsonl``, in the
-    build's request order (what ``promptc parse`` and ``promptc eval --results`` read)."""
-    rows = results.sort(["position", "index"]).select_columns(["line"]).take_all()
+    build's request order: the file ``promptc parse`` writes from the same answers, each
+    item's voting rounds combined into its one voted line (:func:`result_lines`), which
+    ``promptc eval --results`` reads."""
+    rows = results.sort(["position", "seq"]).select_columns(["line"]).take_all()
     path = Path(build) / RESULTS_FILE
-    write_atomic(path, (str(r["line"]) for r in rows))
+    write_atomic(path, result_lines([str(r["line"]) for r in rows]))
     return path
+
+
+def result_lines(lines: Sequence[str]) -> list[str]:
+    """The lines of ``results.jsonl`` from the ``line``s of :func:`parse_dataset`, in build
+    order: merged by the one code path of ``promptc parse``, ``run --parse`` and ``collect``
+    (:func:`promptc.run.repair.merge_answers`), which, when the build votes, combines each
+    item's rounds into one line with its ``votes`` and ``rounds``
+    (:mod:`promptc.parse.vote`). A Dataset of :func:`requests_dataset` asks every request
+    whole (no early stop, no repair), so no stand-in or repair answer is among them.
+
+    The merge decides on what a line holds (request, item, position, status, values); each
+    voted result is then written as its worker wrote it, with the merge's ``attempts``,
+    ``votes`` and ``rounds`` in :func:`promptc.run.repair.result_line`'s places (a span
+    cannot be made again without the answer's text, which stayed on the worker).
+    """
+    parsed: dict[str, list[ItemResult]] = {}
+    records: dict[int, dict[str, Any]] = {}  # id() of each result made here → its line
+    for line in lines:
+        record = json.loads(line, parse_float=Decimal)
+        del record["attempts"]  # 1 for every answer's own line; the merge counts them
+        x = ItemResult(
+            record["request_id"],
+            record["item_id"],
+            record["index"],
+            record["status"],
+            record["values"],
+        )
+        parsed.setdefault(x.request_id, []).append(x)
+        records[id(x)] = record
+    merged = merge_answers(list(parsed), parsed, {})
+    return [
+        dumps({**records[id(x)], "attempts": n, **merged.rounds.get(x.item_id or "", {})})
+        for x, n in merged.rows
+    ]

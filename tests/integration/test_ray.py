@@ -5,6 +5,7 @@ real model (marker ``llm``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -98,3 +99,47 @@ def test_eval_results_scores_what_ray_wrote(
     report = json.loads(proc.stdout)
     assert report["items"] == 4
     assert [v["variant"] for v in report["variants"]] == ["batch-2"]
+
+
+@pytest.mark.llm  # no model: marked as the other tests here, for the local Ray instance's start
+def test_a_vote_build_through_ray_writes_what_promptc_parse_writes(
+    cluster: None, tmp_path: Path
+) -> None:
+    from promptc.cli.parse import run_parse
+
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={
+            ("strategy", "kind"): "batch",
+            ("strategy", "batch_size"): 4,
+            ("strategy", "vote"): {"rounds": 3},
+        },
+    )
+    folder = tmp_path / "vote"
+    build(task, folder)
+    rows = requests_dataset(folder).take_all()
+    labels = ["positive", "negative", "neutral"]
+    answers = [
+        {
+            "id": r["id"],
+            "position": r["position"],
+            # Round by round other answers, so that the votes decide.
+            "generated_text": "\n".join(
+                f"A[{k}]: {labels[(k * r['position']) % 3]}"
+                for k in range(1, r["messages"][-1]["content"].count("Q[") + 1)
+            ),
+        }
+        for r in rows
+    ]
+    write_results(parse_dataset(ray.data.from_items(answers), folder), folder)
+    outputs = tmp_path / "answers.jsonl"
+    outputs.write_text(
+        "".join(json.dumps({"id": a["id"], "output": a["generated_text"]}) + "\n" for a in answers)
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert run_parse(str(folder), str(outputs), None, "recover", "jsonl", out, err) == 0
+    written = (folder / "results.jsonl").read_text(encoding="utf-8")
+    assert written == out.getvalue()
+    results = [json.loads(x) for x in written.splitlines()]
+    assert [r["item_id"] for r in results] == [i.id for i in task.items]  # 20 lines, not 60
+    assert {len(r["rounds"]) for r in results} == {3}

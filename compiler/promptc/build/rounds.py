@@ -13,6 +13,16 @@ items of one batch (positions p ≠ q) share a batch again in round r only when
 (r - 1)(p - q) ≡ 0 (mod B). A short last batch leaves empty slots; each new batch keeps its
 items in their new positions' order. The positions differ round to round for up to n rounds.
 
+Round n + 1 would put every item back at its round-1 position (with B = 1 or 2, beside the
+same neighbours: the same prompts again, whose answers a cache replays as more votes). With a
+short last batch, whose empty slots close up, an earlier round can come back sooner: a batch of
+the same items in the same order. A task with more rounds than the widest batch of its data has
+positions (``batch_size``, or the item count when the data is smaller), or a round that would
+ask such a batch again, is therefore an error at ``strategy.vote.rounds`` (``vote-rounds``)
+naming the most rounds the data allows, for build, plan and eval alike (the spec's check
+refuses ``rounds`` above ``batch_size`` earlier). The dealt rounds are not changed to avoid a
+repeat: a build that deals without one stays as it was.
+
 A ``retrieval`` batch is for its target item, with that item's most similar items as its
 neighbours: the selection deals its rounds itself (:func:`promptc.select.similarity.retrieval_groups`),
 as only it holds the similarities that choose each round's other neighbours; such a selection
@@ -24,23 +34,53 @@ Requests of round r > 1 are named after their place in the round (``r0007.v2``,
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from promptc import ir
+from promptc.errors import SelectionError
 from promptc.select.batches import SelectionResult
+
+MESSAGES = {
+    "vote-rounds": "rounds {rounds} is more than this data allows: round {round} would {why}; "
+    "expected at most {most}",
+}
+#: Why a round is one too many (``{why}`` of ``vote-rounds``).
+WHY = {
+    "positions": "put every item back at a position it had (the widest batch has {width})",
+    "repeat": "ask again a batch an earlier round asked, the same items in the same order",
+}
+HINTS = {
+    "vote-rounds": "its answers would count as more votes; lower strategy.vote.rounds, or "
+    "raise strategy.batch_size",
+}
 
 
 def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
     """The selection's batches followed by those of every further voting round; the selection
-    itself for one round."""
+    itself for one round.
+
+    Raises:
+        SelectionError: A round that would ask an item at a position it had, or a batch an
+            earlier round asked (``vote-rounds``, see the module's docstring).
+    """
     rounds = task.strategy.rounds
     if rounds == 1:
         return selection
     batches = list(selection.batches)
     first = [b for b in batches if b.round == 1]
+    width = max((len(b.item_ids) for b in first), default=rounds)
+    if rounds > width:
+        _refuse(task, width + 1, WHY["positions"].format(width=width))
     if first and len(first) == len(
         batches
     ):  # not dealt by the selection (see the module's docstring)
+        asked = {b.item_ids for b in first}
         for r in range(2, rounds + 1):
-            batches += _round(first, r)
+            dealt = _round(first, r)
+            if any(b.item_ids in asked for b in dealt):
+                _refuse(task, r, WHY["repeat"])
+            asked.update(b.item_ids for b in dealt)
+            batches += dealt
     info = {**selection.info, "requests": len(batches), "vote_rounds": rounds}
     if "cost" in info:  # the summary a build prints says what the rounds cost
         most = (
@@ -50,6 +90,18 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
             f"{info['cost']}, asked in {rounds} voting rounds: {most}{len(batches)} requests"
         )
     return SelectionResult(batches, info)
+
+
+def _refuse(task: ir.Task, r: int, why: str) -> NoReturn:
+    """Raises ``vote-rounds`` for a task whose round ``r`` is one too many."""
+    vote = task.strategy.vote
+    raise SelectionError(
+        MESSAGES["vote-rounds"].format(rounds=task.strategy.rounds, round=r, why=why, most=r - 1),
+        location=None if vote is None else vote.location,
+        path=("strategy", "vote", "rounds"),
+        hint=HINTS["vote-rounds"],
+        code="vote-rounds",
+    )
 
 
 def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:

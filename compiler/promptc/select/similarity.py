@@ -170,8 +170,14 @@ def retrieval_groups(
     around when the data holds fewer; and its target moves r - 1 slots on from
     ``target_position``, so that it is asked at another position each round. The groups
     come round by round, each round in item order.
+
+    A batch of N items (of all n when n < N) has N positions: round N + 1 would put every
+    target back where an earlier round had it, and with few neighbours beside the same ones,
+    asking a prompt again. So at most N rounds are dealt, each target's batches all differ, and
+    a task with more rounds is refused by the build (:func:`promptc.build.rounds.with_rounds`).
     """
     width = batch_size - 1
+    rounds = min(rounds, batch_size, max(1, vectors.shape[0]))
     found = nb.all_neighbors(vectors, width * rounds, seed=seed, ann_threshold=ann_threshold)
     v64 = vectors.astype(np.float64)
     groups = []

@@ -261,6 +261,7 @@ def _strategy(doc: SpecDocument) -> ir.StrategySpec:
         else ir.Vote(
             rounds=_integer(doc, ("strategy", "vote", "rounds"), 1),
             early_stop=integer(vote.get("early_stop")),
+            location=doc.value_location(("strategy", "vote", "rounds")),
         ),
     )
 

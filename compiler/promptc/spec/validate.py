@@ -91,12 +91,16 @@ MESSAGES: dict[str, str] = {
     "vote-early-stop": "early_stop {early_stop} is more than the {rounds} rounds; expected "
     "2..{rounds}",
     "vote-ignored": "vote has no effect on strategy {kind}, which sends one item per request",
+    "vote-batch-size": "rounds {rounds} is more than the batch_size {size}: each round asks "
+    "every item at another of a batch's {size} positions; expected at most {size}",
 }
 
 HINTS: dict[str, str] = {
     "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "vote-ignored": "choose strategy batch or auto-demo",
+    "vote-batch-size": "a later round would ask the prompts of an earlier one again; lower "
+    "strategy.vote.rounds, or raise strategy.batch_size",
     "budget-twice": "max_tokens_per_item fits each request's budget to its items",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
@@ -502,6 +506,12 @@ def _check_vote(doc: SpecDocument, c: ErrorCollector, kind: Strategy | None) -> 
     if rounds is not None and early is not None and early > rounds:
         p = vp + ("early_stop",)
         c.add(error("vote-early-stop", doc.value_location(p), p, early_stop=early, rounds=rounds))
+    size = batch_size_of(doc)
+    if kind is not None and not kind.one_item and rounds and size and rounds > size:
+        # The data may hold fewer items still: the build checks the batches it makes
+        # (promptc.build.rounds, vote-rounds).
+        p = vp + ("rounds",)
+        c.add(error("vote-batch-size", doc.value_location(p), p, rounds=rounds, size=size))
 
 
 def marker_problem(prefix: str) -> str | None:

@@ -1,0 +1,172 @@
+"""Voting rounds never ask a prompt twice: more rounds than the data's batches have positions,
+or a round that would deal a batch an earlier round asked, is an error at
+``strategy.vote.rounds`` naming the most rounds the data allows (``vote-rounds``); the spec's
+check refuses ``rounds`` above ``batch_size`` (``vote-batch-size``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from promptc import ir
+from promptc.build import assemble
+from promptc.build.rounds import with_rounds
+from promptc.errors import PromptcErrors, SelectionError
+from promptc.select.batches import SelectionResult
+from promptc.spec.lower import compile_spec
+
+SPEC = """\
+promptc: 1
+name: h
+instruction: Classify.
+inputs: {review: {type: text}}
+outputs: {sentiment: {type: enum, choices: [positive, negative]}}
+data: {path: d.jsonl, id: id, fields: {review: text}}
+strategy: {kind: batch, batch_size: SIZE, vote: {rounds: ROUNDS}}
+model: {name: m, max_tokens: 50}
+"""
+
+
+def _spec(tmp_path: Path, items: int, size: int, rounds: int) -> Path:
+    (tmp_path / "d.jsonl").write_text(
+        "".join(json.dumps({"id": f"s{k}", "text": f"review {k}"}) + "\n" for k in range(items))
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("SIZE", str(size)).replace("ROUNDS", str(rounds)))
+    return spec
+
+
+def test_rounds_above_the_batch_size_are_refused_by_the_spec_check(tmp_path: Path) -> None:
+    # The QA case: 8 items in batches of 4, 8 rounds (16 requests, 8 distinct prompts).
+    spec = _spec(tmp_path, 8, 4, 8)
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(spec)
+    (problem,) = e.value
+    assert problem.code == "vote-batch-size"
+    assert problem.path == ("strategy", "vote", "rounds")
+    assert (problem.location.line, problem.location.col) == (7, 55)  # type: ignore[union-attr]
+    assert problem.message == (
+        "rounds 8 is more than the batch_size 4: each round asks every item at another of a "
+        "batch's 4 positions; expected at most 4"
+    )
+    assert problem.hint == (
+        "a later round would ask the prompts of an earlier one again; lower "
+        "strategy.vote.rounds, or raise strategy.batch_size"
+    )
+
+
+@pytest.mark.parametrize(
+    ("items", "size", "rounds", "message"),
+    [
+        (  # one batch, narrower than batch_size
+            3,
+            4,
+            4,
+            (
+                "rounds 4 is more than this data allows: round 4 would put every item back at a "
+                "position it had (the widest batch has 3); expected at most 3"
+            ),
+        ),
+        (  # one item
+            1,
+            4,
+            2,
+            (
+                "rounds 2 is more than this data allows: round 2 would put every item back at a "
+                "position it had (the widest batch has 1); expected at most 1"
+            ),
+        ),
+        (  # a short last batch: [s3] alone in round 1 and again in round 3
+            4,
+            3,
+            3,
+            (
+                "rounds 3 is more than this data allows: round 3 would ask again a batch an earlier "
+                "round asked, the same items in the same order; expected at most 2"
+            ),
+        ),
+    ],
+)
+def test_build_and_plan_refuse_rounds_the_data_cannot_deal(
+    tmp_path: Path, items: int, size: int, rounds: int, message: str
+) -> None:
+    spec = _spec(tmp_path, items, size, rounds)
+    task = compile_spec(spec)
+    with pytest.raises(SelectionError) as e:
+        assemble(task)
+    assert e.value.code == "vote-rounds" and e.value.message == message
+    assert e.value.path == ("strategy", "vote", "rounds")
+    assert (e.value.location.line, e.value.location.col) == (7, 55)  # type: ignore[union-attr]
+    assert e.value.hint == (
+        "its answers would count as more votes; lower strategy.vote.rounds, or raise "
+        "strategy.batch_size"
+    )
+    plan = subprocess.run(
+        [sys.executable, "-m", "promptc", "plan", str(spec), "--strategies", "batch"]
+        + ["--batch-sizes", str(size)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert plan.returncode == 1
+    assert f"{spec}:7:55: strategy.vote.rounds: {message} (" in plan.stderr
+    most = int(message.rsplit(" ", 1)[1])  # the rounds it names are dealt
+    lines = assemble(compile_spec(_spec(tmp_path, items, size, most))).files["batches.jsonl"]
+    asked = [tuple(json.loads(x)["item_ids"]) for x in lines.splitlines()]
+    assert len(asked) == len(set(asked)) == -(-items // size) * most
+
+
+@pytest.mark.parametrize("size", range(2, 9))
+def test_no_build_asks_a_batch_twice(tmp_path: Path, size: int) -> None:
+    base = compile_spec(_spec(tmp_path, 1, size, 1))
+    for n in range(1, 41):
+        first = [
+            ir.Batch(
+                b,
+                tuple(f"i{k}" for k in range(s, min(n, s + size))),
+                tuple(range(s, min(n, s + size))),
+            )
+            for b, s in enumerate(range(0, n, size))
+        ]
+        for rounds in range(2, size + 1):
+            strategy = dataclasses.replace(base.strategy, vote=ir.Vote(rounds))
+            task = dataclasses.replace(base, strategy=strategy)
+            try:
+                dealt = with_rounds(task, SelectionResult(first)).batches
+            except SelectionError as e:
+                assert e.code == "vote-rounds"
+                continue
+            asked = [b.item_ids for b in dealt]
+            assert len(set(asked)) == len(asked) == len(first) * rounds, (n, rounds)
+
+
+def test_retrieval_deals_at_most_a_batch_of_rounds_each_target_batch_its_own() -> None:
+    import numpy as np
+    from promptc.select import similarity
+
+    for n in range(1, 9):
+        vectors = np.random.default_rng(n).normal(size=(n, 6)).astype(np.float32)
+        for size in range(1, 6):
+            for rounds in range(1, 8):
+                groups = similarity.find_groups(vectors, size, "retrieval", rounds=rounds).groups
+                assert max(g.round for g in groups) == min(rounds, size, n)
+                for i in range(n):
+                    mine = [g.members for g in groups if g.members[g.target or 0] == i]
+                    assert len(set(mine)) == len(mine)  # the target moves each round
+
+
+def test_a_selection_that_dealt_too_few_positions_for_its_rounds_is_refused(
+    tmp_path: Path,
+) -> None:
+    base = compile_spec(_spec(tmp_path, 4, 4, 3))
+    dealt = [ir.Batch(0, ("a", "b"), (0, 1), target=1), ir.Batch(1, ("b", "a"), (1, 0), target=1)]
+    with pytest.raises(SelectionError) as e:
+        with_rounds(base, SelectionResult(dealt))
+    assert e.value.message == (
+        "rounds 3 is more than this data allows: round 3 would put every item back at a "
+        "position it had (the widest batch has 2); expected at most 2"
+    )
