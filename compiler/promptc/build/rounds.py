@@ -17,11 +17,14 @@ Round n + 1 would put every item back at its round-1 position (with B = 1 or 2, 
 same neighbours: the same prompts again, whose answers a cache replays as more votes). With a
 short last batch, whose empty slots close up, an earlier round can come back sooner: a batch of
 the same items in the same order. A task with more rounds than the widest batch of its data has
-positions (``batch_size``, or the item count when the data is smaller), or a round that would
-ask such a batch again, is therefore an error at ``strategy.vote.rounds`` (``vote-rounds``)
-naming the most rounds the data allows, for build, plan and eval alike (the spec's check
-refuses ``rounds`` above ``batch_size`` earlier). The dealt rounds are not changed to avoid a
-repeat: a build that deals without one stays as it was.
+positions (``batch_size``, or the item count when the data is smaller) is therefore an error
+at ``strategy.vote.rounds`` (``vote-rounds``) naming the most rounds the data allows, for
+build, plan and eval alike (the spec's check refuses ``rounds`` above ``batch_size`` earlier;
+plan and eval leave out the variants whose batches are too small). A round whose dealing would
+ask such a batch again is dealt anew: the items shuffled with a seed of the selection's, the
+round and the attempt (:func:`_shuffled`), its positions then no longer all new; it is refused
+(``vote-rounds``) only when no shuffle avoids the repeat. A build that deals without a repeat
+stays as it was.
 
 A ``retrieval`` batch is for its target item, with that item's most similar items as its
 neighbours: the selection deals its rounds itself (:func:`promptc.select.similarity.retrieval_groups`),
@@ -34,6 +37,7 @@ Requests of round r > 1 are named after their place in the round (``r0007.v2``,
 
 from __future__ import annotations
 
+import random
 from typing import NoReturn
 
 from promptc import ir
@@ -77,7 +81,11 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
         asked = {b.item_ids for b in first}
         for r in range(2, rounds + 1):
             dealt = _round(first, r)
-            if any(b.item_ids in asked for b in dealt):
+            for attempt in range(SHUFFLES):
+                if not any(b.item_ids in asked for b in dealt):
+                    break
+                dealt = _shuffled(first, r, task.strategy.selection.seed, attempt)
+            else:
                 _refuse(task, r, WHY["repeat"])
             asked.update(b.item_ids for b in dealt)
             batches += dealt
@@ -102,6 +110,32 @@ def _refuse(task: ir.Task, r: int, why: str) -> NoReturn:
         hint=HINTS["vote-rounds"],
         code="vote-rounds",
     )
+
+
+#: Seeded reshuffles tried for a round whose dealing repeats a batch, before it is refused.
+SHUFFLES = 64
+
+
+def _shuffled(first: list[ir.Batch], r: int, seed: int, attempt: int) -> list[ir.Batch]:
+    """Round ``r`` dealt anew when :func:`_round` would repeat a batch an earlier round asked
+    (a short last batch makes the dealing cycle sooner): the items shuffled with a seed of
+    the selection's, the round and the attempt, and cut into batches of the first round's
+    sizes. Deterministic; the positions are then no longer all new."""
+    items = [it for b in first for it in zip(b.item_ids, b.item_indices, strict=True)]
+    random.Random(f"{seed}:{r}:{attempt}").shuffle(items)
+    out, start = [], 0
+    for index, b in enumerate(first):
+        part = items[start : start + len(b.item_ids)]
+        start += len(b.item_ids)
+        out.append(
+            ir.Batch(
+                index=index,
+                item_ids=tuple(i for i, _ in part),
+                item_indices=tuple(k for _, k in part),
+                round=r,
+            )
+        )
+    return out
 
 
 def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:

@@ -247,6 +247,8 @@ def plan_command(
         warning = v.cap_warning()
         if warning is not None:
             sys.stderr.write(warning + "\n")
+    for line in plan.left_out:
+        sys.stderr.write(f"note: {line}\n")
     over = over_budget(plan, max_cost, max_input_tokens)
     for line in over:
         sys.stderr.write(f"promptc plan: {line}\n")

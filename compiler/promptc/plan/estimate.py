@@ -31,7 +31,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.build.rounds import with_rounds
-from promptc.errors import Location, UsageError
+from promptc.errors import Location, PromptcErrors, UsageError
 from promptc.markers import (
     ITEM_SEPARATOR,
     MARKER_SEPARATOR,
@@ -41,7 +41,7 @@ from promptc.markers import (
 )
 from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
-from promptc.plan.variants import Variant
+from promptc.plan.variants import LEFT_OUT, Variant, too_small_to_vote
 from promptc.render.renderer import render
 from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
@@ -283,6 +283,8 @@ class Plan:
     variants: tuple[VariantPlan, ...]
     rates: Rates | None = None
     model: str = ""
+    #: The variants asked for but left out, each with why (:data:`~promptc.plan.variants.LEFT_OUT`).
+    left_out: tuple[str, ...] = ()
 
     def seconds(self, v: VariantPlan) -> float | None:
         """The variant's estimated wall time, one request at a time, when the engine was
@@ -312,6 +314,8 @@ class Plan:
         }
         if self.rates is not None:
             out["probe"] = self.rates.to_dict()
+        if self.left_out:
+            out["left_out"] = list(self.left_out)
         return out
 
 
@@ -390,7 +394,14 @@ def plan_spec(
         UsageError: Bad options (tokenizer, price).
     """
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
-    tasks = [(v, compile_spec(spec, overrides={**base, **v.overrides()})) for v in variants]
+    tasks, left_out = [], []
+    for v in variants:
+        try:
+            tasks.append((v, compile_spec(spec, overrides={**base, **v.overrides()})))
+        except PromptcErrors as e:
+            if not too_small_to_vote(e):
+                raise
+            left_out.append(LEFT_OUT.format(name=v.name, size=v.batch_size))
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
     price = price_of(first, price_in, price_out, price_cached)
     tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
@@ -406,4 +417,5 @@ def plan_spec(
         items=len(first.items),
         variants=plans,
         model=first.model.name,
+        left_out=tuple(left_out),
     )

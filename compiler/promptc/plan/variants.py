@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptc.errors import Location, UsageError, did_you_mean
+from promptc.errors import Location, PromptcErrors, UsageError, did_you_mean
 from promptc.ir import SELECTION_METHODS
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
@@ -127,3 +127,18 @@ def variants(
         else:
             out.extend(Variant(kind, n, selection) for n in batch_sizes)
     return tuple(out)
+
+
+#: A variant plan and eval leave out (``{name}``, ``{size}``): its batches cannot hold the
+#: spec's voting rounds (``vote-batch-size``), while the spec's own and larger ones can.
+LEFT_OUT = (
+    "{name} is left out: batches of {size} are fewer positions than the spec's voting rounds "
+    "(strategy.vote.rounds)"
+)
+
+
+def too_small_to_vote(error: PromptcErrors) -> bool:
+    """Whether a variant failed to compile only because its batches are smaller than the
+    spec's voting rounds: plan and eval leave such a variant out (saying so) rather than fail
+    on the batch sizes they try by default."""
+    return all(e.code == "vote-batch-size" for e in error.errors)
