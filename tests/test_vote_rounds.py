@@ -177,3 +177,25 @@ def test_a_selection_that_dealt_too_few_positions_for_its_rounds_is_refused(
         "rounds 3 is more than this data allows: round 3 would put every item back at a "
         "position it had (the widest batch has 2); expected at most 2"
     )
+
+
+def test_plan_leaves_out_the_variants_too_small_for_the_rounds(tmp_path: Path) -> None:
+    """Five rounds on a spec of batches of 8: plan's batch-4 variants cannot hold them; they
+    are left out, said, and the others planned (the whole plan failed on them)."""
+    spec = _spec(tmp_path, 20, 8, 5)
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "plan", str(spec), "--strategies", "batch,auto-demo"]
+        + ["--batch-sizes", "4,8", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert [v["variant"] for v in plan["variants"]] == ["batch-8", "auto-demo-8"]
+    assert plan["left_out"] == [
+        f"{name} is left out: batches of 4 are fewer positions than the spec's voting rounds "
+        "(strategy.vote.rounds)"
+        for name in ("batch-4", "auto-demo-4")
+    ]
+    assert "note: batch-4 is left out" in done.stderr
