@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from promptc.errors import UsageError
 from promptc.run.bodies import GRAMMAR_MODES, GrammarMode
@@ -15,6 +16,44 @@ from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE
 #: The request field that carries the spec's ``max_tokens`` (``auto``: see
 #: :func:`promptc.run.bodies.token_field`).
 TOKEN_FIELDS = ("auto", "max_tokens", "max_completion_tokens")
+
+
+_PATH = (str, os.PathLike, type(None))
+#: What each option must be (a bool is no number here; numbers are finite).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "base_url": (str, type(None)),
+    "local": (bool, type(None)),
+    "model_path": _PATH,
+    "api_key_env": (str,),
+    "concurrency": (int,),
+    "grammar": (str,),
+    "cache_path": _PATH,
+    "use_cache": (bool,),
+    "timeout": (int, float),
+    "max_retries": (int,),
+    "limit": (int, type(None)),
+    "model": (str, type(None)),
+    "parse": (bool,),
+    "outputs_path": _PATH,
+    "results_path": _PATH,
+    "repair": (int, type(None)),
+    "max_tokens_field": (str,),
+    "batch_api": (bool,),
+    "poll_interval": (int, float),
+    "cancel": (bool,),
+}
+_NAMES: dict[type, str] = {
+    str: "a string",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a finite number",
+    os.PathLike: "a path",
+    type(None): "None",
+}
+_KIND_NAMES = {
+    name: " or ".join(_NAMES[k] for k in kinds if not (k is int and float in kinds))
+    for name, kinds in _TYPES.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +119,16 @@ class RunOptions:
     cancel: bool = False
 
     def __post_init__(self) -> None:
+        for name, kinds in _TYPES.items():  # from Python, any value may come: say which
+            value: Any = getattr(self, name)
+            if (
+                not isinstance(value, kinds)
+                or (isinstance(value, bool) and bool not in kinds)
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
+                raise UsageError(
+                    f"{name} {value!r:.60} is not {_KIND_NAMES[name]}", code="bad-run-option"
+                )
         if self.grammar.replace("-", "_") not in GRAMMAR_MODES:
             raise UsageError(
                 f"unknown grammar mode {self.grammar!r}; expected auto, gbnf, json-schema or none",
