@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promptc.apikeys import BadKeyError, api_key, redact
-from promptc.errors import BackendError, Location, UsageError
+from promptc.apikeys import redact
+from promptc.errors import BackendError, Location
+from promptc.run.chat_api import read_api_key
 from promptc.run.engine import MAX_BODY_BYTES, token_count
 from promptc.spec.load import COMMAND_LINE
 
@@ -74,16 +75,7 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
         "cache_prompt": False,  # llama.cpp: read the whole prompt, as a new one would be
     }
     headers = {"Content-Type": "application/json"}
-    try:
-        key = api_key(KEY_ENV)
-    except BadKeyError as e:
-        raise UsageError(
-            str(e),
-            location=Location(COMMAND_LINE),
-            path=("--probe",),
-            hint=e.hint,
-            code="bad-api-key",
-        ) from None
+    key = read_api_key(KEY_ENV, option="--probe")
     if key:
         headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(

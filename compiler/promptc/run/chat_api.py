@@ -70,8 +70,9 @@ def openai_module() -> Any:
     return openai
 
 
-def read_api_key(variable: str) -> str | None:
-    """The API key in environment variable ``variable`` (:func:`promptc.apikeys.api_key`).
+def read_api_key(variable: str, option: str = "--api-key-env") -> str | None:
+    """The API key in environment variable ``variable`` (:func:`promptc.apikeys.api_key`),
+    for the command-line ``option`` that names where it comes from.
 
     Raises:
         UsageError: ``bad-api-key``: it holds a character an HTTP header cannot carry (the
@@ -83,7 +84,7 @@ def read_api_key(variable: str) -> str | None:
         raise UsageError(
             str(e),
             location=Location(COMMAND_LINE),
-            path=("--api-key-env",),
+            path=(option,),
             hint=e.hint,
             code="bad-api-key",
         ) from None
