@@ -125,16 +125,8 @@ def _shuffled(first: list[ir.Batch], r: int, seed: int, attempt: int) -> list[ir
     random.Random(f"{seed}:{r}:{attempt}").shuffle(items)
     out, start = [], 0
     for index, b in enumerate(first):
-        part = items[start : start + len(b.item_ids)]
+        out.append(_batch(index, items[start : start + len(b.item_ids)], r))
         start += len(b.item_ids)
-        out.append(
-            ir.Batch(
-                index=index,
-                item_ids=tuple(i for i, _ in part),
-                item_indices=tuple(k for _, k in part),
-                round=r,
-            )
-        )
     return out
 
 
@@ -146,15 +138,16 @@ def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
     for b, batch in enumerate(first):
         for p, item in enumerate(zip(batch.item_ids, batch.item_indices, strict=True)):
             slots[(b + (r - 1) * p) % count][(p + r - 1) % width] = item
-    out = []
-    for index, dealt in enumerate(slots):
-        ordered = [dealt[p] for p in sorted(dealt)]
-        out.append(
-            ir.Batch(
-                index=index,
-                item_ids=tuple(i for i, _ in ordered),
-                item_indices=tuple(k for _, k in ordered),
-                round=r,
-            )
-        )
-    return out
+    return [
+        _batch(index, [dealt[p] for p in sorted(dealt)], r) for index, dealt in enumerate(slots)
+    ]
+
+
+def _batch(index: int, items: list[tuple[str, int]], r: int) -> ir.Batch:
+    """Batch ``index`` of round ``r``: these (item id, item index) pairs, in order."""
+    return ir.Batch(
+        index=index,
+        item_ids=tuple(i for i, _ in items),
+        item_indices=tuple(k for _, k in items),
+        round=r,
+    )
