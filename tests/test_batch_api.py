@@ -110,22 +110,26 @@ def _wait_for(predicate: Any, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+def _kill_once_recorded(proc: subprocess.Popen[str], shards: Path) -> None:
+    """Kills (SIGKILL) the run once batch_api.json records the three shards' batches."""
+
+    def all_recorded() -> bool:
+        try:
+            state = read_state(shards)
+        except Exception:  # noqa: BLE001 - written atomically; a read may race the rename
+            return False
+        return len(state) == 3 and all(b.batch_id for b in state.values())
+
+    _wait_for(all_recorded)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def test_a_run_killed_after_creating_its_batches_resumes_them(shards: Path) -> None:
     server = _server(shards)
     server.hold.clear()  # the batches stay in progress until released
     with batch_api(server) as url:
-        proc = _run(shards, url)
-
-        def all_created() -> bool:
-            try:
-                state = read_state(shards)
-            except Exception:  # noqa: BLE001 - written atomically; a read may race the rename
-                return False
-            return len(state) == 3 and all(b.batch_id for b in state.values())
-
-        _wait_for(all_created)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        _kill_once_recorded(_run(shards, url), shards)
         assert server.created == 3
         assert not (shards / "outputs.jsonl").exists()
         server.hold.set()
@@ -190,18 +194,7 @@ def test_cancel_stops_the_recorded_batches_and_collects_them(shards: Path) -> No
     server = _server(shards)
     server.hold.clear()  # the batches stay in progress until cancelled
     with batch_api(server) as url:
-        proc = _run(shards, url)
-
-        def all_recorded() -> bool:
-            try:
-                state = read_state(shards)
-            except Exception:  # noqa: BLE001 - written atomically; a read may race the rename
-                return False
-            return len(state) == 3 and all(b.batch_id for b in state.values())
-
-        _wait_for(all_recorded)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        _kill_once_recorded(_run(shards, url), shards)
         cancel = _run(shards, url, "--cancel")
         _, err = cancel.communicate(timeout=120)
     assert cancel.returncode == 4, err
