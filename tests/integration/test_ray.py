@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from promptc.build import build
@@ -36,6 +37,20 @@ def _through_ray(folder: Path, url: str) -> Path:
     return write_results(parse_dataset(answered, folder), folder)
 
 
+def _eval_results(spec: Path, folder: Path, out: Path, *more: str) -> dict[str, Any]:
+    """``promptc eval SPEC --results FOLDER --format json``: its report, the command ok."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "eval", str(spec), *more, "--results", str(folder)]
+        + ["-o", str(out), "--no-charts", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
 @pytest.mark.llm
 def test_sentiment_in_batches_of_8_comes_back_ok_through_ray(
     cluster: None, llm_base_url: str, tmp_path: Path
@@ -55,16 +70,7 @@ def test_sentiment_in_batches_of_8_comes_back_ok_through_ray(
     assert {r["status"] for r in results} == {"ok"}
     assert [r["item_id"] for r in results] == [i.id for i in task.items]
     # promptc eval --results reads the folder Ray answered and scores it against the gold.
-    proc = subprocess.run(
-        [sys.executable, "-m", "promptc", "eval", str(SPECS / "sentiment.yaml")]
-        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"]
-        + ["--format", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = _eval_results(SPECS / "sentiment.yaml", folder, tmp_path / "report")
     assert report["items"] == 20
     (variant,) = report["variants"]
     assert variant["variant"] == "batch-8" and variant["result_statuses"]["ok"] == 20
@@ -87,16 +93,7 @@ def test_eval_results_scores_what_ray_wrote(
     folder = tmp_path / "batch-2"
     build(task, folder)
     _through_ray(folder, llm_base_url)
-    proc = subprocess.run(
-        [sys.executable, "-m", "promptc", "eval", str(SPECS / "nli.yaml"), "--data", str(data)]
-        + ["--results", str(folder), "-o", str(tmp_path / "report"), "--no-charts"]
-        + ["--format", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = _eval_results(SPECS / "nli.yaml", folder, tmp_path / "report", "--data", str(data))
     assert report["items"] == 4
     assert [v["variant"] for v in report["variants"]] == ["batch-2"]
 
