@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.build import build
-from promptc.errors import BackendError, Location, PromptcErrors, SpecWarning
+from promptc.errors import BackendError, Location, SpecWarning
 from promptc.eval.results import TIMING_FILE
-from promptc.plan.variants import LEFT_OUT, Variant, too_small_to_vote
+from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import budget_warning
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
@@ -97,15 +97,10 @@ def run_variants(
     options = {k: v for k, v in run_options.items() if v is not None}
     # Every variant compiles before anything is sent: a spec error in the last one (few-shot
     # without demos) must not come after paying for the first.
-    tasks = []
-    for v in variants:
-        try:
-            tasks.append((v, compile_variant(spec, v, data, limit)))
-        except PromptcErrors as e:
-            if not too_small_to_vote(e):
-                raise
-            if warn is not None:
-                warn(SpecWarning(LEFT_OUT.format(name=v.name, size=v.batch_size), code="left-out"))
+    tasks, left_out = compile_each(variants, lambda v: compile_variant(spec, v, data, limit))
+    for line in left_out:
+        if warn is not None:
+            warn(SpecWarning(line, code="left-out"))
     for v, task in tasks:
         warning = budget_warning(task, v.name)
         if warning is not None and warn is not None:

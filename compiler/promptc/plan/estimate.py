@@ -31,7 +31,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.build.rounds import with_rounds
-from promptc.errors import Location, PromptcErrors, UsageError
+from promptc.errors import Location, UsageError
 from promptc.markers import (
     ITEM_SEPARATOR,
     MARKER_SEPARATOR,
@@ -41,7 +41,7 @@ from promptc.markers import (
 )
 from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
-from promptc.plan.variants import LEFT_OUT, Variant, too_small_to_vote
+from promptc.plan.variants import Variant, compile_each
 from promptc.render.renderer import render
 from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
@@ -394,14 +394,9 @@ def plan_spec(
         UsageError: Bad options (tokenizer, price).
     """
     base: dict[tuple[str, ...], object] = {} if data is None else {("data", "path"): data}
-    tasks, left_out = [], []
-    for v in variants:
-        try:
-            tasks.append((v, compile_spec(spec, overrides={**base, **v.overrides()})))
-        except PromptcErrors as e:
-            if not too_small_to_vote(e):
-                raise
-            left_out.append(LEFT_OUT.format(name=v.name, size=v.batch_size))
+    tasks, left_out = compile_each(
+        variants, lambda v: compile_spec(spec, overrides={**base, **v.overrides()})
+    )
     first = tasks[0][1] if tasks else compile_spec(spec, overrides=base or None)
     price = price_of(first, price_in, price_out, price_cached)
     tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)

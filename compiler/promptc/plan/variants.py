@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptc.errors import Location, PromptcErrors, UsageError, did_you_mean
-from promptc.ir import SELECTION_METHODS
+from promptc.ir import SELECTION_METHODS, Task
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
 from promptc.strategies import NAMES, STRATEGIES, Strategy
@@ -137,8 +137,23 @@ LEFT_OUT = (
 )
 
 
-def too_small_to_vote(error: PromptcErrors) -> bool:
-    """Whether a variant failed to compile only because its batches are smaller than the
-    spec's voting rounds: plan and eval leave such a variant out (saying so) rather than fail
-    on the batch sizes they try by default."""
-    return all(e.code == "vote-batch-size" for e in error.errors)
+def compile_each(
+    variants: Sequence[Variant], compile_variant: Callable[[Variant], Task]
+) -> tuple[list[tuple[Variant, Task]], list[str]]:
+    """Each variant's task, and why each left out was (:data:`LEFT_OUT`): a variant whose
+    batches are smaller than the spec's voting rounds (``vote-batch-size``) is left out, so
+    that plan and eval do not fail on the batch sizes they try by default; any other error
+    of a variant is raised.
+
+    Raises:
+        PromptcErrors: A variant does not compile for another reason.
+    """
+    tasks, left_out = [], []
+    for v in variants:
+        try:
+            tasks.append((v, compile_variant(v)))
+        except PromptcErrors as e:
+            if not all(x.code == "vote-batch-size" for x in e.errors):
+                raise
+            left_out.append(LEFT_OUT.format(name=v.name, size=v.batch_size))
+    return tasks, left_out
