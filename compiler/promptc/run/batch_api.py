@@ -360,9 +360,8 @@ class BatchAPI:
     def _download(self, build: Path, batches: Mapping[str, ShardBatch]) -> list[Path]:
         """The batches' output and error files, downloaded into ``build/batch_api/`` unless
         they are already; every one of them, in shard order."""
-        folder = build / DOWNLOADS
+        folder = inside(build, DOWNLOADS, "the downloads' folder")  # no link planted in the build
         folder.mkdir(exist_ok=True)
-        inside(build, DOWNLOADS, "the downloads' folder")  # not a link planted in the build
         files: list[Path] = []
         for b in batches.values():
             stem = b.shard.removesuffix(".jsonl")
