@@ -340,7 +340,7 @@ def _say(
 ) -> None:
     """The problems, the summary and the notes, on stderr."""
     for problem in sorted(found.errors, key=lambda x: x.location.line if x.location else 0):
-        print(f"error: {problem.format()}", file=err)
+        write_errors(problem, err, "error: ")  # the commands' one writer of errors: escaped
     # A voting round's stand-in (r0007.v3.live) answers its request too.
     print(summary_line(results, len(found.seen.keys() | stood_in(found.repairs))), file=err)
     if found.repairs:
