@@ -273,12 +273,13 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         lineno = 0
         while raw := f.readline(MAX_LINE_BYTES + 1):
             lineno += 1
-            where = Location(str(path), lineno, 1)
             if len(raw) > MAX_LINE_BYTES:
+                where = Location(str(path), lineno, 1)
                 raise build_error("line-too-long", where, name=path.name, limit=MAX_LINE_BYTES)
             try:
                 text = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
+                where = Location(str(path), lineno, 1)
                 raise build_error("not-utf8", where, name=path.name) from None
             if text.strip():
                 yield lineno, text

@@ -180,8 +180,7 @@ def read_task(build_dir: str | Path) -> ir.Task:
     by_name = {o.name: o for o in task.outputs}
     try:
         items = tuple(
-            _item(text, by_name, Location(str(items_path), lineno, 1))
-            for lineno, text in read_lines(items_path)
+            _item(text, by_name, items_path, lineno) for lineno, text in read_lines(items_path)
         )
     except OSError as e:
         raise _bad(Location(str(items_path)), ITEMS_FILE, e) from None
@@ -264,8 +263,8 @@ def _bad(where: Location, name: str, e: Exception) -> UsageError:
     return build_error("bad-task-file", where, name=name, problem=f"{type(e).__name__}: {e}")
 
 
-def _item(text: str, by_name: Mapping[str, ir.OutputField], where: Location) -> ir.Item:
-    """One line of ``items.jsonl`` read back.
+def _item(text: str, by_name: Mapping[str, ir.OutputField], path: Path, lineno: int) -> ir.Item:
+    """One line (``lineno``) of ``items.jsonl`` read back.
 
     Raises:
         UsageError: ``bad-task-file``, at the line.
@@ -285,7 +284,7 @@ def _item(text: str, by_name: Mapping[str, ir.OutputField], where: Location) -> 
             },
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise _bad(where, ITEMS_FILE, e) from None
+        raise _bad(Location(str(path), lineno, 1), ITEMS_FILE, e) from None
 
 
 def _gold(output: ir.OutputField | None, value: Any) -> ir.Value:

@@ -62,7 +62,7 @@ KEPT_NAMES = frozenset(
         "repair",
         "timing.json",
         # promptc run --batch-api's record of its batches and their downloads
-        # (promptc.run.batch_api.STATE_FILE, DOWNLOADS: run sits above build).
+        # (promptc.run.outputs.STATE_FILE, batch_api.DOWNLOADS: run sits above build).
         "batch_api.json",
         "batch_api",
         REQUEST_GRAMMARS,

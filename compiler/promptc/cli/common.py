@@ -86,8 +86,7 @@ def overwrite_error(
     # Imported here: promptc.build takes about 70 ms to import (-X importtime), which the
     # commands that write no such file (and --help) do without.
     from promptc.build.writer import KEPT_NAMES, is_build_file
-    from promptc.run.batch_api import STATE_FILE
-    from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE, RESULTS_FILE
+    from promptc.run.outputs import OUTPUTS_FILE, REPLACED_FILE, RESULTS_FILE, STATE_FILE
 
     name = os.path.basename(path)
     same = any(_same_file(path, other) for other in others)

@@ -45,13 +45,11 @@ from promptc.run.chat_api import NO_KEY, openai_module, read_api_key
 from promptc.run.collect import REPAIR_DIR, collect
 from promptc.run.engine import Failure
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, STATE_FILE, outputs_lock
 from promptc.run.progress import Events
 from promptc.run.result import RequestFailure, RunResult
 from promptc.text import public_url, sha256_text, write_atomic
 
-#: The record of a build's batches, in the build folder.
-STATE_FILE = "batch_api.json"
 #: Where the batches' output and error files are downloaded, in the build folder.
 DOWNLOADS = "batch_api"
 #: The state file's form; a reader refuses another.

@@ -43,6 +43,10 @@ RESULTS_FILE = "results.jsonl"
 REPLACED_FILE = "outputs.replaced.jsonl"
 
 
+#: promptc run --batch-api's record of a build's batches, in the build folder.
+STATE_FILE = "batch_api.json"
+
+
 LOCK_SUFFIX = ".lock"
 
 
