@@ -13,10 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import promptc
 import pytest
 from promptc.build import build
 from promptc.cli.app import run
-from promptc.errors import PromptcErrors
+from promptc.errors import PromptcErrors, UsageError
 from promptc.spec.lower import compile_spec
 from test_eval_score import SPEC as EVAL_SPEC
 from test_eval_score import folder, rec
@@ -72,6 +73,39 @@ def test_run_never_writes_results_or_answers_over_answers_or_the_build(
     assert capsys.readouterr().err == (
         "error: --results x.jsonl would replace answers; give another file\n"
     )
+    assert _files(folder) == before
+
+
+def test_run_build_from_python_never_writes_over_answers_or_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python API keeps the CLI's rule: its options are named as RunOptions names them."""
+    monkeypatch.chdir(tmp_path)
+    folder = _build(Path("b"))
+    (folder / "outputs.jsonl").write_text('{"id": "r0001", "output": "paid"}\n', "utf-8")
+    before = _files(folder)
+    cases = {
+        ("outputs_path", "b/task.json"): (
+            "outputs_path b/task.json would replace task.json of the build in b; give another file"
+        ),
+        ("outputs_path", "b/results.jsonl"): (
+            "outputs_path b/results.jsonl is where the results go; give the answers another file"
+        ),
+        ("results_path", "b/outputs.jsonl"): (
+            "results_path b/outputs.jsonl would replace answers; give another file"
+        ),
+        ("results_path", "b/batches.jsonl"): (
+            "results_path b/batches.jsonl would replace batches.jsonl of the build in b; "
+            "give another file"
+        ),
+    }
+    for (option, path), message in cases.items():
+        with pytest.raises(UsageError) as caught:
+            promptc.run_build("b", base_url=NOWHERE, use_cache=False, parse=True, **{option: path})
+        assert (caught.value.message, caught.value.code) == (message, "overwrite")
+    with pytest.raises(UsageError) as caught:
+        promptc.run_build("b", base_url=NOWHERE, parse=True, outputs_path="x", results_path="x")
+    assert caught.value.message == "results_path x would replace answers; give another file"
     assert _files(folder) == before
 
 

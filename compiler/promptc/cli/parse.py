@@ -40,12 +40,13 @@ from typing import IO, Any
 import click
 
 from promptc import Build, open_build, parse_output
-from promptc.cli.common import format_option, overwrite_error, write_errors
+from promptc.cli.common import format_option, write_errors
 from promptc.errors import Location, OutputParseError, PromptcError, UsageError, did_you_mean
 from promptc.ir import round_of
 from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
+from promptc.run.outputs import overwrite_error
 from promptc.run.repair import (
     STAND_IN_SUFFIX,
     Merged,

@@ -48,14 +48,13 @@ from promptc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     FiniteRange,
-    overwrite_error,
     summary_format_option,
     write_errors,
 )
 from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
 from promptc.run.progress import cli_events
 from promptc.run.result import RunResult
 from promptc.text import printable

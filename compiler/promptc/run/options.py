@@ -11,7 +11,7 @@ from typing import Any, cast
 from promptc.errors import UsageError
 from promptc.run.bodies import GRAMMAR_MODES, GrammarMode
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
 
 #: The request field that carries the spec's ``max_tokens`` (``auto``: see
 #: :func:`promptc.run.bodies.token_field`).
@@ -169,6 +169,31 @@ class RunOptions:
     def outputs_file(self, build: Path) -> Path:
         """Where the answers go: ``outputs_path``, else ``BUILD_DIR/outputs.jsonl``."""
         return Path(self.outputs_path) if self.outputs_path is not None else build / OUTPUTS_FILE
+
+    def check_files(self, build: Path) -> None:
+        """Refuses an ``outputs_path`` or ``results_path`` that would write over answers,
+        results or a file of the build (the rule of ``promptc run -o`` and ``--results``).
+
+        Raises:
+            UsageError: ``overwrite``, naming the option and the file.
+        """
+        answers = self.outputs_file(build)
+        results = self.results_file(build) or answers.with_name(RESULTS_FILE)
+        problems = [
+            overwrite_error(
+                "results_path", str(results), "results", others=[str(answers)], build=str(build)
+            )
+            if self.results_path is not None
+            else None,
+            overwrite_error(
+                "outputs_path", str(answers), "answers", others=[str(results)], build=str(build)
+            )
+            if self.outputs_path is not None
+            else None,
+        ]
+        for problem in problems:
+            if problem is not None:
+                raise UsageError(problem, code="overwrite")
 
     def results_file(self, build: Path) -> Path | None:
         """Where the results go with ``parse``: ``results_path``, else ``results.jsonl``

@@ -181,6 +181,7 @@ def run_build(
     options = options if options is not None else RunOptions()
     build = Path(build_dir)
     loaded = open_build(build)
+    options.check_files(build)
     requests = list(loaded.requests.values())
     if options.limit is not None:
         requests = requests[: max(options.limit, 0)]

@@ -22,12 +22,13 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from promptc.build.files import open_regular, read_bounded
+from promptc.build.writer import KEPT_NAMES, is_build_file
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json, write_atomic
 
@@ -61,6 +62,74 @@ UNPLACED_NOTE = (
     "interrupted write, or a second answer for one request); moved to {aside} as they were: "
     "line(s) {lines}"
 )
+
+
+#: Why a file an option names is not written (``{option}``, ``{path}``; ``{name}`` and
+#: ``{folder}`` for a file of the build). Tested word for word.
+OVERWRITE_MESSAGES: dict[str, str] = {
+    "answers": "{option} {path} would replace answers; give another file",
+    "results": "{option} {path} is where the results go; give the answers another file",
+    "build": "{option} {path} would replace {name} of the build in {folder}; give another file",
+}
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same real path, or (both existing) one inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def overwrite_error(
+    option: str,
+    path: str,
+    writes: Literal["answers", "results"],
+    *,
+    others: Sequence[str] = (),
+    build: str | None = None,
+) -> str | None:
+    """Why the file ``path`` that ``option`` names must not be written, or ``None``.
+
+    ``parse -o``, ``run --results`` and ``run -o`` share this one rule: what was paid for
+    and the build itself are never written over. Results (``writes="results"``) never go to
+    a file named as answers are (``outputs.jsonl``, ``outputs.replaced.jsonl``) nor to one
+    of ``others`` (the answers); answers never go to a file named as results are, nor to
+    one of ``others`` (the results), nor to ``outputs.replaced.jsonl``, where a rewrite
+    moves answers aside. Neither goes to a file (or into a folder) of ``build`` other than
+    the one it is meant to be (``outputs.jsonl``, ``results.jsonl``).
+    """
+    name = os.path.basename(path)
+    same = any(_same_file(path, other) for other in others)
+    if name == REPLACED_FILE or (writes == "results" and (name == OUTPUTS_FILE or same)):
+        key = "answers"
+    elif writes == "answers" and (name == RESULTS_FILE or same):
+        key = "results"
+    else:
+        inner = _build_file(path, build)
+        # outputs.jsonl and results.jsonl of the build are what these options are meant to
+        # write (the wrong one of the two is refused by its name above).
+        own = (KEPT_NAMES | {STATE_FILE}) - {OUTPUTS_FILE, RESULTS_FILE}
+        if inner is None or not (is_build_file(inner) or inner in own):
+            return None
+        return OVERWRITE_MESSAGES["build"].format(
+            option=option, path=path, name=inner, folder=build
+        )
+    return OVERWRITE_MESSAGES[key].format(option=option, path=path)
+
+
+def _build_file(path: str, build: str | None) -> str | None:
+    """The name in ``build`` under which ``path`` lies (its first component), or ``None``."""
+    if build is None:
+        return None
+    try:
+        inner = os.path.relpath(os.path.realpath(path), os.path.realpath(build))
+    except ValueError:  # another drive (Windows): not in the build
+        return None
+    first = inner.split(os.sep)[0]
+    return None if first in (os.pardir, os.curdir) else first
 
 
 # --------------------------------------------------------------------------------------------
