@@ -38,8 +38,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from promptc import RunOptions, run_build
     from promptc.build import build
-    from promptc.run import RunOptions, run_build
     from promptc.spec.lower import compile_spec
 
     work = Path(tempfile.mkdtemp(prefix="promptc-bench-run-"))

@@ -379,7 +379,6 @@ API_WRAPS = {
     "promptc.parse.output.parse_output": "parse_output",
     "promptc.parse.parse_output": "parse_output",
     "promptc.run.orchestrate.run_build": "run_build",
-    "promptc.run.run_build": "run_build",
     "promptc.run.collect.collect": "collect",
     "promptc.eval.runner.run_variants": "run_variants",
     "promptc.eval.report.build_report": "evaluate",

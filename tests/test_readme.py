@@ -176,8 +176,8 @@ def test_parse_takes_a_request_number_as_show_does(tmp_path: Path) -> None:
 
 
 def test_a_failed_run_leaves_no_empty_outputs_file(tmp_path: Path) -> None:
+    from promptc import RunOptions, run_build
     from promptc.build import build
-    from promptc.run import RunOptions, run_build
     from promptc.spec.lower import compile_spec
 
     build(compile_spec(REPO / "specs" / "sentiment.yaml"), tmp_path)

@@ -10,39 +10,7 @@ retries and backoff), ``bodies`` (what is sent for each request, and its cache k
 otherwise), ``result`` (:class:`RunResult`), ``context`` (what a server says its context is)
 and ``collect`` (Batch API results back to per-item results).
 
-The names below load with their first use (PEP 562): ``promptc parse`` reads the run's
-files (``outputs``) and merges repair answers (``repair``) but sends nothing, and importing
-``orchestrate`` (asyncio, HTTP, the engines) would cost it about 40 ms, measured with
--X importtime.
+The public API's names of a run (``run_build``, ``RunOptions``, ``RunResult``) are
+:mod:`promptc`'s; this package exports nothing itself, so that ``promptc parse``, which reads
+the run's files (``outputs``) and merges repair answers (``repair``), loads no engine.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from promptc.run.options import RunOptions
-    from promptc.run.orchestrate import run_build
-    from promptc.run.progress import Events
-    from promptc.run.result import RequestFailure, RunResult
-
-#: Where each name is defined (loaded on first use).
-_HOMES = {
-    "Events": "promptc.run.progress",
-    "RequestFailure": "promptc.run.result",
-    "RunOptions": "promptc.run.options",
-    "RunResult": "promptc.run.result",
-    "run_build": "promptc.run.orchestrate",
-}
-
-__all__ = ["Events", "RequestFailure", "RunOptions", "RunResult", "run_build"]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'promptc.run' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
