@@ -12,6 +12,7 @@ spelling (of a literal, a class's characters, a group).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -50,6 +51,11 @@ def _escape_controls(regex: str) -> str:
     return "".join(_CONTROL_ESCAPES.get(c, c) for c in regex)
 
 
+#: A terminal's definition in a lark grammar: its upper-case name (``_`` first for a filtered
+#: one) and an optional priority, at the start of a line.
+_TERMINAL_DEFINITION = re.compile(r"^(_?[A-Z][A-Z0-9_]*)(?:\.-?\d+)?[ \t]*:", re.MULTILINE)
+
+
 def lark_terminals(source: str, name: str, terminals: set[str] | None = None) -> dict[str, str]:
     """The terminals of a lark grammar text, each compiled by lark to one Python regex.
 
@@ -64,7 +70,7 @@ def lark_terminals(source: str, name: str, terminals: set[str] | None = None) ->
     builder = GrammarBuilder()
     builder.load_grammar(source, name)
     if terminals is None:
-        terminals = {n for n in builder._definitions if n.isupper() or n.lstrip("_").isupper()}
+        terminals = set(_TERMINAL_DEFINITION.findall(source))
     compiled, _, _ = builder.build().compile([], terminals)
     return {t.name: _escape_controls(t.pattern.to_regexp()) for t in compiled}
 
