@@ -86,3 +86,42 @@ def test_a_servers_error_message_is_escaped(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "boom evil\\x1b]0;PWNED" in done.stderr
     assert ESC not in done.stderr and "\x9b" not in done.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_that_cannot_spell_the_output_gets_it_escaped(
+    tmp_path: Path, encoding: str
+) -> None:
+    """A console whose encoding lacks promptc's punctuation (→, ·, …) still gets every command's
+    output, those characters escaped; never an internal error after the work is done."""
+    env = {"PYTHONIOENCODING": encoding, "PATH": "/usr/bin:/bin"}
+    spec = str(SPECS / "sentiment.yaml")
+    out = tmp_path / "b"
+    commands = [
+        ["build", spec, "-o", str(out)],
+        ["show", spec, "--request", "1"],
+        ["show", spec, "--batches"],
+        ["plan", spec],
+        ["diff", str(out), spec],
+        ["parse", str(out), "answers.jsonl", "--format", "table"],
+    ]
+    (tmp_path / "answers.jsonl").write_text('{"id": "r0001", "output": "A[1]: positive"}\n')
+    for args in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "promptc", *args],
+            capture_output=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert done.returncode in (0, 1), (args, done.stderr)
+        assert b"internal error" not in done.stderr, args
+    built = subprocess.run(
+        [sys.executable, "-m", "promptc", "build", spec, "-o", str(out)],
+        capture_output=True,
+        env=env,
+        check=True,
+    )
+    # click writes UTF-8 where a stream says ASCII (a misconfigured locale); any other
+    # encoding is kept, and what it cannot spell escaped.
+    assert b"\\u2192 " in built.stdout if encoding == "latin-1" else "→".encode() in built.stdout

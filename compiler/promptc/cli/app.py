@@ -33,6 +33,7 @@ command would first load the whole pipeline (YAML, Jinja, lark, jsonschema, rich
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, NoReturn
@@ -158,4 +159,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``promptc`` console script."""
+    # A terminal or pipe whose encoding cannot spell promptc's punctuation (→, …, ×) or a
+    # model's text (PYTHONIOENCODING=ascii, a cp1252 console) gets those characters escaped,
+    # never an encoding error after the work is done.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(run(argv))
