@@ -92,6 +92,24 @@ def test_init_refuses_to_overwrite_and_then_writes_nothing(
     assert (tmp_path / DATA_FILE).read_text(encoding="utf-8") == "mine\n"
 
 
+def test_init_never_writes_through_a_link_inside_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "data").symlink_to(elsewhere)
+    code, out, err = promptc(capsys, "init", str(project))
+    assert (code, out) == (2, "")
+    link = project / "data"
+    assert err == (
+        f"{link}: refusing to write through {link}, a symbolic link: init writes only inside "
+        f"{project} (choose another folder, or remove the link)\n"
+    )
+    assert list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in project.iterdir()) == ["data"]
+
+
 def test_init_into_a_file_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -256,6 +256,15 @@ def init_command(folder: str, strategy: str, task: str, fmt: str) -> None:
                 hint="choose another folder, or move the files away",
                 code="init-exists",
             )
+        linked = sorted({d for name in files for d in _folders(root, name) if d.is_symlink()})
+        if linked:
+            raise UsageError(
+                f"refusing to write through {linked[0]}, a symbolic link: init writes only "
+                f"inside {folder}",
+                location=Location(str(linked[0])),
+                hint="choose another folder, or remove the link",
+                code="init-exists",
+            )
         _write_new(root, files)
     except OSError as e:
         raise UsageError(
@@ -279,6 +288,12 @@ def _shell(path: Path) -> str:
     command takes it for an option, then quoted where it needs it."""
     text = str(path)
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def _folders(root: Path, name: str) -> list[Path]:
+    """The folders under ``root`` that the file ``name`` is written into (``data``)."""
+    parts = Path(name).parts[:-1]
+    return [root.joinpath(*parts[: k + 1]) for k in range(len(parts))]
 
 
 def _write_new(root: Path, files: Mapping[str, str]) -> None:
