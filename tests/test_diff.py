@@ -303,6 +303,35 @@ def test_diff_of_two_build_folders(
     assert code == 0 and out.endswith("no change: 2 requests unchanged\n")
 
 
+def test_another_target_or_grammar_form_is_a_change(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Builds whose requests say the same to the model, sent to another target or carrying
+    another grammar form (the model answers in another form), differ."""
+    chat, gbnf, json_ = tmp_path / "chat", tmp_path / "gbnf", tmp_path / "json"
+    build = ["build", "spec.yaml", "-o"]
+    assert promptc(repo, monkeypatch, capsys, *build, str(chat))[0] == 0
+    assert promptc(repo, monkeypatch, capsys, *build, str(gbnf), "--target", "vllm-batch")[0] == 0
+    vllm_json = ["--target", "vllm-batch", "--grammar", "json-schema"]
+    assert promptc(repo, monkeypatch, capsys, *build, str(json_), *vllm_json)[0] == 0
+    code, out, _ = promptc(repo, monkeypatch, capsys, "diff", str(gbnf), str(json_))
+    assert code == 1
+    assert 'every request: grammar form: "gbnf" → "json-schema"\n' in out
+    assert out.splitlines()[-1].startswith(
+        '0 of 2 requests changed, 2 unchanged; grammar form: "gbnf" → "json-schema"'
+    )
+    code, out, _ = promptc(repo, monkeypatch, capsys, "diff", str(chat), str(gbnf), "--stat")
+    assert code == 1
+    assert 'grammar form: "none" → "gbnf", target: "chat" → "vllm-batch"' in out
+    code, out, _ = promptc(
+        repo, monkeypatch, capsys, "diff", str(chat), str(gbnf), "--format", "json"
+    )
+    assert json.loads(out)["settings"] == [
+        {"key": "grammar form", "old": "none", "new": "gbnf"},
+        {"key": "target", "old": "chat", "new": "vllm-batch"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -373,6 +402,13 @@ def test_builds_of_different_specs_are_refused(
         "(spec.yaml): builds of different specs cannot be compared (compare two builds of the "
         "same spec)\n"
     )
+    # A folder against a spec file is held to the same rule; two spec files are compared as
+    # asked.
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", str(a), str(other), "--stat")
+    assert (code, out) == (2, "")
+    assert "builds of different specs cannot be compared" in err
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", "spec.yaml", str(other), "--stat")
+    assert code == 1 and err == ""
 
 
 def test_an_old_spec_that_does_not_compile_is_located_at_the_revision(

@@ -103,7 +103,7 @@ def run_diff(
             )
         old = _view_now(a, strategy, batch_size, target)
         new = _view_now(b, strategy, batch_size, target)
-        if os.path.isdir(a) and os.path.isdir(b):
+        if os.path.isdir(a) or os.path.isdir(b):  # two spec files are compared as asked
             same_spec(old, new)
     tokenizer = tokenizer_of(new)
     try:

@@ -141,6 +141,8 @@ def summary(diff: BuildDiff) -> str:
         parts[0] += f" ({', '.join(details)})"
     if diff.grammar:
         parts.append("grammar changed")
+    if diff.settings:
+        parts.append(_params(diff.settings))
     per_question = _per_question(diff)
     if per_question is not None:
         how = (
@@ -171,6 +173,8 @@ def lines(diff: BuildDiff, *, stat: bool = False) -> list[Line]:
     if not stat:
         out.append((f"--- {diff.old.label}", "bold"))
         out.append((f"+++ {diff.new.label}", "bold"))
+        if diff.settings:
+            out.append((f"every request: {_params(diff.settings)}", "yellow"))
         common = common_params(diff)
         if common:
             out.append((f"params of every request: {_params(common)}", ""))
@@ -195,6 +199,7 @@ def to_json(diff: BuildDiff) -> dict[str, object]:
         "old": diff.old.label,
         "new": diff.new.label,
         "changed": diff.changed,
+        "settings": [{"key": p.key, "old": p.old, "new": p.new} for p in diff.settings],
         "summary": {
             "requests": len(diff.changes) + diff.unchanged,
             "changed": len(diff.changes),

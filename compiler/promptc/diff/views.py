@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from promptc.build import BuildResult, read_manifest, read_requests
 from promptc.build.files import inside, read_text
+from promptc.build.targets import TARGETS
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 
@@ -81,6 +82,9 @@ class BuildView:
         spec: The spec's file name as the manifest records it, if known.
         requests: Its requests, in file order.
         grammar_files: Grammar file name → text (``answer.lark`` …).
+        settings: What the build says of all its requests at once, from its manifest: its
+            ``target`` and the ``grammar form`` its bodies carry (``gbnf``, ``json-schema``,
+            ``none``).
     """
 
     label: str
@@ -88,6 +92,7 @@ class BuildView:
     spec: str | None
     requests: tuple[RequestView, ...]
     grammar_files: Mapping[str, str]
+    settings: Mapping[str, str | None]
 
 
 def view_of_result(result: BuildResult, label: str) -> BuildView:
@@ -161,12 +166,18 @@ def _view(
     name = manifest.get("name")
     spec = manifest.get("spec")
     path = spec.get("path") if isinstance(spec, Mapping) else None
+    target = TARGETS.get(str(manifest.get("target")))
+    form = target.form(manifest) if target is not None else None
     return BuildView(
         label=label,
         name=name if isinstance(name, str) else None,
         spec=path if isinstance(path, str) else None,
         requests=tuple(requests),
         grammar_files=grammar_files,
+        settings={
+            "target": None if target is None else target.name,
+            "grammar form": None if target is None else (form or "none").replace("_", "-"),
+        },
     )
 
 
@@ -281,6 +292,8 @@ class BuildDiff:
         tokens: Input tokens of all requests, ``(old, new)``: counted with ``counted_with``,
             else estimated.
         items: Distinct items answered, ``(old, new)``.
+        settings: What differs of what the builds say of all their requests at once
+            (:attr:`BuildView.settings`): another target, another grammar form in the bodies.
     """
 
     old: BuildView
@@ -291,11 +304,12 @@ class BuildDiff:
     tokens: tuple[int, int]
     items: tuple[int, int]
     counted_with: str | None = None
+    settings: tuple[ParamChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether anything differs."""
-        return bool(self.changes or self.grammar)
+        return bool(self.changes or self.grammar or self.settings)
 
     def count(self, status: Status) -> int:
         """How many requests have this status."""
@@ -462,6 +476,7 @@ def compare(old: BuildView, new: BuildView, tokenizer: Tokenizer | None = None) 
         tokens=(_tokens(old, tokenizer), _tokens(new, tokenizer)),
         counted_with=None if tokenizer is None else tokenizer.name,
         items=(_items(old), _items(new)),
+        settings=_param_changes(old.settings, new.settings),
     )
 
 
