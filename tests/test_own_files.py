@@ -315,6 +315,68 @@ def test_eval_refuses_results_it_cannot_score(
     )
 
 
+def test_eval_says_where_a_damaged_results_file_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-edited or damaged rows (ids of another type, a 5,000-digit number, bytes that are
+    not UTF-8, nesting past the stack) and a results file or timing linked from outside the
+    folder are located usage errors, never an internal error."""
+    spec, single = _eval_variant(tmp_path)
+    results = single / "results.jsonl"
+    rows = _lines(results)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    cases = {
+        "item list": (
+            json.dumps({**rows[0], "item_id": ["q1"]}) + "\n",
+            "1:1: item_id is ['q1']; expected a string",
+        ),
+        "request list": (
+            json.dumps({**rows[0], "request_id": ["r1"]}) + "\n",
+            "1:1: request_id is ['r1']; expected a string",
+        ),
+        "long number": (
+            json.dumps({**rows[0], "index": 1}).replace('"index": 1', '"index": ' + "9" * 5000)
+            + "\n",
+            (
+                "1:1: not JSON promptc can read: Exceeds the limit (4300 digits) for integer "
+                "string conversion"
+            ),
+        ),
+        "deep": (
+            "[" * 100_000 + "]" * 100_000 + "\n",
+            "1:1: not JSON promptc can read: nested too deep",
+        ),
+    }
+    argv = ["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]
+    for name, (line, message) in cases.items():
+        results.write_text(text + line, encoding="utf-8")
+        if name != "deep":
+            results.write_text(line + text, encoding="utf-8")
+        assert run(argv) == 2, name
+        err = capsys.readouterr().err
+        shown = message if name != "deep" else message.replace("1:1", f"{len(rows) + 1}:1")
+        assert err == f"{results}:{shown}\n", name
+    results.write_bytes(text.encode() + b"\xff\xfe\n")
+    assert run(argv) == 2
+    assert (
+        capsys.readouterr().err == f"{results}:{len(rows) + 1}:1: results.jsonl is not UTF-8 text\n"
+    )
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text(text, encoding="utf-8")
+    results.unlink()
+    results.symlink_to(outside)
+    assert run(argv) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    results.unlink()
+    results.write_text(text, encoding="utf-8")
+    timing = single / "timing.json"
+    (tmp_path / "timing.json").write_text('{"seconds": 1}', encoding="utf-8")
+    timing.unlink(missing_ok=True)
+    timing.symlink_to(tmp_path / "timing.json")
+    assert run(argv) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("seconds", ["-1", "NaN", "Infinity"])
 def test_eval_refuses_a_timing_it_cannot_divide_by(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], seconds: str

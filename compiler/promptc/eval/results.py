@@ -22,6 +22,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.build import MANIFEST_FILE, batch_lines, read_manifest
+from promptc.build.files import read_lines, read_text
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.plan.variants import Variant
@@ -40,6 +41,7 @@ MESSAGES: dict[str, str] = {
     "no-results": "{name} holds no result, but outputs.jsonl holds {answers} answer(s); "
     "expected one result per item of the build",
     "bad-seconds": "seconds is {seconds!r}; expected a finite number of seconds, 0 or more",
+    "bad-field": "{key} is {value!r:.60}; expected a string",
 }
 
 
@@ -86,17 +88,28 @@ class VariantResults:
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
+    """Each line of ``results.jsonl`` as JSON (read as a build folder's files are: a regular
+    file, never through a link, lines bounded, UTF-8).
+
+    Raises:
+        UsageError: ``bad-json`` at the line (a number too long to read, nesting too deep
+            included).
+    """
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append((n, json.loads(line, parse_float=Decimal)))
-            except json.JSONDecodeError as e:
-                raise UsageError(
-                    f"not JSON: {e.msg}", location=Location(str(path), n, e.colno), code="bad-json"
-                ) from None
+    for n, line in read_lines(path):
+        try:
+            out.append((n, json.loads(line, parse_float=Decimal)))
+        except json.JSONDecodeError as e:
+            raise UsageError(
+                f"not JSON: {e.msg}", location=Location(str(path), n, e.colno), code="bad-json"
+            ) from None
+        except (ValueError, RecursionError) as e:  # 5,000 digits; nesting past the stack
+            why = "nested too deep" if isinstance(e, RecursionError) else str(e).split(":")[0]
+            raise UsageError(
+                f"not JSON promptc can read: {why}",
+                location=Location(str(path), n, 1),
+                code="bad-json",
+            ) from None
     return out
 
 
@@ -151,6 +164,16 @@ def _check_result(
     ``seen`` maps (request id, item id) to the line of its first result."""
     item = rec.get("item_id")
     status = rec["status"]
+    for key, value, nullable in (
+        ("item_id", item, True),
+        ("request_id", rec.get("request_id"), False),
+    ):
+        if not (isinstance(value, str) or (nullable and value is None)):
+            raise UsageError(
+                MESSAGES["bad-field"].format(key=key, value=value),
+                location=where,
+                code="bad-result",
+            )
     if not isinstance(status, str) or status not in EVAL_STATUSES:
         raise UsageError(
             MESSAGES["bad-status"].format(
@@ -202,9 +225,9 @@ def _seconds(timing: Path) -> float | None:
     if not timing.is_file():
         return None
     try:
-        t = json.loads(timing.read_text(encoding="utf-8"))
+        t = json.loads(read_text(timing))
         seconds = float(t["seconds"]) if isinstance(t, dict) else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
         raise UsageError(
