@@ -4,9 +4,15 @@ concurrency raised a TypeError deep in the run)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import promptc
 import pytest
 from promptc import RunOptions
 from promptc.errors import UsageError
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
 
 
 @pytest.mark.parametrize(
@@ -31,3 +37,39 @@ def test_the_defaults_and_paths_are_taken() -> None:
 
     RunOptions()
     RunOptions(timeout=5, cache_path=Path("c.sqlite"), limit=3, base_url="http://x/v1")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: promptc.evaluate(SPECS / "sentiment.yaml", [], margin=-5),
+            "margin is -5; expected accuracy points, over 0 and at most 100",
+        ),
+        (
+            lambda: promptc.evaluate(SPECS / "sentiment.yaml", [], margin=float("nan")),
+            "margin is nan; expected accuracy points, over 0 and at most 100",
+        ),
+        (
+            lambda: promptc.evaluate(SPECS / "sentiment.yaml", [], limit=0),
+            "limit is 0; expected a whole number of items, 1 or more",
+        ),
+        (
+            lambda: promptc.evaluate(SPECS / "sentiment.yaml", [], limit=-3),
+            "limit is -3; expected a whole number of items, 1 or more",
+        ),
+        (
+            lambda: promptc.run_variants(SPECS / "sentiment.yaml", "nowhere", limit=True),
+            "limit is True; expected a whole number of items, 1 or more",
+        ),
+    ],
+    ids=["margin-negative", "margin-nan", "limit-0", "limit-negative", "limit-bool"],
+)
+def test_eval_options_from_python_are_checked_as_the_cli_checks_them(
+    call: Callable[[], object], message: str
+) -> None:
+    """--margin and --limit refuse these; from Python, a negative margin worded a nonsense
+    recommendation and limit=-3 cut the last three items off."""
+    with pytest.raises(UsageError) as caught:
+        call()
+    assert (caught.value.message, caught.value.code) == (message, "bad-option")

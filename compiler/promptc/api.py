@@ -312,6 +312,36 @@ def collect(
 VariantRun = tuple[str, Build, "RunResult"]
 
 
+def _check_limit(limit: object) -> None:
+    """Refuses a ``limit`` that is not a whole number of items, 1 or more (``--limit``'s rule:
+    0 or a negative number would score or run nothing, or cut items off the end).
+
+    Raises:
+        UsageError: ``bad-option``, naming ``limit``.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(
+            f"limit is {limit!r}; expected a whole number of items, 1 or more",
+            code="bad-option",
+        )
+
+
+def _check_margin(margin: object) -> None:
+    """Refuses a ``margin`` outside ``--margin``'s range: accuracy points, over 0 and at most
+    100.
+
+    Raises:
+        UsageError: ``bad-option``, naming ``margin``.
+    """
+    if margin is None:
+        return
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 < margin <= 100:
+        raise UsageError(
+            f"margin is {margin!r}; expected accuracy points, over 0 and at most 100",
+            code="bad-option",
+        )
+
+
 def run_variants(
     spec: PathLike,
     folder: PathLike,
@@ -358,6 +388,7 @@ def run_variants(
     from promptc.plan.variants import variants as make_variants
     from promptc.spec.lower import compile_spec
 
+    _check_limit(limit)
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
@@ -435,6 +466,8 @@ def evaluate(
     from promptc.spec.lower import compile_spec
     from promptc.strategies import SINGLE
 
+    _check_limit(limit)
+    _check_margin(margin)
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else tolerance
     task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
     if limit is not None:

@@ -164,13 +164,13 @@ def _check_result(
     ``seen`` maps (request id, item id) to the line of its first result."""
     item = rec.get("item_id")
     status = rec["status"]
-    for key, value, nullable in (
+    for name, value, nullable in (
         ("item_id", item, True),
         ("request_id", rec.get("request_id"), False),
     ):
         if not (isinstance(value, str) or (nullable and value is None)):
             raise UsageError(
-                MESSAGES["bad-field"].format(key=key, value=value),
+                MESSAGES["bad-field"].format(key=name, value=value),
                 location=where,
                 code="bad-result",
             )
