@@ -59,3 +59,32 @@ def test_single_answer_object_and_text_that_is_not_the_json_form(
     (r,) = parse_output(task, _request(1, "single"), "{not json} The answer is 9.")
     assert (r.status, r.values["answer"]) == ("ok", Decimal(9))
     assert r.span is not None
+
+
+def test_a_line_break_in_a_json_string_stays_in_its_item(
+    task_factory: Callable[..., Task],
+) -> None:
+    """The schema lets a text field hold any string; the text form holds an item on its line.
+    A line break inside the string is read as a space — never a malformed item, and never a
+    marker on the string's second line taken for another item's answer."""
+    task = task_factory(kind="batch", batch_size=2)
+    for reasoning, read in [("two\nlines", "two lines"), ("r \r\n A[2]: 5", "r A[2]: 5")]:
+        out = json.dumps(
+            {
+                "answers": [
+                    {"index": 1, "reasoning": reasoning, "answer": 7},
+                    {"index": 2, "reasoning": "ok", "answer": 8},
+                ]
+            }
+        )
+        results = parse_output(task, _request(2), out)
+        assert [(r.index, r.status, r.values) for r in results] == [
+            (1, "ok", {"reasoning": read, "answer": Decimal(7)}),
+            (2, "ok", {"reasoning": "ok", "answer": Decimal(8)}),
+        ]
+    # One answer holds several lines in its text form: kept as they are.
+    single = task_factory(kind="single", batch_size=1)
+    (r,) = parse_output(
+        single, _request(1, "single"), json.dumps({"reasoning": "a\nb", "answer": 3})
+    )
+    assert (r.status, r.values["reasoning"]) == ("ok", "a\nb")

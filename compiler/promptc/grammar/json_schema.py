@@ -142,7 +142,13 @@ def json_answer_text(
             typed: dict[str, Value] = {}
             for f in blueprint.fields:
                 # Not a value of the type (an object, a list, null …): ValueError.
-                typed[f.name] = f.type.coerce(f, values[f.name])
+                value = f.type.coerce(f, values[f.name])
+                if f.type.free_text and not blueprint.multiline and isinstance(value, str):
+                    # The schema allows any string, but the text form holds each item on
+                    # its line: a line break is read as a space, so that a string's second
+                    # line ("…\nA[2]: 5") is never taken for another item's answer.
+                    value = " ".join(line.strip(" \t") for line in value.splitlines())
+                typed[f.name] = value
             return write_answer(fmt, blueprint.fields, typed).strip(" \t\n\r\f\v")
         except (KeyError, ValueError, TypeError):
             return None
