@@ -88,3 +88,17 @@ def test_a_line_break_in_a_json_string_stays_in_its_item(
         single, _request(1, "single"), json.dumps({"reasoning": "a\nb", "answer": 3})
     )
     assert (r.status, r.values["reasoning"]) == ("ok", "a\nb")
+
+
+def test_json_numbers_are_read_exactly(task_factory: Callable[..., Task]) -> None:
+    """As the text form reads them: never through a float."""
+    task = task_factory(kind="batch", batch_size=2)
+    out = (
+        '{"answers": [{"index": 1, "reasoning": "a", "answer": 12345678901234567890.5}, '
+        '{"index": 2, "reasoning": "b", "answer": 3.14159265358979323846}]}'
+    )
+    results = parse_output(task, _request(2), out)
+    assert [(r.status, r.values["answer"]) for r in results] == [
+        ("ok", Decimal("12345678901234567890.5")),
+        ("ok", Decimal("3.14159265358979323846")),
+    ]

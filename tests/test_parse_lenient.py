@@ -42,6 +42,10 @@ BODIES: list[tuple[str, str, Decimal | None, str]] = [
     ("So. The answer is 18 dollars and 50 cents.", "malformed", None, "malformed"),
     ("So 5 + 22 = 27. The answer is\n\n27.", "malformed", None, "malformed"),
     ("So 5 + 22 = 27. The answer is", "malformed", None, "malformed"),
+    # A value that runs on past the format's final period is not the part before it.
+    ("So 1500. The answer is 1.50E+3.", "malformed", None, "malformed"),
+    ("So pi. The answer is 3.14abc.", "malformed", None, "malformed"),
+    ("So. The answer is 1.2.3.", "malformed", None, "malformed"),
 ]
 
 #: Bodies a ``single`` answer reads exactly: its literals take any white space.

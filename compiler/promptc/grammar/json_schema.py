@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
@@ -129,7 +130,7 @@ def json_answer_text(
     if not output.lstrip().startswith("{"):
         return None
     try:
-        data = json.loads(output)
+        data = json.loads(output, parse_float=Decimal)  # exact, as the text form reads numbers
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
@@ -142,7 +143,8 @@ def json_answer_text(
             typed: dict[str, Value] = {}
             for f in blueprint.fields:
                 # Not a value of the type (an object, a list, null …): ValueError.
-                value = f.type.coerce(f, values[f.name])
+                raw = values[f.name]
+                value = f.type.coerce(f, str(raw) if isinstance(raw, Decimal) else raw)
                 if f.type.free_text and not blueprint.multiline and isinstance(value, str):
                     # The schema allows any string, but the text form holds each item on
                     # its line: a line break is read as a space, so that a string's second

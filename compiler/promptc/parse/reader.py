@@ -154,10 +154,11 @@ class AnswerReader:
         # When the format ends with literal text ("… The answer is {answer}."), an answer
         # followed by chatter on its own line can still be told apart: read the longest
         # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
-        # is not the number 7.)
+        # is not the number 7.) The prefix ends where a word does: "3.14abc." or "1.2.3." is
+        # a value that runs on past the literal, not the answer 3 or 1.2 and chatter.
         last = grammar.blueprint.parts[-1] if grammar.blueprint.parts else None
         ends_with_literal = last is not None and last.field is None and bool(last.text.strip())
-        self.prefix = self.body if ends_with_literal else None
+        self.prefix = re.compile(grammar.answer_regex + r"(?!\w)") if ends_with_literal else None
 
     # ------------------------------------------------------------------ one body
 
