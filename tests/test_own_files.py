@@ -315,6 +315,28 @@ def test_eval_refuses_results_it_cannot_score(
     )
 
 
+def test_eval_refuses_results_parsed_for_an_earlier_build_of_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder built again over its answers (build keeps outputs.jsonl and results.jsonl)
+    holds results of requests that now hold other items: scored, they were reported as the
+    new build's variant. A repair answer's row names its origin request, and is kept."""
+    spec, single = _eval_variant(tmp_path)
+    results = single / "results.jsonl"
+    rows = _lines(results)
+    argv = ["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]
+    _write_lines(results, [{**rows[0], "request_id": "r1.repair1"}, *rows[1:]])
+    assert run(argv) == 0
+    capsys.readouterr()
+    _write_lines(results, [rows[0], {**rows[1], "request_id": "r1"}, *rows[2:]])
+    assert run(argv) == 2
+    assert capsys.readouterr().err == (
+        f"{results}:2:1: item 'q2' is not in request 'r1' of this build: results.jsonl was "
+        "parsed for an earlier build of the folder (run the build again: promptc run "
+        "BUILD_DIR --parse)\n"
+    )
+
+
 def test_eval_says_where_a_damaged_results_file_is_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

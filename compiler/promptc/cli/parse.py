@@ -48,9 +48,9 @@ from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
 from promptc.run.outputs import overwrite_error
 from promptc.run.repair import (
-    STAND_IN_SUFFIX,
     Merged,
     merge_answers,
+    origin_of,
     repair_shape,
     stood_in,
     valid_record,
@@ -252,15 +252,6 @@ def _request(
     return request_id
 
 
-def _origin(rid: str) -> str:
-    """The build request an answer of ``promptc run`` was asked for: a repair's
-    (``r0003.repair1``) or a voting round's stand-in's (``r0007.v3.live``, asked of the
-    round's unsettled items); ``rid`` itself for any other id."""
-    if ".repair" in rid:
-        return rid.split(".repair")[0]
-    return rid.removesuffix(STAND_IN_SUFFIX)
-
-
 def _parse_records(
     build: Build,
     records: Sequence[OutputRecord],
@@ -275,7 +266,7 @@ def _parse_records(
     for rec in records:
         rid = request_id if rec.request_id is None else rec.request_id  # plain text: --request
         assert rid is not None
-        origin = _origin(rid)
+        origin = origin_of(rid)
         if rid not in known and origin in known:
             if request_id is not None and origin != request_id:
                 continue

@@ -28,6 +28,7 @@ from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.plan.variants import Variant
 from promptc.run.engine import token_count
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
+from promptc.run.repair import origin_of
 from promptc.strategies import strategy
 
 TIMING_FILE = "timing.json"
@@ -42,6 +43,8 @@ MESSAGES: dict[str, str] = {
     "expected one result per item of the build",
     "bad-seconds": "seconds is {seconds!r}; expected a finite number of seconds, 0 or more",
     "bad-field": "{key} is {value!r:.60}; expected a string",
+    "stale-result": "item {item!r} is not in request {request!r} of this build: {name} was "
+    "parsed for an earlier build of the folder",
 }
 
 
@@ -113,12 +116,19 @@ def _json_lines(path: Path) -> list[tuple[int, Any]]:
     return out
 
 
-def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
+def read_results(
+    path: Path, task: ir.Task, requests: Mapping[str, frozenset[str]] | None = None
+) -> list[Mapping[str, Any]]:
     """The records of ``results.jsonl``, values normalised by the task's output types.
+
+    Args:
+        requests: The build's requests and the items each holds, by id: a result of a
+            request the build does not hold, or of an item its request does not hold, is of
+            another build (a folder built again over its answers).
 
     Raises:
         UsageError: Not JSON, not a result, or a result of another spec (an item or an output
-            the task does not have), at its line.
+            the task does not have) or of another build, at its line.
     """
     items = {i.id for i in task.items}
     outputs = {o.name: o for o in task.outputs}
@@ -130,6 +140,15 @@ def read_results(path: Path, task: ir.Task) -> list[Mapping[str, Any]]:
             raise UsageError("expected a parse result object", location=where, code="bad-result")
         item = rec.get("item_id")
         _check_result(rec, n, where, seen)
+        if requests is not None and item is not None:
+            rid = origin_of(str(rec.get("request_id")))
+            if item not in requests.get(rid, ()):
+                raise UsageError(
+                    MESSAGES["stale-result"].format(item=item, request=rid, name=path.name),
+                    location=where,
+                    hint="run the build again: promptc run BUILD_DIR --parse",
+                    code="stale-result",
+                )
         if item is not None and item not in items:
             raise UsageError(
                 f"item {item!r} is not in the data of {task.name!r}: these results are of "
@@ -291,9 +310,10 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     method = str((manifest.get("selection") or {}).get("method") or default)
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
     cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
-    records = _mark_truncated(read_results(results_path, task), cut)
-    _check_answered(results_path, len(answers), records)
     batches = list(batch_lines(root))
+    held = {b.request: frozenset(b.item_ids) for b in batches}
+    records = _mark_truncated(read_results(results_path, task, held), cut)
+    _check_answered(results_path, len(answers), records)
     targets = None
     if method == "retrieval":
         targets = {b.request: b.target_item for b in batches if b.target_item is not None}

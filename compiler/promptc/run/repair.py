@@ -277,6 +277,15 @@ def result_line(result: ItemResult, attempts: int, rounds: Mapping[str, Any] | N
     return dumps({**result.to_dict(), "attempts": attempts, **(rounds or {})})
 
 
+def origin_of(rid: str) -> str:
+    """The build request an answer of ``promptc run`` was asked for: a repair's
+    (``r0003.repair1``) or a voting round's stand-in's (``r0007.v3.live``, asked of the
+    round's unsettled items); ``rid`` itself for any other id."""
+    if ".repair" in rid:
+        return rid.split(".repair")[0]
+    return rid.removesuffix(STAND_IN_SUFFIX)
+
+
 def merge_answers(
     order: Sequence[str],
     parsed: Mapping[str, Sequence[ItemResult]],
