@@ -7,6 +7,7 @@ Files starting with ``_`` are helpers the cases refer to (bases to extend, data 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,28 @@ def test_the_examples_in_the_spec_reference_are_valid(tmp_path: Path) -> None:
         c = ErrorCollector()
         validate(load_spec(tmp_path / name), c)
         assert c.errors == [], name
+
+
+def test_a_demo_answer_on_two_lines_is_refused_where_answers_take_one_line(tmp_path: Path) -> None:
+    """A batch or Auto-Demo prompt would show the model a solved example its own parser reads
+    as broken (a stray second line, or a marker on it); one-item strategies hold several lines."""
+    specs = Path(__file__).parent.parent / "specs"
+    text = (specs / "math.yaml").read_text(encoding="utf-8")
+    old = "reasoning: 105 pages at 15 pages a day take 105 / 15 = 7 days."
+    assert old in text
+    shutil.copytree(specs / "data", tmp_path / "data")
+    spec = tmp_path / "m.yaml"
+    new = 'reasoning: "105 pages\\nA[2]: at 15 pages a day take 105 / 15 = 7 days."'
+    spec.write_text(text.replace(old, new), encoding="utf-8")
+    for kind in ("batch", "auto-demo"):
+        with pytest.raises(PromptcErrors) as raised:
+            compile_spec(spec, overrides={("strategy", "kind"): kind})
+        (e,) = raised.value.errors
+        assert (e.code, e.path) == ("demo-line-break", ("demos", 1, "reasoning"))
+        assert e.message == (
+            "demo value for output 'reasoning' holds a line break, but strategy "
+            f"{kind} writes each answer on one line: the prompt would show the model an "
+            "answer its parser reads as broken"
+        )
+    for kind in ("single", "few-shot"):
+        compile_spec(spec, overrides={("strategy", "kind"): kind})

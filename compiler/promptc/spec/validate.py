@@ -72,6 +72,9 @@ MESSAGES: dict[str, str] = {
     "demo-unknown-field": "demo field {field!r} is not an input or output",
     "demo-bad-value": "demo value for {type} output {field!r}: {problem}",
     "few-shot-no-demos": "strategy few-shot needs at least one demo",
+    "demo-line-break": "demo value for output {field!r} holds a line break, but strategy "
+    "{kind} writes each answer on one line: the prompt would show the model an answer its "
+    "parser reads as broken",
     "batch-size-ignored": "batch size {size} has no effect on strategy {kind}, which sends one "
     "item per request",
     "target-position": "target_position {position} is outside a batch of {size}; expected "
@@ -97,6 +100,7 @@ MESSAGES: dict[str, str] = {
 
 HINTS: dict[str, str] = {
     "few-shot-no-demos": "add demos, or choose strategy kind single, batch or auto-demo",
+    "demo-line-break": "write the value on one line, or choose strategy single or few-shot",
     "batch-size-ignored": "choose strategy batch or auto-demo",
     "vote-ignored": "choose strategy batch or auto-demo",
     "vote-batch-size": "a later round would ask the prompts of an earlier one again; lower "
@@ -372,6 +376,12 @@ def _check_demos(
                         problem=str(e),
                     )
                 )
+                continue
+            kind = strategy_of(doc)
+            if kind is not None and not kind.one_item and isinstance(value, str):
+                if len(value.splitlines()) > 1:
+                    loc = doc.value_location(vp)
+                    c.add(error("demo-line-break", loc, vp, field=key, kind=kind))
 
 
 def _check_demo_option(
