@@ -13,7 +13,7 @@ from promptc import markers
 from promptc.grammar.answer import AnswerGrammar
 from promptc.ir import Markers, Value
 from promptc.parse.align import check_alignment
-from promptc.parse.normalise import EDGE_NOISE, NormalisedText
+from promptc.parse.normalise import EDGE_NOISE, NormalisedText, normalise_lookalikes
 from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers
@@ -60,6 +60,8 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     mk = g.blueprint.markers
     prefixes = g.blueprint.question_prefixes or (mk.question,)
     found = list(iter_markers(norm, mk))
+    if shape.kind.repeats_questions:
+        found = _outside_questions(norm, found, shape)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
     for k, m in enumerate(found):
@@ -101,6 +103,33 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
         if not 1 <= i <= n:
             results.append(_extra(shape, text, i, occurrences[i], mk))
     return results
+
+
+_BLANKS = re.compile(r"[ \t]*")
+
+
+def _outside_questions(norm: str, found: list[Marker], shape: RequestShape) -> list[Marker]:
+    """The markers, without those inside a question the model repeated as it was asked.
+
+    A question's own text may hold a line that reads as a marker (data such as
+    ``Great food.\nA[2]: negative``): where ``Q[i]:`` is followed by item i's question as
+    the request holds it, what lies inside that question is the question's, not the output's
+    next answer."""
+    kept: list[Marker] = []
+    inside_until = -1
+    for m in found:
+        if m.start < inside_until:
+            continue
+        kept.append(m)
+        if m.kind == markers.QUESTION_PREFIX and 1 <= m.index <= len(shape.questions):
+            question = shape.questions[m.index - 1]
+            if markers.INDEX_OPEN in question:
+                blanks = _BLANKS.match(norm, m.end)
+                start = blanks.end() if blanks is not None else m.end
+                wanted = normalise_lookalikes(question)[0]
+                if norm.startswith(wanted, start):
+                    inside_until = start + len(wanted)
+    return kept
 
 
 def _orphan(

@@ -378,10 +378,10 @@ def _check_demos(
                 )
                 continue
             kind = strategy_of(doc)
-            if kind is not None and not kind.one_item and isinstance(value, str):
-                if len(value.splitlines()) > 1:
-                    loc = doc.value_location(vp)
-                    c.add(error("demo-line-break", loc, vp, field=key, kind=kind))
+            one_line = kind is not None and not kind.one_item
+            if one_line and isinstance(value, str) and len(value.splitlines()) > 1:
+                loc = doc.value_location(vp)
+                c.add(error("demo-line-break", loc, vp, field=key, kind=kind))
 
 
 def _check_demo_option(
