@@ -133,3 +133,41 @@ def test_a_demo_answer_on_two_lines_is_refused_where_answers_take_one_line(tmp_p
         )
     for kind in ("single", "few-shot"):
         compile_spec(spec, overrides={("strategy", "kind"): kind})
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "message"),
+    [
+        (
+            "  n: 3",
+            "model-n",
+            "model.n 3 asks for 3 answers per request, but promptc keeps one answer per "
+            "request: the others would be paid for and lost",
+        ),
+        (
+            "  stream: true",
+            "model-stream",
+            "model.stream true asks for each answer in pieces, but promptc reads each answer whole",
+        ),
+        ("  n: 1", None, None),
+        ("  stream: false", None, None),
+    ],
+)
+def test_parameters_that_would_lose_answers_are_refused(
+    tmp_path: Path, line: str, code: str | None, message: str | None
+) -> None:
+    """n > 1: the server bills every choice and promptc stored the first; stream: every
+    request failed as 'not JSON'."""
+    specs = Path(__file__).parent.parent / "specs"
+    shutil.copytree(specs / "data", tmp_path / "data")
+    text = (specs / "sentiment.yaml").read_text(encoding="utf-8")
+    assert "  max_tokens: 256\n" in text
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text.replace("  max_tokens: 256\n", f"  max_tokens: 256\n{line}\n"), "utf-8")
+    if code is None:
+        compile_spec(spec)
+        return
+    with pytest.raises(PromptcErrors) as raised:
+        compile_spec(spec)
+    (e,) = raised.value.errors
+    assert (e.code, e.message) == (code, message)

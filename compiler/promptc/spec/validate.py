@@ -89,6 +89,10 @@ MESSAGES: dict[str, str] = {
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
+    "model-n": "model.n {n} asks for {n} answers per request, but promptc keeps one answer per "
+    "request: the others would be paid for and lost",
+    "model-stream": "model.stream true asks for each answer in pieces, but promptc reads each "
+    "answer whole",
     "budget-twice": "model.max_tokens_per_item and model.{other} both set the output budget; "
     "expected one of them",
     "vote-early-stop": "early_stop {early_stop} is more than the {rounds} rounds; expected "
@@ -106,6 +110,9 @@ HINTS: dict[str, str] = {
     "vote-batch-size": "a later round would ask the prompts of an earlier one again; lower "
     "strategy.vote.rounds, or raise strategy.batch_size",
     "budget-twice": "max_tokens_per_item fits each request's budget to its items",
+    "model-n": "remove it; strategy.vote asks each item in several rounds and combines the "
+    "answers",
+    "model-stream": "remove it: promptc run reports progress request by request",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
 }
@@ -668,6 +675,13 @@ def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
     for other in ("max_tokens", "max_completion_tokens"):
         if doc.get(per_item) is not None and doc.get(("model", other)) is not None:
             c.add(error("budget-twice", doc.key_location(per_item), per_item, other=other))
+    n_path: KeyPath = ("model", "n")
+    n = doc.get(n_path)
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        c.add(error("model-n", doc.value_location(n_path), n_path, n=n))
+    stream_path: KeyPath = ("model", "stream")
+    if doc.get(stream_path) is True:
+        c.add(error("model-stream", doc.value_location(stream_path), stream_path))
     extra = doc.get(("model", "extra"))
     if not isinstance(extra, dict):
         return
