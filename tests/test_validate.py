@@ -141,8 +141,10 @@ def test_a_demo_answer_on_two_lines_is_refused_where_answers_take_one_line(tmp_p
         (
             "  n: 3",
             "model-n",
-            "model.n 3 asks for 3 answers per request, but promptc keeps one answer per "
-            "request: the others would be paid for and lost",
+            (
+                "model.n 3 asks for 3 answers per request, but promptc keeps one answer per "
+                "request: the others would be paid for and lost"
+            ),
         ),
         (
             "  stream: true",
