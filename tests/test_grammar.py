@@ -721,6 +721,42 @@ def test_two_text_fields_refuse_an_endless_line() -> None:
     }
 
 
+def test_an_answer_holding_too_many_separators_for_its_text_fields_is_refused_at_once() -> None:
+    """With k text fields, matching backtracks through every way the separators an answer
+    holds can be shared among them (``comb(m, k - 1)``): 4 fields and 200 separators took
+    27 s for 601 characters. Such an answer is refused before it is matched, in both modes;
+    an answer whose separators stand between its fields alone is read up to 20,000
+    characters."""
+    import time
+
+    from promptc.parse.output import parse_output
+
+    names = "abcd"
+    task = make_task(
+        "four",
+        " | ".join("{" + n + "}" for n in names) + " = {n}.",
+        [ir.OutputField(n, value_type("text")) for n in names]
+        + [ir.OutputField("n", value_type("number"))],
+    )
+    request = {"id": "r1", "kind": "batch", "item_ids": ["x1", "x2"]}
+    g = build_grammar(task, 2, "batch")
+    line = "A[1]: " + " | " * 400 + "x"
+    start = time.perf_counter()
+    with pytest.raises(OutputParseError) as info:
+        strict_items(g, line + "\nA[2]: a | b | c | d = 5.")
+    assert info.value.format() == (
+        "<output>:1:1: expected an answer whose 4 text fields hold fewer '|', found 400 of "
+        "them in 1,207 characters"
+    )
+    first, second = parse_output(task, request, line + "\nA[2]: a | b | c | d = 5.")
+    assert (first.status, second.status) == ("malformed", "ok")
+    assert first.expected == ("an answer whose 4 text fields hold fewer '|'",)
+    assert time.perf_counter() - start < 1
+    long = "A[1]: " + " | ".join(["word " * 900] * 4) + " = 7."
+    (ok, _) = parse_output(task, request, long + "\nA[2]: a | b | c | d = 5.")
+    assert (ok.status, ok.values["n"]) == ("ok", 7)
+
+
 def _with_slack(output: str, kind: str, rng: random.Random) -> str:
     """What a careless but well-meaning model adds: spaces, blank lines, another case."""
     lines = output.split("\n")

@@ -9,6 +9,7 @@ scanner finds (:meth:`~AnswerReader.read`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,57 @@ def splits_text(grammar: AnswerGrammar) -> bool:
     """Whether a text field of ``grammar`` is split from a later one (lazily), where matching
     an answer costs time quadratic in its length (:data:`MAX_SPLIT_CHARS`)."""
     return sum(1 for f in grammar.fields if f.type.free_text) >= 2
+
+
+#: The most work telling one answer's text fields apart may take: its length times the ways
+#: the separators it holds can be shared among k text fields (``comb(m, k - 1)`` for m
+#: separators). Matching backtracks through each way: about 15 million units a second
+#: (measured: 2 fields, 19,824 characters holding 6,600 separators, 8.9 s), so one answer
+#: stays within about 0.15 s; an answer whose separators stand only between its fields
+#: (m = k - 1) is one way, whatever its length up to :data:`MAX_SPLIT_CHARS`.
+MAX_SPLIT_WORK = 2_000_000
+
+
+@dataclass(frozen=True)
+class SplitBound:
+    """What splitting an answer between its text fields may cost, for one grammar.
+
+    Attributes:
+        fields: How many text fields the answer format has.
+        separators: The literal texts between its first and its last text field (stripped,
+            case-folded), which an answer may also hold inside a text value.
+    """
+
+    fields: int
+    separators: tuple[str, ...]
+
+    @classmethod
+    def of(cls, grammar: AnswerGrammar) -> SplitBound:
+        parts = grammar.blueprint.parts
+        texts = [k for k, p in enumerate(parts) if p.field is not None and p.field.type.free_text]
+        between = parts[texts[0] : texts[-1]] if len(texts) >= 2 else ()
+        literals = {(p.text.strip() or p.text).casefold() for p in between if p.field is None}
+        return cls(len(texts), tuple(sorted(literals)))
+
+    def refusal(self, answer: str) -> tuple[str, str] | None:
+        """What an answer too costly to split must be, and what it is; ``None`` when it can
+        be split (always, with fewer than two text fields)."""
+        if self.fields < 2:
+            return None
+        if len(answer) > MAX_SPLIT_CHARS:
+            return (
+                f"an answer of at most {MAX_SPLIT_CHARS:,} characters",
+                f"{len(answer):,} characters",
+            )
+        folded = answer.casefold()
+        held = sum(folded.count(s) for s in self.separators if s)
+        if len(answer) * math.comb(held, self.fields - 1) <= MAX_SPLIT_WORK:
+            return None
+        shown = " or ".join(repr(s) for s in self.separators)
+        return (
+            f"an answer whose {self.fields} text fields hold fewer {shown}",
+            f"{held:,} of them in {len(answer):,} characters",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +203,7 @@ class AnswerReader:
         self._lenient = re.compile(space + grammar.lenient_answer_regex + space)
         self._texts = [f.name for f in grammar.fields if f.type.free_text]
         self._splits_text = splits_text(grammar)
+        self.split = SplitBound.of(grammar)
         # When the format ends with literal text ("… The answer is {answer}."), an answer
         # followed by chatter on its own line can still be told apart: read the longest
         # prefix of the body that is an answer. (Not when it ends with a field: "7 apples"
@@ -170,7 +223,7 @@ class AnswerReader:
         :attr:`~promptc.grammar.answer.AnswerGrammar.lenient_answer_regex`, which accepts the
         exact format and its departures; values are read from the text as written.
         """
-        if len(body) > MAX_SPLIT_CHARS and (lenient or self._splits_text):
+        if len(body) > MAX_SPLIT_CHARS and lenient or self.split.refusal(body) is not None:
             return None
         m = (self._lenient if lenient else self._exact).fullmatch(body)
         return None if m is None else self._values(m)
@@ -184,12 +237,10 @@ class AnswerReader:
         furthest in the text. (Lark's own Earley report is the furthest character, where a
         text field that can swallow everything makes the message useless.)
         """
-        if self._splits_text and len(body) > MAX_SPLIT_CHARS:
-            return AnswerMismatch(
-                MAX_SPLIT_CHARS,
-                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
-                f"{len(body):,} characters",
-            )
+        refused = self.split.refusal(body)
+        if refused is not None:
+            expected, found = refused
+            return AnswerMismatch(min(len(body), MAX_SPLIT_CHARS), [expected], found)
         m = self._exact.fullmatch(body)
         if m is None:
             return AnswerMismatch(*diagnose(self.grammar.blueprint, body))
@@ -243,7 +294,9 @@ class AnswerReader:
             if not self.grammar.kind.one_item:  # one line per answer
                 nl = text.norm.find("\n", s0, e0)
                 e0 = nl if nl >= 0 else e0
-            m = self.prefix.match(text.norm, s0, e0)
+            m = None
+            if self.split.refusal(text.norm[s0:e0]) is None:
+                m = self.prefix.match(text.norm, s0, e0)
             if m is not None and m.end() > s0:
                 values = self._read_one(text, s0, m.end())
                 if values is not None:
@@ -269,7 +322,7 @@ class AnswerReader:
         if "**" in raw or "__" in raw:
             # Emphasis inside the answer ("The answer is **18**."): read it without.
             plain = _STRONG.sub("", norm)
-            if not (self._splits_text and len(plain) > MAX_SPLIT_CHARS):
+            if self.split.refusal(plain) is None:
                 m = self.body.fullmatch(plain)
                 if m is not None:
                     return self._values(m)

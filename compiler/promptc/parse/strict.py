@@ -32,7 +32,7 @@ from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
 from promptc.parse.normalise import RESHAPING, NormalisedText, normalise_lookalikes
-from promptc.parse.reader import MAX_SPLIT_CHARS, splits_text
+from promptc.parse.reader import SplitBound, splits_text
 from promptc.parse.results import FOUND_CHARS, ItemResult, Status
 from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, item_id_at
@@ -89,6 +89,7 @@ class WholeReader:
             for it in grammar.parse_groups
         )
         self._splits_text = splits_text(grammar)
+        self._split = SplitBound.of(grammar)
         self._is_text = {f.name: f.type.free_text for f in grammar.fields}
         # An enum answered by its option's text is read as written: an output with
         # lookalikes is not read from its normalised form.
@@ -173,24 +174,18 @@ class WholeReader:
         return True
 
     def _check_length(self, output: str) -> None:
-        """Refuses an over-long answer in a format with two text fields, before matching it."""
+        """Refuses an answer too costly to split between its text fields (over-long, or
+        holding too many of their separators: :class:`~promptc.parse.reader.SplitBound`),
+        before matching it."""
         if not self._splits_text:
             return
-        start, size = 0, len(output)
-        if not self.grammar.blueprint.multiline:
-            size = offset = 0
-            for line in output.split("\n"):
-                if len(line) > size:
-                    start, size = offset, len(line)
-                offset += len(line) + 1
-        if size > MAX_SPLIT_CHARS:
-            raise output_error(
-                output,
-                start,
-                [f"an answer of at most {MAX_SPLIT_CHARS:,} characters"],
-                f"{size:,} characters",
-                "output-too-long",
-            )
+        lines = [output] if self.grammar.blueprint.multiline else output.split("\n")
+        start = 0
+        for line in lines:
+            refused = self._split.refusal(line)
+            if refused is not None:
+                raise output_error(output, start, [refused[0]], refused[1], "output-too-long")
+            start += len(line) + 1
 
 
 def _value(field: OutputField, text: str, at: int, lines: LineTable) -> Value:

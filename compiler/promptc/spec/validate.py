@@ -110,8 +110,7 @@ HINTS: dict[str, str] = {
     "vote-batch-size": "a later round would ask the prompts of an earlier one again; lower "
     "strategy.vote.rounds, or raise strategy.batch_size",
     "budget-twice": "max_tokens_per_item fits each request's budget to its items",
-    "model-n": "remove it; strategy.vote asks each item in several rounds and combines the "
-    "answers",
+    "model-n": "remove it; strategy.vote asks each item in several rounds and combines the answers",
     "model-stream": "remove it: promptc run reports progress request by request",
     "adjacent-placeholders": "put text such as ' | ' between them",
     "answer-format-required": 'e.g. "{reasoning} The answer is {answer}."',
