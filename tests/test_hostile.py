@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hostile import run_capped
 from promptc.limits import MAX_BATCH_SIZE
-from promptc.render.budget import MAX_RENDER_MEMORY
+from promptc.sandbox.budget import MAX_RENDER_MEMORY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -261,7 +261,7 @@ def test_a_slow_template_meets_the_wall_clock_limit(project: Path) -> None:
         "| length %}{% endfor %}\n{% endblock %}\n"
     )
     spec(project, "slow.yaml", "model:", "templates: {batch: my.j2}\nmodel:")
-    setup = "import promptc.render.budget as b; b.MAX_RENDER_SECONDS = 1.0"
+    setup = "import promptc.sandbox.budget as b; b.MAX_RENDER_SECONDS = 1.0"
     (o,) = run_capped([["check", "slow.yaml"]], project, setup=setup)
     assert o.status == 1
     assert lines(o.stderr) == [
@@ -328,7 +328,7 @@ def test_what_no_sandbox_hook_sees_meets_the_os_limits(project: Path) -> None:
         "{% set xs = range(99999) | list %}"
         "{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}",
     )
-    setup = "import promptc.render.budget as b; b.MAX_RENDER_SECONDS = 1.0"
+    setup = "import promptc.sandbox.budget as b; b.MAX_RENDER_SECONDS = 1.0"
     (o,) = run_capped([["check", silent]], project, setup=setup)
     assert o.status == 1
     assert lines(o.stderr)[0] == (

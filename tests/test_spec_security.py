@@ -306,10 +306,44 @@ def test_missing_spec_file(folder: Path) -> None:
             "{{ row.update({'x': 1}) }}",
             ("access to attribute 'update' of 'dict' object is unsafe."),
         ),
-        ("{{ 'x' * 1000000000 }}", "repetition too long in an item id expression"),
-        ("{{ 9 ** 9999999 }}", "exponent too large in an item id expression"),
+        (
+            "{{ 'x' * 1000000000 }}",
+            (
+                "template exceeds the limit of 2,000,000 characters (or list items) per value: a "
+                "repetition would build a larger one"
+            ),
+        ),
+        (
+            "{{ 9 ** 9999999 }}",
+            (
+                "template exceeds the limit of 100,000-bit integers: an arithmetic expression "
+                "would compute a larger one"
+            ),
+        ),
+        # A width builds a string as large as it asks: 1 GB a row, before the expression ends.
+        (
+            "{{ '%0999999999d' % 1 }}",
+            (
+                "template exceeds the limit of 2,000,000 characters per value: a width or count "
+                "asks for more"
+            ),
+        ),
+        (
+            "{{ '{:0999999999}'.format(1) }}",
+            (
+                "template exceeds the limit of 2,000,000 characters per value: a width or count "
+                "asks for more"
+            ),
+        ),
+        (
+            "{{ 1 }}{% for i in range(2000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+            (
+                "template exceeds the limit of 1,000,000 loop iterations per message: the loops "
+                "of this message ran more often"
+            ),
+        ),
     ],
-    ids=["dunder", "mutation", "repeat", "power"],
+    ids=["dunder", "mutation", "repeat", "power", "percent-width", "format-width", "loop"],
 )
 def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) -> None:
     (folder / "spec.yaml").write_text(

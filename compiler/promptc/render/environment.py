@@ -21,9 +21,9 @@ from jinja2.bccache import Bucket
 
 from promptc import ir
 from promptc.errors import Location, TemplateError
-from promptc.render.budget import BUDGET_MESSAGE
-from promptc.render.sandbox import BoundedSandbox
 from promptc.resources import read_template, template_names
+from promptc.sandbox.budget import BUDGET_MESSAGE
+from promptc.sandbox.environment import BoundedSandbox
 from promptc.strategies import Strategy
 
 Role = Literal["system", "user", "assistant"]
@@ -213,7 +213,7 @@ def shipped_names() -> frozenset[str]:
 
 def make_environment(loader: SpecLoader) -> BoundedSandbox:
     """The sandboxed, strict, deterministic Jinja environment promptc renders with: Jinja's
-    immutable sandbox, bounded in time and memory (:mod:`promptc.render.sandbox`)."""
+    immutable sandbox, bounded in time and memory (:mod:`promptc.sandbox.environment`)."""
     env = BoundedSandbox(
         loader=loader,
         bytecode_cache=_BYTECODE,

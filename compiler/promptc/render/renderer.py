@@ -36,7 +36,6 @@ from jinja2.exceptions import SecurityError
 
 from promptc import ir, markers
 from promptc.errors import Location, PromptcError
-from promptc.render.budget import MAX_MESSAGE_CHARS, budget_error
 from promptc.render.context import task_context
 from promptc.render.environment import (
     BUILTIN_PREFIX,
@@ -48,8 +47,9 @@ from promptc.render.environment import (
     template_error,
     template_name,
 )
-from promptc.render.os_limits import OsLimits
 from promptc.render.output_budget import request_budget
+from promptc.sandbox.budget import MAX_MESSAGE_CHARS, budget_error
+from promptc.sandbox.os_limits import OsLimits
 from promptc.select.batches import batch_size
 from promptc.strategies import Strategy, strategy
 from promptc.text import gc_paused
@@ -65,7 +65,7 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 # ---------------------------------------------------------------- rendering
 
 
-#: Requests rendered in one go under the OS limits (:mod:`promptc.render.os_limits`), and the
+#: Requests rendered in one go under the OS limits (:mod:`promptc.sandbox.os_limits`), and the
 #: characters after which a group ends early. Taking and releasing the limits costs 20 to
 #: 50 µs (measured), under a quarter of a µs a request over 256 (a few-shot prompt renders in
 #: about 15 µs); a larger group would hold more requests in memory until it ends.

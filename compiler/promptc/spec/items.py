@@ -8,6 +8,7 @@ when the item is read back; locations are made only for errors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,15 +25,20 @@ from promptc.values import option_choices, resolve_option
 def expression(
     source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: str
 ) -> Any:
-    """The compiled Jinja template of an id or gold expression, or ``None`` (reported as
-    ``code``)."""
+    """An id or gold expression, compiled: a function of ``row``, ``index`` and
+    ``loop_index`` giving the row's text; or ``None`` (reported as ``code``)."""
     # Imported here: Jinja takes a few tens of milliseconds to import, and only a spec that
     # writes an expression needs it (`promptc check` of most specs does not).
-    from promptc.spec.expressions import TemplateError, compile_expression
+    from promptc.spec.expressions import (
+        BudgetError,
+        TemplateError,
+        compile_expression,
+        render_expression,
+    )
 
     try:
-        return compile_expression(source)
-    except TemplateError as e:
+        return functools.partial(render_expression, compile_expression(source))
+    except (TemplateError, BudgetError) as e:
         c.add(data_error(code, where, path, problem=str(e), **kw))
         return None
 
@@ -43,7 +49,7 @@ class GoldReader:
 
     output: OutputField
     spec: str
-    template: Any  # a compiled Jinja template for an expression, else None
+    template: Any  # an expression (items.expression), else None
 
     def read(
         self,
@@ -97,7 +103,7 @@ class GoldReader:
         name = self.output.name
         if self.template is not None:
             try:
-                text = str(self.template.render(row=values, index=index, loop_index=index + 1))
+                text = self.template(row=values, index=index, loop_index=index + 1)
             except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
                 path = ("data", "gold", name)
                 problem = str(e)
@@ -290,7 +296,7 @@ class ItemMaker:
             return None  # the expression does not compile, which is reported
         else:
             try:
-                text = str(self.template.render(row=values, index=index, loop_index=index + 1))
+                text = self.template(row=values, index=index, loop_index=index + 1)
             except Exception as e:  # noqa: BLE001 - any Jinja failure is the user's expression
                 c.add(data_error("bad-id", self.where(line), ("data", "id"), problem=str(e)))
                 return None

@@ -28,10 +28,10 @@ memory                 :data:`MAX_RENDER_MEMORY`   the address space rendering m
 =====================  ==========================  ===========================================
 
 The first rows are checked in Jinja's sandbox, through its public hooks
-(:mod:`promptc.render.sandbox`): they stop the common runaways before they allocate, with a
+(:mod:`promptc.sandbox.environment`): they stop the common runaways before they allocate, with a
 message that says which limit. What no hook sees (``~``, a loop over a list that calls
 nothing) meets the OS-level limits of
-:mod:`promptc.render.os_limits`, or Python's own stack.
+:mod:`promptc.sandbox.os_limits`, or Python's own stack.
 
 The bounds sit far above what any prompt needs (the shipped templates render a 1,000-item
 request in a few milliseconds) and far below what would hurt the machine.

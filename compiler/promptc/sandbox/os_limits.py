@@ -1,6 +1,6 @@
 """OS-level limits around rendering: a wall-clock deadline and a memory cap.
 
-The sandbox's hooks (:mod:`promptc.render.sandbox`) see operators, calls, filters, ``range()``,
+The sandbox's hooks (:mod:`promptc.sandbox.environment`) see operators, calls, filters, ``range()``,
 includes and imports. They cannot see ``~`` or a loop over a list whose body calls nothing:
 Jinja compiles those to plain Python. Jinja's documentation leaves such limits to the operating
 system, and while promptc renders (only then) it sets two:
@@ -10,7 +10,7 @@ system, and while promptc renders (only then) it sets two:
   that is running. Python runs signal handlers in the main thread only; in another thread the
   clock is read by the sandbox's hooks alone.
 - **memory**: the soft ``RLIMIT_AS`` lowered to the address space in use plus
-  :data:`~promptc.render.budget.MAX_RENDER_MEMORY`, where that is safe: on Linux (which reports
+  :data:`~promptc.sandbox.budget.MAX_RENDER_MEMORY`, where that is safe: on Linux (which reports
   the address space in ``/proc/self/statm``), in the main thread, with no other Python thread
   alive (the limit is the whole process's: another thread allocating meanwhile would meet it),
   and never above a limit already set. A template crossing it ends in a ``MemoryError``, which
@@ -32,8 +32,8 @@ import sys
 import threading
 from types import FrameType, TracebackType
 
-from promptc.render import budget as render_budget
-from promptc.render.budget import Budget
+from promptc.sandbox import budget as render_budget
+from promptc.sandbox.budget import Budget
 
 if sys.platform == "linux":
     import resource

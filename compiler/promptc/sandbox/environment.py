@@ -16,7 +16,7 @@ uses only what Jinja offers for it:
 - its :meth:`~BoundedSandbox.preprocess`, which Jinja runs on every source before it parses
   it: a source nested too deep is refused before Jinja's recursive parser reads it.
 
-What these cannot see is bounded around rendering by :mod:`promptc.render.os_limits`.
+What these cannot see is bounded around rendering by :mod:`promptc.sandbox.os_limits`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from jinja2.environment import TemplateModule
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from promptc.render.budget import (
+from promptc.sandbox.budget import (
     MAX_NESTING,
     MAX_VALUE_SIZE,
     Budget,
