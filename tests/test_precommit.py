@@ -75,6 +75,24 @@ def test_the_check_hook_matches_every_spec_and_skips_other_yaml(
     assert call(hook, [], [str(other)]) == 0
 
 
+def test_the_check_hook_keeps_a_spec_whatever_its_first_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec saved with a byte order mark, or with its ``promptc`` key quoted, is a spec:
+    left out, an invalid one passed the hook."""
+    hook = hooks()["promptc-check"]
+    bad = "promptc: 1\nname: x\n"  # no instruction, inputs, outputs…
+    for name, text in [
+        ("bom.yaml", "\ufeff" + bad),
+        ("double.yaml", bad.replace("promptc:", '"promptc":')),
+        ("single.yaml", bad.replace("promptc:", "'promptc' :")),
+    ]:
+        spec = tmp_path / name
+        spec.write_text(text, encoding="utf-8")
+        assert call(hook, [], [str(spec)]) == 1, name
+        assert f"{spec}:" in capsys.readouterr().err
+
+
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["git", *args], cwd=repo, capture_output=True, text=True, check=False, env=_env()
