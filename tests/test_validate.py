@@ -173,3 +173,29 @@ def test_parameters_that_would_lose_answers_are_refused(
         compile_spec(spec)
     (e,) = raised.value.errors
     assert (e.code, e.message) == (code, message)
+
+
+def test_a_demo_longer_than_a_constrained_model_may_write_is_a_warning(tmp_path: Path) -> None:
+    """The GBNF grammar bounds a one-line text value at 400 characters: a demo reasoning of
+    521 asks for an answer a constrained model cannot write."""
+    from promptc.api import spec_warnings
+
+    specs = Path(__file__).parent.parent / "specs"
+    text = (specs / "math.yaml").read_text(encoding="utf-8")
+    old = "reasoning: 105 pages at 15 pages a day take 105 / 15 = 7 days."
+    long = "First " + "we count again carefully, " * 19 + "so 105 / 15 = 7 days."
+    shutil.copytree(specs / "data", tmp_path / "data")
+    spec = tmp_path / "m.yaml"
+    spec.write_text(text.replace(old, f"reasoning: {long}"), encoding="utf-8")
+    task = compile_spec(spec, overrides={("strategy", "kind"): "batch"})
+    (w,) = [w for w in spec_warnings(task) if w.code == "demo-past-gbnf-cap"]
+    assert w.format() == (
+        f"{spec}:17:5: demos[1].reasoning: warning: demo value for output 'reasoning' is 521 "
+        "characters, but a model constrained by the GBNF grammar (run --grammar gbnf, "
+        "vllm-batch bodies) writes at most 400 in an answer of strategy batch: it cannot "
+        "answer as the demo shows (shorten it: the cap keeps a constrained model from "
+        "writing on without end)"
+    )
+    # A one-item answer may hold 2,000 characters.
+    single = compile_spec(spec, overrides={("strategy", "kind"): "few-shot"})
+    assert [w for w in spec_warnings(single) if w.code == "demo-past-gbnf-cap"] == []

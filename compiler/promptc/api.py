@@ -117,11 +117,14 @@ def load_spec(
 
 def spec_warnings(task: Task) -> list[PromptcError]:
     """What ``promptc check`` warns of in a valid task, each located: an output budget
-    (``model.max_tokens``) that may cut its requests off. Warnings are never raised."""
+    (``model.max_tokens``) that may cut its requests off; a demo answer longer than a model
+    constrained by the GBNF grammar may write. Warnings are never raised."""
+    from promptc.grammar.gbnf import demo_warnings
     from promptc.render.output_budget import budget_warning
 
     warning = budget_warning(task, task.strategy.kind.variant(task.strategy.batch_size))
-    return [] if warning is None else [warning]
+    found: list[PromptcError] = [] if warning is None else [warning]
+    return [*found, *demo_warnings(task)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ import re
 from collections.abc import Sequence
 
 from promptc import markers
+from promptc.errors import SpecWarning
 from promptc.grammar.lark_source import Blueprint
+from promptc.ir import Task
 from promptc.values.dialects import GBNF_NOT_WS, gbnf_string
 
 #: Longest text value a constrained model may write in a one-line answer.
@@ -30,6 +32,40 @@ TEXT_MAX_CHARS = 400
 MULTILINE_TEXT_MAX_CHARS = 2000
 #: Longest line of a repeated Auto-Demo question.
 QUESTION_MAX_CHARS = 1000
+
+
+#: The warning of a demo longer than a constrained model may write (``{field}``, ``{length}``,
+#: ``{cap}``, ``{kind}``). Tested word for word.
+DEMO_PAST_CAP = (
+    "demo value for output {field!r} is {length:,} characters, but a model constrained by the "
+    "GBNF grammar (run --grammar gbnf, vllm-batch bodies) writes at most {cap:,} in an answer "
+    "of strategy {kind}: it cannot answer as the demo shows"
+)
+
+
+def demo_warnings(task: Task) -> list[SpecWarning]:
+    """A warning for each demo text value longer than the GBNF grammar lets a constrained
+    model write in the task's strategy (:data:`TEXT_MAX_CHARS` a one-line answer,
+    :data:`MULTILINE_TEXT_MAX_CHARS` a one-item one)."""
+    kind = task.strategy.kind
+    cap = MULTILINE_TEXT_MAX_CHARS if kind.one_item else TEXT_MAX_CHARS
+    out = []
+    for k, demo in enumerate(task.demos):
+        for f in task.outputs:
+            value = demo.outputs.get(f.name)
+            if f.type.free_text and isinstance(value, str) and len(value) > cap:
+                message = DEMO_PAST_CAP.format(field=f.name, length=len(value), cap=cap, kind=kind)
+                out.append(
+                    SpecWarning(
+                        message,
+                        location=demo.location,
+                        path=("demos", k, f.name),
+                        hint="shorten it: the cap keeps a constrained model from writing on "
+                        "without end",
+                        code="demo-past-gbnf-cap",
+                    )
+                )
+    return out
 
 
 def _rule_name(name: str) -> str:
