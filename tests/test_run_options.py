@@ -73,3 +73,14 @@ def test_eval_options_from_python_are_checked_as_the_cli_checks_them(
     with pytest.raises(UsageError) as caught:
         call()
     assert (caught.value.message, caught.value.code) == (message, "bad-option")
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_a_limit_below_one_is_refused_as_run_limit_is(limit: int) -> None:
+    """``run --limit 0`` sent nothing and said '0/0 requests answered'; eval refused it."""
+    with pytest.raises(UsageError) as e:
+        RunOptions(limit=limit)
+    assert (e.value.message, e.value.code) == (
+        f"limit must be at least 1, not {limit}",
+        "bad-limit",
+    )

@@ -7,7 +7,9 @@ Files starting with ``_`` are helpers the cases refer to (bases to extend, data 
 
 from __future__ import annotations
 
+import json
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,55 @@ def test_a_demo_longer_than_a_constrained_model_may_write_is_a_warning(tmp_path:
     # A one-item answer may hold 2,000 characters.
     single = compile_spec(spec, overrides={("strategy", "kind"): "few-shot"})
     assert [w for w in spec_warnings(single) if w.code == "demo-past-gbnf-cap"] == []
+
+
+def test_choices_and_options_no_answer_could_name_are_refused(tmp_path: Path) -> None:
+    """A choice with outer white space (answers are read stripped) and an item's options
+    alike but for case (an answer naming one by its text names both) were valid, and such
+    an item could never be answered ok."""
+    specs = Path(__file__).parent.parent / "specs"
+    shutil.copytree(specs / "data", tmp_path / "data")
+    spec = tmp_path / "s.yaml"
+    text = (specs / "sentiment.yaml").read_text(encoding="utf-8")
+    spec.write_text(
+        text.replace("[positive, negative, neutral]", "[positive, negative, 'neutral ']")
+    )
+    with pytest.raises(PromptcErrors) as raised:
+        compile_spec(spec)
+    (e,) = [x for x in raised.value.errors if x.code == "choice-space"]
+    assert e.message == (
+        "choice 'neutral ' starts or ends with white space, which no answer can name (answers "
+        "are read without it)"
+    )
+    rows = (tmp_path / "data" / "commonsense-qa.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(rows[0])
+    first["choices"] = ["same", "SAME ", "other"]
+    (tmp_path / "data" / "commonsense-qa.jsonl").write_text(
+        "\n".join([json.dumps(first), *rows[1:]]) + "\n", encoding="utf-8"
+    )
+    shutil.copy(specs / "commonsense-qa.yaml", tmp_path / "c.yaml")
+    with pytest.raises(PromptcErrors) as raised:
+        compile_spec(tmp_path / "c.yaml")
+    (e,) = [x for x in raised.value.errors if x.code == "bad-options"]
+    assert e.location is not None and e.location.line == 1
+    assert e.message.endswith(
+        "expected a list of 1 to 26 non-empty strings, no two the same but for case"
+    )
+
+
+def test_a_json_gold_number_in_exponent_form_is_read(tmp_path: Path) -> None:
+    """2.5e-07 and 1e+20, as json.dumps writes them, are numbers: they were refused, quoted
+    as '2.5E-7', a text the file does not hold."""
+    (tmp_path / "g.jsonl").write_text(
+        '{"id": "1", "q": "q", "n": 2.5e-07}\n{"id": "2", "q": "q", "n": 1e+20}\n',
+        encoding="utf-8",
+    )
+    spec = tmp_path / "g.yaml"
+    spec.write_text(
+        "promptc: 1\nname: g\ninstruction: Answer.\ninputs:\n  q: {type: text}\n"
+        "outputs:\n  n: {type: number}\ndata: {path: g.jsonl, id: id, fields: {q: q}, "
+        "gold: {n: n}}\nstrategy: {kind: single}\nmodel: {name: m}\n",
+        encoding="utf-8",
+    )
+    task = compile_spec(spec)
+    assert [i.gold["n"] for i in task.items] == [Decimal("2.5E-7"), Decimal("1E+20")]

@@ -230,7 +230,12 @@ def _request(
     """The request ``--request`` names: its id, or its number from 1; the build's one request
     for a plain text file when it has only one."""
     known = build.shapes
-    if request_id is not None and request_id not in known and request_id.isdigit():
+    if (
+        request_id is not None
+        and request_id not in known
+        and request_id.isascii()
+        and request_id.isdigit()
+    ):
         # A number, as promptc show --request takes it: the request at that position.
         ids = list(known)
         if 1 <= int(request_id) <= len(ids):

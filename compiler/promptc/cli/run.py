@@ -202,7 +202,7 @@ def engine_options(command: Callable[..., None]) -> Callable[..., None]:
 @engine_options
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=1),
     default=None,
     metavar="N",
     help="Only the first N requests of the build.",

@@ -29,7 +29,7 @@ def pick_request(requests: Sequence[Request], which: str) -> Request:
     for r in requests:
         if r.id == which:
             return r
-    if which.isdigit() and 1 <= int(which) <= len(requests):
+    if which.isascii() and which.isdigit() and 1 <= int(which) <= len(requests):
         return requests[int(which) - 1]
     if not requests:
         raise UsageError(

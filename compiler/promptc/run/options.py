@@ -134,6 +134,8 @@ class RunOptions:
                 f"unknown grammar mode {self.grammar!r}; expected auto, gbnf, json-schema or none",
                 code="bad-grammar-mode",
             )
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"limit must be at least 1, not {self.limit}", code="bad-limit")
         if self.concurrency < 1:
             raise UsageError(
                 f"concurrency must be at least 1, not {self.concurrency}", code="bad-concurrency"

@@ -184,7 +184,7 @@ def run_build(
     options.check_files(build)
     requests = list(loaded.requests.values())
     if options.limit is not None:
-        requests = requests[: max(options.limit, 0)]
+        requests = requests[: options.limit]
     events = progress if isinstance(progress, Events) else Events(progress)
     name, url = engine_name(options, loaded.task.model.provider)
     engine = ENGINES[name](options, url, requests, events.note)

@@ -67,8 +67,12 @@ class GoldReader:
         raw = self._raw(values, where, index, c)
         if raw is None:
             return None
-        if isinstance(raw, (Decimal, list, dict)):
-            raw = to_text(raw)  # a JSON number as written: 51.0 reads as a number or integer
+        if isinstance(raw, Decimal):
+            # A JSON number as written, in positional notation: 51.0 reads as a number or an
+            # integer, and 2.5e-07 (as json.dumps writes it) as 0.00000025.
+            raw = format(raw, "f")
+        elif isinstance(raw, (list, dict)):
+            raw = to_text(raw)
         field = self.output
         try:
             value = field.type.coerce(field, raw)

@@ -57,6 +57,8 @@ MESSAGES: dict[str, str] = {
     "choices-not-enum": "choices only apply to enum outputs; this output is {type}",
     "aliases-not-enum": "aliases only apply to enum outputs; this output is {type}",
     "duplicate-choice": "duplicate choice {choice!r} (choices are compared case-insensitively)",
+    "choice-space": "choice {choice!r} starts or ends with white space, which no answer can "
+    "name (answers are read without it)",
     "alias-not-choice": "alias {alias!r} points to {target!r}, which is not one of the choices "
     "{choices}",
     "alias-is-choice": "alias {alias!r} is also a choice",
@@ -236,6 +238,9 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
         names = [ch for ch in choices if isinstance(ch, str)]
         for i, ch in enumerate(choices):
             if isinstance(ch, str):
+                if ch != ch.strip():  # answers are read stripped: none could name it
+                    cp = p + ("choices", i)
+                    c.add(error("choice-space", doc.value_location(cp), cp, choice=ch))
                 if ch.lower() in seen:
                     c.add(
                         error(
