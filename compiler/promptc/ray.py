@@ -35,6 +35,8 @@ from promptc.build.grammars import grammar_text
 from promptc.errors import BackendError, UsageError, did_you_mean
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
+from promptc.replies import read_reply
+from promptc.run.engine import MAX_BODY_BYTES
 from promptc.run.outputs import RESULTS_FILE
 from promptc.run.repair import merge_answers, parse_answer, result_line
 from promptc.text import write_atomic
@@ -194,7 +196,8 @@ class ChatEndpoint:
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            answer = json.loads(response.read())
+            # At most what a run reads of one chat completion (MAX_BODY_BYTES).
+            answer = json.loads(read_reply(response, MAX_BODY_BYTES, "the answer", self.url))
         choice = answer["choices"][0]
         return {
             "id": row["id"],

@@ -23,6 +23,7 @@ from promptc.errors import BackendError
 from promptc.text import public_url
 
 __all__ = [
+    "MAX_ERROR_BYTES",
     "MESSAGES",
     "Cap",
     "ReplyTooLarge",
@@ -31,6 +32,11 @@ __all__ = [
     "join_chunks",
     "read_reply",
 ]
+
+#: The most of an error status's body read (bytes): an API's error is a JSON object of a few
+#: hundred bytes, of which a message shows 300 characters; a megabyte is room for any of them
+#: (and for an HTML error page), and no more is held for a server that sends gigabytes.
+MAX_ERROR_BYTES = 1_000_000
 
 MESSAGES: dict[str, str] = {
     "reply-too-large": "{what} from {url} is over {limit:,} bytes; promptc stopped reading it "

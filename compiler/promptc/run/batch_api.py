@@ -29,7 +29,7 @@ are kept in the build folder instead.
 No reply is read whole (:mod:`promptc.replies`): a file or batch object at most
 :data:`MAX_OBJECT_BYTES`, an output or error file written to disk as it arrives, at most
 :data:`MAX_DOWNLOAD_BYTES`, an error status's body at most
-:data:`~promptc.run.chat_api.MAX_ERROR_BYTES` (:func:`~promptc.run.chat_api.error_hook`).
+:data:`~promptc.replies.MAX_ERROR_BYTES` (:func:`~promptc.run.chat_api.error_hook`).
 """
 
 from __future__ import annotations

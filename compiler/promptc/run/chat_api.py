@@ -13,7 +13,7 @@ its absence is a :class:`~promptc.errors.BackendError` that says what to install
 No body is read whole by the client (:mod:`promptc.replies`): the answers and ``GET /models``
 are read through its streamed responses, each within its cap, and an error status's body
 (which the client would read whole before raising) is read by the HTTP client's response
-hook (:func:`error_hook`), at most :data:`MAX_ERROR_BYTES`, and raised as an
+hook (:func:`error_hook`), at most :data:`~promptc.replies.MAX_ERROR_BYTES`, and raised as an
 :class:`ErrorReply`.
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from promptc.apikeys import BadKeyError, api_key
 from promptc.build.targets import message_text
 from promptc.errors import BackendError, Location, UsageError
-from promptc.replies import ReplyTooLarge, ajoin_chunks, join_chunks
+from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, ajoin_chunks, join_chunks
 from promptc.run.context import PROBE_MAX_BYTES, PROBE_TIMEOUT, ServerContext, server_context
 from promptc.run.engine import (
     MAX_BODY_BYTES,
@@ -58,12 +58,6 @@ NO_KEY = "no-key-set"
 #: Answers to ``GET /models`` that mean "this API has no model list": not a llama.cpp server,
 #: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing.
 NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
-
-
-#: The most of an error status's body read (bytes): an API's error is a JSON object of a few
-#: hundred bytes, of which a message shows 300 characters; a megabyte is room for any of them
-#: (and for an HTML error page), and no more is held for a server that sends gigabytes.
-MAX_ERROR_BYTES = 1_000_000
 
 
 #: The most of ``GET /models`` read (bytes): the context probe's cap for the same list
@@ -269,7 +263,7 @@ class ErrorReply(Exception):
 
 def error_hook(response: Any) -> None:
     """The response hook (``event_hooks``, httpx's public interface) of the clients the
-    engines talk through: an error status's body read here, at most :data:`MAX_ERROR_BYTES`,
+    engines talk through: an error status's body read here, at most :data:`~promptc.replies.MAX_ERROR_BYTES`,
     and raised as an :class:`ErrorReply`; other responses are left to their readers.
 
     Raises:
