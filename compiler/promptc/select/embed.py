@@ -393,6 +393,8 @@ class EndpointEmbedder:
             return too_large.message
         except OSError as lost:  # the connection broke while the body was read
             return f"its body was lost ({lost})"
+        finally:
+            e.close()  # the rest is not read: the connection goes now, not when e does
 
     def _failed(self, detail: str) -> SelectionError:
         return _error(
