@@ -316,3 +316,36 @@ def test_an_endless_embeddings_reply_is_read_to_its_cap(status: int, message: st
             list(embedder.embed_batches(["one", "two"]))
     assert e.value.message == message.format(url=url)
     assert _stopped(sent) < 40_000_000
+
+
+def test_a_batch_api_error_status_worth_another_try_is_retried(tmp_path: Path) -> None:
+    """An error status is read by the response hook, which the client's own retries never
+    see: the engine retries a 503 itself, the upload read again from its start."""
+    from batch_server import BatchServer, handler_for
+    from promptc.build import build
+    from promptc.spec.lower import compile_spec
+
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
+    )
+    out = tmp_path / "build"
+    build(task, out, target="openai-batch")
+    server = BatchServer(lambda rid, body: "\n".join(f"A[{i}]: positive" for i in range(1, 5)))
+    refused: list[str] = []
+
+    class Busy(handler_for(server)):  # type: ignore[misc]
+        def do_POST(self) -> None:
+            if not refused:
+                refused.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                send_json(self, {"error": {"message": "busy"}}, 503, {"Retry-After": "0"})
+                return
+            super().do_POST()
+
+    with serving(Busy) as url:
+        result = run_build(out, RunOptions(base_url=url, batch_api=True, poll_interval=0.01))
+    assert refused == ["/v1/files"] and not result.failed
+    assert result.statuses["ok"] == 20
+    _, uploaded = next(iter(server.files.values()))
+    assert uploaded == (out / "requests.jsonl").read_bytes()  # whole, not from where it stopped

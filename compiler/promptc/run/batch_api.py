@@ -57,7 +57,7 @@ from promptc.run.chat_api import (
     status_failure,
 )
 from promptc.run.collect import REPAIR_DIR, collect
-from promptc.run.engine import Failure
+from promptc.run.engine import RETRYABLE, Failure, backoff, retry_after_seconds
 from promptc.run.options import RunOptions
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, outputs_lock
 from promptc.run.progress import Events
@@ -487,13 +487,41 @@ class BatchAPI:
         read: Callable[[Any], None],
     ) -> None:
         """``read`` of the streamed response of one call, every failure worded as a
-        :class:`Failure`."""
+        :class:`Failure`. An error status worth another attempt (429, 5xx) is retried up to
+        ``max_retries`` times, as the client retries a connection that fails (an error
+        status is the response hook's, :func:`~promptc.run.chat_api.error_hook`, which the
+        client's own retries never see); a file being uploaded is read again from its
+        start."""
+        for attempt in range(self.options.max_retries + 1):
+            try:
+                self._once(method, args, kwargs, read)
+                return
+            except ErrorReply as e:
+                failure = status_failure(e.status, e.detail[:300], retry_after_seconds(e.headers))
+                if failure.kind not in RETRYABLE or attempt == self.options.max_retries:
+                    raise failure from None
+            time.sleep(backoff(attempt, failure.retry_after))
+            for value in kwargs.values():
+                if hasattr(value, "seek"):
+                    value.seek(0)
+
+    def _once(
+        self,
+        method: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        read: Callable[[Any], None],
+    ) -> None:
+        """:meth:`_calling`'s one attempt.
+
+        Raises:
+            ErrorReply: An error status.
+            Failure: Any other failure.
+        """
         openai = openai_module()
         try:
             with method(*args, **kwargs) as response:
                 read(response)
-        except ErrorReply as e:
-            raise status_failure(e.status, e.detail[:300], None) from None
         except ReplyTooLarge as e:
             raise Failure("reply-too-large", None, e.message) from None
         except openai.APIStatusError as e:
