@@ -154,6 +154,33 @@ def test_an_endless_error_body_is_read_to_its_cap_and_the_status_said(
     assert _stopped(sent) < 20 * MAX_ERROR_BYTES  # the client stopped reading
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"", "an empty body"),
+        (b'{"error": {"message": "overloaded", "type": "server_error"}}', "overloaded"),
+        (b"<html><body>Bad gateway</body></html>", "<html><body>Bad gateway</body></html>"),
+    ],
+    ids=["empty", "json", "html"],
+)
+def test_an_error_body_within_its_cap_says_what_it_says(
+    sentiment4: Path, body: bytes, said: str
+) -> None:
+    class Failing(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(502)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Failing) as url:
+        result = _run(sentiment4, url, grammar="none", limit=1)
+    assert [(f.kind, f.what) for f in result.failed] == [
+        ("server", f"server error (HTTP 502: {said})")
+    ]
+
+
 def test_an_endless_model_list_fails_the_run_with_what_and_where(
     sentiment4: Path, endless: Callable[..., str]
 ) -> None:

@@ -263,8 +263,9 @@ class ErrorReply(Exception):
 
 def error_hook(response: Any) -> None:
     """The response hook (``event_hooks``, httpx's public interface) of the clients the
-    engines talk through: an error status's body read here, at most :data:`~promptc.replies.MAX_ERROR_BYTES`,
-    and raised as an :class:`ErrorReply`; other responses are left to their readers.
+    engines talk through: an error status's body read here, at most
+    :data:`~promptc.replies.MAX_ERROR_BYTES`, and raised as an :class:`ErrorReply`; other
+    responses are left to their readers.
 
     Raises:
         ErrorReply: The status is 400 or more.
@@ -302,8 +303,10 @@ def _error_source(response: Any) -> tuple[str, str]:
 
 def error_detail(body: bytes) -> str:
     """What an error body says: its ``error.message`` (or ``message``) when it is JSON that
-    has one, else its text."""
+    has one, else its text (``an empty body`` for none)."""
     text = body.decode("utf-8", "replace")
+    if not text.strip():
+        return "an empty body"
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
