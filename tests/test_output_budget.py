@@ -182,6 +182,23 @@ def test_a_batch_body_answered_in_json_carries_the_json_budget(tmp_path: Path) -
     assert json.loads(line)["body"]["max_tokens"] == 4 * (64 + 7)
 
 
+def test_ray_sends_the_json_forms_budget_with_the_json_schema(tmp_path: Path) -> None:
+    """Ray's HTTP processor (``promptc.ray.http_payload``) sends each request the budget of
+    the form its grammar makes the model write (no Ray needed to make the payload)."""
+    from promptc.build import build
+    from promptc.ray import http_payload, request_rows
+
+    task = _reading("batch")
+    build(task, tmp_path / "b")  # type: ignore[arg-type]
+    items = {i.id: i for i in task.items}  # type: ignore[attr-defined]
+    lines = (tmp_path / "b" / "batches.jsonl").read_text().splitlines()
+    for row, line in zip(request_rows(tmp_path / "b"), lines, strict=True):
+        mine = [items[i] for i in json.loads(line)["item_ids"]]
+        json_body = http_payload(row, "json_schema")["payload"]
+        assert json_body["max_tokens"] == request_budget(task, mine, json_form=True)
+        assert http_payload(row, "gbnf")["payload"]["max_tokens"] == 4 * (64 + 7)
+
+
 def test_plan_counts_the_budget_the_json_form_is_sent() -> None:
     from promptc.plan.estimate import plan_task
     from promptc.plan.variants import Variant
