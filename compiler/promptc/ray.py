@@ -35,7 +35,7 @@ from promptc.build.grammars import grammar_text
 from promptc.errors import BackendError, UsageError, did_you_mean
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
-from promptc.replies import read_reply
+from promptc.replies import read_reply, urlopen
 from promptc.run.bodies import as_sent
 from promptc.run.engine import MAX_BODY_BYTES
 from promptc.run.outputs import RESULTS_FILE
@@ -204,7 +204,7 @@ class ChatEndpoint:
             data=json.dumps(payload["payload"]).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        with urlopen(request, timeout=self.timeout) as response:
             # At most what a run reads of one chat completion (MAX_BODY_BYTES).
             answer = json.loads(read_reply(response, MAX_BODY_BYTES, "the answer", self.url))
         choice = answer["choices"][0]

@@ -12,12 +12,19 @@ Three forms of reading share one count (:class:`Cap`):
 - :func:`join_chunks` / :func:`ajoin_chunks`: the chunks of a streamed response (the openai
   client's ``iter_bytes``), joined;
 - :func:`capped_chunks`: the same chunks handed on one at a time (a download written to disk).
+
+:func:`urlopen` is ``urllib.request.urlopen`` but that a redirect's body, which urllib reads
+whole before it follows the redirect, is read first within :data:`MAX_ERROR_BYTES`
+(:class:`BoundedRedirects`).
 """
 
 from __future__ import annotations
 
+import functools
+import urllib.request
 from collections.abc import AsyncIterable, Iterable, Iterator
-from typing import Protocol
+from email.message import Message
+from typing import IO, Any, Protocol
 
 from promptc.errors import BackendError
 from promptc.text import public_url
@@ -31,6 +38,7 @@ __all__ = [
     "capped_chunks",
     "join_chunks",
     "read_reply",
+    "urlopen",
 ]
 
 #: The most of an error status's body read (bytes): an API's error is a JSON object of a few
@@ -142,3 +150,37 @@ async def ajoin_chunks(chunks: AsyncIterable[bytes], limit: int, what: str, url:
     async for chunk in chunks:
         body += cap.take(chunk)
     return bytes(body)
+
+
+class BoundedRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as urllib follows them, but that a redirect's body (which urllib
+    reads whole, to free the connection, before it follows) is read here first, at most
+    :data:`MAX_ERROR_BYTES`: urllib's own read then finds nothing left."""
+
+    def http_error_302(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+    ) -> Any:
+        read_reply(fp, MAX_ERROR_BYTES, f"the body of a redirect (HTTP {code})", req.full_url)
+        return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[arg-type]
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(BoundedRedirects)
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float) -> Any:
+    """``urllib.request.urlopen(request, timeout=timeout)`` with :class:`BoundedRedirects`.
+
+    Raises:
+        ReplyTooLarge: A redirect's body is longer than :data:`MAX_ERROR_BYTES`.
+        urllib.error.URLError: As ``urlopen`` (an ``HTTPError`` for an error status).
+    """
+    return _opener().open(request, timeout=timeout)

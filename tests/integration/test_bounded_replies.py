@@ -376,3 +376,89 @@ def test_a_batch_api_error_status_worth_another_try_is_retried(tmp_path: Path) -
     assert result.statuses["ok"] == 20
     _, uploaded = next(iter(server.files.values()))
     assert uploaded == (out / "requests.jsonl").read_bytes()  # whole, not from where it stopped
+
+
+# -------------------------------------------------------------------------- redirects
+
+
+def _redirect(handler: http.server.BaseHTTPRequestHandler, status: int, to: str) -> None:
+    """A redirect to ``to`` with an endless chunked body."""
+    handler.send_response(status)
+    handler.send_header("Location", to)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    try:
+        for _ in range(ENDLESS // 1_000_000):
+            handler.wfile.write(b"%x\r\n%s\r\n" % (1_000_000, b"x" * 1_000_000))
+    except OSError:
+        pass
+
+
+def test_a_redirect_is_followed_only_with_a_body_of_bounded_length(sentiment4: Path) -> None:
+    """The HTTP client reads a redirect's body whole before it follows it: one that declares
+    a length within the cap is followed; one that does not (chunked, endless) is refused."""
+    from loopback import chat_completion
+
+    class Redirecting(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/chat/completions":
+                _redirect(self, 307, "/v2/chat/completions")
+            elif self.path == "/v3/chat/completions":
+                self.send_response(307)
+                self.send_header("Location", "/v2/chat/completions")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+            else:
+                answer = "\n".join(f"A[{i}]: positive" for i in range(1, 5))
+                send_json(self, chat_completion(answer))
+
+    with serving(Redirecting) as url:
+        refused = _run(sentiment4, url, grammar="none", limit=1)
+        followed = _run(sentiment4, url.replace("/v1", "/v3"), grammar="none", limit=1)
+    assert [(f.kind, f.what) for f in refused.failed] == [
+        (
+            "bad-request",
+            (
+                f"the server rejected the request (HTTP 307: a redirect from {url}/chat/completions "
+                "whose body may be over 1,000,000 bytes (it declares no length within that); "
+                "promptc does not follow it)"
+            ),
+        )
+    ]
+    assert not followed.failed and followed.sent == 1
+
+
+def test_urllib_reads_a_redirects_body_within_its_cap() -> None:
+    """urllib reads a redirect's body whole before it follows it: promptc reads it first,
+    within the cap (the embeddings endpoint, POST; the context probe, GET, still follows a
+    redirect of a small body)."""
+    pytest.importorskip("numpy")
+    from promptc.run.context import server_context
+    from promptc.select.embed import EndpointEmbedder
+
+    class Redirecting(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            _redirect(self, 302, "/v1/elsewhere")
+
+        def do_GET(self) -> None:
+            if self.path == "/v1/models":
+                self.send_response(302)
+                self.send_header("Location", "/v1/all-models")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                send_json(self, {"data": [{"id": "m", "max_model_len": 4096}]})
+
+    with serving(Redirecting) as url:
+        endpoint = EmbeddingEndpoint(url=url, model="m", max_retries=0)
+        with pytest.raises(SelectionError) as e:
+            list(EndpointEmbedder(endpoint).embed_batches(["one"]))
+        context = server_context(url)
+    assert e.value.message == (
+        f"embeddings endpoint {url}/embeddings failed: the body of a redirect (HTTP 302) from "
+        f"{url}/embeddings is over 1,000,000 bytes; promptc stopped reading it there"
+    )
+    assert context is not None and context.tokens == 4096

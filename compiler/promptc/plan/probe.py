@@ -27,7 +27,7 @@ from typing import Any
 
 from promptc.apikeys import redact
 from promptc.errors import BackendError, Location
-from promptc.replies import ReplyTooLarge, read_reply
+from promptc.replies import ReplyTooLarge, read_reply, urlopen
 from promptc.run.chat_api import read_api_key
 from promptc.run.engine import MAX_BODY_BYTES, token_count
 from promptc.spec.load import COMMAND_LINE
@@ -85,7 +85,7 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
     )
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
+        with urlopen(request, timeout=PROBE_TIMEOUT) as response:
             # A chat completion, as a run reads it: at most its cap.
             data = read_reply(response, MAX_BODY_BYTES, "the answer", request.full_url)
         reply = json.loads(data.decode("utf-8-sig"))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from promptc.errors import BackendError, Location, UsageError
-from promptc.replies import read_reply
+from promptc.replies import read_reply, urlopen
 from promptc.run.local import local_server
 from promptc.run.models import INSTALL_LOCAL
 from promptc.spec.load import COMMAND_LINE
@@ -174,7 +174,7 @@ class GGUFTokenizer:
         # 8 bytes of JSON; that of /apply-template, the messages and the chat framing.
         limit = 8 * len(data) + 1_000_000
         try:
-            with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT) as response:
+            with urlopen(request, timeout=SERVER_TIMEOUT) as response:
                 return json.loads(
                     read_reply(response, limit, f"the reply of {endpoint}", self._root)
                 )

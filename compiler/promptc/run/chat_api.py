@@ -268,8 +268,10 @@ def error_hook(response: Any) -> None:
     responses are left to their readers.
 
     Raises:
-        ErrorReply: The status is 400 or more.
+        ErrorReply: The status is 400 or more, or a redirect's body may be longer than the
+            cap (:func:`check_redirect`).
     """
+    check_redirect(response)
     if response.status_code < 400:
         return
     try:
@@ -283,8 +285,10 @@ async def async_error_hook(response: Any) -> None:
     """:func:`error_hook` of an asynchronous client.
 
     Raises:
-        ErrorReply: The status is 400 or more.
+        ErrorReply: The status is 400 or more, or a redirect's body may be longer than the
+            cap (:func:`check_redirect`).
     """
+    check_redirect(response)
     if response.status_code < 400:
         return
     try:
@@ -292,6 +296,29 @@ async def async_error_hook(response: Any) -> None:
     except ReplyTooLarge as e:
         raise ErrorReply(response.status_code, dict(response.headers), e.message) from None
     raise ErrorReply(response.status_code, dict(response.headers), error_detail(body))
+
+
+def check_redirect(response: Any) -> None:
+    """A redirect the client would follow, refused unless its body declares a length within
+    :data:`~promptc.replies.MAX_ERROR_BYTES`: the client reads that body whole before it
+    follows (a declared length bounds that read; a chunked body or one read to the end of
+    the connection has none).
+
+    Raises:
+        ErrorReply: The redirect's body may be longer than the cap.
+    """
+    if not response.has_redirect_location:
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= MAX_ERROR_BYTES:
+        return
+    url = public_url(str(response.request.url))
+    raise ErrorReply(
+        response.status_code,
+        dict(response.headers),
+        f"a redirect from {url} whose body may be over {MAX_ERROR_BYTES:,} bytes "
+        "(it declares no length within that); promptc does not follow it",
+    )
 
 
 def _error_source(response: Any) -> tuple[str, str]:

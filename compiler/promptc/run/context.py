@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from promptc.build import BuiltRequest
-from promptc.replies import read_reply
+from promptc.replies import read_reply, urlopen
 
 #: Seconds to wait for each probe (two at most): a server that is slow to say is not waited for.
 PROBE_TIMEOUT = 3.0
@@ -90,7 +90,7 @@ def _get(url: str, api_key: str | None, timeout: float) -> Any:
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url, headers=headers, method="GET")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urlopen(request, timeout=timeout) as response:
         return json.loads(read_reply(response, PROBE_MAX_BYTES, "a probe's reply", url))
 
 

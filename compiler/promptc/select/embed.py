@@ -40,7 +40,7 @@ from promptc import text
 from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
-from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, read_reply
+from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, read_reply, urlopen
 from promptc.text import cache_dir, public_url, sha256_text
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ class EndpointEmbedder:
                     self.url, data=data, headers=self.headers, method="POST"
                 )
                 limit = ANSWER_BYTES_PER_TEXT * len(batch) + 1_000_000
-                with urllib.request.urlopen(request, timeout=self.endpoint.timeout) as answer:
+                with urlopen(request, timeout=self.endpoint.timeout) as answer:
                     payload = read_reply(answer, limit, "the answer", self.url)
                 return self._vectors(payload, len(batch))
             except ReplyTooLarge as e:
