@@ -247,3 +247,40 @@ def test_json_schema_answers_fit_a_budget_per_item(
     print(f"\nsentiment {kind}, 5 tokens an item, JSON Schema: {result.statuses}\n{output}")
     assert output["finish_reason"] == "stop"
     assert result.statuses is not None and result.statuses["truncated"] == 0
+
+
+def _smollm2_tokens(base_url: str, text: str) -> int:
+    """Tokens of ``text`` in SmolLM2's own tokenizer (llama.cpp's ``POST /tokenize``)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url.removesuffix("/v1") + "/tokenize",
+        data=json.dumps({"content": text, "add_special": False}).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return len(json.loads(response.read())["tokens"])
+
+
+@pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
+def test_the_json_allowance_covers_smollm2s_spelling(llm_base_url: str, kind: str) -> None:
+    """The JSON form's allowance (render/output_budget.py) against the tokenizer of the model
+    that wrote the blank-line spelling it counts: at least its tokens, for every example
+    spec, in every spelling a model writes."""
+    from promptc.render.output_budget import JSON_TOKEN, count_bound, json_fixed_text, json_skeleton
+    from promptc.spec.lower import compile_spec
+
+    for spec in sorted(Path(__file__).resolve().parents[2].joinpath("specs").glob("*.yaml")):
+        overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind}
+        if kind != "single":
+            overrides[("strategy", "batch_size")] = 8
+        task = compile_spec(spec, overrides=overrides)
+        items = task.items[: 1 if kind == "single" else 8]
+        allowance = count_bound(json_fixed_text(task, items))
+        value = json.loads(json_skeleton(task, items))
+        for text in (
+            json.dumps(value, separators=(",", ":")),
+            json.dumps(value, indent=4, ensure_ascii=False),
+            "\n\n".join(JSON_TOKEN.findall(json.dumps(value, separators=(",", ":")))),
+        ):
+            assert allowance >= _smollm2_tokens(llm_base_url, text), (spec.name, text[:80])
