@@ -14,10 +14,13 @@ from promptc.markers import question_text
 from promptc.parse.output import TRUNCATED_MESSAGE, parse_output
 from promptc.parse.results import STATUSES
 from promptc.render.output_budget import (
+    JSON_TOKEN,
     budget_need,
     budget_warning,
     count_bound,
     fixed_text,
+    json_fixed_text,
+    json_skeleton,
     request_budget,
 )
 from promptc.spec.lower import compile_spec
@@ -85,6 +88,151 @@ def test_the_byte_count_never_under_counts_a_bpe(spec: Path, encoding: str) -> N
         text = fixed_text(task, k, item)
         assert count_bound(text) >= tok.count(text)
         assert count_bound(text) >= 1.3 * tok.count(text)  # the margin measured: 1.4 at least
+
+
+# -------------------------------------------------------------------------- the JSON form
+
+
+def _spellings(skeleton: str) -> dict[str, str]:
+    """The JSON form of an answer as models write it: compact (OpenAI's structured outputs),
+    with json.dumps's spaces, indented by 2 and 4, with a blank line between every two tokens
+    (SmolLM2 under llama.cpp's JSON grammar), each with raw UTF-8 and with \\u escapes."""
+    value = json.loads(skeleton)
+    out = {}
+    for ascii_ in (True, False):
+        out[f"compact-{ascii_}"] = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_)
+        out[f"spaced-{ascii_}"] = json.dumps(value, ensure_ascii=ascii_)
+        out[f"indent2-{ascii_}"] = json.dumps(value, indent=2, ensure_ascii=ascii_)
+        out[f"indent4-{ascii_}"] = json.dumps(value, indent=4, ensure_ascii=ascii_)
+        compact = out[f"compact-{ascii_}"]
+        out[f"blank-lines-{ascii_}"] = "\n\n".join(JSON_TOKEN.findall(compact))
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+@pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_json_allowance_covers_every_spelling_of_the_json_form(
+    spec: Path, kind: str, encoding: str
+) -> None:
+    """The measured claim of render/output_budget.py: the JSON form's allowance is at least
+    what its keys, quotes, braces, indexes, questions and white space take, however a model
+    spells them."""
+    pytest.importorskip("bpe_openai")
+    from promptc.plan.tokenizers import tokenizer_for
+
+    tok = tokenizer_for("any", encoding)
+    overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind}
+    if kind != "single":
+        overrides[("strategy", "batch_size")] = 8
+    task = compile_spec(spec, overrides=overrides)
+    n = 1 if kind == "single" else min(8, len(task.items))
+    for start in range(0, len(task.items) - n + 1, n):
+        items = task.items[start : start + n]
+        allowance = count_bound(json_fixed_text(task, items))
+        for name, text in _spellings(json_skeleton(task, items)).items():
+            assert allowance >= tok.count(text), (name, text)
+
+
+def test_the_json_form_budget_adds_the_json_around_the_values() -> None:
+    batch = _reading("batch")
+    items = batch.items[:4]  # type: ignore[attr-defined]
+    # {"answers":[{"index":1,"answer":""}, …]}: 4 items' keys, quotes, braces and indexes,
+    # a blank line between every two of its 45 JSON tokens.
+    skeleton = json_skeleton(batch, items)
+    assert skeleton == (
+        '{"answers":[' + ",".join(f'{{"index":{k},"answer":""}}' for k in range(1, 5)) + "]}"
+    )
+    assert len(JSON_TOKEN.findall(skeleton)) == 45
+    assert request_budget(batch, items, json_form=True) == 4 * 64 + len(skeleton) + 44 * 2
+    assert request_budget(batch, items) == 4 * (64 + 7)  # the text form's, unchanged
+    # One item: the object of its fields alone; Auto-Demo: each question, escaped.
+    single = _reading("single")
+    one = single.items[:1]  # type: ignore[attr-defined]
+    assert json_fixed_text(single, one) == '{\n\n"answer"\n\n:\n\n""\n\n}'
+    assert request_budget(single, one, json_form=True) == 64 + 21
+    auto = _reading("auto-demo")
+    first = auto.items[0]  # type: ignore[attr-defined]
+    question = json.dumps(question_text(auto.inputs, first.inputs))  # type: ignore[attr-defined]
+    assert question in json_fixed_text(auto, [first]) and "\\n" in question
+
+
+def test_a_batch_body_answered_in_json_carries_the_json_budget(tmp_path: Path) -> None:
+    """``build --target openai-batch|vllm-batch --grammar json-schema``: each body's
+    max_tokens is fitted to the JSON form it is constrained to; the other builds keep the
+    text form's, byte for byte."""
+    from promptc.build import build
+
+    task = _reading("batch")
+    items = {i.id: i for i in task.items}  # type: ignore[attr-defined]
+    for target in ("openai-batch", "vllm-batch"):
+        out = tmp_path / target
+        build(task, out, target=target, vllm_grammar="json-schema")  # type: ignore[arg-type]
+        for line in (out / "requests.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            (batch,) = [
+                json.loads(x)
+                for x in (out / "batches.jsonl").read_text().splitlines()
+                if json.loads(x)["request"] == record["custom_id"]
+            ]
+            mine = [items[i] for i in batch["item_ids"]]
+            assert record["body"]["max_tokens"] == request_budget(task, mine, json_form=True)
+    build(task, tmp_path / "gbnf", target="vllm-batch")  # type: ignore[arg-type]
+    line = (tmp_path / "gbnf" / "requests.jsonl").read_text().splitlines()[0]
+    assert json.loads(line)["body"]["max_tokens"] == 4 * (64 + 7)
+
+
+def test_ray_sends_the_json_forms_budget_with_the_json_schema(tmp_path: Path) -> None:
+    """Ray's HTTP processor (``promptc.ray.http_payload``) sends each request the budget of
+    the form its grammar makes the model write (no Ray needed to make the payload)."""
+    from promptc.build import build
+    from promptc.ray import http_payload, request_rows
+
+    task = _reading("batch")
+    build(task, tmp_path / "b")  # type: ignore[arg-type]
+    items = {i.id: i for i in task.items}  # type: ignore[attr-defined]
+    lines = (tmp_path / "b" / "batches.jsonl").read_text().splitlines()
+    for row, line in zip(request_rows(tmp_path / "b"), lines, strict=True):
+        mine = [items[i] for i in json.loads(line)["item_ids"]]
+        json_body = http_payload(row, "json_schema")["payload"]
+        assert json_body["max_tokens"] == request_budget(task, mine, json_form=True)
+        assert http_payload(row, "gbnf")["payload"]["max_tokens"] == 4 * (64 + 7)
+
+
+def test_plan_counts_the_budget_the_json_form_is_sent() -> None:
+    from promptc.plan.estimate import plan_task
+    from promptc.plan.variants import Variant
+
+    class Chars:  # a token a character: no optional tokenizer needed
+        name = "chars"
+        exact = False
+
+        def count(self, text: str) -> int:
+            return len(text)
+
+        def count_messages(self, messages: list[dict[str, str]]) -> int:
+            return sum(len(m["content"]) for m in messages)
+
+        def close(self) -> None:
+            pass
+
+    task = _reading("batch", max_tokens_per_item=1)
+    variant = Variant(task.strategy.kind, 4, "sequential")  # type: ignore[attr-defined]
+    text_plan, _ = plan_task(task, variant, Chars(), None)  # type: ignore[arg-type]
+    json_plan, json_requests = plan_task(task, variant, Chars(), None, json_form=True)  # type: ignore[arg-type]
+    by_id = {i.id: i for i in task.items}  # type: ignore[attr-defined]
+    for r in json_requests:
+        mine = [by_id[i] for i in r.batch.item_ids]
+        assert r.params["max_tokens"] == request_budget(task, mine, json_form=True)
+    assert text_plan.cap == 32 and json_plan.cap == request_budget(
+        task,
+        task.items[:4],  # type: ignore[attr-defined]
+        json_form=True,
+    )
+    # The JSON form's output: each value ("yes") and the JSON around it, spelt compactly.
+    skeleton = json_skeleton(task, task.items[:4])  # type: ignore[attr-defined]
+    assert json_plan.output_tokens == len(json_requests) * (4 * 3 + len(skeleton))
+    assert json_plan.capped == () and text_plan.capped  # the text form's 32 cuts "yes" × 4
 
 
 def test_a_fixed_budget_too_small_for_a_batch_is_a_located_warning(fixed: Path) -> None:

@@ -30,11 +30,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from promptc.build import read_requests
+from promptc.build import read_requests, read_task
 from promptc.build.grammars import grammar_text
 from promptc.errors import BackendError, UsageError, did_you_mean
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
+from promptc.replies import read_reply, urlopen
+from promptc.run.bodies import as_sent
+from promptc.run.engine import MAX_BODY_BYTES
 from promptc.run.outputs import RESULTS_FILE
 from promptc.run.repair import merge_answers, parse_answer, result_line
 from promptc.text import write_atomic
@@ -77,12 +80,16 @@ def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 
     Each row: ``id``, ``position`` (its order in the build), ``model``, ``messages``
     (``role``, ``content``), ``sampling_params`` (the build's parameters but the model,
-    as JSON text: their keys differ between specs), ``gbnf`` (the request's own GBNF) and
-    ``json_schema`` (its own JSON Schema, as JSON text).
+    as JSON text: their keys differ between specs), ``json_sampling_params`` (the same as
+    sent with the JSON Schema: ``max_tokens`` fitted to the JSON form when the spec gives
+    the budget per item, :func:`promptc.run.bodies.as_sent`), ``gbnf`` (the request's own
+    GBNF) and ``json_schema`` (its own JSON Schema, as JSON text).
     """
     folder = Path(build)
+    task = read_task(folder)
     for k, r in enumerate(read_requests(folder)):
         params = {key: v for key, v in r.params.items() if key != "model"}
+        sent = as_sent(task, r, "json_schema").params
         yield {
             "id": r.id,
             "position": k,
@@ -91,6 +98,9 @@ def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 {"role": str(m["role"]), "content": str(m["content"])} for m in r.messages
             ],
             "sampling_params": json.dumps(params, sort_keys=True),
+            "json_sampling_params": json.dumps(
+                {key: v for key, v in sent.items() if key != "model"}, sort_keys=True
+            ),
             "gbnf": grammar_text(folder, r, ".gbnf"),
             "json_schema": grammar_text(folder, r, ".schema.json"),
         }
@@ -117,10 +127,11 @@ def http_payload(row: Mapping[str, Any], grammar: Carried = "gbnf") -> dict[str,
         UsageError: ``grammar`` is none of :data:`Carried`'s forms.
     """
     _check_form(grammar)
+    params = row["json_sampling_params" if grammar == "json_schema" else "sampling_params"]
     body: dict[str, Any] = {
         "model": row["model"],
         "messages": [dict(m) for m in row["messages"]],
-        **json.loads(row["sampling_params"]),
+        **json.loads(params),
     }
     if grammar == "gbnf":
         body["grammar"] = row["gbnf"]
@@ -193,8 +204,9 @@ class ChatEndpoint:
             data=json.dumps(payload["payload"]).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            answer = json.loads(response.read())
+        with urlopen(request, timeout=self.timeout) as response:
+            # At most what a run reads of one chat completion (MAX_BODY_BYTES).
+            answer = json.loads(read_reply(response, MAX_BODY_BYTES, "the answer", self.url))
         choice = answer["choices"][0]
         return {
             "id": row["id"],

@@ -217,3 +217,70 @@ def test_json_schema_auto_demo_pins_each_question(
     answers = json.loads(str(output["output"]))["answers"]
     assert [a["question"] for a in answers] == [items[i] for i in first.item_ids]
     assert result.statuses is not None and result.statuses["misaligned"] == 0
+
+
+@pytest.mark.parametrize("kind", ["batch", "auto-demo", "single"])
+def test_json_schema_answers_fit_a_budget_per_item(
+    llm_base_url: str, spec_dir: Path, build_spec: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
+    """``model.max_tokens_per_item`` with ``--grammar json-schema``: the build fits
+    max_tokens to the text form (``A[k]: `` …), but the model writes the JSON form, keys,
+    quotes, braces and a blank line between every two tokens; the run sends the JSON form's
+    budget and no answer is cut (5 tokens an enum answer; the text form's 48 for 4 items cut
+    every one)."""
+    spec = spec_dir / "sentiment-per-item.yaml"
+    spec.write_text(
+        (spec_dir / "sentiment.yaml")
+        .read_text(encoding="utf-8")
+        .replace("max_tokens: 256", "max_tokens_per_item: 5"),
+        encoding="utf-8",
+    )
+    overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind}
+    if kind != "single":
+        overrides[("strategy", "batch_size")] = 4
+    out = build_spec(spec, tmp_path / "b", overrides)
+
+    result = run_first(out, llm_base_url, tmp_path, "json_schema", repair=0)
+
+    assert result.ok, [f.format() for f in result.failed]
+    output = _item_lines(result.outputs_path)[0]
+    print(f"\nsentiment {kind}, 5 tokens an item, JSON Schema: {result.statuses}\n{output}")
+    assert output["finish_reason"] == "stop"
+    assert result.statuses is not None and result.statuses["truncated"] == 0
+
+
+def _smollm2_tokens(base_url: str, text: str) -> int:
+    """Tokens of ``text`` in SmolLM2's own tokenizer (llama.cpp's ``POST /tokenize``)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url.removesuffix("/v1") + "/tokenize",
+        data=json.dumps({"content": text, "add_special": False}).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return len(json.loads(response.read())["tokens"])
+
+
+@pytest.mark.parametrize("kind", ["single", "batch", "auto-demo"])
+def test_the_json_allowance_covers_smollm2s_spelling(llm_base_url: str, kind: str) -> None:
+    """The JSON form's allowance (render/output_budget.py) against the tokenizer of the model
+    that wrote the blank-line spelling it counts: at least its tokens, for every example
+    spec, in every spelling a model writes."""
+    from promptc.render.output_budget import JSON_TOKEN, count_bound, json_fixed_text, json_skeleton
+    from promptc.spec.lower import compile_spec
+
+    for spec in sorted(Path(__file__).resolve().parents[2].joinpath("specs").glob("*.yaml")):
+        overrides: dict[tuple[str, ...], object] = {("strategy", "kind"): kind}
+        if kind != "single":
+            overrides[("strategy", "batch_size")] = 8
+        task = compile_spec(spec, overrides=overrides)
+        items = task.items[: 1 if kind == "single" else 8]
+        allowance = count_bound(json_fixed_text(task, items))
+        value = json.loads(json_skeleton(task, items))
+        for text in (
+            json.dumps(value, separators=(",", ":")),
+            json.dumps(value, indent=4, ensure_ascii=False),
+            "\n\n".join(JSON_TOKEN.findall(json.dumps(value, separators=(",", ":")))),
+        ):
+            assert allowance >= _smollm2_tokens(llm_base_url, text), (spec.name, text[:80])

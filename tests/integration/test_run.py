@@ -569,6 +569,7 @@ def test_failure_table_has_a_check_for_every_kind() -> None:
         "server",
         "bad-response",
         "too-large",
+        "reply-too-large",
     }
     assert all(what and check for what, check in FAILURES.values())
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
+from promptc.render.output_budget import JSON_TOKEN
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs_file
@@ -124,3 +125,55 @@ def test_a_budget_per_item_fits_the_request_and_repairs_with_its_own(
     assert [b["max_tokens"] for b in handler.seen] == [32] * 4 + [8] * 4
     assert cut.statuses["truncated"] == 4 and cut.statuses["ok"] == 12
     assert [r["status"] for r in _rows(tight)[:4]] == ["ok", "ok", "ok", "truncated"]
+
+
+class _JsonCutting(QuietHandler):
+    """Answers in the grammar's JSON form as SmolLM2 writes it under llama.cpp's JSON grammar
+    (a blank line between every two JSON tokens), cut at ``max_tokens`` a character a token."""
+
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        n = len(QUESTION.findall(body["messages"][-1]["content"]))
+        answers = [{"index": i, "answer": "yes"} for i in range(1, n + 1)]
+        compact = json.dumps({"answers": answers}, separators=(",", ":"))
+        text = "\n\n".join(JSON_TOKEN.findall(compact))
+        budget = body["max_tokens"]
+        reply = chat_completion(text[:budget], 10, min(len(text), budget))
+        if len(text) > budget:
+            reply["choices"][0]["finish_reason"] = "length"
+        send_json(self, reply)
+
+
+def test_a_run_in_the_json_form_sends_the_json_forms_budget(
+    tmp_path: Path, build_spec: Callable[..., Path]
+) -> None:
+    """``run --grammar json-schema`` makes the model write the JSON form, which takes more
+    than the text form the build fitted max_tokens to: the run sends the JSON form's budget
+    (3 characters an answer: "yes"), and nothing is cut; the context check counts it too."""
+    from promptc.render.output_budget import request_budget
+    from promptc.spec.lower import compile_spec
+
+    overrides = {
+        ("strategy", "kind"): "batch",
+        ("strategy", "batch_size"): 4,
+        ("model", "max_tokens_per_item"): 3,
+    }
+    build = build_spec(SPECS / "reading.yaml", tmp_path / "b", overrides)
+    task = compile_spec(SPECS / "reading.yaml", overrides=overrides)
+    handler = type("Handler", (_JsonCutting,), {"seen": []})
+    with serving(handler) as url:
+        result = run_build(
+            build,
+            RunOptions(base_url=url, grammar="json-schema", parse=True, repair=0, use_cache=False),
+        )
+    assert result.statuses["truncated"] == 0 and result.statuses["ok"] == 16
+    assert [b["max_tokens"] for b in handler.seen] == [
+        request_budget(task, task.items[k : k + 4], json_form=True) for k in range(0, 16, 4)
+    ]
+    # The build itself keeps the text form's budget, which gbnf and none send.
+    assert {json.loads(x)["params"]["max_tokens"] for x in (build / "requests.jsonl").open()} == {
+        4 * (3 + 7)
+    }

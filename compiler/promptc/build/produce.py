@@ -29,6 +29,7 @@ from promptc.build.rounds import with_rounds
 from promptc.build.targets import BuiltRequest, Constraint, GrammarForm, Target
 from promptc.build.task_file import ITEMS_FILE, TASK_FILE, item_line, item_lines, task_text
 from promptc.build.writer import FolderWriter
+from promptc.render.output_budget import fit_params
 from promptc.select.batches import SelectionResult, batch_size
 from promptc.select.methods import select
 from promptc.text import sha256_text
@@ -85,12 +86,16 @@ class Producer:
                 else constraint(self.task, r.kind, batch.item_ids, self.form, self.constraints)
             )
         target_item = batch.item_ids[batch.target] if batch.target is not None else None
+        params = r.params
+        if self.form == "json_schema":  # answered in the JSON form: its budget fitted to it
+            items = [self.task.items[i] for i in batch.item_indices]
+            params = fit_params(self.task, items, r.params, json_form=True)
         request = BuiltRequest(
             id=r.id,
             kind=r.kind,
             item_ids=batch.item_ids,
             messages=messages,
-            params=r.params,
+            params=params,
             grammar=stem,
             location=ir.NOWHERE,
             target_item=target_item,

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from promptc.errors import BackendError, Location, SpecWarning
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import budget_warning
+from promptc.replies import ReplyTooLarge, urlopen
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
@@ -42,9 +42,9 @@ def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
     """
     url = base_url.rstrip("/") + "/models"
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        with urlopen(url, timeout=timeout):
             return
-    except urllib.error.HTTPError:
+    except (urllib.error.HTTPError, ReplyTooLarge):
         return  # a server answered: whatever it thinks of the request, it is there
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)

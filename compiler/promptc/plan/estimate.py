@@ -25,7 +25,7 @@ Per variant:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -42,6 +42,7 @@ from promptc.markers import (
 from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant, compile_each
+from promptc.render.output_budget import fit_params, json_skeleton
 from promptc.render.renderer import render
 from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
@@ -320,7 +321,11 @@ class Plan:
 
 
 def plan_task(
-    task: ir.Task, variant: Variant, tok: Tokenizer, price: Pricing | None
+    task: ir.Task,
+    variant: Variant,
+    tok: Tokenizer,
+    price: Pricing | None,
+    json_form: bool = False,
 ) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
     """One variant's plan from its compiled task (select and render in memory).
 
@@ -328,13 +333,26 @@ def plan_task(
     answer needs, not what the model may say before it is cut) and counts in ``capped``. A
     spec that votes (``strategy.vote``) is planned with every round's requests: the cost of all
     rounds, which early stop can only lower.
+
+    With ``json_form`` the answers are planned as the model writes them when a run constrains
+    it with the JSON Schema export (``run --grammar json-schema``, a batch build's
+    ``--grammar json-schema``): each request's output is its values and the JSON around them
+    (:func:`json_output`), and its ``max_tokens`` the one that run sends
+    (:func:`promptc.render.output_budget.fit_params`).
     """
     requests = render(task, with_rounds(task, select(task)))
     answer = answer_estimate(task, tok)
     by_id = {i.id: i for i in task.items}
     messages = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
     input_tokens = sum(tok.count_messages(m) for m in messages)
-    outs = [request_output(task, r, answer.tokens, tok, by_id) for r in requests]
+    if json_form:
+        outs = [json_output(task, r, answer, tok, by_id) for r in requests]
+        requests = tuple(
+            replace(r, params=fit_params(task, _items(r, by_id), r.params, json_form=True))
+            for r in requests
+        )
+    else:
+        outs = [request_output(task, r, answer.tokens, tok, by_id) for r in requests]
     # Each request's own max_tokens: what the model is told, whatever set it.
     caps = [r.params.get("max_tokens") for r in requests]
     capped = tuple(round(o) for o, c in zip(outs, caps) if isinstance(c, int) and o > c)
@@ -377,6 +395,25 @@ def request_output(
     return total
 
 
+def _items(r: ir.Request, by_id: Mapping[str, ir.Item]) -> list[ir.Item]:
+    return [by_id[i] for i in r.batch.item_ids]
+
+
+def json_output(
+    task: ir.Task,
+    r: ir.Request,
+    answer: AnswerEstimate,
+    tok: Tokenizer,
+    by_id: Mapping[str, ir.Item],
+) -> float:
+    """Output tokens of one request answered in the JSON form: per item its values (the
+    answer format's literal text is not written), and the JSON around them spelt compactly
+    (:func:`promptc.render.output_budget.json_skeleton`: keys, quotes, braces, indexes and,
+    in Auto-Demo, the questions)."""
+    values = sum(n for n, _ in answer.fields.values())
+    return values * len(r.batch.item_ids) + tok.count(json_skeleton(task, _items(r, by_id)))
+
+
 def plan_spec(
     spec: str,
     variants: Sequence[Variant],
@@ -386,8 +423,12 @@ def plan_spec(
     price_in: str | float | None = None,
     price_out: str | float | None = None,
     price_cached: str | float | None = None,
+    json_form: bool = False,
 ) -> Plan:
     """Plans every variant of a spec: no model is called.
+
+    ``json_form``: the answers as a run constrained by the JSON Schema export has them
+    written (:func:`plan_task`).
 
     Raises:
         PromptcErrors: The spec (or one variant of it) does not compile.
@@ -401,7 +442,7 @@ def plan_spec(
     price = price_of(first, price_in, price_out, price_cached)
     tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
     try:
-        plans = tuple(plan_task(task, v, tok, price)[0] for v, task in tasks)
+        plans = tuple(plan_task(task, v, tok, price, json_form)[0] for v, task in tasks)
     finally:
         tok.close()
     return Plan(

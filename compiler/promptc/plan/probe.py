@@ -27,9 +27,11 @@ from typing import Any
 
 from promptc.apikeys import redact
 from promptc.errors import BackendError, Location
+from promptc.replies import ReplyTooLarge, read_reply, urlopen
 from promptc.run.chat_api import read_api_key
 from promptc.run.engine import MAX_BODY_BYTES, token_count
 from promptc.spec.load import COMMAND_LINE
+from promptc.text import public_url
 
 #: The environment variable of the API key sent with the probe requests.
 KEY_ENV = "OPENAI_API_KEY"
@@ -83,15 +85,22 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
     )
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
-            data = response.read(MAX_BODY_BYTES + 1)
-        if len(data) > MAX_BODY_BYTES:
-            raise ValueError(f"its answer is over {MAX_BODY_BYTES:,} bytes")
+        with urlopen(request, timeout=PROBE_TIMEOUT) as response:
+            # A chat completion, as a run reads it: at most its cap.
+            data = read_reply(response, MAX_BODY_BYTES, "the answer", request.full_url)
         reply = json.loads(data.decode("utf-8-sig"))
+    except ReplyTooLarge as e:
+        raise BackendError(
+            f"the probe request to {public_url(base_url)} failed: {e.message}",
+            location=Location(COMMAND_LINE),
+            path=("--probe",),
+            hint="start the server or fix --base-url; --local probes the embedded model",
+            code="probe-failed",
+        ) from None
     except (urllib.error.URLError, OSError, ValueError, RecursionError) as e:
         why = redact(str(getattr(e, "reason", e)), key)
         raise BackendError(
-            f"the probe request to {base_url} failed: {why}",
+            f"the probe request to {public_url(base_url)} failed: {why}",
             location=Location(COMMAND_LINE),
             path=("--probe",),
             hint="start the server or fix --base-url; --local probes the embedded model",

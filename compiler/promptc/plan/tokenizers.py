@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from promptc.errors import BackendError, Location, UsageError
+from promptc.replies import read_reply, urlopen
 from promptc.run.local import local_server
 from promptc.run.models import INSTALL_LOCAL
 from promptc.spec.load import COMMAND_LINE
@@ -165,15 +166,19 @@ class GGUFTokenizer:
         return os.path.basename(self.path)
 
     def _post(self, endpoint: str, body: Mapping[str, Any]) -> Any:
+        data = json.dumps(body).encode("utf-8")
         request = urllib.request.Request(
-            self._root + endpoint,
-            data=json.dumps(body).encode("utf-8"),
-            headers={"Content-Type": "application/json"},
+            self._root + endpoint, data=data, headers={"Content-Type": "application/json"}
         )
+        # The reply of /tokenize is at most a token a byte of what is sent, each id at most
+        # 8 bytes of JSON; that of /apply-template, the messages and the chat framing.
+        limit = 8 * len(data) + 1_000_000
         try:
-            with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT) as response:
-                return json.loads(response.read())
-        except (OSError, ValueError) as e:
+            with urlopen(request, timeout=SERVER_TIMEOUT) as response:
+                return json.loads(
+                    read_reply(response, limit, f"the reply of {endpoint}", self._root)
+                )
+        except (OSError, ValueError) as e:  # too long a reply is a ReplyTooLarge, said as is
             raise BackendError(
                 f"llama.cpp's server did not answer {endpoint} for {self.name}: {e}",
                 code="tokenizer-server",

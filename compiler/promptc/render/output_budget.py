@@ -10,6 +10,22 @@ item's question as the prompt shows it (``Q[k]: question``, or one ``Label[k]: v
 input with ``markers.inputs: indexed``). A one-item strategy writes no markers: its budget is the
 per-item one.
 
+**The JSON form.** A request constrained by the JSON Schema export (``promptc run --grammar
+json-schema``, a batch body built with ``--grammar json-schema``) is answered in the grammar's
+JSON form, which writes more than the text form besides the values: the keys, quotes, braces and
+commas, each item's ``index`` (and its question as a JSON string, escaped, in Auto-Demo), and
+the white space a constrained model writes between JSON tokens (SmolLM2 under llama.cpp's JSON
+grammar wrote a blank line between every two). Its budget is
+
+    max_tokens = items × per-item budget + the JSON form of the whole answer with every value
+                 left empty, a blank line between every two of its tokens (:func:`json_fixed_text`)
+
+counted in bytes as below. Measured for the example specs (``tests/test_output_budget.py``),
+that allowance is at least the tokens of the JSON form spelt compactly, with spaces
+(``json.dumps``), indented and with blank lines in ``o200k_base`` and ``cl100k_base``. The values
+are the per-item budget's: a JSON value is the text value in quotes (which the allowance counts
+for every field), with ``\"``, ``\\`` and ``\n`` for the characters JSON escapes in free text.
+
 **How the fixed text is counted.** A build must be byte-identical on every machine, so the
 count cannot depend on which tokenizer happens to be installed (``bpe-openai`` is an optional
 extra; a ``.gguf``'s own tokenizer needs a llama.cpp server). promptc counts the text's UTF-8
@@ -27,8 +43,10 @@ uses, which a server's context check (:mod:`promptc.run.context`) counts too.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 
 from promptc import ir
 from promptc.errors import SpecWarning
@@ -37,6 +55,7 @@ from promptc.markers import (
     MARKER_SEPARATOR,
     answer_marker,
     question_block,
+    question_text,
 )
 
 __all__ = [
@@ -44,7 +63,10 @@ __all__ = [
     "budget_need",
     "budget_warning",
     "count_bound",
+    "fit_params",
     "fixed_text",
+    "json_fixed_text",
+    "json_skeleton",
     "request_budget",
 ]
 
@@ -77,13 +99,66 @@ def fixed_text(task: ir.Task, position: int, item: ir.Item) -> str:
     return text
 
 
-def request_budget(task: ir.Task, items: Sequence[ir.Item]) -> int | None:
+#: One token of JSON: a string (escapes inside), a run of a number or literal, or one of
+#: ``{}[]:,``. A constrained model may write white space between any two.
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[^\s"{}\[\]:,]+|[{}\[\]:,]')
+#: The white space counted between two JSON tokens: the blank line SmolLM2 wrote between every
+#: two under llama.cpp's JSON grammar (``{\n\n"answers"\n\n:\n\n[``), the widest seen.
+JSON_SPACE = "\n\n"
+
+
+def json_skeleton(task: ir.Task, items: Sequence[ir.Item]) -> str:
+    """The JSON form of the answer to ``items`` (in prompt order), as the grammar's JSON
+    Schema export orders it, with every value an empty string (its two quotes stand for a
+    value's quotes), spelt compactly."""
+    kind = task.strategy.kind
+    values: dict[str, object] = dict.fromkeys(task.answer_format.fields, "")
+    answer: object = values
+    if not kind.one_item:
+        answers = []
+        for k, item in enumerate(items, 1):
+            entry: dict[str, object] = {"index": k}
+            if kind.repeats_questions:
+                entry["question"] = question_text(task.inputs, item.inputs)
+            answers.append({**entry, **values})
+        answer = {"answers": answers}
+    # ensure_ascii: a question's non-ASCII characters counted as \uXXXX escapes, more bytes
+    # than their UTF-8 (a model may write either).
+    return json.dumps(answer, separators=(",", ":"), ensure_ascii=True)
+
+
+def json_fixed_text(task: ir.Task, items: Sequence[ir.Item]) -> str:
+    """What the model writes besides the values when it answers ``items`` in the JSON form,
+    counted for its budget: :func:`json_skeleton` with :data:`JSON_SPACE` between every two
+    JSON tokens."""
+    return JSON_SPACE.join(JSON_TOKEN.findall(json_skeleton(task, items)))
+
+
+def request_budget(task: ir.Task, items: Sequence[ir.Item], json_form: bool = False) -> int | None:
     """The ``max_tokens`` of a request of ``items`` (in prompt order) when the spec gives a
-    budget per item; ``None`` otherwise (the spec's ``max_tokens``, if any, is sent)."""
+    budget per item; ``None`` otherwise (the spec's ``max_tokens``, if any, is sent).
+
+    Args:
+        json_form: The request is answered in the JSON form (see the module's docstring).
+    """
     per_item = task.model.max_tokens_per_item
     if per_item is None:
         return None
+    if json_form:
+        return per_item * len(items) + count_bound(json_fixed_text(task, items))
     return sum(per_item + count_bound(fixed_text(task, k, item)) for k, item in enumerate(items, 1))
+
+
+def fit_params(
+    task: ir.Task, items: Sequence[ir.Item], params: Mapping[str, object], json_form: bool
+) -> Mapping[str, object]:
+    """A request's parameters with ``max_tokens`` fitted to ``items`` answered in the form
+    said (the text form's is what a build writes), when the spec gives a budget per item and
+    the parameters carry one; ``params`` itself otherwise."""
+    budget = request_budget(task, items, json_form)
+    if budget is None or "max_tokens" not in params or params["max_tokens"] == budget:
+        return params
+    return {**params, "max_tokens": budget}
 
 
 def _answer_bound(task: ir.Task, count: Callable[[str], int]) -> int:

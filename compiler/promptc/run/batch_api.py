@@ -25,14 +25,20 @@ The build must have ``--target openai-batch`` (its request lines are the Batch A
 form; ``--grammar json-schema`` makes each body carry its strict JSON Schema). The Batch API
 answers no request twice: there is no response cache in this engine, and a batch's answers
 are kept in the build folder instead.
+
+No reply is read whole (:mod:`promptc.replies`): a file or batch object at most
+:data:`MAX_OBJECT_BYTES`, an output or error file written to disk as it arrives, at most
+:data:`MAX_DOWNLOAD_BYTES`, an error status's body at most
+:data:`~promptc.replies.MAX_ERROR_BYTES` (:func:`~promptc.run.chat_api.error_hook`).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +47,17 @@ from promptc.build import BuiltRequest, read_manifest, request_paths
 from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
 from promptc.errors import Location, UsageError
-from promptc.run.chat_api import NO_KEY, openai_module, read_api_key
+from promptc.replies import ReplyTooLarge, capped_chunks, join_chunks
+from promptc.run.chat_api import (
+    NO_KEY,
+    ErrorReply,
+    error_hook,
+    openai_module,
+    read_api_key,
+    status_failure,
+)
 from promptc.run.collect import REPAIR_DIR, collect
-from promptc.run.engine import Failure
+from promptc.run.engine import RETRYABLE, Failure, backoff, retry_after_seconds
 from promptc.run.options import RunOptions
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, STATE_FILE, outputs_lock
 from promptc.run.progress import Events
@@ -60,6 +74,16 @@ TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 STATUSES = TERMINAL | {"validating", "in_progress", "finalizing", "cancelling"}
 #: The Batch API's one completion window.
 COMPLETION_WINDOW = "24h"
+#: The most of a file or batch object read (bytes), and of a page of the batch list (100
+#: batches): a batch object is about 1 kB.
+MAX_OBJECT_BYTES = 4 * 1024 * 1024
+#: The most pages of the batch list read in search of a batch an interrupted run created:
+#: it is among the newest, and a server that says "has more" forever is not followed on.
+MAX_LIST_PAGES = 100
+#: The most of an output or error file downloaded (bytes), written to disk as it arrives
+#: (memory holds one chunk): a shard holds at most 50,000 requests (the Batch API's limit),
+#: and 10 GB gives each 200 kB of answer and usage — answers of tens of thousands of tokens.
+MAX_DOWNLOAD_BYTES = 10 * 1000**3
 
 
 @dataclass
@@ -183,6 +207,7 @@ class BatchAPI:
                 code="batch-api-limit",
             )
         self.name = public_url(url) if url else ""  # no user name or password a URL carries
+        self.url = url or ""
         self.total = len(requests)
         self.options = options
         self.say = say
@@ -191,7 +216,10 @@ class BatchAPI:
             api_key=read_api_key(options.api_key_env) or NO_KEY,
             timeout=options.timeout,
             max_retries=options.max_retries,
+            http_client=openai.DefaultHttpxClient(event_hooks={"response": [error_hook]}),
         )
+        #: The client's calls whose replies are read as they arrive.
+        self.streamed = self.client.with_streaming_response
 
     def run_whole(self, build: Path, events: Events) -> RunResult:
         """Submits the build's shards (or resumes their recorded batches), waits for them,
@@ -254,7 +282,7 @@ class BatchAPI:
             b = batches[path.name]
             if b.input_file_id is None:
                 with path.open("rb") as f:
-                    made = self._call(self.client.files.create, file=f, purpose="batch")
+                    made = self._call(self.streamed.files.create, file=f, purpose="batch")
                 b.input_file_id = _file_id(made, "id")
                 if b.input_file_id is None:
                     raise Failure("bad-response", None, f"the upload of {path.name} has no file id")
@@ -263,7 +291,7 @@ class BatchAPI:
                 found = self._created_before(b.input_file_id)
                 if found is None:
                     found = self._call(
-                        self.client.batches.create,
+                        self.streamed.batches.create,
                         input_file_id=b.input_file_id,
                         endpoint=OPENAI_BATCH_URL,
                         completion_window=COMPLETION_WINDOW,
@@ -279,11 +307,23 @@ class BatchAPI:
                 self.say(f"{path.name}: resuming batch {b.batch_id} ({b.status})")
         return batches
 
-    def _created_before(self, input_file_id: str) -> Any:
-        """The batch an interrupted run created from this input file but did not record."""
-        for batch in self._call(self.client.batches.list, limit=100):
-            if getattr(batch, "input_file_id", None) == input_file_id:
-                return batch
+    def _created_before(self, input_file_id: str) -> Mapping[str, Any] | None:
+        """The batch an interrupted run created from this input file but did not record
+        (looked for in the newest :data:`MAX_LIST_PAGES` pages of the batch list)."""
+        after: dict[str, str] = {}
+        for _ in range(MAX_LIST_PAGES):
+            page = self._call(self.streamed.batches.list, limit=100, **after)
+            listed = page.get("data")
+            batches: list[Mapping[str, Any]] = (
+                [b for b in listed if isinstance(b, Mapping)] if isinstance(listed, list) else []
+            )
+            for batch in batches:
+                if batch.get("input_file_id") == input_file_id:
+                    return batch
+            last = batches[-1].get("id") if batches else None
+            if page.get("has_more") is not True or not isinstance(last, str):
+                return None
+            after = {"after": last}
         return None
 
     def _cancel(self, build: Path) -> dict[str, ShardBatch]:
@@ -304,7 +344,7 @@ class BatchAPI:
             if b.status in TERMINAL:
                 self.say(f"{b.shard}: batch {b.batch_id} already {b.status}")
                 continue
-            self._update(b, self._call(self.client.batches.cancel, b.batch_id))
+            self._update(b, self._call(self.streamed.batches.cancel, b.batch_id))
             write_state(build, batches)
             self.say(f"{b.shard}: batch {b.batch_id} {b.status}")
         return made
@@ -320,19 +360,19 @@ class BatchAPI:
             time.sleep(self.options.poll_interval)
             for b in waiting:
                 before = (b.status, dict(b.counts))
-                self._update(b, self._call(self.client.batches.retrieve, b.batch_id))
+                self._update(b, self._call(self.streamed.batches.retrieve, b.batch_id))
                 if (b.status, b.counts) != before:
                     write_state(build, batches)
                     events.note(_progress(b))
 
-    def _update(self, b: ShardBatch, batch: Any) -> None:
-        """``b`` as the server's batch object says it is now.
+    def _update(self, b: ShardBatch, batch: Mapping[str, Any]) -> None:
+        """``b`` as the server's batch object (its JSON) says it is now.
 
         Raises:
             Failure: The object has no id or a status the Batch API does not have (a server
                 that is not one): polling it would never end.
         """
-        bid, status = getattr(batch, "id", None), getattr(batch, "status", None)
+        bid, status = batch.get("id"), batch.get("status")
         if not isinstance(bid, str) or not bid or status not in STATUSES:
             raise Failure(
                 "bad-response",
@@ -343,14 +383,15 @@ class BatchAPI:
         b.batch_id, b.status = bid, status
         b.output_file_id = _file_id(batch, "output_file_id")
         b.error_file_id = _file_id(batch, "error_file_id")
-        counts = getattr(batch, "request_counts", None)
-        if counts is not None:
+        counts = batch.get("request_counts")
+        if isinstance(counts, Mapping):
             b.counts = {k: _count(counts, k) for k in ("total", "completed", "failed")}
-        errors = getattr(batch, "errors", None)
-        data = getattr(errors, "data", None)
+        errors = batch.get("errors")
+        data = errors.get("data") if isinstance(errors, Mapping) else None
         b.errors = [
-            f"{getattr(e, 'code', None)}: {getattr(e, 'message', None)}"
+            f"{e.get('code')}: {e.get('message')}"
             for e in (data if isinstance(data, list) else [])
+            if isinstance(e, Mapping)
         ]
 
     # -- download and collect ---------------------------------------------------------------
@@ -368,11 +409,7 @@ class BatchAPI:
                     continue
                 name = f"{stem}.{kind}.jsonl"
                 if b.downloaded.get(file_id) != name or not (folder / name).is_file():
-                    content = self._call(self.client.files.content, file_id)
-                    # JSON Lines end at "\n" alone: str.splitlines would also cut at the
-                    # U+2028, U+0085 … that raw UTF-8 answers may hold, losing them.
-                    lines = content.text.split("\n")
-                    write_atomic(folder / name, lines[:-1] if lines[-1] == "" else lines)
+                    self._download_file(file_id, folder / name)
                     b.downloaded[file_id] = name
                     write_state(build, batches)
                 files.append(folder / name)
@@ -405,30 +442,120 @@ class BatchAPI:
             )
         return result
 
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One call of the client, its failure worded as a :class:`Failure`."""
+    def _download_file(self, file_id: str, path: Path) -> None:
+        """``GET /files/{file_id}/content`` written to ``path`` as it arrives (at most
+        :data:`MAX_DOWNLOAD_BYTES`), whole or not at all.
+
+        Raises:
+            Failure: The server refused, or sent more than the cap.
+        """
+        what = f"the content of file {file_id}"
+
+        def write(response: Any) -> None:
+            chunks = capped_chunks(response.iter_bytes(), MAX_DOWNLOAD_BYTES, what, self.url)
+            write_atomic(path, jsonl_lines(chunks))
+
+        self._calling(self.streamed.files.content, (file_id,), {}, write)
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        """One call of the client's streamed responses, its reply read as it arrives (at most
+        :data:`MAX_OBJECT_BYTES`) as a JSON object, its failure worded as a
+        :class:`Failure`."""
+        reply: list[object] = []
+
+        def read(response: Any) -> None:
+            data = join_chunks(
+                response.iter_bytes(), MAX_OBJECT_BYTES, "a reply of the Batch API", self.url
+            )
+            try:
+                reply.append(json.loads(data.decode("utf-8-sig")))
+            except (ValueError, RecursionError) as e:
+                raise Failure("bad-response", None, f"its reply is not JSON: {e}") from None
+
+        self._calling(method, args, kwargs, read)
+        if not isinstance(reply[0], Mapping):
+            raise Failure("bad-response", None, "its reply is JSON but not an object")
+        return reply[0]
+
+    def _calling(
+        self,
+        method: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        read: Callable[[Any], None],
+    ) -> None:
+        """``read`` of the streamed response of one call, every failure worded as a
+        :class:`Failure`. An error status worth another attempt (429, 5xx) is retried up to
+        ``max_retries`` times, as the client retries a connection that fails (an error
+        status is the response hook's, :func:`~promptc.run.chat_api.error_hook`, which the
+        client's own retries never see); a file being uploaded is read again from its
+        start."""
+        for attempt in range(self.options.max_retries + 1):
+            try:
+                self._once(method, args, kwargs, read)
+                return
+            except ErrorReply as e:
+                failure = status_failure(e.status, e.detail[:300], retry_after_seconds(e.headers))
+                if failure.kind not in RETRYABLE or attempt == self.options.max_retries:
+                    raise failure from None
+            time.sleep(backoff(attempt, failure.retry_after))
+            for value in kwargs.values():
+                if hasattr(value, "seek"):
+                    value.seek(0)
+
+    def _once(
+        self,
+        method: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        read: Callable[[Any], None],
+    ) -> None:
+        """:meth:`_calling`'s one attempt.
+
+        Raises:
+            ErrorReply: An error status.
+            Failure: Any other failure.
+        """
         openai = openai_module()
         try:
-            return method(*args, **kwargs)
+            with method(*args, **kwargs) as response:
+                read(response)
+        except ReplyTooLarge as e:
+            raise Failure("reply-too-large", None, e.message) from None
         except openai.APIStatusError as e:
-            kind = "auth" if e.status_code in (401, 403) else "bad-request"
-            kind = "server" if e.status_code >= 500 else kind
-            raise Failure(kind, e.status_code, str(e.message)[:300]) from None
+            raise status_failure(e.status_code, str(e.message)[:300], None) from None
         except openai.APITimeoutError:
             raise Failure("timeout", None, "the Batch API did not answer") from None
         except openai.APIConnectionError as e:
             raise Failure("connection", None, str(e)[:300]) from None
 
 
-def _file_id(batch: Any, name: str) -> str | None:
+def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a JSON Lines file arriving in chunks of UTF-8, one at a time (a line cut
+    between two chunks joined again), without their line ends.
+
+    JSON Lines end at "\n" alone: str.splitlines would also cut at the U+2028, U+0085 …
+    that raw UTF-8 answers may hold, losing them.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    rest = ""
+    for chunk in chunks:
+        *lines, rest = (rest + decoder.decode(chunk)).split("\n")
+        yield from lines
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def _file_id(batch: Mapping[str, Any], name: str) -> str | None:
     """A file id of a batch object: a string, or none."""
-    value = getattr(batch, name, None)
+    value = batch.get(name)
     return value if isinstance(value, str) and value else None
 
 
-def _count(counts: Any, name: str) -> int:
+def _count(counts: Mapping[str, Any], name: str) -> int:
     """One of a batch's ``request_counts``: a whole number, else 0."""
-    value = getattr(counts, name, 0)
+    value = counts.get(name, 0)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 

@@ -6,6 +6,7 @@ that the cache key of a body names exactly what was asked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from promptc.build import BuiltRequest, ConstraintCache, constraint, grammar_tex
 from promptc.build.targets import strict_schema
 from promptc.errors import Location, UsageError
 from promptc.parse.shape import items_by_id
+from promptc.render.output_budget import fit_params
 from promptc.text import canonical_json
 
 if TYPE_CHECKING:
@@ -93,6 +95,21 @@ def request_body(
     else:
         body["response_format"] = strict_schema(grammar)
     return body
+
+
+def as_sent(task: Task, request: BuiltRequest, mode: GrammarMode | SendMode) -> BuiltRequest:
+    """``request`` with the parameters it is sent with in ``mode``: the build's, but that its
+    ``max_tokens`` is fitted to the JSON form when the model is made to answer in it and the
+    spec gives the budget per item (:func:`promptc.render.output_budget.fit_params`; a chat
+    build fits it to the text form, which ``gbnf`` and ``none`` ask for)."""
+    if mode != "json_schema" or task.model.max_tokens_per_item is None:
+        return request
+    by_id = items_by_id(task)
+    items = [by_id[i] for i in request.item_ids if i in by_id]
+    if len(items) != len(request.item_ids):
+        return request  # a stale build: request_body says so where it matters
+    params = fit_params(task, items, request.params, json_form=True)
+    return request if params is request.params else dataclasses.replace(request, params=params)
 
 
 def check_questions(task: Task, request: BuiltRequest, build: Path) -> None:
@@ -202,9 +219,14 @@ class Bodies:
             return [("json_schema", "other"), ("json_schema", "llama-cpp-python")]
         return [(self.mode, "other")]
 
+    def params(self, request: BuiltRequest, mode: SendMode) -> Mapping[str, Any]:
+        """The parameters sent with ``request`` in ``mode`` (:func:`as_sent`)."""
+        return as_sent(self.task, request, mode).params
+
     def body(self, request: BuiltRequest, mode: SendMode, server: ServerKind) -> dict[str, Any]:
         """The body of ``request`` in ``mode`` for an engine of form ``server``."""
         made = request.id in self.made
+        request = as_sent(self.task, request, mode)
         body = request_body(
             request, self.build, mode, server, self.model, self.task, made, self.constraints
         )

@@ -6,9 +6,15 @@ environment variable the run names (:func:`promptc.apikeys.api_key`: one a heade
 carry is a usage error) and sent in the ``Authorization`` header only; every message is
 scrubbed of it. The response body is read as it arrives, at most
 :data:`~promptc.run.engine.MAX_BODY_BYTES`, and its JSON read here, each part checked: a
-server's wrong types fail that request (``bad-response``) or leave out its usage, never more. ``openai`` is imported when a run starts (it is a heavy optional
-dependency: about 0.7 s), and its absence is a :class:`~promptc.errors.BackendError` that says
-what to install.
+server's wrong types fail that request (``bad-response``) or leave out its usage, never more.
+``openai`` is imported when a run starts (it is a heavy optional dependency: about 0.7 s), and
+its absence is a :class:`~promptc.errors.BackendError` that says what to install.
+
+No body is read whole by the client (:mod:`promptc.replies`): the answers and ``GET /models``
+are read through its streamed responses, each within its cap, and an error status's body
+(which the client would read whole before raising) is read by the HTTP client's response
+hook (:func:`error_hook`), at most :data:`~promptc.replies.MAX_ERROR_BYTES`, and raised as an
+:class:`ErrorReply`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from promptc.apikeys import BadKeyError, api_key
 from promptc.build.targets import message_text
 from promptc.errors import BackendError, Location, UsageError
-from promptc.run.context import PROBE_TIMEOUT, ServerContext, server_context
+from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, ajoin_chunks, join_chunks
+from promptc.run.context import PROBE_MAX_BYTES, PROBE_TIMEOUT, ServerContext, server_context
 from promptc.run.engine import (
     MAX_BODY_BYTES,
     Failure,
@@ -51,6 +58,11 @@ NO_KEY = "no-key-set"
 #: Answers to ``GET /models`` that mean "this API has no model list": not a llama.cpp server,
 #: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing.
 NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
+
+
+#: The most of ``GET /models`` read (bytes): the context probe's cap for the same list
+#: (OpenAI's is about 10 kB; a router's of hundreds of models, about 1 MB).
+MAX_MODELS_BYTES = PROBE_MAX_BYTES
 
 
 def openai_module() -> Any:
@@ -139,11 +151,15 @@ class ChatAPI:
 
     def _connected(self) -> Any:
         if self._client is None:
-            self._client = openai_module().AsyncOpenAI(
+            openai = openai_module()
+            self._client = openai.AsyncOpenAI(
                 base_url=self.url,
                 api_key=self._secret or NO_KEY,
                 timeout=self.timeout,
                 max_retries=0,  # retried by the run, to count attempts and say what failed
+                http_client=openai.DefaultAsyncHttpxClient(
+                    event_hooks={"response": [async_error_hook]}
+                ),
             )
         return self._client
 
@@ -151,13 +167,29 @@ class ChatAPI:
         """``GET /models``: a model owned by ``llamacpp`` or ``me`` is llama.cpp's; an API
         without that endpoint (:data:`NO_MODELS_STATUS`) is ``other``."""
         try:
-            models = await asyncio.wait_for(self._connected().models.list(), self.timeout)
+            models = await asyncio.wait_for(self._models(), self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is worded, none raised as is
             failure = self._failure(exc)
             if failure.status in NO_MODELS_STATUS or failure.kind == "bad-response":
                 return "other"  # an API without GET /models (or an odd one): not llama.cpp
             raise failure from None
         return server_kind(models)
+
+    async def _models(self) -> object:
+        """``GET /models``, read as it arrives (at most :data:`MAX_MODELS_BYTES`), as JSON.
+
+        Raises:
+            Failure: ``bad-response``: not JSON.
+            ReplyTooLarge: Longer than its cap.
+        """
+        async with self._connected().models.with_streaming_response.list() as response:
+            data = await ajoin_chunks(
+                response.iter_bytes(), MAX_MODELS_BYTES, "the reply of GET /models", self.url
+            )
+        try:
+            return json.loads(data.decode("utf-8-sig"))
+        except (ValueError, RecursionError) as e:
+            raise Failure("bad-response", None, f"GET /models is not JSON: {e}") from None
 
     async def context(self, model: str | None) -> ServerContext | None:
         return await asyncio.to_thread(
@@ -192,7 +224,7 @@ class ChatAPI:
             messages=body.get("messages", []),
             extra_body=dict(body),
         ) as response:
-            return await read_body(response.iter_bytes())
+            return await read_body(response.iter_bytes(), self.url)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -202,7 +234,113 @@ class ChatAPI:
     def _failure(self, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):
             return Failure("timeout", None, f"no complete answer within {self.timeout:g} s")
+        if isinstance(exc, ReplyTooLarge):
+            return Failure("reply-too-large", None, exc.message)
         return exc if isinstance(exc, Failure) else classify(exc, self._secret)
+
+
+# --------------------------------------------------------------------------------------------
+# Error statuses, read by the HTTP client's response hook
+# --------------------------------------------------------------------------------------------
+
+
+class ErrorReply(Exception):
+    """An error status (4xx, 5xx) and what its body says, read by :func:`error_hook` in place
+    of the openai client (which would read the body whole before raising its own error).
+
+    Attributes:
+        status: The HTTP status.
+        headers: The response's headers (``Retry-After``).
+        detail: The body's ``error.message`` (or its text), or what cut it short.
+    """
+
+    def __init__(self, status: int, headers: Mapping[str, str], detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.headers = headers
+        self.detail = detail
+
+
+def error_hook(response: Any) -> None:
+    """The response hook (``event_hooks``, httpx's public interface) of the clients the
+    engines talk through: an error status's body read here, at most
+    :data:`~promptc.replies.MAX_ERROR_BYTES`, and raised as an :class:`ErrorReply`; other
+    responses are left to their readers.
+
+    Raises:
+        ErrorReply: The status is 400 or more, or a redirect's body may be longer than the
+            cap (:func:`check_redirect`).
+    """
+    check_redirect(response)
+    if response.status_code < 400:
+        return
+    try:
+        body = join_chunks(response.iter_bytes(), MAX_ERROR_BYTES, *_error_source(response))
+    except ReplyTooLarge as e:
+        raise ErrorReply(response.status_code, dict(response.headers), e.message) from None
+    raise ErrorReply(response.status_code, dict(response.headers), error_detail(body))
+
+
+async def async_error_hook(response: Any) -> None:
+    """:func:`error_hook` of an asynchronous client.
+
+    Raises:
+        ErrorReply: The status is 400 or more, or a redirect's body may be longer than the
+            cap (:func:`check_redirect`).
+    """
+    check_redirect(response)
+    if response.status_code < 400:
+        return
+    try:
+        body = await ajoin_chunks(response.aiter_bytes(), MAX_ERROR_BYTES, *_error_source(response))
+    except ReplyTooLarge as e:
+        raise ErrorReply(response.status_code, dict(response.headers), e.message) from None
+    raise ErrorReply(response.status_code, dict(response.headers), error_detail(body))
+
+
+def check_redirect(response: Any) -> None:
+    """A redirect the client would follow, refused unless its body declares a length within
+    :data:`~promptc.replies.MAX_ERROR_BYTES`: the client reads that body whole before it
+    follows (a declared length bounds that read; a chunked body or one read to the end of
+    the connection has none).
+
+    Raises:
+        ErrorReply: The redirect's body may be longer than the cap.
+    """
+    if not response.has_redirect_location:
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= MAX_ERROR_BYTES:
+        return
+    url = public_url(str(response.request.url))
+    raise ErrorReply(
+        response.status_code,
+        dict(response.headers),
+        f"a redirect from {url} whose body may be over {MAX_ERROR_BYTES:,} bytes "
+        "(it declares no length within that); promptc does not follow it",
+    )
+
+
+def _error_source(response: Any) -> tuple[str, str]:
+    """What an error body is and where it comes from, for :class:`ReplyTooLarge`."""
+    request = response.request
+    what = f"the error body (HTTP {response.status_code}) of {request.method} {request.url.path}"
+    return what, str(request.url)
+
+
+def error_detail(body: bytes) -> str:
+    """What an error body says: its ``error.message`` (or ``message``) when it is JSON that
+    has one, else its text (``an empty body`` for none)."""
+    text = body.decode("utf-8", "replace")
+    if not text.strip():
+        return "an empty body"
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    err = data.get("error", data) if isinstance(data, Mapping) else data
+    message = err.get("message") if isinstance(err, Mapping) else err
+    return str(message) if message else text
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +349,11 @@ class ChatAPI:
 
 
 def classify(exc: BaseException, secret: str | None) -> Failure:
-    """An openai exception as a failure kind (a key of :data:`~promptc.run.engine.FAILURES`)."""
+    """An openai exception (or an :class:`ErrorReply`) as a failure kind (a key of
+    :data:`~promptc.run.engine.FAILURES`)."""
+    if isinstance(exc, ErrorReply):
+        retry_after = retry_after_seconds(exc.headers)
+        return status_failure(exc.status, scrub(exc.detail, secret), retry_after)
     openai = openai_module()
     detail = scrub(str(exc) or type(exc).__name__, secret)
     if isinstance(exc, openai.APITimeoutError):
@@ -222,19 +364,22 @@ def classify(exc: BaseException, secret: str | None) -> Failure:
             detail = scrub(f"{type(cause).__name__}: {cause}", secret)
         return Failure("connection", None, detail)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        message = _status_detail(exc, secret)
         retry_after = retry_after_seconds(getattr(exc.response, "headers", {}) or {})
-        if status in (401, 403):
-            return Failure("auth", status, message)
-        if status == 404:
-            return Failure("not-found", status, message)
-        if status == 429:
-            return Failure("rate-limit", status, message, retry_after)
-        if status in (408, 409) or status >= 500:
-            return Failure("server", status, message, retry_after)
-        return Failure("bad-request", status, message)
+        return status_failure(exc.status_code, _status_detail(exc, secret), retry_after)
     return Failure("bad-response", None, detail)
+
+
+def status_failure(status: int, message: str, retry_after: float | None) -> Failure:
+    """The failure of an HTTP error status."""
+    if status in (401, 403):
+        return Failure("auth", status, message)
+    if status == 404:
+        return Failure("not-found", status, message)
+    if status == 429:
+        return Failure("rate-limit", status, message, retry_after)
+    if status in (408, 409) or status >= 500:
+        return Failure("server", status, message, retry_after)
+    return Failure("bad-request", status, message)
 
 
 def _status_detail(exc: Any, secret: str | None) -> str:
@@ -247,18 +392,16 @@ def _status_detail(exc: Any, secret: str | None) -> str:
     return scrub(getattr(exc, "message", "") or str(exc), secret)
 
 
-async def read_body(chunks: AsyncIterator[bytes], limit: int = MAX_BODY_BYTES) -> bytes:
-    """The bytes of a response body as they arrive, refused once past ``limit``.
+async def read_body(chunks: AsyncIterator[bytes], url: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The bytes of a chat completion's body as they arrive, refused once past ``limit``.
 
     Raises:
         Failure: ``too-large``: the body is longer than ``limit``; the rest is not read.
     """
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise Failure("too-large", None, f"over {limit:,} bytes of JSON")
-    return bytes(body)
+    try:
+        return await ajoin_chunks(chunks, limit, "the answer of POST /chat/completions", url)
+    except ReplyTooLarge:
+        raise Failure("too-large", None, f"over {limit:,} bytes of JSON") from None
 
 
 def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
@@ -307,9 +450,12 @@ def json_type(value: object) -> str:
     return "a number" if isinstance(value, int | float) else "a list"
 
 
-def server_kind(models: Any) -> ServerKind:
-    """Which llama.cpp server (if any) answered ``GET /models``, by its models' ``owned_by``."""
-    owners = {getattr(m, "owned_by", None) for m in getattr(models, "data", []) or []}
+def server_kind(models: object) -> ServerKind:
+    """Which llama.cpp server (if any) answered ``GET /models`` (its JSON), by its models'
+    ``owned_by``."""
+    listed = models.get("data") if isinstance(models, Mapping) else None
+    entries = listed if isinstance(listed, list) else []
+    owners = {m.get("owned_by") for m in entries if isinstance(m, Mapping)}
     if "me" in owners:
         return "llama-cpp-python"
     if owners & LLAMA_CPP_OWNERS:

@@ -47,6 +47,7 @@ from promptc.ir import Task
 from promptc.parse.build_input import Build, open_build
 from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
+from promptc.run.bodies import as_sent
 from promptc.run.outputs import (
     OUTPUTS_FILE,
     REPLACED_FILE,
@@ -505,6 +506,7 @@ def write_repair_build(
                 made = None
                 if constraints is not None and form is not None:
                     made = constraint(task, r.kind, r.item_ids, form, constraints)
+                    r = as_sent(task, r, form)  # its budget fitted to the form it answers in
                 target = r.item_ids.index(r.target_item) if r.target_item is not None else None
                 line = BatchLine(k, r.id, r.item_ids, target, None, prompt_hash(r.messages), stem)
                 writer.add(replace(r, grammar=stem), line, made)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from promptc.build import BuiltRequest
+from promptc.replies import read_reply, urlopen
 
 #: Seconds to wait for each probe (two at most): a server that is slow to say is not waited for.
 PROBE_TIMEOUT = 3.0
@@ -59,11 +60,20 @@ class Need:
         return self.prompt_tokens + (self.max_tokens or DEFAULT_ANSWER_TOKENS) + TEMPLATE_TOKENS
 
 
-def largest_need(requests: Sequence[BuiltRequest]) -> Need | None:
-    """The request that needs the most context (estimated), or ``None`` for no requests."""
+def largest_need(
+    requests: Sequence[BuiltRequest],
+    params: Callable[[BuiltRequest], Mapping[str, Any]] | None = None,
+) -> Need | None:
+    """The request that needs the most context (estimated), or ``None`` for no requests.
+
+    Args:
+        params: Each request's parameters as sent (its ``max_tokens`` fitted to the answer's
+            form); default the build's.
+    """
     best: Need | None = None
     for r in requests:
-        mt = r.params.get("max_tokens", r.params.get("max_completion_tokens"))
+        sent = r.params if params is None else params(r)
+        mt = sent.get("max_tokens", sent.get("max_completion_tokens"))
         chars = sum(len(str(m.get("content", ""))) for m in r.messages)
         need = Need(
             r.id,
@@ -80,8 +90,8 @@ def _get(url: str, api_key: str | None, timeout: float) -> Any:
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url, headers=headers, method="GET")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read(PROBE_MAX_BYTES + 1)[:PROBE_MAX_BYTES])
+    with urlopen(request, timeout=timeout) as response:
+        return json.loads(read_reply(response, PROBE_MAX_BYTES, "a probe's reply", url))
 
 
 def _positive(value: object) -> int | None:

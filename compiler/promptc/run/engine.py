@@ -102,6 +102,10 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "the server's answer has no choices[0].message ({detail})",
         "check that --base-url points at an OpenAI-compatible chat API",
     ),
+    "reply-too-large": (
+        "{detail}",
+        "check that --base-url is the server meant (another service may answer there)",
+    ),
 }
 
 

@@ -31,14 +31,14 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc.errors import BackendError, UsageError
+from promptc.replies import ReplyTooLarge, read_reply, urlopen
 from promptc.run.chat_api import ChatAPI
-from promptc.run.context import ServerContext, fit_warning, largest_need
+from promptc.run.context import PROBE_MAX_BYTES, ServerContext, fit_warning, largest_need
 from promptc.run.models import INSTALL_LOCAL, fetch_model, find_model
 
 if TYPE_CHECKING:
@@ -100,9 +100,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between
 
 def _ready(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(base_url + "/models", timeout=2) as resp:
-            return resp.status == 200 and bool(json.loads(resp.read().decode()).get("data"))
-    except (urllib.error.URLError, OSError, ValueError):
+        with urlopen(base_url + "/models", timeout=2) as resp:
+            # The server's one model: a few hundred bytes, read within the probes' cap.
+            data = read_reply(resp, PROBE_MAX_BYTES, "the reply of GET /models", base_url)
+            return resp.status == 200 and bool(json.loads(data.decode()).get("data"))
+    except (urllib.error.URLError, OSError, ValueError, ReplyTooLarge):
         return False
 
 

@@ -66,7 +66,7 @@ from promptc.parse.build_input import Build, open_build
 from promptc.parse.results import summarize
 from promptc.parse.vote import settled
 from promptc.run.batch_api import BatchAPI
-from promptc.run.bodies import Bodies
+from promptc.run.bodies import Bodies, as_sent
 from promptc.run.cache import ResponseCache, default_cache_path
 from promptc.run.chat_api import ChatAPI
 from promptc.run.engine import Engine, WholeBuildEngine
@@ -187,7 +187,9 @@ def run_build(
         requests = requests[: options.limit]
     events = progress if isinstance(progress, Events) else Events(progress)
     name, url = engine_name(options, loaded.task.model.provider)
-    engine = ENGINES[name](options, url, requests, events.note)
+    # The engine sizes what it starts (the embedded server's context) to the requests as sent.
+    sent = [as_sent(loaded.task, r, options.grammar_mode) for r in requests]
+    engine = ENGINES[name](options, url, sent, events.note)
     if isinstance(engine, WholeBuildEngine):
         try:
             result = engine.run_whole(build, events)

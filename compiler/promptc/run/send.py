@@ -102,7 +102,7 @@ class Sender:
         mode, server = self.bodies.resolved
         if not self._context_checked:
             self._context_checked = True  # once a run: the server's context does not change
-            await self._check_context(requests)
+            await self._check_context(requests, mode)
         concurrency = min(self.options.concurrency, self.engine.slots or self.options.concurrency)
         self.events.note(
             f"sending {len(requests)} request(s) to {self.engine.name} "
@@ -145,10 +145,11 @@ class Sender:
         grammars = server != "other" and all(r.grammar for r in requests)
         return ("gbnf" if grammars else "none"), server
 
-    async def _check_context(self, requests: Sequence[BuiltRequest]) -> None:
+    async def _check_context(self, requests: Sequence[BuiltRequest], mode: SendMode) -> None:
         """Warns when the largest request may not fit the engine's context, if it says
-        (:mod:`promptc.run.context`); silent when it does not."""
-        need = largest_need(requests)
+        (:mod:`promptc.run.context`), with each request's ``max_tokens`` as sent in ``mode``;
+        silent when it does not."""
+        need = largest_need(requests, lambda r: self.bodies.params(r, mode))
         if need is None:
             return
         model = self.bodies.model or requests[0].params.get("model")

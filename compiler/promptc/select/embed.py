@@ -40,6 +40,7 @@ from promptc import text
 from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import Location, SelectionError
 from promptc.ir import EmbeddingEndpoint
+from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, read_reply, urlopen
 from promptc.text import cache_dir, public_url, sha256_text
 
 if TYPE_CHECKING:
@@ -285,6 +286,10 @@ ENDPOINT_BACKEND = "openai-embeddings"
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 #: Longest wait between two tries, in seconds (a Retry-After header is honoured up to it).
 MAX_BACKOFF = 30.0
+#: The most of an answer read per text embedded (bytes), besides 1 MB for the rest: a vector
+#: of 8,192 numbers (wider than any model's) is about 200 kB of JSON, and per-token vectors
+#: (mean-pooled here) of a text of 150 tokens at 1,024 dimensions about 4 MB.
+ANSWER_BYTES_PER_TEXT = 4_000_000
 
 
 def endpoint_ref(endpoint: EmbeddingEndpoint) -> ModelRef:
@@ -355,11 +360,14 @@ class EndpointEmbedder:
                 request = urllib.request.Request(
                     self.url, data=data, headers=self.headers, method="POST"
                 )
-                with urllib.request.urlopen(request, timeout=self.endpoint.timeout) as answer:
-                    payload = answer.read()
+                limit = ANSWER_BYTES_PER_TEXT * len(batch) + 1_000_000
+                with urlopen(request, timeout=self.endpoint.timeout) as answer:
+                    payload = read_reply(answer, limit, "the answer", self.url)
                 return self._vectors(payload, len(batch))
+            except ReplyTooLarge as e:
+                raise self._failed(e.message) from None
             except urllib.error.HTTPError as e:
-                detail = f"HTTP {e.code} {e.reason}: {_snippet(e.read())}"
+                detail = f"HTTP {e.code} {e.reason}: {self._error_body(e)}"
                 if e.code not in RETRY_STATUSES:
                     raise self._failed(detail) from None
                 retry_after = e.headers.get("Retry-After") if e.headers else None
@@ -373,6 +381,20 @@ class EndpointEmbedder:
                 raise self._failed(f"{detail} (after {tries} tr{'y' if tries == 1 else 'ies'})")
             time.sleep(wait_for if wait_for is not None else min(0.25 * 2**attempt, MAX_BACKOFF))
             attempt += 1
+
+    def _error_body(self, e: urllib.error.HTTPError) -> str:
+        """What an error status's body says, at most :data:`~promptc.replies.MAX_ERROR_BYTES`
+        of it read."""
+        try:
+            return _snippet(
+                read_reply(e, MAX_ERROR_BYTES, f"the error body (HTTP {e.code})", self.url)
+            )
+        except ReplyTooLarge as too_large:
+            return too_large.message
+        except OSError as lost:  # the connection broke while the body was read
+            return f"its body was lost ({lost})"
+        finally:
+            e.close()  # the rest is not read: the connection goes now, not when e does
 
     def _failed(self, detail: str) -> SelectionError:
         return _error(

@@ -1,0 +1,186 @@
+"""Bounded reads of what servers reply: every HTTP body promptc reads from a server (a chat
+completion, an error page, a model list, a Batch API object or file, embeddings, a probe) is
+read as it arrives and refused past a cap its caller states beside it, with the reason. A
+server that sends a huge or endless body costs at most the cap in memory (or on disk), never
+all it sends, and the reader ends in :class:`ReplyTooLarge`, which names what was read and
+from where (the URL without credentials: :func:`promptc.text.public_url`).
+
+Three forms of reading share one count (:class:`Cap`):
+
+- :func:`read_reply`: a file-like response (``urllib``'s, or an ``HTTPError``): at most the cap
+  and one byte more are read;
+- :func:`join_chunks` / :func:`ajoin_chunks`: the chunks of a streamed response (the openai
+  client's ``iter_bytes``), joined;
+- :func:`capped_chunks`: the same chunks handed on one at a time (a download written to disk).
+
+:func:`urlopen` is ``urllib.request.urlopen`` but that a redirect's body, which urllib reads
+whole before it follows the redirect, is read first within :data:`MAX_ERROR_BYTES`
+(:class:`BoundedRedirects`).
+"""
+
+from __future__ import annotations
+
+import functools
+import urllib.request
+from collections.abc import AsyncIterable, Iterable, Iterator
+from email.message import Message
+from typing import IO, Any, Protocol
+
+from promptc.errors import BackendError
+from promptc.text import public_url
+
+__all__ = [
+    "MAX_ERROR_BYTES",
+    "MESSAGES",
+    "Cap",
+    "ReplyTooLarge",
+    "ajoin_chunks",
+    "capped_chunks",
+    "join_chunks",
+    "read_reply",
+    "urlopen",
+]
+
+#: The most of an error status's body read (bytes): an API's error is a JSON object of a few
+#: hundred bytes, of which a message shows 300 characters; a megabyte is room for any of them
+#: (and for an HTML error page), and no more is held for a server that sends gigabytes.
+MAX_ERROR_BYTES = 1_000_000
+
+MESSAGES: dict[str, str] = {
+    "reply-too-large": "{what} from {url} is over {limit:,} bytes; promptc stopped reading it "
+    "there",
+}
+HINTS: dict[str, str] = {
+    "reply-too-large": "check that {url} is the server meant (a proxy or another service may "
+    "answer in its place)",
+}
+
+
+class ReplyTooLarge(BackendError):
+    """A server's reply that is longer than its reader's cap (``reply-too-large``).
+
+    Attributes:
+        what: What was read (``the error body of POST /chat/completions``).
+        url: Where from, without credentials.
+        limit: The cap, in bytes.
+    """
+
+    def __init__(self, what: str, url: str, limit: int) -> None:
+        self.what = what
+        self.url = public_url(url)
+        self.limit = limit
+        code = "reply-too-large"
+        super().__init__(
+            MESSAGES[code].format(what=what, url=self.url, limit=limit),
+            hint=HINTS[code].format(url=self.url),
+            code=code,
+        )
+
+
+class Cap:
+    """The count of one reply's bytes against its cap.
+
+    Args:
+        limit: The most bytes read.
+        what: What is read, for the message.
+        url: Where from (credentials are left out of the message).
+    """
+
+    def __init__(self, limit: int, what: str, url: str) -> None:
+        self.limit = limit
+        self.what = what
+        self.url = url
+        self.read = 0
+
+    def take(self, chunk: bytes) -> bytes:
+        """Counts ``chunk`` in and hands it back.
+
+        Raises:
+            ReplyTooLarge: The reply is now past the cap.
+        """
+        self.read += len(chunk)
+        if self.read > self.limit:
+            raise ReplyTooLarge(self.what, self.url, self.limit)
+        return chunk
+
+
+class Readable(Protocol):
+    """A file-like response: ``urllib``'s, or an ``HTTPError``."""
+
+    def read(self, amt: int, /) -> bytes: ...
+
+
+def read_reply(response: Readable, limit: int, what: str, url: str) -> bytes:
+    """The body of a file-like response, at most ``limit`` bytes.
+
+    Raises:
+        ReplyTooLarge: The body is longer; only ``limit`` and one byte more were read.
+    """
+    return Cap(limit, what, url).take(response.read(limit + 1))
+
+
+def join_chunks(chunks: Iterable[bytes], limit: int, what: str, url: str) -> bytes:
+    """The chunks of a streamed body joined, at most ``limit`` bytes.
+
+    Raises:
+        ReplyTooLarge: The body is longer; no chunk after the one that passed the cap is read.
+    """
+    return b"".join(capped_chunks(chunks, limit, what, url))
+
+
+def capped_chunks(chunks: Iterable[bytes], limit: int, what: str, url: str) -> Iterator[bytes]:
+    """The chunks of a streamed body, one at a time, at most ``limit`` bytes in all.
+
+    Raises:
+        ReplyTooLarge: The body is longer (raised when the chunk that passes the cap arrives).
+    """
+    cap = Cap(limit, what, url)
+    for chunk in chunks:
+        yield cap.take(chunk)
+
+
+async def ajoin_chunks(chunks: AsyncIterable[bytes], limit: int, what: str, url: str) -> bytes:
+    """:func:`join_chunks` of an asynchronous stream.
+
+    Raises:
+        ReplyTooLarge: The body is longer; no chunk after the one that passed the cap is read.
+    """
+    cap = Cap(limit, what, url)
+    body = bytearray()
+    async for chunk in chunks:
+        body += cap.take(chunk)
+    return bytes(body)
+
+
+class BoundedRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as urllib follows them, but that a redirect's body (which urllib
+    reads whole, to free the connection, before it follows) is read here first, at most
+    :data:`MAX_ERROR_BYTES`: urllib's own read then finds nothing left."""
+
+    def http_error_302(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+    ) -> Any:
+        read_reply(fp, MAX_ERROR_BYTES, f"the body of a redirect (HTTP {code})", req.full_url)
+        return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[arg-type]
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(BoundedRedirects)
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float) -> Any:
+    """``urllib.request.urlopen(request, timeout=timeout)`` with :class:`BoundedRedirects`.
+
+    Raises:
+        ReplyTooLarge: A redirect's body is longer than :data:`MAX_ERROR_BYTES`.
+        urllib.error.URLError: As ``urlopen`` (an ``HTTPError`` for an error status).
+    """
+    return _opener().open(request, timeout=timeout)
