@@ -206,7 +206,9 @@ class ChatEndpoint:
         )
         with urlopen(request, timeout=self.timeout) as response:
             # At most what a run reads of one chat completion (MAX_BODY_BYTES).
-            answer = json.loads(read_reply(response, MAX_BODY_BYTES, "the answer", self.url))
+            answer = json.loads(
+                read_reply(response, MAX_BODY_BYTES, "the answer", self.url, self.timeout)
+            )
         choice = answer["choices"][0]
         return {
             "id": row["id"],

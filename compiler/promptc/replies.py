@@ -20,7 +20,10 @@ whole before it follows the redirect, is read first within :data:`MAX_ERROR_BYTE
 
 from __future__ import annotations
 
+import base64
 import functools
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterable, Iterable, Iterator
 from email.message import Message
@@ -110,13 +113,28 @@ class Readable(Protocol):
     def read(self, amt: int, /) -> bytes: ...
 
 
-def read_reply(response: Readable, limit: int, what: str, url: str) -> bytes:
-    """The body of a file-like response, at most ``limit`` bytes.
+def read_reply(
+    response: Readable, limit: int, what: str, url: str, seconds: float | None = None
+) -> bytes:
+    """The body of a file-like response, at most ``limit`` bytes, read within ``seconds`` in
+    all when given (a socket's timeout bounds each read, and a server sending a byte at a
+    time would never trip it).
 
     Raises:
         ReplyTooLarge: The body is longer; only ``limit`` and one byte more were read.
+        TimeoutError: The whole body took longer than ``seconds``.
     """
-    return Cap(limit, what, url).take(response.read(limit + 1))
+    cap = Cap(limit, what, url)
+    if seconds is None:
+        return cap.take(response.read(limit + 1))
+    deadline = time.monotonic() + seconds
+    read = getattr(response, "read1", response.read)  # what has arrived, not a full buffer
+    body = bytearray()
+    while chunk := read(1 << 16):
+        body += cap.take(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} from {public_url(url)} took over {seconds:g} s")
+    return bytes(body)
 
 
 def join_chunks(chunks: Iterable[bytes], limit: int, what: str, url: str) -> bytes:
@@ -179,8 +197,23 @@ def _opener() -> urllib.request.OpenerDirector:
 def urlopen(request: urllib.request.Request | str, timeout: float) -> Any:
     """``urllib.request.urlopen(request, timeout=timeout)`` with :class:`BoundedRedirects`.
 
+    A URL's user name and password (``http://user:pw@host/v1``, a proxy's) are sent as Basic
+    authentication, as the chat client sends them, unless the request carries its own
+    ``Authorization``: urllib would take them for part of the host name.
+
     Raises:
         ReplyTooLarge: A redirect's body is longer than :data:`MAX_ERROR_BYTES`.
         urllib.error.URLError: As ``urlopen`` (an ``HTTPError`` for an error status).
     """
+    if isinstance(request, str):
+        request = urllib.request.Request(request)
+    parts = urllib.parse.urlsplit(request.full_url)
+    if parts.username is not None or parts.password is not None:
+        netloc = parts.netloc.rpartition("@")[2]
+        request.full_url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        if not request.has_header("Authorization"):
+            user = urllib.parse.unquote(parts.username or "")
+            secret = urllib.parse.unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
+            request.add_header("Authorization", f"Basic {token}")
     return _opener().open(request, timeout=timeout)

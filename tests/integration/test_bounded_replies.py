@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import pytest
 from loopback import QuietHandler, send_json, serving
-from promptc.errors import SelectionError
+from promptc.errors import BackendError, SelectionError
 from promptc.ir import EmbeddingEndpoint
 from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, join_chunks, read_reply
 from promptc.run.chat_api import MAX_MODELS_BYTES
@@ -462,3 +462,51 @@ def test_urllib_reads_a_redirects_body_within_its_cap() -> None:
         f"{url}/embeddings is over 1,000,000 bytes; promptc stopped reading it there"
     )
     assert context is not None and context.tokens == 4096
+
+
+def test_a_reply_dripping_a_byte_at_a_time_ends_at_its_deadline() -> None:
+    """A socket's timeout bounds each read, and a server sending a byte every 0.2 s never
+    trips it: the plan probe read such an answer without end. Read within ``seconds``, it
+    ends soon after them."""
+    from promptc.replies import urlopen
+
+    class Dripping(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(200):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+
+    with serving(Dripping) as url:
+        start = time.monotonic()
+        with urlopen(url + "/models", timeout=1) as response, pytest.raises(TimeoutError) as e:
+            read_reply(response, 1_000_000, "the model list", url, seconds=1)
+        took = time.monotonic() - start
+    assert str(e.value) == f"the model list from {url} took over 1 s"
+    assert took < 3
+
+
+def test_a_url_with_a_user_and_password_is_asked_with_basic_authentication() -> None:
+    """urllib took ``user:pw@127.0.0.1`` for a host name ('Name or service not known', the
+    password in the message): eval's endpoint check and plan's probe refused a server that
+    run reached."""
+    from promptc.eval.runner import check_endpoint
+
+    seen: list[str | None] = []
+
+    class Models(QuietHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            send_json(self, {"data": [{"id": "m"}]})
+
+    with serving(Models) as url:
+        check_endpoint(url.replace("http://", "http://us%40er:pa%3Ass@"))
+    assert seen == ["Basic dXNAZXI6cGE6c3M="]  # base64 of us@er:pa:ss
+    with pytest.raises(BackendError) as e:
+        check_endpoint("http://user:SECRETPW@127.0.0.1:9/v1", timeout=2)
+    assert "SECRETPW" not in e.value.format()
+    assert e.value.message.startswith("nothing answers at http://127.0.0.1:9/v1 (")

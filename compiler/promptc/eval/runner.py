@@ -23,6 +23,7 @@ from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
 from promptc.spec.lower import compile_spec
+from promptc.text import public_url
 
 if TYPE_CHECKING:
     from promptc.run.progress import Events
@@ -49,7 +50,8 @@ def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise BackendError(
-            f"nothing answers at {base_url} ({reason}): no request was sent and no report written",
+            f"nothing answers at {public_url(base_url)} ({reason}): no request was sent and no "
+            "report written",
             location=Location("<command line>"),
             path=("--base-url",),
             hint="start the server or fix --base-url; --local answers with the embedded model",

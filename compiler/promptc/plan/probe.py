@@ -87,7 +87,9 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
     try:
         with urlopen(request, timeout=PROBE_TIMEOUT) as response:
             # A chat completion, as a run reads it: at most its cap.
-            data = read_reply(response, MAX_BODY_BYTES, "the answer", request.full_url)
+            data = read_reply(
+                response, MAX_BODY_BYTES, "the answer", request.full_url, PROBE_TIMEOUT
+            )
         reply = json.loads(data.decode("utf-8-sig"))
     except ReplyTooLarge as e:
         raise BackendError(
@@ -155,7 +157,7 @@ def probe(base_url: str, model: str) -> Rates:
         if inv_read > 0 and inv_write > 0:
             return Rates(1 / inv_read, 1 / inv_write, "wall time")
     raise BackendError(
-        f"the server at {base_url} gave no usage or timings to measure its speed from",
+        f"the server at {public_url(base_url)} gave no usage or timings to measure its speed from",
         location=Location(COMMAND_LINE),
         path=("--probe",),
         code="probe-no-usage",

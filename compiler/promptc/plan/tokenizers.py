@@ -176,7 +176,9 @@ class GGUFTokenizer:
         try:
             with urlopen(request, timeout=SERVER_TIMEOUT) as response:
                 return json.loads(
-                    read_reply(response, limit, f"the reply of {endpoint}", self._root)
+                    read_reply(
+                        response, limit, f"the reply of {endpoint}", self._root, SERVER_TIMEOUT
+                    )
                 )
         except (OSError, ValueError) as e:  # too long a reply is a ReplyTooLarge, said as is
             raise BackendError(

@@ -91,7 +91,7 @@ def _get(url: str, api_key: str | None, timeout: float) -> Any:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(url, headers=headers, method="GET")
     with urlopen(request, timeout=timeout) as response:
-        return json.loads(read_reply(response, PROBE_MAX_BYTES, "a probe's reply", url))
+        return json.loads(read_reply(response, PROBE_MAX_BYTES, "a probe's reply", url, timeout))
 
 
 def _positive(value: object) -> int | None:

@@ -102,7 +102,7 @@ def _ready(base_url: str) -> bool:
     try:
         with urlopen(base_url + "/models", timeout=2) as resp:
             # The server's one model: a few hundred bytes, read within the probes' cap.
-            data = read_reply(resp, PROBE_MAX_BYTES, "the reply of GET /models", base_url)
+            data = read_reply(resp, PROBE_MAX_BYTES, "the reply of GET /models", base_url, 2)
             return resp.status == 200 and bool(json.loads(data.decode()).get("data"))
     except (urllib.error.URLError, OSError, ValueError, ReplyTooLarge):
         return False

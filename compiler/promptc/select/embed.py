@@ -362,7 +362,9 @@ class EndpointEmbedder:
                 )
                 limit = ANSWER_BYTES_PER_TEXT * len(batch) + 1_000_000
                 with urlopen(request, timeout=self.endpoint.timeout) as answer:
-                    payload = read_reply(answer, limit, "the answer", self.url)
+                    payload = read_reply(
+                        answer, limit, "the answer", self.url, self.endpoint.timeout
+                    )
                 return self._vectors(payload, len(batch))
             except ReplyTooLarge as e:
                 raise self._failed(e.message) from None
