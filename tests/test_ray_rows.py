@@ -245,3 +245,43 @@ def test_an_unknown_grammar_form_is_refused_naming_the_accepted_ones(
     assert schema["schema"] == json.loads(str(row["json_schema"]))
     body = http_payload(row, "none")["payload"]
     assert "grammar" not in body and "response_format" not in body
+
+
+def test_the_chat_endpoint_reads_answers_as_run_does_and_says_what_failed(
+    tmp_path: Path,
+) -> None:
+    """Content given as text parts is the answer's text; an error status, an answer with no
+    choices or a body that is not JSON is a message naming the request and the URL (it was
+    an HTTPError, IndexError or UnicodeDecodeError)."""
+    from loopback import QuietHandler, chat_completion, send_json, serving
+    from promptc.errors import BackendError
+
+    folder = _build(tmp_path, "sentiment.yaml")
+    row = next(iter(request_rows(folder)))
+    replies: list[tuple[int, object]] = []
+
+    class Scripted(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status, payload = replies.pop(0)
+            send_json(self, payload, status)
+
+    parts = chat_completion("")
+    parts["choices"][0]["message"]["content"] = [{"type": "text", "text": "A[1]: positive"}]
+    with serving(Scripted) as url:
+        endpoint = ChatEndpoint(url, timeout=5)
+        replies.append((200, parts))
+        assert endpoint(row)["generated_text"] == "A[1]: positive"
+        failures = {
+            'HTTP 500: {"error": "down"}': (500, {"error": "down"}),
+            "choices is empty": (200, {**chat_completion("x"), "choices": []}),
+            "its body is not JSON": (200, b"<html>"),
+        }
+        for why, reply in failures.items():
+            replies.append(reply)
+            with pytest.raises(BackendError) as e:
+                endpoint(row)
+            assert e.value.code == "chat-endpoint"
+            assert e.value.message.startswith(
+                f"request {row['id']}: {url}/chat/completions gave no answer: {why}"
+            )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -35,12 +36,13 @@ from promptc.build.grammars import grammar_text
 from promptc.errors import BackendError, UsageError, did_you_mean
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
-from promptc.replies import read_reply, urlopen
+from promptc.replies import MAX_ERROR_BYTES, read_reply, urlopen
 from promptc.run.bodies import as_sent
-from promptc.run.engine import MAX_BODY_BYTES
+from promptc.run.chat_api import reply_of
+from promptc.run.engine import MAX_BODY_BYTES, Failure
 from promptc.run.outputs import RESULTS_FILE
 from promptc.run.repair import merge_answers, parse_answer, result_line
-from promptc.text import write_atomic
+from promptc.text import public_url, write_atomic
 
 if TYPE_CHECKING:
     import ray.data
@@ -198,24 +200,46 @@ class ChatEndpoint:
         self.timeout = timeout
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The row with its answer.
+
+        Raises:
+            BackendError: ``chat-endpoint``: the endpoint answered with an error status, no
+                answer a chat API gives, or not within the timeout; the message names the
+                request, the URL (without credentials) and what failed.
+        """
         payload = http_payload(row, self.grammar)
         request = urllib.request.Request(
             self.url,
             data=json.dumps(payload["payload"]).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urlopen(request, timeout=self.timeout) as response:
-            # At most what a run reads of one chat completion (MAX_BODY_BYTES).
-            answer = json.loads(
-                read_reply(response, MAX_BODY_BYTES, "the answer", self.url, self.timeout)
-            )
-        choice = answer["choices"][0]
+        try:
+            with urlopen(request, timeout=self.timeout) as response:
+                # At most what a run reads of one chat completion (MAX_BODY_BYTES).
+                data = read_reply(response, MAX_BODY_BYTES, "the answer", self.url, self.timeout)
+            # The answer read as run reads it: its content in any form the API documents.
+            reply, _ = reply_of(data, None)
+        except urllib.error.HTTPError as e:
+            body = read_reply(e, MAX_ERROR_BYTES, f"the error body (HTTP {e.code})", self.url)
+            why = f"HTTP {e.code}: {body[:300].decode('utf-8', 'replace')}"
+            raise self._failed(row, why) from None
+        except Failure as e:
+            raise self._failed(row, e.detail) from None
+        except (OSError, ValueError) as e:  # no connection, a timeout, a reply past its cap
+            raise self._failed(row, str(getattr(e, "reason", e))) from None
         return {
             "id": row["id"],
             "position": row["position"],
-            "generated_text": choice["message"]["content"],
-            "finish_reason": choice.get("finish_reason"),
+            "generated_text": reply.text,
+            "finish_reason": reply.finish_reason,
         }
+
+    def _failed(self, row: Mapping[str, Any], why: str) -> BackendError:
+        return BackendError(
+            f"request {row['id']}: {public_url(self.url)} gave no answer: {why}",
+            hint="check that the URL points at an OpenAI-compatible chat API",
+            code="chat-endpoint",
+        )
 
 
 class ParseAnswers:
