@@ -25,7 +25,7 @@ DataFormat = Literal["jsonl", "json", "csv"]
 
 MESSAGES: dict[str, str] = {
     "bad-options": "column {column!r} (input {input!r}, of type options) holds {found}; "
-    "expected a list of 1 to 26 non-empty strings, no two the same but for case",
+    "expected a list of 1 to 26 non-empty strings",
     "absolute-path": "data path {path!r} is absolute; expected a path relative to the spec's "
     "folder",
     "escapes-folder": "data path {path!r} leaves the spec's folder",
@@ -79,14 +79,10 @@ data_error = partial(coded_error, DataError, MESSAGES, HINTS)
 
 
 def option_list(value: Any) -> tuple[str, ...] | None:
-    """An ``options`` value: a list of 1 to 26 non-empty strings, no two the same but for
-    case or outer white space (an answer naming one by its text could not tell them apart),
-    or ``None``."""
+    """An ``options`` value: a list of 1 to 26 non-empty strings, or ``None``."""
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
         return None
     if not all(isinstance(v, str) and v.strip() for v in value):
-        return None
-    if len({v.strip().casefold() for v in value}) < len(value):
         return None
     return tuple(value)
 
