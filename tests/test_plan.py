@@ -255,3 +255,21 @@ def test_max_tokens_is_never_the_expected_output_but_a_warning(tmp_path: Path) -
         f"model.max_tokens: warning: single: {len(requests)} of {len(requests)} request(s) "
         "need more output than model.max_tokens 3" in warning
     )
+
+
+def test_plan_grammar_json_schema_plans_the_json_form_the_run_is_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The JSON form takes more output tokens than the text form (keys, quotes, braces):
+    plan says so when the runs will be constrained by the JSON Schema export."""
+    spec = str(Path(__file__).resolve().parents[1] / "specs" / "sentiment.yaml")
+    out: dict[str, dict] = {}
+    for grammar in ("auto", "gbnf", "none", "json-schema"):
+        args = ["plan", spec, "--strategies", "batch", "--batch-sizes", "8", "--format", "json"]
+        assert run([*args, "--grammar", grammar]) == 0
+        (out[grammar],) = json.loads(capsys.readouterr().out)["variants"]
+    assert out["auto"] == out["gbnf"] == out["none"]
+    assert out["json-schema"]["output_tokens"] > out["auto"]["output_tokens"]
+    assert out["json-schema"]["input_tokens"] == out["auto"]["input_tokens"]
+    assert run(["plan", spec, "--grammar", "xml"]) == 2
+    assert "Invalid value for '--grammar'" in capsys.readouterr().err

@@ -523,6 +523,7 @@ def plan_spec(
     model_path: PathLike | None = None,
     probe: bool = False,
     base_url: str | None = None,
+    grammar: str = "auto",
 ) -> Plan:
     """Counts every variant's requests, tokens and cost, without a model (unless asked to
     measure one).
@@ -539,6 +540,9 @@ def plan_spec(
             one, fetched if missing); with ``probe``, measure it.
         probe: Measure the engine at ``base_url`` (or the embedded one) with two short
             requests, and estimate each variant's wall time.
+        grammar: How the runs will constrain the answers (``run --grammar``): with
+            ``json-schema`` the model answers in the grammar's JSON form, whose output tokens
+            and per-item budget are planned; any other mode, the text form.
 
     Returns:
         The plan: ``plan.to_dict()`` is the data of ``promptc plan --format json``;
@@ -552,9 +556,15 @@ def plan_spec(
     from promptc.plan.probe import probe as probe_engine
     from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies
     from promptc.plan.variants import variants as make_variants
+    from promptc.run.bodies import GRAMMAR_MODES
     from promptc.run.local import local_server
     from promptc.run.models import fetch_model, find_model
 
+    if grammar.replace("-", "_") not in GRAMMAR_MODES:
+        raise UsageError(
+            f"unknown grammar mode {grammar!r}; expected auto, gbnf, json-schema or none",
+            code="bad-grammar-mode",
+        )
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
@@ -570,6 +580,7 @@ def plan_spec(
         price_in=price_in,
         price_out=price_out,
         price_cached=price_cached,
+        json_form=grammar.replace("-", "_") == "json_schema",
     )
     if probe and local:
         with local_server(model_path) as url:

@@ -194,6 +194,14 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     help="With --local: the GGUF model (default: the bundled SmolLM2); also the tokenizer.",
 )
 @click.option("--base-url", default=None, metavar="URL", help="With --probe: the server to probe.")
+@click.option(
+    "--grammar",
+    type=click.Choice(("auto", "gbnf", "json-schema", "none")),
+    default="auto",
+    show_default=True,
+    help="How the runs will constrain the answers (run --grammar): with json-schema the "
+    "output tokens and per-item budget are those of the grammar's JSON form.",
+)
 @format_option("table", "json")
 def plan_command(
     spec: str,
@@ -211,6 +219,7 @@ def plan_command(
     local: bool,
     model_path: str | None,
     base_url: str | None,
+    grammar: str,
     fmt: str,
 ) -> None:
     """Count the requests, tokens and cost of every strategy for SPEC, without a model.
@@ -232,6 +241,7 @@ def plan_command(
         model_path=model_path,
         probe=probe,
         base_url=base_url,
+        grammar=grammar,
     )
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
