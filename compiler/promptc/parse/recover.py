@@ -115,20 +115,26 @@ def _outside_questions(norm: str, found: list[Marker], shape: RequestShape) -> l
     ``Great food.\nA[2]: negative``): where ``Q[i]:`` is followed by item i's question as
     the request holds it, what lies inside that question is the question's, not the output's
     next answer."""
+    # Each question normalised once: a hostile output may repeat one marker 100,000 times.
+    wanted = {
+        k: normalise_lookalikes(q)[0]
+        for k, q in enumerate(shape.questions, 1)
+        if markers.INDEX_OPEN in q
+    }
+    if not wanted:
+        return found
     kept: list[Marker] = []
     inside_until = -1
     for m in found:
         if m.start < inside_until:
             continue
         kept.append(m)
-        if m.kind == markers.QUESTION_PREFIX and 1 <= m.index <= len(shape.questions):
-            question = shape.questions[m.index - 1]
-            if markers.INDEX_OPEN in question:
-                blanks = _BLANKS.match(norm, m.end)
-                start = blanks.end() if blanks is not None else m.end
-                wanted = normalise_lookalikes(question)[0]
-                if norm.startswith(wanted, start):
-                    inside_until = start + len(wanted)
+        question = wanted.get(m.index) if m.kind == markers.QUESTION_PREFIX else None
+        if question is not None:
+            blanks = _BLANKS.match(norm, m.end)
+            start = blanks.end() if blanks is not None else m.end
+            if norm.startswith(question, start):
+                inside_until = start + len(question)
     return kept
 
 
