@@ -125,3 +125,17 @@ def test_a_terminal_that_cannot_spell_the_output_gets_it_escaped(
     # click writes UTF-8 where a stream says ASCII (a misconfigured locale); any other
     # encoding is kept, and what it cannot spell escaped.
     assert b"\\u2192 " in built.stdout if encoding == "latin-1" else "→".encode() in built.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """``promptc show … | head``: the reader goes away; click exited 1 with nothing said."""
+    spec = str(SPECS / "gsm8k.yaml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptc", "show", spec, "--batches"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes: its first write finds no reader
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=60), err) == (0, b"")

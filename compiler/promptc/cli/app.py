@@ -32,8 +32,10 @@ command would first load the whole pipeline (YAML, Jinja, lark, jsonschema, rich
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, NoReturn
@@ -86,6 +88,18 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"promptc.cli.{cmd_name}")
         command: click.Command = getattr(module, f"{cmd_name}_command")
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`promptc show … | head`): what is left goes nowhere, and
+            # the command succeeded as far as anyone can read (click would exit 1 here).
+            # stdout points at /dev/null from now on, so that the interpreter's last flush
+            # does not fail again (the standard library's advice for SIGPIPE).
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's own asks each command for its help, which would import them all.
