@@ -415,3 +415,15 @@ def test_eval_refuses_a_timing_it_cannot_divide_by(
     timing.write_text('{"seconds": 2}', encoding="utf-8")
     status, doc = _eval(spec, single, tmp_path / "r")
     assert status == 0 and doc["variants"][0]["questions_per_second"] == 2.0
+
+
+def test_a_build_file_that_cannot_be_replaced_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder standing where task.json goes: the error names task.json, not the folder."""
+    folder = _build(tmp_path / "b")
+    (folder / "task.json").unlink()
+    (folder / "task.json").mkdir()
+    assert run(["build", str(SPECS / "sentiment.yaml"), "-o", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{folder / 'task.json'}: cannot write the build to '{folder}': ")

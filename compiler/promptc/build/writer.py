@@ -290,9 +290,15 @@ class FolderWriter:
 
 
 def not_writable(out: Path, e: OSError) -> UsageError:
+    """The error of a build folder that cannot be written, located at the file the system
+    named (``task.json`` that is a folder, say) when it named one."""
+    # os.replace names the temporary file first and its destination second: the destination
+    # is the build's file the user can look at.
+    named = e.filename2 if e.filename2 is not None else e.filename
+    where = str(named) if named is not None else str(out)
     return UsageError(
         f"cannot write the build to {str(out)!r}: {e.strerror or e}",
-        location=Location(str(out)),
+        location=Location(where),
         code="out-not-writable",
     )
 
