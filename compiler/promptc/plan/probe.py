@@ -91,16 +91,11 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int) -> tuple[dict[
                 response, MAX_BODY_BYTES, "the answer", request.full_url, PROBE_TIMEOUT
             )
         reply = json.loads(data.decode("utf-8-sig"))
-    except ReplyTooLarge as e:
-        raise BackendError(
-            f"the probe request to {public_url(base_url)} failed: {e.message}",
-            location=Location(COMMAND_LINE),
-            path=("--probe",),
-            hint="start the server or fix --base-url; --local probes the embedded model",
-            code="probe-failed",
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError, RecursionError) as e:
-        why = redact(str(getattr(e, "reason", e)), key)
+    except (ReplyTooLarge, urllib.error.URLError, OSError, ValueError, RecursionError) as e:
+        # A reply past its cap says what and where itself; anything else, without the key.
+        why = (
+            e.message if isinstance(e, ReplyTooLarge) else redact(str(getattr(e, "reason", e)), key)
+        )
         raise BackendError(
             f"the probe request to {public_url(base_url)} failed: {why}",
             location=Location(COMMAND_LINE),
