@@ -556,15 +556,11 @@ def plan_spec(
     from promptc.plan.probe import probe as probe_engine
     from promptc.plan.variants import parse_batch_sizes, parse_selection, parse_strategies
     from promptc.plan.variants import variants as make_variants
-    from promptc.run.bodies import GRAMMAR_MODES
+    from promptc.run.bodies import grammar_mode
     from promptc.run.local import local_server
     from promptc.run.models import fetch_model, find_model
 
-    if grammar.replace("-", "_") not in GRAMMAR_MODES:
-        raise UsageError(
-            f"unknown grammar mode {grammar!r}; expected auto, gbnf, json-schema or none",
-            code="bad-grammar-mode",
-        )
+    json_form = grammar_mode(grammar) == "json_schema"
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
@@ -580,7 +576,7 @@ def plan_spec(
         price_in=price_in,
         price_out=price_out,
         price_cached=price_cached,
-        json_form=grammar.replace("-", "_") == "json_schema",
+        json_form=json_form,
     )
     if probe and local:
         with local_server(model_path) as url:

@@ -34,6 +34,22 @@ GrammarMode = Literal["auto", "gbnf", "json_schema", "none"]
 GRAMMAR_MODES: tuple[GrammarMode, ...] = ("auto", "gbnf", "json_schema", "none")
 
 
+def grammar_mode(name: str) -> GrammarMode:
+    """A grammar mode as ``--grammar`` spells it (``json-schema``), as the code spells it
+    (``json_schema``).
+
+    Raises:
+        UsageError: ``bad-grammar-mode``: not one of :data:`GRAMMAR_MODES`.
+    """
+    mode = name.replace("-", "_")
+    if mode not in GRAMMAR_MODES:
+        raise UsageError(
+            f"unknown grammar mode {name!r}; expected auto, gbnf, json-schema or none",
+            code="bad-grammar-mode",
+        )
+    return mode
+
+
 #: A grammar mode a request is sent in (``auto`` resolved).
 SendMode = Literal["gbnf", "json_schema", "none"]
 

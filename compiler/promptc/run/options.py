@@ -6,10 +6,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from promptc.errors import UsageError
-from promptc.run.bodies import GRAMMAR_MODES, GrammarMode
+from promptc.run.bodies import GrammarMode, grammar_mode
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
 
@@ -129,11 +129,7 @@ class RunOptions:
                 raise UsageError(
                     f"{name} {value!r:.60} is not {_KIND_NAMES[name]}", code="bad-run-option"
                 )
-        if self.grammar.replace("-", "_") not in GRAMMAR_MODES:
-            raise UsageError(
-                f"unknown grammar mode {self.grammar!r}; expected auto, gbnf, json-schema or none",
-                code="bad-grammar-mode",
-            )
+        grammar_mode(self.grammar)  # refused here, when made
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"limit must be at least 1, not {self.limit}", code="bad-limit")
         if self.concurrency < 1:
@@ -166,7 +162,7 @@ class RunOptions:
     @property
     def grammar_mode(self) -> GrammarMode:
         """The grammar mode, spelt as the code spells it (``json-schema`` → ``json_schema``)."""
-        return cast("GrammarMode", self.grammar.replace("-", "_"))
+        return grammar_mode(self.grammar)
 
     def outputs_file(self, build: Path) -> Path:
         """Where the answers go: ``outputs_path``, else ``BUILD_DIR/outputs.jsonl``."""
