@@ -34,6 +34,12 @@ MULTILINE_TEXT_MAX_CHARS = 2000
 QUESTION_MAX_CHARS = 1000
 
 
+def text_cap(multiline: bool) -> int:
+    """The longest text value a constrained model may write: in an answer that may span
+    lines (``single``/``few-shot``), or in a one-line answer."""
+    return MULTILINE_TEXT_MAX_CHARS if multiline else TEXT_MAX_CHARS
+
+
 #: The warning of a demo longer than a constrained model may write (``{field}``, ``{length}``,
 #: ``{cap}``, ``{kind}``). Tested word for word.
 DEMO_PAST_CAP = (
@@ -48,7 +54,7 @@ def demo_warnings(task: Task) -> list[SpecWarning]:
     model write in the task's strategy (:data:`TEXT_MAX_CHARS` a one-line answer,
     :data:`MULTILINE_TEXT_MAX_CHARS` a one-item one)."""
     kind = task.strategy.kind
-    cap = MULTILINE_TEXT_MAX_CHARS if kind.one_item else TEXT_MAX_CHARS
+    cap = text_cap(kind.one_item)  # a one-item answer is the one that may span lines
     out = []
     for k, demo in enumerate(task.demos):
         for f in task.outputs:
@@ -161,7 +167,7 @@ def _field_rules(
 ) -> tuple[list[str], list[tuple[str, str]], dict[str, str]]:
     """The answer body's parts (literals and field rule names), each field's rule, and the
     rules shared by every field of a type (named after the type)."""
-    text_max_chars = MULTILINE_TEXT_MAX_CHARS if blueprint.multiline else TEXT_MAX_CHARS
+    text_max_chars = text_cap(blueprint.multiline)
     parts: list[str] = []
     rules: list[tuple[str, str]] = []
     type_rules: dict[str, str] = {}
