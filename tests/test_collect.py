@@ -154,6 +154,44 @@ def test_collect_cli_exit_status(submitted: tuple[Path, str], tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
 
 
+def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_whole(
+    submitted: tuple[Path, str], tmp_path: Path
+) -> None:
+    # r0002 got no answer in the batch: the repair build asks it again whole, its batch
+    # answers it, and collect merges that answer. promptc parse of the outputs.jsonl collect
+    # wrote must give the same rows: the repair answers items whose request has no line.
+    build_dir, _ = submitted
+    first = [_ok_line(rid, _answers([1, 2, 3, 4])) for rid in ("r0001", "r0003", "r0004", "r0005")]
+    output = _write(tmp_path / "out.jsonl", first)
+    collect(build_dir, output)
+    repair_ids = [r.id for r in read_requests(build_dir / "repair", errors=[])]
+    assert repair_ids == ["r0002.repair1"]
+    again = _write(tmp_path / "rep.jsonl", [_ok_line("r0002.repair1", _answers([1, 2, 3, 4]))])
+    collect(build_dir, output, again)
+    collected = (build_dir / "results.jsonl").read_text(encoding="utf-8")
+    assert collected.count('"status": "ok"') == 20
+    parsed = tmp_path / "parsed.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptc",
+            "parse",
+            str(build_dir),
+            str(build_dir / "outputs.jsonl"),
+            "-o",
+            str(parsed),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 repair answer(s) merged (4 item(s) repaired)" in proc.stderr
+    assert parsed.read_text(encoding="utf-8") == collected
+
+
 @pytest.mark.parametrize("kind", ["batch", "auto-demo"])
 def test_collect_reads_json_answers_of_a_json_schema_vllm_batch(kind: str, tmp_path: Path) -> None:
     """A vllm-batch build whose bodies carry JSON Schema: the model answers in JSON, collect

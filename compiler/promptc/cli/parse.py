@@ -50,6 +50,7 @@ from promptc.run.outputs import overwrite_error
 from promptc.run.repair import (
     Merged,
     merge_answers,
+    missing_results,
     origin_of,
     repair_shape,
     stood_in,
@@ -174,6 +175,12 @@ def run_parse(
     found = _parse_records(build, records, request_id, strict=mode == "strict")
     found.errors[:0] = errors
     known = build.shapes
+    # A request asked again whole by a repair (it had no answer line): its items start
+    # missing, as collect's do, for the repair answer to answer them.
+    whole = {str(rec.get("of")) for rec in found.repairs.values()} - found.seen.keys()
+    whole -= stood_in(found.repairs)
+    for rid in whole:
+        found.parsed[rid] = missing_results(known[rid], f"no output in {outputs}")
     parsed = found.parsed
     if per_item == "target":
         shapes = dict(known)
@@ -185,7 +192,7 @@ def run_parse(
     # result (the first ok, else the last attempt's), and each row says how many answers
     # asked for its item.
     # A voting round's request may have been asked of its unsettled items only (a stand-in).
-    asked = found.seen.keys() | stood_in(found.repairs)
+    asked = found.seen.keys() | stood_in(found.repairs) | whole
     merged = merge_answers([rid for rid in known if rid in asked], parsed, found.repairs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:

@@ -45,7 +45,6 @@ from promptc.build.writer import check_folder, check_inputs
 from promptc.errors import Location, PromptcError, UsageError
 from promptc.ir import Task
 from promptc.parse.build_input import Build, open_build
-from promptc.parse.output import target_results
 from promptc.parse.results import ItemResult, summarize
 from promptc.run.bodies import as_sent
 from promptc.run.outputs import (
@@ -60,6 +59,7 @@ from promptc.run.repair import (
     Merged,
     RepairRequest,
     merge_answers,
+    missing_results,
     parse_answer,
     repair_requests,
     repair_shape,
@@ -374,12 +374,7 @@ def _parsed(
         shape = loaded.shapes[r.id]
         answer = answers.get(r.id)
         if answer is None:
-            why = f"no answer: {result.failed[r.id]}"
-            missing = [
-                ItemResult(r.id, item_id, k, "missing", message=why)
-                for k, item_id in enumerate(shape.item_ids, 1)
-            ]
-            parsed[r.id] = target_results(missing, {r.id: shape})
+            parsed[r.id] = missing_results(shape, f"no answer: {result.failed[r.id]}")
             continue
         parsed[r.id] = parse_answer(
             loaded.task, shape, answer["output"], answer.get("finish_reason")

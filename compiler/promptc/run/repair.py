@@ -25,16 +25,14 @@ from promptc.build import BuiltRequest
 from promptc.ir import round_of
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.output_records import characters
-from promptc.parse.results import dumps
-from promptc.parse.shape import items_by_id, request_shape
+from promptc.parse.results import ItemResult, dumps
+from promptc.parse.shape import RequestShape, items_by_id, request_shape
 from promptc.parse.vote import combine
 from promptc.render.output_budget import request_budget
 from promptc.strategies import NAMES as STRATEGY_NAMES
 
 if TYPE_CHECKING:
     from promptc.ir import Task
-    from promptc.parse.results import ItemResult
-    from promptc.parse.shape import RequestShape
 
 #: The statuses that repair re-asks. ``duplicate`` and ``extra`` come with an answer for the
 #: item (or for none), so there is nothing to re-ask.
@@ -392,6 +390,16 @@ def valid_record(record: Mapping[str, Any], origin_items: Sequence[str]) -> bool
             for p, i in zip(positions, items)
         )
     )
+
+
+def missing_results(shape: RequestShape, why: str) -> list[ItemResult]:
+    """The results of a request with no answer: each item it is for ``missing``, saying
+    ``why`` (a repair answer may still answer them, as :func:`merge_answers` merges it)."""
+    missing = [
+        ItemResult(shape.id, item_id, k, "missing", message=why)
+        for k, item_id in enumerate(shape.item_ids, 1)
+    ]
+    return target_results(missing, {shape.id: shape})
 
 
 def stood_in(repairs: Mapping[str, Mapping[str, Any]]) -> set[str]:
