@@ -102,3 +102,55 @@ def test_json_numbers_are_read_exactly(task_factory: Callable[..., Task]) -> Non
         ("ok", Decimal("12345678901234567890.5")),
         ("ok", Decimal("3.14159265358979323846")),
     ]
+
+
+def test_an_entry_not_of_its_type_is_malformed_and_the_others_are_read(
+    task_factory: Callable[..., Task],
+) -> None:
+    """A server that takes the schema without enforcing it can return an entry whose value
+    is no value of its type: that item is malformed, naming what was expected, and the
+    well-formed entries are read as in the text form — never every item ``missing``."""
+    task = task_factory(kind="batch", batch_size=3)
+    good = {"reasoning": "So.", "answer": 7}
+    for bad in [
+        {"reasoning": "So.", "answer": "seven"},
+        {"reasoning": "So."},
+        {"reasoning": "So.", "answer": None},
+        {"reasoning": "So.", "answer": [7]},
+        {"reasoning": None, "answer": 7},
+    ]:
+        entries = [{"index": 1, **good}, {"index": 2, **bad}, {"index": 3, **good}, "not an entry"]
+        results = parse_output(task, _request(3), json.dumps({"answers": entries}))
+        assert [(r.index, r.status) for r in results] == [
+            (1, "ok"),
+            (2, "malformed"),
+            (3, "ok"),
+        ], bad
+        assert results[0].values == results[2].values == {"reasoning": "So.", "answer": 7}
+        assert results[1].expected
+
+
+def test_an_answer_cut_inside_its_list_keeps_the_entries_it_finished(
+    task_factory: Callable[..., Task],
+) -> None:
+    """Cut at max_tokens (or broken further on), the entries whose objects closed are read
+    whole; only the items after them are truncated. A JSON answer that closed, though the
+    model stopped at the budget, lost nothing."""
+    task = task_factory(kind="batch", batch_size=4)
+    whole = {"answers": [{"index": i, "reasoning": "r", "answer": i} for i in range(1, 5)]}
+    text = json.dumps(whole)
+    cut = text[: text.index('{"index": 3') + 12]
+    results = parse_output(task, _request(4), cut, finish_reason="length")
+    assert [(r.index, r.status) for r in results] == [
+        (1, "ok"),
+        (2, "ok"),
+        (3, "truncated"),
+        (4, "truncated"),
+    ]
+    assert results[1].values == {"reasoning": "r", "answer": Decimal(2)}
+    results = parse_output(task, _request(4), cut[:-1] + "]} oops")  # not JSON further on
+    assert [r.status for r in results] == ["ok", "ok", "missing", "missing"]
+    results = parse_output(task, _request(4), text, finish_reason="length")
+    assert [r.status for r in results] == ["ok"] * 4
+    # Not the JSON form at all: read as text, as before.
+    assert [r.status for r in parse_output(task, _request(4), '{"answers": 3')] == ["missing"] * 4

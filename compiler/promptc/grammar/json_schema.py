@@ -13,13 +13,13 @@ written in this JSON form, which the output parser then reads like any other out
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
-from promptc.ir import AnswerFormat, Value
-from promptc.spec.answer_format import write_answer
+from promptc.ir import AnswerFormat, Literal_
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -117,9 +117,13 @@ def json_answer_text(
     object with the answer's fields; for several items, ``answers``, a list of such objects).
 
     Values are written back in the format as they came (a number as its JSON text, an empty
-    string as empty text), so that the parser judges them as it judges any answer: a value
-    the schema allows but the format does not (empty text) comes out ``malformed``, at the
-    item it belongs to. An entry's ``index`` places it; without one, its position does.
+    string as empty text), so that the parser judges them as it judges any answer, item by
+    item: a value the format does not take (a choice not offered, ``null``, a field left out,
+    empty text) comes out ``malformed`` at the item it belongs to, and the other items are
+    read. An entry's ``index`` places it; without one, its position does. Of an output that
+    stops inside the list (cut at ``max_tokens``, or not JSON further on), the entries
+    complete before that point are read; the items after it are the parser's to call
+    ``truncated`` or ``missing``.
 
     Args:
         blueprint: The answer blueprint (its kind and fields).
@@ -129,44 +133,23 @@ def json_answer_text(
     """
     if not output.lstrip().startswith("{"):
         return None
-    try:
-        data = json.loads(output, parse_float=Decimal)  # exact, as the text form reads numbers
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-
-    def answer(values: object) -> str | None:
-        if not isinstance(values, Mapping):
-            return None
-        try:
-            typed: dict[str, Value] = {}
-            for f in blueprint.fields:
-                # Not a value of the type (an object, a list, null …): ValueError.
-                raw = values[f.name]
-                value = f.type.coerce(f, str(raw) if isinstance(raw, Decimal) else raw)
-                if f.type.free_text and not blueprint.multiline and isinstance(value, str):
-                    # The schema allows any string, but the text form holds each item on
-                    # its line: a line break is read as a space, so that a string's second
-                    # line ("…\nA[2]: 5") is never taken for another item's answer.
-                    value = " ".join(line.strip(" \t") for line in value.splitlines())
-                typed[f.name] = value
-            return write_answer(fmt, blueprint.fields, typed).strip(" \t\n\r\f\v")
-        except (KeyError, ValueError, TypeError):
-            return None
-
     if blueprint.kind.one_item:
-        return answer(data)
-    answers = data.get("answers")
-    if not isinstance(answers, list):
+        try:
+            data = json.loads(output, parse_float=Decimal)  # exact, as the text form reads numbers
+        except (ValueError, RecursionError):
+            return None
+        return _answer_text(blueprint, fmt, data) if isinstance(data, dict) else None
+    answers = _entries(output)
+    if answers is None:
         return None
     lines: list[str] = []
     for k, entry in enumerate(answers, 1):
         index = entry.get("index", k) if isinstance(entry, Mapping) else k
-        text = answer(entry)
+        text = _answer_text(blueprint, fmt, entry)
         if text is None or not isinstance(index, int) or isinstance(index, bool):
-            return None
+            continue  # no answer to place: its item is missing
         if blueprint.kind.repeats_questions:
+            assert isinstance(entry, Mapping)
             q = entry.get("question")
             if not isinstance(q, str):
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
@@ -180,3 +163,77 @@ def json_answer_text(
             markers.answer_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + text
         )
     return markers.ITEM_SEPARATOR.join(lines)
+
+
+#: How an answer of several items begins, up to its list's first entry.
+_ANSWERS = re.compile(r'\s*\{\s*"answers"\s*:\s*\[')
+_DECODER = json.JSONDecoder(parse_float=Decimal)  # exact, as the text form reads numbers
+
+
+def _entries(output: str) -> list[object] | None:
+    """The ``answers`` list of an answer of several items: all of it, or of an output that
+    stops inside the list, the entries complete before that point; ``None`` if the output
+    is not an object with that list."""
+    try:
+        data = json.loads(output, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        start = _ANSWERS.match(output)
+        if start is None:
+            return None
+        entries: list[object] = []
+        at = start.end()
+        while True:  # each entry decoded once: linear in the output
+            try:
+                entry, at = _DECODER.raw_decode(output, _after_space(output, at))
+            except (ValueError, RecursionError):
+                return entries
+            entries.append(entry)
+            at = _after_space(output, at)
+            if not output.startswith(",", at):
+                return entries
+            at += 1
+    answers = data.get("answers") if isinstance(data, dict) else None
+    return answers if isinstance(answers, list) else None
+
+
+def _after_space(text: str, at: int) -> int:
+    """The offset of the first character at or after ``at`` that is no JSON white space."""
+    while at < len(text) and text[at] in " \t\n\r":
+        at += 1
+    return at
+
+
+def _answer_text(blueprint: Blueprint, fmt: AnswerFormat, values: object) -> str | None:
+    """One entry's answer in the format's text form; ``None`` if the entry is no object.
+    A value of its field's type is written in its canonical form; any other (``null``, a
+    field left out, a choice not offered, a list) as it came, for the parser to refuse."""
+    if not isinstance(values, Mapping):
+        return None
+    texts: dict[str, str] = {}
+    for f in blueprint.fields:
+        raw = values.get(f.name)
+        try:
+            value = f.type.coerce(f, str(raw) if isinstance(raw, Decimal) else raw)
+            text = f.type.write(f, value)
+        except (ValueError, TypeError):
+            text = _as_written(raw)
+        if not blueprint.multiline:
+            # The schema allows any string, but the text form holds each item on its line: a
+            # line break is read as a space, so that a string's second line ("…\nA[2]: 5") is
+            # never taken for another item's answer.
+            text = " ".join(line.strip(" \t") for line in text.splitlines())
+        texts[f.name] = text
+    parts = (seg.text if isinstance(seg, Literal_) else texts[seg.field] for seg in fmt.segments)
+    return "".join(parts).strip(" \t\n\r\f\v")
+
+
+def _as_written(raw: object) -> str:
+    """A JSON value that is not of its field's type, as text: a string as it is, nothing for
+    ``null``, any other value as its JSON text."""
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, Decimal):
+        return str(raw)
+    return json.dumps(raw, ensure_ascii=False, default=str)

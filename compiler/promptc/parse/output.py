@@ -113,7 +113,11 @@ def parse_output(
         results = check_options(task, results, mode)
     else:
         results = check_options(task, _parse_text(shape, g, output, mode), mode)
-    return mark_truncated(results, output) if finish_reason == FINISH_LENGTH else results
+    if finish_reason != FINISH_LENGTH:
+        return results
+    # An entry of the JSON form is whole once its object closes: only the items after the
+    # last one read were reached by the cut.
+    return mark_truncated(results, output, whole=text is not None)
 
 
 #: The message of a ``truncated`` result.
@@ -123,10 +127,13 @@ TRUNCATED_MESSAGE = (
 )
 
 
-def mark_truncated(results: list[ItemResult], output: str) -> list[ItemResult]:
+def mark_truncated(
+    results: list[ItemResult], output: str, *, whole: bool = False
+) -> list[ItemResult]:
     """The results of an output cut off at ``max_tokens``: the items the cut reached are
     ``truncated`` — every item after the last one answered, and the last answer itself when
-    it runs to the end of the output (the cut may have ended it early: ``12`` of ``125``).
+    it runs to the end of the output (the cut may have ended it early: ``12`` of ``125``),
+    unless every answer read is known ``whole`` (an entry of the JSON form).
     An item the model finished before the cut keeps its result, ``ok`` or not."""
     answered = [r.index for r in results if r.item_id is not None and r.status != "missing"]
     last = max(answered, default=0)
@@ -134,7 +141,8 @@ def mark_truncated(results: list[ItemResult], output: str) -> list[ItemResult]:
     out = []
     for r in results:
         cut = r.item_id is not None and (
-            r.index > last or (r.index == last and (r.span is None or r.span.end_offset >= end))
+            r.index > last
+            or (r.index == last and not whole and (r.span is None or r.span.end_offset >= end))
         )
         if cut and r.status != "extra":
             r = r._replace(
