@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build
 from promptc.cli.app import run
 from promptc.run.collect import collect
@@ -68,6 +69,56 @@ def test_collect_keeps_second_answers_and_those_the_build_held(tmp_path: Path) -
     kept = read_outputs_file(folder / "outputs.jsonl").answers
     assert [kept[rid]["output"] for rid in IDS] == [ANSWER] * 5
     assert result.summary().startswith("5 request(s) answered; 1 second answer(s) moved aside")
+
+
+def test_collect_keeps_the_answers_held_that_its_files_do_not_replace(tmp_path: Path) -> None:
+    """Round after round, each call given only its newest file: the answers of earlier rounds
+    stay (an answer paid for is never dropped for being absent from this call's files), and
+    an answer to another prompt (a build since rebuilt) is moved aside, not credited."""
+    folder = _build(tmp_path / "b")
+    collect(folder, _results(tmp_path / "one.jsonl", [_line(rid) for rid in IDS[:4]]))
+    with (folder / "outputs.jsonl").open("a", encoding="utf-8") as f:
+        stale = {"id": "r0005", "output": ANSWER, "prompt_sha256": "0" * 64}
+        f.write(json.dumps(stale) + "\n")
+    assert set(read_outputs_file(folder / "outputs.jsonl").answers) == {*IDS[:4], "r0005"}
+    result = collect(folder, _results(tmp_path / "two.jsonl", [_line("r0005", OTHER)]))
+    assert (result.answered, result.kept, result.failed) == (5, 4, {})
+    assert result.statuses["ok"] == 20
+    assert result.tokens == [5, 3]  # the files' answers only: the kept ones were counted before
+    assert result.summary().startswith("5 request(s) answered; 4 answer(s) kept from outputs.jsonl")
+    kept = read_outputs_file(folder / "outputs.jsonl").answers
+    assert [kept[rid]["output"] for rid in IDS] == [ANSWER] * 4 + [OTHER]
+    aside = read_outputs_file(folder / "outputs.replaced.jsonl").answers
+    assert aside["r0005"]["prompt_sha256"] == "0" * 64
+    # Given nothing new, collect keeps every answer and writes the same results.
+    results = (folder / "results.jsonl").read_bytes()
+    again = collect(folder, _results(tmp_path / "none.jsonl", []))
+    assert (again.answered, again.kept, again.not_ok) == (5, 5, 0)
+    assert (folder / "results.jsonl").read_bytes() == results
+
+
+def test_run_resumes_from_the_answers_collect_took(tmp_path: Path) -> None:
+    """A batch answered four of five requests; promptc run finishes the build with the chat
+    API, sending the fifth alone — the collected answers are to these very prompts. Sent
+    with another model, every request is asked again (the answers moved aside, not lost)."""
+    folder = _build(tmp_path / "b")
+    collect(folder, _results(tmp_path / "out.jsonl", [_line(rid) for rid in IDS[:4]]))
+    sent: list[str] = []
+
+    class Answers(QuietHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            sent.append(body["model"])
+            send_json(self, chat_completion(ANSWER))
+
+    with serving(Answers) as url:
+        argv = ["run", str(folder), "--base-url", url, "--grammar", "none", "--no-cache"]
+        assert run([*argv, "--parse"]) == 0
+        assert sent == ["gpt-4o-mini"]
+        assert read_outputs_file(folder / "outputs.jsonl").answers.keys() == set(IDS)
+        assert run([*argv, "--model", "another-model"]) == 0
+    assert sent == ["gpt-4o-mini"] + ["another-model"] * 5
+    assert read_outputs_file(folder / "outputs.replaced.jsonl").answers.keys() == set(IDS)
 
 
 def test_collect_reads_every_content_form_odd_usage_and_a_bom(tmp_path: Path) -> None:

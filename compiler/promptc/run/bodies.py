@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from promptc import markers
-from promptc.build import BuiltRequest, ConstraintCache, constraint, grammar_text, read_task
+from promptc.build import (
+    BuiltRequest,
+    ConstraintCache,
+    constraint,
+    grammar_text,
+    prompt_hash,
+    read_task,
+)
 from promptc.build.targets import strict_schema
 from promptc.errors import Location, UsageError
 from promptc.parse.shape import items_by_id
@@ -249,6 +256,17 @@ class Bodies:
         if self.field == "max_completion_tokens" and "max_tokens" in body:
             body["max_completion_tokens"] = body.pop("max_tokens")
         return body
+
+    def answers(self, request: BuiltRequest, record: Mapping[str, Any]) -> bool:
+        """Whether an answer recorded in ``outputs.jsonl`` is one to what this run would send
+        for ``request``: sent under one of its cache keys (:meth:`keys`), or taken by
+        ``promptc collect`` from the build's batch (no ``request_sha256``) for this very
+        prompt (``prompt_sha256``) of the model the run sends."""
+        if record.get("request_sha256") is None:
+            return record.get("prompt_sha256") == prompt_hash(request.messages) and (
+                self.model is None or self.model == request.params.get("model")
+            )
+        return record.get("request_sha256") in self.keys(request)
 
     def keys(self, request: BuiltRequest) -> list[str]:
         """The cache keys of every body this run may send for ``request``."""

@@ -91,7 +91,8 @@ class CollectResult:
 
     Attributes:
         build_dir: The build.
-        answered: Requests with an answer in the files.
+        answered: Requests with an answer (in the files, or kept).
+        kept: Answers ``outputs.jsonl`` held that the files do not replace, kept.
         failed: Request id → why it has no answer (an error line, a status, no line at all).
         unknown: ``custom_id`` values that are not requests of the build.
         duplicates: Second answers for one request (``file:line ('r0001')``); the first is
@@ -103,11 +104,12 @@ class CollectResult:
         results_path: The results written.
         repair_dir: The repair build, when some items are not ok.
         repair_requests: Requests in the repair build.
-        tokens: Prompt and completion tokens of the answers.
+        tokens: Prompt and completion tokens of the files' answers.
     """
 
     build_dir: Path
     answered: int = 0
+    kept: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
@@ -122,6 +124,8 @@ class CollectResult:
 
     def summary(self) -> str:
         parts = [f"{self.answered} request(s) answered"]
+        if self.kept:
+            parts.append(f"{self.kept} answer(s) kept from {OUTPUTS_FILE}")
         if self.failed:
             parts.append(f"{len(self.failed)} without an answer")
         if self.unknown:
@@ -143,6 +147,7 @@ class CollectResult:
         return {
             "build": str(self.build_dir),
             "answered": self.answered,
+            "kept": self.kept,
             "failed": self.failed,
             "unknown": self.unknown,
             "duplicates": self.duplicates,
@@ -315,20 +320,23 @@ def collect(
     result = CollectResult(build)
     paths = [Path(f) for f in files]
     answers, repaired = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)
+    for answer in [*answers.values(), *repaired.values()]:
+        usage = answer.get("usage") or {}
+        result.tokens[0] += usage.get("prompt_tokens", 0)
+        result.tokens[1] += usage.get("completion_tokens", 0)
+    prompts = {r.id: prompt_hash(r.messages) for r in requests}
+    result.kept = _keep_held(build, answers, repaired, prompts, repair_known)
     for r in requests:
-        if r.id not in answers and r.id not in result.failed:
+        if r.id in answers:
+            result.failed.pop(r.id, None)
+        elif r.id not in result.failed:
             result.failed[r.id] = "no line in the files"
     result.answered = len(answers)
     repairs = {rid: repair_known[rid] for rid in sorted(repaired)}
     parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
     merged = merge_answers([r.id for r in requests], parsed, repairs)
     order = {r.id: k for k, r in enumerate(requests)}
-    prompts = {r.id: prompt_hash(r.messages) for r in requests}
     _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
-    for answer in [*answers.values(), *repaired.values()]:
-        usage = answer.get("usage") or {}
-        result.tokens[0] += usage.get("prompt_tokens", 0)
-        result.tokens[1] += usage.get("completion_tokens", 0)
     result.results_path = build / RESULTS_FILE
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
@@ -345,6 +353,37 @@ def collect(
         )
         result.repair_dir = out
     return result
+
+
+def _keep_held(
+    build: Path,
+    answers: dict[str, dict[str, Any]],
+    repaired: dict[str, dict[str, Any]],
+    prompts: Mapping[str, str],
+    repair_known: Mapping[str, Any],
+) -> int:
+    """Adds to the files' answers those the build's ``outputs.jsonl`` already holds for
+    requests the files do not answer (an earlier round's, a run's), so that an answer paid
+    for is never dropped for being absent from this call's files; returns how many.
+
+    An answer to a build request is kept while its ``prompt_sha256`` is the request's prompt
+    (an answer to another prompt, of a build since rebuilt, is moved aside), a repair answer
+    while its ``repair`` record is one the repair build lists, as the files' repair lines are
+    taken. A file's answer wins over the held one, which is moved aside.
+    """
+    kept = 0
+    for rid, held in read_outputs_file(build / OUTPUTS_FILE).answers.items():
+        if rid in answers or rid in repaired or not held.get("output"):
+            continue
+        answer = {k: v for k, v in held.items() if k not in ("id", "repair")}
+        if rid in prompts and held.get("prompt_sha256") == prompts[rid]:
+            answers[rid] = answer
+        elif rid in repair_known and held.get("repair") == repair_known[rid]:
+            repaired[rid] = answer
+        else:
+            continue
+        kept += 1
+    return kept
 
 
 def _check_repair_folder(build: Path, out: Path, whole: bool = True) -> None:
@@ -399,8 +438,9 @@ def _write_results(
 ) -> None:
     """``outputs.jsonl`` (the answers, as ``promptc run`` writes them, each with the prompt
     hash of the request it answers) and ``results.jsonl``. The answers the build's
-    ``outputs.jsonl`` held before that are not among them (a run's, an earlier collect's) and
-    second answers are appended to ``outputs.replaced.jsonl`` first, and said."""
+    ``outputs.jsonl`` held before that are not among them (replaced by a file's, or to another
+    prompt: :func:`_keep_held`) and second answers are appended to ``outputs.replaced.jsonl``
+    first, and said."""
     records = [
         {"id": rid, "request_sha256": None, "prompt_sha256": prompts.get(rid), **a}
         for rid, a in answers.items()

@@ -289,7 +289,7 @@ class _Run:
         empty: set[str] = set()
         for r in self.requests:
             old = existing.get(r.id)
-            if old is not None and old.get("request_sha256") in self.bodies.keys(r):
+            if old is not None and self.bodies.answers(r, old):
                 if old["output"]:
                     keep[r.id] = old
                     continue
