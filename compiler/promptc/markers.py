@@ -87,7 +87,8 @@ def question_block(
     inputs one ``Label[i]: value`` line per input (``Premise[1]: …`` / ``Hypothesis[1]: …``)."""
     if m.inputs == "indexed":
         return FIELD_SEPARATOR.join(
-            f"{marker(field_label(f), index)}{MARKER_SEPARATOR}{values[f.name]}" for f in fields
+            f"{marker(field_label(f), index)}{MARKER_SEPARATOR}{values[f.name].strip()}"
+            for f in fields
         )
     return f"{question_marker(index, m)}{MARKER_SEPARATOR}{question_text(fields, values)}"
 
@@ -114,12 +115,14 @@ def question_text(fields: Sequence[InputField], values: Mapping[str, str]) -> st
     """An item's inputs as one question: the bare value for one field, labelled lines for more.
 
     This is the text a prompt shows after ``Q[i]:`` and the text an Auto-Demo answer must
-    repeat, so the output parser compares against exactly this.
+    repeat, so the output parser compares against exactly this. A value's surrounding white
+    space (``"Slow service.\n"``, common in scraped data) is no part of it: a prompt cannot
+    show it after a marker, and no grammar should make the model write it.
     """
     if len(fields) == 1:
-        return values[fields[0].name]
+        return values[fields[0].name].strip()
     return FIELD_SEPARATOR.join(
-        f"{field_label(f)}{LABEL_SEPARATOR}{values[f.name]}" for f in fields
+        f"{field_label(f)}{LABEL_SEPARATOR}{values[f.name].strip()}" for f in fields
     )
 
 

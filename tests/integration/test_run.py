@@ -682,6 +682,44 @@ def test_auto_demo_questions_are_pinned_in_the_grammar(
     )
 
 
+def test_a_question_with_surrounding_white_space_is_pinned_as_the_prompt_shows_it(
+    tmp_path: Path,
+) -> None:
+    """Scraped data often ends a value in a line break or a space. The prompt shows the
+    question without it, the grammar pins that text (no line the prompt never showed), the
+    run sends (no false stale-build), and the repeated question is read as the item's."""
+    from promptc.build import build
+    from promptc.parse.output import parse_output
+    from promptc.spec.lower import compile_spec
+
+    (tmp_path / "d.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"i{k}", "text": text}) + "\n"
+            for k, text in enumerate(["Great food.", "Slow service.\n", " Cold soup. ", "Ok."])
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "s.yaml").write_text(
+        "promptc: 1\nname: ad\ninstruction: Classify.\ninputs: {review: {type: text}}\n"
+        "outputs: {sentiment: {type: enum, choices: [positive, negative, neutral]}}\n"
+        "data: {path: d.jsonl, id: id, fields: {review: text}}\n"
+        "strategy: {kind: auto-demo, batch_size: 2}\nmodel: {name: m, max_tokens: 200}\n",
+        encoding="utf-8",
+    )
+    task = compile_spec(tmp_path / "s.yaml")
+    folder = tmp_path / "b"
+    build(task, folder)
+    first, second = read_requests(folder)
+    assert first.messages[-1]["content"].endswith("Q[1]: Great food.\nQ[2]: Slow service.")
+    assert "Q[1]: Cold soup.\nQ[2]: Ok." in second.messages[-1]["content"]
+    grammar = request_body(first, folder, "gbnf")["grammar"].splitlines()
+    assert 'item-2 ::= "Q[2]: " "Slow service." "\\n" "A[2]: " answer' in grammar
+    assert "json_schema" in json.dumps(request_body(second, folder, "json_schema"))
+    out = "Q[1]: Cold soup.\nA[1]: negative\nQ[2]: Ok.\nA[2]: neutral"
+    results = parse_output(task, second, out, mode="strict")
+    assert [(r.item_id, r.status) for r in results] == [("i2", "ok"), ("i3", "ok")]
+
+
 def test_json_answers_are_read_as_text(spec_dir: Path) -> None:
     from promptc.spec.lower import compile_spec
 
