@@ -158,12 +158,40 @@ def test_a_batches_line_reads_back_as_written(
 # ---- what a build folder cannot make promptc read ----------------------------------------
 
 
-def _rewrite_batches(out: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def _rewrite_batches(
+    out: Path, change: Callable[[dict[str, Any]], None], rehash: bool = True
+) -> None:
+    """Edits each line of ``batches.jsonl``; with ``rehash``, the manifest's sha256 of it too,
+    as anyone can: what the readers check past the hash."""
     path = out / "batches.jsonl"
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     for line in lines:
         change(line)
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    if rehash:
+        _rehash_batches(out)
+
+
+def _rehash_batches(out: Path) -> None:
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    digest = hashlib.sha256((out / "batches.jsonl").read_bytes()).hexdigest()
+    manifest["files"]["batches.jsonl"] = digest
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_an_edited_batches_file_is_refused(tmp_path: Path) -> None:
+    """Its item ids say which items a batch target's answers are credited to: an edit (two
+    ids swapped) would credit an answer to another item."""
+    out = tmp_path / "b"
+    build(compile_spec(SPECS / "sentiment.yaml"), out, target="openai-batch")
+    _rewrite_batches(out, lambda line: line["item_ids"].reverse(), rehash=False)
+    with pytest.raises(PromptcError) as e:
+        read_requests(out)
+    assert e.value.code == "build-modified"
+    assert e.value.message == (
+        "batches.jsonl does not match the sha256 that manifest.json lists for it; the build "
+        "folder was changed after promptc build"
+    )
 
 
 @pytest.mark.parametrize("stem", ["../secret", "/etc/passwd", "answer/../../x", "a\\b"])
@@ -269,6 +297,7 @@ def test_a_manifest_that_is_not_json_is_refused(sentiment: Path) -> None:
 
 def test_a_build_file_that_is_not_utf8_is_refused(sentiment: Path) -> None:
     (sentiment / "batches.jsonl").write_bytes(b'{"index": "\xff"}\n')
+    _rehash_batches(sentiment)
     with pytest.raises(PromptcError) as e:
         read_requests(sentiment)
     assert (e.value.code, e.value.format()) == (

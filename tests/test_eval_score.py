@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -147,7 +148,6 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
         "strategy": {"kind": kind, "batch_size": size},
         "selection": {"method": kw.get("method", "sequential")},
     }
-    (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     batches = [
         BatchLine(
             k,
@@ -161,6 +161,9 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
         for k, q in enumerate(requests)
     ]
     (f / "batches.jsonl").write_text("".join(b.text() + "\n" for b in batches), encoding="utf-8")
+    digest = hashlib.sha256((f / "batches.jsonl").read_bytes()).hexdigest()
+    manifest["files"] = {"batches.jsonl": digest}  # as a build lists it, for its readers
+    (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     (f / "requests.jsonl").write_text(
         "".join(json.dumps({"id": q, "messages": []}) + "\n" for q in requests), encoding="utf-8"
     )

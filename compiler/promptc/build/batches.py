@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.build.files import build_error, dumps, read_lines
+from promptc.build.manifest import check_hashes, read_manifest
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json, sha256_text
 
@@ -126,13 +127,18 @@ def _bad(where: Location, problem: str) -> UsageError:
 
 
 def batch_lines(folder: Path) -> Generator[BatchLine, None, None]:
-    """The lines of a build's ``batches.jsonl``, in order (the manifest is the caller's to
-    check: :func:`promptc.build.manifest.read_manifest`).
+    """The lines of a build's ``batches.jsonl``, in order, the file checked first against the
+    sha256 the manifest lists for it: its item ids say which items a batch target's answers
+    are credited to, as ``items.jsonl``'s say what those items are.
 
     Raises:
-        UsageError: No such file (``not-a-build``), or a malformed line (``bad-batches-line``).
+        UsageError: Not a build of this format (see
+            :func:`promptc.build.manifest.read_manifest`), no such file (``not-a-build``), a
+            file changed after building (``build-modified``), or a malformed line
+            (``bad-batches-line``).
     """
     path = folder / BATCHES_FILE
+    check_hashes(folder, read_manifest(folder), (BATCHES_FILE,))
     try:
         for lineno, text in read_lines(path):
             yield BatchLine.read(text, Location(str(path), lineno, 1))
