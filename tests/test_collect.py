@@ -167,7 +167,13 @@ def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_w
     repair_ids = [r.id for r in read_requests(build_dir / "repair", errors=[])]
     assert repair_ids == ["r0002.repair1"]
     again = _write(tmp_path / "rep.jsonl", [_ok_line("r0002.repair1", _answers([1, 2, 3, 4]))])
-    collect(build_dir, output, again)
+    done = collect(build_dir, output, again)
+    # Nothing is left to repair: the earlier round's repair build is said to be answered.
+    assert done.repair_dir is None
+    assert done.notes == [
+        f"every item is ok: the repair build in {build_dir / 'repair'} is an earlier round's, "
+        "answered now; do not send it again (remove it, or keep it as the record of that round)"
+    ]
     collected = (build_dir / "results.jsonl").read_text(encoding="utf-8")
     assert collected.count('"status": "ok"') == 20
     parsed = tmp_path / "parsed.jsonl"

@@ -352,7 +352,18 @@ def collect(
             build, out, loaded.task, requests, failed, unanswered, attempt, repair_known
         )
         result.repair_dir = out
+    elif (out / MANIFEST_FILE).is_file():
+        # Left as it is (it may hold a run's answers), but said: sent again, it would ask
+        # items that are answered now.
+        result.notes.append(STALE_REPAIR_NOTE.format(folder=out))
     return result
+
+
+#: Said when every item is ok and an earlier round's repair build is still in its folder.
+STALE_REPAIR_NOTE = (
+    "every item is ok: the repair build in {folder} is an earlier round's, answered now; "
+    "do not send it again (remove it, or keep it as the record of that round)"
+)
 
 
 def _keep_held(
