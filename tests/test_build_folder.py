@@ -269,7 +269,7 @@ def test_an_items_line_is_its_object_in_canonical_json(
         "id": item_id,
         "index": index,
         "inputs": {"question": question},
-        "question": question,
+        "question": question.strip(),  # as a prompt shows it after Q[i]:
         "location": "data.jsonl:3:1",
         "gold": {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in gold.items()},
         "options": options,
