@@ -117,6 +117,28 @@ def test_dropped_items_are_re_asked_as_a_smaller_batch_then_singly(
     assert handler.seen == [] and again.statuses == result.statuses
 
 
+def test_a_request_whose_every_item_failed_is_re_asked_item_by_item_from_round_1(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    """Cut down to its failed items, such a request would be its own prompt again, asked
+    already: round 1 asks each item alone instead, and round 2 asks nothing twice."""
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "A[1]: positive" if n == 1 else "I cannot say.")
+    result = _run(sentiment4, url, tmp_path, repair=2)
+    assert [len(QUESTION.findall(b["messages"][-1]["content"])) for b in handler.seen] == (
+        [4] * 5 + [1] * 20
+    )
+    assert result.repair_rounds == 1 and result.repaired == 20 and result.not_ok == 0
+    rows = [json.loads(x) for x in (sentiment4 / "results.jsonl").read_text().splitlines()]
+    assert [r["request_id"] for r in rows[:4]] == [f"r0001.repair1.{p}" for p in range(1, 5)]
+    # Nothing the model can answer: round 2 would ask the same prompts again, and does not.
+    (sentiment4 / "outputs.jsonl").unlink()
+    handler.seen = []
+    handler.rule = staticmethod(lambda n: "I cannot say.")
+    failed = _run(sentiment4, url, tmp_path, repair=2, use_cache=False)
+    assert len(handler.seen) == 25 and failed.not_ok == 20
+
+
 def test_repair_rounds_are_bounded_and_zero_turns_it_off(
     sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
 ) -> None:

@@ -151,9 +151,11 @@ def repair_requests(
             # parameters, so re-sending it is left to a run with other parameters.
             continue
         groups: list[tuple[str, tuple[int, ...]]]
-        if attempt == 1:
+        if attempt == 1 and len(positions) < len(origin.item_ids):
             groups = [(f"{rid}.repair1", tuple(positions))]
         else:
+            # Later rounds, and round 1 when every item failed: cut down to them, the
+            # request would be its own prompt again (asked already, at these parameters).
             groups = [(f"{rid}.repair{attempt}.{p}", (p,)) for p in positions]
         for new_id, group in groups:
             request = subset_request(task, origin, group, new_id)
