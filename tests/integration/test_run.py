@@ -196,6 +196,10 @@ class _Scripted(QuietHandler):
         send_json(self, answer, status, {"Retry-After": "0"} if status == 429 else None)
 
 
+#: An answer to every item of a request of 8: a run whose items are all ok.
+EVERY_ITEM = "\n".join(f"A[{i}]: positive" for i in range(1, 9))
+
+
 def _completion(text: str) -> dict[str, Any]:
     return chat_completion(text, prompt_tokens=5, completion_tokens=3)
 
@@ -218,7 +222,7 @@ def test_rate_limit_is_retried_and_server_errors_reported(
     monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
     handler.script = [
         (429, {"error": {"message": "slow down"}}),
-        (200, _completion("A[1]: positive")),
+        (200, _completion(EVERY_ITEM)),
     ]
     result = run_build(
         build,
@@ -528,7 +532,7 @@ def test_auto_without_a_model_list_sends_no_grammar(
     sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
 ) -> None:
     url, handler = scripted  # answers GET /models with 501: no model list
-    handler.script = [(200, _completion("A[1]: positive"))]
+    handler.script = [(200, _completion(EVERY_ITEM))]
     build = sentiment(8)
     result = run_build(
         build, RunOptions(base_url=url, grammar="auto", limit=1, use_cache=False, repair=0)

@@ -162,6 +162,14 @@ def test_exit_status_tells_the_truth(
     assert proc.returncode == 4, proc.stderr
     assert "20 of 20 item(s) are not ok after repair" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # Without --parse and with repair off, the answers are still judged for the exit status:
+    # a CI step that saves on repair does not pass on unusable answers.
+    (sentiment4 / "results.jsonl").unlink()
+    no_parse = [str(sentiment4), "--base-url", url, "--grammar", "none", "--repair", "0"]
+    proc = _cli(*no_parse, "--no-cache", env=env)
+    assert proc.returncode == 4, proc.stderr
+    assert "20 of 20 item(s) are not ok after repair (--parse lists them)" in proc.stderr
+    assert not (sentiment4 / "results.jsonl").exists()  # written with --parse only
     proc = _cli(
         str(sentiment4), "--base-url", url, "--grammar", "none", "--allow-failures", env=env
     )

@@ -245,7 +245,6 @@ class _Run:
         )
         repair = options.repair
         self.rounds = repair if repair is not None else task.run.repair_max_attempts
-        self.parsing = options.parse or self.rounds > 0
         self.parsed: dict[str, list[ItemResult]] = {}
         self.by_id = {r.id: r for r in requests}
         #: The ``repair`` record of each repair request this run planned (and, at the end,
@@ -472,22 +471,22 @@ class _Run:
         )
 
     def _take(self, request: BuiltRequest, record: Mapping[str, Any]) -> tuple[int, int]:
-        """Adds an answer's token usage to the run's and parses it (when the run parses);
-        returns its usage (prompt, completion)."""
+        """Adds an answer's token usage to the run's and parses it (every run does: its exit
+        status says whether every item is ok, with or without ``--parse``); returns its usage
+        (prompt, completion)."""
         usage = record.get("usage")
         usage = usage if isinstance(usage, Mapping) else {}
         counts = (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
         self.result.prompt_tokens += counts[0]
         self.result.completion_tokens += counts[1]
-        if self.parsing:
-            shape = self.shapes.get(request.id)
-            if shape is None:  # a repair request: the build has no shape for it
-                shape = repair_shape(self.task, self.repair_records[request.id], request.id)
-            # A retrieval request is for its target item: only that item's result is kept,
-            # so results.jsonl has one result per item, as promptc parse writes by default.
-            self.parsed[request.id] = parse_answer(
-                self.task, shape, str(record["output"]), record.get("finish_reason")
-            )
+        shape = self.shapes.get(request.id)
+        if shape is None:  # a repair request: the build has no shape for it
+            shape = repair_shape(self.task, self.repair_records[request.id], request.id)
+        # A retrieval request is for its target item: only that item's result is kept, so
+        # results.jsonl has one result per item, as promptc parse writes by default.
+        self.parsed[request.id] = parse_answer(
+            self.task, shape, str(record["output"]), record.get("finish_reason")
+        )
         return counts
 
     def _merged(self) -> Merged:
@@ -503,8 +502,6 @@ class _Run:
         order = {r.id: k for k, r in enumerate(self.requests)}
         answers = self.outputs.tidy(order=order)
         self.result.failed.sort(key=lambda f: (order.get(f.request_id, len(order)), f.request_id))
-        if not self.parsing:
-            return
         for rid, record in answers.items():
             # The repair answers an earlier run got for these requests, which this run did
             # not plan again: merged too, so that results.jsonl is what promptc parse and

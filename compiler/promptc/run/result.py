@@ -103,7 +103,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every request considered has an answer and, if parsed, every item is ok."""
+        """True when every request considered has an answer and every item is ok."""
         return not self.failed and self.answered == self.total and not self.not_ok
 
     def summary(self) -> str:
