@@ -83,6 +83,9 @@ def test_open_build_of_a_spec_is_the_build_of_that_spec(tmp_path: Path) -> None:
     assert [r.messages for r in spec.requests.values()] == [
         r.messages for r in folder.requests.values()
     ]
+    # Its line is promptc build's, but for where it is.
+    assert spec.summary() == folder.summary().replace(str(tmp_path / "b"), str(SPECS / "math.yaml"))
+    assert spec.summary().startswith("built math (auto-demo): 3 requests for 20 items")
 
 
 def test_the_public_parse_output_marks_what_a_cut_reached_truncated(

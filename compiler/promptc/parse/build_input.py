@@ -40,11 +40,14 @@ class Build:
         folder: The build folder (or the spec file).
         task: The task it was built from (read from ``task.json``: no spec needed).
         given: The requests of a spec built in memory (``None``: the folder's).
+        described: What the manifest of a spec built in memory would say of it (its name,
+            strategy, selection and cost; ``None``: the folder's manifest).
     """
 
     folder: Path
     task: Task
     given: Mapping[str, BuiltRequest] | None = field(default=None, repr=False, compare=False)
+    described: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def requests(self) -> Mapping[str, BuiltRequest]:
@@ -79,8 +82,11 @@ class Build:
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
-        """``manifest.json``, as data (name, strategy, target, counts, cost, sha256s); empty
-        for a spec built in memory."""
+        """``manifest.json``, as data (name, strategy, target, counts, cost, sha256s); for a
+        spec built in memory, what its manifest would say of the task, its sources, its
+        selection and its cost (no files, no target)."""
+        if self.described is not None:
+            return self.described
         return read_manifest(self.folder) if self.folder.is_dir() else {}
 
     @cached_property
@@ -152,7 +158,7 @@ def open_build(source: str | os.PathLike[str]) -> Build:
         task = compile_spec(path)
         producer = Producer(task, CHAT)
         made = (producer.outgoing(r)[0] for r in producer.requests())
-        build = Build(path, task, {r.id: r for r in made})
+        build = Build(path, task, {r.id: r for r in made}, producer.manifest())
     build.requests  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
     return build
 
