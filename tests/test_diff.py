@@ -332,6 +332,85 @@ def test_another_target_or_grammar_form_is_a_change(
     ]
 
 
+#: A spec with gold answers whose prompt shows the review, not the note (parse and eval
+#: still read the note: it is an input of each item).
+GOLD_SPEC = """\
+promptc: 1
+name: graded
+instruction: Classify the sentiment of each review.
+inputs:
+  review: {type: text}
+  note: {type: text}
+outputs:
+  label: {type: enum, choices: [positive, negative]}
+data: {path: data/graded.jsonl, id: id, gold: {label: label}}
+strategy: {kind: batch, batch_size: 2}
+templates: {batch: templates/batch.j2}
+model: {name: test-model, temperature: 0}
+"""
+
+REVIEW_ONLY = """\
+{% block system %}{{ task.instruction }}{% endblock %}
+{% block user %}{% for item in items %}{{ item.index }}. {{ item.fields.review }}
+{% endfor %}{% endblock %}
+"""
+
+
+def _graded(labels: str, notes: str = "abcd") -> str:
+    return "".join(
+        json.dumps({"id": f"g{k}", "review": f"Review {k}.", "note": notes[k], "label": label})
+        + "\n"
+        for k, label in enumerate(labels.split())
+    )
+
+
+def test_gold_unshown_inputs_and_how_answers_are_read_are_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Builds that send the same requests but score (gold) or read (an input no prompt shows,
+    an output's aliases) the answers otherwise are not the same build: diff says what changed,
+    exit 1 — for two folders and against a revision alike."""
+    git(tmp_path, "init", "-q")
+    labels = "positive negative positive negative"
+    files = {
+        "spec.yaml": GOLD_SPEC,
+        "templates/batch.j2": REVIEW_ONLY,
+        "data/graded.jsonl": _graded(labels),
+    }
+    commit(tmp_path, files, "graded")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert promptc(tmp_path, monkeypatch, capsys, "build", "spec.yaml", "-o", str(a))[0] == 0
+    (tmp_path / "data/graded.jsonl").write_text(
+        _graded("negative negative negative negative", notes="abXY"), encoding="utf-8"
+    )
+    assert promptc(tmp_path, monkeypatch, capsys, "build", "spec.yaml", "-o", str(b))[0] == 0
+    expected = (
+        "gold of 2 items changed: g0, g2\n"
+        "inputs of 2 items changed, not shown in their prompts: g2, g3\n"
+        "0 of 2 requests changed, 2 unchanged; gold of 2 items changed; inputs of 2 items "
+        "changed, not shown in their prompts; input tokens +0.0% per question"
+    )
+    code, out, _ = promptc(tmp_path, monkeypatch, capsys, "diff", str(a), str(b))
+    assert code == 1 and out.startswith(f"--- {a}\n+++ {b}\n{expected}")
+    code, out, _ = promptc(tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 1 and out.startswith(f"--- HEAD:spec.yaml\n+++ spec.yaml\n{expected}")
+    code, out, _ = promptc(
+        tmp_path, monkeypatch, capsys, "diff", str(a), str(b), "--format", "json"
+    )
+    assert json.loads(out)["items_changed"] == [
+        {"what": "gold", "items": ["g0", "g2"]},
+        {"what": "inputs", "items": ["g2", "g3"]},
+    ]
+    # An alias changes what parse credits, though no request or grammar shows it.
+    (tmp_path / "data/graded.jsonl").write_text(_graded(labels), encoding="utf-8")
+    (tmp_path / "spec.yaml").write_text(
+        GOLD_SPEC.replace("negative]}", "negative], aliases: {pos: positive}}"), encoding="utf-8"
+    )
+    code, out, _ = promptc(tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 1
+    assert 'answers read with: output label aliases: [] → [["pos", "positive"]]\n' in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import promptc
 import pytest
 from promptc.build import BUILD_FORMAT, BatchLine
 from promptc.cli.app import run
@@ -335,6 +336,52 @@ def test_bad_input_is_a_located_error(
     assert code in (1, 2)
     assert message in err
     assert "Traceback" not in err
+
+
+def test_folders_covering_different_items_are_refused(
+    fixed: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build of 2 items beside one of 4 (``build --data`` of a subset): scored each on its
+    own items, the 2-item variant would be compared, and recommended, on other items than the
+    one beside it. eval refuses, naming each folder's items and how many they share; the API
+    holds the same rule."""
+    spec, _, batch = fixed
+    few = folder(
+        tmp_path / "few",
+        "single",
+        "single",
+        1,
+        [rec("r1", "q1", 1, "ok", 1), rec("r2", "q2", 1, "ok", 2)],
+    )
+    out = tmp_path / "r"
+    code = run(
+        ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(few), str(batch)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "<command line>: --results: the result folders cover different items, so their "
+        f"accuracies cannot be compared item by item: {str(few)!r} (single): 2 item(s), "
+        f"{str(batch)!r} (batch-2): 4 item(s); 2 in every folder; not in every folder: "
+        "'q3', 'q4' (score folders built from the same spec and data: build every variant "
+        "with the same --data, or let promptc eval build and run them all on the same items)"
+    ) in err
+    assert "Traceback" not in err and not (out / "report.json").exists()
+    with pytest.raises(promptc.PromptcError) as e:
+        promptc.evaluate(spec, [batch, few])
+    assert e.value.code == "unpaired-items"
+    # Both on the same 2 items: the report, the paired test and the too-few-items guard all
+    # count those 2.
+    pair = folder(
+        tmp_path / "pair",
+        "batch-2",
+        "batch",
+        2,
+        [rec("r1", "q1", 1, "ok", 1), rec("r1", "q2", 2, "ok", 0)],
+    )
+    doc = promptc.evaluate(spec, [few, pair])
+    assert doc["items"] == 2 and doc["variants"][1]["paired"]["n"] == 2
+    assert doc["recommendation"]["sentence"].startswith("no recommendation: too few items (2 ")
 
 
 # ---------------------------------------------------------------- properties

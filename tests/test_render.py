@@ -211,6 +211,35 @@ def test_own_template_may_extend_a_shipped_one(tmp_path: Path) -> None:
     assert sorted(r.loader.used) == ["mine.j2", "promptc/batch.j2", "promptc/partials/questions.j2"]
 
 
+def test_a_misspelt_block_of_an_extended_template_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jinja drops a child's block its parents do not define: the override would vanish. The
+    blocks every template up the chain defines (nested ones too) are the ones a child may
+    override."""
+    monkeypatch.chdir(tmp_path)
+    base = (
+        '{% extends "promptc/batch.j2" %}\n'
+        "{% block system %}{% block tone %}Be kind.{% endblock %} {{ super() }}{% endblock %}\n"
+    )
+    child = (
+        '{% extends "base.j2" %}\n{% block tone %}Be brief.{% endblock %}\n'
+        "{% block usr %}x{% endblock %}\n"
+    )
+    task = compile_spec(own_spec(tmp_path, child, extra={"base.j2": base}))
+    assert [e.format() for e in check_templates(task)] == [
+        (
+            "mine.j2:3: unknown message block 'usr'; expected a block 'base.j2' defines "
+            "('system', 'tone' or 'user') (did you mean 'user'?)"
+        )
+    ]
+    fixed = child.replace("{% block usr %}x{% endblock %}\n", "")
+    task = compile_spec(own_spec(tmp_path, fixed, extra={"base.j2": base}))
+    assert check_templates(task) == []
+    system = render(task, select.select(task))[0].messages[0].content
+    assert system.startswith("Be brief. Label the text.")
+
+
 def test_own_template_with_includes_inside_the_spec_folder(tmp_path: Path) -> None:
     spec = own_spec(
         tmp_path,
@@ -245,6 +274,13 @@ CHECK_CASES = [
     (
         "{% block sytem %}x{% endblock %}{% block user %}y{% endblock %}",
         "mine.j2:1: unknown message block 'sytem'; expected 'system' or 'user' (did you mean 'system'?)",
+    ),
+    (
+        '{% extends "promptc/batch.j2" %}\n{% block sytem %}You are a grader.{% endblock %}\n',
+        (
+            "mine.j2:2: unknown message block 'sytem'; expected a block 'promptc/batch.j2' "
+            "defines ('system' or 'user') (did you mean 'system'?)"
+        ),
     ),
     (
         "{% block system %}x{% endblock %}",

@@ -453,8 +453,8 @@ def evaluate(
         The data of ``report.json`` (``promptc eval --results``).
 
     Raises:
-        PromptcError: The spec does not compile, has no gold, a folder is not answered, a bad
-            tolerance or price.
+        PromptcError: The spec does not compile, has no gold, a folder is not answered, the
+            folders cover different items (``unpaired-items``), a bad tolerance or price.
     """
     # The report module (with its scorer) takes 23 ms to import, measured with -X importtime.
     from promptc.eval.report import (

@@ -32,7 +32,7 @@ from promptc.cli.common import (
     write_errors,
 )
 from promptc.diff import report
-from promptc.diff.revision import assemble_at, resolve
+from promptc.diff.revision import resolve, view_at
 from promptc.diff.views import (
     BuildView,
     compare,
@@ -59,7 +59,7 @@ def _view_now(path: str, strategy: str | None, batch_size: int | None, target: s
     if not os.path.isfile(path):
         raise _missing(path)
     task = load_spec(path, strategy=strategy, batch_size=batch_size)
-    return view_of_result(assemble(task, target=target), path)
+    return view_of_result(assemble(task, target=target), path, task)
 
 
 def run_diff(
@@ -91,8 +91,7 @@ def run_diff(
         resolve(a, against)  # a bad revision is said before any compiling
         new = _view_now(a, strategy, batch_size, target)
         wanted = overrides(strategy, batch_size) or None
-        old_result, label, read = assemble_at(a, against, overrides=wanted, target=target)
-        old = view_of_result(old_result, label)
+        old, read = view_at(a, against, overrides=wanted, target=target)
         sys.stderr.write(f"promptc diff: read at {against}: {', '.join(read)}\n")
     else:
         if b is None:

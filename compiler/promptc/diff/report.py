@@ -24,7 +24,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from promptc.diff.views import BuildDiff, ParamChange, RequestChange, RequestView, Status
+from promptc.diff.views import (
+    BuildDiff,
+    ItemChange,
+    ParamChange,
+    RequestChange,
+    RequestView,
+    Status,
+)
 from promptc.plan.tokenizers import INSTALL_PLAN
 
 #: Item ids shown in a request's header before the rest are counted.
@@ -55,6 +62,25 @@ def _value(value: object) -> str:
 
 def _params(changes: Sequence[ParamChange]) -> str:
     return ", ".join(f"{p.key}: {_value(p.old)} → {_value(p.new)}" for p in changes)
+
+
+#: How each kind of :class:`~promptc.diff.views.ItemChange` is said (``{n}`` items).
+ITEM_CHANGES: dict[str, str] = {
+    "gold": "gold of {n} changed",
+    "options": "options of {n} changed",
+    "inputs": "inputs of {n} changed, not shown in their prompts",
+}
+
+
+def _item_change(c: ItemChange, *, ids: bool) -> str:
+    """``gold of 3 items changed`` (with ``ids``: ``: s01, s02, s03``)."""
+    n = len(c.items)
+    text = ITEM_CHANGES[c.what].format(n=f"{n} item" if n == 1 else f"{n} items")
+    if not ids:
+        return text
+    shown = ", ".join(c.items[:SHOW_ITEMS])
+    more = f", … +{n - SHOW_ITEMS}" if n > SHOW_ITEMS else ""
+    return f"{text}: {shown}{more}"
 
 
 def _diff_style(line: str) -> str:
@@ -143,6 +169,9 @@ def summary(diff: BuildDiff) -> str:
         parts.append("grammar changed")
     if diff.settings:
         parts.append(_params(diff.settings))
+    if diff.reads:
+        parts.append(f"answers read with {_params(diff.reads)}")
+    parts.extend(_item_change(c, ids=False) for c in diff.item_changes)
     per_question = _per_question(diff)
     if per_question is not None:
         how = (
@@ -175,6 +204,9 @@ def lines(diff: BuildDiff, *, stat: bool = False) -> list[Line]:
         out.append((f"+++ {diff.new.label}", "bold"))
         if diff.settings:
             out.append((f"every request: {_params(diff.settings)}", "yellow"))
+        if diff.reads:
+            out.append((f"answers read with: {_params(diff.reads)}", "yellow"))
+        out.extend((_item_change(c, ids=True), "yellow") for c in diff.item_changes)
         common = common_params(diff)
         if common:
             out.append((f"params of every request: {_params(common)}", ""))
@@ -200,6 +232,8 @@ def to_json(diff: BuildDiff) -> dict[str, object]:
         "new": diff.new.label,
         "changed": diff.changed,
         "settings": [{"key": p.key, "old": p.old, "new": p.new} for p in diff.settings],
+        "reads": [{"key": p.key, "old": p.old, "new": p.new} for p in diff.reads],
+        "items_changed": [{"what": c.what, "items": list(c.items)} for c in diff.item_changes],
         "summary": {
             "requests": len(diff.changes) + diff.unchanged,
             "changed": len(diff.changes),

@@ -38,7 +38,8 @@ from typing import Any
 
 import yaml
 
-from promptc.build import BuildResult, assemble
+from promptc.build import assemble
+from promptc.diff.views import BuildView, view_of_result
 from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
 from promptc.render.checks import raise_template_errors
 from promptc.render.environment import SHIPPED_TEXTS
@@ -378,15 +379,16 @@ def _write_folders(checkout: Checkout, folders: list[str]) -> None:
             _write(checkout, name)
 
 
-def assemble_at(
+def view_at(
     spec: str,
     rev: str,
     *,
     overrides: Mapping[tuple[str, ...], object] | None = None,
     target: str = "chat",
-) -> tuple[BuildResult, str, list[str]]:
-    """The build ``spec`` made at ``rev``, in memory, its label ``REV:path``, and what was read
-    at the revision (:meth:`Checkout.read`).
+) -> tuple[BuildView, list[str]]:
+    """The build ``spec`` made at ``rev``, in memory, as the diff sees it (labelled
+    ``REV:path``), and what was read at the revision (:meth:`Checkout.read`). The view is made
+    while the revision's files are there: the task reads its data file as it goes.
 
     Args:
         spec: The spec's path in the work tree (it need not exist there any more).
@@ -409,7 +411,8 @@ def assemble_at(
             with gc_paused():
                 task = compile_spec(str(checkout.spec), overrides=wanted or None)
                 raise_template_errors(task)
-                return assemble(task, target=target), label, checkout.read()
+                view = view_of_result(assemble(task, target=target), label, task)
+                return view, checkout.read()
         except PromptcError as e:
             raise checkout.relabel(e) from None
         finally:

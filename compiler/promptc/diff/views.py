@@ -11,6 +11,12 @@ back from a build folder. :func:`compare` pairs the requests of two views:
 and what is left over was added or removed. A pair is *changed* when its messages, parameters,
 grammar, membership or position differ. Matching by items, not by position, shows a request
 that moved as moved, not as one request removed and another added.
+
+Beside the requests, a build keeps what its answers are read and scored with (``task.json``,
+``items.jsonl``): the items' gold answers and options, inputs no prompt shows, the outputs'
+types, choices and aliases, the answer format and the markers. Two builds that send the same
+requests but differ there are different builds (parse credits, or eval scores, the same
+answers otherwise), and the diff says what differs.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from promptc.build import BuildResult, read_manifest, read_requests
+from promptc import ir
+from promptc.build import BuildResult, read_manifest, read_requests, read_task
 from promptc.build.files import inside, read_text
 from promptc.build.targets import TARGETS
 from promptc.errors import Location, PromptcError, UsageError
@@ -85,6 +92,9 @@ class BuildView:
         settings: What the build says of all its requests at once, from its manifest: its
             ``target`` and the ``grammar form`` its bodies carry (``gbnf``, ``json-schema``,
             ``none``).
+        reads: What parse reads answers with, from the task (:func:`answer_reading`).
+        items: The build's items by id (``items.jsonl``): their gold answers, options and
+            inputs.
     """
 
     label: str
@@ -93,10 +103,32 @@ class BuildView:
     requests: tuple[RequestView, ...]
     grammar_files: Mapping[str, str]
     settings: Mapping[str, str | None]
+    reads: Mapping[str, object] = field(default_factory=dict)
+    items: Mapping[str, ir.Item] = field(default_factory=dict)
 
 
-def view_of_result(result: BuildResult, label: str) -> BuildView:
-    """The view of a :class:`promptc.build.BuildResult` (a build made in memory)."""
+def answer_reading(task: ir.Task) -> dict[str, object]:
+    """What of the task (``task.json``) parse and eval read answers with, by a name for people
+    (``output sentiment aliases``), each value plain JSON: a change there credits the same
+    answer otherwise. The instruction and the descriptions are left out: they only render,
+    and the requests show that."""
+    out: dict[str, object] = {
+        "answer format": task.answer_format.source,
+        "markers": [task.markers.question, task.markers.answer, task.markers.inputs],
+    }
+    for f in task.inputs:
+        out[f"input {f.name} type"] = f.type
+    for o in task.outputs:
+        out[f"output {o.name} type"] = o.type.name
+        out[f"output {o.name} choices"] = list(o.choices)
+        out[f"output {o.name} aliases"] = [list(a) for a in o.aliases]
+        out[f"output {o.name} choices_from"] = o.choices_from
+        out[f"output {o.name} answer_with"] = o.answer_with
+    return out
+
+
+def view_of_result(result: BuildResult, label: str, task: ir.Task) -> BuildView:
+    """The view of a :class:`promptc.build.BuildResult` (a build made in memory of ``task``)."""
     manifest: Mapping[str, Any] = result.manifest
     grammar = manifest["grammar"]  # as this promptc has just written it
     stems = {int(n): str(s) for n, s in grammar["stems"].items()}
@@ -115,7 +147,7 @@ def view_of_result(result: BuildResult, label: str) -> BuildView:
             )
         )
     grammar_files = {k: result.files[k] for k in sorted(grammar["files"])}
-    return _view(label, manifest, requests, grammar_files)
+    return _view(label, manifest, requests, grammar_files, task)
 
 
 def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
@@ -123,10 +155,12 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
 
     Raises:
         UsageError: The folder is not a build (``not-a-build``: no ``manifest.json`` or
-            ``requests.jsonl``), or its manifest or a request line is malformed.
+            ``requests.jsonl``), or its manifest, a request line or its task files
+            (:func:`promptc.build.read_task`) are malformed or changed after building.
     """
     folder = Path(build_dir)
     manifest = read_manifest(folder)
+    task = read_task(folder)
     requests = tuple(
         RequestView(
             position=i,
@@ -148,7 +182,7 @@ def read_view(build_dir: str | os.PathLike[str]) -> BuildView:
             grammar_files[name] = read_text(inside(folder, name, "grammar file"))
         except (OSError, PromptcError):
             continue
-    return _view(str(build_dir), manifest, requests, grammar_files)
+    return _view(str(build_dir), manifest, requests, grammar_files, task)
 
 
 def _content(value: object) -> str:
@@ -162,6 +196,7 @@ def _view(
     manifest: Mapping[str, Any],
     requests: Sequence[RequestView],
     grammar_files: Mapping[str, str],
+    task: ir.Task,
 ) -> BuildView:
     name = manifest.get("name")
     spec = manifest.get("spec")
@@ -178,6 +213,8 @@ def _view(
             "target": None if target is None else target.name,
             "grammar form": None if target is None else (form or "none").replace("_", "-"),
         },
+        reads=answer_reading(task),
+        items={i.id: i for i in task.items},
     )
 
 
@@ -279,6 +316,24 @@ class GrammarDiff:
     lines: tuple[str, ...]
 
 
+#: What of an item :class:`ItemChange` names, in the order the diff says them.
+ITEM_FIELDS: tuple[str, ...] = ("gold", "options", "inputs")
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """Items of both builds whose gold answers, options, or inputs differ, the same way.
+
+    Attributes:
+        what: ``gold``, ``options`` or ``inputs`` (:data:`ITEM_FIELDS`): ``inputs`` only of
+            items no changed request shows (the prompts do not show those inputs).
+        items: Their ids, in the new build's data order.
+    """
+
+    what: str
+    items: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class BuildDiff:
     """What changed from one build to another.
@@ -294,6 +349,8 @@ class BuildDiff:
         items: Distinct items answered, ``(old, new)``.
         settings: What differs of what the builds say of all their requests at once
             (:attr:`BuildView.settings`): another target, another grammar form in the bodies.
+        reads: What differs of what parse reads answers with (:attr:`BuildView.reads`).
+        item_changes: Items whose gold, options or unshown inputs differ.
     """
 
     old: BuildView
@@ -305,11 +362,15 @@ class BuildDiff:
     items: tuple[int, int]
     counted_with: str | None = None
     settings: tuple[ParamChange, ...] = ()
+    reads: tuple[ParamChange, ...] = ()
+    item_changes: tuple[ItemChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether anything differs."""
-        return bool(self.changes or self.grammar or self.settings)
+        return bool(
+            self.changes or self.grammar or self.settings or self.reads or self.item_changes
+        )
 
     def count(self, status: Status) -> int:
         """How many requests have this status."""
@@ -477,7 +538,36 @@ def compare(old: BuildView, new: BuildView, tokenizer: Tokenizer | None = None) 
         counted_with=None if tokenizer is None else tokenizer.name,
         items=(_items(old), _items(new)),
         settings=_param_changes(old.settings, new.settings),
+        reads=_param_changes(old.reads, new.reads),
+        item_changes=_item_changes(old, new, changes),
     )
+
+
+def _item_changes(
+    old: BuildView, new: BuildView, changes: Sequence[RequestChange]
+) -> tuple[ItemChange, ...]:
+    """The items of both builds whose gold, options or inputs differ; inputs only where no
+    request in ``changes`` shows a message of theirs changed, added or removed."""
+    shown = {
+        i
+        for c in changes
+        if c.status != "changed" or c.messages
+        for r in (c.old, c.new)
+        if r is not None
+        for i in r.item_ids
+    }
+    found: dict[str, list[str]] = {what: [] for what in ITEM_FIELDS}
+    for item_id, b in new.items.items():
+        a = old.items.get(item_id)
+        if a is None:
+            continue  # a new item: the requests holding it show it
+        if a.gold != b.gold:
+            found["gold"].append(item_id)
+        if a.options != b.options:
+            found["options"].append(item_id)
+        if a.inputs != b.inputs and item_id not in shown:
+            found["inputs"].append(item_id)
+    return tuple(ItemChange(what, tuple(ids)) for what, ids in found.items() if ids)
 
 
 def _stem(name: str) -> str:

@@ -18,7 +18,7 @@ from promptc.errors import Location, UsageError
 from promptc.eval.charts import CHART_POSITION, CHART_TOKENS, draw_charts
 from promptc.eval.decide import detectable, mark_pareto, recommend
 from promptc.eval.html import REPORT_HTML, report_html
-from promptc.eval.results import VariantResults
+from promptc.eval.results import MESSAGES, VariantResults
 from promptc.eval.score import (
     VariantScore,
     min_detectable_difference,
@@ -37,10 +37,47 @@ REPORT_MD = "report.md"
 DEFAULT_MARGIN = 2.0
 
 
+#: Item ids an ``unpaired-items`` error lists before it says how many more there are.
+LISTED_ITEMS = 5
+
+
 def _scored_items(task: ir.Task, v: VariantResults) -> dict[str, Mapping[str, ir.Value]]:
     """Gold of the items this variant's build covers (every item with gold, in data order)."""
     covered = set(v.item_ids) if v.item_ids else None
     return {i.id: i.gold for i in task.items if i.gold and (covered is None or i.id in covered)}
+
+
+def _paired_items(
+    task: ir.Task, variants: Sequence[VariantResults]
+) -> dict[str, Mapping[str, ir.Value]]:
+    """Gold of the items every variant is scored on: the same items for all, or none.
+
+    Accuracies over different items are not comparable, and the paired test, the too-few-items
+    guard and the detectable difference all count items: a build of 2 items beside one of 20
+    would be recommended on the 2. Nor can the others be cut down to the shared items, since a
+    batch's tokens and calls are of all the items it holds.
+
+    Raises:
+        UsageError: ``unpaired-items``: two variants' builds cover different items with gold.
+    """
+    gold = [_scored_items(task, v) for v in variants]
+    if all(set(g) == set(gold[0]) for g in gold):
+        return gold[0] if gold else {}
+    shared = set.intersection(*(set(g) for g in gold))
+    differ = [i.id for i in task.items if i.id not in shared and any(i.id in g for g in gold)]
+    listed = ", ".join(repr(i) for i in differ[:LISTED_ITEMS])
+    more = f" and {len(differ) - LISTED_ITEMS} more" if len(differ) > LISTED_ITEMS else ""
+    covers = ", ".join(
+        f"{str(v.folder)!r} ({v.name}): {len(g)} item(s)" for v, g in zip(variants, gold)
+    )
+    raise UsageError(
+        MESSAGES["unpaired-items"].format(covers=covers, shared=len(shared), differ=listed + more),
+        location=Location("<command line>"),
+        path=("--results",),
+        hint="score folders built from the same spec and data: build every variant with the "
+        "same --data, or let promptc eval build and run them all on the same items",
+        code="unpaired-items",
+    )
 
 
 def _tokens(
@@ -219,7 +256,8 @@ def build_report(
         margin: Points of accuracy the recommended variant may lose to the best.
 
     Raises:
-        UsageError: No item has a gold answer, or the baseline is not among the variants.
+        UsageError: No item has a gold answer, the baseline is not among the variants, or
+            the variants' builds cover different items (``unpaired-items``).
     """
     if not any(i.gold for i in task.items):
         raise UsageError(
@@ -252,28 +290,27 @@ def build_report(
             path=("--baseline",),
             code="unknown-baseline",
         )
-    scores: dict[str, VariantScore] = {}
-    scored: set[str] = set()
-    for v in variants:
-        answers = pick_answers(v.results, v.targets)
-        gold = _scored_items(task, v)
-        scored.update(gold)
-        scores[v.name] = score(task.outputs, gold, answers, tolerance)
+    # Every variant on the same items: the figure each comparison below counts.
+    gold = _paired_items(task, variants)
+    scores = {
+        v.name: score(task.outputs, gold, pick_answers(v.results, v.targets), tolerance)
+        for v in variants
+    }
     rows = [_row(task, v, scores[v.name], scores[baseline], baseline, price) for v in variants]
     mark_pareto(rows)
     unit = "USD" if price is not None else "tokens"
     correct = {name: s.correct for name, s in scores.items()}
     return {
         "spec": task.name,
-        "items": len(scored),
+        "items": len(gold),
         "baseline": baseline,
         "tolerance": None if tolerance is None else format(tolerance, "f"),
         "outputs_scored": sorted({k for i in task.items for k in i.gold}),
         "price": None if price is None else price.to_dict(),
         "cost_unit": unit,
         "truncated_variants": [r["variant"] for r in rows if r["truncated"]],
-        "recommendation": recommend(rows, correct, len(scored), margin, unit),
-        "detectable": detectable(rows, len(scored)),
+        "recommendation": recommend(rows, correct, len(gold), margin, unit),
+        "detectable": detectable(rows, len(gold)),
         "variants": rows,
     }
 

@@ -45,6 +45,8 @@ MESSAGES: dict[str, str] = {
     "bad-field": "{key} is {value!r:.60}; expected a string",
     "stale-result": "item {item!r} is not in request {request!r} of this build: {name} was "
     "parsed for an earlier build of the folder",
+    "unpaired-items": "the result folders cover different items, so their accuracies cannot be "
+    "compared item by item: {covers}; {shared} in every folder; not in every folder: {differ}",
 }
 
 

@@ -17,6 +17,7 @@ from promptc.render.environment import template_error
 from promptc.render.renderer import MESSAGE_BLOCKS, Renderer, parse_cached
 from promptc.select.batches import Chunks, batch_size
 from promptc.strategies import Strategy
+from promptc.text import or_list
 
 
 def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
@@ -45,7 +46,9 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
                 )
             )
             return
-        errors.extend(_check_ast(r.env, ast, filename, allowed | extra, main))
+        errors.extend(_check_ast(r.env, ast, filename, allowed | extra))
+        if main:
+            errors.extend(_check_top_level(ast, filename, _parent_blocks(r, ast)))
         stored = frozenset(n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param"))
         for node in ast.find_all(
             (
@@ -83,7 +86,6 @@ def _check_ast(
     ast: nodes.Template,
     filename: str,
     allowed: frozenset[str],
-    main: bool,
 ) -> list[PromptcError]:
     errors: list[PromptcError] = []
     try:
@@ -122,28 +124,69 @@ def _check_ast(
                     "template-sandbox-attribute", Location(filename, node.lineno), attr=repr(attr)
                 )
             )
-    if main:
-        errors.extend(_check_top_level(ast, filename))
     return errors
 
 
-def _check_top_level(ast: nodes.Template, filename: str) -> list[PromptcError]:
-    """Only blocks (and ``extends``) may stand at a main template's top level."""
+def _extends(ast: nodes.Template) -> str | None:
+    """The name a template's top-level ``{% extends %}`` gives, if it gives a constant one."""
+    for node in ast.body:
+        if isinstance(node, nodes.Extends):
+            target = node.template
+            if isinstance(target, nodes.Const) and isinstance(target.value, str):
+                return target.value
+    return None
+
+
+def _parent_blocks(r: Renderer, ast: nodes.Template) -> tuple[str, list[str]] | None:
+    """The template a main template extends, and the blocks it and the templates it extends in
+    turn define, in order: the only blocks of the child that render (Jinja drops any other
+    without a word). ``None`` when the template extends nothing, or a parent is named by an
+    expression or cannot be read (that error is reported where the parent is visited)."""
+    parent = _extends(ast)
+    if parent is None:
+        return None
+    names: dict[str, None] = {}
+    name: str | None = parent
+    seen: set[str] = set()
+    while name is not None:
+        if name in seen:
+            return None
+        seen.add(name)
+        try:
+            with r.errors():
+                source, filename, _ = r.loader.get_source(r.env, name)
+                ast = parse_cached(r.env, source, name, filename)
+        except PromptcError:
+            return None
+        names.update(dict.fromkeys(b.name for b in ast.find_all(nodes.Block)))
+        name = _extends(ast)
+    return parent, list(names)
+
+
+def _check_top_level(
+    ast: nodes.Template, filename: str, parent: tuple[str, list[str]] | None
+) -> list[PromptcError]:
+    """Only blocks (and ``extends``) may stand at a main template's top level, and only the
+    message blocks — or, in a template that extends another (``parent``: its name and
+    blocks), the blocks that one defines."""
     errors: list[PromptcError] = []
     extends = any(isinstance(n, nodes.Extends) for n in ast.body)
-    names = [b for b, _ in MESSAGE_BLOCKS]
+    names = [b for b, _ in MESSAGE_BLOCKS] if parent is None else parent[1]
+    expected = or_list([repr(n) for n in names])
+    if parent is not None:
+        expected = f"a block {parent[0]!r} defines ({expected or 'it defines none'})"
     for node in ast.body:
         if isinstance(node, nodes.Extends):
             continue
         if isinstance(node, nodes.Block):
-            if not extends and node.name not in names:
+            if (not extends or parent is not None) and node.name not in names:
                 errors.append(
                     template_error(
                         "template-unknown-block",
                         Location(filename, node.lineno),
                         did_you_mean(node.name, names),
                         name=repr(node.name),
-                        expected=" or ".join(repr(n) for n in names),
+                        expected=expected,
                     )
                 )
             continue
