@@ -171,8 +171,11 @@ def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_w
     # Nothing is left to repair: the earlier round's repair build is said to be answered.
     assert done.repair_dir is None
     assert done.notes == [
-        f"every item is ok: the repair build in {build_dir / 'repair'} is an earlier round's, "
-        "answered now; do not send it again (remove it, or keep it as the record of that round)"
+        (
+            f"every item is ok: the repair build in {build_dir / 'repair'} is an earlier "
+            "round's, answered now; do not send it again (remove it, or keep it as the record "
+            "of that round)"
+        )
     ]
     collected = (build_dir / "results.jsonl").read_text(encoding="utf-8")
     assert collected.count('"status": "ok"') == 20

@@ -413,6 +413,31 @@ def _build(project: Path) -> Path:
     return project / "b"
 
 
+def test_a_spec_writes_its_embedding_cache_inside_its_folder_only(project: Path) -> None:
+    """The cache folder is written (embeddings.sqlite3, and the folders to it): a spec may not
+    name one outside its own folder, as it may not for its data and templates."""
+    outside = project.parent / "outside"
+    cases = {
+        "c1.yaml": ("../outside/made", "leaves the spec's folder"),
+        "c2.yaml": (str(outside), "is absolute; expected a folder relative to the spec's folder"),
+        "c3.yaml": (
+            "~/promptc-cache",
+            "is absolute; expected a folder relative to the spec's folder",
+        ),
+    }
+    argv = []
+    for name, (path, _) in cases.items():
+        new = f'batch_size: 4, selection: {{method: partition, cache_dir: "{path}"}}'
+        argv.append(["build", spec(project, name, "batch_size: 4", new), "-o", f"b-{name}"])
+    out = run_capped(argv, project)
+    for o, (name, (path, why)) in zip(out, cases.items()):
+        assert o.status == 1, o.stderr
+        assert lines(o.stderr)[0] == (
+            f"{name}:9:82: strategy.selection.cache_dir: cache_dir {path!r} {why}"
+        )
+    assert not outside.exists() and not (project / "b-c1.yaml").exists()
+
+
 def test_hostile_values_in_model_outputs_are_located_not_fatal(project: Path) -> None:
     _build(project)
     digits = "9" * 5001

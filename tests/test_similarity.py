@@ -393,7 +393,8 @@ def write_spec(folder: Path, method: str, cache: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURE, folder / "topics.jsonl")
     spec = folder / "topics.yaml"
-    spec.write_text(SPEC.format(method=method, cache=cache), encoding="utf-8")
+    # A spec names a cache folder inside its own (check refuses one outside).
+    spec.write_text(SPEC.format(method=method, cache=cache.relative_to(folder)), encoding="utf-8")
     return spec
 
 
@@ -412,7 +413,7 @@ def run(spec: Path, prelude: str = "") -> subprocess.CompletedProcess[str]:
 @pytest.mark.embed
 def test_warm_rebuild_does_not_load_the_model(tmp_path):
     pytest.importorskip("sentence_transformers")
-    spec = write_spec(tmp_path / "spec", "retrieval", tmp_path / "cache")
+    spec = write_spec(tmp_path / "spec", "retrieval", tmp_path / "spec" / "cache")
     cold = run(spec)
     assert cold.returncode == 0, cold.stdout + cold.stderr
     assert cold.stdout.split()[:2] == ["48", "1"]  # the cold build loaded the model once

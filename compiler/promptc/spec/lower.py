@@ -300,7 +300,7 @@ def _cache_dir(doc: SpecDocument) -> str | None:
         return None
     if doc.value_location(p).file == COMMAND_LINE:
         return str(Path(rel).resolve())
-    return str((doc.folder_of(p) / Path(rel).expanduser()).resolve())
+    return str((doc.folder_of(p) / rel).resolve())  # inside the spec's folder: validate
 
 
 def compile_spec(

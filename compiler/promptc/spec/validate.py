@@ -87,6 +87,9 @@ MESSAGES: dict[str, str] = {
     "template-absolute": "template path {path!r} is absolute; expected a path relative to the "
     "spec's folder",
     "template-escape": "template path {path!r} leaves the spec's folder",
+    "cache-dir-absolute": "cache_dir {path!r} is absolute; expected a folder relative to the "
+    "spec's folder",
+    "cache-dir-escape": "cache_dir {path!r} leaves the spec's folder",
     "template-missing": "template file {path!r} not found",
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
@@ -210,12 +213,20 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
 
 def _check_selection_paths(doc: SpecDocument, c: ErrorCollector) -> None:
     """The selection's folders are paths too: a NUL character would only fail deep inside the
-    file system calls of the similarity stage."""
+    file system calls of the similarity stage. The embedding cache is written: a spec may
+    name a folder inside its own only (the command line, any)."""
     for key in ("model", "cache_dir"):
         p: KeyPath = ("strategy", "selection", key)
         value = doc.get(p)
         if isinstance(value, str) and "\0" in value:
             c.add(error("path-nul", doc.value_location(p), p, path=value))
+        elif key == "cache_dir" and isinstance(value, str) and value:
+            where = doc.value_location(p)
+            if where.file == COMMAND_LINE:
+                continue
+            target = confined(doc.folder_of(p), value)
+            if isinstance(target, str):
+                c.add(error(f"cache-dir-{target}", where, p, path=value))
 
 
 def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, Any]) -> None:
