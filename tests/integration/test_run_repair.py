@@ -139,6 +139,30 @@ def test_a_request_whose_every_item_failed_is_re_asked_item_by_item_from_round_1
     assert len(handler.seen) == 25 and failed.not_ok == 20
 
 
+def test_repair_answers_go_aside_with_the_answer_they_repaired(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    """Run again with another model: the build's answers are stale, and so are the repair
+    answers made for them. This run's repair answers take their ids; nothing is sent twice
+    after."""
+    url, handler = server
+    handler.rule = staticmethod(_drop_even)
+    _run(sentiment4, url, tmp_path, repair=1, use_cache=False)
+    first = read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    assert len(first) == 10 and "r0001.repair1" in first
+    handler.seen = []
+    again = _run(sentiment4, url, tmp_path, repair=1, use_cache=False, model="other")
+    assert len(handler.seen) == 10 and {b["model"] for b in handler.seen} == {"other"}
+    assert again.dropped_stale == 10 and again.not_ok == 5  # as the first run left them
+    kept = read_outputs_file(sentiment4 / "outputs.jsonl")
+    assert kept.unplaced == [] and len(kept.answers) == 10
+    aside = read_outputs_file(sentiment4 / "outputs.replaced.jsonl").answers
+    assert aside.keys() == first.keys()
+    handler.seen = []
+    third = _run(sentiment4, url, tmp_path, repair=1, use_cache=False, model="other")
+    assert handler.seen == [] and third.not_ok == 5
+
+
 def test_repair_rounds_are_bounded_and_zero_turns_it_off(
     sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
 ) -> None:

@@ -297,6 +297,16 @@ class _Run:
         stale = [
             rid for rid in existing if rid in self.by_id and rid not in keep and rid not in empty
         ]
+        # A repair's (or a voting stand-in's) answer stands with the answer it repaired: one
+        # to a request sent again is as stale (this run's repair answers take its id).
+        stale += [
+            rid
+            for rid, old in existing.items()
+            if rid not in self.by_id
+            and isinstance(old.get("repair"), Mapping)
+            and str(old["repair"].get("of")) in self.by_id
+            and str(old["repair"].get("of")) not in keep
+        ]
         self.existing = self.outputs.tidy(found, drop=stale)
         if stale:
             # Answers to requests that have changed since (another prompt, model or grammar
