@@ -221,6 +221,34 @@ def test_a_choice_no_answer_could_name_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_choice_or_alias_holding_what_no_answer_line_carries_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A tab, a second space or a NUL inside a choice passed check: the grammar then forced
+    the model to write what the reader refused (or, for a NUL, build ended in exit 3)."""
+    specs = Path(__file__).parent.parent / "specs"
+    shutil.copytree(specs / "data", tmp_path / "data")
+    spec = tmp_path / "s.yaml"
+    text = (specs / "sentiment.yaml").read_text(encoding="utf-8")
+    spec.write_text(
+        text.replace(
+            "[positive, negative, neutral]",
+            '["posi\\ttive", "nega  tive", "neu\\0tral", "very good"]',
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(PromptcErrors) as raised:
+        compile_spec(spec)
+    found = [(e.message) for e in raised.value.errors if e.code == "choice-character"]
+    tail = "holds a control character or white space other than single spaces between words, "
+    tail += "which no answer can name"
+    assert found == [
+        f"choice 'posi\\ttive' {tail}",
+        f"choice 'nega  tive' {tail}",
+        f"choice 'neu\\x00tral' {tail}",
+    ]
+
+
 def test_a_json_gold_number_in_exponent_form_is_read(tmp_path: Path) -> None:
     """2.5e-07 and 1e+20, as json.dumps writes them, are numbers: they were refused, quoted
     as '2.5E-7', a text the file does not hold."""

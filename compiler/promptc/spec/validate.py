@@ -15,6 +15,7 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -59,6 +60,8 @@ MESSAGES: dict[str, str] = {
     "duplicate-choice": "duplicate choice {choice!r} (choices are compared case-insensitively)",
     "choice-space": "choice {choice!r} starts or ends with white space, which no answer can "
     "name (answers are read without it)",
+    "choice-character": "{what} {choice!r} holds a control character or white space other than "
+    "single spaces between words, which no answer can name",
     "alias-not-choice": "alias {alias!r} points to {target!r}, which is not one of the choices "
     "{choices}",
     "alias-is-choice": "alias {alias!r} is also a choice",
@@ -249,9 +252,15 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
         names = [ch for ch in choices if isinstance(ch, str)]
         for i, ch in enumerate(choices):
             if isinstance(ch, str):
+                cp = p + ("choices", i)
                 if ch != ch.strip():  # answers are read stripped: none could name it
-                    cp = p + ("choices", i)
                     c.add(error("choice-space", doc.value_location(cp), cp, choice=ch))
+                elif _unnameable(ch):
+                    c.add(
+                        error(
+                            "choice-character", doc.value_location(cp), cp, what="choice", choice=ch
+                        )
+                    )
                 if ch.lower() in seen:
                     c.add(
                         error(
@@ -267,6 +276,10 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
             continue
         for alias, target in aliases.items():
             ap = p + ("aliases", alias)
+            if alias != alias.strip() or _unnameable(alias):
+                c.add(
+                    error("choice-character", doc.key_location(ap), ap, what="alias", choice=alias)
+                )
             if alias.lower() in seen:
                 c.add(error("alias-is-choice", doc.key_location(ap), ap, alias=alias))
             if isinstance(target, str) and target.lower() not in seen:
@@ -281,6 +294,13 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
                         choices=_quote_all(names),
                     )
                 )
+
+
+def _unnameable(word: str) -> bool:
+    """Whether a choice or alias holds what no answer line can carry as written: a control
+    character (a NUL, a tab, a line break) or white space other than single spaces between
+    words (an answer's white space is read as it is written, one space)."""
+    return word != " ".join(word.split()) or any(unicodedata.category(x) == "Cc" for x in word)
 
 
 def _check_answer_format(
