@@ -413,6 +413,21 @@ def _build(project: Path) -> Path:
     return project / "b"
 
 
+def test_a_nul_in_an_input_value_is_refused_at_its_line(project: Path) -> None:
+    """A prompt cannot carry it: llama.cpp answered every request of such an Auto-Demo build
+    with HTTP 500 (its grammar pinned the NUL), run after run."""
+    (project / "data" / "nul.jsonl").write_text(
+        '{"qid": "a", "question": "x"}\n{"qid": "b", "question": "nul\\u0000x"}\n'
+    )
+    name = spec(project, "nuld.yaml", "data/q.jsonl", "data/nul.jsonl")
+    (out,) = run_capped([["check", name]], project)
+    assert out.status == 1
+    assert lines(out.stderr)[0] == (
+        "data/nul.jsonl:2:1: field 'question' (for input 'question') holds a NUL character, "
+        "which no prompt can carry; expected text"
+    )
+
+
 def test_a_spec_writes_its_embedding_cache_inside_its_folder_only(project: Path) -> None:
     """The cache folder is written (embeddings.sqlite3, and the folders to it): a spec may not
     name one outside its own folder, as it may not for its data and templates."""

@@ -252,6 +252,10 @@ class ItemMaker:
                 where = self.where(line)
                 c.add(data_error("lone-surrogate", where, column=column, input=name, escape=escape))
                 ok = False
+            elif "\0" in text:  # servers refuse it (llama.cpp's grammar cannot pin it)
+                where = self.where(line)
+                c.add(data_error("nul-in-data", where, column=column, input=name))
+                ok = False
         self.options = options
         return inputs if ok else None
 

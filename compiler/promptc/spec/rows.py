@@ -50,6 +50,8 @@ MESSAGES: dict[str, str] = {
     "missing-id": "row has no id field {column!r}",
     "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
     "which is not a character; expected text",
+    "nul-in-data": "field {column!r} (for input {input!r}) holds a NUL character, which no "
+    "prompt can carry; expected text",
     "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
     "bad-id": "item id expression failed: {problem}",
     "bad-id-template": "invalid item id expression: {problem}",
