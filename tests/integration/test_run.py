@@ -437,6 +437,34 @@ def test_a_run_started_with_sigint_ignored_keeps_going_and_says_so(
     assert len(read_outputs_file(outputs).answers) == 10
 
 
+def test_sigterm_ends_a_run_as_ctrl_c_does(
+    sentiment: Callable[..., Path], scripted: tuple[str, type[_Scripted]], tmp_path: Path
+) -> None:
+    """kill (SIGTERM), as docs/run.md says to stop a background run: the answers received are
+    kept, the lock file is removed, and a run stopped before any answer leaves no empty
+    outputs.jsonl."""
+    url, handler = scripted
+    build = sentiment(2)  # 10 requests
+    handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
+    handler.delay = 5.0
+    argv = [sys.executable, "-m", "promptc", "run", str(build), "--base-url", url]
+    proc = subprocess.Popen(
+        [*argv, "--grammar", "none", "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(handler.seen) < 1:  # sent, its answer not yet come
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err  # ended by the signal, after its cleanup
+    assert "interrupted: every answer received so far is in outputs.jsonl" in err
+    assert sorted(p.name for p in build.iterdir() if "outputs" in p.name) == []
+
+
 def test_run_parse_reads_an_integer_of_5001_digits_as_malformed(
     spec_dir: Path,
     build_spec: Callable[..., Path],

@@ -249,17 +249,22 @@ def run_command(
             "outputs.jsonl"
         )
     _check_files(build_dir, options["outputs_path"], options["results_path"])
+    # SIGTERM (kill) ends the run as Ctrl-C does: the lock file removed, the answers kept.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_build(
             build_dir,
             RunOptions(use_cache=not no_cache, **options),
             progress=cli_events(sys.stderr),
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _say(
             "interrupted: every answer received so far is in outputs.jsonl; "
             "run the same command again to resume"
         )
+        if isinstance(e, _Terminated):  # ended by the signal, as its sender expects
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
         sys.exit(EXIT_INTERRUPTED)
     except PromptcError as e:
         said = write_errors(e, sys.stderr, "error: ")
@@ -269,6 +274,14 @@ def run_command(
         sys.exit(EXIT_USAGE if usage else EXIT_FAILED)
     _report(result, fmt)
     sys.exit(EXIT_OK if allow_failures else _status(result))
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, to end it as Ctrl-C does."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _check_files(build_dir: str, outputs: str | None, results: str | None) -> None:

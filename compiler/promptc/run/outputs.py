@@ -308,6 +308,10 @@ class OutputsFile:
             # and fails as append did: append's error, with the file, is the one said.
             with contextlib.suppress(OSError):
                 out.close()
+            # Interrupted before any answer: no empty file to mistake for a run's answers.
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:
+                    self.path.unlink()
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Appends one answer, whole, and flushes it: once this returns, a kill loses nothing.
