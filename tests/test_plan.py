@@ -155,6 +155,12 @@ def test_budgets_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "over --max-cost 0" in capsys.readouterr().err
     assert run([*base, "--max-cost", "1"]) == 1
     assert "--max-cost needs a price" in capsys.readouterr().err
+    # A cost just over the limit is said exactly, never rounded to the limit itself.
+    over = ["--strategies", "batch", "--price-in", "1", "--price-out", "2", "--max-cost", "0.0013"]
+    assert run(["plan", SENTIMENT, "--batch-sizes", "8", *over]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "promptc plan: batch-8: cost USD 0.001344 is over --max-cost 0.0013"
+    )
 
 
 PRICED = """\

@@ -122,7 +122,9 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
                 )
             elif v.cost > Decimal(str(max_cost)):
                 lines.append(
-                    f"{v.variant.name}: cost USD {v.cost:.4f} is over --max-cost {max_cost:g}"
+                    # Exact: rounded, a cost just over the limit read as equal to it.
+                    f"{v.variant.name}: cost USD {v.cost.normalize():f} is over --max-cost "
+                    f"{max_cost:g}"
                 )
         if max_input is not None and v.input_tokens > max_input:
             lines.append(
