@@ -300,6 +300,25 @@ def test_an_empty_answer_is_recorded_and_never_cached(
     )
 
 
+def test_a_refusal_is_said_as_one(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    """No content and a ``refusal``: an empty answer, said as the model's refusal (as collect
+    says it), not as an empty reply of the server."""
+    url, handler = server
+    refused = chat_completion("")
+    refused["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "No."}
+    handler.raw = json.dumps(refused).encode()
+    _, err = _cli_run(sentiment4, url, tmp_path, "--limit", "1", "--repair", "0")
+    assert "request r0001: the model refused: No." in err
+
+
+def _cli_run(build: Path, url: str, tmp_path: Path, *args: str) -> tuple[int, str]:
+    env = {**os.environ, "PROMPTC_CACHE_DIR": str(tmp_path / "c")}
+    proc = _cli(str(build), "--base-url", url, "--grammar", "none", *args, env=env)
+    return proc.returncode, proc.stderr
+
+
 def test_retry_after_in_all_its_forms() -> None:
     now = 1_000_000.0
     assert retry_after_seconds({"Retry-After": "7"}) == 7.0

@@ -432,10 +432,12 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
         raise Failure("bad-response", None, "choices[0].message is not an object")
     finish = choice.get("finish_reason")
     usage, dropped = usage_counts(completion.get("usage"))
+    refusal = message.get("refusal")
     reply = Reply(
         message_text(message.get("content")) or "",
         finish if isinstance(finish, str) else None,
         usage,
+        scrub(refusal, secret) if isinstance(refusal, str) and refusal else None,
     )
     return reply, (scrub(dropped, secret) if dropped is not None else None)
 

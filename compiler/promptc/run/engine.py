@@ -144,11 +144,13 @@ class Reply:
         finish_reason: Why the model stopped (``stop``, ``length``…), if the engine says.
         usage: Token counts as the engine reports them (``prompt_tokens``,
             ``completion_tokens``, ``total_tokens``…), if it does.
+        refusal: Why the model declined to answer, when it says (the API's ``refusal``).
     """
 
     text: str
     finish_reason: str | None = None
     usage: Mapping[str, Any] | None = None
+    refusal: str | None = None
 
     def response(self) -> dict[str, Any]:
         """The reply as the response cache and ``outputs.jsonl`` keep it."""

@@ -184,7 +184,12 @@ class Sender:
         if not reply.text:
             # Recorded (it is what the server said) but not cached: the next run asks again.
             self.result.empty += 1
-            self.events.note(f"request {r.id}: the server's answer is empty")
+            said = (
+                f"the model refused: {reply.refusal}"
+                if reply.refusal
+                else "the server's answer is empty"
+            )
+            self.events.note(f"request {r.id}: {said}")
         elif self.cache is not None and not self.cache.put(key, response):
             self.events.note(
                 f"request {r.id}: could not write the response cache "
