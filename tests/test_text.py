@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -160,6 +162,37 @@ def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
         write_atomic(target, broken())  # type: ignore[arg-type]
     assert target.read_text() == "whole text\n"  # the old file, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary left
+
+
+def test_write_atomic_writes_into_a_named_pipe_and_never_replaces_it(tmp_path: Path) -> None:
+    # ``-o /dev/null`` or ``-o PIPE``: a rename would put a regular file where the pipe (or the
+    # device) was; the text goes into it, as a shell tool writes it.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader.start()
+    write_atomic(pipe, ["a", "b"])
+    reader.join(timeout=30)
+    assert got == ["a\nb\n"]
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    # A link anyone could plant is replaced, never followed to the pipe it names.
+    link = tmp_path / "link"
+    link.symlink_to(pipe)
+    write_atomic(link, ["mine"])
+    assert link.read_text() == "mine\n" and not link.is_symlink()
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+
+
+def test_write_atomic_writes_through_dev_stdout(tmp_path: Path) -> None:
+    # /dev/stdout is the system's link to the process's own output: redirected to a file, the
+    # text lands in that file, and the link in /dev stays a link.
+    out = tmp_path / "captured.txt"
+    code = "from promptc.text import write_atomic\nwrite_atomic('/dev/stdout', ['to stdout'])\n"
+    with out.open("w") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, check=True)
+    assert out.read_text() == "to stdout\n"
+    assert os.path.islink("/dev/stdout")
 
 
 def test_an_interrupted_writer_never_leaves_a_half_file(tmp_path: Path) -> None:

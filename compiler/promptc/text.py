@@ -6,19 +6,21 @@
   as a message names it), :func:`default_label` (an input's label from its name).
 - Canonical text: :func:`canonical_json` (the one spelling that is hashed), :func:`decimal_text`
   (a Decimal as an exact number without exponent), :func:`sha256_text`, :func:`sha256_hasher`.
-- Files: :func:`write_atomic` (a file replaced whole or not at all) and :func:`cache_dir` (where
-  promptc keeps its caches).
+- Files: :func:`write_atomic` (a file replaced whole or not at all; a pipe or ``/dev/null``
+  written into) and :func:`cache_dir` (where promptc keeps its caches).
 
 This module imports nothing of promptc, so that every stage may use it.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -325,11 +327,39 @@ def sha256_hasher(enabled: bool = True) -> Hasher:
 def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     """Writes a file whole or not at all: to a temporary file beside it, then renamed.
 
+    A named pipe or a character device (``-o /dev/null``, ``/dev/stdout``, ``/dev/tty``) is
+    written into, as any shell tool writes into it: a rename would put a regular file in its
+    place. A link is followed only where the system keeps its own (``/dev/stdout``,
+    ``/dev/fd/N``); any other link is replaced, never the file it points to. Anything else
+    that is not a regular file (a block device, a socket) is refused.
+
     Args:
         path: The file.
         lines: Its lines, each written with a ``\\n`` after it.
+
+    Raises:
+        OSError: The file cannot be written (the error names it).
     """
     target = Path(path)
+    followed = False
+    try:
+        mode = os.lstat(target).st_mode
+        if stat.S_ISLNK(mode) and _system_link(target):
+            mode, followed = os.stat(target).st_mode, True
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or (followed and stat.S_ISREG(mode)):
+        # (``/dev/stdout`` redirected to a file is that file, not a link to replace)
+        try:
+            with open(target, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
+                f.writelines(line + "\n" for line in lines)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise OSError(errno.EINVAL, "not a regular file, a pipe or a character device", str(target))
     # mkstemp: a new file of its own (O_EXCL, a name no one could plant a link under), so
     # that a link in a shared folder never carries the write elsewhere; the rename then
     # replaces a link at ``path`` itself, never the file it points to.
@@ -352,6 +382,12 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _system_link(link: Path) -> bool:
+    """A link the system keeps (``/dev/stdout``, ``/dev/fd/1``), not one anyone could plant."""
+    folder = os.path.realpath(link.parent)
+    return folder == "/dev" or re.fullmatch(r"/proc/(self|\d+)/fd", folder) is not None
 
 
 def _umask() -> int:

@@ -30,6 +30,7 @@ from promptc.plan.estimate import Pricing, cached_tokens
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.run.outputs import OUTPUTS_FILE, read_outputs_file
 from promptc.strategies import NAMES, SINGLE
+from promptc.text import write_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -484,15 +485,16 @@ def write_report(
     """Writes report.json, report.md, (with ``charts``) the two PNGs, and (given the variants
     and their task) report.html into ``out_dir``; returns their paths (:func:`report_paths`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / REPORT_JSON).write_text(report_json(report), encoding="utf-8", newline="\n")
-    (out_dir / REPORT_MD).write_text(report_md(report), encoding="utf-8", newline="\n")
+    # Replaced whole, never through a link left in the folder (write_atomic).
+    write_atomic(out_dir / REPORT_JSON, report_json(report).split("\n")[:-1])
+    write_atomic(out_dir / REPORT_MD, report_md(report).split("\n")[:-1])
     if charts:
         draw_charts(report, out_dir)
     html = task is not None and bool(variants)
     if html:
         assert task is not None
         page = report_html(report, task, variants, out_dir, table_rows(report), headline(report))
-        (out_dir / REPORT_HTML).write_text(page, encoding="utf-8", newline="\n")
+        write_atomic(out_dir / REPORT_HTML, page.split("\n")[:-1])
     return report_paths(out_dir, charts=charts, html=html)
 
 

@@ -23,7 +23,7 @@ from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
 from promptc.spec.lower import compile_spec
-from promptc.text import public_url
+from promptc.text import public_url, write_atomic
 
 if TYPE_CHECKING:
     from promptc.run.progress import Events
@@ -121,9 +121,7 @@ def run_variants(
         if run.sent:
             # Only a run that sent requests measured the model: a rerun from the cache keeps
             # the first timing, so that identical results give an identical report.
-            (folder / TIMING_FILE).write_text(
-                json.dumps({"seconds": round(seconds, 3), "sent": run.sent}, sort_keys=True) + "\n",
-                encoding="utf-8",
-            )
+            timing = {"seconds": round(seconds, 3), "sent": run.sent}
+            write_atomic(folder / TIMING_FILE, [json.dumps(timing, sort_keys=True)])
         done.append((v, folder, run))
     return done
