@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -343,7 +344,9 @@ def _counts(usage: object) -> tuple[int, int, int | None] | None:
     return prompt, completion, cached
 
 
-def read_variant(folder: str | Path, task: ir.Task, limit: int | None = None) -> VariantResults:
+def read_variant(
+    folder: str | os.PathLike[str], task: ir.Task, limit: int | None = None
+) -> VariantResults:
     """Reads a variant folder and checks that its results belong to ``task``.
 
     Args:
