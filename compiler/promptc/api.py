@@ -437,7 +437,8 @@ def evaluate(
     answers.
 
     Args:
-        limit: Score the first ``limit`` items only (those :func:`run_variants` ran).
+        limit: Score the first ``limit`` items only (those :func:`run_variants` ran); a build
+            holding others is refused (``limit-cuts-build``): its calls are of all its items.
         baseline: The variant the others are compared with (default ``single``, else the
             first).
         tolerance: Absolute tolerance for numbers.
@@ -473,9 +474,9 @@ def evaluate(
     _check_margin(margin)
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else tolerance
     task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
+    read = [read_variant(b.folder if isinstance(b, Build) else b, task, limit) for b in results]
     if limit is not None:
         task = dataclasses.replace(task, items=task.items[:limit])
-    read = [read_variant(b.folder if isinstance(b, Build) else Path(b), task) for b in results]
     if answered and read and not any(v.answered for v in read):
         raise _nothing_answered()
     names = [r.name for r in read]

@@ -93,7 +93,8 @@ from promptc.strategies import SINGLE
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Only the first N items of the data.",
+    help="Only the first N items of the data (with --results, folders holding other items "
+    "are refused).",
 )
 @click.option(
     "--results",
@@ -197,7 +198,7 @@ def eval_command(
         spec,
         folders,
         data=data,
-        limit=None if results else limit,
+        limit=limit,  # with --results: folders holding other items are refused, not cut
         baseline=baseline,
         tolerance=tol,
         price_in=price_in,

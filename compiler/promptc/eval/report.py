@@ -180,6 +180,7 @@ def _row(
         "selection": v.selection,
         "requests": v.requests,
         "answered_requests": v.answered,
+        "repair_requests": v.repair_requests,
         "items": n,
         "accuracy": s.overall.to_dict(),
         "per_output": {k: r.to_dict() for k, r in s.per_output.items()},
@@ -192,7 +193,9 @@ def _row(
         "truncated_requests": v.cut_requests,
         "truncated_by_position": {str(p): k for p, k in s.truncated_by_position.items()},
         "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
-        "calls_per_question": round(v.requests / n, 6) if n else None,
+        # Every call the answers cost, as the tokens count them: the build's requests and the
+        # repairs promptc run asked besides them.
+        "calls_per_question": round((v.requests + v.repair_requests) / n, 6) if n else None,
         "input_tokens_per_question": None if tin is None else round(tin / max(n, 1), 2),
         "output_tokens_per_question": None if tout is None else round(tout / max(n, 1), 2),
         "cached_input_tokens_per_question": None

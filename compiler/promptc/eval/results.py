@@ -8,20 +8,27 @@ request's token usage) and ``results.jsonl`` (one parse result per item). ``eval
 An item whose result is not ``ok`` in a request that stopped with finish reason ``length`` was
 cut by ``max_tokens``: it is read as :data:`~promptc.eval.score.TRUNCATED`, whatever status
 the parser gave the part of the answer that arrived.
+
+Results of an earlier build of the folder are refused (``stale-result``): an item its request
+no longer holds, or the answer of a request whose prompt has changed since (``outputs.jsonl``'s
+``prompt_sha256`` is not ``batches.jsonl``'s, the comparison ``promptc parse`` makes). An answer
+recorded without a ``prompt_sha256`` (by hand, or by a promptc older than the field) cannot be
+told apart and is scored, as ``promptc parse`` credits it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.build import MANIFEST_FILE, batch_lines, read_manifest
+from promptc.build import MANIFEST_FILE, BatchLine, batch_lines, read_manifest
 from promptc.build.files import read_lines, read_text
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
@@ -45,6 +52,11 @@ MESSAGES: dict[str, str] = {
     "bad-field": "{key} is {value!r:.60}; expected a string",
     "stale-result": "item {item!r} is not in request {request!r} of this build: {name} was "
     "parsed for an earlier build of the folder",
+    "stale-prompt": "the answer of request {request!r} in outputs.jsonl was produced for "
+    "another prompt than this build's: {name} was parsed for an earlier build of the folder",
+    "limit-cuts-build": "{folder!r} holds {covered} item(s), {beyond} of them past the first "
+    "{limit} that --limit scores: its calls and tokens are of all its items, so it cannot be "
+    "scored on the first {limit} alone",
     "unpaired-items": "the result folders cover different items, so their accuracies cannot be "
     "compared item by item: {covers}; {shared} in every folder; not in every folder: {differ}",
 }
@@ -64,6 +76,9 @@ class VariantResults:
         targets: Request id → target item, for ``retrieval`` builds; else ``None``.
         requests: Requests in the build.
         answered: Requests with an answer in ``outputs.jsonl``.
+        repair_requests: Requests ``promptc run`` asked besides the build's and that were
+            answered (repairs, voting rounds' stand-ins): calls as much as the build's, and
+            their tokens are in the usage.
         prompt_tokens: Summed API usage (``None`` if some answer lacks it).
         completion_tokens: Likewise.
         seconds: Wall time of the requests sent, from ``timing.json`` (``None`` if unknown).
@@ -90,6 +105,7 @@ class VariantResults:
     item_ids: tuple[str, ...] = ()
     cut_requests: int = 0
     cached_tokens: int | None = None
+    repair_requests: int = 0
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
@@ -119,7 +135,10 @@ def _json_lines(path: Path) -> list[tuple[int, Any]]:
 
 
 def read_results(
-    path: Path, task: ir.Task, requests: Mapping[str, frozenset[str]] | None = None
+    path: Path,
+    task: ir.Task,
+    requests: Mapping[str, frozenset[str]] | None = None,
+    stale: Collection[str] = (),
 ) -> list[Mapping[str, Any]]:
     """The records of ``results.jsonl``, values normalised by the task's output types.
 
@@ -127,6 +146,9 @@ def read_results(
         requests: The build's requests and the items each holds, by id: a result of a
             request the build does not hold, or of an item its request does not hold, is of
             another build (a folder built again over its answers).
+        stale: The build's requests whose answer was produced for another prompt
+            (:func:`stale_prompts`): a result of one, or of a repair of one, is of another
+            build too.
 
     Raises:
         UsageError: Not JSON, not a result, or a result of another spec (an item or an output
@@ -142,15 +164,21 @@ def read_results(
             raise UsageError("expected a parse result object", location=where, code="bad-result")
         item = rec.get("item_id")
         _check_result(rec, n, where, seen)
-        if requests is not None and item is not None:
-            rid = origin_of(str(rec.get("request_id")))
-            if item not in requests.get(rid, ()):
-                raise UsageError(
-                    MESSAGES["stale-result"].format(item=item, request=rid, name=path.name),
-                    location=where,
-                    hint="run the build again: promptc run BUILD_DIR --parse",
-                    code="stale-result",
-                )
+        rid = origin_of(str(rec.get("request_id")))
+        if requests is not None and item is not None and item not in requests.get(rid, ()):
+            raise UsageError(
+                MESSAGES["stale-result"].format(item=item, request=rid, name=path.name),
+                location=where,
+                hint="run the build again: promptc run BUILD_DIR --parse",
+                code="stale-result",
+            )
+        if rid in stale:
+            raise UsageError(
+                MESSAGES["stale-prompt"].format(request=rid, name=path.name),
+                location=where,
+                hint="run the build again: promptc run BUILD_DIR --parse",
+                code="stale-result",
+            )
         if item is not None and item not in items:
             raise UsageError(
                 f"item {item!r} is not in the data of {task.name!r}: these results are of "
@@ -212,6 +240,45 @@ def _check_result(
                 code="duplicate-result",
             )
         seen[key] = line
+
+
+def stale_prompts(
+    batches: Sequence[BatchLine], answers: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
+    """The build's requests whose answer in ``outputs.jsonl`` was produced for another prompt:
+    its ``prompt_sha256`` is not the request's in ``batches.jsonl`` (the folder was built again
+    with other prompts over the same batches). An answer without one is not told apart."""
+    out = set()
+    for b in batches:
+        recorded = answers.get(b.request, {}).get("prompt_sha256")
+        if recorded is not None and recorded != b.prompt_sha256:
+            out.add(b.request)
+    return out
+
+
+def _check_limit(root: Path, task: ir.Task, limit: int | None, covered: Sequence[str]) -> None:
+    """Refuses a folder whose build holds items of the data past the first ``limit``: its
+    calls and tokens are of all its items, so scoring the first ``limit`` alone would give
+    them figures that are not theirs (and a variant eval ran with ``--limit`` holds none).
+
+    Raises:
+        UsageError: ``limit-cuts-build``, naming ``--limit``.
+    """
+    if limit is None:
+        return
+    past = {i.id for i in task.items[limit:]}
+    beyond = sum(1 for i in covered if i in past)
+    if beyond:
+        raise UsageError(
+            MESSAGES["limit-cuts-build"].format(
+                folder=str(root), covered=len(covered), beyond=beyond, limit=limit
+            ),
+            location=Location("<command line>"),
+            path=("--limit",),
+            hint="give --limit when promptc eval runs the variants; answered folders are "
+            "scored on all their items, without --limit",
+            code="limit-cuts-build",
+        )
 
 
 def _check_answered(path: Path, answers: int, records: list[Mapping[str, Any]]) -> None:
@@ -277,12 +344,20 @@ def _counts(usage: object) -> tuple[int, int, int | None] | None:
     return prompt, completion, cached
 
 
-def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
+def read_variant(
+    folder: str | os.PathLike[str], task: ir.Task, limit: int | None = None
+) -> VariantResults:
     """Reads a variant folder and checks that its results belong to ``task``.
+
+    Args:
+        limit: Only the first ``limit`` items of ``task`` are scored: the folder's build
+            must hold no other item of the data.
 
     Raises:
         UsageError: No build or no ``results.jsonl`` there; results of another spec (another
-            task name, or an item the spec's data do not have), at the file and line.
+            task name, or an item the spec's data do not have), or of an earlier build of the
+            folder (``stale-result``), at the file and line; items past ``limit``
+            (``limit-cuts-build``).
     """
     root = Path(folder)
     manifest_path = root / MANIFEST_FILE
@@ -313,8 +388,11 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
     cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
     batches = list(batch_lines(root))
+    item_ids = tuple(dict.fromkeys(i for b in batches for i in b.item_ids))
+    _check_limit(root, task, limit, item_ids)
     held = {b.request: frozenset(b.item_ids) for b in batches}
-    records = _mark_truncated(read_results(results_path, task, held), cut)
+    stale = stale_prompts(batches, answers)
+    records = _mark_truncated(read_results(results_path, task, held, stale), cut)
     _check_answered(results_path, len(answers), records)
     targets = None
     if method == "retrieval":
@@ -341,7 +419,8 @@ def read_variant(folder: str | Path, task: ir.Task) -> VariantResults:
         completion_tokens=sum(c[1] for c in usage) if usage_known else None,
         seconds=seconds,
         statuses=statuses,
-        item_ids=tuple(dict.fromkeys(i for b in batches for i in b.item_ids)),
+        item_ids=item_ids,
         cut_requests=len(cut),
         cached_tokens=sum(cached) if cached else None,
+        repair_requests=sum(1 for q in answers if q not in held and origin_of(q) in held),
     )

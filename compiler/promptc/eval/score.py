@@ -22,6 +22,7 @@ from fractions import Fraction
 
 from promptc.ir import OutputField, Value
 from promptc.parse.results import STATUSES
+from promptc.run.repair import origin_of
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 Z_POWER80 = 0.8416212335729143  # the 80th percentile: a test of power 0.8
@@ -129,7 +130,9 @@ def pick_answers(
         results: ``results.jsonl`` records (``request_id``, ``item_id``, ``index``, ``status``,
             ``values``), values already normalised.
         targets: For ``retrieval`` builds, request id → the item it was built for: only that
-            item's answer in that request counts (the others are its demonstrations).
+            item's answer in that request counts (the others are its demonstrations), or in a
+            request ``promptc run`` asked in its stead (a repair, ``r0007.repair1``: the
+            merged result of the target answered again).
 
     Returns:
         Item id → its answer; an item answered in several requests without targets keeps the
@@ -140,7 +143,7 @@ def pick_answers(
         item = r.get("item_id")
         if not isinstance(item, str):
             continue
-        if targets is not None and targets.get(str(r.get("request_id"))) != item:
+        if targets is not None and targets.get(origin_of(str(r.get("request_id")))) != item:
             continue
         if item in out:
             continue
