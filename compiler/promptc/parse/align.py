@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import string
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from promptc import markers
 from promptc.parse.shape import RequestShape, marker_label
@@ -16,9 +19,17 @@ from promptc.parse.shape import RequestShape, marker_label
 #: this. 0.9 tolerates a dropped word or a typo in a sentence, not a different question.
 QUESTION_SIMILARITY = 0.9
 
+#: Questions are compared on at most this many normalised characters: a longer one on its first
+#: and last half of them, so that questions on one shared passage (the passage first, the
+#: question last) stay apart. The bound is the cost of difflib's ratio, which grows up to the
+#: cube of the length on repetitive text and is computed for every misaligned answer (measured:
+#: a run of one letter against a question, 2 s at 2,000 characters, 8 ms at 300).
+QUESTION_COMPARE_CHARS = 300
 
-#: Questions are compared on at most this many normalised characters (difflib is quadratic).
-QUESTION_COMPARE_CHARS = 2000
+#: To say whose question a misaligned one is, at most this many other items' questions are
+#: compared in full (those whose lengths and letters could match, in item order); equal ones are
+#: looked for among all. This keeps an output's work at most (1 + this) ratios per answer.
+OTHER_QUESTIONS_COMPARED = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -39,12 +50,7 @@ def question_similarity(written: str, expected: str) -> float:
     """1.0 for the same question; difflib's ratio of the normalised texts otherwise."""
     if written == expected:
         return 1.0
-    a, b = _compared(written), _compared(expected)
-    if a == b:
-        return 1.0
-    if not a or not b:
-        return 0.0
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return _similarity(_compared(written), _compared(expected))
 
 
 def question_matches(written: str, expected: str) -> bool:
@@ -66,7 +72,20 @@ def question_matches(written: str, expected: str) -> bool:
 
 
 def _compared(text: str) -> str:
-    return normalise_question(text)[:QUESTION_COMPARE_CHARS]
+    t = normalise_question(text)
+    if len(t) <= QUESTION_COMPARE_CHARS:
+        return t
+    head = QUESTION_COMPARE_CHARS // 2
+    return t[:head] + t[len(t) - (QUESTION_COMPARE_CHARS - head) :]
+
+
+def _similarity(a: str, b: str) -> float:
+    """:func:`question_similarity` of two texts in :func:`_compared`'s form."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def check_alignment(
@@ -99,30 +118,105 @@ def check_alignment(
     except ValueError:  # an input left out: compared as one text
         got, want = [written], [expected]
     for k, (w, e) in enumerate(zip(got, want)):
-        if question_matches(w, e):
+        # One ratio, both for the decision and for the message.
+        similarity = question_similarity(w, e)
+        if similarity >= QUESTION_SIMILARITY:
             continue
         # Rounded down, so that a similarity just below the threshold never reads as equal to it.
-        sim = math.floor(question_similarity(w, e) * 100) / 100
+        sim = math.floor(similarity * 100) / 100
         label = prefixes[k] if len(got) > 1 else prefixes[0]
         what = label.lower() if len(got) > 1 else "inputs" if indexed else "question"
         msg = (
             f"{marker_label(label, index)} does not repeat item {index}'s {what} "
             f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
         )
-        for j, q in enumerate(shape.questions, 1):
-            if j != index and q and _inputs_match(written, q, prefixes):
-                msg += (
-                    f"; they are item {j}'s inputs" if indexed else f"; it is item {j}'s question"
-                )
-                break
+        asked = _questions(shape.questions, tuple(prefixes))
+        j = _whose(shape.questions, asked, index, _Question.of(written, prefixes))
+        if j is not None:
+            msg += f"; they are item {j}'s inputs" if indexed else f"; it is item {j}'s question"
         return False, msg
     return True, ""
 
 
-def _inputs_match(written: str, expected: str, prefixes: Sequence[str]) -> bool:
-    try:
-        got = markers.split_question(written, prefixes)
-        want = markers.split_question(expected, prefixes)
-    except ValueError:
-        return question_matches(written, expected)
-    return all(question_matches(w, e) for w, e in zip(got, want))
+# --------------------------------------------------------------------------------------------
+# Whose question it is
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Question:
+    """A question as it is compared: in :func:`_compared`'s form as one text and (when it has
+    the inputs' form) input by input, with their letters counted for the quick bound."""
+
+    whole: str
+    parts: tuple[str, ...] | None
+    whole_counts: Counter[str]
+    parts_counts: tuple[Counter[str], ...]
+
+    @classmethod
+    def of(cls, text: str, prefixes: Sequence[str]) -> _Question:
+        try:
+            parts: tuple[str, ...] | None = tuple(
+                _compared(p) for p in markers.split_question(text, prefixes)
+            )
+        except ValueError:
+            parts = None
+        whole = _compared(text)
+        return cls(whole, parts, Counter(whole), tuple(Counter(p) for p in parts or ()))
+
+    def compared_with(
+        self, other: _Question
+    ) -> tuple[
+        tuple[str, ...], tuple[str, ...], tuple[Counter[str], ...], tuple[Counter[str], ...]
+    ]:
+        """Both questions' texts and counts, input by input when both have the inputs' form
+        (as :func:`check_alignment` compares them), else as one text each."""
+        if self.parts is not None and other.parts is not None:
+            return self.parts, other.parts, self.parts_counts, other.parts_counts
+        return (self.whole,), (other.whole,), (self.whole_counts,), (other.whole_counts,)
+
+
+@functools.lru_cache(maxsize=8)
+def _questions(questions: tuple[str, ...], prefixes: tuple[str, ...]) -> tuple[_Question, ...]:
+    """A request's questions in compared form, made once for all the answers of an output
+    (and its repairs) rather than once per misaligned answer and item."""
+    return tuple(_Question.of(q, prefixes) for q in questions)
+
+
+def _whose(
+    texts: Sequence[str], questions: Sequence[_Question], index: int, written: _Question
+) -> int | None:
+    """The first other item (1-based) whose question ``written`` matches, or ``None``.
+
+    The full ratio is computed for at most :data:`OTHER_QUESTIONS_COMPARED` items, those that
+    pass difflib's upper bounds (real_quick_ratio: the lengths; quick_ratio: the letters,
+    counted once per question); equal questions are found among all items.
+    """
+    budget = OTHER_QUESTIONS_COMPARED
+    for j, (text, q) in enumerate(zip(texts, questions), 1):
+        if j == index or not text:
+            continue
+        got, want, got_counts, want_counts = written.compared_with(q)
+        if got == want:
+            return j
+        if budget == 0 or not all(
+            _may_match(a, b, ca, cb) for a, b, ca, cb in zip(got, want, got_counts, want_counts)
+        ):
+            continue
+        budget -= 1
+        if all(_similarity(a, b) >= QUESTION_SIMILARITY for a, b in zip(got, want)):
+            return j
+    return None
+
+
+def _may_match(a: str, b: str, a_counts: Counter[str], b_counts: Counter[str]) -> bool:
+    """Whether difflib's ratio of ``a`` and ``b`` can reach the threshold: its upper bounds
+    real_quick_ratio (from the lengths) and quick_ratio (from the letters both have)."""
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    total = len(a) + len(b)  # difflib's own arithmetic, so that the bounds are exactly its own
+    if 2.0 * min(len(a), len(b)) / total < QUESTION_SIMILARITY:
+        return False
+    return 2.0 * (a_counts & b_counts).total() / total >= QUESTION_SIMILARITY
