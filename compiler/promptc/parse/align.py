@@ -130,8 +130,8 @@ def check_alignment(
             f"{marker_label(label, index)} does not repeat item {index}'s {what} "
             f"(similarity {sim:.2f} < {QUESTION_SIMILARITY})"
         )
-        asked = _questions(shape.questions, tuple(prefixes))
-        j = _whose(shape.questions, asked, index, _Question.of(written, prefixes))
+        asked = _asked(shape.questions, tuple(prefixes))
+        j = _whose(asked, index, _Question.of(written, prefixes))
         if j is not None:
             msg += f"; they are item {j}'s inputs" if indexed else f"; it is item {j}'s question"
         return False, msg
@@ -176,47 +176,71 @@ class _Question:
         return (self.whole,), (other.whole,), (self.whole_counts,), (other.whole_counts,)
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A request's questions in compared form, with look-ups of the equal ones."""
+
+    texts: tuple[str, ...]
+    questions: tuple[_Question, ...]
+    by_parts: dict[tuple[str, ...], int]
+    by_whole: dict[str, int]
+
+
 @functools.lru_cache(maxsize=8)
-def _questions(questions: tuple[str, ...], prefixes: tuple[str, ...]) -> tuple[_Question, ...]:
-    """A request's questions in compared form, made once for all the answers of an output
-    (and its repairs) rather than once per misaligned answer and item."""
-    return tuple(_Question.of(q, prefixes) for q in questions)
-
-
-def _whose(
-    texts: Sequence[str], questions: Sequence[_Question], index: int, written: _Question
-) -> int | None:
-    """The first other item (1-based) whose question ``written`` matches, or ``None``.
-
-    The full ratio is computed for at most :data:`OTHER_QUESTIONS_COMPARED` items, those that
-    pass difflib's upper bounds (real_quick_ratio: the lengths; quick_ratio: the letters,
-    counted once per question); equal questions are found among all items.
-    """
-    budget = OTHER_QUESTIONS_COMPARED
+def _asked(texts: tuple[str, ...], prefixes: tuple[str, ...]) -> _Asked:
+    """Made once for all the answers of an output (and of its repairs), not once per misaligned
+    answer and item: normalising every question for every answer is the batch² × length work
+    this module avoids."""
+    questions = tuple(_Question.of(q, prefixes) for q in texts)
+    by_parts: dict[tuple[str, ...], int] = {}
+    by_whole: dict[str, int] = {}
     for j, (text, q) in enumerate(zip(texts, questions), 1):
+        if text:
+            by_whole.setdefault(q.whole, j)
+            if q.parts is not None:
+                by_parts.setdefault(q.parts, j)
+    return _Asked(texts, questions, by_parts, by_whole)
+
+
+def _whose(asked: _Asked, index: int, written: _Question) -> int | None:
+    """The other item (1-based) whose question ``written`` matches, or ``None``.
+
+    An equal question is looked up first (what a model that skips a question writes): the
+    first item that has it. Otherwise the full ratio is computed for at most
+    :data:`OTHER_QUESTIONS_COMPARED` items, those whose questions come nearest by difflib's
+    quick_ratio (the letters both have, counted once per question) among those that pass it and
+    real_quick_ratio (the lengths); the first of them that matches is the answer.
+    """
+    if written.parts is not None:
+        equal = asked.by_parts.get(written.parts)
+    else:
+        equal = asked.by_whole.get(written.whole)
+    if equal is not None and equal != index:
+        return equal
+    near: list[tuple[float, int, tuple[str, ...], tuple[str, ...]]] = []
+    for j, (text, q) in enumerate(zip(asked.texts, asked.questions), 1):
         if j == index or not text:
             continue
         got, want, got_counts, want_counts = written.compared_with(q)
-        if got == want:
+        if got == want:  # compared as one text where the item's question has no inputs' form
             return j
-        if budget == 0 or not all(
-            _may_match(a, b, ca, cb) for a, b, ca, cb in zip(got, want, got_counts, want_counts)
-        ):
-            continue
-        budget -= 1
+        bounds = [_bound(*pair) for pair in zip(got, want, got_counts, want_counts)]
+        if min(bounds) >= QUESTION_SIMILARITY:
+            near.append((-min(bounds), j, got, want))
+    for _, j, got, want in sorted(near)[:OTHER_QUESTIONS_COMPARED]:
         if all(_similarity(a, b) >= QUESTION_SIMILARITY for a, b in zip(got, want)):
             return j
     return None
 
 
-def _may_match(a: str, b: str, a_counts: Counter[str], b_counts: Counter[str]) -> bool:
-    """Whether difflib's ratio of ``a`` and ``b`` can reach the threshold: its upper bounds
-    real_quick_ratio (from the lengths) and quick_ratio (from the letters both have)."""
-    if a == b:
-        return True
+def _bound(a: str, b: str, a_counts: Counter[str], b_counts: Counter[str]) -> float:
+    """An upper bound of difflib's ratio of ``a`` and ``b``: its real_quick_ratio (from the
+    lengths) when that already falls short of the threshold, else its quick_ratio (from the
+    letters both have)."""
     if not a or not b:
-        return False
+        return 1.0 if a == b else 0.0
     total = len(a) + len(b)  # difflib's own arithmetic, so that the bounds are exactly its own
-    if 2.0 * min(len(a), len(b)) / total < QUESTION_SIMILARITY:
-        return False
-    return 2.0 * (a_counts & b_counts).total() / total >= QUESTION_SIMILARITY
+    lengths = 2.0 * min(len(a), len(b)) / total
+    if lengths < QUESTION_SIMILARITY:
+        return lengths
+    return 2.0 * (a_counts & b_counts).total() / total
