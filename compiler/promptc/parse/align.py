@@ -21,14 +21,21 @@ QUESTION_SIMILARITY = 0.9
 
 #: Questions are compared on at most this many normalised characters: a longer one on its first
 #: and last half of them, so that questions on one shared passage (the passage first, the
-#: question last) stay apart. The bound is the cost of difflib's ratio, which grows up to the
-#: cube of the length on repetitive text and is computed for every misaligned answer (measured:
-#: a run of one letter against a question, 2 s at 2,000 characters, 8 ms at 300).
+#: question last) stay apart. The bound is the cost of difflib's ratio, computed for every
+#: misaligned answer: it grows with the square of the length on everyday text and up to its
+#: cube on text of a few letters (measured, a run of one letter against a question: 2 s at
+#: 2,000 characters, 8 ms at 300; two everyday questions: 90 ms at 2,000, 2 ms at 300).
 QUESTION_COMPARE_CHARS = 300
 
-#: To say whose question a misaligned one is, at most this many other items' questions are
-#: compared in full (those whose lengths and letters could match, in item order); equal ones are
-#: looked for among all. This keeps an output's work at most (1 + this) ratios per answer.
+#: To say whose question a misaligned one is, besides looking up an equal question, at most this
+#: many other items' questions are compared in full: those nearest by difflib's quick bound.
+#:
+#: So an output's work is bounded: per answer whose question is not its item's, one ratio with
+#: its item's question and at most this many with others, each of at most
+#: QUESTION_COMPARE_CHARS a side (O(300²) steps on everyday text, about 2 ms; O(300³) at worst,
+#: about 0.1 s, on text of one or two letters on both sides), plus one look-up and one quick
+#: bound (O(letters)) per other item: O(batch) per answer, O(batch²) per output, about 10 µs
+#: a pair. Normalising is linear in the output and the request.
 OTHER_QUESTIONS_COMPARED = 4
 
 
@@ -144,36 +151,40 @@ def check_alignment(
 
 
 @dataclass(frozen=True, slots=True)
-class _Question:
-    """A question as it is compared: in :func:`_compared`'s form as one text and (when it has
-    the inputs' form) input by input, with their letters counted for the quick bound."""
+class _Form:
+    """Texts in :func:`_compared`'s form, with their letters counted for difflib's quick bound."""
 
-    whole: str
-    parts: tuple[str, ...] | None
-    whole_counts: Counter[str]
-    parts_counts: tuple[Counter[str], ...]
+    texts: tuple[str, ...]
+    counts: tuple[Counter[str], ...]
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> _Form:
+        compared = tuple(_compared(t) for t in texts)
+        return cls(compared, tuple(Counter(t) for t in compared))
+
+
+@dataclass(frozen=True, slots=True)
+class _Question:
+    """A question as it is compared: as one text, and input by input when it has the inputs'
+    form (:func:`promptc.markers.split_question`)."""
+
+    whole: _Form
+    parts: _Form | None
 
     @classmethod
     def of(cls, text: str, prefixes: Sequence[str]) -> _Question:
         try:
-            parts: tuple[str, ...] | None = tuple(
-                _compared(p) for p in markers.split_question(text, prefixes)
-            )
+            parts: _Form | None = _Form.of(markers.split_question(text, prefixes))
         except ValueError:
             parts = None
-        whole = _compared(text)
-        return cls(whole, parts, Counter(whole), tuple(Counter(p) for p in parts or ()))
+        return cls(_Form.of([text]), parts)
 
-    def compared_with(
-        self, other: _Question
-    ) -> tuple[
-        tuple[str, ...], tuple[str, ...], tuple[Counter[str], ...], tuple[Counter[str], ...]
-    ]:
-        """Both questions' texts and counts, input by input when both have the inputs' form
-        (as :func:`check_alignment` compares them), else as one text each."""
+    def compared_with(self, other: _Question) -> tuple[_Form, _Form]:
+        """Both questions input by input when both have the inputs' form, else as one text
+        each: as :func:`check_alignment` compares them."""
         if self.parts is not None and other.parts is not None:
-            return self.parts, other.parts, self.parts_counts, other.parts_counts
-        return (self.whole,), (other.whole,), (self.whole_counts,), (other.whole_counts,)
+            return self.parts, other.parts
+        return self.whole, other.whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +194,7 @@ class _Asked:
     texts: tuple[str, ...]
     questions: tuple[_Question, ...]
     by_parts: dict[tuple[str, ...], int]
-    by_whole: dict[str, int]
+    by_whole: dict[tuple[str, ...], int]
 
 
 @functools.lru_cache(maxsize=8)
@@ -193,12 +204,12 @@ def _asked(texts: tuple[str, ...], prefixes: tuple[str, ...]) -> _Asked:
     this module avoids."""
     questions = tuple(_Question.of(q, prefixes) for q in texts)
     by_parts: dict[tuple[str, ...], int] = {}
-    by_whole: dict[str, int] = {}
+    by_whole: dict[tuple[str, ...], int] = {}
     for j, (text, q) in enumerate(zip(texts, questions), 1):
         if text:
-            by_whole.setdefault(q.whole, j)
+            by_whole.setdefault(q.whole.texts, j)
             if q.parts is not None:
-                by_parts.setdefault(q.parts, j)
+                by_parts.setdefault(q.parts.texts, j)
     return _Asked(texts, questions, by_parts, by_whole)
 
 
@@ -212,23 +223,24 @@ def _whose(asked: _Asked, index: int, written: _Question) -> int | None:
     real_quick_ratio (the lengths); the first of them that matches is the answer.
     """
     if written.parts is not None:
-        equal = asked.by_parts.get(written.parts)
+        equal = asked.by_parts.get(written.parts.texts)
     else:
-        equal = asked.by_whole.get(written.whole)
+        equal = asked.by_whole.get(written.whole.texts)
     if equal is not None and equal != index:
         return equal
-    near: list[tuple[float, int, tuple[str, ...], tuple[str, ...]]] = []
+    near: list[tuple[float, int, _Form, _Form]] = []
     for j, (text, q) in enumerate(zip(asked.texts, asked.questions), 1):
         if j == index or not text:
             continue
-        got, want, got_counts, want_counts = written.compared_with(q)
-        if got == want:  # compared as one text where the item's question has no inputs' form
+        got, want = written.compared_with(q)
+        if got.texts == want.texts:  # as one text, where the item's has no inputs' form
             return j
-        bounds = [_bound(*pair) for pair in zip(got, want, got_counts, want_counts)]
-        if min(bounds) >= QUESTION_SIMILARITY:
-            near.append((-min(bounds), j, got, want))
-    for _, j, got, want in sorted(near)[:OTHER_QUESTIONS_COMPARED]:
-        if all(_similarity(a, b) >= QUESTION_SIMILARITY for a, b in zip(got, want)):
+        bound = min(map(_bound, got.texts, want.texts, got.counts, want.counts))
+        if bound >= QUESTION_SIMILARITY:
+            near.append((-bound, j, got, want))
+    near.sort(key=lambda n: n[:2])
+    for _, j, got, want in near[:OTHER_QUESTIONS_COMPARED]:
+        if all(_similarity(a, b) >= QUESTION_SIMILARITY for a, b in zip(got.texts, want.texts)):
             return j
     return None
 
