@@ -20,11 +20,12 @@ from promptc.parse.shape import RequestShape, marker_label
 QUESTION_SIMILARITY = 0.9
 
 #: Questions are compared on at most this many normalised characters: a longer one on its first
-#: and last half of them, so that questions on one shared passage (the passage first, the
-#: question last) stay apart. The bound is the cost of difflib's ratio, computed for every
-#: misaligned answer: it grows with the square of the length on everyday text and up to its
-#: cube on text of a few letters (measured, a run of one letter against a question: 2 s at
-#: 2,000 characters, 8 ms at 300; two everyday questions: 90 ms at 2,000, 2 ms at 300).
+#: and last half of them, so that a repeat cut short, or a question that differs in its last
+#: sentences (a passage's question), is still seen. The bound is the cost of difflib's ratio,
+#: computed for every misaligned answer: it grows with the square of the length on everyday
+#: text and up to its cube on text of a few letters (measured, a run of one letter against a
+#: question: 2 s at 2,000 characters, 8 ms at 300; two everyday questions: 90 ms at 2,000,
+#: 2 ms at 300).
 QUESTION_COMPARE_CHARS = 300
 
 #: To say whose question a misaligned one is, besides looking up an equal question, at most this
