@@ -34,7 +34,7 @@ QUESTION_COMPARE_CHARS = 300
 #: So an output's work is bounded: per answer whose question is not its item's, one ratio with
 #: its item's question and at most this many with others, each of at most
 #: QUESTION_COMPARE_CHARS a side (O(300²) steps on everyday text, about 2 ms; O(300³) at worst,
-#: about 0.1 s, on text of one or two letters on both sides), plus one look-up and one quick
+#: about 0.3 s, on text of one or two letters on both sides), plus one look-up and one quick
 #: bound (O(letters)) per other item: O(batch) per answer, O(batch²) per output, about 10 µs
 #: a pair. Normalising is linear in the output and the request.
 OTHER_QUESTIONS_COMPARED = 4
