@@ -13,7 +13,13 @@ them against a fixed budget — here, not in a timed test, because the machine i
 2. linearity: the recover path on 25,000, 50,000 and 100,000 distinct markers; the time per
    marker must not grow by more than ``--growth`` (default 1.6×) from the smallest to the
    largest, which a quadratic cost (×4) would break;
-3. hostile templates (those of ``tests/test_hostile.py``, and loops and joins that only the
+3. Auto-Demo answers whose repeated questions are not the items' own (what a model that skips a
+   question writes: each ``Q[i]`` repeats item i+1's question, exactly or with a typo; or a run
+   of one letter, as a model caught in a loop writes) over 2,100-character questions, in
+   everyday words and in a five-word vocabulary, batches of 16, 32 and 64 in both modes: each
+   parse must stay under ``--budget`` and the time per answer must not grow by more than
+   ``--growth`` from the smallest batch to the largest;
+4. hostile templates (those of ``tests/test_hostile.py``, and loops and joins that only the
    OS-level limits see): ``promptc check`` of each in a fresh process with no memory cap of
    its own must exit 1 with a ``template exceeds the limit of …`` error within
    ``--template-seconds`` (default 15: the 10-second limit and the start-up) and grow its peak
@@ -31,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -154,9 +162,9 @@ model: {name: m}
 
 
 def template_bounds(args: argparse.Namespace, folder: Path) -> bool:
-    """Part 3: each hostile template refused in bounded time and memory."""
+    """Part 4: each hostile template refused in bounded time and memory."""
     print(
-        f"\n3. hostile templates: `promptc check` in a fresh process (at most "
+        f"\n4. hostile templates: `promptc check` in a fresh process (at most "
         f"{args.template_seconds:g} s, {args.template_mib:g} MiB of growth)\n"
     )
     print("| template | wall | CPU | peak memory growth | error |")
@@ -265,7 +273,79 @@ def parse_bounds(args: argparse.Namespace, folder: Path) -> bool:
     print(
         f"\ngrowth of the time per marker, 25,000 → 100,000: {growth:.2f}× (at most {args.growth:g}×)"
     )
-    return ok and growth <= args.growth
+    return alignment_bounds(args, tasks[("number", "auto-demo")]) and ok and growth <= args.growth
+
+
+#: Characters of each question of part 3, about a reading passage's.
+QUESTION_CHARS = 2_100
+
+
+def _questions(n: int, vocabulary: int) -> list[str]:
+    """``n`` distinct questions of :data:`QUESTION_CHARS` characters, random words of this
+    module's docstring: ``vocabulary`` of them, spread over the alphabet."""
+    words = sorted(set(re.findall(r"[a-z]{3,}", (__doc__ or "").lower())))
+    words = words[:: max(1, len(words) // vocabulary)][:vocabulary]
+    rng = random.Random(n * 1000 + vocabulary)
+    questions = []
+    for _ in range(n):
+        text = ""
+        while len(text) < QUESTION_CHARS:
+            text += rng.choice(words) + " "
+        questions.append(text.strip().capitalize() + "?")
+    return questions
+
+
+def _typo(text: str) -> str:
+    return text[:100] + "x" + text[101:]
+
+
+#: Part 3: how each ``Q[i]`` of an output is written, from the request's questions.
+MISALIGNED = {
+    "next-question": lambda qs, i: qs[i % len(qs)],
+    "next-question-typo": lambda qs, i: _typo(qs[i % len(qs)]),
+    "one-letter-run": lambda qs, i: "a" * QUESTION_CHARS,
+}
+
+
+def alignment_bounds(args: argparse.Namespace, task: object) -> bool:
+    """Part 3: misaligned Auto-Demo answers over long questions: budget and linearity."""
+    print(f"\n3. Auto-Demo answers repeating other questions (budget {args.budget:g} s)\n")
+    print("| questions | Q[i] | batch | output | slowest | per answer |")
+    print("|---|---|---:|---:|---:|---:|")
+    ok = True
+    growths = []
+    for words, vocabulary in (("everyday", 200), ("five words", 5)):
+        for name, write in MISALIGNED.items():
+            per = []
+            for n in (16, 32, 64):
+                qs = _questions(n, vocabulary)
+                request = {
+                    "id": "r0001",
+                    "kind": "auto-demo",
+                    "item_ids": [f"{i}" for i in range(1, n + 1)],
+                    "questions": qs,
+                }
+                out = "".join(f"Q[{i}]: {write(qs, i)}\nA[{i}]: 1\n" for i in range(1, n + 1))
+                worst = 0.0
+                for mode in ("recover", "strict"):
+                    t0 = time.perf_counter()
+                    results = parse_output(task, request, out, mode=mode)  # type: ignore[arg-type]
+                    worst = max(worst, time.perf_counter() - t0)
+                    ok &= all(r.status == "misaligned" for r in results)
+                per.append(worst / n)
+                flag = "" if worst < args.budget else " **over budget**"
+                print(
+                    f"| {words} | {name} | {n} | {len(out):,} | {worst:.2f} s{flag} "
+                    f"| {worst / n * 1e3:.1f} ms |",
+                    flush=True,
+                )
+                ok &= worst < args.budget
+            growths.append(per[-1] / per[0])
+    print(
+        f"\nlargest growth of the time per answer, batch 16 → 64: {max(growths):.2f}× "
+        f"(at most {args.growth:g}×)"
+    )
+    return ok and max(growths) <= args.growth
 
 
 def _timed(task: object, request: dict[str, object], out: str) -> float:

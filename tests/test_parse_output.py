@@ -6,7 +6,9 @@ of promptc.markers and promptc.spec.answer_format.write_answer, as the templates
 
 from __future__ import annotations
 
+import difflib
 import json
+import random
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
@@ -31,6 +33,8 @@ from promptc.ir import (
     Value,
 )
 from promptc.parse.align import (
+    OTHER_QUESTIONS_COMPARED,
+    QUESTION_COMPARE_CHARS,
     QUESTION_SIMILARITY,
     normalise_question,
     question_matches,
@@ -384,6 +388,99 @@ def test_swapped_questions_name_the_item_they_belong_to() -> None:
     assert statuses(results) == ["misaligned", "misaligned"]
     assert results[0].message.endswith("; it is item 2's question")
     assert results[0].values == answers[0]  # kept for inspection
+
+
+@pytest.mark.parametrize("mode", ["recover", "strict"])
+def test_misaligned_questions_say_whose_question_they_repeat(mode: str) -> None:
+    """Item 1 repeats its own question with a typo (ok); item 2 repeats item 3's as it is, item 3
+    item 4's with a typo (a near miss of another item's: still named); item 4 a question of no
+    item's."""
+    task = make_task("auto-demo", 4)
+    req = make_request(task)
+    qs = [question_of(task, f"item-{i}") for i in range(1, 5)]
+    written = [
+        qs[0].replace("April", "Apirl"),
+        qs[2],
+        qs[3].replace("twice", "twcie"),
+        "What is the capital of France?",
+    ]
+    out = "\n".join(f"Q[{i}]: {w}\nA[{i}]: {i}" for i, w in enumerate(written, 1))
+    results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+    assert statuses(results) == ["ok", "misaligned", "misaligned", "misaligned"]
+    assert [r.message for r in results] == [
+        "",
+        "Q[2] does not repeat item 2's question (similarity 0.39 < 0.9); it is item 3's question",
+        "Q[3] does not repeat item 3's question (similarity 0.36 < 0.9); it is item 4's question",
+        "Q[4] does not repeat item 4's question (similarity 0.24 < 0.9)",
+    ]
+    assert [r.values for r in results] == [{"answer": Decimal(i)} for i in range(1, 5)]
+
+
+def _long_questions(n: int, words: Sequence[str], length: int) -> list[str]:
+    """``n`` distinct questions of about ``length`` characters of ``words`` (a fixed draw)."""
+    rng = random.Random(n)
+    out = []
+    for _ in range(n):
+        text = ""
+        while len(text) < length:
+            text += rng.choice(words) + " "
+        out.append(text.strip() + "?")
+    return out
+
+
+def test_long_questions_are_compared_on_their_head_and_tail() -> None:
+    """Past QUESTION_COMPARE_CHARS, a question is compared on its first and last half of them:
+    a repeat cut short and a question that differs in its last sentences are seen, a change in
+    the middle is not."""
+    passage = _long_questions(1, ("the", "river", "runs", "north", "past", "a", "mill"), 1500)[0]
+    first = f"Passage: {passage}\nQuestion: Which way does the river run, and what does it pass?"
+    ending = " ".join(["How many mills does the story name, and which of them is the oldest?"] * 3)
+    second = first[:-200] + ending
+    assert len(normalise_question(first)) > QUESTION_COMPARE_CHARS
+    assert question_similarity(first[:1000], first) < QUESTION_SIMILARITY
+    assert question_similarity(second, first) < QUESTION_SIMILARITY
+    assert not question_matches(second, first)
+    middle = first[:700] + "lake" + first[704:]
+    assert question_similarity(middle, first) == 1.0
+    assert question_matches(middle, first)
+    task = make_task("auto-demo", 2, questions=(first, second))
+    req = make_request(task)
+    out = f"Q[1]: {second}\nA[1]: 1\nQ[2]: {middle}\nA[2]: 2"
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["misaligned", "misaligned"]
+    assert results[0].message.endswith("; it is item 2's question")
+    assert results[1].message.endswith("; it is item 1's question")
+
+
+def test_near_copies_of_other_questions_are_named_among_many_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """64 questions of five words (their letters alike): each Q[i] is item i+1's question with a
+    typo. Every one is named, and the full comparisons stay bounded: one with the item's own
+    question and at most OTHER_QUESTIONS_COMPARED with others, per answer (the work that was
+    quadratic in the batch, about 1 s an answer on 2,000-character questions)."""
+    n = 64
+    qs = _long_questions(n, ("alpha", "beta", "gamma", "delta", "epsilon"), 2100)
+    task = make_task("auto-demo", n, questions=qs)
+    req = make_request(task)
+    out = "\n".join(
+        f"Q[{i}]: {qs[i % n][:50]}x{qs[i % n][51:]}\nA[{i}]: {i}" for i in range(1, n + 1)
+    )
+    ratios = 0
+    ratio = difflib.SequenceMatcher.ratio
+
+    def counted(self: difflib.SequenceMatcher[str]) -> float:
+        nonlocal ratios
+        ratios += 1
+        return ratio(self)
+
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", counted)
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["misaligned"] * n
+    assert [r.message.rsplit("; ", 1)[1] for r in results] == [
+        f"it is item {i % n + 1}'s question" for i in range(1, n + 1)
+    ]
+    assert ratios <= n * (1 + OTHER_QUESTIONS_COMPARED)
 
 
 def test_a_request_as_a_requests_jsonl_line() -> None:
