@@ -201,6 +201,60 @@ def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_w
     assert parsed.read_text(encoding="utf-8") == collected
 
 
+def test_parse_of_collected_outputs_gives_collects_rows_for_a_vote_round_with_no_answer(
+    tmp_path: Path,
+) -> None:
+    # Three voting rounds; one round's request got no answer in the batch. collect lists
+    # that round as missing for its items (and counts it in their attempts); promptc parse
+    # of the outputs.jsonl collect wrote gives the same rows.
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={
+            ("strategy", "kind"): "batch",
+            ("strategy", "batch_size"): 4,
+            ("strategy", "vote"): {"rounds": 3},
+        },
+    )
+    build_dir = tmp_path / "build"
+    build(task, build_dir, target="openai-batch")
+    shapes = open_build(build_dir).shapes
+    lost = "r0001.v3"
+    lines = [
+        _ok_line(rid, _answers(list(range(1, len(shape.item_ids) + 1))))
+        for rid, shape in shapes.items()
+        if rid != lost
+    ]
+    collect(build_dir, _write(tmp_path / "out.jsonl", lines))
+    collected = (build_dir / "results.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(x) for x in collected.splitlines()]
+    lost_items = set(shapes[lost].item_ids)
+    for row in rows:
+        statuses = [r["status"] for r in row["rounds"]]
+        if row["item_id"] in lost_items:
+            assert statuses.count("missing") == 1 and len(statuses) == 3, row
+        assert row["attempts"] == 3 and row["status"] == "ok", row
+    parsed = tmp_path / "parsed.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptc",
+            "parse",
+            str(build_dir),
+            str(build_dir / "outputs.jsonl"),
+            "-o",
+            str(parsed),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 request(s) of" in proc.stderr and "have no output" in proc.stderr
+    assert parsed.read_text(encoding="utf-8") == collected
+
+
 @pytest.mark.parametrize("kind", ["batch", "auto-demo"])
 def test_collect_reads_json_answers_of_a_json_schema_vllm_batch(kind: str, tmp_path: Path) -> None:
     """A vllm-batch build whose bodies carry JSON Schema: the model answers in JSON, collect

@@ -181,6 +181,7 @@ def run_parse(
     whole -= stood_in(found.repairs)
     for rid in whole:
         found.parsed[rid] = missing_results(known[rid], f"no output in {outputs}")
+    absent = set() if request_id else _absent_rounds(build, found, whole, f"no output in {outputs}")
     parsed = found.parsed
     if per_item == "target":
         shapes = dict(known)
@@ -193,7 +194,7 @@ def run_parse(
     # asked for its item.
     # A voting round's request may have been asked of its unsettled items only (a stand-in).
     asked = found.seen.keys() | stood_in(found.repairs) | whole
-    merged = merge_answers([rid for rid in known if rid in asked], parsed, found.repairs)
+    merged = merge_answers([rid for rid in known if rid in asked | absent], parsed, found.repairs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:
         found.errors.append(
@@ -262,6 +263,24 @@ def _request(
             )
         request_id = next(iter(known))
     return request_id
+
+
+def _absent_rounds(build: Build, found: _Parsed, whole: set[str], why: str) -> set[str]:
+    """The voting rounds with no output of items the outputs answer in another round: each is
+    ``missing`` in its round, as ``run --parse`` and ``collect`` list it, so that the same
+    answers give the same rows (and ``attempts``). With ``early_stop``, a round not sent is
+    not a missing one (its items had settled), and none is added."""
+    vote = build.task.strategy.vote
+    if vote is None or vote.early_stop is not None:
+        return set()
+    covered = {x.item_id for rows in found.parsed.values() for x in rows}
+    absent = set()
+    for rid in build.shapes.keys() - found.seen.keys() - stood_in(found.repairs) - whole:
+        rows = [x for x in missing_results(build.shapes[rid], why) if x.item_id in covered]
+        if rows:
+            found.parsed[rid] = rows
+            absent.add(rid)
+    return absent
 
 
 def _parse_records(
