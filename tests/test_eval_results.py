@@ -192,3 +192,31 @@ def test_limit_with_results_is_one_rule_in_the_command_and_the_api(
     own = tmp_path / "own" / "variants" / "batch-8"
     assert promptc.evaluate(spec, [own], limit=8)["items"] == 8
     assert _report(spec, tmp_path / "again", own)["items"] == 8
+
+
+def test_the_report_and_charts_replace_links_left_in_the_folder(tmp_path: Path) -> None:
+    """Every file eval writes into ``-o DIR`` (report.json, report.md, report.html, the two
+    charts) is replaced whole: a link left there under one of those names is replaced, and
+    the file it names stays as it was."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    out = tmp_path / "ev"
+    out.mkdir()
+    names = [
+        "report.json",
+        "report.md",
+        "report.html",
+        "accuracy-vs-tokens.png",
+        "accuracy-by-position.png",
+    ]
+    for name in names:
+        (tmp_path / f"theirs-{name}").write_text("theirs", encoding="utf-8")
+        (out / name).symlink_to(tmp_path / f"theirs-{name}")
+    assert run(["eval", str(spec), "-o", str(out), "--results", str(folder)]) == 0
+    for name in names:
+        assert (tmp_path / f"theirs-{name}").read_text(encoding="utf-8") == "theirs"
+        assert (out / name).is_file() and not (out / name).is_symlink()
+    assert (out / "accuracy-vs-tokens.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]

@@ -164,6 +164,18 @@ def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary left
 
 
+def test_write_atomic_writes_bytes_as_they_are_and_replaces_a_link(tmp_path: Path) -> None:
+    # A chart (PNG bytes) goes through the same writer: whole, and a link left where it goes
+    # is replaced, never followed to the file it names.
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"theirs")
+    target = tmp_path / "chart.png"
+    target.symlink_to(elsewhere)
+    write_atomic(target, b"\x89PNG\r\n\x1a\n\x00")
+    assert target.read_bytes() == b"\x89PNG\r\n\x1a\n\x00" and not target.is_symlink()
+    assert elsewhere.read_bytes() == b"theirs"
+
+
 def test_write_atomic_writes_into_a_named_pipe_and_never_replaces_it(tmp_path: Path) -> None:
     # ``-o /dev/null`` or ``-o PIPE``: a rename would put a regular file where the pipe (or the
     # device) was; the text goes into it, as a shell tool writes it.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
@@ -324,7 +325,7 @@ def sha256_hasher(enabled: bool = True) -> Hasher:
 # ---------------------------------------------------------------- files
 
 
-def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
+def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> None:
     """Writes a file whole or not at all: to a temporary file beside it, then renamed.
 
     A named pipe or a character device (``-o /dev/null``, ``/dev/stdout``, ``/dev/tty``) is
@@ -335,7 +336,8 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
 
     Args:
         path: The file.
-        lines: Its lines, each written with a ``\\n`` after it.
+        lines: Its lines, each written with a ``\\n`` after it (or its bytes, as they are:
+            an image).
 
     Raises:
         OSError: The file cannot be written (the error names it).
@@ -353,8 +355,8 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or (followed and stat.S_ISREG(mode)):
         # (``/dev/stdout`` redirected to a file is that file, not a link to replace)
         try:
-            with open(target, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
-                f.writelines(line + "\n" for line in lines)
+            with open(target, "wb") as f:
+                _write(f, lines)
         except OSError as e:
             raise OSError(e.errno, e.strerror or str(e), str(target)) from None
         return
@@ -369,10 +371,8 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
         raise OSError(e.errno, e.strerror or str(e), str(target)) from None
     tmp = Path(name)
     try:
-        # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as
-        # its JSON escape \udXXX, which a JSON reader turns back into the same string.
-        with open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
-            f.writelines(line + "\n" for line in lines)
+        with open(fd, "wb") as f:
+            _write(f, lines)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as e:
@@ -382,6 +382,19 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write(f: BinaryIO, lines: Iterable[str] | bytes) -> None:
+    """Lines as UTF-8 text, each ended by ``\\n``; bytes as they are."""
+    if isinstance(lines, bytes):
+        f.write(lines)
+        return
+    # A lone surrogate (text UTF-8 cannot carry, e.g. in a model's answer) is written as its
+    # JSON escape \udXXX, which a JSON reader turns back into the same string.
+    text = io.TextIOWrapper(f, encoding="utf-8", errors="backslashreplace", newline="\n")
+    text.writelines(line + "\n" for line in lines)
+    text.flush()
+    text.detach()  # the file stays the caller's to close
 
 
 def _system_link(link: Path) -> bool:

@@ -5,12 +5,14 @@ cut does not look like a position effect)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from promptc.errors import BackendError
 from promptc.strategies import STRATEGIES, strategy
+from promptc.text import write_atomic
 
 CHART_TOKENS = "accuracy-vs-tokens.png"
 CHART_POSITION = "accuracy-by-position.png"
@@ -55,8 +57,10 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         draw(ax, report)
         fig.tight_layout()
         path = out_dir / name
-        fig.savefig(path, dpi=dpi, metadata={"Software": None})
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=dpi, metadata={"Software": None})
         plt.close(fig)
+        write_atomic(path, png.getvalue())  # replaced whole, never through a link left there
         written.append(path)
     return written
 
