@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import tempfile
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -225,6 +228,26 @@ def test_table_and_output_file(math_build: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and result.stdout == ""
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "malformed"]
+
+
+def test_output_file_may_be_a_pipe(math_build: Path, tmp_path: Path) -> None:
+    # promptc parse -o PIPE (or -o /dev/null): the results go into the pipe, which stays one.
+    reqs = requests_of(math_build)
+    outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[0]["id"], "output": good_output(reqs[0])}])
+    pipe = tmp_path / "results.pipe"
+    os.mkfifo(pipe)
+    got: list[str] = []
+    reader = threading.Thread(
+        target=lambda: got.append(pipe.read_text(encoding="utf-8")), daemon=True
+    )
+    reader.start()
+    result = run(math_build, outputs, "-o", pipe)
+    reader.join(timeout=20)
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(x) for x in got[0].splitlines()]
+    assert rows and {r["status"] for r in rows} == {"ok"}
+    assert {r["request_id"] for r in rows} == {reqs[0]["id"]}
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
 
 
 def test_not_a_build(tmp_path: Path) -> None:

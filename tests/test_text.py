@@ -26,6 +26,7 @@ from promptc.text import (
     excerpt,
     sha256_text,
     write_atomic,
+    write_output,
 )
 
 
@@ -176,31 +177,44 @@ def test_write_atomic_writes_bytes_as_they_are_and_replaces_a_link(tmp_path: Pat
     assert elsewhere.read_bytes() == b"theirs"
 
 
-def test_write_atomic_writes_into_a_named_pipe_and_never_replaces_it(tmp_path: Path) -> None:
+def test_write_output_writes_into_a_named_pipe_and_never_replaces_it(tmp_path: Path) -> None:
     # ``-o /dev/null`` or ``-o PIPE``: a rename would put a regular file where the pipe (or the
     # device) was; the text goes into it, as a shell tool writes it.
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()), daemon=True)
     reader.start()
-    write_atomic(pipe, ["a", "b"])
-    reader.join(timeout=30)
+    write_output(pipe, ["a", "b"])
+    reader.join(timeout=20)
     assert got == ["a\nb\n"]
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
     # A link anyone could plant is replaced, never followed to the pipe it names.
     link = tmp_path / "link"
     link.symlink_to(pipe)
-    write_atomic(link, ["mine"])
+    write_output(link, ["mine"])
     assert link.read_text() == "mine\n" and not link.is_symlink()
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    # A regular file is written whole, as write_atomic writes it.
+    plain = tmp_path / "plain.jsonl"
+    write_output(plain, ["x"])
+    assert plain.read_text() == "x\n"
 
 
-def test_write_atomic_writes_through_dev_stdout(tmp_path: Path) -> None:
+def test_write_atomic_replaces_a_pipe_planted_in_a_folder(tmp_path: Path) -> None:
+    # A build folder's own file: whatever was planted under its name is replaced (writing
+    # into a pipe no one reads would never end).
+    pipe = tmp_path / "results.jsonl"
+    os.mkfifo(pipe)
+    write_atomic(pipe, ["row"])
+    assert pipe.read_text() == "row\n" and stat.S_ISREG(os.lstat(pipe).st_mode)
+
+
+def test_write_output_writes_through_dev_stdout(tmp_path: Path) -> None:
     # /dev/stdout is the system's link to the process's own output: redirected to a file, the
     # text lands in that file, and the link in /dev stays a link.
     out = tmp_path / "captured.txt"
-    code = "from promptc.text import write_atomic\nwrite_atomic('/dev/stdout', ['to stdout'])\n"
+    code = "from promptc.text import write_output\nwrite_output('/dev/stdout', ['to stdout'])\n"
     with out.open("w") as f:
         subprocess.run([sys.executable, "-c", code], stdout=f, check=True)
     assert out.read_text() == "to stdout\n"

@@ -6,8 +6,9 @@
   as a message names it), :func:`default_label` (an input's label from its name).
 - Canonical text: :func:`canonical_json` (the one spelling that is hashed), :func:`decimal_text`
   (a Decimal as an exact number without exponent), :func:`sha256_text`, :func:`sha256_hasher`.
-- Files: :func:`write_atomic` (a file replaced whole or not at all; a pipe or ``/dev/null``
-  written into) and :func:`cache_dir` (where promptc keeps its caches).
+- Files: :func:`write_atomic` (a file replaced whole or not at all), :func:`write_output` (a
+  file the user named: a pipe or ``/dev/null`` written into) and :func:`cache_dir` (where
+  promptc keeps its caches).
 
 This module imports nothing of promptc, so that every stage may use it.
 """
@@ -325,19 +326,14 @@ def sha256_hasher(enabled: bool = True) -> Hasher:
 # ---------------------------------------------------------------- files
 
 
-def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> None:
-    """Writes a file whole or not at all: to a temporary file beside it, then renamed.
+def write_output(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> None:
+    """Writes a file the user named (``-o FILE``, ``--results FILE``).
 
-    A named pipe or a character device (``-o /dev/null``, ``/dev/stdout``, ``/dev/tty``) is
+    A named pipe or a character device (``/dev/null``, ``/dev/stdout``, ``/dev/tty``) is
     written into, as any shell tool writes into it: a rename would put a regular file in its
     place. A link is followed only where the system keeps its own (``/dev/stdout``,
-    ``/dev/fd/N``); any other link is replaced, never the file it points to. Anything else
-    that is not a regular file (a block device, a socket) is refused.
-
-    Args:
-        path: The file.
-        lines: Its lines, each written with a ``\\n`` after it (or its bytes, as they are:
-            an image).
+    ``/dev/fd/N``). Anything else is written by :func:`write_atomic` (a regular file whole or
+    not at all, a link replaced); a block device or a socket is refused.
 
     Raises:
         OSError: The file cannot be written (the error names it).
@@ -359,9 +355,26 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> 
                 _write(f, lines)
         except OSError as e:
             raise OSError(e.errno, e.strerror or str(e), str(target)) from None
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+    elif stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
         raise OSError(errno.EINVAL, "not a regular file, a pipe or a character device", str(target))
+    else:
+        write_atomic(target, lines)
+
+
+def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> None:
+    """Writes a file whole or not at all: to a temporary file beside it, then renamed over
+    whatever stands at ``path`` (a link, a pipe planted in a build folder: replaced, never
+    followed or written into).
+
+    Args:
+        path: The file.
+        lines: Its lines, each written with a ``\\n`` after it (or its bytes, as they are:
+            an image).
+
+    Raises:
+        OSError: The file cannot be written (the error names it).
+    """
+    target = Path(path)
     # mkstemp: a new file of its own (O_EXCL, a name no one could plant a link under), so
     # that a link in a shared folder never carries the write elsewhere; the rename then
     # replaces a link at ``path`` itself, never the file it points to.

@@ -56,7 +56,7 @@ from promptc.run.repair import (
     stood_in,
     valid_record,
 )
-from promptc.text import printable, write_atomic
+from promptc.text import printable, write_output
 
 # --------------------------------------------------------------------------------------------
 # Writing results
@@ -443,7 +443,7 @@ def parse_command(
         # Written only once parsed, whole or not at all: a usage error or a full disk leaves
         # an existing FILE as it was.
         try:
-            write_atomic(out_file, buffer.getvalue().split("\n")[:-1])
+            write_output(out_file, buffer.getvalue().split("\n")[:-1])
         except OSError as e:
             print(f"error: cannot write {out_file}: {e.strerror or e}", file=sys.stderr)
             code = 2

@@ -25,7 +25,7 @@ import click
 from promptc.cli.common import json_format_option, write_json
 from promptc.errors import Location, UsageError
 from promptc.resources import read_schema
-from promptc.text import write_atomic
+from promptc.text import write_output
 
 #: The globs a ``yaml.schemas`` setting maps to the schema: the file ``promptc init`` writes,
 #: and the specs of a ``specs/`` folder.
@@ -86,7 +86,7 @@ def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        write_atomic(out_file, text.split("\n")[:-1])  # whole or not at all
+        write_output(out_file, text.split("\n")[:-1])  # whole or not at all
     except OSError as e:
         raise UsageError(
             f"cannot write {out_file!r}: {e.strerror or e}",

@@ -88,7 +88,7 @@ from promptc.run.repair import (
 )
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
-from promptc.text import write_atomic
+from promptc.text import write_atomic, write_output
 
 if TYPE_CHECKING:
     from promptc.parse.results import ItemResult
@@ -237,6 +237,9 @@ class _Run:
         self.events = events
         out_path = options.outputs_file(build)
         self.results_path = options.results_file(build)
+        # --results FILE is the user's to name (a pipe, /dev/null); results.jsonl beside the
+        # answers is a file of the folder, replaced whatever was planted there.
+        self.write_results = write_atomic if options.results_path is None else write_output
         self.outputs = OutputsFile(out_path, events.note)
         self.result = RunResult(build, out_path, total=len(requests))
         # A retrieval request is for its target alone: its other items are demonstrations.
@@ -534,7 +537,7 @@ class _Run:
         self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
         self.result.statuses = summarize(x for x, _ in rows)
         if self.results_path is not None:
-            write_atomic(self.results_path, (merged.line(x, n) for x, n in rows))
+            self.write_results(self.results_path, (merged.line(x, n) for x, n in rows))
             self.result.results_path = self.results_path
 
 
