@@ -252,6 +252,19 @@ def test_huge_integer_is_an_error(folder: Path) -> None:
     assert info.value.code == "number-too-large"
 
 
+@pytest.mark.parametrize(
+    "number", ["0x" + "f" * 5000, "0b" + "1" * 20000, "0" + "7" * 6000, "59:" * 3000 + "59"]
+)
+def test_huge_integer_in_any_base_is_an_error(folder: Path, number: str) -> None:
+    # YAML 1.1 reads hexadecimal, binary, octal and base-60 integers without Python's digit
+    # limit: refused at the number all the same, not later in a message or a JSON file.
+    (folder / "spec.yaml").write_text(f"promptc: 1\nmodel: {{max_tokens: {number}}}\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "number-too-large"
+    assert info.value.format().startswith("spec.yaml:2:21: model.max_tokens: number ")
+
+
 def test_not_utf8(folder: Path) -> None:
     (folder / "spec.yaml").write_bytes(b"promptc: 1\nname: caf\xe9\n")
     with pytest.raises(LoadError) as info:

@@ -462,7 +462,12 @@ class _Builder:
             # The safe constructor's own function for this (standard, checked) tag; skipping
             # construct_object's bookkeeping, which only matters for collections.
             value = self.loader.yaml_constructors[node.tag](self.loader, node)
-        except ValueError:  # Python refuses to convert integers of more than ~4300 digits
+            if isinstance(value, int):
+                # Python refuses to convert integers of more than ~4300 digits: a decimal one
+                # fails above, a hexadecimal, binary or base-60 one (read without that limit)
+                # here, not in a message or a JSON file later.
+                str(value)
+        except ValueError:
             raise load_error(
                 "number-too-large", self.loc(node), path, text=node.value[:20] + "…"
             ) from None
