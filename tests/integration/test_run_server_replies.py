@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import SelectionError
 from promptc.eval.results import read_variant
 from promptc.ir import EmbeddingEndpoint
-from promptc.run.engine import MAX_BODY_BYTES, MAX_TOKENS, usage_counts
+from promptc.run.engine import MAX_BODY_BYTES, MAX_TOKENS, retry_after_seconds, usage_counts
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs_file
@@ -398,3 +399,61 @@ def test_eval_reads_unreadable_usage_as_unknown(
     variant = read_variant(sentiment4, compile_spec(SPECS / "sentiment.yaml"))
     assert variant.prompt_tokens is None and variant.completion_tokens is None
     assert variant.answered == 5
+
+
+class _Flaky(QuietHandler):
+    """Fails the first POST as ``fault`` says, then answers every one."""
+
+    fault: ClassVar[str] = ""
+    posts: ClassVar[int] = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            type(self).posts += 1
+            first = type(self).posts == 1
+        if first and self.fault == "reset":
+            # Headers and part of the body, then the connection reset (as a proxy dropping
+            # it mid-answer does).
+            body = json.dumps(chat_completion(ANSWER)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:40])
+            self.wfile.flush()
+            linger = (1).to_bytes(4, sys.byteorder) + (0).to_bytes(4, sys.byteorder)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.connection.close()
+            self.close_connection = True
+            return
+        if first and self.fault == "retry-after":
+            # A Retry-After whose HTTP date no clock can hold: not usable, so ignored.
+            headers = {"Retry-After": "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"}
+            send_json(self, {"error": {"message": "slow down"}}, 429, headers)
+            return
+        send_json(self, chat_completion(ANSWER))
+
+
+@pytest.mark.parametrize("fault", ["reset", "retry-after"])
+def test_a_request_the_server_failed_once_is_asked_again(sentiment4: Path, fault: str) -> None:
+    # run.md: connection errors and rate limits are retried --max-retries times. A connection
+    # reset mid-body is a connection error (not a reply that is no chat completion), and a
+    # Retry-After past any date a clock holds is ignored, not an internal error.
+    handler = type("Handler", (_Flaky,), {"fault": fault, "posts": 0})
+    with serving(handler) as url:
+        result, _ = _run(sentiment4, url, limit=1, max_retries=2)
+    assert result.failed == [] and result.sent == 1, result.failed
+    assert handler.posts == 2
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == ANSWER
+
+
+def test_retry_after_reads_every_form() -> None:
+    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
+    assert retry_after_seconds({"Retry-After": "7"}) == 7.0
+    date = "Thu, 01 Jan 1970 00:01:40 GMT"
+    assert retry_after_seconds({"Retry-After": date}, now=40.0) == 60.0
+    for unusable in ("-3", "nan", "inf", "soon", "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"):
+        assert retry_after_seconds({"Retry-After": unusable}) is None, unusable

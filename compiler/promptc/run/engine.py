@@ -328,10 +328,10 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
             if math.isfinite(value) and value >= 0:
                 return value
     try:
-        when = email.utils.parsedate_to_datetime(lower.get("retry-after", ""))
-    except (TypeError, ValueError, IndexError):
+        when = email.utils.parsedate_to_datetime(lower.get("retry-after", "")).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past datetime's
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:
