@@ -154,3 +154,56 @@ def test_an_answer_cut_inside_its_list_keeps_the_entries_it_finished(
     assert [r.status for r in results] == ["ok"] * 4
     # Not the JSON form at all: read as text, as before.
     assert [r.status for r in parse_output(task, _request(4), '{"answers": 3')] == ["missing"] * 4
+
+
+def test_a_marker_quoted_inside_a_json_string_is_that_strings_text(
+    task_factory: Callable[..., Task],
+) -> None:
+    # The JSON says which entry each value belongs to: item 4's reasoning quoting "A[1]: …"
+    # stays item 4's text, even when another entry is malformed (the recover path).
+    task = task_factory(kind="batch", batch_size=4)
+    quoting = "Unlike problem 1 (A[1]: 5 apples The answer is 999.), here we add"
+    out = json.dumps(
+        {
+            "answers": [
+                {"index": 1, "reasoning": "step 1", "answer": 10},
+                {"index": 2, "reasoning": "Q[3]: not a question A[2]: 7", "answer": 20},
+                {"index": 3, "reasoning": "", "answer": 30},
+                {"index": 4, "reasoning": quoting, "answer": 40},
+            ]
+        }
+    )
+    results = parse_output(task, _request(4), out)
+    assert [(r.index, r.status) for r in results] == [
+        (1, "ok"),
+        (2, "ok"),
+        (3, "malformed"),
+        (4, "ok"),
+    ]
+    assert results[0].values == {"reasoning": "step 1", "answer": Decimal(10)}
+    assert results[1].values == {"reasoning": "Q[3]: not a question A[2]: 7", "answer": Decimal(20)}
+    assert results[3].values == {"reasoning": quoting, "answer": Decimal(40)}
+
+
+def test_json_numbers_in_exponent_form_are_the_numbers_they_are(
+    task_factory: Callable[..., Task],
+) -> None:
+    # 1e2 and 0.0000001 are JSON numbers of the schema's type: read as 100 and 1E-7, not
+    # written back as "1E+2" for the format to refuse. An exponent no answer could hold stays
+    # as written, and is malformed.
+    task = task_factory(kind="batch", batch_size=3)
+    out = json.dumps(
+        {
+            "answers": [
+                {"index": 1, "reasoning": "s", "answer": 1e2},
+                {"index": 2, "reasoning": "s", "answer": 0.0000001},
+                {"index": 3, "reasoning": "s", "answer": 1},
+            ]
+        }
+    ).replace('"answer": 1}', '"answer": 1e999999}')
+    results = parse_output(task, _request(3), out)
+    assert [(r.status, r.values.get("answer")) for r in results] == [
+        ("ok", Decimal(100)),
+        ("ok", Decimal("1E-7")),
+        ("malformed", None),
+    ]

@@ -213,7 +213,7 @@ def _answer_text(blueprint: Blueprint, fmt: AnswerFormat, values: object) -> str
     for f in blueprint.fields:
         raw = values.get(f.name)
         try:
-            value = f.type.coerce(f, str(raw) if isinstance(raw, Decimal) else raw)
+            value = f.type.coerce(f, _number_text(raw) if isinstance(raw, Decimal) else raw)
             text = f.type.write(f, value)
         except (ValueError, TypeError):
             text = _as_written(raw)
@@ -235,5 +235,15 @@ def _as_written(raw: object) -> str:
     if isinstance(raw, str):
         return raw
     if isinstance(raw, Decimal):
-        return str(raw)
+        return _number_text(raw)
     return json.dumps(raw, ensure_ascii=False, default=str)
+
+
+def _number_text(d: Decimal) -> str:
+    """A JSON number as the text form writes numbers: without exponent (``1e2`` is ``100``,
+    ``1E-7`` is ``0.0000001``), so that the format reads it as the number it is. An exponent
+    past 1,000 stays as written (the answer reader's bound is 640 digits): its positional
+    text would be a million zeros for ``1e999999``."""
+    if d.is_finite() and abs(d.adjusted()) <= 1000:
+        return format(d, "f")
+    return str(d)

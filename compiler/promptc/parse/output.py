@@ -109,7 +109,8 @@ def parse_output(
     # text form; spans would point into that text, not the output: there are none.
     text = g.text_of_json(output, shape.questions)
     if text is not None:
-        results = [r._replace(span=None) for r in _parse_text(shape, g, text, mode)]
+        parsed = _parse_text(shape, g, text, mode, line_starts=True)
+        results = [r._replace(span=None) for r in parsed]
         results = check_options(task, results, mode)
     else:
         results = check_options(task, _parse_text(shape, g, output, mode), mode)
@@ -206,13 +207,15 @@ def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[Ite
     return out
 
 
-def _parse_text(shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode) -> list[ItemResult]:
+def _parse_text(
+    shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, *, line_starts: bool = False
+) -> list[ItemResult]:
     if mode == "strict":
         return strict_results(shape, g, output)
     items = match_output(g, output)
     if items is not None:
         return item_results(shape, g, items)
-    return parse_recover(shape, g, output)
+    return parse_recover(shape, g, output, line_starts=line_starts)
 
 
 #: Which results a build's parse keeps: ``target`` (default) the result of each request's

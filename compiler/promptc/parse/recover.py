@@ -48,9 +48,15 @@ class _Occurrence:
     q_end: int = 0  # normalised offset where a question's text ends
 
 
-def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[ItemResult]:
+def parse_recover(
+    shape: RequestShape, g: AnswerGrammar, output: str, *, line_starts: bool = False
+) -> list[ItemResult]:
     """``recover`` mode's reading of an output its grammar's regex does not match: every
-    marker found, each answer body read on its own, each item judged from its occurrences."""
+    marker found, each answer body read on its own, each item judged from its occurrences.
+
+    With ``line_starts``, only a marker that starts a line is one: the text form of a JSON
+    answer writes each entry on its own lines, so an ``A[1]:`` inside an entry's string (a
+    model quoting another item) is that string's text, never another item's answer."""
     text = NormalisedText(output)
     reader = answer_reader(g)
     if shape.kind.one_item:
@@ -60,6 +66,8 @@ def parse_recover(shape: RequestShape, g: AnswerGrammar, output: str) -> list[It
     mk = g.blueprint.markers
     prefixes = g.blueprint.question_prefixes or (mk.question,)
     found = list(iter_markers(norm, mk))
+    if line_starts:
+        found = [m for m in found if m.start == 0 or norm[m.start - 1] == "\n"]
     if shape.kind.repeats_questions:
         found = _outside_questions(norm, found, shape)
     occurrences: dict[int, list[_Occurrence]] = {}
