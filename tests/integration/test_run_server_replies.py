@@ -457,3 +457,24 @@ def test_retry_after_reads_every_form() -> None:
     assert retry_after_seconds({"Retry-After": date}, now=40.0) == 60.0
     for unusable in ("-3", "nan", "inf", "soon", "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"):
         assert retry_after_seconds({"Retry-After": unusable}) is None, unusable
+
+
+def test_a_run_resumes_against_the_same_server_at_another_address(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    # run.md: requests already answered are skipped unless the build changed (prompt, model,
+    # grammar mode). The server's address is not the request: a server reached under another
+    # name (or restarted on another port) resumes the run, nothing is paid twice.
+    url, handler = server
+    result, _ = _run(sentiment4, url, limit=2)
+    assert result.sent == 2 and len(handler.auth) == 2
+    lines = read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    assert all(a["body_sha256"] and a["request_sha256"] for a in lines.values())
+    elsewhere = url.replace("127.0.0.1", "localhost")
+    result, _ = _run(sentiment4, elsewhere, limit=2)
+    assert (result.sent, result.skipped) == (0, 2) and len(handler.auth) == 2
+    assert not (sentiment4 / "outputs.replaced.jsonl").exists()
+    # Another model is another request: moved aside and asked again.
+    result, _ = _run(sentiment4, elsewhere, limit=2, model="other-model")
+    assert result.sent == 2 and len(handler.auth) == 4
+    assert (sentiment4 / "outputs.replaced.jsonl").exists()

@@ -225,6 +225,7 @@ class Bodies:
         self.model = options.model or engine.model
         self.field = token_field(options.max_tokens_field, task, engine.name)
         self.scope = engine.cache_scope
+        self.answer_scope = engine.answer_scope
         #: The grammar mode and the engine's form, once resolved.
         self.resolved: tuple[SendMode, ServerKind] | None = None
         #: Requests whose grammar is made for their item count (repair requests): the build
@@ -259,22 +260,42 @@ class Bodies:
 
     def answers(self, request: BuiltRequest, record: Mapping[str, Any]) -> bool:
         """Whether an answer recorded in ``outputs.jsonl`` is one to what this run would send
-        for ``request``: sent under one of its cache keys (:meth:`keys`), or taken by
-        ``promptc collect`` from the build's batch (no ``request_sha256``) for this very
-        prompt (``prompt_sha256``) of the model the run sends."""
+        for ``request``: to one of its bodies (``body_sha256``, :meth:`body_keys`: the same
+        body, wherever the server that answered it was), or, recorded without that, under
+        one of its cache keys (:meth:`keys`); or taken by ``promptc collect`` from the
+        build's batch (no ``request_sha256``) for this very prompt (``prompt_sha256``) of
+        the model the run sends."""
         if record.get("request_sha256") is None:
             return record.get("prompt_sha256") == prompt_hash(request.messages) and (
                 self.model is None or self.model == request.params.get("model")
             )
-        return record.get("request_sha256") in self.keys(request)
+        return self.answered_key(request, record) is not None
 
-    def keys(self, request: BuiltRequest) -> list[str]:
-        """The cache keys of every body this run may send for ``request``."""
+    def answered_key(self, request: BuiltRequest, record: Mapping[str, Any]) -> str | None:
+        """The cache key, in this run, of the body of ``request`` that an answer recorded in
+        ``outputs.jsonl`` by ``promptc run`` answers; ``None`` if it answers none of them."""
+        keys = self.keys(request)
+        body = record.get("body_sha256")
+        if body is not None:
+            found = self.body_keys(request)
+            return keys[found.index(body)] if body in found else None
+        key = record.get("request_sha256")
+        return key if key in keys else None
+
+    def keys(self, request: BuiltRequest, scope: str | None = None) -> list[str]:
+        """The cache keys of every body this run may send for ``request`` (with another
+        ``scope`` than the engine's cache scope, if given)."""
         out: list[str] = []
         for mode, server in self.modes():
             try:
-                out.append(cache_key(self.scope, self.body(request, mode, server)))
+                body = self.body(request, mode, server)
+                out.append(cache_key(self.scope if scope is None else scope, body))
             except UsageError:
                 if self.mode != "auto":
                     raise  # auto falls back to no grammar when a build has none
         return out
+
+    def body_keys(self, request: BuiltRequest) -> list[str]:
+        """The hashes of every body this run may send for ``request``, in the engine's
+        answer scope (``outputs.jsonl``'s ``body_sha256``)."""
+        return self.keys(request, self.answer_scope)

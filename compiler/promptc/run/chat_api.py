@@ -133,6 +133,7 @@ class ChatAPI:
         self.url = url or ""
         self.name = public_url(self.url) if self.url else ""
         self.cache_scope = self.name
+        self.answer_scope = ""
         self.model: str | None = None
         self.slots: int | None = None
         self.api_key_env = options.api_key_env

@@ -187,6 +187,10 @@ class Engine(Protocol):
         name: Where requests go, as messages and the summary name it (a URL).
         cache_scope: What besides the body decides an answer: the endpoint part of every
             cache key (a URL; for the embedded model, its model file).
+        answer_scope: What besides the body decides whether an answer in ``outputs.jsonl``
+            answers the request a resumed run would send: nothing for a server (the body
+            names the model, and a server at a new address answers as it did), the model
+            file for the embedded model.
         model: The model name sent when the caller names none and the engine has its own
             (the embedded model's alias); ``None`` to send the build's.
         slots: How many requests the engine answers at once, when it knows (the embedded
@@ -197,6 +201,7 @@ class Engine(Protocol):
 
     name: str
     cache_scope: str
+    answer_scope: str
     model: str | None
     slots: int | None
 

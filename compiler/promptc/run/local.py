@@ -327,6 +327,7 @@ class Embedded(ChatAPI):
         self.cache_scope = "local:" + (
             Path(self.model_path).name if self.model_path else LOCAL_ALIAS
         )
+        self.answer_scope = self.cache_scope
         self.model = LOCAL_ALIAS
         # One request at a time, whatever --concurrency says: the server has one slot
         # (n_parallel 1), and a request sent while another is generated waits in its queue

@@ -444,14 +444,19 @@ class _Run:
         old = self.existing.get(request.id)
         if old is None or not old.get("output"):
             return False
-        key = str(old.get("request_sha256"))
-        if key not in self.bodies.keys(request):
+        key = self.bodies.answered_key(request, old)
+        if key is None:
             return False
         self.sender.asked.add(key)
         self._take(request, old)
         return True
 
     # -- each answer ------------------------------------------------------------------------
+
+    def _body_sha256(self, request: BuiltRequest, key: str) -> str | None:
+        """The hash of the body sent under cache key ``key``, in the engine's answer scope."""
+        keys = self.bodies.keys(request)
+        return self.bodies.body_keys(request)[keys.index(key)] if key in keys else None
 
     def record(
         self, request: BuiltRequest, key: str, response: Mapping[str, Any], note: str
@@ -464,6 +469,9 @@ class _Run:
             "finish_reason": response.get("finish_reason"),
             "usage": response.get("usage"),
             "request_sha256": key,  # the cache key of what was sent
+            # What was sent, wherever it went: a run resumed against the same server at
+            # another address (a restarted server's new port) keeps the answer.
+            "body_sha256": self._body_sha256(request, key),
             # The prompt it answers (batches.jsonl's prompt_sha256): promptc parse credits
             # the answer to a request of a rebuilt build only when its prompt is this one.
             "prompt_sha256": prompt_hash(request.messages),
