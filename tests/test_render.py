@@ -346,6 +346,58 @@ def test_lipsum_is_not_available(tmp_path: Path) -> None:
     assert [e.code for e in check_templates(task)] == ["template-undeclared-variable"]
 
 
+def test_random_is_not_available_and_is_said_at_its_line(tmp_path: Path) -> None:
+    # |random draws at random: the same spec would give another build each time.
+    task = compile_spec(
+        own_spec(
+            tmp_path, "{% block user %}\n{{ items|map(attribute='question')|random }}{% endblock %}"
+        )
+    )
+    (e,) = check_templates(task)
+    assert e.format() == (
+        f"{tmp_path / 'mine.j2'}:2: template syntax error: No filter named 'random'."
+    )
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["{{ markers.question }}", "{{ markers }}", "{{ [range] }}", "{{ {'f': markers.answer} }}"],
+)
+def test_a_function_or_an_objects_address_is_never_written(tmp_path: Path, written: str) -> None:
+    # A helper written without its call shows a Python object's text, whose address in memory
+    # differs in every process: refused at its line, never a build that differs each time.
+    task = compile_spec(own_spec(tmp_path, "{% block user %}\nQ: " + written + "{% endblock %}"))
+    (e,) = check_templates(task)
+    assert e.code == "template-runtime" and e.location is not None and e.location.line == 2
+    assert "writes a" in e.format()
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '{{ "abc"|truncate(-5) }}',
+        '{{ "abcdef"|truncate(3, end="....") }}',
+        '{{ "abc"|dictsort }}',
+        "{{ 1|xmlattr }}",
+    ],
+)
+def test_a_filter_given_what_it_does_not_take_fails_at_its_line(
+    tmp_path: Path, written: str
+) -> None:
+    task = compile_spec(own_spec(tmp_path, "{% block user %}\n" + written + "{% endblock %}"))
+    (e,) = check_templates(task)
+    assert e.code == "template-runtime" and e.location is not None and e.location.line == 2
+
+
+def test_text_that_reads_like_an_address_is_written_as_it_is(tmp_path: Path) -> None:
+    task = compile_spec(
+        own_spec(tmp_path, "{% block user %}{{ 'crash <f at 0x7ffe>' }} {{ [1, 2] }}{% endblock %}")
+    )
+    assert check_templates(task) == []
+    (request, *_) = Renderer(task).iter_render(select.select(task))
+    assert request.messages[-1].content == "crash <f at 0x7ffe> [1, 2]"
+
+
 def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path) -> None:
     """``templates`` paths are relative to the spec that declares them, also when inherited."""
     from promptc.build import build

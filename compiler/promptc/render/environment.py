@@ -225,8 +225,6 @@ def make_environment(loader: SpecLoader) -> BoundedSandbox:
         auto_reload=False,
         cache_size=-1,
     )
-    # lipsum() draws random words: a prompt must not change from one build to the next.
-    env.globals.pop("lipsum", None)
     return env
 
 

@@ -90,7 +90,11 @@ def _check_ast(
     errors: list[PromptcError] = []
     try:
         undeclared = meta.find_undeclared_variables(ast)
-    except Exception as e:  # noqa: BLE001 - TemplateAssertionError from the code generator
+    except jinja2.TemplateSyntaxError as e:  # from the code generator: an unknown filter, test
+        return [
+            template_error("template-syntax", Location(filename, e.lineno or 0), error=e.message)
+        ]
+    except Exception as e:  # noqa: BLE001 - anything else the code generator refuses
         return [template_error("template-syntax", Location(filename), error=e)]
     for var in sorted(undeclared - allowed):
         line = min(

@@ -352,6 +352,10 @@ class Renderer:
             LookupError,
             TypeError,
             ValueError,
+            # What Jinja's filters raise for arguments they do not take ("abc"|truncate(-5),
+            # "abc"|dictsort): the template's error, at its line.
+            AssertionError,
+            AttributeError,
         ) as e:
             raise self._failure(e) from None
 

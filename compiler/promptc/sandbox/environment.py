@@ -22,12 +22,14 @@ What these cannot see is bounded around rendering by :mod:`promptc.sandbox.os_li
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import jinja2
 from jinja2.environment import TemplateModule
-from jinja2.runtime import Context
+from jinja2.exceptions import TemplateRuntimeError
+from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from promptc.sandbox.budget import (
@@ -140,6 +142,34 @@ class BoundedTemplate(jinja2.Template):
             budget.leave()
 
 
+#: A Python object's default text, which holds its address in memory (``<function f at
+#: 0x7f…>``): different in every process, so a prompt that shows it differs on every build.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
+def shown(value: Any) -> Any:
+    """What ``{{ value }}`` writes (Jinja's ``finalize`` hook): refuses a function (a helper
+    written without its call, ``{{ markers.question }}``) and a value whose text holds a
+    Python object's address; text itself is written as it is.
+
+    Raises:
+        TemplateRuntimeError: The value is one of those.
+    """
+    if isinstance(value, str):
+        return value
+    if callable(value) and not isinstance(value, Undefined):
+        raise TemplateRuntimeError(
+            "{{ … }} writes a function, not its result: call it, e.g. "
+            "{{ markers.question(i) }} rather than {{ markers.question }}"
+        )
+    if not isinstance(value, (int, float, Undefined)) and _ADDRESS.search(str(value)):
+        raise TemplateRuntimeError(
+            "{{ … }} writes a Python object's text, which holds its address in memory and "
+            "differs on every build"
+        )
+    return value
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with the budget's checks in its public hooks.
 
@@ -152,8 +182,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     template_class = BoundedTemplate
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(finalize=shown, **options)
         self.budget = Budget()
+        # lipsum() and |random draw at random: a prompt (or an item id) must not change from
+        # one build to the next.
+        self.globals.pop("lipsum", None)
+        self.filters.pop("random", None)
         self.filters.update(
             {name: bounded_filter(name, fn, self.budget) for name, fn in self.filters.items()}
         )
