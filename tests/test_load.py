@@ -386,6 +386,27 @@ def test_non_string_values_become_text_deterministically() -> None:
     assert task.items[2].inputs == {"premise": "true", "hypothesis_text": '{"a":"x","b":[1,null]}'}
 
 
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json"])
+def test_json_numbers_are_shown_as_the_file_writes_them(tmp_path: Path, name: str) -> None:
+    # spec.md: numbers become text "as written in the file": 1e2 stays 1e2 (not 1E+2), and
+    # two ids written differently (0.0000001, 1E-7) are two ids.
+    rows = ['{"id": 0.0000001, "q": 1e2}', '{"id": 1E-7, "q": 2.50}', '{"id": 3, "q": -0.0e0}']
+    text = "\n".join(rows) + "\n" if name.endswith("jsonl") else "[" + ",\n".join(rows) + "]\n"
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nname: n\ninstruction: Answer.\ninputs: {q: {}}\noutputs: {a: {type: text}}\n"
+        f"data: {{path: {name}, id: id}}\nmodel: {{name: m}}\n",
+        encoding="utf-8",
+    )
+    task = compile_spec(spec)
+    assert [(i.id, i.inputs["q"]) for i in task.items] == [
+        ("0.0000001", "1e2"),
+        ("1E-7", "2.50"),
+        ("3", "-0.0e0"),
+    ]
+
+
 def test_data_sha256_is_of_the_file_bytes() -> None:
     import hashlib
 

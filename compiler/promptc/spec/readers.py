@@ -19,11 +19,10 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any, BinaryIO
 
 from promptc.errors import ErrorCollector, Location
-from promptc.spec.rows import TOO_MANY_DIGITS, data_error, kind
+from promptc.spec.rows import TOO_MANY_DIGITS, data_error, kind, written_number
 from promptc.text import Hasher
 
 _BOM = b"\xef\xbb\xbf"
@@ -46,7 +45,7 @@ _CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 NOT_FINITE = "{name} is not a JSON number; expected a finite number (or a string)"
 
 # One decoder for every row: json.loads(parse_float=…) would build a new one per call.
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_not_finite)
+_DECODER = json.JSONDecoder(parse_float=written_number, parse_constant=_not_finite)
 
 
 def _constant_at(text: str, start: int) -> int:

@@ -100,12 +100,29 @@ def surrogate(text: str) -> re.Match[str] | None:
     return _SURROGATE.search(text)
 
 
+class WrittenNumber(Decimal):
+    """A JSON number with a fraction or an exponent, exact, and its text as the file wrote it
+    (``1e2``, ``0.0000001``, ``2.50``): an input shows it so, where ``str`` of the Decimal
+    would write ``1E+2`` and ``1E-7``."""
+
+    text: str
+
+
+def written_number(token: str) -> Decimal:
+    """The JSON decoder's ``parse_float``: the number, keeping its text."""
+    number = WrittenNumber(token)
+    number.text = token
+    return number
+
+
 def to_text(value: Any) -> str:
     """A data value as input text, deterministically (see the module docstring)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, WrittenNumber):
+        return value.text
     if isinstance(value, (int, Decimal)):
         return str(value)
     if isinstance(value, float):
