@@ -163,3 +163,30 @@ def test_every_writing_command_on_a_full_or_read_only_disk(
 
 def read_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n")[:-1]]
+
+
+def test_a_build_that_fills_the_disk_midway_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    # The first files fit and the disk fills while later ones are written (or flushed when
+    # closed): the disk's error, named, and no temporary file left behind.
+    where = tmp_path / "small"
+    where.mkdir()
+    _mount(where, "size=64k")
+    try:
+        rows = (SPECS / "data" / "sentiment.jsonl").read_text(encoding="utf-8").splitlines()
+        data = tmp_path / "many.jsonl"
+        data.write_text(
+            "".join(
+                json.dumps({**json.loads(rows[k % len(rows)]), "id": f"x{k}"}) + "\n"
+                for k in range(400)
+            ),
+            encoding="utf-8",
+        )
+        done = _promptc(
+            ["build", str(SPECS / "sentiment.yaml"), "--data", str(data), "-o", str(where / "b")]
+        )
+        assert done.returncode in (1, 2), (done.returncode, done.stderr)
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+        assert "No space left on device" in done.stderr and str(where / "b") in done.stderr
+        assert [p.name for p in where.rglob("*") if p.is_file()] == []
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -334,6 +334,8 @@ class Sink:
             self.size = 0
 
     def close(self) -> None:
+        if self.file is not None and self.file.closed:
+            return  # closed already: a close that failed (a full disk), then the discard
         try:
             self.flush()
         finally:
