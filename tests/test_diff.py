@@ -682,6 +682,49 @@ def test_the_extends_chain_and_its_data_are_read_at_the_revision(
     assert "requests.jsonl" not in out and not (tmp_path / "variants" / "build").exists()
 
 
+def test_a_link_at_the_revision_is_read_as_the_file_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data file (or the spec) that was a link at the revision is read as the file the link
+    names inside the repository, as a checkout of the revision would read it; a link out of
+    the repository is refused by name."""
+    git(tmp_path, "init", "-q")
+    commit(
+        tmp_path,
+        {
+            "spec.yaml": SPEC,
+            "templates/batch.j2": TEMPLATE,
+            "templates/answer.j2": PARTIAL,
+            "shared/reviews.jsonl": _rows(ROWS),
+        },
+        "shared data",
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "reviews.jsonl").symlink_to("../shared/reviews.jsonl")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "data as a link")
+    (tmp_path / "data" / "reviews.jsonl").unlink()
+    commit(tmp_path, {"data/reviews.jsonl": _rows(ROWS)}, "data as a file")
+    code, out, err = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~1", "--stat"
+    )
+    assert code == 0, err
+    assert out.startswith("no change:")
+    (tmp_path / "data" / "reviews.jsonl").unlink()
+    (tmp_path / "data" / "reviews.jsonl").symlink_to("../../outside.jsonl")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "a link out")
+    (tmp_path / "data" / "reviews.jsonl").unlink()
+    commit(tmp_path, {"data/reviews.jsonl": _rows(ROWS)}, "a file again")
+    code, out, err = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~1", "--stat"
+    )
+    assert code == 2 and "Traceback" not in err
+    assert (
+        "data/reviews.jsonl is a link at HEAD~1 to '../../outside.jsonl', outside the repository"
+    ) in err
+
+
 def test_without_the_plan_extra_diff_says_it_estimates(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

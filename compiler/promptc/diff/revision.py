@@ -278,15 +278,50 @@ def _write(checkout: Checkout, rel: str) -> bool:
             checkout.label(rel),
             "too-many-files",
         )
-    # Not a blob at the revision (missing, a folder, a submodule): git says so and exits 128.
-    blob = git(["cat-file", "blob", f"{checkout.repo.commit}:{rel}"], checkout.repo.top)
-    if blob.returncode != 0:
+    data = _contents(checkout, rel)
+    if data is None:
         return False
     target = checkout.root / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(blob.stdout)
+    target.write_bytes(data)
     checkout.files.add(rel)
     return True
+
+
+#: Links followed one after another at a revision before giving up (a cycle of links).
+MAX_LINKS = 8
+
+
+def _contents(checkout: Checkout, rel: str) -> bytes | None:
+    """A file's bytes at the revision, ``None`` if it is none there (missing, a folder, a
+    submodule). A link (mode 120000, whose blob is the path it names) is read as the file it
+    names inside the repository, as a checkout of the revision would read it; one that leaves
+    the repository, or a cycle, is refused."""
+    repo = checkout.repo
+    for _ in range(MAX_LINKS):
+        entry = git(["ls-tree", "-z", repo.commit, "--", rel], repo.top).stdout
+        mode = entry.split(b" ", 1)[0]
+        if mode not in (b"100644", b"100755", b"120000"):
+            return None
+        blob = git(["cat-file", "blob", f"{repo.commit}:{rel}"], repo.top)
+        if blob.returncode != 0:
+            return None
+        if mode != b"120000":
+            return blob.stdout
+        named = blob.stdout.decode("utf-8", "replace")
+        followed = posixpath.normpath(posixpath.join(posixpath.dirname(rel), named))
+        if os.path.isabs(named) or not _inside(followed):
+            raise _usage(
+                f"{rel} is a link at {repo.rev} to {named!r}, outside the repository",
+                checkout.label(rel),
+                "link-outside",
+            )
+        rel = followed
+    raise _usage(
+        f"{rel} at {repo.rev} is a chain of more than {MAX_LINKS} links",
+        checkout.label(rel),
+        "link-outside",
+    )
 
 
 def _gather(checkout: Checkout, rel: str) -> None:
