@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -478,3 +479,31 @@ def test_a_run_resumes_against_the_same_server_at_another_address(
     result, _ = _run(sentiment4, elsewhere, limit=2, model="other-model")
     assert result.sent == 2 and len(handler.auth) == 4
     assert (sentiment4 / "outputs.replaced.jsonl").exists()
+
+
+class _Slow(QuietHandler):
+    """Answers every request, a quarter of a second later."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.25)
+        send_json(self, chat_completion(ANSWER))
+
+
+def test_a_run_goes_on_when_its_progress_reader_goes_away(sentiment4: Path) -> None:
+    # `promptc run … 2>&1 | head -2`: the reader of the progress is gone after two lines; the
+    # run still asks every request, keeps every answer and says its status by its exit code.
+    with serving(_Slow) as url:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promptc", "run", str(sentiment4), "--base-url", url]
+            + ["--grammar", "none", "--concurrency", "1", "--no-cache"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        proc.stderr.readline()
+        proc.stderr.readline()
+        proc.stderr.close()
+        code = proc.wait(timeout=120)
+    assert code == 0
+    assert len(read_outputs_file(sentiment4 / "outputs.jsonl").answers) == 5

@@ -179,4 +179,34 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    sys.stderr = Unread(sys.stderr)
     sys.exit(run(argv))
+
+
+class Unread:
+    """stderr, whose reader may go away (``promptc run … 2>&1 | head``): what is written after
+    that goes nowhere, and the command goes on. Progress and notes are for a reader; the run's
+    answers and its exit status are not theirs to stop (stdout's reader going away ends a
+    command that writes there, exit 0: :meth:`LazyGroup.invoke`)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
