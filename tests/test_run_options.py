@@ -11,6 +11,7 @@ import promptc
 import pytest
 from promptc import RunOptions
 from promptc.errors import UsageError
+from promptc.text import public_url, url_problem
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -84,3 +85,25 @@ def test_a_limit_below_one_is_refused_as_run_limit_is(limit: int) -> None:
         f"limit must be at least 1, not {limit}",
         "bad-limit",
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://[::1", "invalid ipv6 url"),
+        ("http://127.0.0.1:99999/v1", "port out of range 0-65535"),
+        ("http://127.0.0.1:-1/v1", "port could not be cast to integer value as '-1'"),
+        ("ftp://example.com/v1", "expected a URL starting http:// or https://"),
+        ("http:///v1", "it names no host"),
+    ],
+)
+def test_a_base_url_that_is_no_servers_is_a_usage_error(url: str, problem: str) -> None:
+    # Refused when the options are made, naming the option: never a ValueError (exit 3)
+    # from deep inside the HTTP client.
+    assert url_problem(url) == problem
+    with pytest.raises(UsageError) as e:
+        RunOptions(base_url=url)
+    assert e.value.code == "bad-url" and e.value.path == ("--base-url",)
+    assert e.value.format().endswith(f"is not a server's URL: {problem}")
+    assert url_problem("https://user:pw@api.example.com:8443/v1") is None
+    assert public_url("http://user:pw@[::1/v1?k=1") == "http://[::1/v1"

@@ -210,10 +210,29 @@ def printable(text: str) -> str:
 def public_url(url: str) -> str:
     """The URL without user name, password, query or fragment: what messages, summaries and
     caches may say of an endpoint (nothing secret is shown or recorded)."""
+    if url_problem(url) is not None:  # not a URL: shown without what a user part may hold
+        return re.sub(r"//[^/@]*@", "//", url).split("?", 1)[0].split("#", 1)[0]
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being an endpoint's URL (``http://`` or ``https://``, a host, a
+    port from 1 to 65535), in words; ``None`` if nothing does."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:  # an unclosed [IPv6 bracket, a port that is no number or too large
+        return str(e).lower()
+    if parts.scheme not in ("http", "https"):
+        return "expected a URL starting http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    if port == 0:
+        return "port 0 is no port to send to"
+    return None
 
 
 def describe(value: object, *, show: bool = True) -> str:

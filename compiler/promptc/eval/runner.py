@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import ir
 from promptc.build import build
-from promptc.errors import BackendError, Location, SpecWarning
+from promptc.errors import BackendError, Location, SpecWarning, UsageError
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import budget_warning
@@ -23,7 +23,7 @@ from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
 from promptc.spec.lower import compile_spec
-from promptc.text import public_url, write_atomic
+from promptc.text import public_url, url_problem, write_atomic
 
 if TYPE_CHECKING:
     from promptc.run.progress import Events
@@ -41,6 +41,14 @@ def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
     Raises:
         BackendError: Nothing answers at ``base_url``.
     """
+    problem = url_problem(base_url)
+    if problem is not None:
+        raise UsageError(
+            f"{public_url(base_url)!r} is not a server's URL: {problem}",
+            location=Location("<command line>"),
+            path=("--base-url",),
+            code="bad-url",
+        )
     url = base_url.rstrip("/") + "/models"
     try:
         with urlopen(url, timeout=timeout):

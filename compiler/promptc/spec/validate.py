@@ -34,10 +34,11 @@ from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, 
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import Strategy, find_strategy
-from promptc.text import default_label
+from promptc.text import default_label, public_url, url_problem
 from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
+    "bad-url": "{url!r} is not a server's URL: {problem}",
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
     "'embeddings' (an endpoint); expected one of them",
     "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
@@ -521,6 +522,11 @@ def _check_strategy(doc: SpecDocument, c: ErrorCollector) -> None:
     ep: KeyPath = ("strategy", "selection", "embeddings")
     if doc.has(ep) and doc.has(("strategy", "selection", "model")):
         c.add(error("model-and-embeddings", doc.key_location(ep), ep))
+    up: KeyPath = (*ep, "url")
+    url = doc.get(up)
+    problem = url_problem(url) if isinstance(url, str) and url.startswith("http") else None
+    if problem is not None:
+        c.add(error("bad-url", doc.value_location(up), up, url=public_url(url), problem=problem))
     tp: KeyPath = ("strategy", "selection", "target_position")
     position = integer(doc.get(tp))
     size = batch_size_of(doc)
