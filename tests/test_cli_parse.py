@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from decimal import Decimal
@@ -248,6 +250,21 @@ def test_output_file_may_be_a_pipe(math_build: Path, tmp_path: Path) -> None:
     assert rows and {r["status"] for r in rows} == {"ok"}
     assert {r["request_id"] for r in rows} == {reqs[0]["id"]}
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+
+
+def test_a_closed_stdout_is_no_internal_error(math_build: Path, tmp_path: Path) -> None:
+    # `promptc parse … >&-`: nowhere to write the results, as for a reader gone away.
+    reqs = requests_of(math_build)
+    outputs = jsonl(tmp_path / "out.jsonl", [{"id": reqs[0]["id"], "output": good_output(reqs[0])}])
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "parse", str(math_build), str(outputs)],
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.close(1),  # the child's own stdout, closed
+    )
+    assert done.returncode == 0, done.stderr
+    assert "internal error" not in done.stderr
 
 
 def test_not_a_build(tmp_path: Path) -> None:

@@ -507,3 +507,30 @@ def test_a_run_goes_on_when_its_progress_reader_goes_away(sentiment4: Path) -> N
         code = proc.wait(timeout=120)
     assert code == 0
     assert len(read_outputs_file(sentiment4 / "outputs.jsonl").answers) == 5
+
+
+class _Blank(QuietHandler):
+    """Answers the first request with white space alone, every later one with ANSWER."""
+
+    posts: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).posts += 1
+        send_json(self, chat_completion("  \n" if type(self).posts == 1 else ANSWER))
+
+
+def test_an_answer_of_white_space_alone_is_never_cached(sentiment4: Path, tmp_path: Path) -> None:
+    # run.md: an empty answer is recorded as it came, never cached, and asked again by the
+    # next run; white space alone says nothing more than an empty answer.
+    handler = type("Handler", (_Blank,), {"posts": 0})
+    cache = tmp_path / "cache.sqlite"
+    with serving(handler) as url:
+        options = RunOptions(base_url=url, grammar="none", cache_path=str(cache), repair=0, limit=1)
+        first = run_build(sentiment4, options)
+        assert first.empty == 1
+        (sentiment4 / "outputs.jsonl").unlink()
+        second = run_build(sentiment4, options)
+    assert (second.sent, second.cached) == (1, 0) and handler.posts == 2
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == ANSWER

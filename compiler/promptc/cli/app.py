@@ -176,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     # A terminal or pipe whose encoding cannot spell promptc's punctuation (→, …, ×) or a
     # model's text (PYTHONIOENCODING=ascii, a cp1252 console) gets those characters escaped,
     # never an encoding error after the work is done.
+    # A stream closed when promptc started (`promptc parse … >&-`) is None in Python: what
+    # would go there goes nowhere, as it would to a reader that went away.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - the process's own
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - the process's own
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")

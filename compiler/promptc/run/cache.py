@@ -62,7 +62,7 @@ class ResponseCache:
                 hit = json.loads(row[0]) if row is not None else None
             except (sqlite3.Error, ValueError):  # locked by another run, or damaged: a miss
                 continue
-            if isinstance(hit, dict) and hit.get("output"):
+            if isinstance(hit, dict) and str(hit.get("output") or "").strip():
                 return key, hit
         return None
 

@@ -301,7 +301,7 @@ class _Run:
         for r in self.requests:
             old = existing.get(r.id)
             if old is not None and self.bodies.answers(r, old):
-                if old["output"]:
+                if str(old["output"]).strip():
                     keep[r.id] = old
                     continue
                 empty.add(r.id)  # recorded as it came, and asked again
@@ -451,7 +451,7 @@ class _Run:
         """Takes the answer an earlier run got for a request this run made (a repair
         request, a stand-in), if it is to this very request; True if there was one."""
         old = self.existing.get(request.id)
-        if old is None or not old.get("output"):
+        if old is None or not str(old.get("output") or "").strip():
             return False
         key = self.bodies.answered_key(request, old)
         if key is None:

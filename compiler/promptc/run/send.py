@@ -181,7 +181,7 @@ class Sender:
             self._fail(r, e)
             return False
         response = reply.response()
-        if not reply.text:
+        if not reply.text.strip():  # white space alone says nothing either
             # Recorded (it is what the server said) but not cached: the next run asks again.
             self.result.empty += 1
             said = (
