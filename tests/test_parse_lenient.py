@@ -46,6 +46,14 @@ BODIES: list[tuple[str, str, Decimal | None, str]] = [
     ("So 1500. The answer is 1.50E+3.", "malformed", None, "malformed"),
     ("So pi. The answer is 3.14abc.", "malformed", None, "malformed"),
     ("So. The answer is 1.2.3.", "malformed", None, "malformed"),
+    # A word that changes the number is no unit: the number before it is not the answer.
+    ("So. The answer is 1.5 million.", "malformed", None, "malformed"),
+    ("So. The answer is 2 Dozen.", "malformed", None, "malformed"),
+    ("So. The answer is 5 squared.", "malformed", None, "malformed"),
+    ("So. The answer is 3 quarters.", "malformed", None, "malformed"),
+    ("So. The answer is 18 thousands.", "malformed", None, "malformed"),
+    # A unit word that merely starts like one is a unit.
+    ("So. The answer is 4 halfpennies.", "ok", Decimal(4), "malformed"),
 ]
 
 #: Bodies a ``single`` answer reads exactly: its literals take any white space.

@@ -49,9 +49,21 @@ def layout(name: str) -> str:
 #: break with spaces around it (``The answer is\n27.``, ``So 5.\nThe answer is 27.``).
 LENIENT_SPACE = "(?:[ \\t]+|[ \\t]*\\n[ \\t]*)"
 
+#: Words after a number that change it (``1.5 million``, ``2 dozen``, ``5 squared``,
+#: ``3 quarters``): never a unit, so the number before them is not the answer.
+MAGNITUDE_WORDS = (
+    "hundreds?|thousands?|millions?|billions?|trillions?|dozens?|score|gross|grand|lakhs?|"
+    "crores?|squared|cubed|halves|half|quarters?|thirds?|fourths?|fifths?|tenths?|"
+    "hundredths?|thousandths?"
+)
+
 #: What a lenient reading lets stand after a number followed by literal text: a percent sign
-#: or one word of letters (``18%``, ``18 dollars``, ``18 km/h``). The value is the number.
-LENIENT_UNIT = "(?:[ \\t]*%|[ \\t]+[A-Za-z]{1,24}(?:/[A-Za-z]{1,24})?)?"
+#: or one word of letters (``18%``, ``18 dollars``, ``18 km/h``), not one that changes the
+#: number (:data:`MAGNITUDE_WORDS`). The value is the number.
+LENIENT_UNIT = (
+    "(?:[ \\t]*%|[ \\t]+(?!(?i:" + MAGNITUDE_WORDS + ")(?![A-Za-z]))"
+    "[A-Za-z]{1,24}(?:/[A-Za-z]{1,24})?)?"
+)
 
 
 def literal_regex(text: str, multiline: bool, lenient: bool = False) -> str:
