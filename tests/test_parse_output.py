@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 import pytest
@@ -602,3 +602,24 @@ def test_real_model_outputs_parse_item_by_item(llm_base_url: str) -> None:
         results = parse_output(task, request, bound_text, mode=mode)  # type: ignore[arg-type]
         assert statuses(results) == ["ok"] * 8, (bound_text, [r.message for r in results])
         assert all(r.values["sentiment"] in ("positive", "negative", "neutral") for r in results)
+
+
+def test_a_restated_answer_that_agrees_is_ok_and_one_that_does_not_is_duplicate(
+    task_factory: Callable[..., Task],
+) -> None:
+    # parsing.md: repeats that agree are ok. A restatement rarely repeats its reasoning word
+    # for word: the number decides; another number is a duplicate.
+    task = task_factory(kind="batch", batch_size=3)
+    output = (
+        "A[1]: 3 * 6 = 18. The answer is 18.\n"
+        "A[2]: Half of 9. The answer is 4.5.\n"
+        "A[3]: 2 + 2. The answer is 4.\n"
+        "In short:\n"
+        "A[1]: Three sixes make 18. The answer is 18.\n"
+        "A[2]: Half of 9. The answer is 5.\n"
+    )
+    request = {"id": "r0001", "kind": "batch", "item_ids": ["q0", "q1", "q2"]}
+    results = parse_output(task, request, output)
+    assert [(r.index, r.status) for r in results] == [(1, "ok"), (2, "duplicate"), (3, "ok")]
+    assert results[0].values["reasoning"] == "3 * 6 = 18."  # the first answer's
+    assert "answered 2 times with different values" in results[1].message

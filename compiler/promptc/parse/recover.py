@@ -5,13 +5,13 @@ each answer body is read on its own, and each item is judged from its occurrence
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from promptc import markers
 from promptc.grammar.answer import AnswerGrammar
-from promptc.ir import Markers, Value
+from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.normalise import EDGE_NOISE, NormalisedText, normalise_lookalikes
 from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
@@ -106,7 +106,8 @@ def parse_recover(
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
-    results = [_judge(shape, text, i, occurrences.get(i, []), mk) for i in range(1, n + 1)]
+    fields = g.blueprint.fields
+    results = [_judge(shape, text, i, occurrences.get(i, []), mk, fields) for i in range(1, n + 1)]
     for i in sorted(occurrences):
         if not 1 <= i <= n:
             results.append(_extra(shape, text, i, occurrences[i], mk))
@@ -169,6 +170,7 @@ def _judge(
     index: int,
     occs: list[_Occurrence],
     mk: Markers = markers.DEFAULT,
+    fields: Sequence[OutputField] = (),
 ) -> ItemResult:
     """The result of item ``index`` from its occurrences: a well-formed, aligned answer →
     ``ok`` (``duplicate`` if another one disagrees); else a well-formed one → ``misaligned``;
@@ -183,7 +185,7 @@ def _judge(
     good = [o for o in answered if o.reading is not None and o.reading.values is not None]
     good_aligned = [o for o in good if o.aligned]
     if good_aligned:
-        return _answered(shape, text, index, good_aligned, mk)
+        return _answered(shape, text, index, good_aligned, mk, fields)
     if good:
         first = good[0]
         assert first.reading is not None and first.reading.values is not None
@@ -197,10 +199,15 @@ def _judge(
 
 
 def _answered(
-    shape: RequestShape, text: NormalisedText, index: int, good: list[_Occurrence], mk: Markers
+    shape: RequestShape,
+    text: NormalisedText,
+    index: int,
+    good: list[_Occurrence],
+    mk: Markers,
+    fields: Sequence[OutputField] = (),
 ) -> ItemResult:
     """``ok`` with the first of an item's well-formed, aligned answers, or ``duplicate`` when
-    a later one gives other values."""
+    a later one gives other values (:func:`_agree`)."""
     first = good[0]
     assert first.reading is not None and first.reading.values is not None
     values = first.reading.values
@@ -208,7 +215,7 @@ def _answered(
     item_id = item_id_at(shape, index)
     for other in good[1:]:
         assert other.reading is not None and other.reading.values is not None
-        if other.reading.values != values:
+        if not _agree(fields, values, other.reading.values):
             where = _occ_span(text, other).start
             message = (
                 f"{marker_label(mk.answer, index)} answered {len(good)} times with different "
@@ -218,6 +225,20 @@ def _answered(
             return ItemResult(shape.id, item_id, index, "duplicate", values, span, message=message)
     note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
     return ItemResult(shape.id, item_id, index, "ok", values, span, message=note)
+
+
+def _agree(fields: Sequence[OutputField], a: Mapping[str, Value], b: Mapping[str, Value]) -> bool:
+    """Whether two answers of one item say the same: each value by its type's comparison (a
+    text as eval compares it: NFKC, case, white space, a final period). A free text beside a
+    value of another type (the reasoning before a number) does not decide: a model restating
+    its answer rarely repeats its reasoning word for word."""
+    if not fields:
+        return a == b
+    decisive = [f for f in fields if not f.type.free_text] or list(fields)
+    return all(
+        f.name in a and f.name in b and f.type.matches(f, a[f.name], b[f.name], None)
+        for f in decisive
+    )
 
 
 def _malformed(
