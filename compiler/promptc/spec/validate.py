@@ -39,6 +39,8 @@ from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
     "bad-url": "{url!r} is not a server's URL: {problem}",
+    "reserved-output": "output name {name!r} is a key of the JSON answer form (each entry's "
+    "'index', Auto-Demo's repeated 'question'); expected another name",
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
     "'embeddings' (an endpoint); expected one of them",
     "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
@@ -181,6 +183,11 @@ def option_inputs(doc: SpecDocument) -> list[str]:
     ]
 
 
+#: Keys an entry of the JSON answer form has besides the outputs (:mod:`promptc.grammar.json_schema`):
+#: an output of that name would overwrite them, and the strategy may change on the command line.
+RESERVED_OUTPUTS = ("index", "question")
+
+
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_inputs = doc.get(("inputs",))
     raw_outputs = doc.get(("outputs",))
@@ -189,6 +196,10 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     outputs = declared_outputs(doc)
     if isinstance(raw_outputs, dict):
         _check_outputs(doc, c, raw_outputs)
+    for name in output_names or ():
+        if name in RESERVED_OUTPUTS:
+            where = doc.key_location(("outputs", name))
+            c.add(error("reserved-output", where, ("outputs", name), name=name))
     if inputs is not None and output_names is not None:
         for name in output_names:
             if name in inputs:
