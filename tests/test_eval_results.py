@@ -220,3 +220,30 @@ def test_the_report_and_charts_replace_links_left_in_the_folder(tmp_path: Path) 
         assert (out / name).is_file() and not (out / name).is_symlink()
     assert (out / "accuracy-vs-tokens.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+
+
+def test_calls_are_the_answers_of_an_early_stopped_vote(tmp_path: Path) -> None:
+    """Three voting rounds with early stop after two that agree: the third round's requests
+    are not sent (every item settled), so they are no calls; calls per question are the
+    answers the folder holds, as many as the requests the server answered."""
+    spec = _spec(tmp_path / "p", batch_size=4)
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(
+        text.replace("batch_size: 4", "batch_size: 4\n  vote: {rounds: 3, early_stop: 2}"),
+        encoding="utf-8",
+    )
+    folder = tmp_path / "v"
+    posts: list[int] = []
+
+    class Counting(Sentiment):
+        def do_POST(self) -> None:
+            posts.append(1)
+            super().do_POST()
+
+    with serving(Counting) as url:
+        _answered(spec, folder, url, bad_last=False)
+    answers = (folder / "outputs.jsonl").read_text(encoding="utf-8").splitlines()
+    (v,) = _report(spec, tmp_path / "ev", folder)["variants"]
+    assert v["requests"] == 15 and len(answers) == len(posts) < 15
+    assert v["calls_per_question"] == round(len(posts) / 20, 6)
+    assert v["repair_requests"] == 0

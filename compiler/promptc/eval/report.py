@@ -193,9 +193,10 @@ def _row(
         "truncated_requests": v.cut_requests,
         "truncated_by_position": {str(p): k for p, k in s.truncated_by_position.items()},
         "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
-        # Every call the answers cost, as the tokens count them: the build's requests and the
-        # repairs promptc run asked besides them.
-        "calls_per_question": round((v.requests + v.repair_requests) / n, 6) if n else None,
+        # Every call the answers cost, as the tokens count them: each answer the folder holds
+        # (the build's requests answered, the repairs and voting stand-ins promptc run asked
+        # besides them), never a request that was not sent (early stop) or got no answer.
+        "calls_per_question": round(v.answered / n, 6) if n else None,
         "input_tokens_per_question": None if tin is None else round(tin / max(n, 1), 2),
         "output_tokens_per_question": None if tout is None else round(tout / max(n, 1), 2),
         "cached_input_tokens_per_question": None

@@ -35,7 +35,7 @@ from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.plan.variants import Variant
 from promptc.run.engine import token_count
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
-from promptc.run.repair import origin_of
+from promptc.run.repair import STAND_IN_SUFFIX, origin_of
 from promptc.strategies import strategy
 
 TIMING_FILE = "timing.json"
@@ -422,5 +422,9 @@ def read_variant(
         item_ids=item_ids,
         cut_requests=len(cut),
         cached_tokens=sum(cached) if cached else None,
-        repair_requests=sum(1 for q in answers if q not in held and origin_of(q) in held),
+        repair_requests=sum(
+            1
+            for q in answers
+            if q not in held and origin_of(q) in held and not q.endswith(STAND_IN_SUFFIX)
+        ),
     )
