@@ -247,3 +247,38 @@ def test_calls_are_the_answers_of_an_early_stopped_vote(tmp_path: Path) -> None:
     assert v["requests"] == 15 and len(answers) == len(posts) < 15
     assert v["calls_per_question"] == round(len(posts) / 20, 6)
     assert v["repair_requests"] == 0
+
+
+def test_a_variant_whose_requests_got_no_answer_is_said_and_not_recommended(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that refused one request of three: the variant's missing items would count as
+    unparsed and their cost as nothing; eval says so and recommends none on them."""
+    spec = _spec(tmp_path / "p", batch_size=4)
+    folder = tmp_path / "v"
+    posts: list[int] = []
+
+    class Failing(Sentiment):
+        def do_POST(self) -> None:
+            posts.append(1)
+            if len(posts) % 3 == 0:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                send_json(self, {"error": {"message": "bad"}}, 400)
+                return
+            super().do_POST()
+
+    Sentiment.bad_last = False
+    with serving(Failing) as url:
+        assert run(["build", str(spec), "-o", str(folder)]) == 0
+        argv = ["run", str(folder), "--base-url", url, "--parse", "--no-cache"]
+        assert run([*argv, "--allow-failures", "--concurrency", "1"]) == 0
+    capsys.readouterr()
+    report = _report(spec, tmp_path / "ev", folder)
+    (v,) = report["variants"]
+    assert (v["requests"], v["unanswered_requests"]) == (5, 1)
+    assert report["recommendation"]["variant"] is None
+    assert report["recommendation"]["sentence"].endswith(
+        "(batch-4 left out: requests that got no answer)"
+    )
+    md = (tmp_path / "ev" / "report.md").read_text(encoding="utf-8")
+    assert "NO ANSWER: batch-4 (1 of 5 request(s)) got no answer from the server" in md

@@ -55,19 +55,32 @@ def recommend(
     """The recommended variant and the sentence that justifies it.
 
     Args:
-        rows: The report's rows (``variant``, ``accuracy``, ``cost``, ``truncated``).
+        rows: The report's rows (``variant``, ``accuracy``, ``cost``, ``truncated``,
+            ``unanswered_requests``).
         correct: Variant → item → whether it was right.
         items: Items scored.
         margin: Points of accuracy (0 to 100) a cheaper variant may lose.
         unit: ``USD`` or ``tokens``: what ``cost`` is counted in.
     """
     cut = [r["variant"] for r in rows if r["truncated"]]
+    # A request that got no answer leaves its items unparsed and its cost unpaid: such a
+    # variant's accuracy and cost are of the server's failures, not of the variant.
+    failed = [r["variant"] for r in rows if r.get("unanswered_requests") and not r["truncated"]]
     left_out = f" ({', '.join(cut)} left out: truncated)" if cut else ""
-    candidates = [r for r in rows if not r["truncated"] and r["cost"]["per_question"] is not None]
+    if failed:
+        left_out += f" ({', '.join(failed)} left out: requests that got no answer)"
+    candidates = [
+        r
+        for r in rows
+        if not r["truncated"]
+        and not r.get("unanswered_requests")
+        and r["cost"]["per_question"] is not None
+    ]
     need = items_needed(margin / 100)
     out: dict[str, Any] = {"variant": None, "margin_points": margin, "items_needed": need}
     if not candidates:
-        out["sentence"] = "no recommendation: no variant answered within its budget" + left_out
+        why = "answered within its budget" if not failed else "answered whole"
+        out["sentence"] = f"no recommendation: no variant {why}" + left_out
         return out
     if items < need:
         out["sentence"] = (

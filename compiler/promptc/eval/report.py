@@ -190,6 +190,7 @@ def _row(
         "wrong": s.wrong,
         "unparsed": s.unparsed,
         "truncated": s.truncated,
+        "unanswered_requests": v.unanswered,
         "truncated_requests": v.cut_requests,
         "truncated_by_position": {str(p): k for p, k in s.truncated_by_position.items()},
         "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
@@ -399,7 +400,19 @@ def headline(report: Mapping[str, Any]) -> list[str]:
         )
     else:
         first = "No variant was truncated: every answer ended before max_tokens."
-    return [first, *(_sentence(report[k]["sentence"]) for k in ("recommendation", "detectable"))]
+    lines = [first]
+    failed = [r for r in report["variants"] if r.get("unanswered_requests")]
+    if failed:
+        names = ", ".join(
+            f"{r['variant']} ({r['unanswered_requests']} of {r['requests']} request(s))"
+            for r in failed
+        )
+        lines.append(
+            f"NO ANSWER: {names} got no answer from the server: their items count as unparsed "
+            "and cost nothing, so accuracy and cost are not comparable until they are run again "
+            "(promptc run resumes them)."
+        )
+    return [*lines, *(_sentence(report[k]["sentence"]) for k in ("recommendation", "detectable"))]
 
 
 def _sentence(text: str) -> str:

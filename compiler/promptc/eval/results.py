@@ -32,6 +32,7 @@ from promptc.build import MANIFEST_FILE, BatchLine, batch_lines, read_manifest
 from promptc.build.files import read_lines, read_text
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
+from promptc.ir import round_of
 from promptc.plan.variants import Variant
 from promptc.run.engine import token_count
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
@@ -76,6 +77,9 @@ class VariantResults:
         targets: Request id → target item, for ``retrieval`` builds; else ``None``.
         requests: Requests in the build.
         answered: Requests with an answer in ``outputs.jsonl``.
+        unanswered: Requests of the build with no answer (none of their own, no repair that
+            asked them again, no voting stand-in; a later round early stop did not send is
+            none of them): their items are unparsed, their cost unpaid.
         repair_requests: Requests ``promptc run`` asked besides the build's and that were
             answered (repairs, voting rounds' stand-ins): calls as much as the build's, and
             their tokens are in the usage.
@@ -106,6 +110,7 @@ class VariantResults:
     cut_requests: int = 0
     cached_tokens: int | None = None
     repair_requests: int = 0
+    unanswered: int = 0
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
@@ -344,6 +349,16 @@ def _counts(usage: object) -> tuple[int, int, int | None] | None:
     return prompt, completion, cached
 
 
+def _unanswered(
+    held: Mapping[str, frozenset[str]], answers: Mapping[str, Any], task: ir.Task
+) -> int:
+    """How many of the build's requests got no answer (see :attr:`VariantResults.unanswered`)."""
+    answered_for = {origin_of(q) for q in answers}
+    vote = task.strategy.vote
+    early = vote is not None and vote.early_stop is not None
+    return sum(1 for rid in held if rid not in answered_for and not (early and round_of(rid) > 1))
+
+
 def read_variant(
     folder: str | os.PathLike[str], task: ir.Task, limit: int | None = None
 ) -> VariantResults:
@@ -427,4 +442,5 @@ def read_variant(
             for q in answers
             if q not in held and origin_of(q) in held and not q.endswith(STAND_IN_SUFFIX)
         ),
+        unanswered=_unanswered(held, answers, task),
     )
