@@ -353,3 +353,23 @@ def test_eval_warns_of_a_fixed_budget_too_small_before_anything_is_sent(
     assert warning.startswith(f"{spec}:")
     assert "model.max_tokens 24 may cut off the requests of auto-demo-4" in warning
     assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("planted", ["variants", "variants/single"])
+def test_eval_refuses_a_link_planted_in_its_folder(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    """eval writes each variant's build under -o DIR/variants/NAME: a link planted there is
+    refused by name, and nothing is written where it points."""
+    out = tmp_path / "report"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / planted).parent.mkdir(parents=True, exist_ok=True)
+    (out / planted).symlink_to(elsewhere)
+    with serving(Refusing) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "single", "--no-charts"]
+        code = run([*args, "--limit", "2", "--cache", str(tmp_path / "c.sqlite"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"refusing to write through {out / planted}, a symbolic link" in err
+    assert list(elsewhere.iterdir()) == []

@@ -33,6 +33,24 @@ VARIANTS_DIR = "variants"
 ENDPOINT_TIMEOUT = 5.0
 
 
+def _refuse_links(out_dir: Path, folder: Path) -> None:
+    """Refuses a variant folder reached through a link planted in ``out_dir`` (``variants``,
+    ``variants/NAME``): eval writes only inside the folder it was given.
+
+    Raises:
+        UsageError: ``eval-link``, naming the link.
+    """
+    for place in (out_dir / VARIANTS_DIR, folder):
+        if place.is_symlink():
+            raise UsageError(
+                f"refusing to write through {place}, a symbolic link: eval writes only "
+                f"inside {out_dir}",
+                location=Location(str(place)),
+                hint="choose another -o folder, or remove the link",
+                code="eval-link",
+            )
+
+
 def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
     """Asks the endpoint for its models once: any HTTP answer (even 401 or 404) means a server
     is there; no answer is one clear error within ``timeout`` seconds, before a variant is
@@ -117,6 +135,8 @@ def run_variants(
             warn(warning)
     if options.get("base_url") is not None:
         check_endpoint(str(options["base_url"]))
+    for v, _ in tasks:
+        _refuse_links(out_dir, out_dir / VARIANTS_DIR / v.name)
     done = []
     for v, task in tasks:
         folder = out_dir / VARIANTS_DIR / v.name
