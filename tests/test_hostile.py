@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hostile import run_capped
+from promptc.errors import PromptcErrors
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.sandbox.budget import MAX_RENDER_MEMORY
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -621,4 +626,28 @@ def test_broken_extended_parents_are_reported_where_the_problem_is(project: Path
     )
     assert lines(out[4].stderr)[0] == (
         "e.yaml:10:10: extends: extends path '.' is a folder; expected a spec file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("\\ud800", "holds a lone surrogate \\ud800, which is not a character; expected text"),
+        ("a\\u0000b", "holds a NUL character, which no prompt can carry; expected text"),
+    ],
+)
+def test_an_option_is_held_to_what_any_input_is(tmp_path: Path, option: str, said: str) -> None:
+    """An ``options`` input's choices go into the prompt as text: a lone surrogate (exit 3 in
+    build) or a NUL (sent to the model) is refused at its data line, by check and build."""
+    shutil.copytree(SPECS, tmp_path / "specs")
+    data = tmp_path / "specs" / "data" / "commonsense-qa.jsonl"
+    data.write_text(
+        '{"qid": "c1", "question": "Which?", "choices": ["' + option + '", "x"]}\n',
+        encoding="utf-8",
+    )
+    spec = tmp_path / "specs" / "commonsense-qa-text.yaml"
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(spec)
+    assert f"commonsense-qa.jsonl:1:1: field 'choices' (for input 'choices') {said}" in (
+        e.value.format()
     )

@@ -239,10 +239,9 @@ class ItemMaker:
                     found = kind(value)
                     c.add(data_error("bad-options", where, column=column, input=name, found=found))
                     ok = False
-                else:
-                    options[name] = listed
-                    inputs[name] = options_text(listed)
-                continue
+                    continue
+                options[name] = listed
+                text = options_text(listed)  # checked below as any input's text
             else:
                 text = to_text(value)
             inputs[name] = text
