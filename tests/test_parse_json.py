@@ -207,3 +207,31 @@ def test_json_numbers_in_exponent_form_are_the_numbers_they_are(
         ("ok", Decimal("1E-7")),
         ("malformed", None),
     ]
+
+
+def test_an_entry_without_its_answer_is_malformed_whatever_its_reasoning_says(
+    task_factory: Callable[..., Task],
+) -> None:
+    # "answer": null beside a reasoning that states the answer: the JSON says the answer
+    # field holds nothing, so the item is malformed (never the number lifted from the text).
+    task = task_factory(kind="batch", batch_size=4)
+    said = "3 * 6 = 18, so the answer is 18."
+    out = json.dumps(
+        {
+            "answers": [
+                {"index": 1, "reasoning": said, "answer": None},
+                {"index": 2, "reasoning": said},
+                {"index": 3, "reasoning": said, "answer": "unknown"},
+                {"index": 4, "reasoning": said, "answer": 18},
+            ]
+        }
+    )
+    results = parse_output(task, _request(4), out)
+    assert [r.status for r in results] == ["malformed", "malformed", "malformed", "ok"]
+    assert results[0].message == "A[1]: answer: expected a number, found null"
+    assert results[1].message == (
+        "A[2]: answer: expected a number, found nothing (the key is left out)"
+    )
+    assert results[2].message == "A[3]: answer: expected a number, found a string 'unknown'"
+    assert results[0].expected == ("answer: expected a number",)
+    assert results[3].values == {"reasoning": said, "answer": Decimal(18)}

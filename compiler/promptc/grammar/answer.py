@@ -56,7 +56,7 @@ from functools import cached_property
 from promptc import markers
 from promptc.errors import GrammarError
 from promptc.grammar.gbnf import gbnf_source
-from promptc.grammar.json_schema import json_answer_text, schema_text
+from promptc.grammar.json_schema import JsonAnswer, json_answer_text, schema_text
 from promptc.grammar.json_schema import json_schema as schema_of
 from promptc.grammar.lark_source import (
     Blueprint,
@@ -314,7 +314,13 @@ class AnswerGrammar:
 
     def text_of_json(self, output: str, questions: Sequence[str] = ()) -> str | None:
         """The text form of an output written in the JSON form (:attr:`json_schema`), or
-        ``None`` if it is not such JSON
+        ``None`` if it is not such JSON (:meth:`read_json`)."""
+        read = self.read_json(output, questions)
+        return None if read is None else read.text
+
+    def read_json(self, output: str, questions: Sequence[str] = ()) -> JsonAnswer | None:
+        """An output written in the JSON form: its text form and its entries holding a value
+        not of its field's type; ``None`` if it is not such JSON
         (:func:`promptc.grammar.json_schema.json_answer_text`)."""
         return json_answer_text(self.blueprint, self._format, output, questions)
 

@@ -16,10 +16,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import NamedTuple
 
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
 from promptc.ir import AnswerFormat, Literal_
+from promptc.text import describe
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -109,9 +111,20 @@ def schema_text(value: object, level: int = 0) -> str:
     return json.dumps(value)
 
 
+class JsonAnswer(NamedTuple):
+    """An output in the JSON form, read (:func:`json_answer_text`)."""
+
+    #: Its text form (``A[i]: …``), for the output parser.
+    text: str
+    #: Item index (1-based) → what is wrong with its entry, where a value is not of its
+    #: field's type (``answer: expected a number, found null``): that item is ``malformed``
+    #: whatever its text form reads as (a reasoning that states the answer).
+    invalid: Mapping[int, str]
+
+
 def json_answer_text(
     blueprint: Blueprint, fmt: AnswerFormat, output: str, questions: Sequence[str] = ()
-) -> str | None:
+) -> JsonAnswer | None:
     """The text form (``A[i]: …``, with ``Q[i]: …`` for Auto-Demo) of an output written in
     the JSON form of :func:`json_schema`, or ``None`` if it is not JSON of that shape (an
     object with the answer's fields; for several items, ``answers``, a list of such objects).
@@ -138,16 +151,23 @@ def json_answer_text(
             data = json.loads(output, parse_float=Decimal)  # exact, as the text form reads numbers
         except (ValueError, RecursionError):
             return None
-        return _answer_text(blueprint, fmt, data) if isinstance(data, dict) else None
+        read = _answer_text(blueprint, fmt, data) if isinstance(data, dict) else None
+        if read is None:
+            return None
+        return JsonAnswer(read[0], {} if read[1] is None else {1: read[1]})
     answers = _entries(output)
     if answers is None:
         return None
     lines: list[str] = []
+    invalid: dict[int, str] = {}
     for k, entry in enumerate(answers, 1):
         index = entry.get("index", k) if isinstance(entry, Mapping) else k
-        text = _answer_text(blueprint, fmt, entry)
-        if text is None or not isinstance(index, int) or isinstance(index, bool):
+        read = _answer_text(blueprint, fmt, entry)
+        if read is None or not isinstance(index, int) or isinstance(index, bool):
             continue  # no answer to place: its item is missing
+        text, problem = read
+        if problem is not None:
+            invalid.setdefault(index, problem)
         if blueprint.kind.repeats_questions:
             assert isinstance(entry, Mapping)
             q = entry.get("question")
@@ -162,7 +182,7 @@ def json_answer_text(
         lines.append(
             markers.answer_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + text
         )
-    return markers.ITEM_SEPARATOR.join(lines)
+    return JsonAnswer(markers.ITEM_SEPARATOR.join(lines), invalid)
 
 
 #: How an answer of several items begins, up to its list's first entry.
@@ -203,13 +223,17 @@ def _after_space(text: str, at: int) -> int:
     return at
 
 
-def _answer_text(blueprint: Blueprint, fmt: AnswerFormat, values: object) -> str | None:
-    """One entry's answer in the format's text form; ``None`` if the entry is no object.
-    A value of its field's type is written in its canonical form; any other (``null``, a
-    field left out, a choice not offered, a list) as it came, for the parser to refuse."""
+def _answer_text(
+    blueprint: Blueprint, fmt: AnswerFormat, values: object
+) -> tuple[str, str | None] | None:
+    """One entry's answer in the format's text form, and what is wrong with the first value
+    not of its field's type; ``None`` if the entry is no object. A value of its field's type
+    is written in its canonical form; any other (``null``, a field left out, a choice not
+    offered, a list) as it came, for the parser to refuse."""
     if not isinstance(values, Mapping):
         return None
     texts: dict[str, str] = {}
+    problem: str | None = None
     for f in blueprint.fields:
         raw = values.get(f.name)
         try:
@@ -217,6 +241,9 @@ def _answer_text(blueprint: Blueprint, fmt: AnswerFormat, values: object) -> str
             text = f.type.write(f, value)
         except (ValueError, TypeError):
             text = _as_written(raw)
+            if problem is None:
+                found = "nothing (the key is left out)" if f.name not in values else describe(raw)
+                problem = f"{f.name}: expected {f.type.meaning(f)}, found {found}"
         if not blueprint.multiline:
             # The schema allows any string, but the text form holds each item on its line: a
             # line break is read as a space, so that a string's second line ("…\nA[2]: 5") is
@@ -224,7 +251,7 @@ def _answer_text(blueprint: Blueprint, fmt: AnswerFormat, values: object) -> str
             text = " ".join(line.strip(" \t") for line in text.splitlines())
         texts[f.name] = text
     parts = (seg.text if isinstance(seg, Literal_) else texts[seg.field] for seg in fmt.segments)
-    return "".join(parts).strip(" \t\n\r\f\v")
+    return "".join(parts).strip(" \t\n\r\f\v"), problem
 
 
 def _as_written(raw: object) -> str:

@@ -35,7 +35,7 @@ from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.recover import parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
-from promptc.parse.shape import RequestShape, items_by_id, request_shape
+from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
 from promptc.values import option_choices, resolve_option
@@ -107,10 +107,11 @@ def parse_output(
     g = grammar or grammar_for(task, len(shape.item_ids), shape.kind)
     # An answer in the grammar's JSON form (a structured-output API's) is read through its
     # text form; spans would point into that text, not the output: there are none.
-    text = g.text_of_json(output, shape.questions)
-    if text is not None:
-        parsed = _parse_text(shape, g, text, mode, line_starts=True)
-        results = [r._replace(span=None) for r in parsed]
+    read = g.read_json(output, shape.questions)
+    text = None if read is None else read.text
+    if read is not None:
+        parsed = _parse_text(shape, g, read.text, mode, line_starts=True)
+        results = [_judged_entry(r._replace(span=None), read.invalid, g) for r in parsed]
         results = check_options(task, results, mode)
     else:
         results = check_options(task, _parse_text(shape, g, output, mode), mode)
@@ -119,6 +120,22 @@ def parse_output(
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.
     return mark_truncated(results, output, whole=text is not None)
+
+
+def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -> ItemResult:
+    """An item of a JSON answer whose entry holds a value not of its field's type is
+    ``malformed`` saying so, whatever its text form read as: ``"answer": null`` beside a
+    reasoning that states the answer is no answer."""
+    problem = invalid.get(r.index)
+    if problem is None or r.item_id is None or r.status not in ("ok", "misaligned", "duplicate"):
+        return r
+    label = marker_label(g.blueprint.markers.answer, r.index)
+    return r._replace(
+        status="malformed",
+        values={},
+        expected=(problem.split(", found ")[0],),
+        message=f"{label}: {problem}",
+    )
 
 
 #: The message of a ``truncated`` result.
