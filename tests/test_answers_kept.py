@@ -121,6 +121,34 @@ def test_run_resumes_from_the_answers_collect_took(tmp_path: Path) -> None:
     assert read_outputs_file(folder / "outputs.replaced.jsonl").answers.keys() == set(IDS)
 
 
+def test_run_after_the_batch_loop_keeps_the_collected_repair_answer(tmp_path: Path) -> None:
+    """The batch lost r0002; its repair build asked it again whole, and collect took that
+    answer (every item ok). promptc run then sends nothing: the repair answer is r0002's,
+    kept in outputs.jsonl, and results.jsonl is collect's."""
+    folder = _build(tmp_path / "b")
+    first = _results(tmp_path / "out.jsonl", [_line(rid) for rid in IDS if rid != "r0002"])
+    collect(folder, first)
+    again = _results(tmp_path / "rep.jsonl", [_line("r0002.repair1")])
+    done = collect(folder, first, again)
+    assert done.not_ok == 0
+    collected = (folder / "results.jsonl").read_text(encoding="utf-8")
+    sent: list[str] = []
+
+    class Answers(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            sent.append("x")
+            send_json(self, chat_completion(OTHER))
+
+    with serving(Answers) as url:
+        argv = ["run", str(folder), "--base-url", url, "--grammar", "none", "--no-cache"]
+        assert run([*argv, "--parse"]) == 0
+    assert sent == []
+    assert "r0002.repair1" in read_outputs_file(folder / "outputs.jsonl").answers
+    assert not (folder / "outputs.replaced.jsonl").exists()
+    assert (folder / "results.jsonl").read_text(encoding="utf-8") == collected
+
+
 def test_collect_reads_every_content_form_odd_usage_and_a_bom(tmp_path: Path) -> None:
     folder = _build(tmp_path / "b")
     parts = [{"type": "text", "text": ANSWER[:20]}, {"type": "text", "text": ANSWER[20:]}]

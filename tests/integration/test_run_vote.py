@@ -194,3 +194,10 @@ def test_early_stop_saves_asks_and_keeps_the_expected_accuracy(
     assert parsed.read_text(encoding="utf-8") == before
     # Every request answered counts, stand-ins included: as many as the server was asked.
     assert f"results from {len(handler.asked)} request(s)" in proc.stderr, proc.stderr
+    # Run again: every answer is kept, stand-ins' too (each is the answer to the very
+    # request the vote makes of the same items): nothing is sent or moved aside.
+    asked = len(handler.asked)
+    again = run_build(folder, _options(url, tmp_path, use_cache=False))
+    assert again.sent == 0 and len(handler.asked) == asked
+    assert not (folder / "outputs.replaced.jsonl").exists()
+    assert (folder / "results.jsonl").read_text(encoding="utf-8") == before

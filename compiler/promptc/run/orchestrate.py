@@ -80,6 +80,7 @@ from promptc.run.repair import (
     Merged,
     RepairRequest,
     merge_answers,
+    missing_results,
     parse_answer,
     repair_requests,
     repair_shape,
@@ -306,6 +307,10 @@ class _Run:
                     continue
                 empty.add(r.id)  # recorded as it came, and asked again
             pending.append(r)
+        # A request with no answer of its own that a repair asked again whole (collect's
+        # repair build of a request the batch lost) is answered by that repair: not sent.
+        whole = self._asked_whole(existing, keep)
+        pending = [r for r in pending if r.id not in whole]
         stale = [
             rid for rid in existing if rid in self.by_id and rid not in keep and rid not in empty
         ]
@@ -318,6 +323,8 @@ class _Run:
             and isinstance(old.get("repair"), Mapping)
             and str(old["repair"].get("of")) in self.by_id
             and str(old["repair"].get("of")) not in keep
+            and str(old["repair"].get("of")) not in whole
+            and not self._stands_in(rid, old)
         ]
         self.existing = self.outputs.tidy(found, drop=stale)
         if stale:
@@ -331,16 +338,70 @@ class _Run:
                 f"{self.outputs.aside.name} and sent again: {', '.join(sorted(stale)[:5])}"
                 + (" …" if len(stale) > 5 else "")
             )
-        self.result.skipped = len(keep)
-        if keep:
+        self.result.skipped = len(keep) + len(whole)
+        if keep or whole:
             self.events.note(
-                f"resuming: {len(keep)} of {len(self.requests)} request(s) already "
+                f"resuming: {len(keep) + len(whole)} of {len(self.requests)} request(s) already "
                 f"answered in {self.outputs.path}"
             )
         for r in self.requests:
             if r.id in keep:
                 self._take(r, keep[r.id])
+        for origin, rid in whole.items():
+            record = existing[rid]
+            rep = record["repair"]
+            self.parsed[origin] = missing_results(
+                self.shapes[origin], f"no answer; asked again whole by {rid}"
+            )
+            self.repair_records[rid] = rep
+            self._count_usage(record)
+            self.parsed[rid] = parse_answer(
+                self.task,
+                repair_shape(self.task, rep, rid),
+                record["output"],
+                record.get("finish_reason"),
+            )
         return pending
+
+    def _asked_whole(
+        self, existing: Mapping[str, Mapping[str, Any]], keep: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """Build request id → the repair answer that asked it again whole, for the requests
+        with no answer of their own: a repair of all its items, in its order, of this very
+        prompt (``prompt_sha256``, where recorded) and the model the run sends."""
+        out: dict[str, str] = {}
+        for rid, old in sorted(existing.items()):
+            rep = old.get("repair")
+            if not isinstance(rep, Mapping) or not str(old.get("output") or "").strip():
+                continue
+            origin = self.by_id.get(str(rep.get("of")))
+            if origin is None or origin.id in keep or origin.id in out:
+                continue
+            if (
+                valid_record(rep, origin.item_ids)
+                and list(rep.get("item_ids") or ()) == list(origin.item_ids)
+                # (collect records none for a repair answer; its whole request is the same
+                # prompt renamed)
+                and old.get("prompt_sha256") in (None, prompt_hash(origin.messages))
+                and (self.bodies.model is None or self.bodies.model == origin.params.get("model"))
+            ):
+                out[origin.id] = rid
+        return out
+
+    def _stands_in(self, rid: str, old: Mapping[str, Any]) -> bool:
+        """Whether an answer is a voting stand-in's (``r0007.v3.live``) to the very request
+        this run would make of the same items: kept for the vote to take, not moved aside."""
+        rep = old.get("repair")
+        if not isinstance(rep, Mapping) or rep.get("attempt") != STAND_IN:
+            return False
+        origin = self.by_id.get(str(rep.get("of")))
+        positions = rep.get("positions")
+        if origin is None or not isinstance(positions, list):
+            return False
+        if not all(isinstance(p, int) and 1 <= p <= len(origin.item_ids) for p in positions):
+            return False
+        sub = subset_request(self.task, origin, tuple(positions), rid)
+        return sub is not None and self.bodies.answers(sub, old)
 
     # -- repair -----------------------------------------------------------------------------
 
@@ -504,11 +565,7 @@ class _Run:
         """Adds an answer's token usage to the run's and parses it (every run does: its exit
         status says whether every item is ok, with or without ``--parse``); returns its usage
         (prompt, completion)."""
-        usage = record.get("usage")
-        usage = usage if isinstance(usage, Mapping) else {}
-        counts = (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
-        self.result.prompt_tokens += counts[0]
-        self.result.completion_tokens += counts[1]
+        counts = self._count_usage(record)
         shape = self.shapes.get(request.id)
         if shape is None:  # a repair request: the build has no shape for it
             shape = repair_shape(self.task, self.repair_records[request.id], request.id)
@@ -517,6 +574,15 @@ class _Run:
         self.parsed[request.id] = parse_answer(
             self.task, shape, str(record["output"]), record.get("finish_reason")
         )
+        return counts
+
+    def _count_usage(self, record: Mapping[str, Any]) -> tuple[int, int]:
+        """Adds an answer's token usage to the run's; returns it (prompt, completion)."""
+        usage = record.get("usage")
+        usage = usage if isinstance(usage, Mapping) else {}
+        counts = (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+        self.result.prompt_tokens += counts[0]
+        self.result.completion_tokens += counts[1]
         return counts
 
     def _merged(self) -> Merged:
