@@ -21,9 +21,9 @@ from promptc.select.embed import EndpointEmbedder, embed_texts
 from promptc.text import public_url
 
 
-def _vector(text: str) -> list[float]:
+def _vector(text: str, dims: int = 8) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
-    return [b - 127.5 for b in digest[:8]]
+    return [b - 127.5 for b in digest[:dims]]
 
 
 class Server:
@@ -31,6 +31,7 @@ class Server:
 
     def __init__(self) -> None:
         self.fail: list[int] = []
+        self.dims = 8
         self.seen: list[dict[str, object]] = []
         self.auth: list[str | None] = []
         outer = self
@@ -51,7 +52,7 @@ class Server:
                     self.wfile.write(b'{"error": "try later"}')
                     return
                 data = [
-                    {"object": "embedding", "index": i, "embedding": _vector(t)}
+                    {"object": "embedding", "index": i, "embedding": _vector(t, outer.dims)}
                     for i, t in reversed(list(enumerate(body["input"])))  # any order
                 ]
                 payload = json.dumps({"data": data, "model": body["model"]}).encode()
@@ -149,3 +150,18 @@ def test_recorded_urls_hold_no_credentials() -> None:
     assert (
         public_url("https://user:pw@example.com:8443/v1?key=x#f") == "https://example.com:8443/v1"
     )
+
+
+def test_vectors_of_another_dimension_under_the_same_model_name_are_an_error(
+    server: Server, tmp_path: Path
+) -> None:
+    # Every server of one model name shares the cache: a server behind which another model
+    # answers (16 dimensions where the cache holds 8) is said, never mixed or a crash.
+    endpoint = _endpoint(server.url)
+    cache = str(tmp_path / "cache")
+    embed_texts(["one", "two"], endpoint=endpoint, cache_dir=cache, spec_dir=tmp_path)
+    server.dims = 16
+    with pytest.raises(SelectionError) as e:
+        embed_texts(["one", "three"], endpoint=endpoint, cache_dir=cache, spec_dir=tmp_path)
+    assert e.value.code == "mixed-dimensions"
+    assert "the embeddings of model 'm' have 8 and 16 dimensions" in e.value.format()

@@ -92,6 +92,9 @@ MESSAGES = {
     "endpoint-bad-key": "{problem} (strategy.selection.embeddings.api_key_env)",
     "endpoint-failed": "embeddings endpoint {url} failed: {detail}",
     "endpoint-answer": "embeddings endpoint {url} gave an answer promptc cannot use: {detail}",
+    "mixed-dimensions": "the embeddings of model '{model}' have {dims} dimensions: the cache "
+    "holds vectors of another model under the same name (another server, or another model "
+    "file behind it)",
 }
 HINTS = {
     "missing-extra": f"install it with: {INSTALL_EMBED}",
@@ -99,6 +102,8 @@ HINTS = {
     f"leave 'model' out to use the bundled {DEFAULT_MODEL}",
     "cache-folder": f"set strategy.selection.cache_dir or ${CACHE_ENV} to a writable folder",
     "endpoint-bad-key": "set the variable to the key alone, in printable ASCII",
+    "mixed-dimensions": "give this model another name (or dimensions) in "
+    "strategy.selection.embeddings, or another cache_dir",
     "endpoint-failed": "check strategy.selection.embeddings (url, model) and that the server "
     "is up; llama.cpp's server needs --embedding true",
 }
@@ -679,7 +684,10 @@ def embed_texts(
                     entries.append((h, int(row.shape[0]), blob))
                 cache.put_many(key, entries)
         dims = {len(b) // 4 for b in blobs.values()}
-        dim = dims.pop() if len(dims) == 1 else 0
+        if len(dims) > 1:
+            shown = " and ".join(str(d) for d in sorted(dims))
+            raise _error("mixed-dimensions", location, "embeddings", model=ref.name, dims=shown)
+        dim = dims.pop() if dims else 0
         vectors = np.empty((len(texts), dim), dtype=np.float32)
         for i, h in enumerate(hashes):
             vectors[i] = np.frombuffer(blobs[h], dtype="<f4")
