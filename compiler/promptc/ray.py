@@ -318,7 +318,11 @@ def write_results(results: ray.data.Dataset, build: str | os.PathLike[str]) -> P
     build's request order: the file ``promptc parse`` writes from the same answers, each
     item's voting rounds combined into its one voted line (:func:`result_lines`), which
     ``promptc eval --results`` reads."""
-    rows = results.sort(["position", "seq"]).select_columns(["line"]).take_all()
+    # The build's own order of its requests, not the rows' ``position`` (a Dataset made by
+    # hand may number each voting round's requests from 0 again, as batches.jsonl's index does).
+    order = {shape_id: k for k, shape_id in enumerate(open_build(build).shapes)}
+    rows = results.select_columns(["request_id", "seq", "line"]).take_all()
+    rows.sort(key=lambda r: (order.get(str(r["request_id"]), len(order)), int(r["seq"])))
     path = Path(build) / RESULTS_FILE
     write_atomic(path, result_lines([str(r["line"]) for r in rows]))
     return path

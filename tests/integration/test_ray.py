@@ -140,3 +140,12 @@ def test_a_vote_build_through_ray_writes_what_promptc_parse_writes(
     results = [json.loads(x) for x in written.splitlines()]
     assert [r["item_id"] for r in results] == [i.id for i in task.items]  # 20 lines, not 60
     assert {len(r["rounds"]) for r in results} == {3}
+    # The same answers in another order, numbered as batches.jsonl numbers each round's
+    # requests (from 0 again): the build's own order decides, the same file.
+    index = {
+        json.loads(x)["request"]: json.loads(x)["index"]
+        for x in (folder / "batches.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    shuffled = [{**a, "position": index[a["id"]]} for a in reversed(answers)]
+    write_results(parse_dataset(ray.data.from_items(shuffled), folder), folder)
+    assert (folder / "results.jsonl").read_text(encoding="utf-8") == written
