@@ -534,3 +534,44 @@ def test_an_answer_of_white_space_alone_is_never_cached(sentiment4: Path, tmp_pa
     assert (second.sent, second.cached) == (1, 0) and handler.posts == 2
     (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
     assert answer["output"] == ANSWER
+
+
+class _Counting(QuietHandler):
+    """Answers every request, a tenth of a second later, and counts the bodies it got."""
+
+    bodies: ClassVar[list[str]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        with self.lock:
+            type(self).bodies.append(body)
+        time.sleep(0.1)
+        send_json(self, chat_completion("positive"))
+
+
+def test_the_same_prompt_twice_in_one_pass_is_paid_once(tmp_path: Path, build_spec: Any) -> None:
+    # Items with the same text, asked one by one: their requests are the same body. With the
+    # cache on, the second waits for the first's answer instead of paying again (as the
+    # cache answers it on the next run); each request still has its line in outputs.jsonl.
+    (tmp_path / "data").mkdir()
+    rows = ["Great.", "Awful.", "Great.", "Great.", "Fine."]
+    (tmp_path / "data" / "sentiment.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"s{k}", "text": t, "label": "positive"}) + "\n"
+            for k, t in enumerate(rows)
+        ),
+        encoding="utf-8",
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text((SPECS / "sentiment.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    folder = build_spec(spec, tmp_path / "b", {("strategy", "kind"): "single"})
+    handler = type("Handler", (_Counting,), {"bodies": []})
+    with serving(handler) as url:
+        options = RunOptions(
+            base_url=url, grammar="none", repair=0, concurrency=4, cache_path=tmp_path / "c.db"
+        )
+        result = run_build(folder, options)
+    assert len(handler.bodies) == len(set(handler.bodies)) == 3
+    assert (result.sent, result.cached) == (3, 2) and not result.failed
+    assert len(read_outputs_file(folder / "outputs.jsonl").answers) == 5

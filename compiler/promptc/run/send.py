@@ -68,6 +68,13 @@ class Sender:
         self.result = result
         #: The cache keys of every body asked in this run (from the cache or the engine).
         self.asked: set[str] = set()
+        #: The answer (``None`` once it failed) of each body sent in this run, by cache key: a
+        #: request of the same body in flight or later waits for it instead of paying again
+        #: (items with the same text; a voting round's one-item repair, same in every round),
+        #: as the cache would answer it once written. Not used without the cache.
+        self.sending: dict[str, asyncio.Future[Mapping[str, Any] | None]] = {}
+        #: Requests answered with another request's answer to the same body (not sent).
+        self.twins = 0
         self._context_checked = False
 
     async def answer(self, requests: Sequence[BuiltRequest], label: str) -> tuple[int, int]:
@@ -89,8 +96,11 @@ class Sender:
             self.asked.add(key)
             self.record(r, key, response, "from cache")
             cached += 1
+        twins = self.twins
         sent = await self._send_all(to_send) if to_send else 0
-        return cached, sent
+        # A request answered by its twin's answer was not sent: it counts as from the cache.
+        shared = self.twins - twins
+        return cached + shared, sent - shared
 
     async def _send_all(self, requests: Sequence[BuiltRequest]) -> int:
         if self.bodies.resolved is None:
@@ -162,6 +172,31 @@ class Sender:
         body = self.bodies.body(r, mode, server)
         key = cache_key(self.engine.cache_scope, body)
         self.asked.add(key)
+        # Without the cache (--no-cache: samples at temperature > 0), every ask is its own.
+        twin = self.sending.get(key) if self.cache is not None else None
+        if twin is not None:
+            response = await asyncio.shield(twin)
+            if response is not None:
+                self.twins += 1
+                self.record(r, key, response, "the answer to the same prompt, asked once")
+                return True
+        sent: asyncio.Future[Mapping[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self.sending[key] = sent
+        try:
+            return await self._ask(r, body, key, sent)
+        finally:
+            if not sent.done():
+                sent.set_result(None)
+
+    async def _ask(
+        self,
+        r: BuiltRequest,
+        body: Mapping[str, Any],
+        key: str,
+        sent: asyncio.Future[Mapping[str, Any] | None],
+    ) -> bool:
+        """Sends ``body`` for ``r``, records its answer and hands it to ``sent`` (for the
+        requests of the same body); False if it failed."""
         started = time.monotonic()
 
         async def send() -> Reply:
@@ -195,6 +230,8 @@ class Sender:
                 f"request {r.id}: could not write the response cache "
                 f"{self.cache.path}; the answer is kept in {self.result.outputs_path.name}"
             )
+        if reply.text.strip():
+            sent.set_result(response)  # an answer: the requests of the same prompt take it
         elapsed = time.monotonic() - started
         self.record(r, key, response, f"{elapsed:.1f} s, finish {reply.finish_reason}")
         return True
