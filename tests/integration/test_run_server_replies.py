@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -301,6 +302,16 @@ def test_usage_that_is_no_token_counts_is_left_out_and_said_once(
 
 def test_usage_counts_keep_what_is_a_count() -> None:
     assert usage_counts(None) == (None, None)
+    # A whole number written with a zero fraction (some proxies send 100.0) is a count.
+    assert usage_counts({"prompt_tokens": 100.0, "completion_tokens": Decimal("7.0")}) == (
+        {"prompt_tokens": 100, "completion_tokens": 7},
+        None,
+    )
+    assert usage_counts({"prompt_tokens": 1.5}) == (
+        {},
+        "usage.prompt_tokens is 1.5, not a token count (0 to 10**15)",
+    )
+    assert usage_counts({"prompt_tokens": Decimal("1E+999999999")})[0] == {}
     assert usage_counts({"prompt_tokens": MAX_TOKENS, "x": None, "b": True}) == (
         {"prompt_tokens": MAX_TOKENS},
         "usage.b is True, not a token count (0 to 10**15)",

@@ -148,9 +148,10 @@ def json_answer_text(
         return None
     if blueprint.kind.one_item:
         try:
-            data = json.loads(output, parse_float=Decimal)  # exact, as the text form reads numbers
+            data = _DECODER.decode(output)
         except (ValueError, RecursionError):
             return None
+        data = _one_entry(blueprint, data)
         read = _answer_text(blueprint, fmt, data) if isinstance(data, dict) else None
         if read is None:
             return None
@@ -163,9 +164,14 @@ def json_answer_text(
     for k, entry in enumerate(answers, 1):
         index = entry.get("index", k) if isinstance(entry, Mapping) else k
         read = _answer_text(blueprint, fmt, entry)
-        if read is None or not isinstance(index, int) or isinstance(index, bool):
+        if read is None:
             continue  # no answer to place: its item is missing
         text, problem = read
+        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+            # An index that is no position ("2", 2.0, null): the entry's place says which
+            # item it is, and that item is malformed, saying so.
+            problem = f"index: expected a whole number from 1, found {describe(index)}"
+            index = k
         if problem is not None:
             invalid.setdefault(index, problem)
         if blueprint.kind.repeats_questions:
@@ -185,9 +191,40 @@ def json_answer_text(
     return JsonAnswer(markers.ITEM_SEPARATOR.join(lines), invalid)
 
 
+def _one_entry(blueprint: Blueprint, data: object) -> object:
+    """A one-item answer written in the form of several (``{"answers": [{…}]}``): its one
+    entry, when the object holds no field of its own."""
+    if not isinstance(data, Mapping) or any(f.name in data for f in blueprint.fields):
+        return data
+    answers = data.get("answers")
+    if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], Mapping):
+        return answers[0]
+    return data
+
+
+class _Object(dict[str, object]):
+    """A JSON object, with the keys it gave twice with different values (``twice``): the
+    text form of the same (an answer given twice) is no single answer either."""
+
+    twice: frozenset[str] = frozenset()
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    out = _Object()
+    twice = set()
+    for key, value in pairs:
+        if key in out and out[key] != value:
+            twice.add(key)
+        out[key] = value
+    if twice:
+        out.twice = frozenset(twice)
+    return out
+
+
 #: How an answer of several items begins, up to its list's first entry.
 _ANSWERS = re.compile(r'\s*\{\s*"answers"\s*:\s*\[')
-_DECODER = json.JSONDecoder(parse_float=Decimal)  # exact, as the text form reads numbers
+#: Numbers exact, as the text form reads them; objects with the keys they gave twice.
+_DECODER = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=_object)
 
 
 def _entries(output: str) -> list[object] | None:
@@ -195,7 +232,7 @@ def _entries(output: str) -> list[object] | None:
     stops inside the list, the entries complete before that point; ``None`` if the output
     is not an object with that list."""
     try:
-        data = json.loads(output, parse_float=Decimal)
+        data = _DECODER.decode(output)
     except (ValueError, RecursionError):
         start = _ANSWERS.match(output)
         if start is None:
@@ -237,12 +274,16 @@ def _answer_text(
     for f in blueprint.fields:
         raw = values.get(f.name)
         try:
+            if f.name in getattr(values, "twice", ()):
+                raise ValueError(f"{f.name} is given twice")
             value = f.type.coerce(f, _number_text(raw) if isinstance(raw, Decimal) else raw)
             text = f.type.write(f, value)
         except (ValueError, TypeError):
             text = _as_written(raw)
             if problem is None:
                 found = "nothing (the key is left out)" if f.name not in values else describe(raw)
+                if f.name in getattr(values, "twice", ()):
+                    found = "the key given twice, with different values"
                 problem = f"{f.name}: expected {f.type.meaning(f)}, found {found}"
         if not blueprint.multiline:
             # The schema allows any string, but the text form holds each item on its line: a

@@ -36,6 +36,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from promptc.apikeys import redact
@@ -277,7 +278,17 @@ def scrub(text: str, secret: str | None) -> str:
 
 
 def token_count(value: object) -> int | None:
-    """``value`` as a token count: a whole number from 0 to :data:`MAX_TOKENS`, else ``None``."""
+    """``value`` as a token count: a whole number from 0 to :data:`MAX_TOKENS`, else ``None``.
+    A number written with a fraction that is zero (``100.0``, as some proxies send) is one."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        value = int(value)
+    elif isinstance(value, Decimal):
+        # (compared before int(): 1E+999999999 would be a billion digits)
+        if not value.is_finite() or not 0 <= value <= MAX_TOKENS or value % 1:
+            return None
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
         return value
     return None
@@ -303,7 +314,7 @@ def usage_counts(usage: object, where: str = "usage") -> tuple[dict[str, Any] | 
         elif value is None or token_count(value) is not None:
             inner = None
             if value is not None:
-                kept[str(key)] = value
+                kept[str(key)] = token_count(value)
         else:
             inner = f"{where}.{key} is {_shown(value)}, not a token count (0 to 10**15)"
         dropped = dropped or inner

@@ -262,6 +262,8 @@ class Sender:
                 await asyncio.sleep(delay)
 
     def _fail(self, r: BuiltRequest, failure: Failure, during: str = "") -> None:
+        # The grammar as sent: ``auto`` may have resolved to none (then no hint to drop it).
+        sent = self.bodies.resolved[0] if self.bodies.resolved is not None else self.bodies.mode
         fill = {
             "base_url": self.engine.name,
             "timeout": self.options.timeout,
@@ -270,7 +272,7 @@ class Sender:
             "detail": failure.detail,
             "status": failure.status,
             "grammar_hint": ", or try --grammar none (the server may not accept a grammar)"
-            if self.bodies.mode != "none"
+            if sent != "none"
             else "",
         }
         what_t, check_t = FAILURES[failure.kind]
