@@ -4,6 +4,7 @@ that form, beside its writer (the JSON Schema), used by ``promptc parse`` and ``
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -235,3 +236,38 @@ def test_an_entry_without_its_answer_is_malformed_whatever_its_reasoning_says(
     assert results[2].message == "A[3]: answer: expected a number, found a string 'unknown'"
     assert results[0].expected == ("answer: expected a number",)
     assert results[3].values == {"reasoning": said, "answer": Decimal(18)}
+
+
+def test_an_index_that_is_no_position_a_key_given_twice_and_one_entry_in_a_list(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = (
+        '{"answers": [{"index": "1", "reasoning": "a", "answer": 1}, '
+        '{"index": 2, "reasoning": "b", "answer": 2, "answer": 3}, '
+        '{"index": 3, "reasoning": "c", "answer": 4}]}'
+    )
+    results = parse_output(task, _request(3), out)
+    assert [(r.index, r.status) for r in results] == [(1, "malformed"), (2, "malformed"), (3, "ok")]
+    assert results[0].message == ("A[1]: index: expected a whole number from 1, found a string '1'")
+    assert results[1].message == (
+        "A[2]: answer: expected a number, found the key given twice, with different values"
+    )
+    # A one-item request answered in the form of several, with its one entry: read.
+    single = task_factory(kind="single", batch_size=1)
+    (r,) = parse_output(
+        single, _request(1, "single"), '{"answers": [{"index": 1, "reasoning": "s", "answer": 9}]}'
+    )
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(9))
+
+
+def test_json_in_a_fence_or_after_thinking_is_read_and_says_no_position(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=2)
+    body = '{"answers": [{"index": 1, "reasoning": "a", "answer": 1}, {"index": 2, "answer": "x"}]}'
+    for out in (f"```json\n{body}\n```", f"<think>Two items.</think>\n{body}", body):
+        results = parse_output(task, _request(2), out)
+        assert [r.status for r in results] == ["ok", "malformed"], out
+        # The message names no line:col: there is no such line in a one-line JSON answer.
+        assert re.search(r" at \d+:\d+", results[1].message) is None, results[1].message

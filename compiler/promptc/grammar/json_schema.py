@@ -144,6 +144,7 @@ def json_answer_text(
         output: What the model wrote.
         questions: Auto-Demo: each item's question, for entries that leave it out.
     """
+    output = _json_body(output)
     if not output.lstrip().startswith("{"):
         return None
     if blueprint.kind.one_item:
@@ -189,6 +190,19 @@ def json_answer_text(
             markers.answer_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + text
         )
     return JsonAnswer(markers.ITEM_SEPARATOR.join(lines), invalid)
+
+
+#: A markdown fence around a JSON answer: its opening line (```json) and closing one.
+_FENCE = re.compile(r"\A\s*```[^\n]*\n(?P<body>.*?)\n?```\s*\Z", re.DOTALL)
+
+
+def _json_body(output: str) -> str:
+    """The JSON of an answer as models wrap it: after a reasoning model's ``<think>…</think>``
+    block, inside a markdown fence (```` ```json … ``` ````)."""
+    if "</think>" in output:
+        output = output.rsplit("</think>", 1)[1]
+    fenced = _FENCE.match(output)
+    return fenced.group("body") if fenced is not None else output
 
 
 def _one_entry(blueprint: Blueprint, data: object) -> object:

@@ -27,6 +27,7 @@ The rules, in full, are in ``docs/parsing.md``; the constants that tune them are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from promptc.errors import OutputParseError
@@ -111,7 +112,11 @@ def parse_output(
     text = None if read is None else read.text
     if read is not None:
         parsed = _parse_text(shape, g, read.text, mode, line_starts=True)
-        results = [_judged_entry(r._replace(span=None), read.invalid, g) for r in parsed]
+        # Spans and positions would point into the text form, not the output: none are said.
+        results = [
+            _judged_entry(r._replace(span=None, message=_AT.sub("", r.message)), read.invalid, g)
+            for r in parsed
+        ]
         results = check_options(task, results, mode)
     else:
         results = check_options(task, _parse_text(shape, g, output, mode), mode)
@@ -120,6 +125,10 @@ def parse_output(
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.
     return mark_truncated(results, output, whole=text is not None)
+
+
+#: A position in a message (`` at 3:7``).
+_AT = re.compile(r" at \d+:\d+")
 
 
 def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -> ItemResult:
