@@ -359,25 +359,14 @@ def _unanswered(
     return sum(1 for rid in held if rid not in answered_for and not (early and round_of(rid) > 1))
 
 
-def read_variant(
-    folder: str | os.PathLike[str], task: ir.Task, limit: int | None = None
-) -> VariantResults:
-    """Reads a variant folder and checks that its results belong to ``task``.
-
-    Args:
-        limit: Only the first ``limit`` items of ``task`` are scored: the folder's build
-            must hold no other item of the data.
+def _manifest_of(root: Path, task: ir.Task) -> Mapping[str, Any]:
+    """The manifest of a variant folder that holds a build of ``task`` and its results.
 
     Raises:
-        UsageError: No build or no ``results.jsonl`` there; results of another spec (another
-            task name, or an item the spec's data do not have), or of an earlier build of the
-            folder (``stale-result``), at the file and line; items past ``limit``
-            (``limit-cuts-build``).
+        UsageError: ``not-results``, ``results-of-another-spec``.
     """
-    root = Path(folder)
     manifest_path = root / MANIFEST_FILE
-    results_path = root / RESULTS_FILE
-    for p, what in ((manifest_path, "a build"), (results_path, "answered and parsed")):
+    for p, what in ((manifest_path, "a build"), (root / RESULTS_FILE, "answered and parsed")):
         if not p.is_file():
             raise UsageError(
                 f"{str(root)!r} is not {what}: it has no {p.name}",
@@ -395,6 +384,27 @@ def read_variant(
             hint="score results with the spec they were built from",
             code="results-of-another-spec",
         )
+    return manifest
+
+
+def read_variant(
+    folder: str | os.PathLike[str], task: ir.Task, limit: int | None = None
+) -> VariantResults:
+    """Reads a variant folder and checks that its results belong to ``task``.
+
+    Args:
+        limit: Only the first ``limit`` items of ``task`` are scored: the folder's build
+            must hold no other item of the data.
+
+    Raises:
+        UsageError: No build or no ``results.jsonl`` there; results of another spec (another
+            task name, or an item the spec's data do not have), or of an earlier build of the
+            folder (``stale-result``), at the file and line; items past ``limit``
+            (``limit-cuts-build``).
+    """
+    root = Path(folder)
+    results_path = root / RESULTS_FILE
+    manifest = _manifest_of(root, task)
     built = manifest.get("strategy") or {}
     kind = strategy(str(built.get("kind")))
     size = int(built.get("batch_size") or 1)
