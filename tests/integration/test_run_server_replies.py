@@ -196,6 +196,33 @@ def test_a_server_echoing_the_key_is_shown_without_it(
     assert SECRET not in result.failed[0].what + "".join(notes)
 
 
+def test_an_answer_echoing_the_key_is_written_without_it(
+    sentiment4: Path, server: tuple[str, type[_Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy or endpoint that echoes the Authorization header in the answer itself: the
+    # key is written nowhere (outputs.jsonl, results.jsonl, the cache), *** in its place.
+    url, handler = server
+    handler.reply = chat_completion(f"A[1]: positive (sent with Bearer {SECRET})")
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    cache = sentiment4.parent / "cache.sqlite"
+    options = RunOptions(
+        base_url=url,
+        grammar="none",
+        repair=0,
+        limit=1,
+        api_key_env="PROMPTC_TEST_KEY",
+        cache_path=cache,
+        parse=True,
+    )
+    result = run_build(sentiment4, options)
+    assert result.answered == 1
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == "A[1]: positive (sent with Bearer ***)"
+    for path in [cache, *sentiment4.iterdir()]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
 # --------------------------------------------------------------------------------------------
 # Replies of the wrong types
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptc.apikeys import BadKeyError, api_key
+from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.build.targets import message_text
 from promptc.errors import BackendError, Location, UsageError
 from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, ajoin_chunks, join_chunks
@@ -443,7 +443,9 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
     usage, dropped = usage_counts(completion.get("usage"))
     refusal = message.get("refusal")
     reply = Reply(
-        message_text(message.get("content")) or "",
+        # An answer that echoes the key (a debugging proxy, a hostile endpoint) would write
+        # it to outputs.jsonl and the cache: written with *** in its place.
+        redact(message_text(message.get("content")) or "", secret),
         finish if isinstance(finish, str) else None,
         usage,
         scrub(refusal, secret) if isinstance(refusal, str) and refusal else None,
@@ -466,7 +468,11 @@ def server_kind(models: object) -> ServerKind:
     ``owned_by``."""
     listed = models.get("data") if isinstance(models, Mapping) else None
     entries = listed if isinstance(listed, list) else []
-    owners = {m.get("owned_by") for m in entries if isinstance(m, Mapping)}
+    owners = {
+        owner
+        for m in entries
+        if isinstance(m, Mapping) and isinstance(owner := m.get("owned_by"), str)
+    }
     if "me" in owners:
         return "llama-cpp-python"
     if owners & LLAMA_CPP_OWNERS:
