@@ -613,3 +613,13 @@ def test_the_same_prompt_twice_in_one_pass_is_paid_once(tmp_path: Path, build_sp
     assert len(handler.bodies) == len(set(handler.bodies)) == 3
     assert (result.sent, result.cached) == (3, 2) and not result.failed
     assert len(read_outputs_file(folder / "outputs.jsonl").answers) == 5
+
+
+def test_models_whose_owner_is_no_text_are_no_llama_cpp() -> None:
+    # GET /models answers vary: an owned_by that is a list or an object names no llama.cpp
+    # server (never a TypeError, exit 3).
+    from promptc.run.chat_api import server_kind
+
+    for owner in (["llamacpp"], {"name": "llamacpp"}, None, 5):
+        assert server_kind({"data": [{"id": "m", "owned_by": owner}]}) == "other"
+    assert server_kind({"data": [{"id": "m", "owned_by": "llamacpp"}]}) == "llama.cpp"
