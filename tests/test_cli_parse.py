@@ -267,6 +267,19 @@ def test_a_closed_stdout_is_no_internal_error(math_build: Path, tmp_path: Path) 
     assert "internal error" not in done.stderr
 
 
+def test_unknown_ids_are_each_said_and_the_first_hinted(math_build: Path, tmp_path: Path) -> None:
+    # A file of another build holds thousands of unknown ids: each is said at its line, the
+    # first 20 with a did-you-mean (each hint compares with every id of the build).
+    outputs = jsonl(
+        tmp_path / "other.jsonl", [{"id": f"x{k}", "output": "A[1]: 1"} for k in range(25)]
+    )
+    result = run(math_build, outputs)
+    said = [x for x in result.stderr.splitlines() if "unknown request id" in x]
+    assert len(said) == 25
+    assert sum("did you mean" in x for x in said) <= 20
+    assert all("did you mean" not in x for x in said[20:])
+
+
 def test_not_a_build(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     path = tmp_path / "out.txt"

@@ -142,6 +142,10 @@ STALE_OUTPUT = (
 )
 
 
+#: Unknown request ids given a did-you-mean hint (the first ones of a file).
+HINTED = 20
+
+
 @dataclass
 class _Parsed:
     """What the outputs said, request by request, and what could not be used."""
@@ -151,6 +155,8 @@ class _Parsed:
     repairs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     skipped_repairs: int = 0
     errors: list[PromptcError] = field(default_factory=list)
+    #: Outputs of request ids the build does not have.
+    unknown: int = 0
 
 
 def run_parse(
@@ -319,11 +325,14 @@ def _parse_records(
         if request_id is not None and rid != request_id:
             continue
         if rid not in known:
+            # A hint for the first few only: each compares the id with every id of the build,
+            # and a file of another build holds thousands of unknown ids.
+            found.unknown += 1
             found.errors.append(
                 OutputParseError(
                     f"unknown request id {rid!r}; expected one of the ids in {build.source}",
                     location=rec.location,
-                    hint=did_you_mean(rid, known),
+                    hint=did_you_mean(rid, known) if found.unknown <= HINTED else None,
                     code="unknown-request",
                 )
             )
