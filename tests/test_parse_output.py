@@ -623,3 +623,24 @@ def test_a_restated_answer_that_agrees_is_ok_and_one_that_does_not_is_duplicate(
     assert [(r.index, r.status) for r in results] == [(1, "ok"), (2, "duplicate"), (3, "ok")]
     assert results[0].values["reasoning"] == "3 * 6 = 18."  # the first answer's
     assert "answered 2 times with different values" in results[1].message
+
+
+def test_answers_drafted_while_thinking_are_no_answers(
+    task_factory: Callable[..., Task],
+) -> None:
+    # A reasoning model's <think> block reaches the content on some servers: the drafts in it
+    # are not the answers the model gave after it, and spans still point into the output.
+    task = task_factory(kind="batch", batch_size=3)
+    output = (
+        "<think>\nLet me draft.\nA[1]: 1 + 1. The answer is 3.\nA[2]: 2. The answer is 2.\n"
+        "Hmm, item 1 is 2.\n</think>\nA[1]: 1 + 1. The answer is 2.\nA[3]: 3. The answer is 3."
+    )
+    request = {"id": "r0001", "kind": "batch", "item_ids": ["q0", "q1", "q2"]}
+    results = parse_output(task, request, output)
+    assert [(r.index, r.status) for r in results] == [(1, "ok"), (2, "missing"), (3, "ok")]
+    assert results[0].values["answer"] == Decimal(2)
+    assert results[0].span is not None
+    assert output[results[0].span.start.offset :].startswith("A[1]: 1 + 1. The answer is 2.")
+    # Without its opening tag (servers that strip it), all before </think> is thinking.
+    (first, *_) = parse_output(task, request, output.removeprefix("<think>"))
+    assert (first.status, first.values["answer"]) == ("ok", Decimal(2))

@@ -119,12 +119,31 @@ def parse_output(
         ]
         results = check_options(task, results, mode)
     else:
-        results = check_options(task, _parse_text(shape, g, output, mode), mode)
+        text_form = _without_thinking(output)
+        results = check_options(task, _parse_text(shape, g, text_form, mode), mode)
     if finish_reason != FINISH_LENGTH:
         return results
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.
     return mark_truncated(results, output, whole=text is not None)
+
+
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+def _without_thinking(output: str) -> str:
+    """The output with a reasoning model's thinking (``<think>…</think>``, or all before a
+    lone ``</think>``) blanked: drafts of answers in it are no answers. Blanked, not cut, so
+    that every span and line:col still points into the output as written."""
+    lower = output.lower()
+    end = lower.rfind(_THINK_CLOSE)
+    if end < 0:
+        return output
+    end += len(_THINK_CLOSE)
+    start = lower.find(_THINK_OPEN)
+    start = 0 if start < 0 or start > end else start
+    blank = "".join("\n" if c == "\n" else " " for c in output[start:end])
+    return output[:start] + blank + output[end:]
 
 
 #: A position in a message (`` at 3:7``).
