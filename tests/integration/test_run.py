@@ -446,7 +446,7 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(
     url, handler = scripted
     build = sentiment(2)  # 10 requests
     handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
-    handler.delay = 5.0
+    handler.delay = 30.0  # no answer comes before the signal, however slow the machine
     argv = [sys.executable, "-m", "promptc", "run", str(build), "--base-url", url]
     proc = subprocess.Popen(
         [*argv, "--grammar", "none", "--no-cache"],

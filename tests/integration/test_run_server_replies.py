@@ -623,3 +623,40 @@ def test_models_whose_owner_is_no_text_are_no_llama_cpp() -> None:
     for owner in (["llamacpp"], {"name": "llamacpp"}, None, 5):
         assert server_kind({"data": [{"id": "m", "owned_by": owner}]}) == "other"
     assert server_kind({"data": [{"id": "m", "owned_by": "llamacpp"}]}) == "llama.cpp"
+
+
+class _SecondFails(QuietHandler):
+    """Answers every request but the second, which it refuses (HTTP 400)."""
+
+    posts: ClassVar[int] = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            type(self).posts += 1
+            second = type(self).posts == 2
+        if second:
+            send_json(self, {"error": {"message": "refused"}}, 400)
+            return
+        send_json(self, chat_completion(ANSWER))
+
+
+def test_results_hold_every_item_answered_or_not(sentiment4: Path) -> None:
+    # A request with no answer: its items are in results.jsonl (missing, saying why) and
+    # counted as not ok. A later run with --limit keeps the rows of the answers it did not
+    # ask again: results.jsonl is never cut to the first N requests.
+    handler = type("Handler", (_SecondFails,), {"posts": 0})
+    with serving(handler) as url:
+        result, _ = _run(sentiment4, url, concurrency=1, parse=True, max_retries=0)
+        rows = [json.loads(x) for x in (sentiment4 / "results.jsonl").read_text().splitlines()]
+        assert len(rows) == 20 and result.not_ok == 4 and len(result.failed) == 1
+        missing = [r for r in rows if r["status"] == "missing"]
+        assert {r["request_id"] for r in missing} == {result.failed[0].request_id}
+        assert all(r["message"].startswith("no answer: ") for r in missing)
+        limited, _ = _run(sentiment4, url, concurrency=1, parse=True, limit=1)
+    again = [json.loads(x) for x in (sentiment4 / "results.jsonl").read_text().splitlines()]
+    assert limited.sent == 0 and limited.statuses is not None
+    assert sum(limited.statuses.values()) == 4  # the summary: this run's first request
+    # The file: every item answered (r0002, past the limit, was never answered).
+    assert len(again) == 16 and {r["status"] for r in again} == {"ok"}

@@ -253,13 +253,18 @@ class _Run:
         self.outputs = OutputsFile(out_path, events.note)
         self.result = RunResult(build, out_path, total=len(requests))
         # A retrieval request is for its target alone: its other items are demonstrations.
-        self.result.items = len(
-            {i for r in requests for i in ((r.target_item,) if r.target_item else r.item_ids)}
-        )
+        #: The items this run is for (with --limit N, those of the first N requests).
+        self.scope = {
+            i for r in requests for i in ((r.target_item,) if r.target_item else r.item_ids)
+        }
+        self.result.items = len(self.scope)
         repair = options.repair
         self.rounds = repair if repair is not None else task.run.repair_max_attempts
         self.parsed: dict[str, list[ItemResult]] = {}
         self.by_id = {r.id: r for r in requests}
+        #: The build's requests past ``--limit``: their answers in outputs.jsonl (of an earlier
+        #: run) stay in results.jsonl, as promptc parse reads them.
+        self.beyond = [r for r in loaded.requests.values() if r.id not in self.by_id]
         #: The ``repair`` record of each repair request this run planned (and, at the end,
         #: of each repair answer an earlier run got), by id.
         self.repair_records: dict[str, Mapping[str, Any]] = {}
@@ -588,7 +593,8 @@ class _Run:
     def _merged(self) -> Merged:
         """The results so far, the answers to repair requests merged (:func:`merge_answers`)."""
         answered = {k: v for k, v in self.repair_records.items() if k in self.parsed}
-        return merge_answers(list(self.by_id), self.parsed, answered)
+        order = [*self.by_id, *(r.id for r in self.beyond)]
+        return merge_answers(order, self.parsed, answered)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -598,6 +604,23 @@ class _Run:
         order = {r.id: k for k, r in enumerate(self.requests)}
         answers = self.outputs.tidy(order=order)
         self.result.failed.sort(key=lambda f: (order.get(f.request_id, len(order)), f.request_id))
+        for f in self.result.failed:
+            # A request that got no answer: its items are in results.jsonl (missing, saying
+            # why), one row per item as promptc parse and collect write them.
+            if f.request_id in self.by_id and f.request_id not in self.parsed:
+                self.parsed[f.request_id] = missing_results(
+                    self.shapes[f.request_id], f"no answer: {f.what}"
+                )
+        for r in self.beyond:
+            record = answers.get(r.id)
+            if (
+                record is not None
+                and str(record.get("output") or "").strip()
+                and self.bodies.answers(r, record)
+            ):
+                self.parsed[r.id] = parse_answer(
+                    self.task, self.shapes[r.id], record["output"], record.get("finish_reason")
+                )
         for rid, record in answers.items():
             # The repair answers an earlier run got for these requests, which this run did
             # not plan again: merged too, so that results.jsonl is what promptc parse and
@@ -617,8 +640,15 @@ class _Run:
         merged = self._merged()
         rows = merged.rows
         self.result.repaired = merged.repaired
-        self.result.not_ok = sum(1 for x, _ in rows if x.item_id is not None and x.status != "ok")
-        self.result.statuses = summarize(x for x, _ in rows)
+        # The summary and the exit status are of this run's requests (--limit N: the first
+        # N); results.jsonl keeps the rows of the others' answers too.
+        mine = [
+            x
+            for x, _ in rows
+            if (x.item_id in self.scope if x.item_id is not None else x.request_id in self.by_id)
+        ]
+        self.result.not_ok = sum(1 for x in mine if x.item_id is not None and x.status != "ok")
+        self.result.statuses = summarize(mine)
         if self.results_path is not None:
             self.write_results(self.results_path, (merged.line(x, n) for x, n in rows))
             self.result.results_path = self.results_path
