@@ -271,3 +271,16 @@ def test_json_in_a_fence_or_after_thinking_is_read_and_says_no_position(
         assert [r.status for r in results] == ["ok", "malformed"], out
         # The message names no line:col: there is no such line in a one-line JSON answer.
         assert re.search(r" at \d+:\d+", results[1].message) is None, results[1].message
+
+
+def test_an_integer_past_pythons_digit_limit_spoils_its_entry_alone(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = (
+        '{"answers": [{"index": 1, "reasoning": "a", "answer": 1}, '
+        '{"index": 2, "reasoning": "b", "answer": ' + "9" * 5000 + "}, "
+        '{"index": 3, "reasoning": "c", "answer": 3}]}'
+    )
+    results = parse_output(task, _request(3), out)
+    assert [r.status for r in results] == ["ok", "malformed", "ok"]

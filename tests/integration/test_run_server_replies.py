@@ -660,3 +660,15 @@ def test_results_hold_every_item_answered_or_not(sentiment4: Path) -> None:
     assert sum(limited.statuses.values()) == 4  # the summary: this run's first request
     # The file: every item answered (r0002, past the limit, was never answered).
     assert len(again) == 16 and {r["status"] for r in again} == {"ok"}
+
+
+def test_a_usage_count_past_pythons_digit_limit_keeps_the_answer() -> None:
+    from promptc.run.chat_api import reply_of
+
+    body = (
+        '{"choices": [{"message": {"content": "A[1]: positive"}, "finish_reason": "stop"}], '
+        '"usage": {"prompt_tokens": ' + "9" * 5000 + ', "completion_tokens": 3}}'
+    ).encode()
+    reply, dropped = reply_of(body, None)
+    assert reply.text == "A[1]: positive" and reply.usage == {"completion_tokens": 3}
+    assert dropped is not None and dropped.startswith("usage.prompt_tokens is ")

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
 from promptc.ir import AnswerFormat, Literal_
-from promptc.text import describe
+from promptc.text import describe, json_int
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -238,7 +238,9 @@ def _object(pairs: list[tuple[str, object]]) -> _Object:
 #: How an answer of several items begins, up to its list's first entry.
 _ANSWERS = re.compile(r'\s*\{\s*"answers"\s*:\s*\[')
 #: Numbers exact, as the text form reads them; objects with the keys they gave twice.
-_DECODER = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=_object)
+#: An integer past Python's digit limit is a Decimal (json_int): its entry malformed, never
+#: the whole answer unread.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=json_int, object_pairs_hook=_object)
 
 
 def _entries(output: str) -> list[object] | None:

@@ -38,7 +38,7 @@ from promptc.run.engine import (
     usage_counts,
 )
 from promptc.spec.load import COMMAND_LINE
-from promptc.text import public_url
+from promptc.text import json_int, public_url
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
@@ -426,7 +426,9 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
             object.
     """
     try:
-        completion = json.loads(data.decode("utf-8-sig"))
+        # (json_int: a count past Python's digit limit is left out of the usage, as collect
+        # does, never the whole answer)
+        completion = json.loads(data.decode("utf-8-sig"), parse_int=json_int)
     except (ValueError, RecursionError) as e:
         raise Failure("bad-response", None, scrub(f"its body is not JSON: {e}", secret)) from None
     if not isinstance(completion, dict):
