@@ -44,6 +44,10 @@ class BatchServer:
     created: int = 0
     #: Output files in ASCII JSON (escapes), else raw UTF-8 as OpenAI's may be.
     ascii: bool = True
+    #: How many downloads of a file to cut half-way (the connection closed early): with a
+    #: ``Content-Length`` (``"length"``) or without one (``"no-length"``).
+    cut: int = 0
+    cut_kind: str = "length"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -201,8 +205,20 @@ def handler_for(server: BatchServer) -> type[http.server.BaseHTTPRequestHandler]
                     _, data = server.files[parts[3]]
                     self.send_response(200)
                     self.send_header("Content-Type", "application/octet-stream")
+                    if server.cut and server.cut_kind == "no-length":
+                        server.cut -= 1
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        self.wfile.write(data[: len(data) // 2])
+                        self.close_connection = True
+                        return
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
+                    if server.cut:
+                        server.cut -= 1
+                        self.wfile.write(data[: len(data) // 2])
+                        self.close_connection = True
+                        return
                     self.wfile.write(data)
                 else:
                     send_json(self, {"error": {"message": "not found"}}, 404)

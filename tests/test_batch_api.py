@@ -405,3 +405,19 @@ def test_openai_batch_refuses_a_gbnf_constraint(tmp_path: Path) -> None:
         "--target openai-batch bodies cannot carry a gbnf grammar; they carry json-schema "
         "(promptc run --grammar chooses how a run sends it)"
     ) in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["length", "no-length"])
+def test_a_download_cut_half_way_is_fetched_again(shards: Path, kind: str) -> None:
+    """The output file's download stops half-way (the connection closed, with or without a
+    declared length): asked again, never exit 3, never half the answers kept as all."""
+    folder = shards
+    server = _server(folder)
+    server.errors, server.unfinished, server.expire = set(), set(), set()
+    server.cut, server.cut_kind = 1, kind
+    with batch_api(server) as url:
+        proc = _run(folder, url)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "internal error" not in err
+    assert {r["status"] for r in _results(folder)} == {"ok"}

@@ -55,6 +55,7 @@ from promptc.run.chat_api import (
     openai_module,
     read_api_key,
     status_failure,
+    transport_failure,
 )
 from promptc.run.collect import REPAIR_DIR, collect
 from promptc.run.engine import RETRYABLE, Failure, backoff, retry_after_seconds
@@ -404,16 +405,33 @@ class BatchAPI:
         files: list[Path] = []
         for b in batches.values():
             stem = b.shard.removesuffix(".jsonl")
-            for file_id, kind in ((b.output_file_id, "output"), (b.error_file_id, "errors")):
+            files_of = (
+                (b.output_file_id, "output", "completed"),
+                (b.error_file_id, "errors", "failed"),
+            )
+            for file_id, kind, count in files_of:
                 if not file_id:
                     continue
                 name = f"{stem}.{kind}.jsonl"
                 if b.downloaded.get(file_id) != name or not (folder / name).is_file():
-                    self._download_file(file_id, folder / name)
+                    self._download_whole(file_id, folder / name, b.counts.get(count))
                     b.downloaded[file_id] = name
                     write_state(build, batches)
                 files.append(folder / name)
         return files
+
+    def _download_whole(self, file_id: str, path: Path, lines: int | None) -> None:
+        """:meth:`_download_file`, again while the file holds fewer lines than the batch says
+        it answered (``lines``): a server that sends no length and closes early may cut it
+        at a line's end, where nothing else shows the cut."""
+        for attempt in range(self.options.max_retries + 1):
+            self._download_file(file_id, path)
+            with path.open("rb") as f:
+                got = sum(1 for _ in f)
+            if lines is None or got >= lines:
+                return
+            self.say(f"{path.name}: {got} of {lines} line(s) arrived; downloading it again")
+            time.sleep(backoff(attempt, None))
 
     def _collect(
         self, build: Path, batches: Mapping[str, ShardBatch], files: Sequence[Path]
@@ -498,6 +516,12 @@ class BatchAPI:
                 failure = status_failure(e.status, e.detail[:300], retry_after_seconds(e.headers))
                 if failure.kind not in RETRYABLE or attempt == self.options.max_retries:
                     raise failure from None
+            except Failure as e:  # a connection cut or stalled mid-reply: asked again
+                failure = e
+                if failure.kind not in ("connection", "timeout"):
+                    raise
+                if attempt == self.options.max_retries:
+                    raise
             time.sleep(backoff(attempt, failure.retry_after))
             for value in kwargs.values():
                 if hasattr(value, "seek"):
@@ -528,6 +552,11 @@ class BatchAPI:
             raise Failure("timeout", None, "the Batch API did not answer") from None
         except openai.APIConnectionError as e:
             raise Failure("connection", None, str(e)[:300]) from None
+        except Exception as e:  # a cut mid-reply is the HTTP library's own error
+            failure = transport_failure(e)
+            if failure is None:
+                raise
+            raise failure from None
 
 
 def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -544,6 +573,14 @@ def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         yield from lines
     rest += decoder.decode(b"", final=True)
     if rest:
+        try:
+            json.loads(rest)
+        except (ValueError, RecursionError):
+            # A last line that is no JSON, without its line end: the download was cut (a
+            # server that sends no length and closes early), not a file the batch wrote.
+            raise Failure(
+                "connection", None, "the download ended inside a line: cut short"
+            ) from None
         yield rest
 
 

@@ -367,15 +367,21 @@ def classify(exc: BaseException, secret: str | None) -> Failure:
     if isinstance(exc, openai.APIStatusError):
         retry_after = retry_after_seconds(getattr(exc.response, "headers", {}) or {})
         return status_failure(exc.status_code, _status_detail(exc, secret), retry_after)
-    # The body is read after the client hands over the response: a connection dropped or
-    # stalled mid-body reaches here as the HTTP library's own error, not the client's. That
-    # library is httpx (httpx2 from openai 3 on): its errors are told by their class names.
+    return transport_failure(exc, secret) or Failure("bad-response", None, detail)
+
+
+def transport_failure(exc: BaseException, secret: str | None = None) -> Failure | None:
+    """The failure of a connection dropped or stalled mid-reply, ``None`` for any other error.
+    The reply is read after the client hands over the response, so such a cut reaches the
+    caller as the HTTP library's own error, not the client's. That library is httpx (httpx2
+    from openai 3 on): its errors are told by their class names."""
     kinds = {c.__name__ for c in type(exc).__mro__ if c.__module__.startswith("httpx")}
+    detail = scrub(f"{type(exc).__name__}: {exc}", secret)
     if "TimeoutException" in kinds:
         return Failure("timeout", None, detail)
     if "TransportError" in kinds:
-        return Failure("connection", None, f"{type(exc).__name__}: {detail}")
-    return Failure("bad-response", None, detail)
+        return Failure("connection", None, detail)
+    return None
 
 
 def status_failure(status: int, message: str, retry_after: float | None) -> Failure:
