@@ -365,3 +365,19 @@ def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) 
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
     assert info.value.format() == (f"data.jsonl:1:1: data.id: item id expression failed: {problem}")
+
+
+def test_an_extends_chain_is_held_to_the_values_of_one_spec(folder: Path) -> None:
+    # Each file under the bound, the merged spec over it: refused at the extends value, so
+    # that a chain of 32 such files is not merged layer upon layer (quadratic before).
+    extra = "".join(f"    k{j}: [1, 2, 3, 4, 5]\n" for j in range(10000))
+    (folder / "base.yaml").write_text(
+        SPEC.replace("model: {name: test-model}", "model:\n  name: test-model\n  extra:\n" + extra)
+    )
+    more = "".join(f"    m{j}: [1, 2, 3, 4, 5]\n" for j in range(10000))
+    (folder / "child.yaml").write_text("extends: base.yaml\nmodel:\n  extra:\n" + more)
+    load_spec("base.yaml")  # 60,000 values: under the bound
+    with pytest.raises(LoadError) as info:
+        load_spec("child.yaml")
+    assert info.value.code == "too-many-values"
+    assert info.value.format().startswith("child.yaml:1:10: extends: the spec expands to more")

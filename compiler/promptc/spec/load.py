@@ -15,6 +15,7 @@ Absolute paths are refused outright.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -584,10 +585,15 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
     return load_error("yaml-syntax", where, hint=hint, problem=problem)
 
 
-def _merge(base: _Layer, child: _Layer) -> _Layer:
+def _merge(base: _Layer, child: _Layer, where: Location) -> _Layer:
     """``child`` over ``base``: mappings merge key by key, anything else replaces; null removes.
 
     Positions follow the values: a key path keeps the position from the file whose value won.
+
+    Raises:
+        LoadError: ``too-many-values``: the merged spec holds more than :data:`MAX_VALUES`
+            values (each file may hold that many; the chain as a whole may not), at the
+            ``extends`` value ``where``.
     """
     taken: set[KeyPath] = set()  # subtrees taken whole from the child
     merged: set[KeyPath] = {()}  # mappings present in both: their own position is the child's
@@ -608,7 +614,10 @@ def _merge(base: _Layer, child: _Layer) -> _Layer:
         return result
 
     out = _Layer(merge(base.data, child.data, ()))
-    for p in iter_paths(out.data):
+    paths = list(itertools.islice(iter_paths(out.data), MAX_VALUES + 1))
+    if len(paths) > MAX_VALUES:
+        raise load_error("too-many-values", where, ("extends",), limit=MAX_VALUES)
+    for p in paths:
         from_child = p in merged or any(p[:i] in taken for i in range(1, len(p) + 1))
         src = child if from_child else base
         if p in src.key_locations:
@@ -678,7 +687,7 @@ def _load_chain(display: str, resolved: Path, where: Location | None, doc: SpecD
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
     base = _load_chain(target_display, target, ext_loc, doc)
-    return _merge(base, layer)
+    return _merge(base, layer, ext_loc)
 
 
 def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
