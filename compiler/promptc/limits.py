@@ -10,3 +10,9 @@ from __future__ import annotations
 #: the batch sizes studied for batch prompting stay in the dozens: a larger value is a typo,
 #: and accepting it would let ``build`` exhaust the machine. Named in docs/spec.md's limits.
 MAX_BATCH_SIZE = 1000
+
+#: The most inputs, and the most outputs, a spec may declare. Checks compare markers pairwise
+#: and the answer grammar's terminals grow with every output: a spec with thousands of fields
+#: (a generated one gone wrong) would take minutes and gigabytes, while real tasks declare a
+#: handful. Named in docs/limits.md.
+MAX_FIELDS = 100

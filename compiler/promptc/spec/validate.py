@@ -27,7 +27,7 @@ from promptc.errors import (
     did_you_mean,
 )
 from promptc.ir import AnswerWith, OutputField, Placeholder
-from promptc.limits import MAX_BATCH_SIZE
+from promptc.limits import MAX_BATCH_SIZE, MAX_FIELDS
 from promptc.markers import OPTIONS_LABEL
 from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
@@ -39,6 +39,7 @@ from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
     "bad-url": "{url!r} is not a server's URL: {problem}",
+    "too-many-fields": f"{{count}} {{what}} declared; expected at most {MAX_FIELDS}",
     "reserved-output": "output name {name!r} is a key of the JSON answer form (each entry's "
     "'index', Auto-Demo's repeated 'question'); expected another name",
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
@@ -191,6 +192,14 @@ RESERVED_OUTPUTS = ("index", "question")
 def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_inputs = doc.get(("inputs",))
     raw_outputs = doc.get(("outputs",))
+    many = False
+    for key, raw in (("inputs", raw_inputs), ("outputs", raw_outputs)):
+        if isinstance(raw, dict) and len(raw) > MAX_FIELDS:
+            where = doc.key_location((key,))
+            c.add(error("too-many-fields", where, (key,), what=key, count=len(raw)))
+            many = True
+    if many:  # the checks below compare fields pairwise: not on thousands of them
+        return
     inputs = list(raw_inputs) if isinstance(raw_inputs, dict) else None
     output_names = list(raw_outputs) if isinstance(raw_outputs, dict) else None
     outputs = declared_outputs(doc)
