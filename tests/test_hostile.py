@@ -651,3 +651,28 @@ def test_an_option_is_held_to_what_any_input_is(tmp_path: Path, option: str, sai
     assert f"commonsense-qa.jsonl:1:1: field 'choices' (for input 'choices') {said}" in (
         e.value.format()
     )
+
+
+def test_numbers_with_an_absurd_exponent_are_refused_as_written(tmp_path: Path) -> None:
+    """A JSON gold number 1e999999999 (or a --tolerance, a --price-in of that exponent) is
+    refused quoting it as written, in bounded memory: written out it is a billion digits."""
+    from promptc.errors import UsageError
+    from promptc.eval.report import parse_tolerance
+    from promptc.plan.estimate import price_of
+
+    shutil.copytree(SPECS, tmp_path / "specs")
+    data = tmp_path / "specs" / "data" / "math.jsonl"
+    rows = data.read_text(encoding="utf-8").splitlines()
+    first = json.loads(rows[0])
+    rows[0] = json.dumps({**first, "answer": 1}).replace('"answer": 1', '"answer": 1e999999999')
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(tmp_path / "specs" / "math.yaml")
+    said = e.value.format()
+    assert "found '1e999999999'" in said and len(said) < 1000
+    for text in ("1e999999999", "1e-999999999"):
+        with pytest.raises(UsageError):
+            parse_tolerance(text)
+    with pytest.raises(UsageError) as price:
+        price_of(compile_spec(SPECS / "math.yaml"), "1e-999999999", "1")
+    assert price.value.code == "bad-price"

@@ -236,9 +236,11 @@ def parse_tolerance(text: str | None) -> Decimal | None:
         d = Decimal(text)
     except InvalidOperation:
         d = Decimal("NaN")
-    if not d.is_finite() or d < 0:
+    # (an exponent past 100 either way is no tolerance: written out, 1e999999999 would be a
+    # billion digits in the report)
+    if not d.is_finite() or d < 0 or (d and abs(d.adjusted()) > 100):
         raise UsageError(
-            f"tolerance {text!r} is not a non-negative number",
+            f"tolerance {text!r} is not a non-negative number from 1e-100 to 1e100",
             location=Location("<command line>"),
             path=("--tolerance",),
             code="bad-tolerance",

@@ -152,6 +152,14 @@ def _price(value: str | float, option: str) -> Decimal:
             path=(option,),
             code="bad-price",
         )
+    if d and d.adjusted() < -12:  # a cost of it would be a billion digits for 1e-999999999
+        raise UsageError(
+            f"price {str(value)!r} is less than 0.000000000001 US dollars per million tokens "
+            "(write 0 for a free model)",
+            location=Location(COMMAND_LINE),
+            path=(option,),
+            code="bad-price",
+        )
     if d > MAX_PRICE:  # a cost past it would not fit the six decimals costs are shown with
         raise UsageError(
             f"price {str(value)!r} is more than {MAX_PRICE} US dollars per million tokens",

@@ -69,8 +69,10 @@ class GoldReader:
             return None
         if isinstance(raw, Decimal):
             # A JSON number as written, in positional notation: 51.0 reads as a number or an
-            # integer, and 2.5e-07 (as json.dumps writes it) as 0.00000025.
-            raw = format(raw, "f")
+            # integer, and 2.5e-07 (as json.dumps writes it) as 0.00000025. An exponent past
+            # 1,000 stays as written (no answer is read past 640 digits; its positional text
+            # would be a billion digits for 1e999999999): refused as such below.
+            raw = format(raw, "f") if abs(raw.adjusted()) <= 1000 else to_text(raw)
         elif isinstance(raw, (list, dict)):
             raw = to_text(raw)
         field = self.output
