@@ -86,6 +86,8 @@ def test_the_check_hook_keeps_a_spec_whatever_its_first_bytes(
         ("bom.yaml", "\ufeff" + bad),
         ("double.yaml", bad.replace("promptc:", '"promptc":')),
         ("single.yaml", bad.replace("promptc:", "'promptc' :")),
+        ("pretty.yaml", '{\n  "promptc": 1,\n  "name": "x"\n}\n'),  # JSON with an indent
+        ("explicit.yaml", "? promptc\n: 1\nname: x\n"),  # an explicit key
     ]:
         spec = tmp_path / name
         spec.write_text(text, encoding="utf-8")

@@ -26,8 +26,14 @@ from promptc.select.batches import batch_size as size_of
 
 #: A promptc spec, told from other YAML files: its top level holds the ``promptc:`` key (the
 #: spec format version, which the schema requires of every spec, ``extends`` ones included),
-#: plain or quoted, after a byte order mark or in a flow mapping's first line too.
-SPEC_MARKER = re.compile(r"^\ufeff?(?:\{[ \t]*)?([\"']?)promptc\1[ \t]*:", re.MULTILINE)
+#: plain or quoted, after a byte order mark or in a flow mapping's first line too; indented
+#: and double-quoted, as JSON written with an indent has it; or as an explicit key (``? promptc``).
+SPEC_MARKER = re.compile(
+    r"^\ufeff?(?:\{[ \t]*)?([\"']?)promptc\1[ \t]*:"
+    r"|^\ufeff?[ \t]*\{?[ \t]*\"promptc\"[ \t]*:"
+    r"|^\ufeff?\?[ \t]+([\"']?)promptc\2[ \t]*$",
+    re.MULTILINE,
+)
 
 
 def is_spec(path: str) -> bool:
