@@ -361,3 +361,19 @@ def test_parse_never_writes_results_over_answers(
         )
     assert answers.read_bytes() == before
     assert not (folder / "outputs.jsonl").exists()
+
+
+def test_collect_takes_the_answers_run_gave_the_repair_build(tmp_path: Path) -> None:
+    """The batch lost r0002; its repair build was answered with promptc run (its
+    outputs.jsonl: id and output): collect takes those answers as the repair's."""
+    folder = _build(tmp_path / "b")
+    first = _results(tmp_path / "out.jsonl", [_line(rid) for rid in IDS if rid != "r0002"])
+    collect(folder, first)
+    run_outputs = tmp_path / "repair-outputs.jsonl"
+    run_outputs.write_text(
+        json.dumps({"id": "r0002.repair1", "output": ANSWER, "finish_reason": "stop"}) + "\n",
+        encoding="utf-8",
+    )
+    done = collect(folder, first, run_outputs)
+    assert done.not_ok == 0 and done.unknown == []
+    assert "r0002.repair1" in read_outputs_file(folder / "outputs.jsonl").answers

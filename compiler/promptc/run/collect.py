@@ -244,8 +244,12 @@ def _read_answers(
                 )
                 continue
             rid = line.get("custom_id")
+            if rid is None and "response" not in line and isinstance(line.get("output"), str):
+                # A line of promptc run's outputs.jsonl (the repair build answered with run):
+                # its id and answer as run recorded them.
+                rid = line.get("id")
             if isinstance(rid, str) and rid not in known and rid in repair_known:
-                answer, _ = chosen.answer(line)
+                answer, _ = _answer_of(chosen, line)
                 if answer is not None:
                     answer["usage"] = _usage(answer.get("usage"), where, result)
                     _keep(repairs, rid, answer, where, result)
@@ -253,7 +257,7 @@ def _read_answers(
             if not isinstance(rid, str) or rid not in known:
                 result.unknown.append(f"{where} ({rid!r})")
                 continue
-            answer, why = chosen.answer(line)
+            answer, why = _answer_of(chosen, line)
             if answer is not None:
                 answer["usage"] = _usage(answer.get("usage"), where, result)
                 _keep(answers, rid, answer, where, result)  # wins over an earlier error line
@@ -261,6 +265,21 @@ def _read_answers(
             elif rid not in answers:
                 result.failed[rid] = why
     return answers, repairs
+
+
+def _answer_of(chosen: Target, line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The answer of a line: a batch's output or error line (:meth:`Target.answer`), or a
+    line of ``promptc run``'s ``outputs.jsonl`` (``id``, ``output``)."""
+    if "custom_id" in line or "response" in line or not isinstance(line.get("output"), str):
+        return chosen.answer(line)
+    if not str(line["output"]).strip():
+        return None, "the answer is empty"
+    usage = line.get("usage")
+    return {
+        "output": line["output"],
+        "finish_reason": line.get("finish_reason"),
+        "usage": usage if isinstance(usage, Mapping) else None,
+    }, ""
 
 
 def _keep(
