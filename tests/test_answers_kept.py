@@ -377,3 +377,14 @@ def test_collect_takes_the_answers_run_gave_the_repair_build(tmp_path: Path) -> 
     done = collect(folder, first, run_outputs)
     assert done.not_ok == 0 and done.unknown == []
     assert "r0002.repair1" in read_outputs_file(folder / "outputs.jsonl").answers
+
+
+def test_collect_says_a_torn_line_is_no_json_not_another_builds(tmp_path: Path) -> None:
+    folder = _build(tmp_path / "b")
+    lines = [_line(rid) for rid in IDS]
+    torn = _results(tmp_path / "out.jsonl", [*lines[:4], lines[4][: len(lines[4]) // 2]])
+    done = collect(folder, torn)
+    assert done.unknown == [] and len(done.unreadable) == 1
+    assert done.unreadable[0].startswith("out.jsonl:5 (")
+    assert "1 line(s) that are no JSON object" in done.summary()
+    assert done.failed == {"r0005": "no line in the files"}

@@ -95,6 +95,7 @@ class CollectResult:
         kept: Answers ``outputs.jsonl`` held that the files do not replace, kept.
         failed: Request id → why it has no answer (an error line, a status, no line at all).
         unknown: ``custom_id`` values that are not requests of the build.
+        unreadable: Lines that are no JSON object (a line torn by a cut download).
         duplicates: Second answers for one request (``file:line ('r0001')``); the first is
             its answer, the others are moved to ``outputs.replaced.jsonl``.
         notes: What was left out or moved aside, in words.
@@ -112,6 +113,7 @@ class CollectResult:
     kept: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     aside: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +132,8 @@ class CollectResult:
             parts.append(f"{len(self.failed)} without an answer")
         if self.unknown:
             parts.append(f"{len(self.unknown)} line(s) for requests not in the build")
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} line(s) that are no JSON object")
         if self.duplicates:
             parts.append(f"{len(self.duplicates)} second answer(s) moved aside")
         parts.append(
@@ -150,6 +154,7 @@ class CollectResult:
             "kept": self.kept,
             "failed": self.failed,
             "unknown": self.unknown,
+            "unreadable": self.unreadable,
             "duplicates": self.duplicates,
             "notes": self.notes,
             "statuses": self.statuses,
@@ -239,7 +244,7 @@ def _read_answers(
         for lineno, line in _lines(path):
             where = f"{path.name}:{lineno}"
             if isinstance(line, ValueError) or not isinstance(line, Mapping):
-                result.unknown.append(
+                result.unreadable.append(
                     f"{where} ({line if isinstance(line, ValueError) else 'not an object'})"
                 )
                 continue
