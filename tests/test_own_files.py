@@ -107,6 +107,16 @@ def test_run_build_from_python_never_writes_over_answers_or_the_build(
         promptc.run_build("b", base_url=NOWHERE, parse=True, outputs_path="x", results_path="x")
     assert caught.value.message == "results_path x would replace answers; give another file"
     assert _files(folder) == before
+    # A file that holds no answers (a spec given by mistake) is not taken over.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("promptc: 1\n\nname: x\n", encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        promptc.run_build("b", base_url=NOWHERE, outputs_path=str(spec))
+    assert caught.value.message == (
+        f"outputs_path {spec} holds no answers (its first line is not one): answers would "
+        "replace what it holds; give a new file, or an outputs file of promptc run"
+    )
+    assert spec.read_text(encoding="utf-8") == "promptc: 1\n\nname: x\n"
 
 
 def test_parse_never_writes_results_over_the_build(

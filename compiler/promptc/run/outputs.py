@@ -70,7 +70,29 @@ OVERWRITE_MESSAGES: dict[str, str] = {
     "answers": "{option} {path} would replace answers; give another file",
     "results": "{option} {path} is where the results go; give the answers another file",
     "build": "{option} {path} would replace {name} of the build in {folder}; give another file",
+    "foreign": "{option} {path} holds no answers (its first line is not one): answers would "
+    "replace what it holds; give a new file, or an outputs file of promptc run",
 }
+
+
+def _holds_answers(path: str) -> bool:
+    """Whether a file answers may go to: none there yet, empty, or one whose first line is
+    a JSON object (a spec, a CSV or a binary file given by mistake is not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MAX_HEAD)
+    except OSError:  # none there (or unreadable: said where it is opened)
+        return True
+    first = next((line for line in head.split(b"\n") if line.strip()), None)
+    if first is None:
+        return True
+    # A JSON object, whole or torn (an interrupted write of the first answer): a file of
+    # answers, resumed from; anything else (YAML, CSV, a binary file) is not.
+    return first.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"{")
+
+
+#: How much of a file :func:`_holds_answers` reads to find its first line.
+MAX_HEAD = 1 << 20
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -102,6 +124,8 @@ def overwrite_error(
     the one it is meant to be (``outputs.jsonl``, ``results.jsonl``).
     """
     name = os.path.basename(path)
+    if writes == "answers" and not _holds_answers(path):
+        return OVERWRITE_MESSAGES["foreign"].format(option=option, path=path)
     same = any(_same_file(path, other) for other in others)
     if name == REPLACED_FILE or (writes == "results" and (name == OUTPUTS_FILE or same)):
         key = "answers"
