@@ -357,6 +357,8 @@ def write_output(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> 
     Raises:
         OSError: The file cannot be written (the error names it).
     """
+    if not os.fspath(path):
+        raise OSError(errno.EINVAL, "an empty path names no file", "")
     target = Path(path)
     followed = False
     try:

@@ -29,7 +29,8 @@ EMITS = ("ir", "batches", "requests")
     "-o",
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, writable=True),
+    # (writable is the build's to check: --check reads a folder it never writes)
+    type=click.Path(file_okay=False),
     default=None,
     metavar="DIR",
     help="The build folder to write.",

@@ -90,6 +90,7 @@ def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
     except OSError as e:
         raise UsageError(
             f"cannot write {out_file!r}: {e.strerror or e}",
-            location=Location(out_file),
+            location=Location(out_file or "<command line>"),
+            path=("-o",),
             code="out-not-writable",
         ) from None

@@ -367,6 +367,12 @@ def _manifest_of(root: Path, task: ir.Task) -> Mapping[str, Any]:
     """
     manifest_path = root / MANIFEST_FILE
     for p, what in ((manifest_path, "a build"), (root / RESULTS_FILE, "answered and parsed")):
+        if p.exists() and not p.is_file():  # a named pipe, a device: never read
+            raise UsageError(
+                f"{p} is not a regular file; expected the {p.name} of a build",
+                location=Location(str(p)),
+                code="not-regular",
+            )
         if not p.is_file():
             raise UsageError(
                 f"{str(root)!r} is not {what}: it has no {p.name}",

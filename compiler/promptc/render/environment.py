@@ -195,7 +195,9 @@ class SpecLoader(jinja2.BaseLoader):
             file = None
         else:
             file = self.resolve(name)
-            with open(file, encoding="utf-8") as f:
+            # utf-8-sig: a byte order mark an editor saved is no text of the template (it
+            # would be text outside the blocks, invisible where the error points).
+            with open(file, encoding="utf-8-sig") as f:
                 text = f.read()
             shown = display_path(file)
             origin = "spec"

@@ -26,7 +26,9 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
     errors: list[PromptcError] = []
     seen: set[str] = set()
 
-    def visit(name: str, extra: frozenset[str], parent: Location, main: bool) -> None:
+    def visit(
+        name: str, extra: frozenset[str], parent: Location, main: bool, optional: bool = False
+    ) -> None:
         if name in seen:
             return
         seen.add(name)
@@ -34,6 +36,8 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
             with r.errors():
                 source, filename, _ = r.loader.get_source(r.env, name)
         except PromptcError as e:
+            if optional and e.code == "template-not-found":
+                return  # {% include … ignore missing %}: a missing file is none of its errors
             e.location = parent if parent.line else (e.location or parent)
             errors.append(e)
             return
@@ -61,7 +65,9 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
             target = getattr(node, "template", None)
             if isinstance(target, nodes.Const) and isinstance(target.value, str):
                 child_main = main and isinstance(node, nodes.Extends)
-                visit(target.value, extra | stored, Location(filename, node.lineno), child_main)
+                optional = isinstance(node, nodes.Include) and node.ignore_missing
+                where = Location(filename, node.lineno)
+                visit(target.value, extra | stored, where, child_main, optional)
 
     visit(r.name, frozenset(), r.location, True)
     if errors:

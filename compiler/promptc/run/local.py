@@ -165,6 +165,19 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _said(log: str) -> list[str]:
+    """The lines of a log a user can act on: a Python traceback's frames (the server's own
+    code, quoted) left out, its last line (the error) kept."""
+    out = []
+    for line in log.splitlines():
+        stripped = line.strip()
+        if line.startswith(("Traceback (most recent call last)", " ")):
+            continue
+        if stripped:
+            out.append(stripped)
+    return out
+
+
 #: The first bytes of every GGUF file.
 GGUF_MAGIC = b"GGUF"
 
@@ -216,7 +229,7 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path) -
             )
             raise BackendError(
                 f"the embedded llama.cpp server {what}; its log ends with: "
-                + " | ".join(_tail(log).splitlines()[-5:]),
+                + " | ".join(_said(_tail(log))[-5:]),
                 hint="check the model file, or run a server yourself and pass --base-url",
                 code="local-failed",
             )

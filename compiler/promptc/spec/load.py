@@ -85,7 +85,7 @@ MESSAGES: dict[str, str] = {
     "spec's folder",
     "extends-escape": "extends path {path!r} leaves the project folder",
     "extends-missing": "extended spec {path!r} not found",
-    "extends-not-file": "extends path {path!r} is a folder; expected a spec file",
+    "extends-not-file": "extends path {path!r} is {what}; expected a spec file",
     "extends-nul": "extends path {path!r} contains a NUL character, which no file name can hold",
     "extends-cycle": "extends cycle: {cycle}",
     "extends-too-deep": "extends chain is longer than {limit} files",
@@ -683,7 +683,9 @@ def _load_chain(display: str, resolved: Path, where: Location | None, doc: SpecD
     if len(chain) >= MAX_EXTENDS:
         raise load_error("extends-too-deep", ext_loc, p, limit=MAX_EXTENDS)
     if target.is_dir():
-        raise load_error("extends-not-file", ext_loc, p, path=ext)
+        raise load_error("extends-not-file", ext_loc, p, path=ext, what="a folder")
+    if target.exists() and not target.is_file():  # a named pipe, a device: never read
+        raise load_error("extends-not-file", ext_loc, p, path=ext, what="not a regular file")
     if not target.is_file():
         raise load_error("extends-missing", ext_loc, p, path=ext)
     base = _load_chain(target_display, target, ext_loc, doc)

@@ -44,6 +44,11 @@ _CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 #: The ``bad-json`` problem of a row with a bare ``NaN`` or ``Infinity`` (``{name}``).
 NOT_FINITE = "{name} is not a JSON number; expected a finite number (or a string)"
 
+#: The longest CSV field read (characters): a data value as long as the file may hold, where
+#: Python's csv stops at 131,072 by default.
+MAX_CSV_FIELD = 100_000_000
+csv.field_size_limit(MAX_CSV_FIELD)  # the process's csv module: promptc reads no other CSV
+
 # One decoder for every row: json.loads(parse_float=…) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_float=written_number, parse_constant=_not_finite)
 

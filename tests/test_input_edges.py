@@ -1,0 +1,99 @@
+"""Inputs at their edges, each ending in what a user expects: a template saved with a byte
+order mark, an optional include, a CSV field longer than Python's csv default, a named pipe
+where a spec or results are expected, an empty ``-o``, and a build folder checked read-only."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from promptc.errors import LoadError
+from promptc.render.checks import check_templates
+from promptc.spec.load import load_spec
+from promptc.spec.lower import compile_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPEC = """\
+promptc: 1
+name: own
+instruction: Label the text.
+inputs: {text: {}}
+outputs: {label: {type: enum, choices: [a, b]}}
+data: {path: data.jsonl}
+strategy: {kind: batch, batch_size: 2}
+templates: {batch: mine.j2}
+model: {name: m}
+"""
+
+
+def _spec(tmp_path: Path, template: bytes) -> Path:
+    (tmp_path / "data.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    (tmp_path / "mine.j2").write_bytes(template)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC, encoding="utf-8")
+    return spec
+
+
+def test_a_template_saved_with_a_byte_order_mark_is_its_text_alone(tmp_path: Path) -> None:
+    body = b'{% extends "promptc/batch.j2" %}{% block system %}Be brief.{% endblock %}'
+    task = compile_spec(_spec(tmp_path, b"\xef\xbb\xbf" + body))
+    assert check_templates(task) == []
+
+
+def test_an_optional_include_may_name_no_file(tmp_path: Path) -> None:
+    body = b'{% block user %}{% include "nope.j2" ignore missing %}Q{% endblock %}'
+    task = compile_spec(_spec(tmp_path, body))
+    assert check_templates(task) == []
+
+
+def test_a_csv_field_longer_than_pythons_csv_default_is_read(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, b'{% extends "promptc/batch.j2" %}')
+    long = "x" * 200_000
+    (tmp_path / "data.csv").write_text(f"text\n{long}\nshort\n", encoding="utf-8")
+    spec.write_text(SPEC.replace("data.jsonl", "data.csv"), encoding="utf-8")
+    task = compile_spec(spec)
+    assert [len(i.inputs["text"]) for i in task.items] == [200_000, 5]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_where_a_spec_is_expected_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("base.yaml")
+    Path("child.yaml").write_text("extends: base.yaml\nname: c\n", encoding="utf-8")
+    with pytest.raises(LoadError) as e:
+        load_spec("child.yaml")
+    assert e.value.format() == (
+        "child.yaml:1:10: extends: extends path 'base.yaml' is not a regular file; "
+        "expected a spec file"
+    )
+
+
+def test_an_empty_output_path_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "schema", "-o", ""],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "internal error" not in done.stderr
+    assert "<command line>: -o: cannot write '': an empty path names no file" in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway")
+def test_build_check_reads_a_folder_it_may_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    spec = SPECS / "sentiment.yaml"
+    argv = [sys.executable, "-m", "promptc", "build", str(spec), "-o", str(out)]
+    assert subprocess.run(argv, capture_output=True, check=False).returncode == 0
+    out.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        done = subprocess.run([*argv, "--check"], capture_output=True, text=True, check=False)
+    finally:
+        out.chmod(stat.S_IRWXU)
+    assert done.returncode == 0, done.stderr
