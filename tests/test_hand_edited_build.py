@@ -143,3 +143,32 @@ def test_a_repair_record_its_request_could_not_have_written_is_not_merged(
     assert "note: 3 repair answer(s) skipped" in done.stderr, done.stderr
     rows = [json.loads(x) for x in done.stdout.splitlines()]
     assert other["id"] not in {r["item_id"] for r in rows}  # not credited
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"), [("n", 5, "n is 5"), ("stream", True, "stream is True")]
+)
+def test_requests_asking_what_promptc_cannot_keep_are_refused(
+    original: Path, tmp_path: Path, key: str, value: object, said: str
+) -> None:
+    """requests.jsonl edited by hand (and rehashed): n: 5 would pay five answers to keep one,
+    stream every request's failure; refused by name before anything is sent."""
+    from promptc.errors import UsageError
+    from promptc.run.options import RunOptions
+    from promptc.run.orchestrate import run_build
+
+    folder = tmp_path / "b"
+    shutil.copytree(original, folder)
+    lines = (folder / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["params"][key] = value
+    lines[0] = json.dumps(first, sort_keys=True)
+    data = ("\n".join(lines) + "\n").encode()
+    (folder / "requests.jsonl").write_bytes(data)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"]["requests.jsonl"] = hashlib.sha256(data).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(UsageError) as e:
+        run_build(folder, RunOptions(base_url="http://127.0.0.1:9/v1", use_cache=False))
+    assert e.value.code == "bad-params" and said in e.value.message
+    assert not (folder / "outputs.jsonl").exists()

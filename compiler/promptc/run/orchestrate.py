@@ -164,6 +164,27 @@ def engine_name(options: RunOptions, provider: str | None) -> tuple[str, str | N
     )
 
 
+def _check_params(requests: Sequence[BuiltRequest], build: Path) -> None:
+    """Refuses parameters no spec can give and promptc cannot keep (a requests.jsonl edited
+    by hand): ``n`` above 1 (one answer is kept of the n paid), ``stream`` (every request
+    would fail), as ``check`` refuses them in a spec (``model-n``, ``model-stream``).
+
+    Raises:
+        UsageError: ``bad-params``, naming the request.
+    """
+    for r in requests:
+        n, stream = r.params.get("n", 1), r.params.get("stream", False)
+        if n == 1 and stream is False:
+            continue
+        what = f"n is {n!r}" if n != 1 else f"stream is {stream!r}"
+        raise UsageError(
+            f"request {r.id} of {build / 'requests.jsonl'}: {what}; promptc keeps one whole "
+            "answer per request",
+            hint="rebuild the folder: promptc build SPEC -o DIR",
+            code="bad-params",
+        )
+
+
 def run_build(
     build_dir: str | os.PathLike[str],
     options: RunOptions | None = None,
@@ -195,6 +216,7 @@ def run_build(
     requests = list(loaded.requests.values())
     if options.limit is not None:
         requests = requests[: options.limit]
+    _check_params(requests, build)
     events = progress if isinstance(progress, Events) else Events(progress)
     name, url = engine_name(options, loaded.task.model.provider)
     # The engine sizes what it starts (the embedded server's context) to the requests as sent.
