@@ -40,8 +40,8 @@ from promptc.values import find_value_type, option_choices, resolve_option
 MESSAGES: dict[str, str] = {
     "bad-url": "{url!r} is not a server's URL: {problem}",
     "too-many-fields": f"{{count}} {{what}} declared; expected at most {MAX_FIELDS}",
-    "bad-name": "name {name!r} holds a line break or a control character; expected a name "
-    "on one line",
+    "name-line-break": "name {name!r} holds a line break or a control character; expected a "
+    "name on one line",
     "reserved-output": "output name {name!r} is a key of the JSON answer form (each entry's "
     "'index', Auto-Demo's repeated 'question'); expected another name",
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
@@ -196,7 +196,8 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_outputs = doc.get(("outputs",))
     name = doc.get(("name",))
     if isinstance(name, str) and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
-        c.add(error("bad-name", doc.value_location(("name",)), ("name",), name=name[:60]))
+        where = doc.value_location(("name",))
+        c.add(error("name-line-break", where, ("name",), name=name[:60]))
     many = False
     for key, raw in (("inputs", raw_inputs), ("outputs", raw_outputs)):
         if isinstance(raw, dict) and len(raw) > MAX_FIELDS:
