@@ -38,6 +38,8 @@ class BatchServer:
     errors: set[str] = field(default_factory=set)
     unfinished: set[str] = field(default_factory=set)
     expire: set[str] = field(default_factory=set)
+    #: Shards whose batch fails as a whole while validating (a model the API does not serve).
+    refuse: set[str] = field(default_factory=set)
     hold: threading.Event = field(default_factory=threading.Event)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -91,7 +93,14 @@ class BatchServer:
     def step(self, batch: dict[str, Any]) -> None:
         """The next status of a batch (see the module's docstring)."""
         status = batch["status"]
-        if status == "validating":
+        name = self.files[batch["input_file_id"]][0]
+        if status == "validating" and any(name.endswith(shard) for shard in self.refuse):
+            batch["status"] = "failed"
+            batch["errors"] = {
+                "object": "list",
+                "data": [{"code": "model_not_found", "message": "The model does not exist."}],
+            }
+        elif status == "validating":
             batch["status"] = "in_progress"
         elif status == "in_progress" and self.hold.is_set():
             batch["status"] = "finalizing"

@@ -421,3 +421,16 @@ def test_a_download_cut_half_way_is_fetched_again(shards: Path, kind: str) -> No
     assert proc.returncode == 0, err
     assert "internal error" not in err
     assert {r["status"] for r in _results(folder)} == {"ok"}
+
+
+def test_a_batch_the_api_refuses_as_a_whole_fails_the_run(shards: Path) -> None:
+    """A batch that fails while validating (a model the API does not serve): the run fails
+    (exit 1, saying what the API said), rather than calling its items not ok (exit 4)."""
+    server = _server(shards)
+    server.errors, server.unfinished, server.expire = set(), set(), set()
+    server.refuse = {"requests-0002.jsonl"}
+    with batch_api(server) as url:
+        proc = _run(shards, url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "The model does not exist." in err and "internal error" not in err

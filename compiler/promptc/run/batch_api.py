@@ -453,6 +453,24 @@ class BatchAPI:
         result.grammar = "batch-api"
         for rid, why in sorted(collected.failed.items()):
             self.say(f"{rid}: no answer ({why}): asked again in {REPAIR_DIR}/")
+        refused = [b for b in batches.values() if b.status == "failed"]
+        if refused:
+            # The API refused a batch as a whole (a model it does not serve, a bad file): its
+            # requests failed, as a run's refused requests do (exit 1), and its repair build
+            # would be refused the same way until the cause is fixed.
+            result.failed.append(
+                RequestFailure(
+                    "batch-api",
+                    "bad-request",
+                    "the Batch API failed "
+                    + ", ".join(
+                        f"batch {b.batch_id} ({'; '.join(b.errors) or 'failed'})" for b in refused
+                    ),
+                    "fix what the Batch API said (the model, the request file), then build and "
+                    "run again",
+                    1,
+                )
+            )
         if collected.repair_dir is not None:
             self.say(
                 f"repair build of {collected.repair_requests} request(s) in "

@@ -499,7 +499,8 @@ def _write_results(
             result.notes.append(
                 REPLACED_NOTE.format(count=len(lines), name=OUTPUTS_FILE, aside=REPLACED_FILE)
             )
-        write_atomic(path, (output_line(x) for x in records))
+        if records or path.exists():  # no answer at all: no empty outputs.jsonl left behind
+            write_atomic(path, (output_line(x) for x in records))
         write_atomic(build / RESULTS_FILE, (merged.line(x, n) for x, n in merged.rows))
 
 
