@@ -644,3 +644,18 @@ def test_answers_drafted_while_thinking_are_no_answers(
     # Without its opening tag (servers that strip it), all before </think> is thinking.
     (first, *_) = parse_output(task, request, output.removeprefix("<think>"))
     assert (first.status, first.values["answer"]) == ("ok", Decimal(2))
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_unicode_line_separator_ends_an_answer(
+    task_factory: Callable[..., Task], separator: str
+) -> None:
+    # An answer with no literal after its value (``{label}``): the separator ends it.
+    task = task_factory(kind="batch", batch_size=2, multi_field=True)
+    output = f"A[1]: neutral{separator}A[2]: entailment"
+    request = {"id": "r0001", "kind": "batch", "item_ids": ["p0", "p1"]}
+    results = parse_output(task, request, output)
+    assert [(r.status, r.values.get("label")) for r in results] == [
+        ("ok", "neutral"),
+        ("ok", "entailment"),
+    ]

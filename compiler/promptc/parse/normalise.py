@@ -29,7 +29,18 @@ _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 INVISIBLE = frozenset(_INVISIBLE)
 
 
-_EXTRA_MAP = {"\u3010": "[", "\u3011": "]", "\ufe55": ":", "\u2236": ":", "\u2212": "-"}
+_EXTRA_MAP = {
+    "\u3010": "[",
+    "\u3011": "]",
+    "\ufe55": ":",
+    "\u2236": ":",
+    "\u2212": "-",
+    # Unicode's line and paragraph separators and NEL end a line as \n does (str.splitlines
+    # agrees): an answer followed by one ends there.
+    "\u2028": "\n",
+    "\u2029": "\n",
+    "\x85": "\n",
+}
 
 
 SPACE = " \t\n\f\v"  # white space of the normalised text (\r is gone)
@@ -62,7 +73,8 @@ def normalise_lookalikes(text: str) -> tuple[str, list[int] | None]:
     character for one.
 
     Full-width ASCII (``Ａ［２］：``) → ASCII; non-breaking and other Unicode spaces → space;
-    ``【】`` → ``[]``; ``∶`` and ``﹕`` → ``:``; ``−`` (minus sign) → ``-``: one for one, by
+    ``【】`` → ``[]``; ``∶`` and ``﹕`` → ``:``; ``−`` (minus sign) → ``-``; U+2028, U+2029
+    and U+0085 (line separators) → ``\n``: one for one, by
     :data:`ONE_TO_ONE`. Zero-width characters and soft hyphens → removed; ``\r\n`` and
     ``\r`` → ``\n``: these need the offset table.
     """
