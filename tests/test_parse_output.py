@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -45,6 +46,7 @@ from promptc.parse.output import parse_output
 from promptc.parse.results import ItemResult, dumps, summarize
 from promptc.parse.shape import RequestShape, request_shape
 from promptc.spec.answer_format import parse_answer_format, write_answer
+from promptc.spec.lower import compile_spec
 from promptc.strategies import strategy
 from promptc.text import decimal_text
 from promptc.values import value_type
@@ -659,3 +661,20 @@ def test_a_unicode_line_separator_ends_an_answer(
         ("ok", "neutral"),
         ("ok", "entailment"),
     ]
+
+
+def test_an_answer_that_stops_after_a_literal_says_what_is_missing(tmp_path: Path) -> None:
+    # ``2;`` of ``{n}; {note}``: the note is what is missing, not the ';' that is there.
+    (tmp_path / "d.jsonl").write_text('{"question": "q1"}\n{"question": "q2"}\n')
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "promptc: 1\nname: am\ninstruction: Answer.\ninputs: {question: {}}\n"
+        'outputs: {n: {type: integer}, note: {type: text}}\nanswer_format: "{n}; {note}"\n'
+        "data: {path: d.jsonl}\nstrategy: {kind: batch, batch_size: 2}\nmodel: {name: m}\n"
+    )
+    task = compile_spec(spec)
+    request = {"id": "r0001", "kind": "batch", "item_ids": [i.id for i in task.items]}
+    first, second = parse_output(task, request, "A[1]: 2; fine\nA[2]: 2;")
+    assert first.status == "ok" and second.status == "malformed"
+    assert second.message.startswith("A[2]: expected note: text, found ")
+    assert "expected ';'" not in second.message

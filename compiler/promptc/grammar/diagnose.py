@@ -130,7 +130,19 @@ class _Readings:
             return False
         candidates = self.ends(k, pos, progress)
         if not candidates:
-            self.record(k, pos, progress, [part_name(self.parts[k])])
+            part = self.parts[k]
+            lead = part.text.rstrip() if part.field is None else ""
+            # The literal is there but the answer ends after it (``2;`` of ``{n}; {note}``):
+            # what is missing is the next part, not the literal.
+            if (
+                lead
+                and k + 1 < len(self.parts)
+                and self.text.startswith(lead, pos)
+                and not self.text[pos + len(lead) :].strip()
+            ):
+                self.record(k + 1, len(self.text), progress, [part_name(self.parts[k + 1])])
+                return False
+            self.record(k, pos, progress, [part_name(part)])
             return False
         nxt_progress = pos if self.is_text(k) else None
         return any(
