@@ -284,3 +284,12 @@ def test_an_integer_past_pythons_digit_limit_spoils_its_entry_alone(
     )
     results = parse_output(task, _request(3), out)
     assert [r.status for r in results] == ["ok", "malformed", "ok"]
+
+
+def test_a_one_item_json_answer_followed_by_chatter_is_read(
+    task_factory: Callable[..., Task],
+) -> None:
+    single = task_factory(kind="single", batch_size=1)
+    out = '{"reasoning": "s", "answer": 9}\n\nI chose 9 because it is the sum.'
+    (r,) = parse_output(single, _request(1, "single"), out)
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(9))

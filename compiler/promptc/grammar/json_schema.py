@@ -149,7 +149,8 @@ def json_answer_text(
         return None
     if blueprint.kind.one_item:
         try:
-            data = _DECODER.decode(output)
+            # The first JSON value; chatter after it is chatter, as after a text answer.
+            data, _ = _DECODER.raw_decode(output, _after_space(output, 0))
         except (ValueError, RecursionError):
             return None
         data = _one_entry(blueprint, data)
