@@ -381,3 +381,18 @@ def test_an_extends_chain_is_held_to_the_values_of_one_spec(folder: Path) -> Non
         load_spec("child.yaml")
     assert info.value.code == "too-many-values"
     assert info.value.format().startswith("child.yaml:1:10: extends: the spec expands to more")
+
+
+def test_demos_aliases_amplify_are_refused_at_the_demos(folder: Path) -> None:
+    # One long text repeated in every demo through an alias: check says so at `demos`,
+    # rather than the renderer running out of memory at no file or line.
+    text = "x " * 60_000
+    demos = "".join("  - {question: *a, answer: 1}\n" for _ in range(40))
+    (folder / "spec.yaml").write_text(
+        SPEC.replace("instruction:", f'description: &a "{text}"\ninstruction:') + "demos:\n" + demos
+    )
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec(folder / "spec.yaml")
+    assert "demos: the demos hold 4,800,000 characters, more than one message may hold" in (
+        info.value.format()
+    )

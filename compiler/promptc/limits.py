@@ -16,3 +16,7 @@ MAX_BATCH_SIZE = 1000
 #: (a generated one gone wrong) would take minutes and gigabytes, while real tasks declare a
 #: handful. Named in docs/limits.md.
 MAX_FIELDS = 100
+
+#: Characters of one rendered message: what a prompt may hold, checked while rendering and,
+#: for the demos every prompt may show, by ``promptc check``.
+MAX_MESSAGE_CHARS = 2_000_000

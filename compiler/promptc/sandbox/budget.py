@@ -49,10 +49,11 @@ from typing import Any, TypeGuard
 import jinja2
 from jinja2.exceptions import TemplateSyntaxError
 
+from promptc import limits
 from promptc.errors import Location, TemplateError
 
-#: Characters of one rendered message.
-MAX_MESSAGE_CHARS = 2_000_000
+#: Characters of one rendered message (:data:`promptc.limits.MAX_MESSAGE_CHARS`).
+MAX_MESSAGE_CHARS = limits.MAX_MESSAGE_CHARS
 
 #: Characters of one string (items of one list) a template builds.
 MAX_VALUE_SIZE = 2_000_000

@@ -27,7 +27,7 @@ from promptc.errors import (
     did_you_mean,
 )
 from promptc.ir import AnswerWith, OutputField, Placeholder
-from promptc.limits import MAX_BATCH_SIZE, MAX_FIELDS
+from promptc.limits import MAX_BATCH_SIZE, MAX_FIELDS, MAX_MESSAGE_CHARS
 from promptc.markers import OPTIONS_LABEL
 from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
@@ -42,6 +42,8 @@ MESSAGES: dict[str, str] = {
     "too-many-fields": f"{{count}} {{what}} declared; expected at most {MAX_FIELDS}",
     "name-line-break": "name {name!r} holds a line break or a control character; expected a "
     "name on one line",
+    "demos-too-large": "the demos hold {total:,} characters, more than one message may hold "
+    "({limit:,})",
     "reserved-output": "output name {name!r} is a key of the JSON answer form (each entry's "
     "'index', Auto-Demo's repeated 'question'); expected another name",
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
@@ -389,6 +391,15 @@ def _check_demos(
 ) -> None:
     demos = doc.get(("demos",))
     if not isinstance(demos, list) or inputs is None or output_names is None:
+        return
+    # Aliases can repeat one long text in every demo: the demos a prompt shows are held to
+    # what one message may hold, here at the spec rather than as the renderer's memory.
+    total = sum(
+        len(v) for d in demos if isinstance(d, dict) for v in d.values() if isinstance(v, str)
+    )
+    if total > MAX_MESSAGE_CHARS:
+        where = doc.key_location(("demos",))
+        c.add(error("demos-too-large", where, ("demos",), total=total, limit=MAX_MESSAGE_CHARS))
         return
     fields = inputs + output_names
     for i, demo in enumerate(demos):
