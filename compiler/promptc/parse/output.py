@@ -128,20 +128,24 @@ def parse_output(
     return mark_truncated(results, output, whole=text is not None)
 
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+#: A reasoning model's thinking tags, in any case (searched in the output as written: a
+#: lowered copy may not have the output's offsets).
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 
 
 def _without_thinking(output: str) -> str:
     """The output with a reasoning model's thinking (``<think>…</think>``, or all before a
     lone ``</think>``) blanked: drafts of answers in it are no answers. Blanked, not cut, so
     that every span and line:col still points into the output as written."""
-    lower = output.lower()
-    end = lower.rfind(_THINK_CLOSE)
-    if end < 0:
+    if "</" not in output:  # the common case: no closing tag at all
         return output
-    end += len(_THINK_CLOSE)
-    start = lower.find(_THINK_OPEN)
-    start = 0 if start < 0 or start > end else start
+    closes = [m.end() for m in _THINK_CLOSE.finditer(output)]
+    if not closes:
+        return output
+    end = closes[-1]
+    opened = _THINK_OPEN.search(output)
+    start = 0 if opened is None or opened.start() > end else opened.start()
     blank = "".join("\n" if c == "\n" else " " for c in output[start:end])
     return output[:start] + blank + output[end:]
 
