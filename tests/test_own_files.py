@@ -117,6 +117,18 @@ def test_run_build_from_python_never_writes_over_answers_or_the_build(
         "replace what it holds; give a new file, or an outputs file of promptc run"
     )
     assert spec.read_text(encoding="utf-8") == "promptc: 1\n\nname: x\n"
+    # A named pipe is never opened to look (no one writes to it: the read would never end).
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    code = (
+        "import promptc, sys\n"
+        "try:\n"
+        f"    promptc.run_build('b', base_url={NOWHERE!r}, outputs_path={str(pipe)!r})\n"
+        "except promptc.PromptcError as e:\n"
+        "    sys.exit(2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
+    assert done.returncode == 2
 
 
 def test_parse_never_writes_results_over_the_build(

@@ -78,10 +78,12 @@ OVERWRITE_MESSAGES: dict[str, str] = {
 def _holds_answers(path: str) -> bool:
     """Whether a file answers may go to: none there yet, empty, or one whose first line is
     a JSON object (a spec, a CSV or a binary file given by mistake is not)."""
+    if not os.path.isfile(path):  # none there, or a pipe or device (said where it is opened)
+        return True
     try:
         with open(path, "rb") as f:
             head = f.read(MAX_HEAD)
-    except OSError:  # none there (or unreadable: said where it is opened)
+    except OSError:  # unreadable: said where it is opened
         return True
     first = next((line for line in head.split(b"\n") if line.strip()), None)
     if first is None:
