@@ -5,13 +5,14 @@ where a spec or results are expected, an empty ``-o``, and a build folder checke
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from promptc.errors import LoadError
+from promptc.errors import LoadError, PromptcErrors
 from promptc.render.checks import check_templates
 from promptc.spec.load import load_spec
 from promptc.spec.lower import compile_spec
@@ -97,3 +98,23 @@ def test_build_check_reads_a_folder_it_may_not_write(tmp_path: Path) -> None:
     finally:
         out.chmod(stat.S_IRWXU)
     assert done.returncode == 0, done.stderr
+
+
+def test_duplicate_ids_are_said_beside_the_rows_other_errors(tmp_path: Path) -> None:
+    # Every error of the data at once: rows whose gold is bad still have their ids checked,
+    # so the duplicate is not found only after the gold is fixed.
+    shutil.copytree(SPECS, tmp_path / "specs")
+    data = tmp_path / "specs" / "data" / "sentiment.jsonl"
+    rows = [
+        '{"id": "dup", "text": "Fine.", "label": "bogus"}',
+        '{"id": "dup", "text": "Bad.", "label": "bogus"}',
+        '{"id": "ok", "text": "Good.", "label": "positive"}',
+        '{"id": "ok", "text": "Good again.", "label": "positive"}',
+    ]
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(tmp_path / "specs" / "sentiment.yaml")
+    said = e.value.format()
+    assert "sentiment.jsonl:2:1: duplicate item id 'dup'; first used at line 1" in said
+    assert "sentiment.jsonl:4:1: duplicate item id 'ok'; first used at line 3" in said
+    assert said.count("gold value for") == 2

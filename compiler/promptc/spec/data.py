@@ -28,6 +28,10 @@ from promptc.spec.rows import DataFormat, data_error
 from promptc.spec.validate import declared_outputs, option_inputs
 from promptc.text import sha256_hasher
 
+#: Rows left out for another error whose ids are still checked for duplicates: enough for
+#: any data file a person fixes by hand, bounded for one that is all errors.
+MAX_DROPPED = 100_000
+
 __all__ = ["EXTENSIONS", "FORMATS", "ItemTable", "read_data"]
 
 EXTENSIONS: dict[str, DataFormat] = {
@@ -183,6 +187,9 @@ def _scan(
     # A JSON array's rows may start anywhere on a line: their columns too.
     cols = Places(step=0) if file.format == "json" else None
     dups = Duplicates()
+    #: Ids of rows left out for another error, and where (the first MAX_DROPPED): their
+    #: duplicates are said with the rest.
+    dropped: list[tuple[str, Location]] = []
     sha = sha256_hasher(digest)
     n_rows = 0
     header: list[str] | None = None
@@ -204,6 +211,10 @@ def _scan(
             item_id = maker.item_id(values, line, index, c)
             golds = maker.golds(values, line, index, c)
             if item_id is None or inputs is None or golds is None:
+                if item_id is not None and len(dropped) < MAX_DROPPED:
+                    dups.add(item_id)
+                    where = line if isinstance(line, Location) else Location(file.display, line, 1)
+                    dropped.append((item_id, where))
                 continue
             dups.add(item_id)
             if cols is not None:
@@ -217,5 +228,5 @@ def _scan(
     if file.format == "csv" and header is None:
         return (), sha.hexdigest(), 0
     table = ItemTable(str(file.target), file.format, maker, header, starts, lengths, lines, cols)
-    dups.report(table, c)
+    dups.report(table, c, dropped)
     return table, sha.hexdigest(), n_rows

@@ -8,6 +8,7 @@ found by their hashes (:class:`Duplicates`), without keeping the ids' text.
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -187,17 +188,25 @@ class Duplicates:
                 out.update(h for h, n in Counter(bucket).items() if n > 1)
         return out
 
-    def report(self, table: ItemTable, c: ErrorCollector) -> None:
-        """Reports every id used twice, at its second use, naming the line of its first."""
+    def report(
+        self,
+        table: ItemTable,
+        c: ErrorCollector,
+        dropped: Sequence[tuple[str, Location]] = (),
+    ) -> None:
+        """Reports every id used twice, at its second use, naming the line of its first:
+        among the table's items and the rows ``dropped`` for other errors (a bad gold), so
+        that every error of the data is said at once."""
         suspects = self.suspects()
         if not suspects:
             return
         first_line: dict[str, int] = {}
-        for item in table:
-            if hash(item.id) not in suspects:
+        kept = ((item.id, item.location) for item in table)
+        for item_id, location in heapq.merge(kept, dropped, key=lambda x: x[1].line):
+            if hash(item_id) not in suspects:
                 continue
-            if item.id in first_line:
-                line = first_line[item.id]
-                c.add(data_error("duplicate-id", item.location, id=item.id, line=line))
+            if item_id in first_line:
+                line = first_line[item_id]
+                c.add(data_error("duplicate-id", location, id=item_id, line=line))
             else:
-                first_line[item.id] = item.location.line
+                first_line[item_id] = location.line
