@@ -42,7 +42,6 @@ from promptc.errors import BackendError, Location, PromptcError, PromptcErrors, 
 # Build, open_build and parse_output are defined in the parse stage, which ``promptc parse``
 # imports without this module's weight; they are this module's names too.
 from promptc.parse.build_input import Build, open_build, parse_output  # noqa: F401
-from promptc.text import public_url, url_problem
 
 if TYPE_CHECKING:
     from promptc.plan.estimate import Plan
@@ -600,14 +599,11 @@ def _check_probe(probe: bool, local: bool, base_url: str | None) -> None:
         )
     if local and base_url is not None:
         raise UsageError("give --base-url or --local, not both", location=where, code="two-models")
-    problem = None if base_url is None else url_problem(base_url)
-    if problem is not None:
-        raise UsageError(
-            f"{public_url(str(base_url))!r} is not a server's URL: {problem}",
-            location=where,
-            path=("--base-url",),
-            code="bad-url",
-        )
+    if base_url is not None:
+        # (loaded with plan.probe, which plan_spec imports before it checks its options)
+        from promptc.replies import check_base_url
+
+        check_base_url(base_url)
     if base_url is not None and not probe:
         raise UsageError(
             "--base-url is for --probe: plan sends nothing otherwise",

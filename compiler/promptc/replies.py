@@ -29,8 +29,8 @@ from collections.abc import AsyncIterable, Iterable, Iterator
 from email.message import Message
 from typing import IO, Any, Protocol
 
-from promptc.errors import BackendError
-from promptc.text import public_url
+from promptc.errors import BackendError, Location, UsageError
+from promptc.text import public_url, url_problem
 
 __all__ = [
     "MAX_ERROR_BYTES",
@@ -111,6 +111,36 @@ class Readable(Protocol):
     """A file-like response: ``urllib``'s, or an ``HTTPError``."""
 
     def read(self, amt: int, /) -> bytes: ...
+
+
+def check_base_url(
+    url: str,
+    *,
+    named: str = "",
+    where: str = "<command line>",
+    option: str | None = "--base-url",
+    hint: str | None = None,
+) -> None:
+    """Refuses a URL no server answers at (:func:`promptc.text.url_problem`) before anything
+    is sent: a port past 65535 or an unclosed IPv6 bracket would end in the HTTP client's
+    ``ValueError`` (exit 3).
+
+    Args:
+        named: What the URL is, before it in the message (``$OPENAI_BASE_URL``).
+        where: The message's location; ``option`` its key path.
+
+    Raises:
+        UsageError: ``bad-url``.
+    """
+    problem = url_problem(url)
+    if problem is not None:
+        raise UsageError(
+            f"{named + ' ' if named else ''}{public_url(url)!r} is not a server's URL: {problem}",
+            location=Location(where),
+            path=(option,) if option else (),
+            hint=hint,
+            code="bad-url",
+        )
 
 
 def read_reply(

@@ -18,12 +18,12 @@ from promptc.errors import BackendError, Location, SpecWarning, UsageError
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import budget_warning
-from promptc.replies import ReplyTooLarge, urlopen
+from promptc.replies import ReplyTooLarge, check_base_url, urlopen
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.result import RunResult
 from promptc.spec.lower import compile_spec
-from promptc.text import public_url, url_problem, write_atomic
+from promptc.text import public_url, write_atomic
 
 if TYPE_CHECKING:
     from promptc.run.progress import Events
@@ -59,14 +59,7 @@ def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
     Raises:
         BackendError: Nothing answers at ``base_url``.
     """
-    problem = url_problem(base_url)
-    if problem is not None:
-        raise UsageError(
-            f"{public_url(base_url)!r} is not a server's URL: {problem}",
-            location=Location("<command line>"),
-            path=("--base-url",),
-            code="bad-url",
-        )
+    check_base_url(base_url)
     url = base_url.rstrip("/") + "/models"
     try:
         with urlopen(url, timeout=timeout):

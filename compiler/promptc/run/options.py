@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc.errors import Location, UsageError
+from promptc.errors import UsageError
+from promptc.replies import check_base_url
 from promptc.run.bodies import GrammarMode, grammar_mode
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
-from promptc.text import public_url, url_problem
 
 #: The request field that carries the spec's ``max_tokens`` (``auto``: see
 #: :func:`promptc.run.bodies.token_field`).
@@ -131,14 +131,8 @@ class RunOptions:
                     f"{name} {value!r:.60} is not {_KIND_NAMES[name]}", code="bad-run-option"
                 )
         grammar_mode(self.grammar)  # refused here, when made
-        problem = None if self.base_url is None else url_problem(self.base_url)
-        if problem is not None:
-            raise UsageError(
-                f"{public_url(str(self.base_url))!r} is not a server's URL: {problem}",
-                location=Location("<command line>"),
-                path=("--base-url",),
-                code="bad-url",
-            )
+        if self.base_url is not None:
+            check_base_url(self.base_url)
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"limit must be at least 1, not {self.limit}", code="bad-limit")
         if self.concurrency < 1:

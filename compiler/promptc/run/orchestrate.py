@@ -60,11 +60,12 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import markers
 from promptc.build import BuiltRequest, prompt_hash
-from promptc.errors import Location, UsageError
+from promptc.errors import UsageError
 from promptc.ir import round_of
 from promptc.parse.build_input import Build, open_build
 from promptc.parse.results import summarize
 from promptc.parse.vote import settled
+from promptc.replies import check_base_url
 from promptc.run.batch_api import BatchAPI
 from promptc.run.bodies import Bodies, as_sent
 from promptc.run.cache import ResponseCache, default_cache_path
@@ -89,7 +90,7 @@ from promptc.run.repair import (
 )
 from promptc.run.result import RunResult
 from promptc.run.send import Sender
-from promptc.text import public_url, url_problem, write_atomic, write_output
+from promptc.text import write_atomic, write_output
 
 if TYPE_CHECKING:
     from promptc.parse.results import ItemResult
@@ -138,14 +139,14 @@ def engine_name(options: RunOptions, provider: str | None) -> tuple[str, str | N
     if options.base_url:
         return "chat-api", options.base_url
     env_url = os.environ.get("OPENAI_BASE_URL")
-    problem = url_problem(env_url) if env_url else None
-    if problem is not None:
-        raise UsageError(
-            f"$OPENAI_BASE_URL {public_url(str(env_url))!r} is not a server's URL: {problem}",
-            location=Location("<environment>"),
+    if env_url:
+        check_base_url(
+            env_url,
+            named="$OPENAI_BASE_URL",
+            where="<environment>",
+            option=None,
             hint="set OPENAI_BASE_URL to the server's URL, e.g. http://127.0.0.1:8080/v1, or "
             "pass --base-url",
-            code="bad-url",
         )
     if provider == "local" and options.local is not False:
         return "local", None
