@@ -150,8 +150,8 @@ def _without_thinking(output: str) -> str:
     return output[:start] + blank + output[end:]
 
 
-#: A position in a message (`` at 3:7``).
-_AT = re.compile(r" at \d+:\d+")
+#: A position a message gives (`` at 3:7`` ending it or one of its parts), not text it quotes.
+_AT = re.compile(r" at \d+:\d+(?=$|, )")
 
 
 def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -> ItemResult:
