@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -334,10 +335,6 @@ class OutputsFile:
             # and fails as append did: append's error, with the file, is the one said.
             with contextlib.suppress(OSError):
                 out.close()
-            # Interrupted before any answer: no empty file to mistake for a run's answers.
-            with contextlib.suppress(OSError):
-                if self.path.stat().st_size == 0:
-                    self.path.unlink()
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Appends one answer, whole, and flushes it: once this returns, a kill loses nothing.
@@ -356,7 +353,7 @@ class OutputsFile:
 def outputs_lock(path: Path) -> Iterator[None]:
     """Holds an exclusive lock on an outputs file for a run, so that two runs of one build
     do not both send every request. The lock file (``.outputs.jsonl.lock``) is removed when
-    the run ends: a build folder keeps no trace of it.
+    the run ends: a build folder keeps no trace of it; nor of an outputs file left empty.
 
     Raises:
         UsageError: Another process holds the lock (``run-in-progress``), naming its pid.
@@ -372,6 +369,13 @@ def outputs_lock(path: Path) -> Iterator[None]:
             os.write(f.fileno(), f"{os.getpid()}\n".encode())
         yield
     finally:
+        # Interrupted before any answer, wherever the interrupt landed (a signal handler
+        # raises where the run is, even inside another cleanup): no empty file to mistake
+        # for a run's answers, removed while the lock keeps other runs out.
+        with contextlib.suppress(OSError):
+            st = path.lstat()  # a regular file only: never a link, a pipe or a device
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                path.unlink()
         with contextlib.suppress(OSError):
             lock_path.unlink()  # while locked: no other run holds this file now
         f.close()  # releases the lock
