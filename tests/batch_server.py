@@ -50,6 +50,8 @@ class BatchServer:
     #: ``Content-Length`` (``"length"``) or without one (``"no-length"``).
     cut: int = 0
     cut_kind: str = "length"
+    #: What an errored request's line says (a server may echo the request's headers).
+    error_message: str = "bad request"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -137,7 +139,7 @@ class BatchServer:
                     )
                 continue
             if rid in self.errors:
-                body = {"error": {"message": "bad request", "type": "invalid_request_error"}}
+                body = {"error": {"message": self.error_message, "type": "invalid_request_error"}}
                 err.append({**base, "response": {"status_code": 400, "body": body}, "error": None})
                 continue
             completion = chat_completion(self.answer(rid, line["body"]))

@@ -388,3 +388,30 @@ def test_collect_says_a_torn_line_is_no_json_not_another_builds(tmp_path: Path) 
     assert done.unreadable[0].startswith("out.jsonl:5 (")
     assert "1 line(s) that are no JSON object" in done.summary()
     assert done.failed == {"r0005": "no line in the files"}
+
+
+class _Answers(QuietHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        send_json(self, chat_completion(ANSWER))
+
+
+def test_run_limit_parse_writes_what_parse_writes_of_the_same_answers(tmp_path: Path) -> None:
+    """run --limit 1 --parse: the requests past the limit keep their answers' rows, read as
+    promptc parse reads them (whatever grammar mode they were asked in), their repair answers
+    merged: one results.jsonl whichever of the two wrote it."""
+    folder = _build(tmp_path / "b", target="chat")
+    held = [{"id": rid, "output": ANSWER, "finish_reason": "stop"} for rid in IDS[1:]]
+    held[0]["output"] = "A[1]: maybe\nA[2]: negative\nA[3]: neutral\nA[4]: positive"
+    repair = {"attempt": 1, "item_ids": ["s05"], "kind": "batch", "of": "r0002"}
+    held.append({"id": "r0002.repair1", "output": "A[1]: positive", "repair": repair})
+    outputs = folder / "outputs.jsonl"
+    outputs.write_text("".join(json.dumps(a) + "\n" for a in held), encoding="utf-8")
+    with serving(_Answers) as url:
+        args = ["run", str(folder), "--base-url", url, "--limit", "1", "--parse", "--no-cache"]
+        assert run([*args, "--grammar", "none", "--repair", "0"]) == 0
+    ran = (folder / "results.jsonl").read_text(encoding="utf-8")
+    parsed = tmp_path / "parsed.jsonl"
+    assert run(["parse", str(folder), str(outputs), "-o", str(parsed)]) == 0
+    assert ran == parsed.read_text(encoding="utf-8")
+    assert '"request_id": "r0002.repair1", "item_id": "s05"' in ran

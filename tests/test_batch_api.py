@@ -57,8 +57,8 @@ def _server(folder: Path) -> BatchServer:
     )
 
 
-def _run(folder: Path, url: str, *more: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+def _run(folder: Path, url: str, *more: str, key: str = "sk-test") -> subprocess.Popen[str]:
+    env = {**os.environ, "OPENAI_API_KEY": key}
     cmd = [sys.executable, "-m", "promptc", "run", str(folder), "--batch-api"]
     cmd += ["--base-url", url, "--poll-interval", "0.05", *more]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -138,6 +138,8 @@ def test_a_run_killed_after_creating_its_batches_resumes_them(shards: Path) -> N
     assert again.returncode == 4, err
     assert server.created == 3  # no second batch
     assert "resuming batch" in err
+    # Sent by the first run: this one resumed them.
+    assert "(0 sent, 0 from cache, 3 already in outputs.jsonl)" in err, err
     _check_outcome(shards)
 
 
@@ -167,6 +169,18 @@ def test_batch_api_needs_an_openai_batch_build(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "--batch-api sends a build of --target openai-batch" in err
+
+
+def test_batch_api_refuses_to_change_the_field_of_max_tokens(tmp_path: Path) -> None:
+    """The Batch API uploads the build's bodies as written: --max-tokens-field would change
+    nothing that is sent, so it is refused, pointing at the spec's model.max_tokens_field."""
+    task = compile_spec(SPECS / "sentiment.yaml")
+    build(task, tmp_path / "b", target="openai-batch")
+    proc = _run(tmp_path / "b", "http://127.0.0.1:9/v1", "--max-tokens-field", "max_tokens")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "--max-tokens-field cannot change a build sent through the Batch API" in err
+    assert "model.max_tokens_field" in err and "Traceback" not in err
 
 
 def test_cancel_leaves_the_requests_to_the_repair_build(shards: Path) -> None:
@@ -251,6 +265,49 @@ def test_the_repair_builds_answers_are_collected_into_the_build(shards: Path) ->
     assert repaired == by_request["r0002"] | by_request["r0004"]
     answered = [json.loads(x)["id"] for x in (shards / "outputs.jsonl").open()]
     assert answered == ["r0001", "r0003", "r0005", "r0002.repair1", "r0004.repair1"]
+
+
+def test_a_repair_build_answered_by_promptc_run_is_collected_and_never_sent(
+    shards: Path,
+) -> None:
+    """The repair build answered by plain promptc run (its outputs.jsonl, written here as
+    run writes it: each answer with its prompt's hash): the build's next --batch-api run
+    collects those answers (every item ok), and the repair build sent through the Batch API
+    makes no batch: every request of it is answered already."""
+    server = _server(shards)
+    with batch_api(server) as url:
+        first = _run(shards, url)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 4 and "repair build of 2 request(s)" in err
+        repair = shards / "repair"
+        prompts = {
+            r["request"]: r["prompt_sha256"]
+            for r in map(json.loads, (repair / "batches.jsonl").read_text().splitlines())
+        }
+        sizes = {r.id: len(r.item_ids) for r in read_requests(repair)}
+        (repair / "outputs.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": rid,
+                        "output": "\n".join(f"A[{i}]: positive" for i in range(1, n + 1)),
+                        "prompt_sha256": prompts[rid],
+                    }
+                )
+                + "\n"
+                for rid, n in sizes.items()
+            ),
+            encoding="utf-8",
+        )
+        again = _run(shards, url)
+        _, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        sent = _run(repair, url)
+        _, err = sent.communicate(timeout=120)
+    assert sent.returncode == 0, err
+    assert "every request is answered in outputs.jsonl; not sent" in err
+    assert server.created == 3  # the build's three shards, nothing for the repair build
+    assert {r["status"] for r in _results(shards)} == {"ok"}
 
 
 def test_a_repair_build_that_fails_again_is_followed_by_the_next(shards: Path) -> None:
@@ -434,3 +491,45 @@ def test_a_batch_the_api_refuses_as_a_whole_fails_the_run(shards: Path) -> None:
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "The model does not exist." in err and "internal error" not in err
+
+
+def test_a_key_the_server_echoes_is_written_nowhere(shards: Path) -> None:
+    """The key echoed in answers and in an error line: *** in outputs.jsonl, results.jsonl,
+    the downloads and every message, as on the chat path."""
+    key = "sk-batch-secret-7d1c9e3a5b"
+    sizes = {r.id: len(r.item_ids) for r in read_requests(shards)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        said = "\n".join(f"A[{i}]: positive" for i in range(1, sizes[rid] + 1))
+        return f"{said}\n(sent with Bearer {key})"
+
+    server = BatchServer(answer, errors={"r0002"}, error_message=f"bad request from {key}")
+    with batch_api(server) as url:
+        proc = _run(shards, url, key=key)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert key not in out + err and "bad request from ***" in err
+    written = [p for p in shards.rglob("*") if p.is_file()]
+    assert shards / "batch_api" / "requests-0001.output.jsonl" in written
+    assert [p for p in written if key.encode() in p.read_bytes()] == []
+    answers = [json.loads(x) for x in (shards / "outputs.jsonl").open(encoding="utf-8")]
+    assert all(a["output"].endswith("(sent with Bearer ***)") for a in answers)
+
+
+def test_a_download_cut_inside_a_line_every_time_keeps_its_whole_lines(shards: Path) -> None:
+    """Every download of the output files stops half-way with no length declared: after the
+    retries each file is kept as it came, its whole lines collected, the cut line said and
+    its request asked again in the repair build; never a run that can only fail."""
+    server = _server(shards)
+    server.errors, server.unfinished, server.expire = set(), set(), set()
+    server.cut, server.cut_kind = 1000, "no-length"
+    with batch_api(server) as url:
+        proc = _run(shards, url, "--max-retries", "1")
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 4, err
+    assert "its last line is cut short; downloading it again" in err
+    assert "no JSON object" in err and "internal error" not in err
+    answered = [json.loads(x)["id"] for x in (shards / "outputs.jsonl").open()]
+    assert answered and len(answered) < 5
+    repair = {r.id.split(".")[0] for r in read_requests(shards / "repair")}
+    assert repair == {f"r{k:04d}" for k in range(1, 6)} - set(answered)

@@ -172,10 +172,12 @@ def test_vllm_batch_json_schema_lines_carry_each_requests_schema(
         questions, choices = _pinned(task, request.item_ids)
         schema = constraint.json_
         jsonschema.Draft202012Validator.check_schema(schema)
-        if questions or choices:
-            assert schema == grammar.json_schema_for(questions, choices)
-        else:
-            assert schema == grammar.json_schema
+        want = grammar.json_schema_for(questions, choices) if questions or choices else None
+        want = want or grammar.json_schema
+        assert schema == want
+        # Written in the schema's own order, as run sends it (constrained decoders write the
+        # properties in that order: the reasoning before the answer it leads to).
+        assert json.dumps(schema) == json.dumps(want)
         assert "structured_outputs" not in request.params
         if questions:
             # The schema admits the request's own questions only.
@@ -246,6 +248,34 @@ def test_openai_batch_lines_are_openai_chat_requests(tmp_path: Path) -> None:
             assert "structured_outputs" not in line["body"]
 
 
+@pytest.mark.parametrize(
+    ("target", "field", "sent"),
+    [
+        ("openai-batch", None, "max_completion_tokens"),  # api.openai.com: o-series models
+        ("openai-batch", "max_tokens", "max_tokens"),
+        ("vllm-batch", None, "max_tokens"),
+        ("vllm-batch", "max_completion_tokens", "max_completion_tokens"),
+    ],
+)
+def test_a_batch_body_carries_max_tokens_in_the_field_the_spec_names(
+    tmp_path: Path, target: str, field: str | None, sent: str
+) -> None:
+    """Batch bodies are sent as written: the spec's model.max_tokens_field is the one the
+    request budget goes in (an o-series model refuses every max_tokens line of a batch);
+    read back, the build's requests hold it as max_tokens, as every build's do."""
+    from dataclasses import replace
+
+    task = compile_spec(SPECS / "sentiment.yaml")
+    task = replace(task, model=replace(task.model, max_tokens_field=field))  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    build(task, out, target=target)
+    for line in _lines(out / "requests.jsonl"):
+        body = line["body"]
+        other = "max_tokens" if sent != "max_tokens" else "max_completion_tokens"
+        assert body[sent] == task.model.max_tokens and other not in body
+    assert all(r.params["max_tokens"] == task.model.max_tokens for r in read_requests(out))
+
+
 def test_batch_files_are_sharded_at_the_batch_api_limits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,3 +312,22 @@ def test_batch_files_are_sharded_at_the_batch_api_limits(
     monkeypatch.setattr(OpenAIBatch, "max_bytes", 200 * 1024 * 1024)
     build(task, tmp_path / "bytes", target="vllm-batch")
     assert sorted(p.name for p in (tmp_path / "bytes").glob("requests*")) == ["requests.jsonl"]
+
+
+def test_an_error_line_says_the_servers_reason_in_openais_and_vllms_forms() -> None:
+    """OpenAI's error file holds {"code", "message"}; vLLM's run_batch writes its
+    ErrorResponse, {"error": {"message", "type", "param", "code"}}: the reason is said for
+    both (vLLM's came out as "error None: None")."""
+    from promptc.build.targets import VLLM_BATCH
+
+    openai_line = {"custom_id": "r1", "error": {"code": "server_error", "message": "try again"}}
+    vllm_error = {"message": "prompt too long", "type": "BadRequestError", "param": None}
+    vllm_line = {
+        "custom_id": "r1",
+        "response": None,
+        "error": {"error": {**vllm_error, "code": 400}},
+    }
+    untyped = {"custom_id": "r1", "error": {"error": vllm_error}}
+    assert VLLM_BATCH.answer(openai_line) == (None, "error server_error: try again")
+    assert VLLM_BATCH.answer(vllm_line) == (None, "error 400: prompt too long")
+    assert VLLM_BATCH.answer(untyped) == (None, "error BadRequestError: prompt too long")

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from promptc.build import assemble, build
 from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
+from promptc.cli.app import run
 from promptc.diff.stale import check_report
 from promptc.errors import UsageError
 from promptc.ir import NOWHERE
@@ -83,8 +84,8 @@ def test_open_build_of_a_spec_is_the_build_of_that_spec(tmp_path: Path) -> None:
     assert [r.messages for r in spec.requests.values()] == [
         r.messages for r in folder.requests.values()
     ]
-    # Its line is promptc build's, but for where it is.
-    assert spec.summary() == folder.summary().replace(str(tmp_path / "b"), str(SPECS / "math.yaml"))
+    # Its line is promptc build's, but that it names no folder: it was written nowhere.
+    assert spec.summary() == folder.summary().replace(f" → {tmp_path / 'b'}", "")
     assert spec.summary().startswith("built math (auto-demo): 3 requests for 20 items")
 
 
@@ -144,6 +145,26 @@ def test_the_matching_spec_is_accepted(tmp_path: Path) -> None:
     assert open_build(tmp_path / "b").task.name == task.name
 
 
+def test_check_prescribes_the_build_with_the_options_it_was_checked_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Following the prescription must make the build that --check holds the folder to.
+    spec = tmp_path / "s.yaml"
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    spec.write_text((SPECS / "sentiment.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "my build"
+    options = ["--strategy", "auto-demo", "--batch-size", "4", "--target", "openai-batch"]
+    assert run(["build", str(spec), "-o", str(out), *options]) == 0
+    spec.write_text(spec.read_text(encoding="utf-8").replace("Classify", "Label"))
+    capsys.readouterr()
+    assert run(["build", str(spec), "-o", str(out), "--check", *options]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    command = f"promptc build {spec} -o '{out}' " + " ".join(options)
+    assert last.endswith(f"(rebuild with {command})"), last
+    assert run(["build", str(spec), "-o", str(out), *options]) == 0
+    assert run(["build", str(spec), "-o", str(out), "--check", *options]) == 0
+
+
 @pytest.mark.parametrize("name", [TASK_FILE, ITEMS_FILE])
 def test_edited_task_files_are_refused(math_single: tuple[Path, Path], name: str) -> None:
     out, _ = math_single
@@ -164,6 +185,23 @@ def test_task_files_are_byte_identical_from_any_folder(
         build(compile_spec(SPECS / "math.yaml"), out)
         texts.append(((out / TASK_FILE).read_bytes(), (out / ITEMS_FILE).read_bytes()))
     assert texts[0] == texts[1]
+
+
+def test_a_spec_reached_through_a_linked_folder_builds_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout reached through a link (macOS's /tmp, a CI workspace): each item's location
+    is relative to the spec's folder as it is, not through the link."""
+    shutil.copytree(SPECS, tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    texts = []
+    for spec in (tmp_path / "real" / "math.yaml", Path("link") / "math.yaml"):
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / f"b{len(texts)}"
+        build(compile_spec(spec), out)
+        texts.append(((out / TASK_FILE).read_bytes(), (out / ITEMS_FILE).read_bytes()))
+    assert texts[0] == texts[1]
+    assert b'"location": "data/math.jsonl:1:1"' in texts[0][1]
 
 
 def test_the_run_section_and_the_provider_reach_the_build(tmp_path: Path) -> None:

@@ -218,7 +218,9 @@ def test_openai_batch_target(tmp_path: Path) -> None:
         "POST",
         "/v1/chat/completions",
     )
-    assert first["body"]["model"] == "gpt-4o-mini" and first["body"]["max_tokens"] == 64
+    body = first["body"]
+    assert body["model"] == "gpt-4o-mini" and body["max_completion_tokens"] == 64
+    assert "max_tokens" not in body  # o-series models refuse it
     assert [m["role"] for m in first["body"]["messages"]] == ["system", "user"]
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["target"] == "openai-batch"
@@ -413,3 +415,18 @@ def test_shell_completion_works_through_click() -> None:
         [sys.executable, "-m", "promptc"], env=env, capture_output=True, text=True, check=False
     )
     assert "plain,model" in done.stdout
+
+
+def test_ctrl_c_in_any_command_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # click turns Ctrl-C into its Abort: said and exited as an interrupt (130, as run and
+    # eval document it), not as "aborted" with the exit status of a spec with errors.
+    import promptc.cli.schema
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(promptc.cli.schema, "read_schema", interrupted)
+    assert cli.run(["schema"]) == 130
+    assert capsys.readouterr().err.endswith("promptc: interrupted\n")

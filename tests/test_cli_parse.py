@@ -102,6 +102,34 @@ def test_jsonl_in_every_accepted_form(math_build: Path, tmp_path: Path) -> None:
     )
 
 
+def test_content_as_a_list_of_parts_is_read_as_collect_reads_it(
+    math_build: Path, tmp_path: Path
+) -> None:
+    # The chat API's other form of a message's content: its text parts, joined.
+    reqs = requests_of(math_build)
+    parts = [
+        [{"type": "text", "text": t[:5]}, {"type": "image_url"}, {"type": "text", "text": t[5:]}]
+        for t in (good_output(r, 10 * k) for k, r in enumerate(reqs))
+    ]
+    outputs = jsonl(
+        tmp_path / "out.jsonl",
+        [
+            {"id": reqs[0]["id"], "content": parts[0]},
+            {
+                "custom_id": reqs[1]["id"],
+                "response": {
+                    "status_code": 200,
+                    "body": {"choices": [{"message": {"content": parts[1]}}]},
+                },
+            },
+            {"id": reqs[2]["id"], "output": good_output(reqs[2], 20)},
+        ],
+    )
+    result = run(math_build, outputs)
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in lines_of(result)} == {"ok"} and len(lines_of(result)) == 20
+
+
 def test_spec_and_build_dir_give_the_same_results(
     math_build: Path, specs: Path, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 from promptc.build import build, read_requests
 from promptc.parse.build_input import open_build
 from promptc.run.collect import collect
+from promptc.run.outputs import read_outputs_file
 from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -154,6 +155,31 @@ def test_collect_cli_exit_status(submitted: tuple[Path, str], tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
 
 
+def test_files_joined_with_cat_each_with_a_bom_are_read_whole(
+    submitted: tuple[Path, str], tmp_path: Path
+) -> None:
+    # Two output files, each written with a byte order mark, joined: the BOM of the second
+    # starts a line in the middle. Each line is an answer, by collect and by parse alike.
+    build_dir, _ = submitted
+    lines = [_ok_line(f"r000{k}", _answers([1, 2, 3, 4])) for k in range(1, 6)]
+    joined = b"".join(
+        b"\xef\xbb\xbf" + "".join(json.dumps(x) + "\n" for x in part).encode()
+        for part in (lines[:2], lines[2:])
+    )
+    (tmp_path / "out.jsonl").write_bytes(joined)
+    result = collect(build_dir, tmp_path / "out.jsonl", repair_dir=tmp_path / "repair")
+    assert result.not_ok == 0 and not result.failed
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "parse", str(build_dir), str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 20
+
+
 def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_whole(
     submitted: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -166,10 +192,19 @@ def test_parse_of_collected_outputs_gives_collects_rows_for_a_request_repaired_w
     collect(build_dir, output)
     repair_ids = [r.id for r in read_requests(build_dir / "repair", errors=[])]
     assert repair_ids == ["r0002.repair1"]
+    asked = json.loads((build_dir / "repair" / "batches.jsonl").read_text().splitlines()[0])
     again = _write(tmp_path / "rep.jsonl", [_ok_line("r0002.repair1", _answers([1, 2, 3, 4]))])
     done = collect(build_dir, output, again)
-    # Nothing is left to repair: the earlier round's repair build is said to be answered.
+    # The repair answer keeps the prompt it was asked with: promptc run, planning the same
+    # repair, takes it rather than buying it again.
+    kept = read_outputs_file(build_dir / "outputs.jsonl").answers["r0002.repair1"]
+    assert kept["prompt_sha256"] == asked["prompt_sha256"]
+    # Nothing is left to repair: the earlier round's repair build is said to be answered,
+    # and r0002 is no request without an answer: its repair answered it.
     assert done.repair_dir is None
+    assert done.failed == {} and done.answered_again == 1
+    assert "1 answered by a repair that asked it whole" in done.summary()
+    assert "without an answer" not in done.summary()
     assert done.notes == [
         (
             f"every item is ok: the repair build in {build_dir / 'repair'} is an earlier "
@@ -314,4 +349,78 @@ def test_collect_reads_json_answers_of_a_json_schema_vllm_batch(kind: str, tmp_p
         "r0002.repair1",
         2,
         {"sentiment": labels[7 % 3]},
+    )
+
+
+def _sentiment_in_batches_of_4(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """sentiment.yaml built in batches of 4 for the Batch API, and an output line for each
+    request answering every item."""
+    task = compile_spec(
+        SPECS / "sentiment.yaml",
+        overrides={("strategy", "kind"): "batch", ("strategy", "batch_size"): 4},
+    )
+    build_dir = tmp_path / "build"
+    build(task, build_dir, target="openai-batch")
+    ids = [r.id for r in read_requests(build_dir)]
+    return build_dir, [_ok_line(rid, _answers([1, 2, 3, 4])) for rid in ids]
+
+
+def test_a_repair_build_never_asks_a_prompt_asked_already_nor_past_its_rounds(
+    tmp_path: Path,
+) -> None:
+    """r0003's item 1 is asked alone in round 1 and is still malformed: round 2 would ask that
+    very prompt again (a model answers it the same way, and every Batch API round is paid):
+    nothing is left to ask, said. A one-item request whose item failed is not asked again
+    whole either, as promptc run does not."""
+    build_dir, lines = _sentiment_in_batches_of_4(tmp_path)
+    lines[2] = _ok_line("r0003", "A[1]: maybe\n" + _answers([2, 3, 4]))
+    first = collect(build_dir, _write(tmp_path / "output.jsonl", lines))
+    assert first.repair_requests == 1 and first.repair_dir is not None
+    (asked,) = [
+        json.loads(x) for x in (first.repair_dir / "requests.jsonl").read_text().splitlines()
+    ]
+    assert asked["custom_id"] == "r0003.repair1"
+    again = collect(
+        build_dir,
+        tmp_path / "output.jsonl",
+        _write(tmp_path / "repair-output.jsonl", [_ok_line("r0003.repair1", "A[1]: maybe")]),
+    )
+    assert again.not_ok == 1 and again.repair_dir is None and again.repair_requests == 0
+    assert any("nothing left to ask of them" in n for n in again.notes)
+
+    single = compile_spec(SPECS / "sentiment.yaml", overrides={("strategy", "kind"): "single"})
+    one = tmp_path / "single"
+    build(single, one, target="openai-batch")
+    ids = [r.id for r in read_requests(one)]
+    lines = [_ok_line(rid, "positive") for rid in ids]
+    lines[0] = _ok_line(ids[0], "maybe")
+    result = collect(one, _write(tmp_path / "single-output.jsonl", lines))
+    assert result.not_ok == 1 and result.repair_dir is None
+
+
+def test_a_repair_run_made_of_a_repair_request_is_collected(tmp_path: Path) -> None:
+    """The repair build answered by plain promptc run, which repaired its own request
+    (r0003.repair1.repair1): that answer is an attempt at the build's r0003, collected, not
+    skipped as 'not a request of this build' and its item bought again."""
+    build_dir, lines = _sentiment_in_batches_of_4(tmp_path)
+    lines[2] = _ok_line("r0003", "A[1]: maybe\nA[2]: maybe\n" + _answers([3, 4]))
+    output = _write(tmp_path / "output.jsonl", lines)
+    first = collect(build_dir, output)
+    assert first.repair_dir is not None and first.not_ok == 2
+    own = {"attempt": 1, "item_ids": ["s10"], "kind": "batch", "of": "r0003.repair1"}
+    ran = _write(
+        first.repair_dir / "outputs.jsonl",
+        [
+            {"id": "r0003.repair1", "output": "A[1]: positive\nA[2]: maybe"},
+            {"id": "r0003.repair1.repair1", "output": "A[1]: negative", "repair": own},
+        ],
+    )
+    again = collect(build_dir, output, ran)
+    assert again.unknown == [] and again.not_ok == 0, again.summary()
+    rows = [json.loads(x) for x in (build_dir / "results.jsonl").read_text().splitlines()]
+    s10 = next(r for r in rows if r["item_id"] == "s10")
+    assert (s10["request_id"], s10["status"], s10["values"]) == (
+        "r0003.repair1.repair1",
+        "ok",
+        {"sentiment": "negative"},
     )

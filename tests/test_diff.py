@@ -301,6 +301,10 @@ def test_diff_of_two_build_folders(
     )
     code, out, _ = promptc(repo, monkeypatch, capsys, "diff", str(a), str(a))
     assert code == 0 and out.endswith("no change: 2 requests unchanged\n")
+    # A build folder was built with its own strategy and batch size: options that could only
+    # apply to a spec are refused, never dropped to answer "no change".
+    code, out, err = promptc(repo, monkeypatch, capsys, "diff", str(a), str(a), "--batch-size", "3")
+    assert code == 2 and out == "" and "--strategy and --batch-size apply to a spec" in err
 
 
 def test_another_target_or_grammar_form_is_a_change(
@@ -409,6 +413,12 @@ def test_gold_unshown_inputs_and_how_answers_are_read_are_changes(
     code, out, _ = promptc(tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
     assert code == 1
     assert 'answers read with: output label aliases: [] → [["pos", "positive"]]\n' in out
+    # Run settings no request shows: the repair rounds and where run sends.
+    (tmp_path / "spec.yaml").write_text(
+        GOLD_SPEC + "run: {repair: {max_attempts: 0}}\n", encoding="utf-8"
+    )
+    code, out, _ = promptc(tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 1 and "run repair max_attempts: 2 → 0" in out
 
 
 @pytest.mark.parametrize(
@@ -787,3 +797,67 @@ def test_diff_in_promptcs_own_repository_reads_the_shipped_templates_at_the_revi
     assert "HEAD:templates/partials/" in err and "installed promptc" not in err
     assert err.startswith("promptc diff: read at HEAD: HEAD:specs/data/sentiment.jsonl, ")
     assert code in (0, 1) and out
+
+
+def test_the_old_sides_embedding_cache_is_never_written_through_a_link_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spec at the revision named cache_dir: oldcache; today oldcache is a link out of the
+    repository. The old side's embeddings stay in diff's temporary tree: nothing is created
+    or written outside (build refuses that cache_dir too), and the work tree is untouched."""
+    pytest.importorskip("sentence_transformers")
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    spec = SPEC.replace(
+        "batch_size: 2}", "batch_size: 2, selection: {method: partition, cache_dir: oldcache}}"
+    ).replace("templates: {batch: templates/batch.j2}\n", "")
+    assert "cache_dir: oldcache" in spec
+    commit(root, {"spec.yaml": spec, "data/reviews.jsonl": _rows(ROWS)}, "a spec")
+    (root / "spec.yaml").write_text(spec.replace("oldcache", "newcache"), encoding="utf-8")
+    (root / "oldcache").symlink_to(outside)
+    code, _, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code in (0, 1), err
+    assert list(outside.iterdir()) == []
+
+
+def test_a_spec_that_is_a_link_is_read_at_the_revision_as_the_file_it_named_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """current.yaml → v1.yaml at the revision, → v2.yaml now: v1 as it was against v2 as it
+    is, never v2 against itself ("no change")."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    v2 = SPEC.replace("batch_size: 2", "batch_size: 3")
+    commit(
+        root,
+        {"v1.yaml": SPEC, "v2.yaml": v2, "templates/batch.j2": TEMPLATE,
+         "templates/answer.j2": PARTIAL, "data/reviews.jsonl": _rows(ROWS)},
+        "two versions",
+    )  # fmt: skip
+    (root / "current.yaml").symlink_to("v1.yaml")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "current is v1")
+    (root / "current.yaml").unlink()
+    (root / "current.yaml").symlink_to("v2.yaml")
+    code, out, err = promptc(
+        root, monkeypatch, capsys, "diff", "current.yaml", "--against", "HEAD", "--stat"
+    )
+    assert code == 1, err
+    assert "HEAD:current.yaml" in err and "no change" not in out
+
+
+def test_the_order_of_an_enums_aliases_is_no_change() -> None:
+    """Aliases are a mapping: in another order nothing sent or read differs."""
+    from dataclasses import replace
+
+    from promptc.diff.views import answer_reading
+    from promptc.spec.lower import compile_spec
+
+    task = compile_spec(Path(__file__).resolve().parents[1] / "specs" / "sentiment.yaml")
+    out = next(o for o in task.outputs if o.aliases)
+    turned = replace(out, aliases=tuple(reversed(out.aliases)))
+    other = replace(task, outputs=tuple(turned if o is out else o for o in task.outputs))
+    assert answer_reading(task) == answer_reading(other)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
@@ -188,5 +189,48 @@ def test_a_build_that_fills_the_disk_midway_says_so_and_leaves_nothing(tmp_path:
         assert "internal error" not in done.stderr and "Traceback" not in done.stderr
         assert "No space left on device" in done.stderr and str(where / "b") in done.stderr
         assert [p.name for p in where.rglob("*") if p.is_file()] == []
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+class _Counted(QuietHandler):
+    """Answers each request, the second with 200 kB (more than the disk holds); counts them."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append(self.path)
+        huge = len(self.seen) == 2
+        send_json(self, chat_completion(ANSWER + (" x" * 100_000 if huge else "")))
+
+
+def test_the_disk_filling_mid_run_ends_the_sending_and_every_message_names_its_file(
+    tmp_path: Path,
+) -> None:
+    """The second answer does not fit: the run ends saying which file, no request waiting
+    for its turn is sent after that (its answer could be written nowhere: paid and lost),
+    and a resume on the still full disk names the file it could not write either."""
+    where = tmp_path / "small"
+    where.mkdir()
+    _mount(where, "size=150k")
+    try:
+        spec = SPECS / "sentiment.yaml"
+        overrides = {("strategy", "kind"): "batch", ("strategy", "batch_size"): 8}
+        build(compile_spec(spec, overrides=overrides), where / "b", target="chat")
+        _Counted.seen = []
+        handler: type[http.server.BaseHTTPRequestHandler] = _Counted
+        with serving(handler) as base:
+            argv = ["run", str(where / "b"), "--base-url", base, "--concurrency", "1"]
+            argv += ["--repair", "0", "--no-cache", "--grammar", "none"]
+            first = _promptc(argv)
+            assert first.returncode in (1, 2), first.stderr
+            assert f"error: {where / 'b' / 'outputs.jsonl'}: No space left on device" in (
+                first.stderr
+            )
+            assert len(_Counted.seen) == 2  # the third request was never sent
+            again = _promptc(argv)
+        assert again.returncode in (1, 2) and "Traceback" not in again.stderr
+        assert str(where / "b") in again.stderr and "No space left on device" in again.stderr
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)

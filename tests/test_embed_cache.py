@@ -79,9 +79,30 @@ def test_missing_model_folder(tmp_path):
         embed.resolve_model("no/such/model", tmp_path, LOC)
     assert e.value.format() == (
         f"spec.yaml:12:3: strategy.selection.model: embedding model 'no/such/model' is not a "
-        f"local folder ({tmp_path}/no/such/model); promptc loads models offline only (give the "
-        "path of a downloaded sentence-transformers model folder, or leave 'model' out to use "
-        "the bundled all-MiniLM-L6-v2)"
+        f"local model folder ({tmp_path}/no/such/model: a folder holding modules.json or "
+        "config.json); promptc loads models offline only (give the path of a downloaded "
+        "sentence-transformers model folder, or leave 'model' out to use the bundled "
+        "all-MiniLM-L6-v2)"
+    )
+
+
+def test_a_folder_that_holds_no_model_is_never_read(tmp_path, monkeypatch):
+    """``model: /`` had build read part of every file below it (43 s for /usr): a folder
+    without a model's config at its top is refused before anything is read, and one of more
+    files than a model has is the model's error, at strategy.selection.model."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(SelectionError) as e:
+        embed.resolve_model("notes", tmp_path, LOC)
+    assert e.value.code == "model-not-found" and "a folder holding modules.json" in e.value.message
+    fake_model(tmp_path / "model")
+    monkeypatch.setattr(embed, "MAX_MODEL_FILES", 2)
+    with pytest.raises(SelectionError) as e:
+        embed.resolve_model("model", tmp_path, LOC)
+    assert e.value.code == "model-load"
+    assert e.value.format().startswith(
+        f"spec.yaml:12:3: strategy.selection.model: embedding model folder {tmp_path}/model "
+        "could not be loaded: more than 2 files: no model folder"
     )
 
 
@@ -289,3 +310,21 @@ def test_real_model_cold_then_warm(tmp_path):
     # The cache holds hashes, never the texts.
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"cat sat" not in stored and b"Bonds" not in stored
+
+
+@pytest.mark.parametrize("name", [embed.CACHE_FILE, embed.CACHE_FILE + "-wal"])
+def test_a_link_planted_in_the_cache_folder_is_refused_not_followed(tmp_path, name):
+    """A cloned spec folder whose cache_dir holds a link to a database elsewhere: SQLite
+    would create or change that database (add its tables, switch it to WAL)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "app.db"
+    sqlite3.connect(target).execute("CREATE TABLE users (name TEXT)").connection.commit()
+    before = target.read_bytes()
+    folder = tmp_path / "spec" / "cache"
+    folder.mkdir(parents=True)
+    (folder / name).symlink_to(target)
+    with pytest.raises(SelectionError) as e:
+        embed.EmbeddingCache(folder, LOC)
+    assert e.value.message == (f"cannot use the embedding cache folder {folder}: {name} is a link")
+    assert target.read_bytes() == before and sorted(p.name for p in outside.iterdir()) == ["app.db"]

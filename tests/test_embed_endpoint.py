@@ -165,3 +165,50 @@ def test_vectors_of_another_dimension_under_the_same_model_name_are_an_error(
         embed_texts(["one", "three"], endpoint=endpoint, cache_dir=cache, spec_dir=tmp_path)
     assert e.value.code == "mixed-dimensions"
     assert "the embeddings of model 'm' have 8 and 16 dimensions" in e.value.format()
+
+
+_NAMED = (
+    "strategy.selection.embeddings.api_key_env: expected the name of an environment variable "
+    "ending in _API_KEY"
+)
+
+
+@pytest.mark.parametrize(
+    ("variable", "error"),
+    [
+        ("EMBEDDINGS_API_KEY", None),
+        ("GITHUB_TOKEN", f"{_NAMED}, found 'GITHUB_TOKEN'"),
+        ("AWS_SECRET_ACCESS_KEY", f"{_NAMED}, found 'AWS_SECRET_ACCESS_KEY'"),
+    ],
+)
+def test_a_spec_sends_its_server_only_a_variable_named_as_an_api_key(
+    tmp_path: Path, variable: str, error: str | None
+) -> None:
+    """A spec names both the server and the variable sent to it as a Bearer key: a spec from
+    elsewhere must not be able to ship any variable of the user's (a GITHUB_TOKEN) to a host
+    of its choosing."""
+
+    (tmp_path / "d.jsonl").write_text(
+        "".join(json.dumps({"id": f"{k}", "q": f"q{k}"}) + "\n" for k in range(4)),
+        encoding="utf-8",
+    )
+    (tmp_path / "s.yaml").write_text(
+        "promptc: 1\nname: s\ninstruction: Answer.\ninputs: {q: {type: text}}\n"
+        "outputs: {a: {type: text}}\ndata: {path: d.jsonl}\nmodel: {name: m}\n"
+        "strategy:\n  kind: batch\n  batch_size: 2\n  selection:\n    method: partition\n"
+        f"    embeddings: {{url: 'http://127.0.0.1:9/v1', model: e, api_key_env: {variable}}}\n",
+        encoding="utf-8",
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "check", str(tmp_path / "s.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if error is None:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 1 and error in done.stderr, done.stderr

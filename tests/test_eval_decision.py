@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -373,3 +374,37 @@ def test_eval_refuses_a_link_planted_in_its_folder(
     assert code == 2 and "Traceback" not in err
     assert f"refusing to write through {out / planted}, a symbolic link" in err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_costs_are_compared_exactly_not_as_rounded_totals(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At USD 0.001 per million tokens in and out, the three variants' totals (single 1,300
+    tokens, batch-2 800, batch-4 550) are all USD 0.000001 to the millionth: compared so
+    rounded, they would tie, single alone would be on the front and, its equal in cost,
+    recommended. Compared exactly, each cheaper variant is less accurate: all three are on the
+    front, and batch-2 (95 %, within 20 points of single's 100 %) is the cheapest candidate
+    (batch-4 is truncated). Every figure shown recomputes from the usage."""
+    out = tmp_path / "report"
+    with serving(Scripted) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "single,batch"]
+        args += ["--batch-sizes", "2,4", "--price-in", "0.001", "--price-out", "0.001"]
+        args += ["--margin", "20", "--cache", str(tmp_path / "c.sqlite"), "--no-charts"]
+        assert run([*args, "-o", str(out)]) == 0, capsys.readouterr().err
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rows = {r["variant"]: r for r in doc["variants"]}
+    tokens = {"single": 20 * 65, "batch-2": 10 * 80, "batch-4": 5 * 110}
+    for name, total in tokens.items():
+        cost = rows[name]["cost"]
+        assert Decimal(cost["total"]) == Decimal(total) * Decimal("0.001") / 1_000_000
+        assert cost["per_question"] == pytest.approx(total * 1e-9 / ITEMS, rel=1e-12)
+    assert [r["pareto"] for r in doc["variants"]] == [True, True, True]
+    assert doc["recommendation"]["variant"] == "batch-2"
+    # Shown per 1,000 questions with the decimals the cheapest needs, never 0.0000 for all.
+    table = capsys.readouterr().out
+    for name, figure in (
+        ("single", "0.0000650"),
+        ("batch-2", "0.0000400"),
+        ("batch-4", "0.0000275"),
+    ):
+        assert re.search(rf"^{name} \*.*\b{figure}\b", table, re.MULTILINE), table

@@ -7,7 +7,9 @@ thing in the command and the API. Messages word for word."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,6 +45,18 @@ class Sentiment(QuietHandler):
             self,
             chat_completion("\n".join(f"A[{i}]: {a}" for i, a in enumerate(labels, 1)), 100, 10),
         )
+
+
+def _counting() -> tuple[type[Sentiment], list[int]]:
+    """A Sentiment server that counts the requests it answers, and that count."""
+    posts: list[int] = []
+
+    class Counting(Sentiment):
+        def do_POST(self) -> None:
+            posts.append(1)
+            super().do_POST()
+
+    return Counting, posts
 
 
 def _spec(root: Path, *, selection: str = "sequential", batch_size: int = 8) -> Path:
@@ -100,6 +114,62 @@ def test_calls_count_the_repairs_as_the_tokens_do(tmp_path: Path) -> None:
     assert (v["requests"], v["answered_requests"], v["repair_requests"]) == (3, 6, 3)
     assert v["calls_per_question"] == 0.3 and v["input_tokens_per_question"] == 30.0
     assert v["accuracy"]["correct"] == 20
+
+
+def test_a_repaired_item_is_placed_where_its_batch_asked_it(tmp_path: Path) -> None:
+    """batch-8 of 20 items (8, 8, 4): each request's last item is answered malformed, then
+    repaired alone (index 1 of ``r000K.repair1``). Accuracy by position is about the batch
+    the strategy sent: those items count at 8, 8 and 4, not at 1."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=True)
+    (v,) = _report(spec, tmp_path / "ev", folder)["variants"]
+    by_position = {int(p): r["n"] for p, r in v["by_position"].items()}
+    assert by_position == {1: 3, 2: 3, 3: 3, 4: 3, 5: 2, 6: 2, 7: 2, 8: 2}
+
+
+def test_a_folder_asked_other_questions_than_the_data_holds_now_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data edited after the run: same ids, other reviews (and their gold). The folder's
+    answers are to the old reviews: scored against the new gold they would be a false
+    accuracy. Refused at the build's items.jsonl; nothing written."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    data = tmp_path / "p" / "data" / "sentiment.jsonl"
+    rows = [json.loads(x) for x in data.read_text(encoding="utf-8").splitlines()]
+    rows[1] = {**rows[1], "text": "Another review altogether.", "label": "negative"}
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    capsys.readouterr()
+    out = tmp_path / "ev"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{folder / 'items.jsonl'}: 1 item(s) of {str(folder)!r} were asked other inputs "
+        "than the data holds now (first: 's02'): its answers are to other questions (build and "
+        "run it again: promptc build SPEC -o DIR, then promptc run DIR --parse)"
+    )
+    assert not out.exists()
+
+
+def test_eval_without_repair_scores_no_repair_an_earlier_eval_left(tmp_path: Path) -> None:
+    """eval --repair 1, then the same eval without it into the same folder: repair is off,
+    so the variant is scored as a fresh folder scores it (its requests' answers alone), not
+    with the repair answers the first eval left there."""
+    spec = _spec(tmp_path / "p")
+    out = tmp_path / "ev"
+    Sentiment.bad_last = True
+    with serving(Sentiment) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "batch"]
+        args += ["--batch-sizes", "8", "-o", str(out), "--no-charts"]
+        assert run([*args, "--repair", "1"]) == 0
+        repaired = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"][0]
+        assert run(args) == 0
+    (v,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert repaired["accuracy"]["correct"] == 20 and repaired["repair_requests"] == 3
+    assert (v["accuracy"]["correct"], v["repair_requests"], v["requests"]) == (17, 0, 3)
 
 
 def test_answers_to_an_earlier_builds_prompts_are_refused(
@@ -195,17 +265,17 @@ def test_limit_with_results_is_one_rule_in_the_command_and_the_api(
 
 
 def test_the_report_and_charts_replace_links_left_in_the_folder(tmp_path: Path) -> None:
-    """Every file eval writes into ``-o DIR`` (report.json, report.md, report.html, the two
-    charts) is replaced whole: a link left there under one of those names is replaced, and
-    the file it names stays as it was."""
+    """Every file eval writes into ``-o DIR`` of an earlier eval's report (report.md,
+    report.html, the two charts; report.json is the marker, a link there is refused) is
+    replaced whole: a link left there under one of those names is replaced, and the file it
+    names stays as it was."""
     spec = _spec(tmp_path / "p")
     folder = tmp_path / "b"
     with serving(Sentiment) as url:
         _answered(spec, folder, url, bad_last=False)
     out = tmp_path / "ev"
-    out.mkdir()
+    _report(spec, out, folder)
     names = [
-        "report.json",
         "report.md",
         "report.html",
         "accuracy-vs-tokens.png",
@@ -213,6 +283,7 @@ def test_the_report_and_charts_replace_links_left_in_the_folder(tmp_path: Path) 
     ]
     for name in names:
         (tmp_path / f"theirs-{name}").write_text("theirs", encoding="utf-8")
+        (out / name).unlink(missing_ok=True)
         (out / name).symlink_to(tmp_path / f"theirs-{name}")
     assert run(["eval", str(spec), "-o", str(out), "--results", str(folder)]) == 0
     for name in names:
@@ -233,12 +304,7 @@ def test_calls_are_the_answers_of_an_early_stopped_vote(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     folder = tmp_path / "v"
-    posts: list[int] = []
-
-    class Counting(Sentiment):
-        def do_POST(self) -> None:
-            posts.append(1)
-            super().do_POST()
+    Counting, posts = _counting()
 
     with serving(Counting) as url:
         _answered(spec, folder, url, bad_last=False)
@@ -282,3 +348,263 @@ def test_a_variant_whose_requests_got_no_answer_is_said_and_not_recommended(
     )
     md = (tmp_path / "ev" / "report.md").read_text(encoding="utf-8")
     assert "NO ANSWER: batch-4 (1 of 5 request(s)) got no answer from the server" in md
+    # Priced on its answered requests alone, it would look cheap: on no front, and said so.
+    assert v["pareto"] is False
+    assert "they are on no Pareto front (*) and never recommended" in md
+    assert "| batch-4 |" in md and "| batch-4 * |" not in md
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        ("removed", "{folder!r} is not a build: it has no items.jsonl"),
+        ("dangling link", "items.jsonl is a symbolic link, not a regular file"),
+        ("named pipe", "items.jsonl is a named pipe, not a regular file"),
+        ("folder", "items.jsonl is a folder, not a regular file"),
+        ("edited", "items.jsonl does not match the sha256 that manifest.json lists for it"),
+    ],
+)
+def test_a_build_without_its_own_items_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plant: str, message: str
+) -> None:
+    """The manifest lists items.jsonl: without it (or with a link, a pipe, a folder or an
+    edited file in its place) eval cannot tell whether the answers are to the questions the
+    data hold now, and refuses the folder as parse and run do: never a score of answers to
+    other questions. Nothing written."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    items = folder / "items.jsonl"
+    if plant == "edited":
+        items.write_text(items.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    else:
+        items.unlink()
+    if plant == "dangling link":
+        items.symlink_to(tmp_path / "nowhere" / "items.jsonl")
+    elif plant == "named pipe":
+        os.mkfifo(items)
+    elif plant == "folder":
+        items.mkdir()
+    capsys.readouterr()
+    out = tmp_path / "ev"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert message.format(folder=str(folder)) in err and str(items) in err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("mine", "name", "why"),
+    [
+        ({"report.md": "# my notes\n", "todo.txt": "call Bob\n"}, "todo.txt", ""),
+        (
+            {"report.json": '{"mine": true}\n', "report.md": "# my notes\n"},
+            "report.json",
+            " (it is not a report of promptc eval: no 'report_format' marker)",
+        ),
+        (
+            {"accuracy-vs-tokens.png": "not a chart\n"},
+            "accuracy-vs-tokens.png",
+            " (there is no report.json of promptc eval beside it)",
+        ),
+        ({"variants": "a file\n"}, "variants", " (eval keeps its variants in a folder there)"),
+    ],
+)
+def test_eval_writes_into_no_folder_of_the_users_files(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mine: dict[str, str],
+    name: str,
+    why: str,
+) -> None:
+    """-o names a folder of the user's own files, some under the names of eval's report: eval
+    refuses it before anything is built or sent, naming the first file it did not write, and
+    every file is left as it was; with --results likewise. An earlier eval's report (its
+    report.json carries eval's marker) is replaced, as before."""
+    spec = _spec(tmp_path / "p")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for file, text in mine.items():
+        (notes / file).write_text(text, encoding="utf-8")
+    Counting, posts = _counting()
+
+    message = (
+        f"{notes / name}: {str(notes)!r} holds {name!r}, which promptc eval did not write{why}; "
+        "promptc eval writes its report only into a new or empty folder or over an earlier "
+        "eval's report (give a new or empty folder with -o, or move that file away)"
+    )
+    folder = tmp_path / "b"
+    with serving(Counting) as url:
+        args = ["eval", str(spec), "--base-url", url, "--strategies", "single"]
+        assert run([*args, "-o", str(notes), "--no-charts"]) == 2
+        assert capsys.readouterr().err.splitlines() == [message]
+        assert not posts
+        _answered(spec, folder, url, bad_last=False)
+    capsys.readouterr()
+    assert run(["eval", str(spec), "-o", str(notes), "--results", str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines() == [message]
+    assert sorted(p.name for p in notes.iterdir()) == sorted(mine)
+    for file, text in mine.items():
+        assert (notes / file).read_text(encoding="utf-8") == text
+    # An eval's own report folder is replaced, its variants folder kept.
+    out = tmp_path / "ev"
+    _report(spec, out, folder)
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["report_format"] == 1
+    (out / "variants").mkdir()
+    _report(spec, out, folder)
+
+
+def test_a_link_under_report_json_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report.json a link to a file of the user's: neither read as a report nor written
+    through."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    out = tmp_path / "ev"
+    _report(spec, out, folder)
+    target = tmp_path / "mine.json"
+    report = (out / "report.json").read_text(encoding="utf-8")
+    target.write_text(report, encoding="utf-8")
+    (out / "report.json").unlink()
+    (out / "report.json").symlink_to(target)
+    capsys.readouterr()
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "report.json is a symbolic link, not a regular file" in err
+    assert (out / "report.json").is_symlink() and "Traceback" not in err
+    assert target.read_text(encoding="utf-8") == report
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--strategies", "single"],
+        ["--batch-sizes", "4"],
+        ["--selection", "random"],
+        ["--local"],
+        ["--base-url", "http://127.0.0.1:9/v1", "--local"],
+        ["--model-path", "m.gguf"],
+        ["--repair", "1"],
+        ["--concurrency", "2"],
+        ["--cache", "c.sqlite"],
+        ["--grammar", "none"],
+        ["--timeout", "5"],
+        ["--model", "m"],
+        ["--api-key-env", "KEY"],
+    ],
+)
+def test_eval_results_refuses_options_of_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: list[str]
+) -> None:
+    """--results scores answered folders: nothing is built or run, so an option of building
+    or running (which would do nothing, or pick variants it does not pick) is a usage error
+    naming it, as a bad option is without --results. Nothing written."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    capsys.readouterr()
+    out = tmp_path / "ev"
+    args = ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(folder)]
+    assert run([*args, *given]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err == (
+        f"<command line>: {given[0]}: this option applies only when promptc eval runs the "
+        "variants; with --results the answered folders are scored as they are, and it would do "
+        "nothing (leave it out; to score fewer variants, give --results only their folders)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["plan", "eval", "eval-results"])
+def test_a_cached_price_alone_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """--price-cached with no price for the other tokens (none given, no model.price) would
+    price nothing: a usage error naming it, as --price-in alone is, in plan and eval alike,
+    before anything is sent."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    Counting, posts = _counting()
+
+    with serving(Counting) as url:
+        if command == "eval-results":
+            _answered(spec, folder, url, bad_last=False)
+            args = ["eval", str(spec), "-o", str(tmp_path / "ev"), "--results", str(folder)]
+        elif command == "eval":
+            args = ["eval", str(spec), "-o", str(tmp_path / "ev"), "--base-url", url]
+        else:
+            args = ["plan", str(spec)]
+        if command != "plan":
+            args.append("--no-charts")
+        posts.clear()
+        capsys.readouterr()
+        assert run([*args, "--price-cached", "0.5"]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err == (
+        "<command line>: --price-cached: a price of cached input tokens alone prices none of the "
+        "others: give --price-in and --price-out too (USD per million tokens), or model.price in "
+        "the spec"
+    )
+    assert not posts and not (tmp_path / "ev").exists()
+    # With the other prices it is taken.
+    if command != "eval":
+        assert run([*args, "--price-cached", "0.5", "--price-in", "1", "--price-out", "2"]) == 0
+
+
+def test_results_parsed_where_they_were_asked_are_scored_as_answered(tmp_path: Path) -> None:
+    """A folder holding results.jsonl and no outputs.jsonl (what promptc.ray's write_results
+    leaves, or parse -o of answers kept elsewhere): its requests were answered, their usage is
+    unknown — never "got no answer from the server", 0 calls and a cost of 0."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    kept = tmp_path / "answers.jsonl"
+    os.replace(folder / "outputs.jsonl", kept)
+    assert run(["parse", str(folder), str(kept), "-o", str(folder / "results.jsonl")]) == 0
+    (v,) = _report(spec, tmp_path / "ev", folder)["variants"]
+    assert v["accuracy"]["correct"] == 20 and not v.get("unanswered_requests")
+    assert (v["requests"], v["answered_requests"]) == (3, 3)
+    assert v["calls_per_question"] == 0.15
+    assert v["input_tokens_per_question"] is None and v["cost"]["total"] is None
+    report = (tmp_path / "ev" / "report.md").read_text(encoding="utf-8")
+    assert "NO ANSWER" not in report
+
+
+@pytest.mark.parametrize(
+    "tolerance", [-1, Decimal(-1), float("nan"), Decimal("NaN"), float("inf"), [], True]
+)
+def test_evaluate_holds_a_tolerance_of_any_type_to_the_commands_rule(
+    tmp_path: Path, tolerance: object
+) -> None:
+    """evaluate(tolerance=-1) scored a perfect model 0 % without a word and NaN raised
+    decimal.InvalidOperation from the scorer: only a text tolerance was checked."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    with pytest.raises(promptc.PromptcError) as info:
+        promptc.evaluate(spec, [folder], tolerance=tolerance)  # type: ignore[arg-type]
+    assert info.value.code in ("bad-tolerance", "bad-argument")
+    assert promptc.evaluate(spec, [folder], tolerance=Decimal("0.5"))["items"] == 20
+
+
+def test_evaluate_says_why_it_cannot_write_its_report_there(tmp_path: Path) -> None:
+    """report_dir a file, under a file, or not a path: a promptc error naming it (it was a
+    bare FileExistsError, NotADirectoryError or TypeError), the file untouched."""
+    spec = _spec(tmp_path / "p")
+    folder = tmp_path / "b"
+    with serving(Sentiment) as url:
+        _answered(spec, folder, url, bad_last=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n", encoding="utf-8")
+    for place, code in ((notes, "unwritable"), (notes / "sub", "unwritable"), (42, "bad-argument")):
+        with pytest.raises(promptc.PromptcError) as info:
+            promptc.evaluate(spec, [folder], report_dir=place)  # type: ignore[arg-type]
+        assert info.value.code == code
+    assert notes.read_text(encoding="utf-8") == "mine\n"

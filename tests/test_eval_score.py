@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import promptc
 import pytest
 from promptc.build import BUILD_FORMAT, BatchLine
+from promptc.build.task_file import item_lines, task_text
 from promptc.cli.app import run
 from promptc.eval import score as S
 from promptc.ir import OutputField
+from promptc.spec.lower import compile_spec
 from promptc.values import value_type
 
 NUM = OutputField("answer", value_type("number"))
@@ -53,6 +56,8 @@ def test_exact_mcnemar_by_hand() -> None:
         (OutputField("t", value_type("text")), "  Paris.\n", "paris", None, True),
         (OutputField("t", value_type("text")), "Ｐａｒｉｓ  France", "paris france", None, True),
         (OutputField("t", value_type("text")), "Lyon", "paris", None, False),
+        (OutputField("t", value_type("text")), "!", "?", None, False),  # all punctuation
+        (OutputField("t", value_type("text")), "?", "?", None, True),
     ],
 )
 def test_comparison_rules(
@@ -111,6 +116,20 @@ def test_retrieval_scores_each_item_by_its_own_batch() -> None:
     assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {2: (1, 2)}
 
 
+def test_a_repair_answer_counts_where_the_build_asked_its_item() -> None:
+    gold = {"a": {"answer": Decimal(1)}, "b": {"answer": Decimal(2)}}
+    results = [
+        rec("r1", "a", 1, "ok", 1),
+        rec("r1.repair1", "b", 1, "ok", 2),  # b was asked at position 2 of r1
+    ]
+    positions = {"r1": {"a": 1, "b": 2}}
+    s = S.score([NUM], gold, S.pick_answers(results, None, positions))
+    assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {1: (1, 1), 2: (1, 1)}
+    # A hand-edited row's index of JSON true is no position (it is the int 1 to Python).
+    odd = [{**rec("r9", "a", 1, "ok", 1), "index": True}]
+    assert S.pick_answers(odd)["a"].position == 0
+
+
 def test_paired_comparison_by_hand() -> None:
     base = {"1": True, "2": True, "3": False, "4": False, "5": False, "6": True}
     other = {"1": True, "2": False, "3": True, "4": True, "5": True, "6": True, "7": True}
@@ -139,6 +158,9 @@ model: {name: gpt-4o-mini}
 
 
 def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **kw: object) -> Path:
+    """A variant folder written by hand: the build of the spec ``s.yaml`` beside ``root``
+    (its task.json and items.jsonl, as promptc build writes them), these results and an
+    answer of 100 prompt and 10 completion tokens per request."""
     f = root / name
     f.mkdir(parents=True)
     requests = sorted({r["request_id"] for r in results})
@@ -164,6 +186,10 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
     (f / "batches.jsonl").write_text("".join(b.text() + "\n" for b in batches), encoding="utf-8")
     digest = hashlib.sha256((f / "batches.jsonl").read_bytes()).hexdigest()
     manifest["files"] = {"batches.jsonl": digest}  # as a build lists it, for its readers
+    task = compile_spec(root.parent / "s.yaml")
+    for file, text in (("task.json", task_text(task)), ("items.jsonl", "".join(item_lines(task)))):
+        (f / file).write_text(text, encoding="utf-8")
+        manifest["files"][file] = hashlib.sha256(text.encode()).hexdigest()
     (f / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     (f / "requests.jsonl").write_text(
         "".join(json.dumps({"id": q, "messages": []}) + "\n" for q in requests), encoding="utf-8"
@@ -188,8 +214,8 @@ def folder(root: Path, name: str, kind: str, size: int, results: list[dict], **k
     return f
 
 
-@pytest.fixture
-def fixed(tmp_path: Path) -> tuple[Path, Path, Path]:
+def fixed_spec(tmp_path: Path) -> Path:
+    """SPEC and its 4 items (q1..q4, gold 1..4) in ``tmp_path``."""
     (tmp_path / "d.jsonl").write_text(
         "".join(
             json.dumps({"qid": f"q{k}", "question": f"{k}?", "gold": k}) + "\n" for k in range(1, 5)
@@ -198,6 +224,12 @@ def fixed(tmp_path: Path) -> tuple[Path, Path, Path]:
     )
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC, encoding="utf-8")
+    return spec
+
+
+@pytest.fixture
+def fixed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    spec = fixed_spec(tmp_path)
     single = folder(
         tmp_path / "runs",
         "single",
@@ -218,6 +250,22 @@ def fixed(tmp_path: Path) -> tuple[Path, Path, Path]:
         ],
     )
     return spec, single, batch
+
+
+def test_a_session_that_sent_a_share_of_the_requests_times_that_share(
+    fixed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    # The run resumed an interrupted one: its 1.5 s sent 2 of single's 4 requests. Its time
+    # is that share's: 3 s for the variant's 4 questions (not 4 questions in 1.5 s).
+    spec, single, batch = fixed
+    (single / "timing.json").write_text('{"seconds": 1.5, "sent": 2}', encoding="utf-8")
+    (batch / "timing.json").write_text('{"seconds": 0.5, "sent": 2}', encoding="utf-8")
+    out = tmp_path / "report"
+    args = ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(single), str(batch)]
+    assert run(args) == 0
+    s, b = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert (s["seconds"], s["questions_per_second"]) == (3.0, round(4 / 3.0, 3))
+    assert (b["seconds"], b["questions_per_second"]) == (0.5, 8.0)  # sent all of its own
 
 
 def test_report_from_fixed_folders_by_hand(fixed: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -251,8 +299,9 @@ def test_report_from_fixed_folders_by_hand(fixed: tuple[Path, Path, Path], tmp_p
     }
     # No price: cost is tokens, input + output (usage: 100 + 10 a request).
     assert doc["cost_unit"] == "tokens" and doc["price"] is None
-    assert s["cost"] == {"total": 440, "per_question": 110.0, "per_correct": round(440 / 3, 12)}
-    assert b["cost"] == {"total": 220, "per_question": 55.0, "per_correct": round(220 / 3, 12)}
+    # Shares of a total with 15 significant digits (a float's), however small.
+    assert s["cost"] == {"total": 440, "per_question": 110.0, "per_correct": 146.666666666667}
+    assert b["cost"] == {"total": 220, "per_question": 55.0, "per_correct": 73.3333333333333}
     assert (s["pareto"], b["pareto"]) == (False, True)  # as accurate, half the cost
     assert doc["recommendation"]["variant"] is None
     assert doc["recommendation"]["sentence"].startswith("no recommendation: too few items (4 ")
@@ -464,3 +513,135 @@ def test_eval_option_errors_before_anything_is_sent(
     err = capsys.readouterr().err
     assert code in (1, 2) and message in err and "Traceback" not in err
     assert not (tmp_path / "r" / "variants").exists()
+
+
+def _row(variant: str, accuracy: float, per_question: float) -> dict[str, object]:
+    return {
+        "variant": variant,
+        "accuracy": {"accuracy": accuracy},
+        "cost": {"per_question": per_question},
+        "truncated": 0,
+        "unanswered_requests": 0,
+    }
+
+
+def test_a_variant_as_costly_as_the_best_and_less_accurate_is_never_recommended() -> None:
+    """``auto-demo-4`` sorts before ``batch-4`` by name, costs the same and got one item
+    fewer right: it is dominated, and the best is recommended."""
+    from promptc.eval.decide import recommend
+
+    items = [f"i{k}" for k in range(40)]
+    correct = {
+        "batch-4": dict.fromkeys(items, True),
+        "auto-demo-4": {i: i != "i0" for i in items},
+    }
+    rows = [_row("batch-4", 1.0, 35.0), _row("auto-demo-4", 39 / 40, 35.0)]
+    costs = {"batch-4": Fraction(35), "auto-demo-4": Fraction(35), "single": Fraction(30)}
+    out = recommend(rows, correct, len(items), 20.0, "tokens", costs)
+    assert out["variant"] == "batch-4"
+    assert out["sentence"].startswith("recommended: batch-4, the most accurate variant (100.0%)")
+    # A cheaper one within the margin is still the one recommended.
+    rows.append(_row("single", 39 / 40, 30.0))
+    correct["single"] = correct["auto-demo-4"]
+    assert recommend(rows, correct, len(items), 20.0, "tokens", costs)["variant"] == "single"
+
+
+def test_tokenizer_counts_the_input_of_the_requests_answered_as_they_were_sent(
+    tmp_path: Path,
+) -> None:
+    """Without usage, input tokens are counted over what was sent: a request that got no
+    answer (r0002) is not, and a repair is counted as the cut-down request it was."""
+    pytest.importorskip("bpe_openai")
+    from promptc.build import read_requests
+    from promptc.plan.tokenizers import tokenizer_for
+    from promptc.run.repair import subset_request
+
+    (tmp_path / "d.jsonl").write_text(
+        "".join(
+            json.dumps({"qid": f"q{k}", "question": f"What is {k} plus {k}?", "gold": 2 * k}) + "\n"
+            for k in range(1, 5)
+        ),
+        encoding="utf-8",
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC + "strategy: {kind: batch, batch_size: 2}\n", encoding="utf-8")
+    build = tmp_path / "b"
+    assert run(["build", str(spec), "-o", str(build)]) == 0
+    repair = {"attempt": 1, "item_ids": ["q2"], "kind": "batch", "of": "r0001"}
+    answers = [
+        {"id": "r0001", "output": "A[1]: 2\nA[2]: ?"},
+        {"id": "r0001.repair1", "output": "A[1]: 4", "repair": repair},
+    ]
+    (build / "outputs.jsonl").write_text(
+        "".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8"
+    )
+    outputs = str(build / "outputs.jsonl")
+    assert run(["parse", str(build), outputs, "-o", str(build / "results.jsonl")]) == 0
+    out = tmp_path / "r"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(build)]) == 0
+    (v,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert v["tokens_from"] == "tokenizer o200k_base"
+    tok = tokenizer_for("gpt-4o-mini")
+    task = promptc.load_spec(spec)
+    first = next(r for r in read_requests(build) if r.id == "r0001")
+    cut = subset_request(task, first, [2], "r0001.repair1")
+    assert cut is not None and len(cut.messages[-1]["content"]) < len(first.messages[-1]["content"])
+    sent = tok.count_messages(first.messages) + tok.count_messages(cut.messages)
+    assert v["input_tokens_per_question"] == round(sent / 4, 3)
+
+
+def test_report_md_links_only_charts_written_and_shows_every_truncated_position(
+    tmp_path: Path,
+) -> None:
+    """``--no-charts``: report.md links no PNG that is not there. Position 2 of batch-2 lost
+    every item to max_tokens: its column is still shown, with its truncated count."""
+    spec = fixed_spec(tmp_path)
+    batch = folder(
+        tmp_path / "runs",
+        "batch-2",
+        "batch",
+        2,
+        [
+            rec("r1", "q1", 1, "ok", 1),
+            rec("r1", "q2", 2, "truncated"),
+            rec("r2", "q3", 1, "ok", 3),
+            rec("r2", "q4", 2, "truncated"),
+        ],
+    )
+    out = tmp_path / "report"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(batch)]) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "](" not in md and not list(out.glob("*.png"))
+    assert "| variant | 1 | 2 |" in md and "| -, 2 truncated |" in md
+
+
+def test_results_written_before_the_latest_repair_answers_are_refused(tmp_path: Path) -> None:
+    """A run killed by SIGKILL after a repair answer reached outputs.jsonl, before it could
+    write results.jsonl: scored, the repair's call and cost would count, its answer not."""
+    (tmp_path / "d.jsonl").write_text(
+        "".join(
+            json.dumps({"qid": f"q{k}", "question": f"What is {k} plus {k}?", "gold": 2 * k}) + "\n"
+            for k in range(1, 5)
+        ),
+        encoding="utf-8",
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC + "strategy: {kind: batch, batch_size: 2}\n", encoding="utf-8")
+    build_dir = tmp_path / "b"
+    assert run(["build", str(spec), "-o", str(build_dir)]) == 0
+    outputs = build_dir / "outputs.jsonl"
+    lines = [
+        {"id": "r0001", "output": "A[1]: 2\nA[2]: ?"},
+        {"id": "r0002", "output": "A[1]: 6\nA[2]: 8"},
+    ]
+    outputs.write_text("".join(json.dumps(a) + "\n" for a in lines), encoding="utf-8")
+    assert run(["parse", str(build_dir), str(outputs), "-o", str(build_dir / "results.jsonl")]) == 1
+    repair = {"attempt": 1, "item_ids": ["q2"], "kind": "batch", "of": "r0001"}
+    with outputs.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "r0001.repair1", "output": "A[1]: 4", "repair": repair}) + "\n")
+    out = tmp_path / "r"
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(build_dir)]) == 2
+    assert not (out / "report.json").exists()
+    # Parsed again, the folder is scored.
+    assert run(["parse", str(build_dir), str(outputs), "-o", str(build_dir / "results.jsonl")]) == 0
+    assert run(["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(build_dir)]) == 0

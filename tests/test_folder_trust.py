@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from loopback import QuietHandler, chat_completion, send_json, serving
 from promptc.build import build
+from promptc.build.files import held_lock
 from promptc.cli.app import run
+from promptc.errors import UsageError
 from promptc.spec.lower import compile_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -207,6 +209,68 @@ def test_build_writes_only_into_a_new_or_empty_folder_or_over_a_build(
     # -o under a path that is a file.
     assert run(["build", str(spec), "-o", str(notes.parent / "outputs.jsonl" / "x")]) == 2
     assert "Not a directory" in capsys.readouterr().err
+
+
+def test_a_second_build_into_a_folder_being_built_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two builds into one folder at once removed each other's files: one said "built" over
+    # a folder with no manifest. The second is refused, naming the first; the lock file is
+    # gone when the first ends, and a later build takes the folder.
+    out = tmp_path / "out"
+    spec = str(SPECS / "sentiment.yaml")
+    assert run(["build", spec, "-o", str(out)]) == 0
+    capsys.readouterr()
+
+    def busy(pid: str) -> UsageError:
+        raise AssertionError(pid)
+
+    with held_lock(out / ".build.lock", busy):
+        assert run(["build", spec, "-o", str(out), "--batch-size", "4"]) == 2
+        assert capsys.readouterr().err == (
+            f"{out}: another promptc build (pid {os.getpid()}) is writing {str(out)!r} "
+            "(wait for it to finish, or give another folder with -o)\n"
+        )
+    assert not (out / ".build.lock").exists()
+    (out / ".build.lock").write_text("", encoding="utf-8")  # left by a build killed -9
+    assert run(["build", spec, "-o", str(out), "--batch-size", "4"]) == 0
+    assert not (out / ".build.lock").exists() and (out / "manifest.json").is_file()
+
+
+def test_a_users_file_in_the_request_grammars_folder_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # commonsense-qa's options give each request its own grammars (grammars/): a rebuild
+    # replaces that folder whole, and a file of the user's in it (or a link in its place)
+    # stopped it halfway, the manifest removed. Refused before anything is touched.
+    shutil.copytree(SPECS, tmp_path / "specs")
+    spec = str(tmp_path / "specs" / "commonsense-qa.yaml")
+    out = tmp_path / "c"
+    args = ["build", spec, "-o", str(out), "--strategy", "batch", "--batch-size", "4"]
+    assert run(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    notes = out / "grammars" / "notes.txt"
+    notes.write_text("mine\n", encoding="utf-8")
+    capsys.readouterr()
+    assert run(args) == 2
+    assert capsys.readouterr().err == (
+        f"{notes}: {str(out)!r} holds 'grammars/notes.txt', which is not a file of a promptc "
+        "build; promptc writes a build only into a new or empty folder or over an earlier "
+        "build (give a new or empty folder with -o, or move that file away)\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert run([*args, "--check"]) == 1
+    said = capsys.readouterr().err
+    assert f"{notes}: not a file of the build: a rebuild refuses the folder" in said
+    # A link in the folder's place: refused too, and --check never reads through it.
+    shutil.rmtree(out / "grammars")
+    outside = _outside(tmp_path).parent
+    (out / "grammars").symlink_to(outside, target_is_directory=True)
+    assert run(args) == 2
+    assert "holds 'grammars', which is not a file of a promptc build" in capsys.readouterr().err
+    assert run([*args, "--check"]) == 1
+    said = capsys.readouterr().err
+    assert f"{out / 'grammars'}: not a file of the build" in said and "left over" not in said
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")

@@ -182,3 +182,57 @@ def test_a_build_made_with_data_option_is_read_back_with_that_data(tmp_path: Pat
     loaded = open_build(tmp_path / "b").task
     assert [i.inputs["question"] for i in loaded.items] == ["x", "y"]
     assert [i.gold["answer"] for i in loaded.items] == [2, 3]
+
+
+def test_a_gold_expression_that_reaches_a_null_is_refused_never_the_word_none(
+    tmp_path: Path,
+) -> None:
+    """``{{ row.answer.text }}`` over a row whose ``text`` is null: no gold ``"None"`` for a
+    text output (eval would score against the word), but an error at the row, as a column
+    holding null is."""
+    rows = [{"question": "a", "ans": {"text": "Paris"}}, {"question": "b", "ans": {"text": None}}]
+    spec = write(tmp_path, rows, '{reasoning: "{{ row.ans.text }}"}')
+    (msg,) = errors(spec)
+    assert msg == (
+        f"{tmp_path / 'd.jsonl'}:2:1: data.gold.reasoning: gold expression for output "
+        "'reasoning' failed: its value is null; expected a value"
+    )
+
+
+def test_a_gold_expression_writing_a_misspelt_name_inside_a_list_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``{{ [row.lable] }}``: the list's text held the word Undefined, and every gold was
+    '[Undefined]' (eval scored every answer wrong against it)."""
+    rows = [{"question": "a", "label": "x"}]
+    spec = write(tmp_path, rows, '{reasoning: "{{ [row.lable] }}"}')
+    (msg,) = errors(spec)
+    assert msg == (
+        f"{tmp_path / 'd.jsonl'}:1:1: data.gold.reasoning: gold expression for output "
+        "'reasoning' failed: 'dict object' has no attribute 'lable'"
+    )
+
+
+def test_a_gold_column_no_row_has_is_one_error_naming_the_columns(tmp_path: Path) -> None:
+    """A misspelt gold column over many rows: one error at its data.gold entry listing the
+    columns the rows have (as a misspelt input column is), not one error a row."""
+    rows = [{"question": f"q{k}", "answer": str(k)} for k in range(500)]
+    spec = write(tmp_path, rows, "{answer: answr}")
+    assert errors(spec) == [
+        (
+            f"{spec}:13:18: data.gold.answer: no row has a gold column 'answr' (for output "
+            "'answer'); the rows have 'answer', 'question' (map data.gold to the column "
+            "holding the answer, or to an expression)"
+        )
+    ]
+
+
+def test_a_gold_number_reads_alike_through_its_column_and_an_expression(tmp_path: Path) -> None:
+    """JSON numbers with an exponent (1e-7, 1E+2): positional through an expression as
+    through a column (Decimal's text, 1E-7, was refused as no number)."""
+    rows = [{"question": "a", "g": 1e-7}, {"question": "b", "g": 1e2}]
+    answers = []
+    for gold in ("{answer: g}", '{answer: "{{ row.g }}"}'):
+        task = compile_spec(write(tmp_path, rows, gold))
+        answers.append([i.gold["answer"] for i in task.items])
+    assert answers[0] == answers[1] == [Decimal("0.0000001"), Decimal(100)]

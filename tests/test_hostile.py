@@ -235,6 +235,44 @@ def test_a_specs_own_template_is_rendered_within_budgets(project: Path) -> None:
     assert lines(out[-1].stderr)[0] == lines(out[len(TEMPLATE_ATTACKS) - 3].stderr)[0]
 
 
+def test_data_too_long_for_a_message_is_said_at_its_row_or_its_request(project: Path) -> None:
+    # One input no message can carry: check and build agree, at the data row. Inputs that
+    # only together outgrow a message: build names the request, its items and the longest
+    # item's data row (check renders no batch of the data).
+    rows = [{"qid": f"q{i}", "question": f"What is {i} + {i}?"} for i in range(1, 3)]
+    one = [*rows, {"qid": "big", "question": "x" * 2_000_001}]
+    several = [*rows, *({"qid": f"b{i}", "question": "y" * (1_000_000 + i)} for i in range(3))]
+    for name, data in (("one", one), ("several", several)):
+        (project / name / "data").mkdir(parents=True)
+        text = "".join(json.dumps(r) + "\n" for r in data)
+        (project / name / "data" / "q.jsonl").write_text(text)
+        (project / name / "s.yaml").write_text(BASE)
+    out = run_capped(
+        [
+            ["check", "one/s.yaml"],
+            ["build", "one/s.yaml", "-o", "one/b"],
+            ["check", "several/s.yaml"],
+            ["build", "several/s.yaml", "-o", "several/b"],
+        ],
+        project,
+    )
+    assert [o.status for o in out] == [1, 1, 0, 1]
+    said = (
+        "one/data/q.jsonl:3:1: field 'question' (for input 'question') holds 2,000,001 "
+        "characters; a message holds at most 2,000,000"
+    )
+    assert lines(out[0].stderr) == [said, "one/s.yaml: 1 error"]
+    assert lines(out[1].stderr)[0] == said
+    assert lines(out[3].stderr) == [
+        (
+            "<promptc>/batch.j2:31: template exceeds the limit of 2,000,000 characters per "
+            "message: the user message grows longer (while rendering request r0001, of items q1, "
+            "q2, b0, b1; its longest item is b1, 1,000,001 characters of inputs at "
+            "several/data/q.jsonl:4:1)"
+        )
+    ]
+
+
 def test_a_template_nested_thousands_deep_is_a_located_syntax_error(project: Path) -> None:
     sources = {
         "parens": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
@@ -533,6 +571,25 @@ def test_data_files_with_unreadable_numbers_are_located(project: Path) -> None:
     assert lines(out[2].stderr)[0] == "data/deep.jsonl:1:1: invalid JSON: nested too deeply"
 
 
+def test_data_values_nested_past_the_bound_are_located_not_a_crash(project: Path) -> None:
+    """A mapped input nested 500 levels deep (which Python's json reads) ended in exit 3, a
+    RecursionError of what reads the value after; past 100 levels a row is refused at its
+    line, in JSONL and in a JSON array, and 100 levels are read."""
+    deep = "[" * 499 + '"x"' + "]" * 499
+    (project / "data" / "d.jsonl").write_text(f'{{"qid": "a", "question": {deep}}}\n')
+    (project / "data" / "d.json").write_text(f'[{{"qid": "a", "question": {deep}}}]')
+    edge = "[" * 99 + '"x"' + "]" * 99  # the row is level 1: 100 in all
+    (project / "data" / "ok.jsonl").write_text(f'{{"qid": "a", "question": {edge}}}\n')
+    a = spec(project, "a.yaml", "data/q.jsonl", "data/d.jsonl")
+    b = spec(project, "b.yaml", "data/q.jsonl", "data/d.json")
+    c = spec(project, "c.yaml", "data/q.jsonl", "data/ok.jsonl")
+    out = run_capped([["check", a], ["check", b], ["check", c]], project)
+    assert [o.status for o in out] == [1, 1, 0], [o.stderr for o in out]
+    problem = "invalid JSON: nested deeper than 100 levels"
+    assert lines(out[0].stderr)[0] == f"data/d.jsonl:1:1: {problem}"
+    assert lines(out[1].stderr)[0] == f"data/d.json:1:2: {problem}"
+
+
 def test_a_diagnostic_is_one_line_whatever_the_spec_holds(project: Path) -> None:
     text = BASE.replace(
         "  answer: {type: integer}", '  "a\\x1eb": {type: integer}\n  "c\\u2028": {type: text}'
@@ -592,7 +649,7 @@ def test_check_reports_a_missing_similarity_dependency(project: Path) -> None:
         "p.yaml: 2 errors",
     ]
     assert (
-        "m.yaml:9:40: strategy.selection.model: embedding model 'nowhere' is not a local folder"
+        "m.yaml:9:40: strategy.selection.model: embedding model 'nowhere' is not a local model folder"
         in out[1].stderr
     )
 

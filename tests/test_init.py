@@ -4,6 +4,7 @@ schema it writes beside itself, and nothing is ever overwritten."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -110,6 +111,23 @@ def test_init_never_writes_through_a_link_inside_the_folder(
     assert sorted(p.name for p in project.iterdir()) == ["data"]
 
 
+def test_init_names_a_file_standing_where_it_writes_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "data").write_text("mine\n", encoding="utf-8")
+    code, out, err = promptc(capsys, "init", str(project))
+    assert (code, out) == (2, "")
+    in_way = project / "data"
+    assert err == (
+        f"{in_way}: {in_way} is a file, where init writes the folder {in_way}{os.sep} "
+        "(choose another folder, or move the file away)\n"
+    )
+    assert sorted(p.name for p in project.iterdir()) == ["data"]
+    assert in_way.read_text(encoding="utf-8") == "mine\n"
+
+
 def test_init_into_a_file_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -124,3 +142,14 @@ def test_schema_out_writes_the_schema(tmp_path: Path, capsys: pytest.CaptureFixt
     target = tmp_path / "spec.schema.json"
     assert promptc(capsys, "schema", "-o", str(target)) == (0, "", "")
     assert json.loads(target.read_text(encoding="utf-8")) == json.loads(read_schema())
+
+
+def test_init_in_a_folder_whose_name_is_longer_than_a_spec_name_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder name may have 255 characters, a spec's name 200: the name is cut to fit."""
+    folder = tmp_path / ("project-" * 30)[:250]
+    assert run(["init", str(folder)]) == 0
+    assert run(["check", str(folder / SPEC_FILE)]) == 0
+    name = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))["name"]
+    assert len(name) <= 200 and not name.endswith("-")

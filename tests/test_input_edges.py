@@ -39,6 +39,20 @@ def _spec(tmp_path: Path, template: bytes) -> Path:
     return spec
 
 
+def test_a_template_that_is_not_utf8_is_said_at_its_byte(tmp_path: Path) -> None:
+    """Latin-1 text saved by an editor: said as the spec and data files are, at the byte, not
+    in Python's words at the spec's templates value."""
+    task = compile_spec(
+        _spec(tmp_path, b"{% block user %}\n\n{{ items|length }} caf\xe9{% endblock %}")
+    )
+    (error,) = check_templates(task)
+    assert error.code == "template-not-utf8"
+    assert (
+        error.format()
+        == f"{tmp_path / 'mine.j2'}:3:23: template is not UTF-8 text: invalid byte 0xe9"
+    )
+
+
 def test_a_template_saved_with_a_byte_order_mark_is_its_text_alone(tmp_path: Path) -> None:
     body = b'{% extends "promptc/batch.j2" %}{% block system %}Be brief.{% endblock %}'
     task = compile_spec(_spec(tmp_path, b"\xef\xbb\xbf" + body))
@@ -118,3 +132,37 @@ def test_duplicate_ids_are_said_beside_the_rows_other_errors(tmp_path: Path) -> 
     assert "sentiment.jsonl:2:1: duplicate item id 'dup'; first used at line 1" in said
     assert "sentiment.jsonl:4:1: duplicate item id 'ok'; first used at line 3" in said
     assert said.count("gold value for") == 2
+
+
+def _promptc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promptc", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def test_options_that_exclude_each_other_are_a_usage_error(tmp_path: Path) -> None:
+    # Each was silently ignored: -o beside --wiring (nothing written), -o beside --emit.
+    wiring = _promptc("schema", "--wiring", "-o", str(tmp_path / "w.json"))
+    assert wiring.returncode == 2 and "give one" in wiring.stderr
+    assert not (tmp_path / "w.json").exists()
+    emit = _promptc(
+        "build", str(SPECS / "sentiment.yaml"), "--emit", "ir", "-o", str(tmp_path / "d")
+    )
+    assert emit.returncode == 2 and "drop -o DIR" in emit.stderr and emit.stdout == ""
+
+
+def test_checks_summary_escapes_the_spec_name_as_its_diagnostics_do(tmp_path: Path) -> None:
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    name = "x\ny\x1b[31m.yaml"
+    text = (SPECS / "sentiment.yaml").read_text(encoding="utf-8")
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    valid = _promptc("check", name, cwd=tmp_path)
+    assert valid.returncode == 0 and valid.stdout.startswith("x\\ny\\x1b[31m.yaml: valid: ")
+    (tmp_path / name).write_text(text + "bogus: 1\n", encoding="utf-8")
+    bad = _promptc("check", name, cwd=tmp_path)
+    assert bad.returncode == 1 and "\x1b" not in bad.stderr
+    assert bad.stderr.splitlines()[-1] == "x\\ny\\x1b[31m.yaml: 1 error"

@@ -598,11 +598,12 @@ def test_extends_merge_property(tmp_path_factory: pytest.TempPathFactory) -> Non
     @settings(max_examples=200, deadline=None)
     @given(docs.map(lambda d: {k: v for k, v in d.items() if v is not None}), docs)
     def check(base: dict[str, object], child: dict[str, object]) -> None:
-        (folder / "base.yaml").write_text(yaml.safe_dump(base or {"a": 1}))
+        base = {"promptc": 1, **base}  # a spec (extends-not-spec otherwise)
+        (folder / "base.yaml").write_text(yaml.safe_dump(base))
         (folder / "child.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", **child}))
         doc = load_spec(folder / "child.yaml")
         origin: dict[tuple[object, ...], str] = {}
-        expected = _reference_merge(base or {"a": 1}, child, origin)
+        expected = _reference_merge(base, child, origin)
         assert doc.data == expected
         for path, who in origin.items():
             assert Path(doc.value_locations[path].file).name == f"{who}.yaml", path

@@ -110,12 +110,35 @@ def test_text_is_read_in_any_case_and_spacing_only_when_recovering(tmp_path: Pat
     task = _spec(tmp_path, "text")
     request = assemble(task).requests[0]
     out = _answers(task, request, ["LIGHT blue", "black", "Same"])
-    assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("malformed", None)]
-    # Exactly: "Same" is option (b), and "same" (c) is another.
+    # "Same" is option (b) written exactly, and "same" (c) is another: the exact one, in
+    # both modes (the request's own grammar offers both).
+    assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("ok", "b")]
     strict = _parse(task, request, out, "strict")
     assert strict == [("malformed", None), ("malformed", None), ("ok", "b")]
     exact = _answers(task, request, ["light blue", "Black", "c"])
     assert _parse(task, request, exact, "strict") == [("ok", "c"), ("ok", "b"), ("ok", "a")]
+
+
+def test_lookalikes_are_read_as_the_option_they_spell_when_recovering(tmp_path: Path) -> None:
+    # Full-width letters, a zero-width space and a soft hyphen, as parsing.md normalises
+    # them for any answer: the option they spell (by its text, or a full-width letter).
+    task = _spec(tmp_path, "either")
+    request = assemble(task).requests[0]
+    out = _answers(task, request, ["ｌｉｇｈｔ blue", "ｂ", "Letter"])
+    assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("malformed", None)]
+    hidden = _answers(task, request, ["lig\u00adht blue", "bla\u200bck", "Letter"])
+    assert _parse(task, request, hidden)[:2] == [("ok", "c"), ("ok", "b")]
+    assert _parse(task, request, out, "strict")[0] == ("malformed", None)
+
+
+def test_emphasis_and_a_sentences_end_around_an_option_are_no_part_of_it(tmp_path: Path) -> None:
+    """``**light blue**``, ``light blue.``, ``*b*!``: the option they name, when recovering; in
+    strict mode the text must be the option's exactly."""
+    task = _spec(tmp_path, "either")
+    request = assemble(task).requests[0]
+    out = _answers(task, request, ["**LIGHT blue**", "black.", "`a`!"])
+    assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("ok", "a")]
+    assert _parse(task, request, out, "strict")[0] == ("malformed", None)
 
 
 def test_another_items_option_and_ambiguous_texts_are_malformed(tmp_path: Path) -> None:
@@ -132,7 +155,8 @@ def test_another_items_option_and_ambiguous_texts_are_malformed(tmp_path: Path) 
         results[1].message == "answer 'c' is not the letter or text of one of item q2's 2 options"
     )
     assert results[2].message == "answer 'c' names more than one of item q3's options (a and c)"
-    same = parse_output(task, request, _answers(task, request, ["b", "a", "same"]))
+    # "SAME" spells neither "Same" nor "same" exactly: both are named.
+    same = parse_output(task, request, _answers(task, request, ["b", "a", "SAME"]))
     assert [r.status for r in same] == ["ok", "ok", "malformed"]
     assert same[2].message.endswith("names more than one of item q3's options (b and c)")
     exact = parse_output(task, request, _answers(task, request, ["b", "a", "same"]), mode="strict")
@@ -177,6 +201,11 @@ def test_demos_show_the_text_with_text_answers(tmp_path: Path) -> None:
     assert either.demos[0].outputs["answer"] == "green"
     letter = _spec(tmp_path, "letter", kind="few-shot", demo="b")
     assert letter.demos[0].outputs["answer"] == "b"
+    # The instruction says what to write: the option's text, not its letter.
+    system = shown[0]
+    assert "is the text of one of the item's options" in system and "one of: a, b" not in system
+    told = assemble(letter).requests[0].messages[0].content
+    assert "one of: a, b" in told
 
 
 # ------------------------------------------------------------------------------ validation
@@ -551,3 +580,49 @@ def test_every_constraint_of_a_request_is_its_own_grammar_file(
         assert json.loads(line)["body"]["structured_outputs"] == want
         made = constraint(task, request.kind, request.batch.item_ids, grammar, cache)  # type: ignore[arg-type]
         assert {VllmBatch.FIELDS[made.form]: made.value} == want
+
+
+def test_bad_options_and_a_null_id_say_what_is_wrong_with_them(tmp_path: Path) -> None:
+    """Each said as what it is, not all as 'holds a list; expected a list', and a null id
+    as null, not as a field the row lacks; and an exclusive bound as one."""
+    from promptc.spec.lower import compile_spec
+
+    rows = [
+        {"id": "1", "q": "q", "o": [str(i) for i in range(27)]},
+        {"id": "2", "q": "q", "o": ["a", ""]},
+        {"id": "3", "q": "q", "o": [1, 2]},
+        {"id": None, "q": "q", "o": ["a"]},
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "s.yaml").write_text(
+        "promptc: 1\nname: s\ninstruction: Pick.\ninputs: {q: {type: text}, o: {type: options}}\n"
+        "outputs: {answer: {type: enum, choices_from: o}}\ndata: {path: d.jsonl, id: id}\n"
+        "model: {name: m, timeout: 0}\n"
+    )
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(tmp_path / "s.yaml")
+    said = sorted(x.message for x in e.value.errors)
+    expected = "expected a list of 1 to 26 non-empty strings"
+    assert said == sorted(
+        [
+            "expected a number of more than 0, found 0",
+            f"column 'o' (input 'o', of type options) holds a list of 27; {expected}",
+            f"column 'o' (input 'o', of type options) holds an empty string at [1]; {expected}",
+            f"column 'o' (input 'o', of type options) holds a number at [0]; {expected}",
+            "id field 'id' is null; expected a value",
+        ]
+    )
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_options_equal_but_for_case_are_named_by_the_exact_spelling(exact: bool) -> None:
+    """A request's own grammar offers "Apple" and "apple": the one written is the one named,
+    in recover parsing as in strict (recover called it ambiguous: malformed, and repair got
+    the same answer again). A spelling of neither stays ambiguous in recover."""
+    options = ["Apple", "apple", "pear"]
+    for answer_with in ("text", "either"):
+        assert resolve_option(answer_with, options, "apple", exact) == ["b"]
+        assert resolve_option(answer_with, options, "Apple", exact) == ["a"]
+        assert resolve_option(answer_with, ["New  York", "new york"], "new york", exact) == ["b"]
+    assert resolve_option("text", options, "APPLE", exact) == ([] if exact else ["a", "b"])
+    assert resolve_option("text", ["apple", "apple"], "apple", exact) == ["a", "b"]

@@ -176,7 +176,9 @@ def test_a_batch_body_answered_in_json_carries_the_json_budget(tmp_path: Path) -
                 if json.loads(x)["request"] == record["custom_id"]
             ]
             mine = [items[i] for i in batch["item_ids"]]
-            assert record["body"]["max_tokens"] == request_budget(task, mine, json_form=True)
+            # OpenAI's Batch API takes max_completion_tokens (o-series models refuse max_tokens).
+            field = "max_completion_tokens" if target == "openai-batch" else "max_tokens"
+            assert record["body"][field] == request_budget(task, mine, json_form=True)
     build(task, tmp_path / "gbnf", target="vllm-batch")  # type: ignore[arg-type]
     line = (tmp_path / "gbnf" / "requests.jsonl").read_text().splitlines()[0]
     assert json.loads(line)["body"]["max_tokens"] == 4 * (64 + 7)
@@ -329,6 +331,29 @@ def test_the_items_the_cut_reached_are_truncated_the_others_keep_their_status() 
     # An item the model skipped before the cut is missing, not truncated.
     skipped = parse_output(task, req, "A[1]: 18\nA[3]: 4\nA[4]", finish_reason="length")
     assert [r.status for r in skipped] == ["ok", "missing", "ok", "truncated"]
+    # Answered out of order: the answer the cut ran into is item 1's, not the highest
+    # index answered (item 3, finished before it).
+    swapped = parse_output(task, req, "A[2]: 7\nA[3]: 4\nA[1]: 1", finish_reason="length")
+    assert [r.status for r in swapped] == ["truncated", "ok", "ok", "truncated"]
+
+
+def test_an_answer_whose_line_break_was_written_is_finished_though_the_cut_follows() -> None:
+    """One line per item: the line break after ``A[2]: 7`` ends item 2's answer, so the cut
+    that came next reached only the items after it."""
+    task = make_task("batch", 4)
+    req = make_request(task)
+    for cut in ("A[1]: 18\nA[2]: 7\n", "A[1]: 18\nA[2]: 7  \r\n", "A[2]: 7\nA[1]: 18\n"):
+        results = parse_output(task, req, cut, finish_reason="length")
+        assert [r.status for r in results] == ["ok", "ok", "truncated", "truncated"], cut
+        assert [r.values for r in results[:2]] == [{"answer": 18}, {"answer": 7}]
+    # Without the line break the answer runs to the cut: ``7`` may have been ``75``.
+    results = parse_output(task, req, "A[1]: 18\nA[2]: 7 ", finish_reason="length")
+    assert [r.status for r in results] == ["ok", "truncated", "truncated", "truncated"]
+    # One item per request: a text may span lines, so a line break proves nothing.
+    single = make_task("single", 1)
+    assert [
+        r.status for r in parse_output(single, make_request(single), "18\n", finish_reason="length")
+    ] == ["truncated"]
 
 
 def test_a_one_item_answer_cut_off_is_truncated() -> None:

@@ -113,8 +113,9 @@ def test_run_build_from_python_never_writes_over_answers_or_the_build(
     with pytest.raises(UsageError) as caught:
         promptc.run_build("b", base_url=NOWHERE, outputs_path=str(spec))
     assert caught.value.message == (
-        f"outputs_path {spec} holds no answers (its first line is not one): answers would "
-        "replace what it holds; give a new file, or an outputs file of promptc run"
+        f"outputs_path {spec} is not an outputs file of promptc (its first line is no answer "
+        "with the keys id, output and request_sha256 that promptc run writes): answers would "
+        "replace what it holds; give a new or empty file, or an outputs file of promptc run"
     )
     assert spec.read_text(encoding="utf-8") == "promptc: 1\n\nname: x\n"
     # A named pipe is never opened to look (no one writes to it: the read would never end).
@@ -389,6 +390,13 @@ def test_eval_says_where_a_damaged_results_file_is_wrong(
         "deep": (
             "[" * 100_000 + "]" * 100_000 + "\n",
             "1:1: not JSON promptc can read: nested too deep",
+        ),
+        "huge exponent": (
+            json.dumps({**rows[0], "index": 1}).replace(
+                '"index": 1', '"index": 4E1000000000000000000'
+            )
+            + "\n",
+            "1:1: not JSON promptc can read: a number past what promptc holds",
         ),
     }
     argv = ["eval", str(spec), "-o", str(tmp_path / "r"), "--results", str(single)]

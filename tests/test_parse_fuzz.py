@@ -3,6 +3,7 @@ scanner, no input raises or hangs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -22,6 +23,7 @@ from promptc.parse.strict import item_results
 from promptc.values import value_type
 from test_parse_output import QUESTIONS, canonical, make_request, make_task
 
+_THINK_TAG = re.compile(r"</?think>", re.IGNORECASE)  # as parse/output.py finds them
 _MARKER = marker_pattern(markers.QUESTION_PREFIX, markers.ANSWER_PREFIX)
 
 # Zero-width characters at the edges of an answer are dropped in recover mode, as noise.
@@ -69,7 +71,8 @@ def task_for(shape: str, kind: str, n: int) -> tuple[Task, Request]:
 
 
 # A text value as a canonical answer holds it: no line breaks in batch/auto-demo, no white
-# space at its ends, nothing that reads as a marker.
+# space at its ends, nothing that reads as a marker, no thinking tag (docs/parsing.md: what a
+# `</think>` closes, or an opening `<think>` that never closes, is a reasoning model's thinking).
 TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r")
 
 
@@ -84,6 +87,7 @@ def one_line_text() -> st.SearchStrategy[str]:
                 and not t[-1].isspace()
                 and not t[0].isspace()
                 and t.strip(INVISIBLE) == t
+                and _THINK_TAG.search(t) is None
             )
         )
     )
@@ -383,6 +387,10 @@ ADVERSARIAL = {
     "lookalikes": "Ａ［１］：\u00a0" * 20_000,
     "many-indices": "".join(f"A[{i}]: {i}\n" for i in range(1, 20_000)),
     "q-long": "Q[1]: " + "What is it? " * 20_000 + "\nA[1]: ok",
+    # Runs of blank lines inside a repeated question and an answer (a lookahead from each line
+    # break of the run made them quadratic in Auto-Demo: 24,000 lines took 7 s).
+    "blank-lines-in-question": "Q[1]: x\n" + " \n" * 50_000 + "y\nA[1]: 3",
+    "blank-lines-in-answer": "Q[1]: x\nA[1]: So" + " \n" * 50_000 + "so. The answer is 3.",
 }
 
 
@@ -444,3 +452,19 @@ def test_the_scanner_finds_every_match_of_the_marker_pattern(
         for m in pattern.finditer(text)
     ]
     assert got == want
+
+
+@pytest.mark.parametrize("kind", ["single", "few-shot"])
+@pytest.mark.parametrize(
+    "out", ["Let me think.\n" + "\n" * 100_000 + "x", "So" + " " * 100_000 + "x"], ids=["nl", "sp"]
+)
+def test_a_run_of_white_space_in_a_one_item_answer_is_read_in_linear_work(
+    kind: str, out: str
+) -> None:
+    """A model padding to max_tokens with white space: the diagnosis of the failed reading
+    rescanned the run from each of its positions (80 KB of newlines took 19 s). Sane results
+    in both modes; the time is bench/bench_bounds.py's to measure."""
+    task, req = task_for("math", kind, 1)
+    for mode in ("recover", "strict"):
+        results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+        check_sane(results, len(req.batch.item_ids))

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from grammar_reading import answer_json
 from promptc.grammar.answer import build_grammar
 from promptc.grammar.items import ParsedItem, Span
@@ -208,6 +209,13 @@ def test_json_numbers_in_exponent_form_are_the_numbers_they_are(
         ("ok", Decimal("1E-7")),
         ("malformed", None),
     ]
+    assert results[2].message.endswith("found 'e999999.'")  # as the model wrote it
+    # An exponent past what a Decimal can hold: malformed, never an exception.
+    huge = out.replace('"answer": 1e999999}', '"answer": 4E1000000000000000000}')
+    assert parse_output(task, _request(3), huge)[2].status == "malformed"
+    # Past that bound, a number written out in full is read as written.
+    tiny = out.replace('"answer": 1e999999}', '"answer": 0.' + "0" * 1001 + "1}")
+    assert parse_output(task, _request(3), tiny)[2].values["answer"] == Decimal("1E-1002")
 
 
 def test_an_entry_without_its_answer_is_malformed_whatever_its_reasoning_says(
@@ -253,6 +261,17 @@ def test_an_index_that_is_no_position_a_key_given_twice_and_one_entry_in_a_list(
     assert results[1].message == (
         "A[2]: answer: expected a number, found the key given twice, with different values"
     )
+    # A stray entry with no position, where another entry answers that item by its index:
+    # the item's own answer stands.
+    stray = (
+        '{"answers": [{"index": null, "reasoning": "x", "answer": 7}, '
+        '{"index": 1, "reasoning": "a", "answer": 1}, '
+        '{"index": 2, "reasoning": "b", "answer": 2}, '
+        '{"index": 3, "reasoning": "c", "answer": 4}]}'
+    )
+    results = parse_output(task, _request(3), stray)
+    assert [(r.index, r.status) for r in results] == [(1, "ok"), (2, "ok"), (3, "ok")]
+    assert results[0].values["answer"] == Decimal(1)
     # A one-item request answered in the form of several, with its one entry: read.
     single = task_factory(kind="single", batch_size=1)
     (r,) = parse_output(
@@ -293,3 +312,44 @@ def test_a_one_item_json_answer_followed_by_chatter_is_read(
     out = '{"reasoning": "s", "answer": 9}\n\nI chose 9 because it is the sum.'
     (r,) = parse_output(single, _request(1, "single"), out)
     assert (r.status, r.values["answer"]) == ("ok", Decimal(9))
+
+
+def test_json_after_a_line_of_chatter_or_holding_a_think_tag_is_read(
+    task_factory: Callable[..., Task],
+) -> None:
+    """ "Here is the JSON:" before it, or a string holding "</think>": the JSON form is still
+    read (every item was missing)."""
+    task = task_factory(kind="batch", batch_size=2)
+    entries = [
+        {"index": 1, "reasoning": "So </think> then.", "answer": 55},
+        {"index": 2, "reasoning": "So.", "answer": 20},
+    ]
+    body = json.dumps({"answers": entries})
+    for out in (body, f"Here is the JSON:\n{body}", f"Sure.\n```json\n{body}\n```"):
+        results = parse_output(task, _request(2), out)
+        assert [(r.status, r.values.get("answer")) for r in results] == [
+            ("ok", Decimal(55)),
+            ("ok", Decimal(20)),
+        ], out
+
+
+@pytest.mark.parametrize(
+    "reasoning", ["I closed the tag </think>", "x</THINK>5 apples", 'a </think>" b', "</think>"]
+)
+def test_a_string_holding_a_closing_think_tag_anywhere_is_read_whole(
+    task_factory: Callable[..., Task], reasoning: str
+) -> None:
+    """What follows the string's </think> starts inside that string: a JSON string or number
+    decoded there is no answer, and the whole object is read (every item was missing)."""
+    task = task_factory(kind="batch", batch_size=2)
+    entries = [
+        {"index": 1, "reasoning": reasoning, "answer": 55},
+        {"index": 2, "reasoning": "So.", "answer": 20},
+    ]
+    body = json.dumps({"answers": entries})
+    for out in (body, f"<think>Two items.</think>\n{body}"):
+        results = parse_output(task, _request(2), out)
+        assert [(r.status, r.values.get("reasoning")) for r in results] == [
+            ("ok", reasoning),
+            ("ok", "So."),
+        ], out

@@ -36,6 +36,23 @@ BODIES: list[tuple[str, str, Decimal | None, str]] = [
     ("So 5 + 22 = 27. the answer is 27.", "ok", Decimal(27), "ok"),
     ("So 5 + 22 = 27. THE ANSWER IS 27", "ok", Decimal(27), "malformed"),
     ("I guess the answer is 12. No: the answer is 27", "ok", Decimal(27), "malformed"),
+    # The reasoning left out (a reasoning model reasoned in its thinking): read, empty.
+    ("The answer is 27.", "ok", Decimal(27), "malformed"),
+    ("the answer is: 27", "ok", Decimal(27), "malformed"),
+    # Reasoning step by step, a line each (a blank line inside stays a guess, below).
+    ("Step 1: 3 * 9 = 27.\nStep 2: so 27.\nThe answer is 27.", "ok", Decimal(27), "malformed"),
+    # A colon after the literal's last word.
+    ("So 5 + 22 = 27. The answer is: 27.", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is : 27", "ok", Decimal(27), "malformed"),
+    # Italics, bold italics and code around the number, as chat models write them; a '*'
+    # with spaces (multiplication) is no emphasis.
+    ("So 3 * 9 = 27. The answer is *27*", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is _27_", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is ***27***", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. The answer is `27`", "ok", Decimal(27), "malformed"),
+    # Emphasis on the number and the final literal left out: both tolerated, together too.
+    ("So 5 + 22 = 27. The answer is **27**", "ok", Decimal(27), "malformed"),
+    ("So 5 + 22 = 27. **The answer is 27**", "ok", Decimal(27), "malformed"),
     # A guess: stays malformed in both modes.
     ("It is 18 or 19. The answer is 18 or 19.", "malformed", None, "malformed"),
     ("It is eighteen. The answer is eighteen.", "malformed", None, "malformed"),
@@ -52,6 +69,13 @@ BODIES: list[tuple[str, str, Decimal | None, str]] = [
     ("So. The answer is 5 squared.", "malformed", None, "malformed"),
     ("So. The answer is 3 quarters.", "malformed", None, "malformed"),
     ("So. The answer is 18 thousands.", "malformed", None, "malformed"),
+    # Their abbreviations too (70 K was read as 70): in any case, M and B in capitals only.
+    *(
+        (f"So. The answer is {said}.", "malformed", None, "malformed")
+        for said in ("70 K", "$70 k", "1.5 M", "2 bn", "2 BIL", "1.5 mil", "1.5 mn", "7 tens")
+    ),
+    ("So. The answer is 2 B.", "malformed", None, "malformed"),
+    ("She ran 5 m. The answer is 5 m.", "ok", Decimal(5), "malformed"),  # five metres
     # A unit word that merely starts like one is a unit.
     ("So. The answer is 4 halfpennies.", "ok", Decimal(4), "malformed"),
 ]
@@ -130,3 +154,76 @@ def test_a_number_last_in_the_format_takes_no_unit(task_factory: Callable[..., T
     assert results[0].status == "malformed"
     results = parse_output(task, _request("batch", 1), "A[1]: 3 + 4.\nTotal: 7")
     assert (results[0].status, results[0].values["answer"]) == ("ok", Decimal(7))
+
+
+def test_a_sentence_may_end_after_a_final_field(task_factory: Callable[..., Task]) -> None:
+    """``{reasoning} Total: {answer}`` ends with the number: ``Total: 7.`` and ``Total: 7!``
+    end a sentence after it, read leniently; ``Total: 7.5.`` is 7.5; strict stays exact."""
+    from dataclasses import replace
+
+    from promptc.spec.answer_format import parse_answer_format
+
+    task = task_factory(kind="batch", batch_size=1)
+    task = replace(task, answer_format=parse_answer_format("{reasoning} Total: {answer}"))
+    for body, value in (("7.", 7), ("7!", 7), ("7 .", 7), ("7.5.", Decimal("7.5"))):
+        results = parse_output(task, _request("batch", 1), f"A[1]: 3 + 4. Total: {body}")
+        assert (results[0].status, results[0].values.get("answer")) == ("ok", value), body
+    strict = parse_output(task, _request("batch", 1), "A[1]: 3 + 4. Total: 7!", mode="strict")
+    assert strict[0].status == "malformed"
+    for body in ("7?", "7. 8", "7 apples."):
+        results = parse_output(task, _request("batch", 1), f"A[1]: 3 + 4. Total: {body}")
+        assert results[0].status == "malformed", body
+
+
+def test_a_one_item_answer_after_the_few_shot_label_is_read(
+    task_factory: Callable[..., Task],
+) -> None:
+    """The few-shot prompt writes ``Answer: …`` before each solved example's answer; a model
+    imitating it writes ``Answer: 27`` (or ``**Answer:** 27``): the answer is what follows."""
+    from dataclasses import replace
+
+    from promptc.spec.answer_format import parse_answer_format
+
+    task = task_factory(kind="single", batch_size=1)
+    task = replace(task, answer_format=parse_answer_format("{answer}"), outputs=task.outputs[1:])
+    for output in ("Answer: 27", "answer:27", "**Answer:** 27", "Sure.\nAnswer: 27"):
+        (result,) = parse_output(task, _request("single", 1), output)
+        assert (result.status, result.values.get("answer")) == ("ok", Decimal(27)), output
+    (result,) = parse_output(task, _request("single", 1), "Answer: 27 or 28")
+    assert result.status == "malformed"
+
+
+def test_final_punctuation_read_in_part_or_ended_with_an_exclamation(
+    task_factory: Callable[..., Task],
+) -> None:
+    """``{reasoning} So the answer is ({answer}).`` (the published Batch Prompting format):
+    models leave out the final ``.`` (or end with ``!``), not only the whole ``).``."""
+    from dataclasses import replace
+
+    from promptc.spec.answer_format import parse_answer_format
+
+    task = task_factory(kind="batch", batch_size=1)
+    fmt = parse_answer_format("{reasoning} So the answer is ({answer}).")
+    task = replace(task, answer_format=fmt)
+    for end in (").", ")", ")!", "", "."):
+        out = f"A[1]: 3 + 4. So the answer is (7{end}"
+        (r,) = parse_output(task, _request("batch", 1), out)
+        assert (r.status, r.values.get("answer")) == ("ok", Decimal(7)), end
+    for end in (") and more.", ")?"):
+        out = f"A[1]: 3 + 4. So the answer is (7{end}"
+        (r,) = parse_output(task, _request("batch", 1), out)
+        assert r.status == "malformed", end
+
+
+@pytest.mark.parametrize("wrapped", ["*27*", "_27_", "***27***", "`27`", "**27**"])
+def test_emphasis_or_code_around_a_value_is_read_without_it(
+    wrapped: str, task_factory: Callable[..., Task]
+) -> None:
+    task = task_factory(kind="batch", batch_size=2)
+    output = f"A[1]: So 3 * 9 = 27. The answer is {wrapped}.\nA[2]: {SECOND}"
+    results = parse_output(task, _request("batch", 2), output)
+    assert [(r.status, r.values.get("answer")) for r in results] == [
+        ("ok", Decimal(27)),
+        ("ok", Decimal(4)),
+    ]
+    assert results[0].values["reasoning"] == "So 3 * 9 = 27."

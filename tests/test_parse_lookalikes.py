@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from parse_paths import OUTPUT, TASK, assert_paths_agree, regex_path, scanner, view
 from promptc.ir import Task
-from promptc.parse.normalise import ONE_TO_ONE, normalise_lookalikes
+from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.output import parse_output
+from promptc.text import ONE_TO_ONE
 
 #: ASCII character → the lookalikes that read as it.
 LOOKALIKE_OF: dict[str, list[str]] = {}

@@ -276,6 +276,22 @@ def test_canonical_batch_is_ok_with_values_and_spans() -> None:
     assert spans[0] is not None and out[spans[0].start.offset : spans[0].end.offset] == "A[1]: 18"
 
 
+def test_a_text_value_never_runs_over_another_items_marker() -> None:
+    """Item 2 answered inline after item 1, then again on its own line: the grammar's regex
+    would let item 1's reasoning run over ``A[2]: …`` to the line's last answer (20); each
+    marker starts its own item instead, and item 2's two answers disagree."""
+    task = make_task("batch", 3, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    first = "A[1]: 72-17=55. The answer is 55. A[2]: 8*2.5=20. The answer is 20."
+    out = f"{first}\nA[2]: 8 tickets. The answer is 21.\nA[3]: 63-5. The answer is 58."
+    results = parse_output(task, req, out)
+    assert statuses(results) == ["ok", "duplicate", "ok"]
+    assert results[0].values == {"reasoning": "72-17=55.", "answer": 55}
+    assert [r.values["answer"] for r in (results[1], results[2])] == [20, 58]
+    # Strict reads what the grammar reads (docs/parsing.md).
+    assert parse_output(task, req, out, mode="strict")[0].values["answer"] == 20
+
+
 def test_canonical_auto_demo_round_trip() -> None:
     task = make_task("auto-demo", 4, (REASONING, NUMBER), MATH_FORMAT)
     req = make_request(task)
@@ -299,6 +315,15 @@ def test_a_question_holding_marker_lines_repeated_as_asked_is_the_questions_own(
         results = parse(task, req, out)
         assert statuses(results) == ["ok"] * 3, parse
         assert [r.values["answer"] for r in results] == [Decimal(1), Decimal(2), Decimal(3)]
+    # Strict reads it too (the request's pinned GBNF admits it): the shared grammar's question
+    # stops before a marker line, so the request's own question is read as a whole.
+    strict = parse_output(task, req, out, mode="strict")
+    assert statuses(strict) == ["ok"] * 3
+    assert [r.values["answer"] for r in strict] == [Decimal(1), Decimal(2), Decimal(3)]
+    assert (
+        statuses(parse_output(task, req, out.replace("A[1]: 1", "A[1]: x"), mode="strict"))
+        == ["malformed"] * 3
+    )
 
 
 @pytest.mark.parametrize("kind", ["single", "few-shot"])
@@ -646,6 +671,24 @@ def test_answers_drafted_while_thinking_are_no_answers(
     # Without its opening tag (servers that strip it), all before </think> is thinking.
     (first, *_) = parse_output(task, request, output.removeprefix("<think>"))
     assert (first.status, first.values["answer"]) == ("ok", Decimal(2))
+    # Cut at max_tokens while still thinking: the thinking never closed, all of it is drafts.
+    cut = output[: output.index("Hmm")]
+    assert [r.status for r in parse_output(task, request, cut, finish_reason="length")] == [
+        "truncated"
+    ] * 3
+    assert [r.status for r in parse_output(task, request, cut)] == ["missing"] * 3
+
+
+def test_a_marker_quoted_in_a_reasoning_is_a_reference_back_not_a_new_item() -> None:
+    """A grammar-valid output whose item 2 refers to item 1 (``Unlike A[1]: …``): read as the
+    grammar reads it in both modes, never splitting item 2 at the quoted marker."""
+    task = make_task("batch", 2, (REASONING, NUMBER), MATH_FORMAT)
+    req = make_request(task)
+    out = "A[1]: 3 * 24 = 72. The answer is 72.\nA[2]: Unlike A[1]: 8 * 2.5 = 20. The answer is 20."
+    for mode in ("recover", "strict"):
+        results = parse_output(task, req, out, mode=mode)
+        assert statuses(results) == ["ok", "ok"], mode
+        assert [r.values["answer"] for r in results] == [72, 20]
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
@@ -678,3 +721,71 @@ def test_an_answer_that_stops_after_a_literal_says_what_is_missing(tmp_path: Pat
     assert first.status == "ok" and second.status == "malformed"
     assert second.message.startswith("A[2]: expected note: text, found ")
     assert "expected ';'" not in second.message
+
+
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_answers_numbered_from_zero_are_credited_to_no_item(kind: str) -> None:
+    """A model numbering from 0 answers item 1 as A[0]: its A[1] is item 2's answer, and was
+    read as item 1's, ok (eval scored a model right on every item 0 of 6). Every answer of
+    such an output is misaligned, in the text and the JSON form: repair asks them again."""
+    task = make_task(kind, 3)
+    req = make_request(task)
+    lines = []
+    for k in range(3):
+        if kind == "auto-demo":
+            lines.append(f"Q[{k}]: {question_of(task, req.batch.item_ids[k])}")
+        lines.append(f"A[{k}]: {k + 1}")
+    results = parse_output(task, req, "\n".join(lines))
+    assert [(r.index, r.status) for r in results] == [
+        (1, "misaligned"),
+        (2, "misaligned"),
+        (3, "missing"),
+        (0, "extra"),
+    ]
+    if kind == "batch":  # (Auto-Demo says whose question each repeats)
+        assert "numbers its items from A[0]" in results[0].message
+        entries = [{"index": k, "answer": k + 1} for k in range(3)]
+        as_json = parse_output(task, req, json.dumps({"answers": entries}))
+        assert [r.status for r in as_json] == [r.status for r in results]
+
+
+def test_a_batch_answer_under_another_items_restated_question_is_misaligned() -> None:
+    """Unasked, a model restates each question before its answer, skips item 2 and numbers
+    on: under Q[2] it restates item 3's question. Those answers were ok for the items before
+    them; now misaligned, naming whose question it is. Its own question, or one that is no
+    item's (a paraphrase), leaves the answer ok."""
+    task = make_task("batch", 4)
+    req = make_request(task)
+    q = [question_of(task, i) for i in req.batch.item_ids]
+    skipped = "\n".join(
+        [f"Q[1]: {q[0]}", "A[1]: 1", f"Q[2]: {q[2]}", "A[2]: 3", f"Q[3]: {q[3]}", "A[3]: 4"]
+    )
+    results = parse_output(task, req, skipped)
+    assert [(r.index, r.status) for r in results] == [
+        (1, "ok"),
+        (2, "misaligned"),
+        (3, "misaligned"),
+        (4, "missing"),
+    ]
+    assert results[1].message == "Q[2] restates item 3's question, not item 2's"
+    own = "\n".join(f"Q[{k}]: **{q[k - 1]}**\nA[{k}]: {k}" for k in range(1, 5))
+    assert {r.status for r in parse_output(task, req, own)} == {"ok"}
+    loose = "\n".join(f"Q[{k}]: the question about item {k}\nA[{k}]: {k}" for k in range(1, 5))
+    assert {r.status for r in parse_output(task, req, loose)} == {"ok"}
+
+
+def test_questions_restated_in_a_thinking_draft_are_no_evidence() -> None:
+    """A reasoning model's thinking is no answer (parsing.md): a draft restating item 3's
+    question under Q[2] does not make the final A[2] misaligned."""
+    task = make_task("batch", 2)
+    req = make_request(task)
+    q = [question_of(task, i) for i in req.batch.item_ids]
+    draft = f"<think>Q[2]: {q[0]}\nA[2]: 9</think>\n"
+    out = draft + f"Q[1]: {q[0]}\nA[1]: 1\nQ[2]: {q[1]}\nA[2]: 2"
+    assert [r.status for r in parse_output(task, req, out)] == ["ok", "ok"]
+    assert [
+        r.status for r in parse_output(task, req, out.replace(f"Q[2]: {q[1]}", f"Q[2]: {q[0]}"))
+    ] == [
+        "ok",
+        "misaligned",
+    ]

@@ -95,6 +95,27 @@ def test_the_check_hook_keeps_a_spec_whatever_its_first_bytes(
         assert f"{spec}:" in capsys.readouterr().err
 
 
+def test_the_check_hook_checks_a_layer_that_extends_a_spec_without_repeating_promptc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/spec.md's variant (``extends: gsm8k.yaml``, no ``promptc:``) with a typo: the
+    hook checks it, as it checks its base; an ESLint-style ``extends:`` of no spec is left."""
+    hook = hooks()["promptc-check"]
+    assert run(["init", str(tmp_path / "new")]) == 0
+    variant = tmp_path / "new" / "variant.yaml"
+    variant.write_text(
+        "extends: task.yaml  # the base\nstrategy: {kind: batch, batch_sise: 4}\n",
+        encoding="utf-8",
+    )
+    other = tmp_path / ".eslintrc.yml"
+    other.write_text("extends: eslint:recommended\nrules: {}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert call(hook, [], [str(variant), str(other)]) == 1
+    err = capsys.readouterr().err
+    assert f"{variant}:2:" in err and "unknown key 'batch_sise'" in err
+    assert ".eslintrc" not in err
+
+
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["git", *args], cwd=repo, capture_output=True, text=True, check=False, env=_env()

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+import promptc
 import pytest
 from promptc.build import build
 from promptc.cli.parse import run_parse
@@ -285,3 +286,50 @@ def test_the_chat_endpoint_reads_answers_as_run_does_and_says_what_failed(
             assert e.value.message.startswith(
                 f"request {row['id']}: {url}/chat/completions gave no answer: {why}"
             )
+
+
+def test_an_auto_demo_row_carries_its_own_grammar_as_run_sends_it(tmp_path: Path) -> None:
+    # The build's shared .gbnf lets a repeated question be any line: each row's gbnf and
+    # JSON Schema pin its questions, as promptc run, vllm-batch bodies and iter_requests do.
+    task = compile_spec(SPECS / "gsm8k.yaml")
+    folder = tmp_path / "b"
+    build(task, folder)
+    first = next(iter(promptc.iter_requests(task)))
+    (row, *_) = request_rows(folder)
+    question = task.items[0].inputs["question"]
+    assert json.dumps(question) in row["gbnf"] and json.dumps(question) in first.grammar.gbnf
+    assert json.dumps(question) in row["json_schema"]
+    assert first.grammar.json_schema == json.loads(row["json_schema"])
+
+
+def test_answers_to_another_builds_requests_are_refused_by_their_prompt(tmp_path: Path) -> None:
+    """batch-8's answers parsed into batch-4's folder: both have requests r0001 …, so ids alone
+    passed them, and eval scored a perfect model 38.9 %. An answer row keeps its request's
+    prompt_sha256, which is not the other build's prompt of that id."""
+    four = _build(tmp_path / "4", "sentiment.yaml", strategy__kind="batch", strategy__batch_size=4)
+    eight = _build(tmp_path / "8", "sentiment.yaml", strategy__kind="batch", strategy__batch_size=8)
+    rows = list(request_rows(eight))
+    batch = {
+        "id": [r["id"] for r in rows],
+        "position": [r["position"] for r in rows],
+        "prompt_sha256": [r["prompt_sha256"] for r in rows],
+        "generated_text": ["A[1]: positive" for _ in rows],
+    }
+    assert ParseAnswers(str(eight), "generated_text")(batch)["status"]  # its own: parsed
+    with pytest.raises(UsageError) as info:
+        ParseAnswers(str(four), "generated_text")(batch)
+    assert info.value.code == "unknown-answer" and "prompt_sha256 differs" in info.value.message
+
+
+def test_answers_without_the_text_column_are_refused_naming_the_columns(tmp_path: Path) -> None:
+    """text_column left at generated_text for rows that call it 'text': a KeyError from the
+    worker; now a promptc error naming the column and those the rows have."""
+    folder = _build(tmp_path, "sentiment.yaml", strategy__kind="batch", strategy__batch_size=4)
+    rows = list(request_rows(folder))
+    batch = {"id": [rows[0]["id"]], "position": [0], "text": ["A[1]: positive"]}
+    with pytest.raises(UsageError) as info:
+        ParseAnswers(str(folder), "generated_text")(batch)
+    assert info.value.code == "bad-argument"
+    assert info.value.message.startswith(
+        "the answers have no column 'generated_text'; they have 'id', 'position', 'text'"
+    )

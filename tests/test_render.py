@@ -195,6 +195,25 @@ def own_spec(
     return spec
 
 
+def test_a_namespace_counts_within_a_message_and_starts_afresh_in_each(tmp_path: Path) -> None:
+    # A namespace of a template imported without context lives in the module Jinja keeps:
+    # each request still sees it as it was made ("Call 1" in each), and a message's own
+    # namespace counts as usual.
+    spec = own_spec(
+        tmp_path,
+        '{% block user %}{% import "m.j2" as m %}Call {{ m.bump() }}{{ m.bump() }}; '
+        "{% set n = namespace(k=0) %}{% for i in items %}{% set n.k = n.k + 1 %}{% endfor %}"
+        "{{ n.k }} items{% endblock %}",
+        extra={
+            "m.j2": "{% set ns = namespace(c=0) %}"
+            "{% macro bump() %}{% set ns.c = ns.c + 1 %}{{ ns.c }}{% endmacro %}"
+        },
+    )
+    task = compile_spec(spec)
+    requests = tuple(Renderer(task).iter_render(select.select(task)))
+    assert [r.messages[-1].content for r in requests] == ["Call 12; 2 items", "Call 12; 1 items"]
+
+
 def test_own_template_may_extend_a_shipped_one(tmp_path: Path) -> None:
     spec = own_spec(
         tmp_path,
@@ -252,6 +271,20 @@ def test_own_template_with_includes_inside_the_spec_folder(tmp_path: Path) -> No
     assert messages == (ir.Message("user", "<1|one><2|two>"),)
 
 
+def test_a_variable_the_template_sets_inside_an_if_is_its_own(tmp_path: Path) -> None:
+    """Jinja's code generator calls ``heading`` undeclared (set in one branch, read in it):
+    it is the template's own variable, not one it expects to be given."""
+    spec = own_spec(
+        tmp_path,
+        "{% block user %}{% if items|length > 1 %}{% set heading = 'Reviews' %}"
+        "{{ heading }}:{% endif %}{% if true %}{% set ns = namespace(s=1) %}{{ ns.s }}{% endif %}"
+        "{% endblock %}",
+    )
+    task = compile_spec(spec)
+    assert check_templates(task) == []
+    assert render(task, select.select(task))[0].messages == (ir.Message("user", "Reviews:1"),)
+
+
 CHECK_CASES = [
     (
         "{% block user %}\n{{ item.question }}\n{% endblock %}",
@@ -292,6 +325,28 @@ CHECK_CASES = [
     (
         "{% block user %}\n{{ items[0].nope }}\n{% endblock %}",
         "mine.j2:2: template uses an undefined value: 'dict object' has no attribute 'nope'",
+    ),
+    # Inside a list, tuple or dict written as text (repr of its items): it was "[Undefined]".
+    *(
+        (
+            "{% block user %}\n" + written + "\n{% endblock %}",
+            "mine.j2:2: template uses an undefined value: 'dict object' has no attribute 'nope'",
+        )
+        for written in (
+            '{{ items|map(attribute="nope")|list }}',
+            "{{ [items[0].nope] }}",
+            "{{ (1, items[0].nope) }}",
+            '{{ {"a": items[0].nope} }}',
+            "{{ [items[0].nope]|string }}",
+        )
+    ),
+    (
+        '{% block user %}\n{{ items|map(attribute="__class__")|list }}\n{% endblock %}',
+        (
+            "mine.j2:2: template tried to leave its sandbox (access to attribute '__class__' of "
+            "'dict' object is unsafe.); templates may only read the documented variables, not "
+            "Python internals"
+        ),
     ),
     (
         '{% block user %}\n{% include "missing.j2" %}\n{% endblock %}',
@@ -375,6 +430,48 @@ def test_a_function_or_an_objects_address_is_never_written(tmp_path: Path, writt
 @pytest.mark.parametrize(
     "written",
     [
+        "{{ markers|pprint }}",
+        "{{ markers.question|string }}",
+        '{{ "%s"|format(markers) }}',
+        '{{ ["x"]|map("upper")|string }}',
+        '{{ "%s" % joiner() }}',
+        '{{ "{}".format(markers) }}',
+        "{{ (joiner()|string)[-5:-1] }}",
+        "{{ cycler(1)|lower }}",
+        "{{ cycler(1)|trim }}",
+        "{{ cycler(1)|title }}",
+        "{{ cycler(1)|center(80) }}",
+        '{{ cycler(1)|replace("a", "b") }}',
+        "{{ [markers.question]|join }}",
+        '{{ [cycler(1)]|map("lower")|join(",") }}',
+        "{{ cycler(1)|urlencode }}",
+    ],
+)
+def test_a_conversion_to_text_of_an_object_with_an_address_is_refused(
+    tmp_path: Path, written: str
+) -> None:
+    # The {{ }} check sees the text a filter, % or str.format made of the object: the
+    # conversion itself is refused, at its line.
+    task = compile_spec(own_spec(tmp_path, "{% block user %}\nQ: " + written + "{% endblock %}"))
+    (e,) = check_templates(task)
+    assert e.code == "template-runtime" and e.location is not None and e.location.line == 2
+    assert "holds its address in memory" in e.format()
+
+
+def test_conversions_of_plain_values_and_lists_of_them_are_written(tmp_path: Path) -> None:
+    body = (
+        '{% block user %}{{ [1, "a"]|string }} {{ "%s-%d" % ("x", 2) }} {{ "{}".format(1.5) }} '
+        '{{ ", ".join(["p", "q"]|map("upper")) }}{% endblock %}'
+    )
+    task = compile_spec(own_spec(tmp_path, body))
+    assert check_templates(task) == []
+    (request, *_) = Renderer(task).iter_render(select.select(task))
+    assert request.messages[-1].content == "[1, 'a'] x-2 1.5 P, Q"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
         '{{ "abc"|truncate(-5) }}',
         '{{ "abcdef"|truncate(3, end="....") }}',
         '{{ "abc"|dictsort }}',
@@ -391,11 +488,15 @@ def test_a_filter_given_what_it_does_not_take_fails_at_its_line(
 
 def test_text_that_reads_like_an_address_is_written_as_it_is(tmp_path: Path) -> None:
     task = compile_spec(
-        own_spec(tmp_path, "{% block user %}{{ 'crash <f at 0x7ffe>' }} {{ [1, 2] }}{% endblock %}")
+        own_spec(
+            tmp_path,
+            "{% block user %}{{ 'crash <f at 0x7ffe>' }} {{ [1, 2] }} "
+            "{{ 'Crash <F at 0x7ffe>'|lower }}{% endblock %}",
+        )
     )
     assert check_templates(task) == []
     (request, *_) = Renderer(task).iter_render(select.select(task))
-    assert request.messages[-1].content == "crash <f at 0x7ffe> [1, 2]"
+    assert request.messages[-1].content == "crash <f at 0x7ffe> [1, 2] crash <f at 0x7ffe>"
 
 
 def test_template_named_by_an_extended_spec_comes_from_its_folder(tmp_path: Path) -> None:

@@ -107,3 +107,18 @@ def test_a_base_url_that_is_no_servers_is_a_usage_error(url: str, problem: str) 
     assert e.value.format().endswith(f"is not a server's URL: {problem}")
     assert url_problem("https://user:pw@api.example.com:8443/v1") is None
     assert public_url("http://user:pw@[::1/v1?k=1") == "http://[::1/v1"
+
+
+def test_a_results_path_no_file_can_be_written_at_is_refused_before_sending(tmp_path: Path) -> None:
+    # Said before anything is sent: the results were written last, after every answer was
+    # paid for, and the error came as a bare OSError.
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    for where, said in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "nodir" / "r.jsonl", "is in no folder"),
+        (tmp_path / "afile" / "r.jsonl", "is in no folder"),
+    ):
+        options = RunOptions(base_url="http://127.0.0.1:9/v1", parse=True, results_path=where)
+        with pytest.raises(UsageError) as e:
+            options.check_files(tmp_path / "b")
+        assert e.value.code == "bad-results-path" and said in e.value.message

@@ -168,6 +168,27 @@ def test_layers_and_model_keys(tmp_path: Path, text: str, valid: bool) -> None:
     )
 
 
+def test_a_null_that_removes_nothing_is_reported_when_no_spec_has_its_key(
+    tmp_path: Path,
+) -> None:
+    """``temprature: ~`` meant to remove the base's temperature: it removes nothing, and the
+    temperature is still sent; said as the same typo with a value is. A null for a key a spec
+    may hold that the base does not set (``description: ~``) is no error."""
+    _write(tmp_path, "base.yaml", BASE)
+    path = _write(
+        tmp_path,
+        "spec.yaml",
+        "extends: base.yaml\nmodel: {temprature: ~}\ninstrucion: ~\ndescription: ~\n",
+    )
+    assert [e.format() for e in check_errors(path)] == [
+        (
+            f"{path}:2:9: model.temprature: unknown model parameter 'temprature' "
+            "(did you mean 'temperature'?)"
+        ),
+        f"{path}:3:1: instrucion: unknown key 'instrucion' (did you mean 'instruction'?)",
+    ]
+
+
 def test_model_typo_is_reported_at_its_key_with_a_hint(tmp_path: Path) -> None:
     path = _write(tmp_path, "spec.yaml", BASE.replace("temperature: 0", "max_token: 5"))
     (error,) = check_errors(path)
@@ -188,6 +209,25 @@ def test_a_known_parameter_under_extra_is_an_error(tmp_path: Path) -> None:
     (error,) = check_errors(path)
     assert error.code == "extra-known-param"
     assert error.hint == "write it beside extra, as model.top_p"
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("model", "name the model as model.name"),
+        ("messages", "the templates write the messages"),
+        ("response_format", "promptc run --grammar json-schema sends the answer's own schema"),
+    ],
+)
+def test_a_body_field_promptc_writes_under_extra_is_an_error(
+    tmp_path: Path, key: str, hint: str
+) -> None:
+    """``extra: {model: o1-pro}`` replaced model.name in every request (plan and eval priced
+    model.name); ``messages`` sat beside the build's own."""
+    path = _write(tmp_path, "spec.yaml", BASE.replace("temperature: 0", f"extra: {{{key}: x}}"))
+    (error,) = check_errors(path)
+    assert (error.code, error.hint) == ("extra-body-field", hint)
+    assert error.message == f"model.extra.{key} is a field promptc writes in every request itself"
 
 
 def test_known_parameters_are_the_schemas() -> None:

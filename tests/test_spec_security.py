@@ -3,6 +3,7 @@ no hang or blow-up from hostile YAML."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -165,6 +166,27 @@ def test_extends_symlink_pointing_outside_is_refused(folder: Path) -> None:
     assert codes(info.value) == ["extends-escape"]
 
 
+def test_extends_takes_only_a_spec_never_another_mapping_of_the_project(folder: Path) -> None:
+    """A home folder kept in git is a project folder: a spec downloaded there may not extend
+    a credentials file (any YAML mapping, its keys nulled) and so open its folder to
+    ``{% include %}``."""
+    (folder.parent / ".git").mkdir()
+    config = folder.parent / "config"
+    config.mkdir()
+    (config / "hosts.yml").write_text("github.com: {oauth_token: gho_SECRET}\n")
+    (folder / "spec.yaml").write_text(
+        SPEC + "extends: ../config/hosts.yml\ngithub.com: ~\ntemplates: {single: t.j2}\n"
+    )
+    (folder / "t.j2").write_text('{% block user %}{% include "hosts.yml" %}{% endblock %}')
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert codes(info.value) == ["extends-not-spec"]
+    assert info.value.format().startswith(
+        f"spec.yaml:{SPEC.count(chr(10)) + 1}:10: extends: extended file "
+        "'../config/hosts.yml' is no promptc spec"
+    )
+
+
 def test_project_folder_is_the_nearest_with_git_or_pyproject(folder: Path) -> None:
     (folder.parent / ".git").mkdir()
     (folder.parent / "base.yaml").write_text(SPEC.replace("data.jsonl", "specs/data.jsonl"))
@@ -203,6 +225,26 @@ def test_billion_laughs_is_stopped_quickly(folder: Path) -> None:
         load_spec("spec.yaml")
     assert time.perf_counter() - start < 5
     assert info.value.code == "too-many-values"
+
+
+def test_aliases_of_long_text_are_capped_by_the_characters_they_expand_to(
+    folder: Path,
+) -> None:
+    """Few values, much text: a 900 KB description aliased 1,000 times in ``model.stop`` is
+    900 MB that every request would carry (a build ran out of memory, exit 3)."""
+    big = "x" * 900_000
+    aliases = ", ".join(["*big"] * 1000)
+    (folder / "spec.yaml").write_text(f"description: &big {big}\nmodel: {{stop: [{aliases}]}}\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "too-much-text"
+    assert info.value.format() == (
+        "spec.yaml:2:1: model: the spec's values expand to more than 4,000,000 characters "
+        "(are aliases of long text repeated too often?)"
+    )
+    # The same text written once is within the bound.
+    (folder / "spec.yaml").write_text(f"description: &big {big}\nmodel: {{stop: [*big]}}\n")
+    assert load_spec("spec.yaml").data["model"]["stop"] == [big]
 
 
 def test_anchors_nested_through_aliases_are_capped(folder: Path) -> None:
@@ -252,17 +294,98 @@ def test_huge_integer_is_an_error(folder: Path) -> None:
     assert info.value.code == "number-too-large"
 
 
-@pytest.mark.parametrize(
-    "number", ["0x" + "f" * 5000, "0b" + "1" * 20000, "0" + "7" * 6000, "59:" * 3000 + "59"]
-)
+@pytest.mark.parametrize("number", ["0x" + "f" * 5000])
 def test_huge_integer_in_any_base_is_an_error(folder: Path, number: str) -> None:
-    # YAML 1.1 reads hexadecimal, binary, octal and base-60 integers without Python's digit
-    # limit: refused at the number all the same, not later in a message or a JSON file.
+    # YAML reads hexadecimal integers without Python's digit limit: refused at the number all
+    # the same, not later in a message or a JSON file.
     (folder / "spec.yaml").write_text(f"promptc: 1\nmodel: {{max_tokens: {number}}}\n")
     with pytest.raises(LoadError) as info:
         load_spec("spec.yaml")
     assert info.value.code == "number-too-large"
     assert info.value.format().startswith("spec.yaml:2:21: model.max_tokens: number ")
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ('!!bool "abc"', "!!bool cannot hold 'abc': expected true or false"),
+        ('!!int "abc"', "!!int cannot hold 'abc': expected an integer"),
+        ('!!int ""', "!!int cannot hold '': expected an integer"),
+        ('!!float "."', "!!float cannot hold '.': expected a number"),
+        ("!!int 0b102", "!!int cannot hold '0b102': expected an integer"),
+    ],
+)
+def test_tagged_value_the_tag_cannot_hold(folder: Path, value: str, said: str) -> None:
+    # PyYAML's constructors raise KeyError, IndexError or ValueError for text their tag
+    # cannot hold: a located error saying what the tag holds, never a number "too large".
+    (folder / "spec.yaml").write_text(f"promptc: 1\nmodel: {{max_tokens: {value}}}\n")
+    with pytest.raises(LoadError) as info:
+        load_spec("spec.yaml")
+    assert info.value.code == "bad-tagged-value"
+    assert info.value.format() == f"spec.yaml:2:21: model.max_tokens: {said}"
+
+
+def test_a_name_is_at_most_200_characters(folder: Path) -> None:
+    # The name heads every grammar file of every request shape and every vllm-batch body's
+    # constraint: a 900 KB name made a build of 100 items 264 MB.
+    (folder / "spec.yaml").write_text(SPEC.replace("name: math", "name: " + "n" * 201))
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    (e,) = info.value.errors
+    assert (e.code, e.format()) == (
+        "too-long",
+        "spec.yaml:2:7: name: expected a string of at most 200 characters, found 201",
+    )
+
+
+def test_an_enum_holds_at_most_1000_choices(folder: Path) -> None:
+    # Every choice is spelt in the grammar of every request shape and in the JSON Schema
+    # once per item: 60,000 choices took 38 s to build and 32 s to parse one output.
+    many = ", ".join(f"c{i}" for i in range(1001))
+    text = SPEC.replace("answer: {type: number}", f"answer: {{type: enum, choices: [{many}]}}")
+    (folder / "spec.yaml").write_text(text)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    (e,) = info.value.errors
+    assert (e.code, e.format()) == (
+        "too-many",
+        "spec.yaml:7:33: outputs.answer.choices: expected at most 1,000 items, found 1,001",
+    )
+
+
+@pytest.mark.parametrize("marker", ["Ａ", "Ans\u200bwer", "A\u00a0B", "Q\u2212"])
+def test_a_marker_the_parser_reads_as_another_is_refused(folder: Path, marker: str) -> None:
+    # The model writes the marker as the prompt shows it; the parser finds markers in the
+    # output with lookalikes normalised: Ａ[1]: would never be found, every answer missing.
+    (folder / "spec.yaml").write_text(SPEC + f"markers: {{answer: {json.dumps(marker)}}}\n")
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    (e,) = info.value.errors
+    assert e.code == "bad-marker" and "which the parser reads as" in e.message
+
+
+def test_an_answer_format_with_an_invisible_character_is_refused(folder: Path) -> None:
+    # The parser reads outputs without zero-width characters: a literal holding one beside a
+    # no-break space never matched, and every answer was malformed.
+    text = SPEC + 'answer_format: "The answer is\\u00a0\\u200b {answer}"\n'
+    (folder / "spec.yaml").write_text(text)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    (e,) = info.value.errors
+    assert e.code == "invisible-in-format" and "U+200B" in e.message
+
+
+@pytest.mark.parametrize("tag", ["<think>", "</think>", "</THINK>"])
+def test_an_answer_format_with_a_thinking_tag_is_refused_at_the_tag(folder: Path, tag: str) -> None:
+    # The parser leaves a reasoning model's thinking out of every output: a format asking for
+    # the tags made every answer malformed, in both modes.
+    text = SPEC + f'answer_format: "{tag} The answer is {{answer}}"\n'
+    (folder / "spec.yaml").write_text(text)
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    e = info.value.errors[0]
+    assert e.code == "think-in-format" and tag in e.message
+    assert e.location is not None and e.location.col == text.splitlines()[-1].index(tag) + 1
 
 
 def test_not_utf8(folder: Path) -> None:
@@ -387,12 +510,51 @@ def test_demos_aliases_amplify_are_refused_at_the_demos(folder: Path) -> None:
     # One long text repeated in every demo through an alias: check says so at `demos`,
     # rather than the renderer running out of memory at no file or line.
     text = "x " * 60_000
-    demos = "".join("  - {question: *a, answer: 1}\n" for _ in range(40))
+    demos = "".join("  - {question: *a, answer: 1}\n" for _ in range(30))
     (folder / "spec.yaml").write_text(
         SPEC.replace("instruction:", f'description: &a "{text}"\ninstruction:') + "demos:\n" + demos
     )
     with pytest.raises(PromptcErrors) as info:
         compile_spec(folder / "spec.yaml")
-    assert "demos: the demos hold 4,800,000 characters, more than one message may hold" in (
+    assert "demos: the demos hold 3,600,000 characters, more than one message may hold" in (
+        info.value.format()
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("0100", "0100"),
+        ("01000", "01000"),
+        ("1:30", "1:30"),
+        ("0b11", "0b11"),
+        ("1_000", "1_000"),
+        ("0" + "7" * 6000, "0" + "7" * 6000),
+        ("59:" * 3000 + "59", "59:" * 3000 + "59"),
+        ("100", 100),
+        ("0x10", 16),
+        ("-0", 0),
+        ("1.5", 1.5),
+    ],
+)
+def test_numbers_only_yaml_1_1_reads_are_kept_as_written(
+    folder: Path, written: str, value: object
+) -> None:
+    """``01000`` is octal 512 and ``1:30`` base-60 90 in YAML 1.1 alone: a demo's postcode or
+    time was sent as a number nobody wrote, ``max_tokens: 0100`` as 64. Their text is kept
+    (an integer field then says it is no integer); numbers as YAML 1.2 reads them stay."""
+    (folder / "spec.yaml").write_text(f"promptc: 1\nmodel: {{stop: [{written}]}}\n")
+    assert load_spec("spec.yaml").data["model"]["stop"] == [value]
+
+
+def test_a_nul_in_the_specs_own_text_is_refused_as_in_a_data_row(folder: Path) -> None:
+    """A ``"\\0"`` escape in the instruction or a demo: refused at its value, as a NUL in a
+    data row is (servers end a C string there)."""
+    (folder / "spec.yaml").write_text(
+        SPEC.replace("instruction: Solve the problem.", 'instruction: "Solve\\0 it."')
+    )
+    with pytest.raises(PromptcErrors) as info:
+        compile_spec("spec.yaml")
+    assert "instruction: the text holds a NUL character, which no prompt can carry" in (
         info.value.format()
     )

@@ -258,7 +258,7 @@ def test_a_template_rendered_in_another_thread_keeps_its_bounds(
     assert isinstance(error, TemplateError)
     assert error.format() == (
         "s/mine.j2:2: template exceeds the limit of 1,000,000 loop iterations per message: the "
-        "loops of this message ran more often"
+        "loops of this message ran more often (while rendering request r0001, of items 1, 2)"
     )
     assert _limits_now() == before
 

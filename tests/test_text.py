@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from promptc.text import (
-    YAML_BREAKS,
     LineTable,
     Position,
     Span,
@@ -66,10 +65,31 @@ def test_lone_carriage_return_ends_a_line() -> None:
     assert LineTable("a\nb").position(2) == Position(2, 1, 2)
 
 
-def test_yaml_line_breaks_include_nel_ls_ps() -> None:
+def test_lines_end_where_an_editor_ends_them_never_at_nel_ls_ps() -> None:
     text = "a\x85b\u2028c\u2029d"
-    assert LineTable(text, YAML_BREAKS).position(6) == Position(4, 1, 6)
     assert LineTable(text).position(6) == Position(1, 7, 6)  # editors' breaks only
+
+
+def test_a_spec_holding_nel_ls_or_ps_is_located_as_an_editor_counts_lines(
+    tmp_path: Path,
+) -> None:
+    """YAML 1.1 ends a line at U+0085, U+2028 and U+2029, which an editor shows inside one:
+    every position after such a character was lines off."""
+    from promptc.errors import PromptcErrors
+    from promptc.spec.lower import compile_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        'promptc: 1\nname: s\ndescription: "a\u2028b\u2029c\x85d"\ninstruction: x\n'
+        "inputs: {q: {type: text}}\noutputs: {a: {type: text}}\nmodel: {name: m}\n"
+        "bogus_key: 1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PromptcErrors) as e:
+        compile_spec(spec)
+    assert [x.format() for x in e.value.errors] == [
+        f"{spec}:8:1: bogus_key: unknown key 'bogus_key'"
+    ]
 
 
 def test_spans_compare_by_offsets_and_show_positions() -> None:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import PromptcErrors
+from promptc.ir import OutputField
 from promptc.spec import schema_errors
 from promptc.spec.lower import compile_spec
 from promptc.spec.validate import MESSAGES
+from promptc.values import value_type
 
 MALFORMED = Path(__file__).parent / "malformed"
 EXPECT = "# expect: "
@@ -57,7 +59,8 @@ def test_every_diagnostic_code_is_documented() -> None:
 
     doc = (Path(__file__).parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
     codes = set(MESSAGES) | set(schema_errors.MESSAGES) | set(load.MESSAGES) | set(rows.MESSAGES)
-    codes |= {"answer-format-syntax", "empty-answer-format"}  # from promptc.spec.answer_format
+    codes |= {"answer-format-syntax", "empty-answer-format", "think-in-format"}  # answer_format.py
+    codes |= {"ambiguous-separator"}  # a warning of answer_format.py
     assert sorted(c for c in codes if f"`{c}`" not in doc) == []
 
 
@@ -200,6 +203,34 @@ def test_a_demo_longer_than_a_constrained_model_may_write_is_a_warning(tmp_path:
     # A one-item answer may hold 2,000 characters.
     single = compile_spec(spec, overrides={("strategy", "kind"): "few-shot"})
     assert [w for w in spec_warnings(single) if w.code == "demo-past-gbnf-cap"] == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "types", "warned"),
+    [
+        ("{w},{h}", ("integer", "integer"), True),
+        ("{w},{h}", ("number", "text"), True),
+        ("{w}.{h}", ("number", "number"), True),
+        ("{w}.{h}", ("integer", "number"), False),  # an integer has no decimal point
+        ("{w}, {h}", ("integer", "integer"), False),  # a number's comma has no space after
+        ("{w};{h}", ("number", "number"), False),
+        ("{w},{h}", ("text", "integer"), False),
+        ("{w},{h}", ("integer", "boolean"), False),
+    ],
+)
+def test_a_separator_a_number_may_read_as_its_own_is_a_warning(
+    fmt: str, types: tuple[str, str], warned: bool
+) -> None:
+    """'{w},{h}' over two integers: '1,234,567' reads two ways (the parser takes 1,234 and
+    567 without a word); check says so at the literal."""
+    from promptc.spec.answer_format import ambiguity_warnings, parse_answer_format
+
+    outputs = [OutputField(n, value_type(t)) for n, t in zip(("w", "h"), types)]
+    found = ambiguity_warnings(parse_answer_format(fmt), outputs)
+    assert [w.code for w in found] == (["ambiguous-separator"] if warned else [])
+    if warned:
+        assert found[0].location is not None and found[0].location.col == 4
+        assert "'1" + fmt[3] + "234" + fmt[3] + "567' reads two ways" in found[0].message
 
 
 def test_a_choice_no_answer_could_name_is_refused(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
@@ -161,6 +162,23 @@ def test_an_item_settles_when_its_last_answers_agree() -> None:
     assert Counter(x.status for x in same) == {"ok": 3}
 
 
+def test_rounds_agree_on_the_typed_answer_not_on_the_reasoning_beside_it() -> None:
+    # A chain-of-thought answer: no two rounds write the reasoning word for word. Rounds
+    # agree on the number (18 = 18.0), so 13 wins 2 to 1 and the item settles.
+    fields = compile_spec(SPECS / "math.yaml").outputs
+
+    def said(round_: int, reasoning: str, answer: str) -> ItemResult:
+        values = {"reasoning": reasoning, "answer": Decimal(answer)}
+        return ItemResult(request_id(0, 4, round_), "m01", 1, "ok", MappingProxyType(values))
+
+    answers = [said(1, "So 12.", "12"), said(2, "Hence 13.", "13"), said(3, "It is 13.", "13.0")]
+    rows, extra = combine([(x, 1) for x in answers], fields)
+    assert rows[0][0].values["answer"] == 13 and extra["m01"]["votes"] == 2
+    assert settled(answers, 2, fields) and not settled(answers, 3, fields)
+    # Without the task's outputs the values are compared as they are.
+    assert combine([(x, 1) for x in answers])[1]["m01"]["votes"] == 1
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -218,3 +236,51 @@ def test_check_says_the_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
     assert run(["check", str(spec)]) == 0
     assert capsys.readouterr().out.rstrip().endswith(", 3 voting rounds")
+
+
+def test_a_round_answered_whole_keeps_its_answer_beside_an_old_stand_in() -> None:
+    # An early-stop run asked round 3 of q3 alone (r0001.v3.live); the build was then made
+    # without early stop and round 3 asked whole (r0001.v3): every item's round-3 answer
+    # is r0001.v3's, none replaced by the stand-in's.
+    from promptc.run.repair import STAND_IN, merge_answers
+
+    def ok(rid: str, item: str, index: int, value: bool) -> ItemResult:
+        return ItemResult(rid, item, index, "ok", MappingProxyType({"answer": value}))
+
+    whole = [ok("r0001.v3", f"q{k}", k, True) for k in range(1, 5)]
+    live = [ok("r0001.v3.live", "q3", 1, False)]
+    record = {"attempt": STAND_IN, "of": "r0001.v3", "positions": [3], "item_ids": ["q3"]}
+    merged = merge_answers(
+        ["r0001.v3"], {"r0001.v3": whole, "r0001.v3.live": live}, {"r0001.v3.live": record}
+    )
+    assert [(x.request_id, x.values["answer"]) for x, _ in merged.rows] == [("r0001.v3", True)] * 4
+
+
+def test_check_refuses_rounds_the_data_make_too_many_as_build_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three items in batches of 4 cannot be asked in 4 rounds: check said valid, and build
+    then refused the spec (vote-rounds). Both say so now, at strategy.vote.rounds."""
+    import shutil
+
+    from promptc.cli.app import run
+
+    shutil.copytree(SPECS / "data", tmp_path / "data")
+    shutil.copy(READING, tmp_path / READING.name)
+    rows = (SPECS / "data" / "reading.csv").read_text(encoding="utf-8").splitlines()[:4]
+    (tmp_path / "three.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    spec = tmp_path / "voted.yaml"
+    spec.write_text(
+        f"promptc: 1\nextends: {READING.name}\n"
+        "strategy: {kind: batch, batch_size: 4, vote: {rounds: 4}}\n",
+        encoding="utf-8",
+    )
+    assert run(["check", str(spec), "--data", str(tmp_path / "three.csv")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{spec}:3:" in err
+        and "strategy.vote.rounds: rounds 4 is more than this data allows" in err
+    )
+    args = ["build", str(spec), "--data", str(tmp_path / "three.csv"), "-o", str(tmp_path / "b")]
+    assert run(args) == 1
+    assert "rounds 4 is more than this data allows" in capsys.readouterr().err

@@ -151,6 +151,44 @@ def test_no_build_asks_a_batch_twice(tmp_path: Path, size: int) -> None:
             assert len(set(asked)) == len(asked) == len(first) * rounds, (n, rounds)
 
 
+@pytest.mark.parametrize(("n", "size", "rounds"), [(20, 8, 3), (20, 4, 3), (30, 8, 4), (21, 5, 3)])
+def test_each_round_puts_every_item_at_a_position_it_has_not_had(
+    n: int, size: int, rounds: int
+) -> None:
+    """With a short last batch (20 items in batches of 8), the dealt places closed up and 14
+    of 20 items came back to a position they had in an earlier round (s01 was Q[1] twice)."""
+    base = compile_spec_with_rounds(n, size, rounds)
+    dealt = with_rounds(base, SelectionResult(_first(n, size))).batches
+    seen: dict[str, set[int]] = {}
+    again = []
+    for b in dealt:
+        for p, i in enumerate(b.item_ids):
+            if p in seen.setdefault(i, set()):
+                again.append((i, b.round, p))
+            seen[i].add(p)
+    assert again == []
+    assert all(len(v) == rounds for v in seen.values()) and len(seen) == n
+
+
+def _first(n: int, size: int) -> list[ir.Batch]:
+    return [
+        ir.Batch(
+            b, tuple(f"i{k}" for k in range(s, min(n, s + size))), tuple(range(s, min(n, s + size)))
+        )
+        for b, s in enumerate(range(0, n, size))
+    ]
+
+
+def compile_spec_with_rounds(n: int, size: int, rounds: int) -> ir.Task:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        base = compile_spec(_spec(Path(folder), 1, size, 1))
+    return dataclasses.replace(
+        base, strategy=dataclasses.replace(base.strategy, vote=ir.Vote(rounds))
+    )
+
+
 def test_retrieval_deals_at_most_a_batch_of_rounds_each_target_batch_its_own() -> None:
     import numpy as np
     from promptc.select import similarity
@@ -199,3 +237,47 @@ def test_plan_leaves_out_the_variants_too_small_for_the_rounds(tmp_path: Path) -
         for name in ("batch-4", "auto-demo-4")
     ]
     assert "note: batch-4 is left out" in done.stderr
+
+
+def test_plan_leaves_out_a_variant_whose_data_make_batches_too_narrow(tmp_path: Path) -> None:
+    """Two items of data: batch-4's batches hold 2, fewer than 3 rounds. Left out and said
+    before anything is planned or sent; single is planned (the whole plan failed)."""
+    spec = _spec(tmp_path, 2, 4, 3)
+    done = subprocess.run(
+        [sys.executable, "-m", "promptc", "plan", str(spec), "--strategies", "single,batch"]
+        + ["--batch-sizes", "4", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert [v["variant"] for v in plan["variants"]] == ["single"]
+    assert plan["left_out"] == [
+        (
+            "batch-4 is left out: rounds 3 is more than this data allows: round 3 would put "
+            "every item back at a position it had (the widest batch has 2); expected at most 2"
+        )
+    ]
+
+
+def test_plan_with_its_default_strategies_leaves_out_few_shot_of_a_spec_without_demos(
+    tmp_path: Path,
+) -> None:
+    """A spec without demos that check calls valid: plan with no options failed on few-shot,
+    which the default strategies list ('strategy few-shot needs at least one demo', at the
+    command line, from an option nobody gave). It is left out and said; asked for alone, it
+    is still the spec's error."""
+    spec = _spec(tmp_path, 8, 4, 1)
+    base = [sys.executable, "-m", "promptc", "plan", str(spec)]
+    done = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert "few-shot" not in [v["variant"] for v in plan["variants"]]
+    assert plan["left_out"] == [
+        "few-shot is left out: the spec has no demos to show (add demos to compare it)"
+    ]
+    alone = subprocess.run(
+        [*base, "--strategies", "few-shot"], capture_output=True, text=True, check=False
+    )
+    assert alone.returncode == 1 and "few-shot needs at least one demo" in alone.stderr

@@ -37,14 +37,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptc import ir
-from promptc.errors import BackendError, Location, PromptcError, PromptcErrors, UsageError, flatten
+from promptc.errors import (
+    BackendError,
+    Location,
+    PromptcError,
+    PromptcErrors,
+    UsageError,
+    did_you_mean,
+    flatten,
+)
 
 # Build, open_build and parse_output are defined in the parse stage, which ``promptc parse``
 # imports without this module's weight; they are this module's names too.
 from promptc.parse.build_input import Build, open_build, parse_output  # noqa: F401
 
 if TYPE_CHECKING:
-    from promptc.plan.estimate import Plan
+    from promptc.eval.results import VariantResults
+    from promptc.plan.estimate import Plan, Pricing
     from promptc.run.collect import CollectResult
     from promptc.run.options import RunOptions
     from promptc.run.progress import Events
@@ -54,6 +63,70 @@ if TYPE_CHECKING:
 Task = ir.Task
 
 PathLike = str | os.PathLike[str]
+
+
+def _path(value: object, name: str) -> str:
+    """``value`` as a path (a ``str`` or an ``os.PathLike``), else a ``bad-argument`` error
+    naming the argument: a caller's mistake is said as promptc's errors are, not as a bare
+    TypeError from deep inside."""
+    if isinstance(value, str | os.PathLike):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            # What the OS would refuse with a bare ValueError or OSError deep inside.
+            long = next((p for p in path.split(os.sep) if len(os.fsencode(p)) > 255), None)
+            if "\0" in path or long is not None:
+                why = (
+                    "a NUL character" if "\0" in path else f"a name of over 255 bytes ({long:.40}…)"
+                )
+                raise UsageError(
+                    f"{name} {path!r:.80} holds {why}; expected a path the system can open",
+                    code="bad-argument",
+                )
+            return path
+    raise UsageError(f"{name} is {value!r:.60}; expected a path", code="bad-argument")
+
+
+def _of(value: object, kind: type, name: str, what: str) -> None:
+    """Refuses ``value`` unless it is a ``kind`` (``bad-argument``, naming the argument)."""
+    if not isinstance(value, kind):
+        raise UsageError(f"{name} is {value!r:.60}; expected {what}", code="bad-argument")
+
+
+def _spec_task(task: object) -> Task:
+    """``task`` as a task prompts can be made of: a :class:`Task` of :func:`load_spec`, not one
+    read back from a build (``Build.task``: no demos, no data), else a ``bad-argument``."""
+    _of(task, Task, "task", "a Task (load_spec gives one)")
+    assert isinstance(task, Task)
+    if task.from_build:
+        raise UsageError(
+            "the task was read back from a build's task.json, which keeps no demos and no "
+            "data: no prompt can be made of it again; load the spec with load_spec(spec)",
+            code="task-from-build",
+        )
+    return task
+
+
+def _optional_path(value: object, name: str) -> str | None:
+    """``value`` as a path (:func:`_path`), or ``None``."""
+    return None if value is None else _path(value, name)
+
+
+def _folders(results: object) -> list[Path]:
+    """The folders of ``evaluate``'s ``results``: a list of builds or folders (one folder
+    given as a string would be read character by character), else a ``bad-argument``."""
+    if isinstance(results, str | os.PathLike) or not isinstance(results, Sequence):
+        raise UsageError(
+            f"results is {results!r:.60}; expected a list of builds or folders",
+            code="bad-argument",
+        )
+    return [b.folder if isinstance(b, Build) else Path(_path(b, "results")) for b in results]
+
+
+def _texts(**values: object) -> None:
+    """Refuses each value that is neither ``None`` nor a ``str`` (``bad-argument``)."""
+    for name, value in values.items():
+        if value is not None:
+            _of(value, str, name, "a string")
 
 
 def overrides(
@@ -100,8 +173,18 @@ def load_spec(
     from promptc.select.methods import missing_requirements
     from promptc.spec.lower import compile_spec
 
+    if max_errors is not None and (
+        isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1
+    ):
+        raise UsageError(
+            f"max_errors is {max_errors!r}; expected a whole number, 1 or more, or None",
+            code="bad-option",
+        )
+    spec = _path(spec, "spec")
+    data = None if data is None else _path(data, "data")
+    _texts(strategy=strategy)
     task = compile_spec(
-        os.fspath(spec),
+        spec,
         overrides=overrides(strategy, batch_size, data) or None,
         max_errors=max_errors,
         digests=digests,
@@ -118,13 +201,17 @@ def load_spec(
 def spec_warnings(task: Task) -> list[PromptcError]:
     """What ``promptc check`` warns of in a valid task, each located: an output budget
     (``model.max_tokens``) that may cut its requests off; a demo answer longer than a model
-    constrained by the GBNF grammar may write. Warnings are never raised."""
+    constrained by the GBNF grammar may write; a literal of the answer format that a number
+    before it may read as its own. Warnings are never raised."""
     from promptc.grammar.gbnf import demo_warnings
     from promptc.render.output_budget import budget_warning
+    from promptc.spec.answer_format import ambiguity_warnings
+
+    _spec_task(task)
 
     warning = budget_warning(task, task.strategy.kind.variant(task.strategy.batch_size))
     found: list[PromptcError] = [] if warning is None else [warning]
-    return [*found, *demo_warnings(task)]
+    return [*found, *ambiguity_warnings(task.answer_format, task.outputs), *demo_warnings(task)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,17 +280,22 @@ def iter_requests(task: Task) -> Iterator[Request]:
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
+    from promptc.build.grammars import RequestGrammars
     from promptc.build.produce import Producer
     from promptc.build.targets import CHAT
     from promptc.grammar.answer import build_grammar
 
+    _spec_task(task)
     producer = Producer(task, CHAT)
+    pinned = RequestGrammars(task)
     shared: dict[tuple[str, int], Grammar] = {}
     for r in producer.requests():
         built, _, _, own = producer.outgoing(r)
         n = len(built.item_ids)
         if own:
             grammar = Grammar.of_files(own)
+        elif built.kind.repeats_questions:  # its questions pinned, as run sends it
+            grammar = Grammar.of_files(pinned.files(r))
         else:
             key = (built.kind.name, n)
             if key not in shared:
@@ -238,6 +330,16 @@ def write_build(
     """
     from promptc.build import build
 
+    _spec_task(task)
+    folder = _path(folder, "folder")
+    _texts(target=target, grammar=grammar)
+    if not task.spec.sha256:
+        # Its manifest would name no file's sha256: not the build promptc build writes.
+        raise UsageError(
+            "the task was loaded with digests=False, which is for checking; load it with "
+            "load_spec(spec) to build it",
+            code="no-digests",
+        )
     build(task, folder, target=target, vllm_grammar=grammar)
     return Build(Path(folder), task)
 
@@ -245,6 +347,14 @@ def write_build(
 def _options(options: RunOptions | None, fields: Mapping[str, Any]) -> RunOptions:
     from promptc.run.options import RunOptions
 
+    known = [f.name for f in dataclasses.fields(RunOptions)]
+    for name in fields:
+        if name not in known:  # a misspelt option, never Python's TypeError
+            raise UsageError(
+                f"unknown run option {name!r}; expected one of the fields of RunOptions",
+                hint=did_you_mean(name, known),
+                code="bad-argument",
+            )
     if options is None:
         return RunOptions(**fields)
     return dataclasses.replace(options, **fields) if fields else options
@@ -273,9 +383,18 @@ def run_build(
     Raises:
         PromptcError: Not a build, no server, an option out of range, a missing extra.
     """
+    from promptc.run.options import RunOptions
     from promptc.run.orchestrate import run_build as run_folder
 
-    folder = build.folder if isinstance(build, Build) else Path(build)
+    folder = build.folder if isinstance(build, Build) else Path(_path(build, "build"))
+    if not folder.is_dir():  # a spec (open_build of a spec builds it in memory), a file
+        raise UsageError(
+            f"{str(folder)!r} is no build folder; run_build sends a build written to a folder "
+            "(write_build, or promptc build SPEC -o DIR)",
+            code="not-a-build",
+        )
+    if options is not None:
+        _of(options, RunOptions, "options", "RunOptions (or its fields as keywords)")
     return run_folder(folder, _options(options, fields), progress=progress)
 
 
@@ -307,8 +426,21 @@ def collect(
     """
     from promptc.run.collect import collect as collect_files
 
-    folder = build.folder if isinstance(build, Build) else Path(build)
-    return collect_files(folder, *files, repair_dir=repair_dir)
+    folder = build.folder if isinstance(build, Build) else Path(_path(build, "build"))
+    if not folder.is_dir():  # a spec built in memory, a file
+        raise UsageError(
+            f"{str(folder)!r} is no build folder; collect reads the answers of a build written "
+            "to a folder (promptc build SPEC -o DIR --target openai-batch)",
+            code="not-a-build",
+        )
+    if not files:  # as promptc collect: without a file every request would be "unanswered"
+        raise UsageError(
+            "files is empty; expected the batch's output file (and its error file, if any)",
+            code="bad-argument",
+        )
+    paths = [_path(f, "files") for f in files]
+    where = None if repair_dir is None else _path(repair_dir, "repair_dir")
+    return collect_files(folder, *paths, repair_dir=where)
 
 
 #: One variant run by :func:`run_variants`: its name (``batch-8``), its build, what the run did.
@@ -327,6 +459,23 @@ def _check_limit(limit: object) -> None:
             f"limit is {limit!r}; expected a whole number of items, 1 or more",
             code="bad-option",
         )
+
+
+def _tolerance(value: object, parse: Callable[[str | None], Decimal | None]) -> Decimal | None:
+    """``evaluate``'s ``tolerance`` held to ``promptc eval --tolerance``'s rule whatever its
+    type (a negative one scored a perfect model 0 %; NaN raised from deep in the scorer).
+
+    Raises:
+        UsageError: ``bad-argument`` (not a number), ``bad-tolerance``.
+    """
+    if value is None or isinstance(value, str):
+        return parse(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise UsageError(
+            f"tolerance must be a number or its text, not {type(value).__name__}",
+            code="bad-argument",
+        )
+    return parse(str(value))
 
 
 def _check_margin(margin: object) -> None:
@@ -392,10 +541,13 @@ def run_variants(
     from promptc.spec.lower import compile_spec
 
     _check_limit(limit)
+    _texts(strategies=strategies, batch_sizes=batch_sizes, selection=selection)
+    spec, folder = _path(spec, "spec"), _path(folder, "folder")
+    data = None if data is None else _path(data, "data")
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)
     )
-    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
+    task = compile_spec(spec, overrides=overrides(data=data) or None)
     if not any(i.gold for i in task.items):
         build_report(task, [])  # raises the no-gold error
     price_of(task, price_in, price_out, price_cached)
@@ -458,43 +610,72 @@ def evaluate(
             folders cover different items (``unpaired-items``), a bad tolerance or price.
     """
     # The report module (with its scorer) takes 23 ms to import, measured with -X importtime.
-    from promptc.eval.report import (
-        DEFAULT_MARGIN,
-        build_report,
-        parse_tolerance,
-        report_json,
-        write_report,
-    )
+    from promptc.eval.report import parse_tolerance, report_json, write_report
     from promptc.eval.results import read_variant
     from promptc.plan.estimate import price_of
     from promptc.spec.lower import compile_spec
-    from promptc.strategies import SINGLE
 
     _check_limit(limit)
     _check_margin(margin)
-    tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else tolerance
-    task = compile_spec(os.fspath(spec), overrides=overrides(data=data) or None)
-    read = [read_variant(b.folder if isinstance(b, Build) else b, task, limit) for b in results]
+    tol = _tolerance(tolerance, parse_tolerance)
+    folders = _folders(results)
+    out = _report_dir(report_dir)
+    data = None if data is None else _path(data, "data")
+    task = compile_spec(_path(spec, "spec"), overrides=overrides(data=data) or None)
+    read = [read_variant(folder, task, limit) for folder in folders]
     if limit is not None:
         task = dataclasses.replace(task, items=task.items[:limit])
     if answered and read and not any(v.answered for v in read):
         raise _nothing_answered()
-    names = [r.name for r in read]
-    single = SINGLE.name  # the variant name of the one-item strategy without demos
-    chosen = baseline or (single if single in names or not names else names[0])
     price = price_of(task, price_in, price_out, price_cached)
-    report = build_report(
-        task,
-        read,
-        baseline=chosen,
-        tolerance=tol,
-        price=price,
-        margin=DEFAULT_MARGIN if margin is None else margin,
-    )
-    if report_dir is not None:
-        write_report(report, Path(report_dir), charts, variants=read, task=task)
+    report = _scored(task, read, baseline, tol, price, margin)
+    if out is not None:
+        try:
+            write_report(report, out, charts, variants=read, task=task)
+        except OSError as e:  # a file where the folder goes, a name too long, a full disk
+            raise _unwritable(out, e) from None
     loaded: dict[str, Any] = json.loads(report_json(report))
     return loaded
+
+
+def _scored(
+    task: Task,
+    read: Sequence[VariantResults],
+    baseline: str | None,
+    tolerance: Decimal | None,
+    price: Pricing | None,
+    margin: float | None,
+) -> dict[str, Any]:
+    """The report of ``evaluate``: against ``baseline``, else ``single``, else the first."""
+    from promptc.eval.report import DEFAULT_MARGIN, build_report
+    from promptc.strategies import SINGLE
+
+    names = [r.name for r in read]
+    chosen = baseline or (SINGLE.name if SINGLE.name in names or not names else names[0])
+    margin = DEFAULT_MARGIN if margin is None else margin
+    return build_report(
+        task, read, baseline=chosen, tolerance=tolerance, price=price, margin=margin
+    )
+
+
+def _report_dir(report_dir: object) -> Path | None:
+    """``evaluate``'s ``report_dir``, refused before anything is scored when it holds files
+    eval did not write (``out-not-eval``, as ``eval -o``) or is no path."""
+    from promptc.eval.folder import check_report_dir
+
+    if report_dir is None:
+        return None
+    out = Path(_path(report_dir, "report_dir"))
+    check_report_dir(out)
+    return out
+
+
+def _unwritable(out: Path, e: OSError) -> UsageError:
+    return UsageError(
+        f"cannot write the report into {str(out)!r}: {e.strerror or e}",
+        location=Location(str(out)),
+        code="unwritable",
+    )
 
 
 def _nothing_answered() -> PromptcError:
@@ -561,6 +742,10 @@ def plan_spec(
     from promptc.run.local import local_server
     from promptc.run.models import fetch_model, find_model
 
+    spec = _path(spec, "spec")
+    _texts(strategies=strategies, batch_sizes=batch_sizes, selection=selection, tokenizer=tokenizer)
+    _of(grammar, str, "grammar", "a string (auto, gbnf, json-schema or none)")
+    data, model_path = _optional_path(data, "data"), _optional_path(model_path, "model_path")
     json_form = grammar_mode(grammar) == "json_schema"
     chosen = make_variants(
         parse_strategies(strategies), parse_batch_sizes(batch_sizes), parse_selection(selection)

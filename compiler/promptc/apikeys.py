@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 #: A key a header cannot carry (``{name}``: the variable; ``{what}``: the character, by its
 #: code point). Tested word for word.
@@ -27,6 +28,11 @@ BAD_KEY = (
 BAD_KEY_HINT = "set {name} to the key alone, in printable ASCII"
 #: What a key is replaced with in a message.
 REDACTED = "***"
+#: Keys shorter than this are placeholders (``EMPTY``, ``none``, ``x``: what people give a
+#: local server that checks no key), not secrets: a model's answer is not rewritten for one
+#: (with the key ``no``, every ``no`` the model answers would become ``***``). The shortest
+#: keys of the hosted APIs are several times longer.
+MIN_SECRET_CHARS = 8
 
 
 class BadKeyError(ValueError):
@@ -59,11 +65,19 @@ def api_key(variable: str) -> str | None:
     return key or None
 
 
-def redact(text: str, secret: str | None) -> str:
+def redact(text: str, secret: str | None, *, answer: bool = False) -> str:
     """``text`` with ``secret`` replaced by :data:`REDACTED`, also where it is quoted with
-    escapes (as Python's ``repr`` and JSON quote it)."""
-    if not secret:
+    escapes (as Python's ``repr`` and JSON quote it). Only the key as a whole word is
+    replaced: with the key ``neg``, ``negative`` stays as written.
+
+    Args:
+        answer: ``text`` is a model's answer: a key shorter than :data:`MIN_SECRET_CHARS`
+            (a placeholder) leaves it as written.
+    """
+    if not secret or (answer and len(secret) < MIN_SECRET_CHARS):
         return text
     for spelling in {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}:
-        text = text.replace(spelling, REDACTED)
+        if spelling in text:
+            word = rf"(?<![0-9A-Za-z]){re.escape(spelling)}(?![0-9A-Za-z])"
+            text = re.sub(word, REDACTED, text)
     return text

@@ -261,7 +261,8 @@ class ErrorCollector:
     """
 
     def __init__(self, max_errors: int | None = 50, fail_fast: bool = False) -> None:
-        self.max_errors = max_errors
+        # At least one kept: a collector that kept none would pass a spec full of errors.
+        self.max_errors = None if max_errors is None else max(1, max_errors)
         self.fail_fast = fail_fast
         self.errors: list[PromptcError] = []
         self.omitted = 0
@@ -305,9 +306,17 @@ def format_path(path: Sequence[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not part.isprintable() or not part or "." in part or "[" in part or ":" in part:
-            # A key no identifier spells (a line break, a control character, a dot) is shown
-            # quoted, so that the diagnostic stays one line that says which key it is.
+        elif (
+            not part.isprintable()
+            or part.strip() != part
+            or not part
+            or "." in part
+            or "[" in part
+            or ":" in part
+        ):
+            # A key no identifier spells (a line break, a control character, a dot, white
+            # space at its ends) is shown quoted, so that the diagnostic stays one line that
+            # says which key it is.
             out += f"[{part!r}]"
         else:
             out += f".{part}" if out else str(part)

@@ -323,6 +323,9 @@ class Task:
     #: solved turns, a user message and the assistant's answer per demo batch (``turns``).
     demos_as: DemosAs = "system"
     run: RunConfig = RunConfig()
+    #: Read back from a build's ``task.json``, which keeps what parsing and scoring need, not
+    #: the demos or the data: no prompt can be made from it again.
+    from_build: bool = False
 
     def output(self, name: str) -> OutputField:
         """The output called ``name``; ``KeyError`` when there is none."""

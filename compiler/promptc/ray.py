@@ -31,13 +31,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from promptc.build import read_requests, read_task
-from promptc.build.grammars import grammar_text
+from promptc.build import batch_lines, prompt_hash, read_requests, read_task
+from promptc.build.grammars import BuildGrammars, ConstraintCache, constraint, grammar_text
+from promptc.build.targets import FORMS, BuiltRequest
 from promptc.errors import BackendError, UsageError, did_you_mean
+from promptc.ir import OutputField, Task
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
 from promptc.replies import MAX_ERROR_BYTES, read_reply, urlopen
-from promptc.run.bodies import as_sent
+from promptc.run.bodies import as_sent, check_questions
 from promptc.run.chat_api import reply_of
 from promptc.run.engine import MAX_BODY_BYTES, Failure
 from promptc.run.outputs import RESULTS_FILE
@@ -54,9 +56,15 @@ INSTALL_RAY = "pip install 'promptc-compiler[ray]'"
 
 MESSAGES = {
     "unknown-grammar-form": "unknown grammar form {form!r}: expected one of {accepted}",
+    "two-answers": "the answers hold two rows for request {rid!r} of {build}; expected one "
+    "answer per request (a Dataset has no first one to keep: drop the others before "
+    "parse_dataset)",
     "unknown-answer": "an answer for request {rid!r}, which {build} does not hold; expected "
     "answers to the rows of requests_dataset({build}) (a repair or early-stop answer of "
     "promptc run is not one)",
+    "other-prompt": "the answer for request {rid!r} was asked another prompt than {build} "
+    "holds under that id (its prompt_sha256 differs): an answer to another build's requests; "
+    "expected answers to the rows of requests_dataset({build})",
 }
 
 
@@ -80,21 +88,31 @@ def _ray_data() -> Any:
 def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The rows of :func:`requests_dataset`, one per request of the build, in order.
 
-    Each row: ``id``, ``position`` (its order in the build), ``model``, ``messages``
+    Each row: ``id``, ``position`` (its order in the build), ``prompt_sha256`` (the hash of
+    its messages, by which :func:`parse_dataset` refuses another build's answers), ``model``,
+    ``messages``
     (``role``, ``content``), ``sampling_params`` (the build's parameters but the model,
     as JSON text: their keys differ between specs), ``json_sampling_params`` (the same as
     sent with the JSON Schema: ``max_tokens`` fitted to the JSON form when the spec gives
     the budget per item, :func:`promptc.run.bodies.as_sent`), ``gbnf`` (the request's own
     GBNF) and ``json_schema`` (its own JSON Schema, as JSON text).
     """
+    if not isinstance(build, str | os.PathLike) or not os.path.isdir(build):
+        raise UsageError(
+            f"build is {build!r:.60}; expected a build folder (promptc build SPEC -o DIR)",
+            code="not-a-build",
+        )
     folder = Path(build)
     task = read_task(folder)
+    cache = ConstraintCache(task)
+    files = BuildGrammars(folder)
     for k, r in enumerate(read_requests(folder)):
         params = {key: v for key, v in r.params.items() if key != "model"}
         sent = as_sent(task, r, "json_schema").params
         yield {
             "id": r.id,
             "position": k,
+            "prompt_sha256": prompt_hash(r.messages),
             "model": str(r.params.get("model", "")),
             "messages": [
                 {"role": str(m["role"]), "content": str(m["content"])} for m in r.messages
@@ -103,9 +121,24 @@ def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             "json_sampling_params": json.dumps(
                 {key: v for key, v in sent.items() if key != "model"}, sort_keys=True
             ),
-            "gbnf": grammar_text(folder, r, ".gbnf"),
-            "json_schema": grammar_text(folder, r, ".schema.json"),
+            **_grammars(folder, task, r, cache, files),
         }
+
+
+def _grammars(
+    folder: Path, task: Task, request: BuiltRequest, cache: ConstraintCache, files: BuildGrammars
+) -> dict[str, str]:
+    """A request's own ``gbnf`` and ``json_schema`` (JSON text), as ``promptc run`` sends
+    them: an Auto-Demo request's questions pinned, else the build's files of it."""
+    if request.kind.repeats_questions:
+        check_questions(task, request, folder)
+        made = [constraint(task, request.kind, request.item_ids, f, cache) for f in FORMS]
+        gbnf, schema = (c.value for c in made)
+        return {"gbnf": str(gbnf), "json_schema": json.dumps(schema)}
+    return {
+        "gbnf": grammar_text(folder, request, ".gbnf", files),
+        "json_schema": grammar_text(folder, request, ".schema.json", files),
+    }
 
 
 def requests_dataset(build: str | os.PathLike[str]) -> ray.data.Dataset:
@@ -195,6 +228,10 @@ class ChatEndpoint:
 
     def __init__(self, url: str, grammar: Carried = "gbnf", timeout: float = 600.0) -> None:
         _check_form(grammar)
+        if not isinstance(url, str) or not url:
+            raise UsageError(
+                f"url is {url!r:.60}; expected the API's base URL", code="bad-argument"
+            )
         self.url = url.rstrip("/") + "/chat/completions"
         self.grammar: Carried = grammar
         self.timeout = timeout
@@ -252,6 +289,9 @@ class ParseAnswers:
         self.task = loaded.task
         self.shapes = loaded.shapes
         self.text_column = text_column
+        #: Each request's prompt hash: an answer row that carries another (it kept the
+        #: prompt_sha256 column of another build's requests) is refused.
+        self.prompts = {b.request: b.prompt_sha256 for b in batch_lines(Path(build))}
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         """The result rows of a batch of answers.
@@ -270,14 +310,28 @@ class ParseAnswers:
         }
         # The finish reason, when the answers carry it: an answer cut off at max_tokens
         # loses the items it did not finish (truncated), as promptc parse marks them.
+        for column in ("id", "position", self.text_column):
+            if column not in batch:
+                raise UsageError(
+                    f"the answers have no column {column!r}; they have "
+                    + ", ".join(map(repr, sorted(batch)))
+                    + " (parse_dataset's text_column names the one holding the answer's text)",
+                    code="bad-argument",
+                )
         finishes = batch["finish_reason"] if "finish_reason" in batch else [None] * len(batch["id"])
-        for rid, position, text, finish in zip(
-            batch["id"], batch["position"], batch[self.text_column], finishes, strict=True
+        hashes = batch["prompt_sha256"] if "prompt_sha256" in batch else [None] * len(batch["id"])
+        for rid, position, text, finish, asked in zip(
+            batch["id"], batch["position"], batch[self.text_column], finishes, hashes, strict=True
         ):
             shape = self.shapes.get(str(rid))
             if shape is None:
                 raise UsageError(
                     MESSAGES["unknown-answer"].format(rid=str(rid), build=self.build),
+                    code="unknown-answer",
+                )
+            if asked is not None and str(asked) != self.prompts.get(str(rid)):
+                raise UsageError(
+                    MESSAGES["other-prompt"].format(rid=str(rid), build=self.build),
                     code="unknown-answer",
                 )
             results = parse_answer(self.task, shape, str(text or ""), finish)
@@ -305,12 +359,24 @@ def parse_dataset(
     place among its answer's results), ``index``, ``item_id``, ``status`` and ``line`` (the
     result as one answer gave it, a line of ``results.jsonl`` when the build does not vote:
     :func:`write_results` combines an item's voting rounds)."""
+    _dataset(answers, "answers", "map_batches")
     return answers.map_batches(
         ParseAnswers,
         fn_constructor_args=(os.fspath(build), text_column),
         batch_format="numpy",
         concurrency=1,
     )
+
+
+def _dataset(value: object, name: str, method: str) -> None:
+    """Refuses an argument that is no Ray Dataset (``bad-argument``, naming it): a list of
+    rows ended in a bare AttributeError."""
+    if not callable(getattr(value, method, None)):
+        raise UsageError(
+            f"{name} is a {type(value).__name__}; expected a ray.data.Dataset "
+            "(ray.data.from_items(rows) makes one of a list of rows)",
+            code="bad-argument",
+        )
 
 
 def write_results(results: ray.data.Dataset, build: str | os.PathLike[str]) -> Path:
@@ -320,21 +386,43 @@ def write_results(results: ray.data.Dataset, build: str | os.PathLike[str]) -> P
     ``promptc eval --results`` reads."""
     # The build's own order of its requests, not the rows' ``position`` (a Dataset made by
     # hand may number each voting round's requests from 0 again, as batches.jsonl's index does).
-    order = {shape_id: k for k, shape_id in enumerate(open_build(build).shapes)}
+    _dataset(results, "results", "select_columns")
+    loaded = open_build(build)
+    order = {shape_id: k for k, shape_id in enumerate(loaded.shapes)}
     rows = results.select_columns(["request_id", "seq", "line"]).take_all()
+    for r in rows:  # rows parsed for another build would be written as this one's results
+        rid = str(r["request_id"])
+        item = json.loads(str(r["line"])).get("item_id")
+        shape = loaded.shapes.get(rid)
+        if shape is None or (item is not None and item not in shape.item_ids):
+            raise UsageError(
+                MESSAGES["unknown-answer"].format(rid=rid, build=str(build)),
+                code="unknown-answer",
+            )
     rows.sort(key=lambda r: (order.get(str(r["request_id"]), len(order)), int(r["seq"])))
+    # Two answers of one request (a Dataset unioned with answers asked again, a retried
+    # task): a Dataset has no first one to keep, as promptc parse keeps a file's first line.
+    seen: set[tuple[str, int]] = set()
+    for r in rows:
+        key = (str(r["request_id"]), int(r["seq"]))
+        if key in seen:
+            raise UsageError(
+                MESSAGES["two-answers"].format(rid=key[0], build=str(build)), code="two-answers"
+            )
+        seen.add(key)
     path = Path(build) / RESULTS_FILE
-    write_atomic(path, result_lines([str(r["line"]) for r in rows]))
+    write_atomic(path, result_lines([str(r["line"]) for r in rows], loaded.task.outputs))
     return path
 
 
-def result_lines(lines: Sequence[str]) -> list[str]:
+def result_lines(lines: Sequence[str], fields: Sequence[OutputField] = ()) -> list[str]:
     """The lines of ``results.jsonl`` from the ``line``s of :func:`parse_dataset`, in build
     order: merged by the one code path of ``promptc parse``, ``run --parse`` and ``collect``
     (:func:`promptc.run.repair.merge_answers`), which, when the build votes, combines each
     item's rounds into one line with its ``votes`` and ``rounds``
     (:mod:`promptc.parse.vote`). A Dataset of :func:`requests_dataset` asks every request
     whole (no early stop, no repair), so no stand-in or repair answer is among them.
+    ``fields``: the task's outputs, by whose types the rounds' answers agree.
 
     The merge decides on what a line holds (request, item, position, status, values); each
     voted result is then written as its worker wrote it, with the merge's ``attempts``,
@@ -355,7 +443,7 @@ def result_lines(lines: Sequence[str]) -> list[str]:
         )
         parsed.setdefault(x.request_id, []).append(x)
         records[id(x)] = record
-    merged = merge_answers(list(parsed), parsed, {})
+    merged = merge_answers(list(parsed), parsed, {}, fields)
     return [
         dumps({**records[id(x)], "attempts": n, **merged.rounds.get(x.item_id or "", {})})
         for x, n in merged.rows

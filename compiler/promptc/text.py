@@ -16,6 +16,7 @@ This module imports nothing of promptc, so that every stage may use it.
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import hashlib
 import io
@@ -34,10 +35,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 #: Line ends as editors count them: ``\n``, ``\r\n`` and a lone ``\r``.
 EDITOR_BREAKS = r"\r\n|\r|\n"
-#: Line ends as YAML 1.1 (and so libyaml's marks) counts them: also NEL, LS and PS. (Spelled
-#: so that LS and PS stay literals: in one class with the others, the regex compiles a map
-#: of the whole Basic Multilingual Plane, five times slower.)
-YAML_BREAKS = "\r\n?|[\n\x85]|\u2028|\u2029"
+#: What YAML 1.1 (and so libyaml's line numbers) also ends a line at, and editors do not:
+#: NEL, LS and PS.
+YAML_ONLY_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
+@functools.lru_cache(maxsize=4)
+def has_yaml_only_breaks(text: str) -> bool:
+    """Whether ``text`` holds a line end of YAML 1.1 alone (:data:`YAML_ONLY_BREAKS`); asked
+    once per text, not once per YAML node (a search of a 300 KB spec for each of its 60,000
+    nodes took 270 s)."""
+    return YAML_ONLY_BREAKS.search(text) is not None
+
+
 #: The environment variable that moves every cache of promptc.
 CACHE_ENV = "PROMPTC_CACHE_DIR"
 
@@ -56,17 +66,13 @@ class Position(NamedTuple):
 class LineTable:
     """Offset → :class:`Position` in one text; the table of line starts is built on first use.
 
-    Args:
-        text: The text.
-        breaks: A regular expression of what ends a line (:data:`EDITOR_BREAKS` by default;
-            :data:`YAML_BREAKS` for YAML sources).
+    Lines end as an editor ends them (:data:`EDITOR_BREAKS`).
     """
 
-    __slots__ = ("_breaks", "_starts", "text")
+    __slots__ = ("_starts", "text")
 
-    def __init__(self, text: str, breaks: str = EDITOR_BREAKS) -> None:
+    def __init__(self, text: str) -> None:
         self.text = text
-        self._breaks = breaks
         self._starts: list[int] | None = None
 
     @property
@@ -75,7 +81,7 @@ class LineTable:
         starts = self._starts
         if starts is None:
             text = self.text
-            if self._breaks == EDITOR_BREAKS and "\r" not in text:
+            if "\r" not in text:
                 # The common case, about three times faster than the general pattern.
                 starts = [0]
                 find = text.find
@@ -84,7 +90,7 @@ class LineTable:
                     starts.append(i + 1)
                     i = find("\n", i + 1)
             else:
-                starts = [0] + [m.end() for m in re.finditer(self._breaks, text)]
+                starts = [0] + [m.end() for m in re.finditer(EDITOR_BREAKS, text)]
             self._starts = starts
         return starts
 
@@ -97,6 +103,12 @@ class LineTable:
     def span(self, start: int, end: int) -> Span:
         """The :class:`Span` from ``start`` to ``end`` in this text."""
         return Span(start, end, self)
+
+
+@functools.lru_cache(maxsize=4)
+def lines_of(text: str) -> LineTable:
+    """The line table of ``text``, kept for the few texts in use (a spec and its bases)."""
+    return LineTable(text)
 
 
 class Span(NamedTuple):
@@ -469,3 +481,55 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# --------------------------------------------------------------------------------------------
+# Lookalikes: the characters the parser reads as others (promptc.parse.normalise)
+# --------------------------------------------------------------------------------------------
+
+#: The Unicode spaces that read as a space (no-break, en, em, thin, ideographic …).
+UNICODE_SPACES = (
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u202f\u205f\u3000"
+)
+
+INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+
+#: The characters normalising removes: zero-width spaces and joiners, the word joiner, a BOM
+#: and the soft hyphen.
+INVISIBLE = frozenset(INVISIBLE_CHARS)
+
+
+_EXTRA_MAP = {
+    "\u3010": "[",
+    "\u3011": "]",
+    "\ufe55": ":",
+    "\u2236": ":",
+    "\u2212": "-",
+    # Unicode's line and paragraph separators and NEL end a line as \n does (str.splitlines
+    # agrees): an answer followed by one ends there.
+    "\u2028": "\n",
+    "\u2029": "\n",
+    "\x85": "\n",
+}
+
+
+SPACE = " \t\n\f\v"  # white space of the normalised text (\r is gone)
+
+
+EDGE_NOISE = " \t\n\r\f\v" + INVISIBLE_CHARS
+
+
+#: The one-to-one lookalikes, as a ``str.translate`` table: each becomes one ASCII character,
+#: so that every offset of the normalised text is the same offset in the original.
+ONE_TO_ONE: dict[int, str] = {
+    **{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},  # full-width ASCII
+    **{ord(c): " " for c in UNICODE_SPACES},
+    **{ord(c): rep for c, rep in _EXTRA_MAP.items()},
+}
+
+
+def read_as(text: str) -> str:
+    """``text`` as the parser reads it (its lookalikes replaced, its invisible characters
+    removed): a marker the model is told to write must read as itself."""
+    return "".join(ch for ch in text.translate(ONE_TO_ONE) if ch not in INVISIBLE)

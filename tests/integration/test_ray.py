@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from promptc.build import build
+from promptc.errors import UsageError
 from promptc.ray import ChatEndpoint, parse_dataset, requests_dataset, write_results
 from promptc.spec.lower import compile_spec
 
@@ -149,3 +150,43 @@ def test_a_vote_build_through_ray_writes_what_promptc_parse_writes(
     shuffled = [{**a, "position": index[a["id"]]} for a in reversed(answers)]
     write_results(parse_dataset(ray.data.from_items(shuffled), folder), folder)
     assert (folder / "results.jsonl").read_text(encoding="utf-8") == written
+
+
+@pytest.mark.llm  # no model: marked as the other tests here, for the local Ray instance's start
+def test_two_answers_of_one_request_are_refused_not_written_twice(
+    cluster: None, tmp_path: Path
+) -> None:
+    # A Dataset unioned with answers asked again: it has no first answer to keep (promptc
+    # parse keeps a file's first line), and writing both wrote every item of it twice.
+    folder = tmp_path / "b"
+    build(compile_spec(SPECS / "sentiment.yaml"), folder)
+    rows = requests_dataset(folder).take_all()
+    good = [
+        {"id": r["id"], "position": r["position"], "generated_text": "A[1]: positive"} for r in rows
+    ]
+    again = [dict(good[0], generated_text="A[1]: negative")]
+    with pytest.raises(UsageError) as e:
+        write_results(parse_dataset(ray.data.from_items(good + again), folder), folder)
+    assert e.value.code == "two-answers" and "request 'r0001'" in e.value.message
+    assert not (folder / "results.jsonl").exists()
+
+
+@pytest.mark.llm  # no model: marked as the other tests here, for the local Ray instance's start
+def test_results_of_another_build_are_refused_not_written_over_this_ones(
+    cluster: None, tmp_path: Path
+) -> None:
+    """Rows parsed for the sentiment build, written into the math build: refused before the
+    math build's results.jsonl is replaced."""
+    sentiment, math = tmp_path / "s", tmp_path / "m"
+    build(compile_spec(SPECS / "sentiment.yaml"), sentiment)
+    build(compile_spec(SPECS / "math.yaml"), math)
+    (math / "results.jsonl").write_text("kept\n", encoding="utf-8")
+    rows = requests_dataset(sentiment).take_all()
+    answers = [
+        {"id": r["id"], "position": r["position"], "generated_text": "A[1]: positive"} for r in rows
+    ]
+    parsed = parse_dataset(ray.data.from_items(answers), sentiment)
+    with pytest.raises(UsageError) as e:
+        write_results(parsed, math)
+    assert e.value.code == "unknown-answer"
+    assert (math / "results.jsonl").read_text(encoding="utf-8") == "kept\n"

@@ -322,6 +322,9 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     handler.script = [(200, _completion("A[1]: positive\nA[2]: negative"))]
     handler.delay = 0.3
     outputs = build / "outputs.jsonl"
+    # A results.jsonl of an earlier run: stale once this run adds answers, so an interrupted
+    # run leaves none for eval --results to score.
+    (build / "results.jsonl").write_text("", encoding="utf-8")
     proc = subprocess.Popen(
         # Ctrl-C's disposition is inherited: a suite started as `(pytest &)` would hand run an
         # ignored SIGINT (see the next test). This test is about a run that can be interrupted.
@@ -355,6 +358,7 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(
     )
     kept = read_outputs_file(outputs).answers
     assert 2 <= len(kept) < 10
+    assert not (build / "results.jsonl").exists()
     handler.delay = 0.0
     result = run_build(
         build, RunOptions(base_url=url, grammar="none", cache_path=tmp_path / "c.sqlite")
@@ -590,9 +594,32 @@ def test_a_damaged_cache_is_a_usage_error(sentiment: Callable[..., Path], tmp_pa
     )
 
 
+def test_a_cache_another_process_holds_locked_costs_no_wait(tmp_path: Path) -> None:
+    """Held locked by another writer (a second run, a backup tool), the cache is a miss and
+    an answer left uncached at once: each call runs on the run's event loop, and waiting
+    SQLite's default 5 s per call made the requests in flight time out and be bought again."""
+    from promptc.run.cache import ResponseCache
+
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    assert cache.put("k1", {"output": "A[1]: yes"})
+    other = sqlite3.connect(str(path))
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        assert cache.lookup(["k1"]) is None
+        assert cache.put("k2", {"output": "A[1]: no"}) is False
+        assert time.monotonic() - start < 4  # SQLite's default wait: 5 s for each call
+    finally:
+        other.rollback()
+        other.close()
+    assert cache.lookup(["k1"]) == ("k1", {"output": "A[1]: yes"})
+
+
 def test_failure_table_has_a_check_for_every_kind() -> None:
     assert set(FAILURES) == {
         "connection",
+        "cut",
         "timeout",
         "auth",
         "not-found",
@@ -602,6 +629,7 @@ def test_failure_table_has_a_check_for_every_kind() -> None:
         "bad-response",
         "too-large",
         "reply-too-large",
+        "redirect",
     }
     assert all(what and check for what, check in FAILURES.values())
 

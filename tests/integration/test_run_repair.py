@@ -184,7 +184,10 @@ def test_exit_status_tells_the_truth(
     env = {**os.environ, "PROMPTC_CACHE_DIR": str(tmp_path / "c")}
     proc = _cli(str(sentiment4), "--base-url", url, "--grammar", "none", "--parse", env=env)
     assert proc.returncode == 4, proc.stderr
-    assert "20 of 20 item(s) are not ok after repair" in proc.stderr
+    assert (
+        f"20 of 20 item(s) are not ok after repair (see {sentiment4 / 'results.jsonl'})"
+        in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     # Without --parse and with repair off, the answers are still judged for the exit status:
     # a CI step that saves on repair does not pass on unusable answers.
@@ -192,7 +195,7 @@ def test_exit_status_tells_the_truth(
     no_parse = [str(sentiment4), "--base-url", url, "--grammar", "none", "--repair", "0"]
     proc = _cli(*no_parse, "--no-cache", env=env)
     assert proc.returncode == 4, proc.stderr
-    assert "20 of 20 item(s) are not ok after repair (--parse lists them)" in proc.stderr
+    assert "20 of 20 item(s) are not ok (--parse lists them)" in proc.stderr  # repair off
     assert not (sentiment4 / "results.jsonl").exists()  # written with --parse only
     proc = _cli(
         str(sentiment4), "--base-url", url, "--grammar", "none", "--allow-failures", env=env
@@ -298,6 +301,103 @@ def test_an_empty_answer_is_recorded_and_never_cached(
         .answers["r0001"]["output"]
         .startswith("A[1]: neutral")
     )
+    # The empty answer asked again went aside as its new one came: no line left to place.
+    found = read_outputs_file(sentiment4 / "outputs.jsonl")
+    assert list(found.answers) == ["r0001"] and not found.unplaced
+    aside = (sentiment4 / "outputs.replaced.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["output"] for x in aside] == [""]
+
+
+def test_an_empty_answer_that_repair_answered_stands_on_the_next_run(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    # The first request is answered empty, its 4 items then asked alone: all ok. The same
+    # run again sends nothing: sending it again would buy its repairs a second time.
+    url, handler = server
+    handler.rule = staticmethod(
+        lambda n: "" if n > 1 else "A[1]: neutral"  # the batch empty, each item alone fine
+    )
+    first = _run(sentiment4, url, tmp_path, limit=1, repair=1, use_cache=False)
+    assert first.empty == 1 and len(handler.seen) == 5
+    assert first.statuses["ok"] == 4 and first.not_ok == 0
+    before = (sentiment4 / "outputs.jsonl").read_bytes()
+    second = _run(sentiment4, url, tmp_path, limit=1, repair=1, use_cache=False)
+    assert len(handler.seen) == 5 and second.sent == 0
+    assert second.statuses["ok"] == 4 and second.not_ok == 0
+    assert (sentiment4 / "outputs.jsonl").read_bytes() == before
+    assert not (sentiment4 / "outputs.replaced.jsonl").exists()
+
+
+def test_a_results_file_an_earlier_run_wrote_is_kept_in_step_without_parse(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    # run --parse --repair 0 leaves items malformed in results.jsonl; a later run without
+    # --parse repairs them: results.jsonl says so too (eval --results scores it).
+    url, handler = server
+    handler.rule = staticmethod(_drop_even)
+    first = run_build(
+        sentiment4,
+        RunOptions(base_url=url, grammar="none", parse=True, repair=0, use_cache=False, limit=1),
+    )
+    results = sentiment4 / "results.jsonl"
+    assert first.not_ok == 2 and '"missing"' in results.read_text(encoding="utf-8")
+    second = run_build(
+        sentiment4, RunOptions(base_url=url, grammar="none", repair=2, use_cache=False, limit=1)
+    )
+    assert second.not_ok == 0 and second.results_path == results
+    rows = [json.loads(x) for x in results.read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    # Answers written to another file (-o) are not the ones it was written for: left alone.
+    before = results.read_bytes()
+    handler.rule = staticmethod(lambda n: "\n".join(f"A[{i}]: zzz" for i in range(1, n + 1)))
+    other = sentiment4 / "other.jsonl"
+    options = RunOptions(
+        base_url=url, grammar="none", repair=0, use_cache=False, limit=1, outputs_path=other
+    )
+    assert run_build(sentiment4, options).results_path is None
+    assert results.read_bytes() == before
+
+
+def test_answers_to_requests_a_rebuild_no_longer_has_go_aside(
+    sentiment4: Path,
+    server: tuple[str, type[_Server]],
+    tmp_path: Path,
+    build_spec: Callable[..., Path],
+) -> None:
+    # Batches of 4 (r0001..r0005) answered; rebuilt in batches of 8 (r0001..r0003): the
+    # answers of r0004 and r0005 are of a build that is gone, moved aside, not counted.
+    url, handler = server
+    handler.rule = staticmethod(lambda n: "\n".join(f"A[{i}]: neutral" for i in range(1, n + 1)))
+    assert _run(sentiment4, url, tmp_path, repair=0, use_cache=False).not_ok == 0
+    overrides = {("strategy", "kind"): "batch", ("strategy", "batch_size"): 8}
+    build_spec(SPECS / "sentiment.yaml", sentiment4, overrides)
+    assert _run(sentiment4, url, tmp_path, repair=0, use_cache=False).not_ok == 0
+    kept = read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    assert sorted(kept) == ["r0001", "r0002", "r0003"]
+    aside = (sentiment4 / "outputs.replaced.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(x)["id"] for x in aside} >= {"r0004", "r0005"}
+
+
+def test_a_prompt_an_earlier_runs_repair_asked_is_not_asked_again(
+    sentiment4: Path, server: tuple[str, type[_Server]], tmp_path: Path
+) -> None:
+    # The last item is malformed however it is asked. --repair 1 asks it alone; the next run
+    # (2 rounds) takes that answer for round 1, and round 2 would ask the same one-item
+    # prompt: not sent, though the run resumed everything and sent nothing before it.
+    url, handler = server
+    handler.rule = staticmethod(
+        lambda n: (
+            "A[1]: zzz"
+            if n == 1
+            else "\n".join(f"A[{i}]: positive" for i in range(1, n)) + f"\nA[{n}]: zzz"
+        )
+    )
+    first = run_build(
+        sentiment4, RunOptions(base_url=url, repair=1, use_cache=False, limit=1, parse=True)
+    )
+    assert first.not_ok == 1 and len(handler.seen) == 2
+    again = run_build(sentiment4, RunOptions(base_url=url, use_cache=False, limit=1, parse=True))
+    assert len(handler.seen) == 2 and again.sent == 0 and again.not_ok == 1
 
 
 def test_a_refusal_is_said_as_one(

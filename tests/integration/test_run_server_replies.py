@@ -27,7 +27,13 @@ from promptc.apikeys import BadKeyError, api_key, redact
 from promptc.errors import SelectionError
 from promptc.eval.results import read_variant
 from promptc.ir import EmbeddingEndpoint
-from promptc.run.engine import MAX_BODY_BYTES, MAX_TOKENS, retry_after_seconds, usage_counts
+from promptc.run.engine import (
+    FAILURES,
+    MAX_BODY_BYTES,
+    MAX_TOKENS,
+    retry_after_seconds,
+    usage_counts,
+)
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
 from promptc.run.outputs import read_outputs_file
@@ -185,6 +191,34 @@ def test_keys_are_read_stripped_and_redacted_however_quoted(
     assert "\\\\b" not in redact(repr(key), key)
 
 
+def test_only_the_whole_key_is_redacted_and_a_placeholder_leaves_answers_be() -> None:
+    # A key is replaced where it stands as a word, not inside another one; a short key is a
+    # placeholder (EMPTY, no, x) that a model's answer may well hold: answers keep it.
+    assert redact("negative; auth neg", "neg") == "negative; auth ***"
+    assert redact("A[1]: no", "no", answer=True) == "A[1]: no"
+    assert redact("A[1]: EMPTY", "EMPTY", answer=True) == "A[1]: EMPTY"
+    assert redact("Bearer sk-12345678.", "sk-12345678", answer=True) == "Bearer ***."
+
+
+def test_a_placeholder_key_leaves_the_answers_as_written(
+    sentiment4: Path, server: tuple[str, type[_Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = server
+    handler.reply = chat_completion("A[1]: negative\nA[2]: no")
+    monkeypatch.setenv("PROMPTC_TEST_KEY", "no")
+    options = RunOptions(
+        base_url=url,
+        grammar="none",
+        repair=0,
+        limit=1,
+        api_key_env="PROMPTC_TEST_KEY",
+        use_cache=False,
+    )
+    assert run_build(sentiment4, options).answered == 1
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == "A[1]: negative\nA[2]: no"
+
+
 def test_a_server_echoing_the_key_is_shown_without_it(
     sentiment4: Path, server: tuple[str, type[_Server]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,6 +228,108 @@ def test_a_server_echoing_the_key_is_shown_without_it(
     result, notes = _run(sentiment4, url, limit=1, api_key_env="PROMPTC_TEST_KEY", max_retries=0)
     assert [f.kind for f in result.failed] == ["bad-response"]
     assert SECRET not in result.failed[0].what + "".join(notes)
+
+
+def test_a_stream_nobody_asked_for_is_read_as_its_answer(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    # A gateway that streams though run asks for no stream: the answer (paid) is in the
+    # events' deltas, its finish and usage in the last chunks.
+    url, handler = server
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "A[1]: pos"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "itive"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}},
+    ]
+    handler.reply = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
+    handler.reply += b"data: [DONE]\n\n"
+    options = RunOptions(base_url=url, grammar="none", repair=0, limit=1, use_cache=False)
+    result = run_build(sentiment4, options)
+    assert result.answered == 1 and (result.prompt_tokens, result.completion_tokens) == (12, 3)
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert (answer["output"], answer["finish_reason"]) == ("A[1]: positive", "stop")
+
+
+class _HalfBody(QuietHandler):
+    """Sends the status line and half the body it declares, then closes the connection."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps(chat_completion("A[1]: positive")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def test_a_connection_cut_mid_answer_is_said_as_a_cut_not_as_no_server(
+    sentiment4: Path,
+) -> None:
+    # The server answered, then the connection broke: "could not connect ... check that the
+    # server is running" would send the user looking for a server that is there.
+    handler: type[QuietHandler] = _HalfBody
+    with serving(handler) as url:
+        result, _ = _run(sentiment4, url, limit=1, max_retries=1)
+    (failure,) = result.failed
+    assert failure.kind == "cut" and failure.attempts == 2
+    assert failure.format().startswith(
+        f"request r0001: the connection to {url} was cut while the answer was read ("
+    )
+    assert failure.format().endswith("after 2 attempts; " + FAILURES["cut"][1])
+
+
+def test_a_stream_cut_before_its_end_is_no_answer(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    # The events stop inside the answer (``pos`` of ``positive``): no finish_reason, no
+    # [DONE]. Taken as whole, its cut value would be parsed and cached.
+    url, handler = server
+    chunk = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "A[1]: pos"}}]}
+    handler.reply = f"data: {json.dumps(chunk)}\n\n".encode()
+    cache = sentiment4.parent / "cache.sqlite"
+    result, _ = _run(sentiment4, url, limit=1, cache_path=cache, max_retries=0)
+    assert result.answered == 0
+    assert [(f.kind, f.what) for f in result.failed] == [
+        (
+            "bad-response",
+            (
+                "the server's answer is no chat completion "
+                "(the event stream ended before its data: [DONE])"
+            ),
+        )
+    ]
+    assert not read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    assert b"A[1]: pos" not in (cache.read_bytes() if cache.exists() else b"")
+
+
+@pytest.mark.parametrize("finish", [f"stop ({SECRET})", "x" * 100_000, ["stop"], 7])
+def test_a_finish_reason_that_is_no_word_is_not_kept(
+    sentiment4: Path,
+    server: tuple[str, type[_Server]],
+    monkeypatch: pytest.MonkeyPatch,
+    finish: object,
+) -> None:
+    # A server's finish_reason is a word (stop, length): a sentence echoing the key, or
+    # megabytes, is written nowhere (outputs.jsonl, the cache, progress).
+    url, handler = server
+    reply = chat_completion("A[1]: positive")
+    reply["choices"][0]["finish_reason"] = finish
+    handler.reply = reply
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    cache = sentiment4.parent / "cache.sqlite"
+    result, notes = _run(sentiment4, url, limit=1, cache_path=cache, api_key_env="PROMPTC_TEST_KEY")
+    assert result.answered == 1
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["finish_reason"] is None and answer["output"] == "A[1]: positive"
+    assert SECRET not in "".join(notes) and len("".join(notes)) < 2000
+    for path in [cache, *sentiment4.iterdir()]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and b"x" * 1000 not in data, path
 
 
 def test_an_answer_echoing_the_key_is_written_without_it(
@@ -237,34 +373,40 @@ def _completion(**changes: Any) -> dict[str, Any]:
 FAILED = [
     pytest.param(
         b"\xff\xfe garbage <html>",
-        "the server's answer has no choices[0].message (its body is not JSON: 'utf-8' codec "
+        "the server's answer is no chat completion (its body is not JSON: 'utf-8' codec "
         "can't decode byte 0xff in position 0: invalid start byte)",
         id="garbage",
     ),
     pytest.param(
         b'{"choices": [{"message": {"content": "A[1',
-        "the server's answer has no choices[0].message (its body is not JSON: Unterminated "
+        "the server's answer is no chat completion (its body is not JSON: Unterminated "
         "string starting at: line 1 column 38 (char 37))",
         id="truncated",
     ),
     pytest.param(
         [1, 2, 3],
-        "the server's answer has no choices[0].message (its body is JSON but not an object)",
+        "the server's answer is no chat completion (its body is JSON but not an object)",
         id="array",
     ),
     pytest.param(
         {"choices": {"a": 1}},
-        "the server's answer has no choices[0].message (choices is an object, not a list)",
+        "the server's answer is no chat completion (choices is an object, not a list)",
         id="choices-not-a-list",
     ),
     pytest.param(
         {"choices": []},
-        "the server's answer has no choices[0].message (choices is empty)",
+        "the server's answer is no chat completion (choices is empty)",
         id="no-choices",
     ),
     pytest.param(
+        {"error": {"message": "Rate limit reached for requests", "type": "requests"}},
+        "the server's answer is no chat completion (choices is missing or null, not a "
+        "list; the server said: Rate limit reached for requests)",
+        id="error-with-status-200",
+    ),
+    pytest.param(
         {"choices": [{"message": "hi"}]},
-        "the server's answer has no choices[0].message (choices[0].message is not an object)",
+        "the server's answer is no chat completion (choices[0].message is not an object)",
         id="message-not-an-object",
     ),
 ]
@@ -672,3 +814,38 @@ def test_a_usage_count_past_pythons_digit_limit_keeps_the_answer() -> None:
     reply, dropped = reply_of(body, None)
     assert reply.text == "A[1]: positive" and reply.usage == {"completion_tokens": 3}
     assert dropped is not None and dropped.startswith("usage.prompt_tokens is ")
+
+
+class _LlamaCppOneMalformed(QuietHandler):
+    """Says it is llama.cpp (GET /models); answers every item but a batch's first, malformed
+    until asked alone; records whether each request carried a GBNF grammar."""
+
+    grammars: ClassVar[list[bool]] = []
+
+    def do_GET(self) -> None:
+        send_json(self, {"object": "list", "data": [{"id": "m", "owned_by": "llamacpp"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).grammars.append("grammar" in body)
+        n = body["messages"][-1]["content"].count("Q[")
+        first = "maybe" if n > 1 else "positive"
+        lines = [f"A[1]: {first}", *(f"A[{i}]: positive" for i in range(2, n + 1))]
+        send_json(self, chat_completion("\n".join(lines)))
+
+
+def test_a_resumed_run_of_repairs_alone_sends_them_with_the_grammar_auto_chose(
+    sentiment4: Path,
+) -> None:
+    """--grammar auto on llama.cpp means GBNF; a run that resumes with only repair requests
+    left (the build's all answered by a run with --repair 0) sends them with it too, as one
+    uninterrupted run does: never unconstrained, never bought again by the next run."""
+    handler: type[QuietHandler] = _LlamaCppOneMalformed
+    _LlamaCppOneMalformed.grammars = []
+    with serving(handler) as url:
+        first = RunOptions(base_url=url, grammar="auto", repair=0, use_cache=False)
+        assert run_build(sentiment4, first).not_ok == 5
+        again = RunOptions(base_url=url, grammar="auto", repair=2, use_cache=False)
+        result = run_build(sentiment4, again)
+    assert result.not_ok == 0 and result.grammar == "gbnf"
+    assert _LlamaCppOneMalformed.grammars == [True] * 10

@@ -44,6 +44,7 @@ from __future__ import annotations
 from promptc.build.batches import BATCHES_FILE, BatchLine, batch_lines, prompt_hash
 from promptc.build.grammars import (
     REQUEST_GRAMMARS,
+    BuildGrammars,
     ConstraintCache,
     Grammars,
     constraint,
@@ -57,7 +58,7 @@ from promptc.build.produce import iter_requests
 from promptc.build.requests import REQUESTS_FILE, read_requests, request_paths
 from promptc.build.targets import BuiltRequest, Constraint, Target, find_target
 from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
-from promptc.build.writer import FolderWriter, is_build_file
+from promptc.build.writer import FolderWriter, is_build_file, is_request_grammar
 
 __all__ = [
     "BATCHES_FILE",
@@ -68,6 +69,7 @@ __all__ = [
     "REQUEST_GRAMMARS",
     "TASK_FILE",
     "BatchLine",
+    "BuildGrammars",
     "BuildResult",
     "BuiltRequest",
     "Constraint",
@@ -85,6 +87,7 @@ __all__ = [
     "grammars",
     "ir_json",
     "is_build_file",
+    "is_request_grammar",
     "iter_lines",
     "iter_requests",
     "prompt_hash",

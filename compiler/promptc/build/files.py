@@ -16,6 +16,7 @@ folder, no FIFO waited on, no device read without end); every failure is a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -23,12 +24,16 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import cast
 
 from promptc.errors import Location, UsageError
+
+if sys.platform != "win32":  # locked where the system can (fcntl is POSIX)
+    import fcntl
 
 #: The largest file of a build folder read whole (a manifest, a task file, a grammar).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -108,11 +113,28 @@ def json_default(value: object) -> object:
 _LINE = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(", ", ": "), default=json_default
 )
+_IN_ORDER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), default=json_default)
 
 
-def dumps(value: object) -> str:
-    """One line of a build's ``.jsonl`` file (without its line end)."""
-    return _LINE.encode(value)
+def dumps(value: object, keep: object = None) -> str:
+    """One line of a build's ``.jsonl`` file (without its line end): keys sorted, but for
+    those of ``keep`` (an object inside ``value``), which stays as it is, whole. A JSON
+    Schema's properties are kept in their order so: constrained decoders write them in
+    schema order, and a reasoning must come before the answer it leads to."""
+    if keep is None:
+        return _LINE.encode(value)
+    return _IN_ORDER.encode(_sorted(value, keep))
+
+
+def _sorted(value: object, keep: object) -> object:
+    """``value`` with its mappings' keys sorted, all the way down, but for ``keep``."""
+    if value is keep:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k], keep) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_sorted(v, keep) for v in value]
+    return value
 
 
 def document(value: object) -> str:
@@ -198,6 +220,51 @@ def _kind(path: Path) -> str:
 def not_regular(path: Path) -> UsageError:
     """``not-regular``: ``path`` is a link, a pipe, a device or a folder."""
     return build_error("not-regular", Location(str(path)), name=path.name, kind=_kind(path))
+
+
+@contextlib.contextmanager
+def held_lock(lock_path: Path, busy: Callable[[str], UsageError]) -> Iterator[None]:
+    """Holds an exclusive lock file while the block runs (a run's answers, a build's folder:
+    two processes writing them at once would each undo the other), then removes it, while
+    still held: a folder keeps no trace of it. The holder's pid is written in it.
+
+    Raises:
+        UsageError: ``busy(pid)``: another process holds the lock.
+    """
+    f = _locked(lock_path, busy)
+    try:
+        # The pid only tells another process who holds the lock: written unbuffered, and a
+        # full disk leaves it unsaid rather than stopping the work before it starts.
+        with contextlib.suppress(OSError):
+            os.ftruncate(f.fileno(), 0)
+            os.write(f.fileno(), f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()  # while locked: no other process holds this file now
+        f.close()  # releases the lock
+
+
+def _locked(lock_path: Path, busy: Callable[[str], UsageError]) -> io.BufferedIOBase:
+    """The lock file, opened and locked. A holder that ends removes it (while it holds the
+    lock): a file opened before that is no longer the one at ``lock_path``, so it is opened
+    again until the file locked is the one there."""
+    while True:
+        f = open_regular(lock_path, "a+b")
+        try:
+            if sys.platform != "win32":  # elsewhere nothing is locked
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            pid = f.read(64).decode("utf-8", "replace").strip() or "?"
+            f.close()
+            raise busy(pid) from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()
 
 
 def open_regular(path: Path, mode: str = "rb") -> io.BufferedIOBase:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from promptc import ir, markers
 from promptc.build.files import PLAIN_NAME, inside, read_text
+from promptc.build.manifest import read_manifest
 from promptc.build.targets import BuiltRequest, Constraint, GrammarForm
 from promptc.errors import Location, UsageError
 from promptc.grammar.answer import AnswerGrammar, build_grammar, item_choices, own_choices
@@ -159,33 +160,120 @@ def request_grammar_name(request_id: str, suffix: str) -> str:
     return f"{REQUEST_GRAMMARS}/{request_id}{suffix}"
 
 
-def grammar_text(build: Path, request: BuiltRequest, suffix: str) -> str:
+class BuildGrammars:
+    """The grammar files of one build folder, read as requests are sent with them: a
+    request's own (``grammars/<id><suffix>``, checked against the sha256 its line of
+    ``batches.jsonl`` lists), else the shared one of its size (``<stem><suffix>``, checked
+    against the sha256 ``manifest.json`` lists). Each shared file is read and checked once.
+
+    A build folder is input promptc did not necessarily write: an own grammar missing,
+    edited, or put in place by something else than a regular file is refused, never replaced
+    by the shared grammar, which admits the union of every item's choices.
+    """
+
+    def __init__(self, build: Path) -> None:
+        self.build = build
+        self._shared: dict[str, str] = {}
+        self._manifest: Mapping[str, object] | None = None
+
+    def _grammar_manifest(self) -> Mapping[str, object]:
+        if self._manifest is None:
+            grammar = read_manifest(self.build).get("grammar")
+            self._manifest = grammar if isinstance(grammar, Mapping) else {}
+        return self._manifest
+
+    def text(self, request: BuiltRequest, suffix: str) -> str:
+        """The text of ``request``'s grammar file of ``suffix``.
+
+        Raises:
+            UsageError: The request names no grammar, or its file is missing
+                (``no-grammar``); names a file outside the folder (``outside-build``); a
+                file is no regular file (``not-regular``), or not the one the build lists
+                (``build-modified``).
+        """
+        if request.grammar is None:
+            raise UsageError(
+                f"request {request.id} names no grammar, so it cannot be sent with one",
+                location=request.location,
+                hint="rebuild, or use --grammar none",
+                code="no-grammar",
+            )
+        if PLAIN_NAME.fullmatch(request.id):
+            name = request_grammar_name(request.id, suffix)
+            want = request.grammar_files.get(name)
+            if want is not None:
+                return _checked(inside(self.build, name, "grammar file"), name, want, request)
+            if self._grammar_manifest().get("per_request") is not None:
+                # The build wrote each request its own grammar: one that lists none was
+                # changed after building, and the shared file would admit every item's
+                # choices.
+                own = self.build / name
+                raise _modified(own, name, request, "batches.jsonl lists no sha256 for it")
+        name = request.grammar + suffix
+        if name not in self._shared:
+            path = inside(self.build, name, "grammar file")
+            files = self._grammar_manifest().get("files")
+            want = files.get(name) if isinstance(files, Mapping) else None
+            if not isinstance(want, str):
+                if not path.exists() and not path.is_symlink():
+                    raise UsageError(
+                        f"grammar file {path.name} of request {request.id} is missing from "
+                        "the build",
+                        location=Location(str(path)),
+                        hint="rebuild, or use --grammar none",
+                        code="no-grammar",
+                    )
+                raise _modified(path, name, request, "manifest.json lists no sha256 for it")
+            self._shared[name] = _checked(path, name, want, request, "manifest.json")
+        return self._shared[name]
+
+
+def _checked(
+    path: Path, name: str, want: str, request: BuiltRequest, lister: str = "batches.jsonl"
+) -> str:
+    """The text of the grammar file ``name`` of ``request``, if its sha256 is ``want``."""
+    try:
+        text = read_text(path)
+    except FileNotFoundError:
+        raise _modified(path, name, request, f"it is missing, though {lister} lists it") from None
+    except OSError as e:
+        raise UsageError(
+            f"cannot read grammar file {name} of request {request.id}: {e.strerror or e}",
+            location=Location(str(path)),
+            code="unreadable",
+        ) from None
+    if sha256_text(text) != want:
+        raise _modified(path, name, request, f"it does not match the sha256 {lister} lists")
+    return text
+
+
+def _modified(path: Path, name: str, request: BuiltRequest, what: str) -> UsageError:
+    """``build-modified``: the grammar file ``name`` of ``request`` is not the build's."""
+    return UsageError(
+        f"grammar file {name} of request {request.id}: {what}; the build folder was changed "
+        "after promptc build"
+        + (
+            " (the shared grammar, which admits every item's choices, does not stand in for "
+            "a request's own)"
+            if name.startswith(REQUEST_GRAMMARS + "/")
+            else ""
+        ),
+        location=Location(str(path)),
+        hint="rebuild it with promptc build SPEC -o DIR, or use --grammar none",
+        code="build-modified",
+    )
+
+
+def grammar_text(
+    build: Path, request: BuiltRequest, suffix: str, files: BuildGrammars | None = None
+) -> str:
     """The text of a request's grammar file in a build folder: its own
     (``grammars/<id><suffix>``, exact where the shared file admits the union of every item's
-    choices), else the shared one of its size (``<stem><suffix>``).
+    choices) when the build lists one for it, else the shared one of its size
+    (``<stem><suffix>``); each checked against the sha256 the build lists
+    (:class:`BuildGrammars`; ``files`` keeps what is read once per build).
 
     Raises:
-        UsageError: The request names no grammar, or its file is missing (``no-grammar``),
-            or names a file outside the folder (``outside-build``).
+        UsageError: See :meth:`BuildGrammars.text`.
     """
-    if request.grammar is None:
-        raise UsageError(
-            f"request {request.id} names no grammar, so it cannot be sent with one",
-            location=request.location,
-            hint="rebuild, or use --grammar none",
-            code="no-grammar",
-        )
-    if PLAIN_NAME.fullmatch(request.id):
-        own = inside(build, request_grammar_name(request.id, suffix), "grammar file")
-        if own.is_file():
-            return read_text(own)
-    path = inside(build, request.grammar + suffix, "grammar file")
-    try:
-        return read_text(path)
-    except OSError:
-        raise UsageError(
-            f"grammar file {path.name} of request {request.id} is missing from the build",
-            location=Location(str(path)),
-            hint="rebuild, or use --grammar none",
-            code="no-grammar",
-        ) from None
+    return (files if files is not None else BuildGrammars(build)).text(request, suffix)

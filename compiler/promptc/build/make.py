@@ -14,16 +14,17 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
 from promptc.build.batches import BATCHES_FILE
-from promptc.build.files import json_default
+from promptc.build.files import held_lock, json_default
 from promptc.build.produce import Producer, iter_requests, write_build
 from promptc.build.requests import REQUESTS_FILE
 from promptc.build.targets import NAMES, find_target
-from promptc.build.writer import FolderWriter, check_folder, not_writable
+from promptc.build.writer import BUILD_LOCK, FolderWriter, check_folder, not_writable
 from promptc.errors import Location, UsageError
 from promptc.select.batches import SelectionResult
 
@@ -65,6 +66,16 @@ def summary(manifest: Mapping[str, object], out_dir: str | os.PathLike[str] | No
     return f"built {manifest.get('name')} ({kind}): {cost}{where}"
 
 
+def _building(out: Path, pid: str) -> UsageError:
+    """``build-in-progress``: another process (``pid``) is writing a build into ``out``."""
+    return UsageError(
+        f"another promptc build (pid {pid}) is writing {str(out)!r}",
+        location=Location(str(out)),
+        hint="wait for it to finish, or give another folder with -o",
+        code="build-in-progress",
+    )
+
+
 def build(
     task: ir.Task,
     out_dir: str | os.PathLike[str],
@@ -83,7 +94,7 @@ def build(
         UsageError: An unknown target or grammar form; ``out_dir`` exists and is not a
             folder, or cannot be written.
     """
-    chosen = find_target(target)
+    chosen = find_target(target).for_model(task.model.max_tokens_field)
     form = chosen.chosen_form(vllm_grammar)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -95,13 +106,15 @@ def build(
     check_folder(out, _inputs(task))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        writer = FolderWriter(out, chosen, form)
-        try:
-            selection, manifest = write_build(task, writer)
-        except BaseException:
-            writer.discard()
-            raise
-        writer.commit()
+        # Two builds into one folder at once would remove each other's files as they go.
+        with held_lock(out / BUILD_LOCK, partial(_building, out)):
+            writer = FolderWriter(out, chosen, form)
+            try:
+                selection, manifest = write_build(task, writer)
+            except BaseException:
+                writer.discard()
+                raise
+            writer.commit()
     except OSError as e:
         raise not_writable(out, e) from None
     return BuildResult(
@@ -132,7 +145,7 @@ def assemble(
     Raises:
         PromptcError: A stage failed (a template error at its file:line, a selection error…).
     """
-    chosen = find_target(target)
+    chosen = find_target(target).for_model(task.model.max_tokens_field)
     writer = FolderWriter(None, chosen, chosen.chosen_form(vllm_grammar))
     kept: list[ir.Request] = []
     selection, manifest = write_build(task, writer, kept)
@@ -200,7 +213,7 @@ def iter_lines(
             f"{BATCHES_FILE} and " + " or ".join(map(repr, NAMES)),
             code="unknown-target",
         )
-    chosen = find_target(target)
+    chosen = find_target(target).for_model(task.model.max_tokens_field)
     producer = Producer(task, chosen, chosen.chosen_form(vllm_grammar))
     for r in producer.requests():
         request, batch, constraint, _ = producer.outgoing(r)

@@ -22,7 +22,7 @@ from promptc.build.targets import TARGETS, BuiltRequest, Target
 from promptc.errors import Location, PromptcError
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.strategies import NAMES, find_strategy
-from promptc.text import or_list
+from promptc.text import describe, or_list
 
 REQUESTS_FILE = "requests.jsonl"
 SHARD_NAME = "requests-{:04d}.jsonl"
@@ -204,14 +204,24 @@ def _request(
         twice = next(i for k, i in enumerate(ids) if i in ids[:k])
         bad(f"request {rid} lists item {twice!r} twice", where)
         return None
-    params = said.get("params")
+    params = said.get("params", {})
+    if not isinstance(params, dict):
+        # Sent as they are, the request would go without its model and token budget.
+        bad(
+            f"request {rid} has 'params' that are {describe(params, show=False)}, not an object; "
+            "expected its sampling parameters (model, max_tokens …) as promptc build "
+            "writes them",
+            where,
+        )
+        return None
     return BuiltRequest(
         id=rid,
         kind=line_kind,
         item_ids=ids,
         messages=tuple(messages),
-        params=params if isinstance(params, dict) else {},
+        params=params,
         grammar=stem if isinstance(stem, str) else batch.grammar,
         location=where,
         target_item=target_item if isinstance(target_item, str) else batch.target_item,
+        grammar_files=batch.grammar_files,
     )

@@ -11,7 +11,9 @@ batches of n items, the item at position p of batch b goes, in round r, to
 and b ↦ b + (r - 1)·p permutes the batches), so each round asks every item exactly once. Two
 items of one batch (positions p ≠ q) share a batch again in round r only when
 (r - 1)(p - q) ≡ 0 (mod B). A short last batch leaves empty slots; each new batch keeps its
-items in their new positions' order. The positions differ round to round for up to n rounds.
+items in their new positions' order, reordered where that would put an item back at a
+position it had (:func:`_placed`). The positions differ round to round for up to n rounds,
+wherever the batch sizes allow it.
 
 Round n + 1 would put every item back at its round-1 position (with B = 1 or 2, beside the
 same neighbours: the same prompts again, whose answers a cache replays as more votes). With a
@@ -43,6 +45,7 @@ from typing import NoReturn
 from promptc import ir
 from promptc.errors import SelectionError
 from promptc.select.batches import SelectionResult
+from promptc.select.methods import select
 
 MESSAGES = {
     "vote-rounds": "rounds {rounds} is more than this data allows: round {round} would {why}; "
@@ -79,8 +82,9 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
         batches
     ):  # not dealt by the selection (see the module's docstring)
         asked = {b.item_ids for b in first}
+        had: dict[str, set[int]] = {i: {p} for b in first for p, i in enumerate(b.item_ids)}
         for r in range(2, rounds + 1):
-            dealt = _round(first, r)
+            dealt = _round(first, r, had)
             for attempt in range(SHUFFLES):
                 if not any(b.item_ids in asked for b in dealt):
                     break
@@ -88,6 +92,9 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
             else:
                 _refuse(task, r, WHY["repeat"])
             asked.update(b.item_ids for b in dealt)
+            for b in dealt:
+                for p, i in enumerate(b.item_ids):
+                    had[i].add(p)
             batches += dealt
     info = {**selection.info, "requests": len(batches), "vote_rounds": rounds}
     if "cost" in info:  # the summary a build prints says what the rounds cost
@@ -98,6 +105,25 @@ def with_rounds(task: ir.Task, selection: SelectionResult) -> SelectionResult:
             f"{info['cost']}, asked in {rounds} voting rounds: {most}{len(batches)} requests"
         )
     return SelectionResult(batches, info)
+
+
+def too_many_rounds(task: ir.Task) -> SelectionError | None:
+    """``vote-rounds`` when the batches the task's data make (dealt by its selection) are too
+    narrow for its voting rounds (three items with ``rounds: 4``), else ``None``: what
+    :func:`with_rounds` would refuse, found before anything is built or sent.
+
+    Raises:
+        PromptcError: The selection fails otherwise.
+    """
+    if task.strategy.rounds == 1:
+        return None
+    try:
+        with_rounds(task, select(task))
+    except SelectionError as e:
+        if e.code != "vote-rounds":
+            raise
+        return e
+    return None
 
 
 def _refuse(task: ir.Task, r: int, why: str) -> NoReturn:
@@ -130,8 +156,9 @@ def _shuffled(first: list[ir.Batch], r: int, seed: int, attempt: int) -> list[ir
     return out
 
 
-def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
-    """The batches of round ``r`` (see the module's docstring)."""
+def _round(first: list[ir.Batch], r: int, had: dict[str, set[int]]) -> list[ir.Batch]:
+    """The batches of round ``r`` (see the module's docstring); ``had``: each item's
+    positions in the earlier rounds."""
     width = max(len(b.item_ids) for b in first)
     count = len(first)
     slots: list[dict[int, tuple[str, int]]] = [{} for _ in first]
@@ -139,8 +166,35 @@ def _round(first: list[ir.Batch], r: int) -> list[ir.Batch]:
         for p, item in enumerate(zip(batch.item_ids, batch.item_indices, strict=True)):
             slots[(b + (r - 1) * p) % count][(p + r - 1) % width] = item
     return [
-        _batch(index, [dealt[p] for p in sorted(dealt)], r) for index, dealt in enumerate(slots)
+        _batch(index, _placed([dealt[p] for p in sorted(dealt)], had), r)
+        for index, dealt in enumerate(slots)
     ]
+
+
+def _placed(items: list[tuple[str, int]], had: dict[str, set[int]]) -> list[tuple[str, int]]:
+    """A new batch's items ordered so that each is at a position it has not had, where the
+    batch's size allows it (a maximum matching of items to new positions, each item trying
+    its dealt place first): with a short last batch the dealt places close up, and most items
+    came back to a position they had. Items no new position is left for take the rest."""
+    n = len(items)
+    if all(k not in had[i] for k, (i, _) in enumerate(items)):
+        return items  # the dealing's own order: every position new
+    at: dict[int, int] = {}  # position -> item
+
+    def seat(k: int, tried: set[int]) -> bool:
+        for pos in (k, *range(n)):
+            if pos in tried or pos in had[items[k][0]]:
+                continue
+            tried.add(pos)
+            if pos not in at or seat(at[pos], tried):
+                at[pos] = k
+                return True
+        return False
+
+    for k in range(n):
+        seat(k, set())
+    rest = iter(k for k in range(n) if k not in at.values())
+    return [items[at[pos]] if pos in at else items[next(rest)] for pos in range(n)]
 
 
 def _batch(index: int, items: list[tuple[str, int]], r: int) -> ir.Batch:

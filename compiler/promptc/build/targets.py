@@ -24,9 +24,11 @@ choices are read from it), and its tests.
 
 from __future__ import annotations
 
+import copy
+import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from promptc.build.files import dumps
@@ -64,6 +66,8 @@ class BuiltRequest:
         location: ``requests.jsonl:line:1`` of the line.
         target_item: The item the request is *for* (``retrieval``: its batch is this item
             and its neighbours); ``None`` when the batch is for all its items.
+        grammar_files: The request's own grammar files (``grammars/<id>.gbnf`` …) with their
+            sha256, as its line of ``batches.jsonl`` lists them; empty when it has none.
     """
 
     id: str
@@ -74,6 +78,7 @@ class BuiltRequest:
     grammar: str | None
     location: Location
     target_item: str | None = None
+    grammar_files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def line(self) -> int:
@@ -104,11 +109,30 @@ class Target:
     #: shards ``requests-0001.jsonl`` …, each within both).
     max_lines: ClassVar[int] = sys.maxsize
     max_bytes: ClassVar[int] = sys.maxsize
+    #: The body field that carries a request's ``max_tokens`` when the spec's
+    #: ``model.max_tokens_field`` names none (a target whose lines are bodies sent as they
+    #: are); requests read back always hold it as ``max_tokens``.
+    default_token_field: ClassVar[str] = "max_tokens"
+    #: The field of this build's bodies (:meth:`for_model`).
+    token_field: str = "max_tokens"
+
+    def for_model(self, max_tokens_field: str | None) -> Target:
+        """The target writing the bodies of a spec whose ``model.max_tokens_field`` is
+        ``max_tokens_field``."""
+        field = max_tokens_field or self.default_token_field
+        if field == self.token_field:
+            return self
+        out = copy.copy(self)
+        out.token_field = field
+        return out
 
     def line(self, request: BuiltRequest, constraint: Constraint | None) -> str:
         """The line of ``requests.jsonl`` of a request (without its line end): the one
-        writer of request lines."""
-        return dumps(self.record(request, constraint))
+        writer of request lines. A JSON Schema a body carries keeps its properties' order
+        (:func:`promptc.build.files.dumps`), as ``promptc run --grammar json-schema`` sends
+        it."""
+        schema = None if constraint is None or isinstance(constraint.value, str) else constraint
+        return dumps(self.record(request, constraint), schema.value if schema else None)
 
     def record(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
         """The line of ``requests.jsonl`` of a request, as data."""
@@ -156,8 +180,11 @@ class Target:
         error = line.get("error")
         response = line.get("response")
         if error:
+            if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
+                error = error["error"]  # vLLM's ErrorResponse: {"error": {"message", …}}
             if isinstance(error, Mapping):
-                return None, f"error {error.get('code')}: {error.get('message')}"
+                code = error.get("code") or error.get("type")
+                return None, f"error {code}: {error.get('message')}"
             return None, f"error: {error}"
         if not isinstance(response, Mapping):
             return None, "no response"
@@ -183,7 +210,7 @@ class Target:
         usage = body.get("usage") if isinstance(body, Mapping) else None
         return {
             "output": content,
-            "finish_reason": choice.get("finish_reason"),
+            "finish_reason": finish_reason(choice.get("finish_reason")),
             "usage": usage if isinstance(usage, Mapping) else None,
             "batch_request_id": line.get("id"),
         }, ""
@@ -219,6 +246,8 @@ class Chat(Target):
 class OpenAIBatch(Target):
     name = "openai-batch"
     grammars: ClassVar[tuple[GrammarForm, ...]] = ("json_schema",)
+    # Sent to api.openai.com as written, whose o-series models refuse max_tokens.
+    default_token_field = "max_completion_tokens"
     # The Batch API's limits per input file.
     max_lines = 50_000
     max_bytes = 200 * 1024 * 1024
@@ -226,7 +255,7 @@ class OpenAIBatch(Target):
     constraint_fields: ClassVar[tuple[str, ...]] = ("response_format",)
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        body: dict[str, object] = {**dict(request.params), "messages": list(request.messages)}
+        body: dict[str, object] = {**self._params(request), "messages": list(request.messages)}
         if constraint is not None and isinstance(constraint.value, Mapping):
             body["response_format"] = strict_schema(constraint.value)
         return body
@@ -254,12 +283,24 @@ class OpenAIBatch(Target):
         if isinstance(body, Mapping):
             out["messages"] = body.get("messages")
             skip = ("messages", *self.constraint_fields)
-            out["params"] = {k: v for k, v in body.items() if k not in skip}
+            params = {k: v for k, v in body.items() if k not in skip}
+            if "max_tokens" not in params and "max_completion_tokens" in params:
+                params["max_tokens"] = params.pop("max_completion_tokens")
+            out["params"] = params
         return out
+
+    def _params(self, request: BuiltRequest) -> dict[str, object]:
+        """A request's parameters with its ``max_tokens`` under :attr:`token_field`."""
+        params = dict(request.params)
+        field = self.token_field
+        if field != "max_tokens" and "max_tokens" in params and field not in params:
+            params[field] = params.pop("max_tokens")
+        return params
 
 
 class VllmBatch(OpenAIBatch):
     name = "vllm-batch"
+    default_token_field = "max_tokens"  # what vLLM's run_batch has always taken
     grammars = FORMS
     default_form = "gbnf"
     # promptc run sends a request's grammar its own way, not in vLLM's field.
@@ -268,7 +309,7 @@ class VllmBatch(OpenAIBatch):
     FIELDS: ClassVar[dict[GrammarForm, str]] = {"gbnf": "grammar", "json_schema": "json"}
 
     def body(self, request: BuiltRequest, constraint: Constraint | None) -> dict[str, object]:
-        body: dict[str, object] = {**dict(request.params), "messages": list(request.messages)}
+        body: dict[str, object] = {**self._params(request), "messages": list(request.messages)}
         if constraint is not None:
             body["structured_outputs"] = {self.FIELDS[constraint.form]: constraint.value}
         return body
@@ -304,6 +345,18 @@ def message_text(content: object) -> str | None:
         ]
         return "".join(t for t in texts if isinstance(t, str))
     return None
+
+
+#: A ``finish_reason`` as the APIs write it (``stop``, ``length``, ``content_filter``,
+#: ``tool_calls``, ``end_turn``): a word. Anything else a server sends there (a sentence, an
+#: echoed key, megabytes) is not kept.
+_FINISH_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,39}")
+
+
+def finish_reason(value: object) -> str | None:
+    """A reply's ``finish_reason`` as promptc records it: the word the server gave, or
+    ``None`` when it gave none, or something that is not one."""
+    return value if isinstance(value, str) and _FINISH_WORD.fullmatch(value) else None
 
 
 def find_target(name: str) -> Target:

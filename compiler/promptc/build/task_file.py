@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import types
 import typing
 from collections import abc
@@ -49,9 +50,11 @@ def _where(loc: Location, spec_dir: str, paths: dict[str, str]) -> str:
         return ""
     path = paths.get(loc.file)
     if path is None:
-        # Relative to the spec's folder whatever the current folder was: builds are
-        # byte-identical.
-        path = paths[loc.file] = relative(loc.file, spec_dir)
+        # Relative to the spec's folder whatever the current folder was, and whatever link
+        # the spec was reached through (spec_dir is resolved; the file's folder is resolved
+        # too, the file's own name kept): builds are byte-identical.
+        folder, name = os.path.split(loc.file)
+        path = paths[loc.file] = relative(os.path.join(os.path.realpath(folder), name), spec_dir)
     # Location's own form (file, file:line or file:line:col), without making one per item.
     if loc.line <= 0:
         return path
@@ -338,4 +341,5 @@ def _task(data: Mapping[str, Any], build: Path) -> ir.Task:
         spec_dir=str(build),
         markers=ir.Markers(**data["markers"]),
         run=ir.RunConfig(repair_max_attempts=data["run"]["repair"]["max_attempts"]),
+        from_build=True,
     )

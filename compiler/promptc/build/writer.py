@@ -53,8 +53,12 @@ PER_REQUEST = {
 #: answers it moved aside and its lock, ``collect``'s repair build, ``eval``'s timing): a
 #: rebuild keeps them. Anything else in a folder is not promptc's, and it writes no build
 #: there (docs/limits.md lists a build folder's contents).
+#: The lock a build holds on its folder while it writes (removed when it ends).
+BUILD_LOCK = ".build.lock"
+
 KEPT_NAMES = frozenset(
     {
+        BUILD_LOCK,  # of a build killed while it wrote: the next one takes it
         "outputs.jsonl",
         "results.jsonl",
         "outputs.replaced.jsonl",
@@ -84,6 +88,11 @@ def is_build_file(name: str) -> bool:
     return _OWNED.match(name) is not None
 
 
+def is_request_grammar(name: str) -> bool:
+    """Whether a file name inside ``grammars/`` is one of a request's grammar files."""
+    return _REQUEST_GRAMMAR.match(name) is not None
+
+
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
@@ -110,12 +119,27 @@ def check_folder(
         # Build files without a manifest are those of a build interrupted while it put its
         # files in place: the next build replaces them (the inputs are checked above).
         if not (_is_temporary(name) or is_build_file(name) or name in KEPT_NAMES):
-            raise UsageError(
-                NOT_A_BUILD_FOLDER.format(folder=str(out), name=name),
-                location=Location(str(out / name)),
-                hint="give a new or empty folder with -o, or move that file away",
-                code="out-not-build",
-            )
+            raise _not_a_build(out, name)
+        if name in (REQUEST_GRAMMARS, f".{REQUEST_GRAMMARS}.tmp"):
+            # A rebuild replaces the folder whole: a file of the user's in it (or a link in
+            # its place) would stop it halfway, with the manifest already gone.
+            where = out / name
+            if where.is_symlink() or not where.is_dir():
+                raise _not_a_build(out, name)
+            for inner in sorted(os.listdir(where)):
+                path = where / inner
+                if not is_request_grammar(inner) or path.is_symlink() or not path.is_file():
+                    raise _not_a_build(out, f"{name}/{inner}")
+
+
+def _not_a_build(out: Path, name: str) -> UsageError:
+    """``out-not-build``: ``name`` (a path inside ``out``) is no file of a build."""
+    return UsageError(
+        NOT_A_BUILD_FOLDER.format(folder=str(out), name=name),
+        location=Location(str(out / name)),
+        hint="give a new or empty folder with -o, or move that file away",
+        code="out-not-build",
+    )
 
 
 def check_inputs(

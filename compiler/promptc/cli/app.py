@@ -151,7 +151,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show(file=err)
         return EXIT_USAGE if isinstance(e, click.UsageError) else EXIT_INVALID
-    except click.Abort:
+    except click.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # click's word for Ctrl-C
+            err.write("promptc: interrupted\n")
+            return EXIT_INTERRUPTED
         err.write("promptc: aborted\n")
         return EXIT_INVALID
     except PromptcError as e:
@@ -165,6 +168,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         # What a disk or the system refuses (full, read-only, a name too long, a file where a
         # folder is expected) is the user's to fix: said with the file, never exit 3.
         err.write(f"error: {os_error(e)}\n")
+        return EXIT_INVALID
+    except MemoryError:
+        # What the input asks for outgrows the memory the process may have (a limit set on
+        # it, or the machine's): the user's to change, never exit 3.
+        err.write(
+            "error: out of memory: the input asks for more than this process may hold "
+            "(make the spec, data or build smaller, or raise the memory limit)\n"
+        )
         return EXIT_INVALID
     except Exception as e:  # noqa: BLE001 - anything else is a promptc bug: said plainly, no traceback
         err.write(f"promptc: internal error: {type(e).__name__}: {e}\n")

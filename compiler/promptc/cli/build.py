@@ -87,6 +87,8 @@ def build_command(
     """
     if emit is None and out_dir is None:
         raise click.UsageError("give the build folder with -o DIR, or print a stage with --emit")
+    if emit is not None and out_dir is not None:
+        raise click.UsageError("--emit prints a stage to stdout and writes no folder: drop -o DIR")
     if check and (emit is not None or out_dir is None):
         raise click.UsageError("--check needs the build folder to hold against: -o DIR")
     if vllm_grammar is not None and not find_target(target).grammars:
@@ -107,7 +109,14 @@ def build_command(
     assert out_dir is not None
     if check:
         assembled = build_mod.assemble(task, target=target, vllm_grammar=grammar)
-        status, lines = check_report(assembled, out_dir, spec)
+        given = [
+            *(("--strategy", strategy) if strategy is not None else ()),
+            *(("--batch-size", str(batch_size)) if batch_size is not None else ()),
+            *(("--data", data) if data is not None else ()),
+            *(("--target", target) if target != "chat" else ()),
+            *(("--grammar", vllm_grammar) if vllm_grammar is not None else ()),
+        ]
+        status, lines = check_report(assembled, out_dir, spec, given)
         if fmt == "json":
             write_json({"out_dir": out_dir, "current": status == 0, "lines": lines})
         else:

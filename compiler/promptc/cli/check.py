@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from promptc.api import load_spec, spec_warnings
+from promptc.build.rounds import too_many_rounds
 from promptc.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -21,7 +22,8 @@ from promptc.cli.common import (
     write_errors,
     write_json,
 )
-from promptc.errors import PromptcError, PromptcErrors
+from promptc.errors import PromptcError, PromptcErrors, one_line
+from promptc.ir import SIMILARITY_METHODS, Task
 from promptc.select.batches import batch_size as size_of
 
 #: A promptc spec, told from other YAML files: its top level holds the ``promptc:`` key (the
@@ -36,17 +38,30 @@ SPEC_MARKER = re.compile(
 )
 
 
-def is_spec(path: str) -> bool:
-    """Whether the YAML file at ``path`` is a promptc spec (:data:`SPEC_MARKER`); an
-    unreadable file counts as one, so that checking it says why — as does anything but a
-    regular file (a named pipe would block the read forever; the loader refuses it)."""
+#: A layer over a spec: its top level extends a file (``extends: base.yaml``), which need not
+#: repeat ``promptc:`` (docs/spec.md's own example does not).
+EXTENDS_LINE = re.compile(
+    r"^\ufeff?([\"']?)extends\1[ \t]*:[ \t]*([\"']?)([^\"'#\n]+?)\2[ \t]*(?:#.*)?$", re.MULTILINE
+)
+
+
+def is_spec(path: str, depth: int = 0) -> bool:
+    """Whether the YAML file at ``path`` is a promptc spec (:data:`SPEC_MARKER`), or a layer
+    extending one (:data:`EXTENDS_LINE`, the base a spec); an unreadable file counts as one,
+    so that checking it says why — as does anything but a regular file (a named pipe would
+    block the read forever; the loader refuses it)."""
     try:
         if not Path(path).is_file():
-            return True
+            return depth == 0
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
+        return depth == 0
+    if SPEC_MARKER.search(text) is not None:
         return True
-    return SPEC_MARKER.search(text) is not None
+    base = EXTENDS_LINE.search(text)
+    if base is None or depth >= 32:
+        return False
+    return is_spec(str(Path(path).parent / base.group(3).strip()), depth + 1)
 
 
 def check_spec(
@@ -70,11 +85,19 @@ def check_spec(
         )
     except PromptcErrors as found:
         status = EXIT_USAGE if all(e.stage == "usage" for e in found) else EXIT_INVALID
-        return status, found, f"{spec}: {plural(len(found) + found.omitted, 'error')}", []
+        return (
+            status,
+            found,
+            f"{one_line(spec)}: {plural(len(found) + found.omitted, 'error')}",
+            [],
+        )
+    narrow = _voting_rounds_error(task)
+    if narrow is not None:
+        return EXIT_INVALID, PromptcErrors([narrow]), f"{one_line(spec)}: 1 error", []
     gold = task.data.gold if task.data is not None else {}
     with_gold = f" with gold {', '.join(gold)}" if gold else ""
     summary = (
-        f"{spec}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
+        f"{one_line(spec)}: valid: {plural(len(task.items), 'item')}{with_gold}, strategy "
         f"{task.strategy.kind}, {size_of(task)} per request"
         + (f", {task.strategy.rounds} voting rounds" if task.strategy.rounds > 1 else "")
     )
@@ -82,6 +105,15 @@ def check_spec(
     if warnings:
         summary += f" ({plural(len(warnings), 'warning')})"
     return EXIT_OK, None, summary, warnings
+
+
+def _voting_rounds_error(task: Task) -> PromptcError | None:
+    """``vote-rounds`` when the data make the batches too narrow for the voting rounds (three
+    items with ``rounds: 4``): what build would refuse. Found by dealing the rounds, which
+    a selection by similarity cannot do without embedding every item: not tried for those."""
+    if task.strategy.selection.method in SIMILARITY_METHODS:
+        return None
+    return too_many_rounds(task)
 
 
 @click.command("check")

@@ -67,14 +67,8 @@ def collect_command(
         sys.exit(EXIT_USAGE)
     for rid, why in sorted(result.failed.items()):
         click.echo(f"request {rid}: no answer ({why})", err=True)
-    for where in result.unknown[:20]:
-        click.echo(f"skipped {where}: not a request of this build", err=True)
-    for where in result.unreadable[:20]:
-        click.echo(f"skipped {where}: no JSON object (a line cut short?)", err=True)
-    for where in result.duplicates[:20]:
-        click.echo(f"set aside {where}: a second answer for that request", err=True)
-    for note in result.notes:
-        click.echo(note, err=True)
+    for line in result.messages():
+        click.echo(line, err=True)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:

@@ -55,6 +55,13 @@ def _missing(path: str) -> PromptcError:
 def _view_now(path: str, strategy: str | None, batch_size: int | None, target: str) -> BuildView:
     """A build folder read back, or a spec compiled and built in memory."""
     if os.path.isdir(path):
+        if strategy is not None or batch_size is not None:  # never dropped without a word
+            raise UsageError(
+                f"{path!r} is a build folder, built with its own strategy and batch size: "
+                "--strategy and --batch-size apply to a spec compiled for the comparison",
+                location=Location(path),
+                code="diff-usage",
+            )
         return read_view(path)
     if not os.path.isfile(path):
         raise _missing(path)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from promptc.api import evaluate, run_variants
 from promptc.cli.common import (
@@ -159,12 +160,10 @@ def eval_command(
     the batch, a paired McNemar comparison with the baseline, and a recommended variant, in
     REPORT_DIR/report.md, report.json, report.html and two charts.
     """
+    folders = _folders(results, extra_results)
     tol = parse_tolerance(tolerance)
     if not no_charts:
         require_matplotlib()  # said before anything is sent, not after
-    folders = [*results, *extra_results] if results else []
-    if extra_results and not results:
-        raise click.UsageError(f"unexpected argument {extra_results[0]!r}")
     out = Path(out_dir)
     failures = []
     if not results:
@@ -238,6 +237,61 @@ def _baseline_among(baseline: str | None, names: Sequence[str]) -> str:
             code="unknown-baseline",
         )
     return baseline
+
+
+#: The options that apply with ``--results``: what is scored and how, where the report goes.
+SCORING_OPTIONS = frozenset(
+    {
+        "spec",
+        "data",
+        "limit",
+        "results",
+        "extra_results",
+        "baseline",
+        "tolerance",
+        "price_in",
+        "price_out",
+        "price_cached",
+        "margin",
+        "out_dir",
+        "fmt",
+        "no_charts",
+    }
+)
+
+
+def _folders(results: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
+    """The folders ``--results`` names (those after the first as arguments), with no option
+    of a run beside them; none without ``--results``."""
+    if not results:
+        if extra:
+            raise click.UsageError(f"unexpected argument {extra[0]!r}")
+        return []
+    _refuse_run_options(click.get_current_context())
+    return [*results, *extra]
+
+
+def _refuse_run_options(ctx: click.Context) -> None:
+    """With ``--results`` nothing is built or run: an option of building or running the
+    variants (``--strategies``, ``--base-url``, ``--repair`` …) given on the command line
+    would be ignored, so it is refused, named (every option but :data:`SCORING_OPTIONS`).
+
+    Raises:
+        UsageError: ``option-with-results``.
+    """
+    for param in ctx.command.params:
+        if param.name in SCORING_OPTIONS or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            option = max(param.opts, key=len)
+            raise UsageError(
+                "this option applies only when promptc eval runs the variants; with --results "
+                "the answered folders are scored as they are, and it would do nothing",
+                location=Location("<command line>"),
+                path=(option,),
+                hint="leave it out; to score fewer variants, give --results only their folders",
+                code="option-with-results",
+            )
 
 
 def _check_model_choice(base_url: str | None, local: bool | None) -> None:

@@ -201,10 +201,14 @@ model:
 """
 
 
+#: The longest spec ``name`` (the schema's ``maxLength``).
+MAX_NAME = 200
+
+
 def task_name(folder: Path) -> str:
     """The spec's name: the folder's name made a plain word, else ``task``."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", folder.resolve().name).strip("-")
-    return name or "task"
+    return name[:MAX_NAME].rstrip("-") or "task"  # a folder's name may be longer than a spec's
 
 
 def starter_files(folder: Path, strategy: str, task: str) -> dict[str, str]:
@@ -265,11 +269,20 @@ def init_command(folder: str, strategy: str, task: str, fmt: str) -> None:
                 hint="choose another folder, or remove the link",
                 code="init-exists",
             )
+        in_way = sorted({d for name in files for d in _folders(root, name) if d.is_file()})
+        if in_way:
+            raise UsageError(
+                f"{in_way[0]} is a file, where init writes the folder {in_way[0]}{os.sep}",
+                location=Location(str(in_way[0])),
+                hint="choose another folder, or move the file away",
+                code="init-exists",
+            )
         _write_new(root, files)
     except OSError as e:
+        where = str(e.filename) if e.filename else folder
         raise UsageError(
-            f"cannot write into {folder!r}: {e.strerror or e}",
-            location=Location(folder),
+            f"cannot write into {where!r}: {e.strerror or e}",
+            location=Location(where),
             code="init-not-writable",
         ) from None
     spec = root / SPEC_FILE

@@ -46,12 +46,14 @@ from promptc.ir import round_of
 from promptc.parse.output import PER_ITEM, target_results
 from promptc.parse.output_records import OutputRecord, read_outputs
 from promptc.parse.results import MODES, STATUSES, ItemResult, summarize
+from promptc.parse.shape import RequestShape
 from promptc.run.outputs import overwrite_error
 from promptc.run.repair import (
     Merged,
     merge_answers,
     missing_results,
     origin_of,
+    refused_message,
     repair_shape,
     stood_in,
     valid_record,
@@ -200,7 +202,8 @@ def run_parse(
     # asked for its item.
     # A voting round's request may have been asked of its unsettled items only (a stand-in).
     asked = found.seen.keys() | stood_in(found.repairs) | whole
-    merged = merge_answers([rid for rid in known if rid in asked | absent], parsed, found.repairs)
+    order = [rid for rid in known if rid in asked | absent]
+    merged = merge_answers(order, parsed, found.repairs, build.task.outputs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:
         found.errors.append(
@@ -318,9 +321,7 @@ def _parse_records(
             # A repair answer of promptc run (or collect): merged as they merge it.
             found.repairs[rid] = rec.repair
             shape = repair_shape(build.task, rec.repair, rid)
-            found.parsed[rid] = parse_output(
-                build.task, shape, rec.text, strict=strict, finish_reason=rec.finish_reason
-            )
+            found.parsed[rid] = _parsed(build, shape, rec, strict)
             continue
         if request_id is not None and rid != request_id:
             continue
@@ -356,10 +357,16 @@ def _parse_records(
             )
         else:
             found.seen[rid] = rec.location
-            found.parsed[rid] = parse_output(
-                build.task, known[rid], rec.text, strict=strict, finish_reason=rec.finish_reason
-            )
+            found.parsed[rid] = _parsed(build, known[rid], rec, strict)
     return found
+
+
+def _parsed(build: Build, shape: RequestShape, rec: OutputRecord, strict: bool) -> list[ItemResult]:
+    """One output's results; of an answer the model refused, its items missing, saying so."""
+    said = refused_message(rec.text, rec.refusal)
+    if said is not None:
+        return missing_results(shape, said)
+    return parse_output(build.task, shape, rec.text, strict=strict, finish_reason=rec.finish_reason)
 
 
 def _say(

@@ -57,7 +57,7 @@ def plan_rows(plan: Plan) -> list[list[str]]:
     if plan.rates is not None:
         rows[0] += ["est. s", "est. q/s"]
     for v in plan.variants:
-        out = ("≤" if v.bounded else "~") + _tokens(v.output_per_question)
+        out = "~" + _tokens(v.output_per_question)
         per_q = v.input_per_question + v.output_per_question
         rows.append(
             [
@@ -85,8 +85,8 @@ def plan_notes(plan: Plan) -> list[str]:
         + ("" if plan.exact else " (not the model's own tokenizer: ~ marks estimates)")
     ]
     notes.append(
-        "output tok/q: ≤ a bound set by the answer grammar, ~ an estimate from the demos' and "
-        "gold answers (never model.max_tokens); floor: each question's own tokens plus its "
+        "output tok/q: ~ an estimate from the choices, the demos' and gold answers (never a "
+        "bound, never model.max_tokens); floor: each question's own tokens plus its "
         "answer's; cut by max_tokens: requests whose estimated output is over it"
     )
     if plan.price is None:

@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,7 +55,8 @@ from promptc.cli.common import (
 from promptc.errors import BackendError, PromptcError, UsageError
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
+from promptc.run.orchestrate import Terminated
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, check_placeable, overwrite_error
 from promptc.run.progress import cli_events
 from promptc.run.result import RunResult
 from promptc.text import printable
@@ -248,7 +250,7 @@ def run_command(
             "not stop this run; stop it with kill (SIGTERM) — the answers received stay in "
             "outputs.jsonl"
         )
-    _check_files(build_dir, options["outputs_path"], options["results_path"])
+    _check_files(build_dir, options["outputs_path"], options["results_path"], options["parse"])
     # SIGTERM (kill) ends the run as Ctrl-C does: the lock file removed, the answers kept.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -262,7 +264,7 @@ def run_command(
             "interrupted: every answer received so far is in outputs.jsonl; "
             "run the same command again to resume"
         )
-        if isinstance(e, _Terminated):  # ended by the signal, as its sender expects
+        if isinstance(e, (_Terminated, Terminated)):  # ended by the signal, as expected
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         sys.exit(EXIT_INTERRUPTED)
@@ -284,10 +286,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _check_files(build_dir: str, outputs: str | None, results: str | None) -> None:
-    """Exits 2 when ``-o`` or ``--results`` would write over answers, results or a file of
-    the build (the rule ``promptc parse -o`` follows): the next run would pay for every
-    request again, or the build would be lost."""
+def _check_files(build_dir: str, outputs: str | None, results: str | None, parse: bool) -> None:
+    """Exits 2 when ``-o`` or ``--results`` would write over answers, results, a file of
+    the build or a file that is not promptc's (the rule ``promptc parse -o`` follows): the
+    next run would pay for every request again, or the build or the user's file would be
+    lost; or when ``--results`` cannot be written (a folder). The results file no option
+    names is checked by the run itself, before it sends anything."""
     answers = outputs if outputs is not None else os.path.join(build_dir, OUTPUTS_FILE)
     beside = os.path.join(os.path.dirname(answers), RESULTS_FILE)
     errors = [
@@ -301,6 +305,12 @@ def _check_files(build_dir: str, outputs: str | None, results: str | None) -> No
     for error in errors:
         if error is not None:
             _say(f"error: {error}")
+            sys.exit(EXIT_USAGE)
+    if results is not None and parse:
+        try:
+            check_placeable(Path(results), "--results", named=True)
+        except UsageError as e:
+            write_errors(e, sys.stderr, "error: ")
             sys.exit(EXIT_USAGE)
 
 
@@ -325,10 +335,11 @@ def _status(result: RunResult) -> int:
         )
         return EXIT_FAILED
     if result.not_ok:
+        after = " after repair" if result.repair_rounds else ""
         _say(
-            f"{result.not_ok} of {result.items} item(s) are not ok after repair"
+            f"{result.not_ok} of {result.items} item(s) are not ok{after}"
             + (
-                " (see results.jsonl)"
+                f" (see {result.results_path})"
                 if result.results_path is not None
                 else " (--parse lists them)"
             )

@@ -73,6 +73,10 @@ _WIRING_TEXT = """\
 @json_format_option
 def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
     """Print the JSON Schema of task specs (for editors and yaml-language-server)."""
+    if wiring_asked and out_file is not None:
+        raise click.UsageError(
+            "--wiring prints the editors' setting; -o writes the schema: give one"
+        )
     if wiring_asked:
         found = wiring()
         if fmt == "json":

@@ -128,7 +128,9 @@ def resolve(spec: str, rev: str) -> tuple[Repository, str]:
         )
     commit = proc.stdout.decode("ascii", "replace").strip()
     try:
-        rel = path.resolve().relative_to(top).as_posix()
+        # The folder resolved, not the spec itself: a spec that is a link is read at the
+        # revision as the file it named then (a link re-pointed since names another now).
+        rel = (path.parent.resolve() / path.name).relative_to(top).as_posix()
     except ValueError:
         raise _usage(
             f"{spec} is outside the repository at {top}", spec, "outside-repository"
@@ -457,7 +459,8 @@ def view_at(
 def _cache_dir(checkout: Checkout, spec: str) -> str | None:
     """The old spec's embedding cache folder, moved from the temporary tree to the work tree
     (so that the old build reuses the embeddings the new one computes, and leaves none behind
-    in a folder about to be removed)."""
+    in a folder about to be removed), when the work tree has that folder inside the spec's
+    folder; else ``None`` (the temporary tree's)."""
     doc = checkout.doc
     if doc is None:
         return None
@@ -469,4 +472,10 @@ def _cache_dir(checkout: Checkout, spec: str) -> str | None:
         where = doc.folder_of(p).resolve().relative_to(checkout.root)
     except ValueError:
         return None
-    return str((checkout.repo.top / where / rel).resolve())
+    # Only a cache folder the work tree already has, inside the spec's folder there: the work
+    # tree is never written to otherwise, and never through a link out of it.
+    folder = (checkout.repo.top / where).resolve()
+    target = (folder / rel).resolve()
+    if not target.is_dir() or not target.is_relative_to(folder):
+        return None
+    return str(target)

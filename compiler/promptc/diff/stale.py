@@ -11,15 +11,23 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from promptc.build import REQUEST_GRAMMARS, REQUESTS_FILE, BuildResult, is_build_file
+from promptc.build import (
+    REQUEST_GRAMMARS,
+    REQUESTS_FILE,
+    BuildResult,
+    is_build_file,
+    is_request_grammar,
+)
 from promptc.build.files import read_text
 from promptc.errors import Location, PromptcError
 
-Problem = Literal["missing", "stale", "extra"]
+Problem = Literal["missing", "stale", "extra", "foreign"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +36,9 @@ class StaleFile:
 
     Attributes:
         name: The file name inside the build folder.
-        problem: ``missing`` (the build has it, the folder not), ``stale`` (different bytes) or
-            ``extra`` (an earlier build's file a rebuild would remove).
+        problem: ``missing`` (the build has it, the folder not), ``stale`` (different bytes),
+            ``extra`` (an earlier build's file a rebuild would remove) or ``foreign`` (no
+            file of a build, where the build writes its own: a rebuild refuses the folder).
     """
 
     name: str
@@ -54,10 +63,12 @@ class FirstDifference:
 def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[StaleFile]:
     """Every file of ``out_dir`` that differs from the build ``result``, in name order."""
     folder = Path(out_dir)
+    own = folder / REQUEST_GRAMMARS
+    linked = own.is_symlink()  # never read through: it leads out of the folder
     out: list[StaleFile] = []
     for name, text in sorted(result.files.items()):
         path = folder / name
-        if not path.is_file():
+        if (linked and name.startswith(f"{REQUEST_GRAMMARS}/")) or not path.is_file():
             out.append(StaleFile(name, "missing"))
             continue
         try:  # a regular file, within the bound: a link, a FIFO or a device is stale
@@ -70,12 +81,15 @@ def stale_files(result: BuildResult, out_dir: str | os.PathLike[str]) -> list[St
         for old in sorted(folder.iterdir(), key=lambda p: p.name):
             if is_build_file(old.name) and old.name not in result.files and old.is_file():
                 out.append(StaleFile(old.name, "extra"))
-        own = folder / REQUEST_GRAMMARS
-        if own.is_dir():  # the requests' own grammars, grammars/<request id>.*
+        if linked or (own.exists() and not own.is_dir()):
+            out.append(StaleFile(REQUEST_GRAMMARS, "foreign"))
+        elif own.is_dir():  # the requests' own grammars, grammars/<request id>.*
             for old in sorted(own.iterdir(), key=lambda p: p.name):
                 name = f"{REQUEST_GRAMMARS}/{old.name}"
-                if name not in result.files and old.is_file():
-                    out.append(StaleFile(name, "extra"))
+                if name in result.files:
+                    continue
+                grammar = is_request_grammar(old.name) and old.is_file() and not old.is_symlink()
+                out.append(StaleFile(name, "extra" if grammar else "foreign"))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -113,20 +127,27 @@ _SAYS: dict[Problem, str] = {
     "missing": "missing: the build writes it",
     "stale": "stale: the build writes it otherwise",
     "extra": "left over: a rebuild removes it",
+    "foreign": "not a file of the build: a rebuild refuses the folder until it is moved away",
 }
 
 
 def check_report(
-    result: BuildResult, out_dir: str | os.PathLike[str], spec: str
+    result: BuildResult,
+    out_dir: str | os.PathLike[str],
+    spec: str,
+    options: Sequence[str] = (),
 ) -> tuple[int, list[str]]:
     """``promptc build --check``: the exit status (0 current, 1 stale) and the lines to print.
 
     Each stale file is one line, ``DIR/name: stale: …``; then the first request that
-    differs, at its line of ``requests.jsonl``; then what to run.
+    differs, at its line of ``requests.jsonl``; then what to run: ``promptc build`` with the
+    options the build was checked with (``options``: ``--strategy``, ``--data`` …), which
+    make another build without them.
     """
     folder = Path(out_dir)
+    command = shlex.join(["promptc", "build", spec, "-o", str(out_dir), *options])
     if not folder.is_dir():
-        return 1, [f"{folder}: missing: no build folder (run promptc build {spec} -o {out_dir})"]
+        return 1, [f"{folder}: missing: no build folder (run {command})"]
     stale = stale_files(result, folder)
     if not stale:
         return 0, [f"{folder}: up to date ({len(result.files)} files)"]
@@ -143,11 +164,14 @@ def check_report(
             what = f"request {first.found} is where the build writes {first.request}"
         lines.append(f"{first.location}: first differing request: {what}")
     # Left-over files are not among the build's: counted apart ("19 of 15" said otherwise).
-    changed = sum(s.problem != "extra" for s in stale)
-    extra = len(stale) - changed
-    left = f", {extra} left over" if extra else ""
+    changed = sum(s.problem in ("missing", "stale") for s in stale)
+    extra = sum(s.problem == "extra" for s in stale)
+    foreign = len(stale) - changed - extra
+    left = (f", {extra} left over" if extra else "") + (
+        f", {foreign} not the build's" if foreign else ""
+    )
     lines.append(
         f"{folder}: {changed} of {len(result.files)} files out of date{left} "
-        f"(rebuild with promptc build {spec} -o {out_dir})"
+        f"(rebuild with {command})"
     )
     return 1, lines

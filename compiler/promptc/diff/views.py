@@ -108,20 +108,28 @@ class BuildView:
 
 
 def answer_reading(task: ir.Task) -> dict[str, object]:
-    """What of the task (``task.json``) parse and eval read answers with, by a name for people
-    (``output sentiment aliases``), each value plain JSON: a change there credits the same
-    answer otherwise. The instruction and the descriptions are left out: they only render,
-    and the requests show that."""
+    """What of the task (``task.json``) parse and eval read answers with, and run asks them
+    with beyond the requests' own text, by a name for people (``output sentiment aliases``),
+    each value plain JSON: a change there credits the same answer otherwise, or sends other
+    requests (early stop leaves settled items out of later rounds, repair asks failed items
+    again). The instruction and the descriptions are left out: they only render, and the
+    requests show that."""
+    vote = task.strategy.vote
     out: dict[str, object] = {
         "answer format": task.answer_format.source,
         "markers": [task.markers.question, task.markers.answer, task.markers.inputs],
+        "vote early_stop": vote.early_stop if vote is not None else None,
+        "run repair max_attempts": task.run.repair_max_attempts,
+        "model provider": task.model.provider,
+        "model max_tokens_field": task.model.max_tokens_field,
     }
     for f in task.inputs:
         out[f"input {f.name} type"] = f.type
     for o in task.outputs:
         out[f"output {o.name} type"] = o.type.name
         out[f"output {o.name} choices"] = list(o.choices)
-        out[f"output {o.name} aliases"] = [list(a) for a in o.aliases]
+        # A mapping: its order changes nothing sent or read.
+        out[f"output {o.name} aliases"] = sorted(list(a) for a in o.aliases)
         out[f"output {o.name} choices_from"] = o.choices_from
         out[f"output {o.name} answer_with"] = o.answer_with
     return out

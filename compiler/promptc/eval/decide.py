@@ -2,7 +2,9 @@
 sample can tell apart.
 
 - **Pareto front**: on total cost per question (input and output, priced; cached input at its
-  own rate) against accuracy.
+  own rate) against accuracy, both exact (a tie is a tie of the costs, not of figures rounded
+  to show); a variant with requests that got no answer is on none (its cost is of the
+  answered requests alone).
 - **Recommendation**: the cheapest variant whose accuracy is not worse than the best's by more
   than ``margin`` — a paired one-sided non-inferiority test at alpha = 0.05 (the Agresti-Min
   bound of :func:`~promptc.eval.score.loss_bound` below the margin). Variants cut by
@@ -15,7 +17,9 @@ sample can tell apart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from promptc.eval.score import (
@@ -26,22 +30,50 @@ from promptc.eval.score import (
     pareto_front,
 )
 
+#: Each variant's exact cost per question (``None``: unknown), by name: what the front and
+#: the recommendation compare, where the report's rows hold figures rounded to show.
+Costs = Mapping[str, Fraction | None]
 
-def mark_pareto(rows: Sequence[dict[str, Any]]) -> None:
-    """Sets each row's ``pareto``: on the front of accuracy against total cost per question
-    (a row whose cost is unknown is on no front)."""
-    known = [k for k, r in enumerate(rows) if r["cost"]["per_question"] is not None]
-    points = [
-        (float(rows[k]["cost"]["per_question"]), rows[k]["accuracy"]["accuracy"]) for k in known
-    ]
+
+def _accuracy(row: Mapping[str, Any]) -> Fraction:
+    """A row's accuracy, exact from its counts when it has them (never a rounded figure)."""
+    acc = row["accuracy"]
+    correct, n = acc.get("correct"), acc.get("n")
+    if isinstance(correct, int) and isinstance(n, int) and n > 0:
+        return Fraction(correct, n)
+    return Fraction(acc["accuracy"])
+
+
+def comparable(row: Mapping[str, Any]) -> bool:
+    """Whether a variant's cost can be set against the others': not when requests of it got
+    no answer (their items unparsed, their cost unpaid, so it would look cheap)."""
+    return not row.get("unanswered_requests")
+
+
+def mark_pareto(rows: Sequence[dict[str, Any]], costs: Costs) -> None:
+    """Sets each row's ``pareto``: on the front of accuracy against total cost per question,
+    on exact figures (``costs``; a tie is a tie of the costs, not of their rounding). A row
+    whose cost is unknown, or not :func:`comparable`, is on no front."""
+    known = [k for k, r in enumerate(rows) if costs[r["variant"]] is not None and comparable(r)]
+    points = [(costs[rows[k]["variant"]] or Fraction(0), _accuracy(rows[k])) for k in known]
     front = {known[i] for i in pareto_front(points)}
     for k, r in enumerate(rows):
         r["pareto"] = k in front
 
 
+def money_decimals(values: Sequence[float | None]) -> int:
+    """Decimals to show money with: 4, or more (up to 12) until the smallest non-zero value
+    shows 3 significant digits, so that a cheap model's costs do not all read 0.0000."""
+    small = min((abs(v) for v in values if v), default=None)
+    if small is None:
+        return 4
+    return max(4, min(12, 2 - math.floor(math.log10(small))))
+
+
 def _money(value: float, unit: str) -> str:
     if unit == "USD":  # millionths of a dollar a question: said per 1,000 questions
-        return f"USD {1000 * value:.4f} per 1,000 questions"
+        per_k = 1000 * value
+        return f"USD {per_k:.{money_decimals([per_k])}f} per 1,000 questions"
     return f"{value:,.1f} tokens per question"
 
 
@@ -51,6 +83,7 @@ def recommend(
     items: int,
     margin: float,
     unit: str,
+    costs: Costs,
 ) -> dict[str, Any]:
     """The recommended variant and the sentence that justifies it.
 
@@ -61,20 +94,18 @@ def recommend(
         items: Items scored.
         margin: Points of accuracy (0 to 100) a cheaper variant may lose.
         unit: ``USD`` or ``tokens``: what ``cost`` is counted in.
+        costs: The exact cost per question of each variant, compared (a tie is a tie of the
+            costs).
     """
     cut = [r["variant"] for r in rows if r["truncated"]]
     # A request that got no answer leaves its items unparsed and its cost unpaid: such a
     # variant's accuracy and cost are of the server's failures, not of the variant.
-    failed = [r["variant"] for r in rows if r.get("unanswered_requests") and not r["truncated"]]
+    failed = [r["variant"] for r in rows if not comparable(r) and not r["truncated"]]
     left_out = f" ({', '.join(cut)} left out: truncated)" if cut else ""
     if failed:
         left_out += f" ({', '.join(failed)} left out: requests that got no answer)"
     candidates = [
-        r
-        for r in rows
-        if not r["truncated"]
-        and not r.get("unanswered_requests")
-        and r["cost"]["per_question"] is not None
+        r for r in rows if not r["truncated"] and comparable(r) and costs[r["variant"]] is not None
     ]
     need = items_needed(margin / 100)
     out: dict[str, Any] = {"variant": None, "margin_points": margin, "items_needed": need}
@@ -88,8 +119,14 @@ def recommend(
             f"variant within {margin:g} points of the best only from {need} items)" + left_out
         )
         return out
-    best = max(candidates, key=lambda r: (r["accuracy"]["accuracy"], -r["cost"]["per_question"]))
-    for r in sorted(candidates, key=lambda r: (r["cost"]["per_question"], r["variant"])):
+
+    def price(r: Mapping[str, Any]) -> Fraction:
+        return costs[r["variant"]] or Fraction(0)  # a candidate's cost is known
+
+    best = max(candidates, key=lambda r: (_accuracy(r), -price(r)))
+    for r in sorted(candidates, key=lambda r: (price(r), r["variant"])):
+        if r is not best and price(r) >= price(best):
+            continue  # no cheaper than the best: dominated, or the best's equal at best
         p = paired(correct[best["variant"]], correct[r["variant"]])
         bound = 100 * loss_bound(p.only_baseline, p.only_variant, p.n)
         if r is not best and bound >= margin:

@@ -120,7 +120,7 @@ def _item_rows(
     for r in report["variants"]:
         v = by_name[r["variant"]]
         texts[v.name] = _requests(v)
-        answers = pick_answers(v.results, v.targets)
+        answers = pick_answers(v.results, v.targets, v.positions)
         covered = set(v.item_ids) or set(gold)
         for item_id in (i for i in gold if i in covered):
             a = answers.get(item_id)
@@ -181,7 +181,8 @@ def report_html(
 <h1>promptc eval: {_e(report["spec"])}</h1>
 {lead_html}
 <p>{report["items"]} items with gold answers; baseline {_e(report["baseline"])}; cost in
-{_e(report["cost_unit"])}. * marks the Pareto front of accuracy against total cost per question;
+{_e(report["cost_unit"])}. * marks the Pareto front of accuracy against total cost per question
+(compared exactly, shown rounded; a variant with requests that got no answer is on none);
 ! a variant cut by max_tokens.</p>
 <h2>Summary</h2>
 {_table(table)}

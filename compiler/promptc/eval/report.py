@@ -7,8 +7,10 @@ when or where it was made, so that identical results give a byte-identical file.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from promptc import ir
 from promptc.build import read_requests
 from promptc.errors import Location, UsageError
 from promptc.eval.charts import CHART_POSITION, CHART_TOKENS, draw_charts
-from promptc.eval.decide import detectable, mark_pareto, recommend
+from promptc.eval.decide import detectable, mark_pareto, money_decimals, recommend
+from promptc.eval.folder import REPORT_FORMAT, REPORT_JSON, REPORT_MD, check_report_dir
 from promptc.eval.html import REPORT_HTML, report_html
 from promptc.eval.results import MESSAGES, VariantResults
 from promptc.eval.score import (
@@ -26,14 +29,13 @@ from promptc.eval.score import (
     pick_answers,
     score,
 )
-from promptc.plan.estimate import Pricing, cached_tokens
+from promptc.plan.estimate import MICRO_USD, Pricing, cached_tokens
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.run.outputs import OUTPUTS_FILE, read_outputs_file
+from promptc.run.repair import recorded_request
 from promptc.strategies import NAMES, SINGLE
 from promptc.text import write_atomic
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
 #: The default ``--margin``: points of accuracy a cheaper variant may lose to be recommended.
 DEFAULT_MARGIN = 2.0
 
@@ -92,6 +94,8 @@ def _tokens(
     its server.
     """
     usage = v.prompt_tokens is not None and v.completion_tokens is not None
+    if not usage and not os.path.lexists(v.folder / OUTPUTS_FILE):
+        return None, None, None, "unknown"  # answers parsed elsewhere (promptc.ray): no texts
     need_tokenizer = not usage or (v.cached_tokens is None and price and price.cached is not None)
     tok: Tokenizer | None = None
     if need_tokenizer:
@@ -100,7 +104,8 @@ def _tokens(
         except Exception:  # noqa: BLE001 - no tokenizer installed: the figures stay unknown
             tok = None
     try:
-        messages = [r.messages for r in read_requests(v.folder)] if tok is not None else []
+        answers = read_outputs_file(v.folder / OUTPUTS_FILE).answers if tok is not None else {}
+        messages = _sent_messages(task, v.folder, answers)
         cached = v.cached_tokens
         if cached is None and tok is not None and price is not None and price.cached is not None:
             cached = cached_tokens(messages, tok)
@@ -109,13 +114,34 @@ def _tokens(
         if tok is None:
             return None, None, None, "unknown"
         inputs = sum(tok.count_messages(m) for m in messages)
-        answers = read_outputs_file(v.folder / OUTPUTS_FILE).answers.values()
-        outputs = sum(tok.count(str(a["output"])) for a in answers)
+        outputs = sum(tok.count(str(a["output"])) for a in answers.values())
         mark = "" if tok.exact else " (estimate)"
         return _clamped(inputs, outputs, cached, f"tokenizer {tok.name}{mark}")
     finally:
         if tok is not None:
             tok.close()
+
+
+def _sent_messages(
+    task: ir.Task, folder: Path, answers: Mapping[str, Mapping[str, Any]]
+) -> list[Sequence[Mapping[str, Any]]]:
+    """The messages of each request the folder holds an answer to, as they were sent: a build
+    request's own, a repair's or a voting round's stand-in's cut down from its build request
+    (:func:`promptc.run.repair.recorded_request`, as the run made it). A request early stop did
+    not send, or that got no answer, was never paid for and is not counted."""
+    if not answers:
+        return []
+    requests = {r.id: r for r in read_requests(folder)}
+    out: list[Sequence[Mapping[str, Any]]] = []
+    for rid, answer in answers.items():
+        if rid in requests:
+            out.append(requests[rid].messages)
+            continue
+        # A record edited by hand is merged nowhere and counted nowhere.
+        asked = recorded_request(task, requests, rid, answer.get("repair"))
+        if asked is not None:
+            out.append(asked.messages)
+    return out
 
 
 #: What ``tokens_from`` adds when cached input was counted above the input (``{inputs}``).
@@ -136,14 +162,24 @@ def _clamped(
     return inputs, outputs, max(cached, 0), source
 
 
-def _per(total: float | Decimal | None, n: int) -> float | None:
-    return None if total is None or not n else round(float(total) / n, 12)
+def _per(total: Fraction | None, n: int) -> float | None:
+    """A share of a total, for the report: 15 significant digits (a float's), never cut to
+    a fixed number of decimals, which would round a small cost to nothing."""
+    return None if total is None or not n else float(f"{float(total / n):.15g}")
+
+
+def _usd(total: Decimal) -> str:
+    """An exact cost in USD as text: every digit it has, and at least to the millionth."""
+    micro = total.quantize(MICRO_USD)
+    return format(micro if micro == total else total.normalize(), "f")
 
 
 def _cost(
     tokens: tuple[int | None, int | None, int | None, str], price: Pricing | None, s: VariantScore
-) -> dict[str, Any]:
-    """Total cost, per question and per correct answer: USD with a price, else tokens."""
+) -> tuple[dict[str, Any], Fraction | None]:
+    """Total cost, per question and per correct answer (USD with a price, else tokens), for
+    the report; and the exact cost per question, which the Pareto front and the
+    recommendation compare (the report's figures are rounded for display only)."""
     tin, tout, cached, _ = tokens
     n = s.overall.n
     total: Decimal | int | None
@@ -152,12 +188,14 @@ def _cost(
     elif price is None:
         total = tin + tout
     else:
-        total = price.cost(tin, tout, cached or 0)
-    return {
-        "total": None if total is None else (format(total, "f") if price else total),
-        "per_question": _per(total, n),
-        "per_correct": _per(total, s.overall.correct),
+        total = price.exact_cost(tin, tout, cached or 0)
+    exact = None if total is None else Fraction(total)
+    shown = {
+        "total": None if total is None else (_usd(total) if isinstance(total, Decimal) else total),
+        "per_question": _per(exact, n),
+        "per_correct": _per(exact, s.overall.correct),
     }
+    return shown, (None if exact is None or not n else exact / n)
 
 
 def _row(
@@ -167,13 +205,15 @@ def _row(
     base: VariantScore,
     baseline: str,
     price: Pricing | None,
-) -> dict[str, Any]:
-    """One variant's row of the report: its score ``s`` beside the baseline's ``base``."""
+) -> tuple[dict[str, Any], Fraction | None]:
+    """One variant's row of the report, its score ``s`` beside the baseline's ``base``; and
+    its exact cost per question (:func:`_cost`)."""
     n = s.overall.n
     tokens = _tokens(task, v, price)
     tin, tout, cached, source = tokens
     pair = None if v.name == baseline else paired(base.correct, s.correct)
-    return {
+    cost, exact = _cost(tokens, price, s)
+    row = {
         "variant": v.name,
         "strategy": v.kind,
         "batch_size": v.batch_size,
@@ -204,7 +244,7 @@ def _row(
         if cached is None
         else round(cached / max(n, 1), 2),
         "tokens_from": source,
-        "cost": _cost(tokens, price, s),
+        "cost": cost,
         "seconds": None if v.seconds is None else round(v.seconds, 3),
         "questions_per_second": round(n / v.seconds, 3) if v.seconds else None,
         "paired": None
@@ -218,6 +258,7 @@ def _row(
             ),
         },
     }
+    return row, exact
 
 
 def _round(x: float | None) -> float | None:
@@ -301,14 +342,20 @@ def build_report(
     # Every variant on the same items: the figure each comparison below counts.
     gold = _paired_items(task, variants)
     scores = {
-        v.name: score(task.outputs, gold, pick_answers(v.results, v.targets), tolerance)
+        v.name: score(
+            task.outputs, gold, pick_answers(v.results, v.targets, v.positions), tolerance
+        )
         for v in variants
     }
-    rows = [_row(task, v, scores[v.name], scores[baseline], baseline, price) for v in variants]
-    mark_pareto(rows)
+    made = [_row(task, v, scores[v.name], scores[baseline], baseline, price) for v in variants]
+    rows = [row for row, _ in made]
+    # The front and the recommendation compare exact costs: the rows' are rounded to show.
+    costs = {row["variant"]: exact for row, exact in made}
+    mark_pareto(rows, costs)
     unit = "USD" if price is not None else "tokens"
     correct = {name: s.correct for name, s in scores.items()}
     return {
+        "report_format": REPORT_FORMAT,  # the marker of a report eval wrote (eval.folder)
         "spec": task.name,
         "items": len(gold),
         "baseline": baseline,
@@ -317,7 +364,7 @@ def build_report(
         "price": None if price is None else price.to_dict(),
         "cost_unit": unit,
         "truncated_variants": [r["variant"] for r in rows if r["truncated"]],
-        "recommendation": recommend(rows, correct, len(gold), margin, unit),
+        "recommendation": recommend(rows, correct, len(gold), margin, unit, costs),
         "detectable": detectable(rows, len(gold)),
         "variants": rows,
     }
@@ -343,8 +390,16 @@ def _scaled(x: float | None, scale: int) -> float | None:
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     """The summary table, header first (for report.md, report.html and the terminal)."""
     usd = report["cost_unit"] == "USD"
-    # Dollars a question are millionths: the table shows them per 1,000 questions.
+    # Dollars a question are millionths: the table shows them per 1,000 questions, with as
+    # many decimals as the cheapest needs (a cheap model's costs must not all read 0.0000).
     unit, scale, money = ("USD", 1000, ".4f") if usd else ("tok", 1, ",.1f")
+    if usd:
+        shown = [
+            _scaled(r["cost"][k], scale)
+            for r in report["variants"]
+            for k in ("per_question", "per_correct")
+        ]
+        money = f".{money_decimals(shown)}f"
     rows = [
         [
             "variant",
@@ -412,7 +467,7 @@ def headline(report: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"NO ANSWER: {names} got no answer from the server: their items count as unparsed "
             "and cost nothing, so accuracy and cost are not comparable until they are run again "
-            "(promptc run resumes them)."
+            "(promptc run resumes them); they are on no Pareto front (*) and never recommended."
         )
     return [*lines, *(_sentence(report[k]["sentence"]) for k in ("recommendation", "detectable"))]
 
@@ -442,8 +497,9 @@ def _at_position(row: Mapping[str, Any], p: str) -> str:
     return text + (f", {cut} truncated" if cut else "")
 
 
-def report_md(report: Mapping[str, Any]) -> str:
-    """report.md: the summary, statuses, per-output accuracy and accuracy by position."""
+def report_md(report: Mapping[str, Any], charts: bool = True) -> str:
+    """report.md: the summary, statuses, per-output accuracy and accuracy by position (with
+    ``charts``, the two charts beside them)."""
     price = report["price"]
     cost = (
         "total cost per question in tokens (input + output: no price given)"
@@ -462,10 +518,11 @@ def report_md(report: Mapping[str, Any]) -> str:
         *(f"**{line}**\n\n" if k < 2 else f"{line}\n\n" for k, line in enumerate(headline(report))),
         f"{report['items']} items with gold answers; baseline `{report['baseline']}`"
         + (f"; numbers within ±{report['tolerance']}" if report["tolerance"] else "")
-        + f". `*` marks the Pareto front of accuracy against {cost}; `!` a variant cut by "
+        + f". `*` marks the Pareto front of accuracy against {cost} (compared exactly, shown "
+        "rounded; a variant with requests that got no answer is on none); `!` a variant cut by "
         "max_tokens. Truncated items count as wrong in accuracy, apart from wrong and unparsed "
         "answers.\n",
-        "\n![accuracy against cost per question](" + CHART_TOKENS + ")\n\n",
+        "\n![accuracy against cost per question](" + CHART_TOKENS + ")\n\n" if charts else "\n",
         _md_table(table_rows(report)),
         "\n## Parse statuses\n\n",
     ]
@@ -481,12 +538,19 @@ def report_md(report: Mapping[str, Any]) -> str:
                 lambda r, o: _pct(r["per_output"][o]) if o in r["per_output"] else "-",
             )
         )
-    positions = sorted({int(p) for r in report["variants"] for p in r["by_position"]})
+    positions = sorted(
+        {
+            int(p)
+            for r in report["variants"]
+            for p in (*r["by_position"], *r["truncated_by_position"])
+        }
+    )
     parts.append("\n## Accuracy by position in the batch\n\n")
     parts.append(
         "Items lost to max_tokens are left out here (the budget cut them, not their position).\n\n"
     )
-    parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
+    if charts:
+        parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
     parts.append(_per_variant(report, [str(p) for p in positions], _at_position))
     tokens = sorted({r["tokens_from"] for r in report["variants"]})
     parts.append(f"\nTokens from: {', '.join(tokens)}.\n")
@@ -502,11 +566,17 @@ def write_report(
     task: ir.Task | None = None,
 ) -> list[Path]:
     """Writes report.json, report.md, (with ``charts``) the two PNGs, and (given the variants
-    and their task) report.html into ``out_dir``; returns their paths (:func:`report_paths`)."""
+    and their task) report.html into ``out_dir``; returns their paths (:func:`report_paths`).
+
+    Raises:
+        UsageError: ``out-not-eval``: ``out_dir`` holds files eval did not write
+            (:func:`promptc.eval.folder.check_report_dir`); nothing is written.
+    """
+    check_report_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Replaced whole, never through a link left in the folder (write_atomic).
     write_atomic(out_dir / REPORT_JSON, report_json(report).split("\n")[:-1])
-    write_atomic(out_dir / REPORT_MD, report_md(report).split("\n")[:-1])
+    write_atomic(out_dir / REPORT_MD, report_md(report, charts).split("\n")[:-1])
     if charts:
         draw_charts(report, out_dir)
     html = task is not None and bool(variants)

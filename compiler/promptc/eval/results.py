@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.build import MANIFEST_FILE, BatchLine, batch_lines, read_manifest
+from promptc.build import (
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    BatchLine,
+    batch_lines,
+    read_manifest,
+    read_task,
+)
 from promptc.build.files import read_lines, read_text
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
@@ -47,6 +54,9 @@ MESSAGES: dict[str, str] = {
     "{expected}",
     "duplicate-result": "item {item!r} of request {request!r} has a second result here; the "
     "first is at line {first}",
+    "results-behind": "{name} was written before outputs.jsonl's latest answers: item "
+    "{item!r} was asked {asked} time(s), its result counts {counted} (a run killed before it "
+    "could write its results, or one cut short by --limit)",
     "no-results": "{name} holds no result, but outputs.jsonl holds {answers} answer(s); "
     "expected one result per item of the build",
     "bad-seconds": "seconds is {seconds!r}; expected a finite number of seconds, 0 or more",
@@ -55,6 +65,8 @@ MESSAGES: dict[str, str] = {
     "parsed for an earlier build of the folder",
     "stale-prompt": "the answer of request {request!r} in outputs.jsonl was produced for "
     "another prompt than this build's: {name} was parsed for an earlier build of the folder",
+    "other-questions": "{count} item(s) of {folder!r} were asked other inputs than the data "
+    "holds now (first: {item!r}): its answers are to other questions",
     "limit-cuts-build": "{folder!r} holds {covered} item(s), {beyond} of them past the first "
     "{limit} that --limit scores: its calls and tokens are of all its items, so it cannot be "
     "scored on the first {limit} alone",
@@ -91,6 +103,8 @@ class VariantResults:
         cut_requests: Requests whose answer stopped at ``max_tokens`` (finish ``length``).
         cached_tokens: Prompt tokens the server said it served from its cache
             (``usage.prompt_tokens_details.cached_tokens``), ``None`` if it said nothing.
+        positions: Request id → item id → the item's 1-based position in that request of
+            the build: where an item answered again by a repair was asked by the strategy.
     """
 
     folder: Path
@@ -111,6 +125,7 @@ class VariantResults:
     cached_tokens: int | None = None
     repair_requests: int = 0
     unanswered: int = 0
+    positions: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
@@ -129,8 +144,12 @@ def _json_lines(path: Path) -> list[tuple[int, Any]]:
             raise UsageError(
                 f"not JSON: {e.msg}", location=Location(str(path), n, e.colno), code="bad-json"
             ) from None
-        except (ValueError, RecursionError) as e:  # 5,000 digits; nesting past the stack
-            why = "nested too deep" if isinstance(e, RecursionError) else str(e).split(":")[0]
+        except (ValueError, RecursionError, ArithmeticError) as e:
+            # 5,000 digits; nesting past the stack; an exponent past what a Decimal holds
+            if isinstance(e, ArithmeticError):
+                why = "a number past what promptc holds"
+            else:
+                why = "nested too deep" if isinstance(e, RecursionError) else str(e).split(":")[0]
             raise UsageError(
                 f"not JSON promptc can read: {why}",
                 location=Location(str(path), n, 1),
@@ -286,6 +305,30 @@ def _check_limit(root: Path, task: ir.Task, limit: int | None, covered: Sequence
         )
 
 
+def _check_questions(root: Path, task: ir.Task) -> None:
+    """Refuses a folder whose items were built from other inputs than the data now holds
+    under the same ids (the data edited since): the answers would be scored against the
+    gold of other questions. The build's ``items.jsonl`` is read as every reader of a build
+    reads it (:func:`promptc.build.read_task`): one missing, a link or a pipe in its place, or
+    one changed since the build is refused, as ``parse`` and ``run`` refuse it, never taken
+    for a folder with nothing to compare.
+
+    Raises:
+        UsageError: ``other-questions``, at the build's ``items.jsonl``; ``not-a-build``,
+            ``not-regular``, ``build-modified``, ``bad-task-file``: the build's task files
+            cannot be read as built.
+    """
+    now = {it.id: it.inputs for it in task.items}
+    differ = [it.id for it in read_task(root).items if it.id in now and it.inputs != now[it.id]]
+    if differ:
+        raise UsageError(
+            MESSAGES["other-questions"].format(count=len(differ), folder=str(root), item=differ[0]),
+            location=Location(str(root / ITEMS_FILE)),
+            hint="build and run it again: promptc build SPEC -o DIR, then promptc run DIR --parse",
+            code="other-questions",
+        )
+
+
 def _check_answered(path: Path, answers: int, records: list[Mapping[str, Any]]) -> None:
     """Refuses a ``results.jsonl`` without results beside answers: scored, every item would
     count as unparsed (a run that answered nothing leaves both empty, and eval says so)."""
@@ -298,6 +341,40 @@ def _check_answered(path: Path, answers: int, records: list[Mapping[str, Any]]) 
         )
 
 
+def _check_behind(
+    path: Path, answers: Mapping[str, Mapping[str, Any]], records: list[Mapping[str, Any]]
+) -> None:
+    """Refuses a ``results.jsonl`` older than the answers beside it: an item asked again by
+    a repair answer in ``outputs.jsonl`` whose result counts fewer attempts than that (a run
+    killed by SIGKILL cannot remove its stale results). Scored, its answers' calls and cost
+    would count, their results not. Voting builds combine rounds: not checked."""
+    asked: dict[tuple[str, str], int] = {}
+    for answer in answers.values():
+        repair = answer.get("repair")
+        if not isinstance(repair, Mapping) or not isinstance(repair.get("item_ids"), list):
+            continue
+        attempt = repair.get("attempt")
+        of = repair.get("of")
+        if not isinstance(attempt, int) or attempt < 1 or not isinstance(of, str):
+            return  # a voting round's stand-in: the rounds are combined, not counted so
+        for item in repair["item_ids"]:
+            key = (of, str(item))
+            asked[key] = asked.get(key, 1 if of in answers else 0) + 1
+    for row in records:
+        key = (origin_of(str(row.get("request_id"))), str(row.get("item_id")))
+        counted = row.get("attempts")
+        if key in asked and isinstance(counted, int) and counted < asked[key]:
+            raise UsageError(
+                MESSAGES["results-behind"].format(
+                    name=path.name, item=key[1], asked=asked[key], counted=counted
+                ),
+                location=Location(str(path)),
+                hint=f"parse the answers again: promptc parse {path.parent} "
+                f"{path.parent / OUTPUTS_FILE} -o {path}",
+                code="results-behind",
+            )
+
+
 def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
     """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
     return [
@@ -308,8 +385,10 @@ def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Map
     ]
 
 
-def _seconds(timing: Path) -> float | None:
-    """The wall time ``timing.json`` records, if it is there and readable.
+def _seconds(timing: Path, requests: int) -> float | None:
+    """The wall time of the variant's ``requests``, from what ``timing.json`` records, if it
+    is there and readable: a session that sent fewer (it resumed an interrupted one, whose
+    time went unrecorded, or took some from the cache) measured its share, scaled up to all.
 
     Raises:
         UsageError: ``bad-seconds``: a negative or non-finite number of seconds (it would
@@ -320,6 +399,7 @@ def _seconds(timing: Path) -> float | None:
     try:
         t = json.loads(read_text(timing))
         seconds = float(t["seconds"]) if isinstance(t, dict) else None
+        sent = t.get("sent") if isinstance(t, dict) else None
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
@@ -329,6 +409,8 @@ def _seconds(timing: Path) -> float | None:
             hint="remove the file: eval writes it when it sends the requests",
             code="bad-seconds",
         )
+    if seconds is not None and type(sent) is int and 0 < sent < requests:
+        return seconds * requests / sent
     return seconds
 
 
@@ -421,16 +503,27 @@ def read_variant(
     batches = list(batch_lines(root))
     item_ids = tuple(dict.fromkeys(i for b in batches for i in b.item_ids))
     _check_limit(root, task, limit, item_ids)
+    _check_questions(root, task)
     held = {b.request: frozenset(b.item_ids) for b in batches}
     stale = stale_prompts(batches, answers)
     records = _mark_truncated(read_results(results_path, task, held, stale), cut)
+    if not os.path.lexists(root / OUTPUTS_FILE):
+        # Parsed where they were asked (promptc.ray writes results.jsonl alone): a request
+        # with a result of an answer was answered, its usage unknown here. A run's request
+        # that got none has only the "no answer…" results of run.repair.missing_results.
+        answers = {
+            str(r["request_id"]): {}
+            for r in records
+            if r["status"] != "missing" or not str(r.get("message", "")).startswith("no answer")
+        }
     _check_answered(results_path, len(answers), records)
+    _check_behind(results_path, answers, records)
     targets = None
     if method == "retrieval":
         targets = {b.request: b.target_item for b in batches if b.target_item is not None}
     usage = [c for a in answers.values() if (c := _counts(a.get("usage"))) is not None]
     usage_known = bool(answers) and len(usage) == len(answers)
-    seconds = _seconds(root / TIMING_FILE)
+    seconds = _seconds(root / TIMING_FILE, len(batches))
     cached = [c[2] for c in usage if c[2] is not None]
     statuses: dict[str, int] = dict.fromkeys(EVAL_STATUSES, 0)
     for rec in records:
@@ -459,4 +552,5 @@ def read_variant(
             if q not in held and origin_of(q) in held and not q.endswith(STAND_IN_SUFFIX)
         ),
         unanswered=_unanswered(held, answers, task),
+        positions={b.request: {i: k for k, i in enumerate(b.item_ids, 1)} for b in batches},
     )

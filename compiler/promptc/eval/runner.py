@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 from promptc import ir
 from promptc.build import build
 from promptc.errors import BackendError, Location, SpecWarning, UsageError
+from promptc.eval.folder import VARIANTS_DIR, check_report_dir
 from promptc.eval.results import TIMING_FILE
 from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import budget_warning
 from promptc.replies import ReplyTooLarge, check_base_url, urlopen
 from promptc.run.options import RunOptions
 from promptc.run.orchestrate import run_build
+from promptc.run.outputs import OUTPUTS_FILE, OutputsFile, outputs_lock, read_outputs_file
+from promptc.run.repair import STAND_IN
 from promptc.run.result import RunResult
 from promptc.spec.lower import compile_spec
 from promptc.text import public_url, write_atomic
@@ -28,7 +31,6 @@ from promptc.text import public_url, write_atomic
 if TYPE_CHECKING:
     from promptc.run.progress import Events
 
-VARIANTS_DIR = "variants"
 #: Seconds the endpoint has to answer eval's first question before anything is sent.
 ENDPOINT_TIMEOUT = 5.0
 
@@ -49,6 +51,25 @@ def _refuse_links(out_dir: Path, folder: Path) -> None:
                 hint="choose another -o folder, or remove the link",
                 code="eval-link",
             )
+
+
+def _set_repairs_aside(folder: Path) -> None:
+    """Moves the repair answers an earlier ``eval --repair N`` left in a variant's folder to
+    ``outputs.replaced.jsonl``: with repair off, the variant is scored on its own requests'
+    answers alone (a repair is another request shape), as in a fresh folder."""
+    path = folder / OUTPUTS_FILE
+    if not path.is_file():
+        return
+    with outputs_lock(path):
+        found = read_outputs_file(path)
+        repairs = [
+            rid
+            for rid, answer in found.answers.items()
+            if isinstance(answer.get("repair"), dict)
+            and answer["repair"].get("attempt") != STAND_IN
+        ]
+        if repairs:
+            OutputsFile(path, lambda _: None).tidy(found, drop=repairs)
 
 
 def check_endpoint(base_url: str, timeout: float = ENDPOINT_TIMEOUT) -> None:
@@ -112,10 +133,12 @@ def run_variants(
             may cut its requests off (their items would be lost to truncation).
 
     Raises:
-        PromptcError: A variant does not compile or cannot be built; bad run options.
+        PromptcError: A variant does not compile or cannot be built; bad run options;
+            ``out_dir`` holds files eval did not write (``out-not-eval``).
         BackendError: Nothing answers at ``base_url`` (before anything is built or sent).
     """
     options = {k: v for k, v in run_options.items() if v is not None}
+    check_report_dir(out_dir)  # a folder of the user's files: refused before anything is built
     # Every variant compiles before anything is sent: a spec error in the last one (few-shot
     # without demos) must not come after paying for the first.
     tasks, left_out = compile_each(variants, lambda v: compile_variant(spec, v, data, limit))
@@ -134,6 +157,8 @@ def run_variants(
     for v, task in tasks:
         folder = out_dir / VARIANTS_DIR / v.name
         result = build(task, folder)
+        if not options.get("repair"):
+            _set_repairs_aside(folder)
         if on_variant is not None:
             on_variant(v, len(result.requests))
         started = time.perf_counter()

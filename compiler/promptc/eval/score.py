@@ -122,7 +122,9 @@ class VariantScore:
 
 
 def pick_answers(
-    results: Iterable[Mapping[str, object]], targets: Mapping[str, str] | None = None
+    results: Iterable[Mapping[str, object]],
+    targets: Mapping[str, str] | None = None,
+    positions: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Scored]:
     """The answer that counts for each item.
 
@@ -133,6 +135,11 @@ def pick_answers(
             item's answer in that request counts (the others are its demonstrations), or in a
             request ``promptc run`` asked in its stead (a repair, ``r0007.repair1``: the
             merged result of the target answered again).
+        positions: Build request id → item id → its 1-based position there. An answer of a
+            request ``promptc run`` asked in the build request's stead (a repair, a voting
+            stand-in) is placed where the build asked its item, not at its index in the
+            repair: accuracy by position is about the strategy's batches. Without it, the
+            row's ``index``.
 
     Returns:
         Item id → its answer; an item answered in several requests without targets keeps the
@@ -149,9 +156,11 @@ def pick_answers(
             continue
         values = r.get("values")
         position = r.get("index")
+        if positions is not None:
+            position = positions.get(origin_of(str(r.get("request_id"))), {}).get(item, position)
         out[item] = Scored(
             item_id=item,
-            position=position if isinstance(position, int) else 0,
+            position=position if type(position) is int else 0,  # JSON true is no position
             status=str(r.get("status")),
             values=values if isinstance(values, Mapping) else {},
             request_id=str(r.get("request_id") or ""),
@@ -266,9 +275,10 @@ def paired(baseline: Mapping[str, bool], variant: Mapping[str, bool]) -> Paired:
     return Paired(n, base_acc, acc, b, c)
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+def pareto_front(points: Sequence[tuple[Fraction | float, Fraction | float]]) -> list[int]:
     """Indices of the points (cost, accuracy) that no other point beats on both: no cheaper
-    point is at least as accurate, and no equally cheap point is more accurate."""
+    point is at least as accurate, and no equally cheap point is more accurate. Give exact
+    figures (:class:`~fractions.Fraction`): an equality of rounded ones is no tie."""
     front = []
     for i, (cost, acc) in enumerate(points):
         dominated = any(

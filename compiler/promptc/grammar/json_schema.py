@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
 from promptc import markers
@@ -144,6 +144,8 @@ def json_answer_text(
         output: What the model wrote.
         questions: Auto-Demo: each item's question, for entries that leave it out.
     """
+    if "{" not in output:  # a text answer, as nearly every one is: no search for JSON
+        return None
     output = _json_body(output)
     if not output.lstrip().startswith("{"):
         return None
@@ -163,15 +165,20 @@ def json_answer_text(
         return None
     lines: list[str] = []
     invalid: dict[int, str] = {}
-    for k, entry in enumerate(answers, 1):
-        index = entry.get("index", k) if isinstance(entry, Mapping) else k
+    indexes = [e.get("index", k) if isinstance(e, Mapping) else k for k, e in enumerate(answers, 1)]
+    placed = {i for i in indexes if _position(i)}
+    for k, (entry, index) in enumerate(zip(answers, indexes, strict=True), 1):
         read = _answer_text(blueprint, fmt, entry)
         if read is None:
             continue  # no answer to place: its item is missing
         text, problem = read
-        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+        # Numbered from 0: said as A[0], an extra the parser reads as a shifted numbering.
+        if not _position(index) and not (type(index) is int and index == 0):
             # An index that is no position ("2", 2.0, null): the entry's place says which
-            # item it is, and that item is malformed, saying so.
+            # item it is, and that item is malformed, saying so — unless another entry
+            # answers that item by its index: a stray entry does not spoil its answer.
+            if k in placed:
+                continue
             problem = f"index: expected a whole number from 1, found {describe(index)}"
             index = k
         if problem is not None:
@@ -193,15 +200,49 @@ def json_answer_text(
     return JsonAnswer(markers.ITEM_SEPARATOR.join(lines), invalid)
 
 
+def _position(index: object) -> bool:
+    """Whether an entry's ``index`` is an item's position (a whole number from 1)."""
+    return isinstance(index, int) and not isinstance(index, bool) and index >= 1
+
+
 #: A markdown fence around a JSON answer: its opening line (```json) and closing one.
 _FENCE = re.compile(r"\A\s*```[^\n]*\n(?P<body>.*?)\n?```\s*\Z", re.DOTALL)
 
 
+#: A line that opens the JSON of an answer (an object, or a fence around it).
+_OPENING = re.compile(r"^[ \t]*(?=\{|```)", re.MULTILINE)
+
+
 def _json_body(output: str) -> str:
     """The JSON of an answer as models wrap it: after a reasoning model's ``<think>…</think>``
-    block, inside a markdown fence (```` ```json … ``` ````)."""
-    if "</think>" in output:
-        output = output.rsplit("</think>", 1)[1]
+    block, after a line of chatter (``Here is the JSON:``), inside a markdown fence (````
+    ```json … ``` ````). Of the ways to read it, the first whose JSON decodes whole is taken
+    (a string of the answer may hold ``</think>``, and the text after it then starts inside
+    that string: a JSON string there is no answer), else the first that opens an object."""
+    closes = [m.end() for m in _THINK_CLOSE.finditer(output)]
+    ways = [output[closes[-1] :], output] if closes else [output]
+    bodies = [_unwrapped(way) for way in ways]
+    for body in bodies:
+        try:
+            value, _ = _DECODER.raw_decode(body, _after_space(body, 0))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return body
+    return bodies[0]
+
+
+#: A reasoning model's closing thinking tag, in any case (as the text form finds it).
+_THINK_CLOSE = re.compile("</think>", re.IGNORECASE)
+
+
+def _unwrapped(output: str) -> str:
+    """``output`` from the line that opens its JSON (an object, or a fence around it), out of
+    its fence."""
+    if not output.lstrip().startswith(("{", "```")):
+        opening = _OPENING.search(output)
+        if opening is not None:
+            output = output[opening.start() :]
     fenced = _FENCE.match(output)
     return fenced.group("body") if fenced is not None else output
 
@@ -236,12 +277,28 @@ def _object(pairs: list[tuple[str, object]]) -> _Object:
     return out
 
 
+class _Written(Decimal):
+    """A JSON number with its text as the model wrote it (``written``)."""
+
+    __slots__ = ("written",)
+    written: str
+
+
+def _json_number(text: str) -> Decimal:
+    try:
+        number = _Written(text)
+    except InvalidOperation:  # an exponent past what a Decimal holds: read as written
+        number = _Written("NaN")
+    number.written = text
+    return number
+
+
 #: How an answer of several items begins, up to its list's first entry.
 _ANSWERS = re.compile(r'\s*\{\s*"answers"\s*:\s*\[')
 #: Numbers exact, as the text form reads them; objects with the keys they gave twice.
 #: An integer past Python's digit limit is a Decimal (json_int): its entry malformed, never
 #: the whole answer unread.
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=json_int, object_pairs_hook=_object)
+_DECODER = json.JSONDecoder(parse_float=_json_number, parse_int=json_int, object_pairs_hook=_object)
 
 
 def _entries(output: str) -> list[object] | None:
@@ -294,6 +351,8 @@ def _answer_text(
             if f.name in getattr(values, "twice", ()):
                 raise ValueError(f"{f.name} is given twice")
             value = f.type.coerce(f, _number_text(raw) if isinstance(raw, Decimal) else raw)
+            if f.type.free_text and not str(value).strip():  # the schema asks for some text
+                raise ValueError(f"{f.name} is empty")
             text = f.type.write(f, value)
         except (ValueError, TypeError):
             text = _as_written(raw)
@@ -326,9 +385,10 @@ def _as_written(raw: object) -> str:
 
 def _number_text(d: Decimal) -> str:
     """A JSON number as the text form writes numbers: without exponent (``1e2`` is ``100``,
-    ``1E-7`` is ``0.0000001``), so that the format reads it as the number it is. An exponent
-    past 1,000 stays as written (the answer reader's bound is 640 digits): its positional
-    text would be a million zeros for ``1e999999``."""
+    ``1E-7`` is ``0.0000001``), so that the format reads it as the number it is. A number of
+    an exponent past 1,000 (the answer reader's bound is 640 digits) stays as the model wrote
+    it: the positional text of ``1e999999`` would be a million zeros, and ``0.000…1`` written
+    so is read so."""
     if d.is_finite() and abs(d.adjusted()) <= 1000:
         return format(d, "f")
-    return str(d)
+    return d.written if isinstance(d, _Written) else str(d)

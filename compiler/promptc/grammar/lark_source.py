@@ -50,20 +50,29 @@ def layout(name: str) -> str:
 LENIENT_SPACE = "(?:[ \\t]+|[ \\t]*\\n[ \\t]*)"
 
 #: Words after a number that change it (``1.5 million``, ``2 dozen``, ``5 squared``,
-#: ``3 quarters``): never a unit, so the number before them is not the answer.
+#: ``3 quarters``, ``70 k``, ``2 bn``), in any case: never a unit, so the number before them
+#: is not the answer.
 MAGNITUDE_WORDS = (
     "hundreds?|thousands?|millions?|billions?|trillions?|dozens?|score|gross|grand|lakhs?|"
     "crores?|squared|cubed|halves|half|quarters?|thirds?|fourths?|fifths?|tenths?|"
-    "hundredths?|thousandths?"
+    "hundredths?|thousandths?|tens|k|mn|mm|bn|mil|mio|bil|tn"
 )
+#: Abbreviations that change the number only in capitals (``1.5 M``, ``2 B``): ``5 m`` is
+#: five metres.
+MAGNITUDE_CAPITALS = "M|B|T"
 
 #: What a lenient reading lets stand after a number followed by literal text: a percent sign
 #: or one word of letters (``18%``, ``18 dollars``, ``18 km/h``), not one that changes the
 #: number (:data:`MAGNITUDE_WORDS`). The value is the number.
 LENIENT_UNIT = (
-    "(?:[ \\t]*%|[ \\t]+(?!(?i:" + MAGNITUDE_WORDS + ")(?![A-Za-z]))"
+    "(?:[ \\t]*%|[ \\t]+(?!(?:(?i:" + MAGNITUDE_WORDS + ")|" + MAGNITUDE_CAPITALS + ")(?![A-Za-z]))"
     "[A-Za-z]{1,24}(?:/[A-Za-z]{1,24})?)?"
 )
+
+
+#: What the lenient reading takes after an answer format's final field: the full stop or
+#: exclamation mark that ends a sentence.
+LENIENT_STOP = "(?:[ \\t]*[.!])?"
 
 
 def literal_regex(text: str, multiline: bool, lenient: bool = False) -> str:
@@ -201,26 +210,67 @@ def lenient_body_regex(blueprint: Blueprint) -> str:
     What models write that the format does not say, each read as the answer it plainly is:
     the final literal left out when it is only punctuation (``The answer is 27`` for
     ``… The answer is {answer}.``); a line break for a space of a literal in a one-line
-    answer (``The answer is\n27.``); a percent sign or a unit word after a number that literal
-    text follows (``18%``, ``18 dollars``). Literal text is matched in any case, as always.
+    answer (``The answer is\n27.``); a colon after a literal's last word (``The answer is:
+    27.``); a full stop or an exclamation mark after a final field (``Yes.`` for
+    ``{answer}``); a leading free text left out (``The answer is 27.``: a reasoning model
+    reasoned in its thinking), read empty; a percent sign or a unit word after a number that
+    literal text follows (``18%``, ``18 dollars``). Literal text is matched in any case, as
+    always.
     Never used in strict mode, nor where the exact format matches.
     """
     out: list[str] = []
     last = len(blueprint.parts) - 1
-    for k, p in enumerate(blueprint.parts):
+    parts = blueprint.parts
+    # A leading free text (``{reasoning} The answer is …``) a model may leave out, having
+    # reasoned elsewhere (in its thinking): ``The answer is 55.`` reads with it empty.
+    optional = (
+        last > 0
+        and parts[0].field is not None
+        and parts[0].field.type.free_text
+        and parts[1].field is None
+        and parts[1].text[:1].isspace()
+    )
+    for k, p in enumerate(parts):
         if p.field is not None:
             unit = ""
-            nxt = blueprint.parts[k + 1] if k < last else None
+            nxt = parts[k + 1] if k < last else None
             if p.field.type.takes_unit and nxt is not None and nxt.field is None:
                 unit = LENIENT_UNIT
-            out.append(f"(?P<{p.field.name}>{p.bare}){unit}")
+            bare = p.bare
+            if p.field.type.free_text and not blueprint.multiline:
+                # Reasoning written step by step, a line each (never a blank line between):
+                # the answer's body ends at the next marker, so no other item's line joins.
+                bare = f"{bare}(?:[ \\t]*\\n[ \\t]*{bare})*"
+            out.append(f"(?P<{p.field.name}>{bare}){'?' if optional and k == 0 else ''}{unit}")
             continue
-        regex = literal_regex(p.text, blueprint.multiline, lenient=True)
-        stripped = p.text.strip()
-        if k == last and k > 0 and stripped and all(not c.isalnum() for c in stripped):
-            regex = f"(?:{regex})?"
-        out.append(regex)
+        if optional and k == 1:
+            name = parts[0].field.name if parts[0].field is not None else ""
+            first = _lenient_literal(p.text, k, last, blueprint.multiline)
+            bare = _lenient_literal(p.text.lstrip(), k, last, blueprint.multiline)
+            out.append(f"(?({name}){first}|{bare})")
+            continue
+        out.append(_lenient_literal(p.text, k, last, blueprint.multiline))
+    if parts and parts[-1].field is not None:
+        out.append(LENIENT_STOP)  # ``Yes.``, ``Positive!``: a sentence's end after the answer
     return "".join(out)
+
+
+def _lenient_literal(text: str, k: int, last: int, multiline: bool) -> str:
+    """The lenient regex of the answer format's literal ``text``, part ``k`` of ``0…last``
+    (see :func:`lenient_body_regex`)."""
+    regex = literal_regex(text, multiline, lenient=True)
+    head = text.rstrip()
+    if k == last and k > 0 and head and all(not c.isalnum() for c in head):
+        # Final punctuation left out, or only its end (``(b)`` for ``({answer}).``), or
+        # ended with ``!``: the longest prefix of it first.
+        heads = [head[:n] for n in range(len(head), 0, -1) if not head[:n].isspace()]
+        options = "|".join(literal_regex(h, multiline, lenient=True) for h in heads)
+        regex = f"(?:{options})?" + (LENIENT_STOP if head[-1] in ".!" else "")
+    if k < last and head[-1:].isalpha() and head != text:
+        # A colon after the literal's last word: ``The answer is: 15``.
+        tail = literal_regex(text[len(head) :], multiline, lenient=True)
+        regex = literal_regex(head, multiline, lenient=True) + "(?:[ \\t]*:)?" + tail
+    return regex
 
 
 def _segments(
@@ -319,9 +369,11 @@ def make_blueprint(
     if kind.repeats_questions:
         stop = "|".join(re.escape(prefix + INDEX_OPEN) for prefix in (marker_set.answer, *prefixes))
         lead = layout("MARKER_LEAD")
+        blank = layout("QUESTION_BLANK_LINE")
         question = (
             layout("QUESTION_LINE")
-            + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop})){layout('QUESTION_CONTINUATION')})*"
+            + f"(?:{layout('QUESTION_BREAK')}(?!{lead}(?:{stop}))(?:{blank})*+"
+            + f"{layout('QUESTION_CONTINUATION')})*+"
         )
     fields = tuple(p.field for p in parts if p.field is not None)
     labels = tuple(field_label(f) for f in inputs) if len(inputs) > 1 else ()

@@ -146,6 +146,18 @@ def check_alignment(
     return True, ""
 
 
+def restated_as(shape: RequestShape, index: int, written: str, prefix: str) -> int | None:
+    """The other item whose question an answer that was not asked to repeat its questions
+    (``batch``) restated under ``Q[index]``, or ``None``: when it is the item's own, or no
+    item's (a paraphrase is no evidence). A model that skips a question and numbers on
+    restates the next item's question under each later marker."""
+    expected = shape.questions[index - 1] if 0 < index <= len(shape.questions) else ""
+    if not expected or not written or question_similarity(written, expected) >= QUESTION_SIMILARITY:
+        return None
+    asked = _asked(shape.questions, (prefix,))
+    return _whose(asked, index, _Question.of(written, (prefix,)))
+
+
 # --------------------------------------------------------------------------------------------
 # Whose question it is
 # --------------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from promptc.build import is_build_file, prompt_hash, read_manifest, read_requests, read_task
+from promptc.build.files import read_lines
 from promptc.build.make import summary
 from promptc.build.produce import Producer
 from promptc.build.targets import CHAT, BuiltRequest
-from promptc.errors import PromptcError, PromptcErrors, UsageError
+from promptc.errors import Location, PromptcError, PromptcErrors, UsageError
 from promptc.ir import Task
 from promptc.parse.output import parse_output as parse_request
 from promptc.parse.results import ItemResult, Mode
@@ -98,7 +99,8 @@ class Build:
 
     def summary(self) -> str:
         """One line for people: what was built, and what it costs (``promptc build``'s)."""
-        return summary(self.manifest, self.folder)
+        # A spec built in memory was written nowhere: no folder is named.
+        return summary(self.manifest, self.folder if self.folder.is_dir() else None)
 
     @cached_property
     def prompts(self) -> Mapping[str, str]:
@@ -118,18 +120,42 @@ class Build:
         (then ``extra`` answers); never raises on the output text.
 
         Raises:
-            KeyError: No request of that id.
+            UsageError: ``unknown-request``: no request of that id.
         """
-        return parse_output(self.task, self.shapes[request_id], output, strict=strict)
+        shape = self.shapes.get(request_id) if isinstance(request_id, str) else None
+        if shape is None:
+            raise UsageError(
+                f"unknown request id {request_id!r:.60}; expected one of the ids in "
+                f"{self.source} ({len(self.shapes)} request(s))",
+                code="unknown-request",
+            )
+        return parse_output(self.task, shape, output, strict=strict)
 
     def results(self) -> list[dict[str, Any]]:
         """The rows of the build's ``results.jsonl`` (written by ``run_build`` with ``parse``,
         or ``collect``), numbers as :class:`~decimal.Decimal`; empty when there is none."""
         path = self.folder / "results.jsonl"  # promptc.run.outputs.RESULTS_FILE, a layer up
-        if not path.is_file():
+        if not os.path.lexists(path):
             return []
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line, parse_float=Decimal) for line in f if line.strip()]
+        rows: list[dict[str, Any]] = []
+        # As every reader of a build folder reads: a regular file, never through a link.
+        for lineno, text in read_lines(path):
+            try:
+                row = json.loads(text, parse_float=Decimal)
+            except (ValueError, RecursionError) as e:
+                raise UsageError(
+                    f"results.jsonl is no JSON Lines file: {e}",
+                    location=Location(str(path), lineno, 1),
+                    code="bad-results",
+                ) from None
+            if not isinstance(row, dict):
+                raise UsageError(
+                    "results.jsonl holds a line that is no JSON object",
+                    location=Location(str(path), lineno, 1),
+                    code="bad-results",
+                )
+            rows.append(row)
+        return rows
 
 
 def open_build(source: str | os.PathLike[str]) -> Build:
@@ -145,10 +171,20 @@ def open_build(source: str | os.PathLike[str]) -> Build:
             :class:`UsageError` for a missing file or a build of another format, the spec's
             own errors otherwise).
     """
+    if not isinstance(source, str | os.PathLike):
+        raise UsageError(
+            f"source is {source!r:.60}; expected the path of a build folder or spec file",
+            code="bad-argument",
+        )
     path = Path(source)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError) as e:  # a name too long, a NUL character
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UsageError(f"cannot open {str(path)[:80]!r}: {why}", code="not-found") from None
+    if is_dir:
         build = Build(path, read_task(path))
-    elif not path.is_file():
+    elif not is_file:
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     else:
         # Imported here: a build folder needs no spec compiled, and the front end's import
@@ -234,6 +270,23 @@ def parse_output(
 
     Raises:
         OutputParseError: ``request`` is not usable (never for the output text).
+        UsageError: ``unknown-item``: ``request`` names an item the task does not hold (a
+            request of another build).
     """
+    if not isinstance(task, Task):
+        raise UsageError(f"task is {task!r:.60}; expected a Task", code="bad-argument")
+    if not isinstance(output, str):
+        raise UsageError(f"output is {output!r:.60}; expected the text", code="bad-argument")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        finish_reason = None  # a server's odd value says nothing of a cut
     mode: Mode = "strict" if strict else "recover"
-    return parse_request(task, request, output, mode=mode, finish_reason=finish_reason)
+    shape = request if isinstance(request, RequestShape) else request_shape(task, request)
+    by_id = items_by_id(task)
+    foreign = next((i for i in shape.item_ids if i not in by_id), None)
+    if foreign is not None:  # a request of another build: its items read as this task's
+        raise UsageError(
+            f"request {shape.id} names item {foreign!r}, which the task does not hold; "
+            "expected a request of this task's build",
+            code="unknown-item",
+        )
+    return parse_request(task, shape, output, mode=mode, finish_reason=finish_reason)

@@ -10,56 +10,14 @@ from __future__ import annotations
 import re
 from functools import cached_property
 
-from promptc.text import LineTable, Position, Span
+from promptc.text import INVISIBLE, INVISIBLE_CHARS, ONE_TO_ONE, LineTable, Position, Span
 
 # --------------------------------------------------------------------------------------------
 # Text with lookalikes normalised, positions mapped back
 # --------------------------------------------------------------------------------------------
 
-#: The Unicode spaces that read as a space (no-break, en, em, thin, ideographic …).
-UNICODE_SPACES = (
-    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u202f\u205f\u3000"
-)
-
-_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
-
-#: The characters normalising removes: zero-width spaces and joiners, the word joiner, a BOM
-#: and the soft hyphen.
-INVISIBLE = frozenset(_INVISIBLE)
-
-
-_EXTRA_MAP = {
-    "\u3010": "[",
-    "\u3011": "]",
-    "\ufe55": ":",
-    "\u2236": ":",
-    "\u2212": "-",
-    # Unicode's line and paragraph separators and NEL end a line as \n does (str.splitlines
-    # agrees): an answer followed by one ends there.
-    "\u2028": "\n",
-    "\u2029": "\n",
-    "\x85": "\n",
-}
-
-
-SPACE = " \t\n\f\v"  # white space of the normalised text (\r is gone)
-
-
-EDGE_NOISE = " \t\n\r\f\v" + _INVISIBLE
-
-
-#: The one-to-one lookalikes, as a ``str.translate`` table: each becomes one ASCII character,
-#: so that every offset of the normalised text is the same offset in the original.
-ONE_TO_ONE: dict[int, str] = {
-    **{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},  # full-width ASCII
-    **{ord(c): " " for c in UNICODE_SPACES},
-    **{ord(c): rep for c, rep in _EXTRA_MAP.items()},
-}
-
-
 #: The lookalikes that change the length of the text: removed, or two characters read as one.
-RESHAPING = re.compile("[" + _INVISIBLE + "]|\\r\\n?")
+RESHAPING = re.compile("[" + INVISIBLE_CHARS + "]|\\r\\n?")
 
 
 _ASCII_BYTES = bytes(range(128))

@@ -30,12 +30,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from promptc import markers
 from promptc.errors import OutputParseError
 from promptc.grammar.answer import AnswerGrammar, build_grammar
+from promptc.grammar.items import ParsedItem
 from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
+from promptc.parse.align import restated_as
+from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.recover import parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
+from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
@@ -109,9 +114,9 @@ def parse_output(
     # An answer in the grammar's JSON form (a structured-output API's) is read through its
     # text form; spans would point into that text, not the output: there are none.
     read = g.read_json(output, shape.questions)
-    text = None if read is None else read.text
     if read is not None:
-        parsed = _parse_text(shape, g, read.text, mode, line_starts=True)
+        text = read.text
+        parsed = _parse_text(shape, g, text, mode, line_starts=True)
         # Spans and positions would point into the text form, not the output: none are said.
         results = [
             _judged_entry(r._replace(span=None, message=_AT.sub("", r.message)), read.invalid, g)
@@ -119,13 +124,79 @@ def parse_output(
         ]
         results = check_options(task, results, mode)
     else:
-        text_form = _without_thinking(output)
-        results = check_options(task, _parse_text(shape, g, text_form, mode), mode)
+        text = _without_thinking(output)  # a draft's restated questions are no evidence
+        results = check_options(task, _parse_text(shape, g, text, mode), mode)
+    results = _numbered_from_zero(results, g)
+    if not shape.kind.one_item and not shape.kind.repeats_questions:
+        results = _restated_elsewhere(results, shape, g, text)
     if finish_reason != FINISH_LENGTH:
         return results
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.
-    return mark_truncated(results, output, whole=text is not None)
+    return mark_truncated(results, output, whole=read is not None, lines=not shape.kind.one_item)
+
+
+def _numbered_from_zero(results: list[ItemResult], g: AnswerGrammar) -> list[ItemResult]:
+    """The results of an answer that numbers its items from ``A[0]``: which item each of its
+    answers is for cannot be told (a model numbering from 0 answers item 1 as ``A[0]``, and
+    ``A[1]`` is then its answer to item 2, and the last item's marker never comes), so none
+    is ``ok`` — each is ``misaligned``, and asked again by repair, never credited to the item
+    after its own. With the last item answered too, ``A[0]`` is one answer too many: extra."""
+    if not any(r.status == "extra" and r.index == 0 for r in results):
+        return results
+    last = max((r.index for r in results if r.item_id is not None), default=0)
+    if any(r.index == last and r.item_id is not None and r.status != "missing" for r in results):
+        return results  # A[0] to A[n]: one answer too many, not a shifted numbering
+    zero = marker_label(g.blueprint.markers.answer, 0)
+    why = f"the answer numbers its items from {zero}: which item each answer is for cannot be told"
+    return [
+        r._replace(status="misaligned", message=why)
+        if r.item_id is not None and r.status in ("ok", "duplicate")
+        else r
+        for r in results
+    ]
+
+
+def _restated_elsewhere(
+    results: list[ItemResult], shape: RequestShape, g: AnswerGrammar, text: str
+) -> list[ItemResult]:
+    """A batch answer that restates its questions (``Q[2]: <a review>``, unasked): an answer
+    under a question that is another item's is ``misaligned``, never ``ok`` — a model that
+    skipped a question and numbered on answers item 3's under ``Q[2]``/``A[2]``."""
+    prefix = g.blueprint.markers.question
+    if f"{prefix}{markers.INDEX_OPEN}" not in text:
+        return results
+    restated = _restated(text, prefix, g.blueprint.markers.answer)
+    out = []
+    for r in results:
+        written = restated.get(r.index)
+        j = None
+        if r.status == "ok" and r.item_id is not None and written is not None:
+            j = restated_as(shape, r.index, written, prefix)
+        if j is not None:
+            label = marker_label(prefix, r.index)
+            why = f"{label} restates item {j}'s question, not item {r.index}'s"
+            r = r._replace(status="misaligned", message=why)
+        out.append(r)
+    return out
+
+
+def _restated(text: str, question: str, answer: str) -> dict[int, str]:
+    """Each ``Q[i]:`` of an output and the text under it, up to the next marked line."""
+    lead = "^[ \t*_#>]*"
+    marked = re.compile(
+        f"(?m){lead}(?:{re.escape(question)}|{re.escape(answer)}){re.escape(markers.INDEX_OPEN)}"
+    )
+    asked = re.compile(
+        f"(?m){lead}{re.escape(question)}{re.escape(markers.INDEX_OPEN)}([0-9]{{1,6}})"
+        f"{re.escape(markers.INDEX_CLOSE + markers.MARKER_END)}[ \t*]*"
+    )
+    out: dict[int, str] = {}
+    for m in asked.finditer(text):
+        nxt = marked.search(text, m.end())
+        body = text[m.end() : nxt.start() if nxt else len(text)]
+        out.setdefault(int(m.group(1)), " ".join(body.split()).strip("*_ "))
+    return out
 
 
 #: A reasoning model's thinking tags, in any case (searched in the output as written: a
@@ -135,14 +206,19 @@ _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 
 
 def _without_thinking(output: str) -> str:
-    """The output with a reasoning model's thinking (``<think>…</think>``, or all before a
-    lone ``</think>``) blanked: drafts of answers in it are no answers. Blanked, not cut, so
-    that every span and line:col still points into the output as written."""
-    if "</" not in output:  # the common case: no closing tag at all
+    """The output with a reasoning model's thinking (``<think>…</think>``, all before a lone
+    ``</think>``, or all after a ``<think>`` that opens the output and never closes) blanked:
+    drafts of answers in it are no answers. Blanked, not cut, so that every span and line:col
+    still points into the output as written."""
+    if "<" not in output:  # the common case: no tag at all
         return output
     closes = [m.end() for m in _THINK_CLOSE.finditer(output)]
     if not closes:
-        return output
+        # Thinking that never ended (cut at max_tokens while thinking): all of it is drafts.
+        opened = _THINK_OPEN.match(output, len(output) - len(output.lstrip()))
+        if opened is None:
+            return output
+        closes = [len(output)]
     end = closes[-1]
     opened = _THINK_OPEN.search(output)
     start = 0 if opened is None or opened.start() > end else opened.start()
@@ -178,21 +254,23 @@ TRUNCATED_MESSAGE = (
 
 
 def mark_truncated(
-    results: list[ItemResult], output: str, *, whole: bool = False
+    results: list[ItemResult], output: str, *, whole: bool = False, lines: bool = False
 ) -> list[ItemResult]:
     """The results of an output cut off at ``max_tokens``: the items the cut reached are
-    ``truncated`` — every item after the last one answered, and the last answer itself when
-    it runs to the end of the output (the cut may have ended it early: ``12`` of ``125``),
-    unless every answer read is known ``whole`` (an entry of the JSON form).
-    An item the model finished before the cut keeps its result, ``ok`` or not."""
+    ``truncated`` — every item after the last one answered, and the answer that runs to the
+    end of the output (the cut may have ended it early: ``12`` of ``125``), whichever item it
+    is (a model may answer out of order), unless every answer read is known ``whole`` (an
+    entry of the JSON form). An item the model finished before the cut keeps its result,
+    ``ok`` or not. Where each answer is one line (``lines``: a strategy with item markers),
+    an answer whose line break was written is finished, even when the cut follows it."""
     answered = [r.index for r in results if r.item_id is not None and r.status != "missing"]
     last = max(answered, default=0)
-    end = len(output.rstrip())
+    end = len(output.rstrip(" \t") if lines else output.rstrip())
     out = []
     for r in results:
+        runs_to_end = r.span.end_offset >= end if r.span is not None else r.index == last
         cut = r.item_id is not None and (
-            r.index > last
-            or (r.index == last and not whole and (r.span is None or r.span.end_offset >= end))
+            r.index > last or (not whole and r.status != "missing" and runs_to_end)
         )
         if cut and r.status != "extra":
             r = r._replace(
@@ -200,6 +278,11 @@ def mark_truncated(
             )
         out.append(r)
     return out
+
+
+#: What a model writes around an option's text or letter that is no part of it: emphasis
+#: and code marks at its ends, a full stop or exclamation mark after it.
+_OPTION_NOISE = re.compile(r"^[*_`\s]+|[*_`\s.!]+$")
 
 
 def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
@@ -223,6 +306,13 @@ def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[Ite
                 continue
             options = item.options[f.choices_from]
             hits = resolve_option(f.answer_with, options, value, exact=mode == "strict")
+            if not hits and mode != "strict":  # read again with lookalikes normalised
+                plain = normalise_lookalikes(value)[0]
+                hits = resolve_option(f.answer_with, options, plain, exact=False)
+            if not hits and mode != "strict":
+                # Emphasis around it, a sentence's end after it: "**windowsill**.", "b."
+                bare = _OPTION_NOISE.sub("", normalise_lookalikes(value)[0])
+                hits = resolve_option(f.answer_with, options, bare, exact=False) if bare else []
             if len(hits) == 1:
                 if hits[0] != value:
                     r = r._replace(values={**r.values, f.name: hits[0]})
@@ -262,9 +352,29 @@ def _parse_text(
     if mode == "strict":
         return strict_results(shape, g, output)
     items = match_output(g, output)
-    if items is not None:
+    if items is not None and not (not shape.kind.one_item and _swallows_a_marker(g, items)):
         return item_results(shape, g, items)
     return parse_recover(shape, g, output, line_starts=line_starts)
+
+
+def _swallows_a_marker(g: AnswerGrammar, items: Iterable[ParsedItem]) -> bool:
+    """Whether a text value the grammar's regex read holds a marker the scanner would start a
+    later item at (``A[2]:`` in item 1's): the text field of ``A[1]: … The answer is 55.
+    A[2]: … The answer is 20.`` runs over item 2's marker to the line's last answer, which the
+    regex then gives item 1. The scanner reads each marker as the start of its item instead.
+    A marker of an earlier item (``A[2]: Unlike A[1]: …``) is a reference back, as the grammar
+    reads it; a question marker is one only where the strategy repeats questions."""
+    mk = g.blueprint.markers
+    pattern = marker_pattern(mk.question, mk.answer)
+    answer = mk.answer.casefold()
+    questions = g.blueprint.kind.repeats_questions
+    return any(
+        int(m.group("index")) > it.index and (questions or m.group("prefix").casefold() == answer)
+        for it in items
+        for v in it.values.values()
+        if isinstance(v, str) and "[" in v
+        for m in pattern.finditer(v)
+    )
 
 
 #: Which results a build's parse keeps: ``target`` (default) the result of each request's

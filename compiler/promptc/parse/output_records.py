@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc.build.files import read_bounded
+from promptc.build.targets import message_text
 from promptc.errors import (
     Location,
     OutputParseError,
@@ -48,6 +49,9 @@ class OutputRecord:
     prompt_sha256: str | None = None
     #: Why the model stopped (``stop``, ``length`` …), if the line says.
     finish_reason: str | None = None
+    #: Why the model declined to answer, when the line says (``refusal``, as ``promptc run``
+    #: records it, or the response message's).
+    refusal: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,11 +94,29 @@ def _record_finish(data: Mapping[str, Any]) -> str | None:
     return finish if isinstance(finish, str) else None
 
 
+def _record_refusal(data: Mapping[str, Any]) -> str | None:
+    """The model's refusal: promptc's ``refusal``, or the response message's."""
+    refusal = data.get("refusal")
+    if not isinstance(refusal, str):
+        body: Any = data.get("response")
+        body = body.get("body", body) if isinstance(body, Mapping) else data
+        choices = body.get("choices") if isinstance(body, Mapping) else None
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            message = choices[0].get("message")
+            if isinstance(message, Mapping):
+                refusal = message.get("refusal")
+    return characters(refusal) if isinstance(refusal, str) and refusal else None
+
+
 def _record_text(data: Mapping[str, Any]) -> str | None:
+    """The answer's text: a line's own ``output``, ``text`` or ``content`` (a string, or a
+    list of parts as a chat message holds them), or the response's message content."""
     for k in TEXT_KEYS:
         v = data.get(k)
         if isinstance(v, str):
             return v
+        if k == "content" and isinstance(v, list):
+            return message_text(v)
     body: Any = data.get("response")
     if isinstance(body, Mapping):
         body = body.get("body", body)
@@ -105,8 +127,9 @@ def _record_text(data: Mapping[str, Any]) -> str | None:
         msg = choices[0].get("message")
         if isinstance(msg, Mapping):
             content = msg.get("content")
-            if isinstance(content, str):
-                return content
+            text = message_text(content)
+            if text is not None:  # a string, or a list of parts (their text joined)
+                return text
             if content is None:
                 return ""  # a refusal or a tool call: nothing to parse, every item missing
         text = choices[0].get("text")  # a completions response
@@ -157,6 +180,7 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
         yield OutputRecord(None, text, Location(str(path), 1, 1))
         return
     for lineno, line in enumerate(_lines(text), 1):
+        line = line.removeprefix("\ufeff")  # files joined with cat: a BOM at each one's start
         if not line.strip():
             continue
         where = Location(str(path), lineno, 1)
@@ -186,6 +210,7 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
             repair if isinstance(repair, Mapping) else None,
             prompt if isinstance(prompt, str) else None,
             _record_finish(data),
+            _record_refusal(data),
         )
 
 

@@ -19,10 +19,10 @@ from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.diagnose import diagnose
 from promptc.grammar.items import AnswerMismatch
 from promptc.ir import Value
-from promptc.parse.normalise import EDGE_NOISE, SPACE, UNICODE_SPACES, NormalisedText
+from promptc.parse.normalise import NormalisedText
 from promptc.parse.results import FOUND_CHARS
 from promptc.parse.scan import FENCE_LINE, Marker
-from promptc.text import excerpt
+from promptc.text import EDGE_NOISE, SPACE, UNICODE_SPACES, excerpt
 from promptc.values import ValueOutOfBounds
 
 #: At most this many shorter readings (cut at line ends) of one answer body are tried.
@@ -175,6 +175,23 @@ _VISIBLE = re.compile(r"\S")
 
 _STRONG = re.compile(r"\*\*|__")
 
+#: Emphasis or code wrapping a run of text: ``*18*``, ``_18_``, ``***18***``, `` `18` ``
+#: (never a ``*`` with a space after it, as in ``3 * 4``, nor ``_`` inside a word).
+_WRAPPED = re.compile(r"(?<![\w*`])([*_`]{1,3})(?=\S)(.+?)(?<=\S)\1(?![\w*`])")
+
+
+def _unemphasised(raw: str, norm: str) -> list[str]:
+    """``norm`` without emphasis, the ways it may be read: bold and underline removed
+    anywhere, then any emphasis or code that wraps a run of text unwrapped."""
+    out = []
+    if "**" in raw or "__" in raw:
+        out.append(_STRONG.sub("", norm))
+    if "*" in raw or "_" in raw or "`" in raw:
+        unwrapped = _WRAPPED.sub(r"\2", norm)
+        if unwrapped != norm and unwrapped not in out:
+            out.append(unwrapped)
+    return out
+
 
 def _trim(norm: str, s: int, e: int, opening: str) -> tuple[int, int]:
     """Whitespace, the emphasis that closes an opening one before the marker (``**A[2]: x**``),
@@ -256,7 +273,9 @@ class AnswerReader:
     def _values(self, m: re.Match[str]) -> dict[str, Value] | None:
         """The values of a match of one of the answer regexes (``None`` if one is refused)."""
         try:
-            return {f.name: f.type.read(f, m.group(f.name)) for f in self.grammar.fields}
+            # A group that took no part (a leading free text the lenient reading lets a model
+            # leave out) is an empty text.
+            return {f.name: f.type.read(f, m.group(f.name) or "") for f in self.grammar.fields}
         except ValueError:
             return None
 
@@ -319,9 +338,8 @@ class AnswerReader:
             values = self.match(norm)
             if values is not None:
                 return self._sliced(text, s, e, values)
-        if "**" in raw or "__" in raw:
-            # Emphasis inside the answer ("The answer is **18**."): read it without.
-            plain = _STRONG.sub("", norm)
+        for plain in _unemphasised(raw, norm):
+            # Emphasis inside the answer ("The answer is **18**.", "*18*"): read without.
             if self.split.refusal(plain) is None:
                 m = self.body.fullmatch(plain)
                 if m is not None:
@@ -390,7 +408,9 @@ class AnswerReader:
         """One candidate reading by the lenient answer regex, as written then normalised."""
         raw = _as_written(text, s, e)
         norm = text.norm[s:e]
-        for body in (raw, norm) if raw != norm else (raw,):
+        bodies = [raw, norm] if raw != norm else [raw]
+        bodies += _unemphasised(raw, norm)  # "The answer is **18**", the final "." left out
+        for body in bodies:
             values = self.match(body, lenient=True)
             if values is not None:
                 return Reading(values, s, e, lenient=True)

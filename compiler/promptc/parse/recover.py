@@ -13,12 +13,13 @@ from promptc import markers
 from promptc.grammar.answer import AnswerGrammar
 from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
-from promptc.parse.normalise import EDGE_NOISE, NormalisedText, normalise_lookalikes
+from promptc.parse.normalise import NormalisedText, normalise_lookalikes
 from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_span
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers
 from promptc.parse.shape import RequestShape, item_id_at, marker_label
-from promptc.text import Span, decimal_text, excerpt
+from promptc.text import EDGE_NOISE, Span, decimal_text, excerpt
+from promptc.values import agree
 
 _VISIBLE = re.compile(r"\S")
 
@@ -215,7 +216,7 @@ def _answered(
     item_id = item_id_at(shape, index)
     for other in good[1:]:
         assert other.reading is not None and other.reading.values is not None
-        if not _agree(fields, values, other.reading.values):
+        if not agree(fields, values, other.reading.values):
             where = _occ_span(text, other).start
             message = (
                 f"{marker_label(mk.answer, index)} answered {len(good)} times with different "
@@ -225,20 +226,6 @@ def _answered(
             return ItemResult(shape.id, item_id, index, "duplicate", values, span, message=message)
     note = first.why or (LENIENT_NOTE if first.reading.lenient else "")
     return ItemResult(shape.id, item_id, index, "ok", values, span, message=note)
-
-
-def _agree(fields: Sequence[OutputField], a: Mapping[str, Value], b: Mapping[str, Value]) -> bool:
-    """Whether two answers of one item say the same: each value by its type's comparison (a
-    text as eval compares it: NFKC, case, white space, a final period). A free text beside a
-    value of another type (the reasoning before a number) does not decide: a model restating
-    its answer rarely repeats its reasoning word for word."""
-    if not fields:
-        return a == b
-    decisive = [f for f in fields if not f.type.free_text] or list(fields)
-    return all(
-        f.name in a and f.name in b and f.type.matches(f, a[f.name], b[f.name], None)
-        for f in decisive
-    )
 
 
 def _malformed(
@@ -344,6 +331,10 @@ def _plain(value: Value) -> str:
     return str(value)
 
 
+#: ``Answer:`` at a line's start, in any case, bold or not (``**Answer:**``).
+_ANSWER_LABEL = re.compile(r"(?im)^[ \t]*(?:\*\*|__)?answer(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*")
+
+
 def _recover_single(
     shape: RequestShape, text: NormalisedText, reader: AnswerReader
 ) -> list[ItemResult]:
@@ -373,6 +364,11 @@ def _recover_single(
     fence = re.search(r"(?m)^[ \t]*(```|~~~)[^\n]*\n", norm)
     if fence is not None:
         starts.append((fence.end(), None))
+    # The label few-shot prompts write before each solved example's answer (``Answer: no``),
+    # which a model imitating them writes too: the answer is what follows it.
+    label = _ANSWER_LABEL.search(norm, s, e)
+    if label is not None:
+        starts.append((label.end(), None))
     starts.append((s, None))
     pos = s
     for _ in range(MAX_SINGLE_SKIP):

@@ -4,7 +4,7 @@ model must repeat.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +84,20 @@ def request_shape(task: Task, request: object) -> RequestShape:
             f"unknown strategy kind {named!r} in request {rid}; expected " + or_list(NAMES),
             code="bad-request",
         )
-    ids = tuple(str(i) for i in item_ids)
+    try:
+        ids = tuple(str(i) for i in item_ids)
+    except TypeError:  # a number, not a list
+        raise OutputParseError(
+            f"request {rid}: 'item_ids' is {item_ids!r:.40}; expected a list", code="bad-request"
+        ) from None
     questions = get("questions")
+    if questions is not None and (
+        isinstance(questions, (str, bytes)) or not isinstance(questions, Sequence)
+    ):
+        raise OutputParseError(
+            f"request {rid}: 'questions' is {questions!r:.40}; expected a list of texts",
+            code="bad-request",
+        )
     if questions is None:
         by_id = items_by_id(task)
         qs = []

@@ -5,7 +5,7 @@ Every output is first matched, as a whole, against its grammar's regex
 and its items are read from the groups of the match (:attr:`~promptc.grammar.answer.
 AnswerGrammar.parse_groups`): one regex match per output, which is where most well-formed
 outputs end. The lookalikes that map one character to one (full-width ASCII, Unicode spaces,
-the minus sign; :data:`~promptc.parse.normalise.ONE_TO_ONE`) are read as the ASCII they
+the minus sign; :data:`~promptc.text.ONE_TO_ONE`) are read as the ASCII they
 imitate: the regex is matched on the output so normalised, whose offsets are the output's;
 typed values are read from it, text values and repeated questions sliced from the output as
 written. Where normalising removes characters (zero-width ones, soft hyphens), offsets are
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ from promptc import markers
 from promptc.errors import Location, OutputParseError
 from promptc.grammar.answer import AnswerGrammar
 from promptc.grammar.items import ParsedItem
+from promptc.grammar.lark_source import layout
 from promptc.ir import Markers, OutputField, Value
 from promptc.parse.align import check_alignment
 from promptc.parse.diagnosis import OUTPUT_FILE, diagnose_output, output_error
@@ -279,12 +281,47 @@ def item_results(
 
 def strict_results(shape: RequestShape, grammar: AnswerGrammar, output: str) -> list[ItemResult]:
     """``strict`` mode: the results of an output that matches the grammar as a whole, else the
-    diagnosis at the item where it stopped and every other item rejected."""
+    diagnosis at the item where it stopped and every other item rejected.
+
+    An Auto-Demo question may hold a line that starts as a marker does (``A[1]: 4`` in a
+    transcript): the shared grammar ends a repeated question before such a line, so where the
+    output repeats the request's own question, its marker-like lines are masked (their prefix
+    written as private-use characters of the same length: every offset stays) in the output
+    and the shape alike, as the request's pinned GBNF admits them."""
+    masked = _masked(shape, grammar, output)
+    if masked is not None:
+        shape, output = masked
     try:
         items = parse_strict(grammar, output)
     except Exception as exc:  # noqa: BLE001 - a mismatch, or any parser failure
         return _strict_failure(shape, output, exc, grammar.blueprint.markers)
     return item_results(shape, grammar, items)
+
+
+def _masked(
+    shape: RequestShape, grammar: AnswerGrammar, output: str
+) -> tuple[RequestShape, str] | None:
+    """The shape and output with the marker-like lines of the questions masked (see
+    :func:`strict_results`); ``None`` when no question holds one."""
+    if not shape.kind.repeats_questions or not any("\n" in q for q in shape.questions):
+        return None
+    bp = grammar.blueprint
+    # Where the grammar's question stops: a line that starts, after its lead, with the answer
+    # marker or a question prefix and the index's opening (grammar.lark_source's QUESTION).
+    prefixes = "|".join(re.escape(p) for p in (bp.markers.answer, *bp.question_prefixes) if p)
+    lead, index_open = layout("MARKER_LEAD"), re.escape(markers.INDEX_OPEN)
+    line = re.compile(rf"(?<=\n)({lead})({prefixes})(?={index_open})", re.IGNORECASE)
+
+    def mask(text: str) -> str:
+        return line.sub(lambda m: m.group(1) + "\ue000" * len(m.group(2)), text)
+
+    questions = tuple(mask(q) for q in shape.questions)
+    if questions == shape.questions:
+        return None
+    for q, masked in zip(shape.questions, questions):
+        if q != masked:
+            output = output.replace(q, masked)
+    return replace(shape, questions=questions), output
 
 
 def _error_parts(output: str, exc: Exception) -> tuple[int, tuple[str, ...]]:

@@ -4,7 +4,7 @@
 
     spec ─compile (one variant per strategy × batch size)─▶ build.plan (requests in memory)
          ─tokenizers.Tokenizer─▶ input tokens per request (chat framing included)
-         ─estimate─▶ output tokens per question (a bound where the grammar bounds it),
+         ─estimate─▶ output tokens per question (an estimate),
                      the floor, cost from a price table
 
 :mod:`promptc.plan.variants` names the variants (shared with ``promptc eval``),

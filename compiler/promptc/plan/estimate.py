@@ -8,11 +8,11 @@ Per variant:
 - **output tokens per question**: what one answer takes — the answer format's literal text and
   markers counted exactly, plus per field what its type says
   (:meth:`promptc.values.ValueType.tokens`): an ``enum`` choice or a ``boolean`` word at its
-  longest (a bound: the grammar allows nothing longer), a ``number``/``integer`` as long as the
-  gold answers (else the demos') are on average, ``text`` as long as the demos' on average (an
-  estimate; nothing bounds free text but ``max_tokens``). An Auto-Demo answer also repeats its
-  question, counted exactly. The figure is a *bound* only when the grammar makes it one (every
-  field bounded); ``max_tokens`` never stands in for it: a request whose estimate is over
+  longest as declared, a ``number``/``integer`` as long as the gold answers (else the demos')
+  are on average, ``text`` as long as the demos' on average. An Auto-Demo answer also repeats
+  its question, counted exactly. The figure is an estimate, never a bound (the grammar admits
+  every value in longer spellings: any case, ``YES`` for ``yes``); ``max_tokens`` never stands
+  in for it: a request whose estimate is over
   ``max_tokens`` is counted at its estimate and flagged (the model would be cut short there);
 - **the floor**: what the questions themselves take, ``question + answer``, with no
   instruction, demos, markers or chat framing — no strategy can send less;
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from promptc import ir
@@ -49,6 +49,11 @@ from promptc.spec.load import COMMAND_LINE
 from promptc.spec.lower import compile_spec
 
 MILLION = Decimal(1_000_000)
+#: What ``plan`` rounds a cost to: a millionth of a dollar.
+MICRO_USD = Decimal("0.000001")
+#: Significant digits of an exact cost: enough for any product of a token count and a price
+#: a user writes, so that no cost is rounded before it is compared.
+EXACT_DIGITS = 200
 #: The largest price taken, in US dollars per million tokens (docs/limits.md).
 MAX_PRICE = Decimal(1_000_000)
 
@@ -67,14 +72,25 @@ class Pricing:
     cached: Decimal | None = None
 
     def cost(self, input_tokens: int, output_tokens: float, cached_tokens: int = 0) -> Decimal:
-        """USD of ``input_tokens`` (of which ``cached_tokens`` from the cache) and output."""
+        """USD of ``input_tokens`` (of which ``cached_tokens`` from the cache) and output, to
+        the millionth of a dollar (what ``plan`` shows)."""
+        return self.exact_cost(input_tokens, output_tokens, cached_tokens).quantize(MICRO_USD)
+
+    def exact_cost(
+        self, input_tokens: int, output_tokens: float, cached_tokens: int = 0
+    ) -> Decimal:
+        """:meth:`cost` unrounded: the exact product of the counts and the prices (what
+        ``eval`` compares variants on; rounding a total first could tie two variants that
+        differ, or order them the wrong way)."""
         cached = Decimal(cached_tokens) if self.cached is not None else Decimal(0)
-        out = (
-            (Decimal(input_tokens) - cached) * self.input
-            + cached * (self.cached or Decimal(0))
-            + Decimal(str(round(output_tokens))) * self.output
-        )
-        return (out / MILLION).quantize(Decimal("0.000001"))
+        with localcontext() as ctx:
+            ctx.prec = EXACT_DIGITS  # products of counts and prices, never rounded
+            out = (
+                (Decimal(input_tokens) - cached) * self.input
+                + cached * (self.cached or Decimal(0))
+                + Decimal(str(round(output_tokens))) * self.output
+            )
+            return out / MILLION
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,12 +111,22 @@ def price_of(
     spec's ``model.price``.
 
     Raises:
-        UsageError: A price that is not a non-negative number, or only one of the two.
+        UsageError: A price that is not a non-negative number, only one of the two, or
+            ``--price-cached`` with no price for the other tokens (it would price nothing).
     """
     cached = None if price_cached is None else _price(price_cached, "--price-cached")
     if price_in is None and price_out is None:
         p = task.model.price
         if p is None:
+            if cached is not None:
+                raise UsageError(
+                    "a price of cached input tokens alone prices none of the others: give "
+                    "--price-in and --price-out too (USD per million tokens), or model.price in "
+                    "the spec",
+                    location=Location(COMMAND_LINE),
+                    path=("--price-cached",),
+                    code="price-incomplete",
+                )
             return None
         return Pricing(
             p.input, p.output, "model.price", p.cached_input if cached is None else cached
@@ -172,28 +198,24 @@ def _price(value: str | float, option: str) -> Decimal:
 
 @dataclass(frozen=True)
 class AnswerEstimate:
-    """Tokens of one answer (without markers): the figure, and whether it is a bound."""
+    """Tokens of one answer (without markers), and of each field's value in it."""
 
     tokens: float
-    bounded: bool
-    fields: dict[str, tuple[float, bool]]
+    fields: dict[str, float]
 
 
 def answer_estimate(task: ir.Task, tok: Tokenizer) -> AnswerEstimate:
     """Tokens of one answer as :mod:`promptc.plan.estimate` documents."""
     total = 0.0
-    bounded = True
-    per: dict[str, tuple[float, bool]] = {}
+    per: dict[str, float] = {}
     for seg in task.answer_format.segments:
         if isinstance(seg, ir.Literal_):
             total += tok.count(seg.text)
             continue
         f = task.output(seg.field)
-        n, b = f.type.tokens(f, tok.count, task)
-        per[f.name] = (n, b)
-        total += n
-        bounded = bounded and b
-    return AnswerEstimate(total, bounded, per)
+        per[f.name] = f.type.tokens(f, tok.count, task)
+        total += per[f.name]
+    return AnswerEstimate(total, per)
 
 
 @dataclass(frozen=True)
@@ -205,8 +227,8 @@ class VariantPlan:
         requests: Requests sent.
         items: Questions answered.
         input_tokens: Input tokens of all requests, chat framing included.
-        output_tokens: Output tokens of all requests (a bound or an estimate, see ``bounded``).
-        bounded: Whether ``output_tokens`` is a bound set by the grammar.
+        output_tokens: Output tokens of all requests: an estimate, never a bound (the
+            grammar admits longer spellings of every value, ``YES`` for ``yes``).
         floor_tokens: The questions' own tokens plus their answers', in total.
         cost: USD, when a price is known.
         cap: The spec's ``model.max_tokens`` (``None``: not set).
@@ -221,7 +243,6 @@ class VariantPlan:
     items: int
     input_tokens: int
     output_tokens: float
-    bounded: bool
     floor_tokens: float
     cost: Decimal | None
     cap: int | None = None
@@ -253,7 +274,6 @@ class VariantPlan:
             "input_tokens_per_question": round(self.input_per_question, 2),
             "output_tokens": round(self.output_tokens),
             "output_tokens_per_question": round(self.output_per_question, 2),
-            "output_bound": self.bounded,
             "floor_tokens_per_question": round(self.floor_per_question, 2),
             "times_floor": round(
                 (self.input_per_question + self.output_per_question) / self.floor_per_question, 3
@@ -374,7 +394,6 @@ def plan_task(
         items=len(task.items),
         input_tokens=input_tokens,
         output_tokens=output,
-        bounded=answer.bounded,
         floor_tokens=floor,
         cost=None if price is None else price.cost(input_tokens, output, cached),
         cap=cap,
@@ -418,7 +437,7 @@ def json_output(
     answer format's literal text is not written), and the JSON around them spelt compactly
     (:func:`promptc.render.output_budget.json_skeleton`: keys, quotes, braces, indexes and,
     in Auto-Demo, the questions)."""
-    values = sum(n for n, _ in answer.fields.values())
+    values = sum(answer.fields.values())
     return values * len(r.batch.item_ids) + tok.count(json_skeleton(task, _items(r, by_id)))
 
 

@@ -126,7 +126,16 @@ def _rate(timings: object, count: str, ms: str) -> float:
         rate = float(n) / (float(t) / 1000)
     except OverflowError:  # an integer past a float's range: no rate a server could have
         return 0.0
-    return rate if math.isfinite(rate) else 0.0
+    return rate if _plausible(rate) else 0.0
+
+
+#: Tokens a second no engine reads or writes beyond (nor below): timings outside say nothing
+#: of a server's speed (a prompt_ms of 1e-300 made a rate of 300 digits).
+RATES = (1e-3, 1e8)
+
+
+def _plausible(rate: float) -> bool:
+    return math.isfinite(rate) and RATES[0] <= rate <= RATES[1]
 
 
 def probe(base_url: str, model: str) -> Rates:
@@ -149,7 +158,12 @@ def probe(base_url: str, model: str) -> Rates:
     if det > 0:
         inv_read = (read_time * c2 - write_time * c1) / det
         inv_write = (p1 * write_time - p2 * read_time) / det
-        if inv_read > 0 and inv_write > 0:
+        if (
+            inv_read > 0
+            and inv_write > 0
+            and _plausible(1 / inv_read)
+            and _plausible(1 / inv_write)
+        ):
             return Rates(1 / inv_read, 1 / inv_write, "wall time")
     raise BackendError(
         f"the server at {public_url(base_url)} gave no usage or timings to measure its speed from",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from promptc.errors import Location, PromptcErrors, UsageError, did_you_mean
+from promptc.build.rounds import too_many_rounds
+from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, did_you_mean
 from promptc.ir import SELECTION_METHODS, Task
 from promptc.limits import MAX_BATCH_SIZE
 from promptc.spec.load import COMMAND_LINE
@@ -137,23 +138,47 @@ LEFT_OUT = (
 )
 
 
+#: A variant plan and eval leave out beside others (``{name}``): few-shot of a spec with no
+#: demos, which the default strategies list (asked for alone, it is the spec's error).
+NO_DEMOS = "{name} is left out: the spec has no demos to show (add demos to compare it)"
+
+
 def compile_each(
     variants: Sequence[Variant], compile_variant: Callable[[Variant], Task]
 ) -> tuple[list[tuple[Variant, Task]], list[str]]:
-    """Each variant's task, and why each left out was (:data:`LEFT_OUT`): a variant whose
-    batches are smaller than the spec's voting rounds (``vote-batch-size``) is left out, so
-    that plan and eval do not fail on the batch sizes they try by default; any other error
-    of a variant is raised.
+    """Each variant's task, and why each left out was (:data:`LEFT_OUT`, :data:`NO_DEMOS`):
+    few-shot beside other variants for a spec without demos; a variant whose
+    batches are smaller than the spec's voting rounds (``vote-batch-size``), or whose data
+    make them so (``vote-rounds``: two items with ``--limit 2``), is left out, so that plan
+    and eval do not fail on the batch sizes they try by default, nor after paying for the
+    variants before it; any other error of a variant is raised.
 
     Raises:
         PromptcErrors: A variant does not compile for another reason.
+        SelectionError: Every variant's data make its batches too narrow (``vote-rounds``).
     """
     tasks, left_out = [], []
+    narrow: PromptcError | None = None  # the first variant the data make too narrow
     for v in variants:
         try:
-            tasks.append((v, compile_variant(v)))
+            task = compile_variant(v)
         except PromptcErrors as e:
-            if not all(x.code == "vote-batch-size" for x in e.errors):
+            codes = {x.code for x in e.errors}
+            if codes == {"few-shot-no-demos"} and len(variants) > 1:
+                left_out.append(NO_DEMOS.format(name=v.name))
+                continue
+            if codes != {"vote-batch-size"}:
                 raise
             left_out.append(LEFT_OUT.format(name=v.name, size=v.batch_size))
+            continue
+        # The batches the data make may be narrower than the size asked (two items with
+        # --limit 2): found before anything is sent, not after paying for others.
+        too_many = too_many_rounds(task)
+        if too_many is not None:
+            narrow = narrow or too_many
+            left_out.append(f"{v.name} is left out: {too_many.message}")
+            continue
+        tasks.append((v, task))
+    if narrow is not None and not tasks:  # nothing left to plan: the spec's own error
+        raise narrow
     return tasks, left_out

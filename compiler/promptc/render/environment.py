@@ -23,7 +23,7 @@ from promptc import ir
 from promptc.errors import Location, TemplateError
 from promptc.resources import read_template, template_names
 from promptc.sandbox.budget import BUDGET_MESSAGE
-from promptc.sandbox.environment import BoundedSandbox
+from promptc.sandbox.environment import BoundedSandbox, StrictUndefined
 from promptc.strategies import Strategy
 
 Role = Literal["system", "user", "assistant"]
@@ -94,6 +94,7 @@ MESSAGES: Mapping[str, str] = {
         "spec's folder"
     ),
     "template-extends-cycle": "template $name extends itself",
+    "template-not-utf8": "template is not UTF-8 text: invalid byte $byte",
     "template-dynamic-extends": "{% extends %} needs a quoted template name",
     "template-no-user-block": (
         "template $name has no {% block user %}; a template must define the user message "
@@ -197,8 +198,16 @@ class SpecLoader(jinja2.BaseLoader):
             file = self.resolve(name)
             # utf-8-sig: a byte order mark an editor saved is no text of the template (it
             # would be text outside the blocks, invisible where the error points).
-            with open(file, encoding="utf-8-sig") as f:
-                text = f.read()
+            with open(file, "rb") as f:
+                raw = f.read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                line = raw.count(b"\n", 0, e.start) + 1
+                col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+                where = Location(display_path(file), line, col)
+                byte = f"0x{raw[e.start]:02x}"
+                raise template_error("template-not-utf8", where, byte=byte) from None
             shown = display_path(file)
             origin = "spec"
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -219,7 +228,7 @@ def make_environment(loader: SpecLoader) -> BoundedSandbox:
     env = BoundedSandbox(
         loader=loader,
         bytecode_cache=_BYTECODE,
-        undefined=jinja2.StrictUndefined,
+        undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -38,7 +38,8 @@ def check_kind(task: ir.Task, kind: Strategy) -> list[PromptcError]:
         except PromptcError as e:
             if optional and e.code == "template-not-found":
                 return  # {% include … ignore missing %}: a missing file is none of its errors
-            e.location = parent if parent.line else (e.location or parent)
+            if e.code != "template-not-utf8":  # else at the byte, in the template itself
+                e.location = parent if parent.line else (e.location or parent)
             errors.append(e)
             return
         try:
@@ -102,7 +103,11 @@ def _check_ast(
         ]
     except Exception as e:  # noqa: BLE001 - anything else the code generator refuses
         return [template_error("template-syntax", Location(filename), error=e)]
-    for var in sorted(undeclared - allowed):
+    # A name the template sets itself is its own, even where Jinja's code generator reports it
+    # (set in one branch of an {% if %}, read after it: possibly unset there, which the trial
+    # render catches, but no variable the template expects to be given).
+    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for var in sorted(undeclared - allowed - assigned):
         line = min(
             (n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"),
             default=0,

@@ -169,7 +169,7 @@ def _answer_bound(task: ir.Task, count: Callable[[str], int]) -> int:
             total += count(seg.text)
         else:
             f = task.output(seg.field)
-            total += f.type.tokens(f, count, task)[0]
+            total += f.type.tokens(f, count, task)
     return math.ceil(total)
 
 

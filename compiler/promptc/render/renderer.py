@@ -72,6 +72,9 @@ MESSAGE_BLOCKS: tuple[tuple[str, Role], ...] = (("system", "system"), ("user", "
 GROUP_REQUESTS = 256
 GROUP_CHARS = 2 * MAX_MESSAGE_CHARS
 
+#: The bound a message's length crosses, as its ``template-budget`` error names it.
+MESSAGE_LIMIT = f"{MAX_MESSAGE_CHARS:,} characters per message"
+
 
 class Renderer:
     """Compiles a task's template once and renders every batch with it.
@@ -263,7 +266,7 @@ class Renderer:
                 size += len(chunk)
                 if size > MAX_MESSAGE_CHARS:
                     raise budget_error(
-                        f"{MAX_MESSAGE_CHARS:,} characters per message",
+                        MESSAGE_LIMIT,
                         f"the {block} message grows longer",
                         self._block_location(block),
                     )
@@ -312,22 +315,36 @@ class Renderer:
         group: list[ir.Request] = []
         end = self._chars + GROUP_CHARS
         with OsLimits(self.env.budget):
-            try:
-                for batch in itertools.islice(batches, GROUP_REQUESTS):
+            for batch in itertools.islice(batches, GROUP_REQUESTS):
+                rid = ir.request_id(batch.index, width, batch.round)
+                try:
                     budget = request_budget(self.task, [items[i] for i in batch.item_indices])
-                    request = ir.Request(
-                        id=ir.request_id(batch.index, width, batch.round),
-                        batch=batch,
-                        kind=self.kind,
-                        messages=self._messages(self.context(batch, items)),
-                        params=params if budget is None else self.task.model.request_params(budget),
-                    )
-                    group.append(request)
-                    if self._chars > end:
-                        break
-            except Exception as e:  # noqa: BLE001 - iter_render raises it after the group
-                return group, e
+                    messages = self._messages(self.context(batch, items))
+                except PromptcError as e:  # iter_render raises it after the group
+                    return group, self._of_request(e, rid, batch)
+                except Exception as e:  # noqa: BLE001 - likewise, turned into one by errors()
+                    return group, e
+                params_ = params if budget is None else self.task.model.request_params(budget)
+                group.append(ir.Request(rid, batch, self.kind, messages, params_))
+                if self._chars > end:
+                    break
         return group, None
+
+    def _of_request(self, e: PromptcError, rid: str, batch: ir.Batch) -> PromptcError:
+        """``e`` saying the request that was rendering and its items; past the message's
+        length, the item with the longest inputs too, at its data line: a prompt grown too
+        long by the data is the data's to fix."""
+        chosen = [self.task.items[i] for i in batch.item_indices]
+        ids = ", ".join(it.id for it in chosen[:5])
+        more = f" and {len(chosen) - 5} more" if len(chosen) > 5 else ""
+        note = f"while rendering request {rid}, of items {ids}{more}"
+        if MESSAGE_LIMIT in e.message and chosen:  # the data may be what outgrew it
+            longest = max(chosen, key=lambda it: sum(map(len, it.inputs.values())))
+            size = sum(map(len, longest.inputs.values()))
+            note += f"; its longest item is {longest.id}, {size:,} characters of inputs"
+            note += f" at {longest.location}" if longest.location != ir.NOWHERE else ""
+        e.hint = f"{e.hint}; {note}" if e.hint else note
+        return e
 
     # -- errors
 

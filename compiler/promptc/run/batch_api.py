@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc.build import BuiltRequest, read_manifest, request_paths
+from promptc.apikeys import redact
+from promptc.build import BuiltRequest, batch_lines, read_manifest, request_paths
 from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
 from promptc.errors import Location, UsageError
@@ -58,9 +59,15 @@ from promptc.run.chat_api import (
     transport_failure,
 )
 from promptc.run.collect import REPAIR_DIR, collect
-from promptc.run.engine import RETRYABLE, Failure, backoff, retry_after_seconds
+from promptc.run.engine import RETRYABLE, Failure, backoff, retry_after_seconds, scrub
 from promptc.run.options import RunOptions
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, STATE_FILE, outputs_lock
+from promptc.run.outputs import (
+    OUTPUTS_FILE,
+    RESULTS_FILE,
+    STATE_FILE,
+    outputs_lock,
+    read_outputs_file,
+)
 from promptc.run.progress import Events
 from promptc.run.result import RequestFailure, RunResult
 from promptc.text import public_url, sha256_text, write_atomic
@@ -207,14 +214,30 @@ class BatchAPI:
                 "--limit cannot cut a build sent through the Batch API: its shards go whole",
                 code="batch-api-limit",
             )
+        if options.max_tokens_field != "auto":
+            raise UsageError(
+                "--max-tokens-field cannot change a build sent through the Batch API: its "
+                "bodies go as built, max_tokens in the field of the spec's "
+                "model.max_tokens_field (max_completion_tokens unless it names another)",
+                hint="set model.max_tokens_field in the spec and build again",
+                code="batch-api-token-field",
+            )
         self.name = public_url(url) if url else ""  # no user name or password a URL carries
         self.url = url or ""
         self.total = len(requests)
+        #: Each requests file's request ids, by file name (where the build's reader read them).
+        self.shard_ids: dict[str, set[str]] = {}
+        for r in requests:
+            self.shard_ids.setdefault(Path(r.location.file).name, set()).add(r.id)
+        #: Batches this run created (resumed or found ones were sent by an earlier run).
+        self.created = 0
         self.options = options
         self.say = say
+        #: The API key: written nowhere (messages, downloads, outputs), *** in its place.
+        self.secret = read_api_key(options.api_key_env)
         self.client = openai.OpenAI(
             base_url=url or "",
-            api_key=read_api_key(options.api_key_env) or NO_KEY,
+            api_key=self.secret or NO_KEY,
             timeout=options.timeout,
             max_retries=options.max_retries,
             http_client=openai.DefaultHttpxClient(event_hooks={"response": [error_hook]}),
@@ -250,10 +273,11 @@ class BatchAPI:
                     RequestFailure(
                         "batch-api",
                         f.kind,
-                        f"the Batch API at {self.name} refused or failed ({f.detail})",
-                        "check --base-url and the API key, then run again: the batches "
-                        f"made so far are recorded in {STATE_FILE}",
-                        1,
+                        f"the Batch API at {self.name} refused or failed "
+                        f"({scrub(f.detail, self.secret)})",
+                        f"{_HINTS.get(f.kind, 'check --base-url and the API key')}, then run "
+                        f"again: the batches made so far are recorded in {STATE_FILE}",
+                        f.attempts,
                     )
                 )
                 return result
@@ -267,6 +291,7 @@ class BatchAPI:
     def _submit(self, build: Path) -> dict[str, ShardBatch]:
         """Each shard uploaded and its batch created, unless recorded already."""
         recorded = read_state(build)
+        answered = _answered(build)
         batches: dict[str, ShardBatch] = {}
         for path in request_paths(build):
             digest = sha256_text(path.read_text(encoding="utf-8"))
@@ -277,9 +302,16 @@ class BatchAPI:
                     "submitted again"
                 )
                 old = None
+            ids = self.shard_ids.get(path.name)
+            if old is None and ids and ids <= answered:
+                # Answered by promptc run (or collected before): not bought again.
+                self.say(f"{path.name}: every request is answered in {OUTPUTS_FILE}; not sent")
+                continue
             batches[path.name] = old or ShardBatch(path.name, digest)
         write_state(build, batches)
         for path in request_paths(build):
+            if path.name not in batches:
+                continue
             b = batches[path.name]
             if b.input_file_id is None:
                 with path.open("rb") as f:
@@ -299,6 +331,7 @@ class BatchAPI:
                         metadata={"promptc_shard": path.name},
                     )
                     said = "created"
+                    self.created += 1
                 else:
                     said = "found on the server"
                 self._update(b, found)
@@ -390,7 +423,7 @@ class BatchAPI:
         errors = batch.get("errors")
         data = errors.get("data") if isinstance(errors, Mapping) else None
         b.errors = [
-            f"{e.get('code')}: {e.get('message')}"
+            scrub(f"{e.get('code')}: {e.get('message')}", self.secret)
             for e in (data if isinstance(data, list) else [])
             if isinstance(e, Mapping)
         ]
@@ -422,15 +455,19 @@ class BatchAPI:
 
     def _download_whole(self, file_id: str, path: Path, lines: int | None) -> None:
         """:meth:`_download_file`, again while the file holds fewer lines than the batch says
-        it answered (``lines``): a server that sends no length and closes early may cut it
-        at a line's end, where nothing else shows the cut."""
+        it answered (``lines``), or ends inside a line: a server that sends no length and
+        closes early may cut it anywhere. After the last attempt it is kept as it came."""
         for attempt in range(self.options.max_retries + 1):
             self._download_file(file_id, path)
-            with path.open("rb") as f:
-                got = sum(1 for _ in f)
-            if lines is None or got >= lines:
+            got, cut = _cut_short(path)
+            if (lines is None or got >= lines) and not cut:
                 return
-            self.say(f"{path.name}: {got} of {lines} line(s) arrived; downloading it again")
+            if attempt == self.options.max_retries:
+                # Kept as it came: collect keeps its whole lines, says which it could not
+                # read, and asks their requests again in the repair build.
+                return
+            why = "its last line is cut short" if cut else f"{got} of {lines} line(s) arrived"
+            self.say(f"{path.name}: {why}; downloading it again")
             time.sleep(backoff(attempt, None))
 
     def _collect(
@@ -438,21 +475,33 @@ class BatchAPI:
     ) -> RunResult:
         """The downloaded files collected (:func:`promptc.run.collect.collect`), as a run's
         result: requests without an answer are items not ok, in the repair build."""
+        collected = collect(build, *files)
         for b in batches.values():
             if b.status != "completed":
-                said = "; ".join(b.errors) if b.errors else "its unfinished requests are in repair/"
+                unfinished = b.counts.get("total", 0) - b.counts.get("completed", 0)
+                said = "; ".join(b.errors) or (
+                    f"its unfinished requests are in {REPAIR_DIR}/"
+                    if collected.repair_dir is not None and unfinished
+                    else "every request of it finished"
+                )
                 self.say(f"{b.shard}: batch {b.batch_id} {b.status}: {said}")
-        collected = collect(build, *files)
+        for line in collected.messages():
+            self.say(line)
         result = RunResult(build, build / OUTPUTS_FILE, total=self.total)
-        result.sent = collected.answered
+        # A batch an earlier run made was sent then: its answers are resumed, not sent now.
+        if self.created:
+            result.sent = collected.answered
+        else:
+            result.skipped = collected.answered
         result.items = sum(collected.statuses.values())
         result.statuses = collected.statuses
         result.not_ok = collected.not_ok
         result.results_path = build / RESULTS_FILE
         result.prompt_tokens, result.completion_tokens = collected.tokens
         result.grammar = "batch-api"
+        again = f": asked again in {REPAIR_DIR}/" if collected.repair_dir is not None else ""
         for rid, why in sorted(collected.failed.items()):
-            self.say(f"{rid}: no answer ({why}): asked again in {REPAIR_DIR}/")
+            self.say(f"{rid}: no answer ({why}){again}")
         refused = [b for b in batches.values() if b.status == "failed"]
         if refused:
             # The API refused a batch as a whole (a model it does not serve, a bad file): its
@@ -489,7 +538,7 @@ class BatchAPI:
 
         def write(response: Any) -> None:
             chunks = capped_chunks(response.iter_bytes(), MAX_DOWNLOAD_BYTES, what, self.url)
-            write_atomic(path, jsonl_lines(chunks))
+            write_atomic(path, jsonl_lines(chunks, self.secret))
 
         self._calling(self.streamed.files.content, (file_id,), {}, write)
 
@@ -532,11 +581,13 @@ class BatchAPI:
                 return
             except ErrorReply as e:
                 failure = status_failure(e.status, e.detail[:300], retry_after_seconds(e.headers))
+                failure.attempts = attempt + 1
                 if failure.kind not in RETRYABLE or attempt == self.options.max_retries:
                     raise failure from None
             except Failure as e:  # a connection cut or stalled mid-reply: asked again
                 failure = e
-                if failure.kind not in ("connection", "timeout"):
+                failure.attempts = attempt + 1
+                if failure.kind not in ("connection", "cut", "timeout"):
                     raise
                 if attempt == self.options.max_retries:
                     raise
@@ -577,9 +628,21 @@ class BatchAPI:
             raise failure from None
 
 
-def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+#: What to check when a step of the Batch API failed, by kind of failure (else: the URL
+#: and the key).
+_HINTS = {
+    "auth": "check the API key",
+    "rate-limit": "wait",
+    "server": "wait or check the server's status",
+    "timeout": "wait, or raise --timeout",
+}
+
+
+def jsonl_lines(chunks: Iterable[bytes], secret: str | None = None) -> Iterator[str]:
     """The lines of a JSON Lines file arriving in chunks of UTF-8, one at a time (a line cut
-    between two chunks joined again), without their line ends.
+    between two chunks joined again), without their line ends, an API key the server echoed
+    (in an answer, in an error line) written ``***``. Bytes that are no UTF-8 read as U+FFFD,
+    as ``collect`` reads them.
 
     JSON Lines end at "\n" alone: str.splitlines would also cut at the U+2028, U+0085 …
     that raw UTF-8 answers may hold, losing them.
@@ -588,18 +651,27 @@ def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     rest = ""
     for chunk in chunks:
         *lines, rest = (rest + decoder.decode(chunk)).split("\n")
-        yield from lines
+        yield from (redact(line, secret, answer=True) for line in lines)
     rest += decoder.decode(b"", final=True)
     if rest:
-        try:
-            json.loads(rest)
-        except (ValueError, RecursionError):
-            # A last line that is no JSON, without its line end: the download was cut (a
-            # server that sends no length and closes early), not a file the batch wrote.
-            raise Failure(
-                "connection", None, "the download ended inside a line: cut short"
-            ) from None
-        yield rest
+        yield redact(rest, secret, answer=True)
+
+
+def _cut_short(path: Path) -> tuple[int, bool]:
+    """The lines of a downloaded file, and whether its last one is no JSON: the download
+    was cut inside it (a server that sends no length and closes early), not a file the batch
+    wrote."""
+    last = b""
+    count = 0
+    with path.open("rb") as f:
+        for line in f:
+            count += 1
+            last = line if line.strip() else last
+    try:
+        json.loads(last.decode("utf-8", "replace")) if last else None
+    except (ValueError, RecursionError):
+        return count, True
+    return count, False
 
 
 def _file_id(batch: Mapping[str, Any], name: str) -> str | None:
@@ -614,19 +686,36 @@ def _count(counts: Mapping[str, Any], name: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _answered(build: Path) -> set[str]:
+    """The requests ``outputs.jsonl`` answers (not empty) for their very prompt (the
+    ``prompt_sha256`` ``batches.jsonl`` gives it)."""
+    prompts = {b.request: b.prompt_sha256 for b in batch_lines(build)}
+    return {
+        rid
+        for rid, a in read_outputs_file(build / OUTPUTS_FILE).answers.items()
+        if str(a.get("output") or "").strip() and a.get("prompt_sha256") == prompts.get(rid)
+    }
+
+
 def _repair_files(build: Path) -> list[Path]:
     """The downloaded files of the repair build's batches (``promptc run BUILD/repair
-    --batch-api``) once every one is over: collected with the build's own, they are repair
-    answers, merged into the build's results as ``promptc collect`` merges them. None while
+    --batch-api``) once every one is over, and the repair build's ``outputs.jsonl`` (answered
+    by ``promptc run BUILD/repair``): collected with the build's own, they are repair answers,
+    merged into the build's results as ``promptc collect`` merges them. No batch file while
     the repair build has no batch or one still running."""
     repair = build / REPAIR_DIR
-    if repair.is_symlink() or not (repair / STATE_FILE).is_file():
+    if repair.is_symlink():
         return []
+    # The repair build answered by promptc run (its outputs.jsonl): repair answers as well.
+    answered = repair / OUTPUTS_FILE
+    ran = [answered] if answered.is_file() and not answered.is_symlink() else []
+    if not (repair / STATE_FILE).is_file():
+        return ran
     batches = read_state(repair)
     if not batches or not all(b.done for b in batches.values()):
-        return []
+        return ran
     what = f"a downloaded file of {REPAIR_DIR}/{STATE_FILE}"
-    return [
+    return ran + [
         inside(repair, f"{DOWNLOADS}/{name}", what)
         for b in batches.values()
         for name in b.downloaded.values()

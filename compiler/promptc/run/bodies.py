@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from promptc import markers
 from promptc.build import (
+    BuildGrammars,
     BuiltRequest,
     ConstraintCache,
     constraint,
@@ -78,6 +79,7 @@ def request_body(
     task: Task | None = None,
     made: bool = False,
     cache: ConstraintCache | None = None,
+    files: BuildGrammars | None = None,
 ) -> dict[str, Any]:
     """The JSON body sent to ``POST {base_url}/chat/completions`` for one request.
 
@@ -91,7 +93,8 @@ def request_body(
 
     A request the build does not hold (``made``: a repair request) gets the grammar of its
     own items, made from the task, the same way. ``cache`` keeps what is the same for every
-    request of the build (:class:`promptc.build.ConstraintCache`).
+    request of the build (:class:`promptc.build.ConstraintCache`), ``files`` the build's
+    grammar files read and checked (:class:`promptc.build.BuildGrammars`).
 
     Raises:
         UsageError: A grammar file missing; a task that does not match the build
@@ -108,7 +111,8 @@ def request_body(
         check_questions(task, request, build)
         grammar = constraint(task, request.kind, request.item_ids, mode, cache).value
     else:
-        text = grammar_text(build, request, ".gbnf" if mode == "gbnf" else ".schema.json")
+        suffix = ".gbnf" if mode == "gbnf" else ".schema.json"
+        text = grammar_text(build, request, suffix, files)
         grammar = text if mode == "gbnf" else json.loads(text)
     if mode == "gbnf":
         body["grammar"] = grammar
@@ -232,6 +236,7 @@ class Bodies:
         #: holds none for them.
         self.made: set[str] = set()
         self.constraints = ConstraintCache(task)
+        self.grammar_files = BuildGrammars(build)
 
     def modes(self) -> list[tuple[SendMode, ServerKind]]:
         """The modes (and engine forms) a request may be sent in."""
@@ -252,7 +257,15 @@ class Bodies:
         made = request.id in self.made
         request = as_sent(self.task, request, mode)
         body = request_body(
-            request, self.build, mode, server, self.model, self.task, made, self.constraints
+            request,
+            self.build,
+            mode,
+            server,
+            self.model,
+            self.task,
+            made,
+            self.constraints,
+            self.grammar_files,
         )
         if self.field == "max_completion_tokens" and "max_tokens" in body:
             body["max_completion_tokens"] = body.pop("max_tokens")

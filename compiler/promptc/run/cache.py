@@ -18,6 +18,8 @@ from promptc.run.outputs import output_line
 from promptc.text import cache_dir
 
 CACHE_FILE = "responses.sqlite"
+#: How long a lookup or a put waits for a cache another process holds locked (ms).
+BUSY_MS = 100
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,6 +45,11 @@ class ResponseCache:
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)"
             )
             self._db.commit()
+            # Once open, a cache another process holds locked is a miss (or an answer left
+            # uncached) within 0.1 s: every lookup and put runs on the run's event loop, and
+            # SQLite's default 5 s wait per call stalled every request in flight, which then
+            # timed out and was bought again.
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         except (OSError, sqlite3.Error) as e:
             raise UsageError(
                 f"cannot open the response cache {str(self.path)!r}: {e}",

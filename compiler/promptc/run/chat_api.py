@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptc.apikeys import BadKeyError, api_key, redact
-from promptc.build.targets import message_text
+from promptc.build.targets import finish_reason, message_text
 from promptc.errors import BackendError, Location, UsageError
 from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, ajoin_chunks, join_chunks
 from promptc.run.context import PROBE_MAX_BYTES, PROBE_TIMEOUT, ServerContext, server_context
@@ -299,17 +299,34 @@ async def async_error_hook(response: Any) -> None:
     raise ErrorReply(response.status_code, dict(response.headers), error_detail(body))
 
 
+#: The redirects a client follows with a GET, whatever the request's method was.
+POST_TO_GET = (301, 302, 303)
+
+
 def check_redirect(response: Any) -> None:
-    """A redirect the client would follow, refused unless its body declares a length within
-    :data:`~promptc.replies.MAX_ERROR_BYTES`: the client reads that body whole before it
-    follows (a declared length bounds that read; a chunked body or one read to the end of
-    the connection has none).
+    """A redirect the client would follow, refused when it would turn the request into a GET
+    (:data:`POST_TO_GET`: 307 and 308 keep the method and the body, and are followed), or
+    unless its body declares a length within :data:`~promptc.replies.MAX_ERROR_BYTES`: the
+    client reads that body whole before it follows (a declared length bounds that read; a
+    chunked body or one read to the end of the connection has none).
 
     Raises:
-        ErrorReply: The redirect's body may be longer than the cap.
+        ErrorReply: A redirect that would make the request a GET (its status and where it
+            points), or whose body may be longer than the cap.
     """
     if not response.has_redirect_location:
         return
+    request = response.request
+    if response.status_code in POST_TO_GET and request.method not in ("GET", "HEAD"):
+        # The client would follow it as a GET, without the body: the server there answers
+        # something else (a 404, a page), which would be reported as the URL's own answer.
+        location = request.url.join(response.headers.get("location", ""))
+        raise ErrorReply(
+            response.status_code,
+            dict(response.headers),
+            f"{request.method} {public_url(str(request.url))} is redirected to "
+            f"{public_url(str(location))}, which would be sent as a GET without the request",
+        )
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) <= MAX_ERROR_BYTES:
         return
@@ -361,6 +378,9 @@ def classify(exc: BaseException, secret: str | None) -> Failure:
         return Failure("timeout", None, detail)
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
+        cut = cause is not None and transport_failure(cause, secret)
+        if cut and cut.kind == "cut":
+            return cut
         if cause is not None and str(cause):
             detail = scrub(f"{type(cause).__name__}: {cause}", secret)
         return Failure("connection", None, detail)
@@ -376,9 +396,12 @@ def transport_failure(exc: BaseException, secret: str | None = None) -> Failure 
     caller as the HTTP library's own error, not the client's. That library is httpx (httpx2
     from openai 3 on): its errors are told by their class names."""
     kinds = {c.__name__ for c in type(exc).__mro__ if c.__module__.startswith("httpx")}
-    detail = scrub(f"{type(exc).__name__}: {exc}", secret)
+    said = str(exc).strip()
+    detail = scrub(f"{type(exc).__name__}: {said}" if said else type(exc).__name__, secret)
     if "TimeoutException" in kinds:
         return Failure("timeout", None, detail)
+    if kinds & {"ReadError", "RemoteProtocolError"}:  # it answered, then the connection broke
+        return Failure("cut", None, detail)
     if "TransportError" in kinds:
         return Failure("connection", None, detail)
     return None
@@ -392,6 +415,8 @@ def status_failure(status: int, message: str, retry_after: float | None) -> Fail
         return Failure("not-found", status, message)
     if status == 429:
         return Failure("rate-limit", status, message, retry_after)
+    if status in POST_TO_GET:
+        return Failure("redirect", status, message)
     if status in (408, 409) or status >= 500:
         return Failure("server", status, message, retry_after)
     return Failure("bad-request", status, message)
@@ -436,12 +461,21 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
         # does, never the whole answer)
         completion = json.loads(data.decode("utf-8-sig"), parse_int=json_int)
     except (ValueError, RecursionError) as e:
-        raise Failure("bad-response", None, scrub(f"its body is not JSON: {e}", secret)) from None
+        # A gateway that streams though no stream was asked: its answer is in the events.
+        completion = streamed_completion(data)
+        if completion is None:
+            what = scrub(f"its body is not JSON: {e}", secret)
+            raise Failure("bad-response", None, what) from None
     if not isinstance(completion, dict):
         raise Failure("bad-response", None, "its body is JSON but not an object")
     choices = completion.get("choices")
     if not isinstance(choices, list) or not choices:
         what = "empty" if isinstance(choices, list) else f"{json_type(choices)}, not a list"
+        # Some proxies answer an error with status 200 and the error's body: say its words.
+        error = completion.get("error")
+        said = error.get("message") if isinstance(error, dict) else error
+        if isinstance(said, str) and said.strip():
+            what += f"; the server said: {scrub(said, secret)}"
         raise Failure("bad-response", None, f"choices is {what}")
     choice = choices[0]
     message = choice.get("message") if isinstance(choice, dict) else None
@@ -452,13 +486,63 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
     refusal = message.get("refusal")
     reply = Reply(
         # An answer that echoes the key (a debugging proxy, a hostile endpoint) would write
-        # it to outputs.jsonl and the cache: written with *** in its place.
-        redact(message_text(message.get("content")) or "", secret),
-        finish if isinstance(finish, str) else None,
+        # it to outputs.jsonl and the cache: written with *** in its place (a placeholder
+        # key such as EMPTY leaves the answer as it is).
+        redact(message_text(message.get("content")) or "", secret, answer=True),
+        finish_reason(finish),
         usage,
         scrub(refusal, secret) if isinstance(refusal, str) and refusal else None,
     )
     return reply, (scrub(dropped, secret) if dropped is not None else None)
+
+
+def streamed_completion(data: bytes) -> dict[str, Any] | None:
+    """The completion a server-sent event stream of chat completion chunks makes
+    (``data: {…}`` lines, then ``data: [DONE]``): each chunk's ``choices[0].delta.content``
+    joined, the last ``finish_reason`` and ``usage`` given; ``None`` when ``data`` is no
+    such stream.
+
+    Raises:
+        Failure: ``bad-response``: the stream ended with neither ``data: [DONE]`` nor a
+            ``finish_reason``: it was cut.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    events = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    if not events or not text.lstrip().startswith(("data:", ":", "event:", "id:")):
+        return None
+    parts: list[str] = []
+    finish: object = None
+    usage: object = None
+    done = False
+    for event in events:
+        if event == "[DONE]":
+            done = True
+            break
+        try:
+            chunk = json.loads(event, parse_int=json_int)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(chunk, dict):
+            return None
+        usage = chunk.get("usage") or usage
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        finish = choice.get("finish_reason") or finish
+    if not done and finish is None:
+        # Neither the end of the stream nor a reason to stop: the connection was cut inside
+        # the answer, whose last value may be cut too (``1`` of ``17``).
+        raise Failure("bad-response", None, "the event stream ended before its data: [DONE]")
+    message = {"role": "assistant", "content": "".join(parts)}
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
 
 
 def json_type(value: object) -> str:

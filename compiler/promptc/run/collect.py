@@ -33,6 +33,7 @@ from promptc.build import (
     ConstraintCache,
     FolderWriter,
     Target,
+    batch_lines,
     constraint,
     find_target,
     grammar_stem,
@@ -51,6 +52,7 @@ from promptc.run.outputs import (
     OUTPUTS_FILE,
     REPLACED_FILE,
     RESULTS_FILE,
+    check_placeable,
     output_line,
     outputs_lock,
     read_outputs_file,
@@ -61,6 +63,7 @@ from promptc.run.repair import (
     merge_answers,
     missing_results,
     parse_answer,
+    recorded_request,
     repair_requests,
     repair_shape,
     valid_record,
@@ -106,6 +109,8 @@ class CollectResult:
         repair_dir: The repair build, when some items are not ok.
         repair_requests: Requests in the repair build.
         tokens: Prompt and completion tokens of the files' answers.
+        answered_again: Requests with no answer of their own that a repair asked whole
+            and answered (not among ``failed``).
     """
 
     build_dir: Path
@@ -123,11 +128,26 @@ class CollectResult:
     repair_dir: Path | None = None
     repair_requests: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0])
+    answered_again: int = 0
+
+    def messages(self, listed: int = 20) -> list[str]:
+        """What was skipped, set aside or moved, a line each (``listed`` of each kind)."""
+        return [
+            *(f"skipped {where}: not a request of this build" for where in self.unknown[:listed]),
+            *(f"skipped {where}: no JSON object" for where in self.unreadable[:listed]),
+            *(
+                f"set aside {where}: a second answer for that request"
+                for where in self.duplicates[:listed]
+            ),
+            *self.notes,
+        ]
 
     def summary(self) -> str:
         parts = [f"{self.answered} request(s) answered"]
         if self.kept:
             parts.append(f"{self.kept} answer(s) kept from {OUTPUTS_FILE}")
+        if self.answered_again:
+            parts.append(f"{self.answered_again} answered by a repair that asked it whole")
         if self.failed:
             parts.append(f"{len(self.failed)} without an answer")
         if self.unknown:
@@ -152,6 +172,7 @@ class CollectResult:
             "build": str(self.build_dir),
             "answered": self.answered,
             "kept": self.kept,
+            "answered_again": self.answered_again,
             "failed": self.failed,
             "unknown": self.unknown,
             "unreadable": self.unreadable,
@@ -167,8 +188,10 @@ class CollectResult:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON value or a ``ValueError``) of each non-blank line: split on ``\\n``
-    alone, a byte order mark before the first skipped."""
+    """(line number, JSON value or a ``ValueError``) of each non-blank line, and a
+    ``UnicodeWarning`` before a line whose bytes are not all UTF-8: split on ``\\n`` alone, a
+    byte order mark at a line's start skipped (files joined with ``cat`` carry one at each
+    one's first line)."""
     try:
         f = open_regular(path)
     except OSError as e:
@@ -186,13 +209,19 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
                 while raw and not raw.endswith(b"\n"):  # the rest of that line
                     raw = f.readline(MAX_LINE_BYTES + 1)
                 continue
-            if lineno == 1:
-                raw = raw.removeprefix(BOM)
+            raw = raw.removeprefix(BOM)
             if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(raw.decode("utf-8"), parse_int=json_int)
-            except (UnicodeDecodeError, ValueError, RecursionError) as e:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # A byte that is no UTF-8 in an answer: the answer is kept, the byte read as
+                # U+FFFD (as run --batch-api's download reads it), and said.
+                text = raw.decode("utf-8", "replace")
+                yield lineno, UnicodeWarning("bytes that are no UTF-8 read as U+FFFD")
+            try:
+                yield lineno, json.loads(text, parse_int=json_int)
+            except (ValueError, RecursionError) as e:
                 yield lineno, ValueError(f"not JSON: {e}")
 
 
@@ -231,8 +260,8 @@ def _repair_records(build: Path, repair: Path) -> dict[str, dict[str, Any]]:
 def _read_answers(
     paths: Sequence[Path],
     chosen: Target,
-    known: set[str],
-    repair_known: Mapping[str, Any],
+    known: Mapping[str, Any],
+    repair_known: dict[str, Any],
     result: CollectResult,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Every line of the files, read as a batch's output or error line (:meth:`Target.answer`):
@@ -243,6 +272,9 @@ def _read_answers(
     for path in paths:
         for lineno, line in _lines(path):
             where = f"{path.name}:{lineno}"
+            if isinstance(line, UnicodeWarning):
+                result.notes.append(f"{where}: {line}")
+                continue
             if isinstance(line, ValueError) or not isinstance(line, Mapping):
                 result.unreadable.append(
                     f"{where} ({line if isinstance(line, ValueError) else 'not an object'})"
@@ -253,6 +285,12 @@ def _read_answers(
                 # A line of promptc run's outputs.jsonl (the repair build answered with run):
                 # its id and answer as run recorded them.
                 rid = line.get("id")
+            if isinstance(rid, str) and rid not in known and rid not in repair_known:
+                # A repair a run of the repair build made of its own request (r0003.repair1.
+                # repair1): a later attempt at items of the build's request r0003.
+                composed = _composed(line.get("repair"), repair_known, known)
+                if composed is not None:
+                    repair_known[rid] = composed
             if isinstance(rid, str) and rid not in known and rid in repair_known:
                 answer, _ = _answer_of(chosen, line)
                 if answer is not None:
@@ -270,6 +308,25 @@ def _read_answers(
             elif rid not in answers:
                 result.failed[rid] = why
     return answers, repairs
+
+
+def _composed(
+    record: object, repair_known: Mapping[str, Mapping[str, Any]], known: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The ``repair`` record of a run's repair of a repair request, made relative to the
+    build's request that request repairs (its attempts added to the repair's), or ``None``
+    when ``record`` is no such record."""
+    if not isinstance(record, Mapping):
+        return None
+    parent = repair_known.get(str(record.get("of")))
+    attempt = record.get("attempt")
+    if parent is None or not isinstance(attempt, int) or isinstance(attempt, bool):
+        return None
+    if attempt < 1 or str(parent.get("of")) not in known:
+        return None
+    out = {**record, "of": parent["of"], "attempt": int(parent["attempt"]) + attempt}
+    out.pop("positions", None)
+    return out if valid_record(out, known[str(parent["of"])]) else None
 
 
 def _answer_of(chosen: Target, line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -330,11 +387,7 @@ def collect(
     requests = list(loaded.requests.values())
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
-    if repair_dir is None and out.is_symlink():  # a link planted in the build: not followed
-        raise not_regular(out)
-    # Before anything is written: a repair folder that is the build (-o BUILD_DIR) would
-    # have the repair build written over the build's own files.
-    _check_repair_folder(build, out, whole=False)
+    _check_written(build, out, planted=repair_dir is None)
     asked = {r.id: r.item_ids for r in requests}
     repair_known = {  # a record edited by hand is not taken (see valid_record)
         rid: record
@@ -343,13 +396,15 @@ def collect(
     }
     result = CollectResult(build)
     paths = [Path(f) for f in files]
-    answers, repaired = _read_answers(paths, chosen, {r.id for r in requests}, repair_known, result)
+    answers, repaired = _read_answers(paths, chosen, asked, repair_known, result)
     for answer in [*answers.values(), *repaired.values()]:
         usage = answer.get("usage") or {}
         result.tokens[0] += usage.get("prompt_tokens", 0)
         result.tokens[1] += usage.get("completion_tokens", 0)
     prompts = {r.id: prompt_hash(r.messages) for r in requests}
     result.kept = _keep_held(build, answers, repaired, prompts, repair_known)
+    if repair_known:
+        prompts = {**_repair_prompts(out, repaired), **prompts}
     for r in requests:
         if r.id in answers:
             result.failed.pop(r.id, None)
@@ -358,30 +413,59 @@ def collect(
     result.answered = len(answers)
     repairs = {rid: repair_known[rid] for rid in sorted(repaired)}
     parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
-    merged = merge_answers([r.id for r in requests], parsed, repairs)
+    merged = merge_answers([r.id for r in requests], parsed, repairs, loaded.task.outputs)
     order = {r.id: k for k, r in enumerate(requests)}
     _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
     result.results_path = build / RESULTS_FILE
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
+    _answered_again(result, repairs, merged)
     if result.not_ok:
-        failed = merged.failed(every=True)
-        # A request that got no answer is asked again whole, unless a repair answer did.
-        answered_again = {
-            str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused
-        }
-        unanswered = set(result.failed) - answered_again
         attempt = 1 + max((int(r.get("attempt") or 0) for r in repairs.values()), default=0)
-        result.repair_requests = write_repair_build(
-            build, out, loaded.task, requests, failed, unanswered, attempt, repair_known
+        failed, unanswered = merged.failed(every=True), set(result.failed)
+        again, records = _asked(
+            loaded.task, requests, failed, unanswered, attempt, repair_known, prompts
         )
-        result.repair_dir = out
+        if again:
+            write_repair_build(build, out, loaded.task, again, records, repair_known)
+            result.repair_requests, result.repair_dir = len(again), out
+        else:
+            result.notes.append(NOTHING_TO_ASK.format(count=result.not_ok))
     elif (out / MANIFEST_FILE).is_file():
         # Left as it is (it may hold a run's answers), but said: sent again, it would ask
         # items that are answered now.
         result.notes.append(STALE_REPAIR_NOTE.format(folder=out))
     return result
 
+
+def _answered_again(
+    result: CollectResult, repairs: Mapping[str, Mapping[str, Any]], merged: Merged
+) -> None:
+    """A request that got no answer is asked again whole, unless a repair answer did: then it
+    is answered, by its repair (counted, and not among ``failed``)."""
+    again = {str(repairs[rid].get("of")) for rid in repairs if rid not in merged.unused}
+    for rid in again & result.failed.keys():
+        del result.failed[rid]
+        result.answered_again += 1
+
+
+def _repair_prompts(out: Path, repaired: Mapping[str, Any]) -> dict[str, str]:
+    """The prompt each repair answer was asked with (the repair build's ``prompt_sha256``): a
+    later ``promptc run`` that plans the same repair takes the answer, rather than buying it
+    again. None for a repair build whose file was spoilt since."""
+    try:
+        return {b.request: b.prompt_sha256 for b in batch_lines(out) if b.request in repaired}
+    except (OSError, PromptcError):
+        return {}
+
+
+#: Said when items are not ok and no repair request is left to ask of them.
+NOTHING_TO_ASK = (
+    "{count} item(s) not ok, and nothing left to ask of them: every prompt that could ask them "
+    "again was asked (a model answers the same prompt the same way), or the repair rounds "
+    "(run.repair.max_attempts) are spent; change the spec's parameters or template and build "
+    "again to ask them otherwise"
+)
 
 #: Said when every item is ok and an earlier round's repair build is still in its folder.
 STALE_REPAIR_NOTE = (
@@ -421,6 +505,19 @@ def _keep_held(
     return kept
 
 
+def _check_written(build: Path, out: Path, planted: bool) -> None:
+    """Refuses, before anything is read or written, the places collect writes that cannot
+    take its files: a link planted at the build's repair folder (``planted``: not named by
+    the user), a repair folder that is the build (``-o BUILD_DIR`` would have the repair
+    build written over the build's own files), a folder under the name of ``outputs.jsonl``
+    or ``results.jsonl`` (the write at the end would fail, after every file was read)."""
+    if planted and out.is_symlink():  # a link planted in the build: not followed
+        raise not_regular(out)
+    _check_repair_folder(build, out, whole=False)
+    check_placeable(build / OUTPUTS_FILE, "outputs file")
+    check_placeable(build / RESULTS_FILE, "results file")
+
+
 def _check_repair_folder(build: Path, out: Path, whole: bool = True) -> None:
     """Refuses a repair folder as ``promptc build -o`` refuses a folder
     (:func:`promptc.build.writer.check_folder`; only its rule of inputs unless ``whole``),
@@ -451,12 +548,20 @@ def _parsed(
             parsed[r.id] = missing_results(shape, f"no answer: {result.failed[r.id]}")
             continue
         parsed[r.id] = parse_answer(
-            loaded.task, shape, answer["output"], answer.get("finish_reason")
+            loaded.task,
+            shape,
+            answer["output"],
+            answer.get("finish_reason"),
+            answer.get("refusal"),
         )
     for rid, answer in sorted(repaired.items()):
         shape = repair_shape(loaded.task, repairs[rid], rid)
         parsed[rid] = parse_answer(
-            loaded.task, shape, answer["output"], answer.get("finish_reason")
+            loaded.task,
+            shape,
+            answer["output"],
+            answer.get("finish_reason"),
+            answer.get("refusal"),
         )
     return parsed
 
@@ -481,7 +586,13 @@ def _write_results(
         for rid, a in answers.items()
     ]
     records += [
-        {"id": rid, "request_sha256": None, **a, "repair": dict(repairs[rid])}
+        {
+            "id": rid,
+            "request_sha256": None,
+            "prompt_sha256": prompts.get(rid),
+            **a,
+            "repair": dict(repairs[rid]),
+        }
         for rid, a in repaired.items()
     ]
     records.sort(key=lambda x: (order.get(x["id"], len(order)), x["id"]))
@@ -510,24 +621,31 @@ def _asked(
     failed: Mapping[str, list[int]],
     unanswered: set[str],
     attempt: int,
+    earlier: Mapping[str, Mapping[str, Any]],
+    prompts: Mapping[str, str],
 ) -> tuple[list[BuiltRequest], dict[str, dict[str, Any]]]:
     """The requests of the repair build, in build order, and each one's ``repair`` record.
 
-    A request with no answer at all is asked again as it was; another request's failed items
+    A request with no answer at all is asked again as it was. Another request's failed items
     become smaller requests of the same kind (:func:`promptc.run.repair.repair_requests`,
-    round ``attempt``: in round 1 one per request, later one per item).
+    round ``attempt``: in round 1 one per request, later one per item), as ``promptc run``
+    asks them: within ``run.repair.max_attempts`` rounds, and never a prompt asked already
+    (``prompts``: the build's requests' and earlier repairs'; the ``earlier`` rounds' made
+    again from their records), which a model answers the same way: a
+    one-item request, or one whose prompt cannot be cut down, is not asked again.
     """
     by_id = {r.id: r for r in requests}
+    asked: list[BuiltRequest] = []
+    records: dict[str, dict[str, Any]] = {}
     partial = {rid: pos for rid, pos in failed.items() if rid not in unanswered}
-    planned, refused = repair_requests(task, partial, by_id, attempt)
-    asked: list[BuiltRequest] = [p.request for p in planned]
-    records: dict[str, dict[str, Any]] = {p.request.id: p.record() for p in planned}
-    # Asked again whole: no answer at all, a one-item request, or a prompt that cannot be cut.
-    again = [rid for rid in failed if rid in unanswered or rid in refused]
-    again += [
-        rid for rid in partial if rid not in refused and not any(p.origin == rid for p in planned)
-    ]
-    for rid in sorted(set(again)):
+    if attempt <= task.run.repair_max_attempts:
+        done = _prompts_asked(task, by_id, earlier, prompts)
+        planned, _ = repair_requests(task, partial, by_id, attempt)
+        for p in planned:
+            if prompt_hash(p.request.messages) not in done:
+                asked.append(p.request)
+                records[p.request.id] = p.record()
+    for rid in sorted(rid for rid in failed if rid in unanswered):  # no answer at all
         whole = replace(by_id[rid], id=f"{rid}.repair{attempt}")
         asked.append(whole)
         positions = tuple(range(1, len(whole.item_ids) + 1))
@@ -539,18 +657,33 @@ def _asked(
     return asked, records
 
 
+def _prompts_asked(
+    task: Task,
+    by_id: Mapping[str, BuiltRequest],
+    earlier: Mapping[str, Mapping[str, Any]],
+    prompts: Mapping[str, str],
+) -> set[str]:
+    """The prompts asked so far: each build request's (``prompts``), and each earlier repair
+    request's (made again from its record, as the repair build made it)."""
+    done = set(prompts.values())
+    for rid, record in earlier.items():
+        asked = recorded_request(task, by_id, rid, record)
+        if asked is not None:
+            done.add(prompt_hash(asked.messages))
+    return done
+
+
 def write_repair_build(
     build: Path,
     out: Path,
     task: Task,
-    requests: list[BuiltRequest],
-    failed: Mapping[str, list[int]],
-    unanswered: set[str],
-    attempt: int = 1,
+    asked: list[BuiltRequest],
+    records: Mapping[str, Mapping[str, Any]],
     earlier: Mapping[str, Mapping[str, Any]] | None = None,
-) -> int:
-    """Writes a build of just the failed items into ``out``, through the build's own writer
-    (:class:`promptc.build.FolderWriter`); returns its request count.
+) -> None:
+    """Writes a build of the repair requests ``asked`` (:func:`_asked`, each one's ``repair``
+    record in ``records``) into ``out``, through the build's own writer
+    (:class:`promptc.build.FolderWriter`).
 
     The folder has the build's target (its bodies carrying the build's form of constraint,
     made for each request's own items), its task, the failed items, the grammar files of each
@@ -560,9 +693,8 @@ def write_repair_build(
     answers.
     """
     manifest = read_manifest(build)
-    chosen = find_target(manifest["target"])
+    chosen = find_target(manifest["target"]).for_model(task.model.max_tokens_field)
     form = chosen.form(manifest)
-    asked, records = _asked(task, requests, failed, unanswered, attempt)
     kind = asked[0].kind if asked else task.strategy.kind
     nominal = task.strategy.batch_size
     constraints = ConstraintCache(task) if form is not None else None
@@ -615,4 +747,3 @@ def write_repair_build(
             location=Location(str(out)),
             code="out-not-writable",
         ) from None
-    return len(asked)

@@ -71,6 +71,10 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "could not connect to {base_url} ({detail})",
         "check that the server is running and that --base-url is right",
     ),
+    "cut": (
+        "the connection to {base_url} was cut while the answer was read ({detail})",
+        "check the server's log (it may have stopped or restarted); run again to resume",
+    ),
     "timeout": (
         "no answer within {timeout:g} s",
         "raise --timeout, lower the model's max_tokens, or lower --concurrency",
@@ -82,6 +86,13 @@ FAILURES: Mapping[str, tuple[str, str]] = {
     "not-found": (
         "HTTP 404 from {base_url}/chat/completions ({detail})",
         "check --base-url (it usually ends in /v1) and the model name {model!r}",
+    ),
+    "redirect": (
+        "the server redirected the request (HTTP {status}: {detail})",
+        (
+            "give --base-url the address it redirects to: promptc does not follow a "
+            "redirect that would send the request again as a GET"
+        ),
     ),
     "rate-limit": (
         "rate limited (HTTP 429: {detail})",
@@ -100,7 +111,7 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "lower the model's max_tokens in the spec",
     ),
     "bad-response": (
-        "the server's answer has no choices[0].message ({detail})",
+        "the server's answer is no chat completion ({detail})",
         "check that --base-url points at an OpenAI-compatible chat API",
     ),
     "reply-too-large": (
@@ -128,7 +139,7 @@ MAX_TOKENS = 10**15
 
 
 #: The failures worth another attempt (after a backoff): the next one may well succeed.
-RETRYABLE = frozenset({"connection", "timeout", "rate-limit", "server"})
+RETRYABLE = frozenset({"connection", "cut", "timeout", "rate-limit", "server"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,11 +166,15 @@ class Reply:
 
     def response(self) -> dict[str, Any]:
         """The reply as the response cache and ``outputs.jsonl`` keep it."""
-        return {
+        response = {
             "output": self.text,
             "finish_reason": self.finish_reason,
             "usage": dict(self.usage) if self.usage is not None else None,
         }
+        if self.refusal and not self.text.strip():
+            # The server's answer too: kept, so that a refusal is told from an empty answer.
+            response["refusal"] = self.refusal
+        return response
 
 
 @dataclass

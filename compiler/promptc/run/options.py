@@ -12,7 +12,7 @@ from promptc.errors import UsageError
 from promptc.replies import check_base_url
 from promptc.run.bodies import GrammarMode, grammar_mode
 from promptc.run.engine import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, overwrite_error
+from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, check_placeable, overwrite_error
 
 #: The request field that carries the spec's ``max_tokens`` (``auto``: see
 #: :func:`promptc.run.bodies.token_field`).
@@ -173,13 +173,18 @@ class RunOptions:
 
     def check_files(self, build: Path) -> None:
         """Refuses an ``outputs_path`` or ``results_path`` that would write over answers,
-        results or a file of the build (the rule of ``promptc run -o`` and ``--results``).
+        results, a file of the build or a file that is not promptc's (the rule of
+        ``promptc run -o`` and ``--results``), and a results file that cannot be written
+        (a folder under its name): said before anything is sent, not after paying for every
+        answer.
 
         Raises:
-            UsageError: ``overwrite``, naming the option and the file.
+            UsageError: ``overwrite``, naming the option and the file; ``not-regular``,
+                ``bad-results-path``, ``unwritable``.
         """
         answers = self.outputs_file(build)
-        results = self.results_file(build) or answers.with_name(RESULTS_FILE)
+        written = self.results_file(build)
+        results = written or answers.with_name(RESULTS_FILE)
         problems = [
             overwrite_error(
                 "results_path", str(results), "results", others=[str(answers)], build=str(build)
@@ -191,16 +196,28 @@ class RunOptions:
             )
             if self.outputs_path is not None
             else None,
+            # Not named by an option: results.jsonl beside the outputs, rewritten.
+            overwrite_error("the results file", str(written), "results")
+            if written is not None and self.results_path is None
+            else None,
         ]
         for problem in problems:
             if problem is not None:
                 raise UsageError(problem, code="overwrite")
+        if written is not None:
+            named = self.results_path is not None
+            check_placeable(written, "results_path" if named else "results file", named)
 
     def results_file(self, build: Path) -> Path | None:
         """Where the results go with ``parse``: ``results_path``, else ``results.jsonl``
-        beside the outputs; ``None`` without ``parse``."""
+        beside the outputs. Without ``parse``, the build's ``results.jsonl`` when an earlier
+        run wrote one and the answers go to the build's ``outputs.jsonl`` (kept in step with
+        them: left as it was, it would say what answers since replaced said, and eval would
+        score it), else ``None``."""
+        beside = self.outputs_file(build).with_name(RESULTS_FILE)
         if not self.parse:
-            return None
+            # Only the build's own: -o OTHER.jsonl's answers are not the ones it was written for.
+            return beside if self.outputs_path is None and beside.is_file() else None
         if self.results_path is not None:
             return Path(self.results_path)
-        return self.outputs_file(build).with_name(RESULTS_FILE)
+        return beside

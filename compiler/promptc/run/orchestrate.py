@@ -53,8 +53,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ from promptc.run.repair import (
     RepairRequest,
     merge_answers,
     missing_results,
+    origin_of,
     parse_answer,
     repair_requests,
     repair_shape,
@@ -238,7 +240,7 @@ def run_build(
             stack.callback(engine.stop)
             engine.start()
             run = _Run(build, requests, loaded, options, engine, cache, events)
-            result = asyncio.run(run.run())
+            result = asyncio.run(_ended_by_sigterm(run.run()))
     finally:
         events.close()
         if cache is not None:
@@ -247,6 +249,39 @@ def run_build(
     result.local = name == "local"
     result.elapsed = time.monotonic() - started
     return result
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill) ended the run, as Ctrl-C ends it."""
+
+
+async def _ended_by_sigterm(run: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """``run``, ended by SIGTERM as asyncio ends it on Ctrl-C: the event loop cancels its
+    task. A Python-level handler raises wherever the interpreter is, and there a weakref
+    callback or ``__del__`` swallows it ("Exception ignored"): the run went on sending."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    ended: list[bool] = []
+
+    def end() -> None:
+        ended.append(True)
+        if task is not None:
+            task.cancel()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, end)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: as it was
+        return await run
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if ended:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Run:
@@ -295,6 +330,8 @@ class _Run:
         self.sender = Sender(engine, self.bodies, cache, options, events, self.record, self.result)
         #: What ``outputs.jsonl`` held when the run started, by request id.
         self.existing: dict[str, dict[str, Any]] = {}
+        #: Whether this run added an answer to the outputs.
+        self.appended = False
 
     async def run(self) -> RunResult:
         try:
@@ -308,10 +345,22 @@ class _Run:
                     self.result.sent += sent
                 if self.rounds > 0 and not self._fatal():
                     await self._repair()
+        except BaseException:
+            self._drop_stale_results()
+            raise
         finally:
             await self.engine.close()
         self._finish()
         return self.result
+
+    def _drop_stale_results(self) -> None:
+        """An interrupted run that added answers leaves no results.jsonl of the build's that
+        says what they replaced (eval --results would score it): removed, to be written again
+        by the next run or by promptc parse."""
+        if self.appended and self.results_path is not None and self.write_results is write_atomic:
+            with contextlib.suppress(OSError):
+                if self.results_path.is_file() and not self.results_path.is_symlink():
+                    self.results_path.unlink()
 
     def _fatal(self) -> bool:
         """True when every request failed the same way: repair would only fail again."""
@@ -327,10 +376,17 @@ class _Run:
         keep: dict[str, dict[str, Any]] = {}
         pending: list[BuiltRequest] = []
         empty: set[str] = set()
+        # An empty answer whose items a repair asked again stands, as any answer does, with
+        # its repair answers: sending it again would buy those answers a second time.
+        repaired = {
+            str(old["repair"].get("of"))
+            for old in existing.values()
+            if isinstance(old.get("repair"), Mapping) and str(old.get("output") or "").strip()
+        }
         for r in self.requests:
             old = existing.get(r.id)
             if old is not None and self.bodies.answers(r, old):
-                if str(old["output"]).strip():
+                if str(old["output"]).strip() or r.id in repaired:
                     keep[r.id] = old
                     continue
                 empty.add(r.id)  # recorded as it came, and asked again
@@ -342,19 +398,10 @@ class _Run:
         stale = [
             rid for rid in existing if rid in self.by_id and rid not in keep and rid not in empty
         ]
-        # A repair's (or a voting stand-in's) answer stands with the answer it repaired: one
-        # to a request sent again is as stale (this run's repair answers take its id).
-        stale += [
-            rid
-            for rid, old in existing.items()
-            if rid not in self.by_id
-            and isinstance(old.get("repair"), Mapping)
-            and str(old["repair"].get("of")) in self.by_id
-            and str(old["repair"].get("of")) not in keep
-            and str(old["repair"].get("of")) not in whole
-            and not self._stands_in(rid, old)
-        ]
-        self.existing = self.outputs.tidy(found, drop=stale)
+        stale += self._stale_repairs(existing, keep.keys() | whole.keys())
+        # An empty answer asked again goes aside with them, unsaid: its new answer replaces it.
+        gone = self._gone(existing)
+        self.existing = self.outputs.tidy(found, drop=[*stale, *empty, *gone])
         if stale:
             # Answers to requests that have changed since (another prompt, model or grammar
             # mode): moved aside, never deleted, so that outputs.jsonl matches the build and
@@ -388,8 +435,54 @@ class _Run:
                 repair_shape(self.task, rep, rid),
                 record["output"],
                 record.get("finish_reason"),
+                record.get("refusal"),
             )
         return pending
+
+    def _stale_repairs(
+        self, existing: Mapping[str, Mapping[str, Any]], answered: Collection[str]
+    ) -> list[str]:
+        """The repair (and voting stand-in) answers to move aside: a repair's answer stands
+        with the answer it repaired, and one to a request sent again is as stale (this run's
+        repair answers take its id). A request a kept stand-in answered for is answered
+        (``answered``: the others): its repairs stand with it."""
+        stood = {
+            str(old["repair"].get("of"))
+            for rid, old in existing.items()
+            if rid not in self.by_id and self._stands_in(rid, old)
+        }
+        return [
+            rid
+            for rid, old in existing.items()
+            if rid not in self.by_id
+            and isinstance(old.get("repair"), Mapping)
+            and str(old["repair"].get("of")) in self.by_id.keys() - answered - stood
+            and not self._stands_in(rid, old)
+        ]
+
+    def _gone(self, existing: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The answers to requests the build no longer has (rebuilt with fewer: a larger
+        batch, fewer items, fewer rounds), said: moved aside too, or eval would count their
+        calls."""
+        held = self.by_id.keys() | {r.id for r in self.beyond}
+        gone = [
+            rid
+            for rid, old in existing.items()
+            if (
+                str(old["repair"].get("of"))
+                if isinstance(old.get("repair"), Mapping)
+                else origin_of(rid)
+            )
+            not in held
+        ]
+        if gone:
+            self.events.note(
+                f"{len(gone)} answer(s) in {self.outputs.path.name} are for requests this build "
+                f"no longer has; moved to {self.outputs.aside.name}: "
+                + ", ".join(sorted(gone)[:5])
+                + (" …" if len(gone) > 5 else "")
+            )
+        return gone
 
     def _asked_whole(
         self, existing: Mapping[str, Mapping[str, Any]], keep: Mapping[str, Any]
@@ -421,6 +514,9 @@ class _Run:
         this run would make of the same items: kept for the vote to take, not moved aside."""
         rep = old.get("repair")
         if not isinstance(rep, Mapping) or rep.get("attempt") != STAND_IN:
+            return False
+        vote = self.task.strategy.vote
+        if vote is None or vote.early_stop is None:  # a build that asks every round whole
             return False
         origin = self.by_id.get(str(rep.get("of")))
         positions = rep.get("positions")
@@ -501,7 +597,11 @@ class _Run:
         return {
             item
             for item, got in answers.items()
-            if settled([x for _, x in sorted(got, key=lambda a: a[0])], vote.early_stop)
+            if settled(
+                [x for _, x in sorted(got, key=lambda a: a[0])],
+                vote.early_stop,
+                self.task.outputs,
+            )
         }
 
     def _live(self, request: BuiltRequest, done: set[str]) -> BuiltRequest | None:
@@ -524,9 +624,10 @@ class _Run:
         return sub
 
     def _asked_already(self, request: BuiltRequest) -> bool:
-        """True when this very prompt was asked in this run: it would get the same answer."""
-        keys = self.bodies.keys(request)
-        return bool(keys) and all(k in self.sender.asked for k in keys)
+        """True when this very prompt was asked in this run, or its answer taken from an
+        earlier run's: it would get the same answer. In one of the modes the run may send:
+        a run that resumed everything has not resolved ``auto`` to one yet."""
+        return any(k in self.sender.asked for k in self.bodies.keys(request))
 
     def _answered_before(self, request: BuiltRequest) -> bool:
         """Takes the answer an earlier run got for a repair request, if it is to this very
@@ -543,6 +644,9 @@ class _Run:
         if old is None or not str(old.get("output") or "").strip():
             return False
         key = self.bodies.answered_key(request, old)
+        if key is None and old.get("request_sha256") is None and self.bodies.answers(request, old):
+            # Taken by promptc collect from the repair build's batch: to this very prompt.
+            key = next(iter(self.bodies.keys(request)), None)
         if key is None:
             return False
         self.sender.asked.add(key)
@@ -574,10 +678,13 @@ class _Run:
             # the answer to a request of a rebuilt build only when its prompt is this one.
             "prompt_sha256": prompt_hash(request.messages),
         }
+        if response.get("refusal"):
+            record["refusal"] = response["refusal"]
         repair = self.repair_records.get(request.id)
         if repair is not None:
             record["repair"] = repair
         self.outputs.append(record)
+        self.appended = True
         usage = self._take(request, record)
         parsed = self.parsed.get(request.id)
         self.events.done(
@@ -600,7 +707,11 @@ class _Run:
         # A retrieval request is for its target item: only that item's result is kept, so
         # results.jsonl has one result per item, as promptc parse writes by default.
         self.parsed[request.id] = parse_answer(
-            self.task, shape, str(record["output"]), record.get("finish_reason")
+            self.task,
+            shape,
+            str(record["output"]),
+            record.get("finish_reason"),
+            record.get("refusal"),
         )
         return counts
 
@@ -617,7 +728,7 @@ class _Run:
         """The results so far, the answers to repair requests merged (:func:`merge_answers`)."""
         answered = {k: v for k, v in self.repair_records.items() if k in self.parsed}
         order = [*self.by_id, *(r.id for r in self.beyond)]
-        return merge_answers(order, self.parsed, answered)
+        return merge_answers(order, self.parsed, answered, self.task.outputs)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -635,30 +746,37 @@ class _Run:
                     self.shapes[f.request_id], f"no answer: {f.what}"
                 )
         for r in self.beyond:
+            # The requests past --limit: their answers read as promptc parse reads them (an
+            # answer to this very prompt, whatever grammar mode it was asked in).
             record = answers.get(r.id)
             if (
                 record is not None
                 and str(record.get("output") or "").strip()
-                and self.bodies.answers(r, record)
+                and record.get("prompt_sha256") in (None, prompt_hash(r.messages))
             ):
                 self.parsed[r.id] = parse_answer(
                     self.task, self.shapes[r.id], record["output"], record.get("finish_reason")
                 )
+        every = {**self.by_id, **{r.id: r for r in self.beyond}}
         for rid, record in answers.items():
-            # The repair answers an earlier run got for these requests, which this run did
-            # not plan again: merged too, so that results.jsonl is what promptc parse and
-            # collect make of outputs.jsonl.
+            # The repair answers (and voting stand-ins) an earlier run got, which this run did
+            # not plan again, past --limit too: merged, so that results.jsonl is what promptc
+            # parse and collect make of outputs.jsonl.
             rep = record.get("repair")
             if (
                 rid not in self.parsed
                 and isinstance(rep, Mapping)
-                and str(rep.get("of")) in self.by_id
-                and valid_record(rep, self.by_id[str(rep.get("of"))].item_ids)
+                and str(rep.get("of")) in every
+                and valid_record(rep, every[str(rep.get("of"))].item_ids)
             ):
                 self.repair_records.setdefault(rid, rep)
                 shape = repair_shape(self.task, rep, rid)
                 self.parsed[rid] = parse_answer(
-                    self.task, shape, record["output"], record.get("finish_reason")
+                    self.task,
+                    shape,
+                    record["output"],
+                    record.get("finish_reason"),
+                    record.get("refusal"),
                 )
         merged = self._merged()
         rows = merged.rows

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from promptc.build.files import open_regular, read_bounded
+from promptc.build.files import held_lock, not_regular, open_regular, read_bounded
 from promptc.build.writer import KEPT_NAMES, is_build_file
 from promptc.errors import Location, UsageError
 from promptc.text import canonical_json, write_atomic
 
 if sys.platform != "win32":
-    import fcntl
+    pass
 
 OUTPUTS_FILE = "outputs.jsonl"
 
@@ -71,31 +71,96 @@ OVERWRITE_MESSAGES: dict[str, str] = {
     "answers": "{option} {path} would replace answers; give another file",
     "results": "{option} {path} is where the results go; give the answers another file",
     "build": "{option} {path} would replace {name} of the build in {folder}; give another file",
-    "foreign": "{option} {path} holds no answers (its first line is not one): answers would "
-    "replace what it holds; give a new file, or an outputs file of promptc run",
+    "foreign": "{option} {path} is not an outputs file of promptc (its first line is no "
+    "answer with the keys id, output and request_sha256 that promptc run writes): answers "
+    "would replace what it holds; give a new or empty file, or an outputs file of promptc run",
+    "foreign-results": "{option} {path} is not a results file of promptc (its first line is "
+    "no result with the keys request_id, item_id and status that promptc writes, nor the head "
+    "of promptc parse's table): results would replace what it holds; give a new or empty "
+    "file, or a results file of promptc",
 }
 
+#: The keys promptc writes on every line of an outputs file (``promptc run``, ``collect``).
+ANSWER_KEYS = ("id", "output", "request_sha256")
+#: The keys promptc writes on every line of a results file (``run --parse``, ``parse``).
+RESULT_KEYS = ("request_id", "item_id", "status")
+#: The first columns of the head of ``promptc parse --format table``.
+TABLE_HEAD = ("request", "item", "#")
 
-def _holds_answers(path: str) -> bool:
-    """Whether a file answers may go to: none there yet, empty, or one whose first line is
-    a JSON object (a spec, a CSV or a binary file given by mistake is not)."""
-    if not os.path.isfile(path):  # none there, or a pipe or device (said where it is opened)
+
+def _holds_own(path: str, writes: Literal["answers", "results"]) -> bool:
+    """Whether a file answers (or results) may replace: none there yet, empty, or one
+    promptc wrote — its first line one of its answers (results), with the keys promptc
+    writes on each, or the head of its table. A spec, a data file (a JSONL file's first line
+    is a JSON object too), a CSV or a binary file given by mistake is not. Answers also
+    resume from a file whose one line is torn (an interrupted write of the first answer)."""
+    try:
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        # None there; or a link, a pipe or a device, which the run's file replaces by its
+        # name, never written through (or is refused where it is opened).
         return True
     try:
         with open(path, "rb") as f:
             head = f.read(MAX_HEAD)
     except OSError:  # unreadable: said where it is opened
         return True
-    first = next((line for line in head.split(b"\n") if line.strip()), None)
+    lines = head.split(b"\n")
+    first = next((k for k, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        return True
-    # A JSON object, whole or torn (an interrupted write of the first answer): a file of
-    # answers, resumed from; anything else (YAML, CSV, a binary file) is not.
-    return first.lstrip(b"\xef\xbb\xbf \t\r").startswith(b"{")
+        return len(head) < MAX_HEAD  # blank (or a megabyte of white space: not promptc's)
+    line = lines[first].lstrip(b"\xef\xbb\xbf \t").rstrip(b"\r")
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        torn = first == len(lines) - 1 and len(head) < MAX_HEAD  # the last line, no "\n"
+        if writes == "answers":
+            return torn and line.startswith(b"{")
+        return writes == "results" and tuple(line.decode("utf-8", "replace").split()[:3]) == (
+            TABLE_HEAD
+        )
+    keys = ANSWER_KEYS if writes == "answers" else RESULT_KEYS
+    return isinstance(data, dict) and all(k in data for k in keys)
 
 
-#: How much of a file :func:`_holds_answers` reads to find its first line.
+#: How much of a file :func:`_holds_own` reads to find its first line.
 MAX_HEAD = 1 << 20
+
+
+def check_placeable(path: Path, what: str, named: bool = False) -> None:
+    """Refuses, before anything is sent or paid for, a path the file ``what`` (a run's
+    results, collect's answers) cannot be put at: a folder under its name (a link, a pipe or
+    a device is replaced whole, never followed), a parent that is no folder, or a folder
+    that cannot be written. ``named``: the path is an option's (``what`` names it).
+
+    Raises:
+        UsageError: ``not-regular`` (a folder in the build's place of the file),
+            ``bad-results-path`` (a path named that is a folder or in none) or
+            ``unwritable``, naming the file.
+    """
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        is_dir = False
+    if is_dir and not named:
+        raise not_regular(path)
+    if is_dir or not path.parent.is_dir():
+        where = "is a folder" if is_dir else f"is in no folder ({path.parent})"
+        raise UsageError(
+            f"{what} {str(path)!r} {where}; expected a file to write the results to, in a "
+            "folder that exists",
+            location=Location(str(path)),
+            code="bad-results-path",
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{what} {str(path)!r} cannot be written: the folder {str(path.parent)!r} is not "
+            "writable",
+            location=Location(str(path)),
+            code="unwritable",
+        )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -124,11 +189,10 @@ def overwrite_error(
     of ``others`` (the answers); answers never go to a file named as results are, nor to
     one of ``others`` (the results), nor to ``outputs.replaced.jsonl``, where a rewrite
     moves answers aside. Neither goes to a file (or into a folder) of ``build`` other than
-    the one it is meant to be (``outputs.jsonl``, ``results.jsonl``).
+    the one it is meant to be (``outputs.jsonl``, ``results.jsonl``), nor over a file that is
+    not promptc's own of its kind (``foreign``: a spec or a data file given by mistake).
     """
     name = os.path.basename(path)
-    if writes == "answers" and not _holds_answers(path):
-        return OVERWRITE_MESSAGES["foreign"].format(option=option, path=path)
     same = any(_same_file(path, other) for other in others)
     if name == REPLACED_FILE or (writes == "results" and (name == OUTPUTS_FILE or same)):
         key = "answers"
@@ -139,11 +203,13 @@ def overwrite_error(
         # outputs.jsonl and results.jsonl of the build are what these options are meant to
         # write (the wrong one of the two is refused by its name above).
         own = (KEPT_NAMES | {STATE_FILE}) - {OUTPUTS_FILE, RESULTS_FILE}
-        if inner is None or not (is_build_file(inner) or inner in own):
+        if inner is not None and (is_build_file(inner) or inner in own):
+            return OVERWRITE_MESSAGES["build"].format(
+                option=option, path=path, name=inner, folder=build
+            )
+        if _holds_own(path, writes):
             return None
-        return OVERWRITE_MESSAGES["build"].format(
-            option=option, path=path, name=inner, folder=build
-        )
+        key = "foreign" if writes == "answers" else "foreign-results"
     return OVERWRITE_MESSAGES[key].format(option=option, path=path)
 
 
@@ -300,8 +366,11 @@ class OutputsFile:
         moved += [line for _, line in found.unplaced]
         if moved:
             # Appended there first: a crash in between duplicates an answer, never loses one.
-            with open_regular(self.aside, "ab") as f:
-                f.writelines(line + b"\n" for line in moved)
+            try:
+                with open_regular(self.aside, "ab") as f:
+                    f.writelines(line + b"\n" for line in moved)
+            except OSError as e:  # a full disk: said with the file being written
+                raise OSError(e.errno, e.strerror or str(e), str(self.aside)) from None
         if found.unplaced:
             self.note(
                 UNPLACED_NOTE.format(
@@ -359,50 +428,23 @@ def outputs_lock(path: Path) -> Iterator[None]:
         UsageError: Another process holds the lock (``run-in-progress``), naming its pid.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(f".{path.name}{LOCK_SUFFIX}")
-    f = _locked(lock_path, path)
-    try:
-        # The pid only tells another run who holds the lock: written unbuffered, and a full
-        # disk leaves it unsaid rather than stopping the run before it starts.
-        with contextlib.suppress(OSError):
-            os.ftruncate(f.fileno(), 0)
-            os.write(f.fileno(), f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        # Interrupted before any answer, wherever the interrupt landed (a signal handler
-        # raises where the run is, even inside another cleanup): no empty file to mistake
-        # for a run's answers, removed while the lock keeps other runs out.
-        with contextlib.suppress(OSError):
-            st = path.lstat()  # a regular file only: never a link, a pipe or a device
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                path.unlink()
-        with contextlib.suppress(OSError):
-            lock_path.unlink()  # while locked: no other run holds this file now
-        f.close()  # releases the lock
 
+    def busy(pid: str) -> UsageError:
+        return UsageError(
+            f"another promptc run (pid {pid}) is writing {path.name} of this build",
+            location=Location(str(path)),
+            hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
+            code="run-in-progress",
+        )
 
-def _locked(lock_path: Path, path: Path) -> io.BufferedIOBase:
-    """The lock file, opened and locked. A run that ends removes it (while it holds the
-    lock): a file opened before that is no longer the one at ``lock_path``, so it is opened
-    again until the file locked is the one there."""
-    while True:
-        f = open_regular(lock_path, "a+b")  # held for the whole run
+    with held_lock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), busy):
         try:
-            if sys.platform != "win32":  # elsewhere runs are not locked
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            pid = f.read(64).decode("utf-8", "replace").strip() or "?"
-            f.close()
-            raise UsageError(
-                f"another promptc run (pid {pid}) is writing {path.name} of this build",
-                location=Location(str(path)),
-                hint="wait for it to finish (it resumes where it is), or pass -o OTHER.jsonl",
-                code="run-in-progress",
-            ) from None
-        try:
-            if os.stat(lock_path).st_ino == os.fstat(f.fileno()).st_ino:
-                return f
-        except FileNotFoundError:
-            pass
-        f.close()
+            yield
+        finally:
+            # Interrupted before any answer, wherever the interrupt landed (a signal handler
+            # raises where the run is, even inside another cleanup): no empty file to
+            # mistake for a run's answers, removed while the lock keeps other runs out.
+            with contextlib.suppress(OSError):
+                st = path.lstat()  # a regular file only: never a link, a pipe or a device
+                if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    path.unlink()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptc import markers
 from promptc.build import BuiltRequest
-from promptc.ir import round_of
+from promptc.ir import OutputField, round_of
 from promptc.parse.output import parse_output, target_results
 from promptc.parse.output_records import characters
 from promptc.parse.results import ItemResult, dumps
@@ -190,6 +190,24 @@ def subset_request(
     )
 
 
+def recorded_request(
+    task: Task, requests: Mapping[str, BuiltRequest], rid: str, record: object
+) -> BuiltRequest | None:
+    """The request a ``repair`` record read back (from ``outputs.jsonl``, a repair build's
+    manifest) says ``rid`` asked, made again as :func:`subset_request` made it (its build
+    request whole where the prompt cannot be cut); ``None`` for a record of no request of
+    ``requests``, or one edited by hand (:func:`valid_record`)."""
+    if not isinstance(record, Mapping):
+        return None
+    origin = requests.get(str(record.get("of")))
+    if origin is None or not valid_record(record, origin.item_ids):
+        return None
+    positions = record.get("positions") or [
+        origin.item_ids.index(i) + 1 for i in record["item_ids"]
+    ]
+    return subset_request(task, origin, positions, rid) or origin
+
+
 def _params(task: Task, origin: BuiltRequest, item_ids: Sequence[str]) -> Mapping[str, Any]:
     """The origin's parameters, with a ``max_tokens`` fitted to the repair request's items
     when the spec gives the budget per item."""
@@ -259,16 +277,32 @@ def repair_shape(task: Task, record: Mapping[str, Any], request_id: str) -> Requ
 
 
 def parse_answer(
-    task: Task, shape: RequestShape, output: str, finish_reason: object = None
+    task: Task,
+    shape: RequestShape,
+    output: str,
+    finish_reason: object = None,
+    refusal: object = None,
 ) -> list[ItemResult]:
     """One answer's results as every command keeps them: ``recover`` mode, lone surrogates
     read as ``promptc parse`` reads them, the items an output cut off at ``max_tokens`` lost
     ``truncated``, and of a request for one target item (``retrieval``), that item's result
-    only."""
+    only. An empty answer with the model's ``refusal`` leaves its items missing, saying
+    so (:func:`refused_message`), as ``collect`` says it."""
+    said = refused_message(output, refusal)
+    if said is not None:
+        return missing_results(shape, said)
     finish = finish_reason if isinstance(finish_reason, str) else None
     return target_results(
         parse_output(task, shape, characters(output), finish_reason=finish), {shape.id: shape}
     )
+
+
+def refused_message(output: str, refusal: object) -> str | None:
+    """What the items of an answer the model refused say (``no answer: the model refused:
+    …``), or ``None`` when it did not (no ``refusal``, or an answer besides it)."""
+    if isinstance(refusal, str) and refusal and not output.strip():
+        return f"no answer: the model refused: {refusal}"
+    return None
 
 
 def result_line(result: ItemResult, attempts: int, rounds: Mapping[str, Any] | None = None) -> str:
@@ -290,6 +324,7 @@ def merge_answers(
     order: Sequence[str],
     parsed: Mapping[str, Sequence[ItemResult]],
     repairs: Mapping[str, Mapping[str, Any]],
+    fields: Sequence[OutputField] = (),
 ) -> Merged:
     """Merges repair answers into the results of the build's answers.
 
@@ -302,6 +337,8 @@ def merge_answers(
             requests and for repair answers alike.
         repairs: Repair request id → its ``repair`` record (``attempt``, ``of``,
             ``item_ids``), for the repair answers in ``parsed``.
+        fields: The task's outputs: a voting build's rounds agree by their types
+            (:func:`promptc.parse.vote.combine`).
 
     Repair answers are applied by round, then in build order of their origin: an item's
     result is its first ``ok`` one, else the last attempt's.
@@ -355,7 +392,7 @@ def merge_answers(
             else:
                 merged.rows.append((best[(rid, x.index)], attempts[(rid, x.index)]))
     if any(round_of(rid) > 1 for rid in order):
-        merged.rows, merged.rounds = combine(merged.rows)
+        merged.rows, merged.rounds = combine(merged.rows, fields)
     return merged
 
 
@@ -413,7 +450,9 @@ def _stand_ins(
     parsed: Mapping[str, Sequence[ItemResult]], repairs: Mapping[str, Mapping[str, Any]]
 ) -> Mapping[str, Sequence[ItemResult]]:
     """``parsed`` with the answers of stand-ins (:data:`STAND_IN`) as their build requests'
-    own, each at its position in the build request; the stand-in's id stays on them."""
+    own, each at its position in the build request; the stand-in's id stays on them. A build
+    request answered itself (asked whole by a later run of the build without early stop)
+    keeps its own answer."""
     moved: dict[str, list[ItemResult]] = {}
     for rid, record in repairs.items():
         positions = record.get("positions")
@@ -421,6 +460,7 @@ def _stand_ins(
             record.get("attempt") != STAND_IN
             or rid not in parsed
             or not isinstance(positions, list)
+            or str(record.get("of")) in parsed  # the request itself was answered: it stands
         ):
             continue
         moved[str(record.get("of"))] = [

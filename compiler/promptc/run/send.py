@@ -119,10 +119,17 @@ class Sender:
             f"(grammar: {mode}, concurrency {concurrency})"
         )
         gate = asyncio.Semaphore(concurrency)
+        ended: list[BaseException] = []
 
         async def one(r: BuiltRequest) -> bool:
             async with gate:
-                return await self._send_one(r, mode, server)
+                if ended:  # the pass ended (a full disk) while this one waited: not sent
+                    return False
+                try:
+                    return await self._send_one(r, mode, server)
+                except BaseException as e:
+                    ended.append(e)  # before the gate lets the next one in
+                    raise
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
         try:
@@ -152,7 +159,11 @@ class Sender:
             return None
         if mode == "json_schema":
             return "json_schema", server
-        grammars = server != "other" and all(r.grammar for r in requests)
+        # A repair request or a voting stand-in has no grammar file of the build's: its
+        # grammar is made for its items (bodies.made), so it takes one as any request does.
+        grammars = server != "other" and all(
+            r.grammar or r.id in self.bodies.made for r in requests
+        )
         return ("gbnf" if grammars else "none"), server
 
     async def _check_context(self, requests: Sequence[BuiltRequest], mode: SendMode) -> None:

@@ -112,8 +112,11 @@ class Budget:
         self.depth = 0
         self.calls = 0
         self.deadline = math.inf
+        #: Messages started so far: which one is rendering (a namespace's writes last for it).
+        self.messages = 0
 
     def start(self) -> None:
+        self.messages += 1
         self.iterations = 0
         self.depth = 0
         self.calls = 0

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, cast
 
 import jinja2
@@ -31,6 +32,7 @@ from jinja2.environment import TemplateModule
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 from promptc.sandbox.budget import (
     MAX_NESTING,
@@ -101,7 +103,21 @@ def bounded_filter(name: str, fn: Callable[..., Any], budget: Budget) -> Callabl
         budget.clock()
         args = tuple(a.range if type(a) is CountedRange else a for a in args)
         check_filter(name, args[skip:], kwargs)
-        return checked(fn(*args, **kwargs))
+        given = (*args[skip:], *kwargs.values())
+        if name in _TO_TEXT:  # the object's text, address and all, would reach the prompt
+            refuse_addresses(given)
+        elif name in _OF_TEXT:  # the object's text, changed: lower, title, replace, urlencode
+            refuse_addresses(given[:1])
+        result = fn(*args, **kwargs)
+        # Any other filter that makes text of objects (join of a list of them): the address
+        # came from no text it was given.
+        if (
+            isinstance(result, str)
+            and _ADDRESS.search(result) is not None
+            and not any(isinstance(a, str) and _ADDRESS.search(a) for a in given)
+        ):
+            raise _address_error()
+        return checked(result)
 
     return bounded
 
@@ -145,6 +161,101 @@ class BoundedTemplate(jinja2.Template):
 #: A Python object's default text, which holds its address in memory (``<function f at
 #: 0x7f…>``): different in every process, so a prompt that shows it differs on every build.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
+class MessageNamespace(Namespace):
+    """``namespace()``, whose writes last for the message being rendered: a namespace made in
+    the module of a template imported without context (which Jinja makes once and keeps)
+    starts each message as it was made, so that one request's prompt cannot depend on the
+    requests rendered before it. Its state is kept apart from :class:`Namespace`'s own."""
+
+    def __init__(self, budget: Budget, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        made = dict(*args, **kwargs)
+        object.__setattr__(self, "_state", [budget, made, budget.messages, dict(made)])
+
+    def _now(self) -> dict[str, Any]:
+        """The attributes as the message rendering now sees them."""
+        state = object.__getattribute__(self, "_state")
+        budget, made, message, attrs = state
+        if budget.messages != message:  # another message: as it was made
+            attrs = state[3] = dict(made)
+            state[2] = budget.messages
+        return cast(dict[str, Any], attrs)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("__class__", "_now"):
+            return object.__getattribute__(self, name)
+        try:
+            return MessageNamespace._now(self)[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        MessageNamespace._now(self)[name] = value
+
+    def __repr__(self) -> str:
+        return f"<Namespace {MessageNamespace._now(self)!r}>"
+
+
+#: The filters that write a value's text (``str()`` or ``repr()``) of any object.
+_TO_TEXT = frozenset({"string", "pprint", "format", "safe", "e", "escape", "forceescape"})
+
+#: The filters that change the text of the value they are given (any object's, if it is none).
+_OF_TEXT = frozenset(
+    {
+        "capitalize",
+        "center",
+        "indent",
+        "lower",
+        "replace",
+        "striptags",
+        "title",
+        "trim",
+        "truncate",
+        "upper",
+        "urlencode",
+        "urlize",
+        "wordcount",
+        "wordwrap",
+    }
+)
+
+#: The ``str`` methods that write their arguments' text.
+_FORMATS = frozenset({"format", "format_map"})
+
+
+class StrictUndefined(jinja2.StrictUndefined):
+    """Jinja's strict undefined, strict in a container's text too: ``{{ [item.questoin] }}``
+    and ``map(attribute=…)|list`` turn their items into text by ``repr``, which wrote a
+    misspelt attribute as ``Undefined`` into prompts, item ids and gold answers."""
+
+    def __repr__(self) -> str:
+        return self.__str__()  # raises UndefinedError (SecurityError for an unsafe name)
+
+
+#: Values whose text holds no address, whatever their value.
+_PLAIN = (str, int, float, Decimal, type(None), Undefined)
+
+
+def _address_error() -> TemplateRuntimeError:
+    return TemplateRuntimeError(
+        "a Python object's text holds its address in memory, which differs on every "
+        "build: write what it holds instead"
+    )
+
+
+def refuse_addresses(values: Iterable[Any]) -> None:
+    """Refuses to turn into text a value whose text holds a Python object's address
+    (``markers|string``, ``"%s" % joiner()``, ``"{}".format(x)``): the ``{{ }}`` check sees
+    only the text made of it.
+
+    Raises:
+        TemplateRuntimeError: One of ``values`` is such a value.
+    """
+    for value in values:
+        if not isinstance(value, _PLAIN) and _ADDRESS.search(str(value)):
+            raise _address_error()
 
 
 def shown(value: Any) -> Any:
@@ -200,6 +311,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
         self.globals["range"] = counted_range
 
+        def message_namespace(*args: Any, **kwargs: Any) -> MessageNamespace:
+            return MessageNamespace(budget, *args, **kwargs)
+
+        self.globals["namespace"] = message_namespace
+
     def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
         """Refuses a source nested deeper than the budget allows, before it is parsed."""
         check_nesting(self, source, name, filename)
@@ -207,12 +323,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
+        if operator == "%" and isinstance(left, str):  # "%s" % x writes x's text
+            refuse_addresses(right if isinstance(right, tuple) else (right,))
         return checked(super().call_binop(context, operator, left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Jinja's call (its safety check included), nested within the budget; a ``str``
         method's width is checked before it runs, every result after."""
         check_call(obj, args, kwargs)
+        method = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
+        if isinstance(getattr(method, "__self__", None), str) and method.__name__ in _FORMATS:
+            refuse_addresses((*args, *kwargs.values()))  # "{}".format(x) writes x's text
         budget = self.budget
         budget.enter()
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import json
 import os
 import sqlite3
@@ -80,8 +81,8 @@ _T = TypeVar("_T")
 MESSAGES = {
     "missing-extra": "similarity selection needs the optional package '{package}', "
     "which is not installed",
-    "model-not-found": "embedding model '{model}' is not a local folder ({path}); promptc loads "
-    "models offline only",
+    "model-not-found": "embedding model '{model}' is not a local model folder ({path}: a folder "
+    "holding modules.json or config.json); promptc loads models offline only",
     "model-load": "embedding model folder {path} could not be loaded: {error}",
     "cache-folder": "cannot use the embedding cache folder {path}: {error}",
     "cache-broken": "the embedding cache {path} is unusable and could not be rebuilt: {error}",
@@ -157,33 +158,49 @@ class ModelRef:
         }
 
 
-def model_fingerprint(folder: Path) -> str:
+#: The files a sentence-transformers (or Hugging Face) model folder holds at its top.
+MODEL_MARKS = ("modules.json", "config.json", "config_sentence_transformers.json")
+#: The most files a model folder may hold (a model has tens).
+MAX_MODEL_FILES = 10_000
+
+
+def model_fingerprint(folder: Path, location: Location | None = None) -> str:
     """A digest of a model folder's files, computed without loading the model.
 
     Every regular file except dotfiles and ``*.md`` counts, by its relative path and either its
     whole content (files up to 1 MiB: configs, tokenizer, vocabulary) or, for the weights, its
     size plus its first and last MiB. Modification times are left out on purpose: reinstalling
     the same model must keep the cache warm and the manifest unchanged.
+
+    Raises:
+        SelectionError: ``model-load``: a file cannot be read, or there are more than
+            :data:`MAX_MODEL_FILES`.
     """
     digest = hashlib.sha256()
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.suffix.lower() != ".md"
-    )
-    for p in files:
-        rel = p.relative_to(folder).as_posix()
-        size = p.stat().st_size
-        digest.update(f"{rel}\0{size}\0".encode())
-        with p.open("rb") as f:
-            if size <= FINGERPRINT_WHOLE:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(FINGERPRINT_WHOLE))
-                f.seek(size - FINGERPRINT_WHOLE)
-                digest.update(f.read())
+    try:
+        found = (
+            p
+            for p in folder.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.suffix.lower() != ".md"
+        )
+        files = sorted(itertools.islice(found, MAX_MODEL_FILES + 1))
+        if len(files) > MAX_MODEL_FILES:
+            raise OSError(f"more than {MAX_MODEL_FILES:,} files: no model folder")
+        for p in files:
+            rel = p.relative_to(folder).as_posix()
+            size = p.stat().st_size
+            digest.update(f"{rel}\0{size}\0".encode())
+            with p.open("rb") as f:
+                if size <= FINGERPRINT_WHOLE:
+                    digest.update(f.read())
+                else:
+                    digest.update(f.read(FINGERPRINT_WHOLE))
+                    f.seek(size - FINGERPRINT_WHOLE)
+                    digest.update(f.read())
+    except OSError as e:  # an unreadable file, a link to nowhere: the model's, not the build's
+        raise _error("model-load", location, "model", path=folder, error=e) from None
     return "sha256:" + digest.hexdigest()
 
 
@@ -203,7 +220,7 @@ def resolve_model(
             DEFAULT_MODEL, path, model_fingerprint(path), f"{BUNDLED_PACKAGE} {version}"
         )
     path = model_folder(model, spec_dir, location)
-    return ModelRef(model, path, model_fingerprint(path), "local folder")
+    return ModelRef(model, path, model_fingerprint(path, location), "local folder")
 
 
 def model_folder(
@@ -216,6 +233,9 @@ def model_folder(
     """
     path = Path(spec_dir) / Path(model).expanduser()  # an absolute path stays as it is
     if not path.is_dir():
+        raise _error("model-not-found", location, "model", model=model, path=path)
+    if not any((path / name).is_file() for name in MODEL_MARKS):
+        # Not fingerprinted: `model: /` would have every file of the machine read.
         raise _error("model-not-found", location, "model", model=model, path=path)
     return path
 
@@ -494,6 +514,15 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _error("cache-folder", location, "cache_dir", path=folder, error=e) from None
+        for name in (CACHE_FILE, *(CACHE_FILE + end for end in ("-wal", "-shm", "-journal"))):
+            # SQLite opens its files through links: one planted in a cloned spec folder would
+            # have a build create or change a database anywhere the user can write.
+            planted = folder / name
+            if planted.is_symlink() or (planted.exists() and not planted.is_file()):
+                what = "a link" if planted.is_symlink() else "not a regular file"
+                raise _error(
+                    "cache-folder", location, "cache_dir", path=folder, error=f"{name} is {what}"
+                )
         try:
             self._conn = self._connect()
         except sqlite3.OperationalError as e:

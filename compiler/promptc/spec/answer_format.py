@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from promptc.errors import GrammarError, Location
+from promptc.errors import GrammarError, Location, SpecWarning
 from promptc.ir import AnswerFormat, Literal_, OutputField, Placeholder, Segment, Value
 
 
@@ -86,6 +86,16 @@ def parse_answer_format(
             code="answer-format-syntax",
         )
 
+    think = _THINK_TAG.search(source)
+    if think is not None:  # the parser blanks thinking: a literal holding it never matches
+        raise GrammarError(
+            f"answer_format holds {think.group()!r}, which the parser reads as a reasoning "
+            "model's thinking and leaves out of every output; expected no thinking tag",
+            location=at(think.start()),
+            path=("answer_format",),
+            hint="let the model think before its answer: the thinking is left out anyway",
+            code="think-in-format",
+        )
     segments: list[Segment] = []
     for offset, field, text in parts:
         where = at(offset)
@@ -100,6 +110,8 @@ def parse_answer_format(
     return AnswerFormat(source, tuple(segments), location)
 
 
+#: A reasoning model's thinking tag, in any case (as promptc.parse.output finds them).
+_THINK_TAG = re.compile("</?think>", re.IGNORECASE)
 #: One token of the grammar: ``{{``, ``}}``, a ``{field}`` placeholder, or a run of text.
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[^{}]+")
 #: A placeholder's opening brace and name, without its closing brace.
@@ -151,3 +163,38 @@ def write_answer(
             field = by_name[seg.field]
             parts.append(field.type.write(field, values[seg.field]))
     return "".join(parts)
+
+
+#: The separators a number's own text may hold, by the value types that read them: a literal
+#: that is one of them alone, between a number and a value that may start with digits, lets
+#: one answer be split two ways.
+_NUMBER_SEPARATORS = {",": ("number", "integer"), ".": ("number",)}
+
+
+def ambiguity_warnings(fmt: AnswerFormat, outputs: Sequence[OutputField]) -> list[SpecWarning]:
+    """A warning for each literal of ``fmt`` that a number before it may read as its own
+    (``{w},{h}``: ``1,234,567`` is ``1,234`` and ``567``, or ``1`` and ``234,567``); the
+    parser reads the first way, without saying so."""
+    types = {f.name: f.type for f in outputs}
+    out = []
+    segs = fmt.segments
+    for before, lit, after in zip(segs, segs[1:], segs[2:]):
+        if not (isinstance(before, Placeholder) and isinstance(lit, Literal_)):
+            continue
+        if not isinstance(after, Placeholder) or before.field not in types:
+            continue
+        first, then = types[before.field], types.get(after.field)
+        digits_next = then is not None and (then.free_text or then.name in ("number", "integer"))
+        if first.name in _NUMBER_SEPARATORS.get(lit.text, ()) and digits_next:
+            out.append(
+                SpecWarning(
+                    f"{{{before.field}}}{lit.text}{{{after.field}}}: {lit.text!r} is also part "
+                    f"of a number's own text, so an answer such as '1{lit.text}234{lit.text}567' "
+                    "reads two ways; promptc takes the longest first number",
+                    location=lit.location,
+                    path=("answer_format",),
+                    hint=f"separate them by {lit.text!r} and a space, or by another character",
+                    code="ambiguous-separator",
+                )
+            )
+    return out

@@ -8,6 +8,7 @@ when the item is read back; locations are made only for errors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from typing import Any
 
 from promptc.errors import DataError, ErrorCollector, Location
 from promptc.ir import AnswerWith, OutputField, Value
+from promptc.limits import MAX_MESSAGE_CHARS
 from promptc.markers import options_text
 from promptc.spec.load import KeyPath, SpecDocument
-from promptc.spec.rows import data_error, kind, option_list, surrogate, to_text
+from promptc.spec.rows import data_error, option_list, options_found, surrogate, to_text
 from promptc.values import option_choices, resolve_option
 
 
@@ -43,13 +45,21 @@ def expression(
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoldReader:
-    """Reads one output's gold answer from a row: a column, or a Jinja expression over it."""
+    """Reads one output's gold answer from a row: a column, or a Jinja expression over it.
+
+    The rows that lack its column are counted, and the first :data:`KEPT_MISSING` errors
+    kept, until :meth:`ItemMaker.report_missing` says them: a column no row has (a misspelt
+    name) is one error at its ``data.gold`` entry, not one a row."""
 
     output: OutputField
     spec: str
     template: Any  # an expression (items.expression), else None
+    location: Location | None = None  # of its data.gold entry
+    missing: list[DataError] = dataclasses.field(default_factory=list)
+    missing_rows: int = 0
+    present: set[str] = dataclasses.field(default_factory=set)
 
     def read(
         self,
@@ -117,7 +127,12 @@ class GoldReader:
                 return None
             return text.strip() if not self.output.type.free_text else text
         if self.spec not in values:
-            c.add(data_error("missing-gold", where, column=self.spec, output=name))
+            if len(self.missing) < KEPT_MISSING:
+                self.missing.append(
+                    data_error("missing-gold", where, column=self.spec, output=name)
+                )
+                self.present.update(k for k in values if isinstance(k, str))
+            self.missing_rows += 1
             return None
         raw = values[self.spec]
         if raw is None:
@@ -144,7 +159,7 @@ def gold_readers(
             template = expression(spec, where, p, c, "bad-gold-template", output=field.name)
             if template is None:
                 continue
-        readers.append(GoldReader(field, spec, template))
+        readers.append(GoldReader(field, spec, template, where))
     return readers
 
 
@@ -238,7 +253,7 @@ class ItemMaker:
                 listed = option_list(value)
                 if listed is None:
                     where = self.where(line)
-                    found = kind(value)
+                    found = options_found(value)
                     c.add(data_error("bad-options", where, column=column, input=name, found=found))
                     ok = False
                     continue
@@ -256,6 +271,15 @@ class ItemMaker:
             elif "\0" in text:  # servers refuse it (llama.cpp's grammar cannot pin it)
                 where = self.where(line)
                 c.add(data_error("nul-in-data", where, column=column, input=name))
+                ok = False
+            elif len(text) > MAX_MESSAGE_CHARS:  # no prompt can carry it: said at its row
+                where = self.where(line)
+                size, limit = f"{len(text):,}", f"{MAX_MESSAGE_CHARS:,}"
+                c.add(
+                    data_error(
+                        "input-too-long", where, column=column, input=name, size=size, limit=limit
+                    )
+                )
                 ok = False
         self.options = options
         return inputs if ok else None
@@ -287,6 +311,26 @@ class ItemMaker:
                 )
             )
         self.missing, self.missing_rows, self.present = {}, {}, set()
+        for reader in self.gold:
+            if reader.missing_rows and reader.missing_rows == n_rows:
+                found = sorted(reader.present)
+                listed = ", ".join(repr(k) for k in found[:MAX_LISTED])
+                more = f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+                path = ("data", "gold", reader.output.name)
+                c.add(
+                    data_error(
+                        "unknown-gold-column",
+                        reader.location,
+                        path,
+                        column=reader.spec,
+                        output=reader.output.name,
+                        columns=(listed + more) or "none",
+                    )
+                )
+            else:
+                for e in reader.missing:
+                    c.add(e)
+            reader.missing, reader.missing_rows, reader.present = [], 0, set()
 
     def item_id(
         self, values: Mapping[str, Any], line: int | Location, index: int, c: ErrorCollector
@@ -296,7 +340,8 @@ class ItemMaker:
         if column is not None:
             value = values.get(column)
             if value is None:
-                c.add(data_error("missing-id", self.where(line), column=column))
+                code = "null-id" if column in values else "missing-id"
+                c.add(data_error(code, self.where(line), column=column))
                 return None
             text = value.strip() if type(value) is str else to_text(value).strip()
         elif self.id_spec is None:

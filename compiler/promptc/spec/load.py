@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -32,7 +33,7 @@ import yaml.reader
 import yaml.resolver
 
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
-from promptc.text import YAML_BREAKS, LineTable, describe, sha256_hasher
+from promptc.text import describe, has_yaml_only_breaks, lines_of, printable, sha256_hasher
 
 KeyPath = tuple[str | int, ...]
 
@@ -41,6 +42,10 @@ MAX_SPEC_BYTES = 1_000_000
 MAX_DEPTH = 50
 """Deepest nesting of mappings and lists; real specs need about six levels."""
 MAX_VALUES = 100_000
+#: The most characters a spec's scalar values may add up to, aliases expanded: four spec
+#: files' worth. A 900 KB text repeated by 1,000 aliases is 900 MB of values, which every
+#: request would then carry.
+MAX_VALUE_CHARS = 4 * 1_000_000
 """Most values one file may expand to (counting each alias use): stops "billion laughs"."""
 MAX_EXTENDS = 32
 """Longest chain of ``extends``."""
@@ -60,6 +65,24 @@ _SAFE_TAGS = {
     "tag:yaml.org,2002:timestamp",  # implicit dates are kept as the text written
 }
 
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+#: Numbers only YAML 1.1 reads, as other numbers than they say (``0100`` octal 64, ``1:30``
+#: base-60 90, ``0b11``, ``1_000``): kept as written (docs/spec.md, the YAML loader).
+_YAML11_NUMBER = re.compile(
+    r"[-+]?(?:0[0-9_]+|0b[0-1_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[0-9.]*_[0-9._]*)"
+)
+
+#: What each standard tag of a scalar holds, as a message says it.
+_TAGGED = {
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:map": "a mapping, not a scalar",
+    "tag:yaml.org,2002:seq": "a list, not a scalar",
+}
+
 MESSAGES: dict[str, str] = {
     "file-not-found": "cannot read spec file {path!r}: no such file",
     "not-a-file": "cannot read spec file {path!r}: not a regular file",
@@ -75,8 +98,10 @@ MESSAGES: dict[str, str] = {
     "complex-key": "mapping keys must be plain scalars, found a {kind}",
     "too-deep": "nesting is deeper than {limit} levels",
     "too-many-values": "the spec expands to more than {limit} values",
+    "too-much-text": "the spec's values expand to more than {limit:,} characters",
     "recursive-alias": "an alias refers to a node that contains it",
     "number-too-large": "number {text!r} has too many digits",
+    "bad-tagged-value": "{tag} cannot hold {text!r}: expected {expected}",
     "not-finite": "{text!r} is not a finite number",
     "empty-spec": "spec is empty; expected a mapping of spec keys (promptc, name, inputs, …)",
     "not-a-mapping": "expected a mapping of spec keys at the top level, found {found}",
@@ -86,6 +111,8 @@ MESSAGES: dict[str, str] = {
     "extends-escape": "extends path {path!r} leaves the project folder",
     "extends-missing": "extended spec {path!r} not found",
     "extends-not-file": "extends path {path!r} is {what}; expected a spec file",
+    "extends-not-spec": "extended file {path!r} is no promptc spec (no promptc: or extends: at "
+    "its top level); expected a spec file",
     "extends-nul": "extends path {path!r} contains a NUL character, which no file name can hold",
     "extends-cycle": "extends cycle: {cycle}",
     "extends-too-deep": "extends chain is longer than {limit} files",
@@ -96,6 +123,7 @@ HINTS: dict[str, str] = {
     "extends-escape": "a spec may extend files inside the folder that holds the nearest .git or "
     "pyproject.toml",
     "too-many-values": "are aliases repeated too often?",
+    "too-much-text": "are aliases of long text repeated too often?",
     "duplicate-key": "remove one of them",
 }
 
@@ -154,6 +182,8 @@ class _Layer:
     key_locations: dict[KeyPath, Location] = field(default_factory=dict)
     value_locations: dict[KeyPath, Location] = field(default_factory=dict)
     spans: dict[KeyPath, ScalarSpan] = field(default_factory=dict)
+    #: Keys set to null that removed nothing (the base had no such key), where written.
+    nulls: dict[KeyPath, Location] = field(default_factory=dict)
 
 
 _MISSING: Any = object()
@@ -188,6 +218,9 @@ class SpecDocument:
     sources: dict[str, str]
     _folders: dict[str, Path] = field(default_factory=dict)
     digests: bool = True
+    #: Keys a layer set to null that its base did not have, where written: a misspelt one
+    #: removed nothing (:func:`promptc.spec.schema_errors.check_schema` says so).
+    nulls: dict[KeyPath, Location] = field(default_factory=dict)
 
     def get(self, path: KeyPath, default: Any = None) -> Any:
         """The value at ``path``, or ``default`` if any step is missing or of the wrong type."""
@@ -235,7 +268,7 @@ class SpecDocument:
         if not isinstance(value, str) or span is None or source is None:
             return lambda offset: base
         offsets = _align(value, source, span)
-        lines = LineTable(source, YAML_BREAKS)
+        lines = lines_of(source)
 
         def locate(offset: int) -> Location:
             if not offsets:
@@ -361,12 +394,16 @@ else:
     _Loader = _CLoader
 
 
-def _mark(display: str, mark: Any) -> Location:
+def _mark(display: str, mark: Any, text: str = "") -> Location:
+    """Where a YAML mark is, lines counted as an editor counts them (``text`` holding a line
+    end of YAML 1.1 alone: :func:`~promptc.text.has_yaml_only_breaks`)."""
+    if text and has_yaml_only_breaks(text) and 0 <= mark.index <= len(text):
+        return _location_at(display, text, mark.index)
     return Location(display, mark.line + 1, mark.column + 1)
 
 
 def _location_at(display: str, text: str, index: int) -> Location:
-    at = LineTable(text, YAML_BREAKS).position(index)
+    at = lines_of(text).position(index)
     return Location(display, at.line, at.col)
 
 
@@ -379,11 +416,12 @@ class _Builder:
         self.loader = loader
         self.layer = _Layer({})
         self.count = 0
+        self.chars = 0  # of the scalar values built, aliases expanded
         self.errors: list[PromptcError] = []
         self.stack: set[int] = set()
 
     def loc(self, node: yaml.nodes.Node) -> Location:
-        return _mark(self.display, node.start_mark)
+        return _mark(self.display, node.start_mark, self.text)
 
     def check_tag(self, node: yaml.nodes.Node, path: KeyPath) -> bool:
         if node.tag in _SAFE_TAGS:
@@ -410,6 +448,10 @@ class _Builder:
             return None
         self.layer.value_locations[path] = self.loc(node)
         if isinstance(node, yaml.nodes.ScalarNode):
+            self.chars += len(node.value)
+            if self.chars > MAX_VALUE_CHARS:
+                where = self.layer.key_locations.get(path[:1]) or self.loc(node)
+                raise load_error("too-much-text", where, path[:1], limit=MAX_VALUE_CHARS)
             self.layer.spans[path] = ScalarSpan(  # libyaml writes plain style as ''
                 self.display, node.start_mark.index, node.end_mark.index, node.style or None
             )
@@ -451,7 +493,7 @@ class _Builder:
                     )
                 )
                 continue
-            first_line[key] = key_node.start_mark.line + 1
+            first_line[key] = self.loc(key_node).line
             self.layer.key_locations[key_path] = self.loc(key_node)
             out[key] = self.build(value_node, key_path)
         return out
@@ -459,6 +501,8 @@ class _Builder:
     def scalar(self, node: yaml.nodes.ScalarNode, path: KeyPath) -> Any:
         if node.tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
             return str(node.value)
+        if node.tag in _NUMBER_TAGS and not node.style and _YAML11_NUMBER.fullmatch(node.value):
+            return str(node.value)  # resolved implicitly, as YAML 1.1 alone reads it
         try:
             # The safe constructor's own function for this (standard, checked) tag; skipping
             # construct_object's bookkeeping, which only matters for collections.
@@ -468,9 +512,22 @@ class _Builder:
                 # fails above, a hexadecimal, binary or base-60 one (read without that limit)
                 # here, not in a message or a JSON file later.
                 str(value)
-        except ValueError:
+        except (ValueError, LookupError, TypeError, yaml.YAMLError) as e:
+            # A number the tag holds, refused for its digits; or text the tag cannot hold at
+            # all (`!!bool abc`, `!!int ""`, `!!map x`), which PyYAML's constructors raise
+            # in several ways.
+            implicit = self.loader.resolve(yaml.ScalarNode, node.value, (True, False))
+            if isinstance(e, ValueError) and implicit in _NUMBER_TAGS:
+                raise load_error(
+                    "number-too-large", self.loc(node), path, text=node.value[:20] + "…"
+                ) from None
             raise load_error(
-                "number-too-large", self.loc(node), path, text=node.value[:20] + "…"
+                "bad-tagged-value",
+                self.loc(node),
+                path,
+                tag="!!" + node.tag.rsplit(":", 1)[-1],
+                text=printable(node.value[:40]),
+                expected=_TAGGED[node.tag],
             ) from None
         if isinstance(value, float) and not math.isfinite(value):
             self.errors.append(load_error("not-finite", self.loc(node), path, text=node.value))
@@ -537,7 +594,9 @@ def _parse(display: str, text: str) -> _Layer:
             raise builder.errors[0] if len(builder.errors) == 1 else PromptcErrors(builder.errors)
         if not isinstance(data, dict):
             raise load_error(
-                "not-a-mapping", _mark(display, node.start_mark), found=describe(data, show=False)
+                "not-a-mapping",
+                _mark(display, node.start_mark, text),
+                found=describe(data, show=False),
             )
         layer = builder.layer
         return _Layer(data, layer.key_locations, layer.value_locations, layer.spans)
@@ -549,7 +608,7 @@ def _parse(display: str, text: str) -> _Layer:
 def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
     """PyYAML's syntax error as promptc says it: where to fix it, in plain words."""
     mark = e.problem_mark or e.context_mark
-    where = _mark(display, mark) if mark is not None else Location(display)
+    where = _mark(display, mark, text) if mark is not None else Location(display)
     hint = None
     problem = e.problem or e.context or "malformed YAML"
     if "maximum nesting depth" in problem:
@@ -568,7 +627,7 @@ def _yaml_error(display: str, text: str, e: yaml.MarkedYAMLError) -> LoadError:
         end = f"line {mark.line + 1}" if mark.column else f"line {mark.line}"
         return load_error(
             "yaml-unclosed",
-            _mark(display, cm),
+            _mark(display, cm, text),
             hint="add the closing quote (inside '…' write '' for a quote, inside \"…\" \\\")"
             if "quoted" in what
             else "close it",
@@ -597,6 +656,7 @@ def _merge(base: _Layer, child: _Layer, where: Location) -> _Layer:
     """
     taken: set[KeyPath] = set()  # subtrees taken whole from the child
     merged: set[KeyPath] = {()}  # mappings present in both: their own position is the child's
+    nulls = dict(base.nulls)
 
     def merge(into: dict[str, Any], over: dict[str, Any], path: KeyPath) -> dict[str, Any]:
         result = dict(into)
@@ -604,7 +664,8 @@ def _merge(base: _Layer, child: _Layer, where: Location) -> _Layer:
             p = path + (key,)
             old = result.get(key)
             if value is None:
-                result.pop(key, None)
+                if result.pop(key, _MISSING) is _MISSING:
+                    nulls[p] = child.key_locations.get(p, where)
             elif isinstance(old, dict) and isinstance(value, dict):
                 merged.add(p)
                 result[key] = merge(old, value, p)
@@ -613,7 +674,7 @@ def _merge(base: _Layer, child: _Layer, where: Location) -> _Layer:
                 result[key] = value
         return result
 
-    out = _Layer(merge(base.data, child.data, ()))
+    out = _Layer(merge(base.data, child.data, ()), nulls=nulls)
     paths = list(itertools.islice(iter_paths(out.data), MAX_VALUES + 1))
     if len(paths) > MAX_VALUES:
         raise load_error("too-many-values", where, ("extends",), limit=MAX_VALUES)
@@ -659,6 +720,11 @@ def _load_chain(display: str, resolved: Path, where: Location | None, doc: SpecD
     doc.sources[display] = text
     doc._folders[display] = resolved.parent
     layer = _parse(display, text)
+    if where is not None and not ("promptc" in layer.data or "extends" in layer.data):
+        # Any YAML mapping would merge, and its folder would become one templates include
+        # from: a spec from elsewhere could extend ~/.config/gh/hosts.yml (nulling its keys)
+        # and include the credentials beside it.
+        raise load_error("extends-not-spec", where, ("extends",), path=display)
     if "extends" not in layer.data:
         return layer
     ext = layer.data.pop("extends")
@@ -718,6 +784,7 @@ def load_spec(path: str | Path, *, digests: bool = True) -> SpecDocument:
         key_locations=layer.key_locations,
         value_locations=layer.value_locations,
         spans=layer.spans,
+        nulls=layer.nulls,
     )
 
 

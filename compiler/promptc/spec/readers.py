@@ -107,6 +107,27 @@ def _column_after(text: str) -> int:
 # ---------------------------------------------------------------- JSONL
 
 
+#: How deep a data row's values may nest: far past any real data set's, and far within the
+#: stack of what reads them after (a value 500 levels deep ended the reading of a mapped
+#: input in a RecursionError).
+MAX_DEPTH = 100
+#: The ``bad-json`` problem of a row nested deeper.
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+
+
+def too_deep(row: dict[str, Any]) -> bool:
+    """Whether a row's values nest deeper than :data:`MAX_DEPTH` (the row itself is level 1),
+    found without recursion."""
+    stack: list[tuple[Any, int]] = [(v, 2) for v in row.values() if isinstance(v, (dict, list))]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return False
+
+
 def _undecodable(e: RecursionError | ValueError) -> str:
     """The ``bad-json`` problem of a value the decoder reads but Python cannot hold: nested
     past the recursion limit, or an integer past Python's digit limit."""
@@ -160,6 +181,9 @@ def _jsonl_value(text: str, line: int, display: str, c: ErrorCollector) -> dict[
         return None
     if type(value) is not dict:
         c.add(data_error("not-an-object", Location(display, line, 1), found=kind(value)))
+        return None
+    if too_deep(value):
+        c.add(data_error("bad-json", Location(display, line, 1), problem=TOO_DEEP))
         return None
     return value
 
@@ -334,7 +358,9 @@ def json_array_rows(
             c.add(data_error("bad-json", where, problem=_undecodable(e)))
             return
         at.where(end)
-        if type(value) is dict:
+        if type(value) is dict and too_deep(value):
+            c.add(data_error("bad-json", where, problem=TOO_DEEP))
+        elif type(value) is dict:
             yield value, where, start, at.byte - start
         else:
             c.add(data_error("not-an-object", where, found=kind(value)))

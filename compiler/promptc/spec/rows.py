@@ -48,10 +48,13 @@ MESSAGES: dict[str, str] = {
     "{columns}",
     "null-field": "field {column!r} (for input {input!r}) is null; expected text",
     "missing-id": "row has no id field {column!r}",
+    "null-id": "id field {column!r} is null; expected a value",
     "lone-surrogate": "field {column!r} (for input {input!r}) holds a lone surrogate {escape}, "
     "which is not a character; expected text",
     "nul-in-data": "field {column!r} (for input {input!r}) holds a NUL character, which no "
     "prompt can carry; expected text",
+    "input-too-long": "field {column!r} (for input {input!r}) holds {size} characters; a "
+    "message holds at most {limit}",
     "lone-surrogate-id": "the item id holds a lone surrogate, which is not a character",
     "bad-id": "item id expression failed: {problem}",
     "bad-id-template": "invalid item id expression: {problem}",
@@ -59,6 +62,8 @@ MESSAGES: dict[str, str] = {
     "duplicate-id": "duplicate item id {id!r}; first used at line {line}",
     "no-rows": "data file has no rows",
     "missing-gold": "row has no gold field {column!r} (for output {output!r})",
+    "unknown-gold-column": "no row has a gold column {column!r} (for output {output!r}); the "
+    "rows have {columns}",
     "null-gold": "gold field {column!r} (for output {output!r}) is null; expected a value",
     "bad-gold": "gold value for {type} output {output!r}: {problem}",
     "bad-gold-expression": "gold expression for output {output!r} failed: {problem}",
@@ -69,6 +74,7 @@ HINTS: dict[str, str] = {
     "unknown-column": "map the input to one of those columns in data.fields",
     "escapes-folder": "keep data files inside the spec's folder",
     "missing-gold": "map data.gold to the column holding the answer, or to an expression",
+    "unknown-gold-column": "map data.gold to the column holding the answer, or to an expression",
     "unknown-format": "set data.format to jsonl, json or csv",
 }
 
@@ -138,6 +144,21 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
+
+
+def options_found(value: object) -> str:
+    """What an ``options`` value that :func:`option_list` refuses holds, as ``bad-options``
+    says it: ``a list of 27``, ``an empty string at [1]``, ``a number at [0]``, ``a string``."""
+    if not isinstance(value, list):
+        return kind(value)
+    if not 1 <= len(value) <= MAX_OPTIONS:
+        return f"a list of {len(value)}"
+    for k, v in enumerate(value):
+        if not isinstance(v, str):
+            return f"{kind(v)} at [{k}]"
+        if not v.strip():
+            return f"an empty string at [{k}]"
+    return "a list"
 
 
 def kind(value: object) -> str:

@@ -9,7 +9,7 @@ key that was meant (``did you mean 'strategy.kind'?``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache, partial
 from typing import Any
 
@@ -33,12 +33,15 @@ MESSAGES: dict[str, str] = {
     "wrong-type": "expected {expected}, found {found}",
     "not-one-of": "expected one of {choices}, found {found}",
     "bad-version": "unsupported spec format version {found}; expected promptc: 1",
-    "too-small": "expected {expected} of at least {limit}, found {found}",
-    "too-large": "expected {expected} of at most {limit}, found {found}",
+    "too-small": "expected {expected} of {bound} {limit}, found {found}",
+    "too-large": "expected {expected} of {bound} {limit}, found {found}",
     "empty": "expected {expected}, found an empty {kind}",
+    "too-long": "expected a string of at most {limit} characters, found {found:,}",
+    "too-many": "expected at most {limit:,} {what}, found {found:,}",
     "bad-name": "{name!r} is not a valid field name; expected letters, digits and '_', "
     "not starting with a digit",
     "schema": "{message}",
+    "nul-in-spec": "the text holds a NUL character, which no prompt can carry; expected text",
     "unknown-model-param": "unknown model parameter {key!r}",
 }
 
@@ -79,6 +82,41 @@ def check_schema(doc: SpecDocument, collector: ErrorCollector) -> None:
             if key not in seen:
                 seen.add(key)
                 collector.add(e)
+    for e in _removed_nothing(doc):
+        collector.add(e)
+    for path in _nul_text(doc.data, ()):
+        collector.add(error("nul-in-spec", doc.value_location(path), path))
+
+
+def _nul_text(value: Any, path: KeyPath) -> Iterator[KeyPath]:
+    """The paths of the spec's text values holding a NUL character (a ``"\\0"`` escape):
+    refused in the spec's text as in a data row's, since no prompt can carry it (servers cut
+    a C string there)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nul_text(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nul_text(v, (*path, i))
+
+
+def _removed_nothing(doc: SpecDocument) -> list[PromptcError]:
+    """A layer's ``key: null`` for a key no spec has, which its base therefore lacked: a
+    misspelt key (``temprature: ~``) that removed nothing, said as an unknown key is. (A null
+    for a key a spec may hold, that the base happens not to set, is no error.)"""
+    homes = _key_homes()
+    out: list[PromptcError] = []
+    for path, where in doc.nulls.items():
+        key, parent = path[-1], path[:-1]
+        if not isinstance(key, str) or key in homes:
+            continue
+        known = [k for k, places in homes.items() if parent in places]
+        code = "unknown-model-param" if parent == ("model",) else "unknown-key"
+        out.append(error(code, where, path, hint=did_you_mean(key, known), key=key))
+    return out
 
 
 _TYPE_WORDS = {
@@ -153,9 +191,26 @@ def _value_error(doc: SpecDocument, err: jsonschema.ValidationError, path: KeyPa
         quoted = ", ".join(repr(c) for c in choices)
         return error("not-one-of", where, path, hint=hint, choices=quoted, found=describe(inst))
     if kind in ("minimum", "exclusiveMinimum"):
-        return error("too-small", where, path, expected=expected, limit=wanted, found=_show(inst))
+        bound = "at least" if kind == "minimum" else "more than"
+        found = _show(inst)
+        return error(
+            "too-small", where, path, expected=expected, bound=bound, limit=wanted, found=found
+        )
     if kind in ("maximum", "exclusiveMaximum"):
-        return error("too-large", where, path, expected=expected, limit=wanted, found=_show(inst))
+        bound = "at most" if kind == "maximum" else "less than"
+        found = _show(inst)
+        return error(
+            "too-large", where, path, expected=expected, bound=bound, limit=wanted, found=found
+        )
+    if kind == "pattern" and isinstance(_schema_of(err).get("x-expected"), str):
+        said = f"expected {_schema_of(err)['x-expected']}, found {_show(inst)}"
+        return error("schema", where, path, message=said)
+    if kind == "maxItems" and isinstance(inst, list):
+        return error("too-many", where, path, limit=wanted, what="items", found=len(inst))
+    if kind == "maxProperties" and isinstance(inst, dict):
+        return error("too-many", where, path, limit=wanted, what="entries", found=len(inst))
+    if kind == "maxLength" and isinstance(inst, str):
+        return error("too-long", where, path, limit=wanted, found=len(inst))
     if kind in _EMPTY:
         noun, need = _EMPTY[kind]
         return error("empty", where, path, expected=need, kind=noun)

@@ -34,7 +34,7 @@ from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, 
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import Strategy, find_strategy
-from promptc.text import default_label, public_url, url_problem
+from promptc.text import INVISIBLE, default_label, public_url, read_as, url_problem
 from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
@@ -49,7 +49,7 @@ MESSAGES: dict[str, str] = {
     "model-and-embeddings": "strategy.selection has both 'model' (a local model) and "
     "'embeddings' (an endpoint); expected one of them",
     "bad-marker": "marker prefix {marker!r} {why}; expected text without brackets, colons, "
-    "line breaks or white space at its ends",
+    "line breaks, white space at its ends or characters the parser reads as others",
     "marker-clash": "the markers {a!r} and {b!r} {why}; expected markers that the parser can "
     "tell apart",
     "choices-from": "choices_from {name!r} is not an options input; expected one of {names}",
@@ -74,6 +74,8 @@ MESSAGES: dict[str, str] = {
     "{choices}",
     "alias-is-choice": "alias {alias!r} is also a choice",
     "answer-format-required": "answer_format is required when there are several outputs",
+    "invisible-in-format": "answer_format holds an invisible character (U+{code_point}), which "
+    "the parser reads outputs without; expected visible text",
     "unknown-placeholder": "{{{field}}} in answer_format is not an output; expected one of "
     "{outputs}",
     "missing-placeholder": "output {field!r} does not appear in answer_format; expected a "
@@ -105,6 +107,7 @@ MESSAGES: dict[str, str] = {
     "template-not-file": "template path {path!r} is a folder; expected a template file",
     "path-nul": "path {path!r} contains a NUL character, which no file name can hold",
     "extra-known-param": "model.extra.{key} is a parameter promptc knows",
+    "extra-body-field": "model.extra.{key} is a field promptc writes in every request itself",
     "model-n": "model.n {n} asks for {n} answers per request, but promptc keeps one answer per "
     "request: the others would be paid for and lost",
     "model-stream": "model.stream true asks for each answer in pieces, but promptc reads each "
@@ -348,6 +351,11 @@ def _check_answer_format(
     except GrammarError as e:
         c.add(ValidationError(e.message, location=e.location, path=p, hint=e.hint, code=e.code))
         return
+    hidden = next((ch for ch in source if ch in INVISIBLE), None)
+    if hidden is not None:  # the parser reads outputs without them: a literal would never match
+        c.add(
+            error("invisible-in-format", doc.value_location(p), p, code_point=f"{ord(hidden):04X}")
+        )
     if output_names is None:
         return
     seen: set[str] = set()
@@ -616,6 +624,9 @@ def marker_problem(prefix: str) -> str | None:
     for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
         if ch in prefix:
             return f"holds {name}"
+    if read_as(prefix) != prefix:  # the model writes it so, the parser finds it otherwise
+        odd = next(ch for ch in prefix if read_as(ch) != ch)
+        return f"holds {odd!r} (U+{ord(odd):04X}), which the parser reads as {read_as(odd)!r}"
     return None
 
 
@@ -765,7 +776,21 @@ def _check_model(doc: SpecDocument, c: ErrorCollector) -> None:
         return
     known = known_model_params()
     for key in extra:
-        if key in known:
-            p: KeyPath = ("model", "extra", key)
+        p: KeyPath = ("model", "extra", key)
+        if key in _BODY_FIELDS:
+            c.add(
+                error("extra-body-field", doc.key_location(p), p, hint=_BODY_FIELDS[key], key=key)
+            )
+        elif key in known:
             hint = f"write it beside extra, as model.{key}"
             c.add(error("extra-known-param", doc.key_location(p), p, hint=hint, key=key))
+
+
+#: The fields of a request body that promptc writes itself, and where to say what they say:
+#: under ``model.extra`` one would replace ``model.name`` in every request, or sit beside the
+#: build's own messages or answer constraint.
+_BODY_FIELDS = {
+    "model": "name the model as model.name",
+    "messages": "the templates write the messages",
+    "response_format": "promptc run --grammar json-schema sends the answer's own schema",
+}

@@ -53,7 +53,9 @@ def resolve_option(
     text (``text``, ``either``) must equal :func:`option_text` of the option: exactly when
     ``exact`` (strict parsing), else in any case and with any white space
     (``"Hunger  for\tsleep"``). Never a guess: an answer that equals two options' texts, or
-    a letter and another option's text, names both.
+    a letter and another option's text, names both — except that of options equal but for
+    case or spacing (``Apple``, ``apple``), the one written exactly as the answer is the one
+    it names, as in strict parsing (each request's own grammar offers both spellings).
     """
     letters = OPTION_LETTERS[: len(options)]
     found = answer.strip()
@@ -62,10 +64,15 @@ def resolve_option(
         hits.append(found.lower())
     if answer_with in ("text", "either"):
         want = found if exact else " ".join(found.split()).casefold()
-        for letter, option in zip(letters, options):
-            text = option_text(option)
-            if (text if exact else text.casefold()) == want and letter not in hits:
-                hits.append(letter)
+        texts = [
+            (letter, text)
+            for letter, text in zip(letters, map(option_text, options))
+            if (text if exact else text.casefold()) == want and letter not in hits
+        ]
+        same = [(letter, text) for letter, text in texts if text == found]
+        if len(texts) > 1 and len(same) == 1:
+            texts = same
+        hits += [letter for letter, _ in texts]
     return sorted(hits)
 
 

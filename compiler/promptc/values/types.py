@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -207,14 +207,13 @@ class ValueType:
         """
         return predicted == gold
 
-    def tokens(
-        self, field: OutputField, count: Callable[[str], int], task: Task
-    ) -> tuple[float, bool]:
-        """Tokens of one value as plan counts them, and whether the figure is a bound the
-        grammar sets. By default the mean of the gold answers written canonically (of the
-        demos' when there is no gold); one token when there is neither."""
+    def tokens(self, field: OutputField, count: Callable[[str], int], task: Task) -> float:
+        """Tokens of one value as plan estimates them. By default the mean of the gold answers
+        written canonically (of the demos' when there is no gold); one token when there is
+        neither. Never a bound: the grammar admits longer spellings of every type (``YES``
+        takes more tokens than ``yes``)."""
         samples = _gold(field, task) or _demos(field, task)
-        return _mean_tokens(self, field, count, samples), False
+        return _mean_tokens(self, field, count, samples)
 
     # ---------------------------------------------------------------- the object itself
 
@@ -244,16 +243,35 @@ def _mean_tokens(
     return sum(count(t) for t in texts) / len(texts) if texts else 1.0
 
 
+def agree(fields: Sequence[OutputField], a: Mapping[str, Value], b: Mapping[str, Value]) -> bool:
+    """Whether two answers of one item say the same: each value by its type's comparison (a
+    text as eval compares it: NFKC, case, white space, a final period). A free text beside a
+    value of another type (the reasoning before a number) does not decide: a model restating
+    its answer, or answering it again in another voting round, rarely repeats its reasoning
+    word for word. Without ``fields``, the values as they are."""
+    if not fields:
+        return a == b
+    decisive = [f for f in fields if not f.type.free_text] or list(fields)
+    return all(
+        f.name in a and f.name in b and f.type.matches(f, a[f.name], b[f.name], None)
+        for f in decisive
+    )
+
+
 # ---------------------------------------------------------------- text
 
 
 _SPACE = re.compile(r"\s+")
 
+#: The choices a message lists, of an enum's (up to 1,000): the rest are counted.
+_LISTED = 20
+
 
 def normalise_text(text: str) -> str:
-    """Text as compared: NFKC, case folded, white space collapsed, final punctuation dropped."""
+    """Text as compared: NFKC, case folded, white space collapsed, final punctuation dropped
+    (unless it is all the text: ``?`` is not ``!``)."""
     t = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return t.rstrip(".!?").rstrip()
+    return t.rstrip(".!?").rstrip() or t
 
 
 class Text(ValueType):
@@ -297,13 +315,11 @@ class Text(ValueType):
     ) -> bool:
         return normalise_text(str(predicted)) == normalise_text(str(gold))
 
-    def tokens(
-        self, field: OutputField, count: Callable[[str], int], task: Task
-    ) -> tuple[float, bool]:
+    def tokens(self, field: OutputField, count: Callable[[str], int], task: Task) -> float:
         # A gold text is often a short label where the model writes sentences: the demos,
         # written as the model is asked to write, come first.
         samples = _demos(field, task) or _gold(field, task)
-        return _mean_tokens(self, field, count, samples), False
+        return _mean_tokens(self, field, count, samples)
 
 
 # ---------------------------------------------------------------- number and integer
@@ -493,10 +509,8 @@ class Boolean(ValueType):
     ) -> bool:
         return isinstance(predicted, bool) and predicted is gold
 
-    def tokens(
-        self, field: OutputField, count: Callable[[str], int], task: Task
-    ) -> tuple[float, bool]:
-        return float(max(count(CANONICAL_TRUE), count(CANONICAL_FALSE))), True
+    def tokens(self, field: OutputField, count: Callable[[str], int], task: Task) -> float:
+        return float(max(count(CANONICAL_TRUE), count(CANONICAL_FALSE)))
 
 
 def text_answers(field: OutputField) -> bool:
@@ -596,9 +610,13 @@ class Enum(ValueType):
                 if field.answer_with == "text"
                 else "the letter or the text of one of the item's options"
             )
-        return "one of " + ", ".join(repr(c) for c in field.choices)
+        shown = ", ".join(repr(c) for c in field.choices[:_LISTED])
+        more = len(field.choices) - _LISTED
+        return f"one of {shown}" + (f" and {more} more" if more > 0 else "")
 
     def meaning(self, field: OutputField) -> str:
+        if field.answer_with == "text" and field.choices_from:  # its choices are the letters
+            return "the text of one of the item's options"
         return "one of: " + ", ".join(field.choices)
 
     def matches(
@@ -607,10 +625,8 @@ class Enum(ValueType):
         # The same canonical choice (aliases were resolved when parsing).
         return str(predicted).casefold() == str(gold).casefold()
 
-    def tokens(
-        self, field: OutputField, count: Callable[[str], int], task: Task
-    ) -> tuple[float, bool]:
-        return float(max(count(c) for c in field.choices)), True
+    def tokens(self, field: OutputField, count: Callable[[str], int], task: Task) -> float:
+        return float(max(count(c) for c in field.choices))
 
 
 # ---------------------------------------------------------------- the table
