@@ -237,9 +237,14 @@ def _writer(args: tuple[str, int]) -> None:
 
 
 def test_concurrent_writers(tmp_path):
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_writer, [(str(tmp_path), w) for w in range(4)])
-    assert embed.EmbeddingCache(tmp_path).count("m") == 80
+    # Builds that open a new cache at the same moment all switch it to WAL mode; SQLite
+    # answered all but one of them "database is locked" at once (a quarter of the rounds
+    # failed before the switch was retried), so each round starts from a new folder.
+    folders = [tmp_path / f"round{r}" for r in range(12)]
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        for folder in folders:
+            pool.map(_writer, [(str(folder), w) for w in range(8)])
+    assert [embed.EmbeddingCache(f).count("m") for f in folders] == [160] * 12
 
 
 # --- embed_texts ---------------------------------------------------------------------------

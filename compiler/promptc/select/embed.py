@@ -533,21 +533,54 @@ class EmbeddingCache:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] != CACHE_SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"cache schema {row[0]}, expected {CACHE_SCHEMA_VERSION}")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings ("
-            " model TEXT NOT NULL, text_sha256 TEXT NOT NULL, dim INTEGER NOT NULL,"
-            " vector BLOB NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID"
-        )
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (CACHE_SCHEMA_VERSION,)
-        )
+        try:
+            self._use_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # One write transaction, its lock taken first: a read that turns into a write
+            # would find another build's write in between and fail at once, never waiting.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is not None and row[0] != CACHE_SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"cache schema {row[0]}, expected {CACHE_SCHEMA_VERSION}"
+                )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                " model TEXT NOT NULL, text_sha256 TEXT NOT NULL, dim INTEGER NOT NULL,"
+                " vector BLOB NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (CACHE_SCHEMA_VERSION,),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switches the file to WAL mode (a no-op once it is).
+
+        Builds that open a new cache at the same moment all try to switch it, and SQLite
+        answers all but one "database is locked" at once, without waiting for the busy
+        timeout (each holds the read lock the other needs). Another try succeeds once the
+        first has switched, so a lock is retried here until the timeout; any other error is
+        raised at once.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                locked = e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _busy(self, error: sqlite3.Error) -> SelectionError:
         return _error("cache-busy", self.location, "cache_dir", path=self.path, error=error)
