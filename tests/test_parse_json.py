@@ -209,7 +209,7 @@ def test_json_numbers_in_exponent_form_are_the_numbers_they_are(
         ("ok", Decimal("1E-7")),
         ("malformed", None),
     ]
-    assert results[2].message.endswith("found 'e999999.'")  # as the model wrote it
+    assert results[2].message.endswith("found a number 1E+999999")  # beyond the reader's bound
     # An exponent past what a Decimal can hold: malformed, never an exception.
     huge = out.replace('"answer": 1e999999}', '"answer": 4E1000000000000000000}')
     assert parse_output(task, _request(3), huge)[2].status == "malformed"
@@ -243,7 +243,30 @@ def test_an_entry_without_its_answer_is_malformed_whatever_its_reasoning_says(
     )
     assert results[2].message == "A[3]: answer: expected a number, found a string 'unknown'"
     assert results[0].expected == ("answer: expected a number",)
+    assert [r.found for r in results] == [
+        "null",
+        "nothing (the key is left out)",
+        "a string 'unknown'",
+        None,
+    ]
     assert results[3].values == {"reasoning": said, "answer": Decimal(18)}
+
+
+def test_an_entry_the_text_form_cannot_read_either_says_what_the_json_lacks(
+    task_factory: Callable[..., Task],
+) -> None:
+    # A reasoning with no answer in it reads as malformed in the text form too; the message
+    # says the key is missing, not what the text form found where the number belonged.
+    task = task_factory(kind="batch", batch_size=2)
+    out = json.dumps(
+        {"answers": [{"index": 1, "reasoning": "r"}, {"index": 2, "reasoning": "s", "answer": 2}]}
+    )
+    results = parse_output(task, _request(2), out)
+    assert [r.status for r in results] == ["malformed", "ok"]
+    assert results[0].message == (
+        "A[1]: answer: expected a number, found nothing (the key is left out)"
+    )
+    assert results[0].found == "nothing (the key is left out)"
 
 
 def test_an_index_that_is_no_position_a_key_given_twice_and_one_entry_in_a_list(

@@ -233,15 +233,18 @@ _AT = re.compile(r" at \d+:\d+(?=$|, )")
 def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -> ItemResult:
     """An item of a JSON answer whose entry holds a value not of its field's type is
     ``malformed`` saying so, whatever its text form read as: ``"answer": null`` beside a
-    reasoning that states the answer is no answer."""
+    reasoning that states the answer is no answer. One the text form read as malformed too
+    says the entry's problem (a key left out), not what the text form found in its place."""
     problem = invalid.get(r.index)
-    if problem is None or r.item_id is None or r.status not in ("ok", "misaligned", "duplicate"):
+    judged = ("ok", "misaligned", "duplicate", "malformed")
+    if problem is None or r.item_id is None or r.status not in judged:
         return r
     label = marker_label(g.blueprint.markers.answer, r.index)
     return r._replace(
         status="malformed",
         values={},
         expected=(problem.split(", found ")[0],),
+        found=problem.partition(", found ")[2] or None,
         message=f"{label}: {problem}",
     )
 
