@@ -608,3 +608,46 @@ def test_evaluate_says_why_it_cannot_write_its_report_there(tmp_path: Path) -> N
             promptc.evaluate(spec, [folder], report_dir=place)  # type: ignore[arg-type]
         assert info.value.code == code
     assert notes.read_text(encoding="utf-8") == "mine\n"
+
+
+def test_the_page_gives_each_item_the_verdict_the_figures_count(tmp_path: Path) -> None:
+    """With --tolerance, an answer within it is right in report.json and in report.html's
+    item table alike (the page judged it without the tolerance: 'correct: no')."""
+    root = tmp_path / "p"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "math.jsonl").write_bytes((SPECS / "data" / "math.jsonl").read_bytes())
+    spec = root / "math.yaml"
+    spec.write_bytes((SPECS / "math.yaml").read_bytes())
+    folder = tmp_path / "b"
+    assert run(["build", str(spec), "-o", str(folder), "--strategy", "single"]) == 0
+    gold = {
+        i["id"]: Decimal(str(i["gold"]["answer"]))
+        for i in map(json.loads, (folder / "items.jsonl").read_text().splitlines())
+    }
+    requests = [json.loads(x) for x in (folder / "requests.jsonl").read_text().splitlines()]
+    answers = tmp_path / "outputs.jsonl"
+    answers.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": r["id"],
+                    "output": f"So. The answer is {gold[r['item_ids'][0]] + Decimal('0.25')}.",
+                }
+            )
+            + "\n"
+            for r in requests
+        ),
+        encoding="utf-8",
+    )
+    assert run(["parse", str(folder), str(answers), "-o", str(folder / "results.jsonl")]) == 0
+    out = tmp_path / "ev"
+    argv = ["eval", str(spec), "-o", str(out), "--no-charts", "--results", str(folder)]
+    assert run([*argv, "--tolerance", "0.5"]) == 0
+    (v,) = json.loads((out / "report.json").read_text(encoding="utf-8"))["variants"]
+    assert v["accuracy"]["correct"] == len(gold)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    verdicts = re.findall(r'<td class="status">ok</td><td>(yes|no)</td>', page)
+    assert verdicts == ["yes"] * len(gold)
+    assert run([*argv, "--tolerance", "0.1"]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert re.findall(r'<td class="status">ok</td><td>(yes|no)</td>', page) == ["no"] * len(gold)

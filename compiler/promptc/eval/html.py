@@ -13,6 +13,7 @@ import base64
 import html
 import json
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,8 @@ def _item_rows(
     """The per-item table's body (one row per item and variant) and every request's text."""
     by_name = {v.name: v for v in variants}
     gold = {i.id: i.gold for i in task.items if i.gold}
+    # The verdict the figures count: numbers within the report's --tolerance are right.
+    tolerance = None if report.get("tolerance") is None else Decimal(report["tolerance"])
     rows: list[str] = []
     texts: dict[str, dict[str, dict[str, str]]] = {}
     for r in report["variants"]:
@@ -125,7 +128,7 @@ def _item_rows(
         for item_id in (i for i in gold if i in covered):
             a = answers.get(item_id)
             status = a.status if a is not None else "missing"
-            right = _right(task, gold[item_id], a.values if a else {}, status)
+            right = _right(task, gold[item_id], a.values if a else {}, status, tolerance)
             css = "ok" if status == "ok" else TRUNCATED if status == TRUNCATED else "bad"
             button = (
                 f'<button class="req" data-variant="{_e(v.name)}" '
@@ -143,12 +146,20 @@ def _item_rows(
     return "\n".join(rows), texts
 
 
-def _right(task: ir.Task, gold: Mapping[str, Any], values: Mapping[str, Any], status: str) -> bool:
+def _right(
+    task: ir.Task,
+    gold: Mapping[str, Any],
+    values: Mapping[str, Any],
+    status: str,
+    tolerance: Decimal | None,
+) -> bool:
     if status != "ok":
         return False
     for name, g in gold.items():
         f = next((o for o in task.outputs if o.name == name), None)
-        if f is not None and (name not in values or not f.type.matches(f, values[name], g, None)):
+        if f is not None and (
+            name not in values or not f.type.matches(f, values[name], g, tolerance)
+        ):
             return False
     return True
 
