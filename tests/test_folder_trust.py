@@ -211,6 +211,36 @@ def test_build_writes_only_into_a_new_or_empty_folder_or_over_a_build(
     assert "Not a directory" in capsys.readouterr().err
 
 
+def test_a_template_a_template_includes_is_never_replaced_by_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template included (imported, extended) by the spec's own template, kept in the -o
+    folder under a build file's name or in its grammars/, was overwritten by the build: only
+    the spec's top-level templates were checked. Refused, naming it, the file untouched."""
+    root = tmp_path / "t"
+    (root / "data").mkdir(parents=True)
+    shutil.copy(SPECS / "data" / "sentiment.jsonl", root / "data")
+    spec = root / "s.yaml"
+    text = (SPECS / "sentiment.yaml").read_text(encoding="utf-8")
+    spec.write_text(text + "templates: {batch: mine.j2}\n", encoding="utf-8")
+    out = root / "o"
+    for kept in ("answer.gbnf", "grammars/r0001.lark"):
+        (root / "mine.j2").write_text(
+            '{% extends "promptc/batch.j2" %}{% block system %}'
+            f'{{% include "o/{kept}" %}}{{% endblock %}}\n',
+            encoding="utf-8",
+        )
+        mine = out / kept
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_text("You are a careful annotator.\n", encoding="utf-8")
+        assert run(["build", str(spec), "-o", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"{out}: {str(out)!r} holds {kept!r}, which this build reads; promptc build "
+            "would overwrite it (give another folder with -o)\n"
+        )
+        assert mine.read_text(encoding="utf-8") == "You are a careful annotator.\n"
+
+
 def test_a_second_build_into_a_folder_being_built_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

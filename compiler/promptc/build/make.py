@@ -24,7 +24,13 @@ from promptc.build.files import held_lock, json_default
 from promptc.build.produce import Producer, iter_requests, write_build
 from promptc.build.requests import REQUESTS_FILE
 from promptc.build.targets import NAMES, find_target
-from promptc.build.writer import BUILD_LOCK, FolderWriter, check_folder, not_writable
+from promptc.build.writer import (
+    BUILD_LOCK,
+    FolderWriter,
+    check_folder,
+    check_inputs,
+    not_writable,
+)
 from promptc.errors import Location, UsageError
 from promptc.select.batches import SelectionResult
 
@@ -111,6 +117,9 @@ def build(
             writer = FolderWriter(out, chosen, form)
             try:
                 selection, manifest = write_build(task, writer)
+                # The templates a template includes, imports or extends are known only once
+                # rendered: none of them may be a file the build is about to replace.
+                check_inputs(out, _templates_read(task, manifest))
             except BaseException:
                 writer.discard()
                 raise
@@ -134,6 +143,12 @@ def _inputs(task: ir.Task) -> list[str]:
         paths.append(task.data.resolved)
     paths += [t.path for t in task.templates if t.path is not None]
     return [p for p in paths if p]
+
+
+def _templates_read(task: ir.Task, manifest: Mapping[str, Any]) -> list[Path]:
+    """The files of the templates a build read, as its manifest lists them."""
+    listed = manifest.get("templates") or ()
+    return [Path(task.spec_dir) / t["path"] for t in listed if isinstance(t.get("path"), str)]
 
 
 def assemble(

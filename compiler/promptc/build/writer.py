@@ -146,17 +146,20 @@ def check_inputs(
     out: Path, inputs: Iterable[str | os.PathLike[str]], writer: str = "promptc build"
 ) -> None:
     """Refuses a folder to write a build into when one of ``inputs`` (the spec, its data,
-    its templates; for a repair build, the build's own manifest) is in it: the build would
-    overwrite what it reads. ``writer`` is what the message says would overwrite it.
+    its templates; for a repair build, the build's own manifest) is in it, or in a folder of
+    it (``grammars/``): the build would overwrite what it reads. ``writer`` is what the
+    message says would overwrite it.
 
     Raises:
         UsageError: ``out-holds-input``, naming the input.
     """
-    here = os.path.realpath(out)
+    here = os.path.join(os.path.realpath(out), "")
     for path in inputs:
-        if os.path.dirname(os.path.realpath(path)) == here:
+        real = os.path.realpath(path)
+        if real.startswith(here):
+            name = real[len(here) :]
             raise UsageError(
-                INPUT_IN_FOLDER.format(folder=str(out), name=os.path.basename(path), writer=writer),
+                INPUT_IN_FOLDER.format(folder=str(out), name=name, writer=writer),
                 location=Location(str(out)),
                 hint="give another folder with -o",
                 code="out-holds-input",
