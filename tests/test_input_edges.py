@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from promptc.cli.app import run
 from promptc.errors import LoadError, PromptcErrors
 from promptc.render.checks import check_templates
 from promptc.spec.load import load_spec
@@ -166,3 +167,27 @@ def test_checks_summary_escapes_the_spec_name_as_its_diagnostics_do(tmp_path: Pa
     bad = _promptc("check", name, cwd=tmp_path)
     assert bad.returncode == 1 and "\x1b" not in bad.stderr
     assert bad.stderr.splitlines()[-1] == "x\\ny\\x1b[31m.yaml: 1 error"
+
+
+def test_a_spec_named_through_a_link_to_its_file_builds_as_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a link to the spec file (elsewhere/spec.yaml -> ../proj/s.yaml), the data
+    is read beside the file linked to; it was named beside the link, a file that does not
+    exist, in errors and in items.jsonl (so the build differed and --check failed)."""
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    rows = (SPECS / "data" / "sentiment.jsonl").read_text(encoding="utf-8")
+    (proj / "data" / "sentiment.jsonl").write_text(rows, encoding="utf-8")
+    (proj / "s.yaml").write_bytes((SPECS / "sentiment.yaml").read_bytes())
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "spec.yaml").symlink_to("../proj/s.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert run(["build", "proj/s.yaml", "-o", "out"]) == 0
+    assert run(["build", "elsewhere/spec.yaml", "-o", "out", "--check"]) == 0
+    bad = rows.replace('"positive"', '"bogus"', 1)
+    (proj / "data" / "sentiment.jsonl").write_text(bad, encoding="utf-8")
+    capsys.readouterr()
+    assert run(["check", "elsewhere/spec.yaml"]) == 1
+    line = 1 + rows[: rows.index('"positive"')].count("\n")
+    assert capsys.readouterr().err.startswith(f"proj/data/sentiment.jsonl:{line}:")

@@ -171,6 +171,10 @@ def _locate(doc: SpecDocument, data: Mapping[str, Any], c: ErrorCollector) -> _D
         rel = os.path.relpath(target, doc.files[0].resolved.parent).replace(os.sep, "/")
     else:
         display = os.path.normpath(os.path.join(os.path.dirname(where.file), rel))
+        if os.path.realpath(display) != str(target):
+            # The spec was named through a link to its file: the data is beside the file
+            # it links to, and is named so (never a file beside the link).
+            display = os.path.relpath(target)
     return _DataFile(rel, target, display, fmt, where)
 
 
