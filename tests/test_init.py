@@ -142,6 +142,29 @@ def test_schema_out_writes_the_schema(tmp_path: Path, capsys: pytest.CaptureFixt
     target = tmp_path / "spec.schema.json"
     assert promptc(capsys, "schema", "-o", str(target)) == (0, "", "")
     assert json.loads(target.read_text(encoding="utf-8")) == json.loads(read_schema())
+    # Over a schema it wrote (an earlier version's too) and an empty file: replaced.
+    target.write_text('{"$id": "urn:promptc-compiler:spec:0"}', encoding="utf-8")
+    assert promptc(capsys, "schema", "-o", str(target)) == (0, "", "")
+    assert target.read_text(encoding="utf-8") == read_schema()
+
+
+@pytest.mark.parametrize(
+    "held", ["promptc: 1\nname: mine\n", '{"$id": "urn:other"}', "[1]", "\u00e9t\u00e9 {"]
+)
+def test_schema_out_never_replaces_a_file_of_the_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], held: str
+) -> None:
+    """``schema -o task.yaml`` (a slip for spec.schema.json) replaced the user's spec."""
+    target = tmp_path / "task.yaml"
+    target.write_text(held, encoding="utf-8")
+    code, out, err = promptc(capsys, "schema", "-o", str(target))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{target}: -o: not a spec schema promptc wrote (no JSON object with the $id "
+        "'urn:promptc-compiler:spec:1'): the schema would replace what it holds (give a new "
+        "or empty file, or a spec.schema.json that promptc schema wrote)\n"
+    )
+    assert target.read_text(encoding="utf-8") == held
 
 
 def test_init_in_a_folder_whose_name_is_longer_than_a_spec_name_checks(

@@ -17,6 +17,8 @@ with the installed schema's path.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from importlib.resources import as_file, files
 
@@ -54,6 +56,32 @@ _WIRING_TEXT = """\
 """
 
 
+#: The most of a file -o names that is read to see whether it is a schema promptc wrote.
+MAX_SCHEMA_BYTES = 4 << 20
+
+
+def _holds_a_schema(path: str) -> bool:
+    """Whether the schema may replace the file at ``path``: none there, empty, not a regular
+    file (a pipe, a device or a link, written into or replaced by its name), or a spec schema
+    of promptc's (any version: its ``$id`` is ``urn:promptc-compiler:spec:N``). A spec or any
+    other file named by mistake is not."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return True
+        with open(path, "rb") as f:
+            head = f.read(MAX_SCHEMA_BYTES + 1)
+    except OSError:  # none there, or unreadable: said where it is written
+        return True
+    if not head.strip():
+        return True
+    try:
+        data = json.loads(head)
+    except (ValueError, RecursionError):
+        return False
+    schema_id = data.get("$id") if isinstance(data, dict) else None
+    return isinstance(schema_id, str) and schema_id.startswith("urn:promptc-compiler:spec:")
+
+
 @click.command("schema")
 @click.option(
     "-o",
@@ -89,6 +117,15 @@ def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
     if out_file is None:
         sys.stdout.write(text)
         return
+    if not _holds_a_schema(out_file):
+        raise UsageError(
+            "not a spec schema promptc wrote (no JSON object with the $id "
+            f"{json.loads(text)['$id']!r}): the schema would replace what it holds",
+            location=Location(out_file),
+            path=("-o",),
+            hint="give a new or empty file, or a spec.schema.json that promptc schema wrote",
+            code="out-not-schema",
+        )
     try:
         write_output(out_file, text.split("\n")[:-1])  # whole or not at all
     except OSError as e:
