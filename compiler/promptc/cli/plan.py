@@ -227,7 +227,8 @@ def plan_command(
     """Count the requests, tokens and cost of every strategy for SPEC, without a model.
 
     Input tokens are counted on the rendered messages with a real tokenizer (chat framing
-    included); output tokens per question are a bound where the answer grammar sets one.
+    included); output tokens are an estimate from the answer format and the demos' answers,
+    never a bound.
     """
     plan = plan_spec(
         spec,
