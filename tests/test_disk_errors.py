@@ -234,3 +234,60 @@ def test_the_disk_filling_mid_run_ends_the_sending_and_every_message_names_its_f
         assert str(where / "b") in again.stderr and "No space left on device" in again.stderr
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _answered_math(folder: Path, strategy: str, tmp_path: Path) -> None:
+    """A math build of ``strategy`` with every request answered right, parsed."""
+    from promptc.cli.app import run
+
+    assert run(["build", str(SPECS / "math.yaml"), "-o", str(folder), "--strategy", strategy]) == 0
+    items = [json.loads(x) for x in (folder / "items.jsonl").read_text().splitlines()]
+    gold = {i["id"]: i["gold"]["answer"] for i in items}
+    outputs = tmp_path / f"{strategy}.outputs.jsonl"
+    with outputs.open("w", encoding="utf-8") as f:
+        for line in (folder / "requests.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            ids = r["item_ids"]
+            text = "\n".join(
+                f"A[{k}]: So. The answer is {gold[i]}."
+                if len(ids) > 1
+                else f"So. The answer is {gold[i]}."
+                for k, i in enumerate(ids, 1)
+            )
+            f.write(json.dumps({"id": r["id"], "output": text}) + "\n")
+    assert run(["parse", str(folder), str(outputs), "-o", str(folder / "results.jsonl")]) == 0
+
+
+def test_an_eval_stopped_by_a_full_disk_leaves_the_last_report_whole(tmp_path: Path) -> None:
+    """report.json and report.md of the new eval were in place beside the last eval's
+    report.html when the disk filled: every page is now the last report's, or every one
+    this report's."""
+    where = tmp_path / "small"
+    where.mkdir()
+    _mount(where, "size=1m")
+    try:
+        single, batch = tmp_path / "single", tmp_path / "batch"
+        _answered_math(single, "single", tmp_path)
+        _answered_math(batch, "batch", tmp_path)
+        report = where / "rep"
+        argv = ["eval", str(SPECS / "math.yaml"), "-o", str(report), "--no-charts", "--results"]
+        done = _promptc([*argv, str(single), str(batch)])
+        assert done.returncode == 0, done.stderr
+        before = _files(report)
+        assert sorted(before) == ["report.html", "report.json", "report.md"]
+        with open(where / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        # Room for the new report.json and report.md, not for its report.html.
+        room = len(before["report.json"]) + len(before["report.md"]) + 8192
+        assert room < len(before["report.html"])
+        os.truncate(where / "filler", os.path.getsize(where / "filler") - room)
+        done = _promptc([*argv, str(single)])
+        assert done.returncode == 2, done.stderr
+        assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+        assert _files(report) == before
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -26,7 +26,7 @@ import re
 import stat
 import tempfile
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -407,7 +407,35 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> 
     Raises:
         OSError: The file cannot be written (the error names it).
     """
-    target = Path(path)
+    write_all({Path(path): lines})
+
+
+def write_all(files: Mapping[Path, Iterable[str] | bytes]) -> None:
+    """Writes several files as :func:`write_atomic` writes one, all or none: each is written
+    to its temporary file first, and they are renamed into place only once every one is
+    written. A full disk halfway leaves the files as they were, never some of a new set
+    beside the rest of an old one (a report whose pages disagree).
+
+    Raises:
+        OSError: A file cannot be written (the error names it); none has been replaced.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, lines in files.items():
+            staged.append((_staged(target, lines), target))
+        for tmp, target in staged:
+            try:
+                os.replace(tmp, target)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def _staged(target: Path, lines: Iterable[str] | bytes) -> Path:
+    """A new temporary file beside ``target`` holding ``lines``, with the mode a new file
+    gets."""
     # mkstemp: a new file of its own (O_EXCL, a name no one could plant a link under), so
     # that a link in a shared folder never carries the write elsewhere; the rename then
     # replaces a link at ``path`` itself, never the file it points to.
@@ -420,7 +448,6 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> 
         with open(fd, "wb") as f:
             _write(f, lines)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         # A write's error names no file (a full disk): this one names the file it was for.
@@ -428,6 +455,7 @@ def write_atomic(path: str | os.PathLike[str], lines: Iterable[str] | bytes) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def _write(f: BinaryIO, lines: Iterable[str] | bytes) -> None:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from promptc.errors import BackendError
 from promptc.strategies import STRATEGIES, strategy
-from promptc.text import write_atomic
 
 CHART_TOKENS = "accuracy-vs-tokens.png"
 CHART_POSITION = "accuracy-by-position.png"
@@ -37,8 +35,8 @@ def require_matplotlib() -> None:
         ) from None
 
 
-def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """The two PNG charts.
+def draw_charts(report: Mapping[str, Any]) -> dict[str, bytes]:
+    """The two PNG charts, by file name.
 
     Raises:
         BackendError: matplotlib is not installed.
@@ -51,18 +49,16 @@ def draw_charts(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
     width, height = CHART_SIZE
     dpi = 100
-    written = []
+    drawn = {}
     for name, draw in ((CHART_TOKENS, _draw_cost), (CHART_POSITION, _draw_positions)):
         fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
         draw(ax, report)
         fig.tight_layout()
-        path = out_dir / name
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=dpi, metadata={"Software": None})
         plt.close(fig)
-        write_atomic(path, png.getvalue())  # replaced whole, never through a link left there
-        written.append(path)
-    return written
+        drawn[name] = png.getvalue()
+    return drawn
 
 
 def _cost(row: Mapping[str, Any], unit: str) -> float:

@@ -14,7 +14,6 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from promptc import ir
@@ -86,11 +85,10 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _chart(out_dir: Path, name: str, alt: str) -> str:
-    path = out_dir / name
-    if not path.is_file():
+def _chart(charts: Mapping[str, bytes], name: str, alt: str) -> str:
+    if name not in charts:
         return f"<p>({_e(alt)}: not drawn; run without --no-charts)</p>"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(charts[name]).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
@@ -168,11 +166,11 @@ def report_html(
     report: Mapping[str, Any],
     task: ir.Task,
     variants: Sequence[VariantResults],
-    out_dir: Path,
+    charts: Mapping[str, bytes],
     table: Sequence[Sequence[str]],
     lead: Sequence[str],
 ) -> str:
-    """The page, as text (the charts read from ``out_dir`` if they were drawn)."""
+    """The page, as text, holding the charts drawn (PNG bytes by file name)."""
     body, texts = _item_rows(task, report, variants)
     statuses = sorted({s for r in report["variants"] for s, k in r["statuses"].items() if k})
     names = [r["variant"] for r in report["variants"]]
@@ -198,8 +196,8 @@ def report_html(
 <h2>Summary</h2>
 {_table(table)}
 <h2>Charts</h2>
-{_chart(out_dir, CHART_TOKENS, "accuracy against cost per question")}
-{_chart(out_dir, CHART_POSITION, "accuracy by position in the batch")}
+{_chart(charts, CHART_TOKENS, "accuracy against cost per question")}
+{_chart(charts, CHART_POSITION, "accuracy by position in the batch")}
 <h2>Items</h2>
 <p><label>status <select id="status"><option value="">all</option>{options}</select></label>
 <label>variant <select id="variant"><option value="">all</option>{variant_options}</select></label>

@@ -34,7 +34,7 @@ from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.run.outputs import OUTPUTS_FILE, read_outputs_file
 from promptc.run.repair import recorded_request
 from promptc.strategies import NAMES, SINGLE
-from promptc.text import write_atomic
+from promptc.text import write_all
 
 #: The default ``--margin``: points of accuracy a cheaper variant may lose to be recommended.
 DEFAULT_MARGIN = 2.0
@@ -574,16 +574,23 @@ def write_report(
     """
     check_report_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Replaced whole, never through a link left in the folder (write_atomic).
-    write_atomic(out_dir / REPORT_JSON, report_json(report).split("\n")[:-1])
-    write_atomic(out_dir / REPORT_MD, report_md(report, charts).split("\n")[:-1])
-    if charts:
-        draw_charts(report, out_dir)
+    drawn = draw_charts(report) if charts else {}
+    files: dict[Path, list[str] | bytes] = {
+        out_dir / REPORT_JSON: report_json(report).split("\n")[:-1],
+        out_dir / REPORT_MD: report_md(report, charts).split("\n")[:-1],
+        **{out_dir / name: png for name, png in drawn.items()},
+    }
     html = task is not None and bool(variants)
     if html:
         assert task is not None
-        page = report_html(report, task, variants, out_dir, table_rows(report), headline(report))
-        write_atomic(out_dir / REPORT_HTML, page.split("\n")[:-1])
+        page = report_html(report, task, variants, drawn, table_rows(report), headline(report))
+        files[out_dir / REPORT_HTML] = page.split("\n")[:-1]
+    # All or none, each replaced whole, never through a link left in the folder: a full disk
+    # halfway never leaves a page of this eval beside a page of the last.
+    write_all(files)
+    # An earlier eval's files this one does not write would be read as this one's.
+    for name in {REPORT_HTML, CHART_TOKENS, CHART_POSITION} - {p.name for p in files}:
+        (out_dir / name).unlink(missing_ok=True)
     return report_paths(out_dir, charts=charts, html=html)
 
 
