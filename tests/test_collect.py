@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from promptc.build import build, read_requests
+from promptc.errors import UsageError
 from promptc.parse.build_input import open_build
 from promptc.run.collect import collect
 from promptc.run.outputs import read_outputs_file
@@ -423,4 +424,51 @@ def test_a_repair_run_made_of_a_repair_request_is_collected(tmp_path: Path) -> N
         "r0003.repair1.repair1",
         "ok",
         {"sentiment": "negative"},
+    )
+
+
+def test_a_repair_build_is_never_written_again_asking_other_items_under_an_id(
+    tmp_path: Path,
+) -> None:
+    """collect of another output file of the build wrote b/repair again with r0001.repair1
+    asking other items, beside the answers a run had given the first r0001.repair1; collected
+    next, they were credited to the new items (false ok). Refused, nothing written; a run's
+    answer to the earlier request under that id is skipped, said by file and line."""
+    build_dir, lines = _sentiment_in_batches_of_4(tmp_path)
+    lines[0] = _ok_line("r0001", "A[1]: positive\nA[2]: maybe\nA[3]: positive\nA[4]: maybe")
+    first = collect(build_dir, _write(tmp_path / "out1.jsonl", lines))
+    assert first.repair_dir is not None
+    (record,) = json.loads((first.repair_dir / "manifest.json").read_text())[
+        "repair_records"
+    ].values()
+    ran = _write(
+        tmp_path / "ran.jsonl",
+        [{"id": "r0001.repair1", "output": "A[1]: negative\nA[2]: negative", "repair": record}],
+    )
+    lines[0] = _ok_line("r0001", "A[1]: positive\nA[2]: positive\nA[3]: maybe\nA[4]: maybe")
+    out2 = _write(tmp_path / "out2.jsonl", lines)
+    before = {p: p.read_bytes() for p in build_dir.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError) as info:
+        collect(build_dir, out2)
+    assert info.value.code == "repair-build-changed"
+    assert info.value.message == (
+        f"the repair build in {first.repair_dir} asks r0001.repair1 of items s02, s04; this "
+        "collect would ask it of items s03, s04, and an answer to the first would be credited "
+        "to the second: nothing was written"
+    )
+    after = {p: p.read_bytes() for p in build_dir.rglob("*") if p.is_file()}
+    assert after == before
+    # With the run's answers to the repair build: s02 and s04 take them, s03 is asked again.
+    done = collect(build_dir, out2, ran)
+    assert done.stale == [] and done.not_ok == 1
+    # A run's answer recorded for other items than the id asks now: skipped, never credited.
+    other = {**record, "item_ids": ["s03", "s04"]}
+    ran2 = _write(
+        tmp_path / "ran2.jsonl",
+        [{"id": "r0001.repair1", "output": "A[1]: negative\nA[2]: negative", "repair": other}],
+    )
+    skipped = collect(build_dir, out2, ran2)
+    assert skipped.stale == ["ran2.jsonl:1 ('r0001.repair1')"]
+    assert "skipped ran2.jsonl:1 ('r0001.repair1'): answers what an earlier repair build " in (
+        "\n".join(skipped.messages())
     )

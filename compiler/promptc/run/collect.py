@@ -98,6 +98,8 @@ class CollectResult:
         kept: Answers ``outputs.jsonl`` held that the files do not replace, kept.
         failed: Request id → why it has no answer (an error line, a status, no line at all).
         unknown: ``custom_id`` values that are not requests of the build.
+        stale: Answers ``promptc run`` recorded for what the repair build asked under their id
+            before it was written again asking other items (``file:line ('r0001.repair1')``).
         unreadable: Lines that are no JSON object (a line torn by a cut download).
         duplicates: Second answers for one request (``file:line ('r0001')``); the first is
             its answer, the others are moved to ``outputs.replaced.jsonl``.
@@ -118,6 +120,7 @@ class CollectResult:
     kept: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -134,6 +137,7 @@ class CollectResult:
         """What was skipped, set aside or moved, a line each (``listed`` of each kind)."""
         return [
             *(f"skipped {where}: not a request of this build" for where in self.unknown[:listed]),
+            *(f"skipped {where}: {STALE_ANSWER}" for where in self.stale[:listed]),
             *(f"skipped {where}: no JSON object" for where in self.unreadable[:listed]),
             *(
                 f"set aside {where}: a second answer for that request"
@@ -152,6 +156,8 @@ class CollectResult:
             parts.append(f"{len(self.failed)} without an answer")
         if self.unknown:
             parts.append(f"{len(self.unknown)} line(s) for requests not in the build")
+        if self.stale:
+            parts.append(f"{len(self.stale)} answer(s) to an earlier repair build skipped")
         if self.unreadable:
             parts.append(f"{len(self.unreadable)} line(s) that are no JSON object")
         if self.duplicates:
@@ -269,6 +275,7 @@ def _read_answers(
     lines are unknown and which answers are second ones go to ``result``)."""
     answers: dict[str, dict[str, Any]] = {}
     repairs: dict[str, dict[str, Any]] = {}
+    built = dict(repair_known)  # what the repair build asks (composed records come later)
     for path in paths:
         for lineno, line in _lines(path):
             where = f"{path.name}:{lineno}"
@@ -285,6 +292,12 @@ def _read_answers(
                 # A line of promptc run's outputs.jsonl (the repair build answered with run):
                 # its id and answer as run recorded them.
                 rid = line.get("id")
+            own = line.get("repair")
+            if isinstance(rid, str) and rid in built and own is not None and own != built[rid]:
+                # promptc run's answer to what an earlier repair build asked under this id:
+                # credited to the items the id asks now, it would be a false answer.
+                result.stale.append(f"{where} ({rid!r})")
+                continue
             if isinstance(rid, str) and rid not in known and rid not in repair_known:
                 # A repair a run of the repair build made of its own request (r0003.repair1.
                 # repair1): a later attempt at items of the build's request r0003.
@@ -414,23 +427,25 @@ def collect(
     repairs = {rid: repair_known[rid] for rid in sorted(repaired)}
     parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
     merged = merge_answers([r.id for r in requests], parsed, repairs, loaded.task.outputs)
-    order = {r.id: k for k, r in enumerate(requests)}
-    _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
-    result.results_path = build / RESULTS_FILE
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
     _answered_again(result, repairs, merged)
+    again: list[BuiltRequest] = []
     if result.not_ok:
         attempt = 1 + max((int(r.get("attempt") or 0) for r in repairs.values()), default=0)
         failed, unanswered = merged.failed(every=True), set(result.failed)
         again, records = _asked(
             loaded.task, requests, failed, unanswered, attempt, repair_known, prompts
         )
-        if again:
-            write_repair_build(build, out, loaded.task, again, records, repair_known)
-            result.repair_requests, result.repair_dir = len(again), out
-        else:
-            result.notes.append(NOTHING_TO_ASK.format(count=result.not_ok))
+        _check_same_asks(out, repair_known, records)  # before anything is written
+    order = {r.id: k for k, r in enumerate(requests)}
+    _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
+    result.results_path = build / RESULTS_FILE
+    if again:
+        write_repair_build(build, out, loaded.task, again, records, repair_known)
+        result.repair_requests, result.repair_dir = len(again), out
+    elif result.not_ok:
+        result.notes.append(NOTHING_TO_ASK.format(count=result.not_ok))
     elif (out / MANIFEST_FILE).is_file():
         # Left as it is (it may hold a run's answers), but said: sent again, it would ask
         # items that are answered now.
@@ -467,11 +482,46 @@ NOTHING_TO_ASK = (
     "again to ask them otherwise"
 )
 
+#: Why an answer promptc run recorded for a repair request is not taken.
+STALE_ANSWER = "answers what an earlier repair build asked under that id, not the items it asks now"
+#: Why collect does not write its repair build over the one in the folder.
+REPAIR_CHANGED = (
+    "the repair build in {folder} asks {id} of items {old}; this collect would ask it of "
+    "items {new}, and an answer to the first would be credited to the second: nothing was "
+    "written"
+)
+
 #: Said when every item is ok and an earlier round's repair build is still in its folder.
 STALE_REPAIR_NOTE = (
     "every item is ok: the repair build in {folder} is an earlier round's, answered now; "
     "do not send it again (remove it, or keep it as the record of that round)"
 )
+
+
+def _check_same_asks(
+    out: Path, built: Mapping[str, Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Refuses to write a repair build that asks other items under an id the repair build in
+    ``out`` uses already: an answer to the old request (a Batch API output line, which says
+    only its id) would be credited to the new one's items.
+
+    Raises:
+        UsageError: ``repair-build-changed``, naming the request and both sets of items.
+    """
+    for rid, record in records.items():
+        was = built.get(rid)
+        if was is not None and was.get("item_ids") != record.get("item_ids"):
+            raise UsageError(
+                REPAIR_CHANGED.format(
+                    folder=str(out),
+                    id=rid,
+                    old=", ".join(map(str, was.get("item_ids") or ())),
+                    new=", ".join(map(str, record.get("item_ids") or ())),
+                ),
+                location=Location(str(out)),
+                hint=f"give collect the answers to that repair build too, or move {out} away",
+                code="repair-build-changed",
+            )
 
 
 def _keep_held(
