@@ -789,3 +789,39 @@ def test_questions_restated_in_a_thinking_draft_are_no_evidence() -> None:
         "ok",
         "misaligned",
     ]
+
+
+@pytest.mark.parametrize("kind", ["single", "few-shot"])
+@pytest.mark.parametrize("mode", ["recover", "strict"])
+def test_a_one_item_output_that_answers_then_makes_up_an_example_is_no_answer(
+    kind: str, mode: str
+) -> None:
+    """A model that answers, then imitates the prompt's solved examples with one it makes up:
+    its made-up answer (8) was credited ok, the item's own (55) read as reasoning. The two
+    answers disagree: duplicate, whichever the mode. A restatement that agrees stays ok."""
+    task = make_task(kind, 1, (REASONING, NUMBER), "{reasoning} The answer is {answer}.")
+    request = make_request(task)
+    own = "Answer: 3 boxes hold 72 crayons; 72 - 17 = 55 are left. The answer is 55."
+    made_up = "Example 3:\nTom has 5 apples and buys 3 more.\nAnswer: 5 + 3 = 8. The answer is 8."
+    (r,) = parse_output(task, request, f"{own}\n\n{made_up}", mode=mode)
+    assert (r.status, r.values["answer"]) == ("duplicate", Decimal(55))
+    assert r.message == (
+        "the output answers twice with different values: answer='55' in the paragraph ending "
+        "on line 1, answer='8' after it"
+    )
+    again = made_up.replace("5 + 3 = 8. The answer is 8", "so 55 again. The answer is 55")
+    (r,) = parse_output(task, request, f"{own}\n\n{again}", mode=mode)
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(55))
+    # Paragraphs of reasoning before the one answer: ok.
+    (r,) = parse_output(task, request, "Step 1: 72.\n\nStep 2: 72 - 17.\n\nSo. The answer is 55.")
+    assert (r.status, r.values["answer"]) == ("ok", Decimal(55))
+
+
+def test_a_yes_no_answer_followed_by_a_made_up_example_is_no_answer() -> None:
+    task = make_task("few-shot", 1, (OutputField("answer", value_type("boolean")),))
+    request = make_request(task)
+    out = "no\n\nExample 3:\nPassage: Cats sleep.\nQuestion: Do cats sleep?\nAnswer: yes"
+    (r,) = parse_output(task, request, out)
+    assert (r.status, r.values) == ("duplicate", {"answer": False})
+    (r,) = parse_output(task, request, "no\n\nExample 3:\nQuestion: Do cats sleep?\nAnswer: no")
+    assert (r.status, r.values) == ("ok", {"answer": False})

@@ -38,7 +38,7 @@ from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.align import restated_as
 from promptc.parse.normalise import normalise_lookalikes
-from promptc.parse.recover import parse_recover
+from promptc.parse.recover import answered_twice, parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
 from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
@@ -351,6 +351,13 @@ def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[Ite
 
 def _parse_text(
     shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, *, line_starts: bool = False
+) -> list[ItemResult]:
+    results = _read_text(shape, g, output, mode, line_starts)
+    return answered_twice(shape, g, output, results) if shape.kind.one_item else results
+
+
+def _read_text(
+    shape: RequestShape, g: AnswerGrammar, output: str, mode: Mode, line_starts: bool
 ) -> list[ItemResult]:
     if mode == "strict":
         return strict_results(shape, g, output)

@@ -18,6 +18,7 @@ from promptc.parse.reader import AnswerReader, Reading, answer_reader, strip_spa
 from promptc.parse.results import FOUND_CHARS, ItemResult
 from promptc.parse.scan import Marker, iter_markers
 from promptc.parse.shape import RequestShape, item_id_at, marker_label
+from promptc.parse.strict import match_output
 from promptc.text import EDGE_NOISE, Span, decimal_text, excerpt
 from promptc.values import agree
 
@@ -394,3 +395,46 @@ def _recover_single(
             first = r
     assert first is not None
     return [_unread(shape, text, 1, first, text.span(first.start, first.end))]
+
+
+#: A paragraph break: a blank line.
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+#: How many paragraph breaks :func:`answered_twice` looks behind (each costs one match of the
+#: grammar's regex on the text before it: a bound on outputs of many paragraphs).
+MAX_PARAGRAPHS = 16
+
+
+def answered_twice(
+    shape: RequestShape, g: AnswerGrammar, output: str, results: list[ItemResult]
+) -> list[ItemResult]:
+    """The result of a one-item output that answers twice: ``duplicate`` when the text before
+    a paragraph break is by itself a whole answer in the format (an ``Answer:`` label before
+    it aside) whose values disagree with the answer read (:func:`agree`).
+
+    A model that answers, then goes on imitating the prompt's solved examples with one it
+    makes up (``Example 3: … The answer is 8.``), has its made-up answer read by the format's
+    longest reading: a free text field takes in the real answer. Which answer is meant cannot
+    be told, and neither is credited. Answers that agree, and outputs whose fields are all
+    free text (any paragraph is a whole answer), are left as they are."""
+    fields = g.blueprint.fields
+    if len(results) != 1 or results[0].status != "ok" or all(f.type.free_text for f in fields):
+        return results
+    r = results[0]
+    for k, m in enumerate(_PARAGRAPH.finditer(output)):
+        if k == MAX_PARAGRAPHS:
+            break
+        head = output[: m.start()]
+        label = _ANSWER_LABEL.match(head)
+        items = match_output(g, head[label.end() :] if label else head)
+        if items and not agree(fields, items[0].values, r.values):
+            line = head.count("\n") + 1
+            first, then = (
+                _show({f.name: v[f.name] for f in fields if not f.type.free_text and f.name in v})
+                for v in (items[0].values, r.values)
+            )
+            message = (
+                f"the output answers twice with different values: {first} "
+                f"in the paragraph ending on line {line}, {then} after it"
+            )
+            return [r._replace(status="duplicate", values=items[0].values, message=message)]
+    return results
