@@ -749,6 +749,30 @@ def test_answers_numbered_from_zero_are_credited_to_no_item(kind: str) -> None:
         assert [r.status for r in as_json] == [r.status for r in results]
 
 
+@pytest.mark.parametrize("start", [2, 3])
+def test_answers_numbered_from_later_than_one_are_credited_to_no_item(start: int) -> None:
+    """A model numbering from 2 (A[2]..A[9] for 8 items) gave each item the answer written
+    for the one before it, ok. Its first items missing, the others answered and one answer
+    past the last item: misaligned, text and JSON form. A model that only skipped item 1
+    (no answer past the last) keeps its answers."""
+    task = make_task("batch", 5)
+    req = make_request(task)
+    text = "\n".join(f"A[{k}]: {k}" for k in range(start, start + 5))
+    results = parse_output(task, req, text)
+    k = start - 1
+    assert [r.status for r in results[:5]] == ["missing"] * k + ["misaligned"] * (5 - k)
+    assert [r.status for r in results[5:]] == ["extra"] * k
+    assert results[k].message == (
+        f"the answer numbers its items from A[{start}]: which item each answer is for cannot be "
+        "told"
+    )
+    entries = [{"index": i, "answer": i} for i in range(start, start + 5)]
+    as_json = parse_output(task, req, json.dumps({"answers": entries}))
+    assert [r.status for r in as_json] == [r.status for r in results]
+    skipped = parse_output(task, req, "\n".join(f"A[{i}]: {i}" for i in range(2, 6)))
+    assert [r.status for r in skipped] == ["missing", "ok", "ok", "ok", "ok"]
+
+
 def test_a_batch_answer_under_another_items_restated_question_is_misaligned() -> None:
     """Unasked, a model restates each question before its answer, skips item 2 and numbers
     on: under Q[2] it restates item 3's question. Those answers were ok for the items before

@@ -126,7 +126,7 @@ def parse_output(
     else:
         text = _without_thinking(output)  # a draft's restated questions are no evidence
         results = check_options(task, _parse_text(shape, g, text, mode), mode)
-    results = _numbered_from_zero(results, g)
+    results = _numbered_from_later(_numbered_from_zero(results, g), g)
     if not shape.kind.one_item and not shape.kind.repeats_questions:
         results = _restated_elsewhere(results, shape, g, text)
     if finish_reason != FINISH_LENGTH:
@@ -149,6 +149,29 @@ def _numbered_from_zero(results: list[ItemResult], g: AnswerGrammar) -> list[Ite
         return results  # A[0] to A[n]: one answer too many, not a shifted numbering
     zero = marker_label(g.blueprint.markers.answer, 0)
     why = f"the answer numbers its items from {zero}: which item each answer is for cannot be told"
+    return [
+        r._replace(status="misaligned", message=why)
+        if r.item_id is not None and r.status in ("ok", "duplicate")
+        else r
+        for r in results
+    ]
+
+
+def _numbered_from_later(results: list[ItemResult], g: AnswerGrammar) -> list[ItemResult]:
+    """The results of an answer that numbers its items from ``A[k+1]``, k > 0: its first k
+    items missing, every other one answered, and an answer past the last item
+    (``A[n+1]``). A model numbering from 2 answers item 1 as ``A[2]``: each answer would be
+    credited to the item after its own, so none is ``ok`` — each is ``misaligned``, asked
+    again by repair."""
+    items = [r for r in results if r.item_id is not None]
+    n, k = len(items), 0
+    while k < n and items[k].status == "missing":
+        k += 1
+    past = any(r.status == "extra" and r.index == n + 1 for r in results)
+    if not 0 < k < n or not past or any(r.status == "missing" for r in items[k:]):
+        return results
+    first = marker_label(g.blueprint.markers.answer, k + 1)
+    why = f"the answer numbers its items from {first}: which item each answer is for cannot be told"
     return [
         r._replace(status="misaligned", message=why)
         if r.item_id is not None and r.status in ("ok", "duplicate")
