@@ -74,8 +74,19 @@ BODIES: list[tuple[str, str, Decimal | None, str]] = [
         (f"So. The answer is {said}.", "malformed", None, "malformed")
         for said in ("70 K", "$70 k", "1.5 M", "2 bn", "2 BIL", "1.5 mil", "1.5 mn", "7 tens")
     ),
+    # Every fraction word, and more abbreviations (7 eighths was read as 7).
+    *(
+        (f"So. The answer is {said}.", "malformed", None, "malformed")
+        for said in ("7 eighths", "5 Sixths", "3 twelfths", "9 sixteenths", "2 twentieths")
+    ),
+    *(
+        (f"So. The answer is {said}.", "malformed", None, "malformed")
+        for said in ("2 bln", "3 MLN", "5 doz", "4 thou")
+    ),
     ("So. The answer is 2 B.", "malformed", None, "malformed"),
     ("She ran 5 m. The answer is 5 m.", "ok", Decimal(5), "malformed"),  # five metres
+    ("So. The answer is 5 months.", "ok", Decimal(5), "malformed"),  # a unit ending in "ths"
+    ("So. The answer is 3 seconds.", "ok", Decimal(3), "malformed"),
     # A unit word that merely starts like one is a unit.
     ("So. The answer is 4 halfpennies.", "ok", Decimal(4), "malformed"),
 ]

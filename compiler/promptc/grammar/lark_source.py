@@ -54,8 +54,9 @@ LENIENT_SPACE = "(?:[ \\t]+|[ \\t]*\\n[ \\t]*)"
 #: is not the answer.
 MAGNITUDE_WORDS = (
     "hundreds?|thousands?|millions?|billions?|trillions?|dozens?|score|gross|grand|lakhs?|"
-    "crores?|squared|cubed|halves|half|quarters?|thirds?|fourths?|fifths?|tenths?|"
-    "hundredths?|thousandths?|tens|k|mn|mm|bn|mil|mio|bil|tn"
+    "crores?|squared|cubed|halves|half|quarters?|thirds?|fourths?|fifths?|sixths?|sevenths?|"
+    "eighths?|ninths?|tenths?|elevenths?|twelfths?|[a-z]+teenths?|[a-z]+tieths?|hundredths?|"
+    "thousandths?|millionths?|tens|k|mn|mm|mln|bn|bln|mil|mio|bil|tn|trn|doz|dz|thou"
 )
 #: Abbreviations that change the number only in capitals (``1.5 M``, ``2 B``): ``5 m`` is
 #: five metres.
