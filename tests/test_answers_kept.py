@@ -415,3 +415,36 @@ def test_run_limit_parse_writes_what_parse_writes_of_the_same_answers(tmp_path: 
     assert run(["parse", str(folder), str(outputs), "-o", str(parsed)]) == 0
     assert ran == parsed.read_text(encoding="utf-8")
     assert '"request_id": "r0002.repair1", "item_id": "s05"' in ran
+
+
+def test_a_whole_last_answer_without_its_line_break_is_an_answer(tmp_path: Path) -> None:
+    """outputs.jsonl saved without its final line break (an editor, head -c, "\\n".join):
+    run took its last answer for a line torn by a kill, moved it aside and bought it again;
+    collect did the same. It is that answer; run sends nothing and the file ends with its
+    line break again. A line torn mid-way is still set aside."""
+    folder = _build(tmp_path / "b", target="chat")
+    outputs = folder / "outputs.jsonl"
+    posts: list[str] = []
+
+    class Counting(_Answers):
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            super().do_POST()
+
+    with serving(Counting) as url:
+        args = ["run", str(folder), "--base-url", url, "--no-cache", "--grammar", "none"]
+        assert run(args) == 0
+        assert len(posts) == len(IDS)
+        written = outputs.read_text(encoding="utf-8")
+        outputs.write_text(written.removesuffix("\n"), encoding="utf-8")
+        found = read_outputs_file(outputs)
+        assert sorted(found.answers) == sorted(IDS) and found.unplaced == []
+        assert found.unterminated
+        assert run(args) == 0
+    assert len(posts) == len(IDS) and not (folder / "outputs.replaced.jsonl").exists()
+    assert outputs.read_text(encoding="utf-8") == written
+    lines = written.splitlines()
+    outputs.write_text("\n".join([*lines[:-1], lines[-1][:30]]), encoding="utf-8")
+    torn = read_outputs_file(outputs)
+    assert len(torn.answers) == len(IDS) - 1
+    assert torn.unplaced == [(len(IDS), lines[-1][:30].encode())]

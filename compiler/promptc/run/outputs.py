@@ -271,12 +271,15 @@ class Outputs:
             that an answer replaces an empty one (an empty answer is recorded, then asked
             again by the next run).
         unplaced: The lines that are no answer of :attr:`answers` — unreadable, torn (a last
-            line without its ``\\n``), or another answer for an id — with their line numbers,
-            as they were in the file.
+            line without its ``\\n`` that holds no whole answer), or another answer for an
+            id — with their line numbers, as they were in the file.
+        unterminated: The file does not end with a line break: it is written again before
+            anything is appended (an answer appended would join its last line).
     """
 
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     unplaced: list[tuple[int, bytes]] = field(default_factory=list)
+    unterminated: bool = False
 
 
 def read_outputs_file(path: Path) -> Outputs:
@@ -300,7 +303,12 @@ def read_outputs_file(path: Path) -> Outputs:
             code="too-large",
         )
     lines = raw.split(b"\n")
-    last = lines.pop()  # b"" after a final "\n"; else a line torn by an interrupted write
+    # After a final "\n" the last piece is b"". A last line without one is a line torn by an
+    # interrupted write unless it holds a whole answer (the file saved by a tool that drops
+    # the final line break): then it is that answer, as every other line.
+    unterminated = bool(lines[-1].strip())
+    if not unterminated:
+        lines.pop()
     found: dict[str, tuple[int, dict[str, Any]]] = {}
     unplaced: list[tuple[int, bytes]] = []
     for lineno, line in enumerate(lines, 1):
@@ -317,9 +325,8 @@ def read_outputs_file(path: Path) -> Outputs:
             found[data["id"]] = (lineno, data)
         else:
             unplaced.append((lineno, line))
-    if last.strip():
-        unplaced.append((len(lines) + 1, last))
-    return Outputs({k: data for k, (_, data) in found.items()}, sorted(unplaced))
+    answers = {k: data for k, (_, data) in found.items()}
+    return Outputs(answers, sorted(unplaced), unterminated)
 
 
 class OutputsFile:
@@ -386,7 +393,7 @@ class OutputsFile:
             ordered.sort(key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
         if not ordered:  # nothing answered: no empty file to mistake for a run's answers
             self.path.unlink(missing_ok=True)
-        elif moved or order is not None:
+        elif moved or order is not None or found.unterminated:
             write_atomic(self.path, (output_line(v) for _, v in ordered))
         return kept
 
