@@ -22,6 +22,11 @@ HOSTILE = "evil\x1b]0;PWNED\x07\x1b[31mRED\x9b2J"
 def test_printable_escapes_controls_and_keeps_lines_and_tabs() -> None:
     assert printable(HOSTILE) == "evil\\x1b]0;PWNED\\x07\\x1b[31mRED\\u009b2J"
     assert printable("a\tb\nc é ✓") == "a\tb\nc é ✓"
+    # Bidirectional controls: a terminal would show the text after them reversed.
+    assert printable("evitisop\u202e ok \u2066x\u2069\u200f") == (
+        "evitisop\\u202e ok \\u2066x\\u2069\\u200f"
+    )
+    assert printable("שלום مرحبا") == "שלום مرحبا"  # right-to-left text itself stays
 
 
 def _spec(tmp_path: Path, rows: list[dict[str, str]]) -> Path:

@@ -206,10 +206,17 @@ def excerpt(
     return repr(shown) if quote else shown
 
 
-#: Control characters, escaped by :func:`printable`: C0 but tab and line feed, DEL, and C1.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)} | {
-    c: f"\\u{c:04x}" for c in range(0x80, 0xA0)
-}
+#: Control characters, escaped by :func:`printable`: C0 but tab and line feed, DEL, C1, and
+#: the bidirectional controls, which make a terminal show text in another order than it is
+#: (U+202E turns ``positive`` written after it around).
+_CONTROL = (
+    {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
+    | {
+        c: f"\\u{c:04x}"
+        for c in (*range(0x80, 0xA0), 0x61C, 0x200E, 0x200F, *range(0x202A, 0x202F))
+    }
+    | {c: f"\\u{c:04x}" for c in range(0x2066, 0x206A)}
+)
 
 
 def printable(text: str) -> str:
