@@ -472,3 +472,16 @@ def test_a_repair_build_is_never_written_again_asking_other_items_under_an_id(
     assert "skipped ran2.jsonl:1 ('r0001.repair1'): answers what an earlier repair build " in (
         "\n".join(skipped.messages())
     )
+
+
+def test_a_status_written_as_text_is_read_and_one_without_a_message_says_so(
+    tmp_path: Path,
+) -> None:
+    """``"status_code": "200"`` read as no answer ('HTTP 200: None'); a 503 without a body
+    said 'HTTP 503: None'."""
+    build_dir, lines = _sentiment_in_batches_of_4(tmp_path)
+    lines[0]["response"]["status_code"] = "200"
+    lines[1]["response"] = {"status_code": 503, "body": None}
+    done = collect(build_dir, _write(tmp_path / "out.jsonl", lines))
+    assert "r0001" not in done.failed
+    assert done.failed["r0002"] == "HTTP 503 with no message"

@@ -190,11 +190,11 @@ class Target:
             return None, "no response"
         status = response.get("status_code")
         body = response.get("body")
-        if status != 200:
+        if status != 200 and status != "200":  # (a status written as text is the same)
             message = body.get("error", body) if isinstance(body, Mapping) else body
             if isinstance(message, Mapping):
                 message = message.get("message")
-            return None, f"HTTP {status}: {message}"
+            return None, f"HTTP {status}" + (f": {message}" if message else " with no message")
         try:
             choice = body["choices"][0]  # type: ignore[index]
             message = choice["message"]
