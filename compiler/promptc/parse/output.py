@@ -147,14 +147,7 @@ def _numbered_from_zero(results: list[ItemResult], g: AnswerGrammar) -> list[Ite
     last = max((r.index for r in results if r.item_id is not None), default=0)
     if any(r.index == last and r.item_id is not None and r.status != "missing" for r in results):
         return results  # A[0] to A[n]: one answer too many, not a shifted numbering
-    zero = marker_label(g.blueprint.markers.answer, 0)
-    why = f"the answer numbers its items from {zero}: which item each answer is for cannot be told"
-    return [
-        r._replace(status="misaligned", message=why)
-        if r.item_id is not None and r.status in ("ok", "duplicate")
-        else r
-        for r in results
-    ]
+    return _numbered_from(results, marker_label(g.blueprint.markers.answer, 0))
 
 
 def _numbered_from_later(results: list[ItemResult], g: AnswerGrammar) -> list[ItemResult]:
@@ -170,7 +163,11 @@ def _numbered_from_later(results: list[ItemResult], g: AnswerGrammar) -> list[It
     past = any(r.status == "extra" and r.index == n + 1 for r in results)
     if not 0 < k < n or not past or any(r.status == "missing" for r in items[k:]):
         return results
-    first = marker_label(g.blueprint.markers.answer, k + 1)
+    return _numbered_from(results, marker_label(g.blueprint.markers.answer, k + 1))
+
+
+def _numbered_from(results: list[ItemResult], first: str) -> list[ItemResult]:
+    """The results of an answer numbered from ``first`` (not ``A[1]``): none credited."""
     why = f"the answer numbers its items from {first}: which item each answer is for cannot be told"
     return [
         r._replace(status="misaligned", message=why)
