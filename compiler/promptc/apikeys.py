@@ -6,7 +6,8 @@ the carriage return of a file with CRLF line ends, and no key has white space at
 and refuses one with a character a header cannot carry (a control character, or one outside
 ASCII) with :class:`BadKeyError`, whose message names the variable, never the value (an HTTP
 library's own refusal quotes the header, key and all). :func:`redact` takes the key out of any
-text before it is shown or stored: a server, or a library, may echo it.
+text before it is shown or stored: a server, or a library, may echo it; :func:`redact_reply`
+out of every string of a reply decoded from JSON.
 
 This module imports nothing of promptc, so that every stage that sends a key may use it; each
 caller words the refusal as its own error (a command-line option, a spec key).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 
 #: A key a header cannot carry (``{name}``: the variable; ``{what}``: the character, by its
 #: code point). Tested word for word.
@@ -81,3 +83,23 @@ def redact(text: str, secret: str | None, *, answer: bool = False) -> str:
             word = rf"(?<![0-9A-Za-z]){re.escape(spelling)}(?![0-9A-Za-z])"
             text = re.sub(word, REDACTED, text)
     return text
+
+
+def redact_reply(value: Any, secret: str | None) -> Any:
+    """A server's reply, decoded from JSON, with ``secret`` redacted (:func:`redact`, as in an
+    answer) in every string it holds, its members' names included: what is kept of a reply
+    (an answer, a ``finish_reason``, the names of its ``usage`` counts) holds no key,
+    whichever field the server echoed it in.
+
+    Raises:
+        RecursionError: ``value`` is nested deeper than Python's recursion limit allows.
+    """
+    if not secret or len(secret) < MIN_SECRET_CHARS:
+        return value
+    if isinstance(value, str):
+        return redact(value, secret, answer=True)
+    if isinstance(value, dict):
+        return {redact_reply(k, secret): redact_reply(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_reply(v, secret) for v in value]
+    return value

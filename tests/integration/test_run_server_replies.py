@@ -359,6 +359,41 @@ def test_an_answer_echoing_the_key_is_written_without_it(
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+def test_a_key_echoed_in_any_field_of_a_reply_is_kept_nowhere(
+    sentiment4: Path, server: tuple[str, type[_Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy that echoes the Authorization header as the finish_reason (a word, as a reason
+    # is) and as the name of a usage count: outputs.jsonl, the cache and the progress lines
+    # keep neither, *** in its place.
+    url, handler = server
+    reply = chat_completion(f"A[1]: positive\n{SECRET}", prompt_tokens=10, completion_tokens=3)
+    reply["choices"][0]["finish_reason"] = SECRET
+    reply["usage"] = {"prompt_tokens": 10, SECRET: 1, "details": {SECRET: 2}}
+    handler.reply = reply
+    monkeypatch.setenv("PROMPTC_TEST_KEY", SECRET)
+    cache = sentiment4.parent / "cache.sqlite"
+    options = RunOptions(
+        base_url=url,
+        grammar="none",
+        repair=0,
+        limit=1,
+        api_key_env="PROMPTC_TEST_KEY",
+        cache_path=cache,
+    )
+    notes: list[str] = []
+    assert run_build(sentiment4, options, progress=notes.append).answered == 1
+    assert cache.is_file()
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == "A[1]: positive\n***"
+    assert answer["finish_reason"] is None
+    assert answer["usage"] == {"prompt_tokens": 10, "***": 1, "details": {"***": 2}}
+    assert any("r0001 answered (" in note for note in notes)
+    assert SECRET not in "".join(notes)
+    for path in [cache, *sentiment4.iterdir()]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
 # --------------------------------------------------------------------------------------------
 # Replies of the wrong types
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptc.apikeys import BadKeyError, api_key, redact
+from promptc.apikeys import BadKeyError, api_key, redact_reply
 from promptc.build.targets import finish_reason, message_text
 from promptc.errors import BackendError, Location, UsageError
 from promptc.replies import MAX_ERROR_BYTES, ReplyTooLarge, ajoin_chunks, join_chunks
@@ -466,6 +466,14 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
         if completion is None:
             what = scrub(f"its body is not JSON: {e}", secret)
             raise Failure("bad-response", None, what) from None
+    try:
+        # A reply that echoes the key (a debugging proxy, a hostile endpoint), in its answer,
+        # its finish_reason or the name of a usage count, would write it to outputs.jsonl,
+        # the cache and the progress lines: all of it is read with *** in its place (a
+        # placeholder key such as EMPTY leaves it as it is).
+        completion = redact_reply(completion, secret)
+    except RecursionError:
+        raise Failure("bad-response", None, "its body is JSON nested too deep") from None
     if not isinstance(completion, dict):
         raise Failure("bad-response", None, "its body is JSON but not an object")
     choices = completion.get("choices")
@@ -485,10 +493,7 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
     usage, dropped = usage_counts(completion.get("usage"))
     refusal = message.get("refusal")
     reply = Reply(
-        # An answer that echoes the key (a debugging proxy, a hostile endpoint) would write
-        # it to outputs.jsonl and the cache: written with *** in its place (a placeholder
-        # key such as EMPTY leaves the answer as it is).
-        redact(message_text(message.get("content")) or "", secret, answer=True),
+        message_text(message.get("content")) or "",
         finish_reason(finish),
         usage,
         scrub(refusal, secret) if isinstance(refusal, str) and refusal else None,
