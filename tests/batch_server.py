@@ -52,6 +52,8 @@ class BatchServer:
     cut_kind: str = "length"
     #: What an errored request's line says (a server may echo the request's headers).
     error_message: str = "bad request"
+    #: The ids of the batches made, by their number (a server may echo a header in them).
+    batch_ids: str = "batch_{:04d}"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -72,7 +74,7 @@ class BatchServer:
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self.created += 1
-        bid = f"batch_{self.created:04d}"
+        bid = self.batch_ids.format(self.created)
         _, data = self.files[body["input_file_id"]]
         total = sum(1 for line in data.splitlines() if line.strip())
         batch = {

@@ -516,6 +516,37 @@ def test_a_key_the_server_echoes_is_written_nowhere(shards: Path) -> None:
     assert all(a["output"].endswith("(sent with Bearer ***)") for a in answers)
 
 
+def test_a_key_after_an_escape_or_in_an_id_is_written_nowhere(shards: Path) -> None:
+    """The key echoed on a line of its own (``\\n`` before it in the downloaded JSON), after
+    a tab, in an error line and in the batches' ids: *** in every file and message, and the
+    server's line break is no line break in a message."""
+    key = "sk-batch-secret-7d1c9e3a5b"
+    sizes = {r.id: len(r.item_ids) for r in read_requests(shards)}
+
+    def answer(rid: str, body: dict[str, Any]) -> str:
+        said = "\n".join(f"A[{i}]: positive" for i in range(1, sizes[rid] + 1))
+        return f"{said}\n{key}\t{key}"
+
+    server = BatchServer(
+        answer,
+        errors={"r0002"},
+        error_message=f"bad header:\n{key}",
+        batch_ids=f"batch_{key}_{{:04d}}",
+    )
+    with batch_api(server) as url:
+        proc = _run(shards, url, key=key)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    assert key not in out + err
+    assert "requests-0001.jsonl: batch batch_***_0001 created" in err.splitlines()
+    assert "r0002: no answer (HTTP 400: bad header:\\n***): asked again in repair/" in err
+    written = [p for p in shards.rglob("*") if p.is_file()]
+    assert shards / "batch_api" / "requests-0001.output.jsonl" in written
+    assert [p for p in written if key.encode() in p.read_bytes()] == []
+    answers = [json.loads(x) for x in (shards / "outputs.jsonl").open(encoding="utf-8")]
+    assert answers and all(a["output"].endswith("\n***\t***") for a in answers)
+
+
 def test_a_download_cut_inside_a_line_every_time_keeps_its_whole_lines(shards: Path) -> None:
     """Every download of the output files stops half-way with no length declared: after the
     retries each file is kept as it came, its whole lines collected, the cut line said and

@@ -35,6 +35,12 @@ REDACTED = "***"
 #: (with the key ``no``, every ``no`` the model answers would become ``***``). The shortest
 #: keys of the hosted APIs are several times longer.
 MIN_SECRET_CHARS = 8
+#: An escape that ends in a letter or digit (``\n``, ``\t``, ``\u2028``, ``\x0b``, as JSON
+#: and Python's ``repr`` write a control character): in quoted text the key after one is a
+#: whole word, though a letter or digit stands right before it.
+_ESCAPE_BEFORE = (
+    r"(?<=\\[bfnrt])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})|(?<=\\U[0-9A-Fa-f]{8})"
+)
 
 
 class BadKeyError(ValueError):
@@ -70,7 +76,8 @@ def api_key(variable: str) -> str | None:
 def redact(text: str, secret: str | None, *, answer: bool = False) -> str:
     """``text`` with ``secret`` replaced by :data:`REDACTED`, also where it is quoted with
     escapes (as Python's ``repr`` and JSON quote it). Only the key as a whole word is
-    replaced: with the key ``neg``, ``negative`` stays as written.
+    replaced: with the key ``neg``, ``negative`` stays as written; in quoted text, an escape
+    before the key (``\\n``) ends the word before it.
 
     Args:
         answer: ``text`` is a model's answer: a key shorter than :data:`MIN_SECRET_CHARS`
@@ -80,7 +87,7 @@ def redact(text: str, secret: str | None, *, answer: bool = False) -> str:
         return text
     for spelling in {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}:
         if spelling in text:
-            word = rf"(?<![0-9A-Za-z]){re.escape(spelling)}(?![0-9A-Za-z])"
+            word = rf"(?:(?<![0-9A-Za-z])|{_ESCAPE_BEFORE}){re.escape(spelling)}(?![0-9A-Za-z])"
             text = re.sub(word, REDACTED, text)
     return text
 

@@ -198,6 +198,11 @@ def test_only_the_whole_key_is_redacted_and_a_placeholder_leaves_answers_be() ->
     assert redact("A[1]: no", "no", answer=True) == "A[1]: no"
     assert redact("A[1]: EMPTY", "EMPTY", answer=True) == "A[1]: EMPTY"
     assert redact("Bearer sk-12345678.", "sk-12345678", answer=True) == "Bearer ***."
+    # In JSON or repr text an escape ends the word before the key (\n, \t, \u2028, \x0b).
+    for text in ("a\nsk-12345678", "a\tsk-12345678", "a\u2028sk-12345678", "a\x0bsk-12345678"):
+        for quoted in (json.dumps(text), repr(text)):
+            assert redact(quoted, "sk-12345678") == quoted.replace("sk-12345678", "***")
+    assert redact("ask-12345678 a\\xsk-12345678", "sk-12345678") == "ask-12345678 a\\xsk-12345678"
 
 
 def test_a_placeholder_key_leaves_the_answers_as_written(

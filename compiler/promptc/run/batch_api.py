@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc.apikeys import redact
+from promptc.apikeys import redact, redact_reply
 from promptc.build import BuiltRequest, batch_lines, read_manifest, request_paths
 from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
@@ -171,9 +171,11 @@ def _well_typed(b: ShardBatch) -> bool:
     )
 
 
-def write_state(build: Path, batches: Mapping[str, ShardBatch]) -> None:
-    """Writes ``build/batch_api.json`` whole (atomically): the one writer of the file."""
-    records = [vars(b) for b in batches.values()]
+def write_state(build: Path, batches: Mapping[str, ShardBatch], secret: str | None = None) -> None:
+    """Writes ``build/batch_api.json`` whole (atomically): the one writer of the file. An id
+    the server gave that holds the API key ``secret`` is written with ``***`` in its place
+    (a run resumed from the file cannot ask the server about that batch or file by it)."""
+    records = [redact_reply(vars(b), secret) for b in batches.values()]
     write_atomic(build / STATE_FILE, [dumps({"batches": records, "format": STATE_FORMAT})])
 
 
@@ -232,7 +234,7 @@ class BatchAPI:
         #: Batches this run created (resumed or found ones were sent by an earlier run).
         self.created = 0
         self.options = options
-        self.say = say
+        self._say = say
         #: The API key: written nowhere (messages, downloads, outputs), *** in its place.
         self.secret = read_api_key(options.api_key_env)
         self.client = openai.OpenAI(
@@ -244,6 +246,11 @@ class BatchAPI:
         )
         #: The client's calls whose replies are read as they arrive.
         self.streamed = self.client.with_streaming_response
+
+    def say(self, line: str) -> None:
+        """Says ``line`` without the API key: a server may have echoed it in an id the line
+        names."""
+        self._say(redact(line, self.secret))
 
     def run_whole(self, build: Path, events: Events) -> RunResult:
         """Submits the build's shards (or resumes their recorded batches), waits for them,
@@ -264,7 +271,7 @@ class BatchAPI:
         with outputs_lock(build / STATE_FILE):
             try:
                 batches = self._cancel(build) if self.options.cancel else self._submit(build)
-                self._wait(build, batches, events)
+                self._wait(build, batches)
                 repaired = _repair_files(build)
                 files = self._download(build, batches) + repaired
             except Failure as f:
@@ -308,7 +315,7 @@ class BatchAPI:
                 self.say(f"{path.name}: every request is answered in {OUTPUTS_FILE}; not sent")
                 continue
             batches[path.name] = old or ShardBatch(path.name, digest)
-        write_state(build, batches)
+        write_state(build, batches, self.secret)
         for path in request_paths(build):
             if path.name not in batches:
                 continue
@@ -319,7 +326,7 @@ class BatchAPI:
                 b.input_file_id = _file_id(made, "id")
                 if b.input_file_id is None:
                     raise Failure("bad-response", None, f"the upload of {path.name} has no file id")
-                write_state(build, batches)
+                write_state(build, batches, self.secret)
             if b.batch_id is None:
                 found = self._created_before(b.input_file_id)
                 if found is None:
@@ -335,7 +342,7 @@ class BatchAPI:
                 else:
                     said = "found on the server"
                 self._update(b, found)
-                write_state(build, batches)
+                write_state(build, batches, self.secret)
                 self.say(f"{path.name}: batch {b.batch_id} {said}")
             else:
                 self.say(f"{path.name}: resuming batch {b.batch_id} ({b.status})")
@@ -379,13 +386,13 @@ class BatchAPI:
                 self.say(f"{b.shard}: batch {b.batch_id} already {b.status}")
                 continue
             self._update(b, self._call(self.streamed.batches.cancel, b.batch_id))
-            write_state(build, batches)
+            write_state(build, batches, self.secret)
             self.say(f"{b.shard}: batch {b.batch_id} {b.status}")
         return made
 
     # -- wait -------------------------------------------------------------------------------
 
-    def _wait(self, build: Path, batches: Mapping[str, ShardBatch], events: Events) -> None:
+    def _wait(self, build: Path, batches: Mapping[str, ShardBatch]) -> None:
         """Polls the batches until every one is over, saying each change of status."""
         while True:
             waiting = [b for b in batches.values() if b.status not in TERMINAL]
@@ -396,8 +403,8 @@ class BatchAPI:
                 before = (b.status, dict(b.counts))
                 self._update(b, self._call(self.streamed.batches.retrieve, b.batch_id))
                 if (b.status, b.counts) != before:
-                    write_state(build, batches)
-                    events.note(_progress(b))
+                    write_state(build, batches, self.secret)
+                    self.say(_progress(b))
 
     def _update(self, b: ShardBatch, batch: Mapping[str, Any]) -> None:
         """``b`` as the server's batch object (its JSON) says it is now.
@@ -449,7 +456,7 @@ class BatchAPI:
                 if b.downloaded.get(file_id) != name or not (folder / name).is_file():
                     self._download_whole(file_id, folder / name, b.counts.get(count))
                     b.downloaded[file_id] = name
-                    write_state(build, batches)
+                    write_state(build, batches, self.secret)
                 files.append(folder / name)
         return files
 
@@ -511,9 +518,13 @@ class BatchAPI:
                 RequestFailure(
                     "batch-api",
                     "bad-request",
-                    "the Batch API failed "
-                    + ", ".join(
-                        f"batch {b.batch_id} ({'; '.join(b.errors) or 'failed'})" for b in refused
+                    redact(
+                        "the Batch API failed "
+                        + ", ".join(
+                            f"batch {b.batch_id} ({'; '.join(b.errors) or 'failed'})"
+                            for b in refused
+                        ),
+                        self.secret,
                     ),
                     "fix what the Batch API said (the model, the request file), then build and "
                     "run again",

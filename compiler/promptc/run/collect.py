@@ -43,7 +43,7 @@ from promptc.build import (
 )
 from promptc.build.files import not_regular, open_regular, read_lines, read_text
 from promptc.build.writer import check_folder, check_inputs
-from promptc.errors import Location, PromptcError, UsageError
+from promptc.errors import Location, PromptcError, UsageError, one_line
 from promptc.ir import Task
 from promptc.parse.build_input import Build, open_build
 from promptc.parse.results import ItemResult, summarize
@@ -319,7 +319,7 @@ def _read_answers(
                 _keep(answers, rid, answer, where, result)  # wins over an earlier error line
                 result.failed.pop(rid, None)
             elif rid not in answers:
-                result.failed[rid] = why
+                result.failed[rid] = one_line(why)  # a server's words: shown in a message
     return answers, repairs
 
 
