@@ -54,6 +54,8 @@ class BatchServer:
     error_message: str = "bad request"
     #: The ids of the batches made, by their number (a server may echo a header in them).
     batch_ids: str = "batch_{:04d}"
+    #: Seconds between the 10-byte pieces of every GET's JSON reply (0: sent at once).
+    trickle: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -196,6 +198,20 @@ def handler_for(server: BatchServer) -> type[http.server.BaseHTTPRequestHandler]
                 else:
                     send_json(self, {"error": {"message": "no such endpoint"}}, 404)
 
+        def _send(self, payload: object) -> None:
+            if not server.trickle:
+                send_json(self, payload)
+                return
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for start in range(0, len(data), 10):
+                self.wfile.write(data[start : start + 10])
+                self.wfile.flush()
+                time.sleep(server.trickle)
+
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             parts = path.split("/")
@@ -209,11 +225,11 @@ def handler_for(server: BatchServer) -> type[http.server.BaseHTTPRequestHandler]
                         "last_id": data[-1]["id"] if data else None,
                         "has_more": False,
                     }
-                    send_json(self, page)
+                    self._send(page)
                 elif len(parts) == 4 and parts[2] == "batches" and parts[3] in server.batches:
                     batch = server.batches[parts[3]]
                     server.step(batch)
-                    send_json(self, batch)
+                    self._send(batch)
                 elif len(parts) == 5 and parts[2] == "files" and parts[4] == "content":
                     _, data = server.files[parts[3]]
                     self.send_response(200)

@@ -547,6 +547,24 @@ def test_a_key_after_an_escape_or_in_an_id_is_written_nowhere(shards: Path) -> N
     assert answers and all(a["output"].endswith("\n***\t***") for a in answers)
 
 
+def test_a_batch_api_that_trickles_its_replies_is_held_to_the_timeout(shards: Path) -> None:
+    """Every reply sent 10 bytes at a time, each well within the timeout of a read: the whole
+    reply is held to --timeout, as on the chat path, and the run ends failed, not minutes
+    later."""
+    server = _server(shards)
+    server.trickle = 0.2
+    started = time.monotonic()
+    with batch_api(server) as url:
+        proc = _run(shards, url, "--timeout", "1", "--max-retries", "0")
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert time.monotonic() - started < 15
+    assert (
+        f"refused or failed (a reply of the Batch API from {url} took over 1 s) after 1 "
+        "attempt; wait, or raise --timeout, then run again"
+    ) in err
+
+
 def test_a_download_cut_inside_a_line_every_time_keeps_its_whole_lines(shards: Path) -> None:
     """Every download of the output files stops half-way with no length declared: after the
     retries each file is kept as it came, its whole lines collected, the cut line said and

@@ -3,7 +3,9 @@ completion, an error page, a model list, a Batch API object or file, embeddings,
 read as it arrives and refused past a cap its caller states beside it, with the reason. A
 server that sends a huge or endless body costs at most the cap in memory (or on disk), never
 all it sends, and the reader ends in :class:`ReplyTooLarge`, which names what was read and
-from where (the URL without credentials: :func:`promptc.text.public_url`).
+from where (the URL without credentials: :func:`promptc.text.public_url`). A reader given a
+time (``seconds``) also ends a reply that takes longer in all, in :class:`ReplyTooSlow`: a
+socket's timeout bounds each read, and a server sending a byte at a time would never trip it.
 
 Three forms of reading share one count (:class:`Cap`):
 
@@ -37,6 +39,7 @@ __all__ = [
     "MESSAGES",
     "Cap",
     "ReplyTooLarge",
+    "ReplyTooSlow",
     "ajoin_chunks",
     "capped_chunks",
     "join_chunks",
@@ -52,10 +55,12 @@ MAX_ERROR_BYTES = 1_000_000
 MESSAGES: dict[str, str] = {
     "reply-too-large": "{what} from {url} is over {limit:,} bytes; promptc stopped reading it "
     "there",
+    "reply-too-slow": "{what} from {url} took over {seconds:g} s",
 }
 HINTS: dict[str, str] = {
     "reply-too-large": "check that {url} is the server meant (a proxy or another service may "
     "answer in its place)",
+    "reply-too-slow": "wait, or raise --timeout",
 }
 
 
@@ -80,30 +85,57 @@ class ReplyTooLarge(BackendError):
         )
 
 
+class ReplyTooSlow(BackendError):
+    """A server's reply not read whole within its reader's time (``reply-too-slow``).
+
+    Attributes:
+        what: What was read.
+        url: Where from, without credentials.
+        seconds: The time it had, from the start of its reading.
+    """
+
+    def __init__(self, what: str, url: str, seconds: float) -> None:
+        self.what = what
+        self.url = public_url(url)
+        self.seconds = seconds
+        code = "reply-too-slow"
+        super().__init__(
+            MESSAGES[code].format(what=what, url=self.url, seconds=seconds),
+            hint=HINTS[code],
+            code=code,
+        )
+
+
 class Cap:
-    """The count of one reply's bytes against its cap.
+    """The count of one reply's bytes against its cap, and of its time against its deadline.
 
     Args:
         limit: The most bytes read.
         what: What is read, for the message.
         url: Where from (credentials are left out of the message).
+        seconds: The most time the whole reply is read in, from now; ``None``: no bound.
     """
 
-    def __init__(self, limit: int, what: str, url: str) -> None:
+    def __init__(self, limit: int, what: str, url: str, seconds: float | None = None) -> None:
         self.limit = limit
         self.what = what
         self.url = url
         self.read = 0
+        self.seconds = seconds
+        self.started = time.monotonic()
 
     def take(self, chunk: bytes) -> bytes:
         """Counts ``chunk`` in and hands it back.
 
         Raises:
             ReplyTooLarge: The reply is now past the cap.
+            ReplyTooSlow: The reply is now past its time.
         """
         self.read += len(chunk)
         if self.read > self.limit:
             raise ReplyTooLarge(self.what, self.url, self.limit)
+        if self.seconds is not None and time.monotonic() - self.started > self.seconds:
+            raise ReplyTooSlow(self.what, self.url, self.seconds)
         return chunk
 
 
@@ -154,35 +186,43 @@ def read_reply(
         ReplyTooLarge: The body is longer; only ``limit`` and one byte more were read.
         TimeoutError: The whole body took longer than ``seconds``.
     """
-    cap = Cap(limit, what, url)
+    cap = Cap(limit, what, url, seconds)
     if seconds is None:
         return cap.take(response.read(limit + 1))
-    deadline = time.monotonic() + seconds
     read = getattr(response, "read1", response.read)  # what has arrived, not a full buffer
     body = bytearray()
-    while chunk := read(1 << 16):
-        body += cap.take(chunk)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} from {public_url(url)} took over {seconds:g} s")
+    try:
+        while chunk := read(1 << 16):
+            body += cap.take(chunk)
+    except ReplyTooSlow as e:
+        raise TimeoutError(e.message) from None  # as a socket's own timeout: its callers' kind
     return bytes(body)
 
 
-def join_chunks(chunks: Iterable[bytes], limit: int, what: str, url: str) -> bytes:
-    """The chunks of a streamed body joined, at most ``limit`` bytes.
+def join_chunks(
+    chunks: Iterable[bytes], limit: int, what: str, url: str, seconds: float | None = None
+) -> bytes:
+    """The chunks of a streamed body joined, at most ``limit`` bytes, within ``seconds`` in
+    all when given.
 
     Raises:
         ReplyTooLarge: The body is longer; no chunk after the one that passed the cap is read.
+        ReplyTooSlow: The body took longer (raised when a chunk arrives past its time).
     """
-    return b"".join(capped_chunks(chunks, limit, what, url))
+    return b"".join(capped_chunks(chunks, limit, what, url, seconds))
 
 
-def capped_chunks(chunks: Iterable[bytes], limit: int, what: str, url: str) -> Iterator[bytes]:
-    """The chunks of a streamed body, one at a time, at most ``limit`` bytes in all.
+def capped_chunks(
+    chunks: Iterable[bytes], limit: int, what: str, url: str, seconds: float | None = None
+) -> Iterator[bytes]:
+    """The chunks of a streamed body, one at a time, at most ``limit`` bytes in all, within
+    ``seconds`` from the first one asked for when given.
 
     Raises:
         ReplyTooLarge: The body is longer (raised when the chunk that passes the cap arrives).
+        ReplyTooSlow: The body took longer (raised when a chunk arrives past its time).
     """
-    cap = Cap(limit, what, url)
+    cap = Cap(limit, what, url, seconds)
     for chunk in chunks:
         yield cap.take(chunk)
 

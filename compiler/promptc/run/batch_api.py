@@ -35,6 +35,7 @@ No reply is read whole (:mod:`promptc.replies`): a file or batch object at most
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import shutil
 import time
@@ -48,7 +49,7 @@ from promptc.build import BuiltRequest, batch_lines, read_manifest, request_path
 from promptc.build.files import dumps, inside, read_text
 from promptc.build.targets import OPENAI_BATCH, OPENAI_BATCH_URL
 from promptc.errors import Location, UsageError
-from promptc.replies import ReplyTooLarge, capped_chunks, join_chunks
+from promptc.replies import ReplyTooLarge, ReplyTooSlow, capped_chunks, join_chunks
 from promptc.run.chat_api import (
     NO_KEY,
     ErrorReply,
@@ -242,7 +243,9 @@ class BatchAPI:
             api_key=self.secret or NO_KEY,
             timeout=options.timeout,
             max_retries=options.max_retries,
-            http_client=openai.DefaultHttpxClient(event_hooks={"response": [error_hook]}),
+            http_client=openai.DefaultHttpxClient(
+                event_hooks={"response": [functools.partial(error_hook, seconds=options.timeout)]}
+            ),
         )
         #: The client's calls whose replies are read as they arrive.
         self.streamed = self.client.with_streaming_response
@@ -548,7 +551,9 @@ class BatchAPI:
         what = f"the content of file {file_id}"
 
         def write(response: Any) -> None:
-            chunks = capped_chunks(response.iter_bytes(), MAX_DOWNLOAD_BYTES, what, self.url)
+            chunks = capped_chunks(
+                response.iter_bytes(), MAX_DOWNLOAD_BYTES, what, self.url, self.options.timeout
+            )
             write_atomic(path, jsonl_lines(chunks, self.secret))
 
         self._calling(self.streamed.files.content, (file_id,), {}, write)
@@ -561,7 +566,11 @@ class BatchAPI:
 
         def read(response: Any) -> None:
             data = join_chunks(
-                response.iter_bytes(), MAX_OBJECT_BYTES, "a reply of the Batch API", self.url
+                response.iter_bytes(),
+                MAX_OBJECT_BYTES,
+                "a reply of the Batch API",
+                self.url,
+                self.options.timeout,
             )
             try:
                 reply.append(json.loads(data.decode("utf-8-sig")))
@@ -626,6 +635,8 @@ class BatchAPI:
                 read(response)
         except ReplyTooLarge as e:
             raise Failure("reply-too-large", None, e.message) from None
+        except ReplyTooSlow as e:  # --timeout bounds a whole reply, as on the chat path
+            raise Failure("timeout", None, e.message) from None
         except openai.APIStatusError as e:
             raise status_failure(e.status_code, str(e.message)[:300], None) from None
         except openai.APITimeoutError:

@@ -262,21 +262,24 @@ class ErrorReply(Exception):
         self.detail = detail
 
 
-def error_hook(response: Any) -> None:
+def error_hook(response: Any, seconds: float | None = None) -> None:
     """The response hook (``event_hooks``, httpx's public interface) of the clients the
     engines talk through: an error status's body read here, at most
-    :data:`~promptc.replies.MAX_ERROR_BYTES`, and raised as an :class:`ErrorReply`; other
-    responses are left to their readers.
+    :data:`~promptc.replies.MAX_ERROR_BYTES` (within ``seconds`` when given), and raised as an
+    :class:`ErrorReply`; other responses are left to their readers.
 
     Raises:
         ErrorReply: The status is 400 or more, or a redirect's body may be longer than the
             cap (:func:`check_redirect`).
+        ReplyTooSlow: The error body took longer than ``seconds``.
     """
     check_redirect(response)
     if response.status_code < 400:
         return
     try:
-        body = join_chunks(response.iter_bytes(), MAX_ERROR_BYTES, *_error_source(response))
+        body = join_chunks(
+            response.iter_bytes(), MAX_ERROR_BYTES, *_error_source(response), seconds
+        )
     except ReplyTooLarge as e:
         raise ErrorReply(response.status_code, dict(response.headers), e.message) from None
     raise ErrorReply(response.status_code, dict(response.headers), error_detail(body))
