@@ -201,6 +201,27 @@ def test_an_endless_model_list_fails_the_run_with_what_and_where(
     assert _stopped(sent) < 2 * MAX_MODELS_BYTES + 20_000_000
 
 
+def test_a_model_list_that_never_comes_says_so_without_blaming_max_tokens(
+    sentiment4: Path,
+) -> None:
+    """A GET /models that does not answer within --timeout: its hint told the user to lower
+    the model's max_tokens, which no model list depends on."""
+
+    class Stalled(QuietHandler):
+        def do_GET(self) -> None:
+            time.sleep(3)
+
+    with serving(Stalled) as url:
+        result = _run(sentiment4, url, grammar="json-schema", limit=1, timeout=1)
+    assert {(f.kind, f.what, f.check) for f in result.failed} == {
+        (
+            "timeout",
+            "no answer within 1 s while asking it which grammar it takes (GET /models)",
+            "raise --timeout, or check the server's log (it did not answer)",
+        )
+    }
+
+
 def test_the_command_ends_in_the_message_with_bounded_memory(
     sentiment4: Path, endless: Callable[..., str]
 ) -> None:

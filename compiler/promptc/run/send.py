@@ -290,6 +290,8 @@ class Sender:
         what = what_t.format(**fill)
         if during:
             what = f"{what} while {during}"
+            if failure.kind == "timeout":  # no answer was asked for: max_tokens is no cause
+                check_t = "raise --timeout, or check the server's log (it did not answer)"
         self.result.failed.append(
             RequestFailure(r.id, failure.kind, what, check_t.format(**fill), failure.attempts)
         )
