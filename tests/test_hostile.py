@@ -384,6 +384,36 @@ def test_what_no_sandbox_hook_sees_meets_the_os_limits(project: Path) -> None:
 # ---------------------------------------------------------------- 3. internal errors owed a diagnostic
 
 
+def test_an_item_id_expression_meets_the_memory_limit_of_a_template(project: Path) -> None:
+    """``~`` in ``data.id`` is held as in a template: each row's id fails at its line, within
+    the memory a message may take to render (once 850 MB and `valid` for 28 doublings); and
+    `build` says the expression's failure, never that the data file changed."""
+    doubling = (
+        "{% set s = namespace(x='ab') %}{% for i in range(28) %}{% set s.x = s.x ~ s.x %}"
+        "{% endfor %}{{ s.x|length }}-{{ row.qid }}"
+    )
+    spec(project, "ids.yaml", "id: qid", f'id: "{doubling}"')
+    said = [
+        f"data/q.jsonl:{n}:1: data.id: item id expression failed: template exceeds the limit "
+        "of the memory this process may use: the expression asked for more"
+        for n in range(1, 7)
+    ]
+    for command in (["check", "ids.yaml"], ["build", "ids.yaml", "-o", "out"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", _UNCAPPED, *command],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout)
+        assert out["status"] == 1
+        assert lines(out["stderr"])[:6] == said
+        assert out["grown_kib"] * 1024 < MAX_RENDER_MEMORY + 64 * 2**20
+
+
 def test_integral_numbers_nul_bytes_and_lone_surrogates_in_specs(project: Path) -> None:
     f8 = spec(project, "f8.yaml", "batch_size: 4", "batch_size: 8.0")
     f85 = spec(project, "f85.yaml", "batch_size: 4", "batch_size: 8.5")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from promptc.errors import LoadError, PromptcError, PromptcErrors
+from promptc.sandbox import budget
 from promptc.spec.load import MAX_SPEC_BYTES, load_spec
 from promptc.spec.lower import compile_spec
 
@@ -478,8 +479,25 @@ def test_missing_spec_file(folder: Path) -> None:
                 "of this message ran more often"
             ),
         ),
+        # Each part within the bound, what the expression writes past it.
+        (
+            "{% for i in range(3) %}{{ 'x' * 1000000 }}{% endfor %}",
+            (
+                "template exceeds the limit of 2,000,000 characters (or list items) per value: "
+                "an expression built a larger one"
+            ),
+        ),
     ],
-    ids=["dunder", "mutation", "repeat", "power", "percent-width", "format-width", "loop"],
+    ids=[
+        "dunder",
+        "mutation",
+        "repeat",
+        "power",
+        "percent-width",
+        "format-width",
+        "loop",
+        "written",
+    ],
 )
 def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) -> None:
     (folder / "spec.yaml").write_text(
@@ -488,6 +506,26 @@ def test_id_expressions_run_in_a_sandbox(folder: Path, expr: str, problem: str) 
     with pytest.raises(PromptcErrors) as info:
         compile_spec("spec.yaml")
     assert info.value.format() == (f"data.jsonl:1:1: data.id: item id expression failed: {problem}")
+
+
+def test_an_id_expression_failing_when_its_row_is_read_again_is_said_as_such(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row is read twice (checked, then read back as its item is used): an expression that
+    fails only the second time (the memory left then, its time) is the expression's error at
+    the row, not "the data file changed", which running again would not mend."""
+    expr = "{% for i in range(100) %}{% endfor %}{{ row.question }}"
+    (folder / "spec.yaml").write_text(
+        SPEC.replace("{path: data.jsonl}", f'{{path: data.jsonl, id: "{expr}"}}')
+    )
+    task = compile_spec("spec.yaml")
+    monkeypatch.setattr(budget, "MAX_LOOP_ITERATIONS", 10)
+    with pytest.raises(PromptcError) as info:
+        task.items[0]
+    assert info.value.format() == (
+        "data.jsonl:1:1: data.id: item id expression failed: template exceeds the limit of 10 "
+        "loop iterations per message: the loops of this message ran more often"
+    )
 
 
 def test_an_extends_chain_is_held_to_the_values_of_one_spec(folder: Path) -> None:

@@ -1,6 +1,7 @@
 """Item id and gold expressions (``data.id``, ``data.gold``): Jinja, in the sandbox every
 template renders in (:class:`~promptc.sandbox.environment.BoundedSandbox`), its budgets
-counted afresh for each row.
+counted afresh for each row, under the OS time and memory limits a message renders under
+(:mod:`promptc.sandbox.os_limits`: ``~`` and loops over lists meet no hook of the sandbox).
 
 Only a spec that writes an expression needs this module (and Jinja, a few tens of
 milliseconds to import): :mod:`promptc.spec.items` imports it when it meets one.
@@ -14,7 +15,9 @@ from typing import Any
 from jinja2 import Template, TemplateError, TemplateRuntimeError
 
 from promptc.errors import TemplateError as BudgetError
+from promptc.sandbox.budget import budget_error, checked
 from promptc.sandbox.environment import BoundedSandbox, StrictUndefined, shown
+from promptc.sandbox.os_limits import OsLimits
 
 __all__ = ["BudgetError", "TemplateError", "compile_expression", "render_expression"]
 
@@ -54,15 +57,29 @@ def compile_expression(source: str) -> Template:
 
 def render_expression(template: Template, **values: Any) -> str:
     """One row's value of an expression, within the budgets of one rendered message (each
-    value's size, loops, nesting, time).
+    value's size, the value written among them, loops, nesting, time, memory).
+
+    Its OS limits cost about 20 µs a row, more than a short expression takes; inside a
+    block that holds them already (a row read back while requests render) they cost nothing.
+
+    Rendered as :meth:`Template.render` does, without its rewriting of a failure's traceback
+    into template lines (no caller shows them): that traceback holds the failure in its own
+    frames, a cycle that would keep the row's values (up to the memory limit) until Python's
+    next garbage collection, and the next row's memory limit above them.
 
     Raises:
-        Exception: Whatever the expression raises (a sandbox refusal, a budget crossed, an
-            undefined name): the caller reports it as the expression's failure.
+        BudgetError: A budget crossed; the memory limit too (not a ``MemoryError``).
+        Exception: Whatever else the expression raises (a sandbox refusal, an undefined
+            name): the caller reports it as the expression's failure.
     """
     budget = _ENVIRONMENT.budget
     budget.start()
     try:
-        return str(template.render(**values))
+        with OsLimits(budget):
+            text = _ENVIRONMENT.concat(template.root_render_func(template.new_context(values)))
+        return str(checked(text))
+    except MemoryError:
+        pass  # said below, outside the handler: the error holds none of the expression's frames
     finally:
         budget.stop()
+    raise budget_error("the memory this process may use", "the expression asked for more")

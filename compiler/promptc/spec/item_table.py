@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, overload
 
 from promptc.errors import DataError, ErrorCollector, Location, PromptcError
 from promptc.ir import Item
-from promptc.spec.items import ItemMaker
+from promptc.spec.items import EXPRESSION_FAILURES, ItemMaker
 from promptc.spec.readers import csv_row, decode_row
 from promptc.spec.rows import DataFormat, data_error
 
@@ -121,7 +121,11 @@ class ItemTable(Sequence[Item]):
             inputs = maker.inputs(values, line, c)
             item_id = maker.item_id(values, line, index, c)
             golds = maker.golds(values, line, index, c)
-        except (ValueError, AttributeError, StopIteration, PromptcError):
+        except PromptcError as e:
+            if e.code in EXPRESSION_FAILURES:
+                raise  # the expression's own failure, not a changed file
+            inputs = item_id = golds = None
+        except (ValueError, AttributeError, StopIteration):
             inputs = item_id = golds = None
         location = Location(maker.display, line, 1 if self._cols is None else self._cols[index])
         if inputs is None or item_id is None or golds is None:

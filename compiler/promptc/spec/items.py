@@ -23,6 +23,10 @@ from promptc.spec.load import KeyPath, SpecDocument
 from promptc.spec.rows import data_error, option_list, options_found, surrogate, to_text
 from promptc.values import option_choices, resolve_option
 
+#: The errors of a row's expression failing: such a failure may come on a second reading of
+#: an unchanged row (its time, the memory left then), and is said as itself.
+EXPRESSION_FAILURES = frozenset({"bad-id", "bad-gold-expression"})
+
 
 def expression(
     source: str, where: Location, path: KeyPath, c: ErrorCollector, code: str, **kw: str
