@@ -172,3 +172,102 @@ def test_requests_asking_what_promptc_cannot_keep_are_refused(
         run_build(folder, RunOptions(base_url="http://127.0.0.1:9/v1", use_cache=False))
     assert e.value.code == "bad-params" and said in e.value.message
     assert not (folder / "outputs.jsonl").exists()
+
+
+def _deep(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (
+            ("outputs", 0, "choices"),
+            ["positive", "negative", "neutral"] + [f"c{i}" for i in range(998)],
+            "outputs.sentiment.choices holds 1,001; expected at most 1,000",
+        ),
+        (
+            ("outputs", 0, "aliases"),
+            [[f"a{i}", "positive"] for i in range(1001)],
+            "outputs.sentiment.aliases holds 1,001; expected at most 1,000",
+        ),
+        (("name",), "n" * 201, "name holds 201 characters; expected at most 200"),
+        (
+            ("markers", "answer"),
+            "A" * 5_000_000,
+            "its values hold more than 4,000,000 characters, as no spec may",
+        ),
+        (("markers", "answer"), "A[1]", "the marker prefix 'A[1]' holds a '['"),
+        (("markers", "answer"), "", "the marker prefix '' is empty"),
+        (
+            ("markers", "answer"),
+            "q",
+            "the markers 'Q' and 'q' are the same (markers are read in any case)",
+        ),
+        (
+            ("answer_format",),
+            {"source": "{nope}", "segments": [{"field": "nope"}]},
+            "answer_format does not place every output exactly once",
+        ),
+        (
+            ("answer_format", "segments"),
+            [{"field": "nope"}],
+            "answer_format's segments are not those of its source",
+        ),
+        (("instruction",), _deep(60), "it nests deeper than 50 levels, as no spec may"),
+        # Past Python's stack: written as text below.
+        (("instruction",), "DEEP", "it nests deeper than 50 levels, as no spec may"),
+        (
+            ("strategy", "batch_size"),
+            100_000,
+            "strategy.batch_size 100000; expected 1 to 1,000",
+        ),
+    ],
+    ids=[
+        "choices",
+        "aliases",
+        "name",
+        "marker-length",
+        "marker-bracket",
+        "marker-empty",
+        "marker-clash",
+        "format-unknown-field",
+        "format-segments",
+        "nesting",
+        "deep-nesting",
+        "batch-size",
+    ],
+)
+def test_a_task_no_spec_could_give_is_refused_at_task_json(
+    original: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[Any, ...],
+    value: Any,
+    problem: str,
+) -> None:
+    """task.json edited by hand (and rehashed) past what `promptc check` allows a spec: parse
+    refuses it at the file with exit 2, at once, where parsing one line took 40 s and a
+    gigabyte (100,000 choices, a 5,000,000-character marker), or failed at '<unknown>' with
+    exit 1 (an answer format naming no output)."""
+    from promptc.cli.app import run
+
+    folder = _edited(original, tmp_path / "b", "task.json", path, value)
+    if value == "DEEP":
+        data = (
+            (folder / "task.json").read_bytes().replace(b'"DEEP"', b"[" * 100_000 + b"]" * 100_000)
+        )
+        (folder / "task.json").write_bytes(data)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest["files"]["task.json"] = hashlib.sha256(data).hexdigest()
+        (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text('{"id": "r0001", "output": "A[1]: positive"}\n', encoding="utf-8")
+    assert run(["parse", str(folder), str(outputs)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder / 'task.json'}: cannot read task.json: {problem} (rebuild it with "
+        "promptc build SPEC -o DIR)\n"
+    )

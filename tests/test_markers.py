@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 from promptc import ir
 from promptc.grammar.answer import build_grammar
+from promptc.markers import marker_clash, marker_problem
 from promptc.parse.output import parse_output
 from promptc.render.renderer import render
 from promptc.select.methods import select
-from promptc.spec.validate import marker_clash, marker_problem
 
 MARKERS = ir.Markers(question="Question", answer="Answer")
 

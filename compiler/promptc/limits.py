@@ -20,3 +20,16 @@ MAX_FIELDS = 100
 #: Characters of one rendered message: what a prompt may hold, checked while rendering and,
 #: for the demos every prompt may show, by ``promptc check``.
 MAX_MESSAGE_CHARS = 2_000_000
+
+#: Most values a spec may expand to (counting each alias use): stops "billion laughs". A
+#: build's ``task.json`` is held to it too.
+MAX_SPEC_VALUES = 100_000
+
+#: The most characters a spec's scalar values may add up to, aliases expanded: four spec
+#: files' worth. A 900 KB text repeated by 1,000 aliases is 900 MB of values, which every
+#: request would then carry. A build's ``task.json`` is held to it too.
+MAX_SPEC_CHARS = 4 * 1_000_000
+
+#: Deepest nesting of a spec's mappings and lists (real specs need about six levels), and of
+#: a build's ``task.json``.
+MAX_SPEC_DEPTH = 50

@@ -38,7 +38,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from promptc.ir import InputField, Markers
-from promptc.text import default_label
+from promptc.text import default_label, read_as
 
 # How options are shown (markers) and named in answers (values): one definition, in values.
 from promptc.values import OPTION_LETTERS as OPTION_LETTERS  # noqa: PLC0414
@@ -233,3 +233,35 @@ def read_question(
         pos = m.end()
     pieces.append(written[pos:])
     return "".join(pieces), wrong
+
+
+def marker_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a marker prefix (``Q`` of ``Q[i]:``), or ``None``."""
+    if prefix != prefix.strip():
+        return "has white space at an end"
+    for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
+        if ch in prefix:
+            return f"holds {name}"
+    if read_as(prefix) != prefix:  # the model writes it so, the parser finds it otherwise
+        odd = next(ch for ch in prefix if read_as(ch) != ch)
+        return f"holds {odd!r} (U+{ord(odd):04X}), which the parser reads as {read_as(odd)!r}"
+    return None
+
+
+def marker_clash(a: str, b: str) -> str | None:
+    """Why markers with prefixes ``a`` and ``b`` cannot both be used, or ``None``.
+
+    The scanner reads markers in any case, so they must differ in more than case; neither
+    marker (``A[``) may be a prefix of the other (``Answer Choices[`` is fine: the bracket
+    decides), and neither may end the other after a space (``Choices[1]:`` would be found
+    inside ``Answer Choices[1]:``).
+    """
+    x, y = a.casefold(), b.casefold()
+    if x == y:
+        return "are the same (markers are read in any case)"
+    for (p, q), (pa, qa) in (((x, y), (a, b)), ((y, x), (b, a))):
+        if (q + "[").startswith(p + "["):
+            return "are prefixes of each other"
+        if q.endswith((" " + p, "\t" + p)):
+            return f"overlap: {pa!r} ends {qa!r}"
+    return None

@@ -25,6 +25,7 @@ import os
 import re
 import stat
 import tempfile
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -568,3 +569,16 @@ def read_as(text: str) -> str:
     """``text`` as the parser reads it (its lookalikes replaced, its invisible characters
     removed): a marker the model is told to write must read as itself."""
     return "".join(ch for ch in text.translate(ONE_TO_ONE) if ch not in INVISIBLE)
+
+
+def unnameable(word: str) -> bool:
+    """Whether a choice or alias holds what no answer line can carry as written: a control
+    character (a NUL, a tab, a line break) or white space other than single spaces between
+    words (an answer's white space is read as it is written, one space)."""
+    return word != " ".join(word.split()) or any(unicodedata.category(x) == "Cc" for x in word)
+
+
+def breaks_line(name: str) -> bool:
+    """Whether a name (a spec's ``name``, which heads grammar files and constraints) holds a
+    line break or a control character."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name)

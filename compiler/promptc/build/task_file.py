@@ -37,7 +37,9 @@ from typing import Any
 from promptc import ir, markers, strategies, values
 from promptc.build.files import build_error, document, dumps, read_lines, read_text, relative
 from promptc.build.manifest import check_hashes, read_manifest
+from promptc.build.task_checks import document_problem, task_problem
 from promptc.errors import Location, UsageError
+from promptc.limits import MAX_SPEC_DEPTH
 
 TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"
@@ -169,16 +171,25 @@ def read_task(build_dir: str | Path) -> ir.Task:
         UsageError: Not a build of this format (see
             :func:`promptc.build.manifest.read_manifest`), a task file missing
             (``not-a-build``) or changed after building (``build-modified``), or malformed
-            (``bad-task-file``, at its file and line).
+            or holding a task no spec could give (``bad-task-file``, at its file and line:
+            :mod:`promptc.build.task_checks`).
     """
     build = Path(build_dir)
     check_hashes(build, read_manifest(build), (TASK_FILE, ITEMS_FILE))
     path = build / TASK_FILE
     try:
-        task = _task(json.loads(read_text(path)), build)
-        _typed(task, ir.Task, "task")
+        data = json.loads(read_text(path))
+        problem = document_problem(data)
+        if problem is None:
+            task = _task(data, build)
+            _typed(task, ir.Task, "task")
+            problem = task_problem(task)
+    except RecursionError:
+        problem = f"it nests deeper than {MAX_SPEC_DEPTH} levels, as no spec may"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise _bad(Location(str(path)), TASK_FILE, e) from None
+    if problem is not None:  # a hand-edited task no spec could give: parse it not
+        raise build_error("bad-task-file", Location(str(path)), name=TASK_FILE, problem=problem)
     items_path = build / ITEMS_FILE
     by_name = {o.name: o for o in task.outputs}
     try:

@@ -32,6 +32,7 @@ import yaml.nodes
 import yaml.reader
 import yaml.resolver
 
+from promptc import limits
 from promptc.errors import LoadError, Location, PromptcError, PromptcErrors
 from promptc.text import describe, has_yaml_only_breaks, lines_of, printable, sha256_hasher
 
@@ -39,14 +40,9 @@ KeyPath = tuple[str | int, ...]
 
 MAX_SPEC_BYTES = 1_000_000
 """Largest spec file read; specs are small, and this keeps a stray data file from being parsed."""
-MAX_DEPTH = 50
-"""Deepest nesting of mappings and lists; real specs need about six levels."""
-MAX_VALUES = 100_000
-#: The most characters a spec's scalar values may add up to, aliases expanded: four spec
-#: files' worth. A 900 KB text repeated by 1,000 aliases is 900 MB of values, which every
-#: request would then carry.
-MAX_VALUE_CHARS = 4 * 1_000_000
-"""Most values one file may expand to (counting each alias use): stops "billion laughs"."""
+MAX_DEPTH = limits.MAX_SPEC_DEPTH
+MAX_VALUES = limits.MAX_SPEC_VALUES
+MAX_VALUE_CHARS = limits.MAX_SPEC_CHARS
 MAX_EXTENDS = 32
 """Longest chain of ``extends``."""
 

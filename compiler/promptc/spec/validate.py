@@ -15,7 +15,6 @@ template files exist inside the spec's folder, and so on. Checks of the data fil
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -28,13 +27,20 @@ from promptc.errors import (
 )
 from promptc.ir import AnswerWith, OutputField, Placeholder
 from promptc.limits import MAX_BATCH_SIZE, MAX_FIELDS, MAX_MESSAGE_CHARS
-from promptc.markers import OPTIONS_LABEL
+from promptc.markers import OPTIONS_LABEL, marker_clash, marker_problem
 from promptc.spec.answer_format import parse_answer_format
 from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, coded_error, confined
 from promptc.spec.schema_errors import check_schema, known_model_params
 from promptc.strategies import DEFAULT as DEFAULT_STRATEGY
 from promptc.strategies import Strategy, find_strategy
-from promptc.text import INVISIBLE, default_label, public_url, read_as, url_problem
+from promptc.text import (
+    INVISIBLE,
+    breaks_line,
+    default_label,
+    public_url,
+    unnameable,
+    url_problem,
+)
 from promptc.values import find_value_type, option_choices, resolve_option
 
 MESSAGES: dict[str, str] = {
@@ -200,7 +206,7 @@ def _check_semantics(doc: SpecDocument, c: ErrorCollector) -> None:
     raw_inputs = doc.get(("inputs",))
     raw_outputs = doc.get(("outputs",))
     name = doc.get(("name",))
-    if isinstance(name, str) and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+    if isinstance(name, str) and breaks_line(name):
         where = doc.value_location(("name",))
         c.add(error("name-line-break", where, ("name",), name=name[:60]))
     many = False
@@ -287,7 +293,7 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
                 cp = p + ("choices", i)
                 if ch != ch.strip():  # answers are read stripped: none could name it
                     c.add(error("choice-space", doc.value_location(cp), cp, choice=ch))
-                elif _unnameable(ch):
+                elif unnameable(ch):
                     c.add(
                         error(
                             "choice-character", doc.value_location(cp), cp, what="choice", choice=ch
@@ -308,7 +314,7 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
             continue
         for alias, target in aliases.items():
             ap = p + ("aliases", alias)
-            if alias != alias.strip() or _unnameable(alias):
+            if alias != alias.strip() or unnameable(alias):
                 c.add(
                     error("choice-character", doc.key_location(ap), ap, what="alias", choice=alias)
                 )
@@ -326,13 +332,6 @@ def _check_outputs(doc: SpecDocument, c: ErrorCollector, raw_outputs: dict[str, 
                         choices=_quote_all(names),
                     )
                 )
-
-
-def _unnameable(word: str) -> bool:
-    """Whether a choice or alias holds what no answer line can carry as written: a control
-    character (a NUL, a tab, a line break) or white space other than single spaces between
-    words (an answer's white space is read as it is written, one space)."""
-    return word != " ".join(word.split()) or any(unicodedata.category(x) == "Cc" for x in word)
 
 
 def _check_answer_format(
@@ -615,38 +614,6 @@ def _check_vote(doc: SpecDocument, c: ErrorCollector, kind: Strategy | None) -> 
         # (promptc.build.rounds, vote-rounds).
         p = vp + ("rounds",)
         c.add(error("vote-batch-size", doc.value_location(p), p, rounds=rounds, size=size))
-
-
-def marker_problem(prefix: str) -> str | None:
-    """Why ``prefix`` cannot be a marker prefix (``Q`` of ``Q[i]:``), or ``None``."""
-    if prefix != prefix.strip():
-        return "has white space at an end"
-    for ch, name in (("[", "a '['"), ("]", "a ']'"), (":", "a ':'"), ("\n", "a line break")):
-        if ch in prefix:
-            return f"holds {name}"
-    if read_as(prefix) != prefix:  # the model writes it so, the parser finds it otherwise
-        odd = next(ch for ch in prefix if read_as(ch) != ch)
-        return f"holds {odd!r} (U+{ord(odd):04X}), which the parser reads as {read_as(odd)!r}"
-    return None
-
-
-def marker_clash(a: str, b: str) -> str | None:
-    """Why markers with prefixes ``a`` and ``b`` cannot both be used, or ``None``.
-
-    The scanner reads markers in any case, so they must differ in more than case; neither
-    marker (``A[``) may be a prefix of the other (``Answer Choices[`` is fine: the bracket
-    decides), and neither may end the other after a space (``Choices[1]:`` would be found
-    inside ``Answer Choices[1]:``).
-    """
-    x, y = a.casefold(), b.casefold()
-    if x == y:
-        return "are the same (markers are read in any case)"
-    for (p, q), (pa, qa) in (((x, y), (a, b)), ((y, x), (b, a))):
-        if (q + "[").startswith(p + "["):
-            return "are prefixes of each other"
-        if q.endswith((" " + p, "\t" + p)):
-            return f"overlap: {pa!r} ends {qa!r}"
-    return None
 
 
 def _check_choices_from(doc: SpecDocument, c: ErrorCollector) -> None:
