@@ -596,3 +596,28 @@ def test_a_nul_in_the_specs_own_text_is_refused_as_in_a_data_row(folder: Path) -
     assert "instruction: the text holds a NUL character, which no prompt can carry" in (
         info.value.format()
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "lookup"),
+    [
+        ("{{ row.pid }}", True),
+        ("q{{ loop_index }}-{{ row['id'] }}", True),
+        ("{{ row.a ~ row.b }}", False),
+        ("{{ row.a | upper }}", False),
+        ("{{ row.a * 3 }}", False),
+        ("{% for x in row.xs %}{{ x }}{% endfor %}", False),
+        ("{% set s = row.a %}{{ s }}", False),
+        ("{{ row.f() }}", False),
+    ],
+)
+def test_only_an_expression_that_looks_values_up_renders_without_the_os_limits(
+    source: str, lookup: bool
+) -> None:
+    """The OS limits cost more than ``{{ row.pid }}`` takes (200,000 rows took 3 times as
+    long to check): an expression that only writes text and looked-up values cannot build
+    a value larger than its row's and goes without them; any operator, filter, call, loop
+    or assignment keeps them."""
+    from promptc.spec.expressions import bounded_by_its_values
+
+    assert bounded_by_its_values(source) is lookup

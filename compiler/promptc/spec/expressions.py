@@ -12,14 +12,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from jinja2 import Template, TemplateError, TemplateRuntimeError
+from jinja2 import Template, TemplateError, TemplateRuntimeError, nodes
 
 from promptc.errors import TemplateError as BudgetError
 from promptc.sandbox.budget import budget_error, checked
 from promptc.sandbox.environment import BoundedSandbox, StrictUndefined, shown
 from promptc.sandbox.os_limits import OsLimits
 
-__all__ = ["BudgetError", "TemplateError", "compile_expression", "render_expression"]
+__all__ = [
+    "BudgetError",
+    "TemplateError",
+    "bounded_by_its_values",
+    "compile_expression",
+    "render_expression",
+    "render_lookup",
+]
 
 
 def _not_null(value: Any) -> Any:
@@ -53,6 +60,33 @@ def compile_expression(source: str) -> Template:
         BudgetError: It nests deeper than the sandbox's budget allows.
     """
     return _ENVIRONMENT.from_string(source)
+
+
+#: The nodes of an expression that only looks values up (``{{ row.pid }}``,
+#: ``q{{ loop_index }}``): its text is at most its values', so it renders without the OS
+#: limits, which cost more than such an expression (20 µs a row: 200,000 rows took 3 times
+#: as long to check).
+_LOOKUPS: tuple[type[nodes.Node], ...] = (
+    *(nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name),
+    *(nodes.Getattr, nodes.Getitem, nodes.Const),
+)
+
+
+def bounded_by_its_values(source: str) -> bool:
+    """Whether the expression ``source`` (valid Jinja) only writes text and looked-up values:
+    no operator, filter, call, test, loop or assignment that could build a larger value."""
+    return all(isinstance(n, _LOOKUPS) for n in _ENVIRONMENT.parse(source).find_all(nodes.Node))
+
+
+def render_lookup(template: Template, **values: Any) -> str:
+    """One row's value of an expression that only looks values up
+    (:func:`bounded_by_its_values`), within the sandbox's budgets."""
+    budget = _ENVIRONMENT.budget
+    budget.start()
+    try:
+        return str(checked(template.render(**values)))
+    finally:
+        budget.stop()
 
 
 def render_expression(template: Template, **values: Any) -> str:

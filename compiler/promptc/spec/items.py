@@ -38,12 +38,16 @@ def expression(
     from promptc.spec.expressions import (
         BudgetError,
         TemplateError,
+        bounded_by_its_values,
         compile_expression,
         render_expression,
+        render_lookup,
     )
 
     try:
-        return functools.partial(render_expression, compile_expression(source))
+        template = compile_expression(source)
+        render = render_lookup if bounded_by_its_values(source) else render_expression
+        return functools.partial(render, template)
     except (TemplateError, BudgetError) as e:
         c.add(data_error(code, where, path, problem=str(e), **kw))
         return None
