@@ -141,6 +141,42 @@ def test_emphasis_and_a_sentences_end_around_an_option_are_no_part_of_it(tmp_pat
     assert _parse(task, request, out, "strict")[0] == ("malformed", None)
 
 
+def test_a_letter_as_the_prompt_shows_it_and_its_own_text_name_the_option(tmp_path: Path) -> None:
+    """The prompt shows ``(a) red (b) green``: with ``answer_with: either`` an answer copying
+    that form, ``(b)``, ``(b) green``, ``b) green``, ``B. green`` or ``b green``, names the
+    option when recovering; a letter past the last option, or a letter and a text that is
+    not its option's, names none or both and is ``malformed``."""
+    task = _spec(tmp_path, "either")
+    request = assemble(task).requests[0]
+    for said in (["(c)", "(B)", "(a)."], ["(c) light  blue", "B. Black", "a) c"]):
+        out = _answers(task, request, said)
+        assert _parse(task, request, out) == [("ok", "c"), ("ok", "b"), ("ok", "a")], said
+        assert _parse(task, request, out, "strict")[0] == ("malformed", None)
+    for said, want in (
+        (["b) **green**", "a white", "B. Same"], ["b", "a", "b"]),
+        (["C.", "b)", "(c) same"], ["c", "b", "c"]),
+    ):
+        got = _parse(task, request, _answers(task, request, said))
+        assert got == [("ok", w) for w in want], said
+    wrong = _answers(task, request, ["(b) light blue", "(c) white", "a red"])
+    results = parse_output(task, request, wrong)
+    assert [r.status for r in results] == ["malformed"] * 3
+    assert [r.message for r in results] == [
+        "answer '(b) light blue' names more than one of item q1's options (b and c)",
+        "answer '(c) white' is not the letter or text of one of item q2's 2 options",
+        "answer 'a red' is not the letter or text of one of item q3's 3 options",
+    ]
+    # Letters alone are refused where options are answered by their text.
+    text_only = _spec(tmp_path, "text")
+    request = assemble(text_only).requests[0]
+    out = _answers(text_only, request, ["(b)", "b)", "Same"])
+    assert _parse(text_only, request, out) == [
+        ("malformed", None),
+        ("malformed", None),
+        ("ok", "b"),
+    ]
+
+
 def test_another_items_option_and_ambiguous_texts_are_malformed(tmp_path: Path) -> None:
     task = _spec(tmp_path, "either")
     request = assemble(task).requests[0]

@@ -44,7 +44,12 @@ from promptc.parse.scan import marker_pattern
 from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
-from promptc.values import option_choices, resolve_option
+from promptc.values import (
+    OPTION_NOISE,
+    option_choices,
+    resolve_labelled_option,
+    resolve_option,
+)
 
 # --------------------------------------------------------------------------------------------
 # Grammar
@@ -303,11 +308,6 @@ def mark_truncated(
     return out
 
 
-#: What a model writes around an option's text or letter that is no part of it: emphasis
-#: and code marks at its ends, a full stop or exclamation mark after it.
-_OPTION_NOISE = re.compile(r"^[*_`\s]+|[*_`\s.!]+$")
-
-
 def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[ItemResult]:
     """An enum whose choices are an item's options (``choices_from``) must name one of *that*
     item's options: the grammar shared by every request admits the letters of the item with
@@ -334,8 +334,10 @@ def check_options(task: Task, results: list[ItemResult], mode: Mode) -> list[Ite
                 hits = resolve_option(f.answer_with, options, plain, exact=False)
             if not hits and mode != "strict":
                 # Emphasis around it, a sentence's end after it: "**windowsill**.", "b."
-                bare = _OPTION_NOISE.sub("", normalise_lookalikes(value)[0])
+                bare = OPTION_NOISE.sub("", normalise_lookalikes(value)[0])
                 hits = resolve_option(f.answer_with, options, bare, exact=False) if bare else []
+                if not hits and f.answer_with == "either":  # "(b)", "B. windowsill"
+                    hits = resolve_labelled_option(options, bare)
             if len(hits) == 1:
                 if hits[0] != value:
                     r = r._replace(values={**r.values, f.name: hits[0]})

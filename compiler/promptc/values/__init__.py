@@ -40,9 +40,11 @@ from __future__ import annotations
 from promptc.values.options import (
     ANSWER_WITH,
     OPTION_LETTERS,
+    OPTION_NOISE,
     AnswerWith,
     option_choices,
     option_text,
+    resolve_labelled_option,
     resolve_option,
 )
 from promptc.values.types import (
@@ -77,6 +79,7 @@ __all__ = [
     "NAMES",
     "NUMBER",
     "OPTION_LETTERS",
+    "OPTION_NOISE",
     "TEXT",
     "VALUE_TYPES",
     "AnswerWith",
@@ -92,6 +95,7 @@ __all__ = [
     "find_value_type",
     "option_choices",
     "option_text",
+    "resolve_labelled_option",
     "resolve_option",
     "text_answers",
     "value_type",

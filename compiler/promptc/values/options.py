@@ -76,6 +76,38 @@ def resolve_option(
     return sorted(hits)
 
 
+#: What a model writes around an option's text or letter that is no part of it: emphasis
+#: and code marks at its ends, a full stop or exclamation mark after it.
+OPTION_NOISE = re.compile(r"^[*_`\s]+|[*_`\s.!]+$")
+
+#: An option's letter as the prompt shows it, ``(b)``, or as a list marks it, ``b)``,
+#: ``B.``; or a letter and a space before the option's text, ``b windowsill``.
+_LETTER_LABEL = re.compile(r"\(([a-z])\)|([a-z])[.)]|([a-z])(?=\s)", re.IGNORECASE)
+
+
+def resolve_labelled_option(options: Sequence[str], answer: str) -> list[str]:
+    """The letters of the options an answer (``answer_with: either``, when recovering) names
+    by a letter in the prompt's own form and, after it, perhaps a text: ``(b)``, ``b)``,
+    ``B.``, ``(b) windowsill``, ``b) windowsill``, ``B. windowsill``, ``b windowsill``.
+
+    One letter when the letter is one of the item's and the text after it, if any, is that
+    option's own (as :func:`resolve_option` reads a text, in any case and spacing); none when
+    the letter is past the last option or the text names no option; both when the text is
+    another option's (``(b) closet`` with ``closet`` as option a): never a guess."""
+    found = answer.strip()
+    label = _LETTER_LABEL.match(found)
+    if label is None:
+        return []
+    letter = (label[1] or label[2] or label[3]).lower()
+    if letter not in OPTION_LETTERS[: len(options)]:
+        return []
+    rest = OPTION_NOISE.sub("", found[label.end() :])
+    if not rest:
+        return [letter]
+    named = resolve_option("text", options, rest, exact=False)
+    return sorted({letter, *named}) if named else []
+
+
 def option_text_regex(max_chars: int) -> str:
     """A text answer naming an item's option (``answer_with: text | either``) in a grammar
     shared by every item: one line of at most twice ``max_chars`` characters (the longest
