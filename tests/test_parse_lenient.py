@@ -238,3 +238,45 @@ def test_emphasis_or_code_around_a_value_is_read_without_it(
         ("ok", Decimal(4)),
     ]
     assert results[0].values["reasoning"] == "So 3 * 9 = 27."
+
+
+#: Numbers no reading takes, each as a model writes it.
+MALFORMED_NUMBERS = ["1.234,5", "0x37", "55/2", "\\boxed{55}", "US$55", "fifty-five"]
+
+
+@pytest.mark.parametrize("said", MALFORMED_NUMBERS)
+@pytest.mark.parametrize("reasoning", ["", "So 5 * 11 = 55. "])
+@pytest.mark.parametrize("kind", ["batch", "single"])
+def test_a_malformed_number_is_what_the_diagnosis_names(
+    said: str, reasoning: str, kind: str, task_factory: Callable[..., Task]
+) -> None:
+    """``The answer is 0x37.``, with the reasoning left out or not: the number is what is
+    wrong, all of it (not its ``0`` with ``x37`` out of place), and the literal is there."""
+    n = 2 if kind == "batch" else 1
+    task = task_factory(kind=kind, batch_size=n)
+    body = f"{reasoning}The answer is {said}."
+    output = f"A[1]: {body}\nA[2]: {SECOND}" if kind == "batch" else body
+    modes = ["recover", "strict"] if reasoning else ["recover"]
+    for mode in modes:
+        first = parse_output(task, _request(kind, n), output, mode=mode)[0]  # type: ignore[arg-type]
+        assert first.status == "malformed", mode
+        assert first.expected == ("answer: a number such as 18, -3.5 or 1,234",), mode
+        assert first.found == f"{said}.", mode
+    first = scanner(task, _request(kind, n), output)[0]
+    assert (first.expected, first.found) == (
+        ("answer: a number such as 18, -3.5 or 1,234",),
+        f"{said}.",
+    )
+
+
+def test_the_literal_alone_is_diagnosed_as_the_value_missing(
+    task_factory: Callable[..., Task],
+) -> None:
+    """``The answer is`` and nothing after, the reasoning left out: the number is missing."""
+    task = task_factory(kind="batch", batch_size=2)
+    for body in ("The answer is", "the answer is "):
+        first = parse_output(task, _request("batch", 2), f"A[1]: {body}\nA[2]: {SECOND}")[0]
+        assert (first.status, first.expected) == (
+            "malformed",
+            ("answer: a number such as 18, -3.5 or 1,234",),
+        ), body

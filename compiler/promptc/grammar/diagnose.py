@@ -15,7 +15,7 @@ import bisect
 import re
 import sys
 
-from promptc.grammar.lark_source import Blueprint, Part
+from promptc.grammar.lark_source import Blueprint, Part, leading_text_optional, literal_regex
 from promptc.text import excerpt
 
 _WS = " \t\n\r\f\v"
@@ -32,7 +32,9 @@ def part_name(part: Part) -> str:
     return repr(text) if text else "a space"
 
 
-def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
+def diagnose(
+    blueprint: Blueprint, text: str, lead_optional: bool = False
+) -> tuple[int, list[str], str]:
     """The failure point of ``text`` against ``blueprint``'s answer body.
 
     A failed reading is ranked by how far the *typed* parts carried it: the place where the
@@ -40,12 +42,17 @@ def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
     text began (a text that swallowed the rest of the line proves nothing). Ties go to the
     reading that got further through the format.
 
+    ``lead_optional`` (the recovering parser): a leading free text the recovering reader lets
+    a model leave out (:func:`~promptc.grammar.lark_source.leading_text_optional`) is also
+    read as left out, so that ``The answer is 0x37.`` fails at ``0x37``, not for want of
+    ``The answer is``.
+
     Returns:
         (offset in ``text``, the names of what could have come there, what is there instead).
     """
     space = _WS if blueprint.multiline else " \t"
     start = len(text) - len(text.lstrip(space))
-    reading = _Readings(blueprint, text)
+    reading = _Readings(blueprint, text, lead_optional and leading_text_optional(blueprint))
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 4 * len(blueprint.parts) + 100))
     try:
@@ -60,12 +67,33 @@ def diagnose(blueprint: Blueprint, text: str) -> tuple[int, list[str], str]:
 class _Readings:
     """Every reading of one answer body, memoised, and the best failure among them."""
 
-    def __init__(self, blueprint: Blueprint, text: str) -> None:
+    def __init__(self, blueprint: Blueprint, text: str, lead_optional: bool) -> None:
         self.blueprint = blueprint
         self.parts = blueprint.parts
         self.text = text
         self.space = _WS if blueprint.multiline else " \t"
         self.compiled = [re.compile(p.bare) for p in self.parts]
+        # For each typed part followed only by literals: those literals ending the answer,
+        # after a non-space character (the lookbehind fails at once inside white space, which
+        # a literal's leading white space would rescan from every position).
+        ws = re.escape(_WS)
+        self.tails = {
+            k: re.compile(
+                f"(?<=[^{ws}])(?:{''.join(q.bare for q in self.parts[k + 1 :])})"
+                f"[{re.escape(self.space)}]*\\Z"
+            )
+            for k, p in enumerate(self.parts)
+            if p.field is not None
+            and not p.field.type.free_text
+            and all(q.field is None for q in self.parts[k + 1 :])
+        }
+        # With the leading text left out, the literal after it starts the answer: without
+        # its leading white space.
+        self.bare_lead = (
+            re.compile(literal_regex(self.parts[1].text.lstrip(), blueprint.multiline))
+            if lead_optional
+            else None
+        )
         self.best_key: tuple[int, int, int] = (-1, -1, -1)
         self.best_names: set[str] = set()
         self.seen: set[tuple[int, int]] = set()
@@ -115,9 +143,31 @@ class _Readings:
         if part.field is None:
             m = self.compiled[k].match(text, pos)
             return [m.end()] if m else []
+        # A typed value with only literals after it, the answer ending with them: the value is
+        # all of the word that stands between (``0x37`` of ``The answer is 0x37.``, not its
+        # ``0``; but ``5`` of ``5. Hope this helps.``, what follows out of place).
+        if k in self.tails:
+            tail = self.tails[k].search(text, pos)
+            if tail is not None and not any(c in _WS for c in text[pos : tail.start()]):
+                return [tail.start()] if self.compiled[k].fullmatch(text, pos, tail.start()) else []
         # A typed value is short: try every length, longest first.
         limit = min(len(text), pos + 200)
         return [e for e in range(limit, pos, -1) if self.compiled[k].fullmatch(text, pos, e)]
+
+    def ends_after(self, k: int, pos: int, lead: str, progress: int) -> bool:
+        """Whether the answer ends right after ``lead``, the text of literal ``k``, at ``pos``
+        (``2;`` of ``{n}; {note}``): then what is missing is the part after the literal, not
+        the literal, and that failure is recorded."""
+        text = self.text
+        if (
+            not lead
+            or k + 1 == len(self.parts)
+            or text[pos : pos + len(lead)].lower() != lead.lower()
+            or text[pos + len(lead) :].strip()
+        ):
+            return False
+        self.record(k + 1, len(text), progress, [part_name(self.parts[k + 1])])
+        return True
 
     def walk(self, k: int, pos: int, progress: int) -> bool:
         """Whether the body reads from part ``k`` at ``pos`` to its end (failures recorded)."""
@@ -129,21 +179,18 @@ class _Readings:
                 return True
             self.record(k, pos, progress, ["end of the answer"])
             return False
+        if k == 0 and self.bare_lead is not None:
+            left_out = self.bare_lead.match(self.text, pos)
+            if left_out is not None and self.walk(2, left_out.end(), left_out.end()):
+                return True
+            if left_out is None:
+                self.ends_after(1, pos, self.parts[1].text.strip(), progress)
         candidates = self.ends(k, pos, progress)
         if not candidates:
             part = self.parts[k]
             lead = part.text.rstrip() if part.field is None else ""
-            # The literal is there but the answer ends after it (``2;`` of ``{n}; {note}``):
-            # what is missing is the next part, not the literal.
-            if (
-                lead
-                and k + 1 < len(self.parts)
-                and self.text.startswith(lead, pos)
-                and not self.text[pos + len(lead) :].strip()
-            ):
-                self.record(k + 1, len(self.text), progress, [part_name(self.parts[k + 1])])
-                return False
-            self.record(k, pos, progress, [part_name(part)])
+            if not self.ends_after(k, pos, lead, progress):
+                self.record(k, pos, progress, [part_name(part)])
             return False
         nxt_progress = pos if self.is_text(k) else None
         return any(

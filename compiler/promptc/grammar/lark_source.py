@@ -204,6 +204,20 @@ def item_blueprint(
     return replace(blueprint, item_choices=frozen, item_parts=tuple(per_item))
 
 
+def leading_text_optional(blueprint: Blueprint) -> bool:
+    """Whether a recovering reader may read the answer's leading free text as left out, empty
+    (``{reasoning} The answer is …``: ``The answer is 55.``, from a model that reasoned in its
+    thinking): a free text first, then a literal that begins with white space."""
+    parts = blueprint.parts
+    return (
+        len(parts) > 1
+        and parts[0].field is not None
+        and parts[0].field.type.free_text
+        and parts[1].field is None
+        and parts[1].text[:1].isspace()
+    )
+
+
 def lenient_body_regex(blueprint: Blueprint) -> str:
     """The regex of one answer body as the recovering parser reads it when the exact format
     fails, with a named group per field.
@@ -222,15 +236,7 @@ def lenient_body_regex(blueprint: Blueprint) -> str:
     out: list[str] = []
     last = len(blueprint.parts) - 1
     parts = blueprint.parts
-    # A leading free text (``{reasoning} The answer is …``) a model may leave out, having
-    # reasoned elsewhere (in its thinking): ``The answer is 55.`` reads with it empty.
-    optional = (
-        last > 0
-        and parts[0].field is not None
-        and parts[0].field.type.free_text
-        and parts[1].field is None
-        and parts[1].text[:1].isspace()
-    )
+    optional = leading_text_optional(blueprint)
     for k, p in enumerate(parts):
         if p.field is not None:
             unit = ""

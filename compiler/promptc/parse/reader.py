@@ -260,7 +260,7 @@ class AnswerReader:
             return AnswerMismatch(min(len(body), MAX_SPLIT_CHARS), [expected], found)
         m = self._exact.fullmatch(body)
         if m is None:
-            return AnswerMismatch(*diagnose(self.grammar.blueprint, body))
+            return AnswerMismatch(*diagnose(self.grammar.blueprint, body, lead_optional=True))
         for f in self.grammar.fields:
             try:
                 f.type.read(f, m.group(f.name))
