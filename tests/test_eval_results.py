@@ -315,6 +315,40 @@ def test_calls_are_the_answers_of_an_early_stopped_vote(tmp_path: Path) -> None:
     assert v["repair_requests"] == 0
 
 
+class FirstWrong(Sentiment):
+    """Answers the first review of every request wrong, every other one with its gold label."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        reviews = re.findall(r"^Q\[\d+\]: ?(.*)$", body["messages"][-1]["content"], re.MULTILINE)
+        labels = [GOLD[r] for r in reviews]
+        labels[0] = "negative" if labels[0] == "positive" else "positive"
+        text = "\n".join(f"A[{i}]: {a}" for i, a in enumerate(labels, 1))
+        send_json(self, chat_completion(text, 100, 10))
+
+
+def test_accuracy_by_position_of_a_vote_counts_every_rounds_answer(tmp_path: Path) -> None:
+    """batch-4 of 20 items, three voting rounds (each item at three positions), the model
+    wrong at position 1 alone: every voted answer is right, and accuracy by position shows
+    position 1 at 0 % of its 15 answers, where the voted answers alone would leave it out."""
+    spec = _spec(tmp_path / "p", batch_size=4)
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(
+        text.replace("batch_size: 4", "batch_size: 4\n  vote: {rounds: 3}"), encoding="utf-8"
+    )
+    folder = tmp_path / "v"
+    with serving(FirstWrong) as url:
+        assert run(["build", str(spec), "-o", str(folder)]) == 0
+        assert run(["run", str(folder), "--base-url", url, "--parse", "--no-cache"]) == 0
+    (v,) = _report(spec, tmp_path / "ev", folder)["variants"]
+    assert v["accuracy"]["correct"] == 20
+    by_position = {int(p): (r["correct"], r["n"]) for p, r in v["by_position"].items()}
+    assert by_position == {1: (0, 15), 2: (15, 15), 3: (15, 15), 4: (15, 15)}
+    assert v["by_position_counts"] == "rounds"
+    md = (tmp_path / "ev" / "report.md").read_text(encoding="utf-8")
+    assert "each round's answer counts at the position where that round asked it" in md
+
+
 def test_a_variant_whose_requests_got_no_answer_is_said_and_not_recommended(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -130,6 +130,44 @@ def test_a_repair_answer_counts_where_the_build_asked_its_item() -> None:
     assert S.pick_answers(odd)["a"].position == 0
 
 
+def test_a_voting_build_counts_each_rounds_answer_where_that_round_asked_it() -> None:
+    """Three rounds; a is wrong in round 2 (at position 1), b is cut by max_tokens in round 3
+    (at position 1): each voted answer sits where round 1 asked it, but every round's answer
+    counts at its own position, and the cut one apart, as an item's is."""
+    gold = {"a": {"answer": Decimal(1)}, "b": {"answer": Decimal(2)}}
+
+    def voted(item: str, answer: int, rounds: list[tuple[str, str, int | None]]) -> dict:
+        row = rec("r1", item, 0, "ok", answer)
+        return {
+            **row,
+            "rounds": [
+                {
+                    "round": k,
+                    "request_id": q,
+                    "status": st,
+                    "values": rec(q, item, 0, st, v)["values"],
+                }
+                for k, (q, st, v) in enumerate(rounds, 1)
+            ],
+        }
+
+    results = [
+        voted("a", 1, [("r1", "ok", 1), ("r1.v2", "ok", 7), ("r1.v3.live", "ok", 1)]),
+        voted("b", 2, [("r1", "ok", 2), ("r1.v2", "ok", 2), ("r1.v3", S.TRUNCATED, None)]),
+    ]
+    # a's round 3 was asked by a stand-in of r1.v3 (early stop): where r1.v3 asked it.
+    positions = {"r1": {"a": 1, "b": 2}, "r1.v2": {"a": 1, "b": 2}, "r1.v3": {"b": 1, "a": 2}}
+    s = S.score([NUM], gold, S.pick_answers(results, None, positions))
+    assert s.correct == {"a": True, "b": True}
+    assert {p: (r.correct, r.n) for p, r in s.by_position.items()} == {1: (1, 2), 2: (3, 3)}
+    assert s.truncated_by_position == {1: 1}
+    assert s.by_position_rounds
+    # Without rounds, each item's one answer at its position.
+    plain = S.score([NUM], gold, S.pick_answers([rec("r1", "a", 1, "ok", 1)]))
+    assert {p: (r.correct, r.n) for p, r in plain.by_position.items()} == {1: (1, 1)}
+    assert not plain.by_position_rounds
+
+
 def test_paired_comparison_by_hand() -> None:
     base = {"1": True, "2": True, "3": False, "4": False, "5": False, "6": True}
     other = {"1": True, "2": False, "3": True, "4": True, "5": True, "6": True, "7": True}

@@ -234,6 +234,8 @@ def _row(
         "truncated_requests": v.cut_requests,
         "truncated_by_position": {str(p): k for p, k in s.truncated_by_position.items()},
         "by_position": {str(p): r.to_dict() for p, r in s.by_position.items()},
+        # A voting build's: each round's answer where that round asked it (n: answers).
+        "by_position_counts": "rounds" if s.by_position_rounds else "items",
         # Every call the answers cost, as the tokens count them: each answer the folder holds
         # (the build's requests answered, the repairs and voting stand-ins promptc run asked
         # besides them), never a request that was not sent (early stop) or got no answer.
@@ -549,6 +551,13 @@ def report_md(report: Mapping[str, Any], charts: bool = True) -> str:
     parts.append(
         "Items lost to max_tokens are left out here (the budget cut them, not their position).\n\n"
     )
+    if any(r.get("by_position_counts") == "rounds" for r in report["variants"]):
+        parts.append(
+            "With voting rounds, each round's answer counts at the position where that round "
+            "asked it (n counts answers): the voted answer sits where the earliest round that "
+            "agrees with the majority asked it, which would hide the positions that lost the "
+            "vote.\n\n"
+        )
     if charts:
         parts.append("![accuracy by position](" + CHART_POSITION + ")\n\n")
     parts.append(_per_variant(report, [str(p) for p in positions], _at_position))

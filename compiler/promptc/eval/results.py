@@ -211,22 +211,43 @@ def read_results(
                 hint="score results with the spec (and --data) they were built from",
                 code="results-of-another-spec",
             )
-        values: dict[str, Any] = {}
-        raw = rec.get("values")
-        for k, v in (raw if isinstance(raw, dict) else {}).items():
-            f = outputs.get(k)
-            if f is None:
-                raise UsageError(
-                    f"output {k!r} is not an output of {task.name!r}",
-                    location=where,
-                    code="results-of-another-spec",
-                )
-            try:
-                values[k] = f.type.coerce(f, str(v) if isinstance(v, Decimal) else v)
-            except ValueError:
-                values[k] = v  # kept as read: it will not match the gold answer
+        values = _normalised(rec.get("values"), outputs, task.name, where)
+        rounds = rec.get("rounds")
+        if isinstance(rounds, list):  # a voting build's: each round's answer, normalised too
+            rec = {
+                **rec,
+                "rounds": [
+                    {**x, "values": _normalised(x.get("values"), outputs, task.name, where)}
+                    for x in rounds
+                    if isinstance(x, dict)
+                ],
+            }
         records.append({**rec, "values": values})
     return records
+
+
+def _normalised(
+    raw: object, outputs: Mapping[str, ir.OutputField], task: str, where: Location
+) -> dict[str, Any]:
+    """A result's ``values`` normalised by the task's output types.
+
+    Raises:
+        UsageError: An output the task does not have (``results-of-another-spec``).
+    """
+    values: dict[str, Any] = {}
+    for k, v in (raw if isinstance(raw, dict) else {}).items():
+        f = outputs.get(k)
+        if f is None:
+            raise UsageError(
+                f"output {k!r} is not an output of {task!r}",
+                location=where,
+                code="results-of-another-spec",
+            )
+        try:
+            values[k] = f.type.coerce(f, str(v) if isinstance(v, Decimal) else v)
+        except ValueError:
+            values[k] = v  # kept as read: it will not match the gold answer
+    return values
 
 
 def _check_result(
@@ -376,13 +397,16 @@ def _check_behind(
 
 
 def _mark_truncated(records: list[Mapping[str, Any]], cut: set[str]) -> list[Mapping[str, Any]]:
-    """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated."""
-    return [
-        {**r, "status": TRUNCATED}
-        if r["status"] not in ("ok", "extra") and r.get("request_id") in cut
-        else r
-        for r in records
-    ]
+    """Results not ``ok`` in a request that stopped at ``max_tokens`` (``cut``), as truncated;
+    a voting build's rounds' answers too."""
+
+    def marked(r: Mapping[str, Any]) -> Mapping[str, Any]:
+        if r.get("status") not in ("ok", "extra") and r.get("request_id") in cut:
+            r = {**r, "status": TRUNCATED}
+        rounds = r.get("rounds")
+        return {**r, "rounds": [marked(x) for x in rounds]} if isinstance(rounds, list) else r
+
+    return [marked(r) for r in records]
 
 
 def _seconds(timing: Path, requests: int) -> float | None:

@@ -8,7 +8,9 @@ An item is correct when every output that has a gold answer is correct. Accuracy
 items scored; items whose answer did not parse count as wrong. An item lost because its request
 stopped at ``max_tokens`` (status :data:`TRUNCATED`) is wrong too, but counted apart from wrong
 answers and from unparsed ones, and left out of accuracy by position: the budget cut it, not its
-position. Intervals are Wilson score intervals at 95 %; paired comparisons use the exact
+position. In a voting build accuracy by position counts each round's answer where that round
+asked the item, not the voted answer (which sits where the earliest round agreeing with the
+majority asked it: the positions whose answers lost the vote would drop out). Intervals are Wilson score intervals at 95 %; paired comparisons use the exact
 (binomial) two-sided McNemar test on the items both variants answered.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -66,6 +68,9 @@ class Scored:
     status: str
     values: Mapping[str, Value]
     request_id: str = ""
+    #: In a voting build, each round's answer of the item, at its own position (in round
+    #: order); accuracy by position counts these, not the voted answer (see :func:`score`).
+    rounds: tuple[Scored, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class VariantScore:
     by_position: Mapping[int, Rate]
     correct: Mapping[str, bool] = field(repr=False)
     truncated_by_position: Mapping[int, int] = field(default_factory=dict)
+    #: Whether accuracy by position counts each voting round's answer (a voting build),
+    #: rather than each item's one answer.
+    by_position_rounds: bool = False
 
     @property
     def truncated(self) -> int:
@@ -154,18 +162,33 @@ def pick_answers(
             continue
         if item in out:
             continue
-        values = r.get("values")
-        position = r.get("index")
-        if positions is not None:
-            position = positions.get(origin_of(str(r.get("request_id"))), {}).get(item, position)
-        out[item] = Scored(
-            item_id=item,
-            position=position if type(position) is int else 0,  # JSON true is no position
-            status=str(r.get("status")),
-            values=values if isinstance(values, Mapping) else {},
-            request_id=str(r.get("request_id") or ""),
+        rounds = r.get("rounds")
+        out[item] = replace(
+            _scored(item, r, positions),
+            rounds=tuple(
+                _scored(item, x, positions)
+                for x in (rounds if isinstance(rounds, list) else ())
+                if isinstance(x, Mapping)
+            ),
         )
     return out
+
+
+def _scored(
+    item: str, r: Mapping[str, object], positions: Mapping[str, Mapping[str, int]] | None
+) -> Scored:
+    """Item ``item``'s answer in the result (or a voting round's record) ``r``."""
+    values = r.get("values")
+    position = r.get("index")
+    if positions is not None:
+        position = positions.get(origin_of(str(r.get("request_id"))), {}).get(item, position)
+    return Scored(
+        item_id=item,
+        position=position if type(position) is int else 0,  # JSON true is no position
+        status=str(r.get("status")),
+        values=values if isinstance(values, Mapping) else {},
+        request_id=str(r.get("request_id") or ""),
+    )
 
 
 def score(
@@ -213,11 +236,16 @@ def score(
             per_output_correct[name] = per_output_correct.get(name, 0) + right
             all_right = all_right and right
         correct[item_id] = all_right
-        if status == TRUNCATED and answer is not None:
-            cut[answer.position] = cut.get(answer.position, 0) + 1
-        elif answer is not None and answer.position > 0:
-            pos_n[answer.position] = pos_n.get(answer.position, 0) + 1
-            pos_correct[answer.position] = pos_correct.get(answer.position, 0) + all_right
+        # A voting build's answers at each position are its rounds': the voted one sits where
+        # the earliest round agreeing with the majority asked it, which hides the positions
+        # whose answers lost the vote.
+        for said in (answer.rounds or (answer,)) if answer is not None else ():
+            if said.status == TRUNCATED:
+                cut[said.position] = cut.get(said.position, 0) + 1
+            elif said.position > 0:
+                right = _right(by_name, gold[item_id], said, tolerance)
+                pos_n[said.position] = pos_n.get(said.position, 0) + 1
+                pos_correct[said.position] = pos_correct.get(said.position, 0) + right
     n = len(gold)
     return VariantScore(
         overall=Rate(sum(correct.values()), n),
@@ -231,6 +259,21 @@ def score(
         by_position={p: Rate(pos_correct[p], pos_n[p]) for p in sorted(pos_n)},
         correct=correct,
         truncated_by_position=dict(sorted(cut.items())),
+        by_position_rounds=any(a.rounds for a in answers.values()),
+    )
+
+
+def _right(
+    by_name: Mapping[str, OutputField],
+    gold: Mapping[str, Value],
+    answer: Scored,
+    tolerance: Decimal | None,
+) -> bool:
+    """Whether ``answer`` is ``ok`` and right in every output with a gold answer."""
+    return answer.status == "ok" and all(
+        name in answer.values and f.type.matches(f, answer.values[name], g, tolerance)
+        for name, g in gold.items()
+        if (f := by_name.get(name)) is not None
     )
 
 
