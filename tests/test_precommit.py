@@ -114,6 +114,17 @@ def test_the_check_hook_checks_a_layer_that_extends_a_spec_without_repeating_pro
     err = capsys.readouterr().err
     assert f"{variant}:2:" in err and "unknown key 'batch_sise'" in err
     assert ".eslintrc" not in err
+    # A misspelt base, a base renamed without its layers, a cycle: checked (they passed the
+    # hook without a word), as is a layer extending a missing .yml; ESLint's stays left.
+    typo = tmp_path / "new" / "typo.yaml"
+    typo.write_text("extends: tsk.yaml\n", encoding="utf-8")
+    a, b = tmp_path / "new" / "a.yaml", tmp_path / "new" / "b.yml"
+    a.write_text("extends: b.yml\n", encoding="utf-8")
+    b.write_text("extends: a.yaml\n", encoding="utf-8")
+    assert call(hook, [], [str(typo), str(a), str(other)]) == 1
+    err = capsys.readouterr().err
+    assert f"{typo}:1:10: extends: extended spec 'tsk.yaml' not found" in err
+    assert "extends cycle" in err and ".eslintrc" not in err
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -49,18 +49,23 @@ def is_spec(path: str, depth: int = 0) -> bool:
     """Whether the YAML file at ``path`` is a promptc spec (:data:`SPEC_MARKER`), or a layer
     extending one (:data:`EXTENDS_LINE`, the base a spec); an unreadable file counts as one,
     so that checking it says why — as does anything but a regular file (a named pipe would
-    block the read forever; the loader refuses it)."""
+    block the read forever; the loader refuses it). So does a layer whose base is a YAML file
+    that cannot be read (a misspelt or renamed base) or whose chain of bases does not end (a
+    cycle): what the check exists to say. A base that is no YAML file's name
+    (``extends: eslint:recommended``) makes a file of another tool's."""
     try:
         if not Path(path).is_file():
-            return depth == 0
+            return depth == 0 or path.endswith((".yaml", ".yml"))
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return depth == 0
+        return depth == 0 or path.endswith((".yaml", ".yml"))
     if SPEC_MARKER.search(text) is not None:
         return True
     base = EXTENDS_LINE.search(text)
-    if base is None or depth >= 32:
+    if base is None:
         return False
+    if depth >= 32:
+        return True
     return is_spec(str(Path(path).parent / base.group(3).strip()), depth + 1)
 
 
