@@ -71,6 +71,24 @@ def test_the_parse_table_escapes_ids_inputs_and_answers(tmp_path: Path) -> None:
     assert ESC not in done.stdout + done.stderr and "\x9b" not in done.stdout + done.stderr
 
 
+def test_a_diff_of_two_builds_escapes_what_the_data_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data row ending in cursor-up, erase-line and U+202E: diff wrote them as they were,
+    hiding a line of the diff under review. Escaped, piped or not."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = _spec(tmp_path / "old", [{"id": "a", "text": "fine"}])
+    new = _spec(tmp_path / "new", [{"id": "a", "text": f"fine\x1b[1A\x1b[2K{HOSTILE}\u202eevil"}])
+    assert run(["build", str(old), "-o", str(tmp_path / "A")]) == 0
+    assert run(["build", str(new), "-o", str(tmp_path / "B")]) == 0
+    capsys.readouterr()
+    assert run(["diff", str(tmp_path / "A"), str(tmp_path / "B")]) == 1
+    out = capsys.readouterr().out
+    assert "\\x1b[1A\\x1b[2K" in out and "\\u202eevil" in out
+    assert ESC not in out and "\u202e" not in out and "\x9b" not in out
+
+
 class _Refuses(QuietHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))

@@ -42,6 +42,7 @@ from promptc.diff.views import (
     view_of_result,
 )
 from promptc.errors import Location, PromptcError, UsageError
+from promptc.text import printable
 
 
 def _missing(path: str) -> PromptcError:
@@ -124,7 +125,10 @@ def run_diff(
             data = {k: data[k] for k in ("old", "new", "changed", "summary")}
         out.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
         return status
-    lines = report.lines(diff, stat=stat)
+    # Control characters of the data, templates and ids (an escape sequence that moves the
+    # cursor up and erases a line, U+202E) would hide or disguise lines of the diff under
+    # review, on a terminal and in a CI log that renders them: written as escapes.
+    lines = [(printable(text), style) for text, style in report.lines(diff, stat=stat)]
     if use_rich(out):
         # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
         from rich.console import Console
