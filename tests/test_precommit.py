@@ -49,11 +49,52 @@ def test_promptc_build_check_fails_on_a_stale_build(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hook = hooks()["promptc-build-check"]
-    spec, out = str(REPO / "specs" / "sentiment.yaml"), str(tmp_path / "build")
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "sentiment.jsonl").write_bytes(
+        (REPO / "specs" / "data" / "sentiment.jsonl").read_bytes()
+    )
+    (repo / "s.yaml").write_bytes((REPO / "specs" / "sentiment.yaml").read_bytes())
+    spec, out = str(repo / "s.yaml"), str(repo / "build")
+    assert _git(repo, "init", "-q").returncode == 0
     assert run(["build", spec, "-o", out]) == 0
+    assert _git(repo, "add", "-A").returncode == 0
     assert call(hook, [spec, "-o", out], ["ignored.yaml"]) == 0
     assert call(hook, [spec, "-o", out, "--batch-size", "4"], []) == 1
     assert "first differing request" in capsys.readouterr().err
+
+
+def test_the_build_check_hook_fails_on_a_build_file_git_does_not_track(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rebuild wrote new grammar files, and ``git commit -a`` commits the manifest that
+    lists them without them (untracked files are in the work tree the hook reads): the hook
+    passed a build that a fresh clone finds incomplete. So did a spec whose new data file
+    was never added. Each is named; added, the hook passes."""
+    hook = hooks()["promptc-build-check"]
+    repo = tmp_path / "repo"
+    assert run(["init", str(repo)]) == 0
+    assert _git(repo, "init", "-q").returncode == 0
+    spec, out = str(repo / "task.yaml"), str(repo / "build")
+    assert run(["build", spec, "-o", out]) == 0
+    assert _git(repo, "add", "task.yaml", "build").returncode == 0
+    capsys.readouterr()
+    assert call(hook, [spec, "-o", out], []) == 1
+    err = capsys.readouterr().err
+    data = [p for p in (repo / "data").iterdir()]
+    assert f"{data[0]}: not tracked by git: a commit leaves it out (git add it)" in err
+    assert "build/" not in err.replace(str(repo / "build") + ":", "")  # the build is tracked
+    assert _git(repo, "add", "-A").returncode == 0
+    assert call(hook, [spec, "-o", out], []) == 0
+    lark = min((repo / "build").glob("answer*.lark"))
+    assert _git(repo, "rm", "-q", "--cached", f"build/{lark.name}").returncode == 0
+    capsys.readouterr()
+    assert call(hook, [spec, "-o", out], []) == 1
+    err = capsys.readouterr().err
+    assert f"{lark}: not tracked by git: a commit leaves it out (git add it)" in err
+    outside = tmp_path / "elsewhere"
+    assert call(hook, [spec, "-o", str(outside)], []) == 2
+    assert "is in no git work tree" in capsys.readouterr().err
 
 
 def test_the_check_hook_matches_every_spec_and_skips_other_yaml(

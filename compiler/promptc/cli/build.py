@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from promptc import build as build_mod
+from promptc import ir
 from promptc.api import load_spec, write_build
 from promptc.build.targets import NAMES as TARGET_NAMES
 from promptc.build.targets import find_target
@@ -18,7 +20,7 @@ from promptc.cli.common import (
     strategy_option,
     write_json,
 )
-from promptc.diff.stale import check_report
+from promptc.diff.stale import check_report, untracked
 
 EMITS = ("ir", "batches", "requests")
 
@@ -66,6 +68,12 @@ EMITS = ("ir", "batches", "requests")
     is_flag=True,
     help="Write nothing: build in memory and exit 1 naming every file of DIR that is stale.",
 )
+@click.option(
+    "--tracked",
+    is_flag=True,
+    help="With --check: also fail naming each file of DIR, and each file the build reads, "
+    "that git does not track (what a commit would leave out: the pre-commit hook's check).",
+)
 @json_format_option
 def build_command(
     spec: str,
@@ -77,6 +85,7 @@ def build_command(
     vllm_grammar: str | None,
     emit: str | None,
     check: bool,
+    tracked: bool,
     fmt: str,
 ) -> None:
     """Compile SPEC into requests, batches, answer grammars and a manifest in DIR.
@@ -91,6 +100,8 @@ def build_command(
         raise click.UsageError("--emit prints a stage to stdout and writes no folder: drop -o DIR")
     if check and (emit is not None or out_dir is None):
         raise click.UsageError("--check needs the build folder to hold against: -o DIR")
+    if tracked and not check:
+        raise click.UsageError("--tracked is a part of --check: give both")
     if vllm_grammar is not None and not find_target(target).grammars:
         raise click.UsageError(
             f"--grammar chooses the constraint of --target vllm-batch bodies; --target {target} "
@@ -117,6 +128,9 @@ def build_command(
             *(("--grammar", vllm_grammar) if vllm_grammar is not None else ()),
         ]
         status, lines = check_report(assembled, out_dir, spec, given)
+        if tracked:
+            left_out = untracked(_files_of(task, assembled, Path(out_dir)), Path(out_dir))
+            status, lines = (1 if left_out else status), [*left_out, *lines]
         if fmt == "json":
             write_json({"out_dir": out_dir, "current": status == 0, "lines": lines})
         else:
@@ -138,3 +152,15 @@ def build_command(
         )
         return
     click.echo(built.summary())
+
+
+def _files_of(task: ir.Task, assembled: build_mod.BuildResult, out: Path) -> list[Path]:
+    """The files of a build (in ``out``) and the files it reads: the spec, those it
+    extends, its data and the templates it renders with (a template of promptc's aside)."""
+    reads = [task.spec.path, *(f.path for f in task.extends)]
+    reads += [task.data.resolved] if task.data is not None else []
+    listed = assembled.manifest.get("templates")
+    for t in listed if isinstance(listed, list) else ():
+        if isinstance(t, dict) and isinstance(t.get("path"), str):
+            reads.append(str(Path(task.spec_dir) / t["path"]))
+    return [out / name for name in sorted(assembled.files)] + [Path(p) for p in reads if p]

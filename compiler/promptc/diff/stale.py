@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import shlex
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from promptc.build import (
     is_request_grammar,
 )
 from promptc.build.files import read_text
-from promptc.errors import Location, PromptcError
+from promptc.errors import Location, PromptcError, UsageError, one_line
 
 Problem = Literal["missing", "stale", "extra", "foreign"]
 
@@ -175,3 +176,44 @@ def check_report(
         f"(rebuild with {command})"
     )
     return 1, lines
+
+
+def untracked(paths: Sequence[Path], cwd: Path) -> list[str]:
+    """``build --check --tracked``: a line for each of ``paths`` (a build's files and the files
+    it reads) that git does not track in the work tree ``cwd`` is in — what a commit made now
+    would leave out (pre-commit hides unstaged changes from a hook, never untracked files).
+
+    Raises:
+        PromptcError: ``not-in-git``: git cannot be run there, or ``cwd`` is in no work tree.
+    """
+    cwd = next((p for p in (cwd, *cwd.parents) if p.is_dir()), cwd)  # a folder not built yet
+    top = os.path.realpath(_git(["rev-parse", "--show-toplevel"], cwd).strip())
+    inside = [p for p in paths if os.path.realpath(p).startswith(os.path.join(top, ""))]
+    listed = _git(["ls-files", "-z", "--full-name", "--", *map(str, inside)], cwd)
+    tracked = {os.path.join(top, name) for name in listed.split("\0") if name}
+    lines = []
+    for p in paths:
+        if p not in inside:
+            lines.append(f"{p}: not in the git repository at {top}: a commit cannot hold it")
+        elif os.path.realpath(p) not in tracked:
+            lines.append(f"{p}: not tracked by git: a commit leaves it out (git add it)")
+    return lines
+
+
+def _git(args: Sequence[str], cwd: Path) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(
+            f"--tracked: git could not be run: {e}", location=Location(str(cwd)), code="not-in-git"
+        ) from None
+    if done.returncode != 0:
+        said = one_line(done.stderr.decode("utf-8", "replace").strip())
+        raise UsageError(
+            f"--tracked: {cwd} is in no git work tree ({said})",
+            location=Location(str(cwd)),
+            code="not-in-git",
+        )
+    return done.stdout.decode("utf-8", "surrogateescape")
