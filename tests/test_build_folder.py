@@ -317,3 +317,34 @@ def test_an_items_line_is_its_object_in_canonical_json(
     }
     line = item_line(replace(task, spec_dir="."), item)
     assert line == json.dumps(expected, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_a_build_whose_line_ends_git_turned_into_crlf_says_so(tmp_path: Path) -> None:
+    """A committed build checked out with core.autocrlf (Git for Windows' default): every
+    reader said 'the build folder was changed after promptc build' and 'rebuild it', which
+    gives another manifest on that machine. The error says what changed and how to keep the
+    build's bytes; a file changed otherwise is said as before."""
+    from promptc.errors import UsageError
+    from promptc.parse.build_input import open_build
+
+    out = tmp_path / "build"
+    assert run(["build", str(SPECS / "sentiment.yaml"), "-o", str(out)]) == 0
+    task = out / "task.json"
+    written = task.read_bytes()
+    task.write_bytes(written.replace(b"\n", b"\r\n"))
+    with pytest.raises(UsageError) as e:
+        open_build(out)
+    assert e.value.code == "build-modified"
+    assert e.value.message == (
+        "task.json does not match the sha256 that manifest.json lists for it: its line ends "
+        "were turned into CRLF after promptc build (as git does on checkout with "
+        "core.autocrlf)"
+    )
+    assert e.value.hint == (
+        f"keep the build's bytes as written: add '{out}/** -text' to .gitattributes and check "
+        "the folder out again"
+    )
+    task.write_bytes(written.replace(b"\n", b"\r\n").replace(b"batch", b"Batch"))
+    with pytest.raises(UsageError) as e:
+        open_build(out)
+    assert e.value.message.endswith("the build folder was changed after promptc build")

@@ -52,6 +52,9 @@ MESSAGES: dict[str, str] = {
     "format {want}",
     "build-modified": "{name} does not match the sha256 that manifest.json lists for it"
     "{unlisted}; the build folder was changed after promptc build",
+    "build-crlf": "{name} does not match the sha256 that manifest.json lists for it: its line "
+    "ends were turned into CRLF after promptc build (as git does on checkout with "
+    "core.autocrlf)",
     "bad-target": "manifest.json names the target {found!r}; expected {known}",
     "too-large": "{name} is larger than {limit} bytes, more than promptc reads of a build file",
     "line-too-long": "this line of {name} is longer than {limit} bytes, more than promptc reads "
@@ -67,12 +70,18 @@ MESSAGES: dict[str, str] = {
 }
 #: The code of a message whose key is not its code: a build of another format, or of none,
 #: is one thing to a tool (rebuild it).
-CODES: dict[str, str] = {"no-build-format": "build-format", "line-too-long": "too-large"}
+CODES: dict[str, str] = {
+    "no-build-format": "build-format",
+    "line-too-long": "too-large",
+    "build-crlf": "build-modified",
+}
 HINTS: dict[str, str] = {
     "not-a-build": "give a folder written by promptc build SPEC -o DIR",
     "no-build-format": "rebuild it with promptc build SPEC -o DIR",
     "build-format": "rebuild it with promptc build SPEC -o DIR",
     "build-modified": "rebuild it with promptc build SPEC -o DIR",
+    "build-crlf": "keep the build's bytes as written: add '{folder}/** -text' to .gitattributes "
+    "and check the folder out again",
     "bad-task-file": "rebuild it with promptc build SPEC -o DIR",
     "not-regular": "put a regular file in its place: cp -L copies what a link points to, and "
     "promptc build SPEC -o DIR remakes a build folder",
@@ -85,7 +94,7 @@ def build_error(key: str, location: Location, **kw: object) -> UsageError:
     return UsageError(
         MESSAGES[key].format(**kw),
         location=location,
-        hint=HINTS.get(key),
+        hint=HINTS[key].format(**kw) if key in HINTS else None,
         code=CODES.get(key, key),
     )
 

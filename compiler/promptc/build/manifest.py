@@ -121,9 +121,30 @@ def check_hashes(folder: Path, manifest: Mapping[str, Any], names: Sequence[str]
         except OSError:
             got = None
         if want != got:
+            if want is not None and _lf_digest(folder / name) == want:
+                where = Location(str(folder / name))
+                raise build_error("build-crlf", where, name=name, folder=str(folder))
             raise build_error(
                 "build-modified",
                 Location(str(folder / name)),
                 name=name,
                 unlisted=" (it is not listed)" if want is None else "",
             )
+
+
+def _lf_digest(path: Path) -> str | None:
+    """The sha256 of a file with each CRLF read as LF, or ``None`` if it holds none (or
+    cannot be read): a build checked out by git with ``core.autocrlf`` has them."""
+    digest, crlf, carry = hashlib.sha256(), False, b""
+    try:
+        with open_regular(path) as f:
+            while chunk := f.read(1 << 20):
+                chunk = carry + chunk
+                carry = b"\r" if chunk.endswith(b"\r") else b""
+                chunk = chunk[: len(chunk) - len(carry)]
+                crlf = crlf or b"\r\n" in chunk
+                digest.update(chunk.replace(b"\r\n", b"\n"))
+    except OSError:
+        return None
+    digest.update(carry)
+    return digest.hexdigest() if crlf else None
