@@ -861,3 +861,22 @@ def test_the_order_of_an_enums_aliases_is_no_change() -> None:
     turned = replace(out, aliases=tuple(reversed(out.aliases)))
     other = replace(task, outputs=tuple(turned if o is out else o for o in task.outputs))
     assert answer_reading(task) == answer_reading(other)
+
+
+def test_an_extends_chain_as_long_as_the_loader_follows_is_read_at_a_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chain of 18 specs builds (the loader follows 32), but diff --against copied 17 of
+    them out of git and said the 18th was 'not found'."""
+    root = tmp_path / "chain"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    files = {"spec.yaml": SPEC, "data/reviews.jsonl": _rows(ROWS)}
+    files["templates/batch.j2"], files["templates/answer.j2"] = TEMPLATE, PARTIAL
+    prev = "spec.yaml"
+    for i in range(1, 18):
+        files[f"s{i}.yaml"] = f"extends: {prev}\nmodel: {{temperature: 0.{i % 10}}}\n"
+        prev = f"s{i}.yaml"
+    commit(root, files, "chain")
+    code, out, err = promptc(root, monkeypatch, capsys, "diff", prev, "--against", "HEAD")
+    assert (code, "not found" in err) == (0, False), out + err

@@ -43,12 +43,10 @@ from promptc.diff.views import BuildView, view_of_result
 from promptc.errors import Location, PromptcError, PromptcErrors, UsageError, flatten
 from promptc.render.checks import raise_template_errors
 from promptc.render.environment import SHIPPED_TEXTS
-from promptc.spec.load import SpecDocument, load_spec, project_root
+from promptc.spec.load import MAX_EXTENDS, SpecDocument, load_spec, project_root
 from promptc.spec.lower import compile_spec
 from promptc.text import gc_paused
 
-#: Most specs an extends chain may hold (as :mod:`promptc.spec.load` allows).
-MAX_CHAIN = 16
 #: Most files brought in for one spec; a fallback to "every file in the spec folders" past it
 #: would copy a whole repository.
 MAX_FILES = 10_000
@@ -330,7 +328,7 @@ def _gather(checkout: Checkout, rel: str) -> None:
     # 1. the extends chain, from each spec's own YAML
     chain = [rel]
     _write(checkout, rel)
-    while len(chain) <= MAX_CHAIN:
+    while len(chain) <= MAX_EXTENDS:  # as many as the loader follows
         current = chain[-1]
         body = (checkout.root / current).read_bytes() if current in checkout.files else b""
         ext = _yaml_extends(body)
