@@ -880,3 +880,23 @@ def test_an_extends_chain_as_long_as_the_loader_follows_is_read_at_a_revision(
     commit(root, files, "chain")
     code, out, err = promptc(root, monkeypatch, capsys, "diff", prev, "--against", "HEAD")
     assert (code, "not found" in err) == (0, False), out + err
+
+
+def test_a_file_stored_through_a_git_filter_is_read_as_a_checkout_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data kept through a filter (Git LFS stores a pointer, its smudge filter writes the
+    data): diff --against read the stored blob, not the data, and said it was no JSON. Read
+    with the checkout's filters, nothing changed is no change."""
+    root = tmp_path / "filtered"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "filter.upper.clean", "tr a-z A-Z")
+    git(root, "config", "filter.upper.smudge", "tr A-Z a-z")
+    files = {".gitattributes": "data/*.jsonl filter=upper\n", "spec.yaml": SPEC}
+    files["data/reviews.jsonl"] = _rows([(i, t.lower()) for i, t in ROWS])
+    files["templates/batch.j2"], files["templates/answer.j2"] = TEMPLATE, PARTIAL
+    commit(root, files, "filtered")
+    assert '"ID"' in git(root, "cat-file", "blob", "HEAD:data/reviews.jsonl")  # as stored
+    code, out, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 0 and "no change" in out, out + err

@@ -2,8 +2,10 @@
 
 :func:`checkout_spec` writes into a temporary folder the files a spec needs, as they were at
 a revision: the spec, every spec it ``extends``, the data file, its own templates and the
-templates they include or extend. Each file is read with ``git cat-file blob REV:path`` (so
-nothing of the work tree, the index or ``HEAD`` is touched), and the
+templates they include or extend. Each file is read with ``git cat-file --filters REV:path``
+(so nothing of the work tree, the index or ``HEAD`` is touched; the filters a checkout applies
+are applied, so a Git LFS pointer reads as the file it stands for, when git-lfs is
+installed, and line ends are what a checkout writes), and the
 files are laid out under the temporary folder as they lie in the repository, so the spec's
 relative paths and the project folder (where ``extends`` may reach) mean what they meant.
 
@@ -245,7 +247,7 @@ def _shipped_at(checkout: Checkout) -> None:
         texts = {}
         for name in names.stdout.decode("utf-8", "replace").split("\0"):
             if name.endswith(".j2"):
-                blob = git(["cat-file", "blob", f"{repo.commit}:{name}"], repo.top)
+                blob = git(["cat-file", "--filters", f"{repo.commit}:{name}"], repo.top)
                 if blob.returncode == 0:
                     texts[name[len(folder) + 1 :]] = blob.stdout.decode("utf-8")
         if texts:
@@ -303,7 +305,7 @@ def _contents(checkout: Checkout, rel: str) -> bytes | None:
         mode = entry.split(b" ", 1)[0]
         if mode not in (b"100644", b"100755", b"120000"):
             return None
-        blob = git(["cat-file", "blob", f"{repo.commit}:{rel}"], repo.top)
+        blob = git(["cat-file", "--filters", f"{repo.commit}:{rel}"], repo.top)
         if blob.returncode != 0:
             return None
         if mode != b"120000":
