@@ -900,3 +900,24 @@ def test_a_file_stored_through_a_git_filter_is_read_as_a_checkout_writes_it(
     assert '"ID"' in git(root, "cat-file", "blob", "HEAD:data/reviews.jsonl")  # as stored
     code, out, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
     assert code == 0 and "no change" in out, out + err
+
+
+def test_data_and_templates_in_a_linked_folder_are_read_at_a_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data -> shared/data, a link to a folder inside the repository: the build follows it,
+    but diff --against said the data was 'not found', even against HEAD with no change."""
+    root = tmp_path / "linked"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    files = {"spec.yaml": SPEC, "shared/data/reviews.jsonl": _rows(ROWS)}
+    files["shared/t/batch.j2"], files["shared/t/answer.j2"] = TEMPLATE, PARTIAL
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    (root / "data").symlink_to("shared/data")
+    (root / "templates").symlink_to("shared/t")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "linked")
+    code, out, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 0 and "no change" in out, out + err

@@ -303,15 +303,20 @@ def _contents(checkout: Checkout, rel: str) -> bytes | None:
     for _ in range(MAX_LINKS):
         entry = git(["ls-tree", "-z", repo.commit, "--", rel], repo.top).stdout
         mode = entry.split(b" ", 1)[0]
+        rest = ""
+        if not entry:  # in no folder at the revision: perhaps in a linked one (data -> shared)
+            rel, rest = _linked_folder(checkout, rel)
+            mode = b"120000" if rest else b""
         if mode not in (b"100644", b"100755", b"120000"):
             return None
-        blob = git(["cat-file", "--filters", f"{repo.commit}:{rel}"], repo.top)
+        how = "blob" if mode == b"120000" else "--filters"  # a link's blob is the path it names
+        blob = git(["cat-file", how, f"{repo.commit}:{rel}"], repo.top)
         if blob.returncode != 0:
             return None
         if mode != b"120000":
             return blob.stdout
         named = blob.stdout.decode("utf-8", "replace")
-        followed = posixpath.normpath(posixpath.join(posixpath.dirname(rel), named))
+        followed = posixpath.normpath(posixpath.join(posixpath.dirname(rel), named, rest))
         if os.path.isabs(named) or not _inside(followed):
             raise _usage(
                 f"{rel} is a link at {repo.rev} to {named!r}, outside the repository",
@@ -324,6 +329,21 @@ def _contents(checkout: Checkout, rel: str) -> bytes | None:
         checkout.label(rel),
         "link-outside",
     )
+
+
+def _linked_folder(checkout: Checkout, rel: str) -> tuple[str, str]:
+    """The first folder of ``rel`` that is a link at the revision, and the rest of ``rel``
+    under it (``("data", "task.jsonl")``); ``(rel, "")`` if none is."""
+    repo = checkout.repo
+    parts = rel.split("/")
+    for k in range(1, len(parts)):
+        folder = "/".join(parts[:k])
+        entry = git(["ls-tree", "-z", repo.commit, "--", folder], repo.top).stdout
+        if entry.startswith(b"120000 "):
+            return folder, "/".join(parts[k:])
+        if not entry.startswith(b"040000 "):
+            break
+    return rel, ""
 
 
 def _gather(checkout: Checkout, rel: str) -> None:
