@@ -921,3 +921,19 @@ def test_data_and_templates_in_a_linked_folder_are_read_at_a_revision(
     git(root, "commit", "-q", "-m", "linked")
     code, out, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
     assert code == 0 and "no change" in out, out + err
+
+
+def test_a_revision_a_shallow_clone_lacks_says_the_clone_is_shallow(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CI's default checkout holds one commit: --against HEAD~1 said 'git knows no commit by
+    that name', and its hint suggested HEAD~1 itself."""
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
+    code, _, err = promptc(clone, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD~1")
+    assert code == 2
+    assert err == (
+        "spec.yaml: unknown revision 'HEAD~1': git knows no commit by that name (this clone is "
+        "shallow: it holds only the latest commits) (fetch more history (git fetch "
+        "--deepen=N, or a CI checkout's fetch-depth: 0))\n"
+    )

@@ -120,11 +120,15 @@ def resolve(spec: str, rev: str) -> tuple[Repository, str]:
         raise _usage(f"unknown revision {rev!r}", spec, "unknown-revision")
     proc = git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], top)
     if proc.returncode != 0:
+        shallow = git(["rev-parse", "--is-shallow-repository"], top).stdout.strip() == b"true"
         raise _usage(
-            f"unknown revision {rev!r}: git knows no commit by that name",
+            f"unknown revision {rev!r}: git knows no commit by that name"
+            + (" (this clone is shallow: it holds only the latest commits)" if shallow else ""),
             spec,
             "unknown-revision",
-            "give a commit, branch or tag, e.g. HEAD~1 or main",
+            "fetch more history (git fetch --deepen=N, or a CI checkout's fetch-depth: 0)"
+            if shallow
+            else "give a commit, branch or tag, e.g. HEAD~1 or main",
         )
     commit = proc.stdout.decode("ascii", "replace").strip()
     try:
