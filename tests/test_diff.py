@@ -937,3 +937,22 @@ def test_a_revision_a_shallow_clone_lacks_says_the_clone_is_shallow(
         "shallow: it holds only the latest commits) (fetch more history (git fetch "
         "--deepen=N, or a CI checkout's fetch-depth: 0))\n"
     )
+
+
+def test_data_in_the_work_tree_but_not_committed_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data git ignores: 'data file not found' at HEAD, while the user sees it right there."""
+    root = tmp_path / "ignored"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    files = {".gitignore": "data/\n", "spec.yaml": SPEC, "data/reviews.jsonl": _rows(ROWS)}
+    files["templates/batch.j2"], files["templates/answer.j2"] = TEMPLATE, PARTIAL
+    commit(root, files, "data ignored")
+    code, _, err = promptc(root, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD")
+    assert code == 2
+    assert err.endswith(
+        "data file 'data/reviews.jsonl' not found (the file is in the work tree but not "
+        "committed at HEAD (untracked or ignored by git): diff --against reads the revision's "
+        "files from git)\n"
+    )

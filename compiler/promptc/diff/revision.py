@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tempfile
@@ -198,9 +199,21 @@ class Checkout:
             e.message = e.message.replace(prefix, f"{self.repo.rev}:")
             if e.hint:
                 e.hint = e.hint.replace(prefix, f"{self.repo.rev}:")
+            if e.code == "not-found" and self._in_work_tree(e):
+                e.hint = (
+                    f"the file is in the work tree but not committed at {self.repo.rev} "
+                    "(untracked or ignored by git): diff --against reads the revision's files "
+                    "from git"
+                )
         if isinstance(error, PromptcErrors):
             return PromptcErrors(list(error.errors), error.omitted)
         return error
+
+    def _in_work_tree(self, error: PromptcError) -> bool:
+        """Whether the data file a ``not-found`` error names is in the work tree."""
+        named = re.search(r"'([^']+)' not found", error.message)
+        where = self.spec.parent.relative_to(self.root)
+        return named is not None and (self.repo.top / where / named.group(1)).is_file()
 
 
 def _yaml_extends(text: bytes) -> str | None:
