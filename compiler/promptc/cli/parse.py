@@ -202,7 +202,8 @@ def run_parse(
     # asked for its item.
     # A voting round's request may have been asked of its unsettled items only (a stand-in).
     asked = found.seen.keys() | stood_in(found.repairs) | whole
-    order = [rid for rid in known if rid in asked | absent]
+    listed = asked | absent  # once, not once a request (parsing was quadratic in requests)
+    order = [rid for rid in known if rid in listed]
     merged = merge_answers(order, parsed, found.repairs, build.task.outputs)
     results = [x for x, _ in merged.rows]
     if request_id is not None and request_id not in found.seen and records:
