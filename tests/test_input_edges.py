@@ -4,6 +4,7 @@ where a spec or results are expected, an empty ``-o``, and a build folder checke
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -191,3 +192,49 @@ def test_a_spec_named_through_a_link_to_its_file_builds_as_itself(
     assert run(["check", "elsewhere/spec.yaml"]) == 1
     line = 1 + rows[: rows.index('"positive"')].count("\n")
     assert capsys.readouterr().err.startswith(f"proj/data/sentiment.jsonl:{line}:")
+
+
+def _checkout(root: Path, repository: bool) -> Path:
+    """The sentiment spec in ``root/specs`` (a git repository's work tree if ``repository``),
+    with a copy of its data in ``root/shared``."""
+    (root / "specs").mkdir(parents=True)
+    (root / "specs" / "s.yaml").write_bytes((SPECS / "sentiment.yaml").read_bytes())
+    (root / "shared").mkdir()
+    rows = (SPECS / "data" / "sentiment.jsonl").read_bytes()
+    (root / "shared" / "reviews.jsonl").write_bytes(rows)
+    if repository:
+        (root / ".git").mkdir()
+    return root / "specs" / "s.yaml"
+
+
+def _recorded(build: Path) -> tuple[str, str]:
+    """The data path of a build's manifest, and the location of its first item."""
+    manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    first = (build / "items.jsonl").read_text(encoding="utf-8").split("\n")[0]
+    return manifest["data"]["path"], json.loads(first)["location"]
+
+
+def test_data_outside_the_repository_builds_the_same_from_any_checkout(tmp_path: Path) -> None:
+    """``build --data`` of a data set kept outside the repository, from two checkouts at
+    different depths: the climb from each spec to the data was written into the manifest and
+    every item's location, so the builds differed and ``--check`` of one from the other
+    failed. The file is named by its name alone; data inside the repository keeps its path."""
+    data = tmp_path / "datasets" / "reviews.jsonl"
+    data.parent.mkdir()
+    data.write_bytes((SPECS / "data" / "sentiment.jsonl").read_bytes())
+    one = _checkout(tmp_path / "ci", repository=True)
+    two = _checkout(tmp_path / "home" / "alice" / "src", repository=True)
+    for spec in (one, two):
+        assert run(["build", str(spec), "--data", str(data), "-o", str(spec.parent / "b")]) == 0
+    for name in ("manifest.json", "items.jsonl", "requests.jsonl"):
+        assert (one.parent / "b" / name).read_bytes() == (two.parent / "b" / name).read_bytes()
+    assert _recorded(one.parent / "b") == ("reviews.jsonl", "reviews.jsonl:1:1")
+    check = ["build", str(two), "--data", str(data), "-o", str(one.parent / "b"), "--check"]
+    assert run(check) == 0
+    inside = str(one.parents[1] / "shared" / "reviews.jsonl")
+    assert run(["build", str(one), "--data", inside, "-o", str(tmp_path / "in")]) == 0
+    assert _recorded(tmp_path / "in") == ("../shared/reviews.jsonl", "../shared/reviews.jsonl:1:1")
+    bare = _checkout(tmp_path / "bare", repository=False)
+    shared = str(bare.parents[1] / "shared" / "reviews.jsonl")
+    assert run(["build", str(bare), "--data", shared, "-o", str(tmp_path / "out")]) == 0
+    assert _recorded(tmp_path / "out") == ("reviews.jsonl", "reviews.jsonl:1:1")

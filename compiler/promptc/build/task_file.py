@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir, markers, strategies, values
-from promptc.build.files import build_error, document, dumps, read_lines, read_text, relative
+from promptc.build.files import build_error, document, dumps, read_lines, read_text
 from promptc.build.manifest import check_hashes, read_manifest
 from promptc.build.task_checks import document_problem, task_problem
 from promptc.errors import Location, UsageError
 from promptc.limits import MAX_SPEC_DEPTH
+from promptc.spec.data import recorded_path
 
 TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"
@@ -56,7 +57,9 @@ def _where(loc: Location, spec_dir: str, paths: dict[str, str]) -> str:
         # the spec was reached through (spec_dir is resolved; the file's folder is resolved
         # too, the file's own name kept): builds are byte-identical.
         folder, name = os.path.split(loc.file)
-        path = paths[loc.file] = relative(os.path.join(os.path.realpath(folder), name), spec_dir)
+        path = paths[loc.file] = recorded_path(
+            os.path.join(os.path.realpath(folder), name), spec_dir
+        )
     # Location's own form (file, file:line or file:line:col), without making one per item.
     if loc.line <= 0:
         return path
