@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -212,8 +212,7 @@ class ValueType:
         written canonically (of the demos' when there is no gold); one token when there is
         neither. Never a bound: the grammar admits longer spellings of every type (``YES``
         takes more tokens than ``yes``)."""
-        samples = _gold(field, task) or _demos(field, task)
-        return _mean_tokens(self, field, count, samples)
+        return _mean_tokens(self, field, count, _gold(field, task), _demos(field, task))
 
     # ---------------------------------------------------------------- the object itself
 
@@ -228,19 +227,26 @@ class ValueType:
         return value_type, (self.name,)
 
 
-def _gold(field: OutputField, task: Task) -> list[Value]:
-    return [i.gold[field.name] for i in task.items if field.name in i.gold]
+def _gold(field: OutputField, task: Task) -> Iterator[Value]:
+    return (i.gold[field.name] for i in task.items if field.name in i.gold)
 
 
-def _demos(field: OutputField, task: Task) -> list[Value]:
-    return [d.outputs[field.name] for d in task.demos if field.name in d.outputs]
+def _demos(field: OutputField, task: Task) -> Iterator[Value]:
+    return (d.outputs[field.name] for d in task.demos if field.name in d.outputs)
 
 
 def _mean_tokens(
-    vt: ValueType, field: OutputField, count: Callable[[str], int], samples: list[Value]
+    vt: ValueType, field: OutputField, count: Callable[[str], int], *sources: Iterator[Value]
 ) -> float:
-    texts = [vt.write(field, v) for v in samples]
-    return sum(count(t) for t in texts) / len(texts) if texts else 1.0
+    """The mean tokens of the values of the first source that has any (one token if none
+    has): summed as the items stream by, so that memory does not grow with the data."""
+    for source in sources:
+        n, total = 0, 0
+        for value in source:
+            n, total = n + 1, total + count(vt.write(field, value))
+        if n:
+            return total / n
+    return 1.0
 
 
 def agree(fields: Sequence[OutputField], a: Mapping[str, Value], b: Mapping[str, Value]) -> bool:
@@ -318,8 +324,7 @@ class Text(ValueType):
     def tokens(self, field: OutputField, count: Callable[[str], int], task: Task) -> float:
         # A gold text is often a short label where the model writes sentences: the demos,
         # written as the model is asked to write, come first.
-        samples = _demos(field, task) or _gold(field, task)
-        return _mean_tokens(self, field, count, samples)
+        return _mean_tokens(self, field, count, _demos(field, task), _gold(field, task))
 
 
 # ---------------------------------------------------------------- number and integer
