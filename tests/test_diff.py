@@ -956,3 +956,39 @@ def test_data_in_the_work_tree_but_not_committed_is_said_so(
         "committed at HEAD (untracked or ignored by git): diff --against reads the revision's "
         "files from git)\n"
     )
+
+
+def test_a_computed_include_reads_the_folders_and_passes_over_an_unrelated_link_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template that includes ``part ~ ".j2"`` brings in every file of the spec's folders
+    at the revision. An unrelated committed link out of the repository among them made the
+    diff fail (exit 2) though the build never opens it; and the ``read at`` line named every
+    file brought in. The link is passed over and the files brought in are counted."""
+    git(tmp_path, "init", "-q")
+    computed = TEMPLATE.replace('"templates/answer.j2"', '"templates/" ~ "answer" ~ ".j2"')
+    notes = {f"docs/n{k}.md": f"note {k}\n" for k in range(30)}
+    commit(
+        tmp_path,
+        {
+            "spec.yaml": SPEC,
+            "templates/batch.j2": computed,
+            "templates/answer.j2": PARTIAL,
+            "data/reviews.jsonl": _rows(ROWS),
+            **notes,
+        },
+        "a computed include",
+    )
+    (tmp_path / "docs" / "outside-link").symlink_to("/etc/hostname")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "an unrelated link out")
+    code, out, err = promptc(
+        tmp_path, monkeypatch, capsys, "diff", "spec.yaml", "--against", "HEAD", "--stat"
+    )
+    assert code == 0, err
+    assert out.startswith("no change:")
+    assert err == (
+        "promptc diff: read at HEAD: HEAD:data/reviews.jsonl, HEAD:spec.yaml, "
+        "HEAD:templates/batch.j2, 31 other file(s) of the spec's folders (a template names "
+        f"another by an expression), {SHIPPED_NOTE}\n"
+    )

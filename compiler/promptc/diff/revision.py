@@ -174,11 +174,19 @@ class Checkout:
     doc: SpecDocument | None = None
     shipped: dict[str, str] | None = None
     shipped_folder: str = ""
+    #: Files written only because a template names another by an expression.
+    bulk: set[str] = field(default_factory=set)
 
     def read(self) -> list[str]:
-        """What was read at the revision, ``REV:path`` each, sorted; and where the shipped
-        templates came from."""
-        out = [self.label(f) for f in sorted(self.files)]
+        """What was read at the revision, ``REV:path`` each, sorted (the files brought in
+        only because a template names another by an expression, counted); and where the
+        shipped templates came from."""
+        out = [self.label(f) for f in sorted(self.files - self.bulk)]
+        if self.bulk:
+            out.append(
+                f"{len(self.bulk)} other file(s) of the spec's folders (a template names"
+                " another by an expression)"
+            )
         if self.shipped is None:
             out.append("shipped templates: the installed promptc's (the repository holds none)")
         else:
@@ -284,8 +292,9 @@ def _mark_project_root(repo: Repository, spec: str, tmp: Path) -> None:
     (tmp / rel / ".git").write_text("", encoding="utf-8")
 
 
-def _write(checkout: Checkout, rel: str) -> bool:
-    """Writes one repository file into the checkout; ``False`` when it is not at the revision."""
+def _write(checkout: Checkout, rel: str, mode: bytes | None = None) -> bool:
+    """Writes one repository file into the checkout; ``False`` when it is not at the revision.
+    ``mode``: its mode at the revision, where a listing of its folder said it already."""
     rel = posixpath.normpath(rel)
     if not _inside(rel) or rel == ".":
         return False
@@ -297,7 +306,7 @@ def _write(checkout: Checkout, rel: str) -> bool:
             checkout.label(rel),
             "too-many-files",
         )
-    data = _contents(checkout, rel)
+    data = _contents(checkout, rel, mode)
     if data is None:
         return False
     target = checkout.root / rel
@@ -311,19 +320,20 @@ def _write(checkout: Checkout, rel: str) -> bool:
 MAX_LINKS = 8
 
 
-def _contents(checkout: Checkout, rel: str) -> bytes | None:
+def _contents(checkout: Checkout, rel: str, mode: bytes | None = None) -> bytes | None:
     """A file's bytes at the revision, ``None`` if it is none there (missing, a folder, a
     submodule). A link (mode 120000, whose blob is the path it names) is read as the file it
     names inside the repository, as a checkout of the revision would read it; one that leaves
     the repository, or a cycle, is refused."""
     repo = checkout.repo
     for _ in range(MAX_LINKS):
-        entry = git(["ls-tree", "-z", repo.commit, "--", rel], repo.top).stdout
-        mode = entry.split(b" ", 1)[0]
         rest = ""
-        if not entry:  # in no folder at the revision: perhaps in a linked one (data -> shared)
-            rel, rest = _linked_folder(checkout, rel)
-            mode = b"120000" if rest else b""
+        if mode is None:
+            entry = git(["ls-tree", "-z", repo.commit, "--", rel], repo.top).stdout
+            mode = entry.split(b" ", 1)[0]
+            if not entry:  # in no folder at the revision: perhaps in a linked one (data -> shared)
+                rel, rest = _linked_folder(checkout, rel)
+                mode = b"120000" if rest else b""
         if mode not in (b"100644", b"100755", b"120000"):
             return None
         how = "blob" if mode == b"120000" else "--filters"  # a link's blob is the path it names
@@ -340,7 +350,7 @@ def _contents(checkout: Checkout, rel: str) -> bytes | None:
                 checkout.label(rel),
                 "link-outside",
             )
-        rel = followed
+        rel, mode = followed, None
     raise _usage(
         f"{rel} at {repo.rev} is a chain of more than {MAX_LINKS} links",
         checkout.label(rel),
@@ -445,12 +455,22 @@ def _referenced_templates(path: Path) -> list[str] | None:
 
 
 def _write_folders(checkout: Checkout, folders: list[str]) -> None:
-    """Writes every file under the spec folders (a template names another by an expression)."""
-    args = ["ls-tree", "-r", "-z", "--name-only", checkout.repo.commit, "--"]
+    """Writes every file under the spec folders (a template names another by an expression).
+    A link among them that leaves the repository is left out, not refused: the build may
+    never open it (one that does finds no such template, as a checkout's build would)."""
+    args = ["ls-tree", "-r", "-z", checkout.repo.commit, "--"]
     proc = git(args + [f or "." for f in folders], checkout.repo.top)
-    for name in proc.stdout.decode("utf-8", "replace").split("\0"):
-        if name:
-            _write(checkout, name)
+    for entry in proc.stdout.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        name = path.decode("utf-8", "replace")
+        if not name or name in checkout.files:
+            continue
+        try:
+            if _write(checkout, name, meta.split(b" ", 1)[0]):
+                checkout.bulk.add(posixpath.normpath(name))
+        except UsageError as e:
+            if e.code != "link-outside":
+                raise
 
 
 def view_at(
