@@ -309,7 +309,7 @@ def test_batch_files_are_sharded_at_the_batch_api_limits(
     assert len(shards) >= 7
     assert all(len(by_bytes.files[s].encode()) <= size * 3 for s in shards)
     # A rebuild within the limits removes the shards.
-    monkeypatch.setattr(OpenAIBatch, "max_bytes", 200 * 1024 * 1024)
+    monkeypatch.setattr(OpenAIBatch, "max_bytes", 200_000_000)
     build(task, tmp_path / "bytes", target="vllm-batch")
     assert sorted(p.name for p in (tmp_path / "bytes").glob("requests*")) == ["requests.jsonl"]
 
