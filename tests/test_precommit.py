@@ -97,6 +97,32 @@ def test_the_build_check_hook_fails_on_a_build_file_git_does_not_track(
     assert "is in no git work tree" in capsys.readouterr().err
 
 
+def test_the_build_check_hook_passes_a_committed_build_named_relative_to_the_top(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pre-commit runs a hook from the repository's top with the README's relative
+    arguments (``specs/task.yaml -o build/task``): every committed file of the build was
+    called "not tracked by git", and the hook failed every commit. From the top and from a
+    folder below it, a committed build passes and an untracked file is named as given."""
+    hook = hooks()["promptc-build-check"]
+    repo = tmp_path / "repo"
+    assert run(["init", str(repo / "specs")]) == 0
+    assert _git(repo, "init", "-q").returncode == 0
+    monkeypatch.chdir(repo)
+    assert run(["build", "specs/task.yaml", "-o", "build/task"]) == 0
+    assert _git(repo, "add", "-A").returncode == 0
+    capsys.readouterr()
+    assert call(hook, ["specs/task.yaml", "-o", "build/task"], []) == 0, capsys.readouterr().err
+    monkeypatch.chdir(repo / "specs")
+    assert call(hook, ["task.yaml", "-o", "../build/task"], []) == 0, capsys.readouterr().err
+    manifest = "../build/task/manifest.json"
+    assert _git(repo, "rm", "-q", "--cached", "build/task/manifest.json").returncode == 0
+    assert call(hook, ["task.yaml", "-o", "../build/task"], []) == 1
+    err = capsys.readouterr().err
+    assert f"{manifest}: not tracked by git: a commit leaves it out (git add it)" in err
+    assert err.count("not tracked") == 1
+
+
 def test_the_check_hook_matches_every_spec_and_skips_other_yaml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -189,7 +189,13 @@ def untracked(paths: Sequence[Path], cwd: Path) -> list[str]:
     cwd = next((p for p in (cwd, *cwd.parents) if p.is_dir()), cwd)  # a folder not built yet
     top = os.path.realpath(_git(["rev-parse", "--show-toplevel"], cwd).strip())
     inside = [p for p in paths if os.path.realpath(p).startswith(os.path.join(top, ""))]
-    listed = _git(["ls-files", "-z", "--full-name", "--", *map(str, inside)], cwd)
+    # The folders the paths are in, absolute: git runs in ``cwd`` (the build's folder) while
+    # ``paths`` may be relative to the user's folder (pre-commit's, the repository's top); a
+    # few folders, not one argument a file (a build may have a grammar file a request), read
+    # literally (a file name may hold ``*``).
+    folders = sorted({os.path.dirname(os.path.realpath(p)) for p in inside})
+    args = ["--literal-pathspecs", "ls-files", "-z", "--full-name", "--", *folders]
+    listed = _git(args, cwd) if folders else ""
     tracked = {os.path.join(top, name) for name in listed.split("\0") if name}
     lines = []
     for p in paths:
