@@ -398,6 +398,21 @@ def test_format_json_on_build_show_init_and_schema(
     assert wiring["yaml.schemas"] == {wiring["path"]: ["task.yaml", "specs/*.yaml"]}
 
 
+def test_schema_wiring_prints_the_setting_alone_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``promptc schema --wiring > settings.json`` (or pasting what it prints) gives the
+    setting as docs/cli.md shows it: JSON, its notes on stderr (``#`` lines around it made
+    it neither JSON nor settings.json)."""
+    assert cli.run(["schema", "--wiring"]) == 0
+    captured = capsys.readouterr()
+    setting = json.loads(captured.out)
+    assert list(setting) == ["yaml.schemas"]
+    (path,) = setting["yaml.schemas"]
+    assert setting["yaml.schemas"][path] == ["task.yaml", "specs/*.yaml"]
+    assert path in captured.err and "yaml-language-server" in captured.err
+
+
 def test_shell_completion_works_through_click() -> None:
     """docs/cli.md documents click's own completion: the script and the completions."""
     env = {**os.environ, "_PROMPTC_COMPLETE": "bash_source"}

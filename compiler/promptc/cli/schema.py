@@ -43,16 +43,17 @@ def wiring() -> dict[str, object]:
     return {"id": schema_id, "path": where, "yaml.schemas": {where: list(SPEC_GLOBS)}}
 
 
-_WIRING_TEXT = """\
-# The spec schema ({id}), installed at:
-#   {path}
-# VS Code (Red Hat's YAML extension: settings.json) and every yaml-language-server client
-# (Neovim's yamlls, Helix, Zed, Emacs lsp-mode: their "yaml.schemas" setting) validate the
-# files these globs match. Add your own globs; a path that must not move with the
-# environment: `promptc schema -o FILE` and put FILE here instead.
-{setting}
-# Or one spec at a time: its first line `# yaml-language-server: $schema=spec.schema.json`
-# (`promptc init` writes it, with the schema beside the spec).
+#: What ``--wiring`` says of the setting, on stderr: stdout is the setting alone, a JSON
+#: object to paste into (or redirect to) settings.json.
+_WIRING_NOTE = """\
+The spec schema ({id}), installed at:
+  {path}
+VS Code (Red Hat's YAML extension: settings.json) and every yaml-language-server client
+(Neovim's yamlls, Helix, Zed, Emacs lsp-mode: their "yaml.schemas" setting) validate the
+files these globs match. Add your own globs; a path that must not move with the
+environment: `promptc schema -o FILE` and put FILE here instead.
+Or one spec at a time: its first line `# yaml-language-server: $schema=spec.schema.json`
+(`promptc init` writes it, with the schema beside the spec).
 """
 
 
@@ -110,8 +111,8 @@ def schema_command(out_file: str | None, wiring_asked: bool, fmt: str) -> None:
         if fmt == "json":
             write_json(found)
         else:
-            setting = json.dumps({"yaml.schemas": found["yaml.schemas"]}, indent=2)
-            sys.stdout.write(_WIRING_TEXT.format(setting=setting, **found))
+            sys.stderr.write(_WIRING_NOTE.format(**found))
+            sys.stdout.write(json.dumps({"yaml.schemas": found["yaml.schemas"]}, indent=2) + "\n")
         return
     text = read_schema()
     if out_file is None:
