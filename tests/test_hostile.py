@@ -670,13 +670,11 @@ def test_check_reports_a_missing_similarity_dependency(project: Path) -> None:
     blocked = "import sys; sys.modules['sentence_transformers'] = None; sys.modules['torch'] = None"
     out = run_capped([["check", part], ["check", local]], project, setup=blocked)
     assert [o.status for o in out] == [1, 1]
-    hint = "(install it with: pip install 'promptc-compiler[embed]')"
+    hint = "(install the embed extra: pip install 'promptc-compiler[embed]')"
     assert lines(out[0].stderr) == [
         "p.yaml:9:40: strategy.selection.method: selection method 'partition' needs "
-        + f"'sentence-transformers', which is not installed {hint}",
-        "p.yaml:9:40: strategy.selection.method: selection method 'partition' needs 'torch', "
-        + f"which is not installed {hint}",
-        "p.yaml: 2 errors",
+        + f"'sentence-transformers', 'torch': they are not installed {hint}",
+        "p.yaml: 1 error",
     ]
     assert (
         "m.yaml:9:40: strategy.selection.model: embedding model 'nowhere' is not a local model folder"

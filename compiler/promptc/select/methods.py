@@ -105,17 +105,19 @@ def missing_requirements(task: ir.Task) -> list[SelectionError]:
     needed = list(SIMILARITY_MODULES)
     if sel.model is None or sel.model in DEFAULT_MODEL_NAMES:
         needed.append((BUNDLED_MODULE, BUNDLED_PACKAGE))
-    for module, package in needed:
-        if absent(module):
-            errors.append(
-                SelectionError(
-                    f"selection method {sel.method!r} needs {package!r}, which is not installed",
-                    location=sel.location,
-                    path=("strategy", "selection", "method"),
-                    hint=f"install it with: {INSTALL_EMBED}",
-                    code="missing-extra",
-                )
+    missing = sorted(repr(package) for module, package in needed if absent(module))
+    if missing:  # one error for the one extra that brings them all
+        which = "it is" if len(missing) == 1 else "they are"
+        errors.append(
+            SelectionError(
+                f"selection method {sel.method!r} needs {', '.join(missing)}: {which} not"
+                " installed",
+                location=sel.location,
+                path=("strategy", "selection", "method"),
+                hint=f"install the embed extra: {INSTALL_EMBED}",
+                code="missing-extra",
             )
+        )
     if sel.model is not None and sel.model not in DEFAULT_MODEL_NAMES:
         try:
             model_folder(sel.model, task.spec_dir, sel.location)
