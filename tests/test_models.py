@@ -131,3 +131,32 @@ def test_the_server_module_says_what_is_wrong_with_its_arguments(
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert said in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("blocked", "said"),
+    [
+        (["openai"], "openai, which is"),
+        (["xllamacpp"], "xllamacpp, which is"),
+        (["openai", "xllamacpp"], "openai and xllamacpp, which are"),
+    ],
+)
+def test_run_local_without_the_local_extra_says_to_install_it(
+    tmp_path: Path, blocked: list[str], said: str
+) -> None:
+    """Without openai, ``run --local`` said to install the openai extra, which leaves
+    llama.cpp's server missing: a second error after the first was followed. Both packages
+    are said at once, and the hint is the local extra."""
+    from hostile import run_capped
+    from promptc.build import build
+    from promptc.spec.lower import compile_spec
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "sentiment.yaml"
+    build(compile_spec(spec), tmp_path)
+    setup = "import sys; " + "; ".join(f"sys.modules[{m!r}] = None" for m in blocked)
+    (out,) = run_capped([["run", str(tmp_path), "--local", "--limit", "1"]], tmp_path, setup)
+    assert out.status == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: promptc run --local needs {said} not installed (pip install "
+        "'promptc-compiler[local]', or pass --base-url URL of a running server)"
+    )

@@ -326,6 +326,23 @@ class Embedded(ChatAPI):
         requests: Sequence[BuiltRequest],
         say: Callable[[str], None],
     ) -> None:
+        # Both packages of the local extra, said before the chat client's own check (whose
+        # hint, the openai extra, would leave the server missing).
+        missing = [
+            package
+            for package, there in (
+                ("openai", importlib.util.find_spec("openai") is not None),
+                (SERVER_PACKAGE, server_installed()),
+            )
+            if not there
+        ]
+        if missing:
+            raise BackendError(
+                f"promptc run --local needs {' and '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not installed",
+                hint=f"{INSTALL_LOCAL}, or pass --base-url URL of a running server",
+                code="missing-local",
+            )
         super().__init__(options, None, requests, say)
         need = largest_need(requests)
         if need is not None and need.total > MAX_CONTEXT:
