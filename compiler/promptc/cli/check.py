@@ -141,8 +141,8 @@ def _voting_rounds_error(task: Task) -> PromptcError | None:
 @click.option(
     "--specs-only",
     is_flag=True,
-    help="Skip YAML files that are not promptc specs (no top-level 'promptc:' key), as a "
-    "pre-commit hook over every YAML file passes them.",
+    help="Skip YAML files that are not promptc specs (neither a top-level 'promptc:' key nor "
+    "'extends:'), as a pre-commit hook over every YAML file passes them.",
 )
 @strategy_option
 @batch_size_option
