@@ -154,8 +154,13 @@ def test_budgets_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "promptc plan: single: " in err and "over --max-input-tokens 10" in err
     assert run([*base, "--max-cost", "0", "--price-in", "1", "--price-out", "1"]) == 1
     assert "over --max-cost 0" in capsys.readouterr().err
-    assert run([*base, "--max-cost", "1"]) == 1
-    assert "--max-cost needs a price" in capsys.readouterr().err
+    # Nothing to price the tokens: the gate cannot be checked, a usage error (exit 2), said
+    # once at the option, not a budget crossed (exit 1) once a variant.
+    assert run([*base, "--max-cost", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "<command line>: --max-cost: nothing prices the tokens: give --price-in and "
+        "--price-out (USD per million tokens), or model.price in the spec\n"
+    )
     # A cost just over the limit is said exactly, never rounded to the limit itself.
     over = ["--strategies", "batch", "--price-in", "1", "--price-out", "2", "--max-cost", "0.0013"]
     assert run(["plan", SENTIMENT, "--batch-sizes", "8", *over]) == 1

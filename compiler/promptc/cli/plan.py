@@ -31,7 +31,9 @@ from promptc.cli.common import (
     spec_argument,
     write_table,
 )
+from promptc.errors import Location, UsageError
 from promptc.plan.estimate import Plan
+from promptc.spec.load import COMMAND_LINE
 
 
 def _tokens(n: float) -> str:
@@ -114,18 +116,11 @@ def over_budget(plan: Plan, max_cost: float | None, max_input: int | None) -> li
     """One line per variant over a budget."""
     lines = []
     for v in plan.variants:
-        if max_cost is not None:
-            if v.cost is None:
-                lines.append(
-                    f"{v.variant.name}: --max-cost needs a price (model.price or "
-                    "--price-in/--price-out)"
-                )
-            elif v.cost > Decimal(str(max_cost)):
-                lines.append(
-                    # Exact: rounded, a cost just over the limit read as equal to it.
-                    f"{v.variant.name}: cost USD {v.cost.normalize():f} is over --max-cost "
-                    f"{max_cost:g}"
-                )
+        if max_cost is not None and v.cost is not None and v.cost > Decimal(str(max_cost)):
+            lines.append(
+                # Exact: rounded, a cost just over the limit read as equal to it.
+                f"{v.variant.name}: cost USD {v.cost.normalize():f} is over --max-cost {max_cost:g}"
+            )
         if max_input is not None and v.input_tokens > max_input:
             lines.append(
                 f"{v.variant.name}: {v.input_tokens:,} input tokens are over "
@@ -246,6 +241,15 @@ def plan_command(
         base_url=base_url,
         grammar=grammar,
     )
+    if max_cost is not None and plan.price is None:
+        # A gate that cannot be checked is a usage error (exit 2), not a budget crossed.
+        raise UsageError(
+            "nothing prices the tokens: give --price-in and --price-out (USD per million "
+            "tokens), or model.price in the spec",
+            location=Location(COMMAND_LINE),
+            path=("--max-cost",),
+            code="price-incomplete",
+        )
     if fmt == "json":
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
