@@ -43,6 +43,7 @@ uses, which a server's context check (:mod:`promptc.run.context`) counts too.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -188,7 +189,7 @@ def budget_need(task: ir.Task) -> int | None:
     answer = _answer_bound(task, count_bound)
     # The marker of position k is longest at the last positions: pair the longest texts with
     # the highest positions (what any order can need at most).
-    texts = sorted(count_bound(fixed_text(task, n, item)) for item in task.items)[-n:] if n else []
+    texts = heapq.nlargest(n, (count_bound(fixed_text(task, n, item)) for item in task.items))
     need = n * answer + sum(texts)
     return need if need > cap else None
 
