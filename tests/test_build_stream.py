@@ -126,6 +126,37 @@ def test_memory_does_not_grow_with_the_items(
     assert per_item < 64, f"{per_item:.0f} bytes per item"
 
 
+@pytest.mark.parametrize(
+    ("target", "grammar", "kind"),
+    [
+        ("vllm-batch", "gbnf", "auto-demo"),
+        ("vllm-batch", "json-schema", "batch"),
+        ("openai-batch", "json-schema", "auto-demo"),
+    ],
+)
+def test_bodies_with_a_constraint_do_not_grow_memory_with_the_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, grammar: str, kind: str
+) -> None:
+    """A build whose every body carries its request's own grammar (its questions pinned for
+    Auto-Demo) reads each request's items by position, as the renderer does: its peak grows
+    with the items as a chat build's does (about 90 bytes an item at these sizes), not by
+    every item kept for looking them up by id (800 bytes an item here, 1.2 KB for GSM8K)."""
+    monkeypatch.setattr(build_files, "BUFFER_BYTES", 16 << 10)
+    monkeypatch.setattr(ItemTable, "CACHE", 256)
+    warm = compile_spec(make_spec(tmp_path / "warm", 10, kind=kind))
+    build(warm, tmp_path / "warm" / "out", target=target, vllm_grammar=grammar)
+    peaks = []
+    for n in (2_000, 8_000):
+        task = compile_spec(make_spec(tmp_path / str(n), n, kind=kind))
+        tracemalloc.start()
+        build(task, tmp_path / str(n) / "out", target=target, vllm_grammar=grammar)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    per_item = (peaks[1] - peaks[0]) / 6_000
+    print(f"{per_item:.1f} bytes per item")
+    assert per_item < 200, f"{per_item:.0f} bytes per item"
+
+
 def test_a_build_that_fails_part_way_leaves_the_previous_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -605,7 +605,7 @@ def test_every_constraint_of_a_request_is_its_own_grammar_file(
     task = _spec(tmp_path, "either", kind=kind)
     out = tmp_path / "b"
     build(task, out, target="vllm-batch", vllm_grammar=grammar)
-    cache = ConstraintCache(task)
+    cache = ConstraintCache()
     lines = (out / "requests.jsonl").read_text(encoding="utf-8").splitlines()
     for line, request in zip(lines, assemble(task).requests):
         own = out / "grammars" / request.id
@@ -614,7 +614,8 @@ def test_every_constraint_of_a_request_is_its_own_grammar_file(
         else:
             want = {"json": json.loads(own.with_suffix(".schema.json").read_text("utf-8"))}
         assert json.loads(line)["body"]["structured_outputs"] == want
-        made = constraint(task, request.kind, request.batch.item_ids, grammar, cache)  # type: ignore[arg-type]
+        items = [task.items[p] for p in request.batch.item_indices]
+        made = constraint(task, request.kind, items, grammar, cache)  # type: ignore[arg-type]
         assert {VllmBatch.FIELDS[made.form]: made.value} == want
 
 

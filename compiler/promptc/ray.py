@@ -39,7 +39,7 @@ from promptc.ir import OutputField, Task
 from promptc.parse.build_input import open_build
 from promptc.parse.results import ItemResult, dumps
 from promptc.replies import MAX_ERROR_BYTES, read_reply, urlopen
-from promptc.run.bodies import as_sent, check_questions
+from promptc.run.bodies import as_sent, check_questions, request_items
 from promptc.run.chat_api import reply_of
 from promptc.run.engine import MAX_BODY_BYTES, Failure
 from promptc.run.outputs import RESULTS_FILE
@@ -104,7 +104,7 @@ def request_rows(build: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         )
     folder = Path(build)
     task = read_task(folder)
-    cache = ConstraintCache(task)
+    cache = ConstraintCache()
     files = BuildGrammars(folder)
     for k, r in enumerate(read_requests(folder)):
         params = {key: v for key, v in r.params.items() if key != "model"}
@@ -132,7 +132,8 @@ def _grammars(
     them: an Auto-Demo request's questions pinned, else the build's files of it."""
     if request.kind.repeats_questions:
         check_questions(task, request, folder)
-        made = [constraint(task, request.kind, request.item_ids, f, cache) for f in FORMS]
+        items = request_items(task, request, folder)
+        made = [constraint(task, request.kind, items, f, cache) for f in FORMS]
         gbnf, schema = (c.value for c in made)
         return {"gbnf": str(gbnf), "json_schema": json.dumps(schema)}
     return {

@@ -20,7 +20,7 @@ from promptc.build.files import PLAIN_NAME, inside, read_text
 from promptc.build.manifest import read_manifest
 from promptc.build.targets import BuiltRequest, Constraint, GrammarForm
 from promptc.errors import Location, UsageError
-from promptc.grammar.answer import AnswerGrammar, build_grammar, item_choices, own_choices
+from promptc.grammar.answer import AnswerGrammar, build_grammar, own_choices
 from promptc.select.batches import batch_size
 from promptc.strategies import Strategy
 from promptc.text import sha256_text
@@ -70,17 +70,16 @@ def grammars(task: ir.Task, counts: Sequence[int], kind: Strategy | None = None)
 
 class ConstraintCache:
     """What :func:`constraint` makes once per build: the grammar of each (kind, item
-    count) and the items by id."""
+    count). It holds no items: a build of a million items makes one per request size."""
 
-    def __init__(self, task: ir.Task) -> None:
+    def __init__(self) -> None:
         self.grammars: dict[tuple[Strategy, int], AnswerGrammar] = {}
-        self.items = {it.id: it for it in task.items}
 
 
 def constraint(
     task: ir.Task,
     kind: Strategy | None,
-    item_ids: Sequence[str],
+    items: Sequence[ir.Item],
     form: GrammarForm = "gbnf",
     cache: ConstraintCache | None = None,
 ) -> Constraint:
@@ -90,18 +89,21 @@ def constraint(
     item's options where an enum's choices are the item's (``choices_from``), as
     ``promptc run`` sends them to llama.cpp.
 
+    ``items`` are the request's items, in its order: a build takes them by position, as the
+    renderer does, a reader of a build by id (:func:`promptc.run.bodies.request_items`).
     ``cache`` keeps what is the same for every request of a build.
     """
-    memo = cache if cache is not None else ConstraintCache(task)
+    memo = cache if cache is not None else ConstraintCache()
     k = kind or task.strategy.kind
-    n = len(item_ids)
+    n = len(items)
     if (k, n) not in memo.grammars:
         memo.grammars[(k, n)] = build_grammar(task, n, k)
     g = memo.grammars[(k, n)]
     questions: list[str] = []
     if k.repeats_questions:
-        questions = [markers.question_text(task.inputs, memo.items[i].inputs) for i in item_ids]
-    choices = item_choices(task, item_ids)
+        questions = [markers.question_text(task.inputs, it.inputs) for it in items]
+    fields = [o for o in task.outputs if o.choices_from]
+    choices = [own_choices(fields, it) for it in items] if fields else None
     pinned = k.repeats_questions or choices is not None
     if form == "json_schema":
         return Constraint(form, g.json_schema_for(questions, choices) if pinned else g.json_schema)

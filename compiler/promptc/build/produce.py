@@ -61,7 +61,7 @@ class Producer:
         self.renderer = Renderer(task)
         self.nominal = batch_size(task)
         self.counts: set[int] = set()
-        self.constraints = ConstraintCache(task) if form is not None else None
+        self.constraints = ConstraintCache() if form is not None else None
         self.own = RequestGrammars(task) if RequestGrammars.needed(task) else None
 
     def requests(self) -> Iterator[ir.Request]:
@@ -76,6 +76,8 @@ class Producer:
         stem = grammar_stem(n, self.nominal)
         messages = tuple({"role": m.role, "content": m.content} for m in r.messages)
         own = self.own.files(r) if self.own is not None else {}
+        # By position, as the renderer reads them: no lookup that grows with the items.
+        items = [self.task.items[i] for i in batch.item_indices] if self.form is not None else []
         made: Constraint | None = None
         if self.constraints is not None and self.form is not None:
             # Each body carries its own grammar: with requests' own grammars, the very text
@@ -83,12 +85,11 @@ class Producer:
             made = (
                 RequestGrammars.constraint(own, self.form)
                 if own
-                else constraint(self.task, r.kind, batch.item_ids, self.form, self.constraints)
+                else constraint(self.task, r.kind, items, self.form, self.constraints)
             )
         target_item = batch.item_ids[batch.target] if batch.target is not None else None
         params = r.params
         if self.form == "json_schema":  # answered in the JSON form: its budget fitted to it
-            items = [self.task.items[i] for i in batch.item_indices]
             params = fit_params(self.task, items, r.params, json_form=True)
         request = BuiltRequest(
             id=r.id,

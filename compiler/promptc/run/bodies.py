@@ -31,7 +31,7 @@ from promptc.render.output_budget import fit_params
 from promptc.text import canonical_json
 
 if TYPE_CHECKING:
-    from promptc.ir import Task
+    from promptc.ir import Item, Task
     from promptc.run.engine import Engine
     from promptc.run.options import RunOptions
 
@@ -109,7 +109,8 @@ def request_body(
     if request.kind.repeats_questions or made:
         task = task if task is not None else read_task(build)
         check_questions(task, request, build)
-        grammar = constraint(task, request.kind, request.item_ids, mode, cache).value
+        items = request_items(task, request, build)
+        grammar = constraint(task, request.kind, items, mode, cache).value
     else:
         suffix = ".gbnf" if mode == "gbnf" else ".schema.json"
         text = grammar_text(build, request, suffix, files)
@@ -139,6 +140,26 @@ def as_sent(task: Task, request: BuiltRequest, mode: GrammarMode | SendMode) -> 
     return request if params is request.params else dataclasses.replace(request, params=params)
 
 
+def request_items(task: Task, request: BuiltRequest, build: Path) -> list[Item]:
+    """The items of a request of the build ``build``, in its order, from ``task`` by id.
+
+    Raises:
+        UsageError: The task lacks one of them (the spec has changed since the build).
+    """
+    by_id = items_by_id(task)
+    missing = [i for i in request.item_ids if i not in by_id]
+    if missing:
+        raise UsageError(
+            f"request {request.id} names item(s) the spec does not have: "
+            + ", ".join(missing[:5])
+            + (" …" if len(missing) > 5 else ""),
+            location=_line_of(request, build),
+            hint=STALE_HINT,
+            code="stale-build",
+        )
+    return [by_id[i] for i in request.item_ids]
+
+
 def check_questions(task: Task, request: BuiltRequest, build: Path) -> None:
     """Checks that an Auto-Demo request's prompt shows its items' questions as ``task`` has
     them, so that a grammar pinning them asks the model to repeat what it was shown.
@@ -149,33 +170,28 @@ def check_questions(task: Task, request: BuiltRequest, build: Path) -> None:
     """
     if not request.kind.repeats_questions:
         return
-    by_id = items_by_id(task)
-    # The request's line in the build given (which may have moved since it was read).
-    where = Location(str(build / Path(request.location.file).name), request.line)
-    hint = "rebuild: the spec has changed since the build"
-    missing = [i for i in request.item_ids if i not in by_id]
-    if missing:
-        raise UsageError(
-            f"request {request.id} names item(s) the spec does not have: "
-            + ", ".join(missing[:5])
-            + (" …" if len(missing) > 5 else ""),
-            location=where,
-            hint=hint,
-            code="stale-build",
-        )
+    items = request_items(task, request, build)
     shown = "\n".join(str(m.get("content")) for m in request.messages)
     shown_as = markers.shown_markers(task.inputs, task.markers)
-    for i, item_id in enumerate(request.item_ids, 1):
+    for i, (item_id, item) in enumerate(zip(request.item_ids, items, strict=True), 1):
         # The grammar must make the model repeat what the prompt shows, not what the spec
         # says now (as a batch shows it, in the spec's markers: Q[i]: or Premise[i]: …).
-        if markers.question_block(task.inputs, by_id[item_id].inputs, i, task.markers) not in shown:
+        if markers.question_block(task.inputs, item.inputs, i, task.markers) not in shown:
             raise UsageError(
                 f"request {request.id}: the question of item {item_id} in the spec is not the "
                 f"one its prompt shows as {markers.question_marker(i, shown_as)}",
-                location=where,
-                hint=hint,
+                location=_line_of(request, build),
+                hint=STALE_HINT,
                 code="stale-build",
             )
+
+
+STALE_HINT = "rebuild: the spec has changed since the build"
+
+
+def _line_of(request: BuiltRequest, build: Path) -> Location:
+    """The request's line in the build given (which may have moved since it was read)."""
+    return Location(str(build / Path(request.location.file).name), request.line)
 
 
 def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
@@ -235,7 +251,7 @@ class Bodies:
         #: Requests whose grammar is made for their item count (repair requests): the build
         #: holds none for them.
         self.made: set[str] = set()
-        self.constraints = ConstraintCache(task)
+        self.constraints = ConstraintCache()
         self.grammar_files = BuildGrammars(build)
 
     def modes(self) -> list[tuple[SendMode, ServerKind]]:

@@ -47,7 +47,7 @@ from promptc.errors import Location, PromptcError, UsageError, one_line
 from promptc.ir import Task
 from promptc.parse.build_input import Build, open_build
 from promptc.parse.results import ItemResult, summarize
-from promptc.run.bodies import as_sent
+from promptc.run.bodies import as_sent, request_items
 from promptc.run.outputs import (
     OUTPUTS_FILE,
     REPLACED_FILE,
@@ -747,7 +747,7 @@ def write_repair_build(
     form = chosen.form(manifest)
     kind = asked[0].kind if asked else task.strategy.kind
     nominal = task.strategy.batch_size
-    constraints = ConstraintCache(task) if form is not None else None
+    constraints = ConstraintCache() if form is not None else None
     wanted = {i for r in asked for i in r.item_ids}
     _check_repair_folder(build, out)
     try:
@@ -758,7 +758,8 @@ def write_repair_build(
                 stem = grammar_stem(len(r.item_ids), nominal)
                 made = None
                 if constraints is not None and form is not None:
-                    made = constraint(task, r.kind, r.item_ids, form, constraints)
+                    items = request_items(task, r, build)
+                    made = constraint(task, r.kind, items, form, constraints)
                     r = as_sent(task, r, form)  # its budget fitted to the form it answers in
                 target = r.item_ids.index(r.target_item) if r.target_item is not None else None
                 line = BatchLine(k, r.id, r.item_ids, target, None, prompt_hash(r.messages), stem)
