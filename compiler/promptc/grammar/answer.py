@@ -389,7 +389,8 @@ def item_choices(task: Task, item_ids: Sequence[str]) -> list[dict[str, list[str
     fields = [o for o in task.outputs if o.choices_from]
     if not fields:
         return None
-    by_id = {it.id: it for it in task.items}
+    wanted = set(item_ids)  # the request's items kept, not every item of the task
+    by_id = {it.id: it for it in task.items if it.id in wanted}
     out = []
     for i in item_ids:
         item = by_id.get(i)
