@@ -55,7 +55,7 @@ from promptc.build.grammars import (
 from promptc.build.make import BuildResult, assemble, build, ir_json, iter_lines
 from promptc.build.manifest import BUILD_FORMAT, MANIFEST_FILE, read_manifest
 from promptc.build.produce import iter_requests
-from promptc.build.requests import REQUESTS_FILE, read_requests, request_paths
+from promptc.build.requests import REQUESTS_FILE, each_request, read_requests, request_paths
 from promptc.build.targets import BuiltRequest, Constraint, Target, find_target
 from promptc.build.task_file import ITEMS_FILE, TASK_FILE, read_task
 from promptc.build.writer import FolderWriter, is_build_file, is_request_grammar
@@ -81,6 +81,7 @@ __all__ = [
     "batch_lines",
     "build",
     "constraint",
+    "each_request",
     "find_target",
     "grammar_stem",
     "grammar_text",

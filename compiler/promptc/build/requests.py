@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -98,9 +98,17 @@ def request_paths(folder: Path) -> list[Path]:
 def read_requests(
     build_dir: str | Path, *, errors: list[PromptcError] | None = None
 ) -> list[BuiltRequest]:
-    """The requests of a build, in file order, in whichever target's form it was built; what
-    a line's form has no room for (items, grammar stem, target item) is taken from its line of
-    ``batches.jsonl``, and the strategy from the manifest.
+    """The requests of a build, in file order (:func:`each_request`, all of them kept)."""
+    return list(each_request(build_dir, errors=errors))
+
+
+def each_request(
+    build_dir: str | Path, *, errors: list[PromptcError] | None = None
+) -> Iterator[BuiltRequest]:
+    """The requests of a build, one at a time in file order, in whichever target's form it
+    was built; what a line's form has no room for (items, grammar stem, target item) is taken
+    from its line of ``batches.jsonl``, and the strategy from the manifest. A reader that
+    keeps what it needs of each (its items, its prompt's hash) holds no prompt.
 
     Args:
         build_dir: The build's folder.
@@ -126,7 +134,6 @@ def read_requests(
     chosen = TARGETS[manifest["target"]]
     strategy = manifest.get("strategy")
     kind = strategy.get("kind") if isinstance(strategy, Mapping) else None
-    out: list[BuiltRequest] = []
     seen: set[str] = set()
 
     def bad(message: str, where: Location) -> None:
@@ -147,8 +154,7 @@ def read_requests(
                     bad(f"request id {request.id!r} appears twice", where)
                     continue
                 seen.add(request.id)
-                out.append(request)
-    return out
+                yield request
 
 
 def _request(

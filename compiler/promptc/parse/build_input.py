@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from promptc.build import is_build_file, prompt_hash, read_manifest, read_requests, read_task
+from promptc.build import each_request, is_build_file, prompt_hash, read_manifest, read_task
 from promptc.build.files import read_lines
 from promptc.build.make import summary
 from promptc.build.produce import Producer
@@ -43,43 +43,60 @@ class Build:
         given: The requests of a spec built in memory (``None``: the folder's).
         described: What the manifest of a spec built in memory would say of it (its name,
             strategy, selection and cost; ``None``: the folder's manifest).
+        hash_prompts: Hash every request's prompt (:attr:`prompts`) in the one reading of
+            ``requests.jsonl`` that gives the shapes, for a reader that wants them all.
     """
 
     folder: Path
     task: Task
     given: Mapping[str, BuiltRequest] | None = field(default=None, repr=False, compare=False)
     described: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    hash_prompts: bool = field(default=False, repr=False, compare=False)
 
-    @property
+    @cached_property
     def requests(self) -> Mapping[str, BuiltRequest]:
-        """Its requests, by id, as ``requests.jsonl`` holds them (any target)."""
-        return self._read[0]
+        """Its requests, by id, as ``requests.jsonl`` holds them (any target): read whole
+        when first asked for. parse and collect never ask: a million requests' prompts would
+        be held in memory, where they need each request's shape and prompt hash only."""
+        if self.given is not None:
+            return self.given
+        return {r.id: r for r in each_request(self.folder)}
 
     @property
     def shapes(self) -> Mapping[str, RequestShape]:
         """What parsing reads of each request (its kind, item ids and, for a strategy that
         repeats the questions, their text), by id."""
-        return self._read[1]
+        return self._read[0]
 
     @cached_property
-    def _read(self) -> tuple[Mapping[str, BuiltRequest], Mapping[str, RequestShape]]:
-        """The requests and their shapes, read when first asked for (:func:`open_build` asks
-        at once; a build just written is not read back unless its requests are wanted: a
-        million-item build would be read whole).
+    def _read(self) -> tuple[Mapping[str, RequestShape], Mapping[str, str] | None]:
+        """The requests' shapes (and, with :attr:`hash_prompts`, their prompts' hashes), read
+        one request at a time when first asked for (:func:`open_build` asks at once; a build
+        just written is not read back unless they are wanted).
 
         Raises:
             PromptcErrors: Every line of ``requests.jsonl`` that cannot be read, and every
                 request naming an item the task lacks, at its file:line:col.
         """
         errors: list[PromptcError] = []
-        if self.given is not None:
-            requests: Mapping[str, BuiltRequest] = self.given
-        else:
-            requests = {r.id: r for r in read_requests(self.folder, errors=errors)}
-        shapes = _shapes(self.task, requests, errors)
+        hashes: dict[str, str] | None = {} if self.hash_prompts else None
+
+        def each() -> Iterator[BuiltRequest]:
+            for r in self._each(errors):
+                if hashes is not None:
+                    hashes[r.id] = prompt_hash(r.messages)
+                yield r
+
+        shapes = _shapes(self.task, each(), errors)
         if errors:
             raise PromptcErrors(errors)
-        return requests, shapes
+        return shapes, hashes
+
+    def _each(self, errors: list[PromptcError] | None = None) -> Iterator[BuiltRequest]:
+        """The requests, one at a time (a malformed line's error into ``errors``)."""
+        if self.given is not None:
+            return iter(self.given.values())
+        return each_request(self.folder, errors=errors)
 
     @cached_property
     def manifest(self) -> Mapping[str, Any]:
@@ -106,9 +123,14 @@ class Build:
     def prompts(self) -> Mapping[str, str]:
         """The sha256 of each request's messages (``batches.jsonl``'s ``prompt_sha256``), by
         id: an answer recorded with another one was produced for another prompt, and is not
-        credited. Hashed when first read: only answers that ``promptc run`` recorded carry a
-        hash to compare (hashing 2,000 requests is about 35 ms of ``promptc parse``'s)."""
-        return {rid: prompt_hash(r.messages) for rid, r in self.requests.items()}
+        credited. Hashed when first asked for, ``requests.jsonl`` read once more (unless
+        :attr:`hash_prompts` hashed them with the shapes): only answers that ``promptc run``
+        recorded carry a hash to compare (hashing 2,000 requests is about 35 ms of
+        ``promptc parse``'s)."""
+        hashed = self._read[1]
+        if hashed is not None:
+            return hashed
+        return {r.id: prompt_hash(r.messages) for r in self._each()}
 
     @property
     def source(self) -> str:
@@ -158,13 +180,15 @@ class Build:
         return rows
 
 
-def open_build(source: str | os.PathLike[str]) -> Build:
+def open_build(source: str | os.PathLike[str], *, hash_prompts: bool = False) -> Build:
     """Reads a build folder back (its manifest, task, items and requests), or builds a spec
     file in memory.
 
     A build folder is read on its own: ``task.json`` and ``items.jsonl`` (checked against
     the manifest's hashes) give the task, and ``requests.jsonl`` the requests — no spec is
-    needed. A spec file is compiled and rendered in memory, nothing written.
+    needed. The requests are read one at a time, each checked and only its shape kept (and,
+    with ``hash_prompts``, its prompt's hash): a reader holds no prompt unless it asks for
+    :attr:`Build.requests`. A spec file is compiled and rendered in memory, nothing written.
 
     Raises:
         PromptcError: Not a build, a build of another format, a malformed file (a
@@ -183,7 +207,7 @@ def open_build(source: str | os.PathLike[str]) -> Build:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise UsageError(f"cannot open {str(path)[:80]!r}: {why}", code="not-found") from None
     if is_dir:
-        build = Build(path, read_task(path))
+        build = Build(path, read_task(path), hash_prompts=hash_prompts)
     elif not is_file:
         raise UsageError(f"no such build directory or spec file: {str(path)!r}", code="not-found")
     else:
@@ -195,18 +219,18 @@ def open_build(source: str | os.PathLike[str]) -> Build:
         producer = Producer(task, CHAT)
         made = (producer.outgoing(r)[0] for r in producer.requests())
         build = Build(path, task, {r.id: r for r in made}, producer.manifest())
-    build.requests  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
+    build.shapes  # noqa: B018 - read now: a malformed requests.jsonl is open_build's error
     return build
 
 
 def _shapes(
-    task: Task, requests: Mapping[str, BuiltRequest], errors: list[PromptcError]
+    task: Task, requests: Iterable[BuiltRequest], errors: list[PromptcError]
 ) -> dict[str, RequestShape]:
     """Each request's shape; a request naming an item the task lacks, or otherwise
     unreadable, is added to ``errors`` at its file:line:col."""
     shapes: dict[str, RequestShape] = {}
     by_id = items_by_id(task)
-    for r in requests.values():
+    for r in requests:
         unknown = [i for i in r.item_ids if i not in by_id]
         if unknown:  # results for an item the task lacks would be invented ones
             errors.append(

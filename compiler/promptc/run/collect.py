@@ -35,6 +35,7 @@ from promptc.build import (
     Target,
     batch_lines,
     constraint,
+    each_request,
     find_target,
     grammar_stem,
     grammars,
@@ -396,12 +397,14 @@ def collect(
         UsageError: Not a build, a file that cannot be read, a build without its task.
     """
     build = Path(build_dir)
-    loaded = open_build(build)
-    requests = list(loaded.requests.values())
+    loaded = open_build(build, hash_prompts=True)
+    # Each request's shape and prompt hash, not its prompt: those of the requests to ask
+    # again are read once more, when they are known (_asked).
+    shapes = loaded.shapes
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     _check_written(build, out, planted=repair_dir is None)
-    asked = {r.id: r.item_ids for r in requests}
+    asked = {rid: shape.item_ids for rid, shape in shapes.items()}
     repair_known = {  # a record edited by hand is not taken (see valid_record)
         rid: record
         for rid, record in _repair_records(build, out).items()
@@ -414,19 +417,19 @@ def collect(
         usage = answer.get("usage") or {}
         result.tokens[0] += usage.get("prompt_tokens", 0)
         result.tokens[1] += usage.get("completion_tokens", 0)
-    prompts = {r.id: prompt_hash(r.messages) for r in requests}
+    prompts: Mapping[str, str] = loaded.prompts
     result.kept = _keep_held(build, answers, repaired, prompts, repair_known)
     if repair_known:
         prompts = {**_repair_prompts(out, repaired), **prompts}
-    for r in requests:
-        if r.id in answers:
-            result.failed.pop(r.id, None)
-        elif r.id not in result.failed:
-            result.failed[r.id] = "no line in the files"
+    for rid in shapes:
+        if rid in answers:
+            result.failed.pop(rid, None)
+        elif rid not in result.failed:
+            result.failed[rid] = "no line in the files"
     result.answered = len(answers)
     repairs = {rid: repair_known[rid] for rid in sorted(repaired)}
-    parsed = _parsed(loaded, requests, answers, repaired, repairs, result)
-    merged = merge_answers([r.id for r in requests], parsed, repairs, loaded.task.outputs)
+    parsed = _parsed(loaded, answers, repaired, repairs, result)
+    merged = merge_answers(list(shapes), parsed, repairs, loaded.task.outputs)
     result.statuses = summarize(x for x, _ in merged.rows)
     result.not_ok = sum(1 for x, _ in merged.rows if x.item_id is not None and x.status != "ok")
     _answered_again(result, repairs, merged)
@@ -434,11 +437,9 @@ def collect(
     if result.not_ok:
         attempt = 1 + max((int(r.get("attempt") or 0) for r in repairs.values()), default=0)
         failed, unanswered = merged.failed(every=True), set(result.failed)
-        again, records = _asked(
-            loaded.task, requests, failed, unanswered, attempt, repair_known, prompts
-        )
+        again, records = _asked(loaded, failed, unanswered, attempt, repair_known, prompts)
         _check_same_asks(out, repair_known, records)  # before anything is written
-    order = {r.id: k for k, r in enumerate(requests)}
+    order = {rid: k for k, rid in enumerate(shapes)}
     _write_results(build, answers, repaired, repairs, merged, order, prompts, result)
     result.results_path = build / RESULTS_FILE
     if again:
@@ -582,7 +583,6 @@ def _check_repair_folder(build: Path, out: Path, whole: bool = True) -> None:
 
 def _parsed(
     loaded: Build,
-    requests: Sequence[BuiltRequest],
     answers: Mapping[str, Mapping[str, Any]],
     repaired: Mapping[str, Mapping[str, Any]],
     repairs: Mapping[str, Mapping[str, Any]],
@@ -591,13 +591,12 @@ def _parsed(
     """Each answered request's results and each repair answer's; a request without an
     answer keeps its items missing (a retrieval one's: its target's)."""
     parsed: dict[str, list[ItemResult]] = {}
-    for r in requests:
-        shape = loaded.shapes[r.id]
-        answer = answers.get(r.id)
+    for rid, shape in loaded.shapes.items():
+        answer = answers.get(rid)
         if answer is None:
-            parsed[r.id] = missing_results(shape, f"no answer: {result.failed[r.id]}")
+            parsed[rid] = missing_results(shape, f"no answer: {result.failed[rid]}")
             continue
-        parsed[r.id] = parse_answer(
+        parsed[rid] = parse_answer(
             loaded.task,
             shape,
             answer["output"],
@@ -666,8 +665,7 @@ def _write_results(
 
 
 def _asked(
-    task: Task,
-    requests: list[BuiltRequest],
+    loaded: Build,
     failed: Mapping[str, list[int]],
     unanswered: set[str],
     attempt: int,
@@ -684,7 +682,10 @@ def _asked(
     again from their records), which a model answers the same way: a
     one-item request, or one whose prompt cannot be cut down, is not asked again.
     """
-    by_id = {r.id: r for r in requests}
+    task = loaded.task
+    # The build's requests these are made from, read again: only they are held whole.
+    wanted = failed.keys() | {str(record.get("of")) for record in earlier.values()}
+    by_id = {r.id: r for r in each_request(loaded.folder) if r.id in wanted}
     asked: list[BuiltRequest] = []
     records: dict[str, dict[str, Any]] = {}
     partial = {rid: pos for rid, pos in failed.items() if rid not in unanswered}
@@ -700,7 +701,7 @@ def _asked(
         asked.append(whole)
         positions = tuple(range(1, len(whole.item_ids) + 1))
         records[whole.id] = RepairRequest(whole, rid, positions, attempt).record()
-    order = {r.id: k for k, r in enumerate(requests)}
+    order = {rid: k for k, rid in enumerate(loaded.shapes)}
     # By the request each one repairs (its record's "of"), not by its id's prefix: the
     # requests of a repair build, collected as a build, have ids such as r0001.repair1.
     asked.sort(key=lambda r: (order[records[r.id]["of"]], r.id))
