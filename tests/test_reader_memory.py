@@ -86,3 +86,29 @@ def test_reading_a_build_back_holds_no_prompt(tmp_path: Path, command: str) -> N
     # One request's prompt at a time (its line, its text, its canonical JSON to hash), not all 20.
     grown = peaks[1] - peaks[0]
     assert grown < prompts / 2, f"{command}: {grown:,} bytes more for {prompts:,} characters"
+
+
+def test_parse_holds_the_outputs_file_once(tmp_path: Path) -> None:
+    """The outputs are read one line at a time from the file's text, its bytes let go once
+    decoded: not its bytes, its text and a list of its lines at once (three copies of a file
+    that may be gigabytes). At the peak, the bytes and their text while it is decoded."""
+    folder = _build(tmp_path / "b", 0)
+    answers = _batch_output(folder, tmp_path / "answers.jsonl")
+    padded = tmp_path / "padded.jsonl"
+    with padded.open("w", encoding="utf-8") as f:
+        for line in answers.read_text(encoding="utf-8").splitlines():
+            f.write(json.dumps({**json.loads(line), "note": "n" * PADDING}) + "\n")
+    grown = padded.stat().st_size - answers.stat().st_size
+    peaks = []
+    for path in (answers, padded):
+        out, err = io.StringIO(), io.StringIO()
+        peaks.append(
+            _peak(
+                lambda p=path, o=out, e=err: run_parse(
+                    str(folder), str(p), None, "recover", "jsonl", o, e
+                )
+            )
+        )
+        assert out.getvalue().count('"status": "ok"') == 20, err.getvalue()
+    held = peaks[1] - peaks[0]
+    assert held < 2.5 * grown, f"{held:,} bytes held for a file {grown:,} bytes longer"

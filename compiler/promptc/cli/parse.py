@@ -30,9 +30,10 @@ the spec in memory) and :func:`promptc.parse_output` parses each output.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -175,8 +176,8 @@ def run_parse(
     errors: list[PromptcError] = []
     try:
         build = open_build(source)
-        records = list(read_outputs(Path(outputs), errors))
-        request_id = _request(build, request_id, records, outputs)
+        first, records = _outputs(outputs, errors)
+        request_id = _request(build, request_id, first, outputs)
     except PromptcError as e:
         write_errors(e, err, "error: ")
         return 2
@@ -206,7 +207,7 @@ def run_parse(
     order = [rid for rid in known if rid in listed]
     merged = merge_answers(order, parsed, found.repairs, build.task.outputs)
     results = [x for x, _ in merged.rows]
-    if request_id is not None and request_id not in found.seen and records:
+    if request_id is not None and request_id not in found.seen and first is not None:
         found.errors.append(
             OutputParseError(
                 f"no output for request {request_id!r} in {outputs}",
@@ -214,7 +215,7 @@ def run_parse(
                 code="no-output-for-request",
             )
         )
-    if not records and not found.errors:
+    if first is None and not found.errors:
         found.errors.append(
             OutputParseError(
                 f"no outputs in {outputs}", location=Location(outputs), code="no-outputs"
@@ -227,7 +228,7 @@ def run_parse(
             out.write(merged.line(r, n) + "\n")
     missing = (
         [rid for rid in known if rid not in asked]
-        if request_id is None and records and records[0].request_id is not None
+        if request_id is None and first is not None and first.request_id is not None
         else []
     )
     # With early stop, a later round's request whose items had all settled is never sent:
@@ -242,8 +243,18 @@ def run_parse(
     return 0
 
 
+def _outputs(
+    outputs: str, errors: list[PromptcError]
+) -> tuple[OutputRecord | None, Iterator[OutputRecord]]:
+    """The first output and all of them, one at a time, each let go once parsed: the first
+    is read now (a file that cannot be read is a usage error), to know what the file holds."""
+    stream = read_outputs(Path(outputs), errors)
+    first = next(stream, None)
+    return first, stream if first is None else itertools.chain([first], stream)
+
+
 def _request(
-    build: Build, request_id: str | None, records: Sequence[OutputRecord], outputs: str
+    build: Build, request_id: str | None, first: OutputRecord | None, outputs: str
 ) -> str | None:
     """The request ``--request`` names: its id, or its number from 1; the build's one request
     for a plain text file when it has only one."""
@@ -264,7 +275,8 @@ def _request(
             hint=did_you_mean(request_id, known),
             code="unknown-request",
         )
-    if request_id is None and records and records[0].request_id is None:  # a plain text file
+    # A plain text file (one output, no request id).
+    if request_id is None and first is not None and first.request_id is None:
         if len(known) != 1:
             raise UsageError(
                 f"{outputs} holds one output, and {build.source} has {len(known)} "
@@ -295,7 +307,7 @@ def _absent_rounds(build: Build, found: _Parsed, whole: set[str], why: str) -> s
 
 def _parse_records(
     build: Build,
-    records: Sequence[OutputRecord],
+    records: Iterable[OutputRecord],
     request_id: str | None,
     *,
     strict: bool,

@@ -59,11 +59,15 @@ class OutputRecord:
 # --------------------------------------------------------------------------------------------
 
 
-def _lines(text: str) -> list[str]:
-    """The lines of a JSON Lines file: split on ``\\n`` alone (``str.splitlines`` also splits
-    on a lone ``\\r`` and on U+2028, U+2029 and U+0085, which a JSON string may hold as they
-    are)."""
-    return text.split("\n")
+def _lines(text: str) -> Iterator[str]:
+    """The lines of a JSON Lines file, one at a time (a list of them all would be the file
+    once more in memory): split on ``\\n`` alone (``str.splitlines`` also splits on a lone
+    ``\\r`` and on U+2028, U+2029 and U+0085, which a JSON string may hold as they are)."""
+    start = 0
+    while (end := text.find("\n", start)) >= 0:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
 
 
 def _looks_like_jsonl(path: Path, text: str) -> bool:
@@ -168,6 +172,7 @@ def read_outputs(path: Path, errors: list[PromptcError]) -> Iterator[OutputRecor
                 code="too-large",
             )
         text = raw.decode("utf-8-sig")
+        del raw  # the text only, not the file's bytes too, while its lines are read
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(
             f"cannot read outputs file {str(path)!r}: {e}",
