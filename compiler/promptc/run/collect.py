@@ -398,9 +398,7 @@ def collect(
     """
     build = Path(build_dir)
     loaded = open_build(build, hash_prompts=True)
-    # Each request's shape and prompt hash, not its prompt: those of the requests to ask
-    # again are read once more, when they are known (_asked).
-    shapes = loaded.shapes
+    shapes = loaded.shapes  # and prompt hashes, no prompt: _asked reads those it asks again
     chosen = find_target(read_manifest(build)["target"])
     out = Path(repair_dir) if repair_dir is not None else build / REPAIR_DIR
     _check_written(build, out, planted=repair_dir is None)
