@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterable, Iterable, Iterator
@@ -257,6 +259,45 @@ class BoundedRedirects(urllib.request.HTTPRedirectHandler):
         return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[arg-type]
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        """urllib's redirected request, but never a request with a body turned into a GET
+        without it (a 301, 302 or 303 of a POST: its answer would be another request's), and
+        without the credentials (``Authorization``, ``Cookie``) when the redirect leaves the
+        origin: urllib copies every header to whatever host a server names."""
+        if req.data is not None and code in (301, 302, 303):
+            raise urllib.error.HTTPError(
+                req.full_url,
+                code,
+                f"a redirect (HTTP {code}) to {newurl} would send the request as a GET "
+                "without its body",
+                headers,
+                io.BytesIO(),
+            )
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in ("Authorization", "Cookie"):
+                new.remove_header(name)  # urllib stores them capitalized, as added
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """A URL's scheme, host and port (the default port of its scheme when it gives none)."""
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 @functools.cache
