@@ -5,6 +5,7 @@ turned into a GET without it."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from typing import ClassVar
@@ -76,3 +77,28 @@ def test_a_request_with_a_body_is_not_redirected(
             "a GET without its body"
         )
     assert Server.seen == []
+
+
+class Trickle(QuietHandler):
+    """Sends its status line at once, then a header byte a second for a minute."""
+
+    def do_GET(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        self.wfile.flush()
+        for byte in b"X-Slow: " + b"z" * 60:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(1)
+
+
+def test_headers_sent_a_byte_at_a_time_are_bounded_by_the_timeout() -> None:
+    """urllib's timeout bounds each read, and a byte a second of headers never crosses it:
+    run's context probe and eval's endpoint check waited without end. The whole wait for
+    the status and headers is bounded by the timeout (far from the minute the server
+    trickles)."""
+    with serving(Trickle) as base:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as e:
+            urlopen(f"{base}/models", 2)
+        assert time.monotonic() - started < 30
+    assert str(e.value) == f"no answer from {base}/models within 2 s"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -312,9 +313,15 @@ def urlopen(request: urllib.request.Request | str, timeout: float) -> Any:
     authentication, as the chat client sends them, unless the request carries its own
     ``Authorization``: urllib would take them for part of the host name.
 
+    ``timeout`` bounds the whole wait for the answer's status and headers (redirects
+    included), not each read alone: a server that sends its headers a byte at a time would
+    hold the caller without end. The caller bounds the body (:func:`read_reply`). Past it,
+    the request is left to a thread of its own (a daemon, gone with the process).
+
     Raises:
         ReplyTooLarge: A redirect's body is longer than :data:`MAX_ERROR_BYTES`.
         urllib.error.URLError: As ``urlopen`` (an ``HTTPError`` for an error status).
+        TimeoutError: No status and headers within ``timeout`` seconds.
     """
     if isinstance(request, str):
         request = urllib.request.Request(request)
@@ -327,4 +334,20 @@ def urlopen(request: urllib.request.Request | str, timeout: float) -> Any:
             secret = urllib.parse.unquote(parts.password or "")
             token = base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
             request.add_header("Authorization", f"Basic {token}")
-    return _opener().open(request, timeout=timeout)
+    done: list[Any] = []
+    failed: list[BaseException] = []
+
+    def opening() -> None:
+        try:
+            done.append(_opener().open(request, timeout=timeout))
+        except Exception as e:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=opening, name="promptc-urlopen", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failed:
+        raise failed[0]
+    if not done:
+        raise TimeoutError(f"no answer from {public_url(request.full_url)} within {timeout:g} s")
+    return done[0]
