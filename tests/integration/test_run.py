@@ -583,6 +583,32 @@ def test_auto_without_a_model_list_sends_no_grammar(
     )
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_auto_with_a_key_that_may_not_list_models_sends_no_grammar(
+    sentiment: Callable[..., Path], status: int
+) -> None:
+    """A key allowed to chat but not to list models (OpenAI's restricted keys answer GET
+    /models 401 "Missing scopes: api.model.read"; a gateway's per-model keys 403) failed every
+    request of a default run, none sent, the message blaming the key. llama.cpp's server
+    lists its models to any key: such an answer is "not llama.cpp"."""
+
+    class Scoped(_Scripted):
+        script: ClassVar[list[tuple[int, dict[str, Any]]]] = [(200, _completion(EVERY_ITEM))]
+        seen: ClassVar[list[dict[str, Any]]] = []
+
+        def do_GET(self) -> None:
+            error = {"message": "Missing scopes: api.model.read.", "type": "invalid_request_error"}
+            send_json(self, {"error": error}, status)
+
+    with serving(Scoped) as url:
+        result = run_build(
+            sentiment(8),
+            RunOptions(base_url=url, grammar="auto", limit=1, use_cache=False, repair=0),
+        )
+    assert result.ok and result.grammar == "none"
+    assert len(Scoped.seen) == 1 and "grammar" not in Scoped.seen[0]["body"]
+
+
 def test_a_damaged_cache_is_a_usage_error(sentiment: Callable[..., Path], tmp_path: Path) -> None:
     cache = tmp_path / "c.sqlite"
     cache.write_bytes(b"this is not a database" * 100)

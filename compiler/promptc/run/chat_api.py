@@ -56,8 +56,11 @@ NO_KEY = "no-key-set"
 
 
 #: Answers to ``GET /models`` that mean "this API has no model list": not a llama.cpp server,
-#: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing.
-NO_MODELS_STATUS = frozenset({400, 404, 405, 422, 501})
+#: so ``auto`` sends no grammar (and ``json_schema`` OpenAI's form) instead of failing. 401 and
+#: 403 too: llama.cpp's server lists its models to anyone, even with ``--api-key``, while a key
+#: may be allowed to chat and not to list models (OpenAI's restricted keys, a gateway's per
+#: model keys); a key refused outright is said by the chat requests themselves.
+NO_MODELS_STATUS = frozenset({400, 401, 403, 404, 405, 422, 501})
 
 
 #: The most of ``GET /models`` read (bytes): the context probe's cap for the same list
