@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import click
@@ -66,6 +66,21 @@ def write_json(doc: object) -> None:
     """A command's result as ``--format json`` prints it: one JSON document on stdout, keys
     sorted, indented for people, non-ASCII text as written."""
     sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def write_json_rows(doc: Mapping[str, object], key: str, rows: Iterable[object]) -> None:
+    """:func:`write_json` of ``doc`` with ``rows`` as its list ``key``, the same bytes, each
+    row written as it comes: a list of a million rows is never held."""
+    at = json.dumps(key + "\0", ensure_ascii=False)  # where the rows go: no field holds a NUL
+    text = json.dumps({**doc, key: key + "\0"}, ensure_ascii=False, indent=2, sort_keys=True)
+    head, tail = text.split(at, 1)
+    sys.stdout.write(head + "[")
+    rest = ""
+    for row in rows:
+        one = json.dumps(row, ensure_ascii=False, indent=2, sort_keys=True)
+        sys.stdout.write(rest + "\n    " + one.replace("\n", "\n    "))
+        rest = ","
+    sys.stdout.write(("\n  ]" if rest else "]") + tail + "\n")
 
 
 #: ``--format text|json`` of the commands that print a result (``build``, ``show``, ``init``,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO
 
 import click
 
 from promptc import ir
 from promptc.api import Request, iter_requests, load_spec
-from promptc.build import assemble, grammar_stem
+from promptc.build import grammar_stem
+from promptc.build.rounds import with_rounds
 from promptc.cli.common import (
     batch_size_option,
     json_format_option,
@@ -19,27 +20,37 @@ from promptc.cli.common import (
     strategy_option,
     use_rich,
     write_json,
+    write_json_rows,
 )
 from promptc.errors import UsageError
+from promptc.render.renderer import request_ids
 from promptc.select.batches import batch_size as nominal
+from promptc.select.batches import has_targets
+from promptc.select.methods import select
 from promptc.text import printable
 
 
-def pick_request(requests: Sequence[Request], which: str) -> Request:
-    for r in requests:
-        if r.id == which:
+def pick_request(requests: Iterable[Request], which: str) -> Request:
+    """Request ``which`` (its id, or its number from 1): the requests after it are never made.
+
+    Raises:
+        UsageError: ``unknown-request``, with the numbers and ids there are.
+    """
+    number = int(which) if which.isascii() and which.isdigit() else None
+    first = last = None
+    count = 0
+    for count, r in enumerate(requests, 1):
+        if r.id == which or count == number:
             return r
-    if which.isascii() and which.isdigit() and 1 <= int(which) <= len(requests):
-        return requests[int(which) - 1]
-    if not requests:
+        first, last = first or r.id, r.id
+    if first is None:
         raise UsageError(
             f"no request {which!r}: this build has no requests (no data items)",
             code="unknown-request",
         )
-    ids = f"{requests[0].id} … {requests[-1].id}"
     raise UsageError(
-        f"no request {which!r}; give a request id or a number from 1 to {len(requests)} "
-        f"(ids: {ids})",
+        f"no request {which!r}; give a request id or a number from 1 to {count} "
+        f"(ids: {first} … {last})",
         code="unknown-request",
     )
 
@@ -75,7 +86,7 @@ def show_request(request: Request, grammar: str | None, out: IO[str]) -> None:
 
 def show_batches(
     batches: Sequence[ir.Batch],
-    request_ids: Sequence[str],
+    ids: Iterable[str],
     info: Mapping[str, object],
     out: IO[str],
 ) -> None:
@@ -94,11 +105,7 @@ def show_batches(
     header = " · ".join(
         f"{k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None
     )
-    note = (
-        "* marks the target item, whose answer the batch is for"
-        if any(b.target is not None for b in batches)
-        else ""
-    )
+    note = "* marks the target item, whose answer the batch is for" if has_targets(batches) else ""
     if use_rich(out):
         # rich is imported for a terminal only: 30 to 60 ms that a pipe or a file does without.
         from rich.console import Console
@@ -111,7 +118,7 @@ def show_batches(
         table.add_column("batch", justify="right")
         table.add_column("request")
         table.add_column("items")
-        for b, rid in zip(batches, request_ids):
+        for b, rid in zip(batches, ids):
             table.add_row(str(b.index + 1), rid, Text(printable(items(b))))
         console.print(table)
         return
@@ -119,7 +126,7 @@ def show_batches(
     if note:
         out.write(note + "\n")
     width = len(str(len(batches)))
-    for b, rid in zip(batches, request_ids):
+    for b, rid in zip(batches, ids):
         out.write(f"{b.index + 1:>{width}}  {rid}  {items(b)}\n")
 
 
@@ -150,21 +157,18 @@ def show_command(
     task = load_spec(spec, strategy=strategy, batch_size=batch_size)
     out = sys.stdout
     if batches:
-        # The batches and the selection's facts: the build's in memory, which no API gives.
-        result = assemble(task)
+        # The batches and the selection's facts, which no API gives: the selection alone,
+        # a batch at a time (no request is rendered).
+        selection = with_rounds(task, select(task))
+        ids = request_ids(task, selection)
         if fmt == "json":
-            write_json(
-                {
-                    "selection": result.selection.info,
-                    "batches": [batch_json(r.batch, r.id) for r in result.requests],
-                }
-            )
+            rows = map(batch_json, selection.batches, ids)
+            write_json_rows({"selection": selection.info}, "batches", rows)
             return
-        ids = [r.id for r in result.requests]
-        show_batches([r.batch for r in result.requests], ids, result.selection.info, out)
+        show_batches(selection.batches, ids, selection.info, out)
         return
     assert request is not None
-    chosen = pick_request(list(iter_requests(task)), request)
+    chosen = pick_request(iter_requests(task), request)
     grammar = grammar_stem(len(chosen.item_ids), nominal(task))
     if fmt == "json":
         write_json(

@@ -289,9 +289,7 @@ class Renderer:
         group is rendered: a build streams them to disk, so memory does not grow with the
         number of requests."""
         batches = iter(selection.batches)
-        # Each voting round numbers its batches alike (r0007, r0007.v2): the width of one's.
-        per_round = len(selection.batches) // self.task.strategy.rounds
-        width = max(4, len(str(per_round)))
+        width = id_width(self.task, selection)
         params = self.task.model.request_params()
         with self.errors(), gc_paused():
             while True:
@@ -497,6 +495,20 @@ def parse_cached(
             _ASTS.clear()
         ast = _ASTS[key] = env.parse(source, name, filename)
     return ast
+
+
+def id_width(task: ir.Task, selection: SelectionResult) -> int:
+    """The digits of the number in a request id (``r0007``): at least 4, and as many as a
+    round's number of batches has (each voting round numbers its batches alike: r0007,
+    r0007.v2)."""
+    return max(4, len(str(len(selection.batches) // task.strategy.rounds)))
+
+
+def request_ids(task: ir.Task, selection: SelectionResult) -> Iterator[str]:
+    """The id of each batch's request, in order, as :meth:`Renderer.iter_render` names them,
+    without rendering any."""
+    width = id_width(task, selection)
+    return (ir.request_id(b.index, width, b.round) for b in selection.batches)
 
 
 def render(task: ir.Task, selection: SelectionResult) -> tuple[ir.Request, ...]:

@@ -34,6 +34,13 @@ def batch_size(task: ir.Task) -> int:
     return task.strategy.kind.items_per_request(max(1, task.strategy.batch_size))
 
 
+def has_targets(batches: Sequence[ir.Batch]) -> bool:
+    """Whether some batch is for one target item (``retrieval``): never a batch of
+    :class:`Chunks`, whose batches are not read for it (each would be made again, its items
+    read from the data file)."""
+    return not isinstance(batches, Chunks) and any(b.target is not None for b in batches)
+
+
 class Chunks(Sequence[ir.Batch]):
     """Item positions (into ``task.items``), in a given order, cut into batches — each made
     when asked for, so a million items need their order (8 bytes an item) and not a million
