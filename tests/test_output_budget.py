@@ -204,6 +204,7 @@ def test_ray_sends_the_json_forms_budget_with_the_json_schema(tmp_path: Path) ->
 def test_plan_counts_the_budget_the_json_form_is_sent() -> None:
     from promptc.plan.estimate import plan_task
     from promptc.plan.variants import Variant
+    from promptc.select.methods import select
 
     class Chars:  # a token a character: no optional tokenizer needed
         name = "chars"
@@ -220,12 +221,14 @@ def test_plan_counts_the_budget_the_json_form_is_sent() -> None:
 
     task = _reading("batch", max_tokens_per_item=1)
     variant = Variant(task.strategy.kind, 4, "sequential")  # type: ignore[attr-defined]
-    text_plan, _ = plan_task(task, variant, Chars(), None)  # type: ignore[arg-type]
-    json_plan, json_requests = plan_task(task, variant, Chars(), None, json_form=True)  # type: ignore[arg-type]
-    by_id = {i.id: i for i in task.items}  # type: ignore[attr-defined]
-    for r in json_requests:
-        mine = [by_id[i] for i in r.batch.item_ids]
-        assert r.params["max_tokens"] == request_budget(task, mine, json_form=True)
+    text_plan = plan_task(task, variant, Chars(), None)  # type: ignore[arg-type]
+    json_plan = plan_task(task, variant, Chars(), None, json_form=True)  # type: ignore[arg-type]
+    items = task.items  # type: ignore[attr-defined]
+    budgets = [
+        request_budget(task, [items[i] for i in b.item_indices], json_form=True)
+        for b in select(task).batches  # type: ignore[arg-type]
+    ]
+    assert json_plan.cap == max(budgets)  # each request's own budget of the JSON form
     assert text_plan.cap == 32 and json_plan.cap == request_budget(
         task,
         task.items[:4],  # type: ignore[attr-defined]
@@ -233,7 +236,7 @@ def test_plan_counts_the_budget_the_json_form_is_sent() -> None:
     )
     # The JSON form's output: each value ("yes") and the JSON around it, spelt compactly.
     skeleton = json_skeleton(task, task.items[:4])  # type: ignore[attr-defined]
-    assert json_plan.output_tokens == len(json_requests) * (4 * 3 + len(skeleton))
+    assert json_plan.output_tokens == json_plan.requests * (4 * 3 + len(skeleton))
     assert json_plan.capped == () and text_plan.capped  # the text form's 32 cuts "yes" × 4
 
 

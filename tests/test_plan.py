@@ -18,6 +18,8 @@ from promptc.plan.tokenizers import (
     tokenizer_for,
 )
 from promptc.plan.variants import Variant, parse_batch_sizes, parse_strategies, variants
+from promptc.render.renderer import render
+from promptc.select.methods import select
 from promptc.spec.lower import compile_spec
 from promptc.strategies import STRATEGIES
 
@@ -87,7 +89,8 @@ def test_input_tokens_are_the_tokenizers_own_count_of_the_rendered_messages() ->
     for variant in (Variant(STRATEGIES["few-shot"], None), Variant(STRATEGIES["auto-demo"], 4)):
         task = compile_spec(SENTIMENT, overrides=variant.overrides())
         tok = BPETokenizer("o200k_base", exact=True)
-        plan, requests = estimate.plan_task(task, variant, tok, None)
+        plan = estimate.plan_task(task, variant, tok, None)
+        requests = render(task, select(task))
         direct = sum(
             TOKENS_REPLY_PRIMING
             + sum(
@@ -118,8 +121,8 @@ def test_auto_demo_output_counts_each_repeated_question() -> None:
     tok = BPETokenizer("o200k_base", exact=True)
     batch = compile_spec(SENTIMENT, overrides=Variant(STRATEGIES["batch"], 4).overrides())
     auto = compile_spec(SENTIMENT, overrides=Variant(STRATEGIES["auto-demo"], 4).overrides())
-    pb, _ = estimate.plan_task(batch, Variant(STRATEGIES["batch"], 4), tok, None)
-    pa, _ = estimate.plan_task(auto, Variant(STRATEGIES["auto-demo"], 4), tok, None)
+    pb = estimate.plan_task(batch, Variant(STRATEGIES["batch"], 4), tok, None)
+    pa = estimate.plan_task(auto, Variant(STRATEGIES["auto-demo"], 4), tok, None)
     from promptc.markers import question_marker, question_text
 
     repeats = sum(
@@ -249,14 +252,13 @@ def test_max_tokens_is_never_the_expected_output_but_a_warning(tmp_path: Path) -
     math = REPO / "specs" / "math.yaml"
     tok = BPETokenizer("o200k_base", exact=True)
     free = compile_spec(math, overrides={("strategy", "kind"): "single"})
-    plan, _ = estimate.plan_task(free, Variant(STRATEGIES["single"], None), tok, None)
+    plan = estimate.plan_task(free, Variant(STRATEGIES["single"], None), tok, None)
     assert plan.capped == () and plan.cap_warning() is None
     capped = compile_spec(
         math, overrides={("strategy", "kind"): "single", ("model", "max_tokens"): 3}
     )
-    plan_capped, requests = estimate.plan_task(
-        capped, Variant(STRATEGIES["single"], None), tok, None
-    )
+    plan_capped = estimate.plan_task(capped, Variant(STRATEGIES["single"], None), tok, None)
+    requests = render(capped, select(capped))
     # The cap is no bound, and the estimate stays what the answer needs.
     assert plan_capped.output_tokens == plan.output_tokens
     assert plan_capped.output_tokens > 3 * len(requests)
@@ -286,3 +288,37 @@ def test_plan_grammar_json_schema_plans_the_json_form_the_run_is_asked_for(
     assert "output_bound" not in out["auto"]  # an estimate, never a bound
     assert run(["plan", spec, "--grammar", "xml"]) == 2
     assert "Invalid value for '--grammar'" in capsys.readouterr().err
+
+
+def test_plan_counts_the_requests_without_keeping_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requests are counted as they are rendered, as a build writes them: planning ten
+    times the items takes about the memory of planning them once (it grew by kilobytes an
+    item when every request was kept)."""
+    import tracemalloc
+
+    from promptc.spec.item_table import ItemTable
+
+    monkeypatch.setattr(ItemTable, "CACHE", 64)  # the items it keeps are not the plan's
+
+    def peak(n: int) -> int:
+        text = "".join(
+            json.dumps({"id": f"q{i}", "text": f"review {i}", "label": "positive"}) + "\n"
+            for i in range(n)
+        )
+        (tmp_path / "d.jsonl").write_text(text, encoding="utf-8")
+        single = Variant(STRATEGIES["single"], None)
+        data = {("data", "path"): str(tmp_path / "d.jsonl")}
+        task = compile_spec(SENTIMENT, overrides={**single.overrides(), **data})
+        tok = BPETokenizer("o200k_base", exact=True)
+        tracemalloc.start()
+        try:
+            plan = estimate.plan_task(task, single, tok, None)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert plan.requests == n
+
+    small, large = peak(300), peak(3000)
+    assert large - small < 2700 * 400  # under 400 bytes an item more (kept: about 2,000)

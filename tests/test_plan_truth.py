@@ -267,5 +267,6 @@ def test_the_output_estimate_counts_the_text_the_model_writes() -> None:
     )
     assert "Premise[1]: " in written and "Hypothesis[3]: " in written
     assert all(f"Premise[{k}]: " in request.messages[-1].content for k in (1, 2, 3))
-    got = estimate.request_output(task, request, len("entailment"), _Chars(), by_id)
+    mine = [by_id[i] for i in request.batch.item_ids]
+    got = estimate.request_output(task, request, len("entailment"), _Chars(), mine)
     assert got == len(written)

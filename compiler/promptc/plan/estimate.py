@@ -24,8 +24,8 @@ Per variant:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -43,7 +43,7 @@ from promptc.plan.probe import Rates
 from promptc.plan.tokenizers import Tokenizer, tokenizer_for
 from promptc.plan.variants import Variant, compile_each
 from promptc.render.output_budget import fit_params, json_skeleton
-from promptc.render.renderer import render
+from promptc.render.renderer import Renderer
 from promptc.select.methods import select
 from promptc.spec.load import COMMAND_LINE
 from promptc.spec.lower import compile_spec
@@ -142,27 +142,57 @@ def price_of(
     )
 
 
-def repeated_prefix(requests: Sequence[Sequence[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+class RepeatedPrefix:
     """The leading messages every request sends alike (the instruction, the demos): what an
-    engine's prompt cache serves again after the first request. Empty for one request."""
-    if len(requests) < 2:
-        return []
-    prefix: list[Mapping[str, Any]] = []
-    for messages in zip(*requests):
-        if any(m != messages[0] for m in messages[1:]):
-            break
-        prefix.append(messages[0])
+    engine's prompt cache serves again after the first request. Taken one request at a time
+    (:meth:`add`); empty for one request."""
+
+    def __init__(self) -> None:
+        self.shared: list[Mapping[str, Any]] | None = None
+        self.requests = 0
+
+    def add(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        """The next request's messages."""
+        self.requests += 1
+        if self.shared is None:
+            self.shared = list(messages)
+            return
+        same = 0
+        for a, b in zip(self.shared, messages):
+            if a != b:
+                break
+            same += 1
+        del self.shared[same:]
+
+    @property
+    def messages(self) -> list[Mapping[str, Any]]:
+        return self.shared if self.shared is not None and self.requests >= 2 else []
+
+    def cached_tokens(self, tok: Tokenizer) -> int:
+        """Input tokens an engine with a prompt cache serves from it: the prefix in every
+        request but the first (chat framing of the reply left out)."""
+        prefix = self.messages
+        if not prefix:
+            return 0
+        once = max(tok.count_messages(prefix) - tok.count_messages([]), 0)
+        return once * (self.requests - 1)
+
+
+def repeated_prefix(requests: Iterable[Sequence[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+    """:class:`RepeatedPrefix` of these requests' messages."""
+    return _prefix(requests).messages
+
+
+def cached_tokens(requests: Iterable[Sequence[Mapping[str, Any]]], tok: Tokenizer) -> int:
+    """:meth:`RepeatedPrefix.cached_tokens` of these requests' messages."""
+    return _prefix(requests).cached_tokens(tok)
+
+
+def _prefix(requests: Iterable[Sequence[Mapping[str, Any]]]) -> RepeatedPrefix:
+    prefix = RepeatedPrefix()
+    for messages in requests:
+        prefix.add(messages)
     return prefix
-
-
-def cached_tokens(requests: Sequence[Sequence[Mapping[str, Any]]], tok: Tokenizer) -> int:
-    """Input tokens an engine with a prompt cache serves from it: :func:`repeated_prefix` in
-    every request but the first (chat framing of the reply left out)."""
-    prefix = repeated_prefix(requests)
-    if not prefix:
-        return 0
-    once = max(tok.count_messages(prefix) - tok.count_messages([]), 0)
-    return once * (len(requests) - 1)
 
 
 def _price(value: str | float, option: str) -> Decimal:
@@ -354,8 +384,9 @@ def plan_task(
     tok: Tokenizer,
     price: Pricing | None,
     json_form: bool = False,
-) -> tuple[VariantPlan, tuple[ir.Request, ...]]:
-    """One variant's plan from its compiled task (select and render in memory).
+) -> VariantPlan:
+    """One variant's plan from its compiled task: its requests selected and rendered in memory,
+    counted one at a time as they are rendered, none kept (as a build writes them).
 
     A request whose estimated output is over ``model.max_tokens`` keeps its estimate (what the
     answer needs, not what the model may say before it is cut) and counts in ``capped``. A
@@ -368,62 +399,65 @@ def plan_task(
     (:func:`json_output`), and its ``max_tokens`` the one that run sends
     (:func:`promptc.render.output_budget.fit_params`).
     """
-    requests = render(task, with_rounds(task, select(task)))
     answer = answer_estimate(task, tok)
-    by_id = {i.id: i for i in task.items}
-    messages = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
-    input_tokens = sum(tok.count_messages(m) for m in messages)
-    if json_form:
-        outs = [json_output(task, r, answer, tok, by_id) for r in requests]
-        requests = tuple(
-            replace(r, params=fit_params(task, _items(r, by_id), r.params, json_form=True))
-            for r in requests
-        )
-    else:
-        outs = [request_output(task, r, answer.tokens, tok, by_id) for r in requests]
-    # Each request's own max_tokens: what the model is told, whatever set it.
-    caps = [r.params.get("max_tokens") for r in requests]
-    capped = tuple(round(o) for o, c in zip(outs, caps) if isinstance(c, int) and o > c)
-    cap = max((c for c in caps if isinstance(c, int)), default=task.model.max_tokens)
-    output = sum(outs)
-    floor = sum(tok.count(question_text(task.inputs, i.inputs)) + answer.tokens for i in task.items)
-    cached = cached_tokens(messages, tok)
-    plan = VariantPlan(
+    items = task.items
+    prefix = RepeatedPrefix()
+    requests = input_tokens = 0
+    output: float = 0
+    cap: int | None = None  # the largest max_tokens a request is sent
+    capped: list[int] = []
+    for r in Renderer(task).iter_render(with_rounds(task, select(task))):
+        mine = [items[i] for i in r.batch.item_indices]
+        messages = [{"role": m.role, "content": m.content} for m in r.messages]
+        input_tokens += tok.count_messages(messages)
+        prefix.add(messages)
+        if json_form:
+            out = json_output(task, r, answer, tok, mine)
+            params = fit_params(task, mine, r.params, json_form=True)
+        else:
+            out = request_output(task, r, answer.tokens, tok, mine)
+            params = r.params
+        output += out
+        # Each request's own max_tokens: what the model is told, whatever set it.
+        c = params.get("max_tokens")
+        if isinstance(c, int):
+            cap = c if cap is None else max(cap, c)
+            if out > c:
+                capped.append(round(out))
+        requests += 1
+    floor = sum(tok.count(question_text(task.inputs, i.inputs)) + answer.tokens for i in items)
+    cached = prefix.cached_tokens(tok)
+    return VariantPlan(
         variant=variant,
-        requests=len(requests),
-        items=len(task.items),
+        requests=requests,
+        items=len(items),
         input_tokens=input_tokens,
         output_tokens=output,
         floor_tokens=floor,
         cost=None if price is None else price.cost(input_tokens, output, cached),
-        cap=cap,
-        capped=capped,
+        cap=task.model.max_tokens if cap is None else cap,
+        capped=tuple(capped),
         cached_tokens=cached,
         cap_at=task.model.location,
     )
-    return plan, requests
 
 
 def request_output(
-    task: ir.Task, r: ir.Request, answer: float, tok: Tokenizer, by_id: dict[str, ir.Item]
+    task: ir.Task, r: ir.Request, answer: float, tok: Tokenizer, items: Sequence[ir.Item]
 ) -> float:
-    """Output tokens of one request: per item, its markers (the task's), its repeated question
-    as the prompt shows it (Auto-Demo) and one answer."""
+    """Output tokens of one request (``items``: its own, in order): per item, its markers (the
+    task's), its repeated question as the prompt shows it (Auto-Demo) and one answer."""
     if r.kind.one_item:
         return answer * len(r.batch.item_ids)
     total = 0.0
     m = task.markers
-    for k, item_id in enumerate(r.batch.item_ids, start=1):
+    for k, item in enumerate(items, start=1):
         total += tok.count(answer_marker(k, m) + MARKER_SEPARATOR) + answer
         total += tok.count(ITEM_SEPARATOR)
         if r.kind.repeats_questions:
-            q = question_block(task.inputs, by_id[item_id].inputs, k, m)
+            q = question_block(task.inputs, item.inputs, k, m)
             total += tok.count(q + ITEM_SEPARATOR)
     return total
-
-
-def _items(r: ir.Request, by_id: Mapping[str, ir.Item]) -> list[ir.Item]:
-    return [by_id[i] for i in r.batch.item_ids]
 
 
 def json_output(
@@ -431,14 +465,14 @@ def json_output(
     r: ir.Request,
     answer: AnswerEstimate,
     tok: Tokenizer,
-    by_id: Mapping[str, ir.Item],
+    items: Sequence[ir.Item],
 ) -> float:
-    """Output tokens of one request answered in the JSON form: per item its values (the
-    answer format's literal text is not written), and the JSON around them spelt compactly
-    (:func:`promptc.render.output_budget.json_skeleton`: keys, quotes, braces, indexes and,
-    in Auto-Demo, the questions)."""
+    """Output tokens of one request (``items``: its own, in order) answered in the JSON form:
+    per item its values (the answer format's literal text is not written), and the JSON around
+    them spelt compactly (:func:`promptc.render.output_budget.json_skeleton`: keys, quotes,
+    braces, indexes and, in Auto-Demo, the questions)."""
     values = sum(answer.fields.values())
-    return values * len(r.batch.item_ids) + tok.count(json_skeleton(task, _items(r, by_id)))
+    return values * len(r.batch.item_ids) + tok.count(json_skeleton(task, items))
 
 
 def plan_spec(
@@ -469,7 +503,7 @@ def plan_spec(
     price = price_of(first, price_in, price_out, price_cached)
     tok = tokenizer_for(first.model.name, tokenizer, spec_dir=first.spec_dir)
     try:
-        plans = tuple(plan_task(task, v, tok, price, json_form)[0] for v, task in tasks)
+        plans = tuple(plan_task(task, v, tok, price, json_form) for v, task in tasks)
     finally:
         tok.close()
     return Plan(
