@@ -376,3 +376,59 @@ def test_a_string_holding_a_closing_think_tag_anywhere_is_read_whole(
             ("ok", reasoning),
             ("ok", "So."),
         ], out
+
+
+def test_an_entry_without_its_index_is_malformed_never_placed_by_position(
+    task_factory: Callable[..., Task],
+) -> None:
+    """A model that leaves the index out and skips item 2: its second entry is item 3's
+    answer. Placed by position, it would be credited to item 2."""
+    task = task_factory(kind="batch", batch_size=3)
+    out = json.dumps(
+        {"answers": [{"reasoning": "a", "answer": 55}, {"reasoning": "c", "answer": 58}]}
+    )
+    for mode in ("recover", "strict"):
+        results = parse_output(task, _request(3), out, mode=mode)
+        assert [(r.index, r.status) for r in results][:2] == [(1, "malformed"), (2, "malformed")]
+        assert results[1].message == (
+            "A[2]: index: expected a whole number from 1, found nothing (the key is left out)"
+        )
+        assert results[2].status == "missing"
+    # Beside an entry that answers that item by its index, a stray one spoils nothing.
+    out = json.dumps(
+        {"answers": [{"index": 1, "reasoning": "a", "answer": 1}, {"reasoning": "x", "answer": 7}]}
+    )
+    results = parse_output(task, _request(3), out)
+    assert [(r.status, r.values.get("answer")) for r in results] == [
+        ("ok", Decimal(1)),
+        ("malformed", None),
+        ("missing", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("question", "found"),
+    [
+        ({}, "nothing (the key is left out)"),
+        ({"question": None}, "null"),
+        ({"question": 3}, "an integer 3"),
+    ],
+)
+def test_an_auto_demo_entry_without_its_question_is_malformed(
+    task_factory: Callable[..., Task], question: dict[str, object], found: str
+) -> None:
+    """The repeated question is how an answer given under another item's index is told:
+    entries 2 and 3 hold each other's answers here. Filled in with each item's own
+    question, both would be ok."""
+    task = task_factory(kind="auto-demo", batch_size=3)
+    entries = [
+        {"index": 1, "question": "What is 0 plus 0?", "reasoning": "a", "answer": 0},
+        {"index": 2, **question, "reasoning": "2 + 2", "answer": 4},
+        {"index": 3, **question, "reasoning": "1 + 1", "answer": 2},
+    ]
+    for mode in ("recover", "strict"):
+        results = parse_output(
+            task, _request(3, "auto-demo"), json.dumps({"answers": entries}), mode=mode
+        )
+        assert [r.status for r in results] == ["ok", "malformed", "malformed"], mode
+        assert results[1].message == f"A[2]: question: expected the item's question, found {found}"

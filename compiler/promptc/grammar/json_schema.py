@@ -133,7 +133,8 @@ def json_answer_text(
     string as empty text), so that the parser judges them as it judges any answer, item by
     item: a value the format does not take (a choice not offered, ``null``, a field left out,
     empty text) comes out ``malformed`` at the item it belongs to, and the other items are
-    read. An entry's ``index`` places it; without one, its position does. Of an output that
+    read. An entry's ``index`` places it; one that is no position (or left out) makes the
+    item at the entry's place ``malformed``. Of an output that
     stops inside the list (cut at ``max_tokens``, or not JSON further on), the entries
     complete before that point are read; the items after it are the parser's to call
     ``truncated`` or ``missing``.
@@ -163,9 +164,18 @@ def json_answer_text(
     answers = _entries(output)
     if answers is None:
         return None
+    return _list_text(blueprint, fmt, answers, questions)
+
+
+def _list_text(
+    blueprint: Blueprint, fmt: AnswerFormat, answers: Sequence[object], questions: Sequence[str]
+) -> JsonAnswer:
+    """The text form of the entries of an ``answers`` list, each placed by its ``index``."""
     lines: list[str] = []
     invalid: dict[int, str] = {}
-    indexes = [e.get("index", k) if isinstance(e, Mapping) else k for k, e in enumerate(answers, 1)]
+    indexes = [
+        e.get("index", _LEFT_OUT) if isinstance(e, Mapping) else k for k, e in enumerate(answers, 1)
+    ]
     placed = {i for i in indexes if _position(i)}
     for k, (entry, index) in enumerate(zip(answers, indexes, strict=True), 1):
         read = _answer_text(blueprint, fmt, entry)
@@ -174,19 +184,24 @@ def json_answer_text(
         text, problem = read
         # Numbered from 0: said as A[0], an extra the parser reads as a shifted numbering.
         if not _position(index) and not (type(index) is int and index == 0):
-            # An index that is no position ("2", 2.0, null): the entry's place says which
-            # item it is, and that item is malformed, saying so — unless another entry
-            # answers that item by its index: a stray entry does not spoil its answer.
+            # An index that is no position ("2", 2.0, null, left out): the entry's place
+            # says which item it is, and that item is malformed, saying so — never credited
+            # by its place (a model that skipped an item would give each later answer to
+            # the item before it) — unless another entry answers that item by its index: a
+            # stray entry does not spoil its answer.
             if k in placed:
                 continue
-            problem = f"index: expected a whole number from 1, found {describe(index)}"
+            found = _LEFT_OUT_TEXT if index is _LEFT_OUT else describe(index)
+            problem = f"index: expected a whole number from 1, found {found}"
             index = k
+        elif blueprint.kind.repeats_questions:
+            problem = _question_problem(entry) or problem
         if problem is not None:
             invalid.setdefault(index, problem)
         if blueprint.kind.repeats_questions:
             assert isinstance(entry, Mapping)
             q = entry.get("question")
-            if not isinstance(q, str):
+            if not isinstance(q, str):  # malformed (above): its text form is left to read
                 q = questions[index - 1] if 0 < index <= len(questions) else ""
             try:  # indexed inputs: one marked line per input, as the text form writes them
                 lines.append(markers.question_lines(q, index, blueprint.question_prefixes))
@@ -198,6 +213,25 @@ def json_answer_text(
             markers.answer_marker(index, blueprint.markers) + markers.MARKER_SEPARATOR + text
         )
     return JsonAnswer(markers.ITEM_SEPARATOR.join(lines), invalid)
+
+
+#: An entry's ``index`` (or ``question``) left out, and how a message says so.
+_LEFT_OUT = object()
+_LEFT_OUT_TEXT = "nothing (the key is left out)"
+
+
+def _question_problem(entry: object) -> str | None:
+    """What is wrong with an Auto-Demo entry's ``question``, if anything: the one field by
+    which an answer given under another item's index (answers swapped) is told, so one left
+    out, not text or given twice is never filled in with the item's own."""
+    q = entry.get("question", _LEFT_OUT) if isinstance(entry, Mapping) else _LEFT_OUT
+    if "question" in getattr(entry, "twice", ()):
+        found = "the key given twice, with different values"
+    elif isinstance(q, str):
+        return None
+    else:
+        found = _LEFT_OUT_TEXT if q is _LEFT_OUT else describe(q)
+    return f"question: expected the item's question, found {found}"
 
 
 def _position(index: object) -> bool:
@@ -357,7 +391,7 @@ def _answer_text(
         except (ValueError, TypeError):
             text = _as_written(raw)
             if problem is None:
-                found = "nothing (the key is left out)" if f.name not in values else describe(raw)
+                found = _LEFT_OUT_TEXT if f.name not in values else describe(raw)
                 if f.name in getattr(values, "twice", ()):
                     found = "the key given twice, with different values"
                 problem = f"{f.name}: expected {f.type.meaning(f)}, found {found}"
