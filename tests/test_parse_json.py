@@ -432,3 +432,60 @@ def test_an_auto_demo_entry_without_its_question_is_malformed(
         )
         assert [r.status for r in results] == ["ok", "malformed", "malformed"], mode
         assert results[1].message == f"A[2]: question: expected the item's question, found {found}"
+
+
+def _entries(*answers: int) -> list[dict[str, object]]:
+    return [{"index": i, "reasoning": "r", "answer": a} for i, a in enumerate(answers, 1)]
+
+
+def test_a_second_json_answer_after_the_first_is_read_never_dropped(
+    task_factory: Callable[..., Task],
+) -> None:
+    """A model that corrects itself in a second JSON answer answers item 2 twice: recover
+    reads both (duplicate where they disagree), strict rejects the text after the first."""
+    task = task_factory(kind="batch", batch_size=3)
+    first = json.dumps({"answers": _entries(55, 18, 58)})
+    second = json.dumps({"answers": _entries(55, 20, 58)})
+    for out in (
+        f"{first}\n\nWait, I made an error in item 2. Corrected:\n{second}",
+        f"```json\n{first}\n```\nCorrection:\n```json\n{second}\n```",
+    ):
+        results = parse_output(task, _request(3), out)
+        assert [r.status for r in results] == ["ok", "duplicate", "ok"], out
+        assert results[1].message == (
+            "A[2] answered 2 times with different values: "
+            "reasoning='r', answer='18', reasoning='r', answer='20'"
+        )
+        results = parse_output(task, _request(3), out, mode="strict")
+        assert [r.status for r in results] == ["malformed"] * 3, out
+    (r, *_) = parse_output(task, _request(3), f"{first}\nDone.", mode="strict")
+    assert r.message == (
+        "strict: output rejected: expected end of output after the JSON answer, found 'Done.'; "
+        "parse with mode recover to keep well-formed items"
+    )
+    # Text after it that is no answer: recover reads the answer, as before.
+    results = parse_output(task, _request(3), f"{first}\nDone.")
+    assert [r.status for r in results] == ["ok"] * 3
+
+
+def test_answers_given_twice_is_read_twice_never_the_last_list_alone(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = (
+        '{"answers": ' + json.dumps(_entries(55, 20, 58)) + ", "
+        '"answers": ' + json.dumps(_entries(41, 20, 63)) + "}"
+    )
+    results = parse_output(task, _request(3), out)
+    assert [(r.status, r.values.get("answer")) for r in results] == [
+        ("duplicate", Decimal(55)),
+        ("ok", Decimal(20)),
+        ("duplicate", Decimal(58)),
+    ]
+    results = parse_output(task, _request(3), out, mode="strict")
+    assert {r.message for r in results} == {
+        "strict: output rejected: the key 'answers' is given twice, with different values; " + _KEEP
+    }
+
+
+_KEEP = "parse with mode recover to keep well-formed items"

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from promptc import markers
 from promptc.grammar.lark_source import Blueprint
 from promptc.ir import AnswerFormat, Literal_
-from promptc.text import describe, json_int
+from promptc.text import describe, excerpt, json_int
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -120,6 +120,10 @@ class JsonAnswer(NamedTuple):
     #: field's type (``answer: expected a number, found null``): that item is ``malformed``
     #: whatever its text form reads as (a reasoning that states the answer).
     invalid: Mapping[int, str]
+    #: Why the output is no answer the schema admits as a whole, though read: text after the
+    #: JSON answer (a second answer, a correction), or ``answers`` given twice. ``strict``
+    #: rejects it; ``recover`` reads the entries of every list (:func:`_answer_lists`).
+    rejected: str | None = None
 
 
 def json_answer_text(
@@ -161,10 +165,12 @@ def json_answer_text(
         if read is None:
             return None
         return JsonAnswer(read[0], {} if read[1] is None else {1: read[1]})
-    answers = _entries(output)
-    if answers is None:
+    found = _answer_lists(output)
+    if found is None:
         return None
-    return _list_text(blueprint, fmt, answers, questions)
+    lists, rejected = found
+    entries = [entry for answers in lists for entry in answers]
+    return _list_text(blueprint, fmt, entries, questions)._replace(rejected=rejected)
 
 
 def _list_text(
@@ -297,17 +303,20 @@ class _Object(dict[str, object]):
     text form of the same (an answer given twice) is no single answer either."""
 
     twice: frozenset[str] = frozenset()
+    #: The values a key given twice had before its last, in order.
+    earlier: Mapping[str, list[object]] = {}
 
 
 def _object(pairs: list[tuple[str, object]]) -> _Object:
     out = _Object()
-    twice = set()
+    earlier: dict[str, list[object]] = {}
     for key, value in pairs:
         if key in out and out[key] != value:
-            twice.add(key)
+            earlier.setdefault(key, []).append(out[key])
         out[key] = value
-    if twice:
-        out.twice = frozenset(twice)
+    if earlier:
+        out.twice = frozenset(earlier)
+        out.earlier = earlier
     return out
 
 
@@ -335,30 +344,65 @@ _ANSWERS = re.compile(r'\s*\{\s*"answers"\s*:\s*\[')
 _DECODER = json.JSONDecoder(parse_float=_json_number, parse_int=json_int, object_pairs_hook=_object)
 
 
-def _entries(output: str) -> list[object] | None:
-    """The ``answers`` list of an answer of several items: all of it, or of an output that
-    stops inside the list, the entries complete before that point; ``None`` if the output
-    is not an object with that list."""
+def _answer_lists(output: str) -> tuple[list[list[object]], str | None] | None:
+    """The ``answers`` lists of an answer of several items, and why it is no answer the
+    schema admits as a whole (``None`` if it is one); ``None`` if the output is not an object
+    with that list. A model that answers again (a correction after its first answer, in a
+    second JSON object or under the key given again) answers each item twice: every list is
+    read, the items answered twice with different values ``duplicate``, never silently one
+    of the lists."""
+    first = _document(output, 0)
+    if first is None:
+        return None
+    lists, end = first
+    rejected = None
+    if len(lists) > 1:
+        rejected = "the key 'answers' is given twice, with different values"
+    elif end < len(output) and output[end:].strip():
+        rejected = f"expected end of output after the JSON answer, found {excerpt(output, _after_space(output, end))}"
+    at = end
+    while (later := _LATER.search(output, at)) is not None:
+        more = _document(output, later.start())
+        if more is None:
+            at = later.end()
+            continue
+        lists += more[0]
+        at = max(more[1], later.end())
+    return lists, rejected
+
+
+#: Where a later answer of several items begins (a second JSON object, after the first).
+_LATER = re.compile(r'\{\s*"answers"\s*:\s*\[')
+
+
+def _document(output: str, start: int) -> tuple[list[list[object]], int] | None:
+    """The ``answers`` lists (one, or each where the key is given twice) of the object that
+    begins at ``start`` and where it ends; of an object that stops inside its list, the
+    entries complete before that point, and where the reading stopped; ``None`` if no
+    object with that list begins there."""
     try:
-        data = _DECODER.decode(output)
+        data, end = _DECODER.raw_decode(output, _after_space(output, start))
     except (ValueError, RecursionError):
-        start = _ANSWERS.match(output)
-        if start is None:
+        begun = _ANSWERS.match(output, start)
+        if begun is None:
             return None
         entries: list[object] = []
-        at = start.end()
+        at = begun.end()
         while True:  # each entry decoded once: linear in the output
             try:
                 entry, at = _DECODER.raw_decode(output, _after_space(output, at))
             except (ValueError, RecursionError):
-                return entries
+                return [entries], len(output)
             entries.append(entry)
             at = _after_space(output, at)
             if not output.startswith(",", at):
-                return entries
+                return [entries], len(output)
             at += 1
-    answers = data.get("answers") if isinstance(data, dict) else None
-    return answers if isinstance(answers, list) else None
+    answers = data.get("answers") if isinstance(data, _Object) else None
+    if not isinstance(answers, list):
+        return None
+    earlier = data.earlier.get("answers", ()) if isinstance(data, _Object) else ()
+    return [*(e for e in earlier if isinstance(e, list)), answers], end
 
 
 def _after_space(text: str, at: int) -> int:

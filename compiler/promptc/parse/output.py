@@ -37,6 +37,7 @@ from promptc.grammar.items import ParsedItem
 from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.align import restated_as
+from promptc.parse.json_form import rejected_json
 from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.recover import answered_twice, parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
@@ -121,7 +122,10 @@ def parse_output(
     read = g.read_json(output, shape.questions)
     if read is not None:
         text = read.text
-        parsed = _parse_text(shape, g, text, mode, line_starts=True)
+        if mode == "strict" and read.rejected is not None:
+            parsed = rejected_json(shape, read.rejected)
+        else:
+            parsed = _parse_text(shape, g, text, mode, line_starts=True)
         # Spans and positions would point into the text form, not the output: none are said.
         results = [
             _judged_entry(r._replace(span=None, message=_AT.sub("", r.message)), read.invalid, g)
