@@ -488,4 +488,26 @@ def test_answers_given_twice_is_read_twice_never_the_last_list_alone(
     }
 
 
+def test_strict_messages_on_a_json_answer_name_its_entries_not_text_form_positions(
+    task_factory: Callable[..., Task],
+) -> None:
+    task = task_factory(kind="batch", batch_size=3)
+    out = json.dumps({"answers": _entries(55, 20)})
+    results = parse_output(task, _request(3), out, mode="strict")
+    assert [(r.status, r.message) for r in results] == [
+        ("malformed", "strict: output rejected at item 3's entry; " + _KEEP),
+        ("malformed", "strict: output rejected at item 3's entry; " + _KEEP),
+        ("missing", 'strict: expected item 3\'s entry ("index": 3), found the end of the list'),
+    ]
+    assert results[2].expected == ('an entry with "index": 3',)
+    assert all(r.span is None for r in results)
+    # One entry too many: the list was due to end.
+    out = json.dumps({"answers": _entries(55, 20, 58, 7)})
+    results = parse_output(task, _request(3), out, mode="strict")
+    assert results[2].message == (
+        'strict: item 3\'s entry: expected the end of the list, found an entry with "index": 4'
+    )
+    assert all(re.search(r"\d+:\d+|A\[", r.message) is None for r in results)
+
+
 _KEEP = "parse with mode recover to keep well-formed items"

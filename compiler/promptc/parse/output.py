@@ -37,7 +37,7 @@ from promptc.grammar.items import ParsedItem
 from promptc.ir import Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.align import restated_as
-from promptc.parse.json_form import rejected_json
+from promptc.parse.json_form import rejected_json, strict_json_results
 from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.recover import answered_twice, parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
@@ -126,6 +126,7 @@ def parse_output(
             parsed = rejected_json(shape, read.rejected)
         else:
             parsed = _parse_text(shape, g, text, mode, line_starts=True)
+            parsed = strict_json_results(parsed) if mode == "strict" else parsed
         # Spans and positions would point into the text form, not the output: none are said.
         results = [
             _judged_entry(r._replace(span=None, message=_AT.sub("", r.message)), read.invalid, g)
