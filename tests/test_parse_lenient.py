@@ -280,3 +280,63 @@ def test_the_literal_alone_is_diagnosed_as_the_value_missing(
             "malformed",
             ("answer: a number such as 18, -3.5 or 1,234",),
         ), body
+
+
+#: Item 2's answer over several lines, read to its end: an answer on an earlier line that
+#: disagrees with a later one is no answer of the item (duplicate); one that agrees is.
+SEVERAL_LINES = [
+    (  # an intermediate value on the first line
+        "For one ticket the answer is 2.5.\nFor 8 tickets: 8 * 2.50 = 20. The answer is 20.",
+        "duplicate",
+        Decimal("2.5"),
+    ),
+    (  # corrected in a paragraph of its own
+        "8 * 2.50 = 20. The answer is 20.\n\nWait, 8 * 2.75 = 22. The answer is 22.",
+        "duplicate",
+        Decimal(20),
+    ),
+    ("8 * 2.50 = 20. The answer is 20.\nWait, 8 * 2.75 = 22. The answer is 22.", "duplicate", 20),
+    # Lenient lines: the first one is an answer too.
+    ("For one ticket the answer is 2.5\nFor 8 tickets the answer is 20", "duplicate", 2.5),
+    # A restatement that agrees, chatter or a fence after the answer: the answer.
+    ("8 * 2.50 = 20. The answer is 20.\nSo 8 tickets cost $20. The answer is 20.", "ok", 20),
+    ("8 * 2.50 = 20. The answer is 20.\n\nHope this helps!", "ok", 20),
+    ("8 * 2.50 = 20. The answer is 20.\n```", "ok", 20),
+    ("Step 1: 8 * 2.5 = 20.\nStep 2: so 20.\nThe answer is 20.", "ok", 20),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "value"), SEVERAL_LINES)
+@pytest.mark.parametrize("kind", ["batch", "auto-demo"])
+def test_an_answer_over_several_lines_is_read_to_its_end(
+    body: str, status: str, value: float, kind: str, task_factory: Callable[..., Task]
+) -> None:
+    task = task_factory(kind=kind, batch_size=3)
+    q = [
+        f"Q[{i}]: What is {i - 1} plus {i - 1}?\n" if kind == "auto-demo" else "" for i in (1, 2, 3)
+    ]
+    output = (
+        f"{q[0]}A[1]: 0 + 0 = 0. The answer is 0.\n{q[1]}A[2]: {body}\n"
+        f"{q[2]}A[3]: 2 + 2 = 4. The answer is 4."
+    )
+    for parse in (parse_output, scanner):
+        results = parse(task, _request(kind, 3), output)
+        assert [(r.status, r.values.get("answer")) for r in results] == [
+            ("ok", Decimal(0)),
+            (status, Decimal(str(value))),
+            ("ok", Decimal(4)),
+        ], parse.__name__
+
+
+def test_an_answer_corrected_on_a_later_line_names_both(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=2)
+    output = (
+        "A[1]: 1 + 1 = 2. The answer is 2.\nA[2]: So 20. The answer is 20.\nNo: the answer is 22."
+    )
+    first, second = parse_output(task, _request("batch", 2), output)
+    assert first.status == "ok"
+    assert second.status == "duplicate"
+    assert second.message == (
+        "A[2] answered 2 times with different values: reasoning='So 20.', answer='20' at 2:1, "
+        "reasoning='No:', answer='22' at 3:1"
+    )

@@ -48,6 +48,8 @@ class _Occurrence:
     aligned: bool = True
     why: str = ""
     q_end: int = 0  # normalised offset where a question's text ends
+    #: A later answer in the body of the same marker: its span starts where it does.
+    later: bool = False
 
 
 def parse_recover(
@@ -74,6 +76,8 @@ def parse_recover(
         found = _outside_questions(norm, found, shape)
     occurrences: dict[int, list[_Occurrence]] = {}
     pending_q: tuple[Marker, int] | None = None
+    # A body of free text fields only is one answer, however many lines it has.
+    decisive = not all(f.type.free_text for f in g.blueprint.fields)
     for k, m in enumerate(found):
         body_end = found[k + 1].cut if k + 1 < len(found) else len(norm)
         if m.kind == markers.QUESTION_PREFIX:
@@ -105,6 +109,12 @@ def parse_recover(
             else:
                 occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
         occ_list.append(occ)
+        if occ.reading is not None and occ.reading.values is not None and decisive:
+            answers = _read_on(reader, text, occ.reading, body_end, m, g.blueprint.fields)
+            if answers:
+                occ.reading = answers[0]
+            for later in answers[1:]:
+                occ_list.append(_Occurrence(m, q, later, occ.aligned, occ.why, later=True))
     if pending_q is not None:
         _orphan(occurrences, pending_q[0], text, pending_q[1])
 
@@ -158,10 +168,50 @@ def _orphan(
         lst.append(_Occurrence(None, q, None, q_end=body_end))
 
 
+def _read_on(
+    reader: AnswerReader,
+    text: NormalisedText,
+    first: Reading,
+    end: int,
+    marker: Marker,
+    fields: Sequence[OutputField],
+) -> list[Reading]:
+    """The answers of one body, in order, when they disagree (else none: a restatement that
+    agrees leaves ``first``, the body's reading, its answer).
+
+    A body read to its end: each answer read after the one before it, up to the body's end
+    (:data:`MAX_OCCURRENCES` at most), so that a correction on a later line (``The answer
+    is 22.``) is seen. A first reading read leniently over several lines may hide an answer on
+    its first lines (``… the answer is 2.5`` / ``… the answer is 20``): the shortest of its
+    line-end cuts that reads is the body's first answer then."""
+    norm = text.norm
+    readings = [first]
+    if first.lenient:
+        nl, cuts = norm.find("\n", first.start, first.end), 0
+        while nl >= 0 and cuts < MAX_OCCURRENCES:
+            head = reader.read(text, first.start, nl, marker, diagnose=False)
+            if head.values is not None:
+                readings = [head]
+                break
+            nl, cuts = norm.find("\n", nl + 1, first.end), cuts + 1
+    while len(readings) < MAX_OCCURRENCES and _VISIBLE.search(norm, readings[-1].end, end):
+        nxt = reader.read(text, readings[-1].end, end, marker, diagnose=False)
+        if nxt.values is None or nxt.end <= readings[-1].end:
+            break
+        readings.append(nxt)
+    if len(readings) == 1 and readings[0] is first:
+        return []
+    if len(readings) == 1:  # nothing read after the head: the body's reading is the later one
+        readings.append(first)
+    if all(r.values is not None and agree(fields, first.values or {}, r.values) for r in readings):
+        return []
+    return readings
+
+
 def _occ_span(text: NormalisedText, occ: _Occurrence) -> Span:
     start_m = occ.question or occ.answer
     assert start_m is not None
-    start = start_m.start
+    start = occ.reading.start if occ.later and occ.reading is not None else start_m.start
     end = occ.reading.end if occ.reading is not None else start_m.end
     return text.span(start, max(end, start))
 
