@@ -24,7 +24,7 @@ from promptc.render.output_budget import (
     request_budget,
 )
 from promptc.spec.lower import compile_spec
-from test_parse_output import make_request, make_task
+from test_parse_output import NUMBER, REASONING, make_request, make_task
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 READING = SPECS / "reading.yaml"
@@ -366,3 +366,36 @@ def test_a_one_item_answer_cut_off_is_truncated() -> None:
         "truncated"
     ]
     assert "truncated" in STATUSES
+
+
+@pytest.mark.parametrize(
+    ("kind", "cut"),
+    [
+        ("few-shot", "For one ticket the answer is 2.5.\nFor 8 tickets, 8 * 2.5 ="),
+        ("few-shot", "8 * 2.50 = 20. The answer is 20. Let me double-check: 8 * 2"),
+        (
+            "batch",
+            "A[1]: So 55. The answer is 55.\nA[2]: For one ticket the answer is 2.5.\nSo 8 *",
+        ),
+    ],
+)
+def test_an_answer_read_from_the_start_of_a_body_the_cut_ran_into_is_truncated(
+    kind: str, cut: str
+) -> None:
+    """The last answer's body goes on to the cut: the model was still writing that answer
+    (a later line may have corrected it), so the value read from its start is no answer."""
+    fmt = "{reasoning} The answer is {answer}."
+    task = make_task(kind, 3 if kind == "batch" else 1, (REASONING, NUMBER), fmt)
+    results = parse_output(task, make_request(task), cut, finish_reason="length")
+    last = results[1] if kind == "batch" else results[0]
+    assert last.status == "truncated"
+    assert [r.status for r in results] == (
+        ["ok", *["truncated"] * 2] if kind == "batch" else ["truncated"]
+    )
+    # Finished before the cut (only a line break after it, or the next item's marker).
+    done = "A[1]: So 55. The answer is 55.\nA[2]: So 2.5. The answer is 2.5.\n"
+    if kind == "batch":
+        statuses = [
+            r.status for r in parse_output(task, make_request(task), done, finish_reason="length")
+        ]
+        assert statuses == ["ok", "ok", "truncated"]

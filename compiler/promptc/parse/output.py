@@ -34,14 +34,14 @@ from promptc import markers
 from promptc.errors import OutputParseError
 from promptc.grammar.answer import AnswerGrammar, build_grammar
 from promptc.grammar.items import ParsedItem
-from promptc.ir import Task
+from promptc.ir import Markers, Task
 from promptc.markers import OPTION_LETTERS
 from promptc.parse.align import restated_as
 from promptc.parse.json_form import rejected_json, strict_json_results
 from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.recover import answered_twice, parse_recover
 from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
-from promptc.parse.scan import marker_pattern
+from promptc.parse.scan import iter_markers, marker_pattern
 from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
 from promptc.strategies import Strategy
@@ -143,7 +143,9 @@ def parse_output(
         return results
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.
-    return mark_truncated(results, output, whole=read is not None, lines=not shape.kind.one_item)
+    one_line = not shape.kind.one_item
+    mk = g.blueprint.markers
+    return mark_truncated(results, output, whole=read is not None, lines=one_line, marker_set=mk)
 
 
 def _numbered_from_zero(results: list[ItemResult], g: AnswerGrammar) -> list[ItemResult]:
@@ -279,6 +281,24 @@ def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -
     )
 
 
+#: A last line that may start a marker, cut: a word, then ``[``, digits and ``]`` if any.
+_MARKER_START = re.compile(r"\n[ \t#>*_+-]*(\w[\w ]*?)[ \t]*(\[[ \t]*[0-9]*[ \t]*\]?[ \t]*)?\Z")
+
+
+def _without_marker_start(rest: str, marker_set: Markers) -> str:
+    """``rest`` without its last line when that line is only the start of a marker the cut
+    ended (``A[4``, ``**Q[``, ``Ans``)."""
+    m = _MARKER_START.search(rest)
+    if m is None:
+        return rest
+    word = m.group(1).casefold()
+    whole = m.group(2) is not None
+    for prefix in (marker_set.answer.casefold(), marker_set.question.casefold()):
+        if word == prefix or (not whole and prefix.startswith(word)):
+            return rest[: m.start()]
+    return rest
+
+
 #: The message of a ``truncated`` result.
 TRUNCATED_MESSAGE = (
     "the output stopped at max_tokens (finish length) before item {item}'s answer was complete; "
@@ -287,7 +307,12 @@ TRUNCATED_MESSAGE = (
 
 
 def mark_truncated(
-    results: list[ItemResult], output: str, *, whole: bool = False, lines: bool = False
+    results: list[ItemResult],
+    output: str,
+    *,
+    whole: bool = False,
+    lines: bool = False,
+    marker_set: Markers = markers.DEFAULT,
 ) -> list[ItemResult]:
     """The results of an output cut off at ``max_tokens``: the items the cut reached are
     ``truncated`` — every item after the last one answered, and the answer that runs to the
@@ -295,10 +320,21 @@ def mark_truncated(
     is (a model may answer out of order), unless every answer read is known ``whole`` (an
     entry of the JSON form). An item the model finished before the cut keeps its result,
     ``ok`` or not. Where each answer is one line (``lines``: a strategy with item markers),
-    an answer whose line break was written is finished, even when the cut follows it."""
+    an answer whose line break was written is finished, even when the cut follows it, unless
+    its body goes on to the cut (more text and no marker after it)."""
     answered = [r.index for r in results if r.item_id is not None and r.status != "missing"]
     last = max(answered, default=0)
     end = len(output.rstrip(" \t") if lines else output.rstrip())
+    # The answer written last runs on to the cut when text follows it and no marker does: a
+    # prefix of its body read as the answer (``the answer is 2.5.`` / ``For 8 tickets…``).
+    spans = [r.span for r in results if r.span is not None]
+    latest = max(spans, key=lambda s: s.start_offset, default=None)
+    if latest is not None and latest.end_offset < end:
+        rest = normalise_lookalikes(output[latest.end_offset : end])[0]
+        if lines:  # the next item's marker the cut ended (``A[4``) is no part of the body
+            rest = _without_marker_start(rest, marker_set)
+        if rest.strip() and next(iter_markers(rest, marker_set), None) is None:
+            end = latest.end_offset
     out = []
     for r in results:
         runs_to_end = r.span.end_offset >= end if r.span is not None else r.index == last
