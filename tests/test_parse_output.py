@@ -849,3 +849,28 @@ def test_a_yes_no_answer_followed_by_a_made_up_example_is_no_answer() -> None:
     assert (r.status, r.values) == ("duplicate", {"answer": False})
     (r,) = parse_output(task, request, "no\n\nExample 3:\nQuestion: Do cats sleep?\nAnswer: no")
     assert (r.status, r.values) == ("ok", {"answer": False})
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "Answer: yes\n\nAnswer: no",
+        "yes\n\nno",
+        "**Answer:** yes\n\n**Answer:** no",
+        "yes\n\nAnswer: no",
+    ],
+)
+def test_a_one_field_answer_given_twice_with_the_label_or_without_is_no_answer(out: str) -> None:
+    """The paragraph before the blank line is a whole answer, and the one after it says
+    otherwise: ``duplicate``, whether the label stands before both answers, one or none."""
+    task = make_task("few-shot", 1, (OutputField("answer", value_type("boolean")),))
+    (r,) = parse_output(task, make_request(task), out)
+    assert (r.status, r.values) == ("duplicate", {"answer": True})
+    assert r.message == (
+        "the output answers twice with different values: answer='yes' in the paragraph "
+        "ending on line 1, answer='no' after it"
+    )
+    (r,) = parse_output(task, make_request(task), out.replace("no", "yes"))
+    assert (r.status, r.values) == ("ok", {"answer": True})
+    (r,) = parse_output(task, make_request(task), out.replace("no", "Hope this helps."))
+    assert (r.status, r.values) == ("ok", {"answer": True})

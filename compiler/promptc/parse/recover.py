@@ -476,11 +476,18 @@ def answered_twice(
         head = output[: m.start()]
         label = _ANSWER_LABEL.match(head)
         items = match_output(g, head[label.end() :] if label else head)
-        if items and not agree(fields, items[0].values, r.values):
+        if not items:
+            continue
+        after: Mapping[str, Value] | None = r.values
+        if r.span is not None and r.span.end_offset <= m.start():
+            # The answer read is this paragraph's (``yes`` of ``yes\n\nno``): the answer
+            # after it is the rest's.
+            after = _read_after(g, output, m.end())
+        if after is not None and not agree(fields, items[0].values, after):
             line = head.count("\n") + 1
             first, then = (
                 _show({f.name: v[f.name] for f in fields if not f.type.free_text and f.name in v})
-                for v in (items[0].values, r.values)
+                for v in (items[0].values, after)
             )
             message = (
                 f"the output answers twice with different values: {first} "
@@ -488,3 +495,12 @@ def answered_twice(
             )
             return [r._replace(status="duplicate", values=items[0].values, message=message)]
     return results
+
+
+def _read_after(g: AnswerGrammar, output: str, start: int) -> dict[str, Value] | None:
+    """The values of the answer ``output[start:]`` starts with (after an ``Answer:`` label,
+    if any), or ``None``."""
+    text = NormalisedText(output[start:])
+    label = _ANSWER_LABEL.match(text.norm)
+    at = label.end() if label is not None else 0
+    return answer_reader(g).read(text, at, len(text.norm), None, diagnose=False).values
