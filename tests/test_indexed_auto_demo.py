@@ -189,6 +189,32 @@ def test_an_input_left_out(task: Task, request_: Request) -> None:
     assert recover[1].message.startswith("Premise[2] does not repeat item 2's inputs")
 
 
+def test_the_first_input_left_out_the_others_are_still_checked(
+    task: Task, request_: Request
+) -> None:
+    """Without its ``Premise[2]`` line, item 2's ``Hypothesis`` line is still compared: under
+    another item's marker it is misaligned, with another hypothesis too; its own is ok."""
+    output = re.sub(r"\nPremise\[2\]: [^\n]*", "", _output(task, request_))
+    assert "Premise[2]" not in output
+    recover = parse_output(task, request_, output)
+    assert _statuses(recover) == [("ok", "", "True"), ("ok", "", "False")]
+    wrong = output.replace("Hypothesis[2]:", "Hypothesis[1]:")
+    assert _statuses(parse_output(task, request_, wrong)) == [
+        ("ok", "", "True"),
+        ("misaligned", "Answer[2] follows Hypothesis[1]", "False"),
+    ]
+    by_id = {it.id: it for it in task.items}
+    hypothesis = by_id[request_.batch.item_ids[1]].inputs["hypothesis"]
+    other = parse_output(task, request_, output.replace(hypothesis, "She is going to work."))
+    assert [r.status for r in other] == ["ok", "misaligned"]
+    assert other[1].message.startswith(
+        "Hypothesis[2] does not repeat item 2's hypothesis (similarity 0."
+    )
+    # Both items' premises left out: each hypothesis is its item's own.
+    neither = re.sub(r"^Premise\[1\]: [^\n]*\n", "", output)
+    assert [r.status for r in parse_output(task, request_, neither)] == ["ok", "ok"]
+
+
 def _grammar(task: Task, request: Request) -> AnswerGrammar:
     return build_grammar(task, len(request.batch.item_ids), "auto-demo")
 

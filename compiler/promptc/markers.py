@@ -204,6 +204,15 @@ def _later_markers(prefixes: tuple[str, ...]) -> re.Pattern[str]:
     )
 
 
+def later_input(text: str, start: int, end: int, prefixes: Sequence[str]) -> int | None:
+    """Where the first line of ``text[start:end]`` that starts with a later input's marker
+    (``Hypothesis[3]:``) starts, or ``None`` (always, with one prefix)."""
+    if len(prefixes) <= 1:
+        return None
+    m = _later_markers(tuple(prefixes)).search(text, start, end)
+    return None if m is None else m.start()
+
+
 _WS = " \t\n\r\f\v"
 
 

@@ -78,6 +78,10 @@ def parse_recover(
     pending_q: tuple[Marker, int] | None = None
     # A body of free text fields only is one answer, however many lines it has.
     decisive = not all(f.type.free_text for f in g.blueprint.fields)
+    # Indexed inputs: where a later input's line (``Hypothesis[2]:``) starts an item whose
+    # first input was left out; it ends the answer before it.
+    indexed = shape.kind.repeats_questions and len(prefixes) > 1
+    inputs_at = markers.later_input(norm, 0, found[0].cut, prefixes) if indexed and found else None
     for k, m in enumerate(found):
         body_end = found[k + 1].cut if k + 1 < len(found) else len(norm)
         if m.kind == markers.QUESTION_PREFIX:
@@ -85,8 +89,10 @@ def parse_recover(
                 continue  # a batch answer has no questions; Q[i] is chatter there
             if pending_q is not None:
                 _orphan(occurrences, pending_q[0], text, pending_q[1])
-            pending_q = (m, body_end)
+            pending_q, inputs_at = (m, body_end), None
             continue
+        after = markers.later_input(norm, m.end, body_end, prefixes) if indexed else None
+        body_end = body_end if after is None else after
         occ_list = occurrences.setdefault(m.index, [])
         q, q_end = pending_q if pending_q is not None else (None, 0)
         pending_q = None
@@ -96,18 +102,10 @@ def parse_recover(
         # An answer to an index the request does not have is kept only if well-formed.
         occ = _Occurrence(m, q, reader.read(text, m.end, body_end, m, diagnose=1 <= m.index <= n))
         if q is not None:
-            qs, qe = strip_span(norm, q.end, q_end)
-            # Indexed inputs: the later inputs' lines become the question's labelled lines.
-            q_text, wrong = markers.read_question(
-                text.original[text.orig_start(qs) : text.orig(qe)], prefixes, m.index
-            )
-            if q.index != m.index:
-                wrong = marker_label(mk.question, q.index)
-            if wrong is not None:
-                occ.aligned = False
-                occ.why = f"{marker_label(mk.answer, m.index)} follows {wrong}"
-            else:
-                occ.aligned, occ.why = check_alignment(shape, m.index, q_text, prefixes)
+            _align(occ, shape, text, q.index, strip_span(norm, q.end, q_end), prefixes, mk)
+        elif inputs_at is not None:
+            _align(occ, shape, text, m.index, strip_span(norm, inputs_at, m.cut), prefixes, mk)
+        inputs_at = after
         occ_list.append(occ)
         if occ.reading is not None and occ.reading.values is not None and decisive:
             answers = _read_on(reader, text, occ.reading, body_end, m, g.blueprint.fields)
@@ -124,6 +122,33 @@ def parse_recover(
         if not 1 <= i <= n:
             results.append(_extra(shape, text, i, occurrences[i], mk))
     return results
+
+
+def _align(
+    occ: _Occurrence,
+    shape: RequestShape,
+    text: NormalisedText,
+    q_index: int,
+    q_span: tuple[int, int],
+    prefixes: Sequence[str],
+    mk: Markers,
+) -> None:
+    """Checks the question repeated before an answer (``text.norm[q_span]``, after the marker
+    ``Q[q_index]:``) against the answer's item; with indexed inputs, each input repeated."""
+    assert occ.answer is not None
+    index = occ.answer.index
+    qs, qe = q_span
+    # Indexed inputs: the later inputs' lines become the question's labelled lines.
+    q_text, wrong = markers.read_question(
+        text.original[text.orig_start(qs) : text.orig(qe)], prefixes, index
+    )
+    if q_index != index:
+        wrong = marker_label(mk.question, q_index)
+    if wrong is not None:
+        occ.aligned = False
+        occ.why = f"{marker_label(mk.answer, index)} follows {wrong}"
+    else:
+        occ.aligned, occ.why = check_alignment(shape, index, q_text, prefixes)
 
 
 _BLANKS = re.compile(r"[ \t]*")
