@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from parse_paths import OUTPUT, TASK, assert_paths_agree, regex_path, scanner, view
@@ -44,6 +45,23 @@ def test_minus_sign_and_nbsp_are_read_by_the_regex_with_text_as_written(
     assert fast[0].values["reasoning"].startswith("She had 48 \u2212 24")
     assert fast[2].values["answer"] == Decimal(-5)
     assert view(fast) == view(scanner(task, _request(3), out))
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["So 2. The answer is ２.", "So 2. The\u00a0answer is 2.", "So 2. The answer is 2.\u00a0"],
+)
+def test_strict_mode_names_the_failure_not_a_lookalike_it_reads(
+    first: str, task_factory: Callable[..., Task]
+) -> None:
+    """Strict reads lookalikes as what they imitate: where an output fails, the diagnosis is
+    made on what strict reads, at the output's own line:col."""
+    task = task_factory(kind="batch", batch_size=3)
+    out = f"A[1]: {first}\nA[2]: So 4. The answer is 4.\nA[3]: So 6. The answer is 6 (very)."
+    results = parse_output(task, _request(3), out, mode="strict")
+    assert [r.status for r in results] == ["malformed"] * 3
+    assert results[2].message == "strict: expected '.', found ' (very).' at 3:28"
+    assert results[0].message.startswith("strict: output rejected at 3:28 (item 3)")
 
 
 @settings(max_examples=150, deadline=None)

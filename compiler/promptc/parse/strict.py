@@ -257,8 +257,20 @@ def parse_strict(grammar: AnswerGrammar, output: str) -> list[ParsedItem]:
     if items is None:  # no lookalikes, or read as written: a text value may hold them
         items = reader.read(output, View(output))
     if items is None:
-        raise diagnose_output(grammar, output)
+        raise _diagnosis(grammar, output, view)
     return items
+
+
+def _diagnosis(grammar: AnswerGrammar, output: str, view: View | None) -> OutputParseError:
+    """Why ``output`` is not in ``grammar``: diagnosed on its lookalikes normalised, as strict
+    reads it (a full-width ``ｐｏｓｉｔｉｖｅ`` is no failure), the offset mapped back."""
+    if view is None or view.text is output:
+        return diagnose_output(grammar, output)
+    err = diagnose_output(grammar, view.text)
+    if err.offset is None:  # read as written only where a removed character stands
+        return diagnose_output(grammar, output)
+    offset = (view.at or _same)(err.offset)
+    return output_error(output, offset, err.expected, err.found or "", err.code)
 
 
 def item_results(
