@@ -340,3 +340,14 @@ def test_an_answer_corrected_on_a_later_line_names_both(task_factory: Callable[.
         "A[2] answered 2 times with different values: reasoning='So 20.', answer='20' at 2:1, "
         "reasoning='No:', answer='22' at 3:1"
     )
+
+
+def test_a_reasoning_left_out_is_quoted_empty(task_factory: Callable[..., Task]) -> None:
+    task = task_factory(kind="batch", batch_size=2)
+    output = "A[1]: So 2. The answer is 2.\nA[2]: So 20. The answer is 20.\nA[2]: The answer is 21."
+    second = parse_output(task, _request("batch", 2), output)[1]
+    assert second.status == "duplicate"
+    assert second.message == (
+        "A[2] answered 2 times with different values: reasoning='So 20.', answer='20' at 2:1, "
+        "reasoning='', answer='21' at 3:1"
+    )

@@ -393,10 +393,13 @@ def _extra(
 
 def _show(values: Mapping[str, Value]) -> str:
     """``answer='18', reasoning='First…'`` for messages."""
-    return ", ".join(
-        f"{k}={excerpt(_plain(v), 0, FOUND_CHARS, end='end of output', quote=False)!r}"
-        for k, v in values.items()
-    )
+    return ", ".join(f"{k}={_shown(_plain(v))!r}" for k, v in values.items())
+
+
+def _shown(value: str) -> str:
+    """A value as a message quotes it: cut at :data:`FOUND_CHARS`; an empty text (a leading
+    reasoning left out) stays empty."""
+    return excerpt(value, 0, FOUND_CHARS, quote=False) if value.strip() else value
 
 
 def _plain(value: Value) -> str:
