@@ -311,6 +311,49 @@ def test_a_stream_cut_before_its_end_is_no_answer(
     assert b"A[1]: pos" not in (cache.read_bytes() if cache.exists() else b"")
 
 
+class _StreamFailsOnce(QuietHandler):
+    """Streams the answer, but its first attempt fails after ``A[1]: pos`` the way vLLM and
+    SGLang fail a stream: an error event, then ``data: [DONE]``."""
+
+    posts = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).posts += 1
+        delta = {"role": "assistant", "content": "A[1]: pos"}
+        events = [{"choices": [{"index": 0, "delta": delta}]}]
+        if type(self).posts == 1:
+            events.append({"error": {"message": "CUDA error: out of memory", "code": 500}})
+        else:
+            more = {"content": "itive"}
+            events.append({"choices": [{"index": 0, "delta": more, "finish_reason": "stop"}]})
+        body = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+        send_json(self, body + b"data: [DONE]\n\n")
+
+
+def test_a_stream_that_reports_an_error_is_no_answer(sentiment4: Path) -> None:
+    # The text before the error event is a cut answer (``pos`` of ``positive``), though the
+    # stream ends with [DONE]: it fails as a server error, in the server's words, and is
+    # asked again; nothing of it is recorded or cached.
+    handler = type("Handler", (_StreamFailsOnce,), {"posts": 0})
+    cache = sentiment4.parent / "cache.sqlite"
+    with serving(handler) as url:
+        result, _ = _run(sentiment4, url, limit=1, cache_path=cache, max_retries=0)
+        assert result.answered == 0
+        assert [(f.kind, f.what) for f in result.failed] == [
+            (
+                "server",
+                "server error (HTTP 500: its event stream reports an error: CUDA error: out of memory)",
+            )
+        ]
+        assert not read_outputs_file(sentiment4 / "outputs.jsonl").answers
+        assert b"A[1]: pos" not in (cache.read_bytes() if cache.exists() else b"")
+        result, _ = _run(sentiment4, url, limit=1, cache_path=cache, max_retries=0)
+    assert result.failed == [] and handler.posts == 2
+    (answer,) = read_outputs_file(sentiment4 / "outputs.jsonl").answers.values()
+    assert answer["output"] == "A[1]: positive"
+
+
 @pytest.mark.parametrize("finish", [f"stop ({SECRET})", "x" * 100_000, ["stop"], 7])
 def test_a_finish_reason_that_is_no_word_is_not_kept(
     sentiment4: Path,

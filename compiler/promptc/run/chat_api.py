@@ -468,7 +468,7 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
         completion = json.loads(data.decode("utf-8-sig"), parse_int=json_int)
     except (ValueError, RecursionError) as e:
         # A gateway that streams though no stream was asked: its answer is in the events.
-        completion = streamed_completion(data)
+        completion = streamed_completion(data, secret)
         if completion is None:
             what = scrub(f"its body is not JSON: {e}", secret)
             raise Failure("bad-response", None, what) from None
@@ -507,14 +507,16 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
     return reply, (scrub(dropped, secret) if dropped is not None else None)
 
 
-def streamed_completion(data: bytes) -> dict[str, Any] | None:
+def streamed_completion(data: bytes, secret: str | None = None) -> dict[str, Any] | None:
     """The completion a server-sent event stream of chat completion chunks makes
     (``data: {…}`` lines, then ``data: [DONE]``): each chunk's ``choices[0].delta.content``
     joined, the last ``finish_reason`` and ``usage`` given; ``None`` when ``data`` is no
     such stream.
 
     Raises:
-        Failure: ``bad-response``: the stream ended with neither ``data: [DONE]`` nor a
+        Failure: ``server``: an event is an error (``data: {"error": …}``: vLLM and SGLang
+            fail a stream so, then end it with ``data: [DONE]``), whatever came before it;
+            ``bad-response``: the stream ended with neither ``data: [DONE]`` nor a
             ``finish_reason``: it was cut.
     """
     try:
@@ -538,6 +540,8 @@ def streamed_completion(data: bytes) -> dict[str, Any] | None:
             return None
         if not isinstance(chunk, dict):
             return None
+        if chunk.get("error"):
+            raise stream_error(chunk["error"], secret)
         usage = chunk.get("usage") or usage
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
@@ -554,6 +558,16 @@ def streamed_completion(data: bytes) -> dict[str, Any] | None:
         raise Failure("bad-response", None, "the event stream ended before its data: [DONE]")
     message = {"role": "assistant", "content": "".join(parts)}
     return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+
+
+def stream_error(error: object, secret: str | None) -> Failure:
+    """The failure of an error event in an answer's stream: a server error (retried), with
+    the event's ``code`` when it is an HTTP error status (else 500) and its ``message``."""
+    code = error.get("code") if isinstance(error, dict) else None
+    said = error.get("message") if isinstance(error, dict) else error
+    status = code if type(code) is int and 400 <= code <= 599 else 500
+    what = f": {said}" if isinstance(said, str) and said.strip() else ""
+    return Failure("server", status, scrub(f"its event stream reports an error{what}", secret))
 
 
 def json_type(value: object) -> str:
