@@ -874,3 +874,19 @@ def test_a_one_field_answer_given_twice_with_the_label_or_without_is_no_answer(o
     assert (r.status, r.values) == ("ok", {"answer": True})
     (r,) = parse_output(task, make_request(task), out.replace("no", "Hope this helps."))
     assert (r.status, r.values) == ("ok", {"answer": True})
+
+
+@pytest.mark.parametrize("finish", ["length", "content_filter"])
+def test_the_last_answer_of_an_output_stopped_early_is_not_ok(
+    task_factory: Callable[..., Task], finish: str
+) -> None:
+    # Stopped at max_tokens or by a content filter inside its last value: "The answer is 1"
+    # may have been "… is 125". Only a natural end credits it.
+    task = task_factory(kind="batch", batch_size=3)
+    output = "A[1]: 1 + 1. The answer is 2.\nA[2]: 2. The answer is 2.\nA[3]: 3. The answer is 1"
+    request = {"id": "r0001", "kind": "batch", "item_ids": ["q0", "q1", "q2"]}
+    results = parse_output(task, request, output, finish_reason=finish)
+    assert [r.status for r in results] == ["ok", "ok", "truncated"]
+    assert [r.status for r in parse_output(task, request, output, finish_reason="stop")] == [
+        "ok"
+    ] * 3

@@ -40,6 +40,7 @@ from promptc.build.files import read_lines, read_text
 from promptc.errors import Location, UsageError
 from promptc.eval.score import EVAL_STATUSES, TRUNCATED
 from promptc.ir import round_of
+from promptc.parse.results import FINISH_CUT
 from promptc.plan.variants import Variant
 from promptc.run.engine import token_count
 from promptc.run.outputs import OUTPUTS_FILE, RESULTS_FILE, read_outputs_file
@@ -523,7 +524,7 @@ def read_variant(
     default = task.strategy.selection.method
     method = str((manifest.get("selection") or {}).get("method") or default)
     answers = read_outputs_file(root / OUTPUTS_FILE).answers
-    cut = {q for q, a in answers.items() if a.get("finish_reason") == "length"}
+    cut = {q for q, a in answers.items() if a.get("finish_reason") in FINISH_CUT}
     batches = list(batch_lines(root))
     item_ids = tuple(dict.fromkeys(i for b in batches for i in b.item_ids))
     _check_limit(root, task, limit, item_ids)

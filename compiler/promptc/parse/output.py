@@ -40,7 +40,7 @@ from promptc.parse.align import restated_as
 from promptc.parse.json_form import rejected_json, strict_json_results
 from promptc.parse.normalise import normalise_lookalikes
 from promptc.parse.recover import answered_twice, parse_recover
-from promptc.parse.results import FINISH_LENGTH, MODES, ItemResult, Mode
+from promptc.parse.results import FINISH_CUT, MODES, ItemResult, Mode
 from promptc.parse.scan import iter_markers, marker_pattern
 from promptc.parse.shape import RequestShape, items_by_id, marker_label, request_shape
 from promptc.parse.strict import item_results, match_output, strict_results
@@ -139,7 +139,7 @@ def parse_output(
     results = _numbered_from_later(_numbered_from_zero(results, g), g)
     if not shape.kind.one_item and not shape.kind.repeats_questions:
         results = _restated_elsewhere(results, shape, g, text)
-    if finish_reason != FINISH_LENGTH:
+    if finish_reason not in FINISH_CUT:
         return results
     # An entry of the JSON form is whole once its object closes: only the items after the
     # last one read were reached by the cut.

@@ -33,8 +33,10 @@ STATUSES: tuple[Status, ...] = (
     "truncated",
 )
 
-#: The finish reason of an output cut off at ``max_tokens`` (OpenAI's, vLLM's, llama.cpp's).
-FINISH_LENGTH = "length"
+#: The finish reasons of an output the server stopped before its natural end, which may end
+#: inside a value: cut off at ``max_tokens`` (``length``: OpenAI's, vLLM's, llama.cpp's), or
+#: by a content filter (``content_filter``: OpenAI's, Azure's).
+FINISH_CUT = ("length", "content_filter")
 
 
 Mode = Literal["recover", "strict"]
