@@ -456,14 +456,23 @@ def test_the_scanner_finds_every_match_of_the_marker_pattern(
 
 @pytest.mark.parametrize("kind", ["single", "few-shot"])
 @pytest.mark.parametrize(
-    "out", ["Let me think.\n" + "\n" * 100_000 + "x", "So" + " " * 100_000 + "x"], ids=["nl", "sp"]
+    "out",
+    [
+        "Let me think.\n" + "\n" * 100_000 + "x",
+        "So" + " " * 100_000 + "x",
+        " The answer is" * 10_000,
+        "The answer is 1 " * 10_000,
+    ],
+    ids=["nl", "sp", "literal", "literal-numbers"],
 )
 def test_a_run_of_white_space_in_a_one_item_answer_is_read_in_linear_work(
     kind: str, out: str
 ) -> None:
     """A model padding to max_tokens with white space: the diagnosis of the failed reading
-    rescanned the run from each of its positions (80 KB of newlines took 19 s). Sane results
-    in both modes; the time is bench/bench_bounds.py's to measure."""
+    rescanned the run from each of its positions (80 KB of newlines took 19 s); the answer's
+    literal said 10,000 times, without the final period: the diagnosis searched the rest of
+    the output for the period from each place a number was tried (11 s). Sane results in
+    both modes; the time is bench/bench_bounds.py's to measure."""
     task, req = task_for("math", kind, 1)
     for mode in ("recover", "strict"):
         results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]

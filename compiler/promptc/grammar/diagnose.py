@@ -19,6 +19,7 @@ from promptc.grammar.lark_source import Blueprint, Part, leading_text_optional, 
 from promptc.text import excerpt
 
 _WS = " \t\n\r\f\v"
+_SPACE = re.compile(f"[{re.escape(_WS)}]")
 #: Readings tried before the diagnosis settles for the best failure found so far, so that an
 #: adversarial answer (many delimiters between two text fields) cannot make it hang.
 _MAX_READINGS = 20_000
@@ -76,17 +77,26 @@ class _Readings:
         # For each typed part followed only by literals: those literals ending the answer,
         # after a non-space character (the lookbehind fails at once inside white space, which
         # a literal's leading white space would rescan from every position).
+        # Where each such tail may start, found once: searched from every place a value is
+        # tried, a text without the tail was read to its end each time (quadratic).
         ws = re.escape(_WS)
-        self.tails = {
-            k: re.compile(
+        self.tails: dict[int, list[int]] = {}
+        for k, p in enumerate(self.parts):
+            if p.field is None or p.field.type.free_text:
+                continue
+            if any(q.field is not None for q in self.parts[k + 1 :]):
+                continue
+            tail = re.compile(
                 f"(?<=[^{ws}])(?:{''.join(q.bare for q in self.parts[k + 1 :])})"
                 f"[{re.escape(self.space)}]*\\Z"
             )
-            for k, p in enumerate(self.parts)
-            if p.field is not None
-            and not p.field.type.free_text
-            and all(q.field is None for q in self.parts[k + 1 :])
-        }
+            # Every start ends the text: only a few can (after a non-space character, the
+            # literals then white space alone to the end).
+            found, m = [], tail.search(text)
+            while m is not None:
+                found.append(m.start())
+                m = tail.search(text, m.start() + 1)
+            self.tails[k] = found
         # With the leading text left out, the literal after it starts the answer: without
         # its leading white space.
         self.bare_lead = (
@@ -146,10 +156,12 @@ class _Readings:
         # A typed value with only literals after it, the answer ending with them: the value is
         # all of the word that stands between (``0x37`` of ``The answer is 0x37.``, not its
         # ``0``; but ``5`` of ``5. Hope this helps.``, what follows out of place).
-        if k in self.tails:
-            tail = self.tails[k].search(text, pos)
-            if tail is not None and not any(c in _WS for c in text[pos : tail.start()]):
-                return [tail.start()] if self.compiled[k].fullmatch(text, pos, tail.start()) else []
+        starts = self.tails.get(k)
+        if starts is not None:
+            i = bisect.bisect_left(starts, pos)
+            end = starts[i] if i < len(starts) else None
+            if end is not None and _SPACE.search(text, pos, end) is None:
+                return [end] if self.compiled[k].fullmatch(text, pos, end) else []
         # A typed value is short: try every length, longest first.
         limit = min(len(text), pos + 200)
         return [e for e in range(limit, pos, -1) if self.compiled[k].fullmatch(text, pos, e)]
