@@ -656,6 +656,7 @@ def test_failure_table_has_a_check_for_every_kind() -> None:
         "too-large",
         "reply-too-large",
         "redirect",
+        "replayed",
     }
     assert all(what and check for what, check in FAILURES.values())
 

@@ -354,6 +354,39 @@ def test_a_stream_that_reports_an_error_is_no_answer(sentiment4: Path) -> None:
     assert answer["output"] == "A[1]: positive"
 
 
+class _SaysItTwice(QuietHandler):
+    """Keeps its connections alive and writes each response twice (a proxy replaying one):
+    the copy waits in the connection for the next request. Each completion has its own id,
+    and answers its request's first question (so that every request's answer differs)."""
+
+    protocol_version = "HTTP/1.1"
+    posts = 0
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).posts += 1
+        completion = chat_completion(f"A[1]: {body['messages'][-1]['content'][-40:]}")
+        completion["id"] = f"chatcmpl-{type(self).posts:04d}"
+        data = json.dumps(completion).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}"
+        self.wfile.write((head.encode() + b"\r\n\r\n" + data) * 2)
+        self.wfile.flush()
+
+
+def test_an_answer_sent_twice_is_never_another_requests_answer(sentiment4: Path) -> None:
+    # The copy of r0001's response would be read as r0002's answer: refused (the completion
+    # id and the bytes of an answer to another request) and asked again on a new connection.
+    handler = type("Handler", (_SaysItTwice,), {"posts": 0})
+    with serving(handler) as url:
+        result, notes = _run(sentiment4, url, limit=3, concurrency=1)
+    assert result.failed == [] and result.answered == 3
+    replayed = [n for n in notes if "replayed" in n]
+    assert replayed and all("(completion id chatcmpl-" in n for n in replayed)
+    answers = read_outputs_file(sentiment4 / "outputs.jsonl").answers
+    outputs = [answers[r]["output"] for r in ("r0001", "r0002", "r0003")]
+    assert len(set(outputs)) == 3
+
+
 @pytest.mark.parametrize("finish", [f"stop ({SECRET})", "x" * 100_000, ["stop"], 7])
 def test_a_finish_reason_that_is_no_word_is_not_kept(
     sentiment4: Path,

@@ -20,6 +20,8 @@ hook (:func:`error_hook`), at most :data:`~promptc.replies.MAX_ERROR_BYTES`, and
 from __future__ import annotations
 
 import asyncio
+import collections
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from promptc.run.engine import (
     usage_counts,
 )
 from promptc.spec.load import COMMAND_LINE
-from promptc.text import json_int, public_url
+from promptc.text import canonical_json, json_int, public_url
 
 if TYPE_CHECKING:
     from promptc.build import BuiltRequest
@@ -146,6 +148,12 @@ class ChatAPI:
         self._secret = read_api_key(options.api_key_env) if self.sends_key else None
         self._usage_said = False
         self._client: Any = None
+        #: The connections (network streams) answers came on, the last ones.
+        self._streams: collections.deque[object] = collections.deque(maxlen=256)
+        #: Clients left for new ones (:meth:`_check_replayed`), closed with the engine.
+        self._retired: list[Any] = []
+        #: The body asked and the reply received, by completion id (sha256 digests of each).
+        self._answered: dict[str, tuple[bytes, bytes]] = {}
 
     def start(self) -> None:
         pass
@@ -204,10 +212,11 @@ class ChatAPI:
         try:
             # The whole answer within the timeout: the client's own timeout bounds each read,
             # and a server trickling a byte at a time would never trip it.
-            data = await asyncio.wait_for(self._post(body), self.timeout)
+            data, reused = await asyncio.wait_for(self._post(body), self.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is worded, none raised as is
             raise self._failure(exc) from None
         reply, dropped = reply_of(data, self._secret)
+        self._check_replayed(body, data, reply, reused)
         if dropped is not None and not self._usage_said:
             self._usage_said = True
             self.say(
@@ -216,9 +225,36 @@ class ChatAPI:
             )
         return reply
 
-    async def _post(self, body: Mapping[str, Any]) -> bytes:
+    def _check_replayed(
+        self, body: Mapping[str, Any], data: bytes, reply: Reply, reused: bool
+    ) -> None:
+        """Refuses a reply, read on a kept-alive connection, that is, byte for byte and by
+        its completion ``id``, one received in this run for another body: a proxy (or
+        server) that sent a response twice, whose copy the HTTP client took for the next
+        request's answer. The connections are then left for new ones (the copies wait in
+        them). (A server that gives every request the same answer on a new connection
+        each time is no such case.)
+
+        Raises:
+            Failure: ``replayed`` (retried).
+        """
+        if reply.completion_id is None:
+            return
+        asked = hashlib.sha256(canonical_json(body).encode()).digest()
+        received = hashlib.sha256(data).digest()
+        first = self._answered.setdefault(reply.completion_id, (asked, received))
+        if reused and first[0] != asked and first[1] == received:
+            if self._client is not None:
+                self._retired.append(self._client)
+                self._client = None
+            what = f"completion id {reply.completion_id}"
+            raise Failure("replayed", None, scrub(what, self._secret))
+
+    async def _post(self, body: Mapping[str, Any]) -> tuple[bytes, bool]:
         """``POST /chat/completions`` with ``body`` as it is, and the response body, read as
-        it arrives (the client's streamed response, which its README documents)."""
+        it arrives (the client's streamed response, which its README documents); and
+        whether it came on a connection that had answered before (its network stream,
+        which the HTTP library names in the response's extensions)."""
         openai = openai_module()
         create = self._connected().chat.completions.with_streaming_response.create
         # create() wants model and messages; the body, as extra_body, goes over them as it
@@ -228,12 +264,18 @@ class ChatAPI:
             messages=body.get("messages", []),
             extra_body=dict(body),
         ) as response:
-            return await read_body(response.iter_bytes(), self.url)
+            stream = response.http_response.extensions.get("network_stream")
+            reused = stream is not None and any(stream is s for s in self._streams)
+            if stream is not None and not reused:
+                self._streams.append(stream)
+            return await read_body(response.iter_bytes(), self.url), reused
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            self._retired.append(self._client)
             self._client = None
+        while self._retired:
+            await self._retired.pop().close()
 
     def _failure(self, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):
@@ -498,11 +540,13 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
     finish = choice.get("finish_reason")
     usage, dropped = usage_counts(completion.get("usage"))
     refusal = message.get("refusal")
+    ident = completion.get("id")
     reply = Reply(
         message_text(message.get("content")) or "",
         finish_reason(finish),
         usage,
         scrub(refusal, secret) if isinstance(refusal, str) and refusal else None,
+        ident if isinstance(ident, str) and ident.strip() else None,
     )
     return reply, (scrub(dropped, secret) if dropped is not None else None)
 
@@ -527,6 +571,7 @@ def streamed_completion(data: bytes, secret: str | None = None) -> dict[str, Any
     if not events or not text.lstrip().startswith(("data:", ":", "event:", "id:")):
         return None
     parts: list[str] = []
+    ident: object = None
     finish: object = None
     usage: object = None
     done = False
@@ -543,6 +588,7 @@ def streamed_completion(data: bytes, secret: str | None = None) -> dict[str, Any
         if chunk.get("error"):
             raise stream_error(chunk["error"], secret)
         usage = chunk.get("usage") or usage
+        ident = ident or chunk.get("id")
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         if not isinstance(choice, dict):
@@ -557,7 +603,7 @@ def streamed_completion(data: bytes, secret: str | None = None) -> dict[str, Any
         # the answer, whose last value may be cut too (``1`` of ``17``).
         raise Failure("bad-response", None, "the event stream ended before its data: [DONE]")
     message = {"role": "assistant", "content": "".join(parts)}
-    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+    return {"id": ident, "choices": [{"message": message, "finish_reason": finish}], "usage": usage}
 
 
 def stream_error(error: object, secret: str | None) -> Failure:

@@ -110,6 +110,13 @@ FAILURES: Mapping[str, tuple[str, str]] = {
         "the answer is {detail}, more than promptc stores for one request",
         "lower the model's max_tokens in the spec",
     ),
+    "replayed": (
+        "the answer received is the one {base_url} gave another request ({detail})",
+        (
+            "check what stands between promptc and the server (a proxy may send an answer "
+            "twice); run again to resume"
+        ),
+    ),
     "bad-response": (
         "the server's answer is no chat completion ({detail})",
         "check that --base-url points at an OpenAI-compatible chat API",
@@ -139,7 +146,7 @@ MAX_TOKENS = 10**15
 
 
 #: The failures worth another attempt (after a backoff): the next one may well succeed.
-RETRYABLE = frozenset({"connection", "cut", "timeout", "rate-limit", "server"})
+RETRYABLE = frozenset({"connection", "cut", "timeout", "rate-limit", "server", "replayed"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,12 +164,14 @@ class Reply:
         usage: Token counts as the engine reports them (``prompt_tokens``,
             ``completion_tokens``, ``total_tokens``…), if it does.
         refusal: Why the model declined to answer, when it says (the API's ``refusal``).
+        completion_id: The completion's ``id``, when the server gives one (not kept).
     """
 
     text: str
     finish_reason: str | None = None
     usage: Mapping[str, Any] | None = None
     refusal: str | None = None
+    completion_id: str | None = None
 
     def response(self) -> dict[str, Any]:
         """The reply as the response cache and ``outputs.jsonl`` keep it."""
