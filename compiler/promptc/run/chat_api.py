@@ -512,6 +512,9 @@ def reply_of(data: bytes, secret: str | None) -> tuple[Reply, str | None]:
         # A gateway that streams though no stream was asked: its answer is in the events.
         completion = streamed_completion(data, secret)
         if completion is None:
+            if ends_inside_json(data, e):
+                # HTTP could not tell (no declared length, the connection closed): a cut.
+                raise Failure("cut", None, scrub(f"its body ends inside its JSON: {e}", secret))
             what = scrub(f"its body is not JSON: {e}", secret)
             raise Failure("bad-response", None, what) from None
     try:
@@ -604,6 +607,18 @@ def streamed_completion(data: bytes, secret: str | None = None) -> dict[str, Any
         raise Failure("bad-response", None, "the event stream ended before its data: [DONE]")
     message = {"role": "assistant", "content": "".join(parts)}
     return {"id": ident, "choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+
+
+def ends_inside_json(data: bytes, error: Exception) -> bool:
+    """Whether a body that is not JSON starts as a JSON object and ends inside it: a body cut
+    short (its last character cut, or its JSON unfinished at its end)."""
+    if not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return False
+    if isinstance(error, UnicodeDecodeError):
+        return error.end >= len(data)
+    if not isinstance(error, json.JSONDecodeError):
+        return False
+    return error.msg.startswith("Unterminated string") or error.pos >= len(error.doc.rstrip())
 
 
 def stream_error(error: object, secret: str | None) -> Failure:
