@@ -607,6 +607,21 @@ def test_usage_that_is_no_token_counts_is_left_out_and_said_once(
     assert [n for n in notes if "token usage" in n] == [note]
 
 
+def test_token_totals_missing_a_count_are_not_said_as_known(
+    sentiment4: Path, server: tuple[str, type[_Server]]
+) -> None:
+    # "prompt_tokens": "611" is left out: the run's prompt total is unknown, not 0.
+    url, handler = server
+    handler.reply = _completion(usage={"prompt_tokens": "611", "completion_tokens": 2})
+    result, _ = _run(sentiment4, url, limit=2)
+    assert result.to_dict()["tokens"] == {"prompt": None, "completion": 4}
+    assert result.summary().endswith("; tokens ? in / 4 out")
+    # One answer counted, one not: the total is a lower bound.
+    result.add_tokens(611, 2)
+    assert result.summary().endswith("; tokens at least 611 in / 6 out")
+    assert result.to_dict()["tokens"] == {"prompt": None, "completion": 6}
+
+
 def test_usage_counts_keep_what_is_a_count() -> None:
     assert usage_counts(None) == (None, None)
     # A whole number written with a zero fraction (some proxies send 100.0) is a count.

@@ -720,9 +720,8 @@ class _Run:
         usage = record.get("usage")
         usage = usage if isinstance(usage, Mapping) else {}
         counts = (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
-        self.result.prompt_tokens += counts[0]
-        self.result.completion_tokens += counts[1]
-        return counts
+        self.result.add_tokens(*counts)  # (a count not given is unknown, not 0)
+        return (counts[0] or 0, counts[1] or 0)
 
     def _merged(self) -> Merged:
         """The results so far, the answers to repair requests merged (:func:`merge_answers`)."""
@@ -795,5 +794,5 @@ class _Run:
             self.result.results_path = self.results_path
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -59,6 +59,8 @@ class RunResult:
         local: True when the run started the embedded model.
         prompt_tokens: Prompt tokens of every answer of the run (as the server counted).
         completion_tokens: Completion tokens of every answer of the run.
+        prompt_unknown: Answers whose prompt tokens the server did not count (readably).
+        completion_unknown: Answers whose completion tokens it did not count.
         empty: Answers that were empty (recorded, never cached).
         repair_rounds: Repair rounds that asked something.
         repair_requests: Repair requests answered.
@@ -86,6 +88,8 @@ class RunResult:
     local: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_unknown: int = 0
+    completion_unknown: int = 0
     empty: int = 0
     repair_rounds: int = 0
     repair_requests: int = 0
@@ -142,8 +146,19 @@ class RunResult:
             # Apart from the unparsed ones: a budget too small, not a model that answered badly.
             parts.append(TRUNCATED_SUMMARY.format(n=truncated))
         if self.prompt_tokens or self.completion_tokens:
-            parts.append(f"tokens {self.prompt_tokens} in / {self.completion_tokens} out")
+            parts.append(
+                f"tokens {_total(self.prompt_tokens, self.prompt_unknown)} in / "
+                f"{_total(self.completion_tokens, self.completion_unknown)} out"
+            )
         return "; ".join(parts)
+
+    def add_tokens(self, prompt: int | None, completion: int | None) -> None:
+        """Adds an answer's token counts to the run's; a count the server did not give (in a
+        form promptc reads) makes that total unknown, not smaller."""
+        self.prompt_tokens += prompt or 0
+        self.completion_tokens += completion or 0
+        self.prompt_unknown += prompt is None
+        self.completion_unknown += completion is None
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as data (``promptc run --format json``)."""
@@ -170,7 +185,10 @@ class RunResult:
                 "requests": self.repair_requests,
                 "repaired": self.repaired,
             },
-            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "tokens": {
+                "prompt": None if self.prompt_unknown else self.prompt_tokens,
+                "completion": None if self.completion_unknown else self.completion_tokens,
+            },
             "failures": [
                 {"request": f.request_id, "kind": f.kind, "message": f.format()}
                 for f in self.failed
@@ -178,3 +196,11 @@ class RunResult:
             "elapsed_s": round(self.elapsed, 3),
             "ok": self.ok,
         }
+
+
+def _total(count: int, unknown: int) -> str:
+    """A token total as the summary says it: ``?`` when no answer gave its count, ``at least
+    N`` when some did not."""
+    if not unknown:
+        return str(count)
+    return f"at least {count}" if count else "?"
