@@ -477,3 +477,19 @@ def test_a_run_of_white_space_in_a_one_item_answer_is_read_in_linear_work(
     for mode in ("recover", "strict"):
         results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
         check_sane(results, len(req.batch.item_ids))
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("out", ["o", "x y", "5 apples", "**", "A[1]: o"])
+def test_a_malformed_answer_of_a_format_ending_with_its_value_is_diagnosed(
+    shape: str, out: str
+) -> None:
+    """A format whose last part is a value (``{answer}``): where the diagnosis looked for the
+    literals after it ending the answer, the empty tail matched at the end of the output, and
+    a search from past the end found it again without end (a hypothesis example ran out of
+    memory)."""
+    for kind in ("single", "batch"):
+        task, req = task_for(shape, kind, 1)
+        for mode in ("recover", "strict"):
+            results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
+            check_sane(results, len(req.batch.item_ids))

@@ -95,7 +95,8 @@ class _Readings:
             found, m = [], tail.search(text)
             while m is not None:
                 found.append(m.start())
-                m = tail.search(text, m.start() + 1)
+                # (A search from past the end is one from the end: it would find it again.)
+                m = tail.search(text, m.start() + 1) if m.start() < len(text) else None
             self.tails[k] = found
         # With the leading text left out, the literal after it starts the answer: without
         # its leading white space.
