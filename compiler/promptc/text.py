@@ -582,3 +582,33 @@ def breaks_line(name: str) -> bool:
     """Whether a name (a spec's ``name``, which heads grammar files and constraints) holds a
     line break or a control character."""
     return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name)
+
+
+def recorded_path(path: str, spec_dir: str) -> str:
+    """How a build names the file at ``path``: relative to the spec's folder, with ``/``
+    separators, so that the build names no machine. A file outside the git repository the
+    spec's folder lies in (outside the spec's folder, where it lies in none) is named by its
+    file name alone: the climb from the spec to it depends on where each checkout was cloned,
+    and would make two checkouts' builds of the same spec and data differ. The manifest's
+    sha256 still says which data it was."""
+    try:
+        rel = os.path.relpath(path, spec_dir)
+    except ValueError:  # another drive on Windows
+        return os.path.basename(path)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        root = _repository_root(spec_dir)
+        if root is None or os.path.relpath(path, root).startswith(os.pardir):
+            return os.path.basename(path)
+    return rel.replace(os.sep, "/")
+
+
+def _repository_root(folder: str) -> str | None:
+    """The nearest folder at or above ``folder`` that holds a ``.git`` (a folder, or the file
+    of a worktree or submodule), or ``None``."""
+    while True:
+        if os.path.lexists(os.path.join(folder, ".git")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent

@@ -40,7 +40,7 @@ from promptc.build.manifest import check_hashes, read_manifest
 from promptc.build.task_checks import document_problem, task_problem
 from promptc.errors import Location, UsageError
 from promptc.limits import MAX_SPEC_DEPTH
-from promptc.spec.data import recorded_path
+from promptc.text import recorded_path
 
 TASK_FILE = "task.json"
 ITEMS_FILE = "items.jsonl"

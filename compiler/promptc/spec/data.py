@@ -26,7 +26,7 @@ from promptc.spec.load import COMMAND_LINE, KeyPath, SpecDocument, confined
 from promptc.spec.readers import NotUtf8, csv_header, json_array_rows, jsonl_rows
 from promptc.spec.rows import DataFormat, data_error
 from promptc.spec.validate import declared_outputs, option_inputs
-from promptc.text import sha256_hasher
+from promptc.text import recorded_path, sha256_hasher
 
 #: Rows left out for another error whose ids are still checked for duplicates: enough for
 #: any data file a person fixes by hand, bounded for one that is all errors.
@@ -175,36 +175,6 @@ def _locate(doc: SpecDocument, data: Mapping[str, Any], c: ErrorCollector) -> _D
             # it links to, and is named so (never a file beside the link).
             display = os.path.relpath(target)
     return _DataFile(rel, target, display, fmt, where)
-
-
-def recorded_path(path: str, spec_dir: str) -> str:
-    """How a build names the file at ``path``: relative to the spec's folder, with ``/``
-    separators, so that the build names no machine. A file outside the git repository the
-    spec's folder lies in (outside the spec's folder, where it lies in none) is named by its
-    file name alone: the climb from the spec to it depends on where each checkout was cloned,
-    and would make two checkouts' builds of the same spec and data differ. The manifest's
-    sha256 still says which data it was."""
-    try:
-        rel = os.path.relpath(path, spec_dir)
-    except ValueError:  # another drive on Windows
-        return os.path.basename(path)
-    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        root = _repository_root(spec_dir)
-        if root is None or os.path.relpath(path, root).startswith(os.pardir):
-            return os.path.basename(path)
-    return rel.replace(os.sep, "/")
-
-
-def _repository_root(folder: str) -> str | None:
-    """The nearest folder at or above ``folder`` that holds a ``.git`` (a folder, or the file
-    of a worktree or submodule), or ``None``."""
-    while True:
-        if os.path.lexists(os.path.join(folder, ".git")):
-            return folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
 
 
 def _scan(
