@@ -493,3 +493,15 @@ def test_a_malformed_answer_of_a_format_ending_with_its_value_is_diagnosed(
         for mode in ("recover", "strict"):
             results = parse_output(task, req, out, mode=mode)  # type: ignore[arg-type]
             check_sane(results, len(req.batch.item_ids))
+
+
+def test_a_cut_output_whose_last_line_is_a_word_and_spaces_is_read_in_linear_work() -> None:
+    """At a ``length`` cut, the last line is looked at for the start of a marker (``A[4``):
+    a word, then a run of spaces the pattern could split two ways, was backtracked over
+    quadratically (8,000 spaces took 0.9 s, 100,000 about two minutes). The time is
+    bench/bench_bounds.py's to measure."""
+    task, req = task_for("math", "batch", 2)
+    out = "A[1]: 1 + 1. The answer is 2.\nA" + " " * 100_000 + "x"
+    for mode in ("recover", "strict"):
+        results = parse_output(task, req, out, mode=mode, finish_reason="length")  # type: ignore[arg-type]
+        check_sane(results, len(req.batch.item_ids))

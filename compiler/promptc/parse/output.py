@@ -282,20 +282,23 @@ def _judged_entry(r: ItemResult, invalid: Mapping[int, str], g: AnswerGrammar) -
 
 
 #: A last line that may start a marker, cut: a word, then ``[``, digits and ``]`` if any.
-_MARKER_START = re.compile(r"\n[ \t#>*_+-]*(\w[\w ]*?)[ \t]*(\[[ \t]*[0-9]*[ \t]*\]?[ \t]*)?\Z")
+#: Words one space apart, so that no run of spaces can be split two ways (a line of spaces
+#: would be backtracked over quadratically).
+_MARKER_START = re.compile(r"[ \t#>*_+-]*(\w+(?: \w+)*)[ \t]*(\[[ \t]*[0-9]*[ \t]*\]?[ \t]*)?")
 
 
 def _without_marker_start(rest: str, marker_set: Markers) -> str:
     """``rest`` without its last line when that line is only the start of a marker the cut
     ended (``A[4``, ``**Q[``, ``Ans``)."""
-    m = _MARKER_START.search(rest)
+    cut = rest.rfind("\n")
+    m = _MARKER_START.fullmatch(rest, cut + 1) if cut >= 0 else None
     if m is None:
         return rest
     word = m.group(1).casefold()
     whole = m.group(2) is not None
     for prefix in (marker_set.answer.casefold(), marker_set.question.casefold()):
         if word == prefix or (not whole and prefix.startswith(word)):
-            return rest[: m.start()]
+            return rest[:cut]
     return rest
 
 
